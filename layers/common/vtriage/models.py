@@ -1,0 +1,309 @@
+"""The contracts between the parts of the pipeline: alerts, IOCs, enrichments, cases."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class IocType(StrEnum):
+    """The kinds of indicator VirusTotal can look up."""
+
+    IP = "ip"
+    DOMAIN = "domain"
+    URL = "url"
+    FILE = "file"
+
+
+class Verdict(StrEnum):
+    """An explainable verdict, for one IOC or a whole case."""
+
+    MALICIOUS = "malicious"
+    SUSPICIOUS = "suspicious"
+    HARMLESS = "harmless"
+    UNKNOWN = "unknown"
+
+    @property
+    def weight(self) -> int:
+        """How strongly the verdict calls for a response: a case takes its IOCs' heaviest verdict."""
+        return _VERDICT_WEIGHT[self]
+
+
+_VERDICT_WEIGHT = {Verdict.HARMLESS: 0, Verdict.UNKNOWN: 1, Verdict.SUSPICIOUS: 2, Verdict.MALICIOUS: 3}
+
+
+def worst_verdict(verdicts: list[Verdict]) -> Verdict:
+    """The verdict of a case: its heaviest IOC verdict, `unknown` when nothing was looked up."""
+    return max(verdicts, key=lambda verdict: verdict.weight, default=Verdict.UNKNOWN)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Ioc(Frozen):
+    """An indicator of compromise, in canonical form, with where in the alert it was found."""
+
+    type: IocType
+    value: str
+    found_at: str = Field(description="dotted path of the field the value came from")
+    skipped_reason: str | None = Field(
+        default=None, description="why it is kept on the case but never looked up"
+    )
+
+    @property
+    def key(self) -> str:
+        """The IOC's identity in the cache and on the case: `type#value`."""
+        return f"{self.type.value}#{self.value}"
+
+
+class ResourceType(StrEnum):
+    """What a remediation action may act on."""
+
+    INSTANCE = "instance"
+    ACCESS_KEY = "access_key"
+    S3_BUCKET = "s3_bucket"
+    S3_OBJECT = "s3_object"
+
+
+class Resource(Frozen):
+    """An AWS resource named by the alert."""
+
+    type: ResourceType
+    id: str
+    vpc_id: str | None = None
+    network_interface_ids: tuple[str, ...] = ()
+    addresses: tuple[str, ...] = Field(default=(), description="the resource's own IP addresses")
+    user_name: str | None = None
+    bucket: str | None = None
+    key: str | None = None
+
+
+class Severity(Frozen):
+    """The detector's own rating, on GuardDuty's 0-10 scale, and its label."""
+
+    score: float = Field(ge=0, le=10)
+
+    @property
+    def label(self) -> str:
+        """GuardDuty's bands: low below 4, medium below 7, high below 9, critical above."""
+        if self.score >= 9:
+            return "critical"
+        if self.score >= 7:
+            return "high"
+        if self.score >= 4:
+            return "medium"
+        return "low"
+
+
+class Alert(Frozen):
+    """An alert from any detector, normalised."""
+
+    id: str
+    source: str
+    type: str
+    title: str
+    severity: Severity
+    created_at: datetime
+    updated_at: datetime
+    version: str = Field(description="what changes when the detector updates the finding")
+    account: str
+    region: str
+    resources: tuple[Resource, ...] = ()
+    iocs: tuple[Ioc, ...] = ()
+
+    @property
+    def case_id(self) -> str:
+        """Deterministic: the same finding at the same version is the same case and execution name."""
+        identity = "\x1f".join((self.source, self.account, self.region, self.id, self.version))
+        digest = hashlib.sha256(identity.encode()).hexdigest()
+        return f"{self.source}-{digest[:32]}"
+
+
+class EngineStats(Frozen):
+    """VirusTotal's `last_analysis_stats`, with the total of every category it reported."""
+
+    malicious: int = 0
+    suspicious: int = 0
+    harmless: int = 0
+    undetected: int = 0
+    timeout: int = 0
+    total: int = 0
+
+    @classmethod
+    def from_vt(cls, stats: dict[str, Any]) -> EngineStats:
+        """Read `last_analysis_stats`; categories vary by object type and all count in the total."""
+        counts = {name: int(value) for name, value in stats.items() if isinstance(value, int | float)}
+        known = {name: counts.get(name, 0) for name in ("malicious", "suspicious", "harmless", "undetected")}
+        return cls(**known, timeout=counts.get("timeout", 0), total=sum(counts.values()))
+
+
+class Enrichment(BaseModel):
+    """What VirusTotal says of one IOC, the verdict drawn from it and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ioc_type: IocType
+    value: str
+    verdict: Verdict
+    stats: EngineStats = EngineStats()
+    reasons: list[str] = []
+    context: dict[str, Any] = {}
+    link: str
+    fetched_at: datetime
+    cached: bool = False
+    note: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The IOC's identity: `type#value`."""
+        return f"{self.ioc_type.value}#{self.value}"
+
+
+class ActionStatus(StrEnum):
+    """What became of a response action."""
+
+    PLANNED = "planned"
+    DONE = "done"
+    DRY_RUN = "dry_run"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    PENDING_APPROVAL = "pending_approval"
+
+
+class ActionType(StrEnum):
+    """The response actions vtriage can take."""
+
+    ISOLATE_INSTANCE = "isolate_instance"
+
+
+class Action(BaseModel):
+    """A response action planned on a case, and its outcome once run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ActionType
+    target: str
+    status: ActionStatus = ActionStatus.PLANNED
+    detail: str = ""
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+
+
+class CaseStatus(StrEnum):
+    """Where a case is in its life."""
+
+    NEW = "NEW"
+    ENRICHED = "ENRICHED"
+    REMEDIATED = "REMEDIATED"
+    TICKETED = "TICKETED"
+    CLOSED = "CLOSED"
+    FAILED = "FAILED"
+
+
+class Branch(StrEnum):
+    """The state machine's three ways out."""
+
+    REMEDIATE = "remediate"
+    TICKET = "ticket"
+    CLOSE = "close"
+
+
+class IocOutcome(BaseModel):
+    """One IOC as the case shows it: skipped with a reason, or looked up with its verdict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: IocType
+    value: str
+    found_at: str
+    verdict: Verdict = Verdict.UNKNOWN
+    skipped_reason: str | None = None
+    malicious: int = 0
+    suspicious: int = 0
+    total: int = 0
+    cached: bool = False
+    reasons: list[str] = []
+    link: str | None = None
+    fetched_at: datetime | None = None
+
+    @classmethod
+    def skipped(cls, ioc: Ioc) -> IocOutcome:
+        """An IOC kept on the case and never looked up."""
+        return cls(type=ioc.type, value=ioc.value, found_at=ioc.found_at, skipped_reason=ioc.skipped_reason)
+
+    @classmethod
+    def enriched(cls, ioc: Ioc, enrichment: Enrichment) -> IocOutcome:
+        """An IOC with what VirusTotal said of it."""
+        return cls(
+            type=ioc.type,
+            value=ioc.value,
+            found_at=ioc.found_at,
+            verdict=enrichment.verdict,
+            malicious=enrichment.stats.malicious,
+            suspicious=enrichment.stats.suspicious,
+            total=enrichment.stats.total,
+            cached=enrichment.cached,
+            reasons=enrichment.reasons,
+            link=enrichment.link,
+            fetched_at=enrichment.fetched_at,
+        )
+
+
+class Ticket(BaseModel):
+    """A ticket opened for a case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    id: str
+    url: str | None = None
+    created_at: datetime
+
+
+class Case(BaseModel):
+    """A triaged alert: what DynamoDB keeps and what the state machine reads by case id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str
+    alert: Alert
+    status: CaseStatus = CaseStatus.NEW
+    verdict: Verdict = Verdict.UNKNOWN
+    iocs: list[IocOutcome] = []
+    actions: list[Action] = []
+    branch: Branch | None = None
+    execution_arn: str | None = None
+    ticket: Ticket | None = None
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def remediable(self) -> bool:
+        """A malicious case with an action that could act on one of its resources."""
+        return self.verdict is Verdict.MALICIOUS and bool(self.actions)
+
+
+class ExecutionInput(Frozen):
+    """The state machine's input: a case id and a small summary, far below the 256 KB payload limit."""
+
+    case_id: str
+    verdict: Verdict
+    severity: str
+    remediable: bool
+    actions: int
+    error: dict[str, str] | None = None
+
+
+class TaskInput(BaseModel):
+    """What the state machine passes to the remediate and ticket functions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    case_id: str
+    error: dict[str, str] | None = Field(default=None, description="the Error and Cause a Catch caught")

@@ -1,0 +1,72 @@
+"""The outbound ports of the domain. Adapters in `vtriage.adapters` implement them on AWS;
+`vtriage.fakes` implements them in memory for unit tests."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from vtriage.models import Action, Case, Enrichment, ExecutionInput, Ioc, Ticket
+
+
+class CaseRepository(Protocol):
+    """Where cases live."""
+
+    def create(self, case: Case) -> bool:
+        """Store a new case; False when a case with this id already exists (a repeat delivery)."""
+        ...
+
+    def get(self, case_id: str) -> Case | None:
+        """The case, or None."""
+        ...
+
+    def save(self, case: Case) -> None:
+        """Replace the case with this version of it."""
+        ...
+
+    def record_failure(self, message_id: str, reason: str, body: str) -> None:
+        """Keep a rejected record with the reason it was rejected."""
+        ...
+
+
+class EnrichmentCache(Protocol):
+    """Enrichments by IOC, fresh for a time that depends on the verdict."""
+
+    def get_fresh(self, ioc: Ioc) -> Enrichment | None:
+        """The newest enrichment still fresh, or None."""
+        ...
+
+    def put(self, enrichment: Enrichment) -> None:
+        """Keep an enrichment."""
+        ...
+
+
+class ThreatIntel(Protocol):
+    """Looks an IOC up (VirusTotal) and returns the raw object, or None when it is unknown there."""
+
+    def lookup(self, ioc: Ioc) -> dict[str, Any] | None:
+        """The object's `data` as VirusTotal returns it, or None for 404."""
+        ...
+
+
+class ExecutionStarter(Protocol):
+    """Starts the triage state machine."""
+
+    def start(self, name: str, execution_input: ExecutionInput) -> str:
+        """Start (or find, when one with this name already ran) the execution; return its ARN."""
+        ...
+
+
+class InstanceIsolation(Protocol):
+    """Cuts an EC2 instance off the network."""
+
+    def isolate(self, instance_id: str, dry_run: bool) -> Action:
+        """Isolate the instance, or only say what isolating it would change when dry_run."""
+        ...
+
+
+class TicketSink(Protocol):
+    """Where tickets go."""
+
+    def open(self, case: Case, report: str) -> Ticket:
+        """Open a ticket for the case with a readable report."""
+        ...
