@@ -26,6 +26,7 @@ class Settings(BaseModel):
     # are never reused against another.
     aws_endpoint_url: str | None = Field(default=None, alias="AWS_ENDPOINT_URL")
     cases_table: str = Field(alias="CASES_TABLE_NAME", min_length=1)
+    retention_days: int = Field(default=90, alias="RETENTION_DAYS", ge=1)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Self:
@@ -47,7 +48,6 @@ class EnrichSettings(Settings):
     """Settings of the enrich function."""
 
     enrichments_table: str = Field(alias="ENRICHMENTS_TABLE_NAME", min_length=1)
-    idempotency_table: str = Field(alias="IDEMPOTENCY_TABLE_NAME", min_length=1)
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[\w-]*:states:")
     dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", min_length=1)
     vt_api_key_secret: str | None = Field(default=None, alias="VT_API_KEY_SECRET_NAME")
@@ -57,16 +57,13 @@ class EnrichSettings(Settings):
     malicious_min_engines: int = Field(default=3, alias="VERDICT_MALICIOUS_MIN_ENGINES", ge=1)
     suspicious_min_engines: int = Field(default=1, alias="VERDICT_SUSPICIOUS_MIN_ENGINES", ge=1)
     cache_hours: float = Field(default=6.0, alias="ENRICHMENT_CACHE_HOURS", ge=0)
-    retention_days: int = Field(default=90, alias="RETENTION_DAYS", ge=1)
 
     @model_validator(mode="after")
     def _needs_a_key_source(self) -> Self:
         if not self.vt_api_key and not self.vt_api_key_secret:
             raise ValueError("set VT_API_KEY_SECRET_NAME (Secrets Manager) or VT_API_KEY (local runs)")
         if self.suspicious_min_engines > self.malicious_min_engines:
-            raise ValueError(
-                "VERDICT_SUSPICIOUS_MIN_ENGINES must not exceed VERDICT_MALICIOUS_MIN_ENGINES"
-            )
+            raise ValueError("VERDICT_SUSPICIOUS_MIN_ENGINES must not exceed VERDICT_MALICIOUS_MIN_ENGINES")
         return self
 
 

@@ -282,6 +282,7 @@ class Case(BaseModel):
     error: str | None = None
     created_at: datetime
     updated_at: datetime
+    closed_at: datetime | None = None
 
     @property
     def remediable(self) -> bool:

@@ -1,5 +1,5 @@
 """The outbound ports of the domain. Adapters in `vtriage.adapters` implement them on AWS;
-`vtriage.fakes` implements them in memory for unit tests."""
+`tests/fakes.py` implements them in memory for unit tests."""
 
 from __future__ import annotations
 
@@ -51,8 +51,20 @@ class ThreatIntel(Protocol):
 class ExecutionStarter(Protocol):
     """Starts the triage state machine."""
 
+    def arn_for(self, name: str) -> str:
+        """The ARN the execution of this name has, or will have once started."""
+        ...
+
     def start(self, name: str, execution_input: ExecutionInput) -> str:
         """Start (or find, when one with this name already ran) the execution; return its ARN."""
+        ...
+
+
+class DeadLetterQueue(Protocol):
+    """Where records that can never succeed are parked, with their reason."""
+
+    def send(self, message_id: str, body: str, reason: str) -> None:
+        """Park the original body with the reason it was rejected."""
         ...
 
 

@@ -1,0 +1,51 @@
+# Two commands on a fresh machine with Python 3.11+: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .venv-tools
+BIN := $(VENV)/bin
+# The SAM CLI pins its own boto3 and pydantic: it lives in a tools environment of its own.
+TOOLS_REQUIREMENTS := aws-sam-cli~=1.170 cfn-lint~=1.58
+
+.PHONY: demo test lint typecheck pytest template bench layer-requirements clean
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vtriage needs Python 3.11 or newer: set PYTHON=python3.11 (or newer)")'
+	@echo "setting up $(VENV) (log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(BIN)/python -m pip install -e ".[dev]" >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@touch $@
+
+$(TOOLS)/.installed:
+	@echo "setting up $(TOOLS) for the SAM CLI and cfn-lint (log: $(TOOLS)/install.log)"
+	@$(PYTHON) -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install $(TOOLS_REQUIREMENTS) > $(TOOLS)/install.log 2>&1 || (cat $(TOOLS)/install.log; exit 1)
+	@touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/vtriage run events/*.json
+
+test: lint typecheck pytest template
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python scripts/gen-layer-requirements.py --check
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy layers/common/vtriage local/vtriage_local tests
+	@for handler in functions/*/app.py; do $(BIN)/mypy --strict "$$handler" || exit 1; done
+
+pytest: $(VENV)/.installed
+	$(BIN)/pytest
+
+template: $(VENV)/.installed $(TOOLS)/.installed
+	TOOLS=$(TOOLS)/bin scripts/check-template.sh
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+layer-requirements: $(VENV)/.installed
+	$(BIN)/python scripts/gen-layer-requirements.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

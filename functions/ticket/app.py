@@ -1,0 +1,20 @@
+"""Ticket function: opens a ticket with a readable case report, stored on the case and sent to SNS."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from vtriage.adapters.factories import ticket_dependencies, utc_now
+from vtriage.config import TicketSettings
+from vtriage.models import TaskInput
+from vtriage.ticket import open_ticket
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Open (or return the existing) ticket for the case named in the payload."""
+    dependencies = ticket_dependencies(TicketSettings.from_environ())
+    result = open_ticket(TaskInput.model_validate(event), dependencies.cases, dependencies.sink, utc_now())
+    return result.model_dump(mode="json")

@@ -1,0 +1,84 @@
+"""The default ticket sink: the case report, published to an SNS topic that email or queues subscribe to."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from vtriage.adapters.aws_errors import is_transient
+from vtriage.errors import TransientError
+from vtriage.models import Case, Ticket
+
+PROVIDER = "sns"
+# SNS: ASCII, no line breaks or control characters, fewer than 100 characters.
+MAX_SUBJECT_CHARS = 99
+# SNS refuses a message above 256 KB, attributes included: leave room for them.
+MAX_MESSAGE_BYTES = 250_000
+# Typographic punctuation that NFKD does not reduce to ASCII, kept readable rather than dropped.
+_ASCII_PUNCTUATION = str.maketrans(
+    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"}
+)
+
+
+def ticket_id(case_id: str) -> str:
+    """A short id stable for the case, so that a retried publish names the same ticket."""
+    return "VT-" + hashlib.sha256(case_id.encode()).hexdigest()[:10].upper()
+
+
+def subject_for(case: Case, ticket: str) -> str:
+    """An email subject SNS accepts: severity, verdict, ticket id and as much of the title as fits."""
+    severity = case.alert.severity.label.upper()
+    text = f"[{severity}] {case.verdict.value} {ticket}: {case.alert.title}"
+    readable = unicodedata.normalize("NFKD", text.translate(_ASCII_PUNCTUATION))
+    ascii_text = readable.encode("ascii", errors="ignore").decode()
+    single_line = re.sub(r"[\x00-\x1f\x7f\s]+", " ", ascii_text).strip()
+    if len(single_line) > MAX_SUBJECT_CHARS:
+        single_line = single_line[: MAX_SUBJECT_CHARS - 3].rstrip() + "..."
+    return single_line
+
+
+class SnsTicketSink:
+    """Implements `TicketSink`: one SNS message per ticket, the report as its body."""
+
+    def __init__(self, sns_client: Any, topic_arn: str, now: Callable[[], datetime]) -> None:
+        """Take a boto3 SNS client, the topic to publish to and a clock for the ticket's creation time."""
+        self._sns = sns_client
+        self._topic_arn = topic_arn
+        self._now = now
+
+    def open(self, case: Case, report: str) -> Ticket:
+        """Publish the report; the ticket is the published message, named by a stable id."""
+        ticket = Ticket(provider=PROVIDER, id=ticket_id(case.case_id), created_at=self._now())
+        try:
+            self._sns.publish(
+                TopicArn=self._topic_arn,
+                Subject=subject_for(case, ticket.id),
+                Message=_fit(report, MAX_MESSAGE_BYTES),
+                # Subscribers can filter on these without parsing the report.
+                MessageAttributes={
+                    "case_id": {"DataType": "String", "StringValue": case.case_id},
+                    "ticket_id": {"DataType": "String", "StringValue": ticket.id},
+                    "severity": {"DataType": "String", "StringValue": case.alert.severity.label},
+                    "verdict": {"DataType": "String", "StringValue": case.verdict.value},
+                },
+            )
+        except ClientError as error:
+            if is_transient(error):
+                raise TransientError(f"SNS is unavailable for ticket {ticket.id}: {error}") from error
+            raise
+        return ticket
+
+
+def _fit(report: str, max_bytes: int) -> str:
+    encoded = report.encode()
+    if len(encoded) <= max_bytes:
+        return report
+    notice = "\n[report cut at 250 KB by SNS's message size limit: the case in DynamoDB holds everything]\n"
+    # errors="ignore" drops a multi-byte character cut in half at the boundary
+    return encoded[: max_bytes - len(notice.encode())].decode(errors="ignore") + notice

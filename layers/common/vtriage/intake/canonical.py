@@ -1,0 +1,330 @@
+"""Canonical IOCs: one spelling per indicator, strict enough to become part of a VirusTotal URL path.
+
+A value is either accepted (returned as an `Ioc`), accepted but never looked up (returned with a
+`skipped_reason`), or refused with an `InvalidAlertError` that names the field it came from. Nothing
+malformed or hostile is ever returned: the value later becomes part of `/domains/{value}` and the like.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from vtriage.errors import InvalidAlertError
+from vtriage.models import Ioc, IocType
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_MAX_DOMAIN_LENGTH = 253
+_MAX_URL_LENGTH = 8192
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_HEX_DIGITS = re.compile(r"[0-9a-f]+")
+_IP_CHARACTERS = re.compile(r"[0-9a-f:.]+")
+_PORT = re.compile(r"[0-9]{1,5}")
+_ABSOLUTE_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)", re.DOTALL)
+_URL_SCHEMES = frozenset({"http", "https", "ftp"})
+# Defanged spellings analysts and some detectors use so that a value cannot be clicked.
+_DEFANGED_DOTS = ("[.]", "(.)", "{.}")
+_DEFANGED_SCHEMES = {"hxxp": "http", "hxxps": "https", "fxp": "ftp"}
+_NOT_IN_A_DOMAIN = {
+    "/": "'/'",
+    "?": "'?'",
+    "#": "'#'",
+    "%": "'%'",
+    "@": "'@'",
+    ":": "':'",
+    "\\": "'\\'",
+}
+
+_DOCUMENTATION_V4 = tuple(
+    ipaddress.IPv4Network(network) for network in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+)
+_DOCUMENTATION_V6 = ipaddress.IPv6Network("2001:db8::/32")
+_SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")
+_BENCHMARKING = ipaddress.IPv4Network("198.18.0.0/15")
+
+# Suffixes that never name a host on the internet, most specific first.
+_DOMAIN_SKIPS: tuple[tuple[str, str], ...] = (
+    ("compute.internal", "internal name (.compute.internal, an EC2 private DNS name)"),
+    ("internal", "internal name (.internal)"),
+    ("local", "internal name (.local, multicast DNS)"),
+    ("localhost", "internal name (.localhost)"),
+    ("lan", "internal name (.lan)"),
+    ("home.arpa", "internal name (.home.arpa, RFC 8375)"),
+    ("in-addr.arpa", "reverse-lookup name (.in-addr.arpa)"),
+    ("ip6.arpa", "reverse-lookup name (.ip6.arpa)"),
+    ("example.com", "reserved name (example.com, RFC 2606)"),
+    ("example.net", "reserved name (example.net, RFC 2606)"),
+    ("example.org", "reserved name (example.org, RFC 2606)"),
+    ("example", "reserved name (.example, RFC 2606)"),
+    ("test", "reserved name (.test, RFC 2606)"),
+    ("invalid", "reserved name (.invalid, RFC 2606)"),
+)
+
+# Hashes of zero bytes: every scanner has seen them and they say nothing about a threat.
+_EMPTY_CONTENT_HASHES = frozenset(
+    {
+        "d41d8cd98f00b204e9800998ecf8427e",
+        "da39a3ee5e6b4b0d3255bfef95601890afd80709",
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    }
+)
+_HASH_NAMES = {32: "md5", 40: "sha1", 64: "sha256"}
+
+OWN_ADDRESS_REASON = "address of the alert's own resource"
+URL_CREDENTIALS_REASON = "URL carries credentials (user info before '@'): not sent to VirusTotal"
+
+
+def canonical_ioc(
+    ioc_type: IocType, raw: str, found_at: str, own_addresses: frozenset[str] = frozenset()
+) -> Ioc:
+    """The canonical IOC for `raw`, skipped with a reason when it must never be looked up.
+
+    Raises InvalidAlertError naming `found_at` when the value is malformed or hostile.
+    """
+    if not isinstance(raw, str):
+        raise InvalidAlertError(f"expected a string, got {type(raw).__name__}", field=found_at)
+    value = raw.strip(" ")
+    if not value:
+        raise InvalidAlertError(f"empty {ioc_type.value} value", field=found_at)
+    problem = _hostile_characters(value)
+    if problem:
+        raise InvalidAlertError(f"{problem} in {_preview(raw)}", field=found_at)
+
+    if ioc_type is IocType.IP:
+        canonical, reason = _canonical_ip(value, found_at, _own_ips(own_addresses))
+    elif ioc_type is IocType.DOMAIN:
+        canonical, reason = _canonical_domain(value, found_at)
+    elif ioc_type is IocType.URL:
+        canonical, reason = _canonical_url(value, found_at, _own_ips(own_addresses))
+    else:
+        canonical, reason = _canonical_hash(value, found_at)
+    return Ioc(type=ioc_type, value=canonical, found_at=found_at, skipped_reason=reason)
+
+
+def ip_skip_reason(address: IpAddress, own_addresses: Iterable[IpAddress] = ()) -> str | None:
+    """Why an address must never be looked up (not routable on the internet, or the alert's own), or None."""
+    if address.is_unspecified:
+        return "unspecified address"
+    if address.is_loopback:
+        return "loopback address"
+    if address.is_link_local:
+        return "link-local address"
+    if address.is_multicast:
+        return "multicast address"
+    if isinstance(address, ipaddress.IPv4Address):
+        if any(address in network for network in _DOCUMENTATION_V4):
+            return "documentation address (RFC 5737)"
+        if address in _SHARED_ADDRESS_SPACE:
+            return "shared address space (RFC 6598)"
+        if address in _BENCHMARKING:
+            return "benchmarking address (RFC 2544)"
+    else:
+        if address in _DOCUMENTATION_V6:
+            return "documentation address (RFC 3849)"
+        if address.is_site_local:
+            return "site-local address"
+    if address.is_reserved:
+        return "reserved address"
+    if address.is_private:
+        return "private address"
+    if not address.is_global:
+        return "non-public address"
+    if address in set(own_addresses):
+        return OWN_ADDRESS_REASON
+    return None
+
+
+def _canonical_ip(value: str, found_at: str, own: frozenset[IpAddress]) -> tuple[str, str | None]:
+    address = _parse_ip(value, found_at)
+    return str(address), ip_skip_reason(address, own)
+
+
+def _parse_ip(value: str, found_at: str) -> IpAddress:
+    lowered = value.lower()
+    if "%" in lowered:
+        raise InvalidAlertError(
+            f"a zone index ('%') is not allowed in an IP address: {_preview(value)}", found_at
+        )
+    if "/" in lowered:
+        raise InvalidAlertError(f"a network prefix ('/') is not an IP address: {_preview(value)}", found_at)
+    if not _IP_CHARACTERS.fullmatch(lowered):
+        raise InvalidAlertError(f"not an IP address: {_preview(value)}", found_at)
+    try:
+        address = ipaddress.ip_address(lowered)
+    except ValueError:
+        raise InvalidAlertError(f"not an IP address: {_preview(value)}", found_at) from None
+    # An IPv4-mapped IPv6 address names the IPv4 host: look that up, under its usual spelling.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _own_ips(own_addresses: frozenset[str]) -> frozenset[IpAddress]:
+    parsed: set[IpAddress] = set()
+    for text in own_addresses:
+        try:
+            address = ipaddress.ip_address(text.strip())
+        except ValueError:
+            continue
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        parsed.add(address)
+    return frozenset(parsed)
+
+
+def _canonical_domain(value: str, found_at: str) -> tuple[str, str | None]:
+    name = _domain_name(value, found_at)
+    return name, domain_skip_reason(name)
+
+
+def domain_skip_reason(name: str) -> str | None:
+    """Why a canonical domain must never be looked up (internal or reserved for documentation), or None."""
+    for suffix, reason in _DOMAIN_SKIPS:
+        if name == suffix or name.endswith("." + suffix):
+            return reason
+    return None
+
+
+def _domain_name(value: str, found_at: str) -> str:
+    name = _refang_dots(value)
+    for character, shown in _NOT_IN_A_DOMAIN.items():
+        if character in name:
+            raise InvalidAlertError(f"{shown} is not allowed in a domain: {_preview(value)}", found_at)
+    if ".." in name:
+        raise InvalidAlertError(f"empty label ('..') in domain {_preview(value)}", found_at)
+    name = _without_root_dot(name).lower()
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidAlertError(
+                f"not a valid internationalised domain name: {_preview(value)}", found_at
+            ) from None
+        # IDNA maps some look-alike characters onto ASCII ones (a full-width solidus becomes '/'):
+        # the strict label check below sees the mapped form.
+        name = _without_root_dot(name)
+    if len(name) > _MAX_DOMAIN_LENGTH:
+        raise InvalidAlertError(
+            f"domain longer than {_MAX_DOMAIN_LENGTH} characters: {_preview(value)}", found_at
+        )
+    labels = name.split(".")
+    if len(labels) < 2:
+        raise InvalidAlertError(f"a domain needs at least two labels: {_preview(value)}", found_at)
+    for label in labels:
+        if not _DNS_LABEL.fullmatch(label):
+            raise InvalidAlertError(
+                f"label {_preview(label)} of domain {_preview(value)} must be 1-63 characters of a-z, 0-9"
+                " and '-', not starting or ending with '-'",
+                found_at,
+            )
+        if label.startswith("xn--"):
+            _check_punycode(label, value, found_at)
+    if labels[-1].isdigit():
+        raise InvalidAlertError(f"an IP address is not a domain: {_preview(value)}", found_at)
+    return name
+
+
+def _check_punycode(label: str, value: str, found_at: str) -> None:
+    try:
+        label.encode("ascii").decode("idna")
+    except (UnicodeError, ValueError):
+        raise InvalidAlertError(
+            f"label {_preview(label)} of domain {_preview(value)} is not valid punycode", found_at
+        ) from None
+
+
+def _without_root_dot(name: str) -> str:
+    return name[:-1] if name.endswith(".") else name
+
+
+def _refang_dots(text: str) -> str:
+    for defanged in _DEFANGED_DOTS:
+        text = text.replace(defanged, ".")
+    return text
+
+
+def _canonical_url(value: str, found_at: str, own: frozenset[IpAddress]) -> tuple[str, str | None]:
+    if len(value) > _MAX_URL_LENGTH:
+        raise InvalidAlertError(f"URL longer than {_MAX_URL_LENGTH} characters: {_preview(value)}", found_at)
+    scheme_end = value.find("://")
+    if scheme_end < 0:
+        raise InvalidAlertError(f"not an absolute URL (scheme://host/...): {_preview(value)}", found_at)
+    scheme = value[:scheme_end].lower()
+    scheme = _DEFANGED_SCHEMES.get(scheme, scheme)
+    match = _ABSOLUTE_URL.fullmatch(scheme + value[scheme_end:])
+    if match is None:
+        raise InvalidAlertError(f"not an absolute URL (scheme://host/...): {_preview(value)}", found_at)
+    if scheme not in _URL_SCHEMES:
+        raise InvalidAlertError(
+            f"unsupported URL scheme {_preview(scheme)}: expected http, https or ftp", found_at
+        )
+    user_info, at_sign, host_and_port = match["authority"].rpartition("@")
+    host, port = _split_host_and_port(_refang_dots(host_and_port), value, found_at)
+    host = host.lower()
+    reason = _url_host_skip_reason(host, value, found_at, own)
+    if at_sign:
+        reason = reason or URL_CREDENTIALS_REASON
+    # The path, query and fragment stay byte for byte: VirusTotal's URL identifier depends on them.
+    canonical = f"{scheme}://{user_info}{at_sign}{host}{port}{match['rest']}"
+    return canonical, reason
+
+
+def _split_host_and_port(host_and_port: str, value: str, found_at: str) -> tuple[str, str]:
+    if host_and_port.startswith("["):
+        closing = host_and_port.find("]")
+        if closing < 0:
+            raise InvalidAlertError(f"unclosed IPv6 literal in URL {_preview(value)}", found_at)
+        host, port = host_and_port[: closing + 1], host_and_port[closing + 1 :]
+    else:
+        host, colon, number = host_and_port.partition(":")
+        port = colon + number
+    if port and not (port.startswith(":") and _PORT.fullmatch(port[1:]) and int(port[1:]) <= 65535):
+        raise InvalidAlertError(f"invalid port in URL {_preview(value)}", found_at)
+    if not host:
+        raise InvalidAlertError(f"URL without a host: {_preview(value)}", found_at)
+    return host, port
+
+
+def _url_host_skip_reason(host: str, value: str, found_at: str, own: frozenset[IpAddress]) -> str | None:
+    if host.startswith("["):
+        literal = host[1:-1]
+        if ":" not in literal:
+            raise InvalidAlertError(f"only IPv6 addresses go between brackets: {_preview(value)}", found_at)
+        return ip_skip_reason(_parse_ip(literal, found_at), own)
+    if host.replace(".", "").isdigit():
+        return ip_skip_reason(_parse_ip(host, found_at), own)
+    return domain_skip_reason(_domain_name(host, found_at))
+
+
+def _canonical_hash(value: str, found_at: str) -> tuple[str, str | None]:
+    digest = value.lower()
+    if not (_HEX_DIGITS.fullmatch(digest) and len(digest) in _HASH_NAMES):
+        raise InvalidAlertError(
+            f"not an md5, sha1 or sha256 hash (32, 40 or 64 hex digits): {_preview(value)}", found_at
+        )
+    if digest in _EMPTY_CONTENT_HASHES:
+        return digest, f"{_HASH_NAMES[len(digest)]} of empty content"
+    if digest.strip("0") == "":
+        return digest, "placeholder hash (all zeros)"
+    return digest, None
+
+
+def _hostile_characters(value: str) -> str | None:
+    for character in value:
+        if character in "\r\n":
+            return "line break (CR/LF)"
+        category = unicodedata.category(character)
+        if category[0] == "Z" or character.isspace():
+            return "whitespace"
+        if category[0] == "C":
+            return f"control or invisible character U+{ord(character):04X}"
+    return None
+
+
+def _preview(value: str, limit: int = 80) -> str:
+    """The value as a person can read it in a log line: quoted, escaped, and cut when long."""
+    shown = value if len(value) <= limit else value[:limit] + "..."
+    return repr(shown)

@@ -1,0 +1,519 @@
+"""GuardDuty findings as normalised Alerts: their IOCs and the resources a response could act on.
+
+Three deliveries of the same finding are understood: the EventBridge event (`GuardDuty Finding`,
+camelCase `detail`), the bare finding (camelCase), and `aws guardduty get-findings` output (PascalCase
+under `Findings[]`). PascalCase keys are turned into camelCase one by one, so a finding reads the same
+whichever way it came, while errors still name each field the way the sender spelt it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from vtriage.errors import InvalidAlertError
+from vtriage.intake.canonical import canonical_ioc
+from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity
+
+SOURCE = "guardduty"
+EVENT_SOURCE = "aws.guardduty"
+EVENT_DETAIL_TYPE = "GuardDuty Finding"
+
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}")
+# Members read here whose wire (camelCase) name is not their PascalCase name with a lower-case first letter.
+_CAMEL_EXCEPTIONS = {"SourceIps": "sourceIPs"}
+_PASCAL_EXCEPTIONS = {camel: pascal for pascal, camel in _CAMEL_EXCEPTIONS.items()}
+
+
+def is_eventbridge_event(document: Mapping[str, Any]) -> bool:
+    """Whether the document has the EventBridge envelope (GuardDuty's or any other detector's)."""
+    return any(key in document for key in ("detail-type", "source", "detail"))
+
+
+def is_get_findings_output(document: Mapping[str, Any]) -> bool:
+    """Whether the document is `aws guardduty get-findings` output."""
+    return "Findings" in document
+
+
+def is_bare_finding(document: Mapping[str, Any]) -> bool:
+    """Whether the document is one GuardDuty finding, camelCase (the API) or PascalCase (boto3)."""
+    camel = "type" in document and ("schemaVersion" in document or "service" in document)
+    pascal = "Type" in document and ("SchemaVersion" in document or "Service" in document)
+    return camel or pascal
+
+
+def alert_from_event(event: Mapping[str, Any]) -> Alert:
+    """The Alert of an EventBridge `GuardDuty Finding` event."""
+    source = event.get("source")
+    if source != EVENT_SOURCE:
+        if source is None:
+            raise InvalidAlertError(
+                f"missing: an EventBridge event from GuardDuty has source {EVENT_SOURCE!r}", field="source"
+            )
+        raise InvalidAlertError(
+            f"unsupported event source {_shown(source)}: expected {EVENT_SOURCE!r}", field="source"
+        )
+    detail_type = event.get("detail-type")
+    if detail_type != EVENT_DETAIL_TYPE:
+        if detail_type is None:
+            raise InvalidAlertError(f"missing: expected {EVENT_DETAIL_TYPE!r}", field="detail-type")
+        raise InvalidAlertError(
+            f"unsupported GuardDuty event {_shown(detail_type)}: expected {EVENT_DETAIL_TYPE!r}",
+            field="detail-type",
+        )
+    detail = event.get("detail")
+    if detail is None:
+        raise InvalidAlertError("missing", field="detail")
+    if not isinstance(detail, dict):
+        raise InvalidAlertError(f"expected an object, got {json_kind(detail)}", field="detail")
+    envelope = {key: event.get(key) for key in ("account", "region")}
+    return _FindingReader(detail, prefix="detail.", pascal=False, envelope=envelope).alert()
+
+
+def alerts_from_get_findings(output: Mapping[str, Any]) -> list[Alert]:
+    """One Alert per finding of `aws guardduty get-findings` output."""
+    findings = output.get("Findings")
+    if not isinstance(findings, list):
+        raise InvalidAlertError(f"expected a list of findings, got {json_kind(findings)}", field="Findings")
+    if not findings:
+        raise InvalidAlertError("empty: get-findings returned no finding to triage", field="Findings")
+    alerts = []
+    for index, finding in enumerate(findings):
+        where = f"Findings[{index}]"
+        if not isinstance(finding, dict):
+            raise InvalidAlertError(f"expected a finding object, got {json_kind(finding)}", field=where)
+        pascal = _is_pascal_case(finding)
+        reader = _FindingReader(
+            _camel_case(finding) if pascal else finding, prefix=where + ".", pascal=pascal
+        )
+        alerts.append(reader.alert())
+    return alerts
+
+
+def alert_from_finding(finding: Mapping[str, Any]) -> Alert:
+    """The Alert of one bare GuardDuty finding, camelCase or PascalCase."""
+    pascal = _is_pascal_case(finding)
+    camel = _camel_case(finding) if pascal else dict(finding)
+    return _FindingReader(camel, prefix="", pascal=pascal).alert()
+
+
+class _FindingReader:
+    """Reads one camelCase finding; names each field as it appears in the sender's document."""
+
+    def __init__(
+        self,
+        finding: dict[str, Any],
+        *,
+        prefix: str,
+        pascal: bool,
+        envelope: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.finding = finding
+        self.prefix = prefix
+        self.pascal = pascal
+        self.envelope = envelope or {}
+
+    def alert(self) -> Alert:
+        """The normalised Alert, or InvalidAlertError naming the first field that prevents it."""
+        finding = self.finding
+        finding_id = self.required_text(finding, "id", "")
+        finding_type = self.required_text(finding, "type", "")
+        resource = self.required_object(finding, "resource", "")
+        service = self.required_object(finding, "service", "")
+        created_at = self.timestamp(finding, "createdAt", required=True) or _never()
+        updated_at, version = self.updated_at_and_version(service)
+        resources = self.resources(resource)
+        own_addresses = frozenset(address for item in resources for address in item.addresses)
+        return Alert(
+            id=finding_id,
+            source=SOURCE,
+            type=finding_type,
+            title=self.text(finding, "title", "") or finding_type,
+            severity=self.severity(),
+            created_at=created_at,
+            updated_at=updated_at or created_at,
+            version=version,
+            account=self.account(),
+            region=self.region(),
+            resources=resources,
+            iocs=self.iocs(service, resource, own_addresses),
+        )
+
+    # --- the finding's own fields -------------------------------------------------------------
+
+    def severity(self) -> Severity:
+        """GuardDuty's 0-10 score."""
+        value = self.finding.get("severity")
+        if value is None:
+            raise InvalidAlertError("missing", field=self.where("severity"))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
+            raise InvalidAlertError(
+                f"expected a number from 0 to 10, got {_shown(value)}", field=self.where("severity")
+            )
+        return Severity(score=float(value))
+
+    def updated_at_and_version(self, service: Mapping[str, Any]) -> tuple[datetime | None, str]:
+        """When the finding last changed, and the version that names this state of it."""
+        updated_at = self.timestamp(self.finding, "updatedAt", required=False)
+        if updated_at is not None:
+            return updated_at, updated_at.isoformat()
+        count = service.get("count")
+        if isinstance(count, int) and not isinstance(count, bool):
+            return None, f"count-{count}"
+        raise InvalidAlertError(
+            "missing, and no service.count to tell this finding's versions apart",
+            field=self.where("updatedAt"),
+        )
+
+    def account(self) -> str:
+        """The account the finding belongs to: the finding's own, else the event's."""
+        value = self.finding.get("accountId") or self.envelope.get("account")
+        if value is None:
+            raise InvalidAlertError("missing", field=self.where("accountId"))
+        if not isinstance(value, str) or not _ACCOUNT_ID.fullmatch(value):
+            raise InvalidAlertError(
+                f"expected a 12-digit AWS account id, got {_shown(value)}", field=self.where("accountId")
+            )
+        return value
+
+    def region(self) -> str:
+        """The Region the finding was generated in: the finding's own, else the event's."""
+        value = self.finding.get("region") or self.envelope.get("region")
+        if value is None:
+            raise InvalidAlertError("missing", field=self.where("region"))
+        if not isinstance(value, str) or not _REGION.fullmatch(value):
+            raise InvalidAlertError(
+                f"expected an AWS Region such as 'us-east-1', got {_shown(value)}", field=self.where("region")
+            )
+        return value
+
+    def timestamp(self, parent: Mapping[str, Any], key: str, *, required: bool) -> datetime | None:
+        """An ISO 8601 timestamp with a time zone, in UTC."""
+        text = self.text(parent, key, "", required=required)
+        if text is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise InvalidAlertError(
+                f"expected an ISO 8601 timestamp with a time zone, got {_shown(text)}", field=self.where(key)
+            )
+        return moment.astimezone(UTC)
+
+    # --- resources ------------------------------------------------------------------------------
+
+    def resources(self, resource: Mapping[str, Any]) -> tuple[Resource, ...]:
+        """What a response could act on, by the finding's resource type.
+
+        GuardDuty's sample findings fill in details of every kind whatever the resource type, so
+        only the details that the resource type names are read: an S3 finding's sample instance
+        must never be isolated.
+        """
+        resource_type = self.text(resource, "resourceType", "resource")
+        if resource_type == "Instance":
+            return (self.instance(resource),)
+        if resource_type == "AccessKey":
+            key = self.access_key(resource, required=True)
+            return (key,) if key else ()
+        if resource_type in ("S3Bucket", "S3Object"):
+            # The access key is the identity that touched the bucket: it may be disabled.
+            key = self.access_key(resource, required=False)
+            return (*self.buckets(resource), *((key,) if key else ()))
+        return ()
+
+    def instance(self, resource: Mapping[str, Any]) -> Resource:
+        """The EC2 instance, with its VPC, network interfaces and its own addresses."""
+        at = "resource.instanceDetails"
+        details = self.required_object(resource, "instanceDetails", "resource")
+        instance_id = self.required_text(details, "instanceId", at)
+        vpc_id: str | None = None
+        interface_ids: list[str] = []
+        addresses: list[str] = []
+        for path, interface in self.objects(details, "networkInterfaces", at):
+            vpc_id = vpc_id or self.text(interface, "vpcId", path)
+            interface_id = self.text(interface, "networkInterfaceId", path)
+            if interface_id and interface_id not in interface_ids:
+                interface_ids.append(interface_id)
+            candidates = [self.text(interface, "privateIpAddress", path)]
+            for private_path, private in self.objects(interface, "privateIpAddresses", path):
+                candidates.append(self.text(private, "privateIpAddress", private_path))
+            candidates.append(self.text(interface, "publicIp", path))
+            candidates.extend(self.texts(interface, "ipv6Addresses", path))
+            for address in candidates:
+                if address and address not in addresses:
+                    addresses.append(address)
+        return Resource(
+            type=ResourceType.INSTANCE,
+            id=instance_id,
+            vpc_id=vpc_id,
+            network_interface_ids=tuple(interface_ids),
+            addresses=tuple(addresses),
+        )
+
+    def access_key(self, resource: Mapping[str, Any], *, required: bool) -> Resource | None:
+        """The IAM access key and the user it belongs to."""
+        details = self.object(resource, "accessKeyDetails", "resource", required=required)
+        if details is None:
+            return None
+        at = "resource.accessKeyDetails"
+        key_id = self.text(details, "accessKeyId", at, required=required)
+        if key_id is None:
+            return None
+        return Resource(type=ResourceType.ACCESS_KEY, id=key_id, user_name=self.text(details, "userName", at))
+
+    def buckets(self, resource: Mapping[str, Any]) -> list[Resource]:
+        """The S3 buckets, and the objects GuardDuty names in them."""
+        found: list[Resource] = []
+        for path, bucket in self.objects(resource, "s3BucketDetails", "resource"):
+            name = self.required_text(bucket, "name", path)
+            found.append(Resource(type=ResourceType.S3_BUCKET, id=name, bucket=name))
+            for object_path, item in self.objects(bucket, "s3ObjectDetails", path):
+                key = self.text(item, "key", object_path)
+                if key:
+                    found.append(
+                        Resource(type=ResourceType.S3_OBJECT, id=f"{name}/{key}", bucket=name, key=key)
+                    )
+        return found
+
+    # --- IOCs -----------------------------------------------------------------------------------
+
+    def iocs(
+        self, service: Mapping[str, Any], resource: Mapping[str, Any], own_addresses: frozenset[str]
+    ) -> tuple[Ioc, ...]:
+        """Every IOC the finding names, canonical, each kept once at the first place it was found."""
+        kept: dict[str, Ioc] = {}
+        for ioc_type, raw, path in self.ioc_candidates(service, resource):
+            try:
+                ioc = canonical_ioc(ioc_type, raw, path, own_addresses)
+            except InvalidAlertError as error:
+                raise InvalidAlertError(error.reason, field=self.where(path)) from None
+            kept.setdefault(ioc.key, ioc)
+        return tuple(kept.values())
+
+    def ioc_candidates(
+        self, service: Mapping[str, Any], resource: Mapping[str, Any]
+    ) -> list[tuple[IocType, str, str]]:
+        """(type, raw value, path in the finding) of every place GuardDuty puts an indicator."""
+        found: list[tuple[IocType, str, str]] = []
+        action = self.object(service, "action", "service") or {}
+        at = "service.action"
+
+        for kind in ("networkConnectionAction", "awsApiCallAction", "rdsLoginAttemptAction"):
+            details = self.object(action, kind, at)
+            if details is not None:
+                found += self.remote_ips(details, f"{at}.{kind}")
+        port_probe = self.object(action, "portProbeAction", at)
+        if port_probe is not None:
+            for path, probe in self.objects(port_probe, "portProbeDetails", f"{at}.portProbeAction"):
+                found += self.remote_ips(probe, path)
+        api_call = self.object(action, "awsApiCallAction", at)
+        if api_call is not None:
+            domain_details = self.object(api_call, "domainDetails", f"{at}.awsApiCallAction")
+            if domain_details is not None:
+                found += self.candidates(
+                    IocType.DOMAIN, domain_details, "domain", f"{at}.awsApiCallAction.domainDetails"
+                )
+        dns_request = self.object(action, "dnsRequestAction", at)
+        if dns_request is not None:
+            found += self.candidates(IocType.DOMAIN, dns_request, "domain", f"{at}.dnsRequestAction")
+        kubernetes = self.object(action, "kubernetesApiCallAction", at)
+        if kubernetes is not None:
+            path = f"{at}.kubernetesApiCallAction"
+            found += self.remote_ips(kubernetes, path)
+            found += [
+                (IocType.IP, value, f"{path}.sourceIPs[{index}]")
+                for index, value in enumerate(self.texts(kubernetes, "sourceIPs", path))
+                if value
+            ]
+        found += self.threat_intelligence_hashes(service)
+        found += self.malware_scan_hashes(service)
+        found += self.s3_object_hashes(resource)
+        return found
+
+    def remote_ips(self, parent: Mapping[str, Any], at: str) -> list[tuple[IocType, str, str]]:
+        """The IPv4 and IPv6 addresses of `remoteIpDetails` under `parent`."""
+        details = self.object(parent, "remoteIpDetails", at)
+        if details is None:
+            return []
+        path = f"{at}.remoteIpDetails"
+        return [
+            *self.candidates(IocType.IP, details, "ipAddressV4", path),
+            *self.candidates(IocType.IP, details, "ipAddressV6", path),
+        ]
+
+    def threat_intelligence_hashes(self, service: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
+        """File hashes a threat list matched, from `service.evidence`."""
+        evidence = self.object(service, "evidence", "service")
+        if evidence is None:
+            return []
+        found: list[tuple[IocType, str, str]] = []
+        for path, detail in self.objects(evidence, "threatIntelligenceDetails", "service.evidence"):
+            found += self.candidates(IocType.FILE, detail, "threatFileSha256", path)
+        return found
+
+    def malware_scan_hashes(self, service: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
+        """File hashes of an EBS malware scan: `ebsVolumeScanDetails...threatNames[].filePaths[].hash`."""
+        at = "service.ebsVolumeScanDetails"
+        scan = self.object(service, "ebsVolumeScanDetails", "service")
+        detections = self.object(scan, "scanDetections", at) if scan else None
+        by_name = (
+            self.object(detections, "threatDetectedByName", f"{at}.scanDetections") if detections else None
+        )
+        if by_name is None:
+            return []
+        found: list[tuple[IocType, str, str]] = []
+        names_at = f"{at}.scanDetections.threatDetectedByName"
+        for threat_path, threat in self.objects(by_name, "threatNames", names_at):
+            for file_path, file in self.objects(threat, "filePaths", threat_path):
+                found += self.candidates(IocType.FILE, file, "hash", file_path)
+        return found
+
+    def s3_object_hashes(self, resource: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
+        """Hashes of the S3 objects a Malware Protection finding names."""
+        found: list[tuple[IocType, str, str]] = []
+        for bucket_path, bucket in self.objects(resource, "s3BucketDetails", "resource"):
+            for object_path, item in self.objects(bucket, "s3ObjectDetails", bucket_path):
+                found += self.candidates(IocType.FILE, item, "hash", object_path)
+        return found
+
+    def candidates(
+        self, ioc_type: IocType, parent: Mapping[str, Any], key: str, at: str
+    ) -> list[tuple[IocType, str, str]]:
+        """The one candidate at `parent[key]`, if GuardDuty filled it in."""
+        value = self.text(parent, key, at)
+        return [(ioc_type, value, _join(at, key))] if value else []
+
+    # --- typed access that names the field at fault ---------------------------------------------
+
+    def where(self, path: str) -> str:
+        """A finding path as the sender's document spells it."""
+        if self.pascal:
+            path = ".".join(_pascal_segment(segment) for segment in path.split("."))
+        return self.prefix + path
+
+    def required_object(self, parent: Mapping[str, Any], key: str, at: str) -> dict[str, Any]:
+        """`parent[key]` as an object, or InvalidAlertError naming it."""
+        return self.object(parent, key, at, required=True) or _never()
+
+    def required_text(self, parent: Mapping[str, Any], key: str, at: str) -> str:
+        """`parent[key]` as a non-empty string, or InvalidAlertError naming it."""
+        return self.text(parent, key, at, required=True) or _never()
+
+    def object(
+        self, parent: Mapping[str, Any], key: str, at: str, *, required: bool = False
+    ) -> dict[str, Any] | None:
+        """`parent[key]` as an object; None when absent and not required."""
+        value = parent.get(key)
+        if value is None:
+            if required:
+                raise InvalidAlertError("missing", field=self.where(_join(at, key)))
+            return None
+        if not isinstance(value, dict):
+            raise InvalidAlertError(
+                f"expected an object, got {json_kind(value)}", field=self.where(_join(at, key))
+            )
+        return value
+
+    def objects(self, parent: Mapping[str, Any], key: str, at: str) -> list[tuple[str, dict[str, Any]]]:
+        """(path, item) for each object of the list `parent[key]`; none when absent."""
+        path = _join(at, key)
+        value = parent.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise InvalidAlertError(f"expected a list, got {json_kind(value)}", field=self.where(path))
+        items = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise InvalidAlertError(
+                    f"expected an object, got {json_kind(item)}", field=self.where(f"{path}[{index}]")
+                )
+            items.append((f"{path}[{index}]", item))
+        return items
+
+    def text(self, parent: Mapping[str, Any], key: str, at: str, *, required: bool = False) -> str | None:
+        """`parent[key]` as a string; an empty string counts as absent, as GuardDuty leaves some empty."""
+        value = parent.get(key)
+        if value is None or value == "":
+            if required:
+                raise InvalidAlertError("missing", field=self.where(_join(at, key)))
+            return None
+        if not isinstance(value, str):
+            raise InvalidAlertError(
+                f"expected a string, got {json_kind(value)}", field=self.where(_join(at, key))
+            )
+        return value
+
+    def texts(self, parent: Mapping[str, Any], key: str, at: str) -> list[str]:
+        """The strings of the list `parent[key]`; none when absent."""
+        path = _join(at, key)
+        value = parent.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InvalidAlertError(
+                f"expected a list of strings, got {json_kind(value)}", field=self.where(path)
+            )
+        return list(value)
+
+
+def _never() -> Any:
+    """Unreachable: the `required=True` lookup before it raises instead of returning None."""
+    raise AssertionError("a required lookup returned None")
+
+
+def _is_pascal_case(finding: Mapping[str, Any]) -> bool:
+    return "Id" in finding or "SchemaVersion" in finding or "Type" in finding
+
+
+def _camel_case(value: Any) -> Any:
+    """The same document with every object key's first letter lower-cased, as GuardDuty's API spells it."""
+    if isinstance(value, dict):
+        return {_camel_key(key): _camel_case(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_camel_case(item) for item in value]
+    return value
+
+
+def _camel_key(key: Any) -> Any:
+    if not isinstance(key, str):
+        return key
+    return _CAMEL_EXCEPTIONS.get(key, key[:1].lower() + key[1:])
+
+
+def _pascal_segment(segment: str) -> str:
+    name, bracket, index = segment.partition("[")
+    name = _PASCAL_EXCEPTIONS.get(name, name[:1].upper() + name[1:])
+    return name + bracket + index
+
+
+def _join(at: str, key: str) -> str:
+    return f"{at}.{key}" if at else key
+
+
+def json_kind(value: Any) -> str:
+    """The JSON type of a decoded value, for messages: 'a list', 'null'..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value quoted and escaped for a message, cut when long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,102 @@
+"""The `vtriage` command: run alerts through the whole pipeline locally."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from vtriage_local.report import render
+from vtriage_local.runner import UsageError, VirusTotalSource, run_files
+from vtriage_local.stack import LocalSetupError
+
+EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
+
+
+def _faults(text: str) -> dict[str, float]:
+    faults: dict[str, float] = {}
+    for part in filter(None, text.split(",")):
+        kind, _, probability = part.partition(":")
+        try:
+            faults[kind.strip()] = float(probability)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad fault {part!r}: expected KIND:PROBABILITY, e.g. 429:0.3"
+            ) from None
+    return faults
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vtriage", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run alert files through the whole pipeline on a local AWS (moto) and VirusTotal replay",
+        description="Each FILE may hold an SQS event, an EventBridge event, a GuardDuty finding, "
+        "get-findings output, a Security Hub event or an OCSF finding. VirusTotal is live when "
+        "VT_API_KEY is set, replayed from recordings otherwise.",
+    )
+    run.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    run.add_argument(
+        "--vt-fixtures",
+        type=Path,
+        metavar="DIR",
+        help="recorded VirusTotal responses to serve (DIR/<collection>/<id>.json)",
+    )
+    run.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    run.add_argument(
+        "--vt-latency-ms", type=int, default=0, help="latency the replay server adds to each answer"
+    )
+    run.add_argument(
+        "--vt-faults",
+        type=_faults,
+        default=None,
+        metavar="KIND:P,...",
+        help="faults the replay server injects, e.g. 429:0.3,500:0.1,timeout:0.05",
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of the injected faults")
+    run.add_argument("--verbose", action="store_true", help="send the functions' logs to stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: 0 when every record became a case, 2 when some were rejected, 1 on a usage error."""
+    try:
+        arguments = _parser().parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_OK if exit_.code == 0 else EXIT_SETUP
+    for path in arguments.files:
+        if not path.is_file():
+            print(f"vtriage: no such file: {path}", file=sys.stderr)
+            return EXIT_SETUP
+    if arguments.vt_fixtures is not None and not arguments.vt_fixtures.is_dir():
+        print(f"vtriage: --vt-fixtures {arguments.vt_fixtures} is not a folder", file=sys.stderr)
+        return EXIT_SETUP
+    source = VirusTotalSource.from_environment(
+        recordings=arguments.vt_fixtures,
+        latency_ms=arguments.vt_latency_ms,
+        faults=arguments.vt_faults,
+        seed=arguments.seed,
+    )
+    log_path: str | None = None
+    try:
+        if arguments.verbose:
+            document = run_files(arguments.files, source, sys.stderr)
+        else:
+            with tempfile.NamedTemporaryFile("w", prefix="vtriage-", suffix=".log", delete=False) as log:
+                log_path = log.name
+                document = run_files(arguments.files, source, log)
+    except (UsageError, LocalSetupError) as error:
+        print(f"vtriage: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    if arguments.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(render(document, log_path))
+    return EXIT_REJECTED if document["failures"] else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,429 @@
+"""A local AWS built from `template.yaml`: moto on loopback, the template's resources created in it,
+and moto's Lambda backend dispatching to the real handlers the template names."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import logging
+import os
+import threading
+import traceback
+import uuid
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from unittest import mock
+
+import boto3
+import requests
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.server import ThreadedMotoServer
+
+from vtriage_local.template import PROJECT_ROOT, TEMPLATE_PATH, FunctionSpec, functions, load_template
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+_DUMMY_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/vtriage-local"
+# moto's Step Functions engine runs ASL only when asked to; its Lambda backend must not need Docker.
+_MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+class LocalSetupError(RuntimeError):
+    """The local AWS could not be set up as the template describes."""
+
+
+@dataclass
+class LocalContext:
+    """The parts of the Lambda context object that handlers and powertools read."""
+
+    function_name: str
+    timeout_s: int
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def invoked_function_arn(self) -> str:
+        """The function's ARN."""
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        """The function's log group."""
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        """A log stream name."""
+        return "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Time left: the whole timeout, since local invocations are not cut short."""
+        return self.timeout_s * 1000
+
+
+class LocalAws:
+    """moto on loopback with the template's queues, tables, topic, secret, functions and state machine."""
+
+    def __init__(
+        self,
+        template_path: Path = TEMPLATE_PATH,
+        parameters: dict[str, str] | None = None,
+        vt_api_key: str = "local-replay-key",
+    ) -> None:
+        self.template_path = template_path
+        self.template = load_template(template_path)
+        self.functions: dict[str, FunctionSpec] = functions(self.template, template_path.parent)
+        self.parameters = {
+            name: str(spec.get("Default", "")) for name, spec in self.template.get("Parameters", {}).items()
+        } | (parameters or {})
+        self.vt_api_key = vt_api_key
+        self.physical: dict[str, dict[str, str]] = {}
+        self._server: ThreadedMotoServer | None = None
+        self._patch: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._modules: dict[str, ModuleType] = {}
+        self._import_lock = threading.Lock()
+        self.endpoint_url = ""
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalAws:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start moto, deploy the template's resources into it, and point this process's AWS clients at it."""
+        # One line per request on stderr is noise to a person reading the runner's output.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        self._set_env(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                # moto's Step Functions engine calls Lambda and DynamoDB through this port.
+                "MOTO_PORT": str(port),
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_PROFILE": None,
+            }
+        )
+        # moto keeps its backends per process: start from nothing, whatever ran here before.
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        requests.post(
+            f"{self.endpoint_url}/moto-api/config", json=_MOTO_CONFIG, timeout=10
+        ).raise_for_status()
+        self._patch = mock.patch.object(LambdaSimpleBackend, "invoke", _make_dispatcher(self))
+        self._patch.start()
+        self._deploy()
+        self._set_env(self.function_environment())
+
+    def stop(self) -> None:
+        """Stop moto and give the process its environment back."""
+        if self._patch is not None:
+            self._patch.stop()
+            self._patch = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    def _set_env(self, values: dict[str, str | None]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    # -- clients and names ---------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        """A boto3 client on the local AWS."""
+        return boto3.session.Session(region_name=REGION).client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 (moto's dummy credentials)
+        )
+
+    def ref(self, logical_id: str) -> str:
+        """What `!Ref logical_id` gives locally."""
+        if logical_id in self.physical:
+            return self.physical[logical_id]["Ref"]
+        if logical_id in self.parameters:
+            return self.parameters[logical_id]
+        pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+            "AWS::StackName": "vtriage-local",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        if logical_id in pseudo:
+            return pseudo[logical_id]
+        raise LocalSetupError(f"template.yaml refers to {logical_id}, which the local stack does not create")
+
+    def get_att(self, logical_id: str, attribute: str) -> str:
+        """What `!GetAtt logical_id.attribute` gives locally."""
+        try:
+            return self.physical[logical_id][attribute]
+        except KeyError:
+            raise LocalSetupError(f"no local value for !GetAtt {logical_id}.{attribute}") from None
+
+    def resolve(self, value: Any) -> Any:
+        """Evaluate the intrinsic functions the template uses, with local names."""
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Ref"}:
+            return self.ref(value["Ref"])
+        if set(value) == {"Fn::GetAtt"}:
+            target = value["Fn::GetAtt"]
+            logical_id, attribute = target if isinstance(target, list) else str(target).split(".", 1)
+            return self.get_att(logical_id, attribute)
+        if set(value) == {"Fn::Sub"}:
+            return self._sub(value["Fn::Sub"])
+        if set(value) == {"Fn::Join"}:
+            separator, items = value["Fn::Join"]
+            return str(separator).join(str(self.resolve(item)) for item in items)
+        return {key: self.resolve(item) for key, item in value.items()}
+
+    def _sub(self, spec: Any) -> str:
+        text, variables = (spec, {}) if isinstance(spec, str) else (spec[0], spec[1])
+        result = str(text)
+        for name, replacement in variables.items():
+            result = result.replace("${" + name + "}", str(self.resolve(replacement)))
+        while "${" in result:
+            start = result.index("${")
+            end = result.index("}", start)
+            name = result[start + 2 : end]
+            logical_id, _, attribute = name.partition(".")
+            replacement = self.get_att(logical_id, attribute) if attribute else self.ref(logical_id)
+            result = result[:start] + replacement + result[end + 1 :]
+        return result
+
+    def function_environment(self) -> dict[str, str | None]:
+        """The union of every function's environment, resolved. Functions share this process, so two
+        functions giving one variable different values is a setup error."""
+        merged: dict[str, str] = {}
+        for spec in self.functions.values():
+            for name, raw in spec.environment.items():
+                value = str(self.resolve(raw))
+                if name in merged and merged[name] != value:
+                    raise LocalSetupError(
+                        f"{name} is {merged[name]!r} in one function and {value!r} in {spec.logical_id}: "
+                        "the local runner runs every function in one process and needs one value"
+                    )
+                merged[name] = value
+        return dict(merged)
+
+    # -- deployment ---------------------------------------------------------------------------------
+
+    def _deploy(self) -> None:
+        # moto's Lambda checks that a function's role exists; SAM makes one per function in the cloud.
+        self.client("iam").create_role(
+            RoleName=_DUMMY_ROLE.rsplit("/", 1)[-1],
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "sts:AssumeRole",
+                            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                        }
+                    ],
+                }
+            ),
+        )
+        resources = self.template["Resources"]
+        order = [
+            "AWS::SQS::Queue",
+            "AWS::DynamoDB::Table",
+            "AWS::SNS::Topic",
+            "AWS::Serverless::Function",
+            "AWS::Serverless::StateMachine",
+        ]
+        for resource_type in order:
+            # A queue that redrives to another needs that one first.
+            ordered = sorted(
+                (name for name, spec in resources.items() if spec.get("Type") == resource_type),
+                key=lambda name: "RedrivePolicy" in resources[name].get("Properties", {}),
+            )
+            for logical_id in ordered:
+                self._create(resource_type, logical_id, resources[logical_id].get("Properties", {}))
+        self._create_vt_secret()
+
+    def _create(self, resource_type: str, logical_id: str, properties: dict[str, Any]) -> None:
+        creators = {
+            "AWS::SQS::Queue": self._create_queue,
+            "AWS::DynamoDB::Table": self._create_table,
+            "AWS::SNS::Topic": self._create_topic,
+            "AWS::Serverless::Function": self._create_function,
+            "AWS::Serverless::StateMachine": self._create_state_machine,
+        }
+        creators[resource_type](logical_id, properties)
+
+    def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> None:
+        attributes: dict[str, str] = {}
+        for name in (
+            "VisibilityTimeout",
+            "MessageRetentionPeriod",
+            "DelaySeconds",
+            "ReceiveMessageWaitTimeSeconds",
+        ):
+            if name in properties:
+                attributes[name] = str(self.resolve(properties[name]))
+        if "RedrivePolicy" in properties:
+            attributes["RedrivePolicy"] = json.dumps(self.resolve(properties["RedrivePolicy"]))
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=logical_id, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.physical[logical_id] = {"Ref": url, "Arn": arn, "QueueName": logical_id, "QueueUrl": url}
+
+    def _create_table(self, logical_id: str, properties: dict[str, Any]) -> None:
+        dynamodb = self.client("dynamodb")
+        arguments: dict[str, Any] = {
+            "TableName": logical_id,
+            "KeySchema": properties["KeySchema"],
+            "AttributeDefinitions": properties["AttributeDefinitions"],
+            "BillingMode": properties.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if properties.get("GlobalSecondaryIndexes"):
+            arguments["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+        arn = dynamodb.create_table(**arguments)["TableDescription"]["TableArn"]
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl:
+            dynamodb.update_time_to_live(
+                TableName=logical_id,
+                TimeToLiveSpecification={
+                    "AttributeName": ttl["AttributeName"],
+                    "Enabled": bool(ttl["Enabled"]),
+                },
+            )
+        self.physical[logical_id] = {"Ref": logical_id, "Arn": arn}
+
+    def _create_topic(self, logical_id: str, properties: dict[str, Any]) -> None:
+        arn = self.client("sns").create_topic(Name=logical_id)["TopicArn"]
+        self.physical[logical_id] = {"Ref": arn, "TopicArn": arn, "TopicName": logical_id}
+
+    def _create_function(self, logical_id: str, properties: dict[str, Any]) -> None:
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as bundle:
+            bundle.writestr("app.py", "# the local runner dispatches to the real handler\n")
+        spec = self.functions[logical_id]
+        arn = self.client("lambda").create_function(
+            FunctionName=logical_id,
+            Runtime="python3.12",
+            Role=_DUMMY_ROLE,
+            Handler=f"{spec.handler_module}.{spec.handler_function}",
+            Code={"ZipFile": archive.getvalue()},
+            Timeout=spec.timeout,
+        )["FunctionArn"]
+        self.physical[logical_id] = {"Ref": logical_id, "Arn": arn}
+
+    def _create_state_machine(self, logical_id: str, properties: dict[str, Any]) -> None:
+        definition = (self.template_path.parent / str(properties["DefinitionUri"])).read_text(
+            encoding="utf-8"
+        )
+        for key, value in properties.get("DefinitionSubstitutions", {}).items():
+            definition = definition.replace("${" + key + "}", str(self.resolve(value)))
+        arn = self.client("stepfunctions").create_state_machine(
+            name=logical_id, definition=definition, roleArn=_DUMMY_ROLE
+        )["stateMachineArn"]
+        self.physical[logical_id] = {"Ref": arn, "Arn": arn, "Name": logical_id}
+
+    def _create_vt_secret(self) -> None:
+        name = self.parameters.get("VirusTotalApiKeySecretName")
+        if name:
+            self.client("secretsmanager").create_secret(Name=name, SecretString=self.vt_api_key)
+
+    # -- Lambda dispatch ------------------------------------------------------------------------------
+
+    def handler(self, logical_id: str) -> Any:
+        """The real handler function the template names for this function."""
+        spec = self.functions[logical_id]
+        with self._import_lock:
+            module = self._modules.get(logical_id)
+            if module is None:
+                path = spec.code_dir / f"{spec.handler_module.replace('.', '/')}.py"
+                module_spec = importlib.util.spec_from_file_location(f"vtriage_function_{logical_id}", path)
+                if module_spec is None or module_spec.loader is None:
+                    raise LocalSetupError(f"cannot load {path} for {logical_id}")
+                module = importlib.util.module_from_spec(module_spec)
+                module_spec.loader.exec_module(module)
+                self._modules[logical_id] = module
+        return getattr(module, spec.handler_function)
+
+    def invoke(self, logical_id: str, event: Any) -> Any:
+        """Call the function's real handler in this process, as Lambda would."""
+        spec = self.functions[logical_id]
+        return self.handler(logical_id)(event, LocalContext(function_name=logical_id, timeout_s=spec.timeout))
+
+    def function_for(self, name_or_arn: str) -> str:
+        """The logical id of the function a name or ARN designates."""
+        name = name_or_arn.split(":function:", 1)[-1].split(":", 1)[0]
+        if name not in self.functions:
+            raise LocalSetupError(f"no function {name!r} in template.yaml")
+        return name
+
+
+def _make_dispatcher(aws: LocalAws) -> Any:
+    def invoke(  # noqa: PLR0917 (the signature of the moto method it replaces)
+        backend: LambdaSimpleBackend,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: Any,
+    ) -> bytes:
+        event = json.loads(body) if body else {}
+        try:
+            result = aws.invoke(aws.function_for(function_name), event)
+        except Exception as error:  # a Lambda function error: reported to the caller, as Lambda does
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(
+                {
+                    "errorType": type(error).__name__,
+                    "errorMessage": str(error),
+                    "stackTrace": traceback.format_exception(error)[-5:],
+                }
+            ).encode()
+        return json.dumps(result).encode()
+
+    return invoke
+
+
+@contextmanager
+def local_aws(**kwargs: Any) -> Iterator[LocalAws]:
+    """A started LocalAws, stopped on exit."""
+    aws = LocalAws(**kwargs)
+    aws.start()
+    try:
+        yield aws
+    finally:
+        aws.stop()
+
+
+__all__ = ["ACCOUNT_ID", "PROJECT_ROOT", "REGION", "LocalAws", "LocalSetupError", "local_aws"]

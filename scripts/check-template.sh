@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Checks the SAM application the way a deploy would meet it: cfn-lint, `sam validate` (the SAM
+# translator), `sam validate --lint`, then `sam build` without a container. Each catches mistakes
+# the others miss. Prints one line per step; on a failure, the failing step's output, and exits 1.
+#
+#   TOOLS=path/to/bin   where cfn-lint and sam live (default .venv-tools/bin: the SAM CLI pins its own
+#                       boto3 and pydantic, so it has an environment of its own)
+#   BUILD_DIR=dir       where `sam build` writes (default .aws-sam/build)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+TOOLS=${TOOLS:-.venv-tools/bin}
+BUILD_DIR=${BUILD_DIR:-.aws-sam/build}
+REGION=us-east-1
+RUNTIME_PYTHON=python3.12
+export SAM_CLI_TELEMETRY=0
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+step() {
+  local name=$1
+  shift
+  if "$@" >"$log" 2>&1; then
+    echo "ok    $name"
+  else
+    echo "FAIL  $name: $*" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+}
+
+for tool in cfn-lint sam; do
+  if [[ ! -x "$TOOLS/$tool" ]]; then
+    echo "FAIL  $TOOLS/$tool not found: install the SAM CLI and cfn-lint in their own environment," >&2
+    echo "      e.g. python3 -m venv .venv-tools && .venv-tools/bin/pip install aws-sam-cli cfn-lint," >&2
+    echo "      or set TOOLS to the directory that holds them" >&2
+    exit 1
+  fi
+done
+
+# True when $1 runs and is Python 3.12 with pip (pyenv's shims exist on PATH even when they fail).
+is_runtime_python() {
+  "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1 &&
+    "$1" -m pip --version >/dev/null 2>&1
+}
+
+# The directory to put first on PATH so that `python3.12` is a working Python 3.12, as `sam build`
+# needs to build python3.12 code without a container. Looks on PATH, then in pyenv, then asks uv.
+find_runtime_python_dir() {
+  local candidate found
+  if candidate=$(command -v "$RUNTIME_PYTHON") && is_runtime_python "$candidate"; then
+    dirname "$candidate"
+    return 0
+  fi
+  if command -v pyenv >/dev/null 2>&1; then
+    while read -r candidate; do
+      if [[ -n "$candidate" ]] && is_runtime_python "$candidate"; then
+        dirname "$candidate"
+        return 0
+      fi
+    done < <(ls -d "$(pyenv root)"/versions/3.12.*/bin/"$RUNTIME_PYTHON" 2>/dev/null | sort -rV)
+  fi
+  if command -v uv >/dev/null 2>&1 && found=$(uv python find 3.12 2>/dev/null); then
+    candidate="$(dirname "$found")/$RUNTIME_PYTHON"
+    if is_runtime_python "$candidate"; then
+      dirname "$candidate"
+      return 0
+    fi
+  fi
+  return 1
+}
+
+step "cfn-lint" "$TOOLS/cfn-lint" template.yaml
+step "sam validate" "$TOOLS/sam" validate --template template.yaml --region "$REGION"
+step "sam validate --lint" "$TOOLS/sam" validate --lint --template template.yaml --region "$REGION"
+
+if ! python_dir=$(find_runtime_python_dir); then
+  echo "FAIL  sam build: no working $RUNTIME_PYTHON with pip found (looked on PATH, in pyenv and with uv)." >&2
+  echo "      Install Python 3.12, e.g. 'pyenv install 3.12' or 'uv python install 3.12', and run again." >&2
+  exit 1
+fi
+export PATH="$python_dir:$PATH"
+
+step "layer requirements up to date" "$RUNTIME_PYTHON" scripts/gen-layer-requirements.py --check
+step "sam build ($("$RUNTIME_PYTHON" -c 'import platform; print(platform.python_version())') from $python_dir)" \
+  "$TOOLS/sam" build --template template.yaml --build-dir "$BUILD_DIR"

@@ -1,0 +1,329 @@
+"""In-memory fakes of every port in `vtriage.ports`, for unit tests.
+
+Each fake behaves as its Protocol's docstring says and records what it was asked, so a test can
+assert on it. Stored models round-trip through JSON, as they do through DynamoDB, so a model that
+would not survive storage fails here too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vtriage.models import (
+    Action,
+    ActionStatus,
+    ActionType,
+    Alert,
+    Case,
+    Enrichment,
+    ExecutionInput,
+    Ioc,
+    Resource,
+    ResourceType,
+    Severity,
+    Ticket,
+)
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware: the fakes' default clock."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class RecordedFailure:
+    """A rejected record as `CaseRepository.record_failure` kept it."""
+
+    message_id: str
+    reason: str
+    body: str
+
+
+class InMemoryCaseRepository:
+    """`CaseRepository` in a dict. Cases are copied in and out, as a database would."""
+
+    def __init__(self, cases: Iterable[Case] = ()) -> None:
+        """Start with these cases stored."""
+        self._lock = threading.Lock()
+        self._cases: dict[str, str] = {case.case_id: case.model_dump_json() for case in cases}
+        self.failures: dict[str, RecordedFailure] = {}
+        self.saves = 0
+
+    def create(self, case: Case) -> bool:
+        """Store a new case; False when a case with this id already exists."""
+        with self._lock:
+            if case.case_id in self._cases:
+                return False
+            self._cases[case.case_id] = case.model_dump_json()
+            return True
+
+    def get(self, case_id: str) -> Case | None:
+        """A copy of the stored case, or None."""
+        with self._lock:
+            stored = self._cases.get(case_id)
+        return None if stored is None else Case.model_validate_json(stored)
+
+    def save(self, case: Case) -> None:
+        """Replace the stored case with this version of it."""
+        with self._lock:
+            self._cases[case.case_id] = case.model_dump_json()
+            self.saves += 1
+
+    def record_failure(self, message_id: str, reason: str, body: str) -> None:
+        """Keep a rejected record, keyed by its message id (a repeat replaces it)."""
+        with self._lock:
+            self.failures[message_id] = RecordedFailure(message_id, reason, body)
+
+    @property
+    def case_ids(self) -> list[str]:
+        """The ids of every stored case."""
+        with self._lock:
+            return list(self._cases)
+
+
+class InMemoryEnrichmentCache:
+    """`EnrichmentCache` in a dict: the newest enrichment of an IOC answers while it is fresh.
+
+    `freshness=None` keeps everything fresh for ever. Like the DynamoDB cache, an enrichment read back
+    is marked `cached=True`.
+    """
+
+    def __init__(
+        self,
+        freshness: timedelta | None = None,
+        now: Callable[[], datetime] = utc_now,
+        enrichments: Iterable[Enrichment] = (),
+    ) -> None:
+        """Keep enrichments fresh for `freshness` after their `fetched_at`, by the clock `now`."""
+        self._lock = threading.Lock()
+        self._freshness = freshness
+        self._now = now
+        self._newest: dict[str, str] = {}
+        self.puts: list[Enrichment] = []
+        self.gets: list[str] = []
+        for enrichment in enrichments:
+            self._keep(enrichment)
+
+    def get_fresh(self, ioc: Ioc) -> Enrichment | None:
+        """The newest enrichment of the IOC while still fresh, marked as cached; else None."""
+        with self._lock:
+            self.gets.append(ioc.key)
+            stored = self._newest.get(ioc.key)
+        if stored is None:
+            return None
+        enrichment = Enrichment.model_validate_json(stored)
+        if self._freshness is not None and enrichment.fetched_at + self._freshness <= self._now():
+            return None
+        return enrichment.model_copy(update={"cached": True})
+
+    def put(self, enrichment: Enrichment) -> None:
+        """Keep an enrichment; an older one never replaces a newer one."""
+        with self._lock:
+            self.puts.append(enrichment)
+            self._keep(enrichment)
+
+    def _keep(self, enrichment: Enrichment) -> None:
+        current = self._newest.get(enrichment.key)
+        if current is None or Enrichment.model_validate_json(current).fetched_at <= enrichment.fetched_at:
+            self._newest[enrichment.key] = enrichment.model_dump_json()
+
+
+class FakeThreatIntel:
+    """`ThreatIntel` from a dict of IOC key (`type#value`) to the VirusTotal `data` object.
+
+    A key it does not hold answers None, as VirusTotal's 404 does. `errors` makes a key raise instead
+    (a quota error, a timeout). Every lookup is recorded, in order, by key.
+    """
+
+    def __init__(
+        self,
+        objects: Mapping[str, dict[str, Any]] | None = None,
+        errors: Mapping[str, Exception] | None = None,
+    ) -> None:
+        """Answer with `objects` (pass a fixture's `["data"]`), raise `errors`, None for the rest."""
+        self._lock = threading.Lock()
+        self._objects = dict(objects or {})
+        self._errors = dict(errors or {})
+        self.lookups: list[str] = []
+
+    def lookup(self, ioc: Ioc) -> dict[str, Any] | None:
+        """The stored object for the IOC's key, or None; raises the configured error if any."""
+        with self._lock:
+            self.lookups.append(ioc.key)
+        if ioc.key in self._errors:
+            raise self._errors[ioc.key]
+        found = self._objects.get(ioc.key)
+        return None if found is None else dict(found)
+
+
+class FakeExecutionStarter:
+    """`ExecutionStarter` that records executions by name: the same name twice starts once."""
+
+    def __init__(
+        self,
+        state_machine_arn: str = "arn:aws:states:us-east-1:123456789012:stateMachine:vtriage-triage",
+        error: Exception | None = None,
+    ) -> None:
+        """Name executions after `state_machine_arn`; raise `error` on every start when given."""
+        self._lock = threading.Lock()
+        self._state_machine_arn = state_machine_arn
+        self._error = error
+        self.started: dict[str, ExecutionInput] = {}
+        self.start_calls = 0
+
+    def arn_for(self, name: str) -> str:
+        """The ARN the execution of this name has, or will have once started."""
+        prefix, machine = self._state_machine_arn.split(":stateMachine:", 1)
+        return f"{prefix}:execution:{machine}:{name}"
+
+    def start(self, name: str, execution_input: ExecutionInput) -> str:
+        """Start the execution unless one of this name already started; return its ARN."""
+        with self._lock:
+            self.start_calls += 1
+            if self._error is not None:
+                raise self._error
+            self.started.setdefault(name, execution_input)
+        return self.arn_for(name)
+
+
+class FakeDeadLetterQueue:
+    """`DeadLetterQueue` that keeps every parked record, in order."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._lock = threading.Lock()
+        self.sent: list[RecordedFailure] = []
+
+    def send(self, message_id: str, body: str, reason: str) -> None:
+        """Park the body with its reason."""
+        with self._lock:
+            self.sent.append(RecordedFailure(message_id, reason, body))
+
+
+class FakeInstanceIsolation:
+    """`InstanceIsolation` over a dict of instance id to its security groups.
+
+    An instance it does not know fails as a missing instance does; `protected` ones are skipped;
+    `errors` makes an instance raise. Isolation moves the instance to the single group "sg-quarantine".
+    Every call is recorded as (instance id, dry_run).
+    """
+
+    QUARANTINE_GROUP = "sg-quarantine"
+
+    def __init__(
+        self,
+        instances: Mapping[str, list[str]] | None = None,
+        protected: Iterable[str] = (),
+        errors: Mapping[str, Exception] | None = None,
+    ) -> None:
+        """Know `instances` (id → group ids), leave `protected` alone, raise `errors`."""
+        self.groups: dict[str, list[str]] = {key: list(value) for key, value in (instances or {}).items()}
+        self._protected = set(protected)
+        self._errors = dict(errors or {})
+        self.calls: list[tuple[str, bool]] = []
+
+    def isolate(self, instance_id: str, dry_run: bool) -> Action:
+        """Isolate the instance, or only say what would change when dry_run."""
+        self.calls.append((instance_id, dry_run))
+        if instance_id in self._errors:
+            raise self._errors[instance_id]
+        if instance_id not in self.groups:
+            reason = "instance not found (InvalidInstanceID.NotFound)"
+            return self._action(instance_id, ActionStatus.FAILED, reason)
+        if instance_id in self._protected:
+            return self._action(instance_id, ActionStatus.SKIPPED, "not isolated: the instance is protected")
+        before = {"groups": list(self.groups[instance_id])}
+        if self.groups[instance_id] == [self.QUARANTINE_GROUP]:
+            return self._action(instance_id, ActionStatus.DONE, "already isolated", before, before)
+        if dry_run:
+            detail = f"dry run, nothing changed: would move {before['groups']} to {self.QUARANTINE_GROUP}"
+            return self._action(instance_id, ActionStatus.DRY_RUN, detail, before)
+        self.groups[instance_id] = [self.QUARANTINE_GROUP]
+        after = {"groups": [self.QUARANTINE_GROUP]}
+        detail = f"isolated in {self.QUARANTINE_GROUP}"
+        return self._action(instance_id, ActionStatus.DONE, detail, before, after)
+
+    @staticmethod
+    def _action(
+        instance_id: str,
+        status: ActionStatus,
+        detail: str,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> Action:
+        return Action(
+            type=ActionType.ISOLATE_INSTANCE,
+            target=instance_id,
+            status=status,
+            detail=detail,
+            before=before,
+            after=after,
+        )
+
+
+@dataclass(frozen=True)
+class OpenedTicket:
+    """A ticket as `FakeTicketSink` opened it, with what it was given."""
+
+    ticket: Ticket
+    case: Case
+    report: str
+
+
+class FakeTicketSink:
+    """`TicketSink` that keeps every ticket it opens; ids are FAKE-1, FAKE-2, ..."""
+
+    def __init__(self, now: Callable[[], datetime] = utc_now, error: Exception | None = None) -> None:
+        """Date tickets by `now`; raise `error` on every open when given."""
+        self._now = now
+        self._error = error
+        self.opened: list[OpenedTicket] = []
+
+    def open(self, case: Case, report: str) -> Ticket:
+        """Open a ticket for the case with the report."""
+        if self._error is not None:
+            raise self._error
+        ticket = Ticket(provider="fake", id=f"FAKE-{len(self.opened) + 1}", created_at=self._now())
+        self.opened.append(OpenedTicket(ticket, case.model_copy(deep=True), report))
+        return ticket
+
+
+def make_case(alert: Alert, **fields: Any) -> Case:
+    """A case for the alert, created at the alert's update time, with any field overridden."""
+    defaults: dict[str, Any] = {
+        "case_id": alert.case_id,
+        "alert": alert,
+        "created_at": alert.updated_at,
+        "updated_at": alert.updated_at,
+    }
+    return Case(**{**defaults, **fields})
+
+
+def make_alert(**fields: Any) -> Alert:
+    """A GuardDuty SSH brute-force alert on one instance, with any field overridden."""
+    defaults: dict[str, Any] = {
+        "id": "5eb7d1a3a1f1f1ce3f4e3a1d7b8c9e0f",
+        "source": "guardduty",
+        "type": "UnauthorizedAccess:EC2/SSHBruteForce",
+        "title": "198.51.100.7 is performing SSH brute force attacks against i-0abc1234def567890",
+        "severity": Severity(score=8),
+        "created_at": datetime(2024, 5, 1, 9, 30, tzinfo=UTC),
+        "updated_at": datetime(2024, 5, 1, 9, 45, tzinfo=UTC),
+        "version": "2024-05-01T09:45:00Z",
+        "account": "123456789012",
+        "region": "us-east-1",
+        "resources": (
+            Resource(
+                type=ResourceType.INSTANCE,
+                id="i-0abc1234def567890",
+                vpc_id="vpc-0a1b2c3d",
+                network_interface_ids=("eni-0a1b2c3d4e5f60718",),
+                addresses=("10.0.1.25",),
+            ),
+        ),
+    }
+    return Alert(**{**defaults, **fields})

@@ -1,0 +1,57 @@
+"""Functional tests run the real handlers and the real state machine on moto, built from template.yaml."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from vtriage_local.replay import ReplayServer, bundled_recordings
+from vtriage_local.runner import VirusTotalSource, run_files
+from vtriage_local.stack import LocalAws
+from vtriage_local.template import PROJECT_ROOT
+
+EVENTS = PROJECT_ROOT / "events"
+
+
+@pytest.fixture
+def local_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
+    """A fresh local AWS with the template's resources, VirusTotal served by the replay server."""
+    with ReplayServer(bundled_recordings(), api_key="local-replay-key") as replay:
+        monkeypatch.setenv("VT_BASE_URL", replay.base_url)
+        monkeypatch.delenv("VT_API_KEY", raising=False)
+        with LocalAws() as aws:
+            yield aws
+
+
+def run_pipeline(*paths: Path, recordings: Path | None = None) -> dict[str, Any]:
+    """`vtriage run --json` on these files, as a document."""
+    return run_files(
+        list(paths), VirusTotalSource(recordings=recordings or bundled_recordings()), io.StringIO()
+    )
+
+
+def wait_for_execution(sfn: Any, execution_arn: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    """The execution once it has left RUNNING."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        execution: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        if execution["status"] != "RUNNING" or time.monotonic() > deadline:
+            return execution
+        time.sleep(0.05)
+
+
+def event(name: str) -> Path:
+    """A sample event from events/."""
+    path = EVENTS / name
+    assert path.is_file(), f"missing sample {path}"
+    return path
+
+
+def load_event(name: str) -> Any:
+    """A sample event, decoded."""
+    return json.loads(event(name).read_text())

@@ -1,0 +1,249 @@
+"""Ec2InstanceIsolation against moto's EC2: what the instance's network interfaces end up in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.stub import Stubber
+from moto import mock_aws
+from vtriage.adapters.ec2 import Ec2InstanceIsolation
+from vtriage.errors import TransientError
+from vtriage.models import ActionStatus, ActionType
+
+pytestmark = pytest.mark.functional
+
+REGION = "us-east-1"
+QUARANTINE = "vtriage-quarantine"
+PROTECTED_TAG = "vtriage:protected"
+
+
+@pytest.fixture
+def ec2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An EC2 client on moto, with dummy credentials so that nothing can reach a real account."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        yield boto3.client("ec2", region_name=REGION)
+
+
+def launch_instance(ec2: Any, tags: dict[str, str] | None = None) -> tuple[str, str]:
+    """An instance with two network interfaces in a 'web' group that allows SSH; returns (instance, group)."""
+    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    web = ec2.create_security_group(GroupName="web", Description="web servers", VpcId=vpc_id)["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=web,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
+    )
+    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    # Groups given per interface, not as SecurityGroupIds: moto keeps launch-time SecurityGroupIds on
+    # every interface whatever ModifyNetworkInterfaceAttribute sets, which AWS does not do.
+    launched = ec2.run_instances(
+        ImageId=image_id,
+        MinCount=1,
+        MaxCount=1,
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [web]}],
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()]}
+        ]
+        if tags
+        else [],
+    )
+    instance_id = launched["Instances"][0]["InstanceId"]
+    second = ec2.create_network_interface(SubnetId=subnet_id, Groups=[web])["NetworkInterface"]
+    ec2.attach_network_interface(
+        NetworkInterfaceId=second["NetworkInterfaceId"], InstanceId=instance_id, DeviceIndex=1
+    )
+    return instance_id, web
+
+
+def interface_groups(ec2: Any, instance_id: str) -> dict[str, list[str]]:
+    """The groups of each of the instance's network interfaces, as EC2 reports them now."""
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return {
+        interface["NetworkInterfaceId"]: sorted(group["GroupId"] for group in interface["Groups"])
+        for interface in instance["NetworkInterfaces"]
+    }
+
+
+def quarantine_groups(ec2: Any) -> list[dict[str, Any]]:
+    """Every security group named like the quarantine group."""
+    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [QUARANTINE]}])
+    return list(groups["SecurityGroups"])
+
+
+def isolation(ec2: Any) -> Ec2InstanceIsolation:
+    return Ec2InstanceIsolation(ec2, QUARANTINE, PROTECTED_TAG)
+
+
+def test_isolation_leaves_every_interface_only_in_a_quarantine_group_with_no_rules(ec2: Any) -> None:
+    # Given an instance with two interfaces in a group that allows SSH
+    instance_id, web = launch_instance(ec2)
+    before = interface_groups(ec2, instance_id)
+
+    # When it is isolated for real
+    action = isolation(ec2).isolate(instance_id, dry_run=False)
+
+    # Then both interfaces are only in the quarantine group, which allows nothing in or out
+    [group] = quarantine_groups(ec2)
+    assert group["IpPermissions"] == []
+    assert group["IpPermissionsEgress"] == []
+    assert {"Key": "vtriage:purpose", "Value": "quarantine"} in group["Tags"]
+    assert interface_groups(ec2, instance_id) == {eni: [group["GroupId"]] for eni in before}
+    # And the action records what it changed
+    assert action.type is ActionType.ISOLATE_INSTANCE
+    assert action.target == instance_id
+    assert action.status is ActionStatus.DONE
+    assert action.before == {eni: [web] for eni in before}
+    assert action.after == {eni: [group["GroupId"]] for eni in before}
+
+
+def test_dry_run_changes_nothing_and_says_what_would_change(ec2: Any) -> None:
+    # Given an instance in the web group
+    instance_id, web = launch_instance(ec2)
+    before = interface_groups(ec2, instance_id)
+    groups_before = ec2.describe_security_groups()["SecurityGroups"]
+
+    # When it is isolated in dry run
+    action = isolation(ec2).isolate(instance_id, dry_run=True)
+
+    # Then no group was created or changed and the interfaces are where they were
+    assert interface_groups(ec2, instance_id) == before
+    assert quarantine_groups(ec2) == []
+    assert ec2.describe_security_groups()["SecurityGroups"] == groups_before
+    # And the action names each interface, its current group and the quarantine group
+    assert action.status is ActionStatus.DRY_RUN
+    for eni in before:
+        assert f"{eni} (now in {web})" in action.detail
+    assert QUARANTINE in action.detail
+    assert "not created" in action.detail
+    assert action.before == before
+    assert action.after is None
+
+
+def test_dry_run_names_an_existing_quarantine_group_by_id(ec2: Any) -> None:
+    # Given an isolated instance, so a quarantine group exists, and a second instance in the same VPC
+    first, _ = launch_instance(ec2)
+    isolation(ec2).isolate(first, dry_run=False)
+    [group] = quarantine_groups(ec2)
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [group["VpcId"]]}])["Subnets"]
+    subnet_id = subnets[0]["SubnetId"]
+    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    second = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, SubnetId=subnet_id)["Instances"][0]
+
+    # When the second is isolated in dry run
+    action = isolation(ec2).isolate(second["InstanceId"], dry_run=True)
+
+    # Then the detail names the existing quarantine group, and the instance is untouched
+    assert action.status is ActionStatus.DRY_RUN
+    assert f"{QUARANTINE} ({group['GroupId']})" in action.detail
+    assert group["GroupId"] not in next(iter(interface_groups(ec2, second["InstanceId"]).values()))
+
+
+def test_a_protected_instance_is_skipped_and_untouched(ec2: Any) -> None:
+    # Given an instance carrying the protected tag (its value does not matter)
+    instance_id, _ = launch_instance(ec2, tags={PROTECTED_TAG: ""})
+    before = interface_groups(ec2, instance_id)
+
+    # When it is isolated for real
+    action = isolation(ec2).isolate(instance_id, dry_run=False)
+
+    # Then it is skipped with the reason, and nothing changed
+    assert action.status is ActionStatus.SKIPPED
+    assert PROTECTED_TAG in action.detail
+    assert interface_groups(ec2, instance_id) == before
+    assert quarantine_groups(ec2) == []
+
+
+def test_isolating_twice_reports_already_isolated(ec2: Any) -> None:
+    # Given an instance isolated once
+    instance_id, _ = launch_instance(ec2)
+    isolation(ec2).isolate(instance_id, dry_run=False)
+    isolated = interface_groups(ec2, instance_id)
+
+    # When it is isolated again, for real and in dry run
+    again = isolation(ec2).isolate(instance_id, dry_run=False)
+    again_dry = isolation(ec2).isolate(instance_id, dry_run=True)
+
+    # Then both say it is already isolated, and nothing changed
+    for action in (again, again_dry):
+        assert action.status is ActionStatus.DONE
+        assert action.detail.startswith("already isolated")
+        assert action.before == action.after == isolated
+    assert interface_groups(ec2, instance_id) == isolated
+    assert len(quarantine_groups(ec2)) == 1
+
+
+def test_a_quarantine_group_opened_by_hand_is_closed_again(ec2: Any) -> None:
+    # Given an isolated instance whose quarantine group someone opened to SSH
+    instance_id, _ = launch_instance(ec2)
+    isolation(ec2).isolate(instance_id, dry_run=False)
+    [group] = quarantine_groups(ec2)
+    ec2.authorize_security_group_ingress(
+        GroupId=group["GroupId"],
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ],
+    )
+
+    # When it is isolated again
+    action = isolation(ec2).isolate(instance_id, dry_run=False)
+
+    # Then the rule is gone and the action says so
+    [group] = quarantine_groups(ec2)
+    assert group["IpPermissions"] == []
+    assert action.status is ActionStatus.DONE
+    assert "revoked the rules" in action.detail
+
+
+def test_a_missing_instance_is_a_failed_action_not_an_exception(ec2: Any) -> None:
+    # Given no such instance, When it is isolated
+    action = isolation(ec2).isolate("i-0123456789abcdef0", dry_run=False)
+
+    # Then the action failed with EC2's reason
+    assert action.status is ActionStatus.FAILED
+    assert "InvalidInstanceID.NotFound" in action.detail
+
+
+def stubbed_ec2(code: str, status: int) -> tuple[Any, Stubber]:
+    """An EC2 client whose DescribeInstances answers with this error (botocore's Stubber, no network)."""
+    client = boto3.client(
+        "ec2", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    stubber = Stubber(client)
+    stubber.add_client_error("describe_instances", service_error_code=code, http_status_code=status)
+    stubber.activate()
+    return client, stubber
+
+
+@pytest.mark.parametrize(("code", "status"), [("RequestLimitExceeded", 503), ("InternalError", 500)])
+def test_throttling_and_server_errors_are_transient(code: str, status: int) -> None:
+    # Given EC2 throttling or failing on its side
+    client, stubber = stubbed_ec2(code, status)
+
+    # When an instance is isolated, Then the state machine's Retry gets a TransientError
+    with pytest.raises(TransientError, match=code):
+        Ec2InstanceIsolation(client, QUARANTINE, PROTECTED_TAG).isolate("i-0123456789abcdef0", dry_run=False)
+    stubber.assert_no_pending_responses()
+
+
+def test_a_permission_error_reaches_the_caller() -> None:
+    # Given a role without ec2:DescribeInstances
+    client, _ = stubbed_ec2("UnauthorizedOperation", 403)
+
+    # When an instance is isolated, Then the error is raised for a person to see, not retried
+    with pytest.raises(ClientError, match="UnauthorizedOperation"):
+        Ec2InstanceIsolation(client, QUARANTINE, PROTECTED_TAG).isolate("i-0123456789abcdef0", dry_run=False)

@@ -1,0 +1,220 @@
+"""The whole pipeline on the sample events: queue → enrich handler → VirusTotal replay → DynamoDB →
+state machine on moto's engine → remediate and ticket handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import pytest
+from vtriage_local import cli
+from vtriage_local.runner import Pipeline, read_deliveries
+from vtriage_local.stack import LocalAws
+
+from tests.functional.conftest import EVENTS, event, run_pipeline
+
+REAL_SAMPLES_WITH_DOCUMENTATION_ADDRESSES = [
+    "guardduty-ec2-canary-outbound-ssh.json",
+    "guardduty-iam-recon-malicious-ip-caller.json",
+    "guardduty-s3-pentest-parrot-linux.json",
+]
+
+
+def test_command_and_control_alert_plans_isolation_in_dry_run_and_opens_a_ticket() -> None:
+    # Given a C&C DNS finding on an instance whose domain 6 VirusTotal engines flag
+    # When it runs through the whole pipeline
+    document = run_pipeline(event("synthetic-guardduty-backdoor-c2-dns.json"))
+
+    # Then the case is malicious, went down the remediate branch, and the execution succeeded
+    [case] = document["cases"]
+    assert (case["verdict"], case["branch"], case["execution_status"]) == (
+        "malicious",
+        "remediate",
+        "SUCCEEDED",
+    )
+    [domain] = [ioc for ioc in case["iocs"] if ioc["type"] == "domain"]
+    assert (domain["value"], domain["verdict"], domain["malicious"]) == ("tawuhoju.com", "malicious", 6)
+    assert any("6 of" in reason for reason in domain["reasons"])
+    # and the isolation was only planned: dry-run is the default
+    [action] = case["actions"]
+    assert (action["type"], action["status"]) == ("isolate_instance", "dry_run")
+    assert action["target"].startswith("i-")
+    assert "vtriage-quarantine" in action["detail"]
+    # and a ticket was opened for a person
+    assert case["ticket"] is not None
+    assert case["ticket"]["provider"] == "sns"
+    assert document["stats"]["vt_requests"] == 1
+    assert document["failures"] == []
+
+
+def test_malicious_caller_of_an_access_key_goes_to_a_ticket_without_remediation() -> None:
+    # Given a Tor exit node calling the API with an access key (no playbook acts on keys yet)
+    document = run_pipeline(event("synthetic-guardduty-iam-tor-caller.json"))
+
+    # Then the IP is malicious and the case is ticketed, with no action planned
+    [case] = document["cases"]
+    assert (case["verdict"], case["branch"], case["status"]) == ("malicious", "ticket", "TICKETED")
+    assert [ioc["value"] for ioc in case["iocs"] if ioc["verdict"] == "malicious"] == ["23.129.64.215"]
+    assert case["actions"] == []
+    assert case["ticket"] is not None
+
+
+def test_suspicious_domain_goes_to_a_ticket() -> None:
+    # Given a DNS finding whose domain one engine flags
+    document = run_pipeline(event("synthetic-guardduty-ec2-suspicious-dns.json"))
+
+    # Then it is suspicious, ticketed, and nothing is remediated
+    [case] = document["cases"]
+    assert (case["verdict"], case["branch"], case["execution_status"]) == (
+        "suspicious",
+        "ticket",
+        "SUCCEEDED",
+    )
+    assert case["actions"] == []
+    assert case["ticket"] is not None
+
+
+@pytest.mark.parametrize("sample", REAL_SAMPLES_WITH_DOCUMENTATION_ADDRESSES)
+def test_real_findings_with_only_documentation_addresses_are_closed_without_a_lookup(sample: str) -> None:
+    # Given a real GuardDuty sample whose remote addresses are documentation ranges (or 0.0.0.0)
+    document = run_pipeline(event(sample))
+
+    # Then no VirusTotal request is spent, every IOC is kept as skipped, and the case is closed
+    [case] = document["cases"]
+    assert document["stats"]["vt_requests"] == 0
+    assert case["iocs"], "the addresses stay on the case"
+    assert all(ioc["skipped_reason"] for ioc in case["iocs"])
+    assert (case["verdict"], case["branch"], case["status"]) == ("unknown", "close", "CLOSED")
+    assert case["ticket"] is None
+
+
+def test_get_findings_output_domain_unknown_to_virustotal_is_closed_as_unknown() -> None:
+    # Given real `aws guardduty get-findings` output with a DNS request to a domain the recordings lack
+    document = run_pipeline(event("guardduty-getfindings-trojan-droppoint-dns.json"))
+
+    # Then the lookup answers 404, which is a result (unknown), not a failure
+    [case] = document["cases"]
+    [domain] = [ioc for ioc in case["iocs"] if ioc["type"] == "domain"]
+    assert (domain["value"], domain["verdict"], domain["skipped_reason"]) == ("3322.org", "unknown", None)
+    assert case["branch"] == "close"
+    assert document["stats"]["vt_requests"] == 1
+
+
+def test_a_finding_delivered_twice_makes_one_case_one_execution_and_one_lookup() -> None:
+    # Given the same finding delivered twice in one run
+    sample = event("synthetic-guardduty-iam-tor-caller.json")
+    document = run_pipeline(sample, sample)
+
+    # Then there is one case, run once, and VirusTotal was asked once
+    assert document["stats"]["records"] == 2
+    assert len(document["cases"]) == 1
+    assert document["stats"]["vt_requests"] == 1
+    assert document["failures"] == []
+
+
+def test_same_indicator_in_a_later_alert_comes_from_the_cache() -> None:
+    # Given two different findings that share the IP 23.129.64.215, delivered in one batch
+    document = run_pipeline(
+        event("synthetic-guardduty-iam-tor-caller.json"), event("synthetic-guardduty-portprobe.json")
+    )
+
+    # Then the IP is looked up once and the second case is answered without a request
+    assert len(document["cases"]) == 2
+    assert document["stats"]["vt_requests"] == 1
+    assert document["stats"]["vt_cache_hits"] == 1
+    cached = [ioc for case in document["cases"] for ioc in case["iocs"] if ioc["cached"]]
+    assert [ioc["value"] for ioc in cached] == ["23.129.64.215"]
+
+
+def test_broken_records_are_rejected_with_reasons_kept_and_parked_without_blocking_the_good_one(
+    local_aws: LocalAws,
+) -> None:
+    # Given an SQS batch with a valid finding, a body that is not JSON, and a finding without `service`
+    pipeline = Pipeline(local_aws)
+    for delivery in read_deliveries(EVENTS / "invalid" / "sqs-batch-mixed.json"):
+        pipeline.enqueue(delivery)
+
+    # When the enrich handler receives the batch
+    outcomes, failures = pipeline.drain()
+
+    # Then the valid record became a case and the two others were rejected with reasons naming the problem
+    assert len(outcomes) == 1
+    reasons = sorted(failure["reason"] for failure in failures)
+    assert len(reasons) == 2
+    assert any("not JSON" in reason for reason in reasons)
+    assert any("service" in reason for reason in reasons)
+    # and both wait in the dead-letter queue with their reason, none left in the alert queue
+    sqs = local_aws.client("sqs")
+    parked = sqs.receive_message(
+        QueueUrl=local_aws.ref("AlertDeadLetterQueue"), MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )["Messages"]
+    assert (
+        sorted(message["MessageAttributes"]["vtriage_reason"]["StringValue"] for message in parked) == reasons
+    )
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=local_aws.ref("AlertQueue"), AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+
+
+def test_cli_json_follows_the_contract_and_exits_2_when_records_are_rejected() -> None:
+    # Given the mixed batch and a valid alert
+    stdout = io.StringIO()
+
+    # When the CLI runs them with --json
+    with contextlib.redirect_stdout(stdout):
+        status = cli.main(
+            [
+                "run",
+                "--json",
+                str(EVENTS / "invalid" / "sqs-batch-mixed.json"),
+                str(event("synthetic-guardduty-iam-tor-caller.json")),
+            ]
+        )
+
+    # Then stdout is one JSON document with the contract's keys, and the status says records were rejected
+    document = json.loads(stdout.getvalue())
+    assert status == 2
+    assert set(document) == {"cases", "failures", "stats"}
+    assert {"records", "vt_requests", "vt_cache_hits", "duration_s"} <= set(document["stats"])
+    assert document["stats"]["records"] == 4
+    assert len(document["failures"]) == 2
+    assert all(set(failure) == {"message_id", "reason"} for failure in document["failures"])
+    case_keys = {
+        "case_id",
+        "alert_id",
+        "source",
+        "type",
+        "severity",
+        "verdict",
+        "branch",
+        "execution_arn",
+        "execution_status",
+        "iocs",
+        "actions",
+        "ticket",
+    }
+    ioc_keys = {
+        "type",
+        "value",
+        "verdict",
+        "skipped_reason",
+        "malicious",
+        "suspicious",
+        "total",
+        "cached",
+        "reasons",
+    }
+    for case in document["cases"]:
+        assert case_keys <= set(case)
+        assert all(ioc_keys <= set(ioc) for ioc in case["iocs"])
+        assert all({"type", "target", "status", "detail"} <= set(action) for action in case["actions"])
+
+
+def test_cli_exits_1_on_a_missing_file() -> None:
+    # Given a path that does not exist, When the CLI runs it, Then it is a usage error
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:
+        status = cli.main(["run", "no-such-alert.json"])
+    assert status == 1
+    assert "no-such-alert.json" in stderr.getvalue()

@@ -1,0 +1,478 @@
+"""The SAM template against the code it deploys: handlers, settings, queues, tables, state machine, IAM.
+
+These tests read template.yaml and the sources as data (the handlers are parsed, never imported), so
+a mistake that would only show after a deploy fails here first.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from vtriage.config import EnrichSettings, RemediateSettings, Settings, TicketSettings
+from vtriage_local.template import FunctionSpec, functions, load_template
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+GENERATOR = PROJECT_ROOT / "scripts" / "gen-layer-requirements.py"
+
+SETTINGS_BY_FUNCTION: dict[str, type[Settings]] = {
+    "EnrichFunction": EnrichSettings,
+    "RemediateFunction": RemediateSettings,
+    "TicketFunction": TicketSettings,
+}
+# Set by Lambda itself in every execution environment.
+PROVIDED_BY_LAMBDA = {"AWS_REGION": "us-east-1"}
+# The services each function may call: anything else in its policies is a privilege it does not use.
+SERVICES_BY_FUNCTION = {
+    "EnrichFunction": {"dynamodb", "states", "sqs", "secretsmanager"},
+    "RemediateFunction": {"dynamodb", "ec2"},
+    "TicketFunction": {"dynamodb", "sns"},
+}
+# Actions that support no resource-level permissions, so "Resource": "*" is the narrowest possible.
+UNSCOPABLE_ACTIONS = {"ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeNetworkInterfaces"}
+SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+FAKE_ACCOUNT = "arn:aws:{service}:us-east-1:123456789012:{resource}"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    """The project's template, intrinsic functions in their long form."""
+    return load_template(TEMPLATE_PATH)
+
+
+@pytest.fixture(scope="module")
+def specs(template: dict[str, Any]) -> dict[str, FunctionSpec]:
+    """Every function of the template, Globals applied, code paths under this checkout."""
+    return functions(template, PROJECT_ROOT)
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    """The template's resources of one type, by logical id."""
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def properties(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    """The Properties of one resource (empty when it has none)."""
+    return dict(template["Resources"][logical_id].get("Properties", {}))
+
+
+def get_att_arn(logical_id: str) -> dict[str, list[str]]:
+    """How the loaded template spells `!GetAtt <logical_id>.Arn`."""
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def deployed_value(value: Any, template: dict[str, Any]) -> str:
+    """What an environment value becomes once deployed, with a realistic stand-in for each resource."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        name = value["Ref"]
+        if name in template.get("Parameters", {}):
+            return str(template["Parameters"][name]["Default"])
+        resource_type = template["Resources"][name]["Type"]
+        stand_ins = {
+            "AWS::DynamoDB::Table": f"vtriage-{name}-1A2B3C",
+            "AWS::SQS::Queue": f"https://sqs.us-east-1.amazonaws.com/123456789012/vtriage-{name}",
+            "AWS::SNS::Topic": FAKE_ACCOUNT.format(service="sns", resource=f"vtriage-{name}"),
+            "AWS::Serverless::StateMachine": FAKE_ACCOUNT.format(
+                service="states", resource=f"stateMachine:{name}-1A2B3C"
+            ),
+        }
+        if resource_type in stand_ins:
+            return stand_ins[resource_type]
+    raise AssertionError(f"no stand-in for environment value {value!r}: teach deployed_value() about it")
+
+
+def deployed_environment(spec: FunctionSpec, template: dict[str, Any]) -> dict[str, str]:
+    """The function's environment as Lambda would give it to the code."""
+    environment = {name: deployed_value(value, template) for name, value in spec.environment.items()}
+    return {**PROVIDED_BY_LAMBDA, **environment}
+
+
+def statements(spec: FunctionSpec) -> list[dict[str, Any]]:
+    """Every statement of the function's inline policies."""
+    found: list[dict[str, Any]] = []
+    for policy in spec.policies:
+        # Managed policies and policy templates grant more than the function calls, and hide it from here.
+        assert isinstance(policy, dict), f"{spec.logical_id}: {policy!r} is not an inline policy"
+        assert "Statement" in policy, f"{spec.logical_id}: {policy!r} is not an inline policy"
+        found.extend(policy["Statement"])
+    return found
+
+
+def environment_names(model: type[Settings], required_only: bool = False) -> set[str]:
+    """The environment variables a settings model reads (only those without a default, if asked)."""
+    return {
+        field.alias
+        for field in model.model_fields.values()
+        if field.alias is not None and (field.is_required() or not required_only)
+    }
+
+
+def as_list(value: Any) -> list[Any]:
+    """A policy element that may be one value or a list, as a list."""
+    return value if isinstance(value, list) else [value]
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def test_every_function_has_a_handler_file_defining_its_handler(specs: dict[str, FunctionSpec]) -> None:
+    # Given every function the template deploys
+    assert set(specs) == set(SETTINGS_BY_FUNCTION)
+    for spec in specs.values():
+        # When its handler module is parsed (never imported: importing would build AWS clients)
+        handler_file = spec.code_dir / (spec.handler_module.replace(".", "/") + ".py")
+        assert handler_file.is_file(), f"{spec.logical_id}: {handler_file} does not exist"
+        module = ast.parse(handler_file.read_text(encoding="utf-8"), filename=str(handler_file))
+        handlers = [
+            node
+            for node in module.body
+            if isinstance(node, ast.FunctionDef) and node.name == spec.handler_function
+        ]
+
+        # Then it defines the handler at module level, taking Lambda's (event, context)
+        assert handlers, f"{spec.logical_id}: {handler_file} defines no function {spec.handler_function}"
+        assert len(handlers[0].args.args) == 2, f"{spec.logical_id}: the handler must take (event, context)"
+
+
+def test_every_handler_file_belongs_to_a_function_of_the_template(specs: dict[str, FunctionSpec]) -> None:
+    # Given the handler files on disk and the ones the template points at
+    on_disk = {path.resolve() for path in (PROJECT_ROOT / "functions").glob("*/app.py")}
+    deployed = {
+        (spec.code_dir / (spec.handler_module.replace(".", "/") + ".py")).resolve() for spec in specs.values()
+    }
+
+    # Then none is left out of the deployment
+    assert on_disk - deployed == set()
+
+
+# ---------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize("logical_id", sorted(SETTINGS_BY_FUNCTION))
+def test_every_required_setting_is_set_by_the_template(
+    logical_id: str, specs: dict[str, FunctionSpec]
+) -> None:
+    # Given the settings the function's model cannot do without
+    model = SETTINGS_BY_FUNCTION[logical_id]
+    required = environment_names(model, required_only=True)
+
+    # When the template's environment for the function is compared with them
+    missing = required - set(specs[logical_id].environment) - set(PROVIDED_BY_LAMBDA)
+
+    # Then every one of them is set
+    assert missing == set(), f"{logical_id} needs {sorted(missing)} in its environment"
+
+
+@pytest.mark.parametrize("logical_id", sorted(SETTINGS_BY_FUNCTION))
+def test_the_deployed_environment_validates_in_the_settings_model(
+    logical_id: str, template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given the environment the function would start with once deployed
+    environment = deployed_environment(specs[logical_id], template)
+
+    # When its settings are read from it, Then they validate (patterns, ranges, the VT key source)
+    SETTINGS_BY_FUNCTION[logical_id].from_environ(environment)
+
+
+@pytest.mark.parametrize("logical_id", sorted(SETTINGS_BY_FUNCTION))
+def test_every_variable_the_template_sets_is_read_by_the_function(
+    logical_id: str, specs: dict[str, FunctionSpec]
+) -> None:
+    # Given what the function's settings model and powertools read
+    model = SETTINGS_BY_FUNCTION[logical_id]
+    read = environment_names(model)
+
+    # When the template's variables are compared with it
+    unread = {name for name in specs[logical_id].environment if name not in read}
+    unread = {name for name in unread if not name.startswith("POWERTOOLS_")}
+
+    # Then none is unread: a misspelt optional setting would otherwise be silently ignored
+    assert unread == set(), f"{logical_id} sets {sorted(unread)}, which {model.__name__} does not read"
+
+
+def test_every_function_writes_cases_to_the_same_table_with_the_same_retention(
+    template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given each function's settings as deployed
+    settings = [
+        SETTINGS_BY_FUNCTION[logical_id].from_environ(deployed_environment(spec, template))
+        for logical_id, spec in specs.items()
+    ]
+
+    # Then they agree on where cases live and how long they are kept
+    assert len({(s.cases_table, s.retention_days) for s in settings}) == 1
+
+
+# ---------------------------------------------------------------- queues
+
+
+def test_a_batch_is_never_redelivered_while_the_enrich_function_still_works_on_it(
+    template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given the enrich function's SQS event source
+    enrich = template["Resources"]["EnrichFunction"]["Properties"]
+    (event,) = [e["Properties"] for e in enrich["Events"].values() if e["Type"] == "SQS"]
+    assert event["Queue"] == get_att_arn("AlertQueue")
+
+    # When the queue's visibility timeout is compared with the function's timeout and batching window
+    visibility = int(properties(template, "AlertQueue")["VisibilityTimeout"])
+    needed = 6 * specs["EnrichFunction"].timeout + int(event.get("MaximumBatchingWindowInSeconds", 0))
+
+    # Then it is at least what AWS recommends
+    assert visibility >= needed
+
+
+def test_the_enrich_function_reports_partial_batch_failures(template: dict[str, Any]) -> None:
+    # Given the enrich function's SQS event source
+    enrich = template["Resources"]["EnrichFunction"]["Properties"]
+    (event,) = [e["Properties"] for e in enrich["Events"].values() if e["Type"] == "SQS"]
+
+    # Then one failed record is retried alone, not with its whole batch
+    assert "ReportBatchItemFailures" in event["FunctionResponseTypes"]
+
+
+def test_alerts_that_keep_failing_end_in_the_dead_letter_queue(template: dict[str, Any]) -> None:
+    # Given the alert queue's redrive policy and the two queues
+    queue = properties(template, "AlertQueue")
+    dead_letters = properties(template, "AlertDeadLetterQueue")
+    redrive = queue["RedrivePolicy"]
+
+    # Then failing messages move to the dead-letter queue after a few tries
+    assert redrive["deadLetterTargetArn"] == get_att_arn("AlertDeadLetterQueue")
+    assert 3 <= int(redrive["maxReceiveCount"]) <= 10
+    # And they are kept there longer than on the queue they came from (SQS's default is 4 days)
+    assert int(dead_letters["MessageRetentionPeriod"]) > int(queue.get("MessageRetentionPeriod", 345_600))
+
+
+@pytest.mark.parametrize("logical_id", ["AlertQueue", "AlertDeadLetterQueue"])
+def test_queues_are_encrypted_at_rest(logical_id: str, template: dict[str, Any]) -> None:
+    # Given a queue that holds alert bodies
+    queue = properties(template, logical_id)
+
+    # Then it is encrypted
+    assert queue.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue
+
+
+def test_guardduty_findings_reach_the_alert_queue_and_only_from_their_rule(template: dict[str, Any]) -> None:
+    # Given the EventBridge rule and the alert queue's policy
+    rule = properties(template, "GuardDutyFindingsRule")
+    policy = properties(template, "AlertQueuePolicy")
+    allows = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+
+    # Then the rule matches GuardDuty findings and targets the queue
+    assert rule["EventPattern"] == {"source": ["aws.guardduty"], "detail-type": ["GuardDuty Finding"]}
+    assert [target["Arn"] for target in rule["Targets"]] == [get_att_arn("AlertQueue")]
+    # And the queue lets EventBridge send only on behalf of that rule
+    assert policy["Queues"] == [{"Ref": "AlertQueue"}]
+    assert len(allows) == 1
+    assert allows[0]["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allows[0]["Action"] == "sqs:SendMessage"
+    assert allows[0]["Condition"]["ArnEquals"]["aws:SourceArn"] == get_att_arn("GuardDutyFindingsRule")
+
+
+# ---------------------------------------------------------------- tables
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "keys", "ttl_attribute"),
+    [
+        ("CasesTable", [("case_id", "HASH")], "expires_at"),
+        ("EnrichmentsTable", [("ioc_key", "HASH"), ("fetched_at", "RANGE")], "expires_at"),
+    ],
+)
+def test_tables_have_the_keys_the_code_uses_and_are_protected(
+    logical_id: str, keys: list[tuple[str, str]], ttl_attribute: str, template: dict[str, Any]
+) -> None:
+    # Given a table of the template
+    table = properties(template, logical_id)
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+
+    # Then its key is the one the code reads and writes, as strings
+    assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == keys
+    assert all(types[name] == "S" for name, _ in keys)
+    # And old items expire, it scales on demand, is encrypted and can be restored to any point in time
+    assert table["TimeToLiveSpecification"] == {"AttributeName": ttl_attribute, "Enabled": True}
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_every_table_is_covered_by_the_table_checks(template: dict[str, Any]) -> None:
+    # Given the tables of the template, Then each one is among those checked above
+    assert set(resources_of_type(template, "AWS::DynamoDB::Table")) == {"CasesTable", "EnrichmentsTable"}
+
+
+def test_cases_can_be_listed_by_status_newest_first(template: dict[str, Any]) -> None:
+    # Given the cases table's secondary indexes
+    indexes = {i["IndexName"]: i for i in properties(template, "CasesTable")["GlobalSecondaryIndexes"]}
+
+    # Then "by-status" is keyed by status and sorted by update time
+    keys = [(k["AttributeName"], k["KeyType"]) for k in indexes["by-status"]["KeySchema"]]
+    assert keys == [("status", "HASH"), ("updated_at", "RANGE")]
+
+
+# ---------------------------------------------------------------- state machine
+
+
+def test_state_machine_substitutions_match_its_definition(template: dict[str, Any]) -> None:
+    # Given the state machine's substitutions and its definition file
+    machine = properties(template, "TriageStateMachine")
+    definition_path = PROJECT_ROOT / machine["DefinitionUri"]
+    if not definition_path.is_file():
+        pytest.skip(f"{definition_path.relative_to(PROJECT_ROOT)} is not written yet")
+    used = set(SUBSTITUTION.findall(definition_path.read_text(encoding="utf-8")))
+
+    # Then every placeholder in the definition is substituted, and every substitution is used
+    assert used == set(machine["DefinitionSubstitutions"])
+
+
+def test_the_state_machine_may_invoke_every_function_it_names(template: dict[str, Any]) -> None:
+    # Given the functions the definition receives as substitutions
+    machine = properties(template, "TriageStateMachine")
+    named = {
+        value["Fn::GetAtt"][0]
+        for value in machine["DefinitionSubstitutions"].values()
+        if isinstance(value, dict)
+        and "Fn::GetAtt" in value
+        and template["Resources"][value["Fn::GetAtt"][0]]["Type"] == "AWS::Serverless::Function"
+    }
+
+    # When the functions its role may invoke are collected
+    invocable = {
+        policy["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+        for policy in machine["Policies"]
+        if isinstance(policy, dict) and "LambdaInvokePolicy" in policy
+    }
+
+    # Then they are the same
+    assert named
+    assert invocable == named
+
+
+def test_the_state_machine_logs_errors_without_execution_data(template: dict[str, Any]) -> None:
+    # Given the state machine's logging and its role
+    machine = properties(template, "TriageStateMachine")
+    actions = {
+        action
+        for policy in machine["Policies"]
+        if isinstance(policy, dict) and "Statement" in policy
+        for statement in policy["Statement"]
+        for action in as_list(statement["Action"])
+    }
+
+    # Then errors go to its log group, alert details stay out of the logs, and it may deliver them
+    assert machine["Logging"]["Level"] == "ERROR"
+    assert machine["Logging"]["IncludeExecutionData"] is False
+    destination = machine["Logging"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
+    assert destination == get_att_arn("TriageStateMachineLogGroup")
+    assert {"logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeLogGroups"} <= actions
+    assert machine["Tracing"] == {"Enabled": True}
+
+
+# ---------------------------------------------------------------- least privilege
+
+
+@pytest.mark.parametrize("logical_id", sorted(SERVICES_BY_FUNCTION))
+def test_functions_are_granted_only_named_actions_of_the_services_they_call(
+    logical_id: str, specs: dict[str, FunctionSpec]
+) -> None:
+    # Given every statement of the function's policies
+    for statement in statements(specs[logical_id]):
+        actions = as_list(statement["Action"])
+
+        # Then each allows named actions on named resources, of the services the function calls
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement
+        assert "NotResource" not in statement
+        for action in actions:
+            service = action.partition(":")[0]
+            assert "*" not in action, f"{logical_id}: {action} is a wildcard"
+            assert service in SERVICES_BY_FUNCTION[logical_id], f"{logical_id} has no use for {action}"
+        # And "every resource" only for actions that cannot name one
+        if "*" in as_list(statement["Resource"]):
+            assert set(actions) <= UNSCOPABLE_ACTIONS, f"{logical_id}: {actions} on every resource"
+
+
+def test_only_the_enrich_function_may_start_triage_or_read_the_api_key(
+    specs: dict[str, FunctionSpec],
+) -> None:
+    # Given the actions each function is granted
+    granted = {
+        logical_id: {action for s in statements(spec) for action in as_list(s["Action"])}
+        for logical_id, spec in specs.items()
+    }
+
+    # Then starting executions and reading the VirusTotal key belong to the enrich function alone
+    for logical_id, actions in granted.items():
+        sensitive = actions & {"states:StartExecution", "secretsmanager:GetSecretValue"}
+        assert not sensitive or logical_id == "EnrichFunction", f"{logical_id} may {sorted(sensitive)}"
+    # And only the remediate function may change EC2
+    assert {a for a in granted["EnrichFunction"] | granted["TicketFunction"] if a.startswith("ec2:")} == set()
+
+
+# ---------------------------------------------------------------- layer
+
+
+def test_the_layer_ships_the_domain_package_for_the_functions_runtime(template: dict[str, Any]) -> None:
+    # Given the common layer and the functions' runtime
+    layer = template["Resources"]["CommonLayer"]
+    function_globals = template["Globals"]["Function"]
+    content = PROJECT_ROOT / layer["Properties"]["ContentUri"]
+
+    # Then sam build turns it into python/vtriage/... plus its requirements, for the functions' runtime
+    assert (content / "vtriage" / "__init__.py").is_file()
+    assert (content / "requirements.txt").is_file()
+    assert layer["Metadata"]["BuildMethod"] == function_globals["Runtime"]
+    assert function_globals["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
+    assert layer["Metadata"]["BuildArchitecture"] in function_globals["Architectures"]
+    assert function_globals["Architectures"] == layer["Properties"]["CompatibleArchitectures"]
+    # And every function gets it
+    assert {"Ref": "CommonLayer"} in function_globals["Layers"]
+
+
+def test_layer_requirements_are_up_to_date_with_pyproject() -> None:
+    # When the generator checks the committed requirements file
+    result = subprocess.run(
+        [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, check=False
+    )
+
+    # Then it finds nothing to change
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_requirements_check_fails_on_a_stale_file(tmp_path: Path) -> None:
+    # Given a pyproject.toml whose dependencies changed after the requirements were generated
+    pyproject = tmp_path / "pyproject.toml"
+    requirements = tmp_path / "requirements.txt"
+    pyproject.write_text('[project]\ndependencies = ["requests>=2"]\n', encoding="utf-8")
+    generate = [sys.executable, str(GENERATOR), "--pyproject", str(pyproject), "--output", str(requirements)]
+    subprocess.run(generate, capture_output=True, check=True)
+    pyproject.write_text('[project]\ndependencies = ["requests>=2", "pydantic>=2"]\n', encoding="utf-8")
+
+    # When the check runs
+    result = subprocess.run([*generate, "--check"], capture_output=True, text=True, check=False)
+
+    # Then it fails and says how to fix it, and the file says it is generated
+    assert result.returncode == 1
+    assert "gen-layer-requirements.py" in result.stderr
+    assert requirements.read_text(encoding="utf-8").startswith("# Generated by")
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def test_the_stack_outputs_what_users_and_the_local_runner_look_up(template: dict[str, Any]) -> None:
+    # Given the template's outputs, Then the documented ones are there
+    assert {"AlertQueueUrl", "AlertQueueArn", "StateMachineArn", "CasesTableName", "TicketTopicArn"} <= set(
+        template["Outputs"]
+    )
