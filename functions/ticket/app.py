@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from vtriage.adapters.factories import ticket_dependencies, utc_now
 from vtriage.config import TicketSettings
 from vtriage.models import TaskInput

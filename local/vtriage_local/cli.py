@@ -28,6 +28,13 @@ def _faults(text: str) -> dict[str, float]:
     return faults
 
 
+def _parameter(text: str) -> tuple[str, str]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"bad parameter {text!r}: expected KEY=VALUE, e.g. DryRun=false")
+    return key, value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vtriage", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
         help="faults the replay server injects, e.g. 429:0.3,500:0.1,timeout:0.05",
     )
     run.add_argument("--seed", type=int, default=0, help="seed of the injected faults")
+    run.add_argument(
+        "--parameter-overrides",
+        action="append",
+        type=_parameter,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a template parameter, as sam deploy takes it (repeatable), e.g. DryRun=false to act for real",
+    )
     run.add_argument("--verbose", action="store_true", help="send the functions' logs to stderr")
     return parser
 
@@ -80,14 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         faults=arguments.vt_faults,
         seed=arguments.seed,
     )
+    parameters = dict(arguments.parameter_overrides)
     log_path: str | None = None
     try:
         if arguments.verbose:
-            document = run_files(arguments.files, source, sys.stderr)
+            document = run_files(arguments.files, source, sys.stderr, parameters=parameters)
         else:
             with tempfile.NamedTemporaryFile("w", prefix="vtriage-", suffix=".log", delete=False) as log:
                 log_path = log.name
-                document = run_files(arguments.files, source, log)
+                document = run_files(arguments.files, source, log, parameters=parameters)
     except (UsageError, LocalSetupError) as error:
         print(f"vtriage: {error}", file=sys.stderr)
         return EXIT_SETUP

@@ -17,6 +17,15 @@ def render(document: dict[str, Any], log_path: str | None = None) -> str:
         lines.append(f"Rejected records ({len(document['failures'])}):")
         lines.extend(f"  {failure['message_id']}: {failure['reason']}" for failure in document["failures"])
         lines.append("")
+    statuses = {action["status"] for case in document["cases"] for action in case["actions"]}
+    if "dry_run" in statuses:
+        lines.append(
+            "Remediation ran in dry-run mode (the default): nothing was changed. To let it act, deploy with\n"
+            "  sam deploy --parameter-overrides DryRun=false\n"
+            "or try it here on the local copy of the instances:\n"
+            "  vtriage run --parameter-overrides DryRun=false FILE..."
+        )
+        lines.append("")
     stats = document["stats"]
     lines.append(
         f"{len(document['cases'])} case(s) from {stats['records']} record(s); "

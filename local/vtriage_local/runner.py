@@ -14,12 +14,12 @@ from typing import IO, Any
 from unittest import mock
 
 import requests.adapters
+
 from vtriage.adapters.dynamodb import failure_key, from_item
 from vtriage.config import DEFAULT_VT_BASE_URL
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import parse_alerts
 from vtriage.models import Alert, Severity
-
 from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.seed import instances_named, seed_instances
 from vtriage_local.stack import REGION, LocalAws
@@ -313,7 +313,11 @@ def _severity_label(score: float) -> str:
 
 
 def run_files(
-    paths: list[Path], vt: VirusTotalSource, log_stream: IO[str], template_path: Path | None = None
+    paths: list[Path],
+    vt: VirusTotalSource,
+    log_stream: IO[str],
+    template_path: Path | None = None,
+    parameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run every file through one local pipeline; return the runner's JSON document."""
     deliveries = [delivery for path in paths for delivery in read_deliveries(path)]
@@ -332,7 +336,10 @@ def run_files(
     previous_base = os.environ.get("VT_BASE_URL")
     os.environ["VT_BASE_URL"] = base_url
     try:
-        stack_kwargs: dict[str, Any] = {"vt_api_key": vt.api_key or "local-replay-key"}
+        stack_kwargs: dict[str, Any] = {
+            "vt_api_key": vt.api_key or "local-replay-key",
+            "parameters": parameters or {},
+        }
         if template_path is not None:
             stack_kwargs["template_path"] = template_path
         # Handlers log JSON lines to stdout, as in Lambda; here they go to the log stream so that

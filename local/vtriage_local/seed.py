@@ -10,6 +10,7 @@ from typing import Any
 from unittest import mock
 
 from botocore.exceptions import ClientError
+
 from vtriage.models import Alert, Resource, ResourceType
 
 SEED_GROUP_NAME = "vtriage-local-seed"

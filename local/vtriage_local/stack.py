@@ -80,9 +80,15 @@ class LocalAws:
         self.template_path = template_path
         self.template = load_template(template_path)
         self.functions: dict[str, FunctionSpec] = functions(self.template, template_path.parent)
-        self.parameters = {
-            name: str(spec.get("Default", "")) for name, spec in self.template.get("Parameters", {}).items()
-        } | (parameters or {})
+        declared = self.template.get("Parameters", {})
+        unknown = sorted(set(parameters or {}) - set(declared))
+        if unknown:
+            raise LocalSetupError(
+                f"template.yaml has no parameter {', '.join(unknown)}; its parameters: {', '.join(declared)}"
+            )
+        self.parameters = {name: str(spec.get("Default", "")) for name, spec in declared.items()} | (
+            parameters or {}
+        )
         self.vt_api_key = vt_api_key
         self.physical: dict[str, dict[str, str]] = {}
         self._server: ThreadedMotoServer | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.runner import VirusTotalSource, run_files
 from vtriage_local.stack import LocalAws

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
+
 from vtriage.adapters.ec2 import Ec2InstanceIsolation
 from vtriage.errors import TransientError
 from vtriage.models import ActionStatus, ActionType

@@ -6,14 +6,17 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import pytest
+
+from tests.functional.conftest import EVENTS, event, run_pipeline
 from vtriage_local import cli
+from vtriage_local.replay import bundled_recordings
 from vtriage_local.runner import Pipeline, read_deliveries
 from vtriage_local.stack import LocalAws
 
-from tests.functional.conftest import EVENTS, event, run_pipeline
-
+RECORDINGS = bundled_recordings()
 REAL_SAMPLES_WITH_DOCUMENTATION_ADDRESSES = [
     "guardduty-ec2-canary-outbound-ssh.json",
     "guardduty-iam-recon-malicious-ip-caller.json",
@@ -218,3 +221,62 @@ def test_cli_exits_1_on_a_missing_file() -> None:
         status = cli.main(["run", "no-such-alert.json"])
     assert status == 1
     assert "no-such-alert.json" in stderr.getvalue()
+
+
+def test_malicious_ip_probing_an_instance_is_ticketed_not_isolated() -> None:
+    # Given a low-severity port probe on an instance from an IP VirusTotal flags, and a documentation address
+    document = run_pipeline(event("synthetic-guardduty-portprobe.json"))
+
+    # Then the case is malicious, ticketed for a person, and the instance (the target) is left alone
+    [case] = document["cases"]
+    assert (case["verdict"], case["branch"], case["status"]) == ("malicious", "ticket", "TICKETED")
+    assert case["actions"] == []
+    skipped = {ioc["value"]: ioc["skipped_reason"] for ioc in case["iocs"] if ioc["skipped_reason"]}
+    assert skipped == {"198.51.100.7": "documentation address (RFC 5737)"}
+
+
+def test_recordings_given_with_vt_fixtures_answer_instead_of_the_bundled_ones(tmp_path: Path) -> None:
+    # Given a recordings folder where 3322.org is a domain seven engines flag
+    report = json.loads((RECORDINGS / "domains" / "tawuhoju.com.json").read_text())
+    report["data"]["id"] = "3322.org"
+    report["data"]["attributes"]["last_analysis_stats"]["malicious"] = 7
+    (tmp_path / "domains").mkdir()
+    (tmp_path / "domains" / "anything.json").write_text(json.dumps(report))
+
+    # When the get-findings sample runs against it
+    document = run_pipeline(event("guardduty-getfindings-trojan-droppoint-dns.json"), recordings=tmp_path)
+
+    # Then the verdict comes from that folder
+    [case] = document["cases"]
+    [domain] = [ioc for ioc in case["iocs"] if ioc["type"] == "domain"]
+    assert (domain["value"], domain["verdict"], domain["malicious"]) == ("3322.org", "malicious", 7)
+
+
+def test_parameter_overrides_let_remediation_act_on_the_local_instance() -> None:
+    # Given the C&C sample, When it runs with DryRun=false as a template parameter
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        status = cli.main(
+            [
+                "run",
+                "--json",
+                "--parameter-overrides",
+                "DryRun=false",
+                str(event("synthetic-guardduty-backdoor-c2-dns.json")),
+            ]
+        )
+
+    # Then the isolation was done, not only planned
+    [case] = json.loads(stdout.getvalue())["cases"]
+    assert status == 0
+    assert [action["status"] for action in case["actions"]] == ["done"]
+    assert case["status"] == "REMEDIATED"
+
+
+def test_an_unknown_template_parameter_is_a_usage_error() -> None:
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:
+        status = cli.main(
+            ["run", "--parameter-overrides", "DryRn=false", str(event("synthetic-guardduty-portprobe.json"))]
+        )
+    assert status == 1
+    assert "DryRn" in stderr.getvalue()

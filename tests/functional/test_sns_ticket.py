@@ -12,6 +12,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
+
 from vtriage.adapters.sns import SnsTicketSink
 from vtriage.errors import TransientError
 from vtriage.models import Alert, Case, CaseStatus, Severity, Verdict

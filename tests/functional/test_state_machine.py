@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
+from tests.functional.conftest import load_event, wait_for_execution
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.enrich import execution_input
 from vtriage.intake import parse_alerts
 from vtriage.models import Action, ActionType, Case, CaseStatus, IocOutcome, IocType, Verdict
 from vtriage_local.stack import LocalAws
-
-from tests.functional.conftest import load_event, wait_for_execution
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from vtriage.config import EnrichSettings, RemediateSettings, Settings, TicketSettings
 from vtriage_local.template import FunctionSpec, functions, load_template
 

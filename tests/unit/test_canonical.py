@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import domains, urls
+
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.canonical import canonical_ioc
 from vtriage.models import IocType

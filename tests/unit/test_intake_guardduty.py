@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import parse_alerts
 from vtriage.models import Alert, Resource, ResourceType

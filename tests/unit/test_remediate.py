@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+
+from tests.fakes import FakeInstanceIsolation, InMemoryCaseRepository, make_alert, make_case
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
 from vtriage.models import (
     Action,
@@ -19,8 +21,6 @@ from vtriage.models import (
     Verdict,
 )
 from vtriage.remediate import remediate_case
-
-from tests.fakes import FakeInstanceIsolation, InMemoryCaseRepository, make_alert, make_case
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 

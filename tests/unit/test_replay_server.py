@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from vtriage.virustotal.client import url_id
 from vtriage_local.replay import ReplayServer, bundled_recordings
 

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
+from tests.fakes import FakeTicketSink, InMemoryCaseRepository, make_alert, make_case
 from vtriage.errors import CaseNotFoundError, TransientError
 from vtriage.models import (
     Action,
@@ -20,8 +22,6 @@ from vtriage.models import (
     Verdict,
 )
 from vtriage.ticket import MAX_ERROR_BYTES, open_ticket, render_report
-
-from tests.fakes import FakeTicketSink, InMemoryCaseRepository, make_alert, make_case
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 VT_LINK = "https://www.virustotal.com/gui/ip-address/198.51.100.7"

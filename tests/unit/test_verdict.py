@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+
 from vtriage.models import Enrichment, Ioc, IocType, Verdict
 from vtriage.verdict import VerdictPolicy, decide
 from vtriage.virustotal.context import WHOIS_MAX_CHARS, trim_context

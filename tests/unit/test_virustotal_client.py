@@ -16,6 +16,7 @@ import pytest
 import requests
 from hypothesis import given
 from hypothesis import strategies as st
+
 from vtriage.errors import ConfigurationError, TransientError, VtriageError
 from vtriage.models import Ioc, IocType
 from vtriage.virustotal.client import VirusTotalClient, gui_link, object_ref, url_id

@@ -1,0 +1,72 @@
+"""Each function's settings are validated at start-up, and a bad one is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from vtriage.config import EnrichSettings, RemediateSettings, TicketSettings
+from vtriage.errors import ConfigurationError
+
+ENRICH = {
+    "AWS_REGION": "eu-west-1",
+    "CASES_TABLE_NAME": "cases",
+    "ENRICHMENTS_TABLE_NAME": "enrichments",
+    "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:123456789012:stateMachine:triage",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dlq",
+    "VT_API_KEY_SECRET_NAME": "vtriage/virustotal-api-key",
+}
+
+
+def test_enrich_settings_take_their_documented_defaults() -> None:
+    # Given only the required variables, When they are read
+    settings = EnrichSettings.from_environ(ENRICH)
+
+    # Then the defaults are the documented ones
+    assert (settings.malicious_min_engines, settings.suspicious_min_engines) == (3, 1)
+    assert settings.vt_base_url == "https://www.virustotal.com/api/v3"
+    assert settings.retention_days == 90
+
+
+@pytest.mark.parametrize("missing", ["CASES_TABLE_NAME", "STATE_MACHINE_ARN", "DEAD_LETTER_QUEUE_URL"])
+def test_a_missing_setting_is_named_in_the_error(missing: str) -> None:
+    # Given the environment without one required variable
+    environ = {name: value for name, value in ENRICH.items() if name != missing}
+
+    # When the settings are read, Then the error names it
+    with pytest.raises(ConfigurationError, match=missing):
+        EnrichSettings.from_environ(environ)
+
+
+def test_a_key_source_is_required_and_the_error_says_which_variables_give_one() -> None:
+    # Given neither a secret name nor a key
+    environ = {name: value for name, value in ENRICH.items() if name != "VT_API_KEY_SECRET_NAME"}
+
+    # Then the error tells what to set
+    with pytest.raises(ConfigurationError, match="VT_API_KEY_SECRET_NAME"):
+        EnrichSettings.from_environ(environ)
+
+
+def test_a_bad_value_is_named_and_the_key_never_appears_in_the_error() -> None:
+    # Given a state machine ARN that is not one, and a key given directly
+    environ = {**ENRICH, "STATE_MACHINE_ARN": "triage", "VT_API_KEY": "0123secretkey"}
+
+    # When the settings are read, Then the bad variable is named and the key is not echoed
+    with pytest.raises(ConfigurationError, match="STATE_MACHINE_ARN") as raised:
+        EnrichSettings.from_environ(environ)
+    assert "0123secretkey" not in str(raised.value)
+
+
+def test_remediation_is_dry_run_unless_explicitly_turned_off() -> None:
+    # Given the remediate function's environment without DRY_RUN, and with DRY_RUN=false
+    base = {"AWS_REGION": "eu-west-1", "CASES_TABLE_NAME": "cases"}
+
+    # Then dry-run is the default, and only an explicit false turns it off
+    assert RemediateSettings.from_environ(base).dry_run is True
+    assert RemediateSettings.from_environ({**base, "DRY_RUN": "false"}).dry_run is False
+
+
+def test_the_ticket_topic_must_be_an_sns_arn() -> None:
+    with pytest.raises(ConfigurationError, match="TICKET_TOPIC_ARN"):
+        TicketSettings.from_environ(
+            {"AWS_REGION": "eu-west-1", "CASES_TABLE_NAME": "c", "TICKET_TOPIC_ARN": "x"}
+        )
