@@ -179,6 +179,13 @@ class ActionType(StrEnum):
     """The response actions vtriage can take."""
 
     ISOLATE_INSTANCE = "isolate_instance"
+    SNAPSHOT_VOLUMES = "snapshot_volumes"
+    TAG_INSTANCE = "tag_instance"
+    BLOCK_IP_WAF = "block_ip_waf"
+    BLOCK_IP_NACL = "block_ip_nacl"
+    DISABLE_ACCESS_KEY = "disable_access_key"
+    QUARANTINE_OBJECT = "quarantine_object"
+    BLOCK_DOMAIN_DNS_FIREWALL = "block_domain_dns_firewall"
 
 
 class Action(BaseModel):
@@ -188,6 +195,9 @@ class Action(BaseModel):
 
     type: ActionType
     target: str
+    parameters: dict[str, str] = Field(
+        default={}, description="what the action needs beside its target: user name, VPC, bucket, ..."
+    )
     status: ActionStatus = ActionStatus.PLANNED
     detail: str = ""
     before: dict[str, Any] | None = None

@@ -76,6 +76,19 @@ class InstanceIsolation(Protocol):
         ...
 
 
+class ResponseActuator(Protocol):
+    """Carries out one type of response action, and undoes it where that is possible."""
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Act (or, when dry_run, only say what acting would change); return the action with its
+        outcome, and the state before and after in `before`/`after` so that it can be rolled back."""
+        ...
+
+    def rollback(self, action: Action) -> Action:
+        """Restore the state recorded in `action.before`; return the action with the outcome."""
+        ...
+
+
 class TicketSink(Protocol):
     """Where tickets go."""
 
