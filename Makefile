@@ -32,7 +32,7 @@ lint: $(VENV)/.installed
 	$(BIN)/python scripts/gen-layer-requirements.py --check
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy layers/common/vtriage local/vtriage_local tests
+	$(BIN)/mypy layers/common/vtriage local/vtriage_local tests bench
 	@for handler in functions/*/app.py; do $(BIN)/mypy --strict "$$handler" || exit 1; done
 
 pytest: $(VENV)/.installed

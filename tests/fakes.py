@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vtriage.enrich import next_minute, next_utc_midnight
+from vtriage.errors import QuotaExhaustedError
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -265,6 +267,99 @@ class FakeInstanceIsolation:
         )
 
 
+class FakeActuator:
+    """`ResponseActuator` for one action type, over a dict of target to its current state (a string).
+
+    Running an action sets its target's state to `acted_state` and records the state before as
+    `{"state": ...}`; rollback puts that state back. Like the real actuators: a target it does not know
+    fails as a missing one does, `protected` targets are skipped, a second run changes nothing and
+    says so, a dry run changes nothing. `errors` / `rollback_errors` make a target raise on run /
+    rollback; `reversible=False` makes rollback keep the action ("nothing to undo"). It records every
+    action it is given, in order, in `runs` (with its dry_run flag) and `rollbacks`.
+    """
+
+    def __init__(
+        self,
+        action_type: ActionType,
+        states: Mapping[str, str] | None = None,
+        *,
+        acted_state: str = "acted",
+        protected: Iterable[str] = (),
+        errors: Mapping[str, Exception] | None = None,
+        rollback_errors: Mapping[str, Exception] | None = None,
+        reversible: bool = True,
+    ) -> None:
+        """Act on `states` (target → state); see the class docstring for the other knobs."""
+        self.action_type = action_type
+        self.states: dict[str, str] = dict(states or {})
+        self._acted_state = acted_state
+        self._protected = set(protected)
+        self._errors = dict(errors or {})
+        self._rollback_errors = dict(rollback_errors or {})
+        self._reversible = reversible
+        self.runs: list[tuple[Action, bool]] = []
+        self.rollbacks: list[Action] = []
+
+    @property
+    def calls(self) -> list[tuple[str, bool]]:
+        """Every run as (target, dry_run), in order."""
+        return [(action.target, dry_run) for action, dry_run in self.runs]
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Act on the target, or only say what would change when dry_run."""
+        assert action.type is self.action_type, f"{action.type} sent to the {self.action_type} actuator"
+        self.runs.append((action, dry_run))
+        target = action.target
+        if target in self._errors:
+            raise self._errors[target]
+        if target not in self.states:
+            return self._outcome(action, ActionStatus.FAILED, f"{target} not found")
+        if target in self._protected:
+            return self._outcome(action, ActionStatus.SKIPPED, f"not acted on: {target} is protected")
+        before = {"state": self.states[target]}
+        if self.states[target] == self._acted_state:
+            return self._outcome(action, ActionStatus.DONE, f"already {self._acted_state}", before, before)
+        if dry_run:
+            now = before["state"]
+            detail = f"dry run, nothing changed: would make {target} {self._acted_state} (now {now})"
+            return self._outcome(action, ActionStatus.DRY_RUN, detail, before)
+        self.states[target] = self._acted_state
+        after = {"state": self._acted_state}
+        return self._outcome(action, ActionStatus.DONE, f"{target} is now {self._acted_state}", before, after)
+
+    def rollback(self, action: Action) -> Action:
+        """Put back the state recorded in `before`."""
+        assert action.type is self.action_type, f"{action.type} sent to the {self.action_type} actuator"
+        self.rollbacks.append(action)
+        target = action.target
+        if target in self._rollback_errors:
+            raise self._rollback_errors[target]
+        if not self._reversible:
+            return action.model_copy(update={"detail": "nothing to undo: kept for forensics"})
+        if action.before is None:
+            return action.model_copy(update={"detail": "nothing to undo: no state was recorded"})
+        if target not in self.states:
+            return self._outcome(
+                action, ActionStatus.FAILED, f"rollback failed: {target} not found", action.before
+            )
+        self.states[target] = str(action.before["state"])
+        after = {"state": self.states[target]}
+        detail = f"rolled back: {target} is {self.states[target]} again"
+        return self._outcome(action, ActionStatus.ROLLED_BACK, detail, action.before, after)
+
+    @staticmethod
+    def _outcome(
+        action: Action,
+        status: ActionStatus,
+        detail: str,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> Action:
+        return action.model_copy(
+            update={"status": status, "detail": detail, "before": before, "after": after}
+        )
+
+
 @dataclass(frozen=True)
 class OpenedTicket:
     """A ticket as `FakeTicketSink` opened it, with what it was given."""
@@ -275,13 +370,14 @@ class OpenedTicket:
 
 
 class FakeTicketSink:
-    """`TicketSink` that keeps every ticket it opens; ids are FAKE-1, FAKE-2, ..."""
+    """`TicketSink` that keeps every ticket it opens and every comment; ids are FAKE-1, FAKE-2, ..."""
 
     def __init__(self, now: Callable[[], datetime] = utc_now, error: Exception | None = None) -> None:
-        """Date tickets by `now`; raise `error` on every open when given."""
+        """Date tickets by `now`; raise `error` on every open and comment when given."""
         self._now = now
         self._error = error
         self.opened: list[OpenedTicket] = []
+        self.comments: list[tuple[Ticket, str]] = []
 
     def open(self, case: Case, report: str) -> Ticket:
         """Open a ticket for the case with the report."""
@@ -290,6 +386,12 @@ class FakeTicketSink:
         ticket = Ticket(provider="fake", id=f"FAKE-{len(self.opened) + 1}", created_at=self._now())
         self.opened.append(OpenedTicket(ticket, case.model_copy(deep=True), report))
         return ticket
+
+    def comment(self, ticket: Ticket, text: str) -> None:
+        """Record a comment on the ticket (which may have been opened by an earlier run)."""
+        if self._error is not None:
+            raise self._error
+        self.comments.append((ticket, text))
 
 
 def make_case(alert: Alert, **fields: Any) -> Case:
@@ -327,3 +429,60 @@ def make_alert(**fields: Any) -> Alert:
         ),
     }
     return Alert(**{**defaults, **fields})
+
+
+class FakeQuotaLimiter:
+    """`QuotaLimiter` counting requests per UTC minute and day by the clock `now`, as the DynamoDB one
+    does: a request refused by the day spends nothing, one refused by the minute spends nothing."""
+
+    def __init__(self, per_minute: int, per_day: int, now: Callable[[], datetime] = utc_now) -> None:
+        """Allow `per_minute` requests a minute and `per_day` a UTC day."""
+        self._lock = threading.Lock()
+        self._per_minute = per_minute
+        self._per_day = per_day
+        self._now = now
+        self.used: dict[str, int] = {}
+        self.refused = 0
+
+    def acquire(self) -> None:
+        """Take one request, or raise QuotaExhaustedError saying when the quota reopens."""
+        now = self._now().astimezone(UTC)
+        day, minute = f"day#{now:%Y-%m-%d}", f"minute#{now:%Y-%m-%dT%H:%M}"
+        with self._lock:
+            if self.used.get(day, 0) >= self._per_day:
+                self.refused += 1
+                raise QuotaExhaustedError("daily quota spent", next_utc_midnight(now), window="day")
+            if self.used.get(minute, 0) >= self._per_minute:
+                self.refused += 1
+                raise QuotaExhaustedError("minute quota spent", next_minute(now), window="minute")
+            self.used[day] = self.used.get(day, 0) + 1
+            self.used[minute] = self.used.get(minute, 0) + 1
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """A message `FakeMessageDeferral.requeue` queued afresh."""
+
+    body: str
+    attributes: dict[str, str]
+    delay_seconds: int
+
+
+class FakeMessageDeferral:
+    """`MessageDeferral` that records what it hid and what it queued afresh, in order."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._lock = threading.Lock()
+        self.hidden: list[tuple[str, int]] = []
+        self.requeued: list[Requeued] = []
+
+    def defer(self, receipt_handle: str, seconds: int) -> None:
+        """Record that the message of this receipt handle is hidden for `seconds`."""
+        with self._lock:
+            self.hidden.append((receipt_handle, seconds))
+
+    def requeue(self, body: str, attributes: Mapping[str, str], delay_seconds: int) -> None:
+        """Record a fresh copy of the message."""
+        with self._lock:
+            self.requeued.append(Requeued(body, dict(attributes), delay_seconds))

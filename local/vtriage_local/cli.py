@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from vtriage.adapters.alert_queue import SqsAlertQueue
+from vtriage.adapters.dynamodb import DynamoCaseRepository
+from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
+from vtriage.errors import VtriageError
+from vtriage.intake_api import AlertRejectedError, accept_alert
+from vtriage.models import Case, CaseStatus
 from vtriage_local.report import render
-from vtriage_local.runner import UsageError, VirusTotalSource, run_files
+from vtriage_local.runner import UsageError, VirusTotalSource, read_deliveries, run_files
 from vtriage_local.stack import LocalSetupError
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
@@ -73,7 +87,200 @@ def _parser() -> argparse.ArgumentParser:
         help="a template parameter, as sam deploy takes it (repeatable), e.g. DryRun=false to act for real",
     )
     run.add_argument("--verbose", action="store_true", help="send the functions' logs to stderr")
+    _add_send_command(commands)
+    _add_cases_command(commands)
     return parser
+
+
+_REGION_IN_QUEUE_URL = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
+
+
+def _add_send_command(commands: Any) -> None:
+    send = commands.add_parser(
+        "send",
+        help="validate alert files and put them on a deployed alert queue (SQS)",
+        description="Each FILE is read as `run` reads it: each record of an SQS event, or the whole "
+        "document as one message. A record is queued unchanged once it validates as the enrich "
+        "function will parse it; one that does not is reported with the field at fault and not queued. "
+        "Uses your ordinary AWS credentials (environment, profile or role).",
+    )
+    send.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    send.add_argument("--queue-url", required=True, metavar="URL", help="the stack's AlertQueueUrl output")
+    send.add_argument("--region", help="the queue's region (default: your AWS configuration, else the URL's)")
+    send.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_INTAKE_MAX_MESSAGE_BYTES,
+        metavar="N",
+        help="refuse a record larger than this, as the intake function does (default %(default)s)",
+    )
+    send.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout and nothing else"
+    )
+
+
+def _sqs_client(queue_url: str, region: str | None) -> Any:
+    session = boto3.session.Session(region_name=region)
+    if session.region_name is None:
+        match = _REGION_IN_QUEUE_URL.match(queue_url)
+        session = boto3.session.Session(region_name=match.group(1) if match else None)
+    return session.client("sqs")
+
+
+def _send(arguments: argparse.Namespace) -> int:
+    """`vtriage send`: 0 when every record was queued, 2 when some were rejected, 1 on a usage or AWS
+    error."""
+    document: dict[str, Any] = {"sent": [], "rejected": []}
+    status = EXIT_OK
+    try:
+        deliveries = [(path, delivery) for path in arguments.files for delivery in read_deliveries(path)]
+        queue = SqsAlertQueue(_sqs_client(arguments.queue_url, arguments.region), arguments.queue_url)
+        for path, delivery in deliveries:
+            try:
+                accepted = accept_alert(delivery.body, queue, arguments.max_message_bytes)
+            except AlertRejectedError as rejected:
+                document["rejected"].append({"source_id": delivery.source_id, **rejected.as_json()})
+                if not arguments.json:
+                    where = f" ({rejected.field})" if rejected.field else ""
+                    print(f"rejected  {path}  {delivery.source_id}{where}: {rejected.reason}")
+                continue
+            document["sent"].append({"source_id": delivery.source_id, **accepted.as_json()})
+            if not arguments.json:
+                alerts = ", ".join(accepted.alert_ids) or "none"
+                print(
+                    f"sent      {path}  {delivery.source_id}: message {accepted.message_id}, alerts {alerts}"
+                )
+    except UsageError as error:
+        print(f"vtriage: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    except (BotoCoreError, ClientError, VtriageError) as error:
+        # Nothing after this record was sent; what was sent before it stays listed.
+        print(f"vtriage: cannot queue on {arguments.queue_url}: {error}", file=sys.stderr)
+        document["error"] = str(error)
+        status = EXIT_SETUP
+    if arguments.json:
+        print(json.dumps(document, indent=2))
+    if status == EXIT_OK and document["rejected"]:
+        status = EXIT_REJECTED
+    return status
+
+
+def _status(text: str) -> CaseStatus:
+    try:
+        return CaseStatus(text.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown status {text!r}: one of {', '.join(status.value for status in CaseStatus)}"
+        ) from None
+
+
+def _add_cases_command(commands: Any) -> None:
+    cases = commands.add_parser(
+        "cases",
+        help="list the cases of a deployed stack, by status, most recently updated first",
+        description="Reads the cases table of a deployed stack (its by-status index) with your ordinary AWS "
+        "credentials; AWS_ENDPOINT_URL, when set, points it elsewhere (a local moto server).",
+    )
+    cases.add_argument(
+        "--status",
+        type=_status,
+        action="append",
+        metavar="STATUS",
+        help="only cases in this status (repeatable): " + ", ".join(status.value for status in CaseStatus),
+    )
+    cases.add_argument(
+        "--table",
+        default=os.environ.get("CASES_TABLE_NAME"),
+        metavar="NAME",
+        help="the stack's cases table (default: $CASES_TABLE_NAME)",
+    )
+    cases.add_argument("--region", help="the table's region (default: your AWS configuration)")
+    cases.add_argument("--limit", type=int, default=None, metavar="N", help="at most N cases")
+    cases.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout and nothing else"
+    )
+
+
+def case_row(case: Case) -> dict[str, Any]:
+    """A case as `vtriage cases --json` lists it."""
+    alert = case.alert
+    return {
+        "case_id": case.case_id,
+        "status": case.status.value,
+        "verdict": case.verdict.value,
+        "branch": case.branch.value if case.branch else None,
+        "source": alert.source,
+        "type": alert.type,
+        "title": alert.title,
+        "alert_id": alert.id,
+        "severity": alert.severity.score,
+        "severity_label": alert.severity.label,
+        "created_at": case.created_at.isoformat(),
+        "updated_at": case.updated_at.isoformat(),
+        "closed_at": case.closed_at.isoformat() if case.closed_at else None,
+        "actions": [
+            {"type": action.type.value, "target": action.target, "status": action.status.value}
+            for action in case.actions
+        ],
+        "ticket": {"provider": case.ticket.provider, "id": case.ticket.id, "url": case.ticket.url}
+        if case.ticket
+        else None,
+        "repeat_count": case.repeat_count,
+        "error": case.error,
+        "history": [
+            {"status": entry.status.value, "at": entry.at.isoformat(), "note": entry.note}
+            for entry in case.history
+        ],
+    }
+
+
+def _case_line(case: Case) -> str:
+    ticket = case.ticket.id if case.ticket else "-"
+    repeats = f" +{case.repeat_count} repeats" if case.repeat_count else ""
+    return (
+        f"{case.updated_at.isoformat(timespec='seconds'):<26} {case.status.value:<18} "
+        f"{case.verdict.value:<10} {case.alert.severity.label:<8} {ticket:<14} "
+        f"{case.case_id}  {case.alert.type}{repeats}"
+    )
+
+
+def _cases(arguments: argparse.Namespace) -> int:
+    """`vtriage cases`: 0 with the list (which may be empty), 1 on a usage or AWS error."""
+    if not arguments.table:
+        print("vtriage: name the cases table with --table or CASES_TABLE_NAME", file=sys.stderr)
+        return EXIT_SETUP
+    # Lambda and many tools set AWS_REGION, which boto3 alone does not read (it reads AWS_DEFAULT_REGION).
+    session = boto3.session.Session(region_name=arguments.region or os.environ.get("AWS_REGION") or None)
+    if session.region_name is None:
+        print("vtriage: no AWS region: set AWS_REGION or pass --region", file=sys.stderr)
+        return EXIT_SETUP
+    # Listing never writes, so the retention and clock the repository takes for writes play no part.
+    repository = DynamoCaseRepository(
+        session.client("dynamodb"), arguments.table, timedelta(days=1), _utc_now
+    )
+    try:
+        found = repository.list_cases(arguments.status, limit=arguments.limit)
+    except (BotoCoreError, ClientError, VtriageError, ValidationError) as error:
+        print(f"vtriage: cannot list the cases of {arguments.table}: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    if arguments.json:
+        print(json.dumps({"table": arguments.table, "cases": [case_row(case) for case in found]}, indent=2))
+        return EXIT_OK
+    if not found:
+        print(
+            f"no cases in {arguments.table}"
+            + (f" with status {', '.join(s.value for s in arguments.status)}" if arguments.status else "")
+        )
+        return EXIT_OK
+    print(f"{'UPDATED':<26} {'STATUS':<18} {'VERDICT':<10} {'SEVERITY':<8} {'TICKET':<14} CASE  TYPE")
+    for case in found:
+        print(_case_line(case))
+    print(f"{len(found)} case{'s' if len(found) != 1 else ''}")
+    return EXIT_OK
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         arguments = _parser().parse_args(argv)
     except SystemExit as exit_:
         return EXIT_OK if exit_.code == 0 else EXIT_SETUP
+    if arguments.command == "send":
+        return _send(arguments)
+    if arguments.command == "cases":
+        return _cases(arguments)
     for path in arguments.files:
         if not path.is_file():
             print(f"vtriage: no such file: {path}", file=sys.stderr)

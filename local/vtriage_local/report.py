@@ -17,6 +17,10 @@ def render(document: dict[str, Any], log_path: str | None = None) -> str:
         lines.append(f"Rejected records ({len(document['failures'])}):")
         lines.extend(f"  {failure['message_id']}: {failure['reason']}" for failure in document["failures"])
         lines.append("")
+    if document.get("ignored"):
+        lines.append(f"Records acknowledged without a case ({len(document['ignored'])}):")
+        lines.extend(f"  {item['message_id']}: {item['reason']}" for item in document["ignored"])
+        lines.append("")
     statuses = {action["status"] for case in document["cases"] for action in case["actions"]}
     if "dry_run" in statuses:
         lines.append(

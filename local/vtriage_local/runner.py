@@ -16,12 +16,12 @@ from unittest import mock
 import requests.adapters
 
 from vtriage.adapters.dynamodb import failure_key, from_item
-from vtriage.config import DEFAULT_VT_BASE_URL
-from vtriage.errors import InvalidAlertError
+from vtriage.config import DEFAULT_VT_BASE_URL, EnrichSettings
+from vtriage.errors import ConfigurationError, InvalidAlertError
 from vtriage.intake import parse_alerts
-from vtriage.models import Alert, Severity
+from vtriage.models import Alert, ResourceType, Severity
 from vtriage_local.replay import ReplayServer, bundled_recordings
-from vtriage_local.seed import instances_named, seed_instances
+from vtriage_local.seed import instances_named, resources_named, seed_access_keys, seed_instances
 from vtriage_local.stack import REGION, LocalAws
 
 ALERT_QUEUE = "AlertQueue"
@@ -30,6 +30,11 @@ ENRICH_FUNCTION = "EnrichFunction"
 CASES_TABLE = "CasesTable"
 _SOURCE_ID_ATTRIBUTE = "vtriage_source_message_id"
 _EXECUTION_WAIT_S = 120.0
+_DEFERRED_POLL_S = 0.5
+# Long enough for a minute window to reopen; a record deferred past it (a spent daily quota) stays queued.
+_DEFERRED_WAIT_S = 150.0
+# Replayed VirusTotal answers cost nothing: the quota is a premium key's, not the template's free one.
+REPLAY_QUOTA = {"VirusTotalQuotaPerMinute": "10000", "VirusTotalQuotaPerDay": "1000000"}
 
 
 class UsageError(Exception):
@@ -76,6 +81,20 @@ def alerts_in(deliveries: list[Delivery]) -> list[Alert]:
         except (json.JSONDecodeError, InvalidAlertError):
             continue
     return found
+
+
+NO_FINDING_TO_TRIAGE = (
+    "acknowledged without a case: its findings are suppressed, resolved or archived, or are GuardDuty "
+    "findings seen through Security Hub, which reach the queue through GuardDuty's own rule"
+)
+
+
+def holds_no_finding_to_triage(delivery: Delivery) -> bool:
+    """A valid record whose findings the enrich function, with its deployed options, leaves alone."""
+    try:
+        return not EnrichSettings.from_environ().intake.parse(json.loads(delivery.body))
+    except (json.JSONDecodeError, InvalidAlertError, ConfigurationError):
+        return False
 
 
 def read_deliveries(path: Path) -> list[Delivery]:
@@ -150,6 +169,7 @@ class Pipeline:
         redelivering failed ones until the redrive policy parks them. Returns record outcomes and failures."""
         outcomes: list[dict[str, Any]] = []
         failures: list[dict[str, str]] = []
+        deferred_deadline = time.monotonic() + _DEFERRED_WAIT_S
         while True:
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -158,6 +178,10 @@ class Pipeline:
                 AttributeNames=["All"],
             ).get("Messages", [])
             if not messages:
+                if self._deferred_waiting() and time.monotonic() < deferred_deadline:
+                    # Records the enrich function deferred until the VirusTotal quota reopens come back.
+                    time.sleep(_DEFERRED_POLL_S)
+                    continue
                 break
             event = {"Records": [_lambda_record(message, self.queue_url) for message in messages]}
             response = self.aws.invoke(ENRICH_FUNCTION, event)
@@ -195,6 +219,13 @@ class Pipeline:
                 else:
                     outcomes.append({"message_id": source_id, "queue_message_id": message["MessageId"]})
         return outcomes, failures
+
+    def _deferred_waiting(self) -> bool:
+        """True while records re-queued with a delay (deferred until the quota reopens) are on their way."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        ).get("Attributes", {})
+        return int(attributes.get("ApproximateNumberOfMessagesDelayed", "0")) > 0
 
     def failure_record(self, message_id: str) -> dict[str, Any] | None:
         """The failure record the enrich function left for a rejected message."""
@@ -338,7 +369,7 @@ def run_files(
     try:
         stack_kwargs: dict[str, Any] = {
             "vt_api_key": vt.api_key or "local-replay-key",
-            "parameters": parameters or {},
+            "parameters": (REPLAY_QUOTA if replay is not None else {}) | (parameters or {}),
         }
         if template_path is not None:
             stack_kwargs["template_path"] = template_path
@@ -350,10 +381,18 @@ def run_files(
             counting_requests_to(base_url) as sent,
         ):
             pipeline = Pipeline(aws)
-            seed_instances(aws.client("ec2"), instances_named(alerts_in(deliveries)))
+            alerts = alerts_in(deliveries)
+            seed_instances(aws.client("ec2"), instances_named(alerts))
+            seed_access_keys(aws.client("iam"), resources_named(alerts, ResourceType.ACCESS_KEY))
             for delivery in deliveries:
                 pipeline.enqueue(delivery)
             _outcomes, failures = pipeline.drain()
+            failed_ids = {failure["message_id"] for failure in failures}
+            ignored = [
+                {"message_id": delivery.source_id, "reason": NO_FINDING_TO_TRIAGE}
+                for delivery in deliveries
+                if delivery.source_id not in failed_ids and holds_no_finding_to_triage(delivery)
+            ]
             cases = []
             for case_id in pipeline.cases_started_since(set()):
                 stored = pipeline.case(case_id)
@@ -371,6 +410,7 @@ def run_files(
     return {
         "cases": cases,
         "failures": failures,
+        "ignored": ignored,
         "stats": {
             "records": len(deliveries),
             "vt_requests": sent[0],

@@ -1,5 +1,6 @@
-"""Mirrors in the local EC2 the instances that the alerts name, so that remediation, dry-run or not,
-acts on an instance with the alert's ids rather than failing on one that moto never heard of."""
+"""Mirrors in the local account the instances and access keys that the alerts name, so that
+remediation, dry-run or not, acts on resources with the alert's ids rather than failing on ones that
+moto never heard of."""
 
 from __future__ import annotations
 
@@ -31,14 +32,40 @@ def _moto_ids(**ids: str | None) -> Iterator[None]:
         yield
 
 
-def instances_named(alerts: Iterable[Alert]) -> list[Resource]:
-    """Every instance resource of the alerts, once."""
+def resources_named(alerts: Iterable[Alert], resource_type: ResourceType) -> list[Resource]:
+    """Every resource of this type the alerts name, once."""
     found: dict[str, Resource] = {}
     for alert in alerts:
         for resource in alert.resources:
-            if resource.type is ResourceType.INSTANCE:
+            if resource.type is resource_type:
                 found.setdefault(resource.id, resource)
     return list(found.values())
+
+
+def instances_named(alerts: Iterable[Alert]) -> list[Resource]:
+    """Every instance resource of the alerts, once."""
+    return resources_named(alerts, ResourceType.INSTANCE)
+
+
+def seed_access_keys(iam: Any, keys: Iterable[Resource]) -> list[str]:
+    """Create each access key (and its user) unless it exists; return the key ids created."""
+    created: list[str] = []
+    for key in keys:
+        if not key.user_name:
+            continue
+        try:
+            iam.create_user(UserName=key.user_name)
+        except iam.exceptions.EntityAlreadyExistsException:
+            if any(
+                existing["AccessKeyId"] == key.id
+                for existing in iam.list_access_keys(UserName=key.user_name)["AccessKeyMetadata"]
+            ):
+                continue
+        # moto has no API for a chosen key id: make its generator hand out the alert's.
+        with mock.patch("moto.iam.models.generate_access_key_id_from_account_id", return_value=key.id):
+            iam.create_access_key(UserName=key.user_name)
+        created.append(key.id)
+    return created
 
 
 def seed_instances(ec2: Any, instances: Iterable[Resource]) -> list[str]:

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import threading
 import traceback
 import uuid
@@ -268,6 +269,7 @@ class LocalAws:
             "AWS::SQS::Queue",
             "AWS::DynamoDB::Table",
             "AWS::SNS::Topic",
+            "AWS::SecretsManager::Secret",
             "AWS::Serverless::Function",
             "AWS::Serverless::StateMachine",
         ]
@@ -286,6 +288,7 @@ class LocalAws:
             "AWS::SQS::Queue": self._create_queue,
             "AWS::DynamoDB::Table": self._create_table,
             "AWS::SNS::Topic": self._create_topic,
+            "AWS::SecretsManager::Secret": self._create_secret,
             "AWS::Serverless::Function": self._create_function,
             "AWS::Serverless::StateMachine": self._create_state_machine,
         }
@@ -348,6 +351,13 @@ class LocalAws:
             Timeout=spec.timeout,
         )["FunctionArn"]
         self.physical[logical_id] = {"Ref": logical_id, "Arn": arn}
+        if "FunctionUrlConfig" in properties:
+            # SAM names a function's URL resource <function>Url. moto answers nothing on it: locally the
+            # URL only appears in links, and tests call the handler with the request a URL would send.
+            url = self.client("lambda").create_function_url_config(
+                FunctionName=logical_id, AuthType=str(properties["FunctionUrlConfig"].get("AuthType", "NONE"))
+            )["FunctionUrl"]
+            self.physical[f"{logical_id}Url"] = {"FunctionUrl": url}
 
     def _create_state_machine(self, logical_id: str, properties: dict[str, Any]) -> None:
         definition = (self.template_path.parent / str(properties["DefinitionUri"])).read_text(
@@ -359,6 +369,15 @@ class LocalAws:
             name=logical_id, definition=definition, roleArn=_DUMMY_ROLE
         )["stateMachineArn"]
         self.physical[logical_id] = {"Ref": arn, "Arn": arn, "Name": logical_id}
+
+    def _create_secret(self, logical_id: str, properties: dict[str, Any]) -> None:
+        name = str(self.resolve(properties.get("Name", logical_id)))
+        if "GenerateSecretString" in properties:
+            value = secrets.token_urlsafe(48)
+        else:
+            value = str(self.resolve(properties.get("SecretString", "")))
+        arn = self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+        self.physical[logical_id] = {"Ref": arn, "Id": arn}
 
     def _create_vt_secret(self) -> None:
         name = self.parameters.get("VirusTotalApiKeySecretName")

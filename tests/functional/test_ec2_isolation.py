@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from vtriage.adapters.ec2 import Ec2InstanceIsolation
 from vtriage.errors import TransientError
-from vtriage.models import ActionStatus, ActionType
+from vtriage.models import Action, ActionStatus, ActionType
 
 pytestmark = pytest.mark.functional
 
@@ -217,6 +217,89 @@ def test_a_missing_instance_is_a_failed_action_not_an_exception(ec2: Any) -> Non
     # Then the action failed with EC2's reason
     assert action.status is ActionStatus.FAILED
     assert "InvalidInstanceID.NotFound" in action.detail
+
+
+def planned_isolation(instance_id: str) -> Action:
+    """An isolation as a playbook plans it."""
+    return Action(type=ActionType.ISOLATE_INSTANCE, target=instance_id, parameters={"case_id": "case-1"})
+
+
+def test_run_isolates_the_target_and_keeps_the_planned_parameters(ec2: Any) -> None:
+    # Given an instance and an isolation planned on it
+    instance_id, web = launch_instance(ec2)
+    planned = planned_isolation(instance_id)
+
+    # When the actuator runs it for real
+    action = isolation(ec2).run(planned, dry_run=False)
+
+    # Then the instance is isolated and the action is the planned one with its outcome
+    [group] = quarantine_groups(ec2)
+    interfaces = interface_groups(ec2, instance_id)
+    assert interfaces == {eni: [group["GroupId"]] for eni in interfaces}
+    assert action.status is ActionStatus.DONE
+    assert action.parameters == planned.parameters
+    assert action.before == {eni: [web] for eni in interfaces}
+
+
+def test_rollback_puts_every_interface_back_in_its_groups(ec2: Any) -> None:
+    # Given an instance isolated through the actuator
+    instance_id, _ = launch_instance(ec2)
+    original = interface_groups(ec2, instance_id)
+    done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
+    assert interface_groups(ec2, instance_id) != original
+
+    # When it is rolled back
+    undone = isolation(ec2).rollback(done)
+
+    # Then each interface is back in the groups it had, and the action says so
+    assert interface_groups(ec2, instance_id) == original
+    assert undone.status is ActionStatus.ROLLED_BACK
+    assert undone.detail.startswith("rolled back:")
+    assert undone.before == done.before
+    assert undone.after == original
+
+    # And rolling back again changes nothing more and says so
+    again = isolation(ec2).rollback(done)
+    assert again.status is ActionStatus.ROLLED_BACK
+    assert again.detail.startswith("already as before isolation")
+    assert interface_groups(ec2, instance_id) == original
+
+
+def test_rollback_of_an_instance_that_was_already_isolated_leaves_it_isolated(ec2: Any) -> None:
+    # Given an instance isolated by hand before vtriage ran, then "isolated again" by vtriage
+    instance_id, _ = launch_instance(ec2)
+    isolation(ec2).isolate(instance_id, dry_run=False)
+    isolated = interface_groups(ec2, instance_id)
+    done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
+
+    # When vtriage's action is rolled back
+    undone = isolation(ec2).rollback(done)
+
+    # Then the instance stays as vtriage found it: isolated
+    assert interface_groups(ec2, instance_id) == isolated
+    assert undone.status is ActionStatus.ROLLED_BACK
+
+
+def test_rollback_reports_an_interface_that_no_longer_exists(ec2: Any) -> None:
+    # Given an isolated instance whose second interface was then detached and deleted
+    instance_id, _ = launch_instance(ec2)
+    done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    [second] = [eni for eni in instance["NetworkInterfaces"] if eni["Attachment"]["DeviceIndex"] == 1]
+    ec2.detach_network_interface(AttachmentId=second["Attachment"]["AttachmentId"])
+    ec2.delete_network_interface(NetworkInterfaceId=second["NetworkInterfaceId"])
+
+    # When it is rolled back
+    undone = isolation(ec2).rollback(done)
+
+    # Then the remaining interface is restored, and the action fails naming the missing one
+    assert undone.status is ActionStatus.FAILED
+    assert second["NetworkInterfaceId"] in undone.detail
+    assert "no longer exist" in undone.detail
+    assert undone.before == done.before
+    assert interface_groups(ec2, instance_id) == {
+        eni: groups for eni, groups in (done.before or {}).items() if eni != second["NetworkInterfaceId"]
+    }
 
 
 def stubbed_ec2(code: str, status: int) -> tuple[Any, Stubber]:

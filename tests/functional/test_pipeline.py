@@ -39,11 +39,17 @@ def test_command_and_control_alert_plans_isolation_in_dry_run_and_opens_a_ticket
     [domain] = [ioc for ioc in case["iocs"] if ioc["type"] == "domain"]
     assert (domain["value"], domain["verdict"], domain["malicious"]) == ("tawuhoju.com", "malicious", 6)
     assert any("6 of" in reason for reason in domain["reasons"])
-    # and the isolation was only planned: dry-run is the default
-    [action] = case["actions"]
-    assert (action["type"], action["status"]) == ("isolate_instance", "dry_run")
-    assert action["target"].startswith("i-")
-    assert "vtriage-quarantine" in action["detail"]
+    # and the compromised-instance and malicious-domain playbooks were only planned: dry-run is the
+    # default, and the account has no DNS Firewall domain list, so the domain block is skipped
+    instance = "i-0b3f6c2d9e1a47c58"
+    assert [(action["type"], action["target"], action["status"]) for action in case["actions"]] == [
+        ("snapshot_volumes", instance, "dry_run"),
+        ("tag_instance", instance, "dry_run"),
+        ("isolate_instance", instance, "dry_run"),
+        ("block_domain_dns_firewall", "tawuhoju.com", "skipped"),
+    ]
+    [isolation] = [action for action in case["actions"] if action["type"] == "isolate_instance"]
+    assert "vtriage-quarantine" in isolation["detail"]
     # and a ticket was opened for a person
     assert case["ticket"] is not None
     assert case["ticket"]["provider"] == "sns"
@@ -51,15 +57,21 @@ def test_command_and_control_alert_plans_isolation_in_dry_run_and_opens_a_ticket
     assert document["failures"] == []
 
 
-def test_malicious_caller_of_an_access_key_goes_to_a_ticket_without_remediation() -> None:
-    # Given a Tor exit node calling the API with an access key (no playbook acts on keys yet)
+def test_malicious_caller_of_an_access_key_plans_disabling_the_key_and_opens_a_ticket() -> None:
+    # Given a Tor exit node calling the API with an access key
     document = run_pipeline(event("synthetic-guardduty-iam-tor-caller.json"))
 
-    # Then the IP is malicious and the case is ticketed, with no action planned
+    # Then the IP is malicious, the malicious-api-caller playbook plans disabling the key, and a person
+    # gets a ticket (no IP block: IP_BLOCK_METHOD is none by default)
     [case] = document["cases"]
-    assert (case["verdict"], case["branch"], case["status"]) == ("malicious", "ticket", "TICKETED")
+    assert (case["verdict"], case["branch"]) == ("malicious", "remediate")
     assert [ioc["value"] for ioc in case["iocs"] if ioc["verdict"] == "malicious"] == ["23.129.64.215"]
-    assert case["actions"] == []
+    assert [(action["type"], action["target"]) for action in case["actions"]] == [
+        ("disable_access_key", "AKIAIOSFODNN7EXAMPLE")
+    ]
+    # The runner mirrors the alert's key in the local account, so the dry run names what it would change
+    assert case["actions"][0]["status"] == "dry_run"
+    assert "Inactive" in case["actions"][0]["detail"]
     assert case["ticket"] is not None
 
 
@@ -79,20 +91,36 @@ def test_suspicious_domain_goes_to_a_ticket() -> None:
 
 
 @pytest.mark.parametrize("sample", REAL_SAMPLES_WITH_DOCUMENTATION_ADDRESSES)
-def test_real_findings_with_only_documentation_addresses_are_closed_without_a_lookup(sample: str) -> None:
-    # Given a real GuardDuty sample whose remote addresses are documentation ranges (or 0.0.0.0)
+def test_real_medium_findings_with_only_documentation_addresses_are_ticketed_without_a_lookup(
+    sample: str,
+) -> None:
+    # Given a real medium-severity GuardDuty sample whose remote addresses are documentation ranges
+    # (or 0.0.0.0): nothing VirusTotal could look up
     document = run_pipeline(event(sample))
 
-    # Then no VirusTotal request is spent, every IOC is kept as skipped, and the case is closed
+    # Then no VirusTotal request is spent and every IOC is kept as skipped, and since the detector rates
+    # it medium (the default TICKET_MIN_SEVERITY), a person gets a ticket rather than the case closing
     [case] = document["cases"]
     assert document["stats"]["vt_requests"] == 0
     assert case["iocs"], "the addresses stay on the case"
     assert all(ioc["skipped_reason"] for ioc in case["iocs"])
-    assert (case["verdict"], case["branch"], case["status"]) == ("unknown", "close", "CLOSED")
-    assert case["ticket"] is None
+    assert case["severity_label"] == "medium"
+    assert (case["verdict"], case["branch"], case["status"]) == ("unknown", "ticket", "TICKETED")
+    assert case["actions"] == []
+    assert case["ticket"] is not None
 
 
-def test_get_findings_output_domain_unknown_to_virustotal_is_closed_as_unknown() -> None:
+def test_a_low_severity_finding_with_nothing_to_look_up_is_closed_with_its_record_kept() -> None:
+    # Given a real Security Hub control finding rated informational, with no IOC
+    document = run_pipeline(event("securityhub-afsbp-ec2.7-ebs-default-encryption.json"))
+
+    # Then the case is closed below the ticket threshold, and kept
+    [case] = document["cases"]
+    assert (case["verdict"], case["severity_label"]) == ("unknown", "low")
+    assert (case["branch"], case["status"], case["ticket"]) == ("close", "CLOSED", None)
+
+
+def test_get_findings_output_domain_unknown_to_virustotal_is_ticketed_for_its_high_severity() -> None:
     # Given real `aws guardduty get-findings` output with a DNS request to a domain the recordings lack
     document = run_pipeline(event("guardduty-getfindings-trojan-droppoint-dns.json"))
 
@@ -100,7 +128,8 @@ def test_get_findings_output_domain_unknown_to_virustotal_is_closed_as_unknown()
     [case] = document["cases"]
     [domain] = [ioc for ioc in case["iocs"] if ioc["type"] == "domain"]
     assert (domain["value"], domain["verdict"], domain["skipped_reason"]) == ("3322.org", "unknown", None)
-    assert case["branch"] == "close"
+    # and with nothing confirmed no action is planned, but GuardDuty rates it high: a person looks
+    assert (case["severity_label"], case["branch"], case["actions"]) == ("high", "ticket", [])
     assert document["stats"]["vt_requests"] == 1
 
 
@@ -179,7 +208,7 @@ def test_cli_json_follows_the_contract_and_exits_2_when_records_are_rejected() -
     # Then stdout is one JSON document with the contract's keys, and the status says records were rejected
     document = json.loads(stdout.getvalue())
     assert status == 2
-    assert set(document) == {"cases", "failures", "stats"}
+    assert {"cases", "failures", "stats"} <= set(document)
     assert {"records", "vt_requests", "vt_cache_hits", "duration_s"} <= set(document["stats"])
     assert document["stats"]["records"] == 4
     assert len(document["failures"]) == 2
@@ -266,10 +295,16 @@ def test_parameter_overrides_let_remediation_act_on_the_local_instance() -> None
             ]
         )
 
-    # Then the isolation was done, not only planned
+    # Then the snapshot, the tag and the isolation were done, not only planned (the domain block is
+    # skipped: the account has no DNS Firewall domain list)
     [case] = json.loads(stdout.getvalue())["cases"]
     assert status == 0
-    assert [action["status"] for action in case["actions"]] == ["done"]
+    assert {action["type"]: action["status"] for action in case["actions"]} == {
+        "snapshot_volumes": "done",
+        "tag_instance": "done",
+        "isolate_instance": "done",
+        "block_domain_dns_firewall": "skipped",
+    }
     assert case["status"] == "REMEDIATED"
 
 
@@ -280,3 +315,30 @@ def test_an_unknown_template_parameter_is_a_usage_error() -> None:
         )
     assert status == 1
     assert "DryRn" in stderr.getvalue()
+
+
+def test_a_guardduty_finding_seen_through_security_hub_is_acknowledged_without_a_second_case() -> None:
+    # Given a GuardDuty finding as Security Hub imports it (GuardDuty's own rule delivers the original)
+    document = run_pipeline(event("synthetic-securityhub-guardduty-product.json"))
+
+    # Then it makes no case, is not a failure, and the run says why it was left alone
+    assert document["cases"] == []
+    assert document["failures"] == []
+    [ignored] = document["ignored"]
+    assert "Security Hub" in ignored["reason"]
+
+
+def test_security_hub_threat_intel_on_an_instance_is_remediated_in_dry_run() -> None:
+    # Given a Security Hub C&C finding on an instance whose indicators VirusTotal flags
+    document = run_pipeline(event("synthetic-securityhub-threat-intel.json"))
+
+    # Then the instance's snapshot, tag and isolation are planned in dry run and a ticket opened
+    [case] = document["cases"]
+    assert (case["source"], case["verdict"], case["branch"]) == ("securityhub", "malicious", "remediate")
+    assert [(action["type"], action["status"]) for action in case["actions"]] == [
+        ("snapshot_volumes", "dry_run"),
+        ("tag_instance", "dry_run"),
+        ("isolate_instance", "dry_run"),
+        ("block_domain_dns_firewall", "skipped"),
+    ]
+    assert case["ticket"] is not None

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from tests.functional.conftest import load_event, wait_for_execution
+from tests.functional.conftest import EVENTS, load_event, wait_for_execution
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.enrich import execution_input
+from vtriage.errors import InvalidAlertError
 from vtriage.intake import parse_alerts
-from vtriage.models import Action, ActionType, Case, CaseStatus, IocOutcome, IocType, Verdict
+from vtriage.models import (
+    Action,
+    ActionStatus,
+    ActionType,
+    Branch,
+    Case,
+    CaseStatus,
+    IocOutcome,
+    IocType,
+    Verdict,
+)
 from vtriage_local.stack import LocalAws
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -34,20 +47,30 @@ def _case(verdict: Verdict, actions: list[Action] | None = None, case_id: str | 
     )
 
 
-def _run(aws: LocalAws, case: Case, store: bool = True) -> tuple[dict[str, Any], Case | None]:
-    cases = DynamoCaseRepository(
+def _cases(aws: LocalAws) -> DynamoCaseRepository:
+    return DynamoCaseRepository(
         aws.client("dynamodb"), aws.ref("CasesTable"), timedelta(days=90), lambda: NOW
     )
+
+
+def _start(aws: LocalAws, case: Case, store: bool = True, route: Branch | None = None) -> str:
+    """Store the case and start its execution, routed as the playbook says or as `route` forces."""
     if store:
-        assert cases.create(case)
-    sfn = aws.client("stepfunctions")
-    started = sfn.start_execution(
-        stateMachineArn=aws.ref("TriageStateMachine"),
-        name=case.case_id,
-        input=execution_input(case).model_dump_json(),
+        assert _cases(aws).create(case)
+    summary = execution_input(case)
+    if route is not None:
+        summary = summary.model_copy(update={"route": route})
+    started = aws.client("stepfunctions").start_execution(
+        stateMachineArn=aws.ref("TriageStateMachine"), name=case.case_id, input=summary.model_dump_json()
     )
-    execution = wait_for_execution(sfn, started["executionArn"])
-    return execution, cases.get(case.case_id) if store else None
+    return str(started["executionArn"])
+
+
+def _run(
+    aws: LocalAws, case: Case, store: bool = True, route: Branch | None = None
+) -> tuple[dict[str, Any], Case | None]:
+    execution = wait_for_execution(aws.client("stepfunctions"), _start(aws, case, store, route))
+    return execution, _cases(aws).get(case.case_id) if store else None
 
 
 def _instance(aws: LocalAws) -> tuple[str, list[str]]:
@@ -116,7 +139,7 @@ def test_with_dry_run_off_the_instance_keeps_only_the_quarantine_group(
 
 def test_suspicious_case_is_ticketed_without_remediation(local_aws: LocalAws) -> None:
     # Given a suspicious case, When the state machine runs it
-    execution, stored = _run(local_aws, _case(Verdict.SUSPICIOUS))
+    execution, stored = _run(local_aws, _case(Verdict.SUSPICIOUS), route=Branch.TICKET)
 
     # Then a ticket is opened and nothing else happens
     assert execution["status"] == "SUCCEEDED"
@@ -130,14 +153,16 @@ def test_suspicious_case_is_ticketed_without_remediation(local_aws: LocalAws) ->
 def test_harmless_or_unknown_case_is_closed_by_the_direct_dynamodb_integration(
     local_aws: LocalAws, verdict: Verdict
 ) -> None:
-    # Given a case with nothing against it, When the state machine runs it
-    execution, stored = _run(local_aws, _case(verdict))
+    # Given a case with nothing against it, routed to closure, When the state machine runs it
+    execution, stored = _run(local_aws, _case(verdict), route=Branch.CLOSE)
 
     # Then the case is closed, with its record kept, and no ticket is opened
     assert execution["status"] == "SUCCEEDED"
     assert stored is not None
     assert (stored.branch, stored.status, stored.ticket) == ("close", CaseStatus.CLOSED, None)
     assert stored.closed_at is not None
+    # and its history ends with the closure the state machine recorded
+    assert stored.history[-1].status is CaseStatus.CLOSED
 
 
 def _entered_states(aws: LocalAws, execution_arn: str) -> list[str]:
@@ -156,11 +181,11 @@ def test_remediation_error_is_caught_into_the_ticket_step(local_aws: LocalAws) -
     # When the state machine runs it
     execution, _ = _run(local_aws, case, store=False)
 
-    # Then Remediate's Catch went to OpenTicket, whose Catch went to MarkCaseFailed, which invents no case
+    # Then the plan's Catch went to OpenTicket, whose Catch went to MarkCaseFailed, which invents no case
     assert execution["status"] == "FAILED"
     assert _entered_states(local_aws, execution["executionArn"]) == [
         "RouteOnVerdict",
-        "Remediate",
+        "PlanRemediation",
         "OpenTicket",
         "MarkCaseFailed",
     ]
@@ -171,7 +196,7 @@ def test_when_no_ticket_can_be_opened_the_case_is_failed_with_the_error(local_aw
     local_aws.client("sns").delete_topic(TopicArn=local_aws.ref("TicketTopic"))
 
     # When the state machine runs it
-    execution, stored = _run(local_aws, _case(Verdict.SUSPICIOUS))
+    execution, stored = _run(local_aws, _case(Verdict.SUSPICIOUS), route=Branch.TICKET)
 
     # Then the ticket step's Catch marked the case FAILED with the error, and the execution failed
     assert execution["status"] == "FAILED"
@@ -191,4 +216,265 @@ def test_execution_input_is_a_small_summary(local_aws: LocalAws) -> None:
     # Given the largest sample alert's case, When its execution input is built, Then it is a few hundred bytes
     payload = execution_input(_case(Verdict.MALICIOUS)).model_dump_json()
     assert len(payload.encode()) < 1024
-    assert set(json.loads(payload)) == {"case_id", "verdict", "severity", "remediable", "actions", "error"}
+    assert set(json.loads(payload)) == {
+        "case_id",
+        "route",
+        "verdict",
+        "severity",
+        "remediable",
+        "actions",
+        "error",
+    }
+
+
+# ---------------------------------------------------------------- guardrails and approvals
+
+APPROVAL_WAIT_S = 60.0
+
+
+def _approval_inbox(aws: LocalAws) -> str:
+    """A queue subscribed to the ticket topic, where approvers' notifications arrive."""
+    sqs, sns = aws.client("sqs"), aws.client("sns")
+    url = sqs.create_queue(QueueName="approver-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=aws.ref("TicketTopic"), Protocol="sqs", Endpoint=arn)
+    return str(url)
+
+
+def _approval_links(aws: LocalAws, inbox: str) -> dict[str, str]:
+    """The approve and reject links of the next approval request the approver receives."""
+    sqs = aws.client("sqs")
+    deadline = time.monotonic() + APPROVAL_WAIT_S
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", []):
+            text = json.loads(message["Body"])["Message"]
+            found = dict(re.findall(r"^(Approve|Reject):\s+(\S+)$", text, flags=re.MULTILINE))
+            if found:
+                return {decision.lower(): link for decision, link in found.items()}
+        time.sleep(0.05)
+    raise AssertionError("no approval request arrived")
+
+
+def _click(aws: LocalAws, link: str, method: str = "POST") -> dict[str, Any]:
+    """What the approval function's URL answers a person who opens the link (GET) or confirms it (POST)."""
+    query = link.split("?", 1)[1]
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "rawPath": "/",
+        "rawQueryString": query if method == "GET" else "",
+        "headers": {"content-type": "application/x-www-form-urlencoded"},
+        "requestContext": {"http": {"method": method, "path": "/", "sourceIp": "198.51.100.7"}},
+        "body": query if method == "POST" else None,
+        "isBase64Encoded": False,
+    }
+    response: dict[str, Any] = aws.invoke("ApprovalFunction", event)
+    return response
+
+
+def _isolation(instance_id: str, **parameters: str) -> Action:
+    return Action(type=ActionType.ISOLATE_INSTANCE, target=instance_id, parameters=parameters)
+
+
+def test_an_approved_action_runs_and_the_case_is_ticketed(local_aws: LocalAws) -> None:
+    # Given a malicious case whose playbook asks a person to approve the isolation, and an approver
+    inbox = _approval_inbox(local_aws)
+    instance_id, groups = _instance(local_aws)
+    case = _case(Verdict.MALICIOUS, [_isolation(instance_id, needs_approval="true")])
+
+    # When the execution waits, Then the action is pending approval and the approver got the links
+    execution_arn = _start(local_aws, case)
+    links = _approval_links(local_aws, inbox)
+    waiting = _cases(local_aws).get(case.case_id)
+    assert waiting is not None
+    assert waiting.actions[0].status is ActionStatus.PENDING_APPROVAL
+    assert local_aws.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"] == (
+        "RUNNING"
+    )
+
+    # When the approver opens the link, Then a page asks to confirm and nothing is decided yet
+    page = _click(local_aws, links["approve"], method="GET")
+    assert page["statusCode"] == 200
+    assert '<form method="post">' in page["body"]
+
+    # When the approver confirms
+    answer = _click(local_aws, links["approve"])
+    execution = wait_for_execution(local_aws.client("stepfunctions"), execution_arn)
+
+    # Then the action ran (dry run by default) and the case was ticketed
+    assert answer["statusCode"] == 200
+    assert "approved" in answer["body"]
+    assert execution["status"] == "SUCCEEDED"
+    stored = _cases(local_aws).get(case.case_id)
+    assert stored is not None
+    assert [action.status for action in stored.actions] == [ActionStatus.DRY_RUN]
+    assert stored.ticket is not None
+    assert _interface_groups(local_aws, instance_id) == [groups]
+    assert "WaitForApproval" in _entered_states(local_aws, execution_arn)
+
+
+def test_a_rejected_action_is_skipped_with_the_reason(local_aws: LocalAws) -> None:
+    # Given an execution waiting for approval of an isolation
+    inbox = _approval_inbox(local_aws)
+    instance_id, groups = _instance(local_aws)
+    case = _case(Verdict.MALICIOUS, [_isolation(instance_id, needs_approval="true")])
+    execution_arn = _start(local_aws, case)
+    links = _approval_links(local_aws, inbox)
+
+    # When the approver rejects it
+    answer = _click(local_aws, links["reject"])
+    execution = wait_for_execution(local_aws.client("stepfunctions"), execution_arn)
+
+    # Then the action never ran, says who stopped it, and the case is ticketed without an error
+    assert answer["statusCode"] == 200
+    assert execution["status"] == "SUCCEEDED"
+    stored = _cases(local_aws).get(case.case_id)
+    assert stored is not None
+    assert stored.actions[0].status is ActionStatus.SKIPPED
+    assert "rejected by a person" in stored.actions[0].detail
+    assert stored.ticket is not None
+    assert stored.error is None
+    assert "ActionRejected" in _entered_states(local_aws, execution_arn)
+    assert _interface_groups(local_aws, instance_id) == [groups]
+    # And the approve link, used after the reject one, is refused
+    assert _click(local_aws, links["approve"])["statusCode"] == 410
+
+
+def test_an_approval_nobody_gives_times_out_and_escalates_the_ticket(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given approvals that wait one second, and an action that needs one
+    monkeypatch.setenv("APPROVAL_TIMEOUT_SECONDS", "1")
+    inbox = _approval_inbox(local_aws)
+    instance_id, _ = _instance(local_aws)
+    case = _case(Verdict.MALICIOUS, [_isolation(instance_id, needs_approval="true")])
+
+    # When nobody answers
+    execution_arn = _start(local_aws, case)
+    links = _approval_links(local_aws, inbox)
+    execution = wait_for_execution(local_aws.client("stepfunctions"), execution_arn)
+
+    # Then the ticket is opened with the escalation, and the action still waits, saying so
+    assert execution["status"] == "SUCCEEDED"
+    assert _entered_states(local_aws, execution_arn)[-3:] == [
+        "ApprovalTimedOut",
+        "FinishRemediation",
+        "OpenTicket",
+    ]
+    stored = _cases(local_aws).get(case.case_id)
+    assert stored is not None
+    assert stored.ticket is not None
+    assert stored.error is not None
+    assert "waits for approval: escalated" in stored.error
+    assert stored.actions[0].status is ActionStatus.PENDING_APPROVAL
+    assert "escalated to the ticket" in stored.actions[0].detail
+    # And the link, now expired, is refused
+    assert _click(local_aws, links["approve"])["statusCode"] == 410
+
+
+def test_a_protected_instance_is_skipped_with_the_reason(local_aws: LocalAws) -> None:
+    # Given a malicious case on an instance that carries the protected tag
+    instance_id, groups = _instance(local_aws)
+    local_aws.client("ec2").create_tags(
+        Resources=[instance_id], Tags=[{"Key": "vtriage:protected", "Value": "database"}]
+    )
+    case = _case(Verdict.MALICIOUS, [_isolation(instance_id)])
+
+    # When the state machine runs it
+    execution, stored = _run(local_aws, case)
+
+    # Then the isolation is skipped, saying why, and the instance keeps its groups
+    assert execution["status"] == "SUCCEEDED"
+    assert stored is not None
+    assert stored.actions[0].status is ActionStatus.SKIPPED
+    assert "protected" in stored.actions[0].detail
+    assert _interface_groups(local_aws, instance_id) == [groups]
+
+
+def test_beyond_the_blast_radius_cap_actions_wait_for_approval(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given remediation acting for real with a cap of one action per hour, and two instances to isolate
+    monkeypatch.setenv("DRY_RUN", "false")
+    monkeypatch.setenv("MAX_ACTIONS_PER_HOUR", "1")
+    inbox = _approval_inbox(local_aws)
+    first, _ = _instance(local_aws)
+    second, second_groups = _instance(local_aws)
+    case = _case(Verdict.MALICIOUS, [_isolation(first), _isolation(second)])
+
+    # When the state machine runs it
+    execution_arn = _start(local_aws, case)
+    links = _approval_links(local_aws, inbox)
+
+    # Then the first isolation ran, and the second waits for a person with the reason, changing nothing
+    waiting = _cases(local_aws).get(case.case_id)
+    assert waiting is not None
+    assert [action.status for action in waiting.actions] == [
+        ActionStatus.DONE,
+        ActionStatus.PENDING_APPROVAL,
+    ]
+    assert "blast-radius cap of 1 actions per hour" in waiting.actions[1].detail
+    assert _interface_groups(local_aws, second) == [second_groups]
+
+    # When the approver rejects the second one, Then the execution ends with the ticket
+    assert _click(local_aws, links["reject"])["statusCode"] == 200
+    execution = wait_for_execution(local_aws.client("stepfunctions"), execution_arn)
+    assert execution["status"] == "SUCCEEDED"
+    stored = _cases(local_aws).get(case.case_id)
+    assert stored is not None
+    assert stored.status is CaseStatus.REMEDIATED
+    assert stored.ticket is not None
+
+
+def test_an_action_that_fails_sends_the_case_to_the_ticket_with_the_error(local_aws: LocalAws) -> None:
+    # Given a malicious case planning a WAF block, with no WAF IP set configured (the default)
+    case = _case(Verdict.MALICIOUS, [Action(type=ActionType.BLOCK_IP_WAF, target="203.0.113.9")])
+
+    # When the state machine runs it
+    execution, stored = _run(local_aws, case)
+
+    # Then the action failed, and FinishRemediation's Catch took the error to the ticket
+    assert execution["status"] == "SUCCEEDED"
+    assert _entered_states(local_aws, execution["executionArn"])[-2:] == ["FinishRemediation", "OpenTicket"]
+    assert stored is not None
+    assert stored.actions[0].status is ActionStatus.FAILED
+    assert stored.ticket is not None
+    assert stored.error is not None
+    assert "no actuator is configured for block_ip_waf" in stored.error
+
+
+def _largest_sample_alert() -> Any:
+    for path in sorted(EVENTS.glob("*.json"), key=lambda p: p.stat().st_size, reverse=True):
+        try:
+            alerts = parse_alerts(json.loads(path.read_text()))
+        except (InvalidAlertError, ValueError):
+            continue  # the invalid samples
+        if alerts:
+            return alerts[0]
+    raise AssertionError("no sample alert")
+
+
+def test_every_payload_of_a_remediation_is_a_small_summary(local_aws: LocalAws) -> None:
+    # Given the largest sample alert as a malicious case planning the most actions a case runs
+    alert = _largest_sample_alert()
+    instances = [_instance(local_aws)[0] for _ in range(5)]
+    case = _case(Verdict.MALICIOUS, [_isolation(instance_id) for instance_id in instances]).model_copy(
+        update={"alert": alert, "case_id": alert.case_id}
+    )
+
+    # When the state machine runs it
+    execution, stored = _run(local_aws, case)
+
+    # Then every state's input and output in the history stays below 8 KB
+    assert execution["status"] == "SUCCEEDED"
+    assert stored is not None
+    assert [action.status for action in stored.actions] == [ActionStatus.DRY_RUN] * 5
+    history = local_aws.client("stepfunctions").get_execution_history(executionArn=execution["executionArn"])
+    sizes = [
+        len(str(details.get(field, "")).encode())
+        for event in history["events"]
+        for key, details in event.items()
+        if key.endswith("EventDetails") and isinstance(details, dict)
+        for field in ("input", "output")
+    ]
+    assert sizes
+    assert max(sizes) < 8 * 1024

@@ -7,6 +7,7 @@ a mistake that would only show after a deploy fails here first.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -14,8 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.events.models import EventPattern
 
-from vtriage.config import EnrichSettings, RemediateSettings, Settings, TicketSettings
+from vtriage.config import (
+    ApprovalSettings,
+    EnrichSettings,
+    IntakeSettings,
+    RemediateSettings,
+    Settings,
+    TicketSettings,
+)
 from vtriage_local.template import FunctionSpec, functions, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -26,17 +35,27 @@ SETTINGS_BY_FUNCTION: dict[str, type[Settings]] = {
     "EnrichFunction": EnrichSettings,
     "RemediateFunction": RemediateSettings,
     "TicketFunction": TicketSettings,
+    "IntakeFunction": IntakeSettings,
+    "ApprovalFunction": ApprovalSettings,
 }
 # Set by Lambda itself in every execution environment.
 PROVIDED_BY_LAMBDA = {"AWS_REGION": "us-east-1"}
 # The services each function may call: anything else in its policies is a privilege it does not use.
 SERVICES_BY_FUNCTION = {
     "EnrichFunction": {"dynamodb", "states", "sqs", "secretsmanager"},
-    "RemediateFunction": {"dynamodb", "ec2"},
+    "RemediateFunction": {"dynamodb", "ec2", "wafv2", "iam", "s3", "route53resolver"},
     "TicketFunction": {"dynamodb", "sns"},
+    "IntakeFunction": {"sqs"},
+    "ApprovalFunction": {"dynamodb", "states", "sns", "secretsmanager"},
 }
 # Actions that support no resource-level permissions, so "Resource": "*" is the narrowest possible.
-UNSCOPABLE_ACTIONS = {"ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeNetworkInterfaces"}
+UNSCOPABLE_ACTIONS = {
+    "ec2:DescribeInstances",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSnapshots",
+    "ec2:DescribeNetworkAcls",
+}
 SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 FAKE_ACCOUNT = "arn:aws:{service}:us-east-1:123456789012:{resource}"
 
@@ -99,14 +118,23 @@ def deployed_environment(spec: FunctionSpec, template: dict[str, Any]) -> dict[s
 
 
 def statements(spec: FunctionSpec) -> list[dict[str, Any]]:
-    """Every statement of the function's inline policies."""
+    """Every statement of the function's inline policies, conditional ones (Fn::If) included."""
     found: list[dict[str, Any]] = []
     for policy in spec.policies:
         # Managed policies and policy templates grant more than the function calls, and hide it from here.
         assert isinstance(policy, dict), f"{spec.logical_id}: {policy!r} is not an inline policy"
         assert "Statement" in policy, f"{spec.logical_id}: {policy!r} is not an inline policy"
-        found.extend(policy["Statement"])
+        for statement in policy["Statement"]:
+            found.extend(conditional_branches(statement))
     return found
+
+
+def conditional_branches(statement: dict[str, Any]) -> list[dict[str, Any]]:
+    """A statement, or each statement an `Fn::If` may give (AWS::NoValue gives none)."""
+    if set(statement) != {"Fn::If"}:
+        return [statement]
+    _, when_true, when_false = statement["Fn::If"]
+    return [branch for branch in (when_true, when_false) if branch != {"Ref": "AWS::NoValue"}]
 
 
 def environment_names(model: type[Settings], required_only: bool = False) -> set[str]:
@@ -264,21 +292,121 @@ def test_queues_are_encrypted_at_rest(logical_id: str, template: dict[str, Any])
     assert queue.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue
 
 
-def test_guardduty_findings_reach_the_alert_queue_and_only_from_their_rule(template: dict[str, Any]) -> None:
-    # Given the EventBridge rule and the alert queue's policy
-    rule = properties(template, "GuardDutyFindingsRule")
+DETECTOR_RULES = {
+    "GuardDutyFindingsRule": "aws.guardduty",
+    "GuardDutyMalwareScanRule": "aws.guardduty",
+    "SecurityHubFindingsRule": "aws.securityhub",
+}
+SEVERITY_LABELS = ["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
+# GuardDuty's documented bands: LOW 1.0-3.9, MEDIUM 4.0-6.9, HIGH 7.0-8.9, CRITICAL 9.0-10.0.
+GUARDDUTY_FLOORS = {"INFORMATIONAL": 0, "LOW": 1, "MEDIUM": 4, "HIGH": 7, "CRITICAL": 9}
+
+
+def rule_pattern(template: dict[str, Any], rule: str, minimum_severity: str) -> dict[str, Any]:
+    """A rule's event pattern as EventBridge receives it when the stack is deployed with this
+    MinimumSeverity: the !Sub text with its !FindInMap variables filled in, parsed as JSON."""
+    pattern = properties(template, rule)["EventPattern"]
+    if "Fn::Sub" not in pattern:
+        # A pattern with no severity to fill in (malware scan results carry none) is plain YAML.
+        plain: dict[str, Any] = pattern
+        return plain
+    text, variables = pattern["Fn::Sub"]
+    for name, value in variables.items():
+        mapping, key, attribute = value["Fn::FindInMap"]
+        assert key == {"Ref": "MinimumSeverity"}
+        text = text.replace(
+            "${" + name + "}", str(template["Mappings"][mapping][minimum_severity][attribute])
+        )
+    parsed: dict[str, Any] = json.loads(text)
+    return parsed
+
+
+def test_the_minimum_severity_parameter_offers_every_label_and_keeps_guardduty_whole_by_default(
+    template: dict[str, Any],
+) -> None:
+    # Given the MinimumSeverity parameter
+    parameter = template["Parameters"]["MinimumSeverity"]
+
+    # Then it takes Security Hub's labels, and its default lets every GuardDuty finding (1.0 and up) through
+    assert parameter["AllowedValues"] == SEVERITY_LABELS
+    assert parameter["Default"] == "LOW"
+    assert set(template["Mappings"]["SeverityFloor"]) == set(SEVERITY_LABELS)
+
+
+@pytest.mark.parametrize("rule", sorted(DETECTOR_RULES))
+def test_detector_findings_reach_the_alert_queue_and_only_from_their_rule(
+    rule: str, template: dict[str, Any]
+) -> None:
+    # Given the rule and the alert queue's policy
+    target = properties(template, rule)
     policy = properties(template, "AlertQueuePolicy")
     allows = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
 
-    # Then the rule matches GuardDuty findings and targets the queue
-    assert rule["EventPattern"] == {"source": ["aws.guardduty"], "detail-type": ["GuardDuty Finding"]}
-    assert [target["Arn"] for target in rule["Targets"]] == [get_att_arn("AlertQueue")]
-    # And the queue lets EventBridge send only on behalf of that rule
+    # Then the rule matches its detector's findings and targets the queue
+    assert rule_pattern(template, rule, "LOW")["source"] == [DETECTOR_RULES[rule]]
+    assert [t["Arn"] for t in target["Targets"]] == [get_att_arn("AlertQueue")]
+    # And the queue lets EventBridge send on behalf of that rule, one statement per rule, and nothing else
     assert policy["Queues"] == [{"Ref": "AlertQueue"}]
-    assert len(allows) == 1
-    assert allows[0]["Principal"] == {"Service": "events.amazonaws.com"}
-    assert allows[0]["Action"] == "sqs:SendMessage"
-    assert allows[0]["Condition"]["ArnEquals"]["aws:SourceArn"] == get_att_arn("GuardDutyFindingsRule")
+    assert {s["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0] for s in allows} == set(
+        DETECTOR_RULES
+    )
+    (statement,) = [s for s in allows if s["Condition"]["ArnEquals"]["aws:SourceArn"] == get_att_arn(rule)]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+
+
+@pytest.mark.parametrize("minimum", SEVERITY_LABELS)
+def test_guardduty_findings_below_the_minimum_severity_are_not_queued(
+    minimum: str, template: dict[str, Any]
+) -> None:
+    # Given the GuardDuty rule's pattern for this minimum
+    pattern = rule_pattern(template, "GuardDutyFindingsRule", minimum)
+    floor = GUARDDUTY_FLOORS[minimum]
+
+    # Then it compares the score as a JSON number (a quoted number never matches a numeric filter)
+    assert pattern["detail"]["severity"] == [{"numeric": [">=", floor]}]
+    assert pattern["detail-type"] == ["GuardDuty Finding"]
+    # And, evaluated by moto's EventBridge engine, a finding at the floor is queued and one just below is not
+    matcher = EventPattern(None, pattern)
+
+    def finding(score: float) -> Any:  # moto types events as its own TypedDict
+        return {"source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": {"severity": score}}
+
+    assert matcher.matches_event(finding(float(floor)))
+    assert matcher.matches_event(finding(10.0))
+    assert not matcher.matches_event(finding(floor - 0.1))
+
+
+@pytest.mark.parametrize("minimum", SEVERITY_LABELS)
+def test_security_hub_findings_below_the_minimum_severity_are_not_queued(
+    minimum: str, template: dict[str, Any]
+) -> None:
+    # Given the Security Hub rule's pattern for this minimum
+    pattern = rule_pattern(template, "SecurityHubFindingsRule", minimum)
+
+    # Then it takes imported findings labelled at or above the minimum, and only those
+    assert pattern["detail-type"] == ["Security Hub Findings - Imported"]
+    labels = pattern["detail"]["findings"]["Severity"]["Label"]
+    assert labels == SEVERITY_LABELS[SEVERITY_LABELS.index(minimum) :]
+
+
+def test_the_intake_url_takes_only_iam_signed_requests(template: dict[str, Any]) -> None:
+    # Given the intake function and the policy its senders get
+    intake = properties(template, "IntakeFunction")
+    senders = properties(template, "AlertSendersPolicy")["PolicyDocument"]["Statement"]
+    grants = {statement["Action"]: statement for statement in senders}
+
+    # Then its URL authenticates with IAM (SigV4), and no resource policy opens it to anyone
+    assert intake["FunctionUrlConfig"]["AuthType"] == "AWS_IAM"
+    permissions = resources_of_type(template, "AWS::Lambda::Permission").values()
+    assert all(p["Properties"]["FunctionName"] != {"Ref": "IntakeFunction"} for p in permissions)
+    # And a sender may call the URL only as an IAM-authenticated one, and may queue directly
+    url = grants["lambda:InvokeFunctionUrl"]
+    assert url["Resource"] == get_att_arn("IntakeFunction")
+    assert url["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}
+    assert grants["lambda:InvokeFunction"]["Resource"] == get_att_arn("IntakeFunction")
+    assert grants["sqs:SendMessage"]["Resource"] == get_att_arn("AlertQueue")
+    assert all(statement["Effect"] == "Allow" for statement in senders)
 
 
 # ---------------------------------------------------------------- tables
@@ -289,6 +417,8 @@ def test_guardduty_findings_reach_the_alert_queue_and_only_from_their_rule(templ
     [
         ("CasesTable", [("case_id", "HASH")], "expires_at"),
         ("EnrichmentsTable", [("ioc_key", "HASH"), ("fetched_at", "RANGE")], "expires_at"),
+        ("QuotaTable", [("window", "HASH")], "expires_at"),
+        ("GuardrailsTable", [("key", "HASH")], "expires_at"),
     ],
 )
 def test_tables_have_the_keys_the_code_uses_and_are_protected(
@@ -310,7 +440,12 @@ def test_tables_have_the_keys_the_code_uses_and_are_protected(
 
 def test_every_table_is_covered_by_the_table_checks(template: dict[str, Any]) -> None:
     # Given the tables of the template, Then each one is among those checked above
-    assert set(resources_of_type(template, "AWS::DynamoDB::Table")) == {"CasesTable", "EnrichmentsTable"}
+    assert set(resources_of_type(template, "AWS::DynamoDB::Table")) == {
+        "CasesTable",
+        "EnrichmentsTable",
+        "QuotaTable",
+        "GuardrailsTable",
+    }
 
 
 def test_cases_can_be_listed_by_status_newest_first(template: dict[str, Any]) -> None:
@@ -416,7 +551,15 @@ def test_only_the_enrich_function_may_start_triage_or_read_the_api_key(
     # Then starting executions and reading the VirusTotal key belong to the enrich function alone
     for logical_id, actions in granted.items():
         sensitive = actions & {"states:StartExecution", "secretsmanager:GetSecretValue"}
-        assert not sensitive or logical_id == "EnrichFunction", f"{logical_id} may {sorted(sensitive)}"
+        assert not sensitive or logical_id in {"EnrichFunction", "ApprovalFunction"}, (
+            f"{logical_id} may {sorted(sensitive)}"
+        )
+    # And the approval function reads only the key that signs approval links
+    (secret,) = [
+        s for s in statements(specs["ApprovalFunction"]) if s["Action"] == "secretsmanager:GetSecretValue"
+    ]
+    assert secret["Resource"] == {"Ref": "ApprovalSigningKey"}
+    assert "states:StartExecution" not in granted["ApprovalFunction"]
     # And only the remediate function may change EC2
     assert {a for a in granted["EnrichFunction"] | granted["TicketFunction"] if a.startswith("ec2:")} == set()
 
@@ -477,3 +620,46 @@ def test_the_stack_outputs_what_users_and_the_local_runner_look_up(template: dic
     assert {"AlertQueueUrl", "AlertQueueArn", "StateMachineArn", "CasesTableName", "TicketTopicArn"} <= set(
         template["Outputs"]
     )
+
+
+def test_the_approval_url_is_public_and_only_through_the_url(template: dict[str, Any]) -> None:
+    # Given the approval function and the permissions that open it
+    approval = properties(template, "ApprovalFunction")
+    permissions = [
+        p["Properties"]
+        for p in resources_of_type(template, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Ref": "ApprovalFunction"}
+    ]
+
+    # Then approvers need no AWS login (the signed token is the authority), and anyone may invoke it
+    # only through its URL
+    assert approval["FunctionUrlConfig"]["AuthType"] == "NONE"
+    assert permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Ref": "ApprovalFunction"},
+            "Principal": "*",
+            "InvokedViaFunctionUrl": True,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("condition", "sid"),
+    [
+        ("HasWafIpSet", "BlockIpsInTheWafIpSet"),
+        ("HasNaclRules", "DenyIpsInNetworkAcls"),
+        ("HasQuarantineBucket", "KeepObjectsInQuarantine"),
+        ("HasDnsFirewallDomainList", "BlockDomainsInTheDnsFirewallList"),
+    ],
+)
+def test_an_actuator_is_granted_its_actions_only_when_configured(
+    condition: str, sid: str, specs: dict[str, FunctionSpec]
+) -> None:
+    # Given the remediate function's statements, as written
+    written = [s for policy in specs["RemediateFunction"].policies for s in policy["Statement"]]
+
+    # Then the actuator's statement exists only under its condition, and nothing otherwise
+    (conditional,) = [s for s in written if set(s) == {"Fn::If"} and s["Fn::If"][1].get("Sid") == sid]
+    assert conditional["Fn::If"][0] == condition
+    assert conditional["Fn::If"][2] == {"Ref": "AWS::NoValue"}

@@ -4,6 +4,7 @@ refused when it is malformed or hostile, because the value becomes part of a Vir
 from __future__ import annotations
 
 import string
+from importlib import resources
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.provisional import domains, urls
 
 from vtriage.errors import InvalidAlertError
+from vtriage.intake import suffixes
 from vtriage.intake.canonical import canonical_ioc
 from vtriage.models import IocType
 
@@ -301,3 +303,94 @@ def test_urls_keep_path_and_query_byte_for_byte_and_are_idempotent(raw: str) -> 
     assert ioc.value == f"{scheme.lower()}://{authority.lower()}{slash}{path}"
     assert not any(character.isspace() for character in ioc.value)
     assert_idempotent(URL, ioc.value, ioc.skipped_reason)
+
+
+# --- the Public Suffix List snapshot ---------------------------------------------------------------
+
+PUBLIC_SUFFIX_CASES = [
+    # (domain, skipped reason or None when it is looked up)
+    ("tawuhoju.com", None),
+    ("evil.co.uk", None),
+    ("cdn.evil.co.uk", None),
+    ("a.b.kawasaki.jp", None),  # *.kawasaki.jp: b.kawasaki.jp is a suffix, a.b.kawasaki.jp is registrable
+    ("city.kawasaki.jp", None),  # !city.kawasaki.jp: an exception to the wildcard
+    ("xn--fiqs8s.xn--fiqs8s", None),  # an internationalised TLD, spelt as IDNA
+    ("user.github.io", None),  # the PRIVATE section is not read: github.io names are looked up
+    ("co.uk", "a public suffix ('co.uk'), not a registrable domain"),
+    ("b.kawasaki.jp", "a public suffix ('b.kawasaki.jp'), not a registrable domain"),
+    ("evil.notatld", "unknown top-level domain '.notatld' (not in the Public Suffix List snapshot)"),
+    ("printer.local", "internal name (.local, multicast DNS)"),
+    ("ip-10-0-0-1.ec2.internal", "internal name (.internal)"),
+]
+
+
+@pytest.mark.parametrize(("domain", "reason"), PUBLIC_SUFFIX_CASES)
+def test_a_domain_is_looked_up_only_under_a_real_public_suffix(domain: str, reason: str | None) -> None:
+    assert canonical_ioc(DOMAIN, domain, FOUND_AT).skipped_reason == reason
+
+
+def test_a_url_on_an_unknown_top_level_domain_is_skipped() -> None:
+    ioc = canonical_ioc(URL, "http://update.notatld/x", FOUND_AT)
+    assert (
+        ioc.skipped_reason == "unknown top-level domain '.notatld' (not in the Public Suffix List snapshot)"
+    )
+
+
+def test_the_snapshot_is_shipped_with_the_code_and_read_on_first_use_only() -> None:
+    # Given the package as installed: the snapshot is package data, holds the ICANN section, is parsed once
+    snapshot = resources.files("vtriage").joinpath("data", "public_suffix_list.dat").read_text("utf-8")
+    assert "===BEGIN ICANN DOMAINS===" in snapshot
+    assert suffixes.public_suffix("evil.com") == "com"
+    assert suffixes._rules.cache_info().currsize == 1
+
+
+# --- defanged structured values -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ioc_type", "raw", "value"),
+    [
+        (DOMAIN, "evil[dot]com", "evil.com"),
+        (DOMAIN, "evil(.)co{.}uk", "evil.co.uk"),
+        (URL, "hxxp[:]//evil[.]com/a[.]exe", "http://evil.com/a[.]exe"),
+        (URL, "hxxps[://]evil(dot)com/", "https://evil.com/"),
+    ],
+)
+def test_a_defanged_structured_value_is_refanged(ioc_type: IocType, raw: str, value: str) -> None:
+    # The path of a URL stays byte for byte: only its scheme and host are refanged
+    assert canonical_ioc(ioc_type, raw, FOUND_AT).value == value
+
+
+# --- the allow-list --------------------------------------------------------------------------------
+
+ALLOW_LIST = frozenset(
+    {"Corp.Example.NET.", "microsoft.com", "10.20.0.0/16", "8.8.8.8", SHA256_OF_ABC.upper()}
+)
+ALLOW_LIST_CASES = [
+    # (type, raw, allow-listed?)
+    (DOMAIN, "microsoft.com", True),
+    (DOMAIN, "update.MICROSOFT.com", True),
+    (DOMAIN, "notmicrosoft.com", False),
+    (DOMAIN, "microsoft.com.evil.ru", False),
+    (URL, "https://download.microsoft.com/x.exe", True),
+    (URL, "https://microsoft.com.evil.ru/", False),
+    (IP, "8.8.8.8", True),
+    (IP, "8.8.4.4", False),
+    (URL, "http://8.8.8.8/", True),
+    (FILE, SHA256_OF_ABC, True),
+    (FILE, "a9993e364706816aba3e25717850c26c9cd0d89d", False),
+]
+
+
+@pytest.mark.parametrize(("ioc_type", "raw", "allowed"), ALLOW_LIST_CASES)
+def test_allow_listed_values_are_skipped_with_the_reason(ioc_type: IocType, raw: str, allowed: bool) -> None:
+    ioc = canonical_ioc(ioc_type, raw, FOUND_AT, allow_list=ALLOW_LIST)
+    assert ioc.skipped_reason == ("allow-listed" if allowed else None)
+
+
+def test_a_stronger_reason_than_the_allow_list_is_kept() -> None:
+    # Given a private address inside an allow-listed network
+    ioc = canonical_ioc(IP, "10.20.3.4", FOUND_AT, allow_list=ALLOW_LIST)
+
+    # Then it says why it could never be looked up at all
+    assert ioc.skipped_reason == "private address"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,18 @@ import pytest
 from tests.fakes import (
     FakeDeadLetterQueue,
     FakeExecutionStarter,
+    FakeMessageDeferral,
+    FakeQuotaLimiter,
     FakeThreatIntel,
     InMemoryCaseRepository,
     InMemoryEnrichmentCache,
 )
-from vtriage.enrich import Enricher
-from vtriage.errors import TransientError
-from vtriage.models import CaseStatus, Verdict
+from vtriage.config import EnrichSettings
+from vtriage.enrich import Enricher, triage_batch
+from vtriage.errors import QuotaExhaustedError, TransientError
+from vtriage.models import Branch, Case, CaseStatus, HistoryEntry, Ioc, Repeat, Verdict
 from vtriage.verdict import VerdictPolicy
+from vtriage.virustotal.errors import VirusTotalQuotaExceededError
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -34,10 +39,57 @@ def _sample(name: str) -> str:
     return (ROOT / "events" / name).read_text()
 
 
+class Clock:
+    """A clock a test moves by hand."""
+
+    def __init__(self, at: datetime = NOW) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+class InMemoryRepeatLedger:
+    """`RepeatLedger` over the in-memory cases: repeat keys in a dict, a fold read-modify-writes the case
+    (the DynamoDB ledger does it in one conditional update)."""
+
+    def __init__(self, cases: InMemoryCaseRepository, now: Clock) -> None:
+        self._cases = cases
+        self._now = now
+        self.keys: dict[str, tuple[str, datetime]] = {}
+
+    def earlier_case(self, repeat_key: str) -> str | None:
+        kept = self.keys.get(repeat_key)
+        return kept[0] if kept is not None and kept[1] > self._now() else None
+
+    def remember(self, repeat_key: str, case_id: str, until: datetime) -> None:
+        self.keys[repeat_key] = (case_id, until)
+
+    def fold(self, case_id: str, repeat: Repeat, entry: HistoryEntry) -> bool:
+        case = self._cases.get(case_id)
+        if case is None or repeat.case_id in case.repeat_case_ids:
+            return False
+        case.repeat_count += 1
+        case.repeat_case_ids.append(repeat.case_id)
+        case.last_repeat = repeat
+        case.history.append(entry)
+        case.updated_at = entry.at
+        self._cases.save(case)
+        return True
+
+
 class World:
     """An Enricher over fakes, with the real VirusTotal reports the samples' IOCs name."""
 
-    def __init__(self, errors: dict[str, Exception] | None = None) -> None:
+    def __init__(
+        self,
+        errors: dict[str, Exception] | None = None,
+        per_minute: int | None = None,
+        per_day: int = 500,
+        clock: Clock | None = None,
+        ticket_min_severity: str = "medium",
+    ) -> None:
+        self.clock = clock or Clock()
         self.intel = FakeThreatIntel(
             {
                 "domain#tawuhoju.com": _vt("opencti__vt_test_domain.json"),
@@ -45,10 +97,14 @@ class World:
             },
             errors=errors,
         )
-        self.cache = InMemoryEnrichmentCache(now=lambda: NOW)
+        self.cache = InMemoryEnrichmentCache(now=self.clock)
         self.cases = InMemoryCaseRepository()
         self.executions = FakeExecutionStarter()
         self.dead_letters = FakeDeadLetterQueue()
+        self.limiter = FakeQuotaLimiter(per_minute, per_day, self.clock) if per_minute else None
+        self.deferral = FakeMessageDeferral()
+        self.ledger = InMemoryRepeatLedger(self.cases, self.clock)
+        self.ticket_min_severity = ticket_min_severity
 
     def enricher(self) -> Enricher:
         """A new enricher, as each Lambda invocation makes for its batch."""
@@ -59,8 +115,18 @@ class World:
             executions=self.executions,
             dead_letters=self.dead_letters,
             policy=VerdictPolicy(),
-            now=lambda: NOW,
+            now=self.clock,
+            limiter=self.limiter,
+            deferral=self.deferral,
+            ticket_min_severity=self.ticket_min_severity,
+            repeats=self.ledger,
         )
+
+    def case(self, case_id: str) -> Case:
+        """A stored case, which must exist."""
+        case = self.cases.get(case_id)
+        assert case is not None, f"no case {case_id}"
+        return case
 
 
 def test_malicious_c2_domain_on_an_instance_makes_a_remediable_case_and_starts_its_execution() -> None:
@@ -70,13 +136,17 @@ def test_malicious_c2_domain_on_an_instance_makes_a_remediable_case_and_starts_i
     # When its record is handled
     outcome = world.enricher().handle_record("m-1", _sample("synthetic-guardduty-backdoor-c2-dns.json"))
 
-    # Then one malicious case is stored, with its isolation planned, and its execution started by case id
+    # Then one malicious case is stored, with the default playbooks' actions planned (forensic snapshot,
+    # tag and isolation of the instance, the domain blocked), and its execution started by case id
     [summary] = outcome.cases
     case = world.cases.get(summary.case_id)
     assert case is not None
     assert (case.verdict, case.status) == (Verdict.MALICIOUS, CaseStatus.ENRICHED)
     assert [(action.type, action.target) for action in case.actions] == [
-        ("isolate_instance", "i-0b3f6c2d9e1a47c58")
+        ("snapshot_volumes", "i-0b3f6c2d9e1a47c58"),
+        ("tag_instance", "i-0b3f6c2d9e1a47c58"),
+        ("isolate_instance", "i-0b3f6c2d9e1a47c58"),
+        ("block_domain_dns_firewall", "tawuhoju.com"),
     ]
     started = world.executions.started[summary.case_id]
     assert (started.verdict, started.remediable, started.severity) == (Verdict.MALICIOUS, True, "high")
@@ -189,3 +259,437 @@ def test_a_transient_virustotal_error_fails_the_record_for_a_retry_and_stores_no
     assert world.cases.case_ids == []
     assert world.executions.started == {}
     assert world.dead_letters.sent == []
+
+
+# ---------------------------------------------------------------- the shared quota and deferral
+
+C2 = "synthetic-guardduty-backdoor-c2-dns.json"  # domain#tawuhoju.com
+TOR = "synthetic-guardduty-iam-tor-caller.json"  # ip#23.129.64.215
+SUSPICIOUS_DNS = "synthetic-guardduty-ec2-suspicious-dns.json"  # domain#telemetry-sync.net
+
+
+def _sqs_event(*names: str, receives: int = 1) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{index}",
+                "receiptHandle": f"handle-{index}",
+                "body": _sample(name),
+                "attributes": {"ApproximateReceiveCount": str(receives)},
+                "messageAttributes": {"origin": {"stringValue": name, "dataType": "String"}},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:AlertQueue",
+                "awsRegion": "us-east-1",
+            }
+            for index, name in enumerate(names)
+        ]
+    }
+
+
+def test_when_the_minute_quota_runs_out_the_other_records_are_deferred_to_the_next_minute() -> None:
+    # Given a quota of one request a minute, at 12:00:20, and three alerts with distinct IOCs
+    world = World(per_minute=1, clock=Clock(NOW + timedelta(seconds=20)))
+    enricher = world.enricher()
+
+    # When their batch is triaged
+    response = triage_batch(enricher, _sqs_event(C2, TOR, SUSPICIOUS_DNS))
+
+    # Then one request was made, one case was enriched and its execution started
+    assert len(world.intel.lookups) == 1
+    assert len(world.executions.started) == 1
+    # and the two other records are retried, hidden until 12:01:00, not rejected and not parked
+    failed = sorted(str(item["itemIdentifier"]) for item in response["batchItemFailures"])
+    assert len(failed) == 2
+    assert sorted(world.deferral.hidden) == [(f"handle-{m[-1]}", 40) for m in failed]
+    assert world.dead_letters.sent == []
+    assert (enricher.deferred, enricher.rejected) == (2, 0)
+    # and their cases say that enrichment is pending, with no verdict, no action and no execution
+    pending = [case for case_id in world.cases.case_ids if (case := world.cases.get(case_id)) is not None]
+    pending = [case for case in pending if case.status is CaseStatus.PENDING_ENRICHMENT]
+    assert len(pending) == 2
+    for case in pending:
+        assert (case.verdict, case.actions, case.execution_arn) == (Verdict.UNKNOWN, [], None)
+        assert case.error is not None
+        assert "pending" in case.error
+        assert all(ioc.reasons[0].startswith("pending") for ioc in case.iocs)
+
+
+def test_a_deferred_record_is_enriched_when_the_window_reopens_and_nothing_is_looked_up_twice() -> None:
+    # Given the batch above, deferred at 12:00:20 with a quota of one request a minute
+    clock = Clock(NOW + timedelta(seconds=20))
+    world = World(per_minute=1, clock=clock)
+    first = triage_batch(world.enricher(), _sqs_event(C2, TOR, SUSPICIOUS_DNS))
+    deferred = {str(item["itemIdentifier"]) for item in first["batchItemFailures"]}
+
+    # When the deferred records come back in each of the next two minutes
+    names = {f"m-{index}": name for index, name in enumerate((C2, TOR, SUSPICIOUS_DNS))}
+    for minute in (1, 2):
+        clock.at = NOW + timedelta(minutes=minute, seconds=1)
+        event = _sqs_event(*(names[message_id] for message_id in sorted(deferred)), receives=minute + 1)
+        response = triage_batch(world.enricher(), event)
+        deferred = {
+            sorted(deferred)[int(str(item["itemIdentifier"])[-1])] for item in response["batchItemFailures"]
+        }
+
+    # Then every case is enriched, each IOC was looked up exactly once, and each execution started once
+    assert deferred == set()
+    assert sorted(world.intel.lookups) == sorted(
+        ["domain#tawuhoju.com", "ip#23.129.64.215", "domain#telemetry-sync.net"]
+    )
+    cases = [world.cases.get(case_id) for case_id in world.cases.case_ids]
+    assert [case.status for case in cases if case is not None] == [CaseStatus.ENRICHED] * 3
+    assert len(world.executions.started) == 3
+
+
+def test_a_case_pending_for_one_of_two_iocs_keeps_the_one_already_looked_up() -> None:
+    # Given an alert with two IOCs to look up and a quota of one request a minute
+    world = World(per_minute=1)
+
+    # When it is handled
+    outcome = world.enricher().handle_record("m-1", _sample("synthetic-securityhub-threat-intel.json"))
+
+    # Then the record is deferred to the next minute and the first IOC's enrichment is kept in the cache
+    assert outcome.deferred_until == NOW + timedelta(minutes=1)
+    [looked_up] = world.intel.lookups
+    assert [enrichment.key for enrichment in world.cache.puts] == [looked_up]
+    # When it comes back the next minute, Then the cached IOC is not asked for again
+    world.clock.at = NOW + timedelta(minutes=1)
+    world.enricher().handle_record("m-1", _sample("synthetic-securityhub-threat-intel.json"))
+    assert world.intel.lookups.count(looked_up) == 1
+
+
+def test_when_the_day_is_spent_the_record_waits_for_midnight_utc_capped_at_twelve_hours() -> None:
+    # Given a daily quota already spent, at 09:00 UTC
+    clock = Clock(datetime(2026, 11, 26, 9, 0, tzinfo=UTC))
+    world = World(per_minute=4, per_day=1, clock=clock)
+    triage_batch(world.enricher(), _sqs_event(C2))
+
+    # When another record arrives
+    response = triage_batch(world.enricher(), _sqs_event(TOR))
+
+    # Then it is hidden for the longest SQS allows (12 h less the longest invocation), not failed for good
+    assert len(response["batchItemFailures"]) == 1
+    assert world.deferral.hidden == [("handle-0", 12 * 3600 - 15 * 60)]
+    assert world.limiter is not None
+    assert world.limiter.used["minute#2026-11-26T09:00"] == 1  # the refused request spent no minute unit
+
+
+def test_a_record_deferred_again_and_again_is_queued_afresh_instead_of_reaching_the_dead_letter_queue() -> (
+    None
+):
+    # Given a record received for the third time (the default threshold) while the quota is spent
+    world = World(per_minute=1)
+    triage_batch(world.enricher(), _sqs_event(C2))
+
+    # When it is deferred again
+    response = triage_batch(world.enricher(), _sqs_event(TOR, receives=3))
+
+    # Then this copy is acknowledged and a fresh one, with the same body and attributes, waits a minute
+    assert response["batchItemFailures"] == []
+    assert world.deferral.hidden == []
+    [copy] = world.deferral.requeued
+    assert (copy.body, copy.attributes, copy.delay_seconds) == (_sample(TOR), {"origin": TOR}, 60)
+
+
+def test_a_virustotal_429_after_the_client_retries_defers_the_record_to_the_next_minute() -> None:
+    # Given VirusTotal answering QuotaExceededError for the IP, and no limiter of our own
+    quota = VirusTotalQuotaExceededError("Quota exceeded", "QuotaExceededError", 429)
+    world = World(errors={"ip#23.129.64.215": quota})
+    enricher = world.enricher()
+
+    # When the record is handled
+    response = triage_batch(enricher, _sqs_event(TOR))
+
+    # Then it is deferred to the next minute, not failed for good, and its case is pending
+    assert len(response["batchItemFailures"]) == 1
+    assert world.deferral.hidden == [("handle-0", 60)]
+    [case_id] = world.cases.case_ids
+    case = world.cases.get(case_id)
+    assert case is not None
+    assert case.status is CaseStatus.PENDING_ENRICHMENT
+
+
+def test_a_429_naming_the_daily_quota_defers_to_midnight_utc() -> None:
+    # Given VirusTotal saying that the daily quota is exceeded
+    quota = VirusTotalQuotaExceededError("Daily quota exceeded", "QuotaExceededError", 429)
+    world = World(errors={"ip#23.129.64.215": quota})
+
+    # When the record is handled, Then it waits for 00:00 UTC
+    outcome = world.enricher().handle_record("m-1", _sample(TOR))
+    assert outcome.deferred_until == datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def test_an_ioc_repeated_in_a_batch_is_looked_up_once_and_counted_once_as_a_lookup() -> None:
+    # Given a batch of three alerts, two sharing 23.129.64.215
+    world = World()
+    enricher = world.enricher()
+
+    # When it is triaged
+    triage_batch(enricher, _sqs_event(TOR, "synthetic-guardduty-portprobe.json", C2))
+
+    # Then each IOC was asked for once, and the repeat counts as a cache hit
+    assert sorted(world.intel.lookups) == ["domain#tawuhoju.com", "ip#23.129.64.215"]
+    assert (enricher.lookups, enricher.cache_hits, enricher.vt_requests) == (2, 1, 2)
+
+
+class MeetingIntel:
+    """Answers only once `parties` lookups are in flight together; records the most seen at once."""
+
+    def __init__(self, parties: int) -> None:
+        self._barrier = threading.Barrier(parties, timeout=10)
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def lookup(self, ioc: Ioc) -> dict[str, Any] | None:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._barrier.wait()
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+        return None
+
+
+def test_lookups_of_a_batch_run_concurrently_and_never_more_at_once_than_the_setting() -> None:
+    # Given eight IOCs to look up and a concurrency of four, against an intel that answers only when
+    # four lookups wait together (sequential lookups would never be answered)
+    world = World()
+    intel = MeetingIntel(parties=4)
+    enricher = world.enricher()
+    enricher.intel = intel
+    enricher.max_concurrency = 4
+    alert = json.loads(_sample(C2))
+    bodies = []
+    for index in range(8):
+        variant = json.loads(json.dumps(alert))
+        variant["detail"]["id"] = f"{index:032x}"
+        variant["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = f"concurrent-{index}.com"
+        bodies.append(json.dumps(variant))
+
+    # When the batch is prefetched
+    enricher.prefetch(bodies)
+
+    # Then every unique IOC was answered, at most four at a time
+    assert len(world.cache.puts) == 8
+    assert intel.most_in_flight == 4
+
+
+def test_cache_ttls_default_per_verdict_and_follow_their_settings() -> None:
+    # Given the enrich settings with only the suspicious TTL set
+    environ = {
+        "AWS_REGION": "eu-west-1",
+        "CASES_TABLE_NAME": "cases",
+        "ENRICHMENTS_TABLE_NAME": "enrichments",
+        "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:123456789012:stateMachine:triage",
+        "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dlq",
+        "VT_API_KEY_SECRET_NAME": "vtriage/virustotal-api-key",
+        "CACHE_TTL_SUSPICIOUS_HOURS": "3",
+    }
+
+    # When they are read
+    settings = EnrichSettings.from_environ(environ)
+
+    # Then each verdict has its freshness, and the quota defaults are the public API's
+    assert {verdict.value: ttl / timedelta(hours=1) for verdict, ttl in settings.cache_ttls.items()} == {
+        "malicious": 24,
+        "suspicious": 3,
+        "harmless": 6,
+        "unknown": 1,
+    }
+    assert (settings.vt_quota_per_minute, settings.vt_quota_per_day, settings.vt_max_concurrency) == (
+        4,
+        500,
+        4,
+    )
+
+
+def test_quota_exhausted_is_a_transient_error_carrying_when_to_retry() -> None:
+    # Given the error the limiter raises
+    error = QuotaExhaustedError("spent", NOW, window="day")
+
+    # Then the queue retries it like any transient error, and it says when
+    assert isinstance(error, TransientError)
+    assert (error.retry_at, error.window) == (NOW, "day")
+
+
+# ---------------------------------------------------------------- routing, history and repeats
+
+
+def _variant(name: str, **detail: Any) -> str:
+    """A sample GuardDuty event with fields of its `detail` replaced (another finding id, version...)."""
+    event = json.loads(_sample(name))
+    event["detail"].update(detail)
+    return json.dumps(event)
+
+
+def test_a_new_case_keeps_its_history_from_the_alert_to_its_enrichment() -> None:
+    # Given the C&C sample, When it is triaged
+    world = World()
+    [summary] = world.enricher().handle_record("m-1", _sample(C2)).cases
+
+    # Then the case's history says when it came in and what enrichment decided
+    case = world.case(summary.case_id)
+    assert [(entry.status, entry.at) for entry in case.history] == [
+        (CaseStatus.NEW, NOW),
+        (CaseStatus.ENRICHED, NOW),
+    ]
+    assert case.alert.id in case.history[0].note
+    assert case.history[1].note == "verdict malicious; 4 actions planned; route remediate"
+    assert world.executions.started[summary.case_id].route is Branch.REMEDIATE
+
+
+def test_a_deferred_case_keeps_its_pending_step_in_its_history() -> None:
+    # Given a quota of one request a minute, spent by the first of two alerts
+    world = World(per_minute=1)
+    triage_batch(world.enricher(), _sqs_event(C2))
+    deferred = world.enricher().handle_record("m-2", _sample(TOR))
+    assert deferred.deferred_until is not None
+
+    # When the record comes back once the minute reopens
+    world.clock.at = NOW + timedelta(minutes=1)
+    [summary] = world.enricher().handle_record("m-2", _sample(TOR)).cases
+
+    # Then its history shows the wait, then the enrichment
+    statuses = [entry.status for entry in world.case(summary.case_id).history]
+    assert statuses == [CaseStatus.NEW, CaseStatus.PENDING_ENRICHMENT, CaseStatus.ENRICHED]
+
+
+def test_a_medium_severity_alert_with_only_documentation_addresses_goes_to_a_ticket() -> None:
+    # Given a real medium-severity (5) finding whose only address is a documentation one
+    world = World()
+
+    # When it is triaged
+    [summary] = (
+        world.enricher().handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json")).cases
+    )
+
+    # Then nothing was looked up, and the detector's severity sends it to a person
+    assert world.intel.lookups == []
+    started = world.executions.started[summary.case_id]
+    assert (started.verdict, started.severity, started.route) == (Verdict.UNKNOWN, "medium", Branch.TICKET)
+
+
+def test_with_a_high_ticket_threshold_the_same_alert_is_closed() -> None:
+    # Given tickets only from high severity, When the medium-severity finding is triaged, Then it is closed
+    world = World(ticket_min_severity="high")
+    [summary] = (
+        world.enricher().handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json")).cases
+    )
+    assert world.executions.started[summary.case_id].route is Branch.CLOSE
+
+
+def test_a_repeat_of_a_finding_is_folded_into_its_case_and_sent_to_its_ticket() -> None:
+    # Given a suspicious-DNS finding triaged an hour ago (a ticket route)
+    world = World()
+    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
+    world.clock.at = NOW + timedelta(hours=1)
+
+    # When GuardDuty reports the same activity on the same instance under another finding id
+    repeat_body = _variant(SUSPICIOUS_DNS, id="f" * 32, updatedAt="2025-03-19T03:07:30.166Z")
+    [summary] = world.enricher().handle_record("m-2", repeat_body).cases
+
+    # Then no case is opened: the first one counts the repeat and says so in its history
+    assert world.cases.case_ids == [first.case_id]
+    assert (summary.case_id, summary.repeat, summary.duplicate) == (first.case_id, True, False)
+    case = world.case(first.case_id)
+    assert case.repeat_count == 1
+    assert case.last_repeat is not None
+    assert case.last_repeat.alert_id == "f" * 32
+    assert case.history[-1].note.startswith("repeat of " + "f" * 32)
+    assert case.history[-1].at == NOW + timedelta(hours=1)
+    # and an execution named after the repeat takes the first case to its ticket, which is told of it
+    [repeat_name] = [name for name in world.executions.started if name != first.case_id]
+    told = world.executions.started[repeat_name]
+    assert (told.case_id, told.route, told.actions) == (first.case_id, Branch.TICKET, 0)
+    assert summary.execution_arn.endswith(":" + repeat_name)
+    assert case.uncommented_repeats == 1
+    assert "repeated 1 more time" in case.repeat_comment()
+
+
+def test_a_repeat_delivered_twice_is_counted_once() -> None:
+    # Given a finding and a later version of it, each delivered twice
+    world = World()
+    world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS))
+    later = _variant(SUSPICIOUS_DNS, updatedAt="2025-03-19T09:07:30.166Z")
+
+    # When the later version is handled twice
+    [once] = world.enricher().handle_record("m-2", later).cases
+    [again] = world.enricher().handle_record("m-3", later).cases
+
+    # Then it counts once, the second delivery is marked as a duplicate, and one execution tells the ticket
+    assert world.case(once.case_id).repeat_count == 1
+    assert (again.case_id, again.duplicate, again.execution_arn) == (once.case_id, True, once.execution_arn)
+    assert len(world.executions.started) == 2
+
+
+def test_a_repeat_after_the_window_opens_a_case_of_its_own() -> None:
+    # Given a finding triaged 25 hours ago (the default window is 24 hours)
+    world = World()
+    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
+    world.clock.at = NOW + timedelta(hours=25)
+
+    # When it repeats
+    [later] = world.enricher().handle_record("m-2", _variant(SUSPICIOUS_DNS, id="e" * 32)).cases
+
+    # Then it is a new case, and the first one is left as it was
+    assert later.case_id != first.case_id
+    assert later.repeat is False
+    assert world.case(first.case_id).repeat_count == 0
+
+
+def test_a_repeat_that_virustotal_now_calls_malicious_is_a_case_of_its_own() -> None:
+    # Given a DNS finding whose domain VirusTotal did not know an hour ago (unknown, ticketed)
+    world = World()
+    world.cache = InMemoryEnrichmentCache(freshness=timedelta(minutes=30), now=world.clock)
+    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
+    assert first.verdict is Verdict.UNKNOWN
+
+    # When it repeats after VirusTotal's engines have flagged the domain
+    world.clock.at = NOW + timedelta(hours=1)
+    world.intel = FakeThreatIntel({"domain#telemetry-sync.net": _vt("opencti__vt_test_domain.json")})
+    [later] = world.enricher().handle_record("m-2", _variant(SUSPICIOUS_DNS, id="d" * 32)).cases
+
+    # Then the worse news opens its own case, which future repeats now meet
+    assert (later.verdict, later.repeat) == (Verdict.MALICIOUS, False)
+    assert later.case_id != first.case_id
+    assert world.case(first.case_id).repeat_count == 0
+    [[kept_case_id, _]] = world.ledger.keys.values()
+    assert kept_case_id == later.case_id
+
+
+def test_a_repeat_of_a_closed_case_is_counted_and_starts_nothing() -> None:
+    # Given a low-severity Security Hub control finding with no IOC, closed
+    world = World()
+    body = _sample("securityhub-afsbp-ec2.7-ebs-default-encryption.json")
+    [first] = world.enricher().handle_record("m-1", body).cases
+    assert world.executions.started[first.case_id].route is Branch.CLOSE
+
+    # When a later version of the same finding arrives
+    event = json.loads(body)
+    event["detail"]["findings"][0]["UpdatedAt"] = "2021-02-18T14:56:09.063Z"
+    [later] = world.enricher().handle_record("m-2", json.dumps(event)).cases
+
+    # Then it is counted on the closed case and no execution is started for it
+    assert (later.case_id, later.repeat) == (first.case_id, True)
+    assert world.case(first.case_id).repeat_count == 1
+    assert list(world.executions.started) == [first.case_id]
+
+
+def test_an_alert_naming_no_resource_and_no_ioc_is_never_the_repeat_of_another_finding() -> None:
+    # Given a Security Hub control finding with neither resource nor IOC, triaged
+    world = World()
+    body = _sample("securityhub-afsbp-ec2.7-ebs-default-encryption.json")
+    [first] = world.enricher().handle_record("m-1", body).cases
+
+    # When another finding of the same control arrives (another finding id)
+    event = json.loads(body)
+    event["detail"]["findings"][0]["Id"] += "-other"
+    [other] = world.enricher().handle_record("m-2", json.dumps(event)).cases
+
+    # Then it is a case of its own: the type alone does not make two findings the same
+    assert other.case_id != first.case_id
+    assert other.repeat is False

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.events.models import EventPattern
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import parse_alerts
 from vtriage.models import Alert, Resource, ResourceType
+from vtriage_local.template import load_template
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -21,6 +23,17 @@ BACKDOOR = "synthetic-guardduty-backdoor-c2-dns.json"
 TOR_CALLER = "synthetic-guardduty-iam-tor-caller.json"
 PORT_PROBE = "synthetic-guardduty-portprobe.json"
 GET_FINDINGS = "guardduty-getfindings-trojan-droppoint-dns.json"
+KUBERNETES = "synthetic-guardduty-kubernetes-api.json"
+RDS_LOGIN = "synthetic-guardduty-rds-login.json"
+LAMBDA_NETWORK = "synthetic-guardduty-lambda-network.json"
+RUNTIME = "synthetic-guardduty-runtime-process.json"
+EBS_MALWARE = "synthetic-guardduty-ebs-malware.json"
+S3_SCAN = "synthetic-guardduty-malware-s3-object-scan.json"
+
+TOR_EXIT = "23.129.64.215"
+KNOWN_SHA256 = "4bc00f7d638e042da764e8648c03c0db46700599dd4f08d117e3e9e8b538519b"
+KNOWN_MD5 = "546bb6ef89bebfb053999777f6930d7e"
+EICAR_SHA256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 
 SAMPLE_INSTANCE = Resource(
     type=ResourceType.INSTANCE,
@@ -102,6 +115,39 @@ EXPECTED: dict[str, Expected] = {
         iocs={("ip", "23.129.64.215", True), ("ip", "198.51.100.7", False)},
         resources={WEB_FRONTEND},
     ),
+    # An EKS cluster, a database and a Lambda function: nothing a response acts on.
+    KUBERNETES: Expected(iocs={("ip", TOR_EXIT, True), ("ip", "192.0.2.44", False)}, resources=set()),
+    RDS_LOGIN: Expected(iocs={("ip", TOR_EXIT, True)}, resources=set()),
+    LAMBDA_NETWORK: Expected(iocs={("ip", TOR_EXIT, True)}, resources=set()),
+    RUNTIME: Expected(iocs={("file", KNOWN_SHA256, True)}, resources={WEB_FRONTEND}),
+    EBS_MALWARE: Expected(
+        iocs={("file", KNOWN_SHA256, True), ("file", EICAR_SHA256, True)},
+        resources={
+            Resource(
+                type=ResourceType.INSTANCE,
+                id="i-0a5c7e9b1d3f24680",
+                vpc_id="vpc-0d2e4f6a8b0c13579",
+                network_interface_ids=("eni-04b6d8f0a2c4e6b81",),
+                addresses=("10.0.2.88",),
+            )
+        },
+    ),
+    S3_SCAN: Expected(
+        iocs={("file", KNOWN_MD5, True)},
+        resources={
+            Resource(
+                type=ResourceType.S3_BUCKET,
+                id="vtriage-demo-uploads-123456789012",
+                bucket="vtriage-demo-uploads-123456789012",
+            ),
+            Resource(
+                type=ResourceType.S3_OBJECT,
+                id="vtriage-demo-uploads-123456789012/incoming/2025/03/remittance-advice.dll",
+                bucket="vtriage-demo-uploads-123456789012",
+                key="incoming/2025/03/remittance-advice.dll",
+            ),
+        },
+    ),
 }
 
 
@@ -134,8 +180,8 @@ def rejection(document: Any) -> InvalidAlertError:
 
 
 def test_every_sample_event_has_its_expectations_written_down() -> None:
-    # Given the sample events a user runs through the demo
-    samples = {path.name for path in EVENTS.glob("*.json")}
+    # Given the GuardDuty sample events a user runs through the demo
+    samples = {path.name for path in EVENTS.glob("*guardduty*.json") if "securityhub" not in path.name}
 
     # Then each one is described below, and nothing described is missing
     assert samples == set(EXPECTED)
@@ -334,6 +380,356 @@ def test_api_call_domain_and_threat_intelligence_hash_are_iocs() -> None:
     ]
 
 
+# --- every action and evidence block ------------------------------------------------------------
+
+ACTION = "service.action"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            KUBERNETES,
+            [
+                (TOR_EXIT, f"{ACTION}.kubernetesApiCallAction.remoteIpDetails.ipAddressV4", None),
+                (
+                    "192.0.2.44",
+                    f"{ACTION}.kubernetesApiCallAction.sourceIPs[0]",
+                    "documentation address (RFC 5737)",
+                ),
+            ],
+        ),
+        (RDS_LOGIN, [(TOR_EXIT, f"{ACTION}.rdsLoginAttemptAction.remoteIpDetails.ipAddressV4", None)]),
+        (LAMBDA_NETWORK, [(TOR_EXIT, f"{ACTION}.networkConnectionAction.remoteIpDetails.ipAddressV4", None)]),
+    ],
+)
+def test_each_action_gives_its_remote_addresses_with_where_they_were_found(
+    name: str, expected: list[tuple[str, str, str | None]]
+) -> None:
+    # Given a Kubernetes API call, an RDS login attempt or a Lambda function's network connection
+    # When it is parsed
+    alert = only_alert(load(name))
+
+    # Then every remote address is an IOC, in order, each once, with its path and any reason to skip it
+    assert [(ioc.value, ioc.found_at, ioc.skipped_reason) for ioc in alert.iocs] == expected
+
+
+def test_a_remote_ipv6_address_is_read_beside_the_ipv4_one() -> None:
+    # Given an RDS login attempt whose remote end GuardDuty gives in both families
+    event = load(RDS_LOGIN)
+    remote = event["detail"]["service"]["action"]["rdsLoginAttemptAction"]["remoteIpDetails"]
+    remote["ipAddressV6"] = "2001:DB8:0:0::7"
+
+    # When it is parsed
+    alert = only_alert(event)
+
+    # Then both are kept, the IPv6 one canonical and skipped as a documentation address
+    assert [(ioc.value, ioc.skipped_reason) for ioc in alert.iocs] == [
+        (TOR_EXIT, None),
+        ("2001:db8::7", "documentation address (RFC 3849)"),
+    ]
+
+
+def test_kubernetes_source_ips_in_get_findings_output_are_named_as_the_api_spells_them() -> None:
+    # Given get-findings output of the Kubernetes sample, with a hostile second source address
+    detail = load(KUBERNETES)["detail"]
+    detail["service"]["action"]["kubernetesApiCallAction"]["sourceIPs"][1] = "23.129.64.215/../x"
+    output = {"Findings": [pascal_case(detail)]}
+    output["Findings"][0]["Service"]["Action"]["KubernetesApiCallAction"]["SourceIps"] = output["Findings"][
+        0
+    ]["Service"]["Action"]["KubernetesApiCallAction"].pop("SourceIPs")
+
+    # When it is parsed
+    error = rejection(output)
+
+    # Then the refusal names the field as boto3 and the CLI spell it
+    assert error.field == "Findings[0].Service.Action.KubernetesApiCallAction.SourceIps[1]"
+
+
+def test_runtime_hashes_come_from_the_process_its_context_and_the_threat_list() -> None:
+    # Given a Runtime Monitoring finding naming a hash in every documented place, and one in the
+    # process lineage, where GuardDuty documents none
+    event = load(RUNTIME)
+    service = event["detail"]["service"]
+    process = service["runtimeDetails"]["process"]
+    process["executableSha256"] = "a" * 64
+    process["lineage"][0]["executableSha256"] = "f" * 64
+    service["runtimeDetails"]["context"] = {
+        "modifyingProcess": {"name": "dropper", "executableSha256": "B" * 64},
+        "targetProcess": {"name": "sshd", "executableSha256": "c" * 64},
+        "moduleName": "rootkit",
+        "moduleSha256": "d" * 64,
+    }
+
+    # When it is parsed
+    alert = only_alert(event)
+
+    # Then every documented hash is an IOC, canonical (lower case), with its path; the lineage is not read
+    runtime = "service.runtimeDetails"
+    assert [(ioc.value, ioc.found_at) for ioc in alert.iocs] == [
+        (KNOWN_SHA256, "service.evidence.threatIntelligenceDetails[0].threatFileSha256"),
+        ("a" * 64, f"{runtime}.process.executableSha256"),
+        ("b" * 64, f"{runtime}.context.modifyingProcess.executableSha256"),
+        ("c" * 64, f"{runtime}.context.targetProcess.executableSha256"),
+        ("d" * 64, f"{runtime}.context.moduleSha256"),
+    ]
+
+
+def test_an_ebs_scan_gives_every_file_paths_hash_once() -> None:
+    # Given the EBS malware scan sample: two copies of one trojan and an EICAR test file
+    alert = only_alert(load(EBS_MALWARE))
+
+    # Then each distinct hash is one IOC, found at its first file path
+    names = "service.ebsVolumeScanDetails.scanDetections.threatDetectedByName.threatNames"
+    assert [(ioc.value, ioc.found_at) for ioc in alert.iocs] == [
+        (KNOWN_SHA256, f"{names}[0].filePaths[0].hash"),
+        (EICAR_SHA256, f"{names}[1].filePaths[0].hash"),
+    ]
+
+
+def test_an_ebs_scan_hash_that_is_no_hash_is_refused_naming_its_file_path() -> None:
+    event = load(EBS_MALWARE)
+    names = event["detail"]["service"]["ebsVolumeScanDetails"]["scanDetections"]["threatDetectedByName"]
+    names["threatNames"][1]["filePaths"][0]["hash"] = "../../files/eicar"
+
+    error = rejection(event)
+
+    assert error.field == (
+        "detail.service.ebsVolumeScanDetails.scanDetections.threatDetectedByName.threatNames[1]"
+        ".filePaths[0].hash"
+    )
+    assert "not an md5, sha1 or sha256 hash" in error.reason
+
+
+def _s3_malware_finding() -> dict[str, Any]:
+    """A Malware Protection for S3 finding as a detector reports it (`Object:S3/MaliciousFile`), built on
+    the real S3 sample: its bucket, one object with its hash, and the scan's threats."""
+    finding: dict[str, Any] = load("guardduty-s3-pentest-parrot-linux.json")
+    finding["type"] = "Object:S3/MaliciousFile"
+    finding["resource"]["resourceType"] = "S3Object"
+    finding["resource"]["s3BucketDetails"][0]["s3ObjectDetails"] = [
+        {"key": "incoming/remittance.zip", "hash": KNOWN_SHA256.upper(), "versionId": "v1"}
+    ]
+    del finding["service"]["action"]
+    finding["service"]["malwareScanDetails"] = {
+        "threats": [
+            {
+                "name": "Trojan.DllHijacker",
+                "source": "Amazon",
+                "hash": KNOWN_SHA256,
+                "itemPaths": [{"nestedItemPath": "remittance.zip/version.dll", "hash": "e" * 64}],
+                "itemDetails": [{"itemPath": "remittance.zip/readme.exe", "hash": "b" * 40}],
+            }
+        ]
+    }
+    return finding
+
+
+def test_a_detector_s3_malware_finding_names_the_object_and_every_threat_hash() -> None:
+    # Given a Malware Protection for S3 finding from a detector
+    finding = _s3_malware_finding()
+
+    # When it is parsed
+    alert = only_alert(finding)
+
+    # Then the threats' hashes (nested items too) and the object's own hash are IOCs, each once
+    threats = "service.malwareScanDetails.threats[0]"
+    assert [(ioc.value, ioc.found_at) for ioc in alert.iocs] == [
+        (KNOWN_SHA256, f"{threats}.hash"),
+        ("e" * 64, f"{threats}.itemPaths[0].hash"),
+        ("b" * 40, f"{threats}.itemDetails[0].hash"),
+    ]
+    # And the object is a resource remediation can quarantine
+    assert (
+        Resource(
+            type=ResourceType.S3_OBJECT,
+            id="bucketName/incoming/remittance.zip",
+            bucket="bucketName",
+            key="incoming/remittance.zip",
+        )
+        in alert.resources
+    )
+
+
+def test_an_attack_sequence_gives_its_endpoints_and_its_actors_process_hashes() -> None:
+    # Given an attack sequence finding naming network endpoints and a process
+    event = load(TOR_CALLER)
+    event["detail"]["service"]["detection"] = {
+        "sequence": {
+            "uid": "sequence-1",
+            "description": "Credentials used from a Tor exit node, then data staged",
+            "actors": [
+                {"id": "actor-1", "process": {"name": "curl", "path": "/usr/bin/curl", "sha256": "c" * 64}}
+            ],
+            "endpoints": [
+                {"id": "endpoint-1", "ip": "10.0.4.9"},
+                {"id": "endpoint-2", "domain": "tawuhoju.com", "port": 443},
+            ],
+        }
+    }
+
+    # When it is parsed
+    alert = only_alert(event)
+
+    # Then the endpoints and the process hash are IOCs beside the API call's address
+    sequence = "service.detection.sequence"
+    assert [(ioc.value, ioc.found_at, ioc.skipped_reason) for ioc in alert.iocs] == [
+        (TOR_EXIT, f"{ACTION}.awsApiCallAction.remoteIpDetails.ipAddressV4", None),
+        ("10.0.4.9", f"{sequence}.endpoints[0].ip", "private address"),
+        ("tawuhoju.com", f"{sequence}.endpoints[1].domain", None),
+        ("c" * 64, f"{sequence}.actors[0].process.sha256", None),
+    ]
+
+
+# --- Malware Protection for S3: the object scan result event -------------------------------------
+
+
+def test_s3_scan_result_reads_as_an_alert_on_the_object() -> None:
+    # Given the scan result of an object with threats found
+    event = load(S3_SCAN)
+
+    # When it is parsed
+    alert = only_alert(event)
+
+    # Then the alert is the object, versioned by its version id, High as GuardDuty rates the same finding
+    assert alert.id == "arn:aws:s3:::vtriage-demo-uploads-123456789012/incoming/2025/03/remittance-advice.dll"
+    assert alert.type == "Object:S3/MaliciousFile"
+    assert alert.title == (
+        "Malware Protection for S3 found Trojan.DllHijacker in"
+        " s3://vtriage-demo-uploads-123456789012/incoming/2025/03/remittance-advice.dll"
+    )
+    assert (alert.severity.score, alert.severity.label) == (8.0, "high")
+    assert alert.version == "version-3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH"
+    assert (alert.account, alert.region) == ("123456789012", "us-east-1")
+    assert alert.created_at.isoformat() == alert.updated_at.isoformat() == "2025-03-24T13:30:45+00:00"
+    # And its ETag, an MD5, is the IOC, with where it came from
+    assert [(ioc.value, ioc.found_at) for ioc in alert.iocs] == [(KNOWN_MD5, "s3ObjectDetails.eTag")]
+
+
+@pytest.mark.parametrize("status", ["NO_THREATS_FOUND", "UNSUPPORTED", "ACCESS_DENIED", "FAILED"])
+def test_a_scan_result_without_threats_makes_no_alert(status: str) -> None:
+    # Given a scan result that found nothing (or could not scan)
+    event = load(S3_SCAN)
+    event["detail"]["scanResultDetails"] = {"scanResultStatus": status, "threats": None}
+
+    # Then there is nothing to triage: no alert, and no refusal
+    assert parse_alerts(event) == []
+
+
+def test_a_scan_result_is_versioned_by_version_id_then_etag_then_event_id() -> None:
+    # Given one scan result in an unversioned bucket ("null" is S3's version id there), then without an ETag
+    event = load(S3_SCAN)
+    details = event["detail"]["s3ObjectDetails"]
+    details["versionId"] = "null"
+    by_etag = only_alert(event)
+    del details["versionId"], details["eTag"]
+    by_event = only_alert(event)
+    again = copy.deepcopy(event)
+    again["id"] = "0c2e4a6b-8d0f-4135-9a7b-c9e1f3a5b7d9"
+
+    # Then the ETag, and failing it the event id, tells the uploads apart
+    assert by_etag.version == f"etag-{KNOWN_MD5}"
+    assert by_event.version == "event-f2a4c6e8-0b1d-4f3a-9c5e-7a9b1d3f5a7c"
+    assert by_event.iocs == ()
+    # And the same event delivered twice is one case, a new scan result another
+    assert only_alert(copy.deepcopy(event)).case_id == by_event.case_id
+    assert only_alert(again).case_id != by_event.case_id
+
+
+@pytest.mark.parametrize(
+    "etag", ["546bb6ef89bebfb053999777f6930d7e-3", "ASIAI44QH8DHBEXAMPLE", "not hex at all 0123456789abcd"]
+)
+def test_an_etag_that_is_no_md5_gives_no_ioc_but_the_alert_stands(etag: str) -> None:
+    # Given an object uploaded in parts, or an ETag in another form (as in AWS's example event)
+    event = load(S3_SCAN)
+    event["detail"]["s3ObjectDetails"]["eTag"] = etag
+
+    # When it is parsed
+    alert = only_alert(event)
+
+    # Then nothing is looked up, and the object can still be quarantined
+    assert alert.iocs == ()
+    assert {resource.type for resource in alert.resources} == {ResourceType.S3_BUCKET, ResourceType.S3_OBJECT}
+
+
+def test_a_hostile_object_key_is_kept_on_the_resource_and_escaped_in_the_title() -> None:
+    # Given an object whose key an uploader chose to break things
+    event = load(S3_SCAN)
+    event["detail"]["s3ObjectDetails"]["objectKey"] = "../../x\r\nX-Injected: 1"
+
+    # When it is parsed
+    alert = only_alert(event)
+
+    # Then the key is kept as it is on the resource, for the quarantine, and never reaches a lookup
+    [item] = [resource for resource in alert.resources if resource.type is ResourceType.S3_OBJECT]
+    assert item.key == "../../x\r\nX-Injected: 1"
+    assert [ioc.value for ioc in alert.iocs] == [KNOWN_MD5]
+    # And the alert's id and title show it escaped, on one line
+    escaped = "../../x\\r\\nX-Injected: 1"
+    assert alert.id == f"arn:aws:s3:::vtriage-demo-uploads-123456789012/{escaped}"
+    assert alert.title.endswith(f"s3://vtriage-demo-uploads-123456789012/{escaped}")
+
+
+def _scan_without_bucket(event: dict[str, Any]) -> None:
+    del event["detail"]["s3ObjectDetails"]["bucketName"]
+
+
+def _scan_of_another_resource(event: dict[str, Any]) -> None:
+    event["detail"]["resourceType"] = "EBS_VOLUME"
+
+
+def _scan_without_result(event: dict[str, Any]) -> None:
+    del event["detail"]["scanResultDetails"]
+
+
+def _scan_with_local_time(event: dict[str, Any]) -> None:
+    event["time"] = "2025-03-24 13:30:45"
+
+
+def _scan_with_short_account(event: dict[str, Any]) -> None:
+    event["account"] = "1234"
+
+
+def _scan_with_key_as_number(event: dict[str, Any]) -> None:
+    event["detail"]["s3ObjectDetails"]["objectKey"] = 42
+
+
+@pytest.mark.parametrize(
+    ("break_it", "field", "reason"),
+    [
+        (_scan_without_bucket, "detail.s3ObjectDetails.bucketName", "missing"),
+        (_scan_of_another_resource, "detail.resourceType", "expected 'S3_OBJECT'"),
+        (_scan_without_result, "detail.scanResultDetails", "missing"),
+        (_scan_with_local_time, "time", "ISO 8601 timestamp"),
+        (_scan_with_short_account, "account", "12-digit AWS account id"),
+        (_scan_with_key_as_number, "detail.s3ObjectDetails.objectKey", "expected a string, got a number"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_a_broken_scan_result_is_refused_naming_the_field(break_it: Any, field: str, reason: str) -> None:
+    event = load(S3_SCAN)
+    break_it(event)
+
+    error = rejection(event)
+
+    assert error.field == field
+    assert reason in error.reason
+
+
+def test_the_template_rule_queues_scan_results_with_threats_and_only_those() -> None:
+    # Given the EventBridge rule the template deploys for Malware Protection for S3
+    rule = load_template()["Resources"]["GuardDutyMalwareScanRule"]["Properties"]
+    matcher = EventPattern(None, rule["EventPattern"])
+    found = load(S3_SCAN)
+    clean = copy.deepcopy(found)
+    clean["detail"]["scanResultDetails"] = {"scanResultStatus": "NO_THREATS_FOUND", "threats": None}
+
+    # Then the sample is queued, a clean result is not, and the rule targets the alert queue
+    assert matcher.matches_event(found)
+    assert not matcher.matches_event(clean)
+    assert [target["Arn"] for target in rule["Targets"]] == [{"Fn::GetAtt": ["AlertQueue", "Arn"]}]
+
+
 # --- refusals ------------------------------------------------------------------------------------
 
 
@@ -370,8 +766,8 @@ def _security_hub_source(event: dict[str, Any]) -> None:
     event["source"] = "aws.securityhub"
 
 
-def _malware_scan_detail_type(event: dict[str, Any]) -> None:
-    event["detail-type"] = "GuardDuty Malware Protection Object Scan Result"
+def _post_scan_action_detail_type(event: dict[str, Any]) -> None:
+    event["detail-type"] = "GuardDuty Malware Protection Post Scan Action Failed"
 
 
 def _domain_with_path(event: dict[str, Any]) -> None:
@@ -403,8 +799,8 @@ DNS_DOMAIN = "detail.service.action.dnsRequestAction.domain"
         (_created_at_without_zone, "detail.createdAt", "ISO 8601 timestamp with a time zone"),
         (_short_account, "detail.accountId", "12-digit AWS account id"),
         (_no_version_at_all, "detail.updatedAt", "service.count"),
-        (_security_hub_source, "source", "'aws.securityhub'"),
-        (_malware_scan_detail_type, "detail-type", "expected 'GuardDuty Finding'"),
+        (_security_hub_source, "detail-type", "unsupported Security Hub event 'GuardDuty Finding'"),
+        (_post_scan_action_detail_type, "detail-type", "expected 'GuardDuty Finding' or 'GuardDuty Malware"),
         (_domain_with_path, DNS_DOMAIN, "'/' is not allowed in a domain"),
         (_domain_with_line_break, DNS_DOMAIN, "line break (CR/LF)"),
         (_domain_as_number, DNS_DOMAIN, "expected a string, got a number"),
@@ -462,7 +858,10 @@ def test_the_trimmed_real_event_is_refused_because_it_does_not_say_it_comes_from
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        ([], "unknown shape: expected an EventBridge GuardDuty event, a GuardDuty finding or get-findings"),
+        (
+            [],
+            "unknown shape: expected an EventBridge event from GuardDuty or Security Hub",
+        ),
         ("GuardDuty", "got a string"),
         ({"message": "foo1", "level": 3}, "got keys ['level', 'message']"),
     ],

@@ -1,4 +1,5 @@
-"""remediate_case: runs planned actions under a cap, records every outcome, never runs an action twice."""
+"""remediate_case: runs planned actions through the actuator of their type, under a cap, records every
+outcome and never runs an action twice. rollback_case: undoes what is reversible, last run first."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.fakes import FakeInstanceIsolation, InMemoryCaseRepository, make_alert, make_case
+from tests.fakes import FakeActuator, InMemoryCaseRepository, make_alert, make_case
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
 from vtriage.models import (
     Action,
@@ -20,13 +21,37 @@ from vtriage.models import (
     TaskInput,
     Verdict,
 )
-from vtriage.remediate import remediate_case
+from vtriage.remediate import remediate_case, rollback_case
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+LATER = datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
+QUARANTINE = "sg-quarantine"
 
 
-def malicious_case(*instance_ids: str, statuses: dict[str, ActionStatus] | None = None) -> Case:
-    """An enriched malicious case with one isolation planned per instance."""
+def isolation(
+    instances: dict[str, str] | None = None,
+    *,
+    protected: set[str] | None = None,
+    errors: dict[str, Exception] | None = None,
+    rollback_errors: dict[str, Exception] | None = None,
+) -> FakeActuator:
+    """An isolation actuator over instances (id → security group) that moves them to sg-quarantine."""
+    return FakeActuator(
+        ActionType.ISOLATE_INSTANCE,
+        instances,
+        acted_state=QUARANTINE,
+        protected=protected or set(),
+        errors=errors,
+        rollback_errors=rollback_errors,
+    )
+
+
+def malicious_case(
+    *instance_ids: str,
+    statuses: dict[str, ActionStatus] | None = None,
+    extra: tuple[Action, ...] = (),
+) -> Case:
+    """An enriched malicious case with one isolation planned per instance, then the `extra` actions."""
     statuses = statuses or {}
     alert = make_alert(
         resources=tuple(Resource(type=ResourceType.INSTANCE, id=instance_id) for instance_id in instance_ids)
@@ -42,21 +67,34 @@ def malicious_case(*instance_ids: str, statuses: dict[str, ActionStatus] | None 
                 status=statuses.get(instance_id, ActionStatus.PLANNED),
             )
             for instance_id in instance_ids
-        ],
+        ]
+        + list(extra),
     )
 
 
 def run(
-    case: Case, isolation: FakeInstanceIsolation, *, dry_run: bool = False, max_actions: int = 5
+    case: Case,
+    *actuators: FakeActuator,
+    dry_run: bool = False,
+    max_actions: int = 5,
 ) -> tuple[InMemoryCaseRepository, Case]:
     """Store the case, remediate it, return the repository and the stored case."""
     cases = InMemoryCaseRepository([case])
     remediate_case(
-        TaskInput(case_id=case.case_id), cases, isolation, dry_run=dry_run, max_actions=max_actions, now=NOW
+        TaskInput(case_id=case.case_id),
+        cases,
+        {actuator.action_type: actuator for actuator in actuators},
+        dry_run=dry_run,
+        max_actions=max_actions,
+        now=NOW,
     )
-    stored = cases.get(case.case_id)
-    assert stored is not None
-    return cases, stored
+    return cases, stored(cases, case)
+
+
+def stored(cases: InMemoryCaseRepository, case: Case) -> Case:
+    found = cases.get(case.case_id)
+    assert found is not None
+    return found
 
 
 def statuses(case: Case) -> dict[str, ActionStatus]:
@@ -66,142 +104,208 @@ def statuses(case: Case) -> dict[str, ActionStatus]:
 def test_live_run_isolates_and_marks_the_case_remediated() -> None:
     # Given a malicious case planning to isolate one instance
     case = malicious_case("i-1")
-    isolation = FakeInstanceIsolation({"i-1": ["sg-web"]})
+    actuator = isolation({"i-1": "sg-web"})
 
     # When it is remediated for real
-    cases, stored = run(case, isolation)
+    cases, saved = run(case, actuator)
 
     # Then the instance is isolated and the case records the outcome with before and after
-    assert isolation.groups["i-1"] == ["sg-quarantine"]
-    [action] = stored.actions
+    assert actuator.states["i-1"] == QUARANTINE
+    [action] = saved.actions
     assert action.status is ActionStatus.DONE
-    assert action.before == {"groups": ["sg-web"]}
-    assert action.after == {"groups": ["sg-quarantine"]}
-    assert stored.status is CaseStatus.REMEDIATED
-    assert stored.branch is Branch.REMEDIATE
-    assert stored.updated_at == NOW
+    assert action.before == {"state": "sg-web"}
+    assert action.after == {"state": QUARANTINE}
+    assert saved.status is CaseStatus.REMEDIATED
+    assert saved.branch is Branch.REMEDIATE
+    assert saved.updated_at == NOW
     assert cases.saves == 1
+
+
+def test_each_action_goes_to_the_actuator_of_its_type_with_the_case_id() -> None:
+    # Given a case planning an isolation and a WAF block
+    block = Action(type=ActionType.BLOCK_IP_WAF, target="198.51.100.7", parameters={"note": "from alert"})
+    case = malicious_case("i-1", extra=(block,))
+    isolate, waf = (
+        isolation({"i-1": "sg-web"}),
+        FakeActuator(ActionType.BLOCK_IP_WAF, {"198.51.100.7": "open"}),
+    )
+
+    # When it is remediated
+    _, saved = run(case, isolate, waf)
+
+    # Then each actuator ran its own action, and saw the case id beside the planned parameters
+    assert isolate.calls == [("i-1", False)]
+    assert waf.calls == [("198.51.100.7", False)]
+    [(seen, _)] = waf.runs
+    assert seen.parameters == {"case_id": case.case_id, "note": "from alert"}
+    # And the case keeps the parameters as planned
+    assert saved.actions[1].parameters == {"note": "from alert"}
+    assert statuses(saved) == {"i-1": ActionStatus.DONE, "198.51.100.7": ActionStatus.DONE}
+
+
+def test_an_action_type_without_an_actuator_fails_for_a_person_to_see() -> None:
+    # Given a case planning a NACL block, and no NACL actuator configured
+    block = Action(type=ActionType.BLOCK_IP_NACL, target="198.51.100.7", parameters={"vpc_id": "vpc-1"})
+    case = malicious_case("i-1", extra=(block,))
+    cases = InMemoryCaseRepository([case])
+    actuator = isolation({"i-1": "sg-web"})
+
+    # When it is remediated, Then the state machine hears of it
+    with pytest.raises(RemediationError, match="no actuator is configured for block_ip_nacl"):
+        remediate_case(
+            TaskInput(case_id=case.case_id),
+            cases,
+            {ActionType.ISOLATE_INSTANCE: actuator},
+            dry_run=False,
+            max_actions=5,
+        )
+
+    # And the block is recorded as failed while the isolation still ran
+    assert statuses(stored(cases, case)) == {"i-1": ActionStatus.DONE, "198.51.100.7": ActionStatus.FAILED}
 
 
 def test_dry_run_changes_nothing_and_says_what_would_change() -> None:
     # Given a malicious case
     case = malicious_case("i-1")
-    isolation = FakeInstanceIsolation({"i-1": ["sg-web"]})
+    actuator = isolation({"i-1": "sg-web"})
 
     # When it is remediated in dry run
-    _, stored = run(case, isolation, dry_run=True)
+    _, saved = run(case, actuator, dry_run=True)
 
     # Then nothing moved, the action says what would, and the case is not called remediated
-    assert isolation.groups["i-1"] == ["sg-web"]
-    assert isolation.calls == [("i-1", True)]
-    [action] = stored.actions
+    assert actuator.states["i-1"] == "sg-web"
+    assert actuator.calls == [("i-1", True)]
+    [action] = saved.actions
     assert action.status is ActionStatus.DRY_RUN
     assert "sg-web" in action.detail
-    assert stored.status is CaseStatus.ENRICHED
-    assert stored.branch is Branch.REMEDIATE
+    assert saved.status is CaseStatus.ENRICHED
+    assert saved.branch is Branch.REMEDIATE
+
+
+def test_an_action_can_ask_for_dry_run_when_the_rest_runs_live() -> None:
+    # Given a live remediation where the playbook marked the WAF block dry run
+    block = Action(type=ActionType.BLOCK_IP_WAF, target="198.51.100.7", parameters={"dry_run": "true"})
+    case = malicious_case("i-1", extra=(block,))
+    isolate, waf = (
+        isolation({"i-1": "sg-web"}),
+        FakeActuator(ActionType.BLOCK_IP_WAF, {"198.51.100.7": "open"}),
+    )
+
+    # When it is remediated for real
+    _, saved = run(case, isolate, waf)
+
+    # Then the isolation ran live, the block only in dry run
+    assert isolate.calls == [("i-1", False)]
+    assert waf.calls == [("198.51.100.7", True)]
+    assert waf.states["198.51.100.7"] == "open"
+    assert statuses(saved) == {"i-1": ActionStatus.DONE, "198.51.100.7": ActionStatus.DRY_RUN}
 
 
 def test_actions_beyond_the_cap_are_skipped_for_a_person_to_decide() -> None:
     # Given a case with three isolations planned and a cap of two
     case = malicious_case("i-1", "i-2", "i-3")
-    isolation = FakeInstanceIsolation({"i-1": ["sg-a"], "i-2": ["sg-a"], "i-3": ["sg-a"]})
+    actuator = isolation({"i-1": "sg-a", "i-2": "sg-a", "i-3": "sg-a"})
 
     # When it is remediated
-    _, stored = run(case, isolation, max_actions=2)
+    _, saved = run(case, actuator, max_actions=2)
 
     # Then only the first two ran; the third is skipped and says why
-    assert [call[0] for call in isolation.calls] == ["i-1", "i-2"]
-    assert statuses(stored) == {
+    assert [call[0] for call in actuator.calls] == ["i-1", "i-2"]
+    assert statuses(saved) == {
         "i-1": ActionStatus.DONE,
         "i-2": ActionStatus.DONE,
         "i-3": ActionStatus.SKIPPED,
     }
-    skipped = stored.actions[2]
+    skipped = saved.actions[2]
     assert "cap of 2" in skipped.detail
     assert "person must decide" in skipped.detail
-    assert isolation.groups["i-3"] == ["sg-a"]
+    assert actuator.states["i-3"] == "sg-a"
 
 
 def test_a_cap_of_zero_runs_nothing() -> None:
     # Given a case with a planned isolation and a cap of zero
     case = malicious_case("i-1")
-    isolation = FakeInstanceIsolation({"i-1": ["sg-a"]})
+    actuator = isolation({"i-1": "sg-a"})
 
     # When it is remediated
-    _, stored = run(case, isolation, max_actions=0)
+    _, saved = run(case, actuator, max_actions=0)
 
-    # Then the port was never called and the action is skipped
-    assert isolation.calls == []
-    assert statuses(stored) == {"i-1": ActionStatus.SKIPPED}
-    assert stored.status is CaseStatus.ENRICHED
+    # Then the actuator was never called and the action is skipped
+    assert actuator.calls == []
+    assert statuses(saved) == {"i-1": ActionStatus.SKIPPED}
+    assert saved.status is CaseStatus.ENRICHED
 
 
 def test_a_protected_instance_does_not_use_up_the_cap() -> None:
     # Given a cap of one, and a first instance that is protected
     case = malicious_case("i-protected", "i-2")
-    isolation = FakeInstanceIsolation({"i-protected": ["sg-a"], "i-2": ["sg-a"]}, protected={"i-protected"})
+    actuator = isolation({"i-protected": "sg-a", "i-2": "sg-a"}, protected={"i-protected"})
 
     # When it is remediated
-    _, stored = run(case, isolation, max_actions=1)
+    _, saved = run(case, actuator, max_actions=1)
 
     # Then the protected one is skipped with its reason and the second still runs
-    assert statuses(stored) == {"i-protected": ActionStatus.SKIPPED, "i-2": ActionStatus.DONE}
-    assert "protected" in stored.actions[0].detail
+    assert statuses(saved) == {"i-protected": ActionStatus.SKIPPED, "i-2": ActionStatus.DONE}
+    assert "protected" in saved.actions[0].detail
 
 
 def test_an_action_that_raises_is_recorded_as_failed_then_raises_remediation_error() -> None:
     # Given two isolations, the first of which raises (say, a missing IAM permission)
     case = malicious_case("i-1", "i-2")
-    isolation = FakeInstanceIsolation(
-        {"i-1": ["sg-a"], "i-2": ["sg-a"]},
+    actuator = isolation(
+        {"i-1": "sg-a", "i-2": "sg-a"},
         errors={"i-1": PermissionError("UnauthorizedOperation: ec2:ModifyNetworkInterfaceAttribute")},
     )
     cases = InMemoryCaseRepository([case])
 
     # When the case is remediated
     with pytest.raises(RemediationError, match="UnauthorizedOperation"):
-        remediate_case(TaskInput(case_id=case.case_id), cases, isolation, dry_run=False, max_actions=5)
+        remediate_case(
+            TaskInput(case_id=case.case_id),
+            cases,
+            {ActionType.ISOLATE_INSTANCE: actuator},
+            dry_run=False,
+            max_actions=5,
+        )
 
     # Then the failure is saved on the case with the error, and the other action still ran
-    stored = cases.get(case.case_id)
-    assert stored is not None
-    assert statuses(stored) == {"i-1": ActionStatus.FAILED, "i-2": ActionStatus.DONE}
-    assert "PermissionError: UnauthorizedOperation" in stored.actions[0].detail
-    assert stored.status is CaseStatus.REMEDIATED
-    assert stored.branch is Branch.REMEDIATE
+    saved = stored(cases, case)
+    assert statuses(saved) == {"i-1": ActionStatus.FAILED, "i-2": ActionStatus.DONE}
+    assert "PermissionError: UnauthorizedOperation" in saved.actions[0].detail
+    assert saved.status is CaseStatus.REMEDIATED
+    assert saved.branch is Branch.REMEDIATE
 
 
-def test_a_failed_outcome_from_the_port_is_recorded_without_raising() -> None:
+def test_a_failed_outcome_from_the_actuator_is_recorded_without_raising() -> None:
     # Given a planned isolation of an instance that no longer exists
     case = malicious_case("i-gone")
-    isolation = FakeInstanceIsolation({})
 
     # When the case is remediated
-    _, stored = run(case, isolation)
+    _, saved = run(case, isolation({}))
 
-    # Then the action is failed with the port's reason and the case is not remediated
-    [action] = stored.actions
+    # Then the action is failed with the actuator's reason and the case is not remediated
+    [action] = saved.actions
     assert action.status is ActionStatus.FAILED
-    assert "InvalidInstanceID.NotFound" in action.detail
-    assert stored.status is CaseStatus.ENRICHED
+    assert "not found" in action.detail
+    assert saved.status is CaseStatus.ENRICHED
 
 
 def test_running_twice_changes_nothing_more() -> None:
     # Given a case remediated once, with one action beyond the cap
     case = malicious_case("i-1", "i-2")
-    isolation = FakeInstanceIsolation({"i-1": ["sg-a"], "i-2": ["sg-a"]})
+    actuators = {ActionType.ISOLATE_INSTANCE: isolation({"i-1": "sg-a", "i-2": "sg-a"})}
     cases = InMemoryCaseRepository([case])
     task = TaskInput(case_id=case.case_id)
-    first = remediate_case(task, cases, isolation, dry_run=False, max_actions=1, now=NOW)
+    first = remediate_case(task, cases, actuators, dry_run=False, max_actions=1, now=NOW)
     after_first = cases.get(case.case_id)
 
     # When it is remediated again (a retry, a redelivery)
-    second = remediate_case(task, cases, isolation, dry_run=False, max_actions=1, now=NOW)
+    second = remediate_case(task, cases, actuators, dry_run=False, max_actions=1, now=NOW)
 
     # Then no action ran again, nothing was written, and the result says so
     assert first.changed is True
     assert second.changed is False
-    assert len(isolation.calls) == 1
+    assert len(actuators[ActionType.ISOLATE_INSTANCE].calls) == 1
     assert cases.saves == 1
     assert cases.get(case.case_id) == after_first
     assert second.actions == first.actions
@@ -210,50 +314,47 @@ def test_running_twice_changes_nothing_more() -> None:
 def test_a_transient_error_leaves_the_action_for_the_retry() -> None:
     # Given two isolations, the second of which meets EC2 throttling
     case = malicious_case("i-1", "i-2")
-    isolation = FakeInstanceIsolation(
-        {"i-1": ["sg-a"], "i-2": ["sg-a"]}, errors={"i-2": TransientError("RequestLimitExceeded")}
+    throttled = isolation(
+        {"i-1": "sg-a", "i-2": "sg-a"}, errors={"i-2": TransientError("RequestLimitExceeded")}
     )
     cases = InMemoryCaseRepository([case])
     task = TaskInput(case_id=case.case_id)
 
     # When the case is remediated
     with pytest.raises(TransientError):
-        remediate_case(task, cases, isolation, dry_run=False, max_actions=5)
+        remediate_case(task, cases, {ActionType.ISOLATE_INSTANCE: throttled}, dry_run=False, max_actions=5)
 
     # Then the first outcome is saved and the second action is still planned, for the state machine's Retry
-    stored = cases.get(case.case_id)
-    assert stored is not None
-    assert statuses(stored) == {"i-1": ActionStatus.DONE, "i-2": ActionStatus.PLANNED}
+    assert statuses(stored(cases, case)) == {"i-1": ActionStatus.DONE, "i-2": ActionStatus.PLANNED}
 
     # And when the retry comes once EC2 recovers, only the second action runs
-    retry_isolation = FakeInstanceIsolation({"i-1": ["sg-quarantine"], "i-2": ["sg-a"]})
-    remediate_case(task, cases, retry_isolation, dry_run=False, max_actions=5)
-    assert retry_isolation.calls == [("i-2", False)]
+    recovered = isolation({"i-1": QUARANTINE, "i-2": "sg-a"})
+    remediate_case(task, cases, {ActionType.ISOLATE_INSTANCE: recovered}, dry_run=False, max_actions=5)
+    assert recovered.calls == [("i-2", False)]
 
 
 def test_actions_already_run_count_towards_the_cap() -> None:
     # Given a case where one isolation already ran and another is planned, under a cap of one
     case = malicious_case("i-1", "i-2", statuses={"i-1": ActionStatus.DONE})
-    isolation = FakeInstanceIsolation({"i-1": ["sg-quarantine"], "i-2": ["sg-a"]})
+    actuator = isolation({"i-1": QUARANTINE, "i-2": "sg-a"})
 
     # When it is remediated
-    _, stored = run(case, isolation, max_actions=1)
+    _, saved = run(case, actuator, max_actions=1)
 
     # Then the planned one is skipped: the case has used its one automatic action
-    assert isolation.calls == []
-    assert statuses(stored) == {"i-1": ActionStatus.DONE, "i-2": ActionStatus.SKIPPED}
+    assert actuator.calls == []
+    assert statuses(saved) == {"i-1": ActionStatus.DONE, "i-2": ActionStatus.SKIPPED}
 
 
 def test_approved_actions_run() -> None:
     # Given an action that waited for approval (the state machine calls remediate once it is given)
     case = malicious_case("i-1", statuses={"i-1": ActionStatus.PENDING_APPROVAL})
-    isolation = FakeInstanceIsolation({"i-1": ["sg-a"]})
 
     # When the case is remediated
-    _, stored = run(case, isolation)
+    _, saved = run(case, isolation({"i-1": "sg-a"}))
 
     # Then the action ran
-    assert statuses(stored) == {"i-1": ActionStatus.DONE}
+    assert statuses(saved) == {"i-1": ActionStatus.DONE}
 
 
 def test_a_case_without_actions_is_marked_remediate_branch_only() -> None:
@@ -261,11 +362,11 @@ def test_a_case_without_actions_is_marked_remediate_branch_only() -> None:
     case = malicious_case()
 
     # When it is remediated
-    _, stored = run(case, FakeInstanceIsolation())
+    _, saved = run(case, isolation())
 
     # Then it took the remediate branch but is not called remediated
-    assert stored.branch is Branch.REMEDIATE
-    assert stored.status is CaseStatus.ENRICHED
+    assert saved.branch is Branch.REMEDIATE
+    assert saved.status is CaseStatus.ENRICHED
 
 
 def test_an_unknown_case_raises_case_not_found() -> None:
@@ -274,7 +375,163 @@ def test_an_unknown_case_raises_case_not_found() -> None:
         remediate_case(
             TaskInput(case_id="guardduty-missing"),
             InMemoryCaseRepository(),
-            FakeInstanceIsolation(),
+            {},
             dry_run=False,
             max_actions=5,
         )
+
+
+# --- rollback_case -------------------------------------------------------------------------------
+
+
+def remediated(case: Case, *actuators: FakeActuator, max_actions: int = 5) -> InMemoryCaseRepository:
+    """Store the case and remediate it for real."""
+    cases = InMemoryCaseRepository([case])
+    remediate_case(
+        TaskInput(case_id=case.case_id),
+        cases,
+        {actuator.action_type: actuator for actuator in actuators},
+        dry_run=False,
+        max_actions=max_actions,
+        now=NOW,
+    )
+    return cases
+
+
+def test_rollback_restores_each_action_last_run_first() -> None:
+    # Given a case where an isolation and a WAF block ran, in that order
+    block = Action(type=ActionType.BLOCK_IP_WAF, target="198.51.100.7")
+    case = malicious_case("i-1", extra=(block,))
+    isolate, waf = (
+        isolation({"i-1": "sg-web"}),
+        FakeActuator(ActionType.BLOCK_IP_WAF, {"198.51.100.7": "open"}),
+    )
+    cases = remediated(case, isolate, waf)
+
+    # When the case is rolled back
+    result = rollback_case(case.case_id, cases, {a.action_type: a for a in (isolate, waf)}, now=LATER)
+
+    # Then both targets are as they were, the block undone before the isolation
+    assert isolate.states["i-1"] == "sg-web"
+    assert waf.states["198.51.100.7"] == "open"
+    assert [action.target for action in result.actions] == ["198.51.100.7", "i-1"]
+    assert result.complete is True
+    assert result.changed is True
+    # And the case records each outcome, keeping the state before the original run
+    saved = stored(cases, case)
+    assert statuses(saved) == {"i-1": ActionStatus.ROLLED_BACK, "198.51.100.7": ActionStatus.ROLLED_BACK}
+    assert saved.actions[0].before == {"state": "sg-web"}
+    assert "rolled back" in saved.actions[0].detail
+    assert saved.updated_at == LATER
+
+
+def test_rollback_leaves_dry_runs_skips_and_planned_actions_alone() -> None:
+    # Given a case with a dry-run action, a skipped one (cap) and a protected one
+    case = malicious_case("i-dry", "i-protected", "i-capped")
+    actuator = isolation(
+        {"i-dry": "sg-a", "i-protected": "sg-a", "i-capped": "sg-a"}, protected={"i-protected"}
+    )
+    cases = InMemoryCaseRepository([case])
+    remediate_case(
+        TaskInput(case_id=case.case_id),
+        cases,
+        {ActionType.ISOLATE_INSTANCE: actuator},
+        dry_run=True,
+        max_actions=1,
+        now=NOW,
+    )
+    before_rollback = stored(cases, case)
+
+    # When it is rolled back
+    result = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
+
+    # Then nothing was asked of the actuator and nothing changed
+    assert actuator.rollbacks == []
+    assert result.actions == []
+    assert result.changed is False
+    assert stored(cases, case) == before_rollback
+
+
+def test_an_irreversible_action_is_kept_and_says_why() -> None:
+    # Given a case whose snapshots were taken
+    snapshot = Action(type=ActionType.SNAPSHOT_VOLUMES, target="i-1")
+    case = malicious_case(extra=(snapshot,))
+    snapshots = FakeActuator(ActionType.SNAPSHOT_VOLUMES, {"i-1": "no snapshot"}, reversible=False)
+    cases = remediated(case, snapshots)
+
+    # When the case is rolled back
+    result = rollback_case(case.case_id, cases, {ActionType.SNAPSHOT_VOLUMES: snapshots})
+
+    # Then the action stays done and says it is kept for forensics
+    [action] = stored(cases, case).actions
+    assert action.status is ActionStatus.DONE
+    assert action.detail == "nothing to undo: kept for forensics"
+    assert result.complete is True
+
+
+def test_rolling_back_twice_changes_nothing_more() -> None:
+    # Given a case rolled back once
+    case = malicious_case("i-1")
+    actuator = isolation({"i-1": "sg-web"})
+    cases = remediated(case, actuator)
+    actuators = {ActionType.ISOLATE_INSTANCE: actuator}
+    rollback_case(case.case_id, cases, actuators, now=LATER)
+    saves = cases.saves
+
+    # When it is rolled back again
+    again = rollback_case(case.case_id, cases, actuators, now=LATER)
+
+    # Then the actuator was not asked again and nothing was written
+    assert len(actuator.rollbacks) == 1
+    assert again.changed is False
+    assert again.actions == []
+    assert cases.saves == saves
+
+
+def test_a_rollback_that_raises_is_recorded_and_the_others_still_run() -> None:
+    # Given two isolations done, the second of which cannot be rolled back (permission missing)
+    case = malicious_case("i-1", "i-2")
+    actuator = isolation(
+        {"i-1": "sg-a", "i-2": "sg-b"}, rollback_errors={"i-2": PermissionError("UnauthorizedOperation")}
+    )
+    cases = remediated(case, actuator)
+
+    # When the case is rolled back
+    result = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
+
+    # Then the failure is recorded with its reason, the first instance is restored, the result is incomplete
+    saved = stored(cases, case)
+    assert statuses(saved) == {"i-1": ActionStatus.ROLLED_BACK, "i-2": ActionStatus.FAILED}
+    assert "rollback failed: PermissionError: UnauthorizedOperation" in saved.actions[1].detail
+    assert saved.actions[1].before == {"state": "sg-b"}
+    assert actuator.states == {"i-1": "sg-a", "i-2": QUARANTINE}
+    assert result.complete is False
+
+    # And a later rollback, once the permission is granted, finishes the job
+    fixed = isolation({"i-1": "sg-a", "i-2": QUARANTINE})
+    retried = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: fixed})
+    assert [action.target for action in fixed.rollbacks] == ["i-2"]
+    assert fixed.states["i-2"] == "sg-b"
+    assert retried.complete is True
+
+
+def test_a_transient_error_during_rollback_saves_the_progress_and_raises() -> None:
+    # Given two isolations done, the first of which meets throttling on rollback
+    case = malicious_case("i-1", "i-2")
+    actuator = isolation(
+        {"i-1": "sg-a", "i-2": "sg-b"}, rollback_errors={"i-1": TransientError("Throttling")}
+    )
+    cases = remediated(case, actuator)
+
+    # When the case is rolled back, Then the error reaches the caller
+    with pytest.raises(TransientError):
+        rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
+
+    # And what was undone before it is saved, the rest left for the next try
+    assert statuses(stored(cases, case)) == {"i-1": ActionStatus.DONE, "i-2": ActionStatus.ROLLED_BACK}
+
+
+def test_rollback_of_an_unknown_case_raises_case_not_found() -> None:
+    # Given an empty repository, When a case is rolled back, Then it is not found
+    with pytest.raises(CaseNotFoundError, match="guardduty-missing"):
+        rollback_case("guardduty-missing", InMemoryCaseRepository(), {})

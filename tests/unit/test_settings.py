@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from vtriage.adapters.factories import verdict_policy
 from vtriage.config import EnrichSettings, RemediateSettings, TicketSettings
 from vtriage.errors import ConfigurationError
+from vtriage.models import IocType
 
 ENRICH = {
     "AWS_REGION": "eu-west-1",
@@ -21,10 +23,41 @@ def test_enrich_settings_take_their_documented_defaults() -> None:
     # Given only the required variables, When they are read
     settings = EnrichSettings.from_environ(ENRICH)
 
-    # Then the defaults are the documented ones
-    assert (settings.malicious_min_engines, settings.suspicious_min_engines) == (3, 1)
+    # Then the defaults are the documented ones, the thresholds coming from the shipped policy file
     assert settings.vt_base_url == "https://www.virustotal.com/api/v3"
     assert settings.retention_days == 90
+    assert (settings.vt_quota_per_minute, settings.vt_quota_per_day) == (4, 500)
+    policy = verdict_policy(settings)
+    assert (policy.thresholds.of(IocType.FILE).malicious, policy.thresholds.of(IocType.DOMAIN).malicious) == (
+        5,
+        3,
+    )
+
+
+def test_environment_thresholds_replace_the_policy_file_for_every_type() -> None:
+    # Given both thresholds in the environment
+    settings = EnrichSettings.from_environ(
+        {**ENRICH, "VERDICT_MALICIOUS_MIN_ENGINES": "7", "VERDICT_SUSPICIOUS_MIN_ENGINES": "2"}
+    )
+
+    # Then every IOC type uses them
+    policy = verdict_policy(settings)
+    assert {(policy.thresholds.of(t).malicious, policy.thresholds.of(t).suspicious) for t in IocType} == {
+        (7, 2)
+    }
+
+
+def test_one_threshold_alone_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="VERDICT_SUSPICIOUS_MIN_ENGINES"):
+        EnrichSettings.from_environ({**ENRICH, "VERDICT_MALICIOUS_MIN_ENGINES": "7"})
+
+
+def test_intake_options_come_from_the_environment() -> None:
+    settings = EnrichSettings.from_environ(
+        {**ENRICH, "IOC_ALLOW_LIST": "example.org, 8.8.8.8", "SKIP_GUARDDUTY_IN_SECURITYHUB": "true"}
+    )
+    assert settings.intake.allow_list == frozenset({"example.org", "8.8.8.8"})
+    assert settings.intake.skip_guardduty_in_securityhub is True
 
 
 @pytest.mark.parametrize("missing", ["CASES_TABLE_NAME", "STATE_MACHINE_ARN", "DEAD_LETTER_QUEUE_URL"])

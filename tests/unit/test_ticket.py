@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -16,12 +17,16 @@ from vtriage.models import (
     Branch,
     Case,
     CaseStatus,
+    EngineStats,
+    Enrichment,
+    Ioc,
     IocOutcome,
     IocType,
     TaskInput,
     Verdict,
 )
-from vtriage.ticket import MAX_ERROR_BYTES, open_ticket, render_report
+from vtriage.ticket import MAX_ERROR_BYTES, ApprovalLinks, open_ticket, render_report
+from vtriage.virustotal.context import trim_context
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 VT_LINK = "https://www.virustotal.com/gui/ip-address/198.51.100.7"
@@ -112,6 +117,29 @@ def test_a_retry_returns_the_same_ticket_and_never_opens_a_second() -> None:
     assert second.ticket == first.ticket
     assert len(sink.opened) == 1
     assert cases.saves == 1
+
+
+def test_a_repeat_folded_into_a_ticketed_case_comments_on_its_ticket_once() -> None:
+    # Given a ticketed case into which two repeats of the finding were folded
+    case = triaged_case()
+    cases = InMemoryCaseRepository([case])
+    sink = FakeTicketSink(now=lambda: NOW)
+    task = TaskInput(case_id=case.case_id)
+    first = open_ticket(task, cases, sink, NOW)
+    folded = cases.get(case.case_id)
+    assert folded is not None
+    folded.repeat_count = 2
+    cases.save(folded)
+
+    # When the ticket function runs for the repeat, and again (a retry)
+    open_ticket(task, cases, sink, NOW)
+    open_ticket(task, cases, sink, NOW)
+
+    # Then no second ticket opened, and the existing one got one comment about the two repeats
+    assert len(sink.opened) == 1
+    [(ticket, text)] = sink.comments
+    assert ticket == first.ticket
+    assert "2 more times" in text
 
 
 def test_a_remediated_case_keeps_its_branch_and_status() -> None:
@@ -245,3 +273,121 @@ def test_the_report_of_an_empty_case_says_none_rather_than_nothing() -> None:
     # Then each section says there is nothing, and no error section appears
     assert report.count("(none)") == 3
     assert "Error" not in report
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vt"
+
+
+def enrichment_from_fixture(name: str, ioc_type: IocType) -> tuple[IocOutcome, Enrichment]:
+    """A real VirusTotal object (tests/fixtures/vt) as the case and the cache would hold it."""
+    document = json.loads((FIXTURES / name).read_text())
+    data = document.get("data", document)
+    stats = EngineStats.from_vt(data["attributes"]["last_analysis_stats"])
+    enrichment = Enrichment(
+        ioc_type=ioc_type,
+        value=data["id"],
+        verdict=Verdict.MALICIOUS,
+        stats=stats,
+        reasons=[f"{stats.malicious} engines flag it malicious"],
+        context=trim_context(ioc_type, data["attributes"]),
+        link=f"https://www.virustotal.com/gui/{ioc_type.value}/{data['id']}",
+        fetched_at=NOW,
+    )
+    ioc = Ioc(type=ioc_type, value=data["id"], found_at="service.action")
+    return IocOutcome.enriched(ioc, enrichment), enrichment
+
+
+def report_with(*pairs: tuple[IocOutcome, Enrichment], approval: ApprovalLinks | None = None) -> str:
+    case = triaged_case(iocs=[outcome for outcome, _ in pairs])
+    enrichments = {enrichment.key: enrichment for _, enrichment in pairs}
+    return render_report(case, enrichments=enrichments, approval=approval)
+
+
+def test_the_report_shows_the_engines_network_and_whois_of_an_ip() -> None:
+    # Given an IP VirusTotal knows, with its context
+    pair = enrichment_from_fixture("demisto__TestData_ip.json", IocType.IP)
+
+    # When the report is rendered with its enrichment
+    report = report_with(pair)
+
+    # Then the IOC shows who flags it, whose network it is, and the start of its whois
+    assert "engines: GreenSnow (malicious), Snort IP sample list (suspicious)" in report
+    assert "network: AS396507, EMERALD-ONION, US, 23.129.64.0/24" in report
+    assert "whois: NetRange: 23.129.64.0 - 23.129.64.255" in report
+    assert "more lines in the case]" in report
+    assert "VirusTotal: https://www.virustotal.com/gui/ip/23.129.64.215" in report
+
+
+def test_the_report_shows_a_domains_registration_and_resolutions() -> None:
+    # Given a domain flagged by many engines
+    pair = enrichment_from_fixture("opencti__vt_test_domain.json", IocType.DOMAIN)
+    flagged = len(pair[1].context["detections"])
+
+    # When the report is rendered with its enrichment
+    report = report_with(pair)
+
+    # Then it names the top five engines and how many more, the registrar and what it resolves to
+    engines_line = next(line for line in report.splitlines() if "engines:" in line)
+    assert engines_line.count("(") == 5
+    assert engines_line.endswith(f"and {flagged - 5} more")
+    assert "Avira (malware)" in engines_line
+    assert "registered: CommuniGal Communication Ltd., created 2016-12-29T13:28:19Z" in report
+    assert "resolves to: A 66.0.543.66, A 66.0.543.90" in report
+    assert "ns-28.awsdns-03.com" not in report.split("resolves to:")[1].splitlines()[0]
+
+
+def test_the_report_shows_a_files_type_threat_label_and_first_sighting() -> None:
+    # Given a file VirusTotal classifies
+    pair = enrichment_from_fixture("opencti__vt_test_file.json", IocType.FILE)
+
+    # When the report is rendered with its enrichment
+    report = report_with(pair)
+
+    # Then it says what the file is, what it is called as a threat, and when it was first seen
+    assert "(Win32 DLL, 87040 bytes)" in report
+    assert "threat label: trojan.dllhijacker/cometer" in report
+    assert "first seen: 2018-08-22T19:53:49Z" in report
+
+
+def test_malicious_engines_are_listed_before_suspicious_ones() -> None:
+    # Given detections where a suspicious engine comes first alphabetically
+    outcome, enrichment = enrichment_from_fixture("demisto__TestData_ip.json", IocType.IP)
+    enrichment.context = {
+        "detections": [
+            {"engine": "Alpha", "category": "suspicious", "result": "suspicious"},
+            {"engine": "Zulu", "category": "malicious", "result": "phishing"},
+        ]
+    }
+
+    # When the report is rendered
+    report = report_with((outcome, enrichment))
+
+    # Then the malicious engine leads
+    assert "engines: Zulu (phishing), Alpha (suspicious)" in report
+
+
+def test_the_report_carries_the_approval_links_and_when_they_expire() -> None:
+    # Given a case waiting for approval
+    approval = ApprovalLinks(
+        approve_url="https://abc.lambda-url.us-east-1.on.aws/?decision=approve&token=t1",
+        reject_url="https://abc.lambda-url.us-east-1.on.aws/?decision=reject&token=t2",
+        expires_at=datetime(2024, 5, 2, 10, 0, tzinfo=UTC),
+    )
+
+    # When its ticket is opened with the links
+    cases = InMemoryCaseRepository([triaged_case()])
+    sink = FakeTicketSink(now=lambda: NOW)
+    open_ticket(TaskInput(case_id=triaged_case().case_id), cases, sink, NOW, approval=approval)
+
+    # Then the report sent holds both links, labelled, and their expiry
+    report = sink.opened[0].report
+    assert f"Approve: {approval.approve_url}" in report
+    assert f"Reject:  {approval.reject_url}" in report
+    assert "Expires: 2024-05-02T10:00:00+00:00" in report
+
+
+def test_without_enrichments_or_approval_the_report_is_unchanged() -> None:
+    # Given a case, When it is rendered with nothing extra, Then it equals the plain report
+    case = triaged_case()
+    assert render_report(case, enrichments={}, approval=None) == render_report(case)
+    assert "Approval" not in render_report(case)

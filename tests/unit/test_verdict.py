@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from vtriage.models import Enrichment, Ioc, IocType, Verdict
-from vtriage.verdict import VerdictPolicy, decide
+from vtriage.verdict import TrustedEngines, VerdictPolicy, decide
 from vtriage.virustotal.context import WHOIS_MAX_CHARS, trim_context
 from vtriage_local.replay import bundled_recordings
 
@@ -45,6 +45,7 @@ REAL_REPORTS = [
     ("demisto__TestData_ip.json", ioc(IocType.IP, "23.129.64.215"), 5, 87),
     ("demisto__test_data_domain.json", ioc(IocType.DOMAIN, "down.mykings.pw"), 8, 98),
 ]
+DEFAULT_MALICIOUS_THRESHOLD = {IocType.FILE: 5, IocType.URL: 3, IocType.DOMAIN: 3, IocType.IP: 3}
 
 
 @pytest.mark.parametrize(("fixture", "indicator", "malicious", "total"), REAL_REPORTS)
@@ -60,8 +61,10 @@ def test_every_real_report_is_malicious_at_the_default_threshold(
     # Then it is malicious, with the counts of the stats and a reason naming rule, counts and threshold
     assert enrichment.verdict is Verdict.MALICIOUS
     assert (enrichment.stats.malicious, enrichment.stats.total) == (malicious, total)
+    threshold = DEFAULT_MALICIOUS_THRESHOLD[indicator.type]
     assert enrichment.reasons[0].startswith(
-        f"malicious: {malicious} of {total} engines flag it as malicious (threshold 3)"
+        f"malicious [engine-count]: {malicious} of {total} engines flag it as malicious "
+        f"({indicator.type.value} threshold {threshold})"
     )
     assert enrichment.ioc_type is indicator.type
     assert enrichment.value == indicator.value
@@ -83,7 +86,7 @@ def test_the_reason_names_every_flagging_engine_not_only_the_first_ones() -> Non
     enrichment = decide(ioc(IocType.FILE, FILE_SHA256), vt_object, DEFAULT, FETCHED_AT)
 
     # Then every one of them is named, including those far down the alphabet and the result list
-    named = enrichment.reasons[0].split("(threshold 3): ", 1)[1].split(", ")
+    named = enrichment.reasons[0].split("(file threshold 5): ", 1)[1].split(", ")
     assert sorted(named) == flagging
     assert "Zillya" in named
     assert "Panda" in named  # the last malicious engine in the report's own order
@@ -94,9 +97,12 @@ def test_the_domain_reason_reads_as_a_sentence_an_analyst_understands() -> None:
         ioc(IocType.DOMAIN, "tawuhoju.com"), vt_fixture("opencti__vt_test_domain.json"), DEFAULT, FETCHED_AT
     )
 
+    # The rule that decided comes first, then what the other rules had to say
     assert enrichment.reasons == [
-        "malicious: 6 of 93 engines flag it as malicious (threshold 3): "
-        "Avira, CRDF, Forcepoint ThreatSeeker, Fortinet, Kaspersky, Webroot"
+        "malicious [engine-count]: 6 of 93 engines flag it as malicious (domain threshold 3): "
+        "Avira, CRDF, Forcepoint ThreatSeeker, Fortinet, Kaspersky, Webroot",
+        "trusted engines flagging it as malicious: Fortinet, Kaspersky",
+        "community: reputation -37 (at most -10)",
     ]
 
 
@@ -112,15 +118,17 @@ def test_a_trimmed_report_is_judged_on_its_stats_and_says_it_names_fewer_engines
     assert enrichment.verdict is Verdict.MALICIOUS
     assert (enrichment.stats.malicious, enrichment.stats.suspicious) == (5, 2)
     assert enrichment.reasons == [
-        "malicious: 5 of 87 engines flag it as malicious (threshold 3): GreenSnow "
+        "malicious [engine-count]: 5 of 87 engines flag it as malicious (ip threshold 3): GreenSnow "
         "(the report names 1 of the 5); 2 more say suspicious: Snort IP sample list "
         "(the report names 1 of the 2)"
     ]
 
 
 def test_a_stricter_malicious_threshold_turns_the_file_suspicious() -> None:
-    # Given a policy that wants more malicious engines than the file's 47
-    strict = VerdictPolicy(malicious_min_engines=48, suspicious_min_engines=1)
+    # Given a policy that wants more malicious engines than the file's 47, and trusts no engine
+    strict = VerdictPolicy(
+        malicious_min_engines=48, suspicious_min_engines=1, trusted_engines=TrustedEngines(engines=())
+    )
 
     # When the file is decided
     enrichment = decide(
@@ -130,8 +138,8 @@ def test_a_stricter_malicious_threshold_turns_the_file_suspicious() -> None:
     # Then it is only suspicious, and the reason gives both thresholds
     assert enrichment.verdict is Verdict.SUSPICIOUS
     assert enrichment.reasons[0].startswith(
-        "suspicious: 47 of 74 engines flag it (47 malicious, 0 suspicious; "
-        "suspicious threshold 1, malicious threshold 48): "
+        "suspicious [engine-count]: 47 of 74 engines flag it (47 malicious, 0 suspicious; "
+        "file thresholds: suspicious 1, malicious 48): "
     )
 
 
@@ -147,7 +155,7 @@ def test_a_higher_suspicious_threshold_than_the_flags_makes_it_harmless_and_says
     # Then it is harmless, and the reason says 7 engines flagged it, under the threshold
     assert enrichment.verdict is Verdict.HARMLESS
     assert enrichment.reasons[0].startswith(
-        "harmless: 7 of 87 engines flag it, below the suspicious threshold 8"
+        "harmless [engine-count]: 7 of 87 engines flag it, below the ip suspicious threshold 8"
     )
 
 
@@ -161,11 +169,12 @@ def test_the_synthetic_suspicious_domain_is_suspicious_with_engines_past_the_fir
     # When it is decided
     enrichment = decide(ioc(IocType.DOMAIN, "telemetry-sync.net"), vt_object, DEFAULT, FETCHED_AT)
 
-    # Then it is suspicious and both engines are named
+    # Then it is suspicious and both engines are named, Sophos also as a trusted engine
     assert enrichment.verdict is Verdict.SUSPICIOUS
     assert enrichment.reasons == [
-        "suspicious: 2 of 90 engines flag it (1 malicious, 1 suspicious; suspicious threshold 1, "
-        "malicious threshold 3): Quttera, Sophos"
+        "suspicious [engine-count]: 2 of 90 engines flag it (1 malicious, 1 suspicious; domain thresholds: "
+        "suspicious 1, malicious 3): Quttera, Sophos",
+        "trusted engines flagging it as malicious: Sophos",
     ]
 
 
@@ -179,7 +188,8 @@ def test_the_synthetic_popular_domain_is_harmless() -> None:
     # Then it is harmless, and its popularity rank is in the context
     assert enrichment.verdict is Verdict.HARMLESS
     assert enrichment.reasons == [
-        "harmless: none of the 90 engines that analysed it flag it (88 harmless, 2 undetected of 90)"
+        "harmless [engine-count]: none of the 90 engines that analysed it flag it "
+        "(88 harmless, 2 undetected of 90)"
     ]
     assert enrichment.context["popularity_ranks"]["Cisco Umbrella"]["rank"] == 310
 
@@ -205,7 +215,9 @@ def test_an_ioc_virustotal_never_saw_is_unknown() -> None:
 
     # Then it is unknown, says so, and links to the GUI by the URL identifier
     assert enrichment.verdict is Verdict.UNKNOWN
-    assert enrichment.reasons == ["unknown: VirusTotal has never seen this URL (404 NotFoundError)"]
+    assert enrichment.reasons == [
+        "unknown [not-found]: VirusTotal has never seen this URL (404 NotFoundError)",
+    ]
     assert enrichment.stats.total == 0
     assert enrichment.context == {}
     assert enrichment.link == (
@@ -231,7 +243,7 @@ def test_an_object_no_engine_analysed_is_unknown(stats: dict[str, int] | None) -
     # Then it is unknown, whatever the (stale) engine results say
     assert enrichment.verdict is Verdict.UNKNOWN
     assert enrichment.reasons[0].startswith(
-        "unknown: VirusTotal knows this file but no engine has analysed it"
+        "unknown [not-analysed]: VirusTotal knows this file but no engine has analysed it"
     )
 
 

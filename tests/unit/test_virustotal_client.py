@@ -9,7 +9,9 @@ import random
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +20,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vtriage.errors import ConfigurationError, TransientError, VtriageError
-from vtriage.models import Ioc, IocType
-from vtriage.virustotal.client import VirusTotalClient, gui_link, object_ref, url_id
+from vtriage.models import Ioc, IocType, Verdict
+from vtriage.verdict import decide, load_policy
+from vtriage.virustotal.client import (
+    DEEP_RELATIONSHIPS,
+    NOTES_KEY,
+    VirusTotalClient,
+    gui_link,
+    object_ref,
+    url_id,
+)
 from vtriage.virustotal.errors import (
     ERRORS_BY_CODE,
     VirusTotalError,
@@ -442,7 +452,7 @@ def test_the_key_goes_in_the_x_apikey_header_and_the_id_is_percent_encoded(
 
     # Then the value stays one path segment, and the key travels only in its header
     path, headers = server.requests[0]
-    assert path == "/api/v3/domains/a%2F..%2Ffiles%2Fx%3Fy%3D1%23z"
+    assert path == "/api/v3/domains/a%2F..%2Ffiles%2Fx%3Fy%3D1%23z?relationships=resolutions"
     assert headers["x-apikey"] == API_KEY
     assert API_KEY not in path
 
@@ -595,3 +605,157 @@ def test_not_found_is_a_plain_virustotal_error() -> None:
 
     assert isinstance(error, VirusTotalNotFoundError)
     assert not isinstance(error, TransientError | ConfigurationError)
+
+
+# --- relationships in the lookup, and deep context ----------------------------------------------------
+
+VT_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vt"
+
+
+def fixture_body(name: str) -> bytes:
+    """A real VirusTotal answer `{"data": {...}}` from tests/fixtures/vt, as bytes."""
+    return (VT_FIXTURES / name).read_bytes()
+
+
+def collection_body(*names: str) -> bytes:
+    """A relationship answer holding full real objects: `{"data": [...], "meta": {...}}`."""
+    objects = [json.loads(fixture_body(name))["data"] for name in names]
+    return json.dumps({"data": objects, "meta": {"count": len(objects)}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("indicator", "fixture", "query"),
+    [
+        (ioc(IocType.DOMAIN, "tawuhoju.com"), "opencti__vt_test_domain.json", "?relationships=resolutions"),
+        (ioc(IocType.IP, "23.129.64.215"), "demisto__TestData_ip.json", "?relationships=resolutions"),
+        (
+            ioc(IocType.URL, URL),
+            "opencti__vt_test_url.json",
+            "?relationships=last_serving_ip_address,network_location",
+        ),
+        (
+            ioc(IocType.FILE, FILE_SHA256),
+            "opencti__vt_test_file.json",
+            "?relationships=contacted_domains,contacted_ips",
+        ),
+    ],
+    ids=["domain", "ip", "url", "file"],
+)
+def test_the_default_lookup_asks_for_relationships_in_its_one_request(
+    vt_session: requests.Session, vt_sleep: SleepRecorder, indicator: Ioc, fixture: str, query: str
+) -> None:
+    # Given a server answering a real report
+    with ScriptedServer([(200, fixture_body(fixture), {})]) as server:
+        client = make_client(vt_session, server.base_url, vt_sleep)
+
+        # When an IOC is looked up with the default configuration
+        data = client.lookup(indicator)
+
+    # Then exactly one request went out, asking for the type's relationships as descriptors
+    assert data is not None
+    assert len(server.requests) == 1
+    assert client.requests_sent == 1
+    collection, identifier = object_ref(indicator)
+    assert server.requests[0][0] == f"/api/v3/{collection}/{identifier}{query}"
+    assert NOTES_KEY not in data
+    assert client.requests_per_lookup(indicator.type) == 1
+
+
+def test_deep_context_fetches_each_relationship_once_and_counts_every_request(
+    vt_session: requests.Session, vt_sleep: SleepRecorder
+) -> None:
+    # Given a server answering the real domain report, then its URLs, communicating files and resolutions
+    resolutions = json.dumps(
+        {
+            "data": [
+                {
+                    "type": "resolution",
+                    "id": "198.51.100.7tawuhoju.com",
+                    "attributes": {
+                        "ip_address": "198.51.100.7",
+                        "host_name": "tawuhoju.com",
+                        "date": 1600000000,
+                    },
+                }
+            ]
+        }
+    ).encode()
+    script: Script = [
+        (200, fixture_body("opencti__vt_test_domain.json"), {}),
+        (200, collection_body("opencti__vt_test_url.json"), {}),
+        (200, collection_body("opencti__vt_test_file.json"), {}),
+        (200, resolutions, {}),
+    ]
+    with ScriptedServer(script) as server:
+        client = make_client(vt_session, server.base_url, vt_sleep, deep_context=True, deep_context_limit=5)
+
+        # When the domain is looked up with deep context
+        data = client.lookup(ioc(IocType.DOMAIN, "tawuhoju.com"))
+
+    # Then one request per deep relationship followed the lookup, each counted
+    assert [path for path, _ in server.requests] == [
+        "/api/v3/domains/tawuhoju.com?relationships=resolutions",
+        "/api/v3/domains/tawuhoju.com/urls?limit=5",
+        "/api/v3/domains/tawuhoju.com/communicating_files?limit=5",
+        "/api/v3/domains/tawuhoju.com/resolutions?limit=5",
+    ]
+    assert client.requests_sent == 4 == client.requests_per_lookup(IocType.DOMAIN)
+    assert len(DEEP_RELATIONSHIPS[IocType.DOMAIN]) == 3
+    # and the context shows the detected URL, the communicating file and the dated resolution, with no note
+    assert data is not None
+    enrichment = decide(ioc(IocType.DOMAIN, "tawuhoju.com"), data, load_policy(None), datetime.now(UTC))
+    assert enrichment.context["detected_urls"][0]["url"] == "http://soclosebutyetqq.com/69.exe"
+    assert enrichment.context["communicating_files"][0]["malicious"] == 47
+    assert enrichment.context["resolutions"] == [{"ip": "198.51.100.7", "date": "2020-09-13T12:26:40Z"}]
+    assert enrichment.note is None
+
+
+def test_a_failed_secondary_call_keeps_the_primary_report_with_a_note(
+    vt_session: requests.Session, vt_sleep: SleepRecorder
+) -> None:
+    # Given a public key: the domain report comes back, its URLs are premium-only (403), and the
+    # communicating files answer 500 on every attempt
+    script: Script = [
+        (200, fixture_body("opencti__vt_test_domain.json"), {}),
+        (403, vt_error_body("ForbiddenError", "You are not allowed to perform the requested operation"), {}),
+        (500, vt_error_body("InternalError", "boom"), {}),
+        (500, vt_error_body("InternalError", "boom"), {}),
+    ]
+    with ScriptedServer(script) as server:
+        client = make_client(vt_session, server.base_url, vt_sleep, deep_context=True, max_attempts=2)
+
+        # When the domain is looked up with deep context
+        data = client.lookup(ioc(IocType.DOMAIN, "tawuhoju.com"))
+
+    # Then the primary report is returned, the 403 was not retried, the 500 was, and after that transient
+    # failure the resolutions were not asked for (sparing the quota)
+    assert data is not None
+    assert data["id"] == "tawuhoju.com"
+    assert len(server.requests) == 4
+    assert client.requests_sent == 4
+    # and the enrichment keeps the verdict of the primary report, with a note saying what is missing
+    enrichment = decide(ioc(IocType.DOMAIN, "tawuhoju.com"), data, load_policy(None), datetime.now(UTC))
+    assert enrichment.verdict is Verdict.MALICIOUS
+    assert enrichment.note is not None
+    assert "deep context: urls not fetched (VirusTotal ForbiddenError (HTTP 403)" in enrichment.note
+    assert "deep context: communicating_files not fetched" in enrichment.note
+    assert "deep context: resolutions not asked for after that failure" in enrichment.note
+    assert API_KEY not in enrichment.note
+
+
+def test_deep_context_spends_nothing_more_on_an_ioc_virustotal_never_saw(
+    vt_session: requests.Session, vt_sleep: SleepRecorder
+) -> None:
+    with ScriptedServer([(404, vt_error_body("NotFoundError", "not found"), {})]) as server:
+        client = make_client(vt_session, server.base_url, vt_sleep, deep_context=True)
+
+        assert client.lookup(ioc(IocType.IP, "198.51.100.9")) is None
+
+    assert client.requests_sent == 1
+    assert client.requests_per_lookup(IocType.IP) == 4
+
+
+def test_deep_context_is_off_by_default_and_its_limit_is_checked(vt_session: requests.Session) -> None:
+    assert VirusTotalClient(vt_session, API_KEY).deep_context is False
+    with pytest.raises(ValueError, match="deep_context_limit"):
+        VirusTotalClient(vt_session, API_KEY, deep_context=True, deep_context_limit=0)

@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Self
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from vtriage.errors import ConfigurationError
+from vtriage.intake import DEFAULT_MAX_IOCS, IntakeOptions
+from vtriage.models import Verdict
 
 DEFAULT_VT_BASE_URL = "https://www.virustotal.com/api/v3"
 
@@ -54,15 +66,91 @@ class EnrichSettings(Settings):
     vt_api_key: SecretStr | None = Field(default=None, alias="VT_API_KEY")
     vt_base_url: str = Field(default=DEFAULT_VT_BASE_URL, alias="VT_BASE_URL", pattern=r"^https?://")
     vt_timeout_seconds: float = Field(default=10.0, alias="VT_TIMEOUT_SECONDS", gt=0, le=60)
-    malicious_min_engines: int = Field(default=3, alias="VERDICT_MALICIOUS_MIN_ENGINES", ge=1)
-    suspicious_min_engines: int = Field(default=1, alias="VERDICT_SUSPICIOUS_MIN_ENGINES", ge=1)
-    cache_hours: float = Field(default=6.0, alias="ENRICHMENT_CACHE_HOURS", ge=0)
+    # The verdict policy (thresholds per IOC type, trusted engines, ...): the shipped file unless a path
+    # is given. The two thresholds below, when set, override it for every IOC type.
+    verdict_policy_path: Path | None = Field(default=None, alias="VERDICT_POLICY_PATH")
+    malicious_min_engines: int | None = Field(default=None, alias="VERDICT_MALICIOUS_MIN_ENGINES", ge=1)
+    suspicious_min_engines: int | None = Field(default=None, alias="VERDICT_SUSPICIOUS_MIN_ENGINES", ge=1)
+    # Context that costs extra VirusTotal requests per IOC (detected URLs, communicating files).
+    vt_deep_context: bool = Field(default=False, alias="VT_DEEP_CONTEXT")
+    # Intake: values the team trusts (comma-separated), IOCs kept per alert, and whether GuardDuty
+    # findings that also reach the queue through Security Hub are ignored there.
+    ioc_allow_list: str = Field(default="", alias="IOC_ALLOW_LIST")
+    max_iocs_per_alert: int = Field(default=DEFAULT_MAX_IOCS, alias="MAX_IOCS_PER_ALERT", ge=1, le=500)
+    skip_guardduty_in_securityhub: bool = Field(default=False, alias="SKIP_GUARDDUTY_IN_SECURITYHUB")
+    # How long an enrichment answers from the cache, by verdict: a malicious verdict rarely reverses in
+    # a day, while an unknown IOC may be analysed by VirusTotal within the hour.
+    cache_ttl_malicious_hours: float = Field(default=24.0, alias="CACHE_TTL_MALICIOUS_HOURS", ge=0)
+    cache_ttl_suspicious_hours: float = Field(default=12.0, alias="CACHE_TTL_SUSPICIOUS_HOURS", ge=0)
+    cache_ttl_harmless_hours: float = Field(default=6.0, alias="CACHE_TTL_HARMLESS_HOURS", ge=0)
+    cache_ttl_unknown_hours: float = Field(default=1.0, alias="CACHE_TTL_UNKNOWN_HOURS", ge=0)
+    # The quota shared by every worker; the defaults are the public API's (a free key). Without a
+    # table there is no shared limiter and only VirusTotal's own 429 answers defer records.
+    quota_table: str | None = Field(default=None, alias="QUOTA_TABLE_NAME", min_length=1)
+    vt_quota_per_minute: int = Field(default=4, alias="VT_QUOTA_PER_MINUTE", ge=1)
+    vt_quota_per_day: int = Field(default=500, alias="VT_QUOTA_PER_DAY", ge=1)
+    vt_max_concurrency: int = Field(default=4, alias="VT_MAX_CONCURRENCY", ge=1, le=64)
+    # Where deferred records are put off; without it, the URL is derived from the record's queue ARN.
+    alert_queue_url: str | None = Field(default=None, alias="ALERT_QUEUE_URL", min_length=1)
+    # A record deferred when received this many times is queued afresh instead of hidden, so that
+    # deferrals never use up the queue's maxReceiveCount (5) and park a record in the dead-letter queue.
+    deferral_requeue_after_receives: int = Field(default=3, alias="DEFERRAL_REQUEUE_AFTER_RECEIVES", ge=1)
+    # Playbooks: the shipped file unless a path is given; read and validated when the function starts.
+    playbooks_path: Path | None = Field(default=None, alias="PLAYBOOKS_PATH")
+    # What a playbook's `block_ip` action becomes. None by default: a WAF IP set or a network ACL entry
+    # only protects what sits behind that web ACL or in that VPC, needs resources of the deployment's
+    # own, and would fail every case where they are missing; without it the IP goes to a ticket.
+    ip_block_method: Literal["waf", "nacl", "none"] = Field(default="none", alias="IP_BLOCK_METHOD")
+    # An alert VirusTotal does not incriminate goes to a ticket at or above this detector severity.
+    ticket_min_severity: Literal["low", "medium", "high", "critical"] = Field(
+        default="medium", alias="TICKET_MIN_SEVERITY"
+    )
+    # A repeat of a finding (same type, resources and IOCs; another id or version) within this many
+    # hours of its case is folded into that case instead of opening another. 0 turns it off.
+    repeat_window_hours: float = Field(default=24.0, alias="REPEAT_WINDOW_HOURS", ge=0)
+
+    @property
+    def intake(self) -> IntakeOptions:
+        """How the enrich function reads alerts."""
+        allowed = frozenset(value.strip() for value in self.ioc_allow_list.split(",") if value.strip())
+        return IntakeOptions(
+            allow_list=allowed,
+            max_iocs=self.max_iocs_per_alert,
+            skip_guardduty_in_securityhub=self.skip_guardduty_in_securityhub,
+        )
+
+    @field_validator("ip_block_method", "ticket_min_severity", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def repeat_window(self) -> timedelta:
+        """How long after a case its finding's repeats are folded into it."""
+        return timedelta(hours=self.repeat_window_hours)
+
+    @property
+    def cache_ttls(self) -> dict[Verdict, timedelta]:
+        """How long an enrichment stays fresh in the cache, for each verdict."""
+        return {
+            Verdict.MALICIOUS: timedelta(hours=self.cache_ttl_malicious_hours),
+            Verdict.SUSPICIOUS: timedelta(hours=self.cache_ttl_suspicious_hours),
+            Verdict.HARMLESS: timedelta(hours=self.cache_ttl_harmless_hours),
+            Verdict.UNKNOWN: timedelta(hours=self.cache_ttl_unknown_hours),
+        }
 
     @model_validator(mode="after")
     def _needs_a_key_source(self) -> Self:
         if not self.vt_api_key and not self.vt_api_key_secret:
             raise ValueError("set VT_API_KEY_SECRET_NAME (Secrets Manager) or VT_API_KEY (local runs)")
-        if self.suspicious_min_engines > self.malicious_min_engines:
+        thresholds = (self.malicious_min_engines, self.suspicious_min_engines)
+        if (thresholds[0] is None) != (thresholds[1] is None):
+            raise ValueError(
+                "set both VERDICT_MALICIOUS_MIN_ENGINES and VERDICT_SUSPICIOUS_MIN_ENGINES, or neither"
+            )
+        if self.suspicious_min_engines is not None and self.suspicious_min_engines > (
+            self.malicious_min_engines or 0
+        ):
             raise ValueError("VERDICT_SUSPICIOUS_MIN_ENGINES must not exceed VERDICT_MALICIOUS_MIN_ENGINES")
         return self
 
@@ -76,9 +164,78 @@ class RemediateSettings(Settings):
         default="vtriage-quarantine", alias="QUARANTINE_GROUP_NAME", min_length=1
     )
     max_actions_per_case: int = Field(default=5, alias="MAX_ACTIONS_PER_CASE", ge=0)
+    # The blast-radius cap: actions that change something (not dry runs), across every case, per clock
+    # hour. Beyond it an action waits for a person. Counted in GUARDRAILS_TABLE_NAME; without a table
+    # there is no cap.
+    max_actions_per_hour: int = Field(default=10, alias="MAX_ACTIONS_PER_HOUR", ge=0)
+    guardrails_table: str | None = Field(default=None, alias="GUARDRAILS_TABLE_NAME")
+    # How long an approval link is valid and the state machine waits for it (TimeoutSecondsPath).
+    approval_timeout_seconds: int = Field(default=86_400, alias="APPROVAL_TIMEOUT_SECONDS", ge=1)
+    # Each actuator is configured only when its settings are: an empty value means "not configured".
+    waf_ip_set_name: str | None = Field(default=None, alias="WAF_IP_SET_NAME")
+    waf_ip_set_id: str | None = Field(default=None, alias="WAF_IP_SET_ID")
+    waf_ip_set_scope: Literal["REGIONAL", "CLOUDFRONT"] = Field(default="REGIONAL", alias="WAF_IP_SET_SCOPE")
+    nacl_rule_min: int | None = Field(default=None, alias="NACL_RULE_MIN", ge=1, le=32766)
+    nacl_rule_max: int | None = Field(default=None, alias="NACL_RULE_MAX", ge=1, le=32766)
+    quarantine_bucket: str | None = Field(default=None, alias="QUARANTINE_BUCKET")
+    dns_firewall_domain_list_id: str | None = Field(default=None, alias="DNS_FIREWALL_DOMAIN_LIST_ID")
+
+    @field_validator(
+        "guardrails_table",
+        "waf_ip_set_name",
+        "waf_ip_set_id",
+        "nacl_rule_min",
+        "nacl_rule_max",
+        "quarantine_bucket",
+        "dns_firewall_domain_list_id",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # CloudFormation cannot leave a variable out conditionally without Fn::If: an empty parameter
+        # arrives as "".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _actuator_settings_come_in_pairs(self) -> Self:
+        if (self.waf_ip_set_name is None) != (self.waf_ip_set_id is None):
+            raise ValueError("set both WAF_IP_SET_NAME and WAF_IP_SET_ID, or neither")
+        if (self.nacl_rule_min is None) != (self.nacl_rule_max is None):
+            raise ValueError("set both NACL_RULE_MIN and NACL_RULE_MAX, or neither")
+        if (
+            self.nacl_rule_min is not None
+            and self.nacl_rule_max is not None
+            and (self.nacl_rule_min > self.nacl_rule_max)
+        ):
+            raise ValueError("NACL_RULE_MIN must not exceed NACL_RULE_MAX")
+        return self
+
+
+class ApprovalSettings(Settings):
+    """Settings of the approval function: it sends approval links and takes the decisions made on them."""
+
+    guardrails_table: str = Field(alias="GUARDRAILS_TABLE_NAME", min_length=1)
+    # The Secrets Manager secret holding the key that signs approval links (HMAC-SHA256).
+    signing_key_secret: str = Field(alias="APPROVAL_SIGNING_KEY_SECRET", min_length=1)
+    # Where approval requests (with their links) are published: the ticket topic.
+    notification_topic_arn: str = Field(alias="APPROVAL_TOPIC_ARN", pattern=r"^arn:aws[\w-]*:sns:")
 
 
 class TicketSettings(Settings):
     """Settings of the ticket function."""
 
     ticket_topic_arn: str = Field(alias="TICKET_TOPIC_ARN", pattern=r"^arn:aws[\w-]*:sns:")
+
+
+# What SQS accepted per message until 2025, and the most EventBridge puts in one event: every
+# GuardDuty or Security Hub event fits. SQS now takes up to 1 MiB where the queue allows it.
+DEFAULT_INTAKE_MAX_MESSAGE_BYTES = 262_144
+
+
+class IntakeSettings(Settings):
+    """Settings of the intake function (pushed alerts)."""
+
+    alert_queue_url: str = Field(alias="ALERT_QUEUE_URL", pattern=r"^https?://")
+    max_message_bytes: int = Field(
+        default=DEFAULT_INTAKE_MAX_MESSAGE_BYTES, alias="INTAKE_MAX_MESSAGE_BYTES", ge=1024, le=1_048_576
+    )

@@ -3,41 +3,92 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import math
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from vtriage.errors import InvalidAlertError
-from vtriage.intake import parse_alerts
+from vtriage.errors import InvalidAlertError, QuotaExhaustedError
+from vtriage.intake import IntakeOptions
 from vtriage.models import (
     Alert,
+    Branch,
     Case,
     CaseStatus,
     Enrichment,
     ExecutionInput,
+    HistoryEntry,
     Ioc,
     IocOutcome,
+    Repeat,
     Verdict,
     worst_verdict,
 )
-from vtriage.playbook import plan_actions
-from vtriage.ports import CaseRepository, DeadLetterQueue, EnrichmentCache, ExecutionStarter, ThreatIntel
+from vtriage.playbook import (
+    DEFAULT_TICKET_MIN_SEVERITY,
+    IpBlockMethod,
+    Playbooks,
+    default_playbooks,
+    plan_actions,
+    route,
+)
+from vtriage.ports import (
+    CaseRepository,
+    DeadLetterQueue,
+    EnrichmentCache,
+    ExecutionStarter,
+    MessageDeferral,
+    QuotaLimiter,
+    ThreatIntel,
+)
 from vtriage.verdict import VerdictPolicy, decide
+from vtriage.virustotal.errors import (
+    VirusTotalError,
+    VirusTotalQuotaExceededError,
+    VirusTotalTooManyRequestsError,
+)
 
 logger = Logger(child=True)
 
 
 class CaseSummary(BaseModel):
-    """What became of one alert: its case, verdict and execution."""
+    """What became of one alert: its case, verdict and execution.
+
+    A repeat of an earlier case's finding names that case, and the execution that tells its ticket.
+    """
 
     case_id: str
     verdict: Verdict
     execution_arn: str
     duplicate: bool
+    repeat: bool = False
+
+
+class RepeatLedger(Protocol):
+    """Where repeats of a finding meet the case it opened (the cases table in AWS)."""
+
+    def earlier_case(self, repeat_key: str) -> str | None:
+        """The id of the case this repeat key opened, while its window is open; else None."""
+        ...
+
+    def remember(self, repeat_key: str, case_id: str, until: datetime) -> None:
+        """Point the repeat key at this case until `until`."""
+        ...
+
+    def fold(self, case_id: str, repeat: Repeat, entry: HistoryEntry) -> bool:
+        """Count the repeat on the case and add `entry` to its history, atomically; False when the case is
+        gone or already counts this repeat (by its case id)."""
+        ...
 
 
 class RecordOutcome(BaseModel):
@@ -46,12 +97,46 @@ class RecordOutcome(BaseModel):
     message_id: str
     cases: list[CaseSummary] = []
     rejected_reason: str | None = None
+    deferred_until: datetime | None = None
+    deferred_reason: str | None = None
 
 
-def execution_input(case: Case) -> ExecutionInput:
+# SQS hides a received message for at most 12 h counted from that receive; the invocation that defers
+# it has already run for a while (at most Lambda's 15 min), so the deferral stops short by that much.
+MAX_DEFERRAL_SECONDS = 12 * 3600 - 15 * 60
+# SQS delays a new message by at most 15 min; a longer wait is finished by hiding the copy when it comes.
+MAX_REQUEUE_DELAY_SECONDS = 15 * 60
+
+
+def next_minute(moment: datetime) -> datetime:
+    """The start of the minute after `moment`, in UTC: when a minute quota reopens."""
+    utc = moment.astimezone(UTC)
+    return utc.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def next_utc_midnight(moment: datetime) -> datetime:
+    """The next 00:00 UTC after `moment`: when VirusTotal's daily quota reopens."""
+    utc = moment.astimezone(UTC)
+    return utc.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+
+
+def quota_refusal(error: VirusTotalError, now: datetime) -> QuotaExhaustedError:
+    """A 429 VirusTotal still answered after the client's retries, as a deferral: until the next minute,
+    or the next 00:00 UTC when VirusTotal's message names the daily quota."""
+    if "daily" in error.message.lower() or "day" in error.message.lower().split():
+        return QuotaExhaustedError(f"VirusTotal refused: {error}", next_utc_midnight(now), window="day")
+    return QuotaExhaustedError(f"VirusTotal refused: {error}", next_minute(now), window="minute")
+
+
+def _later(current: QuotaExhaustedError | None, new: QuotaExhaustedError) -> QuotaExhaustedError:
+    return new if current is None or new.retry_at > current.retry_at else current
+
+
+def execution_input(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY) -> ExecutionInput:
     """The state machine's input for a case: a few hundred bytes whatever the size of the case."""
     return ExecutionInput(
         case_id=case.case_id,
+        route=route(case, ticket_min_severity),
         verdict=case.verdict,
         severity=case.alert.severity.label,
         remediable=case.remediable,
@@ -61,7 +146,17 @@ def execution_input(case: Case) -> ExecutionInput:
 
 @dataclass
 class Enricher:
-    """Triages the records of one batch. An IOC met twice in the batch is looked up once."""
+    """Triages the records of one batch.
+
+    Every IOC the batch needs is looked up once, concurrently (`prefetch`), each lookup first taking a
+    unit of the shared quota. When the quota is spent the record is deferred until it reopens: its case
+    is kept as PENDING_ENRICHMENT with whatever was already looked up, and the queue delivers it again.
+
+    The playbooks plan each case's actions and, with the detector's severity, its route. With a repeat
+    ledger, a repeat of a finding (another finding id or version, same type, resources and IOCs) within
+    `repeat_window` of its case is folded into that case instead of opening another, unless it says
+    something worse (a heavier verdict, or a route that does more).
+    """
 
     intel: ThreatIntel
     cache: EnrichmentCache
@@ -70,28 +165,109 @@ class Enricher:
     dead_letters: DeadLetterQueue
     policy: VerdictPolicy
     now: Callable[[], datetime]
+    limiter: QuotaLimiter | None = None
+    deferral: MessageDeferral | None = None
+    max_concurrency: int = 4
+    requeue_after_receives: int = 3
+    request_counter: Callable[[], int] | None = None
+    intake: IntakeOptions = field(default_factory=IntakeOptions)
+    playbooks: Playbooks = field(default_factory=default_playbooks)
+    ip_block_method: IpBlockMethod = "none"
+    ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY
+    repeats: RepeatLedger | None = None
+    repeat_window: timedelta = timedelta(hours=24)
     lookups: int = 0
     cache_hits: int = 0
+    deferred: int = 0
+    rejected: int = 0
     _seen: dict[str, Enrichment] = field(default_factory=dict)
+    _used: set[str] = field(default_factory=set)
+    _failed: dict[str, Exception] = field(default_factory=dict)
+    _known_cases: dict[str, Case | None] = field(default_factory=dict)
+    _refusal: QuotaExhaustedError | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def vt_requests(self) -> int:
+        """HTTP requests sent to VirusTotal, retries included, when the client counts them; else lookups."""
+        return self.request_counter() if self.request_counter is not None else self.lookups
+
+    def prefetch(self, bodies: Iterable[str]) -> None:
+        """Look up, concurrently, every IOC the records will need and the cache does not hold.
+
+        Never raises: a record that cannot be read, or whose lookup failed, meets its error when it is
+        handled, so that only that record fails.
+        """
+        wanted: dict[str, Ioc] = {}
+        for body in bodies:
+            try:
+                alerts = self.intake.parse(_decode(body))
+            except InvalidAlertError:
+                continue
+            for alert in alerts:
+                try:
+                    existing = self._known_case(alert.case_id)
+                except Exception as error:
+                    logger.warning("case lookup failed before enrichment", extra={"error": str(error)})
+                    continue
+                if existing is not None and existing.status is not CaseStatus.PENDING_ENRICHMENT:
+                    continue
+                for ioc in alert.iocs:
+                    if ioc.skipped_reason is None and ioc.key not in self._seen:
+                        wanted.setdefault(ioc.key, ioc)
+        if not wanted:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(wanted))) as pool:
+            futures = {key: pool.submit(self._enrich, ioc) for key, ioc in wanted.items()}
+        for key, future in futures.items():
+            failure = future.exception()
+            if failure is None:
+                self._seen[key] = future.result()
+            elif isinstance(failure, Exception):
+                self._failed[key] = failure
+            else:
+                raise failure
 
     def handle_record(self, message_id: str, body: str) -> RecordOutcome:
-        """Turn a record into cases, or reject it for good with a reason a person can act on.
+        """Turn a record into cases, reject it for good with a reason a person can act on, or say until
+        when it is deferred because the VirusTotal quota is spent.
 
         A rejected record is recorded with its reason and parked on the dead-letter queue, then
         acknowledged: retrying it could never succeed, and it must not hold up the records beside it.
         Transient errors propagate, so the queue delivers the record again.
         """
         try:
-            alerts = parse_alerts(_decode(body))
+            alerts = self.intake.parse(_decode(body))
         except InvalidAlertError as error:
             reason = str(error)
             self.cases.record_failure(message_id, reason, body)
             self.dead_letters.send(message_id, body, reason)
+            self.rejected += 1
             return RecordOutcome(message_id=message_id, rejected_reason=reason)
-        return RecordOutcome(message_id=message_id, cases=[self.triage(alert) for alert in alerts])
+        summaries: list[CaseSummary] = []
+        refusal: QuotaExhaustedError | None = None
+        for alert in alerts:
+            try:
+                summaries.append(self.triage(alert))
+            except QuotaExhaustedError as error:
+                refusal = _later(refusal, error)
+        if refusal is not None:
+            self.deferred += 1
+            return RecordOutcome(
+                message_id=message_id,
+                cases=summaries,
+                deferred_until=refusal.retry_at,
+                deferred_reason=str(refusal),
+            )
+        return RecordOutcome(message_id=message_id, cases=summaries)
 
     def handle_sqs_record(self, record: SQSRecord) -> dict[str, object]:
-        """The batch processor's record handler: a raised error marks this record, and only it, failed."""
+        """The batch processor's record handler: a raised error marks this record, and only it, failed.
+
+        A deferred record is hidden until the quota reopens and reported failed, so the queue keeps it;
+        once it has been received `requeue_after_receives` times it is queued afresh instead (and this
+        copy acknowledged), so that deferrals never reach the queue's maxReceiveCount and the DLQ.
+        """
         outcome = self.handle_record(record.message_id, record.body)
         if outcome.rejected_reason is not None:
             logger.warning(
@@ -99,38 +275,202 @@ class Enricher:
             )
         for summary in outcome.cases:
             logger.info("case triaged", extra=summary.model_dump(mode="json"))
+        if outcome.deferred_until is not None:
+            self._put_off(record, outcome.deferred_until, outcome.deferred_reason or "quota spent")
         return outcome.model_dump(mode="json")
 
+    def _put_off(self, record: SQSRecord, until: datetime, reason: str) -> None:
+        seconds = max(1, math.ceil((until - self.now()).total_seconds()))
+        receives = int(record.attributes.approximate_receive_count or 1)
+        log = {"message_id": record.message_id, "until": until.isoformat(), "reason": reason}
+        if self.deferral is not None and receives >= self.requeue_after_receives:
+            attributes = {
+                name: attribute.string_value
+                for name, attribute in record.message_attributes.items()
+                if attribute.string_value is not None
+            }
+            self.deferral.requeue(record.body, attributes, min(seconds, MAX_REQUEUE_DELAY_SECONDS))
+            logger.info("record deferred as a fresh message", extra={**log, "receives": receives})
+            return
+        if self.deferral is not None:
+            self.deferral.defer(record.receipt_handle, min(seconds, MAX_DEFERRAL_SECONDS))
+        logger.info("record deferred", extra={**log, "receives": receives})
+        raise QuotaExhaustedError(reason, until)
+
     def triage(self, alert: Alert) -> CaseSummary:
-        """Enrich the alert's IOCs, store the case, start its execution. A repeat is not enriched again."""
-        existing = self.cases.get(alert.case_id)
-        if existing is not None:
+        """Enrich the alert's IOCs, store the case, start its execution. A repeat is not enriched again.
+
+        Raises QuotaExhaustedError after storing the case as PENDING_ENRICHMENT when the quota ran out.
+        """
+        # Read once by `prefetch`; used once, since this very triage may store the case.
+        if alert.case_id in self._known_cases:
+            existing = self._known_cases.pop(alert.case_id)
+        else:
+            existing = self.cases.get(alert.case_id)
+        if existing is not None and existing.status is not CaseStatus.PENDING_ENRICHMENT:
             return self._resume(existing)
-        outcomes = [self._assess(ioc) for ioc in alert.iocs]
-        verdict = worst_verdict([outcome.verdict for outcome in outcomes if outcome.skipped_reason is None])
+        earlier = self._earlier_case(alert) if existing is None else None
+        if earlier is not None and alert.case_id in earlier.repeat_case_ids:
+            # This very repeat was folded into its earlier case already: a repeat delivery.
+            return self._tell_about_repeat(earlier, alert.case_id, duplicate=True)
+        outcomes: list[IocOutcome] = []
+        refusal: QuotaExhaustedError | None = None
+        for ioc in alert.iocs:
+            try:
+                outcomes.append(self._assess(ioc))
+            except QuotaExhaustedError as error:
+                refusal = _later(refusal, error)
+                outcomes.append(_pending(ioc, error))
         now = self.now()
+        created_at = existing.created_at if existing is not None else now
+        if refusal is not None:
+            # A repeat keeps no case of its own while it waits: it is folded once it is enriched.
+            if earlier is None:
+                self._keep_pending(
+                    alert,
+                    existing=existing,
+                    outcomes=outcomes,
+                    refusal=refusal,
+                    created_at=created_at,
+                    now=now,
+                )
+            raise refusal
+        verdict = worst_verdict([outcome.verdict for outcome in outcomes if outcome.skipped_reason is None])
         case = Case(
             case_id=alert.case_id,
             alert=alert,
-            status=CaseStatus.ENRICHED,
             verdict=verdict,
             iocs=outcomes,
-            actions=plan_actions(alert, verdict),
+            actions=plan_actions(alert, outcomes, self.playbooks, ip_block_method=self.ip_block_method),
             execution_arn=self.executions.arn_for(alert.case_id),
-            created_at=now,
+            created_at=created_at,
             updated_at=now,
+            history=list(existing.history) if existing is not None else [_received(alert, created_at)],
         )
-        if not self.cases.create(case):
-            # Another delivery of the same finding won the race: its case stands.
+        branch = route(case, self.ticket_min_severity)
+        planned = f"{len(case.actions)} action{'s' if len(case.actions) != 1 else ''} planned"
+        case.record(CaseStatus.ENRICHED, now, f"verdict {verdict.value}; {planned}; route {branch.value}")
+        if earlier is not None and not self._says_more(case, branch, earlier):
+            return self._fold(earlier, case, now)
+        if existing is not None:
+            self.cases.save(case)
+        elif not self.cases.create(case):
             stored = self.cases.get(case.case_id)
-            return self._resume(stored or case)
-        arn = self.executions.start(case.case_id, execution_input(case))
+            if stored is not None and stored.status is not CaseStatus.PENDING_ENRICHMENT:
+                # Another delivery of the same finding won the race: its case stands.
+                return self._resume(stored)
+            self.cases.save(case)
+        if self.repeats is not None and self.repeat_window > timedelta(0):
+            self.repeats.remember(alert.repeat_key, case.case_id, now + self.repeat_window)
+        arn = self.executions.start(case.case_id, execution_input(case, self.ticket_min_severity))
         return CaseSummary(case_id=case.case_id, verdict=verdict, execution_arn=arn, duplicate=False)
+
+    def _earlier_case(self, alert: Alert) -> Case | None:
+        """The case an earlier occurrence of this finding opened within the repeat window, if any."""
+        if self.repeats is None or self.repeat_window <= timedelta(0):
+            return None
+        earlier_id = self.repeats.earlier_case(alert.repeat_key)
+        if earlier_id is None or earlier_id == alert.case_id:
+            return None
+        earlier = self.cases.get(earlier_id)
+        if earlier is None or earlier.status is CaseStatus.PENDING_ENRICHMENT:
+            return None
+        return earlier
+
+    def _says_more(self, case: Case, branch: Branch, earlier: Case) -> bool:
+        """Whether a repeat says something worse than its earlier case: then it is a case of its own."""
+        earlier_branch = route(earlier, self.ticket_min_severity)
+        return (
+            case.verdict.weight > earlier.verdict.weight or _ROUTE_RANK[branch] > _ROUTE_RANK[earlier_branch]
+        )
+
+    def _fold(self, earlier: Case, case: Case, now: datetime) -> CaseSummary:
+        """Count the repeat on its earlier case, with a line in its history, and tell its ticket."""
+        assert self.repeats is not None  # only a ledger finds an earlier case
+        alert = case.alert
+        repeat = Repeat(
+            alert_id=alert.id,
+            version=alert.version,
+            case_id=alert.case_id,
+            at=now,
+            verdict=case.verdict,
+            severity=alert.severity.score,
+        )
+        entry = HistoryEntry(status=earlier.status, at=now, note=repeat.note)
+        # False when another delivery of this repeat folded it first: telling the ticket again is harmless.
+        folded = self.repeats.fold(earlier.case_id, repeat, entry)
+        logger.info(
+            "repeat folded into its earlier case",
+            extra={"case_id": earlier.case_id, "repeat_case_id": alert.case_id, "first_fold": folded},
+        )
+        return self._tell_about_repeat(earlier, alert.case_id, duplicate=not folded)
+
+    def _tell_about_repeat(self, earlier: Case, repeat_case_id: str, *, duplicate: bool) -> CaseSummary:
+        """Start the execution, named after the repeat, that takes the earlier case to its ticket (which
+        comments on the repeat); none for a case that was closed, which stays closed."""
+        if earlier.ticket is None and route(earlier, self.ticket_min_severity) is Branch.CLOSE:
+            arn = earlier.execution_arn or self.executions.arn_for(earlier.case_id)
+        else:
+            summary = ExecutionInput(
+                case_id=earlier.case_id,
+                route=Branch.TICKET,
+                verdict=earlier.verdict,
+                severity=earlier.alert.severity.label,
+                remediable=False,
+                actions=0,
+            )
+            arn = self.executions.start(repeat_case_id, summary)
+        return CaseSummary(
+            case_id=earlier.case_id,
+            verdict=earlier.verdict,
+            execution_arn=arn,
+            duplicate=duplicate,
+            repeat=True,
+        )
+
+    def _keep_pending(
+        self,
+        alert: Alert,
+        *,
+        existing: Case | None,
+        outcomes: list[IocOutcome],
+        refusal: QuotaExhaustedError,
+        created_at: datetime,
+        now: datetime,
+    ) -> None:
+        # The case shows what is known and that the rest is pending: no verdict, no action, no execution.
+        case = Case(
+            case_id=alert.case_id,
+            alert=alert,
+            iocs=outcomes,
+            error=f"enrichment pending until {refusal.retry_at.isoformat()}: {refusal}",
+            created_at=created_at,
+            updated_at=now,
+            history=list(existing.history) if existing is not None else [_received(alert, created_at)],
+        )
+        if existing is None or existing.status is not CaseStatus.PENDING_ENRICHMENT:
+            case.record(
+                CaseStatus.PENDING_ENRICHMENT,
+                now,
+                f"VirusTotal quota spent until {refusal.retry_at.isoformat()}",
+            )
+        else:
+            case.status = CaseStatus.PENDING_ENRICHMENT
+        if existing is not None:
+            self.cases.save(case)
+        else:
+            # False when another delivery stored it first: its version stands, this record comes back.
+            self.cases.create(case)
+
+    def _known_case(self, case_id: str) -> Case | None:
+        if case_id not in self._known_cases:
+            self._known_cases[case_id] = self.cases.get(case_id)
+        return self._known_cases[case_id]
 
     def _resume(self, case: Case) -> CaseSummary:
         # Starting again is harmless (the execution is named after the case) and finishes the job
         # of a delivery that stored the case but died before starting its execution.
-        arn = self.executions.start(case.case_id, execution_input(case))
+        arn = self.executions.start(case.case_id, execution_input(case, self.ticket_min_severity))
         return CaseSummary(case_id=case.case_id, verdict=case.verdict, execution_arn=arn, duplicate=True)
 
     def _assess(self, ioc: Ioc) -> IocOutcome:
@@ -138,22 +478,83 @@ class Enricher:
             return IocOutcome.skipped(ioc)
         enrichment = self._seen.get(ioc.key)
         if enrichment is None:
+            failure = self._failed.get(ioc.key)
+            if failure is not None:
+                raise failure
             enrichment = self._enrich(ioc)
-            self._seen[ioc.key] = enrichment.model_copy(update={"cached": True})
-        else:
+            self._seen[ioc.key] = enrichment
+        if ioc.key in self._used:
             # Met earlier in this batch: answered without a request, as a cache hit is.
-            self.cache_hits += 1
+            with self._lock:
+                self.cache_hits += 1
+            enrichment = enrichment.model_copy(update={"cached": True})
+        else:
+            self._used.add(ioc.key)
         return IocOutcome.enriched(ioc, enrichment)
 
     def _enrich(self, ioc: Ioc) -> Enrichment:
+        """The IOC's enrichment from the cache, or from VirusTotal within the quota (runs in workers)."""
         cached = self.cache.get_fresh(ioc)
         if cached is not None:
-            self.cache_hits += 1
+            with self._lock:
+                self.cache_hits += 1
             return cached
-        self.lookups += 1
-        enrichment = decide(ioc, self.intel.lookup(ioc), self.policy, self.now())
+        with self._lock:
+            refusal = self._refusal
+        if refusal is not None and refusal.retry_at > self.now():
+            # The quota is spent for this batch: asking again would only be refused again.
+            raise refusal
+        try:
+            if self.limiter is not None:
+                self.limiter.acquire()
+            with self._lock:
+                self.lookups += 1
+            try:
+                found = self.intel.lookup(ioc)
+            except (VirusTotalQuotaExceededError, VirusTotalTooManyRequestsError) as error:
+                raise quota_refusal(error, self.now()) from error
+        except QuotaExhaustedError as error:
+            with self._lock:
+                self._refusal = _later(self._refusal, error)
+            raise
+        enrichment = decide(ioc, found, self.policy, self.now())
         self.cache.put(enrichment)
         return enrichment
+
+
+def triage_batch(
+    enricher: Enricher, event: dict[str, Any], context: LambdaContext | None = None
+) -> PartialItemFailureResponse:
+    """Triage an SQS batch: every IOC looked up first, concurrently and once, then each record in turn.
+
+    Returns the partial batch response: records to retry and records deferred until the quota reopens.
+    """
+    enricher.prefetch(str(record.get("body", "")) for record in event.get("Records", []))
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(
+        event=event, record_handler=enricher.handle_sqs_record, processor=processor, context=context
+    )
+
+
+# How much a route does: a repeat whose route does more than its earlier case's is a case of its own.
+_ROUTE_RANK = {Branch.CLOSE: 0, Branch.TICKET: 1, Branch.REMEDIATE: 2}
+
+
+def _received(alert: Alert, at: datetime) -> HistoryEntry:
+    """The first step of every case: the alert came in."""
+    return HistoryEntry(
+        status=CaseStatus.NEW, at=at, note=f"{alert.source} finding {alert.id} (version {alert.version})"
+    )
+
+
+def _pending(ioc: Ioc, refusal: QuotaExhaustedError) -> IocOutcome:
+    """An IOC not looked up yet because the quota is spent: no verdict of its own, and why."""
+    return IocOutcome(
+        type=ioc.type,
+        value=ioc.value,
+        found_at=ioc.found_at,
+        reasons=[f"pending: not looked up yet, {refusal} (until {refusal.retry_at.isoformat()})"],
+    )
 
 
 def _decode(body: str) -> object:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 
 class VtriageError(Exception):
     """Base of every error vtriage raises on purpose."""
 
 
 class TransientError(VtriageError):
-    """Worth retrying: a dependency was briefly unavailable. Matched by Retry in the state machine."""
+    """Worth retrying: a dependency was briefly unavailable. Matched by Retry in the state machine.
+
+    `retry_after` is how many seconds the dependency asked us to wait (an HTTP Retry-After), if it said.
+    """
+
+    def __init__(self, *args: object, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class ConfigurationError(VtriageError):
@@ -30,3 +40,20 @@ class CaseNotFoundError(VtriageError):
 
 class RemediationError(VtriageError):
     """A response action failed in a way a person must look at: the state machine opens a ticket."""
+
+
+class QuotaExhaustedError(TransientError):
+    """The VirusTotal quota shared by every worker is spent until `retry_at` (timezone-aware, UTC).
+
+    The record that met it is deferred until then, not failed: `window` says which quota refused it,
+    "minute" or "day" (the daily one reopens at 00:00 UTC).
+    """
+
+    def __init__(self, message: str, retry_at: datetime, window: str = "minute") -> None:
+        self.retry_at = retry_at
+        self.window = window
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle through their constructor arguments; keep retry_at and window across the trip.
+        return (self.__class__, (str(self), self.retry_at, self.window))

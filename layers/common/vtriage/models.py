@@ -115,6 +115,9 @@ class Alert(Frozen):
     region: str
     resources: tuple[Resource, ...] = ()
     iocs: tuple[Ioc, ...] = ()
+    notes: tuple[str, ...] = Field(
+        default=(), description="what intake did that an analyst should know, such as IOCs cut by the cap"
+    )
 
     @property
     def case_id(self) -> str:
@@ -122,6 +125,17 @@ class Alert(Frozen):
         identity = "\x1f".join((self.source, self.account, self.region, self.id, self.version))
         digest = hashlib.sha256(identity.encode()).hexdigest()
         return f"{self.source}-{digest[:32]}"
+
+    @property
+    def repeat_key(self) -> str:
+        """What a repeat of this finding shares with it, whatever its finding id and version: the detector,
+        account, region, finding type, resources and IOCs. An alert naming neither resource nor IOC is
+        too vague to be matched with another finding: only later versions of its own finding repeat it."""
+        resources = sorted(f"{resource.type.value}:{resource.id}" for resource in self.resources)
+        iocs = sorted(ioc.key for ioc in self.iocs)
+        subject = [*resources, *iocs] or [f"finding:{self.id}"]
+        identity = "\x1f".join((self.source, self.account, self.region, self.type, "\x1e".join(subject)))
+        return "repeat#" + hashlib.sha256(identity.encode()).hexdigest()[:40]
 
 
 class EngineStats(Frozen):
@@ -173,6 +187,7 @@ class ActionStatus(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     PENDING_APPROVAL = "pending_approval"
+    ROLLED_BACK = "rolled_back"
 
 
 class ActionType(StrEnum):
@@ -208,7 +223,11 @@ class CaseStatus(StrEnum):
     """Where a case is in its life."""
 
     NEW = "NEW"
+    # The VirusTotal quota ran out before every IOC was looked up: no verdict yet, the record comes back.
+    PENDING_ENRICHMENT = "PENDING_ENRICHMENT"
     ENRICHED = "ENRICHED"
+    # Actions wait for a person to approve or reject them.
+    PENDING_APPROVAL = "PENDING_APPROVAL"
     REMEDIATED = "REMEDIATED"
     TICKETED = "TICKETED"
     CLOSED = "CLOSED"
@@ -275,6 +294,35 @@ class Ticket(BaseModel):
     created_at: datetime
 
 
+class HistoryEntry(BaseModel):
+    """One step in a case's life: the status it was in, when, and what happened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: CaseStatus
+    at: datetime
+    note: str = ""
+
+
+class Repeat(BaseModel):
+    """A later occurrence of a case's finding (another finding id or version on the same resources and
+    IOCs, within the repeat window), folded into the case instead of opening a new one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: str
+    version: str
+    case_id: str = Field(description="the case id the repeat would have had: the name of its execution")
+    at: datetime
+    verdict: Verdict
+    severity: float = Field(ge=0, le=10)
+
+    @property
+    def note(self) -> str:
+        """The case history's line for this repeat."""
+        return f"repeat of {self.alert_id} (version {self.version}): verdict {self.verdict.value}"
+
+
 class Case(BaseModel):
     """A triaged alert: what DynamoDB keeps and what the state machine reads by case id."""
 
@@ -293,17 +341,58 @@ class Case(BaseModel):
     created_at: datetime
     updated_at: datetime
     closed_at: datetime | None = None
+    history: list[HistoryEntry] = Field(default=[], description="every change of status, oldest first")
+    # Repeats of the finding folded into this case; the ticket function tells the ticket about the
+    # ones beyond `repeats_commented` and then raises it to `repeat_count`.
+    repeat_count: int = Field(default=0, ge=0)
+    repeat_case_ids: list[str] = Field(
+        default=[], description="the case ids of the repeats already folded, so that none counts twice"
+    )
+    last_repeat: Repeat | None = None
+    repeats_commented: int = Field(default=0, ge=0)
 
     @property
     def remediable(self) -> bool:
         """A malicious case with an action that could act on one of its resources."""
         return self.verdict is Verdict.MALICIOUS and bool(self.actions)
 
+    def record(self, status: CaseStatus, at: datetime, note: str = "") -> None:
+        """Move the case to `status` at `at` and add the step to its history."""
+        self.status = status
+        self.updated_at = at
+        self.history.append(HistoryEntry(status=status, at=at, note=note))
+
+    def with_status_recorded(self) -> Case:
+        """This case, its history ending with its current status: a status set without `record` (by
+        a step that predates the history) is added, dated by `updated_at`. Stores call it on write."""
+        if self.history and self.history[-1].status is self.status:
+            return self
+        entry = HistoryEntry(status=self.status, at=self.updated_at)
+        return self.model_copy(update={"history": [*self.history, entry]})
+
+    @property
+    def uncommented_repeats(self) -> int:
+        """Repeats folded into the case that its ticket has not been told about yet."""
+        return max(0, self.repeat_count - self.repeats_commented)
+
+    def repeat_comment(self) -> str:
+        """What to add to the case's ticket about its repeats not yet commented on."""
+        latest = self.last_repeat
+        count = self.uncommented_repeats
+        text = f"The finding repeated {count} more time{'s' if count != 1 else ''}"
+        if latest is not None:
+            text += (
+                f"; latest: {latest.alert_id} version {latest.version} at {latest.at.isoformat()}, "
+                f"verdict {latest.verdict.value}, severity {latest.severity:g}"
+            )
+        return text + f". {self.repeat_count} repeat(s) in all; no new case or ticket was opened."
+
 
 class ExecutionInput(Frozen):
     """The state machine's input: a case id and a small summary, far below the 256 KB payload limit."""
 
     case_id: str
+    route: Branch = Field(description="the way the playbook sends the case: remediate, ticket or close")
     verdict: Verdict
     severity: str
     remediable: bool

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from vtriage.models import Action, Case, Enrichment, ExecutionInput, Ioc, Ticket
@@ -94,4 +95,36 @@ class TicketSink(Protocol):
 
     def open(self, case: Case, report: str) -> Ticket:
         """Open a ticket for the case with a readable report."""
+        ...
+
+    def comment(self, ticket: Ticket, text: str) -> None:
+        """Add a comment to a ticket this sink opened (a repeat of its finding, an approval, ...)."""
+        ...
+
+
+class QuotaLimiter(Protocol):
+    """The VirusTotal request quota, shared by every worker."""
+
+    def acquire(self) -> None:
+        """Take one request from the quota, or raise `QuotaExhaustedError` saying when it reopens."""
+        ...
+
+
+class MessageDeferral(Protocol):
+    """Puts a queued record off until later without failing it or losing it."""
+
+    def defer(self, receipt_handle: str, seconds: int) -> None:
+        """Hide the received message for `seconds`, after which the queue delivers it again."""
+        ...
+
+    def requeue(self, body: str, attributes: Mapping[str, str], delay_seconds: int) -> None:
+        """Queue a fresh copy of the message, delivered after `delay_seconds` (at most 900)."""
+        ...
+
+
+class AlertQueue(Protocol):
+    """Where pushed alerts wait for the enrich function."""
+
+    def send(self, body: str) -> str:
+        """Queue the body unchanged; return the queue's message id."""
         ...

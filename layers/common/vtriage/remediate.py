@@ -1,21 +1,87 @@
-"""Run a case's planned response actions, within a cap, and record every outcome on the case."""
+"""Run a case's planned response actions, within a cap, and record every outcome on the case;
+roll back what is reversible."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
-from vtriage.models import Action, ActionStatus, ActionType, Branch, CaseStatus, TaskInput
-from vtriage.ports import CaseRepository, InstanceIsolation
+from vtriage.models import Action, ActionStatus, ActionType, Branch, Case, CaseStatus, TaskInput
+from vtriage.ports import CaseRepository, ResponseActuator
+
+Actuators = Mapping[ActionType, ResponseActuator]
 
 # PENDING_APPROVAL counts as not yet run: the state machine calls this function only once a person
 # approved, so the approved actions must run now.
 _NOT_YET_RUN = frozenset({ActionStatus.PLANNED, ActionStatus.PENDING_APPROVAL})
 
 # Outcomes that use up the cap: the port acted, or tried to. A SKIPPED outcome changed nothing.
-_COUNTS_TOWARDS_CAP = frozenset({ActionStatus.DONE, ActionStatus.DRY_RUN, ActionStatus.FAILED})
+_COUNTS_TOWARDS_CAP = frozenset(
+    {ActionStatus.DONE, ActionStatus.DRY_RUN, ActionStatus.FAILED, ActionStatus.ROLLED_BACK}
+)
+
+# What a rollback undoes: an action that acted (or failed part-way, or failed to roll back) and
+# recorded the state before it. A dry run, a skip, or a failure that changed nothing records no state.
+_MAY_HAVE_CHANGED = frozenset({ActionStatus.DONE, ActionStatus.FAILED})
+
+# The parameter with which a playbook asks for one action to run in dry run whatever the global setting.
+DRY_RUN_PARAMETER = "dry_run"
+# The parameter every actuator receives with the case id (tags, quarantine keys, snapshots carry it).
+CASE_ID_PARAMETER = "case_id"
+# The parameter with which a playbook asks for a person to approve one action before it runs.
+NEEDS_APPROVAL_PARAMETER = "needs_approval"
+
+
+class BlastRadius(Protocol):
+    """The blast-radius cap shared by every case: how many actions may act in the current hour."""
+
+    def acquire(self) -> bool:
+        """Take one action from the current hour's allowance; False when it is spent."""
+        ...
+
+
+class PlannedItem(BaseModel):
+    """One action as the state machine's Map sees it: a reference, never the action itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str
+    index: int = Field(ge=0, description="the action's position in the case's actions")
+    approval: bool = Field(description="whether a person must approve it before it runs")
+    approval_timeout_seconds: int = Field(ge=1)
+
+
+class RemediationPlan(BaseModel):
+    """What the plan step returns: the items of the Map, the ones needing no person first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str
+    items: list[PlannedItem]
+
+
+class ActionTask(BaseModel):
+    """What the state machine passes to run one action of a case."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    case_id: str
+    index: int = Field(ge=0)
+
+
+class ActionOutcome(BaseModel):
+    """What running one action returns to the state machine: its status, nothing larger."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str
+    index: int
+    status: ActionStatus
+    changed: bool
 
 
 class RemediationResult(BaseModel):
@@ -28,16 +94,32 @@ class RemediationResult(BaseModel):
     changed: bool
 
 
+class RollbackResult(BaseModel):
+    """What `rollback_case` did, action by action, in the order it undid them (last run first)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str
+    actions: list[Action]
+    complete: bool
+    changed: bool
+
+
 def remediate_case(
     task: TaskInput,
     cases: CaseRepository,
-    isolation: InstanceIsolation,
+    actuators: Actuators,
     dry_run: bool,
     max_actions: int,
     *,
     now: datetime | None = None,
 ) -> RemediationResult:
     """Run the case's actions not yet run, at most `max_actions` per case, and save their outcomes.
+
+    Each action goes to the actuator of its type; a type with no actuator fails (a person must look).
+    An action runs in dry run
+    when `dry_run` is set or its parameters say `dry_run=true`. Actuators receive the case id in the
+    `case_id` parameter; the case keeps the action's parameters as planned.
 
     Actions beyond the cap are SKIPPED for a person to decide. Running it again changes nothing:
     actions already run are never run twice. An action that raises is recorded as FAILED, the case
@@ -47,7 +129,6 @@ def remediate_case(
     case = cases.get(task.case_id)
     if case is None:
         raise CaseNotFoundError(f"case {task.case_id} not found")
-
     before = case.model_copy(deep=True)
     budget = max_actions - sum(1 for action in case.actions if action.status in _COUNTS_TOWARDS_CAP)
     failures: list[str] = []
@@ -68,7 +149,7 @@ def remediate_case(
             )
             continue
         try:
-            outcome = _run(action, isolation, dry_run)
+            outcome = _run(case, action, actuators, dry_run)
         except TransientError as error:
             transient = error
             break
@@ -96,12 +177,231 @@ def remediate_case(
     return RemediationResult(case_id=case.case_id, actions=case.actions, changed=changed)
 
 
-def _run(action: Action, isolation: InstanceIsolation, dry_run: bool) -> Action:
-    """Run one action through its port; keep the planned type and target, take the port's outcome."""
-    if action.type is ActionType.ISOLATE_INSTANCE:
-        result = isolation.isolate(action.target, dry_run)
-    else:  # pragma: no cover - every ActionType has a branch above
-        raise RemediationError(f"no port runs {action.type.value} actions")
+def plan_remediation(
+    task: TaskInput,
+    cases: CaseRepository,
+    *,
+    dry_run: bool,
+    max_actions: int,
+    blast_radius: BlastRadius | None,
+    max_actions_per_hour: int,
+    approval_timeout_seconds: int,
+    now: datetime | None = None,
+) -> RemediationPlan:
+    """Decide, for each action not yet run, whether it runs now or waits for a person, and save that.
+
+    An action waits (PENDING_APPROVAL, with the reason) when its playbook asks for approval
+    (`needs_approval=true`) or when it would act for real and the blast-radius cap of the hour is spent;
+    a dry run changes nothing and uses none of it. Beyond `max_actions` per case, actions are SKIPPED
+    as in `remediate_case`. The items come back with those needing no person first, so that the Map,
+    which runs one at a time, acts on them before it waits.
+    """
+    case = cases.get(task.case_id)
+    if case is None:
+        raise CaseNotFoundError(f"case {task.case_id} not found")
+    before = case.model_copy(deep=True)
+    budget = max_actions - sum(1 for action in case.actions if action.status in _COUNTS_TOWARDS_CAP)
+    automatic: list[PlannedItem] = []
+    waiting: list[PlannedItem] = []
+
+    for index, action in enumerate(case.actions):
+        if action.status not in _NOT_YET_RUN:
+            continue
+        if budget <= 0:
+            case.actions[index] = action.model_copy(
+                update={
+                    "status": ActionStatus.SKIPPED,
+                    "detail": (
+                        f"not run: the cap of {max_actions} automatic actions per case was reached; "
+                        "a person must decide whether to run it"
+                    ),
+                }
+            )
+            continue
+        budget -= 1
+        reason = _why_a_person_must_approve(action, dry_run, blast_radius, max_actions_per_hour)
+        if reason is not None:
+            case.actions[index] = action.model_copy(
+                update={"status": ActionStatus.PENDING_APPROVAL, "detail": reason}
+            )
+        item = PlannedItem(
+            case_id=case.case_id,
+            index=index,
+            approval=case.actions[index].status is ActionStatus.PENDING_APPROVAL,
+            approval_timeout_seconds=approval_timeout_seconds,
+        )
+        (waiting if item.approval else automatic).append(item)
+
+    case.branch = Branch.REMEDIATE
+    if case != before:
+        case.updated_at = now or datetime.now(UTC)
+        cases.save(case)
+    return RemediationPlan(case_id=case.case_id, items=automatic + waiting)
+
+
+def run_action(
+    task: ActionTask,
+    cases: CaseRepository,
+    actuators: Actuators,
+    dry_run: bool,
+    *,
+    now: datetime | None = None,
+) -> ActionOutcome:
+    """Run one action of the case (planned, or approved by a person) and save its outcome.
+
+    An action already run is left as it is: running this again changes nothing. An action that raises
+    is recorded FAILED with the reason, and `finish_remediation` sends the case to a ticket with it; a
+    `TransientError` saves nothing and is raised for the state machine's Retry.
+    """
+    case = cases.get(task.case_id)
+    if case is None:
+        raise CaseNotFoundError(f"case {task.case_id} not found")
+    if task.index >= len(case.actions):
+        raise CaseNotFoundError(f"case {task.case_id} has no action {task.index}")
+    action = case.actions[task.index]
+    if action.status not in _NOT_YET_RUN:
+        return ActionOutcome(case_id=case.case_id, index=task.index, status=action.status, changed=False)
+    try:
+        outcome = _run(case, action, actuators, dry_run)
+    except TransientError:
+        raise
+    except Exception as error:  # any failure of an action must reach a person, whatever its kind
+        outcome = action.model_copy(
+            update={"status": ActionStatus.FAILED, "detail": f"{type(error).__name__}: {error}"}
+        )
+    case.actions[task.index] = outcome
+    case.branch = Branch.REMEDIATE
+    if outcome.status is ActionStatus.DONE:
+        case.status = CaseStatus.REMEDIATED
+    case.updated_at = now or datetime.now(UTC)
+    cases.save(case)
+    return ActionOutcome(case_id=case.case_id, index=task.index, status=outcome.status, changed=True)
+
+
+def finish_remediation(
+    task: TaskInput, cases: CaseRepository, *, now: datetime | None = None
+) -> RemediationResult:
+    """Once every action ran or was decided: raise `RemediationError` naming what failed, and what still
+    waits for a person (an approval that timed out: the ticket escalates it), so that the state machine
+    opens the ticket with it; otherwise return the outcomes."""
+    case = cases.get(task.case_id)
+    if case is None:
+        raise CaseNotFoundError(f"case {task.case_id} not found")
+    failed = [action for action in case.actions if action.status is ActionStatus.FAILED]
+    waiting = [action for action in case.actions if action.status is ActionStatus.PENDING_APPROVAL]
+    problems = [f"{action.type.value} {action.target} failed: {action.detail}" for action in failed]
+    if waiting:
+        escalation = "no decision within the approval time: escalated to the ticket"
+        for index, action in enumerate(case.actions):
+            if action.status is ActionStatus.PENDING_APPROVAL and escalation not in action.detail:
+                case.actions[index] = action.model_copy(
+                    update={"detail": f"{action.detail}; {escalation}" if action.detail else escalation}
+                )
+        case.updated_at = now or datetime.now(UTC)
+        cases.save(case)
+        problems += [
+            f"{action.type.value} {action.target} still waits for approval: escalated" for action in waiting
+        ]
+    if problems:
+        raise RemediationError(f"case {case.case_id}: " + "; ".join(problems))
+    return RemediationResult(case_id=case.case_id, actions=case.actions, changed=False)
+
+
+def _why_a_person_must_approve(
+    action: Action, dry_run: bool, blast_radius: BlastRadius | None, max_actions_per_hour: int
+) -> str | None:
+    if action.status is ActionStatus.PENDING_APPROVAL:
+        return action.detail or "waiting for a person to approve it"
+    if action.parameters.get(NEEDS_APPROVAL_PARAMETER, "").lower() == "true":
+        return "waiting for a person: the playbook asks for approval before this action"
+    acts_for_real = not (dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true")
+    if acts_for_real and blast_radius is not None and not blast_radius.acquire():
+        return (
+            f"waiting for a person: the blast-radius cap of {max_actions_per_hour} actions per hour "
+            "is reached"
+        )
+    return None
+
+
+def rollback_case(
+    case_id: str,
+    cases: CaseRepository,
+    actuators: Actuators,
+    *,
+    now: datetime | None = None,
+) -> RollbackResult:
+    """Undo what the case's actions changed, last run first, and save each outcome on the case.
+
+    An action is undone when it ran (DONE, or FAILED part-way or in an earlier rollback) and recorded
+    the state before it: its actuator restores that state and the action becomes ROLLED_BACK. What
+    cannot be undone (forensic snapshots) stays DONE and says why; a rollback that fails is FAILED with
+    the reason, and the next rollback tries it again. Dry runs and skipped actions changed nothing and
+    are left alone. Running it again changes nothing more. A `TransientError` saves the progress and is
+    raised, so that running it again finishes the job.
+    """
+    case = cases.get(case_id)
+    if case is None:
+        raise CaseNotFoundError(f"case {case_id} not found")
+
+    before = case.model_copy(deep=True)
+    attempted: list[Action] = []
+    complete = True
+    transient: TransientError | None = None
+    for index in reversed(range(len(case.actions))):
+        action = case.actions[index]
+        if action.status not in _MAY_HAVE_CHANGED or action.before is None:
+            continue
+        try:
+            outcome = _undo(case, action, actuators)
+        except TransientError as error:
+            transient = error
+            complete = False
+            break
+        except Exception as error:  # a rollback that fails must reach a person, whatever its kind
+            outcome = action.model_copy(
+                update={
+                    "status": ActionStatus.FAILED,
+                    "detail": f"rollback failed: {type(error).__name__}: {error}",
+                }
+            )
+        case.actions[index] = outcome
+        attempted.append(outcome)
+        if outcome.status is ActionStatus.FAILED:
+            complete = False
+
+    changed = case != before
+    if changed:
+        case.updated_at = now or datetime.now(UTC)
+        cases.save(case)
+    if transient is not None:
+        raise transient
+    return RollbackResult(case_id=case.case_id, actions=attempted, complete=complete, changed=changed)
+
+
+def _for_actuator(case: Case, action: Action) -> Action:
+    """The action as an actuator sees it: with the case id among its parameters."""
+    return action.model_copy(update={"parameters": {CASE_ID_PARAMETER: case.case_id, **action.parameters}})
+
+
+def _run(case: Case, action: Action, actuators: Actuators, dry_run: bool) -> Action:
+    """Run one action through its actuator; keep the planned type, target and parameters, take the outcome."""
+    actuator = actuators.get(action.type)
+    if actuator is None:
+        raise RemediationError(f"no actuator is configured for {action.type.value} actions")
+    action_dry_run = dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true"
+    result = actuator.run(_for_actuator(case, action), action_dry_run)
+    return _take_outcome(action, result)
+
+
+def _undo(case: Case, action: Action, actuators: Actuators) -> Action:
+    """Roll one action back through its actuator; keep the planned type, target and parameters."""
+    actuator = actuators.get(action.type)
+    if actuator is None:
+        raise RemediationError(f"no actuator is configured for {action.type.value} actions")
+    return _take_outcome(action, actuator.rollback(_for_actuator(case, action)))
+
+
+def _take_outcome(action: Action, result: Action) -> Action:
     return action.model_copy(
         update={
             "status": result.status,

@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from vtriage.errors import CaseNotFoundError
-from vtriage.models import Branch, Case, CaseStatus, IocOutcome, Resource, TaskInput, Ticket
+from vtriage.models import (
+    Branch,
+    Case,
+    CaseStatus,
+    Enrichment,
+    IocOutcome,
+    IocType,
+    Resource,
+    TaskInput,
+    Ticket,
+)
 from vtriage.ports import CaseRepository, TicketSink
 
 MAX_ERROR_BYTES = 1024
+TOP_ENGINES = 5
+MAX_DNS_RECORDS_SHOWN = 5
+MAX_WHOIS_LINES_SHOWN = 4
+_INDENT = " " * 6
+_RESOLUTION_TYPES = ("A", "AAAA", "CNAME")
+
+
+class ApprovalLinks(BaseModel):
+    """The links a person opens to approve or reject a case's pending actions, no AWS login needed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approve_url: str
+    reject_url: str
+    expires_at: datetime | None = None
 
 
 class TicketResult(BaseModel):
@@ -23,16 +50,31 @@ class TicketResult(BaseModel):
     ticket: Ticket
 
 
-def open_ticket(task: TaskInput, cases: CaseRepository, sink: TicketSink, now: datetime) -> TicketResult:
+def open_ticket(
+    task: TaskInput,
+    cases: CaseRepository,
+    sink: TicketSink,
+    now: datetime,
+    *,
+    enrichments: Mapping[str, Enrichment] | None = None,
+    approval: ApprovalLinks | None = None,
+) -> TicketResult:
     """Open the case's ticket through the sink and store it on the case; a case has at most one.
 
     A retry returns the ticket already opened. A caught error (`task.error`) marks the case FAILED
-    and is kept on it and in the report.
+    and is kept on it and in the report. `enrichments` and `approval` go into the report (see
+    `render_report`).
     """
     case = cases.get(task.case_id)
     if case is None:
         raise CaseNotFoundError(f"case {task.case_id} not found")
     if case.ticket is not None:
+        if case.uncommented_repeats:
+            # A repeat of the finding folded into this case: the ticket hears of it, no new ticket opens.
+            sink.comment(case.ticket, case.repeat_comment())
+            case.repeats_commented = case.repeat_count
+            case.updated_at = now
+            cases.save(case)
         return TicketResult(case_id=case.case_id, ticket=case.ticket)
 
     if case.branch is not Branch.REMEDIATE:
@@ -44,7 +86,8 @@ def open_ticket(task: TaskInput, cases: CaseRepository, sink: TicketSink, now: d
         case.status = CaseStatus.TICKETED
     case.updated_at = now
 
-    case.ticket = sink.open(case, render_report(case))
+    case.ticket = sink.open(case, render_report(case, enrichments=enrichments, approval=approval))
+    case.repeats_commented = case.repeat_count
     cases.save(case)
     return TicketResult(case_id=case.case_id, ticket=case.ticket)
 
@@ -66,8 +109,19 @@ def describe_error(error: dict[str, str]) -> str:
     return _trim_utf8(text, MAX_ERROR_BYTES)
 
 
-def render_report(case: Case) -> str:
-    """The case as plain text: the alert, its resources, every IOC and why, the actions, the error."""
+def render_report(
+    case: Case,
+    *,
+    enrichments: Mapping[str, Enrichment] | None = None,
+    approval: ApprovalLinks | None = None,
+) -> str:
+    """The case as plain text: the alert, its resources, every IOC and why, the actions, the approval
+    links, the error.
+
+    `enrichments`, by IOC key (`type#value`), add to each IOC the engines that flag it and the key
+    context VirusTotal gave (network and whois, resolutions, registrar, first seen, file names).
+    """
+    enriched = enrichments or {}
     alert = case.alert
     severity = f"{alert.severity.label.upper()} {alert.severity.score:g}"
     lines = [
@@ -89,7 +143,14 @@ def render_report(case: Case) -> str:
         *([_resource_line(resource) for resource in alert.resources] or ["  (none)"]),
         "",
         f"Indicators of compromise ({len(case.iocs)})",
-        *([line for ioc in case.iocs for line in _ioc_lines(ioc)] or ["  (none)"]),
+        *(
+            [
+                line
+                for ioc in case.iocs
+                for line in _ioc_lines(ioc, enriched.get(f"{ioc.type.value}#{ioc.value}"))
+            ]
+            or ["  (none)"]
+        ),
         "",
         f"Actions ({len(case.actions)})",
         *(
@@ -101,6 +162,11 @@ def render_report(case: Case) -> str:
             or ["  (none)"]
         ),
     ]
+    if approval is not None:
+        lines += ["", "Approval needed: open one link (each works once)"]
+        lines += [f"  Approve: {approval.approve_url}", f"  Reject:  {approval.reject_url}"]
+        if approval.expires_at is not None:
+            lines.append(f"  Expires: {approval.expires_at.isoformat()}")
     if case.error:
         lines += ["", "Error", f"  {case.error}"]
     return "\n".join(lines) + "\n"
@@ -127,7 +193,7 @@ def _resource_line(resource: Resource) -> str:
     return f"  - {resource.type.value} {resource.id}" + (f" ({'; '.join(facts)})" if facts else "")
 
 
-def _ioc_lines(ioc: IocOutcome) -> list[str]:
+def _ioc_lines(ioc: IocOutcome, enrichment: Enrichment | None = None) -> list[str]:
     head = f"  - {ioc.type.value} {ioc.value}"
     if ioc.skipped_reason:
         return [f"{head}: not looked up ({ioc.skipped_reason})"]
@@ -136,11 +202,107 @@ def _ioc_lines(ioc: IocOutcome) -> list[str]:
         f"{head}: {ioc.verdict.value.upper()}",
         f"      {counts}" + (" (from cache)" if ioc.cached else ""),
     ]
-    lines += [f"      why: {reason}" for reason in ioc.reasons]
+    lines += [f"{_INDENT}why: {reason}" for reason in ioc.reasons]
+    if enrichment is not None:
+        lines += [f"{_INDENT}{line}" for line in _context_lines(ioc.type, enrichment.context)]
     if ioc.link:
-        lines.append(f"      VirusTotal: {ioc.link}")
-    lines.append(f"      found at: {ioc.found_at}")
+        lines.append(f"{_INDENT}VirusTotal: {ioc.link}")
+    lines.append(f"{_INDENT}found at: {ioc.found_at}")
     return lines
+
+
+def _context_lines(ioc_type: IocType, context: Mapping[str, Any]) -> list[str]:
+    """The engines that flag the IOC, then what an analyst asks first about this type of IOC."""
+    lines = []
+    engines = _top_engines(context.get("detections"))
+    if engines:
+        lines.append(f"engines: {engines}")
+    if ioc_type is IocType.IP:
+        network = _joined(
+            f"AS{context['asn']}" if context.get("asn") is not None else None,
+            context.get("as_owner"),
+            context.get("country"),
+            context.get("network"),
+        )
+        if network:
+            lines.append(f"network: {network}")
+    elif ioc_type is IocType.DOMAIN:
+        registration = _joined(
+            context.get("registrar"),
+            f"created {context['creation_date']}" if context.get("creation_date") else None,
+        )
+        if registration:
+            lines.append(f"registered: {registration}")
+        resolutions = _resolutions(context.get("last_dns_records"))
+        if resolutions:
+            lines.append(f"resolves to: {resolutions}")
+    elif ioc_type is IocType.URL:
+        for name, label in (("last_final_url", "final URL"), ("serving_ip_address", "served by")):
+            if context.get(name):
+                lines.append(f"{label}: {context[name]}")
+    elif ioc_type is IocType.FILE:
+        described = _joined(
+            context.get("type_description"),
+            f"{context['size']} bytes" if context.get("size") is not None else None,
+        )
+        name = context.get("meaningful_name") or ""
+        if name or described:
+            lines.append(f"file: {name}" + (f" ({described})" if described else ""))
+        threat = context.get("popular_threat_classification")
+        if isinstance(threat, dict) and threat.get("suggested_threat_label"):
+            lines.append(f"threat label: {threat['suggested_threat_label']}")
+    if context.get("first_submission_date"):
+        lines.append(f"first seen: {context['first_submission_date']}")
+    if context.get("last_analysis_date"):
+        lines.append(f"last analysed: {context['last_analysis_date']}")
+    whois = _whois_lines(context.get("whois"))
+    if whois:
+        lines.append("whois: " + whois[0])
+        lines += [f"       {line}" for line in whois[1:]]
+    return lines
+
+
+def _top_engines(detections: Any) -> str:
+    """Up to five flagging engines, malicious before suspicious, with their labels."""
+    if not isinstance(detections, list):
+        return ""
+    flagged = [item for item in detections if isinstance(item, dict) and item.get("engine")]
+    flagged.sort(key=lambda item: item.get("category") != "malicious")
+    shown = [
+        f"{item['engine']} ({item.get('result') or item.get('category') or 'flagged'})"
+        for item in flagged[:TOP_ENGINES]
+    ]
+    more = len(flagged) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _resolutions(records: Any) -> str:
+    if not isinstance(records, list):
+        return ""
+    # What the name resolves to: address and alias records, not its name servers or SOA.
+    shown = [
+        f"{record['type']} {record['value']}"
+        for record in records
+        if isinstance(record, dict) and record.get("value") and record.get("type") in _RESOLUTION_TYPES
+    ]
+    more = len(shown) - MAX_DNS_RECORDS_SHOWN
+    return ", ".join(shown[:MAX_DNS_RECORDS_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def _whois_lines(whois: Any) -> list[str]:
+    if not isinstance(whois, str):
+        return []
+    lines = [line.strip() for line in whois.splitlines() if line.strip()]
+    if len(lines) > MAX_WHOIS_LINES_SHOWN:
+        return [
+            *lines[:MAX_WHOIS_LINES_SHOWN],
+            f"[{len(lines) - MAX_WHOIS_LINES_SHOWN} more lines in the case]",
+        ]
+    return lines
+
+
+def _joined(*parts: Any) -> str:
+    return ", ".join(str(part) for part in parts if part not in (None, ""))
 
 
 def _trim_utf8(text: str, max_bytes: int) -> str:

@@ -1,48 +1,214 @@
-"""The verdict policy: from VirusTotal's engine counts to an explainable verdict.
+"""The verdict engine: from a VirusTotal object to a verdict an analyst can explain, under a policy file.
 
-The verdict comes from `last_analysis_stats` only: `last_analysis_results` may be trimmed (a report can
-list 3 engines while its stats count 87), so it only serves to name the engines in the reasons, and then
-all of it is read, never the first N.
+Rules, in the order they are applied (docs/virustotal.md gives the defaults and the reasoning):
+
+1. `engine-count`: per-type thresholds on `last_analysis_stats` (never on `last_analysis_results`, which may
+   be trimmed: a report can list 3 engines while its stats count 87).
+2. `trusted-engines`: engines the team trusts, looked for among *every* engine result, never the first N;
+   enough of them flagging it malicious make it at least suspicious, or malicious.
+3. `crowdsourced-rules` (files): matching crowdsourced YARA, Sigma or IDS rules make it at least suspicious.
+4. `popularity` (domains): a popularity rank softens a weak detection (below the malicious threshold, no
+   trusted engine) to harmless; it never clears a detection that reached the malicious threshold.
+5. `community`: reputation and community votes can raise harmless to suspicious, never to malicious.
+
+Every reason starts with `<verdict> [<rule>]:` for the rule that decided, and names the flagging engines;
+the reasons after the first are the other rules that had something to say.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Self
+from pathlib import Path
+from typing import Any, Literal, Self, TypeGuard
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vtriage.errors import ConfigurationError
 from vtriage.models import EngineStats, Enrichment, Ioc, IocType, Verdict
-from vtriage.virustotal.client import gui_link
+from vtriage.virustotal.client import NOTES_KEY, gui_link
 from vtriage.virustotal.context import detections, trim_context
+
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "data" / "verdict-policy.json"
 
 _LOOKED_CATEGORIES = ("malicious", "suspicious", "harmless", "undetected")
 _NOUNS = {IocType.FILE: "file", IocType.URL: "URL", IocType.DOMAIN: "domain", IocType.IP: "IP address"}
+_MAX_NAMED_RULES = 5
+
+SigmaLevel = Literal["critical", "high", "medium", "low"]
+IdsLevel = Literal["high", "medium", "low", "info"]
 
 
-class VerdictPolicy(BaseModel, frozen=True):
-    """How many engines must flag an IOC for each verdict."""
+class _PolicyPart(BaseModel):
+    # Unknown keys are refused, so a typo in the policy file stops the function at start-up.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    malicious_min_engines: int = Field(default=3, ge=1)
-    suspicious_min_engines: int = Field(default=1, ge=1)
+
+class Thresholds(_PolicyPart):
+    """Engine counts for one IOC type: `malicious` engines for malicious, flagging engines (malicious or
+    suspicious) for suspicious."""
+
+    malicious: int = Field(ge=1)
+    suspicious: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _suspicious_below_malicious(self) -> Self:
-        if self.suspicious_min_engines > self.malicious_min_engines:
-            raise ValueError("suspicious_min_engines must not exceed malicious_min_engines")
+        if self.suspicious > self.malicious:
+            raise ValueError("the suspicious threshold must not exceed the malicious threshold")
         return self
+
+
+class TypeThresholds(_PolicyPart):
+    """Thresholds per IOC type. Files get higher ones: their ~70 engines include heuristic and machine-
+    learning engines that flag packed or unsigned binaries; URL, domain and IP engines are block lists."""
+
+    file: Thresholds = Thresholds(malicious=5, suspicious=2)
+    url: Thresholds = Thresholds(malicious=3, suspicious=1)
+    domain: Thresholds = Thresholds(malicious=3, suspicious=1)
+    ip: Thresholds = Thresholds(malicious=3, suspicious=1)
+
+    def of(self, ioc_type: IocType) -> Thresholds:
+        """The thresholds of one IOC type."""
+        thresholds: Thresholds = getattr(self, ioc_type.value)
+        return thresholds
+
+
+class TrustedEngines(_PolicyPart):
+    """Engines whose `malicious` weighs more than a head count, matched case-insensitively by result key or
+    engine name, among all engine results."""
+
+    engines: tuple[str, ...] = (
+        "BitDefender",
+        "ESET",
+        "ESET-NOD32",
+        "Fortinet",
+        "Google Safebrowsing",
+        "Kaspersky",
+        "Microsoft",
+        "Sophos",
+    )
+    suspicious_min: int = Field(default=1, ge=1)
+    malicious_min: int = Field(default=2, ge=1)
+
+    @model_validator(mode="after")
+    def _suspicious_below_malicious(self) -> Self:
+        if self.suspicious_min > self.malicious_min:
+            raise ValueError("suspicious_min must not exceed malicious_min")
+        return self
+
+
+class Popularity(_PolicyPart):
+    """A domain ranked within the top `max_rank` of any popularity list may have a weak detection softened."""
+
+    enabled: bool = True
+    max_rank: int = Field(default=10000, ge=1)
+
+
+class Crowdsourced(_PolicyPart):
+    """Crowdsourced rule matches on files that make a file at least suspicious."""
+
+    yara_min_matches: int = Field(default=1, ge=1)
+    sigma_levels: tuple[SigmaLevel, ...] = ("critical", "high")
+    sigma_min_matches: int = Field(default=1, ge=1)
+    ids_levels: tuple[IdsLevel, ...] = ("high",)
+    ids_min_matches: int = Field(default=1, ge=1)
+
+
+class Community(_PolicyPart):
+    """Secondary signals that can raise harmless to suspicious; null turns one off."""
+
+    reputation_at_most: int | None = -10
+    malicious_votes_min: int | None = Field(default=3, ge=1)
+
+
+class VerdictPolicy(_PolicyPart):
+    """The verdict policy, as the policy file states it (`load_policy`).
+
+    `VerdictPolicy(malicious_min_engines=M, suspicious_min_engines=S)` still works: it sets the thresholds
+    of every IOC type to M and S and keeps every other default.
+    """
+
+    description: str = ""
+    thresholds: TypeThresholds = TypeThresholds()
+    trusted_engines: TrustedEngines = TrustedEngines()
+    popularity: Popularity = Popularity()
+    crowdsourced: Crowdsourced = Crowdsourced()
+    community: Community = Community()
+    # The single-threshold form of earlier versions: when given, the thresholds of every type.
+    malicious_min_engines: int | None = Field(default=None, ge=1, exclude=True)
+    suspicious_min_engines: int | None = Field(default=None, ge=1, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _same_thresholds_for_every_type(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        malicious = data.get("malicious_min_engines")
+        suspicious = data.get("suspicious_min_engines")
+        if malicious is None and suspicious is None:
+            return data
+        if "thresholds" in data:
+            raise ValueError("give either thresholds or malicious_min_engines/suspicious_min_engines")
+        same = {
+            "malicious": 3 if malicious is None else malicious,
+            "suspicious": 1 if suspicious is None else suspicious,
+        }
+        return {**data, "thresholds": {ioc_type.value: same for ioc_type in IocType}}
+
+
+def load_policy(path: Path | None = None) -> VerdictPolicy:
+    """The verdict policy in the JSON file at `path` (the shipped default when None), validated.
+
+    Raises ConfigurationError naming the file and each bad field (`thresholds.file.malicious: ...`).
+    """
+    source = path or DEFAULT_POLICY_PATH
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(f"verdict policy {source}: cannot be read ({error.strerror})") from None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise ConfigurationError(f"verdict policy {source}: not JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"verdict policy {source}: the document must be a JSON object")
+    try:
+        return VerdictPolicy.model_validate(document)
+    except ValidationError as error:
+        problems = []
+        for issue in error.errors():
+            name = ".".join(str(part) for part in issue["loc"]) or "policy"
+            problems.append(f"{name}: {issue['msg']}")
+        raise ConfigurationError(f"verdict policy {source} is invalid: " + "; ".join(problems)) from None
+
+
+@dataclass
+class _Decision:
+    """The verdict so far, the sentence of the rule that decided it, and what other rules said."""
+
+    verdict: Verdict
+    sentence: str
+    supporting: list[str] = field(default_factory=list)
+
+    def override(self, verdict: Verdict, sentence: str) -> None:
+        """Another rule decides; the sentence it replaces stays as the first supporting reason."""
+        self.supporting.insert(0, self.sentence)
+        self.verdict = verdict
+        self.sentence = sentence
+
+    @property
+    def reasons(self) -> list[str]:
+        return [self.sentence, *self.supporting]
 
 
 def decide(
     ioc: Ioc, vt_object: dict[str, Any] | None, policy: VerdictPolicy, fetched_at: datetime
 ) -> Enrichment:
     """The enrichment of one IOC from its VirusTotal object (`data`), or from None when VirusTotal
-    answered 404: the verdict, the counts, the sentences that explain it, and the trimmed context.
+    answered 404: the verdict, the counts, the reasons that explain it, and the trimmed context.
 
-    - malicious: at least `malicious_min_engines` engines say malicious;
-    - suspicious: malicious + suspicious engines reach `suspicious_min_engines`;
-    - harmless: engines looked and too few flagged it;
-    - unknown: VirusTotal has never seen it, or no engine has analysed it.
+    A note the client left on the object (a secondary call that failed) becomes `Enrichment.note`.
     """
     if ioc.skipped_reason:
         raise ValueError(f"{ioc.key} is skipped ({ioc.skipped_reason}) and gets no verdict")
@@ -52,72 +218,258 @@ def decide(
             ioc_type=ioc.type,
             value=ioc.value,
             verdict=Verdict.UNKNOWN,
-            reasons=[f"unknown: VirusTotal has never seen this {noun} (404 NotFoundError)"],
+            reasons=[f"unknown [not-found]: VirusTotal has never seen this {noun} (404 NotFoundError)"],
             link=gui_link(ioc),
             fetched_at=fetched_at,
         )
 
-    attributes = vt_object.get("attributes")
-    attributes = attributes if isinstance(attributes, dict) else {}
+    attributes = _mapping(vt_object.get("attributes"))
     relationships = vt_object.get("relationships")
     raw_stats = attributes.get("last_analysis_stats")
     stats = EngineStats.from_vt(raw_stats) if isinstance(raw_stats, dict) else EngineStats()
-    looked = _engines_that_looked(raw_stats)
-    verdict, reason = _rule(noun, stats, looked, policy, detections(attributes))
+    decision = _assess(ioc.type, attributes, stats, _engines_that_looked(raw_stats), policy)
     # A URL's own id (the SHA-256 of the canonical URL) is the form VirusTotal documents for GUI links;
     # other types link by the IOC's value, which VirusTotal's GUI takes as it is.
     vt_id = vt_object.get("id") if ioc.type is IocType.URL else None
+    notes = _mapping(vt_object.get(NOTES_KEY)).get("notes")
     return Enrichment(
         ioc_type=ioc.type,
         value=ioc.value,
-        verdict=verdict,
+        verdict=decision.verdict,
         stats=stats,
-        reasons=[reason],
+        reasons=decision.reasons,
         context=trim_context(
-            ioc.type, attributes, relationships if isinstance(relationships, dict) else None
+            ioc.type,
+            attributes,
+            relationships if isinstance(relationships, dict) else None,
+            object_id=str(vt_object.get("id") or ioc.value),
         ),
         link=gui_link(ioc, vt_id if isinstance(vt_id, str) and vt_id else None),
         fetched_at=fetched_at,
+        note="; ".join(str(note) for note in notes) if isinstance(notes, list) and notes else None,
     )
 
 
-def _rule(
-    noun: str,
+def _assess(
+    ioc_type: IocType, attributes: dict[str, Any], stats: EngineStats, looked: int, policy: VerdictPolicy
+) -> _Decision:
+    """Apply the rules in order; see the module docstring."""
+    noun = _NOUNS[ioc_type]
+    if looked == 0:
+        return _Decision(
+            Verdict.UNKNOWN,
+            f"unknown [not-analysed]: VirusTotal knows this {noun} but no engine has analysed it "
+            f"({stats.total} engine results, none harmless, undetected, suspicious or malicious)",
+        )
+    thresholds = policy.thresholds.of(ioc_type)
+    flagged = detections(attributes)
+    decision = _engine_count(ioc_type, stats, looked, thresholds, flagged)
+    trusted = _trusted_flagging(attributes, policy.trusted_engines)
+    _apply_trusted_engines(decision, trusted, policy.trusted_engines, _total_results(attributes))
+    if ioc_type is IocType.FILE:
+        _apply_crowdsourced(decision, attributes, policy.crowdsourced)
+    if ioc_type is IocType.DOMAIN and policy.popularity.enabled:
+        _apply_popularity(
+            decision,
+            attributes,
+            stats=stats,
+            thresholds=thresholds,
+            trusted=trusted,
+            rule=policy.popularity,
+        )
+    _apply_community(decision, attributes, policy.community)
+    return decision
+
+
+def _engine_count(
+    ioc_type: IocType,
     stats: EngineStats,
     looked: int,
-    policy: VerdictPolicy,
+    thresholds: Thresholds,
     flagged: list[dict[str, str]],
-) -> tuple[Verdict, str]:
-    """The rule that fires, and the sentence that says so."""
-    if looked == 0:
-        return Verdict.UNKNOWN, (
-            f"unknown: VirusTotal knows this {noun} but no engine has analysed it "
-            f"({stats.total} engine results, none harmless, undetected, suspicious or malicious)"
-        )
+) -> _Decision:
+    """Rule 1: the per-type engine thresholds on the stats."""
+    kind = ioc_type.value
     flagging = stats.malicious + stats.suspicious
-    if stats.malicious >= policy.malicious_min_engines:
-        return Verdict.MALICIOUS, (
-            f"malicious: {stats.malicious} of {stats.total} engines flag it as malicious "
-            f"(threshold {policy.malicious_min_engines})"
+    if stats.malicious >= thresholds.malicious:
+        return _Decision(
+            Verdict.MALICIOUS,
+            f"malicious [engine-count]: {stats.malicious} of {stats.total} engines flag it as malicious "
+            f"({kind} threshold {thresholds.malicious})"
             + _named(flagged, "malicious", stats.malicious)
-            + _also_suspicious(flagged, stats.suspicious)
+            + _also_suspicious(flagged, stats.suspicious),
         )
-    if flagging >= policy.suspicious_min_engines:
-        return Verdict.SUSPICIOUS, (
-            f"suspicious: {flagging} of {stats.total} engines flag it "
-            f"({stats.malicious} malicious, {stats.suspicious} suspicious; suspicious threshold "
-            f"{policy.suspicious_min_engines}, malicious threshold {policy.malicious_min_engines})"
-            + _named(flagged, None, flagging)
+    if flagging >= thresholds.suspicious:
+        return _Decision(
+            Verdict.SUSPICIOUS,
+            f"suspicious [engine-count]: {flagging} of {stats.total} engines flag it "
+            f"({stats.malicious} malicious, {stats.suspicious} suspicious; {kind} thresholds: suspicious "
+            f"{thresholds.suspicious}, malicious {thresholds.malicious})" + _named(flagged, None, flagging),
         )
     if flagging == 0:
-        return Verdict.HARMLESS, (
-            f"harmless: none of the {looked} engines that analysed it flag it "
-            f"({stats.harmless} harmless, {stats.undetected} undetected of {stats.total})"
+        return _Decision(
+            Verdict.HARMLESS,
+            f"harmless [engine-count]: none of the {looked} engines that analysed it flag it "
+            f"({stats.harmless} harmless, {stats.undetected} undetected of {stats.total})",
         )
-    return Verdict.HARMLESS, (
-        f"harmless: {flagging} of {stats.total} engines flag it, below the suspicious threshold "
-        f"{policy.suspicious_min_engines}" + _named(flagged, None, flagging)
+    return _Decision(
+        Verdict.HARMLESS,
+        f"harmless [engine-count]: {flagging} of {stats.total} engines flag it, below the {kind} "
+        f"suspicious threshold {thresholds.suspicious}" + _named(flagged, None, flagging),
     )
+
+
+def _apply_trusted_engines(
+    decision: _Decision, trusted: list[str], rule: TrustedEngines, total_results: int
+) -> None:
+    """Rule 2: trusted engines that say malicious, found anywhere in the engine results."""
+    if not trusted:
+        return
+    names = ", ".join(trusted)
+    where = f"looked for among all {total_results} engine results"
+    if len(trusted) >= rule.malicious_min and decision.verdict.weight < Verdict.MALICIOUS.weight:
+        decision.override(
+            Verdict.MALICIOUS,
+            f"malicious [trusted-engines]: {len(trusted)} trusted engines flag it as malicious "
+            f"(at least {rule.malicious_min} make it malicious; {where}): {names}",
+        )
+    elif len(trusted) >= rule.suspicious_min and decision.verdict.weight < Verdict.SUSPICIOUS.weight:
+        decision.override(
+            Verdict.SUSPICIOUS,
+            f"suspicious [trusted-engines]: {len(trusted)} trusted engine(s) flag it as malicious "
+            f"(at least {rule.suspicious_min} make it suspicious, {rule.malicious_min} malicious; "
+            f"{where}): {names}",
+        )
+    else:
+        decision.supporting.append(f"trusted engines flagging it as malicious: {names}")
+
+
+def _apply_crowdsourced(decision: _Decision, attributes: dict[str, Any], rule: Crowdsourced) -> None:
+    """Rule 3 (files): crowdsourced YARA, Sigma and IDS matches."""
+    evidence = _crowdsourced_evidence(attributes, rule)
+    if not evidence:
+        return
+    listed = "; ".join(evidence)
+    if decision.verdict.weight < Verdict.SUSPICIOUS.weight:
+        decision.override(
+            Verdict.SUSPICIOUS,
+            f"suspicious [crowdsourced-rules]: crowdsourced rules match this file "
+            f"(they make a file suspicious, never malicious on their own): {listed}",
+        )
+    else:
+        decision.supporting.append(f"crowdsourced rules also match: {listed}")
+
+
+def _apply_popularity(
+    decision: _Decision,
+    attributes: dict[str, Any],
+    *,
+    stats: EngineStats,
+    thresholds: Thresholds,
+    trusted: list[str],
+    rule: Popularity,
+) -> None:
+    """Rule 4 (domains): a high popularity rank softens a weak detection, never a strong one."""
+    best = _best_rank(attributes.get("popularity_ranks"))
+    if best is None or best[1] > rule.max_rank:
+        return
+    source, rank = best
+    ranked = f"{source} ranks it {rank}, within the top {rule.max_rank}"
+    if decision.verdict is Verdict.MALICIOUS:
+        decision.supporting.append(
+            f"popularity: {ranked}, which never clears a detection that reached the malicious threshold"
+        )
+    elif decision.verdict is Verdict.SUSPICIOUS:
+        if trusted:
+            decision.supporting.append(f"popularity: {ranked}, which does not soften a trusted engine's flag")
+        elif stats.malicious < thresholds.malicious:
+            decision.override(
+                Verdict.HARMLESS,
+                f"harmless [popularity]: a weak detection on a popular domain ({ranked}): "
+                f"{stats.malicious} malicious and {stats.suspicious} suspicious engines, below the domain "
+                f"malicious threshold {thresholds.malicious}",
+            )
+
+
+def _apply_community(decision: _Decision, attributes: dict[str, Any], rule: Community) -> None:
+    """Rule 5: reputation and community votes raise harmless to suspicious, never further."""
+    signals = []
+    reputation = attributes.get("reputation")
+    if (
+        rule.reputation_at_most is not None
+        and _is_number(reputation)
+        and reputation <= rule.reputation_at_most
+    ):
+        signals.append(f"reputation {reputation} (at most {rule.reputation_at_most})")
+    votes = _mapping(attributes.get("total_votes"))
+    bad, good = _count(votes.get("malicious")), _count(votes.get("harmless"))
+    if rule.malicious_votes_min is not None and bad >= rule.malicious_votes_min and bad > good:
+        signals.append(
+            f"{bad} malicious community votes against {good} harmless (at least {rule.malicious_votes_min})"
+        )
+    if not signals:
+        return
+    listed = "; ".join(signals)
+    if decision.verdict is Verdict.HARMLESS:
+        decision.override(
+            Verdict.SUSPICIOUS,
+            f"suspicious [community]: VirusTotal's community disagrees with the engines "
+            f"(community signals make an IOC suspicious, never malicious): {listed}",
+        )
+    else:
+        decision.supporting.append(f"community: {listed}")
+
+
+def _trusted_flagging(attributes: dict[str, Any], rule: TrustedEngines) -> list[str]:
+    """Trusted engines that say malicious, from every entry of `last_analysis_results`, sorted."""
+    wanted = {engine.casefold() for engine in rule.engines}
+    results = attributes.get("last_analysis_results")
+    if not wanted or not isinstance(results, dict):
+        return []
+    found = set()
+    for key, result in results.items():
+        if not isinstance(result, dict) or result.get("category") != "malicious":
+            continue
+        name = str(result.get("engine_name") or key)
+        if str(key).casefold() in wanted or name.casefold() in wanted:
+            found.add(name)
+    return sorted(found, key=str.casefold)
+
+
+def _crowdsourced_evidence(attributes: dict[str, Any], rule: Crowdsourced) -> list[str]:
+    """Sentences for each kind of crowdsourced match that reaches its minimum."""
+    evidence = []
+    yara = [item for item in _list(attributes.get("crowdsourced_yara_results")) if isinstance(item, dict)]
+    if len(yara) >= rule.yara_min_matches:
+        named = [
+            f"{item.get('rule_name') or '?'} ({item.get('ruleset_name') or 'ruleset ?'})"
+            for item in yara[:_MAX_NAMED_RULES]
+        ]
+        more = f" and {len(yara) - _MAX_NAMED_RULES} more" if len(yara) > _MAX_NAMED_RULES else ""
+        evidence.append(f"{len(yara)} YARA rule(s): " + ", ".join(named) + more)
+    sigma = _level_counts(attributes.get("sigma_analysis_stats"))
+    if not sigma:
+        for counts in _mapping(attributes.get("sigma_analysis_summary")).values():
+            for level, count in _level_counts(counts).items():
+                sigma[level] = sigma.get(level, 0) + count
+    sigma_hits = sum(sigma.get(level, 0) for level in rule.sigma_levels)
+    if sigma_hits >= rule.sigma_min_matches:
+        evidence.append(f"{sigma_hits} Sigma rule(s) of level {'/'.join(rule.sigma_levels)}")
+    ids = _level_counts(attributes.get("crowdsourced_ids_stats"))
+    ids_hits = sum(ids.get(level, 0) for level in rule.ids_levels)
+    if ids_hits >= rule.ids_min_matches:
+        evidence.append(f"{ids_hits} IDS rule(s) of severity {'/'.join(rule.ids_levels)}")
+    return evidence
+
+
+def _best_rank(ranks: Any) -> tuple[str, int] | None:
+    """The best (lowest) popularity rank of the domain and the list that gives it."""
+    best: tuple[str, int] | None = None
+    for source, entry in _mapping(ranks).items():
+        rank = _mapping(entry).get("rank")
+        if _is_number(rank) and rank >= 1 and (best is None or rank < best[1]):
+            best = (str(source), int(rank))
+    return best
 
 
 def _named(flagged: list[dict[str, str]], category: str | None, counted: int) -> str:
@@ -144,7 +496,30 @@ def _engines_that_looked(raw_stats: Any) -> int:
     if not isinstance(raw_stats, dict):
         return 0
     return sum(
-        int(value)
-        for name, value in raw_stats.items()
-        if name in _LOOKED_CATEGORIES and isinstance(value, int | float) and not isinstance(value, bool)
+        int(value) for name, value in raw_stats.items() if name in _LOOKED_CATEGORIES and _is_number(value)
     )
+
+
+def _total_results(attributes: dict[str, Any]) -> int:
+    results = attributes.get("last_analysis_results")
+    return len(results) if isinstance(results, dict) else 0
+
+
+def _level_counts(value: Any) -> dict[str, int]:
+    return {str(level): int(count) for level, count in _mapping(value).items() if _is_number(count)}
+
+
+def _count(value: Any) -> int:
+    return int(value) if _is_number(value) else 0
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,7 +12,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import raise_transient
-from vtriage.models import Case, Enrichment, Ioc
+from vtriage.models import Case, CaseStatus, Enrichment, HistoryEntry, Ioc, Repeat
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -43,6 +43,22 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
+def to_attribute(value: Any) -> dict[str, Any]:
+    """A JSON-compatible value as one DynamoDB attribute value."""
+    return dict(_serializer.serialize(json.loads(json.dumps(value), parse_float=Decimal)))
+
+
+def case_from_item(item: dict[str, Any]) -> Case:
+    """A stored case item as a Case."""
+    document = from_item(item)
+    document.pop("expires_at", None)
+    return Case.model_validate(document)
+
+
+# The index on the cases table by status, newest `updated_at` first (template.yaml, CasesTable).
+BY_STATUS_INDEX = "by-status"
+
+
 class DynamoCaseRepository:
     """Cases, one item each, keyed by `case_id`; rejected records beside them as `failure#<message id>`."""
 
@@ -55,7 +71,8 @@ class DynamoCaseRepository:
         self._now = now
 
     def _item(self, case: Case) -> dict[str, Any]:
-        document = case.model_dump(mode="json")
+        # Every write keeps the history up to date, whichever step changed the status.
+        document = case.with_status_recorded().model_dump(mode="json")
         document["expires_at"] = _epoch(case.created_at + self._retention)
         return to_item(document)
 
@@ -85,9 +102,42 @@ class DynamoCaseRepository:
             raise
         if "Item" not in response:
             return None
-        document = from_item(response["Item"])
-        document.pop("expires_at", None)
-        return Case.model_validate(document)
+        return case_from_item(response["Item"])
+
+    def list_by_status(self, status: CaseStatus, limit: int | None = None) -> list[Case]:
+        """The cases in this status, the most recently updated first (the `by-status` index)."""
+        found: list[Case] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":status": {"S": status.value}},
+            "ScanIndexForward": False,
+        }
+        while limit is None or len(found) < limit:
+            if limit is not None:
+                request["Limit"] = limit - len(found)
+            try:
+                response = self._client.query(**request)
+            except ClientError as error:
+                raise_transient(error)
+                raise
+            found.extend(case_from_item(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found
+
+    def list_cases(
+        self, statuses: Iterable[CaseStatus] | None = None, limit: int | None = None
+    ) -> list[Case]:
+        """The cases in any of these statuses (every status when None), most recently updated first."""
+        found = [
+            case for status in (statuses or list(CaseStatus)) for case in self.list_by_status(status, limit)
+        ]
+        found.sort(key=lambda case: case.updated_at, reverse=True)
+        return found if limit is None else found[:limit]
 
     def save(self, case: Case) -> None:
         """Replace the stored case with this version."""
@@ -124,6 +174,85 @@ class DynamoCaseRepository:
             TableName=self._table, Key={"case_id": {"S": failure_key(message_id)}}, ConsistentRead=True
         )
         return from_item(response["Item"]) if "Item" in response else None
+
+
+class DynamoRepeatLedger:
+    """Repeats of findings, in the cases table: a `repeat#<digest>` item per repeat key holds the case
+    that key opened until its window ends (one GetItem finds it; the item has no status, so it stays out
+    of the by-status index, and DynamoDB's TTL removes it), and repeats are folded into that case with
+    one conditional UpdateItem, so that a concurrent write to the case loses nothing and a repeat
+    delivered twice counts once."""
+
+    def __init__(self, client: Any, table_name: str, now: Callable[[], datetime]) -> None:
+        """Take a boto3 DynamoDB client, the cases table's name and the clock."""
+        self._client = client
+        self._table = table_name
+        self._now = now
+
+    def earlier_case(self, repeat_key: str) -> str | None:
+        """The id of the case the repeat key opened, while its window is open; else None."""
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key={"case_id": {"S": repeat_key}}, ConsistentRead=True
+            )
+        except ClientError as error:
+            raise_transient(error)
+            raise
+        item = from_item(response["Item"]) if "Item" in response else None
+        # TTL deletes expired items only eventually: the window is checked here.
+        if item is None or int(item.get("expires_at", 0)) <= _epoch(self._now()):
+            return None
+        return str(item["repeat_of"])
+
+    def remember(self, repeat_key: str, case_id: str, until: datetime) -> None:
+        """Point the repeat key at this case until `until`."""
+        document = {"case_id": repeat_key, "repeat_of": case_id, "expires_at": _epoch(until)}
+        try:
+            self._client.put_item(TableName=self._table, Item=to_item(document))
+        except ClientError as error:
+            raise_transient(error)
+            raise
+
+    def fold(self, case_id: str, repeat: Repeat, entry: HistoryEntry) -> bool:
+        """Count the repeat on the case and add `entry` to its history; False when the case is gone or
+        already counts this repeat (by its case id)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"case_id": {"S": case_id}},
+                UpdateExpression=(
+                    "SET #count = if_not_exists(#count, :zero) + :one, "
+                    "#ids = list_append(if_not_exists(#ids, :empty), :ids), "
+                    "#last = :repeat, "
+                    "#history = list_append(if_not_exists(#history, :empty), :entry), "
+                    "#updated = :now"
+                ),
+                ConditionExpression="attribute_exists(case_id) AND NOT contains(#ids, :id)",
+                ExpressionAttributeNames={
+                    "#count": "repeat_count",
+                    "#ids": "repeat_case_ids",
+                    "#last": "last_repeat",
+                    "#history": "history",
+                    "#updated": "updated_at",
+                },
+                ExpressionAttributeValues={
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                    ":empty": {"L": []},
+                    ":ids": {"L": [{"S": repeat.case_id}]},
+                    ":id": {"S": repeat.case_id},
+                    ":repeat": to_attribute(repeat.model_dump(mode="json")),
+                    ":entry": {"L": [to_attribute(entry.model_dump(mode="json"))]},
+                    # As the models write it, so that the by-status index sorts every case alike.
+                    ":now": {"S": str(entry.model_dump(mode="json")["at"])},
+                },
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise_transient(error)
+            raise
+        return True
 
 
 def failure_key(message_id: str) -> str:

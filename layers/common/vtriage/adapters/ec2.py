@@ -1,8 +1,12 @@
-"""EC2 instance isolation: every network interface of the instance moves to a quarantine security group
-that allows no traffic in and none out."""
+"""EC2 response actions on an instance.
+
+Isolation moves every network interface of the instance to a quarantine security group that allows no
+traffic in and none out; snapshots keep its EBS volumes for forensics; tags mark it as quarantined.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -13,9 +17,15 @@ from vtriage.models import Action, ActionStatus, ActionType
 
 _INSTANCE_GONE_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
 
+CASE_TAG = "vtriage:case"
+QUARANTINED_TAG = "vtriage:quarantined"
+SNAPSHOT_INSTANCE_TAG = "vtriage:instance"
+SNAPSHOT_DEVICE_TAG = "vtriage:device"
+
 
 class Ec2InstanceIsolation:
-    """Implements `InstanceIsolation` with security groups; leaves instances with the protected tag alone."""
+    """Implements `InstanceIsolation` and, for ISOLATE_INSTANCE, `ResponseActuator` with security groups;
+    leaves instances with the protected tag alone."""
 
     def __init__(self, ec2_client: Any, quarantine_group_name: str, protected_tag_key: str) -> None:
         """Take a boto3 EC2 client, the quarantine group's name and the tag key that protects an instance."""
@@ -33,6 +43,63 @@ class Ec2InstanceIsolation:
             if error.response.get("Error", {}).get("Code") in _INSTANCE_GONE_CODES:
                 return _action(instance_id, ActionStatus.FAILED, f"instance not found: {error}")
             raise
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Isolate the action's target instance; `before` maps each interface to its groups."""
+        return _with_outcome(action, self.isolate(action.target, dry_run))
+
+    def rollback(self, action: Action) -> Action:
+        """Put each network interface recorded in `before` back in the groups it was in."""
+        if not action.before:
+            return _unchanged(action, "nothing to undo: no interface groups were recorded")
+        before = {str(eni): sorted(str(group) for group in groups) for eni, groups in action.before.items()}
+        return _guard_instance_errors(
+            action, "restoring the groups of", lambda: self._restore(action, before)
+        )
+
+    def _restore(self, action: Action, before: dict[str, list[str]]) -> Action:
+        current = self._existing_groups(list(before))
+        missing = [eni for eni in before if eni not in current]
+        to_restore = [eni for eni in before if eni in current and current[eni] != before[eni]]
+        for eni in to_restore:
+            try:
+                self._ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=before[eni])
+            except ClientError as error:
+                if is_transient(error) or _code(error) not in {
+                    "InvalidGroup.NotFound",
+                    "InvalidGroupId.Malformed",
+                }:
+                    raise
+                return _outcome(
+                    action,
+                    ActionStatus.FAILED,
+                    f"rollback failed: cannot put {eni} back in {', '.join(before[eni])}: {error}",
+                    after=current,
+                )
+        after = self._existing_groups(list(before))
+        not_restored = {eni: groups for eni, groups in after.items() if groups != before[eni]}
+        if missing or not_restored:
+            problems = []
+            if missing:
+                problems.append(f"network interface(s) {', '.join(missing)} no longer exist")
+            if not_restored:
+                problems.append(f"{_describe_groups(not_restored, 'still')} after restoring")
+            return _outcome(
+                action, ActionStatus.FAILED, "rollback incomplete: " + "; ".join(problems), after=after
+            )
+        if not to_restore:
+            detail = "already as before isolation: every network interface is in its original groups"
+        else:
+            restored = _describe_groups({eni: before[eni] for eni in to_restore}, "back")
+            detail = f"rolled back: {restored}"
+        return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=after)
+
+    def _existing_groups(self, interface_ids: list[str]) -> dict[str, list[str]]:
+        """Groups of those of the interfaces that still exist (a filter, so a deleted one is not an error)."""
+        response = self._ec2.describe_network_interfaces(
+            Filters=[{"Name": "network-interface-id", "Values": interface_ids}]
+        )
+        return _groups_by_interface(response.get("NetworkInterfaces", []))
 
     def _isolate(self, instance_id: str, dry_run: bool) -> Action:
         instance = self._describe_instance(instance_id)
@@ -207,4 +274,269 @@ def _action(
         detail=detail,
         before=before,
         after=after,
+    )
+
+
+class Ec2VolumeSnapshots:
+    """`ResponseActuator` for SNAPSHOT_VOLUMES: snapshots every EBS volume of the instance for forensics,
+    each tagged with the case id, the instance and the device. Nothing to undo: snapshots are kept."""
+
+    def __init__(self, ec2_client: Any, protected_tag_key: str) -> None:
+        """Take a boto3 EC2 client and the tag key that protects an instance."""
+        self._ec2 = ec2_client
+        self._protected_tag_key = protected_tag_key
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Snapshot the volumes not yet snapshotted for this case; `after` maps each volume to its snapshot.
+
+        Needs `parameters["case_id"]` (set by `remediate_case`).
+        """
+        return _guard_instance_errors(action, "snapshotting", lambda: self._snapshot(action, dry_run))
+
+    def rollback(self, action: Action) -> Action:
+        """Nothing to undo: the snapshots are evidence, kept for forensics."""
+        snapshots = (action.after or {}).get("snapshots") or {}
+        kept = ", ".join(str(snapshot) for snapshot in snapshots.values()) or "none taken"
+        return _unchanged(action, f"nothing to undo: snapshots kept for forensics ({kept})")
+
+    def _snapshot(self, action: Action, dry_run: bool) -> Action:
+        case_id = action.parameters.get("case_id")
+        if not case_id:
+            return _outcome(
+                action, ActionStatus.FAILED, "parameter case_id missing: snapshots are tagged with it"
+            )
+        instance = _describe_instance(self._ec2, action.target)
+        if instance is None:
+            return _outcome(action, ActionStatus.FAILED, "instance not found (InvalidInstanceID.NotFound)")
+        protected = _protected_reason(instance, self._protected_tag_key, "not snapshotted")
+        if protected:
+            return _outcome(action, ActionStatus.SKIPPED, protected)
+        volumes = {
+            str(mapping["Ebs"]["VolumeId"]): str(mapping.get("DeviceName", "?"))
+            for mapping in instance.get("BlockDeviceMappings", [])
+            if mapping.get("Ebs", {}).get("VolumeId")
+        }
+        if not volumes:
+            return _outcome(action, ActionStatus.SKIPPED, "not snapshotted: the instance has no EBS volume")
+
+        taken = self._snapshots_of_case(case_id, action.target)
+        before = {
+            "volumes": volumes,
+            "snapshots": {vol: snap for vol, snap in taken.items() if vol in volumes},
+        }
+        to_take = [volume for volume in volumes if volume not in taken]
+        if not to_take:
+            listing = ", ".join(f"{vol} ({volumes[vol]}) in {taken[vol]}" for vol in volumes)
+            return _outcome(
+                action, ActionStatus.DONE, f"already snapshotted for {case_id}: {listing}", before, before
+            )
+        if dry_run:
+            listing = ", ".join(f"{vol} ({volumes[vol]})" for vol in to_take)
+            detail = f"dry run, nothing changed: would snapshot {listing}, tagged {CASE_TAG}={case_id}"
+            return _outcome(action, ActionStatus.DRY_RUN, detail, before)
+
+        new: dict[str, str] = {}
+        for volume in to_take:
+            response = self._ec2.create_snapshot(
+                VolumeId=volume,
+                Description=f"vtriage forensics: {volumes[volume]} of {action.target}, case {case_id}",
+                TagSpecifications=[
+                    {
+                        "ResourceType": "snapshot",
+                        "Tags": [
+                            {"Key": CASE_TAG, "Value": case_id},
+                            {"Key": SNAPSHOT_INSTANCE_TAG, "Value": action.target},
+                            {"Key": SNAPSHOT_DEVICE_TAG, "Value": volumes[volume]},
+                            {"Key": "vtriage:purpose", "Value": "forensics"},
+                        ],
+                    }
+                ],
+            )
+            new[volume] = str(response["SnapshotId"])
+        after = {"volumes": volumes, "snapshots": {**before["snapshots"], **new}}
+        listing = ", ".join(f"{vol} ({volumes[vol]}) in {snap}" for vol, snap in new.items())
+        return _outcome(action, ActionStatus.DONE, f"snapshotted for forensics: {listing}", before, after)
+
+    def _snapshots_of_case(self, case_id: str, instance_id: str) -> dict[str, str]:
+        """Volume id to snapshot id, for the snapshots already taken of this instance for this case."""
+        paginator = self._ec2.get_paginator("describe_snapshots")
+        found: dict[str, str] = {}
+        for page in paginator.paginate(
+            OwnerIds=["self"],
+            Filters=[
+                {"Name": f"tag:{CASE_TAG}", "Values": [case_id]},
+                {"Name": f"tag:{SNAPSHOT_INSTANCE_TAG}", "Values": [instance_id]},
+            ],
+        ):
+            for snapshot in page.get("Snapshots", []):
+                if snapshot.get("State") != "error":
+                    found.setdefault(str(snapshot["VolumeId"]), str(snapshot["SnapshotId"]))
+        return found
+
+
+class Ec2InstanceTagging:
+    """`ResponseActuator` for TAG_INSTANCE: tags the instance with `vtriage:case` and `vtriage:quarantined`;
+    rollback puts those two tags back as they were (removed, or their old values)."""
+
+    def __init__(self, ec2_client: Any, protected_tag_key: str) -> None:
+        """Take a boto3 EC2 client and the tag key that protects an instance."""
+        self._ec2 = ec2_client
+        self._protected_tag_key = protected_tag_key
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Tag the instance; `before`/`after` hold the two tags' values (None when absent).
+
+        Needs `parameters["case_id"]` (set by `remediate_case`).
+        """
+        return _guard_instance_errors(action, "tagging", lambda: self._tag(action, dry_run))
+
+    def rollback(self, action: Action) -> Action:
+        """Remove the tags that were absent before, and give back their old values to the others."""
+        if not action.before or not isinstance(action.before.get("tags"), dict):
+            return _unchanged(action, "nothing to undo: no tags were recorded")
+        before: dict[str, str | None] = dict(action.before["tags"])
+        return _guard_instance_errors(action, "untagging", lambda: self._untag(action, before))
+
+    def _tag(self, action: Action, dry_run: bool) -> Action:
+        case_id = action.parameters.get("case_id")
+        if not case_id:
+            return _outcome(
+                action, ActionStatus.FAILED, "parameter case_id missing: the instance is tagged with it"
+            )
+        instance = _describe_instance(self._ec2, action.target)
+        if instance is None:
+            return _outcome(action, ActionStatus.FAILED, "instance not found (InvalidInstanceID.NotFound)")
+        protected = _protected_reason(instance, self._protected_tag_key, "not tagged")
+        if protected:
+            return _outcome(action, ActionStatus.SKIPPED, protected)
+        wanted = {CASE_TAG: case_id, QUARANTINED_TAG: "true"}
+        current = _tags(instance)
+        before = {"tags": {key: current.get(key) for key in wanted}}
+        to_set = {key: value for key, value in wanted.items() if current.get(key) != value}
+        if not to_set:
+            return _outcome(
+                action, ActionStatus.DONE, f"already tagged: {_describe_tags(wanted)}", before, before
+            )
+        if dry_run:
+            detail = f"dry run, nothing changed: would tag {_describe_tags(to_set)}" + _replacing(
+                current, to_set
+            )
+            return _outcome(action, ActionStatus.DRY_RUN, detail, before)
+        self._ec2.create_tags(
+            Resources=[action.target], Tags=[{"Key": key, "Value": value} for key, value in to_set.items()]
+        )
+        after = {"tags": {key: self._current_tags(action.target).get(key) for key in wanted}}
+        detail = f"tagged {_describe_tags(to_set)}" + _replacing(current, to_set)
+        return _outcome(action, ActionStatus.DONE, detail, before, after)
+
+    def _untag(self, action: Action, before: dict[str, str | None]) -> Action:
+        current = self._current_tags(action.target)
+        to_delete = [key for key, value in before.items() if value is None and key in current]
+        to_reset = {
+            key: value for key, value in before.items() if value is not None and current.get(key) != value
+        }
+        if to_delete:
+            self._ec2.delete_tags(Resources=[action.target], Tags=[{"Key": key} for key in to_delete])
+        if to_reset:
+            self._ec2.create_tags(
+                Resources=[action.target],
+                Tags=[{"Key": key, "Value": value} for key, value in to_reset.items()],
+            )
+        now = self._current_tags(action.target)
+        after = {"tags": {key: now.get(key) for key in before}}
+        if not to_delete and not to_reset:
+            return _outcome(
+                action, ActionStatus.ROLLED_BACK, "already as before: the tags are as they were", after=after
+            )
+        changes = []
+        if to_delete:
+            changes.append(f"removed {', '.join(to_delete)}")
+        if to_reset:
+            changes.append(f"restored {_describe_tags(to_reset)}")
+        return _outcome(action, ActionStatus.ROLLED_BACK, "rolled back: " + "; ".join(changes), after=after)
+
+    def _current_tags(self, instance_id: str) -> dict[str, str]:
+        instance = _describe_instance(self._ec2, instance_id)
+        if instance is None:
+            raise ClientError(
+                {"Error": {"Code": "InvalidInstanceID.NotFound", "Message": f"{instance_id} not found"}},
+                "DescribeInstances",
+            )
+        return _tags(instance)
+
+
+def _describe_instance(ec2: Any, instance_id: str) -> dict[str, Any] | None:
+    response = ec2.describe_instances(InstanceIds=[instance_id])
+    for reservation in response.get("Reservations", []):
+        for instance in reservation.get("Instances", []):
+            return dict(instance)
+    return None
+
+
+def _tags(instance: dict[str, Any]) -> dict[str, str]:
+    return {str(tag["Key"]): str(tag.get("Value", "")) for tag in instance.get("Tags", [])}
+
+
+def _protected_reason(instance: dict[str, Any], protected_tag_key: str, verb: str) -> str | None:
+    tags = _tags(instance)
+    if protected_tag_key not in tags:
+        return None
+    return f"{verb}: the instance carries the protected tag {protected_tag_key}={tags[protected_tag_key]!r}"
+
+
+def _describe_tags(tags: dict[str, str]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in tags.items())
+
+
+def _replacing(current: dict[str, str], to_set: dict[str, str]) -> str:
+    replaced = {key: current[key] for key in to_set if key in current}
+    return f" (replacing {_describe_tags(replaced)})" if replaced else ""
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _guard_instance_errors(action: Action, doing: str, operation: Callable[[], Action]) -> Action:
+    """Run an EC2 operation: throttling and 5xx become TransientError, a missing instance a FAILED action."""
+    try:
+        return operation()
+    except ClientError as error:
+        if is_transient(error):
+            raise TransientError(f"EC2 is unavailable while {doing} {action.target}: {error}") from error
+        if _code(error) in _INSTANCE_GONE_CODES:
+            return _outcome(action, ActionStatus.FAILED, f"instance not found: {error}")
+        raise
+
+
+def _outcome(
+    action: Action,
+    status: ActionStatus,
+    detail: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> Action:
+    """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
+    return action.model_copy(
+        update={
+            "status": status,
+            "detail": detail,
+            "before": action.before if before is None else before,
+            "after": after,
+        }
+    )
+
+
+def _unchanged(action: Action, detail: str) -> Action:
+    return action.model_copy(update={"detail": detail})
+
+
+def _with_outcome(action: Action, result: Action) -> Action:
+    return action.model_copy(
+        update={
+            "status": result.status,
+            "detail": result.detail,
+            "before": result.before,
+            "after": result.after,
+        }
     )

@@ -34,7 +34,11 @@ def ticket_id(case_id: str) -> str:
 def subject_for(case: Case, ticket: str) -> str:
     """An email subject SNS accepts: severity, verdict, ticket id and as much of the title as fits."""
     severity = case.alert.severity.label.upper()
-    text = f"[{severity}] {case.verdict.value} {ticket}: {case.alert.title}"
+    return _ascii_line(f"[{severity}] {case.verdict.value} {ticket}: {case.alert.title}")
+
+
+def _ascii_line(text: str) -> str:
+    """The text as SNS wants a subject: ASCII, one line, fewer than 100 characters."""
     readable = unicodedata.normalize("NFKD", text.translate(_ASCII_PUNCTUATION))
     ascii_text = readable.encode("ascii", errors="ignore").decode()
     single_line = re.sub(r"[\x00-\x1f\x7f\s]+", " ", ascii_text).strip()
@@ -73,6 +77,23 @@ class SnsTicketSink:
                 raise TransientError(f"SNS is unavailable for ticket {ticket.id}: {error}") from error
             raise
         return ticket
+
+    def comment(self, ticket: Ticket, text: str) -> None:
+        """Publish the comment as a follow-up message that names the ticket in its subject."""
+        try:
+            self._sns.publish(
+                TopicArn=self._topic_arn,
+                Subject=_ascii_line(f"Update on {ticket.id}"),
+                Message=_fit(text, MAX_MESSAGE_BYTES),
+                MessageAttributes={
+                    "ticket_id": {"DataType": "String", "StringValue": ticket.id},
+                    "event": {"DataType": "String", "StringValue": "comment"},
+                },
+            )
+        except ClientError as error:
+            if is_transient(error):
+                raise TransientError(f"SNS is unavailable for ticket {ticket.id}: {error}") from error
+            raise
 
 
 def _fit(report: str, max_bytes: int) -> str:

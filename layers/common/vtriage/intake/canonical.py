@@ -3,16 +3,25 @@
 A value is either accepted (returned as an `Ioc`), accepted but never looked up (returned with a
 `skipped_reason`), or refused with an `InvalidAlertError` that names the field it came from. Nothing
 malformed or hostile is ever returned: the value later becomes part of `/domains/{value}` and the like.
+
+A domain is looked up only when it ends in a public suffix of the shipped Public Suffix List snapshot
+and has a label more; internal and reserved names, bare public suffixes and unknown top-level domains
+are kept as skipped, with the reason. An allow-list skips what a team knows to be its own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import ipaddress
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from vtriage.errors import InvalidAlertError
+from vtriage.intake.refang import refang_dots, refang_scheme
+from vtriage.intake.suffixes import public_suffix
 from vtriage.models import Ioc, IocType
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -25,9 +34,6 @@ _IP_CHARACTERS = re.compile(r"[0-9a-f:.]+")
 _PORT = re.compile(r"[0-9]{1,5}")
 _ABSOLUTE_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)", re.DOTALL)
 _URL_SCHEMES = frozenset({"http", "https", "ftp"})
-# Defanged spellings analysts and some detectors use so that a value cannot be clicked.
-_DEFANGED_DOTS = ("[.]", "(.)", "{.}")
-_DEFANGED_SCHEMES = {"hxxp": "http", "hxxps": "https", "fxp": "ftp"}
 _NOT_IN_A_DOMAIN = {
     "/": "'/'",
     "?": "'?'",
@@ -75,13 +81,21 @@ _HASH_NAMES = {32: "md5", 40: "sha1", 64: "sha256"}
 
 OWN_ADDRESS_REASON = "address of the alert's own resource"
 URL_CREDENTIALS_REASON = "URL carries credentials (user info before '@'): not sent to VirusTotal"
+ALLOW_LISTED_REASON = "allow-listed"
 
 
 def canonical_ioc(
-    ioc_type: IocType, raw: str, found_at: str, own_addresses: frozenset[str] = frozenset()
+    ioc_type: IocType,
+    raw: str,
+    found_at: str,
+    own_addresses: frozenset[str] = frozenset(),
+    *,
+    allow_list: frozenset[str] = frozenset(),
 ) -> Ioc:
     """The canonical IOC for `raw`, skipped with a reason when it must never be looked up.
 
+    `allow_list` holds values a team trusts (see `is_allow_listed`): a match is skipped as
+    "allow-listed" unless a stronger reason (a private address, say) already applies.
     Raises InvalidAlertError naming `found_at` when the value is malformed or hostile.
     """
     if not isinstance(raw, str):
@@ -101,7 +115,88 @@ def canonical_ioc(
         canonical, reason = _canonical_url(value, found_at, _own_ips(own_addresses))
     else:
         canonical, reason = _canonical_hash(value, found_at)
+    if reason is None and is_allow_listed(ioc_type, canonical, allow_list):
+        reason = ALLOW_LISTED_REASON
     return Ioc(type=ioc_type, value=canonical, found_at=found_at, skipped_reason=reason)
+
+
+def with_allow_list(iocs: Iterable[Ioc], allow_list: frozenset[str]) -> tuple[Ioc, ...]:
+    """The IOCs, those the allow-list matches (and nothing else skipped) now skipped as allow-listed."""
+    return tuple(
+        ioc.model_copy(update={"skipped_reason": ALLOW_LISTED_REASON})
+        if ioc.skipped_reason is None and is_allow_listed(ioc.type, ioc.value, allow_list)
+        else ioc
+        for ioc in iocs
+    )
+
+
+def is_allow_listed(ioc_type: IocType, value: str, allow_list: frozenset[str]) -> bool:
+    """Whether a canonical value is on the allow-list.
+
+    An entry is matched case-insensitively, without a trailing dot. It names a hash, an IP address, a
+    URL (exactly), an IP network in CIDR notation (`10.20.0.0/16`: every address in it, and URLs on
+    them), or a domain: the domain itself, every name under it, and every URL whose host is one of them.
+    """
+    if not allow_list:
+        return False
+    entries = _allow_list_entries(allow_list)
+    if value.lower() in entries.values:
+        return True
+    if ioc_type is IocType.FILE:
+        return False
+    host = _url_host(value) if ioc_type is IocType.URL else value
+    if host is None:
+        return False
+    if host.startswith("[") or _looks_like_ip(host):
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return str(address) in entries.values or any(address in network for network in entries.networks)
+    labels = host.split(".")
+    return any(".".join(labels[start:]) in entries.values for start in range(len(labels)))
+
+
+@dataclass(frozen=True)
+class _AllowList:
+    values: frozenset[str]
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+@functools.lru_cache(maxsize=16)
+def _allow_list_entries(allow_list: frozenset[str]) -> _AllowList:
+    values: set[str] = set()
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for entry in allow_list:
+        text = entry.strip().lower()
+        text = text[:-1] if text.endswith(".") else text
+        if not text:
+            continue
+        if "/" in text and "://" not in text:
+            try:
+                networks.append(ipaddress.ip_network(text, strict=False))
+            except ValueError:
+                pass
+            else:
+                continue
+        values.add(text)
+        with contextlib.suppress(ValueError):
+            values.add(str(ipaddress.ip_address(text)))
+    return _AllowList(values=frozenset(values), networks=tuple(networks))
+
+
+def _url_host(url: str) -> str | None:
+    match = _ABSOLUTE_URL.fullmatch(url)
+    if match is None:
+        return None
+    host_and_port = match["authority"].rpartition("@")[2]
+    if host_and_port.startswith("["):
+        return host_and_port[: host_and_port.find("]") + 1]
+    return host_and_port.partition(":")[0]
+
+
+def _looks_like_ip(host: str) -> bool:
+    return host.replace(".", "").isdigit() or ":" in host
 
 
 def ip_skip_reason(address: IpAddress, own_addresses: Iterable[IpAddress] = ()) -> str | None:
@@ -181,15 +276,22 @@ def _canonical_domain(value: str, found_at: str) -> tuple[str, str | None]:
 
 
 def domain_skip_reason(name: str) -> str | None:
-    """Why a canonical domain must never be looked up (internal or reserved for documentation), or None."""
-    for suffix, reason in _DOMAIN_SKIPS:
-        if name == suffix or name.endswith("." + suffix):
+    """Why a canonical domain must never be looked up, or None: an internal or reserved name, a bare
+    public suffix, or a name whose top-level domain the Public Suffix List snapshot does not know."""
+    for internal, reason in _DOMAIN_SKIPS:
+        if name == internal or name.endswith("." + internal):
             return reason
+    suffix = public_suffix(name)
+    if suffix is None:
+        top_level = name.rpartition(".")[2]
+        return f"unknown top-level domain '.{top_level}' (not in the Public Suffix List snapshot)"
+    if suffix == name:
+        return f"a public suffix ('{suffix}'), not a registrable domain"
     return None
 
 
 def _domain_name(value: str, found_at: str) -> str:
-    name = _refang_dots(value)
+    name = refang_dots(value)
     for character, shown in _NOT_IN_A_DOMAIN.items():
         if character in name:
             raise InvalidAlertError(f"{shown} is not allowed in a domain: {_preview(value)}", found_at)
@@ -240,20 +342,14 @@ def _without_root_dot(name: str) -> str:
     return name[:-1] if name.endswith(".") else name
 
 
-def _refang_dots(text: str) -> str:
-    for defanged in _DEFANGED_DOTS:
-        text = text.replace(defanged, ".")
-    return text
-
-
 def _canonical_url(value: str, found_at: str, own: frozenset[IpAddress]) -> tuple[str, str | None]:
     if len(value) > _MAX_URL_LENGTH:
         raise InvalidAlertError(f"URL longer than {_MAX_URL_LENGTH} characters: {_preview(value)}", found_at)
+    value = refang_scheme(value)
     scheme_end = value.find("://")
     if scheme_end < 0:
         raise InvalidAlertError(f"not an absolute URL (scheme://host/...): {_preview(value)}", found_at)
     scheme = value[:scheme_end].lower()
-    scheme = _DEFANGED_SCHEMES.get(scheme, scheme)
     match = _ABSOLUTE_URL.fullmatch(scheme + value[scheme_end:])
     if match is None:
         raise InvalidAlertError(f"not an absolute URL (scheme://host/...): {_preview(value)}", found_at)
@@ -262,7 +358,7 @@ def _canonical_url(value: str, found_at: str, own: frozenset[IpAddress]) -> tupl
             f"unsupported URL scheme {_preview(scheme)}: expected http, https or ftp", found_at
         )
     user_info, at_sign, host_and_port = match["authority"].rpartition("@")
-    host, port = _split_host_and_port(_refang_dots(host_and_port), value, found_at)
+    host, port = _split_host_and_port(refang_dots(host_and_port), value, found_at)
     host = host.lower()
     reason = _url_host_skip_reason(host, value, found_at, own)
     if at_sign:

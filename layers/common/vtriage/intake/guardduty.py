@@ -4,6 +4,10 @@ Three deliveries of the same finding are understood: the EventBridge event (`Gua
 camelCase `detail`), the bare finding (camelCase), and `aws guardduty get-findings` output (PascalCase
 under `Findings[]`). PascalCase keys are turned into camelCase one by one, so a finding reads the same
 whichever way it came, while errors still name each field the way the sender spelt it.
+
+Malware Protection for S3 also reports on its own, without a detector: the EventBridge event
+`GuardDuty Malware Protection Object Scan Result` names the bucket and key of a scanned object. An
+object with threats found becomes an Alert on that object; any other scan result makes no Alert.
 """
 
 from __future__ import annotations
@@ -20,6 +24,16 @@ from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity
 SOURCE = "guardduty"
 EVENT_SOURCE = "aws.guardduty"
 EVENT_DETAIL_TYPE = "GuardDuty Finding"
+MALWARE_SCAN_DETAIL_TYPE = "GuardDuty Malware Protection Object Scan Result"
+# The type GuardDuty gives the same detection when a detector runs the plan; its default severity is High.
+MALWARE_SCAN_ALERT_TYPE = "Object:S3/MaliciousFile"
+MALWARE_SCAN_SEVERITY = 8.0
+_THREATS_FOUND = "THREATS_FOUND"
+# S3's version id of every object in a bucket that never had versioning: it tells no upload apart.
+_UNVERSIONED = "null"
+# An ETag that is 32 hex digits is the object's MD5 when it was uploaded in one part without SSE-KMS or
+# SSE-C (Amazon S3 User Guide, "Checking object integrity"); a multipart ETag ends in "-<parts>".
+_MD5_ETAG = re.compile(r"[0-9a-fA-F]{32}")
 
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}")
@@ -45,32 +59,175 @@ def is_bare_finding(document: Mapping[str, Any]) -> bool:
     return camel or pascal
 
 
+def alerts_from_event(event: Mapping[str, Any]) -> list[Alert]:
+    """The Alerts of a GuardDuty EventBridge event: one per `GuardDuty Finding`, one per Malware
+    Protection for S3 scan result that found threats, none for a scan result that did not."""
+    _check_source(event)
+    if event.get("detail-type") == MALWARE_SCAN_DETAIL_TYPE:
+        alert = alert_from_malware_scan(event)
+        return [alert] if alert else []
+    return [alert_from_event(event)]
+
+
 def alert_from_event(event: Mapping[str, Any]) -> Alert:
     """The Alert of an EventBridge `GuardDuty Finding` event."""
+    _check_source(event)
+    _check_detail_type(event, EVENT_DETAIL_TYPE)
+    detail = _detail(event)
+    envelope = {key: event.get(key) for key in ("account", "region")}
+    return _FindingReader(detail, prefix="detail.", pascal=False, envelope=envelope).alert()
+
+
+def alert_from_malware_scan(event: Mapping[str, Any]) -> Alert | None:
+    """The Alert of a `GuardDuty Malware Protection Object Scan Result` event, on the scanned object;
+    None when the scan found no threat (or could not scan), as there is then nothing to triage.
+
+    The event carries no finding id and no hash: the alert is the object (its ARN), versioned by the
+    object's version id, else its ETag, else the event's id, so that a redelivered event, or a rescan
+    of the same upload, is the same case. An ETag that is an MD5 is the one IOC (see `_MD5_ETAG`).
+    """
+    _check_source(event)
+    _check_detail_type(event, MALWARE_SCAN_DETAIL_TYPE)
+    reader = _FindingReader(_detail(event), prefix="detail.", pascal=False)
+    detail = reader.finding
+    resource_type = reader.text(detail, "resourceType", "")
+    if resource_type is not None and resource_type != "S3_OBJECT":
+        raise InvalidAlertError(
+            f"unsupported resource type {_shown(resource_type)}: expected 'S3_OBJECT'",
+            field=reader.where("resourceType"),
+        )
+    result = reader.required_object(detail, "scanResultDetails", "")
+    status = reader.required_text(result, "scanResultStatus", "scanResultDetails")
+    if status != _THREATS_FOUND:
+        return None
+    threats = [
+        name
+        for path, threat in reader.objects(result, "threats", "scanResultDetails")
+        if (name := reader.text(threat, "name", path))
+    ]
+    at = "s3ObjectDetails"
+    item = reader.required_object(detail, at, "")
+    bucket = reader.required_text(item, "bucketName", at)
+    key = reader.required_text(item, "objectKey", at)
+    etag = reader.text(item, "eTag", at)
+    version_id = reader.text(item, "versionId", at)
+    moment = _event_time(event)
+    if version_id and version_id != _UNVERSIONED:
+        version = f"version-{version_id}"
+    elif etag:
+        version = f"etag-{etag}"
+    else:
+        version = f"event-{_event_id(event)}"
+    iocs: tuple[Ioc, ...] = ()
+    if etag and _MD5_ETAG.fullmatch(etag.strip('"')):
+        iocs = (canonical_ioc(IocType.FILE, etag.strip('"'), f"{at}.eTag"),)
+    named = ", ".join(_printable(name) for name in threats) or "an unnamed threat"
+    # The key is the uploader's choice: the id and title show it escaped, the resource keeps it as it is.
+    shown_key = _printable(key)
+    return Alert(
+        id=f"arn:aws:s3:::{bucket}/{shown_key}",
+        source=SOURCE,
+        type=MALWARE_SCAN_ALERT_TYPE,
+        title=f"Malware Protection for S3 found {named} in s3://{bucket}/{shown_key}",
+        severity=Severity(score=MALWARE_SCAN_SEVERITY),
+        created_at=moment,
+        updated_at=moment,
+        version=version,
+        account=_envelope_account(event),
+        region=_envelope_region(event),
+        resources=(
+            Resource(type=ResourceType.S3_BUCKET, id=bucket, bucket=bucket),
+            Resource(type=ResourceType.S3_OBJECT, id=f"{bucket}/{key}", bucket=bucket, key=key),
+        ),
+        iocs=iocs,
+    )
+
+
+def _printable(text: str) -> str:
+    """The text with every character that is not printable (CR, LF, controls) escaped as Python does."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
+
+
+def _check_source(event: Mapping[str, Any]) -> None:
     source = event.get("source")
-    if source != EVENT_SOURCE:
-        if source is None:
-            raise InvalidAlertError(
-                f"missing: an EventBridge event from GuardDuty has source {EVENT_SOURCE!r}", field="source"
-            )
+    if source == EVENT_SOURCE:
+        return
+    if source is None:
         raise InvalidAlertError(
-            f"unsupported event source {_shown(source)}: expected {EVENT_SOURCE!r}", field="source"
+            f"missing: an EventBridge event from GuardDuty has source {EVENT_SOURCE!r}", field="source"
         )
+    raise InvalidAlertError(
+        f"unsupported event source {_shown(source)}: expected {EVENT_SOURCE!r}, 'aws.securityhub',"
+        " or an OCSF finding (with class_uid) as detail",
+        field="source",
+    )
+
+
+def _check_detail_type(event: Mapping[str, Any], expected: str) -> None:
     detail_type = event.get("detail-type")
-    if detail_type != EVENT_DETAIL_TYPE:
-        if detail_type is None:
-            raise InvalidAlertError(f"missing: expected {EVENT_DETAIL_TYPE!r}", field="detail-type")
-        raise InvalidAlertError(
-            f"unsupported GuardDuty event {_shown(detail_type)}: expected {EVENT_DETAIL_TYPE!r}",
-            field="detail-type",
-        )
+    if detail_type == expected:
+        return
+    supported = f"{EVENT_DETAIL_TYPE!r} or {MALWARE_SCAN_DETAIL_TYPE!r}"
+    if detail_type is None:
+        raise InvalidAlertError(f"missing: expected {supported}", field="detail-type")
+    raise InvalidAlertError(
+        f"unsupported GuardDuty event {_shown(detail_type)}: expected {supported}", field="detail-type"
+    )
+
+
+def _detail(event: Mapping[str, Any]) -> dict[str, Any]:
     detail = event.get("detail")
     if detail is None:
         raise InvalidAlertError("missing", field="detail")
     if not isinstance(detail, dict):
         raise InvalidAlertError(f"expected an object, got {json_kind(detail)}", field="detail")
-    envelope = {key: event.get(key) for key in ("account", "region")}
-    return _FindingReader(detail, prefix="detail.", pascal=False, envelope=envelope).alert()
+    return detail
+
+
+def _event_time(event: Mapping[str, Any]) -> datetime:
+    """The event's `time`, in UTC: when GuardDuty published the scan result."""
+    value = event.get("time")
+    moment = _parse_timestamp(value) if isinstance(value, str) else None
+    if moment is None:
+        reason = "missing" if value is None else f"expected an ISO 8601 timestamp, got {_shown(value)}"
+        raise InvalidAlertError(reason, field="time")
+    return moment
+
+
+def _event_id(event: Mapping[str, Any]) -> str:
+    value = event.get("id")
+    if not isinstance(value, str) or not value:
+        raise InvalidAlertError(
+            "missing, and no versionId or eTag to tell this scan result apart", field="id"
+        )
+    return value
+
+
+def _envelope_account(event: Mapping[str, Any]) -> str:
+    value = event.get("account")
+    if not isinstance(value, str) or not _ACCOUNT_ID.fullmatch(value):
+        reason = "missing" if value is None else f"expected a 12-digit AWS account id, got {_shown(value)}"
+        raise InvalidAlertError(reason, field="account")
+    return value
+
+
+def _envelope_region(event: Mapping[str, Any]) -> str:
+    value = event.get("region")
+    if not isinstance(value, str) or not _REGION.fullmatch(value):
+        reason = (
+            "missing" if value is None else f"expected an AWS Region such as 'us-east-1', got {_shown(value)}"
+        )
+        raise InvalidAlertError(reason, field="region")
+    return value
+
+
+def _parse_timestamp(text: str) -> datetime | None:
+    """An ISO 8601 timestamp with a time zone, in UTC; None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
 
 
 def alerts_from_get_findings(output: Mapping[str, Any]) -> list[Alert]:
@@ -332,7 +489,10 @@ class _FindingReader:
             ]
         found += self.threat_intelligence_hashes(service)
         found += self.malware_scan_hashes(service)
+        found += self.malware_threat_hashes(service)
         found += self.s3_object_hashes(resource)
+        found += self.runtime_hashes(service)
+        found += self.attack_sequence_candidates(service)
         return found
 
     def remote_ips(self, parent: Mapping[str, Any], at: str) -> list[tuple[IocType, str, str]]:
@@ -371,6 +531,61 @@ class _FindingReader:
         for threat_path, threat in self.objects(by_name, "threatNames", names_at):
             for file_path, file in self.objects(threat, "filePaths", threat_path):
                 found += self.candidates(IocType.FILE, file, "hash", file_path)
+        return found
+
+    def malware_threat_hashes(self, service: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
+        """File hashes of the newer Malware Protection findings (for S3 with a detector, on-demand and
+        backup scans): `service.malwareScanDetails.threats[]`, its `itemPaths[]` and `itemDetails[]`."""
+        at = "service.malwareScanDetails"
+        scan = self.object(service, "malwareScanDetails", "service")
+        if scan is None:
+            return []
+        found: list[tuple[IocType, str, str]] = []
+        for threat_path, threat in self.objects(scan, "threats", at):
+            found += self.candidates(IocType.FILE, threat, "hash", threat_path)
+            for kind in ("itemPaths", "itemDetails"):
+                for item_path, item in self.objects(threat, kind, threat_path):
+                    found += self.candidates(IocType.FILE, item, "hash", item_path)
+        return found
+
+    def runtime_hashes(self, service: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
+        """Hashes of Runtime Monitoring: the process's executable, and in `context` the processes that
+        modified or were targeted and the kernel module loaded. GuardDuty documents no hash for the
+        process's `lineage[]` (only its executable paths), so none is read there."""
+        at = "service.runtimeDetails"
+        runtime = self.object(service, "runtimeDetails", "service")
+        if runtime is None:
+            return []
+        found: list[tuple[IocType, str, str]] = []
+        process = self.object(runtime, "process", at)
+        if process is not None:
+            found += self.candidates(IocType.FILE, process, "executableSha256", f"{at}.process")
+        context = self.object(runtime, "context", at)
+        if context is not None:
+            context_at = f"{at}.context"
+            for kind in ("modifyingProcess", "targetProcess"):
+                other = self.object(context, kind, context_at)
+                if other is not None:
+                    found += self.candidates(IocType.FILE, other, "executableSha256", f"{context_at}.{kind}")
+            found += self.candidates(IocType.FILE, context, "moduleSha256", context_at)
+        return found
+
+    def attack_sequence_candidates(self, service: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
+        """An attack sequence's network endpoints (IP and domain) and its actors' process hashes:
+        `service.detection.sequence`."""
+        detection = self.object(service, "detection", "service")
+        sequence = self.object(detection, "sequence", "service.detection") if detection else None
+        if sequence is None:
+            return []
+        at = "service.detection.sequence"
+        found: list[tuple[IocType, str, str]] = []
+        for path, endpoint in self.objects(sequence, "endpoints", at):
+            found += self.candidates(IocType.IP, endpoint, "ip", path)
+            found += self.candidates(IocType.DOMAIN, endpoint, "domain", path)
+        for path, actor in self.objects(sequence, "actors", at):
+            process = self.object(actor, "process", path)
+            if process is not None:
+                found += self.candidates(IocType.FILE, process, "sha256", f"{path}.process")
         return found
 
     def s3_object_hashes(self, resource: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:

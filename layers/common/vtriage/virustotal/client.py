@@ -1,5 +1,11 @@
 """The VirusTotal API v3 client: one GET per IOC, retried with back-off only when retrying can help.
 
+The one GET asks for the IOC's most useful relationships in the same call (`?relationships=...`): VirusTotal
+returns them as descriptors (type and id) inside the object, with no further request. "Deep context", off by
+default, sends more requests per IOC for full related objects (detected URLs with their detections,
+communicating files, resolutions with dates); each is counted in `requests_sent`, and one that fails leaves
+the primary report intact with a note (`NOTES_KEY`).
+
 The same code talks to the live API, to a corporate gateway standing in for it, and to the local replay
 server: only the base URL differs.
 """
@@ -13,7 +19,7 @@ import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -46,6 +52,26 @@ _GUI_KINDS = {
     IocType.IP: "ip-address",
 }
 _REDACTED = "[redacted]"
+
+NOTES_KEY = "vtriage"
+"""Key the client adds to a returned object: `{"notes": [...], "deep_requests": n}` when deep context ran or
+a secondary call failed. `vtriage.verdict.decide` turns the notes into `Enrichment.note`."""
+
+DEFAULT_RELATIONSHIPS: dict[IocType, tuple[str, ...]] = {
+    IocType.FILE: ("contacted_domains", "contacted_ips"),
+    IocType.URL: ("last_serving_ip_address", "network_location"),
+    IocType.DOMAIN: ("resolutions",),
+    IocType.IP: ("resolutions",),
+}
+"""Relationships asked for in the lookup itself: descriptors only, no extra request."""
+
+DEEP_RELATIONSHIPS: dict[IocType, tuple[str, ...]] = {
+    IocType.FILE: ("contacted_urls", "contacted_domains", "contacted_ips"),
+    IocType.URL: ("last_serving_ip_address",),
+    IocType.DOMAIN: ("urls", "communicating_files", "resolutions"),
+    IocType.IP: ("urls", "communicating_files", "resolutions"),
+}
+"""Relationships fetched as full objects with deep context: one more request each, per IOC found."""
 
 
 def url_id(url: str) -> str:
@@ -89,11 +115,20 @@ class VirusTotalClient:
         backoff_cap: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        deep_context: bool = False,
+        deep_context_limit: int = 10,
+        relationships: Mapping[IocType, tuple[str, ...]] | None = None,
+        deep_relationships: Mapping[IocType, tuple[str, ...]] | None = None,
     ) -> None:
+        """`deep_context` sends one more request per relationship of `deep_relationships` for each IOC
+        VirusTotal knows, asking for at most `deep_context_limit` related objects each; `relationships`
+        are asked for as descriptors in the lookup itself (both default to this module's tables)."""
         if not api_key:
             raise ValueError("a VirusTotal API key is required")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not 1 <= deep_context_limit <= 40:
+            raise ValueError("deep_context_limit must be between 1 and 40 (VirusTotal's page size)")
         self._session = session
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
@@ -105,9 +140,28 @@ class VirusTotalClient:
         self._rng = rng or random.Random()  # noqa: S311 -- jitter, not cryptography
         self._lock = threading.Lock()
         self._requests_sent = 0
+        self._deep_context = deep_context
+        self._deep_context_limit = deep_context_limit
+        self._relationships = dict(DEFAULT_RELATIONSHIPS if relationships is None else relationships)
+        self._deep_relationships = dict(
+            DEEP_RELATIONSHIPS if deep_relationships is None else deep_relationships
+        )
 
     def __repr__(self) -> str:
-        return f"VirusTotalClient(base_url={self._base_url!r}, max_attempts={self._max_attempts})"
+        return (
+            f"VirusTotalClient(base_url={self._base_url!r}, max_attempts={self._max_attempts}, "
+            f"deep_context={self._deep_context})"
+        )
+
+    @property
+    def deep_context(self) -> bool:
+        """Whether lookups fetch full related objects, at one more request per relationship."""
+        return self._deep_context
+
+    def requests_per_lookup(self, ioc_type: IocType) -> int:
+        """The most requests one lookup of this type sends, retries aside: 1, plus one per deep
+        relationship with deep context (for a quota budget and the README)."""
+        return 1 + (len(self._deep_relationships.get(ioc_type, ())) if self._deep_context else 0)
 
     @property
     def requests_sent(self) -> int:
@@ -125,14 +179,53 @@ class VirusTotalClient:
             raise ValueError(f"{ioc.key} is skipped ({ioc.skipped_reason}) and is never looked up")
         collection, identifier = object_ref(ioc)
         # The id is already canonical; quoting it keeps a hostile value from reaching another path.
-        url = f"{self._base_url}/{collection}/{urllib.parse.quote(identifier, safe='')}"
+        object_url = f"{self._base_url}/{collection}/{urllib.parse.quote(identifier, safe='')}"
+        wanted = self._relationships.get(ioc.type, ())
+        query = "?" + urllib.parse.urlencode({"relationships": ",".join(wanted)}, safe=",") if wanted else ""
         try:
-            return self._get_data(url)
+            data = self._get_data(object_url + query)
         except VirusTotalNotFoundError:
             return None
+        if self._deep_context:
+            self._add_deep_context(data, object_url, self._deep_relationships.get(ioc.type, ()))
+        return data
+
+    def _add_deep_context(self, data: dict[str, Any], object_url: str, names: tuple[str, ...]) -> None:
+        """Replace relationship descriptors with full objects, one request per relationship. A failure
+        keeps the primary report and what was fetched, with a note; after a failure that retrying could
+        not cure (quota, outage) the remaining relationships are not asked for, to spare the quota."""
+        relationships = data.setdefault("relationships", {})
+        if not isinstance(relationships, dict):
+            relationships = data["relationships"] = {}
+        notes: list[str] = []
+        sent = 0
+        for position, name in enumerate(names):
+            url = f"{object_url}/{urllib.parse.quote(name, safe='')}?limit={self._deep_context_limit}"
+            sent += 1
+            try:
+                relationships[name] = self._get_document(url)
+            except VirusTotalError as error:
+                notes.append(f"deep context: {name} not fetched ({error}); the primary report is kept")
+                if isinstance(error, TransientError):
+                    skipped = names[position + 1 :]
+                    if skipped:
+                        notes.append(f"deep context: {', '.join(skipped)} not asked for after that failure")
+                    break
+        data[NOTES_KEY] = {"deep_requests": sent, "notes": notes}
 
     def _get_data(self, url: str) -> dict[str, Any]:
         """GET the URL with retries and return the `data` object of the answer."""
+        data = self._get_document(url).get("data")
+        if not isinstance(data, dict):
+            raise VirusTotalError(
+                "the answer is not a VirusTotal object: no JSON `data` object in it",
+                "InvalidResponseError",
+                200,
+            )
+        return data
+
+    def _get_document(self, url: str) -> dict[str, Any]:
+        """GET the URL with retries and return the JSON document of a 200 answer that holds `data`."""
         for attempt in range(1, self._max_attempts + 1):
             retry_after: float | None = None
             try:
@@ -150,7 +243,7 @@ class VirusTotalClient:
                 failure = VirusTotalError(self._redact(f"cannot send the request: {error}"), "RequestError")
             else:
                 if response.status_code == 200:
-                    return self._read_data(response)
+                    return self._read_document(response)
                 failure = self._error_of(response)
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             if not isinstance(failure, TransientError) or attempt == self._max_attempts:
@@ -183,20 +276,20 @@ class VirusTotalClient:
             allow_redirects=False,
         )
 
-    def _read_data(self, response: requests.Response) -> dict[str, Any]:
-        """The `data` object of a 200 answer."""
+    def _read_document(self, response: requests.Response) -> dict[str, Any]:
+        """The JSON document of a 200 answer; its `data` is an object, or a list for a relationship."""
         try:
             document = response.json()
         except ValueError:
             document = None
         data = document.get("data") if isinstance(document, dict) else None
-        if not isinstance(data, dict):
+        if not isinstance(document, dict) or not isinstance(data, dict | list):
             raise VirusTotalError(
                 "the answer is not a VirusTotal object: no JSON `data` object in it",
                 "InvalidResponseError",
                 response.status_code,
             )
-        return data
+        return document
 
     def _error_of(self, response: requests.Response) -> VirusTotalError:
         """The typed error of a non-200 answer, with the key scrubbed from whatever the server said."""

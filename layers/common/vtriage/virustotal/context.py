@@ -7,6 +7,7 @@ ISO-8601 UTC strings.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,54 @@ MAX_RANKS = 10
 MAX_REDIRECTIONS = 10
 MAX_TAGS = 20
 MAX_THREAT_LABELS = 5
+MAX_RESOLUTIONS = 20
+MAX_RELATED = 10
+MAX_RELATED_DETECTIONS = 10
+MAX_YARA_RULES = 10
+CONTEXT_MAX_BYTES = 48 * 1024
+"""The context's own budget, leaving room in the 64 KB per stored enrichment for the rest of it."""
+
+# Dropped in this order, largest and least decisive first, if a context still exceeds its budget.
+_DROPPABLE = (
+    "communicating_files",
+    "contacted_urls",
+    "contacted_domains",
+    "contacted_ips",
+    "detected_urls",
+    "whois",
+    "last_dns_records",
+    "resolutions",
+    "crowdsourced_yara_results",
+    "detections",
+)
+
+# Whois keys, lower-cased, for each field parsed out of the raw text; the first one present wins.
+_WHOIS_FIELDS = {
+    "registrar": ("registrar",),
+    "creation_date": (
+        "creation date",
+        "created",
+        "created on",
+        "registered on",
+        "registration time",
+        "regdate",
+    ),
+    "expiry_date": (
+        "registry expiry date",
+        "registrar registration expiration date",
+        "expiration date",
+        "expiry date",
+        "expires on",
+        "paid-till",
+        "expiration time",
+    ),
+    "updated_date": ("updated date", "last updated", "updated", "last-modified"),
+    "registrant_organization": ("registrant organization", "registrant organisation", "registrant org"),
+    "registrant_country": ("registrant country",),
+    "organization": ("orgname", "org-name", "organization"),
+    "network_name": ("netname",),
+    "country": ("country",),
+}
 
 _SIGNATURE_KEYS = (
     "verified",
@@ -39,11 +88,19 @@ _SIGNATURE_KEYS = (
 
 
 def trim_context(
-    ioc_type: IocType, attributes: dict[str, Any], relationships: dict[str, Any] | None = None
+    ioc_type: IocType,
+    attributes: dict[str, Any],
+    relationships: dict[str, Any] | None = None,
+    object_id: str | None = None,
 ) -> dict[str, Any]:
-    """The analyst's view of an object's `attributes` (and, for URLs, the serving IP among its
-    `relationships` when the lookup asked for it). Absent fields are left out."""
-    context = _TRIMMERS[ioc_type](attributes, relationships or {})
+    """The analyst's view of an object's `attributes` and of the `relationships` the lookup asked for
+    (descriptors, or full objects with deep context). `object_id` (the domain or IP itself) lets a
+    resolution descriptor, whose id is the IP followed by the host name, be split. Absent fields are
+    left out, and the whole stays within `CONTEXT_MAX_BYTES` of JSON."""
+    related = relationships or {}
+    context = _TRIMMERS[ioc_type](attributes, related)
+    if ioc_type in (IocType.DOMAIN, IocType.IP):
+        context.update(_network_relations(ioc_type, related, object_id))
     context.update(
         {
             "detections": detections(attributes),
@@ -53,7 +110,131 @@ def trim_context(
             "tags": _strings(attributes.get("tags"), MAX_TAGS),
         }
     )
-    return {name: value for name, value in context.items() if value not in (None, [], {}, "")}
+    return _within_budget({name: value for name, value in context.items() if value not in (None, [], {}, "")})
+
+
+def parse_whois(whois: Any) -> dict[str, str]:
+    """Key fields of a raw whois record: registrar, creation, expiry and update dates, registrant
+    organisation and country (domains), organisation, network name and country (IPs). The first line
+    carrying a field wins; redacted values are kept as they are."""
+    if not isinstance(whois, str):
+        return {}
+    lines: dict[str, str] = {}
+    for line in whois.splitlines():
+        key, separator, value = line.partition(":")
+        key, value = key.strip().casefold(), value.strip()
+        if separator and value and key not in lines:
+            lines[key] = value
+    fields = {}
+    for name, keys in _WHOIS_FIELDS.items():
+        found = next((lines[key] for key in keys if key in lines), None)
+        if found is not None:
+            fields[name] = _text(found, MAX_LABEL_CHARS) or ""
+    return fields
+
+
+def related_objects(
+    relationships: dict[str, Any], name: str, limit: int = MAX_RELATED
+) -> list[dict[str, Any]]:
+    """The objects of one relationship, trimmed: the id (and the URL of a URL), plus, for full objects
+    (deep context), their engine counts and flagging engines, and a file's name, type and threat label."""
+    trimmed = []
+    for item in _relationship_items(relationships, name)[:limit]:
+        attributes = item.get("attributes")
+        attributes = attributes if isinstance(attributes, dict) else {}
+        context_attributes = item.get("context_attributes")
+        context_attributes = context_attributes if isinstance(context_attributes, dict) else {}
+        entry: dict[str, Any] = {
+            "id": _text(item.get("id"), MAX_LABEL_CHARS),
+            "type": _text(item.get("type"), 32),
+            "url": _text(attributes.get("url") or context_attributes.get("url")),
+        }
+        stats = attributes.get("last_analysis_stats")
+        if isinstance(stats, dict):
+            entry.update(
+                {
+                    "malicious": _integer(stats.get("malicious")) or 0,
+                    "suspicious": _integer(stats.get("suspicious")) or 0,
+                    "total": sum(_counts(stats).values()),
+                    "detections": detections(attributes)[:MAX_RELATED_DETECTIONS],
+                    "last_analysis_date": iso_date(attributes.get("last_analysis_date")),
+                }
+            )
+        if item.get("type") == "file":
+            classification = _threat_classification(attributes.get("popular_threat_classification")) or {}
+            entry.update(
+                {
+                    "name": _text(attributes.get("meaningful_name"), MAX_LABEL_CHARS),
+                    "type_description": _text(attributes.get("type_description"), MAX_LABEL_CHARS),
+                    "threat_label": classification.get("suggested_threat_label"),
+                }
+            )
+        trimmed.append({key: value for key, value in entry.items() if value not in (None, [], "")})
+    return trimmed
+
+
+def _network_relations(
+    ioc_type: IocType, relationships: dict[str, Any], object_id: str | None
+) -> dict[str, Any]:
+    """Resolutions of a domain or IP, and with deep context its detected URLs and communicating files."""
+    urls = related_objects(relationships, "urls", limit=40)
+    files = related_objects(relationships, "communicating_files")
+    detected = [url for url in urls if url.get("malicious", 0) + url.get("suspicious", 0) > 0]
+    detected.sort(key=lambda url: -(url.get("malicious", 0) + url.get("suspicious", 0)))
+    return {
+        "resolutions": _resolutions(ioc_type, relationships, object_id),
+        "detected_urls": detected[:MAX_RELATED],
+        "urls_examined": len(urls) if "urls" in relationships else None,
+        "communicating_files": sorted(files, key=lambda file: -file.get("malicious", 0)),
+    }
+
+
+def _resolutions(
+    ioc_type: IocType, relationships: dict[str, Any], object_id: str | None
+) -> list[dict[str, Any]]:
+    """What a domain resolved to (`ip`), or what resolved to an IP (`host`), newest first when dated.
+
+    A descriptor's id is the IP followed by the host name (`1.2.3.4example.com`); a full resolution object
+    (deep context) says both, with the date."""
+    other = "ip" if ioc_type is IocType.DOMAIN else "host"
+    resolutions = []
+    for item in _relationship_items(relationships, "resolutions"):
+        attributes = item.get("attributes")
+        attributes = attributes if isinstance(attributes, dict) else {}
+        value = attributes.get("ip_address" if other == "ip" else "host_name")
+        identifier = str(item.get("id") or "")
+        if not value and object_id and identifier:
+            if other == "ip" and identifier.endswith(object_id):
+                value = identifier[: -len(object_id)]
+            elif other == "host" and identifier.startswith(object_id):
+                value = identifier[len(object_id) :]
+        if value:
+            resolution = {other: _text(value, MAX_LABEL_CHARS), "date": iso_date(attributes.get("date"))}
+            resolutions.append({key: item for key, item in resolution.items() if item is not None})
+    resolutions.sort(key=lambda resolution: resolution.get("date", ""), reverse=True)
+    return resolutions[:MAX_RESOLUTIONS]
+
+
+def _relationship_items(relationships: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The related objects or descriptors of one relationship, one-to-one or one-to-many."""
+    relation = relationships.get(name)
+    data = relation.get("data") if isinstance(relation, dict) else None
+    if isinstance(data, dict):
+        return [data]
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
+
+def _within_budget(context: dict[str, Any]) -> dict[str, Any]:
+    """The context, with its bulkiest optional parts dropped (and named) if it exceeds its budget."""
+    dropped = []
+    for name in _DROPPABLE:
+        if len(json.dumps(context, default=str).encode()) <= CONTEXT_MAX_BYTES:
+            break
+        if context.pop(name, None) is not None:
+            dropped.append(name)
+    if dropped:
+        context["dropped_for_size"] = dropped
+    return context
 
 
 def detections(attributes: dict[str, Any]) -> list[dict[str, str]]:
@@ -103,7 +284,7 @@ def trim_whois(whois: Any, limit: int = WHOIS_MAX_CHARS) -> str | None:
     return f"{kept}\n[trimmed: {len(kept)} of {len(text)} characters shown]"
 
 
-def _file(attributes: dict[str, Any], _relationships: dict[str, Any]) -> dict[str, Any]:
+def _file(attributes: dict[str, Any], relationships: dict[str, Any]) -> dict[str, Any]:
     names = _strings(attributes.get("names"), MAX_NAMES)
     all_names = attributes.get("names")
     return {
@@ -125,7 +306,28 @@ def _file(attributes: dict[str, Any], _relationships: dict[str, Any]) -> dict[st
             attributes.get("popular_threat_classification")
         ),
         "signature_info": _signature(attributes.get("signature_info")),
+        "crowdsourced_yara_results": _yara(attributes.get("crowdsourced_yara_results")),
+        "sigma_analysis_stats": _counts(attributes.get("sigma_analysis_stats")),
+        "crowdsourced_ids_stats": _counts(attributes.get("crowdsourced_ids_stats")),
+        "contacted_urls": related_objects(relationships, "contacted_urls"),
+        "contacted_domains": related_objects(relationships, "contacted_domains"),
+        "contacted_ips": related_objects(relationships, "contacted_ips"),
     }
+
+
+def _yara(value: Any) -> list[dict[str, str]]:
+    """Crowdsourced YARA matches: rule, ruleset, source and author, capped."""
+    if not isinstance(value, list):
+        return []
+    matches = []
+    for item in value[:MAX_YARA_RULES]:
+        if isinstance(item, dict):
+            match = {
+                key: _text(item.get(key), MAX_LABEL_CHARS)
+                for key in ("rule_name", "ruleset_name", "source", "author")
+            }
+            matches.append({key: text for key, text in match.items() if text})
+    return matches
 
 
 def _domain(attributes: dict[str, Any], _relationships: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +340,7 @@ def _domain(attributes: dict[str, Any], _relationships: dict[str, Any]) -> dict[
         "last_dns_records_date": iso_date(attributes.get("last_dns_records_date")),
         "popularity_ranks": _ranks(attributes.get("popularity_ranks")),
         "whois": trim_whois(attributes.get("whois")),
+        "whois_fields": parse_whois(attributes.get("whois")),
         "whois_date": iso_date(attributes.get("whois_date")),
     }
 
@@ -151,6 +354,7 @@ def _ip(attributes: dict[str, Any], _relationships: dict[str, Any]) -> dict[str,
         "network": _text(attributes.get("network")),
         "regional_internet_registry": _text(attributes.get("regional_internet_registry")),
         "whois": trim_whois(attributes.get("whois")),
+        "whois_fields": parse_whois(attributes.get("whois")),
         "whois_date": iso_date(attributes.get("whois_date")),
     }
 
@@ -164,6 +368,8 @@ def _url(attributes: dict[str, Any], relationships: dict[str, Any]) -> dict[str,
         "redirection_chain": _strings(attributes.get("redirection_chain"), MAX_REDIRECTIONS),
         "last_http_response_code": _integer(attributes.get("last_http_response_code")),
         "serving_ip_address": _serving_ip(attributes, relationships),
+        "serving_ip_detections": _serving_ip_detections(relationships),
+        "network_location": _descriptor_id(relationships, "network_location"),
         "threat_names": _strings(attributes.get("threat_names"), MAX_NAMES),
         "first_submission_date": iso_date(attributes.get("first_submission_date")),
     }
@@ -185,6 +391,23 @@ def _serving_ip(attributes: dict[str, Any], relationships: dict[str, Any]) -> st
         if isinstance(data, dict):
             return _text(data.get("id"))
     return _text(relation)
+
+
+def _serving_ip_detections(relationships: dict[str, Any]) -> dict[str, Any] | None:
+    """With deep context, the serving IP's own engine counts and flagging engines."""
+    related = related_objects(relationships, "last_serving_ip_address", limit=1)
+    if not related or "total" not in related[0]:
+        return None
+    return {
+        key: related[0][key]
+        for key in ("malicious", "suspicious", "total", "detections")
+        if key in related[0]
+    }
+
+
+def _descriptor_id(relationships: dict[str, Any], name: str) -> str | None:
+    items = _relationship_items(relationships, name)
+    return _text(items[0].get("id"), MAX_LABEL_CHARS) if items else None
 
 
 def _threat_classification(value: Any) -> dict[str, Any] | None:

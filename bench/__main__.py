@@ -1,0 +1,233 @@
+"""`make bench`: the figures issue 4 asks for, each a ratio measured in one run on this machine.
+
+1. throughput: the real enrich handler (moto for AWS) against what teams write today, a sequential
+   loop over every IOC with vt-py and no cache, both against the replay server at 150 ms a request;
+2. VirusTotal requests per unique IOC over the corpus replayed twice (new finding versions, so only
+   the cache can spare a request);
+3. cold start: importing and initialising the enrich handler against `import boto3; boto3.client("dynamodb")`;
+4. peak memory (tracemalloc) of one batch of 10 alerts with the largest reports.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import vt
+
+from bench.corpus import build_corpus, write_recordings
+from vtriage_local.replay import ReplayServer, bundled_recordings
+from vtriage_local.stack import LocalAws
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+API_KEY = "bench-replay-key"
+LATENCY_MS = 150
+BATCHES = 5
+# A premium-like quota: the public API's 4 a minute would measure the quota, not the code.
+PREMIUM_ENV = {"VT_QUOTA_PER_MINUTE": "10000", "VT_QUOTA_PER_DAY": "1000000", "VT_MAX_CONCURRENCY": "10"}
+
+
+def _sqs_event(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"bench-{index}-{alert['id']}",
+                "receiptHandle": f"handle-{index}",
+                "body": json.dumps(alert),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:AlertQueue",
+                "awsRegion": "us-east-1",
+            }
+            for index, alert in enumerate(alerts)
+        ]
+    }
+
+
+def _new_versions(batches: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The same findings updated later: new cases, the same IOCs."""
+    updated = copy.deepcopy(batches)
+    for batch in updated:
+        for alert in batch:
+            alert["detail"]["updatedAt"] = "2026-11-26T11:00:00.000Z"
+    return updated
+
+
+def _baseline(replay: ReplayServer, iocs_per_alert: list[list[str]]) -> float:
+    host = replay.base_url.removesuffix("/api/v3")
+    started = time.perf_counter()
+    with vt.Client(API_KEY, host=host) as client:
+        for iocs in iocs_per_alert:
+            for ip in iocs:
+                client.get_object(f"/ip_addresses/{ip}")
+    return time.perf_counter() - started
+
+
+def throughput_and_requests() -> dict[str, Any]:
+    """Figures 1 and 2."""
+    corpus = build_corpus(batches=BATCHES)
+    with tempfile.TemporaryDirectory() as folder:
+        write_recordings(Path(folder), corpus.unique_iocs)
+        with ReplayServer(Path(folder), api_key=API_KEY, latency_ms=LATENCY_MS) as replay:
+            baseline_s = _baseline(replay, corpus.iocs_per_alert)
+            baseline_requests = replay.request_count
+            os.environ["VT_BASE_URL"] = replay.base_url
+            with LocalAws(vt_api_key=API_KEY) as aws:
+                # After the stack set the template's environment: these override it.
+                os.environ.update(PREMIUM_ENV)
+                before = replay.request_count
+                started = time.perf_counter()
+                for batch in corpus.batches:
+                    response = aws.invoke("EnrichFunction", _sqs_event(batch))
+                    assert not response["batchItemFailures"], response
+                vtriage_s = time.perf_counter() - started
+                for batch in _new_versions(corpus.batches):
+                    aws.invoke("EnrichFunction", _sqs_event(batch))
+                vtriage_requests = replay.request_count - before
+    unique = len(corpus.unique_iocs)
+    return {
+        "throughput": {
+            "batches": BATCHES,
+            "alerts": sum(len(batch) for batch in corpus.batches),
+            "unique_iocs_per_batch": 40,
+            "ioc_occurrences": sum(len(iocs) for iocs in corpus.iocs_per_alert),
+            "latency_ms": LATENCY_MS,
+            "baseline_vtpy_sequential_s": round(baseline_s, 2),
+            "baseline_requests": baseline_requests,
+            "vtriage_s": round(vtriage_s, 2),
+            "speedup": round(baseline_s / vtriage_s, 2),
+            "goal": ">= 5.0",
+        },
+        "requests_per_unique_ioc": {
+            "unique_iocs": unique,
+            "passes": 2,
+            "vt_requests": vtriage_requests,
+            "ratio": round(vtriage_requests / unique, 2),
+            "goal": "1.00",
+        },
+    }
+
+
+_COLD_HANDLER = """
+import os, sys, time
+started = time.perf_counter()
+sys.path.insert(0, "functions/enrich")
+import app
+from vtriage.adapters.factories import enricher_factory
+from vtriage.config import EnrichSettings
+enricher_factory(EnrichSettings.from_environ())
+print(time.perf_counter() - started)
+"""
+_COLD_BOTO3 = """
+import time
+started = time.perf_counter()
+import boto3
+boto3.client("dynamodb")
+print(time.perf_counter() - started)
+"""
+_COLD_ENV = {
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "CASES_TABLE_NAME": "cases",
+    "ENRICHMENTS_TABLE_NAME": "enrichments",
+    "QUOTA_TABLE_NAME": "quota",
+    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:triage",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
+    "VT_API_KEY_SECRET_NAME": "vtriage/virustotal-api-key",
+    "POWERTOOLS_SERVICE_NAME": "vtriage",
+    "POWERTOOLS_METRICS_NAMESPACE": "vtriage",
+}
+
+
+def cold_start(runs: int = 7) -> dict[str, Any]:
+    """Figure 3: medians of fresh interpreters, the two measured alternately under the same conditions."""
+    env = {**os.environ, **_COLD_ENV}
+    handler: list[float] = []
+    boto3_only: list[float] = []
+    for _ in range(runs):
+        for script, sink in ((_COLD_HANDLER, handler), (_COLD_BOTO3, boto3_only)):
+            output = subprocess.run(
+                [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+            )
+            sink.append(float(output.stdout.strip().splitlines()[-1]))
+    handler_s, boto3_s = statistics.median(handler), statistics.median(boto3_only)
+    return {
+        "enrich_handler_s": round(handler_s, 3),
+        "boto3_dynamodb_client_s": round(boto3_s, 3),
+        "ratio": round(handler_s / boto3_s, 2),
+        "goal": "<= 1.5",
+    }
+
+
+def peak_memory() -> dict[str, Any]:
+    """Figure 4: tracemalloc's peak while the handler triages 10 alerts, each with a distinct large report."""
+    domain_report = json.loads((bundled_recordings() / "domains" / "tawuhoju.com.json").read_text())
+    event = json.loads((ROOT / "events" / "synthetic-guardduty-backdoor-c2-dns.json").read_text())
+    alerts, sizes = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "domains").mkdir()
+        for index in range(10):
+            domain = f"bench-large-{index}.com"
+            report = copy.deepcopy(domain_report)
+            report["data"]["id"] = domain
+            text = json.dumps(report)
+            sizes.append(len(text))
+            (Path(folder) / "domains" / f"synthetic-{domain}.json").write_text(text)
+            alert = copy.deepcopy(event)
+            alert["detail"]["id"] = f"{index:032x}"
+            alert["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = domain
+            alerts.append(alert)
+        with ReplayServer(Path(folder), api_key=API_KEY) as replay:
+            os.environ["VT_BASE_URL"] = replay.base_url
+            with LocalAws(vt_api_key=API_KEY) as aws:
+                os.environ.update(PREMIUM_ENV)
+                aws.handler("EnrichFunction")  # imported before measuring: the figure is the batch's
+                tracemalloc.start()
+                aws.invoke("EnrichFunction", _sqs_event(alerts))
+                _, peak = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+    return {
+        "alerts": len(alerts),
+        "largest_report_kb": round(max(sizes) / 1024, 1),
+        "peak_mb": round(peak / 2**20, 1),
+        "goal": "< 128",
+    }
+
+
+def main() -> int:
+    """Run every benchmark, print a table, write bench/results.json."""
+    results: dict[str, Any] = throughput_and_requests()
+    results["cold_start"] = cold_start()
+    results["peak_memory"] = peak_memory()
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    rows = [
+        ("throughput speedup vs vt-py sequential", results["throughput"]["speedup"], ">= 5.0x"),
+        (
+            "VirusTotal requests per unique IOC (2 passes)",
+            results["requests_per_unique_ioc"]["ratio"],
+            "1.00",
+        ),
+        ("cold start, handler / boto3 + client", results["cold_start"]["ratio"], "<= 1.5x"),
+        ("peak memory of a 10-alert batch (MB)", results["peak_memory"]["peak_mb"], "< 128"),
+    ]
+    print(f"{'figure':<48} {'measured':>10}   goal")
+    for name, value, goal in rows:
+        print(f"{name:<48} {value:>10}   {goal}")
+    print(f"details: {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

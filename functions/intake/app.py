@@ -1,0 +1,25 @@
+"""Intake function: behind a function URL with IAM auth, queues one pushed alert once it validates."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vtriage.adapters.factories import intake_queue
+from vtriage.config import IntakeSettings
+from vtriage.intake_api import caller_of, function_url_response
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Answer one function URL request: 202 once queued, 4xx with the reason and field otherwise."""
+    settings = IntakeSettings.from_environ()
+    response = function_url_response(event, intake_queue(settings), settings.max_message_bytes)
+    # Who pushed what: the only record of a sender, since the queued body is kept unchanged.
+    logger.info(
+        "pushed alert answered",
+        extra={"status": response["statusCode"], "caller": caller_of(event), "response": response["body"]},
+    )
+    return response

@@ -1,0 +1,26 @@
+"""Queues a pushed alert on the alert queue, where the enrich function picks it up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from vtriage.adapters.aws_errors import raise_transient
+
+
+class SqsAlertQueue:
+    """The alert queue, written to by the intake function and by `vtriage send`."""
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def send(self, body: str) -> str:
+        """Queue the body unchanged; return SQS's message id. Throttling raises TransientError."""
+        try:
+            response = self._client.send_message(QueueUrl=self._queue_url, MessageBody=body)
+        except ClientError as error:
+            raise_transient(error)
+            raise
+        return str(response["MessageId"])

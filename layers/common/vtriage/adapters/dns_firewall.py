@@ -1,0 +1,137 @@
+"""Blocking a domain through a Route 53 Resolver DNS Firewall domain list, which a rule group blocks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from vtriage.adapters.aws_errors import is_transient
+from vtriage.errors import TransientError
+from vtriage.models import Action, ActionStatus
+
+# What DNS Firewall accepts in a domain list: an optional leading "*." then letters, digits, hyphens, dots.
+_DOMAIN = re.compile(r"^(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+$")
+# The list is being updated by an earlier call: it takes the next update once that one completes.
+_BUSY_CODES = frozenset({"ConflictException"})
+
+
+class DnsFirewallDomainBlocker:
+    """`ResponseActuator` for BLOCK_DOMAIN_DNS_FIREWALL: adds the domain (the target) to one DNS Firewall
+    domain list. Without a list (`domain_list_id=None`, an account that has none) every action is
+    SKIPPED so that the case goes to a ticket instead. Rollback removes the domain if vtriage added it.
+    """
+
+    def __init__(self, route53resolver_client: Any, domain_list_id: str | None) -> None:
+        """Take a boto3 Route 53 Resolver client and the domain list's id, or None when there is none."""
+        self._resolver = route53resolver_client
+        self._list_id = domain_list_id
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Add the domain unless the list holds it; `before`/`after` say whether it was there."""
+        if self._list_id is None:
+            return _outcome(
+                action, ActionStatus.SKIPPED, "not blocked: no DNS Firewall domain list configured"
+            )
+        domain = _normalise(action.target)
+        if not _DOMAIN.match(domain) or len(domain) > 255:
+            return _outcome(
+                action, ActionStatus.FAILED, f"not blocked: {action.target!r} is not a domain name"
+            )
+        list_id = self._list_id
+        return self._guard(action, "blocking", lambda: self._add(action, list_id, domain, dry_run))
+
+    def rollback(self, action: Action) -> Action:
+        """Remove the domain from the list if vtriage added it; leave it if it was there before."""
+        before = action.before or {}
+        if "present" not in before or not before.get("domain_list_id"):
+            return action.model_copy(
+                update={"detail": "nothing to undo: no state of the domain list was recorded"}
+            )
+        list_id, domain = str(before["domain_list_id"]), str(before["domain"])
+        if before["present"]:
+            detail = (
+                f"already as before: {domain} was in DNS Firewall domain list {list_id} before vtriage acted"
+            )
+            return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=before)
+        return self._guard(action, "unblocking", lambda: self._remove(action, list_id, domain))
+
+    def _add(self, action: Action, list_id: str, domain: str, dry_run: bool) -> Action:
+        present = domain in self._domains(list_id)
+        before = {"domain_list_id": list_id, "domain": domain, "present": present}
+        if present:
+            detail = f"already blocked: {domain} is in DNS Firewall domain list {list_id}"
+            return _outcome(action, ActionStatus.DONE, detail, before, before)
+        if dry_run:
+            detail = f"dry run, nothing changed: would add {domain} to DNS Firewall domain list {list_id}"
+            return _outcome(action, ActionStatus.DRY_RUN, detail, before)
+        response = self._resolver.update_firewall_domains(
+            FirewallDomainListId=list_id, Operation="ADD", Domains=[domain]
+        )
+        after = {**before, "present": True}
+        detail = (
+            f"blocked: added {domain} to DNS Firewall domain list {list_id} (list {response.get('Status')})"
+        )
+        return _outcome(action, ActionStatus.DONE, detail, before, after)
+
+    def _remove(self, action: Action, list_id: str, domain: str) -> Action:
+        after = {"domain_list_id": list_id, "domain": domain, "present": False}
+        if domain not in self._domains(list_id):
+            detail = f"already as before: {domain} is not in DNS Firewall domain list {list_id}"
+            return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=after)
+        self._resolver.update_firewall_domains(
+            FirewallDomainListId=list_id, Operation="REMOVE", Domains=[domain]
+        )
+        detail = f"rolled back: removed {domain} from DNS Firewall domain list {list_id}"
+        return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=after)
+
+    def _domains(self, list_id: str) -> set[str]:
+        paginator = self._resolver.get_paginator("list_firewall_domains")
+        return {
+            _normalise(str(domain))
+            for page in paginator.paginate(FirewallDomainListId=list_id)
+            for domain in page.get("Domains", [])
+        }
+
+    def _guard(self, action: Action, doing: str, operation: Callable[[], Action]) -> Action:
+        """Throttling, 5xx and a list busy with an update become TransientError; a missing list, FAILED."""
+        try:
+            return operation()
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if is_transient(error) or code in _BUSY_CODES:
+                raise TransientError(
+                    f"DNS Firewall is unavailable while {doing} {action.target}: {error}"
+                ) from error
+            if code == "ResourceNotFoundException":
+                return _outcome(
+                    action,
+                    ActionStatus.FAILED,
+                    f"{doing} failed: domain list {self._list_id} not found: {error}",
+                )
+            raise
+
+
+def _normalise(domain: str) -> str:
+    # A listed domain may be fully qualified ("example.com."): compare without the final dot, in lower case.
+    return domain.strip().lower().rstrip(".")
+
+
+def _outcome(
+    action: Action,
+    status: ActionStatus,
+    detail: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> Action:
+    """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
+    return action.model_copy(
+        update={
+            "status": status,
+            "detail": detail,
+            "before": action.before if before is None else before,
+            "after": after,
+        }
+    )

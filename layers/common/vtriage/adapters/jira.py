@@ -1,0 +1,210 @@
+"""Jira Cloud tickets: one issue per case through REST API v3, comments on it for what follows.
+
+- Create: `POST {base}/rest/api/3/issue` with `fields` {project.key, summary, issuetype.name,
+  description (Atlassian Document Format), labels, priority.name}; Jira answers 201 `{id, key, self}`.
+- Comment: `POST {base}/rest/api/3/issue/{key}/comment` with `{"body": ADF}`; 201.
+- Auth: HTTP Basic with the Atlassian account's email and an API token.
+- Errors: `{"errorMessages": [...], "errors": {field: message}}`.
+
+The ticket's id is the issue key and its url `{base}/browse/{key}`.
+
+Priority from the detector's severity (`DEFAULT_PRIORITIES`, Jira's default priority scheme):
+critical (9-10) → Highest, high (7-8.9) → High, medium (4-6.9) → Medium, low (below 4) → Low.
+Pass `priorities=None` for a project whose create screen has no priority field (Jira answers 400).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from vtriage.adapters.http_tickets import (
+    DEFAULT_TIMEOUT,
+    BasicCredentials,
+    HttpTicketClient,
+    TicketProviderError,
+    json_object,
+)
+from vtriage.models import Case, Ticket
+
+PROVIDER = "jira"
+VENDOR = "Jira"
+DEFAULT_PRIORITIES: Mapping[str, str] = {
+    "critical": "Highest",
+    "high": "High",
+    "medium": "Medium",
+    "low": "Low",
+}
+DEFAULT_LABELS = ("vtriage",)
+MAX_SUMMARY_CHARS = 255
+# Jira Cloud refuses a text field above 32,767 characters; leave room for the ADF around the text.
+MAX_DESCRIPTION_CHARS = 30_000
+MAX_LABEL_CHARS = 255
+_ISSUE_KEY = re.compile(r"^[A-Z][A-Z0-9_]*-[0-9]+$")
+_URL = re.compile(r"https?://[^\s]+")
+
+
+class JiraTicketSink:
+    """Implements `TicketSink` on Jira Cloud's REST API v3."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        credentials: BasicCredentials,
+        project_key: str,
+        issue_type: str = "Task",
+        *,
+        now: Callable[[], datetime],
+        priorities: Mapping[str, str] | None = DEFAULT_PRIORITIES,
+        labels: Iterable[str] = DEFAULT_LABELS,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        """Take the site (`https://your-domain.atlassian.net`), the account email and API token, the
+        project and issue type to create, a clock, the severity → priority names and fixed labels."""
+        if not project_key:
+            raise ValueError("a Jira project key is required")
+        self._base_url = base_url.rstrip("/")
+        self._project_key = project_key
+        self._issue_type = issue_type
+        self._now = now
+        self._priorities = dict(priorities) if priorities is not None else None
+        self._labels = [label_for(label) for label in labels]
+        self._http = HttpTicketClient(
+            VENDOR, session, credentials, read_vendor_message=read_error, timeout=timeout
+        )
+
+    def __repr__(self) -> str:
+        return f"JiraTicketSink(base_url={self._base_url!r}, project_key={self._project_key!r})"
+
+    def open(self, case: Case, report: str) -> Ticket:
+        """Create an issue holding the report; the ticket is named by the issue key."""
+        fields = issue_fields(
+            case,
+            report,
+            project_key=self._project_key,
+            issue_type=self._issue_type,
+            priorities=self._priorities,
+            labels=self._labels,
+        )
+        response = self._http.send(
+            "POST", f"{self._base_url}/rest/api/3/issue", body=_json({"fields": fields})
+        )
+        key = json_object(response).get("key")
+        if not isinstance(key, str) or not _ISSUE_KEY.match(key):
+            raise TicketProviderError(VENDOR, response.status_code, "the answer names no issue key")
+        return Ticket(provider=PROVIDER, id=key, url=f"{self._base_url}/browse/{key}", created_at=self._now())
+
+    def comment(self, ticket: Ticket, text: str) -> None:
+        """Add the text as a comment on the ticket's issue."""
+        key = urllib.parse.quote(ticket.id, safe="")
+        url = f"{self._base_url}/rest/api/3/issue/{key}/comment"
+        self._http.send("POST", url, body=_json({"body": adf_document(_fit(text))}))
+
+
+def issue_fields(
+    case: Case,
+    report: str,
+    *,
+    project_key: str,
+    issue_type: str,
+    priorities: Mapping[str, str] | None,
+    labels: Iterable[str],
+) -> dict[str, Any]:
+    """The `fields` of the create-issue request for the case."""
+    alert = case.alert
+    fields: dict[str, Any] = {
+        "project": {"key": project_key},
+        "issuetype": {"name": issue_type},
+        "summary": summary_for(case),
+        "description": adf_document(_fit(report)),
+        "labels": _unique(
+            [
+                *labels,
+                label_for(f"severity-{alert.severity.label}"),
+                label_for(f"verdict-{case.verdict.value}"),
+                label_for(alert.source),
+                label_for(alert.type),
+                # Searching `labels = <case id>` finds the issue of a case.
+                label_for(case.case_id),
+            ]
+        ),
+    }
+    if priorities is not None and alert.severity.label in priorities:
+        fields["priority"] = {"name": priorities[alert.severity.label]}
+    return fields
+
+
+def summary_for(case: Case) -> str:
+    """One line of at most 255 characters: severity, verdict and the alert's title."""
+    text = f"[{case.alert.severity.label.upper()}] {case.verdict.value}: {case.alert.title}"
+    single_line = " ".join(text.split())
+    if len(single_line) > MAX_SUMMARY_CHARS:
+        single_line = single_line[: MAX_SUMMARY_CHARS - 3].rstrip() + "..."
+    return single_line
+
+
+def label_for(text: str) -> str:
+    """A Jira label: no whitespace (Jira refuses it), at most 255 characters."""
+    return re.sub(r"\s+", "_", text.strip())[:MAX_LABEL_CHARS]
+
+
+def adf_document(text: str) -> dict[str, Any]:
+    """Plain text as an Atlassian Document Format document: a paragraph per block of lines (hard
+    breaks between the lines), and every http(s) URL a link an analyst can click."""
+    blocks = [block for block in re.split(r"\n\s*\n", text.strip("\n")) if block.strip()]
+    paragraphs = []
+    for block in blocks:
+        content: list[dict[str, Any]] = []
+        for index, line in enumerate(block.split("\n")):
+            if index:
+                content.append({"type": "hardBreak"})
+            content.extend(_inline_nodes(line))
+        paragraphs.append({"type": "paragraph", "content": content})
+    return {"type": "doc", "version": 1, "content": paragraphs or [{"type": "paragraph", "content": []}]}
+
+
+def read_error(response: requests.Response) -> str | None:
+    """Jira's `errorMessages` and per-field `errors`, in one line."""
+    document = json_object(response)
+    messages = [str(message) for message in document.get("errorMessages") or [] if message]
+    errors = document.get("errors")
+    if isinstance(errors, dict):
+        messages += [f"{name}: {message}" for name, message in errors.items()]
+    return "; ".join(messages) or None
+
+
+def _inline_nodes(line: str) -> list[dict[str, Any]]:
+    """Text nodes for one line; ADF refuses an empty text node, so none is made."""
+    nodes: list[dict[str, Any]] = []
+    position = 0
+    for match in _URL.finditer(line):
+        if match.start() > position:
+            nodes.append({"type": "text", "text": line[position : match.start()]})
+        url = match.group()
+        nodes.append({"type": "text", "text": url, "marks": [{"type": "link", "attrs": {"href": url}}]})
+        position = match.end()
+    if position < len(line):
+        nodes.append({"type": "text", "text": line[position:]})
+    return nodes
+
+
+def _fit(text: str) -> str:
+    if len(text) <= MAX_DESCRIPTION_CHARS:
+        return text
+    notice = "\n\n[cut at Jira's field size limit: the case in DynamoDB holds everything]"
+    return text[: MAX_DESCRIPTION_CHARS - len(notice)] + notice
+
+
+def _unique(labels: list[str]) -> list[str]:
+    return [label for index, label in enumerate(labels) if label and label not in labels[:index]]
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False).encode()

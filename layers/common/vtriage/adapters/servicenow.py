@@ -1,0 +1,189 @@
+"""ServiceNow tickets: one incident per case through the Table API, work notes for what follows.
+
+- Create: `POST {base}/api/now/table/incident` with short_description, description, impact, urgency,
+  category, correlation_id (the case id), correlation_display ("vtriage") and, when configured,
+  assignment_group and caller_id; ServiceNow answers 201 `{"result": {"sys_id", "number", ...}}`.
+- Comment: `PATCH {base}/api/now/table/incident/{sys_id}` with `{"work_notes": text}` (or
+  `comments`, visible to the caller); 200.
+- Auth: HTTP Basic (an integration user) or an OAuth 2.0 bearer token.
+- Errors: `{"error": {"message", "detail"}, "status": "failure"}`.
+
+The ticket's id is the incident number (INC0010001) and its url
+`{base}/nav_to.do?uri=incident.do?sys_id={sys_id}`, from which a comment reads the sys_id back.
+
+Impact and urgency from the detector's severity (`DEFAULT_IMPACT_URGENCY`, 1 = high, 3 = low), which
+the default priority lookup turns into: critical → 1/1 (P1 Critical), high → 1/2 (P2 High),
+medium → 2/2 (P3 Moderate), low → 2/3 (P4 Low).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from vtriage.adapters.http_tickets import (
+    DEFAULT_TIMEOUT,
+    Credentials,
+    HttpTicketClient,
+    TicketProviderError,
+    json_object,
+)
+from vtriage.models import Case, Ticket
+
+PROVIDER = "servicenow"
+VENDOR = "ServiceNow"
+DEFAULT_IMPACT_URGENCY: Mapping[str, tuple[int, int]] = {
+    "critical": (1, 1),
+    "high": (1, 2),
+    "medium": (2, 2),
+    "low": (2, 3),
+}
+DEFAULT_CATEGORY = "security"
+COMMENT_FIELDS = ("work_notes", "comments")
+# The incident table's dictionary: short_description holds 160 characters, description 4,000.
+MAX_SHORT_DESCRIPTION_CHARS = 160
+MAX_DESCRIPTION_CHARS = 4000
+_SYS_ID = re.compile(r"^[0-9a-f]{32}$")
+_SYS_ID_IN_URL = re.compile(r"sys_id(?:=|%3D)([0-9a-f]{32})", re.IGNORECASE)
+
+
+class ServiceNowTicketSink:
+    """Implements `TicketSink` on the ServiceNow Table API (incident table by default)."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        now: Callable[[], datetime],
+        category: str | None = DEFAULT_CATEGORY,
+        assignment_group: str | None = None,
+        caller_id: str | None = None,
+        comment_field: str = "work_notes",
+        impact_urgency: Mapping[str, tuple[int, int]] = DEFAULT_IMPACT_URGENCY,
+        table: str = "incident",
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        """Take the instance (`https://your-instance.service-now.com`), Basic credentials or a bearer
+        token, a clock, and the incident's optional category, assignment group and caller."""
+        if comment_field not in COMMENT_FIELDS:
+            raise ValueError(f"comment_field must be one of {COMMENT_FIELDS}")
+        if not re.fullmatch(r"[a-z0-9_]+", table):
+            raise ValueError("table must be a ServiceNow table name")
+        self._base_url = base_url.rstrip("/")
+        self._now = now
+        self._category = category
+        self._assignment_group = assignment_group
+        self._caller_id = caller_id
+        self._comment_field = comment_field
+        self._impact_urgency = dict(impact_urgency)
+        self._table = table
+        self._http = HttpTicketClient(
+            VENDOR, session, credentials, read_vendor_message=read_error, timeout=timeout
+        )
+
+    def __repr__(self) -> str:
+        return f"ServiceNowTicketSink(base_url={self._base_url!r}, table={self._table!r})"
+
+    def open(self, case: Case, report: str) -> Ticket:
+        """Create an incident holding the report; the ticket is named by the incident number."""
+        response = self._http.send(
+            "POST",
+            self._table_url(),
+            body=_json(self.record_for(case, report)),
+            params={"sysparm_fields": "sys_id,number"},
+        )
+        result = json_object(response).get("result")
+        sys_id = result.get("sys_id") if isinstance(result, dict) else None
+        number = result.get("number") if isinstance(result, dict) else None
+        if not isinstance(sys_id, str) or not _SYS_ID.match(sys_id) or not isinstance(number, str):
+            raise TicketProviderError(VENDOR, response.status_code, "the answer holds no sys_id and number")
+        url = f"{self._base_url}/nav_to.do?uri={self._table}.do?sys_id={sys_id}"
+        return Ticket(provider=PROVIDER, id=number, url=url, created_at=self._now())
+
+    def comment(self, ticket: Ticket, text: str) -> None:
+        """Add the text to the incident's work notes (or comments, as configured)."""
+        sys_id = self._sys_id_of(ticket)
+        self._http.send("PATCH", f"{self._table_url()}/{sys_id}", body=_json({self._comment_field: text}))
+
+    def record_for(self, case: Case, report: str) -> dict[str, str]:
+        """The incident's fields for the case. A report longer than the description holds goes, whole,
+        into the work notes too."""
+        impact, urgency = self._impact_urgency.get(case.alert.severity.label, (2, 2))
+        record = {
+            "short_description": _short_description(case),
+            "description": _fit(report, MAX_DESCRIPTION_CHARS),
+            "impact": str(impact),
+            "urgency": str(urgency),
+            # The task table's fields for a record mirrored from another system.
+            "correlation_id": case.case_id,
+            "correlation_display": "vtriage",
+        }
+        if len(report) > MAX_DESCRIPTION_CHARS:
+            record["work_notes"] = report
+        optional = {
+            "category": self._category,
+            "assignment_group": self._assignment_group,
+            "caller_id": self._caller_id,
+        }
+        record.update({name: value for name, value in optional.items() if value})
+        return record
+
+    def _table_url(self) -> str:
+        return f"{self._base_url}/api/now/table/{self._table}"
+
+    def _sys_id_of(self, ticket: Ticket) -> str:
+        """The incident's sys_id: from the ticket's url, else looked up by its number."""
+        found = _SYS_ID_IN_URL.search(ticket.url or "")
+        if found:
+            return found.group(1).lower()
+        response = self._http.send(
+            "GET",
+            self._table_url(),
+            params={
+                # Numbers are letters and digits: anything else could add a condition to the query.
+                "sysparm_query": "number=" + re.sub(r"[^A-Za-z0-9]", "", ticket.id),
+                "sysparm_fields": "sys_id",
+                "sysparm_limit": "1",
+            },
+        )
+        results = json_object(response).get("result")
+        if isinstance(results, list) and results and isinstance(results[0], dict):
+            sys_id = results[0].get("sys_id")
+            if isinstance(sys_id, str) and _SYS_ID.match(sys_id):
+                return sys_id
+        raise TicketProviderError(VENDOR, response.status_code, f"no {self._table} numbered {ticket.id}")
+
+
+def read_error(response: requests.Response) -> str | None:
+    """ServiceNow's `error.message` and `error.detail`, in one line."""
+    error = json_object(response).get("error")
+    if not isinstance(error, dict):
+        return None
+    parts = [str(error[name]) for name in ("message", "detail") if error.get(name)]
+    return ": ".join(parts) or None
+
+
+def _short_description(case: Case) -> str:
+    text = f"[{case.alert.severity.label.upper()}] {case.verdict.value}: {case.alert.title}"
+    single_line = " ".join(text.split())
+    if len(single_line) > MAX_SHORT_DESCRIPTION_CHARS:
+        single_line = single_line[: MAX_SHORT_DESCRIPTION_CHARS - 3].rstrip() + "..."
+    return single_line
+
+
+def _fit(report: str, max_chars: int) -> str:
+    if len(report) <= max_chars:
+        return report
+    notice = "\n[cut at the description's 4,000 characters: the whole report is in the work notes]"
+    return report[: max_chars - len(notice)] + notice
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, ensure_ascii=False).encode()

@@ -1,0 +1,222 @@
+"""remediate_case and rollback_case with every actuator on one moto account: what a case does to real
+(moto) resources when run for real, in dry run, and when rolled back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.fakes import InMemoryCaseRepository, make_alert, make_case
+from vtriage.adapters.ec2 import Ec2InstanceIsolation, Ec2InstanceTagging, Ec2VolumeSnapshots
+from vtriage.adapters.iam import REVOKE_POLICY_NAME, IamAccessKeyDisabler
+from vtriage.adapters.nacl import NaclIpBlocker
+from vtriage.adapters.s3 import S3ObjectQuarantine
+from vtriage.adapters.waf import WafIpSetBlocker
+from vtriage.models import Action, ActionStatus, ActionType, Case, CaseStatus, TaskInput, Verdict
+from vtriage.ports import ResponseActuator
+from vtriage.remediate import remediate_case, rollback_case
+
+pytestmark = pytest.mark.functional
+
+REGION = "us-east-1"
+PROTECTED_TAG = "vtriage:protected"
+IP = "198.51.100.7"
+QUARANTINE_BUCKET = "vtriage-quarantine-123456789012"
+
+
+@dataclass
+class Account:
+    """The moto account's clients and the resources a case acts on."""
+
+    ec2: Any
+    waf: Any
+    iam: Any
+    s3: Any
+    instance_id: str
+    web_group: str
+    vpc_id: str
+    ip_set_id: str
+    key_id: str
+
+
+@pytest.fixture
+def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
+    """An instance, a WAF IP set, a user with a key and an uploaded object, on moto."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        ec2, waf = boto3.client("ec2", region_name=REGION), boto3.client("wafv2", region_name=REGION)
+        iam, s3 = boto3.client("iam", region_name=REGION), boto3.client("s3", region_name=REGION)
+        vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc_id)["GroupId"]
+        image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        instance_id = ec2.run_instances(
+            ImageId=image_id,
+            MinCount=1,
+            MaxCount=1,
+            NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [web]}],
+        )["Instances"][0]["InstanceId"]
+        ip_set_id = waf.create_ip_set(
+            Name="blocked", Scope="REGIONAL", IPAddressVersion="IPV4", Addresses=[]
+        )["Summary"]["Id"]
+        iam.create_user(UserName="ci-deployer")
+        key_id = iam.create_access_key(UserName="ci-deployer")["AccessKey"]["AccessKeyId"]
+        s3.create_bucket(Bucket="uploads")
+        s3.create_bucket(Bucket=QUARANTINE_BUCKET)
+        s3.put_object(Bucket="uploads", Key="dropper.exe", Body=b"MZ")
+        yield Account(ec2, waf, iam, s3, instance_id, web, vpc_id, ip_set_id, key_id)
+
+
+def actuators(account: Account) -> dict[ActionType, ResponseActuator]:
+    return {
+        ActionType.SNAPSHOT_VOLUMES: Ec2VolumeSnapshots(account.ec2, PROTECTED_TAG),
+        ActionType.TAG_INSTANCE: Ec2InstanceTagging(account.ec2, PROTECTED_TAG),
+        ActionType.ISOLATE_INSTANCE: Ec2InstanceIsolation(account.ec2, "vtriage-quarantine", PROTECTED_TAG),
+        ActionType.BLOCK_IP_WAF: WafIpSetBlocker(account.waf, "blocked", account.ip_set_id, "REGIONAL"),
+        ActionType.BLOCK_IP_NACL: NaclIpBlocker(account.ec2, 1, 10),
+        ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(account.iam, PROTECTED_TAG),
+        ActionType.QUARANTINE_OBJECT: S3ObjectQuarantine(account.s3, QUARANTINE_BUCKET, PROTECTED_TAG),
+    }
+
+
+def planned_case(account: Account) -> Case:
+    """A malicious case planning one action of every type moto can run, in playbook order."""
+    actions = [
+        Action(type=ActionType.SNAPSHOT_VOLUMES, target=account.instance_id),
+        Action(type=ActionType.TAG_INSTANCE, target=account.instance_id),
+        Action(type=ActionType.ISOLATE_INSTANCE, target=account.instance_id),
+        Action(type=ActionType.BLOCK_IP_WAF, target=IP),
+        Action(type=ActionType.BLOCK_IP_NACL, target=IP, parameters={"vpc_id": account.vpc_id}),
+        Action(
+            type=ActionType.DISABLE_ACCESS_KEY, target=account.key_id, parameters={"user_name": "ci-deployer"}
+        ),
+        Action(
+            type=ActionType.QUARANTINE_OBJECT,
+            target="s3://uploads/dropper.exe",
+            parameters={"bucket": "uploads", "key": "dropper.exe"},
+        ),
+    ]
+    return make_case(make_alert(), status=CaseStatus.ENRICHED, verdict=Verdict.MALICIOUS, actions=actions)
+
+
+@dataclass(frozen=True)
+class World:
+    """What a person would check in the console."""
+
+    interface_groups: tuple[str, ...]
+    instance_tags: frozenset[str]
+    waf_addresses: tuple[str, ...]
+    nacl_denies: frozenset[str]
+    key_status: str
+    revoke_policies: tuple[str, ...]
+    uploads: tuple[str, ...]
+    quarantined: tuple[str, ...]
+
+
+def world(account: Account) -> World:
+    instance = account.ec2.describe_instances(InstanceIds=[account.instance_id])["Reservations"][0][
+        "Instances"
+    ][0]
+    acls = account.ec2.describe_network_acls(Filters=[{"Name": "vpc-id", "Values": [account.vpc_id]}])[
+        "NetworkAcls"
+    ]
+    [key] = account.iam.list_access_keys(UserName="ci-deployer")["AccessKeyMetadata"]
+    return World(
+        interface_groups=tuple(g["GroupId"] for eni in instance["NetworkInterfaces"] for g in eni["Groups"]),
+        instance_tags=frozenset(tag["Key"] for tag in instance.get("Tags", [])),
+        waf_addresses=tuple(
+            account.waf.get_ip_set(Name="blocked", Scope="REGIONAL", Id=account.ip_set_id)["IPSet"][
+                "Addresses"
+            ]
+        ),
+        nacl_denies=frozenset(
+            f"{'egress' if e['Egress'] else 'ingress'} {e['CidrBlock']}"
+            for acl in acls
+            for e in acl["Entries"]
+            if e["RuleAction"] == "deny" and e["RuleNumber"] < 32767
+        ),
+        key_status=key["Status"],
+        revoke_policies=tuple(account.iam.list_user_policies(UserName="ci-deployer")["PolicyNames"]),
+        uploads=tuple(o["Key"] for o in account.s3.list_objects_v2(Bucket="uploads").get("Contents", [])),
+        quarantined=tuple(
+            o["Key"] for o in account.s3.list_objects_v2(Bucket=QUARANTINE_BUCKET).get("Contents", [])
+        ),
+    )
+
+
+def test_a_live_run_acts_everywhere_and_rollback_restores_all_but_the_snapshots(account: Account) -> None:
+    # Given a malicious case planning every action, and the account as it is
+    case = planned_case(account)
+    cases = InMemoryCaseRepository([case])
+    original = world(account)
+
+    # When the case is remediated for real
+    remediate_case(TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=False, max_actions=10)
+
+    # Then every action is done and the account shows it
+    remediated = cases.get(case.case_id)
+    assert remediated is not None
+    assert [a.status for a in remediated.actions] == [ActionStatus.DONE] * 7, [
+        a.detail for a in remediated.actions
+    ]
+    now = world(account)
+    assert account.web_group not in now.interface_groups
+    assert {"vtriage:case", "vtriage:quarantined"} <= now.instance_tags
+    assert now.waf_addresses == (f"{IP}/32",)
+    assert now.nacl_denies == {f"ingress {IP}/32", f"egress {IP}/32"}
+    assert now.key_status == "Inactive"
+    assert now.revoke_policies == (REVOKE_POLICY_NAME,)
+    assert now.uploads == ()
+    assert now.quarantined == (f"{case.case_id}/uploads/dropper.exe",)
+
+    # When the case is rolled back
+    result = rollback_case(case.case_id, cases, actuators(account))
+
+    # Then the account is as it was, last action undone first, and the snapshots stay for forensics
+    assert world(account) == original
+    assert result.complete is True
+    assert [a.type for a in result.actions] == [a.type for a in reversed(remediated.actions)]
+    rolled_back = cases.get(case.case_id)
+    assert rolled_back is not None
+    assert [a.status for a in rolled_back.actions] == [ActionStatus.DONE] + [ActionStatus.ROLLED_BACK] * 6
+    assert "kept for forensics" in rolled_back.actions[0].detail
+    snapshots = account.ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "tag:vtriage:case", "Values": [case.case_id]}]
+    )["Snapshots"]
+    assert len(snapshots) == 1
+
+
+def test_a_dry_run_changes_nothing_anywhere(account: Account) -> None:
+    # Given the same case and the account as it is
+    case = planned_case(account)
+    cases = InMemoryCaseRepository([case])
+    original = world(account)
+
+    # When the case is remediated in dry run
+    remediate_case(TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=True, max_actions=10)
+
+    # Then every action says what it would do, and nothing changed, not even a snapshot taken
+    stored = cases.get(case.case_id)
+    assert stored is not None
+    assert [a.status for a in stored.actions] == [ActionStatus.DRY_RUN] * 7, [
+        a.detail for a in stored.actions
+    ]
+    assert all(a.detail.startswith("dry run, nothing changed: would") for a in stored.actions)
+    assert world(account) == original
+    case_snapshots = account.ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "tag:vtriage:case", "Values": [case.case_id]}]
+    )["Snapshots"]
+    assert case_snapshots == []

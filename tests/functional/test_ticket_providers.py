@@ -1,0 +1,1044 @@
+"""The Jira, ServiceNow and webhook ticket providers against loopback servers that play the vendors.
+
+Each fake vendor checks what the vendor documents (method, path, auth header, content type, the body's
+fields and their limits) and answers as the vendor does: the same status codes and the same shapes of
+success and error bodies. The servers listen on 127.0.0.1 on a port the system picks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+import requests
+from moto import mock_aws
+
+from tests.fakes import make_alert, make_case
+from vtriage.adapters.http_tickets import (
+    BasicCredentials,
+    BearerToken,
+    TicketProviderAuthError,
+    TicketProviderError,
+    retry_after_seconds,
+)
+from vtriage.adapters.jira import JiraTicketSink
+from vtriage.adapters.servicenow import ServiceNowTicketSink
+from vtriage.adapters.sns import SnsTicketSink
+from vtriage.adapters.webhook import SIGNATURE_HEADER, WebhookTicketSink, verify
+from vtriage.errors import ConfigurationError, TransientError
+from vtriage.models import (
+    Action,
+    ActionStatus,
+    ActionType,
+    Case,
+    CaseStatus,
+    IocOutcome,
+    IocType,
+    Severity,
+    Ticket,
+    Verdict,
+)
+from vtriage.ports import TicketSink
+from vtriage.ticket import ApprovalLinks, render_report
+
+pytestmark = pytest.mark.functional
+
+NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+VT_LINK = "https://www.virustotal.com/gui/ip-address/198.51.100.7"
+APPROVE_URL = "https://abc.lambda-url.us-east-1.on.aws/?decision=approve&token=t1"
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+# --- a loopback HTTP server -------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Message
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON."""
+        return json.loads(self.body)
+
+
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 that records every request and lets `answer` reply to it.
+
+    `outage`, when set, answers every request instead (a rate limit, a server error).
+    """
+
+    def __init__(self, answer: Callable[[Received], Answer]) -> None:
+        self._answer = answer
+        self.received: list[Received] = []
+        self.outage: Answer | None = None
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                split = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                request = Received(
+                    self.command, split.path, parse_qs(split.query), self.headers, self.rfile.read(length)
+                )
+                server.received.append(request)
+                status, headers, body = server.outage or server._answer(request)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PATCH = do_PUT = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        # A short poll interval makes shutdown quick.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:<port>`."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+
+def json_answer(status: int, document: Any, headers: dict[str, str] | None = None) -> Answer:
+    """A JSON answer."""
+    return (
+        status,
+        {"Content-Type": "application/json;charset=UTF-8", **(headers or {})},
+        json.dumps(document).encode(),
+    )
+
+
+def text_answer(status: int, text: str, headers: dict[str, str] | None = None) -> Answer:
+    """A plain-text answer."""
+    return status, {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}, text.encode()
+
+
+def is_json(request: Received) -> bool:
+    """The request says its body is JSON."""
+    return request.headers.get("Content-Type", "").split(";")[0].strip() == "application/json"
+
+
+def basic(username: str, password: str) -> str:
+    """The Authorization header of HTTP Basic auth."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+# --- Jira Cloud -------------------------------------------------------------------------------------
+
+JIRA_EMAIL = "soc-bot@example.com"
+JIRA_TOKEN = "ATATT3xFfGF0-jira-api-token-value"
+
+
+def adf_problems(document: Any) -> list[str]:
+    """What makes the document invalid Atlassian Document Format (the subset vtriage writes)."""
+    if not isinstance(document, dict) or document.get("type") != "doc" or document.get("version") != 1:
+        return ["not an ADF doc of version 1"]
+    problems = []
+    for block in document.get("content", []):
+        if block.get("type") != "paragraph" or not isinstance(block.get("content"), list):
+            problems.append(f"unexpected block {block.get('type')}")
+            continue
+        for node in block["content"]:
+            if node.get("type") == "hardBreak":
+                continue
+            if node.get("type") != "text" or not isinstance(node.get("text"), str) or not node["text"]:
+                problems.append(f"invalid inline node {node}")
+            for mark in node.get("marks", []):
+                if mark.get("type") != "link" or not str(mark.get("attrs", {}).get("href", "")).startswith(
+                    "http"
+                ):
+                    problems.append(f"invalid mark {mark}")
+    return problems
+
+
+def adf_text(document: dict[str, Any]) -> str:
+    """The document's text, hard breaks as new lines, paragraphs separated by blank lines."""
+    paragraphs = []
+    for block in document["content"]:
+        paragraphs.append(
+            "".join("\n" if node["type"] == "hardBreak" else node["text"] for node in block["content"])
+        )
+    return "\n\n".join(paragraphs)
+
+
+def adf_links(document: dict[str, Any]) -> list[str]:
+    """Every link target in the document."""
+    return [
+        mark["attrs"]["href"]
+        for block in document["content"]
+        for node in block["content"]
+        for mark in node.get("marks", [])
+    ]
+
+
+@dataclass
+class FakeJira:
+    """Jira Cloud's REST API v3, as documented, for one project."""
+
+    base_url: str = ""
+    project: str = "SEC"
+    issue_types: tuple[str, ...] = ("Task", "Bug")
+    priorities: tuple[str, ...] = ("Highest", "High", "Medium", "Low", "Lowest")
+    issues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __call__(self, request: Received) -> Answer:
+        if request.headers.get("Authorization") != basic(JIRA_EMAIL, JIRA_TOKEN):
+            # Jira Cloud's answer to missing or wrong Basic credentials is plain text.
+            return text_answer(401, "Client must be authenticated to access this resource.")
+        if request.method == "POST" and not is_json(request):
+            return json_answer(415, {"errorMessages": ["Unsupported Media Type"], "errors": {}})
+        parts = request.path.strip("/").split("/")
+        if request.method == "POST" and parts == ["rest", "api", "3", "issue"]:
+            return self._create(request.json())
+        if (
+            request.method == "POST"
+            and parts[:4] == ["rest", "api", "3", "issue"]
+            and parts[5:] == ["comment"]
+        ):
+            return self._comment(parts[4], request.json())
+        return json_answer(404, {"errorMessages": ["Not found"], "errors": {}})
+
+    def _create(self, document: dict[str, Any]) -> Answer:
+        fields = document.get("fields", {})
+        errors: dict[str, str] = {}
+        if fields.get("project", {}).get("key") != self.project:
+            errors["project"] = "Specify a valid project ID or key"
+        if fields.get("issuetype", {}).get("name") not in self.issue_types:
+            errors["issuetype"] = "Specify an issue type"
+        summary = fields.get("summary")
+        if not isinstance(summary, str) or not summary:
+            errors["summary"] = "You must specify a summary of the issue."
+        elif len(summary) > 255:
+            errors["summary"] = "Summary must be less than 255 characters."
+        elif "\n" in summary:
+            errors["summary"] = "The summary is invalid because it contains newline characters."
+        if adf_problems(fields.get("description")):
+            errors["description"] = (
+                "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+            )
+        for label in fields.get("labels", []):
+            if " " in label or len(label) > 255:
+                errors["labels"] = f"The label '{label}' contains spaces which is invalid."
+        if "priority" in fields and fields["priority"].get("name") not in self.priorities:
+            errors["priority"] = "Specify a valid 'id' or 'name' for Priority"
+        if errors:
+            return json_answer(400, {"errorMessages": [], "errors": errors})
+        number = len(self.issues) + 1
+        key = f"{self.project}-{number}"
+        self.issues[key] = fields
+        issue_id = str(10000 + number)
+        return json_answer(
+            201, {"id": issue_id, "key": key, "self": f"{self.base_url}/rest/api/3/issue/{issue_id}"}
+        )
+
+    def _comment(self, key: str, document: dict[str, Any]) -> Answer:
+        if key not in self.issues:
+            message = "Issue does not exist or you do not have permission to see it."
+            return json_answer(404, {"errorMessages": [message], "errors": {}})
+        if adf_problems(document.get("body")):
+            return json_answer(400, {"errorMessages": ["Comment body is not valid ADF."], "errors": {}})
+        self.comments.setdefault(key, []).append(document["body"])
+        comment_id = str(10100 + len(self.comments[key]))
+        return json_answer(
+            201,
+            {
+                "id": comment_id,
+                "self": f"{self.base_url}/rest/api/3/issue/{key}/comment/{comment_id}",
+                "body": document["body"],
+                "created": "2024-05-01T10:00:00.000+0000",
+            },
+        )
+
+
+@pytest.fixture
+def jira() -> Iterator[tuple[FakeJira, LoopbackServer]]:
+    """A fake Jira Cloud site on loopback."""
+    fake = FakeJira()
+    with LoopbackServer(fake) as server:
+        fake.base_url = server.base_url
+        yield fake, server
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    """A requests session, closed after the test."""
+    with requests.Session() as http:
+        yield http
+
+
+def jira_sink(
+    session: requests.Session, base_url: str, token: str = JIRA_TOKEN, **options: Any
+) -> JiraTicketSink:
+    return JiraTicketSink(
+        session, base_url, BasicCredentials(JIRA_EMAIL, token), "SEC", "Task", now=lambda: NOW, **options
+    )
+
+
+def triaged_case(score: float = 8, title: str | None = None, **fields: Any) -> Case:
+    """A malicious case on an instance, with one IOC, one action awaiting approval and a VirusTotal link."""
+    defaults: dict[str, Any] = {
+        "status": CaseStatus.ENRICHED,
+        "verdict": Verdict.MALICIOUS,
+        "iocs": [
+            IocOutcome(
+                type=IocType.IP,
+                value="198.51.100.7",
+                found_at="service.action.networkConnectionAction.remoteIpDetails.ipAddressV4",
+                verdict=Verdict.MALICIOUS,
+                malicious=7,
+                total=94,
+                reasons=["7 engines flag it malicious (threshold 3)"],
+                link=VT_LINK,
+            )
+        ],
+        "actions": [
+            Action(
+                type=ActionType.ISOLATE_INSTANCE,
+                target="i-0abc1234def567890",
+                status=ActionStatus.PENDING_APPROVAL,
+            )
+        ],
+    }
+    alert = make_alert(severity=Severity(score=score), **({"title": title} if title else {}))
+    return make_case(alert, **{**defaults, **fields})
+
+
+def report_of(case: Case) -> str:
+    return render_report(case, approval=ApprovalLinks(approve_url=APPROVE_URL, reject_url=APPROVE_URL + "x"))
+
+
+def test_jira_creates_an_issue_with_the_documented_fields(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a Jira site and a high-severity malicious case
+    fake, server = jira
+    case = triaged_case(score=8)
+    report = report_of(case)
+
+    # When its ticket is opened in Jira
+    ticket = jira_sink(session, server.base_url).open(case, report)
+
+    # Then the ticket is the issue, named by its key, with its browse URL
+    assert ticket == Ticket(
+        provider="jira", id="SEC-1", url=f"{server.base_url}/browse/SEC-1", created_at=NOW
+    )
+    # And the request was a JSON POST to the create-issue endpoint with Basic auth
+    [request] = server.received
+    assert (request.method, request.path) == ("POST", "/rest/api/3/issue")
+    assert request.headers["Accept"] == "application/json"
+    # And the issue holds the project, type, priority from severity, labels and the report in ADF
+    fields = fake.issues["SEC-1"]
+    assert fields["project"] == {"key": "SEC"}
+    assert fields["issuetype"] == {"name": "Task"}
+    assert fields["priority"] == {"name": "High"}
+    assert fields["summary"].startswith("[HIGH] malicious: 198.51.100.7 is performing SSH brute force")
+    assert {"vtriage", "severity-high", "verdict-malicious", "guardduty", case.case_id} <= set(
+        fields["labels"]
+    )
+    assert adf_text(fields["description"]) == report.strip("\n")
+    # And the VirusTotal and approval links are links an analyst can click
+    assert {VT_LINK, APPROVE_URL} <= set(adf_links(fields["description"]))
+
+
+@pytest.mark.parametrize(("score", "priority"), [(9.5, "Highest"), (8, "High"), (5, "Medium"), (2, "Low")])
+def test_jira_priority_follows_the_detectors_severity(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session, score: float, priority: str
+) -> None:
+    # Given a case of this severity, When its issue is created
+    fake, server = jira
+    ticket = jira_sink(session, server.base_url).open(triaged_case(score=score), "report")
+
+    # Then the issue has the mapped priority
+    assert fake.issues[ticket.id]["priority"] == {"name": priority}
+
+
+def test_jira_comments_on_the_issue_in_adf(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an issue opened for a case
+    fake, server = jira
+    sink = jira_sink(session, server.base_url)
+    ticket = sink.open(triaged_case(), "report")
+
+    # When a repeat of the finding is commented on it
+    sink.comment(ticket, "Seen again at 2024-05-01T11:00:00Z\nDetails: " + VT_LINK)
+
+    # Then Jira holds the comment, posted to the issue's comment endpoint
+    assert [(r.method, r.path) for r in server.received][-1] == ("POST", "/rest/api/3/issue/SEC-1/comment")
+    [comment] = fake.comments["SEC-1"]
+    assert adf_text(comment) == "Seen again at 2024-05-01T11:00:00Z\nDetails: " + VT_LINK
+    assert adf_links(comment) == [VT_LINK]
+
+
+def test_jira_refusing_the_credentials_is_a_clear_error_without_them(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a revoked API token
+    _, server = jira
+    sink = jira_sink(session, server.base_url, token="ATATT-revoked-token")
+
+    # When a ticket is opened, Then the error says Jira refused the credentials, and what Jira said
+    with pytest.raises(TicketProviderAuthError) as raised:
+        sink.open(triaged_case(), "report")
+    error = raised.value
+    assert isinstance(error, ConfigurationError)
+    assert error.http_status == 401
+    assert (
+        str(error)
+        == "Jira refused the request (HTTP 401): Client must be authenticated to access this resource."
+    )
+    # And neither the token nor the Basic header is anywhere in it, nor in the sink's repr
+    encoded = basic(JIRA_EMAIL, "ATATT-revoked-token").removeprefix("Basic ")
+    for secret in ("ATATT-revoked-token", encoded):
+        assert secret not in str(error)
+        assert secret not in repr(sink)
+
+
+def test_jira_rate_limit_is_transient_with_its_retry_after(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given Jira rate-limiting the account
+    _, server = jira
+    server.outage = text_answer(429, "Rate limit exceeded.", {"Retry-After": "30"})
+
+    # When a ticket is opened, Then a TransientError (the name the state machine retries) says when
+    with pytest.raises(TransientError) as raised:
+        jira_sink(session, server.base_url).open(triaged_case(), "report")
+    assert type(raised.value) is TransientError
+    assert raised.value.retry_after == 30.0
+    assert "HTTP 429" in str(raised.value)
+    # And it was sent once: nothing retries or sleeps inside the provider
+    assert len(server.received) == 1
+
+
+def test_jira_server_error_is_transient(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given Jira failing, When a ticket is opened, Then the error is transient
+    _, server = jira
+    server.outage = json_answer(503, {"errorMessages": ["Service Unavailable"], "errors": {}})
+    with pytest.raises(TransientError, match="Jira is unavailable \\(HTTP 503\\): Service Unavailable"):
+        jira_sink(session, server.base_url).open(triaged_case(), "report")
+
+
+def test_jira_field_errors_are_named_as_jira_names_them(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a priority scheme the project does not have
+    _, server = jira
+    sink = jira_sink(session, server.base_url, priorities={"high": "P1"})
+
+    # When a ticket is opened, Then the error carries Jira's field error
+    with pytest.raises(TicketProviderError) as raised:
+        sink.open(triaged_case(score=8), "report")
+    assert raised.value.http_status == 400
+    assert "priority: Specify a valid 'id' or 'name' for Priority" in str(raised.value)
+    assert not isinstance(raised.value, TransientError)
+
+
+def test_jira_comment_on_a_missing_issue_says_so(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an issue key Jira does not know
+    _, server = jira
+    missing = Ticket(provider="jira", id="SEC-404", created_at=NOW)
+
+    # When it is commented on, Then Jira's 404 message comes back
+    with pytest.raises(TicketProviderError, match="Issue does not exist or you do not have permission"):
+        jira_sink(session, server.base_url).comment(missing, "again")
+
+
+def test_jira_without_a_priority_field_sends_none(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a project whose screens have no priority, When an issue is created without priorities
+    fake, server = jira
+    ticket = jira_sink(session, server.base_url, priorities=None).open(triaged_case(), "report")
+
+    # Then no priority was sent
+    assert "priority" not in fake.issues[ticket.id]
+
+
+# --- ServiceNow -------------------------------------------------------------------------------------
+
+SN_USER = "vtriage.integration"
+SN_PASSWORD = "s3rvicenow-Pa55word!"
+SN_TOKEN = "oauth-access-token-value"
+INCIDENT_FIELDS = {
+    "short_description",
+    "description",
+    "impact",
+    "urgency",
+    "category",
+    "correlation_id",
+    "correlation_display",
+    "assignment_group",
+    "caller_id",
+    "work_notes",
+    "comments",
+}
+# The default priority lookup rules: (impact, urgency) → priority.
+PRIORITY = {
+    ("1", "1"): "1",
+    ("1", "2"): "2",
+    ("2", "1"): "2",
+    ("1", "3"): "3",
+    ("2", "2"): "3",
+    ("3", "1"): "3",
+    ("2", "3"): "4",
+    ("3", "2"): "4",
+    ("3", "3"): "5",
+}
+
+
+def sn_error(status: int, message: str, detail: str) -> Answer:
+    """ServiceNow's error body."""
+    return json_answer(status, {"error": {"message": message, "detail": detail}, "status": "failure"})
+
+
+@dataclass
+class FakeServiceNow:
+    """The ServiceNow Table API, as documented, for the incident table."""
+
+    base_url: str = ""
+    incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ignored_fields: list[str] = field(default_factory=list)
+
+    def __call__(self, request: Received) -> Answer:
+        if request.headers.get("Authorization") not in (basic(SN_USER, SN_PASSWORD), f"Bearer {SN_TOKEN}"):
+            return sn_error(401, "User Not Authenticated", "Required to provide Auth information")
+        if request.headers.get("Accept") != "application/json":
+            return sn_error(406, "Not acceptable", "The Accept header must name application/json")
+        if request.method in ("POST", "PATCH") and not is_json(request):
+            return sn_error(415, "Unsupported media type", "The body must be application/json")
+        parts = request.path.strip("/").split("/")
+        if parts[:4] != ["api", "now", "table", "incident"] or len(parts) > 5:
+            return sn_error(400, "Invalid table", "Only the incident table exists here")
+        if request.method == "POST" and len(parts) == 4:
+            return self._create(request.json(), request.query)
+        if request.method == "PATCH" and len(parts) == 5:
+            return self._update(parts[4], request.json())
+        if request.method == "GET" and len(parts) == 4:
+            return self._query(request.query)
+        return sn_error(405, "Method not Supported", f"{request.method} is not supported here")
+
+    def _create(self, record: dict[str, Any], query: dict[str, list[str]]) -> Answer:
+        problem = self._check(record)
+        if problem:
+            return sn_error(400, "Invalid field value", problem)
+        sys_id = uuid.uuid4().hex
+        stored = {
+            **{name: value for name, value in record.items() if name in INCIDENT_FIELDS},
+            "sys_id": sys_id,
+            "number": f"INC{10000 + len(self.incidents) + 1:07d}",
+            "priority": PRIORITY[(record.get("impact", "3"), record.get("urgency", "3"))],
+            "work_notes_journal": [record["work_notes"]] if record.get("work_notes") else [],
+        }
+        self.incidents[sys_id] = stored
+        wanted = query.get("sysparm_fields", [""])[0].split(",")
+        result = {name: stored[name] for name in wanted if name in stored} if wanted != [""] else stored
+        location = f"{self.base_url}/api/now/table/incident/{sys_id}"
+        return json_answer(201, {"result": result}, {"Location": location})
+
+    def _update(self, sys_id: str, record: dict[str, Any]) -> Answer:
+        if sys_id not in self.incidents:
+            return sn_error(
+                404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval"
+            )
+        problem = self._check(record)
+        if problem:
+            return sn_error(400, "Invalid field value", problem)
+        incident = self.incidents[sys_id]
+        if record.get("work_notes"):
+            incident["work_notes_journal"].append(record["work_notes"])
+        if record.get("comments"):
+            incident.setdefault("comments_journal", []).append(record["comments"])
+        return json_answer(200, {"result": {"sys_id": sys_id, "number": incident["number"]}})
+
+    def _query(self, query: dict[str, list[str]]) -> Answer:
+        condition = query.get("sysparm_query", [""])[0]
+        found = [
+            {"sys_id": incident["sys_id"]}
+            for incident in self.incidents.values()
+            if condition == f"number={incident['number']}"
+        ]
+        return json_answer(200, {"result": found})
+
+    def _check(self, record: dict[str, Any]) -> str | None:
+        # The Table API ignores unknown fields without a word: keep them so a test can fail on them.
+        self.ignored_fields += [name for name in record if name not in INCIDENT_FIELDS]
+        if any(not isinstance(value, str) for value in record.values()):
+            return "field values must be strings"
+        for name in ("impact", "urgency"):
+            if name in record and record[name] not in ("1", "2", "3"):
+                return f"{name} must be 1, 2 or 3"
+        if len(record.get("short_description", "")) > 160:
+            return "short_description exceeds its 160 characters"
+        if len(record.get("description", "")) > 4000:
+            return "description exceeds its 4000 characters"
+        return None
+
+
+@pytest.fixture
+def servicenow() -> Iterator[tuple[FakeServiceNow, LoopbackServer]]:
+    """A fake ServiceNow instance on loopback."""
+    fake = FakeServiceNow()
+    with LoopbackServer(fake) as server:
+        fake.base_url = server.base_url
+        yield fake, server
+
+
+def sn_sink(session: requests.Session, base_url: str, **options: Any) -> ServiceNowTicketSink:
+    credentials = options.pop("credentials", BasicCredentials(SN_USER, SN_PASSWORD))
+    return ServiceNowTicketSink(session, base_url, credentials, now=lambda: NOW, **options)
+
+
+def test_servicenow_creates_an_incident_with_the_documented_fields(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an instance and a high-severity malicious case
+    fake, server = servicenow
+    case = triaged_case(score=8)
+    report = report_of(case)
+
+    # When its ticket is opened as an incident, with an assignment group
+    ticket = sn_sink(session, server.base_url, assignment_group="Security Operations").open(case, report)
+
+    # Then the ticket is named by the incident number and links to the record by sys_id
+    [incident] = fake.incidents.values()
+    assert ticket.provider == "servicenow"
+    assert ticket.id == incident["number"] == "INC0010001"
+    assert ticket.url == f"{server.base_url}/nav_to.do?uri=incident.do?sys_id={incident['sys_id']}"
+    # And the request was a JSON POST to the incident table asking only for sys_id and number
+    [request] = server.received
+    assert (request.method, request.path) == ("POST", "/api/now/table/incident")
+    assert request.query == {"sysparm_fields": ["sys_id,number"]}
+    # And the incident holds the report, severity as impact/urgency (P2), category, group and case id
+    assert incident["description"] == report
+    assert incident["short_description"].startswith("[HIGH] malicious: 198.51.100.7")
+    assert (incident["impact"], incident["urgency"], incident["priority"]) == ("1", "2", "2")
+    assert incident["category"] == "security"
+    assert incident["assignment_group"] == "Security Operations"
+    assert incident["correlation_id"] == case.case_id
+    assert fake.ignored_fields == []
+
+
+@pytest.mark.parametrize(("score", "priority"), [(9.5, "1"), (8, "2"), (5, "3"), (2, "4")])
+def test_servicenow_priority_follows_the_detectors_severity(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session, score: float, priority: str
+) -> None:
+    # Given a case of this severity, When its incident is created
+    fake, server = servicenow
+    sn_sink(session, server.base_url).open(triaged_case(score=score), "report")
+
+    # Then the instance's priority lookup gives the mapped priority
+    [incident] = fake.incidents.values()
+    assert incident["priority"] == priority
+
+
+def test_servicenow_accepts_an_oauth_bearer_token(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an OAuth access token instead of a password, When an incident is created
+    fake, server = servicenow
+    sn_sink(session, server.base_url, credentials=BearerToken(SN_TOKEN)).open(triaged_case(), "report")
+
+    # Then it was sent as a bearer token and the incident exists
+    assert server.received[0].headers["Authorization"] == f"Bearer {SN_TOKEN}"
+    assert len(fake.incidents) == 1
+
+
+def test_servicenow_keeps_a_long_report_whole_in_the_work_notes(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a report longer than the description field holds
+    fake, server = servicenow
+    report = "line of the report\n" * 400
+
+    # When the incident is created
+    sn_sink(session, server.base_url).open(triaged_case(), report)
+
+    # Then the description is cut and says where the rest is, and the work notes hold it all
+    [incident] = fake.incidents.values()
+    assert len(incident["description"]) <= 4000
+    assert incident["description"].endswith("the whole report is in the work notes]")
+    assert incident["work_notes_journal"] == [report]
+
+
+def test_servicenow_comments_go_to_the_work_notes(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an incident opened for a case
+    fake, server = servicenow
+    sink = sn_sink(session, server.base_url)
+    ticket = sink.open(triaged_case(), "report")
+
+    # When a repeat of the finding is commented on it
+    sink.comment(ticket, "Seen again at 2024-05-01T11:00:00Z")
+
+    # Then a PATCH of the record by sys_id added the work note
+    [incident] = fake.incidents.values()
+    request = server.received[-1]
+    assert (request.method, request.path) == ("PATCH", f"/api/now/table/incident/{incident['sys_id']}")
+    assert request.json() == {"work_notes": "Seen again at 2024-05-01T11:00:00Z"}
+    assert incident["work_notes_journal"] == ["Seen again at 2024-05-01T11:00:00Z"]
+
+
+def test_servicenow_finds_the_record_by_number_when_the_ticket_has_no_url(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a ticket stored with its number only, and a sink commenting visibly to the caller
+    fake, server = servicenow
+    sink = sn_sink(session, server.base_url, comment_field="comments")
+    number = sink.open(triaged_case(), "report").id
+
+    # When it is commented on
+    sink.comment(Ticket(provider="servicenow", id=number, created_at=NOW), "approved by alice")
+
+    # Then the record was looked up by number, then patched
+    [incident] = fake.incidents.values()
+    assert [r.method for r in server.received] == ["POST", "GET", "PATCH"]
+    assert incident["comments_journal"] == ["approved by alice"]
+
+
+def test_servicenow_refusing_the_credentials_is_a_clear_error_without_them(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a wrong password
+    _, server = servicenow
+    sink = sn_sink(session, server.base_url, credentials=BasicCredentials(SN_USER, "wr0ng-Pa55"))
+
+    # When an incident is created, Then the error quotes ServiceNow and holds no credential
+    with pytest.raises(TicketProviderAuthError) as raised:
+        sink.open(triaged_case(), "report")
+    message = str(raised.value)
+    assert message == (
+        "ServiceNow refused the request (HTTP 401): "
+        "User Not Authenticated: Required to provide Auth information"
+    )
+    assert "wr0ng-Pa55" not in message
+    assert "wr0ng-Pa55" not in repr(sink)
+
+
+def test_servicenow_rate_limit_is_transient_with_its_retry_after(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a rate limit rule refusing the integration user
+    _, server = servicenow
+    server.outage = sn_error(429, "Too many requests", "Rate limit exceeded")
+    server.outage[1]["Retry-After"] = "12"
+
+    # When an incident is created, Then the error is transient and says when to come back
+    with pytest.raises(TransientError) as raised:
+        sn_sink(session, server.base_url).open(triaged_case(), "report")
+    assert type(raised.value) is TransientError
+    assert raised.value.retry_after == 12.0
+    assert "Too many requests: Rate limit exceeded" in str(raised.value)
+
+
+def test_servicenow_comment_on_a_missing_record_says_so(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a ticket whose record was deleted
+    _, server = servicenow
+    gone = Ticket(
+        provider="servicenow",
+        id="INC0099999",
+        url=f"{server.base_url}/nav_to.do?uri=incident.do?sys_id={'0' * 32}",
+        created_at=NOW,
+    )
+
+    # When it is commented on, Then ServiceNow's 404 message comes back
+    with pytest.raises(TicketProviderError, match="HTTP 404\\): No Record found: Record doesn't exist"):
+        sn_sink(session, server.base_url).comment(gone, "again")
+
+
+# --- generic webhook (Slack-compatible) -------------------------------------------------------------
+
+WEBHOOK_PATH = "/services/T0001/B0001/XXXXsecretXXXXpathXXXX"
+SIGNING_SECRET = "whsec-shared-signing-secret"
+
+
+@dataclass
+class FakeSlackWebhook:
+    """A Slack incoming webhook (answers as Slack does) that also checks vtriage's signature header."""
+
+    secret: str | None = SIGNING_SECRET
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, request: Received) -> Answer:
+        if request.method != "POST" or request.path != WEBHOOK_PATH:
+            return text_answer(404, "no_service")
+        if not is_json(request):
+            return text_answer(400, "invalid_payload")
+        if self.secret is not None and not verify(
+            request.body, self.secret, request.headers.get(SIGNATURE_HEADER)
+        ):
+            return text_answer(401, "invalid_signature")
+        try:
+            message = request.json()
+        except ValueError:
+            return text_answer(400, "invalid_payload")
+        if not isinstance(message.get("text"), str) or not message["text"]:
+            return text_answer(400, "no_text")
+        if self._block_problems(message.get("blocks", [])):
+            return text_answer(400, "invalid_blocks")
+        self.messages.append(message)
+        return text_answer(200, "ok")
+
+    @staticmethod
+    def _block_problems(blocks: list[dict[str, Any]]) -> list[str]:
+        problems = [] if len(blocks) <= 50 else ["more than 50 blocks"]
+        for block in blocks:
+            if block["type"] == "header" and (
+                block["text"]["type"] != "plain_text" or len(block["text"]["text"]) > 150
+            ):
+                problems.append("header")
+            if block["type"] == "section" and len(block["text"]["text"]) > 3000:
+                problems.append("section longer than 3000 characters")
+        return problems
+
+
+@pytest.fixture
+def slack() -> Iterator[tuple[FakeSlackWebhook, LoopbackServer]]:
+    """A fake incoming webhook on loopback, checking signatures with SIGNING_SECRET."""
+    fake = FakeSlackWebhook()
+    with LoopbackServer(fake) as server:
+        yield fake, server
+
+
+def webhook_sink(
+    session: requests.Session, url: str, secret: str | None = SIGNING_SECRET
+) -> WebhookTicketSink:
+    return WebhookTicketSink(session, url, now=lambda: NOW, signing_secret=secret)
+
+
+def test_webhook_posts_a_signed_slack_message_with_the_case(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an incoming webhook that checks signatures, and a case whose title has Slack's control characters
+    fake, server = slack
+    case = triaged_case(title="C&C <beacon> from i-0abc1234def567890")
+    report = report_of(case)
+
+    # When its ticket is opened
+    ticket = webhook_sink(session, server.base_url + WEBHOOK_PATH).open(case, report)
+    again = webhook_sink(session, server.base_url + WEBHOOK_PATH).open(case, report)
+
+    # Then the webhook accepted two signed messages naming the same, stable ticket
+    assert ticket.id == again.id
+    assert ticket.id.startswith("VT-")
+    assert ticket.provider == "webhook"
+    first = fake.messages[0]
+    # And the text is the headline and the report, escaped as Slack asks
+    assert first["text"].startswith(f"*[HIGH] malicious {ticket.id}: C&amp;C &lt;beacon&gt; from i-0abc")
+    assert VT_LINK in first["text"]
+    assert APPROVE_URL.replace("&", "&amp;") in first["text"]
+    # And the blocks carry a header and the report
+    assert first["blocks"][0]["type"] == "header"
+    assert "Indicators of compromise (1)" in first["blocks"][1]["text"]["text"]
+    # And the machine-readable summary names the case, its IOC and its action
+    assert first["event"] == "ticket_opened"
+    assert first["ticket"] == {"provider": "webhook", "id": ticket.id}
+    assert first["case"]["case_id"] == case.case_id
+    assert first["case"]["alert"]["severity"] == "high"
+    assert first["case"]["iocs"][0]["link"] == VT_LINK
+    assert first["case"]["actions"] == [
+        {"type": "isolate_instance", "target": "i-0abc1234def567890", "status": "pending_approval"}
+    ]
+    assert first["sent_at"] == "2024-05-01T10:00:00Z"
+
+
+def test_webhook_splits_a_long_report_into_blocks_slack_accepts(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a report of about 20,000 characters
+    fake, server = slack
+    report = "".join(f"  - line {number} of a long report\n" for number in range(700))
+
+    # When it is posted
+    webhook_sink(session, server.base_url + WEBHOOK_PATH).open(triaged_case(), report)
+
+    # Then Slack accepted it, every line present across the sections
+    [message] = fake.messages
+    sections = [block["text"]["text"] for block in message["blocks"] if block["type"] == "section"]
+    assert len(sections) > 1
+    assert "line 0 of" in sections[0]
+    assert "line 699 of" in sections[-1]
+
+
+def test_webhook_comment_is_another_signed_post(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a ticket opened through the webhook
+    fake, server = slack
+    sink = webhook_sink(session, server.base_url + WEBHOOK_PATH)
+    ticket = sink.open(triaged_case(), "report")
+
+    # When it is commented on
+    sink.comment(ticket, "Seen again at 2024-05-01T11:00:00Z")
+
+    # Then the webhook received the comment, naming the ticket
+    comment = fake.messages[-1]
+    assert comment["event"] == "ticket_comment"
+    assert comment["ticket"] == {"provider": "webhook", "id": ticket.id}
+    assert comment["comment"] == "Seen again at 2024-05-01T11:00:00Z"
+    assert comment["text"] == f"*Update on {ticket.id}*\nSeen again at 2024-05-01T11:00:00Z"
+
+
+def test_webhook_signed_with_the_wrong_secret_is_refused_without_leaking(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a sink whose shared secret is not the receiver's
+    _, server = slack
+    sink = webhook_sink(session, server.base_url + WEBHOOK_PATH, secret="whsec-old-rotated-secret")
+
+    # When a ticket is opened, Then the receiver's refusal comes back as an auth error
+    with pytest.raises(TicketProviderAuthError, match="HTTP 401\\): invalid_signature") as raised:
+        sink.open(triaged_case(), "report")
+    # And neither the secret nor the webhook's secret path is in the error or the repr
+    for secret in ("whsec-old-rotated-secret", "XXXXsecretXXXXpathXXXX"):
+        assert secret not in str(raised.value)
+        assert secret not in repr(sink)
+
+
+def test_webhook_unknown_url_is_refused_without_leaking_it(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a webhook URL Slack no longer serves
+    _, server = slack
+    url = server.base_url + "/services/T0001/B0001/revokedSECRETpath"
+
+    # When a ticket is opened, Then Slack's answer is quoted and the URL is not
+    with pytest.raises(TicketProviderError, match="HTTP 404\\): no_service") as raised:
+        webhook_sink(session, url).open(triaged_case(), "report")
+    assert "revokedSECRETpath" not in str(raised.value)
+
+
+def test_webhook_rate_limit_and_server_errors_are_transient(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given Slack rate-limiting, then failing
+    _, server = slack
+    sink = webhook_sink(session, server.base_url + WEBHOOK_PATH)
+    server.outage = text_answer(429, "rate_limited", {"Retry-After": "1"})
+
+    # When tickets are opened, Then both errors are transient, the first with its Retry-After
+    with pytest.raises(TransientError) as limited:
+        sink.open(triaged_case(), "report")
+    assert limited.value.retry_after == 1.0
+    server.outage = text_answer(500, "internal_error")
+    with pytest.raises(TransientError, match="HTTP 500\\): internal_error"):
+        sink.open(triaged_case(), "report")
+
+
+def test_an_unreachable_provider_is_transient_and_the_error_names_no_url(session: requests.Session) -> None:
+    # Given a loopback port nothing listens on
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/services/T0001/B0001/unreachableSECRET"
+
+    # When a ticket is opened there, Then the error is transient and says nothing of the URL
+    with pytest.raises(TransientError) as raised:
+        webhook_sink(session, url).open(triaged_case(), "report")
+    assert str(raised.value) == "cannot connect to the webhook (ConnectionError)"
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+
+
+def test_retry_after_may_be_an_http_date() -> None:
+    # Given a Retry-After as an HTTP date 90 s after now, When it is read, Then it is 90 s
+    now = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    assert retry_after_seconds("Wed, 01 May 2024 10:01:30 GMT", now) == 90.0
+    assert retry_after_seconds("soon", now) is None
+    assert retry_after_seconds("-5", now) == 0.0
+
+
+# --- SNS, and every provider as a TicketSink --------------------------------------------------------
+
+
+def test_sns_comment_is_a_follow_up_message_naming_the_ticket(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a ticket topic on moto with a queue subscribed
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        sns = boto3.client("sns", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        topic_arn = sns.create_topic(Name="vtriage-tickets")["TopicArn"]
+        queue_url = sqs.create_queue(QueueName="tickets")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        sink = SnsTicketSink(sns, topic_arn, now=lambda: NOW)
+        ticket = Ticket(provider="sns", id="VT-0123456789", created_at=NOW)
+
+        # When the ticket is commented on
+        sink.comment(ticket, "Seen again at 2024-05-01T11:00:00Z")
+
+        # Then subscribers receive the comment, its subject and attributes naming the ticket
+        [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+        notification = json.loads(message["Body"])
+        assert notification["Subject"] == "Update on VT-0123456789"
+        assert notification["Message"] == "Seen again at 2024-05-01T11:00:00Z"
+        assert notification["MessageAttributes"]["ticket_id"]["Value"] == "VT-0123456789"
+        assert notification["MessageAttributes"]["event"]["Value"] == "comment"
+
+
+def test_every_provider_is_a_ticket_sink(session: requests.Session) -> None:
+    # Given one sink of each provider, typed as the port (mypy checks that each one implements it)
+    sinks: list[TicketSink] = [
+        jira_sink(session, "https://example.atlassian.net"),
+        sn_sink(session, "https://example.service-now.com"),
+        webhook_sink(session, "https://hooks.example.com" + WEBHOOK_PATH),
+        SnsTicketSink(None, "arn:aws:sns:us-east-1:123456789012:t", now=lambda: NOW),
+    ]
+
+    # Then each opens and comments, and none shows a credential in its repr
+    for sink in sinks:
+        assert callable(sink.open)
+        assert callable(sink.comment)
+        for secret in (JIRA_TOKEN, SN_PASSWORD, SIGNING_SECRET, "XXXXsecretXXXXpathXXXX"):
+            assert secret not in repr(sink)

@@ -1,0 +1,376 @@
+"""Approvals and the blast-radius cap, in memory: signed single-use links, and which actions wait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.fakes import FakeActuator, InMemoryCaseRepository, make_alert, make_case
+from vtriage.adapters.factories import actuators
+from vtriage.approval import (
+    ApprovalClaims,
+    ApprovalRequest,
+    Decision,
+    GoneTokenError,
+    InvalidTokenError,
+    check,
+    decide,
+    request_approval,
+    sign,
+    verify,
+)
+from vtriage.config import RemediateSettings
+from vtriage.errors import ConfigurationError
+from vtriage.models import Action, ActionStatus, ActionType, Case, CaseStatus, TaskInput, Verdict
+from vtriage.remediate import ActionTask, plan_remediation, run_action
+from vtriage.ticket import ApprovalLinks
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+KEY = b"a-signing-key-of-enough-length-for-hmac-sha256"
+APPROVAL_URL = "https://abc123.lambda-url.us-east-1.on.aws/"
+
+
+@dataclass
+class InMemoryApprovalStore:
+    """`ApprovalStore`: approvals by id, each decided once."""
+
+    pending: dict[str, str] = field(default_factory=dict)
+    decided: dict[str, Decision] = field(default_factory=dict)
+
+    def put_pending(self, claims: ApprovalClaims, task_token: str) -> None:
+        if claims.approval_id not in self.decided:
+            self.pending[claims.approval_id] = task_token
+
+    def is_pending(self, approval_id: str) -> bool:
+        return approval_id in self.pending
+
+    def decide(self, approval_id: str, decision: Decision, decided_at: datetime) -> str | None:
+        token = self.pending.pop(approval_id, None)
+        if token is not None:
+            self.decided[approval_id] = decision
+        return token
+
+
+@dataclass
+class RecordingCallback:
+    """`TaskCallback` recording what resumed the waiting step."""
+
+    waiting: bool = True
+    calls: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
+        self.calls.append(("success", task_token, output))
+        return self.waiting
+
+    def fail(self, task_token: str, error: str, cause: str) -> bool:
+        self.calls.append(("failure", task_token, error))
+        return self.waiting
+
+
+@dataclass
+class RecordingNotifier:
+    """`ApprovalNotifier` keeping what it was asked to send."""
+
+    sent: list[tuple[str, Action, ApprovalLinks]] = field(default_factory=list)
+
+    def notify(self, case: Case, action: Action, links: ApprovalLinks) -> None:
+        self.sent.append((case.case_id, action, links))
+
+
+@dataclass
+class CountingBlastRadius:
+    """`BlastRadius` with `allowance` actions left this hour."""
+
+    allowance: int
+    taken: int = 0
+
+    def acquire(self) -> bool:
+        if self.taken >= self.allowance:
+            return False
+        self.taken += 1
+        return True
+
+
+def waiting_case(*statuses: ActionStatus) -> Case:
+    actions = [
+        Action(type=ActionType.ISOLATE_INSTANCE, target=f"i-{index}", status=status)
+        for index, status in enumerate(statuses)
+    ]
+    return make_case(make_alert(), status=CaseStatus.ENRICHED, verdict=Verdict.MALICIOUS, actions=actions)
+
+
+def claims(**overrides: Any) -> ApprovalClaims:
+    values: dict[str, Any] = {
+        "approval_id": "0123456789abcdef0123456789abcdef",
+        "case_id": "guardduty-1",
+        "action_index": 0,
+        "decision": Decision.APPROVE,
+        "expires_at": int((NOW + timedelta(hours=1)).timestamp()),
+    }
+    return ApprovalClaims(**(values | overrides))
+
+
+def token_of(link: str) -> str:
+    return parse_qs(urlsplit(link).query)["token"][0]
+
+
+# ---------------------------------------------------------------- tokens
+
+
+def test_a_signed_token_gives_back_its_claims() -> None:
+    # Given claims signed with the key, When verified with it, Then they come back unchanged
+    assert verify(sign(claims(), KEY), KEY, NOW) == claims()
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda t: sign(claims(decision=Decision.APPROVE), b"another key"), id="other key"),
+        pytest.param(lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"), id="altered signature"),
+        pytest.param(
+            lambda t: sign(claims(action_index=1), KEY).split(".")[0] + "." + t.split(".")[1],
+            id="claims swapped under a valid signature",
+        ),
+        pytest.param(lambda t: t.split(".")[0], id="no signature"),
+        pytest.param(lambda t: "not-a-token", id="garbage"),
+    ],
+)
+def test_a_forged_or_altered_token_is_refused(tamper: Any) -> None:
+    # Given a genuine token, altered or forged
+    forged = tamper(sign(claims(), KEY))
+
+    # When verified, Then it is refused as invalid
+    with pytest.raises(InvalidTokenError):
+        verify(forged, KEY, NOW)
+
+
+def test_an_expired_token_is_gone() -> None:
+    # Given a genuine token whose time has passed, When verified, Then it is refused as gone
+    with pytest.raises(GoneTokenError, match="expired"):
+        verify(sign(claims(expires_at=int(NOW.timestamp())), KEY), KEY, NOW)
+
+
+# ---------------------------------------------------------------- request and decide
+
+
+def requested(case: Case, task_token: str = "task-token-1") -> tuple[dict[str, Any], ApprovalLinks]:
+    cases = InMemoryCaseRepository([case])
+    store, notifier = InMemoryApprovalStore(), RecordingNotifier()
+    request = ApprovalRequest(
+        case_id=case.case_id,
+        index=0,
+        task_token=task_token,
+        approval_url=APPROVAL_URL,
+        approval_timeout_seconds=3600,
+    )
+    links = request_approval(request, cases, store=store, notifier=notifier, key=KEY, now=NOW)
+    return {"cases": cases, "store": store, "notifier": notifier}, links
+
+
+def test_an_approval_request_sends_two_links_that_expire_with_the_wait() -> None:
+    # Given an action waiting for approval, When the approval is requested
+    parts, links = requested(waiting_case(ActionStatus.PENDING_APPROVAL))
+
+    # Then the approver is sent both links, on the function URL, expiring with the state machine's wait
+    [(_, action, sent)] = parts["notifier"].sent
+    assert sent == links
+    assert action.target == "i-0"
+    assert links.approve_url.startswith(APPROVAL_URL + "?token=")
+    assert links.expires_at == NOW + timedelta(hours=1)
+    approve = verify(token_of(links.approve_url), KEY, NOW)
+    reject = verify(token_of(links.reject_url), KEY, NOW)
+    assert (approve.decision, reject.decision) == (Decision.APPROVE, Decision.REJECT)
+    assert approve.approval_id == reject.approval_id
+
+
+def test_approving_resumes_the_waiting_step_once() -> None:
+    # Given an approval request
+    case = waiting_case(ActionStatus.PENDING_APPROVAL)
+    parts, links = requested(case)
+    callback = RecordingCallback()
+    deps = {"store": parts["store"], "cases": parts["cases"], "callback": callback}
+
+    # When the approve link is used
+    result = decide(token_of(links.approve_url), key=KEY, now=NOW, **deps)
+
+    # Then the step resumes with the decision
+    assert result.decision is Decision.APPROVE
+    assert [(kind, token) for kind, token, _ in callback.calls] == [("success", "task-token-1")]
+    # And neither link works again: the approval is decided
+    for link in (links.approve_url, links.reject_url):
+        with pytest.raises(GoneTokenError, match="already decided"):
+            decide(token_of(link), key=KEY, now=NOW, **deps)
+        with pytest.raises(GoneTokenError):
+            check(token_of(link), KEY, parts["store"], NOW)
+    assert len(callback.calls) == 1
+
+
+def test_rejecting_records_the_action_as_skipped_and_fails_the_step() -> None:
+    # Given an approval request
+    case = waiting_case(ActionStatus.PENDING_APPROVAL)
+    parts, links = requested(case)
+    callback = RecordingCallback()
+
+    # When the reject link is used
+    decide(
+        token_of(links.reject_url),
+        key=KEY,
+        store=parts["store"],
+        cases=parts["cases"],
+        callback=callback,
+        now=NOW,
+    )
+
+    # Then the action is skipped, saying a person rejected it, and the step fails with ApprovalRejected
+    stored = parts["cases"].get(case.case_id)
+    assert stored.actions[0].status is ActionStatus.SKIPPED
+    assert "rejected by a person" in stored.actions[0].detail
+    assert [(kind, error) for kind, _, error in callback.calls] == [("failure", "ApprovalRejected")]
+
+
+def test_a_decision_after_the_step_timed_out_is_gone() -> None:
+    # Given an approval whose waiting step has already timed out
+    parts, links = requested(waiting_case(ActionStatus.PENDING_APPROVAL))
+
+    # When the approve link is used, Then the person is told it is too late
+    with pytest.raises(GoneTokenError, match="timed out"):
+        decide(
+            token_of(links.approve_url),
+            key=KEY,
+            store=parts["store"],
+            cases=parts["cases"],
+            callback=RecordingCallback(waiting=False),
+            now=NOW,
+        )
+
+
+# ---------------------------------------------------------------- plan: blast radius and approvals
+
+
+def plan(case: Case, *, dry_run: bool, blast_radius: CountingBlastRadius | None, max_actions: int = 5) -> Any:
+    cases = InMemoryCaseRepository([case])
+    result = plan_remediation(
+        TaskInput(case_id=case.case_id),
+        cases,
+        dry_run=dry_run,
+        max_actions=max_actions,
+        blast_radius=blast_radius,
+        max_actions_per_hour=2,
+        approval_timeout_seconds=600,
+        now=NOW,
+    )
+    return result, cases.get(case.case_id)
+
+
+def test_beyond_the_hourly_cap_actions_wait_for_approval_and_come_last() -> None:
+    # Given three planned isolations and one action left in this hour's blast radius
+    case = waiting_case(ActionStatus.PLANNED, ActionStatus.PLANNED, ActionStatus.PLANNED)
+    radius = CountingBlastRadius(allowance=1)
+
+    # When the remediation is planned to act for real
+    result, stored = plan(case, dry_run=False, blast_radius=radius)
+
+    # Then the first runs now, the other two wait for a person with the reason
+    assert [action.status for action in stored.actions] == [
+        ActionStatus.PLANNED,
+        ActionStatus.PENDING_APPROVAL,
+        ActionStatus.PENDING_APPROVAL,
+    ]
+    assert "blast-radius cap of 2 actions per hour" in stored.actions[1].detail
+    assert [(item.index, item.approval) for item in result.items] == [(0, False), (1, True), (2, True)]
+
+
+def test_dry_runs_use_none_of_the_blast_radius() -> None:
+    # Given two planned isolations and no action left in this hour
+    case = waiting_case(ActionStatus.PLANNED, ActionStatus.PLANNED)
+    radius = CountingBlastRadius(allowance=0)
+
+    # When the remediation is planned in dry run, Then nothing waits and nothing was taken
+    result, _ = plan(case, dry_run=True, blast_radius=radius)
+    assert [item.approval for item in result.items] == [False, False]
+    assert radius.taken == 0
+
+
+def test_an_action_the_playbook_marks_waits_for_approval_first_and_runs_once_approved() -> None:
+    # Given an isolation the playbook wants approved, on a known instance
+    alert = make_alert()
+    action = Action(type=ActionType.ISOLATE_INSTANCE, target="i-1", parameters={"needs_approval": "true"})
+    case = make_case(alert, status=CaseStatus.ENRICHED, verdict=Verdict.MALICIOUS, actions=[action])
+    cases = InMemoryCaseRepository([case])
+    plan_remediation(
+        TaskInput(case_id=case.case_id),
+        cases,
+        dry_run=False,
+        max_actions=5,
+        blast_radius=None,
+        max_actions_per_hour=10,
+        approval_timeout_seconds=600,
+        now=NOW,
+    )
+    waiting = cases.get(case.case_id)
+    assert waiting is not None
+    assert waiting.actions[0].status is ActionStatus.PENDING_APPROVAL
+
+    # When the approved action runs, twice (a retried step)
+    actuator = FakeActuator(ActionType.ISOLATE_INSTANCE, {"i-1": "sg-web"}, acted_state="sg-quarantine")
+    first = run_action(
+        ActionTask(case_id=case.case_id, index=0), cases, {actuator.action_type: actuator}, False
+    )
+    again = run_action(
+        ActionTask(case_id=case.case_id, index=0), cases, {actuator.action_type: actuator}, False
+    )
+
+    # Then it acted once, and the case is remediated
+    assert (first.status, first.changed) == (ActionStatus.DONE, True)
+    assert (again.status, again.changed) == (ActionStatus.DONE, False)
+    assert actuator.calls == [("i-1", False)]
+    stored = cases.get(case.case_id)
+    assert stored is not None
+    assert stored.status is CaseStatus.REMEDIATED
+
+
+# ---------------------------------------------------------------- wiring
+
+
+@pytest.mark.parametrize(
+    ("environment", "configured"),
+    [
+        ({}, set()),
+        ({"WAF_IP_SET_NAME": "bad-ips", "WAF_IP_SET_ID": "a1b2"}, {ActionType.BLOCK_IP_WAF}),
+        ({"NACL_RULE_MIN": "1", "NACL_RULE_MAX": "18"}, {ActionType.BLOCK_IP_NACL}),
+        ({"QUARANTINE_BUCKET": "quarantine"}, {ActionType.QUARANTINE_OBJECT}),
+        ({"WAF_IP_SET_NAME": "", "WAF_IP_SET_ID": "", "QUARANTINE_BUCKET": " "}, set()),
+    ],
+)
+def test_only_configured_actuators_are_wired(
+    environment: dict[str, str], configured: set[ActionType]
+) -> None:
+    # Given the remediate function's settings, with some actuators' resources configured
+    settings = RemediateSettings.from_environ(
+        {"AWS_REGION": "us-east-1", "CASES_TABLE_NAME": "cases"} | environment
+    )
+
+    # When its actuators are built
+    wired = set(actuators(settings))
+
+    # Then the EC2, IAM and DNS Firewall ones are always there, the others only when configured
+    always = {
+        ActionType.ISOLATE_INSTANCE,
+        ActionType.SNAPSHOT_VOLUMES,
+        ActionType.TAG_INSTANCE,
+        ActionType.DISABLE_ACCESS_KEY,
+        ActionType.BLOCK_DOMAIN_DNS_FIREWALL,
+    }
+    assert wired == always | configured
+
+
+def test_half_an_actuator_configuration_is_refused() -> None:
+    # Given a WAF IP set name without its id, When the settings are read, Then they name what is missing
+    with pytest.raises(ConfigurationError, match="WAF_IP_SET_NAME and WAF_IP_SET_ID"):
+        RemediateSettings.from_environ(
+            {"AWS_REGION": "us-east-1", "CASES_TABLE_NAME": "cases", "WAF_IP_SET_NAME": "bad-ips"}
+        )
