@@ -1,135 +1,41 @@
 """Approval function: sends the approve and reject links of a waiting action, and takes the decision a
-person makes on them through its function URL (no AWS login: the signed token is the authority).
+person makes on them through its function URL (no AWS login: the signed token is the authority)."""
 
-Invoked by the state machine's waitForTaskToken step, it keeps the task token and publishes the links.
-Opened from a link (GET), it shows what waits and a button; the button (POST) decides. The GET changes
-nothing, so that mail scanners and chat previews that fetch links cannot approve anything.
-"""
-
-import base64
-import html
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtriage.adapters.factories import approval_dependencies
-from vtriage.approval import (
-    TOKEN_PARAMETER,
-    ApprovalRequest,
-    Decision,
-    GoneTokenError,
-    InvalidTokenError,
-    check,
-    decide,
-    request_approval,
-)
+from vtriage.approval import ApprovalRequest, request_approval
+from vtriage.approval_page import answer
 from vtriage.config import ApprovalSettings
-from vtriage.errors import CaseNotFoundError
 
 logger = Logger()
-
-_HEADERS = {
-    "content-type": "text/html; charset=utf-8",
-    "cache-control": "no-store",
-    "referrer-policy": "no-referrer",
-    "x-content-type-options": "nosniff",
-    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-}
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """A function URL request from a person, or the state machine's request for approval."""
     dependencies = approval_dependencies(ApprovalSettings.from_environ())
-    if "requestContext" not in event:
-        links = request_approval(
-            ApprovalRequest.model_validate(event),
-            dependencies.cases,
-            store=dependencies.store,
-            notifier=dependencies.notifier,
-            key=dependencies.signing_key(),
-            now=datetime.now(UTC),
-        )
-        # The links are the authority to decide: they go to people, never into the execution's history.
-        return {"case_id": event["case_id"], "index": event["index"], "expires_at": str(links.expires_at)}
-    return _answer(event, dependencies)
-
-
-def _answer(event: dict[str, Any], dependencies: Any) -> dict[str, Any]:
-    method = str(event.get("requestContext", {}).get("http", {}).get("method", "GET")).upper()
-    if method not in {"GET", "POST"}:
-        return _page(405, "Not allowed", "Open the link from the notification.")
-    token = _token(event, method)
-    if not token:
-        return _page(400, "No approval token", "Open the link exactly as the notification gives it.")
     now = datetime.now(UTC)
-    key = dependencies.signing_key()
-    try:
-        if method == "GET":
-            return _confirmation(token, key, dependencies, now)
-        result = decide(
-            token,
-            key=key,
+    if "requestContext" in event:
+        return answer(
+            event,
+            key=dependencies.signing_key(),
             store=dependencies.store,
             cases=dependencies.cases,
             callback=dependencies.callback,
             now=now,
         )
-    except InvalidTokenError as error:
-        logger.warning("refused an approval token", extra={"reason": str(error)})
-        return _page(403, "Refused", "This link is not a valid vtriage approval link.")
-    except GoneTokenError as error:
-        return _page(410, "No longer valid", str(error))
-    except CaseNotFoundError:
-        return _page(404, "Not found", "The case of this approval is gone.")
-    done = "approved: it runs now" if result.decision is Decision.APPROVE else "rejected: it will not run"
-    logger.info("approval decided", extra={"case_id": result.case_id, "decision": result.decision.value})
-    return _page(200, f"{result.action} {done}", f"Case {result.case_id}. You can close this page.")
-
-
-def _confirmation(token: str, key: bytes, dependencies: Any, now: datetime) -> dict[str, Any]:
-    """What waits and a button that decides: opening a link decides nothing."""
-    claims = check(token, key, dependencies.store, now)
-    case = dependencies.cases.get(claims.case_id)
-    if case is None or claims.action_index >= len(case.actions):
-        raise CaseNotFoundError(claims.case_id)
-    action = case.actions[claims.action_index]
-    verb = "Approve" if claims.decision is Decision.APPROVE else "Reject"
-    return _page(
-        200,
-        f"{verb} {action.type.value} on {action.target}?",
-        f"Case {case.case_id}: {case.alert.title}. Verdict {case.verdict.value}. {action.detail}",
-        form=(verb, token),
+    links = request_approval(
+        ApprovalRequest.model_validate(event),
+        dependencies.cases,
+        store=dependencies.store,
+        notifier=dependencies.notifier,
+        key=dependencies.signing_key(),
+        now=now,
     )
-
-
-def _token(event: dict[str, Any], method: str) -> str | None:
-    if method == "POST":
-        body = event.get("body") or ""
-        if event.get("isBase64Encoded"):
-            body = base64.b64decode(body).decode("utf-8", "replace")
-        values = parse_qs(body).get(TOKEN_PARAMETER)
-    else:
-        values = parse_qs(event.get("rawQueryString") or "").get(TOKEN_PARAMETER)
-        if not values:
-            single = (event.get("queryStringParameters") or {}).get(TOKEN_PARAMETER)
-            values = [single] if single else None
-    return values[0] if values else None
-
-
-def _page(status: int, title: str, text: str, form: tuple[str, str] | None = None) -> dict[str, Any]:
-    button = ""
-    if form is not None:
-        verb, token = form
-        button = (
-            f'<form method="post"><input type="hidden" name="{TOKEN_PARAMETER}" '
-            f'value="{html.escape(token)}"><button type="submit">{html.escape(verb)}</button></form>'
-        )
-    body = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>vtriage</title></head>"
-        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>{button}</body></html>"
-    )
-    return {"statusCode": status, "headers": dict(_HEADERS), "body": body}
+    # The links are the authority to decide: they go to people, never into the execution's history.
+    return {"case_id": event["case_id"], "index": event["index"], "expires_at": str(links.expires_at)}

@@ -18,10 +18,12 @@ from pydantic import ValidationError
 
 from vtriage.adapters.alert_queue import SqsAlertQueue
 from vtriage.adapters.dynamodb import DynamoCaseRepository
-from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
-from vtriage.errors import VtriageError
+from vtriage.adapters.factories import remediation_dependencies
+from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES, RemediateSettings
+from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
 from vtriage.intake_api import AlertRejectedError, accept_alert
 from vtriage.models import Case, CaseStatus
+from vtriage.remediate import rollback_case
 from vtriage_local.report import render
 from vtriage_local.runner import UsageError, VirusTotalSource, read_deliveries, run_files
 from vtriage_local.stack import LocalSetupError
@@ -89,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="send the functions' logs to stderr")
     _add_send_command(commands)
     _add_cases_command(commands)
+    rollback = commands.add_parser(
+        "rollback",
+        help="undo what a case's actions changed in a deployed stack's account, last action first",
+        description="Reads the remediate function's settings from the environment, as the function does "
+        "(CASES_TABLE_NAME, QUARANTINE_GROUP_NAME, WAF_IP_SET_*, NACL_RULE_*, QUARANTINE_BUCKET, ...), with "
+        "your ordinary AWS credentials. What cannot be undone (forensic snapshots) is said so.",
+    )
+    rollback.add_argument("case_id", metavar="CASE_ID")
+    rollback.add_argument("--json", action="store_true", help="print the outcome as JSON")
     return parser
 
 
@@ -279,6 +290,26 @@ def _cases(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rollback(arguments: argparse.Namespace) -> int:
+    """`vtriage rollback CASE_ID`: 0 when everything reversible was undone, 2 when some could not be,
+    1 on a usage or set-up error."""
+    try:
+        settings = RemediateSettings.from_environ()
+        dependencies = remediation_dependencies(settings)
+        result = rollback_case(arguments.case_id, dependencies.cases, dependencies.actuators)
+    except (ConfigurationError, CaseNotFoundError, BotoCoreError, ClientError) as error:
+        print(f"vtriage: cannot roll back {arguments.case_id}: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    if arguments.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        for action in result.actions:
+            print(f"{action.type.value} {action.target}: {action.status.value}\n    {action.detail}")
+        if not result.actions:
+            print(f"nothing to undo in {arguments.case_id}: no action of it changed anything")
+    return EXIT_OK if result.complete else EXIT_REJECTED
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -293,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         return _send(arguments)
     if arguments.command == "cases":
         return _cases(arguments)
+    if arguments.command == "rollback":
+        return _rollback(arguments)
     for path in arguments.files:
         if not path.is_file():
             print(f"vtriage: no such file: {path}", file=sys.stderr)

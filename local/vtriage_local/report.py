@@ -27,7 +27,11 @@ def render(document: dict[str, Any], log_path: str | None = None) -> str:
             "Remediation ran in dry-run mode (the default): nothing was changed. To let it act, deploy with\n"
             "  sam deploy --parameter-overrides DryRun=false\n"
             "or try it here on the local copy of the instances:\n"
-            "  vtriage run --parameter-overrides DryRun=false FILE..."
+            "  vtriage run --parameter-overrides DryRun=false FILE...\n"
+            "Acting for real, an action waits for a person when its playbook asks for approval or\n"
+            "the hour's allowance (MaxActionsPerHour) is spent: the ticket topic then gets approve and\n"
+            "reject links, signed, expiring and single-use (README, Approvals).\n"
+            "`vtriage rollback CASE_ID` undoes what was done."
         )
         lines.append("")
     stats = document["stats"]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import io
 import json
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -26,6 +30,7 @@ from vtriage.models import (
     IocType,
     Verdict,
 )
+from vtriage_local import cli
 from vtriage_local.stack import LocalAws
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -135,6 +140,32 @@ def test_with_dry_run_off_the_instance_keeps_only_the_quarantine_group(
     assert group["GroupName"] == "vtriage-quarantine"
     assert group["IpPermissions"] == []
     assert group["IpPermissionsEgress"] == []
+
+
+def test_vtriage_rollback_gives_the_isolated_instance_its_groups_back(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an instance isolated for real by the state machine
+    monkeypatch.setenv("DRY_RUN", "false")
+    instance_id, groups = _instance(local_aws)
+    case = _case(Verdict.MALICIOUS, [Action(type=ActionType.ISOLATE_INSTANCE, target=instance_id)])
+    execution, _ = _run(local_aws, case)
+    assert execution["status"] == "SUCCEEDED"
+    assert _interface_groups(local_aws, instance_id) != [groups]
+
+    # When `vtriage rollback CASE_ID` runs against the stack, and once more
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        status = cli.main(["rollback", case.case_id, "--json"])
+        again = cli.main(["rollback", case.case_id])
+
+    # Then the interface is back in its own groups, the action says so, and a second run changes nothing
+    assert (status, again) == (0, 0)
+    assert _interface_groups(local_aws, instance_id) == [groups]
+    stored = _cases(local_aws).get(case.case_id)
+    assert stored is not None
+    assert [action.status for action in stored.actions] == ["rolled_back"]
+    assert "nothing to undo" in stdout.getvalue()
 
 
 def test_suspicious_case_is_ticketed_without_remediation(local_aws: LocalAws) -> None:
@@ -478,3 +509,47 @@ def test_every_payload_of_a_remediation_is_a_small_summary(local_aws: LocalAws) 
     ]
     assert sizes
     assert max(sizes) < 8 * 1024
+
+
+class _WebhookReceiver(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        type(self).received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+def test_the_ticket_goes_to_the_configured_provider_with_credentials_from_secrets_manager(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a webhook receiver on loopback, its URL in a Secrets Manager secret, and the ticket
+    # function configured for the webhook provider
+    _WebhookReceiver.received.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WebhookReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hooks/soc"
+        local_aws.client("secretsmanager").create_secret(
+            Name="vtriage/ticket-webhook", SecretString=json.dumps({"url": url})
+        )
+        monkeypatch.setenv("TICKET_PROVIDER", "webhook")
+        monkeypatch.setenv("TICKET_SECRET_NAME", "vtriage/ticket-webhook")
+
+        # When a suspicious case runs through the state machine
+        execution, stored = _run(local_aws, _case(Verdict.SUSPICIOUS))
+    finally:
+        server.shutdown()
+
+    # Then the webhook received the case report, and the case keeps the webhook's ticket
+    assert execution["status"] == "SUCCEEDED"
+    [message] = _WebhookReceiver.received
+    assert "tawuhoju.com" in message["text"]
+    assert stored is not None
+    assert stored.ticket is not None
+    assert stored.ticket.provider == "webhook"

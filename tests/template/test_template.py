@@ -44,7 +44,7 @@ PROVIDED_BY_LAMBDA = {"AWS_REGION": "us-east-1"}
 SERVICES_BY_FUNCTION = {
     "EnrichFunction": {"dynamodb", "states", "sqs", "secretsmanager"},
     "RemediateFunction": {"dynamodb", "ec2", "wafv2", "iam", "s3", "route53resolver"},
-    "TicketFunction": {"dynamodb", "sns"},
+    "TicketFunction": {"dynamodb", "sns", "secretsmanager"},
     "IntakeFunction": {"sqs"},
     "ApprovalFunction": {"dynamodb", "states", "sns", "secretsmanager"},
 }
@@ -548,12 +548,18 @@ def test_only_the_enrich_function_may_start_triage_or_read_the_api_key(
         for logical_id, spec in specs.items()
     }
 
-    # Then starting executions and reading the VirusTotal key belong to the enrich function alone
+    # Then starting executions and reading secrets belong to the functions that need them alone
     for logical_id, actions in granted.items():
         sensitive = actions & {"states:StartExecution", "secretsmanager:GetSecretValue"}
-        assert not sensitive or logical_id in {"EnrichFunction", "ApprovalFunction"}, (
+        assert not sensitive or logical_id in {"EnrichFunction", "ApprovalFunction", "TicketFunction"}, (
             f"{logical_id} may {sorted(sensitive)}"
         )
+    # And the ticket function reads only the ticket provider's secret, and starts nothing
+    (ticket_secret,) = [
+        s for s in statements(specs["TicketFunction"]) if s["Action"] == "secretsmanager:GetSecretValue"
+    ]
+    assert "${TicketSecretName}-??????" in ticket_secret["Resource"]["Fn::Sub"]
+    assert "states:StartExecution" not in granted["TicketFunction"]
     # And the approval function reads only the key that signs approval links
     (secret,) = [
         s for s in statements(specs["ApprovalFunction"]) if s["Action"] == "secretsmanager:GetSecretValue"

@@ -222,9 +222,46 @@ class ApprovalSettings(Settings):
 
 
 class TicketSettings(Settings):
-    """Settings of the ticket function."""
+    """Settings of the ticket function: SNS by default; Jira Cloud, ServiceNow or a webhook with their
+    credentials in a Secrets Manager secret (a JSON object: see the README)."""
 
     ticket_topic_arn: str = Field(alias="TICKET_TOPIC_ARN", pattern=r"^arn:aws[\w-]*:sns:")
+    ticket_provider: Literal["sns", "jira", "servicenow", "webhook"] = Field(
+        default="sns", alias="TICKET_PROVIDER"
+    )
+    ticket_secret_name: str | None = Field(default=None, alias="TICKET_SECRET_NAME", min_length=1)
+    jira_base_url: str | None = Field(default=None, alias="JIRA_BASE_URL", pattern=r"^https?://")
+    jira_project_key: str | None = Field(default=None, alias="JIRA_PROJECT_KEY", min_length=1)
+    jira_issue_type: str = Field(default="Task", alias="JIRA_ISSUE_TYPE", min_length=1)
+    servicenow_base_url: str | None = Field(default=None, alias="SERVICENOW_BASE_URL", pattern=r"^https?://")
+
+    @field_validator(
+        "ticket_secret_name", "jira_base_url", "jira_project_key", "servicenow_base_url", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # The template passes every parameter, so an unconfigured one arrives as an empty string.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _provider_is_complete(self) -> Self:
+        needed = {
+            "sns": {},
+            "jira": {
+                "JIRA_BASE_URL": self.jira_base_url,
+                "JIRA_PROJECT_KEY": self.jira_project_key,
+                "TICKET_SECRET_NAME": self.ticket_secret_name,
+            },
+            "servicenow": {
+                "SERVICENOW_BASE_URL": self.servicenow_base_url,
+                "TICKET_SECRET_NAME": self.ticket_secret_name,
+            },
+            "webhook": {"TICKET_SECRET_NAME": self.ticket_secret_name},
+        }[self.ticket_provider]
+        missing = [name for name, value in needed.items() if not value]
+        if missing:
+            raise ValueError(f"TICKET_PROVIDER={self.ticket_provider} needs {', '.join(missing)}")
+        return self
 
 
 # What SQS accepted per message until 2025, and the most EventBridge puts in one event: every
