@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import os
 import statistics
@@ -84,7 +86,8 @@ def throughput_and_requests() -> dict[str, Any]:
             baseline_s = _baseline(replay, corpus.iocs_per_alert)
             baseline_requests = replay.request_count
             os.environ["VT_BASE_URL"] = replay.base_url
-            with LocalAws(vt_api_key=API_KEY) as aws:
+            # The handlers log JSON lines to stdout, as in Lambda: keep them out of the table.
+            with contextlib.redirect_stdout(io.StringIO()), LocalAws(vt_api_key=API_KEY) as aws:
                 # After the stack set the template's environment: these override it.
                 os.environ.update(PREMIUM_ENV)
                 before = replay.request_count
@@ -191,7 +194,7 @@ def peak_memory() -> dict[str, Any]:
             alerts.append(alert)
         with ReplayServer(Path(folder), api_key=API_KEY) as replay:
             os.environ["VT_BASE_URL"] = replay.base_url
-            with LocalAws(vt_api_key=API_KEY) as aws:
+            with contextlib.redirect_stdout(io.StringIO()), LocalAws(vt_api_key=API_KEY) as aws:
                 os.environ.update(PREMIUM_ENV)
                 aws.handler("EnrichFunction")  # imported before measuring: the figure is the batch's
                 tracemalloc.start()
