@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import guardduty, ocsf, securityhub
 from vtriage.intake.canonical import with_allow_list
-from vtriage.intake.fields import shown
+from vtriage.intake.fields import json_kind, shown
 from vtriage.models import Alert, Ioc
 
 __all__ = ["DEFAULT_MAX_IOCS", "IntakeOptions", "parse_alerts"]
@@ -72,7 +72,7 @@ class IntakeOptions(BaseModel):
 def _parse(document: Any, *, skip_guardduty: bool) -> list[Alert]:
     if not isinstance(document, dict):
         raise InvalidAlertError(
-            f"unknown shape: expected {_SHAPES} (a JSON object); got {guardduty.json_kind(document)}"
+            f"unknown shape: expected {_SHAPES} (a JSON object); got {json_kind(document)}"
         )
     if "Records" in document:
         raise InvalidAlertError(

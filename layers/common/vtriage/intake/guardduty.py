@@ -19,6 +19,8 @@ from typing import Any
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.canonical import canonical_ioc
+from vtriage.intake.fields import Fields, json_kind, shown
+from vtriage.intake.fields import join as _join
 from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity
 
 SOURCE = "guardduty"
@@ -90,10 +92,10 @@ def alert_from_malware_scan(event: Mapping[str, Any]) -> Alert | None:
     _check_detail_type(event, MALWARE_SCAN_DETAIL_TYPE)
     reader = _FindingReader(_detail(event), prefix="detail.", pascal=False)
     detail = reader.finding
-    resource_type = reader.text(detail, "resourceType", "")
+    resource_type = reader.fields.text(detail, "resourceType", "")
     if resource_type is not None and resource_type != "S3_OBJECT":
         raise InvalidAlertError(
-            f"unsupported resource type {_shown(resource_type)}: expected 'S3_OBJECT'",
+            f"unsupported resource type {shown(resource_type)}: expected 'S3_OBJECT'",
             field=reader.where("resourceType"),
         )
     result = reader.required_object(detail, "scanResultDetails", "")
@@ -102,15 +104,15 @@ def alert_from_malware_scan(event: Mapping[str, Any]) -> Alert | None:
         return None
     threats = [
         name
-        for path, threat in reader.objects(result, "threats", "scanResultDetails")
-        if (name := reader.text(threat, "name", path))
+        for path, threat in reader.fields.objects(result, "threats", "scanResultDetails")
+        if (name := reader.fields.text(threat, "name", path))
     ]
     at = "s3ObjectDetails"
     item = reader.required_object(detail, at, "")
     bucket = reader.required_text(item, "bucketName", at)
     key = reader.required_text(item, "objectKey", at)
-    etag = reader.text(item, "eTag", at)
-    version_id = reader.text(item, "versionId", at)
+    etag = reader.fields.text(item, "eTag", at)
+    version_id = reader.fields.text(item, "versionId", at)
     moment = _event_time(event)
     if version_id and version_id != _UNVERSIONED:
         version = f"version-{version_id}"
@@ -157,7 +159,7 @@ def _check_source(event: Mapping[str, Any]) -> None:
             f"missing: an EventBridge event from GuardDuty has source {EVENT_SOURCE!r}", field="source"
         )
     raise InvalidAlertError(
-        f"unsupported event source {_shown(source)}: expected {EVENT_SOURCE!r}, 'aws.securityhub',"
+        f"unsupported event source {shown(source)}: expected {EVENT_SOURCE!r}, 'aws.securityhub',"
         " or an OCSF finding (with class_uid) as detail",
         field="source",
     )
@@ -171,7 +173,7 @@ def _check_detail_type(event: Mapping[str, Any], expected: str) -> None:
     if detail_type is None:
         raise InvalidAlertError(f"missing: expected {supported}", field="detail-type")
     raise InvalidAlertError(
-        f"unsupported GuardDuty event {_shown(detail_type)}: expected {supported}", field="detail-type"
+        f"unsupported GuardDuty event {shown(detail_type)}: expected {supported}", field="detail-type"
     )
 
 
@@ -189,7 +191,7 @@ def _event_time(event: Mapping[str, Any]) -> datetime:
     value = event.get("time")
     moment = _parse_timestamp(value) if isinstance(value, str) else None
     if moment is None:
-        reason = "missing" if value is None else f"expected an ISO 8601 timestamp, got {_shown(value)}"
+        reason = "missing" if value is None else f"expected an ISO 8601 timestamp, got {shown(value)}"
         raise InvalidAlertError(reason, field="time")
     return moment
 
@@ -206,7 +208,7 @@ def _event_id(event: Mapping[str, Any]) -> str:
 def _envelope_account(event: Mapping[str, Any]) -> str:
     value = event.get("account")
     if not isinstance(value, str) or not _ACCOUNT_ID.fullmatch(value):
-        reason = "missing" if value is None else f"expected a 12-digit AWS account id, got {_shown(value)}"
+        reason = "missing" if value is None else f"expected a 12-digit AWS account id, got {shown(value)}"
         raise InvalidAlertError(reason, field="account")
     return value
 
@@ -215,7 +217,7 @@ def _envelope_region(event: Mapping[str, Any]) -> str:
     value = event.get("region")
     if not isinstance(value, str) or not _REGION.fullmatch(value):
         reason = (
-            "missing" if value is None else f"expected an AWS Region such as 'us-east-1', got {_shown(value)}"
+            "missing" if value is None else f"expected an AWS Region such as 'us-east-1', got {shown(value)}"
         )
         raise InvalidAlertError(reason, field="region")
     return value
@@ -257,6 +259,20 @@ def alert_from_finding(finding: Mapping[str, Any]) -> Alert:
     return _FindingReader(camel, prefix="", pascal=pascal).alert()
 
 
+class _GuardDutyFields(Fields):
+    """Typed reads of a GuardDuty finding, naming each field as the sender spelt it (camel or Pascal case)."""
+
+    def __init__(self, prefix: str, pascal: bool) -> None:
+        super().__init__(prefix)
+        self.pascal = pascal
+
+    def where(self, path: str) -> str:
+        """A finding path as the sender's document spells it."""
+        if self.pascal:
+            path = ".".join(_pascal_segment(segment) for segment in path.split("."))
+        return self.prefix + path
+
+
 class _FindingReader:
     """Reads one camelCase finding; names each field as it appears in the sender's document."""
 
@@ -268,9 +284,8 @@ class _FindingReader:
         pascal: bool,
         envelope: Mapping[str, Any] | None = None,
     ) -> None:
+        self.fields = _GuardDutyFields(prefix, pascal)
         self.finding = finding
-        self.prefix = prefix
-        self.pascal = pascal
         self.envelope = envelope or {}
 
     def alert(self) -> Alert:
@@ -280,7 +295,7 @@ class _FindingReader:
         finding_type = self.required_text(finding, "type", "")
         resource = self.required_object(finding, "resource", "")
         service = self.required_object(finding, "service", "")
-        created_at = self.timestamp(finding, "createdAt", required=True) or _never()
+        created_at = self.fields.timestamp(finding, "createdAt", "", required=True) or _never()
         updated_at, version = self.updated_at_and_version(service)
         resources = self.resources(resource)
         own_addresses = frozenset(address for item in resources for address in item.addresses)
@@ -288,7 +303,7 @@ class _FindingReader:
             id=finding_id,
             source=SOURCE,
             type=finding_type,
-            title=self.text(finding, "title", "") or finding_type,
+            title=self.fields.text(finding, "title", "") or finding_type,
             severity=self.severity(),
             created_at=created_at,
             updated_at=updated_at or created_at,
@@ -308,13 +323,13 @@ class _FindingReader:
             raise InvalidAlertError("missing", field=self.where("severity"))
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
             raise InvalidAlertError(
-                f"expected a number from 0 to 10, got {_shown(value)}", field=self.where("severity")
+                f"expected a number from 0 to 10, got {shown(value)}", field=self.where("severity")
             )
         return Severity(score=float(value))
 
     def updated_at_and_version(self, service: Mapping[str, Any]) -> tuple[datetime | None, str]:
         """When the finding last changed, and the version that names this state of it."""
-        updated_at = self.timestamp(self.finding, "updatedAt", required=False)
+        updated_at = self.fields.timestamp(self.finding, "updatedAt", "")
         if updated_at is not None:
             return updated_at, updated_at.isoformat()
         count = service.get("count")
@@ -332,7 +347,7 @@ class _FindingReader:
             raise InvalidAlertError("missing", field=self.where("accountId"))
         if not isinstance(value, str) or not _ACCOUNT_ID.fullmatch(value):
             raise InvalidAlertError(
-                f"expected a 12-digit AWS account id, got {_shown(value)}", field=self.where("accountId")
+                f"expected a 12-digit AWS account id, got {shown(value)}", field=self.where("accountId")
             )
         return value
 
@@ -343,24 +358,9 @@ class _FindingReader:
             raise InvalidAlertError("missing", field=self.where("region"))
         if not isinstance(value, str) or not _REGION.fullmatch(value):
             raise InvalidAlertError(
-                f"expected an AWS Region such as 'us-east-1', got {_shown(value)}", field=self.where("region")
+                f"expected an AWS Region such as 'us-east-1', got {shown(value)}", field=self.where("region")
             )
         return value
-
-    def timestamp(self, parent: Mapping[str, Any], key: str, *, required: bool) -> datetime | None:
-        """An ISO 8601 timestamp with a time zone, in UTC."""
-        text = self.text(parent, key, "", required=required)
-        if text is None:
-            return None
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
-            raise InvalidAlertError(
-                f"expected an ISO 8601 timestamp with a time zone, got {_shown(text)}", field=self.where(key)
-            )
-        return moment.astimezone(UTC)
 
     # --- resources ------------------------------------------------------------------------------
 
@@ -371,7 +371,7 @@ class _FindingReader:
         only the details that the resource type names are read: an S3 finding's sample instance
         must never be isolated.
         """
-        resource_type = self.text(resource, "resourceType", "resource")
+        resource_type = self.fields.text(resource, "resourceType", "resource")
         if resource_type == "Instance":
             return (self.instance(resource),)
         if resource_type == "AccessKey":
@@ -391,16 +391,16 @@ class _FindingReader:
         vpc_id: str | None = None
         interface_ids: list[str] = []
         addresses: list[str] = []
-        for path, interface in self.objects(details, "networkInterfaces", at):
-            vpc_id = vpc_id or self.text(interface, "vpcId", path)
-            interface_id = self.text(interface, "networkInterfaceId", path)
+        for path, interface in self.fields.objects(details, "networkInterfaces", at):
+            vpc_id = vpc_id or self.fields.text(interface, "vpcId", path)
+            interface_id = self.fields.text(interface, "networkInterfaceId", path)
             if interface_id and interface_id not in interface_ids:
                 interface_ids.append(interface_id)
-            candidates = [self.text(interface, "privateIpAddress", path)]
-            for private_path, private in self.objects(interface, "privateIpAddresses", path):
-                candidates.append(self.text(private, "privateIpAddress", private_path))
-            candidates.append(self.text(interface, "publicIp", path))
-            candidates.extend(self.texts(interface, "ipv6Addresses", path))
+            candidates = [self.fields.text(interface, "privateIpAddress", path)]
+            for private_path, private in self.fields.objects(interface, "privateIpAddresses", path):
+                candidates.append(self.fields.text(private, "privateIpAddress", private_path))
+            candidates.append(self.fields.text(interface, "publicIp", path))
+            candidates.extend(value for _, value in self.fields.texts(interface, "ipv6Addresses", path))
             for address in candidates:
                 if address and address not in addresses:
                     addresses.append(address)
@@ -414,23 +414,25 @@ class _FindingReader:
 
     def access_key(self, resource: Mapping[str, Any], *, required: bool) -> Resource | None:
         """The IAM access key and the user it belongs to."""
-        details = self.object(resource, "accessKeyDetails", "resource", required=required)
+        details = self.fields.object(resource, "accessKeyDetails", "resource", required=required)
         if details is None:
             return None
         at = "resource.accessKeyDetails"
-        key_id = self.text(details, "accessKeyId", at, required=required)
+        key_id = self.fields.text(details, "accessKeyId", at, required=required)
         if key_id is None:
             return None
-        return Resource(type=ResourceType.ACCESS_KEY, id=key_id, user_name=self.text(details, "userName", at))
+        return Resource(
+            type=ResourceType.ACCESS_KEY, id=key_id, user_name=self.fields.text(details, "userName", at)
+        )
 
     def buckets(self, resource: Mapping[str, Any]) -> list[Resource]:
         """The S3 buckets, and the objects GuardDuty names in them."""
         found: list[Resource] = []
-        for path, bucket in self.objects(resource, "s3BucketDetails", "resource"):
+        for path, bucket in self.fields.objects(resource, "s3BucketDetails", "resource"):
             name = self.required_text(bucket, "name", path)
             found.append(Resource(type=ResourceType.S3_BUCKET, id=name, bucket=name))
-            for object_path, item in self.objects(bucket, "s3ObjectDetails", path):
-                key = self.text(item, "key", object_path)
+            for object_path, item in self.fields.objects(bucket, "s3ObjectDetails", path):
+                key = self.fields.text(item, "key", object_path)
                 if key:
                     found.append(
                         Resource(type=ResourceType.S3_OBJECT, id=f"{name}/{key}", bucket=name, key=key)
@@ -457,35 +459,34 @@ class _FindingReader:
     ) -> list[tuple[IocType, str, str]]:
         """(type, raw value, path in the finding) of every place GuardDuty puts an indicator."""
         found: list[tuple[IocType, str, str]] = []
-        action = self.object(service, "action", "service") or {}
+        action = self.fields.object(service, "action", "service") or {}
         at = "service.action"
 
         for kind in ("networkConnectionAction", "awsApiCallAction", "rdsLoginAttemptAction"):
-            details = self.object(action, kind, at)
+            details = self.fields.object(action, kind, at)
             if details is not None:
                 found += self.remote_ips(details, f"{at}.{kind}")
-        port_probe = self.object(action, "portProbeAction", at)
+        port_probe = self.fields.object(action, "portProbeAction", at)
         if port_probe is not None:
-            for path, probe in self.objects(port_probe, "portProbeDetails", f"{at}.portProbeAction"):
+            for path, probe in self.fields.objects(port_probe, "portProbeDetails", f"{at}.portProbeAction"):
                 found += self.remote_ips(probe, path)
-        api_call = self.object(action, "awsApiCallAction", at)
+        api_call = self.fields.object(action, "awsApiCallAction", at)
         if api_call is not None:
-            domain_details = self.object(api_call, "domainDetails", f"{at}.awsApiCallAction")
+            domain_details = self.fields.object(api_call, "domainDetails", f"{at}.awsApiCallAction")
             if domain_details is not None:
                 found += self.candidates(
                     IocType.DOMAIN, domain_details, "domain", f"{at}.awsApiCallAction.domainDetails"
                 )
-        dns_request = self.object(action, "dnsRequestAction", at)
+        dns_request = self.fields.object(action, "dnsRequestAction", at)
         if dns_request is not None:
             found += self.candidates(IocType.DOMAIN, dns_request, "domain", f"{at}.dnsRequestAction")
-        kubernetes = self.object(action, "kubernetesApiCallAction", at)
+        kubernetes = self.fields.object(action, "kubernetesApiCallAction", at)
         if kubernetes is not None:
             path = f"{at}.kubernetesApiCallAction"
             found += self.remote_ips(kubernetes, path)
             found += [
-                (IocType.IP, value, f"{path}.sourceIPs[{index}]")
-                for index, value in enumerate(self.texts(kubernetes, "sourceIPs", path))
-                if value
+                (IocType.IP, value, where)
+                for where, value in self.fields.texts(kubernetes, "sourceIPs", path)
             ]
         found += self.threat_intelligence_hashes(service)
         found += self.malware_scan_hashes(service)
@@ -497,7 +498,7 @@ class _FindingReader:
 
     def remote_ips(self, parent: Mapping[str, Any], at: str) -> list[tuple[IocType, str, str]]:
         """The IPv4 and IPv6 addresses of `remoteIpDetails` under `parent`."""
-        details = self.object(parent, "remoteIpDetails", at)
+        details = self.fields.object(parent, "remoteIpDetails", at)
         if details is None:
             return []
         path = f"{at}.remoteIpDetails"
@@ -508,28 +509,30 @@ class _FindingReader:
 
     def threat_intelligence_hashes(self, service: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
         """File hashes a threat list matched, from `service.evidence`."""
-        evidence = self.object(service, "evidence", "service")
+        evidence = self.fields.object(service, "evidence", "service")
         if evidence is None:
             return []
         found: list[tuple[IocType, str, str]] = []
-        for path, detail in self.objects(evidence, "threatIntelligenceDetails", "service.evidence"):
+        for path, detail in self.fields.objects(evidence, "threatIntelligenceDetails", "service.evidence"):
             found += self.candidates(IocType.FILE, detail, "threatFileSha256", path)
         return found
 
     def malware_scan_hashes(self, service: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
         """File hashes of an EBS malware scan: `ebsVolumeScanDetails...threatNames[].filePaths[].hash`."""
         at = "service.ebsVolumeScanDetails"
-        scan = self.object(service, "ebsVolumeScanDetails", "service")
-        detections = self.object(scan, "scanDetections", at) if scan else None
+        scan = self.fields.object(service, "ebsVolumeScanDetails", "service")
+        detections = self.fields.object(scan, "scanDetections", at) if scan else None
         by_name = (
-            self.object(detections, "threatDetectedByName", f"{at}.scanDetections") if detections else None
+            self.fields.object(detections, "threatDetectedByName", f"{at}.scanDetections")
+            if detections
+            else None
         )
         if by_name is None:
             return []
         found: list[tuple[IocType, str, str]] = []
         names_at = f"{at}.scanDetections.threatDetectedByName"
-        for threat_path, threat in self.objects(by_name, "threatNames", names_at):
-            for file_path, file in self.objects(threat, "filePaths", threat_path):
+        for threat_path, threat in self.fields.objects(by_name, "threatNames", names_at):
+            for file_path, file in self.fields.objects(threat, "filePaths", threat_path):
                 found += self.candidates(IocType.FILE, file, "hash", file_path)
         return found
 
@@ -537,14 +540,14 @@ class _FindingReader:
         """File hashes of the newer Malware Protection findings (for S3 with a detector, on-demand and
         backup scans): `service.malwareScanDetails.threats[]`, its `itemPaths[]` and `itemDetails[]`."""
         at = "service.malwareScanDetails"
-        scan = self.object(service, "malwareScanDetails", "service")
+        scan = self.fields.object(service, "malwareScanDetails", "service")
         if scan is None:
             return []
         found: list[tuple[IocType, str, str]] = []
-        for threat_path, threat in self.objects(scan, "threats", at):
+        for threat_path, threat in self.fields.objects(scan, "threats", at):
             found += self.candidates(IocType.FILE, threat, "hash", threat_path)
             for kind in ("itemPaths", "itemDetails"):
-                for item_path, item in self.objects(threat, kind, threat_path):
+                for item_path, item in self.fields.objects(threat, kind, threat_path):
                     found += self.candidates(IocType.FILE, item, "hash", item_path)
         return found
 
@@ -553,18 +556,18 @@ class _FindingReader:
         modified or were targeted and the kernel module loaded. GuardDuty documents no hash for the
         process's `lineage[]` (only its executable paths), so none is read there."""
         at = "service.runtimeDetails"
-        runtime = self.object(service, "runtimeDetails", "service")
+        runtime = self.fields.object(service, "runtimeDetails", "service")
         if runtime is None:
             return []
         found: list[tuple[IocType, str, str]] = []
-        process = self.object(runtime, "process", at)
+        process = self.fields.object(runtime, "process", at)
         if process is not None:
             found += self.candidates(IocType.FILE, process, "executableSha256", f"{at}.process")
-        context = self.object(runtime, "context", at)
+        context = self.fields.object(runtime, "context", at)
         if context is not None:
             context_at = f"{at}.context"
             for kind in ("modifyingProcess", "targetProcess"):
-                other = self.object(context, kind, context_at)
+                other = self.fields.object(context, kind, context_at)
                 if other is not None:
                     found += self.candidates(IocType.FILE, other, "executableSha256", f"{context_at}.{kind}")
             found += self.candidates(IocType.FILE, context, "moduleSha256", context_at)
@@ -573,17 +576,17 @@ class _FindingReader:
     def attack_sequence_candidates(self, service: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
         """An attack sequence's network endpoints (IP and domain) and its actors' process hashes:
         `service.detection.sequence`."""
-        detection = self.object(service, "detection", "service")
-        sequence = self.object(detection, "sequence", "service.detection") if detection else None
+        detection = self.fields.object(service, "detection", "service")
+        sequence = self.fields.object(detection, "sequence", "service.detection") if detection else None
         if sequence is None:
             return []
         at = "service.detection.sequence"
         found: list[tuple[IocType, str, str]] = []
-        for path, endpoint in self.objects(sequence, "endpoints", at):
+        for path, endpoint in self.fields.objects(sequence, "endpoints", at):
             found += self.candidates(IocType.IP, endpoint, "ip", path)
             found += self.candidates(IocType.DOMAIN, endpoint, "domain", path)
-        for path, actor in self.objects(sequence, "actors", at):
-            process = self.object(actor, "process", path)
+        for path, actor in self.fields.objects(sequence, "actors", at):
+            process = self.fields.object(actor, "process", path)
             if process is not None:
                 found += self.candidates(IocType.FILE, process, "sha256", f"{path}.process")
         return found
@@ -591,8 +594,8 @@ class _FindingReader:
     def s3_object_hashes(self, resource: Mapping[str, Any]) -> list[tuple[IocType, str, str]]:
         """Hashes of the S3 objects a Malware Protection finding names."""
         found: list[tuple[IocType, str, str]] = []
-        for bucket_path, bucket in self.objects(resource, "s3BucketDetails", "resource"):
-            for object_path, item in self.objects(bucket, "s3ObjectDetails", bucket_path):
+        for bucket_path, bucket in self.fields.objects(resource, "s3BucketDetails", "resource"):
+            for object_path, item in self.fields.objects(bucket, "s3ObjectDetails", bucket_path):
                 found += self.candidates(IocType.FILE, item, "hash", object_path)
         return found
 
@@ -600,81 +603,22 @@ class _FindingReader:
         self, ioc_type: IocType, parent: Mapping[str, Any], key: str, at: str
     ) -> list[tuple[IocType, str, str]]:
         """The one candidate at `parent[key]`, if GuardDuty filled it in."""
-        value = self.text(parent, key, at)
+        value = self.fields.text(parent, key, at)
         return [(ioc_type, value, _join(at, key))] if value else []
 
     # --- typed access that names the field at fault ---------------------------------------------
 
     def where(self, path: str) -> str:
         """A finding path as the sender's document spells it."""
-        if self.pascal:
-            path = ".".join(_pascal_segment(segment) for segment in path.split("."))
-        return self.prefix + path
+        return self.fields.where(path)
 
     def required_object(self, parent: Mapping[str, Any], key: str, at: str) -> dict[str, Any]:
         """`parent[key]` as an object, or InvalidAlertError naming it."""
-        return self.object(parent, key, at, required=True) or _never()
+        return self.fields.object(parent, key, at, required=True) or _never()
 
     def required_text(self, parent: Mapping[str, Any], key: str, at: str) -> str:
         """`parent[key]` as a non-empty string, or InvalidAlertError naming it."""
-        return self.text(parent, key, at, required=True) or _never()
-
-    def object(
-        self, parent: Mapping[str, Any], key: str, at: str, *, required: bool = False
-    ) -> dict[str, Any] | None:
-        """`parent[key]` as an object; None when absent and not required."""
-        value = parent.get(key)
-        if value is None:
-            if required:
-                raise InvalidAlertError("missing", field=self.where(_join(at, key)))
-            return None
-        if not isinstance(value, dict):
-            raise InvalidAlertError(
-                f"expected an object, got {json_kind(value)}", field=self.where(_join(at, key))
-            )
-        return value
-
-    def objects(self, parent: Mapping[str, Any], key: str, at: str) -> list[tuple[str, dict[str, Any]]]:
-        """(path, item) for each object of the list `parent[key]`; none when absent."""
-        path = _join(at, key)
-        value = parent.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise InvalidAlertError(f"expected a list, got {json_kind(value)}", field=self.where(path))
-        items = []
-        for index, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise InvalidAlertError(
-                    f"expected an object, got {json_kind(item)}", field=self.where(f"{path}[{index}]")
-                )
-            items.append((f"{path}[{index}]", item))
-        return items
-
-    def text(self, parent: Mapping[str, Any], key: str, at: str, *, required: bool = False) -> str | None:
-        """`parent[key]` as a string; an empty string counts as absent, as GuardDuty leaves some empty."""
-        value = parent.get(key)
-        if value is None or value == "":
-            if required:
-                raise InvalidAlertError("missing", field=self.where(_join(at, key)))
-            return None
-        if not isinstance(value, str):
-            raise InvalidAlertError(
-                f"expected a string, got {json_kind(value)}", field=self.where(_join(at, key))
-            )
-        return value
-
-    def texts(self, parent: Mapping[str, Any], key: str, at: str) -> list[str]:
-        """The strings of the list `parent[key]`; none when absent."""
-        path = _join(at, key)
-        value = parent.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise InvalidAlertError(
-                f"expected a list of strings, got {json_kind(value)}", field=self.where(path)
-            )
-        return list(value)
+        return self.fields.text(parent, key, at, required=True) or _never()
 
 
 def _never() -> Any:
@@ -705,30 +649,3 @@ def _pascal_segment(segment: str) -> str:
     name, bracket, index = segment.partition("[")
     name = _PASCAL_EXCEPTIONS.get(name, name[:1].upper() + name[1:])
     return name + bracket + index
-
-
-def _join(at: str, key: str) -> str:
-    return f"{at}.{key}" if at else key
-
-
-def json_kind(value: Any) -> str:
-    """The JSON type of a decoded value, for messages: 'a list', 'null'..."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    """A value quoted and escaped for a message, cut when long."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
