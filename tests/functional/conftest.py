@@ -19,6 +19,20 @@ from vtriage_local.template import PROJECT_ROOT
 EVENTS = PROJECT_ROOT / "events"
 
 
+def use_dummy_aws_credentials(monkeypatch: pytest.MonkeyPatch, region: str) -> None:
+    """Dummy credentials and no endpoint or profile, so that an in-process moto test can never reach a
+    real account."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": region,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def local_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
     """A fresh local AWS with the template's resources, VirusTotal served by the replay server."""

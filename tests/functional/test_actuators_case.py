@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from tests.fakes import InMemoryCaseRepository, make_alert, make_case
+from tests.functional.conftest import use_dummy_aws_credentials
 from vtriage.adapters.ec2 import Ec2InstanceIsolation, Ec2InstanceTagging, Ec2VolumeSnapshots
 from vtriage.adapters.iam import REVOKE_POLICY_NAME, IamAccessKeyDisabler
 from vtriage.adapters.nacl import NaclIpBlocker
@@ -47,15 +48,7 @@ class Account:
 @pytest.fixture
 def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
     """An instance, a WAF IP set, a user with a key and an uploaded object, on moto."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_dummy_aws_credentials(monkeypatch, REGION)
     with mock_aws():
         ec2, waf = boto3.client("ec2", region_name=REGION), boto3.client("wafv2", region_name=REGION)
         iam, s3 = boto3.client("iam", region_name=REGION), boto3.client("s3", region_name=REGION)

@@ -11,6 +11,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from tests.functional.conftest import use_dummy_aws_credentials
 from vtriage.adapters.ec2 import Ec2InstanceTagging, Ec2VolumeSnapshots
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
@@ -25,15 +26,7 @@ CASE_ID = "guardduty-0123456789abcdef0123456789abcdef"
 @pytest.fixture
 def ec2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """An EC2 client on moto, with dummy credentials so that nothing can reach a real account."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_dummy_aws_credentials(monkeypatch, REGION)
     with mock_aws():
         yield boto3.client("ec2", region_name=REGION)
 

@@ -13,6 +13,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from tests.functional.conftest import use_dummy_aws_credentials
 from vtriage.adapters.iam import REVOKE_POLICY_NAME, IamAccessKeyDisabler
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
@@ -28,15 +29,7 @@ NOW = datetime(2024, 5, 1, 10, 0, 30, tzinfo=UTC)
 @pytest.fixture
 def iam(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """An IAM client on moto, with dummy credentials so that nothing can reach a real account."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_dummy_aws_credentials(monkeypatch, REGION)
     with mock_aws():
         yield boto3.client("iam", region_name=REGION)
 

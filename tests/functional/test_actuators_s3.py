@@ -10,6 +10,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from tests.functional.conftest import use_dummy_aws_credentials
 from vtriage.adapters.s3 import S3ObjectQuarantine
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
@@ -28,15 +29,7 @@ BODY = b"MZ\x90\x00 pretend malware"
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """An S3 client on moto with an uploads bucket holding one tagged object, and the quarantine bucket."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_dummy_aws_credentials(monkeypatch, REGION)
     with mock_aws():
         client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=BUCKET)

@@ -13,6 +13,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from tests.functional.conftest import use_dummy_aws_credentials
 from vtriage.adapters.sns import SnsTicketSink
 from vtriage.errors import TransientError
 from vtriage.models import Alert, Case, CaseStatus, Severity, Verdict
@@ -45,15 +46,7 @@ class Subscribed:
 @pytest.fixture
 def subscribed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Subscribed]:
     """A ticket topic with a queue subscribed, on moto, with dummy credentials."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_dummy_aws_credentials(monkeypatch, REGION)
     with mock_aws():
         sns = boto3.client("sns", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
