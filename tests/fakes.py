@@ -8,7 +8,7 @@ would not survive storage fails here too.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,27 +106,30 @@ class InMemoryEnrichmentCache:
         self._now = now
         self._newest: dict[str, str] = {}
         self.puts: list[Enrichment] = []
-        self.gets: list[str] = []
+        self.writes = 0
+        self.reads: list[list[str]] = []
         for enrichment in enrichments:
             self._keep(enrichment)
 
-    def get_fresh(self, ioc: Ioc) -> Enrichment | None:
-        """The newest enrichment of the IOC while still fresh, marked as cached; else None."""
+    def get_fresh(self, iocs: Sequence[Ioc]) -> dict[str, Enrichment]:
+        """The newest enrichment of each IOC while still fresh, marked as cached, by IOC key."""
         with self._lock:
-            self.gets.append(ioc.key)
-            stored = self._newest.get(ioc.key)
-        if stored is None:
-            return None
-        enrichment = Enrichment.model_validate_json(stored)
-        if self._freshness is not None and enrichment.fetched_at + self._freshness <= self._now():
-            return None
-        return enrichment.model_copy(update={"cached": True})
+            self.reads.append([ioc.key for ioc in iocs])
+            stored = [self._newest[ioc.key] for ioc in iocs if ioc.key in self._newest]
+        fresh: dict[str, Enrichment] = {}
+        for text in stored:
+            enrichment = Enrichment.model_validate_json(text)
+            if self._freshness is None or enrichment.fetched_at + self._freshness > self._now():
+                fresh[enrichment.key] = enrichment.model_copy(update={"cached": True})
+        return fresh
 
-    def put(self, enrichment: Enrichment) -> None:
-        """Keep an enrichment; an older one never replaces a newer one."""
+    def put(self, enrichments: Sequence[Enrichment]) -> None:
+        """Keep enrichments; an older one never replaces a newer one."""
         with self._lock:
-            self.puts.append(enrichment)
-            self._keep(enrichment)
+            self.writes += 1
+            for enrichment in enrichments:
+                self.puts.append(enrichment)
+                self._keep(enrichment)
 
     def _keep(self, enrichment: Enrichment) -> None:
         current = self._newest.get(enrichment.key)
@@ -443,20 +446,22 @@ class FakeQuotaLimiter:
         self._now = now
         self.used: dict[str, int] = {}
         self.refused = 0
+        self.takes: list[int] = []
 
-    def acquire(self) -> None:
-        """Take one request, or raise QuotaExhaustedError saying when the quota reopens."""
+    def acquire(self, units: int = 1) -> None:
+        """Take `units` requests, all or none, or raise QuotaExhaustedError saying when the quota reopens."""
         now = self._now().astimezone(UTC)
         day, minute = f"day#{now:%Y-%m-%d}", f"minute#{now:%Y-%m-%dT%H:%M}"
         with self._lock:
-            if self.used.get(day, 0) >= self._per_day:
+            if self.used.get(day, 0) + units > self._per_day:
                 self.refused += 1
                 raise QuotaExhaustedError("daily quota spent", next_utc_midnight(now), window="day")
-            if self.used.get(minute, 0) >= self._per_minute:
+            if self.used.get(minute, 0) + units > self._per_minute:
                 self.refused += 1
                 raise QuotaExhaustedError("minute quota spent", next_minute(now), window="minute")
-            self.used[day] = self.used.get(day, 0) + 1
-            self.used[minute] = self.used.get(minute, 0) + 1
+            self.used[day] = self.used.get(day, 0) + units
+            self.used[minute] = self.used.get(minute, 0) + units
+            self.takes.append(units)
 
 
 @dataclass(frozen=True)

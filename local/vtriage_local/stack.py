@@ -31,8 +31,11 @@ from vtriage_local.template import PROJECT_ROOT, TEMPLATE_PATH, FunctionSpec, fu
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 _DUMMY_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/vtriage-local"
+
+
 # moto's Step Functions engine runs ASL only when asked to; its Lambda backend must not need Docker.
-_MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+def _moto_config(run_state_machines: bool) -> dict[str, Any]:
+    return {"stepfunctions": {"execute_state_machine": run_state_machines}, "lambda": {"use_docker": False}}
 
 
 class LocalSetupError(RuntimeError):
@@ -77,8 +80,16 @@ class LocalAws:
         template_path: Path = TEMPLATE_PATH,
         parameters: dict[str, str] | None = None,
         vt_api_key: str = "local-replay-key",
+        *,
+        run_state_machines: bool = True,
     ) -> None:
+        """Describe the stack from `template_path` with `parameters` over the template's defaults.
+
+        `run_state_machines=False` records started executions without running them: for measuring the
+        functions alone, since moto's engine runs executions in this process, on the same cores.
+        """
         self.template_path = template_path
+        self.run_state_machines = run_state_machines
         self.template = load_template(template_path)
         self.functions: dict[str, FunctionSpec] = functions(self.template, template_path.parent)
         declared = self.template.get("Parameters", {})
@@ -132,7 +143,7 @@ class LocalAws:
         # moto keeps its backends per process: start from nothing, whatever ran here before.
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         requests.post(
-            f"{self.endpoint_url}/moto-api/config", json=_MOTO_CONFIG, timeout=10
+            f"{self.endpoint_url}/moto-api/config", json=_moto_config(self.run_state_machines), timeout=10
         ).raise_for_status()
         self._patch = mock.patch.object(LambdaSimpleBackend, "invoke", _make_dispatcher(self))
         self._patch.start()

@@ -18,7 +18,7 @@ from moto.sqs.models import sqs_backends
 
 from tests.functional.conftest import EVENTS
 from vtriage.adapters.dynamodb import DynamoEnrichmentCache
-from vtriage.adapters.factories import PerVerdictFreshness, enricher_factory
+from vtriage.adapters.factories import enricher_factory
 from vtriage.adapters.quota import DynamoQuotaLimiter
 from vtriage.config import EnrichSettings
 from vtriage.enrich import triage_batch
@@ -228,6 +228,77 @@ def test_when_the_day_is_spent_no_minute_unit_is_taken_and_the_wait_is_until_mid
     assert limiter.used("day#2026-11-27") == 1
 
 
+def test_a_block_of_units_is_taken_whole_or_not_at_all(local_aws: LocalAws) -> None:
+    # Given a quota of 10 a minute and 12 a day, with 7 of the minute taken as one block
+    clock = Clock(datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC))
+    limiter = _limiter(local_aws, 10, 12, clock)
+    limiter.acquire(7)
+
+    # When a block of 4 is asked for, Then it is refused and nothing of it is spent
+    with pytest.raises(QuotaExhaustedError) as refused:
+        limiter.acquire(4)
+    assert refused.value.window == "minute"
+    assert "fewer than 4 requests left" in str(refused.value)
+    assert limiter.used("minute#2026-11-26T12:00") == 7
+    # and the 3 left can still be taken, one by one
+    for _ in range(3):
+        limiter.acquire()
+    assert limiter.used("minute#2026-11-26T12:00") == 10
+
+    # When the next minute a block of 3 is asked for but the day has only 2 left, Then the day refuses it
+    clock.at += timedelta(minutes=1)
+    with pytest.raises(QuotaExhaustedError) as refused:
+        limiter.acquire(3)
+    assert (refused.value.window, limiter.used("minute#2026-11-26T12:01")) == ("day", 0)
+    # and a block larger than a whole minute's quota is refused without asking the table
+    with pytest.raises(QuotaExhaustedError, match="do not fit in the quota of 10 a minute"):
+        limiter.acquire(11)
+
+
+def test_the_cache_reads_and_writes_batches_larger_than_dynamodb_takes_in_one_call(
+    local_aws: LocalAws,
+) -> None:
+    # Given 130 enrichments (BatchGetItem reads 100 keys a call, BatchWriteItem writes 25 items)
+    fetched = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    clock = Clock(fetched)
+    settings = _settings()
+    cache = DynamoEnrichmentCache(
+        local_aws.client("dynamodb"),
+        settings.enrichments_table,
+        settings.cache_ttls,
+        timedelta(days=90),
+        clock,
+    )
+    iocs = [Ioc(type=IocType.IP, value=f"198.51.100.{n}", found_at="x") for n in range(130)]
+
+    # When they are stored in one call and read back in one call, with an IOC never stored among them
+    cache.put(
+        [
+            Enrichment(
+                ioc_type=ioc.type,
+                value=ioc.value,
+                verdict=Verdict.MALICIOUS,
+                link="https://vt",
+                fetched_at=fetched,
+            )
+            for ioc in iocs
+        ]
+    )
+    never_stored = Ioc(type=IocType.IP, value="203.0.113.9", found_at="x")
+    fresh = cache.get_fresh([*iocs, never_stored])
+
+    # Then every stored one answers, marked as cached, and the other is absent
+    assert sorted(fresh) == sorted(ioc.key for ioc in iocs)
+    assert all(enrichment.cached for enrichment in fresh.values())
+    # and each IOC keeps its history beside its newest enrichment
+    history = local_aws.client("dynamodb").query(
+        TableName=settings.enrichments_table,
+        KeyConditionExpression="ioc_key = :key",
+        ExpressionAttributeValues={":key": {"S": iocs[0].key}},
+    )["Items"]
+    assert sorted(item["fetched_at"]["S"] for item in history) == [fetched.isoformat(), "latest"]
+
+
 def test_with_one_request_a_minute_the_other_records_are_deferred_to_the_next_minute_and_none_is_lost(
     local_aws: LocalAws,
 ) -> None:
@@ -321,27 +392,25 @@ def test_the_cache_keeps_each_verdict_fresh_for_its_own_time(local_aws: LocalAws
     clock = Clock(fetched)
     settings = _settings()
     dynamodb = local_aws.client("dynamodb")
-    cache = PerVerdictFreshness(
-        {
-            verdict: DynamoEnrichmentCache(
-                dynamodb, settings.enrichments_table, ttl, timedelta(days=90), clock
-            )
-            for verdict, ttl in settings.cache_ttls.items()
-        }
+    cache = DynamoEnrichmentCache(
+        dynamodb, settings.enrichments_table, settings.cache_ttls, timedelta(days=90), clock
     )
     iocs = {
         verdict: Ioc(type=IocType.DOMAIN, value=f"{verdict.value}.com", found_at="x") for verdict in Verdict
     }
-    for verdict, ioc in iocs.items():
-        cache.put(
+    cache.put(
+        [
             Enrichment(
                 ioc_type=ioc.type, value=ioc.value, verdict=verdict, link="https://vt", fetched_at=fetched
             )
-        )
+            for verdict, ioc in iocs.items()
+        ]
+    )
 
     def fresh_after(hours: float) -> set[str]:
         clock.at = fetched + timedelta(hours=hours)
-        return {verdict.value for verdict, ioc in iocs.items() if cache.get_fresh(ioc) is not None}
+        fresh = cache.get_fresh(list(iocs.values()))
+        return {verdict.value for verdict, ioc in iocs.items() if ioc.key in fresh}
 
     # Then each answers from the cache for its verdict's time: 24 h, 12 h, 6 h, 1 h
     assert fresh_after(0.5) == {"malicious", "suspicious", "harmless", "unknown"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tests.fakes import (
 from vtriage.config import EnrichSettings
 from vtriage.enrich import Enricher, triage_batch
 from vtriage.errors import QuotaExhaustedError, TransientError
-from vtriage.models import Branch, Case, CaseStatus, HistoryEntry, Ioc, Repeat, Verdict
+from vtriage.models import Branch, Case, CaseStatus, Enrichment, HistoryEntry, Ioc, Repeat, Verdict
 from vtriage.verdict import VerdictPolicy
 from vtriage.virustotal.errors import VirusTotalQuotaExceededError
 
@@ -454,6 +455,25 @@ class MeetingIntel:
         return None
 
 
+def _domain_findings(count: int, prefix: str) -> list[str]:
+    """`count` C&C findings, each of its own instance-less id and domain `{prefix}-{n}.com`."""
+    alert = json.loads(_sample(C2))
+    bodies = []
+    for index in range(count):
+        variant = json.loads(json.dumps(alert))
+        variant["detail"]["id"] = f"{index:032x}"
+        variant["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = f"{prefix}-{index}.com"
+        bodies.append(json.dumps(variant))
+    return bodies
+
+
+def _event_of(bodies: list[str]) -> dict[str, Any]:
+    event = _sqs_event(*[C2] * len(bodies))
+    for record, body in zip(event["Records"], bodies, strict=True):
+        record["body"] = body
+    return event
+
+
 def test_lookups_of_a_batch_run_concurrently_and_never_more_at_once_than_the_setting() -> None:
     # Given eight IOCs to look up and a concurrency of four, against an intel that answers only when
     # four lookups wait together (sequential lookups would never be answered)
@@ -462,13 +482,7 @@ def test_lookups_of_a_batch_run_concurrently_and_never_more_at_once_than_the_set
     enricher = world.enricher()
     enricher.intel = intel
     enricher.max_concurrency = 4
-    alert = json.loads(_sample(C2))
-    bodies = []
-    for index in range(8):
-        variant = json.loads(json.dumps(alert))
-        variant["detail"]["id"] = f"{index:032x}"
-        variant["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = f"concurrent-{index}.com"
-        bodies.append(json.dumps(variant))
+    bodies = _domain_findings(8, "concurrent")
 
     # When the batch is prefetched
     enricher.prefetch(bodies)
@@ -476,6 +490,93 @@ def test_lookups_of_a_batch_run_concurrently_and_never_more_at_once_than_the_set
     # Then every unique IOC was answered, at most four at a time
     assert len(world.cache.puts) == 8
     assert intel.most_in_flight == 4
+
+
+def test_a_batch_reads_the_cache_once_takes_its_quota_at_once_and_writes_the_cache_once() -> None:
+    # Given eight findings with a domain each, two of them enriched in an earlier batch, and a quota
+    # with room for the batch
+    world = World(per_minute=100)
+    bodies = _domain_findings(8, "batched")
+    world.enricher().prefetch(bodies[:2])
+    world.cache.reads.clear()
+
+    # When the eight are triaged in one batch
+    response = triage_batch(world.enricher(), _event_of(bodies))
+
+    # Then the cache was read once for all eight, the quota taken once for the six it did not hold,
+    # VirusTotal asked six times, and the six answers written in one write
+    assert response["batchItemFailures"] == []
+    assert [sorted(keys) for keys in world.cache.reads] == [
+        sorted(f"domain#batched-{n}.com" for n in range(8))
+    ]
+    assert world.limiter is not None
+    assert world.limiter.takes == [2, 6]
+    assert len(world.intel.lookups) == 2 + 6
+    assert world.cache.writes == 2
+    assert len(world.cases.case_ids) == 8
+
+
+def test_when_the_quota_has_room_for_fewer_than_a_batch_as_many_run_as_fit_and_the_rest_wait() -> None:
+    # Given a quota of four requests a minute and six findings with a domain each
+    world = World(per_minute=4, clock=Clock(NOW + timedelta(seconds=20)))
+    enricher = world.enricher()
+
+    # When they are triaged in one batch
+    response = triage_batch(enricher, _event_of(_domain_findings(6, "scarce")))
+
+    # Then the six could not be taken at once, so each lookup took its own unit: four ran and were
+    # enriched, and the two records left are deferred to the next minute, not failed
+    assert world.limiter is not None
+    assert world.limiter.takes == [1, 1, 1, 1]
+    assert len(world.intel.lookups) == 4
+    assert len(response["batchItemFailures"]) == 2
+    assert enricher.deferred == 2
+    assert sorted(seconds for _, seconds in world.deferral.hidden) == [40, 40]
+
+
+class UnwritableCache(InMemoryEnrichmentCache):
+    """A cache whose writes fail, as a throttled or unreachable table's do."""
+
+    def put(self, enrichments: Sequence[Enrichment]) -> None:
+        raise TransientError("enrichments table throttled")
+
+
+class UnreadableCache(InMemoryEnrichmentCache):
+    """A cache whose reads fail."""
+
+    def get_fresh(self, iocs: Sequence[Ioc]) -> dict[str, Enrichment]:
+        raise TransientError("enrichments table unreachable")
+
+
+def test_a_cache_write_that_fails_costs_no_record() -> None:
+    # Given an enrichments table that refuses writes
+    world = World()
+    world.cache = UnwritableCache(now=world.clock)
+
+    # When a batch is triaged
+    response = triage_batch(world.enricher(), _sqs_event(C2, TOR))
+
+    # Then both cases are enriched anyway: the cache only spares a lookup later
+    assert response["batchItemFailures"] == []
+    verdicts = sorted(world.case(case_id).verdict.value for case_id in world.cases.case_ids)
+    assert verdicts == ["malicious", "malicious"]
+
+
+def test_a_cache_that_cannot_be_read_fails_only_the_records_with_iocs_to_look_up() -> None:
+    # Given an enrichments table that cannot be read, and a batch of a finding with an IOC and a
+    # Security Hub control finding with none
+    world = World()
+    world.cache = UnreadableCache(now=world.clock)
+    event = _sqs_event(C2, "securityhub-afsbp-ec2.7-ebs-default-encryption.json")
+
+    # When the batch is triaged
+    response = triage_batch(world.enricher(), event)
+
+    # Then the finding with the IOC is retried, without a case or a lookup, and the other one is triaged
+    assert [item["itemIdentifier"] for item in response["batchItemFailures"]] == ["m-0"]
+    assert world.intel.lookups == []
+    assert len(world.cases.case_ids) == 1
+    assert world.dead_letters.sent == []
 
 
 def test_cache_ttls_default_per_verdict_and_follow_their_settings() -> None:

@@ -215,18 +215,8 @@ class Enricher:
                 for ioc in alert.iocs:
                     if ioc.skipped_reason is None and ioc.key not in self._seen:
                         wanted.setdefault(ioc.key, ioc)
-        if not wanted:
-            return
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(wanted))) as pool:
-            futures = {key: pool.submit(self._enrich, ioc) for key, ioc in wanted.items()}
-        for key, future in futures.items():
-            failure = future.exception()
-            if failure is None:
-                self._seen[key] = future.result()
-            elif isinstance(failure, Exception):
-                self._failed[key] = failure
-            else:
-                raise failure
+        if wanted:
+            self._enrich_all(list(wanted.values()))
 
     def handle_record(self, message_id: str, body: str) -> RecordOutcome:
         """Turn a record into cases, reject it for good with a reason a person can act on, or say until
@@ -478,11 +468,12 @@ class Enricher:
             return IocOutcome.skipped(ioc)
         enrichment = self._seen.get(ioc.key)
         if enrichment is None:
+            if ioc.key not in self._failed:
+                self._enrich_all([ioc])
             failure = self._failed.get(ioc.key)
             if failure is not None:
                 raise failure
-            enrichment = self._enrich(ioc)
-            self._seen[ioc.key] = enrichment
+            enrichment = self._seen[ioc.key]
         if ioc.key in self._used:
             # Met earlier in this batch: answered without a request, as a cache hit is.
             with self._lock:
@@ -492,20 +483,62 @@ class Enricher:
             self._used.add(ioc.key)
         return IocOutcome.enriched(ioc, enrichment)
 
-    def _enrich(self, ioc: Ioc) -> Enrichment:
-        """The IOC's enrichment from the cache, or from VirusTotal within the quota (runs in workers)."""
-        cached = self.cache.get_fresh(ioc)
-        if cached is not None:
-            with self._lock:
-                self.cache_hits += 1
-            return cached
+    def _enrich_all(self, iocs: list[Ioc]) -> None:
+        """Enrich the IOCs into `_seen`, or their errors into `_failed`: one cache read for all, the
+        misses looked up concurrently within the quota, one cache write for what was looked up."""
+        try:
+            cached = self.cache.get_fresh(iocs)
+        except Exception as error:  # only the records that need these IOCs fail, and come back
+            self._failed.update(dict.fromkeys((ioc.key for ioc in iocs), error))
+            return
+        self._seen.update(cached)
+        self.cache_hits += len(cached)
+        misses = [ioc for ioc in iocs if ioc.key not in cached]
+        if not misses:
+            return
+        try:
+            reserved = self._reserve(len(misses))
+        except Exception as error:
+            self._failed.update(dict.fromkeys((ioc.key for ioc in misses), error))
+            return
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(misses))) as pool:
+            futures = {ioc.key: pool.submit(self._look_up, ioc, reserved) for ioc in misses}
+        found: list[Enrichment] = []
+        for key, future in futures.items():
+            failure = future.exception()
+            if failure is None:
+                found.append(future.result())
+            elif isinstance(failure, Exception):
+                self._failed[key] = failure
+            else:
+                raise failure
+        self._seen.update((enrichment.key, enrichment) for enrichment in found)
+        if found:
+            self._keep(found)
+
+    def _reserve(self, lookups: int) -> bool:
+        """Take the quota of all the lookups at once when it has room for them; False when each lookup
+        must take its own (then as many run as the quota has room for, and the rest are deferred)."""
+        if self.limiter is None:
+            return True
+        if lookups == 1:
+            return False
+        try:
+            self.limiter.acquire(lookups)
+        except QuotaExhaustedError:
+            return False
+        return True
+
+    def _look_up(self, ioc: Ioc, reserved: bool) -> Enrichment:
+        """The IOC's enrichment from VirusTotal, taking its unit of the quota unless the batch reserved
+        it (runs in workers)."""
         with self._lock:
             refusal = self._refusal
         if refusal is not None and refusal.retry_at > self.now():
             # The quota is spent for this batch: asking again would only be refused again.
             raise refusal
         try:
-            if self.limiter is not None:
+            if self.limiter is not None and not reserved:
                 self.limiter.acquire()
             with self._lock:
                 self.lookups += 1
@@ -517,9 +550,18 @@ class Enricher:
             with self._lock:
                 self._refusal = _later(self._refusal, error)
             raise
-        enrichment = decide(ioc, found, self.policy, self.now())
-        self.cache.put(enrichment)
-        return enrichment
+        return decide(ioc, found, self.policy, self.now())
+
+    def _keep(self, enrichments: list[Enrichment]) -> None:
+        """Cache what was looked up. A write that fails costs a lookup later, never a record: the
+        enrichments are in hand and go into the cases regardless."""
+        try:
+            self.cache.put(enrichments)
+        except Exception as error:
+            logger.warning(
+                "enrichments not cached",
+                extra={"iocs": [enrichment.key for enrichment in enrichments], "error": str(error)},
+            )
 
 
 def triage_batch(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from vtriage.models import Action, Case, Enrichment, ExecutionInput, Ioc, Ticket
@@ -32,12 +32,13 @@ class CaseRepository(Protocol):
 class EnrichmentCache(Protocol):
     """Enrichments by IOC, fresh for a time that depends on the verdict."""
 
-    def get_fresh(self, ioc: Ioc) -> Enrichment | None:
-        """The newest enrichment still fresh, or None."""
+    def get_fresh(self, iocs: Sequence[Ioc]) -> dict[str, Enrichment]:
+        """The newest enrichment of each IOC still fresh, by IOC key, marked as cached; an IOC with none
+        is absent. One read for many IOCs: a batch asks for all of its IOCs at once."""
         ...
 
-    def put(self, enrichment: Enrichment) -> None:
-        """Keep an enrichment."""
+    def put(self, enrichments: Sequence[Enrichment]) -> None:
+        """Keep these enrichments, in as few writes as the store allows."""
         ...
 
 
@@ -105,8 +106,9 @@ class TicketSink(Protocol):
 class QuotaLimiter(Protocol):
     """The VirusTotal request quota, shared by every worker."""
 
-    def acquire(self) -> None:
-        """Take one request from the quota, or raise `QuotaExhaustedError` saying when it reopens."""
+    def acquire(self, units: int = 1) -> None:
+        """Take `units` requests from the quota, all or none, or raise `QuotaExhaustedError` saying when
+        it reopens (a block refused may still leave room for fewer)."""
         ...
 
 

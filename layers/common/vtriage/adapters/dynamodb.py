@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import raise_transient
-from vtriage.models import Case, CaseStatus, Enrichment, HistoryEntry, Ioc, Repeat
+from vtriage.errors import TransientError
+from vtriage.models import Case, CaseStatus, Enrichment, HistoryEntry, Ioc, Repeat, Verdict
 
+_T = TypeVar("_T")
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -261,58 +264,114 @@ def failure_key(message_id: str) -> str:
 
 
 class DynamoEnrichmentCache:
-    """Enrichments keyed by IOC and fetch time: the newest one answers while it is fresh; older ones
-    stay as history until their TTL."""
+    """Enrichments keyed by IOC and fetch time, fresh for a time that depends on their verdict.
+
+    Each enrichment is written twice: under its fetch time, as history kept until its TTL, and under
+    the sort key `latest`, so that a batch reads the newest enrichment of all its IOCs with one
+    BatchGetItem (100 keys a call) instead of a query each, and writes them with one BatchWriteItem
+    (25 items a call). Two workers storing the same IOC at once: the last write is the one kept.
+    """
 
     def __init__(
         self,
         client: Any,
         table_name: str,
-        freshness: timedelta,
+        freshness: Mapping[Verdict, timedelta],
         retention: timedelta,
         now: Callable[[], datetime],
+        *,
+        pause: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`freshness`: how long an enrichment of each verdict answers for its IOC; `retention`: how
+        long it is kept at all."""
         self._client = client
         self._table = table_name
-        self._freshness = freshness
+        self._freshness = dict(freshness)
         self._retention = retention
         self._now = now
+        self._pause = pause
 
-    def get_fresh(self, ioc: Ioc) -> Enrichment | None:
-        """The newest enrichment of the IOC if it is still fresh, marked as coming from the cache."""
-        try:
-            response = self._client.query(
-                TableName=self._table,
-                KeyConditionExpression="ioc_key = :key",
-                ExpressionAttributeValues={":key": {"S": ioc.key}},
-                ScanIndexForward=False,
-                Limit=1,
+    def get_fresh(self, iocs: Sequence[Ioc]) -> dict[str, Enrichment]:
+        """The newest enrichment of each IOC while it is fresh, by IOC key, marked as coming from the
+        cache; an IOC with none is absent."""
+        keys = list(dict.fromkeys(ioc.key for ioc in iocs))
+        now = _epoch(self._now())
+        fresh: dict[str, Enrichment] = {}
+        for chunk in _chunks(keys, _BATCH_GET_KEYS):
+            request = {
+                self._table: {"Keys": [{"ioc_key": {"S": key}, "fetched_at": {"S": LATEST}} for key in chunk]}
+            }
+            for response in _until_processed(
+                self._client.batch_get_item, request, "UnprocessedKeys", self._pause
+            ):
+                for item in response.get("Responses", {}).get(self._table, []):
+                    document = from_item(item)
+                    if int(document.get("fresh_until", 0)) > now:
+                        enrichment = Enrichment.model_validate(document["enrichment"])
+                        fresh[enrichment.key] = enrichment.model_copy(update={"cached": True})
+        return fresh
+
+    def put(self, enrichments: Sequence[Enrichment]) -> None:
+        """Keep the enrichments: each fresh for its verdict's time, kept for the retention period."""
+        writes = [
+            {"PutRequest": {"Item": to_item(document)}}
+            for enrichment in enrichments
+            for document in self._documents(enrichment)
+        ]
+        for chunk in _chunks(writes, _BATCH_WRITE_ITEMS):
+            _until_processed(
+                self._client.batch_write_item, {self._table: chunk}, "UnprocessedItems", self._pause
             )
-        except ClientError as error:
-            raise_transient(error)
-            raise
-        items = response.get("Items", [])
-        if not items:
-            return None
-        document = from_item(items[0])
-        if int(document.get("fresh_until", 0)) <= _epoch(self._now()):
-            return None
-        enrichment = Enrichment.model_validate(document["enrichment"])
-        return enrichment.model_copy(update={"cached": True})
 
-    def put(self, enrichment: Enrichment) -> None:
-        """Keep the enrichment: fresh for the configured time, kept for the retention period."""
+    def _documents(self, enrichment: Enrichment) -> list[dict[str, Any]]:
         fetched = enrichment.fetched_at.astimezone(UTC)
         document = {
             "ioc_key": enrichment.key,
             "fetched_at": fetched.isoformat(),
             "verdict": enrichment.verdict.value,
-            "fresh_until": _epoch(fetched + self._freshness),
+            "fresh_until": _epoch(fetched + self._freshness[enrichment.verdict]),
             "expires_at": _epoch(fetched + self._retention),
             "enrichment": enrichment.model_dump(mode="json"),
         }
+        return [document, document | {"fetched_at": LATEST}]
+
+
+# The sort key under which each IOC's newest enrichment is kept beside its history.
+LATEST = "latest"
+# DynamoDB's limits: keys a BatchGetItem reads, items a BatchWriteItem writes.
+_BATCH_GET_KEYS = 100
+_BATCH_WRITE_ITEMS = 25
+# DynamoDB leaves part of a batch unprocessed when it throttles: sent again this many times, backing off.
+_UNPROCESSED_ATTEMPTS = 6
+_UNPROCESSED_PAUSE_S = 0.05
+
+
+def _chunks(values: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _until_processed(
+    send: Callable[..., dict[str, Any]],
+    request: dict[str, Any],
+    unprocessed: str,
+    pause: Callable[[float], None],
+) -> list[dict[str, Any]]:
+    """Send a batch request, then again what DynamoDB left unprocessed (`UnprocessedKeys` or
+    `UnprocessedItems`) with exponential back-off; the responses, or TransientError if some stays left."""
+    responses: list[dict[str, Any]] = []
+    for attempt in range(_UNPROCESSED_ATTEMPTS):
+        if attempt:
+            pause(_UNPROCESSED_PAUSE_S * 2**attempt)
         try:
-            self._client.put_item(TableName=self._table, Item=to_item(document))
+            response = send(RequestItems=request)
         except ClientError as error:
             raise_transient(error)
             raise
+        responses.append(response)
+        request = response.get(unprocessed) or {}
+        if not request:
+            return responses
+    raise TransientError(
+        f"DynamoDB left part of a batch request unprocessed after {_UNPROCESSED_ATTEMPTS} attempts"
+    )

@@ -50,7 +50,7 @@ from vtriage.config import (
 )
 from vtriage.enrich import Enricher
 from vtriage.errors import ConfigurationError
-from vtriage.models import ActionType, Enrichment, Ioc, Verdict
+from vtriage.models import ActionType
 from vtriage.playbook import load_playbooks
 from vtriage.ports import ResponseActuator, TicketSink
 from vtriage.remediate import Actuators
@@ -113,25 +113,6 @@ def _cases(settings: Settings) -> DynamoCaseRepository:
     )
 
 
-class PerVerdictFreshness:
-    """`EnrichmentCache` keeping each enrichment fresh for its verdict's time (CACHE_TTL_*_HOURS).
-
-    The DynamoDB cache writes `fresh_until` on the item when it stores it and reads it back from any
-    instance on the same table: writing through the instance configured for the verdict is enough.
-    """
-
-    def __init__(self, by_verdict: dict[Verdict, DynamoEnrichmentCache]) -> None:
-        self._by_verdict = by_verdict
-
-    def get_fresh(self, ioc: Ioc) -> Enrichment | None:
-        """The newest enrichment of the IOC while fresh (any instance reads the stored freshness)."""
-        return self._by_verdict[Verdict.UNKNOWN].get_fresh(ioc)
-
-    def put(self, enrichment: Enrichment) -> None:
-        """Keep the enrichment, fresh for as long as its verdict's setting says."""
-        self._by_verdict[enrichment.verdict].put(enrichment)
-
-
 def verdict_policy(settings: EnrichSettings) -> VerdictPolicy:
     """The policy file (the shipped one by default); the environment's two thresholds, when set,
     replace its thresholds for every IOC type."""
@@ -156,12 +137,7 @@ def enricher_factory(
     retention = timedelta(days=settings.retention_days)
     dynamodb = _client(settings, "dynamodb")
     cases = DynamoCaseRepository(dynamodb, settings.cases_table, retention, now)
-    cache_ = PerVerdictFreshness(
-        {
-            verdict: DynamoEnrichmentCache(dynamodb, settings.enrichments_table, ttl, retention, now)
-            for verdict, ttl in settings.cache_ttls.items()
-        }
-    )
+    cache_ = DynamoEnrichmentCache(dynamodb, settings.enrichments_table, settings.cache_ttls, retention, now)
     limiter = (
         DynamoQuotaLimiter(
             dynamodb, settings.quota_table, settings.vt_quota_per_minute, settings.vt_quota_per_day, now

@@ -29,9 +29,10 @@ MAX_DELAY_SECONDS = 900
 class DynamoQuotaLimiter:
     """Implements `vtriage.ports.QuotaLimiter` on a table keyed by `window` (S) with a TTL on `expires_at`.
 
-    Each request takes one unit of the current minute (`minute#2026-11-26T12:00`) and one of the current
-    UTC day (`day#2026-11-26`) in one transaction of two conditional `ADD used :one`, so that every Lambda
-    sharing the table shares the quota, and a minute unit is never spent when the day is exhausted.
+    Each request takes a unit of the current minute (`minute#2026-11-26T12:00`) and one of the current
+    UTC day (`day#2026-11-26`) in one transaction of two conditional `ADD used :units`, so that every
+    Lambda sharing the table shares the quota, and a minute unit is never spent when the day is
+    exhausted. A batch takes the units of all its lookups in one transaction when they fit.
     """
 
     def __init__(
@@ -54,13 +55,28 @@ class DynamoQuotaLimiter:
         self._pause = pause
         self._rng = random.Random()  # noqa: S311 -- jitter, not cryptography
 
-    def acquire(self) -> None:
-        """Take one request from the minute's and the day's quota, or raise QuotaExhaustedError."""
+    def acquire(self, units: int = 1) -> None:
+        """Take `units` requests from the minute's and the day's quota, all or none, or raise
+        QuotaExhaustedError naming the window that has fewer left."""
+        if units < 1:
+            raise ValueError("a request takes at least one unit of the quota")
         now = self._now().astimezone(UTC)
         minute_ends = next_minute(now)
         day_ends = next_utc_midnight(now)
-        day = self._take(f"day#{now:%Y-%m-%d}", self._per_day, day_ends + _DAY_ITEM_KEPT)
-        minute = self._take(f"minute#{now:%Y-%m-%dT%H:%M}", self._per_minute, minute_ends + _MINUTE_ITEM_KEPT)
+        if units > self._per_minute:
+            raise QuotaExhaustedError(
+                f"{units} requests do not fit in the quota of {self._per_minute} a minute",
+                minute_ends,
+                window="minute",
+            )
+        if units > self._per_day:
+            raise QuotaExhaustedError(
+                f"{units} requests do not fit in the daily quota of {self._per_day}", day_ends, window="day"
+            )
+        day = self._take(f"day#{now:%Y-%m-%d}", units, self._per_day, day_ends + _DAY_ITEM_KEPT)
+        minute = self._take(
+            f"minute#{now:%Y-%m-%dT%H:%M}", units, self._per_minute, minute_ends + _MINUTE_ITEM_KEPT
+        )
         for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
             try:
                 self._client.transact_write_items(TransactItems=[day, minute])
@@ -69,15 +85,16 @@ class DynamoQuotaLimiter:
                     raise_transient(error)
                     raise
                 reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+                spent = "is spent" if units == 1 else f"has fewer than {units} requests left"
                 if reasons and reasons[0] == "ConditionalCheckFailed":
                     raise QuotaExhaustedError(
-                        f"the VirusTotal daily quota ({self._per_day} requests) is spent until 00:00 UTC",
+                        f"the VirusTotal daily quota ({self._per_day} requests) {spent} until 00:00 UTC",
                         day_ends,
                         window="day",
                     ) from None
                 if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                     raise QuotaExhaustedError(
-                        f"the VirusTotal quota of {self._per_minute} requests a minute is spent",
+                        f"the VirusTotal quota of {self._per_minute} requests a minute {spent}",
                         minute_ends,
                         window="minute",
                     ) from None
@@ -87,16 +104,17 @@ class DynamoQuotaLimiter:
             else:
                 return
 
-    def _take(self, window: str, limit: int, expires: datetime) -> dict[str, Any]:
+    def _take(self, window: str, units: int, limit: int, expires: datetime) -> dict[str, Any]:
         return {
             "Update": {
                 "TableName": self._table,
                 "Key": {"window": {"S": window}},
-                "UpdateExpression": "SET expires_at = :expires ADD used :one",
-                "ConditionExpression": "attribute_not_exists(used) OR used < :limit",
+                "UpdateExpression": "SET expires_at = :expires ADD used :units",
+                # `units` ≤ limit is checked before: a window never yet used always has room.
+                "ConditionExpression": "attribute_not_exists(used) OR used <= :room",
                 "ExpressionAttributeValues": {
-                    ":one": {"N": "1"},
-                    ":limit": {"N": str(limit)},
+                    ":units": {"N": str(units)},
+                    ":room": {"N": str(limit - units)},
                     ":expires": {"N": str(int(expires.timestamp()))},
                 },
             }
