@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import threading
 import uuid
@@ -84,12 +85,17 @@ class LoopbackServer:
     """An HTTP server on 127.0.0.1 that records every request and lets `answer` reply to it.
 
     `outage`, when set, answers every request instead (a rate limit, a server error).
+    `lose_the_answer_to` makes the vendor act on a request but hold its answer until the client gave up.
     """
 
     def __init__(self, answer: Callable[[Received], Answer]) -> None:
         self._answer = answer
         self.received: list[Received] = []
         self.outage: Answer | None = None
+        self.answer_lost = threading.Event()
+        self._lose_answer_to: Callable[[Received], bool] | None = None
+        self._lock = threading.Lock()
+        self._release_held_answers = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -101,6 +107,12 @@ class LoopbackServer:
                 )
                 server.received.append(request)
                 status, headers, body = server.outage or server._answer(request)
+                if server._answer_is_lost(request):
+                    # The vendor has acted; its answer never reaches the client, which times out.
+                    server.answer_lost.set()
+                    server._release_held_answers.wait(timeout=30)
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -118,6 +130,18 @@ class LoopbackServer:
         # A short poll interval makes shutdown quick.
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
+    def lose_the_answer_to(self, matches: Callable[[Received], bool]) -> None:
+        """The next request that `matches` is answered as usual (the vendor acts on it), but the answer
+        is held back until the server stops: the client sees a read timeout. `answer_lost` is set then."""
+        self._lose_answer_to = matches
+
+    def _answer_is_lost(self, request: Received) -> bool:
+        with self._lock:
+            if self._lose_answer_to is None or not self._lose_answer_to(request):
+                return False
+            self._lose_answer_to = None
+            return True
+
     @property
     def base_url(self) -> str:
         """`http://127.0.0.1:<port>`."""
@@ -129,6 +153,7 @@ class LoopbackServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._release_held_answers.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
@@ -162,6 +187,11 @@ def basic(username: str, password: str) -> str:
 
 JIRA_EMAIL = "soc-bot@example.com"
 JIRA_TOKEN = "ATATT3xFfGF0-jira-api-token-value"
+# The JQL the fake Jira understands: a project and a label, each a quoted string, optionally ordered.
+JQL_PROJECT_AND_LABEL = re.compile(
+    r'^project = "(?P<project>(?:[^"\\]|\\.)*)" AND labels = "(?P<label>(?:[^"\\]|\\.)*)"'
+    r"(?: ORDER BY created (?:ASC|DESC))?$"
+)
 
 
 def adf_problems(document: Any) -> list[str]:
@@ -226,6 +256,8 @@ class FakeJira:
         parts = request.path.strip("/").split("/")
         if request.method == "POST" and parts == ["rest", "api", "3", "issue"]:
             return self._create(request.json())
+        if request.method == "GET" and parts == ["rest", "api", "3", "search", "jql"]:
+            return self._search(request.query)
         if (
             request.method == "POST"
             and parts[:4] == ["rest", "api", "3", "issue"]
@@ -266,6 +298,39 @@ class FakeJira:
         return json_answer(
             201, {"id": issue_id, "key": key, "self": f"{self.base_url}/rest/api/3/issue/{issue_id}"}
         )
+
+    def _search(self, query: dict[str, list[str]]) -> Answer:
+        """The enhanced JQL search (`/rest/api/3/search/jql`), for JQL naming a project and a label."""
+        jql = query.get("jql", [""])[0]
+        matched = JQL_PROJECT_AND_LABEL.match(jql)
+        if matched is None:
+            return json_answer(
+                400, {"errorMessages": [f"Error in the JQL Query: cannot read {jql!r}"], "errors": {}}
+            )
+        project, label = (re.sub(r"\\(.)", r"\1", matched.group(name)) for name in ("project", "label"))
+        if project != self.project:
+            message = f"The value '{project}' does not exist for the field 'project'."
+            return json_answer(400, {"errorMessages": [message], "errors": {}})
+        keys = [key for key, fields in self.issues.items() if label in fields.get("labels", [])]
+        if matched.group(0).endswith("DESC"):
+            keys.reverse()
+        limit = int(query.get("maxResults", ["50"])[0])
+        issues = [
+            {
+                "id": self._id_of(key),
+                "key": key,
+                "self": f"{self.base_url}/rest/api/3/issue/{self._id_of(key)}",
+            }
+            for key in keys[:limit]
+        ]
+        page: dict[str, Any] = {"issues": issues, "isLast": len(keys) <= limit}
+        if len(keys) > limit:
+            page["nextPageToken"] = "next-page"
+        return json_answer(200, page)
+
+    @staticmethod
+    def _id_of(key: str) -> str:
+        return str(10000 + int(key.rsplit("-", 1)[1]))
 
     def _comment(self, key: str, document: dict[str, Any]) -> Answer:
         if key not in self.issues:
@@ -358,8 +423,9 @@ def test_jira_creates_an_issue_with_the_documented_fields(
     assert ticket == Ticket(
         provider="jira", id="SEC-1", url=f"{server.base_url}/browse/SEC-1", created_at=NOW
     )
-    # And the request was a JSON POST to the create-issue endpoint with Basic auth
-    [request] = server.received
+    # And the case's issue was looked up, found nothing, and was created by a JSON POST with Basic auth
+    lookup, request = server.received
+    assert (lookup.method, lookup.path) == ("GET", "/rest/api/3/search/jql")
     assert (request.method, request.path) == ("POST", "/rest/api/3/issue")
     assert request.headers["Accept"] == "application/json"
     # And the issue holds the project, type, priority from severity, labels and the report in ADF
@@ -451,10 +517,97 @@ def test_jira_server_error_is_transient(
     jira: tuple[FakeJira, LoopbackServer], session: requests.Session
 ) -> None:
     # Given Jira failing, When a ticket is opened, Then the error is transient
-    _, server = jira
+    fake, server = jira
     server.outage = json_answer(503, {"errorMessages": ["Service Unavailable"], "errors": {}})
     with pytest.raises(TransientError, match="Jira is unavailable \\(HTTP 503\\): Service Unavailable"):
         jira_sink(session, server.base_url).open(triaged_case(), "report")
+    # And the failed lookup stopped it: nothing was created without knowing whether the issue exists
+    assert [(r.method, r.path) for r in server.received] == [("GET", "/rest/api/3/search/jql")]
+    assert fake.issues == {}
+
+
+def test_jira_looks_the_case_up_with_the_enhanced_jql_search_before_creating(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a Jira site and a case
+    _, server = jira
+    case = triaged_case()
+
+    # When its ticket is opened
+    jira_sink(session, server.base_url).open(case, "report")
+
+    # Then the first request searched the project for the case's label, asking for one key only
+    lookup = server.received[0]
+    assert (lookup.method, lookup.path) == ("GET", "/rest/api/3/search/jql")
+    assert lookup.query == {
+        "jql": [f'project = "SEC" AND labels = "{case.case_id}" ORDER BY created ASC'],
+        "fields": ["key"],
+        "maxResults": ["1"],
+    }
+    assert lookup.headers["Authorization"] == basic(JIRA_EMAIL, JIRA_TOKEN)
+    assert lookup.headers["Accept"] == "application/json"
+    assert lookup.body == b""
+
+
+def test_jira_retry_after_a_lost_create_answer_returns_the_issue_instead_of_a_second(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given Jira that creates the issue but whose answer comes after the client's read timeout
+    fake, server = jira
+    sink = jira_sink(session, server.base_url, timeout=(3.05, 0.5))
+    server.lose_the_answer_to(lambda request: (request.method, request.path) == ("POST", "/rest/api/3/issue"))
+    case = triaged_case()
+    with pytest.raises(TransientError, match="Jira did not answer in time"):
+        sink.open(case, report_of(case))
+    assert server.answer_lost.wait(timeout=10)
+    assert list(fake.issues) == ["SEC-1"]
+
+    # When the ticket step is retried
+    ticket = sink.open(case, report_of(case))
+
+    # Then Jira still holds exactly one issue, and the retry's ticket is the issue the first call created
+    assert list(fake.issues) == ["SEC-1"]
+    assert ticket == Ticket(
+        provider="jira", id="SEC-1", url=f"{server.base_url}/browse/SEC-1", created_at=NOW
+    )
+    assert [(r.method, r.path) for r in server.received] == [
+        ("GET", "/rest/api/3/search/jql"),
+        ("POST", "/rest/api/3/issue"),
+        ("GET", "/rest/api/3/search/jql"),
+    ]
+
+
+def test_jira_issue_of_another_case_is_not_taken_for_the_cases_own(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an issue already open for one case
+    fake, server = jira
+    sink = jira_sink(session, server.base_url)
+    first_case = triaged_case(title="first finding")
+    first = sink.open(first_case, "report")
+
+    # When another case's ticket is opened, and the first case's ticket step runs again
+    other_case_id = make_alert(id="0f9e8d7c6b5a49382716a5b4c3d2e1f0").case_id
+    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), "report")
+    again = sink.open(first_case, "report")
+
+    # Then the other case got its own issue, and the first case kept its one issue
+    assert (first.id, second.id, again.id) == ("SEC-1", "SEC-2", "SEC-1")
+    assert len(fake.issues) == 2
+
+
+def test_jira_lookup_timing_out_is_transient_and_creates_nothing(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given Jira whose search answer comes after the client's read timeout
+    fake, server = jira
+    server.lose_the_answer_to(lambda request: request.path == "/rest/api/3/search/jql")
+
+    # When a ticket is opened, Then the error is transient and no issue was created
+    with pytest.raises(TransientError, match="Jira did not answer in time"):
+        jira_sink(session, server.base_url, timeout=(3.05, 0.5)).open(triaged_case(), "report")
+    assert [r.method for r in server.received] == ["GET"]
+    assert fake.issues == {}
 
 
 def test_jira_field_errors_are_named_as_jira_names_them(
@@ -539,6 +692,7 @@ class FakeServiceNow:
     base_url: str = ""
     incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
     ignored_fields: list[str] = field(default_factory=list)
+    table_fields: frozenset[str] = frozenset(INCIDENT_FIELDS)
 
     def __call__(self, request: Received) -> Answer:
         if request.headers.get("Authorization") not in (basic(SN_USER, SN_PASSWORD), f"Bearer {SN_TOKEN}"):
@@ -564,7 +718,7 @@ class FakeServiceNow:
             return sn_error(400, "Invalid field value", problem)
         sys_id = uuid.uuid4().hex
         stored = {
-            **{name: value for name, value in record.items() if name in INCIDENT_FIELDS},
+            **{name: value for name, value in record.items() if name in self.table_fields},
             "sys_id": sys_id,
             "number": f"INC{10000 + len(self.incidents) + 1:07d}",
             "priority": PRIORITY[(record.get("impact", "3"), record.get("urgency", "3"))],
@@ -592,17 +746,37 @@ class FakeServiceNow:
         return json_answer(200, {"result": {"sys_id": sys_id, "number": incident["number"]}})
 
     def _query(self, query: dict[str, list[str]]) -> Answer:
-        condition = query.get("sysparm_query", [""])[0]
-        found = [
-            {"sys_id": incident["sys_id"]}
+        """Records matching every `field=value` condition of the encoded query (joined by `^`), oldest
+        first (ORDERBY clauses need nothing more here), with the asked fields, up to the limit.
+
+        A condition on a field the table lacks is dropped, as the Table API does by default
+        (`glide.invalid_query.returns_no_rows` false): the query then matches other records."""
+        conditions = [
+            condition.partition("=")
+            for condition in query.get("sysparm_query", [""])[0].split("^")
+            if condition and not condition.startswith("ORDERBY")
+        ]
+        conditions = [
+            (name, equals, value)
+            for name, equals, value in conditions
+            if name in self.table_fields | {"sys_id", "number"}
+        ]
+        wanted = query.get("sysparm_fields", [""])[0].split(",")
+        limit = int(query.get("sysparm_limit", ["10000"])[0])
+        matching = [
+            incident
             for incident in self.incidents.values()
-            if condition == f"number={incident['number']}"
+            if all(incident.get(name) == value for name, _, value in conditions)
+        ]
+        found = [
+            {name: incident[name] for name in wanted if name in incident} if wanted != [""] else incident
+            for incident in matching[:limit]
         ]
         return json_answer(200, {"result": found})
 
     def _check(self, record: dict[str, Any]) -> str | None:
         # The Table API ignores unknown fields without a word: keep them so a test can fail on them.
-        self.ignored_fields += [name for name in record if name not in INCIDENT_FIELDS]
+        self.ignored_fields += [name for name in record if name not in self.table_fields]
         if any(not isinstance(value, str) for value in record.values()):
             return "field values must be strings"
         for name in ("impact", "urgency"):
@@ -645,8 +819,10 @@ def test_servicenow_creates_an_incident_with_the_documented_fields(
     assert ticket.provider == "servicenow"
     assert ticket.id == incident["number"] == "INC0010001"
     assert ticket.url == f"{server.base_url}/nav_to.do?uri=incident.do?sys_id={incident['sys_id']}"
-    # And the request was a JSON POST to the incident table asking only for sys_id and number
-    [request] = server.received
+    # And the case's record was looked up, none was found, and a JSON POST to the incident table
+    # asking only for sys_id and number created it
+    lookup, request = server.received
+    assert (lookup.method, lookup.path) == ("GET", "/api/now/table/incident")
     assert (request.method, request.path) == ("POST", "/api/now/table/incident")
     assert request.query == {"sysparm_fields": ["sys_id,number"]}
     # And the incident holds the report, severity as impact/urgency (P2), category, group and case id
@@ -733,7 +909,8 @@ def test_servicenow_finds_the_record_by_number_when_the_ticket_has_no_url(
 
     # Then the record was looked up by number, then patched
     [incident] = fake.incidents.values()
-    assert [r.method for r in server.received] == ["POST", "GET", "PATCH"]
+    assert [r.method for r in server.received] == ["GET", "POST", "GET", "PATCH"]
+    assert server.received[2].query["sysparm_query"] == [f"number={number}"]
     assert incident["comments_journal"] == ["approved by alice"]
 
 
@@ -770,6 +947,111 @@ def test_servicenow_rate_limit_is_transient_with_its_retry_after(
     assert type(raised.value) is TransientError
     assert raised.value.retry_after == 12.0
     assert "Too many requests: Rate limit exceeded" in str(raised.value)
+    # And the refused lookup stopped it: nothing was created without knowing whether the record exists
+    assert [r.method for r in server.received] == ["GET"]
+
+
+def test_servicenow_looks_the_case_up_by_correlation_id_before_creating(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an instance and a case
+    _, server = servicenow
+    case = triaged_case()
+
+    # When its ticket is opened
+    sn_sink(session, server.base_url, credentials=BearerToken(SN_TOKEN)).open(case, "report")
+
+    # Then the first request queried the table by the case's correlation_id, for one record
+    lookup = server.received[0]
+    assert (lookup.method, lookup.path) == ("GET", "/api/now/table/incident")
+    assert lookup.query == {
+        "sysparm_query": [f"correlation_id={case.case_id}^ORDERBYsys_created_on"],
+        "sysparm_fields": ["sys_id,number,correlation_id"],
+        "sysparm_limit": ["1"],
+    }
+    assert lookup.headers["Authorization"] == f"Bearer {SN_TOKEN}"
+    assert lookup.headers["Accept"] == "application/json"
+    assert lookup.body == b""
+
+
+def test_servicenow_retry_after_a_lost_create_answer_returns_the_incident_instead_of_a_second(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an instance that creates the incident but whose answer comes after the client's read timeout
+    fake, server = servicenow
+    sink = sn_sink(session, server.base_url, timeout=(3.05, 0.5))
+    server.lose_the_answer_to(lambda request: request.method == "POST")
+    case = triaged_case()
+    with pytest.raises(TransientError, match="ServiceNow did not answer in time"):
+        sink.open(case, report_of(case))
+    assert server.answer_lost.wait(timeout=10)
+    [created] = fake.incidents.values()
+
+    # When the ticket step is retried
+    ticket = sink.open(case, report_of(case))
+
+    # Then the instance still holds exactly one incident, and the retry's ticket is that incident
+    assert list(fake.incidents.values()) == [created]
+    assert ticket == Ticket(
+        provider="servicenow",
+        id=created["number"],
+        url=f"{server.base_url}/nav_to.do?uri=incident.do?sys_id={created['sys_id']}",
+        created_at=NOW,
+    )
+    assert [r.method for r in server.received] == ["GET", "POST", "GET"]
+
+
+def test_servicenow_incident_of_another_case_is_not_taken_for_the_cases_own(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an incident already open for one case
+    fake, server = servicenow
+    sink = sn_sink(session, server.base_url)
+    first_case = triaged_case(title="first finding")
+    first = sink.open(first_case, "report")
+
+    # When another case's ticket is opened, and the first case's ticket step runs again
+    other_case_id = make_alert(id="0f9e8d7c6b5a49382716a5b4c3d2e1f0").case_id
+    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), "report")
+    again = sink.open(first_case, "report")
+
+    # Then the other case got its own incident, and the first case kept its one incident
+    assert (first.id, second.id, again.id) == ("INC0010001", "INC0010002", "INC0010001")
+    assert again.url == first.url
+    assert len(fake.incidents) == 2
+
+
+def test_servicenow_record_without_the_cases_correlation_id_is_not_taken_for_its_ticket(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a table without the task table's correlation fields, where the Table API drops the lookup's
+    # condition and answers with any record
+    fake, server = servicenow
+    fake.table_fields = frozenset(INCIDENT_FIELDS - {"correlation_id", "correlation_display"})
+    sink = sn_sink(session, server.base_url)
+    first = sink.open(triaged_case(title="first finding"), "report")
+
+    # When another case's ticket is opened
+    other_case_id = make_alert(id="0f9e8d7c6b5a49382716a5b4c3d2e1f0").case_id
+    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), "report")
+
+    # Then the other case got its own incident, not the first case's
+    assert (first.id, second.id) == ("INC0010001", "INC0010002")
+    assert len(fake.incidents) == 2
+
+
+def test_servicenow_lookup_timing_out_is_transient_and_creates_nothing(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an instance whose query answer comes after the client's read timeout
+    fake, server = servicenow
+    server.lose_the_answer_to(lambda request: request.method == "GET")
+
+    # When a ticket is opened, Then the error is transient and no incident was created
+    with pytest.raises(TransientError, match="ServiceNow did not answer in time"):
+        sn_sink(session, server.base_url, timeout=(3.05, 0.5)).open(triaged_case(), "report")
+    assert [r.method for r in server.received] == ["GET"]
+    assert fake.incidents == {}
 
 
 def test_servicenow_comment_on_a_missing_record_says_so(

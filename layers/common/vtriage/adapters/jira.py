@@ -6,7 +6,18 @@
 - Auth: HTTP Basic with the Atlassian account's email and an API token.
 - Errors: `{"errorMessages": [...], "errors": {field: message}}`.
 
+- Lookup: `GET {base}/rest/api/3/search/jql` with `jql=project = "KEY" AND labels = "<case id>"
+  ORDER BY created ASC`, `fields=key`, `maxResults=1`; 200 `{"issues": [{"id", "key", "self"}], ...}`.
+  (The older `GET /rest/api/3/search` is removed from Jira Cloud.)
+
 The ticket's id is the issue key and its url `{base}/browse/{key}`.
+
+Every issue carries the case id as a label, and `open` looks that label up before it creates: the state
+machine retries the ticket step after a timeout, and when Jira created the issue but its answer was
+lost, creating again would open a second ticket for the case. The search is eventually consistent
+(Atlassian: usually seconds), so a retry within that window can still miss the issue it just created;
+the state machine's retry interval makes that unlikely, not impossible. A failed lookup raises what a
+failed create would (a timeout or 5xx is a `TransientError`, 401/403 a configuration error).
 
 Priority from the detector's severity (`DEFAULT_PRIORITIES`, Jira's default priority scheme):
 critical (9-10) → Highest, high (7-8.9) → High, medium (4-6.9) → Medium, low (below 4) → Low.
@@ -84,7 +95,33 @@ class JiraTicketSink:
         return f"JiraTicketSink(base_url={self._base_url!r}, project_key={self._project_key!r})"
 
     def open(self, case: Case, report: str) -> Ticket:
-        """Create an issue holding the report; the ticket is named by the issue key."""
+        """The case's issue: the one already labelled with the case (a retry whose first create
+        answer was lost), else a new issue holding the report. The ticket is named by the issue key."""
+        key = self.find_issue_key(case) or self._create_issue(case, report)
+        return Ticket(provider=PROVIDER, id=key, url=f"{self._base_url}/browse/{key}", created_at=self._now())
+
+    def find_issue_key(self, case: Case) -> str | None:
+        """The key of the project's oldest issue labelled with the case, or None when there is none."""
+        jql = (
+            f"project = {jql_string(self._project_key)} AND labels = {jql_string(case_label(case))}"
+            " ORDER BY created ASC"
+        )
+        response = self._http.send(
+            "GET",
+            f"{self._base_url}/rest/api/3/search/jql",
+            params={"jql": jql, "fields": "key", "maxResults": "1"},
+        )
+        issues = json_object(response).get("issues")
+        if not isinstance(issues, list):
+            raise TicketProviderError(VENDOR, response.status_code, "the search answer holds no issues")
+        if not issues:
+            return None
+        key = issues[0].get("key") if isinstance(issues[0], dict) else None
+        if not isinstance(key, str) or not _ISSUE_KEY.match(key):
+            raise TicketProviderError(VENDOR, response.status_code, "the search answer names no issue key")
+        return key
+
+    def _create_issue(self, case: Case, report: str) -> str:
         fields = issue_fields(
             case,
             report,
@@ -99,7 +136,7 @@ class JiraTicketSink:
         key = json_object(response).get("key")
         if not isinstance(key, str) or not _ISSUE_KEY.match(key):
             raise TicketProviderError(VENDOR, response.status_code, "the answer names no issue key")
-        return Ticket(provider=PROVIDER, id=key, url=f"{self._base_url}/browse/{key}", created_at=self._now())
+        return key
 
     def comment(self, ticket: Ticket, text: str) -> None:
         """Add the text as a comment on the ticket's issue."""
@@ -131,8 +168,8 @@ def issue_fields(
                 label_for(f"verdict-{case.verdict.value}"),
                 label_for(alert.source),
                 label_for(alert.type),
-                # Searching `labels = <case id>` finds the issue of a case.
-                label_for(case.case_id),
+                # `open` finds the issue of a case by this label before it creates one.
+                case_label(case),
             ]
         ),
     }
@@ -153,6 +190,16 @@ def summary_for(case: Case) -> str:
 def label_for(text: str) -> str:
     """A Jira label: no whitespace (Jira refuses it), at most 255 characters."""
     return re.sub(r"\s+", "_", text.strip())[:MAX_LABEL_CHARS]
+
+
+def case_label(case: Case) -> str:
+    """The label naming the case's issue: the case id, already free of whitespace and short."""
+    return label_for(case.case_id)
+
+
+def jql_string(value: str) -> str:
+    """The value as a quoted JQL string: a quote or backslash in it cannot end the string early."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def adf_document(text: str) -> dict[str, Any]:

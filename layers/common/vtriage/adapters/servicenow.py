@@ -8,8 +8,18 @@
 - Auth: HTTP Basic (an integration user) or an OAuth 2.0 bearer token.
 - Errors: `{"error": {"message", "detail"}, "status": "failure"}`.
 
+- Lookup: `GET {base}/api/now/table/incident?sysparm_query=correlation_id=<case id>^ORDERBYsys_created_on`
+  with `sysparm_fields=sys_id,number,correlation_id` and `sysparm_limit=1`; 200 `{"result": [...]}`.
+
 The ticket's id is the incident number (INC0010001) and its url
 `{base}/nav_to.do?uri=incident.do?sys_id={sys_id}`, from which a comment reads the sys_id back.
+
+`open` looks the case's record up by its correlation_id before it creates one: the state machine
+retries the ticket step after a timeout, and when ServiceNow created the incident but its answer was
+lost, creating again would open a second ticket for the case. A record counts only when its
+correlation_id is the case id itself, since the Table API drops a condition it cannot read and then
+answers with any record. A failed lookup raises what a failed create would (a timeout or 5xx is a
+`TransientError`, 401/403 a configuration error).
 
 Impact and urgency from the detector's severity (`DEFAULT_IMPACT_URGENCY`, 1 = high, 3 = low), which
 the default priority lookup turns into: critical → 1/1 (P1 Critical), high → 1/2 (P2 High),
@@ -92,7 +102,37 @@ class ServiceNowTicketSink:
         return f"ServiceNowTicketSink(base_url={self._base_url!r}, table={self._table!r})"
 
     def open(self, case: Case, report: str) -> Ticket:
-        """Create an incident holding the report; the ticket is named by the incident number."""
+        """The case's incident: the one already correlated with the case (a retry whose first create
+        answer was lost), else a new one holding the report. The ticket is named by the number."""
+        sys_id, number = self.find_record(case) or self._create_record(case, report)
+        url = f"{self._base_url}/nav_to.do?uri={self._table}.do?sys_id={sys_id}"
+        return Ticket(provider=PROVIDER, id=number, url=url, created_at=self._now())
+
+    def find_record(self, case: Case) -> tuple[str, str] | None:
+        """The sys_id and number of the oldest record whose correlation_id is the case id, or None."""
+        response = self._http.send(
+            "GET",
+            self._table_url(),
+            params={
+                "sysparm_query": f"correlation_id={case.case_id}^ORDERBYsys_created_on",
+                "sysparm_fields": "sys_id,number,correlation_id",
+                "sysparm_limit": "1",
+            },
+        )
+        results = json_object(response).get("result")
+        if not isinstance(results, list):
+            raise TicketProviderError(VENDOR, response.status_code, "the query answer holds no result list")
+        for record in results:
+            if isinstance(record, dict) and record.get("correlation_id") == case.case_id:
+                found = _sys_id_and_number(record)
+                if found is None:
+                    raise TicketProviderError(
+                        VENDOR, response.status_code, "the query answer holds no sys_id and number"
+                    )
+                return found
+        return None
+
+    def _create_record(self, case: Case, report: str) -> tuple[str, str]:
         response = self._http.send(
             "POST",
             self._table_url(),
@@ -100,12 +140,10 @@ class ServiceNowTicketSink:
             params={"sysparm_fields": "sys_id,number"},
         )
         result = json_object(response).get("result")
-        sys_id = result.get("sys_id") if isinstance(result, dict) else None
-        number = result.get("number") if isinstance(result, dict) else None
-        if not isinstance(sys_id, str) or not _SYS_ID.match(sys_id) or not isinstance(number, str):
+        found = _sys_id_and_number(result) if isinstance(result, dict) else None
+        if found is None:
             raise TicketProviderError(VENDOR, response.status_code, "the answer holds no sys_id and number")
-        url = f"{self._base_url}/nav_to.do?uri={self._table}.do?sys_id={sys_id}"
-        return Ticket(provider=PROVIDER, id=number, url=url, created_at=self._now())
+        return found
 
     def comment(self, ticket: Ticket, text: str) -> None:
         """Add the text to the incident's work notes (or comments, as configured)."""
@@ -168,6 +206,14 @@ def read_error(response: requests.Response) -> str | None:
         return None
     parts = [str(error[name]) for name in ("message", "detail") if error.get(name)]
     return ": ".join(parts) or None
+
+
+def _sys_id_and_number(record: dict[str, Any]) -> tuple[str, str] | None:
+    sys_id = record.get("sys_id")
+    number = record.get("number")
+    if not isinstance(sys_id, str) or not _SYS_ID.match(sys_id) or not isinstance(number, str) or not number:
+        return None
+    return sys_id, number
 
 
 def _short_description(case: Case) -> str:
