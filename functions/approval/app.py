@@ -7,9 +7,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vtriage.adapters.factories import approval_dependencies
 from vtriage.approval import ApprovalRequest, request_approval
 from vtriage.approval_page import answer
+from vtriage.composition.approval import approval_dependencies
 from vtriage.config import ApprovalSettings
 
 logger = Logger()

@@ -7,7 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vtriage.adapters.factories import enricher_factory
+from vtriage.composition.enrich import enricher_factory
 from vtriage.config import EnrichSettings
 from vtriage.enrich import triage_batch
 

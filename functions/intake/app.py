@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vtriage.adapters.factories import intake_queue
+from vtriage.composition.intake import intake_queue
 from vtriage.config import IntakeSettings
 from vtriage.intake_api import caller_of, function_url_response
 

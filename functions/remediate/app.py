@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vtriage.adapters.factories import remediation_dependencies
+from vtriage.composition.remediate import remediation_dependencies
 from vtriage.config import RemediateSettings
 from vtriage.models import TaskInput
 from vtriage.remediate import (

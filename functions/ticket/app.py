@@ -5,7 +5,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vtriage.adapters.factories import ticket_dependencies, utc_now
+from vtriage.composition import utc_now
+from vtriage.composition.ticket import ticket_dependencies
 from vtriage.config import TicketSettings
 from vtriage.models import TaskInput
 from vtriage.ticket import open_ticket

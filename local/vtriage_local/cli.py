@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from vtriage.adapters.alert_queue import SqsAlertQueue
 from vtriage.adapters.dynamodb import DynamoCaseRepository
-from vtriage.adapters.factories import remediation_dependencies
+from vtriage.composition.remediate import remediation_dependencies
 from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES, RemediateSettings
 from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
 from vtriage.intake_api import AlertRejectedError, accept_alert

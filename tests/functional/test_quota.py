@@ -18,8 +18,8 @@ from moto.sqs.models import sqs_backends
 
 from tests.functional.conftest import EVENTS
 from vtriage.adapters.dynamodb import DynamoEnrichmentCache
-from vtriage.adapters.factories import enricher_factory
 from vtriage.adapters.quota import DynamoQuotaLimiter
+from vtriage.composition.enrich import enricher_factory
 from vtriage.config import EnrichSettings
 from vtriage.enrich import triage_batch
 from vtriage.errors import QuotaExhaustedError

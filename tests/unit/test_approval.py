@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.fakes import FakeActuator, InMemoryCaseRepository, make_alert, make_case
-from vtriage.adapters.factories import actuators
 from vtriage.approval import (
     ApprovalClaims,
     ApprovalRequest,
@@ -23,6 +22,7 @@ from vtriage.approval import (
     sign,
     verify,
 )
+from vtriage.composition.remediate import actuators
 from vtriage.config import RemediateSettings
 from vtriage.errors import ConfigurationError
 from vtriage.models import Action, ActionStatus, ActionType, Case, CaseStatus, TaskInput, Verdict

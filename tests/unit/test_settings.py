@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vtriage.adapters.factories import verdict_policy
+from vtriage.composition.enrich import verdict_policy
 from vtriage.config import EnrichSettings, RemediateSettings, TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.models import IocType

@@ -31,7 +31,9 @@ DEFAULT_VT_BASE_URL = "https://www.virustotal.com/api/v3"
 class Settings(BaseModel):
     """Base of every function's settings: fields are filled from environment variables by alias."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    # Built when a function first reads its settings: each function reads one class of settings, and its
+    # cold start need not pay for building the validators of the four others.
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", defer_build=True)
 
     region: str = Field(alias="AWS_REGION", min_length=1)
     # boto3 reads AWS_ENDPOINT_URL by itself; it is kept here so clients built for one endpoint

@@ -203,6 +203,10 @@ class ActionType(StrEnum):
     BLOCK_DOMAIN_DNS_FIREWALL = "block_domain_dns_firewall"
 
 
+# The parameter with which a playbook asks for one action to run in dry run whatever the global setting.
+DRY_RUN_PARAMETER = "dry_run"
+
+
 class Action(BaseModel):
     """A response action planned on a case, and its outcome once run."""
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vtriage.errors import ConfigurationError
 from vtriage.models import (
+    DRY_RUN_PARAMETER,
     Action,
     ActionType,
     Alert,
@@ -32,7 +33,6 @@ from vtriage.models import (
     ResourceType,
     Verdict,
 )
-from vtriage.remediate import DRY_RUN_PARAMETER
 
 DEFAULT_PLAYBOOKS_PATH = Path(__file__).resolve().parent / "data" / "playbooks.json"
 

@@ -10,7 +10,16 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
-from vtriage.models import Action, ActionStatus, ActionType, Branch, Case, CaseStatus, TaskInput
+from vtriage.models import (
+    DRY_RUN_PARAMETER,
+    Action,
+    ActionStatus,
+    ActionType,
+    Branch,
+    Case,
+    CaseStatus,
+    TaskInput,
+)
 from vtriage.ports import CaseRepository, ResponseActuator
 
 Actuators = Mapping[ActionType, ResponseActuator]
@@ -28,8 +37,6 @@ _COUNTS_TOWARDS_CAP = frozenset(
 # recorded the state before it. A dry run, a skip, or a failure that changed nothing records no state.
 _MAY_HAVE_CHANGED = frozenset({ActionStatus.DONE, ActionStatus.FAILED})
 
-# The parameter with which a playbook asks for one action to run in dry run whatever the global setting.
-DRY_RUN_PARAMETER = "dry_run"
 # The parameter every actuator receives with the case id (tags, quarantine keys, snapshots carry it).
 CASE_ID_PARAMETER = "case_id"
 # The parameter with which a playbook asks for a person to approve one action before it runs.

@@ -1,0 +1,113 @@
+"""The enrich function's adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import cache
+
+import requests
+import requests.adapters
+
+from vtriage.adapters.dynamodb import DynamoCaseRepository, DynamoEnrichmentCache, DynamoRepeatLedger
+from vtriage.adapters.quota import DynamoQuotaLimiter, SqsMessageDeferral
+from vtriage.adapters.sqs import SqsDeadLetterQueue
+from vtriage.adapters.stepfunctions import StepFunctionsExecutionStarter
+from vtriage.composition import SECRET_MAX_AGE_SECONDS, OnFirstUse, aws_client, secrets_provider, utc_now
+from vtriage.config import EnrichSettings
+from vtriage.enrich import Enricher
+from vtriage.playbook import load_playbooks
+from vtriage.verdict import VerdictPolicy, load_policy
+from vtriage.virustotal.client import VirusTotalClient
+
+
+def verdict_policy(settings: EnrichSettings) -> VerdictPolicy:
+    """The policy file (the shipped one by default); the environment's two thresholds, when set,
+    replace its thresholds for every IOC type."""
+    policy = load_policy(settings.verdict_policy_path)
+    if settings.malicious_min_engines is None or settings.suspicious_min_engines is None:
+        return policy
+    return VerdictPolicy.model_validate(
+        policy.model_dump(exclude={"thresholds"})
+        | {
+            "malicious_min_engines": settings.malicious_min_engines,
+            "suspicious_min_engines": settings.suspicious_min_engines,
+        }
+    )
+
+
+@cache
+def enricher_factory(
+    settings: EnrichSettings, now: Callable[[], datetime] = utc_now
+) -> Callable[[], Enricher]:
+    """A factory of per-batch enrichers sharing this container's clients, HTTP connection pool and
+    quota limiter. `now` is the clock of the quota windows, the cache and the cases."""
+    retention = timedelta(days=settings.retention_days)
+    dynamodb = aws_client(settings, "dynamodb")
+    cases = DynamoCaseRepository(dynamodb, settings.cases_table, retention, now)
+    cache_ = DynamoEnrichmentCache(dynamodb, settings.enrichments_table, settings.cache_ttls, retention, now)
+    limiter = (
+        DynamoQuotaLimiter(
+            dynamodb, settings.quota_table, settings.vt_quota_per_minute, settings.vt_quota_per_day, now
+        )
+        if settings.quota_table is not None
+        else None
+    )
+    sqs = OnFirstUse(settings, "sqs")
+    deferral = (
+        SqsMessageDeferral(sqs, settings.alert_queue_url) if settings.alert_queue_url is not None else None
+    )
+    executions = StepFunctionsExecutionStarter(
+        aws_client(settings, "stepfunctions"), settings.state_machine_arn
+    )
+    dead_letters = SqsDeadLetterQueue(sqs, settings.dead_letter_queue_url)
+    secrets = secrets_provider(settings)
+    session = requests.Session()
+    # One connection per concurrent lookup, kept alive across batches of a warm container.
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=1, pool_maxsize=max(settings.vt_max_concurrency, 10)
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    policy = verdict_policy(settings)
+    # Read and validated once, when the container starts: a bad file stops the function right away.
+    playbooks = load_playbooks(settings.playbooks_path)
+    repeats = DynamoRepeatLedger(dynamodb, settings.cases_table, now)
+
+    def api_key() -> str:
+        if settings.vt_api_key is not None:
+            return settings.vt_api_key.get_secret_value()
+        assert settings.vt_api_key_secret is not None  # the settings validator guarantees one of the two
+        # Cached for a few minutes, so a rotated key is picked up without a redeploy.
+        return str(secrets().get(settings.vt_api_key_secret, max_age=SECRET_MAX_AGE_SECONDS))
+
+    def new_enricher() -> Enricher:
+        intel = VirusTotalClient(
+            session,
+            api_key(),
+            base_url=settings.vt_base_url,
+            timeout=(3.05, settings.vt_timeout_seconds),
+            deep_context=settings.vt_deep_context,
+        )
+        return Enricher(
+            intel=intel,
+            cache=cache_,
+            cases=cases,
+            executions=executions,
+            dead_letters=dead_letters,
+            policy=policy,
+            now=now,
+            limiter=limiter,
+            deferral=deferral,
+            max_concurrency=settings.vt_max_concurrency,
+            requeue_after_receives=settings.deferral_requeue_after_receives,
+            request_counter=lambda: intel.requests_sent,
+            intake=settings.intake,
+            playbooks=playbooks,
+            ip_block_method=settings.ip_block_method,
+            ticket_min_severity=settings.ticket_min_severity,
+            repeats=repeats,
+            repeat_window=settings.repeat_window,
+        )
+
+    return new_enricher

@@ -1,0 +1,15 @@
+"""The intake function's adapter: the alert queue."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from vtriage.adapters.alert_queue import SqsAlertQueue
+from vtriage.composition import aws_client
+from vtriage.config import IntakeSettings
+
+
+@cache
+def intake_queue(settings: IntakeSettings) -> SqsAlertQueue:
+    """The intake function's alert queue, built once per container."""
+    return SqsAlertQueue(aws_client(settings, "sqs"), settings.alert_queue_url)
