@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import copy
 import io
@@ -172,8 +173,9 @@ enricher_factory(EnrichSettings.from_environ())
 print(time.perf_counter() - started)
 """
 # What the enrich function cannot do without, imported in the handler's order (powertools before
-# pydantic, so that the batch utility skips its pydantic record models): the floor of any handler on
-# these runtime dependencies.
+# pydantic, so that the batch utility skips its pydantic record models), with one pydantic model with
+# a constrained field (which loads pydantic's field machinery) and one client: the floor of any
+# handler on these runtime dependencies.
 _COLD_DEPENDENCIES = """
 import time
 started = time.perf_counter()
@@ -181,7 +183,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import BatchProcessor
 import boto3
 import requests
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+class Setting(BaseModel):
+    name: str = Field(min_length=1)
 boto3.client("dynamodb")
 print(time.perf_counter() - started)
 """
@@ -206,8 +210,17 @@ _COLD_ENV = {
 }
 
 
-def cold_start(runs: int = 7) -> dict[str, Any]:
-    """Figure 3: medians of fresh interpreters, the two measured alternately under the same conditions."""
+def cold_start(runs: int = 15) -> dict[str, Any]:
+    """Figure 3: medians of fresh interpreters, measured alternately under the same conditions.
+
+    Each side loads bytecode, as it does on Lambda: boto3 and the other dependencies from the .pyc files
+    pip wrote when it installed them, vtriage and the handler from .pyc files compiled here first, as
+    the layer's build compiles them (layers/common/Makefile). Without that, an interpreter that does
+    not write bytecode (PYTHONDONTWRITEBYTECODE, set on some machines) would compile vtriage from source
+    at every start and the figure would measure the compiler.
+    """
+    for folder in (ROOT / "layers" / "common" / "vtriage", ROOT / "functions" / "enrich"):
+        compileall.compile_dir(folder, quiet=1)
     env = {**os.environ, **_COLD_ENV}
     handler: list[float] = []
     boto3_only: list[float] = []

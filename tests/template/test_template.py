@@ -579,10 +579,17 @@ def test_the_layer_ships_the_domain_package_for_the_functions_runtime(template: 
     function_globals = template["Globals"]["Function"]
     content = PROJECT_ROOT / layer["Properties"]["ContentUri"]
 
-    # Then sam build turns it into python/vtriage/... plus its requirements, for the functions' runtime
+    # Then sam build runs the layer's Makefile, which turns it into python/vtriage/... plus its
+    # requirements, for the functions' runtime and architecture
     assert (content / "vtriage" / "__init__.py").is_file()
     assert (content / "requirements.txt").is_file()
-    assert layer["Metadata"]["BuildMethod"] == function_globals["Runtime"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (content / "Makefile").read_text()
+    assert "build-CommonLayer:" in makefile
+    assert f"RUNTIME_PYTHON ?= {function_globals['Runtime']}\n" in makefile
+    assert f"PYTHON_VERSION := {function_globals['Runtime'].removeprefix('python')}\n" in makefile
+    platform = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+    assert f"PLATFORM := {platform[function_globals['Architectures'][0]]}\n" in makefile
     assert function_globals["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
     assert layer["Metadata"]["BuildArchitecture"] in function_globals["Architectures"]
     assert function_globals["Architectures"] == layer["Properties"]["CompatibleArchitectures"]
