@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from vtriage.adapters.alert_queue import SqsAlertQueue
 from vtriage.adapters.dynamodb import DynamoCaseRepository
-from vtriage.composition.remediate import remediation_dependencies
+from vtriage.composition.remediate import remediator
 from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES, RemediateSettings
 from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
 from vtriage.intake_api import AlertRejectedError, accept_alert
@@ -295,8 +295,8 @@ def _rollback(arguments: argparse.Namespace) -> int:
     1 on a usage or set-up error."""
     try:
         settings = RemediateSettings.from_environ()
-        dependencies = remediation_dependencies(settings)
-        result = rollback_case(arguments.case_id, dependencies.cases, dependencies.actuators)
+        steps = remediator(settings)
+        result = rollback_case(arguments.case_id, steps.cases, steps.actuators)
     except (ConfigurationError, CaseNotFoundError, BotoCoreError, ClientError) as error:
         print(f"vtriage: cannot roll back {arguments.case_id}: {error}", file=sys.stderr)
         return EXIT_SETUP

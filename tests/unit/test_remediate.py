@@ -21,7 +21,7 @@ from vtriage.models import (
     TaskInput,
     Verdict,
 )
-from vtriage.remediate import remediate_case, rollback_case
+from vtriage.remediate import Remediator, remediate_case, rollback_case
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 LATER = datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
@@ -535,3 +535,55 @@ def test_rollback_of_an_unknown_case_raises_case_not_found() -> None:
     # Given an empty repository, When a case is rolled back, Then it is not found
     with pytest.raises(CaseNotFoundError, match="guardduty-missing"):
         rollback_case("guardduty-missing", InMemoryCaseRepository(), {})
+
+
+# ---------------------------------------------------------------- the steps the state machine calls
+
+
+def _remediator(
+    case: Case, actuator: FakeActuator, *, dry_run: bool
+) -> tuple[Remediator, InMemoryCaseRepository]:
+    cases = InMemoryCaseRepository([case])
+    remediator = Remediator(
+        cases=cases,
+        actuators={actuator.action_type: actuator},
+        blast_radius=None,
+        dry_run=dry_run,
+        max_actions_per_case=5,
+        max_actions_per_hour=20,
+        approval_timeout_seconds=3600,
+    )
+    return remediator, cases
+
+
+def test_the_steps_plan_run_and_finish_a_case_with_small_payloads() -> None:
+    # Given a malicious case with one isolation planned, acted on for real
+    case = malicious_case("i-0123456789abcdef0")
+    actuator = isolation({"i-0123456789abcdef0": "sg-web"})
+    remediator, cases = _remediator(case, actuator, dry_run=False)
+    task = {"case_id": case.case_id}
+
+    # When the state machine calls plan, run for the one action, then finish
+    plan = remediator.step({**task, "step": "plan"}).model_dump(mode="json")
+    ran = remediator.step({**task, "step": "run", "index": 0}).model_dump(mode="json")
+    finished = remediator.step({**task, "step": "finish"}).model_dump(mode="json")
+
+    # Then the instance was isolated by the run step, and finish, which acts on nothing, answers only
+    # the case and that it changed nothing
+    assert [item["index"] for item in plan["items"]] == [0]
+    assert ran["status"] == "done"
+    assert actuator.states["i-0123456789abcdef0"] == QUARANTINE
+    assert finished == {"case_id": case.case_id, "changed": False}
+    stored = cases.get(case.case_id)
+    assert stored is not None
+    assert stored.actions[0].status is ActionStatus.DONE
+
+
+def test_an_unknown_step_is_refused_naming_the_steps_there_are() -> None:
+    # Given the steps of a case
+    case = malicious_case("i-0123456789abcdef0")
+    remediator, _ = _remediator(case, isolation({"i-0123456789abcdef0": "sg-web"}), dry_run=True)
+
+    # When a payload names a step that does not exist, Then it is refused with the ones that do
+    with pytest.raises(ValueError, match="unknown remediation step 'undo': plan, run or finish"):
+        remediator.step({"case_id": case.case_id, "step": "undo"})

@@ -4,8 +4,9 @@ roll back what is reversible."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -110,6 +111,61 @@ class RollbackResult(BaseModel):
     actions: list[Action]
     complete: bool
     changed: bool
+
+
+class FinishedRemediation(BaseModel):
+    """What the `finish` step returns to the state machine: the case and whether anything changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Remediator:
+    """The remediation steps the state machine calls, each under the function's guardrails.
+
+    The payload names the step: `plan` (which actions run now and which wait for approval), `run`
+    (one action, by index), `finish` (raise what must reach the ticket). Without a step, every action
+    of the case runs at once, as `remediate_case` does.
+    """
+
+    cases: CaseRepository
+    actuators: Actuators
+    blast_radius: BlastRadius | None
+    dry_run: bool
+    max_actions_per_case: int
+    max_actions_per_hour: int
+    approval_timeout_seconds: int
+
+    def step(self, event: Mapping[str, Any]) -> BaseModel:
+        """Carry out the step the payload names; ValueError for a step that does not exist."""
+        step = event.get("step")
+        if step == "plan":
+            return plan_remediation(
+                TaskInput.model_validate(event),
+                self.cases,
+                dry_run=self.dry_run,
+                max_actions=self.max_actions_per_case,
+                blast_radius=self.blast_radius,
+                max_actions_per_hour=self.max_actions_per_hour,
+                approval_timeout_seconds=self.approval_timeout_seconds,
+            )
+        if step == "run":
+            return run_action(ActionTask.model_validate(event), self.cases, self.actuators, self.dry_run)
+        if step == "finish":
+            result = finish_remediation(TaskInput.model_validate(event), self.cases)
+            return FinishedRemediation(case_id=result.case_id, changed=result.changed)
+        if step is not None:
+            raise ValueError(f"unknown remediation step {step!r}: plan, run or finish")
+        return remediate_case(
+            TaskInput.model_validate(event),
+            self.cases,
+            self.actuators,
+            dry_run=self.dry_run,
+            max_actions=self.max_actions_per_case,
+        )
 
 
 def remediate_case(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cache
 
 import boto3
 
 from vtriage.adapters.dns_firewall import DnsFirewallDomainBlocker
-from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.adapters.ec2 import Ec2InstanceIsolation, Ec2InstanceTagging, Ec2VolumeSnapshots
 from vtriage.adapters.guardrails import DynamoBlastRadius
 from vtriage.adapters.iam import IamAccessKeyDisabler
@@ -19,16 +17,7 @@ from vtriage.composition import AWS_CONFIG, aws_client, case_repository, utc_now
 from vtriage.config import RemediateSettings
 from vtriage.models import ActionType
 from vtriage.ports import ResponseActuator
-from vtriage.remediate import Actuators
-
-
-@dataclass(frozen=True)
-class RemediationDependencies:
-    """What the remediate function acts through."""
-
-    cases: DynamoCaseRepository
-    actuators: Actuators
-    blast_radius: DynamoBlastRadius | None
+from vtriage.remediate import Actuators, Remediator
 
 
 def actuators(settings: RemediateSettings) -> Actuators:
@@ -67,9 +56,9 @@ def actuators(settings: RemediateSettings) -> Actuators:
 
 
 @cache
-def remediation_dependencies(settings: RemediateSettings) -> RemediationDependencies:
-    """The remediate function's adapters, built once per container."""
-    return RemediationDependencies(
+def remediator(settings: RemediateSettings) -> Remediator:
+    """The remediate function's steps over its adapters, built once per container."""
+    return Remediator(
         cases=case_repository(settings),
         actuators=actuators(settings),
         blast_radius=(
@@ -82,4 +71,8 @@ def remediation_dependencies(settings: RemediateSettings) -> RemediationDependen
             if settings.guardrails_table is not None
             else None
         ),
+        dry_run=settings.dry_run,
+        max_actions_per_case=settings.max_actions_per_case,
+        max_actions_per_hour=settings.max_actions_per_hour,
+        approval_timeout_seconds=settings.approval_timeout_seconds,
     )
