@@ -24,6 +24,7 @@ from vtriage.models import (
     Enrichment,
     ExecutionInput,
     Ioc,
+    IocType,
     Resource,
     ResourceType,
     Severity,
@@ -148,11 +149,14 @@ class FakeThreatIntel:
         self,
         objects: Mapping[str, dict[str, Any]] | None = None,
         errors: Mapping[str, Exception] | None = None,
+        requests_per_lookup: int = 1,
     ) -> None:
-        """Answer with `objects` (pass a fixture's `["data"]`), raise `errors`, None for the rest."""
+        """Answer with `objects` (pass a fixture's `["data"]`), raise `errors`, None for the rest; each
+        lookup counts as `requests_per_lookup` requests (4 is VirusTotal's with deep context)."""
         self._lock = threading.Lock()
         self._objects = dict(objects or {})
         self._errors = dict(errors or {})
+        self._requests_per_lookup = requests_per_lookup
         self.lookups: list[str] = []
 
     def lookup(self, ioc: Ioc) -> dict[str, Any] | None:
@@ -163,6 +167,10 @@ class FakeThreatIntel:
             raise self._errors[ioc.key]
         found = self._objects.get(ioc.key)
         return None if found is None else dict(found)
+
+    def requests_per_lookup(self, ioc_type: IocType) -> int:
+        """The requests a lookup counts as, whatever its type."""
+        return self._requests_per_lookup
 
 
 class FakeExecutionStarter:

@@ -434,10 +434,11 @@ def test_an_ioc_repeated_in_a_batch_is_looked_up_once_and_counted_once_as_a_look
     assert (enricher.lookups, enricher.cache_hits, enricher.vt_requests) == (2, 1, 2)
 
 
-class MeetingIntel:
+class MeetingIntel(FakeThreatIntel):
     """Answers only once `parties` lookups are in flight together; records the most seen at once."""
 
     def __init__(self, parties: int) -> None:
+        super().__init__()
         self._barrier = threading.Barrier(parties, timeout=10)
         self._lock = threading.Lock()
         self.in_flight = 0
@@ -532,6 +533,23 @@ def test_when_the_quota_has_room_for_fewer_than_a_batch_as_many_run_as_fit_and_t
     assert len(response["batchItemFailures"]) == 2
     assert enricher.deferred == 2
     assert sorted(seconds for _, seconds in world.deferral.hidden) == [40, 40]
+
+
+def test_with_deep_context_each_lookup_takes_a_unit_per_request_it_sends() -> None:
+    # Given lookups of four requests each (deep context) and a quota of ten requests a minute
+    world = World(per_minute=10, clock=Clock(NOW + timedelta(seconds=20)))
+    world.intel = FakeThreatIntel(requests_per_lookup=4)
+    enricher = world.enricher()
+
+    # When six findings with a domain each are triaged in one batch
+    response = triage_batch(enricher, _event_of(_domain_findings(6, "deep")))
+
+    # Then the 24 requests could not be taken at once, two lookups (8 requests) fit, and the four
+    # records left wait for the next minute: the quota never counts fewer requests than were sent
+    assert world.limiter is not None
+    assert world.limiter.takes == [4, 4]
+    assert len(world.intel.lookups) == 2
+    assert len(response["batchItemFailures"]) == 4
 
 
 class UnwritableCache(InMemoryEnrichmentCache):

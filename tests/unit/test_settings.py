@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vtriage.composition.enrich import verdict_policy
+from vtriage.composition.enrich import enricher_factory, verdict_policy
 from vtriage.config import EnrichSettings, RemediateSettings, TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.models import IocType
@@ -103,3 +103,16 @@ def test_the_ticket_topic_must_be_an_sns_arn() -> None:
         TicketSettings.from_environ(
             {"AWS_REGION": "eu-west-1", "CASES_TABLE_NAME": "c", "TICKET_TOPIC_ARN": "x"}
         )
+
+
+def test_deep_context_on_a_quota_too_small_for_one_lookup_is_refused_at_start() -> None:
+    # Given deep context (up to 4 requests a lookup) and a shared quota of 2 requests a minute
+    settings = EnrichSettings.from_environ(
+        ENRICH | {"QUOTA_TABLE_NAME": "quota", "VT_DEEP_CONTEXT": "true", "VT_QUOTA_PER_MINUTE": "2"}
+    )
+
+    # When the enrich function builds its adapters, Then it refuses, naming the settings to change
+    with pytest.raises(
+        ConfigurationError, match="up to 4 requests: VT_QUOTA_PER_MINUTE and VT_QUOTA_PER_DAY"
+    ):
+        enricher_factory(settings)

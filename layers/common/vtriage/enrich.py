@@ -497,7 +497,9 @@ class Enricher:
         if not misses:
             return
         try:
-            reserved = self._reserve(len(misses))
+            reserved = self._reserve(
+                sum(self.intel.requests_per_lookup(ioc.type) for ioc in misses), len(misses)
+            )
         except Exception as error:
             self._failed.update(dict.fromkeys((ioc.key for ioc in misses), error))
             return
@@ -516,15 +518,16 @@ class Enricher:
         if found:
             self._keep(found)
 
-    def _reserve(self, lookups: int) -> bool:
-        """Take the quota of all the lookups at once when it has room for them; False when each lookup
-        must take its own (then as many run as the quota has room for, and the rest are deferred)."""
+    def _reserve(self, units: int, lookups: int) -> bool:
+        """Take the quota of all the lookups (`units` requests) at once when it has room for them; False
+        when each lookup must take its own (then as many run as the quota has room for, and the rest are
+        deferred)."""
         if self.limiter is None:
             return True
         if lookups == 1:
             return False
         try:
-            self.limiter.acquire(lookups)
+            self.limiter.acquire(units)
         except QuotaExhaustedError:
             return False
         return True
@@ -539,7 +542,7 @@ class Enricher:
             raise refusal
         try:
             if self.limiter is not None and not reserved:
-                self.limiter.acquire()
+                self.limiter.acquire(self.intel.requests_per_lookup(ioc.type))
             with self._lock:
                 self.lookups += 1
             try:

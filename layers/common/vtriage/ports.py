@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from vtriage.models import Action, Case, Enrichment, ExecutionInput, Ioc, Ticket
+from vtriage.models import Action, Case, Enrichment, ExecutionInput, Ioc, IocType, Ticket
 
 
 class CaseRepository(Protocol):
@@ -47,6 +47,10 @@ class ThreatIntel(Protocol):
 
     def lookup(self, ioc: Ioc) -> dict[str, Any] | None:
         """The object's `data` as VirusTotal returns it, or None for 404."""
+        ...
+
+    def requests_per_lookup(self, ioc_type: IocType) -> int:
+        """The most requests one lookup of this type sends, retries aside: the quota units it takes."""
         ...
 
 

@@ -16,9 +16,10 @@ from vtriage.adapters.stepfunctions import StepFunctionsExecutionStarter
 from vtriage.composition import SECRET_MAX_AGE_SECONDS, OnFirstUse, aws_client, secrets_provider, utc_now
 from vtriage.config import EnrichSettings
 from vtriage.enrich import Enricher
+from vtriage.errors import ConfigurationError
 from vtriage.playbook import load_playbooks
 from vtriage.verdict import VerdictPolicy, load_policy
-from vtriage.virustotal.client import VirusTotalClient
+from vtriage.virustotal.client import VirusTotalClient, most_requests_per_lookup
 
 
 def verdict_policy(settings: EnrichSettings) -> VerdictPolicy:
@@ -42,6 +43,16 @@ def enricher_factory(
 ) -> Callable[[], Enricher]:
     """A factory of per-batch enrichers sharing this container's clients, HTTP connection pool and
     quota limiter. `now` is the clock of the quota windows, the cache and the cases."""
+    needed = most_requests_per_lookup(settings.vt_deep_context)
+    if (
+        settings.quota_table is not None
+        and min(settings.vt_quota_per_minute, settings.vt_quota_per_day) < needed
+    ):
+        # Each lookup takes a unit of the quota per request it sends: it could never run.
+        raise ConfigurationError(
+            f"VT_DEEP_CONTEXT makes a lookup send up to {needed} requests: VT_QUOTA_PER_MINUTE and "
+            f"VT_QUOTA_PER_DAY must be at least {needed}"
+        )
     retention = timedelta(days=settings.retention_days)
     dynamodb = aws_client(settings, "dynamodb")
     cases = DynamoCaseRepository(dynamodb, settings.cases_table, retention, now)

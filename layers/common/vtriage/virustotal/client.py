@@ -160,7 +160,7 @@ class VirusTotalClient:
 
     def requests_per_lookup(self, ioc_type: IocType) -> int:
         """The most requests one lookup of this type sends, retries aside: 1, plus one per deep
-        relationship with deep context (for a quota budget and the README)."""
+        relationship with deep context (the quota units a lookup takes)."""
         return 1 + (len(self._deep_relationships.get(ioc_type, ())) if self._deep_context else 0)
 
     @property
@@ -312,6 +312,12 @@ class VirusTotalClient:
     def _redact(self, text: str) -> str:
         """The text without the API key in it."""
         return text.replace(self._api_key, _REDACTED)
+
+
+def most_requests_per_lookup(deep_context: bool) -> int:
+    """The most requests any lookup sends with the default relationships: what a quota window must
+    hold at the least for lookups to run at all."""
+    return 1 + (max(len(names) for names in DEEP_RELATIONSHIPS.values()) if deep_context else 0)
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
