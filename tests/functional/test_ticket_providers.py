@@ -577,25 +577,6 @@ def test_jira_retry_after_a_lost_create_answer_returns_the_issue_instead_of_a_se
     ]
 
 
-def test_jira_issue_of_another_case_is_not_taken_for_the_cases_own(
-    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
-) -> None:
-    # Given an issue already open for one case
-    fake, server = jira
-    sink = jira_sink(session, server.base_url)
-    first_case = triaged_case(title="first finding")
-    first = sink.open(first_case, "report")
-
-    # When another case's ticket is opened, and the first case's ticket step runs again
-    other_case_id = make_alert(id="0f9e8d7c6b5a49382716a5b4c3d2e1f0").case_id
-    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), "report")
-    again = sink.open(first_case, "report")
-
-    # Then the other case got its own issue, and the first case kept its one issue
-    assert (first.id, second.id, again.id) == ("SEC-1", "SEC-2", "SEC-1")
-    assert len(fake.issues) == 2
-
-
 def test_jira_lookup_timing_out_is_transient_and_creates_nothing(
     jira: tuple[FakeJira, LoopbackServer], session: requests.Session
 ) -> None:
@@ -1001,26 +982,6 @@ def test_servicenow_retry_after_a_lost_create_answer_returns_the_incident_instea
     assert [r.method for r in server.received] == ["GET", "POST", "GET"]
 
 
-def test_servicenow_incident_of_another_case_is_not_taken_for_the_cases_own(
-    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
-) -> None:
-    # Given an incident already open for one case
-    fake, server = servicenow
-    sink = sn_sink(session, server.base_url)
-    first_case = triaged_case(title="first finding")
-    first = sink.open(first_case, "report")
-
-    # When another case's ticket is opened, and the first case's ticket step runs again
-    other_case_id = make_alert(id="0f9e8d7c6b5a49382716a5b4c3d2e1f0").case_id
-    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), "report")
-    again = sink.open(first_case, "report")
-
-    # Then the other case got its own incident, and the first case kept its one incident
-    assert (first.id, second.id, again.id) == ("INC0010001", "INC0010002", "INC0010001")
-    assert again.url == first.url
-    assert len(fake.incidents) == 2
-
-
 def test_servicenow_record_without_the_cases_correlation_id_is_not_taken_for_its_ticket(
     servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
 ) -> None:
@@ -1069,6 +1030,28 @@ def test_servicenow_comment_on_a_missing_record_says_so(
     # When it is commented on, Then ServiceNow's 404 message comes back
     with pytest.raises(TicketProviderError, match="HTTP 404\\): No Record found: Record doesn't exist"):
         sn_sink(session, server.base_url).comment(gone, "again")
+
+
+@pytest.mark.parametrize("vendor", ["jira", "servicenow"])
+def test_the_ticket_of_another_case_is_never_taken_for_the_cases_own(
+    vendor: str, request: pytest.FixtureRequest, session: requests.Session
+) -> None:
+    # Given a ticket already open at the vendor for one case
+    fake, server = request.getfixturevalue(vendor)
+    sink = jira_sink(session, server.base_url) if vendor == "jira" else sn_sink(session, server.base_url)
+    records = fake.issues if vendor == "jira" else fake.incidents
+    first_case = triaged_case(title="first finding")
+    first = sink.open(first_case, "report")
+
+    # When another case's ticket is opened, and the first case's ticket step runs again
+    other_case_id = make_alert(id="0f9e8d7c6b5a49382716a5b4c3d2e1f0").case_id
+    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), "report")
+    again = sink.open(first_case, "report")
+
+    # Then the other case got a ticket of its own, and the first case kept its one ticket
+    assert second.id != first.id
+    assert (again.id, again.url) == (first.id, first.url)
+    assert len(records) == 2
 
 
 # --- generic webhook (Slack-compatible) -------------------------------------------------------------
