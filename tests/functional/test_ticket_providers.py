@@ -577,20 +577,6 @@ def test_jira_retry_after_a_lost_create_answer_returns_the_issue_instead_of_a_se
     ]
 
 
-def test_jira_lookup_timing_out_is_transient_and_creates_nothing(
-    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
-) -> None:
-    # Given Jira whose search answer comes after the client's read timeout
-    fake, server = jira
-    server.lose_the_answer_to(lambda request: request.path == "/rest/api/3/search/jql")
-
-    # When a ticket is opened, Then the error is transient and no issue was created
-    with pytest.raises(TransientError, match="Jira did not answer in time"):
-        jira_sink(session, server.base_url, timeout=(3.05, 0.5)).open(triaged_case(), "report")
-    assert [r.method for r in server.received] == ["GET"]
-    assert fake.issues == {}
-
-
 def test_jira_field_errors_are_named_as_jira_names_them(
     jira: tuple[FakeJira, LoopbackServer], session: requests.Session
 ) -> None:
@@ -1001,20 +987,6 @@ def test_servicenow_record_without_the_cases_correlation_id_is_not_taken_for_its
     assert len(fake.incidents) == 2
 
 
-def test_servicenow_lookup_timing_out_is_transient_and_creates_nothing(
-    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
-) -> None:
-    # Given an instance whose query answer comes after the client's read timeout
-    fake, server = servicenow
-    server.lose_the_answer_to(lambda request: request.method == "GET")
-
-    # When a ticket is opened, Then the error is transient and no incident was created
-    with pytest.raises(TransientError, match="ServiceNow did not answer in time"):
-        sn_sink(session, server.base_url, timeout=(3.05, 0.5)).open(triaged_case(), "report")
-    assert [r.method for r in server.received] == ["GET"]
-    assert fake.incidents == {}
-
-
 def test_servicenow_comment_on_a_missing_record_says_so(
     servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
 ) -> None:
@@ -1038,7 +1010,7 @@ def test_the_ticket_of_another_case_is_never_taken_for_the_cases_own(
 ) -> None:
     # Given a ticket already open at the vendor for one case
     fake, server = request.getfixturevalue(vendor)
-    sink = jira_sink(session, server.base_url) if vendor == "jira" else sn_sink(session, server.base_url)
+    sink = (jira_sink if vendor == "jira" else sn_sink)(session, server.base_url)
     records = fake.issues if vendor == "jira" else fake.incidents
     first_case = triaged_case(title="first finding")
     first = sink.open(first_case, "report")
@@ -1052,6 +1024,23 @@ def test_the_ticket_of_another_case_is_never_taken_for_the_cases_own(
     assert second.id != first.id
     assert (again.id, again.url) == (first.id, first.url)
     assert len(records) == 2
+
+
+@pytest.mark.parametrize(("vendor", "name"), [("jira", "Jira"), ("servicenow", "ServiceNow")])
+def test_a_lookup_timing_out_is_transient_and_creates_nothing(
+    vendor: str, name: str, request: pytest.FixtureRequest, session: requests.Session
+) -> None:
+    # Given a vendor whose answer to the lookup before a create comes after the client's read timeout
+    fake, server = request.getfixturevalue(vendor)
+    server.lose_the_answer_to(lambda received: received.method == "GET")
+    make_sink = jira_sink if vendor == "jira" else sn_sink
+    records = fake.issues if vendor == "jira" else fake.incidents
+
+    # When a ticket is opened, Then the error is transient and nothing was created
+    with pytest.raises(TransientError, match=f"{name} did not answer in time"):
+        make_sink(session, server.base_url, timeout=(3.05, 0.5)).open(triaged_case(), "report")
+    assert [received.method for received in server.received] == ["GET"]
+    assert records == {}
 
 
 # --- generic webhook (Slack-compatible) -------------------------------------------------------------
