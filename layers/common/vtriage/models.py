@@ -222,6 +222,23 @@ class Action(BaseModel):
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
 
+    def with_outcome(
+        self,
+        status: ActionStatus,
+        detail: str,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> Action:
+        """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
+        return self.model_copy(
+            update={
+                "status": status,
+                "detail": detail,
+                "before": self.before if before is None else before,
+                "after": after,
+            }
+        )
+
 
 class CaseStatus(StrEnum):
     """Where a case is in its life."""

@@ -24,9 +24,14 @@ TRANSIENT_CODES = frozenset(
 )
 
 
+def error_code(error: ClientError) -> str:
+    """The error's AWS code (`ThrottlingException`, `NoSuchKey`, ...), or "" when it has none."""
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
 def is_transient(error: ClientError) -> bool:
     """True for throttling and 5xx errors."""
-    code = error.response.get("Error", {}).get("Code", "")
+    code = error_code(error)
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     return code in TRANSIENT_CODES or status >= 500
 

@@ -32,13 +32,13 @@ class DnsFirewallDomainBlocker:
     def run(self, action: Action, dry_run: bool) -> Action:
         """Add the domain unless the list holds it; `before`/`after` say whether it was there."""
         if self._list_id is None:
-            return _outcome(
-                action, ActionStatus.SKIPPED, "not blocked: no DNS Firewall domain list configured"
+            return action.with_outcome(
+                ActionStatus.SKIPPED, "not blocked: no DNS Firewall domain list configured"
             )
         domain = _normalise(action.target)
         if not _DOMAIN.match(domain) or len(domain) > 255:
-            return _outcome(
-                action, ActionStatus.FAILED, f"not blocked: {action.target!r} is not a domain name"
+            return action.with_outcome(
+                ActionStatus.FAILED, f"not blocked: {action.target!r} is not a domain name"
             )
         list_id = self._list_id
         return self._guard(action, "blocking", lambda: self._add(action, list_id, domain, dry_run))
@@ -55,7 +55,7 @@ class DnsFirewallDomainBlocker:
             detail = (
                 f"already as before: {domain} was in DNS Firewall domain list {list_id} before vtriage acted"
             )
-            return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=before)
+            return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=before)
         return self._guard(action, "unblocking", lambda: self._remove(action, list_id, domain))
 
     def _add(self, action: Action, list_id: str, domain: str, dry_run: bool) -> Action:
@@ -63,10 +63,10 @@ class DnsFirewallDomainBlocker:
         before = {"domain_list_id": list_id, "domain": domain, "present": present}
         if present:
             detail = f"already blocked: {domain} is in DNS Firewall domain list {list_id}"
-            return _outcome(action, ActionStatus.DONE, detail, before, before)
+            return action.with_outcome(ActionStatus.DONE, detail, before, before)
         if dry_run:
             detail = f"dry run, nothing changed: would add {domain} to DNS Firewall domain list {list_id}"
-            return _outcome(action, ActionStatus.DRY_RUN, detail, before)
+            return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
         response = self._resolver.update_firewall_domains(
             FirewallDomainListId=list_id, Operation="ADD", Domains=[domain]
         )
@@ -74,18 +74,18 @@ class DnsFirewallDomainBlocker:
         detail = (
             f"blocked: added {domain} to DNS Firewall domain list {list_id} (list {response.get('Status')})"
         )
-        return _outcome(action, ActionStatus.DONE, detail, before, after)
+        return action.with_outcome(ActionStatus.DONE, detail, before, after)
 
     def _remove(self, action: Action, list_id: str, domain: str) -> Action:
         after = {"domain_list_id": list_id, "domain": domain, "present": False}
         if domain not in self._domains(list_id):
             detail = f"already as before: {domain} is not in DNS Firewall domain list {list_id}"
-            return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=after)
+            return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
         self._resolver.update_firewall_domains(
             FirewallDomainListId=list_id, Operation="REMOVE", Domains=[domain]
         )
         detail = f"rolled back: removed {domain} from DNS Firewall domain list {list_id}"
-        return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=after)
+        return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
 
     def _domains(self, list_id: str) -> set[str]:
         paginator = self._resolver.get_paginator("list_firewall_domains")
@@ -106,8 +106,7 @@ class DnsFirewallDomainBlocker:
                     f"DNS Firewall is unavailable while {doing} {action.target}: {error}"
                 ) from error
             if code == "ResourceNotFoundException":
-                return _outcome(
-                    action,
+                return action.with_outcome(
                     ActionStatus.FAILED,
                     f"{doing} failed: domain list {self._list_id} not found: {error}",
                 )
@@ -117,21 +116,3 @@ class DnsFirewallDomainBlocker:
 def _normalise(domain: str) -> str:
     # A listed domain may be fully qualified ("example.com."): compare without the final dot, in lower case.
     return domain.strip().lower().rstrip(".")
-
-
-def _outcome(
-    action: Action,
-    status: ActionStatus,
-    detail: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> Action:
-    """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
-    return action.model_copy(
-        update={
-            "status": status,
-            "detail": detail,
-            "before": action.before if before is None else before,
-            "after": after,
-        }
-    )

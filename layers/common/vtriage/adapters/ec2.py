@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import is_transient
+from vtriage.adapters.aws_errors import error_code, is_transient
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
 
@@ -65,13 +65,12 @@ class Ec2InstanceIsolation:
             try:
                 self._ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=before[eni])
             except ClientError as error:
-                if is_transient(error) or _code(error) not in {
+                if is_transient(error) or error_code(error) not in {
                     "InvalidGroup.NotFound",
                     "InvalidGroupId.Malformed",
                 }:
                     raise
-                return _outcome(
-                    action,
+                return action.with_outcome(
                     ActionStatus.FAILED,
                     f"rollback failed: cannot put {eni} back in {', '.join(before[eni])}: {error}",
                     after=current,
@@ -84,15 +83,15 @@ class Ec2InstanceIsolation:
                 problems.append(f"network interface(s) {', '.join(missing)} no longer exist")
             if not_restored:
                 problems.append(f"{_describe_groups(not_restored, 'still')} after restoring")
-            return _outcome(
-                action, ActionStatus.FAILED, "rollback incomplete: " + "; ".join(problems), after=after
+            return action.with_outcome(
+                ActionStatus.FAILED, "rollback incomplete: " + "; ".join(problems), after=after
             )
         if not to_restore:
             detail = "already as before isolation: every network interface is in its original groups"
         else:
             restored = _describe_groups({eni: before[eni] for eni in to_restore}, "back")
             detail = f"rolled back: {restored}"
-        return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=after)
+        return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
 
     def _existing_groups(self, interface_ids: list[str]) -> dict[str, list[str]]:
         """Groups of those of the interfaces that still exist (a filter, so a deleted one is not an error)."""
@@ -302,22 +301,24 @@ class Ec2VolumeSnapshots:
     def _snapshot(self, action: Action, dry_run: bool) -> Action:
         case_id = action.parameters.get("case_id")
         if not case_id:
-            return _outcome(
-                action, ActionStatus.FAILED, "parameter case_id missing: snapshots are tagged with it"
+            return action.with_outcome(
+                ActionStatus.FAILED, "parameter case_id missing: snapshots are tagged with it"
             )
         instance = _describe_instance(self._ec2, action.target)
         if instance is None:
-            return _outcome(action, ActionStatus.FAILED, "instance not found (InvalidInstanceID.NotFound)")
+            return action.with_outcome(ActionStatus.FAILED, "instance not found (InvalidInstanceID.NotFound)")
         protected = _protected_reason(instance, self._protected_tag_key, "not snapshotted")
         if protected:
-            return _outcome(action, ActionStatus.SKIPPED, protected)
+            return action.with_outcome(ActionStatus.SKIPPED, protected)
         volumes = {
             str(mapping["Ebs"]["VolumeId"]): str(mapping.get("DeviceName", "?"))
             for mapping in instance.get("BlockDeviceMappings", [])
             if mapping.get("Ebs", {}).get("VolumeId")
         }
         if not volumes:
-            return _outcome(action, ActionStatus.SKIPPED, "not snapshotted: the instance has no EBS volume")
+            return action.with_outcome(
+                ActionStatus.SKIPPED, "not snapshotted: the instance has no EBS volume"
+            )
 
         taken = self._snapshots_of_case(case_id, action.target)
         before = {
@@ -327,13 +328,13 @@ class Ec2VolumeSnapshots:
         to_take = [volume for volume in volumes if volume not in taken]
         if not to_take:
             listing = ", ".join(f"{vol} ({volumes[vol]}) in {taken[vol]}" for vol in volumes)
-            return _outcome(
-                action, ActionStatus.DONE, f"already snapshotted for {case_id}: {listing}", before, before
+            return action.with_outcome(
+                ActionStatus.DONE, f"already snapshotted for {case_id}: {listing}", before, before
             )
         if dry_run:
             listing = ", ".join(f"{vol} ({volumes[vol]})" for vol in to_take)
             detail = f"dry run, nothing changed: would snapshot {listing}, tagged {CASE_TAG}={case_id}"
-            return _outcome(action, ActionStatus.DRY_RUN, detail, before)
+            return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
 
         new: dict[str, str] = {}
         for volume in to_take:
@@ -355,7 +356,7 @@ class Ec2VolumeSnapshots:
             new[volume] = str(response["SnapshotId"])
         after = {"volumes": volumes, "snapshots": {**before["snapshots"], **new}}
         listing = ", ".join(f"{vol} ({volumes[vol]}) in {snap}" for vol, snap in new.items())
-        return _outcome(action, ActionStatus.DONE, f"snapshotted for forensics: {listing}", before, after)
+        return action.with_outcome(ActionStatus.DONE, f"snapshotted for forensics: {listing}", before, after)
 
     def _snapshots_of_case(self, case_id: str, instance_id: str) -> dict[str, str]:
         """Volume id to snapshot id, for the snapshots already taken of this instance for this case."""
@@ -400,34 +401,34 @@ class Ec2InstanceTagging:
     def _tag(self, action: Action, dry_run: bool) -> Action:
         case_id = action.parameters.get("case_id")
         if not case_id:
-            return _outcome(
-                action, ActionStatus.FAILED, "parameter case_id missing: the instance is tagged with it"
+            return action.with_outcome(
+                ActionStatus.FAILED, "parameter case_id missing: the instance is tagged with it"
             )
         instance = _describe_instance(self._ec2, action.target)
         if instance is None:
-            return _outcome(action, ActionStatus.FAILED, "instance not found (InvalidInstanceID.NotFound)")
+            return action.with_outcome(ActionStatus.FAILED, "instance not found (InvalidInstanceID.NotFound)")
         protected = _protected_reason(instance, self._protected_tag_key, "not tagged")
         if protected:
-            return _outcome(action, ActionStatus.SKIPPED, protected)
+            return action.with_outcome(ActionStatus.SKIPPED, protected)
         wanted = {CASE_TAG: case_id, QUARANTINED_TAG: "true"}
         current = _tags(instance)
         before = {"tags": {key: current.get(key) for key in wanted}}
         to_set = {key: value for key, value in wanted.items() if current.get(key) != value}
         if not to_set:
-            return _outcome(
-                action, ActionStatus.DONE, f"already tagged: {_describe_tags(wanted)}", before, before
+            return action.with_outcome(
+                ActionStatus.DONE, f"already tagged: {_describe_tags(wanted)}", before, before
             )
         if dry_run:
             detail = f"dry run, nothing changed: would tag {_describe_tags(to_set)}" + _replacing(
                 current, to_set
             )
-            return _outcome(action, ActionStatus.DRY_RUN, detail, before)
+            return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
         self._ec2.create_tags(
             Resources=[action.target], Tags=[{"Key": key, "Value": value} for key, value in to_set.items()]
         )
         after = {"tags": {key: self._current_tags(action.target).get(key) for key in wanted}}
         detail = f"tagged {_describe_tags(to_set)}" + _replacing(current, to_set)
-        return _outcome(action, ActionStatus.DONE, detail, before, after)
+        return action.with_outcome(ActionStatus.DONE, detail, before, after)
 
     def _untag(self, action: Action, before: dict[str, str | None]) -> Action:
         current = self._current_tags(action.target)
@@ -445,15 +446,17 @@ class Ec2InstanceTagging:
         now = self._current_tags(action.target)
         after = {"tags": {key: now.get(key) for key in before}}
         if not to_delete and not to_reset:
-            return _outcome(
-                action, ActionStatus.ROLLED_BACK, "already as before: the tags are as they were", after=after
+            return action.with_outcome(
+                ActionStatus.ROLLED_BACK, "already as before: the tags are as they were", after=after
             )
         changes = []
         if to_delete:
             changes.append(f"removed {', '.join(to_delete)}")
         if to_reset:
             changes.append(f"restored {_describe_tags(to_reset)}")
-        return _outcome(action, ActionStatus.ROLLED_BACK, "rolled back: " + "; ".join(changes), after=after)
+        return action.with_outcome(
+            ActionStatus.ROLLED_BACK, "rolled back: " + "; ".join(changes), after=after
+        )
 
     def _current_tags(self, instance_id: str) -> dict[str, str]:
         instance = _describe_instance(self._ec2, instance_id)
@@ -493,10 +496,6 @@ def _replacing(current: dict[str, str], to_set: dict[str, str]) -> str:
     return f" (replacing {_describe_tags(replaced)})" if replaced else ""
 
 
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
 def _guard_instance_errors(action: Action, doing: str, operation: Callable[[], Action]) -> Action:
     """Run an EC2 operation: throttling and 5xx become TransientError, a missing instance a FAILED action."""
     try:
@@ -504,27 +503,9 @@ def _guard_instance_errors(action: Action, doing: str, operation: Callable[[], A
     except ClientError as error:
         if is_transient(error):
             raise TransientError(f"EC2 is unavailable while {doing} {action.target}: {error}") from error
-        if _code(error) in _INSTANCE_GONE_CODES:
-            return _outcome(action, ActionStatus.FAILED, f"instance not found: {error}")
+        if error_code(error) in _INSTANCE_GONE_CODES:
+            return action.with_outcome(ActionStatus.FAILED, f"instance not found: {error}")
         raise
-
-
-def _outcome(
-    action: Action,
-    status: ActionStatus,
-    detail: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> Action:
-    """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
-    return action.model_copy(
-        update={
-            "status": status,
-            "detail": detail,
-            "before": action.before if before is None else before,
-            "after": after,
-        }
-    )
 
 
 def _unchanged(action: Action, detail: str) -> Action:

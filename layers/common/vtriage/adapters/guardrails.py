@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import raise_transient
+from vtriage.adapters.aws_errors import error_code, raise_transient
 from vtriage.approval import ApprovalClaims, Decision
 from vtriage.models import Action, Case
 from vtriage.ticket import ApprovalLinks
@@ -25,10 +25,6 @@ _MAX_SUBJECT = 100
 _COUNTER_KEPT = timedelta(days=1)
 # A decided approval is kept this long after it expires, as a record of who decided what when.
 _APPROVAL_KEPT = timedelta(days=7)
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 class DynamoBlastRadius:
@@ -62,7 +58,7 @@ class DynamoBlastRadius:
                 },
             )
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return False
             raise_transient(error)
             raise
@@ -96,7 +92,7 @@ class DynamoApprovalStore:
                 ExpressionAttributeValues={":pending": {"S": _PENDING}},
             )
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return  # already decided: nothing to wait for
             raise_transient(error)
             raise
@@ -131,7 +127,7 @@ class DynamoApprovalStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return None
             raise_transient(error)
             raise
@@ -164,7 +160,7 @@ class StepFunctionsTaskCallback:
         try:
             send()
         except ClientError as error:
-            if _code(error) in self._GONE_CODES:
+            if error_code(error) in self._GONE_CODES:
                 return False
             raise_transient(error)
             raise

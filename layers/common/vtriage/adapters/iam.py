@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import is_transient
+from vtriage.adapters.aws_errors import error_code, is_transient
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus
 
@@ -45,7 +45,7 @@ class IamAccessKeyDisabler:
         """Disable the key and revoke older sessions; `before`/`after` hold the key status and the policy."""
         user_name = action.parameters.get("user_name")
         if not user_name:
-            return _outcome(action, ActionStatus.FAILED, "not disabled: parameter user_name missing")
+            return action.with_outcome(ActionStatus.FAILED, "not disabled: parameter user_name missing")
         return self._guard(action, user_name, "disabling", lambda: self._disable(action, user_name, dry_run))
 
     def rollback(self, action: Action) -> Action:
@@ -63,11 +63,10 @@ class IamAccessKeyDisabler:
         if protected is not None:
             tag = f"{self._protected_tag_key}={protected!r}"
             detail = f"not disabled: user {user_name} carries the protected tag {tag}"
-            return _outcome(action, ActionStatus.SKIPPED, detail)
+            return action.with_outcome(ActionStatus.SKIPPED, detail)
         key_status = self._key_status(user_name, action.target)
         if key_status is None:
-            return _outcome(
-                action,
+            return action.with_outcome(
                 ActionStatus.FAILED,
                 f"not disabled: access key {action.target} is not a key of user {user_name}",
             )
@@ -82,7 +81,7 @@ class IamAccessKeyDisabler:
                 f"already disabled: access key {action.target} of {user_name} is Inactive and "
                 f"sessions issued before {_cut_off(policy)} are revoked by {REVOKE_POLICY_NAME}"
             )
-            return _outcome(action, ActionStatus.DONE, detail, before, before)
+            return action.with_outcome(ActionStatus.DONE, detail, before, before)
         cut_off = self._now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         steps = []
         if deactivate:
@@ -94,8 +93,8 @@ class IamAccessKeyDisabler:
                 + (f" (replacing the one denying sessions before {_cut_off(policy)})" if policy else "")
             )
         if dry_run:
-            return _outcome(
-                action, ActionStatus.DRY_RUN, "dry run, nothing changed: would " + " and ".join(steps), before
+            return action.with_outcome(
+                ActionStatus.DRY_RUN, "dry run, nothing changed: would " + " and ".join(steps), before
             )
         if deactivate:
             self._iam.update_access_key(UserName=user_name, AccessKeyId=action.target, Status="Inactive")
@@ -110,14 +109,14 @@ class IamAccessKeyDisabler:
             "key_status": self._key_status(user_name, action.target),
             "revoke_policy": self._revoke_policy(user_name),
         }
-        return _outcome(action, ActionStatus.DONE, "disabled: " + "; ".join(steps), before, after)
+        return action.with_outcome(ActionStatus.DONE, "disabled: " + "; ".join(steps), before, after)
 
     def _restore(self, action: Action, user_name: str, before: dict[str, Any]) -> Action:
         key_status = self._key_status(user_name, action.target)
         policy = self._revoke_policy(user_name)
         if key_status is None:
             gone = f"access key {action.target} of {user_name} no longer exists"
-            return _outcome(action, ActionStatus.FAILED, f"rollback failed: {gone}")
+            return action.with_outcome(ActionStatus.FAILED, f"rollback failed: {gone}")
         steps = []
         if before.get("key_status") == "Active" and key_status != "Active":
             self._iam.update_access_key(UserName=user_name, AccessKeyId=action.target, Status="Active")
@@ -140,8 +139,8 @@ class IamAccessKeyDisabler:
             detail = (
                 f"already as before: access key {action.target} is {key_status}, the revoke policy as it was"
             )
-            return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=after)
-        return _outcome(action, ActionStatus.ROLLED_BACK, "rolled back: " + "; ".join(steps), after=after)
+            return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
+        return action.with_outcome(ActionStatus.ROLLED_BACK, "rolled back: " + "; ".join(steps), after=after)
 
     def _protected_value(self, user_name: str) -> str | None:
         paginator = self._iam.get_paginator("list_user_tags")
@@ -163,7 +162,7 @@ class IamAccessKeyDisabler:
         try:
             response = self._iam.get_user_policy(UserName=user_name, PolicyName=REVOKE_POLICY_NAME)
         except ClientError as error:
-            if _code(error) == "NoSuchEntity":
+            if error_code(error) == "NoSuchEntity":
                 return None
             raise
         document = response["PolicyDocument"]
@@ -177,9 +176,9 @@ class IamAccessKeyDisabler:
         except ClientError as error:
             if is_transient(error):
                 raise TransientError(f"IAM is unavailable while {doing} {action.target}: {error}") from error
-            if _code(error) == "NoSuchEntity":
-                return _outcome(
-                    action, ActionStatus.FAILED, f"{doing} failed: user {user_name} not found: {error}"
+            if error_code(error) == "NoSuchEntity":
+                return action.with_outcome(
+                    ActionStatus.FAILED, f"{doing} failed: user {user_name} not found: {error}"
                 )
             raise
 
@@ -219,25 +218,3 @@ def _cut_off(policy: dict[str, Any] | None) -> str:
         if value:
             return str(value)
     return "an unknown time"
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _outcome(
-    action: Action,
-    status: ActionStatus,
-    detail: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> Action:
-    """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
-    return action.model_copy(
-        update={
-            "status": status,
-            "detail": detail,
-            "before": action.before if before is None else before,
-            "after": after,
-        }
-    )

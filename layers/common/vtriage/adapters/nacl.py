@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import is_transient
+from vtriage.adapters.aws_errors import error_code, is_transient
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus
 
@@ -69,12 +69,12 @@ class NaclIpBlocker:
         entry it replaced, so that rollback can put things back."""
         cidr = _host_network(action.target)
         if cidr is None:
-            return _outcome(
-                action, ActionStatus.FAILED, f"not blocked: {action.target!r} is not an IP address"
+            return action.with_outcome(
+                ActionStatus.FAILED, f"not blocked: {action.target!r} is not an IP address"
             )
         vpc_id = action.parameters.get("vpc_id")
         if not vpc_id:
-            return _outcome(action, ActionStatus.FAILED, "not blocked: parameter vpc_id missing")
+            return action.with_outcome(ActionStatus.FAILED, "not blocked: parameter vpc_id missing")
         return self._guard(action, "blocking", lambda: self._block(action, cidr, vpc_id, dry_run))
 
     def rollback(self, action: Action) -> Action:
@@ -89,7 +89,7 @@ class NaclIpBlocker:
     def _block(self, action: Action, cidr: _Network, vpc_id: str, dry_run: bool) -> Action:
         acls = self._network_acls(vpc_id)
         if not acls:
-            return _outcome(action, ActionStatus.FAILED, f"not blocked: no network ACL found in {vpc_id}")
+            return action.with_outcome(ActionStatus.FAILED, f"not blocked: no network ACL found in {vpc_id}")
         slots: list[_Slot] = []
         already: list[str] = []
         cursors: dict[str, int] = {}
@@ -107,24 +107,24 @@ class NaclIpBlocker:
                     f"not blocked: every rule number {self._min}-{self._max} of {acl_id} holds an entry "
                     "vtriage did not write; widen the range reserved for vtriage"
                 )
-                return _outcome(action, ActionStatus.FAILED, detail)
+                return action.with_outcome(ActionStatus.FAILED, detail)
             slots += [_Slot(acl_id, egress, number, _entry_at(acl, egress, number)) for egress in missing]
             cursors[acl_id] = self._after(number)
         before = {"address": str(cidr), "vpc_id": vpc_id, "entries": [slot.record() for slot in slots]}
         if not slots:
             detail = f"already blocked: {cidr} is denied in {', '.join(already)}"
-            return _outcome(action, ActionStatus.DONE, detail, before, before)
+            return action.with_outcome(ActionStatus.DONE, detail, before, before)
         planned = "; ".join(slot.describe() for slot in slots)
         if dry_run:
             detail = f"dry run, nothing changed: would deny {cidr} at {planned}"
-            return _outcome(action, ActionStatus.DRY_RUN, detail, before)
+            return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
 
         written: list[_Slot] = []
         for slot in slots:
             try:
                 self._write(slot, cidr)
             except ClientError as error:
-                if is_transient(error) or _code(error) not in _LIMIT_CODES:
+                if is_transient(error) or error_code(error) not in _LIMIT_CODES:
                     raise
                 # Record what was written, so that rollback can undo a half-applied block.
                 partial = {**before, "entries": [done.record() for done in written]}
@@ -132,12 +132,14 @@ class NaclIpBlocker:
                     f"blocked only in part: {slot.network_acl_id} has no room for another rule ({error}); "
                     f"shrink the range reserved for vtriage ({self._min}-{self._max})"
                 )
-                return _outcome(action, ActionStatus.FAILED, detail, partial, _entries_after(cidr, written))
+                return action.with_outcome(
+                    ActionStatus.FAILED, detail, partial, _entries_after(cidr, written)
+                )
             written.append(slot)
         for acl_id, cursor in cursors.items():
             self._ec2.create_tags(Resources=[acl_id], Tags=[{"Key": CURSOR_TAG, "Value": str(cursor)}])
         detail = f"blocked: denied {cidr} at {planned}"
-        return _outcome(action, ActionStatus.DONE, detail, before, _entries_after(cidr, written))
+        return action.with_outcome(ActionStatus.DONE, detail, before, _entries_after(cidr, written))
 
     def _unblock(self, action: Action, cidr: _Network, vpc_id: str, entries: list[dict[str, Any]]) -> Action:
         # Listed by VPC: a network ACL deleted since is then missing from the answer instead of an error.
@@ -170,12 +172,11 @@ class NaclIpBlocker:
             detail = "rollback incomplete: " + "; ".join(left)
             if undone:
                 detail += f"; removed {cidr} from " + "; ".join(undone)
-            return _outcome(action, ActionStatus.FAILED, detail, after=after)
+            return action.with_outcome(ActionStatus.FAILED, detail, after=after)
         if not undone:
             detail = f"already as before: no vtriage entry denies {cidr} any more"
-            return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=after)
-        return _outcome(
-            action,
+            return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
+        return action.with_outcome(
             ActionStatus.ROLLED_BACK,
             f"rolled back: removed {cidr} from " + "; ".join(undone),
             after=after,
@@ -233,8 +234,8 @@ class NaclIpBlocker:
         except ClientError as error:
             if is_transient(error):
                 raise TransientError(f"EC2 is unavailable while {doing} {action.target}: {error}") from error
-            if _code(error) in {"InvalidNetworkAclID.NotFound", "InvalidNetworkAclEntry.NotFound"}:
-                return _outcome(action, ActionStatus.FAILED, f"{doing} failed: {error}")
+            if error_code(error) in {"InvalidNetworkAclID.NotFound", "InvalidNetworkAclEntry.NotFound"}:
+                return action.with_outcome(ActionStatus.FAILED, f"{doing} failed: {error}")
             raise
 
 
@@ -315,25 +316,3 @@ def _entries_after(cidr: _Network, written: list[_Slot]) -> dict[str, Any]:
             for slot in written
         ],
     }
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _outcome(
-    action: Action,
-    status: ActionStatus,
-    detail: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> Action:
-    """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
-    return action.model_copy(
-        update={
-            "status": status,
-            "detail": detail,
-            "before": action.before if before is None else before,
-            "after": after,
-        }
-    )

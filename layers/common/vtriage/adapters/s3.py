@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import is_transient
+from vtriage.adapters.aws_errors import error_code, is_transient
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus
 
@@ -41,8 +41,8 @@ class S3ObjectQuarantine:
         it is now."""
         bucket, key = action.parameters.get("bucket"), action.parameters.get("key")
         if not bucket or not key:
-            return _outcome(
-                action, ActionStatus.FAILED, "not quarantined: parameters bucket and key are needed"
+            return action.with_outcome(
+                ActionStatus.FAILED, "not quarantined: parameters bucket and key are needed"
             )
         quarantine_key = f"{action.parameters.get('case_id') or 'no-case'}/{bucket}/{key}"
         return self._guard(
@@ -67,19 +67,19 @@ class S3ObjectQuarantine:
         copy = self._head(self._quarantine, quarantine_key)
         if original is None:
             if copy is None:
-                return _outcome(action, ActionStatus.FAILED, f"not quarantined: object {source} not found")
+                return action.with_outcome(ActionStatus.FAILED, f"not quarantined: object {source} not found")
             state = {
                 "bucket": bucket,
                 "key": key,
                 "quarantine_bucket": self._quarantine,
                 "quarantine_key": quarantine_key,
             }
-            return _outcome(
-                action, ActionStatus.DONE, f"already quarantined: {source} is at {destination}", state, state
+            return action.with_outcome(
+                ActionStatus.DONE, f"already quarantined: {source} is at {destination}", state, state
             )
         protected = self._protected_reason(bucket, key)
         if protected:
-            return _outcome(action, ActionStatus.SKIPPED, f"not quarantined: {protected}")
+            return action.with_outcome(ActionStatus.SKIPPED, f"not quarantined: {protected}")
         size = int(original.get("ContentLength", 0))
         versioned = self._versioned(bucket)
         before = {
@@ -97,7 +97,7 @@ class S3ObjectQuarantine:
             detail = (
                 f"not quarantined: {source} is {size} bytes, more than one copy moves (5 GB): move it by hand"
             )
-            return _outcome(action, ActionStatus.FAILED, detail)
+            return action.with_outcome(ActionStatus.FAILED, detail)
         version_note = (
             f"; versioning is on in {bucket}: the original stays as noncurrent version "
             f"{original.get('VersionId')} behind a delete marker, delete that version once the case is "
@@ -110,7 +110,7 @@ class S3ObjectQuarantine:
                 f"dry run, nothing changed: would copy {source} ({size} bytes) to {destination}, tagged with "
                 f"the case and its origin, then delete the original{version_note}"
             )
-            return _outcome(action, ActionStatus.DRY_RUN, detail, before)
+            return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
 
         if copy is None or int(copy.get("ContentLength", -1)) != size:
             copy_source = {"Bucket": bucket, "Key": key}
@@ -132,8 +132,7 @@ class S3ObjectQuarantine:
         copy = self._head(self._quarantine, quarantine_key)
         # Never delete the original before the copy is there, whole.
         if copy is None or int(copy.get("ContentLength", -1)) != size:
-            return _outcome(
-                action,
+            return action.with_outcome(
                 ActionStatus.FAILED,
                 f"not quarantined: the copy at {destination} did not take",
             )
@@ -147,7 +146,7 @@ class S3ObjectQuarantine:
             "delete_marker_version_id": deleted.get("VersionId") if deleted.get("DeleteMarker") else None,
         }
         detail = f"quarantined: moved {source} to {destination}{version_note}"
-        return _outcome(action, ActionStatus.DONE, detail, before, after)
+        return action.with_outcome(ActionStatus.DONE, detail, before, after)
 
     def _restore(self, action: Action, before: dict[str, Any]) -> Action:
         bucket, key = str(before["bucket"]), str(before["key"])
@@ -159,11 +158,11 @@ class S3ObjectQuarantine:
         after = {"bucket": bucket, "key": key}
         if copy is None:
             if original is not None:
-                return _outcome(
-                    action, ActionStatus.ROLLED_BACK, f"already as before: {source} is in place", after=after
+                return action.with_outcome(
+                    ActionStatus.ROLLED_BACK, f"already as before: {source} is in place", after=after
                 )
-            return _outcome(
-                action, ActionStatus.FAILED, f"rollback failed: neither {source} nor {destination} exists"
+            return action.with_outcome(
+                ActionStatus.FAILED, f"rollback failed: neither {source} nor {destination} exists"
             )
         steps = []
         if original is None:
@@ -178,18 +177,18 @@ class S3ObjectQuarantine:
             )
             steps.append(f"copied {destination} back to {source}")
         if self._head(bucket, key) is None:
-            return _outcome(
-                action, ActionStatus.FAILED, f"rollback failed: the copy back to {source} did not take"
+            return action.with_outcome(
+                ActionStatus.FAILED, f"rollback failed: the copy back to {source} did not take"
             )
         self._s3.delete_object(Bucket=quarantine_bucket, Key=quarantine_key)
         steps.append(f"deleted {destination}")
-        return _outcome(action, ActionStatus.ROLLED_BACK, "rolled back: " + "; ".join(steps), after=after)
+        return action.with_outcome(ActionStatus.ROLLED_BACK, "rolled back: " + "; ".join(steps), after=after)
 
     def _head(self, bucket: str, key: str) -> dict[str, Any] | None:
         try:
             return dict(self._s3.head_object(Bucket=bucket, Key=key))
         except ClientError as error:
-            if _code(error) in _NOT_FOUND_CODES:
+            if error_code(error) in _NOT_FOUND_CODES:
                 return None
             raise
 
@@ -201,7 +200,7 @@ class S3ObjectQuarantine:
         try:
             tag_set = self._s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])
         except ClientError as error:
-            if _code(error) == "NoSuchTagSet":
+            if error_code(error) == "NoSuchTagSet":
                 return {}
             raise
         return {str(tag["Key"]): str(tag.get("Value", "")) for tag in tag_set}
@@ -222,35 +221,13 @@ class S3ObjectQuarantine:
         try:
             return operation()
         except ClientError as error:
-            if is_transient(error) or _code(error) == "SlowDown":
+            if is_transient(error) or error_code(error) == "SlowDown":
                 raise TransientError(f"S3 is unavailable while {doing} {action.target}: {error}") from error
-            if _code(error) == "NoSuchBucket":
-                return _outcome(action, ActionStatus.FAILED, f"{doing} failed: {error}")
+            if error_code(error) == "NoSuchBucket":
+                return action.with_outcome(ActionStatus.FAILED, f"{doing} failed: {error}")
             raise
 
 
 def _tag_value(value: str) -> str:
     """The value as a tag can hold it (the exact key is in the quarantine key and on the case)."""
     return _TAG_UNSAFE.sub("_", value)[:256]
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _outcome(
-    action: Action,
-    status: ActionStatus,
-    detail: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> Action:
-    """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
-    return action.model_copy(
-        update={
-            "status": status,
-            "detail": detail,
-            "before": action.before if before is None else before,
-            "after": after,
-        }
-    )

@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import is_transient
+from vtriage.adapters.aws_errors import error_code, is_transient
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus
 
@@ -46,8 +46,8 @@ class WafIpSetBlocker:
         """Add the address to the set, unless it is there already; `before`/`after` say whether it was."""
         cidr = _host_network(action.target)
         if cidr is None:
-            return _outcome(
-                action, ActionStatus.FAILED, f"not blocked: {action.target!r} is not an IP address"
+            return action.with_outcome(
+                ActionStatus.FAILED, f"not blocked: {action.target!r} is not an IP address"
             )
         return self._guard(action, "blocking", lambda: self._add(action, cidr, dry_run))
 
@@ -63,7 +63,7 @@ class WafIpSetBlocker:
             detail = (
                 f"already as before: {cidr} was blocked by {self._label} before vtriage acted, so it stays"
             )
-            return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=before)
+            return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=before)
         return self._guard(action, "unblocking", lambda: self._remove(action, cidr))
 
     def _add(
@@ -75,7 +75,7 @@ class WafIpSetBlocker:
             if ip_set.get("IPAddressVersion") != version:
                 held = ip_set.get("IPAddressVersion")
                 detail = f"not blocked: {self._label} holds {held} addresses, not {version}"
-                return _outcome(action, ActionStatus.FAILED, detail)
+                return action.with_outcome(ActionStatus.FAILED, detail)
             addresses = [str(address) for address in ip_set.get("Addresses", [])]
             exact = any(_same(address, cidr) for address in addresses)
             covering = next((address for address in addresses if _covers(address, cidr)), None)
@@ -84,18 +84,18 @@ class WafIpSetBlocker:
                 detail = f"already blocked: {cidr} is in {self._label}" + (
                     f" (covered by {covering})" if not exact else ""
                 )
-                return _outcome(action, ActionStatus.DONE, detail, before, before)
+                return action.with_outcome(ActionStatus.DONE, detail, before, before)
             if dry_run:
                 detail = (
                     f"dry run, nothing changed: would add {cidr} to {self._label}, "
                     f"which holds {len(addresses)} address(es)"
                 )
-                return _outcome(action, ActionStatus.DRY_RUN, detail, before)
+                return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
             if not self._write(ip_set, [*addresses, str(cidr)], lock_token):
                 continue
             after = {"address": str(cidr), "present": True, "covered_by": None}
-            return _outcome(
-                action, ActionStatus.DONE, f"blocked: added {cidr} to {self._label}", before, after
+            return action.with_outcome(
+                ActionStatus.DONE, f"blocked: added {cidr} to {self._label}", before, after
             )
         raise TransientError(
             f"{self._label} kept changing: gave up adding {cidr} after {self._max_attempts} tries"
@@ -109,11 +109,10 @@ class WafIpSetBlocker:
             after = {"address": str(cidr), "present": False, "covered_by": None}
             if kept == addresses:
                 detail = f"already as before: {cidr} is not in {self._label}"
-                return _outcome(action, ActionStatus.ROLLED_BACK, detail, after=after)
+                return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
             if not self._write(ip_set, kept, lock_token):
                 continue
-            return _outcome(
-                action,
+            return action.with_outcome(
                 ActionStatus.ROLLED_BACK,
                 f"rolled back: removed {cidr} from {self._label}",
                 after=after,
@@ -140,7 +139,7 @@ class WafIpSetBlocker:
                 **extra,
             )
         except ClientError as error:
-            if _code(error) == _LOCK_CONFLICT:
+            if error_code(error) == _LOCK_CONFLICT:
                 return False
             raise
         return True
@@ -150,16 +149,16 @@ class WafIpSetBlocker:
         try:
             return operation()
         except ClientError as error:
-            code = _code(error)
+            code = error_code(error)
             if is_transient(error) or code in _BUSY_CODES:
                 raise TransientError(f"WAF is unavailable while {doing} {action.target}: {error}") from error
             if code == "WAFNonexistentItemException":
-                return _outcome(
-                    action, ActionStatus.FAILED, f"{doing} failed: {self._label} not found: {error}"
+                return action.with_outcome(
+                    ActionStatus.FAILED, f"{doing} failed: {self._label} not found: {error}"
                 )
             if code == "WAFLimitsExceededException":
-                return _outcome(
-                    action, ActionStatus.FAILED, f"{doing} failed: {self._label} is full: {error}"
+                return action.with_outcome(
+                    ActionStatus.FAILED, f"{doing} failed: {self._label} is full: {error}"
                 )
             raise
 
@@ -192,25 +191,3 @@ def _covers(address: str, cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -
     if isinstance(network, ipaddress.IPv6Network) and isinstance(cidr, ipaddress.IPv6Network):
         return cidr.subnet_of(network)
     return False
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _outcome(
-    action: Action,
-    status: ActionStatus,
-    detail: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> Action:
-    """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
-    return action.model_copy(
-        update={
-            "status": status,
-            "detail": detail,
-            "before": action.before if before is None else before,
-            "after": after,
-        }
-    )
