@@ -324,19 +324,19 @@ class FakeActuator:
         if target in self._errors:
             raise self._errors[target]
         if target not in self.states:
-            return self._outcome(action, ActionStatus.FAILED, f"{target} not found")
+            return action.with_outcome(ActionStatus.FAILED, f"{target} not found")
         if target in self._protected:
-            return self._outcome(action, ActionStatus.SKIPPED, f"not acted on: {target} is protected")
+            return action.with_outcome(ActionStatus.SKIPPED, f"not acted on: {target} is protected")
         before = {"state": self.states[target]}
         if self.states[target] == self._acted_state:
-            return self._outcome(action, ActionStatus.DONE, f"already {self._acted_state}", before, before)
+            return action.with_outcome(ActionStatus.DONE, f"already {self._acted_state}", before, before)
         if dry_run:
             now = before["state"]
             detail = f"dry run, nothing changed: would make {target} {self._acted_state} (now {now})"
-            return self._outcome(action, ActionStatus.DRY_RUN, detail, before)
+            return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
         self.states[target] = self._acted_state
         after = {"state": self._acted_state}
-        return self._outcome(action, ActionStatus.DONE, f"{target} is now {self._acted_state}", before, after)
+        return action.with_outcome(ActionStatus.DONE, f"{target} is now {self._acted_state}", before, after)
 
     def rollback(self, action: Action) -> Action:
         """Put back the state recorded in `before`."""
@@ -350,25 +350,13 @@ class FakeActuator:
         if action.before is None:
             return action.model_copy(update={"detail": "nothing to undo: no state was recorded"})
         if target not in self.states:
-            return self._outcome(
-                action, ActionStatus.FAILED, f"rollback failed: {target} not found", action.before
+            return action.with_outcome(
+                ActionStatus.FAILED, f"rollback failed: {target} not found", action.before
             )
         self.states[target] = str(action.before["state"])
         after = {"state": self.states[target]}
         detail = f"rolled back: {target} is {self.states[target]} again"
-        return self._outcome(action, ActionStatus.ROLLED_BACK, detail, action.before, after)
-
-    @staticmethod
-    def _outcome(
-        action: Action,
-        status: ActionStatus,
-        detail: str,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
-    ) -> Action:
-        return action.model_copy(
-            update={"status": status, "detail": detail, "before": before, "after": after}
-        )
+        return action.with_outcome(ActionStatus.ROLLED_BACK, detail, action.before, after)
 
 
 @dataclass(frozen=True)
