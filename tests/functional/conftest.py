@@ -6,6 +6,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,30 @@ def event(name: str) -> Path:
 def load_event(name: str) -> Any:
     """A sample event, decoded."""
     return json.loads(event(name).read_text())
+
+
+@dataclass(frozen=True)
+class LaunchedInstance:
+    """An instance in a VPC of its own, behind one security group."""
+
+    instance_id: str
+    vpc_id: str
+    subnet_id: str
+    group_id: str
+
+
+def launch_instance(ec2: Any) -> LaunchedInstance:
+    """Launch an instance on moto in a new VPC and subnet, behind a new group named `web`."""
+    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group_id = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc_id)["GroupId"]
+    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    # Groups given on the interface, not SecurityGroupIds: with the latter moto pins them on every
+    # interface whatever ModifyNetworkInterfaceAttribute sets later, which AWS does not.
+    instance_id = ec2.run_instances(
+        ImageId=image_id,
+        MinCount=1,
+        MaxCount=1,
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [group_id]}],
+    )["Instances"][0]["InstanceId"]
+    return LaunchedInstance(instance_id, vpc_id, subnet_id, group_id)

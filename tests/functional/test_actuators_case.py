@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from tests.fakes import InMemoryCaseRepository, make_alert, make_case
-from tests.functional.conftest import use_dummy_aws_credentials
+from tests.functional.conftest import launch_instance, use_dummy_aws_credentials
 from vtriage.adapters.ec2 import Ec2InstanceIsolation, Ec2InstanceTagging, Ec2VolumeSnapshots
 from vtriage.adapters.iam import REVOKE_POLICY_NAME, IamAccessKeyDisabler
 from vtriage.adapters.nacl import NaclIpBlocker
@@ -52,16 +52,7 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
     with mock_aws():
         ec2, waf = boto3.client("ec2", region_name=REGION), boto3.client("wafv2", region_name=REGION)
         iam, s3 = boto3.client("iam", region_name=REGION), boto3.client("s3", region_name=REGION)
-        vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc_id)["GroupId"]
-        image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        instance_id = ec2.run_instances(
-            ImageId=image_id,
-            MinCount=1,
-            MaxCount=1,
-            NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [web]}],
-        )["Instances"][0]["InstanceId"]
+        launched = launch_instance(ec2)
         ip_set_id = waf.create_ip_set(
             Name="blocked", Scope="REGIONAL", IPAddressVersion="IPV4", Addresses=[]
         )["Summary"]["Id"]
@@ -70,7 +61,9 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
         s3.create_bucket(Bucket="uploads")
         s3.create_bucket(Bucket=QUARANTINE_BUCKET)
         s3.put_object(Bucket="uploads", Key="dropper.exe", Body=b"MZ")
-        yield Account(ec2, waf, iam, s3, instance_id, web, vpc_id, ip_set_id, key_id)
+        yield Account(
+            ec2, waf, iam, s3, launched.instance_id, launched.group_id, launched.vpc_id, ip_set_id, key_id
+        )
 
 
 def actuators(account: Account) -> dict[ActionType, ResponseActuator]:

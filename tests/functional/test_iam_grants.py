@@ -47,7 +47,7 @@ import pytest
 from botocore.client import BaseClient
 
 from tests.fakes import make_alert, make_case
-from tests.functional.conftest import load_event
+from tests.functional.conftest import launch_instance, load_event
 from tests.functional.test_intake_function import function_url_request
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.intake import parse_alerts
@@ -445,17 +445,7 @@ class World:
 
 
 def _build_world(aws: LocalAws) -> World:
-    ec2 = aws.client("ec2")
-    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc_id)["GroupId"]
-    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    instance_id = ec2.run_instances(
-        ImageId=image_id,
-        MinCount=1,
-        MaxCount=1,
-        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [web]}],
-    )["Instances"][0]["InstanceId"]
+    launched = launch_instance(aws.client("ec2"))
     ip_set_id = aws.client("wafv2").create_ip_set(
         Name="vtriage-blocked", Scope="REGIONAL", IPAddressVersion="IPV4", Addresses=[]
     )["Summary"]["Id"]
@@ -474,7 +464,7 @@ def _build_world(aws: LocalAws) -> World:
         "QueueArn"
     ]
     sns.subscribe(TopicArn=aws.ref("TicketTopic"), Protocol="sqs", Endpoint=inbox_arn)
-    return World(instance_id, vpc_id, ip_set_id, access_key_id, inbox_url)
+    return World(launched.instance_id, launched.vpc_id, ip_set_id, access_key_id, inbox_url)
 
 
 def _deploy_with(aws: LocalAws, monkeypatch: pytest.MonkeyPatch, **parameters: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.functional.conftest import EVENTS, load_event, wait_for_execution
+from tests.functional.conftest import EVENTS, launch_instance, load_event, wait_for_execution
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.enrich import execution_input
 from vtriage.errors import InvalidAlertError
@@ -79,20 +79,8 @@ def _run(
 
 
 def _instance(aws: LocalAws) -> tuple[str, list[str]]:
-    ec2 = aws.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    # Groups given on the interface, not SecurityGroupIds: with the latter moto pins them on every
-    # interface whatever ModifyNetworkInterfaceAttribute sets later, which AWS does not.
-    instance = ec2.run_instances(
-        ImageId=image,
-        MinCount=1,
-        MaxCount=1,
-        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet, "Groups": [group]}],
-    )
-    return instance["Instances"][0]["InstanceId"], [group]
+    launched = launch_instance(aws.client("ec2"))
+    return launched.instance_id, [launched.group_id]
 
 
 def _interface_groups(aws: LocalAws, instance_id: str) -> list[list[str]]:

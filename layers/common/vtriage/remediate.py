@@ -201,15 +201,7 @@ def remediate_case(
         if action.status not in _NOT_YET_RUN:
             continue
         if budget <= 0:
-            case.actions[index] = action.model_copy(
-                update={
-                    "status": ActionStatus.SKIPPED,
-                    "detail": (
-                        f"not run: the cap of {max_actions} automatic actions per case was reached; "
-                        "a person must decide whether to run it"
-                    ),
-                }
-            )
+            case.actions[index] = _beyond_the_cap(action, max_actions)
             continue
         try:
             outcome = _run(case, action, actuators, dry_run)
@@ -271,15 +263,7 @@ def plan_remediation(
         if action.status not in _NOT_YET_RUN:
             continue
         if budget <= 0:
-            case.actions[index] = action.model_copy(
-                update={
-                    "status": ActionStatus.SKIPPED,
-                    "detail": (
-                        f"not run: the cap of {max_actions} automatic actions per case was reached; "
-                        "a person must decide whether to run it"
-                    ),
-                }
-            )
+            case.actions[index] = _beyond_the_cap(action, max_actions)
             continue
         budget -= 1
         reason = _why_a_person_must_approve(action, dry_run, blast_radius, max_actions_per_hour)
@@ -368,6 +352,19 @@ def finish_remediation(
     if problems:
         raise RemediationError(f"case {case.case_id}: " + "; ".join(problems))
     return RemediationResult(case_id=case.case_id, actions=case.actions, changed=False)
+
+
+def _beyond_the_cap(action: Action, max_actions: int) -> Action:
+    """The action skipped because the case's automatic actions reached their cap: a person decides."""
+    return action.model_copy(
+        update={
+            "status": ActionStatus.SKIPPED,
+            "detail": (
+                f"not run: the cap of {max_actions} automatic actions per case was reached; "
+                "a person must decide whether to run it"
+            ),
+        }
+    )
 
 
 def _why_a_person_must_approve(
