@@ -118,6 +118,12 @@ class Alert(Frozen):
     notes: tuple[str, ...] = Field(
         default=(), description="what intake did that an analyst should know, such as IOCs cut by the cap"
     )
+    not_actionable: tuple[str, ...] = Field(
+        default=(),
+        description="why no action may run on this alert automatically (a malformed account id or time, "
+        "a detector's sample finding, ...): such an alert is ticketed, never remediated",
+    )
+    sample: bool = Field(default=False, description="a detector's generated sample finding")
 
     @property
     def case_id(self) -> str:

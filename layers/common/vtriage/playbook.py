@@ -227,8 +227,11 @@ def plan_actions(
 
     An action needs something to act on: an instance action without an instance in the alert, a NACL
     block without a VPC, a key action without the key's user, is not planned. Actions are only planned
-    here; the remediate function decides, under its guardrails, what runs.
+    here; the remediate function decides, under its guardrails, what runs. An alert that is not
+    actionable (`Alert.not_actionable` says why) gets no action: it is ticketed.
     """
+    if alert.not_actionable:
+        return []
     planned: list[Action] = []
     seen: set[tuple[ActionType, str, tuple[tuple[str, str], ...]]] = set()
     for playbook in (playbooks or default_playbooks()).playbooks:

@@ -1,11 +1,18 @@
-"""Intake: one SQS message body, already JSON-decoded, becomes normalised Alerts.
+"""Intake: one SQS message body becomes normalised Alerts, one fate per finding.
 
-`parse_alerts` recognises the shape of the document and hands it to the detector's parser. Whatever
-it cannot turn into an Alert raises `InvalidAlertError` with a reason that names the field at fault.
+`decode_body` turns the body into a JSON document, refusing what no part of the pipeline can carry
+(not JSON, nested too deeply, lone surrogates, characters DynamoDB or SNS refuse). `read_document`
+recognises the document's shape and hands each finding to its detector's parser; it returns an
+`IntakeResult` in which every finding of the document stands exactly once:
 
-A document may also give no Alert at all: a Security Hub or OCSF finding that is already suppressed,
-resolved or archived, or a GuardDuty finding seen through Security Hub when those are skipped. The
-record is then acknowledged and makes no case.
+- as an `Alert` (a bad value where an IOC belongs costs only itself: it is kept as a skipped IOC);
+- as a `FindingRefusal`, alone, with a reason naming the field at fault, when no alert can be
+  identified in that finding;
+- as an `IgnoredFinding`, when the finding is acknowledged already (suppressed, resolved, archived, a
+  passed check) or is a GuardDuty finding seen through Security Hub when those are skipped.
+
+Only a document in which no finding can be identified at all (not an object, an unknown shape) raises
+`InvalidAlertError`.
 """
 
 from __future__ import annotations
@@ -18,9 +25,41 @@ from vtriage.errors import InvalidAlertError
 from vtriage.intake import guardduty, ocsf, securityhub
 from vtriage.intake.canonical import with_allow_list
 from vtriage.intake.fields import json_kind, shown
-from vtriage.models import Alert, Ioc
+from vtriage.models import Alert, Frozen, Ioc
 
-__all__ = ["DEFAULT_MAX_IOCS", "IntakeOptions", "parse_alerts"]
+
+class FindingRefusal(Frozen):
+    """One finding of a document that cannot become an alert; the others go on without it."""
+
+    where: str  # the finding's place in the document ("Findings[3]", "detail.findings[0]"); "" for all of it
+    reason: str  # what is wrong, naming the field at fault ("Findings[3].Id: missing")
+    alert_id: str | None = None  # the finding's id, when it could be read
+
+
+class IgnoredFinding(Frozen):
+    """One finding acknowledged without a case (resolved, suppressed, archived, a passed check, ...)."""
+
+    where: str
+    reason: str
+    alert_id: str | None = None
+
+
+class IntakeResult(Frozen):
+    """Every finding of one document, each exactly once: an alert, a refusal or an ignored finding."""
+
+    alerts: tuple[Alert, ...] = ()
+    refused: tuple[FindingRefusal, ...] = ()
+    ignored: tuple[IgnoredFinding, ...] = ()
+
+__all__ = [
+    "DEFAULT_MAX_IOCS",
+    "FindingRefusal",
+    "IgnoredFinding",
+    "IntakeOptions",
+    "IntakeResult",
+    "parse_alerts",
+    "read_document",
+]
 
 DEFAULT_MAX_IOCS = 50
 
@@ -49,6 +88,23 @@ def parse_alerts(
     return [_finish(alert, allow_list, max_iocs) for alert in alerts]
 
 
+def read_document(
+    document: Any,
+    *,
+    allow_list: frozenset[str] = frozenset(),
+    max_iocs: int = DEFAULT_MAX_IOCS,
+    skip_guardduty_in_securityhub: bool = False,
+) -> IntakeResult:
+    """Every finding of one decoded message body, each as an alert, a refusal or an ignored finding.
+
+    Raises InvalidAlertError only when no finding can be identified in the document at all.
+    """
+    # TRANSITIONAL (issue 9): the parsers still refuse a whole document for one bad finding; they move
+    # to one fate per finding behind this same signature.
+    alerts = _parse(document, skip_guardduty=skip_guardduty_in_securityhub)
+    return IntakeResult(alerts=tuple(_finish(alert, allow_list, max_iocs) for alert in alerts))
+
+
 class IntakeOptions(BaseModel):
     """How a deployment reads alerts: what it trusts, how many IOCs an alert may hold, which path
     GuardDuty findings take."""
@@ -58,6 +114,15 @@ class IntakeOptions(BaseModel):
     allow_list: frozenset[str] = frozenset()
     max_iocs: int = DEFAULT_MAX_IOCS
     skip_guardduty_in_securityhub: bool = False
+
+    def read(self, document: Any) -> IntakeResult:
+        """`read_document` with these options."""
+        return read_document(
+            document,
+            allow_list=self.allow_list,
+            max_iocs=self.max_iocs,
+            skip_guardduty_in_securityhub=self.skip_guardduty_in_securityhub,
+        )
 
     def parse(self, document: Any) -> list[Alert]:
         """`parse_alerts` with these options."""

@@ -1,0 +1,75 @@
+"""A message body as a JSON document, refused whole when no part of the pipeline could carry it.
+
+The same check runs at the intake (which answers 400) and in the enrich function (which rejects the
+record), so that a body the intake accepts is never refused later for its encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from vtriage.errors import InvalidAlertError
+
+# Deeper than any detector's finding (GuardDuty's deepest path is about 10 levels): a bound that keeps
+# every reader of the document away from Python's recursion limit.
+MAX_NESTING = 64
+
+# What SQS carries and SNS publishes (their documented XML character range). Lone surrogates, which JSON's
+# `\uD800` escapes can produce, are outside it too: UTF-8 cannot encode them, so DynamoDB cannot store them.
+_REFUSED_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def decode_body(body: str) -> Any:
+    """The JSON document of a message body; InvalidAlertError (field `body`) when it is not JSON, is
+    nested deeper than MAX_NESTING, or holds a character SQS, SNS or DynamoDB refuses."""
+    refused = _REFUSED_CHARACTER.search(body)
+    if refused is not None:
+        raise InvalidAlertError(_refused_character(refused, "the body"), field="body")
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise InvalidAlertError(
+            f"not JSON ({error.msg} at line {error.lineno}, column {error.colno})", field="body"
+        ) from None
+    except RecursionError:
+        raise InvalidAlertError(f"nested deeper than {MAX_NESTING} levels", field="body") from None
+    _check_decoded(document)
+    return document
+
+
+def _check_decoded(document: Any) -> None:
+    """Walk the document without recursion: its depth, and the characters its escapes produced."""
+    stack: list[tuple[Any, int, str]] = [(document, 1, "")]
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_NESTING:
+            raise InvalidAlertError(f"nested deeper than {MAX_NESTING} levels", field="body")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                _check_text(key, where)
+                stack.append((item, depth + 1, where[:200]))
+        else:
+            stack.extend((item, depth + 1, f"{path}[{index}]"[:200]) for index, item in enumerate(value))
+
+
+def _check_text(text: str, path: str) -> None:
+    refused = _REFUSED_CHARACTER.search(text)
+    if refused is not None:
+        raise InvalidAlertError(_refused_character(refused, "the value"), field=path or "body")
+
+
+def _refused_character(match: re.Match[str], what: str) -> str:
+    code = ord(match.group())
+    kind = "a lone surrogate" if 0xD800 <= code <= 0xDFFF else "a control character"
+    return (
+        f"{what} holds U+{code:04X} ({kind}) at offset {match.start()}, which SQS, SNS and DynamoDB"
+        " do not carry"
+    )
