@@ -676,3 +676,227 @@ def test_an_actuator_is_granted_its_actions_only_when_configured(
     (conditional,) = [s for s in written if set(s) == {"Fn::If"} and s["Fn::If"][1].get("Sid") == sid]
     assert conditional["Fn::If"][0] == condition
     assert conditional["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+
+
+# ---------------------------------------------------------------- alarms
+
+ENRICH_HANDLER = PROJECT_ROOT / "functions" / "enrich" / "app.py"
+# What each AWS namespace reports a metric for: the dimension naming the resource, how the template
+# gives that dimension its value, the resource type, and the metrics AWS documents for it that alarms use.
+AWS_METRICS: dict[str, tuple[str, str, str, set[str]]] = {
+    "AWS/SQS": (
+        "QueueName",
+        "QueueName",
+        "AWS::SQS::Queue",
+        {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
+    ),
+    "AWS/States": (
+        "StateMachineArn",
+        "Ref",
+        "AWS::Serverless::StateMachine",
+        {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"},
+    ),
+    "AWS/Lambda": ("FunctionName", "Ref", "AWS::Serverless::Function", {"Errors", "Throttles"}),
+}
+HOUR = 3600
+
+
+def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The Properties of every CloudWatch alarm of the template, by logical id."""
+    found = resources_of_type(template, "AWS::CloudWatch::Alarm")
+    return {name: properties(template, name) for name in found}
+
+
+def watched_resource(alarm: dict[str, Any]) -> str | None:
+    """The logical id of the resource whose AWS metric the alarm watches (None for a custom metric)."""
+    if alarm["Namespace"] not in AWS_METRICS:
+        return None
+    dimension, attribute, _, _ = AWS_METRICS[alarm["Namespace"]]
+    (value,) = [d["Value"] for d in alarm["Dimensions"] if d["Name"] == dimension]
+    if attribute == "Ref":
+        logical_id: str = value["Ref"]
+        return logical_id
+    target, got = value["Fn::GetAtt"]
+    assert got == attribute, f"{dimension} is the queue's {attribute}, not its {got}"
+    return str(target)
+
+
+def enrich_handler_metrics() -> set[str]:
+    """The metric names the enrich handler emits: the `name=` of its `add_metric` calls, read as source."""
+    module = ast.parse(ENRICH_HANDLER.read_text(encoding="utf-8"), filename=str(ENRICH_HANDLER))
+    names = set()
+    for node in ast.walk(module):
+        call = node.func if isinstance(node, ast.Call) else None
+        if isinstance(node, ast.Call) and isinstance(call, ast.Attribute) and call.attr == "add_metric":
+            (name,) = [keyword.value for keyword in node.keywords if keyword.arg == "name"]
+            assert isinstance(name, ast.Constant), f"line {node.lineno}: a metric name that is not a literal"
+            names.add(str(name.value))
+    return names
+
+
+def condition_holds(template: dict[str, Any], condition: str, parameters: dict[str, str]) -> bool:
+    """A template condition evaluated as CloudFormation would, for these parameter values (defaults else)."""
+
+    def evaluate(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            return parameters.get(argument, template["Parameters"][argument].get("Default"))
+        if function == "Condition":
+            return evaluate(template["Conditions"][argument])
+        operations = {
+            "Fn::Not": lambda values: not values[0],
+            "Fn::Equals": lambda values: values[0] == values[1],
+            "Fn::And": all,
+            "Fn::Or": any,
+        }
+        return operations[function]([evaluate(item) for item in argument])
+
+    return bool(evaluate(template["Conditions"][condition]))
+
+
+def test_every_alarm_watches_a_metric_that_a_resource_of_this_stack_reports(
+    template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given every alarm, and where the enrich function's powertools metrics go once deployed
+    enrich_environment = specs["EnrichFunction"].environment
+    custom_namespace = enrich_environment["POWERTOOLS_METRICS_NAMESPACE"]
+    service = enrich_environment["POWERTOOLS_SERVICE_NAME"]
+    found = alarms(template)
+    assert found
+
+    for logical_id, alarm in found.items():
+        resource = watched_resource(alarm)
+        if resource is None:
+            # Then a custom metric is one of the enrich function's, with the dimension powertools adds
+            assert alarm["Namespace"] == custom_namespace, f"{logical_id}: nothing emits {alarm['Namespace']}"
+            assert alarm["Dimensions"] == [{"Name": "service", "Value": service}], logical_id
+            continue
+        # Then an AWS metric is one its namespace reports, for a resource of the template of that type
+        _, _, resource_type, documented = AWS_METRICS[alarm["Namespace"]]
+        assert alarm["MetricName"] in documented, f"{logical_id}: {alarm['MetricName']}"
+        assert template["Resources"][resource]["Type"] == resource_type, f"{logical_id}: {resource}"
+        assert len(alarm["Dimensions"]) == 1, f"{logical_id}: AWS reports no such combination of dimensions"
+
+
+def test_the_metrics_alarms_watch_are_the_ones_the_enrich_handler_emits(template: dict[str, Any]) -> None:
+    # Given the names the enrich handler's add_metric calls emit
+    emitted = enrich_handler_metrics()
+
+    # When the custom metrics the alarms watch are collected
+    watched = {alarm["MetricName"] for alarm in alarms(template).values() if watched_resource(alarm) is None}
+
+    # Then each one is emitted: a renamed metric would leave its alarm watching nothing, silently
+    assert {"RecordsRetried", "VirusTotalAuthFailures", "Deferred"} <= watched
+    assert watched - emitted == set(), f"the enrich handler emits {sorted(emitted)}"
+
+
+def test_every_function_has_an_errors_and_a_throttles_alarm(
+    template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given the Lambda metrics watched by the alarms
+    watched = {
+        (watched_resource(alarm), alarm["MetricName"])
+        for alarm in alarms(template).values()
+        if alarm["Namespace"] == "AWS/Lambda"
+    }
+
+    # Then every function's errors (timeouts included) and throttles are watched
+    assert watched == {(function, metric) for function in specs for metric in ("Errors", "Throttles")}
+
+
+def test_lost_alerts_unfinished_executions_and_long_waits_are_alarmed(template: dict[str, Any]) -> None:
+    # Given what each alarm watches
+    by_metric = {
+        (alarm["Namespace"], alarm["MetricName"], watched_resource(alarm)): alarm
+        for alarm in alarms(template).values()
+    }
+
+    # Then an alert in the dead-letter queue, and an execution that failed, timed out or was stopped,
+    # alarm at once
+    at_once = [
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "AlertDeadLetterQueue"),
+        ("AWS/States", "ExecutionsFailed", "TriageStateMachine"),
+        ("AWS/States", "ExecutionsTimedOut", "TriageStateMachine"),
+        ("AWS/States", "ExecutionsAborted", "TriageStateMachine"),
+    ]
+    for key in at_once:
+        alarm = by_metric[key]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold"), key
+        assert alarm["EvaluationPeriods"] == 1, key
+    # And an alert waiting on the queue for over an hour (deferred until the daily quota reopens) alarms
+    waiting = by_metric[("AWS/SQS", "ApproximateAgeOfOldestMessage", "AlertQueue")]
+    assert (waiting["Statistic"], waiting["Threshold"]) == ("Maximum", HOUR)
+    assert waiting["ComparisonOperator"] == "GreaterThanThreshold"
+    # And so do records deferred in every period of an hour (deferred minute by minute, re-queued afresh)
+    (deferred,) = [alarm for key, alarm in by_metric.items() if key[1] == "Deferred"]
+    assert deferred["DatapointsToAlarm"] == deferred["EvaluationPeriods"]
+    assert deferred["Period"] * deferred["EvaluationPeriods"] == HOUR
+    assert (deferred["Statistic"], deferred["Threshold"]) == ("Sum", 0)
+
+
+def test_every_alarm_publishes_to_the_alarm_topic_and_says_what_missing_data_means(
+    template: dict[str, Any],
+) -> None:
+    # Given every alarm
+    for logical_id, alarm in alarms(template).items():
+        # Then it publishes to the alarm topic when it fires, and when it clears
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical_id
+        assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}], logical_id
+        # And missing data is treated deliberately: counts are missing when nothing happened
+        assert alarm["TreatMissingData"] == "notBreaching", logical_id
+        # And it tells the person who receives it what happened
+        assert len(alarm["AlarmDescription"]) > 40, logical_id
+
+
+def test_only_cloudwatch_alarms_of_this_account_may_publish_to_the_encrypted_alarm_topic(
+    template: dict[str, Any],
+) -> None:
+    # Given the alarm topic, its policy and its key
+    topic = properties(template, "AlarmTopic")
+    (policy,) = [
+        p["Properties"]
+        for p in resources_of_type(template, "AWS::SNS::TopicPolicy").values()
+        if {"Ref": "AlarmTopic"} in p["Properties"]["Topics"]
+    ]
+    key_policy = properties(template, "AlarmTopicKey")["KeyPolicy"]["Statement"]
+
+    # Then the topic's policy lets CloudWatch publish only for alarms of this account
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "sns:Publish")
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Resource"] == {"Ref": "AlarmTopic"}
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    source = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    assert source.endswith(":cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*")
+    # And it is encrypted with a key of the stack's (CloudWatch may not use the AWS managed alias/aws/sns),
+    # which CloudWatch may use for this topic alone
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    (cloudwatch,) = [s for s in key_policy if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert set(cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    topic_arn = cloudwatch["Condition"]["StringEquals"]["kms:EncryptionContext:aws:sns:topicArn"]["Fn::Sub"]
+    assert topic_arn.endswith(":" + topic["TopicName"]["Fn::Sub"])
+    assert properties(template, "AlarmTopicKey")["EnableKeyRotation"] is True
+
+
+def test_alarms_are_emailed_only_when_an_address_is_given(template: dict[str, Any]) -> None:
+    # Given the AlarmEmail parameter and the topic's subscriptions
+    parameter = template["Parameters"]["AlarmEmail"]
+    subscriptions = resources_of_type(template, "AWS::SNS::Subscription")
+    (email,) = [s for s in subscriptions.values() if s["Properties"]["TopicArn"] == {"Ref": "AlarmTopic"}]
+
+    # Then the subscription sends the alarms to that address, by email
+    assert email["Properties"]["Protocol"] == "email"
+    assert email["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+    # And it exists only when an address is given: none by default
+    assert parameter["Default"] == ""
+    assert condition_holds(template, email["Condition"], {}) is False
+    assert condition_holds(template, email["Condition"], {"AlarmEmail": "soc@example.com"}) is True
+    # And the parameter takes an address or nothing
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch("soc@example.com")
+    assert not pattern.fullmatch("soc at example.com")
+    # And subscribers other than email find the topic in the outputs
+    assert template["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
