@@ -58,7 +58,28 @@ class Settings(BaseModel):
             raise ConfigurationError(f"{cls.__name__} is invalid: " + "; ".join(problems)) from None
 
 
-class EnrichSettings(Settings):
+class AlertReadingSettings(Settings):
+    """How a deployment reads alerts. The enrich function and the intake function share these settings, so
+    that the intake judges a pushed body exactly as the enrich function will read it."""
+
+    # Values the team trusts (comma-separated), IOCs kept per alert, and whether GuardDuty findings that
+    # also reach the queue through Security Hub are ignored there.
+    ioc_allow_list: str = Field(default="", alias="IOC_ALLOW_LIST")
+    max_iocs_per_alert: int = Field(default=DEFAULT_MAX_IOCS, alias="MAX_IOCS_PER_ALERT", ge=1, le=500)
+    skip_guardduty_in_securityhub: bool = Field(default=False, alias="SKIP_GUARDDUTY_IN_SECURITYHUB")
+
+    @property
+    def intake(self) -> IntakeOptions:
+        """How alerts are read."""
+        allowed = frozenset(value.strip() for value in self.ioc_allow_list.split(",") if value.strip())
+        return IntakeOptions(
+            allow_list=allowed,
+            max_iocs=self.max_iocs_per_alert,
+            skip_guardduty_in_securityhub=self.skip_guardduty_in_securityhub,
+        )
+
+
+class EnrichSettings(AlertReadingSettings):
     """Settings of the enrich function."""
 
     enrichments_table: str = Field(alias="ENRICHMENTS_TABLE_NAME", min_length=1)
@@ -75,11 +96,6 @@ class EnrichSettings(Settings):
     suspicious_min_engines: int | None = Field(default=None, alias="VERDICT_SUSPICIOUS_MIN_ENGINES", ge=1)
     # Context that costs extra VirusTotal requests per IOC (detected URLs, communicating files).
     vt_deep_context: bool = Field(default=False, alias="VT_DEEP_CONTEXT")
-    # Intake: values the team trusts (comma-separated), IOCs kept per alert, and whether GuardDuty
-    # findings that also reach the queue through Security Hub are ignored there.
-    ioc_allow_list: str = Field(default="", alias="IOC_ALLOW_LIST")
-    max_iocs_per_alert: int = Field(default=DEFAULT_MAX_IOCS, alias="MAX_IOCS_PER_ALERT", ge=1, le=500)
-    skip_guardduty_in_securityhub: bool = Field(default=False, alias="SKIP_GUARDDUTY_IN_SECURITYHUB")
     # How long an enrichment answers from the cache, by verdict: a malicious verdict rarely reverses in
     # a day, while an unknown IOC may be analysed by VirusTotal within the hour.
     cache_ttl_malicious_hours: float = Field(default=24.0, alias="CACHE_TTL_MALICIOUS_HOURS", ge=0)
@@ -110,16 +126,6 @@ class EnrichSettings(Settings):
     # A repeat of a finding (same type, resources and IOCs; another id or version) within this many
     # hours of its case is folded into that case instead of opening another. 0 turns it off.
     repeat_window_hours: float = Field(default=24.0, alias="REPEAT_WINDOW_HOURS", ge=0)
-
-    @property
-    def intake(self) -> IntakeOptions:
-        """How the enrich function reads alerts."""
-        allowed = frozenset(value.strip() for value in self.ioc_allow_list.split(",") if value.strip())
-        return IntakeOptions(
-            allow_list=allowed,
-            max_iocs=self.max_iocs_per_alert,
-            skip_guardduty_in_securityhub=self.skip_guardduty_in_securityhub,
-        )
 
     @field_validator("ip_block_method", "ticket_min_severity", mode="before")
     @classmethod
@@ -271,7 +277,7 @@ class TicketSettings(Settings):
 DEFAULT_INTAKE_MAX_MESSAGE_BYTES = 262_144
 
 
-class IntakeSettings(Settings):
+class IntakeSettings(AlertReadingSettings):
     """Settings of the intake function (pushed alerts)."""
 
     alert_queue_url: str = Field(alias="ALERT_QUEUE_URL", pattern=r"^https?://")
