@@ -242,6 +242,28 @@ def test_every_function_writes_cases_to_the_same_table_with_the_same_retention(
     assert len({(s.cases_table, s.retention_days) for s in settings}) == 1
 
 
+def test_the_intake_function_reads_alerts_exactly_as_the_enrich_function_does(
+    template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given both functions' settings as deployed
+    intake = IntakeSettings.from_environ(deployed_environment(specs["IntakeFunction"], template))
+    enrich = EnrichSettings.from_environ(deployed_environment(specs["EnrichFunction"], template))
+
+    # Then they read a body with the same options, so that the intake refuses (400) what the enrich
+    # function would refuse, and names the findings it would ignore
+    assert intake.intake == enrich.intake
+    assert enrich.intake.skip_guardduty_in_securityhub is True
+    # And also with a team's allow list given as a parameter
+    allow_list = {"IocAllowList": "scanner.example.com, 203.0.113.9"}
+    with_allow_list = {**template, "Parameters": {**template["Parameters"]}}
+    for name, value in allow_list.items():
+        with_allow_list["Parameters"][name] = {**template["Parameters"][name], "Default": value}
+    intake = IntakeSettings.from_environ(deployed_environment(specs["IntakeFunction"], with_allow_list))
+    enrich = EnrichSettings.from_environ(deployed_environment(specs["EnrichFunction"], with_allow_list))
+    assert intake.intake == enrich.intake
+    assert enrich.intake.allow_list == {"scanner.example.com", "203.0.113.9"}
+
+
 # ---------------------------------------------------------------- queues
 
 
