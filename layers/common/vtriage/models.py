@@ -377,6 +377,12 @@ class Case(BaseModel):
     )
     last_repeat: Repeat | None = None
     repeats_commented: int = Field(default=0, ge=0)
+    # DynamoDB stops an item at 400 KB: what a stored case leaves out to stay within it, and the
+    # history steps it no longer keeps (its first and latest steps are kept).
+    notes: list[str] = Field(
+        default=[], description="what the stored case left out to stay within its bounds, with counts"
+    )
+    history_dropped: int = Field(default=0, ge=0, description="history steps left out, oldest first")
 
     @property
     def remediable(self) -> bool:
