@@ -14,9 +14,12 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Answer one function URL request: 202 once queued, 4xx with the reason and field otherwise."""
+    """Answer one function URL request: 202 once queued, 4xx with the reason and field otherwise, each
+    body read with the options the enrich function reads it with."""
     settings = IntakeSettings.from_environ()
-    response = function_url_response(event, intake_queue(settings), settings.max_message_bytes)
+    response = function_url_response(
+        event, intake_queue(settings), options=settings.intake, max_message_bytes=settings.max_message_bytes
+    )
     # Who pushed what: the only record of a sender, since the queued body is kept unchanged.
     logger.info(
         "pushed alert answered",

@@ -21,6 +21,7 @@ from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.composition.remediate import remediator
 from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES, RemediateSettings
 from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
+from vtriage.intake import IntakeOptions
 from vtriage.intake_api import AlertRejectedError, accept_alert
 from vtriage.models import Case, CaseStatus
 from vtriage.remediate import rollback_case
@@ -29,6 +30,9 @@ from vtriage_local.runner import UsageError, VirusTotalSource, read_deliveries, 
 from vtriage_local.stack import LocalSetupError
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
+# `send` reads a record as the template deploys the enrich function to read it (GuardDuty findings seen
+# through Security Hub are skipped); an allow list changes what is looked up, never what is refused.
+SEND_OPTIONS = IntakeOptions(skip_guardduty_in_securityhub=True)
 
 
 def _faults(text: str) -> dict[str, float]:
@@ -139,28 +143,40 @@ def _sqs_client(queue_url: str, region: str | None) -> Any:
 
 
 def _send(arguments: argparse.Namespace) -> int:
-    """`vtriage send`: 0 when every record was queued, 2 when some were rejected, 1 on a usage or AWS
-    error."""
+    """`vtriage send`: 0 when every record was queued whole, 2 when some records, or findings in them,
+    were refused, 1 on a usage or AWS error."""
     document: dict[str, Any] = {"sent": [], "rejected": []}
     status = EXIT_OK
+    partly_refused = False
     try:
         deliveries = [(path, delivery) for path in arguments.files for delivery in read_deliveries(path)]
         queue = SqsAlertQueue(_sqs_client(arguments.queue_url, arguments.region), arguments.queue_url)
         for path, delivery in deliveries:
             try:
-                accepted = accept_alert(delivery.body, queue, arguments.max_message_bytes)
+                accepted = accept_alert(
+                    delivery.body, queue, options=SEND_OPTIONS, max_message_bytes=arguments.max_message_bytes
+                )
             except AlertRejectedError as rejected:
                 document["rejected"].append({"source_id": delivery.source_id, **rejected.as_json()})
                 if not arguments.json:
                     where = f" ({rejected.field})" if rejected.field else ""
                     print(f"rejected  {path}  {delivery.source_id}{where}: {rejected.reason}")
+                    # A lone refusal is the reason above; several are listed one by one.
+                    for refusal in rejected.refused if len(rejected.refused) > 1 else ():
+                        print(f"  refused {refusal.where}: {refusal.reason}")
                 continue
             document["sent"].append({"source_id": delivery.source_id, **accepted.as_json()})
+            if accepted.refused:
+                partly_refused = True
             if not arguments.json:
                 alerts = ", ".join(accepted.alert_ids) or "none"
                 print(
                     f"sent      {path}  {delivery.source_id}: message {accepted.message_id}, alerts {alerts}"
                 )
+                for refusal in accepted.refused:
+                    print(f"  refused {refusal.where}: {refusal.reason}")
+                for ignored in accepted.ignored:
+                    print(f"  ignored {ignored.where} ({ignored.alert_id or 'no id'}): {ignored.reason}")
     except UsageError as error:
         print(f"vtriage: {error}", file=sys.stderr)
         return EXIT_SETUP
@@ -171,7 +187,7 @@ def _send(arguments: argparse.Namespace) -> int:
         status = EXIT_SETUP
     if arguments.json:
         print(json.dumps(document, indent=2))
-    if status == EXIT_OK and document["rejected"]:
+    if status == EXIT_OK and (document["rejected"] or partly_refused):
         status = EXIT_REJECTED
     return status
 

@@ -3,8 +3,11 @@ invoked through Lambda, answered by the real handler, queued on the template's a
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
+
+import pytest
 
 from tests.functional.conftest import event, load_event
 from vtriage_local.runner import Pipeline
@@ -109,8 +112,7 @@ def test_a_finding_missing_a_field_is_refused_and_nothing_is_queued(local_aws: L
 
     # Then the sender is told which field, and the queue stays empty
     assert status == 400
-    assert answer["field"] == "detail.id"
-    assert answer["error"]
+    assert "detail.id" in f"{answer['field']}: {answer['error']}"
     assert queued_bodies(local_aws) == []
 
 
@@ -153,3 +155,91 @@ def test_a_get_is_refused_with_405(local_aws: LocalAws) -> None:
     assert status == 405
     assert "POST" in answer["error"]
     assert queued_bodies(local_aws) == []
+
+
+def get_findings(*ids: str | None) -> str:
+    """Real get-findings output holding one finding per id, each a copy of its finding (None: no Id)."""
+    finding = load_event("guardduty-getfindings-trojan-droppoint-dns.json")["Findings"][0]
+    findings = []
+    for finding_id in ids:
+        copied = copy.deepcopy(finding)
+        copied.pop("Id")
+        if finding_id is not None:
+            copied["Id"] = finding_id
+        findings.append(copied)
+    return json.dumps({"Findings": findings})
+
+
+def test_a_refused_finding_is_named_and_the_others_become_cases(local_aws: LocalAws) -> None:
+    # Given get-findings output whose second finding lost its id
+    body = get_findings("1" * 32, None, "3" * 32)
+
+    # When it is posted
+    status, answer = post(local_aws, function_url_request(body))
+
+    # Then it is queued for the two others, and the sender learns which finding was refused and why
+    assert status == 202
+    assert queued_bodies(local_aws) == [body]
+    assert answer["alert_ids"] == ["1" * 32, "3" * 32]
+    assert [refused["where"] for refused in answer["refused"]] == ["Findings[1]"]
+    # And when the enrich function drains the queue, the two become the cases named
+    Pipeline(local_aws).drain()
+    assert all(Pipeline(local_aws).case(case_id) is not None for case_id in answer["case_ids"])
+
+
+def test_a_document_whose_every_finding_is_refused_is_answered_400(local_aws: LocalAws) -> None:
+    # Given get-findings output whose findings all lost their ids
+    body = get_findings(None, None)
+
+    # When it is posted
+    status, answer = post(local_aws, function_url_request(body))
+
+    # Then nothing is queued, and each finding's refusal is listed
+    assert status == 400
+    assert [refused["where"] for refused in answer["refused"]] == ["Findings[0]", "Findings[1]"]
+    assert queued_bodies(local_aws) == []
+
+
+def altered(change: Any) -> str:
+    """The GuardDuty event, its finding changed by `change(finding)`."""
+    document = load_event("synthetic-guardduty-backdoor-c2-dns.json")
+    change(document["detail"])
+    return json.dumps(document)
+
+
+def titled(prefix: str) -> str:
+    """The GuardDuty event, its finding's title starting with this JSON text."""
+    text = event("synthetic-guardduty-backdoor-c2-dns.json").read_text(encoding="utf-8")
+    return text.replace('"title": "', f'"title": "{prefix}', 1)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        altered(lambda finding: finding.update(updatedAt="99999-01-01T00:00:00Z")),
+        altered(lambda finding: finding.update(severity=[5])),
+        altered(lambda finding: finding.update(service={})),
+        '{"Findings": [{"Id": "x", "Resources": [' + '{"Details": ' * 1_200 + "{}" + "}" * 1_200 + "]}]}",
+        titled("\\ud800"),
+        titled("\\u0000"),
+    ],
+    ids=[
+        "timestamp-out-of-range",
+        "list-for-severity",
+        "empty-service",
+        "pascalcase-1200-deep",
+        "lone-surrogate-escaped",
+        "nul-escaped",
+    ],
+)
+def test_a_body_that_used_to_crash_is_answered_without_a_function_error(
+    body: str, local_aws: LocalAws
+) -> None:
+    # Given a body that once made the intake raise, and Lambda answer 502
+    # When it is posted to the deployed function (post() fails on a function error)
+    status, answer = post(local_aws, function_url_request(body))
+
+    # Then the sender is answered: 400 with a reason and nothing queued, or 202 and queued
+    assert status in {202, 400}
+    assert queued_bodies(local_aws) == ([] if status == 400 else [body])
+    assert status == 202 or answer["error"]

@@ -103,7 +103,31 @@ def test_the_readable_output_says_what_was_sent_and_what_was_not(
     assert lines[0].startswith("sent")
     assert "16afba5c5c43e07c9e3e5e2e544e95df" in lines[0]
     assert lines[1].startswith("rejected")
-    assert "notes.txt (body): the body is not JSON" in lines[1]
+    assert "notes.txt (body): not JSON" in lines[1]
+
+
+def test_a_finding_refused_alone_is_named_and_the_status_says_so(
+    local_aws: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Given get-findings output whose second finding lost its id
+    document = load_event("guardduty-getfindings-trojan-droppoint-dns.json")
+    broken = json.loads(json.dumps(document["Findings"][0]))
+    del broken["Id"]
+    document["Findings"].append(broken)
+    path = tmp_path / "get-findings.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+
+    # When it is sent
+    status, output = send(capsys, str(path), "--queue-url", local_aws.ref(ALERT_QUEUE))
+
+    # Then it is queued for the good finding, the refused one is named with its reason, and the status
+    # says that not everything will become a case
+    assert status == 2
+    assert queued_bodies(local_aws) == [path.read_text(encoding="utf-8")]
+    (sent,) = output["sent"]
+    assert sent["alert_ids"] == [document["Findings"][0]["Id"]]
+    assert [refused["where"] for refused in sent["refused"]] == ["Findings[1]"]
+    assert output["rejected"] == []
 
 
 def test_a_queue_that_does_not_exist_is_a_setup_error(

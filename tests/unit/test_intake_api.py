@@ -10,14 +10,20 @@ from typing import Any
 
 import pytest
 
+from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
 from vtriage.errors import TransientError
-from vtriage.intake import parse_alerts
+from vtriage.intake import IntakeOptions, IntakeResult
+from vtriage.intake.body import decode_body
 from vtriage.intake_api import AlertRejectedError, accept_alert, caller_of, function_url_response
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 FINDING = EVENTS / "guardduty-ec2-canary-outbound-ssh.json"
 GET_FINDINGS = EVENTS / "guardduty-getfindings-trojan-droppoint-dns.json"
+SECURITY_HUB_GUARDDUTY = EVENTS / "synthetic-securityhub-guardduty-product.json"
+SECURITY_HUB_THREAT_INTEL = EVENTS / "synthetic-securityhub-threat-intel.json"
 SENDER = "arn:aws:iam::123456789012:role/edr-forwarder"
+# As the template deploys the enrich function: GuardDuty findings seen through Security Hub are skipped.
+OPTIONS = IntakeOptions(skip_guardduty_in_securityhub=True)
 
 
 class FakeAlertQueue:
@@ -82,6 +88,34 @@ def answer(response: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def respond(
+    request: dict[str, Any],
+    queue: FakeAlertQueue,
+    max_message_bytes: int = DEFAULT_INTAKE_MAX_MESSAGE_BYTES,
+    options: IntakeOptions = OPTIONS,
+) -> dict[str, Any]:
+    """The intake's response to a request, reading bodies as the deployed enrich function does."""
+    return function_url_response(request, queue, options=options, max_message_bytes=max_message_bytes)
+
+
+def read(body: str) -> IntakeResult:
+    """What the enrich function makes of a body."""
+    return OPTIONS.read(decode_body(body))
+
+
+def get_findings(*findings: dict[str, Any]) -> str:
+    """GuardDuty get-findings output holding these findings."""
+    return json.dumps({"Findings": list(findings)})
+
+
+def getfindings_finding(finding_id: str) -> dict[str, Any]:
+    """The real get-findings finding, under another id."""
+    document = json.loads(GET_FINDINGS.read_text(encoding="utf-8"))
+    finding: dict[str, Any] = copy.deepcopy(document["Findings"][0])
+    finding["Id"] = finding_id
+    return finding
+
+
 # ---------------------------------------------------------------- accepted
 
 
@@ -91,18 +125,21 @@ def test_a_valid_finding_is_queued_unchanged_and_the_sender_learns_its_ids() -> 
     queue = FakeAlertQueue()
 
     # When it is posted
-    response = function_url_response(function_url_request(body), queue)
+    response = respond(function_url_request(body), queue)
 
     # Then it is accepted, and the very bytes sent are on the queue
     assert response["statusCode"] == 202
     assert response["headers"]["Content-Type"] == "application/json"
     assert queue.bodies == [body]
-    # And the answer names the message, the alert and the case it will become
-    (alert,) = parse_alerts(json.loads(body))
+    # And the answer names the message, the alert and the case it will become, and nothing refused
+    (alert,) = read(body).alerts
+    assert alert.id == json.loads(body)["id"]
     assert answer(response) == {
         "message_id": "message-1",
         "alert_ids": [alert.id],
         "case_ids": [alert.case_id],
+        "refused": [],
+        "ignored": [],
     }
 
 
@@ -115,7 +152,7 @@ def test_get_findings_output_with_several_findings_is_one_message_naming_every_a
     queue = FakeAlertQueue()
 
     # When it is posted
-    response = function_url_response(function_url_request(json.dumps(document)), queue)
+    response = respond(function_url_request(json.dumps(document)), queue)
 
     # Then one message is queued and both alerts are named
     assert response["statusCode"] == 202
@@ -130,7 +167,7 @@ def test_a_base64_encoded_body_is_decoded_before_it_is_checked_and_queued_as_tex
     queue = FakeAlertQueue()
 
     # When it is posted
-    response = function_url_response(function_url_request(encoded, base64_encoded=True), queue)
+    response = respond(function_url_request(encoded, base64_encoded=True), queue)
 
     # Then the decoded text is what is queued
     assert response["statusCode"] == 202
@@ -143,11 +180,55 @@ def test_a_body_exactly_at_the_size_limit_is_accepted() -> None:
     queue = FakeAlertQueue()
 
     # When it is checked against a limit of exactly its size
-    accepted = accept_alert(body, queue, max_message_bytes=len(body.encode("utf-8")))
+    accepted = accept_alert(body, queue, options=OPTIONS, max_message_bytes=len(body.encode("utf-8")))
 
     # Then it is queued
     assert accepted.message_id == "message-1"
     assert queue.bodies == [body]
+
+
+def test_a_finding_refused_alone_is_named_and_the_others_are_queued() -> None:
+    # Given get-findings output in which the second of three findings lost its id
+    broken = getfindings_finding("2" * 32)
+    del broken["Id"]
+    body = get_findings(getfindings_finding("1" * 32), broken, getfindings_finding("3" * 32))
+    queue = FakeAlertQueue()
+
+    # When it is posted
+    response = respond(function_url_request(body), queue)
+
+    # Then the document is queued for the two others, and the sender learns which finding was refused, why
+    assert response["statusCode"] == 202
+    assert queue.bodies == [body]
+    assert answer(response)["alert_ids"] == ["1" * 32, "3" * 32]
+    (refused,) = answer(response)["refused"]
+    assert refused["where"] == "Findings[1]"
+    assert "Id" in refused["reason"]
+    assert set(refused) == {"where", "reason"}
+
+
+def test_ignored_findings_are_named_and_the_document_is_queued() -> None:
+    # Given a Security Hub event holding a GuardDuty finding (which reaches the queue on its own rule)
+    # and a finding of another product
+    event = json.loads(SECURITY_HUB_GUARDDUTY.read_text(encoding="utf-8"))
+    other = json.loads(SECURITY_HUB_THREAT_INTEL.read_text(encoding="utf-8"))["detail"]["findings"][0]
+    event["detail"]["findings"].append(other)
+    body = json.dumps(event)
+    queue = FakeAlertQueue()
+
+    # When it is posted
+    response = respond(function_url_request(body), queue)
+
+    # Then it is queued, the other product's finding is an alert, and the GuardDuty one is named as
+    # ignored, with its id and why
+    assert response["statusCode"] == 202
+    assert queue.bodies == [body]
+    assert answer(response)["alert_ids"] == [other["Id"]]
+    (ignored,) = answer(response)["ignored"]
+    assert ignored["where"] == "detail.findings[0]"
+    assert ignored["alert_id"] == event["detail"]["findings"][0]["Id"]
+    assert ignored["reason"]
+    assert answer(response)["refused"] == []
 
 
 # ---------------------------------------------------------------- rejected: nothing is queued
@@ -160,11 +241,11 @@ def test_a_finding_without_its_id_is_refused_naming_the_field() -> None:
     queue = FakeAlertQueue()
 
     # When it is posted
-    response = function_url_response(function_url_request(json.dumps(document)), queue)
+    response = respond(function_url_request(json.dumps(document)), queue)
 
-    # Then it is refused with the field at fault, and nothing is queued
+    # Then it is refused naming the field at fault, and nothing is queued
     assert response["statusCode"] == 400
-    assert answer(response)["field"] == "id"
+    assert "id" in f"{answer(response)['field']}: {answer(response)['error']}"
     assert "missing" in answer(response)["error"]
     assert queue.bodies == []
 
@@ -177,7 +258,7 @@ def test_a_finding_without_its_id_is_refused_naming_the_field() -> None:
         ("   \n", "body", "empty"),
         ('{"hello": "world"}', None, "unknown shape"),
         ("[1, 2, 3]", None, "unknown shape"),
-        ("[" * 100_000 + "]" * 100_000, "body", "nested too deeply"),
+        ("[" * 100_000 + "]" * 100_000, "body", "nested deeper"),
     ],
     ids=["truncated", "empty", "blank", "unknown-object", "list", "deeply-nested"],
 )
@@ -188,7 +269,7 @@ def test_a_body_that_is_not_an_alert_is_refused_with_a_reason(
     queue = FakeAlertQueue()
 
     # When it is posted
-    response = function_url_response(function_url_request(body), queue)
+    response = respond(function_url_request(body), queue)
 
     # Then the sender is told why, naming the field where there is one, and nothing is queued
     assert response["statusCode"] == 400
@@ -197,18 +278,156 @@ def test_a_body_that_is_not_an_alert_is_refused_with_a_reason(
     assert queue.bodies == []
 
 
+def test_a_document_whose_every_finding_is_refused_is_refused_with_each_reason() -> None:
+    # Given get-findings output whose two findings both lost their ids
+    first, second = getfindings_finding("1" * 32), getfindings_finding("2" * 32)
+    del first["Id"], second["Id"]
+    queue = FakeAlertQueue()
+
+    # When it is posted
+    response = respond(function_url_request(get_findings(first, second)), queue)
+
+    # Then nothing is queued (the enrich function would refuse every finding), and each one's refusal is
+    # listed
+    assert response["statusCode"] == 400
+    assert queue.bodies == []
+    refused = answer(response)["refused"]
+    assert [item["where"] for item in refused] == ["Findings[0]", "Findings[1]"]
+    assert all("Id" in item["reason"] for item in refused)
+    assert "2" in answer(response)["error"]
+
+
+def test_a_document_holding_no_finding_is_refused() -> None:
+    # Given get-findings output that found nothing
+    queue = FakeAlertQueue()
+
+    # When it is posted
+    response = respond(function_url_request(get_findings()), queue)
+
+    # Then there is nothing to triage and nothing is queued
+    assert response["statusCode"] == 400
+    assert queue.bodies == []
+
+
+def _nested(depth: int) -> str:
+    """A Security Hub get-findings body whose one finding nests `depth` PascalCase objects deep."""
+    return '{"Findings": [{"Id": "x", "Resources": [' + '{"Details": ' * depth + "{}" + "}" * depth + "]}]}"
+
+
+def _with_title(prefix: str) -> str:
+    """The GuardDuty finding, its title starting with this JSON text."""
+    return FINDING.read_text(encoding="utf-8").replace('"title": "', f'"title": "{prefix}', 1)
+
+
+def _altered(change: Any) -> str:
+    """The GuardDuty finding, changed by `change(document)`."""
+    document = json.loads(FINDING.read_text(encoding="utf-8"))
+    change(document)
+    return json.dumps(document)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _altered(lambda d: d.update(updatedAt="99999-01-01T00:00:00Z")),
+        _altered(lambda d: d.update(createdAt=10**30)),
+        _altered(lambda d: d.update(severity=[5])),
+        _altered(lambda d: d["service"].update(count=[1, 2])),
+        _altered(lambda d: d.update(service={})),
+        _altered(lambda d: d.update(resource={"resourceType": "Instance", "instanceDetails": {}})),
+        _nested(1_200),
+        _with_title("\\ud800"),
+        _with_title("\\u0000"),
+    ],
+    ids=[
+        "timestamp-out-of-range",
+        "timestamp-overflowing",
+        "list-for-severity",
+        "list-for-count",
+        "empty-service",
+        "empty-instance-details",
+        "pascalcase-1200-deep",
+        "lone-surrogate-escaped",
+        "nul-escaped",
+    ],
+)
+def test_a_body_that_used_to_crash_the_reader_is_answered_4xx_or_queued_never_5xx(body: str) -> None:
+    # Given a body that once made the parsers raise (OverflowError, TypeError, AssertionError,
+    # RecursionError) or that SQS, SNS or DynamoDB cannot carry once decoded
+    queue = FakeAlertQueue()
+
+    # When it is posted
+    response = respond(function_url_request(body), queue)
+
+    # Then the sender is answered: 400 with a reason and nothing queued, or 202 and queued
+    assert response["statusCode"] in {202, 400}
+    if response["statusCode"] == 400:
+        assert answer(response)["error"]
+        assert queue.bodies == []
+    else:
+        assert queue.bodies == [body]
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (_nested(1_200), "nested deeper than 64"),
+        (_with_title("\\ud800"), "U+D800 (a lone surrogate)"),
+        (_with_title("\\u0000"), "U+0000 (a control character)"),
+    ],
+    ids=["pascalcase-1200-deep", "lone-surrogate-escaped", "nul-escaped"],
+)
+def test_a_body_no_part_of_the_pipeline_can_carry_is_refused_saying_why(body: str, words: str) -> None:
+    # Given a body nested too deeply, or whose escapes decode to characters DynamoDB or SNS refuse
+    queue = FakeAlertQueue()
+
+    # When it is posted
+    response = respond(function_url_request(body), queue)
+
+    # Then it is refused, saying what is wrong, and nothing is queued
+    assert response["statusCode"] == 400
+    assert words in answer(response)["error"]
+    assert queue.bodies == []
+
+
+class ReaderWithAFault(IntakeOptions):
+    """The deployment's reading, with a fault no test has found yet: every body makes a parser raise."""
+
+    def read(self, document: Any) -> IntakeResult:
+        """Raise as a parser meeting an unforeseen value would."""
+        raise OverflowError("date value out of range")
+
+
+def test_an_unexpected_error_while_reading_a_body_is_the_body_s_400_naming_the_error() -> None:
+    # Given a reader that fails on a body in a way nobody foresaw
+    queue = FakeAlertQueue()
+    request = function_url_request(FINDING.read_text(encoding="utf-8"))
+
+    # When a body is posted
+    response = respond(request, queue, options=ReaderWithAFault())
+
+    # Then the sender gets 400 naming the error (not 502, which would ask for a retry that cannot help),
+    # and nothing is queued
+    assert response["statusCode"] == 400
+    assert answer(response)["field"] == "body"
+    assert "OverflowError" in answer(response)["error"]
+    assert "date value out of range" in answer(response)["error"]
+    assert queue.bodies == []
+
+
 def test_a_request_without_a_body_is_refused() -> None:
     # Given a POST with no body at all
     queue = FakeAlertQueue()
 
     # When it arrives
-    response = function_url_response(function_url_request(None), queue)
+    response = respond(function_url_request(None), queue)
 
     # Then it is refused
     assert response["statusCode"] == 400
     assert answer(response) == {
         "error": "the body is empty: send one alert document as JSON",
         "field": "body",
+        "refused": [],
     }
     assert queue.bodies == []
 
@@ -219,7 +438,7 @@ def test_an_sqs_event_posted_whole_is_refused_naming_its_records() -> None:
     queue = FakeAlertQueue()
 
     # When it is posted
-    response = function_url_response(function_url_request(body), queue)
+    response = respond(function_url_request(body), queue)
 
     # Then it is refused, pointing at Records
     assert response["statusCode"] == 400
@@ -234,7 +453,7 @@ def test_a_body_one_byte_over_the_limit_is_refused_as_too_large() -> None:
     queue = FakeAlertQueue()
 
     # When it is posted
-    response = function_url_response(function_url_request(body), queue, max_message_bytes=limit)
+    response = respond(function_url_request(body), queue, max_message_bytes=limit)
 
     # Then it is refused as too large, saying both sizes
     assert response["statusCode"] == 413
@@ -253,7 +472,7 @@ def test_the_size_limit_counts_bytes_not_characters() -> None:
 
     # When the limit is its length in characters, which is fewer than its bytes
     with pytest.raises(AlertRejectedError) as rejected:
-        accept_alert(body, queue, max_message_bytes=len(body))
+        accept_alert(body, queue, options=OPTIONS, max_message_bytes=len(body))
 
     # Then it is too large
     assert rejected.value.status == 413
@@ -270,7 +489,7 @@ def test_a_body_with_a_character_sqs_refuses_is_rejected_before_it_is_sent(chara
     queue = FakeAlertQueue()
 
     # When it is posted
-    response = function_url_response(function_url_request(body), queue)
+    response = respond(function_url_request(body), queue)
 
     # Then it is refused, saying which character and where, and nothing is queued
     assert response["statusCode"] == 400
@@ -289,7 +508,7 @@ def test_a_base64_body_that_does_not_decode_to_text_is_refused(encoded: str, wor
     queue = FakeAlertQueue()
 
     # When it is posted
-    response = function_url_response(function_url_request(encoded, base64_encoded=True), queue)
+    response = respond(function_url_request(encoded, base64_encoded=True), queue)
 
     # Then it is refused
     assert response["statusCode"] == 400
@@ -304,7 +523,7 @@ def test_any_method_but_post_is_refused_with_the_allowed_one(method: str) -> Non
     request = function_url_request(FINDING.read_text(encoding="utf-8"), method=method)
 
     # When it arrives
-    response = function_url_response(request, queue)
+    response = respond(request, queue)
 
     # Then it is refused with 405, saying POST is the one to use
     assert response["statusCode"] == 405
@@ -318,7 +537,7 @@ def test_a_direct_invocation_that_is_not_an_http_request_is_refused() -> None:
     queue = FakeAlertQueue()
 
     # When the intake answers it
-    response = function_url_response(json.loads(FINDING.read_text(encoding="utf-8")), queue)
+    response = respond(json.loads(FINDING.read_text(encoding="utf-8")), queue)
 
     # Then nothing is queued
     assert response["statusCode"] == 405
@@ -330,7 +549,7 @@ def test_a_busy_queue_gives_503_so_the_sender_retries() -> None:
     queue = FakeAlertQueue(unavailable=True)
 
     # When a valid finding is posted
-    response = function_url_response(function_url_request(FINDING.read_text(encoding="utf-8")), queue)
+    response = respond(function_url_request(FINDING.read_text(encoding="utf-8")), queue)
 
     # Then the sender is told to retry
     assert response["statusCode"] == 503

@@ -1,7 +1,8 @@
 """Pushed alerts: a detector or a script hands over one alert document, over HTTPS (the intake
-function's URL) or with `vtriage send`. It is checked exactly as the enrich function will parse it,
-and queued unchanged only when it would become a case; otherwise the sender learns why, naming the
-field, and nothing is queued.
+function's URL) or with `vtriage send`. It is read exactly as the enrich function will read it, with the
+same options, and queued unchanged unless the enrich function would refuse it: refused whole, or every
+finding in it refused. The sender learns which findings become cases, which are refused alone and
+which are ignored, and why.
 
 Authentication is not done here: the function URL's IAM auth (SigV4) answers 403 before the
 function runs.
@@ -12,14 +13,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
 from vtriage.errors import InvalidAlertError, TransientError, VtriageError
-from vtriage.intake import parse_alerts
+from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeOptions, IntakeResult
+from vtriage.intake.body import decode_body
+from vtriage.intake.fields import shown
 from vtriage.ports import AlertQueue
 
 __all__ = [
@@ -30,19 +34,29 @@ __all__ = [
     "function_url_response",
 ]
 
-# The characters SQS accepts in a message body (its documented XML character range): anything else
-# would make SendMessage fail after the body had been judged valid.
-_REFUSED_BY_SQS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+logger = Logger(child=True)
+
 _JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _refused_json(refused: tuple[FindingRefusal, ...]) -> list[dict[str, str]]:
+    return [{"where": refusal.where, "reason": refusal.reason} for refusal in refused]
+
+
+def _ignored_json(ignored: tuple[IgnoredFinding, ...]) -> list[dict[str, str | None]]:
+    return [{"where": item.where, "alert_id": item.alert_id, "reason": item.reason} for item in ignored]
 
 
 @dataclass(frozen=True)
 class AcceptedAlert:
-    """A body that was queued: the alerts it holds, their cases-to-be, and the queue's message id."""
+    """A body that was queued: the alerts it holds and their cases-to-be, the findings in it refused
+    alone or ignored, and the queue's message id."""
 
     alert_ids: tuple[str, ...]
     case_ids: tuple[str, ...]
     message_id: str
+    refused: tuple[FindingRefusal, ...] = ()
+    ignored: tuple[IgnoredFinding, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """What the sender is told."""
@@ -50,28 +64,38 @@ class AcceptedAlert:
             "message_id": self.message_id,
             "alert_ids": list(self.alert_ids),
             "case_ids": list(self.case_ids),
+            "refused": _refused_json(self.refused),
+            "ignored": _ignored_json(self.ignored),
         }
 
 
 class AlertRejectedError(VtriageError):
-    """A body that was not queued, with the HTTP status that says why and the field at fault."""
+    """A body that was not queued, with the HTTP status that says why, the field at fault, and, when
+    every finding was refused, each finding's refusal."""
 
-    def __init__(self, status: int, reason: str, field: str | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, field: str | None = None, refused: tuple[FindingRefusal, ...] = ()
+    ) -> None:
         self.status = status
         self.reason = reason
         self.field = field
+        self.refused = refused
         super().__init__(f"{field}: {reason}" if field else reason)
 
     def as_json(self) -> dict[str, Any]:
-        """What the sender is told: `{"error": ..., "field": ...}`."""
-        return {"error": self.reason, "field": self.field}
+        """What the sender is told: `{"error", "field", "refused": [{"where", "reason"}]}`."""
+        return {"error": self.reason, "field": self.field, "refused": _refused_json(self.refused)}
 
 
 def accept_alert(
-    body: str, queue: AlertQueue, max_message_bytes: int = DEFAULT_INTAKE_MAX_MESSAGE_BYTES
+    body: str,
+    queue: AlertQueue,
+    *,
+    options: IntakeOptions,
+    max_message_bytes: int = DEFAULT_INTAKE_MAX_MESSAGE_BYTES,
 ) -> AcceptedAlert:
-    """Queue the body if it is one alert document the pipeline can turn into cases; otherwise raise
-    AlertRejectedError (413 when too large for the queue, 400 for anything else) and queue nothing.
+    """Queue the body unless the enrich function, reading it with `options`, would refuse it; otherwise
+    raise AlertRejectedError (413 when too large for the queue, 400 for anything else) and queue nothing.
     TransientError from the queue passes through: nothing was queued, the sender may retry."""
     size = len(body.encode("utf-8", errors="surrogatepass"))
     if size > max_message_bytes:
@@ -80,54 +104,75 @@ def accept_alert(
         )
     if not body.strip():
         raise AlertRejectedError(400, "the body is empty: send one alert document as JSON", "body")
-    refused = _REFUSED_BY_SQS.search(body)
-    if refused is not None:
-        raise AlertRejectedError(
-            400,
-            f"the body holds the character U+{ord(refused.group()):04X} at offset {refused.start()}, "
-            "which SQS does not carry: escape it in the JSON text (\\uXXXX)",
-            "body",
-        )
-    try:
-        document = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise AlertRejectedError(
-            400, f"the body is not JSON: {error.msg} at line {error.lineno} column {error.colno}", "body"
-        ) from None
-    except RecursionError:
-        raise AlertRejectedError(
-            400, "the body is not usable JSON: it is nested too deeply", "body"
-        ) from None
-    try:
-        alerts = parse_alerts(document)
-    except InvalidAlertError as error:
-        raise AlertRejectedError(400, error.reason, error.field) from None
+    result = _read(body, options)
+    if not result.alerts and not result.ignored:
+        raise _every_finding_refused(result.refused)
     message_id = queue.send(body)
     return AcceptedAlert(
-        alert_ids=tuple(alert.id for alert in alerts),
-        case_ids=tuple(alert.case_id for alert in alerts),
+        alert_ids=tuple(alert.id for alert in result.alerts),
+        case_ids=tuple(alert.case_id for alert in result.alerts),
         message_id=message_id,
+        refused=result.refused,
+        ignored=result.ignored,
+    )
+
+
+def _read(body: str, options: IntakeOptions) -> IntakeResult:
+    """Every finding of the body, as the enrich function reads it. Whatever goes wrong while reading a
+    sender's body is that body's refusal (400), never the function's fault (5xx)."""
+    try:
+        return options.read(decode_body(body))
+    except InvalidAlertError as error:
+        raise AlertRejectedError(400, error.reason, error.field) from None
+    except Exception as error:
+        kind = type(error).__name__
+        logger.warning(
+            "pushed body refused on an unexpected error",
+            extra={"error_type": kind, "error": shown(str(error), 200)},
+            exc_info=True,
+        )
+        raise AlertRejectedError(
+            400, f"the body could not be read: {kind} ({shown(str(error), 120)})", "body"
+        ) from None
+
+
+def _every_finding_refused(refused: tuple[FindingRefusal, ...]) -> AlertRejectedError:
+    """The rejection of a document none of whose findings can become a case."""
+    if not refused:
+        return AlertRejectedError(400, "the document holds no finding to triage", "body")
+    if len(refused) == 1:
+        (refusal,) = refused
+        return AlertRejectedError(400, refusal.reason, refusal.where or None, refused)
+    return AlertRejectedError(
+        400, f"every finding was refused ({len(refused)}): see `refused` for each one's reason", None, refused
     )
 
 
 def function_url_response(
-    event: Mapping[str, Any], queue: AlertQueue, max_message_bytes: int = DEFAULT_INTAKE_MAX_MESSAGE_BYTES
+    event: Mapping[str, Any],
+    queue: AlertQueue,
+    *,
+    options: IntakeOptions,
+    max_message_bytes: int = DEFAULT_INTAKE_MAX_MESSAGE_BYTES,
 ) -> dict[str, Any]:
-    """The response to one Lambda function URL request (payload format 2.0): 202 with the alert ids
-    and the message id when queued; 400, 405 or 413 with `{"error", "field"}` when not; 503 when the
-    queue is briefly unavailable."""
+    """The response to one Lambda function URL request (payload format 2.0): 202 with the alert ids,
+    the message id and the findings refused alone or ignored, when queued; 400, 405 or 413 with
+    `{"error", "field", "refused"}` when not; 503 when the queue is briefly unavailable."""
     method = _http(event).get("method")
     if method != "POST":
         rejected = AlertRejectedError(405, f"push an alert with POST, not {method or 'an unknown method'}")
         return _response(405, rejected.as_json(), {"Allow": "POST"})
     try:
-        accepted = accept_alert(_body_text(event), queue, max_message_bytes)
+        accepted = accept_alert(
+            _body_text(event), queue, options=options, max_message_bytes=max_message_bytes
+        )
     except AlertRejectedError as rejected:
         return _response(rejected.status, rejected.as_json())
     except TransientError:
-        busy = {
+        busy: dict[str, Any] = {
             "error": "the alert queue is unavailable for a moment: nothing was queued, retry",
             "field": None,
+            "refused": [],
         }
         return _response(503, busy, {"Retry-After": "1"})
     return _response(202, accepted.as_json())
