@@ -39,11 +39,13 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class RecordedFailure:
-    """A rejected record as `CaseRepository.record_failure` kept it."""
+    """A refused record (`where` empty) or finding as `CaseRepository.record_failure` kept it."""
 
     message_id: str
     reason: str
     body: str
+    where: str = ""
+    alert_id: str | None = None
 
 
 class InMemoryCaseRepository:
@@ -53,7 +55,7 @@ class InMemoryCaseRepository:
         """Start with these cases stored."""
         self._lock = threading.Lock()
         self._cases: dict[str, str] = {case.case_id: case.model_dump_json() for case in cases}
-        self.failures: dict[str, RecordedFailure] = {}
+        self.failures: dict[tuple[str, str], RecordedFailure] = {}
         self.saves = 0
 
     def create(self, case: Case) -> bool:
@@ -76,10 +78,15 @@ class InMemoryCaseRepository:
             self._cases[case.case_id] = case.model_dump_json()
             self.saves += 1
 
-    def record_failure(self, message_id: str, reason: str, body: str) -> None:
-        """Keep a rejected record, keyed by its message id (a repeat replaces it)."""
+    def record_failure(
+        self, message_id: str, reason: str, body: str, *, where: str = "", alert_id: str | None = None
+    ) -> bool:
+        """Keep a refusal by message id and place; False when one is kept there already."""
         with self._lock:
-            self.failures[message_id] = RecordedFailure(message_id, reason, body)
+            if (message_id, where) in self.failures:
+                return False
+            self.failures[message_id, where] = RecordedFailure(message_id, reason, body, where, alert_id)
+            return True
 
     @property
     def case_ids(self) -> list[str]:
@@ -158,11 +165,14 @@ class FakeThreatIntel:
         self._errors = dict(errors or {})
         self._requests_per_lookup = requests_per_lookup
         self.lookups: list[str] = []
+        self.deadlines: list[float | None] = []
 
-    def lookup(self, ioc: Ioc) -> dict[str, Any] | None:
-        """The stored object for the IOC's key, or None; raises the configured error if any."""
+    def lookup(self, ioc: Ioc, deadline: float | None = None) -> dict[str, Any] | None:
+        """The stored object for the IOC's key, or None; raises the configured error if any. Answers at
+        once, so it never outlasts `deadline` (recorded, as each lookup's key is)."""
         with self._lock:
             self.lookups.append(ioc.key)
+            self.deadlines.append(deadline)
         if ioc.key in self._errors:
             raise self._errors[ioc.key]
         found = self._objects.get(ioc.key)
@@ -211,10 +221,12 @@ class FakeDeadLetterQueue:
         self._lock = threading.Lock()
         self.sent: list[RecordedFailure] = []
 
-    def send(self, message_id: str, body: str, reason: str) -> None:
-        """Park the body with its reason."""
+    def send(
+        self, message_id: str, body: str, reason: str, *, where: str = "", alert_id: str | None = None
+    ) -> None:
+        """Park the body with its reason (and the refused finding's place and id)."""
         with self._lock:
-            self.sent.append(RecordedFailure(message_id, reason, body))
+            self.sent.append(RecordedFailure(message_id, reason, body, where, alert_id))
 
 
 class FakeInstanceIsolation:

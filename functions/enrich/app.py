@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtriage.composition.enrich import enricher_factory
 from vtriage.config import EnrichSettings
-from vtriage.enrich import triage_batch
+from vtriage.enrich import batch_metrics, triage_batch
 
 logger = Logger()
 metrics = Metrics()
@@ -18,14 +18,10 @@ metrics = Metrics()
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    """Triage each record; report the ones to retry, and the ones deferred until the VirusTotal quota
-    reopens, as partial batch failures."""
+    """Triage each record within the invocation's time; report the ones to retry, and the ones deferred
+    (quota spent, out of time, VirusTotal refusing the key), as partial batch failures."""
     enricher = enricher_factory(EnrichSettings.from_environ())()
     response = triage_batch(enricher, event, context)
-    metrics.add_metric(name="VirusTotalRequests", unit=MetricUnit.Count, value=enricher.vt_requests)
-    metrics.add_metric(name="VirusTotalLookups", unit=MetricUnit.Count, value=enricher.lookups)
-    metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=enricher.cache_hits)
-    metrics.add_metric(name="Deferred", unit=MetricUnit.Count, value=enricher.deferred)
-    metrics.add_metric(name="Rejected", unit=MetricUnit.Count, value=enricher.rejected)
-    metrics.add_metric(name="RecordsRetried", unit=MetricUnit.Count, value=len(response["batchItemFailures"]))
+    for name, count in batch_metrics(enricher, response).items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
     return response

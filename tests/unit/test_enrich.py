@@ -386,11 +386,13 @@ def test_a_record_deferred_again_and_again_is_queued_afresh_instead_of_reaching_
     # When it is deferred again
     response = triage_batch(world.enricher(), _sqs_event(TOR, receives=3))
 
-    # Then this copy is acknowledged and a fresh one, with the same body and attributes, waits a minute
+    # Then this copy is acknowledged and a fresh one, with the same body and attributes, waits a minute,
+    # counting the three deferrals so far
     assert response["batchItemFailures"] == []
     assert world.deferral.hidden == []
     [copy] = world.deferral.requeued
-    assert (copy.body, copy.attributes, copy.delay_seconds) == (_sample(TOR), {"origin": TOR}, 60)
+    assert (copy.body, copy.delay_seconds) == (_sample(TOR), 60)
+    assert copy.attributes == {"origin": TOR, "vtriage_deferrals": "3"}
 
 
 def test_a_virustotal_429_after_the_client_retries_defers_the_record_to_the_next_minute() -> None:
@@ -444,7 +446,7 @@ class MeetingIntel(FakeThreatIntel):
         self.in_flight = 0
         self.most_in_flight = 0
 
-    def lookup(self, ioc: Ioc) -> dict[str, Any] | None:
+    def lookup(self, ioc: Ioc, deadline: float | None = None) -> dict[str, Any] | None:
         with self._lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -493,7 +495,7 @@ def test_lookups_of_a_batch_run_concurrently_and_never_more_at_once_than_the_set
     assert intel.most_in_flight == 4
 
 
-def test_a_batch_reads_the_cache_once_takes_its_quota_at_once_and_writes_the_cache_once() -> None:
+def test_a_batch_reads_the_cache_once_takes_its_quota_at_once_and_caches_each_lookup_as_it_arrives() -> None:
     # Given eight findings with a domain each, two of them enriched in an earlier batch, and a quota
     # with room for the batch
     world = World(per_minute=100)
@@ -505,7 +507,7 @@ def test_a_batch_reads_the_cache_once_takes_its_quota_at_once_and_writes_the_cac
     response = triage_batch(world.enricher(), _event_of(bodies))
 
     # Then the cache was read once for all eight, the quota taken once for the six it did not hold,
-    # VirusTotal asked six times, and the six answers written in one write
+    # VirusTotal asked six times, and each answer written once, as it arrived
     assert response["batchItemFailures"] == []
     assert [sorted(keys) for keys in world.cache.reads] == [
         sorted(f"domain#batched-{n}.com" for n in range(8))
@@ -513,7 +515,8 @@ def test_a_batch_reads_the_cache_once_takes_its_quota_at_once_and_writes_the_cac
     assert world.limiter is not None
     assert world.limiter.takes == [2, 6]
     assert len(world.intel.lookups) == 2 + 6
-    assert world.cache.writes == 2
+    assert world.cache.writes == 2 + 6
+    assert sorted(enrichment.key for enrichment in world.cache.puts) == sorted(world.intel.lookups)
     assert len(world.cases.case_ids) == 8
 
 

@@ -113,6 +113,10 @@ class EnrichSettings(AlertReadingSettings):
     # A record deferred when received this many times is queued afresh instead of hidden, so that
     # deferrals never use up the queue's maxReceiveCount (5) and park a record in the dead-letter queue.
     deferral_requeue_after_receives: int = Field(default=3, alias="DEFERRAL_REQUEUE_AFTER_RECEIVES", ge=1)
+    # A record deferred more times than this (quota spent, invocation out of time, VirusTotal refusing the
+    # key), counted across its re-queued copies, is refused to the dead-letter queue with the reason:
+    # a deferral never cycles forever. At one deferral a minute, 500 is over eight hours.
+    max_deferrals: int = Field(default=500, alias="MAX_DEFERRALS", ge=1)
     # Playbooks: the shipped file unless a path is given; read and validated when the function starts.
     playbooks_path: Path | None = Field(default=None, alias="PLAYBOOKS_PATH")
     # What a playbook's `block_ip` action becomes. None by default: a WAF IP set or a network ACL entry
@@ -131,6 +135,18 @@ class EnrichSettings(AlertReadingSettings):
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("vt_api_key", mode="before")
+    @classmethod
+    def _key_without_whitespace(cls, value: object) -> object:
+        # A key pasted with its line end would make VirusTotal answer 401 to every lookup.
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    def own_urls(self) -> list[str | None]:
+        """The ticket provider's URLs and VirusTotal's (VT_BASE_URL, a gateway's when one stands in)."""
+        return [*super().own_urls(), self.vt_base_url]
 
     @property
     def repeat_window(self) -> timedelta:

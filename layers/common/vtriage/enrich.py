@@ -1,10 +1,17 @@
-"""Enrichment: from one queued record to cases with verdicts and a started triage execution."""
+"""Enrichment: from one queued record to cases with verdicts and a started triage execution.
+
+Every record of a batch ends in one of three ways, and only its own fault costs it anything: its
+findings become cases (or repeats of cases, or are ignored with a reason); a finding that cannot be
+triaged is refused alone, kept in the cases table and parked on the dead-letter queue with its reason;
+or the record is deferred (the VirusTotal quota is spent, the invocation is out of time, VirusTotal
+refuses the API key) and comes back later, a bounded number of times.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,8 +25,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from vtriage.errors import InvalidAlertError, QuotaExhaustedError
-from vtriage.intake import IntakeOptions
+from vtriage.errors import ConfigurationError, InvalidAlertError, QuotaExhaustedError, TransientError
+from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeOptions, IntakeResult
+from vtriage.intake.body import decode_body
+from vtriage.intake.fields import shown
 from vtriage.models import (
     Alert,
     Branch,
@@ -92,13 +101,31 @@ class RepeatLedger(Protocol):
 
 
 class RecordOutcome(BaseModel):
-    """What became of one queued record: the cases it made, or why it was rejected."""
+    """What became of one queued record: the cases it made, the findings refused (alone, or the whole
+    record when a refusal's `where` is empty) and ignored, and until when the rest is deferred."""
 
     message_id: str
     cases: list[CaseSummary] = []
-    rejected_reason: str | None = None
+    rejected_reason: str | None = None  # the record refused whole
+    refused: list[FindingRefusal] = []
+    ignored: list[IgnoredFinding] = []
     deferred_until: datetime | None = None
     deferred_reason: str | None = None
+
+
+class PutOffError(TransientError):
+    """A record's enrichment put off until `retry_at`: the invocation had too little time left to look
+    its IOCs up, or VirusTotal refuses the API key. Like a spent quota, it defers the record, never
+    refuses it."""
+
+    def __init__(self, message: str, retry_at: datetime) -> None:
+        self.retry_at = retry_at
+        super().__init__(message)
+
+
+# What defers a record rather than failing it.
+Deferral = QuotaExhaustedError | PutOffError
+_DEFERRALS = (QuotaExhaustedError, PutOffError)
 
 
 # SQS hides a received message for at most 12 h counted from that receive; the invocation that defers
@@ -106,6 +133,18 @@ class RecordOutcome(BaseModel):
 MAX_DEFERRAL_SECONDS = 12 * 3600 - 15 * 60
 # SQS delays a new message by at most 15 min; a longer wait is finished by hiding the copy when it comes.
 MAX_REQUEUE_DELAY_SECONDS = 15 * 60
+# The message attribute in which a re-queued copy carries the deferrals of the copies before it.
+DEFERRALS_ATTRIBUTE = "vtriage_deferrals"
+# SQS takes at most 10 message attributes.
+_MAX_MESSAGE_ATTRIBUTES = 10
+# VirusTotal refusing the API key (401, 403) waits for a person: records are put off this long at a time.
+KEY_REFUSED_RETRY = timedelta(minutes=5)
+# Time kept at the end of an invocation to store cases, start executions and defer records: no lookup
+# runs into it (the VirusTotal client cuts its retries to fit), and none starts with less than
+# MIN_LOOKUP_SECONDS before it. A record is not begun with less than RECORD_RESERVE_SECONDS left.
+FINISH_RESERVE_SECONDS = 10.0
+MIN_LOOKUP_SECONDS = 5.0
+RECORD_RESERVE_SECONDS = 3.0
 
 
 def next_minute(moment: datetime) -> datetime:
@@ -128,8 +167,21 @@ def quota_refusal(error: VirusTotalError, now: datetime) -> QuotaExhaustedError:
     return QuotaExhaustedError(f"VirusTotal refused: {error}", next_minute(now), window="minute")
 
 
-def _later(current: QuotaExhaustedError | None, new: QuotaExhaustedError) -> QuotaExhaustedError:
+def _later(current: Deferral | None, new: Deferral) -> Deferral:
     return new if current is None or new.retry_at > current.retry_at else current
+
+
+def failure_reason(error: BaseException) -> str:
+    """An exception as a reason a person reads: its type and message, escaped and cut, since a message
+    may quote what the sender sent (an InvalidAlertError's reason names the field and is kept as is)."""
+    if isinstance(error, InvalidAlertError):
+        return str(error)
+    message = str(error)
+    return f"{type(error).__name__}: {shown(message, 300)}" if message else type(error).__name__
+
+
+def _never_transient(error: Exception) -> bool:
+    return False
 
 
 def execution_input(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY) -> ExecutionInput:
@@ -148,9 +200,14 @@ def execution_input(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SE
 class Enricher:
     """Triages the records of one batch.
 
-    Every IOC the batch needs is looked up once, concurrently (`prefetch`), each lookup first taking a
-    unit of the shared quota. When the quota is spent the record is deferred until it reopens: its case
-    is kept as PENDING_ENRICHMENT with whatever was already looked up, and the queue delivers it again.
+    Each body is read once (`prefetch` and the handling of its record share the reading). Every IOC the
+    batch needs is looked up once, concurrently (`prefetch`), each lookup first taking a unit of the
+    shared quota, and cached as soon as it arrives. When the quota is spent, the invocation runs short
+    of time (`limit_time`) or VirusTotal refuses the API key, the record is deferred: its case is kept
+    as PENDING_ENRICHMENT with whatever was already looked up, and the queue delivers it again.
+
+    A finding that cannot be read or triaged, whatever the exception, is refused alone with its reason;
+    only transient errors (`is_transient` names those of the platform) fail the record, for a retry.
 
     The playbooks plan each case's actions and, with the detector's severity, its route. With a repeat
     ledger, a repeat of a finding (another finding id or version, same type, resources and IOCs) within
@@ -169,6 +226,7 @@ class Enricher:
     deferral: MessageDeferral | None = None
     max_concurrency: int = 4
     requeue_after_receives: int = 3
+    max_deferrals: int = 500
     request_counter: Callable[[], int] | None = None
     intake: IntakeOptions = field(default_factory=IntakeOptions)
     playbooks: Playbooks = field(default_factory=default_playbooks)
@@ -176,21 +234,38 @@ class Enricher:
     ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY
     repeats: RepeatLedger | None = None
     repeat_window: timedelta = timedelta(hours=24)
+    # Errors of the platform (a connection to AWS dropped) that a retry may cure, beside TransientError.
+    is_transient: Callable[[Exception], bool] = _never_transient
+    monotonic: Callable[[], float] = time.monotonic
     lookups: int = 0
     cache_hits: int = 0
     deferred: int = 0
     rejected: int = 0
+    auth_failures: int = 0
     _seen: dict[str, Enrichment] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
     _failed: dict[str, Exception] = field(default_factory=dict)
     _known_cases: dict[str, Case | None] = field(default_factory=dict)
-    _refusal: QuotaExhaustedError | None = None
+    _readings: dict[str, IntakeResult | Exception] = field(default_factory=dict)
+    _refusal: Deferral | None = None
+    _deadline: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def vt_requests(self) -> int:
         """HTTP requests sent to VirusTotal, retries included, when the client counts them; else lookups."""
         return self.request_counter() if self.request_counter is not None else self.lookups
+
+    def limit_time(self, remaining_seconds: float) -> None:
+        """Fit the batch into the invocation's remaining time: lookups end FINISH_RESERVE_SECONDS before
+        it, and what cannot be done in time is deferred."""
+        self._deadline = self.monotonic() + remaining_seconds
+
+    def _time_left(self) -> float:
+        return math.inf if self._deadline is None else self._deadline - self.monotonic()
+
+    def _lookups_end(self) -> float | None:
+        return None if self._deadline is None else self._deadline - FINISH_RESERVE_SECONDS
 
     def prefetch(self, bodies: Iterable[str]) -> None:
         """Look up, concurrently, every IOC the records will need and the cache does not hold.
@@ -201,96 +276,195 @@ class Enricher:
         wanted: dict[str, Ioc] = {}
         for body in bodies:
             try:
-                alerts = self.intake.parse(_decode(body))
-            except InvalidAlertError:
+                alerts = self._read(body).alerts
+            except Exception:  # noqa: S112 -- refused with its reason when its record is handled
                 continue
             for alert in alerts:
                 try:
                     existing = self._known_case(alert.case_id)
                 except Exception as error:
-                    logger.warning("case lookup failed before enrichment", extra={"error": str(error)})
+                    logger.warning(
+                        "case lookup failed before enrichment", extra={"error": failure_reason(error)}
+                    )
                     continue
                 if existing is not None and existing.status is not CaseStatus.PENDING_ENRICHMENT:
                     continue
                 for ioc in alert.iocs:
                     if ioc.skipped_reason is None and ioc.key not in self._seen:
                         wanted.setdefault(ioc.key, ioc)
-        if wanted:
+        if not wanted:
+            return
+        try:
             self._enrich_all(list(wanted.values()))
+        except Exception as error:  # only the records needing these IOCs meet it, when handled
+            self._failed.update(dict.fromkeys(wanted, error))
+
+    def _read(self, body: str) -> IntakeResult:
+        """The findings of a body, read once per batch however often they are asked for; raises what
+        reading it raised."""
+        reading = self._readings.get(body)
+        if reading is None:
+            try:
+                reading = self.intake.read(decode_body(body))
+            except Exception as error:
+                reading = error
+            self._readings[body] = reading
+        if isinstance(reading, Exception):
+            raise reading
+        return reading
 
     def handle_record(self, message_id: str, body: str) -> RecordOutcome:
-        """Turn a record into cases, reject it for good with a reason a person can act on, or say until
-        when it is deferred because the VirusTotal quota is spent.
+        """Turn a record's findings into cases; refuse for good, each alone and with a reason a person can
+        act on, the findings that cannot be (the whole record when none can be read); log the ignored
+        ones; and say until when the rest is deferred.
 
-        A rejected record is recorded with its reason and parked on the dead-letter queue, then
-        acknowledged: retrying it could never succeed, and it must not hold up the records beside it.
+        A refusal is recorded with its reason (`failure#<message id>` for the whole record,
+        `failure#<message id>#<where>` for one finding; a finding that fails while it is triaged is
+        refused under its case id, its place in the body being unknown by then) and parked on the
+        dead-letter queue: retrying could never succeed, and it must not hold up what stands beside it.
         Transient errors propagate, so the queue delivers the record again.
         """
         try:
-            alerts = self.intake.parse(_decode(body))
-        except InvalidAlertError as error:
-            reason = str(error)
-            self.cases.record_failure(message_id, reason, body)
-            self.dead_letters.send(message_id, body, reason)
-            self.rejected += 1
-            return RecordOutcome(message_id=message_id, rejected_reason=reason)
+            result = self._read(body)
+        except Exception as error:
+            if self._retryable(error):
+                self._log_failure(message_id, None, error, retried=True)
+                raise
+            self._log_failure(message_id, None, error)
+            refusal = FindingRefusal(where="", reason=failure_reason(error))
+            self._refuse(message_id, body, refusal)
+            return RecordOutcome(message_id=message_id, rejected_reason=refusal.reason, refused=[refusal])
         summaries: list[CaseSummary] = []
-        refusal: QuotaExhaustedError | None = None
-        for alert in alerts:
+        refused = list(result.refused)
+        deferral: Deferral | None = None
+        for alert in result.alerts:
             try:
                 summaries.append(self.triage(alert))
-            except QuotaExhaustedError as error:
-                refusal = _later(refusal, error)
-        if refusal is not None:
-            self.deferred += 1
-            return RecordOutcome(
-                message_id=message_id,
-                cases=summaries,
-                deferred_until=refusal.retry_at,
-                deferred_reason=str(refusal),
+            except _DEFERRALS as error:
+                deferral = _later(deferral, error)
+            except Exception as error:
+                if self._retryable(error):
+                    self._log_failure(message_id, alert.case_id, error, retried=True)
+                    raise
+                self._log_failure(message_id, alert.case_id, error)
+                reason = f"finding {shown(alert.id)} could not be triaged: {failure_reason(error)}"
+                refused.append(FindingRefusal(where=alert.case_id, reason=reason, alert_id=alert.id))
+        for refusal in refused:
+            self._refuse(message_id, body, refusal)
+        for ignored in result.ignored:
+            logger.info(
+                "finding ignored",
+                extra={
+                    "message_id": message_id,
+                    "where": ignored.where,
+                    "alert_id": shown(ignored.alert_id),
+                    "reason": ignored.reason,
+                },
             )
-        return RecordOutcome(message_id=message_id, cases=summaries)
+        return RecordOutcome(
+            message_id=message_id,
+            cases=summaries,
+            rejected_reason=next((refusal.reason for refusal in refused if not refusal.where), None),
+            refused=refused,
+            ignored=list(result.ignored),
+            deferred_until=deferral.retry_at if deferral is not None else None,
+            deferred_reason=str(deferral) if deferral is not None else None,
+        )
+
+    def _retryable(self, error: Exception) -> bool:
+        return isinstance(error, TransientError) or self.is_transient(error)
+
+    def _log_failure(
+        self, message_id: str, case_id: str | None, error: Exception, *, retried: bool = False
+    ) -> None:
+        """A record's (or one finding's) failure in the log: the exception's type and its message,
+        escaped and cut, with the message id and the case id when known."""
+        logger.warning(
+            "record will be retried" if retried else "record failed",
+            extra={
+                "message_id": message_id,
+                "case_id": case_id,
+                "error_type": type(error).__name__,
+                "error": failure_reason(error),
+            },
+        )
+
+    def _refuse(self, message_id: str, body: str, refusal: FindingRefusal) -> None:
+        """Keep the refusal with the record's body and park them on the dead-letter queue, once per
+        refusal of a message however often it is delivered."""
+        self.rejected += 1
+        logger.warning(
+            "finding refused" if refusal.where else "record refused",
+            extra={
+                "message_id": message_id,
+                "where": refusal.where,
+                "alert_id": shown(refusal.alert_id),
+                "reason": refusal.reason,
+            },
+        )
+        kept = self.cases.record_failure(
+            message_id, refusal.reason, body, where=refusal.where, alert_id=refusal.alert_id
+        )
+        if kept:
+            self.dead_letters.send(
+                message_id, body, refusal.reason, where=refusal.where, alert_id=refusal.alert_id
+            )
 
     def handle_sqs_record(self, record: SQSRecord) -> dict[str, object]:
         """The batch processor's record handler: a raised error marks this record, and only it, failed.
 
-        A deferred record is hidden until the quota reopens and reported failed, so the queue keeps it;
-        once it has been received `requeue_after_receives` times it is queued afresh instead (and this
-        copy acknowledged), so that deferrals never reach the queue's maxReceiveCount and the DLQ.
+        A record is begun only with RECORD_RESERVE_SECONDS left in the invocation; otherwise, like a
+        record whose enrichment is deferred, it is put off (see `_put_off`).
         """
+        if self._time_left() < RECORD_RESERVE_SECONDS:
+            reason = "the invocation ran out of time before this record was handled"
+            self._put_off(record, self.now(), reason)
+            return RecordOutcome(
+                message_id=record.message_id, deferred_until=self.now(), deferred_reason=reason
+            ).model_dump(mode="json")
         outcome = self.handle_record(record.message_id, record.body)
-        if outcome.rejected_reason is not None:
-            logger.warning(
-                "record rejected", extra={"message_id": record.message_id, "reason": outcome.rejected_reason}
-            )
         for summary in outcome.cases:
             logger.info("case triaged", extra=summary.model_dump(mode="json"))
         if outcome.deferred_until is not None:
-            self._put_off(record, outcome.deferred_until, outcome.deferred_reason or "quota spent")
+            self._put_off(record, outcome.deferred_until, outcome.deferred_reason or "enrichment put off")
         return outcome.model_dump(mode="json")
 
     def _put_off(self, record: SQSRecord, until: datetime, reason: str) -> None:
-        seconds = max(1, math.ceil((until - self.now()).total_seconds()))
+        """Defer the record until `until`: hide it and report it failed, so the queue keeps it; once it
+        has been received `requeue_after_receives` times, queue a fresh copy instead (and acknowledge
+        this one), so that deferrals never reach the queue's maxReceiveCount and the DLQ. Each copy
+        carries the count of deferrals before it; past `max_deferrals` the record is refused."""
         receives = int(record.attributes.approximate_receive_count or 1)
+        deferrals = _deferrals_before(record) + receives
         log = {"message_id": record.message_id, "until": until.isoformat(), "reason": reason}
+        if deferrals > self.max_deferrals:
+            refusal = FindingRefusal(
+                where="",
+                reason=f"deferred {deferrals} times, more than the {self.max_deferrals} allowed"
+                f" (MAX_DEFERRALS); the last time because {reason}",
+            )
+            self._refuse(record.message_id, record.body, refusal)
+            return
+        self.deferred += 1
+        seconds = max(1, math.ceil((until - self.now()).total_seconds()))
         if self.deferral is not None and receives >= self.requeue_after_receives:
-            attributes = {
-                name: attribute.string_value
-                for name, attribute in record.message_attributes.items()
-                if attribute.string_value is not None
-            }
-            self.deferral.requeue(record.body, attributes, min(seconds, MAX_REQUEUE_DELAY_SECONDS))
-            logger.info("record deferred as a fresh message", extra={**log, "receives": receives})
+            self.deferral.requeue(
+                record.body,
+                _attributes_with_deferrals(record, deferrals),
+                min(seconds, MAX_REQUEUE_DELAY_SECONDS),
+            )
+            logger.info("record deferred as a fresh message", extra={**log, "deferrals": deferrals})
             return
         if self.deferral is not None:
             self.deferral.defer(record.receipt_handle, min(seconds, MAX_DEFERRAL_SECONDS))
-        logger.info("record deferred", extra={**log, "receives": receives})
-        raise QuotaExhaustedError(reason, until)
+        logger.info("record deferred", extra={**log, "deferrals": deferrals})
+        raise PutOffError(reason, until)
 
     def triage(self, alert: Alert) -> CaseSummary:
         """Enrich the alert's IOCs, store the case, start its execution. A repeat is not enriched again.
 
-        Raises QuotaExhaustedError after storing the case as PENDING_ENRICHMENT when the quota ran out.
+        Raises QuotaExhaustedError (or PutOffError) after storing the case as PENDING_ENRICHMENT when the
+        quota ran out (or the invocation's time, or VirusTotal refuses the key).
         """
         # Read once by `prefetch`; used once, since this very triage may store the case.
         if alert.case_id in self._known_cases:
@@ -304,11 +478,11 @@ class Enricher:
             # This very repeat was folded into its earlier case already: a repeat delivery.
             return self._tell_about_repeat(earlier, alert.case_id, duplicate=True)
         outcomes: list[IocOutcome] = []
-        refusal: QuotaExhaustedError | None = None
+        refusal: Deferral | None = None
         for ioc in alert.iocs:
             try:
                 outcomes.append(self._assess(ioc))
-            except QuotaExhaustedError as error:
+            except _DEFERRALS as error:
                 refusal = _later(refusal, error)
                 outcomes.append(_pending(ioc, error))
         now = self.now()
@@ -424,7 +598,7 @@ class Enricher:
         *,
         existing: Case | None,
         outcomes: list[IocOutcome],
-        refusal: QuotaExhaustedError,
+        refusal: Deferral,
         created_at: datetime,
         now: datetime,
     ) -> None:
@@ -439,11 +613,8 @@ class Enricher:
             history=list(existing.history) if existing is not None else [_received(alert, created_at)],
         )
         if existing is None or existing.status is not CaseStatus.PENDING_ENRICHMENT:
-            case.record(
-                CaseStatus.PENDING_ENRICHMENT,
-                now,
-                f"VirusTotal quota spent until {refusal.retry_at.isoformat()}",
-            )
+            until = refusal.retry_at.isoformat()
+            case.record(CaseStatus.PENDING_ENRICHMENT, now, f"enrichment put off until {until}: {refusal}")
         else:
             case.status = CaseStatus.PENDING_ENRICHMENT
         if existing is not None:
@@ -472,6 +643,8 @@ class Enricher:
                 self._enrich_all([ioc])
             failure = self._failed.get(ioc.key)
             if failure is not None:
+                if _refused_by_virustotal(failure):
+                    return _not_enriched(ioc, failure)
                 raise failure
             enrichment = self._seen[ioc.key]
         if ioc.key in self._used:
@@ -485,7 +658,7 @@ class Enricher:
 
     def _enrich_all(self, iocs: list[Ioc]) -> None:
         """Enrich the IOCs into `_seen`, or their errors into `_failed`: one cache read for all, the
-        misses looked up concurrently within the quota, one cache write for what was looked up."""
+        misses looked up concurrently within the quota, each cached as it arrives."""
         try:
             cached = self.cache.get_fresh(iocs)
         except Exception as error:  # only the records that need these IOCs fail, and come back
@@ -505,18 +678,14 @@ class Enricher:
             return
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(misses))) as pool:
             futures = {ioc.key: pool.submit(self._look_up, ioc, reserved) for ioc in misses}
-        found: list[Enrichment] = []
         for key, future in futures.items():
             failure = future.exception()
             if failure is None:
-                found.append(future.result())
+                self._seen[key] = future.result()
             elif isinstance(failure, Exception):
                 self._failed[key] = failure
             else:
                 raise failure
-        self._seen.update((enrichment.key, enrichment) for enrichment in found)
-        if found:
-            self._keep(found)
 
     def _reserve(self, units: int, lookups: int) -> bool:
         """Take the quota of all the lookups (`units` requests) at once when it has room for them; False
@@ -534,26 +703,51 @@ class Enricher:
 
     def _look_up(self, ioc: Ioc, reserved: bool) -> Enrichment:
         """The IOC's enrichment from VirusTotal, taking its unit of the quota unless the batch reserved
-        it (runs in workers)."""
+        it, cached as soon as it arrives (runs in workers)."""
         with self._lock:
             refusal = self._refusal
         if refusal is not None and refusal.retry_at > self.now():
-            # The quota is spent for this batch: asking again would only be refused again.
+            # The quota is spent, or the key refused, for this batch: asking again would be refused again.
             raise refusal
+        lookups_end = self._lookups_end()
+        if lookups_end is not None and self.monotonic() + MIN_LOOKUP_SECONDS > lookups_end:
+            raise PutOffError("the invocation had too little time left to look its IOCs up", self.now())
         try:
             if self.limiter is not None and not reserved:
                 self.limiter.acquire(self.intel.requests_per_lookup(ioc.type))
             with self._lock:
                 self.lookups += 1
             try:
-                found = self.intel.lookup(ioc)
+                found = self.intel.lookup(ioc, lookups_end)
             except (VirusTotalQuotaExceededError, VirusTotalTooManyRequestsError) as error:
                 raise quota_refusal(error, self.now()) from error
-        except QuotaExhaustedError as error:
+            except ConfigurationError as error:
+                raise self._key_refused(error) from error
+        except _DEFERRALS as error:
             with self._lock:
                 self._refusal = _later(self._refusal, error)
             raise
-        return decide(ioc, found, self.policy, self.now())
+        enrichment = decide(ioc, found, self.policy, self.now())
+        # Cached now, not once the batch's lookups are over: an invocation cut short loses none of it.
+        self._keep([enrichment])
+        return enrichment
+
+    def _key_refused(self, error: ConfigurationError) -> PutOffError:
+        """VirusTotal refusing the API key (401, 403): a configuration error, logged and counted (the
+        VirusTotalAuthFailures metric, which an alarm watches); the record waits for the key to be fixed."""
+        with self._lock:
+            self.auth_failures += 1
+        retry_at = self.now() + KEY_REFUSED_RETRY
+        # The client never puts the key in an error; the message is VirusTotal's, escaped and cut.
+        logger.error(
+            "VirusTotal refused the API key: a configuration error; records are deferred until it is fixed",
+            extra={
+                "error_type": type(error).__name__,
+                "error": failure_reason(error),
+                "until": retry_at.isoformat(),
+            },
+        )
+        return PutOffError(f"VirusTotal refused the API key ({failure_reason(error)})", retry_at)
 
     def _keep(self, enrichments: list[Enrichment]) -> None:
         """Cache what was looked up. A write that fails costs a lookup later, never a record: the
@@ -570,10 +764,13 @@ class Enricher:
 def triage_batch(
     enricher: Enricher, event: dict[str, Any], context: LambdaContext | None = None
 ) -> PartialItemFailureResponse:
-    """Triage an SQS batch: every IOC looked up first, concurrently and once, then each record in turn.
+    """Triage an SQS batch: every IOC looked up first, concurrently and once, then each record in turn,
+    within the invocation's remaining time when a Lambda context gives it.
 
-    Returns the partial batch response: records to retry and records deferred until the quota reopens.
+    Returns the partial batch response: records to retry and records deferred until they can go on.
     """
+    if context is not None:
+        enricher.limit_time(context.get_remaining_time_in_millis() / 1000)
     enricher.prefetch(str(record.get("body", "")) for record in event.get("Records", []))
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
@@ -592,20 +789,57 @@ def _received(alert: Alert, at: datetime) -> HistoryEntry:
     )
 
 
-def _pending(ioc: Ioc, refusal: QuotaExhaustedError) -> IocOutcome:
-    """An IOC not looked up yet because the quota is spent: no verdict of its own, and why."""
+def batch_metrics(enricher: Enricher, response: PartialItemFailureResponse) -> dict[str, int]:
+    """What the enrich function counts for a batch, by metric name."""
+    return {
+        "VirusTotalRequests": enricher.vt_requests,
+        "VirusTotalLookups": enricher.lookups,
+        "VirusTotalAuthFailures": enricher.auth_failures,
+        "CacheHits": enricher.cache_hits,
+        "Deferred": enricher.deferred,
+        "Rejected": enricher.rejected,
+        "RecordsRetried": len(response["batchItemFailures"]),
+    }
+
+
+def _deferrals_before(record: SQSRecord) -> int:
+    """The deferrals of the copies queued before this one (0 for the original message)."""
+    attribute = record.message_attributes.get(DEFERRALS_ATTRIBUTE)
+    value = attribute.string_value if attribute is not None else None
+    return int(value) if value is not None and value.isdigit() else 0
+
+
+def _attributes_with_deferrals(record: SQSRecord, deferrals: int) -> dict[str, str]:
+    """The record's string attributes for its fresh copy, with the count of deferrals so far."""
+    attributes = {
+        name: attribute.string_value
+        for name, attribute in record.message_attributes.items()
+        if attribute.string_value is not None and name != DEFERRALS_ATTRIBUTE
+    }
+    if len(attributes) >= _MAX_MESSAGE_ATTRIBUTES:
+        # The count must travel; a sender's attribute beyond SQS's ten is what gives way.
+        left_out = sorted(attributes)[_MAX_MESSAGE_ATTRIBUTES - 1 :]
+        logger.warning("message attributes left out of a deferred copy", extra={"attributes": left_out})
+        attributes = {name: value for name, value in attributes.items() if name not in left_out}
+    return attributes | {DEFERRALS_ATTRIBUTE: str(deferrals)}
+
+
+def _refused_by_virustotal(error: Exception) -> bool:
+    """VirusTotal refused the lookup itself (an argument it rejects...): that IOC's fate, not the alert's."""
+    return isinstance(error, VirusTotalError) and not isinstance(error, TransientError | ConfigurationError)
+
+
+def _not_enriched(ioc: Ioc, error: Exception) -> IocOutcome:
+    """An IOC VirusTotal would not look up: no verdict of its own, and why."""
+    reason = f"not enriched: {failure_reason(error)}"
+    return IocOutcome(type=ioc.type, value=ioc.value, found_at=ioc.found_at, reasons=[reason])
+
+
+def _pending(ioc: Ioc, refusal: Deferral) -> IocOutcome:
+    """An IOC not looked up yet because its lookup was put off: no verdict of its own, and why."""
     return IocOutcome(
         type=ioc.type,
         value=ioc.value,
         found_at=ioc.found_at,
         reasons=[f"pending: not looked up yet, {refusal} (until {refusal.retry_at.isoformat()})"],
     )
-
-
-def _decode(body: str) -> object:
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as error:
-        raise InvalidAlertError(
-            f"not JSON ({error.msg} at line {error.lineno}, column {error.colno})", field="body"
-        ) from None

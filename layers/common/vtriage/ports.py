@@ -24,8 +24,11 @@ class CaseRepository(Protocol):
         """Replace the case with this version of it."""
         ...
 
-    def record_failure(self, message_id: str, reason: str, body: str) -> None:
-        """Keep a rejected record with the reason it was rejected."""
+    def record_failure(
+        self, message_id: str, reason: str, body: str, *, where: str = "", alert_id: str | None = None
+    ) -> bool:
+        """Keep a refused record (`where` empty), or one finding of it refused alone (`where` its place
+        in the body), with the reason and the body; False when this refusal is kept already."""
         ...
 
 
@@ -45,8 +48,9 @@ class EnrichmentCache(Protocol):
 class ThreatIntel(Protocol):
     """Looks an IOC up (VirusTotal) and returns the raw object, or None when it is unknown there."""
 
-    def lookup(self, ioc: Ioc) -> dict[str, Any] | None:
-        """The object's `data` as VirusTotal returns it, or None for 404."""
+    def lookup(self, ioc: Ioc, deadline: float | None = None) -> dict[str, Any] | None:
+        """The object's `data` as VirusTotal returns it, or None for 404. With a `deadline` (a
+        `time.monotonic()` instant), no request and no retry runs past it."""
         ...
 
     def requests_per_lookup(self, ioc_type: IocType) -> int:
@@ -69,8 +73,11 @@ class ExecutionStarter(Protocol):
 class DeadLetterQueue(Protocol):
     """Where records that can never succeed are parked, with their reason."""
 
-    def send(self, message_id: str, body: str, reason: str) -> None:
-        """Park the original body with the reason it was rejected."""
+    def send(
+        self, message_id: str, body: str, reason: str, *, where: str = "", alert_id: str | None = None
+    ) -> None:
+        """Park the original body with the reason it was refused (and, for one finding refused alone,
+        its place in the body and its id)."""
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -13,6 +14,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import raise_transient
+from vtriage.bounds import MAX_HISTORY, MAX_REPEAT_IDS, bounded, fit_case
 from vtriage.errors import TransientError
 from vtriage.models import Case, CaseStatus, Enrichment, HistoryEntry, Ioc, Repeat, Verdict
 
@@ -22,6 +24,11 @@ _deserializer = TypeDeserializer()
 
 # DynamoDB items stop at 400 KB; a rejected body is kept up to this size and marked as cut beyond it.
 MAX_KEPT_BODY = 64 * 1024
+# A refusal's reason is a sentence or two; kept up to this size.
+MAX_KEPT_REASON = 4096
+# DynamoDB's key limits are 2,048 bytes for a partition key and 1,024 for a sort key: a key built from a
+# value a sender controls (an IOC, a finding's place) is hashed beyond this many bytes.
+MAX_KEY_BYTES = 1024
 
 
 def to_item(document: dict[str, Any]) -> dict[str, Any]:
@@ -44,6 +51,38 @@ def _decimal_to_number(value: object) -> int | float:
 
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """The size DynamoDB counts for an item against its 400 KB limit, by its documented rules: the UTF-8
+    bytes of every attribute name and string, about a byte per two digits of a number, and 3 bytes per
+    list or map plus one per element."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
+
+
+def _value_size(value: Mapping[str, Any]) -> int:
+    [(kind, inner)] = value.items()
+    if kind == "S":
+        return len(str(inner).encode())
+    if kind == "N":
+        return len(str(inner)) // 2 + 2
+    if kind == "B":
+        return len(inner)
+    if kind in {"BOOL", "NULL"}:
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + _value_size(element) for element in inner)
+    if kind == "M":
+        return 3 + sum(len(key.encode()) + 1 + _value_size(element) for key, element in inner.items())
+    return sum(len(str(element).encode()) for element in inner)  # SS, NS, BS
+
+
+def bounded_key(key: str) -> str:
+    """The key itself, or, beyond MAX_KEY_BYTES, its first part (up to `#`) and the SHA-256 of the whole."""
+    if len(key.encode()) <= MAX_KEY_BYTES:
+        return key
+    kind = key.split("#", 1)[0][:64]
+    return f"{kind}#sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def to_attribute(value: Any) -> dict[str, Any]:
@@ -74,8 +113,13 @@ class DynamoCaseRepository:
         self._now = now
 
     def _item(self, case: Case) -> dict[str, Any]:
-        # Every write keeps the history up to date, whichever step changed the status.
-        document = case.with_status_recorded().model_dump(mode="json")
+        # Every write keeps the history up to date, whichever step changed the status, and the case
+        # within its bounds and DynamoDB's item limit (measured, trimmed with a note when over).
+        fitted = fit_case(case.with_status_recorded(), lambda candidate: item_size(self._raw_item(candidate)))
+        return self._raw_item(fitted)
+
+    def _raw_item(self, case: Case) -> dict[str, Any]:
+        document = case.model_dump(mode="json")
         document["expires_at"] = _epoch(case.created_at + self._retention)
         return to_item(document)
 
@@ -150,31 +194,46 @@ class DynamoCaseRepository:
             raise_transient(error)
             raise
 
-    def record_failure(self, message_id: str, reason: str, body: str) -> None:
-        """Keep a rejected record, its reason and its body, queryable by status REJECTED."""
+    def record_failure(
+        self, message_id: str, reason: str, body: str, *, where: str = "", alert_id: str | None = None
+    ) -> bool:
+        """Keep a refused record (`where` empty) or a finding refused alone (`where` its place), with its
+        reason and the record's body, queryable by status REJECTED; False when kept already."""
         now = self._now()
         kept = body if len(body) <= MAX_KEPT_BODY else body[:MAX_KEPT_BODY]
-        document = {
-            "case_id": failure_key(message_id),
+        document: dict[str, Any] = {
+            "case_id": failure_key(message_id, where),
             "status": "REJECTED",
             "message_id": message_id,
-            "reason": reason,
+            "where": where,
+            "reason": reason[:MAX_KEPT_REASON],
             "body": kept,
             "body_truncated": len(kept) < len(body),
             "created_at": now.isoformat(),
             "updated_at": now.isoformat(),
             "expires_at": _epoch(now + self._retention),
         }
+        if alert_id is not None:
+            document["alert_id"] = alert_id[:MAX_KEY_BYTES]
         try:
-            self._client.put_item(TableName=self._table, Item=to_item(document))
+            self._client.put_item(
+                TableName=self._table,
+                Item=to_item(document),
+                # A record delivered again (SQS delivers at least once, a deferred one comes back) is
+                # refused once: its refusals are not parked twice.
+                ConditionExpression="attribute_not_exists(case_id)",
+            )
         except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
             raise_transient(error)
             raise
+        return True
 
-    def get_failure(self, message_id: str) -> dict[str, Any] | None:
-        """The failure record of a rejected message, or None."""
+    def get_failure(self, message_id: str, where: str = "") -> dict[str, Any] | None:
+        """The failure record of a refused message (or of one finding of it, by its place), or None."""
         response = self._client.get_item(
-            TableName=self._table, Key={"case_id": {"S": failure_key(message_id)}}, ConsistentRead=True
+            TableName=self._table, Key={"case_id": {"S": failure_key(message_id, where)}}, ConsistentRead=True
         )
         return from_item(response["Item"]) if "Item" in response else None
 
@@ -218,49 +277,120 @@ class DynamoRepeatLedger:
 
     def fold(self, case_id: str, repeat: Repeat, entry: HistoryEntry) -> bool:
         """Count the repeat on the case and add `entry` to its history; False when the case is gone or
-        already counts this repeat (by its case id)."""
+        already counts this repeat (by its case id). A case whose history or repeat ids are full is
+        compacted first (`vtriage.bounds.bounded`): the counts are kept, the oldest entries left out."""
+        for _ in range(_FOLD_ATTEMPTS):
+            try:
+                self._client.update_item(
+                    TableName=self._table,
+                    Key={"case_id": {"S": case_id}},
+                    UpdateExpression=(
+                        "SET #count = if_not_exists(#count, :zero) + :one, "
+                        "#ids = list_append(if_not_exists(#ids, :empty), :ids), "
+                        "#last = :repeat, "
+                        "#history = list_append(if_not_exists(#history, :empty), :entry), "
+                        "#updated = :now"
+                    ),
+                    ConditionExpression=(
+                        "attribute_exists(case_id) AND NOT contains(#ids, :id)"
+                        " AND (attribute_not_exists(#ids) OR size(#ids) < :max_ids)"
+                        " AND (attribute_not_exists(#history) OR size(#history) < :max_history)"
+                    ),
+                    ExpressionAttributeNames={
+                        "#count": "repeat_count",
+                        "#ids": "repeat_case_ids",
+                        "#last": "last_repeat",
+                        "#history": "history",
+                        "#updated": "updated_at",
+                    },
+                    ExpressionAttributeValues={
+                        ":zero": {"N": "0"},
+                        ":one": {"N": "1"},
+                        ":empty": {"L": []},
+                        ":ids": {"L": [{"S": repeat.case_id}]},
+                        ":id": {"S": repeat.case_id},
+                        ":repeat": to_attribute(repeat.model_dump(mode="json")),
+                        ":entry": {"L": [to_attribute(entry.model_dump(mode="json"))]},
+                        # As the models write it, so that the by-status index sorts every case alike.
+                        ":now": {"S": str(entry.model_dump(mode="json")["at"])},
+                        ":max_ids": {"N": str(MAX_REPEAT_IDS)},
+                        ":max_history": {"N": str(MAX_HISTORY)},
+                    },
+                )
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise_transient(error)
+                    raise
+                if not self._make_room(case_id, repeat.case_id):
+                    return False
+                continue
+            return True
+        raise TransientError(f"case {case_id} kept changing while a repeat was folded into it")
+
+    def _make_room(self, case_id: str, repeat_case_id: str) -> bool:
+        """After a fold was refused: False when the case is gone or counts this repeat already; else True,
+        once a full history or list of repeat ids has been compacted (or the case changed meanwhile)."""
         try:
-            self._client.update_item(
+            item = self._client.get_item(
+                TableName=self._table, Key={"case_id": {"S": case_id}}, ConsistentRead=True
+            ).get("Item")
+        except ClientError as error:
+            raise_transient(error)
+            raise
+        if item is None:
+            return False
+        case = case_from_item(item)
+        if repeat_case_id in case.repeat_case_ids:
+            return False
+        if len(case.history) < MAX_HISTORY and len(case.repeat_case_ids) < MAX_REPEAT_IDS:
+            return True
+        # Compacted below the bounds, so that the next repeats fold by update again for a while.
+        compacted = bounded(case, MAX_HISTORY - _ROOM_MADE, MAX_REPEAT_IDS - _ROOM_MADE)
+        replacement = to_item(compacted.model_dump(mode="json"))
+        if "expires_at" in item:
+            replacement["expires_at"] = item["expires_at"]
+        try:
+            self._client.put_item(
                 TableName=self._table,
-                Key={"case_id": {"S": case_id}},
-                UpdateExpression=(
-                    "SET #count = if_not_exists(#count, :zero) + :one, "
-                    "#ids = list_append(if_not_exists(#ids, :empty), :ids), "
-                    "#last = :repeat, "
-                    "#history = list_append(if_not_exists(#history, :empty), :entry), "
-                    "#updated = :now"
-                ),
-                ConditionExpression="attribute_exists(case_id) AND NOT contains(#ids, :id)",
+                Item=replacement,
+                # Only over the version read: a concurrent write wins, and the fold tries again.
+                ConditionExpression="#updated = :updated AND size(#history) = :history AND size(#ids) = :ids",
                 ExpressionAttributeNames={
-                    "#count": "repeat_count",
-                    "#ids": "repeat_case_ids",
-                    "#last": "last_repeat",
-                    "#history": "history",
                     "#updated": "updated_at",
+                    "#history": "history",
+                    "#ids": "repeat_case_ids",
                 },
                 ExpressionAttributeValues={
-                    ":zero": {"N": "0"},
-                    ":one": {"N": "1"},
-                    ":empty": {"L": []},
-                    ":ids": {"L": [{"S": repeat.case_id}]},
-                    ":id": {"S": repeat.case_id},
-                    ":repeat": to_attribute(repeat.model_dump(mode="json")),
-                    ":entry": {"L": [to_attribute(entry.model_dump(mode="json"))]},
-                    # As the models write it, so that the by-status index sorts every case alike.
-                    ":now": {"S": str(entry.model_dump(mode="json")["at"])},
+                    ":updated": item["updated_at"],
+                    ":history": {"N": str(len(case.history))},
+                    ":ids": {"N": str(len(case.repeat_case_ids))},
                 },
             )
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise_transient(error)
-            raise
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise_transient(error)
+                raise
         return True
 
 
-def failure_key(message_id: str) -> str:
-    """Where the failure record of a rejected message lives in the cases table."""
-    return f"failure#{message_id}"
+# A fold refused because the case changed meanwhile is tried again this many times.
+_FOLD_ATTEMPTS = 4
+# A compaction leaves room for this many more repeats before the next one.
+_ROOM_MADE = 20
+
+
+def failure_key(message_id: str, where: str = "") -> str:
+    """Where the failure record of a refused message lives in the cases table (`failure#<message id>`),
+    or of one finding refused alone (`failure#<message id>#<where>`, `where` its place in the body)."""
+    if not where:
+        return f"failure#{message_id}"
+    if len(where.encode()) > _MAX_WHERE_BYTES:
+        where = "sha256:" + hashlib.sha256(where.encode()).hexdigest()
+    return f"failure#{message_id}#{where}"
+
+
+# A finding's place ("detail.findings[3]") is short; one longer than this is hashed in its key.
+_MAX_WHERE_BYTES = 256
 
 
 class DynamoEnrichmentCache:
@@ -294,7 +424,7 @@ class DynamoEnrichmentCache:
     def get_fresh(self, iocs: Sequence[Ioc]) -> dict[str, Enrichment]:
         """The newest enrichment of each IOC while it is fresh, by IOC key, marked as coming from the
         cache; an IOC with none is absent."""
-        keys = list(dict.fromkeys(ioc.key for ioc in iocs))
+        keys = list(dict.fromkeys(bounded_key(ioc.key) for ioc in iocs))
         now = _epoch(self._now())
         fresh: dict[str, Enrichment] = {}
         for chunk in _chunks(keys, _BATCH_GET_KEYS):
@@ -325,8 +455,14 @@ class DynamoEnrichmentCache:
 
     def _documents(self, enrichment: Enrichment) -> list[dict[str, Any]]:
         fetched = enrichment.fetched_at.astimezone(UTC)
+        if item_size(to_item({"enrichment": enrichment.model_dump(mode="json")})) > _MAX_ENRICHMENT_BYTES:
+            # VirusTotal's context is trimmed already; what is left over DynamoDB's limit is left out.
+            enrichment = enrichment.model_copy(
+                update={"context": {}, "note": "; ".join(filter(None, [enrichment.note, _CONTEXT_LEFT_OUT]))}
+            )
         document = {
-            "ioc_key": enrichment.key,
+            # A key over DynamoDB's limit (a long URL) is hashed; the enrichment keeps the IOC whole.
+            "ioc_key": bounded_key(enrichment.key),
             "fetched_at": fetched.isoformat(),
             "verdict": enrichment.verdict.value,
             "fresh_until": _epoch(fetched + self._freshness[enrichment.verdict]),
@@ -338,6 +474,9 @@ class DynamoEnrichmentCache:
 
 # The sort key under which each IOC's newest enrichment is kept beside its history.
 LATEST = "latest"
+# An enrichment item stays well below DynamoDB's 400 KB; beyond this its context is not cached.
+_MAX_ENRICHMENT_BYTES = 300 * 1024
+_CONTEXT_LEFT_OUT = "context left out of the cache: too large for a DynamoDB item"
 # DynamoDB's limits: keys a BatchGetItem reads, items a BatchWriteItem writes.
 _BATCH_GET_KEYS = 100
 _BATCH_WRITE_ITEMS = 25

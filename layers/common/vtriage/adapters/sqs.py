@@ -19,15 +19,26 @@ class SqsDeadLetterQueue:
         self._client = client
         self._queue_url = queue_url
 
-    def send(self, message_id: str, body: str, reason: str) -> None:
-        """Park the original body with its reason and the id of the message it came in."""
+    def send(
+        self, message_id: str, body: str, reason: str, *, where: str = "", alert_id: str | None = None
+    ) -> None:
+        """Park the original body with its reason and the id of the message it came in; for a finding
+        refused alone, also its place in the body (`vtriage_where`) and its id when known."""
+        attributes = {
+            "vtriage_reason": reason[:MAX_REASON],
+            "vtriage_message_id": message_id,
+            "vtriage_where": where[:MAX_REASON],
+            "vtriage_alert_id": (alert_id or "")[:MAX_REASON],
+        }
         try:
             self._client.send_message(
                 QueueUrl=self._queue_url,
                 MessageBody=body or "(empty body)",
+                # SQS refuses an empty attribute value: those not known are left out.
                 MessageAttributes={
-                    "vtriage_reason": {"DataType": "String", "StringValue": reason[:MAX_REASON]},
-                    "vtriage_message_id": {"DataType": "String", "StringValue": message_id},
+                    name: {"DataType": "String", "StringValue": value}
+                    for name, value in attributes.items()
+                    if value
                 },
             )
         except ClientError as error:

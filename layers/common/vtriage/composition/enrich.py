@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import cache
 
+import botocore.exceptions
 import requests
 import requests.adapters
 
@@ -20,6 +21,12 @@ from vtriage.errors import ConfigurationError
 from vtriage.playbook import load_playbooks
 from vtriage.verdict import VerdictPolicy, load_policy
 from vtriage.virustotal.client import VirusTotalClient, most_requests_per_lookup
+
+
+def aws_connection_failed(error: Exception) -> bool:
+    """A connection to AWS that failed or timed out: a retry may cure it, so the record is retried
+    rather than refused (throttling and 5xx answers already arrive as TransientError)."""
+    return isinstance(error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError)
 
 
 def verdict_policy(settings: EnrichSettings) -> VerdictPolicy:
@@ -89,8 +96,12 @@ def enricher_factory(
         if settings.vt_api_key is not None:
             return settings.vt_api_key.get_secret_value()
         assert settings.vt_api_key_secret is not None  # the settings validator guarantees one of the two
-        # Cached for a few minutes, so a rotated key is picked up without a redeploy.
-        return str(secrets().get(settings.vt_api_key_secret, max_age=SECRET_MAX_AGE_SECONDS))
+        # Cached for a few minutes, so a rotated key is picked up without a redeploy. A key pasted with
+        # its line end would make VirusTotal refuse every lookup.
+        key = str(secrets().get(settings.vt_api_key_secret, max_age=SECRET_MAX_AGE_SECONDS)).strip()
+        if not key:
+            raise ConfigurationError(f"the secret {settings.vt_api_key_secret} holds no VirusTotal API key")
+        return key
 
     def new_enricher() -> Enricher:
         intel = VirusTotalClient(
@@ -112,6 +123,7 @@ def enricher_factory(
             deferral=deferral,
             max_concurrency=settings.vt_max_concurrency,
             requeue_after_receives=settings.deferral_requeue_after_receives,
+            max_deferrals=settings.max_deferrals,
             request_counter=lambda: intel.requests_sent,
             intake=settings.intake,
             playbooks=playbooks,
@@ -119,6 +131,7 @@ def enricher_factory(
             ticket_min_severity=settings.ticket_min_severity,
             repeats=repeats,
             repeat_window=settings.repeat_window,
+            is_transient=aws_connection_failed,
         )
 
     return new_enricher

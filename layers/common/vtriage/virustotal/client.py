@@ -95,12 +95,21 @@ def gui_link(ioc: Ioc, vt_id: str | None = None) -> str:
     return f"{GUI_BASE_URL}/{_GUI_KINDS[ioc.type]}/{urllib.parse.quote(identifier, safe='')}"
 
 
+# An attempt is sent only when its read can wait at least this long before the lookup's deadline.
+MIN_READ_SECONDS = 1.0
+
+
 class VirusTotalClient:
     """Looks IOCs up in VirusTotal API v3; implements `vtriage.ports.ThreatIntel`.
 
     Retries 429, 5xx, timeouts and connection errors with exponential back-off and full jitter, honouring
     a `Retry-After` header (seconds), never waiting longer than `backoff_cap` at a time. Never retries
     400, 401, 403 or 404. The API key never appears in an exception message or in a repr.
+
+    A lookup given a deadline fits its retry budget to it: each attempt's read timeout is cut to the time
+    left, and no attempt is sent, and no back-off waited, that could not end before the deadline. The
+    Lambda function passes the end of its invocation (less the time it keeps to store its cases), so
+    that however many attempts and however long the timeouts, a lookup never outlasts the function.
     """
 
     def __init__(
@@ -114,6 +123,7 @@ class VirusTotalClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         deep_context: bool = False,
         deep_context_limit: int = 10,
@@ -137,6 +147,7 @@ class VirusTotalClient:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 -- jitter, not cryptography
         self._lock = threading.Lock()
         self._requests_sent = 0
@@ -164,16 +175,24 @@ class VirusTotalClient:
         return 1 + (len(self._deep_relationships.get(ioc_type, ())) if self._deep_context else 0)
 
     @property
+    def retry_budget_seconds(self) -> float:
+        """The longest one request can take with its retries when no deadline cuts it short:
+        attempts * (connect + read timeout) + a back-off of at most `backoff_cap` between attempts."""
+        connect, read = self._timeout
+        return self._max_attempts * (connect + read) + (self._max_attempts - 1) * self._backoff_cap
+
+    @property
     def requests_sent(self) -> int:
         """Every HTTP request sent so far, retries included (for stats and metrics)."""
         with self._lock:
             return self._requests_sent
 
-    def lookup(self, ioc: Ioc) -> dict[str, Any] | None:
+    def lookup(self, ioc: Ioc, deadline: float | None = None) -> dict[str, Any] | None:
         """The object's `data` as VirusTotal returns it, or None when VirusTotal has never seen it (404).
 
+        `deadline`: a `clock` instant (`time.monotonic()` by default) that no request or retry runs past.
         Raises ValueError for an IOC kept as skipped, and a `VirusTotalError` subclass when VirusTotal
-        refuses the request or stays unavailable after the last attempt.
+        refuses the request or stays unavailable after the last attempt the deadline allows.
         """
         if ioc.skipped_reason:
             raise ValueError(f"{ioc.key} is skipped ({ioc.skipped_reason}) and is never looked up")
@@ -183,14 +202,16 @@ class VirusTotalClient:
         wanted = self._relationships.get(ioc.type, ())
         query = "?" + urllib.parse.urlencode({"relationships": ",".join(wanted)}, safe=",") if wanted else ""
         try:
-            data = self._get_data(object_url + query)
+            data = self._get_data(object_url + query, deadline)
         except VirusTotalNotFoundError:
             return None
         if self._deep_context:
-            self._add_deep_context(data, object_url, self._deep_relationships.get(ioc.type, ()))
+            self._add_deep_context(data, object_url, self._deep_relationships.get(ioc.type, ()), deadline)
         return data
 
-    def _add_deep_context(self, data: dict[str, Any], object_url: str, names: tuple[str, ...]) -> None:
+    def _add_deep_context(
+        self, data: dict[str, Any], object_url: str, names: tuple[str, ...], deadline: float | None
+    ) -> None:
         """Replace relationship descriptors with full objects, one request per relationship. A failure
         keeps the primary report and what was fetched, with a note; after a failure that retrying could
         not cure (quota, outage) the remaining relationships are not asked for, to spare the quota."""
@@ -203,7 +224,7 @@ class VirusTotalClient:
             url = f"{object_url}/{urllib.parse.quote(name, safe='')}?limit={self._deep_context_limit}"
             sent += 1
             try:
-                relationships[name] = self._get_document(url)
+                relationships[name] = self._get_document(url, deadline)
             except VirusTotalError as error:
                 notes.append(f"deep context: {name} not fetched ({error}); the primary report is kept")
                 if isinstance(error, TransientError):
@@ -213,9 +234,9 @@ class VirusTotalClient:
                     break
         data[NOTES_KEY] = {"deep_requests": sent, "notes": notes}
 
-    def _get_data(self, url: str) -> dict[str, Any]:
+    def _get_data(self, url: str, deadline: float | None) -> dict[str, Any]:
         """GET the URL with retries and return the `data` object of the answer."""
-        data = self._get_document(url).get("data")
+        data = self._get_document(url, deadline).get("data")
         if not isinstance(data, dict):
             raise VirusTotalError(
                 "the answer is not a VirusTotal object: no JSON `data` object in it",
@@ -224,12 +245,17 @@ class VirusTotalClient:
             )
         return data
 
-    def _get_document(self, url: str) -> dict[str, Any]:
+    def _get_document(self, url: str, deadline: float | None) -> dict[str, Any]:
         """GET the URL with retries and return the JSON document of a 200 answer that holds `data`."""
         for attempt in range(1, self._max_attempts + 1):
             retry_after: float | None = None
+            timeout = self._attempt_timeout(deadline)
+            if timeout is None:
+                raise VirusTotalUnavailableError(
+                    "not asked: too little time left before the lookup's deadline", "OutOfTime"
+                )
             try:
-                response = self._send(url)
+                response = self._send(url, timeout)
             except requests.Timeout as error:
                 failure: VirusTotalError = VirusTotalUnavailableError(
                     self._redact(f"no answer from VirusTotal in time: {error}"), "Timeout"
@@ -249,6 +275,10 @@ class VirusTotalClient:
             if not isinstance(failure, TransientError) or attempt == self._max_attempts:
                 raise failure
             delay = self._delay(attempt, retry_after)
+            needed = delay + self._timeout[0] + MIN_READ_SECONDS
+            if deadline is not None and self._clock() + needed > deadline:
+                # No other attempt could end before the deadline: this failure is the answer.
+                raise failure
             logger.warning(
                 "VirusTotal %s on %s; retrying in %.2f s (attempt %d of %d)",
                 failure.code,
@@ -260,7 +290,18 @@ class VirusTotalClient:
             self._sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    def _send(self, url: str) -> requests.Response:
+    def _attempt_timeout(self, deadline: float | None) -> tuple[float, float] | None:
+        """The (connect, read) timeouts of the next attempt, the read cut to the time left before the
+        deadline; None when too little is left for an attempt."""
+        if deadline is None:
+            return self._timeout
+        connect, read = self._timeout
+        left = deadline - self._clock()
+        if left < connect + MIN_READ_SECONDS:
+            return None
+        return connect, min(read, left - connect)
+
+    def _send(self, url: str, timeout: tuple[float, float]) -> requests.Response:
         """Send one GET, counting it."""
         with self._lock:
             self._requests_sent += 1
@@ -271,7 +312,7 @@ class VirusTotalClient:
                 "accept": "application/json",
                 "user-agent": f"vtriage/{__version__}",
             },
-            timeout=self._timeout,
+            timeout=timeout,
             # A redirect would carry the x-apikey header to wherever it points.
             allow_redirects=False,
         )
