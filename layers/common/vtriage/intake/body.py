@@ -35,6 +35,9 @@ def decode_body(body: str) -> Any:
         ) from None
     except RecursionError:
         raise InvalidAlertError(f"nested deeper than {MAX_NESTING} levels", field="body") from None
+    except ValueError as error:
+        # Python refuses to convert integers of more than 4,300 digits (a guard against quadratic time).
+        raise InvalidAlertError(f"not usable JSON: {error}", field="body") from None
     _check_decoded(document)
     return document
 
