@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import domains, urls
 
+from tests.unit.timing import time_ratio
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import suffixes
-from vtriage.intake.canonical import canonical_ioc
+from vtriage.intake.canonical import DEPLOYMENT_HOST_REASON, canonical_ioc, with_allow_list, with_never_act
 from vtriage.models import IocType
 
 IP, DOMAIN, URL, FILE = IocType.IP, IocType.DOMAIN, IocType.URL, IocType.FILE
@@ -92,6 +93,37 @@ SKIPPED = [
     ),
     (FILE, "d41d8cd98f00b204e9800998ecf8427e", "d41d8cd98f00b204e9800998ecf8427e", "md5 of empty content"),
     (FILE, "0" * 64, "0" * 64, "placeholder hash (all zeros)"),
+    (
+        FILE,
+        "A" * 128,
+        "a" * 128,
+        "a sha512 (128 hex digits): VirusTotal looks files up by md5, sha1 or sha256 only",
+    ),
+    # AWS's own endpoints and VirusTotal: never looked up, never a target
+    (
+        DOMAIN,
+        "cloudformation.amazonaws.com",
+        "cloudformation.amazonaws.com",
+        "an AWS service endpoint (amazonaws.com): never looked up or acted on",
+    ),
+    (
+        DOMAIN,
+        "s3.cn-north-1.amazonaws.com.cn",
+        "s3.cn-north-1.amazonaws.com.cn",
+        "an AWS service endpoint (amazonaws.com.cn): never looked up or acted on",
+    ),
+    (
+        DOMAIN,
+        "AMAZONAWS.COM.",
+        "amazonaws.com",
+        "an AWS service endpoint (amazonaws.com): never looked up or acted on",
+    ),
+    (
+        URL,
+        "https://www.virustotal.com/api/v3/files/x",
+        "https://www.virustotal.com/api/v3/files/x",
+        "VirusTotal's own host: never looked up or acted on",
+    ),
 ]
 
 REJECTED = [
@@ -139,7 +171,12 @@ REJECTED = [
     (URL, "http://evil.com:99999/", "invalid port"),
     (URL, "http://evil..com/", "empty label ('..')"),
     (URL, "http://[1.2.3.4]/", "only IPv6 addresses go between brackets"),
-    (URL, "https://" + "a" * 9000 + ".com/", "longer than 8192 characters"),
+    (URL, "https://evil.com/" + "a" * 2000, "URL longer than 2000 bytes"),
+    (URL, "https://evil.com/" + "\u00e9" * 1000, "URL longer than 2000 bytes"),  # 2,000 bytes in UTF-8
+    (URL, "https://" + "a" * 9000 + ".com/", "longer than 4096 characters"),
+    (DOMAIN, "a" * 5000 + ".com", "longer than 4096 characters"),
+    (DOMAIN, "\u00fc" * 300 + ".com", "longer than 253 characters"),
+    (DOMAIN, "\u00fc" * 64 + ".com", "must be 1-63 characters"),
     (FILE, "abc", "not an md5, sha1 or sha256 hash"),
     (FILE, "g" * 32, "not an md5, sha1 or sha256 hash"),
     (FILE, SHA256_OF_ABC + "0", "not an md5, sha1 or sha256 hash"),
@@ -394,3 +431,88 @@ def test_a_stronger_reason_than_the_allow_list_is_kept() -> None:
 
     # Then it says why it could never be looked up at all
     assert ioc.skipped_reason == "private address"
+
+
+# --- what a field declares ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "raw", "reason"),
+    [
+        ("sha256", SHA256_OF_ABC, None),
+        ("md5", "D41D8CD98F00B204E9800998ECF8427F", None),
+        (
+            "sha256",
+            "546bb6ef89bebfb053999777f6930d7e",
+            "the field declares sha256, but the value has 32 hex digits (a md5): not looked up as another"
+            " algorithm",
+        ),
+        (
+            "sha1",
+            SHA256_OF_ABC,
+            "the field declares sha1, but the value has 64 hex digits (a sha256): not looked up as another"
+            " algorithm",
+        ),
+    ],
+)
+def test_the_algorithm_a_field_declares_wins_over_the_values_length(
+    algorithm: str, raw: str, reason: str | None
+) -> None:
+    # Given a hash from a field that says which algorithm it holds (`threatFileSha256`, HASH_SHA256)
+    # When it is canonicalised with that algorithm
+    ioc = canonical_ioc(FILE, raw, FOUND_AT, algorithm=algorithm)
+
+    # Then a value of another algorithm's length is kept but never looked up as that other algorithm
+    assert (ioc.value, ioc.skipped_reason) == (raw.lower(), reason)
+
+
+# --- the never-act list ---------------------------------------------------------------------------
+
+
+def test_the_deployments_own_hosts_are_never_looked_up_and_no_allow_list_changes_that() -> None:
+    # Given IOCs naming the ticket provider's host (and a name under it), and a lookalike that is not it
+    iocs = [
+        canonical_ioc(DOMAIN, "acme.atlassian.net", FOUND_AT),
+        canonical_ioc(URL, "https://api.acme.atlassian.net/rest", FOUND_AT),
+        canonical_ioc(DOMAIN, "acme.atlassian.net.evil.ru", FOUND_AT),
+    ]
+
+    # When the deployment's hosts are applied, and then an allow-list naming none of them
+    marked = with_allow_list(with_never_act(iocs, frozenset({"Acme.Atlassian.NET"})), frozenset({"evil.ru"}))
+
+    # Then the provider's host is never a lookup, with a reason that says why; the lookalike is only
+    # skipped because the team allow-listed it
+    assert [ioc.skipped_reason for ioc in marked] == [
+        DEPLOYMENT_HOST_REASON,
+        DEPLOYMENT_HOST_REASON,
+        "allow-listed",
+    ]
+
+
+def test_an_allow_list_entry_never_turns_an_aws_endpoint_into_a_lookup() -> None:
+    # Given an AWS endpoint on a team's allow-list
+    ioc = canonical_ioc(
+        DOMAIN, "cloudformation.amazonaws.com", FOUND_AT, allow_list=frozenset({"amazonaws.com"})
+    )
+
+    # Then the never-act reason stands, not "allow-listed"
+    assert ioc.skipped_reason == "an AWS service endpoint (amazonaws.com): never looked up or acted on"
+
+
+# --- linear time ----------------------------------------------------------------------------------
+
+
+def test_a_long_internationalised_domain_takes_time_linear_in_its_length() -> None:
+    # Given domains of n and 8n distinct non-ASCII characters (IDNA encoding is quadratic in a label)
+    def domain(size: int) -> str:
+        return "".join(chr(0x4E00 + index) for index in range(size)) + ".com"
+
+    # When each is canonicalised, then both are refused, and 8n costs about 8 times n, not 64
+    ratio = time_ratio(lambda size: _refused(DOMAIN, domain(size)), 200)
+    assert ratio < 30
+
+
+def _refused(ioc_type: IocType, raw: str, times: int = 10) -> None:
+    for _ in range(times):
+        with pytest.raises(InvalidAlertError):
+            canonical_ioc(ioc_type, raw, FOUND_AT)

@@ -1,5 +1,6 @@
-"""GuardDuty intake: each sample event becomes the Alert an analyst would expect, and bad input is refused
-with a reason that names the field at fault."""
+"""GuardDuty intake: each sample event becomes the Alert an analyst would expect; a bad value costs only
+itself (a skipped IOC, a noted stand-in), and a finding that cannot be identified is refused alone with a
+reason that names the field at fault."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
+from tests.unit.timing import time_ratio
 from vtriage.errors import InvalidAlertError
-from vtriage.intake import parse_alerts
-from vtriage.models import Alert, Resource, ResourceType
+from vtriage.intake import FindingRefusal, IntakeResult, read_document
+from vtriage.intake.fields import PLACEHOLDER_REASON
+from vtriage.models import Alert, IocOutcome, Resource, ResourceType
+from vtriage.playbook import plan_actions
 from vtriage_local.template import load_template
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -155,10 +159,19 @@ def load(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 
 
-def only_alert(document: Any) -> Alert:
-    alerts = parse_alerts(document)
-    assert len(alerts) == 1
-    return alerts[0]
+def only_alert(document: Any, **options: Any) -> Alert:
+    result = read_document(document, **options)
+    assert (result.refused, result.ignored) == ((), ())
+    assert len(result.alerts) == 1
+    return result.alerts[0]
+
+
+def only_refusal(document: Any) -> FindingRefusal:
+    """The refusal of a document holding one finding that cannot be identified."""
+    result = read_document(document)
+    assert (result.alerts, result.ignored) == ((), ())
+    [refused] = result.refused
+    return refused
 
 
 def pascal_case(value: Any) -> Any:
@@ -171,9 +184,15 @@ def pascal_case(value: Any) -> Any:
 
 
 def rejection(document: Any) -> InvalidAlertError:
+    """The refusal of a document in which no finding can be identified at all."""
     with pytest.raises(InvalidAlertError) as caught:
-        parse_alerts(document)
+        read_document(document)
     return caught.value
+
+
+def skipped(alert: Alert) -> list[tuple[str, str, str | None]]:
+    """(value, where it was found, why it is skipped) of every IOC the alert keeps but never looks up."""
+    return [(ioc.value, ioc.found_at, ioc.skipped_reason) for ioc in alert.iocs if ioc.skipped_reason]
 
 
 # --- every sample ---------------------------------------------------------------------------------
@@ -281,7 +300,7 @@ def test_get_findings_gives_one_alert_per_finding_in_order() -> None:
     output["Findings"].append(second)
 
     # When it is parsed
-    alerts = parse_alerts(output)
+    alerts = read_document(output).alerts
 
     # Then there is one alert per finding, each with its own IOC in canonical form
     assert [alert.id for alert in alerts] == [
@@ -431,19 +450,31 @@ def test_a_remote_ipv6_address_is_read_beside_the_ipv4_one() -> None:
 
 
 def test_kubernetes_source_ips_in_get_findings_output_are_named_as_the_api_spells_them() -> None:
-    # Given get-findings output of the Kubernetes sample, with a hostile second source address
+    # Given get-findings output of the Kubernetes sample, with a hostile second source address and a
+    # remote address block that is not an object
     detail = load(KUBERNETES)["detail"]
     detail["service"]["action"]["kubernetesApiCallAction"]["sourceIPs"][1] = "23.129.64.215/../x"
+    detail["service"]["action"]["kubernetesApiCallAction"]["remoteIpDetails"] = "23.129.64.215"
     output = {"Findings": [pascal_case(detail)]}
-    output["Findings"][0]["Service"]["Action"]["KubernetesApiCallAction"]["SourceIps"] = output["Findings"][
-        0
-    ]["Service"]["Action"]["KubernetesApiCallAction"].pop("SourceIPs")
+    call = output["Findings"][0]["Service"]["Action"]["KubernetesApiCallAction"]
+    call["SourceIps"] = call.pop("SourceIPs")
 
     # When it is parsed
-    error = rejection(output)
+    alert = only_alert(output)
 
-    # Then the refusal names the field as boto3 and the CLI spell it
-    assert error.field == "Findings[0].Service.Action.KubernetesApiCallAction.SourceIps[1]"
+    # Then the hostile address is kept skipped, found where the API (camelCase) puts it, as in every delivery
+    assert skipped(alert)[1:] == [
+        (
+            "23.129.64.215/../x",
+            f"{ACTION}.kubernetesApiCallAction.sourceIPs[1]",
+            "a network prefix ('/') is not an IP address: '23.129.64.215/../x'",
+        )
+    ]
+    # And the note on what was not read names the field as boto3 and the CLI spell it
+    assert alert.notes == (
+        "Findings[0].Service.Action.KubernetesApiCallAction.RemoteIpDetails:"
+        " expected an object, got a string; not read for IOCs",
+    )
 
 
 def test_runtime_hashes_come_from_the_process_its_context_and_the_threat_list() -> None:
@@ -487,18 +518,29 @@ def test_an_ebs_scan_gives_every_file_paths_hash_once() -> None:
     ]
 
 
-def test_an_ebs_scan_hash_that_is_no_hash_is_refused_naming_its_file_path() -> None:
+def test_an_ebs_scan_value_that_is_no_hash_is_skipped_beside_the_valid_one() -> None:
+    # Given an EBS malware scan listing a valid sha256 beside a value that is not a hash (as GuardDuty's
+    # own EBS samples do)
     event = load(EBS_MALWARE)
     names = event["detail"]["service"]["ebsVolumeScanDetails"]["scanDetections"]["threatDetectedByName"]
     names["threatNames"][1]["filePaths"][0]["hash"] = "../../files/eicar"
 
-    error = rejection(event)
+    # When it is parsed
+    alert = only_alert(event)
 
-    assert error.field == (
-        "detail.service.ebsVolumeScanDetails.scanDetections.threatDetectedByName.threatNames[1]"
-        ".filePaths[0].hash"
-    )
-    assert "not an md5, sha1 or sha256 hash" in error.reason
+    # Then the valid hash is looked up and the other is kept, skipped with the reason and its field
+    files = "service.ebsVolumeScanDetails.scanDetections.threatDetectedByName.threatNames"
+    assert [(ioc.value, ioc.skipped_reason) for ioc in alert.iocs if ioc.skipped_reason is None] == [
+        (KNOWN_SHA256, None)
+    ]
+    assert skipped(alert) == [
+        (
+            "../../files/eicar",
+            f"{files}[1].filePaths[0].hash",
+            "not an md5, sha1 or sha256 hash (32, 40 or 64 hex digits): '../../files/eicar'",
+        )
+    ]
+    assert alert.not_actionable == ()
 
 
 def _s3_malware_finding() -> dict[str, Any]:
@@ -612,8 +654,17 @@ def test_a_scan_result_without_threats_makes_no_alert(status: str) -> None:
     event = load(S3_SCAN)
     event["detail"]["scanResultDetails"] = {"scanResultStatus": status, "threats": None}
 
-    # Then there is nothing to triage: no alert, and no refusal
-    assert parse_alerts(event) == []
+    # When it is parsed
+    result = read_document(event)
+
+    # Then there is nothing to triage: no alert, no refusal, the scan result acknowledged with its status
+    assert (result.alerts, result.refused) == ((), ())
+    [ignored] = result.ignored
+    assert ignored.reason == f"detail.scanResultDetails.scanResultStatus is {status!r}: no threat found"
+    assert (
+        ignored.alert_id
+        == "arn:aws:s3:::vtriage-demo-uploads-123456789012/incoming/2025/03/remittance-advice.dll"
+    )
 
 
 def test_a_scan_result_is_versioned_by_version_id_then_etag_then_event_id() -> None:
@@ -682,38 +733,57 @@ def _scan_without_result(event: dict[str, Any]) -> None:
     del event["detail"]["scanResultDetails"]
 
 
-def _scan_with_local_time(event: dict[str, Any]) -> None:
-    event["time"] = "2025-03-24 13:30:45"
-
-
-def _scan_with_short_account(event: dict[str, Any]) -> None:
-    event["account"] = "1234"
-
-
 def _scan_with_key_as_number(event: dict[str, Any]) -> None:
     event["detail"]["s3ObjectDetails"]["objectKey"] = 42
 
 
 @pytest.mark.parametrize(
-    ("break_it", "field", "reason"),
+    ("break_it", "reason"),
     [
-        (_scan_without_bucket, "detail.s3ObjectDetails.bucketName", "missing"),
-        (_scan_of_another_resource, "detail.resourceType", "expected 'S3_OBJECT'"),
-        (_scan_without_result, "detail.scanResultDetails", "missing"),
-        (_scan_with_local_time, "time", "ISO 8601 timestamp"),
-        (_scan_with_short_account, "account", "12-digit AWS account id"),
-        (_scan_with_key_as_number, "detail.s3ObjectDetails.objectKey", "expected a string, got a number"),
+        (_scan_without_bucket, "detail.s3ObjectDetails.bucketName: missing"),
+        (
+            _scan_of_another_resource,
+            "detail.resourceType: unsupported resource type 'EBS_VOLUME': expected 'S3_OBJECT'",
+        ),
+        (_scan_without_result, "detail.scanResultDetails: missing"),
+        (_scan_with_key_as_number, "detail.s3ObjectDetails.objectKey: expected a string, got a number"),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
-def test_a_broken_scan_result_is_refused_naming_the_field(break_it: Any, field: str, reason: str) -> None:
+def test_a_scan_result_naming_no_object_is_refused_naming_the_field(break_it: Any, reason: str) -> None:
+    # Given a scan result that names no object (the alert's identity), or no result
     event = load(S3_SCAN)
     break_it(event)
 
-    error = rejection(event)
+    # When it is read, then it is refused, saying which field is wrong and how
+    assert only_refusal(event) == FindingRefusal(where="", reason=reason)
 
-    assert error.field == field
-    assert reason in error.reason
+
+@pytest.mark.parametrize(
+    ("field", "value", "note"),
+    [
+        (
+            "time",
+            "2025-03-24 13:30:45",
+            "time: '2025-03-24 13:30:45' has no time zone: read as UTC; read as 2025-03-24T13:30:45+00:00",
+        ),
+        ("account", "1234", "account: expected a 12-digit AWS account id, got '1234'; 'unknown' stands in"),
+    ],
+)
+def test_a_scan_result_with_a_malformed_time_or_account_is_triaged_but_never_acted_on(
+    field: str, value: str, note: str
+) -> None:
+    # Given a scan result whose envelope time is in a vendor's own form, or whose account is malformed
+    event = load(S3_SCAN)
+    event[field] = value
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then the alert stands, with a note on the case and a reason against any automatic action
+    assert alert.notes == (note,)
+    assert alert.not_actionable == (note.partition(";")[0],)
+    assert [ioc.value for ioc in alert.iocs] == [KNOWN_MD5]
 
 
 def test_the_template_rule_queues_scan_results_with_threats_and_only_those() -> None:
@@ -730,7 +800,7 @@ def test_the_template_rule_queues_scan_results_with_threats_and_only_those() -> 
     assert [target["Arn"] for target in rule["Targets"]] == [{"Fn::GetAtt": ["AlertQueue", "Arn"]}]
 
 
-# --- refusals ------------------------------------------------------------------------------------
+# --- a finding that cannot be identified is refused, alone -----------------------------------------
 
 
 def _without_service(event: dict[str, Any]) -> None:
@@ -741,25 +811,29 @@ def _without_id(event: dict[str, Any]) -> None:
     del event["detail"]["id"]
 
 
-def _severity_as_word(event: dict[str, Any]) -> None:
-    event["detail"]["severity"] = "HIGH"
+def _id_as_number(event: dict[str, Any]) -> None:
+    event["detail"]["id"] = 42
 
 
-def _severity_out_of_range(event: dict[str, Any]) -> None:
-    event["detail"]["severity"] = 11
+@pytest.mark.parametrize(
+    ("break_it", "reason"),
+    [
+        (_without_service, "detail.service: missing"),
+        (_without_id, "detail.id: missing"),
+        (_id_as_number, "detail.id: expected a string, got a number"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_a_finding_without_its_id_or_detection_is_refused_naming_the_field(
+    break_it: Any, reason: str
+) -> None:
+    # Given a good event broken where the finding's identity is
+    event = load(BACKDOOR)
+    break_it(event)
 
-
-def _created_at_without_zone(event: dict[str, Any]) -> None:
-    event["detail"]["createdAt"] = "2025-03-18 14:02:11"
-
-
-def _short_account(event: dict[str, Any]) -> None:
-    event["detail"]["accountId"] = "12345"
-
-
-def _no_version_at_all(event: dict[str, Any]) -> None:
-    del event["detail"]["updatedAt"]
-    del event["detail"]["service"]["count"]
+    # When it is read, then the finding is refused with a reason that names the field
+    refused = only_refusal(event)
+    assert (refused.where, refused.reason) == ("", reason)
 
 
 def _security_hub_source(event: dict[str, Any]) -> None:
@@ -770,77 +844,452 @@ def _post_scan_action_detail_type(event: dict[str, Any]) -> None:
     event["detail-type"] = "GuardDuty Malware Protection Post Scan Action Failed"
 
 
-def _domain_with_path(event: dict[str, Any]) -> None:
-    event["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = "evil.com/../admin"
-
-
-def _domain_with_line_break(event: dict[str, Any]) -> None:
-    event["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = "evil.com\r\nX-Injected: 1"
-
-
-def _domain_as_number(event: dict[str, Any]) -> None:
-    event["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = 42
-
-
-def _instance_without_id(event: dict[str, Any]) -> None:
-    del event["detail"]["resource"]["instanceDetails"]["instanceId"]
-
-
-DNS_DOMAIN = "detail.service.action.dnsRequestAction.domain"
-
-
 @pytest.mark.parametrize(
     ("break_it", "field", "reason"),
     [
-        (_without_service, "detail.service", "missing"),
-        (_without_id, "detail.id", "missing"),
-        (_severity_as_word, "detail.severity", "expected a number from 0 to 10, got 'HIGH'"),
-        (_severity_out_of_range, "detail.severity", "expected a number from 0 to 10, got 11"),
-        (_created_at_without_zone, "detail.createdAt", "ISO 8601 timestamp with a time zone"),
-        (_short_account, "detail.accountId", "12-digit AWS account id"),
-        (_no_version_at_all, "detail.updatedAt", "service.count"),
         (_security_hub_source, "detail-type", "unsupported Security Hub event 'GuardDuty Finding'"),
         (_post_scan_action_detail_type, "detail-type", "expected 'GuardDuty Finding' or 'GuardDuty Malware"),
-        (_domain_with_path, DNS_DOMAIN, "'/' is not allowed in a domain"),
-        (_domain_with_line_break, DNS_DOMAIN, "line break (CR/LF)"),
-        (_domain_as_number, DNS_DOMAIN, "expected a string, got a number"),
-        (_instance_without_id, "detail.resource.instanceDetails.instanceId", "missing"),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
-def test_a_broken_event_is_refused_naming_the_field(break_it: Any, field: str, reason: str) -> None:
-    # Given a good event broken in one place
+def test_an_event_of_an_unknown_kind_is_refused_whole_naming_the_field(
+    break_it: Any, field: str, reason: str
+) -> None:
     event = load(BACKDOOR)
     break_it(event)
 
-    # When it is parsed
     error = rejection(event)
 
-    # Then the refusal names the field at fault and says what is wrong with it
     assert error.field == field
     assert reason in error.reason
 
 
-def test_a_hostile_value_in_get_findings_output_is_named_as_the_sender_spelt_it() -> None:
+# --- a malformed identity field keeps the alert, noted, and never acted on -------------------------
+
+DETAIL = "detail"
+
+
+def _severity_as_word(event: dict[str, Any]) -> None:
+    event["detail"]["severity"] = "HIGH"
+
+
+def _severity_out_of_range(event: dict[str, Any]) -> None:
+    event["detail"]["severity"] = 11
+
+
+def _severity_as_list(event: dict[str, Any]) -> None:
+    event["detail"]["severity"] = [8]
+
+
+@pytest.mark.parametrize(
+    ("break_it", "reason"),
+    [
+        (_severity_as_word, "detail.severity: expected a number from 0 to 10, got 'HIGH'"),
+        (_severity_out_of_range, "detail.severity: expected a number from 0 to 10, got 11"),
+        (_severity_as_list, "detail.severity: expected a number from 0 to 10, got a list"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_a_severity_that_cannot_be_read_is_scored_critical_so_that_a_person_sees_it(
+    break_it: Any, reason: str
+) -> None:
+    # Given a finding whose severity is not GuardDuty's 0-10 number
+    event = load(BACKDOOR)
+    break_it(event)
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then the alert stands, scored critical (a ticket whatever TICKET_MIN_SEVERITY says), noted, and no
+    # action runs on it automatically
+    assert alert.severity.label == "critical"
+    assert alert.notes == (f"{reason}; scored critical so that a person sees it",)
+    assert alert.not_actionable == (reason,)
+    assert [ioc.value for ioc in alert.iocs] == ["tawuhoju.com"]
+
+
+def test_a_malformed_account_falls_back_to_the_events_and_the_alert_is_never_acted_on() -> None:
+    # Given a finding whose account id is not 12 digits, in an event whose envelope has the account
+    event = load(BACKDOOR)
+    event["detail"]["accountId"] = "12345"
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then the event's account stands in, and the case says why nothing runs automatically
+    assert alert.account == "123456789012"
+    assert alert.notes == (
+        "detail.accountId: expected a 12-digit AWS account id, got '12345'; '123456789012' stands in",
+    )
+    assert alert.not_actionable == ("detail.accountId: expected a 12-digit AWS account id, got '12345'",)
+
+
+def test_a_bare_finding_without_account_or_region_gets_a_marked_placeholder() -> None:
+    # Given a bare finding (no envelope to fall back on) without account id, and with a Region that is none
+    finding = load(BACKDOOR)["detail"]
+    del finding["accountId"]
+    finding["region"] = "mars-1"
+
+    # When it is read
+    alert = only_alert(finding)
+
+    # Then both are 'unknown', noted, and the alert is not actionable
+    assert (alert.account, alert.region) == ("unknown", "unknown")
+    assert alert.not_actionable == (
+        "accountId: missing",
+        "region: expected an AWS Region such as 'us-east-1', got 'mars-1'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "created_at", "problem"),
+    [
+        (
+            "2025-03-18 14:02:11",
+            "2025-03-18T14:02:11+00:00",
+            "detail.createdAt: '2025-03-18 14:02:11' has no time zone: read as UTC",
+        ),
+        (
+            1742306531,
+            "2025-03-18T14:02:11+00:00",
+            "detail.createdAt: a number, not ISO 8601: read as seconds since 1970",
+        ),
+        (
+            "Tue, 18 Mar 2025 14:02:11 GMT",
+            "2025-03-18T14:02:11+00:00",
+            "detail.createdAt: 'Tue, 18 Mar 2025 14:02:11 GMT' is not ISO 8601 (read as RFC 2822)",
+        ),
+        (
+            "9999-12-31T23:59:59-01:00",  # OverflowError once converted to UTC
+            "2025-03-18T14:02:11.482000+00:00",
+            "detail.createdAt: a time out of range: '9999-12-31T23:59:59-01:00'",
+        ),
+        (
+            "yesterday",
+            "2025-03-18T14:02:11.482000+00:00",
+            "detail.createdAt: expected an ISO 8601 timestamp with a time zone, got 'yesterday'",
+        ),
+    ],
+)
+def test_a_time_in_a_vendors_own_form_is_read_when_it_can_be_and_the_alert_is_never_acted_on(
+    value: Any, created_at: str, problem: str
+) -> None:
+    # Given a finding whose createdAt is not ISO 8601 with a time zone
+    event = load(BACKDOOR)
+    event["detail"]["createdAt"] = value
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then the time is read when it can be, else updatedAt stands in; either way it is noted, and no
+    # action runs on the alert automatically
+    assert alert.created_at.isoformat() == created_at
+    assert alert.not_actionable == (problem,)
+    assert alert.version == alert.updated_at.isoformat()
+
+
+def test_a_finding_without_any_version_is_kept_unversioned_and_never_acted_on() -> None:
+    event = load(BACKDOOR)
+    del event["detail"]["updatedAt"]
+    del event["detail"]["service"]["count"]
+
+    alert = only_alert(event)
+
+    assert alert.version == "unversioned"
+    assert alert.not_actionable == (
+        "detail.updatedAt: missing, and no service.count to tell this finding's versions apart",
+    )
+
+
+def test_an_instance_without_its_id_is_no_resource_and_the_alert_is_never_acted_on() -> None:
+    # Given an instance finding whose instance has no id
+    event = load(BACKDOOR)
+    del event["detail"]["resource"]["instanceDetails"]["instanceId"]
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then no resource is read (its own addresses are unknown too), and nothing runs automatically
+    assert alert.resources == ()
+    assert alert.not_actionable == ("detail.resource.instanceDetails.instanceId: missing",)
+    assert [ioc.value for ioc in alert.iocs] == ["tawuhoju.com"]
+
+
+# --- a value where an IOC belongs costs only itself ------------------------------------------------
+
+DNS_DOMAIN = "service.action.dnsRequestAction.domain"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown", "reason"),
+    [
+        ("evil.com/../admin", "evil.com/../admin", "'/' is not allowed in a domain: 'evil.com/../admin'"),
+        (
+            "evil.com\r\nX-Injected: 1",
+            "evil.com\\r\\nX-Injected: 1",
+            "line break (CR/LF) in 'evil.com\\r\\nX-Injected: 1'",
+        ),
+        (42, "42", "expected a string, got int"),
+        ({"name": "evil.com"}, "<an object>", "expected a string, got dict"),
+        ("GeneratedFindingDomainName", "GeneratedFindingDomainName", PLACEHOLDER_REASON),
+        ("x" * 5000, "x" * 200 + "...", "domain value longer than 4096 characters: '" + "x" * 80 + "...'"),
+    ],
+    ids=["path", "line-break", "number", "object", "placeholder", "too-long"],
+)
+def test_a_bad_domain_is_kept_skipped_escaped_and_cut_and_the_alert_goes_on(
+    value: Any, shown: str, reason: str
+) -> None:
+    # Given a DNS finding whose domain is no domain (hostile, no string, a placeholder, far too long)
+    event = load(BACKDOOR)
+    event["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = value
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then the alert stands, and the value is on it as a skipped IOC: escaped, cut, with its reason and field
+    assert skipped(alert) == [(shown, DNS_DOMAIN, reason)]
+    assert alert.resources == (WEB_FRONTEND,)
+    assert alert.not_actionable == ()
+
+
+def test_a_remote_address_block_that_is_no_object_is_noted_and_the_alert_goes_on() -> None:
+    event = load(TOR_CALLER)
+    event["detail"]["service"]["action"]["awsApiCallAction"]["remoteIpDetails"] = "23.129.64.215"
+
+    alert = only_alert(event)
+
+    assert alert.iocs == ()
+    assert alert.notes == (
+        "detail.service.action.awsApiCallAction.remoteIpDetails: expected an object, got a string;"
+        " not read for IOCs",
+    )
+
+
+def test_a_hostile_value_in_get_findings_output_costs_only_itself() -> None:
     # Given get-findings output whose domain would reach into another VirusTotal path
     output = load(GET_FINDINGS)
     output["Findings"][0]["Service"]["Action"]["DnsRequestAction"]["Domain"] = "3322.org/../files/abc"
 
     # When it is parsed
-    error = rejection(output)
+    alert = only_alert(output)
 
-    # Then the field is named in PascalCase, under its finding
-    assert error.field == "Findings[0].Service.Action.DnsRequestAction.Domain"
+    # Then the finding is an alert, the value kept skipped where the API puts it
+    assert skipped(alert) == [
+        ("3322.org/../files/abc", DNS_DOMAIN, "'/' is not allowed in a domain: '3322.org/../files/abc'")
+    ]
 
 
-def test_an_object_where_a_string_belongs_is_refused() -> None:
+def test_a_hash_of_another_length_than_its_field_declares_is_never_looked_up_as_another_algorithm() -> None:
+    # Given a threat list match whose `threatFileSha256` holds 32 hex digits (an md5's length)
     event = load(TOR_CALLER)
-    event["detail"]["service"]["action"]["awsApiCallAction"]["remoteIpDetails"] = "23.129.64.215"
+    event["detail"]["service"]["evidence"] = {"threatIntelligenceDetails": [{"threatFileSha256": KNOWN_MD5}]}
 
-    error = rejection(event)
+    # When it is read
+    alert = only_alert(event)
 
-    assert error.field == "detail.service.action.awsApiCallAction.remoteIpDetails"
-    assert error.reason == "expected an object, got a string"
+    # Then it is kept, skipped: the field's algorithm wins over the value's length
+    assert skipped(alert) == [
+        (
+            KNOWN_MD5,
+            "service.evidence.threatIntelligenceDetails[0].threatFileSha256",
+            "the field declares sha256, but the value has 32 hex digits (a md5): not looked up as another"
+            " algorithm",
+        )
+    ]
+
+
+def test_the_aws_service_that_made_a_call_is_never_looked_up_and_never_a_target() -> None:
+    # Given an API call GuardDuty says CloudFormation made through its own endpoint
+    event = load(TOR_CALLER)
+    event["detail"]["service"]["action"]["awsApiCallAction"] = {
+        "api": "CreateStack",
+        "callerType": "Domain",
+        "domainDetails": {"domain": "cloudformation.amazonaws.com"},
+        "serviceName": "cloudformation.amazonaws.com",
+    }
+
+    # When it is read, and the playbooks plan on its IOCs as the enrich function gives them
+    alert = only_alert(event)
+    actions = plan_actions(alert, [IocOutcome.skipped(ioc) for ioc in alert.iocs])
+
+    # Then the endpoint is kept on the case, skipped as AWS's own, and no playbook acts on it
+    assert skipped(alert) == [
+        (
+            "cloudformation.amazonaws.com",
+            "service.action.awsApiCallAction.domainDetails.domain",
+            "an AWS service endpoint (amazonaws.com): never looked up or acted on",
+        )
+    ]
+    assert actions == []
+
+
+# --- GuardDuty's generated sample findings -------------------------------------------------------
+
+REAL_SAMPLES = [
+    GET_FINDINGS,
+    "guardduty-iam-recon-malicious-ip-caller.json",
+    "guardduty-s3-pentest-parrot-linux.json",
+]
+
+
+@pytest.mark.parametrize("name", REAL_SAMPLES)
+def test_guardduty_sample_findings_are_triaged_as_samples_and_never_acted_on(name: str) -> None:
+    # Given a finding from GuardDuty's "Generate sample findings" (additionalInfo says sample: true)
+    document = load(name)
+
+    # When it is read
+    alert = only_alert(document)
+
+    # Then it is triaged, marked as a sample, and no action may run on it
+    assert alert.sample is True
+    assert alert.not_actionable == ("a GuardDuty sample finding (service.additionalInfo.sample)",)
+    assert alert.notes == (
+        "a GuardDuty sample finding (service.additionalInfo.sample): GuardDuty generated it to test a"
+        " pipeline; triaged, never acted on",
+    )
+
+
+@pytest.mark.parametrize("name", REAL_SAMPLES)
+def test_guardduty_sample_findings_can_be_ignored(name: str) -> None:
+    # Given the same sample, read by a deployment that ignores samples
+    result = read_document(load(name), ignore_samples=True)
+
+    # Then it makes no alert, and is accounted for as ignored with the reason and its id
+    assert (result.alerts, result.refused) == ((), ())
+    [ignored] = result.ignored
+    assert ignored.reason.startswith("a GuardDuty sample finding")
+    assert ignored.alert_id is not None
+
+
+def test_a_generated_dns_sample_keeps_its_placeholder_domain_as_skipped() -> None:
+    # Given a DNS sample finding as GuardDuty generates it: its domain is the placeholder
+    event = load(BACKDOOR)
+    event["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = "GeneratedFindingDomainName"
+    event["detail"]["service"]["additionalInfo"] = {"value": '{"sample":true}', "type": "default"}
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then the sample is triaged, the placeholder kept skipped with the reason, never a refusal
+    assert alert.sample
+    assert skipped(alert) == [("GeneratedFindingDomainName", DNS_DOMAIN, PLACEHOLDER_REASON)]
+
+
+# --- one finding, one fate ----------------------------------------------------------------------------
+
+
+def _findings_around(*findings: Any) -> dict[str, Any]:
+    """get-findings output: the real sample's finding, then the given ones."""
+    output: dict[str, Any] = load(GET_FINDINGS)
+    output["Findings"] += list(findings)
+    return output
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"Leaf": 1}
+    for _ in range(depth):
+        value = {"Nested": value}
+    return value
+
+
+def _poisoned(break_it: Any) -> dict[str, Any]:
+    finding: dict[str, Any] = copy.deepcopy(load(GET_FINDINGS)["Findings"][0])
+    finding["Id"] = "0123456789abcdef0123456789abcdef"
+    break_it(finding)
+    return finding
+
+
+POISONS = {
+    # the issue's poison records, each now costing only its own finding's actionability
+    "time out of range": lambda finding: finding.update(CreatedAt="9999-12-31T23:59:59-01:00"),
+    "list where a number belongs": lambda finding: finding.update(Severity=[8]),
+    "count as a list": lambda finding: finding.update(UpdatedAt=None) or finding["Service"].update(Count=[1]),
+    "empty service": lambda finding: finding.update(Service={}),
+    "empty resource": lambda finding: finding.update(Resource={}),
+    "nested 1,200 deep": lambda finding: finding["Service"].update(AdditionalInfo=_nested(1200)),
+}
+
+
+@pytest.mark.parametrize("poison", sorted(POISONS))
+def test_a_poison_finding_in_get_findings_output_never_costs_the_others(poison: str) -> None:
+    # Given get-findings output with the real finding and a poisoned copy of it
+    output = _findings_around(_poisoned(POISONS[poison]))
+
+    # When it is read
+    result = read_document(output)
+
+    # Then both findings are alerts: the poison costs at most its own finding's stand-ins and notes, and
+    # the real one is untouched
+    assert [alert.id for alert in result.alerts] == [
+        "034f3664616c49cb85349d0511ecd306",
+        "0123456789abcdef0123456789abcdef",
+    ]
+    assert result.refused == ()
+    assert result.alerts[0] == only_alert(load(GET_FINDINGS))
+
+
+def test_get_findings_output_mixing_good_and_bad_findings_gives_each_its_own_fate() -> None:
+    # Given get-findings output: the real finding, one without an id, one that is no object, one ignored
+    sample = copy.deepcopy(load(GET_FINDINGS)["Findings"][0])
+    without_id = {key: value for key, value in sample.items() if key != "Id"}
+    output = _findings_around(without_id, "not a finding")
+
+    # When it is read
+    result = read_document(output)
+
+    # Then the good one is an alert and each bad one a refusal of its own, naming the field
+    assert [alert.id for alert in result.alerts] == ["034f3664616c49cb85349d0511ecd306"]
+    assert result.refused == (
+        FindingRefusal(where="Findings[1]", reason="Findings[1].Id: missing"),
+        FindingRefusal(where="Findings[2]", reason="Findings[2]: expected a finding object, got a string"),
+    )
+
+
+class _Exploding(dict[str, Any]):
+    """A finding whose reading raises what no check foresaw (a stand-in for any future surprise)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == "service":
+            raise MemoryError("no room left")
+        return super().get(key, default)
+
+
+def test_any_exception_while_reading_one_finding_is_that_findings_refusal_naming_its_type() -> None:
+    # Given get-findings output in which reading the second finding raises something unforeseen
+    exploding = _Exploding(load(BACKDOOR)["detail"])
+    output = _findings_around(exploding)
+
+    # When it is read
+    result = read_document(output)
+
+    # Then the first is an alert and the second alone is refused, the exception's type named
+    assert [alert.id for alert in result.alerts] == ["034f3664616c49cb85349d0511ecd306"]
+    [refused] = result.refused
+    assert refused.where == "Findings[1]"
+    assert refused.alert_id == "963561db131bebb39f8f302239bf6f13"
+    assert refused.reason.startswith("Findings[1]: MemoryError while reading it ('no room left')")
+
+
+def test_a_file_of_105_findings_passes_whole_and_the_cap_refuses_the_rest_saying_how_to_raise_it() -> None:
+    # Given get-findings output of 105 findings
+    finding = load(GET_FINDINGS)["Findings"][0]
+    output = {"Findings": [dict(finding, Id=f"{index:032x}") for index in range(105)]}
+
+    # When it is read with the default cap, and with a cap of 100
+    whole = read_document(output)
+    capped = read_document(output, max_findings=100)
+
+    # Then by default every finding is an alert; with the cap, the last five are refused, saying why
+    assert len(whole.alerts) == 105
+    assert len(capped.alerts) == 100
+    assert [refused.where for refused in capped.refused] == [
+        f"Findings[{index}]" for index in range(100, 105)
+    ]
+    assert capped.refused[0].alert_id == f"{100:032x}"
+    assert capped.refused[0].reason == (
+        "beyond the cap of 100 alerts per message: send the findings in smaller messages, or raise"
+        " MaxFindingsPerMessage (MAX_FINDINGS_PER_MESSAGE)"
+    )
 
 
 def test_the_trimmed_real_event_is_refused_because_it_does_not_say_it_comes_from_guardduty() -> None:
@@ -858,10 +1307,8 @@ def test_the_trimmed_real_event_is_refused_because_it_does_not_say_it_comes_from
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        (
-            [],
-            "unknown shape: expected an EventBridge event from GuardDuty or Security Hub",
-        ),
+        ([], "unknown shape: expected an EventBridge event from GuardDuty or Security Hub"),
+        (["GuardDuty"], "got a list without a finding in it"),
         ("GuardDuty", "got a string"),
         ({"message": "foo1", "level": 3}, "got keys ['level', 'message']"),
     ],
@@ -884,13 +1331,26 @@ def test_mixed_sqs_batch_has_one_good_record_one_non_json_body_and_one_event_wit
     records = load("invalid/sqs-batch-mixed.json")["Records"]
     good, not_json, no_service = (record["body"] for record in records)
 
-    # When each body is decoded and parsed
+    # When each body is decoded and read
     alert = only_alert(json.loads(good))
     with pytest.raises(json.JSONDecodeError):
         json.loads(not_json)
-    error = rejection(json.loads(no_service))
+    refused = only_refusal(json.loads(no_service))
 
-    # Then the first is the port probe, and the third is refused naming detail.service
+    # Then the first is the port probe, and the third's finding is refused naming detail.service
     assert alert == only_alert(load(PORT_PROBE))
-    assert (error.field, error.reason) == ("detail.service", "missing")
-    assert str(error) == "detail.service: missing"
+    assert refused == FindingRefusal(where="", reason="detail.service: missing", alert_id=refused.alert_id)
+    assert refused.alert_id is not None
+
+
+def test_reading_is_linear_in_the_length_of_a_hostile_value() -> None:
+    # Given findings whose domain is a long label of distinct non-ASCII letters (IDNA is quadratic in it)
+    event = load(BACKDOOR)
+
+    def read(size: int) -> IntakeResult:
+        label = "".join(chr(0x4E00 + index) for index in range(size))
+        event["detail"]["service"]["action"]["dnsRequestAction"]["domain"] = label + ".com"
+        return read_document(event)
+
+    # When each is read, then 8 times the length costs about 8 times the time, not 64
+    assert time_ratio(read, 200) < 30

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from vtriage.intake import parse_alerts
+from vtriage.intake import read_document
+from vtriage.models import Alert
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -53,14 +54,31 @@ EXPECTED: dict[str, tuple[str, list[set[tuple[str, str, bool]]]]] = {
                 ("url", "https://evil-update.example.net/stage2?id=7", False),
                 ("domain", "ip-10-0-1-25.ec2.internal", False),
                 ("ip", "10.0.1.25", False),
+                # the device's own host name, an observable: skipped as the alert's own
+                ("domain", "WEB01", False),
             }
         ],
     ),
 }
 
+# The samples GuardDuty generated ("Generate sample findings": additionalInfo says sample): triaged as
+# samples, never acted on.
+GENERATED_SAMPLES = {
+    "guardduty-getfindings-trojan-droppoint-dns.json",
+    "guardduty-iam-recon-malicious-ip-caller.json",
+    "guardduty-s3-pentest-parrot-linux.json",
+}
+
 
 def load(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
+
+
+def parse_alerts(document: Any, **options: Any) -> list[Alert]:
+    """The alerts of a sample: every sample's findings are alerts, none refused or ignored."""
+    result = read_document(document, **options)
+    assert (result.refused, result.ignored) == ((), ())
+    return list(result.alerts)
 
 
 def test_every_sample_has_its_expected_iocs_written_down() -> None:
@@ -86,12 +104,17 @@ def test_sample_gives_exactly_the_expected_iocs(name: str) -> None:
     assert found == expected
     assert all(len(alert.iocs) == len(iocs) for alert, iocs in zip(alerts, found, strict=True))
     assert {alert.source for alert in alerts} == {source}
-    assert all(alert.notes == () for alert in alerts)
+    # And only GuardDuty's generated samples say anything more: that they are samples
+    assert all(alert.sample == (name in GENERATED_SAMPLES) for alert in alerts)
+    assert all(bool(alert.notes) == alert.sample for alert in alerts)
 
 
 def test_the_real_security_hub_sample_is_in_events_unchanged() -> None:
     # Given the real Security Hub event of the shared fixtures
-    original = Path("/work/shared/fixtures/securityhub/asr__afsbp-ec2.7_imported_envelope.json")
+    # The shared fixtures sit beside the repository, where the session keeps them.
+    original = (
+        EVENTS.parents[1] / "shared" / "fixtures" / "securityhub" / "asr__afsbp-ec2.7_imported_envelope.json"
+    )
     if not original.exists():
         pytest.skip("the shared fixtures are not on this machine")
 

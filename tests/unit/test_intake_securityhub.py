@@ -1,5 +1,5 @@
-"""Security Hub intake: ASFF findings become Alerts, acknowledged ones none, and bad values are refused
-naming the field."""
+"""Security Hub intake: ASFF findings become Alerts, acknowledged ones are ignored with the reason, a bad
+value costs only itself, and a finding that cannot be identified is refused alone, naming the field."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from vtriage.errors import InvalidAlertError
-from vtriage.intake import parse_alerts
-from vtriage.models import Resource, ResourceType
+from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeResult, read_document
+from vtriage.models import Alert, Resource, ResourceType
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 THREAT_INTEL = "synthetic-securityhub-threat-intel.json"
@@ -28,6 +28,18 @@ def load(name: str) -> Any:
 def finding_of(event: dict[str, Any]) -> dict[str, Any]:
     finding: dict[str, Any] = event["detail"]["findings"][0]
     return finding
+
+
+def parse_alerts(document: Any, **options: Any) -> list[Alert]:
+    """The alerts of a document in which every finding is an alert or ignored: none is refused."""
+    result = read_document(document, **options)
+    assert result.refused == ()
+    return list(result.alerts)
+
+
+def skipped(alert: Alert) -> list[tuple[str, str, str | None]]:
+    """(value, where it was found, why it is skipped) of every IOC the alert keeps but never looks up."""
+    return [(ioc.value, ioc.found_at, ioc.skipped_reason) for ioc in alert.iocs if ioc.skipped_reason]
 
 
 def test_threat_intel_sample_reads_as_the_console_shows_it() -> None:
@@ -134,20 +146,33 @@ def test_each_kind_of_guardduty_product_field_is_read(
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
+    ("field", "value", "reason"),
     [
-        ("Workflow", {"Status": "SUPPRESSED"}),
-        ("Workflow", {"Status": "RESOLVED"}),
-        ("RecordState", "ARCHIVED"),
+        ("Workflow", {"Status": "SUPPRESSED"}, "detail.findings[0].Workflow.Status is SUPPRESSED"),
+        ("Workflow", {"Status": "RESOLVED"}, "detail.findings[0].Workflow.Status is RESOLVED"),
+        ("RecordState", "ARCHIVED", "detail.findings[0].RecordState is ARCHIVED"),
+        (
+            "Compliance",
+            {"Status": "PASSED"},
+            "a passed check: detail.findings[0].Compliance.Status is PASSED",
+        ),
     ],
 )
-def test_an_acknowledged_finding_gives_no_alert(field: str, value: Any) -> None:
-    # Given a finding someone has already suppressed, resolved or archived
+def test_an_acknowledged_finding_is_ignored_with_its_reason(field: str, value: Any, reason: str) -> None:
+    # Given a finding someone has already suppressed, resolved or archived, or a check that passed
     event = load(THREAT_INTEL)
     finding_of(event)[field] = value
 
-    # When it is parsed, then there is nothing to triage: the record is accepted and makes no case
-    assert parse_alerts(event) == []
+    # When it is read
+    result = read_document(event)
+
+    # Then there is nothing to triage, and the finding is accounted for as ignored, saying why
+    assert (result.alerts, result.refused) == ((), ())
+    assert result.ignored == (
+        IgnoredFinding(
+            where="detail.findings[0]", reason=reason, alert_id="threat-intel-matcher/2025-03-18/5d2b1c0e9f84"
+        ),
+    )
 
 
 def test_only_the_findings_still_open_become_alerts() -> None:
@@ -158,8 +183,14 @@ def test_only_the_findings_still_open_become_alerts() -> None:
     resolved["Workflow"] = {"Status": "RESOLVED"}
     event["detail"]["findings"].append(resolved)
 
-    # When it is parsed, then only the open one is an alert
-    assert [alert.id for alert in parse_alerts(event)] == ["threat-intel-matcher/2025-03-18/5d2b1c0e9f84"]
+    # When it is read
+    result = read_document(event)
+
+    # Then only the open one is an alert, and the resolved one is ignored, not lost
+    assert [alert.id for alert in result.alerts] == ["threat-intel-matcher/2025-03-18/5d2b1c0e9f84"]
+    assert [(ignored.where, ignored.alert_id) for ignored in result.ignored] == [
+        ("detail.findings[1]", "threat-intel-matcher/2025-03-18/resolved")
+    ]
 
 
 def test_guardduty_findings_in_security_hub_can_be_skipped() -> None:
@@ -167,7 +198,12 @@ def test_guardduty_findings_in_security_hub_can_be_skipped() -> None:
     guardduty_event, other_event = load(GUARDDUTY_PRODUCT), load(THREAT_INTEL)
 
     # When GuardDuty findings are skipped, then only the other product's finding is an alert
-    assert parse_alerts(guardduty_event, skip_guardduty_in_securityhub=True) == []
+    skipped_guardduty = read_document(guardduty_event, skip_guardduty_in_securityhub=True)
+    assert skipped_guardduty.alerts == ()
+    assert [ignored.reason for ignored in skipped_guardduty.ignored] == [
+        "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly"
+        " (SKIP_GUARDDUTY_IN_SECURITYHUB)"
+    ]
     assert len(parse_alerts(other_event, skip_guardduty_in_securityhub=True)) == 1
     # And by default both are
     assert len(parse_alerts(guardduty_event)) == 1
@@ -228,6 +264,31 @@ def test_severity_label_alone_maps_to_the_bottom_of_its_band(label: str, score: 
     assert alert.severity.label == ("low" if score < 4 else label.lower())
 
 
+@pytest.mark.parametrize(
+    ("severity", "score", "label"),
+    [
+        ({"Label": "LOW", "Normalized": 50}, 1.0, "low"),  # the label wins over a Normalized of another band
+        ({"Label": "LOW", "Normalized": 20}, 2.0, "low"),  # a Normalized in the label's band places it
+        ({"Label": "CRITICAL", "Normalized": 40}, 9.0, "critical"),
+        ({"Normalized": 75}, 7.5, "high"),  # no label: Normalized
+        ({"Label": "low", "Normalized": 0}, 1.0, "low"),
+    ],
+)
+def test_severity_label_is_read_first_as_aws_prefers(
+    severity: dict[str, Any], score: float, label: str
+) -> None:
+    # Given a finding whose Severity.Label and Normalized may disagree
+    event = load(THREAT_INTEL)
+    finding_of(event)["Severity"] = severity
+
+    # When it is read
+    [alert] = parse_alerts(event)
+
+    # Then the label decides the band, as AWS's user guide says it is the preferred attribute
+    assert (alert.severity.score, alert.severity.label) == (score, label)
+    assert alert.not_actionable == ()
+
+
 def test_the_real_compliance_sample_takes_its_region_from_the_event() -> None:
     # Given the real compliance finding, which has no top-level Region
     [alert] = parse_alerts(load(COMPLIANCE))
@@ -235,10 +296,156 @@ def test_the_real_compliance_sample_takes_its_region_from_the_event() -> None:
     # Then the event's Region stands in, and the informational finding scores 0
     assert (alert.region, alert.account, alert.severity.score) == ("us-east-1", "111111111111", 0.0)
     assert alert.iocs == ()
+    assert alert.notes == ()
+
+
+# --- Custom Action events ----------------------------------------------------------------------------
+
+
+def _custom_action(*findings: dict[str, Any]) -> dict[str, Any]:
+    """A `Security Hub Findings - Custom Action` event, as the console's "send to" button publishes it."""
+    event: dict[str, Any] = load(THREAT_INTEL)
+    event["detail-type"] = "Security Hub Findings - Custom Action"
+    event["resources"] = ["arn:aws:securityhub:us-east-1:123456789012:action/custom/SendToVtriage"]
+    event["detail"] = {
+        "actionName": "SendToVtriage",
+        "actionDescription": "Triage the selected findings with vtriage",
+        "findings": list(findings),
+    }
+    return event
+
+
+def test_a_custom_action_event_gives_the_same_alerts_noting_the_action() -> None:
+    # Given the threat-intel finding sent from the console through a custom action
+    finding = finding_of(load(THREAT_INTEL))
+    event = _custom_action(copy.deepcopy(finding))
+
+    # When it is read
+    [alert] = parse_alerts(event)
+
+    # Then it is the alert the Imported event gives, with a note naming the action
+    [imported] = parse_alerts(load(THREAT_INTEL))
+    assert alert.model_copy(update={"notes": ()}) == imported
+    assert alert.notes == ("sent by the Security Hub custom action 'SendToVtriage'",)
+
+
+def test_a_custom_action_with_several_findings_gives_each_its_own_fate() -> None:
+    # Given a custom action sending an open finding, a finding without Id and a suppressed one
+    finding = finding_of(load(THREAT_INTEL))
+    without_id = {key: value for key, value in finding.items() if key != "Id"}
+    suppressed = dict(copy.deepcopy(finding), Id="suppressed-1", Workflow={"Status": "SUPPRESSED"})
+    event = _custom_action(copy.deepcopy(finding), without_id, suppressed)
+
+    # When it is read
+    result = read_document(event)
+
+    # Then each finding stands once: an alert, a refusal naming the field, an ignored finding
+    assert [alert.id for alert in result.alerts] == ["threat-intel-matcher/2025-03-18/5d2b1c0e9f84"]
+    assert result.refused == (
+        FindingRefusal(where="detail.findings[1]", reason="detail.findings[1].Id: missing"),
+    )
+    assert [ignored.alert_id for ignored in result.ignored] == ["suppressed-1"]
+
+
+# --- a bad value costs only itself -----------------------------------------------------------------
+
+
+def test_the_user_guides_threats_example_keeps_its_algorithm_name_as_a_skipped_hash() -> None:
+    # Given a finding whose `Threats` say "Hash": "sha256", as the AWS Security Hub user guide's example
+    event = load(THREAT_INTEL)
+    finding_of(event)["Threats"] = [
+        {
+            "Name": "Trojan.Generic",
+            "Severity": "HIGH",
+            "ItemCount": 1,
+            "FilePaths": [
+                {"FileName": "dropper", "FilePath": "/tmp/dropper", "ResourceId": "i-0b3f", "Hash": "sha256"}
+            ],
+        }
+    ]
+
+    # When it is read
+    [alert] = parse_alerts(event)
+
+    # Then the finding is triaged with its other IOCs; the value is kept, skipped, with its field
+    assert (
+        "sha256",
+        "Threats[0].FilePaths[0].Hash",
+        "not an md5, sha1 or sha256 hash (32, 40 or 64 hex digits): 'sha256'",
+    ) in skipped(alert)
+    assert len(alert.iocs) == 5
+
+
+def test_a_hash_indicator_of_another_length_than_its_type_declares_is_never_looked_up() -> None:
+    # Given a HASH_SHA256 indicator whose value has an md5's length
+    event = load(THREAT_INTEL)
+    finding_of(event)["ThreatIntelIndicators"] = [
+        {"Type": "HASH_SHA256", "Value": "546bb6ef89bebfb053999777f6930d7e"}
+    ]
+    del finding_of(event)["Network"]
+
+    # When it is read, then it is kept, skipped: the declared algorithm wins over the length
+    [alert] = parse_alerts(event)
+    assert skipped(alert) == [
+        (
+            "546bb6ef89bebfb053999777f6930d7e",
+            "ThreatIntelIndicators[0].Value",
+            "the field declares sha256, but the value has 32 hex digits (a md5): not looked up as another"
+            " algorithm",
+        )
+    ]
+
+
+def test_a_url_indicator_too_long_to_be_a_cache_key_is_skipped() -> None:
+    # Given a URL indicator of 3,000 bytes (DynamoDB refuses a key over 2,048 bytes)
+    event = load(THREAT_INTEL)
+    finding_of(event)["ThreatIntelIndicators"] = [{"Type": "URL", "Value": "https://evil.com/" + "a" * 3000}]
+    del finding_of(event)["Network"]
+
+    # When it is read, then the URL is kept skipped, cut, and nothing of it is looked up
+    [alert] = parse_alerts(event)
+    [(value, _, reason)] = skipped(alert)
+    assert len(value) <= 203
+    assert str(reason).startswith("URL longer than 2000 bytes")
 
 
 def _hostile_indicator(finding: dict[str, Any]) -> None:
     finding["ThreatIntelIndicators"][0]["Value"] = "tawuhoju.com/../../files/x"
+
+
+def _network_as_list(finding: dict[str, Any]) -> None:
+    finding["Network"] = ["23.129.64.215"]
+
+
+def test_a_hostile_indicator_is_kept_skipped_and_the_others_looked_up() -> None:
+    event = load(THREAT_INTEL)
+    _hostile_indicator(finding_of(event))
+
+    [alert] = parse_alerts(event)
+
+    assert skipped(alert)[0] == (
+        "tawuhoju.com/../../files/x",
+        "ThreatIntelIndicators[0].Value",
+        "'/' is not allowed in a domain: 'tawuhoju.com/../../files/x'",
+    )
+    assert [ioc.value for ioc in alert.iocs if ioc.skipped_reason is None] == [
+        "23.129.64.215",
+        "4bc00f7d638e042da764e8648c03c0db46700599dd4f08d117e3e9e8b538519b",
+        "tawuhoju.com",
+    ]
+
+
+def test_a_network_block_that_is_no_object_is_noted_and_the_alert_goes_on() -> None:
+    event = load(THREAT_INTEL)
+    _network_as_list(finding_of(event))
+
+    [alert] = parse_alerts(event)
+
+    assert alert.notes == ("detail.findings[0].Network: expected an object, got a list; not read for IOCs",)
+    assert alert.not_actionable == ()
+
+
+# --- a malformed identity field keeps the alert, noted, and never acted on ---------------------------
 
 
 def _no_severity(finding: dict[str, Any]) -> None:
@@ -257,34 +464,86 @@ def _no_updated_at(finding: dict[str, Any]) -> None:
     del finding["UpdatedAt"]
 
 
-def _network_as_list(finding: dict[str, Any]) -> None:
-    finding["Network"] = ["23.129.64.215"]
+def _bad_label(finding: dict[str, Any]) -> None:
+    finding["Severity"] = {"Label": "SEVERE"}
 
 
 @pytest.mark.parametrize(
-    ("break_it", "field", "reason"),
+    ("break_it", "not_actionable"),
     [
-        (_hostile_indicator, "detail.findings[0].ThreatIntelIndicators[0].Value", "'/' is not allowed"),
-        (_no_severity, "detail.findings[0].Severity", "missing"),
-        (_severity_too_high, "detail.findings[0].Severity.Normalized", "from 0 to 100"),
-        (_bad_account, "detail.findings[0].AwsAccountId", "12-digit"),
-        (_no_updated_at, "detail.findings[0].UpdatedAt", "missing"),
-        (_network_as_list, "detail.findings[0].Network", "expected an object, got a list"),
+        (_no_severity, "detail.findings[0].Severity: missing"),
+        (
+            _severity_too_high,
+            "detail.findings[0].Severity.Normalized: expected a number from 0 to 100, got 101",
+        ),
+        (
+            _bad_label,
+            "detail.findings[0].Severity.Label: expected one of INFORMATIONAL, LOW, MEDIUM, HIGH, CRITICAL,"
+            " got 'SEVERE'",
+        ),
+        (_bad_account, "detail.findings[0].AwsAccountId: expected a 12-digit AWS account id, got '12345'"),
+        (_no_updated_at, "detail.findings[0].UpdatedAt: missing"),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
-def test_a_broken_finding_is_refused_naming_the_field(break_it: Any, field: str, reason: str) -> None:
-    # Given a good event broken in one place
+def test_a_malformed_identity_field_keeps_the_alert_noted_and_never_acted_on(
+    break_it: Any, not_actionable: str
+) -> None:
+    # Given a good event broken in an identity field
     event = load(THREAT_INTEL)
     break_it(finding_of(event))
 
-    # When it is parsed
-    with pytest.raises(InvalidAlertError) as caught:
-        parse_alerts(event)
+    # When it is read
+    [alert] = parse_alerts(event)
 
-    # Then the refusal names the field and what is wrong
-    assert caught.value.field == field
-    assert reason in caught.value.reason
+    # Then the alert stands with its IOCs, and says why no action may run on it automatically
+    assert not_actionable in alert.not_actionable
+    assert len(alert.iocs) == 4
+    assert alert.account == "123456789012"
+
+
+def test_an_unreadable_severity_is_scored_critical_and_a_bad_account_falls_back_to_the_event() -> None:
+    event = load(THREAT_INTEL)
+    _no_severity(finding_of(event))
+    _bad_account(finding_of(event))
+
+    [alert] = parse_alerts(event)
+
+    assert alert.severity.label == "critical"
+    assert alert.account == "123456789012"
+
+
+def test_a_finding_without_id_is_refused_alone_and_the_others_go_on() -> None:
+    # Given an event with the real finding and a copy without its Id
+    event = load(THREAT_INTEL)
+    without_id = {key: value for key, value in finding_of(event).items() if key != "Id"}
+    event["detail"]["findings"].insert(0, without_id)
+
+    # When it is read
+    result = read_document(event)
+
+    # Then the copy is refused, naming the field, and the real finding is an alert
+    assert result.refused == (
+        FindingRefusal(where="detail.findings[0]", reason="detail.findings[0].Id: missing"),
+    )
+    assert [alert.id for alert in result.alerts] == ["threat-intel-matcher/2025-03-18/5d2b1c0e9f84"]
+
+
+def test_a_sample_finding_is_triaged_as_a_sample_or_ignored() -> None:
+    # Given an ASFF finding marked as a sample
+    event = load(THREAT_INTEL)
+    finding_of(event)["Sample"] = True
+
+    # When it is read, by default and where samples are ignored
+    [alert] = parse_alerts(event)
+    ignoring: IntakeResult = read_document(event, ignore_samples=True)
+
+    # Then it is triaged, never acted on; or ignored, saying why
+    assert alert.sample
+    assert "a sample finding" in alert.not_actionable
+    assert [ignored.reason for ignored in ignoring.ignored] == [
+        "detail.findings[0].Sample: a sample finding; sample findings are ignored here"
+    ]
 
 
 def test_an_unknown_security_hub_event_is_refused() -> None:
@@ -292,7 +551,8 @@ def test_an_unknown_security_hub_event_is_refused() -> None:
     event["detail-type"] = "Security Hub Insight Results"
 
     with pytest.raises(InvalidAlertError) as caught:
-        parse_alerts(event)
+        read_document(event)
 
     assert caught.value.field == "detail-type"
     assert "'Security Hub Findings - Imported'" in caught.value.reason
+    assert "'Security Hub Findings - Custom Action'" in caught.value.reason

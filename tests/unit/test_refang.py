@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.timing import time_ratio
 from vtriage.intake.refang import candidates_in_text, refang
 from vtriage.models import IocType
 
@@ -100,3 +101,13 @@ def test_every_candidate_is_a_single_token_without_whitespace(text: str) -> None
         assert ioc_type in (IP, DOMAIN, URL, FILE)
         assert value
         assert not any(character.isspace() for character in value)
+
+
+@pytest.mark.parametrize("run", [")", "]", ".", "),", "a)"])
+def test_a_long_run_of_trailing_punctuation_takes_time_linear_in_its_length(run: str) -> None:
+    # Given prose ending in a long run of closing brackets or punctuation (trimming it was quadratic)
+    def extract(size: int) -> None:
+        list(candidates_in_text("see evil.com" + run * (size // len(run))))
+
+    # When candidates are extracted from n and 8n characters, then 8n costs about 8 times n, not 64
+    assert time_ratio(extract, 4000) < 30

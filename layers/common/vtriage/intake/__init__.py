@@ -2,56 +2,38 @@
 
 `decode_body` turns the body into a JSON document, refusing what no part of the pipeline can carry
 (not JSON, nested too deeply, lone surrogates, characters DynamoDB or SNS refuse). `read_document`
-recognises the document's shape and hands each finding to its detector's parser; it returns an
+recognises the document's shape, lists its findings and reads each on its own; it returns an
 `IntakeResult` in which every finding of the document stands exactly once:
 
-- as an `Alert` (a bad value where an IOC belongs costs only itself: it is kept as a skipped IOC);
+- as an `Alert` (a bad value where an IOC belongs costs only itself: it is kept as a skipped IOC; a
+  malformed account, Region, time or severity keeps the alert, noted and not actionable);
 - as a `FindingRefusal`, alone, with a reason naming the field at fault, when no alert can be
-  identified in that finding;
+  identified in that finding (no id, an unknown shape), when reading it raised anything at all (the
+  exception's type is named), or when the message already made `max_findings` alerts;
 - as an `IgnoredFinding`, when the finding is acknowledged already (suppressed, resolved, archived, a
-  passed check) or is a GuardDuty finding seen through Security Hub when those are skipped.
+  passed check), is a GuardDuty finding seen through Security Hub when those are skipped, or a sample
+  finding when samples are ignored.
 
-Only a document in which no finding can be identified at all (not an object, an unknown shape) raises
-`InvalidAlertError`.
+Only a document in which no finding can be identified at all (not an object or an array of findings,
+an unknown shape, an empty list of findings) raises `InvalidAlertError`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import guardduty, ocsf, securityhub
-from vtriage.intake.canonical import with_allow_list
+from vtriage.intake.canonical import with_allow_list, with_never_act
 from vtriage.intake.fields import json_kind, shown
-from vtriage.models import Alert, Frozen, Ioc
-
-
-class FindingRefusal(Frozen):
-    """One finding of a document that cannot become an alert; the others go on without it."""
-
-    where: str  # the finding's place in the document ("Findings[3]", "detail.findings[0]"); "" for all of it
-    reason: str  # what is wrong, naming the field at fault ("Findings[3].Id: missing")
-    alert_id: str | None = None  # the finding's id, when it could be read
-
-
-class IgnoredFinding(Frozen):
-    """One finding acknowledged without a case (resolved, suppressed, archived, a passed check, ...)."""
-
-    where: str
-    reason: str
-    alert_id: str | None = None
-
-
-class IntakeResult(Frozen):
-    """Every finding of one document, each exactly once: an alert, a refusal or an ignored finding."""
-
-    alerts: tuple[Alert, ...] = ()
-    refused: tuple[FindingRefusal, ...] = ()
-    ignored: tuple[IgnoredFinding, ...] = ()
+from vtriage.intake.outcomes import Acknowledged, Finding, FindingRefusal, IgnoredFinding, IntakeResult
+from vtriage.models import Alert, Ioc
 
 __all__ = [
+    "DEFAULT_MAX_FINDINGS",
     "DEFAULT_MAX_IOCS",
     "FindingRefusal",
     "IgnoredFinding",
@@ -62,12 +44,115 @@ __all__ = [
 ]
 
 DEFAULT_MAX_IOCS = 50
+# The most alerts one message may make: a real get-findings file of 105 findings passes whole.
+DEFAULT_MAX_FINDINGS = 200
+MAX_FINDINGS_SETTING = "MaxFindingsPerMessage (MAX_FINDINGS_PER_MESSAGE)"
 
 _SHAPES = (
     "an EventBridge event from GuardDuty or Security Hub, a GuardDuty finding, GuardDuty or Security Hub"
-    " get-findings output, an ASFF finding or an OCSF Detection or Security Finding"
+    " get-findings output, an ASFF finding, an OCSF finding, or a JSON array of findings"
 )
 _KEYS_SHOWN = 12
+
+
+class IntakeOptions(BaseModel):
+    """How a deployment reads alerts: what it trusts, how many IOCs an alert and how many alerts a
+    message may hold, which path GuardDuty findings take, what becomes of sample findings, and the
+    deployment's own hosts (never looked up nor acted on)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    allow_list: frozenset[str] = frozenset()
+    max_iocs: int = DEFAULT_MAX_IOCS
+    skip_guardduty_in_securityhub: bool = False
+    ignore_samples: bool = False
+    max_findings: int = Field(default=DEFAULT_MAX_FINDINGS, ge=1)
+    never_act_hosts: frozenset[str] = frozenset()
+
+    def read(self, document: Any) -> IntakeResult:
+        """`read_document` with these options."""
+        return read_document(
+            document,
+            allow_list=self.allow_list,
+            max_iocs=self.max_iocs,
+            skip_guardduty_in_securityhub=self.skip_guardduty_in_securityhub,
+            ignore_samples=self.ignore_samples,
+            max_findings=self.max_findings,
+            never_act_hosts=self.never_act_hosts,
+        )
+
+    def parse(self, document: Any) -> list[Alert]:
+        """TRANSITIONAL (issue 9): `parse_alerts` with these options, for callers not yet on `read`."""
+        result = self.read(document)
+        if result.refused:
+            raise InvalidAlertError(result.refused[0].reason)
+        return list(result.alerts)
+
+
+def read_document(
+    document: Any,
+    *,
+    allow_list: frozenset[str] = frozenset(),
+    max_iocs: int = DEFAULT_MAX_IOCS,
+    skip_guardduty_in_securityhub: bool = False,
+    ignore_samples: bool = False,
+    max_findings: int = DEFAULT_MAX_FINDINGS,
+    never_act_hosts: frozenset[str] = frozenset(),
+) -> IntakeResult:
+    """Every finding of one decoded message body, each as an alert, a refusal or an ignored finding.
+
+    `allow_list`: values a team trusts, skipped as "allow-listed" (see `canonical.is_allow_listed`).
+    `max_iocs`: the most IOCs kept per alert for lookup, and again for the skipped ones; a cut is noted
+    on the alert. `skip_guardduty_in_securityhub`: GuardDuty findings that arrive through Security Hub
+    are ignored, when GuardDuty also reaches the queue directly. `ignore_samples`: detectors' sample
+    findings are ignored instead of triaged (never acted on either way). `max_findings`: the most
+    alerts the document may make; the findings after that are refused, saying so. `never_act_hosts`:
+    the deployment's own hosts (VirusTotal's base URL, the ticket provider's): never looked up, never
+    a target.
+
+    Raises InvalidAlertError only when no finding can be identified in the document at all; nothing
+    else escapes: whatever reading one finding raises is that finding's refusal.
+    """
+    try:
+        findings = _findings(
+            document, skip_guardduty=skip_guardduty_in_securityhub, ignore_samples=ignore_samples
+        )
+    except InvalidAlertError:
+        raise
+    except Exception as error:  # no shape check may let a hostile document crash its batch
+        raise InvalidAlertError(f"{type(error).__name__} while reading the document's shape") from None
+    alerts: list[Alert] = []
+    refused: list[FindingRefusal] = []
+    ignored: list[IgnoredFinding] = []
+    for finding in findings:
+        if len(alerts) >= max_findings:
+            refused.append(
+                FindingRefusal(
+                    where=finding.where, reason=_beyond_cap(max_findings), alert_id=finding.alert_id
+                )
+            )
+            continue
+        try:
+            outcome = finding.read()
+            if isinstance(outcome, Acknowledged):
+                ignored.append(
+                    IgnoredFinding(
+                        where=finding.where,
+                        reason=outcome.reason,
+                        alert_id=outcome.alert_id or finding.alert_id,
+                    )
+                )
+                continue
+            alerts.append(_finish(outcome, allow_list, max_iocs, never_act_hosts))
+        except InvalidAlertError as error:
+            refused.append(FindingRefusal(where=finding.where, reason=str(error), alert_id=finding.alert_id))
+        except Exception as error:  # a value no check foresaw: this finding's refusal, never its batch's
+            refused.append(
+                FindingRefusal(
+                    where=finding.where, reason=_unexpected(error, finding), alert_id=finding.alert_id
+                )
+            )
+    return IntakeResult(alerts=tuple(alerts), refused=tuple(refused), ignored=tuple(ignored))
 
 
 def parse_alerts(
@@ -77,64 +162,37 @@ def parse_alerts(
     max_iocs: int = DEFAULT_MAX_IOCS,
     skip_guardduty_in_securityhub: bool = False,
 ) -> list[Alert]:
-    """The Alerts in one message body: one per finding still to triage (possibly none).
-
-    `allow_list`: values a team trusts, skipped as "allow-listed" (see `canonical.is_allow_listed`).
-    `max_iocs`: the most IOCs kept per alert for lookup, and again for the skipped ones; a cut is noted
-    on the alert. `skip_guardduty_in_securityhub`: give no Alert for GuardDuty findings that arrive
-    through Security Hub, when GuardDuty also reaches the queue directly.
-    """
-    alerts = _parse(document, skip_guardduty=skip_guardduty_in_securityhub)
-    return [_finish(alert, allow_list, max_iocs) for alert in alerts]
-
-
-def read_document(
-    document: Any,
-    *,
-    allow_list: frozenset[str] = frozenset(),
-    max_iocs: int = DEFAULT_MAX_IOCS,
-    skip_guardduty_in_securityhub: bool = False,
-) -> IntakeResult:
-    """Every finding of one decoded message body, each as an alert, a refusal or an ignored finding.
-
-    Raises InvalidAlertError only when no finding can be identified in the document at all.
-    """
-    # TRANSITIONAL (issue 9): the parsers still refuse a whole document for one bad finding; they move
-    # to one fate per finding behind this same signature.
-    alerts = _parse(document, skip_guardduty=skip_guardduty_in_securityhub)
-    return IntakeResult(alerts=tuple(_finish(alert, allow_list, max_iocs) for alert in alerts))
+    """TRANSITIONAL (issue 9), for the callers not yet moved to `read_document`: the alerts of the
+    document; InvalidAlertError with the first refusal's reason when any finding is refused."""
+    result = read_document(
+        document,
+        allow_list=allow_list,
+        max_iocs=max_iocs,
+        skip_guardduty_in_securityhub=skip_guardduty_in_securityhub,
+    )
+    if result.refused:
+        first = result.refused[0]
+        raise InvalidAlertError(first.reason)
+    return list(result.alerts)
 
 
-class IntakeOptions(BaseModel):
-    """How a deployment reads alerts: what it trusts, how many IOCs an alert may hold, which path
-    GuardDuty findings take."""
-
-    model_config = ConfigDict(frozen=True)
-
-    allow_list: frozenset[str] = frozenset()
-    max_iocs: int = DEFAULT_MAX_IOCS
-    skip_guardduty_in_securityhub: bool = False
-
-    def read(self, document: Any) -> IntakeResult:
-        """`read_document` with these options."""
-        return read_document(
-            document,
-            allow_list=self.allow_list,
-            max_iocs=self.max_iocs,
-            skip_guardduty_in_securityhub=self.skip_guardduty_in_securityhub,
-        )
-
-    def parse(self, document: Any) -> list[Alert]:
-        """`parse_alerts` with these options."""
-        return parse_alerts(
-            document,
-            allow_list=self.allow_list,
-            max_iocs=self.max_iocs,
-            skip_guardduty_in_securityhub=self.skip_guardduty_in_securityhub,
-        )
+def _beyond_cap(max_findings: int) -> str:
+    return (
+        f"beyond the cap of {max_findings} alerts per message: send the findings in smaller messages,"
+        f" or raise {MAX_FINDINGS_SETTING}"
+    )
 
 
-def _parse(document: Any, *, skip_guardduty: bool) -> list[Alert]:
+def _unexpected(error: Exception, finding: Finding) -> str:
+    where = finding.where or "the finding"
+    message = shown(str(error), 120)
+    return f"{where}: {type(error).__name__} while reading it ({message}): not a finding vtriage can read"
+
+
+def _findings(document: Any, *, skip_guardduty: bool, ignore_samples: bool) -> list[Finding]:
+    """The findings of the document, not read yet; InvalidAlertError when its shape is unknown."""
+    if isinstance(document, list):
+        return _array(document, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
     if not isinstance(document, dict):
         raise InvalidAlertError(
             f"unknown shape: expected {_SHAPES} (a JSON object); got {json_kind(document)}"
@@ -144,41 +202,89 @@ def _parse(document: Any, *, skip_guardduty: bool) -> list[Alert]:
             "an SQS event, not a message body: parse each record's body on its own", field="Records"
         )
     if guardduty.is_eventbridge_event(document):
-        return _from_event(document, skip_guardduty=skip_guardduty)
+        return _event(document, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
     if securityhub.is_get_findings_output(document):
-        return securityhub.alerts_from_get_findings(document, skip_guardduty=skip_guardduty)
+        return securityhub.findings_of_get_findings(
+            document, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples
+        )
     if guardduty.is_get_findings_output(document):
-        return guardduty.alerts_from_get_findings(document)
+        return guardduty.findings_of_get_findings(document, ignore_samples=ignore_samples)
+    finding = _bare(document, "", skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
+    if finding is None:
+        raise InvalidAlertError(f"unknown shape: expected {_SHAPES}; got keys [{_keys(document)}]")
+    return [finding]
+
+
+def _bare(
+    document: dict[str, Any], where: str, *, skip_guardduty: bool, ignore_samples: bool
+) -> Finding | None:
+    """One bare finding of any source, at `where`; None when its shape is no finding's."""
     if ocsf.is_finding(document):
-        return ocsf.alerts_from_finding(document, skip_guardduty=skip_guardduty)
+        return ocsf.finding_of_bare(document, where=where, skip_guardduty=skip_guardduty)
     if securityhub.is_finding(document):
-        return securityhub.alerts_from_finding(document, skip_guardduty=skip_guardduty)
+        return securityhub.finding_of_bare(
+            document, where=where, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples
+        )
     if guardduty.is_bare_finding(document):
-        return [guardduty.alert_from_finding(document)]
-    raise InvalidAlertError(f"unknown shape: expected {_SHAPES}; got keys [{_keys(document)}]")
+        return guardduty.finding_of_bare(document, where=where, ignore_samples=ignore_samples)
+    return None
 
 
-def _from_event(event: dict[str, Any], *, skip_guardduty: bool) -> list[Alert]:
+def _array(document: list[Any], *, skip_guardduty: bool, ignore_samples: bool) -> list[Finding]:
+    """A JSON array of bare findings (Prowler writes its OCSF and ASFF output so): each item on its own,
+    an item of no known shape refused alone. Unknown as a whole when no item is a finding."""
+    findings: list[Finding] = []
+    recognised = False
+    for index, item in enumerate(document):
+        where = f"[{index}]"
+        finding = (
+            _bare(item, where, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
+            if isinstance(item, dict)
+            else None
+        )
+        recognised = recognised or finding is not None
+        findings.append(finding or Finding(where=where, read=_unknown_item(item, where)))
+    if not recognised:
+        raise InvalidAlertError(f"unknown shape: expected {_SHAPES}; got a list without a finding in it")
+    return findings
+
+
+def _unknown_item(item: Any, where: str) -> Callable[[], Alert]:
+    def read() -> Alert:
+        shape = f"keys [{_keys(item)}]" if isinstance(item, dict) else json_kind(item)
+        raise InvalidAlertError(f"unknown shape: expected a finding; got {shape}", field=where)
+
+    return read
+
+
+def _event(event: dict[str, Any], *, skip_guardduty: bool, ignore_samples: bool) -> list[Finding]:
     detail_type = event.get("detail-type")
     if securityhub.is_event(event):
-        if detail_type == securityhub.EVENT_DETAIL_TYPE:
-            return securityhub.alerts_from_event(event, skip_guardduty=skip_guardduty)
+        if detail_type in securityhub.EVENT_DETAIL_TYPES:
+            return securityhub.findings_of_event(
+                event, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples
+            )
         if detail_type == ocsf.EVENT_DETAIL_TYPE:
-            return ocsf.alerts_from_event(event, skip_guardduty=skip_guardduty)
+            return ocsf.findings_of_event(event, skip_guardduty=skip_guardduty)
+        expected = " or ".join(
+            repr(name) for name in (*securityhub.EVENT_DETAIL_TYPES, ocsf.EVENT_DETAIL_TYPE)
+        )
         raise InvalidAlertError(
-            f"unsupported Security Hub event {shown(detail_type)}: expected"
-            f" {securityhub.EVENT_DETAIL_TYPE!r} or {ocsf.EVENT_DETAIL_TYPE!r}",
-            field="detail-type",
+            f"unsupported Security Hub event {shown(detail_type)}: expected {expected}", field="detail-type"
         )
     detail = event.get("detail")
     if event.get("source") != guardduty.EVENT_SOURCE and isinstance(detail, dict) and ocsf.is_finding(detail):
-        return ocsf.alerts_from_event(event, skip_guardduty=skip_guardduty)
-    return guardduty.alerts_from_event(event)
+        return ocsf.findings_of_event(event, skip_guardduty=skip_guardduty)
+    return guardduty.findings_of_event(event, ignore_samples=ignore_samples)
 
 
-def _finish(alert: Alert, allow_list: frozenset[str], max_iocs: int) -> Alert:
-    """The alert with the allow-list applied and its IOCs capped, the cut noted."""
-    iocs = with_allow_list(alert.iocs, allow_list) if allow_list else alert.iocs
+def _finish(
+    alert: Alert, allow_list: frozenset[str], max_iocs: int, never_act_hosts: frozenset[str]
+) -> Alert:
+    """The alert with the deployment's own hosts and the allow-list applied, its IOCs capped, the cut
+    noted. The never-act skip comes first: no allow-list entry can make those hosts a lookup."""
+    iocs = with_never_act(alert.iocs, never_act_hosts) if never_act_hosts else alert.iocs
+    iocs = with_allow_list(iocs, allow_list) if allow_list else iocs
     to_look_up = [ioc for ioc in iocs if ioc.skipped_reason is None]
     skipped = [ioc for ioc in iocs if ioc.skipped_reason is not None]
     notes = list(alert.notes)

@@ -3,10 +3,17 @@
 A value is either accepted (returned as an `Ioc`), accepted but never looked up (returned with a
 `skipped_reason`), or refused with an `InvalidAlertError` that names the field it came from. Nothing
 malformed or hostile is ever returned: the value later becomes part of `/domains/{value}` and the like.
+(The parsers keep a refused value on the alert as a skipped IOC, escaped: see `fields.ioc_of`.)
 
 A domain is looked up only when it ends in a public suffix of the shipped Public Suffix List snapshot
 and has a label more; internal and reserved names, bare public suffixes and unknown top-level domains
-are kept as skipped, with the reason. An allow-list skips what a team knows to be its own.
+are kept as skipped, with the reason. AWS's own service endpoints and VirusTotal's hosts are on a
+never-act list (`NEVER_ACT_DOMAINS`), as are the deployment's own hosts (`with_never_act`): never looked
+up, never a target, whatever an allow-list or a playbook says. An allow-list skips what a team knows to
+be its own.
+
+Every length is checked before the work that depends on it (refanging, IDNA encoding), so that the time
+spent on one value stays linear in its length.
 """
 
 from __future__ import annotations
@@ -26,8 +33,15 @@ from vtriage.models import Ioc, IocType
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+# Longer than any indicator: refused before any other work on the value.
+MAX_VALUE_LENGTH = 4096
 _MAX_DOMAIN_LENGTH = 253
-_MAX_URL_LENGTH = 8192
+_MAX_LABEL_LENGTH = 63
+# A spelling of a domain longer than this is no domain even defanged (`[.]` for every dot of 253 bytes).
+_MAX_DEFANGED_DOMAIN_LENGTH = 1024
+# The longest URL looked up, in UTF-8 bytes: its cache key (`url#<url>`) must stay under DynamoDB's
+# 2,048-byte limit on a partition key.
+MAX_URL_BYTES = 2000
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _HEX_DIGITS = re.compile(r"[0-9a-f]+")
 _IP_CHARACTERS = re.compile(r"[0-9a-f:.]+")
@@ -78,6 +92,24 @@ _EMPTY_CONTENT_HASHES = frozenset(
     }
 )
 _HASH_NAMES = {32: "md5", 40: "sha1", 64: "sha256"}
+_SHA512_LENGTH = 128
+HASH_ALGORITHMS = frozenset({*_HASH_NAMES.values(), "sha512"})
+
+# Hosts nothing may look up or act on, with every name under them: AWS's own service endpoints and
+# principals (a finding names them as the caller of an API: `cloudformation.amazonaws.com`), the
+# console's hosts, and VirusTotal, whose own lookups would otherwise be blocked.
+NEVER_ACT_DOMAINS: tuple[tuple[str, str], ...] = (
+    ("amazonaws.com", "an AWS service endpoint (amazonaws.com)"),
+    ("amazonaws.com.cn", "an AWS service endpoint (amazonaws.com.cn)"),
+    ("api.aws", "an AWS service endpoint (api.aws)"),
+    ("aws.amazon.com", "an AWS console or service host (aws.amazon.com)"),
+    ("amazon.com", "an Amazon host (amazon.com)"),
+    ("virustotal.com", "VirusTotal's own host"),
+)
+NEVER_ACT_SUFFIX = ": never looked up or acted on"
+DEPLOYMENT_HOST_REASON = (
+    "a host this deployment itself uses (VirusTotal, the ticket provider)" + NEVER_ACT_SUFFIX
+)
 
 OWN_ADDRESS_REASON = "address of the alert's own resource"
 URL_CREDENTIALS_REASON = "URL carries credentials (user info before '@'): not sent to VirusTotal"
@@ -91,15 +123,21 @@ def canonical_ioc(
     own_addresses: frozenset[str] = frozenset(),
     *,
     allow_list: frozenset[str] = frozenset(),
+    algorithm: str | None = None,
 ) -> Ioc:
     """The canonical IOC for `raw`, skipped with a reason when it must never be looked up.
 
     `allow_list` holds values a team trusts (see `is_allow_listed`): a match is skipped as
-    "allow-listed" unless a stronger reason (a private address, say) already applies.
+    "allow-listed" unless a stronger reason (a private address, say) already applies. `algorithm`
+    is the hash algorithm the field declares (md5, sha1, sha256, sha512): it wins over the length.
     Raises InvalidAlertError naming `found_at` when the value is malformed or hostile.
     """
     if not isinstance(raw, str):
         raise InvalidAlertError(f"expected a string, got {type(raw).__name__}", field=found_at)
+    if len(raw) > MAX_VALUE_LENGTH:
+        raise InvalidAlertError(
+            f"{ioc_type.value} value longer than {MAX_VALUE_LENGTH} characters: {_preview(raw)}", found_at
+        )
     value = raw.strip(" ")
     if not value:
         raise InvalidAlertError(f"empty {ioc_type.value} value", field=found_at)
@@ -114,10 +152,35 @@ def canonical_ioc(
     elif ioc_type is IocType.URL:
         canonical, reason = _canonical_url(value, found_at, _own_ips(own_addresses))
     else:
-        canonical, reason = _canonical_hash(value, found_at)
+        canonical, reason = _canonical_hash(value, found_at, algorithm)
     if reason is None and is_allow_listed(ioc_type, canonical, allow_list):
         reason = ALLOW_LISTED_REASON
     return Ioc(type=ioc_type, value=canonical, found_at=found_at, skipped_reason=reason)
+
+
+def with_never_act(iocs: Iterable[Ioc], hosts: frozenset[str]) -> tuple[Ioc, ...]:
+    """The IOCs, a domain or URL on one of the deployment's own `hosts` (or a name under one) now
+    skipped: the deployment's own hosts are never looked up nor acted on."""
+    names = frozenset(host.strip().lower().rstrip(".") for host in hosts if host.strip())
+    return tuple(
+        ioc.model_copy(update={"skipped_reason": DEPLOYMENT_HOST_REASON})
+        if ioc.skipped_reason is None and _on_hosts(ioc, names)
+        else ioc
+        for ioc in iocs
+    )
+
+
+def _on_hosts(ioc: Ioc, names: frozenset[str]) -> bool:
+    if not names or ioc.type not in (IocType.DOMAIN, IocType.URL):
+        return False
+    host = _url_host(ioc.value) if ioc.type is IocType.URL else ioc.value
+    return host is not None and _is_or_under(host, names)
+
+
+def _is_or_under(name: str, parents: frozenset[str]) -> bool:
+    """Whether `name` is one of `parents` or a name under one of them."""
+    labels = name.split(".")
+    return any(".".join(labels[start:]) in parents for start in range(len(labels)))
 
 
 def with_allow_list(iocs: Iterable[Ioc], allow_list: frozenset[str]) -> tuple[Ioc, ...]:
@@ -277,7 +340,11 @@ def _canonical_domain(value: str, found_at: str) -> tuple[str, str | None]:
 
 def domain_skip_reason(name: str) -> str | None:
     """Why a canonical domain must never be looked up, or None: an internal or reserved name, a bare
-    public suffix, or a name whose top-level domain the Public Suffix List snapshot does not know."""
+    public suffix, a host on the never-act list, or a name whose top-level domain the Public Suffix List
+    snapshot does not know."""
+    for parent, reason in NEVER_ACT_DOMAINS:
+        if name == parent or name.endswith("." + parent):
+            return reason + NEVER_ACT_SUFFIX
     for internal, reason in _DOMAIN_SKIPS:
         if name == internal or name.endswith("." + internal):
             return reason
@@ -291,6 +358,10 @@ def domain_skip_reason(name: str) -> str | None:
 
 
 def _domain_name(value: str, found_at: str) -> str:
+    if len(value) > _MAX_DEFANGED_DOMAIN_LENGTH:
+        raise InvalidAlertError(
+            f"domain longer than {_MAX_DOMAIN_LENGTH} characters: {_preview(value)}", found_at
+        )
     name = refang_dots(value)
     for character, shown in _NOT_IN_A_DOMAIN.items():
         if character in name:
@@ -299,6 +370,9 @@ def _domain_name(value: str, found_at: str) -> str:
         raise InvalidAlertError(f"empty label ('..') in domain {_preview(value)}", found_at)
     name = _without_root_dot(name).lower()
     if not name.isascii():
+        # IDNA encoding takes time quadratic in a label's length: lengths no encoding could bring back
+        # within DNS's limits (it never shortens a name) are refused before it.
+        _check_lengths(name, value, found_at)
         try:
             name = name.encode("idna").decode("ascii")
         except UnicodeError:
@@ -329,6 +403,18 @@ def _domain_name(value: str, found_at: str) -> str:
     return name
 
 
+def _check_lengths(name: str, value: str, found_at: str) -> None:
+    if len(name) > _MAX_DOMAIN_LENGTH:
+        raise InvalidAlertError(
+            f"domain longer than {_MAX_DOMAIN_LENGTH} characters: {_preview(value)}", found_at
+        )
+    for label in name.split("."):
+        if len(label) > _MAX_LABEL_LENGTH:
+            raise InvalidAlertError(
+                f"label {_preview(label)} of domain {_preview(value)} must be 1-63 characters", found_at
+            )
+
+
 def _check_punycode(label: str, value: str, found_at: str) -> None:
     try:
         label.encode("ascii").decode("idna")
@@ -343,8 +429,6 @@ def _without_root_dot(name: str) -> str:
 
 
 def _canonical_url(value: str, found_at: str, own: frozenset[IpAddress]) -> tuple[str, str | None]:
-    if len(value) > _MAX_URL_LENGTH:
-        raise InvalidAlertError(f"URL longer than {_MAX_URL_LENGTH} characters: {_preview(value)}", found_at)
     value = refang_scheme(value)
     scheme_end = value.find("://")
     if scheme_end < 0:
@@ -365,6 +449,11 @@ def _canonical_url(value: str, found_at: str, own: frozenset[IpAddress]) -> tupl
         reason = reason or URL_CREDENTIALS_REASON
     # The path, query and fragment stay byte for byte: VirusTotal's URL identifier depends on them.
     canonical = f"{scheme}://{user_info}{at_sign}{host}{port}{match['rest']}"
+    if len(canonical.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+        raise InvalidAlertError(
+            f"URL longer than {MAX_URL_BYTES} bytes (the longest vtriage looks up): {_preview(value)}",
+            found_at,
+        )
     return canonical, reason
 
 
@@ -395,11 +484,19 @@ def _url_host_skip_reason(host: str, value: str, found_at: str, own: frozenset[I
     return domain_skip_reason(_domain_name(host, found_at))
 
 
-def _canonical_hash(value: str, found_at: str) -> tuple[str, str | None]:
+def _canonical_hash(value: str, found_at: str, algorithm: str | None) -> tuple[str, str | None]:
     digest = value.lower()
+    if _HEX_DIGITS.fullmatch(digest) and len(digest) == _SHA512_LENGTH:
+        return digest, "a sha512 (128 hex digits): VirusTotal looks files up by md5, sha1 or sha256 only"
     if not (_HEX_DIGITS.fullmatch(digest) and len(digest) in _HASH_NAMES):
         raise InvalidAlertError(
             f"not an md5, sha1 or sha256 hash (32, 40 or 64 hex digits): {_preview(value)}", found_at
+        )
+    length_says = _HASH_NAMES[len(digest)]
+    if algorithm is not None and algorithm != length_says:
+        return digest, (
+            f"the field declares {algorithm}, but the value has {len(digest)} hex digits (a {length_says}):"
+            " not looked up as another algorithm"
         )
     if digest in _EMPTY_CONTENT_HASHES:
         return digest, f"{_HASH_NAMES[len(digest)]} of empty content"

@@ -1,46 +1,87 @@
-"""OCSF findings as normalised Alerts: Detection Finding (class 2004) and Security Finding (class 2001).
+"""OCSF findings as normalised Alerts: Security Finding (class 2001, OCSF 1.0), and the findings of
+OCSF 1.1 and later that carry `finding_info`: Vulnerability (2002), Compliance (2003) and Detection
+(2004) Findings.
 
-Understood deliveries: a bare OCSF finding, Security Hub's `Findings Imported V2` EventBridge event
-(source `aws.securityhub`, OCSF findings in `detail.findings[]`), and any EventBridge event whose
-`detail` is an OCSF finding (a custom detector's `PutEvents`).
+Understood deliveries: a bare OCSF finding, a JSON array of them (as Prowler writes its OCSF output),
+Security Hub's `Findings Imported V2` EventBridge event (source `aws.securityhub`, OCSF findings in
+`detail.findings[]`), and any EventBridge event whose `detail` is an OCSF finding (a custom detector's
+`PutEvents`). Each finding is read on its own.
 
 The Alert's source is always `ocsf`, never the product's own name: the source prefixes the case id,
 which names the Step Functions execution, and so must not come from text the sender chose.
 
-- id: `finding_info.uid` (2004) or `finding.uid` (2001); version: its `modified_time`, else `time`.
+- id: `finding_info.uid` (2002-2004) or `finding.uid` (2001); version: its `modified_time`, else `time`.
 - severity: `severity_id` onto GuardDuty's 0-10 scale, at a point inside the matching band:
-  0 Unknown 0, 1 Informational 1, 2 Low 2, 3 Medium 5, 4 High 7, 5 Critical 9, 6 Fatal 10, 99 Other 0.
+  0 Unknown 0, 1 Informational 1, 2 Low 2, 3 Medium 5, 4 High 7, 5 Critical 9, 6 Fatal 10, 99 Other 0;
+  else the `severity` caption; else critical, noted.
 - IOCs: `observables[]` by `type_id` (1 hostname, 2 IP address, 6 URL, 8 hash: md5, sha1 or sha256 by
   length), then the indicators found in the free text of `message`, the title and the description,
-  refanged. A hostname without a dot (a NetBIOS-style host name) or a hash of another length (SHA-512,
-  ssdeep...) is not something VirusTotal can look up and is passed over.
-- Findings whose `status_id` is 3 Suppressed, 4 Resolved, 5 Archived or 6 Deleted are acknowledged
-  and give no Alert.
+  refanged. The finding's own device and resources (`device.ip`, `device.hostname`,
+  `device.network_interfaces[]`, `resources[].uid`, ...) are its own: kept skipped, never looked up.
+- Acknowledged, no case: a finding whose `status_id` is 3 Suppressed, 4 Resolved, 5 Archived or
+  6 Deleted (or whose `status` says so), whose `state_id` is 3 Suppressed or 4 Resolved (OCSF
+  1.0.0-rc.2), and a passed check (`status_code` PASS, or `compliance.status_id` 1 Pass).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeGuard
 
 from vtriage.errors import InvalidAlertError
-from vtriage.intake.fields import Candidate, Fields, add_free_text_iocs, json_kind, shown
+from vtriage.intake.fields import (
+    UNKNOWN,
+    UNKNOWN_TIME,
+    UNREADABLE_SEVERITY,
+    Candidate,
+    Envelope,
+    Fields,
+    add_free_text_iocs,
+    epoch_time,
+    json_kind,
+    own_values,
+    shown,
+)
+from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, IocType, Severity
 
 SOURCE = "ocsf"
 EVENT_SOURCE = "aws.securityhub"
 EVENT_DETAIL_TYPE = "Findings Imported V2"
-DETECTION_FINDING = 2004
 SECURITY_FINDING = 2001
+VULNERABILITY_FINDING = 2002
+COMPLIANCE_FINDING = 2003
+DETECTION_FINDING = 2004
+_CLASSES = {
+    SECURITY_FINDING: "Security Finding",
+    VULNERABILITY_FINDING: "Vulnerability Finding",
+    COMPLIANCE_FINDING: "Compliance Finding",
+    DETECTION_FINDING: "Detection Finding",
+}
 
 SEVERITY_SCORES = {0: 0.0, 1: 1.0, 2: 2.0, 3: 5.0, 4: 7.0, 5: 9.0, 6: 10.0, 99: 0.0}
-ACKNOWLEDGED_STATUS_IDS = frozenset({3, 4, 5, 6})
+_SEVERITY_CAPTIONS = {
+    "unknown": 0,
+    "informational": 1,
+    "low": 2,
+    "medium": 3,
+    "high": 4,
+    "critical": 5,
+    "fatal": 6,
+    "other": 99,
+}
+ACKNOWLEDGED_STATUS_IDS = {3: "Suppressed", 4: "Resolved", 5: "Archived", 6: "Deleted"}
+# OCSF 1.0.0-rc.2 said `state_id` where later versions say `status_id`.
+ACKNOWLEDGED_STATE_IDS = {3: "Suppressed", 4: "Resolved"}
+PASSED_STATUS_CODES = frozenset({"PASS", "PASSED"})
+COMPLIANCE_PASS = 1
 _OBSERVABLE_TYPES = {1: IocType.DOMAIN, 2: IocType.IP, 6: IocType.URL, 8: IocType.FILE}
-_LOOKUP_HASH_LENGTHS = frozenset({32, 40, 64})
+# Observables whose name says they are the finding's own device or resources.
+_OWN_OBSERVABLE_NAMES = ("device.", "resource.", "resources[", "resources.")
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
-_UNKNOWN = "unknown"
+_CLOUD_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def is_finding(document: Mapping[str, Any]) -> bool:
@@ -48,88 +89,125 @@ def is_finding(document: Mapping[str, Any]) -> bool:
     return "class_uid" in document
 
 
-def alerts_from_event(event: Mapping[str, Any], *, skip_guardduty: bool = False) -> list[Alert]:
-    """The Alerts of an EventBridge event holding OCSF: `Findings Imported V2`, or `detail` itself."""
+def findings_of_event(event: Mapping[str, Any], *, skip_guardduty: bool = False) -> list[Finding]:
+    """The findings of an EventBridge event holding OCSF: `Findings Imported V2`, or `detail` itself."""
     detail = event.get("detail")
     if not isinstance(detail, dict):
         raise InvalidAlertError(
             "missing" if detail is None else f"expected an object, got {json_kind(detail)}", field="detail"
         )
-    envelope = {key: event.get(key) for key in ("account", "region")}
+    envelope = Envelope.of(event)
     if is_finding(detail):
-        return _maybe(_FindingReader(detail, "detail.", envelope).alert(skip_guardduty=skip_guardduty))
+        return [_finding(detail, "", "detail.", envelope, skip_guardduty=skip_guardduty)]
     findings = detail.get("findings")
     if not isinstance(findings, list) or not findings:
         raise InvalidAlertError(
             f"expected a non-empty list of OCSF findings, got {json_kind(findings)}", field="detail.findings"
         )
-    alerts: list[Alert] = []
-    for index, finding in enumerate(findings):
-        where = f"detail.findings[{index}]"
+    return [
+        _finding(
+            finding,
+            f"detail.findings[{index}]",
+            f"detail.findings[{index}].",
+            envelope,
+            skip_guardduty=skip_guardduty,
+        )
+        for index, finding in enumerate(findings)
+    ]
+
+
+def finding_of_bare(finding: Mapping[str, Any], *, where: str = "", skip_guardduty: bool = False) -> Finding:
+    """One bare OCSF finding, at `where` in its document."""
+    return _finding(finding, where, where + "." if where else "", Envelope(), skip_guardduty=skip_guardduty)
+
+
+def _finding(finding: Any, where: str, prefix: str, envelope: Envelope, *, skip_guardduty: bool) -> Finding:
+    def read() -> Alert | Acknowledged:
         if not isinstance(finding, dict):
-            raise InvalidAlertError(f"expected an OCSF finding object, got {json_kind(finding)}", field=where)
-        alerts += _maybe(_FindingReader(finding, where + ".", envelope).alert(skip_guardduty=skip_guardduty))
-    return alerts
+            raise InvalidAlertError(
+                f"expected an OCSF finding object, got {json_kind(finding)}", field=where or None
+            )
+        return _FindingReader(finding, prefix, envelope).outcome(skip_guardduty=skip_guardduty)
+
+    return Finding(where=where, read=read, alert_id=_peek_uid(finding))
 
 
-def alerts_from_finding(finding: Mapping[str, Any], *, skip_guardduty: bool = False) -> list[Alert]:
-    """The Alert of one bare OCSF finding; none when it is acknowledged."""
-    return _maybe(_FindingReader(finding, "", {}).alert(skip_guardduty=skip_guardduty))
-
-
-def _maybe(alert: Alert | None) -> list[Alert]:
-    return [alert] if alert is not None else []
+def _peek_uid(finding: Any) -> str | None:
+    if not isinstance(finding, dict):
+        return None
+    for key in ("finding_info", "finding"):
+        info = finding.get(key)
+        if isinstance(info, dict):
+            return peek_id(info.get("uid"))
+    return None
 
 
 class _FindingReader(Fields):
     """Reads one OCSF finding."""
 
-    def __init__(self, finding: Mapping[str, Any], prefix: str, envelope: Mapping[str, Any]) -> None:
+    def __init__(self, finding: Mapping[str, Any], prefix: str, envelope: Envelope) -> None:
         super().__init__(prefix)
         self.finding = finding
         self.envelope = envelope
 
-    def alert(self, *, skip_guardduty: bool) -> Alert | None:
-        """The normalised Alert; None when the finding is acknowledged or a skipped GuardDuty one."""
+    def outcome(self, *, skip_guardduty: bool) -> Alert | Acknowledged:
+        """The normalised Alert, or Acknowledged (dealt with, a passed check, a skipped GuardDuty
+        finding). Raises InvalidAlertError when the finding cannot be identified (class, uid)."""
         class_uid = self.finding.get("class_uid")
-        if class_uid not in (DETECTION_FINDING, SECURITY_FINDING) or isinstance(class_uid, bool):
+        if isinstance(class_uid, bool) or class_uid not in _CLASSES:
+            supported = ", ".join(f"{number} ({name})" for number, name in _CLASSES.items())
             raise InvalidAlertError(
-                f"unsupported OCSF class {shown(class_uid)}: expected {DETECTION_FINDING} (Detection Finding)"
-                f" or {SECURITY_FINDING} (Security Finding)",
+                f"unsupported OCSF class {shown(class_uid)}: expected {supported}",
                 field=self.where("class_uid"),
             )
-        info_key = "finding_info" if class_uid == DETECTION_FINDING else "finding"
-        info = self.object(self.finding, info_key, "", required=True) or {}
-        finding_id = self.text(info, "uid", info_key, required=True) or ""
+        info_key = "finding" if class_uid == SECURITY_FINDING else "finding_info"
+        info = self.required_object(self.finding, info_key, "")
+        finding_id = self.required_text(info, "uid", info_key)
         if not _PLAIN_ID.fullmatch(finding_id):
             raise InvalidAlertError(
                 f"expected an id of at most 128 letters, digits and ._:/+=@-, got {shown(finding_id)}",
                 field=self.where(f"{info_key}.uid"),
             )
-        if self.acknowledged() or (skip_guardduty and self.product_name().lower() == "guardduty"):
-            return None
-        event_time = self.moment(self.finding, "time", "", required=True) or _never()
-        updated_at = self.moment(info, "modified_time", info_key) or event_time
-        created_at = self.moment(info, "created_time", info_key) or min(event_time, updated_at)
-        kept = self.iocs(self.observable_candidates(), frozenset())
-        title = self.text(info, "title", info_key)
+        acknowledged = self.acknowledged()
+        if acknowledged is not None:
+            return Acknowledged(acknowledged, finding_id)
+        if skip_guardduty and self.product_name().lower() == "guardduty":
+            return Acknowledged(
+                "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly"
+                " (SKIP_GUARDDUTY_IN_SECURITYHUB)",
+                finding_id,
+            )
+        event_time = self.ocsf_time(
+            self.finding, "time", "", instead="modified_time, else created_time, stands in"
+        )
+        modified = self.ocsf_time(info, "modified_time", info_key, instead="time stands in")
+        created = self.ocsf_time(info, "created_time", info_key, instead="time stands in")
+        fallback = event_time or modified or created or self.envelope_time(self.envelope)
+        if fallback is None:
+            self.malformed(
+                self.where("time"), "missing, and no other time", f"{UNKNOWN_TIME.isoformat()} stands in"
+            )
+            fallback = UNKNOWN_TIME
+        updated_at = modified or fallback
+        created_at = created or min(fallback, updated_at)
+        own = self.own()
+        kept = self.iocs(self.observable_candidates(), own)
+        title = self.loose_text(info, "title")
         texts = [
             (path, text)
             for path, text in (
-                ("message", self.text(self.finding, "message", "")),
+                ("message", self.loose_text(self.finding, "message")),
                 (f"{info_key}.title", title),
-                (f"{info_key}.desc", self.text(info, "desc", info_key)),
+                (f"{info_key}.desc", self.loose_text(info, "desc")),
             )
             if text
         ]
+        metadata = self.loose_object(self.finding, "metadata")
         ignored = frozenset(
-            value.lower() for value in (finding_id, self.text(self.metadata(), "uid", "metadata")) if value
+            value.lower() for value in (finding_id, self.loose_text(metadata, "uid")) if value
         )
-        add_free_text_iocs(kept, texts, frozenset(), ignored)
-        types = self.texts(info, "types", info_key)
-        finding_type = (
-            types[0][1] if types else self.text(self.finding, "class_name", "") or "Detection Finding"
-        )
+        add_free_text_iocs(kept, texts, own, ignored)
+        finding_type = self.finding_type(info) or _CLASSES[class_uid]
         return Alert(
             id=finding_id,
             source=SOURCE,
@@ -138,95 +216,138 @@ class _FindingReader(Fields):
             severity=self.severity(),
             created_at=created_at,
             updated_at=updated_at,
-            version=updated_at.isoformat(),
-            account=self.cloud_value("account", ("account", "uid"), ACCOUNT_PATTERN),
-            region=self.cloud_value("region", ("region",), REGION_PATTERN),
+            version=updated_at.isoformat() if updated_at is not UNKNOWN_TIME else "unversioned",
+            account=self.cloud_value("account", ("account", "uid")),
+            region=self.cloud_value("region", ("region",)),
             iocs=tuple(kept.values()),
+            notes=self.alert_notes(),
+            not_actionable=self.alert_not_actionable(),
         )
 
-    def acknowledged(self) -> bool:
-        """Suppressed, resolved, archived or deleted: someone has already dealt with it."""
-        status_id = self.finding.get("status_id")
-        return (
-            isinstance(status_id, int)
-            and not isinstance(status_id, bool)
-            and status_id in ACKNOWLEDGED_STATUS_IDS
-        )
-
-    def metadata(self) -> dict[str, Any]:
-        """`metadata`, or an empty object."""
-        return self.object(self.finding, "metadata", "") or {}
+    def acknowledged(self) -> str | None:
+        """Why the finding needs no case (the field that says so), or None."""
+        finding = self.finding
+        status_id = finding.get("status_id")
+        if _is_int(status_id) and status_id in ACKNOWLEDGED_STATUS_IDS:
+            return f"{self.where('status_id')} is {status_id} ({ACKNOWLEDGED_STATUS_IDS[status_id]})"
+        status = (self.loose_text(finding, "status") or "").strip().capitalize()
+        if not _is_int(status_id) and status in ACKNOWLEDGED_STATUS_IDS.values():
+            return f"{self.where('status')} is {status!r}"
+        state_id = finding.get("state_id")
+        if _is_int(state_id) and state_id in ACKNOWLEDGED_STATE_IDS:
+            name = ACKNOWLEDGED_STATE_IDS[state_id]
+            return f"{self.where('state_id')} is {state_id} ({name}, OCSF 1.0.0-rc.2)"
+        status_code = (self.loose_text(finding, "status_code") or "").strip().upper()
+        if status_code in PASSED_STATUS_CODES:
+            return f"a passed check: {self.where('status_code')} is {status_code!r}"
+        compliance = self.loose_object(finding, "compliance")
+        if compliance.get("status_id") == COMPLIANCE_PASS and _is_int(compliance.get("status_id")):
+            return f"a passed check: {self.where('compliance.status_id')} is 1 (Pass)"
+        if (self.loose_text(compliance, "status") or "").strip().upper() in PASSED_STATUS_CODES:
+            return f"a passed check: {self.where('compliance.status')} says it passed"
+        return None
 
     def product_name(self) -> str:
         """`metadata.product.name`, or an empty string."""
-        product = self.object(self.metadata(), "product", "metadata") or {}
-        return self.text(product, "name", "metadata.product") or ""
+        product = self.loose_object(self.loose_object(self.finding, "metadata"), "product")
+        return self.loose_text(product, "name") or ""
+
+    def finding_type(self, info: Mapping[str, Any]) -> str | None:
+        """The first of `types`, else the class name."""
+        types = info.get("types")
+        if isinstance(types, list):
+            for value in types:
+                if isinstance(value, str) and value:
+                    return value
+        return self.loose_text(self.finding, "class_name")
 
     def severity(self) -> Severity:
-        """`severity_id` on GuardDuty's 0-10 scale."""
+        """`severity_id` on GuardDuty's 0-10 scale; else the `severity` caption; else critical, noted."""
         value = self.finding.get("severity_id")
-        if value is None:
-            raise InvalidAlertError("missing", field=self.where("severity_id"))
-        if isinstance(value, bool) or value not in SEVERITY_SCORES:
-            raise InvalidAlertError(
-                f"expected one of {', '.join(map(str, SEVERITY_SCORES))}, got {shown(value)}",
-                field=self.where("severity_id"),
-            )
-        return Severity(score=SEVERITY_SCORES[value])
+        if _is_int(value) and value in SEVERITY_SCORES:
+            return Severity(score=SEVERITY_SCORES[value])
+        caption = (self.loose_text(self.finding, "severity") or "").strip().lower()
+        problem = (
+            "missing"
+            if value is None
+            else f"expected one of {', '.join(map(str, SEVERITY_SCORES))}, got {shown(value)}"
+        )
+        if caption in _SEVERITY_CAPTIONS:
+            if value is not None:
+                self.malformed(
+                    self.where("severity_id"), problem, f"the severity caption {caption!r} stands in"
+                )
+            return Severity(score=SEVERITY_SCORES[_SEVERITY_CAPTIONS[caption]])
+        self.malformed(
+            self.where("severity_id"), problem, f"scored {UNREADABLE_SEVERITY.label} so that a person sees it"
+        )
+        return UNREADABLE_SEVERITY
 
-    def moment(
-        self, parent: Mapping[str, Any], key: str, at: str, *, required: bool = False
-    ) -> datetime | None:
-        """An OCSF timestamp: `key` in milliseconds since the epoch, or `key_dt` in RFC 3339."""
+    def ocsf_time(self, parent: Mapping[str, Any], key: str, at: str, *, instead: str) -> datetime | None:
+        """An OCSF timestamp: `key` in milliseconds since the epoch, or `key_dt` in RFC 3339; another form
+        is read when it can be, and noted (see `Fields.moment`)."""
         value = parent.get(key)
         if value is None:
-            return self.timestamp(parent, f"{key}_dt", at, required=required)
-        path = self.where(f"{at}.{key}" if at else key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 32503680000000:
-            raise InvalidAlertError(f"expected milliseconds since 1970, got {shown(value)}", field=path)
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+            return self.moment(parent, f"{key}_dt", at, instead=instead)
+        if _is_int(value) or isinstance(value, float):
+            moment = epoch_time(value / 1000)
+            if moment is not None:
+                return moment
+            self.malformed(
+                self.where(f"{at}.{key}" if at else key),
+                f"milliseconds out of range: {shown(value)}",
+                instead,
+            )
+            return None
+        return self.moment(parent, key, at, instead=instead)
 
-    def cloud_value(self, envelope_key: str, path: tuple[str, ...], pattern: re.Pattern[str]) -> str:
+    def cloud_value(self, envelope_key: str, path: tuple[str, ...]) -> str:
         """`cloud.<path>`, else the event's value, else 'unknown' (detectors outside AWS have neither)."""
-        node: Any = self.object(self.finding, "cloud", "") or {}
+        node: Any = self.loose_object(self.finding, "cloud")
         where = "cloud"
         for key in path[:-1]:
-            node = self.object(node, key, where) or {}
+            node = self.loose_object(node, key)
             where = f"{where}.{key}"
-        value = self.text(node, path[-1], where) or self.envelope.get(envelope_key)
-        if value is None:
-            return _UNKNOWN
-        if not isinstance(value, str) or not pattern.fullmatch(value):
-            raise InvalidAlertError(
-                f"expected at most 64 letters, digits and ._:-, got {shown(value)}",
-                field=self.where(f"{where}.{path[-1]}"),
-            )
-        return value
+        value = node.get(path[-1])
+        choices = [
+            (self.where(f"{where}.{path[-1]}"), value),
+            (envelope_key, getattr(self.envelope, envelope_key)),
+        ]
+        return self.optional_identity(choices, _CLOUD_VALUE, "at most 64 letters, digits and ._:-")
+
+    def own(self) -> frozenset[str]:
+        """The finding's own addresses and host names: its device's and its resources'."""
+        values: list[Any] = []
+        device = self.loose_object(self.finding, "device")
+        values += [device.get(key) for key in ("ip", "hostname", "name")]
+        interfaces = device.get("network_interfaces")
+        for interface in interfaces if isinstance(interfaces, list) else []:
+            if isinstance(interface, dict):
+                values += [interface.get("ip"), interface.get("hostname")]
+        resources = self.finding.get("resources")
+        for resource in resources if isinstance(resources, list) else []:
+            if isinstance(resource, dict):
+                values += [resource.get(key) for key in ("uid", "name", "hostname", "ip")]
+        # An observable says where in the finding its value is: `device.ip` is the device's own.
+        observables = self.finding.get("observables")
+        for observable in observables if isinstance(observables, list) else []:
+            name = observable.get("name") if isinstance(observable, dict) else None
+            if isinstance(name, str) and name.startswith(_OWN_OBSERVABLE_NAMES):
+                values.append(observable.get("value"))
+        return own_values(value for value in values if value != UNKNOWN)
 
     def observable_candidates(self) -> list[Candidate]:
         """(type, value, path) of the observables VirusTotal can look up."""
         found: list[Candidate] = []
-        for path, observable in self.objects(self.finding, "observables", ""):
+        for path, observable in self.branches(self.finding, "observables", ""):
             type_id = observable.get("type_id")
-            ioc_type = (
-                _OBSERVABLE_TYPES.get(type_id)
-                if isinstance(type_id, int) and not isinstance(type_id, bool)
-                else None
-            )
-            value = self.text(observable, "value", path)
-            if ioc_type is None or value is None:
+            ioc_type = _OBSERVABLE_TYPES.get(type_id) if _is_int(type_id) else None
+            value = observable.get("value")
+            if ioc_type is None or value is None or value == "":
                 continue
-            if ioc_type is IocType.DOMAIN and "." not in value.strip().rstrip("."):
-                continue
-            if ioc_type is IocType.FILE and len(value.strip()) not in _LOOKUP_HASH_LENGTHS:
-                continue
-            found.append((ioc_type, value, f"{path}.value"))
+            found.append(Candidate(ioc_type, value, f"{path}.value"))
         return found
 
 
-ACCOUNT_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-REGION_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def _never() -> Any:
-    raise AssertionError("a required lookup returned None")
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -142,8 +142,11 @@ def candidates_in_text(text: str) -> Iterator[tuple[IocType, str]]:
     seen: set[tuple[IocType, str]] = set()
     normalised = _SPACED_AT.sub("[at]", _SPACED_DOT.sub("[.]", text[:_MAX_TEXT]))
     for raw_token in _TOKEN_SEPARATORS.split(normalised):
+        # A token too long to be an indicator is passed over before any work on it.
+        if len(raw_token) > _MAX_TOKEN:
+            continue
         token = _trim(raw_token)
-        if not token or len(token) > _MAX_TOKEN:
+        if not token:
             continue
         candidate = _classify(token)
         if candidate is not None and candidate not in seen:
@@ -152,15 +155,22 @@ def candidates_in_text(text: str) -> Iterator[tuple[IocType, str]]:
 
 
 def _trim(token: str) -> str:
-    """The token without leading openers and trailing punctuation or unbalanced closers."""
+    """The token without leading openers and trailing punctuation or unbalanced closers.
+
+    Linear in the token's length: each bracket kind is counted once, and the counts follow the cut.
+    """
     token = token.lstrip(_LEADING)
-    while token:
-        last = token[-1]
-        unbalanced = last in _CLOSING and token.count(last) > token.count(_CLOSING[last])
+    counts = {character: token.count(character) for pair in _CLOSING.items() for character in pair}
+    end = len(token)
+    while end:
+        last = token[end - 1]
+        unbalanced = last in _CLOSING and counts[last] > counts[_CLOSING[last]]
         if not (last in _TRAILING or unbalanced):
             break
-        token = token[:-1]
-    return token
+        if last in counts:
+            counts[last] -= 1
+        end -= 1
+    return token[:end]
 
 
 def _classify(token: str) -> tuple[IocType, str] | None:

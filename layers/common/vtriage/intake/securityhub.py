@@ -1,46 +1,70 @@
-"""Security Hub findings (ASFF) as normalised Alerts.
+"""Security Hub findings (ASFF) as normalised Alerts, one finding at a time.
 
-Understood deliveries: the EventBridge event `Security Hub Findings - Imported` (source
-`aws.securityhub`, one Alert per finding of `detail.findings[]`), `aws securityhub get-findings` output
-(`Findings[]`) and one bare ASFF finding.
+Understood deliveries: the EventBridge events `Security Hub Findings - Imported` and `Security Hub
+Findings - Custom Action` (source `aws.securityhub`, the findings in `detail.findings[]`; a custom action
+adds `actionName` and `actionDescription`), `aws securityhub get-findings` output (`Findings[]`) and one
+bare ASFF finding. Each finding of a document is read on its own: one that cannot be read is refused
+alone.
 
-A finding whose `Workflow.Status` is SUPPRESSED or RESOLVED, or whose `RecordState` is ARCHIVED, is
-acknowledged and gives no Alert: the record is accepted and makes no case. With
-`skip_guardduty=True`, findings that GuardDuty sent through Security Hub give no Alert either, for
+A finding whose `Workflow.Status` is SUPPRESSED or RESOLVED, whose `RecordState` is ARCHIVED, or whose
+`Compliance.Status` is PASSED (a passed check) is acknowledged: it makes no case. With
+`skip_guardduty=True`, findings that GuardDuty sent through Security Hub are acknowledged too, for
 deployments where GuardDuty also reaches the queue directly (one finding must not make two cases).
 
-IOCs come from `ThreatIntelIndicators`, `Network`, `Threats[].FilePaths[].Hash` and, for findings from
-GuardDuty, the flattened GuardDuty fields in `ProductFields`. ASFF's `Process` (name, path, pids) and
-`Malware` (name, path, type, state) carry no hash, address or domain, so they give no IOC.
+Severity is read as AWS's user guide prefers: `Severity.Label` first (with `Normalized` placing the
+finding inside the label's band when the two agree), else `Normalized`, else the deprecated `Product`.
+
+IOCs come from `ThreatIntelIndicators` (a hash's algorithm is the one its `Type` declares),
+`Network`, `Threats[].FilePaths[].Hash` and, for findings from GuardDuty, the flattened GuardDuty fields
+in `ProductFields`. ASFF's `Process` (name, path, pids) and `Malware` (name, path, type, state) carry
+no hash, address or domain, so they give no IOC.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from vtriage.errors import InvalidAlertError
-from vtriage.intake.fields import Candidate, Fields, json_kind, shown
+from vtriage.intake.fields import (
+    UNKNOWN_TIME,
+    UNREADABLE_SEVERITY,
+    Candidate,
+    Envelope,
+    Fields,
+    embedded_json_object,
+    escaped,
+    is_true,
+    json_kind,
+    own_values,
+    shown,
+)
+from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, IocType, Resource, ResourceType, Severity
 
 SOURCE = "securityhub"
 EVENT_SOURCE = "aws.securityhub"
 EVENT_DETAIL_TYPE = "Security Hub Findings - Imported"
+CUSTOM_ACTION_DETAIL_TYPE = "Security Hub Findings - Custom Action"
+EVENT_DETAIL_TYPES = (EVENT_DETAIL_TYPE, CUSTOM_ACTION_DETAIL_TYPE)
 
 ACKNOWLEDGED_WORKFLOW = frozenset({"SUPPRESSED", "RESOLVED"})
 ARCHIVED = "ARCHIVED"
+PASSED = "PASSED"
 
 # ASFF's labels, at the bottom of their Normalized band divided by ten (GuardDuty's 0-10 scale).
 _LABEL_SCORES = {"INFORMATIONAL": 0.0, "LOW": 1.0, "MEDIUM": 4.0, "HIGH": 7.0, "CRITICAL": 9.0}
-_THREAT_INTEL_TYPES = {
-    "DOMAIN": IocType.DOMAIN,
-    "IPV4_ADDRESS": IocType.IP,
-    "IPV6_ADDRESS": IocType.IP,
-    "URL": IocType.URL,
-    "HASH_MD5": IocType.FILE,
-    "HASH_SHA1": IocType.FILE,
-    "HASH_SHA256": IocType.FILE,
+_THREAT_INTEL_TYPES: dict[str, tuple[IocType, str | None]] = {
+    "DOMAIN": (IocType.DOMAIN, None),
+    "IPV4_ADDRESS": (IocType.IP, None),
+    "IPV6_ADDRESS": (IocType.IP, None),
+    "URL": (IocType.URL, None),
+    "HASH_MD5": (IocType.FILE, "md5"),
+    "HASH_SHA1": (IocType.FILE, "sha1"),
+    "HASH_SHA256": (IocType.FILE, "sha256"),
+    "HASH_SHA512": (IocType.FILE, "sha512"),
 }
 _NETWORK_FIELDS = (
     ("SourceIpV4", IocType.IP),
@@ -63,7 +87,10 @@ _GUARDDUTY_PRODUCT_FIELDS: tuple[tuple[str, IocType], ...] = (
     ("executableSha256", IocType.FILE),
     ("filePaths/hash", IocType.FILE),
 )
-_SHA512_LENGTH = 128
+# GuardDuty's sample flag as Security Hub flattens it into ProductFields.
+_SAMPLE_PRODUCT_FIELDS = ("additionalInfo/sample", "additionalInfo/value")
+# A key of ProductFields longer than this is no GuardDuty field; only its start is named.
+_MAX_PRODUCT_FIELD_KEY = 200
 
 
 def is_event(document: Mapping[str, Any]) -> bool:
@@ -77,36 +104,11 @@ def is_finding(document: Mapping[str, Any]) -> bool:
 
 
 def is_get_findings_output(document: Mapping[str, Any]) -> bool:
-    """Whether the document is `aws securityhub get-findings` output (its first finding is ASFF)."""
+    """Whether the document is `aws securityhub get-findings` output (one of its findings is ASFF)."""
     findings = document.get("Findings")
-    return (
-        isinstance(findings, list)
-        and bool(findings)
-        and isinstance(findings[0], dict)
-        and is_finding(findings[0])
+    return isinstance(findings, list) and any(
+        isinstance(finding, dict) and is_finding(finding) for finding in findings
     )
-
-
-def alerts_from_event(event: Mapping[str, Any], *, skip_guardduty: bool = False) -> list[Alert]:
-    """The Alerts of a `Security Hub Findings - Imported` event: one per finding still to triage."""
-    detail = event.get("detail")
-    if not isinstance(detail, dict):
-        raise InvalidAlertError(
-            "missing" if detail is None else f"expected an object, got {json_kind(detail)}", field="detail"
-        )
-    envelope = {key: event.get(key) for key in ("account", "region")}
-    return _alerts(detail.get("findings"), "detail.findings", envelope, skip_guardduty=skip_guardduty)
-
-
-def alerts_from_get_findings(output: Mapping[str, Any], *, skip_guardduty: bool = False) -> list[Alert]:
-    """The Alerts of `aws securityhub get-findings` output."""
-    return _alerts(output.get("Findings"), "Findings", {}, skip_guardduty=skip_guardduty)
-
-
-def alerts_from_finding(finding: Mapping[str, Any], *, skip_guardduty: bool = False) -> list[Alert]:
-    """The Alert of one bare ASFF finding; none when it is acknowledged or skipped."""
-    alert = _FindingReader(finding, prefix="", envelope={}).alert(skip_guardduty=skip_guardduty)
-    return [alert] if alert else []
 
 
 def is_guardduty_finding(finding: Mapping[str, Any]) -> bool:
@@ -117,117 +119,267 @@ def is_guardduty_finding(finding: Mapping[str, Any]) -> bool:
     )
 
 
-def _alerts(findings: Any, at: str, envelope: Mapping[str, Any], *, skip_guardduty: bool) -> list[Alert]:
+def findings_of_event(
+    event: Mapping[str, Any], *, skip_guardduty: bool = False, ignore_samples: bool = False
+) -> list[Finding]:
+    """The findings of a `Security Hub Findings - Imported` or `- Custom Action` event, each on its own."""
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise InvalidAlertError(
+            "missing" if detail is None else f"expected an object, got {json_kind(detail)}", field="detail"
+        )
+    envelope = Envelope.of(event)
+    return _listed(
+        detail.get("findings"),
+        "detail.findings",
+        envelope,
+        skip_guardduty=skip_guardduty,
+        ignore_samples=ignore_samples,
+    )
+
+
+def findings_of_get_findings(
+    output: Mapping[str, Any], *, skip_guardduty: bool = False, ignore_samples: bool = False
+) -> list[Finding]:
+    """The findings of `aws securityhub get-findings` output, each on its own."""
+    return _listed(
+        output.get("Findings"),
+        "Findings",
+        Envelope(),
+        skip_guardduty=skip_guardduty,
+        ignore_samples=ignore_samples,
+    )
+
+
+def finding_of_bare(
+    finding: Mapping[str, Any], *, where: str = "", skip_guardduty: bool = False, ignore_samples: bool = False
+) -> Finding:
+    """One bare ASFF finding, at `where` in its document."""
+    return _finding(finding, where, Envelope(), skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
+
+
+def _listed(
+    findings: Any, at: str, envelope: Envelope, *, skip_guardduty: bool, ignore_samples: bool
+) -> list[Finding]:
     if findings is None:
         raise InvalidAlertError("missing", field=at)
     if not isinstance(findings, list):
         raise InvalidAlertError(f"expected a list of findings, got {json_kind(findings)}", field=at)
     if not findings:
         raise InvalidAlertError("empty: no finding to triage", field=at)
-    alerts = []
-    for index, finding in enumerate(findings):
-        where = f"{at}[{index}]"
-        if not isinstance(finding, dict):
-            raise InvalidAlertError(f"expected a finding object, got {json_kind(finding)}", field=where)
-        alert = _FindingReader(finding, prefix=where + ".", envelope=envelope).alert(
-            skip_guardduty=skip_guardduty
+    return [
+        _finding(
+            finding, f"{at}[{index}]", envelope, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples
         )
-        if alert is not None:
-            alerts.append(alert)
-    return alerts
+        for index, finding in enumerate(findings)
+    ]
+
+
+def _finding(
+    finding: Any, where: str, envelope: Envelope, *, skip_guardduty: bool, ignore_samples: bool
+) -> Finding:
+    def read() -> Alert | Acknowledged:
+        if not isinstance(finding, dict):
+            raise InvalidAlertError(
+                f"expected a finding object, got {json_kind(finding)}", field=where or None
+            )
+        reader = _FindingReader(finding, prefix=where + "." if where else "", envelope=envelope)
+        return reader.outcome(skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
+
+    alert_id = peek_id(finding.get("Id")) if isinstance(finding, dict) else None
+    return Finding(where=where, read=read, alert_id=alert_id)
 
 
 class _FindingReader(Fields):
     """Reads one ASFF finding."""
 
-    def __init__(self, finding: Mapping[str, Any], *, prefix: str, envelope: Mapping[str, Any]) -> None:
+    def __init__(self, finding: Mapping[str, Any], *, prefix: str, envelope: Envelope) -> None:
         super().__init__(prefix)
         self.finding = finding
         self.envelope = envelope
 
-    def alert(self, *, skip_guardduty: bool) -> Alert | None:
-        """The normalised Alert; None when the finding is acknowledged or a skipped GuardDuty one."""
+    def outcome(self, *, skip_guardduty: bool, ignore_samples: bool) -> Alert | Acknowledged:
+        """The normalised Alert, or Acknowledged (dealt with already, a skipped GuardDuty finding, an
+        ignored sample). Raises InvalidAlertError only when the finding has no `Id`."""
         finding = self.finding
-        finding_id = self.text(finding, "Id", "", required=True) or ""
-        if self.acknowledged() or (skip_guardduty and is_guardduty_finding(finding)):
-            return None
-        created_at = self.timestamp(finding, "CreatedAt", "", required=True) or _never()
-        updated_at = self.timestamp(finding, "UpdatedAt", "", required=True) or _never()
+        finding_id = self.required_text(finding, "Id", "")
+        acknowledged = self.acknowledged()
+        if acknowledged is not None:
+            return Acknowledged(acknowledged, finding_id)
+        if skip_guardduty and is_guardduty_finding(finding):
+            return Acknowledged(
+                "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly"
+                " (SKIP_GUARDDUTY_IN_SECURITYHUB)",
+                finding_id,
+            )
+        sample = self.is_sample()
+        if sample and ignore_samples:
+            return Acknowledged(
+                f"{self.where('Sample')}: a sample finding; sample findings are ignored here", finding_id
+            )
+        if sample:
+            self.note(
+                "a sample finding (Sample, or GuardDuty's additionalInfo.sample): triaged, never acted on"
+            )
+            self.not_actionable.append("a sample finding")
+        if self.envelope.custom_action is not None:
+            self.note(f"sent by the Security Hub custom action {escaped(self.envelope.custom_action, 64)!r}")
+        instead = "the other of CreatedAt and UpdatedAt, else the event's time, stands in"
+        updated_at = self.moment(finding, "UpdatedAt", "", instead=instead, required=True)
+        created_at = self.moment(finding, "CreatedAt", "", instead=instead, required=True)
+        fallback = updated_at or created_at or self.envelope_time(self.envelope) or UNKNOWN_TIME
+        version = updated_at.isoformat() if updated_at is not None else self.raw_version(fallback)
         resources = self.resources()
-        own_addresses = frozenset(address for resource in resources for address in resource.addresses)
-        iocs = self.iocs(self.ioc_candidates(), own_addresses)
+        own = own_values(address for resource in resources for address in resource.addresses)
+        iocs = self.iocs(self.ioc_candidates(), own)
+        finding_type = self.finding_type()
         return Alert(
             id=finding_id,
             source=SOURCE,
-            type=self.finding_type(),
-            title=self.text(finding, "Title", "") or self.finding_type(),
+            type=finding_type,
+            title=self.loose_text(finding, "Title") or finding_type,
             severity=self.severity(),
-            created_at=created_at,
-            updated_at=updated_at,
-            version=updated_at.isoformat(),
-            account=self.account(finding.get("AwsAccountId") or self.envelope.get("account"), "AwsAccountId"),
+            created_at=created_at or fallback,
+            updated_at=updated_at or fallback,
+            version=version,
+            account=self.account_id(
+                [
+                    (self.where("AwsAccountId"), finding.get("AwsAccountId")),
+                    ("account", self.envelope.account),
+                ]
+            ),
             region=self.finding_region(),
             resources=resources,
             iocs=tuple(iocs.values()),
+            notes=self.alert_notes(),
+            not_actionable=self.alert_not_actionable(),
+            sample=sample,
         )
 
-    def acknowledged(self) -> bool:
-        """SUPPRESSED or RESOLVED in the workflow, or ARCHIVED: someone has already dealt with it."""
-        workflow = self.object(self.finding, "Workflow", "")
-        status = self.text(workflow, "Status", "Workflow") if workflow else None
-        legacy_state = self.text(self.finding, "WorkflowState", "")
-        record_state = self.text(self.finding, "RecordState", "")
-        return (
-            (status or "").upper() in ACKNOWLEDGED_WORKFLOW
-            or (status is None and (legacy_state or "").upper() == "RESOLVED")
-            or (record_state or "").upper() == ARCHIVED
-        )
+    def acknowledged(self) -> str | None:
+        """Why someone has dealt with the finding already (the field that says so), or None."""
+        workflow = self.loose_object(self.finding, "Workflow")
+        status = (self.loose_text(workflow, "Status") or "").upper()
+        if status in ACKNOWLEDGED_WORKFLOW:
+            return f"{self.where('Workflow.Status')} is {status}"
+        legacy_state = (self.loose_text(self.finding, "WorkflowState") or "").upper()
+        if not status and legacy_state == "RESOLVED":
+            return f"{self.where('WorkflowState')} is RESOLVED"
+        record_state = (self.loose_text(self.finding, "RecordState") or "").upper()
+        if record_state == ARCHIVED:
+            return f"{self.where('RecordState')} is ARCHIVED"
+        compliance = self.loose_object(self.finding, "Compliance")
+        if (self.loose_text(compliance, "Status") or "").upper() == PASSED:
+            return f"a passed check: {self.where('Compliance.Status')} is PASSED"
+        return None
+
+    def is_sample(self) -> bool:
+        """ASFF's `Sample`, or GuardDuty's sample flag flattened into `ProductFields`."""
+        if is_true(self.finding.get("Sample")):
+            return True
+        fields = self.loose_object(self.finding, "ProductFields")
+        for key, value in fields.items():
+            if not isinstance(key, str) or not key.endswith(_SAMPLE_PRODUCT_FIELDS):
+                continue
+            if is_true(value):
+                return True
+            embedded = embedded_json_object(value) if isinstance(value, str) else None
+            if embedded is not None and is_true(embedded.get("sample")):
+                return True
+        return False
+
+    def raw_version(self, fallback: datetime) -> str:
+        """A version when `UpdatedAt` does not read: its raw text, else the time standing in for it."""
+        raw = self.finding.get("UpdatedAt")
+        if isinstance(raw, str | int | float) and not isinstance(raw, bool) and raw != "":
+            return f"raw-{shown(raw, 64)}"
+        return fallback.isoformat() if fallback != UNKNOWN_TIME else "unversioned"
 
     def finding_type(self) -> str:
-        """The first of `Types`, else the generator."""
-        types = self.texts(self.finding, "Types", "")
-        if types:
-            return types[0][1]
-        return self.text(self.finding, "GeneratorId", "", required=True) or ""
+        """The first of `Types`, else the generator; a stand-in, noted, when neither is there."""
+        types = self.finding.get("Types")
+        if isinstance(types, list):
+            for value in types:
+                if isinstance(value, str) and value:
+                    return value
+        generator = self.loose_text(self.finding, "GeneratorId")
+        if generator:
+            return generator
+        self.malformed(self.where("Types"), "missing, and no GeneratorId", "'unknown' stands in")
+        return "unknown"
 
     def severity(self) -> Severity:
-        """`Severity.Normalized` (0-100) divided by ten, else `Severity.Label`."""
-        severity = self.object(self.finding, "Severity", "", required=True) or {}
-        normalized = severity.get("Normalized")
-        if normalized is not None:
-            if (
-                isinstance(normalized, bool)
-                or not isinstance(normalized, int | float)
-                or not 0 <= normalized <= 100
-            ):
-                raise InvalidAlertError(
-                    f"expected a number from 0 to 100, got {shown(normalized)}",
-                    field=self.where("Severity.Normalized"),
-                )
-            return Severity(score=round(float(normalized) / 10, 1))
-        label = self.text(severity, "Label", "Severity", required=True) or ""
-        if label.upper() not in _LABEL_SCORES:
-            raise InvalidAlertError(
+        """`Severity.Label` (placed in its band by `Normalized` when they agree), else `Normalized` / 10,
+        else the deprecated `Product`; critical, noted, when none can be read."""
+        severity = self.finding.get("Severity")
+        field = self.where("Severity")
+        if not isinstance(severity, dict):
+            problem = "missing" if severity is None else f"expected an object, got {json_kind(severity)}"
+            return self.unreadable_severity(field, problem)
+        label = severity.get("Label")
+        normalized = _normalized(severity.get("Normalized"))
+        if isinstance(label, str) and label.upper() in _LABEL_SCORES:
+            score = _LABEL_SCORES[label.upper()]
+            if normalized is not None and _label_of_normalized(normalized) == label.upper():
+                score = round(normalized / 10, 1)
+            return Severity(score=score)
+        if label is not None:
+            self.malformed(
+                f"{field}.Label",
                 f"expected one of {', '.join(_LABEL_SCORES)}, got {shown(label)}",
-                field=self.where("Severity.Label"),
+                "Normalized, else Product, stands in",
             )
-        return Severity(score=_LABEL_SCORES[label.upper()])
+        if normalized is not None:
+            return Severity(score=round(normalized / 10, 1))
+        if severity.get("Normalized") is not None:
+            self.malformed(
+                f"{field}.Normalized",
+                f"expected a number from 0 to 100, got {shown(severity.get('Normalized'))}",
+                "Product stands in",
+            )
+        product = severity.get("Product")
+        if isinstance(product, int | float) and not isinstance(product, bool) and 0 <= product <= 100:
+            # Product is on the product's own scale: 0-10 (GuardDuty's), else read as 0-100.
+            score = float(product) if product <= 10 else round(float(product) / 10, 1)
+            self.malformed(
+                f"{field}.Product",
+                "neither Label nor Normalized, which AWS requires",
+                f"the deprecated Product ({product:g}) scores {score:g}",
+            )
+            return Severity(score=score)
+        return self.unreadable_severity(field, "no Label, Normalized or Product to read")
+
+    def unreadable_severity(self, field: str, problem: str) -> Severity:
+        """The stand-in severity, noted."""
+        self.malformed(field, problem, f"scored {UNREADABLE_SEVERITY.label} so that a person sees it")
+        return UNREADABLE_SEVERITY
 
     def finding_region(self) -> str:
         """The finding's `Region`, else the event's, else the Region in `ProductArn`."""
-        value = self.finding.get("Region") or self.envelope.get("region")
-        if value is None:
-            product_arn = self.finding.get("ProductArn")
-            match = _ARN_REGION.match(product_arn) if isinstance(product_arn, str) else None
-            value = match["region"] if match else None
-        if value is None:
-            raise InvalidAlertError("missing", field=self.where("Region"))
-        return self.region(value, "Region")
+        product_arn = self.finding.get("ProductArn")
+        match = _ARN_REGION.match(product_arn) if isinstance(product_arn, str) else None
+        return self.region_name(
+            [
+                (self.where("Region"), self.finding.get("Region")),
+                ("region", self.envelope.region),
+                (self.where("ProductArn"), match["region"] if match else None),
+            ]
+        )
 
     # --- resources ------------------------------------------------------------------------------
 
     def resources(self) -> tuple[Resource, ...]:
-        """The instances, access keys, buckets and objects of `Resources[]`."""
+        """The instances, access keys, buckets and objects of `Resources[]`; none, and the alert not
+        actionable, when `Resources` is not as ASFF documents it."""
+        try:
+            return self.resources_of()
+        except InvalidAlertError as error:
+            # Without its resources, the alert's own addresses are unknown too: one could be looked up.
+            self.malformed(str(error.field), error.reason, "no resource is read")
+            return ()
+
+    def resources_of(self) -> tuple[Resource, ...]:
+        """Every resource of `Resources[]` a response could act on."""
         found: list[Resource] = []
         for path, resource in self.objects(self.finding, "Resources", ""):
             resource_type = self.text(resource, "Type", path)
@@ -282,54 +434,65 @@ class _FindingReader(Fields):
         user = self.text(key, "PrincipalName", at) or self.text(key, "UserName", at)
         return Resource(type=ResourceType.ACCESS_KEY, id=key_id, user_name=user)
 
-    # --- IOCs -----------------------------------------------------------------------------------
+    # --- IOCs: never refuse ----------------------------------------------------------------------
 
     def ioc_candidates(self) -> list[Candidate]:
-        """(type, raw value, path) of every place an indicator may be."""
+        """Every place an indicator may be, in order."""
         finding = self.finding
         found: list[Candidate] = []
-        for path, indicator in self.objects(finding, "ThreatIntelIndicators", ""):
-            ioc_type = _THREAT_INTEL_TYPES.get((self.text(indicator, "Type", path) or "").upper())
-            value = self.text(indicator, "Value", path)
-            if ioc_type is not None and value:
-                found.append((ioc_type, value, f"{path}.Value"))
-        network = self.object(finding, "Network", "")
+        for path, indicator in self.branches(finding, "ThreatIntelIndicators", ""):
+            indicator_type = self.loose_text(indicator, "Type") or ""
+            known = _THREAT_INTEL_TYPES.get(indicator_type.upper())
+            value = indicator.get("Value")
+            if known is not None and value is not None and value != "":
+                ioc_type, algorithm = known
+                found.append(Candidate(ioc_type, value, f"{path}.Value", algorithm))
+        network = self.branch(finding, "Network", "")
         if network is not None:
             for key, ioc_type in _NETWORK_FIELDS:
-                value = self.text(network, key, "Network")
-                if value:
-                    found.append((ioc_type, value, f"Network.{key}"))
-        for threat_path, threat in self.objects(finding, "Threats", ""):
-            for file_path, file in self.objects(threat, "FilePaths", threat_path):
-                value = self.text(file, "Hash", file_path)
-                # The algorithm is not stated: a SHA-512 is valid here, but VirusTotal knows no SHA-512.
-                if value and len(value) != _SHA512_LENGTH:
-                    found.append((IocType.FILE, value, f"{file_path}.Hash"))
+                found += self.candidate(ioc_type, network, key, "Network")
+        for threat_path, threat in self.branches(finding, "Threats", ""):
+            for file_path, file in self.branches(threat, "FilePaths", threat_path):
+                # The algorithm is not stated: the length says it (a sha512 is kept, skipped).
+                found += self.candidate(IocType.FILE, file, "Hash", file_path)
         found += self.product_field_candidates()
         return found
 
     def product_field_candidates(self) -> list[Candidate]:
         """GuardDuty's remote addresses, domains and hashes, flattened into `ProductFields`."""
-        fields = self.object(self.finding, "ProductFields", "")
+        fields = self.branch(self.finding, "ProductFields", "")
         if not fields:
             return []
         found: list[Candidate] = []
-        for key in fields:
-            if not isinstance(key, str) or "localIpDetails" in key:
+        for key, value in fields.items():
+            if not isinstance(key, str) or len(key) > _MAX_PRODUCT_FIELD_KEY or "localIpDetails" in key:
                 continue
             plain = _PRODUCT_FIELD_INDEX.sub("", key)
             for ending, ioc_type in _GUARDDUTY_PRODUCT_FIELDS:
                 if plain.endswith(ending):
-                    value = self.text(fields, key, "ProductFields")
-                    if value:
-                        found.append((ioc_type, value, f"ProductFields.{key[:200]}"))
+                    found += self.candidate(ioc_type, {key: value}, key, "ProductFields")
                     break
         return found
 
 
-def _never() -> Any:
-    """Unreachable: the `required=True` lookup before it raises instead of returning None."""
-    raise AssertionError("a required lookup returned None")
+def _normalized(value: Any) -> float | None:
+    """`Severity.Normalized` when it is a number from 0 to 100."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 100:
+        return float(value)
+    return None
+
+
+def _label_of_normalized(normalized: float) -> str:
+    """The label Security Hub gives a Normalized severity: 0, 1-39, 40-69, 70-89, 90-100."""
+    if normalized == 0:
+        return "INFORMATIONAL"
+    if normalized < 40:
+        return "LOW"
+    if normalized < 70:
+        return "MEDIUM"
+    if normalized < 90:
+        return "HIGH"
+    return "CRITICAL"
 
 
 def _after(text: str, prefix: str) -> str:
