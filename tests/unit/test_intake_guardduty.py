@@ -690,7 +690,7 @@ def test_a_scan_result_is_versioned_by_version_id_then_etag_then_event_id() -> N
 @pytest.mark.parametrize(
     "etag", ["546bb6ef89bebfb053999777f6930d7e-3", "ASIAI44QH8DHBEXAMPLE", "not hex at all 0123456789abcd"]
 )
-def test_an_etag_that_is_no_md5_gives_no_ioc_but_the_alert_stands(etag: str) -> None:
+def test_an_etag_that_is_no_md5_is_kept_skipped_and_the_alert_stands(etag: str) -> None:
     # Given an object uploaded in parts, or an ETag in another form (as in AWS's example event)
     event = load(S3_SCAN)
     event["detail"]["s3ObjectDetails"]["eTag"] = etag
@@ -698,8 +698,15 @@ def test_an_etag_that_is_no_md5_gives_no_ioc_but_the_alert_stands(etag: str) -> 
     # When it is parsed
     alert = only_alert(event)
 
-    # Then nothing is looked up, and the object can still be quarantined
-    assert alert.iocs == ()
+    # Then nothing is looked up, the ETag is kept with the reason, and the object can still be quarantined
+    assert skipped(alert) == [
+        (
+            etag,
+            "s3ObjectDetails.eTag",
+            "an S3 ETag that is no MD5 (an object uploaded in parts, or encrypted with SSE-KMS or SSE-C):"
+            " no hash to look up",
+        )
+    ]
     assert {resource.type for resource in alert.resources} == {ResourceType.S3_BUCKET, ResourceType.S3_OBJECT}
 
 
@@ -1292,16 +1299,39 @@ def test_a_file_of_105_findings_passes_whole_and_the_cap_refuses_the_rest_saying
     )
 
 
-def test_the_trimmed_real_event_is_refused_because_it_does_not_say_it_comes_from_guardduty() -> None:
-    # Given the real event that was cut down by hand: no source, detail-type or account
+def test_the_trimmed_real_event_is_triaged_as_guardduty_s_but_never_acted_on() -> None:
+    # Given the real event that was cut down by hand: no source, detail-type or account, but its detail
+    # is a GuardDuty finding (a generated sample)
     event = load("invalid/guardduty-ssh-bruteforce-trimmed-event.json")
 
-    # When it is parsed
+    # When it is read
+    alert = only_alert(event)
+
+    # Then the finding is an alert, noted for what the event lacks, and never acted on
+    assert (alert.id, alert.source, alert.account, alert.region) == (
+        "02be5693b63eea1d67e6f321c6aee4f3",
+        "guardduty",
+        "unknown",
+        "us-east-1",
+    )
+    assert alert.not_actionable == (
+        "source: missing, and no detail-type",
+        "a GuardDuty sample finding (service.additionalInfo.sample)",
+        "detail.accountId: missing",
+    )
+
+
+def test_an_event_from_another_source_is_refused_even_with_a_guardduty_detail() -> None:
+    event = load(BACKDOOR)
+    event["source"] = "example.edr"
+
     error = rejection(event)
 
-    # Then the refusal says which field is missing and what it should hold
-    assert error.field == "source"
-    assert "'aws.guardduty'" in error.reason
+    assert (error.field, error.reason) == (
+        "source",
+        "unsupported event source 'example.edr': expected 'aws.guardduty', 'aws.securityhub', or an OCSF"
+        " finding (with class_uid) as detail",
+    )
 
 
 @pytest.mark.parametrize(

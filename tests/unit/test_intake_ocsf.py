@@ -360,7 +360,27 @@ def test_a_finding_from_outside_aws_has_an_unknown_account_and_region() -> None:
     [alert] = parse_alerts(document)
 
     assert (alert.account, alert.region) == ("unknown", "unknown")
-    assert alert.not_actionable == ()
+    assert alert.not_actionable == ("cloud.account.uid: missing", "cloud.region: missing")
+
+
+def test_a_finding_of_another_cloud_keeps_its_account_and_is_never_acted_on() -> None:
+    # Given a finding on an Azure subscription, its times in seconds (OCSF says milliseconds)
+    document = load()
+    document["cloud"] = {"provider": "azure", "account": {"uid": "6c63340e-8a77-447a-9a9f-6c8277e6bc83"}}
+    document["time"] = 1730901296
+    del document["finding_info"]["created_time"], document["finding_info"]["modified_time"]
+
+    # When it is read
+    [alert] = parse_alerts(document)
+
+    # Then the subscription is its account, the time read as seconds, and nothing runs automatically
+    assert alert.account == "6c63340e-8a77-447a-9a9f-6c8277e6bc83"
+    assert alert.updated_at.isoformat() == "2024-11-06T13:54:56+00:00"
+    assert alert.not_actionable == (
+        "time: 1730901296 is seconds, not the milliseconds OCSF specifies",
+        "cloud.account.uid: '6c63340e-8a77-447a-9a9f-6c8277e6bc83' is no AWS account",
+        "cloud.region: missing",
+    )
 
 
 def test_an_array_of_findings_gives_each_its_own_fate() -> None:

@@ -34,6 +34,7 @@ from vtriage.intake.fields import (
     Envelope,
     Fields,
     embedded_json_object,
+    escaped,
     is_true,
     json_kind,
     own_values,
@@ -56,6 +57,10 @@ _UNVERSIONED = "null"
 # An ETag that is 32 hex digits is the object's MD5 when it was uploaded in one part without SSE-KMS or
 # SSE-C (Amazon S3 User Guide, "Checking object integrity"); a multipart ETag ends in "-<parts>".
 _MD5_ETAG = re.compile(r"[0-9a-fA-F]{32}")
+_NOT_MD5_ETAG = (
+    "an S3 ETag that is no MD5 (an object uploaded in parts, or encrypted with SSE-KMS or SSE-C): no hash"
+    " to look up"
+)
 # Members read here whose wire (camelCase) name is not their PascalCase name with a lower-case first letter.
 _CAMEL_EXCEPTIONS = {"SourceIps": "sourceIPs"}
 _PASCAL_EXCEPTIONS = {camel: pascal for pascal, camel in _CAMEL_EXCEPTIONS.items()}
@@ -82,17 +87,33 @@ def is_bare_finding(document: Mapping[str, Any]) -> bool:
 
 def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False) -> list[Finding]:
     """The one finding of a GuardDuty EventBridge event: a `GuardDuty Finding`, or a Malware Protection
-    for S3 scan result. Raises InvalidAlertError when the event is not one GuardDuty sends."""
-    _check_source(event)
-    if event.get("detail-type") == MALWARE_SCAN_DETAIL_TYPE:
-        detail = _detail(event)
-        return [Finding(where="", read=lambda: _malware_scan(event, detail))]
-    _check_detail_type(event, EVENT_DETAIL_TYPE)
+    for S3 scan result. An event cut down to its `detail` (no `source`, no `detail-type`) whose detail
+    is a GuardDuty finding is read as GuardDuty's, noted and not actionable. Raises InvalidAlertError
+    when the event is not one GuardDuty sends."""
+    detail_value = event.get("detail")
+    unsourced = (
+        event.get("source") is None
+        and event.get("detail-type") is None
+        and isinstance(detail_value, dict)
+        and is_bare_finding(detail_value)
+    )
+    if not unsourced:
+        _check_source(event)
+        if event.get("detail-type") == MALWARE_SCAN_DETAIL_TYPE:
+            scan = _detail(event)
+            return [Finding(where="", read=lambda: _malware_scan(event, scan))]
+        _check_detail_type(event, EVENT_DETAIL_TYPE)
     detail = _detail(event)
     envelope = Envelope.of(event)
 
     def read() -> Alert | Acknowledged:
         reader = _FindingReader(detail, prefix="detail.", pascal=False, envelope=envelope)
+        if unsourced:
+            reader.malformed(
+                "source",
+                "missing, and no detail-type",
+                "read as GuardDuty's: its detail is a GuardDuty finding",
+            )
         return reader.outcome(ignore_samples=ignore_samples)
 
     return [Finding(where="", read=read, alert_id=peek_id(detail.get("id")))]
@@ -187,6 +208,10 @@ def _malware_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> Alert | A
     if etag and _MD5_ETAG.fullmatch(etag.strip('"')):
         iocs = tuple(
             fields.iocs([Candidate(IocType.FILE, etag.strip('"'), f"{at}.eTag", "md5")], frozenset()).values()
+        )
+    elif etag:
+        iocs = (
+            Ioc(type=IocType.FILE, value=escaped(etag), found_at=f"{at}.eTag", skipped_reason=_NOT_MD5_ETAG),
         )
     named = ", ".join(_printable(name) for name in threats) or "an unnamed threat"
     account = fields.account_id([("account", envelope.account)])

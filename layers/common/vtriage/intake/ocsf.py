@@ -32,6 +32,8 @@ from typing import Any, TypeGuard
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.fields import (
+    ACCOUNT_ID,
+    REGION,
     UNKNOWN,
     UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
@@ -82,6 +84,9 @@ _OBSERVABLE_TYPES = {1: IocType.DOMAIN, 2: IocType.IP, 6: IocType.URL, 8: IocTyp
 _OWN_OBSERVABLE_NAMES = ("device.", "resource.", "resources[", "resources.")
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 _CLOUD_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# OCSF times are milliseconds since 1970: a number below this (1973-03-03 in milliseconds, the year 5138
+# in seconds) is a time in seconds.
+_SECONDS_AT_MOST = 100_000_000_000
 
 
 def is_finding(document: Mapping[str, Any]) -> bool:
@@ -290,6 +295,17 @@ class _FindingReader(Fields):
         if value is None:
             return self.moment(parent, f"{key}_dt", at, instead=instead)
         if _is_int(value) or isinstance(value, float):
+            field = self.where(f"{at}.{key}" if at else key)
+            if 0 <= value < _SECONDS_AT_MOST:
+                # Milliseconds this small are the first days of 1970: the sender wrote seconds.
+                moment = epoch_time(value)
+                if moment is not None:
+                    self.malformed(
+                        field,
+                        f"{shown(value)} is seconds, not the milliseconds OCSF specifies",
+                        f"read as {moment.isoformat()}",
+                    )
+                    return moment
             moment = epoch_time(value / 1000)
             if moment is not None:
                 return moment
@@ -302,18 +318,26 @@ class _FindingReader(Fields):
         return self.moment(parent, key, at, instead=instead)
 
     def cloud_value(self, envelope_key: str, path: tuple[str, ...]) -> str:
-        """`cloud.<path>`, else the event's value, else 'unknown' (detectors outside AWS have neither)."""
+        """`cloud.<path>`, else the event's value, else 'unknown'. A value that is no AWS account id or
+        Region (another cloud's, or none at all) is kept when it is plain, and makes the alert not
+        actionable: vtriage acts only in AWS accounts it can name."""
         node: Any = self.loose_object(self.finding, "cloud")
         where = "cloud"
         for key in path[:-1]:
             node = self.loose_object(node, key)
             where = f"{where}.{key}"
+        field = self.where(f"{where}.{path[-1]}")
         value = node.get(path[-1])
-        choices = [
-            (self.where(f"{where}.{path[-1]}"), value),
-            (envelope_key, getattr(self.envelope, envelope_key)),
-        ]
-        return self.optional_identity(choices, _CLOUD_VALUE, "at most 64 letters, digits and ._:-")
+        choices = [(field, value), (envelope_key, getattr(self.envelope, envelope_key))]
+        chosen = self.optional_identity(choices, _CLOUD_VALUE, "at most 64 letters, digits and ._:-")
+        aws = ACCOUNT_ID if envelope_key == "account" else REGION
+        if chosen == UNKNOWN and all(choice in (None, "") for _, choice in choices):
+            self.malformed(field, "missing", f"{UNKNOWN!r} stands in: no AWS {envelope_key} to act in")
+        elif chosen != UNKNOWN and not aws.fullmatch(chosen):
+            self.malformed(
+                field, f"{shown(chosen)} is no AWS {envelope_key}", "kept; no AWS resource to act on"
+            )
+        return chosen
 
     def own(self) -> frozenset[str]:
         """The finding's own addresses and host names: its device's and its resources'."""
