@@ -50,7 +50,7 @@ from tests.fakes import make_alert, make_case
 from tests.functional.conftest import launch_instance, load_event
 from tests.functional.test_intake_function import function_url_request
 from vtriage.adapters.dynamodb import DynamoCaseRepository
-from vtriage.intake import parse_alerts
+from vtriage.intake import read_document
 from vtriage.models import Action, ActionType, CaseStatus, Verdict
 from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.stack import ACCOUNT_ID, REGION, LocalAws
@@ -533,7 +533,7 @@ def _enrich(observed: Observed, world: World, monkeypatch: pytest.MonkeyPatch) -
     aws = observed.aws
     samples = {name: load_event(name) for name in FIRST_BATCH}
     samples[C2_SAMPLE]["detail"]["resource"]["instanceDetails"]["instanceId"] = world.instance_id
-    [c2_alert] = parse_alerts(samples[C2_SAMPLE])
+    [c2_alert] = read_document(samples[C2_SAMPLE]).alerts
 
     # A new batch: lookups (key from Secrets Manager), cases, executions, and a record dead-lettered.
     first = [json.dumps(sample) for sample in samples.values()] + ["{not json"]

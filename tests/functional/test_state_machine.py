@@ -18,7 +18,7 @@ from tests.functional.conftest import EVENTS, launch_instance, load_event, wait_
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.enrich import execution_input
 from vtriage.errors import InvalidAlertError
-from vtriage.intake import parse_alerts
+from vtriage.intake import read_document
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -37,7 +37,7 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 def _case(verdict: Verdict, actions: list[Action] | None = None, case_id: str | None = None) -> Case:
-    [alert] = parse_alerts(load_event("synthetic-guardduty-backdoor-c2-dns.json"))
+    [alert] = read_document(load_event("synthetic-guardduty-backdoor-c2-dns.json")).alerts
     return Case(
         case_id=case_id or alert.case_id,
         alert=alert,
@@ -464,7 +464,7 @@ def test_an_action_that_fails_sends_the_case_to_the_ticket_with_the_error(local_
 def _largest_sample_alert() -> Any:
     for path in sorted(EVENTS.glob("*.json"), key=lambda p: p.stat().st_size, reverse=True):
         try:
-            alerts = parse_alerts(json.loads(path.read_text()))
+            alerts = read_document(json.loads(path.read_text())).alerts
         except (InvalidAlertError, ValueError):
             continue  # the invalid samples
         if alerts:
