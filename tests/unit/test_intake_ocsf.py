@@ -22,7 +22,7 @@ def load() -> Any:
     return json.loads((EVENTS / DEFANGED).read_text())
 
 
-def parse_alerts(document: Any, **options: Any) -> list[Alert]:
+def alerts_of(document: Any, **options: Any) -> list[Alert]:
     """The alerts of a document in which every finding is an alert or ignored: none is refused."""
     result = read_document(document, **options)
     assert result.refused == ()
@@ -30,13 +30,13 @@ def parse_alerts(document: Any, **options: Any) -> list[Alert]:
 
 
 def iocs_of(document: Any) -> list[tuple[str, str, str | None]]:
-    [alert] = parse_alerts(document)
+    [alert] = alerts_of(document)
     return [(ioc.type.value, ioc.value, ioc.skipped_reason) for ioc in alert.iocs]
 
 
 def test_defanged_sample_reads_as_the_detector_wrote_it() -> None:
     # Given the OCSF Detection Finding with defanged indicators in its text
-    [alert] = parse_alerts(load())
+    [alert] = alerts_of(load())
 
     # Then the alert's fields come from the finding
     assert alert.source == "ocsf"
@@ -64,7 +64,7 @@ def test_a_security_finding_reads_its_id_from_finding() -> None:
     document["finding"] = document.pop("finding_info")
 
     # When it is parsed, then the id and IOCs are the same
-    [alert] = parse_alerts(document)
+    [alert] = alerts_of(document)
     assert alert.id == "edr-7f3c2a91-4d5e-4b6a-9c8d-1e2f3a4b5c6d"
     assert ("domain", "tawuhoju.com", None) in iocs_of(document)
 
@@ -86,9 +86,9 @@ def test_security_hub_v2_event_and_custom_event_give_the_same_alert_as_the_bare_
     custom = {**v2, "detail-type": "EDR Detection", "source": "example.edr", "detail": copy.deepcopy(finding)}
 
     # When each is parsed, then it is the same alert
-    [from_bare] = parse_alerts(finding)
-    assert parse_alerts(v2) == [from_bare]
-    assert parse_alerts(custom) == [from_bare]
+    [from_bare] = alerts_of(finding)
+    assert alerts_of(v2) == [from_bare]
+    assert alerts_of(custom) == [from_bare]
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,7 @@ def test_severity_id_maps_into_the_matching_band(severity_id: int, score: float,
     document = load()
     document["severity_id"] = severity_id
 
-    [alert] = parse_alerts(document)
+    [alert] = alerts_of(document)
 
     assert (alert.severity.score, alert.severity.label) == (score, label)
 
@@ -155,7 +155,7 @@ def test_a_failed_check_is_triaged() -> None:
     document["status_code"] = "FAIL"
     document["compliance"] = {"status_id": 3, "status": "Fail"}
 
-    assert len(parse_alerts(document)) == 1
+    assert len(alerts_of(document)) == 1
 
 
 def test_the_findings_own_device_and_resources_are_never_looked_up() -> None:
@@ -225,7 +225,7 @@ def test_a_hostile_observable_is_kept_skipped_and_the_finding_goes_on() -> None:
     document = load()
     document["observables"][0]["value"] = "23.129.64.215/../../files"
 
-    [alert] = parse_alerts(document)
+    [alert] = alerts_of(document)
 
     assert (alert.iocs[0].value, alert.iocs[0].found_at, alert.iocs[0].skipped_reason) == (
         "23.129.64.215/../../files",
@@ -324,7 +324,7 @@ def test_a_malformed_identity_field_keeps_the_alert_noted_and_never_acted_on(
     document = load()
     break_it(document)
 
-    [alert] = parse_alerts(document)
+    [alert] = alerts_of(document)
 
     assert alert.not_actionable == (not_actionable,)
     assert len(alert.iocs) == 7
@@ -339,15 +339,15 @@ def test_a_severity_id_that_cannot_be_read_falls_back_to_the_caption_then_to_cri
     del without["severity"]
 
     # Then the caption stands in, else critical, so that a person sees it
-    assert [alert.severity.label for alert in parse_alerts(with_caption)] == ["high"]
-    assert [alert.severity.label for alert in parse_alerts(without)] == ["critical"]
+    assert [alert.severity.label for alert in alerts_of(with_caption)] == ["high"]
+    assert [alert.severity.label for alert in alerts_of(without)] == ["critical"]
 
 
 def test_a_finding_without_time_takes_its_modified_time() -> None:
     document = load()
     del document["time"]
 
-    [alert] = parse_alerts(document)
+    [alert] = alerts_of(document)
 
     assert alert.version == "2025-03-18T16:02:05+00:00"
     assert alert.not_actionable == ()
@@ -357,7 +357,7 @@ def test_a_finding_from_outside_aws_has_an_unknown_account_and_region() -> None:
     document = load()
     del document["cloud"]
 
-    [alert] = parse_alerts(document)
+    [alert] = alerts_of(document)
 
     assert (alert.account, alert.region) == ("unknown", "unknown")
     assert alert.not_actionable == ("cloud.account.uid: missing", "cloud.region: missing")
@@ -371,7 +371,7 @@ def test_a_finding_of_another_cloud_keeps_its_account_and_is_never_acted_on() ->
     del document["finding_info"]["created_time"], document["finding_info"]["modified_time"]
 
     # When it is read
-    [alert] = parse_alerts(document)
+    [alert] = alerts_of(document)
 
     # Then the subscription is its account, the time read as seconds, and nothing runs automatically
     assert alert.account == "6c63340e-8a77-447a-9a9f-6c8277e6bc83"

@@ -74,7 +74,7 @@ def load(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 
 
-def parse_alerts(document: Any, **options: Any) -> list[Alert]:
+def alerts_of(document: Any, **options: Any) -> list[Alert]:
     """The alerts of a sample: every sample's findings are alerts, none refused or ignored."""
     result = read_document(document, **options)
     assert (result.refused, result.ignored) == ((), ())
@@ -95,7 +95,7 @@ def test_sample_gives_exactly_the_expected_iocs(name: str) -> None:
     source, expected = EXPECTED[name]
 
     # When it is parsed
-    alerts = parse_alerts(load(name))
+    alerts = alerts_of(load(name))
 
     # Then each alert has exactly the IOCs a person would list, each once, from the right source
     found = [
@@ -141,7 +141,7 @@ def test_the_cap_keeps_the_first_iocs_of_each_kind_and_notes_the_cut() -> None:
     event = _threat_intel_with_addresses(60)
 
     # When it is parsed with the default cap of 50
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     # Then the first 50 to look up and the first 50 skipped are kept, in order
     looked_up = [ioc.value for ioc in alert.iocs if ioc.skipped_reason is None]
@@ -159,8 +159,8 @@ def test_the_cap_keeps_the_first_iocs_of_each_kind_and_notes_the_cut() -> None:
 def test_the_cap_is_a_parameter_and_an_alert_under_it_has_no_note() -> None:
     event = _threat_intel_with_addresses(3)
 
-    [capped] = parse_alerts(event, max_iocs=2)
-    [uncapped] = parse_alerts(event)
+    [capped] = alerts_of(event, max_iocs=2)
+    [uncapped] = alerts_of(event)
 
     assert [ioc.value for ioc in capped.iocs if ioc.skipped_reason is None] == ["23.129.0.1", "23.129.0.2"]
     assert len(capped.notes) == 2
@@ -181,7 +181,7 @@ def test_the_allow_list_applies_to_every_source() -> None:
     reasons = {
         name: [
             ioc.skipped_reason
-            for alert in parse_alerts(load(name), allow_list=allow_list)
+            for alert in alerts_of(load(name), allow_list=allow_list)
             for ioc in alert.iocs
             if ioc.value == "23.129.64.215"
         ]

@@ -30,7 +30,7 @@ def finding_of(event: dict[str, Any]) -> dict[str, Any]:
     return finding
 
 
-def parse_alerts(document: Any, **options: Any) -> list[Alert]:
+def alerts_of(document: Any, **options: Any) -> list[Alert]:
     """The alerts of a document in which every finding is an alert or ignored: none is refused."""
     result = read_document(document, **options)
     assert result.refused == ()
@@ -47,7 +47,7 @@ def test_threat_intel_sample_reads_as_the_console_shows_it() -> None:
     event = load(THREAT_INTEL)
 
     # When it is parsed
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     # Then the alert's fields come from the ASFF finding
     assert alert.id == "threat-intel-matcher/2025-03-18/5d2b1c0e9f84"
@@ -81,7 +81,7 @@ def test_the_instances_own_public_address_in_network_is_skipped_as_its_own() -> 
     finding_of(event)["Network"]["SourceIpV4"] = "54.210.17.33"
 
     # When it is parsed
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     # Then the address is kept but never looked up
     own = [ioc for ioc in alert.iocs if ioc.value == "54.210.17.33"]
@@ -90,7 +90,7 @@ def test_the_instances_own_public_address_in_network_is_skipped_as_its_own() -> 
 
 def test_guardduty_product_fields_give_the_remote_address_not_the_local_one() -> None:
     # Given GuardDuty's finding as Security Hub imports it
-    [alert] = parse_alerts(load(GUARDDUTY_PRODUCT))
+    [alert] = alerts_of(load(GUARDDUTY_PRODUCT))
 
     # Then the remote IP comes from ProductFields and the local IP is not an IOC
     assert [(ioc.value, ioc.found_at) for ioc in alert.iocs] == [
@@ -139,7 +139,7 @@ def test_each_kind_of_guardduty_product_field_is_read(
     finding_of(event)["ProductFields"] = {key: value}
 
     # When it is parsed
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     # Then the field gives its IOC, or none
     assert [(ioc.type.value, ioc.value) for ioc in alert.iocs] == ([expected] if expected else [])
@@ -204,9 +204,9 @@ def test_guardduty_findings_in_security_hub_can_be_skipped() -> None:
         "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly"
         " (SKIP_GUARDDUTY_IN_SECURITYHUB)"
     ]
-    assert len(parse_alerts(other_event, skip_guardduty_in_securityhub=True)) == 1
+    assert len(alerts_of(other_event, skip_guardduty_in_securityhub=True)) == 1
     # And by default both are
-    assert len(parse_alerts(guardduty_event)) == 1
+    assert len(alerts_of(guardduty_event)) == 1
 
 
 def test_access_key_bucket_and_object_resources() -> None:
@@ -224,7 +224,7 @@ def test_access_key_bucket_and_object_resources() -> None:
     ]
 
     # When it is parsed
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     # Then remediation sees the key with its user, the bucket and the object
     assert alert.resources == (
@@ -245,9 +245,9 @@ def test_get_findings_output_and_a_bare_finding_give_the_same_alert_as_the_event
     finding = finding_of(event)
 
     # When each is parsed, then it is the same alert
-    [from_event] = parse_alerts(event)
-    assert parse_alerts({"Findings": [finding]}) == [from_event]
-    assert parse_alerts(finding) == [from_event]
+    [from_event] = alerts_of(event)
+    assert alerts_of({"Findings": [finding]}) == [from_event]
+    assert alerts_of(finding) == [from_event]
 
 
 @pytest.mark.parametrize(
@@ -258,7 +258,7 @@ def test_severity_label_alone_maps_to_the_bottom_of_its_band(label: str, score: 
     event = load(THREAT_INTEL)
     finding_of(event)["Severity"] = {"Label": label}
 
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     assert alert.severity.score == score
     assert alert.severity.label == ("low" if score < 4 else label.lower())
@@ -282,7 +282,7 @@ def test_severity_label_is_read_first_as_aws_prefers(
     finding_of(event)["Severity"] = severity
 
     # When it is read
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     # Then the label decides the band, as AWS's user guide says it is the preferred attribute
     assert (alert.severity.score, alert.severity.label) == (score, label)
@@ -291,7 +291,7 @@ def test_severity_label_is_read_first_as_aws_prefers(
 
 def test_the_real_compliance_sample_takes_its_region_from_the_event() -> None:
     # Given the real compliance finding, which has no top-level Region
-    [alert] = parse_alerts(load(COMPLIANCE))
+    [alert] = alerts_of(load(COMPLIANCE))
 
     # Then the event's Region stands in, and the informational finding scores 0
     assert (alert.region, alert.account, alert.severity.score) == ("us-east-1", "111111111111", 0.0)
@@ -321,10 +321,10 @@ def test_a_custom_action_event_gives_the_same_alerts_noting_the_action() -> None
     event = _custom_action(copy.deepcopy(finding))
 
     # When it is read
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     # Then it is the alert the Imported event gives, with a note naming the action
-    [imported] = parse_alerts(load(THREAT_INTEL))
+    [imported] = alerts_of(load(THREAT_INTEL))
     assert alert.model_copy(update={"notes": ()}) == imported
     assert alert.notes == ("sent by the Security Hub custom action 'SendToVtriage'",)
 
@@ -365,7 +365,7 @@ def test_the_user_guides_threats_example_keeps_its_algorithm_name_as_a_skipped_h
     ]
 
     # When it is read
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     # Then the finding is triaged with its other IOCs; the value is kept, skipped, with its field
     assert (
@@ -385,7 +385,7 @@ def test_a_hash_indicator_of_another_length_than_its_type_declares_is_never_look
     del finding_of(event)["Network"]
 
     # When it is read, then it is kept, skipped: the declared algorithm wins over the length
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
     assert skipped(alert) == [
         (
             "546bb6ef89bebfb053999777f6930d7e",
@@ -403,7 +403,7 @@ def test_a_url_indicator_too_long_to_be_a_cache_key_is_skipped() -> None:
     del finding_of(event)["Network"]
 
     # When it is read, then the URL is kept skipped, cut, and nothing of it is looked up
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
     [(value, _, reason)] = skipped(alert)
     assert len(value) <= 203
     assert str(reason).startswith("URL longer than 2000 bytes")
@@ -421,7 +421,7 @@ def test_a_hostile_indicator_is_kept_skipped_and_the_others_looked_up() -> None:
     event = load(THREAT_INTEL)
     _hostile_indicator(finding_of(event))
 
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     assert skipped(alert)[0] == (
         "tawuhoju.com/../../files/x",
@@ -439,7 +439,7 @@ def test_a_network_block_that_is_no_object_is_noted_and_the_alert_goes_on() -> N
     event = load(THREAT_INTEL)
     _network_as_list(finding_of(event))
 
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     assert alert.notes == ("detail.findings[0].Network: expected an object, got a list; not read for IOCs",)
     assert alert.not_actionable == ()
@@ -494,7 +494,7 @@ def test_a_malformed_identity_field_keeps_the_alert_noted_and_never_acted_on(
     break_it(finding_of(event))
 
     # When it is read
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     # Then the alert stands with its IOCs, and says why no action may run on it automatically
     assert not_actionable in alert.not_actionable
@@ -507,7 +507,7 @@ def test_an_unreadable_severity_is_scored_critical_and_a_bad_account_falls_back_
     _no_severity(finding_of(event))
     _bad_account(finding_of(event))
 
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
 
     assert alert.severity.label == "critical"
     assert alert.account == "123456789012"
@@ -535,7 +535,7 @@ def test_a_sample_finding_is_triaged_as_a_sample_or_ignored() -> None:
     finding_of(event)["Sample"] = True
 
     # When it is read, by default and where samples are ignored
-    [alert] = parse_alerts(event)
+    [alert] = alerts_of(event)
     ignoring: IntakeResult = read_document(event, ignore_samples=True)
 
     # Then it is triaged, never acted on; or ignored, saying why

@@ -39,7 +39,6 @@ __all__ = [
     "IgnoredFinding",
     "IntakeOptions",
     "IntakeResult",
-    "parse_alerts",
     "read_document",
 ]
 
@@ -80,13 +79,6 @@ class IntakeOptions(BaseModel):
             max_findings=self.max_findings,
             never_act_hosts=self.never_act_hosts,
         )
-
-    def parse(self, document: Any) -> list[Alert]:
-        """TRANSITIONAL (issue 9): `parse_alerts` with these options, for callers not yet on `read`."""
-        result = self.read(document)
-        if result.refused:
-            raise InvalidAlertError(result.refused[0].reason)
-        return list(result.alerts)
 
 
 def read_document(
@@ -153,27 +145,6 @@ def read_document(
                 )
             )
     return IntakeResult(alerts=tuple(alerts), refused=tuple(refused), ignored=tuple(ignored))
-
-
-def parse_alerts(
-    document: Any,
-    *,
-    allow_list: frozenset[str] = frozenset(),
-    max_iocs: int = DEFAULT_MAX_IOCS,
-    skip_guardduty_in_securityhub: bool = False,
-) -> list[Alert]:
-    """TRANSITIONAL (issue 9), for the callers not yet moved to `read_document`: the alerts of the
-    document; InvalidAlertError with the first refusal's reason when any finding is refused."""
-    result = read_document(
-        document,
-        allow_list=allow_list,
-        max_iocs=max_iocs,
-        skip_guardduty_in_securityhub=skip_guardduty_in_securityhub,
-    )
-    if result.refused:
-        first = result.refused[0]
-        raise InvalidAlertError(first.reason)
-    return list(result.alerts)
 
 
 def _beyond_cap(max_findings: int) -> str:
