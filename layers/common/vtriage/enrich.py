@@ -723,6 +723,10 @@ class Enricher:
                 raise quota_refusal(error, self.now()) from error
             except ConfigurationError as error:
                 raise self._key_refused(error) from error
+            except VirusTotalError as error:
+                if isinstance(error, TransientError) or _refused_by_virustotal(error):
+                    raise
+                raise self._virustotal_unusable(error) from error
         except _DEFERRALS as error:
             with self._lock:
                 self._refusal = _later(self._refusal, error)
@@ -748,6 +752,16 @@ class Enricher:
             },
         )
         return PutOffError(f"VirusTotal refused the API key ({failure_reason(error)})", retry_at)
+
+    def _virustotal_unusable(self, error: VirusTotalError) -> PutOffError:
+        """VirusTotal (or what stands at VT_BASE_URL) cannot be asked at all: no request could be sent, a
+        redirect, an answer that is not VirusTotal's. A setting to fix: logged, and the record waits."""
+        retry_at = self.now() + KEY_REFUSED_RETRY
+        logger.error(
+            "VirusTotal could not be asked: check VT_BASE_URL and the network path; records are deferred",
+            extra={"error_type": type(error).__name__, "error": str(error), "until": retry_at.isoformat()},
+        )
+        return PutOffError(f"VirusTotal could not be asked ({error})", retry_at)
 
     def _keep(self, enrichments: list[Enrichment]) -> None:
         """Cache what was looked up. A write that fails costs a lookup later, never a record: the
@@ -804,7 +818,7 @@ def batch_metrics(enricher: Enricher, response: PartialItemFailureResponse) -> d
 
 def _deferrals_before(record: SQSRecord) -> int:
     """The deferrals of the copies queued before this one (0 for the original message)."""
-    attribute = record.message_attributes.get(DEFERRALS_ATTRIBUTE)
+    attribute = record.message_attributes[DEFERRALS_ATTRIBUTE]  # None when absent (unlike `.get`)
     value = attribute.string_value if attribute is not None else None
     return int(value) if value is not None and value.isdigit() else 0
 
@@ -825,13 +839,19 @@ def _attributes_with_deferrals(record: SQSRecord, deferrals: int) -> dict[str, s
 
 
 def _refused_by_virustotal(error: Exception) -> bool:
-    """VirusTotal refused the lookup itself (an argument it rejects...): that IOC's fate, not the alert's."""
-    return isinstance(error, VirusTotalError) and not isinstance(error, TransientError | ConfigurationError)
+    """VirusTotal answered that it will not look this IOC up (a 4xx other than the key's and the quota's):
+    that IOC's fate, not the alert's."""
+    return (
+        isinstance(error, VirusTotalError)
+        and not isinstance(error, TransientError | ConfigurationError)
+        and error.http_status is not None
+        and 400 <= error.http_status < 500
+    )
 
 
 def _not_enriched(ioc: Ioc, error: Exception) -> IocOutcome:
     """An IOC VirusTotal would not look up: no verdict of its own, and why."""
-    reason = f"not enriched: {failure_reason(error)}"
+    reason = f"not enriched: {error}"  # VirusTotal's code and message, cut by the client
     return IocOutcome(type=ioc.type, value=ioc.value, found_at=ioc.found_at, reasons=[reason])
 
 
