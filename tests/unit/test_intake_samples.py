@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from vtriage.intake import read_document
+from vtriage.intake import IntakeOptions, read_document
+from vtriage.intake.canonical import DEPLOYMENT_HOST_REASON
 from vtriage.models import Alert
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -190,3 +191,21 @@ def test_the_allow_list_applies_to_every_source() -> None:
 
     # Then the address is kept on each case, skipped as allow-listed
     assert reasons == {name: ["allow-listed"] for name in names}
+
+
+def test_the_deployments_own_hosts_are_never_looked_up_whatever_the_allow_list_says() -> None:
+    # Given a finding naming the deployment's Jira host among its indicators
+    event = load("synthetic-securityhub-threat-intel.json")
+    event["detail"]["findings"][0]["ThreatIntelIndicators"].append(
+        {"Type": "URL", "Value": "https://acme.atlassian.net/browse/SEC-1"}
+    )
+    options = IntakeOptions(
+        never_act_hosts=frozenset({"acme.atlassian.net"}), allow_list=frozenset({"atlassian.net"})
+    )
+
+    # When it is read with the deployment's options
+    [alert] = options.read(event).alerts
+
+    # Then the host is kept on the case, skipped as the deployment's own: the allow-list does not decide it
+    reasons = [ioc.skipped_reason for ioc in alert.iocs if ioc.value.startswith("https://acme")]
+    assert reasons == [DEPLOYMENT_HOST_REASON]

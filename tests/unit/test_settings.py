@@ -60,6 +60,27 @@ def test_intake_options_come_from_the_environment() -> None:
     assert settings.intake.skip_guardduty_in_securityhub is True
 
 
+def test_the_cap_on_findings_samples_and_the_deployments_own_hosts_come_from_the_environment() -> None:
+    # Given a deployment behind a VirusTotal gateway, with Jira, a higher cap and samples ignored
+    settings = EnrichSettings.from_environ(
+        {
+            **ENRICH,
+            "VT_BASE_URL": "https://vt-gateway.corp.example.net/api/v3",
+            "JIRA_BASE_URL": "https://Acme.atlassian.net/",
+            "SERVICENOW_BASE_URL": "",
+            "MAX_FINDINGS_PER_MESSAGE": "300",
+            "IGNORE_SAMPLE_FINDINGS": "true",
+        }
+    )
+
+    # Then intake reads with them: the gateway's and Jira's hosts are never looked up nor acted on
+    assert settings.intake.never_act_hosts == frozenset({"vt-gateway.corp.example.net", "acme.atlassian.net"})
+    assert (settings.intake.max_findings, settings.intake.ignore_samples) == (300, True)
+    # And by default a message may make 200 alerts, and samples are triaged
+    defaults = EnrichSettings.from_environ(ENRICH).intake
+    assert (defaults.max_findings, defaults.ignore_samples) == (200, False)
+
+
 @pytest.mark.parametrize("missing", ["CASES_TABLE_NAME", "STATE_MACHINE_ARN", "DEAD_LETTER_QUEUE_URL"])
 def test_a_missing_setting_is_named_in_the_error(missing: str) -> None:
     # Given the environment without one required variable

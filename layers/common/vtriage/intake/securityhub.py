@@ -34,6 +34,7 @@ from vtriage.intake.fields import (
     Candidate,
     Envelope,
     Fields,
+    declared_algorithm,
     embedded_json_object,
     escaped,
     is_true,
@@ -223,7 +224,7 @@ class _FindingReader(Fields):
             )
             self.not_actionable.append("a sample finding")
         if self.envelope.custom_action is not None:
-            self.note(f"sent by the Security Hub custom action {escaped(self.envelope.custom_action, 64)!r}")
+            self.note(f"sent by the Security Hub custom action '{escaped(self.envelope.custom_action, 64)}'")
         instead = "the other of CreatedAt and UpdatedAt, else the event's time, stands in"
         updated_at = self.moment(finding, "UpdatedAt", "", instead=instead, required=True)
         created_at = self.moment(finding, "CreatedAt", "", instead=instead, required=True)
@@ -469,8 +470,10 @@ class _FindingReader(Fields):
                 continue
             plain = _PRODUCT_FIELD_INDEX.sub("", key)
             for ending, ioc_type in _GUARDDUTY_PRODUCT_FIELDS:
-                if plain.endswith(ending):
-                    found += self.candidate(ioc_type, {key: value}, key, "ProductFields")
+                if plain.endswith(ending) and value is not None and value != "":
+                    # The key is the sender's: the path shows it escaped.
+                    algorithm = declared_algorithm(key) if ioc_type is IocType.FILE else None
+                    found.append(Candidate(ioc_type, value, f"ProductFields.{escaped(key)}", algorithm))
                     break
         return found
 
