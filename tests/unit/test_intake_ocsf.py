@@ -262,6 +262,10 @@ def _bad_class(document: dict[str, Any]) -> None:
     document["class_uid"] = 4001
 
 
+def _class_as_list(document: dict[str, Any]) -> None:
+    document["class_uid"] = [2004]
+
+
 def _no_uid(document: dict[str, Any]) -> None:
     del document["finding_info"]["uid"]
 
@@ -274,6 +278,7 @@ def _uid_with_newline(document: dict[str, Any]) -> None:
     ("break_it", "reason"),
     [
         (_bad_class, "class_uid: unsupported OCSF class 4001: expected 2001 (Security Finding)"),
+        (_class_as_list, "class_uid: unsupported OCSF class a list: expected 2001 (Security Finding)"),
         (_no_uid, "finding_info.uid: missing"),
         (_uid_with_newline, "finding_info.uid: expected an id of at most 128"),
     ],

@@ -159,7 +159,7 @@ class _FindingReader(Fields):
         """The normalised Alert, or Acknowledged (dealt with, a passed check, a skipped GuardDuty
         finding). Raises InvalidAlertError when the finding cannot be identified (class, uid)."""
         class_uid = self.finding.get("class_uid")
-        if isinstance(class_uid, bool) or class_uid not in _CLASSES:
+        if not _is_int(class_uid) or class_uid not in _CLASSES:
             supported = ", ".join(f"{number} ({name})" for number, name in _CLASSES.items())
             raise InvalidAlertError(
                 f"unsupported OCSF class {shown(class_uid)}: expected {supported}",
