@@ -14,6 +14,7 @@ from tests.fakes import FakeExecutionStarter, FakeThreatIntel
 from tests.unit.test_enrich import C2, TOR, World, _domain_findings, _event_of, _sample, _sqs_event
 from vtriage.composition.enrich import aws_connection_failed
 from vtriage.enrich import FINISH_RESERVE_SECONDS, KEY_REFUSED_RETRY, Enricher, triage_batch
+from vtriage.intake import IntakeOptions
 from vtriage.models import CaseStatus, Ioc, Verdict
 from vtriage.virustotal.errors import (
     VirusTotalError,
@@ -48,6 +49,52 @@ def _records_of(world: World) -> dict[str, CaseStatus]:
 
 def _log(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, Any]]:
     return [record.__dict__ for record in caplog.records if record.getMessage() == message]
+
+
+# ---------------------------------------------------------------- one finding, one fate
+
+
+def test_a_finding_refused_alone_is_kept_and_parked_under_its_place_and_the_others_go_on() -> None:
+    # Given a Security Hub event with two findings, the second without the `Id` every finding needs
+    event = json.loads(_sample("synthetic-securityhub-threat-intel.json"))
+    second = json.loads(json.dumps(event["detail"]["findings"][0]))
+    del second["Id"]
+    event["detail"]["findings"].append(second)
+    body = json.dumps(event)
+    world = World()
+
+    # When the record is handled
+    outcome = world.enricher().handle_record("m-1", body)
+
+    # Then the first finding is a case, and the second is refused alone, under its place in the body
+    assert len(outcome.cases) == 1
+    assert outcome.rejected_reason is None
+    [refusal] = outcome.refused
+    assert (refusal.where, refusal.reason) == ("detail.findings[1]", "detail.findings[1].Id: missing")
+    # kept as `failure#m-1#detail.findings[1]` with the record's body, and parked with its place
+    assert world.cases.failures["m-1", "detail.findings[1]"].body == body
+    [parked] = world.dead_letters.sent
+    assert (parked.message_id, parked.where, parked.reason) == ("m-1", "detail.findings[1]", refusal.reason)
+
+
+def test_an_ignored_finding_is_logged_with_its_reason_and_makes_no_case(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a GuardDuty finding seen through Security Hub, which the deployment skips there
+    world = World()
+    enricher = world.enricher()
+    enricher.intake = IntakeOptions(skip_guardduty_in_securityhub=True)
+    caplog.set_level(logging.INFO)
+
+    # When it is handled
+    outcome = enricher.handle_record("m-1", _sample("synthetic-securityhub-guardduty-product.json"))
+
+    # Then nothing is stored, refused or parked, and the log says which finding was left alone and why
+    assert (outcome.cases, outcome.refused, world.cases.case_ids, world.dead_letters.sent) == ([], [], [], [])
+    [ignored] = outcome.ignored
+    [logged] = _log(caplog, "finding ignored")
+    assert (logged["message_id"], logged["where"], logged["reason"]) == ("m-1", ignored.where, ignored.reason)
+    assert "Security Hub" in ignored.reason
 
 
 # ---------------------------------------------------------------- poison stays alone

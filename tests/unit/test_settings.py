@@ -110,6 +110,26 @@ def test_a_bad_value_is_named_and_the_key_never_appears_in_the_error() -> None:
     assert "0123secretkey" not in str(raised.value)
 
 
+def test_a_virustotal_key_pasted_with_its_line_end_is_used_without_it() -> None:
+    # Given a key given directly, as pasted from a file with its line end
+    settings = EnrichSettings.from_environ({**ENRICH, "VT_API_KEY": "0123secretkey\n"})
+
+    # Then the key sent to VirusTotal is the key alone (with the newline, every lookup would answer 401)
+    assert settings.vt_api_key is not None
+    assert settings.vt_api_key.get_secret_value() == "0123secretkey"
+    # and whitespace alone is no key: the error names the variables that give one
+    without_secret = {name: value for name, value in ENRICH.items() if name != "VT_API_KEY_SECRET_NAME"}
+    with pytest.raises(ConfigurationError, match="VT_API_KEY_SECRET_NAME"):
+        EnrichSettings.from_environ({**without_secret, "VT_API_KEY": " \n"})
+
+
+def test_a_record_is_deferred_at_most_max_deferrals_times() -> None:
+    assert EnrichSettings.from_environ(ENRICH).max_deferrals == 500
+    assert EnrichSettings.from_environ({**ENRICH, "MAX_DEFERRALS": "20"}).max_deferrals == 20
+    with pytest.raises(ConfigurationError, match="MAX_DEFERRALS"):
+        EnrichSettings.from_environ({**ENRICH, "MAX_DEFERRALS": "0"})
+
+
 def test_remediation_is_dry_run_unless_explicitly_turned_off() -> None:
     # Given the remediate function's environment without DRY_RUN, and with DRY_RUN=false
     base = {"AWS_REGION": "eu-west-1", "CASES_TABLE_NAME": "cases"}
