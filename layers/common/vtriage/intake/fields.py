@@ -249,7 +249,7 @@ class Fields:
                 chosen = value
                 break
             malformed.append((field, value))
-        instead = f"{chosen!r} stands in" if chosen != UNKNOWN else f"{UNKNOWN!r} stands in"
+        instead = f"{chosen!r} stands in"
         for field, value in malformed:
             self.malformed(field, f"expected {expected}, got {shown(value)}", instead)
         if chosen == UNKNOWN and not malformed and missing_matters and choices:
