@@ -26,7 +26,13 @@ from vtriage.intake_api import AlertRejectedError, accept_alert
 from vtriage.models import Case, CaseStatus
 from vtriage.remediate import rollback_case
 from vtriage_local.report import render
-from vtriage_local.runner import UsageError, VirusTotalSource, read_deliveries, run_files
+from vtriage_local.runner import (
+    DEFERRED_WAIT_S,
+    UsageError,
+    VirusTotalSource,
+    read_deliveries,
+    run_files,
+)
 from vtriage_local.stack import LocalSetupError
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
@@ -84,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
         help="faults the replay server injects, e.g. 429:0.3,500:0.1,timeout:0.05",
     )
     run.add_argument("--seed", type=int, default=0, help="seed of the injected faults")
+    run.add_argument(
+        "--deferred-wait-s",
+        type=float,
+        default=DEFERRED_WAIT_S,
+        metavar="N",
+        help="how long to wait for records deferred until the VirusTotal quota reopens; those still "
+        "waiting are listed as pending (default %(default)g)",
+    )
     run.add_argument(
         "--parameter-overrides",
         action="append",
@@ -331,7 +345,8 @@ def _utc_now() -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: 0 when every record became a case, 2 when some were rejected, 1 on a usage error."""
+    """Entry point of `vtriage run`: 0 when every finding became a case, a repeat or was ignored, 2 when
+    some were refused or are still pending, 1 on a usage or set-up error."""
     try:
         arguments = _parser().parse_args(argv)
     except SystemExit as exit_:
@@ -343,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.command == "rollback":
         return _rollback(arguments)
     for path in arguments.files:
+        if path.is_dir():
+            print(f"vtriage: {path} is a folder: name its files, e.g. {path / '*.json'}", file=sys.stderr)
+            return EXIT_SETUP
         if not path.is_file():
             print(f"vtriage: no such file: {path}", file=sys.stderr)
             return EXIT_SETUP
@@ -356,14 +374,19 @@ def main(argv: list[str] | None = None) -> int:
         seed=arguments.seed,
     )
     parameters = dict(arguments.parameter_overrides)
+    wait = max(0.0, arguments.deferred_wait_s)
     log_path: str | None = None
     try:
         if arguments.verbose:
-            document = run_files(arguments.files, source, sys.stderr, parameters=parameters)
+            document = run_files(
+                arguments.files, source, sys.stderr, parameters=parameters, deferred_wait_s=wait
+            )
         else:
             with tempfile.NamedTemporaryFile("w", prefix="vtriage-", suffix=".log", delete=False) as log:
                 log_path = log.name
-                document = run_files(arguments.files, source, log, parameters=parameters)
+                document = run_files(
+                    arguments.files, source, log, parameters=parameters, deferred_wait_s=wait
+                )
     except (UsageError, LocalSetupError) as error:
         print(f"vtriage: {error}", file=sys.stderr)
         return EXIT_SETUP
@@ -371,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(document, indent=2))
     else:
         print(render(document, log_path))
-    return EXIT_REJECTED if document["failures"] else EXIT_OK
+    return EXIT_REJECTED if document["failures"] or document["pending"] else EXIT_OK
 
 
 if __name__ == "__main__":

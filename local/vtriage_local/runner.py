@@ -6,33 +6,49 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 from unittest import mock
 
 import requests.adapters
+from botocore.exceptions import ClientError
 
 from vtriage.adapters.dynamodb import failure_key, from_item
 from vtriage.config import DEFAULT_VT_BASE_URL, EnrichSettings
-from vtriage.errors import ConfigurationError, InvalidAlertError
-from vtriage.intake import parse_alerts
-from vtriage.models import Alert, ResourceType, Severity
+from vtriage.errors import ConfigurationError
+from vtriage.intake import IntakeOptions
+from vtriage.models import Alert, ResourceType
+from vtriage_local.accounting import (
+    Delivery,
+    Execution,
+    Journey,
+    Settled,
+    account,
+    execution_case_id,
+    findings_in,
+)
 from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.seed import instances_named, resources_named, seed_access_keys, seed_instances
-from vtriage_local.stack import REGION, LocalAws
+from vtriage_local.stack import REGION, LocalAws, LocalSetupError
+
+__all__ = ["Delivery", "Pipeline", "UsageError", "VirusTotalSource", "read_deliveries", "run_files"]
 
 ALERT_QUEUE = "AlertQueue"
 DEAD_LETTER_QUEUE = "AlertDeadLetterQueue"
 ENRICH_FUNCTION = "EnrichFunction"
 CASES_TABLE = "CasesTable"
 _SOURCE_ID_ATTRIBUTE = "vtriage_source_message_id"
+# Ties a re-queued copy of a deferred record to the delivery it came from.
+_DELIVERY_ATTRIBUTE = "vtriage_local_delivery"
+_SQS_MAX_MESSAGE_BYTES = 262_144
 _EXECUTION_WAIT_S = 120.0
 _DEFERRED_POLL_S = 0.5
-# Long enough for a minute window to reopen; a record deferred past it (a spent daily quota) stays queued.
-_DEFERRED_WAIT_S = 150.0
+# Long enough for a minute window to reopen; a record deferred past it (a spent daily quota) is pending.
+DEFERRED_WAIT_S = 150.0
 # Replayed VirusTotal answers cost nothing: the quota is a premium key's, not the template's free one.
 REPLAY_QUOTA = {"VirusTotalQuotaPerMinute": "10000", "VirusTotalQuotaPerDay": "1000000"}
 
@@ -63,53 +79,35 @@ class VirusTotalSource:
         )
 
 
-@dataclass
-class Delivery:
-    """One record as it entered the local queue."""
-
-    source_id: str
-    body: str
-
-
-def alerts_in(deliveries: list[Delivery]) -> list[Alert]:
-    """The alerts the deliveries hold, for the local account to mirror their instances; records the
-    enrich function will reject are passed over here."""
-    found: list[Alert] = []
-    for delivery in deliveries:
-        try:
-            found.extend(parse_alerts(json.loads(delivery.body)))
-        except (json.JSONDecodeError, InvalidAlertError):
-            continue
-    return found
-
-
-NO_FINDING_TO_TRIAGE = (
-    "acknowledged without a case: its findings are suppressed, resolved or archived, or are GuardDuty "
-    "findings seen through Security Hub, which reach the queue through GuardDuty's own rule"
-)
-
-
-def holds_no_finding_to_triage(delivery: Delivery) -> bool:
-    """A valid record whose findings the enrich function, with its deployed options, leaves alone."""
-    try:
-        return not EnrichSettings.from_environ().intake.parse(json.loads(delivery.body))
-    except (json.JSONDecodeError, InvalidAlertError, ConfigurationError):
-        return False
-
-
 def read_deliveries(path: Path) -> list[Delivery]:
     """The records a file holds: each record of an SQS event, or the whole document as one message
-    (as EventBridge delivers an event, and as `vtriage send` queues any other alert)."""
+    (as EventBridge delivers an event, and as `vtriage send` queues any other alert). A file that is not
+    text is one record the queue refuses, with the reason."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
     try:
+        # A byte-order mark belongs to the file, not to the alert.
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        return [
+            Delivery(
+                source_id=path.name,
+                body="",
+                refused=f"not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}): "
+                "SQS carries text only",
+            )
+        ]
+    try:
         document = json.loads(text)
-    except json.JSONDecodeError:
-        return [Delivery(source_id=f"{path.name}", body=text)]
+    except (json.JSONDecodeError, RecursionError):
+        # Not an SQS event: the enrich function says what is wrong with it.
+        return [Delivery(source_id=path.name, body=text)]
     if isinstance(document, dict) and isinstance(document.get("Records"), list):
         records = document["Records"]
+        if not records:
+            return [Delivery(source_id=path.name, body=text, refused="an SQS event without records")]
         if all(isinstance(record, dict) and "body" in record for record in records):
             return [
                 Delivery(
@@ -118,6 +116,25 @@ def read_deliveries(path: Path) -> list[Delivery]:
                 for index, record in enumerate(records)
             ]
     return [Delivery(source_id=path.name, body=text)]
+
+
+def distinct_source_ids(deliveries: list[Delivery]) -> list[Delivery]:
+    """The deliveries with ids a person can tell apart: printable, short, and numbered when one recurs
+    (the same file given twice, or two files of the same name)."""
+    seen: dict[str, int] = {}
+    distinct: list[Delivery] = []
+    for delivery in deliveries:
+        source_id = _printable(delivery.source_id)
+        seen[source_id] = seen.get(source_id, 0) + 1
+        if seen[source_id] > 1:
+            source_id = f"{source_id} ({seen[source_id]})"
+        distinct.append(replace(delivery, source_id=source_id))
+    return distinct
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    shown = text if text.isprintable() else repr(text)[1:-1]
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 @contextmanager
@@ -146,30 +163,64 @@ class Pipeline:
         self.queue_url = aws.ref(ALERT_QUEUE)
         self.dlq_url = aws.ref(DEAD_LETTER_QUEUE)
         self.table = aws.ref(CASES_TABLE)
-        redrive = json.loads(
-            self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])
-            .get("Attributes", {})
-            .get("RedrivePolicy", '{"maxReceiveCount": 1}')
-        )
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy", "MaximumMessageSize"]
+        ).get("Attributes", {})
+        redrive = json.loads(attributes.get("RedrivePolicy", '{"maxReceiveCount": 1}'))
         self.max_receives = int(redrive["maxReceiveCount"])
+        self.max_message_bytes = int(attributes.get("MaximumMessageSize", _SQS_MAX_MESSAGE_BYTES))
         self.batch_size = _batch_size(aws)
+        self.journeys: list[Journey] = []
+        self._journey_of: dict[str, Journey] = {}
 
-    def enqueue(self, delivery: Delivery) -> None:
-        """Queue a record as a detector or EventBridge would."""
-        self.sqs.send_message(
-            QueueUrl=self.queue_url,
-            MessageBody=delivery.body,
-            MessageAttributes={
-                _SOURCE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": delivery.source_id}
-            },
-        )
+    def enqueue(self, delivery: Delivery) -> Journey:
+        """Queue a record as a detector or EventBridge would; one SQS cannot carry is refused, as SQS does."""
+        journey = Journey(delivery=delivery)
+        self.journeys.append(journey)
+        refusal = delivery.refused or self._queue_refusal(delivery.body)
+        if refusal is not None:
+            journey.state, journey.reason = "refused", f"not queued: {refusal}"
+            return journey
+        token = str(uuid.uuid4())
+        try:
+            message_id = self.sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=delivery.body,
+                MessageAttributes={
+                    _SOURCE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": delivery.source_id},
+                    _DELIVERY_ATTRIBUTE: {"DataType": "String", "StringValue": token},
+                },
+            )["MessageId"]
+        except ClientError as error:
+            journey.state, journey.reason = "refused", f"not queued: SQS refused it ({error})"
+            return journey
+        journey.message_ids.append(message_id)
+        self._journey_of[token] = journey
+        return journey
 
-    def drain(self) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    def _queue_refusal(self, body: str) -> str | None:
+        """Why SQS would not take this body (moto is more lenient than SQS), or None."""
+        if not body:
+            return "the body is empty, and SQS takes no empty message"
+        try:
+            size = len(body.encode("utf-8"))
+        except UnicodeEncodeError as error:
+            return (
+                f"the body holds U+{ord(body[error.start]):04X} (a lone surrogate) at offset {error.start},"
+                " which cannot be sent as UTF-8"
+            )
+        if size > self.max_message_bytes:
+            return f"the body is {size} bytes; the alert queue takes at most {self.max_message_bytes}"
+        return None
+
+    def drain(self, wait_s: float = DEFERRED_WAIT_S) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         """Deliver queued records to the enrich handler in batches, as the event source mapping does,
-        redelivering failed ones until the redrive policy parks them. Returns record outcomes and failures."""
+        redelivering failed ones until the redrive policy parks them, and waiting up to `wait_s` for the
+        ones deferred until the VirusTotal quota reopens. Returns the records acknowledged without a failure
+        record, and the failures (dead-lettered, or rejected with a failure record)."""
         outcomes: list[dict[str, Any]] = []
         failures: list[dict[str, str]] = []
-        deferred_deadline = time.monotonic() + _DEFERRED_WAIT_S
+        deadline = time.monotonic() + wait_s
         while True:
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -178,18 +229,15 @@ class Pipeline:
                 AttributeNames=["All"],
             ).get("Messages", [])
             if not messages:
-                if self._deferred_waiting() and time.monotonic() < deferred_deadline:
+                if self.busy() and time.monotonic() < deadline:
                     # Records the enrich function deferred until the VirusTotal quota reopens come back.
                     time.sleep(_DEFERRED_POLL_S)
                     continue
                 break
-            event = {"Records": [_lambda_record(message, self.queue_url) for message in messages]}
-            response = self.aws.invoke(ENRICH_FUNCTION, event)
-            failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+            failed = self._invoke(messages)
             for message in messages:
-                source_id = (
-                    message.get("MessageAttributes", {}).get(_SOURCE_ID_ATTRIBUTE, {}).get("StringValue", "")
-                )
+                journey = self._journey(message)
+                source_id = journey.delivery.source_id
                 if message["MessageId"] in failed:
                     receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
                     if receives >= self.max_receives:
@@ -198,13 +246,12 @@ class Pipeline:
                         self.sqs.delete_message(
                             QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
                         )
-                        failures.append(
-                            {
-                                "message_id": source_id,
-                                "reason": f"the enrich function failed on it {receives} times; moved to the "
-                                "dead-letter queue (see the function log for the error)",
-                            }
+                        journey.state = "dead_lettered"
+                        journey.reason = (
+                            f"the enrich function failed on it {receives} times; moved to the "
+                            f"dead-letter queue ({failed[message['MessageId']]})"
                         )
+                        failures.append({"message_id": source_id, "reason": journey.reason})
                     else:
                         self.sqs.change_message_visibility(
                             QueueUrl=self.queue_url,
@@ -213,6 +260,7 @@ class Pipeline:
                         )
                     continue
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                journey.state = "acknowledged"
                 failure = self.failure_record(message["MessageId"])
                 if failure is not None:
                     failures.append({"message_id": source_id, "reason": str(failure["reason"])})
@@ -220,12 +268,40 @@ class Pipeline:
                     outcomes.append({"message_id": source_id, "queue_message_id": message["MessageId"]})
         return outcomes, failures
 
-    def _deferred_waiting(self) -> bool:
-        """True while records re-queued with a delay (deferred until the quota reopens) are on their way."""
+    def _invoke(self, messages: list[dict[str, Any]]) -> dict[str, str]:
+        """Hand a batch to the enrich function; the ids of the records it failed, each with what is known
+        of why. A function that raises fails the whole batch, as Lambda's event source mapping sees it."""
+        event = {"Records": [_lambda_record(message, self.queue_url) for message in messages]}
+        try:
+            response = self.aws.invoke(ENRICH_FUNCTION, event)
+        except Exception as error:  # the function's fault, reported on its records; never the runner's
+            why = f"the whole batch failed: {type(error).__name__}"
+            return {message["MessageId"]: why for message in messages}
+        failed = response.get("batchItemFailures", []) if isinstance(response, dict) else []
+        return {str(item["itemIdentifier"]): "see the function log for the error" for item in failed}
+
+    def _journey(self, message: dict[str, Any]) -> Journey:
+        """The delivery a received message carries (a deferred copy carries its delivery's attributes)."""
+        attributes = message.get("MessageAttributes", {})
+        token = attributes.get(_DELIVERY_ATTRIBUTE, {}).get("StringValue") or message["MessageId"]
+        journey = self._journey_of.get(token)
+        if journey is None:
+            # Queued by someone else than the runner (the intake function, a test).
+            source_id = attributes.get(_SOURCE_ID_ATTRIBUTE, {}).get("StringValue", "")
+            journey = Journey(delivery=Delivery(source_id=source_id, body=message["Body"]))
+            self.journeys.append(journey)
+            self._journey_of[token] = journey
+        if message["MessageId"] not in journey.message_ids:
+            journey.message_ids.append(message["MessageId"])
+        return journey
+
+    def busy(self) -> bool:
+        """True while records are delayed or hidden in the queue: deferred until the quota reopens."""
         attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible"],
         ).get("Attributes", {})
-        return int(attributes.get("ApproximateNumberOfMessagesDelayed", "0")) > 0
+        return any(int(value) > 0 for value in attributes.values())
 
     def failure_record(self, message_id: str) -> dict[str, Any] | None:
         """The failure record the enrich function left for a rejected message."""
@@ -241,21 +317,50 @@ class Pipeline:
         ).get("Item")
         return from_item(item) if item else None
 
-    def cases_started_since(self, known: set[str]) -> list[str]:
-        """Case ids of executions this run started, oldest first."""
-        machine = self.aws.ref("TriageStateMachine")
-        executions = self.sfn.list_executions(stateMachineArn=machine).get("executions", [])
-        names = [execution["name"] for execution in sorted(executions, key=lambda e: e["startDate"])]
-        return [name for name in names if name not in known]
+    def settle(self, waited_s: float) -> Settled:
+        """The local AWS once every execution of the run has finished (or the wait for them ran out)."""
+        executions = self._finished_executions()
+        items = self._table_items()
+        for name, execution in executions.items():
+            if not isinstance(items.get(name, {}).get("alert"), dict):
+                # A folded repeat's execution, named after the repeat: its input names the case.
+                described = self.sfn.describe_execution(executionArn=execution.arn)
+                executions[name] = replace(execution, case_id=execution_case_id(described.get("input", "")))
+        return Settled(items=items, executions=executions, queue_busy=self.busy(), waited_s=waited_s)
 
-    def wait_for(self, execution_arn: str) -> str:
-        """The execution's final status (RUNNING if it did not finish in time)."""
+    def _finished_executions(self) -> dict[str, Execution]:
         deadline = time.monotonic() + _EXECUTION_WAIT_S
         while True:
-            status = str(self.sfn.describe_execution(executionArn=execution_arn)["status"])
-            if status != "RUNNING" or time.monotonic() > deadline:
-                return status
+            executions = self._executions()
+            running = any(execution.status == "RUNNING" for execution in executions.values())
+            if not running or time.monotonic() > deadline:
+                return executions
             time.sleep(0.05)
+
+    def _executions(self) -> dict[str, Execution]:
+        """Every execution of the triage state machine, page by page."""
+        found: dict[str, Execution] = {}
+        pages = self.sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=self.aws.ref("TriageStateMachine")
+        )
+        for page in pages:
+            for execution in page.get("executions", []):
+                found[execution["name"]] = Execution(
+                    name=execution["name"],
+                    arn=execution["executionArn"],
+                    status=execution["status"],
+                    started=execution["startDate"],
+                )
+        return found
+
+    def _table_items(self) -> dict[str, dict[str, Any]]:
+        """Every item of the cases table, page by page: cases, repeat keys and failure records."""
+        items: dict[str, dict[str, Any]] = {}
+        for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True):
+            for item in page.get("Items", []):
+                document = from_item(item)
+                items[str(document["case_id"])] = document
+        return items
 
 
 def _batch_size(aws: LocalAws) -> int:
@@ -290,68 +395,18 @@ def _lambda_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
     }
 
 
-def case_summary(case: dict[str, Any], execution_status: str) -> dict[str, Any]:
-    """A stored case as the runner's JSON contract shows it."""
-    alert = case["alert"]
-    ticket = case.get("ticket")
-    return {
-        "case_id": case["case_id"],
-        "alert_id": alert["id"],
-        "source": alert["source"],
-        "type": alert["type"],
-        "title": alert.get("title", ""),
-        "severity": alert["severity"]["score"],
-        "severity_label": _severity_label(float(alert["severity"]["score"])),
-        "verdict": case["verdict"],
-        "branch": case.get("branch"),
-        "status": case.get("status"),
-        "execution_arn": case.get("execution_arn"),
-        "execution_status": execution_status,
-        "iocs": [
-            {
-                "type": ioc["type"],
-                "value": ioc["value"],
-                "verdict": ioc["verdict"],
-                "skipped_reason": ioc.get("skipped_reason"),
-                "malicious": ioc.get("malicious", 0),
-                "suspicious": ioc.get("suspicious", 0),
-                "total": ioc.get("total", 0),
-                "cached": ioc.get("cached", False),
-                "reasons": ioc.get("reasons", []),
-                "link": ioc.get("link"),
-                "found_at": ioc.get("found_at"),
-            }
-            for ioc in case.get("iocs", [])
-        ],
-        "actions": [
-            {
-                "type": action["type"],
-                "target": action["target"],
-                "status": action["status"],
-                "detail": action.get("detail", ""),
-            }
-            for action in case.get("actions", [])
-        ],
-        "ticket": {"provider": ticket["provider"], "id": ticket["id"], "url": ticket.get("url")}
-        if ticket
-        else None,
-        "error": case.get("error"),
-    }
-
-
-def _severity_label(score: float) -> str:
-    return Severity(score=score).label
-
-
 def run_files(
     paths: list[Path],
     vt: VirusTotalSource,
     log_stream: IO[str],
     template_path: Path | None = None,
     parameters: dict[str, str] | None = None,
+    *,
+    deferred_wait_s: float = DEFERRED_WAIT_S,
 ) -> dict[str, Any]:
-    """Run every file through one local pipeline; return the runner's JSON document."""
-    deliveries = [delivery for path in paths for delivery in read_deliveries(path)]
+    """Run every file through one local pipeline; return the runner's JSON document, in which every
+    finding of every record stands exactly once (a case, a repeat, ignored, pending or a failure)."""
+    deliveries = distinct_source_ids([delivery for path in paths for delivery in read_deliveries(path)])
     started = time.monotonic()
     replay = None
     if vt.api_key is None:
@@ -381,25 +436,14 @@ def run_files(
             counting_requests_to(base_url) as sent,
         ):
             pipeline = Pipeline(aws)
-            alerts = alerts_in(deliveries)
-            seed_instances(aws.client("ec2"), instances_named(alerts))
-            seed_access_keys(aws.client("iam"), resources_named(alerts, ResourceType.ACCESS_KEY))
-            for delivery in deliveries:
-                pipeline.enqueue(delivery)
-            _outcomes, failures = pipeline.drain()
-            failed_ids = {failure["message_id"] for failure in failures}
-            ignored = [
-                {"message_id": delivery.source_id, "reason": NO_FINDING_TO_TRIAGE}
-                for delivery in deliveries
-                if delivery.source_id not in failed_ids and holds_no_finding_to_triage(delivery)
-            ]
-            cases = []
-            for case_id in pipeline.cases_started_since(set()):
-                stored = pipeline.case(case_id)
-                if stored is None or not stored.get("execution_arn"):
-                    continue
-                status = pipeline.wait_for(stored["execution_arn"])
-                cases.append(case_summary(pipeline.case(case_id) or stored, status))
+            intake = _deployed_intake()
+            findings = [findings_in(delivery.body, intake) for delivery in deliveries]
+            alerts = [finding.alert for found in findings for finding in found if finding.alert is not None]
+            mirror_resources(aws, alerts, log_stream)
+            journeys = [pipeline.enqueue(delivery) for delivery in deliveries]
+            pipeline.drain(deferred_wait_s)
+            settled = pipeline.settle(waited_s=deferred_wait_s)
+            accounted = account(list(zip(journeys, findings, strict=True)), settled)
     finally:
         if replay is not None:
             replay.stop()
@@ -408,13 +452,33 @@ def run_files(
         else:
             os.environ["VT_BASE_URL"] = previous_base
     return {
-        "cases": cases,
-        "failures": failures,
-        "ignored": ignored,
+        "cases": accounted.cases,
+        "ignored": accounted.ignored,
+        "pending": accounted.pending,
+        "failures": accounted.failures,
         "stats": {
             "records": len(deliveries),
+            "findings": accounted.findings,
             "vt_requests": sent[0],
-            "vt_cache_hits": sum(1 for case in cases for ioc in case["iocs"] if ioc["cached"]),
+            "vt_cache_hits": sum(1 for case in accounted.cases for ioc in case["iocs"] if ioc["cached"]),
             "duration_s": round(time.monotonic() - started, 3),
         },
     }
+
+
+def _deployed_intake() -> IntakeOptions:
+    """How the local enrich function reads records: its settings, from the environment the stack set."""
+    try:
+        return EnrichSettings.from_environ().intake
+    except ConfigurationError as error:
+        raise LocalSetupError(f"the enrich function's settings are invalid: {error}") from None
+
+
+def mirror_resources(aws: LocalAws, alerts: list[Alert], log_stream: IO[str]) -> None:
+    """Mirror the instances and access keys the alerts name in the local account; what moto cannot
+    mirror is said in the log and left out (remediation then reports it missing)."""
+    instances = seed_instances(aws.client("ec2"), instances_named(alerts))
+    keys = seed_access_keys(aws.client("iam"), resources_named(alerts, ResourceType.ACCESS_KEY))
+    for detail in (*instances.left_out, *keys.left_out):
+        warning = {"level": "WARNING", "message": "resource not mirrored locally", "detail": detail}
+        print(json.dumps(warning), file=log_stream)

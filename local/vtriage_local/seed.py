@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
@@ -47,48 +48,119 @@ def instances_named(alerts: Iterable[Alert]) -> list[Resource]:
     return resources_named(alerts, ResourceType.INSTANCE)
 
 
-def seed_access_keys(iam: Any, keys: Iterable[Resource]) -> list[str]:
-    """Create each access key (and its user) unless it exists; return the key ids created."""
-    created: list[str] = []
+@dataclass
+class Mirrored:
+    """What seeding created, and what it left out with the reason (the run goes on without it)."""
+
+    created: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+
+
+def seed_access_keys(iam: Any, keys: Iterable[Resource]) -> Mirrored:
+    """Create each access key (and its user) unless it exists."""
+    mirrored = Mirrored()
     for key in keys:
         if not key.user_name:
             continue
         try:
-            iam.create_user(UserName=key.user_name)
-        except iam.exceptions.EntityAlreadyExistsException:
-            if any(
-                existing["AccessKeyId"] == key.id
-                for existing in iam.list_access_keys(UserName=key.user_name)["AccessKeyMetadata"]
-            ):
-                continue
-        # moto has no API for a chosen key id: make its generator hand out the alert's.
-        with mock.patch("moto.iam.models.generate_access_key_id_from_account_id", return_value=key.id):
-            iam.create_access_key(UserName=key.user_name)
-        created.append(key.id)
-    return created
+            if _create_access_key(iam, key):
+                mirrored.created.append(key.id)
+        except ClientError as error:
+            mirrored.left_out.append(f"access key {key.id!r} of {key.user_name!r}: {error}")
+    return mirrored
 
 
-def seed_instances(ec2: Any, instances: Iterable[Resource]) -> list[str]:
-    """Create each instance (with its VPC and first interface) unless it exists; return the ids created."""
-    created: list[str] = []
+def _create_access_key(iam: Any, key: Resource) -> bool:
+    try:
+        iam.create_user(UserName=key.user_name)
+    except iam.exceptions.EntityAlreadyExistsException:
+        if any(
+            existing["AccessKeyId"] == key.id
+            for existing in iam.list_access_keys(UserName=key.user_name)["AccessKeyMetadata"]
+        ):
+            return False
+    # moto has no API for a chosen key id: make its generator hand out the alert's.
+    with mock.patch("moto.iam.models.generate_access_key_id_from_account_id", return_value=key.id):
+        iam.create_access_key(UserName=key.user_name)
+    return True
+
+
+def seed_instances(ec2: Any, instances: Iterable[Resource]) -> Mirrored:
+    """Create each instance (with its VPC and first interface) unless it exists, with the private
+    addresses the alert gives it that no other mirrored instance holds already in its subnet."""
+    mirrored = Mirrored()
     image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     for instance in instances:
-        if _exists(ec2, instance.id):
+        try:
+            if _exists(ec2, instance.id):
+                continue
+            mirrored.left_out.extend(_launch(ec2, image_id, instance))
+            mirrored.created.append(instance.id)
+        except ClientError as error:
+            mirrored.left_out.append(f"instance {instance.id!r}: {error}")
+    return mirrored
+
+
+def _launch(ec2: Any, image_id: str, instance: Resource) -> list[str]:
+    """Launch the instance; what of its addresses was left out, and why."""
+    private = _private_ipv4(instance.addresses)
+    vpc_id = _vpc(ec2, instance.vpc_id, private)
+    subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"][0]
+    network = ipaddress.ip_network(subnet["CidrBlock"])
+    in_use = _addresses_in_use(ec2, subnet["SubnetId"])
+    own = [address for address in private if ipaddress.ip_address(address) in network]
+    free = [address for address in own if address not in in_use]
+    left_out = [
+        f"instance {instance.id!r}: address {address} is held by another mirrored instance"
+        for address in own
+        if address in in_use
+    ]
+    interface: dict[str, Any] = {
+        "DeviceIndex": 0,
+        "SubnetId": subnet["SubnetId"],
+        "Groups": [_group(ec2, vpc_id)],
+    }
+    if free:
+        interface["PrivateIpAddress"] = free[0]
+    eni_id = instance.network_interface_ids[0] if instance.network_interface_ids else None
+    if eni_id and _interface_exists(ec2, eni_id):
+        left_out.append(f"instance {instance.id!r}: interface {eni_id} is another mirrored instance's")
+        eni_id = None
+    with _moto_ids(instance=instance.id, eni=eni_id):
+        launched = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, NetworkInterfaces=[interface])
+    if len(free) > 1:
+        interface_id = launched["Instances"][0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        ec2.assign_private_ip_addresses(NetworkInterfaceId=interface_id, PrivateIpAddresses=free[1:])
+    return left_out
+
+
+def _private_ipv4(addresses: Iterable[str]) -> list[str]:
+    """The private IPv4 addresses among the alert's, each once (a VPC's primary range is IPv4)."""
+    found: list[str] = []
+    for address in addresses:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
             continue
-        private = [address for address in instance.addresses if ipaddress.ip_address(address).is_private]
-        vpc_id = _vpc(ec2, instance.vpc_id, private)
-        subnet_id = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"][0][
-            "SubnetId"
-        ]
-        group_id = _group(ec2, vpc_id)
-        interface: dict[str, Any] = {"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [group_id]}
-        if private and _in_subnet(ec2, subnet_id, private[0]):
-            interface["PrivateIpAddress"] = private[0]
-        eni_id = instance.network_interface_ids[0] if instance.network_interface_ids else None
-        with _moto_ids(instance=instance.id, eni=eni_id):
-            ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, NetworkInterfaces=[interface])
-        created.append(instance.id)
-    return created
+        if parsed.version == 4 and parsed.is_private and str(parsed) not in found:
+            found.append(str(parsed))
+    return found
+
+
+def _addresses_in_use(ec2: Any, subnet_id: str) -> set[str]:
+    interfaces = ec2.describe_network_interfaces(Filters=[{"Name": "subnet-id", "Values": [subnet_id]}])
+    return {
+        str(address["PrivateIpAddress"])
+        for interface in interfaces["NetworkInterfaces"]
+        for address in interface.get("PrivateIpAddresses", [])
+    }
+
+
+def _interface_exists(ec2: Any, interface_id: str) -> bool:
+    try:
+        return bool(ec2.describe_network_interfaces(NetworkInterfaceIds=[interface_id])["NetworkInterfaces"])
+    except ClientError:
+        return False
 
 
 def _exists(ec2: Any, instance_id: str) -> bool:
@@ -127,8 +199,3 @@ def _group(ec2: Any, vpc_id: str) -> str:
             VpcId=vpc_id,
         )["GroupId"]
     )
-
-
-def _in_subnet(ec2: Any, subnet_id: str, address: str) -> bool:
-    cidr = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]["CidrBlock"]
-    return ipaddress.ip_address(address) in ipaddress.ip_network(cidr)

@@ -140,9 +140,14 @@ def test_a_finding_delivered_twice_makes_one_case_one_execution_and_one_lookup()
 
     # Then there is one case, run once, and VirusTotal was asked once
     assert document["stats"]["records"] == 2
-    assert len(document["cases"]) == 1
+    [case] = document["cases"]
     assert document["stats"]["vt_requests"] == 1
     assert document["failures"] == []
+    # and the second delivery is listed under the case it met, named apart from the first
+    assert case["message_id"] == sample.name
+    assert case["repeats"] == [
+        {"alert_id": case["alert_id"], "message_id": f"{sample.name} (2)", "same_finding": True}
+    ]
 
 
 def test_same_indicator_in_a_later_alert_comes_from_the_cache() -> None:
@@ -208,13 +213,18 @@ def test_cli_json_follows_the_contract_and_exits_2_when_records_are_rejected() -
     # Then stdout is one JSON document with the contract's keys, and the status says records were rejected
     document = json.loads(stdout.getvalue())
     assert status == 2
-    assert {"cases", "failures", "stats"} <= set(document)
+    assert {"cases", "ignored", "pending", "failures", "stats"} <= set(document)
     assert {"records", "vt_requests", "vt_cache_hits", "duration_s"} <= set(document["stats"])
     assert document["stats"]["records"] == 4
     assert len(document["failures"]) == 2
-    assert all(set(failure) == {"message_id", "reason"} for failure in document["failures"])
+    assert all(
+        {"message_id", "reason"} <= set(failure) <= {"message_id", "reason", "alert_id", "where"}
+        for failure in document["failures"]
+    )
     case_keys = {
         "case_id",
+        "message_id",
+        "repeats",
         "alert_id",
         "source",
         "type",

@@ -1,0 +1,228 @@
+"""`vtriage run` accounts for every finding of every record exactly once (a case, a repeat folded into a
+case, ignored, pending or a failure), and no file crashes it: the real CLI on the local stack."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.functional.conftest import EVENTS, event, load_event
+from tests.functional.test_samples import deployed_intake
+from vtriage.errors import InvalidAlertError
+from vtriage.intake.body import decode_body
+from vtriage_local import cli
+from vtriage_local.accounting import UNACCOUNTED
+from vtriage_local.report import render
+from vtriage_local.runner import distinct_source_ids, read_deliveries
+
+pytestmark = pytest.mark.functional
+
+Finding = tuple[str, str | None]  # (the record's message id, the finding's id when it has one)
+
+
+def run_cli(*arguments: str | Path) -> tuple[int, str, dict[str, Any]]:
+    """`vtriage run --json --verbose ARGUMENTS`: its status, its stdout, and stdout as a document."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
+        status = cli.main(["run", "--json", "--verbose", *map(str, arguments)])
+    return status, stdout.getvalue(), json.loads(stdout.getvalue())
+
+
+def findings_in_files(paths: list[Path]) -> Counter[Finding]:
+    """Every finding the files hold, read as the deployed enrich function reads them; a record in which
+    none can be identified (or that holds none) counts once, without an id."""
+    intake = deployed_intake()
+    found: Counter[Finding] = Counter()
+    deliveries = distinct_source_ids([delivery for path in paths for delivery in read_deliveries(path)])
+    for delivery in deliveries:
+        try:
+            result = intake.read(decode_body(delivery.body))
+        except InvalidAlertError:
+            found[(delivery.source_id, None)] += 1
+            continue
+        ids = [
+            *(alert.id for alert in result.alerts),
+            *(refusal.alert_id for refusal in result.refused),
+            *(ignored.alert_id for ignored in result.ignored),
+        ]
+        found.update((delivery.source_id, alert_id) for alert_id in ids or [None])
+    return found
+
+
+def accounted(document: dict[str, Any]) -> Counter[Finding]:
+    """Every finding the runner's document lists, wherever it lists it."""
+    listed: Counter[Finding] = Counter()
+    for case in document["cases"]:
+        listed[(case["message_id"], case["alert_id"])] += 1
+        listed.update((repeat["message_id"], repeat["alert_id"]) for repeat in case["repeats"])
+    for key in ("ignored", "pending", "failures"):
+        listed.update((entry["message_id"], entry.get("alert_id")) for entry in document[key])
+    return listed
+
+
+def test_every_finding_of_every_sample_and_invalid_record_is_accounted_for_exactly_once() -> None:
+    # Given every file of events/, its valid samples, its invalid ones and its SQS events, in one run
+    paths = sorted(EVENTS.rglob("*.json"))
+
+    # When `vtriage run --json` runs them
+    status, _, document = run_cli(*paths)
+
+    # Then each finding of each record appears exactly once: a case, a repeat, ignored, pending or refused
+    expected = findings_in_files(paths)
+    assert accounted(document) == expected
+    assert document["stats"]["findings"] == sum(expected.values())
+    # and every failure says what was wrong, none is a finding the runner could not place
+    assert document["failures"], "events/invalid holds records no pipeline can triage"
+    assert all(failure["reason"] and failure["reason"] != UNACCOUNTED for failure in document["failures"])
+    assert any("not JSON" in failure["reason"] for failure in document["failures"])
+    # and findings delivered twice (the SQS samples repeat two of the files) are repeats of one case
+    same = [repeat for case in document["cases"] for repeat in case["repeats"] if repeat["same_finding"]]
+    assert len(same) >= 2
+    # and refused findings make the status 2
+    assert status == 2
+
+
+def _dns_finding(base: dict[str, Any], finding_id: str, domain: str) -> dict[str, Any]:
+    finding = copy.deepcopy(base)
+    finding["Id"] = finding_id
+    finding["Arn"] = finding["Arn"].rsplit("/", 1)[0] + "/" + finding_id
+    finding["Service"]["Action"]["DnsRequestAction"]["Domain"] = domain
+    return finding
+
+
+def test_more_than_a_hundred_cases_are_all_reported_each_with_the_repeats_folded_into_it(
+    tmp_path: Path,
+) -> None:
+    # Given an SQS event of 11 get-findings records holding 105 findings on distinct domains and 5 repeats
+    # of the first one (other finding ids, same instance, type and domain)
+    [base] = load_event("guardduty-getfindings-trojan-droppoint-dns.json")["Findings"]
+    findings = [_dns_finding(base, f"{index:032x}", f"drop{index}.3322.org") for index in range(105)]
+    repeats = [_dns_finding(base, f"feed{index:028x}", "drop0.3322.org") for index in range(1, 6)]
+    everything = findings + repeats
+    bodies = [json.dumps({"Findings": everything[start : start + 10]}) for start in range(0, 110, 10)]
+    records = [{"messageId": f"record-{index}", "body": body} for index, body in enumerate(bodies)]
+    path = tmp_path / "synthetic-sqs-110-findings.json"
+    path.write_text(json.dumps({"Records": records}))
+
+    # When the runner runs it
+    status, _, document = run_cli(path)
+
+    # Then every case is reported (more than one page of executions), each execution finished
+    assert sorted(case["alert_id"] for case in document["cases"]) == sorted(f["Id"] for f in findings)
+    assert {case["execution_status"] for case in document["cases"]} == {"SUCCEEDED"}
+    # and the first finding's case lists the five repeats folded into it, with the record each came in
+    [first] = [case for case in document["cases"] if case["alert_id"] == findings[0]["Id"]]
+    assert {(r["alert_id"], r["message_id"]) for r in first["repeats"]} == {
+        (f["Id"], "record-10") for f in repeats
+    }
+    assert len(first["repeats"]) == 5
+    assert [case["repeats"] for case in document["cases"] if case is not first] == [[]] * 104
+    assert accounted(document) == findings_in_files([path])
+    assert (document["failures"], document["pending"], status) == ([], [], 0)
+
+
+def test_records_still_deferred_when_the_runner_stops_waiting_are_pending_with_exit_status_2() -> None:
+    # Given a VirusTotal quota of one request a minute and three alerts with distinct IOCs
+    paths = [
+        event("synthetic-guardduty-iam-tor-caller.json"),
+        event("synthetic-guardduty-backdoor-c2-dns.json"),
+        event("synthetic-guardduty-ec2-suspicious-dns.json"),
+    ]
+
+    # When the runner does not wait for the quota to reopen
+    status, _, document = run_cli(
+        "--parameter-overrides", "VirusTotalQuotaPerMinute=1", "--deferred-wait-s", "0", *paths
+    )
+
+    # Then what the quota held back is listed as pending, saying why, and the status is 2
+    assert document["pending"], "one request a minute cannot enrich three alerts at once"
+    assert all("pending" in entry["reason"] and "quota" in entry["reason"] for entry in document["pending"])
+    assert accounted(document) == findings_in_files(paths)
+    assert document["failures"] == []
+    assert status == 2
+
+
+def test_poison_files_beside_a_genuine_alert_are_refused_alone_with_their_reasons(tmp_path: Path) -> None:
+    # Given a genuine alert and files no pipeline can triage, each for its own reason
+    deep = '{"Details": ' * 1200 + '"bottom"' + "}" * 1200
+    poison = {
+        "synthetic-not-json.json": b"{ this is not JSON",
+        "synthetic-empty.json": b"",
+        "synthetic-latin-1.json": '{"detail": "caf\u00e9"}'.encode("latin-1"),
+        "synthetic-nested-1200-deep.json": (
+            '{"Findings": [{"Id": "deep", "Resources": [{"Type": "Other", "Details": ' + deep + "}]}]}"
+        ).encode(),
+        "synthetic-lone-surrogate.json": b'{"detail": {"id": "x\\ud800", "type": "Recon:EC2/PortProbe"}}',
+        "synthetic-sqs-lone-surrogate-body.json": b'{"Records": [{"messageId": "m-1", "body": "\\udc00{}"}]}',
+        "synthetic-sqs-no-records.json": b'{"Records": []}',
+    }
+    for name, content in poison.items():
+        (tmp_path / name).write_bytes(content)
+    genuine = event("synthetic-guardduty-iam-tor-caller.json")
+    paths = [*sorted(tmp_path.iterdir()), genuine]
+
+    # When the runner runs them together
+    status, stdout, document = run_cli(*paths)
+
+    # Then stdout is one JSON document, the genuine alert is a case, and each poison record one failure
+    assert json.loads(stdout) == document
+    assert [case["message_id"] for case in document["cases"]] == [genuine.name]
+    reasons = {failure["message_id"]: failure["reason"] for failure in document["failures"]}
+    # (the SQS event's record is named by its messageId, as SQS names it)
+    assert sorted(reasons) == sorted({*poison, "m-1"} - {"synthetic-sqs-lone-surrogate-body.json"})
+    assert "not JSON" in reasons["synthetic-not-json.json"]
+    assert "empty" in reasons["synthetic-empty.json"]
+    assert "not UTF-8" in reasons["synthetic-latin-1.json"]
+    assert "nested deeper" in reasons["synthetic-nested-1200-deep.json"]
+    assert "surrogate" in reasons["synthetic-lone-surrogate.json"]
+    assert "surrogate" in reasons["m-1"]
+    assert "without records" in reasons["synthetic-sqs-no-records.json"]
+    assert accounted(document) == findings_in_files(paths)
+    assert status == 2
+    # and the readable report of the same run names each of them, with nothing a terminal cannot show
+    report = render(document)
+    assert all(line.isprintable() for line in report.splitlines())
+    assert all(message_id in report for message_id in reasons)
+
+
+def test_alerts_on_two_instances_that_share_a_private_address_both_run(tmp_path: Path) -> None:
+    # Given the C&C sample, and a second finding on another instance of the same VPC with the same private
+    # address (two VPCs can reuse a range; moto refuses a second holder of an address in one subnet)
+    other = load_event("synthetic-guardduty-backdoor-c2-dns.json")
+    other["id"] = other["detail"]["id"] = "0" * 31 + "1"
+    details = other["detail"]["resource"]["instanceDetails"]
+    details["instanceId"] = "i-0aaaaaaaaaaaaaaa1"
+    details["networkInterfaces"][0]["networkInterfaceId"] = "eni-0aaaaaaaaaaaaaaa1"
+    path = tmp_path / "synthetic-guardduty-backdoor-c2-dns-second-instance.json"
+    path.write_text(json.dumps(other))
+
+    # When both run with remediation acting for real
+    status, _, document = run_cli(
+        "--parameter-overrides", "DryRun=false", event("synthetic-guardduty-backdoor-c2-dns.json"), path
+    )
+
+    # Then neither crashes the run: both instances are mirrored and isolated
+    isolated = sorted(
+        action["target"]
+        for case in document["cases"]
+        for action in case["actions"]
+        if action["type"] == "isolate_instance" and action["status"] == "done"
+    )
+    assert isolated == ["i-0aaaaaaaaaaaaaaa1", "i-0b3f6c2d9e1a47c58"]
+    assert (document["failures"], status) == ([], 0)
+
+
+def test_a_folder_given_as_a_file_is_a_usage_error_that_names_it(tmp_path: Path) -> None:
+    # Given a folder among the files, When the runner is called, Then it says so and exits 1
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        status = cli.main(["run", str(tmp_path), str(event("synthetic-guardduty-portprobe.json"))])
+    assert status == 1
+    assert "is a folder" in stderr.getvalue()
