@@ -22,12 +22,13 @@ from vtriage.composition.remediate import remediator
 from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES, RemediateSettings
 from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
 from vtriage.intake import IntakeOptions
-from vtriage.intake_api import AlertRejectedError, accept_alert
+from vtriage.intake_api import AcceptedAlert, AlertRejectedError, accept_alert
 from vtriage.models import Case, CaseStatus
 from vtriage.remediate import rollback_case
 from vtriage_local.report import render
 from vtriage_local.runner import (
     DEFERRED_WAIT_S,
+    Delivery,
     UsageError,
     VirusTotalSource,
     read_deliveries,
@@ -156,6 +157,14 @@ def _sqs_client(queue_url: str, region: str | None) -> Any:
     return session.client("sqs")
 
 
+def _accept(delivery: Delivery, queue: SqsAlertQueue, max_message_bytes: int) -> AcceptedAlert:
+    """Queue one record as the intake function would; a file SQS could not carry (not text, an SQS event
+    without records) is refused as the intake refuses a body."""
+    if delivery.refused is not None:
+        raise AlertRejectedError(400, delivery.refused, "body")
+    return accept_alert(delivery.body, queue, options=SEND_OPTIONS, max_message_bytes=max_message_bytes)
+
+
 def _send(arguments: argparse.Namespace) -> int:
     """`vtriage send`: 0 when every record was queued whole, 2 when some records, or findings in them,
     were refused, 1 on a usage or AWS error."""
@@ -167,9 +176,7 @@ def _send(arguments: argparse.Namespace) -> int:
         queue = SqsAlertQueue(_sqs_client(arguments.queue_url, arguments.region), arguments.queue_url)
         for path, delivery in deliveries:
             try:
-                accepted = accept_alert(
-                    delivery.body, queue, options=SEND_OPTIONS, max_message_bytes=arguments.max_message_bytes
-                )
+                accepted = _accept(delivery, queue, arguments.max_message_bytes)
             except AlertRejectedError as rejected:
                 document["rejected"].append({"source_id": delivery.source_id, **rejected.as_json()})
                 if not arguments.json:

@@ -153,3 +153,23 @@ def test_a_missing_file_is_a_usage_error(local_aws: LocalAws, capsys: pytest.Cap
     assert status == 1
     assert "no-such-alert.json" in capsys.readouterr().err
     assert queued_bodies(local_aws) == []
+
+
+def test_a_file_that_is_not_utf8_text_is_refused_beside_a_good_one_that_is_queued(
+    local_aws: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Given a file saved as Latin-1, which SQS cannot carry, and a good file
+    bad = tmp_path / "latin-1.json"
+    bad.write_bytes('{"detail": "caf\u00e9"}'.encode("latin-1"))
+    good = event("guardduty-ec2-canary-outbound-ssh.json")
+
+    # When both are sent
+    status, document = send(capsys, str(bad), str(good), "--queue-url", local_aws.ref(ALERT_QUEUE))
+
+    # Then the bad one is refused saying where its text breaks, and only the good one is queued
+    assert status == 2
+    (rejected,) = document["rejected"]
+    assert rejected["source_id"] == "latin-1.json"
+    assert "not UTF-8" in rejected["error"]
+    assert "offset 15" in rejected["error"]
+    assert queued_bodies(local_aws) == [good.read_text(encoding="utf-8")]
