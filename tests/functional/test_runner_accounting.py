@@ -89,6 +89,37 @@ def test_every_finding_of_every_sample_and_invalid_record_is_accounted_for_exact
     assert status == 2
 
 
+def test_in_one_security_hub_event_a_finding_refused_alone_and_one_ignored_are_listed_beside_the_case(
+    tmp_path: Path,
+) -> None:
+    # Given a Security Hub event holding a threat-intel finding, a copy of it that lost its Id, and a
+    # GuardDuty finding seen through Security Hub (which the deployment acknowledges without a case)
+    document = load_event("synthetic-securityhub-threat-intel.json")
+    [finding] = document["detail"]["findings"]
+    without_id = copy.deepcopy(finding)
+    del without_id["Id"]
+    [guardduty] = load_event("synthetic-securityhub-guardduty-product.json")["detail"]["findings"]
+    document["detail"]["findings"] = [finding, without_id, guardduty]
+    path = tmp_path / "synthetic-securityhub-three-findings.json"
+    path.write_text(json.dumps(document))
+
+    # When the runner runs it
+    status, _, result = run_cli(path)
+
+    # Then the first finding is a case, the second a failure at its place saying what it lacks, and the
+    # third is ignored with the reason, each named by the record they came in
+    [case] = result["cases"]
+    assert (case["message_id"], case["alert_id"]) == (path.name, finding["Id"])
+    [failure] = result["failures"]
+    assert (failure["message_id"], failure["where"]) == (path.name, "detail.findings[1]")
+    assert "Id" in failure["reason"]
+    [ignored] = result["ignored"]
+    assert (ignored["message_id"], ignored["alert_id"]) == (path.name, guardduty["Id"])
+    assert "Security Hub" in ignored["reason"]
+    assert accounted(result) == findings_in_files([path])
+    assert status == 2
+
+
 def _dns_finding(base: dict[str, Any], finding_id: str, domain: str) -> dict[str, Any]:
     finding = copy.deepcopy(base)
     finding["Id"] = finding_id
