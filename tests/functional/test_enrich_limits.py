@@ -281,9 +281,14 @@ def replay(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReplayServer]:
 
 
 def test_a_virustotal_key_refused_defers_the_records_counts_a_metric_and_parks_nothing(
-    replay: ReplayServer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+    replay: ReplayServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Given a deployment whose VirusTotal key VirusTotal refuses (401 WrongCredentialsError)
+    # Given a deployment whose VirusTotal key VirusTotal refuses (401 WrongCredentialsError), looking
+    # IOCs up one at a time (lookups already in flight would each meet the refusal and count it)
+    monkeypatch.setenv("VT_MAX_CONCURRENCY", "1")
     with LocalAws(vt_api_key="revoked-key-5f0c1d") as aws:
         event = _deliver(
             aws,
@@ -302,7 +307,8 @@ def test_a_virustotal_key_refused_defers_the_records_counts_a_metric_and_parks_n
         response = aws.invoke("EnrichFunction", event)
         parked = _receive(aws, "AlertDeadLetterQueue")
 
-    # Then both records are deferred for a retry, none parked in the dead-letter queue
+    # Then VirusTotal was asked once, and both records are deferred for a retry, none parked
+    assert replay.request_count == 1
     assert len(response["batchItemFailures"]) == 2
     assert parked == []
     # and the refusal is a metric an alarm watches, and an error in the log that never shows the key

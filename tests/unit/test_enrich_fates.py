@@ -14,7 +14,7 @@ from tests.fakes import FakeExecutionStarter, FakeThreatIntel
 from tests.unit.test_enrich import C2, TOR, World, _domain_findings, _event_of, _sample, _sqs_event
 from vtriage.composition.enrich import aws_connection_failed
 from vtriage.enrich import FINISH_RESERVE_SECONDS, KEY_REFUSED_RETRY, Enricher, triage_batch
-from vtriage.intake import IntakeOptions
+from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.models import CaseStatus, Ioc, Verdict
 from vtriage.virustotal.errors import (
     VirusTotalError,
@@ -95,6 +95,33 @@ def test_an_ignored_finding_is_logged_with_its_reason_and_makes_no_case(
     [logged] = _log(caplog, "finding ignored")
     assert (logged["message_id"], logged["where"], logged["reason"]) == ("m-1", ignored.where, ignored.reason)
     assert "Security Hub" in ignored.reason
+
+
+class CountedReading(IntakeOptions):
+    """The deployment's reading of a body, counting the documents it is given."""
+
+    def read(self, document: Any) -> IntakeResult:
+        READS.append(document)
+        return super().read(document)
+
+
+READS: list[Any] = []
+
+
+def test_each_body_is_read_once_per_batch_by_the_prefetch_and_the_triage_together() -> None:
+    # Given a batch of three records, one of them a poison body
+    world = World()
+    enricher = world.enricher()
+    enricher.intake = CountedReading()
+    READS.clear()
+
+    # When it is triaged
+    triage_batch(
+        enricher, _event_of([*_domain_findings(2, "once"), poison_body("list where a number belongs")])
+    )
+
+    # Then each body was read once, although the lookups before and the triage after both needed it
+    assert len(READS) == 3
 
 
 # ---------------------------------------------------------------- poison stays alone
