@@ -21,7 +21,7 @@ from tests.fakes import (
     InMemoryEnrichmentCache,
 )
 from vtriage.config import EnrichSettings
-from vtriage.enrich import Enricher, triage_batch
+from vtriage.enrich import Enricher, batch_metrics, triage_batch
 from vtriage.errors import QuotaExhaustedError, TransientError
 from vtriage.models import Branch, Case, CaseStatus, Enrichment, HistoryEntry, Ioc, Repeat, Verdict
 from vtriage.verdict import VerdictPolicy
@@ -815,3 +815,30 @@ def test_an_alert_naming_no_resource_and_no_ioc_is_never_the_repeat_of_another_f
     # Then it is a case of its own: the type alone does not make two findings the same
     assert other.case_id != first.case_id
     assert other.repeat is False
+
+
+def test_records_retried_counts_faults_and_not_the_records_deferred_until_the_quota_reopens() -> None:
+    # Given a quota of one request a minute and a batch of three alerts with distinct IOCs
+    world = World(per_minute=1, clock=Clock(NOW + timedelta(seconds=20)))
+    enricher = world.enricher()
+
+    # When the batch is triaged, two records being deferred
+    response = triage_batch(enricher, _sqs_event(C2, TOR, SUSPICIOUS_DNS))
+
+    # Then both are reported to the queue (so it keeps them hidden), yet no record counts as retried
+    assert len(response["batchItemFailures"]) == 2
+    metrics = batch_metrics(enricher, response)
+    assert (metrics["Deferred"], metrics["RecordsRetried"]) == (2, 0)
+
+
+def test_records_retried_counts_a_record_that_failed_on_a_transient_error() -> None:
+    # Given an enrichments table that cannot be read
+    world = World()
+    world.cache = UnreadableCache(now=world.clock)
+    enricher = world.enricher()
+
+    # When a batch whose one record needs a lookup is triaged
+    response = triage_batch(enricher, _sqs_event(C2))
+
+    # Then that record is retried and counted as such
+    assert batch_metrics(enricher, response)["RecordsRetried"] == 1

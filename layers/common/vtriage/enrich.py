@@ -242,6 +242,8 @@ class Enricher:
     deferred: int = 0
     rejected: int = 0
     auth_failures: int = 0
+    # Deferred records reported failed so that the queue keeps them hidden: not faults to retry.
+    hidden: int = 0
     _seen: dict[str, Enrichment] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
     _failed: dict[str, Exception] = field(default_factory=dict)
@@ -458,6 +460,7 @@ class Enricher:
         if self.deferral is not None:
             self.deferral.defer(record.receipt_handle, min(seconds, MAX_DEFERRAL_SECONDS))
         logger.info("record deferred", extra={**log, "deferrals": deferrals})
+        self.hidden += 1
         raise PutOffError(reason, until)
 
     def triage(self, alert: Alert) -> CaseSummary:
@@ -812,7 +815,8 @@ def batch_metrics(enricher: Enricher, response: PartialItemFailureResponse) -> d
         "CacheHits": enricher.cache_hits,
         "Deferred": enricher.deferred,
         "Rejected": enricher.rejected,
-        "RecordsRetried": len(response["batchItemFailures"]),
+        # Faults only: a deferred record is reported failed too, to stay hidden until it can go on.
+        "RecordsRetried": len(response["batchItemFailures"]) - enricher.hidden,
     }
 
 
