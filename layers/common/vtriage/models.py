@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -124,13 +124,28 @@ class Alert(Frozen):
         "a detector's sample finding, ...): such an alert is ticketed, never remediated",
     )
     sample: bool = Field(default=False, description="a detector's generated sample finding")
+    content_digest: str = Field(
+        default="",
+        description="SHA-256 of the finding's own content (canonical JSON, keys folded to lower case), "
+        "without the envelope it was delivered in: part of the case id",
+    )
 
     @property
     def case_id(self) -> str:
-        """Deterministic: the same finding at the same version is the same case and execution name."""
-        identity = "\x1f".join((self.source, self.account, self.region, self.id, self.version))
+        """Deterministic: the same finding at the same version with the same content is the same case and
+        execution name; another content under a known id and version is a case of its own."""
+        identity = "\x1f".join(
+            (self.source, self.account, self.region, self.id, self.version, self.content_digest)
+        )
         digest = hashlib.sha256(identity.encode()).hexdigest()
         return f"{self.source}-{digest[:32]}"
+
+    @property
+    def finding_key(self) -> str:
+        """What every content delivered under this finding's id and version shares (`finding#<digest>`):
+        the key of the ledger that makes two contents of one finding note each other."""
+        identity = "\x1f".join((self.source, self.account, self.region, self.id, self.version))
+        return "finding#" + hashlib.sha256(identity.encode()).hexdigest()[:40]
 
     @property
     def repeat_key(self) -> str:
@@ -211,6 +226,9 @@ class ActionType(StrEnum):
 
 # The parameter with which a playbook asks for one action to run in dry run whatever the global setting.
 DRY_RUN_PARAMETER = "dry_run"
+# The parameter with which a playbook (or the planning of a pushed alert) asks for a person to approve
+# one action before it runs.
+NEEDS_APPROVAL_PARAMETER = "needs_approval"
 
 
 class Action(BaseModel):
@@ -350,6 +368,31 @@ class Repeat(BaseModel):
         return f"repeat of {self.alert_id} (version {self.version}): verdict {self.verdict.value}"
 
 
+class Provenance(Frozen):
+    """Where an alert came from, as the channel (never the body) says: `detector` through the detector
+    rules' queue (EventBridge), `intake` pushed through the intake function (its own queue, with the
+    SigV4 caller, source address and user agent the intake stamped), `queue` anything else."""
+
+    channel: Literal["detector", "intake", "queue"]
+    sender: str | None = Field(default=None, description="the IAM principal that signed the push")
+    source_ip: str | None = None
+    user_agent: str | None = None
+
+    @property
+    def described(self) -> str:
+        """One line a person reads: the channel, and who sent it when known (already escaped)."""
+        if self.channel == "detector":
+            return "the detector rules (EventBridge)"
+        if self.channel == "queue":
+            return "a queue that is not one of vtriage's"
+        line = f"the intake URL, signed by {self.sender or 'an unknown sender'}"
+        if self.source_ip:
+            line += f"; from {self.source_ip}"
+        if self.user_agent:
+            line += f"; agent {self.user_agent}"
+        return line
+
+
 class Case(BaseModel):
     """A triaged alert: what DynamoDB keeps and what the state machine reads by case id."""
 
@@ -383,6 +426,14 @@ class Case(BaseModel):
         default=[], description="what the stored case left out to stay within its bounds, with counts"
     )
     history_dropped: int = Field(default=0, ge=0, description="history steps left out, oldest first")
+    provenance: Provenance | None = Field(
+        default=None, description="where the alert came from, and who sent it"
+    )
+    variant_case_ids: list[str] = Field(
+        default=[],
+        description="the cases of other contents delivered under this finding's id and version, each "
+        "triaged on its own",
+    )
 
     @property
     def remediable(self) -> bool:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
 from vtriage.models import (
     DRY_RUN_PARAMETER,
+    NEEDS_APPROVAL_PARAMETER,
     Action,
     ActionStatus,
     ActionType,
@@ -40,8 +41,6 @@ _MAY_HAVE_CHANGED = frozenset({ActionStatus.DONE, ActionStatus.FAILED})
 
 # The parameter every actuator receives with the case id (tags, quarantine keys, snapshots carry it).
 CASE_ID_PARAMETER = "case_id"
-# The parameter with which a playbook asks for a person to approve one action before it runs.
-NEEDS_APPROVAL_PARAMETER = "needs_approval"
 
 
 class BlastRadius(Protocol):

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import guardduty, ocsf, securityhub
 from vtriage.intake.canonical import with_allow_list, with_never_act
+from vtriage.intake.digest import content_digest
 from vtriage.intake.fields import json_kind, shown
 from vtriage.intake.outcomes import Acknowledged, Finding, FindingRefusal, IgnoredFinding, IntakeResult
 from vtriage.models import Alert, Ioc
@@ -135,7 +136,8 @@ def read_document(
                     )
                 )
                 continue
-            alerts.append(_finish(outcome, allow_list, max_iocs, never_act_hosts))
+            finished = _finish(outcome, allow_list, max_iocs, never_act_hosts)
+            alerts.append(finished.model_copy(update={"content_digest": content_digest(finding.content)}))
         except InvalidAlertError as error:
             refused.append(FindingRefusal(where=finding.where, reason=str(error), alert_id=finding.alert_id))
         except Exception as error:  # a value no check foresaw: this finding's refusal, never its batch's
@@ -214,7 +216,7 @@ def _array(document: list[Any], *, skip_guardduty: bool, ignore_samples: bool) -
             else None
         )
         recognised = recognised or finding is not None
-        findings.append(finding or Finding(where=where, read=_unknown_item(item, where)))
+        findings.append(finding or Finding(where=where, read=_unknown_item(item, where), content=item))
     if not recognised:
         raise InvalidAlertError(f"unknown shape: expected {_SHAPES}; got a list without a finding in it")
     return findings

@@ -101,7 +101,7 @@ def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False)
         _check_source(event)
         if event.get("detail-type") == MALWARE_SCAN_DETAIL_TYPE:
             scan = _detail(event)
-            return [Finding(where="", read=lambda: _malware_scan(event, scan))]
+            return [Finding(where="", read=lambda: _malware_scan(event, scan), content=scan)]
         _check_detail_type(event, EVENT_DETAIL_TYPE)
     detail = _detail(event)
     envelope = Envelope.of(event)
@@ -116,7 +116,7 @@ def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False)
             )
         return reader.outcome(ignore_samples=ignore_samples)
 
-    return [Finding(where="", read=read, alert_id=peek_id(detail.get("id")))]
+    return [Finding(where="", read=read, content=detail, alert_id=peek_id(detail.get("id")))]
 
 
 def findings_of_get_findings(output: Mapping[str, Any], *, ignore_samples: bool = False) -> list[Finding]:
@@ -149,7 +149,7 @@ def _listed_finding(finding: Any, where: str, *, ignore_samples: bool) -> Findin
         return _FindingReader(camel, prefix=prefix, pascal=pascal).outcome(ignore_samples=ignore_samples)
 
     alert_id = peek_id(finding.get("Id", finding.get("id"))) if isinstance(finding, dict) else None
-    return Finding(where=where, read=read, alert_id=alert_id)
+    return Finding(where=where, read=read, content=finding, alert_id=alert_id)
 
 
 def _malware_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> Alert | Acknowledged:

@@ -134,7 +134,7 @@ def _finding(finding: Any, where: str, prefix: str, envelope: Envelope, *, skip_
             )
         return _FindingReader(finding, prefix, envelope).outcome(skip_guardduty=skip_guardduty)
 
-    return Finding(where=where, read=read, alert_id=_peek_uid(finding))
+    return Finding(where=where, read=read, content=finding, alert_id=_peek_uid(finding))
 
 
 def _peek_uid(finding: Any) -> str | None:

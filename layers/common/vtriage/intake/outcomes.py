@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from vtriage.models import Alert, Frozen
 
@@ -50,12 +51,14 @@ class Finding:
 
     `where` is its place in the document ("" when the document is that one finding); `read` gives its
     Alert, or Acknowledged, or raises (InvalidAlertError naming the field at fault, or anything else a
-    hostile value provokes: `read_document` makes that the finding's refusal); `alert_id` is its id as
-    far as it could be seen without reading it, for a refusal to name.
+    hostile value provokes: `read_document` makes that the finding's refusal); `content` is the finding
+    itself, without its envelope (its digest is part of the case id); `alert_id` is its id as far as it
+    could be seen without reading it, for a refusal to name.
     """
 
     where: str
     read: Callable[[], Alert | Acknowledged]
+    content: Any
     alert_id: str | None = None
 
 

@@ -188,7 +188,7 @@ def _finding(
         return reader.outcome(skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
 
     alert_id = peek_id(finding.get("Id")) if isinstance(finding, dict) else None
-    return Finding(where=where, read=read, alert_id=alert_id)
+    return Finding(where=where, read=read, content=finding, alert_id=alert_id)
 
 
 class _FindingReader(Fields):
