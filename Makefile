@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 TOOLS := .venv-tools
 BIN := $(VENV)/bin
-# The SAM CLI pins its own boto3 and pydantic: it lives in a tools environment of its own.
-TOOLS_REQUIREMENTS := aws-sam-cli~=1.170 cfn-lint~=1.58
+# The SAM CLI pins its own boto3 and pydantic: it lives in a tools environment of its own, with uv,
+# which locks the layer's dependencies for Lambda's Python and platform (`make layer-requirements`).
+UV_REQUIREMENT := uv~=0.13.9
+TOOLS_REQUIREMENTS := aws-sam-cli~=1.170 cfn-lint~=1.58 $(UV_REQUIREMENT)
 
 .PHONY: demo test lint typecheck pytest template bench layer-requirements clean
 
@@ -21,6 +23,10 @@ $(TOOLS)/.installed:
 	@$(PYTHON) -m venv $(TOOLS)
 	@$(TOOLS)/bin/python -m pip install $(TOOLS_REQUIREMENTS) > $(TOOLS)/install.log 2>&1 || (cat $(TOOLS)/install.log; exit 1)
 	@touch $@
+
+# A tools environment made before uv joined TOOLS_REQUIREMENTS gets it here.
+$(TOOLS)/bin/uv: | $(TOOLS)/.installed
+	$(TOOLS)/bin/python -m pip install --quiet '$(UV_REQUIREMENT)'
 
 demo: $(VENV)/.installed
 	$(BIN)/vtriage run events/*.json
@@ -44,8 +50,9 @@ template: $(VENV)/.installed $(TOOLS)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
 
-layer-requirements: $(VENV)/.installed
-	$(BIN)/python scripts/gen-layer-requirements.py
+# Needs PyPI; `make layer-requirements UPGRADE=1` also moves every pin to the newest version allowed.
+layer-requirements: $(VENV)/.installed $(TOOLS)/bin/uv
+	$(BIN)/python scripts/gen-layer-requirements.py --uv $(TOOLS)/bin/uv $(if $(UPGRADE),--upgrade)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -82,7 +82,6 @@ if ! python_dir=$(find_runtime_python_dir); then
 fi
 export PATH="$python_dir:$PATH"
 
-step "layer requirements up to date" "$RUNTIME_PYTHON" scripts/gen-layer-requirements.py --check
 step "sam build ($("$RUNTIME_PYTHON" -c 'import platform; print(platform.python_version())') from $python_dir)" \
   "$TOOLS/sam" build --template template.yaml --build-dir "$BUILD_DIR"
 step "layer ships bytecode" "$RUNTIME_PYTHON" scripts/check-layer-bytecode.py "$BUILD_DIR/CommonLayer/python"
