@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vtriage.display import Report
 from vtriage.enrich import next_minute, next_utc_midnight
 from vtriage.errors import QuotaExhaustedError
 from vtriage.models import (
@@ -377,7 +378,7 @@ class OpenedTicket:
 
     ticket: Ticket
     case: Case
-    report: str
+    report: Report
 
 
 class FakeTicketSink:
@@ -390,7 +391,7 @@ class FakeTicketSink:
         self.opened: list[OpenedTicket] = []
         self.comments: list[tuple[Ticket, str]] = []
 
-    def open(self, case: Case, report: str) -> Ticket:
+    def open(self, case: Case, report: Report) -> Ticket:
         """Open a ticket for the case with the report."""
         if self._error is not None:
             raise self._error

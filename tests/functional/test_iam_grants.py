@@ -463,7 +463,7 @@ def _build_world(aws: LocalAws) -> World:
     inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    sns.subscribe(TopicArn=aws.ref("TicketTopic"), Protocol="sqs", Endpoint=inbox_arn)
+    sns.subscribe(TopicArn=aws.ref("ApprovalTopic"), Protocol="sqs", Endpoint=inbox_arn)
     return World(launched.instance_id, launched.vpc_id, ip_set_id, access_key_id, inbox_url)
 
 

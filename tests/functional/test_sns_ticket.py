@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from tests.functional.conftest import use_dummy_aws_credentials
 from vtriage.adapters.sns import SnsTicketSink
+from vtriage.display import Report, ReportLine
 from vtriage.errors import TransientError
 from vtriage.models import Alert, Case, CaseStatus, Severity, Verdict
 
@@ -22,8 +23,12 @@ pytestmark = pytest.mark.functional
 
 REGION = "us-east-1"
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-REPORT = (
-    "[HIGH 8] MALICIOUS: SSH brute force\n\nIndicators of compromise (1)\n  - ip 198.51.100.7: MALICIOUS\n"
+REPORT = Report(
+    headline="HIGH 8, MALICIOUS",
+    lines=(
+        ReportLine(label="Indicators of compromise (1)"),
+        ReportLine(label="- ip", value="198.51.100.7: MALICIOUS", indent=2),
+    ),
 )
 
 
@@ -90,9 +95,10 @@ def test_the_report_reaches_a_subscriber_with_a_subject_and_the_ticket_id(subscr
     # When a ticket is opened for a case
     ticket = sink.open(case, REPORT)
 
-    # Then the subscriber reads the report back unchanged, under a subject naming the case
+    # Then the subscriber reads the report as plain text, under a subject naming the case
     [notification] = subscribed.received()
-    assert notification["Message"] == REPORT
+    assert notification["Message"] == REPORT.text()
+    assert notification["Message"].endswith("Indicators of compromise (1)\n  - ip: 198.51.100.7: MALICIOUS\n")
     assert notification["Subject"] == (
         f"[HIGH] malicious {ticket.id}: 198.51.100.7 is performing SSH brute force attacks"
     )
@@ -127,19 +133,41 @@ def test_a_long_non_ascii_title_still_makes_a_subject_sns_accepts(subscribed: Su
     # When its ticket is opened
     sink.open(make_case(title=title), REPORT)
 
-    # Then the subject is ASCII, one line, under 100 characters, and still readable
+    # Then the subject is ASCII, one line, under 100 characters, and still readable, the break escaped
     [notification] = subscribed.received()
     subject = notification["Subject"]
     assert subject.isascii()
     assert "\n" not in subject
     assert len(subject) < 100
-    assert "Connexion SSH repetee depuis 198.51.100.7 vers l'instance - tres" in subject
+    assert "Connexion SSH repetee depuis 198.51.100.7\\nvers l'instance - tr" in subject
     assert subject.endswith("...")
+
+
+def test_a_kilobyte_title_of_control_characters_still_makes_a_subject_sns_accepts(
+    subscribed: Subscribed,
+) -> None:
+    # Given a title of 1 KB made of line breaks, tabs, NULs and a right-to-left override
+    title = ("Approve\r\n\t\x00\u202e" * 120)[:1024]
+    sink = SnsTicketSink(subscribed.sns, subscribed.topic_arn, now=lambda: NOW)
+
+    # When its ticket is opened
+    sink.open(make_case(title=title), REPORT)
+
+    # Then the subject has no control character, is ASCII and at most 99 characters
+    [notification] = subscribed.received()
+    subject = notification["Subject"]
+    assert subject.isascii()
+    assert not any(ord(character) < 32 or ord(character) == 127 for character in subject)
+    assert len(subject) <= 99
+    assert subject.startswith("[HIGH] malicious VT-")
 
 
 def test_a_report_beyond_the_sns_limit_is_cut_with_a_notice(subscribed: Subscribed) -> None:
     # Given a report of 300 KB (a case with a great many IOCs)
-    report = "  - ip 198.51.100.7: MALICIOUS\n" * 10_000
+    report = Report(
+        headline="HIGH 8, MALICIOUS",
+        lines=(ReportLine(label="- ip", value="198.51.100.7: MALICIOUS", indent=2),) * 10_000,
+    )
     sink = SnsTicketSink(subscribed.sns, subscribed.topic_arn, now=lambda: NOW)
 
     # When its ticket is opened
@@ -149,7 +177,8 @@ def test_a_report_beyond_the_sns_limit_is_cut_with_a_notice(subscribed: Subscrib
     [notification] = subscribed.received()
     message = notification["Message"]
     assert len(message.encode()) <= 250_000
-    assert message.startswith("  - ip 198.51.100.7: MALICIOUS\n")
+    assert message.startswith("vtriage case report: HIGH 8, MALICIOUS\n")
+    assert "  - ip: 198.51.100.7: MALICIOUS\n" in message
     assert "the case in DynamoDB holds everything" in message
 
 

@@ -252,11 +252,11 @@ APPROVAL_WAIT_S = 60.0
 
 
 def _approval_inbox(aws: LocalAws) -> str:
-    """A queue subscribed to the ticket topic, where approvers' notifications arrive."""
+    """A queue subscribed to the approvals topic, where approvers' notifications arrive."""
     sqs, sns = aws.client("sqs"), aws.client("sns")
     url = sqs.create_queue(QueueName="approver-inbox")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=aws.ref("TicketTopic"), Protocol="sqs", Endpoint=arn)
+    sns.subscribe(TopicArn=aws.ref("ApprovalTopic"), Protocol="sqs", Endpoint=arn)
     return str(url)
 
 

@@ -27,6 +27,7 @@ import requests
 from moto import mock_aws
 
 from tests.fakes import make_alert, make_case
+from tests.functional.conftest import use_dummy_aws_credentials
 from vtriage.adapters.http_tickets import (
     BasicCredentials,
     BearerToken,
@@ -37,7 +38,17 @@ from vtriage.adapters.http_tickets import (
 from vtriage.adapters.jira import JiraTicketSink
 from vtriage.adapters.servicenow import ServiceNowTicketSink
 from vtriage.adapters.sns import SnsTicketSink
-from vtriage.adapters.webhook import SIGNATURE_HEADER, WebhookTicketSink, verify
+from vtriage.adapters.webhook import (
+    REPLAY_WINDOW_SECONDS,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookTicketSink,
+    sign,
+    verify,
+)
+from vtriage.composition.ticket import ticket_sink
+from vtriage.config import TicketSettings
+from vtriage.display import Report, ReportLine
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.models import (
     Action,
@@ -59,6 +70,12 @@ pytestmark = pytest.mark.functional
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 VT_LINK = "https://www.virustotal.com/gui/ip-address/198.51.100.7"
 APPROVE_URL = "https://abc.lambda-url.us-east-1.on.aws/?decision=approve&token=t1"
+PLAIN_REPORT = Report(headline="HIGH 8, MALICIOUS", lines=(ReportLine(label="Case", value="guardduty-1"),))
+# What a sender puts in a finding's title to plant links and markup of its own in a ticket.
+HOSTILE_TITLE = (
+    "Scan finished\n\nApprove: https://evil.example/approve [code]<a href='https://evil.example'>"
+    "Reject</a>[/code] ```\n*bold* <https://evil.example|click>\u202e"
+)
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -208,7 +225,11 @@ def adf_problems(document: Any) -> list[str]:
                 continue
             if node.get("type") != "text" or not isinstance(node.get("text"), str) or not node["text"]:
                 problems.append(f"invalid inline node {node}")
-            for mark in node.get("marks", []):
+            marks = node.get("marks", [])
+            for mark in marks:
+                # ADF's code mark combines with no mark but a link.
+                if mark.get("type") == "code" and all(other["type"] in ("code", "link") for other in marks):
+                    continue
                 if mark.get("type") != "link" or not str(mark.get("attrs", {}).get("href", "")).startswith(
                     "http"
                 ):
@@ -233,6 +254,17 @@ def adf_links(document: dict[str, Any]) -> list[str]:
         for block in document["content"]
         for node in block["content"]
         for mark in node.get("marks", [])
+        if mark["type"] == "link"
+    ]
+
+
+def adf_code(document: dict[str, Any]) -> list[str]:
+    """Every text under a code mark (shown as code: Jira makes no link of it)."""
+    return [
+        node["text"]
+        for block in document["content"]
+        for node in block["content"]
+        if any(mark["type"] == "code" for mark in node.get("marks", []))
     ]
 
 
@@ -404,7 +436,7 @@ def triaged_case(score: float = 8, title: str | None = None, **fields: Any) -> C
     return make_case(alert, **{**defaults, **fields})
 
 
-def report_of(case: Case) -> str:
+def report_of(case: Case) -> Report:
     return render_report(case, approval=ApprovalLinks(approve_url=APPROVE_URL, reject_url=APPROVE_URL + "x"))
 
 
@@ -437,9 +469,35 @@ def test_jira_creates_an_issue_with_the_documented_fields(
     assert {"vtriage", "severity-high", "verdict-malicious", "guardduty", case.case_id} <= set(
         fields["labels"]
     )
-    assert adf_text(fields["description"]) == report.strip("\n")
-    # And the VirusTotal and approval links are links an analyst can click
-    assert {VT_LINK, APPROVE_URL} <= set(adf_links(fields["description"]))
+    text = adf_text(fields["description"])
+    assert text.startswith("vtriage case report: HIGH 8, MALICIOUS\n\nLinks from vtriage")
+    assert f"Title: {case.alert.title}" in text
+    # And the approval links come first, then the VirusTotal page: the only links an analyst can click
+    assert adf_links(fields["description"]) == [APPROVE_URL, APPROVE_URL + "x", VT_LINK]
+    # And the alert's values are code, which Jira shows as such
+    assert case.alert.title in adf_code(fields["description"])
+
+
+def test_jira_makes_no_link_of_what_the_alert_says(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a case whose title and IOC carry links and fake approval lines
+    fake, server = jira
+    case = triaged_case(title=HOSTILE_TITLE)
+    case.iocs[0] = case.iocs[0].model_copy(update={"value": "https://evil.example/payload"})
+
+    # When its issue is created
+    ticket = jira_sink(session, server.base_url).open(case, report_of(case))
+
+    # Then the only links are vtriage's, and the title is one code-marked line, escaped and defanged
+    description = fake.issues[ticket.id]["description"]
+    assert adf_links(description) == [APPROVE_URL, APPROVE_URL + "x", VT_LINK]
+    [title] = [code for code in adf_code(description) if code.startswith("Scan finished")]
+    assert title.startswith("Scan finished\\n\\nApprove: hxxps://evil.example/approve [code]")
+    assert title.endswith("\\u202e")
+    assert "https://evil" not in json.dumps(description)
+    # And the summary is one line, escaped
+    assert fake.issues[ticket.id]["summary"].startswith("[HIGH] malicious: Scan finished\\n\\nApprove: hxxps://")
 
 
 @pytest.mark.parametrize(("score", "priority"), [(9.5, "Highest"), (8, "High"), (5, "Medium"), (2, "Low")])
@@ -448,7 +506,7 @@ def test_jira_priority_follows_the_detectors_severity(
 ) -> None:
     # Given a case of this severity, When its issue is created
     fake, server = jira
-    ticket = jira_sink(session, server.base_url).open(triaged_case(score=score), "report")
+    ticket = jira_sink(session, server.base_url).open(triaged_case(score=score), PLAIN_REPORT)
 
     # Then the issue has the mapped priority
     assert fake.issues[ticket.id]["priority"] == {"name": priority}
@@ -460,16 +518,17 @@ def test_jira_comments_on_the_issue_in_adf(
     # Given an issue opened for a case
     fake, server = jira
     sink = jira_sink(session, server.base_url)
-    ticket = sink.open(triaged_case(), "report")
+    ticket = sink.open(triaged_case(), PLAIN_REPORT)
 
     # When a repeat of the finding is commented on it
     sink.comment(ticket, "Seen again at 2024-05-01T11:00:00Z\nDetails: " + VT_LINK)
 
-    # Then Jira holds the comment, posted to the issue's comment endpoint
+    # Then Jira holds the comment, posted to the issue's comment endpoint, as code that makes no link
     assert [(r.method, r.path) for r in server.received][-1] == ("POST", "/rest/api/3/issue/SEC-1/comment")
     [comment] = fake.comments["SEC-1"]
     assert adf_text(comment) == "Seen again at 2024-05-01T11:00:00Z\nDetails: " + VT_LINK
-    assert adf_links(comment) == [VT_LINK]
+    assert adf_links(comment) == []
+    assert adf_code(comment) == ["Seen again at 2024-05-01T11:00:00Z", "Details: " + VT_LINK]
 
 
 def test_jira_refusing_the_credentials_is_a_clear_error_without_them(
@@ -481,7 +540,7 @@ def test_jira_refusing_the_credentials_is_a_clear_error_without_them(
 
     # When a ticket is opened, Then the error says Jira refused the credentials, and what Jira said
     with pytest.raises(TicketProviderAuthError) as raised:
-        sink.open(triaged_case(), "report")
+        sink.open(triaged_case(), PLAIN_REPORT)
     error = raised.value
     assert isinstance(error, ConfigurationError)
     assert error.http_status == 401
@@ -505,7 +564,7 @@ def test_jira_rate_limit_is_transient_with_its_retry_after(
 
     # When a ticket is opened, Then a TransientError (the name the state machine retries) says when
     with pytest.raises(TransientError) as raised:
-        jira_sink(session, server.base_url).open(triaged_case(), "report")
+        jira_sink(session, server.base_url).open(triaged_case(), PLAIN_REPORT)
     assert type(raised.value) is TransientError
     assert raised.value.retry_after == 30.0
     assert "HTTP 429" in str(raised.value)
@@ -520,7 +579,7 @@ def test_jira_server_error_is_transient(
     fake, server = jira
     server.outage = json_answer(503, {"errorMessages": ["Service Unavailable"], "errors": {}})
     with pytest.raises(TransientError, match="Jira is unavailable \\(HTTP 503\\): Service Unavailable"):
-        jira_sink(session, server.base_url).open(triaged_case(), "report")
+        jira_sink(session, server.base_url).open(triaged_case(), PLAIN_REPORT)
     # And the failed lookup stopped it: nothing was created without knowing whether the issue exists
     assert [(r.method, r.path) for r in server.received] == [("GET", "/rest/api/3/search/jql")]
     assert fake.issues == {}
@@ -534,7 +593,7 @@ def test_jira_looks_the_case_up_with_the_enhanced_jql_search_before_creating(
     case = triaged_case()
 
     # When its ticket is opened
-    jira_sink(session, server.base_url).open(case, "report")
+    jira_sink(session, server.base_url).open(case, PLAIN_REPORT)
 
     # Then the first request searched the project for the case's label, asking for one key only
     lookup = server.received[0]
@@ -586,7 +645,7 @@ def test_jira_field_errors_are_named_as_jira_names_them(
 
     # When a ticket is opened, Then the error carries Jira's field error
     with pytest.raises(TicketProviderError) as raised:
-        sink.open(triaged_case(score=8), "report")
+        sink.open(triaged_case(score=8), PLAIN_REPORT)
     assert raised.value.http_status == 400
     assert "priority: Specify a valid 'id' or 'name' for Priority" in str(raised.value)
     assert not isinstance(raised.value, TransientError)
@@ -609,7 +668,7 @@ def test_jira_without_a_priority_field_sends_none(
 ) -> None:
     # Given a project whose screens have no priority, When an issue is created without priorities
     fake, server = jira
-    ticket = jira_sink(session, server.base_url, priorities=None).open(triaged_case(), "report")
+    ticket = jira_sink(session, server.base_url, priorities=None).open(triaged_case(), PLAIN_REPORT)
 
     # Then no priority was sent
     assert "priority" not in fake.issues[ticket.id]
@@ -793,7 +852,7 @@ def test_servicenow_creates_an_incident_with_the_documented_fields(
     assert (request.method, request.path) == ("POST", "/api/now/table/incident")
     assert request.query == {"sysparm_fields": ["sys_id,number"]}
     # And the incident holds the report, severity as impact/urgency (P2), category, group and case id
-    assert incident["description"] == report
+    assert incident["description"] == report.text()
     assert incident["short_description"].startswith("[HIGH] malicious: 198.51.100.7")
     assert (incident["impact"], incident["urgency"], incident["priority"]) == ("1", "2", "2")
     assert incident["category"] == "security"
@@ -808,7 +867,7 @@ def test_servicenow_priority_follows_the_detectors_severity(
 ) -> None:
     # Given a case of this severity, When its incident is created
     fake, server = servicenow
-    sn_sink(session, server.base_url).open(triaged_case(score=score), "report")
+    sn_sink(session, server.base_url).open(triaged_case(score=score), PLAIN_REPORT)
 
     # Then the instance's priority lookup gives the mapped priority
     [incident] = fake.incidents.values()
@@ -820,7 +879,7 @@ def test_servicenow_accepts_an_oauth_bearer_token(
 ) -> None:
     # Given an OAuth access token instead of a password, When an incident is created
     fake, server = servicenow
-    sn_sink(session, server.base_url, credentials=BearerToken(SN_TOKEN)).open(triaged_case(), "report")
+    sn_sink(session, server.base_url, credentials=BearerToken(SN_TOKEN)).open(triaged_case(), PLAIN_REPORT)
 
     # Then it was sent as a bearer token and the incident exists
     assert server.received[0].headers["Authorization"] == f"Bearer {SN_TOKEN}"
@@ -832,7 +891,7 @@ def test_servicenow_keeps_a_long_report_whole_in_the_work_notes(
 ) -> None:
     # Given a report longer than the description field holds
     fake, server = servicenow
-    report = "line of the report\n" * 400
+    report = Report(headline="HIGH 8, MALICIOUS", lines=(ReportLine(label="line of the report"),) * 400)
 
     # When the incident is created
     sn_sink(session, server.base_url).open(triaged_case(), report)
@@ -841,7 +900,31 @@ def test_servicenow_keeps_a_long_report_whole_in_the_work_notes(
     [incident] = fake.incidents.values()
     assert len(incident["description"]) <= 4000
     assert incident["description"].endswith("the whole report is in the work notes]")
-    assert incident["work_notes_journal"] == [report]
+    assert incident["work_notes_journal"] == [report.text()]
+
+
+def test_servicenow_neutralises_code_tags_from_the_alert(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a case whose title carries ServiceNow's [code] tags around a link, long enough for the work notes
+    fake, server = servicenow
+    case = triaged_case(title=HOSTILE_TITLE)
+    report = report_of(case)
+    long_report = report.model_copy(update={"lines": report.lines + (ReportLine(label="filler"),) * 400})
+
+    # When its incident is created, and commented on with a value from the alert
+    sink = sn_sink(session, server.base_url)
+    ticket = sink.open(case, long_report)
+    sink.comment(ticket, "repeat of [CODE]<b>x</b>[ /code ]")
+
+    # Then no field or journal entry holds a [code] tag: each became (code), and the title stays one line
+    [incident] = fake.incidents.values()
+    stored = [incident["short_description"], incident["description"], *incident["work_notes_journal"]]
+    assert all("[code]" not in text.lower() and "[/code]" not in text.lower() for text in stored)
+    assert "(code)<a href='hxxps://evil.example'>Reject</a>(/code)" in incident["description"]
+    assert incident["work_notes_journal"][-1] == "repeat of (CODE)<b>x</b>( /code )"
+    assert "\nApprove: hxxps" not in incident["description"]
+    assert "Title: Scan finished\\n\\nApprove: hxxps://evil.example/approve" in incident["description"]
 
 
 def test_servicenow_comments_go_to_the_work_notes(
@@ -850,7 +933,7 @@ def test_servicenow_comments_go_to_the_work_notes(
     # Given an incident opened for a case
     fake, server = servicenow
     sink = sn_sink(session, server.base_url)
-    ticket = sink.open(triaged_case(), "report")
+    ticket = sink.open(triaged_case(), PLAIN_REPORT)
 
     # When a repeat of the finding is commented on it
     sink.comment(ticket, "Seen again at 2024-05-01T11:00:00Z")
@@ -869,7 +952,7 @@ def test_servicenow_finds_the_record_by_number_when_the_ticket_has_no_url(
     # Given a ticket stored with its number only, and a sink commenting visibly to the caller
     fake, server = servicenow
     sink = sn_sink(session, server.base_url, comment_field="comments")
-    number = sink.open(triaged_case(), "report").id
+    number = sink.open(triaged_case(), PLAIN_REPORT).id
 
     # When it is commented on
     sink.comment(Ticket(provider="servicenow", id=number, created_at=NOW), "approved by alice")
@@ -890,7 +973,7 @@ def test_servicenow_refusing_the_credentials_is_a_clear_error_without_them(
 
     # When an incident is created, Then the error quotes ServiceNow and holds no credential
     with pytest.raises(TicketProviderAuthError) as raised:
-        sink.open(triaged_case(), "report")
+        sink.open(triaged_case(), PLAIN_REPORT)
     message = str(raised.value)
     assert message == (
         "ServiceNow refused the request (HTTP 401): "
@@ -910,7 +993,7 @@ def test_servicenow_rate_limit_is_transient_with_its_retry_after(
 
     # When an incident is created, Then the error is transient and says when to come back
     with pytest.raises(TransientError) as raised:
-        sn_sink(session, server.base_url).open(triaged_case(), "report")
+        sn_sink(session, server.base_url).open(triaged_case(), PLAIN_REPORT)
     assert type(raised.value) is TransientError
     assert raised.value.retry_after == 12.0
     assert "Too many requests: Rate limit exceeded" in str(raised.value)
@@ -926,7 +1009,7 @@ def test_servicenow_looks_the_case_up_by_correlation_id_before_creating(
     case = triaged_case()
 
     # When its ticket is opened
-    sn_sink(session, server.base_url, credentials=BearerToken(SN_TOKEN)).open(case, "report")
+    sn_sink(session, server.base_url, credentials=BearerToken(SN_TOKEN)).open(case, PLAIN_REPORT)
 
     # Then the first request queried the table by the case's correlation_id, for one record
     lookup = server.received[0]
@@ -976,11 +1059,11 @@ def test_servicenow_record_without_the_cases_correlation_id_is_not_taken_for_its
     fake, server = servicenow
     fake.table_fields = frozenset(INCIDENT_FIELDS - {"correlation_id", "correlation_display"})
     sink = sn_sink(session, server.base_url)
-    first = sink.open(triaged_case(title="first finding"), "report")
+    first = sink.open(triaged_case(title="first finding"), PLAIN_REPORT)
 
     # When another case's ticket is opened
     other_case_id = make_alert(id="0f9e8d7c6b5a49382716a5b4c3d2e1f0").case_id
-    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), "report")
+    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), PLAIN_REPORT)
 
     # Then the other case got its own incident, not the first case's
     assert (first.id, second.id) == ("INC0010001", "INC0010002")
@@ -1013,12 +1096,12 @@ def test_the_ticket_of_another_case_is_never_taken_for_the_cases_own(
     sink = (jira_sink if vendor == "jira" else sn_sink)(session, server.base_url)
     records = fake.issues if vendor == "jira" else fake.incidents
     first_case = triaged_case(title="first finding")
-    first = sink.open(first_case, "report")
+    first = sink.open(first_case, PLAIN_REPORT)
 
     # When another case's ticket is opened, and the first case's ticket step runs again
     other_case_id = make_alert(id="0f9e8d7c6b5a49382716a5b4c3d2e1f0").case_id
-    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), "report")
-    again = sink.open(first_case, "report")
+    second = sink.open(triaged_case(title="second finding", case_id=other_case_id), PLAIN_REPORT)
+    again = sink.open(first_case, PLAIN_REPORT)
 
     # Then the other case got a ticket of its own, and the first case kept its one ticket
     assert second.id != first.id
@@ -1038,7 +1121,7 @@ def test_a_lookup_timing_out_is_transient_and_creates_nothing(
 
     # When a ticket is opened, Then the error is transient and nothing was created
     with pytest.raises(TransientError, match=f"{name} did not answer in time"):
-        make_sink(session, server.base_url, timeout=(3.05, 0.5)).open(triaged_case(), "report")
+        make_sink(session, server.base_url, timeout=(3.05, 0.5)).open(triaged_case(), PLAIN_REPORT)
     assert [received.method for received in server.received] == ["GET"]
     assert records == {}
 
@@ -1055,6 +1138,8 @@ class FakeSlackWebhook:
 
     secret: str | None = SIGNING_SECRET
     messages: list[dict[str, Any]] = field(default_factory=list)
+    # The receiver's clock; the sinks under test sign with NOW.
+    now: datetime = NOW
 
     def __call__(self, request: Received) -> Answer:
         if request.method != "POST" or request.path != WEBHOOK_PATH:
@@ -1062,7 +1147,11 @@ class FakeSlackWebhook:
         if not is_json(request):
             return text_answer(400, "invalid_payload")
         if self.secret is not None and not verify(
-            request.body, self.secret, request.headers.get(SIGNATURE_HEADER)
+            request.body,
+            self.secret,
+            request.headers.get(SIGNATURE_HEADER),
+            request.headers.get(TIMESTAMP_HEADER),
+            now=self.now,
         ):
             return text_answer(401, "invalid_signature")
         try:
@@ -1120,13 +1209,19 @@ def test_webhook_posts_a_signed_slack_message_with_the_case(
     assert ticket.id.startswith("VT-")
     assert ticket.provider == "webhook"
     first = fake.messages[0]
-    # And the text is the headline and the report, escaped as Slack asks
-    assert first["text"].startswith(f"*[HIGH] malicious {ticket.id}: C&amp;C &lt;beacon&gt; from i-0abc")
-    assert VT_LINK in first["text"]
-    assert APPROVE_URL.replace("&", "&amp;") in first["text"]
-    # And the blocks carry a header and the report
+    # And the text is the headline, vtriage's links as Slack links, then the report in a code block,
+    # escaped as Slack asks
+    text = first["text"]
+    assert text.startswith(f"*vtriage case report {ticket.id}: HIGH 8, MALICIOUS*\n")
+    assert f"<{APPROVE_URL.replace('&', '&amp;')}|Approve>" in text
+    title = "Title: C&amp;C &lt;beacon&gt; from i-0abc"
+    assert text.index("|Reject>") < text.index("```") < text.index(title)
+    assert f"VirusTotal: {VT_LINK}" in text
+    assert text.endswith("```")
+    # And the blocks carry a header, the links, then the report
     assert first["blocks"][0]["type"] == "header"
-    assert "Indicators of compromise (1)" in first["blocks"][1]["text"]["text"]
+    assert "|Approve>" in first["blocks"][1]["text"]["text"]
+    assert "Indicators of compromise (1)" in first["blocks"][2]["text"]["text"]
     # And the machine-readable summary names the case, its IOC and its action
     assert first["event"] == "ticket_opened"
     assert first["ticket"] == {"provider": "webhook", "id": ticket.id}
@@ -1144,7 +1239,10 @@ def test_webhook_splits_a_long_report_into_blocks_slack_accepts(
 ) -> None:
     # Given a report of about 20,000 characters
     fake, server = slack
-    report = "".join(f"  - line {number} of a long report\n" for number in range(700))
+    report = Report(
+        headline="HIGH 8, MALICIOUS",
+        lines=tuple(ReportLine(label=f"- line {number} of a long report", indent=2) for number in range(700)),
+    )
 
     # When it is posted
     webhook_sink(session, server.base_url + WEBHOOK_PATH).open(triaged_case(), report)
@@ -1163,7 +1261,7 @@ def test_webhook_comment_is_another_signed_post(
     # Given a ticket opened through the webhook
     fake, server = slack
     sink = webhook_sink(session, server.base_url + WEBHOOK_PATH)
-    ticket = sink.open(triaged_case(), "report")
+    ticket = sink.open(triaged_case(), PLAIN_REPORT)
 
     # When it is commented on
     sink.comment(ticket, "Seen again at 2024-05-01T11:00:00Z")
@@ -1173,7 +1271,96 @@ def test_webhook_comment_is_another_signed_post(
     assert comment["event"] == "ticket_comment"
     assert comment["ticket"] == {"provider": "webhook", "id": ticket.id}
     assert comment["comment"] == "Seen again at 2024-05-01T11:00:00Z"
-    assert comment["text"] == f"*Update on {ticket.id}*\nSeen again at 2024-05-01T11:00:00Z"
+    assert comment["text"] == f"*Update on {ticket.id}*\n```\nSeen again at 2024-05-01T11:00:00Z\n```"
+
+
+def test_webhook_keeps_what_the_alert_says_inside_its_code_block(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a case whose title holds a code fence, Slack markup and a link
+    fake, server = slack
+    case = triaged_case(title=HOSTILE_TITLE)
+
+    # When its ticket is posted
+    webhook_sink(session, server.base_url + WEBHOOK_PATH).open(case, report_of(case))
+
+    # Then the text and every section open and close exactly one code block: the title's fence is broken
+    [message] = fake.messages
+    sections = [block["text"]["text"] for block in message["blocks"] if block["type"] == "section"]
+    for text in (message["text"], *sections[1:]):
+        assert text.count("```") == 2
+        assert text.endswith("```")
+    # And the title's link is defanged and its angle brackets escaped, so Slack makes no link of it
+    assert "Title: Scan finished\\n\\nApprove: hxxps://evil.example/approve" in message["text"]
+    assert "&lt;hxxps://evil.example|click&gt;" in message["text"]
+    assert "https://evil" not in json.dumps([message["text"], message["blocks"]])
+    # And the machine-readable summary keeps the title as the alert gave it, for programs
+    assert message["case"]["alert"]["title"] == HOSTILE_TITLE
+
+
+def test_webhook_signs_a_timestamp_so_a_replayed_request_is_refused(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a signing webhook, When a ticket is posted
+    _, server = slack
+    webhook_sink(session, server.base_url + WEBHOOK_PATH).open(triaged_case(), PLAIN_REPORT)
+
+    # Then the request carries its time and a signature over "<time>.<body>"
+    [request] = server.received
+    timestamp = request.headers[TIMESTAMP_HEADER]
+    assert timestamp == str(int(NOW.timestamp()))
+    assert request.headers[SIGNATURE_HEADER] == sign(request.body, SIGNING_SECRET, int(timestamp))
+
+    # And a receiver accepts it within the window, and refuses it replayed after the window
+    signature = request.headers[SIGNATURE_HEADER]
+    within = datetime.fromtimestamp(NOW.timestamp() + REPLAY_WINDOW_SECONDS - 1, UTC)
+    after = datetime.fromtimestamp(NOW.timestamp() + REPLAY_WINDOW_SECONDS + 1, UTC)
+    assert verify(request.body, SIGNING_SECRET, signature, timestamp, now=within)
+    assert not verify(request.body, SIGNING_SECRET, signature, timestamp, now=after)
+    # And neither the body nor the time can be changed under the signature
+    later = str(int(timestamp) + 60)
+    assert not verify(request.body, SIGNING_SECRET, signature, later, now=NOW)
+    assert not verify(request.body + b" ", SIGNING_SECRET, signature, timestamp, now=NOW)
+
+
+def test_a_webhook_secret_with_a_plain_http_url_stops_the_ticket_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the ticket function configured for a webhook whose secret holds a plain http URL
+    use_dummy_aws_credentials(monkeypatch, "us-east-1")
+    with mock_aws():
+        secret = {"url": "http://hooks.example.com/services/T1/B1/plainSECRETpath", "signing_secret": "s"}
+        boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="vtriage/webhook", SecretString=json.dumps(secret)
+        )
+        settings = TicketSettings.from_environ(
+            {
+                "AWS_REGION": "us-east-1",
+                "CASES_TABLE_NAME": "cases",
+                "TICKET_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:tickets",
+                "TICKET_PROVIDER": "webhook",
+                "TICKET_SECRET_NAME": "vtriage/webhook",
+            }
+        )
+
+        # When its ticket sink is built, Then it stops, naming the secret and its key, not the URL
+        with pytest.raises(ConfigurationError) as raised:
+            ticket_sink(settings)
+    message = str(raised.value)
+    assert message.startswith("the secret vtriage/webhook, key 'url': the webhook URL must be an https://")
+    assert "plainSECRETpath" not in message
+    assert "hooks.example.com" not in message
+
+
+def test_a_plain_http_webhook_url_is_refused_without_showing_it() -> None:
+    # Given a webhook URL over plain http on another host
+    url = "http://hooks.example.com/services/T0001/B0001/plainSECRETpath"
+
+    # When the sink is made, Then it is a configuration error that names no part of the URL
+    with pytest.raises(ConfigurationError, match="must be an https:// URL") as raised:
+        WebhookTicketSink(requests.Session(), url, now=lambda: NOW)
+    assert "plainSECRETpath" not in str(raised.value)
+    assert "hooks.example.com" not in str(raised.value)
 
 
 def test_webhook_signed_with_the_wrong_secret_is_refused_without_leaking(
@@ -1185,7 +1372,7 @@ def test_webhook_signed_with_the_wrong_secret_is_refused_without_leaking(
 
     # When a ticket is opened, Then the receiver's refusal comes back as an auth error
     with pytest.raises(TicketProviderAuthError, match="HTTP 401\\): invalid_signature") as raised:
-        sink.open(triaged_case(), "report")
+        sink.open(triaged_case(), PLAIN_REPORT)
     # And neither the secret nor the webhook's secret path is in the error or the repr
     for secret in ("whsec-old-rotated-secret", "XXXXsecretXXXXpathXXXX"):
         assert secret not in str(raised.value)
@@ -1201,7 +1388,7 @@ def test_webhook_unknown_url_is_refused_without_leaking_it(
 
     # When a ticket is opened, Then Slack's answer is quoted and the URL is not
     with pytest.raises(TicketProviderError, match="HTTP 404\\): no_service") as raised:
-        webhook_sink(session, url).open(triaged_case(), "report")
+        webhook_sink(session, url).open(triaged_case(), PLAIN_REPORT)
     assert "revokedSECRETpath" not in str(raised.value)
 
 
@@ -1215,11 +1402,11 @@ def test_webhook_rate_limit_and_server_errors_are_transient(
 
     # When tickets are opened, Then both errors are transient, the first with its Retry-After
     with pytest.raises(TransientError) as limited:
-        sink.open(triaged_case(), "report")
+        sink.open(triaged_case(), PLAIN_REPORT)
     assert limited.value.retry_after == 1.0
     server.outage = text_answer(500, "internal_error")
     with pytest.raises(TransientError, match="HTTP 500\\): internal_error"):
-        sink.open(triaged_case(), "report")
+        sink.open(triaged_case(), PLAIN_REPORT)
 
 
 def test_an_unreachable_provider_is_transient_and_the_error_names_no_url(session: requests.Session) -> None:
@@ -1231,7 +1418,7 @@ def test_an_unreachable_provider_is_transient_and_the_error_names_no_url(session
 
     # When a ticket is opened there, Then the error is transient and says nothing of the URL
     with pytest.raises(TransientError) as raised:
-        webhook_sink(session, url).open(triaged_case(), "report")
+        webhook_sink(session, url).open(triaged_case(), PLAIN_REPORT)
     assert str(raised.value) == "cannot connect to the webhook (ConnectionError)"
     assert raised.value.__cause__ is None
     assert raised.value.__suppress_context__

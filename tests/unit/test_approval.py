@@ -11,8 +11,10 @@ import pytest
 
 from tests.fakes import FakeActuator, InMemoryCaseRepository, make_alert, make_case
 from vtriage.approval import (
+    CLAIM_LEASE,
     ApprovalClaims,
     ApprovalRequest,
+    Approver,
     Decision,
     GoneTokenError,
     InvalidTokenError,
@@ -24,7 +26,8 @@ from vtriage.approval import (
 )
 from vtriage.composition.remediate import actuators
 from vtriage.config import RemediateSettings
-from vtriage.errors import ConfigurationError
+from vtriage.display import Report
+from vtriage.errors import ConfigurationError, TransientError
 from vtriage.models import Action, ActionStatus, ActionType, Case, CaseStatus, TaskInput, Verdict
 from vtriage.remediate import ActionTask, plan_remediation, run_action
 from vtriage.ticket import ApprovalLinks
@@ -35,39 +38,64 @@ APPROVAL_URL = "https://abc123.lambda-url.us-east-1.on.aws/"
 
 
 @dataclass
-class InMemoryApprovalStore:
-    """`ApprovalStore`: approvals by id, each decided once."""
+class Held:
+    """An approval one request holds while it passes the decision on."""
 
-    pending: dict[str, str] = field(default_factory=dict)
-    decided: dict[str, Decision] = field(default_factory=dict)
+    decision: Decision
+    approver: Approver
+    until: datetime
+
+
+@dataclass
+class InMemoryApprovalStore:
+    """`ApprovalStore`: approvals by id, held for a lease while deciding, then decided once."""
+
+    tokens: dict[str, str] = field(default_factory=dict)
+    held: dict[str, Held] = field(default_factory=dict)
+    decided: dict[str, tuple[Decision, Approver]] = field(default_factory=dict)
 
     def put_pending(self, claims: ApprovalClaims, task_token: str) -> None:
-        if claims.approval_id not in self.decided:
-            self.pending[claims.approval_id] = task_token
+        if claims.approval_id not in self.decided and claims.approval_id not in self.held:
+            self.tokens[claims.approval_id] = task_token
 
-    def is_pending(self, approval_id: str) -> bool:
-        return approval_id in self.pending
+    def is_pending(self, approval_id: str, now: datetime) -> bool:
+        held = self.held.get(approval_id)
+        waiting = approval_id in self.tokens and approval_id not in self.decided
+        return waiting and (held is None or held.until < now)
 
-    def decide(self, approval_id: str, decision: Decision, decided_at: datetime) -> str | None:
-        token = self.pending.pop(approval_id, None)
-        if token is not None:
-            self.decided[approval_id] = decision
-        return token
+    def claim(self, approval_id: str, decision: Decision, approver: Approver, at: datetime) -> str | None:
+        if not self.is_pending(approval_id, at):
+            return None
+        self.held[approval_id] = Held(decision, approver, at + CLAIM_LEASE)
+        return self.tokens[approval_id]
+
+    def release(self, approval_id: str) -> None:
+        self.held.pop(approval_id, None)
+
+    def settle(self, approval_id: str) -> None:
+        held = self.held.pop(approval_id)
+        self.decided[approval_id] = (held.decision, held.approver)
 
 
 @dataclass
 class RecordingCallback:
-    """`TaskCallback` recording what resumed the waiting step."""
+    """`TaskCallback` recording what resumed the waiting step; `error`, when set, is raised instead
+    (Step Functions throttling or unavailable)."""
 
     waiting: bool = True
+    error: Exception | None = None
     calls: list[tuple[str, str, Any]] = field(default_factory=list)
 
     def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
         self.calls.append(("success", task_token, output))
+        if self.error is not None:
+            raise self.error
         return self.waiting
 
     def fail(self, task_token: str, error: str, cause: str) -> bool:
         self.calls.append(("failure", task_token, error))
+        if self.error is not None:
+            raise self.error
         return self.waiting
 
 
@@ -75,10 +103,10 @@ class RecordingCallback:
 class RecordingNotifier:
     """`ApprovalNotifier` keeping what it was asked to send."""
 
-    sent: list[tuple[str, Action, ApprovalLinks]] = field(default_factory=list)
+    sent: list[tuple[str, Action, Report]] = field(default_factory=list)
 
-    def notify(self, case: Case, action: Action, links: ApprovalLinks) -> None:
-        self.sent.append((case.case_id, action, links))
+    def notify(self, case: Case, action: Action, request: Report) -> None:
+        self.sent.append((case.case_id, action, request))
 
 
 @dataclass
@@ -175,9 +203,12 @@ def test_an_approval_request_sends_two_links_that_expire_with_the_wait() -> None
     # Given an action waiting for approval, When the approval is requested
     parts, links = requested(waiting_case(ActionStatus.PENDING_APPROVAL))
 
-    # Then the approver is sent both links, on the function URL, expiring with the state machine's wait
+    # Then the approver is sent both links first, on the function URL, expiring with the state machine's wait
     [(_, action, sent)] = parts["notifier"].sent
-    assert sent == links
+    assert [(link.label, link.url) for link in sent.links] == [
+        ("Approve", links.approve_url),
+        ("Reject", links.reject_url),
+    ]
     assert action.target == "i-0"
     assert links.approve_url.startswith(APPROVAL_URL + "?token=")
     assert links.expires_at == NOW + timedelta(hours=1)
@@ -234,18 +265,126 @@ def test_rejecting_records_the_action_as_skipped_and_fails_the_step() -> None:
 
 def test_a_decision_after_the_step_timed_out_is_gone() -> None:
     # Given an approval whose waiting step has already timed out
-    parts, links = requested(waiting_case(ActionStatus.PENDING_APPROVAL))
+    case = waiting_case(ActionStatus.PENDING_APPROVAL)
+    parts, links = requested(case)
 
-    # When the approve link is used, Then the person is told it is too late
+    # When the reject link is used, Then the person is told it is too late
     with pytest.raises(GoneTokenError, match="timed out"):
         decide(
-            token_of(links.approve_url),
+            token_of(links.reject_url),
             key=KEY,
             store=parts["store"],
             cases=parts["cases"],
             callback=RecordingCallback(waiting=False),
             now=NOW,
         )
+
+    # And the action stays as the escalation left it, the case saying the decision came too late
+    stored = parts["cases"].get(case.case_id)
+    assert stored.actions[0].status is ActionStatus.PENDING_APPROVAL
+    assert "came after the step stopped waiting" in stored.history[-1].note
+    # And the link is spent: nothing waits for it any more
+    with pytest.raises(GoneTokenError, match="already decided"):
+        check(token_of(links.approve_url), KEY, parts["store"], NOW)
+
+
+APPROVER = Approver(source_ip="198.51.100.7", user_agent="Mozilla/5.0 (X11; Linux x86_64)")
+
+
+def test_the_decision_records_who_made_it_in_the_store_and_on_the_case() -> None:
+    # Given an approval request
+    case = waiting_case(ActionStatus.PENDING_APPROVAL)
+    parts, links = requested(case)
+
+    # When a person approves from a browser
+    decide(
+        token_of(links.approve_url),
+        key=KEY,
+        store=parts["store"],
+        cases=parts["cases"],
+        callback=RecordingCallback(),
+        now=NOW,
+        approver=APPROVER,
+    )
+
+    # Then the store keeps the decision with the address and user agent the request came with
+    [(decision, approver)] = parts["store"].decided.values()
+    assert (decision, approver) == (Decision.APPROVE, APPROVER)
+    # And the case's history says what was approved, when, from where and with what
+    stored = parts["cases"].get(case.case_id)
+    note = stored.history[-1].note
+    approved = "isolate_instance i-0 approved by a person through the approval link at 2026-11-26T12:00:00"
+    assert note.startswith(approved)
+    assert "from 198.51.100.7 (user agent Mozilla/5.0 (X11; Linux x86_64))" in note
+
+
+def test_a_user_agent_with_line_breaks_is_recorded_escaped() -> None:
+    # Given a request whose user agent carries a line break and a bidirectional override
+    case = waiting_case(ActionStatus.PENDING_APPROVAL)
+    parts, links = requested(case)
+    forged = Approver(source_ip="203.0.113.9", user_agent="curl\nApproved by: the CISO\u202e")
+
+    # When it rejects
+    decide(
+        token_of(links.reject_url),
+        key=KEY,
+        store=parts["store"],
+        cases=parts["cases"],
+        callback=RecordingCallback(),
+        now=NOW,
+        approver=forged,
+    )
+
+    # Then the action's detail and the history show the user agent on one line, escaped
+    stored = parts["cases"].get(case.case_id)
+    assert "user agent curl\\nApproved by: the CISO\\u202e)" in stored.actions[0].detail
+    assert "\n" not in stored.history[-1].note
+
+
+@pytest.mark.parametrize("link", ["approve_url", "reject_url"])
+def test_a_decision_the_step_never_received_leaves_the_link_usable(link: str) -> None:
+    # Given an approval request, and Step Functions throttling the callback
+    case = waiting_case(ActionStatus.PENDING_APPROVAL)
+    parts, links = requested(case)
+    token = token_of(getattr(links, link))
+    deps = {"key": KEY, "store": parts["store"], "cases": parts["cases"], "now": NOW, "approver": APPROVER}
+
+    # When the link is used, Then the error reaches the page (which asks to try again)
+    with pytest.raises(TransientError):
+        decide(token, callback=RecordingCallback(error=TransientError("ThrottlingException")), **deps)
+
+    # And nothing was spent: the approval still waits, the action too, and the case says what happened
+    assert check(token, KEY, parts["store"], NOW).approval_id
+    stored = parts["cases"].get(case.case_id)
+    assert stored.actions[0].status is ActionStatus.PENDING_APPROVAL
+    assert "did not reach the waiting step (TransientError): nothing was decided" in stored.history[-1].note
+
+    # When the same link is used again once Step Functions answers, Then it decides
+    callback = RecordingCallback()
+    result = decide(token, callback=callback, **deps)
+    assert result.case_id == case.case_id
+    assert len(callback.calls) == 1
+    # And a third use is refused as used
+    with pytest.raises(GoneTokenError, match="already decided"):
+        decide(token, callback=RecordingCallback(), **deps)
+
+
+def test_a_decision_whose_request_died_can_be_made_again_once_its_hold_lapses() -> None:
+    # Given an approval held by a request that died before passing the decision on
+    case = waiting_case(ActionStatus.PENDING_APPROVAL)
+    parts, links = requested(case)
+    store = parts["store"]
+    approval_id = verify(token_of(links.approve_url), KEY, NOW).approval_id
+    assert store.claim(approval_id, Decision.APPROVE, APPROVER, NOW) == "task-token-1"
+    deps = {"key": KEY, "store": store, "cases": parts["cases"], "callback": RecordingCallback()}
+
+    # When the link is used again within the hold, Then it is refused
+    with pytest.raises(GoneTokenError, match="being decided at this moment"):
+        decide(token_of(links.approve_url), now=NOW + timedelta(seconds=5), **deps)
+
+    # When it is used after the hold lapsed, Then it decides
+    later = NOW + CLAIM_LEASE + timedelta(seconds=1)
+    assert decide(token_of(links.approve_url), now=later, **deps).decision is Decision.APPROVE
 
 
 # ---------------------------------------------------------------- plan: blast radius and approvals

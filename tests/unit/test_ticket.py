@@ -172,7 +172,7 @@ def test_a_caught_error_fails_the_case_and_is_in_the_report() -> None:
     assert saved.status is CaseStatus.FAILED
     assert saved.error == "RemediationError: case x: isolate_instance i-1: AccessDenied"
     assert saved.branch is Branch.REMEDIATE
-    assert "RemediationError: case x: isolate_instance i-1: AccessDenied" in sink.opened[0].report
+    assert "RemediationError: case x: isolate_instance i-1: AccessDenied" in sink.opened[0].report.text()
 
 
 def test_an_error_with_a_plain_cause_is_kept_as_is() -> None:
@@ -229,13 +229,12 @@ def test_the_report_tells_the_whole_story_in_plain_text() -> None:
     case = triaged_case(status=CaseStatus.FAILED, branch=Branch.REMEDIATE, error="RemediationError: boom")
 
     # When its report is rendered
-    report = render_report(case)
+    report = render_report(case).text()
     lines = report.splitlines()
 
-    # Then the first line names the severity and the verdict, then the title
-    assert lines[0] == (
-        "[HIGH 8] MALICIOUS: 198.51.100.7 is performing SSH brute force attacks against i-0abc1234def567890"
-    )
+    # Then the first line names the severity and the verdict, and the title has a line of its own
+    assert lines[0] == "vtriage case report: HIGH 8, MALICIOUS"
+    assert "Title: 198.51.100.7 is performing SSH brute force attacks against i-0abc1234def567890" in lines
     # And the alert's facts are there
     for fact in (
         "UnauthorizedAccess:EC2/SSHBruteForce",
@@ -248,15 +247,15 @@ def test_the_report_tells_the_whole_story_in_plain_text() -> None:
     ):
         assert fact in report
     # And the resource, with its network details
-    assert "instance i-0abc1234def567890 (vpc vpc-0a1b2c3d; interfaces eni-0a1b2c3d4e5f60718" in report
+    assert "- instance: i-0abc1234def567890 (vpc vpc-0a1b2c3d; interfaces eni-0a1b2c3d4e5f60718" in report
     # And every IOC: the looked-up one with counts, reasons and link; the skipped one with its reason
-    assert "ip 198.51.100.7: MALICIOUS" in report
-    assert "7 malicious, 2 suspicious of 94 engines" in report
+    assert "- ip: 198.51.100.7: MALICIOUS" in report
+    assert "detections: 7 malicious, 2 suspicious of 94 engines" in report
     assert "why: 7 engines flag it malicious (threshold 3)" in report
-    assert VT_LINK in report
-    assert "ip 10.0.1.25: not looked up (private address (RFC 1918))" in report
+    assert f"VirusTotal: {VT_LINK}" in report
+    assert "- ip: 10.0.1.25: not looked up (private address (RFC 1918))" in report
     # And the actions with status and detail, and the error
-    assert "isolate_instance i-0abc1234def567890: done - isolated: moved eni-0a1b2c3d4e5f60718" in report
+    assert "- isolate_instance: i-0abc1234def567890: done - isolated: moved eni-0a1b2c3d4e5f60718" in report
     assert "RemediationError: boom" in report
     # And it is plain text: no HTML, no JSON
     assert "<" not in report
@@ -268,7 +267,7 @@ def test_the_report_of_an_empty_case_says_none_rather_than_nothing() -> None:
     case = make_case(make_alert(resources=()))
 
     # When its report is rendered
-    report = render_report(case)
+    report = render_report(case).text()
 
     # Then each section says there is nothing, and no error section appears
     assert report.count("(none)") == 3
@@ -300,7 +299,7 @@ def enrichment_from_fixture(name: str, ioc_type: IocType) -> tuple[IocOutcome, E
 def report_with(*pairs: tuple[IocOutcome, Enrichment], approval: ApprovalLinks | None = None) -> str:
     case = triaged_case(iocs=[outcome for outcome, _ in pairs])
     enrichments = {enrichment.key: enrichment for _, enrichment in pairs}
-    return render_report(case, enrichments=enrichments, approval=approval)
+    return render_report(case, enrichments=enrichments, approval=approval).text()
 
 
 def test_the_report_shows_the_engines_network_and_whois_of_an_ip() -> None:
@@ -314,6 +313,7 @@ def test_the_report_shows_the_engines_network_and_whois_of_an_ip() -> None:
     assert "engines: GreenSnow (malicious), Snort IP sample list (suspicious)" in report
     assert "network: AS396507, EMERALD-ONION, US, 23.129.64.0/24" in report
     assert "whois: NetRange: 23.129.64.0 - 23.129.64.255" in report
+    assert "whois: [" in report
     assert "more lines in the case]" in report
     assert "VirusTotal: https://www.virustotal.com/gui/ip/23.129.64.215" in report
 
@@ -379,15 +379,16 @@ def test_the_report_carries_the_approval_links_and_when_they_expire() -> None:
     sink = FakeTicketSink(now=lambda: NOW)
     open_ticket(TaskInput(case_id=triaged_case().case_id), cases, sink, NOW, approval=approval)
 
-    # Then the report sent holds both links, labelled, and their expiry
-    report = sink.opened[0].report
+    # Then the report sent holds both links, labelled, with their expiry, before anything from the alert
+    report = sink.opened[0].report.text()
     assert f"Approve: {approval.approve_url}" in report
     assert f"Reject:  {approval.reject_url}" in report
-    assert "Expires: 2024-05-02T10:00:00+00:00" in report
+    assert "expire at 2024-05-02T10:00:00+00:00" in report
+    assert report.index(approval.reject_url) < report.index("Title:")
 
 
 def test_without_enrichments_or_approval_the_report_is_unchanged() -> None:
     # Given a case, When it is rendered with nothing extra, Then it equals the plain report
     case = triaged_case()
     assert render_report(case, enrichments={}, approval=None) == render_report(case)
-    assert "Approval" not in render_report(case)
+    assert "Approval" not in render_report(case).text()

@@ -3,7 +3,17 @@
 A link carries a signed token (HMAC-SHA256 with a key kept in Secrets Manager): the approval's id, the
 case, the action, the decision and when it expires. Nobody without the key can make or alter one. The
 approve and reject links of one action share the approval's id, and the store lets that id be decided
-once (a conditional write): whichever link is used first decides, and any later use is refused.
+once: whichever link is used first decides, and any later use is refused.
+
+A decision is spent only once the waiting step has it. Using a link first claims the approval for a
+short lease (a conditional write: two clicks at once cannot both act), then records the decision and
+who made it on the case, then resumes the step (SendTaskSuccess or SendTaskFailure); only when that
+succeeded is the approval settled. When resuming fails (Step Functions throttled or unavailable), the
+claim is released and the case notes it: the same link works again. A claim whose request died before
+either is taken again once its lease has passed.
+
+The request proves little of who clicked: the function URL gives the address it came from and the user
+agent it sent (`Approver`), both kept with the decision in the store and on the case's history.
 """
 
 from __future__ import annotations
@@ -19,15 +29,20 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vtriage.display import Report, ReportLine, one_line
 from vtriage.errors import CaseNotFoundError, VtriageError
 from vtriage.models import Action, ActionStatus, Case
 from vtriage.ports import CaseRepository
-from vtriage.ticket import ApprovalLinks
+from vtriage.ticket import ApprovalLinks, approval_report_links
 
 # The error name the state machine catches when a person rejects an action.
 REJECTED_ERROR = "ApprovalRejected"
 # Query parameter of the links.
 TOKEN_PARAMETER = "token"  # noqa: S105 (a parameter name, not a secret)
+# How long one request holds an approval while it passes the decision on: well beyond the approval
+# function's timeout, so that only a request that died leaves a claim for a later one to take.
+CLAIM_LEASE = timedelta(seconds=60)
+MAX_USER_AGENT_CHARS = 200
 
 
 class Decision(StrEnum):
@@ -69,6 +84,22 @@ class ApprovalRequest(BaseModel):
     approval_timeout_seconds: int = Field(ge=1)
 
 
+class Approver(BaseModel):
+    """Who used a link, as far as the request proves it: the address the function URL saw it come from
+    and the user agent it sent. Either may be missing; neither is an identity a person vouched for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source_ip: str | None = None
+    user_agent: str | None = None
+
+    def describe(self) -> str:
+        """`from <address> (user agent <...>)`, each escaped for a person to read."""
+        address = one_line(self.source_ip, limit=64) if self.source_ip else "an unknown address"
+        agent = one_line(self.user_agent, limit=MAX_USER_AGENT_CHARS) if self.user_agent else "none"
+        return f"from {address} (user agent {agent})"
+
+
 class ApprovalResult(BaseModel):
     """What a decision did, for the page shown to the person."""
 
@@ -86,13 +117,21 @@ class ApprovalStore(Protocol):
         """Keep the waiting step's task token under the approval id, until the approval expires."""
         ...
 
-    def is_pending(self, approval_id: str) -> bool:
-        """Whether the approval waits for a decision."""
+    def is_pending(self, approval_id: str, now: datetime) -> bool:
+        """Whether the approval waits for a decision (a claim whose lease has passed waits again)."""
         ...
 
-    def decide(self, approval_id: str, decision: Decision, decided_at: datetime) -> str | None:
-        """Mark the approval decided, only if it was pending; return its task token, or None when it
-        was already decided or never existed."""
+    def claim(self, approval_id: str, decision: Decision, approver: Approver, at: datetime) -> str | None:
+        """Hold the pending approval for this decision and approver until `at + CLAIM_LEASE`; its task
+        token, or None when it is decided, held by another request, or unknown."""
+        ...
+
+    def release(self, approval_id: str) -> None:
+        """Let a held approval wait again: its decision never reached the waiting step."""
+        ...
+
+    def settle(self, approval_id: str) -> None:
+        """Mark a held approval decided for good: the waiting step has its decision, or waits no more."""
         ...
 
 
@@ -111,8 +150,8 @@ class TaskCallback(Protocol):
 class ApprovalNotifier(Protocol):
     """Tells people that an action waits for them."""
 
-    def notify(self, case: Case, action: Action, links: ApprovalLinks) -> None:
-        """Send the approval request with its links."""
+    def notify(self, case: Case, action: Action, request: Report) -> None:
+        """Send the approval request, its links first."""
         ...
 
 
@@ -191,15 +230,41 @@ def request_approval(
         ),
         request.task_token,
     )
-    notifier.notify(case, case.actions[request.index], links)
+    action = case.actions[request.index]
+    notifier.notify(case, action, approval_request(case, action, links))
     return links
+
+
+def approval_request(case: Case, action: Action, links: ApprovalLinks) -> Report:
+    """What an approver reads: the two links first under vtriage's header, then what waits and why,
+    every value from the alert escaped on its labelled line."""
+    expires = links.expires_at.isoformat(timespec="minutes") if links.expires_at else "never"
+    alert = case.alert
+    lines = [
+        ReportLine(label="Action", value=action.type.value),
+        ReportLine(label="Target", value=one_line(action.target)),
+        ReportLine(label="Why", value=one_line(action.detail or "the playbook asks for approval")),
+        ReportLine(label="Case", value=one_line(case.case_id)),
+        ReportLine(label="Title", value=one_line(alert.title)),
+        ReportLine(label="Verdict", value=case.verdict.value),
+        ReportLine(label="Severity", value=f"{alert.severity.label} {alert.severity.score:g}"),
+        ReportLine(label="Finding", value=one_line(alert.id)),
+        ReportLine(label="Account", value=one_line(alert.account)),
+        ReportLine(label="Region", value=one_line(alert.region)),
+    ]
+    return Report(
+        headline=f"approval needed for {action.type.value}",
+        links=approval_report_links(links),
+        links_note=f"Open one link: each works once, until {expires}; after that the case is escalated.",
+        lines=tuple(lines),
+    )
 
 
 def check(token: str, key: bytes, store: ApprovalStore, now: datetime) -> ApprovalClaims:
     """The claims of a token that may still decide (for the confirmation page); raises as `verify`,
     and `GoneTokenError` when its approval is already decided."""
     claims = verify(token, key, now)
-    if not store.is_pending(claims.approval_id):
+    if not store.is_pending(claims.approval_id, now):
         raise GoneTokenError("this approval was already decided")
     return claims
 
@@ -212,37 +277,88 @@ def decide(
     cases: CaseRepository,
     callback: TaskCallback,
     now: datetime,
+    approver: Approver | None = None,
 ) -> ApprovalResult:
     """Carry out the decision a link carries, once: approve resumes the waiting step, reject records the
-    action as skipped by a person and fails the step with `ApprovalRejected`."""
-    moment = now
-    claims = verify(token, key, moment)
-    # Decided first: two clicks at once, or the approve and the reject link, cannot both act.
-    task_token = store.decide(claims.approval_id, claims.decision, moment)
+    action as skipped by a person and fails the step with `ApprovalRejected`. The decision and who made
+    it go on the case's history. When the step cannot be resumed, the link stays usable (see the module
+    docstring) and the error is raised."""
+    who = approver or Approver()
+    claims = verify(token, key, now)
+    # Held first: two clicks at once, or the approve and the reject link, cannot both act.
+    task_token = store.claim(claims.approval_id, claims.decision, who, now)
     if task_token is None:
-        raise GoneTokenError("this approval was already decided")
+        raise GoneTokenError("this approval was already decided (or is being decided at this moment)")
+    try:
+        case, before = _record_decision(claims, who, cases, now)
+    except BaseException:
+        store.release(claims.approval_id)
+        raise
+    action = case.actions[claims.action_index]
+    label = f"{action.type.value} {one_line(action.target)}"
+    when = now.astimezone(UTC).isoformat(timespec="seconds")
+    try:
+        if claims.decision is Decision.APPROVE:
+            resumed = callback.succeed(task_token, {"decision": Decision.APPROVE.value, "decided_at": when})
+        else:
+            resumed = callback.fail(task_token, REJECTED_ERROR, f"{label} rejected at {when}")
+    except BaseException as error:
+        store.release(claims.approval_id)
+        _undo_decision(
+            claims,
+            before,
+            cases,
+            now,
+            f"{label}: the {claims.decision.value} decision {who.describe()} did not reach the waiting step "
+            f"({type(error).__name__}): nothing was decided, the link still works",
+        )
+        raise
+    store.settle(claims.approval_id)
+    if not resumed:
+        _undo_decision(
+            claims,
+            before,
+            cases,
+            now,
+            f"{label}: the {claims.decision.value} decision {who.describe()} came after the step stopped "
+            "waiting (timed out or stopped): nothing ran on it",
+        )
+        raise GoneTokenError("the approval request has timed out: the case was escalated")
+    return ApprovalResult(case_id=case.case_id, action=label, decision=claims.decision)
+
+
+def _record_decision(
+    claims: ApprovalClaims, approver: Approver, cases: CaseRepository, now: datetime
+) -> tuple[Case, Action]:
+    """Put the decision and who made it on the case (a rejected action as skipped), before the step
+    resumes: once resumed, the remediate function writes the case, and a later write here would undo
+    its work. The case and the action as it was before."""
     case = cases.get(claims.case_id)
     if case is None or claims.action_index >= len(case.actions):
         raise CaseNotFoundError(f"case {claims.case_id} or its action {claims.action_index} not found")
-    action = case.actions[claims.action_index]
-    label = f"{action.type.value} {action.target}"
-    when = moment.astimezone(UTC).isoformat(timespec="seconds")
-    if claims.decision is Decision.APPROVE:
-        resumed = callback.succeed(task_token, {"decision": Decision.APPROVE.value, "decided_at": when})
-    else:
-        if action.status is ActionStatus.PENDING_APPROVAL:
-            case.actions[claims.action_index] = action.model_copy(
-                update={
-                    "status": ActionStatus.SKIPPED,
-                    "detail": f"not run: rejected by a person through the approval link at {when}",
-                }
-            )
-            case.updated_at = moment
-            cases.save(case)
-        resumed = callback.fail(task_token, REJECTED_ERROR, f"{label} rejected at {when}")
-    if not resumed:
-        raise GoneTokenError("the approval request has timed out: the case was escalated")
-    return ApprovalResult(case_id=case.case_id, action=label, decision=claims.decision)
+    before = case.actions[claims.action_index]
+    when = now.astimezone(UTC).isoformat(timespec="seconds")
+    verb = "approved" if claims.decision is Decision.APPROVE else "rejected"
+    by = f"by a person through the approval link at {when} {approver.describe()}"
+    if claims.decision is Decision.REJECT and before.status is ActionStatus.PENDING_APPROVAL:
+        case.actions[claims.action_index] = before.model_copy(
+            update={"status": ActionStatus.SKIPPED, "detail": f"not run: rejected {by}"}
+        )
+    case.record(case.status, now, f"{before.type.value} {one_line(before.target)} {verb} {by}")
+    cases.save(case)
+    return case, before
+
+
+def _undo_decision(
+    claims: ApprovalClaims, before: Action, cases: CaseRepository, now: datetime, note: str
+) -> None:
+    """The decision did not take effect: the action as it was, and a note saying so on the history."""
+    case = cases.get(claims.case_id)
+    if case is None or claims.action_index >= len(case.actions):
+        return
+    case.actions[claims.action_index] = before
+    case.record(case.status, now, note)
+    cases.save(case)
 
 
 def _mac(body: str, key: bytes) -> bytes:

@@ -5,6 +5,7 @@ A missing or bad setting stops the function with a `ConfigurationError` that nam
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -27,6 +28,32 @@ from vtriage.intake import DEFAULT_MAX_FINDINGS, DEFAULT_MAX_IOCS, IntakeOptions
 from vtriage.models import Verdict
 
 DEFAULT_VT_BASE_URL = "https://www.virustotal.com/api/v3"
+_MUST_BE_HTTPS = "must be an https:// URL (http only on loopback)"
+
+
+def https_url_problem(url: str) -> str | None:
+    """Why the URL may not carry a credential or an alert, or None when it may: https only, since
+    plain http shows the API key, the ticket credentials and the alert to the network path. http is
+    accepted on loopback alone (127.0.0.0/8, ::1, localhost), where local runs and tests serve."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return f"{_MUST_BE_HTTPS}, not a URL"
+    if not host:
+        return f"{_MUST_BE_HTTPS} naming a host"
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+        return None
+    return f"{_MUST_BE_HTTPS}, not {parts.scheme or 'scheme-less'}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseModel):
@@ -102,6 +129,13 @@ class AlertReadingSettings(Settings):
         return [self.jira_base_url, self.servicenow_base_url]
 
 
+def _https_only(url: str) -> str:
+    problem = https_url_problem(url)
+    if problem:
+        raise ValueError(f"{problem}: {url.strip()[:200]!r}")
+    return url.strip()
+
+
 def _host(url: str | None) -> str | None:
     """The host of a URL, lower case; None when there is none."""
     if not url:
@@ -121,7 +155,7 @@ class EnrichSettings(AlertReadingSettings):
     dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", min_length=1)
     vt_api_key_secret: str | None = Field(default=None, alias="VT_API_KEY_SECRET_NAME")
     vt_api_key: SecretStr | None = Field(default=None, alias="VT_API_KEY")
-    vt_base_url: str = Field(default=DEFAULT_VT_BASE_URL, alias="VT_BASE_URL", pattern=r"^https?://")
+    vt_base_url: str = Field(default=DEFAULT_VT_BASE_URL, alias="VT_BASE_URL")
     vt_timeout_seconds: float = Field(default=10.0, alias="VT_TIMEOUT_SECONDS", gt=0, le=60)
     # The verdict policy (thresholds per IOC type, trusted engines, ...): the shipped file unless a path
     # is given. The two thresholds below, when set, override it for every IOC type.
@@ -169,6 +203,11 @@ class EnrichSettings(AlertReadingSettings):
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("vt_base_url")
+    @classmethod
+    def _vt_over_https(cls, value: str) -> str:
+        return _https_only(value)
 
     @field_validator("vt_api_key", mode="before")
     @classmethod
@@ -275,7 +314,8 @@ class ApprovalSettings(Settings):
     guardrails_table: str = Field(alias="GUARDRAILS_TABLE_NAME", min_length=1)
     # The Secrets Manager secret holding the key that signs approval links (HMAC-SHA256).
     signing_key_secret: str = Field(alias="APPROVAL_SIGNING_KEY_SECRET", min_length=1)
-    # Where approval requests (with their links) are published: the ticket topic.
+    # Where approval requests (with their links) are published: the approvals topic, which only this
+    # function may publish to.
     notification_topic_arn: str = Field(alias="APPROVAL_TOPIC_ARN", pattern=r"^arn:aws[\w-]*:sns:")
 
 
@@ -288,10 +328,10 @@ class TicketSettings(Settings):
         default="sns", alias="TICKET_PROVIDER"
     )
     ticket_secret_name: str | None = Field(default=None, alias="TICKET_SECRET_NAME", min_length=1)
-    jira_base_url: str | None = Field(default=None, alias="JIRA_BASE_URL", pattern=r"^https?://")
+    jira_base_url: str | None = Field(default=None, alias="JIRA_BASE_URL")
     jira_project_key: str | None = Field(default=None, alias="JIRA_PROJECT_KEY", min_length=1)
     jira_issue_type: str = Field(default="Task", alias="JIRA_ISSUE_TYPE", min_length=1)
-    servicenow_base_url: str | None = Field(default=None, alias="SERVICENOW_BASE_URL", pattern=r"^https?://")
+    servicenow_base_url: str | None = Field(default=None, alias="SERVICENOW_BASE_URL")
 
     @field_validator(
         "ticket_secret_name", "jira_base_url", "jira_project_key", "servicenow_base_url", mode="before"
@@ -300,6 +340,11 @@ class TicketSettings(Settings):
     def _empty_is_unset(cls, value: object) -> object:
         # The template passes every parameter, so an unconfigured one arrives as an empty string.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("jira_base_url", "servicenow_base_url")
+    @classmethod
+    def _providers_over_https(cls, value: str | None) -> str | None:
+        return None if value is None else _https_only(value)
 
     @model_validator(mode="after")
     def _provider_is_complete(self) -> Self:

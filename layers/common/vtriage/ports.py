@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from vtriage.display import Report
 from vtriage.models import Action, Case, Enrichment, ExecutionInput, Ioc, IocType, Ticket
 
 
@@ -105,8 +106,8 @@ class ResponseActuator(Protocol):
 class TicketSink(Protocol):
     """Where tickets go."""
 
-    def open(self, case: Case, report: str) -> Ticket:
-        """Open a ticket for the case with a readable report."""
+    def open(self, case: Case, report: Report) -> Ticket:
+        """Open a ticket for the case with its report, rendered in the provider's own markup."""
         ...
 
     def comment(self, ticket: Ticket, text: str) -> None:

@@ -1,4 +1,5 @@
-"""Open one ticket per case, with a plain-text report an analyst can read in an email."""
+"""Open one ticket per case, with a report an analyst can read in an email or a ticket: vtriage's own
+links first, then every value from the alert escaped on its labelled line (`vtriage.display`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from vtriage.display import Report, ReportLine, ReportLink, one_line
 from vtriage.errors import CaseNotFoundError
 from vtriage.models import (
     Branch,
@@ -27,7 +29,7 @@ MAX_ERROR_BYTES = 1024
 TOP_ENGINES = 5
 MAX_DNS_RECORDS_SHOWN = 5
 MAX_WHOIS_LINES_SHOWN = 4
-_INDENT = " " * 6
+_INDENT = 6
 _RESOLUTION_TYPES = ("A", "AAAA", "CNAME")
 
 
@@ -71,7 +73,8 @@ def open_ticket(
     if case.ticket is not None:
         if case.uncommented_repeats:
             # A repeat of the finding folded into this case: the ticket hears of it, no new ticket opens.
-            sink.comment(case.ticket, case.repeat_comment())
+            # The comment names the repeat's finding id: escaped as any sender's value.
+            sink.comment(case.ticket, one_line(case.repeat_comment(), limit=MAX_ERROR_BYTES))
             case.repeats_commented = case.repeat_count
             case.updated_at = now
             cases.save(case)
@@ -114,109 +117,140 @@ def render_report(
     *,
     enrichments: Mapping[str, Enrichment] | None = None,
     approval: ApprovalLinks | None = None,
-) -> str:
-    """The case as plain text: the alert, its resources, every IOC and why, the actions, the approval
-    links, the error.
+) -> Report:
+    """The case as a report: the approval links first when there are any, then the alert, its
+    resources, every IOC and why, the actions and the error, each value escaped on its labelled line.
 
     `enrichments`, by IOC key (`type#value`), add to each IOC the engines that flag it and the key
     context VirusTotal gave (network and whois, resolutions, registrar, first seen, file names).
     """
     enriched = enrichments or {}
     alert = case.alert
-    severity = f"{alert.severity.label.upper()} {alert.severity.score:g}"
     lines = [
-        f"[{severity}] {case.verdict.value.upper()}: {alert.title}",
-        "",
-        _field("Case", case.case_id),
-        _field("Status", case.status.value + (f" (branch: {case.branch.value})" if case.branch else "")),
-        "",
-        "Alert",
-        _field("Type", alert.type, indent=2),
-        _field("Source", alert.source, indent=2),
-        _field("ID", alert.id, indent=2),
-        _field("Account", alert.account, indent=2),
-        _field("Region", alert.region, indent=2),
-        _field("Created", alert.created_at.isoformat(), indent=2),
-        _field("Updated", alert.updated_at.isoformat(), indent=2),
-        "",
-        f"Resources ({len(alert.resources)})",
-        *([_resource_line(resource) for resource in alert.resources] or ["  (none)"]),
-        "",
-        f"Indicators of compromise ({len(case.iocs)})",
+        _line("Title", alert.title),
+        _line("Case", case.case_id),
+        _line("Status", case.status.value + (f" (branch: {case.branch.value})" if case.branch else "")),
+        _line("Verdict", case.verdict.value.upper()),
+        _line("Severity", f"{alert.severity.label.upper()} {alert.severity.score:g}"),
+        _BLANK,
+        ReportLine(label="Alert"),
+        _line("Type", alert.type, indent=2),
+        _line("Source", alert.source, indent=2),
+        _line("ID", alert.id, indent=2),
+        _line("Account", alert.account, indent=2),
+        _line("Region", alert.region, indent=2),
+        _line("Created", alert.created_at.isoformat(), indent=2),
+        _line("Updated", alert.updated_at.isoformat(), indent=2),
+        *(_line("Not acted on", reason, indent=2) for reason in alert.not_actionable),
+        *(_line("Note", note, indent=2) for note in alert.notes),
+        _BLANK,
+        ReportLine(label=f"Resources ({len(alert.resources)})"),
+        *([_resource_line(resource) for resource in alert.resources] or [_NONE]),
+        _BLANK,
+        ReportLine(label=f"Indicators of compromise ({len(case.iocs)})"),
         *(
             [
                 line
                 for ioc in case.iocs
                 for line in _ioc_lines(ioc, enriched.get(f"{ioc.type.value}#{ioc.value}"))
             ]
-            or ["  (none)"]
+            or [_NONE]
         ),
-        "",
-        f"Actions ({len(case.actions)})",
+        _BLANK,
+        ReportLine(label=f"Actions ({len(case.actions)})"),
         *(
             [
-                f"  - {action.type.value} {action.target}: {action.status.value}"
-                + (f" - {action.detail}" if action.detail else "")
+                _line(
+                    f"- {action.type.value}",
+                    f"{one_line(action.target)}: {action.status.value}"
+                    + (f" - {one_line(action.detail)}" if action.detail else ""),
+                    indent=2,
+                    escape=False,
+                )
                 for action in case.actions
             ]
-            or ["  (none)"]
+            or [_NONE]
         ),
     ]
-    if approval is not None:
-        lines += ["", "Approval needed: open one link (each works once)"]
-        lines += [f"  Approve: {approval.approve_url}", f"  Reject:  {approval.reject_url}"]
-        if approval.expires_at is not None:
-            lines.append(f"  Expires: {approval.expires_at.isoformat()}")
     if case.error:
-        lines += ["", "Error", f"  {case.error}"]
-    return "\n".join(lines) + "\n"
+        lines += [_BLANK, _line("Error", case.error)]
+    headline = f"{alert.severity.label.upper()} {alert.severity.score:g}, {case.verdict.value.upper()}"
+    if approval is None:
+        return Report(headline=headline, lines=tuple(lines))
+    return Report(
+        headline=headline,
+        links=approval_report_links(approval),
+        links_note=approval_links_note(approval),
+        lines=tuple(lines),
+    )
 
 
-def _field(name: str, value: str, indent: int = 0) -> str:
-    return f"{' ' * indent}{name + ':':<10} {value}"
+def approval_report_links(approval: ApprovalLinks) -> tuple[ReportLink, ReportLink]:
+    """The approve and reject links, labelled as a report shows them first."""
+    return (
+        ReportLink(label="Approve", url=approval.approve_url),
+        ReportLink(label="Reject", url=approval.reject_url),
+    )
 
 
-def _resource_line(resource: Resource) -> str:
+def approval_links_note(approval: ApprovalLinks) -> str:
+    """What the approval links do and until when."""
+    expires = approval.expires_at.isoformat() if approval.expires_at is not None else "never"
+    return f"Approval needed: open one link (each works once; they expire at {expires})"
+
+
+_BLANK = ReportLine()
+_NONE = ReportLine(label="(none)", indent=2)
+
+
+def _line(label: str, value: object, indent: int = 0, *, escape: bool = True) -> ReportLine:
+    """A labelled line; the value escaped unless the caller composed it of escaped parts."""
+    return ReportLine(label=label, value=one_line(value) if escape else str(value), indent=indent)
+
+
+def _resource_line(resource: Resource) -> ReportLine:
     facts = []
     if resource.vpc_id:
-        facts.append(f"vpc {resource.vpc_id}")
+        facts.append(f"vpc {one_line(resource.vpc_id)}")
     if resource.network_interface_ids:
-        facts.append("interfaces " + ", ".join(resource.network_interface_ids))
+        facts.append("interfaces " + ", ".join(one_line(eni) for eni in resource.network_interface_ids))
     if resource.addresses:
-        facts.append("addresses " + ", ".join(resource.addresses))
+        facts.append("addresses " + ", ".join(one_line(address) for address in resource.addresses))
     if resource.user_name:
-        facts.append(f"user {resource.user_name}")
+        facts.append(f"user {one_line(resource.user_name)}")
     if resource.bucket:
-        facts.append(f"bucket {resource.bucket}")
+        facts.append(f"bucket {one_line(resource.bucket)}")
     if resource.key:
-        facts.append(f"key {resource.key}")
-    return f"  - {resource.type.value} {resource.id}" + (f" ({'; '.join(facts)})" if facts else "")
+        facts.append(f"key {one_line(resource.key)}")
+    value = one_line(resource.id) + (f" ({'; '.join(facts)})" if facts else "")
+    return _line(f"- {resource.type.value}", value, indent=2, escape=False)
 
 
-def _ioc_lines(ioc: IocOutcome, enrichment: Enrichment | None = None) -> list[str]:
-    head = f"  - {ioc.type.value} {ioc.value}"
+def _ioc_lines(ioc: IocOutcome, enrichment: Enrichment | None = None) -> list[ReportLine]:
+    head = f"- {ioc.type.value}"
     if ioc.skipped_reason:
-        return [f"{head}: not looked up ({ioc.skipped_reason})"]
+        value = f"{one_line(ioc.value)}: not looked up ({one_line(ioc.skipped_reason)})"
+        return [_line(head, value, indent=2, escape=False)]
     counts = f"{ioc.malicious} malicious, {ioc.suspicious} suspicious of {ioc.total} engines"
     lines = [
-        f"{head}: {ioc.verdict.value.upper()}",
-        f"      {counts}" + (" (from cache)" if ioc.cached else ""),
+        _line(head, f"{one_line(ioc.value)}: {ioc.verdict.value.upper()}", indent=2, escape=False),
+        _line("detections", counts + (" (from cache)" if ioc.cached else ""), indent=_INDENT),
     ]
-    lines += [f"{_INDENT}why: {reason}" for reason in ioc.reasons]
+    lines += [_line("why", reason, indent=_INDENT) for reason in ioc.reasons]
     if enrichment is not None:
-        lines += [f"{_INDENT}{line}" for line in _context_lines(ioc.type, enrichment.context)]
+        lines += _context_lines(ioc.type, enrichment.context)
     if ioc.link:
-        lines.append(f"{_INDENT}VirusTotal: {ioc.link}")
-    lines.append(f"{_INDENT}found at: {ioc.found_at}")
+        lines.append(ReportLine(label="VirusTotal", link=ioc.link, indent=_INDENT))
+    lines.append(_line("found at", ioc.found_at, indent=_INDENT))
     return lines
 
 
-def _context_lines(ioc_type: IocType, context: Mapping[str, Any]) -> list[str]:
+def _context_lines(ioc_type: IocType, context: Mapping[str, Any]) -> list[ReportLine]:
     """The engines that flag the IOC, then what an analyst asks first about this type of IOC."""
-    lines = []
+    facts: list[tuple[str, str]] = []
     engines = _top_engines(context.get("detections"))
     if engines:
-        lines.append(f"engines: {engines}")
+        facts.append(("engines", engines))
     if ioc_type is IocType.IP:
         network = _joined(
             f"AS{context['asn']}" if context.get("asn") is not None else None,
@@ -225,21 +259,21 @@ def _context_lines(ioc_type: IocType, context: Mapping[str, Any]) -> list[str]:
             context.get("network"),
         )
         if network:
-            lines.append(f"network: {network}")
+            facts.append(("network", network))
     elif ioc_type is IocType.DOMAIN:
         registration = _joined(
             context.get("registrar"),
             f"created {context['creation_date']}" if context.get("creation_date") else None,
         )
         if registration:
-            lines.append(f"registered: {registration}")
+            facts.append(("registered", registration))
         resolutions = _resolutions(context.get("last_dns_records"))
         if resolutions:
-            lines.append(f"resolves to: {resolutions}")
+            facts.append(("resolves to", resolutions))
     elif ioc_type is IocType.URL:
         for name, label in (("last_final_url", "final URL"), ("serving_ip_address", "served by")):
             if context.get(name):
-                lines.append(f"{label}: {context[name]}")
+                facts.append((label, str(context[name])))
     elif ioc_type is IocType.FILE:
         described = _joined(
             context.get("type_description"),
@@ -247,19 +281,16 @@ def _context_lines(ioc_type: IocType, context: Mapping[str, Any]) -> list[str]:
         )
         name = context.get("meaningful_name") or ""
         if name or described:
-            lines.append(f"file: {name}" + (f" ({described})" if described else ""))
+            facts.append(("file", f"{name}" + (f" ({described})" if described else "")))
         threat = context.get("popular_threat_classification")
         if isinstance(threat, dict) and threat.get("suggested_threat_label"):
-            lines.append(f"threat label: {threat['suggested_threat_label']}")
+            facts.append(("threat label", str(threat["suggested_threat_label"])))
     if context.get("first_submission_date"):
-        lines.append(f"first seen: {context['first_submission_date']}")
+        facts.append(("first seen", str(context["first_submission_date"])))
     if context.get("last_analysis_date"):
-        lines.append(f"last analysed: {context['last_analysis_date']}")
-    whois = _whois_lines(context.get("whois"))
-    if whois:
-        lines.append("whois: " + whois[0])
-        lines += [f"       {line}" for line in whois[1:]]
-    return lines
+        facts.append(("last analysed", str(context["last_analysis_date"])))
+    facts += [("whois", line) for line in _whois_lines(context.get("whois"))]
+    return [_line(label, value, indent=_INDENT) for label, value in facts]
 
 
 def _top_engines(detections: Any) -> str:

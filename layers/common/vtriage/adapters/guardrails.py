@@ -11,16 +11,17 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import error_code, raise_transient
-from vtriage.approval import ApprovalClaims, Decision
+from vtriage.adapters.sns import subject_line
+from vtriage.approval import CLAIM_LEASE, ApprovalClaims, Approver, Decision
+from vtriage.display import Report
 from vtriage.models import Action, Case
-from vtriage.ticket import ApprovalLinks
 
 # Items of the guardrails table are keyed "<kind>#<id>".
 BLAST_RADIUS_PREFIX = "blast-radius#"
 APPROVAL_PREFIX = "approval#"
 _PENDING = "pending"
-# Subjects of SNS messages stop at 100 characters.
-_MAX_SUBJECT = 100
+# Held by one request while it passes the decision on to the waiting step.
+_DECIDING = "deciding"
 # An hour's counter is kept a day after its hour, for anyone looking at what happened.
 _COUNTER_KEPT = timedelta(days=1)
 # A decided approval is kept this long after it expires, as a record of who decided what when.
@@ -66,7 +67,10 @@ class DynamoBlastRadius:
 
 
 class DynamoApprovalStore:
-    """`ApprovalStore` on the guardrails table: an approval is decided by a conditional write, once."""
+    """`ApprovalStore` on the guardrails table. An approval's item goes from `pending` to `deciding`
+    (held by one request for a lease, with the decision and who made it) to the decision itself
+    (`approve` or `reject`), each step a conditional write; `deciding` goes back to `pending` when the
+    decision could not be passed on, or is taken again once its lease has passed."""
 
     def __init__(self, dynamodb_client: Any, table: str) -> None:
         """Take a boto3 DynamoDB client and the guardrails table."""
@@ -93,14 +97,23 @@ class DynamoApprovalStore:
             )
         except ClientError as error:
             if error_code(error) == "ConditionalCheckFailedException":
-                return  # already decided: nothing to wait for
+                return  # already decided, or being decided: nothing to wait for
             raise_transient(error)
             raise
 
-    def is_pending(self, approval_id: str) -> bool:
-        """Whether the approval exists and waits for a decision."""
+    def is_pending(self, approval_id: str, now: datetime) -> bool:
+        """Whether the approval exists and waits for a decision (a lapsed hold waits again)."""
+        item = self.item(approval_id)
+        if not item:
+            return False
+        state = item.get("state", {}).get("S")
+        held_until = float(item.get("held_until", {}).get("N", "0"))
+        return state == _PENDING or (state == _DECIDING and held_until < now.timestamp())
+
+    def item(self, approval_id: str) -> dict[str, Any] | None:
+        """The approval's item as DynamoDB holds it (for operators and tests), or None."""
         try:
-            item = self._dynamodb.get_item(
+            item: dict[str, Any] | None = self._dynamodb.get_item(
                 TableName=self._table,
                 Key={"key": {"S": APPROVAL_PREFIX + approval_id}},
                 ConsistentRead=True,
@@ -108,22 +121,39 @@ class DynamoApprovalStore:
         except ClientError as error:
             raise_transient(error)
             raise
-        return bool(item) and item.get("state", {}).get("S") == _PENDING
+        return item
 
-    def decide(self, approval_id: str, decision: Decision, decided_at: datetime) -> str | None:
-        """Mark it decided if pending; its task token, or None when decided before or unknown."""
+    def claim(self, approval_id: str, decision: Decision, approver: Approver, at: datetime) -> str | None:
+        """Hold the approval if pending (or held by a request whose lease has passed), recording the
+        decision and who made it; its task token, or None."""
+        values: dict[str, Any] = {
+            ":deciding": {"S": _DECIDING},
+            ":pending": {"S": _PENDING},
+            ":decision": {"S": decision.value},
+            ":at": {"S": at.isoformat()},
+            ":now": {"N": str(int(at.timestamp()))},
+            ":until": {"N": str(int((at + CLAIM_LEASE).timestamp()))},
+            ":ip": {"S": approver.source_ip or ""},
+            ":agent": {"S": (approver.user_agent or "")[:1024]},
+        }
         try:
             response = self._dynamodb.update_item(
                 TableName=self._table,
                 Key={"key": {"S": APPROVAL_PREFIX + approval_id}},
-                UpdateExpression="SET #state = :decision, #decided = :at",
-                ConditionExpression="#state = :pending",
-                ExpressionAttributeNames={"#state": "state", "#decided": "decided_at"},
-                ExpressionAttributeValues={
-                    ":decision": {"S": decision.value},
-                    ":pending": {"S": _PENDING},
-                    ":at": {"S": decided_at.isoformat()},
+                UpdateExpression=(
+                    "SET #state = :deciding, #decision = :decision, #decided = :at, #until = :until, "
+                    "#ip = :ip, #agent = :agent"
+                ),
+                ConditionExpression="#state = :pending OR (#state = :deciding AND #until < :now)",
+                ExpressionAttributeNames={
+                    "#state": "state",
+                    "#decision": "decision",
+                    "#decided": "decided_at",
+                    "#until": "held_until",
+                    "#ip": "decided_by_source_ip",
+                    "#agent": "decided_by_user_agent",
                 },
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
@@ -132,6 +162,33 @@ class DynamoApprovalStore:
             raise_transient(error)
             raise
         return str(response["Attributes"]["task_token"]["S"])
+
+    def release(self, approval_id: str) -> None:
+        """Let a held approval wait again."""
+        self._move(approval_id, "SET #state = :pending REMOVE #until", {":pending": {"S": _PENDING}})
+
+    def settle(self, approval_id: str) -> None:
+        """Mark a held approval decided as its holder decided."""
+        self._move(approval_id, "SET #state = #decision REMOVE #until", {})
+
+    def _move(self, approval_id: str, update: str, values: dict[str, Any]) -> None:
+        names = {"#state": "state", "#until": "held_until"}
+        if "#decision" in update:
+            names["#decision"] = "decision"
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key={"key": {"S": APPROVAL_PREFIX + approval_id}},
+                UpdateExpression=update,
+                ConditionExpression="#state = :deciding",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":deciding": {"S": _DECIDING}, **values},
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return  # no longer held: its lease passed and another request took it
+            raise_transient(error)
+            raise
 
 
 class StepFunctionsTaskCallback:
@@ -168,34 +225,20 @@ class StepFunctionsTaskCallback:
 
 
 class SnsApprovalNotifier:
-    """`ApprovalNotifier` publishing the approval request, with its links, to an SNS topic."""
+    """`ApprovalNotifier` publishing the approval request, with its links, to the approvals topic."""
 
     def __init__(self, sns_client: Any, topic_arn: str) -> None:
-        """Take a boto3 SNS client and the topic people subscribe to (the ticket topic)."""
+        """Take a boto3 SNS client and the topic approvers subscribe to."""
         self._sns = sns_client
         self._topic_arn = topic_arn
 
-    def notify(self, case: Case, action: Action, links: ApprovalLinks) -> None:
-        """Publish a short, readable request: what waits, why, and the two links."""
-        subject = f"vtriage approval needed: {action.type.value} {action.target}"
-        expires = links.expires_at.isoformat(timespec="minutes") if links.expires_at else "never"
-        message = "\n".join(
-            [
-                f"Case {case.case_id}: {case.alert.title}",
-                f"Verdict: {case.verdict.value}; severity {case.alert.severity.label}",
-                f"Action waiting for a person: {action.type.value} on {action.target}",
-                f"Why: {action.detail or 'the playbook asks for approval'}",
-                "",
-                f"Approve: {links.approve_url}",
-                f"Reject:  {links.reject_url}",
-                f"The links work once and expire at {expires}; after that the case is escalated.",
-            ]
-        )
+    def notify(self, case: Case, action: Action, request: Report) -> None:
+        """Publish the request as plain text, under a subject SNS accepts whatever the target's name."""
         try:
             self._sns.publish(
                 TopicArn=self._topic_arn,
-                Subject=subject[:_MAX_SUBJECT],
-                Message=message,
+                Subject=subject_line(f"vtriage approval needed: {action.type.value} ", action.target),
+                Message=request.text(),
                 MessageAttributes={
                     "case_id": {"DataType": "String", "StringValue": case.case_id},
                     "kind": {"DataType": "String", "StringValue": "approval_request"},

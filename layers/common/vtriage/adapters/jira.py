@@ -22,6 +22,11 @@ failed create would (a timeout or 5xx is a `TransientError`, 401/403 a configura
 Priority from the detector's severity (`DEFAULT_PRIORITIES`, Jira's default priority scheme):
 critical (9-10) → Highest, high (7-8.9) → High, medium (4-6.9) → Medium, low (below 4) → Low.
 Pass `priorities=None` for a project whose create screen has no priority field (Jira answers 400).
+
+The description is the report in ADF: vtriage's header and its approval links (link marks) first, then
+each line's label as text and its values (the alert's, VirusTotal's) under a `code` mark, which Jira
+shows as code and never turns into a link; a VirusTotal page vtriage built is a link. Comments are
+vtriage's own text around escaped values, all under a code mark.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from vtriage.adapters.http_tickets import (
     TicketProviderError,
     json_object,
 )
+from vtriage.display import LINKS_HEADER, REPORT_HEADER, VALUES_NOTE, Report, ReportLine, one_line
 from vtriage.models import Case, Ticket
 
 PROVIDER = "jira"
@@ -58,7 +64,6 @@ MAX_SUMMARY_CHARS = 255
 MAX_DESCRIPTION_CHARS = 30_000
 MAX_LABEL_CHARS = 255
 _ISSUE_KEY = re.compile(r"^[A-Z][A-Z0-9_]*-[0-9]+$")
-_URL = re.compile(r"https?://[^\s]+")
 
 
 class JiraTicketSink:
@@ -94,7 +99,7 @@ class JiraTicketSink:
     def __repr__(self) -> str:
         return f"JiraTicketSink(base_url={self._base_url!r}, project_key={self._project_key!r})"
 
-    def open(self, case: Case, report: str) -> Ticket:
+    def open(self, case: Case, report: Report) -> Ticket:
         """The case's issue: the one already labelled with the case (a retry whose first create
         answer was lost), else a new issue holding the report. The ticket is named by the issue key."""
         key = self.find_issue_key(case) or self._create_issue(case, report)
@@ -121,7 +126,7 @@ class JiraTicketSink:
             raise TicketProviderError(VENDOR, response.status_code, "the search answer names no issue key")
         return key
 
-    def _create_issue(self, case: Case, report: str) -> str:
+    def _create_issue(self, case: Case, report: Report) -> str:
         fields = issue_fields(
             case,
             report,
@@ -147,7 +152,7 @@ class JiraTicketSink:
 
 def issue_fields(
     case: Case,
-    report: str,
+    report: Report,
     *,
     project_key: str,
     issue_type: str,
@@ -160,7 +165,7 @@ def issue_fields(
         "project": {"key": project_key},
         "issuetype": {"name": issue_type},
         "summary": summary_for(case),
-        "description": adf_document(_fit(report)),
+        "description": adf_report(report),
         "labels": _unique(
             [
                 *labels,
@@ -179,8 +184,8 @@ def issue_fields(
 
 
 def summary_for(case: Case) -> str:
-    """One line of at most 255 characters: severity, verdict and the alert's title."""
-    text = f"[{case.alert.severity.label.upper()}] {case.verdict.value}: {case.alert.title}"
+    """One line of at most 255 characters: severity, verdict and the alert's title, escaped."""
+    text = f"[{case.alert.severity.label.upper()}] {case.verdict.value}: {one_line(case.alert.title)}"
     single_line = " ".join(text.split())
     if len(single_line) > MAX_SUMMARY_CHARS:
         single_line = single_line[: MAX_SUMMARY_CHARS - 3].rstrip() + "..."
@@ -203,18 +208,82 @@ def jql_string(value: str) -> str:
 
 
 def adf_document(text: str) -> dict[str, Any]:
-    """Plain text as an Atlassian Document Format document: a paragraph per block of lines (hard
-    breaks between the lines), and every http(s) URL a link an analyst can click."""
+    """vtriage's plain text (a comment) as an Atlassian Document Format document: a paragraph per block
+    of lines, hard breaks between the lines, each line under a code mark (never a link)."""
     blocks = [block for block in re.split(r"\n\s*\n", text.strip("\n")) if block.strip()]
-    paragraphs = []
-    for block in blocks:
-        content: list[dict[str, Any]] = []
-        for index, line in enumerate(block.split("\n")):
-            if index:
-                content.append({"type": "hardBreak"})
-            content.extend(_inline_nodes(line))
-        paragraphs.append({"type": "paragraph", "content": content})
+    paragraphs = [_paragraph_of_lines([[_code(line)] for line in block.split("\n")]) for block in blocks]
     return {"type": "doc", "version": 1, "content": paragraphs or [{"type": "paragraph", "content": []}]}
+
+
+def adf_report(report: Report) -> dict[str, Any]:
+    """The report as an ADF document: the header, the approval links as links, then a paragraph per
+    section whose values are under a code mark and whose VirusTotal pages are links. Cut with a notice
+    at Jira's field size."""
+    head: list[list[dict[str, Any]]] = [[_text(f"{REPORT_HEADER}: {report.headline}")]]
+    if report.links:
+        lines = [[_text(LINKS_HEADER)]]
+        if report.links_note:
+            lines.append([_text(report.links_note)])
+        lines += [[_text(f"{link.label}: "), _link(link.url)] for link in report.links]
+        head.append([node for line in _with_breaks(lines) for node in line])
+    head.append([_text(VALUES_NOTE)])
+    paragraphs = [_paragraph(nodes) for nodes in head]
+    budget = MAX_DESCRIPTION_CHARS - len(_CUT_NOTICE)
+    used = sum(len(_plain(paragraph)) for paragraph in paragraphs)
+    section: list[list[dict[str, Any]]] = []
+    for line in [*report.lines, ReportLine()]:
+        if line.label or line.value or line.link:
+            used += len(line.text) + 1
+            if used > budget:
+                section.append([_text(_CUT_NOTICE.strip())])
+                break
+            section.append(_line_nodes(line))
+            continue
+        if section:
+            paragraphs.append(_paragraph_of_lines(section))
+            section = []
+    if section:
+        paragraphs.append(_paragraph_of_lines(section))
+    return {"type": "doc", "version": 1, "content": paragraphs}
+
+
+def _line_nodes(line: ReportLine) -> list[dict[str, Any]]:
+    label = " " * line.indent + line.label
+    if line.link:
+        return [_text(f"{label}: "), _link(line.link)]
+    if line.value:
+        return [_text(f"{label}: "), _code(line.value)]
+    return [_text(label)]
+
+
+def _paragraph_of_lines(lines: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    return _paragraph([node for line in _with_breaks(lines) for node in line])
+
+
+def _with_breaks(lines: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    return [line if not index else [{"type": "hardBreak"}, *line] for index, line in enumerate(lines)]
+
+
+def _paragraph(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    # ADF refuses an empty text node: none is kept.
+    kept = [node for node in nodes if node.get("type") != "text" or node["text"]]
+    return {"type": "paragraph", "content": kept}
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def _code(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text, "marks": [{"type": "code"}]}
+
+
+def _link(url: str) -> dict[str, Any]:
+    return {"type": "text", "text": url, "marks": [{"type": "link", "attrs": {"href": url}}]}
+
+
+def _plain(paragraph: dict[str, Any]) -> str:
+    return "".join(node.get("text", "\n") for node in paragraph["content"])
 
 
 def read_error(response: requests.Response) -> str | None:
@@ -227,26 +296,13 @@ def read_error(response: requests.Response) -> str | None:
     return "; ".join(messages) or None
 
 
-def _inline_nodes(line: str) -> list[dict[str, Any]]:
-    """Text nodes for one line; ADF refuses an empty text node, so none is made."""
-    nodes: list[dict[str, Any]] = []
-    position = 0
-    for match in _URL.finditer(line):
-        if match.start() > position:
-            nodes.append({"type": "text", "text": line[position : match.start()]})
-        url = match.group()
-        nodes.append({"type": "text", "text": url, "marks": [{"type": "link", "attrs": {"href": url}}]})
-        position = match.end()
-    if position < len(line):
-        nodes.append({"type": "text", "text": line[position:]})
-    return nodes
+_CUT_NOTICE = "\n\n[cut at Jira's field size limit: the case in DynamoDB holds everything]"
 
 
 def _fit(text: str) -> str:
     if len(text) <= MAX_DESCRIPTION_CHARS:
         return text
-    notice = "\n\n[cut at Jira's field size limit: the case in DynamoDB holds everything]"
-    return text[: MAX_DESCRIPTION_CHARS - len(notice)] + notice
+    return text[: MAX_DESCRIPTION_CHARS - len(_CUT_NOTICE)] + _CUT_NOTICE
 
 
 def _unique(labels: list[str]) -> list[str]:

@@ -21,6 +21,12 @@ correlation_id is the case id itself, since the Table API drops a condition it c
 answers with any record. A failed lookup raises what a failed create would (a timeout or 5xx is a
 `TransientError`, 401/403 a configuration error).
 
+Every text sent is plain text: the report (vtriage's links first, each value escaped on its labelled
+line) with ServiceNow's `[code]...[/code]` tags neutralised as `(code)...(/code)`, since a journal field
+(work notes, comments) renders what such tags hold as HTML where the instance allows it
+(glide.ui.security.allow_codetag): a title or an S3 key from the alert could otherwise bring its own
+markup and links into the incident.
+
 Impact and urgency from the detector's severity (`DEFAULT_IMPACT_URGENCY`, 1 = high, 3 = low), which
 the default priority lookup turns into: critical → 1/1 (P1 Critical), high → 1/2 (P2 High),
 medium → 2/2 (P3 Moderate), low → 2/3 (P4 Low).
@@ -43,6 +49,7 @@ from vtriage.adapters.http_tickets import (
     TicketProviderError,
     json_object,
 )
+from vtriage.display import Report, one_line
 from vtriage.models import Case, Ticket
 
 PROVIDER = "servicenow"
@@ -60,6 +67,7 @@ MAX_SHORT_DESCRIPTION_CHARS = 160
 MAX_DESCRIPTION_CHARS = 4000
 _SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 _SYS_ID_IN_URL = re.compile(r"sys_id(?:=|%3D)([0-9a-f]{32})", re.IGNORECASE)
+_CODE_TAG = re.compile(r"\[(\s*/?\s*code\s*)\]", re.IGNORECASE)
 
 
 class ServiceNowTicketSink:
@@ -101,7 +109,7 @@ class ServiceNowTicketSink:
     def __repr__(self) -> str:
         return f"ServiceNowTicketSink(base_url={self._base_url!r}, table={self._table!r})"
 
-    def open(self, case: Case, report: str) -> Ticket:
+    def open(self, case: Case, report: Report) -> Ticket:
         """The case's incident: the one already correlated with the case (a retry whose first create
         answer was lost), else a new one holding the report. The ticket is named by the number."""
         sys_id, number = self.find_record(case) or self._create_record(case, report)
@@ -132,7 +140,7 @@ class ServiceNowTicketSink:
                 return found
         return None
 
-    def _create_record(self, case: Case, report: str) -> tuple[str, str]:
+    def _create_record(self, case: Case, report: Report) -> tuple[str, str]:
         response = self._http.send(
             "POST",
             self._table_url(),
@@ -148,23 +156,25 @@ class ServiceNowTicketSink:
     def comment(self, ticket: Ticket, text: str) -> None:
         """Add the text to the incident's work notes (or comments, as configured)."""
         sys_id = self._sys_id_of(ticket)
-        self._http.send("PATCH", f"{self._table_url()}/{sys_id}", body=_json({self._comment_field: text}))
+        body = _json({self._comment_field: neutralised(text)})
+        self._http.send("PATCH", f"{self._table_url()}/{sys_id}", body=body)
 
-    def record_for(self, case: Case, report: str) -> dict[str, str]:
+    def record_for(self, case: Case, report: Report) -> dict[str, str]:
         """The incident's fields for the case. A report longer than the description holds goes, whole,
         into the work notes too."""
         impact, urgency = self._impact_urgency.get(case.alert.severity.label, (2, 2))
+        text = neutralised(report.text())
         record = {
             "short_description": _short_description(case),
-            "description": _fit(report, MAX_DESCRIPTION_CHARS),
+            "description": _fit(text, MAX_DESCRIPTION_CHARS),
             "impact": str(impact),
             "urgency": str(urgency),
             # The task table's fields for a record mirrored from another system.
             "correlation_id": case.case_id,
             "correlation_display": "vtriage",
         }
-        if len(report) > MAX_DESCRIPTION_CHARS:
-            record["work_notes"] = report
+        if len(text) > MAX_DESCRIPTION_CHARS:
+            record["work_notes"] = text
         optional = {
             "category": self._category,
             "assignment_group": self._assignment_group,
@@ -199,6 +209,12 @@ class ServiceNowTicketSink:
         raise TicketProviderError(VENDOR, response.status_code, f"no {self._table} numbered {ticket.id}")
 
 
+def neutralised(text: str) -> str:
+    """The text with ServiceNow's `[code]` and `[/code]` tags (any case or spacing) written as
+    `(code)` and `(/code)`, so that no journal field renders part of it as HTML."""
+    return _CODE_TAG.sub(r"(\1)", text)
+
+
 def read_error(response: requests.Response) -> str | None:
     """ServiceNow's `error.message` and `error.detail`, in one line."""
     error = json_object(response).get("error")
@@ -217,8 +233,8 @@ def _sys_id_and_number(record: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _short_description(case: Case) -> str:
-    text = f"[{case.alert.severity.label.upper()}] {case.verdict.value}: {case.alert.title}"
-    single_line = " ".join(text.split())
+    text = f"[{case.alert.severity.label.upper()}] {case.verdict.value}: {one_line(case.alert.title)}"
+    single_line = neutralised(" ".join(text.split()))
     if len(single_line) > MAX_SHORT_DESCRIPTION_CHARS:
         single_line = single_line[: MAX_SHORT_DESCRIPTION_CHARS - 3].rstrip() + "..."
     return single_line

@@ -1,4 +1,9 @@
-"""The default ticket sink: the case report, published to an SNS topic that email or queues subscribe to."""
+"""The default ticket sink: the case report, published to an SNS topic that email or queues subscribe to.
+
+SNS refuses a subject that is not ASCII, holds a line break or a control character, or has 100
+characters or more: `subject_line` makes one of any text (the approval request's subject too), so that
+a long or odd title or S3 key never stops a ticket or an approval e-mail from being sent.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import is_transient
+from vtriage.display import Report, one_line
 from vtriage.errors import TransientError
 from vtriage.models import Case, Ticket
 
@@ -34,11 +40,14 @@ def ticket_id(case_id: str) -> str:
 def subject_for(case: Case, ticket: str) -> str:
     """An email subject SNS accepts: severity, verdict, ticket id and as much of the title as fits."""
     severity = case.alert.severity.label.upper()
-    return _ascii_line(f"[{severity}] {case.verdict.value} {ticket}: {case.alert.title}")
+    return subject_line(f"[{severity}] {case.verdict.value} {ticket}: ", case.alert.title)
 
 
-def _ascii_line(text: str) -> str:
-    """The text as SNS wants a subject: ASCII, one line, fewer than 100 characters."""
+def subject_line(prefix: str, value: str = "") -> str:
+    """A subject SNS accepts: vtriage's `prefix`, then the sender's `value` escaped (`one_line`), as
+    ASCII on one line of at most 99 characters."""
+    # A value cut long before the subject's end: one_line's note of what was cut would be cut again.
+    text = prefix + one_line(value, limit=MAX_SUBJECT_CHARS) if value else prefix
     readable = unicodedata.normalize("NFKD", text.translate(_ASCII_PUNCTUATION))
     ascii_text = readable.encode("ascii", errors="ignore").decode()
     single_line = re.sub(r"[\x00-\x1f\x7f\s]+", " ", ascii_text).strip()
@@ -56,14 +65,14 @@ class SnsTicketSink:
         self._topic_arn = topic_arn
         self._now = now
 
-    def open(self, case: Case, report: str) -> Ticket:
-        """Publish the report; the ticket is the published message, named by a stable id."""
+    def open(self, case: Case, report: Report) -> Ticket:
+        """Publish the report as plain text; the ticket is the published message, named by a stable id."""
         ticket = Ticket(provider=PROVIDER, id=ticket_id(case.case_id), created_at=self._now())
         try:
             self._sns.publish(
                 TopicArn=self._topic_arn,
                 Subject=subject_for(case, ticket.id),
-                Message=_fit(report, MAX_MESSAGE_BYTES),
+                Message=_fit(report.text(), MAX_MESSAGE_BYTES),
                 # Subscribers can filter on these without parsing the report.
                 MessageAttributes={
                     "case_id": {"DataType": "String", "StringValue": case.case_id},
@@ -83,7 +92,7 @@ class SnsTicketSink:
         try:
             self._sns.publish(
                 TopicArn=self._topic_arn,
-                Subject=_ascii_line(f"Update on {ticket.id}"),
+                Subject=subject_line(f"Update on {ticket.id}"),
                 Message=_fit(text, MAX_MESSAGE_BYTES),
                 MessageAttributes={
                     "ticket_id": {"DataType": "String", "StringValue": ticket.id},

@@ -2,17 +2,26 @@
 
 The body works as is for a Slack incoming webhook (and Mattermost, Rocket.Chat and the like):
 
-- `text`: the headline and the report (Slack's `mrkdwn`, with `&`, `<` and `>` escaped), what a chat
-  shows in a notification and what a receiver that knows no blocks shows whole;
-- `blocks` (optional): a header, the report in code sections of at most 3,000 characters, a context line;
+- `text`: the headline, vtriage's links (Slack's `<url|label>` links), then the report in a code block
+  (Slack's `mrkdwn`, with `&`, `<` and `>` escaped and no run of backticks that could close the block),
+  what a chat shows in a notification and what a receiver that knows no blocks shows whole;
+- `blocks` (optional): a header, vtriage's links, the report in code sections of at most 3,000
+  characters, a context line;
 - `event`: `ticket_opened` or `ticket_comment`; `ticket`: `{provider, id}`;
-- `case` (on `ticket_opened`): a machine-readable summary (ids, alert, verdict, IOCs, actions);
+- `case` (on `ticket_opened`): a machine-readable summary (ids, alert, verdict, IOCs, actions), with
+  the alert's values as they came, for programs (JSON keeps them apart from vtriage's own fields);
 - `comment` (on `ticket_comment`): the comment's text;
-- `sent_at`: when it was sent (ISO-8601 UTC), covered by the signature, so a receiver can refuse replays.
+- `sent_at`: when it was sent (ISO-8601 UTC).
 
-With a signing secret, every POST carries `X-Vtriage-Signature-256: sha256=<hex>`, the HMAC-SHA256 of
-the exact body bytes under the secret (GitHub's scheme): a receiver recomputes it over the raw body and
-compares in constant time. Any 2xx answer is success (Slack answers 200 `ok`).
+Every value from the alert in `text` and `blocks` is escaped on its labelled line (`vtriage.display`)
+inside a code block, where Slack makes no link and no formatting of it.
+
+With a signing secret, every POST carries `X-Vtriage-Timestamp: <seconds since the epoch>` and
+`X-Vtriage-Signature-256: sha256=<hex>`, the HMAC-SHA256 under the secret of the timestamp, a dot and
+the exact body bytes (`<timestamp>.<body>`, Slack's and Stripe's scheme). A receiver recomputes it over
+the raw body, compares in constant time, and refuses a timestamp more than `REPLAY_WINDOW_SECONDS`
+(5 minutes) from its own clock, so that a captured request cannot be replayed later (`verify` does
+all three). Any 2xx answer is success (Slack answers 200 `ok`).
 
 The ticket's id is stable for the case (`VT-` and 10 hex digits, the SNS provider's id too), so a retry
 names the same ticket. The webhook URL is a secret (anyone holding a Slack webhook URL can post):
@@ -32,12 +41,18 @@ import requests
 
 from vtriage.adapters.http_tickets import DEFAULT_TIMEOUT, HttpTicketClient, json_object
 from vtriage.adapters.sns import ticket_id
+from vtriage.config import https_url_problem
+from vtriage.display import LINKS_HEADER, REPORT_HEADER, VALUES_NOTE, Report
+from vtriage.errors import ConfigurationError
 from vtriage.models import Case, Ticket
 
 PROVIDER = "webhook"
 VENDOR = "the webhook"
 SIGNATURE_HEADER = "X-Vtriage-Signature-256"
+TIMESTAMP_HEADER = "X-Vtriage-Timestamp"
 SIGNATURE_PREFIX = "sha256="
+# How far from its own clock a receiver accepts a request's timestamp.
+REPLAY_WINDOW_SECONDS = 300
 # Slack: a section's text holds 3,000 characters, a header's 150, a message 50 blocks; a text
 # beyond 40,000 characters is cut.
 MAX_SECTION_CHARS = 3000
@@ -47,14 +62,29 @@ MAX_TEXT_CHARS = 39_000
 _FENCE = "```"
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The signature header's value for this body: `sha256=` and the hex HMAC-SHA256 under the secret."""
-    return SIGNATURE_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """The signature header's value: `sha256=` and the hex HMAC-SHA256, under the secret, of the
+    timestamp, a dot and the body."""
+    signed = str(timestamp).encode() + b"." + body
+    return SIGNATURE_PREFIX + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def verify(body: bytes, secret: str, header_value: str | None) -> bool:
-    """True when the header is the body's signature under the secret (for receivers and tests)."""
-    return header_value is not None and hmac.compare_digest(sign(body, secret), header_value)
+def verify(
+    body: bytes,
+    secret: str,
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    now: datetime,
+    window_seconds: int = REPLAY_WINDOW_SECONDS,
+) -> bool:
+    """What a receiver checks: the timestamp is a number within `window_seconds` of `now`, and the
+    signature is that of the timestamp and the body under the secret."""
+    if signature is None or timestamp is None or not timestamp.isdigit():
+        return False
+    if abs(now.timestamp() - int(timestamp)) > window_seconds:
+        return False
+    return hmac.compare_digest(sign(body, secret, int(timestamp)), signature)
 
 
 class WebhookTicketSink:
@@ -72,8 +102,10 @@ class WebhookTicketSink:
     ) -> None:
         """Take the webhook URL, a clock, an optional shared secret to sign with, and whether to send
         Slack blocks beside the text."""
-        if not url.startswith(("https://", "http://")):
-            raise ValueError("the webhook URL must be an http(s) URL")
+        problem = https_url_problem(url)
+        if problem:
+            # The URL itself is a secret: only what is wrong with it is said.
+            raise ConfigurationError(f"the webhook URL {problem}")
         self._url = url
         self._now = now
         self._signing_secret = signing_secret or None
@@ -86,14 +118,12 @@ class WebhookTicketSink:
     def __repr__(self) -> str:
         return f"WebhookTicketSink(signed={self._signing_secret is not None})"
 
-    def open(self, case: Case, report: str) -> Ticket:
+    def open(self, case: Case, report: Report) -> Ticket:
         """POST the report and the case summary; the ticket is named by a stable id."""
         ticket = Ticket(provider=PROVIDER, id=ticket_id(case.case_id), created_at=self._now())
-        headline = (
-            f"[{case.alert.severity.label.upper()}] {case.verdict.value} {ticket.id}: {case.alert.title}"
-        )
+        headline = f"{REPORT_HEADER} {ticket.id}: {report.headline}"
         payload: dict[str, Any] = {
-            "text": _cut(f"*{escape(headline)}*\n{escape(report)}", MAX_TEXT_CHARS),
+            "text": message_text(headline, report),
             "event": "ticket_opened",
             "ticket": {"provider": PROVIDER, "id": ticket.id},
             "case": case_summary(case),
@@ -107,7 +137,7 @@ class WebhookTicketSink:
     def comment(self, ticket: Ticket, text: str) -> None:
         """POST the comment, naming the ticket it belongs to."""
         payload = {
-            "text": _cut(f"*Update on {escape(ticket.id)}*\n{escape(text)}", MAX_TEXT_CHARS),
+            "text": _cut_fenced(f"*Update on {escape(ticket.id)}*\n", code_text(text)),
             "event": "ticket_comment",
             "ticket": {"provider": ticket.provider, "id": ticket.id},
             "comment": text,
@@ -119,8 +149,28 @@ class WebhookTicketSink:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if self._signing_secret:
-            headers[SIGNATURE_HEADER] = sign(body, self._signing_secret)
+            timestamp = int(self._now().timestamp())
+            headers[TIMESTAMP_HEADER] = str(timestamp)
+            headers[SIGNATURE_HEADER] = sign(body, self._signing_secret, timestamp)
         self._http.send("POST", self._url, body=body, headers=headers)
+
+
+def message_text(headline: str, report: Report) -> str:
+    """The `text` field: the headline, vtriage's links as Slack links, then the report in a code block."""
+    head = [f"*{escape(headline)}*"]
+    if report.links:
+        head.append(escape(LINKS_HEADER))
+        if report.links_note:
+            head.append(escape(report.links_note))
+        head += [f"{escape(link.label)}: <{escape(link.url)}|{escape(link.label)}>" for link in report.links]
+    head.append(escape(VALUES_NOTE))
+    return _cut_fenced("\n".join(head) + "\n", code_text(report.body()))
+
+
+def code_text(text: str) -> str:
+    """Text for a Slack code block: `&`, `<` and `>` as entities, and no two backticks side by side (a
+    zero-width space parts them), so that nothing in it can close the block."""
+    return escape(text).replace("``", "`\u200b`").replace("``", "`\u200b`")
 
 
 def case_summary(case: Case) -> dict[str, Any]:
@@ -162,24 +212,30 @@ def case_summary(case: Case) -> dict[str, Any]:
     }
 
 
-def report_blocks(headline: str, report: str, case_id: str, ticket: str) -> list[dict[str, Any]]:
-    """Slack blocks: a header, the report in code sections, and a context line naming case and ticket."""
+def report_blocks(headline: str, report: Report, case_id: str, ticket: str) -> list[dict[str, Any]]:
+    """Slack blocks: a header, vtriage's links, the report in code sections, and a context line naming
+    case and ticket."""
     room = MAX_SECTION_CHARS - 2 * len(_FENCE) - 2
-    chunks = _chunks(escape(report), room)
+    chunks = _chunks(code_text(report.body()), room)
     if len(chunks) > MAX_REPORT_SECTIONS:
         chunks = [*chunks[: MAX_REPORT_SECTIONS - 1], "[report cut: the case in DynamoDB holds everything]"]
     header = headline if len(headline) <= MAX_HEADER_CHARS else headline[: MAX_HEADER_CHARS - 3] + "..."
-    return [
-        {"type": "header", "text": {"type": "plain_text", "text": header}},
-        *(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"{_FENCE}\n{chunk}\n{_FENCE}"}}
-            for chunk in chunks
-        ),
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": header}}]
+    if report.links:
+        lines = [escape(LINKS_HEADER), *([escape(report.links_note)] if report.links_note else [])]
+        lines += [f"<{escape(link.url)}|{escape(link.label)}>" for link in report.links]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
+    blocks += [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{_FENCE}\n{chunk}\n{_FENCE}"}}
+        for chunk in chunks
+    ]
+    blocks.append(
         {
             "type": "context",
             "elements": [{"type": "mrkdwn", "text": f"vtriage case `{case_id}` · ticket {escape(ticket)}"}],
-        },
-    ]
+        }
+    )
+    return blocks
 
 
 def escape(text: str) -> str:
@@ -219,8 +275,12 @@ def _chunks(text: str, size: int) -> list[str]:
     return chunks or [""]
 
 
-def _cut(text: str, max_chars: int) -> str:
-    return text if len(text) <= max_chars else text[: max_chars - 12] + "\n[cut here]"
+def _cut_fenced(head: str, code: str) -> str:
+    """The head, then the code in a code block, the whole within Slack's text limit."""
+    room = MAX_TEXT_CHARS - len(head) - 2 * len(_FENCE) - 2
+    if len(code) > room:
+        code = code[: room - 12] + "\n[cut here]"
+    return f"{head}{_FENCE}\n{code}\n{_FENCE}"
 
 
 def _iso(moment: datetime) -> str:

@@ -68,6 +68,8 @@ def ticket_sink(settings: TicketSettings) -> TicketSink:
         return WebhookTicketSink(
             session, fields["url"], now=utc_now, signing_secret=fields.get("signing_secret")
         )
+    except ConfigurationError as error:
+        raise ConfigurationError(f"the secret {settings.ticket_secret_name}, key 'url': {error}") from None
     except KeyError as missing:
         raise ConfigurationError(
             f"the secret {settings.ticket_secret_name} lacks the key {missing} "

@@ -1,0 +1,139 @@
+"""What a person reads: every value a sender controls, shown on one line after a label vtriage wrote,
+and the case report every ticket provider and the approval request share.
+
+A finding's sender chooses its title, ids, resource names, S3 keys and IOC values; VirusTotal's whois
+and file names are chosen by whoever registered the domain or submitted the file. Pasted as they are,
+a line break lets such text start a line of its own ("Approve: https://..."), a right-to-left override
+reverses what follows it, and a reader (a mail client, Jira, Slack) turns a URL in it into a link.
+`one_line` is the one escaping every output uses: line breaks, tabs and every other control or format
+character become visible escapes (`\\n`, `\\t`, `\\u202e`), URL schemes are defanged (`hxxps://`), and a
+long value is cut with a note of how much was left out. Each output then adds its own vendor's
+escaping on top (HTML, Slack's `&<>` and code fences, Jira's code marks, ServiceNow's `[code]`).
+
+A `Report` keeps vtriage's own words apart from the sender's: the genuine links (approve, reject) come
+first under a fixed header, and every later line is a label of vtriage's followed by escaped values, so
+no sender text can start a line, let alone imitate the header or a link above it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from pydantic import BaseModel, ConfigDict
+
+# Most characters of one value shown; a whois record or a long S3 key is cut after that.
+MAX_SHOWN_CHARS = 300
+# Unicode categories shown as escapes: controls, format characters (bidirectional overrides,
+# zero-width joiners), line and paragraph separators, surrogates, private use and unassigned.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# A scheme a reader would turn into a link, and the `www.` prefix some readers link without one.
+_LINKABLE = re.compile(r"\b(h)(tt)(ps?)(:/)|\b(f)(t)(p)(:/)|\b(www)(\.)", re.IGNORECASE)
+
+REPORT_HEADER = "vtriage case report"
+LINKS_HEADER = "Links from vtriage (the only links in this message that act on anything):"
+VALUES_NOTE = (
+    "Below, values from the alert and from VirusTotal follow their label, escaped, on one line each."
+)
+
+
+def one_line(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """The value as text on one line: line breaks, tabs and other control or format characters escaped
+    (`\\n`, `\\t`, `\\u202e`), URL schemes defanged (`hxxps://`, `fxp://`, `www[.]`), and cut after
+    `limit` characters with the count of those left out.
+
+    Escaping twice changes nothing (a backslash is kept as it is), so a value escaped when it was read
+    (a skipped IOC's) shows the same."""
+    text = value if isinstance(value, str) else str(value)
+    pieces: list[str] = []
+    length = 0
+    for position, character in enumerate(text):
+        piece = _escaped(character)
+        if length + len(piece) > limit:
+            return _defanged("".join(pieces)) + f"... [{len(text) - position} more characters]"
+        pieces.append(piece)
+        length += len(piece)
+    return _defanged("".join(pieces))
+
+
+def _escaped(character: str) -> str:
+    if character in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[character]
+    if unicodedata.category(character) not in _ESCAPED_CATEGORIES:
+        return character
+    code = ord(character)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def _defanged(text: str) -> str:
+    def defang(match: re.Match[str]) -> str:
+        if match.group(1):
+            return f"{match.group(1)}xx{match.group(3)}{match.group(4)}"
+        if match.group(5):
+            return f"{match.group(5)}x{match.group(7)}{match.group(8)}"
+        return f"{match.group(9)}[.]"
+
+    return _LINKABLE.sub(defang, text)
+
+
+class ReportLink(BaseModel):
+    """A link vtriage made (an approve or reject link), with vtriage's own label."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str
+    url: str
+
+
+class ReportLine(BaseModel):
+    """One line of a report: vtriage's label, then the values (already escaped by `one_line`), or a
+    link vtriage made (a VirusTotal page). A line with neither is a heading; an empty label a blank."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    label: str = ""
+    value: str = ""
+    link: str | None = None
+    indent: int = 0
+
+    @property
+    def text(self) -> str:
+        """The line as plain text."""
+        shown = self.link or self.value
+        return " " * self.indent + (f"{self.label}: {shown}" if shown else self.label)
+
+
+class Report(BaseModel):
+    """A report a person reads: a headline of vtriage's words only, the genuine links under a fixed
+    header, then labelled lines. Each ticket provider renders it in its own markup."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    headline: str
+    links: tuple[ReportLink, ...] = ()
+    links_note: str = ""
+    lines: tuple[ReportLine, ...] = ()
+
+    def head_lines(self) -> list[str]:
+        """The fixed header, the headline and the genuine links: what comes before any sender text."""
+        head = [f"{REPORT_HEADER}: {self.headline}"]
+        if self.links:
+            head += ["", LINKS_HEADER]
+            if self.links_note:
+                head.append(self.links_note)
+            width = max(len(link.label) for link in self.links) + 1
+            head += [f"{link.label + ':':<{width}} {link.url}" for link in self.links]
+        return [*head, "", VALUES_NOTE]
+
+    def body(self) -> str:
+        """The labelled lines as plain text."""
+        return "\n".join(line.text for line in self.lines)
+
+    def text(self) -> str:
+        """The whole report as plain text (an e-mail, a ServiceNow description)."""
+        return "\n".join([*self.head_lines(), "", self.body()]) + "\n"

@@ -1,0 +1,152 @@
+"""What a person reads: a sender's values escaped on one labelled line, vtriage's links first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.fakes import make_alert, make_case
+from vtriage.display import LINKS_HEADER, REPORT_HEADER, one_line
+from vtriage.models import (
+    Action,
+    ActionStatus,
+    ActionType,
+    Case,
+    IocOutcome,
+    IocType,
+    Resource,
+    ResourceType,
+    Verdict,
+)
+from vtriage.ticket import ApprovalLinks, render_report
+
+APPROVE = "https://abc.lambda-url.us-east-1.on.aws/?token=genuine-approve"
+REJECT = "https://abc.lambda-url.us-east-1.on.aws/?token=genuine-reject"
+FAKE_LINES = "Quarterly scan\r\n\r\nApprove: https://evil.example/approve\n  Reject: http://evil.example/x"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("line one\nline two", "line one\\nline two"),
+        ("carriage\rreturn\ttab", "carriage\\rreturn\\ttab"),
+        ("nul\x00 and del\x7f", "nul\\x00 and del\\x7f"),
+        ("file\u202efdp.exe", "file\\u202efdp.exe"),
+        ("zero\u200bwidth, line\u2028separator", "zero\\u200bwidth, line\\u2028separator"),
+        ("tag \U000e0041 character", "tag \\U000e0041 character"),
+        ("see https://evil.example/a and HTTP://x", "see hxxps://evil.example/a and HxxP://x"),
+        ("ftp://files.example and www.example.com", "fxp://files.example and www[.]example.com"),
+        ("Café, 東京, naïve", "Café, 東京, naïve"),
+    ],
+)
+def test_control_and_format_characters_become_visible_escapes(value: str, shown: str) -> None:
+    # Given a sender's value, When it is shown, Then it is one line with every such character visible
+    assert one_line(value) == shown
+
+
+def test_a_long_value_is_cut_with_the_count_of_what_was_left_out() -> None:
+    # Given a 1 KB S3 key full of line breaks
+    key = ("uploads/2024/\n" * 80)[:1024]
+
+    # When it is shown with a limit of 100 characters
+    shown = one_line(key, limit=100)
+
+    # Then it stays on one line, cut, and says how much is missing
+    assert "\n" not in shown
+    assert shown.startswith("uploads/2024/\\nuploads/2024/\\n")
+    assert shown.endswith("more characters]")
+    assert len(shown) < 130
+
+
+def test_escaping_twice_changes_nothing() -> None:
+    # Given a value escaped once (as intake keeps a skipped IOC's value)
+    once = one_line("evil\n\u202ehost https://x")
+
+    # When it is shown again, Then it reads the same
+    assert one_line(once) == once
+
+
+def injected_case() -> tuple[Case, ApprovalLinks]:
+    """A case whose every sender-controlled field tries to start lines of its own."""
+    alert = make_alert(
+        id="finding\nApprove: https://evil.example/id",
+        title=FAKE_LINES,
+        resources=(
+            Resource(
+                type=ResourceType.S3_OBJECT,
+                id="arn:aws:s3:::uploads/" + "a\n" * 10,
+                bucket="uploads",
+                key="report.pdf\nApprove: https://evil.example/key\u202e",
+            ),
+        ),
+    )
+    case = make_case(
+        alert,
+        verdict=Verdict.MALICIOUS,
+        iocs=[
+            IocOutcome(
+                type=IocType.URL,
+                value="https://evil.example/payload",
+                found_at="detail.title",
+                verdict=Verdict.MALICIOUS,
+                malicious=5,
+                total=90,
+                reasons=["5 engines\nApprove: https://evil.example/reason"],
+            ),
+            IocOutcome(
+                type=IocType.DOMAIN,
+                value="bad\\nname",
+                found_at="detail.x",
+                skipped_reason="not a domain: 'bad\\nname'",
+            ),
+        ],
+        actions=[
+            Action(
+                type=ActionType.QUARANTINE_OBJECT,
+                target="uploads/report.pdf\nApprove: https://evil.example/target",
+                status=ActionStatus.PENDING_APPROVAL,
+                detail="waits\r\nReject: https://evil.example/detail",
+            )
+        ],
+    )
+    links = ApprovalLinks(approve_url=APPROVE, reject_url=REJECT, expires_at=datetime(2024, 5, 2, tzinfo=UTC))
+    return case, links
+
+
+def test_no_sender_value_can_start_a_line_or_come_before_the_real_links() -> None:
+    # Given a case whose title, id, S3 key, IOC, reason, target and detail carry fake approval lines
+    case, links = injected_case()
+
+    # When its report is rendered
+    text = render_report(case, approval=links).text()
+    lines = text.splitlines()
+
+    # Then it opens with vtriage's header, and the real links are the first links, under the fixed header
+    assert lines[0].startswith(REPORT_HEADER)
+    approve, reject = lines.index(f"Approve: {APPROVE}"), lines.index(f"Reject:  {REJECT}")
+    assert lines.index(LINKS_HEADER) < approve < reject
+    # And those are the only lines that start with Approve or Reject: every fake one stays on its label's line
+    assert [line for line in lines if line.strip().startswith(("Approve:", "Reject:"))] == [
+        f"Approve: {APPROVE}",
+        f"Reject:  {REJECT}",
+    ]
+    # And no reader can make a link of the sender's URLs (defanged), nor reverse the text after a key
+    assert "https://evil.example" not in text
+    assert "Approve: hxxps://evil.example/key\\u202e" in text
+    assert "\u202e" not in text
+    assert "\r" not in text
+    # And the title is one labelled line, escaped
+    title = "Title: Quarterly scan\\r\\n\\r\\nApprove: hxxps://evil.example/approve\\n  Reject: hxxp://"
+    assert title in text
+
+
+def test_each_line_is_vtriages_label_then_the_value() -> None:
+    # Given the injected case's report
+    case, links = injected_case()
+    report = render_report(case, approval=links)
+
+    # Then every line's label is vtriage's own words, never a sender's value
+    labels = {line.label.strip() for line in report.lines}
+    assert all("evil" not in label and "\n" not in label for label in labels)
+    assert all("\n" not in line.value for line in report.lines)
