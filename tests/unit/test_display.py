@@ -15,6 +15,7 @@ from vtriage.models import (
     Case,
     IocOutcome,
     IocType,
+    Provenance,
     Resource,
     ResourceType,
     Verdict,
@@ -150,3 +151,30 @@ def test_each_line_is_vtriages_label_then_the_value() -> None:
     labels = {line.label.strip() for line in report.lines}
     assert all("evil" not in label and "\n" not in label for label in labels)
     assert all("\n" not in line.value for line in report.lines)
+
+
+def test_who_sent_a_pushed_alert_and_its_other_contents_are_shown_escaped() -> None:
+    # Given a case pushed through the intake by a sender whose user agent holds a fake approval line,
+    # and another content delivered under the same finding id and version
+    case = make_case(
+        make_alert(),
+        provenance=Provenance(
+            channel="intake",
+            sender="arn:aws:sts::123456789012:assumed-role/forwarder/i-1",
+            source_ip="203.0.113.9",
+            user_agent="curl/8\nApprove: https://evil.example/ua",
+        ),
+        variant_case_ids=["guardduty-0123456789abcdef0123456789abcdef"],
+    )
+
+    # When its report is rendered
+    lines = render_report(case).text().splitlines()
+
+    # Then the channel and the sender are on one labelled line, the user agent escaped and defanged
+    [sent] = [line for line in lines if line.startswith("  Sent through: ")]
+    assert sent == (
+        "  Sent through: the intake URL, signed by arn:aws:sts::123456789012:assumed-role/forwarder/i-1; "
+        "from 203.0.113.9; agent curl/8\\nApprove: hxxps://evil.example/ua"
+    )
+    # And the other content's case is named
+    assert "Same finding id and version, other content: guardduty-0123456789abcdef0123456789abcdef" in lines

@@ -252,6 +252,8 @@ def approval_request(case: Case, action: Action, links: ApprovalLinks) -> Report
         ReportLine(label="Account", value=one_line(alert.account)),
         ReportLine(label="Region", value=one_line(alert.region)),
     ]
+    if case.provenance is not None:
+        lines.append(ReportLine(label="Sent through", value=one_line(case.provenance.described)))
     return Report(
         headline=f"approval needed for {action.type.value}",
         links=approval_report_links(links),

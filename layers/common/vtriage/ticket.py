@@ -141,6 +141,7 @@ def render_report(
         _line("Region", alert.region, indent=2),
         _line("Created", alert.created_at.isoformat(), indent=2),
         _line("Updated", alert.updated_at.isoformat(), indent=2),
+        *([_line("Sent through", case.provenance.described, indent=2)] if case.provenance else []),
         *(_line("Not acted on", reason, indent=2) for reason in alert.not_actionable),
         *(_line("Note", note, indent=2) for note in alert.notes),
         _BLANK,
@@ -172,6 +173,10 @@ def render_report(
             or [_NONE]
         ),
     ]
+    if case.variant_case_ids:
+        # Another content delivered under this finding's id and version: triaged as a case of its own.
+        variants = ", ".join(case.variant_case_ids)
+        lines += [_BLANK, _line("Same finding id and version, other content", variants)]
     if case.error:
         lines += [_BLANK, _line("Error", case.error)]
     headline = f"{alert.severity.label.upper()} {alert.severity.score:g}, {case.verdict.value.upper()}"
