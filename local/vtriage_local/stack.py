@@ -283,6 +283,8 @@ class LocalAws:
             "AWS::SecretsManager::Secret",
             "AWS::Serverless::Function",
             "AWS::Serverless::StateMachine",
+            # Last: a policy document may name any resource above.
+            "AWS::IAM::ManagedPolicy",
         ]
         for resource_type in order:
             # A queue that redrives to another needs that one first.
@@ -302,6 +304,7 @@ class LocalAws:
             "AWS::SecretsManager::Secret": self._create_secret,
             "AWS::Serverless::Function": self._create_function,
             "AWS::Serverless::StateMachine": self._create_state_machine,
+            "AWS::IAM::ManagedPolicy": self._create_managed_policy,
         }
         creators[resource_type](logical_id, properties)
 
@@ -380,6 +383,12 @@ class LocalAws:
             name=logical_id, definition=definition, roleArn=_DUMMY_ROLE
         )["stateMachineArn"]
         self.physical[logical_id] = {"Ref": arn, "Arn": arn, "Name": logical_id}
+
+    def _create_managed_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
+        document = json.dumps(self.resolve(properties["PolicyDocument"]))
+        name = str(self.resolve(properties.get("ManagedPolicyName", logical_id)))
+        arn = self.client("iam").create_policy(PolicyName=name, PolicyDocument=document)["Policy"]["Arn"]
+        self.physical[logical_id] = {"Ref": arn, "PolicyArn": arn}
 
     def _create_secret(self, logical_id: str, properties: dict[str, Any]) -> None:
         name = str(self.resolve(properties.get("Name", logical_id)))

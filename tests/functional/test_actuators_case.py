@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from moto import mock_aws
 from tests.fakes import InMemoryCaseRepository, make_alert, make_case
 from tests.functional.conftest import launch_instance, use_dummy_aws_credentials
 from vtriage.adapters.ec2 import Ec2InstanceIsolation, Ec2InstanceTagging, Ec2VolumeSnapshots
-from vtriage.adapters.iam import REVOKE_POLICY_NAME, IamAccessKeyDisabler
+from vtriage.adapters.iam import IamAccessKeyDisabler
 from vtriage.adapters.nacl import NaclIpBlocker
 from vtriage.adapters.s3 import S3ObjectQuarantine
 from vtriage.adapters.waf import WafIpSetBlocker
@@ -43,6 +44,7 @@ class Account:
     vpc_id: str
     ip_set_id: str
     key_id: str
+    containment_policy: str
 
 
 @pytest.fixture
@@ -58,11 +60,25 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
         )["Summary"]["Id"]
         iam.create_user(UserName="ci-deployer")
         key_id = iam.create_access_key(UserName="ci-deployer")["AccessKey"]["AccessKeyId"]
+        deny_all = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}],
+        }
+        containment = iam.create_policy(PolicyName="contain", PolicyDocument=json.dumps(deny_all))
         s3.create_bucket(Bucket="uploads")
         s3.create_bucket(Bucket=QUARANTINE_BUCKET)
         s3.put_object(Bucket="uploads", Key="dropper.exe", Body=b"MZ")
         yield Account(
-            ec2, waf, iam, s3, launched.instance_id, launched.group_id, launched.vpc_id, ip_set_id, key_id
+            ec2,
+            waf,
+            iam,
+            s3,
+            launched.instance_id,
+            launched.group_id,
+            launched.vpc_id,
+            ip_set_id,
+            key_id,
+            containment["Policy"]["Arn"],
         )
 
 
@@ -73,7 +89,9 @@ def actuators(account: Account) -> dict[ActionType, ResponseActuator]:
         ActionType.ISOLATE_INSTANCE: Ec2InstanceIsolation(account.ec2, "vtriage-quarantine", PROTECTED_TAG),
         ActionType.BLOCK_IP_WAF: WafIpSetBlocker(account.waf, "blocked", account.ip_set_id, "REGIONAL"),
         ActionType.BLOCK_IP_NACL: NaclIpBlocker(account.ec2, 1, 10),
-        ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(account.iam, PROTECTED_TAG),
+        ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(
+            account.iam, PROTECTED_TAG, account.containment_policy
+        ),
         ActionType.QUARANTINE_OBJECT: S3ObjectQuarantine(account.s3, QUARANTINE_BUCKET, PROTECTED_TAG),
     }
 
@@ -107,7 +125,7 @@ class World:
     waf_addresses: tuple[str, ...]
     nacl_denies: frozenset[str]
     key_status: str
-    revoke_policies: tuple[str, ...]
+    user_policies: tuple[str, ...]
     uploads: tuple[str, ...]
     quarantined: tuple[str, ...]
 
@@ -135,7 +153,10 @@ def world(account: Account) -> World:
             if e["RuleAction"] == "deny" and e["RuleNumber"] < 32767
         ),
         key_status=key["Status"],
-        revoke_policies=tuple(account.iam.list_user_policies(UserName="ci-deployer")["PolicyNames"]),
+        user_policies=tuple(
+            p["PolicyArn"]
+            for p in account.iam.list_attached_user_policies(UserName="ci-deployer")["AttachedPolicies"]
+        ),
         uploads=tuple(o["Key"] for o in account.s3.list_objects_v2(Bucket="uploads").get("Contents", [])),
         quarantined=tuple(
             o["Key"] for o in account.s3.list_objects_v2(Bucket=QUARANTINE_BUCKET).get("Contents", [])
@@ -164,7 +185,7 @@ def test_a_live_run_acts_everywhere_and_rollback_restores_all_but_the_snapshots(
     assert now.waf_addresses == (f"{IP}/32",)
     assert now.nacl_denies == {f"ingress {IP}/32", f"egress {IP}/32"}
     assert now.key_status == "Inactive"
-    assert now.revoke_policies == (REVOKE_POLICY_NAME,)
+    assert now.user_policies == (account.containment_policy,)
     assert now.uploads == ()
     assert now.quarantined == (f"{case.case_id}/uploads/dropper.exe",)
 

@@ -1,11 +1,11 @@
-"""IamAccessKeyDisabler against moto's IAM: the key's status and the revoke-sessions policy after
-disabling and rollback."""
+"""IamAccessKeyDisabler against moto's IAM: the key's status and the user's containment (the stack's
+deny-all policy attached) after disabling and rollback."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -14,24 +14,40 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from tests.functional.conftest import use_dummy_aws_credentials
-from vtriage.adapters.iam import REVOKE_POLICY_NAME, IamAccessKeyDisabler
+from vtriage.adapters.iam import IamAccessKeyDisabler
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
+from vtriage_local.template import load_template
 
 pytestmark = pytest.mark.functional
 
 REGION = "us-east-1"
 PROTECTED_TAG = "vtriage:protected"
 CASE_ID = "guardduty-0123456789abcdef0123456789abcdef"
-NOW = datetime(2024, 5, 1, 10, 0, 30, tzinfo=UTC)
+DENY_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}
+
+
+@dataclass
+class Account:
+    """moto's IAM, and the containment policy created there as the stack creates it."""
+
+    iam: Any
+    containment_policy: str
 
 
 @pytest.fixture
-def iam(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """An IAM client on moto, with dummy credentials so that nothing can reach a real account."""
+def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
+    """An IAM client on moto (dummy credentials: nothing can reach a real account), holding the
+    template's UserContainmentPolicy."""
     use_dummy_aws_credentials(monkeypatch, REGION)
+    stack_policy = load_template()["Resources"]["UserContainmentPolicy"]["Properties"]
     with mock_aws():
-        yield boto3.client("iam", region_name=REGION)
+        iam = boto3.client("iam", region_name=REGION)
+        arn = iam.create_policy(
+            PolicyName="vtriage-UserContainmentPolicy-1A2B3C",
+            PolicyDocument=json.dumps(stack_policy["PolicyDocument"]),
+        )["Policy"]["Arn"]
+        yield Account(iam, str(arn))
 
 
 def create_user(iam: Any, name: str = "ci-deployer", tags: dict[str, str] | None = None) -> str:
@@ -47,15 +63,17 @@ def key_status(iam: Any, key_id: str, user: str = "ci-deployer") -> str:
     return str(key["Status"])
 
 
-def revoke_policy(iam: Any, user: str = "ci-deployer") -> dict[str, Any] | None:
-    """The user's revoke-sessions inline policy, or None."""
-    if REVOKE_POLICY_NAME not in iam.list_user_policies(UserName=user)["PolicyNames"]:
-        return None
-    return dict(iam.get_user_policy(UserName=user, PolicyName=REVOKE_POLICY_NAME)["PolicyDocument"])
+def attached(iam: Any, user: str = "ci-deployer") -> set[str]:
+    """The ARNs of the managed policies attached to the user."""
+    return {p["PolicyArn"] for p in iam.list_attached_user_policies(UserName=user)["AttachedPolicies"]}
 
 
-def disabler(iam: Any) -> IamAccessKeyDisabler:
-    return IamAccessKeyDisabler(iam, PROTECTED_TAG, now=lambda: NOW)
+def inline_policies(iam: Any, user: str = "ci-deployer") -> list[str]:
+    return list(iam.list_user_policies(UserName=user)["PolicyNames"])
+
+
+def disabler(account: Account) -> IamAccessKeyDisabler:
+    return IamAccessKeyDisabler(account.iam, PROTECTED_TAG, account.containment_policy)
 
 
 def disable(key_id: str, user: str = "ci-deployer", case_id: str = CASE_ID) -> Action:
@@ -64,134 +82,204 @@ def disable(key_id: str, user: str = "ci-deployer", case_id: str = CASE_ID) -> A
     )
 
 
-def test_the_key_is_inactive_and_older_sessions_denied_and_rollback_restores_both(iam: Any) -> None:
+def test_the_stack_policy_denies_the_user_everything(account: Account) -> None:
+    # Given the policy the stack creates for containment, as created
+    version = account.iam.get_policy(PolicyArn=account.containment_policy)["Policy"]["DefaultVersionId"]
+    document = account.iam.get_policy_version(PolicyArn=account.containment_policy, VersionId=version)[
+        "PolicyVersion"
+    ]["Document"]
+
+    # Then it denies every action on every resource, without condition: whatever credential the user
+    # holds (another key, a password, a session it issued itself)
+    [statement] = document["Statement"]
+    assert (statement["Effect"], statement["Action"], statement["Resource"]) == ("Deny", "*", "*")
+    assert "Condition" not in statement
+
+
+def test_the_key_is_inactive_and_the_user_contained_and_rollback_restores_both(account: Account) -> None:
     # Given a user with an active key
+    iam = account.iam
     key_id = create_user(iam)
 
     # When the key is disabled for real
-    done = disabler(iam).run(disable(key_id), dry_run=False)
+    done = disabler(account).run(disable(key_id), dry_run=False)
 
-    # Then the key is inactive and an inline policy denies everything to sessions issued before now
+    # Then the key is inactive, the stack's deny-all policy is attached, and no inline policy was written
     assert key_status(iam, key_id) == "Inactive"
-    policy = revoke_policy(iam)
-    assert policy is not None
-    [statement] = policy["Statement"]
-    assert statement["Effect"] == "Deny"
-    assert statement["Action"] == "*"
-    assert statement["Resource"] == "*"
-    assert statement["Condition"] == {"DateLessThan": {"aws:TokenIssueTime": "2024-05-01T10:00:30Z"}}
+    assert attached(iam) == {account.containment_policy}
+    assert inline_policies(iam) == []
     assert done.status is ActionStatus.DONE
-    assert done.before == {"user_name": "ci-deployer", "key_status": "Active", "revoke_policy": None}
+    assert done.before == {
+        "user_name": "ci-deployer",
+        "key_status": "Active",
+        "containment_policy_arn": account.containment_policy,
+        "contained": False,
+    }
+    assert done.after is not None
+    assert (done.after["key_status"], done.after["contained"]) == ("Inactive", True)
+    assert f"contain ci-deployer with the deny-all policy {account.containment_policy}" in done.detail
 
-    # And when it is rolled back, the key is active again and the policy gone
-    undone = disabler(iam).rollback(done)
+    # And when it is rolled back, the key is active again and the policy detached
+    undone = disabler(account).rollback(done)
     assert key_status(iam, key_id) == "Active"
-    assert revoke_policy(iam) is None
+    assert attached(iam) == set()
     assert undone.status is ActionStatus.ROLLED_BACK
+    assert "detached the deny-all policy" in undone.detail
 
     # And rolling back again changes nothing and says so
-    again = disabler(iam).rollback(done)
+    again = disabler(account).rollback(done)
     assert again.detail.startswith("already as before")
     assert key_status(iam, key_id) == "Active"
 
 
-def test_dry_run_changes_nothing_and_says_what_would_change(iam: Any) -> None:
+def test_dry_run_changes_nothing_and_says_what_would_change(account: Account) -> None:
     # Given a user with an active key
-    key_id = create_user(iam)
+    key_id = create_user(account.iam)
 
     # When the key is disabled in dry run
-    action = disabler(iam).run(disable(key_id), dry_run=True)
+    action = disabler(account).run(disable(key_id), dry_run=True)
 
-    # Then the key is still active, there is no policy, and the detail says both would change
-    assert key_status(iam, key_id) == "Active"
-    assert revoke_policy(iam) is None
+    # Then the key is still active, nothing is attached, and the detail says both would change
+    assert key_status(account.iam, key_id) == "Active"
+    assert attached(account.iam) == set()
     assert action.status is ActionStatus.DRY_RUN
     assert f"would set access key {key_id} of ci-deployer Inactive (was Active)" in action.detail
-    assert "sessions issued before 2024-05-01T10:00:30Z" in action.detail
+    assert f"contain ci-deployer with the deny-all policy {account.containment_policy}" in action.detail
 
 
-def test_disabling_twice_changes_nothing_more(iam: Any) -> None:
+def test_disabling_twice_changes_nothing_more(account: Account) -> None:
     # Given a key disabled once
-    key_id = create_user(iam)
-    disabler(iam).run(disable(key_id), dry_run=False)
-    policy = revoke_policy(iam)
+    key_id = create_user(account.iam)
+    disabler(account).run(disable(key_id), dry_run=False)
 
-    # When it is disabled again, later
-    later = IamAccessKeyDisabler(iam, PROTECTED_TAG, now=lambda: datetime(2024, 5, 1, 11, 0, tzinfo=UTC))
-    again = later.run(disable(key_id), dry_run=False)
+    # When it is disabled again
+    again = disabler(account).run(disable(key_id), dry_run=False)
 
-    # Then the policy keeps its cut-off, and the action says it was already done
-    assert revoke_policy(iam) == policy
+    # Then the policy is attached once, and the action says it was already done
+    assert attached(account.iam) == {account.containment_policy}
     assert again.status is ActionStatus.DONE
     assert again.detail.startswith("already disabled")
 
 
-def test_an_earlier_cases_policy_is_renewed_and_put_back_on_rollback(iam: Any) -> None:
-    # Given a user whose sessions an earlier case revoked, and a new key since
-    key_id = create_user(iam)
-    first = disabler(iam).run(disable(key_id, case_id="guardduty-earlier"), dry_run=False)
-    earlier_policy = revoke_policy(iam)
+def test_a_user_contained_before_this_case_stays_contained_after_its_rollback(account: Account) -> None:
+    # Given a user an earlier case contained, and a new key since
+    iam = account.iam
+    first_key = create_user(iam)
+    disabler(account).run(disable(first_key, case_id="guardduty-earlier"), dry_run=False)
     second_key = str(iam.create_access_key(UserName="ci-deployer")["AccessKey"]["AccessKeyId"])
-    later = IamAccessKeyDisabler(iam, PROTECTED_TAG, now=lambda: datetime(2024, 6, 1, tzinfo=UTC))
 
-    # When this case disables the new key
-    done = later.run(disable(second_key), dry_run=False)
+    # When this case disables the new key, then is rolled back
+    done = disabler(account).run(disable(second_key), dry_run=False)
+    undone = disabler(account).rollback(done)
 
-    # Then the cut-off moved to now, replacing the earlier one
-    assert "2024-06-01T00:00:00Z" in json.dumps(revoke_policy(iam))
-    assert "replacing the one denying sessions before 2024-05-01T10:00:30Z" in done.detail
-    # And rolling this case back puts back the earlier case's policy and reactivates only the new key
-    later.rollback(done)
-    assert revoke_policy(iam) == earlier_policy
+    # Then only the new key is active again: the user stays contained, as the earlier case left it
+    assert done.before is not None
+    assert done.before["contained"] is True
     assert key_status(iam, second_key) == "Active"
-    assert key_status(iam, key_id) == "Inactive"
-    assert first.status is ActionStatus.DONE
+    assert key_status(iam, first_key) == "Inactive"
+    assert attached(iam) == {account.containment_policy}
+    assert undone.detail == f"rolled back: set access key {second_key} Active again"
 
 
-def test_a_key_inactive_before_vtriage_stays_inactive_after_rollback(iam: Any) -> None:
-    # Given a key someone already deactivated
+def test_a_rollback_detaches_only_the_stacks_policy(account: Account) -> None:
+    # Given a user vtriage contained, to whom an administrator then attached a deny-all policy of theirs
+    iam = account.iam
     key_id = create_user(iam)
-    iam.update_access_key(UserName="ci-deployer", AccessKeyId=key_id, Status="Inactive")
+    done = disabler(account).run(disable(key_id), dry_run=False)
+    by_hand = iam.create_policy(PolicyName="contained-by-hand", PolicyDocument=json.dumps(DENY_ALL))
+    iam.attach_user_policy(UserName="ci-deployer", PolicyArn=by_hand["Policy"]["Arn"])
 
-    # When vtriage disables it and is rolled back
-    done = disabler(iam).run(disable(key_id), dry_run=False)
-    disabler(iam).rollback(done)
+    # When the case is rolled back
+    disabler(account).rollback(done)
 
-    # Then the key is still inactive
-    assert key_status(iam, key_id) == "Inactive"
-    assert revoke_policy(iam) is None
+    # Then the administrator's policy stays
+    assert attached(iam) == {by_hand["Policy"]["Arn"]}
 
 
-def test_a_protected_user_is_skipped(iam: Any) -> None:
+def test_a_key_inactive_before_vtriage_stays_inactive_after_rollback(account: Account) -> None:
+    # Given a key someone already deactivated
+    key_id = create_user(account.iam)
+    account.iam.update_access_key(UserName="ci-deployer", AccessKeyId=key_id, Status="Inactive")
+
+    # When vtriage disables it (containing the user) and is rolled back
+    done = disabler(account).run(disable(key_id), dry_run=False)
+    disabler(account).rollback(done)
+
+    # Then the key is still inactive, and the containment is gone
+    assert key_status(account.iam, key_id) == "Inactive"
+    assert attached(account.iam) == set()
+
+
+def test_a_protected_user_is_skipped(account: Account) -> None:
     # Given a break-glass user carrying the protected tag
-    key_id = create_user(iam, tags={PROTECTED_TAG: "break-glass"})
+    key_id = create_user(account.iam, tags={PROTECTED_TAG: "break-glass"})
 
     # When its key is disabled
-    action = disabler(iam).run(disable(key_id), dry_run=False)
+    action = disabler(account).run(disable(key_id), dry_run=False)
 
     # Then nothing changed, and the action says why
     assert action.status is ActionStatus.SKIPPED
     assert f"{PROTECTED_TAG}='break-glass'" in action.detail
-    assert key_status(iam, key_id) == "Active"
-    assert revoke_policy(iam) is None
+    assert key_status(account.iam, key_id) == "Active"
+    assert attached(account.iam) == set()
 
 
-def test_a_missing_user_key_or_parameter_fails_with_the_reason(iam: Any) -> None:
+def test_without_a_containment_policy_only_the_key_is_disabled_and_the_detail_says_so(
+    account: Account,
+) -> None:
+    # Given a user with an active key, and no containment policy configured
+    key_id = create_user(account.iam)
+    bare = IamAccessKeyDisabler(account.iam, PROTECTED_TAG, None)
+
+    # When the key is disabled
+    done = bare.run(disable(key_id), dry_run=False)
+
+    # Then the key is inactive, nothing is attached, and the detail says the user is not contained
+    assert done.status is ActionStatus.DONE
+    assert key_status(account.iam, key_id) == "Inactive"
+    assert attached(account.iam) == set()
+    assert "other credentials are not contained" in done.detail
+    assert "USER_CONTAINMENT_POLICY_ARN" in done.detail
+
+
+def test_a_missing_containment_policy_leaves_the_key_disabled_and_the_action_failed(
+    account: Account,
+) -> None:
+    # Given a user with an active key, and a containment policy that no longer exists
+    key_id = create_user(account.iam)
+    gone = "arn:aws:iam::123456789012:policy/deleted-with-an-old-stack"
+    disabler_without_policy = IamAccessKeyDisabler(account.iam, PROTECTED_TAG, gone)
+
+    # When the key is disabled
+    action = disabler_without_policy.run(disable(key_id), dry_run=False)
+
+    # Then the key is inactive, and the action failed saying the user is not contained and why
+    assert key_status(account.iam, key_id) == "Inactive"
+    assert action.status is ActionStatus.FAILED
+    assert action.detail.startswith(f"disabled only in part: set access key {key_id}")
+    assert f"ci-deployer not contained: the containment policy {gone} does not exist" in action.detail
+    # And its rollback puts the key back
+    disabler_without_policy.rollback(action)
+    assert key_status(account.iam, key_id) == "Active"
+
+
+def test_a_missing_user_key_or_parameter_fails_with_the_reason(account: Account) -> None:
     # Given one user with a key and another user
-    key_id = create_user(iam)
-    create_user(iam, name="someone-else")
+    key_id = create_user(account.iam)
+    create_user(account.iam, name="someone-else")
 
     # When keys are disabled for an unknown user, for the wrong user, and with no user at all
-    unknown = disabler(iam).run(disable(key_id, user="nobody"), dry_run=False)
-    wrong = disabler(iam).run(disable(key_id, user="someone-else"), dry_run=False)
-    no_user = disabler(iam).run(Action(type=ActionType.DISABLE_ACCESS_KEY, target=key_id), dry_run=False)
+    unknown = disabler(account).run(disable(key_id, user="nobody"), dry_run=False)
+    wrong = disabler(account).run(disable(key_id, user="someone-else"), dry_run=False)
+    no_user = disabler(account).run(Action(type=ActionType.DISABLE_ACCESS_KEY, target=key_id), dry_run=False)
 
     # Then each fails with a reason, and the key is untouched
     assert (unknown.status, wrong.status, no_user.status) == (ActionStatus.FAILED,) * 3
     assert "user nobody not found" in unknown.detail
     assert f"{key_id} is not a key of user someone-else" in wrong.detail
     assert "parameter user_name missing" in no_user.detail
-    assert key_status(iam, key_id) == "Active"
+    assert key_status(account.iam, key_id) == "Active"
+    assert attached(account.iam, "someone-else") == set()
 
 
 def test_throttling_is_transient() -> None:
@@ -203,4 +291,6 @@ def test_throttling_is_transient() -> None:
 
     # When a key is disabled, Then the state machine's Retry gets a TransientError
     with pytest.raises(TransientError, match="Throttling"):
-        disabler(client).run(disable("AKIAIOSFODNN7EXAMPLE"), dry_run=False)
+        IamAccessKeyDisabler(client, PROTECTED_TAG, "arn:aws:iam::123456789012:policy/contain").run(
+            disable("AKIAIOSFODNN7EXAMPLE"), dry_run=False
+        )

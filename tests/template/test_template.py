@@ -45,14 +45,6 @@ SERVICES_BY_FUNCTION = {
     "IntakeFunction": {"sqs"},
     "ApprovalFunction": {"dynamodb", "states", "sns", "secretsmanager"},
 }
-# Actions that support no resource-level permissions, so "Resource": "*" is the narrowest possible.
-UNSCOPABLE_ACTIONS = {
-    "ec2:DescribeInstances",
-    "ec2:DescribeSecurityGroups",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeSnapshots",
-    "ec2:DescribeNetworkAcls",
-}
 SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 FAKE_ACCOUNT = "arn:aws:{service}:us-east-1:123456789012:{resource}"
 
@@ -102,6 +94,7 @@ def deployed_value(value: Any, template: dict[str, Any]) -> str:
             "AWS::Serverless::StateMachine": FAKE_ACCOUNT.format(
                 service="states", resource=f"stateMachine:{name}-1A2B3C"
             ),
+            "AWS::IAM::ManagedPolicy": f"arn:aws:iam::123456789012:policy/vtriage-{name}-1A2B3C",
         }
         if resource_type in stand_ins:
             return stand_ins[resource_type]
@@ -551,17 +544,310 @@ def test_functions_are_granted_only_named_actions_of_the_services_they_call(
     for statement in statements(specs[logical_id]):
         actions = as_list(statement["Action"])
 
-        # Then each allows named actions on named resources, of the services the function calls
-        assert statement["Effect"] == "Allow"
+        # Then each allows (or denies) named actions, of the services the function calls
+        assert statement["Effect"] in {"Allow", "Deny"}
         assert "NotAction" not in statement
         assert "NotResource" not in statement
         for action in actions:
             service = action.partition(":")[0]
             assert "*" not in action, f"{logical_id}: {action} is a wildcard"
             assert service in SERVICES_BY_FUNCTION[logical_id], f"{logical_id} has no use for {action}"
-        # And "every resource" only for actions that cannot name one
-        if "*" in as_list(statement["Resource"]):
-            assert set(actions) <= UNSCOPABLE_ACTIONS, f"{logical_id}: {actions} on every resource"
+
+
+def is_mutating(action: str) -> bool:
+    """Whether an action may change something: any but the Describe*, Get* and List* reads."""
+    return not action.partition(":")[2].startswith(("Describe", "Get", "List"))
+
+
+def wildcard_resource(resource: Any, template: dict[str, Any]) -> bool:
+    """Whether a Resource is every resource ("*"), or an ARN whose resource part holds a "*", either
+    written or from a parameter whose allowed pattern admits one. Resources named by !Ref or !GetAtt
+    are one resource."""
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        text = resource["Fn::Sub"] if isinstance(resource["Fn::Sub"], str) else resource["Fn::Sub"][0]
+    elif isinstance(resource, str):
+        text = resource
+    else:
+        return False
+
+    def substituted(match: re.Match[str]) -> str:
+        # Pseudo parameters (${AWS::Region}) and attributes (${Queue.Arn}) name one thing.
+        parameter = template["Parameters"].get(match.group(1), {})
+        pattern = parameter.get("AllowedPattern")
+        return "*" if pattern is not None and re.fullmatch(pattern, "a*") else "x"
+
+    arn = re.sub(r"\$\{([A-Za-z0-9_:.]+)\}", substituted, text)
+    resource_part = arn.split(":", 5)[5] if arn.startswith("arn:") else arn
+    return "*" in resource_part
+
+
+def unconditioned_wildcard_grants(
+    named_statements: list[tuple[str, dict[str, Any]]], template: dict[str, Any]
+) -> list[str]:
+    """Each Allow of an action that changes something, on a wildcard resource, without a Condition."""
+    found = []
+    for owner, statement in named_statements:
+        if statement["Effect"] != "Allow" or statement.get("Condition"):
+            continue
+        mutating = [
+            a for a in as_list(statement["Action"]) if is_mutating(a) and a not in LOG_DELIVERY_ACTIONS
+        ]
+        wildcards = [r for r in as_list(statement["Resource"]) if wildcard_resource(r, template)]
+        if mutating and wildcards:
+            found.append(f"{owner} {statement.get('Sid', '')}: {mutating} on {wildcards}")
+    return found
+
+
+# Step Functions documents these for delivering a state machine's logs: they support no resource-level
+# permissions, and no condition key narrows them.
+LOG_DELIVERY_ACTIONS = {
+    "logs:CreateLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:PutResourcePolicy",
+}
+
+
+def every_identity_statement(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every statement of every identity policy of the template (functions', the state machine's, the
+    managed policies'), conditional ones included, with the resource it belongs to."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for logical_id, resource in template["Resources"].items():
+        written: list[Any] = []
+        if resource["Type"] in {"AWS::Serverless::Function", "AWS::Serverless::StateMachine"}:
+            # SAM policy templates (LambdaInvokePolicy...) name their one resource themselves.
+            written = [
+                s
+                for p in resource["Properties"].get("Policies", [])
+                if "Statement" in p
+                for s in p["Statement"]
+            ]
+        elif resource["Type"] == "AWS::IAM::ManagedPolicy":
+            written = as_list(resource["Properties"]["PolicyDocument"]["Statement"])
+        found += [(logical_id, branch) for statement in written for branch in conditional_branches(statement)]
+    return found
+
+
+def test_no_grant_changes_a_wildcard_resource_without_a_condition(template: dict[str, Any]) -> None:
+    # Given every statement of every function's, the state machine's and every managed policy
+    found = every_identity_statement(template)
+    assert {owner for owner, _ in found} >= {
+        "RemediateFunction",
+        "TriageStateMachine",
+        "UserContainmentPolicy",
+    }
+
+    # When the Allow statements of actions that change something are read for wildcard resources
+    unconditioned = unconditioned_wildcard_grants(found, template)
+
+    # Then every one of them carries a condition that narrows it
+    assert unconditioned == []
+
+
+def test_an_unconditioned_wildcard_grant_is_found_whether_written_or_from_a_parameter(
+    template: dict[str, Any],
+) -> None:
+    # Given grants as they were before IAM enforced the rules: interfaces moved on any instance, source
+    # buckets named by a pattern parameter, and a read on every resource
+    swap = {
+        "Effect": "Allow",
+        "Action": "ec2:ModifyNetworkInterfaceAttribute",
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*"},
+    }
+    buckets = {
+        "Effect": "Allow",
+        "Action": "s3:GetBucketVersioning",
+        "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${QuarantineSourceBuckets}"},
+    }
+    delete_in_buckets = {**buckets, "Action": ["s3:GetBucketVersioning", "s3:DeleteBucket"]}
+    describe = {"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}
+    one_table = {
+        "Effect": "Allow",
+        "Action": "dynamodb:PutItem",
+        "Resource": {"Fn::GetAtt": ["CasesTable", "Arn"]},
+    }
+    statements_found = [("Old", s) for s in (swap, buckets, delete_in_buckets, describe, one_table)]
+
+    # When they are read, Then the changes on wildcards are found, and the reads and the one table are not
+    assert unconditioned_wildcard_grants(statements_found, template) == [
+        f"Old : ['ec2:ModifyNetworkInterfaceAttribute'] on [{swap['Resource']}]",
+        f"Old : ['s3:DeleteBucket'] on [{buckets['Resource']}]",
+    ]
+    # And a condition is what lets a wildcard grant pass
+    conditioned = {**swap, "Condition": {"Null": {"aws:ResourceTag/vtriage:protected": "true"}}}
+    assert unconditioned_wildcard_grants([("Old", conditioned)], template) == []
+
+
+def remediate_statement(specs: dict[str, FunctionSpec], sid: str) -> dict[str, Any]:
+    """The remediate function's statement of this Sid (either branch of its Fn::If)."""
+    (found,) = [s for s in statements(specs["RemediateFunction"]) if s.get("Sid") == sid]
+    return found
+
+
+def test_the_protected_tag_deny_covers_every_change_the_remediate_function_may_make(
+    specs: dict[str, FunctionSpec],
+) -> None:
+    # Given the EC2 and IAM actions that change something the remediate function is granted, and the tag
+    # its code treats as protecting a resource
+    remediate = specs["RemediateFunction"]
+    granted = {
+        action
+        for statement in statements(remediate)
+        if statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"])
+        if action.partition(":")[0] in {"ec2", "iam"} and is_mutating(action)
+    }
+    protected_key = remediate.environment["PROTECTED_TAG_KEY"]
+    deny = remediate_statement(specs, "NeverChangeProtectedResources")
+
+    # Then one Deny refuses every one of them on any resource carrying that tag, whatever its value
+    assert {"ec2:ModifyNetworkInterfaceAttribute", "iam:UpdateAccessKey", "iam:AttachUserPolicy"} <= granted
+    assert (deny["Effect"], deny["Resource"]) == ("Deny", "*")
+    assert deny["Condition"] == {"Null": {f"aws:ResourceTag/{protected_key}": "false"}}
+    assert granted - set(deny["Action"]) == set()
+    # And the source objects it may read (and so copy to quarantine) are refused when they carry it
+    objects = remediate_statement(specs, "MoveObjectsOutOfSourceBuckets")
+    reads = {a for a in as_list(objects["Action"]) if a in {"s3:GetObject", "s3:GetObjectVersion"}}
+    never_move = remediate_statement(specs, "NeverMoveProtectedObjects")
+    assert never_move["Condition"] == {"Null": {f"s3:ExistingObjectTag/{protected_key}": "false"}}
+    assert reads
+    assert reads <= set(never_move["Action"])
+
+
+def test_tags_are_changed_only_by_name_and_never_the_ones_that_decide_access(
+    specs: dict[str, FunctionSpec],
+) -> None:
+    # Given every grant of the remediate function to tag or untag
+    tagging = [
+        s
+        for s in statements(specs["RemediateFunction"])
+        if s["Effect"] == "Allow" and {"ec2:CreateTags", "ec2:DeleteTags"} & set(as_list(s["Action"]))
+    ]
+
+    # Then each names the keys it may set, or tags only as a resource is created
+    for statement in tagging:
+        condition = statement["Condition"]
+        at_creation = "ec2:CreateAction" in condition.get("StringEquals", {})
+        named = condition.get("Null", {}).get("aws:TagKeys") == "false" and "aws:TagKeys" in condition.get(
+            "ForAllValues:StringEquals", {}
+        )
+        assert at_creation or named, statement["Sid"]
+    # And no DeleteTags goes without keys, and the protected tag and the NACL opt-in are never touched
+    assert remediate_statement(specs, "NeverDeleteEveryTag")["Condition"] == {"Null": {"aws:TagKeys": "true"}}
+    decide = remediate_statement(specs, "NeverTouchTheTagsThatDecideAccess")
+    assert set(decide["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"]) == {
+        specs["RemediateFunction"].environment["PROTECTED_TAG_KEY"],
+        "vtriage:nacl-block",
+    }
+
+
+def test_users_are_contained_with_the_stacks_deny_all_policy_and_no_policy_is_ever_written(
+    template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given every action any function is granted, the containment policy and the grant to attach it
+    granted = {
+        a
+        for spec in specs.values()
+        for s in statements(spec)
+        if s["Effect"] == "Allow"
+        for a in as_list(s["Action"])
+    }
+    policy = properties(template, "UserContainmentPolicy")["PolicyDocument"]["Statement"]
+    attach = remediate_statement(specs, "ContainUsersWithTheDenyAllPolicy")
+
+    # Then no function may write or attach a policy of its choosing
+    writes = {
+        "iam:PutUserPolicy",
+        "iam:PutRolePolicy",
+        "iam:PutGroupPolicy",
+        "iam:CreatePolicy",
+        "iam:CreatePolicyVersion",
+        "iam:AttachRolePolicy",
+        "iam:AttachGroupPolicy",
+    }
+    assert granted & writes == set()
+    # And the one policy it attaches is the stack's, which denies everything
+    assert attach["Action"] == "iam:AttachUserPolicy"
+    assert attach["Condition"]["ArnEquals"] == {"iam:PolicyARN": {"Ref": "UserContainmentPolicy"}}
+    assert [(s["Effect"], s["Action"], s["Resource"]) for s in policy] == [("Deny", "*", "*")]
+    assert specs["RemediateFunction"].environment["USER_CONTAINMENT_POLICY_ARN"] == {
+        "Ref": "UserContainmentPolicy"
+    }
+
+
+def test_objects_move_only_between_the_named_buckets_of_this_account(
+    template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given the remediate function's S3 grants, as written
+    written = [s for policy in specs["RemediateFunction"].policies for s in policy["Statement"]]
+    s3_allows = [
+        branch
+        for statement in written
+        for branch in conditional_branches(statement)
+        if branch["Effect"] == "Allow" and any(a.startswith("s3:") for a in as_list(branch["Action"]))
+    ]
+    source_buckets = template["Parameters"]["QuarantineSourceBuckets"]
+
+    # Then each is in this account only, on the buckets the parameters name, and exists only when both
+    # the quarantine bucket and the source buckets are given
+    assert s3_allows
+    for statement in s3_allows:
+        assert statement["Condition"] == {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}
+        resource = statement["Resource"]["Fn::Sub"]
+        assert set(SUBSTITUTION.findall(resource)) in ({"QuarantineSourceBuckets"}, {"QuarantineBucket"})
+        (conditional,) = [s for s in written if set(s) == {"Fn::If"} and s["Fn::If"][1] is statement]
+        assert conditional["Fn::If"][0] == "HasQuarantineSourceBuckets"
+    # And by default no bucket is named, nor can "every bucket" be
+    assert source_buckets["Default"] == ""
+    only_quarantine = {"QuarantineBucket": "vtriage-quarantine"}
+    assert condition_holds(template, "HasQuarantineSourceBuckets", only_quarantine) is False
+    pattern = re.compile(source_buckets["AllowedPattern"])
+    assert [bool(pattern.fullmatch(value)) for value in ("data-*", "uploads", "*", "*-logs")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    # And nothing deletes from the quarantine bucket
+    keep = remediate_statement(specs, "KeepQuarantinedCopies")
+    assert keep["Effect"] == "Deny"
+    assert {"s3:DeleteObject", "s3:DeleteObjectVersion"} <= set(keep["Action"])
+    assert keep["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${QuarantineBucket}/*"}
+
+
+# ---------------------------------------------------------------- concurrency
+
+# Small pools of their own: a flood of one function (the approval URL is public) throttles neither the
+# others nor the rest of the account. Lambda keeps 100 of the account's concurrency unreserved.
+RESERVED_CONCURRENCY = {
+    "ApprovalFunction": 2,
+    "RemediateFunction": 5,
+    "TicketFunction": 5,
+    "IntakeFunction": 10,
+}
+
+
+def test_functions_have_small_reserved_pools_and_enrich_a_maximum_concurrency(
+    template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given each function's reserved concurrency and the enrich function's queue event sources
+    reserved = {name: properties(template, name).get("ReservedConcurrentExecutions") for name in specs}
+    enrich = properties(template, "EnrichFunction")
+    events = [e["Properties"] for e in enrich["Events"].values() if e["Type"] == "SQS"]
+    parameter = template["Parameters"]["EnrichMaximumConcurrency"]
+
+    # Then the approval, remediate, ticket and intake functions run in small pools of their own
+    assert {k: v for k, v in reserved.items() if v is not None} == RESERVED_CONCURRENCY
+    # And the enrich function is bounded by its event sources instead (a reserved pool below their
+    # maximum would throttle the queue's pollers), each at the parameter's value: 5 by default, and at
+    # least the 2 SQS requires
+    assert reserved["EnrichFunction"] is None
+    assert events
+    for event in events:
+        assert event["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "EnrichMaximumConcurrency"}}
+    assert (parameter["Default"], parameter["MinValue"], parameter["MaxValue"]) == (5, 2, 1000)
+    # And what is reserved leaves room in an account with the default quota (1000, 100 kept unreserved)
+    assert sum(RESERVED_CONCURRENCY.values()) <= 50
 
 
 def test_only_the_enrich_function_may_start_triage_or_read_the_api_key(
@@ -657,9 +943,11 @@ def test_the_approval_url_is_public_and_only_through_the_url(template: dict[str,
 @pytest.mark.parametrize(
     ("condition", "sid"),
     [
-        ("HasWafIpSet", "BlockIpsInTheWafIpSet"),
-        ("HasNaclRules", "DenyIpsInNetworkAcls"),
-        ("HasQuarantineBucket", "KeepObjectsInQuarantine"),
+        ("HasRegionalWafIpSet", "BlockIpsInTheRegionalWafIpSet"),
+        ("HasCloudFrontWafIpSet", "BlockIpsInTheCloudFrontWafIpSet"),
+        ("HasNaclRules", "DenyIpsInOptedInNetworkAcls"),
+        ("HasQuarantineSourceBuckets", "KeepObjectsInQuarantine"),
+        ("HasQuarantineSourceBuckets", "MoveObjectsOutOfSourceBuckets"),
         ("HasDnsFirewallDomainList", "BlockDomainsInTheDnsFirewallList"),
     ],
 )

@@ -276,6 +276,11 @@ class RemediateSettings(Settings):
     nacl_rule_max: int | None = Field(default=None, alias="NACL_RULE_MAX", ge=1, le=32766)
     quarantine_bucket: str | None = Field(default=None, alias="QUARANTINE_BUCKET")
     dns_firewall_domain_list_id: str | None = Field(default=None, alias="DNS_FIREWALL_DOMAIN_LIST_ID")
+    # The stack's deny-all policy, attached to a user whose access key is disabled; unset, the key is
+    # disabled and the user's other credentials are left as they are (the action says so).
+    user_containment_policy_arn: str | None = Field(
+        default=None, alias="USER_CONTAINMENT_POLICY_ARN", pattern=r"^arn:aws[\w-]*:iam::\d{12}:policy/"
+    )
 
     @field_validator(
         "guardrails_table",
@@ -285,6 +290,7 @@ class RemediateSettings(Settings):
         "nacl_rule_max",
         "quarantine_bucket",
         "dns_firewall_domain_list_id",
+        "user_containment_policy_arn",
         mode="before",
     )
     @classmethod

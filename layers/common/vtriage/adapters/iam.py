@@ -1,11 +1,8 @@
-"""Disabling an IAM user's access key and revoking the sessions issued with the user's credentials."""
+"""Disabling an IAM user's access key and containing the user with the stack's deny-all policy."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -14,42 +11,42 @@ from vtriage.adapters.aws_errors import error_code, is_transient
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus
 
-REVOKE_POLICY_NAME = "vtriage-revoke-sessions"
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
+# Why attaching the containment policy can fail once the key is already disabled.
+_ATTACH_PROBLEMS = {
+    "LimitExceeded": "{user} already has as many managed policies attached as IAM allows",
+    "NoSuchEntity": "the containment policy {policy} does not exist (was the stack's policy deleted?)",
+}
 
 
 class IamAccessKeyDisabler:
-    """`ResponseActuator` for DISABLE_ACCESS_KEY: sets the key (the target) Inactive and revokes the
-    user's (`parameters["user_name"]`) older sessions.
+    """`ResponseActuator` for DISABLE_ACCESS_KEY: sets the key (the target) Inactive and contains its
+    user (`parameters["user_name"]`) by attaching the stack's deny-all managed policy.
 
-    Sessions are revoked as AWS documents it for temporary credentials: an inline user policy
-    `vtriage-revoke-sessions` denying everything to credentials issued before now
-    (`aws:TokenIssueTime`); credentials issued later, and long-term keys, are not affected by it.
-    Rollback reactivates the key if it was active, and removes that policy (or puts back the one it
-    replaced). Users carrying the protected tag are left alone.
+    The policy is attached, never written: the function's role may attach that one policy and no other
+    (`iam:PolicyARN`), so the grant cannot raise anyone's privileges as `PutUserPolicy` could. It denies
+    the user everything, with any of its credentials, until it is detached. Without a containment policy
+    configured, only the key is disabled, and the action says so. Users carrying the protected tag are
+    left alone (and IAM denies the role both changes on them). Rollback reactivates the key if it was
+    active, and detaches the policy if this action attached it.
     """
 
-    def __init__(
-        self, iam_client: Any, protected_tag_key: str, now: Callable[[], datetime] = utc_now
-    ) -> None:
-        """Take a boto3 IAM client, the tag key that protects a user, and a clock."""
+    def __init__(self, iam_client: Any, protected_tag_key: str, containment_policy_arn: str | None) -> None:
+        """Take a boto3 IAM client, the tag key that protects a user, and the deny-all policy's ARN."""
         self._iam = iam_client
         self._protected_tag_key = protected_tag_key
-        self._now = now
+        self._policy_arn = containment_policy_arn
 
     def run(self, action: Action, dry_run: bool) -> Action:
-        """Disable the key and revoke older sessions; `before`/`after` hold the key status and the policy."""
+        """Disable the key and contain its user; `before`/`after` hold the key's status and whether the
+        containment policy is attached."""
         user_name = action.parameters.get("user_name")
         if not user_name:
             return action.with_outcome(ActionStatus.FAILED, "not disabled: parameter user_name missing")
         return self._guard(action, user_name, "disabling", lambda: self._disable(action, user_name, dry_run))
 
     def rollback(self, action: Action) -> Action:
-        """Reactivate the key if it was active before, and put the revoke policy back as it was."""
+        """Reactivate the key if it was active before, and detach the containment policy if this action
+        attached it."""
         before = action.before or {}
         user_name = before.get("user_name")
         if not user_name or "key_status" not in before:
@@ -70,50 +67,52 @@ class IamAccessKeyDisabler:
                 ActionStatus.FAILED,
                 f"not disabled: access key {action.target} is not a key of user {user_name}",
             )
-        policy = self._revoke_policy(user_name)
-        statement_id = _statement_id(action.parameters.get("case_id", ""))
-        before = {"user_name": user_name, "key_status": key_status, "revoke_policy": policy}
+        policy = self._policy_arn
+        contained = policy is not None and self._attached(user_name, policy)
+        before = {
+            "user_name": user_name,
+            "key_status": key_status,
+            "containment_policy_arn": policy,
+            "contained": contained,
+        }
         deactivate = key_status != "Inactive"
-        # A revoke policy from an earlier case is renewed: this case's sessions may be newer than its cut-off.
-        revoke = not _has_statement(policy, statement_id)
-        if not deactivate and not revoke:
-            detail = (
-                f"already disabled: access key {action.target} of {user_name} is Inactive and "
-                f"sessions issued before {_cut_off(policy)} are revoked by {REVOKE_POLICY_NAME}"
-            )
-            return action.with_outcome(ActionStatus.DONE, detail, before, before)
-        cut_off = self._now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        contain = policy is not None and not contained
+        uncontained = (
+            ""
+            if policy is not None
+            else f"; {user_name}'s other credentials are not contained: no containment policy is "
+            "configured (USER_CONTAINMENT_POLICY_ARN)"
+        )
+        if not deactivate and not contain:
+            already = f"already disabled: access key {action.target} of {user_name} is Inactive"
+            if policy is not None:
+                already += f" and {user_name} is contained by {policy}"
+            return action.with_outcome(ActionStatus.DONE, already + uncontained, before, before)
         steps = []
         if deactivate:
             steps.append(f"set access key {action.target} of {user_name} Inactive (was {key_status})")
-        if revoke:
-            steps.append(
-                f"revoke {user_name}'s sessions issued before {cut_off} "
-                f"with the inline policy {REVOKE_POLICY_NAME}"
-                + (f" (replacing the one denying sessions before {_cut_off(policy)})" if policy else "")
-            )
+        if contain:
+            steps.append(f"contain {user_name} with the deny-all policy {policy}")
         if dry_run:
-            return action.with_outcome(
-                ActionStatus.DRY_RUN, "dry run, nothing changed: would " + " and ".join(steps), before
-            )
+            detail = "dry run, nothing changed: would " + " and ".join(steps) + uncontained
+            return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
         if deactivate:
             self._iam.update_access_key(UserName=user_name, AccessKeyId=action.target, Status="Inactive")
-        if revoke:
-            self._iam.put_user_policy(
-                UserName=user_name,
-                PolicyName=REVOKE_POLICY_NAME,
-                PolicyDocument=json.dumps(_revoke_document(statement_id, cut_off)),
-            )
-        after = {
-            "user_name": user_name,
-            "key_status": self._key_status(user_name, action.target),
-            "revoke_policy": self._revoke_policy(user_name),
-        }
-        return action.with_outcome(ActionStatus.DONE, "disabled: " + "; ".join(steps), before, after)
+        if contain and policy is not None:
+            problem = self._attach(user_name, policy)
+            if problem is not None:
+                after = self._state(user_name, action.target, policy)
+                detail = f"{user_name} not contained: {problem}"
+                if deactivate:
+                    detail = f"disabled only in part: {steps[0]}; {detail}"
+                return action.with_outcome(ActionStatus.FAILED, detail, before, after)
+        after = self._state(user_name, action.target, policy)
+        detail = "disabled: " + "; ".join(steps) + uncontained
+        return action.with_outcome(ActionStatus.DONE, detail, before, after)
 
     def _restore(self, action: Action, user_name: str, before: dict[str, Any]) -> Action:
+        policy = before.get("containment_policy_arn")
         key_status = self._key_status(user_name, action.target)
-        policy = self._revoke_policy(user_name)
         if key_status is None:
             gone = f"access key {action.target} of {user_name} no longer exists"
             return action.with_outcome(ActionStatus.FAILED, f"rollback failed: {gone}")
@@ -121,26 +120,37 @@ class IamAccessKeyDisabler:
         if before.get("key_status") == "Active" and key_status != "Active":
             self._iam.update_access_key(UserName=user_name, AccessKeyId=action.target, Status="Active")
             steps.append(f"set access key {action.target} Active again")
-        old_policy = before.get("revoke_policy")
-        if old_policy is None and policy is not None:
-            self._iam.delete_user_policy(UserName=user_name, PolicyName=REVOKE_POLICY_NAME)
-            steps.append(f"removed the inline policy {REVOKE_POLICY_NAME}")
-        elif old_policy is not None and policy != old_policy:
-            self._iam.put_user_policy(
-                UserName=user_name, PolicyName=REVOKE_POLICY_NAME, PolicyDocument=json.dumps(old_policy)
-            )
-            steps.append(f"put back the {REVOKE_POLICY_NAME} denying sessions before {_cut_off(old_policy)}")
-        after = {
-            "user_name": user_name,
-            "key_status": self._key_status(user_name, action.target),
-            "revoke_policy": self._revoke_policy(user_name),
-        }
+        # Detached only when this action attached it: a user contained before stays contained.
+        if policy and not before.get("contained") and self._attached(user_name, str(policy)):
+            self._iam.detach_user_policy(UserName=user_name, PolicyArn=str(policy))
+            steps.append(f"detached the deny-all policy {policy} from {user_name}")
+        after = self._state(user_name, action.target, str(policy) if policy else None)
         if not steps:
             detail = (
-                f"already as before: access key {action.target} is {key_status}, the revoke policy as it was"
+                f"already as before: access key {action.target} is {key_status}, "
+                f"{user_name} as contained as it was"
             )
             return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
         return action.with_outcome(ActionStatus.ROLLED_BACK, "rolled back: " + "; ".join(steps), after=after)
+
+    def _attach(self, user_name: str, policy: str) -> str | None:
+        """Attach the containment policy; None when done, else why not (the key is disabled by then)."""
+        try:
+            self._iam.attach_user_policy(UserName=user_name, PolicyArn=policy)
+        except ClientError as error:
+            template = _ATTACH_PROBLEMS.get(error_code(error))
+            if template is None or is_transient(error):
+                raise
+            return template.format(user=user_name, policy=policy) + f" ({error_code(error)})"
+        return None
+
+    def _state(self, user_name: str, access_key_id: str, policy: str | None) -> dict[str, Any]:
+        return {
+            "user_name": user_name,
+            "key_status": self._key_status(user_name, access_key_id),
+            "containment_policy_arn": policy,
+            "contained": policy is not None and self._attached(user_name, policy),
+        }
 
     def _protected_value(self, user_name: str) -> str | None:
         paginator = self._iam.get_paginator("list_user_tags")
@@ -158,16 +168,13 @@ class IamAccessKeyDisabler:
                     return str(key["Status"])
         return None
 
-    def _revoke_policy(self, user_name: str) -> dict[str, Any] | None:
-        try:
-            response = self._iam.get_user_policy(UserName=user_name, PolicyName=REVOKE_POLICY_NAME)
-        except ClientError as error:
-            if error_code(error) == "NoSuchEntity":
-                return None
-            raise
-        document = response["PolicyDocument"]
-        # boto3 decodes the URL-encoded JSON document; be tolerant if a client hands back the string.
-        return dict(document) if isinstance(document, dict) else dict(json.loads(document))
+    def _attached(self, user_name: str, policy: str) -> bool:
+        paginator = self._iam.get_paginator("list_attached_user_policies")
+        return any(
+            attached["PolicyArn"] == policy
+            for page in paginator.paginate(UserName=user_name)
+            for attached in page.get("AttachedPolicies", [])
+        )
 
     def _guard(self, action: Action, user_name: str, doing: str, operation: Callable[[], Action]) -> Action:
         """Throttling and 5xx become TransientError; a missing user, FAILED."""
@@ -181,40 +188,3 @@ class IamAccessKeyDisabler:
                     ActionStatus.FAILED, f"{doing} failed: user {user_name} not found: {error}"
                 )
             raise
-
-
-def _statement_id(case_id: str) -> str:
-    """A statement id naming the case (IAM allows only letters and digits in a Sid)."""
-    return "VtriageRevokeOlderSessions" + re.sub(r"[^A-Za-z0-9]", "", case_id)[:64]
-
-
-def _revoke_document(statement_id: str, cut_off: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": statement_id,
-                "Effect": "Deny",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": {"DateLessThan": {"aws:TokenIssueTime": cut_off}},
-            }
-        ],
-    }
-
-
-def _statements(policy: dict[str, Any] | None) -> list[dict[str, Any]]:
-    statements = (policy or {}).get("Statement", [])
-    return [statements] if isinstance(statements, dict) else list(statements)
-
-
-def _has_statement(policy: dict[str, Any] | None, statement_id: str) -> bool:
-    return any(statement.get("Sid") == statement_id for statement in _statements(policy))
-
-
-def _cut_off(policy: dict[str, Any] | None) -> str:
-    for statement in _statements(policy):
-        value = statement.get("Condition", {}).get("DateLessThan", {}).get("aws:TokenIssueTime")
-        if value:
-            return str(value)
-    return "an unknown time"

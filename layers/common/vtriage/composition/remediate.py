@@ -30,7 +30,9 @@ def actuators(settings: RemediateSettings) -> Actuators:
         ActionType.ISOLATE_INSTANCE: Ec2InstanceIsolation(ec2, settings.quarantine_group_name, protected),
         ActionType.SNAPSHOT_VOLUMES: Ec2VolumeSnapshots(ec2, protected),
         ActionType.TAG_INSTANCE: Ec2InstanceTagging(ec2, protected),
-        ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(aws_client(settings, "iam"), protected),
+        ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(
+            aws_client(settings, "iam"), protected, settings.user_containment_policy_arn
+        ),
     }
     if settings.waf_ip_set_name is not None and settings.waf_ip_set_id is not None:
         # A CLOUDFRONT IP set lives in us-east-1 whatever the function's region.
