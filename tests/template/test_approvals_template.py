@@ -1,5 +1,6 @@
 """The approvals' resources in template.yaml, read as IAM would read them: who may publish approval
-requests and tickets, who may subscribe to them, and who may read the key that signs approval links.
+requests and tickets, who may subscribe to them, and who may read the key that signs approval links;
+and the ticket providers' URLs, https only.
 
 A small evaluator applies each resource policy to a request (action, principal, account, TLS) the way
 IAM combines policies within one account: an explicit Deny wins; otherwise the principal's own IAM
@@ -10,6 +11,7 @@ that allows everything (an administrator), so that only the resource policy can 
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,3 +232,24 @@ def test_the_signing_key_policy_is_the_keys_and_the_only_reader_signs_and_checks
         told = "APPROVAL_SIGNING_KEY_SECRET" in properties.get("Environment", {}).get("Variables", {})
         granted = "ApprovalSigningKey" in repr(properties.get("Policies"))
         assert told == granted == (name == "ApprovalFunction"), name
+
+
+@pytest.mark.parametrize("parameter", ["JiraBaseUrl", "ServiceNowBaseUrl"])
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("https://example.atlassian.net", True),
+        ("http://example.atlassian.net", False),
+        ("example.atlassian.net", False),
+        ("https://example.atlassian.net\nhttp://x", False),
+    ],
+)
+def test_a_ticket_provider_url_must_be_https_to_deploy(
+    parameter: str, value: str, accepted: bool, template: dict[str, Any]
+) -> None:
+    # Given the parameter's pattern, When CloudFormation checks a value against it (the whole value)
+    pattern = template["Parameters"][parameter]["AllowedPattern"]
+
+    # Then only https URLs (or nothing) deploy; the ticket function checks again at start-up
+    assert (re.fullmatch(pattern, value) is not None) is accepted
