@@ -110,3 +110,30 @@ def test_a_decision_step_functions_refused_is_a_503_and_the_link_works_again() -
     assert answer(_event("POST", approve), **deps)["statusCode"] == 200
     assert answer(_event("POST", approve), **deps)["statusCode"] == 410
     assert [kind for kind, _, _ in callback.calls] == ["success"]
+
+
+class SettleFails(InMemoryApprovalStore):
+    """The approvals store, unavailable at the moment the decision is marked as made."""
+
+    def settle(self, approval_id: str) -> None:
+        raise TransientError("ProvisionedThroughputExceededException")
+
+
+def test_a_decision_the_step_took_stands_when_the_store_cannot_mark_it() -> None:
+    # Given an approval, and a store that fails once the waiting step has taken the decision
+    cases, _, _, case_id = _waiting()
+    store = SettleFails()
+    request = ApprovalRequest(
+        case_id=case_id, index=0, task_token="task-2", approval_url=APPROVAL_URL, approval_timeout_seconds=600
+    )
+    links = request_approval(request, cases, store=store, notifier=RecordingNotifier(), key=KEY, now=NOW)
+    callback = RecordingCallback()
+
+    # When the person confirms
+    confirm = _event("POST", links.approve_url)
+    page = answer(confirm, key=KEY, store=store, cases=cases, callback=callback, now=NOW)
+
+    # Then the page says it was approved (the step has it), never that nothing was decided
+    assert page["statusCode"] == 200
+    assert "approved: it runs now" in page["body"]
+    assert [kind for kind, _, _ in callback.calls] == ["success"]

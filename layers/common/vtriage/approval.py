@@ -27,13 +27,16 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vtriage.display import Report, ReportLine, one_line
-from vtriage.errors import CaseNotFoundError, VtriageError
+from vtriage.errors import CaseNotFoundError, TransientError, VtriageError
 from vtriage.models import Action, ActionStatus, Case
 from vtriage.ports import CaseRepository
 from vtriage.ticket import ApprovalLinks, approval_report_links
+
+logger = Logger(child=True)
 
 # The error name the state machine catches when a person rejects an action.
 REJECTED_ERROR = "ApprovalRejected"
@@ -315,7 +318,12 @@ def decide(
             f"({type(error).__name__}): nothing was decided, the link still works",
         )
         raise
-    store.settle(claims.approval_id)
+    try:
+        store.settle(claims.approval_id)
+    except TransientError:
+        # The step has the decision, which stands: the hold left behind lapses, and a later use of the
+        # link finds the step no longer waiting.
+        logger.warning("an approval decided could not be marked so", extra={"case_id": claims.case_id})
     if not resumed:
         _undo_decision(
             claims,
