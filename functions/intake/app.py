@@ -7,7 +7,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtriage.composition.intake import intake_queue
 from vtriage.config import IntakeSettings
-from vtriage.intake_api import caller_of, function_url_response
+from vtriage.intake_api import function_url_response
+from vtriage.provenance import caller_stamp
 
 logger = Logger()
 
@@ -20,9 +21,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     response = function_url_response(
         event, intake_queue(settings), options=settings.intake, max_message_bytes=settings.max_message_bytes
     )
-    # Who pushed what: the only record of a sender, since the queued body is kept unchanged.
+    # Who pushed what, answered or not: a refused body is queued nowhere, so the log is its only record.
     logger.info(
         "pushed alert answered",
-        extra={"status": response["statusCode"], "caller": caller_of(event), "response": response["body"]},
+        extra={"status": response["statusCode"], "caller": caller_stamp(event), "response": response["body"]},
     )
     return response

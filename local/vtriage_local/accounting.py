@@ -368,6 +368,11 @@ def case_summary(case: dict[str, Any], execution_status: str) -> dict[str, Any]:
         if ticket
         else None,
         "error": case.get("error"),
+        # Why no action may run automatically (another account or Region, a pushed alert, ...), where
+        # the alert came from, and the cases of other contents under the same finding id and version.
+        "not_actionable": list(alert.get("not_actionable", [])),
+        "provenance": case.get("provenance"),
+        "variant_case_ids": list(case.get("variant_case_ids", [])),
         "repeats": [],
     }
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -16,15 +15,14 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from vtriage.adapters.alert_queue import SqsAlertQueue
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.composition.remediate import remediator
-from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES, RemediateSettings
+from vtriage.config import RemediateSettings
 from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
-from vtriage.intake import IntakeOptions
-from vtriage.intake_api import AcceptedAlert, AlertRejectedError, accept_alert
+from vtriage.intake_api import AlertRejectedError
 from vtriage.models import Case, CaseStatus
 from vtriage.remediate import rollback_case
+from vtriage_local.intake_client import IntakeAnswer, IntakeUnusableError, SignedIntake
 from vtriage_local.report import render
 from vtriage_local.runner import (
     DEFERRED_WAIT_S,
@@ -37,9 +35,6 @@ from vtriage_local.runner import (
 from vtriage_local.stack import LocalSetupError
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
-# `send` reads a record as the template deploys the enrich function to read it (GuardDuty findings seen
-# through Security Hub are skipped); an allow list changes what is looked up, never what is refused.
-SEND_OPTIONS = IntakeOptions(skip_guardduty_in_securityhub=True)
 
 
 def _faults(text: str) -> dict[str, float]:
@@ -114,96 +109,85 @@ def _parser() -> argparse.ArgumentParser:
         "rollback",
         help="undo what a case's actions changed in a deployed stack's account, last action first",
         description="Reads the remediate function's settings from the environment, as the function does "
-        "(CASES_TABLE_NAME, QUARANTINE_GROUP_NAME, WAF_IP_SET_*, NACL_RULE_*, QUARANTINE_BUCKET, ...), with "
-        "your ordinary AWS credentials. What cannot be undone (forensic snapshots) is said so.",
+        "(CASES_TABLE_NAME, OWN_ACCOUNT_ID, QUARANTINE_GROUP_NAME, WAF_IP_SET_*, NACL_RULE_*, "
+        "QUARANTINE_BUCKET, ...), with your ordinary AWS credentials. What cannot be undone (forensic "
+        "snapshots) is said so; a change another open case relies on is kept until that case is rolled back "
+        "too; a quarantined object is restored and its quarantined copy kept.",
     )
     rollback.add_argument("case_id", metavar="CASE_ID")
     rollback.add_argument("--json", action="store_true", help="print the outcome as JSON")
     return parser
 
 
-_REGION_IN_QUEUE_URL = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
-
-
 def _add_send_command(commands: Any) -> None:
     send = commands.add_parser(
         "send",
-        help="validate alert files and put them on a deployed alert queue (SQS)",
+        help="push alert files to a deployed stack through its intake URL (SigV4-signed)",
         description="Each FILE is read as `run` reads it: each record of an SQS event, or the whole "
-        "document as one message. A record is queued unchanged once it validates as the enrich "
-        "function will parse it; one that does not is reported with the field at fault and not queued. "
-        "Uses your ordinary AWS credentials (environment, profile or role).",
+        "document as one message. Each is posted to the stack's intake function URL, signed with your "
+        "ordinary AWS credentials (a role with the stack's AlertSendersPolicy): the intake reads it as "
+        "the enrich function will, queues it stamped with who sent it, or answers with the field at "
+        "fault. Pushed alerts are ticketed or wait for a person's approval (PushedAlertActions).",
     )
     send.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    send.add_argument("--queue-url", required=True, metavar="URL", help="the stack's AlertQueueUrl output")
-    send.add_argument("--region", help="the queue's region (default: your AWS configuration, else the URL's)")
-    send.add_argument(
-        "--max-message-bytes",
-        type=int,
-        default=DEFAULT_INTAKE_MAX_MESSAGE_BYTES,
-        metavar="N",
-        help="refuse a record larger than this, as the intake function does (default %(default)s)",
-    )
+    send.add_argument("--intake-url", required=True, metavar="URL", help="the stack's IntakeUrl output")
+    send.add_argument("--region", help="the stack's Region (default: the URL's, else your AWS configuration)")
     send.add_argument(
         "--json", action="store_true", help="print one JSON document on stdout and nothing else"
     )
 
 
-def _sqs_client(queue_url: str, region: str | None) -> Any:
-    session = boto3.session.Session(region_name=region)
-    if session.region_name is None:
-        match = _REGION_IN_QUEUE_URL.match(queue_url)
-        session = boto3.session.Session(region_name=match.group(1) if match else None)
-    return session.client("sqs")
-
-
-def _accept(delivery: Delivery, queue: SqsAlertQueue, max_message_bytes: int) -> AcceptedAlert:
-    """Queue one record as the intake function would; a file SQS could not carry (not text, an SQS event
-    without records) is refused as the intake refuses a body."""
+def _push(delivery: Delivery, intake: SignedIntake) -> IntakeAnswer:
+    """Post one record to the intake; a file SQS could not carry (not text, an SQS event without
+    records) is refused here, as the intake would refuse its body."""
     if delivery.refused is not None:
-        raise AlertRejectedError(400, delivery.refused, "body")
-    return accept_alert(delivery.body, queue, options=SEND_OPTIONS, max_message_bytes=max_message_bytes)
+        return IntakeAnswer(400, AlertRejectedError(400, delivery.refused, "body").as_json())
+    return intake.post(delivery.body)
 
 
 def _send(arguments: argparse.Namespace) -> int:
     """`vtriage send`: 0 when every record was queued whole, 2 when some records, or findings in them,
-    were refused, 1 on a usage or AWS error."""
+    were refused, 1 on a usage error or when the intake could not be used."""
     document: dict[str, Any] = {"sent": [], "rejected": []}
     status = EXIT_OK
     partly_refused = False
     try:
         deliveries = [(path, delivery) for path in arguments.files for delivery in read_deliveries(path)]
-        queue = SqsAlertQueue(_sqs_client(arguments.queue_url, arguments.region), arguments.queue_url)
+        intake = SignedIntake(arguments.intake_url, arguments.region)
         for path, delivery in deliveries:
-            try:
-                accepted = _accept(delivery, queue, arguments.max_message_bytes)
-            except AlertRejectedError as rejected:
-                document["rejected"].append({"source_id": delivery.source_id, **rejected.as_json()})
+            answer = _push(delivery, intake)
+            if answer.status != 202:
+                rejected = answer.document
+                document["rejected"].append({"source_id": delivery.source_id, **rejected})
                 if not arguments.json:
-                    where = f" ({rejected.field})" if rejected.field else ""
-                    print(f"rejected  {path}  {delivery.source_id}{where}: {rejected.reason}")
+                    where = f" ({rejected.get('field')})" if rejected.get("field") else ""
+                    print(f"rejected  {path}  {delivery.source_id}{where}: {rejected.get('error')}")
                     # A lone refusal is the reason above; several are listed one by one.
-                    for refusal in rejected.refused if len(rejected.refused) > 1 else ():
-                        print(f"  refused {refusal.where}: {refusal.reason}")
+                    refusals = rejected.get("refused") or []
+                    for refusal in refusals if len(refusals) > 1 else ():
+                        print(f"  refused {refusal['where']}: {refusal['reason']}")
                 continue
-            document["sent"].append({"source_id": delivery.source_id, **accepted.as_json()})
-            if accepted.refused:
+            accepted = answer.document
+            document["sent"].append({"source_id": delivery.source_id, **accepted})
+            if accepted.get("refused"):
                 partly_refused = True
             if not arguments.json:
-                alerts = ", ".join(accepted.alert_ids) or "none"
+                alerts = ", ".join(accepted.get("alert_ids") or []) or "none"
                 print(
-                    f"sent      {path}  {delivery.source_id}: message {accepted.message_id}, alerts {alerts}"
+                    f"sent      {path}  {delivery.source_id}: message {accepted.get('message_id')}, "
+                    f"alerts {alerts}, as {accepted.get('sender') or 'an unknown sender'}"
                 )
-                for refusal in accepted.refused:
-                    print(f"  refused {refusal.where}: {refusal.reason}")
-                for ignored in accepted.ignored:
-                    print(f"  ignored {ignored.where} ({ignored.alert_id or 'no id'}): {ignored.reason}")
+                for refusal in accepted.get("refused") or []:
+                    print(f"  refused {refusal['where']}: {refusal['reason']}")
+                for ignored in accepted.get("ignored") or []:
+                    alert_id = ignored["alert_id"] or "no id"
+                    print(f"  ignored {ignored['where']} ({alert_id}): {ignored['reason']}")
     except UsageError as error:
         print(f"vtriage: {error}", file=sys.stderr)
         return EXIT_SETUP
-    except (BotoCoreError, ClientError, VtriageError) as error:
+    except IntakeUnusableError as error:
         # Nothing after this record was sent; what was sent before it stays listed.
-        print(f"vtriage: cannot queue on {arguments.queue_url}: {error}", file=sys.stderr)
+        print(f"vtriage: cannot push to {arguments.intake_url}: {error}", file=sys.stderr)
         document["error"] = str(error)
         status = EXIT_SETUP
     if arguments.json:
@@ -342,6 +326,8 @@ def _rollback(arguments: argparse.Namespace) -> int:
     else:
         for action in result.actions:
             print(f"{action.type.value} {action.target}: {action.status.value}\n    {action.detail}")
+        for released in result.released:
+            print(f"also undone, kept until now for this case: {released}")
         if not result.actions:
             print(f"nothing to undo in {arguments.case_id}: no action of it changed anything")
     return EXIT_OK if result.complete else EXIT_REJECTED

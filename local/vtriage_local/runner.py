@@ -38,6 +38,7 @@ from vtriage_local.stack import REGION, LocalAws, LocalSetupError
 __all__ = ["Delivery", "Pipeline", "UsageError", "VirusTotalSource", "read_deliveries", "run_files"]
 
 ALERT_QUEUE = "AlertQueue"
+PUSHED_ALERT_QUEUE = "PushedAlertQueue"
 DEAD_LETTER_QUEUE = "AlertDeadLetterQueue"
 ENRICH_FUNCTION = "EnrichFunction"
 CASES_TABLE = "CasesTable"
@@ -47,6 +48,8 @@ _DELIVERY_ATTRIBUTE = "vtriage_local_delivery"
 _SQS_MAX_MESSAGE_BYTES = 262_144
 _EXECUTION_WAIT_S = 120.0
 _DEFERRED_POLL_S = 0.5
+# The queue attributes that count records deferred (delayed or hidden) rather than gone.
+_WAITING_MESSAGES = ["ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible"]
 # Long enough for a minute window to reopen; a record deferred past it (a spent daily quota) is pending.
 DEFERRED_WAIT_S = 150.0
 # Replayed VirusTotal answers cost nothing: the quota is a premium key's, not the template's free one.
@@ -161,6 +164,10 @@ class Pipeline:
         self.dynamodb = aws.client("dynamodb")
         self.sfn = aws.client("stepfunctions")
         self.queue_url = aws.ref(ALERT_QUEUE)
+        # The enrich function reads both queues; the ARN on each record tells it the record's channel.
+        self.queue_arns = {
+            aws.ref(queue): aws.get_att(queue, "Arn") for queue in (ALERT_QUEUE, PUSHED_ALERT_QUEUE)
+        }
         self.dlq_url = aws.ref(DEAD_LETTER_QUEUE)
         self.table = aws.ref(CASES_TABLE)
         attributes = self.sqs.get_queue_attributes(
@@ -174,7 +181,8 @@ class Pipeline:
         self._journey_of: dict[str, Journey] = {}
 
     def enqueue(self, delivery: Delivery) -> Journey:
-        """Queue a record as a detector or EventBridge would; one SQS cannot carry is refused, as SQS does."""
+        """Queue a record on the detector rules' queue, as EventBridge would; one SQS cannot carry is
+        refused, as SQS does."""
         journey = Journey(delivery=delivery)
         self.journeys.append(journey)
         refusal = delivery.refused or self._queue_refusal(delivery.body)
@@ -214,64 +222,78 @@ class Pipeline:
         return None
 
     def drain(self, wait_s: float = DEFERRED_WAIT_S) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-        """Deliver queued records to the enrich handler in batches, as the event source mapping does,
-        redelivering failed ones until the redrive policy parks them, and waiting up to `wait_s` for the
-        ones deferred until the VirusTotal quota reopens. Returns the records acknowledged without a failure
-        record, and the failures (dead-lettered, or rejected with a failure record)."""
+        """Deliver the records of both queues (the detector rules' and the pushed alerts') to the enrich
+        handler in batches, as their event source mappings do, redelivering failed ones until the redrive
+        policy parks them, and waiting up to `wait_s` for the ones deferred until the VirusTotal quota
+        reopens. Returns the records acknowledged without a failure record, and the failures
+        (dead-lettered, or rejected with a failure record)."""
         outcomes: list[dict[str, Any]] = []
         failures: list[dict[str, str]] = []
         deadline = time.monotonic() + wait_s
         while True:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=self.batch_size,
-                MessageAttributeNames=["All"],
-                AttributeNames=["All"],
-            ).get("Messages", [])
-            if not messages:
+            received = False
+            for queue_url in self.queue_arns:
+                messages = self.sqs.receive_message(
+                    QueueUrl=queue_url,
+                    MaxNumberOfMessages=self.batch_size,
+                    MessageAttributeNames=["All"],
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+                if messages:
+                    received = True
+                    self._deliver(queue_url, messages, outcomes, failures)
+            if not received:
                 if self.busy() and time.monotonic() < deadline:
                     # Records the enrich function deferred until the VirusTotal quota reopens come back.
                     time.sleep(_DEFERRED_POLL_S)
                     continue
                 break
-            failed = self._invoke(messages)
-            for message in messages:
-                journey = self._journey(message)
-                source_id = journey.delivery.source_id
-                if message["MessageId"] in failed:
-                    receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
-                    if receives >= self.max_receives:
-                        # What SQS does past maxReceiveCount: the record moves to the dead-letter queue.
-                        self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message["Body"])
-                        self.sqs.delete_message(
-                            QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                        )
-                        journey.state = "dead_lettered"
-                        journey.reason = (
-                            f"the enrich function failed on it {receives} times; moved to the "
-                            f"dead-letter queue ({failed[message['MessageId']]})"
-                        )
-                        failures.append({"message_id": source_id, "reason": journey.reason})
-                    else:
-                        self.sqs.change_message_visibility(
-                            QueueUrl=self.queue_url,
-                            ReceiptHandle=message["ReceiptHandle"],
-                            VisibilityTimeout=0,
-                        )
-                    continue
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-                journey.state = "acknowledged"
-                failure = self.failure_record(message["MessageId"])
-                if failure is not None:
-                    failures.append({"message_id": source_id, "reason": str(failure["reason"])})
-                else:
-                    outcomes.append({"message_id": source_id, "queue_message_id": message["MessageId"]})
         return outcomes, failures
 
-    def _invoke(self, messages: list[dict[str, Any]]) -> dict[str, str]:
-        """Hand a batch to the enrich function; the ids of the records it failed, each with what is known
-        of why. A function that raises fails the whole batch, as Lambda's event source mapping sees it."""
-        event = {"Records": [_lambda_record(message, self.queue_url) for message in messages]}
+    def _deliver(
+        self,
+        queue_url: str,
+        messages: list[dict[str, Any]],
+        outcomes: list[dict[str, Any]],
+        failures: list[dict[str, str]],
+    ) -> None:
+        """One batch of a queue through the enrich handler, and what the event source mapping and the
+        redrive policy then do with each record."""
+        failed = self._invoke(messages, queue_url)
+        for message in messages:
+            journey = self._journey(message)
+            source_id = journey.delivery.source_id
+            if message["MessageId"] in failed:
+                receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
+                if receives >= self.max_receives:
+                    # What SQS does past maxReceiveCount: the record moves to the dead-letter queue.
+                    self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message["Body"])
+                    self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    journey.state = "dead_lettered"
+                    journey.reason = (
+                        f"the enrich function failed on it {receives} times; moved to the "
+                        f"dead-letter queue ({failed[message['MessageId']]})"
+                    )
+                    failures.append({"message_id": source_id, "reason": journey.reason})
+                else:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                    )
+                continue
+            self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            journey.state = "acknowledged"
+            failure = self.failure_record(message["MessageId"])
+            if failure is not None:
+                failures.append({"message_id": source_id, "reason": str(failure["reason"])})
+            else:
+                outcomes.append({"message_id": source_id, "queue_message_id": message["MessageId"]})
+
+    def _invoke(self, messages: list[dict[str, Any]], queue_url: str) -> dict[str, str]:
+        """Hand a batch of one queue to the enrich function; the ids of the records it failed, each with
+        what is known of why. A function that raises fails the whole batch, as Lambda's event source
+        mapping sees it."""
+        queue_arn = self.queue_arns[queue_url]
+        event = {"Records": [_lambda_record(message, queue_arn) for message in messages]}
         try:
             response = self.aws.invoke(ENRICH_FUNCTION, event)
         except Exception as error:  # the function's fault, reported on its records; never the runner's
@@ -296,12 +318,14 @@ class Pipeline:
         return journey
 
     def busy(self) -> bool:
-        """True while records are delayed or hidden in the queue: deferred until the quota reopens."""
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.queue_url,
-            AttributeNames=["ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible"],
-        ).get("Attributes", {})
-        return any(int(value) > 0 for value in attributes.values())
+        """True while records are delayed or hidden in a queue: deferred until the quota reopens."""
+        for queue_url in self.queue_arns:
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=queue_url, AttributeNames=_WAITING_MESSAGES
+            ).get("Attributes", {})
+            if any(int(value) > 0 for value in attributes.values()):
+                return True
+        return False
 
     def failure_record(self, message_id: str) -> dict[str, Any] | None:
         """The failure record the enrich function left for a rejected message."""
@@ -371,9 +395,8 @@ def _batch_size(aws: LocalAws) -> int:
     return 10
 
 
-def _lambda_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
-    """An SQS message as Lambda's event source mapping hands it to a function."""
-    queue_name = queue_url.rsplit("/", 1)[-1]
+def _lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """An SQS message of the queue `queue_arn` as Lambda's event source mapping hands it to a function."""
     return {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
@@ -390,7 +413,7 @@ def _lambda_record(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
         },
         "md5OfBody": message.get("MD5OfBody", ""),
         "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:{queue_name}",
+        "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
 

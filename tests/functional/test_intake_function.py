@@ -1,5 +1,6 @@
 """The intake function as deployed from template.yaml: function URL requests (payload format 2.0)
-invoked through Lambda, answered by the real handler, queued on the template's alert queue."""
+invoked through Lambda, answered by the real handler, queued on the template's pushed-alert queue
+stamped with who sent them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from vtriage_local.runner import Pipeline
 from vtriage_local.stack import LocalAws
 
 INTAKE_FUNCTION = "IntakeFunction"
-ALERT_QUEUE = "AlertQueue"
+PUSHED_ALERT_QUEUE = "PushedAlertQueue"
+SENDER = "arn:aws:iam::123456789012:role/edr-forwarder"
 
 
 def function_url_request(body: str, method: str = "POST") -> dict[str, Any]:
@@ -33,7 +35,7 @@ def function_url_request(body: str, method: str = "POST") -> dict[str, Any]:
                     "accessKey": "ASIAEXAMPLE",
                     "accountId": "123456789012",
                     "callerId": "AROAEXAMPLE:forwarder",
-                    "userArn": "arn:aws:iam::123456789012:role/edr-forwarder",
+                    "userArn": SENDER,
                     "userId": "AROAEXAMPLE:forwarder",
                 }
             },
@@ -64,11 +66,19 @@ def post(aws: LocalAws, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return int(response["statusCode"]), json.loads(response["body"])
 
 
-def queued_bodies(aws: LocalAws) -> list[str]:
-    """Every body waiting on the alert queue."""
+def queued_messages(aws: LocalAws) -> list[dict[str, Any]]:
+    """Every message waiting on the pushed-alert queue, with its attributes."""
     sqs = aws.client("sqs")
-    messages = sqs.receive_message(QueueUrl=aws.ref(ALERT_QUEUE), MaxNumberOfMessages=10).get("Messages", [])
-    return [message["Body"] for message in messages]
+    return list(
+        sqs.receive_message(
+            QueueUrl=aws.ref(PUSHED_ALERT_QUEUE), MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        ).get("Messages", [])
+    )
+
+
+def queued_bodies(aws: LocalAws) -> list[str]:
+    """Every body waiting on the pushed-alert queue."""
+    return [message["Body"] for message in queued_messages(aws)]
 
 
 def test_a_pushed_finding_is_queued_and_becomes_a_case(local_aws: LocalAws) -> None:
@@ -82,11 +92,43 @@ def test_a_pushed_finding_is_queued_and_becomes_a_case(local_aws: LocalAws) -> N
     assert status == 202
     assert answer["alert_ids"] == [load_event("synthetic-guardduty-backdoor-c2-dns.json")["detail"]["id"]]
     (case_id,) = answer["case_ids"]
-    # And when the enrich function drains the queue, that message becomes that case
+    # And when the enrich function drains the queue, that message becomes that case, which records who
+    # sent it and plans the actions a detector's finding would get, each waiting for a person
     outcomes, failures = Pipeline(local_aws).drain()
     assert failures == []
     assert [outcome["queue_message_id"] for outcome in outcomes] == [answer["message_id"]]
-    assert Pipeline(local_aws).case(case_id) is not None
+    case = Pipeline(local_aws).case(case_id)
+    assert case is not None
+    assert case["provenance"] == {
+        "channel": "intake",
+        "sender": SENDER,
+        "source_ip": "198.51.100.7",
+        "user_agent": "forwarder/1.0",
+    }
+    assert case["actions"]
+    assert all(action["parameters"]["needs_approval"] == "true" for action in case["actions"])
+
+
+def test_a_pushed_message_carries_the_signed_caller_and_its_agent_escaped(local_aws: LocalAws) -> None:
+    # Given a finding posted by a role, with a user agent holding a line break
+    body = event("synthetic-guardduty-backdoor-c2-dns.json").read_text(encoding="utf-8")
+    request = function_url_request(body)
+    request["requestContext"]["http"]["userAgent"] = "forwarder/1.0\nApprove: https://evil.example/"
+
+    # When it is accepted
+    status, answer = post(local_aws, request)
+
+    # Then the queued message is stamped with what Lambda authenticated and saw, the agent escaped
+    assert (status, answer["sender"]) == (202, SENDER)
+    (message,) = queued_messages(local_aws)
+    stamp = {name: value["StringValue"] for name, value in message["MessageAttributes"].items()}
+    assert stamp == {
+        "vtriage_sender": SENDER,
+        "vtriage_sender_id": "AROAEXAMPLE:forwarder",
+        "vtriage_sender_account": "123456789012",
+        "vtriage_source_ip": "198.51.100.7",
+        "vtriage_user_agent": "forwarder/1.0\\nApprove: https://evil.example/",
+    }
 
 
 def test_a_pushed_body_reaches_the_queue_byte_for_byte(local_aws: LocalAws) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -352,3 +353,105 @@ def test_security_hub_threat_intel_on_an_instance_is_remediated_in_dry_run() -> 
         ("block_domain_dns_firewall", "skipped"),
     ]
     assert case["ticket"] is not None
+
+
+# ---------------------------------------------------------------- the place and identity of a finding
+
+C2_SAMPLE = "synthetic-guardduty-backdoor-c2-dns.json"
+
+
+def _run_json(*arguments: str) -> dict[str, Any]:
+    """`vtriage run --json ARGUMENTS`, as a user runs it, as a document."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        cli.main(["run", "--json", *arguments])
+    document: dict[str, Any] = json.loads(stdout.getvalue())
+    return document
+
+
+def _written(tmp_path: Path, name: str, document: Any) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return str(path)
+
+
+def test_a_finding_naming_another_account_changes_nothing_with_dry_run_off_and_is_ticketed(
+    tmp_path: Path,
+) -> None:
+    # Given the C&C sample rewritten to name an account that is not the local deployment's
+    forged = json.loads(event(C2_SAMPLE).read_text(encoding="utf-8"))
+    forged["detail"]["accountId"] = "999999999999"
+    forged["account"] = "999999999999"
+
+    # When it runs through the whole pipeline with DryRun=false
+    document = _run_json("--parameter-overrides", "DryRun=false", _written(tmp_path, "forged.json", forged))
+
+    # Then nothing is planned nor done, a person gets a ticket, and the case says why
+    [case] = document["cases"]
+    assert case["verdict"] == "malicious"
+    assert case["actions"] == []
+    assert (case["branch"], case["status"]) == ("ticket", "TICKETED")
+    assert case["ticket"] is not None
+    assert any("names account '999999999999'" in reason for reason in case["not_actionable"])
+    assert case["provenance"]["channel"] == "detector"
+
+
+def test_a_finding_naming_another_region_changes_nothing_and_is_ticketed(tmp_path: Path) -> None:
+    # Given the C&C sample rewritten to name another Region than the local deployment's
+    forged = json.loads(event(C2_SAMPLE).read_text(encoding="utf-8"))
+    forged["detail"]["region"] = "eu-west-3"
+
+    # When it runs with DryRun=false
+    path = _written(tmp_path, "elsewhere.json", forged)
+    document = _run_json("--parameter-overrides", "DryRun=false", path)
+
+    # Then nothing is done, and the reason names the Region
+    [case] = document["cases"]
+    assert case["actions"] == []
+    assert case["status"] == "TICKETED"
+    assert any("names Region 'eu-west-3'" in reason for reason in case["not_actionable"])
+
+
+def test_a_benign_document_borrowing_a_genuine_findings_id_and_version_does_not_swallow_it(
+    tmp_path: Path,
+) -> None:
+    # Given a benign, low-severity document that borrows the C&C finding's id and updatedAt, sent first,
+    # then the genuine high-severity finding
+    genuine = json.loads(event(C2_SAMPLE).read_text(encoding="utf-8"))
+    benign = json.loads(json.dumps(genuine))
+    benign["detail"].update(
+        severity=1,
+        type="Recon:EC2/PortProbeUnprotectedPort",
+        title="Unprotected port on EC2 instance is being probed.",
+    )
+    benign["detail"]["service"]["action"] = {"actionType": "PORT_PROBE"}
+    first = _written(tmp_path, "benign.json", benign)
+    second = str(event(C2_SAMPLE))
+
+    # When both run through the whole pipeline on the real handlers, one after the other
+    document = _run_json(first, second)
+
+    # Then each is a case of its own under the one finding id: the genuine one is remediated (in dry
+    # run, the default) and ticketed
+    cases = {case["message_id"]: case for case in document["cases"]}
+    benign_case, genuine_case = cases["benign.json"], cases[C2_SAMPLE]
+    assert benign_case["alert_id"] == genuine_case["alert_id"] == genuine["detail"]["id"]
+    assert benign_case["case_id"] != genuine_case["case_id"]
+    assert genuine_case["verdict"] == "malicious"
+    assert {action["type"]: action["status"] for action in genuine_case["actions"]}["isolate_instance"] == (
+        "dry_run"
+    )
+    assert genuine_case["ticket"] is not None
+    # And each case names the other
+    assert genuine_case["variant_case_ids"] == [benign_case["case_id"]]
+    assert benign_case["variant_case_ids"] == [genuine_case["case_id"]]
+    assert document["failures"] == []
+
+
+def test_a_true_redelivery_of_a_finding_stays_one_case_naming_no_other() -> None:
+    # Given the C&C sample delivered twice
+    document = run_pipeline(event(C2_SAMPLE), event(C2_SAMPLE))
+
+    # Then it is one case, with the second delivery its duplicate, and no other content noted
+    [case] = document["cases"]
+    assert case["variant_case_ids"] == []

@@ -1,61 +1,202 @@
-"""`vtriage send FILE... --queue-url URL` against the template's alert queue on moto, with the ordinary
-boto3 client (pointed at moto by AWS_ENDPOINT_URL, as it would be at AWS by the user's configuration)."""
+"""`vtriage send FILE... --intake-url URL` against the template's intake function on moto.
+
+moto serves no function URL, so a loopback server stands in for the part of Lambda in front of one
+with IAM auth: it checks the request's SigV4 signature (service `lambda`, the caller's credentials) and
+answers 403 itself when it fails, as Lambda does; otherwise it hands the real intake handler the
+payload-2.0 event, naming the signer in `requestContext.authorizer.iam` as STS knows it."""
 
 from __future__ import annotations
 
 import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from tests.functional.conftest import event, load_event
 from vtriage_local import cli
-from vtriage_local.stack import LocalAws
+from vtriage_local.stack import REGION, LocalAws
 
 ALERT_QUEUE = "AlertQueue"
+PUSHED_ALERT_QUEUE = "PushedAlertQueue"
+_AUTHORIZATION = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)"
+    r"/aws4_request, SignedHeaders=(?P<signed>[^,]+), Signature=(?P<signature>[0-9a-f]{64})$"
+)
+
+
+class FunctionUrl:
+    """A function URL with IAM auth on loopback, in front of the stack's real intake handler."""
+
+    def __init__(self, aws: LocalAws) -> None:
+        self.aws = aws
+        self.requests: list[dict[str, str]] = []
+        identity = aws.client("sts").get_caller_identity()
+        self.caller = {"arn": identity["Arn"], "user_id": identity["UserId"], "account": identity["Account"]}
+        url = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status, headers, answer = url.answer(self.path, dict(self.headers.items()), body)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FunctionUrl:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], str]:
+        """What Lambda answers: 403 for a request not signed by the caller's credentials, otherwise the
+        intake handler's response."""
+        self.requests.append(headers)
+        if not self._signed_by_caller(path, headers, body):
+            refusal = {"Message": "The request signature we calculated does not match the one you provided"}
+            return 403, {"Content-Type": "application/json"}, json.dumps(refusal)
+        response = self.aws.invoke("IntakeFunction", self._event(path, headers, body))
+        return int(response["statusCode"]), dict(response.get("headers", {})), str(response["body"])
+
+    def _signed_by_caller(self, path: str, headers: dict[str, str], body: bytes) -> bool:
+        lowered = {name.lower(): value for name, value in headers.items()}
+        match = _AUTHORIZATION.match(lowered.get("authorization", ""))
+        if match is None or match["service"] != "lambda" or match["region"] != REGION:
+            return False
+        signed = match["signed"].split(";")
+        request = AWSRequest(
+            method="POST",
+            url=f"http://{lowered['host']}{path}",
+            data=body,
+            headers={name: lowered[name] for name in signed if name != "host"},
+        )
+        request.context["timestamp"] = lowered["x-amz-date"]
+        # The local stack's credentials, which the caller's AWS configuration holds in these tests.
+        signer = SigV4Auth(Credentials("testing", "testing", "testing"), "lambda", REGION)
+        canonical = signer.canonical_request(request)
+        expected = signer.signature(signer.string_to_sign(request, canonical), request)
+        return bool(match["key"] == "testing" and expected == match["signature"])
+
+    def _event(self, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+        return {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": "",
+            "headers": {name.lower(): value for name, value in headers.items()},
+            "requestContext": {
+                "accountId": self.caller["account"],
+                "authorizer": {
+                    "iam": {
+                        "accessKey": "testing",
+                        "accountId": self.caller["account"],
+                        "callerId": self.caller["user_id"],
+                        "userArn": self.caller["arn"],
+                        "userId": self.caller["user_id"],
+                    }
+                },
+                "http": {
+                    "method": "POST",
+                    "path": path,
+                    "protocol": "HTTP/1.1",
+                    "sourceIp": "127.0.0.1",
+                    "userAgent": headers.get("User-Agent", ""),
+                },
+            },
+            "body": body.decode("utf-8"),
+            "isBase64Encoded": False,
+        }
+
+
+@pytest.fixture
+def intake(local_aws: LocalAws) -> Iterator[FunctionUrl]:
+    """The stack's intake function behind a loopback function URL with IAM auth."""
+    with FunctionUrl(local_aws) as url:
+        yield url
+
+
+def queued(aws: LocalAws, queue: str) -> list[dict[str, Any]]:
+    """Every message waiting on the queue, with its attributes."""
+    sqs = aws.client("sqs")
+    received = sqs.receive_message(
+        QueueUrl=aws.ref(queue), MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )
+    return list(received.get("Messages", []))
 
 
 def queued_bodies(aws: LocalAws) -> list[str]:
-    """Every body waiting on the alert queue."""
-    sqs = aws.client("sqs")
-    messages = sqs.receive_message(QueueUrl=aws.ref(ALERT_QUEUE), MaxNumberOfMessages=10).get("Messages", [])
-    return [message["Body"] for message in messages]
+    """Every body waiting on the pushed-alert queue."""
+    return [message["Body"] for message in queued(aws, PUSHED_ALERT_QUEUE)]
+
+
+def printed(out: str) -> str:
+    """What `vtriage send` printed, without the intake handler's log lines: the stand-in runs the
+    handler in this process, where its logger writes to the same stdout (in Lambda, to CloudWatch)."""
+    return "".join(line for line in out.splitlines(keepends=True) if not line.startswith('{"level"'))
 
 
 def send(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, dict[str, Any]]:
     """Run `vtriage send ... --json`; its exit status and document."""
     status = cli.main(["send", *arguments, "--json"])
-    out = capsys.readouterr().out
+    out = printed(capsys.readouterr().out)
     return status, json.loads(out) if out else {}
 
 
-def test_a_finding_file_is_queued_unchanged(local_aws: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_finding_file_is_pushed_through_the_intake_and_queued_unchanged_with_its_sender(
+    local_aws: LocalAws, intake: FunctionUrl, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given a GuardDuty event file
     path = event("synthetic-guardduty-backdoor-c2-dns.json")
 
-    # When it is sent to the deployed queue
-    status, document = send(capsys, str(path), "--queue-url", local_aws.ref(ALERT_QUEUE))
+    # When it is sent to the stack's intake URL
+    status, document = send(capsys, str(path), "--intake-url", intake.url)
 
-    # Then it is queued byte for byte, and the output names the alert and the message
+    # Then the request was signed for Lambda, and the intake queued the file byte for byte on the
+    # pushed-alert queue, stamped with the signer; nothing reached the detector rules' queue
     assert status == 0
-    assert queued_bodies(local_aws) == [path.read_text(encoding="utf-8")]
+    (request,) = intake.requests
+    assert request["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
+    (message,) = queued(local_aws, PUSHED_ALERT_QUEUE)
+    assert message["Body"] == path.read_text(encoding="utf-8")
+    assert message["MessageAttributes"]["vtriage_sender"]["StringValue"] == intake.caller["arn"]
+    assert queued(local_aws, ALERT_QUEUE) == []
+    # And the output names the alert, the message and who it was sent as
     (sent,) = document["sent"]
     assert sent["source_id"] == path.name
     assert sent["alert_ids"] == [load_event("synthetic-guardduty-backdoor-c2-dns.json")["detail"]["id"]]
-    assert sent["message_id"]
+    assert sent["message_id"] == message["MessageId"]
+    assert sent["sender"] == intake.caller["arn"]
     assert document["rejected"] == []
 
 
-def test_an_sqs_event_file_queues_each_record_body(
-    local_aws: LocalAws, capsys: pytest.CaptureFixture[str]
+def test_an_sqs_event_file_pushes_each_record_body(
+    local_aws: LocalAws, intake: FunctionUrl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given an SQS event file, read as `vtriage run` reads it: one message per record
     path = event("sqs/synthetic-sqs-guardduty-backdoor-c2-dns.json")
     records = load_event("sqs/synthetic-sqs-guardduty-backdoor-c2-dns.json")["Records"]
 
     # When it is sent
-    status, document = send(capsys, str(path), "--queue-url", local_aws.ref(ALERT_QUEUE))
+    status, document = send(capsys, str(path), "--intake-url", intake.url)
 
     # Then each record's body is queued, named by its message id
     assert status == 0
@@ -64,7 +205,7 @@ def test_an_sqs_event_file_queues_each_record_body(
 
 
 def test_a_bad_file_is_reported_and_not_queued_while_the_good_one_is(
-    local_aws: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    local_aws: LocalAws, intake: FunctionUrl, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Given a good file and a finding that lost its id
     good = event("guardduty-ec2-canary-outbound-ssh.json")
@@ -74,7 +215,7 @@ def test_a_bad_file_is_reported_and_not_queued_while_the_good_one_is(
     bad.write_text(json.dumps(broken), encoding="utf-8")
 
     # When both are sent
-    status, document = send(capsys, str(bad), str(good), "--queue-url", local_aws.ref(ALERT_QUEUE))
+    status, document = send(capsys, str(bad), str(good), "--intake-url", intake.url)
 
     # Then only the good one is queued, the bad one is reported with its field, and the status says so
     assert status == 2
@@ -86,7 +227,7 @@ def test_a_bad_file_is_reported_and_not_queued_while_the_good_one_is(
 
 
 def test_the_readable_output_says_what_was_sent_and_what_was_not(
-    local_aws: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    local_aws: LocalAws, intake: FunctionUrl, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Given a good file and one that is not JSON
     good = event("guardduty-ec2-canary-outbound-ssh.json")
@@ -94,20 +235,21 @@ def test_the_readable_output_says_what_was_sent_and_what_was_not(
     bad.write_text("the alert is in the ticket", encoding="utf-8")
 
     # When they are sent without --json
-    status = cli.main(["send", str(good), str(bad), "--queue-url", local_aws.ref(ALERT_QUEUE)])
-    out = capsys.readouterr().out
+    status = cli.main(["send", str(good), str(bad), "--intake-url", intake.url])
+    out = printed(capsys.readouterr().out)
 
-    # Then one line says it was sent and one says why the other was not
+    # Then one line says it was sent, and as whom, and one says why the other was not
     assert status == 2
     lines = out.splitlines()
     assert lines[0].startswith("sent")
     assert "16afba5c5c43e07c9e3e5e2e544e95df" in lines[0]
+    assert intake.caller["arn"] in lines[0]
     assert lines[1].startswith("rejected")
     assert "notes.txt (body): not JSON" in lines[1]
 
 
 def test_a_finding_refused_alone_is_named_and_the_status_says_so(
-    local_aws: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    local_aws: LocalAws, intake: FunctionUrl, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Given get-findings output whose second finding lost its id
     document = load_event("guardduty-getfindings-trojan-droppoint-dns.json")
@@ -118,7 +260,7 @@ def test_a_finding_refused_alone_is_named_and_the_status_says_so(
     path.write_text(json.dumps(document), encoding="utf-8")
 
     # When it is sent
-    status, output = send(capsys, str(path), "--queue-url", local_aws.ref(ALERT_QUEUE))
+    status, output = send(capsys, str(path), "--intake-url", intake.url)
 
     # Then it is queued for the good finding, the refused one is named with its reason, and the status
     # says that not everything will become a case
@@ -130,24 +272,48 @@ def test_a_finding_refused_alone_is_named_and_the_status_says_so(
     assert output["rejected"] == []
 
 
-def test_a_queue_that_does_not_exist_is_a_setup_error(
-    local_aws: LocalAws, capsys: pytest.CaptureFixture[str]
+def test_a_request_lambda_refuses_is_a_setup_error_naming_the_senders_policy(
+    local_aws: LocalAws,
+    intake: FunctionUrl,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given a queue URL nobody deployed
-    missing = local_aws.ref(ALERT_QUEUE).rsplit("/", 1)[0] + "/no-such-queue"
+    # Given credentials that are not the caller's (a signature Lambda cannot match)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    good = event("guardduty-ec2-canary-outbound-ssh.json")
 
-    # When a good file is sent there
-    status = cli.main(["send", str(event("guardduty-ec2-canary-outbound-ssh.json")), "--queue-url", missing])
+    # When a good file is sent
+    status = cli.main(["send", str(good), "--intake-url", intake.url])
 
-    # Then the command fails with a message naming the queue, and the real queue is untouched
+    # Then the command fails saying what to check, and nothing is queued
     assert status == 1
-    assert missing in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "403" in error
+    assert "AlertSendersPolicy" in error
     assert queued_bodies(local_aws) == []
 
 
-def test_a_missing_file_is_a_usage_error(local_aws: LocalAws, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_intake_url_that_does_not_answer_is_a_setup_error(
+    local_aws: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an intake URL where nothing listens
+    with FunctionUrl(local_aws) as stopped:
+        url = stopped.url
+
+    # When a good file is sent there
+    status = cli.main(["send", str(event("guardduty-ec2-canary-outbound-ssh.json")), "--intake-url", url])
+
+    # Then the command fails naming the URL, and nothing is queued
+    assert status == 1
+    assert url in capsys.readouterr().err
+    assert queued_bodies(local_aws) == []
+
+
+def test_a_missing_file_is_a_usage_error(
+    local_aws: LocalAws, intake: FunctionUrl, capsys: pytest.CaptureFixture[str]
+) -> None:
     # When a file that does not exist is sent
-    status = cli.main(["send", "no-such-alert.json", "--queue-url", local_aws.ref(ALERT_QUEUE)])
+    status = cli.main(["send", "no-such-alert.json", "--intake-url", intake.url])
 
     # Then nothing is queued and the file is named
     assert status == 1
@@ -156,7 +322,7 @@ def test_a_missing_file_is_a_usage_error(local_aws: LocalAws, capsys: pytest.Cap
 
 
 def test_a_file_that_is_not_utf8_text_is_refused_beside_a_good_one_that_is_queued(
-    local_aws: LocalAws, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    local_aws: LocalAws, intake: FunctionUrl, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Given a file saved as Latin-1, which SQS cannot carry, and a good file
     bad = tmp_path / "latin-1.json"
@@ -164,7 +330,7 @@ def test_a_file_that_is_not_utf8_text_is_refused_beside_a_good_one_that_is_queue
     good = event("guardduty-ec2-canary-outbound-ssh.json")
 
     # When both are sent
-    status, document = send(capsys, str(bad), str(good), "--queue-url", local_aws.ref(ALERT_QUEUE))
+    status, document = send(capsys, str(bad), str(good), "--intake-url", intake.url)
 
     # Then the bad one is refused saying where its text breaks, and only the good one is queued
     assert status == 2

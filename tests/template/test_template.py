@@ -82,6 +82,12 @@ def deployed_value(value: Any, template: dict[str, Any]) -> str:
         return str(value).lower()
     if isinstance(value, str | int | float):
         return str(value)
+    if value == {"Ref": "AWS::AccountId"}:
+        return "123456789012"
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        name, attribute = value["Fn::GetAtt"]
+        if template["Resources"][name]["Type"] == "AWS::SQS::Queue" and attribute == "Arn":
+            return FAKE_ACCOUNT.format(service="sqs", resource=f"vtriage-{name}")
     if isinstance(value, dict) and set(value) == {"Ref"}:
         name = value["Ref"]
         if name in template.get("Parameters", {}):
@@ -263,45 +269,84 @@ def test_the_intake_function_reads_alerts_exactly_as_the_enrich_function_does(
 # ---------------------------------------------------------------- queues
 
 
-def test_a_batch_is_never_redelivered_while_the_enrich_function_still_works_on_it(
+ALERT_QUEUES = {"AlertQueue": "detector", "PushedAlertQueue": "intake"}
+
+
+def sqs_events(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The enrich function's SQS event sources, by the queue each reads."""
+    enrich = template["Resources"]["EnrichFunction"]["Properties"]
+    events = [e["Properties"] for e in enrich["Events"].values() if e["Type"] == "SQS"]
+    return {event["Queue"]["Fn::GetAtt"][0]: event for event in events}
+
+
+def test_the_enrich_function_reads_both_queues_and_knows_each_ones_channel(
     template: dict[str, Any], specs: dict[str, FunctionSpec]
 ) -> None:
-    # Given the enrich function's SQS event source
-    enrich = template["Resources"]["EnrichFunction"]["Properties"]
-    (event,) = [e["Properties"] for e in enrich["Events"].values() if e["Type"] == "SQS"]
-    assert event["Queue"] == get_att_arn("AlertQueue")
+    # Given the enrich function's event sources and its settings as deployed
+    settings = EnrichSettings.from_environ(deployed_environment(specs["EnrichFunction"], template))
+
+    # Then it reads the detector rules' queue and the pushed-alert queue, and no other
+    assert set(sqs_events(template)) == set(ALERT_QUEUES)
+    # And it tells a record's channel by the ARN of the queue it came from, and defers it there
+    environment = specs["EnrichFunction"].environment
+    assert environment["ALERT_QUEUE_ARN"] == get_att_arn("AlertQueue")
+    assert environment["PUSHED_ALERT_QUEUE_ARN"] == get_att_arn("PushedAlertQueue")
+    assert (environment["ALERT_QUEUE_URL"], environment["PUSHED_ALERT_QUEUE_URL"]) == (
+        {"Ref": "AlertQueue"},
+        {"Ref": "PushedAlertQueue"},
+    )
+    assert sorted(settings.channels.values()) == ["detector", "intake"]
+    # And it knows the deployment's own account, and what becomes of pushed alerts (approval by default)
+    assert environment["OWN_ACCOUNT_ID"] == {"Ref": "AWS::AccountId"}
+    assert settings.pushed_alert_actions == "approval"
+    assert template["Parameters"]["PushedAlertActions"]["AllowedValues"] == ["ticket", "approval"]
+    assert environment["PUSHED_ALERT_ACTIONS"] == {"Ref": "PushedAlertActions"}
+    # And it may hide or re-send a deferred record on either queue
+    enrich_statements = statements(specs["EnrichFunction"])
+    (defer,) = [s for s in enrich_statements if "sqs:ChangeMessageVisibility" in s["Action"]]
+    assert sorted(item["Fn::GetAtt"][0] for item in as_list(defer["Resource"])) == sorted(ALERT_QUEUES)
+
+
+@pytest.mark.parametrize("queue", sorted(ALERT_QUEUES))
+def test_a_batch_is_never_redelivered_while_the_enrich_function_still_works_on_it(
+    queue: str, template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given the enrich function's SQS event source on this queue
+    event = sqs_events(template)[queue]
 
     # When the queue's visibility timeout is compared with the function's timeout and batching window
-    visibility = int(properties(template, "AlertQueue")["VisibilityTimeout"])
+    visibility = int(properties(template, queue)["VisibilityTimeout"])
     needed = 6 * specs["EnrichFunction"].timeout + int(event.get("MaximumBatchingWindowInSeconds", 0))
 
     # Then it is at least what AWS recommends
     assert visibility >= needed
 
 
-def test_the_enrich_function_reports_partial_batch_failures(template: dict[str, Any]) -> None:
-    # Given the enrich function's SQS event source
-    enrich = template["Resources"]["EnrichFunction"]["Properties"]
-    (event,) = [e["Properties"] for e in enrich["Events"].values() if e["Type"] == "SQS"]
+@pytest.mark.parametrize("queue", sorted(ALERT_QUEUES))
+def test_the_enrich_function_reports_partial_batch_failures(queue: str, template: dict[str, Any]) -> None:
+    # Given the enrich function's SQS event source on this queue
+    event = sqs_events(template)[queue]
 
     # Then one failed record is retried alone, not with its whole batch
     assert "ReportBatchItemFailures" in event["FunctionResponseTypes"]
 
 
-def test_alerts_that_keep_failing_end_in_the_dead_letter_queue(template: dict[str, Any]) -> None:
-    # Given the alert queue's redrive policy and the two queues
-    queue = properties(template, "AlertQueue")
+@pytest.mark.parametrize("queue", sorted(ALERT_QUEUES))
+def test_alerts_that_keep_failing_end_in_the_dead_letter_queue(queue: str, template: dict[str, Any]) -> None:
+    # Given the queue's redrive policy and the dead-letter queue
+    properties_ = properties(template, queue)
     dead_letters = properties(template, "AlertDeadLetterQueue")
-    redrive = queue["RedrivePolicy"]
+    redrive = properties_["RedrivePolicy"]
 
     # Then failing messages move to the dead-letter queue after a few tries
     assert redrive["deadLetterTargetArn"] == get_att_arn("AlertDeadLetterQueue")
     assert 3 <= int(redrive["maxReceiveCount"]) <= 10
     # And they are kept there longer than on the queue they came from (SQS's default is 4 days)
-    assert int(dead_letters["MessageRetentionPeriod"]) > int(queue.get("MessageRetentionPeriod", 345_600))
+    kept = int(properties_.get("MessageRetentionPeriod", 345_600))
+    assert int(dead_letters["MessageRetentionPeriod"]) > kept
 
 
-@pytest.mark.parametrize("logical_id", ["AlertQueue", "AlertDeadLetterQueue"])
+@pytest.mark.parametrize("logical_id", ["AlertQueue", "PushedAlertQueue", "AlertDeadLetterQueue"])
 def test_queues_are_encrypted_at_rest(logical_id: str, template: dict[str, Any]) -> None:
     # Given a queue that holds alert bodies
     queue = properties(template, logical_id)
@@ -418,13 +463,136 @@ def test_the_intake_url_takes_only_iam_signed_requests(template: dict[str, Any])
     assert intake["FunctionUrlConfig"]["AuthType"] == "AWS_IAM"
     permissions = resources_of_type(template, "AWS::Lambda::Permission").values()
     assert all(p["Properties"]["FunctionName"] != {"Ref": "IntakeFunction"} for p in permissions)
-    # And a sender may call the URL only as an IAM-authenticated one, and may queue directly
+    # And a sender may call the URL only as an IAM-authenticated one, and may not queue directly: the
+    # intake is its only way in, and it stamps who sent each alert
     url = grants["lambda:InvokeFunctionUrl"]
     assert url["Resource"] == get_att_arn("IntakeFunction")
     assert url["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}
     assert grants["lambda:InvokeFunction"]["Resource"] == get_att_arn("IntakeFunction")
-    assert grants["sqs:SendMessage"]["Resource"] == get_att_arn("AlertQueue")
+    assert set(grants) == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
     assert all(statement["Effect"] == "Allow" for statement in senders)
+
+
+def test_the_intake_function_queues_on_the_pushed_alert_queue_only(
+    template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given the intake function's environment and policy
+    intake = specs["IntakeFunction"]
+
+    # Then it writes to the pushed-alert queue, and to nothing else
+    assert intake.environment["PUSHED_ALERT_QUEUE_URL"] == {"Ref": "PushedAlertQueue"}
+    (statement,) = statements(intake)
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == get_att_arn("PushedAlertQueue")
+
+
+# How IAM evaluates a condition (IAM User Guide, "Condition operators" and "Conditions with multiple
+# context keys or values"): operators and keys are ANDed; values of one key are ORed, NOR-ed under a
+# negated operator; a key absent from the request makes a positive operator false and a negated one true.
+_NEGATED = {"ArnNotEquals": "ArnEquals", "StringNotEquals": "StringEquals"}
+
+
+def _condition_holds(condition: dict[str, Any], context: dict[str, Any]) -> bool:
+    for operator, keys in condition.items():
+        for key, values in keys.items():
+            wanted = as_list(values)
+            if operator in _NEGATED:
+                if key in context and context[key] in wanted:
+                    return False
+            elif operator in {"ArnEquals", "StringEquals", "Bool"}:
+                if key not in context or context[key] not in wanted:
+                    return False
+            else:
+                raise AssertionError(f"teach _condition_holds the operator {operator}")
+    return True
+
+
+def _statement_applies(statement: dict[str, Any], request: dict[str, Any]) -> bool:
+    principal = statement["Principal"]
+    if principal != "*" and principal != {"Service": request.get("service")}:
+        return False
+    actions = as_list(statement["Action"])
+    if request["action"] not in actions and "sqs:*" not in actions:
+        return False
+    return _condition_holds(statement.get("Condition", {}), request["context"])
+
+
+def may_send(template: dict[str, Any], policy: str, request: dict[str, Any], identity_allows: bool) -> bool:
+    """Whether a queue policy lets this request send (an explicit Deny wins; otherwise an Allow in the
+    queue policy or in the caller's own identity policy is enough, the caller being of this account)."""
+    document = properties(template, policy)["PolicyDocument"]["Statement"]
+    applying = [statement for statement in document if _statement_applies(statement, request)]
+    if any(statement["Effect"] == "Deny" for statement in applying):
+        return False
+    return identity_allows or any(statement["Effect"] == "Allow" for statement in applying)
+
+
+def _role(logical_id: str) -> dict[str, Any]:
+    return {
+        "action": "sqs:SendMessage",
+        "context": {"aws:PrincipalArn": {"Fn::GetAtt": [logical_id, "Arn"]}, "aws:SecureTransport": "true"},
+    }
+
+
+def _service(service: str, source_arn: Any) -> dict[str, Any]:
+    return {
+        "action": "sqs:SendMessage",
+        "service": service,
+        "context": {"aws:SourceArn": source_arn, "aws:SecureTransport": "true"},
+    }
+
+
+ADMINISTRATOR = {
+    "action": "sqs:SendMessage",
+    "context": {
+        "aws:PrincipalArn": "arn:aws:iam::123456789012:role/Administrator",
+        "aws:SecureTransport": "true",
+    },
+}
+SOMEONE_ELSES_RULE = "arn:aws:events:us-east-1:123456789012:rule/someone-elses"
+SOMEONES_TOPIC = "arn:aws:sns:us-east-1:123456789012:someones-topic"
+
+
+@pytest.mark.parametrize("rule", sorted(DETECTOR_RULES))
+def test_the_detector_rules_may_send_to_the_alert_queue(rule: str, template: dict[str, Any]) -> None:
+    # When EventBridge sends on behalf of one of the stack's rules
+    request = _service("events.amazonaws.com", get_att_arn(rule))
+
+    # Then the queue takes it, and the pushed-alert queue does not
+    assert may_send(template, "AlertQueuePolicy", request, identity_allows=False)
+    assert not may_send(template, "PushedAlertQueuePolicy", request, identity_allows=False)
+
+
+@pytest.mark.parametrize(
+    ("sender", "request_", "alert_queue", "pushed_queue"),
+    [
+        ("the enrich function (re-queueing)", _role("EnrichFunctionRole"), True, True),
+        ("the intake function", _role("IntakeFunctionRole"), False, True),
+        ("an administrator", ADMINISTRATOR, False, False),
+        ("another EventBridge rule", _service("events.amazonaws.com", SOMEONE_ELSES_RULE), False, False),
+        ("an SNS topic", _service("sns.amazonaws.com", SOMEONES_TOPIC), False, False),
+    ],
+)
+def test_only_the_channels_own_writers_may_send_to_each_queue(
+    sender: str, request_: dict[str, Any], alert_queue: bool, pushed_queue: bool, template: dict[str, Any]
+) -> None:
+    # Given a sender whose own policy allows it to send anywhere (an administrator, a function's role)
+    # When it sends to each queue
+    # Then only the queue's own writers get through: an explicit Deny beats the sender's own Allow
+    to_alert_queue = may_send(template, "AlertQueuePolicy", request_, identity_allows=True)
+    to_pushed_queue = may_send(template, "PushedAlertQueuePolicy", request_, identity_allows=True)
+    assert (to_alert_queue, to_pushed_queue) == (alert_queue, pushed_queue), sender
+
+
+def test_the_queue_policies_cover_their_queues(template: dict[str, Any]) -> None:
+    # Given each queue policy
+    for policy, queue in (("AlertQueuePolicy", "AlertQueue"), ("PushedAlertQueuePolicy", "PushedAlertQueue")):
+        document = properties(template, policy)
+        # Then it is the queue's, and each of its statements is about that queue
+        assert document["Queues"] == [{"Ref": queue}]
+        assert {json.dumps(s["Resource"]) for s in document["PolicyDocument"]["Statement"]} == {
+            json.dumps(get_att_arn(queue))
+        }
 
 
 # ---------------------------------------------------------------- tables
@@ -913,9 +1081,16 @@ def test_the_layer_ships_the_domain_package_for_the_functions_runtime(template: 
 
 def test_the_stack_outputs_what_users_and_the_local_runner_look_up(template: dict[str, Any]) -> None:
     # Given the template's outputs, Then the documented ones are there
-    assert {"AlertQueueUrl", "AlertQueueArn", "StateMachineArn", "CasesTableName", "TicketTopicArn"} <= set(
-        template["Outputs"]
-    )
+    assert {
+        "AlertQueueUrl",
+        "AlertQueueArn",
+        "PushedAlertQueueUrl",
+        "IntakeUrl",
+        "AlertSendersPolicyArn",
+        "StateMachineArn",
+        "CasesTableName",
+        "TicketTopicArn",
+    } <= set(template["Outputs"])
 
 
 def test_the_approval_url_is_public_and_only_through_the_url(template: dict[str, Any]) -> None:

@@ -21,14 +21,29 @@ from tests.fakes import (
     InMemoryEnrichmentCache,
 )
 from vtriage.config import EnrichSettings
+from vtriage.eligibility import Place
 from vtriage.enrich import Enricher, batch_metrics, triage_batch
 from vtriage.errors import QuotaExhaustedError, TransientError
-from vtriage.models import Branch, Case, CaseStatus, Enrichment, HistoryEntry, Ioc, Repeat, Verdict
+from vtriage.models import (
+    Branch,
+    Case,
+    CaseStatus,
+    Enrichment,
+    HistoryEntry,
+    Ioc,
+    Provenance,
+    Repeat,
+    Verdict,
+)
 from vtriage.verdict import VerdictPolicy
 from vtriage.virustotal.errors import VirusTotalQuotaExceededError
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+# The samples' own account and Region, and the detector rules' queue: where these tests' alerts come from.
+PLACE = Place(accounts=frozenset({"123456789012"}), region="us-east-1")
+ALERT_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:AlertQueue"
+DETECTOR = Provenance(channel="detector")
 
 
 def _vt(name: str) -> dict[str, Any]:
@@ -117,8 +132,10 @@ class World:
             dead_letters=self.dead_letters,
             policy=VerdictPolicy(),
             now=self.clock,
+            place=PLACE,
             limiter=self.limiter,
-            deferral=self.deferral,
+            channels={ALERT_QUEUE_ARN: "detector"},
+            deferrals={ALERT_QUEUE_ARN: self.deferral},
             ticket_min_severity=self.ticket_min_severity,
             repeats=self.ledger,
         )
@@ -135,7 +152,8 @@ def test_malicious_c2_domain_on_an_instance_makes_a_remediable_case_and_starts_i
     world = World()
 
     # When its record is handled
-    outcome = world.enricher().handle_record("m-1", _sample("synthetic-guardduty-backdoor-c2-dns.json"))
+    body = _sample("synthetic-guardduty-backdoor-c2-dns.json")
+    outcome = world.enricher().handle_record("m-1", body, DETECTOR)
 
     # Then one malicious case is stored, with the default playbooks' actions planned (forensic snapshot,
     # tag and isolation of the instance, the domain blocked), and its execution started by case id
@@ -159,7 +177,8 @@ def test_malicious_ip_probing_an_instance_plans_no_isolation() -> None:
     world = World()
 
     # When it is handled
-    [summary] = world.enricher().handle_record("m-1", _sample("synthetic-guardduty-portprobe.json")).cases
+    body = _sample("synthetic-guardduty-portprobe.json")
+    [summary] = world.enricher().handle_record("m-1", body, DETECTOR).cases
 
     # Then the case is malicious but nothing is planned against the instance, so a person decides
     case = world.cases.get(summary.case_id)
@@ -175,8 +194,8 @@ def test_an_ioc_met_twice_in_a_batch_is_looked_up_once_and_counts_as_a_hit() -> 
     enricher = world.enricher()
 
     # When both are handled
-    enricher.handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"))
-    second = enricher.handle_record("m-2", _sample("synthetic-guardduty-portprobe.json"))
+    enricher.handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"), DETECTOR)
+    second = enricher.handle_record("m-2", _sample("synthetic-guardduty-portprobe.json"), DETECTOR)
 
     # Then VirusTotal is asked once, and the second case shows the IOC as answered without a request
     assert world.intel.lookups == ["ip#23.129.64.215"]
@@ -191,11 +210,11 @@ def test_an_ioc_met_twice_in_a_batch_is_looked_up_once_and_counts_as_a_hit() -> 
 def test_a_later_batch_reads_a_fresh_enrichment_from_the_cache() -> None:
     # Given an IOC enriched in an earlier batch
     world = World()
-    world.enricher().handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"))
+    world.enricher().handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"), DETECTOR)
 
     # When a new batch meets it in another finding
     enricher = world.enricher()
-    enricher.handle_record("m-2", _sample("synthetic-guardduty-portprobe.json"))
+    enricher.handle_record("m-2", _sample("synthetic-guardduty-portprobe.json"), DETECTOR)
 
     # Then no new lookup is made
     assert world.intel.lookups == ["ip#23.129.64.215"]
@@ -206,10 +225,10 @@ def test_a_repeat_delivery_is_not_enriched_again_and_names_the_same_execution() 
     # Given a finding already triaged
     world = World()
     body = _sample("synthetic-guardduty-iam-tor-caller.json")
-    [first] = world.enricher().handle_record("m-1", body).cases
+    [first] = world.enricher().handle_record("m-1", body, DETECTOR).cases
 
     # When the same finding is delivered again
-    [again] = world.enricher().handle_record("m-2", body).cases
+    [again] = world.enricher().handle_record("m-2", body, DETECTOR).cases
 
     # Then it is the same case and execution, marked as a repeat, with no new lookup and one execution
     assert (again.case_id, again.execution_arn, again.duplicate) == (first.case_id, first.execution_arn, True)
@@ -222,7 +241,7 @@ def test_a_record_that_is_not_json_is_rejected_with_its_reason_kept_and_parked()
     world = World()
 
     # When it is handled
-    outcome = world.enricher().handle_record("m-9", "{not json")
+    outcome = world.enricher().handle_record("m-9", "{not json", DETECTOR)
 
     # Then it is rejected with a reason naming the body, recorded, and sent to the dead-letter queue
     assert outcome.cases == []
@@ -242,7 +261,7 @@ def test_a_finding_missing_a_required_field_is_rejected_naming_the_field() -> No
     del event["detail"]["service"]
 
     # When it is handled
-    outcome = world.enricher().handle_record("m-3", json.dumps(event))
+    outcome = world.enricher().handle_record("m-3", json.dumps(event), DETECTOR)
 
     # Then the reason names the field
     assert outcome.rejected_reason is not None
@@ -256,7 +275,7 @@ def test_a_transient_virustotal_error_fails_the_record_for_a_retry_and_stores_no
 
     # When the record is handled, Then the error propagates so that only this record is retried
     with pytest.raises(TransientError):
-        world.enricher().handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"))
+        world.enricher().handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"), DETECTOR)
     assert world.cases.case_ids == []
     assert world.executions.started == {}
     assert world.dead_letters.sent == []
@@ -280,7 +299,7 @@ def _sqs_event(*names: str, receives: int = 1) -> dict[str, Any]:
                 "messageAttributes": {"origin": {"stringValue": name, "dataType": "String"}},
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:AlertQueue",
+                "eventSourceARN": ALERT_QUEUE_ARN,
                 "awsRegion": "us-east-1",
             }
             for index, name in enumerate(names)
@@ -348,7 +367,8 @@ def test_a_case_pending_for_one_of_two_iocs_keeps_the_one_already_looked_up() ->
     world = World(per_minute=1)
 
     # When it is handled
-    outcome = world.enricher().handle_record("m-1", _sample("synthetic-securityhub-threat-intel.json"))
+    body = _sample("synthetic-securityhub-threat-intel.json")
+    outcome = world.enricher().handle_record("m-1", body, DETECTOR)
 
     # Then the record is deferred to the next minute and the first IOC's enrichment is kept in the cache
     assert outcome.deferred_until == NOW + timedelta(minutes=1)
@@ -356,7 +376,7 @@ def test_a_case_pending_for_one_of_two_iocs_keeps_the_one_already_looked_up() ->
     assert [enrichment.key for enrichment in world.cache.puts] == [looked_up]
     # When it comes back the next minute, Then the cached IOC is not asked for again
     world.clock.at = NOW + timedelta(minutes=1)
-    world.enricher().handle_record("m-1", _sample("synthetic-securityhub-threat-intel.json"))
+    world.enricher().handle_record("m-1", _sample("synthetic-securityhub-threat-intel.json"), DETECTOR)
     assert world.intel.lookups.count(looked_up) == 1
 
 
@@ -419,7 +439,7 @@ def test_a_429_naming_the_daily_quota_defers_to_midnight_utc() -> None:
     world = World(errors={"ip#23.129.64.215": quota})
 
     # When the record is handled, Then it waits for 00:00 UTC
-    outcome = world.enricher().handle_record("m-1", _sample(TOR))
+    outcome = world.enricher().handle_record("m-1", _sample(TOR), DETECTOR)
     assert outcome.deferred_until == datetime(2026, 11, 27, tzinfo=UTC)
 
 
@@ -609,6 +629,9 @@ def test_cache_ttls_default_per_verdict_and_follow_their_settings() -> None:
         "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:123456789012:stateMachine:triage",
         "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dlq",
         "VT_API_KEY_SECRET_NAME": "vtriage/virustotal-api-key",
+        "ALERT_QUEUE_ARN": "arn:aws:sqs:eu-west-1:123456789012:AlertQueue",
+        "PUSHED_ALERT_QUEUE_ARN": "arn:aws:sqs:eu-west-1:123456789012:PushedAlertQueue",
+        "OWN_ACCOUNT_ID": "123456789012",
         "CACHE_TTL_SUSPICIOUS_HOURS": "3",
     }
 
@@ -651,7 +674,7 @@ def _variant(name: str, **detail: Any) -> str:
 def test_a_new_case_keeps_its_history_from_the_alert_to_its_enrichment() -> None:
     # Given the C&C sample, When it is triaged
     world = World()
-    [summary] = world.enricher().handle_record("m-1", _sample(C2)).cases
+    [summary] = world.enricher().handle_record("m-1", _sample(C2), DETECTOR).cases
 
     # Then the case's history says when it came in and what enrichment decided
     case = world.case(summary.case_id)
@@ -668,12 +691,12 @@ def test_a_deferred_case_keeps_its_pending_step_in_its_history() -> None:
     # Given a quota of one request a minute, spent by the first of two alerts
     world = World(per_minute=1)
     triage_batch(world.enricher(), _sqs_event(C2))
-    deferred = world.enricher().handle_record("m-2", _sample(TOR))
+    deferred = world.enricher().handle_record("m-2", _sample(TOR), DETECTOR)
     assert deferred.deferred_until is not None
 
     # When the record comes back once the minute reopens
     world.clock.at = NOW + timedelta(minutes=1)
-    [summary] = world.enricher().handle_record("m-2", _sample(TOR)).cases
+    [summary] = world.enricher().handle_record("m-2", _sample(TOR), DETECTOR).cases
 
     # Then its history shows the wait, then the enrichment
     statuses = [entry.status for entry in world.case(summary.case_id).history]
@@ -686,7 +709,9 @@ def test_a_medium_severity_alert_with_only_documentation_addresses_goes_to_a_tic
 
     # When it is triaged
     [summary] = (
-        world.enricher().handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json")).cases
+        world.enricher()
+        .handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json"), DETECTOR)
+        .cases
     )
 
     # Then nothing was looked up, and the detector's severity sends it to a person
@@ -699,7 +724,9 @@ def test_with_a_high_ticket_threshold_the_same_alert_is_closed() -> None:
     # Given tickets only from high severity, When the medium-severity finding is triaged, Then it is closed
     world = World(ticket_min_severity="high")
     [summary] = (
-        world.enricher().handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json")).cases
+        world.enricher()
+        .handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json"), DETECTOR)
+        .cases
     )
     assert world.executions.started[summary.case_id].route is Branch.CLOSE
 
@@ -707,12 +734,12 @@ def test_with_a_high_ticket_threshold_the_same_alert_is_closed() -> None:
 def test_a_repeat_of_a_finding_is_folded_into_its_case_and_sent_to_its_ticket() -> None:
     # Given a suspicious-DNS finding triaged an hour ago (a ticket route)
     world = World()
-    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
+    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS), DETECTOR).cases
     world.clock.at = NOW + timedelta(hours=1)
 
     # When GuardDuty reports the same activity on the same instance under another finding id
     repeat_body = _variant(SUSPICIOUS_DNS, id="f" * 32, updatedAt="2025-03-19T03:07:30.166Z")
-    [summary] = world.enricher().handle_record("m-2", repeat_body).cases
+    [summary] = world.enricher().handle_record("m-2", repeat_body, DETECTOR).cases
 
     # Then no case is opened: the first one counts the repeat and says so in its history
     assert world.cases.case_ids == [first.case_id]
@@ -735,12 +762,12 @@ def test_a_repeat_of_a_finding_is_folded_into_its_case_and_sent_to_its_ticket() 
 def test_a_repeat_delivered_twice_is_counted_once() -> None:
     # Given a finding and a later version of it, each delivered twice
     world = World()
-    world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS))
+    world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS), DETECTOR)
     later = _variant(SUSPICIOUS_DNS, updatedAt="2025-03-19T09:07:30.166Z")
 
     # When the later version is handled twice
-    [once] = world.enricher().handle_record("m-2", later).cases
-    [again] = world.enricher().handle_record("m-3", later).cases
+    [once] = world.enricher().handle_record("m-2", later, DETECTOR).cases
+    [again] = world.enricher().handle_record("m-3", later, DETECTOR).cases
 
     # Then it counts once, the second delivery is marked as a duplicate, and one execution tells the ticket
     assert world.case(once.case_id).repeat_count == 1
@@ -751,11 +778,11 @@ def test_a_repeat_delivered_twice_is_counted_once() -> None:
 def test_a_repeat_after_the_window_opens_a_case_of_its_own() -> None:
     # Given a finding triaged 25 hours ago (the default window is 24 hours)
     world = World()
-    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
+    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS), DETECTOR).cases
     world.clock.at = NOW + timedelta(hours=25)
 
     # When it repeats
-    [later] = world.enricher().handle_record("m-2", _variant(SUSPICIOUS_DNS, id="e" * 32)).cases
+    [later] = world.enricher().handle_record("m-2", _variant(SUSPICIOUS_DNS, id="e" * 32), DETECTOR).cases
 
     # Then it is a new case, and the first one is left as it was
     assert later.case_id != first.case_id
@@ -767,13 +794,13 @@ def test_a_repeat_that_virustotal_now_calls_malicious_is_a_case_of_its_own() -> 
     # Given a DNS finding whose domain VirusTotal did not know an hour ago (unknown, ticketed)
     world = World()
     world.cache = InMemoryEnrichmentCache(freshness=timedelta(minutes=30), now=world.clock)
-    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
+    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS), DETECTOR).cases
     assert first.verdict is Verdict.UNKNOWN
 
     # When it repeats after VirusTotal's engines have flagged the domain
     world.clock.at = NOW + timedelta(hours=1)
     world.intel = FakeThreatIntel({"domain#telemetry-sync.net": _vt("opencti__vt_test_domain.json")})
-    [later] = world.enricher().handle_record("m-2", _variant(SUSPICIOUS_DNS, id="d" * 32)).cases
+    [later] = world.enricher().handle_record("m-2", _variant(SUSPICIOUS_DNS, id="d" * 32), DETECTOR).cases
 
     # Then the worse news opens its own case, which future repeats now meet
     assert (later.verdict, later.repeat) == (Verdict.MALICIOUS, False)
@@ -787,13 +814,13 @@ def test_a_repeat_of_a_closed_case_is_counted_and_starts_nothing() -> None:
     # Given a low-severity Security Hub control finding with no IOC, closed
     world = World()
     body = _sample("securityhub-afsbp-ec2.7-ebs-default-encryption.json")
-    [first] = world.enricher().handle_record("m-1", body).cases
+    [first] = world.enricher().handle_record("m-1", body, DETECTOR).cases
     assert world.executions.started[first.case_id].route is Branch.CLOSE
 
     # When a later version of the same finding arrives
     event = json.loads(body)
     event["detail"]["findings"][0]["UpdatedAt"] = "2021-02-18T14:56:09.063Z"
-    [later] = world.enricher().handle_record("m-2", json.dumps(event)).cases
+    [later] = world.enricher().handle_record("m-2", json.dumps(event), DETECTOR).cases
 
     # Then it is counted on the closed case and no execution is started for it
     assert (later.case_id, later.repeat) == (first.case_id, True)
@@ -805,12 +832,12 @@ def test_an_alert_naming_no_resource_and_no_ioc_is_never_the_repeat_of_another_f
     # Given a Security Hub control finding with neither resource nor IOC, triaged
     world = World()
     body = _sample("securityhub-afsbp-ec2.7-ebs-default-encryption.json")
-    [first] = world.enricher().handle_record("m-1", body).cases
+    [first] = world.enricher().handle_record("m-1", body, DETECTOR).cases
 
     # When another finding of the same control arrives (another finding id)
     event = json.loads(body)
     event["detail"]["findings"][0]["Id"] += "-other"
-    [other] = world.enricher().handle_record("m-2", json.dumps(event)).cases
+    [other] = world.enricher().handle_record("m-2", json.dumps(event), DETECTOR).cases
 
     # Then it is a case of its own: the type alone does not make two findings the same
     assert other.case_id != first.case_id

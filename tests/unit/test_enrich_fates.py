@@ -11,7 +11,16 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from tests.fakes import FakeExecutionStarter, FakeThreatIntel
-from tests.unit.test_enrich import C2, TOR, World, _domain_findings, _event_of, _sample, _sqs_event
+from tests.unit.test_enrich import (
+    C2,
+    DETECTOR,
+    TOR,
+    World,
+    _domain_findings,
+    _event_of,
+    _sample,
+    _sqs_event,
+)
 from vtriage.composition.enrich import aws_connection_failed
 from vtriage.enrich import FINISH_RESERVE_SECONDS, KEY_REFUSED_RETRY, Enricher, triage_batch
 from vtriage.intake import IntakeOptions, IntakeResult
@@ -64,7 +73,7 @@ def test_a_finding_refused_alone_is_kept_and_parked_under_its_place_and_the_othe
     world = World()
 
     # When the record is handled
-    outcome = world.enricher().handle_record("m-1", body)
+    outcome = world.enricher().handle_record("m-1", body, DETECTOR)
 
     # Then the first finding is a case, and the second is refused alone, under its place in the body
     assert len(outcome.cases) == 1
@@ -87,7 +96,7 @@ def test_an_ignored_finding_is_logged_with_its_reason_and_makes_no_case(
     caplog.set_level(logging.INFO)
 
     # When it is handled
-    outcome = enricher.handle_record("m-1", _sample("synthetic-securityhub-guardduty-product.json"))
+    outcome = enricher.handle_record("m-1", _sample("synthetic-securityhub-guardduty-product.json"), DETECTOR)
 
     # Then nothing is stored, refused or parked, and the log says which finding was left alone and why
     assert (outcome.cases, outcome.refused, world.cases.case_ids, world.dead_letters.sent) == ([], [], [], [])
@@ -191,8 +200,8 @@ def test_a_poison_record_in_a_batch_of_ten_costs_only_itself(kind: str) -> None:
 def test_a_body_nested_too_deep_or_holding_a_lone_surrogate_is_refused_saying_so() -> None:
     # Given the two bodies no part of the pipeline can carry, When each is handled alone
     world = World()
-    deep = world.enricher().handle_record("m-1", poison_body("1,200-deep PascalCase body"))
-    surrogate = world.enricher().handle_record("m-2", poison_body("lone surrogate"))
+    deep = world.enricher().handle_record("m-1", poison_body("1,200-deep PascalCase body"), DETECTOR)
+    surrogate = world.enricher().handle_record("m-2", poison_body("lone surrogate"), DETECTOR)
 
     # Then each is refused whole with a reason that says what is wrong
     assert deep.rejected_reason is not None
@@ -267,7 +276,7 @@ def test_virustotal_refusing_one_ioc_costs_that_ioc_and_not_its_alert() -> None:
     world = World(errors={"domain#tawuhoju.com": refused})
 
     # When the finding is handled
-    [summary] = world.enricher().handle_record("m-1", _sample(C2)).cases
+    [summary] = world.enricher().handle_record("m-1", _sample(C2), DETECTOR).cases
 
     # Then the case stands, the IOC without a verdict of its own and the reason why
     case = world.case(summary.case_id)
@@ -285,7 +294,7 @@ def test_a_virustotal_that_cannot_be_asked_at_all_defers_the_record_rather_than_
     world = World(errors={"domain#tawuhoju.com": not_virustotal})
 
     # When the finding is handled
-    outcome = world.enricher().handle_record("m-1", _sample(C2))
+    outcome = world.enricher().handle_record("m-1", _sample(C2), DETECTOR)
 
     # Then it waits for the setting to be fixed: no verdict drawn without VirusTotal, nothing refused
     assert outcome.cases == []
@@ -459,10 +468,10 @@ def test_a_record_deferred_past_the_bound_is_refused_to_the_dead_letter_queue_wi
 def test_a_refusal_is_parked_once_however_often_its_record_comes_back() -> None:
     # Given a record that is not JSON, delivered twice under the same message id (SQS delivers at least once)
     world = World()
-    world.enricher().handle_record("m-9", "{not json")
+    world.enricher().handle_record("m-9", "{not json", DETECTOR)
 
     # When it comes again
-    again = world.enricher().handle_record("m-9", "{not json")
+    again = world.enricher().handle_record("m-9", "{not json", DETECTOR)
 
     # Then it is refused again but parked once
     assert again.rejected_reason is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
 from vtriage.errors import TransientError
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
-from vtriage.intake_api import AlertRejectedError, accept_alert, caller_of, function_url_response
+from vtriage.intake_api import AlertRejectedError, accept_alert, function_url_response
+from vtriage.provenance import caller_stamp, provenance_of
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 FINDING = EVENTS / "guardduty-ec2-canary-outbound-ssh.json"
@@ -31,13 +33,15 @@ class FakeAlertQueue:
 
     def __init__(self, unavailable: bool = False) -> None:
         self.bodies: list[str] = []
+        self.attributes: list[dict[str, str]] = []
         self.unavailable = unavailable
 
-    def send(self, body: str) -> str:
-        """Keep the body; return a message id."""
+    def send(self, body: str, attributes: Mapping[str, str]) -> str:
+        """Keep the body and its attributes; return a message id."""
         if self.unavailable:
             raise TransientError("ThrottlingException: slow down")
         self.bodies.append(body)
+        self.attributes.append(dict(attributes))
         return f"message-{len(self.bodies)}"
 
 
@@ -136,6 +140,7 @@ def test_a_valid_finding_is_queued_unchanged_and_the_sender_learns_its_ids() -> 
     assert alert.id == json.loads(body)["id"]
     assert answer(response) == {
         "message_id": "message-1",
+        "sender": SENDER,
         "alert_ids": [alert.id],
         "case_ids": [alert.case_id],
         "refused": [],
@@ -180,7 +185,9 @@ def test_a_body_exactly_at_the_size_limit_is_accepted() -> None:
     queue = FakeAlertQueue()
 
     # When it is checked against a limit of exactly its size
-    accepted = accept_alert(body, queue, options=OPTIONS, max_message_bytes=len(body.encode("utf-8")))
+    accepted = accept_alert(
+        body, queue, options=OPTIONS, stamp={}, max_message_bytes=len(body.encode("utf-8"))
+    )
 
     # Then it is queued
     assert accepted.message_id == "message-1"
@@ -472,7 +479,7 @@ def test_the_size_limit_counts_bytes_not_characters() -> None:
 
     # When the limit is its length in characters, which is fewer than its bytes
     with pytest.raises(AlertRejectedError) as rejected:
-        accept_alert(body, queue, options=OPTIONS, max_message_bytes=len(body))
+        accept_alert(body, queue, options=OPTIONS, stamp={}, max_message_bytes=len(body))
 
     # Then it is too large
     assert rejected.value.status == 413
@@ -557,10 +564,62 @@ def test_a_busy_queue_gives_503_so_the_sender_retries() -> None:
     assert "retry" in answer(response)["error"]
 
 
-def test_the_caller_is_the_iam_principal_that_signed_the_request() -> None:
-    # Given a request signed by a role, and an event with no authorizer
-    request = function_url_request("{}")
+def test_a_queued_alert_is_stamped_with_the_signed_caller_its_address_and_its_agent() -> None:
+    # Given a finding pushed by a role (the function URL's IAM auth names it in the event)
+    queue = FakeAlertQueue()
 
-    # Then the signer is found, and its absence is None
-    assert caller_of(request) == SENDER
-    assert caller_of({"body": "{}"}) is None
+    # When it is accepted
+    response = respond(function_url_request(FINDING.read_text(encoding="utf-8")), queue)
+
+    # Then the message carries who sent it, from where and with what, and the sender is told who it was
+    assert response["statusCode"] == 202
+    assert queue.attributes == [
+        {
+            "vtriage_sender": SENDER,
+            "vtriage_sender_id": "AROAEXAMPLE:forwarder",
+            "vtriage_sender_account": "123456789012",
+            "vtriage_source_ip": "198.51.100.7",
+            "vtriage_user_agent": "forwarder/1.0",
+        }
+    ]
+    assert answer(response)["sender"] == SENDER
+    # And the enrich function, reading that stamp on the intake's queue, records the same sender
+    provenance = provenance_of("intake", queue.attributes[0])
+    assert (provenance.sender, provenance.source_ip, provenance.user_agent) == (
+        SENDER,
+        "198.51.100.7",
+        "forwarder/1.0",
+    )
+
+
+def test_a_user_agent_with_line_breaks_is_stamped_escaped_and_cut() -> None:
+    # Given a request whose user agent (the sender's to choose) holds a line break and goes on and on
+    request = function_url_request("{}")
+    request["requestContext"]["http"]["userAgent"] = "x\nApprove: https://evil.example/" + "a" * 500
+
+    # When its stamp is taken
+    stamp = caller_stamp(request)
+
+    # Then the line break is escaped, and the value cut
+    assert "\n" not in stamp["vtriage_user_agent"]
+    assert stamp["vtriage_user_agent"].startswith("x\\nApprove:")
+    assert len(stamp["vtriage_user_agent"]) <= 203
+
+
+def test_a_request_without_an_authorizer_is_stamped_with_what_it_has() -> None:
+    # Given an event with neither authorizer nor HTTP context
+    stamp = caller_stamp({"body": "{}"})
+
+    # Then no attribute is invented (SQS refuses empty ones), and the provenance says the sender is unknown
+    assert stamp == {}
+    assert provenance_of("intake", stamp).described == "the intake URL, signed by an unknown sender"
+
+
+def test_a_stamp_is_believed_only_on_the_intake_queue() -> None:
+    # Given the stamp of a real push
+    stamp = caller_stamp(function_url_request("{}"))
+
+    # When the same attributes arrive on a record of the detector rules' queue, or of another queue
+    # Then they are not read: the channel says where the record came from, and nobody is named
+    assert provenance_of("detector", stamp).sender is None
+    assert provenance_of("queue", stamp).sender is None

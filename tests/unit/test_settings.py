@@ -16,6 +16,9 @@ ENRICH = {
     "STATE_MACHINE_ARN": "arn:aws:states:eu-west-1:123456789012:stateMachine:triage",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/dlq",
     "VT_API_KEY_SECRET_NAME": "vtriage/virustotal-api-key",
+    "ALERT_QUEUE_ARN": "arn:aws:sqs:eu-west-1:123456789012:AlertQueue",
+    "PUSHED_ALERT_QUEUE_ARN": "arn:aws:sqs:eu-west-1:123456789012:PushedAlertQueue",
+    "OWN_ACCOUNT_ID": "123456789012",
 }
 
 

@@ -23,9 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from vtriage.eligibility import Place
 from vtriage.errors import ConfigurationError
 from vtriage.intake import DEFAULT_MAX_FINDINGS, DEFAULT_MAX_IOCS, IntakeOptions
-from vtriage.models import Verdict
+from vtriage.models import Channel, Verdict
 
 DEFAULT_VT_BASE_URL = "https://www.virustotal.com/api/v3"
 _MUST_BE_HTTPS = "must be an https:// URL (http only on loopback)"
@@ -176,8 +177,21 @@ class EnrichSettings(AlertReadingSettings):
     vt_quota_per_minute: int = Field(default=4, alias="VT_QUOTA_PER_MINUTE", ge=1)
     vt_quota_per_day: int = Field(default=500, alias="VT_QUOTA_PER_DAY", ge=1)
     vt_max_concurrency: int = Field(default=4, alias="VT_MAX_CONCURRENCY", ge=1, le=64)
-    # Where deferred records are put off; without it, the URL is derived from the record's queue ARN.
+    # The queues the function reads, by the ARN AWS sets on each record: it says the record's channel
+    # (the detector rules' queue, the intake's own queue; any other is "queue"). Deferred records are
+    # hidden on, or re-sent to, the queue they came from (its URL; without one, they are only retried).
+    alert_queue_arn: str = Field(alias="ALERT_QUEUE_ARN", pattern=r"^arn:aws[\w-]*:sqs:")
+    pushed_alert_queue_arn: str = Field(alias="PUSHED_ALERT_QUEUE_ARN", pattern=r"^arn:aws[\w-]*:sqs:")
     alert_queue_url: str | None = Field(default=None, alias="ALERT_QUEUE_URL", min_length=1)
+    pushed_alert_queue_url: str | None = Field(default=None, alias="PUSHED_ALERT_QUEUE_URL", min_length=1)
+    # The deployment's own account (`!Ref AWS::AccountId`): a finding naming another account, or another
+    # Region than the function's (AWS_REGION), is never acted on; it is ticketed with the reason.
+    own_account_id: str = Field(alias="OWN_ACCOUNT_ID", pattern=r"^\d{12}$")
+    # What becomes of alerts pushed through the intake: a ticket, no action ("ticket"), or actions that
+    # each wait for a person ("approval"). Only the detector rules' findings are acted on automatically.
+    pushed_alert_actions: Literal["ticket", "approval"] = Field(
+        default="approval", alias="PUSHED_ALERT_ACTIONS"
+    )
     # A record deferred when received this many times is queued afresh instead of hidden, so that
     # deferrals never use up the queue's maxReceiveCount (5) and park a record in the dead-letter queue.
     deferral_requeue_after_receives: int = Field(default=3, alias="DEFERRAL_REQUEUE_AFTER_RECEIVES", ge=1)
@@ -199,7 +213,7 @@ class EnrichSettings(AlertReadingSettings):
     # hours of its case is folded into that case instead of opening another. 0 turns it off.
     repeat_window_hours: float = Field(default=24.0, alias="REPEAT_WINDOW_HOURS", ge=0)
 
-    @field_validator("ip_block_method", "ticket_min_severity", mode="before")
+    @field_validator("ip_block_method", "ticket_min_severity", "pushed_alert_actions", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -220,6 +234,16 @@ class EnrichSettings(AlertReadingSettings):
     def own_urls(self) -> list[str | None]:
         """The ticket provider's URLs and VirusTotal's (VT_BASE_URL, a gateway's when one stands in)."""
         return [*super().own_urls(), self.vt_base_url]
+
+    @property
+    def place(self) -> Place:
+        """Where this deployment acts: its own account, in the function's Region."""
+        return Place(accounts=frozenset({self.own_account_id}), region=self.region)
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """The channel of each queue the function reads, by queue ARN."""
+        return {self.alert_queue_arn: "detector", self.pushed_alert_queue_arn: "intake"}
 
     @property
     def repeat_window(self) -> timedelta:
@@ -381,7 +405,8 @@ DEFAULT_INTAKE_MAX_MESSAGE_BYTES = 262_144
 class IntakeSettings(AlertReadingSettings):
     """Settings of the intake function (pushed alerts)."""
 
-    alert_queue_url: str = Field(alias="ALERT_QUEUE_URL", pattern=r"^https?://")
+    # The pushed-alert queue: its own, so that the channel (never the body) tells pushed alerts apart.
+    pushed_alert_queue_url: str = Field(alias="PUSHED_ALERT_QUEUE_URL", pattern=r"^https?://")
     max_message_bytes: int = Field(
         default=DEFAULT_INTAKE_MAX_MESSAGE_BYTES, alias="INTAKE_MAX_MESSAGE_BYTES", ge=1024, le=1_048_576
     )

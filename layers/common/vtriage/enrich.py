@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
+from vtriage.eligibility import Eligibility, Place, PushedAlertActions, eligibility, requiring_approval
 from vtriage.errors import ConfigurationError, InvalidAlertError, QuotaExhaustedError, TransientError
 from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
@@ -34,11 +35,13 @@ from vtriage.models import (
     Branch,
     Case,
     CaseStatus,
+    Channel,
     Enrichment,
     ExecutionInput,
     HistoryEntry,
     Ioc,
     IocOutcome,
+    Provenance,
     Repeat,
     Verdict,
     worst_verdict,
@@ -60,6 +63,7 @@ from vtriage.ports import (
     QuotaLimiter,
     ThreatIntel,
 )
+from vtriage.provenance import provenance_of
 from vtriage.verdict import VerdictPolicy, decide
 from vtriage.virustotal.errors import (
     VirusTotalError,
@@ -97,6 +101,19 @@ class RepeatLedger(Protocol):
     def fold(self, case_id: str, repeat: Repeat, entry: HistoryEntry) -> bool:
         """Count the repeat on the case and add `entry` to its history, atomically; False when the case is
         gone or already counts this repeat (by its case id)."""
+        ...
+
+
+class FindingLedger(Protocol):
+    """Where the contents delivered under one finding id and version meet (the cases table in AWS)."""
+
+    def join(self, finding_key: str, case_id: str) -> list[str]:
+        """Add the case to those of its finding id and version; return the others already there."""
+        ...
+
+    def note_variant(self, case_id: str, variant_case_id: str, entry: HistoryEntry) -> bool:
+        """Name `variant_case_id` on the case and add `entry` to its history, atomically; False when the
+        case is gone or names it already."""
         ...
 
 
@@ -213,6 +230,12 @@ class Enricher:
     ledger, a repeat of a finding (another finding id or version, same type, resources and IOCs) within
     `repeat_window` of its case is folded into that case instead of opening another, unless it says
     something worse (a heavier verdict, or a route that does more).
+
+    The channel a record came through (`channels`, by its queue's ARN) and the deployment's `place`
+    decide what may happen automatically (`vtriage.eligibility`): only the detector rules' findings of
+    the deployment's own account and Region may be remediated without a person. With a finding ledger,
+    another content delivered under a known finding id and version is a case of its own, and each of
+    the two cases names the other.
     """
 
     intel: ThreatIntel
@@ -222,8 +245,13 @@ class Enricher:
     dead_letters: DeadLetterQueue
     policy: VerdictPolicy
     now: Callable[[], datetime]
+    place: Place
     limiter: QuotaLimiter | None = None
-    deferral: MessageDeferral | None = None
+    # The channel of each queue the function reads (by queue ARN, which AWS sets on every record), and
+    # where a record deferred from that queue is hidden or re-queued: the queue it came from.
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    deferrals: Mapping[str, MessageDeferral] = field(default_factory=dict)
+    pushed_alert_actions: PushedAlertActions = "approval"
     max_concurrency: int = 4
     requeue_after_receives: int = 3
     max_deferrals: int = 500
@@ -234,6 +262,7 @@ class Enricher:
     ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY
     repeats: RepeatLedger | None = None
     repeat_window: timedelta = timedelta(hours=24)
+    findings: FindingLedger | None = None
     # Errors of the platform (a connection to AWS dropped) that a retry may cure, beside TransientError.
     is_transient: Callable[[Exception], bool] = _never_transient
     monotonic: Callable[[], float] = time.monotonic
@@ -315,10 +344,10 @@ class Enricher:
             raise reading
         return reading
 
-    def handle_record(self, message_id: str, body: str) -> RecordOutcome:
-        """Turn a record's findings into cases; refuse for good, each alone and with a reason a person can
-        act on, the findings that cannot be (the whole record when none can be read); log the ignored
-        ones; and say until when the rest is deferred.
+    def handle_record(self, message_id: str, body: str, provenance: Provenance) -> RecordOutcome:
+        """Turn a record's findings, which came as `provenance` says, into cases; refuse for good, each
+        alone and with a reason a person can act on, the findings that cannot be (the whole record when
+        none can be read); log the ignored ones; and say until when the rest is deferred.
 
         A refusal is recorded with its reason (`failure#<message id>` for the whole record,
         `failure#<message id>#<where>` for one finding; a finding that fails while it is triaged is
@@ -341,7 +370,7 @@ class Enricher:
         deferral: Deferral | None = None
         for alert in result.alerts:
             try:
-                summaries.append(self.triage(alert))
+                summaries.append(self.triage(alert, provenance))
             except _DEFERRALS as error:
                 deferral = _later(deferral, error)
             except Exception as error:
@@ -424,18 +453,27 @@ class Enricher:
             return RecordOutcome(
                 message_id=record.message_id, deferred_until=self.now(), deferred_reason=reason
             ).model_dump(mode="json")
-        outcome = self.handle_record(record.message_id, record.body)
+        outcome = self.handle_record(record.message_id, record.body, self.provenance(record))
         for summary in outcome.cases:
             logger.info("case triaged", extra=summary.model_dump(mode="json"))
         if outcome.deferred_until is not None:
             self._put_off(record, outcome.deferred_until, outcome.deferred_reason or "enrichment put off")
         return outcome.model_dump(mode="json")
 
+    def provenance(self, record: SQSRecord) -> Provenance:
+        """Where the record came from: the channel of its queue (by the ARN AWS sets on the record; an
+        unknown queue is `queue`), with the intake's stamp of its sender when that queue is the intake's."""
+        channel = self.channels.get(record.event_source_arn, "queue")
+        attributes = {name: value.string_value for name, value in record.message_attributes.items()}
+        return provenance_of(channel, attributes)
+
     def _put_off(self, record: SQSRecord, until: datetime, reason: str) -> None:
         """Defer the record until `until`: hide it and report it failed, so the queue keeps it; once it
         has been received `requeue_after_receives` times, queue a fresh copy instead (and acknowledge
         this one), so that deferrals never reach the queue's maxReceiveCount and the DLQ. Each copy
-        carries the count of deferrals before it; past `max_deferrals` the record is refused."""
+        carries the count of deferrals before it, and every string attribute of the record (the
+        intake's stamp among them), and goes back to the queue the record came from; past
+        `max_deferrals` the record is refused."""
         receives = int(record.attributes.approximate_receive_count or 1)
         deferrals = _deferrals_before(record) + receives
         log = {"message_id": record.message_id, "until": until.isoformat(), "reason": reason}
@@ -449,26 +487,30 @@ class Enricher:
             return
         self.deferred += 1
         seconds = max(1, math.ceil((until - self.now()).total_seconds()))
-        if self.deferral is not None and receives >= self.requeue_after_receives:
-            self.deferral.requeue(
+        deferral = self.deferrals.get(record.event_source_arn)
+        if deferral is not None and receives >= self.requeue_after_receives:
+            deferral.requeue(
                 record.body,
                 _attributes_with_deferrals(record, deferrals),
                 min(seconds, MAX_REQUEUE_DELAY_SECONDS),
             )
             logger.info("record deferred as a fresh message", extra={**log, "deferrals": deferrals})
             return
-        if self.deferral is not None:
-            self.deferral.defer(record.receipt_handle, min(seconds, MAX_DEFERRAL_SECONDS))
+        if deferral is not None:
+            deferral.defer(record.receipt_handle, min(seconds, MAX_DEFERRAL_SECONDS))
         logger.info("record deferred", extra={**log, "deferrals": deferrals})
         self.hidden += 1
         raise PutOffError(reason, until)
 
-    def triage(self, alert: Alert) -> CaseSummary:
+    def triage(self, alert: Alert, provenance: Provenance) -> CaseSummary:
         """Enrich the alert's IOCs, store the case, start its execution. A repeat is not enriched again.
+        What may run automatically is decided by the alert's channel (`provenance`) and place.
 
         Raises QuotaExhaustedError (or PutOffError) after storing the case as PENDING_ENRICHMENT when the
         quota ran out (or the invocation's time, or VirusTotal refuses the key).
         """
+        allowed = eligibility(alert, provenance, self.place, self.pushed_alert_actions)
+        alert = allowed.applied_to(alert)
         # Read once by `prefetch`; used once, since this very triage may store the case.
         if alert.case_id in self._known_cases:
             existing = self._known_cases.pop(alert.case_id)
@@ -495,6 +537,7 @@ class Enricher:
             if earlier is None:
                 self._keep_pending(
                     alert,
+                    provenance,
                     existing=existing,
                     outcomes=outcomes,
                     refusal=refusal,
@@ -503,20 +546,23 @@ class Enricher:
                 )
             raise refusal
         verdict = worst_verdict([outcome.verdict for outcome in outcomes if outcome.skipped_reason is None])
+        actions = plan_actions(alert, outcomes, self.playbooks, ip_block_method=self.ip_block_method)
+        if allowed.approval is not None:
+            actions = requiring_approval(actions, allowed.approval)
         case = Case(
             case_id=alert.case_id,
             alert=alert,
             verdict=verdict,
             iocs=outcomes,
-            actions=plan_actions(alert, outcomes, self.playbooks, ip_block_method=self.ip_block_method),
+            actions=actions,
             execution_arn=self.executions.arn_for(alert.case_id),
             created_at=created_at,
             updated_at=now,
             history=list(existing.history) if existing is not None else [_received(alert, created_at)],
+            provenance=provenance,
         )
         branch = route(case, self.ticket_min_severity)
-        planned = f"{len(case.actions)} action{'s' if len(case.actions) != 1 else ''} planned"
-        case.record(CaseStatus.ENRICHED, now, f"verdict {verdict.value}; {planned}; route {branch.value}")
+        case.record(CaseStatus.ENRICHED, now, _enriched_note(case, branch, allowed))
         if earlier is not None and not self._says_more(case, branch, earlier):
             return self._fold(earlier, case, now)
         if existing is not None:
@@ -529,8 +575,46 @@ class Enricher:
             self.cases.save(case)
         if self.repeats is not None and self.repeat_window > timedelta(0):
             self.repeats.remember(alert.repeat_key, case.case_id, now + self.repeat_window)
+        self._note_other_contents(case, now)
         arn = self.executions.start(case.case_id, execution_input(case, self.ticket_min_severity))
         return CaseSummary(case_id=case.case_id, verdict=verdict, execution_arn=arn, duplicate=False)
+
+    def _note_other_contents(self, case: Case, now: datetime) -> None:
+        """When other contents came under this case's finding id and version, make this case and each of
+        theirs name the other (each triaged on its own: none is a duplicate of another). Done once the case
+        is stored, so that of two contents arriving together the later one always finds the earlier's case."""
+        if self.findings is None:
+            return
+        alert = case.alert
+        for other_id in self.findings.join(alert.finding_key, case.case_id):
+            other = self.cases.get(other_id)
+            if other is None:
+                continue
+            finding = f"finding {shown(alert.id)} (version {shown(alert.version)})"
+            self.findings.note_variant(
+                case.case_id,
+                other_id,
+                HistoryEntry(
+                    status=case.status,
+                    at=now,
+                    note=f"another content of {finding} came earlier as case {other_id}, "
+                    f"verdict {other.verdict.value}: this one differs, and is triaged on its own",
+                ),
+            )
+            self.findings.note_variant(
+                other_id,
+                case.case_id,
+                HistoryEntry(
+                    status=other.status,
+                    at=now,
+                    note=f"another content of {finding} came later as case {case.case_id}, "
+                    f"verdict {case.verdict.value}: it differs, and is triaged on its own",
+                ),
+            )
+            logger.warning(
+                "another content of a known finding id and version",
+                extra={"case_id": case.case_id, "other_case_id": other_id, "finding_key": alert.finding_key},
+            )
 
     def _earlier_case(self, alert: Alert) -> Case | None:
         """The case an earlier occurrence of this finding opened within the repeat window, if any."""
@@ -541,6 +625,9 @@ class Enricher:
             return None
         earlier = self.cases.get(earlier_id)
         if earlier is None or earlier.status is CaseStatus.PENDING_ENRICHMENT:
+            return None
+        if earlier.alert.finding_key == alert.finding_key:
+            # Another content under the same finding id and version is no repeat: a case of its own.
             return None
         return earlier
 
@@ -598,6 +685,7 @@ class Enricher:
     def _keep_pending(
         self,
         alert: Alert,
+        provenance: Provenance,
         *,
         existing: Case | None,
         outcomes: list[IocOutcome],
@@ -614,6 +702,7 @@ class Enricher:
             created_at=created_at,
             updated_at=now,
             history=list(existing.history) if existing is not None else [_received(alert, created_at)],
+            provenance=provenance,
         )
         if existing is None or existing.status is not CaseStatus.PENDING_ENRICHMENT:
             until = refusal.retry_at.isoformat()
@@ -804,6 +893,17 @@ def _received(alert: Alert, at: datetime) -> HistoryEntry:
     return HistoryEntry(
         status=CaseStatus.NEW, at=at, note=f"{alert.source} finding {alert.id} (version {alert.version})"
     )
+
+
+def _enriched_note(case: Case, branch: Branch, allowed: Eligibility) -> str:
+    """The history line of a case once enriched: its verdict, what was planned and why, its route."""
+    count = len(case.actions)
+    note = f"verdict {case.verdict.value}; {count} action{'s' if count != 1 else ''} planned"
+    if allowed.not_actionable:
+        note += "; no automatic action: " + "; ".join(allowed.not_actionable)
+    elif allowed.approval is not None and case.actions:
+        note += f", each waiting for a person ({allowed.approval})"
+    return note + f"; route {branch.value}"
 
 
 def batch_metrics(enricher: Enricher, response: PartialItemFailureResponse) -> dict[str, int]:

@@ -1,11 +1,13 @@
-"""Pushed alerts: a detector or a script hands over one alert document, over HTTPS (the intake
-function's URL) or with `vtriage send`. It is read exactly as the enrich function will read it, with the
-same options, and queued unchanged unless the enrich function would refuse it: refused whole, or every
-finding in it refused. The sender learns which findings become cases, which are refused alone and
-which are ignored, and why.
+"""Pushed alerts: a detector or a script hands over one alert document over HTTPS, to the intake
+function's URL (`vtriage send` signs and posts it there). It is read exactly as the enrich function will
+read it, with the same options, and queued unchanged on the pushed-alert queue unless the enrich
+function would refuse it: refused whole, or every finding in it refused. The sender learns which
+findings become cases, which are refused alone and which are ignored, and why.
 
 Authentication is not done here: the function URL's IAM auth (SigV4) answers 403 before the
-function runs.
+function runs. Who signed the request, from where and with which agent is stamped on the queued message
+(`vtriage.provenance`): the case records it, and a pushed alert is never acted on without a person
+unless the deployment says otherwise.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -25,12 +27,12 @@ from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeOptions, Intake
 from vtriage.intake.body import decode_body
 from vtriage.intake.fields import shown
 from vtriage.ports import AlertQueue
+from vtriage.provenance import SENDER_ATTRIBUTE, caller_stamp
 
 __all__ = [
     "AcceptedAlert",
     "AlertRejectedError",
     "accept_alert",
-    "caller_of",
     "function_url_response",
 ]
 
@@ -57,11 +59,13 @@ class AcceptedAlert:
     message_id: str
     refused: tuple[FindingRefusal, ...] = ()
     ignored: tuple[IgnoredFinding, ...] = ()
+    stamp: Mapping[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        """What the sender is told."""
+        """What the sender is told, with the identity the message was stamped with."""
         return {
             "message_id": self.message_id,
+            "sender": self.stamp.get(SENDER_ATTRIBUTE),
             "alert_ids": list(self.alert_ids),
             "case_ids": list(self.case_ids),
             "refused": _refused_json(self.refused),
@@ -92,10 +96,12 @@ def accept_alert(
     queue: AlertQueue,
     *,
     options: IntakeOptions,
+    stamp: Mapping[str, str],
     max_message_bytes: int = DEFAULT_INTAKE_MAX_MESSAGE_BYTES,
 ) -> AcceptedAlert:
-    """Queue the body unless the enrich function, reading it with `options`, would refuse it; otherwise
-    raise AlertRejectedError (413 when too large for the queue, 400 for anything else) and queue nothing.
+    """Queue the body, with `stamp` (who sent it: `vtriage.provenance.caller_stamp`) as its message
+    attributes, unless the enrich function, reading it with `options`, would refuse it; otherwise raise
+    AlertRejectedError (413 when too large for the queue, 400 for anything else) and queue nothing.
     TransientError from the queue passes through: nothing was queued, the sender may retry."""
     size = len(body.encode("utf-8", errors="surrogatepass"))
     if size > max_message_bytes:
@@ -107,13 +113,14 @@ def accept_alert(
     result = _read(body, options)
     if not result.alerts and not result.ignored:
         raise _every_finding_refused(result.refused)
-    message_id = queue.send(body)
+    message_id = queue.send(body, stamp)
     return AcceptedAlert(
         alert_ids=tuple(alert.id for alert in result.alerts),
         case_ids=tuple(alert.case_id for alert in result.alerts),
         message_id=message_id,
         refused=result.refused,
         ignored=result.ignored,
+        stamp=dict(stamp),
     )
 
 
@@ -156,15 +163,20 @@ def function_url_response(
     max_message_bytes: int = DEFAULT_INTAKE_MAX_MESSAGE_BYTES,
 ) -> dict[str, Any]:
     """The response to one Lambda function URL request (payload format 2.0): 202 with the alert ids,
-    the message id and the findings refused alone or ignored, when queued; 400, 405 or 413 with
-    `{"error", "field", "refused"}` when not; 503 when the queue is briefly unavailable."""
+    the message id, the sender it was stamped with and the findings refused alone or ignored, when
+    queued; 400, 405 or 413 with `{"error", "field", "refused"}` when not; 503 when the queue is briefly
+    unavailable."""
     method = _http(event).get("method")
     if method != "POST":
         rejected = AlertRejectedError(405, f"push an alert with POST, not {method or 'an unknown method'}")
         return _response(405, rejected.as_json(), {"Allow": "POST"})
     try:
         accepted = accept_alert(
-            _body_text(event), queue, options=options, max_message_bytes=max_message_bytes
+            _body_text(event),
+            queue,
+            options=options,
+            stamp=caller_stamp(event),
+            max_message_bytes=max_message_bytes,
         )
     except AlertRejectedError as rejected:
         return _response(rejected.status, rejected.as_json())
@@ -176,15 +188,6 @@ def function_url_response(
         }
         return _response(503, busy, {"Retry-After": "1"})
     return _response(202, accepted.as_json())
-
-
-def caller_of(event: Mapping[str, Any]) -> str | None:
-    """The IAM principal that signed the request (the function URL's IAM auth puts it in the event)."""
-    context = event.get("requestContext")
-    authorizer = context.get("authorizer") if isinstance(context, Mapping) else None
-    iam = authorizer.get("iam") if isinstance(authorizer, Mapping) else None
-    arn = iam.get("userArn") if isinstance(iam, Mapping) else None
-    return str(arn) if arn else None
 
 
 def _http(event: Mapping[str, Any]) -> Mapping[str, Any]:

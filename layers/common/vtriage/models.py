@@ -368,12 +368,16 @@ class Repeat(BaseModel):
         return f"repeat of {self.alert_id} (version {self.version}): verdict {self.verdict.value}"
 
 
+# The channel an alert came through: the detector rules' queue, the intake function's queue, any other.
+Channel = Literal["detector", "intake", "queue"]
+
+
 class Provenance(Frozen):
     """Where an alert came from, as the channel (never the body) says: `detector` through the detector
     rules' queue (EventBridge), `intake` pushed through the intake function (its own queue, with the
     SigV4 caller, source address and user agent the intake stamped), `queue` anything else."""
 
-    channel: Literal["detector", "intake", "queue"]
+    channel: Channel
     sender: str | None = Field(default=None, description="the IAM principal that signed the push")
     source_ip: str | None = None
     user_agent: str | None = None

@@ -139,6 +139,6 @@ class MessageDeferral(Protocol):
 class AlertQueue(Protocol):
     """Where pushed alerts wait for the enrich function."""
 
-    def send(self, body: str) -> str:
-        """Queue the body unchanged; return the queue's message id."""
+    def send(self, body: str, attributes: Mapping[str, str]) -> str:
+        """Queue the body unchanged, with string attributes saying who sent it; return the message id."""
         ...

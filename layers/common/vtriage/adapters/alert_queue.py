@@ -1,7 +1,8 @@
-"""Queues a pushed alert on the alert queue, where the enrich function picks it up."""
+"""Queues a pushed alert on the pushed-alert queue, where the enrich function picks it up."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -10,16 +11,23 @@ from vtriage.adapters.aws_errors import raise_transient
 
 
 class SqsAlertQueue:
-    """The alert queue, written to by the intake function and by `vtriage send`."""
+    """The pushed-alert queue, written to by the intake function only."""
 
     def __init__(self, client: Any, queue_url: str) -> None:
         self._client = client
         self._queue_url = queue_url
 
-    def send(self, body: str) -> str:
-        """Queue the body unchanged; return SQS's message id. Throttling raises TransientError."""
+    def send(self, body: str, attributes: Mapping[str, str]) -> str:
+        """Queue the body unchanged, with these string message attributes (who sent it); return SQS's
+        message id. Throttling raises TransientError."""
         try:
-            response = self._client.send_message(QueueUrl=self._queue_url, MessageBody=body)
+            response = self._client.send_message(
+                QueueUrl=self._queue_url,
+                MessageBody=body,
+                MessageAttributes={
+                    name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+                },
+            )
         except ClientError as error:
             raise_transient(error)
             raise

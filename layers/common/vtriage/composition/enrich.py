@@ -11,6 +11,7 @@ import requests
 import requests.adapters
 
 from vtriage.adapters.dynamodb import DynamoCaseRepository, DynamoEnrichmentCache, DynamoRepeatLedger
+from vtriage.adapters.finding_ledger import DynamoFindingLedger
 from vtriage.adapters.quota import DynamoQuotaLimiter, SqsMessageDeferral
 from vtriage.adapters.sqs import SqsDeadLetterQueue
 from vtriage.adapters.stepfunctions import StepFunctionsExecutionStarter
@@ -72,9 +73,12 @@ def enricher_factory(
         else None
     )
     sqs = OnFirstUse(settings, "sqs")
-    deferral = (
-        SqsMessageDeferral(sqs, settings.alert_queue_url) if settings.alert_queue_url is not None else None
-    )
+    # A deferred record is hidden on, or re-sent to, the queue it came from.
+    queue_urls = {
+        settings.alert_queue_arn: settings.alert_queue_url,
+        settings.pushed_alert_queue_arn: settings.pushed_alert_queue_url,
+    }
+    deferrals = {arn: SqsMessageDeferral(sqs, url) for arn, url in queue_urls.items() if url is not None}
     executions = StepFunctionsExecutionStarter(
         aws_client(settings, "stepfunctions"), settings.state_machine_arn
     )
@@ -91,6 +95,7 @@ def enricher_factory(
     # Read and validated once, when the container starts: a bad file stops the function right away.
     playbooks = load_playbooks(settings.playbooks_path)
     repeats = DynamoRepeatLedger(dynamodb, settings.cases_table, now)
+    findings = DynamoFindingLedger(dynamodb, settings.cases_table, retention, now)
 
     def api_key() -> str:
         if settings.vt_api_key is not None:
@@ -119,8 +124,11 @@ def enricher_factory(
             dead_letters=dead_letters,
             policy=policy,
             now=now,
+            place=settings.place,
             limiter=limiter,
-            deferral=deferral,
+            channels=settings.channels,
+            deferrals=deferrals,
+            pushed_alert_actions=settings.pushed_alert_actions,
             max_concurrency=settings.vt_max_concurrency,
             requeue_after_receives=settings.deferral_requeue_after_receives,
             max_deferrals=settings.max_deferrals,
@@ -131,6 +139,7 @@ def enricher_factory(
             ticket_min_severity=settings.ticket_min_severity,
             repeats=repeats,
             repeat_window=settings.repeat_window,
+            findings=findings,
             is_transient=aws_connection_failed,
         )
 

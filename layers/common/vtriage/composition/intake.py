@@ -1,4 +1,4 @@
-"""The intake function's adapter: the alert queue."""
+"""The intake function's adapter: the pushed-alert queue."""
 
 from __future__ import annotations
 
@@ -11,5 +11,5 @@ from vtriage.config import IntakeSettings
 
 @cache
 def intake_queue(settings: IntakeSettings) -> SqsAlertQueue:
-    """The intake function's alert queue, built once per container."""
-    return SqsAlertQueue(aws_client(settings, "sqs"), settings.alert_queue_url)
+    """The intake function's queue (the pushed-alert queue), built once per container."""
+    return SqsAlertQueue(aws_client(settings, "sqs"), settings.pushed_alert_queue_url)

@@ -1,0 +1,112 @@
+"""Whether an alert may be acted on automatically, given where it came from and where it lives.
+
+Two things no finding can talk its way past, decided when its actions are planned:
+
+- **The channel.** Only findings that came through the detector rules (EventBridge to the alert queue)
+  are eligible for automatic action. A pushed alert (the intake URL, or `vtriage send`) is ticketed, or
+  its actions each wait for a person, as the deployment chooses (`PushedAlertActions`); a record from
+  any other queue is ticketed.
+- **The place.** Actions run only in the deployment's own account and Region. A finding that names
+  another account or Region gets no action and is ticketed, with the reason.
+
+The reasons land in `Alert.not_actionable` (the playbooks then plan nothing, and the case shows why), or,
+for pushed alerts waiting for a person, on each planned action as the `needs_approval` parameter the
+remediate function honours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from vtriage.intake.fields import escaped
+from vtriage.models import NEEDS_APPROVAL_PARAMETER, Action, Alert, Provenance
+
+__all__ = ["Eligibility", "Place", "PushedAlertActions", "eligibility", "requiring_approval"]
+
+# What becomes of a pushed alert's actions: none (a ticket), or each waiting for a person.
+PushedAlertActions = Literal["ticket", "approval"]
+
+# A value a sender chose, shown in a reason: escaped, and cut well below a ticket line.
+_SHOWN = 64
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where this deployment may act: its own account (a set, so that member accounts can join it) and
+    the Region its functions run in."""
+
+    accounts: frozenset[str]
+    region: str
+
+    def reasons_against(self, alert: Alert) -> list[str]:
+        """Why the alert lives somewhere this deployment does not act; empty when it lives here."""
+        reasons = []
+        if alert.account not in self.accounts:
+            own = ", ".join(sorted(self.accounts)) or "none configured"
+            reasons.append(
+                f"the finding names account '{escaped(alert.account, _SHOWN)}', not this deployment's "
+                f"({own}): vtriage acts only in its own account"
+            )
+        if alert.region != self.region:
+            reasons.append(
+                f"the finding names Region '{escaped(alert.region, _SHOWN)}', not this deployment's "
+                f"({self.region}): vtriage acts only in its own Region"
+            )
+        return reasons
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """What may happen to an alert automatically: `not_actionable` says why nothing may (the alert is
+    ticketed); otherwise `approval`, when set, says why each planned action waits for a person."""
+
+    not_actionable: tuple[str, ...] = ()
+    approval: str | None = None
+
+    def applied_to(self, alert: Alert) -> Alert:
+        """The alert with these reasons added to its own `not_actionable` ones (each once)."""
+        if not self.not_actionable:
+            return alert
+        reasons = tuple(dict.fromkeys((*alert.not_actionable, *self.not_actionable)))
+        return alert.model_copy(update={"not_actionable": reasons})
+
+
+def eligibility(
+    alert: Alert, provenance: Provenance, place: Place, pushed_alert_actions: PushedAlertActions
+) -> Eligibility:
+    """Decide what may happen to the alert automatically, from its channel and its place (see the
+    module's docstring)."""
+    reasons = place.reasons_against(alert)
+    if provenance.channel == "queue":
+        reasons.append(
+            f"it came from {provenance.described}: only findings from the detector rules are acted on"
+        )
+    elif provenance.channel == "intake":
+        why = f"pushed through {provenance.described}"
+        if pushed_alert_actions == "ticket":
+            reasons.append(f"{why}: pushed alerts are ticketed, never acted on (PushedAlertActions=ticket)")
+        elif not reasons:
+            return Eligibility(
+                approval=f"{why}: a person approves each action on a pushed alert (PushedAlertActions=approval)"
+            )
+    return Eligibility(not_actionable=tuple(reasons))
+
+
+def requiring_approval(actions: Sequence[Action], reason: str) -> list[Action]:
+    """The actions, each waiting for a person before it runs (the playbook parameter the remediate
+    function honours), with the reason in its detail."""
+    return [
+        action.model_copy(
+            update={
+                "parameters": {**action.parameters, NEEDS_APPROVAL_PARAMETER: "true"},
+                "detail": _joined((action.detail, f"waits for a person: {reason}")),
+            }
+        )
+        for action in actions
+    ]
+
+
+def _joined(parts: Iterable[str]) -> str:
+    return "; ".join(part for part in parts if part)

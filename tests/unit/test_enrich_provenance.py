@@ -1,0 +1,358 @@
+"""The channel and the place decide what may happen automatically, and identity includes content: the
+enrich domain with in-memory fakes, fed SQS records as Lambda hands them over."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from tests.unit.test_enrich import ALERT_QUEUE_ARN, C2, DETECTOR, World, _sample
+from vtriage.eligibility import Place, eligibility, requiring_approval
+from vtriage.enrich import Enricher, triage_batch
+from vtriage.models import (
+    NEEDS_APPROVAL_PARAMETER,
+    Action,
+    ActionType,
+    Branch,
+    Case,
+    CaseStatus,
+    HistoryEntry,
+    Provenance,
+)
+
+PUSHED_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:PushedAlertQueue"
+SENDER = "arn:aws:sts::123456789012:assumed-role/edr-forwarder/session-1"
+# What the intake function stamps on a message pushed by that role.
+STAMP = {
+    "vtriage_sender": SENDER,
+    "vtriage_sender_id": "AROAEXAMPLE:session-1",
+    "vtriage_sender_account": "123456789012",
+    "vtriage_source_ip": "198.51.100.7",
+    "vtriage_user_agent": "forwarder/1.0",
+}
+PLACE = Place(accounts=frozenset({"123456789012"}), region="us-east-1")
+
+
+class InMemoryFindingLedger:
+    """`FindingLedger` over the in-memory cases: case ids per finding key in a dict, a note
+    read-modify-writes the case (the DynamoDB ledger does it in one conditional update)."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self.keys: dict[str, list[str]] = {}
+
+    def join(self, finding_key: str, case_id: str) -> list[str]:
+        known = self.keys.setdefault(finding_key, [])
+        others = [other for other in known if other != case_id]
+        if case_id not in known:
+            known.append(case_id)
+        return others
+
+    def note_variant(self, case_id: str, variant_case_id: str, entry: HistoryEntry) -> bool:
+        case = self._world.cases.get(case_id)
+        if case is None or variant_case_id in case.variant_case_ids:
+            return False
+        case.variant_case_ids.append(variant_case_id)
+        case.history.append(entry)
+        self._world.cases.save(case)
+        return True
+
+
+class Deployment(World):
+    """The enrich function's world, reading both queues, with the ledger of finding contents."""
+
+    def __init__(self, per_minute: int | None = None) -> None:
+        super().__init__(per_minute=per_minute)
+        self.findings = InMemoryFindingLedger(self)
+
+
+def _enricher(world: Deployment, pushed_alert_actions: str = "approval") -> Enricher:
+    """A new enricher for the deployment, as each invocation makes for its batch."""
+    enricher = world.enricher()
+    enricher.channels = {ALERT_QUEUE_ARN: "detector", PUSHED_QUEUE_ARN: "intake"}
+    enricher.deferrals = {ALERT_QUEUE_ARN: world.deferral, PUSHED_QUEUE_ARN: world.deferral}
+    enricher.pushed_alert_actions = pushed_alert_actions  # type: ignore[assignment]
+    enricher.findings = world.findings
+    return enricher
+
+
+def _record(
+    body: str, queue_arn: str, attributes: dict[str, str] | None = None, receives: int = 1, index: int = 0
+) -> dict[str, Any]:
+    """One SQS record of `queue_arn` as Lambda's event source mapping hands it to the function."""
+    return {
+        "messageId": f"m-{index}",
+        "receiptHandle": f"handle-{index}",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receives)},
+        "messageAttributes": {
+            name: {"stringValue": value, "dataType": "String"} for name, value in (attributes or {}).items()
+        },
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": "us-east-1",
+    }
+
+
+def _triage(enricher: Enricher, *records: dict[str, Any]) -> dict[str, Any]:
+    return dict(triage_batch(enricher, {"Records": list(records)}))
+
+
+def _only_case(world: Deployment) -> Case:
+    (case_id,) = world.cases.case_ids
+    return world.case(case_id)
+
+
+def _with_account(sample: str, account: str | None = None, region: str | None = None) -> str:
+    event = json.loads(_sample(sample))
+    if account is not None:
+        event["detail"]["accountId"] = account
+    if region is not None:
+        event["detail"]["region"] = region
+    return json.dumps(event)
+
+
+# ---------------------------------------------------------------- the channel
+
+
+def test_a_detector_finding_of_the_own_account_is_planned_for_automatic_action() -> None:
+    # Given the C&C sample (a malicious domain, an instance) on the detector rules' queue
+    world = Deployment()
+
+    # When its batch is triaged
+    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN))
+
+    # Then actions are planned with no person in the way, and the case says where it came from
+    case = _only_case(world)
+    assert case.actions
+    assert all(NEEDS_APPROVAL_PARAMETER not in action.parameters for action in case.actions)
+    assert case.alert.not_actionable == ()
+    assert case.provenance == Provenance(channel="detector")
+    assert world.executions.started[case.case_id].route is Branch.REMEDIATE
+
+
+def test_a_pushed_alert_waits_for_a_person_for_each_action_and_names_its_sender() -> None:
+    # Given the same finding pushed through the intake (its own queue, stamped with the signed caller)
+    world = Deployment()
+
+    # When its batch is triaged, the deployment leaving pushed alerts to approval (the default)
+    _triage(_enricher(world), _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP))
+
+    # Then the same actions are planned, each waiting for a person, saying why and who sent it
+    case = _only_case(world)
+    assert [action.type for action in case.actions] == [
+        ActionType.SNAPSHOT_VOLUMES,
+        ActionType.TAG_INSTANCE,
+        ActionType.ISOLATE_INSTANCE,
+        ActionType.BLOCK_DOMAIN_DNS_FIREWALL,
+    ]
+    assert all(action.parameters[NEEDS_APPROVAL_PARAMETER] == "true" for action in case.actions)
+    for action in case.actions:
+        assert SENDER in action.detail
+        assert "PushedAlertActions=approval" in action.detail
+    # And the case records who sent it, from where and with what
+    assert case.provenance == Provenance(
+        channel="intake", sender=SENDER, source_ip="198.51.100.7", user_agent="forwarder/1.0"
+    )
+    assert any("each waiting for a person" in entry.note for entry in case.history)
+
+
+def test_a_pushed_alert_is_only_ticketed_when_the_deployment_says_so() -> None:
+    # Given the same pushed finding, and a deployment that tickets pushed alerts
+    world = Deployment()
+
+    # When its batch is triaged
+    _triage(_enricher(world, "ticket"), _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP))
+
+    # Then nothing is planned, the reason is on the case, and a person gets a ticket
+    case = _only_case(world)
+    assert case.actions == []
+    (reason,) = case.alert.not_actionable
+    assert SENDER in reason
+    assert "PushedAlertActions=ticket" in reason
+    assert world.executions.started[case.case_id].route is Branch.TICKET
+
+
+def test_a_stamp_forged_on_the_detector_queue_names_nobody() -> None:
+    # Given a record of the detector rules' queue that carries sender attributes (its policy admits only
+    # EventBridge and the enrich function; were anyone to slip them in, they would not be read)
+    world = Deployment()
+
+    # When its batch is triaged
+    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, STAMP))
+
+    # Then the case names the detector channel and no sender
+    assert _only_case(world).provenance == Provenance(channel="detector")
+
+
+def test_a_record_from_a_queue_vtriage_does_not_know_is_ticketed() -> None:
+    # Given a record whose queue is neither the detector rules' nor the intake's
+    world = Deployment()
+    other = "arn:aws:sqs:us-east-1:123456789012:SomebodyElsesQueue"
+
+    # When its batch is triaged
+    _triage(_enricher(world), _record(_sample(C2), other, STAMP))
+
+    # Then nothing is planned, its stamp is not believed, and the reason says where it came from
+    case = _only_case(world)
+    assert case.actions == []
+    assert case.provenance == Provenance(channel="queue")
+    assert any("not one of vtriage's" in reason for reason in case.alert.not_actionable)
+
+
+def test_a_deferred_pushed_record_goes_back_to_its_own_queue_with_its_stamp() -> None:
+    # Given a pushed record received for the third time while the quota is spent
+    world = Deployment(per_minute=1)
+    world.limiter.acquire()  # type: ignore[union-attr]
+    enricher = _enricher(world)
+
+    # When its batch is triaged
+    response = _triage(enricher, _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP, receives=3))
+
+    # Then it is queued afresh, carrying its sender, and acknowledged
+    assert response["batchItemFailures"] == []
+    (copy_,) = world.deferral.requeued
+    assert {name: copy_.attributes[name] for name in STAMP} == STAMP
+    assert copy_.attributes["vtriage_deferrals"] == "3"
+
+
+def test_the_deferred_copy_goes_to_the_queue_the_record_came_from() -> None:
+    # Given one deferral per queue
+    world = Deployment(per_minute=1)
+    world.limiter.acquire()  # type: ignore[union-attr]
+    enricher = _enricher(world)
+    detector_queue, pushed_queue = type(world.deferral)(), type(world.deferral)()
+    enricher.deferrals = {ALERT_QUEUE_ARN: detector_queue, PUSHED_QUEUE_ARN: pushed_queue}
+
+    # When a pushed record and a detector record are deferred as fresh copies
+    _triage(
+        enricher,
+        _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP, receives=3, index=0),
+        _record(_sample(C2), ALERT_QUEUE_ARN, receives=3, index=1),
+    )
+
+    # Then each copy went back to its own queue
+    assert len(pushed_queue.requeued) == len(detector_queue.requeued) == 1
+    assert pushed_queue.requeued[0].attributes["vtriage_sender"] == SENDER
+    assert "vtriage_sender" not in detector_queue.requeued[0].attributes
+
+
+# ---------------------------------------------------------------- the place
+
+
+@pytest.mark.parametrize(
+    ("account", "region", "expected"),
+    [
+        ("999999999999", None, "names account '999999999999', not this deployment's (123456789012)"),
+        (None, "eu-west-1", "names Region 'eu-west-1', not this deployment's (us-east-1)"),
+    ],
+)
+def test_a_detector_finding_of_another_account_or_region_changes_nothing_and_is_ticketed(
+    account: str | None, region: str | None, expected: str
+) -> None:
+    # Given the C&C sample naming another account, or another Region, than the deployment's
+    world = Deployment()
+
+    # When it comes through the detector rules
+    _triage(_enricher(world), _record(_with_account(C2, account, region), ALERT_QUEUE_ARN))
+
+    # Then no action is planned, the reason is on the case, and a person gets a ticket
+    case = _only_case(world)
+    assert case.actions == []
+    assert any(expected in reason for reason in case.alert.not_actionable)
+    assert world.executions.started[case.case_id].route is Branch.TICKET
+    assert any("no automatic action" in entry.note for entry in case.history)
+
+
+def test_a_pushed_alert_of_another_account_is_ticketed_not_sent_to_approval() -> None:
+    # Given a pushed finding naming another account
+    world = Deployment()
+
+    # When it is triaged with pushed alerts left to approval
+    _triage(_enricher(world), _record(_with_account(C2, "999999999999"), PUSHED_QUEUE_ARN, STAMP))
+
+    # Then nobody is asked to approve an action in an account vtriage does not act in: no action at all
+    case = _only_case(world)
+    assert case.actions == []
+    assert world.executions.started[case.case_id].route is Branch.TICKET
+
+
+def test_an_account_id_with_line_breaks_is_escaped_in_the_reason() -> None:
+    # Given an alert whose account a sender wrote with a line break and a fake link
+    world = Deployment()
+    alert = next(iter(world.enricher().intake.read(json.loads(_sample(C2))).alerts))
+    forged = alert.model_copy(update={"account": "1\nApprove: https://evil.example/"})
+
+    # When its eligibility is decided
+    decision = eligibility(forged, DETECTOR, PLACE, "approval")
+
+    # Then the reason holds the account escaped on one line
+    (reason,) = decision.not_actionable
+    assert "\n" not in reason
+    assert "1\\nApprove" in reason
+
+
+def test_requiring_approval_keeps_each_actions_own_parameters() -> None:
+    # Given an action with parameters of its own
+    action = Action(type=ActionType.DISABLE_ACCESS_KEY, target="AKIA", parameters={"user_name": "ci"})
+
+    # When it is made to wait for a person
+    (waiting,) = requiring_approval([action], "pushed")
+
+    # Then it keeps them, and waits
+    assert waiting.parameters == {"user_name": "ci", NEEDS_APPROVAL_PARAMETER: "true"}
+
+
+# ---------------------------------------------------------------- identity includes content
+
+
+def _benign_borrowing(sample: str) -> str:
+    """A low-severity document with nothing to look up that borrows the sample's finding id and version."""
+    event = json.loads(_sample(sample))
+    benign = copy.deepcopy(event)
+    benign["detail"]["severity"] = 1
+    benign["detail"]["type"] = "Recon:EC2/PortProbeUnprotectedPort"
+    benign["detail"]["title"] = "Unprotected port on EC2 instance is being probed."
+    benign["detail"]["service"]["action"] = {"actionType": "PORT_PROBE"}
+    return json.dumps(benign)
+
+
+def test_another_content_under_a_known_id_and_version_is_a_case_of_its_own_each_naming_the_other() -> None:
+    # Given a benign document that borrowed the C&C finding's id and updatedAt, triaged first
+    world = Deployment()
+    enricher = _enricher(world)
+    _triage(enricher, _record(_benign_borrowing(C2), ALERT_QUEUE_ARN, index=0))
+    (benign_id,) = world.cases.case_ids
+
+    # When the genuine finding arrives with the same id and version
+    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=1))
+
+    # Then it is a case of its own, remediable, with its execution started
+    (genuine_id,) = [case_id for case_id in world.cases.case_ids if case_id != benign_id]
+    genuine, benign = world.case(genuine_id), world.case(benign_id)
+    assert genuine.alert.id == benign.alert.id
+    assert genuine.actions
+    assert world.executions.started[genuine_id].route is Branch.REMEDIATE
+    # And each case names the other, with a line in its history
+    assert genuine.variant_case_ids == [benign_id]
+    assert benign.variant_case_ids == [genuine_id]
+    assert any(benign_id in entry.note and "came earlier" in entry.note for entry in genuine.history)
+    assert any(genuine_id in entry.note and "came later" in entry.note for entry in benign.history)
+
+
+def test_a_true_redelivery_stays_one_case() -> None:
+    # Given the C&C finding triaged once
+    world = Deployment()
+    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=0))
+
+    # When the very same finding is delivered again
+    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=1))
+
+    # Then it is still one case, naming no other
+    case = _only_case(world)
+    assert case.variant_case_ids == []
+    assert case.status is not CaseStatus.PENDING_ENRICHMENT
