@@ -1,0 +1,93 @@
+"""The ledger of finding contents on the template's cases table (moto): which cases one finding id and
+version made, and each case naming the others with one conditional update."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.fakes import make_alert, make_case
+from vtriage.adapters.dynamodb import DynamoCaseRepository
+from vtriage.adapters.finding_ledger import MAX_VARIANTS, DynamoFindingLedger
+from vtriage.bounds import MAX_HISTORY
+from vtriage.models import Case, CaseStatus, HistoryEntry
+from vtriage_local.stack import LocalAws
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+RETENTION = timedelta(days=90)
+
+
+def _stores(aws: LocalAws) -> tuple[DynamoCaseRepository, DynamoFindingLedger]:
+    client, table = aws.client("dynamodb"), aws.ref("CasesTable")
+    return DynamoCaseRepository(client, table, RETENTION, lambda: NOW), DynamoFindingLedger(
+        client, table, RETENTION, lambda: NOW
+    )
+
+
+def _stored(cases: DynamoCaseRepository, digest: str, **fields: object) -> Case:
+    """A case of the one finding id and version, for the content whose digest this is."""
+    case = make_case(make_alert(content_digest=digest), **fields)
+    assert cases.create(case)
+    return case
+
+
+def _note(text: str) -> HistoryEntry:
+    return HistoryEntry(status=CaseStatus.TICKETED, at=NOW, note=text)
+
+
+def test_contents_of_one_finding_meet_in_the_ledger_and_each_case_names_the_other_once(
+    local_aws: LocalAws,
+) -> None:
+    # Given two cases of one finding id and version with different contents
+    cases, ledger = _stores(local_aws)
+    first, second = _stored(cases, "a" * 64), _stored(cases, "b" * 64)
+    assert first.alert.finding_key == second.alert.finding_key
+
+    # When each joins the ledger (the first twice, as a redelivery would)
+    assert ledger.join(first.alert.finding_key, first.case_id) == []
+    assert ledger.join(first.alert.finding_key, first.case_id) == []
+    others = ledger.join(second.alert.finding_key, second.case_id)
+
+    # Then the second learns of the first, and the first's later join of the second
+    assert others == [first.case_id]
+    assert ledger.join(first.alert.finding_key, first.case_id) == [second.case_id]
+
+    # When the first is told of the second, twice
+    assert ledger.note_variant(first.case_id, second.case_id, _note("another content came later"))
+    assert not ledger.note_variant(first.case_id, second.case_id, _note("again"))
+
+    # Then the stored case names it once, with one line in its history, and keeps everything else
+    stored = cases.get(first.case_id)
+    assert stored is not None
+    assert stored.variant_case_ids == [second.case_id]
+    assert [entry.note for entry in stored.history].count("another content came later") == 1
+    assert stored.alert == first.alert
+    # And a case that does not exist is not created by a note
+    assert not ledger.note_variant("guardduty-" + "0" * 32, first.case_id, _note("nobody"))
+    assert cases.get("guardduty-" + "0" * 32) is None
+
+
+def test_the_ledger_and_the_names_on_a_case_stop_growing_at_their_bound(local_aws: LocalAws) -> None:
+    # Given a sender who sends content after content under one finding id and version
+    cases, ledger = _stores(local_aws)
+    finding_key = make_alert().finding_key
+    case_ids = [f"guardduty-{index:032x}" for index in range(MAX_VARIANTS + 2)]
+    for case_id in case_ids:
+        ledger.join(finding_key, case_id)
+
+    # Then the ledger keeps the first MAX_VARIANTS, and a latecomer still learns of them
+    assert ledger.join(finding_key, "guardduty-" + "f" * 32) == case_ids[:MAX_VARIANTS]
+
+    # And a case whose history is full still names a variant, without the line
+    full = _stored(
+        cases,
+        "c" * 64,
+        status=CaseStatus.TICKETED,
+        history=[_note(f"step {index}") for index in range(MAX_HISTORY)],
+    )
+    assert len(full.history) == MAX_HISTORY
+    assert ledger.note_variant(full.case_id, case_ids[0], _note("another content"))
+    stored = cases.get(full.case_id)
+    assert stored is not None
+    assert stored.variant_case_ids == [case_ids[0]]
+    assert len(stored.history) == MAX_HISTORY
+    assert "another content" not in [entry.note for entry in stored.history]
