@@ -264,7 +264,7 @@ def assert_intake_answers_202_or_4xx(body: str) -> None:
     queue = FakeAlertQueue()
     answer: AcceptedAlert | AlertRejectedError
     try:
-        answer = accept_alert(body, queue, options=OPTIONS)
+        answer = accept_alert(body, queue, options=OPTIONS, stamp={})
     except AlertRejectedError as rejected:
         answer = rejected
     if isinstance(answer, AlertRejectedError):
@@ -333,7 +333,7 @@ def test_the_intake_names_the_status_of_a_known_hostile_body(body: str, status: 
 
     # When it is pushed to the intake
     with pytest.raises(AlertRejectedError) as rejected:
-        accept_alert(body, queue, options=OPTIONS)
+        accept_alert(body, queue, options=OPTIONS, stamp={})
 
     # Then the sender hears that status, and nothing is queued
     assert rejected.value.status == status

@@ -88,9 +88,8 @@ def eligibility(
         if pushed_alert_actions == "ticket":
             reasons.append(f"{why}: pushed alerts are ticketed, never acted on (PushedAlertActions=ticket)")
         elif not reasons:
-            return Eligibility(
-                approval=f"{why}: a person approves each action on a pushed alert (PushedAlertActions=approval)"
-            )
+            approval = "a person approves each action on a pushed alert (PushedAlertActions=approval)"
+            return Eligibility(approval=f"{why}: {approval}")
     return Eligibility(not_actionable=tuple(reasons))
 
 
