@@ -81,17 +81,37 @@ def test_the_object_moves_to_quarantine_and_rollback_brings_it_back(s3: Any) -> 
     assert done.before["tags"] == {"owner": "billing", "stage": "raw"}
     assert done.before["size"] == len(BODY)
 
-    # And when it is rolled back, it is back with its own tags, and quarantine is empty
+    # And when it is rolled back, it is back with its own tags, and the quarantined copy is kept, whole:
+    # it may be the only evidence left
     undone = quarantine(s3).rollback(done)
     assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == BODY
     assert tags(s3, BUCKET, KEY) == {"owner": "billing", "stage": "raw"}
-    assert keys(s3, QUARANTINE) == []
+    assert keys(s3, QUARANTINE) == [QUARANTINE_KEY]
+    assert s3.get_object(Bucket=QUARANTINE, Key=QUARANTINE_KEY)["Body"].read() == BODY
     assert undone.status is ActionStatus.ROLLED_BACK
+    assert f"kept the quarantined copy at s3://{QUARANTINE}/{QUARANTINE_KEY}" in undone.detail
 
     # And rolling back again changes nothing and says so
     again = quarantine(s3).rollback(done)
     assert again.detail.startswith("already as before")
     assert keys(s3, BUCKET) == [KEY]
+    assert keys(s3, QUARANTINE) == [QUARANTINE_KEY]
+
+
+def test_rollback_never_deletes_the_quarantined_copy_even_when_the_original_is_back_already(s3: Any) -> None:
+    # Given an object quarantined, then put back in its bucket by hand
+    done = quarantine(s3).run(planned(), dry_run=False)
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"restored by hand")
+
+    # When the quarantine is rolled back
+    undone = quarantine(s3).rollback(done)
+
+    # Then the object put back by hand is left as it is, and the quarantined copy is still there
+    assert s3.get_object(Bucket=BUCKET, Key=KEY)["Body"].read() == b"restored by hand"
+    assert s3.get_object(Bucket=QUARANTINE, Key=QUARANTINE_KEY)["Body"].read() == BODY
+    assert undone.status is ActionStatus.ROLLED_BACK
+    assert undone.detail.startswith("already as before")
+    assert "kept the quarantined copy" in undone.detail
 
 
 def test_dry_run_changes_nothing_and_says_what_would_change(s3: Any) -> None:

@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from tests.functional.conftest import use_dummy_aws_credentials
-from vtriage.adapters.ec2 import Ec2InstanceIsolation
+from vtriage.adapters.ec2 import UNTRACKING_SUFFIX, Ec2InstanceIsolation
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
 
@@ -20,7 +20,9 @@ pytestmark = pytest.mark.functional
 
 REGION = "us-east-1"
 QUARANTINE = "vtriage-quarantine"
+UNTRACKING = QUARANTINE + UNTRACKING_SUFFIX
 PROTECTED_TAG = "vtriage:protected"
+PURPOSE = {"Key": "vtriage:purpose", "Value": "quarantine"}
 
 
 @pytest.fixture
@@ -293,6 +295,173 @@ def test_rollback_reports_an_interface_that_no_longer_exists(ec2: Any) -> None:
     assert interface_groups(ec2, instance_id) == {
         eni: groups for eni, groups in (done.before or {}).items() if eni != second["NetworkInterfaceId"]
     }
+
+
+# ---------------------------------------------------------------- cutting open sessions
+
+
+def group_named(ec2: Any, name: str) -> dict[str, Any]:
+    [group] = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])[
+        "SecurityGroups"
+    ]
+    return dict(group)
+
+
+def record_moves(ec2: Any) -> list[tuple[str, list[str]]]:
+    """Every ModifyNetworkInterfaceAttribute the client sends, as (interface, groups), in order."""
+    moves: list[tuple[str, list[str]]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        moves.append((params["NetworkInterfaceId"], list(params.get("Groups", []))))
+
+    ec2.meta.events.register("before-parameter-build.ec2.ModifyNetworkInterfaceAttribute", record)
+    return moves
+
+
+def allows_everything(permissions: list[dict[str, Any]]) -> bool:
+    everything = [p for p in permissions if p["IpProtocol"] == "-1"]
+    return any(r["CidrIp"] == "0.0.0.0/0" for p in everything for r in p.get("IpRanges", [])) and any(
+        r["CidrIpv6"] == "::/0" for p in everything for r in p.get("Ipv6Ranges", [])
+    )
+
+
+def test_isolation_first_makes_open_connections_untracked_then_cuts_them(ec2: Any) -> None:
+    # Given an instance with two interfaces in a group that allows SSH (a session may be open on it)
+    instance_id, web = launch_instance(ec2)
+    interfaces = list(interface_groups(ec2, instance_id))
+    moves = record_moves(ec2)
+
+    # When it is isolated for real
+    action = isolation(ec2).isolate(instance_id, dry_run=False)
+
+    # Then each interface went first to the untracking group, which allows all traffic both ways (IPv4 and
+    # IPv6, so that open connections become untracked), and only then to the quarantine group, which has
+    # no rule (so that those untracked connections end at once)
+    untracking, quarantine = group_named(ec2, UNTRACKING), group_named(ec2, QUARANTINE)
+    assert moves == [(eni, [untracking["GroupId"]]) for eni in interfaces] + [
+        (eni, [quarantine["GroupId"]]) for eni in interfaces
+    ]
+    assert allows_everything(untracking["IpPermissions"])
+    assert allows_everything(untracking["IpPermissionsEgress"])
+    assert (quarantine["IpPermissions"], quarantine["IpPermissionsEgress"]) == ([], [])
+    # And both are vtriage's own groups, with distinct names, and no interface is left in the open one
+    assert PURPOSE in untracking["Tags"]
+    assert PURPOSE in quarantine["Tags"]
+    assert interface_groups(ec2, instance_id) == {eni: [quarantine["GroupId"]] for eni in interfaces}
+    # And the action says what was done, and why, and what stays tracked
+    assert action.status is ActionStatus.DONE
+    assert action.before == {eni: [web] for eni in interfaces}
+    assert f"first to {UNTRACKING} ({untracking['GroupId']})" in action.detail
+    assert "connections they carried became untracked" in action.detail
+    assert f"then to {QUARANTINE} ({quarantine['GroupId']})" in action.detail
+    assert "Security group connection tracking" in action.detail
+    assert "ICMP" in action.detail
+
+
+def test_the_dry_run_names_both_steps(ec2: Any) -> None:
+    # Given an instance, When it is isolated in dry run
+    instance_id, _ = launch_instance(ec2)
+    action = isolation(ec2).isolate(instance_id, dry_run=True)
+
+    # Then both groups and their order are named, and neither was created
+    assert action.status is ActionStatus.DRY_RUN
+    assert f"first to a new security group {UNTRACKING}" in action.detail
+    assert f"then to a new security group {QUARANTINE}" in action.detail
+    assert "connections open now are cut" in action.detail
+    named = [{"Name": "group-name", "Values": [UNTRACKING, QUARANTINE]}]
+    assert ec2.describe_security_groups(Filters=named)["SecurityGroups"] == []
+
+
+def fail_the_move_to(ec2: Any, group_name: str, code: str, status: int) -> None:
+    """EC2 refusing, once, to move an interface into the named group (an error injected at the SDK)."""
+    refused: list[str] = []
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [group_name]}])
+        ids = [group["GroupId"] for group in groups["SecurityGroups"]]
+        if not refused and params.get("Groups") == ids:
+            refused.append(params["NetworkInterfaceId"])
+            answer: Any = {
+                "Error": {"Code": code, "Message": "refused"},
+                "ResponseMetadata": {"HTTPStatusCode": status},
+            }
+            raise ClientError(answer, "ModifyNetworkInterfaceAttribute")
+
+    ec2.meta.events.register("before-parameter-build.ec2.ModifyNetworkInterfaceAttribute", refuse)
+
+
+def test_an_isolation_stopped_between_its_steps_never_leaves_an_interface_in_the_group_that_allows_all(
+    ec2: Any,
+) -> None:
+    # Given an instance, and EC2 refusing once (throttling) to move an interface into the quarantine group,
+    # after both went to the untracking group
+    instance_id, web = launch_instance(ec2)
+    original = interface_groups(ec2, instance_id)
+    fail_the_move_to(ec2, QUARANTINE, "RequestLimitExceeded", 503)
+
+    # When it is isolated
+    action = isolation(ec2).isolate(instance_id, dry_run=False)
+
+    # Then every interface went straight on to the quarantine group, none is left open, and the action
+    # fails saying what happened, keeping the groups before for a rollback
+    quarantine = group_named(ec2, QUARANTINE)["GroupId"]
+    assert interface_groups(ec2, instance_id) == {eni: [quarantine] for eni in original}
+    assert action.status is ActionStatus.FAILED
+    assert "isolation stopped between its two steps" in action.detail
+    assert "RequestLimitExceeded" in action.detail
+    assert action.before == {eni: [web] for eni in original}
+
+
+def test_a_refused_first_move_changes_nothing_and_the_retry_starts_afresh(ec2: Any) -> None:
+    # Given an instance, and EC2 throttling the very first move (into the untracking group)
+    instance_id, web = launch_instance(ec2)
+    original = interface_groups(ec2, instance_id)
+    fail_the_move_to(ec2, UNTRACKING, "RequestLimitExceeded", 503)
+
+    # When it is isolated, Then the state machine's Retry hears of it, and no interface moved
+    with pytest.raises(TransientError, match="RequestLimitExceeded"):
+        isolation(ec2).isolate(instance_id, dry_run=False)
+    assert interface_groups(ec2, instance_id) == original
+
+    # And the retry isolates it, recording the groups the interfaces really had
+    retried = isolation(ec2).isolate(instance_id, dry_run=False)
+    assert retried.status is ActionStatus.DONE
+    assert retried.before == {eni: [web] for eni in original}
+
+
+def test_rollback_undoes_both_steps_even_from_the_untracking_group(ec2: Any) -> None:
+    # Given an isolated instance, one of whose interfaces was then moved into the untracking group (as an
+    # isolation stopped between its two steps would leave it)
+    instance_id, _ = launch_instance(ec2)
+    original = interface_groups(ec2, instance_id)
+    done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
+    first = next(iter(original))
+    untracking = group_named(ec2, UNTRACKING)["GroupId"]
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=first, Groups=[untracking])
+
+    # When it is rolled back
+    undone = isolation(ec2).rollback(done)
+
+    # Then every interface is back in its own groups, none in either of vtriage's groups
+    assert interface_groups(ec2, instance_id) == original
+    assert undone.status is ActionStatus.ROLLED_BACK
+    assert "both steps of the isolation are undone" in undone.detail
+
+
+def test_a_group_of_the_quarantine_name_that_vtriage_did_not_create_is_not_used(ec2: Any) -> None:
+    # Given a VPC where someone made a group named like the quarantine group, without vtriage's tag
+    instance_id, _ = launch_instance(ec2)
+    before = interface_groups(ec2, instance_id)
+    vpc_id = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["VpcId"]
+    ec2.create_security_group(GroupName=QUARANTINE, Description="someone else's", VpcId=vpc_id)
+
+    # When the instance is isolated
+    action = isolation(ec2).isolate(instance_id, dry_run=False)
+
+    # Then nothing moved, and the reason says whose group it is and what to do
+    assert action.status is ActionStatus.FAILED
+    assert "does not carry the tag vtriage:purpose=quarantine" in action.detail
+    assert interface_groups(ec2, instance_id) == before
 
 
 def stubbed_ec2(code: str, status: int) -> tuple[Any, Stubber]:

@@ -129,15 +129,16 @@ def test_the_ip_block_follows_the_configured_method() -> None:
         method: planned(plan_actions(alert, iocs, ip_block_method=method)) for method in ("waf", "nacl")
     }
 
-    # Then only the malicious IP is blocked: in the WAF IP set, or in the NACL of the instance's VPC
+    # Then only the malicious IP is blocked: in the WAF IP set, or in the network ACLs of the instance's
+    # subnets, which the remediate function reads from the instance itself (never the alert's VPC)
     assert by_method == {
         "waf": [("block_ip_waf", "23.129.64.215", {})],
-        "nacl": [("block_ip_nacl", "23.129.64.215", {"vpc_id": "vpc-0a1b2c3d"})],
+        "nacl": [("block_ip_nacl", "23.129.64.215", {"instance_id": "i-0abc1234def567890"})],
     }
 
 
-def test_a_nacl_block_needs_a_vpc() -> None:
-    # Given a malicious IP calling the API: no VPC in the alert
+def test_a_nacl_block_needs_an_instance() -> None:
+    # Given a malicious IP calling the API: no instance in the alert
     alert = make_alert(type="UnauthorizedAccess:IAMUser/TorIPCaller", resources=(KEY,))
 
     # When it is planned with the NACL method
@@ -145,7 +146,8 @@ def test_a_nacl_block_needs_a_vpc() -> None:
         alert, [ioc(IocType.IP, "23.129.64.215", Verdict.MALICIOUS)], ip_block_method="nacl"
     )
 
-    # Then no NACL block is planned (there is no VPC to put it in), only the key is disabled
+    # Then no NACL block is planned (there is no instance whose subnets it would guard), only the key is
+    # disabled
     assert planned(actions) == [("disable_access_key", KEY.id, {"user_name": "ci-deployer"})]
 
 

@@ -226,9 +226,10 @@ def plan_actions(
     """The actions every matching playbook plans on the alert, in playbook order, each planned once.
 
     An action needs something to act on: an instance action without an instance in the alert, a NACL
-    block without a VPC, a key action without the key's user, is not planned. Actions are only planned
-    here; the remediate function decides, under its guardrails, what runs. An alert that is not
-    actionable (`Alert.not_actionable` says why) gets no action: it is ticketed.
+    block without an instance (whose subnets it guards), a key action without the key's user, is not
+    planned. Actions are only planned here; the remediate function decides, under its guardrails, what
+    runs. An alert that is not actionable (`Alert.not_actionable` says why) gets no action: it is
+    ticketed.
     """
     if alert.not_actionable:
         return []
@@ -319,9 +320,10 @@ def _targets(
     if ioc_type is not None:
         values = list(dict.fromkeys(ioc.value for ioc in matched if ioc.type is ioc_type))
         if action_type is ActionType.BLOCK_IP_NACL:
-            # A network ACL belongs to a VPC: block in each VPC the alert's instances are in.
-            vpcs = list(dict.fromkeys(_vpcs(alert.resources)))
-            return [(value, {"vpc_id": vpc}) for value in values for vpc in vpcs]
+            # A network ACL guards subnets: block in those of each instance the alert names. The remediate
+            # function reads the instance's subnets from EC2, never the VPC or subnets the alert names.
+            instances = list(dict.fromkeys(_instances(alert.resources)))
+            return [(value, {"instance_id": instance}) for value in values for instance in instances]
         return [(value, {}) for value in values]
     resource_type = _RESOURCE_TARGETS[action_type]
     targets: list[tuple[str, dict[str, str]]] = []
@@ -340,9 +342,5 @@ def _targets(
     return targets
 
 
-def _vpcs(resources: Iterable[Resource]) -> list[str]:
-    return [
-        resource.vpc_id
-        for resource in resources
-        if resource.type is ResourceType.INSTANCE and resource.vpc_id
-    ]
+def _instances(resources: Iterable[Resource]) -> list[str]:
+    return [resource.id for resource in resources if resource.type is ResourceType.INSTANCE]

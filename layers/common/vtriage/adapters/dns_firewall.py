@@ -53,7 +53,8 @@ class DnsFirewallDomainBlocker:
         list_id, domain = str(before["domain_list_id"]), str(before["domain"])
         if before["present"]:
             detail = (
-                f"already as before: {domain} was in DNS Firewall domain list {list_id} before vtriage acted"
+                f"already as before: {domain} was in DNS Firewall domain list {list_id} before this case "
+                "acted"
             )
             return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=before)
         return self._guard(action, "unblocking", lambda: self._remove(action, list_id, domain))

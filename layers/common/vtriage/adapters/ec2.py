@@ -1,7 +1,9 @@
 """EC2 response actions on an instance.
 
-Isolation moves every network interface of the instance to a quarantine security group that allows no
-traffic in and none out; snapshots keep its EBS volumes for forensics; tags mark it as quarantined.
+Isolation cuts the instance off the network the way AWS's incident-response guidance does, so that open
+sessions end too: every network interface first goes to an untracking group that allows all traffic
+(connections it carries become untracked), then to a quarantine group that allows none (untracked
+connections end at once). Snapshots keep its EBS volumes for forensics; tags mark it as quarantined.
 """
 
 from __future__ import annotations
@@ -21,22 +23,53 @@ CASE_TAG = "vtriage:case"
 QUARANTINED_TAG = "vtriage:quarantined"
 SNAPSHOT_INSTANCE_TAG = "vtriage:instance"
 SNAPSHOT_DEVICE_TAG = "vtriage:device"
+# Both isolation groups carry it: the only security groups vtriage creates, or revokes rules on.
+PURPOSE_TAG, QUARANTINE_PURPOSE = "vtriage:purpose", "quarantine"
+# The untracking group's name: the quarantine group's, with this suffix.
+UNTRACKING_SUFFIX = "-untracking"
+
+# Every protocol, every port, from and to every address: a flow such a rule allows both ways is not
+# tracked (EC2 User Guide, "Security group connection tracking", Untracked connections).
+_ALLOW_ALL = [
+    {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}], "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}
+]
+# What the guide says stays tracked whatever the rules: said in the detail, for a person to judge.
+_STAYS_TRACKED = (
+    "ICMP, and connections through a NAT gateway, load balancer, Global Accelerator, Network Firewall or "
+    "transit gateway, stay tracked until they time out; a network ACL deny cuts those"
+)
+
+
+class _NotVtriagesGroupError(Exception):
+    """A security group of the isolation group's name that vtriage did not create (no purpose tag)."""
 
 
 class Ec2InstanceIsolation:
     """Implements `InstanceIsolation` and, for ISOLATE_INSTANCE, `ResponseActuator` with security groups;
-    leaves instances with the protected tag alone."""
+    leaves instances with the protected tag alone.
+
+    In each VPC of the instance's interfaces, vtriage keeps two groups of its own (tag
+    `vtriage:purpose=quarantine`): the quarantine group, with no rule, and the untracking group
+    (`<quarantine group>-untracking`), which allows all traffic both ways. Isolation moves each interface
+    to the untracking group, then at once to the quarantine group: connections the instance had open
+    become untracked on the first move and are cut by the second, where a move straight to a group
+    without rules would leave them open until they time out. `before` maps each interface to the groups
+    it was in; rollback puts them back, from wherever either step left them.
+    """
 
     def __init__(self, ec2_client: Any, quarantine_group_name: str, protected_tag_key: str) -> None:
         """Take a boto3 EC2 client, the quarantine group's name and the tag key that protects an instance."""
         self._ec2 = ec2_client
         self._group_name = quarantine_group_name
+        self._untracking_name = quarantine_group_name + UNTRACKING_SUFFIX
         self._protected_tag_key = protected_tag_key
 
     def isolate(self, instance_id: str, dry_run: bool) -> Action:
         """Isolate the instance; when dry_run, only say what would change and change nothing."""
         try:
             return self._isolate(instance_id, dry_run)
+        except _NotVtriagesGroupError as error:
+            return _action(instance_id, ActionStatus.FAILED, f"not isolated: {error}")
         except ClientError as error:
             if is_transient(error):
                 raise TransientError(f"EC2 is unavailable while isolating {instance_id}: {error}") from error
@@ -49,7 +82,8 @@ class Ec2InstanceIsolation:
         return _with_outcome(action, self.isolate(action.target, dry_run))
 
     def rollback(self, action: Action) -> Action:
-        """Put each network interface recorded in `before` back in the groups it was in."""
+        """Put each network interface recorded in `before` back in the groups it was in, undoing both steps
+        of the isolation (it may be in the untracking group if the isolation stopped between them)."""
         if not action.before:
             return _unchanged(action, "nothing to undo: no interface groups were recorded")
         before = {str(eni): sorted(str(group) for group in groups) for eni, groups in action.before.items()}
@@ -60,7 +94,8 @@ class Ec2InstanceIsolation:
     def _restore(self, action: Action, before: dict[str, list[str]]) -> Action:
         current = self._existing_groups(list(before))
         missing = [eni for eni in before if eni not in current]
-        to_restore = [eni for eni in before if eni in current and current[eni] != before[eni]]
+        unknown = [eni for eni in before if eni in current and not before[eni]]
+        to_restore = [eni for eni in before if eni in current and before[eni] and current[eni] != before[eni]]
         for eni in to_restore:
             try:
                 self._ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=before[eni])
@@ -76,13 +111,20 @@ class Ec2InstanceIsolation:
                     after=current,
                 )
         after = self._existing_groups(list(before))
-        not_restored = {eni: groups for eni, groups in after.items() if groups != before[eni]}
-        if missing or not_restored:
+        not_restored = {
+            eni: groups for eni, groups in after.items() if before[eni] and groups != before[eni]
+        }
+        if missing or not_restored or unknown:
             problems = []
             if missing:
                 problems.append(f"network interface(s) {', '.join(missing)} no longer exist")
             if not_restored:
                 problems.append(f"{_describe_groups(not_restored, 'still')} after restoring")
+            if unknown:
+                problems.append(
+                    f"the groups {', '.join(unknown)} had before are unknown (an earlier isolation had "
+                    "stopped half-way): put them back by hand"
+                )
             return action.with_outcome(
                 ActionStatus.FAILED, "rollback incomplete: " + "; ".join(problems), after=after
             )
@@ -90,7 +132,7 @@ class Ec2InstanceIsolation:
             detail = "already as before isolation: every network interface is in its original groups"
         else:
             restored = _describe_groups({eni: before[eni] for eni in to_restore}, "back")
-            detail = f"rolled back: {restored}"
+            detail = f"rolled back: {restored}; both steps of the isolation are undone"
         return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
 
     def _existing_groups(self, interface_ids: list[str]) -> dict[str, list[str]]:
@@ -101,12 +143,12 @@ class Ec2InstanceIsolation:
         return _groups_by_interface(response.get("NetworkInterfaces", []))
 
     def _isolate(self, instance_id: str, dry_run: bool) -> Action:
-        instance = self._describe_instance(instance_id)
+        instance = _describe_instance(self._ec2, instance_id)
         if instance is None:
-            reason = "instance not found (InvalidInstanceID.NotFound)"
+            reason = "instance not found (InvalidInstanceID.NotFound) in this account and Region"
             return _action(instance_id, ActionStatus.FAILED, reason)
 
-        tags = {tag["Key"]: tag.get("Value", "") for tag in instance.get("Tags", [])}
+        tags = _tags(instance)
         if self._protected_tag_key in tags:
             return _action(
                 instance_id,
@@ -115,100 +157,194 @@ class Ec2InstanceIsolation:
                 f"{self._protected_tag_key}={tags[self._protected_tag_key]!r}",
             )
 
-        before = _groups_by_interface(instance.get("NetworkInterfaces", []))
-        vpc_id = instance.get("VpcId")
-        if not before or not vpc_id:
+        # The live instance's own interfaces and VPCs, never those a finding names.
+        interfaces = instance.get("NetworkInterfaces", [])
+        current = _groups_by_interface(interfaces)
+        vpc_of = {
+            str(interface["NetworkInterfaceId"]): str(interface.get("VpcId") or instance.get("VpcId") or "")
+            for interface in interfaces
+        }
+        if not current or not all(vpc_of.values()):
             state = instance.get("State", {}).get("Name", "unknown")
             return _action(
                 instance_id,
                 ActionStatus.SKIPPED,
                 f"not isolated: the instance has no network interface in a VPC (state {state})",
             )
+        vpcs = sorted(set(vpc_of.values()))
+        quarantine = {vpc: self._find_group(vpc, self._group_name) for vpc in vpcs}
+        untracking = {vpc: self._find_group(vpc, self._untracking_name) for vpc in vpcs}
+        untracking_ids = {str(group["GroupId"]) for group in untracking.values() if group is not None}
+        # An interface found in the untracking group was left there by an isolation that stopped between
+        # its two steps: the groups it had before are not known any more.
+        before = {eni: ([] if set(groups) & untracking_ids else groups) for eni, groups in current.items()}
 
-        group = self._find_group(vpc_id)
-        if group is not None and not _has_rules(group):
-            group_id = str(group["GroupId"])
-            if all(groups == [group_id] for groups in before.values()):
-                return _action(
-                    instance_id,
-                    ActionStatus.DONE,
-                    f"already isolated: every network interface is only in {self._group_name} ({group_id})",
-                    before=before,
-                    after=before,
-                )
+        closed = {
+            vpc: str(group["GroupId"])
+            for vpc, group in quarantine.items()
+            if group is not None and not _has_rules(group)
+        }
+        if all(current[eni] == [closed.get(vpc_of[eni], "")] for eni in current):
+            names = ", ".join(f"{self._group_name} ({closed[vpc]})" for vpc in vpcs)
+            return _action(
+                instance_id,
+                ActionStatus.DONE,
+                f"already isolated: every network interface is only in {names}",
+                before=current,
+                after=current,
+            )
         if dry_run:
-            detail = self._dry_run_detail(vpc_id, group, before)
+            detail = self._dry_run_detail(vpc_of, quarantine, untracking, current)
             return _action(instance_id, ActionStatus.DRY_RUN, detail, before=before)
 
-        group_was_open = group is not None and _has_rules(group)
-        group_id = self._ensure_closed_group(vpc_id, group)
-        to_move = [eni for eni, groups in before.items() if groups != [group_id]]
-        for eni in to_move:
-            self._ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[group_id])
-        after = self._current_groups(list(before))
+        opened = [vpc for vpc in vpcs if quarantine[vpc] is not None and _has_rules(quarantine[vpc] or {})]
+        quarantine_of = {vpc: self._ensure_closed_group(vpc, quarantine[vpc]) for vpc in vpcs}
+        untracking_of = {vpc: self._ensure_untracking_group(vpc, untracking[vpc]) for vpc in vpcs}
+        to_move = [eni for eni in current if current[eni] != [quarantine_of[vpc_of[eni]]]]
+        failure = self._two_steps(to_move, vpc_of, untracking_of, quarantine_of)
+        after = self._current_groups(list(current))
+        if failure is not None:
+            return _action(instance_id, ActionStatus.FAILED, failure, before=before, after=after)
         # Verify the effect rather than trust the calls: a security action must not report a false success.
-        still_open = {eni: groups for eni, groups in after.items() if groups != [group_id]}
+        still_open = {eni: groups for eni, groups in after.items() if groups != [quarantine_of[vpc_of[eni]]]}
         if still_open:
             return _action(
                 instance_id,
                 ActionStatus.FAILED,
                 f"isolation did not take: {_describe_groups(still_open, 'still')} after moving them to "
-                f"{self._group_name} ({group_id})",
+                f"{self._group_name}",
                 before=before,
                 after=after,
             )
         changes = []
         if to_move:
-            moved = _describe_groups({eni: before[eni] for eni in to_move}, "was")
-            changes.append(f"moved {moved} to {self._group_name} ({group_id})")
-        if group_was_open:
-            changes.append(f"revoked the rules found on {self._group_name} ({group_id})")
+            moved = _describe_groups({eni: current[eni] for eni in to_move}, "was")
+            untracking_named = ", ".join(f"{self._untracking_name} ({untracking_of[v]})" for v in vpcs)
+            quarantine_named = ", ".join(f"{self._group_name} ({quarantine_of[v]})" for v in vpcs)
+            changes.append(
+                f"moved {moved} first to {untracking_named}, which allows all traffic so that the "
+                f"connections they carried became untracked, then to {quarantine_named}, which allows "
+                "none: the untracked connections were cut at once (EC2 User Guide, \"Security group "
+                f"connection tracking\"); {_STAYS_TRACKED}"
+            )
+        if opened:
+            changes.append(
+                f"revoked the rules found on {self._group_name} in {', '.join(opened)}"
+            )
         detail = "isolated: " + "; ".join(changes) + "; the quarantine group allows no traffic in or out"
         return _action(instance_id, ActionStatus.DONE, detail, before=before, after=after)
 
-    def _describe_instance(self, instance_id: str) -> dict[str, Any] | None:
-        response = self._ec2.describe_instances(InstanceIds=[instance_id])
-        for reservation in response.get("Reservations", []):
-            for instance in reservation.get("Instances", []):
-                return dict(instance)
+    def _two_steps(
+        self,
+        to_move: list[str],
+        vpc_of: dict[str, str],
+        untracking: dict[str, str],
+        quarantine: dict[str, str],
+    ) -> str | None:
+        """Move each interface to the untracking group, then each to the quarantine group; None when both
+        steps took. Should a move fail once an interface moved, none is left in the group that allows
+        everything: each goes straight to the quarantine group (the only groups the function's role may
+        move interfaces into), and the reason is returned, so that the groups before are kept on the case
+        for a rollback. Should the first move fail, nothing changed: the error is raised (TransientError
+        for throttling, for the state machine's Retry)."""
+        moved = False
+        try:
+            for eni in to_move:
+                self._ec2.modify_network_interface_attribute(
+                    NetworkInterfaceId=eni, Groups=[untracking[vpc_of[eni]]]
+                )
+                moved = True
+            for eni in to_move:
+                self._ec2.modify_network_interface_attribute(
+                    NetworkInterfaceId=eni, Groups=[quarantine[vpc_of[eni]]]
+                )
+        except ClientError as error:
+            if not moved:
+                if is_transient(error):
+                    raise TransientError(f"EC2 is unavailable while isolating: {error}") from error
+                raise
+            stranded = self._quarantine_directly(to_move, vpc_of, quarantine)
+            reason = (
+                f"isolation stopped between its two steps ({error}); every interface was then moved "
+                f"straight to {self._group_name}, so connections of one that had not passed through "
+                f"{self._untracking_name} may stay open until they time out"
+            )
+            if stranded:
+                reason += (
+                    f"; {', '.join(stranded)} could not be moved: any of them still in "
+                    f"{self._untracking_name}, which allows all traffic, must be moved by hand now"
+                )
+            return reason
         return None
 
-    def _find_group(self, vpc_id: str) -> dict[str, Any] | None:
+    def _quarantine_directly(
+        self, to_move: list[str], vpc_of: dict[str, str], quarantine: dict[str, str]
+    ) -> list[str]:
+        """Move every interface straight to the quarantine group; the ones that could not be moved."""
+        stranded = []
+        for eni in to_move:
+            try:
+                self._ec2.modify_network_interface_attribute(
+                    NetworkInterfaceId=eni, Groups=[quarantine[vpc_of[eni]]]
+                )
+            except ClientError:
+                stranded.append(eni)
+        return stranded
+
+    def _find_group(self, vpc_id: str, name: str) -> dict[str, Any] | None:
+        """vtriage's group of this name in the VPC; `_NotVtriagesGroupError` when that one is not its."""
         response = self._ec2.describe_security_groups(
             Filters=[
                 {"Name": "vpc-id", "Values": [vpc_id]},
-                {"Name": "group-name", "Values": [self._group_name]},
+                {"Name": "group-name", "Values": [name]},
             ]
         )
         groups = response.get("SecurityGroups", [])
-        return dict(groups[0]) if groups else None
+        if not groups:
+            return None
+        group = dict(groups[0])
+        if {str(tag.get("Key")): str(tag.get("Value")) for tag in group.get("Tags", [])}.get(
+            PURPOSE_TAG
+        ) != QUARANTINE_PURPOSE:
+            raise _NotVtriagesGroupError(
+                f"security group {name} ({group['GroupId']}) in {vpc_id} does not carry the tag "
+                f"{PURPOSE_TAG}={QUARANTINE_PURPOSE}: vtriage did not create it and does not use it; rename "
+                "it, or tag it if it is meant as vtriage's"
+            )
+        return group
+
+    def _create_group(self, vpc_id: str, name: str, description: str) -> dict[str, Any]:
+        try:
+            self._ec2.create_security_group(
+                GroupName=name,
+                Description=description,
+                VpcId=vpc_id,
+                TagSpecifications=[
+                    {
+                        "ResourceType": "security-group",
+                        "Tags": [
+                            {"Key": "Name", "Value": name},
+                            {"Key": PURPOSE_TAG, "Value": QUARANTINE_PURPOSE},
+                        ],
+                    }
+                ],
+            )
+        except ClientError as error:
+            # Another isolation in the same VPC created it first: use theirs.
+            if error.response.get("Error", {}).get("Code") != "InvalidGroup.Duplicate":
+                raise
+        group = self._find_group(vpc_id, name)
+        if group is None:
+            # EC2 is eventually consistent: the new group may take a moment to be listed.
+            raise TransientError(f"security group {name} not visible yet in {vpc_id}")
+        return group
 
     def _ensure_closed_group(self, vpc_id: str, group: dict[str, Any] | None) -> str:
         """The quarantine group's id, created if missing, with every rule on it revoked."""
         if group is None:
-            try:
-                self._ec2.create_security_group(
-                    GroupName=self._group_name,
-                    Description="vtriage quarantine: no inbound, no outbound traffic",
-                    VpcId=vpc_id,
-                    TagSpecifications=[
-                        {
-                            "ResourceType": "security-group",
-                            "Tags": [
-                                {"Key": "Name", "Value": self._group_name},
-                                {"Key": "vtriage:purpose", "Value": "quarantine"},
-                            ],
-                        }
-                    ],
-                )
-            except ClientError as error:
-                # Another isolation in the same VPC created it first: use theirs.
-                if error.response.get("Error", {}).get("Code") != "InvalidGroup.Duplicate":
-                    raise
-            group = self._find_group(vpc_id)
-            if group is None:
-                # EC2 is eventually consistent: the new group may take a moment to be listed.
-                raise TransientError(f"security group {self._group_name} not visible yet in {vpc_id}")
+            group = self._create_group(
+                vpc_id, self._group_name, "vtriage quarantine: no inbound, no outbound traffic"
+            )
         group_id = str(group["GroupId"])
         # A new group comes with an allow-all egress rule; a found one may have been opened by hand.
         if group.get("IpPermissions"):
@@ -216,6 +352,33 @@ class Ec2InstanceIsolation:
         if group.get("IpPermissionsEgress"):
             self._revoke(self._ec2.revoke_security_group_egress, group_id, group["IpPermissionsEgress"])
         return group_id
+
+    def _ensure_untracking_group(self, vpc_id: str, group: dict[str, Any] | None) -> str:
+        """The untracking group's id, created if missing, allowing all traffic in and out (IPv4 and IPv6)."""
+        if group is None:
+            group = self._create_group(
+                vpc_id,
+                self._untracking_name,
+                "vtriage isolation, first step: allows all traffic so that open connections become "
+                "untracked; interfaces pass through it to the quarantine group",
+            )
+        group_id = str(group["GroupId"])
+        if not _allows_all(group.get("IpPermissions", [])):
+            self._authorize(self._ec2.authorize_security_group_ingress, group_id)
+        if not _allows_all(group.get("IpPermissionsEgress", [])):
+            self._authorize(self._ec2.authorize_security_group_egress, group_id)
+        return group_id
+
+    @staticmethod
+    def _authorize(authorize: Any, group_id: str) -> None:
+        for permission in _ALLOW_ALL[0]["IpRanges"], _ALLOW_ALL[0]["Ipv6Ranges"]:
+            key = "IpRanges" if "CidrIp" in permission[0] else "Ipv6Ranges"
+            try:
+                authorize(GroupId=group_id, IpPermissions=[{"IpProtocol": "-1", key: permission}])
+            except ClientError as error:
+                # Already there (a new group's egress rule, or a concurrent isolation's).
+                if error.response.get("Error", {}).get("Code") != "InvalidPermission.Duplicate":
+                    raise
 
     @staticmethod
     def _revoke(revoke: Any, group_id: str, permissions: list[dict[str, Any]]) -> None:
@@ -230,18 +393,42 @@ class Ec2InstanceIsolation:
         response = self._ec2.describe_network_interfaces(NetworkInterfaceIds=interface_ids)
         return _groups_by_interface(response.get("NetworkInterfaces", []))
 
-    def _dry_run_detail(self, vpc_id: str, group: dict[str, Any] | None, before: dict[str, list[str]]) -> str:
-        if group is None:
-            target = f"a new security group {self._group_name} in {vpc_id} with no rules (not created)"
-        else:
-            target = f"{self._group_name} ({group['GroupId']})"
-            if _has_rules(group):
-                target += " after revoking the rules found on it"
-        return f"dry run, nothing changed: would move {_describe_groups(before, 'now')} to {target}"
+    def _dry_run_detail(
+        self,
+        vpc_of: dict[str, str],
+        quarantine: dict[str, dict[str, Any] | None],
+        untracking: dict[str, dict[str, Any] | None],
+        current: dict[str, list[str]],
+    ) -> str:
+        def named(name: str, group: dict[str, Any] | None, vpc: str, rules: str) -> str:
+            if group is None:
+                return f"a new security group {name} in {vpc} {rules} (not created)"
+            return f"{name} ({group['GroupId']})"
+
+        targets = []
+        for vpc in sorted(set(vpc_of.values())):
+            first = named(self._untracking_name, untracking[vpc], vpc, "allowing all traffic")
+            second = named(self._group_name, quarantine[vpc], vpc, "with no rules")
+            if quarantine[vpc] is not None and _has_rules(quarantine[vpc] or {}):
+                second += " after revoking the rules found on it"
+            targets.append(f"first to {first}, then to {second}")
+        return (
+            f"dry run, nothing changed: would move {_describe_groups(current, 'now')} "
+            + "; ".join(targets)
+            + ", so that connections open now are cut, not left to time out"
+        )
 
 
 def _has_rules(group: dict[str, Any]) -> bool:
     return bool(group.get("IpPermissions") or group.get("IpPermissionsEgress"))
+
+
+def _allows_all(permissions: list[dict[str, Any]]) -> bool:
+    """Whether the rules allow every protocol from/to 0.0.0.0/0 and ::/0."""
+    everything = [p for p in permissions if str(p.get("IpProtocol")) == "-1"]
+    ipv4 = any(r.get("CidrIp") == "0.0.0.0/0" for p in everything for r in p.get("IpRanges", []))
+    ipv6 = any(r.get("CidrIpv6") == "::/0" for p in everything for r in p.get("Ipv6Ranges", []))
+    return ipv4 and ipv6
 
 
 def _groups_by_interface(interfaces: list[dict[str, Any]]) -> dict[str, list[str]]:

@@ -1,4 +1,5 @@
-"""Blocking an IP address with deny entries in the network ACLs of a VPC."""
+"""Blocking an IP address with deny entries in the network ACLs of an instance's subnets, where the team
+opted them in."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from vtriage.models import Action, ActionStatus
 
 # Where each network ACL keeps the rule number the next vtriage entry goes to (its rotation cursor).
 CURSOR_TAG = "vtriage:next-rule-number"
+# The tag by which the team lets vtriage add deny entries to a network ACL: without it, none is written.
+OPT_IN_TAG, OPT_IN_VALUE = "vtriage:nacl-block", "allowed"
+_INSTANCE_GONE_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
 _DIRECTIONS = {False: "ingress", True: "egress"}
 _LIMIT_CODES = frozenset({"NetworkAclEntryLimitExceeded", "RulesPerAclLimitExceeded"})
 
@@ -46,8 +50,10 @@ class _Slot:
 
 
 class NaclIpBlocker:
-    """`ResponseActuator` for BLOCK_IP_NACL: an ingress and an egress deny entry for the address in every
-    network ACL of the VPC named by `parameters["vpc_id"]`.
+    """`ResponseActuator` for BLOCK_IP_NACL: an ingress and an egress deny entry for the address in the
+    network ACLs of the subnets of the instance `parameters["instance_id"]`, as EC2 describes that instance
+    now (never the VPC or subnets a finding names), and only in those the team opted in with the tag
+    `vtriage:nacl-block=allowed`. Network ACLs carrying the protected tag are left alone.
 
     Entries take rule numbers within a range reserved for vtriage, below the account's own allow rules.
     A free number is used first; when the range is full, the next number in rotation (the oldest vtriage
@@ -56,26 +62,38 @@ class NaclIpBlocker:
     Rollback deletes the entries it wrote, or puts back the ones they replaced.
     """
 
-    def __init__(self, ec2_client: Any, rule_number_min: int, rule_number_max: int) -> None:
-        """Take a boto3 EC2 client and the rule number range reserved for vtriage (e.g. 1 and 18)."""
+    def __init__(
+        self,
+        ec2_client: Any,
+        rule_number_min: int,
+        rule_number_max: int,
+        protected_tag_key: str = "vtriage:protected",
+    ) -> None:
+        """Take a boto3 EC2 client, the rule number range reserved for vtriage (e.g. 1 and 18) and the tag
+        key that protects a resource."""
         if not 1 <= rule_number_min <= rule_number_max <= 32766:
             raise ValueError(f"rule number range {rule_number_min}-{rule_number_max} is not within 1-32766")
         self._ec2 = ec2_client
         self._min = rule_number_min
         self._max = rule_number_max
+        self._protected_tag_key = protected_tag_key
 
     def run(self, action: Action, dry_run: bool) -> Action:
-        """Deny the address both ways in the VPC's network ACLs; `before` lists each entry written and the
-        entry it replaced, so that rollback can put things back."""
+        """Deny the address both ways in the opted-in network ACLs of the instance's subnets; `before` lists
+        each entry written and the entry it replaced, so that rollback can put things back."""
         cidr = _host_network(action.target)
         if cidr is None:
             return action.with_outcome(
                 ActionStatus.FAILED, f"not blocked: {action.target!r} is not an IP address"
             )
-        vpc_id = action.parameters.get("vpc_id")
-        if not vpc_id:
-            return action.with_outcome(ActionStatus.FAILED, "not blocked: parameter vpc_id missing")
-        return self._guard(action, "blocking", lambda: self._block(action, cidr, vpc_id, dry_run))
+        instance_id = action.parameters.get("instance_id")
+        if not instance_id:
+            return action.with_outcome(
+                ActionStatus.FAILED,
+                "not blocked: no instance named (parameter instance_id): the network ACLs are those of an "
+                "instance's subnets, read from the instance itself",
+            )
+        return self._guard(action, "blocking", lambda: self._block(action, cidr, instance_id, dry_run))
 
     def rollback(self, action: Action) -> Action:
         """Delete the entries vtriage wrote, or put back those they replaced, where they are still its own."""
@@ -83,13 +101,59 @@ class NaclIpBlocker:
         cidr = _host_network(action.target)
         if cidr is None or "entries" not in before:
             return action.model_copy(update={"detail": "nothing to undo: no network ACL entry was recorded"})
-        entries, vpc_id = list(before["entries"]), str(before.get("vpc_id", ""))
-        return self._guard(action, "unblocking", lambda: self._unblock(action, cidr, vpc_id, entries))
+        entries = list(before["entries"])
+        return self._guard(action, "unblocking", lambda: self._unblock(action, cidr, entries))
 
-    def _block(self, action: Action, cidr: _Network, vpc_id: str, dry_run: bool) -> Action:
-        acls = self._network_acls(vpc_id)
+    def _opted_in_acls(self, instance_id: str) -> tuple[list[dict[str, Any]], list[str]] | str:
+        """The network ACLs of the live instance's subnets that vtriage may edit, and why each other one is
+        left alone; or why there is nothing to block in (the instance or its subnets not found)."""
+        response = self._ec2.describe_instances(InstanceIds=[instance_id])
+        instances = [i for r in response.get("Reservations", []) for i in r.get("Instances", [])]
+        if not instances:
+            return f"instance {instance_id!r} not found in this account and Region"
+        instance = instances[0]
+        subnets = {str(instance["SubnetId"])} if instance.get("SubnetId") else set()
+        subnets |= {
+            str(interface["SubnetId"])
+            for interface in instance.get("NetworkInterfaces", [])
+            if interface.get("SubnetId")
+        }
+        if not subnets:
+            return f"instance {instance_id} is in no subnet"
+        paginator = self._ec2.get_paginator("describe_network_acls")
+        pages = paginator.paginate(Filters=[{"Name": "association.subnet-id", "Values": sorted(subnets)}])
+        acls = [dict(acl) for page in pages for acl in page.get("NetworkAcls", [])]
         if not acls:
-            return action.with_outcome(ActionStatus.FAILED, f"not blocked: no network ACL found in {vpc_id}")
+            listed = ", ".join(sorted(subnets))
+            return f"no network ACL is associated with the subnets of {instance_id} ({listed})"
+        allowed: list[dict[str, Any]] = []
+        left: list[str] = []
+        for acl in acls:
+            tags = {str(tag.get("Key")): str(tag.get("Value", "")) for tag in acl.get("Tags", [])}
+            acl_id = str(acl["NetworkAclId"])
+            if self._protected_tag_key in tags:
+                left.append(f"{acl_id} carries the protected tag {self._protected_tag_key}")
+            elif tags.get(OPT_IN_TAG) != OPT_IN_VALUE:
+                left.append(
+                    f"{acl_id} is not opted in (tag it {OPT_IN_TAG}={OPT_IN_VALUE} to let vtriage add deny "
+                    "entries to it)"
+                )
+            else:
+                allowed.append(acl)
+        return allowed, left
+
+    def _block(self, action: Action, cidr: _Network, instance_id: str, dry_run: bool) -> Action:
+        found = self._opted_in_acls(instance_id)
+        if isinstance(found, str):
+            return action.with_outcome(ActionStatus.FAILED, f"not blocked, nothing changed: {found}")
+        acls, left = found
+        left_note = f"; left alone: {'; '.join(left)}" if left else ""
+        if not acls:
+            return action.with_outcome(
+                ActionStatus.SKIPPED,
+                f"not blocked, nothing changed: no network ACL of the subnets of {instance_id} may be edited"
+                + left_note.replace("; left alone", ""),
+            )
         slots: list[_Slot] = []
         already: list[str] = []
         cursors: dict[str, int] = {}
@@ -110,13 +174,18 @@ class NaclIpBlocker:
                 return action.with_outcome(ActionStatus.FAILED, detail)
             slots += [_Slot(acl_id, egress, number, _entry_at(acl, egress, number)) for egress in missing]
             cursors[acl_id] = self._after(number)
-        before = {"address": str(cidr), "vpc_id": vpc_id, "entries": [slot.record() for slot in slots]}
+        before = {
+            "address": str(cidr),
+            "instance_id": instance_id,
+            "entries": [slot.record() for slot in slots],
+        }
         if not slots:
-            detail = f"already blocked: {cidr} is denied in {', '.join(already)}"
+            detail = f"already blocked: {cidr} is denied in {', '.join(already)}{left_note}"
             return action.with_outcome(ActionStatus.DONE, detail, before, before)
         planned = "; ".join(slot.describe() for slot in slots)
+        where = f" (the network ACLs of the subnets of {instance_id})"
         if dry_run:
-            detail = f"dry run, nothing changed: would deny {cidr} at {planned}"
+            detail = f"dry run, nothing changed: would deny {cidr} at {planned}{where}{left_note}"
             return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
 
         written: list[_Slot] = []
@@ -138,12 +207,12 @@ class NaclIpBlocker:
             written.append(slot)
         for acl_id, cursor in cursors.items():
             self._ec2.create_tags(Resources=[acl_id], Tags=[{"Key": CURSOR_TAG, "Value": str(cursor)}])
-        detail = f"blocked: denied {cidr} at {planned}"
+        detail = f"blocked: denied {cidr} at {planned}{where}{left_note}"
         return action.with_outcome(ActionStatus.DONE, detail, before, _entries_after(cidr, written))
 
-    def _unblock(self, action: Action, cidr: _Network, vpc_id: str, entries: list[dict[str, Any]]) -> Action:
-        # Listed by VPC: a network ACL deleted since is then missing from the answer instead of an error.
-        acls = {str(acl["NetworkAclId"]): acl for acl in self._network_acls(vpc_id)} if entries else {}
+    def _unblock(self, action: Action, cidr: _Network, entries: list[dict[str, Any]]) -> Action:
+        acl_ids = sorted({str(record["network_acl_id"]) for record in entries})
+        acls = {str(acl["NetworkAclId"]): acl for acl in self._network_acls(acl_ids)} if acl_ids else {}
         undone: list[str] = []
         left: list[str] = []
         for record in entries:
@@ -182,10 +251,18 @@ class NaclIpBlocker:
             after=after,
         )
 
-    def _network_acls(self, vpc_id: str) -> list[dict[str, Any]]:
-        paginator = self._ec2.get_paginator("describe_network_acls")
-        pages = paginator.paginate(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
-        return [dict(acl) for page in pages for acl in page.get("NetworkAcls", [])]
+    def _network_acls(self, acl_ids: list[str]) -> list[dict[str, Any]]:
+        """Those of the network ACLs that still exist (one asked for at a time: a deleted one is left out)."""
+        found = []
+        for acl_id in acl_ids:
+            try:
+                response = self._ec2.describe_network_acls(NetworkAclIds=[acl_id])
+            except ClientError as error:
+                if error_code(error) == "InvalidNetworkAclID.NotFound":
+                    continue
+                raise
+            found += [dict(acl) for acl in response.get("NetworkAcls", [])]
+        return found
 
     def _denied(self, acl: dict[str, Any], egress: bool, cidr: _Network) -> bool:
         """Whether a deny entry for the address already applies before the account's own rules."""
@@ -228,12 +305,16 @@ class NaclIpBlocker:
             self._ec2.replace_network_acl_entry(**arguments)
 
     def _guard(self, action: Action, doing: str, operation: Callable[[], Action]) -> Action:
-        """Throttling and 5xx become TransientError; a network ACL gone meanwhile, FAILED."""
+        """Throttling and 5xx become TransientError; a network ACL or the instance gone meanwhile, FAILED."""
         try:
             return operation()
         except ClientError as error:
             if is_transient(error):
                 raise TransientError(f"EC2 is unavailable while {doing} {action.target}: {error}") from error
+            if error_code(error) in _INSTANCE_GONE_CODES:
+                return action.with_outcome(
+                    ActionStatus.FAILED, f"not blocked, nothing changed: instance not found: {error}"
+                )
             if error_code(error) in {"InvalidNetworkAclID.NotFound", "InvalidNetworkAclEntry.NotFound"}:
                 return action.with_outcome(ActionStatus.FAILED, f"{doing} failed: {error}")
             raise

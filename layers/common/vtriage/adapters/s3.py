@@ -26,8 +26,8 @@ class S3ObjectQuarantine:
     from, then deleted from its bucket. Objects or buckets carrying the protected tag are left alone.
 
     In a versioned bucket the delete adds a delete marker: the original bytes stay as a noncurrent
-    version, which the detail names. Rollback copies the object back, with its original tags, and
-    deletes the quarantine copy.
+    version, which the detail names. Rollback copies the object back, with its original tags, and keeps
+    the quarantine copy: it may be the only evidence left, and deleting it is a person's decision.
     """
 
     def __init__(self, s3_client: Any, quarantine_bucket: str, protected_tag_key: str) -> None:
@@ -52,7 +52,7 @@ class S3ObjectQuarantine:
         )
 
     def rollback(self, action: Action) -> Action:
-        """Copy the object back where it was, with its original tags, and delete the quarantine copy."""
+        """Copy the object back where it was, with its original tags; the quarantine copy is kept."""
         before = action.before or {}
         if "bucket" not in before or "quarantine_key" not in before:
             return action.model_copy(update={"detail": "nothing to undo: no object location was recorded"})
@@ -156,13 +156,13 @@ class S3ObjectQuarantine:
         original = self._head(bucket, key)
         copy = self._head(quarantine_bucket, quarantine_key)
         after = {"bucket": bucket, "key": key}
-        if copy is None:
-            if original is not None:
-                return action.with_outcome(
-                    ActionStatus.ROLLED_BACK, f"already as before: {source} is in place", after=after
-                )
+        if copy is None and original is None:
             return action.with_outcome(
                 ActionStatus.FAILED, f"rollback failed: neither {source} nor {destination} exists"
+            )
+        if copy is None:
+            return action.with_outcome(
+                ActionStatus.ROLLED_BACK, f"already as before: {source} is in place", after=after
             )
         steps = []
         if original is None:
@@ -180,9 +180,17 @@ class S3ObjectQuarantine:
             return action.with_outcome(
                 ActionStatus.FAILED, f"rollback failed: the copy back to {source} did not take"
             )
-        self._s3.delete_object(Bucket=quarantine_bucket, Key=quarantine_key)
-        steps.append(f"deleted {destination}")
-        return action.with_outcome(ActionStatus.ROLLED_BACK, "rolled back: " + "; ".join(steps), after=after)
+        # Never deleted here: the quarantined copy is evidence, and may be the only copy left.
+        steps.append(
+            f"kept the quarantined copy at {destination} as evidence (delete it by hand once the case "
+            "is closed)"
+        )
+        after = {**after, "quarantine_bucket": quarantine_bucket, "quarantine_key": quarantine_key}
+        if len(steps) == 1:
+            detail = f"already as before: {source} is in place; " + steps[0]
+        else:
+            detail = "rolled back: " + "; ".join(steps)
+        return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
 
     def _head(self, bucket: str, key: str) -> dict[str, Any] | None:
         try:

@@ -61,7 +61,7 @@ class WafIpSetBlocker:
             )
         if before.get("present") or before.get("covered_by"):
             detail = (
-                f"already as before: {cidr} was blocked by {self._label} before vtriage acted, so it stays"
+                f"already as before: {cidr} was blocked by {self._label} before this case acted, so it stays"
             )
             return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=before)
         return self._guard(action, "unblocking", lambda: self._remove(action, cidr))
