@@ -22,6 +22,7 @@ from vtriage.models import (
     ActionType,
     Alert,
     Case,
+    CaseStatus,
     Enrichment,
     ExecutionInput,
     Ioc,
@@ -94,6 +95,17 @@ class InMemoryCaseRepository:
         """The ids of every stored case."""
         with self._lock:
             return list(self._cases)
+
+    def list_cases(
+        self, statuses: Iterable[CaseStatus] | None = None, limit: int | None = None
+    ) -> list[Case]:
+        """The cases in any of these statuses (every status when None), most recently updated first."""
+        wanted = set(statuses) if statuses is not None else set(CaseStatus)
+        with self._lock:
+            stored = list(self._cases.values())
+        found = [case for case in map(Case.model_validate_json, stored) if case.status in wanted]
+        found.sort(key=lambda case: case.updated_at, reverse=True)
+        return found if limit is None else found[:limit]
 
 
 class InMemoryEnrichmentCache:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
@@ -19,7 +19,22 @@ from vtriage.adapters.iam import IamAccessKeyDisabler
 from vtriage.adapters.nacl import NaclIpBlocker
 from vtriage.adapters.s3 import S3ObjectQuarantine
 from vtriage.adapters.waf import WafIpSetBlocker
-from vtriage.models import Action, ActionStatus, ActionType, Case, CaseStatus, TaskInput, Verdict
+from vtriage.eligibility import Place
+from vtriage.errors import RemediationError
+from vtriage.models import (
+    Action,
+    ActionStatus,
+    ActionType,
+    Case,
+    CaseStatus,
+    IocOutcome,
+    IocType,
+    Resource,
+    ResourceType,
+    TaskInput,
+    Verdict,
+)
+from vtriage.playbook import plan_actions
 from vtriage.ports import ResponseActuator
 from vtriage.remediate import remediate_case, rollback_case
 
@@ -29,6 +44,8 @@ REGION = "us-east-1"
 PROTECTED_TAG = "vtriage:protected"
 IP = "198.51.100.7"
 QUARANTINE_BUCKET = "vtriage-quarantine-123456789012"
+# The deployment's own place: moto's account, and the Region of every client here.
+PLACE = Place(accounts=frozenset({"123456789012"}), region=REGION)
 
 
 @dataclass
@@ -55,6 +72,13 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
         ec2, waf = boto3.client("ec2", region_name=REGION), boto3.client("wafv2", region_name=REGION)
         iam, s3 = boto3.client("iam", region_name=REGION), boto3.client("s3", region_name=REGION)
         launched = launch_instance(ec2)
+        # The team lets vtriage write deny entries in the network ACL of the instance's subnet.
+        [subnet_acl] = ec2.describe_network_acls(
+            Filters=[{"Name": "association.subnet-id", "Values": [launched.subnet_id]}]
+        )["NetworkAcls"]
+        ec2.create_tags(
+            Resources=[subnet_acl["NetworkAclId"]], Tags=[{"Key": "vtriage:nacl-block", "Value": "allowed"}]
+        )
         ip_set_id = waf.create_ip_set(
             Name="blocked", Scope="REGIONAL", IPAddressVersion="IPV4", Addresses=[]
         )["Summary"]["Id"]
@@ -103,7 +127,7 @@ def planned_case(account: Account) -> Case:
         Action(type=ActionType.TAG_INSTANCE, target=account.instance_id),
         Action(type=ActionType.ISOLATE_INSTANCE, target=account.instance_id),
         Action(type=ActionType.BLOCK_IP_WAF, target=IP),
-        Action(type=ActionType.BLOCK_IP_NACL, target=IP, parameters={"vpc_id": account.vpc_id}),
+        Action(type=ActionType.BLOCK_IP_NACL, target=IP, parameters={"instance_id": account.instance_id}),
         Action(
             type=ActionType.DISABLE_ACCESS_KEY, target=account.key_id, parameters={"user_name": "ci-deployer"}
         ),
@@ -171,7 +195,9 @@ def test_a_live_run_acts_everywhere_and_rollback_restores_all_but_the_snapshots(
     original = world(account)
 
     # When the case is remediated for real
-    remediate_case(TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=False, max_actions=10)
+    remediate_case(
+        TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=False, max_actions=10, place=PLACE
+    )
 
     # Then every action is done and the account shows it
     remediated = cases.get(case.case_id)
@@ -192,8 +218,9 @@ def test_a_live_run_acts_everywhere_and_rollback_restores_all_but_the_snapshots(
     # When the case is rolled back
     result = rollback_case(case.case_id, cases, actuators(account))
 
-    # Then the account is as it was, last action undone first, and the snapshots stay for forensics
-    assert world(account) == original
+    # Then the account is as it was, last action undone first; the snapshots stay for forensics, and the
+    # quarantined copy stays as evidence beside the object put back
+    assert world(account) == replace(original, quarantined=(f"{case.case_id}/uploads/dropper.exe",))
     assert result.complete is True
     assert [a.type for a in result.actions] == [a.type for a in reversed(remediated.actions)]
     rolled_back = cases.get(case.case_id)
@@ -213,7 +240,9 @@ def test_a_dry_run_changes_nothing_anywhere(account: Account) -> None:
     original = world(account)
 
     # When the case is remediated in dry run
-    remediate_case(TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=True, max_actions=10)
+    remediate_case(
+        TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=True, max_actions=10, place=PLACE
+    )
 
     # Then every action says what it would do, and nothing changed, not even a snapshot taken
     stored = cases.get(case.case_id)
@@ -227,3 +256,132 @@ def test_a_dry_run_changes_nothing_anywhere(account: Account) -> None:
         OwnerIds=["self"], Filters=[{"Name": "tag:vtriage:case", "Values": [case.case_id]}]
     )["Snapshots"]
     assert case_snapshots == []
+
+
+# ---------------------------------------------------------------- forged findings and shared changes
+
+
+def test_a_forged_finding_moves_only_the_live_instances_interfaces_and_blocks_only_in_its_subnets(
+    account: Account,
+) -> None:
+    # Given a second instance in another VPC, whose subnet's network ACL is opted in too
+    other = launch_instance(account.ec2)
+    [other_acl] = account.ec2.describe_network_acls(
+        Filters=[{"Name": "association.subnet-id", "Values": [other.subnet_id]}]
+    )["NetworkAcls"]
+    account.ec2.create_tags(
+        Resources=[other_acl["NetworkAclId"]], Tags=[{"Key": "vtriage:nacl-block", "Value": "allowed"}]
+    )
+    [other_eni] = interface_groups_of(account, other.instance_id)
+    # And a finding on the first instance that names, as a forged one would, the other's VPC, interface and
+    # address beside it
+    alert = make_alert(
+        type="Backdoor:EC2/C&CActivity.B",
+        resources=(
+            Resource(
+                type=ResourceType.INSTANCE,
+                id=account.instance_id,
+                vpc_id=other.vpc_id,
+                network_interface_ids=(other_eni,),
+                addresses=("10.0.1.99",),
+            ),
+        ),
+    )
+    iocs = [IocOutcome(type=IocType.IP, value=IP, found_at="service.action", verdict=Verdict.MALICIOUS)]
+    case = make_case(
+        alert,
+        status=CaseStatus.ENRICHED,
+        verdict=Verdict.MALICIOUS,
+        iocs=iocs,
+        actions=plan_actions(alert, iocs, ip_block_method="nacl"),
+    )
+    cases = InMemoryCaseRepository([case])
+
+    # When the case is remediated for real
+    remediate_case(
+        TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=False, max_actions=10, place=PLACE
+    )
+
+    # Then the live instance's own interface is isolated and its own subnet's network ACL denies the IP
+    stored = cases.get(case.case_id)
+    assert stored is not None
+    assert {a.type: a.status for a in stored.actions}[ActionType.ISOLATE_INSTANCE] is ActionStatus.DONE
+    assert account.web_group not in world(account).interface_groups
+    assert world(account).nacl_denies == {f"ingress {IP}/32", f"egress {IP}/32"}
+    # And the interface, VPC and network ACL the finding named are untouched
+    assert interface_groups_of(account, other.instance_id) == {other_eni: [other.group_id]}
+    named_vpc_acls = account.ec2.describe_network_acls(
+        Filters=[{"Name": "vpc-id", "Values": [other.vpc_id]}]
+    )["NetworkAcls"]
+    named_denies = [
+        entry
+        for acl in named_vpc_acls
+        for entry in acl["Entries"]
+        if entry["RuleAction"] == "deny" and entry["RuleNumber"] < 32767
+    ]
+    assert named_denies == []
+
+
+def test_a_finding_from_another_account_changes_nothing_anywhere(account: Account) -> None:
+    # Given the case planning every action, on a finding that names another account
+    case = planned_case(account).model_copy(update={"alert": make_alert(account="999999999999")})
+    cases = InMemoryCaseRepository([case])
+    original = world(account)
+
+    # When it is remediated for real, Then the caller hears why nothing ran
+    with pytest.raises(RemediationError, match="account '999999999999'"):
+        remediate_case(
+            TaskInput(case_id=case.case_id),
+            cases,
+            actuators(account),
+            dry_run=False,
+            max_actions=10,
+            place=PLACE,
+        )
+
+    # And nothing changed anywhere, and every action says why it was skipped
+    assert world(account) == original
+    stored = cases.get(case.case_id)
+    assert stored is not None
+    assert {a.status for a in stored.actions} == {ActionStatus.SKIPPED}
+    assert all("account '999999999999'" in a.detail for a in stored.actions)
+
+
+def test_rolling_back_one_of_two_cases_that_isolated_an_instance_keeps_it_isolated(account: Account) -> None:
+    # Given two open cases that each isolated the same instance, the second finding it isolated already
+    isolate = actuators(account)
+    cases = InMemoryCaseRepository()
+    for case_id in ("case-first", "case-second"):
+        case = make_case(
+            make_alert(),
+            case_id=case_id,
+            status=CaseStatus.ENRICHED,
+            verdict=Verdict.MALICIOUS,
+            actions=[Action(type=ActionType.ISOLATE_INSTANCE, target=account.instance_id)],
+        )
+        cases.create(case)
+        remediate_case(TaskInput(case_id=case_id), cases, isolate, dry_run=False, max_actions=5, place=PLACE)
+    isolated = world(account).interface_groups
+    assert account.web_group not in isolated
+
+    # When the first is rolled back
+    first = rollback_case("case-first", cases, isolate)
+
+    # Then the instance stays isolated, and the case says the other open case relies on it
+    assert world(account).interface_groups == isolated
+    [kept] = first.actions
+    assert kept.status is ActionStatus.ROLLED_BACK
+    assert "not undone: open case(s) case-second rely on this isolate_instance" in kept.detail
+
+    # When the second is rolled back too, Then the instance has its own group back
+    second = rollback_case("case-second", cases, isolate)
+    assert world(account).interface_groups == (account.web_group,)
+    assert "case case-first" in second.released[0]
+
+
+def interface_groups_of(account: Account, instance_id: str) -> dict[str, list[str]]:
+    instance = account.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return {
+        eni["NetworkInterfaceId"]: [g["GroupId"] for g in eni["Groups"]]
+        for eni in instance["NetworkInterfaces"]
+    }

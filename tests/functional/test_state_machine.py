@@ -30,8 +30,10 @@ from vtriage.models import (
     IocType,
     Verdict,
 )
+from vtriage.remediate import EXECUTION_TIMEOUT_SECONDS, TIME_BESIDE_APPROVALS_SECONDS
 from vtriage_local import cli
-from vtriage_local.stack import LocalAws
+from vtriage_local.stack import ACCOUNT_ID, REGION, LocalAws
+from vtriage_local.template import PROJECT_ROOT, load_template
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -461,6 +463,80 @@ def test_an_action_that_fails_sends_the_case_to_the_ticket_with_the_error(local_
     assert "no actuator is configured for block_ip_waf" in stored.error
 
 
+def test_an_action_that_cannot_run_does_not_cancel_the_others(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a malicious case isolating three instances, and Lambda timing out on the run of the second
+    # (the platform's error, as Lambda reports it; the function itself is the real one for every other call)
+    instances = [_instance(local_aws)[0] for _ in range(3)]
+    case = _case(Verdict.MALICIOUS, [_isolation(instance_id) for instance_id in instances])
+    timed_out = type("Sandbox.Timedout", (Exception,), {})
+    invoke = local_aws.invoke
+
+    def lambda_timing_out_on_the_second_action(logical_id: str, event: Any) -> Any:
+        if logical_id == "RemediateFunction" and event.get("step") == "run" and event.get("index") == 1:
+            raise timed_out("Task timed out after 60.00 seconds")
+        return invoke(logical_id, event)
+
+    monkeypatch.setattr(local_aws, "invoke", lambda_timing_out_on_the_second_action)
+
+    # When the state machine runs it
+    execution, stored = _run(local_aws, case)
+
+    # Then the third action still ran, the second is recorded failed with the error, and the ticket
+    # carries the failure
+    assert execution["status"] == "SUCCEEDED"
+    assert stored is not None
+    assert [action.status for action in stored.actions] == [
+        ActionStatus.DRY_RUN,
+        ActionStatus.FAILED,
+        ActionStatus.DRY_RUN,
+    ]
+    assert "Sandbox.Timedout" in stored.actions[1].detail
+    assert "may have acted in part" in stored.actions[1].detail
+    states = _entered_states(local_aws, execution["executionArn"])
+    assert "RecordActionFailure" in states
+    assert states[-2:] == ["FinishRemediation", "OpenTicket"]
+    assert stored.ticket is not None
+    assert stored.error is not None
+    assert f"isolate_instance {instances[1]} failed" in stored.error
+
+
+def test_a_finding_from_another_account_is_ticketed_and_changes_nothing_even_with_dry_run_off(
+    local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given remediation acting for real, and a case whose finding names another account, with an isolation
+    # planned on an instance of this one (as if planning had let it through)
+    monkeypatch.setenv("DRY_RUN", "false")
+    instance_id, groups = _instance(local_aws)
+    case = _case(Verdict.MALICIOUS, [_isolation(instance_id)])
+    case = case.model_copy(update={"alert": case.alert.model_copy(update={"account": "999999999999"})})
+
+    # When the state machine runs it
+    execution, stored = _run(local_aws, case)
+
+    # Then the instance keeps its groups, the action is skipped with the reason, and the ticket carries it
+    assert execution["status"] == "SUCCEEDED"
+    assert _interface_groups(local_aws, instance_id) == [groups]
+    assert stored is not None
+    assert stored.actions[0].status is ActionStatus.SKIPPED
+    assert "account '999999999999'" in stored.actions[0].detail
+    assert stored.ticket is not None
+    assert stored.error is not None
+    assert "account '999999999999'" in stored.error
+
+
+def test_the_execution_has_a_timeout_above_every_approval_wait_it_plans() -> None:
+    # Given the state machine's definition and the template's bound on the approval timeout
+    text = (PROJECT_ROOT / "statemachine" / "triage.asl.json").read_text(encoding="utf-8")
+    definition = json.loads(re.sub(r"\$\{\w+\}", "X", text))
+    longest_approval = load_template()["Parameters"]["ApprovalTimeoutSeconds"]["MaxValue"]
+
+    # Then the whole execution is bounded, by the time the plan step counts on, above the longest approval
+    assert definition["TimeoutSeconds"] == EXECUTION_TIMEOUT_SECONDS
+    assert longest_approval + TIME_BESIDE_APPROVALS_SECONDS < EXECUTION_TIMEOUT_SECONDS
+
+
 def _largest_sample_alert() -> Any:
     for path in sorted(EVENTS.glob("*.json"), key=lambda p: p.stat().st_size, reverse=True):
         try:
@@ -473,8 +549,11 @@ def _largest_sample_alert() -> Any:
 
 
 def test_every_payload_of_a_remediation_is_a_small_summary(local_aws: LocalAws) -> None:
-    # Given the largest sample alert as a malicious case planning the most actions a case runs
-    alert = _largest_sample_alert()
+    # Given the largest sample alert as a malicious case planning the most actions a case runs, moved to
+    # the deployment's own account and Region so that its actions run
+    alert = _largest_sample_alert().model_copy(
+        update={"account": ACCOUNT_ID, "region": REGION, "not_actionable": ()}
+    )
     instances = [_instance(local_aws)[0] for _ in range(5)]
     case = _case(Verdict.MALICIOUS, [_isolation(instance_id) for instance_id in instances]).model_copy(
         update={"alert": alert, "case_id": alert.case_id}

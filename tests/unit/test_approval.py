@@ -27,12 +27,15 @@ from vtriage.approval import (
 from vtriage.composition.remediate import actuators
 from vtriage.config import RemediateSettings
 from vtriage.display import Report
+from vtriage.eligibility import Place
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.models import Action, ActionStatus, ActionType, Case, CaseStatus, TaskInput, Verdict
 from vtriage.remediate import ActionTask, plan_remediation, run_action
 from vtriage.ticket import ApprovalLinks
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+# The deployment's own place: the account and Region `make_alert` names.
+PLACE = Place(accounts=frozenset({"123456789012"}), region="us-east-1")
 KEY = b"a-signing-key-of-enough-length-for-hmac-sha256"
 APPROVAL_URL = "https://abc123.lambda-url.us-east-1.on.aws/"
 
@@ -400,6 +403,7 @@ def plan(case: Case, *, dry_run: bool, blast_radius: CountingBlastRadius | None,
         blast_radius=blast_radius,
         max_actions_per_hour=2,
         approval_timeout_seconds=600,
+        place=PLACE,
         now=NOW,
     )
     return result, cases.get(case.case_id)
@@ -448,6 +452,7 @@ def test_an_action_the_playbook_marks_waits_for_approval_first_and_runs_once_app
         blast_radius=None,
         max_actions_per_hour=10,
         approval_timeout_seconds=600,
+        place=PLACE,
         now=NOW,
     )
     waiting = cases.get(case.case_id)
@@ -457,10 +462,10 @@ def test_an_action_the_playbook_marks_waits_for_approval_first_and_runs_once_app
     # When the approved action runs, twice (a retried step)
     actuator = FakeActuator(ActionType.ISOLATE_INSTANCE, {"i-1": "sg-web"}, acted_state="sg-quarantine")
     first = run_action(
-        ActionTask(case_id=case.case_id, index=0), cases, {actuator.action_type: actuator}, False
+        ActionTask(case_id=case.case_id, index=0), cases, {actuator.action_type: actuator}, False, place=PLACE
     )
     again = run_action(
-        ActionTask(case_id=case.case_id, index=0), cases, {actuator.action_type: actuator}, False
+        ActionTask(case_id=case.case_id, index=0), cases, {actuator.action_type: actuator}, False, place=PLACE
     )
 
     # Then it acted once, and the case is remediated
@@ -490,7 +495,8 @@ def test_only_configured_actuators_are_wired(
 ) -> None:
     # Given the remediate function's settings, with some actuators' resources configured
     settings = RemediateSettings.from_environ(
-        {"AWS_REGION": "us-east-1", "CASES_TABLE_NAME": "cases"} | environment
+        {"AWS_REGION": "us-east-1", "CASES_TABLE_NAME": "cases", "OWN_ACCOUNT_ID": "123456789012"}
+        | environment
     )
 
     # When its actuators are built
@@ -511,5 +517,10 @@ def test_half_an_actuator_configuration_is_refused() -> None:
     # Given a WAF IP set name without its id, When the settings are read, Then they name what is missing
     with pytest.raises(ConfigurationError, match="WAF_IP_SET_NAME and WAF_IP_SET_ID"):
         RemediateSettings.from_environ(
-            {"AWS_REGION": "us-east-1", "CASES_TABLE_NAME": "cases", "WAF_IP_SET_NAME": "bad-ips"}
+            {
+                "AWS_REGION": "us-east-1",
+                "CASES_TABLE_NAME": "cases",
+                "OWN_ACCOUNT_ID": "123456789012",
+                "WAF_IP_SET_NAME": "bad-ips",
+            }
         )

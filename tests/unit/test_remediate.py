@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.fakes import FakeActuator, InMemoryCaseRepository, make_alert, make_case
+from vtriage.eligibility import Place
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
 from vtriage.models import (
     Action,
@@ -21,11 +22,19 @@ from vtriage.models import (
     TaskInput,
     Verdict,
 )
-from vtriage.remediate import Remediator, remediate_case, rollback_case
+from vtriage.remediate import (
+    EXECUTION_TIMEOUT_SECONDS,
+    KEPT_FOR,
+    Remediator,
+    remediate_case,
+    rollback_case,
+)
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 LATER = datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
 QUARANTINE = "sg-quarantine"
+# The deployment's own place: the account and Region `make_alert` names.
+PLACE = Place(accounts=frozenset({"123456789012"}), region="us-east-1")
 
 
 def isolation(
@@ -86,6 +95,7 @@ def run(
         {actuator.action_type: actuator for actuator in actuators},
         dry_run=dry_run,
         max_actions=max_actions,
+        place=PLACE,
         now=NOW,
     )
     return cases, stored(cases, case)
@@ -158,6 +168,7 @@ def test_an_action_type_without_an_actuator_fails_for_a_person_to_see() -> None:
             {ActionType.ISOLATE_INSTANCE: actuator},
             dry_run=False,
             max_actions=5,
+            place=PLACE,
         )
 
     # And the block is recorded as failed while the isolation still ran
@@ -266,6 +277,7 @@ def test_an_action_that_raises_is_recorded_as_failed_then_raises_remediation_err
             {ActionType.ISOLATE_INSTANCE: actuator},
             dry_run=False,
             max_actions=5,
+            place=PLACE,
         )
 
     # Then the failure is saved on the case with the error, and the other action still ran
@@ -296,11 +308,11 @@ def test_running_twice_changes_nothing_more() -> None:
     actuators = {ActionType.ISOLATE_INSTANCE: isolation({"i-1": "sg-a", "i-2": "sg-a"})}
     cases = InMemoryCaseRepository([case])
     task = TaskInput(case_id=case.case_id)
-    first = remediate_case(task, cases, actuators, dry_run=False, max_actions=1, now=NOW)
+    first = remediate_case(task, cases, actuators, dry_run=False, max_actions=1, place=PLACE, now=NOW)
     after_first = cases.get(case.case_id)
 
     # When it is remediated again (a retry, a redelivery)
-    second = remediate_case(task, cases, actuators, dry_run=False, max_actions=1, now=NOW)
+    second = remediate_case(task, cases, actuators, dry_run=False, max_actions=1, place=PLACE, now=NOW)
 
     # Then no action ran again, nothing was written, and the result says so
     assert first.changed is True
@@ -322,14 +334,18 @@ def test_a_transient_error_leaves_the_action_for_the_retry() -> None:
 
     # When the case is remediated
     with pytest.raises(TransientError):
-        remediate_case(task, cases, {ActionType.ISOLATE_INSTANCE: throttled}, dry_run=False, max_actions=5)
+        remediate_case(
+            task, cases, {ActionType.ISOLATE_INSTANCE: throttled}, dry_run=False, max_actions=5, place=PLACE
+        )
 
     # Then the first outcome is saved and the second action is still planned, for the state machine's Retry
     assert statuses(stored(cases, case)) == {"i-1": ActionStatus.DONE, "i-2": ActionStatus.PLANNED}
 
     # And when the retry comes once EC2 recovers, only the second action runs
     recovered = isolation({"i-1": QUARANTINE, "i-2": "sg-a"})
-    remediate_case(task, cases, {ActionType.ISOLATE_INSTANCE: recovered}, dry_run=False, max_actions=5)
+    remediate_case(
+        task, cases, {ActionType.ISOLATE_INSTANCE: recovered}, dry_run=False, max_actions=5, place=PLACE
+    )
     assert recovered.calls == [("i-2", False)]
 
 
@@ -378,7 +394,98 @@ def test_an_unknown_case_raises_case_not_found() -> None:
             {},
             dry_run=False,
             max_actions=5,
+            place=PLACE,
         )
+
+
+# --- the deployment's own place ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alert_fields", "named"),
+    [
+        ({"account": "999999999999"}, "account '999999999999'"),
+        ({"region": "eu-west-1"}, "Region 'eu-west-1'"),
+    ],
+)
+def test_a_finding_from_another_account_or_region_changes_nothing_and_the_ticket_says_why(
+    alert_fields: dict[str, str], named: str
+) -> None:
+    # Given a malicious case planned on a finding that names another account or Region, as if planning had
+    # let it through
+    alert = make_alert(**alert_fields)
+    case = make_case(
+        alert,
+        status=CaseStatus.ENRICHED,
+        verdict=Verdict.MALICIOUS,
+        actions=[Action(type=ActionType.ISOLATE_INSTANCE, target="i-0abc1234def567890")],
+    )
+    actuator = isolation({"i-0abc1234def567890": "sg-web"})
+    remediator, cases = _remediator(case, actuator, dry_run=False)
+    task = {"case_id": case.case_id}
+
+    # When the state machine plans, runs the action anyway, then finishes
+    plan = remediator.step({**task, "step": "plan"}).model_dump(mode="json")
+    ran = remediator.step({**task, "step": "run", "index": 0}).model_dump(mode="json")
+    with pytest.raises(RemediationError) as finished:
+        remediator.step({**task, "step": "finish"})
+
+    # Then nothing was planned, the actuator was never called, the instance is as it was
+    assert plan["items"] == []
+    assert ran["status"] == "skipped"
+    assert actuator.calls == []
+    assert actuator.states["i-0abc1234def567890"] == "sg-web"
+    # And the action and the error the ticket carries both say why
+    [action] = stored(cases, case).actions
+    assert action.status is ActionStatus.SKIPPED
+    assert action.detail.startswith("not run, nothing changed:")
+    assert named in action.detail
+    assert named in str(finished.value)
+
+
+def test_every_action_run_at_once_is_skipped_on_a_finding_from_another_account() -> None:
+    # Given a case on another account's finding with an isolation and a WAF block planned
+    block = Action(type=ActionType.BLOCK_IP_WAF, target="198.51.100.7")
+    case = malicious_case("i-1", extra=(block,)).model_copy(
+        update={"alert": make_alert(account="999999999999")}
+    )
+    isolate = isolation({"i-1": "sg-web"})
+    waf = FakeActuator(ActionType.BLOCK_IP_WAF, {"198.51.100.7": "open"})
+    cases = InMemoryCaseRepository([case])
+
+    # When every action is run at once, Then the caller hears why nothing ran
+    with pytest.raises(RemediationError, match="account '999999999999'"):
+        remediate_case(
+            TaskInput(case_id=case.case_id),
+            cases,
+            {isolate.action_type: isolate, waf.action_type: waf},
+            dry_run=False,
+            max_actions=5,
+            place=PLACE,
+        )
+
+    # And neither actuator was called, both actions skipped
+    assert (isolate.calls, waf.calls) == ([], [])
+    assert set(statuses(stored(cases, case)).values()) == {ActionStatus.SKIPPED}
+
+
+def test_a_not_actionable_finding_is_never_acted_on_even_with_actions_planned() -> None:
+    # Given a case whose finding intake marked not actionable (a detector's sample), with an action planned
+    alert = make_alert(not_actionable=("a detector's sample finding",))
+    case = make_case(
+        alert,
+        status=CaseStatus.ENRICHED,
+        verdict=Verdict.MALICIOUS,
+        actions=[Action(type=ActionType.ISOLATE_INSTANCE, target="i-1")],
+    )
+    actuator = isolation({"i-1": "sg-web"})
+
+    # When it is remediated
+    with pytest.raises(RemediationError, match="sample"):
+        run(case, actuator)
+
+    # Then nothing ran
+    assert actuator.calls == []
 
 
 # --- rollback_case -------------------------------------------------------------------------------
@@ -393,6 +500,7 @@ def remediated(case: Case, *actuators: FakeActuator, max_actions: int = 5) -> In
         {actuator.action_type: actuator for actuator in actuators},
         dry_run=False,
         max_actions=max_actions,
+        place=PLACE,
         now=NOW,
     )
     return cases
@@ -438,6 +546,7 @@ def test_rollback_leaves_dry_runs_skips_and_planned_actions_alone() -> None:
         {ActionType.ISOLATE_INSTANCE: actuator},
         dry_run=True,
         max_actions=1,
+        place=PLACE,
         now=NOW,
     )
     before_rollback = stored(cases, case)
@@ -537,6 +646,111 @@ def test_rollback_of_an_unknown_case_raises_case_not_found() -> None:
         rollback_case("guardduty-missing", InMemoryCaseRepository(), {})
 
 
+# --- rollback across cases -----------------------------------------------------------------------
+
+
+def isolated_by_two_cases() -> tuple[InMemoryCaseRepository, FakeActuator, Case, Case]:
+    """i-1 isolated by case A (it was in sg-web), then found isolated already by a later case B."""
+    actuator = isolation({"i-1": "sg-web"})
+    first, second = (
+        malicious_case("i-1").model_copy(update={"case_id": case_id, "created_at": created})
+        for case_id, created in (("case-a", NOW), ("case-b", LATER))
+    )
+    cases = InMemoryCaseRepository([first, second])
+    for case in (first, second):
+        remediate_case(
+            TaskInput(case_id=case.case_id),
+            cases,
+            {ActionType.ISOLATE_INSTANCE: actuator},
+            dry_run=False,
+            max_actions=5,
+            place=PLACE,
+            now=NOW,
+        )
+    return cases, actuator, first, second
+
+
+@pytest.mark.parametrize("first_rolled_back", ["case-a", "case-b"])
+def test_a_change_another_open_case_relies_on_is_kept_until_the_last_of_them_is_rolled_back(
+    first_rolled_back: str,
+) -> None:
+    # Given an instance isolated by two open cases
+    cases, actuator, _, _ = isolated_by_two_cases()
+    other = "case-b" if first_rolled_back == "case-a" else "case-a"
+    actuators = {ActionType.ISOLATE_INSTANCE: actuator}
+
+    # When one of them is rolled back
+    first = rollback_case(first_rolled_back, cases, actuators, now=LATER)
+
+    # Then the instance stays isolated, and the case says which open case relies on it
+    assert actuator.states["i-1"] == QUARANTINE
+    [kept] = stored_case(cases, first_rolled_back).actions
+    assert kept.status is ActionStatus.ROLLED_BACK
+    assert kept.detail.startswith(f"not undone: open case(s) {other} rely on this isolate_instance of i-1")
+    assert (kept.after or {})[KEPT_FOR] == [other]
+    assert len(first.kept) == 1
+    assert other in first.kept[0]
+
+    # When the other is rolled back too
+    second = rollback_case(other, cases, actuators, now=LATER)
+
+    # Then the instance has its own group back, and both cases say what became of their isolation
+    assert actuator.states["i-1"] == "sg-web"
+    assert [action.status for action in stored_case(cases, other).actions] == [ActionStatus.ROLLED_BACK]
+    assert len(second.released) == 1
+    assert first_rolled_back in second.released[0]
+    released = stored_case(cases, first_rolled_back).actions[0]
+    assert f"when case {other} was rolled back" in released.detail
+    assert KEPT_FOR not in (released.after or {})
+
+
+def test_a_change_kept_for_a_case_since_closed_is_undone_by_rolling_back_again() -> None:
+    # Given an instance isolated by two cases, A rolled back while B was open (so the isolation was kept)
+    cases, actuator, _, _ = isolated_by_two_cases()
+    actuators = {ActionType.ISOLATE_INSTANCE: actuator}
+    rollback_case("case-a", cases, actuators, now=LATER)
+    assert actuator.states["i-1"] == QUARANTINE
+
+    # When B is closed without a rollback, and A is rolled back again
+    cases.save(stored_case(cases, "case-b").model_copy(update={"status": CaseStatus.CLOSED}))
+    again = rollback_case("case-a", cases, actuators, now=LATER)
+
+    # Then nothing relies on the isolation any more: the instance has its own group back
+    assert actuator.states["i-1"] == "sg-web"
+    assert again.kept == []
+    assert stored_case(cases, "case-a").actions[0].detail.startswith("rolled back")
+
+
+def test_cases_that_acted_on_different_targets_do_not_hold_each_other() -> None:
+    # Given two cases isolating different instances
+    actuator = isolation({"i-1": "sg-web", "i-2": "sg-db"})
+    first = malicious_case("i-1").model_copy(update={"case_id": "case-a"})
+    second = malicious_case("i-2").model_copy(update={"case_id": "case-b"})
+    cases = InMemoryCaseRepository([first, second])
+    for case in (first, second):
+        remediate_case(
+            TaskInput(case_id=case.case_id),
+            cases,
+            {ActionType.ISOLATE_INSTANCE: actuator},
+            dry_run=False,
+            max_actions=5,
+            place=PLACE,
+        )
+
+    # When one is rolled back
+    result = rollback_case("case-a", cases, {ActionType.ISOLATE_INSTANCE: actuator})
+
+    # Then its instance is restored at once and the other stays isolated
+    assert actuator.states == {"i-1": "sg-web", "i-2": QUARANTINE}
+    assert result.kept == []
+
+
+def stored_case(cases: InMemoryCaseRepository, case_id: str) -> Case:
+    found = cases.get(case_id)
+    assert found is not None
+    return found
+
+
 # ---------------------------------------------------------------- the steps the state machine calls
 
 
@@ -552,6 +766,7 @@ def _remediator(
         max_actions_per_case=5,
         max_actions_per_hour=20,
         approval_timeout_seconds=3600,
+        place=PLACE,
     )
     return remediator, cases
 
@@ -585,5 +800,101 @@ def test_an_unknown_step_is_refused_naming_the_steps_there_are() -> None:
     remediator, _ = _remediator(case, isolation({"i-0123456789abcdef0": "sg-web"}), dry_run=True)
 
     # When a payload names a step that does not exist, Then it is refused with the ones that do
-    with pytest.raises(ValueError, match="unknown remediation step 'undo': plan, run or finish"):
+    steps = "plan, run, record_failure or finish"
+    with pytest.raises(ValueError, match=f"unknown remediation step 'undo': {steps}"):
         remediator.step({"case_id": case.case_id, "step": "undo"})
+
+
+
+def test_an_action_the_state_machine_could_not_run_is_recorded_failed_and_finish_reports_it() -> None:
+    # Given a case with two isolations planned, the first of which the Map could not run (its function
+    # timed out), and the second ran
+    case = malicious_case("i-1", "i-2")
+    actuator = isolation({"i-1": "sg-web", "i-2": "sg-web"})
+    remediator, cases = _remediator(case, actuator, dry_run=False)
+    task = {"case_id": case.case_id}
+    remediator.step({**task, "step": "plan"})
+    error = {"Error": "Sandbox.Timedout", "Cause": "Task timed out after 60.00 seconds"}
+
+    # When the Map's Catch records the first failure, the second runs, and the Map finishes
+    recorded = remediator.step({**task, "step": "record_failure", "index": 0, "error": error})
+    ran = remediator.step({**task, "step": "run", "index": 1})
+    with pytest.raises(RemediationError) as finished:
+        remediator.step({**task, "step": "finish"})
+
+    # Then the first is failed with the error (and a warning it may have acted in part), the second done,
+    # and the ticket's error names the failure
+    assert recorded.model_dump(mode="json")["status"] == "failed"
+    assert ran.model_dump(mode="json")["status"] == "done"
+    first = stored(cases, case).actions[0]
+    assert first.status is ActionStatus.FAILED
+    assert "Sandbox.Timedout: Task timed out after 60.00 seconds" in first.detail
+    assert "may have acted in part" in first.detail
+    assert "isolate_instance i-1 failed" in str(finished.value)
+
+
+def test_recording_a_failure_never_overwrites_an_outcome() -> None:
+    # Given an action that ran (its function answered, then the invocation was reported lost)
+    case = malicious_case("i-1")
+    remediator, cases = _remediator(case, isolation({"i-1": "sg-web"}), dry_run=False)
+    remediator.step({"case_id": case.case_id, "step": "run", "index": 0})
+
+    # When a failure is recorded for it, Then it stays done
+    recorded = remediator.step(
+        {"case_id": case.case_id, "step": "record_failure", "index": 0, "error": {"Error": "States.Timeout"}}
+    )
+    assert recorded.model_dump(mode="json") == {
+        "case_id": case.case_id,
+        "index": 0,
+        "status": "done",
+        "changed": False,
+    }
+    assert stored(cases, case).actions[0].status is ActionStatus.DONE
+
+
+def test_finish_reports_an_action_the_execution_never_ran() -> None:
+    # Given a planned action the Map never reached (its failure could not even be recorded)
+    case = malicious_case("i-1")
+    remediator, _ = _remediator(case, isolation({"i-1": "sg-web"}), dry_run=False)
+
+    # When the remediation finishes, Then the ticket hears of it
+    with pytest.raises(RemediationError, match="isolate_instance i-1 never ran"):
+        remediator.step({"case_id": case.case_id, "step": "finish"})
+
+
+def test_only_the_approvals_that_fit_in_the_execution_are_waited_for() -> None:
+    # Given six actions that each need a person, and approvals as long as the template allows (7 days)
+    case = malicious_case(*(f"i-{n}" for n in range(6)))
+    case = case.model_copy(
+        update={
+            "actions": [
+                action.model_copy(update={"parameters": {"needs_approval": "true"}})
+                for action in case.actions
+            ]
+        }
+    )
+    cases = InMemoryCaseRepository([case])
+    remediator = Remediator(
+        cases=cases,
+        actuators={},
+        blast_radius=None,
+        dry_run=False,
+        max_actions_per_case=6,
+        max_actions_per_hour=20,
+        approval_timeout_seconds=7 * 86_400,
+        place=PLACE,
+    )
+
+    # When the remediation is planned
+    plan = remediator.step({"case_id": case.case_id, "step": "plan"}).model_dump(mode="json")
+
+    # Then the Map waits only for as many as the execution's time holds, with a day to spare, and the
+    # others are escalated to the ticket at once
+    assert EXECUTION_TIMEOUT_SECONDS == 30 * 86_400
+    assert [item["index"] for item in plan["items"]] == [0, 1, 2, 3]
+    waited = sum(item["approval_timeout_seconds"] for item in plan["items"])
+    assert waited <= EXECUTION_TIMEOUT_SECONDS - 86_400
+    left = stored(cases, case).actions[4:]
+    assert all(action.status is ActionStatus.PENDING_APPROVAL for action in left)
+    assert all("not waited for" in action.detail for action in left)
+    assert all("escalated to the ticket" in action.detail for action in left)

@@ -135,7 +135,7 @@ def test_a_record_is_deferred_at_most_max_deferrals_times() -> None:
 
 def test_remediation_is_dry_run_unless_explicitly_turned_off() -> None:
     # Given the remediate function's environment without DRY_RUN, and with DRY_RUN=false
-    base = {"AWS_REGION": "eu-west-1", "CASES_TABLE_NAME": "cases"}
+    base = {"AWS_REGION": "eu-west-1", "CASES_TABLE_NAME": "cases", "OWN_ACCOUNT_ID": "123456789012"}
 
     # Then dry-run is the default, and only an explicit false turns it off
     assert RemediateSettings.from_environ(base).dry_run is True
@@ -160,3 +160,15 @@ def test_deep_context_on_a_quota_too_small_for_one_lookup_is_refused_at_start() 
         ConfigurationError, match="up to 4 requests: VT_QUOTA_PER_MINUTE and VT_QUOTA_PER_DAY"
     ):
         enricher_factory(settings)
+
+
+def test_the_remediate_function_needs_its_own_account_to_know_where_it_may_act() -> None:
+    # Given the remediate function's environment without OWN_ACCOUNT_ID, and with a malformed one
+    base = {"AWS_REGION": "eu-west-1", "CASES_TABLE_NAME": "cases"}
+
+    # Then it refuses to start, naming the variable; with a good one, its place is that account and Region
+    for bad in ({}, {"OWN_ACCOUNT_ID": "99999999999x"}):
+        with pytest.raises(ConfigurationError, match="OWN_ACCOUNT_ID"):
+            RemediateSettings.from_environ({**base, **bad})
+    place = RemediateSettings.from_environ({**base, "OWN_ACCOUNT_ID": "123456789012"}).place
+    assert (place.accounts, place.region) == (frozenset({"123456789012"}), "eu-west-1")

@@ -280,6 +280,9 @@ class RemediateSettings(Settings):
     """Settings of the remediate function. Dry-run unless DRY_RUN is explicitly false."""
 
     dry_run: bool = Field(default=True, alias="DRY_RUN")
+    # The deployment's own account (the template passes AWS::AccountId): with AWS_REGION, the only place
+    # actions run in. An action on a finding that names another account or Region is skipped.
+    own_account_id: str = Field(alias="OWN_ACCOUNT_ID", pattern=r"^\d{12}$")
     protected_tag_key: str = Field(default="vtriage:protected", alias="PROTECTED_TAG_KEY", min_length=1)
     quarantine_group_name: str = Field(
         default="vtriage-quarantine", alias="QUARANTINE_GROUP_NAME", min_length=1
@@ -336,6 +339,11 @@ class RemediateSettings(Settings):
         ):
             raise ValueError("NACL_RULE_MIN must not exceed NACL_RULE_MAX")
         return self
+
+    @property
+    def place(self) -> Place:
+        """Where this deployment acts: its own account, in the function's Region."""
+        return Place(accounts=frozenset({self.own_account_id}), region=self.region)
 
 
 class ApprovalSettings(Settings):

@@ -1,15 +1,16 @@
-"""Run a case's planned response actions, within a cap, and record every outcome on the case;
-roll back what is reversible."""
+"""Run a case's planned response actions, within a cap, in the deployment's own place only, and record
+every outcome on the case; roll back what is reversible without undoing what another open case relies on."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vtriage.eligibility import Place
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
 from vtriage.models import (
     DRY_RUN_PARAMETER,
@@ -39,8 +40,29 @@ _COUNTS_TOWARDS_CAP = frozenset(
 # recorded the state before it. A dry run, a skip, or a failure that changed nothing records no state.
 _MAY_HAVE_CHANGED = frozenset({ActionStatus.DONE, ActionStatus.FAILED})
 
+# Actions whose rollback never changes anything (the snapshots are evidence): no other case relies on
+# them being kept, so their actuator says so itself.
+_NEVER_UNDONE = frozenset({ActionType.SNAPSHOT_VOLUMES})
+
+# A case that is not closed may still rely on the changes its actions made.
+_OPEN = frozenset(status for status in CaseStatus if status is not CaseStatus.CLOSED)
+
+# Where a rollback that kept a change for other open cases names them, and keeps the `after` of the
+# action's run (in the action's `after`).
+KEPT_FOR = "kept_for"
+RUN_AFTER = "run_after"
+
 # The parameter every actuator receives with the case id (tags, quarantine keys, snapshots carry it).
 CASE_ID_PARAMETER = "case_id"
+
+# The whole execution's bound: statemachine/triage.asl.json's TimeoutSeconds, which must equal it. The
+# Map waits for approvals one after another; only as many waits as fit in it, with a day left for the
+# actions, their retries and the ticket, are planned: the others are escalated to the ticket at once.
+EXECUTION_TIMEOUT_SECONDS = 30 * 86_400
+TIME_BESIDE_APPROVALS_SECONDS = 86_400
+
+# How much of a state machine error's cause an action's detail keeps.
+_MAX_CAUSE = 500
 
 
 class BlastRadius(Protocol):
@@ -48,6 +70,16 @@ class BlastRadius(Protocol):
 
     def acquire(self) -> bool:
         """Take one action from the current hour's allowance; False when it is spent."""
+        ...
+
+
+class SearchableCases(CaseRepository, Protocol):
+    """Cases, and a way to find the others: a rollback must know which other open cases rely on a change."""
+
+    def list_cases(
+        self, statuses: Iterable[CaseStatus] | None = None, limit: int | None = None
+    ) -> list[Case]:
+        """The cases in any of these statuses (every status when None), most recently updated first."""
         ...
 
 
@@ -80,6 +112,17 @@ class ActionTask(BaseModel):
     index: int = Field(ge=0)
 
 
+class FailedActionTask(BaseModel):
+    """What the state machine passes when running (or waiting to run) one action failed in the Map: the
+    Error and Cause its Catch caught."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    case_id: str
+    index: int = Field(ge=0)
+    error: dict[str, Any] | None = None
+
+
 class ActionOutcome(BaseModel):
     """What running one action returns to the state machine: its status, nothing larger."""
 
@@ -110,6 +153,13 @@ class RollbackResult(BaseModel):
     actions: list[Action]
     complete: bool
     changed: bool
+    kept: list[str] = Field(
+        default=[], description="the changes left in place because other open cases rely on them, and why"
+    )
+    released: list[str] = Field(
+        default=[],
+        description="changes other cases kept for this one, undone now that no open case relies on them",
+    )
 
 
 class FinishedRemediation(BaseModel):
@@ -126,17 +176,19 @@ class Remediator:
     """The remediation steps the state machine calls, each under the function's guardrails.
 
     The payload names the step: `plan` (which actions run now and which wait for approval), `run`
-    (one action, by index), `finish` (raise what must reach the ticket). Without a step, every action
-    of the case runs at once, as `remediate_case` does.
+    (one action, by index), `record_failure` (the Map could not run one action: record why, and go on),
+    `finish` (raise what must reach the ticket). Without a step, every action of the case runs at once,
+    as `remediate_case` does. No action runs on a case whose finding lives outside `place`.
     """
 
-    cases: CaseRepository
+    cases: SearchableCases
     actuators: Actuators
     blast_radius: BlastRadius | None
     dry_run: bool
     max_actions_per_case: int
     max_actions_per_hour: int
     approval_timeout_seconds: int
+    place: Place
 
     def step(self, event: Mapping[str, Any]) -> BaseModel:
         """Carry out the step the payload names; ValueError for a step that does not exist."""
@@ -150,21 +202,43 @@ class Remediator:
                 blast_radius=self.blast_radius,
                 max_actions_per_hour=self.max_actions_per_hour,
                 approval_timeout_seconds=self.approval_timeout_seconds,
+                place=self.place,
             )
         if step == "run":
-            return run_action(ActionTask.model_validate(event), self.cases, self.actuators, self.dry_run)
+            return run_action(
+                ActionTask.model_validate(event), self.cases, self.actuators, self.dry_run, place=self.place
+            )
+        if step == "record_failure":
+            return record_action_failure(FailedActionTask.model_validate(event), self.cases)
         if step == "finish":
-            result = finish_remediation(TaskInput.model_validate(event), self.cases)
+            result = finish_remediation(TaskInput.model_validate(event), self.cases, place=self.place)
             return FinishedRemediation(case_id=result.case_id, changed=result.changed)
         if step is not None:
-            raise ValueError(f"unknown remediation step {step!r}: plan, run or finish")
+            raise ValueError(
+                f"unknown remediation step {step!r}: plan, run, record_failure or finish"
+            )
         return remediate_case(
             TaskInput.model_validate(event),
             self.cases,
             self.actuators,
             dry_run=self.dry_run,
             max_actions=self.max_actions_per_case,
+            place=self.place,
         )
+
+    def rollback(self, case_id: str) -> RollbackResult:
+        """Undo what the case changed, keeping what other open cases rely on (see `rollback_case`)."""
+        return rollback_case(case_id, self.cases, self.actuators)
+
+
+def refusal(case: Case, place: Place) -> str | None:
+    """Why no action of the case may run here: its finding names another account or Region than the
+    deployment's, or is not actionable. None when its actions may run. Planning already gives such a
+    finding no action; this is checked again before each action, whoever planned it."""
+    reasons = [*case.alert.not_actionable, *place.reasons_against(case.alert)]
+    if not reasons:
+        return None
+    return "not run, nothing changed: " + "; ".join(dict.fromkeys(reasons))
 
 
 def remediate_case(
@@ -174,23 +248,22 @@ def remediate_case(
     dry_run: bool,
     max_actions: int,
     *,
+    place: Place,
     now: datetime | None = None,
 ) -> RemediationResult:
     """Run the case's actions not yet run, at most `max_actions` per case, and save their outcomes.
 
     Each action goes to the actuator of its type; a type with no actuator fails (a person must look).
-    An action runs in dry run
-    when `dry_run` is set or its parameters say `dry_run=true`. Actuators receive the case id in the
-    `case_id` parameter; the case keeps the action's parameters as planned.
+    An action runs in dry run when `dry_run` is set or its parameters say `dry_run=true`. Actuators
+    receive the case id in the `case_id` parameter; the case keeps the action's parameters as planned.
+    An action of a case whose finding lives outside `place` is SKIPPED with the reason and changes nothing.
 
     Actions beyond the cap are SKIPPED for a person to decide. Running it again changes nothing:
     actions already run are never run twice. An action that raises is recorded as FAILED, the case
     is saved, and `RemediationError` is raised so the state machine opens a ticket; a
     `TransientError` leaves its action not yet run, so that the state machine's Retry runs it again.
     """
-    case = cases.get(task.case_id)
-    if case is None:
-        raise CaseNotFoundError(f"case {task.case_id} not found")
+    case = _case(cases, task.case_id)
     before = case.model_copy(deep=True)
     budget = max_actions - sum(1 for action in case.actions if action.status in _COUNTS_TOWARDS_CAP)
     failures: list[str] = []
@@ -203,7 +276,7 @@ def remediate_case(
             case.actions[index] = _beyond_the_cap(action, max_actions)
             continue
         try:
-            outcome = _run(case, action, actuators, dry_run)
+            outcome = _run(case, action, actuators, dry_run, place)
         except TransientError as error:
             transient = error
             break
@@ -226,6 +299,9 @@ def remediate_case(
 
     if transient is not None:
         raise transient
+    refused = refusal(case, place)
+    if refused is not None:
+        failures.insert(0, refused)
     if failures:
         raise RemediationError(f"case {case.case_id}: " + "; ".join(failures))
     return RemediationResult(case_id=case.case_id, actions=case.actions, changed=changed)
@@ -240,21 +316,34 @@ def plan_remediation(
     blast_radius: BlastRadius | None,
     max_actions_per_hour: int,
     approval_timeout_seconds: int,
+    place: Place,
     now: datetime | None = None,
 ) -> RemediationPlan:
     """Decide, for each action not yet run, whether it runs now or waits for a person, and save that.
 
-    An action waits (PENDING_APPROVAL, with the reason) when its playbook asks for approval
-    (`needs_approval=true`) or when it would act for real and the blast-radius cap of the hour is spent;
-    a dry run changes nothing and uses none of it. Beyond `max_actions` per case, actions are SKIPPED
-    as in `remediate_case`. The items come back with those needing no person first, so that the Map,
-    which runs one at a time, acts on them before it waits.
+    A case whose finding lives outside `place` gets no item: each of its actions is SKIPPED with the
+    reason, and `finish_remediation` takes the reason to the ticket. Otherwise an action waits
+    (PENDING_APPROVAL, with the reason) when its playbook asks for approval (`needs_approval=true`) or
+    when it would act for real and the blast-radius cap of the hour is spent; a dry run changes nothing
+    and uses none of it. Beyond `max_actions` per case, actions are SKIPPED as in `remediate_case`.
+    The items come back with those needing no person first, so that the Map, which runs one at a time,
+    acts on them before it waits. Approvals are waited for one after another: those beyond what the
+    execution's time holds (`EXECUTION_TIMEOUT_SECONDS`) get no item and are escalated to the ticket.
     """
-    case = cases.get(task.case_id)
-    if case is None:
-        raise CaseNotFoundError(f"case {task.case_id} not found")
+    case = _case(cases, task.case_id)
     before = case.model_copy(deep=True)
+    refused = refusal(case, place)
+    if refused is not None:
+        for index, action in enumerate(case.actions):
+            if action.status in _NOT_YET_RUN:
+                case.actions[index] = action.with_outcome(ActionStatus.SKIPPED, refused)
+        _save_if_changed(case, before, cases, now)
+        return RemediationPlan(case_id=case.case_id, items=[])
+
     budget = max_actions - sum(1 for action in case.actions if action.status in _COUNTS_TOWARDS_CAP)
+    waits_that_fit = max(
+        0, (EXECUTION_TIMEOUT_SECONDS - TIME_BESIDE_APPROVALS_SECONDS) // approval_timeout_seconds
+    )
     automatic: list[PlannedItem] = []
     waiting: list[PlannedItem] = []
 
@@ -270,6 +359,9 @@ def plan_remediation(
             case.actions[index] = action.model_copy(
                 update={"status": ActionStatus.PENDING_APPROVAL, "detail": reason}
             )
+            if len(waiting) >= waits_that_fit:
+                case.actions[index] = _no_time_to_wait(case.actions[index], waits_that_fit)
+                continue
         item = PlannedItem(
             case_id=case.case_id,
             index=index,
@@ -279,9 +371,7 @@ def plan_remediation(
         (waiting if item.approval else automatic).append(item)
 
     case.branch = Branch.REMEDIATE
-    if case != before:
-        case.updated_at = now or datetime.now(UTC)
-        cases.save(case)
+    _save_if_changed(case, before, cases, now)
     return RemediationPlan(case_id=case.case_id, items=automatic + waiting)
 
 
@@ -291,24 +381,22 @@ def run_action(
     actuators: Actuators,
     dry_run: bool,
     *,
+    place: Place,
     now: datetime | None = None,
 ) -> ActionOutcome:
     """Run one action of the case (planned, or approved by a person) and save its outcome.
 
-    An action already run is left as it is: running this again changes nothing. An action that raises
-    is recorded FAILED with the reason, and `finish_remediation` sends the case to a ticket with it; a
-    `TransientError` saves nothing and is raised for the state machine's Retry.
+    An action already run is left as it is: running this again changes nothing. An action of a case
+    whose finding lives outside `place` is SKIPPED with the reason and changes nothing. An action that
+    raises is recorded FAILED with the reason, and `finish_remediation` sends the case to a ticket with
+    it; a `TransientError` saves nothing and is raised for the state machine's Retry.
     """
-    case = cases.get(task.case_id)
-    if case is None:
-        raise CaseNotFoundError(f"case {task.case_id} not found")
-    if task.index >= len(case.actions):
-        raise CaseNotFoundError(f"case {task.case_id} has no action {task.index}")
-    action = case.actions[task.index]
+    case = _case(cases, task.case_id)
+    action = _action_at(case, task.index)
     if action.status not in _NOT_YET_RUN:
         return ActionOutcome(case_id=case.case_id, index=task.index, status=action.status, changed=False)
     try:
-        outcome = _run(case, action, actuators, dry_run)
+        outcome = _run(case, action, actuators, dry_run, place)
     except TransientError:
         raise
     except Exception as error:  # any failure of an action must reach a person, whatever its kind
@@ -324,22 +412,62 @@ def run_action(
     return ActionOutcome(case_id=case.case_id, index=task.index, status=outcome.status, changed=True)
 
 
+def record_action_failure(
+    task: FailedActionTask, cases: CaseRepository, *, now: datetime | None = None
+) -> ActionOutcome:
+    """Record on the action why the state machine could not run it (or wait for its approval): its
+    retries ran out, the function timed out, the approval could not be asked for. The action becomes
+    FAILED with the error, unless it had an outcome already; the Map goes on with the next action, and
+    `finish_remediation` takes the failure to the ticket."""
+    case = _case(cases, task.case_id)
+    action = _action_at(case, task.index)
+    if action.status not in _NOT_YET_RUN:
+        return ActionOutcome(case_id=case.case_id, index=task.index, status=action.status, changed=False)
+    error = task.error or {}
+    cause = str(error.get("Cause") or "")
+    what = f"{error.get('Error') or 'an unnamed error'}" + (f": {cause[:_MAX_CAUSE]}" if cause else "")
+    if action.status is ActionStatus.PENDING_APPROVAL:
+        detail = f"not run: waiting for its approval failed ({what}); a person must decide"
+    else:
+        detail = (
+            f"the state machine could not run it ({what}); it may have acted in part: check "
+            f"{action.target} and finish or undo by hand"
+        )
+    case.actions[task.index] = action.with_outcome(ActionStatus.FAILED, detail)
+    case.branch = Branch.REMEDIATE
+    case.updated_at = now or datetime.now(UTC)
+    cases.save(case)
+    return ActionOutcome(case_id=case.case_id, index=task.index, status=ActionStatus.FAILED, changed=True)
+
+
 def finish_remediation(
-    task: TaskInput, cases: CaseRepository, *, now: datetime | None = None
+    task: TaskInput, cases: CaseRepository, *, place: Place, now: datetime | None = None
 ) -> RemediationResult:
-    """Once every action ran or was decided: raise `RemediationError` naming what failed, and what still
-    waits for a person (an approval that timed out: the ticket escalates it), so that the state machine
-    opens the ticket with it; otherwise return the outcomes."""
-    case = cases.get(task.case_id)
-    if case is None:
-        raise CaseNotFoundError(f"case {task.case_id} not found")
-    failed = [action for action in case.actions if action.status is ActionStatus.FAILED]
+    """Once every action ran or was decided: raise `RemediationError` naming why nothing ran (a finding
+    outside `place`), what failed, what never ran, and what still waits for a person (an approval that
+    timed out: the ticket escalates it), so that the state machine opens the ticket with it; otherwise
+    return the outcomes."""
+    case = _case(cases, task.case_id)
+    problems: list[str] = []
+    refused = refusal(case, place)
+    if refused is not None:
+        problems.append(refused)
+    problems += [
+        f"{action.type.value} {action.target} failed: {action.detail}"
+        for action in case.actions
+        if action.status is ActionStatus.FAILED
+    ]
+    problems += [
+        f"{action.type.value} {action.target} never ran: the execution ended before it"
+        for action in case.actions
+        if action.status is ActionStatus.PLANNED
+    ]
     waiting = [action for action in case.actions if action.status is ActionStatus.PENDING_APPROVAL]
-    problems = [f"{action.type.value} {action.target} failed: {action.detail}" for action in failed]
     if waiting:
         escalation = "no decision within the approval time: escalated to the ticket"
         for index, action in enumerate(case.actions):
-            if action.status is ActionStatus.PENDING_APPROVAL and escalation not in action.detail:
+            escalated = "escalated to the ticket" in action.detail
+            if action.status is ActionStatus.PENDING_APPROVAL and not escalated:
                 case.actions[index] = action.model_copy(
                     update={"detail": f"{action.detail}; {escalation}" if action.detail else escalation}
                 )
@@ -353,6 +481,25 @@ def finish_remediation(
     return RemediationResult(case_id=case.case_id, actions=case.actions, changed=False)
 
 
+def _case(cases: CaseRepository, case_id: str) -> Case:
+    case = cases.get(case_id)
+    if case is None:
+        raise CaseNotFoundError(f"case {case_id} not found")
+    return case
+
+
+def _action_at(case: Case, index: int) -> Action:
+    if index >= len(case.actions):
+        raise CaseNotFoundError(f"case {case.case_id} has no action {index}")
+    return case.actions[index]
+
+
+def _save_if_changed(case: Case, before: Case, cases: CaseRepository, now: datetime | None) -> None:
+    if case != before:
+        case.updated_at = now or datetime.now(UTC)
+        cases.save(case)
+
+
 def _beyond_the_cap(action: Action, max_actions: int) -> Action:
     """The action skipped because the case's automatic actions reached their cap: a person decides."""
     return action.model_copy(
@@ -364,6 +511,15 @@ def _beyond_the_cap(action: Action, max_actions: int) -> Action:
             ),
         }
     )
+
+
+def _no_time_to_wait(action: Action, waits_that_fit: int) -> Action:
+    """A waiting action the execution has no time left to wait for: escalated to the ticket at once."""
+    why = (
+        f"not waited for: one execution holds {waits_that_fit} approval wait(s) of this length within "
+        f"its {EXECUTION_TIMEOUT_SECONDS // 86_400} days; escalated to the ticket"
+    )
+    return action.model_copy(update={"detail": f"{action.detail}; {why}" if action.detail else why})
 
 
 def _why_a_person_must_approve(
@@ -382,9 +538,12 @@ def _why_a_person_must_approve(
     return None
 
 
+# ---------------------------------------------------------------------------------------- rollback
+
+
 def rollback_case(
     case_id: str,
-    cases: CaseRepository,
+    cases: SearchableCases,
     actuators: Actuators,
     *,
     now: datetime | None = None,
@@ -395,23 +554,33 @@ def rollback_case(
     the state before it: its actuator restores that state and the action becomes ROLLED_BACK. What
     cannot be undone (forensic snapshots) stays DONE and says why; a rollback that fails is FAILED with
     the reason, and the next rollback tries it again. Dry runs and skipped actions changed nothing and
-    are left alone. Running it again changes nothing more. A `TransientError` saves the progress and is
-    raised, so that running it again finishes the job.
-    """
-    case = cases.get(case_id)
-    if case is None:
-        raise CaseNotFoundError(f"case {case_id} not found")
+    are left alone.
 
+    A change another open case relies on (the same action on the same target, done by that case too) is
+    not undone: the action becomes ROLLED_BACK for this case, says which cases keep it, and names them in
+    `after["kept_for"]`. The last of those cases to be rolled back undoes it (each kept change in turn,
+    the latest case's first); running this again once they are closed undoes it too.
+
+    Running it again changes nothing more. A `TransientError` saves the progress and is raised, so that
+    running it again finishes the job.
+    """
+    case = _case(cases, case_id)
     before = case.model_copy(deep=True)
+    others = _Others(cases, case_id)
     attempted: list[Action] = []
+    kept: list[str] = []
+    released: list[str] = []
     complete = True
     transient: TransientError | None = None
     for index in reversed(range(len(case.actions))):
         action = case.actions[index]
-        if action.status not in _MAY_HAVE_CHANGED or action.before is None:
+        if not _to_undo(action):
             continue
         try:
-            outcome = _undo(case, action, actuators)
+            if action.type in _NEVER_UNDONE:
+                outcome = _undo(case, action, actuators)
+            else:
+                outcome = _undo_unless_relied_on(case, index, others, actuators, released, now=now)
         except TransientError as error:
             transient = error
             complete = False
@@ -427,14 +596,143 @@ def rollback_case(
         attempted.append(outcome)
         if outcome.status is ActionStatus.FAILED:
             complete = False
+        if _kept_for_others(outcome):
+            kept.append(f"{outcome.type.value} {outcome.target}: {outcome.detail}")
 
-    changed = case != before
-    if changed:
-        case.updated_at = now or datetime.now(UTC)
-        cases.save(case)
+    _save_if_changed(case, before, cases, now)
     if transient is not None:
         raise transient
-    return RollbackResult(case_id=case.case_id, actions=attempted, complete=complete, changed=changed)
+    return RollbackResult(
+        case_id=case.case_id,
+        actions=attempted,
+        complete=complete,
+        changed=case != before or bool(released),
+        kept=kept,
+        released=released,
+    )
+
+
+class _Others:
+    """The other cases, read once and only when a rollback first needs them."""
+
+    def __init__(self, cases: SearchableCases, case_id: str) -> None:
+        self._cases = cases
+        self._case_id = case_id
+        self._found: list[Case] | None = None
+
+    def all(self) -> list[Case]:
+        if self._found is None:
+            self._found = [case for case in self._cases.list_cases() if case.case_id != self._case_id]
+        return self._found
+
+    def save(self, case: Case) -> None:
+        self._cases.save(case)
+
+
+def _to_undo(action: Action) -> bool:
+    """Whether a rollback has something to do for the action: it may have changed something and recorded
+    the state before, or an earlier rollback kept its change for other cases."""
+    return (action.status in _MAY_HAVE_CHANGED and action.before is not None) or _kept_for_others(action)
+
+
+def _kept_for_others(action: Action) -> bool:
+    return action.status is ActionStatus.ROLLED_BACK and bool((action.after or {}).get(KEPT_FOR))
+
+
+def _same_change(one: Action, other: Action) -> bool:
+    return one.type is other.type and one.target == other.target
+
+
+def _relies_on(case: Case, action: Action) -> bool:
+    """Whether an open case relies on the action's change: it did (or tried) the same action itself."""
+    return case.status in _OPEN and any(
+        _same_change(own, action) and own.status in _MAY_HAVE_CHANGED and own.before is not None
+        for own in case.actions
+    )
+
+
+def _undo_unless_relied_on(
+    case: Case,
+    index: int,
+    others: _Others,
+    actuators: Actuators,
+    released: list[str],
+    *,
+    now: datetime | None,
+) -> Action:
+    """Undo the action, unless other open cases rely on its change: then keep it, saying for whom. Once
+    none does, the changes other cases kept for this one are undone too, the latest case's first."""
+    action = _as_run(case.actions[index])
+    holders = sorted(other.case_id for other in others.all() if _relies_on(other, action))
+    if holders:
+        return action.with_outcome(
+            ActionStatus.ROLLED_BACK,
+            (
+                f"not undone: open case(s) {', '.join(holders)} rely on this {action.type.value} of "
+                f"{action.target}; it stays until the last of them is rolled back (which undoes it), or "
+                f"until `vtriage rollback {case.case_id}` runs again once they are closed"
+            ),
+            after={KEPT_FOR: holders, RUN_AFTER: action.after},
+        )
+    # The same change kept by other cases' rollbacks, and this one's, undone as a stack: the latest
+    # case's first, so that each puts back the state the one before it left.
+    handed_over = [
+        (other, position)
+        for other in others.all()
+        for position, kept in enumerate(other.actions)
+        if _same_change(kept, action) and _kept_for_others(kept)
+    ]
+    stack = sorted(
+        [*handed_over, (case, index)], key=lambda entry: (entry[0].created_at, entry[0].case_id), reverse=True
+    )
+    own = action
+    for holder, position in stack:
+        if holder is not case:
+            released.append(_release(holder, position, case.case_id, actuators, others, now=now))
+            continue
+        own = _undo(case, action, actuators)
+        if own.status is not ActionStatus.ROLLED_BACK:
+            return own
+    return own
+
+
+def _release(
+    holder: Case, position: int, releaser: str, actuators: Actuators, others: _Others, *, now: datetime | None
+) -> str:
+    """Undo a change another case kept for the ones that relied on it, and record that on its case."""
+    kept = _as_run(holder.actions[position])
+    if kept.before == kept.after:
+        # It found the change made already ("already isolated"): its state before is the change itself,
+        # and restoring it now would redo what the others undid.
+        outcome = kept.with_outcome(
+            ActionStatus.ROLLED_BACK,
+            f"released when case {releaser} was rolled back: this action had found the change made already",
+            after=kept.after,
+        )
+    else:
+        undone = _undo(holder, kept, actuators)
+        if undone.status is not ActionStatus.ROLLED_BACK:
+            raise RemediationError(
+                f"case {holder.case_id}: the {kept.type.value} of {kept.target} it kept could not be "
+                f"undone: {undone.detail}"
+            )
+        outcome = undone.model_copy(
+            update={"detail": f"undone when case {releaser} was rolled back: {undone.detail}"}
+        )
+    holder.actions[position] = outcome
+    holder.updated_at = now or datetime.now(UTC)
+    others.save(holder)
+    return f"case {holder.case_id}: {kept.type.value} {kept.target}: {outcome.detail}"
+
+
+def _as_run(action: Action) -> Action:
+    """The action as its run left it: a change kept for other cases gets back its status and `after`."""
+    if not _kept_for_others(action):
+        return action
+    after = (action.after or {}).get(RUN_AFTER)
+    return action.model_copy(
+        update={"status": ActionStatus.DONE, "after": dict(after) if isinstance(after, dict) else None}
+    )
 
 
 def _for_actuator(case: Case, action: Action) -> Action:
@@ -442,8 +740,12 @@ def _for_actuator(case: Case, action: Action) -> Action:
     return action.model_copy(update={"parameters": {CASE_ID_PARAMETER: case.case_id, **action.parameters}})
 
 
-def _run(case: Case, action: Action, actuators: Actuators, dry_run: bool) -> Action:
-    """Run one action through its actuator; keep the planned type, target and parameters, take the outcome."""
+def _run(case: Case, action: Action, actuators: Actuators, dry_run: bool, place: Place) -> Action:
+    """Run one action through its actuator, unless the case's finding lives outside `place`; keep the
+    planned type, target and parameters, take the outcome."""
+    refused = refusal(case, place)
+    if refused is not None:
+        return action.with_outcome(ActionStatus.SKIPPED, refused)
     actuator = actuators.get(action.type)
     if actuator is None:
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")

@@ -44,7 +44,9 @@ def actuators(settings: RemediateSettings) -> Actuators:
             waf, settings.waf_ip_set_name, settings.waf_ip_set_id, settings.waf_ip_set_scope
         )
     if settings.nacl_rule_min is not None and settings.nacl_rule_max is not None:
-        found[ActionType.BLOCK_IP_NACL] = NaclIpBlocker(ec2, settings.nacl_rule_min, settings.nacl_rule_max)
+        found[ActionType.BLOCK_IP_NACL] = NaclIpBlocker(
+            ec2, settings.nacl_rule_min, settings.nacl_rule_max, protected
+        )
     if settings.quarantine_bucket is not None:
         found[ActionType.QUARANTINE_OBJECT] = S3ObjectQuarantine(
             aws_client(settings, "s3"), settings.quarantine_bucket, protected
@@ -77,4 +79,5 @@ def remediator(settings: RemediateSettings) -> Remediator:
         max_actions_per_case=settings.max_actions_per_case,
         max_actions_per_hour=settings.max_actions_per_hour,
         approval_timeout_seconds=settings.approval_timeout_seconds,
+        place=settings.place,
     )
