@@ -337,6 +337,7 @@ def plan_remediation(
         for index, action in enumerate(case.actions):
             if action.status in _NOT_YET_RUN:
                 case.actions[index] = action.with_outcome(ActionStatus.SKIPPED, refused)
+        case.branch = Branch.REMEDIATE
         _save_if_changed(case, before, cases, now)
         return RemediationPlan(case_id=case.case_id, items=[])
 
