@@ -356,3 +356,44 @@ def test_a_true_redelivery_stays_one_case() -> None:
     case = _only_case(world)
     assert case.variant_case_ids == []
     assert case.status is not CaseStatus.PENDING_ENRICHMENT
+
+
+# ---------------------------------------------------------------- repeats across channels
+
+
+def _with_id(sample: str, finding_id: str) -> str:
+    event = json.loads(_sample(sample))
+    event["detail"]["id"] = finding_id
+    return json.dumps(event)
+
+
+def test_a_pushed_alert_cannot_make_a_detectors_later_finding_a_repeat() -> None:
+    # Given a pushed copy of the C&C finding (another finding id; same type, instance and domain), its
+    # actions waiting for a person
+    world = Deployment()
+    _triage(_enricher(world), _record(_with_id(C2, "e" * 32), PUSHED_QUEUE_ARN, STAMP, index=0))
+    (pushed_id,) = world.cases.case_ids
+
+    # When the detector's own finding arrives within the repeat window
+    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=1))
+
+    # Then it is not folded into the pushed case: a case of its own, acted on without a person
+    (detector_id,) = [case_id for case_id in world.cases.case_ids if case_id != pushed_id]
+    detector_case = world.case(detector_id)
+    assert detector_case.actions
+    assert all(NEEDS_APPROVAL_PARAMETER not in action.parameters for action in detector_case.actions)
+    assert world.case(pushed_id).repeat_count == 0
+
+
+def test_a_pushed_copy_of_a_detectors_finding_is_folded_into_its_case() -> None:
+    # Given the detector's C&C finding triaged
+    world = Deployment()
+    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=0))
+    (detector_id,) = world.cases.case_ids
+
+    # When a pushed copy of it (another finding id) arrives
+    _triage(_enricher(world), _record(_with_id(C2, "e" * 32), PUSHED_QUEUE_ARN, STAMP, index=1))
+
+    # Then it says nothing more: it is folded into the detector's case as a repeat
+    assert world.cases.case_ids == [detector_id]
+    assert world.case(detector_id).repeat_count == 1

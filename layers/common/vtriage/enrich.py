@@ -632,10 +632,13 @@ class Enricher:
         return earlier
 
     def _says_more(self, case: Case, branch: Branch, earlier: Case) -> bool:
-        """Whether a repeat says something worse than its earlier case: then it is a case of its own."""
+        """Whether a repeat says something worse than its earlier case, or came through a channel trusted
+        with more (a detector's finding after a pushed alert): then it is a case of its own."""
         earlier_branch = route(earlier, self.ticket_min_severity)
         return (
-            case.verdict.weight > earlier.verdict.weight or _ROUTE_RANK[branch] > _ROUTE_RANK[earlier_branch]
+            case.verdict.weight > earlier.verdict.weight
+            or _ROUTE_RANK[branch] > _ROUTE_RANK[earlier_branch]
+            or _trust(case) > _trust(earlier)
         )
 
     def _fold(self, earlier: Case, case: Case, now: datetime) -> CaseSummary:
@@ -886,6 +889,14 @@ def triage_batch(
 
 # How much a route does: a repeat whose route does more than its earlier case's is a case of its own.
 _ROUTE_RANK = {Branch.CLOSE: 0, Branch.TICKET: 1, Branch.REMEDIATE: 2}
+# How much a channel is trusted with: a pushed alert cannot make a detector's later finding a repeat.
+_CHANNEL_TRUST = {"queue": 0, "intake": 1, "detector": 2}
+
+
+def _trust(case: Case) -> int:
+    # A case stored before provenance was recorded came through the one queue there was: the detector's.
+    channel = case.provenance.channel if case.provenance is not None else "detector"
+    return _CHANNEL_TRUST[channel]
 
 
 def _received(alert: Alert, at: datetime) -> HistoryEntry:
