@@ -168,7 +168,7 @@ def test_same_indicator_in_a_later_alert_comes_from_the_cache() -> None:
 def test_broken_records_are_rejected_with_reasons_kept_and_parked_without_blocking_the_good_one(
     local_aws: LocalAws,
 ) -> None:
-    # Given an SQS batch with a valid finding, a body that is not JSON, and a finding without `service`
+    # Given an SQS batch with a valid finding, a body that is not JSON, and a finding without an id
     pipeline = Pipeline(local_aws)
     for delivery in read_deliveries(EVENTS / "invalid" / "sqs-batch-mixed.json"):
         pipeline.enqueue(delivery)
@@ -181,7 +181,7 @@ def test_broken_records_are_rejected_with_reasons_kept_and_parked_without_blocki
     reasons = sorted(failure["reason"] for failure in failures)
     assert len(reasons) == 2
     assert any("not JSON" in reason for reason in reasons)
-    assert any("service" in reason for reason in reasons)
+    assert any("detail.id: missing" in reason for reason in reasons)
     # and both wait in the dead-letter queue with their reason, none left in the alert queue
     sqs = local_aws.client("sqs")
     parked = sqs.receive_message(

@@ -255,17 +255,17 @@ def test_a_record_that_is_not_json_is_rejected_with_its_reason_kept_and_parked()
 
 
 def test_a_finding_missing_a_required_field_is_rejected_naming_the_field() -> None:
-    # Given a GuardDuty event whose detail lacks `service`
+    # Given a GuardDuty event whose detail lacks its `id`: nothing identifies the finding
     world = World()
     event = json.loads(_sample("synthetic-guardduty-iam-tor-caller.json"))
-    del event["detail"]["service"]
+    del event["detail"]["id"]
 
     # When it is handled
     outcome = world.enricher().handle_record("m-3", json.dumps(event), DETECTOR)
 
     # Then the reason names the field
     assert outcome.rejected_reason is not None
-    assert "detail.service" in outcome.rejected_reason
+    assert "detail.id: missing" in outcome.rejected_reason
     assert world.executions.started == {}
 
 

@@ -810,10 +810,6 @@ def test_the_template_rule_queues_scan_results_with_threats_and_only_those() -> 
 # --- a finding that cannot be identified is refused, alone -----------------------------------------
 
 
-def _without_service(event: dict[str, Any]) -> None:
-    del event["detail"]["service"]
-
-
 def _without_id(event: dict[str, Any]) -> None:
     del event["detail"]["id"]
 
@@ -825,15 +821,12 @@ def _id_as_number(event: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("break_it", "reason"),
     [
-        (_without_service, "detail.service: missing"),
         (_without_id, "detail.id: missing"),
         (_id_as_number, "detail.id: expected a string, got a number"),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
-def test_a_finding_without_its_id_or_detection_is_refused_naming_the_field(
-    break_it: Any, reason: str
-) -> None:
+def test_a_finding_without_its_id_is_refused_naming_the_field(break_it: Any, reason: str) -> None:
     # Given a good event broken where the finding's identity is
     event = load(BACKDOOR)
     break_it(event)
@@ -910,7 +903,7 @@ def test_a_severity_that_cannot_be_read_is_scored_critical_so_that_a_person_sees
     # Then the alert stands, scored critical (a ticket whatever TICKET_MIN_SEVERITY says), noted, and no
     # action runs on it automatically
     assert alert.severity.label == "critical"
-    assert alert.notes == (f"{reason}; scored critical so that a person sees it",)
+    assert alert.notes == (f"{reason}; severity guessed: scored critical so that a person sees it",)
     assert alert.not_actionable == (reason,)
     assert [ioc.value for ioc in alert.iocs] == ["tawuhoju.com"]
 
@@ -1356,21 +1349,21 @@ def test_a_whole_sqs_event_is_refused_as_not_a_message_body() -> None:
     assert "each record's body" in error.reason
 
 
-def test_mixed_sqs_batch_has_one_good_record_one_non_json_body_and_one_event_without_service() -> None:
+def test_mixed_sqs_batch_has_one_good_record_one_non_json_body_and_one_event_without_an_id() -> None:
     # Given the mixed SQS batch sample
     records = load("invalid/sqs-batch-mixed.json")["Records"]
-    good, not_json, no_service = (record["body"] for record in records)
+    good, not_json, no_id = (record["body"] for record in records)
 
     # When each body is decoded and read
     alert = only_alert(json.loads(good))
     with pytest.raises(json.JSONDecodeError):
         json.loads(not_json)
-    refused = only_refusal(json.loads(no_service))
+    refused = only_refusal(json.loads(no_id))
 
-    # Then the first is the port probe, and the third's finding is refused naming detail.service
+    # Then the first is the port probe, and the third's finding, which nothing identifies, is refused
+    # naming detail.id
     assert alert == only_alert(load(PORT_PROBE))
-    assert refused == FindingRefusal(where="", reason="detail.service: missing", alert_id=refused.alert_id)
-    assert refused.alert_id is not None
+    assert refused == FindingRefusal(where="", reason="detail.id: missing", alert_id=None)
 
 
 def test_reading_is_linear_in_the_length_of_a_hostile_value() -> None:
@@ -1384,3 +1377,113 @@ def test_reading_is_linear_in_the_length_of_a_hostile_value() -> None:
 
     # When each is read, then 8 times the length costs about 8 times the time, not 64
     assert time_ratio(read, 200) < 30
+
+
+# --- events as SOAR tools write them: a PascalCase detail, a finding without `service` --------------------
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+PASCAL_ROOT = "guardduty-soar__root-user-forensics_event.json"
+PASCAL_TEMPLATE = "guardduty-soar__ec2-brute-force-target_event_tpl.json"
+NO_SERVICE = "soar-lab__readme_accesskeyleak_test_event.json"
+
+
+def load_corpus(name: str) -> Any:
+    return json.loads((CORPUS / name).read_text())
+
+
+def test_an_event_whose_detail_is_pascal_case_reads_as_the_bare_pascal_case_finding() -> None:
+    # Given GuardDuty-SOAR's test event: an EventBridge GuardDuty Finding whose detail is PascalCase
+    event = load_corpus(PASCAL_ROOT)
+
+    # When it is read, and its detail alone as a bare finding
+    alert = only_alert(event)
+    bare = only_alert(event["detail"])
+
+    # Then it is the root user's finding, as the bare finding reads, its fields named as the sender
+    # spelt them; only the Region comes from the event around it
+    assert (alert.id, alert.type, alert.severity.score) == (
+        "6acdc15e4418414a868e8bbdf45b456b",
+        "Policy:IAMUser/RootCredentialUsage",
+        8.0,
+    )
+    assert (
+        alert.resources
+        == bare.resources
+        == (Resource(type=ResourceType.ACCESS_KEY, id="ASIA_PLACEHOLDER_KEY", user_name="root"),)
+    )
+    assert (alert.region, bare.region) == ("us-east-1", "unknown")
+    assert "detail.AccountId: expected a 12-digit AWS account id, got '1234567891234'" in alert.not_actionable
+    assert "detail.CreatedAt: missing" in alert.not_actionable
+
+
+def test_a_pascal_case_event_that_lost_its_id_is_refused_naming_the_field_as_sent() -> None:
+    # Given the same event without its `Id`
+    event = load_corpus(PASCAL_ROOT)
+    del event["detail"]["Id"]
+
+    # When it is read, then the refusal names `detail.Id`, as the sender spells it
+    refused = only_refusal(event)
+    assert refused.reason == "detail.Id: missing"
+
+
+def test_an_unrendered_pascal_case_template_keeps_its_placeholders_as_skipped_values() -> None:
+    # Given GuardDuty-SOAR's brute-force event template, `${malicious_ip}` where the remote IP belongs
+    event = load_corpus(PASCAL_TEMPLATE)
+
+    # When it is read, then it is the brute force finding, and the placeholder is kept, never looked up
+    alert = only_alert(event)
+    assert alert.type == "UnauthorizedAccess:EC2/SSHBruteForce"
+    assert skipped(alert) == [
+        (
+            "${malicious_ip}",
+            "service.action.networkConnectionAction.remoteIpDetails.ipAddressV4",
+            "not an IP address: '${malicious_ip}'",
+        )
+    ]
+
+
+def test_a_finding_without_service_is_triaged_noted_and_never_acted_on() -> None:
+    # Given a hand-written AccessKeyLeak event: id, type, account and access key, but no `service`
+    event = load_corpus(NO_SERVICE)
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then it is an alert on the access key, saying what is missing and kept from any automatic action
+    # (without `service`, whether it is a sample cannot even be told)
+    assert (alert.id, alert.type, alert.severity.score) == (
+        "test-finding-id-001",
+        "UnauthorizedAccess:IAMUser/AccessKeyLeak",
+        8.0,
+    )
+    assert alert.resources == (
+        Resource(type=ResourceType.ACCESS_KEY, id="AKIAIOSFODNN7EXAMPLE", user_name="soar-test-user"),
+    )
+    assert alert.not_actionable == ("detail.service: missing",)
+    assert alert.notes == (
+        "detail.service: missing; the detection (action, evidence, sample flag) is unknown: no IOC is read"
+        " from it",
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "not_actionable"),
+    [
+        ({}, ()),
+        ("GuardDuty", ("detail.service: expected an object, got a string",)),
+        (None, ("detail.service: missing",)),
+    ],
+)
+def test_an_empty_or_unreadable_service_is_an_alert_too(
+    service: Any, not_actionable: tuple[str, ...]
+) -> None:
+    # Given the same event with `service` empty, a string, or null
+    event = load_corpus(NO_SERVICE)
+    event["detail"]["service"] = service
+
+    # When it is read, then it is an alert on the same access key, kept from action unless `service` is
+    # GuardDuty's object (empty, it names nothing that would be missed)
+    alert = only_alert(event)
+    assert alert.id == "test-finding-id-001"
+    assert [resource.id for resource in alert.resources] == ["AKIAIOSFODNN7EXAMPLE"]
+    assert alert.not_actionable == not_actionable

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,7 @@ def test_a_finding_dealt_with_or_a_passed_check_is_ignored_with_its_reason(
     document[field] = value
     if field != "status_id":
         del document["status_id"]
+    del document["status"]  # the caption of status_id, which the sample gives as "New"
 
     # When it is read
     result = read_document(document)
@@ -270,8 +272,12 @@ def _no_uid(document: dict[str, Any]) -> None:
     del document["finding_info"]["uid"]
 
 
-def _uid_with_newline(document: dict[str, Any]) -> None:
-    document["finding_info"]["uid"] = "abc\ndef"
+def _uid_as_number(document: dict[str, Any]) -> None:
+    document["finding_info"]["uid"] = 42
+
+
+def _no_finding_info(document: dict[str, Any]) -> None:
+    del document["finding_info"]
 
 
 @pytest.mark.parametrize(
@@ -280,7 +286,8 @@ def _uid_with_newline(document: dict[str, Any]) -> None:
         (_bad_class, "class_uid: unsupported OCSF class 4001: expected 2001 (Security Finding)"),
         (_class_as_list, "class_uid: unsupported OCSF class a list: expected 2001 (Security Finding)"),
         (_no_uid, "finding_info.uid: missing"),
-        (_uid_with_newline, "finding_info.uid: expected an id of at most 128"),
+        (_uid_as_number, "finding_info.uid: expected a string, got a number"),
+        (_no_finding_info, "finding_info: missing"),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
@@ -443,3 +450,129 @@ def test_free_text_is_read_in_time_linear_in_its_length() -> None:
 
     # When each is read, then 8 times the length costs about 8 times the time, not 64
     assert time_ratio(read, 4000) < 30
+
+
+# --- ids as vendors write them; acknowledged before anything could refuse; free text past the cap ------
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+PROWLER_MUTED = "defectdojo__aws_prowler_v3plus_many_vuln_after_4_5_0.ocsf.json"
+UID_VARIANTS = "synthetic-ocsf-prowler-uid-variants.json"
+
+
+def load_corpus(name: str) -> Any:
+    return json.loads((CORPUS / name).read_text())
+
+
+def test_finding_ids_as_vendors_write_them_are_accepted_each_its_own_case() -> None:
+    # Given failed Prowler checks whose uids are 129 characters long, hold a space, a '#' or a '|'
+    document = load_corpus(UID_VARIANTS)
+    written = [finding["finding_info"]["uid"] for finding in document]
+
+    # When they are read
+    result = read_document(document)
+
+    # Then none is refused: each is an alert under the id its vendor wrote, with a case of its own
+    assert (result.refused, result.ignored) == ((), ())
+    assert [alert.id for alert in result.alerts] == written
+    assert len({alert.case_id for alert in result.alerts}) == len(written)
+    assert {len(written[0]), len(written[4])} == {129}
+
+
+def test_security_hubs_own_control_finding_arn_is_an_ocsf_id() -> None:
+    # Given Security Hub's OCSF finding (ocsf/examples), still active and failing, under the 155-character
+    # ARN that Security Hub gives an AFSBP control finding (as in the ASR solution's test data)
+    document = load_corpus("ocsf-examples__security_hub_security_finding.json")
+    document["state_id"] = 1
+    document["compliance"]["status"] = "FAILED"
+    [asff] = load_corpus("asr__afsbp-ec2.7_imported_envelope.json")["detail"]["findings"]
+    document["finding"]["uid"] = asff["Id"]
+
+    # When it is read, then it is an alert under that ARN
+    [alert] = alerts_of(document)
+    assert alert.id == asff["Id"]
+    assert len(alert.id) > 128
+
+
+def test_a_muted_prowler_check_is_ignored_not_refused_whatever_its_id() -> None:
+    # Given Prowler's real output: three failed checks, muted (status_id 3), the first with a uid of 129
+    # characters; two of them carry the caption "New"
+    document = load_corpus(PROWLER_MUTED)
+
+    # When it is read
+    result = read_document(document)
+
+    # Then each is ignored with the field that says so, the disagreeing caption shown, and none refused
+    assert (result.alerts, result.refused) == ((), ())
+    assert [(ignored.where, ignored.reason) for ignored in result.ignored] == [
+        ("[0]", "[0].status_id is 3 (Suppressed; [0].status says 'New')"),
+        ("[1]", "[1].status_id is 3 (Suppressed; [1].status says 'New')"),
+        ("[2]", "[2].status_id is 3 (Suppressed)"),
+    ]
+    assert result.ignored[0].alert_id == document[0]["finding_info"]["uid"]
+
+
+@pytest.mark.parametrize("break_it", ["no uid", "uid a number", "no finding_info"])
+def test_an_acknowledged_finding_is_ignored_even_when_it_could_not_be_identified(break_it: str) -> None:
+    # Given Prowler's muted check whose id is missing or unreadable
+    document = load_corpus(PROWLER_MUTED)[0]
+    if break_it == "no uid":
+        del document["finding_info"]["uid"]
+    elif break_it == "uid a number":
+        document["finding_info"]["uid"] = 42
+    else:
+        del document["finding_info"]
+
+    # When it is read, then it is ignored as muted: nobody needs a refusal of a finding already dealt with
+    result = read_document(document)
+    assert (result.alerts, result.refused) == ((), ())
+    [ignored] = result.ignored
+    assert ignored.reason.startswith("status_id is 3 (Suppressed")
+    assert ignored.alert_id is None
+
+
+def test_free_text_past_the_cap_is_noted_with_where_it_was_cut() -> None:
+    # Given SecurityScorecard's malware finding (ocsf/examples), whose message names the sinkholed domain,
+    # read from its message alone (no observables), then again behind 70,000 characters of log lines
+    document = load_corpus("ocsf-examples__ssc_malware_infection_detected_sample.json")[0]
+    del document["observables"]
+    document["finding"]["desc"] = document["finding"]["title"] = "infection found"
+    [alert] = alerts_of(copy.deepcopy(document))
+    padding = "Nov 15 17:59:59 sinkhole dns[1]: query answered from the sinkhole zone\n"
+    document["message"] = padding * (70_000 // len(padding) + 1) + document["message"]
+
+    # When it is read
+    [cut] = alerts_of(document)
+
+    # Then the domain past the cap is not looked up, and the alert says the text was cut, and where
+    assert ("open-internet.nl", None) in {(ioc.value, ioc.skipped_reason) for ioc in alert.iocs}
+    assert "open-internet.nl" not in {ioc.value for ioc in cut.iocs}
+    [note] = [note for note in cut.notes if note.startswith("message: ")]
+    match = re.fullmatch(
+        r"message: ([0-9,]+) characters of free text, read for IOCs only up to character ([0-9,]+)"
+        r" \(the cap is 65,536\): an IOC after that is not looked up",
+        note,
+    )
+    assert match is not None, note
+    length, extent = (int(group.replace(",", "")) for group in match.groups())
+    assert length == len(document["message"])
+    # cut at the cap, or just before it where a line of the padding ends
+    assert 65_536 - len(padding) < extent <= 65_536
+    assert document["message"][extent].isspace()
+    assert not any(note.startswith("message: ") for note in alert.notes)
+
+
+def test_a_token_the_cap_cuts_through_is_not_read_as_another_indicator() -> None:
+    # Given a message whose 65,536th character falls inside the domain 'evil-c2.com' (cut: 'evil-c2.co')
+    document = load()
+    head = "x " * ((65_536 - len("see evil-c2.co")) // 2)
+    document["message"] = head + "see evil-c2.com and more"
+    document["finding_info"]["desc"] = "none"
+    document["finding_info"]["title"] = "none"
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then neither the cut value nor the whole one is looked up from the message, and the cut is noted
+    from_message = {ioc.value for ioc in alert.iocs if ioc.found_at == "message"}
+    assert not from_message & {"evil-c2.co", "evil-c2.com"}
+    assert any(note.startswith("message: ") and "an IOC after that" in note for note in alert.notes)

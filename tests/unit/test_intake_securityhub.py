@@ -471,7 +471,7 @@ def _bad_label(finding: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("break_it", "not_actionable"),
     [
-        (_no_severity, "detail.findings[0].Severity: missing"),
+        (_no_severity, "detail.findings[0].Severity: missing, and no FindingProviderFields.Severity"),
         (
             _severity_too_high,
             "detail.findings[0].Severity.Normalized: expected a number from 0 to 100, got 101",
@@ -556,3 +556,113 @@ def test_an_unknown_security_hub_event_is_refused() -> None:
     assert caught.value.field == "detail-type"
     assert "'Security Hub Findings - Imported'" in caught.value.reason
     assert "'Security Hub Findings - Custom Action'" in caught.value.reason
+
+
+# --- where providers and older findings put severity, type and the sample flag ----------------------------
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+BATCH_IMPORT = "aws-cli__securityhub_batch-import-findings.json"
+SAMPLE_2018 = "rackspace-docs-developer-blog__aws-security-hub-overview_get-findings.json"
+
+
+def load_corpus(name: str) -> Any:
+    return json.loads((CORPUS / name).read_text())
+
+
+def test_severity_and_type_a_provider_puts_under_finding_provider_fields_are_read() -> None:
+    # Given the AWS CLI's batch-import-findings example: Label LOW and the types only under
+    # FindingProviderFields, where a provider's BatchImportFindings puts them
+    document = load_corpus(BATCH_IMPORT)
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then it is low, typed as the provider says, and nothing had to be guessed
+    assert (alert.severity.score, alert.severity.label) == (1.0, "low")
+    assert alert.type == "Software and Configuration Checks/Vulnerabilities/CVE"
+    assert (alert.notes, alert.not_actionable) == ((), ())
+
+
+def test_severity_and_types_of_the_finding_itself_come_before_the_providers() -> None:
+    # Given the same finding once Security Hub has set its own Severity and Types (a person raised it)
+    [finding] = load_corpus(BATCH_IMPORT)
+    finding["Severity"] = {"Label": "HIGH", "Normalized": 70}
+    finding["Types"] = ["Effects/Data Exposure"]
+
+    # When it is read, then the finding's own values win
+    [alert] = alerts_of(finding)
+    assert (alert.severity.label, alert.type) == ("high", "Effects/Data Exposure")
+
+
+def test_an_unreadable_severity_falls_back_to_the_providers_noted() -> None:
+    # Given the same finding with a Severity whose label is none of ASFF's
+    [finding] = load_corpus(BATCH_IMPORT)
+    finding["Severity"] = {"Label": "SEVERE"}
+
+    # When it is read, then the provider's LOW stands, and the bad label is noted and keeps it from action
+    [alert] = alerts_of(finding)
+    assert alert.severity.label == "low"
+    assert alert.not_actionable == (
+        "Severity.Label: expected one of INFORMATIONAL, LOW, MEDIUM, HIGH, CRITICAL, got 'SEVERE'",
+    )
+
+
+def test_a_providers_own_score_alone_is_read_and_said_to_be_guessed() -> None:
+    # Given the provider's severity without its Label: only its own score, Original "10"
+    [finding] = load_corpus(BATCH_IMPORT)
+    del finding["FindingProviderFields"]["Severity"]["Label"]
+
+    # When it is read, then 10 on the product's own scale is scored 10, and the note says it was guessed
+    [alert] = alerts_of(finding)
+    assert alert.severity.score == 10.0
+    assert alert.notes == (
+        "FindingProviderFields.Severity.Original: neither Label nor Normalized, which AWS requires;"
+        " severity guessed from the product's own score (10): 10",
+    )
+
+
+def test_a_2018_guardduty_sample_flagged_in_product_fields_additional_info_is_a_sample() -> None:
+    # Given a get-findings output of 2018 (Rackspace's blog): GuardDuty's generated BitcoinTool sample,
+    # flagged only by ProductFields."additionalInfo", a JSON string holding "sample":true
+    document = load_corpus(SAMPLE_2018)
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then it is triaged as a sample, never acted on, and its placeholder domain is skipped
+    assert alert.sample
+    assert "a sample finding" in alert.not_actionable
+    assert skipped(alert) == [
+        (
+            "GeneratedFindingDomainName",
+            "ProductFields.action/dnsRequestAction/domain",
+            "a placeholder of a GuardDuty sample finding (GeneratedFinding...)",
+        )
+    ]
+    # and where samples are ignored, it is ignored
+    assert [ignored.alert_id for ignored in read_document(document, ignore_samples=True).ignored] == [
+        alert.id
+    ]
+
+
+def test_a_product_field_merely_ending_like_the_sample_flag_is_not_one() -> None:
+    # Given the 2018 sample whose flag sits under a key that only ends in "additionalInfo"
+    document = load_corpus(SAMPLE_2018)
+    fields = document["Findings"][0]["ProductFields"]
+    fields["notadditionalInfo"] = fields.pop("additionalInfo")
+
+    # When it is read, then it is not taken for a sample
+    [alert] = alerts_of(document)
+    assert not alert.sample
+
+
+def test_a_resolved_finding_without_an_id_is_ignored_not_refused() -> None:
+    # Given the batch-import example, resolved, that lost its Id
+    [finding] = load_corpus(BATCH_IMPORT)
+    del finding["Id"]
+    finding["Workflow"] = {"Status": "RESOLVED"}
+
+    # When it is read, then it is ignored as resolved: nobody needs a refusal of a finding dealt with
+    result = read_document(finding)
+    assert (result.alerts, result.refused) == ((), ())
+    assert result.ignored == (IgnoredFinding(where="", reason="Workflow.Status is RESOLVED", alert_id=None),)

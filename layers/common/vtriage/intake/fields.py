@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
-from vtriage.intake.refang import candidates_in_text
+from vtriage.intake.refang import MAX_FREE_TEXT, candidates_in_text, read_extent
 from vtriage.models import Ioc, IocType, Severity
 
 ACCOUNT_ID = re.compile(r"[0-9]{12}")
@@ -37,6 +37,10 @@ UNKNOWN = "unknown"
 UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 # A severity that cannot be read is scored critical: whatever TICKET_MIN_SEVERITY says, a person sees it.
 UNREADABLE_SEVERITY = Severity(score=9.0)
+# What every note on a severity intake had to guess says, so that a reader (the ticket, the runner's
+# report) sees it was guessed.
+GUESSED_SEVERITY = "severity guessed"
+UNREADABLE_SEVERITY_NOTE = f"{GUESSED_SEVERITY}: scored {UNREADABLE_SEVERITY.label} so that a person sees it"
 
 # GuardDuty's sample findings fill fields with placeholders such as `GeneratedFindingDomainName`.
 PLACEHOLDER_PREFIX = "GeneratedFinding"
@@ -355,6 +359,38 @@ class Fields:
             kept.setdefault(ioc.key, ioc)
         return kept
 
+    # --- free text: never refuse ------------------------------------------------------------------
+
+    def free_text_iocs(
+        self,
+        kept: dict[str, Ioc],
+        texts: Iterable[tuple[str, str]],
+        own: frozenset[str],
+        ignored_values: frozenset[str] = frozenset(),
+    ) -> None:
+        """Add the IOCs found in prose (path, text) to `kept`: a candidate canonical_ioc refuses is
+        dropped, since free text is not a field the detector vouches for, and one of `ignored_values` (the
+        finding's own ids, which look like hashes) is never an IOC. A text longer than what is read for
+        IOCs (`refang.MAX_FREE_TEXT`) is noted, with where it was cut."""
+        for path, text in texts:
+            extent = read_extent(text)
+            if extent < len(text):
+                self.note(
+                    f"{self.where(path)}: {len(text):,} characters of free text, read for IOCs only up to"
+                    f" character {extent:,} (the cap is {MAX_FREE_TEXT:,}): an IOC after that is not"
+                    " looked up"
+                )
+            for ioc_type, raw in candidates_in_text(text):
+                if raw.lower() in ignored_values:
+                    continue
+                try:
+                    ioc = canonical_ioc(ioc_type, raw, path, own)
+                except InvalidAlertError:
+                    continue
+                if ioc.skipped_reason is None and ioc.type is IocType.DOMAIN and ioc.value in own:
+                    ioc = ioc.model_copy(update={"skipped_reason": OWN_ADDRESS_REASON})
+                kept.setdefault(ioc.key, ioc)
+
 
 def own_values(values: Iterable[Any]) -> frozenset[str]:
     """The alert's own addresses and host names, as `ioc_of` compares them."""
@@ -382,28 +418,6 @@ def ioc_of(candidate: Candidate, own: frozenset[str] = frozenset()) -> Ioc:
     if ioc.skipped_reason is None and ioc.type is IocType.DOMAIN and ioc.value in own:
         return ioc.model_copy(update={"skipped_reason": OWN_ADDRESS_REASON})
     return ioc
-
-
-def add_free_text_iocs(
-    kept: dict[str, Ioc],
-    texts: Iterable[tuple[str, str]],
-    own: frozenset[str],
-    ignored_values: frozenset[str] = frozenset(),
-) -> None:
-    """Add the IOCs found in prose (path, text) to `kept`: a candidate canonical_ioc refuses is dropped,
-    since free text is not a field the detector vouches for, and one of `ignored_values` (the
-    finding's own ids, which look like hashes) is never an IOC."""
-    for path, text in texts:
-        for ioc_type, raw in candidates_in_text(text):
-            if raw.lower() in ignored_values:
-                continue
-            try:
-                ioc = canonical_ioc(ioc_type, raw, path, own)
-            except InvalidAlertError:
-                continue
-            if ioc.skipped_reason is None and ioc.type is IocType.DOMAIN and ioc.value in own:
-                ioc = ioc.model_copy(update={"skipped_reason": OWN_ADDRESS_REASON})
-            kept.setdefault(ioc.key, ioc)
 
 
 def declared_algorithm(key: str) -> str | None:

@@ -6,10 +6,12 @@ under `Findings[]`, each finding on its own). PascalCase keys are turned into ca
 finding reads the same whichever way it came, while reasons still name each field the way the sender
 spelt it.
 
-A finding is refused only when it cannot be identified: no `id`, or no `service` object (GuardDuty puts
-the detection itself, its action, evidence and count, under `service`). Anything else that is not as
-GuardDuty documents it degrades: an identity field (account, Region, times, severity, type) gets a
-stand-in and makes the alert not actionable; a value where an IOC belongs is kept as a skipped IOC.
+A finding is refused only when it cannot be identified: no `id`. Anything else that is not as GuardDuty
+documents it degrades: an identity field (account, Region, times, severity, type) gets a stand-in and
+makes the alert not actionable, and so does a missing `service` (GuardDuty puts the detection itself,
+its action, evidence, count and sample flag, under it); a value where an IOC belongs is kept as a
+skipped IOC. An EventBridge event whose `detail` is written in PascalCase (as some tools write them) is
+read as a PascalCase bare finding is.
 
 GuardDuty's sample findings (`service.additionalInfo.sample`, as "Generate sample findings" makes them)
 are triaged, marked as samples and never acted on; `ignore_samples` ignores them instead.
@@ -30,6 +32,7 @@ from vtriage.errors import InvalidAlertError
 from vtriage.intake.fields import (
     UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
+    UNREADABLE_SEVERITY_NOTE,
     Candidate,
     Envelope,
     Fields,
@@ -107,7 +110,10 @@ def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False)
     envelope = Envelope.of(event)
 
     def read() -> Alert | Acknowledged:
-        reader = _FindingReader(detail, prefix="detail.", pascal=False, envelope=envelope)
+        # Some tools write the detail in boto3's PascalCase: read as the bare finding is, named as sent.
+        pascal = _is_pascal_case(detail)
+        finding = _camel_case(detail) if pascal else detail
+        reader = _FindingReader(finding, prefix="detail.", pascal=pascal, envelope=envelope)
         if unsourced:
             reader.malformed(
                 "source",
@@ -116,7 +122,9 @@ def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False)
             )
         return reader.outcome(ignore_samples=ignore_samples)
 
-    return [Finding(where="", read=read, content=detail, alert_id=peek_id(detail.get("id")))]
+    return [
+        Finding(where="", read=read, content=detail, alert_id=peek_id(detail.get("id", detail.get("Id"))))
+    ]
 
 
 def findings_of_get_findings(output: Mapping[str, Any], *, ignore_samples: bool = False) -> list[Finding]:
@@ -304,11 +312,11 @@ class _FindingReader(Fields):
     def outcome(self, *, ignore_samples: bool) -> Alert | Acknowledged:
         """The normalised Alert; Acknowledged for a sample finding when samples are ignored.
 
-        Raises InvalidAlertError only when the finding cannot be identified (no id, no service).
+        Raises InvalidAlertError only when the finding cannot be identified (no id).
         """
         finding = self.finding
         finding_id = self.required_text(finding, "id", "")
-        service = self.required_object(finding, "service", "")
+        service = self.service()
         sample = self.is_sample(service)
         if sample and ignore_samples:
             return Acknowledged(f"{SAMPLE_REASON}; sample findings are ignored here", finding_id)
@@ -348,6 +356,21 @@ class _FindingReader(Fields):
 
     # --- the finding's own fields -------------------------------------------------------------
 
+    def service(self) -> Mapping[str, Any]:
+        """`service`, where GuardDuty puts the detection itself (its action, evidence, count and sample
+        flag). Without it the finding is still identified by its id, type, account and resource: it is
+        triaged, noted, and not acted on automatically, since whether it is a sample cannot be told."""
+        service = self.finding.get("service")
+        if isinstance(service, dict):
+            return service
+        problem = "missing" if service is None else f"expected an object, got {json_kind(service)}"
+        self.malformed(
+            self.where("service"),
+            problem,
+            "the detection (action, evidence, sample flag) is unknown: no IOC is read from it",
+        )
+        return {}
+
     def is_sample(self, service: Mapping[str, Any]) -> bool:
         """Whether GuardDuty generated the finding as a sample: `additionalInfo.sample`, or `sample` in
         the JSON object of `additionalInfo.value` (as the API and get-findings give it)."""
@@ -375,9 +398,7 @@ class _FindingReader(Fields):
         if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 10:
             return Severity(score=float(value))
         problem = "missing" if value is None else f"expected a number from 0 to 10, got {shown(value)}"
-        self.malformed(
-            self.where("severity"), problem, f"scored {UNREADABLE_SEVERITY.label} so that a person sees it"
-        )
+        self.malformed(self.where("severity"), problem, UNREADABLE_SEVERITY_NOTE)
         return UNREADABLE_SEVERITY
 
     def updated_at_and_version(self, service: Mapping[str, Any]) -> tuple[datetime | None, str]:
@@ -636,7 +657,7 @@ class _FindingReader(Fields):
 
 
 def _is_pascal_case(finding: Mapping[str, Any]) -> bool:
-    return "Id" in finding or "SchemaVersion" in finding or "Type" in finding
+    return "id" not in finding and ("Id" in finding or "SchemaVersion" in finding or "Type" in finding)
 
 
 def _camel_case(document: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,9 @@ Security Hub's `Findings Imported V2` EventBridge event (source `aws.securityhub
 The Alert's source is always `ocsf`, never the product's own name: the source prefixes the case id,
 which names the Step Functions execution, and so must not come from text the sender chose.
 
-- id: `finding_info.uid` (2002-2004) or `finding.uid` (2001); version: its `modified_time`, else `time`.
+- id: `finding_info.uid` (2002-2004) or `finding.uid` (2001), any non-empty string (vendors' ids hold
+  spaces, `#`, `|` and run past 128 characters: Prowler's, Security Hub's ARNs); the case id hashes it,
+  and every output shows it escaped and cut. Version: its `modified_time`, else `time`.
 - severity: `severity_id` onto GuardDuty's 0-10 scale, at a point inside the matching band:
   0 Unknown 0, 1 Informational 1, 2 Low 2, 3 Medium 5, 4 High 7, 5 Critical 9, 6 Fatal 10, 99 Other 0;
   else the `severity` caption; else critical, noted.
@@ -20,7 +22,10 @@ which names the Step Functions execution, and so must not come from text the sen
   `device.network_interfaces[]`, `resources[].uid`, ...) are its own: kept skipped, never looked up.
 - Acknowledged, no case: a finding whose `status_id` is 3 Suppressed, 4 Resolved, 5 Archived or
   6 Deleted (or whose `status` says so), whose `state_id` is 3 Suppressed or 4 Resolved (OCSF
-  1.0.0-rc.2), and a passed check (`status_code` PASS, or `compliance.status_id` 1 Pass).
+  1.0.0-rc.2), and a passed check (`status_code` PASS, or `compliance.status_id` 1 Pass). This is
+  checked as soon as the class is known to be a finding's (other classes give `status_id` other
+  meanings), before anything that could refuse the finding: a finding someone has dealt with is
+  ignored, never refused.
 """
 
 from __future__ import annotations
@@ -37,10 +42,10 @@ from vtriage.intake.fields import (
     UNKNOWN,
     UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
+    UNREADABLE_SEVERITY_NOTE,
     Candidate,
     Envelope,
     Fields,
-    add_free_text_iocs,
     epoch_time,
     json_kind,
     own_values,
@@ -82,7 +87,6 @@ COMPLIANCE_PASS = 1
 _OBSERVABLE_TYPES = {1: IocType.DOMAIN, 2: IocType.IP, 6: IocType.URL, 8: IocType.FILE}
 # Observables whose name says they are the finding's own device or resources.
 _OWN_OBSERVABLE_NAMES = ("device.", "resource.", "resources[", "resources.")
-_PLAIN_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 _CLOUD_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # OCSF times are milliseconds since 1970: a number below this (1973-03-03 in milliseconds, the year 5138
 # in seconds) is a time in seconds.
@@ -157,7 +161,8 @@ class _FindingReader(Fields):
 
     def outcome(self, *, skip_guardduty: bool) -> Alert | Acknowledged:
         """The normalised Alert, or Acknowledged (dealt with, a passed check, a skipped GuardDuty
-        finding). Raises InvalidAlertError when the finding cannot be identified (class, uid)."""
+        finding). Raises InvalidAlertError when the finding cannot be identified (class, uid); an
+        acknowledged finding is ignored even when it could not be identified."""
         class_uid = self.finding.get("class_uid")
         if not _is_int(class_uid) or class_uid not in _CLASSES:
             supported = ", ".join(f"{number} ({name})" for number, name in _CLASSES.items())
@@ -165,17 +170,12 @@ class _FindingReader(Fields):
                 f"unsupported OCSF class {shown(class_uid)}: expected {supported}",
                 field=self.where("class_uid"),
             )
+        acknowledged = self.acknowledged()
+        if acknowledged is not None:
+            return Acknowledged(acknowledged, _peek_uid(self.finding))
         info_key = "finding" if class_uid == SECURITY_FINDING else "finding_info"
         info = self.required_object(self.finding, info_key, "")
         finding_id = self.required_text(info, "uid", info_key)
-        if not _PLAIN_ID.fullmatch(finding_id):
-            raise InvalidAlertError(
-                f"expected an id of at most 128 letters, digits and ._:/+=@-, got {shown(finding_id)}",
-                field=self.where(f"{info_key}.uid"),
-            )
-        acknowledged = self.acknowledged()
-        if acknowledged is not None:
-            return Acknowledged(acknowledged, finding_id)
         if skip_guardduty and self.product_name().lower() == "guardduty":
             return Acknowledged(
                 "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly"
@@ -211,7 +211,7 @@ class _FindingReader(Fields):
         ignored = frozenset(
             value.lower() for value in (finding_id, self.loose_text(metadata, "uid")) if value
         )
-        add_free_text_iocs(kept, texts, own, ignored)
+        self.free_text_iocs(kept, texts, own, ignored)
         finding_type = self.finding_type(info) or _CLASSES[class_uid]
         return Alert(
             id=finding_id,
@@ -233,9 +233,15 @@ class _FindingReader(Fields):
         """Why the finding needs no case (the field that says so), or None."""
         finding = self.finding
         status_id = finding.get("status_id")
-        if _is_int(status_id) and status_id in ACKNOWLEDGED_STATUS_IDS:
-            return f"{self.where('status_id')} is {status_id} ({ACKNOWLEDGED_STATUS_IDS[status_id]})"
         status = (self.loose_text(finding, "status") or "").strip().capitalize()
+        if _is_int(status_id) and status_id in ACKNOWLEDGED_STATUS_IDS:
+            name = ACKNOWLEDGED_STATUS_IDS[status_id]
+            # `status_id` is OCSF's normative field; a caption that disagrees (Prowler writes "New" for a
+            # muted check) is shown, not followed.
+            disagrees = (
+                f"; {self.where('status')} says {shown(status, 40)}" if status and status != name else ""
+            )
+            return f"{self.where('status_id')} is {status_id} ({name}{disagrees})"
         if not _is_int(status_id) and status in ACKNOWLEDGED_STATUS_IDS.values():
             return f"{self.where('status')} is {status!r}"
         state_id = finding.get("state_id")
@@ -283,9 +289,7 @@ class _FindingReader(Fields):
                     self.where("severity_id"), problem, f"the severity caption {caption!r} stands in"
                 )
             return Severity(score=SEVERITY_SCORES[_SEVERITY_CAPTIONS[caption]])
-        self.malformed(
-            self.where("severity_id"), problem, f"scored {UNREADABLE_SEVERITY.label} so that a person sees it"
-        )
+        self.malformed(self.where("severity_id"), problem, UNREADABLE_SEVERITY_NOTE)
         return UNREADABLE_SEVERITY
 
     def ocsf_time(self, parent: Mapping[str, Any], key: str, at: str, *, instead: str) -> datetime | None:

@@ -12,7 +12,10 @@ A finding whose `Workflow.Status` is SUPPRESSED or RESOLVED, whose `RecordState`
 deployments where GuardDuty also reaches the queue directly (one finding must not make two cases).
 
 Severity is read as AWS's user guide prefers: `Severity.Label` first (with `Normalized` placing the
-finding inside the label's band when the two agree), else `Normalized`, else the deprecated `Product`.
+finding inside the label's band when the two agree), else `Normalized`, else the deprecated `Product`
+(or `Original`), noted as guessed; when `Severity` is missing or cannot be read, the same from
+`FindingProviderFields.Severity`, where a provider's BatchImportFindings puts it. The type likewise:
+`Types`, else `FindingProviderFields.Types`, else `GeneratorId`.
 
 IOCs come from `ThreatIntelIndicators` (a hash's algorithm is the one its `Type` declares),
 `Network`, `Threats[].FilePaths[].Hash` and, for findings from GuardDuty, the flattened GuardDuty fields
@@ -29,8 +32,10 @@ from typing import Any
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.fields import (
+    GUESSED_SEVERITY,
     UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
+    UNREADABLE_SEVERITY_NOTE,
     Candidate,
     Envelope,
     Fields,
@@ -88,8 +93,9 @@ _GUARDDUTY_PRODUCT_FIELDS: tuple[tuple[str, IocType], ...] = (
     ("executableSha256", IocType.FILE),
     ("filePaths/hash", IocType.FILE),
 )
-# GuardDuty's sample flag as Security Hub flattens it into ProductFields.
-_SAMPLE_PRODUCT_FIELDS = ("additionalInfo/sample", "additionalInfo/value")
+# GuardDuty's sample flag as Security Hub flattens it into ProductFields: `.../additionalInfo/sample`,
+# `.../additionalInfo/value` or, in 2018's findings, `additionalInfo` itself holding the JSON object.
+_SAMPLE_PRODUCT_FIELDS = ("additionalInfo/sample", "additionalInfo/value", "additionalInfo")
 # A key of ProductFields longer than this is no GuardDuty field; only its start is named.
 _MAX_PRODUCT_FIELD_KEY = 200
 
@@ -201,12 +207,14 @@ class _FindingReader(Fields):
 
     def outcome(self, *, skip_guardduty: bool, ignore_samples: bool) -> Alert | Acknowledged:
         """The normalised Alert, or Acknowledged (dealt with already, a skipped GuardDuty finding, an
-        ignored sample). Raises InvalidAlertError only when the finding has no `Id`."""
+        ignored sample). Raises InvalidAlertError only when the finding has no `Id` and is not
+        acknowledged."""
         finding = self.finding
-        finding_id = self.required_text(finding, "Id", "")
         acknowledged = self.acknowledged()
         if acknowledged is not None:
-            return Acknowledged(acknowledged, finding_id)
+            # Someone has dealt with it: ignored, even when it could not be identified.
+            return Acknowledged(acknowledged, peek_id(finding.get("Id")))
+        finding_id = self.required_text(finding, "Id", "")
         if skip_guardduty and is_guardduty_finding(finding):
             return Acknowledged(
                 "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly"
@@ -280,7 +288,7 @@ class _FindingReader(Fields):
             return True
         fields = self.loose_object(self.finding, "ProductFields")
         for key, value in fields.items():
-            if not isinstance(key, str) or not key.endswith(_SAMPLE_PRODUCT_FIELDS):
+            if not isinstance(key, str) or not _names_field(key, _SAMPLE_PRODUCT_FIELDS):
                 continue
             if is_true(value):
                 return True
@@ -297,12 +305,14 @@ class _FindingReader(Fields):
         return fallback.isoformat() if fallback != UNKNOWN_TIME else "unversioned"
 
     def finding_type(self) -> str:
-        """The first of `Types`, else the generator; a stand-in, noted, when neither is there."""
-        types = self.finding.get("Types")
-        if isinstance(types, list):
-            for value in types:
-                if isinstance(value, str) and value:
-                    return value
+        """The first of `Types`, else of `FindingProviderFields.Types` (where a provider's
+        BatchImportFindings puts them), else the generator; a stand-in, noted, when none is there."""
+        provider = self.loose_object(self.finding, "FindingProviderFields")
+        for types in (self.finding.get("Types"), provider.get("Types")):
+            if isinstance(types, list):
+                for value in types:
+                    if isinstance(value, str) and value:
+                        return value
         generator = self.loose_text(self.finding, "GeneratorId")
         if generator:
             return generator
@@ -310,13 +320,38 @@ class _FindingReader(Fields):
         return "unknown"
 
     def severity(self) -> Severity:
-        """`Severity.Label` (placed in its band by `Normalized` when they agree), else `Normalized` / 10,
-        else the deprecated `Product`; critical, noted, when none can be read."""
-        severity = self.finding.get("Severity")
-        field = self.where("Severity")
-        if not isinstance(severity, dict):
-            problem = "missing" if severity is None else f"expected an object, got {json_kind(severity)}"
-            return self.unreadable_severity(field, problem)
+        """`Severity`, else `FindingProviderFields.Severity` (where a provider's BatchImportFindings puts
+        it, and from which Security Hub sets `Severity`): the first `Label` or `Normalized` of either,
+        else the product's own score (`Product`, `Original`), guessed; critical, noted, when none can be
+        read."""
+        provider = self.loose_object(self.finding, "FindingProviderFields")
+        places = [("Severity", self.finding.get("Severity"))]
+        places.append(("FindingProviderFields.Severity", provider.get("Severity")))
+        objects: list[tuple[str, dict[str, Any]]] = []
+        for path, severity in places:
+            if isinstance(severity, dict):
+                objects.append((self.where(path), severity))
+            elif severity is not None:
+                self.malformed(self.where(path), f"expected an object, got {json_kind(severity)}", "not read")
+        for field, severity in objects:
+            score = self.documented_severity(severity, field)
+            if score is not None:
+                return score
+        for field, severity in objects:
+            score = self.product_severity(severity, field)
+            if score is not None:
+                return score
+        if all(severity is None for _, severity in places):
+            return self.unreadable_severity(
+                self.where("Severity"), "missing, and no FindingProviderFields.Severity"
+            )
+        return self.unreadable_severity(
+            self.where("Severity"), "no Label, Normalized, Product or Original to read"
+        )
+
+    def documented_severity(self, severity: Mapping[str, Any], field: str) -> Severity | None:
+        """`Label` (placed in its band by `Normalized` when they agree), else `Normalized` / 10; None when
+        neither reads (what is malformed is noted)."""
         label = severity.get("Label")
         normalized = _normalized(severity.get("Normalized"))
         if isinstance(label, str) and label.upper() in _LABEL_SCORES:
@@ -328,7 +363,7 @@ class _FindingReader(Fields):
             self.malformed(
                 f"{field}.Label",
                 f"expected one of {', '.join(_LABEL_SCORES)}, got {shown(label)}",
-                "Normalized, else Product, stands in",
+                "not read",
             )
         if normalized is not None:
             return Severity(score=round(normalized / 10, 1))
@@ -336,23 +371,28 @@ class _FindingReader(Fields):
             self.malformed(
                 f"{field}.Normalized",
                 f"expected a number from 0 to 100, got {shown(severity.get('Normalized'))}",
-                "Product stands in",
+                "not read",
             )
-        product = severity.get("Product")
-        if isinstance(product, int | float) and not isinstance(product, bool) and 0 <= product <= 100:
-            # Product is on the product's own scale: 0-10 (GuardDuty's), else read as 0-100.
-            score = float(product) if product <= 10 else round(float(product) / 10, 1)
-            self.malformed(
-                f"{field}.Product",
-                "neither Label nor Normalized, which AWS requires",
-                f"the deprecated Product ({product:g}) scores {score:g}",
-            )
-            return Severity(score=score)
-        return self.unreadable_severity(field, "no Label, Normalized or Product to read")
+        return None
+
+    def product_severity(self, severity: Mapping[str, Any], field: str) -> Severity | None:
+        """The product's own score (the deprecated `Product`, else `Original`), noted as guessed: its
+        scale is the product's (0-10 as it is, above 10 read as 0-100). None when neither reads."""
+        for key in ("Product", "Original"):
+            own = _product_score(severity.get(key))
+            if own is not None:
+                score = own if own <= 10 else round(own / 10, 1)
+                self.malformed(
+                    f"{field}.{key}",
+                    "neither Label nor Normalized, which AWS requires",
+                    f"{GUESSED_SEVERITY} from the product's own score ({own:g}): {score:g}",
+                )
+                return Severity(score=score)
+        return None
 
     def unreadable_severity(self, field: str, problem: str) -> Severity:
         """The stand-in severity, noted."""
-        self.malformed(field, problem, f"scored {UNREADABLE_SEVERITY.label} so that a person sees it")
+        self.malformed(field, problem, UNREADABLE_SEVERITY_NOTE)
         return UNREADABLE_SEVERITY
 
     def finding_region(self) -> str:
@@ -478,6 +518,18 @@ class _FindingReader(Fields):
         return found
 
 
+def _product_score(value: Any) -> float | None:
+    """A product's own severity score from 0 to 100: `Product` is a number, `Original` a string."""
+    if isinstance(value, str) and len(value) <= 16:
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 100:
+        return float(value)
+    return None
+
+
 def _normalized(value: Any) -> float | None:
     """`Severity.Normalized` when it is a number from 0 to 100."""
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 100:
@@ -496,6 +548,11 @@ def _label_of_normalized(normalized: float) -> str:
     if normalized < 90:
         return "HIGH"
     return "CRITICAL"
+
+
+def _names_field(key: str, names: tuple[str, ...]) -> bool:
+    """Whether a ProductFields key is one of `names`, alone or after a `/` (`aws/guardduty/service/...`)."""
+    return any(key == name or key.endswith("/" + name) for name in names)
 
 
 def _after(text: str, prefix: str) -> str:
