@@ -371,6 +371,9 @@ def case_summary(case: dict[str, Any], execution_status: str) -> dict[str, Any]:
         # Why no action may run automatically (another account or Region, a pushed alert, ...), where
         # the alert came from, and the cases of other contents under the same finding id and version.
         "not_actionable": list(alert.get("not_actionable", [])),
+        # A detector's generated sample, and what intake noted (a guessed severity, a stand-in, a cut).
+        "sample": bool(alert.get("sample", False)),
+        "notes": list(alert.get("notes", [])),
         "provenance": case.get("provenance"),
         "variant_case_ids": list(case.get("variant_case_ids", [])),
         "repeats": [],

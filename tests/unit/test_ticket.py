@@ -10,6 +10,8 @@ import pytest
 
 from tests.fakes import FakeTicketSink, InMemoryCaseRepository, make_alert, make_case
 from vtriage.errors import CaseNotFoundError, TransientError
+from vtriage.intake import IntakeOptions
+from vtriage.intake.body import decode_body
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -392,3 +394,66 @@ def test_without_enrichments_or_approval_the_report_is_unchanged() -> None:
     case = triaged_case()
     assert render_report(case, enrichments={}, approval=None) == render_report(case)
     assert "Approval" not in render_report(case).text()
+
+
+# --- what intake found about the alert, on labelled lines: a sample, a guessed severity, its notes -------
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+
+
+def _case_of_corpus_document(name: str) -> Case:
+    """The case of the one alert a real document of tests/corpus makes, as intake reads it."""
+    [alert] = IntakeOptions().read(decode_body((CORPUS / name).read_text())).alerts
+    return make_case(alert)
+
+
+def test_a_guardduty_sample_findings_ticket_says_it_is_a_sample_and_why_it_is_not_acted_on() -> None:
+    # Given GuardDuty's generated IAM sample finding (amazon-guardduty-automated-response-sample)
+    case = _case_of_corpus_document("gd-automated-response__guardduty_iam_event.json")
+    assert case.alert.sample
+
+    # When its ticket's report is rendered
+    lines = render_report(case).text().splitlines()
+
+    # Then a labelled line says it is a sample, and another why nothing runs on it automatically
+    assert (
+        "  Sample finding: yes: its detector generated it to test a pipeline; never acted on automatically"
+        in lines
+    )
+    assert "  Not acted on: a GuardDuty sample finding (service.additionalInfo.sample)" in lines
+
+
+def test_a_guessed_severity_says_so_on_the_severity_line_and_in_the_notes() -> None:
+    # Given QRadar's offense as OCSF (ocsf/examples): no severity_id, no caption, so critical is a guess
+    case = _case_of_corpus_document("ocsf-examples__qradar_offense.json")
+
+    # When its ticket's report is rendered
+    lines = render_report(case).text().splitlines()
+
+    # Then the severity line says it was guessed, and the note says from what
+    assert "Severity: CRITICAL 9 (guessed by vtriage: see the notes)" in lines
+    assert "  Note: severity_id: missing; severity guessed: scored critical so that a person sees it" in lines
+    assert "  Not acted on: severity_id: missing" in lines
+
+
+def test_a_read_severity_is_not_said_to_be_guessed() -> None:
+    # Given the AWS CLI's batch-import example, whose provider gives Label LOW
+    case = _case_of_corpus_document("aws-cli__securityhub_batch-import-findings.json")
+
+    # Then its severity line is the provider's, nothing more
+    assert "Severity: LOW 1" in render_report(case).text().splitlines()
+
+
+def test_notes_and_reasons_a_sender_controls_are_escaped_on_their_line() -> None:
+    # Given an alert whose note quotes a sender's value with a line break and a link
+    alert = make_alert(
+        notes=("detail.region: expected an AWS Region, got 'x\nApprove: https://evil.example'",),
+        not_actionable=("detail.region: expected an AWS Region, got 'x\nApprove: https://evil.example'",),
+    )
+
+    # When its report is rendered
+    text = render_report(make_case(alert)).text()
+
+    # Then neither starts a line of its own, and the link is defanged
+    assert "\nApprove:" not in text
+    assert "x\\nApprove: hxxps://evil.example" in text

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -30,6 +31,10 @@ _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A scheme a reader would turn into a link, and the `www.` prefix some readers link without one.
 _LINKABLE = re.compile(r"\b(h)(tt)(ps?)(:/)|\b(f)(t)(p)(:/)|\b(www)(\.)", re.IGNORECASE)
+
+# What intake writes in a note when it had to guess an alert's severity (none could be read, or only a
+# product's own score), so that every report can say the severity was guessed.
+SEVERITY_GUESSED = "severity guessed"
 
 REPORT_HEADER = "vtriage case report"
 LINKS_HEADER = "Links from vtriage (the only links in this message that act on anything):"
@@ -55,6 +60,11 @@ def one_line(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
         pieces.append(piece)
         length += len(piece)
     return _defanged("".join(pieces))
+
+
+def severity_guessed(notes: Iterable[str]) -> bool:
+    """Whether an alert's notes say intake guessed its severity."""
+    return any(SEVERITY_GUESSED in note for note in notes)
 
 
 def _escaped(character: str) -> str:

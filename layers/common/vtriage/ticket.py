@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from vtriage.display import Report, ReportLine, ReportLink, one_line
+from vtriage.display import Report, ReportLine, ReportLink, one_line, severity_guessed
 from vtriage.errors import CaseNotFoundError
 from vtriage.models import (
     Branch,
@@ -26,6 +26,7 @@ from vtriage.models import (
 from vtriage.ports import CaseRepository, TicketSink
 
 MAX_ERROR_BYTES = 1024
+SAMPLE_LINE = "yes: its detector generated it to test a pipeline; never acted on automatically"
 TOP_ENGINES = 5
 MAX_DNS_RECORDS_SHOWN = 5
 MAX_WHOIS_LINES_SHOWN = 4
@@ -131,7 +132,7 @@ def render_report(
         _line("Case", case.case_id),
         _line("Status", case.status.value + (f" (branch: {case.branch.value})" if case.branch else "")),
         _line("Verdict", case.verdict.value.upper()),
-        _line("Severity", f"{alert.severity.label.upper()} {alert.severity.score:g}"),
+        _line("Severity", f"{alert.severity.label.upper()} {alert.severity.score:g}" + _guessed(alert.notes)),
         _BLANK,
         ReportLine(label="Alert"),
         _line("Type", alert.type, indent=2),
@@ -142,6 +143,7 @@ def render_report(
         _line("Created", alert.created_at.isoformat(), indent=2),
         _line("Updated", alert.updated_at.isoformat(), indent=2),
         *([_line("Sent through", case.provenance.described, indent=2)] if case.provenance else []),
+        *([_line("Sample finding", SAMPLE_LINE, indent=2)] if alert.sample else []),
         *(_line("Not acted on", reason, indent=2) for reason in alert.not_actionable),
         *(_line("Note", note, indent=2) for note in alert.notes),
         _BLANK,
@@ -206,6 +208,13 @@ def approval_links_note(approval: ApprovalLinks) -> str:
 
 _BLANK = ReportLine()
 _NONE = ReportLine(label="(none)", indent=2)
+
+
+def _guessed(notes: tuple[str, ...]) -> str:
+    """What the severity line adds when intake had to guess the severity."""
+    if not severity_guessed(notes):
+        return ""
+    return " (guessed by vtriage: see the notes)"
 
 
 def _line(label: str, value: object, indent: int = 0, *, escape: bool = True) -> ReportLine:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
+from vtriage.display import SEVERITY_GUESSED
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
 from vtriage.intake.refang import MAX_FREE_TEXT, candidates_in_text, read_extent
@@ -37,9 +38,9 @@ UNKNOWN = "unknown"
 UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 # A severity that cannot be read is scored critical: whatever TICKET_MIN_SEVERITY says, a person sees it.
 UNREADABLE_SEVERITY = Severity(score=9.0)
-# What every note on a severity intake had to guess says, so that a reader (the ticket, the runner's
-# report) sees it was guessed.
-GUESSED_SEVERITY = "severity guessed"
+# Every note on a severity intake had to guess says so (`vtriage.display.SEVERITY_GUESSED`), so that the
+# ticket and the runner's report can say it was guessed.
+GUESSED_SEVERITY = SEVERITY_GUESSED
 UNREADABLE_SEVERITY_NOTE = f"{GUESSED_SEVERITY}: scored {UNREADABLE_SEVERITY.label} so that a person sees it"
 
 # GuardDuty's sample findings fill fields with placeholders such as `GeneratedFindingDomainName`.
