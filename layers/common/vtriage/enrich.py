@@ -901,9 +901,9 @@ def _trust(case: Case) -> int:
 
 def _received(alert: Alert, at: datetime) -> HistoryEntry:
     """The first step of every case: the alert came in."""
-    return HistoryEntry(
-        status=CaseStatus.NEW, at=at, note=f"{alert.source} finding {alert.id} (version {alert.version})"
-    )
+    # The id and version are the sender's: escaped, as everything a person reads from the history.
+    note = f"{alert.source} finding {shown(alert.id)} (version {shown(alert.version)})"
+    return HistoryEntry(status=CaseStatus.NEW, at=at, note=note)
 
 
 def _enriched_note(case: Case, branch: Branch, allowed: Eligibility) -> str:
