@@ -1,0 +1,105 @@
+"""The import rules import-linter cannot express. The others are contracts in pyproject.toml, which
+`make lint` checks (lint-imports); CONTRIBUTING.md explains them all."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "layers" / "common" / "vtriage"
+
+# Lambda's event-source plumbing: powertools' batch utility and its SQS event types. import-linter sees
+# an external package whole (aws_lambda_powertools), so it cannot forbid these and allow the Logger.
+LAMBDA_RUNTIME = ("aws_lambda_powertools.utilities.batch", "aws_lambda_powertools.utilities.data_classes")
+
+# Domain modules that import them today, each to leave this list when the refactor that moves SQS batch
+# handling to the edge (issue 14, "Enrich in parts a person can hold") removes the import.
+LAMBDA_RUNTIME_IN_THE_DOMAIN_TODAY = {
+    "enrich.py": "Enricher drives powertools' BatchProcessor over SQSRecord values itself",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module name the file imports, anywhere in it (functions and TYPE_CHECKING blocks
+    included); `from a import b` counts as both `a` and `a.b`, since b may be a module."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def is_lambda_runtime(module: str) -> bool:
+    return any(module == name or module.startswith(f"{name}.") for name in LAMBDA_RUNTIME)
+
+
+def domain_modules() -> list[Path]:
+    """The layer package's modules outside adapters/ and composition/."""
+    return [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).parts[0] not in {"adapters", "composition"}
+    ]
+
+
+def test_the_domain_imports_no_lambda_event_source_types_beyond_todays_known_uses() -> None:
+    # Given every domain module of the layer package
+    modules = domain_modules()
+
+    # When the Lambda runtime modules each imports are collected
+    imports = {str(path.relative_to(PACKAGE)): imported_modules(path) for path in modules}
+    found = {
+        path: sorted(name for name in names if is_lambda_runtime(name))
+        for path, names in imports.items()
+        if any(is_lambda_runtime(name) for name in names)
+    }
+
+    # Then only today's known uses remain; one removed by a refactor must leave the list with it
+    assert len(modules) > 20
+    assert set(found) == set(LAMBDA_RUNTIME_IN_THE_DOMAIN_TODAY), (
+        f"domain modules importing powertools' batch utility or SQS types: {found}. Handle records at the "
+        "edge (the handler or the composition root); a known use that is gone leaves "
+        "LAMBDA_RUNTIME_IN_THE_DOMAIN_TODAY"
+    )
+
+
+def test_the_check_sees_an_import_inside_a_function_and_in_both_import_forms(tmp_path: Path) -> None:
+    # Given a module importing the batch utility in a function, and SQS types with `from ... import`
+    module = tmp_path / "module.py"
+    module.write_text(
+        "from aws_lambda_powertools.utilities import data_classes\n"
+        "def handle():\n"
+        "    import aws_lambda_powertools.utilities.batch\n"
+        "from aws_lambda_powertools import Logger\n"
+    )
+
+    # Then both count as the Lambda runtime, and the Logger does not
+    runtime = sorted(name for name in imported_modules(module) if is_lambda_runtime(name))
+    assert runtime == [
+        "aws_lambda_powertools.utilities.batch",
+        "aws_lambda_powertools.utilities.data_classes",
+    ]
+
+
+def contracts() -> dict[str, Any]:
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    return {contract["id"]: contract for contract in settings["contracts"]}
+
+
+def test_adapters_are_forbidden_every_domain_module_but_the_models_layer() -> None:
+    # Given the layers contract (every module of vtriage placed) and the adapters' contract
+    layers: list[str] = contracts()["layers"]["layers"]
+    forbidden = set(contracts()["adapters-import-models-only"]["forbidden_modules"])
+
+    # When the modules between the adapters and the models layer are read off the layers
+    steps_and_rules = {f"vtriage.{name.strip()}" for layer in layers[2:-1] for name in layer.split(":")}
+
+    # Then the adapters' contract forbids exactly those: a module added to either layer is forbidden too
+    assert layers[:2] == ["composition", "adapters"]
+    assert forbidden == steps_and_rules
