@@ -110,18 +110,21 @@ def test_sample_gives_exactly_the_expected_iocs(name: str) -> None:
     assert all(bool(alert.notes) == alert.sample for alert in alerts)
 
 
-def test_the_real_security_hub_sample_is_in_events_unchanged() -> None:
-    # Given the real Security Hub event of the shared fixtures
-    # The shared fixtures sit beside the repository, where the session keeps them.
-    original = (
-        EVENTS.parents[1] / "shared" / "fixtures" / "securityhub" / "asr__afsbp-ec2.7_imported_envelope.json"
-    )
-    if not original.exists():
-        pytest.skip("the shared fixtures are not on this machine")
+def test_the_real_samples_are_the_corpus_copies_byte_for_byte() -> None:
+    # Given the real samples of events/ and the corpus copies of the same source files
+    corpus = EVENTS.parent / "tests" / "corpus"
+    copies = {
+        "guardduty-ec2-canary-outbound-ssh.json": "gd-automated-response__guardduty_ec2_event.json",
+        "guardduty-iam-recon-malicious-ip-caller.json": "gd-automated-response__guardduty_iam_event.json",
+        "guardduty-s3-pentest-parrot-linux.json": "gd-automated-response__guardduty_s3_event.json",
+        "guardduty-getfindings-trojan-droppoint-dns.json": "warren__testdata_guardduty_getfindings.json",
+        "securityhub-afsbp-ec2.7-ebs-default-encryption.json": "asr__afsbp-ec2.7_imported_envelope.json",
+    }
 
-    # Then the sample is a byte-for-byte copy
-    sample = EVENTS / "securityhub-afsbp-ec2.7-ebs-default-encryption.json"
-    assert sample.read_bytes() == original.read_bytes()
+    # Then each sample is its source file unchanged, as the corpus holds it (tests/unit/test_provenance.py
+    # checks both against the SHA-256 recorded when they were copied)
+    assert {name for name in EXPECTED if not name.startswith("synthetic-")} == set(copies)
+    assert all((EVENTS / name).read_bytes() == (corpus / copy).read_bytes() for name, copy in copies.items())
 
 
 def _threat_intel_with_addresses(count: int) -> Any:
