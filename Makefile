@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_REQUIREMENT := uv~=0.13.9
 TOOLS_REQUIREMENTS := aws-sam-cli~=1.170 cfn-lint~=1.58 $(UV_REQUIREMENT)
 
-.PHONY: demo test lint typecheck pytest template bench layer-requirements clean
+.PHONY: demo test test-unit lint typecheck pytest template bench layer-requirements hooks clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vtriage needs Python 3.11 or newer: set PYTHON=python3.11 (or newer)")'
@@ -33,16 +33,22 @@ demo: $(VENV)/.installed
 
 test: lint typecheck pytest template
 
+# The unit and template suites alone: no moto, no network, well under a minute.
+test-unit: $(VENV)/.installed
+	$(BIN)/pytest tests/unit tests/template
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python scripts/gen-layer-requirements.py --check
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy layers/common/vtriage local/vtriage_local tests bench
 	@for handler in functions/*/app.py; do $(BIN)/mypy --strict "$$handler" || exit 1; done
 
+# With coverage (line only), failing under the floor in pyproject.toml ([tool.coverage.report]).
 pytest: $(VENV)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term
 
 template: $(VENV)/.installed $(TOOLS)/.installed
 	TOOLS=$(TOOLS)/bin scripts/check-template.sh
@@ -54,5 +60,9 @@ bench: $(VENV)/.installed
 layer-requirements: $(VENV)/.installed $(TOOLS)/bin/uv
 	$(BIN)/python scripts/gen-layer-requirements.py --uv $(TOOLS)/bin/uv $(if $(UPGRADE),--upgrade)
 
+# ruff, ruff format and mypy on each commit (.pre-commit-config.yaml).
+hooks: $(VENV)/.installed
+	$(BIN)/pre-commit install
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .coverage
