@@ -33,7 +33,7 @@ demo: $(VENV)/.installed
 
 test: lint typecheck pytest template
 
-# The unit and template suites alone: no moto, no network, well under a minute.
+# The unit and template suites alone: no moto server, no network, well under a minute.
 test-unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit tests/template
 
