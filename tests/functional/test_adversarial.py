@@ -54,6 +54,7 @@ GENUINE_ON_PROTECTED = "synthetic-genuine-c2-dns-protected-instance.json"
 OTHER_ACCOUNT = "synthetic-forged-other-account-c2-dns.json"
 OTHER_REGION = "synthetic-forged-other-region-c2-dns.json"
 OTHER_ACCOUNT_AND_REGION = "synthetic-forged-other-account-and-region-c2-dns.json"
+IMPORTED_OTHER_ACCOUNT = "synthetic-forged-securityhub-other-account.json"
 OTHER_VPC = "synthetic-forged-other-vpc-c2-ip.json"
 BORROWED_ID = "synthetic-forged-borrowed-id-benign.json"
 TITLE_INJECTION = "synthetic-forged-injection-title-c2-dns.json"
@@ -372,16 +373,19 @@ def test_findings_naming_another_account_or_region_change_nothing_in_the_local_a
         seed(aws, INSTANCE)
         opt_in_network_acls(aws, str(INSTANCE.vpc_id))
 
-    # When the genuine finding, forged to name account 999999999999, Region eu-west-3 or both, runs for real
-    document, observed = vtriage_run([OTHER_ACCOUNT, OTHER_REGION, OTHER_ACCOUNT_AND_REGION], prepare=prepare)
+    # When the genuine finding, forged to name account 999999999999, Region eu-west-3 or both, and a
+    # Security Hub finding imported as account 999999999999 on the same instance, run for real
+    forged = [OTHER_ACCOUNT, OTHER_REGION, OTHER_ACCOUNT_AND_REGION, IMPORTED_OTHER_ACCOUNT]
+    document, observed = vtriage_run(forged, prepare=prepare)
 
     # Then nothing changed anywhere in the local account: groups, interfaces, tags, snapshots, NACLs
     before, after = observed.ec2
     assert after == before
     # And each is a case of its own, malicious (VirusTotal flags its domain), with no action, ticketed
     cases = cases_by_file(document)
-    assert sorted(cases) == sorted([OTHER_ACCOUNT, OTHER_REGION, OTHER_ACCOUNT_AND_REGION])
+    assert sorted(cases) == sorted(forged)
     named = {
+        IMPORTED_OTHER_ACCOUNT: ["names account '999999999999'"],
         OTHER_ACCOUNT: ["names account '999999999999'"],
         OTHER_REGION: ["names Region 'eu-west-3'"],
         OTHER_ACCOUNT_AND_REGION: ["names account '999999999999'", "names Region 'eu-west-3'"],
