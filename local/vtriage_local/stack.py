@@ -26,7 +26,14 @@ import requests
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.server import ThreadedMotoServer
 
-from vtriage_local.template import PROJECT_ROOT, TEMPLATE_PATH, FunctionSpec, functions, load_template
+from vtriage_local.template import (
+    PROJECT_ROOT,
+    TEMPLATE_PATH,
+    FunctionSpec,
+    choose_if,
+    functions,
+    load_template,
+)
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -216,6 +223,8 @@ class LocalAws:
             return value
         if set(value) == {"Ref"}:
             return self.ref(value["Ref"])
+        if set(value) == {"Fn::If"}:
+            return self.resolve(choose_if(value, self.template, self.parameters))
         if set(value) == {"Fn::GetAtt"}:
             target = value["Fn::GetAtt"]
             logical_id, attribute = target if isinstance(target, list) else str(target).split(".", 1)

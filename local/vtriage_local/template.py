@@ -100,3 +100,44 @@ def functions(template: dict[str, Any], root: Path = PROJECT_ROOT) -> dict[str, 
             policies=list(properties.get("Policies", [])),
         )
     return found
+
+
+def condition_holds(template: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
+    """Whether the template's condition `name` holds with these parameter values (the defaults where
+    none is given), as CloudFormation evaluates it."""
+    return _truth(template["Conditions"][name], template, _with_defaults(template, parameters))
+
+
+def choose_if(value: Any, template: dict[str, Any], parameters: dict[str, str]) -> Any:
+    """The branch an `Fn::If` takes with these parameter values; any other value unchanged."""
+    while isinstance(value, dict) and set(value) == {"Fn::If"}:
+        name, when_true, when_false = value["Fn::If"]
+        value = when_true if condition_holds(template, name, parameters) else when_false
+    return value
+
+
+def _with_defaults(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, str]:
+    declared = template.get("Parameters", {})
+    return {name: str(spec.get("Default", "")) for name, spec in declared.items()} | parameters
+
+
+def _truth(expression: Any, template: dict[str, Any], parameters: dict[str, str]) -> bool:
+    (function, argument), = expression.items()
+    if function == "Condition":
+        return _truth(template["Conditions"][argument], template, parameters)
+    if function == "Fn::Not":
+        return not _truth(argument[0], template, parameters)
+    if function == "Fn::And":
+        return all(_truth(item, template, parameters) for item in argument)
+    if function == "Fn::Or":
+        return any(_truth(item, template, parameters) for item in argument)
+    if function == "Fn::Equals":
+        left, right = (_scalar(item, parameters) for item in argument)
+        return left == right
+    raise ValueError(f"condition function {function} is not evaluated locally")
+
+
+def _scalar(value: Any, parameters: dict[str, str]) -> str:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return parameters[value["Ref"]]
+    return str(value)

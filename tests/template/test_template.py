@@ -23,7 +23,7 @@ from vtriage.config import (
     Settings,
     TicketSettings,
 )
-from vtriage_local.template import FunctionSpec, functions, load_template
+from vtriage_local.template import FunctionSpec, choose_if, functions, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
@@ -84,6 +84,8 @@ def deployed_value(value: Any, template: dict[str, Any]) -> str:
         return str(value)
     if value == {"Ref": "AWS::AccountId"}:
         return "123456789012"
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        return deployed_value(choose_if(value, template, {}), template)
     if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
         name, attribute = value["Fn::GetAtt"]
         if template["Resources"][name]["Type"] == "AWS::SQS::Queue" and attribute == "Arn":
@@ -1403,3 +1405,33 @@ def test_alarms_are_emailed_only_when_an_address_is_given(template: dict[str, An
     assert not pattern.fullmatch("soc at example.com")
     # And subscribers other than email find the topic in the outputs
     assert template["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "method"),
+    [
+        ({}, "none"),
+        ({"NaclRuleNumberMin": "1", "NaclRuleNumberMax": "18"}, "nacl"),
+        ({"WafIpSetName": "blocked", "WafIpSetId": "a1b2c3d4-0000-0000-0000-000000000000"}, "waf"),
+        (
+            {
+                "WafIpSetName": "blocked",
+                "WafIpSetId": "a1b2c3d4-0000-0000-0000-000000000000",
+                "NaclRuleNumberMin": "1",
+                "NaclRuleNumberMax": "18",
+            },
+            "waf",
+        ),
+    ],
+)
+def test_the_enrich_function_plans_ip_blocks_with_the_means_the_deployment_configured(
+    parameters: dict[str, str], method: str, template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given a deployment's parameters for the WAF IP set and the network ACL rule numbers
+    configured = specs["EnrichFunction"].environment["IP_BLOCK_METHOD"]
+
+    # When the enrich function's IP_BLOCK_METHOD is evaluated with them, as CloudFormation would
+    chosen = choose_if(configured, template, parameters)
+
+    # Then malicious IPs are blocked with what was configured (the WAF first), and not at all without it
+    assert chosen == method
