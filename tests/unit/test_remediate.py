@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.fakes import FakeActuator, InMemoryCaseRepository, make_alert, make_case
-from vtriage.eligibility import Place
+from vtriage.eligibility import Place, requiring_approval
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
 from vtriage.models import (
     Action,
@@ -898,3 +898,36 @@ def test_only_the_approvals_that_fit_in_the_execution_are_waited_for() -> None:
     assert all(action.status is ActionStatus.PENDING_APPROVAL for action in left)
     assert all("not waited for" in action.detail for action in left)
     assert all("escalated to the ticket" in action.detail for action in left)
+
+
+def test_an_action_waits_for_a_person_for_the_reason_its_plan_gave() -> None:
+    # Given a pushed alert's isolation, waiting for a person as planned, and a playbook's own approval
+    pushed, asked = malicious_case("i-1", "i-2").actions
+    planned = "planned by playbook c2"
+    pushed_reason = "pushed through the intake: a person approves each action (PushedAlertActions=approval)"
+    [pushed] = requiring_approval([pushed.model_copy(update={"detail": planned})], pushed_reason)
+    asked = asked.model_copy(update={"parameters": {"needs_approval": "true"}, "detail": planned})
+    case = malicious_case("i-1", "i-2").model_copy(update={"actions": [pushed, asked]})
+    cases = InMemoryCaseRepository([case])
+    remediator = Remediator(
+        cases=cases,
+        actuators={},
+        blast_radius=None,
+        dry_run=False,
+        max_actions_per_case=5,
+        max_actions_per_hour=20,
+        approval_timeout_seconds=3600,
+        place=PLACE,
+    )
+
+    # When the remediation is planned
+    remediator.step({"case_id": case.case_id, "step": "plan"})
+
+    # Then each waits, the pushed one saying it was pushed (and nothing of a playbook asking), the other
+    # that its playbook asks; both keep what planned them
+    waiting_pushed, waiting_asked = stored(cases, case).actions
+    assert (waiting_pushed.status, waiting_asked.status) == (ActionStatus.PENDING_APPROVAL,) * 2
+    assert pushed_reason in waiting_pushed.detail
+    assert "the playbook asks for approval" not in waiting_pushed.detail
+    assert "the playbook asks for approval" in waiting_asked.detail
+    assert all(action.detail.startswith(planned) for action in (waiting_pushed, waiting_asked))

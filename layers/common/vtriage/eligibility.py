@@ -23,10 +23,20 @@ from typing import Literal
 from vtriage.intake.fields import escaped
 from vtriage.models import NEEDS_APPROVAL_PARAMETER, Action, Alert, Provenance
 
-__all__ = ["Eligibility", "Place", "PushedAlertActions", "eligibility", "requiring_approval"]
+__all__ = [
+    "WAITS_FOR_A_PERSON",
+    "Eligibility",
+    "Place",
+    "PushedAlertActions",
+    "eligibility",
+    "requiring_approval",
+]
 
 # What becomes of a pushed alert's actions: none (a ticket), or each waiting for a person.
 PushedAlertActions = Literal["ticket", "approval"]
+
+# What an action's detail says before the reason it waits for a person (the remediate function keeps it).
+WAITS_FOR_A_PERSON = "waits for a person: "
 
 # A value a sender chose, shown in a reason: escaped, and cut well below a ticket line.
 _SHOWN = 64
@@ -100,7 +110,7 @@ def requiring_approval(actions: Sequence[Action], reason: str) -> list[Action]:
         action.model_copy(
             update={
                 "parameters": {**action.parameters, NEEDS_APPROVAL_PARAMETER: "true"},
-                "detail": _joined((action.detail, f"waits for a person: {reason}")),
+                "detail": _joined((action.detail, WAITS_FOR_A_PERSON + reason)),
             }
         )
         for action in actions

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vtriage.eligibility import Place
+from vtriage.eligibility import WAITS_FOR_A_PERSON, Place
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
 from vtriage.models import (
     DRY_RUN_PARAMETER,
@@ -529,7 +529,11 @@ def _why_a_person_must_approve(
     if action.status is ActionStatus.PENDING_APPROVAL:
         return action.detail or "waiting for a person to approve it"
     if action.parameters.get(NEEDS_APPROVAL_PARAMETER, "").lower() == "true":
-        return "waiting for a person: the playbook asks for approval before this action"
+        # The plan may have said why already (a pushed alert's actions wait for that reason): kept.
+        if WAITS_FOR_A_PERSON in action.detail:
+            return action.detail
+        why = "waiting for a person: the playbook asks for approval before this action"
+        return f"{action.detail}; {why}" if action.detail else why
     acts_for_real = not (dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true")
     if acts_for_real and blast_radius is not None and not blast_radius.acquire():
         return (
