@@ -1015,6 +1015,30 @@ def test_an_instance_without_its_id_is_no_resource_and_the_alert_is_never_acted_
     assert [ioc.value for ioc in alert.iocs] == ["tawuhoju.com"]
 
 
+@pytest.mark.parametrize(
+    ("zone", "actionable"),
+    [("eu-west-3a", False), ("us-east-10a", False), ("us-east-1b", True), ("us-east-1-bos-1a", True)],
+)
+def test_an_instance_in_a_zone_of_another_region_is_never_acted_on(zone: str, actionable: bool) -> None:
+    # Given the finding of Region us-east-1 naming its instance in this Availability Zone
+    event = load(BACKDOOR)
+    assert event["detail"]["region"] == "us-east-1"
+    event["detail"]["resource"]["instanceDetails"]["availabilityZone"] = zone
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then an instance in another Region's zone is kept and named, but never acted on, the zone said
+    assert [resource.id for resource in alert.resources] == ["i-0b3f6c2d9e1a47c58"]
+    if actionable:
+        assert alert.not_actionable == ()
+    else:
+        [reason] = alert.not_actionable
+        assert reason.startswith("detail.resource.instanceDetails.availabilityZone: the instance is in")
+        assert f"'{zone}'" in reason
+        assert "not in the finding's Region 'us-east-1'" in reason
+
+
 # --- a value where an IOC belongs costs only itself ------------------------------------------------
 
 DNS_DOMAIN = "service.action.dnsRequestAction.domain"

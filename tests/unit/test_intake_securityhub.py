@@ -239,6 +239,71 @@ def test_access_key_bucket_and_object_resources() -> None:
     )
 
 
+LOCAL_INSTANCE_ARN = "arn:aws:ec2:us-east-1:123456789012:instance/i-0b3f6c2d9e1a47c58"
+
+
+@pytest.mark.parametrize(
+    ("resource_id", "resource_region", "elsewhere"),
+    [
+        (
+            "arn:aws:ec2:eu-west-3:999999999999:instance/i-0b3f6c2d9e1a47c58",
+            "eu-west-3",
+            ["account '999999999999' (detail.findings[0].Resources[0].Id)", "Region 'eu-west-3'"],
+        ),
+        (
+            "arn:aws:ec2:us-east-1:999999999999:instance/i-0b3f6c2d9e1a47c58",
+            "us-east-1",
+            ["account '999999999999' (detail.findings[0].Resources[0].Id)"],
+        ),
+        (LOCAL_INSTANCE_ARN, "eu-west-3", ["Region 'eu-west-3' (detail.findings[0].Resources[0].Region)"]),
+        ("arn:aws:ec2:instance/i-0b3f6c2d9e1a47c58", "us-east-1", ["is no ARN as AWS writes them"]),
+    ],
+    ids=["other-account-and-region", "other-account", "other-region-field", "no-arn"],
+)
+def test_an_instance_living_elsewhere_than_the_finding_is_never_acted_on(
+    resource_id: str, resource_region: str, elsewhere: list[str]
+) -> None:
+    # Given the finding of this account and Region, its instance's ARN or Region naming another place
+    event = load(THREAT_INTEL)
+    [resource] = finding_of(event)["Resources"]
+    resource.update({"Id": resource_id, "Region": resource_region})
+
+    # When it is read
+    [alert] = alerts_of(event)
+
+    # Then the alert stands as the finding's, with its IOCs, and is never acted on: the reason names the
+    # place the resource claims and the field that claims it
+    assert (alert.account, alert.region) == ("123456789012", "us-east-1")
+    assert len(alert.iocs) == 4
+    [reason] = alert.not_actionable
+    assert reason.startswith("detail.findings[0].Resources[0]")
+    assert all(place in reason for place in elsewhere), reason
+    assert any(reason in note for note in alert.notes)
+
+
+def test_resources_where_the_finding_lives_or_with_no_place_in_their_arn_are_acted_on() -> None:
+    # Given the instance of the finding's own account and Region, and S3 and IAM resources whose ids name
+    # no account or Region (S3's ARNs have none; GuardDuty writes the key's id without an ARN)
+    event = load(THREAT_INTEL)
+    [instance] = finding_of(event)["Resources"]
+    assert (instance["Id"], instance["Region"]) == (LOCAL_INSTANCE_ARN, "us-east-1")
+    finding_of(event)["Resources"] += [
+        {"Type": "AwsS3Bucket", "Id": "arn:aws:s3:::incoming-uploads", "Region": "us-east-1"},
+        {"Type": "AwsIamAccessKey", "Id": "AWS::IAM::AccessKey:AKIAIOSFODNN7EXAMPLE", "Region": "us-east-1"},
+        # Not a target: its place is not read
+        {"Type": "AwsEc2SecurityGroup", "Id": "arn:aws:ec2:eu-west-3:999999999999:security-group/sg-1"},
+    ]
+
+    # When it is read, Then nothing stands against acting on it
+    [alert] = alerts_of(event)
+    assert alert.not_actionable == ()
+    assert [resource.id for resource in alert.resources] == [
+        "i-0b3f6c2d9e1a47c58",
+        "incoming-uploads",
+        "AKIAIOSFODNN7EXAMPLE",
+    ]
+
+
 def test_get_findings_output_and_a_bare_finding_give_the_same_alert_as_the_event() -> None:
     # Given one finding as the event, as `aws securityhub get-findings` prints it, and alone
     event = load(THREAT_INTEL)

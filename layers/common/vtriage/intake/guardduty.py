@@ -30,6 +30,8 @@ from typing import Any
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.fields import (
+    PLACEHOLDER_PREFIX,
+    UNKNOWN,
     UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
     UNREADABLE_SEVERITY_NOTE,
@@ -302,6 +304,8 @@ class _FindingReader(Fields):
         self.pascal = pascal
         self.finding = finding
         self.envelope = envelope or Envelope()
+        # (field, value) of the instance's `availabilityZone`: where the instance says it lives.
+        self.instance_zone: tuple[str, Any] | None = None
 
     def where(self, path: str) -> str:
         """A finding path as the sender's document spells it."""
@@ -332,21 +336,25 @@ class _FindingReader(Fields):
         resources = self.resources()
         own = own_values(address for item in resources for address in item.addresses)
         iocs = self.iocs(self.ioc_candidates(service), own)
+        severity = self.severity()
+        account = self.account_id(
+            [(self.where("accountId"), finding.get("accountId")), ("account", self.envelope.account)]
+        )
+        region = self.region_name(
+            [(self.where("region"), finding.get("region")), ("region", self.envelope.region)]
+        )
+        self.instance_elsewhere(region)
         return Alert(
             id=finding_id,
             source=SOURCE,
             type=finding_type,
             title=self.loose_text(finding, "title") or finding_type,
-            severity=self.severity(),
+            severity=severity,
             created_at=created_at,
             updated_at=updated_at or created_at,
             version=version,
-            account=self.account_id(
-                [(self.where("accountId"), finding.get("accountId")), ("account", self.envelope.account)]
-            ),
-            region=self.region_name(
-                [(self.where("region"), finding.get("region")), ("region", self.envelope.region)]
-            ),
+            account=account,
+            region=region,
             resources=resources,
             iocs=tuple(iocs.values()),
             notes=self.alert_notes(),
@@ -462,6 +470,7 @@ class _FindingReader(Fields):
         at = "resource.instanceDetails"
         details = self.required_object(resource, "instanceDetails", "resource")
         instance_id = self.required_text(details, "instanceId", at)
+        self.instance_zone = (f"{at}.availabilityZone", details.get("availabilityZone"))
         vpc_id: str | None = None
         interface_ids: list[str] = []
         addresses: list[str] = []
@@ -485,6 +494,24 @@ class _FindingReader(Fields):
             network_interface_ids=tuple(interface_ids),
             addresses=tuple(addresses),
         )
+
+    def instance_elsewhere(self, region: str) -> None:
+        """An instance whose Availability Zone is in another Region than the finding's is not one to act
+        on here (GuardDuty names an instance by its id alone, which could name a local one too): the alert
+        is triaged and ticketed, never acted on, with the zone in the reason. A sample's placeholder zone
+        is no place (samples are never acted on anyway)."""
+        if self.instance_zone is None or region == UNKNOWN:
+            return
+        field, zone = self.instance_zone
+        if not isinstance(zone, str) or not zone or zone.startswith(PLACEHOLDER_PREFIX):
+            return
+        if not re.fullmatch(re.escape(region) + r"(?:[a-z]|-[a-z0-9-]+)", zone):
+            self.malformed(
+                self.where(field),
+                f"the instance is in Availability Zone '{escaped(zone, 64)}', not in the finding's Region"
+                f" '{escaped(region, 64)}': vtriage acts on a resource only where the finding lives",
+                "not acted on",
+            )
 
     def access_key(self, resource: Mapping[str, Any], *, required: bool) -> Resource | None:
         """The IAM access key and the user it belongs to."""

@@ -17,6 +17,11 @@ finding inside the label's band when the two agree), else `Normalized`, else the
 `FindingProviderFields.Severity`, where a provider's BatchImportFindings puts it. The type likewise:
 `Types`, else `FindingProviderFields.Types`, else `GeneratorId`.
 
+A resource vtriage could act on (an instance, an access key, a bucket, an object) must live where the
+finding does: one whose ARN or `Resources[].Region` names another account or Region keeps the alert (it
+is triaged and ticketed) but makes it not actionable, with the resource's place in the reason. The id an
+ARN ends with could name a resource of this account too.
+
 IOCs come from `ThreatIntelIndicators` (a hash's algorithm is the one its `Type` declares),
 `Network`, `Threats[].FilePaths[].Hash` and, for findings from GuardDuty, the flattened GuardDuty fields
 in `ProductFields`. ASFF's `Process` (name, path, pids) and `Malware` (name, path, type, state) carry
@@ -33,6 +38,7 @@ from typing import Any
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.fields import (
     GUESSED_SEVERITY,
+    UNKNOWN,
     UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
     UNREADABLE_SEVERITY_NOTE,
@@ -81,6 +87,12 @@ _NETWORK_FIELDS = (
     ("DestinationDomain", IocType.DOMAIN),
 )
 _ARN_REGION = re.compile(r"arn:aws[a-z-]*:securityhub:(?P<region>[a-z0-9-]+):")
+# An ARN as AWS writes it: `arn:partition:service:region:account-id:resource` (Region and account empty
+# for S3, Region empty for IAM).
+_ARN = re.compile(
+    r"arn:(?P<partition>[^:]*):(?P<service>[^:]*):(?P<region>[^:]*):(?P<account>[^:]*):(?P<resource>.+)",
+    re.DOTALL,
+)
 # GuardDuty's fields in ProductFields: `aws/guardduty/service/...` (older findings: without the prefix),
 # list items written `.0_` or `:0`. Matched on the end of the key, once the list indices are gone.
 _PRODUCT_FIELD_INDEX = re.compile(r"(?:\.[0-9]+_|:[0-9]+)(?=/|$)")
@@ -96,6 +108,8 @@ _GUARDDUTY_PRODUCT_FIELDS: tuple[tuple[str, IocType], ...] = (
 # GuardDuty's sample flag as Security Hub flattens it into ProductFields: `.../additionalInfo/sample`,
 # `.../additionalInfo/value` or, in 2018's findings, `additionalInfo` itself holding the JSON object.
 _SAMPLE_PRODUCT_FIELDS = ("additionalInfo/sample", "additionalInfo/value", "additionalInfo")
+# The resource types read as targets of a response: each must live where the finding does.
+_TARGET_TYPES = frozenset({"AwsEc2Instance", "AwsIamAccessKey", "AwsS3Bucket", "AwsS3Object"})
 # A key of ProductFields longer than this is no GuardDuty field; only its start is named.
 _MAX_PRODUCT_FIELD_KEY = 200
 
@@ -204,6 +218,8 @@ class _FindingReader(Fields):
         super().__init__(prefix)
         self.finding = finding
         self.envelope = envelope
+        # (path, Id, Region) of each resource read as a target: where each says it lives.
+        self.target_places: list[tuple[str, str, Any]] = []
 
     def outcome(self, *, skip_guardduty: bool, ignore_samples: bool) -> Alert | Acknowledged:
         """The normalised Alert, or Acknowledged (dealt with already, a skipped GuardDuty finding, an
@@ -242,22 +258,23 @@ class _FindingReader(Fields):
         own = own_values(address for resource in resources for address in resource.addresses)
         iocs = self.iocs(self.ioc_candidates(), own)
         finding_type = self.finding_type()
+        severity = self.severity()
+        account = self.account_id(
+            [(self.where("AwsAccountId"), finding.get("AwsAccountId")), ("account", self.envelope.account)]
+        )
+        region = self.finding_region()
+        self.targets_elsewhere(account, region)
         return Alert(
             id=finding_id,
             source=SOURCE,
             type=finding_type,
             title=self.loose_text(finding, "Title") or finding_type,
-            severity=self.severity(),
+            severity=severity,
             created_at=created_at or fallback,
             updated_at=updated_at or fallback,
             version=version,
-            account=self.account_id(
-                [
-                    (self.where("AwsAccountId"), finding.get("AwsAccountId")),
-                    ("account", self.envelope.account),
-                ]
-            ),
-            region=self.finding_region(),
+            account=account,
+            region=region,
             resources=resources,
             iocs=tuple(iocs.values()),
             notes=self.alert_notes(),
@@ -426,6 +443,8 @@ class _FindingReader(Fields):
             resource_type = self.text(resource, "Type", path)
             details = self.object(resource, "Details", path) or {}
             resource_id = self.text(resource, "Id", path) or ""
+            if resource_type in _TARGET_TYPES:
+                self.target_places.append((path, resource_id, resource.get("Region")))
             if resource_type == "AwsEc2Instance":
                 found.append(self.instance(resource_id, details, path))
             elif resource_type == "AwsIamAccessKey":
@@ -442,6 +461,43 @@ class _FindingReader(Fields):
                         Resource(type=ResourceType.S3_OBJECT, id=f"{bucket}/{key}", bucket=bucket, key=key)
                     )
         return tuple(found)
+
+    def targets_elsewhere(self, account: str, region: str) -> None:
+        """A target whose ARN (`Resources[].Id`) or `Resources[].Region` names another account or Region
+        than the finding's is not one to act on here (its id could name a local resource too): the alert
+        is triaged and ticketed, never acted on, with the resource's place in the reason."""
+        for path, resource_id, declared_region in self.target_places:
+            claims: list[tuple[str, str, Any, str]] = []  # (what, field, value, the finding's)
+            if resource_id.startswith("arn:"):
+                arn = _ARN.fullmatch(resource_id)
+                if arn is None:
+                    self.malformed(
+                        self.where(f"{path}.Id"),
+                        f"{shown(resource_id)} is no ARN as AWS writes them"
+                        " (arn:partition:service:region:account-id:resource)",
+                        "the resource's place is unknown: not acted on",
+                    )
+                    continue
+                claims.append(("account", f"{path}.Id", arn["account"], account))
+                claims.append(("Region", f"{path}.Id", arn["region"], region))
+            claims.append(("Region", f"{path}.Region", declared_region, region))
+            elsewhere: dict[tuple[str, str], list[str]] = {}  # (what, its value) -> the fields saying it
+            for what, field, value, ours in claims:
+                if value in (None, "") or ours in (value, UNKNOWN):
+                    continue
+                shown_value = escaped(value, 64) if isinstance(value, str) else shown(value)
+                elsewhere.setdefault((what, shown_value), []).append(self.where(field))
+            if elsewhere:
+                places = " and ".join(
+                    f"{what} '{value}' ({', '.join(fields)})" for (what, value), fields in elsewhere.items()
+                )
+                self.malformed(
+                    self.where(path),
+                    f"the resource lives in {places}, not in the finding's account '{escaped(account, 64)}'"
+                    f" and Region '{escaped(region, 64)}': vtriage acts on a resource only where the finding"
+                    " lives",
+                    "not acted on",
+                )
 
     def instance(self, resource_id: str, details: Mapping[str, Any], path: str) -> Resource:
         """An EC2 instance: the id from its ARN, its VPC, network interfaces and own addresses."""
