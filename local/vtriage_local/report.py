@@ -74,7 +74,7 @@ def _case_block(case: dict[str, Any]) -> list[str]:
         for ioc in case["iocs"]:
             lines.append("     " + _ioc_line(ioc))
             if ioc["skipped_reason"] is None and ioc["reasons"]:
-                lines.append(f"          {ioc['reasons'][0]}")
+                lines.append(f"          {_plain(ioc['reasons'][0], 300)}")
     else:
         lines.append("   IOCs      none found in the alert")
     if case["actions"]:
@@ -82,16 +82,18 @@ def _case_block(case: dict[str, Any]) -> list[str]:
         for action in case["actions"]:
             lines.append(f"     {action['type']} {_plain(action['target'])}: {action['status']}")
             if action["detail"]:
-                lines.append(f"          {action['detail']}")
+                lines.append(f"          {_plain(action['detail'], 1000)}")
     if case.get("repeats"):
         lines.append(f"   repeats   {len(case['repeats'])}, folded into this case")
         lines.extend(f"     {_finding(repeat)}" for repeat in case["repeats"][:_REPEATS_SHOWN])
         if len(case["repeats"]) > _REPEATS_SHOWN:
             lines.append(f"     ... and {len(case['repeats']) - _REPEATS_SHOWN} more (see --json)")
     ticket = case["ticket"]
-    lines.append(f"   ticket    {ticket['provider']} {ticket['id']}" if ticket else "   ticket    none")
+    ticket_line = f"{_plain(ticket['provider'])} {_plain(ticket['id'])}" if ticket else "none"
+    lines.append(f"   ticket    {ticket_line}")
     if case.get("error"):
-        lines.append(f"   error     {case['error']}")
+        # An error may quote what the alert said (an S3 key, a title): one line, escaped.
+        lines.append(f"   error     {_plain(case['error'], 1000)}")
     return lines
 
 
