@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -174,11 +175,13 @@ def test_isolating_twice_reports_already_isolated(ec2: Any) -> None:
     again = isolation(ec2).isolate(instance_id, dry_run=False)
     again_dry = isolation(ec2).isolate(instance_id, dry_run=True)
 
-    # Then both say it is already isolated, and nothing changed
+    # Then both say it is already isolated, and nothing changed; neither records vtriage's own group as
+    # the groups the interfaces had before (the first isolation recorded those, and undoes it)
     for action in (again, again_dry):
         assert action.status is ActionStatus.DONE
         assert action.detail.startswith("already isolated")
-        assert action.before == action.after == isolated
+        assert action.before == {}
+        assert action.after == isolated
     assert interface_groups(ec2, instance_id) == isolated
     assert len(quarantine_groups(ec2)) == 1
 
@@ -493,3 +496,155 @@ def test_a_permission_error_reaches_the_caller() -> None:
     # When an instance is isolated, Then the error is raised for a person to see, not retried
     with pytest.raises(ClientError, match="UnauthorizedOperation"):
         Ec2InstanceIsolation(client, QUARANTINE, PROTECTED_TAG).isolate("i-0123456789abcdef0", dry_run=False)
+
+
+# ---------------------------------------------------------------- two cases isolating one instance at once
+
+
+class SteppedEc2:
+    """An EC2 client that runs `hook` once, just before the first call of `method` (the other case's work,
+    slotted in at an exact point of this one's): every other call goes to the real client unchanged."""
+
+    def __init__(self, client: Any, method: str, hook: Callable[[], None]) -> None:
+        self._client, self._method, self._hook = client, method, hook
+        self._hooked = False
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+        if name != self._method or self._hooked:
+            return call
+
+        def hooked(**kwargs: Any) -> Any:
+            self._hooked = True
+            self._hook()
+            return call(**kwargs)
+
+        return hooked
+
+
+class GatedEc2:
+    """An EC2 client that waits for the test's word before each move of a network interface, so that a
+    case running in another thread advances one move at a time, exactly when the test says."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.arrived = threading.Semaphore(0)
+        self.allowed = threading.Semaphore(0)
+        self.free = False
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+        if name != "modify_network_interface_attribute":
+            return call
+
+        def gated(**kwargs: Any) -> Any:
+            if not self.free:
+                self.arrived.release()
+                assert self.allowed.acquire(timeout=30)
+            return call(**kwargs)
+
+        return gated
+
+    def wait_for_next_move(self) -> None:
+        assert self.arrived.acquire(timeout=30), "the other case never reached its next move"
+
+    def allow_one_move(self) -> None:
+        self.allowed.release()
+        self.wait_for_next_move()
+
+    def allow_the_rest(self) -> None:
+        self.free = True
+        self.allowed.release()
+
+
+def test_a_case_that_finds_another_between_its_two_steps_finishes_the_second_and_relies_on_it(
+    ec2: Any,
+) -> None:
+    # Given two findings on one instance, case-A's isolation having moved every interface to the
+    # untracking group, when case-B's isolation of the same instance runs from start to end
+    instance_id, web = launch_instance(ec2)
+    interfaces = list(interface_groups(ec2, instance_id))
+    ec2.create_tags(Resources=[instance_id], Tags=[{"Key": "vtriage:case", "Value": "case-A"}])
+    second: dict[str, Action] = {}
+    started: list[str] = []
+
+    def case_b_runs_before_case_a_moves_to_quarantine(params: dict[str, Any], **_: Any) -> None:
+        [group] = ec2.describe_security_groups(GroupIds=params["Groups"])["SecurityGroups"]
+        if group["GroupName"] == QUARANTINE and not started:
+            started.append("case-B")
+            second["B"] = isolation(ec2).isolate(instance_id, dry_run=False, case_id="case-B")
+
+    ec2.meta.events.register(
+        "before-parameter-build.ec2.ModifyNetworkInterfaceAttribute",
+        case_b_runs_before_case_a_moves_to_quarantine,
+    )
+
+    # When case-A isolates it (case-B running between case-A's two steps)
+    first = isolation(ec2).isolate(instance_id, dry_run=False, case_id="case-A")
+
+    # Then neither case failed, and every interface is in the quarantine group only
+    quarantine = group_named(ec2, QUARANTINE)["GroupId"]
+    assert interface_groups(ec2, instance_id) == {eni: [quarantine] for eni in interfaces}
+    assert first.status is ActionStatus.DONE
+    assert second["B"].status is ActionStatus.DONE
+    # And case-A recorded the groups the interfaces really had; case-B recorded none of vtriage's groups
+    # as theirs, and says it relied on the isolation in progress, and finished its second step
+    assert first.before == {eni: [web] for eni in interfaces}
+    assert second["B"].before == {}
+    assert "isolation in progress or done by another case" in second["B"].detail
+    assert "case 'case-A'" in second["B"].detail
+    assert "its second step, done here" in second["B"].detail
+
+
+def test_two_cases_that_read_the_instance_before_either_moved_it_both_end_done_and_it_ends_isolated(
+    ec2: Any,
+) -> None:
+    # Given two findings on one instance: case-B has read the instance (still in its web group) and is
+    # about to move its first interface, when case-A isolates it and, just as case-A checks its result,
+    # case-B moves one interface into the untracking group (the race a new-user trial found)
+    instance_id, web = launch_instance(ec2)
+    interfaces = list(interface_groups(ec2, instance_id))
+    gated = GatedEc2(ec2)
+    outcome: dict[str, Action] = {}
+    case_b = threading.Thread(
+        target=lambda: outcome.update(
+            B=isolation(gated).isolate(instance_id, dry_run=False, case_id="case-B")
+        )
+    )
+    case_b.start()
+    gated.wait_for_next_move()
+    stepped = SteppedEc2(ec2, "describe_network_interfaces", gated.allow_one_move)
+
+    # When case-A runs to its end, and then case-B does
+    first = isolation(stepped).isolate(instance_id, dry_run=False, case_id="case-A")
+    gated.allow_the_rest()
+    case_b.join(timeout=30)
+
+    # Then neither case failed, both recorded the groups the interfaces really had, and every interface
+    # ends in the quarantine group only
+    quarantine = group_named(ec2, QUARANTINE)["GroupId"]
+    assert interface_groups(ec2, instance_id) == {eni: [quarantine] for eni in interfaces}
+    assert first.status is ActionStatus.DONE, first.detail
+    assert outcome["B"].status is ActionStatus.DONE, outcome["B"].detail
+    assert first.before == outcome["B"].before == {eni: [web] for eni in interfaces}
+    # And case-A says it moved on the interface case-B had put back in the untracking group
+    assert "its second step, done here" in first.detail
+
+
+def test_rolling_back_both_cases_puts_the_interfaces_back_in_their_own_groups(ec2: Any) -> None:
+    # Given an instance isolated by case-A, then found isolated by case-B
+    instance_id, _ = launch_instance(ec2)
+    original = interface_groups(ec2, instance_id)
+    done_a = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
+    done_b = isolation(ec2).run(
+        Action(type=ActionType.ISOLATE_INSTANCE, target=instance_id, parameters={"case_id": "case-2"}),
+        dry_run=False,
+    )
+
+    # When case-A's isolation is undone and then case-B's (the order remediate uses when case-B is the
+    # older case), Then the interfaces are back in their own groups, and case-B's undo changes nothing
+    undone_a = isolation(ec2).rollback(done_a)
+    undone_b = isolation(ec2).rollback(done_b)
+    assert interface_groups(ec2, instance_id) == original
+    assert undone_a.status is undone_b.status is ActionStatus.ROLLED_BACK
+    assert "found the instance isolated by another isolation" in undone_b.detail

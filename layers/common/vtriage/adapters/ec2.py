@@ -55,6 +55,13 @@ class Ec2InstanceIsolation:
     become untracked on the first move and are cut by the second, where a move straight to a group
     without rules would leave them open until they time out. `before` maps each interface to the groups
     it was in; rollback puts them back, from wherever either step left them.
+
+    Several findings on one instance are triaged at once, so another case may be isolating it too. An
+    interface found in either of vtriage's groups was moved by another isolation: this one never records
+    those groups as the interface's own (the isolation that moved it recorded the real ones, and undoes
+    them), never sends it back through the untracking group, and finishes the second step for one left
+    in the untracking group. Moving an interface into the quarantine group is always safe, so when the
+    result is checked, one another isolation just put back in the untracking group is moved on too.
     """
 
     def __init__(self, ec2_client: Any, quarantine_group_name: str, protected_tag_key: str) -> None:
@@ -64,10 +71,11 @@ class Ec2InstanceIsolation:
         self._untracking_name = quarantine_group_name + UNTRACKING_SUFFIX
         self._protected_tag_key = protected_tag_key
 
-    def isolate(self, instance_id: str, dry_run: bool) -> Action:
-        """Isolate the instance; when dry_run, only say what would change and change nothing."""
+    def isolate(self, instance_id: str, dry_run: bool, *, case_id: str | None = None) -> Action:
+        """Isolate the instance; when dry_run, only say what would change and change nothing. `case_id`,
+        when known, tells this case from another one named by the instance's `vtriage:case` tag."""
         try:
-            return self._isolate(instance_id, dry_run)
+            return self._isolate(instance_id, dry_run, case_id)
         except _NotVtriagesGroupError as error:
             return _action(instance_id, ActionStatus.FAILED, f"not isolated: {error}")
         except ClientError as error:
@@ -79,13 +87,22 @@ class Ec2InstanceIsolation:
 
     def run(self, action: Action, dry_run: bool) -> Action:
         """Isolate the action's target instance; `before` maps each interface to its groups."""
-        return _with_outcome(action, self.isolate(action.target, dry_run))
+        case_id = action.parameters.get("case_id") or None
+        return _with_outcome(action, self.isolate(action.target, dry_run, case_id=case_id))
 
     def rollback(self, action: Action) -> Action:
         """Put each network interface recorded in `before` back in the groups it was in, undoing both steps
         of the isolation (it may be in the untracking group if the isolation stopped between them)."""
-        if not action.before:
+        if action.before is None:
             return _unchanged(action, "nothing to undo: no interface groups were recorded")
+        if not action.before:
+            # Each interface was in vtriage's groups already: the isolation that moved it undoes it.
+            return action.with_outcome(
+                ActionStatus.ROLLED_BACK,
+                "nothing to undo: this case found the instance isolated by another isolation, which "
+                "recorded the groups each interface had and puts them back when it is rolled back",
+                after=action.after,
+            )
         before = {str(eni): sorted(str(group) for group in groups) for eni, groups in action.before.items()}
         return _guard_instance_errors(
             action, "restoring the groups of", lambda: self._restore(action, before)
@@ -142,7 +159,7 @@ class Ec2InstanceIsolation:
         )
         return _groups_by_interface(response.get("NetworkInterfaces", []))
 
-    def _isolate(self, instance_id: str, dry_run: bool) -> Action:
+    def _isolate(self, instance_id: str, dry_run: bool, case_id: str | None) -> Action:
         instance = _describe_instance(self._ec2, instance_id)
         if instance is None:
             reason = "instance not found (InvalidInstanceID.NotFound) in this account and Region"
@@ -175,9 +192,16 @@ class Ec2InstanceIsolation:
         quarantine = {vpc: self._find_group(vpc, self._group_name) for vpc in vpcs}
         untracking = {vpc: self._find_group(vpc, self._untracking_name) for vpc in vpcs}
         untracking_ids = {str(group["GroupId"]) for group in untracking.values() if group is not None}
-        # An interface found in the untracking group was left there by an isolation that stopped between
-        # its two steps: the groups it had before are not known any more.
-        before = {eni: ([] if set(groups) & untracking_ids else groups) for eni, groups in current.items()}
+        quarantine_ids = {str(group["GroupId"]) for group in quarantine.values() if group is not None}
+        # An interface already in one of vtriage's groups was moved there by another isolation (another
+        # case's, running now or done, or an earlier attempt stopped half-way): its groups before are not
+        # these, and that isolation recorded the real ones. This one records only what it finds unmoved.
+        in_progress = [eni for eni, groups in current.items() if set(groups) & untracking_ids]
+        moved_by_other = {
+            eni for eni, groups in current.items() if set(groups) & (untracking_ids | quarantine_ids)
+        }
+        before = {eni: groups for eni, groups in current.items() if eni not in moved_by_other}
+        other = self._other_case(tags, case_id)
 
         closed = {
             vpc: str(group["GroupId"])
@@ -189,8 +213,9 @@ class Ec2InstanceIsolation:
             return _action(
                 instance_id,
                 ActionStatus.DONE,
-                f"already isolated: every network interface is only in {names}",
-                before=current,
+                f"already isolated{other}: every network interface is only in {names}; the groups they "
+                "had before are recorded by the isolation that moved them, which undoes it",
+                before={},
                 after=current,
             )
         if dry_run:
@@ -200,11 +225,14 @@ class Ec2InstanceIsolation:
         opened = [vpc for vpc in vpcs if quarantine[vpc] is not None and _has_rules(quarantine[vpc] or {})]
         quarantine_of = {vpc: self._ensure_closed_group(vpc, quarantine[vpc]) for vpc in vpcs}
         untracking_of = {vpc: self._ensure_untracking_group(vpc, untracking[vpc]) for vpc in vpcs}
-        to_move = [eni for eni in current if current[eni] != [quarantine_of[vpc_of[eni]]]]
-        failure = self._two_steps(to_move, vpc_of, untracking_of, quarantine_of)
-        after = self._current_groups(list(current))
+        # Only what no isolation moved yet passes through the untracking group: sending one that another
+        # case already quarantined back through it would open it again.
+        to_move = [eni for eni in before if current[eni] != [quarantine_of[vpc_of[eni]]]]
+        failure = self._two_steps(to_move, vpc_of, untracking_of, quarantine_of, finish=in_progress)
         if failure is not None:
+            after = self._current_groups(list(current))
             return _action(instance_id, ActionStatus.FAILED, failure, before=before, after=after)
+        after, finished = self._finish_others(list(current), vpc_of, untracking_of, quarantine_of)
         # Verify the effect rather than trust the calls: a security action must not report a false success.
         still_open = {eni: groups for eni, groups in after.items() if groups != [quarantine_of[vpc_of[eni]]]}
         if still_open:
@@ -216,16 +244,29 @@ class Ec2InstanceIsolation:
                 before=before,
                 after=after,
             )
+        untracking_named = ", ".join(f"{self._untracking_name} ({untracking_of[v]})" for v in vpcs)
+        quarantine_named = ", ".join(f"{self._group_name} ({quarantine_of[v]})" for v in vpcs)
         changes = []
         if to_move:
             moved = _describe_groups({eni: current[eni] for eni in to_move}, "was")
-            untracking_named = ", ".join(f"{self._untracking_name} ({untracking_of[v]})" for v in vpcs)
-            quarantine_named = ", ".join(f"{self._group_name} ({quarantine_of[v]})" for v in vpcs)
             changes.append(
                 f"moved {moved} first to {untracking_named}, which allows all traffic so that the "
                 f"connections they carried became untracked, then to {quarantine_named}, which allows "
                 "none: the untracked connections were cut at once (EC2 User Guide, \"Security group "
                 f"connection tracking\"); {_STAYS_TRACKED}"
+            )
+        relied = sorted(moved_by_other | set(finished))
+        if relied:
+            changes.append(
+                f"isolation in progress or done by another case{other}: {', '.join(relied)} had been "
+                "moved to vtriage's groups by it"
+                + (
+                    f", and {', '.join(sorted(set(in_progress) | set(finished)))} were moved on from "
+                    f"{untracking_named} to {quarantine_named} (its second step, done here)"
+                    if in_progress or finished
+                    else ""
+                )
+                + "; the groups they had before are recorded by that isolation, which undoes it"
             )
         if opened:
             changes.append(
@@ -234,27 +275,60 @@ class Ec2InstanceIsolation:
         detail = "isolated: " + "; ".join(changes) + "; the quarantine group allows no traffic in or out"
         return _action(instance_id, ActionStatus.DONE, detail, before=before, after=after)
 
+    def _other_case(self, tags: dict[str, str], case_id: str | None) -> str:
+        """' by case X' when the instance's case tag names another case than this one; '' otherwise."""
+        tagged = tags.get(CASE_TAG)
+        if not tagged or tagged == case_id:
+            return ""
+        return f" (the instance's {CASE_TAG} tag names case {tagged!r:.80})"
+
+    def _finish_others(
+        self,
+        interface_ids: list[str],
+        vpc_of: dict[str, str],
+        untracking: dict[str, str],
+        quarantine: dict[str, str],
+    ) -> tuple[dict[str, list[str]], list[str]]:
+        """The interfaces' groups now, once each found in the untracking group (another case's isolation
+        between its two steps) has been moved on to the quarantine group; and the ones so moved."""
+        finished: list[str] = []
+        after = self._current_groups(interface_ids)
+        for _ in range(3):
+            between = [eni for eni, groups in after.items() if groups == [untracking[vpc_of[eni]]]]
+            if not between:
+                break
+            for eni in between:
+                self._ec2.modify_network_interface_attribute(
+                    NetworkInterfaceId=eni, Groups=[quarantine[vpc_of[eni]]]
+                )
+            finished.extend(eni for eni in between if eni not in finished)
+            after = self._current_groups(interface_ids)
+        return after, finished
     def _two_steps(
         self,
         to_move: list[str],
         vpc_of: dict[str, str],
         untracking: dict[str, str],
         quarantine: dict[str, str],
+        *,
+        finish: list[str],
     ) -> str | None:
-        """Move each interface to the untracking group, then each to the quarantine group; None when both
-        steps took. Should a move fail once an interface moved, none is left in the group that allows
-        everything: each goes straight to the quarantine group (the only groups the function's role may
-        move interfaces into), and the reason is returned, so that the groups before are kept on the case
-        for a rollback. Should the first move fail, nothing changed: the error is raised (TransientError
-        for throttling, for the state machine's Retry)."""
+        """Move each interface to the untracking group, then each (and each of `finish`, left in the
+        untracking group by another isolation) to the quarantine group; None when both steps took.
+        Should a move fail once an interface moved, none is left in the group that allows everything:
+        each goes straight to the quarantine group (the only groups the function's role may move
+        interfaces into), and the reason is returned, so that the groups before are kept on the case for
+        a rollback. Should the first move fail, nothing changed: the error is raised (TransientError for
+        throttling, for the state machine's Retry)."""
         moved = False
+        second = to_move + [eni for eni in finish if eni not in to_move]
         try:
             for eni in to_move:
                 self._ec2.modify_network_interface_attribute(
                     NetworkInterfaceId=eni, Groups=[untracking[vpc_of[eni]]]
                 )
                 moved = True
-            for eni in to_move:
+            for eni in second:
                 self._ec2.modify_network_interface_attribute(
                     NetworkInterfaceId=eni, Groups=[quarantine[vpc_of[eni]]]
                 )
@@ -263,7 +337,7 @@ class Ec2InstanceIsolation:
                 if is_transient(error):
                     raise TransientError(f"EC2 is unavailable while isolating: {error}") from error
                 raise
-            stranded = self._quarantine_directly(to_move, vpc_of, quarantine)
+            stranded = self._quarantine_directly(second, vpc_of, quarantine)
             reason = (
                 f"isolation stopped between its two steps ({error}); every interface was then moved "
                 f"straight to {self._group_name}, so connections of one that had not passed through "
