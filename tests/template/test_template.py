@@ -475,6 +475,18 @@ def test_the_intake_url_takes_only_iam_signed_requests(template: dict[str, Any])
     assert all(statement["Effect"] == "Allow" for statement in senders)
 
 
+def test_a_sender_may_invoke_the_intake_function_only_through_its_url(template: dict[str, Any]) -> None:
+    # Given the policy senders get
+    senders = properties(template, "AlertSendersPolicy")["PolicyDocument"]["Statement"]
+
+    # Then lambda:InvokeFunction (which URLs created since October 2025 need too) holds only for a request
+    # through the function URL: a direct Invoke, whose hand-made function-URL event could name any caller,
+    # source address and user agent for the intake to stamp, is not allowed
+    (invoke,) = [statement for statement in senders if statement["Action"] == "lambda:InvokeFunction"]
+    assert invoke["Effect"] == "Allow"
+    assert invoke["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}
+
+
 def test_the_intake_function_queues_on_the_pushed_alert_queue_only(
     template: dict[str, Any], specs: dict[str, FunctionSpec]
 ) -> None:
