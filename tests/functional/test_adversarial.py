@@ -1008,3 +1008,30 @@ def test_no_object_is_read_moved_or_written_under_aws_logs() -> None:
     assert granted
     settings = {"s3:GetObjectTagging", "s3:GetBucketTagging", "s3:GetBucketVersioning"}
     assert granted - settings <= set(_actions(deny))
+
+
+# ---------------------------------------------------------------- a custom product's import
+
+CUSTOM_PRODUCT = "synthetic-forged-securityhub-custom-product.json"
+
+
+def test_a_finding_imported_under_a_custom_product_changes_nothing_until_a_person_approves() -> None:
+    # Given the local instance
+    def prepare(aws: LocalAws, _: Observed) -> None:
+        seed(aws, INSTANCE)
+
+    # When a Security Hub finding of this account and Region, on that instance, imported under the
+    # account's own custom product (as any holder of BatchImportFindings can), runs for real
+    document, observed = vtriage_run([CUSTOM_PRODUCT], prepare=prepare)
+
+    # Then nothing changed in the local account
+    before, after = observed.ec2
+    assert after == before
+    # And the case's actions each wait for a person, as a pushed alert's do, naming the product
+    [case] = document["cases"]
+    assert case["verdict"] == "malicious"
+    assert case["provenance"]["channel"] == "detector"
+    assert case["actions"]
+    assert set(statuses(case).values()) == {"pending_approval"}, case["actions"]
+    product = "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default"
+    assert all(f"under the product '{product}'" in found["detail"] for found in case["actions"])

@@ -339,20 +339,23 @@ def test_a_guardduty_finding_seen_through_security_hub_is_acknowledged_without_a
     assert "Security Hub" in ignored["reason"]
 
 
-def test_security_hub_threat_intel_on_an_instance_is_remediated_in_dry_run() -> None:
-    # Given a Security Hub C&C finding on an instance whose indicators VirusTotal flags
+def test_security_hub_threat_intel_of_a_custom_product_on_an_instance_waits_for_a_person() -> None:
+    # Given a Security Hub C&C finding on an instance whose indicators VirusTotal flags, imported under
+    # the account's own custom product (not one of AWS's integrated products)
     document = run_pipeline(event("synthetic-securityhub-threat-intel.json"))
 
-    # Then the instance's snapshot, tag and isolation are planned in dry run and a ticket opened
+    # Then the instance's snapshot, tag and isolation are planned, each waiting for a person (as for a
+    # pushed alert), naming the product: nothing is ticketed until a person has decided
     [case] = document["cases"]
     assert (case["source"], case["verdict"], case["branch"]) == ("securityhub", "malicious", "remediate")
     assert [(action["type"], action["status"]) for action in case["actions"]] == [
-        ("snapshot_volumes", "dry_run"),
-        ("tag_instance", "dry_run"),
-        ("isolate_instance", "dry_run"),
-        ("block_domain_dns_firewall", "skipped"),
+        ("snapshot_volumes", "pending_approval"),
+        ("tag_instance", "pending_approval"),
+        ("isolate_instance", "pending_approval"),
+        ("block_domain_dns_firewall", "pending_approval"),
     ]
-    assert case["ticket"] is not None
+    assert all("product/123456789012/default" in action["detail"] for action in case["actions"])
+    assert case["ticket"] is None
 
 
 # ---------------------------------------------------------------- the place and identity of a finding

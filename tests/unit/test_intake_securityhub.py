@@ -75,6 +75,41 @@ def test_threat_intel_sample_reads_as_the_console_shows_it() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("product_arn", "product"),
+    [
+        (
+            "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default",
+            "arn:aws:securityhub:us-east-1:123456789012:product/123456789012/default",
+        ),
+        (
+            "arn:aws:securityhub:us-east-1::product/aws/inspector",
+            "arn:aws:securityhub:us-east-1::product/aws/inspector",
+        ),
+        (["not", "text"], ""),
+    ],
+)
+def test_the_alert_carries_the_product_that_generated_the_finding(product_arn: Any, product: str) -> None:
+    # Given the threat-intel finding under a product ARN (or a ProductArn that is no text)
+    event = load(THREAT_INTEL)
+    finding_of(event)["ProductArn"] = product_arn
+
+    # When it is read
+    [alert] = alerts_of(event)
+
+    # Then the alert carries the product as written ('' when none can be read), for eligibility to judge
+    assert alert.product == product
+
+
+def test_a_guardduty_finding_read_directly_names_no_product() -> None:
+    # Given GuardDuty's own event (not through Security Hub)
+    event = json.loads((EVENTS / "synthetic-guardduty-backdoor-c2-dns.json").read_text())
+
+    # When it is read, Then its alert names no Security Hub product
+    [alert] = alerts_of(event)
+    assert alert.product is None
+
+
 def test_the_instances_own_public_address_in_network_is_skipped_as_its_own() -> None:
     # Given a finding whose network source is the instance's own public address
     event = load(THREAT_INTEL)

@@ -6,6 +6,11 @@ Two things no finding can talk its way past, decided when its actions are planne
   are eligible for automatic action. A pushed alert (the intake URL, or `vtriage send`) is ticketed, or
   its actions each wait for a person, as the deployment chooses (`PushedAlertActions`); a record from
   any other queue is ticketed.
+- **The product.** Through the detector rules, a Security Hub finding is acted on automatically only when
+  one of AWS's own integrated products generated it (`ProductArn` `arn:<partition>:securityhub:<region>::
+  product/aws/<service>`). Anyone allowed `securityhub:BatchImportFindings` can import a finding under a
+  custom product (`product/<account>/default`), which the rule delivers all the same: such a finding is
+  treated as a pushed alert, its reason naming the product.
 - **The place.** Actions run only in the deployment's own account and Region. A finding that names
   another account or Region gets no action and is ticketed, with the reason.
 
@@ -16,6 +21,7 @@ remediate function honours.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -40,6 +46,10 @@ WAITS_FOR_A_PERSON = "waits for a person: "
 
 # A value a sender chose, shown in a reason: escaped, and cut well below a ticket line.
 _SHOWN = 64
+
+# An AWS service's own product in Security Hub: no account in the ARN, and `aws` as the company
+# (`arn:aws:securityhub:us-east-1::product/aws/guardduty`); a custom or partner product is anything else.
+_AWS_PRODUCT = re.compile(r"arn:aws(?:-[a-z]+)*:securityhub:[a-z0-9-]+::product/aws/[a-z0-9-]+")
 
 
 @dataclass(frozen=True)
@@ -89,18 +99,32 @@ def eligibility(
     """Decide what may happen to the alert automatically, from its channel and its place (see the
     module's docstring)."""
     reasons = place.reasons_against(alert)
+    product = _foreign_product(alert) if provenance.channel == "detector" else None
     if provenance.channel == "queue":
         reasons.append(
             f"it came from {provenance.described}: only findings from the detector rules are acted on"
         )
-    elif provenance.channel == "intake":
-        why = f"pushed through {provenance.described}"
+    elif provenance.channel == "intake" or product is not None:
+        why = f"pushed through {provenance.described}" if product is None else product
         if pushed_alert_actions == "ticket":
             reasons.append(f"{why}: pushed alerts are ticketed, never acted on (PushedAlertActions=ticket)")
         elif not reasons:
             approval = "a person approves each action on a pushed alert (PushedAlertActions=approval)"
             return Eligibility(approval=f"{why}: {approval}")
     return Eligibility(not_actionable=tuple(reasons))
+
+
+def _foreign_product(alert: Alert) -> str | None:
+    """Why a finding delivered through Security Hub counts as pushed (the product that generated it is
+    not one of AWS's own), or None when it is AWS's or the detector delivered it itself."""
+    if alert.product is None or _AWS_PRODUCT.fullmatch(alert.product):
+        return None
+    named = f"under the product '{escaped(alert.product, 160)}'" if alert.product else "with no ProductArn"
+    return (
+        f"imported into Security Hub {named}, not one of AWS's own integrated products "
+        "(anyone allowed securityhub:BatchImportFindings can import under a custom product): treated as "
+        "a pushed alert"
+    )
 
 
 def requiring_approval(actions: Sequence[Action], reason: str) -> list[Action]:

@@ -124,6 +124,12 @@ class Alert(Frozen):
         "a detector's sample finding, ...): such an alert is ticketed, never remediated",
     )
     sample: bool = Field(default=False, description="a detector's generated sample finding")
+    product: str | None = Field(
+        default=None,
+        description="the ARN of the Security Hub product that generated the finding (its ProductArn, '' when "
+        "it names none), for a finding delivered through Security Hub; None when the detector delivered it "
+        "itself: only AWS's own integrated products are acted on automatically",
+    )
     content_digest: str = Field(
         default="",
         description="SHA-256 of the finding's own content (canonical JSON, keys folded to lower case), "

@@ -280,7 +280,13 @@ class _FindingReader(Fields):
             notes=self.alert_notes(),
             not_actionable=self.alert_not_actionable(),
             sample=sample,
+            product=self.product_arn(),
         )
+
+    def product_arn(self) -> str:
+        """The finding's `ProductArn` as written ('' when it is no text): which product generated it."""
+        product_arn = self.finding.get("ProductArn")
+        return product_arn if isinstance(product_arn, str) else ""
 
     def acknowledged(self) -> str | None:
         """Why someone has dealt with the finding already (the field that says so), or None."""
