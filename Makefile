@@ -47,8 +47,9 @@ typecheck: $(VENV)/.installed
 	@for handler in functions/*/app.py; do $(BIN)/mypy --strict "$$handler" || exit 1; done
 
 # With coverage (line only), failing under the floor in pyproject.toml ([tool.coverage.report]).
+# One worker per core (pytest-xdist): the functional suites spend most of their time in moto.
 pytest: $(VENV)/.installed
-	$(BIN)/pytest --cov --cov-report=term
+	$(BIN)/pytest -n auto --cov --cov-report=term
 
 template: $(VENV)/.installed $(TOOLS)/.installed
 	TOOLS=$(TOOLS)/bin scripts/check-template.sh
