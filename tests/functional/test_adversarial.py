@@ -55,6 +55,7 @@ OTHER_ACCOUNT = "synthetic-forged-other-account-c2-dns.json"
 OTHER_REGION = "synthetic-forged-other-region-c2-dns.json"
 OTHER_ACCOUNT_AND_REGION = "synthetic-forged-other-account-and-region-c2-dns.json"
 IMPORTED_OTHER_ACCOUNT = "synthetic-forged-securityhub-other-account.json"
+FOREIGN_INSTANCE_ARN = "synthetic-forged-securityhub-foreign-instance-arn.json"
 OTHER_VPC = "synthetic-forged-other-vpc-c2-ip.json"
 BORROWED_ID = "synthetic-forged-borrowed-id-benign.json"
 TITLE_INJECTION = "synthetic-forged-injection-title-c2-dns.json"
@@ -406,6 +407,28 @@ def test_findings_naming_another_account_or_region_change_nothing_in_the_local_a
     assert document["failures"] == []
 
 
+def test_an_imported_finding_naming_an_instance_of_another_account_changes_nothing_here() -> None:
+    # Given the local instance
+    def prepare(aws: LocalAws, _: Observed) -> None:
+        seed(aws, INSTANCE)
+
+    # When a Security Hub finding of this account and Region names it in an ARN of account 999999999999,
+    # Region eu-west-3 (and `Resources[].Region` eu-west-3), run for real
+    document, observed = vtriage_run([FOREIGN_INSTANCE_ARN], prepare=prepare)
+
+    # Then nothing changed in the local account
+    before, after = observed.ec2
+    assert after == before
+    # And the finding is a malicious case, with no action done, ticketed with the resource's place
+    [case] = document["cases"]
+    assert case["verdict"] == "malicious"
+    assert not any(found["status"] == "done" for found in case["actions"]), case["actions"]
+    assert case["ticket"] is not None
+    reasons = " ".join(case["not_actionable"] + [found["detail"] for found in case["actions"]])
+    assert "999999999999" in reasons
+    assert "eu-west-3" in reasons
+
+
 # ---------------------------------------------------------------- 2. the instance named with another VPC
 
 
@@ -490,6 +513,20 @@ def test_a_benign_document_borrowing_the_genuine_findings_id_and_version_swallow
     assert len(after.snapshots_of(INSTANCE.id)) == 1
     assert len([mail for mail in observed.tickets if _attribute(mail, "case_id") == genuine["case_id"]]) == 1
     assert document["failures"] == []
+
+
+def test_the_benign_case_names_the_genuine_one_that_came_after_it() -> None:
+    # Given the local instance
+    def prepare(aws: LocalAws, _: Observed) -> None:
+        seed(aws, INSTANCE)
+
+    # When the benign document borrowing the genuine finding's id and version arrives, then the genuine
+    # one, for real (the benign case's steps run while the genuine one is noted on it)
+    document, _ = vtriage_run([BORROWED_ID, GENUINE], prepare=prepare)
+
+    # Then the benign case names the genuine one: no step's save lost the note
+    cases = cases_by_file(document)
+    assert cases[BORROWED_ID]["variant_case_ids"] == [cases[GENUINE]["case_id"]]
 
 
 # ---------------------------------------------------------------- 4 and 6. the control, and protection
@@ -699,6 +736,21 @@ def test_pushed_alerts_wait_for_a_person_and_a_forged_sender_stamp_is_never_beli
     assert "Sent through: the detector rules (EventBridge)" in ticket
     assert FORGED_SENDER not in json.dumps(document)
     assert FORGED_SENDER not in ticket
+
+
+def test_a_pushed_alerts_waiting_actions_say_they_wait_because_it_was_pushed(
+    pushed_run: tuple[dict[str, Any], Observed],
+) -> None:
+    # Given the C&C finding pushed through the intake URL (see pushed_run)
+    document, observed = pushed_run
+
+    # Then each of its actions says it waits for a person because the alert was pushed, never that a
+    # playbook asked for it
+    pushed = _pushed_case(document, observed, TITLE_INJECTION)
+    assert pushed["actions"]
+    for found in pushed["actions"]:
+        assert "PushedAlertActions=approval" in found["detail"], found
+        assert "the playbook asks for approval" not in found["detail"], found
 
 
 # Where a sender's text breaks a line in the hostile title and S3 key: each piece must never start one.

@@ -4,12 +4,13 @@ version made, and each case naming the others with one conditional update."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tests.fakes import make_alert, make_case
-from vtriage.adapters.dynamodb import DynamoCaseRepository
+from vtriage.adapters.dynamodb import DynamoCaseRepository, DynamoRepeatLedger
 from vtriage.adapters.finding_ledger import MAX_VARIANTS, DynamoFindingLedger
 from vtriage.bounds import MAX_HISTORY
-from vtriage.models import Case, CaseStatus, HistoryEntry
+from vtriage.models import Case, CaseStatus, HistoryEntry, Repeat, Verdict
 from vtriage_local.stack import LocalAws
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -91,3 +92,100 @@ def test_the_ledger_and_the_names_on_a_case_stop_growing_at_their_bound(local_aw
     assert stored.variant_case_ids == [case_ids[0]]
     assert len(stored.history) == MAX_HISTORY
     assert "another content" not in [entry.note for entry in stored.history]
+
+
+# ---------------------------------------------------------------- a step saving what it read before
+
+
+def _repeat(case_id: str) -> Repeat:
+    return Repeat(
+        alert_id="guardduty-finding",
+        version="2",
+        case_id=case_id,
+        at=NOW,
+        verdict=Verdict.MALICIOUS,
+        severity=8,
+    )
+
+
+def test_a_step_saving_a_case_keeps_the_variant_the_enrich_function_noted_meanwhile(
+    local_aws: LocalAws,
+) -> None:
+    # Given a benign case, read by the ticket step
+    cases, ledger = _stores(local_aws)
+    benign = _stored(cases, "a" * 64)
+    read_by_ticket_step = cases.get(benign.case_id)
+    assert read_by_ticket_step is not None
+
+    # When the enrich function notes the genuine case on it, then the step saves what it read, changed
+    assert ledger.note_variant(benign.case_id, "guardduty-genuine", _note("another content"))
+    read_by_ticket_step.status = CaseStatus.TICKETED
+    cases.save(read_by_ticket_step)
+
+    # Then the stored case is the step's, and still names the variant, with its line in the history
+    stored = cases.get(benign.case_id)
+    assert stored is not None
+    assert stored.status is CaseStatus.TICKETED
+    assert stored.variant_case_ids == ["guardduty-genuine"]
+    assert "another content" in [entry.note for entry in stored.history]
+    assert stored.history[-1].status is CaseStatus.TICKETED
+
+
+def test_a_step_saving_a_case_keeps_the_repeat_folded_meanwhile(local_aws: LocalAws) -> None:
+    # Given a case, read by a step
+    cases, _ = _stores(local_aws)
+    repeats = DynamoRepeatLedger(local_aws.client("dynamodb"), local_aws.ref("CasesTable"), lambda: NOW)
+    case = _stored(cases, "a" * 64)
+    read_by_step = cases.get(case.case_id)
+    assert read_by_step is not None
+
+    # When a repeat of its finding is folded into it, then the step saves what it read, changed
+    repeat = _repeat("guardduty-repeat")
+    assert repeats.fold(case.case_id, repeat, _note(repeat.note))
+    read_by_step.status = CaseStatus.TICKETED
+    cases.save(read_by_step)
+
+    # Then the repeat still counts, once, as the latest, with its line in the history
+    stored = cases.get(case.case_id)
+    assert stored is not None
+    assert stored.status is CaseStatus.TICKETED
+    assert (stored.repeat_count, stored.repeat_case_ids, stored.last_repeat) == (1, [repeat.case_id], repeat)
+    assert [entry.note for entry in stored.history].count(repeat.note) == 1
+    # And a repeat delivered again still counts once
+    assert not repeats.fold(case.case_id, repeat, _note(repeat.note))
+
+
+def test_a_save_merges_again_when_the_case_changes_between_its_read_and_its_write(
+    local_aws: LocalAws,
+) -> None:
+    # Given a case, read by a step, and a client on which a variant is noted on the case just after the
+    # step's save read it (as the enrich function would, in that instant)
+    client, table = local_aws.client("dynamodb"), local_aws.ref("CasesTable")
+    ledger = DynamoFindingLedger(client, table, RETENTION, lambda: NOW)
+    noted: list[str] = []
+
+    class NoteAfterRead:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(client, name)
+
+        def get_item(self, **request: Any) -> Any:
+            response = client.get_item(**request)
+            if not noted:
+                noted.append("guardduty-genuine")
+                assert ledger.note_variant(case.case_id, "guardduty-genuine", _note("another content"))
+            return response
+
+    cases = DynamoCaseRepository(client, table, RETENTION, lambda: NOW)
+    case = _stored(cases, "a" * 64)
+    read_by_step = cases.get(case.case_id)
+    assert read_by_step is not None
+    racing = DynamoCaseRepository(NoteAfterRead(), table, RETENTION, lambda: NOW)
+
+    # When the step saves
+    read_by_step.status = CaseStatus.TICKETED
+    racing.save(read_by_step)
+
+    # Then its write, refused once, was merged again: the note is kept, and so is the step's change
+    stored = cases.get(case.case_id)
+    assert stored is not None
+    assert (stored.status, stored.variant_case_ids) == (CaseStatus.TICKETED, ["guardduty-genuine"])

@@ -94,7 +94,58 @@ def case_from_item(item: dict[str, Any]) -> Case:
     """A stored case item as a Case."""
     document = from_item(item)
     document.pop("expires_at", None)
+    document.pop(REVISION, None)
     return Case.model_validate(document)
+
+
+# Every write to a case item adds one to this attribute (an item written before it had none: 0), so that
+# a whole-item write can be made conditional on the version it merged with.
+REVISION = "revision"
+
+
+def revision_of(item: Mapping[str, Any]) -> int:
+    """The revision of a stored case item; 0 for one written before revisions."""
+    return int(item[REVISION]["N"]) if REVISION in item else 0
+
+
+def revision_condition(item: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A condition (with its values; the name is `#revision`) that holds while the stored item is still
+    at the revision of `item`."""
+    if REVISION not in item:
+        return "attribute_not_exists(#revision)", {}
+    return "#revision = :revision", {":revision": item[REVISION]}
+
+
+# What a conditional UpdateItem on a case sets to add one to its revision (`:zero`, `:one` its values).
+ADD_A_REVISION = "#revision = if_not_exists(#revision, :zero) + :one"
+
+
+def with_appended(case: Case, stored: Case) -> Case:
+    """The case to write over `stored`: this version, plus what others appended to the stored case since
+    this version was read, which a whole-item write would lose: the variants the enrich function noted,
+    the repeats it folded (their ids, count and latest), and their lines in the history, each in its
+    place in time."""
+    history = list(case.history)
+    for entry in stored.history:
+        if entry not in case.history:
+            index = len(history)
+            # Never before the first step (the alert came in), which the bounds keep.
+            while index > 1 and history[index - 1].at > entry.at:
+                index -= 1
+            history.insert(index, entry)
+    update: dict[str, Any] = {
+        "variant_case_ids": _appended(case.variant_case_ids, stored.variant_case_ids),
+        "repeat_case_ids": _appended(case.repeat_case_ids, stored.repeat_case_ids),
+        "history": history,
+        "updated_at": max(case.updated_at, stored.updated_at),
+    }
+    if stored.repeat_count > case.repeat_count:
+        update |= {"repeat_count": stored.repeat_count, "last_repeat": stored.last_repeat}
+    return case.model_copy(update=update)
+
+
+def _appended(mine: list[str], stored: list[str]) -> list[str]:
+    return [*mine, *(value for value in stored if value not in mine)]
 
 
 # The index on the cases table by status, newest `updated_at` first (template.yaml, CasesTable).
@@ -112,11 +163,11 @@ class DynamoCaseRepository:
         self._retention = retention
         self._now = now
 
-    def _item(self, case: Case) -> dict[str, Any]:
+    def _item(self, case: Case, revision: int) -> dict[str, Any]:
         # Every write keeps the history up to date, whichever step changed the status, and the case
         # within its bounds and DynamoDB's item limit (measured, trimmed with a note when over).
         fitted = fit_case(case.with_status_recorded(), lambda candidate: item_size(self._raw_item(candidate)))
-        return self._raw_item(fitted)
+        return {**self._raw_item(fitted), REVISION: {"N": str(revision)}}
 
     def _raw_item(self, case: Case) -> dict[str, Any]:
         document = case.model_dump(mode="json")
@@ -128,7 +179,7 @@ class DynamoCaseRepository:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=self._item(case),
+                Item=self._item(case, revision=1),
                 ConditionExpression="attribute_not_exists(case_id)",
             )
         except ClientError as error:
@@ -187,12 +238,47 @@ class DynamoCaseRepository:
         return found if limit is None else found[:limit]
 
     def save(self, case: Case) -> None:
-        """Replace the stored case with this version."""
+        """Replace the stored case with this version, keeping what others appended to it meanwhile (see
+        `with_appended`): the write is conditional on the revision it merged with, and merged again when
+        another write came in between. TransientError when the case keeps changing."""
+        for _ in range(_SAVE_ATTEMPTS):
+            stored = self._stored_item(case.case_id)
+            values: dict[str, Any] = {}
+            if stored is None:
+                item, condition = self._item(case, revision=1), "attribute_not_exists(case_id)"
+            else:
+                merged = with_appended(case, case_from_item(stored))
+                item = self._item(merged, revision=revision_of(stored) + 1)
+                condition, values = revision_condition(stored)
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "Item": item,
+                "ConditionExpression": condition,
+            }
+            if "#revision" in condition:
+                request["ExpressionAttributeNames"] = {"#revision": REVISION}
+            if values:
+                request["ExpressionAttributeValues"] = values
+            try:
+                self._client.put_item(**request)
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise_transient(error)
+                    raise
+                continue
+            return
+        raise TransientError(f"case {case.case_id} kept changing while it was saved")
+
+    def _stored_item(self, case_id: str) -> dict[str, Any] | None:
         try:
-            self._client.put_item(TableName=self._table, Item=self._item(case))
+            response = self._client.get_item(
+                TableName=self._table, Key={"case_id": {"S": case_id}}, ConsistentRead=True
+            )
         except ClientError as error:
             raise_transient(error)
             raise
+        item: dict[str, Any] | None = response.get("Item")
+        return item
 
     def record_failure(
         self, message_id: str, reason: str, body: str, *, where: str = "", alert_id: str | None = None
@@ -289,7 +375,7 @@ class DynamoRepeatLedger:
                         "#ids = list_append(if_not_exists(#ids, :empty), :ids), "
                         "#last = :repeat, "
                         "#history = list_append(if_not_exists(#history, :empty), :entry), "
-                        "#updated = :now"
+                        f"#updated = :now, {ADD_A_REVISION}"
                     ),
                     ConditionExpression=(
                         "attribute_exists(case_id) AND NOT contains(#ids, :id)"
@@ -302,6 +388,7 @@ class DynamoRepeatLedger:
                         "#last": "last_repeat",
                         "#history": "history",
                         "#updated": "updated_at",
+                        "#revision": REVISION,
                     },
                     ExpressionAttributeValues={
                         ":zero": {"N": "0"},
@@ -349,22 +436,16 @@ class DynamoRepeatLedger:
         replacement = to_item(compacted.model_dump(mode="json"))
         if "expires_at" in item:
             replacement["expires_at"] = item["expires_at"]
+        replacement[REVISION] = {"N": str(revision_of(item) + 1)}
+        unchanged, revision_values = revision_condition(item)
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item=replacement,
                 # Only over the version read: a concurrent write wins, and the fold tries again.
-                ConditionExpression="#updated = :updated AND size(#history) = :history AND size(#ids) = :ids",
-                ExpressionAttributeNames={
-                    "#updated": "updated_at",
-                    "#history": "history",
-                    "#ids": "repeat_case_ids",
-                },
-                ExpressionAttributeValues={
-                    ":updated": item["updated_at"],
-                    ":history": {"N": str(len(case.history))},
-                    ":ids": {"N": str(len(case.repeat_case_ids))},
-                },
+                ConditionExpression=unchanged,
+                ExpressionAttributeNames={"#revision": REVISION},
+                **({"ExpressionAttributeValues": revision_values} if revision_values else {}),
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -375,6 +456,8 @@ class DynamoRepeatLedger:
 
 # A fold refused because the case changed meanwhile is tried again this many times.
 _FOLD_ATTEMPTS = 4
+# A save whose case changed between its read and its write is merged and tried again this many times.
+_SAVE_ATTEMPTS = 5
 # A compaction leaves room for this many more repeats before the next one.
 _ROOM_MADE = 20
 

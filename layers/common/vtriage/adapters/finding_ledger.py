@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import raise_transient
-from vtriage.adapters.dynamodb import case_from_item, from_item, to_attribute
+from vtriage.adapters.dynamodb import ADD_A_REVISION, REVISION, case_from_item, from_item, to_attribute
 from vtriage.bounds import MAX_HISTORY
 from vtriage.models import HistoryEntry
 
@@ -22,7 +22,8 @@ class DynamoFindingLedger:
     """A `finding#<digest>` item per finding id and version (`Alert.finding_key`) lists the cases its
     contents made, kept as long as cases are (no status: it stays out of the by-status index); a case
     notes another content's case with one conditional UpdateItem on the case, so that nothing else
-    written to the case meanwhile is lost and a note is added once."""
+    written to the case meanwhile is lost and a note is added once. The update adds one to the case's
+    revision: a step saving the case it read before keeps the note (`DynamoCaseRepository.save`)."""
 
     def __init__(
         self, client: Any, table_name: str, retention: timedelta, now: Callable[[], datetime]
@@ -69,8 +70,15 @@ class DynamoFindingLedger:
         """Add `variant_case_id` to the case's variants and `entry` to its history, atomically; False when
         the case is gone, names this variant already, or names MAX_VARIANTS. A case whose history is
         full gets the variant without the history line."""
-        names = {"#variants": "variant_case_ids", "#history": "history", "#updated": "updated_at"}
+        names = {
+            "#variants": "variant_case_ids",
+            "#history": "history",
+            "#updated": "updated_at",
+            "#revision": REVISION,
+        }
         values = {
+            ":zero": {"N": "0"},
+            ":one": {"N": "1"},
             ":empty": {"L": []},
             ":ids": {"L": [{"S": variant_case_id}]},
             ":id": {"S": variant_case_id},
@@ -84,7 +92,8 @@ class DynamoFindingLedger:
         )
         with_history: tuple[str, str, dict[str, Any]] = (
             "SET #variants = list_append(if_not_exists(#variants, :empty), :ids),"
-            " #history = list_append(if_not_exists(#history, :empty), :entry), #updated = :now",
+            " #history = list_append(if_not_exists(#history, :empty), :entry),"
+            f" #updated = :now, {ADD_A_REVISION}",
             room + " AND (attribute_not_exists(#history) OR size(#history) < :max_history)",
             {
                 ":entry": {"L": [to_attribute(entry.model_dump(mode="json"))]},
@@ -92,7 +101,8 @@ class DynamoFindingLedger:
             },
         )
         without_history: tuple[str, str, dict[str, Any]] = (
-            "SET #variants = list_append(if_not_exists(#variants, :empty), :ids), #updated = :now",
+            "SET #variants = list_append(if_not_exists(#variants, :empty), :ids),"
+            f" #updated = :now, {ADD_A_REVISION}",
             room,
             {},
         )
