@@ -123,8 +123,7 @@ def account(journeys: list[tuple[Journey, list[Finding]]], settled: Settled) -> 
 
 
 UNACCOUNTED = (
-    "the enrich function acknowledged it without a case, a repeat or a failure record"
-    " (see the function log)"
+    "the enrich function acknowledged it without a case, a repeat or a failure record (see the function log)"
 )
 
 

@@ -122,7 +122,7 @@ def _with_defaults(template: dict[str, Any], parameters: dict[str, str]) -> dict
 
 
 def _truth(expression: Any, template: dict[str, Any], parameters: dict[str, str]) -> bool:
-    (function, argument), = expression.items()
+    ((function, argument),) = expression.items()
     if function == "Condition":
         return _truth(template["Conditions"][argument], template, parameters)
     if function == "Fn::Not":

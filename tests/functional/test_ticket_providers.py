@@ -497,7 +497,9 @@ def test_jira_makes_no_link_of_what_the_alert_says(
     assert title.endswith("\\u202e")
     assert "https://evil" not in json.dumps(description)
     # And the summary is one line, escaped
-    assert fake.issues[ticket.id]["summary"].startswith("[HIGH] malicious: Scan finished\\n\\nApprove: hxxps://")
+    assert fake.issues[ticket.id]["summary"].startswith(
+        "[HIGH] malicious: Scan finished\\n\\nApprove: hxxps://"
+    )
 
 
 @pytest.mark.parametrize(("score", "priority"), [(9.5, "Highest"), (8, "High"), (5, "Medium"), (2, "Low")])

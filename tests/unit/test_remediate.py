@@ -805,7 +805,6 @@ def test_an_unknown_step_is_refused_naming_the_steps_there_are() -> None:
         remediator.step({"case_id": case.case_id, "step": "undo"})
 
 
-
 def test_an_action_the_state_machine_could_not_run_is_recorded_failed_and_finish_reports_it() -> None:
     # Given a case with two isolations planned, the first of which the Map could not run (its function
     # timed out), and the second ran

@@ -214,9 +214,7 @@ class Remediator:
             result = finish_remediation(TaskInput.model_validate(event), self.cases, place=self.place)
             return FinishedRemediation(case_id=result.case_id, changed=result.changed)
         if step is not None:
-            raise ValueError(
-                f"unknown remediation step {step!r}: plan, run, record_failure or finish"
-            )
+            raise ValueError(f"unknown remediation step {step!r}: plan, run, record_failure or finish")
         return remediate_case(
             TaskInput.model_validate(event),
             self.cases,

@@ -128,9 +128,7 @@ class Ec2InstanceIsolation:
                     after=current,
                 )
         after = self._existing_groups(list(before))
-        not_restored = {
-            eni: groups for eni, groups in after.items() if before[eni] and groups != before[eni]
-        }
+        not_restored = {eni: groups for eni, groups in after.items() if before[eni] and groups != before[eni]}
         if missing or not_restored or unknown:
             problems = []
             if missing:
@@ -252,8 +250,8 @@ class Ec2InstanceIsolation:
             changes.append(
                 f"moved {moved} first to {untracking_named}, which allows all traffic so that the "
                 f"connections they carried became untracked, then to {quarantine_named}, which allows "
-                "none: the untracked connections were cut at once (EC2 User Guide, \"Security group "
-                f"connection tracking\"); {_STAYS_TRACKED}"
+                'none: the untracked connections were cut at once (EC2 User Guide, "Security group '
+                f'connection tracking"); {_STAYS_TRACKED}'
             )
         relied = sorted(moved_by_other | set(finished))
         if relied:
@@ -269,9 +267,7 @@ class Ec2InstanceIsolation:
                 + "; the groups they had before are recorded by that isolation, which undoes it"
             )
         if opened:
-            changes.append(
-                f"revoked the rules found on {self._group_name} in {', '.join(opened)}"
-            )
+            changes.append(f"revoked the rules found on {self._group_name} in {', '.join(opened)}")
         detail = "isolated: " + "; ".join(changes) + "; the quarantine group allows no traffic in or out"
         return _action(instance_id, ActionStatus.DONE, detail, before=before, after=after)
 
@@ -304,6 +300,7 @@ class Ec2InstanceIsolation:
             finished.extend(eni for eni in between if eni not in finished)
             after = self._current_groups(interface_ids)
         return after, finished
+
     def _two_steps(
         self,
         to_move: list[str],
