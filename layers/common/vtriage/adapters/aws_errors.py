@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+
 from botocore.exceptions import ClientError
 
 from vtriage.errors import TransientError
@@ -40,3 +43,16 @@ def raise_transient(error: ClientError) -> None:
     """Re-raise a throttling or 5xx error as TransientError; return for any other, for the caller to raise."""
     if is_transient(error):
         raise TransientError(str(error)) from error
+
+
+@contextmanager
+def transient_aws_errors(unavailable: str = "", *, busy: Collection[str] = ()) -> Iterator[None]:
+    """Within the block, a throttling or 5xx ClientError (or one whose code is in `busy`: a service's own
+    "try again later") is raised as TransientError, its message `"<unavailable>: <error>"` (the error alone
+    when `unavailable` is empty); any other ClientError passes unchanged, for the caller to handle."""
+    try:
+        yield
+    except ClientError as error:
+        if is_transient(error) or error_code(error) in busy:
+            raise TransientError(f"{unavailable}: {error}" if unavailable else str(error)) from error
+        raise
