@@ -242,67 +242,6 @@ class FakeDeadLetterQueue:
             self.sent.append(RecordedFailure(message_id, reason, body, where, alert_id))
 
 
-class FakeInstanceIsolation:
-    """`InstanceIsolation` over a dict of instance id to its security groups.
-
-    An instance it does not know fails as a missing instance does; `protected` ones are skipped;
-    `errors` makes an instance raise. Isolation moves the instance to the single group "sg-quarantine".
-    Every call is recorded as (instance id, dry_run).
-    """
-
-    QUARANTINE_GROUP = "sg-quarantine"
-
-    def __init__(
-        self,
-        instances: Mapping[str, list[str]] | None = None,
-        protected: Iterable[str] = (),
-        errors: Mapping[str, Exception] | None = None,
-    ) -> None:
-        """Know `instances` (id → group ids), leave `protected` alone, raise `errors`."""
-        self.groups: dict[str, list[str]] = {key: list(value) for key, value in (instances or {}).items()}
-        self._protected = set(protected)
-        self._errors = dict(errors or {})
-        self.calls: list[tuple[str, bool]] = []
-
-    def isolate(self, instance_id: str, dry_run: bool) -> Action:
-        """Isolate the instance, or only say what would change when dry_run."""
-        self.calls.append((instance_id, dry_run))
-        if instance_id in self._errors:
-            raise self._errors[instance_id]
-        if instance_id not in self.groups:
-            reason = "instance not found (InvalidInstanceID.NotFound)"
-            return self._action(instance_id, ActionStatus.FAILED, reason)
-        if instance_id in self._protected:
-            return self._action(instance_id, ActionStatus.SKIPPED, "not isolated: the instance is protected")
-        before = {"groups": list(self.groups[instance_id])}
-        if self.groups[instance_id] == [self.QUARANTINE_GROUP]:
-            return self._action(instance_id, ActionStatus.DONE, "already isolated", before, before)
-        if dry_run:
-            detail = f"dry run, nothing changed: would move {before['groups']} to {self.QUARANTINE_GROUP}"
-            return self._action(instance_id, ActionStatus.DRY_RUN, detail, before)
-        self.groups[instance_id] = [self.QUARANTINE_GROUP]
-        after = {"groups": [self.QUARANTINE_GROUP]}
-        detail = f"isolated in {self.QUARANTINE_GROUP}"
-        return self._action(instance_id, ActionStatus.DONE, detail, before, after)
-
-    @staticmethod
-    def _action(
-        instance_id: str,
-        status: ActionStatus,
-        detail: str,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
-    ) -> Action:
-        return Action(
-            type=ActionType.ISOLATE_INSTANCE,
-            target=instance_id,
-            status=status,
-            detail=detail,
-            before=before,
-            after=after,
-        )
-
-
 class FakeActuator:
     """`ResponseActuator` for one action type, over a dict of target to its current state (a string).
 

@@ -1,5 +1,6 @@
-"""remediate_case and rollback_case with every actuator on one moto account: what a case does to real
-(moto) resources when run for real, in dry run, and when rolled back."""
+"""The remediation steps (plan, run, finish, as the state machine calls them) and rollback_case with
+every actuator on one moto account: what a case does to real (moto) resources when run for real, in dry
+run, and when rolled back."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from moto import mock_aws
 
 from tests.fakes import InMemoryCaseRepository, make_alert, make_case
 from tests.functional.conftest import launch_instance, use_dummy_aws_credentials
+from tests.remediation_steps import remediate, remediator
 from vtriage.adapters.ec2 import Ec2InstanceIsolation, Ec2InstanceTagging, Ec2VolumeSnapshots
 from vtriage.adapters.iam import IamAccessKeyDisabler
 from vtriage.adapters.nacl import NaclIpBlocker
@@ -31,12 +33,11 @@ from vtriage.models import (
     IocType,
     Resource,
     ResourceType,
-    TaskInput,
     Verdict,
 )
 from vtriage.playbook import plan_actions
 from vtriage.ports import ResponseActuator
-from vtriage.remediate import remediate_case, rollback_case
+from vtriage.remediate import rollback_case
 
 pytestmark = pytest.mark.functional
 
@@ -195,8 +196,9 @@ def test_a_live_run_acts_everywhere_and_rollback_restores_all_but_the_snapshots(
     original = world(account)
 
     # When the case is remediated for real
-    remediate_case(
-        TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=False, max_actions=10, place=PLACE
+    remediate(
+        remediator(cases, actuators(account), place=PLACE, dry_run=False, max_actions_per_case=10),
+        case.case_id,
     )
 
     # Then every action is done and the account shows it
@@ -240,8 +242,9 @@ def test_a_dry_run_changes_nothing_anywhere(account: Account) -> None:
     original = world(account)
 
     # When the case is remediated in dry run
-    remediate_case(
-        TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=True, max_actions=10, place=PLACE
+    remediate(
+        remediator(cases, actuators(account), place=PLACE, dry_run=True, max_actions_per_case=10),
+        case.case_id,
     )
 
     # Then every action says what it would do, and nothing changed, not even a snapshot taken
@@ -298,8 +301,9 @@ def test_a_forged_finding_moves_only_the_live_instances_interfaces_and_blocks_on
     cases = InMemoryCaseRepository([case])
 
     # When the case is remediated for real
-    remediate_case(
-        TaskInput(case_id=case.case_id), cases, actuators(account), dry_run=False, max_actions=10, place=PLACE
+    remediate(
+        remediator(cases, actuators(account), place=PLACE, dry_run=False, max_actions_per_case=10),
+        case.case_id,
     )
 
     # Then the live instance's own interface is isolated and its own subnet's network ACL denies the IP
@@ -330,14 +334,7 @@ def test_a_finding_from_another_account_changes_nothing_anywhere(account: Accoun
 
     # When it is remediated for real, Then the caller hears why nothing ran
     with pytest.raises(RemediationError, match="account '999999999999'"):
-        remediate_case(
-            TaskInput(case_id=case.case_id),
-            cases,
-            actuators(account),
-            dry_run=False,
-            max_actions=10,
-            place=PLACE,
-        )
+        remediate(remediator(cases, actuators(account), place=PLACE, max_actions_per_case=10), case.case_id)
 
     # And nothing changed anywhere, and every action says why it was skipped
     assert world(account) == original
@@ -360,7 +357,7 @@ def test_rolling_back_one_of_two_cases_that_isolated_an_instance_keeps_it_isolat
             actions=[Action(type=ActionType.ISOLATE_INSTANCE, target=account.instance_id)],
         )
         cases.create(case)
-        remediate_case(TaskInput(case_id=case_id), cases, isolate, dry_run=False, max_actions=5, place=PLACE)
+        remediate(remediator(cases, isolate, place=PLACE), case_id)
     isolated = world(account).interface_groups
     assert account.web_group not in isolated
 

@@ -78,7 +78,7 @@ def instance_tags(ec2: Any, instance_id: str) -> dict[str, str]:
 
 
 def planned(action_type: ActionType, instance_id: str) -> Action:
-    """An action as remediate_case hands it to an actuator: with the case id."""
+    """An action as the remediation's run step hands it to an actuator: with the case id."""
     return Action(type=action_type, target=instance_id, parameters={"case_id": CASE_ID})
 
 

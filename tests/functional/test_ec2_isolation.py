@@ -86,13 +86,23 @@ def isolation(ec2: Any) -> Ec2InstanceIsolation:
     return Ec2InstanceIsolation(ec2, QUARANTINE, PROTECTED_TAG)
 
 
+def isolate(ec2: Any, instance_id: str, *, dry_run: bool, case_id: str | None = None) -> Action:
+    """Run an isolation of the instance as the remediation's run step does: with the case id, when given."""
+    action = Action(
+        type=ActionType.ISOLATE_INSTANCE,
+        target=instance_id,
+        parameters={"case_id": case_id} if case_id else {},
+    )
+    return isolation(ec2).run(action, dry_run)
+
+
 def test_isolation_leaves_every_interface_only_in_a_quarantine_group_with_no_rules(ec2: Any) -> None:
     # Given an instance with two interfaces in a group that allows SSH
     instance_id, web = launch_instance(ec2)
     before = interface_groups(ec2, instance_id)
 
     # When it is isolated for real
-    action = isolation(ec2).isolate(instance_id, dry_run=False)
+    action = isolate(ec2, instance_id, dry_run=False)
 
     # Then both interfaces are only in the quarantine group, which allows nothing in or out
     [group] = quarantine_groups(ec2)
@@ -115,7 +125,7 @@ def test_dry_run_changes_nothing_and_says_what_would_change(ec2: Any) -> None:
     groups_before = ec2.describe_security_groups()["SecurityGroups"]
 
     # When it is isolated in dry run
-    action = isolation(ec2).isolate(instance_id, dry_run=True)
+    action = isolate(ec2, instance_id, dry_run=True)
 
     # Then no group was created or changed and the interfaces are where they were
     assert interface_groups(ec2, instance_id) == before
@@ -134,7 +144,7 @@ def test_dry_run_changes_nothing_and_says_what_would_change(ec2: Any) -> None:
 def test_dry_run_names_an_existing_quarantine_group_by_id(ec2: Any) -> None:
     # Given an isolated instance, so a quarantine group exists, and a second instance in the same VPC
     first, _ = launch_instance(ec2)
-    isolation(ec2).isolate(first, dry_run=False)
+    isolate(ec2, first, dry_run=False)
     [group] = quarantine_groups(ec2)
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [group["VpcId"]]}])["Subnets"]
     subnet_id = subnets[0]["SubnetId"]
@@ -142,7 +152,7 @@ def test_dry_run_names_an_existing_quarantine_group_by_id(ec2: Any) -> None:
     second = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, SubnetId=subnet_id)["Instances"][0]
 
     # When the second is isolated in dry run
-    action = isolation(ec2).isolate(second["InstanceId"], dry_run=True)
+    action = isolate(ec2, second["InstanceId"], dry_run=True)
 
     # Then the detail names the existing quarantine group, and the instance is untouched
     assert action.status is ActionStatus.DRY_RUN
@@ -156,7 +166,7 @@ def test_a_protected_instance_is_skipped_and_untouched(ec2: Any) -> None:
     before = interface_groups(ec2, instance_id)
 
     # When it is isolated for real
-    action = isolation(ec2).isolate(instance_id, dry_run=False)
+    action = isolate(ec2, instance_id, dry_run=False)
 
     # Then it is skipped with the reason, and nothing changed
     assert action.status is ActionStatus.SKIPPED
@@ -168,12 +178,12 @@ def test_a_protected_instance_is_skipped_and_untouched(ec2: Any) -> None:
 def test_isolating_twice_reports_already_isolated(ec2: Any) -> None:
     # Given an instance isolated once
     instance_id, _ = launch_instance(ec2)
-    isolation(ec2).isolate(instance_id, dry_run=False)
+    isolate(ec2, instance_id, dry_run=False)
     isolated = interface_groups(ec2, instance_id)
 
     # When it is isolated again, for real and in dry run
-    again = isolation(ec2).isolate(instance_id, dry_run=False)
-    again_dry = isolation(ec2).isolate(instance_id, dry_run=True)
+    again = isolate(ec2, instance_id, dry_run=False)
+    again_dry = isolate(ec2, instance_id, dry_run=True)
 
     # Then both say it is already isolated, and nothing changed; neither records vtriage's own group as
     # the groups the interfaces had before (the first isolation recorded those, and undoes it)
@@ -189,7 +199,7 @@ def test_isolating_twice_reports_already_isolated(ec2: Any) -> None:
 def test_a_quarantine_group_opened_by_hand_is_closed_again(ec2: Any) -> None:
     # Given an isolated instance whose quarantine group someone opened to SSH
     instance_id, _ = launch_instance(ec2)
-    isolation(ec2).isolate(instance_id, dry_run=False)
+    isolate(ec2, instance_id, dry_run=False)
     [group] = quarantine_groups(ec2)
     ec2.authorize_security_group_ingress(
         GroupId=group["GroupId"],
@@ -199,7 +209,7 @@ def test_a_quarantine_group_opened_by_hand_is_closed_again(ec2: Any) -> None:
     )
 
     # When it is isolated again
-    action = isolation(ec2).isolate(instance_id, dry_run=False)
+    action = isolate(ec2, instance_id, dry_run=False)
 
     # Then the rule is gone and the action says so
     [group] = quarantine_groups(ec2)
@@ -210,7 +220,7 @@ def test_a_quarantine_group_opened_by_hand_is_closed_again(ec2: Any) -> None:
 
 def test_a_missing_instance_is_a_failed_action_not_an_exception(ec2: Any) -> None:
     # Given no such instance, When it is isolated
-    action = isolation(ec2).isolate("i-0123456789abcdef0", dry_run=False)
+    action = isolate(ec2, "i-0123456789abcdef0", dry_run=False)
 
     # Then the action failed with EC2's reason
     assert action.status is ActionStatus.FAILED
@@ -266,7 +276,7 @@ def test_rollback_puts_every_interface_back_in_its_groups(ec2: Any) -> None:
 def test_rollback_of_an_instance_that_was_already_isolated_leaves_it_isolated(ec2: Any) -> None:
     # Given an instance isolated by hand before vtriage ran, then "isolated again" by vtriage
     instance_id, _ = launch_instance(ec2)
-    isolation(ec2).isolate(instance_id, dry_run=False)
+    isolate(ec2, instance_id, dry_run=False)
     isolated = interface_groups(ec2, instance_id)
     done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
 
@@ -335,7 +345,7 @@ def test_isolation_first_makes_open_connections_untracked_then_cuts_them(ec2: An
     moves = record_moves(ec2)
 
     # When it is isolated for real
-    action = isolation(ec2).isolate(instance_id, dry_run=False)
+    action = isolate(ec2, instance_id, dry_run=False)
 
     # Then each interface went first to the untracking group, which allows all traffic both ways (IPv4 and
     # IPv6, so that open connections become untracked), and only then to the quarantine group, which has
@@ -364,7 +374,7 @@ def test_isolation_first_makes_open_connections_untracked_then_cuts_them(ec2: An
 def test_the_dry_run_names_both_steps(ec2: Any) -> None:
     # Given an instance, When it is isolated in dry run
     instance_id, _ = launch_instance(ec2)
-    action = isolation(ec2).isolate(instance_id, dry_run=True)
+    action = isolate(ec2, instance_id, dry_run=True)
 
     # Then both groups and their order are named, and neither was created
     assert action.status is ActionStatus.DRY_RUN
@@ -403,7 +413,7 @@ def test_an_isolation_stopped_between_its_steps_never_leaves_an_interface_in_the
     fail_the_move_to(ec2, QUARANTINE, "RequestLimitExceeded", 503)
 
     # When it is isolated
-    action = isolation(ec2).isolate(instance_id, dry_run=False)
+    action = isolate(ec2, instance_id, dry_run=False)
 
     # Then every interface went straight on to the quarantine group, none is left open, and the action
     # fails saying what happened, keeping the groups before for a rollback
@@ -423,11 +433,11 @@ def test_a_refused_first_move_changes_nothing_and_the_retry_starts_afresh(ec2: A
 
     # When it is isolated, Then the state machine's Retry hears of it, and no interface moved
     with pytest.raises(TransientError, match="RequestLimitExceeded"):
-        isolation(ec2).isolate(instance_id, dry_run=False)
+        isolate(ec2, instance_id, dry_run=False)
     assert interface_groups(ec2, instance_id) == original
 
     # And the retry isolates it, recording the groups the interfaces really had
-    retried = isolation(ec2).isolate(instance_id, dry_run=False)
+    retried = isolate(ec2, instance_id, dry_run=False)
     assert retried.status is ActionStatus.DONE
     assert retried.before == {eni: [web] for eni in original}
 
@@ -459,7 +469,7 @@ def test_a_group_of_the_quarantine_name_that_vtriage_did_not_create_is_not_used(
     ec2.create_security_group(GroupName=QUARANTINE, Description="someone else's", VpcId=vpc_id)
 
     # When the instance is isolated
-    action = isolation(ec2).isolate(instance_id, dry_run=False)
+    action = isolate(ec2, instance_id, dry_run=False)
 
     # Then nothing moved, and the reason says whose group it is and what to do
     assert action.status is ActionStatus.FAILED
@@ -485,7 +495,7 @@ def test_throttling_and_server_errors_are_transient(code: str, status: int) -> N
 
     # When an instance is isolated, Then the state machine's Retry gets a TransientError
     with pytest.raises(TransientError, match=code):
-        Ec2InstanceIsolation(client, QUARANTINE, PROTECTED_TAG).isolate("i-0123456789abcdef0", dry_run=False)
+        isolate(client, "i-0123456789abcdef0", dry_run=False)
     stubber.assert_no_pending_responses()
 
 
@@ -495,7 +505,7 @@ def test_a_permission_error_reaches_the_caller() -> None:
 
     # When an instance is isolated, Then the error is raised for a person to see, not retried
     with pytest.raises(ClientError, match="UnauthorizedOperation"):
-        Ec2InstanceIsolation(client, QUARANTINE, PROTECTED_TAG).isolate("i-0123456789abcdef0", dry_run=False)
+        isolate(client, "i-0123456789abcdef0", dry_run=False)
 
 
 # ---------------------------------------------------------------- two cases isolating one instance at once
@@ -572,7 +582,7 @@ def test_a_case_that_finds_another_between_its_two_steps_finishes_the_second_and
         [group] = ec2.describe_security_groups(GroupIds=params["Groups"])["SecurityGroups"]
         if group["GroupName"] == QUARANTINE and not started:
             started.append("case-B")
-            second["B"] = isolation(ec2).isolate(instance_id, dry_run=False, case_id="case-B")
+            second["B"] = isolate(ec2, instance_id, dry_run=False, case_id="case-B")
 
     ec2.meta.events.register(
         "before-parameter-build.ec2.ModifyNetworkInterfaceAttribute",
@@ -580,7 +590,7 @@ def test_a_case_that_finds_another_between_its_two_steps_finishes_the_second_and
     )
 
     # When case-A isolates it (case-B running between case-A's two steps)
-    first = isolation(ec2).isolate(instance_id, dry_run=False, case_id="case-A")
+    first = isolate(ec2, instance_id, dry_run=False, case_id="case-A")
 
     # Then neither case failed, and every interface is in the quarantine group only
     quarantine = group_named(ec2, QUARANTINE)["GroupId"]
@@ -607,16 +617,14 @@ def test_two_cases_that_read_the_instance_before_either_moved_it_both_end_done_a
     gated = GatedEc2(ec2)
     outcome: dict[str, Action] = {}
     case_b = threading.Thread(
-        target=lambda: outcome.update(
-            B=isolation(gated).isolate(instance_id, dry_run=False, case_id="case-B")
-        )
+        target=lambda: outcome.update(B=isolate(gated, instance_id, dry_run=False, case_id="case-B"))
     )
     case_b.start()
     gated.wait_for_next_move()
     stepped = SteppedEc2(ec2, "describe_network_interfaces", gated.allow_one_move)
 
     # When case-A runs to its end, and then case-B does
-    first = isolation(stepped).isolate(instance_id, dry_run=False, case_id="case-A")
+    first = isolate(stepped, instance_id, dry_run=False, case_id="case-A")
     gated.allow_the_rest()
     case_b.join(timeout=30)
 

@@ -1,5 +1,6 @@
-"""remediate_case: runs planned actions through the actuator of their type, under a cap, records every
-outcome and never runs an action twice. rollback_case: undoes what is reversible, last run first."""
+"""The remediation steps the state machine calls (`Remediator.step`: plan, run, record_failure, finish):
+planned actions run through the actuator of their type, under a cap, every outcome is recorded and no
+action runs twice. rollback_case: undoes what is reversible, last run first."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.fakes import FakeActuator, InMemoryCaseRepository, make_alert, make_case
+from tests.remediation_steps import finish, plan, remediate, remediator, run
 from vtriage.eligibility import Place, requiring_approval
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
 from vtriage.models import (
@@ -19,16 +21,9 @@ from vtriage.models import (
     CaseStatus,
     Resource,
     ResourceType,
-    TaskInput,
     Verdict,
 )
-from vtriage.remediate import (
-    EXECUTION_TIMEOUT_SECONDS,
-    KEPT_FOR,
-    Remediator,
-    remediate_case,
-    rollback_case,
-)
+from vtriage.remediate import EXECUTION_TIMEOUT_SECONDS, KEPT_FOR, Remediator, rollback_case
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 LATER = datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
@@ -81,24 +76,30 @@ def malicious_case(
     )
 
 
-def run(
+def remediated(
     case: Case,
     *actuators: FakeActuator,
     dry_run: bool = False,
     max_actions: int = 5,
 ) -> tuple[InMemoryCaseRepository, Case]:
-    """Store the case, remediate it, return the repository and the stored case."""
+    """Store the case, remediate it as one execution does (plan, run each item, finish), return the
+    repository and the stored case. For a case whose `finish` must raise, use `remediate` directly."""
     cases = InMemoryCaseRepository([case])
-    remediate_case(
-        TaskInput(case_id=case.case_id),
+    remediate(steps_over(cases, *actuators, dry_run=dry_run, max_actions=max_actions), case.case_id)
+    return cases, stored(cases, case)
+
+
+def steps_over(
+    cases: InMemoryCaseRepository, *actuators: FakeActuator, dry_run: bool = False, max_actions: int = 5
+) -> Remediator:
+    """The remediate function's steps over the cases, with these actuators, in the deployment's place."""
+    return remediator(
         cases,
         {actuator.action_type: actuator for actuator in actuators},
-        dry_run=dry_run,
-        max_actions=max_actions,
         place=PLACE,
-        now=NOW,
+        dry_run=dry_run,
+        max_actions_per_case=max_actions,
     )
-    return cases, stored(cases, case)
 
 
 def stored(cases: InMemoryCaseRepository, case: Case) -> Case:
@@ -115,9 +116,10 @@ def test_live_run_isolates_and_marks_the_case_remediated() -> None:
     # Given a malicious case planning to isolate one instance
     case = malicious_case("i-1")
     actuator = isolation({"i-1": "sg-web"})
+    started = datetime.now(UTC)
 
     # When it is remediated for real
-    cases, saved = run(case, actuator)
+    cases, saved = remediated(case, actuator)
 
     # Then the instance is isolated and the case records the outcome with before and after
     assert actuator.states["i-1"] == QUARANTINE
@@ -127,8 +129,9 @@ def test_live_run_isolates_and_marks_the_case_remediated() -> None:
     assert action.after == {"state": QUARANTINE}
     assert saved.status is CaseStatus.REMEDIATED
     assert saved.branch is Branch.REMEDIATE
-    assert saved.updated_at == NOW
-    assert cases.saves == 1
+    assert started <= saved.updated_at <= datetime.now(UTC)
+    # And the case was written twice: by the plan (its branch) and by the action's run; finish writes nothing
+    assert cases.saves == 2
 
 
 def test_each_action_goes_to_the_actuator_of_its_type_with_the_case_id() -> None:
@@ -141,7 +144,7 @@ def test_each_action_goes_to_the_actuator_of_its_type_with_the_case_id() -> None
     )
 
     # When it is remediated
-    _, saved = run(case, isolate, waf)
+    _, saved = remediated(case, isolate, waf)
 
     # Then each actuator ran its own action, and saw the case id beside the planned parameters
     assert isolate.calls == [("i-1", False)]
@@ -160,16 +163,9 @@ def test_an_action_type_without_an_actuator_fails_for_a_person_to_see() -> None:
     cases = InMemoryCaseRepository([case])
     actuator = isolation({"i-1": "sg-web"})
 
-    # When it is remediated, Then the state machine hears of it
+    # When it is remediated, Then the run step reports the block failed and the ticket hears why
     with pytest.raises(RemediationError, match="no actuator is configured for block_ip_nacl"):
-        remediate_case(
-            TaskInput(case_id=case.case_id),
-            cases,
-            {ActionType.ISOLATE_INSTANCE: actuator},
-            dry_run=False,
-            max_actions=5,
-            place=PLACE,
-        )
+        remediate(steps_over(cases, actuator), case.case_id)
 
     # And the block is recorded as failed while the isolation still ran
     assert statuses(stored(cases, case)) == {"i-1": ActionStatus.DONE, "198.51.100.7": ActionStatus.FAILED}
@@ -181,7 +177,7 @@ def test_dry_run_changes_nothing_and_says_what_would_change() -> None:
     actuator = isolation({"i-1": "sg-web"})
 
     # When it is remediated in dry run
-    _, saved = run(case, actuator, dry_run=True)
+    _, saved = remediated(case, actuator, dry_run=True)
 
     # Then nothing moved, the action says what would, and the case is not called remediated
     assert actuator.states["i-1"] == "sg-web"
@@ -203,7 +199,7 @@ def test_an_action_can_ask_for_dry_run_when_the_rest_runs_live() -> None:
     )
 
     # When it is remediated for real
-    _, saved = run(case, isolate, waf)
+    _, saved = remediated(case, isolate, waf)
 
     # Then the isolation ran live, the block only in dry run
     assert isolate.calls == [("i-1", False)]
@@ -218,7 +214,7 @@ def test_actions_beyond_the_cap_are_skipped_for_a_person_to_decide() -> None:
     actuator = isolation({"i-1": "sg-a", "i-2": "sg-a", "i-3": "sg-a"})
 
     # When it is remediated
-    _, saved = run(case, actuator, max_actions=2)
+    _, saved = remediated(case, actuator, max_actions=2)
 
     # Then only the first two ran; the third is skipped and says why
     assert [call[0] for call in actuator.calls] == ["i-1", "i-2"]
@@ -239,7 +235,7 @@ def test_a_cap_of_zero_runs_nothing() -> None:
     actuator = isolation({"i-1": "sg-a"})
 
     # When it is remediated
-    _, saved = run(case, actuator, max_actions=0)
+    _, saved = remediated(case, actuator, max_actions=0)
 
     # Then the actuator was never called and the action is skipped
     assert actuator.calls == []
@@ -247,20 +243,21 @@ def test_a_cap_of_zero_runs_nothing() -> None:
     assert saved.status is CaseStatus.ENRICHED
 
 
-def test_a_protected_instance_does_not_use_up_the_cap() -> None:
-    # Given a cap of one, and a first instance that is protected
+def test_a_protected_instance_is_skipped_with_its_reason_and_the_others_still_run() -> None:
+    # Given a first instance that is protected, and a second that is not
     case = malicious_case("i-protected", "i-2")
     actuator = isolation({"i-protected": "sg-a", "i-2": "sg-a"}, protected={"i-protected"})
 
     # When it is remediated
-    _, saved = run(case, actuator, max_actions=1)
+    _, saved = remediated(case, actuator)
 
     # Then the protected one is skipped with its reason and the second still runs
     assert statuses(saved) == {"i-protected": ActionStatus.SKIPPED, "i-2": ActionStatus.DONE}
     assert "protected" in saved.actions[0].detail
+    assert actuator.states == {"i-protected": "sg-a", "i-2": QUARANTINE}
 
 
-def test_an_action_that_raises_is_recorded_as_failed_then_raises_remediation_error() -> None:
+def test_an_action_that_raises_is_recorded_as_failed_and_finish_raises_remediation_error() -> None:
     # Given two isolations, the first of which raises (say, a missing IAM permission)
     case = malicious_case("i-1", "i-2")
     actuator = isolation(
@@ -268,19 +265,18 @@ def test_an_action_that_raises_is_recorded_as_failed_then_raises_remediation_err
         errors={"i-1": PermissionError("UnauthorizedOperation: ec2:ModifyNetworkInterfaceAttribute")},
     )
     cases = InMemoryCaseRepository([case])
+    steps = steps_over(cases, actuator)
 
     # When the case is remediated
+    plan(steps, case.case_id)
+    first, second = run(steps, case.case_id, 0), run(steps, case.case_id, 1)
     with pytest.raises(RemediationError, match="UnauthorizedOperation"):
-        remediate_case(
-            TaskInput(case_id=case.case_id),
-            cases,
-            {ActionType.ISOLATE_INSTANCE: actuator},
-            dry_run=False,
-            max_actions=5,
-            place=PLACE,
-        )
+        finish(steps, case.case_id)
 
-    # Then the failure is saved on the case with the error, and the other action still ran
+    # Then the run step reported the failure without raising (the Map goes on), the failure is saved on
+    # the case with the error, and the other action still ran
+    assert (first.status, first.changed) == (ActionStatus.FAILED, True)
+    assert second.status is ActionStatus.DONE
     saved = stored(cases, case)
     assert statuses(saved) == {"i-1": ActionStatus.FAILED, "i-2": ActionStatus.DONE}
     assert "PermissionError: UnauthorizedOperation" in saved.actions[0].detail
@@ -288,39 +284,51 @@ def test_an_action_that_raises_is_recorded_as_failed_then_raises_remediation_err
     assert saved.branch is Branch.REMEDIATE
 
 
-def test_a_failed_outcome_from_the_actuator_is_recorded_without_raising() -> None:
+def test_a_failed_outcome_from_the_actuator_is_recorded_and_reaches_the_ticket() -> None:
     # Given a planned isolation of an instance that no longer exists
     case = malicious_case("i-gone")
+    cases = InMemoryCaseRepository([case])
+    steps = steps_over(cases, isolation({}))
 
     # When the case is remediated
-    _, saved = run(case, isolation({}))
+    plan(steps, case.case_id)
+    outcome = run(steps, case.case_id, 0)
+    with pytest.raises(RemediationError, match=r"isolate_instance i-gone failed: .*not found"):
+        finish(steps, case.case_id)
 
-    # Then the action is failed with the actuator's reason and the case is not remediated
-    [action] = saved.actions
+    # Then the run step reports it failed, the action keeps the actuator's reason, and the case is not
+    # remediated
+    assert outcome.status is ActionStatus.FAILED
+    [action] = stored(cases, case).actions
     assert action.status is ActionStatus.FAILED
     assert "not found" in action.detail
-    assert saved.status is CaseStatus.ENRICHED
+    assert stored(cases, case).status is CaseStatus.ENRICHED
 
 
 def test_running_twice_changes_nothing_more() -> None:
     # Given a case remediated once, with one action beyond the cap
     case = malicious_case("i-1", "i-2")
-    actuators = {ActionType.ISOLATE_INSTANCE: isolation({"i-1": "sg-a", "i-2": "sg-a"})}
+    actuator = isolation({"i-1": "sg-a", "i-2": "sg-a"})
     cases = InMemoryCaseRepository([case])
-    task = TaskInput(case_id=case.case_id)
-    first = remediate_case(task, cases, actuators, dry_run=False, max_actions=1, place=PLACE, now=NOW)
-    after_first = cases.get(case.case_id)
+    steps = steps_over(cases, actuator, max_actions=1)
+    first = remediate(steps, case.case_id)
+    after_first, saves = cases.get(case.case_id), cases.saves
 
-    # When it is remediated again (a retry, a redelivery)
-    second = remediate_case(task, cases, actuators, dry_run=False, max_actions=1, place=PLACE, now=NOW)
+    # When it is remediated again (a retry, a redelivery, a second execution)
+    again = plan(steps, case.case_id)
+    rerun = [run(steps, case.case_id, index) for index in range(2)]
+    finish(steps, case.case_id)
 
-    # Then no action ran again, nothing was written, and the result says so
-    assert first.changed is True
-    assert second.changed is False
-    assert len(actuators[ActionType.ISOLATE_INSTANCE].calls) == 1
-    assert cases.saves == 1
+    # Then no action ran again, nothing was written, and the steps say so
+    assert first == [ActionStatus.DONE]
+    assert again.items == []
+    assert [(outcome.status, outcome.changed) for outcome in rerun] == [
+        (ActionStatus.DONE, False),
+        (ActionStatus.SKIPPED, False),
+    ]
+    assert len(actuator.calls) == 1
+    assert cases.saves == saves
     assert cases.get(case.case_id) == after_first
-    assert second.actions == first.actions
 
 
 def test_a_transient_error_leaves_the_action_for_the_retry() -> None:
@@ -330,23 +338,20 @@ def test_a_transient_error_leaves_the_action_for_the_retry() -> None:
         {"i-1": "sg-a", "i-2": "sg-a"}, errors={"i-2": TransientError("RequestLimitExceeded")}
     )
     cases = InMemoryCaseRepository([case])
-    task = TaskInput(case_id=case.case_id)
 
-    # When the case is remediated
+    # When the case is remediated, Then the run step raises for the state machine's Retry
     with pytest.raises(TransientError):
-        remediate_case(
-            task, cases, {ActionType.ISOLATE_INSTANCE: throttled}, dry_run=False, max_actions=5, place=PLACE
-        )
+        remediate(steps_over(cases, throttled), case.case_id)
 
-    # Then the first outcome is saved and the second action is still planned, for the state machine's Retry
+    # And the first outcome is saved and the second action is still planned, nothing saved for it
     assert statuses(stored(cases, case)) == {"i-1": ActionStatus.DONE, "i-2": ActionStatus.PLANNED}
 
     # And when the retry comes once EC2 recovers, only the second action runs
     recovered = isolation({"i-1": QUARANTINE, "i-2": "sg-a"})
-    remediate_case(
-        task, cases, {ActionType.ISOLATE_INSTANCE: recovered}, dry_run=False, max_actions=5, place=PLACE
-    )
+    retried = run(steps_over(cases, recovered), case.case_id, 1)
     assert recovered.calls == [("i-2", False)]
+    assert retried.status is ActionStatus.DONE
+    assert statuses(stored(cases, case)) == {"i-1": ActionStatus.DONE, "i-2": ActionStatus.DONE}
 
 
 def test_actions_already_run_count_towards_the_cap() -> None:
@@ -355,7 +360,7 @@ def test_actions_already_run_count_towards_the_cap() -> None:
     actuator = isolation({"i-1": QUARANTINE, "i-2": "sg-a"})
 
     # When it is remediated
-    _, saved = run(case, actuator, max_actions=1)
+    _, saved = remediated(case, actuator, max_actions=1)
 
     # Then the planned one is skipped: the case has used its one automatic action
     assert actuator.calls == []
@@ -363,14 +368,19 @@ def test_actions_already_run_count_towards_the_cap() -> None:
 
 
 def test_approved_actions_run() -> None:
-    # Given an action that waited for approval (the state machine calls remediate once it is given)
+    # Given an action that waits for approval
     case = malicious_case("i-1", statuses={"i-1": ActionStatus.PENDING_APPROVAL})
+    cases = InMemoryCaseRepository([case])
+    steps = steps_over(cases, isolation({"i-1": "sg-a"}))
 
-    # When the case is remediated
-    _, saved = run(case, isolation({"i-1": "sg-a"}))
+    # When the plan sends it to a person, and the state machine runs it once the person approved
+    [item] = plan(steps, case.case_id).items
+    outcome = run(steps, case.case_id, item.index)
 
-    # Then the action ran
-    assert statuses(saved) == {"i-1": ActionStatus.DONE}
+    # Then it waited for the approval, and then ran
+    assert item.approval is True
+    assert outcome.status is ActionStatus.DONE
+    assert statuses(stored(cases, case)) == {"i-1": ActionStatus.DONE}
 
 
 def test_a_case_without_actions_is_marked_remediate_branch_only() -> None:
@@ -378,24 +388,45 @@ def test_a_case_without_actions_is_marked_remediate_branch_only() -> None:
     case = malicious_case()
 
     # When it is remediated
-    _, saved = run(case, isolation())
+    _, saved = remediated(case, isolation())
 
     # Then it took the remediate branch but is not called remediated
     assert saved.branch is Branch.REMEDIATE
     assert saved.status is CaseStatus.ENRICHED
 
 
-def test_an_unknown_case_raises_case_not_found() -> None:
-    # Given an empty repository, When a case is remediated, Then it is not found
+@pytest.mark.parametrize("step", ["plan", "run", "record_failure", "finish"])
+def test_an_unknown_case_raises_case_not_found(step: str) -> None:
+    # Given an empty repository, When any step names a case, Then it is not found
+    steps = steps_over(InMemoryCaseRepository())
     with pytest.raises(CaseNotFoundError, match="guardduty-missing"):
-        remediate_case(
-            TaskInput(case_id="guardduty-missing"),
-            InMemoryCaseRepository(),
-            {},
-            dry_run=False,
-            max_actions=5,
-            place=PLACE,
-        )
+        steps.step({"step": step, "case_id": "guardduty-missing", "index": 0})
+
+
+@pytest.mark.parametrize("step", ["run", "record_failure"])
+def test_an_action_the_case_does_not_have_raises_case_not_found(step: str) -> None:
+    # Given a case with one action
+    case = malicious_case("i-1")
+    steps = steps_over(InMemoryCaseRepository([case]), isolation({"i-1": "sg-a"}))
+
+    # When a step names its second action, Then it is not found, naming the case and the index
+    with pytest.raises(CaseNotFoundError, match=f"case {case.case_id} has no action 1"):
+        steps.step({"step": step, "case_id": case.case_id, "index": 1})
+
+
+def test_a_payload_without_a_step_is_refused_naming_the_steps_there_are() -> None:
+    # Given a case with a planned isolation
+    case = malicious_case("i-1")
+    actuator = isolation({"i-1": "sg-a"})
+    cases = InMemoryCaseRepository([case])
+
+    # When a payload names the case but no step, Then it is refused, naming the steps there are
+    with pytest.raises(ValueError, match="names no remediation step: plan, run, record_failure or finish"):
+        steps_over(cases, actuator).step({"case_id": case.case_id})
+
+    # And nothing ran, nothing was written
+    assert actuator.calls == []
+    assert cases.saves == 0
 
 
 # --- the deployment's own place ------------------------------------------------------------------
@@ -421,18 +452,18 @@ def test_a_finding_from_another_account_or_region_changes_nothing_and_the_ticket
         actions=[Action(type=ActionType.ISOLATE_INSTANCE, target="i-0abc1234def567890")],
     )
     actuator = isolation({"i-0abc1234def567890": "sg-web"})
-    remediator, cases = _remediator(case, actuator, dry_run=False)
-    task = {"case_id": case.case_id}
+    cases = InMemoryCaseRepository([case])
+    steps = steps_over(cases, actuator)
 
     # When the state machine plans, runs the action anyway, then finishes
-    plan = remediator.step({**task, "step": "plan"}).model_dump(mode="json")
-    ran = remediator.step({**task, "step": "run", "index": 0}).model_dump(mode="json")
+    planned = plan(steps, case.case_id)
+    ran = run(steps, case.case_id, 0)
     with pytest.raises(RemediationError) as finished:
-        remediator.step({**task, "step": "finish"})
+        finish(steps, case.case_id)
 
     # Then nothing was planned, the actuator was never called, the instance is as it was
-    assert plan["items"] == []
-    assert ran["status"] == "skipped"
+    assert planned.items == []
+    assert ran.status is ActionStatus.SKIPPED
     assert actuator.calls == []
     assert actuator.states["i-0abc1234def567890"] == "sg-web"
     # And the action and the error the ticket carries both say why
@@ -443,7 +474,25 @@ def test_a_finding_from_another_account_or_region_changes_nothing_and_the_ticket
     assert named in str(finished.value)
 
 
-def test_every_action_run_at_once_is_skipped_on_a_finding_from_another_account() -> None:
+def test_a_refused_action_run_anyway_is_skipped_and_changes_nothing() -> None:
+    # Given a case on another account's finding whose isolation is still planned (planned before the
+    # deployment's place was set, say), and a live actuator
+    case = malicious_case("i-1").model_copy(update={"alert": make_alert(account="999999999999")})
+    actuator = isolation({"i-1": "sg-web"})
+    cases = InMemoryCaseRepository([case])
+
+    # When the run step is called for it without a plan
+    outcome = run(steps_over(cases, actuator), case.case_id, 0)
+
+    # Then the actuator was never called and the action says why it was skipped
+    assert (outcome.status, outcome.changed) == (ActionStatus.SKIPPED, True)
+    assert actuator.calls == []
+    [action] = stored(cases, case).actions
+    assert action.detail.startswith("not run, nothing changed:")
+    assert "account '999999999999'" in action.detail
+
+
+def test_every_action_is_skipped_on_a_finding_from_another_account() -> None:
     # Given a case on another account's finding with an isolation and a WAF block planned
     block = Action(type=ActionType.BLOCK_IP_WAF, target="198.51.100.7")
     case = malicious_case("i-1", extra=(block,)).model_copy(
@@ -453,16 +502,9 @@ def test_every_action_run_at_once_is_skipped_on_a_finding_from_another_account()
     waf = FakeActuator(ActionType.BLOCK_IP_WAF, {"198.51.100.7": "open"})
     cases = InMemoryCaseRepository([case])
 
-    # When every action is run at once, Then the caller hears why nothing ran
+    # When the case is remediated, Then the ticket hears why nothing ran
     with pytest.raises(RemediationError, match="account '999999999999'"):
-        remediate_case(
-            TaskInput(case_id=case.case_id),
-            cases,
-            {isolate.action_type: isolate, waf.action_type: waf},
-            dry_run=False,
-            max_actions=5,
-            place=PLACE,
-        )
+        remediate(steps_over(cases, isolate, waf), case.case_id)
 
     # And neither actuator was called, both actions skipped
     assert (isolate.calls, waf.calls) == ([], [])
@@ -480,30 +522,15 @@ def test_a_not_actionable_finding_is_never_acted_on_even_with_actions_planned() 
     )
     actuator = isolation({"i-1": "sg-web"})
 
-    # When it is remediated
+    # When it is remediated, Then the ticket hears why
     with pytest.raises(RemediationError, match="sample"):
-        run(case, actuator)
+        remediate(steps_over(InMemoryCaseRepository([case]), actuator), case.case_id)
 
-    # Then nothing ran
+    # And nothing ran
     assert actuator.calls == []
 
 
 # --- rollback_case -------------------------------------------------------------------------------
-
-
-def remediated(case: Case, *actuators: FakeActuator, max_actions: int = 5) -> InMemoryCaseRepository:
-    """Store the case and remediate it for real."""
-    cases = InMemoryCaseRepository([case])
-    remediate_case(
-        TaskInput(case_id=case.case_id),
-        cases,
-        {actuator.action_type: actuator for actuator in actuators},
-        dry_run=False,
-        max_actions=max_actions,
-        place=PLACE,
-        now=NOW,
-    )
-    return cases
 
 
 def test_rollback_restores_each_action_last_run_first() -> None:
@@ -514,7 +541,7 @@ def test_rollback_restores_each_action_last_run_first() -> None:
         isolation({"i-1": "sg-web"}),
         FakeActuator(ActionType.BLOCK_IP_WAF, {"198.51.100.7": "open"}),
     )
-    cases = remediated(case, isolate, waf)
+    cases, _ = remediated(case, isolate, waf)
 
     # When the case is rolled back
     result = rollback_case(case.case_id, cases, {a.action_type: a for a in (isolate, waf)}, now=LATER)
@@ -539,17 +566,12 @@ def test_rollback_leaves_dry_runs_skips_and_planned_actions_alone() -> None:
     actuator = isolation(
         {"i-dry": "sg-a", "i-protected": "sg-a", "i-capped": "sg-a"}, protected={"i-protected"}
     )
-    cases = InMemoryCaseRepository([case])
-    remediate_case(
-        TaskInput(case_id=case.case_id),
-        cases,
-        {ActionType.ISOLATE_INSTANCE: actuator},
-        dry_run=True,
-        max_actions=1,
-        place=PLACE,
-        now=NOW,
-    )
-    before_rollback = stored(cases, case)
+    cases, before_rollback = remediated(case, actuator, dry_run=True, max_actions=2)
+    assert statuses(before_rollback) == {
+        "i-dry": ActionStatus.DRY_RUN,
+        "i-protected": ActionStatus.SKIPPED,
+        "i-capped": ActionStatus.SKIPPED,
+    }
 
     # When it is rolled back
     result = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
@@ -566,7 +588,7 @@ def test_an_irreversible_action_is_kept_and_says_why() -> None:
     snapshot = Action(type=ActionType.SNAPSHOT_VOLUMES, target="i-1")
     case = malicious_case(extra=(snapshot,))
     snapshots = FakeActuator(ActionType.SNAPSHOT_VOLUMES, {"i-1": "no snapshot"}, reversible=False)
-    cases = remediated(case, snapshots)
+    cases, _ = remediated(case, snapshots)
 
     # When the case is rolled back
     result = rollback_case(case.case_id, cases, {ActionType.SNAPSHOT_VOLUMES: snapshots})
@@ -582,7 +604,7 @@ def test_rolling_back_twice_changes_nothing_more() -> None:
     # Given a case rolled back once
     case = malicious_case("i-1")
     actuator = isolation({"i-1": "sg-web"})
-    cases = remediated(case, actuator)
+    cases, _ = remediated(case, actuator)
     actuators = {ActionType.ISOLATE_INSTANCE: actuator}
     rollback_case(case.case_id, cases, actuators, now=LATER)
     saves = cases.saves
@@ -603,7 +625,7 @@ def test_a_rollback_that_raises_is_recorded_and_the_others_still_run() -> None:
     actuator = isolation(
         {"i-1": "sg-a", "i-2": "sg-b"}, rollback_errors={"i-2": PermissionError("UnauthorizedOperation")}
     )
-    cases = remediated(case, actuator)
+    cases, _ = remediated(case, actuator)
 
     # When the case is rolled back
     result = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
@@ -630,7 +652,7 @@ def test_a_transient_error_during_rollback_saves_the_progress_and_raises() -> No
     actuator = isolation(
         {"i-1": "sg-a", "i-2": "sg-b"}, rollback_errors={"i-1": TransientError("Throttling")}
     )
-    cases = remediated(case, actuator)
+    cases, _ = remediated(case, actuator)
 
     # When the case is rolled back, Then the error reaches the caller
     with pytest.raises(TransientError):
@@ -658,15 +680,7 @@ def isolated_by_two_cases() -> tuple[InMemoryCaseRepository, FakeActuator, Case,
     )
     cases = InMemoryCaseRepository([first, second])
     for case in (first, second):
-        remediate_case(
-            TaskInput(case_id=case.case_id),
-            cases,
-            {ActionType.ISOLATE_INSTANCE: actuator},
-            dry_run=False,
-            max_actions=5,
-            place=PLACE,
-            now=NOW,
-        )
+        remediate(steps_over(cases, actuator), case.case_id)
     return cases, actuator, first, second
 
 
@@ -728,14 +742,7 @@ def test_cases_that_acted_on_different_targets_do_not_hold_each_other() -> None:
     second = malicious_case("i-2").model_copy(update={"case_id": "case-b"})
     cases = InMemoryCaseRepository([first, second])
     for case in (first, second):
-        remediate_case(
-            TaskInput(case_id=case.case_id),
-            cases,
-            {ActionType.ISOLATE_INSTANCE: actuator},
-            dry_run=False,
-            max_actions=5,
-            place=PLACE,
-        )
+        remediate(steps_over(cases, actuator), case.case_id)
 
     # When one is rolled back
     result = rollback_case("case-a", cases, {ActionType.ISOLATE_INSTANCE: actuator})
@@ -754,38 +761,22 @@ def stored_case(cases: InMemoryCaseRepository, case_id: str) -> Case:
 # ---------------------------------------------------------------- the steps the state machine calls
 
 
-def _remediator(
-    case: Case, actuator: FakeActuator, *, dry_run: bool
-) -> tuple[Remediator, InMemoryCaseRepository]:
-    cases = InMemoryCaseRepository([case])
-    remediator = Remediator(
-        cases=cases,
-        actuators={actuator.action_type: actuator},
-        blast_radius=None,
-        dry_run=dry_run,
-        max_actions_per_case=5,
-        max_actions_per_hour=20,
-        approval_timeout_seconds=3600,
-        place=PLACE,
-    )
-    return remediator, cases
-
-
 def test_the_steps_plan_run_and_finish_a_case_with_small_payloads() -> None:
     # Given a malicious case with one isolation planned, acted on for real
     case = malicious_case("i-0123456789abcdef0")
     actuator = isolation({"i-0123456789abcdef0": "sg-web"})
-    remediator, cases = _remediator(case, actuator, dry_run=False)
+    cases = InMemoryCaseRepository([case])
+    steps = steps_over(cases, actuator)
     task = {"case_id": case.case_id}
 
     # When the state machine calls plan, run for the one action, then finish
-    plan = remediator.step({**task, "step": "plan"}).model_dump(mode="json")
-    ran = remediator.step({**task, "step": "run", "index": 0}).model_dump(mode="json")
-    finished = remediator.step({**task, "step": "finish"}).model_dump(mode="json")
+    planned = steps.step({**task, "step": "plan"}).model_dump(mode="json")
+    ran = steps.step({**task, "step": "run", "index": 0}).model_dump(mode="json")
+    finished = steps.step({**task, "step": "finish"}).model_dump(mode="json")
 
     # Then the instance was isolated by the run step, and finish, which acts on nothing, answers only
     # the case and that it changed nothing
-    assert [item["index"] for item in plan["items"]] == [0]
+    assert [item["index"] for item in planned["items"]] == [0]
     assert ran["status"] == "done"
     assert actuator.states["i-0123456789abcdef0"] == QUARANTINE
     assert finished == {"case_id": case.case_id, "changed": False}
@@ -797,12 +788,14 @@ def test_the_steps_plan_run_and_finish_a_case_with_small_payloads() -> None:
 def test_an_unknown_step_is_refused_naming_the_steps_there_are() -> None:
     # Given the steps of a case
     case = malicious_case("i-0123456789abcdef0")
-    remediator, _ = _remediator(case, isolation({"i-0123456789abcdef0": "sg-web"}), dry_run=True)
+    steps = steps_over(
+        InMemoryCaseRepository([case]), isolation({"i-0123456789abcdef0": "sg-web"}), dry_run=True
+    )
 
     # When a payload names a step that does not exist, Then it is refused with the ones that do
-    steps = "plan, run, record_failure or finish"
-    with pytest.raises(ValueError, match=f"unknown remediation step 'undo': {steps}"):
-        remediator.step({"case_id": case.case_id, "step": "undo"})
+    named = "plan, run, record_failure or finish"
+    with pytest.raises(ValueError, match=f"unknown remediation step 'undo': {named}"):
+        steps.step({"case_id": case.case_id, "step": "undo"})
 
 
 def test_an_action_the_state_machine_could_not_run_is_recorded_failed_and_finish_reports_it() -> None:
@@ -810,16 +803,17 @@ def test_an_action_the_state_machine_could_not_run_is_recorded_failed_and_finish
     # timed out), and the second ran
     case = malicious_case("i-1", "i-2")
     actuator = isolation({"i-1": "sg-web", "i-2": "sg-web"})
-    remediator, cases = _remediator(case, actuator, dry_run=False)
+    cases = InMemoryCaseRepository([case])
+    steps = steps_over(cases, actuator)
     task = {"case_id": case.case_id}
-    remediator.step({**task, "step": "plan"})
+    steps.step({**task, "step": "plan"})
     error = {"Error": "Sandbox.Timedout", "Cause": "Task timed out after 60.00 seconds"}
 
     # When the Map's Catch records the first failure, the second runs, and the Map finishes
-    recorded = remediator.step({**task, "step": "record_failure", "index": 0, "error": error})
-    ran = remediator.step({**task, "step": "run", "index": 1})
+    recorded = steps.step({**task, "step": "record_failure", "index": 0, "error": error})
+    ran = steps.step({**task, "step": "run", "index": 1})
     with pytest.raises(RemediationError) as finished:
-        remediator.step({**task, "step": "finish"})
+        steps.step({**task, "step": "finish"})
 
     # Then the first is failed with the error (and a warning it may have acted in part), the second done,
     # and the ticket's error names the failure
@@ -835,11 +829,12 @@ def test_an_action_the_state_machine_could_not_run_is_recorded_failed_and_finish
 def test_recording_a_failure_never_overwrites_an_outcome() -> None:
     # Given an action that ran (its function answered, then the invocation was reported lost)
     case = malicious_case("i-1")
-    remediator, cases = _remediator(case, isolation({"i-1": "sg-web"}), dry_run=False)
-    remediator.step({"case_id": case.case_id, "step": "run", "index": 0})
+    cases = InMemoryCaseRepository([case])
+    steps = steps_over(cases, isolation({"i-1": "sg-web"}))
+    steps.step({"case_id": case.case_id, "step": "run", "index": 0})
 
     # When a failure is recorded for it, Then it stays done
-    recorded = remediator.step(
+    recorded = steps.step(
         {"case_id": case.case_id, "step": "record_failure", "index": 0, "error": {"Error": "States.Timeout"}}
     )
     assert recorded.model_dump(mode="json") == {
@@ -854,11 +849,11 @@ def test_recording_a_failure_never_overwrites_an_outcome() -> None:
 def test_finish_reports_an_action_the_execution_never_ran() -> None:
     # Given a planned action the Map never reached (its failure could not even be recorded)
     case = malicious_case("i-1")
-    remediator, _ = _remediator(case, isolation({"i-1": "sg-web"}), dry_run=False)
+    steps = steps_over(InMemoryCaseRepository([case]), isolation({"i-1": "sg-web"}))
 
     # When the remediation finishes, Then the ticket hears of it
     with pytest.raises(RemediationError, match="isolate_instance i-1 never ran"):
-        remediator.step({"case_id": case.case_id, "step": "finish"})
+        steps.step({"case_id": case.case_id, "step": "finish"})
 
 
 def test_only_the_approvals_that_fit_in_the_execution_are_waited_for() -> None:
@@ -873,25 +868,16 @@ def test_only_the_approvals_that_fit_in_the_execution_are_waited_for() -> None:
         }
     )
     cases = InMemoryCaseRepository([case])
-    remediator = Remediator(
-        cases=cases,
-        actuators={},
-        blast_radius=None,
-        dry_run=False,
-        max_actions_per_case=6,
-        max_actions_per_hour=20,
-        approval_timeout_seconds=7 * 86_400,
-        place=PLACE,
-    )
+    steps = remediator(cases, {}, place=PLACE, max_actions_per_case=6, approval_timeout_seconds=7 * 86_400)
 
     # When the remediation is planned
-    plan = remediator.step({"case_id": case.case_id, "step": "plan"}).model_dump(mode="json")
+    planned = steps.step({"case_id": case.case_id, "step": "plan"}).model_dump(mode="json")
 
     # Then the Map waits only for as many as the execution's time holds, with a day to spare, and the
     # others are escalated to the ticket at once
     assert EXECUTION_TIMEOUT_SECONDS == 30 * 86_400
-    assert [item["index"] for item in plan["items"]] == [0, 1, 2, 3]
-    waited = sum(item["approval_timeout_seconds"] for item in plan["items"])
+    assert [item["index"] for item in planned["items"]] == [0, 1, 2, 3]
+    waited = sum(item["approval_timeout_seconds"] for item in planned["items"])
     assert waited <= EXECUTION_TIMEOUT_SECONDS - 86_400
     left = stored(cases, case).actions[4:]
     assert all(action.status is ActionStatus.PENDING_APPROVAL for action in left)
@@ -908,19 +894,10 @@ def test_an_action_waits_for_a_person_for_the_reason_its_plan_gave() -> None:
     asked = asked.model_copy(update={"parameters": {"needs_approval": "true"}, "detail": planned})
     case = malicious_case("i-1", "i-2").model_copy(update={"actions": [pushed, asked]})
     cases = InMemoryCaseRepository([case])
-    remediator = Remediator(
-        cases=cases,
-        actuators={},
-        blast_radius=None,
-        dry_run=False,
-        max_actions_per_case=5,
-        max_actions_per_hour=20,
-        approval_timeout_seconds=3600,
-        place=PLACE,
-    )
+    steps = remediator(cases, {}, place=PLACE, max_actions_per_case=5, approval_timeout_seconds=3600)
 
     # When the remediation is planned
-    remediator.step({"case_id": case.case_id, "step": "plan"})
+    steps.step({"case_id": case.case_id, "step": "plan"})
 
     # Then each waits, the pushed one saying it was pushed (and nothing of a playbook asking), the other
     # that its playbook asks; both keep what planned them

@@ -269,6 +269,18 @@ class Action(BaseModel):
             }
         )
 
+    def with_outcome_of(self, result: Action) -> Action:
+        """The action as planned (type, target, parameters) with the outcome an actuator returned for it:
+        its status, detail, before and after, as the actuator gave them."""
+        return self.model_copy(
+            update={
+                "status": result.status,
+                "detail": result.detail,
+                "before": result.before,
+                "after": result.after,
+            }
+        )
+
 
 class CaseStatus(StrEnum):
     """Where a case is in its life."""

@@ -82,14 +82,6 @@ class DeadLetterQueue(Protocol):
         ...
 
 
-class InstanceIsolation(Protocol):
-    """Cuts an EC2 instance off the network."""
-
-    def isolate(self, instance_id: str, dry_run: bool) -> Action:
-        """Isolate the instance, or only say what isolating it would change when dry_run."""
-        ...
-
-
 class ResponseActuator(Protocol):
     """Carries out one type of response action, and undoes it where that is possible."""
 

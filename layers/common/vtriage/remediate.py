@@ -27,8 +27,8 @@ from vtriage.ports import CaseRepository, ResponseActuator
 
 Actuators = Mapping[ActionType, ResponseActuator]
 
-# PENDING_APPROVAL counts as not yet run: the state machine calls this function only once a person
-# approved, so the approved actions must run now.
+# PENDING_APPROVAL counts as not yet run: the state machine asks to run an action that waited only once
+# a person approved it, so it must run now.
 _NOT_YET_RUN = frozenset({ActionStatus.PLANNED, ActionStatus.PENDING_APPROVAL})
 
 # Outcomes that use up the cap: the port acted, or tried to. A SKIPPED outcome changed nothing.
@@ -60,6 +60,9 @@ CASE_ID_PARAMETER = "case_id"
 # actions, their retries and the ticket, are planned: the others are escalated to the ticket at once.
 EXECUTION_TIMEOUT_SECONDS = 30 * 86_400
 TIME_BESIDE_APPROVALS_SECONDS = 86_400
+
+# The steps the state machine names in its payloads (statemachine/triage.asl.json).
+_STEPS = "plan, run, record_failure or finish"
 
 # How much of a state machine error's cause an action's detail keeps.
 _MAX_CAUSE = 500
@@ -177,8 +180,8 @@ class Remediator:
 
     The payload names the step: `plan` (which actions run now and which wait for approval), `run`
     (one action, by index), `record_failure` (the Map could not run one action: record why, and go on),
-    `finish` (raise what must reach the ticket). Without a step, every action of the case runs at once,
-    as `remediate_case` does. No action runs on a case whose finding lives outside `place`.
+    `finish` (raise what must reach the ticket). A payload naming no step, or another one, is refused.
+    No action runs on a case whose finding lives outside `place`.
     """
 
     cases: SearchableCases
@@ -191,7 +194,8 @@ class Remediator:
     place: Place
 
     def step(self, event: Mapping[str, Any]) -> BaseModel:
-        """Carry out the step the payload names; ValueError for a step that does not exist."""
+        """Carry out the step the payload names; ValueError for a payload naming none, or one that does
+        not exist."""
         step = event.get("step")
         if step == "plan":
             return plan_remediation(
@@ -213,16 +217,9 @@ class Remediator:
         if step == "finish":
             result = finish_remediation(TaskInput.model_validate(event), self.cases, place=self.place)
             return FinishedRemediation(case_id=result.case_id, changed=result.changed)
-        if step is not None:
-            raise ValueError(f"unknown remediation step {step!r}: plan, run, record_failure or finish")
-        return remediate_case(
-            TaskInput.model_validate(event),
-            self.cases,
-            self.actuators,
-            dry_run=self.dry_run,
-            max_actions=self.max_actions_per_case,
-            place=self.place,
-        )
+        if step is None:
+            raise ValueError(f"the payload names no remediation step: {_STEPS}")
+        raise ValueError(f"unknown remediation step {step!r}: {_STEPS}")
 
     def rollback(self, case_id: str) -> RollbackResult:
         """Undo what the case changed, keeping what other open cases rely on (see `rollback_case`)."""
@@ -237,72 +234,6 @@ def refusal(case: Case, place: Place) -> str | None:
     if not reasons:
         return None
     return "not run, nothing changed: " + "; ".join(dict.fromkeys(reasons))
-
-
-def remediate_case(
-    task: TaskInput,
-    cases: CaseRepository,
-    actuators: Actuators,
-    dry_run: bool,
-    max_actions: int,
-    *,
-    place: Place,
-    now: datetime | None = None,
-) -> RemediationResult:
-    """Run the case's actions not yet run, at most `max_actions` per case, and save their outcomes.
-
-    Each action goes to the actuator of its type; a type with no actuator fails (a person must look).
-    An action runs in dry run when `dry_run` is set or its parameters say `dry_run=true`. Actuators
-    receive the case id in the `case_id` parameter; the case keeps the action's parameters as planned.
-    An action of a case whose finding lives outside `place` is SKIPPED with the reason and changes nothing.
-
-    Actions beyond the cap are SKIPPED for a person to decide. Running it again changes nothing:
-    actions already run are never run twice. An action that raises is recorded as FAILED, the case
-    is saved, and `RemediationError` is raised so the state machine opens a ticket; a
-    `TransientError` leaves its action not yet run, so that the state machine's Retry runs it again.
-    """
-    case = _case(cases, task.case_id)
-    before = case.model_copy(deep=True)
-    budget = max_actions - sum(1 for action in case.actions if action.status in _COUNTS_TOWARDS_CAP)
-    failures: list[str] = []
-    transient: TransientError | None = None
-
-    for index, action in enumerate(case.actions):
-        if action.status not in _NOT_YET_RUN:
-            continue
-        if budget <= 0:
-            case.actions[index] = _beyond_the_cap(action, max_actions)
-            continue
-        try:
-            outcome = _run(case, action, actuators, dry_run, place)
-        except TransientError as error:
-            transient = error
-            break
-        except Exception as error:  # any failure of an action must reach a person, whatever its kind
-            outcome = action.model_copy(
-                update={"status": ActionStatus.FAILED, "detail": f"{type(error).__name__}: {error}"}
-            )
-            failures.append(f"{action.type.value} {action.target}: {outcome.detail}")
-        case.actions[index] = outcome
-        if outcome.status in _COUNTS_TOWARDS_CAP:
-            budget -= 1
-
-    case.branch = Branch.REMEDIATE
-    if any(action.status is ActionStatus.DONE for action in case.actions):
-        case.status = CaseStatus.REMEDIATED
-    changed = case != before
-    if changed:
-        case.updated_at = now or datetime.now(UTC)
-        cases.save(case)
-
-    if transient is not None:
-        raise transient
-    refused = refusal(case, place)
-    if refused is not None:
-        failures.insert(0, refused)
-    if failures:
-        raise RemediationError(f"case {case.case_id}: " + "; ".join(failures))
-    return RemediationResult(case_id=case.case_id, actions=case.actions, changed=changed)
 
 
 def plan_remediation(
@@ -323,7 +254,7 @@ def plan_remediation(
     reason, and `finish_remediation` takes the reason to the ticket. Otherwise an action waits
     (PENDING_APPROVAL, with the reason) when its playbook asks for approval (`needs_approval=true`) or
     when it would act for real and the blast-radius cap of the hour is spent; a dry run changes nothing
-    and uses none of it. Beyond `max_actions` per case, actions are SKIPPED as in `remediate_case`.
+    and uses none of it. Beyond `max_actions` per case, actions are SKIPPED for a person to decide.
     The items come back with those needing no person first, so that the Map, which runs one at a time,
     acts on them before it waits. Approvals are waited for one after another: those beyond what the
     execution's time holds (`EXECUTION_TIMEOUT_SECONDS`) get no item and are escalated to the ticket.
@@ -754,7 +685,7 @@ def _run(case: Case, action: Action, actuators: Actuators, dry_run: bool, place:
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")
     action_dry_run = dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true"
     result = actuator.run(_for_actuator(case, action), action_dry_run)
-    return _take_outcome(action, result)
+    return action.with_outcome_of(result)
 
 
 def _undo(case: Case, action: Action, actuators: Actuators) -> Action:
@@ -762,15 +693,4 @@ def _undo(case: Case, action: Action, actuators: Actuators) -> Action:
     actuator = actuators.get(action.type)
     if actuator is None:
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")
-    return _take_outcome(action, actuator.rollback(_for_actuator(case, action)))
-
-
-def _take_outcome(action: Action, result: Action) -> Action:
-    return action.model_copy(
-        update={
-            "status": result.status,
-            "detail": result.detail,
-            "before": result.before,
-            "after": result.after,
-        }
-    )
+    return action.with_outcome_of(actuator.rollback(_for_actuator(case, action)))
