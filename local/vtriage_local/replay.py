@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from vtriage.virustotal.client import url_id
+from vtriage.virustotal.objects import url_id
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from vtriage.virustotal.client import url_id
+from vtriage.virustotal.objects import url_id
 from vtriage_local.replay import ReplayServer, bundled_recordings
 
 FILE_SHA256 = "4bc00f7d638e042da764e8648c03c0db46700599dd4f08d117e3e9e8b538519b"

@@ -10,8 +10,9 @@ import pytest
 import requests
 import requests.adapters
 
+from vtriage.adapters.virustotal import MIN_READ_SECONDS, VirusTotalClient
+from vtriage.config import DEFAULT_VT_BASE_URL
 from vtriage.models import Ioc, IocType
-from vtriage.virustotal.client import MIN_READ_SECONDS, VirusTotalClient
 from vtriage.virustotal.errors import VirusTotalUnavailableError
 
 CONNECT_S, READ_S = 3.05, 10.0
@@ -64,6 +65,7 @@ def _client(clock: Clock, transport: NeverAnswers) -> VirusTotalClient:
     return VirusTotalClient(
         session,
         "k3y",
+        DEFAULT_VT_BASE_URL,
         timeout=(CONNECT_S, READ_S),
         max_attempts=4,
         backoff_cap=8.0,

@@ -19,17 +19,11 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vtriage.adapters.virustotal import DEEP_RELATIONSHIPS, VirusTotalClient, error_from_response
+from vtriage.config import DEFAULT_VT_BASE_URL
 from vtriage.errors import ConfigurationError, TransientError, VtriageError
 from vtriage.models import Ioc, IocType, Verdict
 from vtriage.verdict import decide, load_policy
-from vtriage.virustotal.client import (
-    DEEP_RELATIONSHIPS,
-    NOTES_KEY,
-    VirusTotalClient,
-    gui_link,
-    object_ref,
-    url_id,
-)
 from vtriage.virustotal.errors import (
     ERRORS_BY_CODE,
     VirusTotalError,
@@ -40,8 +34,8 @@ from vtriage.virustotal.errors import (
     VirusTotalTransientError,
     VirusTotalUnavailableError,
     VirusTotalWrongCredentialsError,
-    error_from_response,
 )
+from vtriage.virustotal.objects import NOTES_KEY, gui_link, object_ref, url_id
 from vtriage_local.replay import ReplayServer, bundled_recordings
 
 API_KEY = "k3y-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd"
@@ -390,7 +384,7 @@ def test_a_skipped_ioc_is_refused_without_a_request(
 
 def test_a_client_needs_a_key() -> None:
     with pytest.raises(ValueError, match="API key"):
-        VirusTotalClient(requests.Session(), "")
+        VirusTotalClient(requests.Session(), "", DEFAULT_VT_BASE_URL)
 
 
 # --- what goes on the wire, against a scripted server ------------------------------------------------
@@ -756,6 +750,6 @@ def test_deep_context_spends_nothing_more_on_an_ioc_virustotal_never_saw(
 
 
 def test_deep_context_is_off_by_default_and_its_limit_is_checked(vt_session: requests.Session) -> None:
-    assert VirusTotalClient(vt_session, API_KEY).deep_context is False
+    assert VirusTotalClient(vt_session, API_KEY, DEFAULT_VT_BASE_URL).deep_context is False
     with pytest.raises(ValueError, match="deep_context_limit"):
-        VirusTotalClient(vt_session, API_KEY, deep_context=True, deep_context_limit=0)
+        VirusTotalClient(vt_session, API_KEY, DEFAULT_VT_BASE_URL, deep_context=True, deep_context_limit=0)

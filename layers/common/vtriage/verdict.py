@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from vtriage.errors import ConfigurationError
 from vtriage.models import EngineStats, Enrichment, Ioc, IocType, Verdict
-from vtriage.virustotal.client import NOTES_KEY, gui_link
+from vtriage.virustotal.objects import NOTES_KEY, gui_link
 from vtriage.virustotal.context import detections, trim_context
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "data" / "verdict-policy.json"

@@ -21,7 +21,7 @@ from vtriage.enrich import Enricher
 from vtriage.errors import ConfigurationError
 from vtriage.playbook import load_playbooks
 from vtriage.verdict import VerdictPolicy, load_policy
-from vtriage.virustotal.client import VirusTotalClient, most_requests_per_lookup
+from vtriage.adapters.virustotal import VirusTotalClient, most_requests_per_lookup
 
 
 def aws_connection_failed(error: Exception) -> bool:

@@ -1,4 +1,5 @@
-"""One typed exception per VirusTotal API v3 error code, and the factory that reads an error response.
+"""One typed exception per VirusTotal API v3 error code: what the `ThreatIntel` port raises and enrich
+reads. The client (`vtriage.adapters.virustotal`) reads an error response into one of them.
 
 The codes and HTTP statuses are those of https://docs.virustotal.com/reference/errors. Classes are
 named `VirusTotal<Code>` so that they never collide with vtriage's own `TransientError`.
@@ -10,12 +11,9 @@ or the account can make them go away.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from vtriage import errors as vtriage_errors
-
-_MAX_MESSAGE_CHARS = 500
 
 
 class VirusTotalError(vtriage_errors.VtriageError):
@@ -177,42 +175,3 @@ ERRORS_BY_CODE: dict[str, type[VirusTotalError]] = {
     )
 }
 """Every error code VirusTotal documents, mapped to its exception class."""
-
-
-def is_retryable_status(http_status: int) -> bool:
-    """True for the statuses worth retrying: 429 and every 5xx."""
-    return http_status == 429 or http_status >= 500
-
-
-def error_from_response(status: int, body: str | bytes | None) -> VirusTotalError:
-    """The typed error for an error response `{"error": {"code", "message"}}`.
-
-    A documented code gives its own class. An undocumented code, or a body that is not VirusTotal's JSON
-    (a gateway's HTML page, an empty body), gives the base class keeping the code, except on 429 and 5xx,
-    which give `VirusTotalUnavailableError` so that they stay retryable.
-    """
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else (body or "")
-    code, message = _read_error(text)
-    error_class = ERRORS_BY_CODE.get(code or "")
-    if error_class is None:
-        error_class = VirusTotalUnavailableError if is_retryable_status(status) else VirusTotalError
-    if message is None:
-        message = " ".join(text.split())[:_MAX_MESSAGE_CHARS] or "no error message in the response"
-    return error_class(message[:_MAX_MESSAGE_CHARS], code or f"HTTP{status}", status)
-
-
-def _read_error(text: str) -> tuple[str | None, str | None]:
-    """VirusTotal's error code and message, or None for what the body does not hold."""
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return None, None
-    error = document.get("error") if isinstance(document, dict) else None
-    if not isinstance(error, dict):
-        return None, None
-    code = error.get("code")
-    message = error.get("message")
-    return (
-        code if isinstance(code, str) and code else None,
-        str(message) if message is not None else None,
-    )

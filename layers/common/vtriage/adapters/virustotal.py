@@ -7,12 +7,13 @@ communicating files, resolutions with dates); each is counted in `requests_sent`
 the primary report intact with a note (`NOTES_KEY`).
 
 The same code talks to the live API, to a corporate gateway standing in for it, and to the local replay
-server: only the base URL differs.
+server: only the base URL differs. What VirusTotal's objects and errors are (ids, links, error types, the
+trimmed view of an object) lives in `vtriage.virustotal`; this module holds the HTTP.
 """
 
 from __future__ import annotations
 
-import base64
+import json
 import logging
 import math
 import random
@@ -25,37 +26,20 @@ from typing import Any
 import requests
 
 from vtriage import __version__
-from vtriage.config import DEFAULT_VT_BASE_URL
 from vtriage.errors import TransientError
 from vtriage.models import Ioc, IocType
 from vtriage.virustotal.errors import (
+    ERRORS_BY_CODE,
     VirusTotalError,
     VirusTotalNotFoundError,
     VirusTotalUnavailableError,
-    error_from_response,
 )
+from vtriage.virustotal.objects import NOTES_KEY, object_ref
 
 logger = logging.getLogger(__name__)
 
-GUI_BASE_URL = "https://www.virustotal.com/gui"
-
-_COLLECTIONS = {
-    IocType.FILE: "files",
-    IocType.URL: "urls",
-    IocType.DOMAIN: "domains",
-    IocType.IP: "ip_addresses",
-}
-_GUI_KINDS = {
-    IocType.FILE: "file",
-    IocType.URL: "url",
-    IocType.DOMAIN: "domain",
-    IocType.IP: "ip-address",
-}
 _REDACTED = "[redacted]"
-
-NOTES_KEY = "vtriage"
-"""Key the client adds to a returned object: `{"notes": [...], "deep_requests": n}` when deep context ran or
-a secondary call failed. `vtriage.verdict.decide` turns the notes into `Enrichment.note`."""
+_MAX_MESSAGE_CHARS = 500
 
 DEFAULT_RELATIONSHIPS: dict[IocType, tuple[str, ...]] = {
     IocType.FILE: ("contacted_domains", "contacted_ips"),
@@ -72,27 +56,6 @@ DEEP_RELATIONSHIPS: dict[IocType, tuple[str, ...]] = {
     IocType.IP: ("urls", "communicating_files", "resolutions"),
 }
 """Relationships fetched as full objects with deep context: one more request each, per IOC found."""
-
-
-def url_id(url: str) -> str:
-    """The URL identifier VirusTotal accepts in `urls/{id}`: the URL in unpadded URL-safe base64."""
-    return base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
-
-
-def object_ref(ioc: Ioc) -> tuple[str, str]:
-    """The (collection, id) under which VirusTotal keeps the IOC: files|urls|domains|ip_addresses."""
-    identifier = url_id(ioc.value) if ioc.type is IocType.URL else ioc.value
-    return _COLLECTIONS[ioc.type], identifier
-
-
-def gui_link(ioc: Ioc, vt_id: str | None = None) -> str:
-    """The VirusTotal web page of the IOC, for an analyst to open.
-
-    `vt_id` is the object's own id as VirusTotal returned it; for URLs that is the SHA-256 of the
-    canonical URL, which the GUI documents for links, so it is preferred over the base64 form.
-    """
-    identifier = vt_id or object_ref(ioc)[1]
-    return f"{GUI_BASE_URL}/{_GUI_KINDS[ioc.type]}/{urllib.parse.quote(identifier, safe='')}"
 
 
 # An attempt is sent only when its read can wait at least this long before the lookup's deadline.
@@ -116,7 +79,7 @@ class VirusTotalClient:
         self,
         session: requests.Session,
         api_key: str,
-        base_url: str = DEFAULT_VT_BASE_URL,
+        base_url: str,
         *,
         timeout: tuple[float, float] = (3.05, 10.0),
         max_attempts: int = 4,
@@ -130,9 +93,11 @@ class VirusTotalClient:
         relationships: Mapping[IocType, tuple[str, ...]] | None = None,
         deep_relationships: Mapping[IocType, tuple[str, ...]] | None = None,
     ) -> None:
-        """`deep_context` sends one more request per relationship of `deep_relationships` for each IOC
-        VirusTotal knows, asking for at most `deep_context_limit` related objects each; `relationships`
-        are asked for as descriptors in the lookup itself (both default to this module's tables)."""
+        """`base_url` is the API's root (`EnrichSettings.vt_base_url`: the live API by default, a gateway
+        or the local replay server). `deep_context` sends one more request per relationship of
+        `deep_relationships` for each IOC VirusTotal knows, asking for at most `deep_context_limit` related
+        objects each; `relationships` are asked for as descriptors in the lookup itself (both default to
+        this module's tables)."""
         if not api_key:
             raise ValueError("a VirusTotal API key is required")
         if max_attempts < 1:
@@ -359,6 +324,45 @@ def most_requests_per_lookup(deep_context: bool) -> int:
     """The most requests any lookup sends with the default relationships: what a quota window must
     hold at the least for lookups to run at all."""
     return 1 + (max(len(names) for names in DEEP_RELATIONSHIPS.values()) if deep_context else 0)
+
+
+def is_retryable_status(http_status: int) -> bool:
+    """True for the statuses worth retrying: 429 and every 5xx."""
+    return http_status == 429 or http_status >= 500
+
+
+def error_from_response(status: int, body: str | bytes | None) -> VirusTotalError:
+    """The typed error for an error response `{"error": {"code", "message"}}`.
+
+    A documented code gives its own class. An undocumented code, or a body that is not VirusTotal's JSON
+    (a gateway's HTML page, an empty body), gives the base class keeping the code, except on 429 and 5xx,
+    which give `VirusTotalUnavailableError` so that they stay retryable.
+    """
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else (body or "")
+    code, message = _read_error(text)
+    error_class = ERRORS_BY_CODE.get(code or "")
+    if error_class is None:
+        error_class = VirusTotalUnavailableError if is_retryable_status(status) else VirusTotalError
+    if message is None:
+        message = " ".join(text.split())[:_MAX_MESSAGE_CHARS] or "no error message in the response"
+    return error_class(message[:_MAX_MESSAGE_CHARS], code or f"HTTP{status}", status)
+
+
+def _read_error(text: str) -> tuple[str | None, str | None]:
+    """VirusTotal's error code and message, or None for what the body does not hold."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None, None
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    code = error.get("code")
+    message = error.get("message")
+    return (
+        code if isinstance(code, str) and code else None,
+        str(message) if message is not None else None,
+    )
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
