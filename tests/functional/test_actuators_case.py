@@ -46,7 +46,7 @@ PROTECTED_TAG = "vtriage:protected"
 IP = "198.51.100.7"
 QUARANTINE_BUCKET = "vtriage-quarantine-123456789012"
 # The deployment's own place: moto's account, and the Region of every client here.
-PLACE = Place(accounts=frozenset({"123456789012"}), region=REGION)
+PLACE = Place(own_account="123456789012", regions=frozenset({REGION}))
 
 
 @dataclass

@@ -375,9 +375,10 @@ def test_findings_naming_another_account_or_region_change_nothing_in_the_local_a
         opt_in_network_acls(aws, str(INSTANCE.vpc_id))
 
     # When the genuine finding, forged to name account 999999999999, Region eu-west-3 or both, and a
-    # Security Hub finding imported as account 999999999999 on the same instance, run for real
+    # Security Hub finding imported as account 999999999999 on the same instance, run for real on a
+    # deployment that acts in its own Region only (ActRegions; every Region by default)
     forged = [OTHER_ACCOUNT, OTHER_REGION, OTHER_ACCOUNT_AND_REGION, IMPORTED_OTHER_ACCOUNT]
-    document, observed = vtriage_run(forged, prepare=prepare)
+    document, observed = vtriage_run(forged, prepare=prepare, parameters={"ActRegions": "us-east-1"})
 
     # Then nothing changed anywhere in the local account: groups, interfaces, tags, snapshots, NACLs
     before, after = observed.ec2

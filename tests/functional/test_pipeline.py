@@ -399,14 +399,18 @@ def test_a_finding_naming_another_account_changes_nothing_with_dry_run_off_and_i
     assert case["provenance"]["channel"] == "detector"
 
 
-def test_a_finding_naming_another_region_changes_nothing_and_is_ticketed(tmp_path: Path) -> None:
-    # Given the C&C sample rewritten to name another Region than the local deployment's
+def test_a_finding_naming_a_region_act_regions_does_not_list_changes_nothing_and_is_ticketed(
+    tmp_path: Path,
+) -> None:
+    # Given the C&C sample rewritten to name another Region than the one the deployment acts in
     forged = json.loads(event(C2_SAMPLE).read_text(encoding="utf-8"))
     forged["detail"]["region"] = "eu-west-3"
 
-    # When it runs with DryRun=false
+    # When it runs with DryRun=false on a deployment restricted to its own Region (ActRegions)
     path = _written(tmp_path, "elsewhere.json", forged)
-    document = _run_json("--parameter-overrides", "DryRun=false", path)
+    document = _run_json(
+        "--parameter-overrides", "DryRun=false", "--parameter-overrides", "ActRegions=us-east-1", path
+    )
 
     # Then nothing is done, and the reason names the Region
     [case] = document["cases"]

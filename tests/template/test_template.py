@@ -40,7 +40,7 @@ PROVIDED_BY_LAMBDA = {"AWS_REGION": "us-east-1"}
 # The services each function may call: anything else in its policies is a privilege it does not use.
 SERVICES_BY_FUNCTION = {
     "EnrichFunction": {"dynamodb", "states", "sqs", "secretsmanager"},
-    "RemediateFunction": {"dynamodb", "ec2", "wafv2", "iam", "s3", "route53resolver"},
+    "RemediateFunction": {"dynamodb", "ec2", "wafv2", "iam", "s3", "route53resolver", "sts"},
     "TicketFunction": {"dynamodb", "sns", "secretsmanager"},
     "IntakeFunction": {"sqs"},
     "ApprovalFunction": {"dynamodb", "states", "sns", "secretsmanager"},

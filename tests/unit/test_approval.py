@@ -35,7 +35,7 @@ from vtriage.ticket import ApprovalLinks
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # The deployment's own place: the account and Region `make_alert` names.
-PLACE = Place(accounts=frozenset({"123456789012"}), region="us-east-1")
+PLACE = Place(own_account="123456789012", regions=frozenset({"us-east-1"}))
 KEY = b"a-signing-key-of-enough-length-for-hmac-sha256"
 APPROVAL_URL = "https://abc123.lambda-url.us-east-1.on.aws/"
 

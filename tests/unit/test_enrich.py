@@ -41,7 +41,7 @@ from vtriage.virustotal.errors import VirusTotalQuotaExceededError
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # The samples' own account and Region, and the detector rules' queue: where these tests' alerts come from.
-PLACE = Place(accounts=frozenset({"123456789012"}), region="us-east-1")
+PLACE = Place(own_account="123456789012", regions=frozenset({"us-east-1"}))
 ALERT_QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:AlertQueue"
 DETECTOR = Provenance(channel="detector")
 

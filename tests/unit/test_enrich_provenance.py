@@ -33,7 +33,7 @@ STAMP = {
     "vtriage_source_ip": "198.51.100.7",
     "vtriage_user_agent": "forwarder/1.0",
 }
-PLACE = Place(accounts=frozenset({"123456789012"}), region="us-east-1")
+PLACE = Place(own_account="123456789012", regions=frozenset({"us-east-1"}))
 
 
 class InMemoryFindingLedger:

@@ -29,7 +29,7 @@ NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 LATER = datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
 QUARANTINE = "sg-quarantine"
 # The deployment's own place: the account and Region `make_alert` names.
-PLACE = Place(accounts=frozenset({"123456789012"}), region="us-east-1")
+PLACE = Place(own_account="123456789012", regions=frozenset({"us-east-1"}))
 
 
 def isolation(

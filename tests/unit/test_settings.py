@@ -166,9 +166,10 @@ def test_the_remediate_function_needs_its_own_account_to_know_where_it_may_act()
     # Given the remediate function's environment without OWN_ACCOUNT_ID, and with a malformed one
     base = {"AWS_REGION": "eu-west-1", "CASES_TABLE_NAME": "cases"}
 
-    # Then it refuses to start, naming the variable; with a good one, its place is that account and Region
+    # Then it refuses to start, naming the variable; with a good one, its place is that account alone, in
+    # every Region (no member account, no ActRegions)
     for bad in ({}, {"OWN_ACCOUNT_ID": "99999999999x"}):
         with pytest.raises(ConfigurationError, match="OWN_ACCOUNT_ID"):
             RemediateSettings.from_environ({**base, **bad})
     place = RemediateSettings.from_environ({**base, "OWN_ACCOUNT_ID": "123456789012"}).place
-    assert (place.accounts, place.region) == (frozenset({"123456789012"}), "eu-west-1")
+    assert (place.own_account, place.members, place.regions) == ("123456789012", frozenset(), frozenset())

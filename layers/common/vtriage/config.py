@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -148,6 +149,33 @@ def _host(url: str | None) -> str | None:
     return host.lower() if host else None
 
 
+# What a member account id, a Region name and an IAM role name may look like: checked at start-up, so
+# that a typo stops the function instead of leaving an account or Region silently unacted on.
+_ACCOUNT_ID = re.compile(r"\d{12}")
+_REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+_ROLE_NAME = r"^[A-Za-z0-9+=,.@_-]{1,64}$"
+
+
+def _listed(value: object, pattern: re.Pattern[str], what: str) -> object:
+    """A comma-separated variable as a tuple of its values (each stripped, each once, in order); every
+    value must match `pattern`."""
+    if not isinstance(value, str):
+        return value
+    values = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    bad = [part for part in values if not pattern.fullmatch(part)]
+    if bad:
+        raise ValueError(f"not {what}: {', '.join(repr(part[:40]) for part in bad[:5])}")
+    return values
+
+
+def _place(own_account_id: str, member_account_ids: tuple[str, ...], act_regions: tuple[str, ...]) -> Place:
+    return Place(
+        own_account=own_account_id,
+        members=frozenset(member_account_ids) - {own_account_id},
+        regions=frozenset(act_regions),
+    )
+
+
 class EnrichSettings(AlertReadingSettings):
     """Settings of the enrich function."""
 
@@ -184,9 +212,12 @@ class EnrichSettings(AlertReadingSettings):
     pushed_alert_queue_arn: str = Field(alias="PUSHED_ALERT_QUEUE_ARN", pattern=r"^arn:aws[\w-]*:sqs:")
     alert_queue_url: str | None = Field(default=None, alias="ALERT_QUEUE_URL", min_length=1)
     pushed_alert_queue_url: str | None = Field(default=None, alias="PUSHED_ALERT_QUEUE_URL", min_length=1)
-    # The deployment's own account (`!Ref AWS::AccountId`): a finding naming another account, or another
-    # Region than the function's (AWS_REGION), is never acted on; it is ticketed with the reason.
+    # Where actions may be planned: the deployment's own account (`!Ref AWS::AccountId`) and its member
+    # accounts (MemberAccountIds), in the Regions ActRegions lists (every Region when empty). A finding
+    # of any other account or Region is given no action; it is ticketed with the reason.
     own_account_id: str = Field(alias="OWN_ACCOUNT_ID", pattern=r"^\d{12}$")
+    member_account_ids: tuple[str, ...] = Field(default=(), alias="MEMBER_ACCOUNT_IDS")
+    act_regions: tuple[str, ...] = Field(default=(), alias="ACT_REGIONS")
     # What becomes of alerts pushed through the intake: a ticket, no action ("ticket"), or actions that
     # each wait for a person ("approval"). Only the detector rules' findings are acted on automatically.
     pushed_alert_actions: Literal["ticket", "approval"] = Field(
@@ -223,6 +254,16 @@ class EnrichSettings(AlertReadingSettings):
     def _vt_over_https(cls, value: str) -> str:
         return _https_only(value)
 
+    @field_validator("member_account_ids", mode="before")
+    @classmethod
+    def _account_ids(cls, value: object) -> object:
+        return _listed(value, _ACCOUNT_ID, "12-digit account ids")
+
+    @field_validator("act_regions", mode="before")
+    @classmethod
+    def _region_names(cls, value: object) -> object:
+        return _listed(value, _REGION_NAME, "Region names (such as eu-west-1)")
+
     @field_validator("vt_api_key", mode="before")
     @classmethod
     def _key_without_whitespace(cls, value: object) -> object:
@@ -237,8 +278,8 @@ class EnrichSettings(AlertReadingSettings):
 
     @property
     def place(self) -> Place:
-        """Where this deployment acts: its own account, in the function's Region."""
-        return Place(accounts=frozenset({self.own_account_id}), region=self.region)
+        """Where this deployment acts: its own account and its members, in the Regions allowed."""
+        return _place(self.own_account_id, self.member_account_ids, self.act_regions)
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -280,9 +321,23 @@ class RemediateSettings(Settings):
     """Settings of the remediate function. Dry-run unless DRY_RUN is explicitly false."""
 
     dry_run: bool = Field(default=True, alias="DRY_RUN")
-    # The deployment's own account (the template passes AWS::AccountId): with AWS_REGION, the only place
-    # actions run in. An action on a finding that names another account or Region is skipped.
+    # Where actions run: the deployment's own account (the template passes AWS::AccountId), with the
+    # function's credentials, and each member account through its role MEMBER_ROLE_NAME (the session
+    # named after the case, MEMBER_EXTERNAL_ID as sts:ExternalId), in the finding's Region when
+    # ACT_REGIONS lists it (every Region when empty). An action on a finding of any other account or
+    # Region is skipped.
     own_account_id: str = Field(alias="OWN_ACCOUNT_ID", pattern=r"^\d{12}$")
+    member_account_ids: tuple[str, ...] = Field(default=(), alias="MEMBER_ACCOUNT_IDS")
+    member_role_name: str = Field(default="vtriage-member", alias="MEMBER_ROLE_NAME", pattern=_ROLE_NAME)
+    # Not a secret: what the member role requires as sts:ExternalId (member-role.yaml's ExternalId).
+    member_external_id: str | None = Field(
+        default=None,
+        alias="MEMBER_EXTERNAL_ID",
+        min_length=2,
+        max_length=1224,
+        pattern=r"^[A-Za-z0-9+=,.@:/_-]+$",
+    )
+    act_regions: tuple[str, ...] = Field(default=(), alias="ACT_REGIONS")
     protected_tag_key: str = Field(default="vtriage:protected", alias="PROTECTED_TAG_KEY", min_length=1)
     quarantine_group_name: str = Field(
         default="vtriage-quarantine", alias="QUARANTINE_GROUP_NAME", min_length=1
@@ -318,6 +373,7 @@ class RemediateSettings(Settings):
         "quarantine_bucket",
         "dns_firewall_domain_list_id",
         "user_containment_policy_arn",
+        "member_external_id",
         mode="before",
     )
     @classmethod
@@ -325,6 +381,16 @@ class RemediateSettings(Settings):
         # CloudFormation cannot leave a variable out conditionally without Fn::If: an empty parameter
         # arrives as "".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("member_account_ids", mode="before")
+    @classmethod
+    def _account_ids(cls, value: object) -> object:
+        return _listed(value, _ACCOUNT_ID, "12-digit account ids")
+
+    @field_validator("act_regions", mode="before")
+    @classmethod
+    def _region_names(cls, value: object) -> object:
+        return _listed(value, _REGION_NAME, "Region names (such as eu-west-1)")
 
     @model_validator(mode="after")
     def _actuator_settings_come_in_pairs(self) -> Self:
@@ -342,8 +408,14 @@ class RemediateSettings(Settings):
 
     @property
     def place(self) -> Place:
-        """Where this deployment acts: its own account, in the function's Region."""
-        return Place(accounts=frozenset({self.own_account_id}), region=self.region)
+        """Where this deployment acts: its own account and its members, in the Regions allowed."""
+        return _place(self.own_account_id, self.member_account_ids, self.act_regions)
+
+    @property
+    def external_id(self) -> str:
+        """What each member role requires as sts:ExternalId: MEMBER_EXTERNAL_ID, or by default
+        `vtriage-<own account id>` (member-role.yaml's default for the same deployment account)."""
+        return self.member_external_id or f"vtriage-{self.own_account_id}"
 
 
 class ApprovalSettings(Settings):

@@ -11,8 +11,10 @@ Two things no finding can talk its way past, decided when its actions are planne
   product/aws/<service>`). Anyone allowed `securityhub:BatchImportFindings` can import a finding under a
   custom product (`product/<account>/default`), which the rule delivers all the same: such a finding is
   treated as a pushed alert, its reason naming the product.
-- **The place.** Actions run only in the deployment's own account and Region. A finding that names
-  another account or Region gets no action and is ticketed, with the reason.
+- **The place.** Actions run only in the deployment's own account and its member accounts
+  (`MemberAccountIds`, through the role each one trusts it with), in the finding's own Region, when
+  `ActRegions` admits it (every Region when empty). A finding that names any other account or Region gets
+  no action and is ticketed, with the reason; the remediate function checks again before each action.
 
 The reasons land in `Alert.not_actionable` (the playbooks then plan nothing, and the case shows why), or,
 for pushed alerts waiting for a person, on each planned action as the `needs_approval` parameter the
@@ -51,28 +53,51 @@ _SHOWN = 64
 # (`arn:aws:securityhub:us-east-1::product/aws/guardduty`); a custom or partner product is anything else.
 _AWS_PRODUCT = re.compile(r"arn:aws(?:-[a-z]+)*:securityhub:[a-z0-9-]+::product/aws/[a-z0-9-]+")
 
+# A Region's name (`eu-west-1`, `us-gov-west-1`): a finding's Region chooses where its actions run, so
+# nothing else may choose an endpoint.
+_REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+
 
 @dataclass(frozen=True)
 class Place:
-    """Where this deployment may act: its own account (a set, so that member accounts can join it) and
-    the Region its functions run in."""
+    """Where this deployment may act: its own account (with the function's own credentials) and its member
+    accounts (through the role it assumes in each), in the Regions `regions` names, or in every Region
+    when it names none. A finding is acted on in its own account and Region, never elsewhere."""
 
-    accounts: frozenset[str]
-    region: str
+    own_account: str
+    members: frozenset[str] = frozenset()
+    regions: frozenset[str] = frozenset()
+
+    def is_member(self, account: str) -> bool:
+        """Whether the account is one of the members (reached through their role), not the own one."""
+        return account in self.members and account != self.own_account
+
+    def admits(self, account: str, region: str) -> bool:
+        """Whether actions may run in this account and Region."""
+        return not self._against(account, region)
 
     def reasons_against(self, alert: Alert) -> list[str]:
         """Why the alert lives somewhere this deployment does not act; empty when it lives here."""
+        return self._against(alert.account, alert.region)
+
+    def _against(self, account: str, region: str) -> list[str]:
         reasons = []
-        if alert.account not in self.accounts:
-            own = ", ".join(sorted(self.accounts)) or "none configured"
+        if account != self.own_account and account not in self.members:
+            members = ", ".join(sorted(self.members)) or "none listed"
             reasons.append(
-                f"the finding names account '{escaped(alert.account, _SHOWN)}', not this deployment's "
-                f"({own}): vtriage acts only in its own account"
+                f"the finding names account '{escaped(account, _SHOWN)}', not this deployment's "
+                f"({self.own_account}) nor one of its member accounts ({members}): vtriage acts only in "
+                "its own account and the accounts MemberAccountIds lists"
             )
-        if alert.region != self.region:
+        if not _REGION_NAME.fullmatch(region):
             reasons.append(
-                f"the finding names Region '{escaped(alert.region, _SHOWN)}', not this deployment's "
-                f"({self.region}): vtriage acts only in its own Region"
+                f"the finding names Region '{escaped(region, _SHOWN)}', which is not a Region name: "
+                "vtriage acts only in the finding's own Region"
+            )
+        elif self.regions and region not in self.regions:
+            reasons.append(
+                f"the finding names Region '{escaped(region, _SHOWN)}', not this deployment's "
+                f"({', '.join(sorted(self.regions))}): vtriage acts only in the Regions ActRegions lists"
             )
         return reasons
 
