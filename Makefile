@@ -43,7 +43,7 @@ lint: $(VENV)/.installed
 	$(BIN)/python scripts/gen-layer-requirements.py --check
 
 typecheck: $(VENV)/.installed
-	$(BIN)/mypy layers/common/vtriage local/vtriage_local tests bench
+	$(BIN)/mypy layers/common/vtriage local/vtriage_local local/vtriage_ops local/vtriage_cli tests bench
 	@for handler in functions/*/app.py; do $(BIN)/mypy --strict "$$handler" || exit 1; done
 
 # One worker per core (pytest-xdist): the functional suites spend most of their time in moto.

@@ -19,18 +19,9 @@ from vtriage.errors import InvalidAlertError
 from vtriage.intake import IntakeOptions
 from vtriage.intake.body import decode_body
 from vtriage.models import Alert, CaseStatus, Severity
+from vtriage_local.alert_files import Delivery
 
 JourneyState = Literal["queued", "acknowledged", "dead_lettered", "refused"]
-
-
-@dataclass
-class Delivery:
-    """One record as it is handed to the local queue."""
-
-    source_id: str
-    body: str
-    # Why it never enters the queue: the queue could not carry it (set when the file is read).
-    refused: str | None = None
 
 
 @dataclass

@@ -23,7 +23,6 @@ from vtriage.errors import ConfigurationError
 from vtriage.intake import IntakeOptions
 from vtriage.models import Alert, ResourceType
 from vtriage_local.accounting import (
-    Delivery,
     Execution,
     Journey,
     Settled,
@@ -31,11 +30,12 @@ from vtriage_local.accounting import (
     execution_case_id,
     findings_in,
 )
+from vtriage_local.alert_files import Delivery, read_deliveries
 from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.seed import instances_named, resources_named, seed_access_keys, seed_instances
 from vtriage_local.stack import REGION, LocalAws, LocalSetupError
 
-__all__ = ["Delivery", "Pipeline", "UsageError", "VirusTotalSource", "read_deliveries", "run_files"]
+__all__ = ["Pipeline", "VirusTotalSource", "run_files"]
 
 ALERT_QUEUE = "AlertQueue"
 PUSHED_ALERT_QUEUE = "PushedAlertQueue"
@@ -54,10 +54,6 @@ _WAITING_MESSAGES = ["ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfM
 DEFERRED_WAIT_S = 150.0
 # Replayed VirusTotal answers cost nothing: the quota is a premium key's, not the template's free one.
 REPLAY_QUOTA = {"VirusTotalQuotaPerMinute": "10000", "VirusTotalQuotaPerDay": "1000000"}
-
-
-class UsageError(Exception):
-    """The command line or an input file cannot be used at all (exit status 1)."""
 
 
 @dataclass
@@ -80,45 +76,6 @@ class VirusTotalSource:
             recordings=recordings or bundled_recordings(),
             **kwargs,
         )
-
-
-def read_deliveries(path: Path) -> list[Delivery]:
-    """The records a file holds: each record of an SQS event, or the whole document as one message
-    (as EventBridge delivers an event, and as `vtriage send` queues any other alert). A file that is not
-    text is one record the queue refuses, with the reason."""
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}") from None
-    try:
-        # A byte-order mark belongs to the file, not to the alert.
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as error:
-        return [
-            Delivery(
-                source_id=path.name,
-                body="",
-                refused=f"not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}): "
-                "SQS carries text only",
-            )
-        ]
-    try:
-        document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        # Not an SQS event: the enrich function says what is wrong with it.
-        return [Delivery(source_id=path.name, body=text)]
-    if isinstance(document, dict) and isinstance(document.get("Records"), list):
-        records = document["Records"]
-        if not records:
-            return [Delivery(source_id=path.name, body=text, refused="an SQS event without records")]
-        if all(isinstance(record, dict) and "body" in record for record in records):
-            return [
-                Delivery(
-                    source_id=str(record.get("messageId") or f"{path.name}#{index}"), body=str(record["body"])
-                )
-                for index, record in enumerate(records)
-            ]
-    return [Delivery(source_id=path.name, body=text)]
 
 
 def distinct_source_ids(deliveries: list[Delivery]) -> list[Delivery]:

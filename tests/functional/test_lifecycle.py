@@ -15,8 +15,9 @@ from tests.fakes import make_alert, make_case
 from tests.functional.conftest import event, wait_for_execution
 from vtriage.adapters.dynamodb import DynamoCaseRepository, DynamoRepeatLedger
 from vtriage.models import Case, CaseStatus, HistoryEntry, Repeat, Ticket, Verdict
-from vtriage_local import cli
-from vtriage_local.runner import Delivery, Pipeline
+from vtriage_cli.main import main as vtriage
+from vtriage_local.alert_files import Delivery
+from vtriage_local.runner import Pipeline
 from vtriage_local.stack import LocalAws
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -38,7 +39,7 @@ def _stored_case(aws: LocalAws, finding_id: str, status: CaseStatus, updated_at:
 def _cases_command(*arguments: str) -> tuple[int, str, str]:
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        status = cli.main(["cases", *arguments])
+        status = vtriage(["cases", *arguments])
     return status, stdout.getvalue(), stderr.getvalue()
 
 
@@ -102,6 +103,87 @@ def test_cases_without_a_table_or_with_an_unknown_status_is_a_usage_error(
     status, _, stderr = _cases_command("--table", "cases", "--status", "DONE")
     assert status == 1
     assert "TICKETED" in stderr
+
+
+MEMBER, OTHER_MEMBER = "111122223333", "444455556666"
+
+
+def test_cases_lists_only_the_cases_of_the_accounts_named(local_aws: LocalAws) -> None:
+    # Given, in one cases table, ticketed cases of findings from the deployment's account and from two
+    # member accounts (the member's two, the newer last), and a closed case of the member account
+    own = make_case(make_alert(id="e" * 32), status=CaseStatus.TICKETED, updated_at=NOW)
+    member_older = make_case(
+        make_alert(id="f" * 32, account=MEMBER, region="eu-west-1"),
+        status=CaseStatus.TICKETED,
+        updated_at=NOW + timedelta(minutes=1),
+    )
+    other = make_case(
+        make_alert(id="1" * 32, account=OTHER_MEMBER),
+        status=CaseStatus.TICKETED,
+        updated_at=NOW + timedelta(minutes=2),
+    )
+    member_newer = make_case(
+        make_alert(id="2" * 32, account=MEMBER, region="eu-west-1"),
+        status=CaseStatus.TICKETED,
+        updated_at=NOW + timedelta(minutes=3),
+    )
+    member_closed = make_case(
+        make_alert(id="3" * 32, account=MEMBER), status=CaseStatus.CLOSED, updated_at=NOW
+    )
+    for case in (own, member_older, other, member_newer, member_closed):
+        assert _repository(local_aws).create(case)
+
+    # When `vtriage cases --account <member> --status ticketed --json` runs
+    status, stdout, _ = _cases_command("--account", MEMBER, "--status", "ticketed", "--json")
+
+    # Then it lists the member's ticketed cases alone, newest first, each naming its account and Region
+    assert status == 0
+    listed = json.loads(stdout)["cases"]
+    assert [case["case_id"] for case in listed] == [member_newer.case_id, member_older.case_id]
+    assert {(case["account"], case["region"]) for case in listed} == {(MEMBER, "eu-west-1")}
+
+    # When two accounts are named, once comma-separated and once repeated, Then both accounts' cases are
+    # listed the same way, and the deployment's own is not
+    for arguments in (
+        ("--account", f"{MEMBER},{OTHER_MEMBER}"),
+        ("--account", MEMBER, "--account", OTHER_MEMBER),
+    ):
+        status, stdout, _ = _cases_command(*arguments, "--status", "TICKETED", "--json")
+        assert status == 0
+        assert [case["case_id"] for case in json.loads(stdout)["cases"]] == [
+            member_newer.case_id,
+            other.case_id,
+            member_older.case_id,
+        ]
+
+    # When a limit is given with the account, Then it counts that account's cases, not the table's
+    status, stdout, _ = _cases_command("--account", MEMBER, "--limit", "2", "--json")
+    assert status == 0
+    assert [case["case_id"] for case in json.loads(stdout)["cases"]] == [
+        member_newer.case_id,
+        member_older.case_id,
+    ]
+
+    # When the table is printed for the other member, Then its one case shows its account, and the count
+    status, stdout, _ = _cases_command("--account", OTHER_MEMBER)
+    assert status == 0
+    [line] = [line for line in stdout.splitlines() if other.case_id in line]
+    assert OTHER_MEMBER in line
+    assert stdout.rstrip().endswith("1 case")
+
+    # When an account has no case, Then the listing says so, naming the account
+    status, stdout, _ = _cases_command("--account", "999999999999")
+    assert status == 0
+    assert "no cases" in stdout
+    assert "999999999999" in stdout
+
+
+def test_cases_with_an_account_id_that_is_not_one_is_a_usage_error() -> None:
+    # When the account is not 12 digits, Then it is a usage error saying what an account id is
+    status, _, stderr = _cases_command("--table", "cases", "--account", f"{MEMBER},12345")
+    assert status == 1
+    assert "'12345'" in stderr
+    assert "12 digits" in stderr
 
 
 def test_the_repeat_ledger_finds_the_case_within_its_window_and_folds_each_repeat_once(

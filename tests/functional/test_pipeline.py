@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from tests.functional.conftest import EVENTS, event, run_pipeline
-from vtriage_local import cli
+from vtriage_cli.main import main as vtriage
+from vtriage_local.alert_files import read_deliveries
 from vtriage_local.replay import bundled_recordings
-from vtriage_local.runner import Pipeline, read_deliveries
+from vtriage_local.runner import Pipeline
 from vtriage_local.stack import LocalAws
 
 RECORDINGS = bundled_recordings()
@@ -202,7 +203,7 @@ def test_cli_json_follows_the_contract_and_exits_2_when_records_are_rejected() -
 
     # When the CLI runs them with --json
     with contextlib.redirect_stdout(stdout):
-        status = cli.main(
+        status = vtriage(
             [
                 "run",
                 "--json",
@@ -258,7 +259,7 @@ def test_cli_json_follows_the_contract_and_exits_2_when_records_are_rejected() -
 def test_cli_exits_1_on_a_missing_file() -> None:
     # Given a path that does not exist, When the CLI runs it, Then it is a usage error
     with contextlib.redirect_stderr(io.StringIO()) as stderr:
-        status = cli.main(["run", "no-such-alert.json"])
+        status = vtriage(["run", "no-such-alert.json"])
     assert status == 1
     assert "no-such-alert.json" in stderr.getvalue()
 
@@ -296,7 +297,7 @@ def test_parameter_overrides_let_remediation_act_on_the_local_instance() -> None
     # Given the C&C sample, When it runs with DryRun=false as a template parameter
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        status = cli.main(
+        status = vtriage(
             [
                 "run",
                 "--json",
@@ -321,7 +322,7 @@ def test_parameter_overrides_let_remediation_act_on_the_local_instance() -> None
 
 def test_an_unknown_template_parameter_is_a_usage_error() -> None:
     with contextlib.redirect_stderr(io.StringIO()) as stderr:
-        status = cli.main(
+        status = vtriage(
             ["run", "--parameter-overrides", "DryRn=false", str(event("synthetic-guardduty-portprobe.json"))]
         )
     assert status == 1
@@ -367,7 +368,7 @@ def _run_json(*arguments: str) -> dict[str, Any]:
     """`vtriage run --json ARGUMENTS`, as a user runs it, as a document."""
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        cli.main(["run", "--json", *arguments])
+        vtriage(["run", "--json", *arguments])
     document: dict[str, Any] = json.loads(stdout.getvalue())
     return document
 

@@ -17,10 +17,11 @@ from tests.functional.conftest import EVENTS, event, load_event
 from tests.functional.test_samples import deployed_intake
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.body import decode_body
-from vtriage_local import cli
+from vtriage_cli.main import main as vtriage
 from vtriage_local.accounting import UNACCOUNTED
+from vtriage_local.alert_files import read_deliveries
 from vtriage_local.report import render
-from vtriage_local.runner import distinct_source_ids, read_deliveries
+from vtriage_local.runner import distinct_source_ids
 
 pytestmark = pytest.mark.functional
 
@@ -31,7 +32,7 @@ def run_cli(*arguments: str | Path) -> tuple[int, str, dict[str, Any]]:
     """`vtriage run --json --verbose ARGUMENTS`: its status, its stdout, and stdout as a document."""
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
-        status = cli.main(["run", "--json", "--verbose", *map(str, arguments)])
+        status = vtriage(["run", "--json", "--verbose", *map(str, arguments)])
     return status, stdout.getvalue(), json.loads(stdout.getvalue())
 
 
@@ -254,7 +255,7 @@ def test_a_folder_given_as_a_file_is_a_usage_error_that_names_it(tmp_path: Path)
     # Given a folder among the files, When the runner is called, Then it says so and exits 1
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        status = cli.main(["run", str(tmp_path), str(event("synthetic-guardduty-portprobe.json"))])
+        status = vtriage(["run", str(tmp_path), str(event("synthetic-guardduty-portprobe.json"))])
     assert status == 1
     assert "is a folder" in stderr.getvalue()
 

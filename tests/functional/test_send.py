@@ -21,7 +21,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.functional.conftest import event, load_event
-from vtriage_local import cli
+from vtriage_cli.main import main as vtriage
 from vtriage_local.stack import REGION, LocalAws
 
 ALERT_QUEUE = "AlertQueue"
@@ -156,7 +156,7 @@ def printed(out: str) -> str:
 
 def send(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, dict[str, Any]]:
     """Run `vtriage send ... --json`; its exit status and document."""
-    status = cli.main(["send", *arguments, "--json"])
+    status = vtriage(["send", *arguments, "--json"])
     out = printed(capsys.readouterr().out)
     return status, json.loads(out) if out else {}
 
@@ -235,7 +235,7 @@ def test_the_readable_output_says_what_was_sent_and_what_was_not(
     bad.write_text("the alert is in the ticket", encoding="utf-8")
 
     # When they are sent without --json
-    status = cli.main(["send", str(good), str(bad), "--intake-url", intake.url])
+    status = vtriage(["send", str(good), str(bad), "--intake-url", intake.url])
     out = printed(capsys.readouterr().out)
 
     # Then one line says it was sent, and as whom, and one says why the other was not
@@ -283,7 +283,7 @@ def test_a_request_lambda_refuses_is_a_setup_error_naming_the_senders_policy(
     good = event("guardduty-ec2-canary-outbound-ssh.json")
 
     # When a good file is sent
-    status = cli.main(["send", str(good), "--intake-url", intake.url])
+    status = vtriage(["send", str(good), "--intake-url", intake.url])
 
     # Then the command fails saying what to check, and nothing is queued
     assert status == 1
@@ -301,7 +301,7 @@ def test_an_intake_url_that_does_not_answer_is_a_setup_error(
         url = stopped.url
 
     # When a good file is sent there
-    status = cli.main(["send", str(event("guardduty-ec2-canary-outbound-ssh.json")), "--intake-url", url])
+    status = vtriage(["send", str(event("guardduty-ec2-canary-outbound-ssh.json")), "--intake-url", url])
 
     # Then the command fails naming the URL, and nothing is queued
     assert status == 1
@@ -313,7 +313,7 @@ def test_a_missing_file_is_a_usage_error(
     local_aws: LocalAws, intake: FunctionUrl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # When a file that does not exist is sent
-    status = cli.main(["send", "no-such-alert.json", "--intake-url", intake.url])
+    status = vtriage(["send", "no-such-alert.json", "--intake-url", intake.url])
 
     # Then nothing is queued and the file is named
     assert status == 1

@@ -31,7 +31,7 @@ from vtriage.models import (
     Verdict,
 )
 from vtriage.remediate import EXECUTION_TIMEOUT_SECONDS, TIME_BESIDE_APPROVALS_SECONDS
-from vtriage_local import cli
+from vtriage_cli.main import main as vtriage
 from vtriage_local.stack import ACCOUNT_ID, REGION, LocalAws
 from vtriage_local.template import PROJECT_ROOT, load_template
 
@@ -146,8 +146,8 @@ def test_vtriage_rollback_gives_the_isolated_instance_its_groups_back(
     # When `vtriage rollback CASE_ID` runs against the stack, and once more
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        status = cli.main(["rollback", case.case_id, "--json"])
-        again = cli.main(["rollback", case.case_id])
+        status = vtriage(["rollback", case.case_id, "--json"])
+        again = vtriage(["rollback", case.case_id])
 
     # Then the interface is back in its own groups, the action says so, and a second run changes nothing
     assert (status, again) == (0, 0)

@@ -103,3 +103,21 @@ def test_adapters_are_forbidden_every_domain_module_but_the_models_layer() -> No
     # Then the adapters' contract forbids exactly those: a module added to either layer is forbidden too
     assert layers[:2] == ["composition", "adapters"]
     assert forbidden == steps_and_rules
+
+
+def test_the_operator_commands_are_forbidden_every_local_runner_module_but_the_alert_file_reader() -> None:
+    # Given the modules of the local runner's package and the operator commands' contract
+    local_modules = {
+        f"vtriage_local.{path.stem}"
+        for path in (ROOT / "local" / "vtriage_local").glob("*.py")
+        if path.stem != "__init__"
+    }
+    forbidden = set(contracts()["operator-commands-without-the-moto-stack"]["forbidden_modules"])
+
+    # Then every one of them is forbidden to vtriage_ops but the reader `send` shares with `run`: a module
+    # added to the local runner is forbidden too, and the moto stack with it
+    assert "vtriage_local.alert_files" in local_modules
+    assert {"moto", "vtriage_local.stack"} <= forbidden
+    assert {name for name in forbidden if name.startswith("vtriage_local.")} == local_modules - {
+        "vtriage_local.alert_files"
+    }
