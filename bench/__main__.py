@@ -167,9 +167,9 @@ import os, sys, time
 started = time.perf_counter()
 sys.path.insert(0, "functions/enrich")
 import app
-from vtriage.composition.enrich import enricher_factory
+from vtriage.composition.enrich import batch_factory
 from vtriage.config import EnrichSettings
-enricher_factory(EnrichSettings.from_environ())
+batch_factory(EnrichSettings.from_environ())
 print(time.perf_counter() - started)
 """
 # What the enrich function cannot do without, imported in the handler's order (powertools before

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vtriage.clock import next_minute, next_utc_midnight
 from vtriage.display import Report
-from vtriage.enrich import next_minute, next_utc_midnight
 from vtriage.errors import QuotaExhaustedError
 from vtriage.models import (
     Action,

@@ -7,9 +7,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vtriage.composition.enrich import enricher_factory
+from vtriage.composition.enrich import batch_factory
+from vtriage.composition.sqs_batch import batch_metrics, triage_sqs_batch
 from vtriage.config import EnrichSettings
-from vtriage.enrich import batch_metrics, triage_batch
 
 logger = Logger()
 metrics = Metrics()
@@ -20,8 +20,8 @@ metrics = Metrics()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Triage each record within the invocation's time; report the ones to retry, and the ones deferred
     (quota spent, out of time, VirusTotal refusing the key), as partial batch failures."""
-    enricher = enricher_factory(EnrichSettings.from_environ())()
-    response = triage_batch(enricher, event, context)
-    for name, count in batch_metrics(enricher, response).items():
+    batch = batch_factory(EnrichSettings.from_environ())()
+    response = triage_sqs_batch(batch, event, context)
+    for name, count in batch_metrics(batch, response).items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
     return response

@@ -19,9 +19,9 @@ from moto.sqs.models import sqs_backends
 from tests.functional.conftest import EVENTS
 from vtriage.adapters.dynamodb import DynamoEnrichmentCache
 from vtriage.adapters.quota import DynamoQuotaLimiter
-from vtriage.composition.enrich import enricher_factory
+from vtriage.composition.enrich import batch_factory
+from vtriage.composition.sqs_batch import triage_sqs_batch
 from vtriage.config import EnrichSettings
-from vtriage.enrich import triage_batch
 from vtriage.errors import QuotaExhaustedError
 from vtriage.models import Enrichment, Ioc, IocType, Verdict
 from vtriage_local.replay import ReplayServer, bundled_recordings
@@ -308,12 +308,12 @@ def test_with_one_request_a_minute_the_other_records_are_deferred_to_the_next_mi
         settings = _settings(
             VT_QUOTA_PER_MINUTE="1", VT_BASE_URL=virustotal.base_url, DEFERRAL_REQUEUE_AFTER_RECEIVES="2"
         )
-        new_enricher = enricher_factory(settings, clock)
+        new_batch = batch_factory(settings, clock)
         _enqueue_samples(local_aws)
 
         # When the enrich function gets them at 12:00:30
         event = _receive(local_aws)
-        response = triage_batch(new_enricher(), event)
+        response = triage_sqs_batch(new_batch(), event)
         _acknowledge_successes(local_aws, event, response)
 
         # Then one case is enriched with one request, and the two other records are retried, not parked
@@ -333,7 +333,7 @@ def test_with_one_request_a_minute_the_other_records_are_deferred_to_the_next_mi
         # When they are handled in the new minute (received twice: at the re-queue threshold of this test)
         clock.at = NEXT_MINUTE
         event = {"Records": back}
-        response = triage_batch(new_enricher(), event)
+        response = triage_sqs_batch(new_batch(), event)
         _acknowledge_successes(local_aws, event, response)
 
     # Then one more case is enriched, and the last record is queued afresh for the next minute
@@ -362,7 +362,7 @@ def test_virustotal_429s_defer_the_records_and_they_are_enriched_once_it_answers
 
         # When the batch is handled with a generous quota of our own, one lookup at a time
         settings = _settings(VT_QUOTA_PER_MINUTE="100", VT_BASE_URL=refusing.base_url, VT_MAX_CONCURRENCY="1")
-        response = triage_batch(enricher_factory(settings, clock)(), event)
+        response = triage_sqs_batch(batch_factory(settings, clock)(), event)
 
         # Then every record is deferred, none parked, and every case says its enrichment is pending
         assert len(response["batchItemFailures"]) == 3
@@ -378,7 +378,7 @@ def test_virustotal_429s_defer_the_records_and_they_are_enriched_once_it_answers
     clock.at = NEXT_MINUTE
     with ReplayServer(bundled_recordings(), api_key="local-replay-key") as answering:
         settings = _settings(VT_QUOTA_PER_MINUTE="100", VT_BASE_URL=answering.base_url)
-        response = triage_batch(enricher_factory(settings, clock)(), back)
+        response = triage_sqs_batch(batch_factory(settings, clock)(), back)
 
         # Then all three are enriched, each IOC looked up once
         assert response["batchItemFailures"] == []

@@ -16,7 +16,7 @@ import pytest
 
 from tests.functional.conftest import EVENTS, launch_instance, load_event, wait_for_execution
 from vtriage.adapters.dynamodb import DynamoCaseRepository
-from vtriage.enrich import execution_input
+from vtriage.enrich.triage import execution_input
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import read_document
 from vtriage.models import (

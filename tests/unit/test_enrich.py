@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,22 @@ from tests.fakes import (
     InMemoryCaseRepository,
     InMemoryEnrichmentCache,
 )
+from vtriage.composition.sqs_batch import batch_metrics, triage_sqs_batch
 from vtriage.config import EnrichSettings
-from vtriage.eligibility import Place
-from vtriage.enrich import Enricher, batch_metrics, triage_batch
+from vtriage.eligibility import Place, PushedAlertActions
+from vtriage.enrich.batch import Batch
+from vtriage.enrich.lookups import Deadline, Lookups
+from vtriage.enrich.outcomes import RecordOutcome
+from vtriage.enrich.records import Deferrals, QueuedRecord, Refusals
+from vtriage.enrich.repeats import Repeats, Variants
+from vtriage.enrich.triage import Triage, TriageRules
 from vtriage.errors import QuotaExhaustedError, TransientError
+from vtriage.intake import IntakeOptions
 from vtriage.models import (
     Branch,
     Case,
     CaseStatus,
+    Channel,
     Enrichment,
     HistoryEntry,
     Ioc,
@@ -35,6 +44,7 @@ from vtriage.models import (
     Repeat,
     Verdict,
 )
+from vtriage.ports import FindingLedger, MessageDeferral
 from vtriage.verdict import VerdictPolicy
 from vtriage.virustotal.errors import VirusTotalQuotaExceededError
 
@@ -95,7 +105,8 @@ class InMemoryRepeatLedger:
 
 
 class World:
-    """An Enricher over fakes, with the real VirusTotal reports the samples' IOCs name."""
+    """The enrich domain over fakes, with the real VirusTotal reports the samples' IOCs name: its settings
+    are attributes a test may change before it makes a batch."""
 
     def __init__(
         self,
@@ -120,25 +131,55 @@ class World:
         self.limiter = FakeQuotaLimiter(per_minute, per_day, self.clock) if per_minute else None
         self.deferral = FakeMessageDeferral()
         self.ledger = InMemoryRepeatLedger(self.cases, self.clock)
+        self.findings: FindingLedger | None = None
         self.ticket_min_severity = ticket_min_severity
+        self.pushed_alert_actions: PushedAlertActions = "approval"
+        self.intake = IntakeOptions()
+        self.channels: dict[str, Channel] = {ALERT_QUEUE_ARN: "detector"}
+        self.queues: dict[str, MessageDeferral] = {ALERT_QUEUE_ARN: self.deferral}
+        self.max_concurrency = 4
+        self.max_deferrals = 500
+        self.is_transient: Callable[[Exception], bool] = lambda error: False
+        self.monotonic: Callable[[], float] = time.monotonic
 
-    def enricher(self) -> Enricher:
-        """A new enricher, as each Lambda invocation makes for its batch."""
-        return Enricher(
-            intel=self.intel,
-            cache=self.cache,
-            cases=self.cases,
-            executions=self.executions,
-            dead_letters=self.dead_letters,
-            policy=VerdictPolicy(),
-            now=self.clock,
-            place=PLACE,
+    def batch(self) -> Batch:
+        """A new batch, as each Lambda invocation makes, over the fakes and the settings as they are now."""
+        lookups = Lookups(
+            self.intel,
+            self.cache,
+            VerdictPolicy(),
+            self.clock,
+            Deadline(self.monotonic),
             limiter=self.limiter,
-            channels={ALERT_QUEUE_ARN: "detector"},
-            deferrals={ALERT_QUEUE_ARN: self.deferral},
-            ticket_min_severity=self.ticket_min_severity,
-            repeats=self.ledger,
+            max_concurrency=self.max_concurrency,
         )
+        rules = TriageRules(
+            place=PLACE,
+            pushed_alert_actions=self.pushed_alert_actions,
+            ticket_min_severity=self.ticket_min_severity,
+        )
+        repeats = Repeats(
+            self.ledger, self.cases, self.executions, ticket_min_severity=self.ticket_min_severity
+        )
+        variants = Variants(self.findings, self.cases) if self.findings is not None else None
+        refusals = Refusals(self.cases, self.dead_letters)
+        return Batch(
+            intake=self.intake,
+            triage=Triage(
+                self.cases, self.executions, lookups, rules, self.clock, repeats=repeats, variants=variants
+            ),
+            refusals=refusals,
+            deferrals=Deferrals(self.queues, refusals, self.clock, max_deferrals=self.max_deferrals),
+            channels=self.channels,
+            is_transient=self.is_transient,
+        )
+
+    def handle_record(self, message_id: str, body: str, batch: Batch | None = None) -> RecordOutcome:
+        """One record of the detector rules' queue, read and triaged by `batch` (a new one by default) as
+        in its invocation, but not deferred on its queue: the outcome says until when it would be."""
+        batch = batch or self.batch()
+        [read] = batch.read([QueuedRecord(message_id, body, ALERT_QUEUE_ARN)])
+        return batch.triage_record(read)
 
     def case(self, case_id: str) -> Case:
         """A stored case, which must exist."""
@@ -153,7 +194,7 @@ def test_malicious_c2_domain_on_an_instance_makes_a_remediable_case_and_starts_i
 
     # When its record is handled
     body = _sample("synthetic-guardduty-backdoor-c2-dns.json")
-    outcome = world.enricher().handle_record("m-1", body, DETECTOR)
+    outcome = world.handle_record("m-1", body)
 
     # Then one malicious case is stored, with the default playbooks' actions planned (forensic snapshot,
     # tag and isolation of the instance, the domain blocked), and its execution started by case id
@@ -178,7 +219,7 @@ def test_malicious_ip_probing_an_instance_plans_no_isolation() -> None:
 
     # When it is handled
     body = _sample("synthetic-guardduty-portprobe.json")
-    [summary] = world.enricher().handle_record("m-1", body, DETECTOR).cases
+    [summary] = world.handle_record("m-1", body).cases
 
     # Then the case is malicious but nothing is planned against the instance, so a person decides
     case = world.cases.get(summary.case_id)
@@ -191,15 +232,15 @@ def test_malicious_ip_probing_an_instance_plans_no_isolation() -> None:
 def test_an_ioc_met_twice_in_a_batch_is_looked_up_once_and_counts_as_a_hit() -> None:
     # Given two findings sharing 23.129.64.215, in one batch
     world = World()
-    enricher = world.enricher()
+    batch = world.batch()
 
     # When both are handled
-    enricher.handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"), DETECTOR)
-    second = enricher.handle_record("m-2", _sample("synthetic-guardduty-portprobe.json"), DETECTOR)
+    world.handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"), batch)
+    second = world.handle_record("m-2", _sample("synthetic-guardduty-portprobe.json"), batch)
 
     # Then VirusTotal is asked once, and the second case shows the IOC as answered without a request
     assert world.intel.lookups == ["ip#23.129.64.215"]
-    assert (enricher.lookups, enricher.cache_hits) == (1, 1)
+    assert (batch.lookups.looked_up, batch.lookups.cache_hits) == (1, 1)
     case = world.cases.get(second.cases[0].case_id)
     assert case is not None
     [ip] = [ioc for ioc in case.iocs if ioc.value == "23.129.64.215"]
@@ -210,25 +251,25 @@ def test_an_ioc_met_twice_in_a_batch_is_looked_up_once_and_counts_as_a_hit() -> 
 def test_a_later_batch_reads_a_fresh_enrichment_from_the_cache() -> None:
     # Given an IOC enriched in an earlier batch
     world = World()
-    world.enricher().handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"), DETECTOR)
+    world.handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"))
 
     # When a new batch meets it in another finding
-    enricher = world.enricher()
-    enricher.handle_record("m-2", _sample("synthetic-guardduty-portprobe.json"), DETECTOR)
+    batch = world.batch()
+    world.handle_record("m-2", _sample("synthetic-guardduty-portprobe.json"), batch)
 
     # Then no new lookup is made
     assert world.intel.lookups == ["ip#23.129.64.215"]
-    assert (enricher.lookups, enricher.cache_hits) == (0, 1)
+    assert (batch.lookups.looked_up, batch.lookups.cache_hits) == (0, 1)
 
 
 def test_a_repeat_delivery_is_not_enriched_again_and_names_the_same_execution() -> None:
     # Given a finding already triaged
     world = World()
     body = _sample("synthetic-guardduty-iam-tor-caller.json")
-    [first] = world.enricher().handle_record("m-1", body, DETECTOR).cases
+    [first] = world.handle_record("m-1", body).cases
 
     # When the same finding is delivered again
-    [again] = world.enricher().handle_record("m-2", body, DETECTOR).cases
+    [again] = world.handle_record("m-2", body).cases
 
     # Then it is the same case and execution, marked as a repeat, with no new lookup and one execution
     assert (again.case_id, again.execution_arn, again.duplicate) == (first.case_id, first.execution_arn, True)
@@ -241,7 +282,7 @@ def test_a_record_that_is_not_json_is_rejected_with_its_reason_kept_and_parked()
     world = World()
 
     # When it is handled
-    outcome = world.enricher().handle_record("m-9", "{not json", DETECTOR)
+    outcome = world.handle_record("m-9", "{not json")
 
     # Then it is rejected with a reason naming the body, recorded, and sent to the dead-letter queue
     assert outcome.cases == []
@@ -261,7 +302,7 @@ def test_a_finding_missing_a_required_field_is_rejected_naming_the_field() -> No
     del event["detail"]["id"]
 
     # When it is handled
-    outcome = world.enricher().handle_record("m-3", json.dumps(event), DETECTOR)
+    outcome = world.handle_record("m-3", json.dumps(event))
 
     # Then the reason names the field
     assert outcome.rejected_reason is not None
@@ -275,7 +316,7 @@ def test_a_transient_virustotal_error_fails_the_record_for_a_retry_and_stores_no
 
     # When the record is handled, Then the error propagates so that only this record is retried
     with pytest.raises(TransientError):
-        world.enricher().handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"), DETECTOR)
+        world.handle_record("m-1", _sample("synthetic-guardduty-iam-tor-caller.json"))
     assert world.cases.case_ids == []
     assert world.executions.started == {}
     assert world.dead_letters.sent == []
@@ -310,10 +351,10 @@ def _sqs_event(*names: str, receives: int = 1) -> dict[str, Any]:
 def test_when_the_minute_quota_runs_out_the_other_records_are_deferred_to_the_next_minute() -> None:
     # Given a quota of one request a minute, at 12:00:20, and three alerts with distinct IOCs
     world = World(per_minute=1, clock=Clock(NOW + timedelta(seconds=20)))
-    enricher = world.enricher()
+    batch = world.batch()
 
     # When their batch is triaged
-    response = triage_batch(enricher, _sqs_event(C2, TOR, SUSPICIOUS_DNS))
+    response = triage_sqs_batch(batch, _sqs_event(C2, TOR, SUSPICIOUS_DNS))
 
     # Then one request was made, one case was enriched and its execution started
     assert len(world.intel.lookups) == 1
@@ -323,7 +364,7 @@ def test_when_the_minute_quota_runs_out_the_other_records_are_deferred_to_the_ne
     assert len(failed) == 2
     assert sorted(world.deferral.hidden) == [(f"handle-{m[-1]}", 40) for m in failed]
     assert world.dead_letters.sent == []
-    assert (enricher.deferred, enricher.rejected) == (2, 0)
+    assert (batch.deferrals.deferred, batch.refusals.rejected) == (2, 0)
     # and their cases say that enrichment is pending, with no verdict, no action and no execution
     pending = [case for case_id in world.cases.case_ids if (case := world.cases.get(case_id)) is not None]
     pending = [case for case in pending if case.status is CaseStatus.PENDING_ENRICHMENT]
@@ -339,7 +380,7 @@ def test_a_deferred_record_is_enriched_when_the_window_reopens_and_nothing_is_lo
     # Given the batch above, deferred at 12:00:20 with a quota of one request a minute
     clock = Clock(NOW + timedelta(seconds=20))
     world = World(per_minute=1, clock=clock)
-    first = triage_batch(world.enricher(), _sqs_event(C2, TOR, SUSPICIOUS_DNS))
+    first = triage_sqs_batch(world.batch(), _sqs_event(C2, TOR, SUSPICIOUS_DNS))
     deferred = {str(item["itemIdentifier"]) for item in first["batchItemFailures"]}
 
     # When the deferred records come back in each of the next two minutes
@@ -347,7 +388,7 @@ def test_a_deferred_record_is_enriched_when_the_window_reopens_and_nothing_is_lo
     for minute in (1, 2):
         clock.at = NOW + timedelta(minutes=minute, seconds=1)
         event = _sqs_event(*(names[message_id] for message_id in sorted(deferred)), receives=minute + 1)
-        response = triage_batch(world.enricher(), event)
+        response = triage_sqs_batch(world.batch(), event)
         deferred = {
             sorted(deferred)[int(str(item["itemIdentifier"])[-1])] for item in response["batchItemFailures"]
         }
@@ -368,7 +409,7 @@ def test_a_case_pending_for_one_of_two_iocs_keeps_the_one_already_looked_up() ->
 
     # When it is handled
     body = _sample("synthetic-securityhub-threat-intel.json")
-    outcome = world.enricher().handle_record("m-1", body, DETECTOR)
+    outcome = world.handle_record("m-1", body)
 
     # Then the record is deferred to the next minute and the first IOC's enrichment is kept in the cache
     assert outcome.deferred_until == NOW + timedelta(minutes=1)
@@ -376,7 +417,7 @@ def test_a_case_pending_for_one_of_two_iocs_keeps_the_one_already_looked_up() ->
     assert [enrichment.key for enrichment in world.cache.puts] == [looked_up]
     # When it comes back the next minute, Then the cached IOC is not asked for again
     world.clock.at = NOW + timedelta(minutes=1)
-    world.enricher().handle_record("m-1", _sample("synthetic-securityhub-threat-intel.json"), DETECTOR)
+    world.handle_record("m-1", _sample("synthetic-securityhub-threat-intel.json"))
     assert world.intel.lookups.count(looked_up) == 1
 
 
@@ -384,10 +425,10 @@ def test_when_the_day_is_spent_the_record_waits_for_midnight_utc_capped_at_twelv
     # Given a daily quota already spent, at 09:00 UTC
     clock = Clock(datetime(2026, 11, 26, 9, 0, tzinfo=UTC))
     world = World(per_minute=4, per_day=1, clock=clock)
-    triage_batch(world.enricher(), _sqs_event(C2))
+    triage_sqs_batch(world.batch(), _sqs_event(C2))
 
     # When another record arrives
-    response = triage_batch(world.enricher(), _sqs_event(TOR))
+    response = triage_sqs_batch(world.batch(), _sqs_event(TOR))
 
     # Then it is hidden for the longest SQS allows (12 h less the longest invocation), not failed for good
     assert len(response["batchItemFailures"]) == 1
@@ -401,10 +442,10 @@ def test_a_record_deferred_again_and_again_is_queued_afresh_instead_of_reaching_
 ):
     # Given a record received for the third time (the default threshold) while the quota is spent
     world = World(per_minute=1)
-    triage_batch(world.enricher(), _sqs_event(C2))
+    triage_sqs_batch(world.batch(), _sqs_event(C2))
 
     # When it is deferred again
-    response = triage_batch(world.enricher(), _sqs_event(TOR, receives=3))
+    response = triage_sqs_batch(world.batch(), _sqs_event(TOR, receives=3))
 
     # Then this copy is acknowledged and a fresh one, with the same body and attributes, waits a minute,
     # counting the three deferrals so far
@@ -419,10 +460,10 @@ def test_a_virustotal_429_after_the_client_retries_defers_the_record_to_the_next
     # Given VirusTotal answering QuotaExceededError for the IP, and no limiter of our own
     quota = VirusTotalQuotaExceededError("Quota exceeded", "QuotaExceededError", 429)
     world = World(errors={"ip#23.129.64.215": quota})
-    enricher = world.enricher()
+    batch = world.batch()
 
     # When the record is handled
-    response = triage_batch(enricher, _sqs_event(TOR))
+    response = triage_sqs_batch(batch, _sqs_event(TOR))
 
     # Then it is deferred to the next minute, not failed for good, and its case is pending
     assert len(response["batchItemFailures"]) == 1
@@ -439,21 +480,21 @@ def test_a_429_naming_the_daily_quota_defers_to_midnight_utc() -> None:
     world = World(errors={"ip#23.129.64.215": quota})
 
     # When the record is handled, Then it waits for 00:00 UTC
-    outcome = world.enricher().handle_record("m-1", _sample(TOR), DETECTOR)
+    outcome = world.handle_record("m-1", _sample(TOR))
     assert outcome.deferred_until == datetime(2026, 11, 27, tzinfo=UTC)
 
 
 def test_an_ioc_repeated_in_a_batch_is_looked_up_once_and_counted_once_as_a_lookup() -> None:
     # Given a batch of three alerts, two sharing 23.129.64.215
     world = World()
-    enricher = world.enricher()
+    batch = world.batch()
 
     # When it is triaged
-    triage_batch(enricher, _sqs_event(TOR, "synthetic-guardduty-portprobe.json", C2))
+    triage_sqs_batch(batch, _sqs_event(TOR, "synthetic-guardduty-portprobe.json", C2))
 
     # Then each IOC was asked for once, and the repeat counts as a cache hit
     assert sorted(world.intel.lookups) == ["domain#tawuhoju.com", "ip#23.129.64.215"]
-    assert (enricher.lookups, enricher.cache_hits, enricher.vt_requests) == (2, 1, 2)
+    assert (batch.lookups.looked_up, batch.lookups.cache_hits, batch.lookups.vt_requests) == (2, 1, 2)
 
 
 class MeetingIntel(FakeThreatIntel):
@@ -490,6 +531,11 @@ def _domain_findings(count: int, prefix: str) -> list[str]:
     return bodies
 
 
+def _queued(bodies: list[str]) -> list[QueuedRecord]:
+    """The bodies as records of the detector rules' queue."""
+    return [QueuedRecord(f"m-{index}", body, ALERT_QUEUE_ARN) for index, body in enumerate(bodies)]
+
+
 def _event_of(bodies: list[str]) -> dict[str, Any]:
     event = _sqs_event(*[C2] * len(bodies))
     for record, body in zip(event["Records"], bodies, strict=True):
@@ -502,13 +548,12 @@ def test_lookups_of_a_batch_run_concurrently_and_never_more_at_once_than_the_set
     # four lookups wait together (sequential lookups would never be answered)
     world = World()
     intel = MeetingIntel(parties=4)
-    enricher = world.enricher()
-    enricher.intel = intel
-    enricher.max_concurrency = 4
+    world.intel = intel
+    world.max_concurrency = 4
     bodies = _domain_findings(8, "concurrent")
 
-    # When the batch is prefetched
-    enricher.prefetch(bodies)
+    # When the batch is read
+    world.batch().read(_queued(bodies))
 
     # Then every unique IOC was answered, at most four at a time
     assert len(world.cache.puts) == 8
@@ -520,11 +565,11 @@ def test_a_batch_reads_the_cache_once_takes_its_quota_at_once_and_caches_each_lo
     # with room for the batch
     world = World(per_minute=100)
     bodies = _domain_findings(8, "batched")
-    world.enricher().prefetch(bodies[:2])
+    world.batch().read(_queued(bodies[:2]))
     world.cache.reads.clear()
 
     # When the eight are triaged in one batch
-    response = triage_batch(world.enricher(), _event_of(bodies))
+    response = triage_sqs_batch(world.batch(), _event_of(bodies))
 
     # Then the cache was read once for all eight, the quota taken once for the six it did not hold,
     # VirusTotal asked six times, and each answer written once, as it arrived
@@ -543,10 +588,10 @@ def test_a_batch_reads_the_cache_once_takes_its_quota_at_once_and_caches_each_lo
 def test_when_the_quota_has_room_for_fewer_than_a_batch_as_many_run_as_fit_and_the_rest_wait() -> None:
     # Given a quota of four requests a minute and six findings with a domain each
     world = World(per_minute=4, clock=Clock(NOW + timedelta(seconds=20)))
-    enricher = world.enricher()
+    batch = world.batch()
 
     # When they are triaged in one batch
-    response = triage_batch(enricher, _event_of(_domain_findings(6, "scarce")))
+    response = triage_sqs_batch(batch, _event_of(_domain_findings(6, "scarce")))
 
     # Then the six could not be taken at once, so each lookup took its own unit: four ran and were
     # enriched, and the two records left are deferred to the next minute, not failed
@@ -554,7 +599,7 @@ def test_when_the_quota_has_room_for_fewer_than_a_batch_as_many_run_as_fit_and_t
     assert world.limiter.takes == [1, 1, 1, 1]
     assert len(world.intel.lookups) == 4
     assert len(response["batchItemFailures"]) == 2
-    assert enricher.deferred == 2
+    assert batch.deferrals.deferred == 2
     assert sorted(seconds for _, seconds in world.deferral.hidden) == [40, 40]
 
 
@@ -562,10 +607,10 @@ def test_with_deep_context_each_lookup_takes_a_unit_per_request_it_sends() -> No
     # Given lookups of four requests each (deep context) and a quota of ten requests a minute
     world = World(per_minute=10, clock=Clock(NOW + timedelta(seconds=20)))
     world.intel = FakeThreatIntel(requests_per_lookup=4)
-    enricher = world.enricher()
+    batch = world.batch()
 
     # When six findings with a domain each are triaged in one batch
-    response = triage_batch(enricher, _event_of(_domain_findings(6, "deep")))
+    response = triage_sqs_batch(batch, _event_of(_domain_findings(6, "deep")))
 
     # Then the 24 requests could not be taken at once, two lookups (8 requests) fit, and the four
     # records left wait for the next minute: the quota never counts fewer requests than were sent
@@ -595,7 +640,7 @@ def test_a_cache_write_that_fails_costs_no_record() -> None:
     world.cache = UnwritableCache(now=world.clock)
 
     # When a batch is triaged
-    response = triage_batch(world.enricher(), _sqs_event(C2, TOR))
+    response = triage_sqs_batch(world.batch(), _sqs_event(C2, TOR))
 
     # Then both cases are enriched anyway: the cache only spares a lookup later
     assert response["batchItemFailures"] == []
@@ -611,7 +656,7 @@ def test_a_cache_that_cannot_be_read_fails_only_the_records_with_iocs_to_look_up
     event = _sqs_event(C2, "securityhub-afsbp-ec2.7-ebs-default-encryption.json")
 
     # When the batch is triaged
-    response = triage_batch(world.enricher(), event)
+    response = triage_sqs_batch(world.batch(), event)
 
     # Then the finding with the IOC is retried, without a case or a lookup, and the other one is triaged
     assert [item["itemIdentifier"] for item in response["batchItemFailures"]] == ["m-0"]
@@ -674,7 +719,7 @@ def _variant(name: str, **detail: Any) -> str:
 def test_a_new_case_keeps_its_history_from_the_alert_to_its_enrichment() -> None:
     # Given the C&C sample, When it is triaged
     world = World()
-    [summary] = world.enricher().handle_record("m-1", _sample(C2), DETECTOR).cases
+    [summary] = world.handle_record("m-1", _sample(C2)).cases
 
     # Then the case's history says when it came in and what enrichment decided
     case = world.case(summary.case_id)
@@ -690,13 +735,13 @@ def test_a_new_case_keeps_its_history_from_the_alert_to_its_enrichment() -> None
 def test_a_deferred_case_keeps_its_pending_step_in_its_history() -> None:
     # Given a quota of one request a minute, spent by the first of two alerts
     world = World(per_minute=1)
-    triage_batch(world.enricher(), _sqs_event(C2))
-    deferred = world.enricher().handle_record("m-2", _sample(TOR), DETECTOR)
+    triage_sqs_batch(world.batch(), _sqs_event(C2))
+    deferred = world.handle_record("m-2", _sample(TOR))
     assert deferred.deferred_until is not None
 
     # When the record comes back once the minute reopens
     world.clock.at = NOW + timedelta(minutes=1)
-    [summary] = world.enricher().handle_record("m-2", _sample(TOR), DETECTOR).cases
+    [summary] = world.handle_record("m-2", _sample(TOR)).cases
 
     # Then its history shows the wait, then the enrichment
     statuses = [entry.status for entry in world.case(summary.case_id).history]
@@ -708,11 +753,7 @@ def test_a_medium_severity_alert_with_only_documentation_addresses_goes_to_a_tic
     world = World()
 
     # When it is triaged
-    [summary] = (
-        world.enricher()
-        .handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json"), DETECTOR)
-        .cases
-    )
+    [summary] = world.handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json")).cases
 
     # Then nothing was looked up, and the detector's severity sends it to a person
     assert world.intel.lookups == []
@@ -723,23 +764,19 @@ def test_a_medium_severity_alert_with_only_documentation_addresses_goes_to_a_tic
 def test_with_a_high_ticket_threshold_the_same_alert_is_closed() -> None:
     # Given tickets only from high severity, When the medium-severity finding is triaged, Then it is closed
     world = World(ticket_min_severity="high")
-    [summary] = (
-        world.enricher()
-        .handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json"), DETECTOR)
-        .cases
-    )
+    [summary] = world.handle_record("m-1", _sample("guardduty-iam-recon-malicious-ip-caller.json")).cases
     assert world.executions.started[summary.case_id].route is Branch.CLOSE
 
 
 def test_a_repeat_of_a_finding_is_folded_into_its_case_and_sent_to_its_ticket() -> None:
     # Given a suspicious-DNS finding triaged an hour ago (a ticket route)
     world = World()
-    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS), DETECTOR).cases
+    [first] = world.handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
     world.clock.at = NOW + timedelta(hours=1)
 
     # When GuardDuty reports the same activity on the same instance under another finding id
     repeat_body = _variant(SUSPICIOUS_DNS, id="f" * 32, updatedAt="2025-03-19T03:07:30.166Z")
-    [summary] = world.enricher().handle_record("m-2", repeat_body, DETECTOR).cases
+    [summary] = world.handle_record("m-2", repeat_body).cases
 
     # Then no case is opened: the first one counts the repeat and says so in its history
     assert world.cases.case_ids == [first.case_id]
@@ -762,12 +799,12 @@ def test_a_repeat_of_a_finding_is_folded_into_its_case_and_sent_to_its_ticket() 
 def test_a_repeat_delivered_twice_is_counted_once() -> None:
     # Given a finding and a later version of it, each delivered twice
     world = World()
-    world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS), DETECTOR)
+    world.handle_record("m-1", _sample(SUSPICIOUS_DNS))
     later = _variant(SUSPICIOUS_DNS, updatedAt="2025-03-19T09:07:30.166Z")
 
     # When the later version is handled twice
-    [once] = world.enricher().handle_record("m-2", later, DETECTOR).cases
-    [again] = world.enricher().handle_record("m-3", later, DETECTOR).cases
+    [once] = world.handle_record("m-2", later).cases
+    [again] = world.handle_record("m-3", later).cases
 
     # Then it counts once, the second delivery is marked as a duplicate, and one execution tells the ticket
     assert world.case(once.case_id).repeat_count == 1
@@ -778,11 +815,11 @@ def test_a_repeat_delivered_twice_is_counted_once() -> None:
 def test_a_repeat_after_the_window_opens_a_case_of_its_own() -> None:
     # Given a finding triaged 25 hours ago (the default window is 24 hours)
     world = World()
-    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS), DETECTOR).cases
+    [first] = world.handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
     world.clock.at = NOW + timedelta(hours=25)
 
     # When it repeats
-    [later] = world.enricher().handle_record("m-2", _variant(SUSPICIOUS_DNS, id="e" * 32), DETECTOR).cases
+    [later] = world.handle_record("m-2", _variant(SUSPICIOUS_DNS, id="e" * 32)).cases
 
     # Then it is a new case, and the first one is left as it was
     assert later.case_id != first.case_id
@@ -794,13 +831,13 @@ def test_a_repeat_that_virustotal_now_calls_malicious_is_a_case_of_its_own() -> 
     # Given a DNS finding whose domain VirusTotal did not know an hour ago (unknown, ticketed)
     world = World()
     world.cache = InMemoryEnrichmentCache(freshness=timedelta(minutes=30), now=world.clock)
-    [first] = world.enricher().handle_record("m-1", _sample(SUSPICIOUS_DNS), DETECTOR).cases
+    [first] = world.handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
     assert first.verdict is Verdict.UNKNOWN
 
     # When it repeats after VirusTotal's engines have flagged the domain
     world.clock.at = NOW + timedelta(hours=1)
     world.intel = FakeThreatIntel({"domain#telemetry-sync.net": _vt("opencti__vt_test_domain.json")})
-    [later] = world.enricher().handle_record("m-2", _variant(SUSPICIOUS_DNS, id="d" * 32), DETECTOR).cases
+    [later] = world.handle_record("m-2", _variant(SUSPICIOUS_DNS, id="d" * 32)).cases
 
     # Then the worse news opens its own case, which future repeats now meet
     assert (later.verdict, later.repeat) == (Verdict.MALICIOUS, False)
@@ -814,13 +851,13 @@ def test_a_repeat_of_a_closed_case_is_counted_and_starts_nothing() -> None:
     # Given a low-severity Security Hub control finding with no IOC, closed
     world = World()
     body = _sample("securityhub-afsbp-ec2.7-ebs-default-encryption.json")
-    [first] = world.enricher().handle_record("m-1", body, DETECTOR).cases
+    [first] = world.handle_record("m-1", body).cases
     assert world.executions.started[first.case_id].route is Branch.CLOSE
 
     # When a later version of the same finding arrives
     event = json.loads(body)
     event["detail"]["findings"][0]["UpdatedAt"] = "2021-02-18T14:56:09.063Z"
-    [later] = world.enricher().handle_record("m-2", json.dumps(event), DETECTOR).cases
+    [later] = world.handle_record("m-2", json.dumps(event)).cases
 
     # Then it is counted on the closed case and no execution is started for it
     assert (later.case_id, later.repeat) == (first.case_id, True)
@@ -832,12 +869,12 @@ def test_an_alert_naming_no_resource_and_no_ioc_is_never_the_repeat_of_another_f
     # Given a Security Hub control finding with neither resource nor IOC, triaged
     world = World()
     body = _sample("securityhub-afsbp-ec2.7-ebs-default-encryption.json")
-    [first] = world.enricher().handle_record("m-1", body, DETECTOR).cases
+    [first] = world.handle_record("m-1", body).cases
 
     # When another finding of the same control arrives (another finding id)
     event = json.loads(body)
     event["detail"]["findings"][0]["Id"] += "-other"
-    [other] = world.enricher().handle_record("m-2", json.dumps(event), DETECTOR).cases
+    [other] = world.handle_record("m-2", json.dumps(event)).cases
 
     # Then it is a case of its own: the type alone does not make two findings the same
     assert other.case_id != first.case_id
@@ -847,14 +884,14 @@ def test_an_alert_naming_no_resource_and_no_ioc_is_never_the_repeat_of_another_f
 def test_records_retried_counts_faults_and_not_the_records_deferred_until_the_quota_reopens() -> None:
     # Given a quota of one request a minute and a batch of three alerts with distinct IOCs
     world = World(per_minute=1, clock=Clock(NOW + timedelta(seconds=20)))
-    enricher = world.enricher()
+    batch = world.batch()
 
     # When the batch is triaged, two records being deferred
-    response = triage_batch(enricher, _sqs_event(C2, TOR, SUSPICIOUS_DNS))
+    response = triage_sqs_batch(batch, _sqs_event(C2, TOR, SUSPICIOUS_DNS))
 
     # Then both are reported to the queue (so it keeps them hidden), yet no record counts as retried
     assert len(response["batchItemFailures"]) == 2
-    metrics = batch_metrics(enricher, response)
+    metrics = batch_metrics(batch, response)
     assert (metrics["Deferred"], metrics["RecordsRetried"]) == (2, 0)
 
 
@@ -862,10 +899,10 @@ def test_records_retried_counts_a_record_that_failed_on_a_transient_error() -> N
     # Given an enrichments table that cannot be read
     world = World()
     world.cache = UnreadableCache(now=world.clock)
-    enricher = world.enricher()
+    batch = world.batch()
 
     # When a batch whose one record needs a lookup is triaged
-    response = triage_batch(enricher, _sqs_event(C2))
+    response = triage_sqs_batch(batch, _sqs_event(C2))
 
     # Then that record is retried and counted as such
-    assert batch_metrics(enricher, response)["RecordsRetried"] == 1
+    assert batch_metrics(batch, response)["RecordsRetried"] == 1

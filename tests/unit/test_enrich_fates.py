@@ -13,16 +13,18 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from tests.fakes import FakeExecutionStarter, FakeThreatIntel
 from tests.unit.test_enrich import (
     C2,
-    DETECTOR,
     TOR,
     World,
     _domain_findings,
     _event_of,
+    _queued,
     _sample,
     _sqs_event,
 )
 from vtriage.composition.enrich import aws_connection_failed
-from vtriage.enrich import FINISH_RESERVE_SECONDS, KEY_REFUSED_RETRY, Enricher, triage_batch
+from vtriage.composition.sqs_batch import triage_sqs_batch
+from vtriage.enrich.batch import Batch
+from vtriage.enrich.lookups import FINISH_RESERVE_SECONDS, KEY_REFUSED_RETRY
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.models import CaseStatus, Ioc, Verdict
 from vtriage.virustotal.errors import (
@@ -73,7 +75,7 @@ def test_a_finding_refused_alone_is_kept_and_parked_under_its_place_and_the_othe
     world = World()
 
     # When the record is handled
-    outcome = world.enricher().handle_record("m-1", body, DETECTOR)
+    outcome = world.handle_record("m-1", body)
 
     # Then the first finding is a case, and the second is refused alone, under its place in the body
     assert len(outcome.cases) == 1
@@ -91,12 +93,11 @@ def test_an_ignored_finding_is_logged_with_its_reason_and_makes_no_case(
 ) -> None:
     # Given a GuardDuty finding seen through Security Hub, which the deployment skips there
     world = World()
-    enricher = world.enricher()
-    enricher.intake = IntakeOptions(skip_guardduty_in_securityhub=True)
+    world.intake = IntakeOptions(skip_guardduty_in_securityhub=True)
     caplog.set_level(logging.INFO)
 
     # When it is handled
-    outcome = enricher.handle_record("m-1", _sample("synthetic-securityhub-guardduty-product.json"), DETECTOR)
+    outcome = world.handle_record("m-1", _sample("synthetic-securityhub-guardduty-product.json"))
 
     # Then nothing is stored, refused or parked, and the log says which finding was left alone and why
     assert (outcome.cases, outcome.refused, world.cases.case_ids, world.dead_letters.sent) == ([], [], [], [])
@@ -117,16 +118,15 @@ class CountedReading(IntakeOptions):
 READS: list[Any] = []
 
 
-def test_each_body_is_read_once_per_batch_by_the_prefetch_and_the_triage_together() -> None:
+def test_each_body_is_read_once_per_batch_by_the_lookups_and_the_triage_together() -> None:
     # Given a batch of three records, one of them a poison body
     world = World()
-    enricher = world.enricher()
-    enricher.intake = CountedReading()
+    world.intake = CountedReading()
     READS.clear()
 
     # When it is triaged
-    triage_batch(
-        enricher, _event_of([*_domain_findings(2, "once"), poison_body("list where a number belongs")])
+    triage_sqs_batch(
+        world.batch(), _event_of([*_domain_findings(2, "once"), poison_body("list where a number belongs")])
     )
 
     # Then each body was read once, although the lookups before and the triage after both needed it
@@ -175,10 +175,10 @@ def test_a_poison_record_in_a_batch_of_ten_costs_only_itself(kind: str) -> None:
     world = World()
     bodies = _domain_findings(9, "good")
     bodies.insert(4, poison_body(kind))
-    enricher = world.enricher()
+    batch = world.batch()
 
     # When the batch is triaged
-    response = triage_batch(enricher, _event_of(bodies))
+    response = triage_sqs_batch(batch, _event_of(bodies))
 
     # Then nothing is retried, the nine findings are cases, and the poison record has a fate of its own:
     # refused with a reason that is kept and parked with it, or (a bad value degraded) a case
@@ -194,14 +194,14 @@ def test_a_poison_record_in_a_batch_of_ten_costs_only_itself(kind: str) -> None:
         assert [(parked.message_id, parked.reason) for parked in world.dead_letters.sent] == [
             ("m-4", refusal.reason)
         ]
-        assert enricher.rejected == 1
+        assert batch.refusals.rejected == 1
 
 
 def test_a_body_nested_too_deep_or_holding_a_lone_surrogate_is_refused_saying_so() -> None:
     # Given the two bodies no part of the pipeline can carry, When each is handled alone
     world = World()
-    deep = world.enricher().handle_record("m-1", poison_body("1,200-deep PascalCase body"), DETECTOR)
-    surrogate = world.enricher().handle_record("m-2", poison_body("lone surrogate"), DETECTOR)
+    deep = world.handle_record("m-1", poison_body("1,200-deep PascalCase body"))
+    surrogate = world.handle_record("m-2", poison_body("lone surrogate"))
 
     # Then each is refused whole with a reason that says what is wrong
     assert deep.rejected_reason is not None
@@ -218,7 +218,7 @@ def test_a_finding_whose_triage_raises_is_refused_alone_logged_with_its_type_and
     caplog.set_level(logging.INFO)
 
     # When the batch is triaged
-    response = triage_batch(world.enricher(), _sqs_event(TOR, C2, "synthetic-guardduty-portprobe.json"))
+    response = triage_sqs_batch(world.batch(), _sqs_event(TOR, C2, "synthetic-guardduty-portprobe.json"))
 
     # Then the two others are cases, nothing is retried, and that finding is refused with the error's
     # type and message, kept under its case id with its alert id, and parked
@@ -247,12 +247,11 @@ def test_a_connection_to_aws_that_fails_retries_the_record_instead_of_refusing_i
     # Given Step Functions unreachable (a dropped connection: the platform's fault, not the record's)
     world = World()
     world.executions = FakeExecutionStarter(error=EndpointConnectionError(endpoint_url="https://states"))
-    enricher = world.enricher()
-    enricher.is_transient = aws_connection_failed
+    world.is_transient = aws_connection_failed
     caplog.set_level(logging.INFO)
 
     # When a record is triaged
-    response = triage_batch(enricher, _sqs_event(TOR))
+    response = triage_sqs_batch(world.batch(), _sqs_event(TOR))
 
     # Then it is retried, not refused, and the log says why
     assert [item["itemIdentifier"] for item in response["batchItemFailures"]] == ["m-0"]
@@ -276,7 +275,7 @@ def test_virustotal_refusing_one_ioc_costs_that_ioc_and_not_its_alert() -> None:
     world = World(errors={"domain#tawuhoju.com": refused})
 
     # When the finding is handled
-    [summary] = world.enricher().handle_record("m-1", _sample(C2), DETECTOR).cases
+    [summary] = world.handle_record("m-1", _sample(C2)).cases
 
     # Then the case stands, the IOC without a verdict of its own and the reason why
     case = world.case(summary.case_id)
@@ -294,7 +293,7 @@ def test_a_virustotal_that_cannot_be_asked_at_all_defers_the_record_rather_than_
     world = World(errors={"domain#tawuhoju.com": not_virustotal})
 
     # When the finding is handled
-    outcome = world.enricher().handle_record("m-1", _sample(C2), DETECTOR)
+    outcome = world.handle_record("m-1", _sample(C2))
 
     # Then it waits for the setting to be fixed: no verdict drawn without VirusTotal, nothing refused
     assert outcome.cases == []
@@ -321,24 +320,23 @@ class SlowIntel(FakeThreatIntel):
         return super().lookup(ioc, deadline)
 
 
-def _timed_world(seconds_per_lookup: float) -> tuple[World, Enricher, SlowIntel, Stopwatch]:
+def _timed_world(seconds_per_lookup: float) -> tuple[World, Batch, SlowIntel, Stopwatch]:
     world = World()
     stopwatch = Stopwatch()
     intel = SlowIntel(stopwatch, seconds_per_lookup, world)
     world.intel = intel
-    enricher = world.enricher()
-    enricher.monotonic = stopwatch
-    enricher.max_concurrency = 1
-    return world, enricher, intel, stopwatch
+    world.monotonic = stopwatch
+    world.max_concurrency = 1
+    return world, world.batch(), intel, stopwatch
 
 
 def test_lookups_stop_before_the_invocation_runs_out_and_the_records_left_are_deferred_not_lost() -> None:
     # Given four findings whose lookups take 16 s each, in an invocation with 60 s left
-    world, enricher, intel, stopwatch = _timed_world(16)
+    world, batch, intel, stopwatch = _timed_world(16)
     start = stopwatch.now
 
     # When the batch is triaged
-    response = triage_batch(enricher, _event_of(_domain_findings(4, "slow")), Context(60))  # type: ignore[arg-type]
+    response = triage_sqs_batch(batch, _event_of(_domain_findings(4, "slow")), Context(60))  # type: ignore[arg-type]
 
     # Then three lookups ran, each told to end before the time kept for storing cases, and the fourth
     # was not begun (it could not end before that): its record is deferred, its case pending
@@ -348,15 +346,15 @@ def test_lookups_stop_before_the_invocation_runs_out_and_the_records_left_are_de
     assert world.deferral.hidden == [("handle-3", 1)]
     statuses = sorted(status.value for status in _records_of(world).values())
     assert statuses == ["ENRICHED", "ENRICHED", "ENRICHED", "PENDING_ENRICHMENT"]
-    assert (enricher.deferred, enricher.rejected, world.dead_letters.sent) == (1, 0, [])
+    assert (batch.deferrals.deferred, batch.refusals.rejected, world.dead_letters.sent) == (1, 0, [])
 
 
 def test_each_enrichment_is_cached_as_it_arrives_so_a_timeout_loses_nothing_already_looked_up() -> None:
     # Given three findings looked up one after the other
-    world, enricher, intel, _ = _timed_world(1)
+    world, batch, intel, _ = _timed_world(1)
 
-    # When they are prefetched
-    enricher.prefetch(_domain_findings(3, "cached"))
+    # When their batch is read
+    batch.read(_queued(_domain_findings(3, "cached")))
 
     # Then each lookup found every earlier one in the cache already: none waited for the others
     assert intel.cached_when_asked == [0, 1, 2]
@@ -365,10 +363,10 @@ def test_each_enrichment_is_cached_as_it_arrives_so_a_timeout_loses_nothing_alre
 
 def test_a_record_not_begun_before_the_invocation_ends_is_deferred_untouched() -> None:
     # Given an invocation with two seconds left
-    world, enricher, intel, _ = _timed_world(1)
+    world, batch, intel, _ = _timed_world(1)
 
     # When a batch of two records arrives
-    response = triage_batch(enricher, _sqs_event(C2, TOR), Context(2))  # type: ignore[arg-type]
+    response = triage_sqs_batch(batch, _sqs_event(C2, TOR), Context(2))  # type: ignore[arg-type]
 
     # Then nothing is looked up or stored, and both records come back a second later
     assert intel.lookups == []
@@ -388,20 +386,20 @@ def test_virustotal_refusing_the_key_defers_every_record_counts_once_and_parks_n
     world = World(
         errors=dict.fromkeys(["domain#tawuhoju.com", "ip#23.129.64.215", "domain#telemetry-sync.net"], wrong)
     )
-    enricher = world.enricher()
-    enricher.max_concurrency = 1
+    world.max_concurrency = 1
+    batch = world.batch()
     caplog.set_level(logging.INFO)
 
     # When the batch is triaged
-    response = triage_batch(enricher, _sqs_event(C2, TOR, "synthetic-guardduty-ec2-suspicious-dns.json"))
+    response = triage_sqs_batch(batch, _sqs_event(C2, TOR, "synthetic-guardduty-ec2-suspicious-dns.json"))
 
     # Then VirusTotal was asked once, the refusal counted once, and every record waits five minutes for
     # the key to be fixed: none refused, none parked
     assert len(world.intel.lookups) == 1
-    assert enricher.auth_failures == 1
+    assert batch.lookups.auth_failures == 1
     assert len(response["batchItemFailures"]) == 3
     assert {seconds for _, seconds in world.deferral.hidden} == {int(KEY_REFUSED_RETRY.total_seconds())}
-    assert (world.dead_letters.sent, world.cases.failures, enricher.rejected) == ([], {}, 0)
+    assert (world.dead_letters.sent, world.cases.failures, batch.refusals.rejected) == ([], {}, 0)
     for case_id in world.cases.case_ids:
         case = world.case(case_id)
         assert case.status is CaseStatus.PENDING_ENRICHMENT
@@ -431,12 +429,11 @@ def _deferred_event(name: str, receives: int, deferrals_before: int) -> dict[str
 def test_a_record_deferred_up_to_the_bound_is_deferred_again() -> None:
     # Given the minute's quota spent, and a record deferred twice before and received for the second time
     world = World(per_minute=1)
-    triage_batch(world.enricher(), _sqs_event(C2))
-    enricher = world.enricher()
-    enricher.max_deferrals = 4
+    triage_sqs_batch(world.batch(), _sqs_event(C2))
+    world.max_deferrals = 4
 
     # When it is deferred again (its fourth deferral, the bound)
-    response = triage_batch(enricher, _deferred_event(TOR, receives=2, deferrals_before=2))
+    response = triage_sqs_batch(world.batch(), _deferred_event(TOR, receives=2, deferrals_before=2))
 
     # Then it is hidden until the next minute, not refused
     assert len(response["batchItemFailures"]) == 1
@@ -446,12 +443,12 @@ def test_a_record_deferred_up_to_the_bound_is_deferred_again() -> None:
 def test_a_record_deferred_past_the_bound_is_refused_to_the_dead_letter_queue_with_the_reason() -> None:
     # Given the minute's quota spent, and a record deferred three times before, received for the second time
     world = World(per_minute=1)
-    triage_batch(world.enricher(), _sqs_event(C2))
-    enricher = world.enricher()
-    enricher.max_deferrals = 4
+    triage_sqs_batch(world.batch(), _sqs_event(C2))
+    world.max_deferrals = 4
+    batch = world.batch()
 
     # When it would be deferred a fifth time
-    response = triage_batch(enricher, _deferred_event(TOR, receives=2, deferrals_before=3))
+    response = triage_sqs_batch(batch, _deferred_event(TOR, receives=2, deferrals_before=3))
 
     # Then it is acknowledged and refused whole, its reason saying why, kept and parked
     assert response["batchItemFailures"] == []
@@ -462,16 +459,16 @@ def test_a_record_deferred_past_the_bound_is_refused_to_the_dead_letter_queue_wi
     assert parked.reason.startswith("deferred 5 times, more than the 4 allowed (MAX_DEFERRALS)")
     assert "quota" in parked.reason
     assert world.cases.failures["m-0", ""].reason == parked.reason
-    assert (enricher.deferred, enricher.rejected) == (0, 1)
+    assert (batch.deferrals.deferred, batch.refusals.rejected) == (0, 1)
 
 
 def test_a_refusal_is_parked_once_however_often_its_record_comes_back() -> None:
     # Given a record that is not JSON, delivered twice under the same message id (SQS delivers at least once)
     world = World()
-    world.enricher().handle_record("m-9", "{not json", DETECTOR)
+    world.handle_record("m-9", "{not json")
 
     # When it comes again
-    again = world.enricher().handle_record("m-9", "{not json", DETECTOR)
+    again = world.handle_record("m-9", "{not json")
 
     # Then it is refused again but parked once
     assert again.rejected_reason is not None

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from tests.unit.test_enrich import ALERT_QUEUE_ARN, C2, DETECTOR, World, _sample
-from vtriage.eligibility import Place, eligibility, requiring_approval
-from vtriage.enrich import Enricher, triage_batch
+from vtriage.composition.sqs_batch import triage_sqs_batch
+from vtriage.eligibility import Place, PushedAlertActions, eligibility, requiring_approval
+from vtriage.enrich.batch import Batch
 from vtriage.models import (
     NEEDS_APPROVAL_PARAMETER,
     Action,
@@ -67,16 +68,14 @@ class Deployment(World):
     def __init__(self, per_minute: int | None = None) -> None:
         super().__init__(per_minute=per_minute)
         self.findings = InMemoryFindingLedger(self)
+        self.channels = {ALERT_QUEUE_ARN: "detector", PUSHED_QUEUE_ARN: "intake"}
+        self.queues = {ALERT_QUEUE_ARN: self.deferral, PUSHED_QUEUE_ARN: self.deferral}
 
 
-def _enricher(world: Deployment, pushed_alert_actions: str = "approval") -> Enricher:
-    """A new enricher for the deployment, as each invocation makes for its batch."""
-    enricher = world.enricher()
-    enricher.channels = {ALERT_QUEUE_ARN: "detector", PUSHED_QUEUE_ARN: "intake"}
-    enricher.deferrals = {ALERT_QUEUE_ARN: world.deferral, PUSHED_QUEUE_ARN: world.deferral}
-    enricher.pushed_alert_actions = pushed_alert_actions  # type: ignore[assignment]
-    enricher.findings = world.findings
-    return enricher
+def _batch(world: Deployment, pushed_alert_actions: PushedAlertActions = "approval") -> Batch:
+    """A new batch for the deployment, as each invocation makes."""
+    world.pushed_alert_actions = pushed_alert_actions
+    return world.batch()
 
 
 def _record(
@@ -98,8 +97,8 @@ def _record(
     }
 
 
-def _triage(enricher: Enricher, *records: dict[str, Any]) -> dict[str, Any]:
-    return dict(triage_batch(enricher, {"Records": list(records)}))
+def _triage(batch: Batch, *records: dict[str, Any]) -> dict[str, Any]:
+    return dict(triage_sqs_batch(batch, {"Records": list(records)}))
 
 
 def _only_case(world: Deployment) -> Case:
@@ -124,7 +123,7 @@ def test_a_detector_finding_of_the_own_account_is_planned_for_automatic_action()
     world = Deployment()
 
     # When its batch is triaged
-    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN))
+    _triage(_batch(world), _record(_sample(C2), ALERT_QUEUE_ARN))
 
     # Then actions are planned with no person in the way, and the case says where it came from
     case = _only_case(world)
@@ -140,7 +139,7 @@ def test_a_pushed_alert_waits_for_a_person_for_each_action_and_names_its_sender(
     world = Deployment()
 
     # When its batch is triaged, the deployment leaving pushed alerts to approval (the default)
-    _triage(_enricher(world), _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP))
+    _triage(_batch(world), _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP))
 
     # Then the same actions are planned, each waiting for a person, saying why and who sent it
     case = _only_case(world)
@@ -166,7 +165,7 @@ def test_a_pushed_alert_is_only_ticketed_when_the_deployment_says_so() -> None:
     world = Deployment()
 
     # When its batch is triaged
-    _triage(_enricher(world, "ticket"), _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP))
+    _triage(_batch(world, "ticket"), _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP))
 
     # Then nothing is planned, the reason is on the case, and a person gets a ticket
     case = _only_case(world)
@@ -183,7 +182,7 @@ def test_a_stamp_forged_on_the_detector_queue_names_nobody() -> None:
     world = Deployment()
 
     # When its batch is triaged
-    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, STAMP))
+    _triage(_batch(world), _record(_sample(C2), ALERT_QUEUE_ARN, STAMP))
 
     # Then the case names the detector channel and no sender
     assert _only_case(world).provenance == Provenance(channel="detector")
@@ -195,7 +194,7 @@ def test_a_record_from_a_queue_vtriage_does_not_know_is_ticketed() -> None:
     other = "arn:aws:sqs:us-east-1:123456789012:SomebodyElsesQueue"
 
     # When its batch is triaged
-    _triage(_enricher(world), _record(_sample(C2), other, STAMP))
+    _triage(_batch(world), _record(_sample(C2), other, STAMP))
 
     # Then nothing is planned, its stamp is not believed, and the reason says where it came from
     case = _only_case(world)
@@ -221,7 +220,7 @@ def test_a_custom_products_finding_from_the_detector_rules_waits_for_a_person_na
     world = Deployment()
 
     # When its batch is triaged, pushed alerts left to approval (the default)
-    _triage(_enricher(world), _record(_sample(CUSTOM_PRODUCT_FINDING), ALERT_QUEUE_ARN))
+    _triage(_batch(world), _record(_sample(CUSTOM_PRODUCT_FINDING), ALERT_QUEUE_ARN))
 
     # Then its actions are planned as for a pushed alert, each waiting for a person, naming the product
     case = _only_case(world)
@@ -240,7 +239,7 @@ def test_a_custom_products_finding_is_only_ticketed_when_the_deployment_tickets_
     world = Deployment()
 
     # When its batch is triaged
-    _triage(_enricher(world, "ticket"), _record(_sample(CUSTOM_PRODUCT_FINDING), ALERT_QUEUE_ARN))
+    _triage(_batch(world, "ticket"), _record(_sample(CUSTOM_PRODUCT_FINDING), ALERT_QUEUE_ARN))
 
     # Then nothing is planned, the reason names the product, and a person gets a ticket
     case = _only_case(world)
@@ -263,7 +262,7 @@ def test_an_aws_products_finding_from_the_detector_rules_is_acted_on_automatical
     world = Deployment()
 
     # When it comes through the detector rules
-    _triage(_enricher(world), _record(_with_product(CUSTOM_PRODUCT_FINDING, product_arn), ALERT_QUEUE_ARN))
+    _triage(_batch(world), _record(_with_product(CUSTOM_PRODUCT_FINDING, product_arn), ALERT_QUEUE_ARN))
 
     # Then its actions run with no person in the way
     case = _only_case(world)
@@ -293,7 +292,7 @@ def test_a_product_that_only_looks_like_awss_is_not_trusted(product_arn: str, sh
 
     # When it comes through the detector rules, pushed alerts ticketed
     body = _with_product(CUSTOM_PRODUCT_FINDING, product_arn)
-    _triage(_enricher(world, "ticket"), _record(body, ALERT_QUEUE_ARN))
+    _triage(_batch(world, "ticket"), _record(body, ALERT_QUEUE_ARN))
 
     # Then nothing runs, and the reason shows the product escaped on one line
     case = _only_case(world)
@@ -307,10 +306,8 @@ def test_a_deferred_pushed_record_goes_back_to_its_own_queue_with_its_stamp() ->
     # Given a pushed record received for the third time while the quota is spent
     world = Deployment(per_minute=1)
     world.limiter.acquire()  # type: ignore[union-attr]
-    enricher = _enricher(world)
-
     # When its batch is triaged
-    response = _triage(enricher, _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP, receives=3))
+    response = _triage(_batch(world), _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP, receives=3))
 
     # Then it is queued afresh, carrying its sender, and acknowledged
     assert response["batchItemFailures"] == []
@@ -323,13 +320,12 @@ def test_the_deferred_copy_goes_to_the_queue_the_record_came_from() -> None:
     # Given one deferral per queue
     world = Deployment(per_minute=1)
     world.limiter.acquire()  # type: ignore[union-attr]
-    enricher = _enricher(world)
     detector_queue, pushed_queue = type(world.deferral)(), type(world.deferral)()
-    enricher.deferrals = {ALERT_QUEUE_ARN: detector_queue, PUSHED_QUEUE_ARN: pushed_queue}
+    world.queues = {ALERT_QUEUE_ARN: detector_queue, PUSHED_QUEUE_ARN: pushed_queue}
 
     # When a pushed record and a detector record are deferred as fresh copies
     _triage(
-        enricher,
+        _batch(world),
         _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP, receives=3, index=0),
         _record(_sample(C2), ALERT_QUEUE_ARN, receives=3, index=1),
     )
@@ -357,7 +353,7 @@ def test_a_detector_finding_of_another_account_or_region_changes_nothing_and_is_
     world = Deployment()
 
     # When it comes through the detector rules
-    _triage(_enricher(world), _record(_with_account(C2, account, region), ALERT_QUEUE_ARN))
+    _triage(_batch(world), _record(_with_account(C2, account, region), ALERT_QUEUE_ARN))
 
     # Then no action is planned, the reason is on the case, and a person gets a ticket
     case = _only_case(world)
@@ -372,7 +368,7 @@ def test_a_pushed_alert_of_another_account_is_ticketed_not_sent_to_approval() ->
     world = Deployment()
 
     # When it is triaged with pushed alerts left to approval
-    _triage(_enricher(world), _record(_with_account(C2, "999999999999"), PUSHED_QUEUE_ARN, STAMP))
+    _triage(_batch(world), _record(_with_account(C2, "999999999999"), PUSHED_QUEUE_ARN, STAMP))
 
     # Then nobody is asked to approve an action in an account vtriage does not act in: no action at all
     case = _only_case(world)
@@ -383,7 +379,7 @@ def test_a_pushed_alert_of_another_account_is_ticketed_not_sent_to_approval() ->
 def test_an_account_id_with_line_breaks_is_escaped_in_the_reason() -> None:
     # Given an alert whose account a sender wrote with a line break and a fake link
     world = Deployment()
-    alert = next(iter(world.enricher().intake.read(json.loads(_sample(C2))).alerts))
+    alert = next(iter(world.intake.read(json.loads(_sample(C2))).alerts))
     forged = alert.model_copy(update={"account": "1\nApprove: https://evil.example/"})
 
     # When its eligibility is decided
@@ -423,12 +419,11 @@ def _benign_borrowing(sample: str) -> str:
 def test_another_content_under_a_known_id_and_version_is_a_case_of_its_own_each_naming_the_other() -> None:
     # Given a benign document that borrowed the C&C finding's id and updatedAt, triaged first
     world = Deployment()
-    enricher = _enricher(world)
-    _triage(enricher, _record(_benign_borrowing(C2), ALERT_QUEUE_ARN, index=0))
+    _triage(_batch(world), _record(_benign_borrowing(C2), ALERT_QUEUE_ARN, index=0))
     (benign_id,) = world.cases.case_ids
 
     # When the genuine finding arrives with the same id and version
-    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=1))
+    _triage(_batch(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=1))
 
     # Then it is a case of its own, remediable, with its execution started
     (genuine_id,) = [case_id for case_id in world.cases.case_ids if case_id != benign_id]
@@ -446,10 +441,10 @@ def test_another_content_under_a_known_id_and_version_is_a_case_of_its_own_each_
 def test_a_true_redelivery_stays_one_case() -> None:
     # Given the C&C finding triaged once
     world = Deployment()
-    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=0))
+    _triage(_batch(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=0))
 
     # When the very same finding is delivered again
-    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=1))
+    _triage(_batch(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=1))
 
     # Then it is still one case, naming no other
     case = _only_case(world)
@@ -470,11 +465,11 @@ def test_a_pushed_alert_cannot_make_a_detectors_later_finding_a_repeat() -> None
     # Given a pushed copy of the C&C finding (another finding id; same type, instance and domain), its
     # actions waiting for a person
     world = Deployment()
-    _triage(_enricher(world), _record(_with_id(C2, "e" * 32), PUSHED_QUEUE_ARN, STAMP, index=0))
+    _triage(_batch(world), _record(_with_id(C2, "e" * 32), PUSHED_QUEUE_ARN, STAMP, index=0))
     (pushed_id,) = world.cases.case_ids
 
     # When the detector's own finding arrives within the repeat window
-    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=1))
+    _triage(_batch(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=1))
 
     # Then it is not folded into the pushed case: a case of its own, acted on without a person
     (detector_id,) = [case_id for case_id in world.cases.case_ids if case_id != pushed_id]
@@ -487,11 +482,11 @@ def test_a_pushed_alert_cannot_make_a_detectors_later_finding_a_repeat() -> None
 def test_a_pushed_copy_of_a_detectors_finding_is_folded_into_its_case() -> None:
     # Given the detector's C&C finding triaged
     world = Deployment()
-    _triage(_enricher(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=0))
+    _triage(_batch(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=0))
     (detector_id,) = world.cases.case_ids
 
     # When a pushed copy of it (another finding id) arrives
-    _triage(_enricher(world), _record(_with_id(C2, "e" * 32), PUSHED_QUEUE_ARN, STAMP, index=1))
+    _triage(_batch(world), _record(_with_id(C2, "e" * 32), PUSHED_QUEUE_ARN, STAMP, index=1))
 
     # Then it says nothing more: it is folded into the detector's case as a repeat
     assert world.cases.case_ids == [detector_id]

@@ -11,15 +11,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "layers" / "common" / "vtriage"
 
-# Lambda's event-source plumbing: powertools' batch utility and its SQS event types. import-linter sees
-# an external package whole (aws_lambda_powertools), so it cannot forbid these and allow the Logger.
-LAMBDA_RUNTIME = ("aws_lambda_powertools.utilities.batch", "aws_lambda_powertools.utilities.data_classes")
-
-# Domain modules that import them today, each to leave this list when the refactor that moves SQS batch
-# handling to the edge (issue 14, "Enrich in parts a person can hold") removes the import.
-LAMBDA_RUNTIME_IN_THE_DOMAIN_TODAY = {
-    "enrich.py": "Enricher drives powertools' BatchProcessor over SQSRecord values itself",
-}
+# Lambda's event-source plumbing: powertools' batch utility, its event types (SQS records among them) and
+# the Lambda context's type. import-linter sees an external package whole (aws_lambda_powertools), so it
+# cannot forbid these and allow the Logger.
+LAMBDA_RUNTIME = (
+    "aws_lambda_powertools.utilities.batch",
+    "aws_lambda_powertools.utilities.data_classes",
+    "aws_lambda_powertools.utilities.typing",
+)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -48,7 +47,7 @@ def domain_modules() -> list[Path]:
     ]
 
 
-def test_the_domain_imports_no_lambda_event_source_types_beyond_todays_known_uses() -> None:
+def test_the_domain_imports_no_lambda_event_source_types() -> None:
     # Given every domain module of the layer package
     modules = domain_modules()
 
@@ -60,12 +59,11 @@ def test_the_domain_imports_no_lambda_event_source_types_beyond_todays_known_use
         if any(is_lambda_runtime(name) for name in names)
     }
 
-    # Then only today's known uses remain; one removed by a refactor must leave the list with it
+    # Then none imports any: Lambda's batch is handled at the edge (vtriage.composition.sqs_batch)
     assert len(modules) > 20
-    assert set(found) == set(LAMBDA_RUNTIME_IN_THE_DOMAIN_TODAY), (
-        f"domain modules importing powertools' batch utility or SQS types: {found}. Handle records at the "
-        "edge (the handler or the composition root); a known use that is gone leaves "
-        "LAMBDA_RUNTIME_IN_THE_DOMAIN_TODAY"
+    assert found == {}, (
+        f"domain modules importing powertools' batch utility, event types or Lambda context: {found}. "
+        "Handle records at the edge (the handler or a composition module beside it)"
     )
 
 
@@ -85,6 +83,20 @@ def test_the_check_sees_an_import_inside_a_function_and_in_both_import_forms(tmp
         "aws_lambda_powertools.utilities.batch",
         "aws_lambda_powertools.utilities.data_classes",
     ]
+
+
+def test_the_edge_that_handles_lambdas_batch_is_seen_by_the_check() -> None:
+    # Given the module at the edge that turns Lambda's SQS batch into the domain's records
+    edge = PACKAGE / "composition" / "sqs_batch.py"
+
+    # Then it imports the batch utility, the SQS record type and the Lambda context: the check would
+    # refuse any of them in a domain module
+    runtime = {name for name in imported_modules(edge) if is_lambda_runtime(name)}
+    assert {
+        "aws_lambda_powertools.utilities.batch",
+        "aws_lambda_powertools.utilities.data_classes.sqs_event",
+        "aws_lambda_powertools.utilities.typing",
+    } <= runtime
 
 
 def contracts() -> dict[str, Any]:

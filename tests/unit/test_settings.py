@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vtriage.composition.enrich import enricher_factory, verdict_policy
+from vtriage.composition.enrich import batch_factory, verdict_policy
 from vtriage.config import EnrichSettings, RemediateSettings, TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.models import IocType
@@ -159,7 +159,7 @@ def test_deep_context_on_a_quota_too_small_for_one_lookup_is_refused_at_start() 
     with pytest.raises(
         ConfigurationError, match="up to 4 requests: VT_QUOTA_PER_MINUTE and VT_QUOTA_PER_DAY"
     ):
-        enricher_factory(settings)
+        batch_factory(settings)
 
 
 def test_the_remediate_function_needs_its_own_account_to_know_where_it_may_act() -> None:

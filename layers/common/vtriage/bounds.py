@@ -1,5 +1,7 @@
-"""What a stored case may hold. DynamoDB refuses an item over 400 KB, and a case's history and repeats
-grow with every repeat of its finding: a case is bounded before every write.
+"""What a stored case may hold, and the limits of the queue a record waits in.
+
+DynamoDB refuses an item over 400 KB, and a case's history and repeats grow with every repeat of its
+finding: a case is bounded before every write.
 
 - Its history keeps its first step (the alert came in) and the latest ones; `history_dropped` counts
   the steps left out. Its repeat ids keep the latest ones; `repeat_count` still counts every repeat.
@@ -30,6 +32,15 @@ KEPT_IOCS = 50
 KEPT_DETAILS = 20
 
 _CUT = "... [cut]"
+
+# SQS's own limits, which a deferred record keeps within (`vtriage.enrich.records` decides how long it
+# waits, `vtriage.adapters.quota` hides or re-queues it): a received message is hidden for at most 12 h
+# counted from that receive, a new message delayed for at most 15 min, and a message carries at most 10
+# attributes. Lambda runs an invocation for at most 15 min.
+SQS_MAX_VISIBILITY_SECONDS = 12 * 3600
+SQS_MAX_DELAY_SECONDS = 15 * 60
+SQS_MAX_MESSAGE_ATTRIBUTES = 10
+LAMBDA_MAX_SECONDS = 15 * 60
 
 
 class CaseTooLargeError(VtriageError):

@@ -4,10 +4,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from vtriage.display import Report
-from vtriage.models import Action, Case, Enrichment, ExecutionInput, Ioc, IocType, Ticket
+from vtriage.models import (
+    Action,
+    Case,
+    Enrichment,
+    ExecutionInput,
+    HistoryEntry,
+    Ioc,
+    IocType,
+    Repeat,
+    Ticket,
+)
 
 
 class CaseRepository(Protocol):
@@ -133,4 +144,34 @@ class AlertQueue(Protocol):
 
     def send(self, body: str, attributes: Mapping[str, str]) -> str:
         """Queue the body unchanged, with string attributes saying who sent it; return the message id."""
+        ...
+
+
+class RepeatLedger(Protocol):
+    """Where repeats of a finding meet the case it opened (the cases table in AWS)."""
+
+    def earlier_case(self, repeat_key: str) -> str | None:
+        """The id of the case this repeat key opened, while its window is open; else None."""
+        ...
+
+    def remember(self, repeat_key: str, case_id: str, until: datetime) -> None:
+        """Point the repeat key at this case until `until`."""
+        ...
+
+    def fold(self, case_id: str, repeat: Repeat, entry: HistoryEntry) -> bool:
+        """Count the repeat on the case and add `entry` to its history, atomically; False when the case is
+        gone or already counts this repeat (by its case id)."""
+        ...
+
+
+class FindingLedger(Protocol):
+    """Where the contents delivered under one finding id and version meet (the cases table in AWS)."""
+
+    def join(self, finding_key: str, case_id: str) -> list[str]:
+        """Add the case to those of its finding id and version; return the others already there."""
+        ...
+
+    def note_variant(self, case_id: str, variant_case_id: str, entry: HistoryEntry) -> bool:
+        """Name `variant_case_id` on the case and add `entry` to its history, atomically; False when the
+        case is gone or names it already."""
         ...

@@ -10,8 +10,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import raise_transient
-from vtriage.enrich import next_minute, next_utc_midnight
+from vtriage.adapters.aws_errors import error_code, transient_aws_errors
+from vtriage.bounds import SQS_MAX_DELAY_SECONDS, SQS_MAX_VISIBILITY_SECONDS
+from vtriage.clock import next_minute, next_utc_midnight
 from vtriage.errors import QuotaExhaustedError, TransientError
 
 # A window's item outlives its window by this much, then DynamoDB's TTL removes it.
@@ -21,9 +22,6 @@ _DAY_ITEM_KEPT = timedelta(days=2)
 # TransactionConflict: that one tries again after a short random pause.
 _CONFLICT_ATTEMPTS = 8
 _CONFLICT_PAUSE_S = 0.02
-# SQS's own limits: a message is hidden for at most 12 h and delayed for at most 15 min.
-MAX_VISIBILITY_SECONDS = 12 * 3600
-MAX_DELAY_SECONDS = 900
 
 
 class DynamoQuotaLimiter:
@@ -79,10 +77,10 @@ class DynamoQuotaLimiter:
         )
         for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
             try:
-                self._client.transact_write_items(TransactItems=[day, minute])
+                with transient_aws_errors():
+                    self._client.transact_write_items(TransactItems=[day, minute])
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise_transient(error)
+                if error_code(error) != "TransactionCanceledException":
                     raise
                 reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
                 spent = "is spent" if units == 1 else f"has fewer than {units} requests left"
@@ -137,27 +135,21 @@ class SqsMessageDeferral:
 
     def defer(self, receipt_handle: str, seconds: int) -> None:
         """Hide the received message for `seconds` (capped at SQS's 12 h)."""
-        try:
+        with transient_aws_errors():
             self._client.change_message_visibility(
                 QueueUrl=self._queue_url,
                 ReceiptHandle=receipt_handle,
-                VisibilityTimeout=max(0, min(seconds, MAX_VISIBILITY_SECONDS)),
+                VisibilityTimeout=max(0, min(seconds, SQS_MAX_VISIBILITY_SECONDS)),
             )
-        except ClientError as error:
-            raise_transient(error)
-            raise
 
     def requeue(self, body: str, attributes: Mapping[str, str], delay_seconds: int) -> None:
         """Queue a fresh copy of the message with its string attributes, delayed (capped at 15 min)."""
-        try:
+        with transient_aws_errors():
             self._client.send_message(
                 QueueUrl=self._queue_url,
                 MessageBody=body,
-                DelaySeconds=max(0, min(delay_seconds, MAX_DELAY_SECONDS)),
+                DelaySeconds=max(0, min(delay_seconds, SQS_MAX_DELAY_SECONDS)),
                 MessageAttributes={
                     name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
                 },
             )
-        except ClientError as error:
-            raise_transient(error)
-            raise

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from vtriage.adapters.aws_errors import raise_transient
+from vtriage.adapters.aws_errors import transient_aws_errors
 
 # SQS message attributes cap a value at the message size; a reason is a sentence, keep it short.
 MAX_REASON = 1024
@@ -30,7 +28,7 @@ class SqsDeadLetterQueue:
             "vtriage_where": where[:MAX_REASON],
             "vtriage_alert_id": (alert_id or "")[:MAX_REASON],
         }
-        try:
+        with transient_aws_errors():
             self._client.send_message(
                 QueueUrl=self._queue_url,
                 MessageBody=body or "(empty body)",
@@ -41,6 +39,3 @@ class SqsDeadLetterQueue:
                     if value
                 },
             )
-        except ClientError as error:
-            raise_transient(error)
-            raise

@@ -1,4 +1,5 @@
-"""The enrich function's adapters."""
+"""The enrich function's composition root: its adapters, built once per container, and a new `Batch`
+over them for each invocation."""
 
 from __future__ import annotations
 
@@ -15,13 +16,17 @@ from vtriage.adapters.finding_ledger import DynamoFindingLedger
 from vtriage.adapters.quota import DynamoQuotaLimiter, SqsMessageDeferral
 from vtriage.adapters.sqs import SqsDeadLetterQueue
 from vtriage.adapters.stepfunctions import StepFunctionsExecutionStarter
+from vtriage.adapters.virustotal import VirusTotalClient, most_requests_per_lookup
 from vtriage.composition import SECRET_MAX_AGE_SECONDS, OnFirstUse, aws_client, secrets_provider, utc_now
 from vtriage.config import EnrichSettings
-from vtriage.enrich import Enricher
+from vtriage.enrich.batch import Batch
+from vtriage.enrich.lookups import Lookups
+from vtriage.enrich.records import Deferrals, Refusals
+from vtriage.enrich.repeats import Repeats, Variants
+from vtriage.enrich.triage import Triage, TriageRules
 from vtriage.errors import ConfigurationError
 from vtriage.playbook import load_playbooks
 from vtriage.verdict import VerdictPolicy, load_policy
-from vtriage.adapters.virustotal import VirusTotalClient, most_requests_per_lookup
 
 
 def aws_connection_failed(error: Exception) -> bool:
@@ -46,11 +51,9 @@ def verdict_policy(settings: EnrichSettings) -> VerdictPolicy:
 
 
 @cache
-def enricher_factory(
-    settings: EnrichSettings, now: Callable[[], datetime] = utc_now
-) -> Callable[[], Enricher]:
-    """A factory of per-batch enrichers sharing this container's clients, HTTP connection pool and
-    quota limiter. `now` is the clock of the quota windows, the cache and the cases."""
+def batch_factory(settings: EnrichSettings, now: Callable[[], datetime] = utc_now) -> Callable[[], Batch]:
+    """A factory of per-batch triage sharing this container's clients, HTTP connection pool and quota
+    limiter. `now` is the clock of the quota windows, the cache and the cases."""
     needed = most_requests_per_lookup(settings.vt_deep_context)
     if (
         settings.quota_table is not None
@@ -78,7 +81,7 @@ def enricher_factory(
         settings.alert_queue_arn: settings.alert_queue_url,
         settings.pushed_alert_queue_arn: settings.pushed_alert_queue_url,
     }
-    deferrals = {arn: SqsMessageDeferral(sqs, url) for arn, url in queue_urls.items() if url is not None}
+    queues = {arn: SqsMessageDeferral(sqs, url) for arn, url in queue_urls.items() if url is not None}
     executions = StepFunctionsExecutionStarter(
         aws_client(settings, "stepfunctions"), settings.state_machine_arn
     )
@@ -93,9 +96,23 @@ def enricher_factory(
     session.mount("http://", adapter)
     policy = verdict_policy(settings)
     # Read and validated once, when the container starts: a bad file stops the function right away.
-    playbooks = load_playbooks(settings.playbooks_path)
-    repeats = DynamoRepeatLedger(dynamodb, settings.cases_table, now)
-    findings = DynamoFindingLedger(dynamodb, settings.cases_table, retention, now)
+    rules = TriageRules(
+        place=settings.place,
+        pushed_alert_actions=settings.pushed_alert_actions,
+        playbooks=load_playbooks(settings.playbooks_path),
+        ip_block_method=settings.ip_block_method,
+        ticket_min_severity=settings.ticket_min_severity,
+    )
+    repeats = Repeats(
+        DynamoRepeatLedger(dynamodb, settings.cases_table, now),
+        cases,
+        executions,
+        window=settings.repeat_window,
+        ticket_min_severity=settings.ticket_min_severity,
+    )
+    variants = Variants(DynamoFindingLedger(dynamodb, settings.cases_table, retention, now), cases)
+    intake = settings.intake
+    channels = settings.channels
 
     def api_key() -> str:
         if settings.vt_api_key is not None:
@@ -108,7 +125,7 @@ def enricher_factory(
             raise ConfigurationError(f"the secret {settings.vt_api_key_secret} holds no VirusTotal API key")
         return key
 
-    def new_enricher() -> Enricher:
+    def new_batch() -> Batch:
         intel = VirusTotalClient(
             session,
             api_key(),
@@ -116,31 +133,29 @@ def enricher_factory(
             timeout=(3.05, settings.vt_timeout_seconds),
             deep_context=settings.vt_deep_context,
         )
-        return Enricher(
-            intel=intel,
-            cache=cache_,
-            cases=cases,
-            executions=executions,
-            dead_letters=dead_letters,
-            policy=policy,
-            now=now,
-            place=settings.place,
+        lookups = Lookups(
+            intel,
+            cache_,
+            policy,
+            now,
             limiter=limiter,
-            channels=settings.channels,
-            deferrals=deferrals,
-            pushed_alert_actions=settings.pushed_alert_actions,
             max_concurrency=settings.vt_max_concurrency,
-            requeue_after_receives=settings.deferral_requeue_after_receives,
-            max_deferrals=settings.max_deferrals,
             request_counter=lambda: intel.requests_sent,
-            intake=settings.intake,
-            playbooks=playbooks,
-            ip_block_method=settings.ip_block_method,
-            ticket_min_severity=settings.ticket_min_severity,
-            repeats=repeats,
-            repeat_window=settings.repeat_window,
-            findings=findings,
+        )
+        refusals = Refusals(cases, dead_letters)
+        return Batch(
+            intake=intake,
+            triage=Triage(cases, executions, lookups, rules, now, repeats=repeats, variants=variants),
+            refusals=refusals,
+            deferrals=Deferrals(
+                queues,
+                refusals,
+                now,
+                requeue_after_receives=settings.deferral_requeue_after_receives,
+                max_deferrals=settings.max_deferrals,
+            ),
+            channels=channels,
             is_transient=aws_connection_failed,
         )
 
-    return new_enricher
+    return new_batch

@@ -1,0 +1,18 @@
+"""When the VirusTotal quota's windows turn over: the moments a record refused by the quota is deferred to
+(`vtriage.enrich`) and the quota table's windows end at (`vtriage.adapters.quota`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+
+def next_minute(moment: datetime) -> datetime:
+    """The start of the minute after `moment`, in UTC: when a minute quota reopens."""
+    utc = moment.astimezone(UTC)
+    return utc.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+def next_utc_midnight(moment: datetime) -> datetime:
+    """The next 00:00 UTC after `moment`: when VirusTotal's daily quota reopens."""
+    utc = moment.astimezone(UTC)
+    return utc.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)

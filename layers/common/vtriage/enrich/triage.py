@@ -1,0 +1,218 @@
+"""One alert's triage: its IOCs assessed, its verdict, its actions planned, its route, the case stored and
+its execution started; or the case kept pending while its enrichment is deferred."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from vtriage.eligibility import Eligibility, Place, PushedAlertActions, eligibility, requiring_approval
+from vtriage.enrich.lookups import Lookups, pending
+from vtriage.enrich.outcomes import DEFERRALS, CaseSummary, Deferral, later
+from vtriage.enrich.repeats import Repeats, Variants
+from vtriage.intake.fields import shown
+from vtriage.models import (
+    Alert,
+    Branch,
+    Case,
+    CaseStatus,
+    ExecutionInput,
+    HistoryEntry,
+    IocOutcome,
+    Provenance,
+    worst_verdict,
+)
+from vtriage.playbook import (
+    DEFAULT_TICKET_MIN_SEVERITY,
+    IpBlockMethod,
+    Playbooks,
+    default_playbooks,
+    plan_actions,
+    route,
+)
+from vtriage.ports import CaseRepository, ExecutionStarter
+
+
+def execution_input(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY) -> ExecutionInput:
+    """The state machine's input for a case: a few hundred bytes whatever the size of the case."""
+    return ExecutionInput(
+        case_id=case.case_id,
+        route=route(case, ticket_min_severity),
+        verdict=case.verdict,
+        severity=case.alert.severity.label,
+        remediable=case.remediable,
+        actions=len(case.actions),
+    )
+
+
+@dataclass(frozen=True)
+class TriageRules:
+    """What the deployment decides for every alert: where it may act (`place`) and what a pushed alert's
+    actions wait for (`vtriage.eligibility`), the playbooks that plan actions and the means of an IP
+    block, and the severity from which a case goes to a ticket rather than being closed."""
+
+    place: Place
+    pushed_alert_actions: PushedAlertActions = "approval"
+    playbooks: Playbooks = field(default_factory=default_playbooks)
+    ip_block_method: IpBlockMethod = "none"
+    ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    """An alert's case as the cases table held it when its batch was read (None: no case yet)."""
+
+    case: Case | None
+
+
+@dataclass(frozen=True)
+class Triage:
+    """Triages alerts into cases.
+
+    A case triaged already is resumed (its execution started again, which is harmless), never enriched
+    again. With `repeats`, a repeat of a finding is folded into its earlier case unless it says more;
+    with `variants`, another content under a known finding id and version is a case of its own, and
+    each of the two cases names the other.
+    """
+
+    cases: CaseRepository
+    executions: ExecutionStarter
+    lookups: Lookups
+    rules: TriageRules
+    now: Callable[[], datetime]
+    repeats: Repeats | None = None
+    variants: Variants | None = None
+
+    def triage(self, alert: Alert, provenance: Provenance, stored: StoredCase | None = None) -> CaseSummary:
+        """Enrich the alert's IOCs, store the case, start its execution. A repeat is not enriched again.
+        What may run automatically is decided by the alert's channel (`provenance`) and place. `stored`
+        is its case as read with its batch; without it, the case is read now.
+
+        Raises QuotaExhaustedError (or PutOffError) after storing the case as PENDING_ENRICHMENT when the
+        quota ran out (or the invocation's time, or VirusTotal refuses the key).
+        """
+        rules = self.rules
+        allowed = eligibility(alert, provenance, rules.place, rules.pushed_alert_actions)
+        alert = allowed.applied_to(alert)
+        existing = stored.case if stored is not None else self.cases.get(alert.case_id)
+        if existing is not None and existing.status is not CaseStatus.PENDING_ENRICHMENT:
+            return self._resume(existing)
+        repeats = self.repeats
+        earlier = repeats.earlier_case(alert) if repeats is not None and existing is None else None
+        if repeats is not None and earlier is not None and alert.case_id in earlier.repeat_case_ids:
+            # This very repeat was folded into its earlier case already: a repeat delivery.
+            return repeats.tell(earlier, alert.case_id, duplicate=True)
+        outcomes: list[IocOutcome] = []
+        refusal: Deferral | None = None
+        for ioc in alert.iocs:
+            try:
+                outcomes.append(self.lookups.assess(ioc))
+            except DEFERRALS as error:
+                refusal = later(refusal, error)
+                outcomes.append(pending(ioc, error))
+        now = self.now()
+        created_at = existing.created_at if existing is not None else now
+        if refusal is not None:
+            # A repeat keeps no case of its own while it waits: it is folded once it is enriched.
+            if earlier is None:
+                self._keep_pending(
+                    alert,
+                    provenance,
+                    existing=existing,
+                    outcomes=outcomes,
+                    refusal=refusal,
+                    created_at=created_at,
+                    now=now,
+                )
+            raise refusal
+        verdict = worst_verdict([outcome.verdict for outcome in outcomes if outcome.skipped_reason is None])
+        actions = plan_actions(alert, outcomes, rules.playbooks, ip_block_method=rules.ip_block_method)
+        if allowed.approval is not None:
+            actions = requiring_approval(actions, allowed.approval)
+        case = Case(
+            case_id=alert.case_id,
+            alert=alert,
+            verdict=verdict,
+            iocs=outcomes,
+            actions=actions,
+            execution_arn=self.executions.arn_for(alert.case_id),
+            created_at=created_at,
+            updated_at=now,
+            history=list(existing.history) if existing is not None else [_received(alert, created_at)],
+            provenance=provenance,
+        )
+        branch = route(case, rules.ticket_min_severity)
+        case.record(CaseStatus.ENRICHED, now, _enriched_note(case, branch, allowed))
+        if repeats is not None and earlier is not None and not repeats.says_more(case, branch, earlier):
+            return repeats.fold(earlier, case, now)
+        if existing is not None:
+            self.cases.save(case)
+        elif not self.cases.create(case):
+            stored_since = self.cases.get(case.case_id)
+            if stored_since is not None and stored_since.status is not CaseStatus.PENDING_ENRICHMENT:
+                # Another delivery of the same finding won the race: its case stands.
+                return self._resume(stored_since)
+            self.cases.save(case)
+        if repeats is not None:
+            repeats.remember(case, now)
+        if self.variants is not None:
+            self.variants.note_other_contents(case, now)
+        arn = self.executions.start(case.case_id, execution_input(case, rules.ticket_min_severity))
+        return CaseSummary(case_id=case.case_id, verdict=verdict, execution_arn=arn, duplicate=False)
+
+    def _keep_pending(
+        self,
+        alert: Alert,
+        provenance: Provenance,
+        *,
+        existing: Case | None,
+        outcomes: list[IocOutcome],
+        refusal: Deferral,
+        created_at: datetime,
+        now: datetime,
+    ) -> None:
+        # The case shows what is known and that the rest is pending: no verdict, no action, no execution.
+        case = Case(
+            case_id=alert.case_id,
+            alert=alert,
+            iocs=outcomes,
+            error=f"enrichment pending until {refusal.retry_at.isoformat()}: {refusal}",
+            status=existing.status if existing is not None else CaseStatus.NEW,
+            created_at=created_at,
+            updated_at=now,
+            history=list(existing.history) if existing is not None else [_received(alert, created_at)],
+            provenance=provenance,
+        )
+        if case.status is not CaseStatus.PENDING_ENRICHMENT:
+            until = refusal.retry_at.isoformat()
+            case.record(CaseStatus.PENDING_ENRICHMENT, now, f"enrichment put off until {until}: {refusal}")
+        if existing is not None:
+            self.cases.save(case)
+        else:
+            # False when another delivery stored it first: its version stands, this record comes back.
+            self.cases.create(case)
+
+    def _resume(self, case: Case) -> CaseSummary:
+        # Starting again is harmless (the execution is named after the case) and finishes the job
+        # of a delivery that stored the case but died before starting its execution.
+        arn = self.executions.start(case.case_id, execution_input(case, self.rules.ticket_min_severity))
+        return CaseSummary(case_id=case.case_id, verdict=case.verdict, execution_arn=arn, duplicate=True)
+
+
+def _received(alert: Alert, at: datetime) -> HistoryEntry:
+    """The first step of every case: the alert came in."""
+    # The id and version are the sender's: escaped, as everything a person reads from the history.
+    note = f"{alert.source} finding {shown(alert.id)} (version {shown(alert.version)})"
+    return HistoryEntry(status=CaseStatus.NEW, at=at, note=note)
+
+
+def _enriched_note(case: Case, branch: Branch, allowed: Eligibility) -> str:
+    """The history line of a case once enriched: its verdict, what was planned and why, its route."""
+    count = len(case.actions)
+    note = f"verdict {case.verdict.value}; {count} action{'s' if count != 1 else ''} planned"
+    if allowed.not_actionable:
+        note += "; no automatic action: " + "; ".join(allowed.not_actionable)
+    elif allowed.approval is not None and case.actions:
+        note += f", each waiting for a person ({allowed.approval})"
+    return note + f"; route {branch.value}"
