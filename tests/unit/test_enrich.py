@@ -21,6 +21,8 @@ from tests.fakes import (
     InMemoryCaseRepository,
     InMemoryEnrichmentCache,
 )
+from vtriage.composition import aws_session
+from vtriage.composition.enrich import batch_factory
 from vtriage.composition.sqs_batch import batch_metrics, triage_sqs_batch
 from vtriage.config import EnrichSettings
 from vtriage.eligibility import Place, PushedAlertActions
@@ -906,3 +908,38 @@ def test_records_retried_counts_a_record_that_failed_on_a_transient_error() -> N
 
     # Then that record is retried and counted as such
     assert batch_metrics(batch, response)["RecordsRetried"] == 1
+
+
+# ---------------------------------------------------------------- the composition root
+
+
+def test_a_cold_start_creates_the_dynamodb_client_alone_until_a_batch_needs_another() -> None:
+    # Given the enrich function's settings, in a Region no other test's session uses, and the clients
+    # that session creates
+    settings = EnrichSettings.from_environ(
+        {
+            "AWS_REGION": "eu-south-2",
+            "CASES_TABLE_NAME": "cases",
+            "ENRICHMENTS_TABLE_NAME": "enrichments",
+            "QUOTA_TABLE_NAME": "quota",
+            "STATE_MACHINE_ARN": "arn:aws:states:eu-south-2:123456789012:stateMachine:triage",
+            "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-south-2.amazonaws.com/123456789012/dlq",
+            "VT_API_KEY": "synthetic-key",
+            "ALERT_QUEUE_ARN": "arn:aws:sqs:eu-south-2:123456789012:AlertQueue",
+            "PUSHED_ALERT_QUEUE_ARN": "arn:aws:sqs:eu-south-2:123456789012:PushedAlertQueue",
+            "OWN_ACCOUNT_ID": "123456789012",
+        }
+    )
+    created: list[str] = []
+
+    def note(event_name: str, **_: Any) -> None:
+        created.append(event_name.rsplit(".", 1)[-1])
+
+    aws_session(settings.region).events.register("creating-client-class", note)
+
+    # When the container builds its adapters and the first invocation its batch
+    batch_factory(settings)()
+
+    # Then only DynamoDB (cases, cache, quota) has a client: Step Functions, SQS and Secrets Manager wait
+    # for a batch that starts an execution, defers or refuses a record, or reads the key
+    assert created == ["dynamodb"]

@@ -53,7 +53,8 @@ def verdict_policy(settings: EnrichSettings) -> VerdictPolicy:
 @cache
 def batch_factory(settings: EnrichSettings, now: Callable[[], datetime] = utc_now) -> Callable[[], Batch]:
     """A factory of per-batch triage sharing this container's clients, HTTP connection pool and quota
-    limiter. `now` is the clock of the quota windows, the cache and the cases."""
+    limiter. `now` is the clock of the quota windows, the cache and the cases. A client a batch may not
+    need (Step Functions, SQS, Secrets Manager) is created when first used."""
     needed = most_requests_per_lookup(settings.vt_deep_context)
     if (
         settings.quota_table is not None
@@ -82,8 +83,10 @@ def batch_factory(settings: EnrichSettings, now: Callable[[], datetime] = utc_no
         settings.pushed_alert_queue_arn: settings.pushed_alert_queue_url,
     }
     queues = {arn: SqsMessageDeferral(sqs, url) for arn, url in queue_urls.items() if url is not None}
+    # Created when the first execution starts: a batch whose records are all deferred, refused or ignored
+    # starts none, and the client's service model costs a cold start about as much as DynamoDB's.
     executions = StepFunctionsExecutionStarter(
-        aws_client(settings, "stepfunctions"), settings.state_machine_arn
+        OnFirstUse(settings, "stepfunctions"), settings.state_machine_arn
     )
     dead_letters = SqsDeadLetterQueue(sqs, settings.dead_letter_queue_url)
     secrets = secrets_provider(settings)
