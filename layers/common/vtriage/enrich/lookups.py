@@ -82,10 +82,6 @@ class Deadline:
         """The invocation ends `remaining_seconds` from now."""
         self._end = self._monotonic() + remaining_seconds
 
-    def now(self) -> float:
-        """The monotonic clock's reading."""
-        return self._monotonic()
-
     def time_left(self) -> float:
         """Seconds until the invocation ends (infinite without a limit)."""
         return math.inf if self._end is None else self._end - self._monotonic()
@@ -93,6 +89,11 @@ class Deadline:
     def lookups_end(self) -> float | None:
         """When lookups must be over, on the monotonic clock: FINISH_RESERVE_SECONDS before the end."""
         return None if self._end is None else self._end - FINISH_RESERVE_SECONDS
+
+    def has_time_for_a_lookup(self) -> bool:
+        """Whether a lookup begun now has MIN_LOOKUP_SECONDS before lookups must be over."""
+        lookups_end = self.lookups_end()
+        return lookups_end is None or self._monotonic() + MIN_LOOKUP_SECONDS <= lookups_end
 
 
 @dataclass
@@ -224,8 +225,7 @@ class Lookups:
         if refusal is not None and refusal.retry_at > self.now():
             # The quota is spent, or the key refused, for this batch: asking again would be refused again.
             raise refusal
-        lookups_end = self.deadline.lookups_end()
-        if lookups_end is not None and self.deadline.now() + MIN_LOOKUP_SECONDS > lookups_end:
+        if not self.deadline.has_time_for_a_lookup():
             raise PutOffError("the invocation had too little time left to look its IOCs up", self.now())
         try:
             if self.limiter is not None and not reserved:
@@ -233,7 +233,7 @@ class Lookups:
             with self._lock:
                 self.looked_up += 1
             try:
-                found = self.intel.lookup(ioc, lookups_end)
+                found = self.intel.lookup(ioc, self.deadline.lookups_end())
             except (VirusTotalQuotaExceededError, VirusTotalTooManyRequestsError) as error:
                 raise quota_refusal(error, self.now()) from error
             except ConfigurationError as error:
