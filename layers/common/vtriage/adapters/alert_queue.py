@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from vtriage.adapters.aws_errors import raise_transient
+from vtriage.adapters.aws_errors import transient_aws_errors
 
 
 class SqsAlertQueue:
@@ -20,7 +18,7 @@ class SqsAlertQueue:
     def send(self, body: str, attributes: Mapping[str, str]) -> str:
         """Queue the body unchanged, with these string message attributes (who sent it); return SQS's
         message id. Throttling raises TransientError."""
-        try:
+        with transient_aws_errors():
             response = self._client.send_message(
                 QueueUrl=self._queue_url,
                 MessageBody=body,
@@ -28,7 +26,4 @@ class SqsAlertQueue:
                     name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
                 },
             )
-        except ClientError as error:
-            raise_transient(error)
-            raise
         return str(response["MessageId"])

@@ -8,8 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import is_transient
-from vtriage.errors import TransientError
+from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.models import Action, ActionStatus
 
 # What DNS Firewall accepts in a domain list: an optional leading "*." then letters, digits, hyphens, dots.
@@ -99,14 +98,12 @@ class DnsFirewallDomainBlocker:
     def _guard(self, action: Action, doing: str, operation: Callable[[], Action]) -> Action:
         """Throttling, 5xx and a list busy with an update become TransientError; a missing list, FAILED."""
         try:
-            return operation()
+            with transient_aws_errors(
+                f"DNS Firewall is unavailable while {doing} {action.target}", busy=_BUSY_CODES
+            ):
+                return operation()
         except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            if is_transient(error) or code in _BUSY_CODES:
-                raise TransientError(
-                    f"DNS Firewall is unavailable while {doing} {action.target}: {error}"
-                ) from error
-            if code == "ResourceNotFoundException":
+            if error_code(error) == "ResourceNotFoundException":
                 return action.with_outcome(
                     ActionStatus.FAILED,
                     f"{doing} failed: domain list {self._list_id} not found: {error}",

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import raise_transient
+from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.bounds import MAX_HISTORY, MAX_REPEAT_IDS, bounded, fit_case
 from vtriage.errors import TransientError
 from vtriage.models import Case, CaseStatus, Enrichment, HistoryEntry, Ioc, Repeat, Verdict
@@ -176,28 +176,25 @@ class DynamoCaseRepository:
 
     def create(self, case: Case) -> bool:
         """Store a new case; False when one with this id exists already (a repeat delivery)."""
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=self._item(case, revision=1),
-                ConditionExpression="attribute_not_exists(case_id)",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise_transient(error)
-            raise
+        with transient_aws_errors():
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=self._item(case, revision=1),
+                    ConditionExpression="attribute_not_exists(case_id)",
+                )
+            except ClientError as error:
+                if error_code(error) == "ConditionalCheckFailedException":
+                    return False
+                raise
         return True
 
     def get(self, case_id: str) -> Case | None:
         """The case, or None."""
-        try:
+        with transient_aws_errors():
             response = self._client.get_item(
                 TableName=self._table, Key={"case_id": {"S": case_id}}, ConsistentRead=True
             )
-        except ClientError as error:
-            raise_transient(error)
-            raise
         if "Item" not in response:
             return None
         return case_from_item(response["Item"])
@@ -216,11 +213,8 @@ class DynamoCaseRepository:
         while limit is None or len(found) < limit:
             if limit is not None:
                 request["Limit"] = limit - len(found)
-            try:
+            with transient_aws_errors():
                 response = self._client.query(**request)
-            except ClientError as error:
-                raise_transient(error)
-                raise
             found.extend(case_from_item(item) for item in response.get("Items", []))
             if "LastEvaluatedKey" not in response:
                 break
@@ -259,24 +253,21 @@ class DynamoCaseRepository:
                 request["ExpressionAttributeNames"] = {"#revision": REVISION}
             if values:
                 request["ExpressionAttributeValues"] = values
-            try:
-                self._client.put_item(**request)
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise_transient(error)
-                    raise
-                continue
+            with transient_aws_errors():
+                try:
+                    self._client.put_item(**request)
+                except ClientError as error:
+                    if error_code(error) != "ConditionalCheckFailedException":
+                        raise
+                    continue
             return
         raise TransientError(f"case {case.case_id} kept changing while it was saved")
 
     def _stored_item(self, case_id: str) -> dict[str, Any] | None:
-        try:
+        with transient_aws_errors():
             response = self._client.get_item(
                 TableName=self._table, Key={"case_id": {"S": case_id}}, ConsistentRead=True
             )
-        except ClientError as error:
-            raise_transient(error)
-            raise
         item: dict[str, Any] | None = response.get("Item")
         return item
 
@@ -301,19 +292,19 @@ class DynamoCaseRepository:
         }
         if alert_id is not None:
             document["alert_id"] = alert_id[:MAX_KEY_BYTES]
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=to_item(document),
-                # A record delivered again (SQS delivers at least once, a deferred one comes back) is
-                # refused once: its refusals are not parked twice.
-                ConditionExpression="attribute_not_exists(case_id)",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise_transient(error)
-            raise
+        with transient_aws_errors():
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=to_item(document),
+                    # A record delivered again (SQS delivers at least once, a deferred one comes back) is
+                    # refused once: its refusals are not parked twice.
+                    ConditionExpression="attribute_not_exists(case_id)",
+                )
+            except ClientError as error:
+                if error_code(error) == "ConditionalCheckFailedException":
+                    return False
+                raise
         return True
 
     def get_failure(self, message_id: str, where: str = "") -> dict[str, Any] | None:
@@ -339,13 +330,10 @@ class DynamoRepeatLedger:
 
     def earlier_case(self, repeat_key: str) -> str | None:
         """The id of the case the repeat key opened, while its window is open; else None."""
-        try:
+        with transient_aws_errors():
             response = self._client.get_item(
                 TableName=self._table, Key={"case_id": {"S": repeat_key}}, ConsistentRead=True
             )
-        except ClientError as error:
-            raise_transient(error)
-            raise
         item = from_item(response["Item"]) if "Item" in response else None
         # TTL deletes expired items only eventually: the window is checked here.
         if item is None or int(item.get("expires_at", 0)) <= _epoch(self._now()):
@@ -355,75 +343,69 @@ class DynamoRepeatLedger:
     def remember(self, repeat_key: str, case_id: str, until: datetime) -> None:
         """Point the repeat key at this case until `until`."""
         document = {"case_id": repeat_key, "repeat_of": case_id, "expires_at": _epoch(until)}
-        try:
+        with transient_aws_errors():
             self._client.put_item(TableName=self._table, Item=to_item(document))
-        except ClientError as error:
-            raise_transient(error)
-            raise
 
     def fold(self, case_id: str, repeat: Repeat, entry: HistoryEntry) -> bool:
         """Count the repeat on the case and add `entry` to its history; False when the case is gone or
         already counts this repeat (by its case id). A case whose history or repeat ids are full is
         compacted first (`vtriage.bounds.bounded`): the counts are kept, the oldest entries left out."""
         for _ in range(_FOLD_ATTEMPTS):
-            try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key={"case_id": {"S": case_id}},
-                    UpdateExpression=(
-                        "SET #count = if_not_exists(#count, :zero) + :one, "
-                        "#ids = list_append(if_not_exists(#ids, :empty), :ids), "
-                        "#last = :repeat, "
-                        "#history = list_append(if_not_exists(#history, :empty), :entry), "
-                        f"#updated = :now, {ADD_A_REVISION}"
-                    ),
-                    ConditionExpression=(
-                        "attribute_exists(case_id) AND NOT contains(#ids, :id)"
-                        " AND (attribute_not_exists(#ids) OR size(#ids) < :max_ids)"
-                        " AND (attribute_not_exists(#history) OR size(#history) < :max_history)"
-                    ),
-                    ExpressionAttributeNames={
-                        "#count": "repeat_count",
-                        "#ids": "repeat_case_ids",
-                        "#last": "last_repeat",
-                        "#history": "history",
-                        "#updated": "updated_at",
-                        "#revision": REVISION,
-                    },
-                    ExpressionAttributeValues={
-                        ":zero": {"N": "0"},
-                        ":one": {"N": "1"},
-                        ":empty": {"L": []},
-                        ":ids": {"L": [{"S": repeat.case_id}]},
-                        ":id": {"S": repeat.case_id},
-                        ":repeat": to_attribute(repeat.model_dump(mode="json")),
-                        ":entry": {"L": [to_attribute(entry.model_dump(mode="json"))]},
-                        # As the models write it, so that the by-status index sorts every case alike.
-                        ":now": {"S": str(entry.model_dump(mode="json")["at"])},
-                        ":max_ids": {"N": str(MAX_REPEAT_IDS)},
-                        ":max_history": {"N": str(MAX_HISTORY)},
-                    },
-                )
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise_transient(error)
-                    raise
-                if not self._make_room(case_id, repeat.case_id):
-                    return False
-                continue
+            with transient_aws_errors():
+                try:
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key={"case_id": {"S": case_id}},
+                        UpdateExpression=(
+                            "SET #count = if_not_exists(#count, :zero) + :one, "
+                            "#ids = list_append(if_not_exists(#ids, :empty), :ids), "
+                            "#last = :repeat, "
+                            "#history = list_append(if_not_exists(#history, :empty), :entry), "
+                            f"#updated = :now, {ADD_A_REVISION}"
+                        ),
+                        ConditionExpression=(
+                            "attribute_exists(case_id) AND NOT contains(#ids, :id)"
+                            " AND (attribute_not_exists(#ids) OR size(#ids) < :max_ids)"
+                            " AND (attribute_not_exists(#history) OR size(#history) < :max_history)"
+                        ),
+                        ExpressionAttributeNames={
+                            "#count": "repeat_count",
+                            "#ids": "repeat_case_ids",
+                            "#last": "last_repeat",
+                            "#history": "history",
+                            "#updated": "updated_at",
+                            "#revision": REVISION,
+                        },
+                        ExpressionAttributeValues={
+                            ":zero": {"N": "0"},
+                            ":one": {"N": "1"},
+                            ":empty": {"L": []},
+                            ":ids": {"L": [{"S": repeat.case_id}]},
+                            ":id": {"S": repeat.case_id},
+                            ":repeat": to_attribute(repeat.model_dump(mode="json")),
+                            ":entry": {"L": [to_attribute(entry.model_dump(mode="json"))]},
+                            # As the models write it, so that the by-status index sorts every case alike.
+                            ":now": {"S": str(entry.model_dump(mode="json")["at"])},
+                            ":max_ids": {"N": str(MAX_REPEAT_IDS)},
+                            ":max_history": {"N": str(MAX_HISTORY)},
+                        },
+                    )
+                except ClientError as error:
+                    if error_code(error) != "ConditionalCheckFailedException":
+                        raise
+                    if not self._make_room(case_id, repeat.case_id):
+                        return False
+                    continue
             return True
         raise TransientError(f"case {case_id} kept changing while a repeat was folded into it")
 
     def _make_room(self, case_id: str, repeat_case_id: str) -> bool:
         """After a fold was refused: False when the case is gone or counts this repeat already; else True,
         once a full history or list of repeat ids has been compacted (or the case changed meanwhile)."""
-        try:
+        with transient_aws_errors():
             item = self._client.get_item(
                 TableName=self._table, Key={"case_id": {"S": case_id}}, ConsistentRead=True
             ).get("Item")
-        except ClientError as error:
-            raise_transient(error)
-            raise
         if item is None:
             return False
         case = case_from_item(item)
@@ -438,19 +420,19 @@ class DynamoRepeatLedger:
             replacement["expires_at"] = item["expires_at"]
         replacement[REVISION] = {"N": str(revision_of(item) + 1)}
         unchanged, revision_values = revision_condition(item)
-        try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=replacement,
-                # Only over the version read: a concurrent write wins, and the fold tries again.
-                ConditionExpression=unchanged,
-                ExpressionAttributeNames={"#revision": REVISION},
-                **({"ExpressionAttributeValues": revision_values} if revision_values else {}),
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise_transient(error)
-                raise
+        with transient_aws_errors():
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=replacement,
+                    # Only over the version read: a concurrent write wins, and the fold tries again.
+                    ConditionExpression=unchanged,
+                    ExpressionAttributeNames={"#revision": REVISION},
+                    **({"ExpressionAttributeValues": revision_values} if revision_values else {}),
+                )
+            except ClientError as error:
+                if error_code(error) != "ConditionalCheckFailedException":
+                    raise
         return True
 
 
@@ -585,11 +567,8 @@ def _until_processed(
     for attempt in range(_UNPROCESSED_ATTEMPTS):
         if attempt:
             pause(_UNPROCESSED_PAUSE_S * 2**attempt)
-        try:
+        with transient_aws_errors():
             response = send(RequestItems=request)
-        except ClientError as error:
-            raise_transient(error)
-            raise
         responses.append(response)
         request = response.get(unprocessed) or {}
         if not request:

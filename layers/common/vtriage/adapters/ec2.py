@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import error_code, is_transient
+from vtriage.adapters.aws_errors import error_code, is_transient, transient_aws_errors
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
 
@@ -45,8 +45,8 @@ class _NotVtriagesGroupError(Exception):
 
 
 class Ec2InstanceIsolation:
-    """Implements `ResponseActuator` for ISOLATE_INSTANCE with security groups; leaves instances with the
-    protected tag alone.
+    """Implements `InstanceIsolation` and, for ISOLATE_INSTANCE, `ResponseActuator` with security groups;
+    leaves instances with the protected tag alone.
 
     In each VPC of the instance's interfaces, vtriage keeps two groups of its own (tag
     `vtriage:purpose=quarantine`): the quarantine group, with no rule, and the untracking group
@@ -71,24 +71,23 @@ class Ec2InstanceIsolation:
         self._untracking_name = quarantine_group_name + UNTRACKING_SUFFIX
         self._protected_tag_key = protected_tag_key
 
-    def run(self, action: Action, dry_run: bool) -> Action:
-        """Isolate the action's target instance; when dry_run, only say what would change and change
-        nothing. `before` maps each interface to its groups. The `case_id` parameter, when given, tells
-        this case from another one named by the instance's `vtriage:case` tag."""
-        case_id = action.parameters.get("case_id") or None
-        return action.with_outcome_of(self._isolated(action.target, dry_run, case_id))
-
-    def _isolated(self, instance_id: str, dry_run: bool, case_id: str | None) -> Action:
+    def isolate(self, instance_id: str, dry_run: bool, *, case_id: str | None = None) -> Action:
+        """Isolate the instance; when dry_run, only say what would change and change nothing. `case_id`,
+        when known, tells this case from another one named by the instance's `vtriage:case` tag."""
         try:
-            return self._isolate(instance_id, dry_run, case_id)
+            with transient_aws_errors(f"EC2 is unavailable while isolating {instance_id}"):
+                return self._isolate(instance_id, dry_run, case_id)
         except _NotVtriagesGroupError as error:
             return _action(instance_id, ActionStatus.FAILED, f"not isolated: {error}")
         except ClientError as error:
-            if is_transient(error):
-                raise TransientError(f"EC2 is unavailable while isolating {instance_id}: {error}") from error
-            if error.response.get("Error", {}).get("Code") in _INSTANCE_GONE_CODES:
+            if error_code(error) in _INSTANCE_GONE_CODES:
                 return _action(instance_id, ActionStatus.FAILED, f"instance not found: {error}")
             raise
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Isolate the action's target instance; `before` maps each interface to its groups."""
+        case_id = action.parameters.get("case_id") or None
+        return _with_outcome(action, self.isolate(action.target, dry_run, case_id=case_id))
 
     def rollback(self, action: Action) -> Action:
         """Put each network interface recorded in `before` back in the groups it was in, undoing both steps
@@ -331,9 +330,8 @@ class Ec2InstanceIsolation:
                 )
         except ClientError as error:
             if not moved:
-                if is_transient(error):
-                    raise TransientError(f"EC2 is unavailable while isolating: {error}") from error
-                raise
+                with transient_aws_errors("EC2 is unavailable while isolating"):
+                    raise
             stranded = self._quarantine_directly(second, vpc_of, quarantine)
             reason = (
                 f"isolation stopped between its two steps ({error}); every interface was then moved "
@@ -402,7 +400,7 @@ class Ec2InstanceIsolation:
             )
         except ClientError as error:
             # Another isolation in the same VPC created it first: use theirs.
-            if error.response.get("Error", {}).get("Code") != "InvalidGroup.Duplicate":
+            if error_code(error) != "InvalidGroup.Duplicate":
                 raise
         group = self._find_group(vpc_id, name)
         if group is None:
@@ -448,7 +446,7 @@ class Ec2InstanceIsolation:
                 authorize(GroupId=group_id, IpPermissions=[{"IpProtocol": "-1", key: permission}])
             except ClientError as error:
                 # Already there (a new group's egress rule, or a concurrent isolation's).
-                if error.response.get("Error", {}).get("Code") != "InvalidPermission.Duplicate":
+                if error_code(error) != "InvalidPermission.Duplicate":
                     raise
 
     @staticmethod
@@ -457,7 +455,7 @@ class Ec2InstanceIsolation:
             revoke(GroupId=group_id, IpPermissions=permissions)
         except ClientError as error:
             # A concurrent isolation in the same VPC revoked them first: the group is closed either way.
-            if error.response.get("Error", {}).get("Code") != "InvalidPermission.NotFound":
+            if error_code(error) != "InvalidPermission.NotFound":
                 raise
 
     def _current_groups(self, interface_ids: list[str]) -> dict[str, list[str]]:
@@ -546,7 +544,7 @@ class Ec2VolumeSnapshots:
     def run(self, action: Action, dry_run: bool) -> Action:
         """Snapshot the volumes not yet snapshotted for this case; `after` maps each volume to its snapshot.
 
-        Needs `parameters["case_id"]` (set by the remediation's run step).
+        Needs `parameters["case_id"]` (set by `remediate_case`).
         """
         return _guard_instance_errors(action, "snapshotting", lambda: self._snapshot(action, dry_run))
 
@@ -645,7 +643,7 @@ class Ec2InstanceTagging:
     def run(self, action: Action, dry_run: bool) -> Action:
         """Tag the instance; `before`/`after` hold the two tags' values (None when absent).
 
-        Needs `parameters["case_id"]` (set by the remediation's run step).
+        Needs `parameters["case_id"]` (set by `remediate_case`).
         """
         return _guard_instance_errors(action, "tagging", lambda: self._tag(action, dry_run))
 
@@ -757,10 +755,9 @@ def _replacing(current: dict[str, str], to_set: dict[str, str]) -> str:
 def _guard_instance_errors(action: Action, doing: str, operation: Callable[[], Action]) -> Action:
     """Run an EC2 operation: throttling and 5xx become TransientError, a missing instance a FAILED action."""
     try:
-        return operation()
+        with transient_aws_errors(f"EC2 is unavailable while {doing} {action.target}"):
+            return operation()
     except ClientError as error:
-        if is_transient(error):
-            raise TransientError(f"EC2 is unavailable while {doing} {action.target}: {error}") from error
         if error_code(error) in _INSTANCE_GONE_CODES:
             return action.with_outcome(ActionStatus.FAILED, f"instance not found: {error}")
         raise
@@ -768,3 +765,14 @@ def _guard_instance_errors(action: Action, doing: str, operation: Callable[[], A
 
 def _unchanged(action: Action, detail: str) -> Action:
     return action.model_copy(update={"detail": detail})
+
+
+def _with_outcome(action: Action, result: Action) -> Action:
+    return action.model_copy(
+        update={
+            "status": result.status,
+            "detail": result.detail,
+            "before": result.before,
+            "after": result.after,
+        }
+    )

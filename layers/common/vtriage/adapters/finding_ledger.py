@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import raise_transient
+from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.adapters.dynamodb import ADD_A_REVISION, REVISION, case_from_item, from_item, to_attribute
 from vtriage.bounds import MAX_HISTORY
 from vtriage.models import HistoryEntry
@@ -37,32 +37,32 @@ class DynamoFindingLedger:
     def join(self, finding_key: str, case_id: str) -> list[str]:
         """Add the case to those of its finding id and version; return the others already there."""
         expires = str(int((self._now() + self._retention).timestamp()))
-        try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"case_id": {"S": finding_key}},
-                UpdateExpression=(
-                    "SET #ids = list_append(if_not_exists(#ids, :empty), :ids), #expires = :expires"
-                ),
-                ConditionExpression=(
-                    "attribute_not_exists(#ids) OR (NOT contains(#ids, :id) AND size(#ids) < :max)"
-                ),
-                ExpressionAttributeNames={"#ids": "variant_case_ids", "#expires": "expires_at"},
-                ExpressionAttributeValues={
-                    ":empty": {"L": []},
-                    ":ids": {"L": [{"S": case_id}]},
-                    ":id": {"S": case_id},
-                    ":max": {"N": str(MAX_VARIANTS)},
-                    ":expires": {"N": expires},
-                },
-                ReturnValues="ALL_OLD",
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise_transient(error)
-                raise
-            # Joined already (a delivery of this case again), or the list is full: the others stand.
-            return [other for other in self._case_ids(finding_key) if other != case_id]
+        with transient_aws_errors():
+            try:
+                response = self._client.update_item(
+                    TableName=self._table,
+                    Key={"case_id": {"S": finding_key}},
+                    UpdateExpression=(
+                        "SET #ids = list_append(if_not_exists(#ids, :empty), :ids), #expires = :expires"
+                    ),
+                    ConditionExpression=(
+                        "attribute_not_exists(#ids) OR (NOT contains(#ids, :id) AND size(#ids) < :max)"
+                    ),
+                    ExpressionAttributeNames={"#ids": "variant_case_ids", "#expires": "expires_at"},
+                    ExpressionAttributeValues={
+                        ":empty": {"L": []},
+                        ":ids": {"L": [{"S": case_id}]},
+                        ":id": {"S": case_id},
+                        ":max": {"N": str(MAX_VARIANTS)},
+                        ":expires": {"N": expires},
+                    },
+                    ReturnValues="ALL_OLD",
+                )
+            except ClientError as error:
+                if error_code(error) != "ConditionalCheckFailedException":
+                    raise
+                # Joined already (a delivery of this case again), or the list is full: the others stand.
+                return [other for other in self._case_ids(finding_key) if other != case_id]
         old = from_item(response.get("Attributes", {}))
         return [str(other) for other in old.get("variant_case_ids", []) if other != case_id]
 
@@ -108,45 +108,39 @@ class DynamoFindingLedger:
         )
         for update, condition, extra in (with_history, without_history):
             used = {name: value for name, value in names.items() if name in update or name in condition}
-            try:
-                self._client.update_item(
-                    TableName=self._table,
-                    Key={"case_id": {"S": case_id}},
-                    UpdateExpression=update,
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=used,
-                    ExpressionAttributeValues={**values, **extra},
-                )
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise_transient(error)
-                    raise
-                if not self._has_room(case_id, variant_case_id):
-                    return False
-                continue
+            with transient_aws_errors():
+                try:
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key={"case_id": {"S": case_id}},
+                        UpdateExpression=update,
+                        ConditionExpression=condition,
+                        ExpressionAttributeNames=used,
+                        ExpressionAttributeValues={**values, **extra},
+                    )
+                except ClientError as error:
+                    if error_code(error) != "ConditionalCheckFailedException":
+                        raise
+                    if not self._has_room(case_id, variant_case_id):
+                        return False
+                    continue
             return True
         return False
 
     def _has_room(self, case_id: str, variant_case_id: str) -> bool:
         """Whether the case exists, does not name the variant yet and can name one more."""
-        try:
+        with transient_aws_errors():
             item = self._client.get_item(
                 TableName=self._table, Key={"case_id": {"S": case_id}}, ConsistentRead=True
             ).get("Item")
-        except ClientError as error:
-            raise_transient(error)
-            raise
         if item is None:
             return False
         variants = case_from_item(item).variant_case_ids
         return variant_case_id not in variants and len(variants) < MAX_VARIANTS
 
     def _case_ids(self, finding_key: str) -> list[str]:
-        try:
+        with transient_aws_errors():
             item = self._client.get_item(
                 TableName=self._table, Key={"case_id": {"S": finding_key}}, ConsistentRead=True
             ).get("Item")
-        except ClientError as error:
-            raise_transient(error)
-            raise
         return [str(other) for other in from_item(item or {}).get("variant_case_ids", [])]

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import error_code, raise_transient
+from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.adapters.sns import subject_line
 from vtriage.approval import CLAIM_LEASE, ApprovalClaims, Approver, Decision
 from vtriage.display import Report
@@ -45,24 +45,24 @@ class DynamoBlastRadius:
         """Take one action from this hour's allowance; False when it is spent."""
         now = self._now()
         hour = now.strftime("%Y-%m-%dT%H")
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key={"key": {"S": BLAST_RADIUS_PREFIX + hour}},
-                UpdateExpression="ADD #used :one SET #expires = :expires",
-                ConditionExpression="attribute_not_exists(#used) OR #used < :max",
-                ExpressionAttributeNames={"#used": "used", "#expires": "expires_at"},
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":max": {"N": str(self._max)},
-                    ":expires": {"N": str(int((now + _COUNTER_KEPT).timestamp()))},
-                },
-            )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                return False
-            raise_transient(error)
-            raise
+        with transient_aws_errors():
+            try:
+                self._dynamodb.update_item(
+                    TableName=self._table,
+                    Key={"key": {"S": BLAST_RADIUS_PREFIX + hour}},
+                    UpdateExpression="ADD #used :one SET #expires = :expires",
+                    ConditionExpression="attribute_not_exists(#used) OR #used < :max",
+                    ExpressionAttributeNames={"#used": "used", "#expires": "expires_at"},
+                    ExpressionAttributeValues={
+                        ":one": {"N": "1"},
+                        ":max": {"N": str(self._max)},
+                        ":expires": {"N": str(int((now + _COUNTER_KEPT).timestamp()))},
+                    },
+                )
+            except ClientError as error:
+                if error_code(error) == "ConditionalCheckFailedException":
+                    return False
+                raise
         return True
 
 
@@ -79,27 +79,27 @@ class DynamoApprovalStore:
 
     def put_pending(self, claims: ApprovalClaims, task_token: str) -> None:
         """Keep the task token; a retried request for the same approval rewrites it only while pending."""
-        try:
-            self._dynamodb.put_item(
-                TableName=self._table,
-                Item={
-                    "key": {"S": APPROVAL_PREFIX + claims.approval_id},
-                    "state": {"S": _PENDING},
-                    "task_token": {"S": task_token},
-                    "case_id": {"S": claims.case_id},
-                    "action_index": {"N": str(claims.action_index)},
-                    "valid_until": {"N": str(claims.expires_at)},
-                    "expires_at": {"N": str(claims.expires_at + int(_APPROVAL_KEPT.total_seconds()))},
-                },
-                ConditionExpression="attribute_not_exists(#key) OR #state = :pending",
-                ExpressionAttributeNames={"#key": "key", "#state": "state"},
-                ExpressionAttributeValues={":pending": {"S": _PENDING}},
-            )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                return  # already decided, or being decided: nothing to wait for
-            raise_transient(error)
-            raise
+        with transient_aws_errors():
+            try:
+                self._dynamodb.put_item(
+                    TableName=self._table,
+                    Item={
+                        "key": {"S": APPROVAL_PREFIX + claims.approval_id},
+                        "state": {"S": _PENDING},
+                        "task_token": {"S": task_token},
+                        "case_id": {"S": claims.case_id},
+                        "action_index": {"N": str(claims.action_index)},
+                        "valid_until": {"N": str(claims.expires_at)},
+                        "expires_at": {"N": str(claims.expires_at + int(_APPROVAL_KEPT.total_seconds()))},
+                    },
+                    ConditionExpression="attribute_not_exists(#key) OR #state = :pending",
+                    ExpressionAttributeNames={"#key": "key", "#state": "state"},
+                    ExpressionAttributeValues={":pending": {"S": _PENDING}},
+                )
+            except ClientError as error:
+                if error_code(error) == "ConditionalCheckFailedException":
+                    return  # already decided, or being decided: nothing to wait for
+                raise
 
     def is_pending(self, approval_id: str, now: datetime) -> bool:
         """Whether the approval exists and waits for a decision (a lapsed hold waits again)."""
@@ -112,15 +112,12 @@ class DynamoApprovalStore:
 
     def item(self, approval_id: str) -> dict[str, Any] | None:
         """The approval's item as DynamoDB holds it (for operators and tests), or None."""
-        try:
+        with transient_aws_errors():
             item: dict[str, Any] | None = self._dynamodb.get_item(
                 TableName=self._table,
                 Key={"key": {"S": APPROVAL_PREFIX + approval_id}},
                 ConsistentRead=True,
             ).get("Item")
-        except ClientError as error:
-            raise_transient(error)
-            raise
         return item
 
     def claim(self, approval_id: str, decision: Decision, approver: Approver, at: datetime) -> str | None:
@@ -136,31 +133,31 @@ class DynamoApprovalStore:
             ":ip": {"S": approver.source_ip or ""},
             ":agent": {"S": (approver.user_agent or "")[:1024]},
         }
-        try:
-            response = self._dynamodb.update_item(
-                TableName=self._table,
-                Key={"key": {"S": APPROVAL_PREFIX + approval_id}},
-                UpdateExpression=(
-                    "SET #state = :deciding, #decision = :decision, #decided = :at, #until = :until, "
-                    "#ip = :ip, #agent = :agent"
-                ),
-                ConditionExpression="#state = :pending OR (#state = :deciding AND #until < :now)",
-                ExpressionAttributeNames={
-                    "#state": "state",
-                    "#decision": "decision",
-                    "#decided": "decided_at",
-                    "#until": "held_until",
-                    "#ip": "decided_by_source_ip",
-                    "#agent": "decided_by_user_agent",
-                },
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                return None
-            raise_transient(error)
-            raise
+        with transient_aws_errors():
+            try:
+                response = self._dynamodb.update_item(
+                    TableName=self._table,
+                    Key={"key": {"S": APPROVAL_PREFIX + approval_id}},
+                    UpdateExpression=(
+                        "SET #state = :deciding, #decision = :decision, #decided = :at, #until = :until, "
+                        "#ip = :ip, #agent = :agent"
+                    ),
+                    ConditionExpression="#state = :pending OR (#state = :deciding AND #until < :now)",
+                    ExpressionAttributeNames={
+                        "#state": "state",
+                        "#decision": "decision",
+                        "#decided": "decided_at",
+                        "#until": "held_until",
+                        "#ip": "decided_by_source_ip",
+                        "#agent": "decided_by_user_agent",
+                    },
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as error:
+                if error_code(error) == "ConditionalCheckFailedException":
+                    return None
+                raise
         return str(response["Attributes"]["task_token"]["S"])
 
     def release(self, approval_id: str) -> None:
@@ -175,20 +172,20 @@ class DynamoApprovalStore:
         names = {"#state": "state", "#until": "held_until"}
         if "#decision" in update:
             names["#decision"] = "decision"
-        try:
-            self._dynamodb.update_item(
-                TableName=self._table,
-                Key={"key": {"S": APPROVAL_PREFIX + approval_id}},
-                UpdateExpression=update,
-                ConditionExpression="#state = :deciding",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={":deciding": {"S": _DECIDING}, **values},
-            )
-        except ClientError as error:
-            if error_code(error) == "ConditionalCheckFailedException":
-                return  # no longer held: its lease passed and another request took it
-            raise_transient(error)
-            raise
+        with transient_aws_errors():
+            try:
+                self._dynamodb.update_item(
+                    TableName=self._table,
+                    Key={"key": {"S": APPROVAL_PREFIX + approval_id}},
+                    UpdateExpression=update,
+                    ConditionExpression="#state = :deciding",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":deciding": {"S": _DECIDING}, **values},
+                )
+            except ClientError as error:
+                if error_code(error) == "ConditionalCheckFailedException":
+                    return  # no longer held: its lease passed and another request took it
+                raise
 
 
 class StepFunctionsTaskCallback:
@@ -214,13 +211,13 @@ class StepFunctionsTaskCallback:
         )
 
     def _call(self, send: Callable[[], Any]) -> bool:
-        try:
-            send()
-        except ClientError as error:
-            if error_code(error) in self._GONE_CODES:
-                return False
-            raise_transient(error)
-            raise
+        with transient_aws_errors():
+            try:
+                send()
+            except ClientError as error:
+                if error_code(error) in self._GONE_CODES:
+                    return False
+                raise
         return True
 
 
@@ -234,7 +231,7 @@ class SnsApprovalNotifier:
 
     def notify(self, case: Case, action: Action, request: Report) -> None:
         """Publish the request as plain text, under a subject SNS accepts whatever the target's name."""
-        try:
+        with transient_aws_errors():
             self._sns.publish(
                 TopicArn=self._topic_arn,
                 Subject=subject_line(f"vtriage approval needed: {action.type.value} ", action.target),
@@ -244,6 +241,3 @@ class SnsApprovalNotifier:
                     "kind": {"DataType": "String", "StringValue": "approval_request"},
                 },
             )
-        except ClientError as error:
-            raise_transient(error)
-            raise

@@ -7,8 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import error_code, is_transient
-from vtriage.errors import TransientError
+from vtriage.adapters.aws_errors import error_code, is_transient, transient_aws_errors
 from vtriage.models import Action, ActionStatus
 
 # Why attaching the containment policy can fail once the key is already disabled.
@@ -179,10 +178,9 @@ class IamAccessKeyDisabler:
     def _guard(self, action: Action, user_name: str, doing: str, operation: Callable[[], Action]) -> Action:
         """Throttling and 5xx become TransientError; a missing user, FAILED."""
         try:
-            return operation()
+            with transient_aws_errors(f"IAM is unavailable while {doing} {action.target}"):
+                return operation()
         except ClientError as error:
-            if is_transient(error):
-                raise TransientError(f"IAM is unavailable while {doing} {action.target}: {error}") from error
             if error_code(error) == "NoSuchEntity":
                 return action.with_outcome(
                     ActionStatus.FAILED, f"{doing} failed: user {user_name} not found: {error}"

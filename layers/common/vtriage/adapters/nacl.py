@@ -10,8 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import error_code, is_transient
-from vtriage.errors import TransientError
+from vtriage.adapters.aws_errors import error_code, is_transient, transient_aws_errors
 from vtriage.models import Action, ActionStatus
 
 # Where each network ACL keeps the rule number the next vtriage entry goes to (its rotation cursor).
@@ -307,10 +306,9 @@ class NaclIpBlocker:
     def _guard(self, action: Action, doing: str, operation: Callable[[], Action]) -> Action:
         """Throttling and 5xx become TransientError; a network ACL or the instance gone meanwhile, FAILED."""
         try:
-            return operation()
+            with transient_aws_errors(f"EC2 is unavailable while {doing} {action.target}"):
+                return operation()
         except ClientError as error:
-            if is_transient(error):
-                raise TransientError(f"EC2 is unavailable while {doing} {action.target}: {error}") from error
             if error_code(error) in _INSTANCE_GONE_CODES:
                 return action.with_outcome(
                     ActionStatus.FAILED, f"not blocked, nothing changed: instance not found: {error}"

@@ -9,8 +9,7 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import error_code, is_transient
-from vtriage.errors import TransientError
+from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.models import Action, ActionStatus
 
 # CopyObject copies at most 5 GB in one request; larger objects need a multipart copy.
@@ -227,10 +226,9 @@ class S3ObjectQuarantine:
     def _guard(self, action: Action, doing: str, operation: Callable[[], Action]) -> Action:
         """Throttling (SlowDown) and 5xx become TransientError; a missing bucket, FAILED."""
         try:
-            return operation()
+            with transient_aws_errors(f"S3 is unavailable while {doing} {action.target}", busy={"SlowDown"}):
+                return operation()
         except ClientError as error:
-            if is_transient(error) or error_code(error) == "SlowDown":
-                raise TransientError(f"S3 is unavailable while {doing} {action.target}: {error}") from error
             if error_code(error) == "NoSuchBucket":
                 return action.with_outcome(ActionStatus.FAILED, f"{doing} failed: {error}")
             raise

@@ -14,11 +14,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from vtriage.adapters.aws_errors import is_transient
+from vtriage.adapters.aws_errors import transient_aws_errors
 from vtriage.display import Report, one_line
-from vtriage.errors import TransientError
 from vtriage.models import Case, Ticket
 
 PROVIDER = "sns"
@@ -68,7 +65,7 @@ class SnsTicketSink:
     def open(self, case: Case, report: Report) -> Ticket:
         """Publish the report as plain text; the ticket is the published message, named by a stable id."""
         ticket = Ticket(provider=PROVIDER, id=ticket_id(case.case_id), created_at=self._now())
-        try:
+        with transient_aws_errors(f"SNS is unavailable for ticket {ticket.id}"):
             self._sns.publish(
                 TopicArn=self._topic_arn,
                 Subject=subject_for(case, ticket.id),
@@ -81,15 +78,11 @@ class SnsTicketSink:
                     "verdict": {"DataType": "String", "StringValue": case.verdict.value},
                 },
             )
-        except ClientError as error:
-            if is_transient(error):
-                raise TransientError(f"SNS is unavailable for ticket {ticket.id}: {error}") from error
-            raise
         return ticket
 
     def comment(self, ticket: Ticket, text: str) -> None:
         """Publish the comment as a follow-up message that names the ticket in its subject."""
-        try:
+        with transient_aws_errors(f"SNS is unavailable for ticket {ticket.id}"):
             self._sns.publish(
                 TopicArn=self._topic_arn,
                 Subject=subject_line(f"Update on {ticket.id}"),
@@ -99,10 +92,6 @@ class SnsTicketSink:
                     "event": {"DataType": "String", "StringValue": "comment"},
                 },
             )
-        except ClientError as error:
-            if is_transient(error):
-                raise TransientError(f"SNS is unavailable for ticket {ticket.id}: {error}") from error
-            raise
 
 
 def _fit(report: str, max_bytes: int) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import raise_transient
+from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.models import ExecutionInput
 
 
@@ -29,15 +29,15 @@ class StepFunctionsExecutionStarter:
 
     def start(self, name: str, execution_input: ExecutionInput) -> str:
         """Start the execution; when one with this name exists already, return its ARN."""
-        try:
-            response = self._client.start_execution(
-                stateMachineArn=self._state_machine_arn,
-                name=name,
-                input=execution_input.model_dump_json(),
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ExecutionAlreadyExists":
-                return execution_arn(self._state_machine_arn, name)
-            raise_transient(error)
-            raise
+        with transient_aws_errors():
+            try:
+                response = self._client.start_execution(
+                    stateMachineArn=self._state_machine_arn,
+                    name=name,
+                    input=execution_input.model_dump_json(),
+                )
+            except ClientError as error:
+                if error_code(error) == "ExecutionAlreadyExists":
+                    return execution_arn(self._state_machine_arn, name)
+                raise
         return str(response["executionArn"])

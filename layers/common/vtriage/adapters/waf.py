@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from vtriage.adapters.aws_errors import error_code, is_transient
+from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus
 
@@ -147,11 +147,10 @@ class WafIpSetBlocker:
     def _guard(self, action: Action, doing: str, operation: Callable[[], Action]) -> Action:
         """Throttling, 5xx and a busy set become TransientError; a missing set or a full one, FAILED."""
         try:
-            return operation()
+            with transient_aws_errors(f"WAF is unavailable while {doing} {action.target}", busy=_BUSY_CODES):
+                return operation()
         except ClientError as error:
             code = error_code(error)
-            if is_transient(error) or code in _BUSY_CODES:
-                raise TransientError(f"WAF is unavailable while {doing} {action.target}: {error}") from error
             if code == "WAFNonexistentItemException":
                 return action.with_outcome(
                     ActionStatus.FAILED, f"{doing} failed: {self._label} not found: {error}"
