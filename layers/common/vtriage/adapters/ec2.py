@@ -45,8 +45,8 @@ class _NotVtriagesGroupError(Exception):
 
 
 class Ec2InstanceIsolation:
-    """Implements `InstanceIsolation` and, for ISOLATE_INSTANCE, `ResponseActuator` with security groups;
-    leaves instances with the protected tag alone.
+    """Implements `ResponseActuator` for ISOLATE_INSTANCE with security groups; leaves instances with the
+    protected tag alone.
 
     In each VPC of the instance's interfaces, vtriage keeps two groups of its own (tag
     `vtriage:purpose=quarantine`): the quarantine group, with no rule, and the untracking group
@@ -71,9 +71,14 @@ class Ec2InstanceIsolation:
         self._untracking_name = quarantine_group_name + UNTRACKING_SUFFIX
         self._protected_tag_key = protected_tag_key
 
-    def isolate(self, instance_id: str, dry_run: bool, *, case_id: str | None = None) -> Action:
-        """Isolate the instance; when dry_run, only say what would change and change nothing. `case_id`,
-        when known, tells this case from another one named by the instance's `vtriage:case` tag."""
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Isolate the action's target instance; when dry_run, only say what would change and change
+        nothing. `before` maps each interface to its groups. The `case_id` parameter, when given, tells
+        this case from another one named by the instance's `vtriage:case` tag."""
+        case_id = action.parameters.get("case_id") or None
+        return action.with_outcome_of(self._isolated(action.target, dry_run, case_id))
+
+    def _isolated(self, instance_id: str, dry_run: bool, case_id: str | None) -> Action:
         try:
             with transient_aws_errors(f"EC2 is unavailable while isolating {instance_id}"):
                 return self._isolate(instance_id, dry_run, case_id)
@@ -83,11 +88,6 @@ class Ec2InstanceIsolation:
             if error_code(error) in _INSTANCE_GONE_CODES:
                 return _action(instance_id, ActionStatus.FAILED, f"instance not found: {error}")
             raise
-
-    def run(self, action: Action, dry_run: bool) -> Action:
-        """Isolate the action's target instance; `before` maps each interface to its groups."""
-        case_id = action.parameters.get("case_id") or None
-        return _with_outcome(action, self.isolate(action.target, dry_run, case_id=case_id))
 
     def rollback(self, action: Action) -> Action:
         """Put each network interface recorded in `before` back in the groups it was in, undoing both steps
@@ -544,7 +544,7 @@ class Ec2VolumeSnapshots:
     def run(self, action: Action, dry_run: bool) -> Action:
         """Snapshot the volumes not yet snapshotted for this case; `after` maps each volume to its snapshot.
 
-        Needs `parameters["case_id"]` (set by `remediate_case`).
+        Needs `parameters["case_id"]` (set by the remediation's run step).
         """
         return _guard_instance_errors(action, "snapshotting", lambda: self._snapshot(action, dry_run))
 
@@ -643,7 +643,7 @@ class Ec2InstanceTagging:
     def run(self, action: Action, dry_run: bool) -> Action:
         """Tag the instance; `before`/`after` hold the two tags' values (None when absent).
 
-        Needs `parameters["case_id"]` (set by `remediate_case`).
+        Needs `parameters["case_id"]` (set by the remediation's run step).
         """
         return _guard_instance_errors(action, "tagging", lambda: self._tag(action, dry_run))
 
@@ -765,14 +765,3 @@ def _guard_instance_errors(action: Action, doing: str, operation: Callable[[], A
 
 def _unchanged(action: Action, detail: str) -> Action:
     return action.model_copy(update={"detail": detail})
-
-
-def _with_outcome(action: Action, result: Action) -> Action:
-    return action.model_copy(
-        update={
-            "status": result.status,
-            "detail": result.detail,
-            "before": result.before,
-            "after": result.after,
-        }
-    )
