@@ -39,12 +39,6 @@ def is_transient(error: ClientError) -> bool:
     return code in TRANSIENT_CODES or status >= 500
 
 
-def raise_transient(error: ClientError) -> None:
-    """Re-raise a throttling or 5xx error as TransientError; return for any other, for the caller to raise."""
-    if is_transient(error):
-        raise TransientError(str(error)) from error
-
-
 @contextmanager
 def transient_aws_errors(unavailable: str = "", *, busy: Collection[str] = ()) -> Iterator[None]:
     """Within the block, a throttling or 5xx ClientError (or one whose code is in `busy`: a service's own
