@@ -72,6 +72,8 @@ find_runtime_python_dir() {
 }
 
 step "cfn-lint" "$TOOLS/cfn-lint" template.yaml
+# The member role each member account deploys (a StackSet): plain CloudFormation, no SAM.
+step "cfn-lint member-role.yaml" "$TOOLS/cfn-lint" member-role.yaml
 step "sam validate" "$TOOLS/sam" validate --template template.yaml --region "$REGION"
 step "sam validate --lint" "$TOOLS/sam" validate --lint --template template.yaml --region "$REGION"
 

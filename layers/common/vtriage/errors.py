@@ -42,6 +42,12 @@ class RemediationError(VtriageError):
     """A response action failed in a way a person must look at: the state machine opens a ticket."""
 
 
+class MemberRoleError(RemediationError):
+    """A member account cannot be reached: its role is missing, does not trust this deployment, or wants
+    another external id; or the account is not a listed member. The action fails with the account and
+    role named, and the case goes to a ticket."""
+
+
 class QuotaExhaustedError(TransientError):
     """The VirusTotal quota shared by every worker is spent until `retry_at` (timezone-aware, UTC).
 

@@ -251,6 +251,12 @@ class Action(BaseModel):
     detail: str = ""
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+    account: str | None = Field(
+        default=None, description="the account the action ran in (the finding's): set once it ran"
+    )
+    region: str | None = Field(
+        default=None, description="the Region the action ran in (the finding's): set once it ran"
+    )
 
     def with_outcome(
         self,

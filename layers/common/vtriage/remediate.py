@@ -25,7 +25,19 @@ from vtriage.models import (
 )
 from vtriage.ports import CaseRepository, ResponseActuator
 
+# The actuators of one place: one per action type.
 Actuators = Mapping[ActionType, ResponseActuator]
+
+
+class ActuatorsByPlace(Protocol):
+    """The actuators of each account and Region a case may be acted on in (the own account with the
+    function's credentials, a member account through its role), made on first use. A Mapping of
+    actuators instead acts wherever a case lives (one account and Region, as in tests)."""
+
+    def at(self, account: str, region: str, case_id: str) -> Actuators:
+        """The actuators acting in the account and Region, their calls made for the case (a member's
+        session is named after it). Raises `MemberRoleError` when the account cannot be reached."""
+        ...
 
 # PENDING_APPROVAL counts as not yet run: the state machine asks to run an action that waited only once
 # a person approved it, so it must run now.
@@ -185,7 +197,7 @@ class Remediator:
     """
 
     cases: SearchableCases
-    actuators: Actuators
+    actuators: Actuators | ActuatorsByPlace
     blast_radius: BlastRadius | None
     dry_run: bool
     max_actions_per_case: int
@@ -308,7 +320,7 @@ def plan_remediation(
 def run_action(
     task: ActionTask,
     cases: CaseRepository,
-    actuators: Actuators,
+    actuators: Actuators | ActuatorsByPlace,
     dry_run: bool,
     *,
     place: Place,
@@ -478,7 +490,7 @@ def _why_a_person_must_approve(
 def rollback_case(
     case_id: str,
     cases: SearchableCases,
-    actuators: Actuators,
+    actuators: Actuators | ActuatorsByPlace,
     *,
     now: datetime | None = None,
 ) -> RollbackResult:
@@ -589,7 +601,7 @@ def _undo_unless_relied_on(
     case: Case,
     index: int,
     others: _Others,
-    actuators: Actuators,
+    actuators: Actuators | ActuatorsByPlace,
     released: list[str],
     *,
     now: datetime | None,
@@ -631,7 +643,13 @@ def _undo_unless_relied_on(
 
 
 def _release(
-    holder: Case, position: int, releaser: str, actuators: Actuators, others: _Others, *, now: datetime | None
+    holder: Case,
+    position: int,
+    releaser: str,
+    actuators: Actuators | ActuatorsByPlace,
+    others: _Others,
+    *,
+    now: datetime | None,
 ) -> str:
     """Undo a change another case kept for the ones that relied on it, and record that on its case."""
     kept = _as_run(holder.actions[position])
@@ -674,23 +692,38 @@ def _for_actuator(case: Case, action: Action) -> Action:
     return action.model_copy(update={"parameters": {CASE_ID_PARAMETER: case.case_id, **action.parameters}})
 
 
-def _run(case: Case, action: Action, actuators: Actuators, dry_run: bool, place: Place) -> Action:
+def _run(
+    case: Case, action: Action, actuators: Actuators | ActuatorsByPlace, dry_run: bool, place: Place
+) -> Action:
     """Run one action through its actuator, unless the case's finding lives outside `place`; keep the
     planned type, target and parameters, take the outcome."""
     refused = refusal(case, place)
     if refused is not None:
         return action.with_outcome(ActionStatus.SKIPPED, refused)
-    actuator = actuators.get(action.type)
+    actuator = _actuators_at(case, actuators).get(action.type)
     if actuator is None:
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")
     action_dry_run = dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true"
     result = actuator.run(_for_actuator(case, action), action_dry_run)
-    return action.with_outcome_of(result)
+    return _where_it_ran(case, action.with_outcome_of(result))
 
 
-def _undo(case: Case, action: Action, actuators: Actuators) -> Action:
+def _undo(case: Case, action: Action, actuators: Actuators | ActuatorsByPlace) -> Action:
     """Roll one action back through its actuator; keep the planned type, target and parameters."""
-    actuator = actuators.get(action.type)
+    actuator = _actuators_at(case, actuators).get(action.type)
     if actuator is None:
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")
-    return action.with_outcome_of(actuator.rollback(_for_actuator(case, action)))
+    return _where_it_ran(case, action.with_outcome_of(actuator.rollback(_for_actuator(case, action))))
+
+
+def _actuators_at(case: Case, actuators: Actuators | ActuatorsByPlace) -> Actuators:
+    """The actuators of the place the case's finding lives in: its account and Region."""
+    if isinstance(actuators, Mapping):
+        return actuators
+    return actuators.at(case.alert.account, case.alert.region, case.case_id)
+
+
+def _where_it_ran(case: Case, outcome: Action) -> Action:
+    """The outcome naming where it ran: the finding's account and Region (the ticket and the runner's
+    JSON show them)."""
+    return outcome.model_copy(update={"account": case.alert.account, "region": case.alert.region})

@@ -1,4 +1,5 @@
-"""The remediate function's adapters: one actuator per configured action type."""
+"""The remediate function's adapters: one actuator per configured action type, for each account and Region
+a case may be acted on in (built there on first use, kept for the container's life)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from functools import cache
 
 import boto3
 
+from vtriage.adapters.aws_sessions import AccountClients, AwsSessions, member_containment_policy_arn
 from vtriage.adapters.dns_firewall import DnsFirewallDomainBlocker
 from vtriage.adapters.ec2 import Ec2InstanceIsolation, Ec2InstanceTagging, Ec2VolumeSnapshots
 from vtriage.adapters.guardrails import DynamoBlastRadius
@@ -13,27 +15,55 @@ from vtriage.adapters.iam import IamAccessKeyDisabler
 from vtriage.adapters.nacl import NaclIpBlocker
 from vtriage.adapters.s3 import S3ObjectQuarantine
 from vtriage.adapters.waf import WafIpSetBlocker
-from vtriage.composition import AWS_CONFIG, aws_client, case_repository, utc_now
+from vtriage.composition import AWS_CONFIG, aws_client, aws_session, case_repository, utc_now
 from vtriage.config import RemediateSettings
-from vtriage.models import ActionType
+from vtriage.models import Action, ActionStatus, ActionType
 from vtriage.ports import ResponseActuator
 from vtriage.remediate import Actuators, Remediator
 
 
-def actuators(settings: RemediateSettings) -> Actuators:
-    """One actuator per action type whose settings are configured: the EC2 and IAM ones need none, the
+def actuators(settings: RemediateSettings, where: AccountClients | None = None) -> Actuators:
+    """One actuator per action type whose settings are configured, acting with `where`'s clients (the
+    deployment's own account in the function's Region when None): the EC2 and IAM ones need none, the
     WAF, NACL and S3 ones their resource. An action of a type left out fails, for a person. The DNS
-    Firewall one is always there and skips its actions when no domain list is configured."""
-    ec2 = aws_client(settings, "ec2")
+    Firewall one is always there and skips its actions when no domain list is configured.
+
+    In a member account the instance, its volumes, its network ACLs and the user are the member's, reached
+    through its role; the WAF IP set, the DNS Firewall domain list and the quarantine bucket are this
+    deployment's own, and vtriage changes none of them for another account's finding: those actions are
+    skipped there, saying so."""
+    here = where or AccountClients(
+        settings.own_account_id, settings.region, False, lambda service: aws_client(settings, service)
+    )
+    ec2 = here.client("ec2")
     protected = settings.protected_tag_key
+    containment = (
+        member_containment_policy_arn(here.partition, here.account, settings.member_role_name)
+        if here.member
+        else settings.user_containment_policy_arn
+    )
     found: dict[ActionType, ResponseActuator] = {
         ActionType.ISOLATE_INSTANCE: Ec2InstanceIsolation(ec2, settings.quarantine_group_name, protected),
         ActionType.SNAPSHOT_VOLUMES: Ec2VolumeSnapshots(ec2, protected),
         ActionType.TAG_INSTANCE: Ec2InstanceTagging(ec2, protected),
-        ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(
-            aws_client(settings, "iam"), protected, settings.user_containment_policy_arn
-        ),
+        ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(here.client("iam"), protected, containment),
     }
+    if settings.nacl_rule_min is not None and settings.nacl_rule_max is not None:
+        found[ActionType.BLOCK_IP_NACL] = NaclIpBlocker(
+            ec2, settings.nacl_rule_min, settings.nacl_rule_max, protected
+        )
+    if here.member:
+        own = settings.own_account_id
+        if settings.waf_ip_set_name is not None and settings.waf_ip_set_id is not None:
+            found[ActionType.BLOCK_IP_WAF] = DeploymentAccountOnly("the WAF IP set", own, here.account)
+        if settings.quarantine_bucket is not None:
+            found[ActionType.QUARANTINE_OBJECT] = DeploymentAccountOnly(
+                "the quarantine bucket", own, here.account
+            )
+        found[ActionType.BLOCK_DOMAIN_DNS_FIREWALL] = DeploymentAccountOnly(
+            "the DNS Firewall domain list", own, here.account
+        )
+        return found
     if settings.waf_ip_set_name is not None and settings.waf_ip_set_id is not None:
         # A CLOUDFRONT IP set lives in us-east-1 whatever the function's region.
         waf_region = "us-east-1" if settings.waf_ip_set_scope == "CLOUDFRONT" else settings.region
@@ -43,28 +73,86 @@ def actuators(settings: RemediateSettings) -> Actuators:
         found[ActionType.BLOCK_IP_WAF] = WafIpSetBlocker(
             waf, settings.waf_ip_set_name, settings.waf_ip_set_id, settings.waf_ip_set_scope
         )
-    if settings.nacl_rule_min is not None and settings.nacl_rule_max is not None:
-        found[ActionType.BLOCK_IP_NACL] = NaclIpBlocker(
-            ec2, settings.nacl_rule_min, settings.nacl_rule_max, protected
-        )
     if settings.quarantine_bucket is not None:
         found[ActionType.QUARANTINE_OBJECT] = S3ObjectQuarantine(
             aws_client(settings, "s3"), settings.quarantine_bucket, protected
         )
     # Without a domain list this actuator calls nothing and skips, saying so: "where the account has one,
-    # otherwise a ticket" needs no failure, which would mark the case FAILED.
+    # otherwise a ticket" needs no failure, which would mark the case FAILED. The list, like the WAF IP
+    # set, lives in the function's own Region, whichever Region the finding names.
     found[ActionType.BLOCK_DOMAIN_DNS_FIREWALL] = DnsFirewallDomainBlocker(
         aws_client(settings, "route53resolver"), settings.dns_firewall_domain_list_id
     )
     return found
 
 
+class DeploymentAccountOnly:
+    """The actuator, in a member account, of an action whose target is this deployment's own (a WAF IP
+    set, a DNS Firewall domain list, the quarantine bucket): it changes nothing and says so."""
+
+    def __init__(self, what: str, own_account: str, member_account: str) -> None:
+        self._reason = (
+            f"not run in member account {member_account}: {what} is this deployment account's "
+            f"({own_account}), and vtriage edits no deployment-account resource for another account's "
+            "finding; a person decides"
+        )
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Skip the action, with the reason."""
+        return action.with_outcome(ActionStatus.SKIPPED, self._reason)
+
+    def rollback(self, action: Action) -> Action:
+        """Nothing was changed, so nothing is undone."""
+        return action.with_outcome(ActionStatus.SKIPPED, "nothing to undo: " + self._reason)
+
+
+class PlacedActuators:
+    """The actuators of each account and Region, built the first time a case lives there and kept: the
+    remediator asks for those of the case's place (`ActuatorsByPlace`)."""
+
+    def __init__(self, settings: RemediateSettings, sessions: AwsSessions) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._built: dict[tuple[str, str], Actuators] = {}
+
+    def at(self, account: str, region: str, case_id: str) -> Actuators:
+        """The actuators acting in the account and Region for the case (a member's role assumed in a
+        session named after it); raises `MemberRoleError` when the account cannot be reached."""
+        where = self._sessions.clients(account, region, case_id)
+        if (account, region) not in self._built:
+            self._built[account, region] = actuators(self._settings, where)
+        return self._built[account, region]
+
+
+def placed_actuators(settings: RemediateSettings, sts: object | None = None) -> PlacedActuators:
+    """The actuators of every account and Region the deployment acts in, reaching member accounts through
+    STS (the function's own client unless `sts` is given)."""
+    place = settings.place
+    sessions = AwsSessions(
+        own_account=settings.own_account_id,
+        members=place.members,
+        own_session=aws_session,
+        sts=sts if sts is not None else aws_client(settings, "sts"),
+        role_name=settings.member_role_name,
+        external_id=settings.external_id,
+        config=AWS_CONFIG,
+        endpoint_url=settings.aws_endpoint_url,
+    )
+    return PlacedActuators(settings, sessions)
+
+
 @cache
 def remediator(settings: RemediateSettings) -> Remediator:
     """The remediate function's steps over its adapters, built once per container."""
+    return build_remediator(settings)
+
+
+def build_remediator(settings: RemediateSettings, sts: object | None = None) -> Remediator:
+    """The remediate function's steps over its adapters, member accounts reached through `sts` (the
+    function's own STS client unless given)."""
     return Remediator(
         cases=case_repository(settings),
-        actuators=actuators(settings),
+        actuators=placed_actuators(settings, sts),
         blast_radius=(
             DynamoBlastRadius(
                 aws_client(settings, "dynamodb"),
