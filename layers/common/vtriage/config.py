@@ -1,4 +1,5 @@
-"""One typed settings model per function, read from the environment when the function starts.
+"""One typed settings model per function, read from the environment when the function starts, and the
+one loader of configuration (`load_config`), which also reads the playbooks and the verdict policy files.
 
 A missing or bad setting stops the function with a `ConfigurationError` that names the variable.
 """
@@ -6,12 +7,13 @@ A missing or bad setting stops the function with a `ConfigurationError` that nam
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -28,6 +30,46 @@ from vtriage.eligibility import Place
 from vtriage.errors import ConfigurationError
 from vtriage.intake import DEFAULT_MAX_FINDINGS, DEFAULT_MAX_IOCS, IntakeOptions
 from vtriage.models import Channel, Verdict
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def load_config(
+    model: type[ConfigT],
+    source: Path | Mapping[str, object],
+    *,
+    named: str,
+    whole: str,
+    plural: bool = False,
+) -> ConfigT:
+    """`source` validated as `model`: a JSON file (a Path), whose document must be an object, or values
+    read already (the environment). Raises ConfigurationError starting with `named` (the file and the
+    setting that names it, or the settings class): the file cannot be read, is not JSON, or each field at
+    fault by its path (`playbooks.0.actions.1.type: ...`; `whole` for the document as a whole). `plural`:
+    `named` takes "are" ("playbooks ... are invalid")."""
+    if isinstance(source, Path):
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigurationError(f"{named}: cannot be read ({error.strerror})") from None
+        try:
+            document = json.loads(text)
+        except ValueError as error:
+            raise ConfigurationError(f"{named}: not JSON ({error})") from None
+        if not isinstance(document, dict):
+            raise ConfigurationError(f"{named}: the document must be a JSON object")
+    else:
+        document = source
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        problems = []
+        for issue in error.errors():
+            name = ".".join(str(part) for part in issue["loc"]) or whole
+            problems.append(f"{name}: {issue['msg']}")
+        verb = "are" if plural else "is"
+        raise ConfigurationError(f"{named} {verb} invalid: " + "; ".join(problems)) from None
+
 
 DEFAULT_VT_BASE_URL = "https://www.virustotal.com/api/v3"
 _MUST_BE_HTTPS = "must be an https:// URL (http only on loopback)"
@@ -78,14 +120,7 @@ class Settings(BaseModel):
         source = dict(os.environ if environ is None else environ)
         if "AWS_REGION" not in source and "AWS_DEFAULT_REGION" in source:
             source["AWS_REGION"] = source["AWS_DEFAULT_REGION"]
-        try:
-            return cls.model_validate(source)
-        except ValidationError as error:
-            problems = []
-            for issue in error.errors():
-                name = ".".join(str(part) for part in issue["loc"]) or "settings"
-                problems.append(f"{name}: {issue['msg']}")
-            raise ConfigurationError(f"{cls.__name__} is invalid: " + "; ".join(problems)) from None
+        return load_config(cls, source, named=cls.__name__, whole="settings")
 
 
 class AlertReadingSettings(Settings):

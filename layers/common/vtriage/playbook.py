@@ -11,14 +11,14 @@ block on every matching IP or domain, a key on every access key, a quarantine on
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vtriage.config import load_config
 from vtriage.errors import ConfigurationError
 from vtriage.models import (
     DRY_RUN_PARAMETER,
@@ -185,29 +185,10 @@ def load_playbooks(path: Path | None = None) -> Playbooks:
 
     Raises ConfigurationError naming the file and each bad field (`playbooks.0.actions.1.type: ...`).
     """
-    source = path or DEFAULT_PLAYBOOKS_PATH
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigurationError(
-            f"playbooks {source} (PLAYBOOKS_PATH): cannot be read ({error.strerror})"
-        ) from None
-    try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise ConfigurationError(f"playbooks {source} (PLAYBOOKS_PATH): not JSON ({error})") from None
-    if not isinstance(document, dict):
-        raise ConfigurationError(f"playbooks {source} (PLAYBOOKS_PATH): the document must be a JSON object")
-    try:
-        return Playbooks.model_validate(document)
-    except ValidationError as error:
-        problems = []
-        for issue in error.errors():
-            name = ".".join(str(part) for part in issue["loc"]) or "playbooks"
-            problems.append(f"{name}: {issue['msg']}")
-        raise ConfigurationError(
-            f"playbooks {source} (PLAYBOOKS_PATH) are invalid: " + "; ".join(problems)
-        ) from None
+    source = Path(path or DEFAULT_PLAYBOOKS_PATH)
+    return load_config(
+        Playbooks, source, named=f"playbooks {source} (PLAYBOOKS_PATH)", whole="playbooks", plural=True
+    )
 
 
 @cache

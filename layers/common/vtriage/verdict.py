@@ -17,18 +17,17 @@ the reasons after the first are the other rules that had something to say.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Self, TypeGuard
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vtriage.errors import ConfigurationError
+from vtriage.config import load_config
 from vtriage.models import EngineStats, Enrichment, Ioc, IocType, Verdict
-from vtriage.virustotal.objects import NOTES_KEY, gui_link
 from vtriage.virustotal.context import detections, trim_context
+from vtriage.virustotal.objects import NOTES_KEY, gui_link
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "data" / "verdict-policy.json"
 
@@ -162,25 +161,8 @@ def load_policy(path: Path | None = None) -> VerdictPolicy:
 
     Raises ConfigurationError naming the file and each bad field (`thresholds.file.malicious: ...`).
     """
-    source = path or DEFAULT_POLICY_PATH
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigurationError(f"verdict policy {source}: cannot be read ({error.strerror})") from None
-    try:
-        document = json.loads(text)
-    except ValueError as error:
-        raise ConfigurationError(f"verdict policy {source}: not JSON ({error})") from None
-    if not isinstance(document, dict):
-        raise ConfigurationError(f"verdict policy {source}: the document must be a JSON object")
-    try:
-        return VerdictPolicy.model_validate(document)
-    except ValidationError as error:
-        problems = []
-        for issue in error.errors():
-            name = ".".join(str(part) for part in issue["loc"]) or "policy"
-            problems.append(f"{name}: {issue['msg']}")
-        raise ConfigurationError(f"verdict policy {source} is invalid: " + "; ".join(problems)) from None
+    source = Path(path or DEFAULT_POLICY_PATH)
+    return load_config(VerdictPolicy, source, named=f"verdict policy {source}", whole="policy")
 
 
 @dataclass
