@@ -11,6 +11,7 @@ role named (ticketed, nothing lost), and a rollback gives each account's instanc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,6 +130,21 @@ def quarantine_groups(aws: LocalAws, account: str, region: str) -> list[str]:
     return [group["GroupId"] for group in found["SecurityGroups"]]
 
 
+def ticket_inbox(aws: LocalAws) -> str:
+    """A mailbox (a queue) subscribed to the ticket topic, as a person's e-mail address would be."""
+    sqs = aws.client("sqs")
+    url = str(sqs.create_queue(QueueName="inbox-tickets")["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws.client("sns").subscribe(TopicArn=aws.ref("TicketTopic"), Protocol="sqs", Endpoint=arn)
+    return url
+
+
+def ticket_lines(aws: LocalAws, inbox: str) -> list[str]:
+    """The lines of the one ticket mail the mailbox holds."""
+    [message] = aws.client("sqs").receive_message(QueueUrl=inbox, MaxNumberOfMessages=10)["Messages"]
+    return [line.strip() for line in str(json.loads(message["Body"])["Message"]).splitlines()]
+
+
 # ---------------------------------------------------------------- where the finding lives
 
 
@@ -160,6 +176,7 @@ def test_a_member_accounts_finding_in_another_region_isolates_its_instance_there
     # same setup in the deployment's own account and Region
     instance_id, groups = instance_in(organisation, MEMBER, ELSEWHERE)
     own_instance, own_groups = instance_in(organisation, ACCOUNT_ID, REGION)
+    inbox = ticket_inbox(organisation)
 
     # When the member's finding runs through the state machine for real
     execution, stored = triage(organisation, case_of(MEMBER, ELSEWHERE, instance_id))
@@ -173,6 +190,12 @@ def test_a_member_accounts_finding_in_another_region_isolates_its_instance_there
     [[quarantine]] = groups_of(organisation, MEMBER, ELSEWHERE, instance_id)
     assert quarantine not in groups
     assert quarantine_groups(organisation, MEMBER, ELSEWHERE) == [quarantine]
+    # And its ticket names the finding's account and Region, and where the action ran
+    lines = ticket_lines(organisation, inbox)
+    assert f"Account: {MEMBER}" in lines
+    assert f"Region: {ELSEWHERE}" in lines
+    [action_line] = [line for line in lines if line.startswith("- isolate_instance")]
+    assert f"{instance_id}: done in account {MEMBER}, Region {ELSEWHERE} - " in action_line
     # And nothing changed in the deployment's own account, in either Region
     assert groups_of(organisation, ACCOUNT_ID, REGION, own_instance) == [own_groups]
     assert quarantine_groups(organisation, ACCOUNT_ID, REGION) == []

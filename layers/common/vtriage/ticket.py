@@ -166,6 +166,7 @@ def render_report(
                 _line(
                     f"- {action.type.value}",
                     f"{one_line(action.target)}: {action.status.value}"
+                    + (f" in {_where(action.account, action.region)}" if action.account else "")
                     + (f" - {one_line(action.detail)}" if action.detail else ""),
                     indent=2,
                     escape=False,
@@ -208,6 +209,11 @@ def approval_links_note(approval: ApprovalLinks) -> str:
 
 _BLANK = ReportLine()
 _NONE = ReportLine(label="(none)", indent=2)
+
+
+def _where(account: str, region: str | None) -> str:
+    """Where an action ran, as its ticket line says it: the finding's account and Region."""
+    return f"account {one_line(account)}, Region {one_line(region or '')}"
 
 
 def _guessed(notes: tuple[str, ...]) -> str:
