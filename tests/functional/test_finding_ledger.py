@@ -119,7 +119,7 @@ def test_a_step_saving_a_case_keeps_the_variant_the_enrich_function_noted_meanwh
 
     # When the enrich function notes the genuine case on it, then the step saves what it read, changed
     assert ledger.note_variant(benign.case_id, "guardduty-genuine", _note("another content"))
-    read_by_ticket_step.status = CaseStatus.TICKETED
+    read_by_ticket_step.record(CaseStatus.TICKETED, NOW)
     cases.save(read_by_ticket_step)
 
     # Then the stored case is the step's, and still names the variant, with its line in the history

@@ -30,8 +30,9 @@ def _repository(aws: LocalAws) -> DynamoCaseRepository:
 
 
 def _stored_case(aws: LocalAws, finding_id: str, status: CaseStatus, updated_at: datetime) -> Case:
-    """A case in this status, written as the functions write cases."""
-    case = make_case(make_alert(id=finding_id), status=status, created_at=NOW, updated_at=updated_at)
+    """A case moved to this status, written as the functions write cases."""
+    case = make_case(make_alert(id=finding_id), created_at=NOW, updated_at=NOW)
+    case.record(status, updated_at)
     assert _repository(aws).create(case)
     return case
 

@@ -130,6 +130,8 @@ def test_live_run_isolates_and_marks_the_case_remediated() -> None:
     assert saved.status is CaseStatus.REMEDIATED
     assert saved.branch is Branch.REMEDIATE
     assert started <= saved.updated_at <= datetime.now(UTC)
+    # And its history ends with the step, when it was taken
+    assert (saved.history[-1].status, saved.history[-1].at) == (CaseStatus.REMEDIATED, saved.updated_at)
     # And the case was written twice: by the plan (its branch) and by the action's run; finish writes nothing
     assert cases.saves == 2
 
@@ -218,6 +220,8 @@ def test_actions_beyond_the_cap_are_skipped_for_a_person_to_decide() -> None:
 
     # Then only the first two ran; the third is skipped and says why
     assert [call[0] for call in actuator.calls] == ["i-1", "i-2"]
+    # And the case became remediated once: one step in its history for the two actions done
+    assert [entry.status for entry in saved.history] == [CaseStatus.REMEDIATED]
     assert statuses(saved) == {
         "i-1": ActionStatus.DONE,
         "i-2": ActionStatus.DONE,

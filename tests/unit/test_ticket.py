@@ -102,6 +102,8 @@ def test_a_suspicious_case_gets_a_ticket_stored_on_it() -> None:
     assert saved.status is CaseStatus.TICKETED
     assert saved.updated_at == NOW
     assert saved.error is None
+    # And its history ends with the step, when it was taken
+    assert (saved.history[-1].status, saved.history[-1].at) == (CaseStatus.TICKETED, NOW)
 
 
 def test_a_retry_returns_the_same_ticket_and_never_opens_a_second() -> None:
@@ -172,6 +174,7 @@ def test_a_caught_error_fails_the_case_and_is_in_the_report() -> None:
     # Then the case is failed with a readable error, kept in the report too
     saved = stored(cases, case.case_id)
     assert saved.status is CaseStatus.FAILED
+    assert (saved.history[-1].status, saved.history[-1].at) == (CaseStatus.FAILED, NOW)
     assert saved.error == "RemediationError: case x: isolate_instance i-1: AccessDenied"
     assert saved.branch is Branch.REMEDIATE
     assert "RemediationError: case x: isolate_instance i-1: AccessDenied" in sink.opened[0].report.text()

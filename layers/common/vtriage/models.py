@@ -295,8 +295,6 @@ class CaseStatus(StrEnum):
     # The VirusTotal quota ran out before every IOC was looked up: no verdict yet, the record comes back.
     PENDING_ENRICHMENT = "PENDING_ENRICHMENT"
     ENRICHED = "ENRICHED"
-    # Actions wait for a person to approve or reject them.
-    PENDING_APPROVAL = "PENDING_APPROVAL"
     REMEDIATED = "REMEDIATED"
     TICKETED = "TICKETED"
     CLOSED = "CLOSED"
@@ -469,18 +467,11 @@ class Case(BaseModel):
         return self.verdict is Verdict.MALICIOUS and bool(self.actions)
 
     def record(self, status: CaseStatus, at: datetime, note: str = "") -> None:
-        """Move the case to `status` at `at` and add the step to its history."""
+        """Move the case to `status` at `at` and add the step to its history: every step that changes a
+        case's status does it here."""
         self.status = status
         self.updated_at = at
         self.history.append(HistoryEntry(status=status, at=at, note=note))
-
-    def with_status_recorded(self) -> Case:
-        """This case, its history ending with its current status: a status set without `record` (by
-        a step that predates the history) is added, dated by `updated_at`. Stores call it on write."""
-        if self.history and self.history[-1].status is self.status:
-            return self
-        entry = HistoryEntry(status=self.status, at=self.updated_at)
-        return self.model_copy(update={"history": [*self.history, entry]})
 
     @property
     def uncommented_repeats(self) -> int:

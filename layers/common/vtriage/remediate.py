@@ -347,9 +347,9 @@ def run_action(
         )
     case.actions[task.index] = outcome
     case.branch = Branch.REMEDIATE
-    if outcome.status is ActionStatus.DONE:
-        case.status = CaseStatus.REMEDIATED
     case.updated_at = now or datetime.now(UTC)
+    if outcome.status is ActionStatus.DONE and case.status is not CaseStatus.REMEDIATED:
+        case.record(CaseStatus.REMEDIATED, case.updated_at)
     cases.save(case)
     return ActionOutcome(case_id=case.case_id, index=task.index, status=outcome.status, changed=True)
 

@@ -83,12 +83,13 @@ def open_ticket(
 
     if case.branch is not Branch.REMEDIATE:
         case.branch = Branch.TICKET
-    if task.error:
-        case.status = CaseStatus.FAILED
-        case.error = describe_error(task.error)
-    elif case.status is not CaseStatus.REMEDIATED:
-        case.status = CaseStatus.TICKETED
     case.updated_at = now
+    if task.error:
+        case.error = describe_error(task.error)
+        if case.status is not CaseStatus.FAILED:
+            case.record(CaseStatus.FAILED, now)
+    elif case.status not in (CaseStatus.REMEDIATED, CaseStatus.TICKETED):
+        case.record(CaseStatus.TICKETED, now)
 
     case.ticket = sink.open(case, render_report(case, enrichments=enrichments, approval=approval))
     case.repeats_commented = case.repeat_count

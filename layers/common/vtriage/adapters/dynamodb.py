@@ -164,9 +164,9 @@ class DynamoCaseRepository:
         self._now = now
 
     def _item(self, case: Case, revision: int) -> dict[str, Any]:
-        # Every write keeps the history up to date, whichever step changed the status, and the case
-        # within its bounds and DynamoDB's item limit (measured, trimmed with a note when over).
-        fitted = fit_case(case.with_status_recorded(), lambda candidate: item_size(self._raw_item(candidate)))
+        # Every write keeps the case within its bounds and DynamoDB's item limit (measured, trimmed with a
+        # note when over).
+        fitted = fit_case(case, lambda candidate: item_size(self._raw_item(candidate)))
         return {**self._raw_item(fitted), REVISION: {"N": str(revision)}}
 
     def _raw_item(self, case: Case) -> dict[str, Any]:
