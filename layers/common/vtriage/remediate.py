@@ -1,5 +1,7 @@
-"""Run a case's planned response actions, within a cap, in the deployment's own place only, and record
-every outcome on the case; roll back what is reversible without undoing what another open case relies on."""
+"""Run a case's planned response actions, within a cap, where its finding lives (the deployment's own
+account or a member account, in the finding's Region, when the deployment's place admits it) and nowhere
+else, and record every outcome on the case; roll back what is reversible without undoing what another
+open case relies on."""
 
 from __future__ import annotations
 
@@ -239,8 +241,9 @@ class Remediator:
 
 
 def refusal(case: Case, place: Place) -> str | None:
-    """Why no action of the case may run here: its finding names another account or Region than the
-    deployment's, or is not actionable. None when its actions may run. Planning already gives such a
+    """Why no action of the case may run: its finding names an account that is neither the deployment's
+    nor a listed member, or a Region the deployment does not act in, or is not actionable. None when its
+    actions may run. Planning already gives such a
     finding no action; this is checked again before each action, whoever planned it."""
     reasons = [*case.alert.not_actionable, *place.reasons_against(case.alert)]
     if not reasons:
