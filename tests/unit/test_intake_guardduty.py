@@ -338,6 +338,24 @@ def test_version_falls_back_to_the_count_when_updated_at_is_missing() -> None:
     assert first.case_id != later.case_id
 
 
+def test_version_is_the_raw_text_when_updated_at_does_not_read_and_there_is_no_count() -> None:
+    # Given a finding whose updatedAt is no time and whose service has no count, then its later update
+    event = load(PORT_PROBE)
+    event["detail"]["updatedAt"] = "last Tuesday"
+    del event["detail"]["service"]["count"]
+    later = copy.deepcopy(event)
+    later["detail"]["updatedAt"] = "this Wednesday"
+
+    # When both are parsed
+    first, second = only_alert(event), only_alert(later)
+
+    # Then the text as written versions each, so the update is a new case, and no action runs on either
+    assert first.version == "raw-'last Tuesday'"
+    assert second.version == "raw-'this Wednesday'"
+    assert first.case_id != second.case_id
+    assert any(reason.startswith("detail.updatedAt: ") for reason in first.not_actionable)
+
+
 def test_a_redelivered_finding_is_the_same_case() -> None:
     assert only_alert(load(PORT_PROBE)).case_id == only_alert(load(PORT_PROBE)).case_id
 
@@ -775,12 +793,14 @@ def test_a_scan_result_naming_no_object_is_refused_naming_the_field(break_it: An
             "time: '2025-03-24 13:30:45' has no time zone: read as UTC; read as 2025-03-24T13:30:45+00:00",
         ),
         ("account", "1234", "account: expected a 12-digit AWS account id, got '1234'; 'unknown' stands in"),
+        ("time", None, "time: missing; 1970-01-01T00:00:00+00:00 stands in"),
     ],
 )
 def test_a_scan_result_with_a_malformed_time_or_account_is_triaged_but_never_acted_on(
-    field: str, value: str, note: str
+    field: str, value: str | None, note: str
 ) -> None:
-    # Given a scan result whose envelope time is in a vendor's own form, or whose account is malformed
+    # Given a scan result whose envelope time is in a vendor's own form or missing, or whose account is
+    # malformed
     event = load(S3_SCAN)
     event[field] = value
 

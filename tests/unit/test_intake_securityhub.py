@@ -351,6 +351,32 @@ def test_get_findings_output_and_a_bare_finding_give_the_same_alert_as_the_event
 
 
 @pytest.mark.parametrize(
+    ("updated_at", "version"),
+    [
+        ("last Tuesday", "raw-'last Tuesday'"),
+        (None, "2025-03-18T15:04:01+00:00"),
+        ("", "2025-03-18T15:04:01+00:00"),
+    ],
+    ids=["unreadable", "missing", "empty"],
+)
+def test_a_finding_whose_updated_at_does_not_read_is_versioned_by_its_text_else_its_creation(
+    updated_at: str | None, version: str
+) -> None:
+    # Given a finding whose UpdatedAt is no time, or is missing or empty
+    event = load(THREAT_INTEL)
+    finding = finding_of(event)
+    finding["UpdatedAt"] = updated_at
+    finding["CreatedAt"] = "2025-03-18T15:04:01.000Z"
+
+    # When it is parsed
+    [alert] = alerts_of(event)
+
+    # Then its text as written versions it, else the time that stands in; no action runs on it
+    assert alert.version == version
+    assert any(reason.startswith("detail.findings[0].UpdatedAt: ") for reason in alert.not_actionable)
+
+
+@pytest.mark.parametrize(
     ("label", "score"),
     [("INFORMATIONAL", 0.0), ("LOW", 1.0), ("MEDIUM", 4.0), ("HIGH", 7.0), ("CRITICAL", 9.0)],
 )

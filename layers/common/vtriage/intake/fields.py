@@ -271,8 +271,14 @@ class Fields:
         noted (`instead` says what stands in) and gives None. Either way the alert is no longer
         actionable.
         """
-        value = parent.get(key)
-        field = self.where(join(at, key))
+        return self._moment(parent.get(key), self.where(join(at, key)), instead=instead, required=required)
+
+    def event_time(self, envelope: Envelope, *, instead: str) -> datetime | None:
+        """The event's `time`, read and noted as `moment` reads a required time of the finding, and named
+        `time`: the alert's time when the event is all a detector sends (no finding's time of its own)."""
+        return self._moment(envelope.time, "time", instead=instead, required=True)
+
+    def _moment(self, value: Any, field: str, *, instead: str, required: bool) -> datetime | None:
         if value is None or value == "":
             if required:
                 self.malformed(field, "missing", instead)
@@ -480,6 +486,27 @@ def epoch_time(seconds: float) -> datetime | None:
     if not 0 <= seconds < _END_OF_TIME:
         return None
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def event_detail(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The `detail` object of an EventBridge event, where every detector puts its finding or findings;
+    InvalidAlertError naming `detail` when it is missing or no object."""
+    return Fields().required_object(event, "detail", "")
+
+
+def raw_version(value: Any) -> str | None:
+    """A finding's version from its update time as written (`raw-...`, shown escaped and cut), for a time
+    that does not read; None when there is no such text or number."""
+    if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
+        return f"raw-{shown(value, 64)}"
+    return None
+
+
+def embedded_flag(value: Any, key: str) -> bool:
+    """Whether `value` is a string holding a JSON object whose `key` is true (GuardDuty's sample flag in
+    `additionalInfo.value`)."""
+    embedded = embedded_json_object(value) if isinstance(value, str) else None
+    return embedded is not None and is_true(embedded.get(key))
 
 
 def embedded_json_object(text: str) -> dict[str, Any] | None:

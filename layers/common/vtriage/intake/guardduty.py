@@ -38,12 +38,13 @@ from vtriage.intake.fields import (
     Candidate,
     Envelope,
     Fields,
-    embedded_json_object,
+    embedded_flag,
     escaped,
+    event_detail,
     is_true,
     json_kind,
     own_values,
-    read_time,
+    raw_version,
     shown,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
@@ -105,10 +106,10 @@ def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False)
     if not unsourced:
         _check_source(event)
         if event.get("detail-type") == MALWARE_SCAN_DETAIL_TYPE:
-            scan = _detail(event)
+            scan = event_detail(event)
             return [Finding(where="", read=lambda: _malware_scan(event, scan), content=scan)]
         _check_detail_type(event, EVENT_DETAIL_TYPE)
-    detail = _detail(event)
+    detail = event_detail(event)
     envelope = Envelope.of(event)
 
     def read() -> Alert | Acknowledged:
@@ -198,18 +199,13 @@ def _malware_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> Alert | A
     version_id = fields.loose_text(item, "versionId")
     envelope = Envelope.of(event)
     # The event's time is when GuardDuty published the scan result: the only time the event has.
-    moment, problem = read_time(envelope.time) if envelope.time is not None else (None, "missing")
-    if moment is None:
-        fields.malformed("time", problem or "unreadable", f"{UNKNOWN_TIME.isoformat()} stands in")
-        moment = UNKNOWN_TIME
-    elif problem is not None:
-        fields.malformed("time", problem, f"read as {moment.isoformat()}")
-    event_id = event.get("id")
+    moment = fields.event_time(envelope, instead=f"{UNKNOWN_TIME.isoformat()} stands in") or UNKNOWN_TIME
+    event_id = fields.loose_text(event, "id")
     if version_id and version_id != _UNVERSIONED:
         version = f"version-{version_id}"
     elif etag:
         version = f"etag-{etag}"
-    elif isinstance(event_id, str) and event_id:
+    elif event_id:
         version = f"event-{event_id}"
     else:
         fields.note("id: missing, and no versionId or eTag to tell this scan result apart from a rescan")
@@ -277,15 +273,6 @@ def _check_detail_type(event: Mapping[str, Any], expected: str) -> None:
     raise InvalidAlertError(
         f"unsupported GuardDuty event {shown(detail_type)}: expected {supported}", field="detail-type"
     )
-
-
-def _detail(event: Mapping[str, Any]) -> dict[str, Any]:
-    detail = event.get("detail")
-    if detail is None:
-        raise InvalidAlertError("missing", field="detail")
-    if not isinstance(detail, dict):
-        raise InvalidAlertError(f"expected an object, got {json_kind(detail)}", field="detail")
-    return detail
 
 
 class _FindingReader(Fields):
@@ -382,14 +369,8 @@ class _FindingReader(Fields):
     def is_sample(self, service: Mapping[str, Any]) -> bool:
         """Whether GuardDuty generated the finding as a sample: `additionalInfo.sample`, or `sample` in
         the JSON object of `additionalInfo.value` (as the API and get-findings give it)."""
-        info = service.get("additionalInfo")
-        if not isinstance(info, dict):
-            return False
-        if is_true(info.get("sample")):
-            return True
-        value = info.get("value")
-        embedded = embedded_json_object(value) if isinstance(value, str) else None
-        return embedded is not None and is_true(embedded.get("sample"))
+        info = self.loose_object(service, "additionalInfo")
+        return is_true(info.get("sample")) or embedded_flag(info.get("value"), "sample")
 
     def finding_type(self) -> str:
         """`type`; a stand-in, noted, when it is missing or not a string."""
@@ -420,9 +401,9 @@ class _FindingReader(Fields):
         count = service.get("count")
         if isinstance(count, int) and not isinstance(count, bool):
             return None, f"count-{count}"
-        raw = self.finding.get("updatedAt")
-        if isinstance(raw, str | int | float) and not isinstance(raw, bool) and raw != "":
-            return None, f"raw-{shown(raw, 64)}"
+        raw = raw_version(self.finding.get("updatedAt"))
+        if raw is not None:
+            return None, raw
         self.malformed(
             self.where("updatedAt"),
             "missing, and no service.count to tell this finding's versions apart",

@@ -47,6 +47,7 @@ from vtriage.intake.fields import (
     Envelope,
     Fields,
     epoch_time,
+    event_detail,
     json_kind,
     own_values,
     shown,
@@ -100,11 +101,7 @@ def is_finding(document: Mapping[str, Any]) -> bool:
 
 def findings_of_event(event: Mapping[str, Any], *, skip_guardduty: bool = False) -> list[Finding]:
     """The findings of an EventBridge event holding OCSF: `Findings Imported V2`, or `detail` itself."""
-    detail = event.get("detail")
-    if not isinstance(detail, dict):
-        raise InvalidAlertError(
-            "missing" if detail is None else f"expected an object, got {json_kind(detail)}", field="detail"
-        )
+    detail = event_detail(event)
     envelope = Envelope.of(event)
     if is_finding(detail):
         return [_finding(detail, "", "detail.", envelope, skip_guardduty=skip_guardduty)]

@@ -46,11 +46,13 @@ from vtriage.intake.fields import (
     Envelope,
     Fields,
     declared_algorithm,
-    embedded_json_object,
+    embedded_flag,
     escaped,
+    event_detail,
     is_true,
     json_kind,
     own_values,
+    raw_version,
     shown,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
@@ -144,11 +146,7 @@ def findings_of_event(
     event: Mapping[str, Any], *, skip_guardduty: bool = False, ignore_samples: bool = False
 ) -> list[Finding]:
     """The findings of a `Security Hub Findings - Imported` or `- Custom Action` event, each on its own."""
-    detail = event.get("detail")
-    if not isinstance(detail, dict):
-        raise InvalidAlertError(
-            "missing" if detail is None else f"expected an object, got {json_kind(detail)}", field="detail"
-        )
+    detail = event_detail(event)
     envelope = Envelope.of(event)
     return _listed(
         detail.get("findings"),
@@ -253,7 +251,7 @@ class _FindingReader(Fields):
         updated_at = self.moment(finding, "UpdatedAt", "", instead=instead, required=True)
         created_at = self.moment(finding, "CreatedAt", "", instead=instead, required=True)
         fallback = updated_at or created_at or self.envelope_time(self.envelope) or UNKNOWN_TIME
-        version = updated_at.isoformat() if updated_at is not None else self.raw_version(fallback)
+        version = updated_at.isoformat() if updated_at is not None else self.unread_version(fallback)
         resources = self.resources()
         own = own_values(address for resource in resources for address in resource.addresses)
         iocs = self.iocs(self.ioc_candidates(), own)
@@ -313,18 +311,15 @@ class _FindingReader(Fields):
         for key, value in fields.items():
             if not isinstance(key, str) or not _names_field(key, _SAMPLE_PRODUCT_FIELDS):
                 continue
-            if is_true(value):
-                return True
-            embedded = embedded_json_object(value) if isinstance(value, str) else None
-            if embedded is not None and is_true(embedded.get("sample")):
+            if is_true(value) or embedded_flag(value, "sample"):
                 return True
         return False
 
-    def raw_version(self, fallback: datetime) -> str:
+    def unread_version(self, fallback: datetime) -> str:
         """A version when `UpdatedAt` does not read: its raw text, else the time standing in for it."""
-        raw = self.finding.get("UpdatedAt")
-        if isinstance(raw, str | int | float) and not isinstance(raw, bool) and raw != "":
-            return f"raw-{shown(raw, 64)}"
+        raw = raw_version(self.finding.get("UpdatedAt"))
+        if raw is not None:
+            return raw
         return fallback.isoformat() if fallback != UNKNOWN_TIME else "unversioned"
 
     def finding_type(self) -> str:
