@@ -23,7 +23,7 @@ from vtriage.models import (
     Severity,
     Verdict,
 )
-from vtriage.playbook import default_playbooks, load_playbooks, plan_actions, route
+from vtriage.playbook import choose_branch, default_playbooks, load_playbooks, plan_actions
 
 INSTANCE = Resource(type=ResourceType.INSTANCE, id="i-0abc1234def567890", vpc_id="vpc-0a1b2c3d")
 KEY = Resource(type=ResourceType.ACCESS_KEY, id="AKIAIOSFODNN7EXAMPLE", user_name="ci-deployer")
@@ -420,7 +420,7 @@ def test_a_malicious_case_with_actions_is_remediated() -> None:
     # Given a malicious case with an isolation planned, When it is routed, Then it is remediated
     alert = make_alert(severity=Severity(score=2))
     case = _case(alert, Verdict.MALICIOUS, [Action(type=ActionType.ISOLATE_INSTANCE, target=INSTANCE.id)])
-    assert route(case) is Branch.REMEDIATE
+    assert choose_branch(case) is Branch.REMEDIATE
 
 
 @pytest.mark.parametrize("verdict", [Verdict.MALICIOUS, Verdict.SUSPICIOUS])
@@ -428,13 +428,13 @@ def test_a_malicious_case_without_actions_or_a_suspicious_one_goes_to_a_person_a
     verdict: Verdict,
 ) -> None:
     # Given a low-severity case VirusTotal incriminates and no action, When it is routed, Then a ticket
-    assert route(_case(make_alert(severity=Severity(score=1)), verdict)) is Branch.TICKET
+    assert choose_branch(_case(make_alert(severity=Severity(score=1)), verdict)) is Branch.TICKET
 
 
 def test_a_suspicious_case_with_actions_is_not_remediated() -> None:
     # Given a playbook that planned an action on a suspicious case, When it is routed, Then a person decides
     case = _case(make_alert(), Verdict.SUSPICIOUS, [Action(type=ActionType.TAG_INSTANCE, target=INSTANCE.id)])
-    assert route(case) is Branch.TICKET
+    assert choose_branch(case) is Branch.TICKET
 
 
 @pytest.mark.parametrize(
@@ -457,9 +457,9 @@ def test_an_alert_virustotal_does_not_incriminate_is_ticketed_from_the_severity_
     case = _case(make_alert(severity=Severity(score=score)), verdict)
 
     # When it is routed with this threshold, Then it is ticketed at or above it and closed below it
-    assert route(case, threshold) is branch
+    assert choose_branch(case, threshold) is branch
 
 
 def test_an_unknown_threshold_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="TICKET_MIN_SEVERITY"):
-        route(_case(make_alert(), Verdict.UNKNOWN), "urgent")
+        choose_branch(_case(make_alert(), Verdict.UNKNOWN), "urgent")

@@ -495,7 +495,8 @@ class ExecutionInput(Frozen):
     """The state machine's input: a case id and a small summary, far below the 256 KB payload limit."""
 
     case_id: str
-    route: Branch = Field(description="the way the playbook sends the case: remediate, ticket or close")
+    # The case's branch, under the name the state machine's Choice reads (`$.route`, its input contract).
+    route: Branch = Field(description="the case's branch (`choose_branch`): remediate, ticket or close")
     verdict: Verdict
     severity: str
     remediable: bool

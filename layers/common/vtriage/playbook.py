@@ -243,8 +243,9 @@ def plan_actions(
     return planned
 
 
-def route(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY) -> Branch:
-    """Where the state machine takes the case.
+def choose_branch(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY) -> Branch:
+    """The branch the state machine takes the case down (the case's `branch`; its execution input's
+    `route`).
 
     Remediation when actions are planned on a malicious case; a person (ticket) for anything malicious or
     suspicious. An alert VirusTotal does not incriminate (no IOC to look up, or only unknown or harmless

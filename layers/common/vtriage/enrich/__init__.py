@@ -6,7 +6,7 @@ The parts, each a module of this package, from the batch down:
   together, then each record handled in turn (`Batch`);
 - `records`: a queued record (`QueuedRecord`), refused for good (`Refusals`) or deferred until it can
   go on (`Deferrals`);
-- `triage`: one alert into a case: verdict, planned actions, route, the case stored and its execution
+- `triage`: one alert into a case: verdict, planned actions, branch, the case stored and its execution
   started (`Triage`, `TriageRules`);
 - `repeats`: repeats of a finding folded into its earlier case, variants of one naming each other;
 - `lookups`: the IOCs' enrichments, from the cache or VirusTotal within the shared quota and the

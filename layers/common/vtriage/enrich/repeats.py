@@ -2,7 +2,7 @@
 
 A repeat (another finding id or version; same type, resources and IOCs) within `window` of the case its
 finding opened is folded into that case instead of opening another, unless it says something worse (a
-heavier verdict, a route that does more, a channel trusted with more). A variant (another content under
+heavier verdict, a branch that does more, a channel trusted with more). A variant (another content under
 a known finding id and version) is a case of its own, and each of the two cases names the other.
 """
 
@@ -16,13 +16,13 @@ from aws_lambda_powertools import Logger
 from vtriage.enrich.outcomes import CaseSummary
 from vtriage.intake.fields import shown
 from vtriage.models import Alert, Branch, Case, CaseStatus, ExecutionInput, HistoryEntry, Repeat
-from vtriage.playbook import DEFAULT_TICKET_MIN_SEVERITY, route
+from vtriage.playbook import DEFAULT_TICKET_MIN_SEVERITY, choose_branch
 from vtriage.ports import CaseRepository, ExecutionStarter, FindingLedger, RepeatLedger
 
 logger = Logger(child=True)
 
-# How much a route does: a repeat whose route does more than its earlier case's is a case of its own.
-_ROUTE_RANK = {Branch.CLOSE: 0, Branch.TICKET: 1, Branch.REMEDIATE: 2}
+# How much a branch does: a repeat whose branch does more than its earlier case's is a case of its own.
+_BRANCH_RANK = {Branch.CLOSE: 0, Branch.TICKET: 1, Branch.REMEDIATE: 2}
 # How much a channel is trusted with: a pushed alert cannot make a detector's later finding a repeat.
 _CHANNEL_TRUST = {"queue": 0, "intake": 1, "detector": 2}
 
@@ -66,10 +66,10 @@ class Repeats:
     def says_more(self, case: Case, branch: Branch, earlier: Case) -> bool:
         """Whether a repeat says something worse than its earlier case, or came through a channel trusted
         with more (a detector's finding after a pushed alert): then it is a case of its own."""
-        earlier_branch = route(earlier, self.ticket_min_severity)
+        earlier_branch = choose_branch(earlier, self.ticket_min_severity)
         return (
             case.verdict.weight > earlier.verdict.weight
-            or _ROUTE_RANK[branch] > _ROUTE_RANK[earlier_branch]
+            or _BRANCH_RANK[branch] > _BRANCH_RANK[earlier_branch]
             or _trust(case) > _trust(earlier)
         )
 
@@ -96,7 +96,7 @@ class Repeats:
     def tell(self, earlier: Case, repeat_case_id: str, *, duplicate: bool) -> CaseSummary:
         """Start the execution, named after the repeat, that takes the earlier case to its ticket (which
         comments on the repeat); none for a case that was closed, which stays closed."""
-        if earlier.ticket is None and route(earlier, self.ticket_min_severity) is Branch.CLOSE:
+        if earlier.ticket is None and choose_branch(earlier, self.ticket_min_severity) is Branch.CLOSE:
             arn = earlier.execution_arn or self.executions.arn_for(earlier.case_id)
         else:
             summary = ExecutionInput(

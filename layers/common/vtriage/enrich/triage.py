@@ -1,4 +1,4 @@
-"""One alert's triage: its IOCs assessed, its verdict, its actions planned, its route, the case stored and
+"""One alert's triage: its IOCs assessed, its verdict, its actions planned, its branch, the case stored and
 its execution started; or the case kept pending while its enrichment is deferred."""
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from vtriage.playbook import (
     DEFAULT_TICKET_MIN_SEVERITY,
     IpBlockMethod,
     Playbooks,
+    choose_branch,
     default_playbooks,
     plan_actions,
-    route,
 )
 from vtriage.ports import CaseRepository, ExecutionStarter
 
@@ -38,7 +38,7 @@ def execution_input(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SE
     """The state machine's input for a case: a few hundred bytes whatever the size of the case."""
     return ExecutionInput(
         case_id=case.case_id,
-        route=route(case, ticket_min_severity),
+        route=choose_branch(case, ticket_min_severity),
         verdict=case.verdict,
         severity=case.alert.severity.label,
         remediable=case.remediable,
@@ -142,7 +142,7 @@ class Triage:
             history=list(existing.history) if existing is not None else [_received(alert, created_at)],
             provenance=provenance,
         )
-        branch = route(case, rules.ticket_min_severity)
+        branch = choose_branch(case, rules.ticket_min_severity)
         case.record(CaseStatus.ENRICHED, now, _enriched_note(case, branch, allowed))
         if repeats is not None and earlier is not None and not repeats.says_more(case, branch, earlier):
             return repeats.fold(earlier, case, now)
@@ -208,7 +208,8 @@ def _received(alert: Alert, at: datetime) -> HistoryEntry:
 
 
 def _enriched_note(case: Case, branch: Branch, allowed: Eligibility) -> str:
-    """The history line of a case once enriched: its verdict, what was planned and why, its route."""
+    """The history line of a case once enriched: its verdict, what was planned and why, its branch
+    (the line says "route")."""
     count = len(case.actions)
     note = f"verdict {case.verdict.value}; {count} action{'s' if count != 1 else ''} planned"
     if allowed.not_actionable:
