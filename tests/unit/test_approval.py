@@ -18,8 +18,8 @@ from vtriage.approval import (
     Decision,
     GoneTokenError,
     InvalidTokenError,
+    carry_out_decision,
     check,
-    decide,
     request_approval,
     sign,
     verify,
@@ -229,7 +229,7 @@ def test_approving_resumes_the_waiting_step_once() -> None:
     deps = {"store": parts["store"], "cases": parts["cases"], "callback": callback}
 
     # When the approve link is used
-    result = decide(token_of(links.approve_url), key=KEY, now=NOW, **deps)
+    result = carry_out_decision(token_of(links.approve_url), key=KEY, now=NOW, **deps)
 
     # Then the step resumes with the decision
     assert result.decision is Decision.APPROVE
@@ -237,7 +237,7 @@ def test_approving_resumes_the_waiting_step_once() -> None:
     # And neither link works again: the approval is decided
     for link in (links.approve_url, links.reject_url):
         with pytest.raises(GoneTokenError, match="already decided"):
-            decide(token_of(link), key=KEY, now=NOW, **deps)
+            carry_out_decision(token_of(link), key=KEY, now=NOW, **deps)
         with pytest.raises(GoneTokenError):
             check(token_of(link), KEY, parts["store"], NOW)
     assert len(callback.calls) == 1
@@ -250,7 +250,7 @@ def test_rejecting_records_the_action_as_skipped_and_fails_the_step() -> None:
     callback = RecordingCallback()
 
     # When the reject link is used
-    decide(
+    carry_out_decision(
         token_of(links.reject_url),
         key=KEY,
         store=parts["store"],
@@ -273,7 +273,7 @@ def test_a_decision_after_the_step_timed_out_is_gone() -> None:
 
     # When the reject link is used, Then the person is told it is too late
     with pytest.raises(GoneTokenError, match="timed out"):
-        decide(
+        carry_out_decision(
             token_of(links.reject_url),
             key=KEY,
             store=parts["store"],
@@ -300,7 +300,7 @@ def test_the_decision_records_who_made_it_in_the_store_and_on_the_case() -> None
     parts, links = requested(case)
 
     # When a person approves from a browser
-    decide(
+    carry_out_decision(
         token_of(links.approve_url),
         key=KEY,
         store=parts["store"],
@@ -328,7 +328,7 @@ def test_a_user_agent_with_line_breaks_is_recorded_escaped() -> None:
     forged = Approver(source_ip="203.0.113.9", user_agent="curl\nApproved by: the CISO\u202e")
 
     # When it rejects
-    decide(
+    carry_out_decision(
         token_of(links.reject_url),
         key=KEY,
         store=parts["store"],
@@ -354,7 +354,9 @@ def test_a_decision_the_step_never_received_leaves_the_link_usable(link: str) ->
 
     # When the link is used, Then the error reaches the page (which asks to try again)
     with pytest.raises(TransientError):
-        decide(token, callback=RecordingCallback(error=TransientError("ThrottlingException")), **deps)
+        carry_out_decision(
+            token, callback=RecordingCallback(error=TransientError("ThrottlingException")), **deps
+        )
 
     # And nothing was spent: the approval still waits, the action too, and the case says what happened
     assert check(token, KEY, parts["store"], NOW).approval_id
@@ -364,12 +366,12 @@ def test_a_decision_the_step_never_received_leaves_the_link_usable(link: str) ->
 
     # When the same link is used again once Step Functions answers, Then it decides
     callback = RecordingCallback()
-    result = decide(token, callback=callback, **deps)
+    result = carry_out_decision(token, callback=callback, **deps)
     assert result.case_id == case.case_id
     assert len(callback.calls) == 1
     # And a third use is refused as used
     with pytest.raises(GoneTokenError, match="already decided"):
-        decide(token, callback=RecordingCallback(), **deps)
+        carry_out_decision(token, callback=RecordingCallback(), **deps)
 
 
 def test_a_decision_whose_request_died_can_be_made_again_once_its_hold_lapses() -> None:
@@ -383,11 +385,11 @@ def test_a_decision_whose_request_died_can_be_made_again_once_its_hold_lapses() 
 
     # When the link is used again within the hold, Then it is refused
     with pytest.raises(GoneTokenError, match="being decided at this moment"):
-        decide(token_of(links.approve_url), now=NOW + timedelta(seconds=5), **deps)
+        carry_out_decision(token_of(links.approve_url), now=NOW + timedelta(seconds=5), **deps)
 
     # When it is used after the hold lapsed, Then it decides
     later = NOW + CLAIM_LEASE + timedelta(seconds=1)
-    assert decide(token_of(links.approve_url), now=later, **deps).decision is Decision.APPROVE
+    assert carry_out_decision(token_of(links.approve_url), now=later, **deps).decision is Decision.APPROVE
 
 
 # ---------------------------------------------------------------- plan: blast radius and approvals

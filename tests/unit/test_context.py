@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vtriage.models import Ioc, IocType
-from vtriage.verdict import decide, load_policy
+from vtriage.verdict import assess_ioc, load_policy
 from vtriage.virustotal.context import CONTEXT_MAX_BYTES, parse_whois, trim_context
 
 VT_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vt"
@@ -40,7 +40,7 @@ def as_related(vt_object: dict[str, Any], **context_attributes: str) -> dict[str
 
 def test_the_domain_context_parses_whois_key_fields_and_keeps_the_raw_text_trimmed() -> None:
     # Given the real demisto domain report, whose whois holds registrant and expiry fields
-    context = decide(
+    context = assess_ioc(
         ioc(IocType.DOMAIN, "down.mykings.pw"),
         vt_fixture("demisto__test_data_domain.json"),
         DEFAULT,
@@ -92,7 +92,7 @@ def test_resolutions_asked_for_in_the_lookup_give_the_ips_a_domain_resolved_to()
     }
 
     # When it is decided
-    context = decide(ioc(IocType.DOMAIN, "tawuhoju.com"), report, DEFAULT, FETCHED_AT).context
+    context = assess_ioc(ioc(IocType.DOMAIN, "tawuhoju.com"), report, DEFAULT, FETCHED_AT).context
 
     # Then the IPs are listed
     assert context["resolutions"] == [{"ip": "198.51.100.7"}, {"ip": "2001:db8::1"}]
@@ -149,7 +149,7 @@ def test_deep_context_lists_detected_urls_with_their_detections_and_communicatin
     report["relationships"]["urls"]["data"].append(clean_url)
 
     # When it is decided
-    context = decide(ioc(IocType.IP, "23.129.64.215"), report, DEFAULT, FETCHED_AT).context
+    context = assess_ioc(ioc(IocType.IP, "23.129.64.215"), report, DEFAULT, FETCHED_AT).context
 
     # Then the detected URL is listed with its engine counts and its flagging engines, the clean one is not
     (detected,) = context["detected_urls"]
@@ -187,7 +187,7 @@ def test_the_url_context_names_its_network_location_and_the_serving_ips_own_dete
         "last_serving_ip_address": {"data": as_related(vt_fixture("demisto__TestData_ip.json"))},
     }
 
-    context = decide(
+    context = assess_ioc(
         ioc(IocType.URL, "http://soclosebutyetqq.com/69.exe"), report, DEFAULT, FETCHED_AT
     ).context
 
@@ -204,7 +204,7 @@ def test_the_file_context_keeps_crowdsourced_yara_and_contacted_hosts() -> None:
         "contacted_ips": {"data": [{"type": "ip_address", "id": "23.129.64.215"}]},
     }
 
-    context = decide(ioc(IocType.FILE, FILE_SHA256), report, DEFAULT, FETCHED_AT).context
+    context = assess_ioc(ioc(IocType.FILE, FILE_SHA256), report, DEFAULT, FETCHED_AT).context
 
     assert context["crowdsourced_yara_results"] == [
         {
@@ -244,10 +244,10 @@ def test_the_largest_real_report_with_full_deep_context_stays_under_64_kb_stored
     # When they are decided and serialised as the cache stores them
     sizes = {
         "file": len(
-            decide(ioc(IocType.FILE, FILE_SHA256), file_report, DEFAULT, FETCHED_AT).model_dump_json()
+            assess_ioc(ioc(IocType.FILE, FILE_SHA256), file_report, DEFAULT, FETCHED_AT).model_dump_json()
         ),
         "domain": len(
-            decide(ioc(IocType.DOMAIN, "tawuhoju.com"), domain, DEFAULT, FETCHED_AT).model_dump_json()
+            assess_ioc(ioc(IocType.DOMAIN, "tawuhoju.com"), domain, DEFAULT, FETCHED_AT).model_dump_json()
         ),
     }
 

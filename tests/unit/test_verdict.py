@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from vtriage.models import Enrichment, Ioc, IocType, Verdict
-from vtriage.verdict import TrustedEngines, VerdictPolicy, decide
+from vtriage.verdict import TrustedEngines, VerdictPolicy, assess_ioc
 from vtriage.virustotal.context import WHOIS_MAX_CHARS, trim_context
 from vtriage_local.replay import bundled_recordings
 
@@ -56,7 +56,7 @@ def test_every_real_report_is_malicious_at_the_default_threshold(
     vt_object = vt_fixture(fixture)
 
     # When the default policy decides
-    enrichment = decide(indicator, vt_object, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(indicator, vt_object, DEFAULT, FETCHED_AT)
 
     # Then it is malicious, with the counts of the stats and a reason naming rule, counts and threshold
     assert enrichment.verdict is Verdict.MALICIOUS
@@ -83,7 +83,7 @@ def test_the_reason_names_every_flagging_engine_not_only_the_first_ones() -> Non
     assert len(flagging) == 47
 
     # When it is decided
-    enrichment = decide(ioc(IocType.FILE, FILE_SHA256), vt_object, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(ioc(IocType.FILE, FILE_SHA256), vt_object, DEFAULT, FETCHED_AT)
 
     # Then every one of them is named, including those far down the alphabet and the result list
     named = enrichment.reasons[0].split("(file threshold 5): ", 1)[1].split(", ")
@@ -93,7 +93,7 @@ def test_the_reason_names_every_flagging_engine_not_only_the_first_ones() -> Non
 
 
 def test_the_domain_reason_reads_as_a_sentence_an_analyst_understands() -> None:
-    enrichment = decide(
+    enrichment = assess_ioc(
         ioc(IocType.DOMAIN, "tawuhoju.com"), vt_fixture("opencti__vt_test_domain.json"), DEFAULT, FETCHED_AT
     )
 
@@ -112,7 +112,7 @@ def test_a_trimmed_report_is_judged_on_its_stats_and_says_it_names_fewer_engines
     assert len(vt_object["attributes"]["last_analysis_results"]) == 3
 
     # When it is decided
-    enrichment = decide(ioc(IocType.IP, "23.129.64.215"), vt_object, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(ioc(IocType.IP, "23.129.64.215"), vt_object, DEFAULT, FETCHED_AT)
 
     # Then the stats decide, and the reason is honest about the engines it can name
     assert enrichment.verdict is Verdict.MALICIOUS
@@ -131,7 +131,7 @@ def test_a_stricter_malicious_threshold_turns_the_file_suspicious() -> None:
     )
 
     # When the file is decided
-    enrichment = decide(
+    enrichment = assess_ioc(
         ioc(IocType.FILE, FILE_SHA256), vt_fixture("opencti__vt_test_file.json"), strict, FETCHED_AT
     )
 
@@ -148,7 +148,7 @@ def test_a_higher_suspicious_threshold_than_the_flags_makes_it_harmless_and_says
     lenient = VerdictPolicy(malicious_min_engines=8, suspicious_min_engines=8)
 
     # When the IP is decided
-    enrichment = decide(
+    enrichment = assess_ioc(
         ioc(IocType.IP, "23.129.64.215"), vt_fixture("demisto__TestData_ip.json"), lenient, FETCHED_AT
     )
 
@@ -167,7 +167,7 @@ def test_the_synthetic_suspicious_domain_is_suspicious_with_engines_past_the_fir
     assert engines.index("Quttera") >= 20
 
     # When it is decided
-    enrichment = decide(ioc(IocType.DOMAIN, "telemetry-sync.net"), vt_object, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(ioc(IocType.DOMAIN, "telemetry-sync.net"), vt_object, DEFAULT, FETCHED_AT)
 
     # Then it is suspicious and both engines are named, Sophos also as a trusted engine
     assert enrichment.verdict is Verdict.SUSPICIOUS
@@ -183,7 +183,7 @@ def test_the_synthetic_popular_domain_is_harmless() -> None:
     vt_object = recording("domains", "synthetic-aws.amazon.com.json")
 
     # When it is decided
-    enrichment = decide(ioc(IocType.DOMAIN, "aws.amazon.com"), vt_object, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(ioc(IocType.DOMAIN, "aws.amazon.com"), vt_object, DEFAULT, FETCHED_AT)
 
     # Then it is harmless, and its popularity rank is in the context
     assert enrichment.verdict is Verdict.HARMLESS
@@ -200,7 +200,7 @@ def test_a_popularity_rank_never_clears_a_domain_that_engines_flag() -> None:
     assert vt_object["attributes"]["popularity_ranks"]
 
     # When it is decided
-    enrichment = decide(ioc(IocType.DOMAIN, "tawuhoju.com"), vt_object, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(ioc(IocType.DOMAIN, "tawuhoju.com"), vt_object, DEFAULT, FETCHED_AT)
 
     # Then the detections decide
     assert enrichment.verdict is Verdict.MALICIOUS
@@ -211,7 +211,7 @@ def test_an_ioc_virustotal_never_saw_is_unknown() -> None:
     indicator = ioc(IocType.URL, "http://www.somedomain.com/this/is/my/url")
 
     # When it is decided
-    enrichment = decide(indicator, None, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(indicator, None, DEFAULT, FETCHED_AT)
 
     # Then it is unknown, says so, and links to the GUI by the URL identifier
     assert enrichment.verdict is Verdict.UNKNOWN
@@ -238,7 +238,7 @@ def test_an_object_no_engine_analysed_is_unknown(stats: dict[str, int] | None) -
         vt_object["attributes"]["last_analysis_stats"] = stats
 
     # When it is decided
-    enrichment = decide(ioc(IocType.FILE, FILE_SHA256), vt_object, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(ioc(IocType.FILE, FILE_SHA256), vt_object, DEFAULT, FETCHED_AT)
 
     # Then it is unknown, whatever the (stale) engine results say
     assert enrichment.verdict is Verdict.UNKNOWN
@@ -256,7 +256,7 @@ def test_a_skipped_ioc_gets_no_verdict() -> None:
     )
 
     with pytest.raises(ValueError, match="skipped"):
-        decide(skipped, None, DEFAULT, FETCHED_AT)
+        assess_ioc(skipped, None, DEFAULT, FETCHED_AT)
 
 
 def test_a_policy_with_suspicious_above_malicious_is_refused() -> None:
@@ -266,7 +266,7 @@ def test_a_policy_with_suspicious_above_malicious_is_refused() -> None:
 
 def test_links_point_at_the_virustotal_gui_page_of_each_type() -> None:
     links = {
-        indicator.type: decide(indicator, vt_fixture(fixture), DEFAULT, FETCHED_AT).link
+        indicator.type: assess_ioc(indicator, vt_fixture(fixture), DEFAULT, FETCHED_AT).link
         for fixture, indicator, _, _ in REAL_REPORTS[:4]
     }
 
@@ -282,7 +282,7 @@ def test_links_point_at_the_virustotal_gui_page_of_each_type() -> None:
 
 def test_the_file_context_holds_what_an_analyst_needs_and_stays_small() -> None:
     # Given the largest real report (the file, 38 KB on disk)
-    enrichment = decide(
+    enrichment = assess_ioc(
         ioc(IocType.FILE, FILE_SHA256), vt_fixture("opencti__vt_test_file.json"), DEFAULT, FETCHED_AT
     )
     context = enrichment.context
@@ -328,7 +328,7 @@ def test_the_file_context_caps_names_and_keeps_the_signature_summary() -> None:
 
 
 def test_the_domain_context_holds_dns_registrar_categories_whois_and_ranks() -> None:
-    context = decide(
+    context = assess_ioc(
         ioc(IocType.DOMAIN, "tawuhoju.com"), vt_fixture("opencti__vt_test_domain.json"), DEFAULT, FETCHED_AT
     ).context
 
@@ -360,7 +360,7 @@ def test_a_long_whois_and_many_dns_records_are_trimmed() -> None:
 
 
 def test_the_ip_context_holds_network_owner_and_whois() -> None:
-    context = decide(
+    context = assess_ioc(
         ioc(IocType.IP, "23.129.64.215"), vt_fixture("demisto__TestData_ip.json"), DEFAULT, FETCHED_AT
     ).context
 
@@ -383,7 +383,7 @@ def test_the_url_context_holds_final_url_categories_response_code_and_serving_ip
     }
 
     # When it is decided
-    context = decide(
+    context = assess_ioc(
         ioc(IocType.URL, "http://soclosebutyetqq.com/69.exe"), vt_object, DEFAULT, FETCHED_AT
     ).context
 
@@ -399,7 +399,7 @@ def test_the_url_context_holds_final_url_categories_response_code_and_serving_ip
 
 def test_an_enrichment_survives_a_json_round_trip() -> None:
     # Given an enrichment as the cache would store it
-    enrichment = decide(
+    enrichment = assess_ioc(
         ioc(IocType.FILE, FILE_SHA256), vt_fixture("opencti__vt_test_file.json"), DEFAULT, FETCHED_AT
     )
 

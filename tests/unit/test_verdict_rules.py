@@ -19,7 +19,7 @@ from vtriage.verdict import (
     TrustedEngines,
     TypeThresholds,
     VerdictPolicy,
-    decide,
+    assess_ioc,
     load_policy,
 )
 
@@ -141,7 +141,7 @@ def test_a_partial_policy_file_keeps_the_defaults_of_what_it_leaves_out(tmp_path
     assert loaded.thresholds.file == VerdictPolicy().thresholds.file
     assert loaded.trusted_engines == VerdictPolicy().trusted_engines
     # and the real URL report (11 engines) is no longer malicious by count
-    enrichment = decide(URL, vt_fixture("opencti__vt_test_url.json"), loaded, FETCHED_AT)
+    enrichment = assess_ioc(URL, vt_fixture("opencti__vt_test_url.json"), loaded, FETCHED_AT)
     assert enrichment.reasons[1].startswith("suspicious [engine-count]: 11 of 93 engines flag it")
 
 
@@ -163,8 +163,10 @@ def test_the_same_count_is_malicious_for_a_domain_but_only_suspicious_for_a_file
     domain_policy = policy(thresholds={"domain": {"malicious": 3, "suspicious": 1}})
 
     # When both are decided under the default per-type thresholds
-    file_enrichment = decide(FILE, file_report, DEFAULT, FETCHED_AT)
-    domain_enrichment = decide(DOMAIN, vt_fixture("opencti__vt_test_domain.json"), domain_policy, FETCHED_AT)
+    file_enrichment = assess_ioc(FILE, file_report, DEFAULT, FETCHED_AT)
+    domain_enrichment = assess_ioc(
+        DOMAIN, vt_fixture("opencti__vt_test_domain.json"), domain_policy, FETCHED_AT
+    )
 
     # Then 3 engines leave the file suspicious (files need 5) and 6 make the domain malicious (3)
     assert file_enrichment.verdict is Verdict.SUSPICIOUS
@@ -183,7 +185,7 @@ def test_one_engine_flagging_a_file_stays_harmless_below_the_file_suspicious_thr
     report["attributes"]["total_votes"] = {"harmless": 0, "malicious": 0}
 
     # When it is decided
-    enrichment = decide(FILE, report, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(FILE, report, DEFAULT, FETCHED_AT)
 
     # Then one engine is noise for a file: harmless, and the reason names the engine and the threshold
     assert enrichment.verdict is Verdict.HARMLESS
@@ -210,7 +212,7 @@ def test_a_trusted_engine_past_the_twentieth_engine_alphabetically_makes_the_dom
     )
 
     # When it is decided
-    enrichment = decide(DOMAIN, report, trusting, FETCHED_AT)
+    enrichment = assess_ioc(DOMAIN, report, trusting, FETCHED_AT)
 
     # Then the trusted engine is found and decides, and the count rule's sentence follows
     assert enrichment.verdict is Verdict.SUSPICIOUS
@@ -229,7 +231,7 @@ def test_two_trusted_engines_make_a_file_malicious_below_the_count_threshold() -
     )
 
     # When it is decided
-    enrichment = decide(FILE, report, trusting, FETCHED_AT)
+    enrichment = assess_ioc(FILE, report, trusting, FETCHED_AT)
 
     # Then the two trusted engines (matched whatever the case) make it malicious though 3 < 5
     assert enrichment.verdict is Verdict.MALICIOUS
@@ -253,7 +255,7 @@ def test_the_crowdsourced_yara_match_of_the_real_file_makes_it_suspicious_when_e
     )
 
     # When it is decided
-    enrichment = decide(FILE, vt_fixture("opencti__vt_test_file.json"), quiet, FETCHED_AT)
+    enrichment = assess_ioc(FILE, vt_fixture("opencti__vt_test_file.json"), quiet, FETCHED_AT)
 
     # Then the YARA match makes it suspicious and the reason names the rule and its ruleset
     assert enrichment.verdict is Verdict.SUSPICIOUS
@@ -265,7 +267,7 @@ def test_the_crowdsourced_yara_match_of_the_real_file_makes_it_suspicious_when_e
 
 
 def test_the_yara_match_corroborates_the_real_file_at_the_default_policy() -> None:
-    enrichment = decide(FILE, vt_fixture("opencti__vt_test_file.json"), DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(FILE, vt_fixture("opencti__vt_test_file.json"), DEFAULT, FETCHED_AT)
 
     assert enrichment.verdict is Verdict.MALICIOUS
     assert "crowdsourced rules also match: 1 YARA rule(s): win_kerrdown_auto (win.kerrdown_auto)" in (
@@ -296,7 +298,7 @@ def test_sigma_and_ids_matches_of_high_severity_make_a_clean_file_suspicious(
     report["attributes"]["total_votes"] = {}
 
     # When it is decided
-    enrichment = decide(FILE, report, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(FILE, report, DEFAULT, FETCHED_AT)
 
     # Then it is suspicious, never malicious, on crowdsourced rules alone
     assert enrichment.verdict is Verdict.SUSPICIOUS
@@ -313,7 +315,7 @@ def test_low_severity_sigma_and_ids_matches_alone_do_not_count() -> None:
     report["attributes"]["reputation"] = 0
     report["attributes"]["total_votes"] = {}
 
-    assert decide(FILE, report, DEFAULT, FETCHED_AT).verdict is Verdict.HARMLESS
+    assert assess_ioc(FILE, report, DEFAULT, FETCHED_AT).verdict is Verdict.HARMLESS
 
 
 def test_crowdsourced_rules_count_only_for_files() -> None:
@@ -322,7 +324,7 @@ def test_crowdsourced_rules_count_only_for_files() -> None:
     report["attributes"]["crowdsourced_yara_results"] = [{"rule_name": "x", "ruleset_name": "y"}]
     quiet = policy(community={"reputation_at_most": None, "malicious_votes_min": None})
 
-    assert decide(URL, report, quiet, FETCHED_AT).verdict is Verdict.HARMLESS
+    assert assess_ioc(URL, report, quiet, FETCHED_AT).verdict is Verdict.HARMLESS
     assert Crowdsourced().yara_min_matches == 1
 
 
@@ -335,7 +337,7 @@ def test_a_top_popularity_rank_never_clears_the_real_malicious_domain() -> None:
     report["attributes"]["popularity_ranks"]["Cisco Umbrella"]["rank"] = 5
 
     # When it is decided
-    enrichment = decide(DOMAIN, report, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(DOMAIN, report, DEFAULT, FETCHED_AT)
 
     # Then the detections decide, and the reasons say the rank was looked at and could not clear it
     assert enrichment.verdict is Verdict.MALICIOUS
@@ -354,7 +356,7 @@ def test_a_top_popularity_rank_softens_a_weak_detection_by_untrusted_engines() -
     report["attributes"]["total_votes"] = {}
 
     # When it is decided
-    enrichment = decide(DOMAIN, report, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(DOMAIN, report, DEFAULT, FETCHED_AT)
 
     # Then the weak detection is softened to harmless, with the rank and the engines in the reasons
     assert enrichment.verdict is Verdict.HARMLESS
@@ -373,8 +375,8 @@ def test_the_real_rank_outside_the_top_does_not_soften_and_a_trusted_flag_is_nev
     ranked["attributes"]["popularity_ranks"]["Cisco Umbrella"]["rank"] = 42
 
     # When both are decided
-    unranked_verdict = decide(DOMAIN, report, DEFAULT, FETCHED_AT)
-    ranked_verdict = decide(DOMAIN, ranked, DEFAULT, FETCHED_AT)
+    unranked_verdict = assess_ioc(DOMAIN, report, DEFAULT, FETCHED_AT)
+    ranked_verdict = assess_ioc(DOMAIN, ranked, DEFAULT, FETCHED_AT)
 
     # Then both stay suspicious
     assert unranked_verdict.verdict is Verdict.SUSPICIOUS
@@ -394,7 +396,7 @@ def test_reputation_and_votes_raise_the_real_url_to_suspicious_when_engines_do_n
     quiet = policy(thresholds={"url": {"malicious": 50, "suspicious": 50}}, trusted_engines={"engines": []})
 
     # When it is decided
-    enrichment = decide(URL, vt_fixture("opencti__vt_test_url.json"), quiet, FETCHED_AT)
+    enrichment = assess_ioc(URL, vt_fixture("opencti__vt_test_url.json"), quiet, FETCHED_AT)
 
     # Then the community signals raise it to suspicious, and say which
     assert enrichment.verdict is Verdict.SUSPICIOUS
@@ -413,7 +415,7 @@ def test_community_signals_alone_never_make_an_ioc_malicious() -> None:
     report["attributes"]["total_votes"] = {"harmless": 2, "malicious": 500}
 
     # When it is decided
-    enrichment = decide(IP, report, DEFAULT, FETCHED_AT)
+    enrichment = assess_ioc(IP, report, DEFAULT, FETCHED_AT)
 
     # Then it is suspicious at most
     assert enrichment.verdict is Verdict.SUSPICIOUS
@@ -427,8 +429,8 @@ def test_votes_below_the_minimum_or_outvoted_do_not_count() -> None:
     outvoted = copy.deepcopy(report)
     outvoted["attributes"]["total_votes"] = {"harmless": 9, "malicious": 4}
 
-    assert decide(IP, report, DEFAULT, FETCHED_AT).verdict is Verdict.HARMLESS
-    assert decide(IP, outvoted, DEFAULT, FETCHED_AT).verdict is Verdict.HARMLESS
+    assert assess_ioc(IP, report, DEFAULT, FETCHED_AT).verdict is Verdict.HARMLESS
+    assert assess_ioc(IP, outvoted, DEFAULT, FETCHED_AT).verdict is Verdict.HARMLESS
 
 
 def test_a_policy_can_be_built_from_its_parts() -> None:
@@ -437,7 +439,7 @@ def test_a_policy_can_be_built_from_its_parts() -> None:
         trusted_engines=TrustedEngines(engines=("Kaspersky",)),
     )
 
-    enrichment = decide(IP, vt_fixture("demisto__TestData_ip.json"), built, FETCHED_AT)
+    enrichment = assess_ioc(IP, vt_fixture("demisto__TestData_ip.json"), built, FETCHED_AT)
 
     assert enrichment.verdict is Verdict.SUSPICIOUS
     assert enrichment.reasons[0].startswith(

@@ -23,7 +23,7 @@ from vtriage.adapters.virustotal import DEEP_RELATIONSHIPS, VirusTotalClient, er
 from vtriage.config import DEFAULT_VT_BASE_URL
 from vtriage.errors import ConfigurationError, TransientError, VtriageError
 from vtriage.models import Ioc, IocType, Verdict
-from vtriage.verdict import decide, load_policy
+from vtriage.verdict import assess_ioc, load_policy
 from vtriage.virustotal.errors import (
     ERRORS_BY_CODE,
     VirusTotalError,
@@ -697,7 +697,7 @@ def test_deep_context_fetches_each_relationship_once_and_counts_every_request(
     assert len(DEEP_RELATIONSHIPS[IocType.DOMAIN]) == 3
     # and the context shows the detected URL, the communicating file and the dated resolution, with no note
     assert data is not None
-    enrichment = decide(ioc(IocType.DOMAIN, "tawuhoju.com"), data, load_policy(None), datetime.now(UTC))
+    enrichment = assess_ioc(ioc(IocType.DOMAIN, "tawuhoju.com"), data, load_policy(None), datetime.now(UTC))
     assert enrichment.context["detected_urls"][0]["url"] == "http://soclosebutyetqq.com/69.exe"
     assert enrichment.context["communicating_files"][0]["malicious"] == 47
     assert enrichment.context["resolutions"] == [{"ip": "198.51.100.7", "date": "2020-09-13T12:26:40Z"}]
@@ -728,7 +728,7 @@ def test_a_failed_secondary_call_keeps_the_primary_report_with_a_note(
     assert len(server.requests) == 4
     assert client.requests_sent == 4
     # and the enrichment keeps the verdict of the primary report, with a note saying what is missing
-    enrichment = decide(ioc(IocType.DOMAIN, "tawuhoju.com"), data, load_policy(None), datetime.now(UTC))
+    enrichment = assess_ioc(ioc(IocType.DOMAIN, "tawuhoju.com"), data, load_policy(None), datetime.now(UTC))
     assert enrichment.verdict is Verdict.MALICIOUS
     assert enrichment.note is not None
     assert "deep context: urls not fetched (VirusTotal ForbiddenError (HTTP 403)" in enrichment.note

@@ -274,7 +274,7 @@ def check(token: str, key: bytes, store: ApprovalStore, now: datetime) -> Approv
     return claims
 
 
-def decide(
+def carry_out_decision(
     token: str,
     *,
     key: bytes,

@@ -22,8 +22,8 @@ from vtriage.approval import (
     GoneTokenError,
     InvalidTokenError,
     TaskCallback,
+    carry_out_decision,
     check,
-    decide,
 )
 from vtriage.display import one_line
 from vtriage.errors import CaseNotFoundError, TransientError
@@ -60,7 +60,7 @@ def answer(
     try:
         if method == "GET":
             return _confirmation(token, key, store, cases, now)
-        result = decide(
+        result = carry_out_decision(
             token, key=key, store=store, cases=cases, callback=callback, now=now, approver=approver_of(event)
         )
     except InvalidTokenError as error:

@@ -184,7 +184,7 @@ class _Decision:
         return [self.sentence, *self.supporting]
 
 
-def decide(
+def assess_ioc(
     ioc: Ioc, vt_object: dict[str, Any] | None, policy: VerdictPolicy, fetched_at: datetime
 ) -> Enrichment:
     """The enrichment of one IOC from its VirusTotal object (`data`), or from None when VirusTotal

@@ -18,7 +18,7 @@ from vtriage.enrich.outcomes import DEFERRALS, Deferral, PutOffError, failure_re
 from vtriage.errors import ConfigurationError, QuotaExhaustedError, TransientError
 from vtriage.models import Enrichment, Ioc, IocOutcome
 from vtriage.ports import EnrichmentCache, QuotaLimiter, ThreatIntel
-from vtriage.verdict import VerdictPolicy, decide
+from vtriage.verdict import VerdictPolicy, assess_ioc
 from vtriage.virustotal.errors import (
     VirusTotalError,
     VirusTotalQuotaExceededError,
@@ -246,7 +246,7 @@ class Lookups:
             with self._lock:
                 self._refusal = later(self._refusal, error)
             raise
-        enrichment = decide(ioc, found, self.policy, self.now())
+        enrichment = assess_ioc(ioc, found, self.policy, self.now())
         # Cached now, not once the batch's lookups are over: an invocation cut short loses none of it.
         self._keep([enrichment])
         return enrichment

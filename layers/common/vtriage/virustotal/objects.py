@@ -29,7 +29,7 @@ _GUI_KINDS = {
 
 NOTES_KEY = "vtriage"
 """Key the client adds to a returned object: `{"notes": [...], "deep_requests": n}` when deep context ran or
-a secondary call failed. `vtriage.verdict.decide` turns the notes into `Enrichment.note`."""
+a secondary call failed. `vtriage.verdict.assess_ioc` turns the notes into `Enrichment.note`."""
 
 
 def url_id(url: str) -> str:
