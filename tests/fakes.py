@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vtriage.clock import next_minute, next_utc_midnight
+from vtriage.clock import next_minute, next_utc_midnight, utc_now
 from vtriage.display import Report
 from vtriage.errors import QuotaExhaustedError
 from vtriage.models import (
@@ -32,11 +32,6 @@ from vtriage.models import (
     Severity,
     Ticket,
 )
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware: the fakes' default clock."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vtriage.composition import utc_now
+from vtriage.clock import utc_now
 from vtriage.composition.ticket import ticket_dependencies
 from vtriage.config import TicketSettings
 from vtriage.models import TaskInput

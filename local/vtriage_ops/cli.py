@@ -7,7 +7,7 @@ import json
 import os
 import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from vtriage.adapters.dynamodb import DynamoCaseRepository
+from vtriage.clock import utc_now
 from vtriage.composition.remediate import remediator
 from vtriage.config import RemediateSettings
 from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
@@ -229,9 +230,7 @@ def list_cases(arguments: argparse.Namespace) -> int:
         return EXIT_SETUP
     accounts = {account for values in arguments.account or () for account in values}
     # Listing never writes, so the retention and clock the repository takes for writes play no part.
-    repository = DynamoCaseRepository(
-        session.client("dynamodb"), arguments.table, timedelta(days=1), _utc_now
-    )
+    repository = DynamoCaseRepository(session.client("dynamodb"), arguments.table, timedelta(days=1), utc_now)
     try:
         # The by-status index holds no account: with --account every case of the statuses is read, and
         # the limit counts the cases of those accounts.
@@ -296,7 +295,3 @@ def roll_back(arguments: argparse.Namespace) -> int:
         if not result.actions:
             print(f"nothing to undo in {arguments.case_id}: no action of it changed anything")
     return EXIT_OK if result.complete else EXIT_REJECTED
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)

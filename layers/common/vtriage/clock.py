@@ -1,9 +1,15 @@
-"""When the VirusTotal quota's windows turn over: the moments a record refused by the quota is deferred to
-(`vtriage.enrich`) and the quota table's windows end at (`vtriage.adapters.quota`)."""
+"""The clock: the current time every function and fake reads (`utc_now`), and when the VirusTotal quota's
+windows turn over: the moments a record refused by the quota is deferred to (`vtriage.enrich`) and the
+quota table's windows end at (`vtriage.adapters.quota`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware."""
+    return datetime.now(UTC)
 
 
 def next_minute(moment: datetime) -> datetime:

@@ -7,7 +7,7 @@ runs, never at import, and reused across invocations of a warm container.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -16,16 +16,12 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
 from vtriage.adapters.dynamodb import DynamoCaseRepository
+from vtriage.clock import utc_now
 from vtriage.config import Settings
 
 # Standard retry mode backs off on throttling; the Lambda timeout bounds the total.
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
 SECRET_MAX_AGE_SECONDS = 300
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
 
 
 @cache

@@ -17,7 +17,8 @@ from vtriage.adapters.quota import DynamoQuotaLimiter, SqsMessageDeferral
 from vtriage.adapters.sqs import SqsDeadLetterQueue
 from vtriage.adapters.stepfunctions import StepFunctionsExecutionStarter
 from vtriage.adapters.virustotal import VirusTotalClient, most_requests_per_lookup
-from vtriage.composition import SECRET_MAX_AGE_SECONDS, OnFirstUse, aws_client, secrets_provider, utc_now
+from vtriage.clock import utc_now
+from vtriage.composition import SECRET_MAX_AGE_SECONDS, OnFirstUse, aws_client, secrets_provider
 from vtriage.config import EnrichSettings
 from vtriage.enrich.batch import Batch
 from vtriage.enrich.lookups import Lookups

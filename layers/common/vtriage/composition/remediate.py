@@ -15,7 +15,8 @@ from vtriage.adapters.iam import IamAccessKeyDisabler
 from vtriage.adapters.nacl import NaclIpBlocker
 from vtriage.adapters.s3 import S3ObjectQuarantine
 from vtriage.adapters.waf import WafIpSetBlocker
-from vtriage.composition import AWS_CONFIG, aws_client, aws_session, case_repository, utc_now
+from vtriage.clock import utc_now
+from vtriage.composition import AWS_CONFIG, aws_client, aws_session, case_repository
 from vtriage.config import RemediateSettings
 from vtriage.models import Action, ActionStatus, ActionType
 from vtriage.ports import ResponseActuator

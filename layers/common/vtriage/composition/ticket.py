@@ -13,7 +13,8 @@ from vtriage.adapters.jira import JiraTicketSink
 from vtriage.adapters.servicenow import ServiceNowTicketSink
 from vtriage.adapters.sns import SnsTicketSink
 from vtriage.adapters.webhook import WebhookTicketSink
-from vtriage.composition import SECRET_MAX_AGE_SECONDS, aws_client, case_repository, secrets_provider, utc_now
+from vtriage.clock import utc_now
+from vtriage.composition import SECRET_MAX_AGE_SECONDS, aws_client, case_repository, secrets_provider
 from vtriage.config import TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.ports import TicketSink
