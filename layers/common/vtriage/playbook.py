@@ -137,7 +137,7 @@ class Playbook(_Strict):
     @model_validator(mode="after")
     def _actions_can_find_a_target(self) -> Self:
         for index, spec in enumerate(self.actions):
-            for action_type in _resolutions(spec.type):
+            for action_type in _action_types_of(spec.type):
                 where = f"actions.{index}.type"
                 ioc_type = _IOC_TARGETS.get(action_type)
                 if ioc_type is not None:
@@ -281,7 +281,7 @@ def _applies(match: Match, alert: Alert, iocs: Sequence[IocOutcome]) -> bool:
     return not match.verdicts or bool(match.matching_iocs(iocs))
 
 
-def _resolutions(spec_type: ActionType | str) -> list[ActionType]:
+def _action_types_of(spec_type: ActionType | str) -> list[ActionType]:
     """Every action type a spec may stand for (`block_ip`: each configurable IP block)."""
     if spec_type == BLOCK_IP:
         return [action for action in _BLOCK_IP_BY_METHOD.values() if action is not None]

@@ -288,9 +288,9 @@ def _context_lines(ioc_type: IocType, context: Mapping[str, Any]) -> list[Report
         )
         if registration:
             facts.append(("registered", registration))
-        resolutions = _resolutions(context.get("last_dns_records"))
-        if resolutions:
-            facts.append(("resolves to", resolutions))
+        resolves_to = _dns_records_line(context.get("last_dns_records"))
+        if resolves_to:
+            facts.append(("resolves to", resolves_to))
     elif ioc_type is IocType.URL:
         for name, label in (("last_final_url", "final URL"), ("serving_ip_address", "served by")):
             if context.get(name):
@@ -328,7 +328,8 @@ def _top_engines(detections: Any) -> str:
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
-def _resolutions(records: Any) -> str:
+def _dns_records_line(records: Any) -> str:
+    """The domain's last DNS records as the report's "resolves to" line, the first few of them."""
     if not isinstance(records, list):
         return ""
     # What the name resolves to: address and alias records, not its name servers or SOA.
