@@ -320,6 +320,9 @@ def case_summary(case: dict[str, Any], execution_status: str) -> dict[str, Any]:
         "message_id": None,
         "alert_id": alert["id"],
         "source": alert["source"],
+        # Where the finding lives: the account and Region its actions run in, when they may run.
+        "account": alert["account"],
+        "region": alert["region"],
         "type": alert["type"],
         "title": alert.get("title", ""),
         "severity": alert["severity"]["score"],
@@ -351,6 +354,9 @@ def case_summary(case: dict[str, Any], execution_status: str) -> dict[str, Any]:
                 "target": action["target"],
                 "status": action["status"],
                 "detail": action.get("detail", ""),
+                # Where it ran (set once it ran): the finding's account and Region.
+                "account": action.get("account"),
+                "region": action.get("region"),
             }
             for action in case.get("actions", [])
         ],

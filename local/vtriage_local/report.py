@@ -61,6 +61,7 @@ def _case_block(case: dict[str, Any]) -> list[str]:
         f"== {_plain(case['type'])}  "
         f"[{case['source']}, severity {case['severity']:g} {case['severity_label']}{guessed}]",
         f"   alert     {_plain(case['alert_id'])}",
+        f"   where     account {_plain(case['account'])}, Region {_plain(case['region'])}",
         f"   case      {case['case_id']}",
         f"   verdict   {case['verdict'].upper()}  ->  branch {case['branch'] or '-'}"
         f"  (execution {case['execution_status']}, case {case.get('status') or '-'})",
@@ -80,7 +81,13 @@ def _case_block(case: dict[str, Any]) -> list[str]:
     if case["actions"]:
         lines.append("   actions")
         for action in case["actions"]:
-            lines.append(f"     {action['type']} {_plain(action['target'])}: {action['status']}")
+            # Where it ran, as its ticket line says it.
+            where = (
+                f" in account {_plain(action['account'])}, Region {_plain(action['region'])}"
+                if action.get("account")
+                else ""
+            )
+            lines.append(f"     {action['type']} {_plain(action['target'])}: {action['status']}{where}")
             if action["detail"]:
                 lines.append(f"          {_plain(action['detail'], 1000)}")
     if case.get("repeats"):

@@ -15,7 +15,7 @@ from typing import IO, Any
 from unittest import mock
 
 import requests.adapters
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from vtriage.adapters.dynamodb import failure_key, from_item
 from vtriage.config import DEFAULT_VT_BASE_URL, EnrichSettings
@@ -32,7 +32,14 @@ from vtriage_local.accounting import (
 )
 from vtriage_local.alert_files import Delivery, read_deliveries
 from vtriage_local.replay import ReplayServer, bundled_recordings
-from vtriage_local.seed import instances_named, resources_named, seed_access_keys, seed_instances
+from vtriage_local.seed import (
+    alerts_by_place,
+    instances_named,
+    resources_named,
+    seed_access_keys,
+    seed_instances,
+    unmirrorable,
+)
 from vtriage_local.stack import REGION, LocalAws, LocalSetupError
 
 __all__ = ["Pipeline", "VirusTotalSource", "run_files"]
@@ -419,6 +426,8 @@ def run_files(
             intake = _deployed_intake()
             findings = [findings_in(delivery.body, intake) for delivery in deliveries]
             alerts = [finding.alert for found in findings for finding in found if finding.alert is not None]
+            # What the member accounts' StackSet deploys, then the resources the findings name.
+            aws.deploy_member_roles()
             mirror_resources(aws, alerts, log_stream)
             journeys = [pipeline.enqueue(delivery) for delivery in deliveries]
             pipeline.drain(deferred_wait_s)
@@ -455,10 +464,34 @@ def _deployed_intake() -> IntakeOptions:
 
 
 def mirror_resources(aws: LocalAws, alerts: list[Alert], log_stream: IO[str]) -> None:
-    """Mirror the instances and access keys the alerts name in the local account; what moto cannot
-    mirror is said in the log and left out (remediation then reports it missing)."""
-    instances = seed_instances(aws.client("ec2"), instances_named(alerts))
-    keys = seed_access_keys(aws.client("iam"), resources_named(alerts, ResourceType.ACCESS_KEY))
-    for detail in (*instances.left_out, *keys.left_out):
-        warning = {"level": "WARNING", "message": "resource not mirrored locally", "detail": detail}
-        print(json.dumps(warning), file=log_stream)
+    """Mirror the instances and access keys the alerts name, each in its finding's own account and
+    Region (moto keeps one backend per account and Region): the deployment's, a member account's or any
+    other, as the world the finding describes; whether vtriage may act there is the pipeline's to decide.
+    What cannot be mirrored is said in the log and left out (remediation then reports it missing)."""
+    for (account_id, region), named in alerts_by_place(alerts).items():
+        left_out: list[str]
+        problem = unmirrorable(account_id, region)
+        if problem is not None:
+            left_out = [f"{problem}: nothing it names is mirrored"]
+        else:
+            try:
+                instances = seed_instances(aws.client("ec2", region, account_id), instances_named(named))
+                keys = seed_access_keys(
+                    aws.client("iam", region, account_id), resources_named(named, ResourceType.ACCESS_KEY)
+                )
+            except (BotoCoreError, ClientError) as error:
+                left_out = [f"account {account_id}, Region {region}: {error}"]
+            else:
+                left_out = [*instances.left_out, *keys.left_out]
+                if instances.created or keys.created:
+                    mirrored = {
+                        "level": "INFO",
+                        "message": "resources mirrored locally",
+                        "account": account_id,
+                        "region": region,
+                        "created": [*instances.created, *keys.created],
+                    }
+                    print(json.dumps(mirrored), file=log_stream)
+        for detail in left_out:
+            warning = {"level": "WARNING", "message": "resource not mirrored locally", "detail": detail}
+            print(json.dumps(warning), file=log_stream)

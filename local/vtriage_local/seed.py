@@ -1,10 +1,11 @@
-"""Mirrors in the local account the instances and access keys that the alerts name, so that
-remediation, dry-run or not, acts on resources with the alert's ids rather than failing on ones that
-moto never heard of."""
+"""Mirrors into moto the instances and access keys that the alerts name, each in its finding's own
+account and Region, so that remediation, dry-run or not, acts on resources with the alert's ids, where the
+finding says they live, rather than failing on ones that moto never heard of."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from botocore.exceptions import ClientError
 from vtriage.models import Alert, Resource, ResourceType
 
 SEED_GROUP_NAME = "vtriage-local-seed"
+_ACCOUNT = re.compile(r"\d{12}")
+# A commercial, GovCloud or China Region's name (`us-east-1`, `us-gov-west-1`, `cn-north-1`).
+_REGION = re.compile(r"[a-z]{2}(?:-gov)?-[a-z]+-\d{1,2}")
 
 
 @contextmanager
@@ -31,6 +35,24 @@ def _moto_ids(**ids: str | None) -> Iterator[None]:
             if value:
                 stack.enter_context(mock.patch(targets[kind], return_value=value))
         yield
+
+
+def alerts_by_place(alerts: Iterable[Alert]) -> dict[tuple[str, str], list[Alert]]:
+    """The alerts by the place their finding names: (account, Region)."""
+    found: dict[tuple[str, str], list[Alert]] = {}
+    for alert in alerts:
+        found.setdefault((alert.account, alert.region), []).append(alert)
+    return found
+
+
+def unmirrorable(account: str, region: str) -> str | None:
+    """Why nothing can be mirrored where a finding says its resources live (no account id, no Region
+    AWS could have), or None."""
+    if not _ACCOUNT.fullmatch(account):
+        return f"the finding names no account id ({account[:64]!r})"
+    if not _REGION.fullmatch(region):
+        return f"the finding names no AWS Region ({region[:64]!r})"
+    return None
 
 
 def resources_named(alerts: Iterable[Alert], resource_type: ResourceType) -> list[Resource]:

@@ -27,17 +27,23 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.server import ThreadedMotoServer
 
 from vtriage_local.template import (
+    MEMBER_ROLE_TEMPLATE_PATH,
     PROJECT_ROOT,
     TEMPLATE_PATH,
     FunctionSpec,
-    choose_if,
+    Intrinsics,
+    condition_holds,
     functions,
     load_template,
+    parameter_problems,
 )
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 _DUMMY_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/vtriage-local"
+# The role through which the local tools reach another account of the organisation, as its administrators
+# do (moto does not check that it exists, nor its trust policy).
+ADMINISTRATOR_ROLE = "OrganizationAccountAccessRole"
 
 
 # moto's Step Functions engine runs ASL only when asked to; its Lambda backend must not need Docker.
@@ -115,6 +121,7 @@ class LocalAws:
         self._saved_env: dict[str, str | None] = {}
         self._modules: dict[str, ModuleType] = {}
         self._import_lock = threading.Lock()
+        self._accounts: dict[str, dict[str, str]] = {}
         self.endpoint_url = ""
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -149,6 +156,7 @@ class LocalAws:
         )
         # moto keeps its backends per process: start from nothing, whatever ran here before.
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+        self._accounts.clear()
         requests.post(
             f"{self.endpoint_url}/moto-api/config", json=_moto_config(self.run_state_machines), timeout=10
         ).raise_for_status()
@@ -182,14 +190,35 @@ class LocalAws:
 
     # -- clients and names ---------------------------------------------------------------------
 
-    def client(self, service: str) -> Any:
-        """A boto3 client on the local AWS."""
-        return boto3.session.Session(region_name=REGION).client(
+    def client(self, service: str, region: str = REGION, account: str = ACCOUNT_ID) -> Any:
+        """A boto3 client on the local AWS: the stack's own account and Region unless others are given.
+        Another account is reached as AWS reaches it, through an assumed role's credentials: moto keeps
+        one backend per account and selects it by the credentials' account."""
+        credentials = {
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+        if account != ACCOUNT_ID:
+            credentials = self._credentials_in(account)
+        return boto3.session.Session(region_name=region).client(
             service,  # type: ignore[call-overload]
             endpoint_url=self.endpoint_url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 (moto's dummy credentials)
+            **credentials,
         )
+
+    def _credentials_in(self, account: str) -> dict[str, str]:
+        """Credentials in another account: a session of the role an organisation's administrators use
+        there (AWS Organizations creates it in each account it creates), kept for the stack's life."""
+        if account not in self._accounts:
+            assumed = self.client("sts").assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/{ADMINISTRATOR_ROLE}", RoleSessionName="vtriage-local"
+            )["Credentials"]
+            self._accounts[account] = {
+                "aws_access_key_id": assumed["AccessKeyId"],
+                "aws_secret_access_key": assumed["SecretAccessKey"],
+                "aws_session_token": assumed["SessionToken"],
+            }
+        return self._accounts[account]
 
     def ref(self, logical_id: str) -> str:
         """What `!Ref logical_id` gives locally."""
@@ -217,38 +246,7 @@ class LocalAws:
 
     def resolve(self, value: Any) -> Any:
         """Evaluate the intrinsic functions the template uses, with local names."""
-        if isinstance(value, list):
-            return [self.resolve(item) for item in value]
-        if not isinstance(value, dict):
-            return value
-        if set(value) == {"Ref"}:
-            return self.ref(value["Ref"])
-        if set(value) == {"Fn::If"}:
-            return self.resolve(choose_if(value, self.template, self.parameters))
-        if set(value) == {"Fn::GetAtt"}:
-            target = value["Fn::GetAtt"]
-            logical_id, attribute = target if isinstance(target, list) else str(target).split(".", 1)
-            return self.get_att(logical_id, attribute)
-        if set(value) == {"Fn::Sub"}:
-            return self._sub(value["Fn::Sub"])
-        if set(value) == {"Fn::Join"}:
-            separator, items = value["Fn::Join"]
-            return str(separator).join(str(self.resolve(item)) for item in items)
-        return {key: self.resolve(item) for key, item in value.items()}
-
-    def _sub(self, spec: Any) -> str:
-        text, variables = (spec, {}) if isinstance(spec, str) else (spec[0], spec[1])
-        result = str(text)
-        for name, replacement in variables.items():
-            result = result.replace("${" + name + "}", str(self.resolve(replacement)))
-        while "${" in result:
-            start = result.index("${")
-            end = result.index("}", start)
-            name = result[start + 2 : end]
-            logical_id, _, attribute = name.partition(".")
-            replacement = self.get_att(logical_id, attribute) if attribute else self.ref(logical_id)
-            result = result[:start] + replacement + result[end + 1 :]
-        return result
+        return Intrinsics(self.template, self.parameters, self.ref, self.get_att).resolve(value)
 
     def function_environment(self) -> dict[str, str | None]:
         """The union of every function's environment, resolved. Functions share this process, so two
@@ -317,6 +315,88 @@ class LocalAws:
         }
         creators[resource_type](logical_id, properties)
 
+    def member_accounts(self) -> list[str]:
+        """The member accounts the stack's MemberAccountIds lists, as CloudFormation takes them."""
+        listed = self.parameters.get("MemberAccountIds", "")
+        problems = parameter_problems(self.template, {"MemberAccountIds": listed})
+        if problems:
+            raise LocalSetupError(f"template.yaml refuses {'; '.join(problems)}")
+        return [account for account in listed.split(",") if account and account != ACCOUNT_ID]
+
+    def deploy_member_roles(self) -> dict[str, str]:
+        """Deploy member-role.yaml in every member account MemberAccountIds lists, as the StackSet does
+        in the cloud: the role each one's findings are acted on through. Its ARN by account."""
+        return {account: self._deploy_member_role(account) for account in self.member_accounts()}
+
+    def _deploy_member_role(self, account: str) -> str:
+        """Deploy member-role.yaml in a member account, as the StackSet does in the cloud, with the
+        deployment's values: the remediate function's role as the one principal it trusts, the external id,
+        role name and Regions the remediate function uses."""
+        template = load_template(MEMBER_ROLE_TEMPLATE_PATH)
+        declared = template.get("Parameters", {})
+        given = {
+            "RemediateRoleArn": str(
+                self.resolve(self.template["Outputs"]["RemediateFunctionRoleArn"]["Value"])
+            ),
+            "ExternalId": self.parameters.get("MemberExternalId", ""),
+            "RoleName": self.parameters.get("MemberRoleName", ""),
+            "ActRegions": self.parameters.get("ActRegions", ""),
+            "NaclBlocking": "true"
+            if condition_holds(self.template, "HasNaclRules", self.parameters)
+            else "false",
+        }
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            raise LocalSetupError(f"member-role.yaml has no parameter {', '.join(unknown)}")
+        problems = parameter_problems(template, given)
+        if problems:
+            raise LocalSetupError(f"member-role.yaml refuses {'; '.join(problems)}")
+        parameters = {name: str(spec.get("Default", "")) for name, spec in declared.items()} | given
+        physical: dict[str, dict[str, str]] = {}
+        pseudo = {
+            "AWS::AccountId": account,
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::StackName": f"vtriage-member-{account}",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+        def ref(name: str) -> str:
+            if name in physical:
+                return physical[name]["Ref"]
+            value = parameters.get(name, pseudo.get(name))
+            if value is None:
+                raise LocalSetupError(
+                    f"member-role.yaml refers to {name}, which the local stack does not create"
+                )
+            return value
+
+        def get_att(logical_id: str, attribute: str) -> str:
+            try:
+                return physical[logical_id][attribute]
+            except KeyError:
+                raise LocalSetupError(
+                    f"no local value for !GetAtt {logical_id}.{attribute} in member-role.yaml"
+                ) from None
+
+        intrinsics = Intrinsics(template, parameters, ref, get_att)
+        iam = self.client("iam", account=account)
+        resources = template["Resources"]
+        # Policies first: the role's own policy names the containment policy.
+        creators = {"AWS::IAM::ManagedPolicy": _create_member_policy, "AWS::IAM::Role": _create_member_role}
+        unsupported = sorted({str(spec.get("Type")) for spec in resources.values()} - set(creators))
+        if unsupported:
+            raise LocalSetupError(
+                f"member-role.yaml has resources of type {', '.join(unsupported)}, not created locally"
+            )
+        for resource_type, create in creators.items():
+            for logical_id, spec in resources.items():
+                if spec.get("Type") == resource_type:
+                    physical[logical_id] = create(
+                        iam, logical_id, intrinsics.resolve(spec.get("Properties", {}))
+                    )
+        return str(intrinsics.resolve(template["Outputs"]["MemberRoleArn"]["Value"]))
+
     def _create_queue(self, logical_id: str, properties: dict[str, Any]) -> None:
         attributes: dict[str, str] = {}
         for name in (
@@ -374,6 +454,8 @@ class LocalAws:
             Timeout=spec.timeout,
         )["FunctionArn"]
         self.physical[logical_id] = {"Ref": logical_id, "Arn": arn}
+        # SAM makes each function a role, <function>Role; locally every function runs as the one role.
+        self.physical[f"{logical_id}Role"] = {"Ref": _DUMMY_ROLE.rsplit("/", 1)[-1], "Arn": _DUMMY_ROLE}
         if "FunctionUrlConfig" in properties:
             # SAM names a function's URL resource <function>Url. moto answers nothing on it: locally the
             # URL only appears in links, and tests call the handler with the request a URL would send.
@@ -441,6 +523,33 @@ class LocalAws:
         if name not in self.functions:
             raise LocalSetupError(f"no function {name!r} in template.yaml")
         return name
+
+
+def _create_member_policy(iam: Any, logical_id: str, properties: dict[str, Any]) -> dict[str, str]:
+    name = str(properties.get("ManagedPolicyName", logical_id))
+    arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(properties["PolicyDocument"]))[
+        "Policy"
+    ]["Arn"]
+    return {"Ref": arn, "PolicyArn": arn}
+
+
+def _create_member_role(iam: Any, logical_id: str, properties: dict[str, Any]) -> dict[str, str]:
+    name = str(properties.get("RoleName", logical_id))
+    role = iam.create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(properties["AssumeRolePolicyDocument"]),
+        Description=str(properties.get("Description", "")),
+        MaxSessionDuration=int(properties.get("MaxSessionDuration", 3600)),
+    )["Role"]
+    for policy in properties.get("Policies", []):
+        iam.put_role_policy(
+            RoleName=name,
+            PolicyName=policy["PolicyName"],
+            PolicyDocument=json.dumps(policy["PolicyDocument"]),
+        )
+    for arn in properties.get("ManagedPolicyArns", []):
+        iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+    return {"Ref": name, "Arn": role["Arn"], "RoleId": role["RoleId"]}
 
 
 def _make_dispatcher(aws: LocalAws) -> Any:

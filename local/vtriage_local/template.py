@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
+# The member role's template: deployed in each member account (a StackSet in the cloud).
+MEMBER_ROLE_TEMPLATE_PATH = PROJECT_ROOT / "member-role.yaml"
 
 _SHORT_TAGS = {
     "Ref": "Ref",
@@ -141,3 +145,81 @@ def _scalar(value: Any, parameters: dict[str, str]) -> str:
     if isinstance(value, dict) and set(value) == {"Ref"}:
         return parameters[value["Ref"]]
     return str(value)
+
+
+def parameter_problems(template: dict[str, Any], values: dict[str, str]) -> list[str]:
+    """What CloudFormation would refuse in these parameter values: a value its parameter's
+    `AllowedPattern` does not match whole, or one not among its `AllowedValues`."""
+    problems = []
+    declared = template.get("Parameters", {})
+    for name, value in values.items():
+        spec = declared.get(name, {})
+        pattern = spec.get("AllowedPattern")
+        if pattern is not None and re.fullmatch(str(pattern), value) is None:
+            problems.append(f"{name}={value!r} does not match {pattern}")
+        allowed = spec.get("AllowedValues")
+        if allowed is not None and value not in [str(item) for item in allowed]:
+            problems.append(f"{name}={value!r} is none of {', '.join(map(str, allowed))}")
+    return problems
+
+
+# What `!Ref AWS::NoValue` leaves: the list item or the mapping key holding it is removed.
+_NO_VALUE = object()
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Evaluates a template's intrinsic functions with one stack's names: `ref` gives what `!Ref` gives
+    (a parameter, a pseudo parameter, a resource's physical id) and `get_att` an attribute."""
+
+    template: dict[str, Any]
+    parameters: dict[str, str]
+    ref: Callable[[str], str]
+    get_att: Callable[[str, str], str]
+
+    def resolve(self, value: Any) -> Any:
+        """The value with every intrinsic function evaluated."""
+        resolved = self._resolve(value)
+        return None if resolved is _NO_VALUE else resolved
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            items = [self._resolve(item) for item in value]
+            return [item for item in items if item is not _NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Ref"}:
+            return _NO_VALUE if value["Ref"] == "AWS::NoValue" else self.ref(value["Ref"])
+        if set(value) == {"Fn::If"}:
+            return self._resolve(choose_if(value, self.template, self.parameters))
+        if set(value) == {"Fn::GetAtt"}:
+            target = value["Fn::GetAtt"]
+            logical_id, attribute = target if isinstance(target, list) else str(target).split(".", 1)
+            return self.get_att(logical_id, attribute)
+        if set(value) == {"Fn::Sub"}:
+            return self._sub(value["Fn::Sub"])
+        if set(value) == {"Fn::Join"}:
+            separator, items = value["Fn::Join"]
+            return str(separator).join(str(item) for item in self._resolve(items))
+        if set(value) == {"Fn::Split"}:
+            separator, text = value["Fn::Split"]
+            return str(self._resolve(text)).split(str(separator))
+        if set(value) == {"Fn::Select"}:
+            index, items = value["Fn::Select"]
+            return self._resolve(items)[int(self._resolve(index))]
+        resolved = {key: self._resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not _NO_VALUE}
+
+    def _sub(self, spec: Any) -> str:
+        text, variables = (spec, {}) if isinstance(spec, str) else (spec[0], spec[1])
+        result = str(text)
+        for name, replacement in variables.items():
+            result = result.replace("${" + name + "}", str(self._resolve(replacement)))
+        while "${" in result:
+            start = result.index("${")
+            end = result.index("}", start)
+            name = result[start + 2 : end]
+            logical_id, _, attribute = name.partition(".")
+            replacement = self.get_att(logical_id, attribute) if attribute else self.ref(logical_id)
+            result = result[:start] + replacement + result[end + 1 :]
+        return result

@@ -28,6 +28,8 @@ EXPECTED: dict[str, tuple[str, list[set[tuple[str, str, bool]]]]] = {
     "guardduty-s3-pentest-parrot-linux.json": ("guardduty", [{("ip", "198.51.100.0", False)}]),
     "guardduty-getfindings-trojan-droppoint-dns.json": ("guardduty", [{("domain", "3322.org", True)}]),
     "synthetic-guardduty-backdoor-c2-dns.json": ("guardduty", [{C2_DOMAIN}]),
+    # The same finding in a member account (111122223333) and another Region (eu-west-1).
+    "synthetic-guardduty-member-account-c2-dns.json": ("guardduty", [{C2_DOMAIN}]),
     "synthetic-guardduty-iam-tor-caller.json": ("guardduty", [{TOR_EXIT}]),
     "synthetic-guardduty-ec2-suspicious-dns.json": ("guardduty", [{("domain", "telemetry-sync.net", True)}]),
     "synthetic-guardduty-portprobe.json": ("guardduty", [{TOR_EXIT, ("ip", "198.51.100.7", False)}]),

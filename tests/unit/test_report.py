@@ -25,6 +25,8 @@ def _case() -> dict[str, Any]:
         "case_id": "guardduty-0123",
         "alert_id": "finding-1",
         "source": "guardduty",
+        "account": "123456789012",
+        "region": "us-east-1",
         "type": "Object:S3/MaliciousFile",
         "severity": 8.0,
         "severity_label": "high",

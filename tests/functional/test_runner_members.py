@@ -1,0 +1,227 @@
+"""`vtriage run` shows an organisation's whole path with no AWS account: a member account's finding in
+another Region, run as a new user runs it (`vtriage run --json --parameter-overrides DryRun=false
+--parameter-overrides MemberAccountIds=<id>`), is acted on in that account and Region; listed nowhere,
+or with another account listed, it changes nothing.
+
+The runner mirrors the instance the finding names into moto under the finding's own account and Region
+(moto keeps one backend per account, reached through an assumed role's credentials), and deploys
+member-role.yaml in each listed account, so that the remediate function takes its real path: STS
+AssumeRole into the member role, then EC2 in the finding's Region. `_ObservedStack` reads every place
+once the run settled, before the local AWS stops; it replaces nothing the pipeline runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import vtriage_local.runner as runner
+from tests.functional.conftest import EVENTS
+from vtriage_cli.main import main as vtriage
+from vtriage_local.seed import SEED_GROUP_NAME
+from vtriage_local.stack import ACCOUNT_ID, REGION, LocalAws
+
+pytestmark = pytest.mark.functional
+
+# A member account's GuardDuty finding in eu-west-1 (events/PROVENANCE.md): instance i-0d4e8a1c7b2f93e56
+# querying a domain VirusTotal's recording flags.
+MEMBER_FINDING = EVENTS / "synthetic-guardduty-member-account-c2-dns.json"
+MEMBER = "111122223333"
+ELSEWHERE = "eu-west-1"
+INSTANCE = "i-0d4e8a1c7b2f93e56"
+INTERFACE = "eni-0c3b5d7e9f1a2b468"
+ANOTHER_MEMBER = "444455556666"
+MEMBER_ROLE = "vtriage-member"
+QUARANTINE_GROUP = "vtriage-quarantine"
+INSTANCE_ACTIONS = {"snapshot_volumes", "tag_instance", "isolate_instance"}
+
+
+@dataclass(frozen=True)
+class Ec2Place:
+    """What a person reads in the EC2 console of one account and Region: the finding's instance (its
+    tags, its interface's groups, the snapshots of its volumes) and vtriage's quarantine groups."""
+
+    instance_tags: dict[str, str] | None
+    interface_groups: list[str]
+    snapshot_tags: list[dict[str, str]]
+    quarantine_groups: list[str]
+
+
+def read_place(aws: LocalAws, account: str, region: str) -> Ec2Place:
+    """The account's EC2 in the Region."""
+    ec2 = aws.client("ec2", region, account)
+    instances = [
+        instance
+        for reservation in ec2.describe_instances()["Reservations"]
+        for instance in reservation["Instances"]
+        if instance["InstanceId"] == INSTANCE
+    ]
+    volumes = {
+        mapping["Ebs"]["VolumeId"]
+        for instance in instances
+        for mapping in instance.get("BlockDeviceMappings", [])
+        if "Ebs" in mapping
+    }
+    interfaces = [
+        interface
+        for interface in ec2.describe_network_interfaces()["NetworkInterfaces"]
+        if interface["NetworkInterfaceId"] == INTERFACE
+    ]
+    return Ec2Place(
+        instance_tags={tag["Key"]: tag["Value"] for tag in instances[0].get("Tags", [])}
+        if instances
+        else None,
+        interface_groups=sorted(
+            group["GroupName"] for interface in interfaces for group in interface["Groups"]
+        ),
+        snapshot_tags=[
+            {tag["Key"]: tag["Value"] for tag in snapshot.get("Tags", [])}
+            for snapshot in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+            if snapshot["VolumeId"] in volumes
+        ],
+        quarantine_groups=sorted(
+            group["GroupName"]
+            for group in ec2.describe_security_groups()["SecurityGroups"]
+            if group["GroupName"].startswith(QUARANTINE_GROUP)
+        ),
+    )
+
+
+@dataclass
+class Observed:
+    """Each account's EC2 in each Region once the run settled, and the roles of each account."""
+
+    places: dict[tuple[str, str], Ec2Place]
+    roles: dict[str, dict[str, Any]]
+
+
+class _ObservedStack(LocalAws):
+    """The runner's local AWS, read before it stops."""
+
+    def __init__(self, observed: dict[str, Observed], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._observed = observed
+
+    def stop(self) -> None:
+        try:
+            places = [(MEMBER, ELSEWHERE), (ACCOUNT_ID, ELSEWHERE), (ACCOUNT_ID, REGION)]
+            self._observed["after"] = Observed(
+                places={place: read_place(self, *place) for place in places},
+                roles={
+                    account: {
+                        role["RoleName"]: role
+                        for role in self.client("iam", account=account).list_roles()["Roles"]
+                    }
+                    for account in (MEMBER, ANOTHER_MEMBER)
+                },
+            )
+        finally:
+            super().stop()
+
+
+@contextlib.contextmanager
+def observed_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Observed]]:
+    """The runner's local AWS replaced by one read before it stops, VirusTotal replayed."""
+    observed: dict[str, Observed] = {}
+    monkeypatch.delenv("VT_API_KEY", raising=False)
+    monkeypatch.setattr(runner, "LocalAws", lambda **kwargs: _ObservedStack(observed, **kwargs))
+    yield observed
+
+
+def vtriage_run(monkeypatch: pytest.MonkeyPatch, *overrides: str) -> tuple[int, dict[str, Any], Observed]:
+    """`vtriage run --json --parameter-overrides DryRun=false [--parameter-overrides X=Y ...]` on the
+    member account's finding: its exit status, its document, and the local AWS as it was at the end."""
+    arguments = ["run", "--json", "--verbose", "--parameter-overrides", "DryRun=false"]
+    for override in overrides:
+        arguments.extend(["--parameter-overrides", override])
+    stdout = io.StringIO()
+    with (
+        observed_stack(monkeypatch) as observed,
+        contextlib.redirect_stdout(stdout),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
+        status = vtriage([*arguments, str(MEMBER_FINDING)])
+    return status, json.loads(stdout.getvalue()), observed["after"]
+
+
+def test_a_member_accounts_finding_in_another_region_is_acted_on_there_through_the_member_role(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the member account's finding of an instance in eu-west-1, and the deployment (us-east-1)
+    # listing that account
+    # When a new user runs it for real
+    status, document, observed = vtriage_run(monkeypatch, f"MemberAccountIds={MEMBER}")
+
+    # Then it is one malicious case of that account and Region, remediated
+    assert status == 0
+    assert document["failures"] == []
+    [case] = document["cases"]
+    assert (case["account"], case["region"]) == (MEMBER, ELSEWHERE)
+    assert case["verdict"] == "malicious"
+    assert (case["branch"], case["status"], case["error"]) == ("remediate", "REMEDIATED", None)
+    assert case["not_actionable"] == []
+    # And each instance action was done, saying it ran in the member account, in eu-west-1
+    done = {action["type"]: action for action in case["actions"] if action["status"] == "done"}
+    assert set(done) == INSTANCE_ACTIONS, case["actions"]
+    for action in done.values():
+        assert action["target"] == INSTANCE
+        assert (action["account"], action["region"]) == (MEMBER, ELSEWHERE), action
+    # And the member account's instance in eu-west-1 is isolated, tagged with the case and snapshotted
+    there = observed.places[(MEMBER, ELSEWHERE)]
+    assert there.interface_groups == [QUARANTINE_GROUP]
+    assert there.instance_tags is not None
+    assert there.instance_tags["vtriage:case"] == case["case_id"]
+    assert there.instance_tags["vtriage:quarantined"] == "true"
+    assert there.snapshot_tags
+    assert all(tags.get("vtriage:case") == case["case_id"] for tags in there.snapshot_tags)
+    # And nothing happened in the deployment's own account, in either Region
+    for place in [(ACCOUNT_ID, ELSEWHERE), (ACCOUNT_ID, REGION)]:
+        assert observed.places[place] == Ec2Place(None, [], [], []), place
+    # And the member role the actions went through is member-role.yaml's, trusting the deployment's
+    # remediate function alone, with the external id it sends
+    role = observed.roles[MEMBER][MEMBER_ROLE]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"]["AWS"].startswith(f"arn:aws:iam::{ACCOUNT_ID}:role/")
+    assert trust["Condition"]["StringEquals"]["sts:ExternalId"] == f"vtriage-{ACCOUNT_ID}"
+    assert observed.roles[ANOTHER_MEMBER] == {}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [(), (f"MemberAccountIds={ANOTHER_MEMBER}",)],
+    ids=["no member listed", "another account listed"],
+)
+def test_a_finding_of_an_account_that_is_not_listed_changes_nothing_and_is_ticketed(
+    monkeypatch: pytest.MonkeyPatch, overrides: tuple[str, ...]
+) -> None:
+    # Given the same finding, its account not among MemberAccountIds
+    # When a new user runs it for real
+    status, document, observed = vtriage_run(monkeypatch, *overrides)
+
+    # Then it is a malicious case of its own account and Region, with no action, ticketed with the reason
+    assert status == 0
+    [case] = document["cases"]
+    assert (case["account"], case["region"]) == (MEMBER, ELSEWHERE)
+    assert case["verdict"] == "malicious"
+    assert case["actions"] == []
+    assert (case["branch"], case["status"], case["error"]) == ("ticket", "TICKETED", None)
+    assert case["ticket"] is not None
+    assert any(f"names account '{MEMBER}'" in reason for reason in case["not_actionable"])
+    # And the member account's instance, mirrored where the finding says it lives, is as it was
+    there = observed.places[(MEMBER, ELSEWHERE)]
+    assert there.instance_tags == {}
+    assert there.interface_groups == [SEED_GROUP_NAME]
+    assert (there.snapshot_tags, there.quarantine_groups) == ([], [])
+    # And nothing happened in the deployment's own account either
+    for place in [(ACCOUNT_ID, ELSEWHERE), (ACCOUNT_ID, REGION)]:
+        assert observed.places[place] == Ec2Place(None, [], [], []), place
+    # And no role was made in the finding's account: only a listed account gets the member role
+    assert MEMBER_ROLE not in observed.roles[MEMBER]
+    listed = {override.split("=", 1)[1] for override in overrides}
+    assert (MEMBER_ROLE in observed.roles[ANOTHER_MEMBER]) == (ANOTHER_MEMBER in listed)
