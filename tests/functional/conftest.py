@@ -83,11 +83,28 @@ class LaunchedInstance:
     group_id: str
 
 
-def launch_instance(ec2: Any) -> LaunchedInstance:
-    """Launch an instance on moto in a new VPC and subnet, behind a new group named `web`."""
+def launch_instance(
+    ec2: Any,
+    *,
+    tags: dict[str, str] | None = None,
+    ssh_open: bool = False,
+    second_interface: bool = False,
+    data_volume: bool = False,
+) -> LaunchedInstance:
+    """Launch an instance on moto in a new VPC and subnet, behind a new group named `web` (allowing SSH
+    from anywhere when `ssh_open`), with these tags; a second network interface in the same group when
+    `second_interface`, a second volume attached as /dev/sdf when `data_volume`."""
     vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]
+    subnet_id = subnet["SubnetId"]
     group_id = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc_id)["GroupId"]
+    if ssh_open:
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id,
+            IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+            ],
+        )
     image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     # Groups given on the interface, not SecurityGroupIds: with the latter moto pins them on every
     # interface whatever ModifyNetworkInterfaceAttribute sets later, which AWS does not.
@@ -96,5 +113,18 @@ def launch_instance(ec2: Any) -> LaunchedInstance:
         MinCount=1,
         MaxCount=1,
         NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [group_id]}],
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ]
+        if tags
+        else [],
     )["Instances"][0]["InstanceId"]
-    return LaunchedInstance(instance_id, vpc_id, subnet_id, group_id)
+    if second_interface:
+        second = ec2.create_network_interface(SubnetId=subnet_id, Groups=[group_id])["NetworkInterface"]
+        ec2.attach_network_interface(
+            NetworkInterfaceId=second["NetworkInterfaceId"], InstanceId=instance_id, DeviceIndex=1
+        )
+    if data_volume:
+        volume_id = ec2.create_volume(AvailabilityZone=subnet["AvailabilityZone"], Size=10)["VolumeId"]
+        ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/sdf")
+    return LaunchedInstance(str(instance_id), vpc_id, subnet_id, group_id)

@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from tests.functional.conftest import use_dummy_aws_credentials
+from tests.functional.conftest import launch_instance, use_dummy_aws_credentials
 from vtriage.adapters.ec2 import Ec2InstanceTagging, Ec2VolumeSnapshots
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
@@ -29,30 +29,6 @@ def ec2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     use_dummy_aws_credentials(monkeypatch, REGION)
     with mock_aws():
         yield boto3.client("ec2", region_name=REGION)
-
-
-def launch_instance(ec2: Any, tags: dict[str, str] | None = None) -> str:
-    """An instance with its root volume and a second data volume attached as /dev/sdf."""
-    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]
-    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    tag_specifications = (
-        [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
-        if tags
-        else []
-    )
-    instance_id = str(
-        ec2.run_instances(
-            ImageId=image_id,
-            MinCount=1,
-            MaxCount=1,
-            NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet["SubnetId"]}],
-            TagSpecifications=tag_specifications,
-        )["Instances"][0]["InstanceId"]
-    )
-    data = ec2.create_volume(AvailabilityZone=subnet["AvailabilityZone"], Size=10)["VolumeId"]
-    ec2.attach_volume(VolumeId=data, InstanceId=instance_id, Device="/dev/sdf")
-    return instance_id
 
 
 def instance_volumes(ec2: Any, instance_id: str) -> dict[str, str]:
@@ -87,7 +63,7 @@ def planned(action_type: ActionType, instance_id: str) -> Action:
 
 def test_every_volume_is_snapshotted_and_tagged_with_the_case(ec2: Any) -> None:
     # Given an instance with a root and a data volume
-    instance_id = launch_instance(ec2)
+    instance_id = launch_instance(ec2, data_volume=True).instance_id
     volumes = instance_volumes(ec2, instance_id)
     assert len(volumes) == 2
 
@@ -110,7 +86,7 @@ def test_every_volume_is_snapshotted_and_tagged_with_the_case(ec2: Any) -> None:
 
 def test_dry_run_takes_no_snapshot_and_names_the_volumes(ec2: Any) -> None:
     # Given an instance
-    instance_id = launch_instance(ec2)
+    instance_id = launch_instance(ec2, data_volume=True).instance_id
 
     # When its volumes are snapshotted in dry run
     action = Ec2VolumeSnapshots(ec2, PROTECTED_TAG).run(
@@ -127,7 +103,7 @@ def test_dry_run_takes_no_snapshot_and_names_the_volumes(ec2: Any) -> None:
 
 def test_snapshotting_twice_takes_no_new_snapshot(ec2: Any) -> None:
     # Given an instance snapshotted once for the case
-    instance_id = launch_instance(ec2)
+    instance_id = launch_instance(ec2, data_volume=True).instance_id
     actuator = Ec2VolumeSnapshots(ec2, PROTECTED_TAG)
     first = actuator.run(planned(ActionType.SNAPSHOT_VOLUMES, instance_id), False)
     taken = case_snapshots(ec2)
@@ -144,7 +120,7 @@ def test_snapshotting_twice_takes_no_new_snapshot(ec2: Any) -> None:
 
 def test_rollback_keeps_the_snapshots_for_forensics(ec2: Any) -> None:
     # Given snapshots taken for the case
-    instance_id = launch_instance(ec2)
+    instance_id = launch_instance(ec2, data_volume=True).instance_id
     actuator = Ec2VolumeSnapshots(ec2, PROTECTED_TAG)
     done = actuator.run(planned(ActionType.SNAPSHOT_VOLUMES, instance_id), False)
     taken = case_snapshots(ec2)
@@ -162,7 +138,7 @@ def test_rollback_keeps_the_snapshots_for_forensics(ec2: Any) -> None:
 
 def test_a_protected_instance_is_not_snapshotted(ec2: Any) -> None:
     # Given an instance carrying the protected tag
-    instance_id = launch_instance(ec2, tags={PROTECTED_TAG: "prod-db"})
+    instance_id = launch_instance(ec2, tags={PROTECTED_TAG: "prod-db"}, data_volume=True).instance_id
 
     # When its volumes are snapshotted
     action = Ec2VolumeSnapshots(ec2, PROTECTED_TAG).run(
@@ -191,7 +167,7 @@ def test_snapshotting_a_missing_instance_fails_with_the_reason(ec2: Any) -> None
 
 def test_tagging_marks_the_instance_and_rollback_removes_the_tags(ec2: Any) -> None:
     # Given an instance with a tag of its own
-    instance_id = launch_instance(ec2, tags={"Name": "web-1"})
+    instance_id = launch_instance(ec2, tags={"Name": "web-1"}, data_volume=True).instance_id
     actuator = Ec2InstanceTagging(ec2, PROTECTED_TAG)
 
     # When it is tagged for real
@@ -215,7 +191,9 @@ def test_tagging_marks_the_instance_and_rollback_removes_the_tags(ec2: Any) -> N
 
 def test_rollback_gives_back_the_tag_of_an_earlier_case(ec2: Any) -> None:
     # Given an instance already tagged by an earlier case, then tagged by this one
-    instance_id = launch_instance(ec2, tags={"vtriage:case": "guardduty-earlier"})
+    instance_id = launch_instance(
+        ec2, tags={"vtriage:case": "guardduty-earlier"}, data_volume=True
+    ).instance_id
     actuator = Ec2InstanceTagging(ec2, PROTECTED_TAG)
     done = actuator.run(planned(ActionType.TAG_INSTANCE, instance_id), False)
     assert "replacing vtriage:case=guardduty-earlier" in done.detail
@@ -229,7 +207,7 @@ def test_rollback_gives_back_the_tag_of_an_earlier_case(ec2: Any) -> None:
 
 def test_tagging_dry_run_and_twice_change_nothing(ec2: Any) -> None:
     # Given an instance
-    instance_id = launch_instance(ec2, tags={"Name": "web-1"})
+    instance_id = launch_instance(ec2, tags={"Name": "web-1"}, data_volume=True).instance_id
     actuator = Ec2InstanceTagging(ec2, PROTECTED_TAG)
 
     # When it is tagged in dry run, Then no tag was added and the detail says which would be
@@ -249,7 +227,7 @@ def test_tagging_dry_run_and_twice_change_nothing(ec2: Any) -> None:
 
 def test_a_protected_instance_is_not_tagged(ec2: Any) -> None:
     # Given an instance carrying the protected tag
-    instance_id = launch_instance(ec2, tags={PROTECTED_TAG: ""})
+    instance_id = launch_instance(ec2, tags={PROTECTED_TAG: ""}, data_volume=True).instance_id
 
     # When it is tagged
     action = Ec2InstanceTagging(ec2, PROTECTED_TAG).run(planned(ActionType.TAG_INSTANCE, instance_id), False)

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from tests.functional.conftest import use_dummy_aws_credentials
+from tests.functional.conftest import launch_instance, use_dummy_aws_credentials
 from vtriage.adapters.ec2 import UNTRACKING_SUFFIX, Ec2InstanceIsolation
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
@@ -34,37 +34,10 @@ def ec2(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield boto3.client("ec2", region_name=REGION)
 
 
-def launch_instance(ec2: Any, tags: dict[str, str] | None = None) -> tuple[str, str]:
+def web_server(ec2: Any, tags: dict[str, str] | None = None) -> tuple[str, str]:
     """An instance with two network interfaces in a 'web' group that allows SSH; returns (instance, group)."""
-    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    web = ec2.create_security_group(GroupName="web", Description="web servers", VpcId=vpc_id)["GroupId"]
-    ec2.authorize_security_group_ingress(
-        GroupId=web,
-        IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
-        ],
-    )
-    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    # Groups given per interface, not as SecurityGroupIds: moto keeps launch-time SecurityGroupIds on
-    # every interface whatever ModifyNetworkInterfaceAttribute sets, which AWS does not do.
-    launched = ec2.run_instances(
-        ImageId=image_id,
-        MinCount=1,
-        MaxCount=1,
-        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [web]}],
-        TagSpecifications=[
-            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in (tags or {}).items()]}
-        ]
-        if tags
-        else [],
-    )
-    instance_id = launched["Instances"][0]["InstanceId"]
-    second = ec2.create_network_interface(SubnetId=subnet_id, Groups=[web])["NetworkInterface"]
-    ec2.attach_network_interface(
-        NetworkInterfaceId=second["NetworkInterfaceId"], InstanceId=instance_id, DeviceIndex=1
-    )
-    return instance_id, web
+    launched = launch_instance(ec2, tags=tags, ssh_open=True, second_interface=True)
+    return launched.instance_id, launched.group_id
 
 
 def interface_groups(ec2: Any, instance_id: str) -> dict[str, list[str]]:
@@ -98,7 +71,7 @@ def isolate(ec2: Any, instance_id: str, *, dry_run: bool, case_id: str | None = 
 
 def test_isolation_leaves_every_interface_only_in_a_quarantine_group_with_no_rules(ec2: Any) -> None:
     # Given an instance with two interfaces in a group that allows SSH
-    instance_id, web = launch_instance(ec2)
+    instance_id, web = web_server(ec2)
     before = interface_groups(ec2, instance_id)
 
     # When it is isolated for real
@@ -120,7 +93,7 @@ def test_isolation_leaves_every_interface_only_in_a_quarantine_group_with_no_rul
 
 def test_dry_run_changes_nothing_and_says_what_would_change(ec2: Any) -> None:
     # Given an instance in the web group
-    instance_id, web = launch_instance(ec2)
+    instance_id, web = web_server(ec2)
     before = interface_groups(ec2, instance_id)
     groups_before = ec2.describe_security_groups()["SecurityGroups"]
 
@@ -143,7 +116,7 @@ def test_dry_run_changes_nothing_and_says_what_would_change(ec2: Any) -> None:
 
 def test_dry_run_names_an_existing_quarantine_group_by_id(ec2: Any) -> None:
     # Given an isolated instance, so a quarantine group exists, and a second instance in the same VPC
-    first, _ = launch_instance(ec2)
+    first, _ = web_server(ec2)
     isolate(ec2, first, dry_run=False)
     [group] = quarantine_groups(ec2)
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [group["VpcId"]]}])["Subnets"]
@@ -162,7 +135,7 @@ def test_dry_run_names_an_existing_quarantine_group_by_id(ec2: Any) -> None:
 
 def test_a_protected_instance_is_skipped_and_untouched(ec2: Any) -> None:
     # Given an instance carrying the protected tag (its value does not matter)
-    instance_id, _ = launch_instance(ec2, tags={PROTECTED_TAG: ""})
+    instance_id, _ = web_server(ec2, tags={PROTECTED_TAG: ""})
     before = interface_groups(ec2, instance_id)
 
     # When it is isolated for real
@@ -177,7 +150,7 @@ def test_a_protected_instance_is_skipped_and_untouched(ec2: Any) -> None:
 
 def test_isolating_twice_reports_already_isolated(ec2: Any) -> None:
     # Given an instance isolated once
-    instance_id, _ = launch_instance(ec2)
+    instance_id, _ = web_server(ec2)
     isolate(ec2, instance_id, dry_run=False)
     isolated = interface_groups(ec2, instance_id)
 
@@ -198,7 +171,7 @@ def test_isolating_twice_reports_already_isolated(ec2: Any) -> None:
 
 def test_a_quarantine_group_opened_by_hand_is_closed_again(ec2: Any) -> None:
     # Given an isolated instance whose quarantine group someone opened to SSH
-    instance_id, _ = launch_instance(ec2)
+    instance_id, _ = web_server(ec2)
     isolate(ec2, instance_id, dry_run=False)
     [group] = quarantine_groups(ec2)
     ec2.authorize_security_group_ingress(
@@ -234,7 +207,7 @@ def planned_isolation(instance_id: str) -> Action:
 
 def test_run_isolates_the_target_and_keeps_the_planned_parameters(ec2: Any) -> None:
     # Given an instance and an isolation planned on it
-    instance_id, web = launch_instance(ec2)
+    instance_id, web = web_server(ec2)
     planned = planned_isolation(instance_id)
 
     # When the actuator runs it for real
@@ -251,7 +224,7 @@ def test_run_isolates_the_target_and_keeps_the_planned_parameters(ec2: Any) -> N
 
 def test_rollback_puts_every_interface_back_in_its_groups(ec2: Any) -> None:
     # Given an instance isolated through the actuator
-    instance_id, _ = launch_instance(ec2)
+    instance_id, _ = web_server(ec2)
     original = interface_groups(ec2, instance_id)
     done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
     assert interface_groups(ec2, instance_id) != original
@@ -275,7 +248,7 @@ def test_rollback_puts_every_interface_back_in_its_groups(ec2: Any) -> None:
 
 def test_rollback_of_an_instance_that_was_already_isolated_leaves_it_isolated(ec2: Any) -> None:
     # Given an instance isolated by hand before vtriage ran, then "isolated again" by vtriage
-    instance_id, _ = launch_instance(ec2)
+    instance_id, _ = web_server(ec2)
     isolate(ec2, instance_id, dry_run=False)
     isolated = interface_groups(ec2, instance_id)
     done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
@@ -290,7 +263,7 @@ def test_rollback_of_an_instance_that_was_already_isolated_leaves_it_isolated(ec
 
 def test_rollback_reports_an_interface_that_no_longer_exists(ec2: Any) -> None:
     # Given an isolated instance whose second interface was then detached and deleted
-    instance_id, _ = launch_instance(ec2)
+    instance_id, _ = web_server(ec2)
     done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
     instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
     [second] = [eni for eni in instance["NetworkInterfaces"] if eni["Attachment"]["DeviceIndex"] == 1]
@@ -340,7 +313,7 @@ def allows_everything(permissions: list[dict[str, Any]]) -> bool:
 
 def test_isolation_first_makes_open_connections_untracked_then_cuts_them(ec2: Any) -> None:
     # Given an instance with two interfaces in a group that allows SSH (a session may be open on it)
-    instance_id, web = launch_instance(ec2)
+    instance_id, web = web_server(ec2)
     interfaces = list(interface_groups(ec2, instance_id))
     moves = record_moves(ec2)
 
@@ -373,7 +346,7 @@ def test_isolation_first_makes_open_connections_untracked_then_cuts_them(ec2: An
 
 def test_the_dry_run_names_both_steps(ec2: Any) -> None:
     # Given an instance, When it is isolated in dry run
-    instance_id, _ = launch_instance(ec2)
+    instance_id, _ = web_server(ec2)
     action = isolate(ec2, instance_id, dry_run=True)
 
     # Then both groups and their order are named, and neither was created
@@ -408,7 +381,7 @@ def test_an_isolation_stopped_between_its_steps_never_leaves_an_interface_in_the
 ) -> None:
     # Given an instance, and EC2 refusing once (throttling) to move an interface into the quarantine group,
     # after both went to the untracking group
-    instance_id, web = launch_instance(ec2)
+    instance_id, web = web_server(ec2)
     original = interface_groups(ec2, instance_id)
     fail_the_move_to(ec2, QUARANTINE, "RequestLimitExceeded", 503)
 
@@ -427,7 +400,7 @@ def test_an_isolation_stopped_between_its_steps_never_leaves_an_interface_in_the
 
 def test_a_refused_first_move_changes_nothing_and_the_retry_starts_afresh(ec2: Any) -> None:
     # Given an instance, and EC2 throttling the very first move (into the untracking group)
-    instance_id, web = launch_instance(ec2)
+    instance_id, web = web_server(ec2)
     original = interface_groups(ec2, instance_id)
     fail_the_move_to(ec2, UNTRACKING, "RequestLimitExceeded", 503)
 
@@ -445,7 +418,7 @@ def test_a_refused_first_move_changes_nothing_and_the_retry_starts_afresh(ec2: A
 def test_rollback_undoes_both_steps_even_from_the_untracking_group(ec2: Any) -> None:
     # Given an isolated instance, one of whose interfaces was then moved into the untracking group (as an
     # isolation stopped between its two steps would leave it)
-    instance_id, _ = launch_instance(ec2)
+    instance_id, _ = web_server(ec2)
     original = interface_groups(ec2, instance_id)
     done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
     first = next(iter(original))
@@ -463,7 +436,7 @@ def test_rollback_undoes_both_steps_even_from_the_untracking_group(ec2: Any) -> 
 
 def test_a_group_of_the_quarantine_name_that_vtriage_did_not_create_is_not_used(ec2: Any) -> None:
     # Given a VPC where someone made a group named like the quarantine group, without vtriage's tag
-    instance_id, _ = launch_instance(ec2)
+    instance_id, _ = web_server(ec2)
     before = interface_groups(ec2, instance_id)
     vpc_id = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["VpcId"]
     ec2.create_security_group(GroupName=QUARANTINE, Description="someone else's", VpcId=vpc_id)
@@ -572,7 +545,7 @@ def test_a_case_that_finds_another_between_its_two_steps_finishes_the_second_and
 ) -> None:
     # Given two findings on one instance, case-A's isolation having moved every interface to the
     # untracking group, when case-B's isolation of the same instance runs from start to end
-    instance_id, web = launch_instance(ec2)
+    instance_id, web = web_server(ec2)
     interfaces = list(interface_groups(ec2, instance_id))
     ec2.create_tags(Resources=[instance_id], Tags=[{"Key": "vtriage:case", "Value": "case-A"}])
     second: dict[str, Action] = {}
@@ -612,7 +585,7 @@ def test_two_cases_that_read_the_instance_before_either_moved_it_both_end_done_a
     # Given two findings on one instance: case-B has read the instance (still in its web group) and is
     # about to move its first interface, when case-A isolates it and, just as case-A checks its result,
     # case-B moves one interface into the untracking group (the race a new-user trial found)
-    instance_id, web = launch_instance(ec2)
+    instance_id, web = web_server(ec2)
     interfaces = list(interface_groups(ec2, instance_id))
     gated = GatedEc2(ec2)
     outcome: dict[str, Action] = {}
@@ -641,7 +614,7 @@ def test_two_cases_that_read_the_instance_before_either_moved_it_both_end_done_a
 
 def test_rolling_back_both_cases_puts_the_interfaces_back_in_their_own_groups(ec2: Any) -> None:
     # Given an instance isolated by case-A, then found isolated by case-B
-    instance_id, _ = launch_instance(ec2)
+    instance_id, _ = web_server(ec2)
     original = interface_groups(ec2, instance_id)
     done_a = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
     done_b = isolation(ec2).run(
