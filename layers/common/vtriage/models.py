@@ -468,7 +468,8 @@ class Case(BaseModel):
 
     def record(self, status: CaseStatus, at: datetime, note: str = "") -> None:
         """Move the case to `status` at `at` and add the step to its history: every step that changes a
-        case's status does it here."""
+        case's status does it here (the state machine's CloseCase and MarkCaseFailed write the same way,
+        held to this model by tests/unit/test_state_machine_case_writes.py)."""
         self.status = status
         self.updated_at = at
         self.history.append(HistoryEntry(status=status, at=at, note=note))
