@@ -860,6 +860,46 @@ def test_finish_reports_an_action_the_execution_never_ran() -> None:
         steps.step({"case_id": case.case_id, "step": "finish"})
 
 
+def test_a_failed_wait_for_approval_is_recorded_for_a_person_to_decide() -> None:
+    # Given an action waiting for a person, whose approval request could not be sent
+    case = malicious_case("i-1", statuses={"i-1": ActionStatus.PENDING_APPROVAL})
+    cases = InMemoryCaseRepository([case])
+    actuator = isolation({"i-1": "sg-web"})
+    steps = steps_over(cases, actuator)
+    error = {"Error": "Lambda.AWSLambdaException", "Cause": "Rate exceeded"}
+
+    # When the Map's Catch records the failure, Then the action is failed, never run, and says so
+    recorded = steps.step({"case_id": case.case_id, "step": "record_failure", "index": 0, "error": error})
+    assert recorded.model_dump(mode="json")["status"] == "failed"
+    [action] = stored(cases, case).actions
+    assert action.detail == (
+        "not run: waiting for its approval failed (Lambda.AWSLambdaException: Rate exceeded); "
+        "a person must decide"
+    )
+    assert actuator.calls == []
+
+
+def test_finish_escalates_an_approval_no_one_gave_to_the_ticket_once() -> None:
+    # Given an action still waiting for a person when the Map ends (its approval timed out)
+    case = malicious_case("i-1", statuses={"i-1": ActionStatus.PENDING_APPROVAL})
+    case.actions[0] = case.actions[0].model_copy(update={"detail": "waiting for a person"})
+    cases = InMemoryCaseRepository([case])
+    steps = steps_over(cases, isolation({"i-1": "sg-web"}))
+
+    # When the remediation finishes, Then the ticket hears it still waits
+    with pytest.raises(RemediationError, match="isolate_instance i-1 still waits for approval: escalated"):
+        finish(steps, case.case_id)
+
+    # And the action says it was escalated, still waiting, once however often finish runs (a retry)
+    with pytest.raises(RemediationError):
+        finish(steps, case.case_id)
+    [action] = stored(cases, case).actions
+    assert action.status is ActionStatus.PENDING_APPROVAL
+    assert action.detail == (
+        "waiting for a person; no decision within the approval time: escalated to the ticket"
+    )
+
+
 def test_only_the_approvals_that_fit_in_the_execution_are_waited_for() -> None:
     # Given six actions that each need a person, and approvals as long as the template allows (7 days)
     case = malicious_case(*(f"i-{n}" for n in range(6)))
