@@ -6,15 +6,8 @@ from __future__ import annotations
 
 from vtriage.eligibility import Place
 from vtriage.models import ActionStatus
-from vtriage.remediate import (
-    ActionOutcome,
-    Actuators,
-    BlastRadius,
-    FinishedRemediation,
-    RemediationPlan,
-    Remediator,
-    SearchableCases,
-)
+from vtriage.ports import BlastRadius, SearchableCases
+from vtriage.remediate import ActionOutcome, Actuators, FinishedRemediation, RemediationPlan, Remediator
 
 
 def remediator(

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.fakes import InMemoryCaseRepository, make_alert, make_case
+from tests.factories import make_alert, make_case
 from tests.functional.conftest import launch_instance, use_dummy_aws_credentials
 from tests.remediation_steps import remediate, remediator
 from vtriage.adapters.ec2 import Ec2InstanceIsolation, Ec2InstanceTagging, Ec2VolumeSnapshots
@@ -23,6 +23,7 @@ from vtriage.adapters.s3 import S3ObjectQuarantine
 from vtriage.adapters.waf import WafIpSetBlocker
 from vtriage.eligibility import Place
 from vtriage.errors import RemediationError
+from vtriage.fakes import InMemoryCaseRepository
 from vtriage.models import (
     Action,
     ActionStatus,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import make_alert, make_case
+from tests.factories import make_alert, make_case
 from tests.functional.conftest import EVENTS
 from tests.unit.test_enrich import _domain_findings
 from tests.unit.test_enrich_fates import POISONS, poison_body

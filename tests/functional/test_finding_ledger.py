@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.fakes import make_alert, make_case
+from tests.factories import make_alert, make_case
 from vtriage.adapters.dynamodb import DynamoCaseRepository, DynamoRepeatLedger
-from vtriage.adapters.finding_ledger import MAX_VARIANTS, DynamoFindingLedger
-from vtriage.bounds import MAX_HISTORY
+from vtriage.adapters.finding_ledger import DynamoFindingLedger
+from vtriage.bounds import MAX_HISTORY, MAX_VARIANTS
 from vtriage.models import Case, CaseStatus, HistoryEntry, Repeat, Verdict
 from vtriage_local.stack import LocalAws
 

@@ -56,7 +56,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from tests.fakes import make_alert, make_case
+from tests.factories import make_alert, make_case
 from tests.functional.conftest import launch_instance, load_event
 from tests.functional.test_intake_function import function_url_request
 from vtriage.adapters.dynamodb import DynamoCaseRepository

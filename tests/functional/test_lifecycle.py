@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import make_alert, make_case
+from tests.factories import make_alert, make_case
 from tests.functional.conftest import event, wait_for_execution
 from vtriage.adapters.dynamodb import DynamoCaseRepository, DynamoRepeatLedger
 from vtriage.models import Case, CaseStatus, HistoryEntry, Repeat, Ticket, Verdict

@@ -26,7 +26,7 @@ import pytest
 import requests
 from moto import mock_aws
 
-from tests.fakes import make_alert, make_case
+from tests.factories import make_alert, make_case
 from tests.functional.conftest import use_dummy_aws_credentials
 from vtriage.adapters.http_tickets import (
     BasicCredentials,

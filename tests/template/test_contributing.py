@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import make_alert
+from tests.factories import make_alert
 from vtriage.composition.remediate import actuators
 from vtriage.config import RemediateSettings
 from vtriage.models import ActionType, IocOutcome, IocType, Resource, ResourceType, Verdict

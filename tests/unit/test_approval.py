@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.fakes import FakeActuator, InMemoryCaseRepository, make_alert, make_case
+from tests.factories import make_alert, make_case
 from vtriage.approval import (
-    CLAIM_LEASE,
-    ApprovalClaims,
     ApprovalRequest,
-    Approver,
-    Decision,
     GoneTokenError,
     InvalidTokenError,
     carry_out_decision,
@@ -26,10 +21,29 @@ from vtriage.approval import (
 )
 from vtriage.composition.remediate import actuators
 from vtriage.config import RemediateSettings
-from vtriage.display import Report
 from vtriage.eligibility import Place
 from vtriage.errors import ConfigurationError, TransientError
-from vtriage.models import Action, ActionStatus, ActionType, Case, CaseStatus, TaskInput, Verdict
+from vtriage.fakes import (
+    FakeActuator,
+    FakeApprovalNotifier,
+    FakeBlastRadius,
+    FakeTaskCallback,
+    InMemoryApprovalStore,
+    InMemoryCaseRepository,
+)
+from vtriage.models import (
+    Action,
+    ActionStatus,
+    ActionType,
+    ApprovalClaims,
+    Approver,
+    Case,
+    CaseStatus,
+    Decision,
+    TaskInput,
+    Verdict,
+)
+from vtriage.ports import CLAIM_LEASE
 from vtriage.remediate import ActionTask, plan_remediation, run_action
 from vtriage.ticket import ApprovalLinks
 
@@ -38,92 +52,6 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PLACE = Place(own_account="123456789012", regions=frozenset({"us-east-1"}))
 KEY = b"a-signing-key-of-enough-length-for-hmac-sha256"
 APPROVAL_URL = "https://abc123.lambda-url.us-east-1.on.aws/"
-
-
-@dataclass
-class Held:
-    """An approval one request holds while it passes the decision on."""
-
-    decision: Decision
-    approver: Approver
-    until: datetime
-
-
-@dataclass
-class InMemoryApprovalStore:
-    """`ApprovalStore`: approvals by id, held for a lease while deciding, then decided once."""
-
-    tokens: dict[str, str] = field(default_factory=dict)
-    held: dict[str, Held] = field(default_factory=dict)
-    decided: dict[str, tuple[Decision, Approver]] = field(default_factory=dict)
-
-    def put_pending(self, claims: ApprovalClaims, task_token: str) -> None:
-        if claims.approval_id not in self.decided and claims.approval_id not in self.held:
-            self.tokens[claims.approval_id] = task_token
-
-    def is_pending(self, approval_id: str, now: datetime) -> bool:
-        held = self.held.get(approval_id)
-        waiting = approval_id in self.tokens and approval_id not in self.decided
-        return waiting and (held is None or held.until < now)
-
-    def claim(self, approval_id: str, decision: Decision, approver: Approver, at: datetime) -> str | None:
-        if not self.is_pending(approval_id, at):
-            return None
-        self.held[approval_id] = Held(decision, approver, at + CLAIM_LEASE)
-        return self.tokens[approval_id]
-
-    def release(self, approval_id: str) -> None:
-        self.held.pop(approval_id, None)
-
-    def settle(self, approval_id: str) -> None:
-        held = self.held.pop(approval_id)
-        self.decided[approval_id] = (held.decision, held.approver)
-
-
-@dataclass
-class RecordingCallback:
-    """`TaskCallback` recording what resumed the waiting step; `error`, when set, is raised instead
-    (Step Functions throttling or unavailable)."""
-
-    waiting: bool = True
-    error: Exception | None = None
-    calls: list[tuple[str, str, Any]] = field(default_factory=list)
-
-    def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
-        self.calls.append(("success", task_token, output))
-        if self.error is not None:
-            raise self.error
-        return self.waiting
-
-    def fail(self, task_token: str, error: str, cause: str) -> bool:
-        self.calls.append(("failure", task_token, error))
-        if self.error is not None:
-            raise self.error
-        return self.waiting
-
-
-@dataclass
-class RecordingNotifier:
-    """`ApprovalNotifier` keeping what it was asked to send."""
-
-    sent: list[tuple[str, Action, Report]] = field(default_factory=list)
-
-    def notify(self, case: Case, action: Action, request: Report) -> None:
-        self.sent.append((case.case_id, action, request))
-
-
-@dataclass
-class CountingBlastRadius:
-    """`BlastRadius` with `allowance` actions left this hour."""
-
-    allowance: int
-    taken: int = 0
-
-    def acquire(self) -> bool:
-        if self.taken >= self.allowance:
-            return False
-        self.taken += 1
-        return True
 
 
 def waiting_case(*statuses: ActionStatus) -> Case:
@@ -190,7 +118,7 @@ def test_an_expired_token_is_gone() -> None:
 
 def requested(case: Case, task_token: str = "task-token-1") -> tuple[dict[str, Any], ApprovalLinks]:
     cases = InMemoryCaseRepository([case])
-    store, notifier = InMemoryApprovalStore(), RecordingNotifier()
+    store, notifier = InMemoryApprovalStore(), FakeApprovalNotifier()
     request = ApprovalRequest(
         case_id=case.case_id,
         index=0,
@@ -225,7 +153,7 @@ def test_approving_resumes_the_waiting_step_once() -> None:
     # Given an approval request
     case = waiting_case(ActionStatus.PENDING_APPROVAL)
     parts, links = requested(case)
-    callback = RecordingCallback()
+    callback = FakeTaskCallback()
     deps = {"store": parts["store"], "cases": parts["cases"], "callback": callback}
 
     # When the approve link is used
@@ -247,7 +175,7 @@ def test_rejecting_records_the_action_as_skipped_and_fails_the_step() -> None:
     # Given an approval request
     case = waiting_case(ActionStatus.PENDING_APPROVAL)
     parts, links = requested(case)
-    callback = RecordingCallback()
+    callback = FakeTaskCallback()
 
     # When the reject link is used
     carry_out_decision(
@@ -278,7 +206,7 @@ def test_a_decision_after_the_step_timed_out_is_gone() -> None:
             key=KEY,
             store=parts["store"],
             cases=parts["cases"],
-            callback=RecordingCallback(waiting=False),
+            callback=FakeTaskCallback(waiting=False),
             now=NOW,
         )
 
@@ -305,7 +233,7 @@ def test_the_decision_records_who_made_it_in_the_store_and_on_the_case() -> None
         key=KEY,
         store=parts["store"],
         cases=parts["cases"],
-        callback=RecordingCallback(),
+        callback=FakeTaskCallback(),
         now=NOW,
         approver=APPROVER,
     )
@@ -333,7 +261,7 @@ def test_a_user_agent_with_line_breaks_is_recorded_escaped() -> None:
         key=KEY,
         store=parts["store"],
         cases=parts["cases"],
-        callback=RecordingCallback(),
+        callback=FakeTaskCallback(),
         now=NOW,
         approver=forged,
     )
@@ -355,7 +283,7 @@ def test_a_decision_the_step_never_received_leaves_the_link_usable(link: str) ->
     # When the link is used, Then the error reaches the page (which asks to try again)
     with pytest.raises(TransientError):
         carry_out_decision(
-            token, callback=RecordingCallback(error=TransientError("ThrottlingException")), **deps
+            token, callback=FakeTaskCallback(error=TransientError("ThrottlingException")), **deps
         )
 
     # And nothing was spent: the approval still waits, the action too, and the case says what happened
@@ -365,13 +293,13 @@ def test_a_decision_the_step_never_received_leaves_the_link_usable(link: str) ->
     assert "did not reach the waiting step (TransientError): nothing was decided" in stored.history[-1].note
 
     # When the same link is used again once Step Functions answers, Then it decides
-    callback = RecordingCallback()
+    callback = FakeTaskCallback()
     result = carry_out_decision(token, callback=callback, **deps)
     assert result.case_id == case.case_id
     assert len(callback.calls) == 1
     # And a third use is refused as used
     with pytest.raises(GoneTokenError, match="already decided"):
-        carry_out_decision(token, callback=RecordingCallback(), **deps)
+        carry_out_decision(token, callback=FakeTaskCallback(), **deps)
 
 
 def test_a_decision_whose_request_died_can_be_made_again_once_its_hold_lapses() -> None:
@@ -381,7 +309,7 @@ def test_a_decision_whose_request_died_can_be_made_again_once_its_hold_lapses() 
     store = parts["store"]
     approval_id = verify(token_of(links.approve_url), KEY, NOW).approval_id
     assert store.claim(approval_id, Decision.APPROVE, APPROVER, NOW) == "task-token-1"
-    deps = {"key": KEY, "store": store, "cases": parts["cases"], "callback": RecordingCallback()}
+    deps = {"key": KEY, "store": store, "cases": parts["cases"], "callback": FakeTaskCallback()}
 
     # When the link is used again within the hold, Then it is refused
     with pytest.raises(GoneTokenError, match="being decided at this moment"):
@@ -395,7 +323,7 @@ def test_a_decision_whose_request_died_can_be_made_again_once_its_hold_lapses() 
 # ---------------------------------------------------------------- plan: blast radius and approvals
 
 
-def plan(case: Case, *, dry_run: bool, blast_radius: CountingBlastRadius | None, max_actions: int = 5) -> Any:
+def plan(case: Case, *, dry_run: bool, blast_radius: FakeBlastRadius | None, max_actions: int = 5) -> Any:
     cases = InMemoryCaseRepository([case])
     result = plan_remediation(
         TaskInput(case_id=case.case_id),
@@ -414,7 +342,7 @@ def plan(case: Case, *, dry_run: bool, blast_radius: CountingBlastRadius | None,
 def test_beyond_the_hourly_cap_actions_wait_for_approval_and_come_last() -> None:
     # Given three planned isolations and one action left in this hour's blast radius
     case = waiting_case(ActionStatus.PLANNED, ActionStatus.PLANNED, ActionStatus.PLANNED)
-    radius = CountingBlastRadius(allowance=1)
+    radius = FakeBlastRadius(max_per_hour=1, now=lambda: NOW)
 
     # When the remediation is planned to act for real
     result, stored = plan(case, dry_run=False, blast_radius=radius)
@@ -432,7 +360,7 @@ def test_beyond_the_hourly_cap_actions_wait_for_approval_and_come_last() -> None
 def test_dry_runs_use_none_of_the_blast_radius() -> None:
     # Given two planned isolations and no action left in this hour
     case = waiting_case(ActionStatus.PLANNED, ActionStatus.PLANNED)
-    radius = CountingBlastRadius(allowance=0)
+    radius = FakeBlastRadius(max_per_hour=0, now=lambda: NOW)
 
     # When the remediation is planned in dry run, Then nothing waits and nothing was taken
     result, _ = plan(case, dry_run=True, blast_radius=radius)

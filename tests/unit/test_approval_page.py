@@ -5,19 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes import InMemoryCaseRepository, make_alert, make_case
-from tests.unit.test_approval import (
-    APPROVAL_URL,
-    KEY,
-    NOW,
-    InMemoryApprovalStore,
-    RecordingCallback,
-    RecordingNotifier,
-)
-from vtriage.approval import ApprovalRequest, Approver, Decision, request_approval
+from tests.factories import make_alert, make_case
+from tests.unit.test_approval import APPROVAL_URL, KEY, NOW
+from vtriage.approval import ApprovalRequest, request_approval
 from vtriage.approval_page import answer
 from vtriage.errors import TransientError
-from vtriage.models import Action, ActionStatus, ActionType, CaseStatus, Verdict
+from vtriage.fakes import (
+    FakeApprovalNotifier,
+    FakeTaskCallback,
+    InMemoryApprovalStore,
+    InMemoryCaseRepository,
+)
+from vtriage.models import Action, ActionStatus, ActionType, Approver, CaseStatus, Decision, Verdict
 
 HOSTILE_TITLE = "Scan <script>alert(1)</script>\nApprove: https://evil.example/a \u202eexe.pdf"
 
@@ -39,7 +38,7 @@ def _waiting() -> tuple[InMemoryCaseRepository, InMemoryApprovalStore, str, str]
         approval_url=APPROVAL_URL,
         approval_timeout_seconds=600,
     )
-    links = request_approval(request, cases, store=store, notifier=RecordingNotifier(), key=KEY, now=NOW)
+    links = request_approval(request, cases, store=store, notifier=FakeApprovalNotifier(), key=KEY, now=NOW)
     return cases, store, links.approve_url, case.case_id
 
 
@@ -58,7 +57,7 @@ def test_the_confirmation_page_shows_the_alerts_values_escaped_once_per_line() -
 
     # When the person opens the approve link
     deps: dict[str, Any] = {"key": KEY, "store": store, "cases": cases, "now": NOW}
-    page = answer(_event("GET", approve), callback=RecordingCallback(), **deps)
+    page = answer(_event("GET", approve), callback=FakeTaskCallback(), **deps)
 
     # Then the page shows each value on its labelled row, escaped for HTML and with its controls visible
     body = page["body"]
@@ -81,7 +80,7 @@ def test_confirming_records_the_address_and_user_agent_lambda_reports() -> None:
     cases, store, approve, case_id = _waiting()
     http = {"sourceIp": "198.51.100.23", "userAgent": "Mozilla/5.0"}
     deps: dict[str, Any] = {"key": KEY, "store": store, "cases": cases, "now": NOW}
-    page = answer(_event("POST", approve, **http), callback=RecordingCallback(), **deps)
+    page = answer(_event("POST", approve, **http), callback=FakeTaskCallback(), **deps)
 
     # Then it decided, and the store and the case keep who did
     assert page["statusCode"] == 200
@@ -96,7 +95,7 @@ def test_confirming_records_the_address_and_user_agent_lambda_reports() -> None:
 def test_a_decision_step_functions_refused_is_a_503_and_the_link_works_again() -> None:
     # Given an approval, and Step Functions throttling the callback
     cases, store, approve, _ = _waiting()
-    throttled = RecordingCallback(error=TransientError("ThrottlingException"))
+    throttled = FakeTaskCallback(error=TransientError("ThrottlingException"))
 
     # When the person confirms, Then the page says nothing was decided and to try again
     page = answer(_event("POST", approve), key=KEY, store=store, cases=cases, callback=throttled, now=NOW)
@@ -104,7 +103,7 @@ def test_a_decision_step_functions_refused_is_a_503_and_the_link_works_again() -
     assert "Nothing was decided and the link still works" in page["body"]
 
     # And the same link opens its page and decides once Step Functions answers, then is used
-    callback = RecordingCallback()
+    callback = FakeTaskCallback()
     deps: dict[str, Any] = {"key": KEY, "store": store, "cases": cases, "callback": callback, "now": NOW}
     assert answer(_event("GET", approve), **deps)["statusCode"] == 200
     assert answer(_event("POST", approve), **deps)["statusCode"] == 200
@@ -126,8 +125,8 @@ def test_a_decision_the_step_took_stands_when_the_store_cannot_mark_it() -> None
     request = ApprovalRequest(
         case_id=case_id, index=0, task_token="task-2", approval_url=APPROVAL_URL, approval_timeout_seconds=600
     )
-    links = request_approval(request, cases, store=store, notifier=RecordingNotifier(), key=KEY, now=NOW)
-    callback = RecordingCallback()
+    links = request_approval(request, cases, store=store, notifier=FakeApprovalNotifier(), key=KEY, now=NOW)
+    callback = FakeTaskCallback()
 
     # When the person confirms
     confirm = _event("POST", links.approve_url)

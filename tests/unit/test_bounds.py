@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.fakes import make_alert, make_case
+from tests.factories import make_alert, make_case
 from vtriage.bounds import (
     KEPT_IOCS,
     KEPT_REASONS,

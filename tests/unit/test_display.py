@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.fakes import make_alert, make_case
+from tests.factories import make_alert, make_case
 from vtriage.display import LINKS_HEADER, REPORT_HEADER, one_line
 from vtriage.models import (
     Action,

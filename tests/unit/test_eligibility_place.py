@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes import make_alert
+from tests.factories import make_alert
 from vtriage.config import EnrichSettings, RemediateSettings
 from vtriage.eligibility import Place, eligibility
 from vtriage.errors import ConfigurationError

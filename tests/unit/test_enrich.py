@@ -12,15 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import (
-    FakeDeadLetterQueue,
-    FakeExecutionStarter,
-    FakeMessageDeferral,
-    FakeQuotaLimiter,
-    FakeThreatIntel,
-    InMemoryCaseRepository,
-    InMemoryEnrichmentCache,
-)
 from vtriage.composition import aws_session
 from vtriage.composition.enrich import batch_factory
 from vtriage.composition.sqs_batch import batch_metrics, triage_sqs_batch
@@ -33,6 +24,16 @@ from vtriage.enrich.records import Deferrals, QueuedRecord, Refusals
 from vtriage.enrich.repeats import Repeats, Variants
 from vtriage.enrich.triage import Triage, TriageRules
 from vtriage.errors import QuotaExhaustedError, TransientError
+from vtriage.fakes import (
+    FakeDeadLetterQueue,
+    FakeExecutionStarter,
+    FakeMessageDeferral,
+    FakeQuotaLimiter,
+    FakeThreatIntel,
+    InMemoryCaseRepository,
+    InMemoryEnrichmentCache,
+    InMemoryRepeatLedger,
+)
 from vtriage.intake import IntakeOptions
 from vtriage.models import (
     Branch,
@@ -40,10 +41,8 @@ from vtriage.models import (
     CaseStatus,
     Channel,
     Enrichment,
-    HistoryEntry,
     Ioc,
     Provenance,
-    Repeat,
     Verdict,
 )
 from vtriage.ports import FindingLedger, MessageDeferral
@@ -75,35 +74,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.at
-
-
-class InMemoryRepeatLedger:
-    """`RepeatLedger` over the in-memory cases: repeat keys in a dict, a fold read-modify-writes the case
-    (the DynamoDB ledger does it in one conditional update)."""
-
-    def __init__(self, cases: InMemoryCaseRepository, now: Clock) -> None:
-        self._cases = cases
-        self._now = now
-        self.keys: dict[str, tuple[str, datetime]] = {}
-
-    def earlier_case(self, repeat_key: str) -> str | None:
-        kept = self.keys.get(repeat_key)
-        return kept[0] if kept is not None and kept[1] > self._now() else None
-
-    def remember(self, repeat_key: str, case_id: str, until: datetime) -> None:
-        self.keys[repeat_key] = (case_id, until)
-
-    def fold(self, case_id: str, repeat: Repeat, entry: HistoryEntry) -> bool:
-        case = self._cases.get(case_id)
-        if case is None or repeat.case_id in case.repeat_case_ids:
-            return False
-        case.repeat_count += 1
-        case.repeat_case_ids.append(repeat.case_id)
-        case.last_repeat = repeat
-        case.history.append(entry)
-        case.updated_at = entry.at
-        self._cases.save(case)
-        return True
 
 
 class World:

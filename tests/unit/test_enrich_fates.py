@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from tests.fakes import FakeExecutionStarter, FakeThreatIntel
 from tests.unit.test_enrich import (
     C2,
     TOR,
@@ -25,6 +24,7 @@ from vtriage.composition.enrich import aws_connection_failed
 from vtriage.composition.sqs_batch import triage_sqs_batch
 from vtriage.enrich.batch import Batch
 from vtriage.enrich.lookups import FINISH_RESERVE_SECONDS, KEY_REFUSED_RETRY
+from vtriage.fakes import FakeExecutionStarter, FakeThreatIntel
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.models import CaseStatus, Ioc, Verdict
 from vtriage.virustotal.errors import (

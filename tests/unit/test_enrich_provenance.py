@@ -13,6 +13,7 @@ from tests.unit.test_enrich import ALERT_QUEUE_ARN, C2, DETECTOR, World, _sample
 from vtriage.composition.sqs_batch import triage_sqs_batch
 from vtriage.eligibility import Place, PushedAlertActions, eligibility, requiring_approval
 from vtriage.enrich.batch import Batch
+from vtriage.fakes import InMemoryFindingLedger
 from vtriage.models import (
     NEEDS_APPROVAL_PARAMETER,
     Action,
@@ -20,7 +21,6 @@ from vtriage.models import (
     Branch,
     Case,
     CaseStatus,
-    HistoryEntry,
     Provenance,
 )
 
@@ -37,37 +37,12 @@ STAMP = {
 PLACE = Place(own_account="123456789012", regions=frozenset({"us-east-1"}))
 
 
-class InMemoryFindingLedger:
-    """`FindingLedger` over the in-memory cases: case ids per finding key in a dict, a note
-    read-modify-writes the case (the DynamoDB ledger does it in one conditional update)."""
-
-    def __init__(self, world: World) -> None:
-        self._world = world
-        self.keys: dict[str, list[str]] = {}
-
-    def join(self, finding_key: str, case_id: str) -> list[str]:
-        known = self.keys.setdefault(finding_key, [])
-        others = [other for other in known if other != case_id]
-        if case_id not in known:
-            known.append(case_id)
-        return others
-
-    def note_variant(self, case_id: str, variant_case_id: str, entry: HistoryEntry) -> bool:
-        case = self._world.cases.get(case_id)
-        if case is None or variant_case_id in case.variant_case_ids:
-            return False
-        case.variant_case_ids.append(variant_case_id)
-        case.history.append(entry)
-        self._world.cases.save(case)
-        return True
-
-
 class Deployment(World):
     """The enrich function's world, reading both queues, with the ledger of finding contents."""
 
     def __init__(self, per_minute: int | None = None) -> None:
         super().__init__(per_minute=per_minute)
-        self.findings = InMemoryFindingLedger(self)
+        self.findings = InMemoryFindingLedger(self.cases)
         self.channels = {ALERT_QUEUE_ARN: "detector", PUSHED_QUEUE_ARN: "intake"}
         self.queues = {ALERT_QUEUE_ARN: self.deferral, PUSHED_QUEUE_ARN: self.deferral}
 

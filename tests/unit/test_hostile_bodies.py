@@ -24,8 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.test_intake_api import FakeAlertQueue
 from vtriage.errors import InvalidAlertError
+from vtriage.fakes import FakeAlertQueue
 from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
 from vtriage.intake_api import AcceptedAlert, AlertRejectedError, accept_alert

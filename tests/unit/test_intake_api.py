@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
-from vtriage.errors import TransientError
+from vtriage.fakes import FakeAlertQueue
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
 from vtriage.intake_api import AlertRejectedError, accept_alert, function_url_response
@@ -26,23 +25,6 @@ SECURITY_HUB_THREAT_INTEL = EVENTS / "synthetic-securityhub-threat-intel.json"
 SENDER = "arn:aws:iam::123456789012:role/edr-forwarder"
 # As the template deploys the enrich function: GuardDuty findings seen through Security Hub are skipped.
 OPTIONS = IntakeOptions(skip_guardduty_in_securityhub=True)
-
-
-class FakeAlertQueue:
-    """The AlertQueue port in memory: keeps what it was sent, or fails as a throttled SQS would."""
-
-    def __init__(self, unavailable: bool = False) -> None:
-        self.bodies: list[str] = []
-        self.attributes: list[dict[str, str]] = []
-        self.unavailable = unavailable
-
-    def send(self, body: str, attributes: Mapping[str, str]) -> str:
-        """Keep the body and its attributes; return a message id."""
-        if self.unavailable:
-            raise TransientError("ThrottlingException: slow down")
-        self.bodies.append(body)
-        self.attributes.append(dict(attributes))
-        return f"message-{len(self.bodies)}"
 
 
 def function_url_request(

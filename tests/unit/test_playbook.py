@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import make_alert, make_case
+from tests.factories import make_alert, make_case
 from vtriage.config import EnrichSettings
 from vtriage.errors import ConfigurationError
 from vtriage.models import (

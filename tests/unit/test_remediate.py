@@ -4,14 +4,15 @@ action runs twice. rollback_case: undoes what is reversible, last run first."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.fakes import FakeActuator, InMemoryCaseRepository, make_alert, make_case
+from tests.factories import make_alert, make_case
 from tests.remediation_steps import finish, plan, remediate, remediator, run
 from vtriage.eligibility import Place, requiring_approval
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
+from vtriage.fakes import FakeActuator, InMemoryCaseRepository
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -547,8 +548,9 @@ def test_rollback_restores_each_action_last_run_first() -> None:
     )
     cases, _ = remediated(case, isolate, waf)
 
-    # When the case is rolled back
-    result = rollback_case(case.case_id, cases, {a.action_type: a for a in (isolate, waf)}, now=LATER)
+    # When the case is rolled back, after the steps that ran it (they stamp the case with the clock's time)
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    result = rollback_case(case.case_id, cases, {a.action_type: a for a in (isolate, waf)}, now=later)
 
     # Then both targets are as they were, the block undone before the isolation
     assert isolate.states["i-1"] == "sg-web"
@@ -561,7 +563,7 @@ def test_rollback_restores_each_action_last_run_first() -> None:
     assert statuses(saved) == {"i-1": ActionStatus.ROLLED_BACK, "198.51.100.7": ActionStatus.ROLLED_BACK}
     assert saved.actions[0].before == {"state": "sg-web"}
     assert "rolled back" in saved.actions[0].detail
-    assert saved.updated_at == LATER
+    assert saved.updated_at == later
 
 
 def test_rollback_leaves_dry_runs_skips_and_planned_actions_alone() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import make_alert, make_case
+from tests.factories import make_alert, make_case
 from vtriage.models import Branch, Case, CaseStatus, Verdict
 
 DEFINITION = Path(__file__).resolve().parents[2] / "statemachine" / "triage.asl.json"

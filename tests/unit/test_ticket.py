@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import FakeTicketSink, InMemoryCaseRepository, make_alert, make_case
+from tests.factories import make_alert, make_case
 from vtriage.errors import CaseNotFoundError, TransientError
+from vtriage.fakes import FakeTicketSink, InMemoryCaseRepository
 from vtriage.intake import IntakeOptions
 from vtriage.intake.body import decode_body
 from vtriage.models import (

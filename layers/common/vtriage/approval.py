@@ -24,16 +24,14 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vtriage.display import Report, ReportLine, one_line
 from vtriage.errors import CaseNotFoundError, TransientError, VtriageError
-from vtriage.models import Action, ActionStatus, Case
-from vtriage.ports import CaseRepository
+from vtriage.models import Action, ActionStatus, ApprovalClaims, Approver, Case, Decision
+from vtriage.ports import ApprovalNotifier, ApprovalStore, CaseRepository, TaskCallback
 from vtriage.ticket import ApprovalLinks, approval_report_links
 
 logger = Logger(child=True)
@@ -42,17 +40,6 @@ logger = Logger(child=True)
 REJECTED_ERROR = "ApprovalRejected"
 # Query parameter of the links.
 TOKEN_PARAMETER = "token"  # noqa: S105 (a parameter name, not a secret)
-# How long one request holds an approval while it passes the decision on: well beyond the approval
-# function's timeout, so that only a request that died leaves a claim for a later one to take.
-CLAIM_LEASE = timedelta(seconds=60)
-MAX_USER_AGENT_CHARS = 200
-
-
-class Decision(StrEnum):
-    """What a link does."""
-
-    APPROVE = "approve"
-    REJECT = "reject"
 
 
 class InvalidTokenError(VtriageError):
@@ -61,18 +48,6 @@ class InvalidTokenError(VtriageError):
 
 class GoneTokenError(VtriageError):
     """A genuine token that can no longer be used: expired, or already used (HTTP 410)."""
-
-
-class ApprovalClaims(BaseModel):
-    """What a token says, signed."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    approval_id: str = Field(min_length=16)
-    case_id: str
-    action_index: int = Field(ge=0)
-    decision: Decision
-    expires_at: int = Field(description="seconds since the epoch, UTC")
 
 
 class ApprovalRequest(BaseModel):
@@ -87,22 +62,6 @@ class ApprovalRequest(BaseModel):
     approval_timeout_seconds: int = Field(ge=1)
 
 
-class Approver(BaseModel):
-    """Who used a link, as far as the request proves it: the address the function URL saw it come from
-    and the user agent it sent. Either may be missing; neither is an identity a person vouched for."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    source_ip: str | None = None
-    user_agent: str | None = None
-
-    def describe(self) -> str:
-        """`from <address> (user agent <...>)`, each escaped for a person to read."""
-        address = one_line(self.source_ip, limit=64) if self.source_ip else "an unknown address"
-        agent = one_line(self.user_agent, limit=MAX_USER_AGENT_CHARS) if self.user_agent else "none"
-        return f"from {address} (user agent {agent})"
-
-
 class ApprovalResult(BaseModel):
     """What a decision did, for the page shown to the person."""
 
@@ -111,51 +70,6 @@ class ApprovalResult(BaseModel):
     case_id: str
     action: str
     decision: Decision
-
-
-class ApprovalStore(Protocol):
-    """Pending approvals, each decided at most once."""
-
-    def put_pending(self, claims: ApprovalClaims, task_token: str) -> None:
-        """Keep the waiting step's task token under the approval id, until the approval expires."""
-        ...
-
-    def is_pending(self, approval_id: str, now: datetime) -> bool:
-        """Whether the approval waits for a decision (a claim whose lease has passed waits again)."""
-        ...
-
-    def claim(self, approval_id: str, decision: Decision, approver: Approver, at: datetime) -> str | None:
-        """Hold the pending approval for this decision and approver until `at + CLAIM_LEASE`; its task
-        token, or None when it is decided, held by another request, or unknown."""
-        ...
-
-    def release(self, approval_id: str) -> None:
-        """Let a held approval wait again: its decision never reached the waiting step."""
-        ...
-
-    def settle(self, approval_id: str) -> None:
-        """Mark a held approval decided for good: the waiting step has its decision, or waits no more."""
-        ...
-
-
-class TaskCallback(Protocol):
-    """Resumes the waiting state machine step."""
-
-    def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
-        """Resume it with this output; False when the step no longer waits (timed out, stopped)."""
-        ...
-
-    def fail(self, task_token: str, error: str, cause: str) -> bool:
-        """Fail it with this error; False when the step no longer waits."""
-        ...
-
-
-class ApprovalNotifier(Protocol):
-    """Tells people that an action waits for them."""
-
-    def notify(self, case: Case, action: Action, request: Report) -> None:
-        """Send the approval request, its links first."""
-        ...
 
 
 def sign(claims: ApprovalClaims, key: bytes) -> str:

@@ -14,20 +14,11 @@ from urllib.parse import parse_qs
 
 from aws_lambda_powertools import Logger
 
-from vtriage.approval import (
-    TOKEN_PARAMETER,
-    ApprovalStore,
-    Approver,
-    Decision,
-    GoneTokenError,
-    InvalidTokenError,
-    TaskCallback,
-    carry_out_decision,
-    check,
-)
+from vtriage.approval import TOKEN_PARAMETER, GoneTokenError, InvalidTokenError, carry_out_decision, check
 from vtriage.display import one_line
 from vtriage.errors import CaseNotFoundError, TransientError
-from vtriage.ports import CaseRepository
+from vtriage.models import Approver, Decision
+from vtriage.ports import ApprovalStore, CaseRepository, TaskCallback
 
 logger = Logger(child=True)
 

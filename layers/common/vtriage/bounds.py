@@ -26,6 +26,9 @@ from vtriage.models import Case, IocOutcome
 CASE_ITEM_LIMIT = 300 * 1024
 MAX_HISTORY = 100
 MAX_REPEAT_IDS = 100
+# The cases one finding id and version may list, and the other contents' cases one case may name: a
+# sender who sends content after content under one id makes a case of each, but the lists stop here.
+MAX_VARIANTS = 20
 KEPT_REASONS = 2
 MAX_TEXT = 500
 KEPT_IOCS = 50

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vtriage.display import one_line
+
 
 class IocType(StrEnum):
     """The kinds of indicator VirusTotal can look up."""
@@ -474,6 +476,29 @@ class Case(BaseModel):
         self.updated_at = at
         self.history.append(HistoryEntry(status=status, at=at, note=note))
 
+    def with_appended(self, stored: Case) -> Case:
+        """The case to write over `stored`: this version, plus what others appended to the stored case
+        since this version was read, which a whole-item write would lose: the variants the enrich function
+        noted, the repeats it folded (their ids, count and latest), and their lines in the history, each in
+        its place in time. Every `CaseRepository.save` keeps them so."""
+        history = list(self.history)
+        for entry in stored.history:
+            if entry not in self.history:
+                index = len(history)
+                # Never before the first step (the alert came in), which the bounds keep.
+                while index > 1 and history[index - 1].at > entry.at:
+                    index -= 1
+                history.insert(index, entry)
+        update: dict[str, Any] = {
+            "variant_case_ids": _appended(self.variant_case_ids, stored.variant_case_ids),
+            "repeat_case_ids": _appended(self.repeat_case_ids, stored.repeat_case_ids),
+            "history": history,
+            "updated_at": max(self.updated_at, stored.updated_at),
+        }
+        if stored.repeat_count > self.repeat_count:
+            update |= {"repeat_count": stored.repeat_count, "last_repeat": stored.last_repeat}
+        return self.model_copy(update=update)
+
     @property
     def uncommented_repeats(self) -> int:
         """Repeats folded into the case that its ticket has not been told about yet."""
@@ -490,6 +515,10 @@ class Case(BaseModel):
                 f"verdict {latest.verdict.value}, severity {latest.severity:g}"
             )
         return text + f". {self.repeat_count} repeat(s) in all; no new case or ticket was opened."
+
+
+def _appended(mine: list[str], stored: list[str]) -> list[str]:
+    return [*mine, *(value for value in stored if value not in mine)]
 
 
 class ExecutionInput(Frozen):
@@ -512,3 +541,43 @@ class TaskInput(BaseModel):
 
     case_id: str
     error: dict[str, str] | None = Field(default=None, description="the Error and Cause a Catch caught")
+
+
+class Decision(StrEnum):
+    """What an approval link does."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class ApprovalClaims(BaseModel):
+    """What an approval link's token says, signed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approval_id: str = Field(min_length=16)
+    case_id: str
+    action_index: int = Field(ge=0)
+    decision: Decision
+    expires_at: int = Field(description="seconds since the epoch, UTC")
+
+
+# The longest user agent an approval's history shows.
+MAX_USER_AGENT_CHARS = 200
+
+
+class Approver(BaseModel):
+    """Who used an approval link, as far as the request proves it: the address the function URL saw it
+    come from and the user agent it sent. Either may be missing; neither is an identity a person vouched
+    for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source_ip: str | None = None
+    user_agent: str | None = None
+
+    def describe(self) -> str:
+        """`from <address> (user agent <...>)`, each escaped for a person to read."""
+        address = one_line(self.source_ip, limit=64) if self.source_ip else "an unknown address"
+        agent = one_line(self.user_agent, limit=MAX_USER_AGENT_CHARS) if self.user_agent else "none"
+        return f"from {address} (user agent {agent})"

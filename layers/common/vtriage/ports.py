@@ -1,16 +1,21 @@
-"""The outbound ports of the domain. Adapters in `vtriage.adapters` implement them on AWS;
-`tests/fakes.py` implements them in memory for unit tests."""
+"""The outbound ports of the domain, every one of them. Adapters in `vtriage.adapters` implement them on
+AWS; `vtriage.fakes` implements each in memory, in the same order, for tests; `tests/contract` holds a
+port's fake and its adapter to the same behaviour."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from vtriage.display import Report
 from vtriage.models import (
     Action,
+    ApprovalClaims,
+    Approver,
     Case,
+    CaseStatus,
+    Decision,
     Enrichment,
     ExecutionInput,
     HistoryEntry,
@@ -41,6 +46,16 @@ class CaseRepository(Protocol):
     ) -> bool:
         """Keep a refused record (`where` empty), or one finding of it refused alone (`where` its place
         in the body), with the reason and the body; False when this refusal is kept already."""
+        ...
+
+
+class SearchableCases(CaseRepository, Protocol):
+    """Cases, and a way to find the others: a rollback must know which other open cases rely on a change."""
+
+    def list_cases(
+        self, statuses: Iterable[CaseStatus] | None = None, limit: int | None = None
+    ) -> list[Case]:
+        """The cases in any of these statuses (every status when None), most recently updated first."""
         ...
 
 
@@ -103,6 +118,14 @@ class ResponseActuator(Protocol):
 
     def rollback(self, action: Action) -> Action:
         """Restore the state recorded in `action.before`; return the action with the outcome."""
+        ...
+
+
+class BlastRadius(Protocol):
+    """The blast-radius cap shared by every case: how many actions may act in the current hour."""
+
+    def acquire(self) -> bool:
+        """Take one action from the current hour's allowance; False when it is spent."""
         ...
 
 
@@ -174,4 +197,54 @@ class FindingLedger(Protocol):
     def note_variant(self, case_id: str, variant_case_id: str, entry: HistoryEntry) -> bool:
         """Name `variant_case_id` on the case and add `entry` to its history, atomically; False when the
         case is gone or names it already."""
+        ...
+
+
+# How long one request holds an approval while it passes the decision on: well beyond the approval
+# function's timeout, so that only a request that died leaves a claim for a later one to take.
+CLAIM_LEASE = timedelta(seconds=60)
+
+
+class ApprovalStore(Protocol):
+    """Pending approvals, each decided at most once."""
+
+    def put_pending(self, claims: ApprovalClaims, task_token: str) -> None:
+        """Keep the waiting step's task token under the approval id, until the approval expires."""
+        ...
+
+    def is_pending(self, approval_id: str, now: datetime) -> bool:
+        """Whether the approval waits for a decision (a claim whose lease has passed waits again)."""
+        ...
+
+    def claim(self, approval_id: str, decision: Decision, approver: Approver, at: datetime) -> str | None:
+        """Hold the pending approval for this decision and approver until `at + CLAIM_LEASE`; its task
+        token, or None when it is decided, held by another request, or unknown."""
+        ...
+
+    def release(self, approval_id: str) -> None:
+        """Let a held approval wait again: its decision never reached the waiting step."""
+        ...
+
+    def settle(self, approval_id: str) -> None:
+        """Mark a held approval decided for good: the waiting step has its decision, or waits no more."""
+        ...
+
+
+class TaskCallback(Protocol):
+    """Resumes the waiting state machine step."""
+
+    def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
+        """Resume it with this output; False when the step no longer waits (timed out, stopped)."""
+        ...
+
+    def fail(self, task_token: str, error: str, cause: str) -> bool:
+        """Fail it with this error; False when the step no longer waits."""
+        ...
+
+
+class ApprovalNotifier(Protocol):
+    """Tells people that an action waits for them."""
+
+    def notify(self, case: Case, action: Action, request: Report) -> None:
+        """Send the approval request, its links first."""
         ...

@@ -5,7 +5,7 @@ open case relies on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -25,7 +25,7 @@ from vtriage.models import (
     CaseStatus,
     TaskInput,
 )
-from vtriage.ports import CaseRepository, ResponseActuator
+from vtriage.ports import BlastRadius, CaseRepository, ResponseActuator, SearchableCases
 
 # The actuators of one place: one per action type.
 Actuators = Mapping[ActionType, ResponseActuator]
@@ -80,24 +80,6 @@ _STEPS = "plan, run, record_failure or finish"
 
 # How much of a state machine error's cause an action's detail keeps.
 _MAX_CAUSE = 500
-
-
-class BlastRadius(Protocol):
-    """The blast-radius cap shared by every case: how many actions may act in the current hour."""
-
-    def acquire(self) -> bool:
-        """Take one action from the current hour's allowance; False when it is spent."""
-        ...
-
-
-class SearchableCases(CaseRepository, Protocol):
-    """Cases, and a way to find the others: a rollback must know which other open cases rely on a change."""
-
-    def list_cases(
-        self, statuses: Iterable[CaseStatus] | None = None, limit: int | None = None
-    ) -> list[Case]:
-        """The cases in any of these statuses (every status when None), most recently updated first."""
-        ...
 
 
 class PlannedItem(BaseModel):

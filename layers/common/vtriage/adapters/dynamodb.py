@@ -120,34 +120,6 @@ def revision_condition(item: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 ADD_A_REVISION = "#revision = if_not_exists(#revision, :zero) + :one"
 
 
-def with_appended(case: Case, stored: Case) -> Case:
-    """The case to write over `stored`: this version, plus what others appended to the stored case since
-    this version was read, which a whole-item write would lose: the variants the enrich function noted,
-    the repeats it folded (their ids, count and latest), and their lines in the history, each in its
-    place in time."""
-    history = list(case.history)
-    for entry in stored.history:
-        if entry not in case.history:
-            index = len(history)
-            # Never before the first step (the alert came in), which the bounds keep.
-            while index > 1 and history[index - 1].at > entry.at:
-                index -= 1
-            history.insert(index, entry)
-    update: dict[str, Any] = {
-        "variant_case_ids": _appended(case.variant_case_ids, stored.variant_case_ids),
-        "repeat_case_ids": _appended(case.repeat_case_ids, stored.repeat_case_ids),
-        "history": history,
-        "updated_at": max(case.updated_at, stored.updated_at),
-    }
-    if stored.repeat_count > case.repeat_count:
-        update |= {"repeat_count": stored.repeat_count, "last_repeat": stored.last_repeat}
-    return case.model_copy(update=update)
-
-
-def _appended(mine: list[str], stored: list[str]) -> list[str]:
-    return [*mine, *(value for value in stored if value not in mine)]
-
-
 # The index on the cases table by status, newest `updated_at` first (template.yaml, CasesTable).
 BY_STATUS_INDEX = "by-status"
 
@@ -233,15 +205,15 @@ class DynamoCaseRepository:
 
     def save(self, case: Case) -> None:
         """Replace the stored case with this version, keeping what others appended to it meanwhile (see
-        `with_appended`): the write is conditional on the revision it merged with, and merged again when
-        another write came in between. TransientError when the case keeps changing."""
+        `Case.with_appended`): the write is conditional on the revision it merged with, and merged again
+        when another write came in between. TransientError when the case keeps changing."""
         for _ in range(_SAVE_ATTEMPTS):
             stored = self._stored_item(case.case_id)
             values: dict[str, Any] = {}
             if stored is None:
                 item, condition = self._item(case, revision=1), "attribute_not_exists(case_id)"
             else:
-                merged = with_appended(case, case_from_item(stored))
+                merged = case.with_appended(case_from_item(stored))
                 item = self._item(merged, revision=revision_of(stored) + 1)
                 condition, values = revision_condition(stored)
             request: dict[str, Any] = {

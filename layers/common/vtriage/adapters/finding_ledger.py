@@ -10,12 +10,8 @@ from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.adapters.dynamodb import ADD_A_REVISION, REVISION, case_from_item, from_item, to_attribute
-from vtriage.bounds import MAX_HISTORY
+from vtriage.bounds import MAX_HISTORY, MAX_VARIANTS
 from vtriage.models import HistoryEntry
-
-# The cases kept per finding id and version, and the variants one case names: a sender who sends
-# content after content under one id makes a case of each, but the lists stop growing here.
-MAX_VARIANTS = 20
 
 
 class DynamoFindingLedger:

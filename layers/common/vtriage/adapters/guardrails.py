@@ -12,9 +12,9 @@ from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.adapters.sns import subject_line
-from vtriage.approval import CLAIM_LEASE, ApprovalClaims, Approver, Decision
 from vtriage.display import Report
-from vtriage.models import Action, Case
+from vtriage.models import Action, ApprovalClaims, Approver, Case, Decision
+from vtriage.ports import CLAIM_LEASE
 
 # Items of the guardrails table are keyed "<kind>#<id>".
 BLAST_RADIUS_PREFIX = "blast-radius#"

@@ -1,8 +1,12 @@
-"""In-memory fakes of every port in `vtriage.ports`, for unit tests.
+"""In-memory fakes of the ports in `vtriage.ports`, one each, in the same order, for tests.
 
-Each fake behaves as its Protocol's docstring says and records what it was asked, so a test can
-assert on it. Stored models round-trip through JSON, as they do through DynamoDB, so a model that
-would not survive storage fails here too.
+Each fake behaves as its port's adapter does and records what it was asked, so that a test can assert on
+it: `tests/contract` runs one set of assertions against a fake and its AWS adapter on moto, for every
+port but two (`ThreatIntel`, whose adapter talks to VirusTotal over HTTP, and `TaskCallback`, whose
+adapter needs a step that waits, which moto's Step Functions does not tell from one that does not).
+Stored models round-trip through JSON, as they do through DynamoDB, so that a model that would not
+survive storage fails here too. It ships with the package, beside the ports, but no function loads it
+(the import contract `nothing-shipped-loads-the-fakes`).
 """
 
 from __future__ import annotations
@@ -13,30 +17,40 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vtriage.clock import next_minute, next_utc_midnight, utc_now
+from vtriage.bounds import MAX_HISTORY, MAX_REPEAT_IDS, MAX_VARIANTS, bounded
+from vtriage.clock import next_minute, next_utc_midnight
 from vtriage.display import Report
-from vtriage.errors import QuotaExhaustedError
+from vtriage.errors import QuotaExhaustedError, TransientError
 from vtriage.models import (
     Action,
     ActionStatus,
     ActionType,
-    Alert,
+    ApprovalClaims,
+    Approver,
     Case,
     CaseStatus,
+    Decision,
     Enrichment,
     ExecutionInput,
+    HistoryEntry,
     Ioc,
     IocType,
-    Resource,
-    ResourceType,
-    Severity,
+    Repeat,
     Ticket,
+    Verdict,
 )
+from vtriage.ports import CLAIM_LEASE
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware: the fakes' default clock."""
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
 class RecordedFailure:
-    """A refused record (`where` empty) or finding as `CaseRepository.record_failure` kept it."""
+    """A refused record (`where` empty) or finding, as `CaseRepository.record_failure` or
+    `DeadLetterQueue.send` kept it."""
 
     message_id: str
     reason: str
@@ -46,10 +60,12 @@ class RecordedFailure:
 
 
 class InMemoryCaseRepository:
-    """`CaseRepository` in a dict. Cases are copied in and out, as a database would."""
+    """`CaseRepository` and `SearchableCases` in a dict. Cases are copied in and out, as a database would,
+    and every write keeps them as the DynamoDB repository does: the history and repeat ids within their
+    bounds, and a save keeps what others appended to the stored case meanwhile (`Case.with_appended`)."""
 
     def __init__(self, cases: Iterable[Case] = ()) -> None:
-        """Start with these cases stored."""
+        """Start with these cases stored (as given)."""
         self._lock = threading.Lock()
         self._cases: dict[str, str] = {case.case_id: case.model_dump_json() for case in cases}
         self.failures: dict[tuple[str, str], RecordedFailure] = {}
@@ -60,7 +76,7 @@ class InMemoryCaseRepository:
         with self._lock:
             if case.case_id in self._cases:
                 return False
-            self._cases[case.case_id] = case.model_dump_json()
+            self._cases[case.case_id] = _stored(case).model_dump_json()
             return True
 
     def get(self, case_id: str) -> Case | None:
@@ -70,9 +86,12 @@ class InMemoryCaseRepository:
         return None if stored is None else Case.model_validate_json(stored)
 
     def save(self, case: Case) -> None:
-        """Replace the stored case with this version of it."""
+        """Replace the stored case with this version of it, keeping what others appended meanwhile."""
         with self._lock:
-            self._cases[case.case_id] = case.model_dump_json()
+            stored = self._cases.get(case.case_id)
+            if stored is not None:
+                case = case.with_appended(Case.model_validate_json(stored))
+            self._cases[case.case_id] = _stored(case).model_dump_json()
             self.saves += 1
 
     def record_failure(
@@ -102,17 +121,36 @@ class InMemoryCaseRepository:
         found.sort(key=lambda case: case.updated_at, reverse=True)
         return found if limit is None else found[:limit]
 
+    def _update(self, case_id: str, change: Callable[[Case], Case | None]) -> bool:
+        """Apply `change` to the stored case in one step (a conditional update in DynamoDB); False when
+        the case is gone or `change` returns None."""
+        with self._lock:
+            stored = self._cases.get(case_id)
+            if stored is None:
+                return False
+            changed = change(Case.model_validate_json(stored))
+            if changed is None:
+                return False
+            self._cases[case_id] = changed.model_dump_json()
+            return True
+
+
+def _stored(case: Case) -> Case:
+    """The case as a write keeps it: its history and repeat ids within their bounds."""
+    return bounded(case)
+
 
 class InMemoryEnrichmentCache:
-    """`EnrichmentCache` in a dict: the newest enrichment of an IOC answers while it is fresh.
+    """`EnrichmentCache` in a dict: the enrichment last put for an IOC answers while it is fresh, marked
+    `cached=True`, as in the DynamoDB cache (where the last write of an IOC is the one kept).
 
-    `freshness=None` keeps everything fresh for ever. Like the DynamoDB cache, an enrichment read back
-    is marked `cached=True`.
+    `freshness` is how long an enrichment answers: one time for every verdict, a time per verdict (as
+    the deployment configures it), or None for ever.
     """
 
     def __init__(
         self,
-        freshness: timedelta | None = None,
+        freshness: timedelta | Mapping[Verdict, timedelta] | None = None,
         now: Callable[[], datetime] = utc_now,
         enrichments: Iterable[Enrichment] = (),
     ) -> None:
@@ -120,37 +158,40 @@ class InMemoryEnrichmentCache:
         self._lock = threading.Lock()
         self._freshness = freshness
         self._now = now
-        self._newest: dict[str, str] = {}
+        self._latest: dict[str, str] = {}
         self.puts: list[Enrichment] = []
         self.writes = 0
         self.reads: list[list[str]] = []
         for enrichment in enrichments:
-            self._keep(enrichment)
+            self._latest[enrichment.key] = enrichment.model_dump_json()
 
     def get_fresh(self, iocs: Sequence[Ioc]) -> dict[str, Enrichment]:
-        """The newest enrichment of each IOC while still fresh, marked as cached, by IOC key."""
+        """The enrichment last put for each IOC while still fresh, marked as cached, by IOC key."""
         with self._lock:
             self.reads.append([ioc.key for ioc in iocs])
-            stored = [self._newest[ioc.key] for ioc in iocs if ioc.key in self._newest]
+            stored = [self._latest[ioc.key] for ioc in iocs if ioc.key in self._latest]
         fresh: dict[str, Enrichment] = {}
         for text in stored:
             enrichment = Enrichment.model_validate_json(text)
-            if self._freshness is None or enrichment.fetched_at + self._freshness > self._now():
+            if self._is_fresh(enrichment):
                 fresh[enrichment.key] = enrichment.model_copy(update={"cached": True})
         return fresh
 
     def put(self, enrichments: Sequence[Enrichment]) -> None:
-        """Keep enrichments; an older one never replaces a newer one."""
+        """Keep the enrichments, each replacing the one an earlier put kept for its IOC."""
         with self._lock:
             self.writes += 1
             for enrichment in enrichments:
                 self.puts.append(enrichment)
-                self._keep(enrichment)
+                self._latest[enrichment.key] = enrichment.model_dump_json()
 
-    def _keep(self, enrichment: Enrichment) -> None:
-        current = self._newest.get(enrichment.key)
-        if current is None or Enrichment.model_validate_json(current).fetched_at <= enrichment.fetched_at:
-            self._newest[enrichment.key] = enrichment.model_dump_json()
+    def _is_fresh(self, enrichment: Enrichment) -> bool:
+        if self._freshness is None:
+            return True
+        freshness = (
+            self._freshness if isinstance(self._freshness, timedelta) else self._freshness[enrichment.verdict]
+        )
+        return enrichment.fetched_at + freshness > self._now()
 
 
 class FakeThreatIntel:
@@ -318,6 +359,30 @@ class FakeActuator:
         return action.with_outcome(ActionStatus.ROLLED_BACK, detail, action.before, after)
 
 
+class FakeBlastRadius:
+    """`BlastRadius` allowing `max_per_hour` actions per UTC clock hour by the clock `now`, as the DynamoDB
+    counter does."""
+
+    def __init__(self, max_per_hour: int, now: Callable[[], datetime] = utc_now) -> None:
+        """Allow `max_per_hour` actions each hour."""
+        self._max = max_per_hour
+        self._now = now
+        self.used: dict[str, int] = {}
+
+    @property
+    def taken(self) -> int:
+        """The actions taken, every hour together."""
+        return sum(self.used.values())
+
+    def acquire(self) -> bool:
+        """Take one action from the current hour's allowance; False when it is spent."""
+        hour = self._now().astimezone(UTC).strftime("%Y-%m-%dT%H")
+        if self.used.get(hour, 0) >= self._max:
+            return False
+        self.used[hour] = self.used.get(hour, 0) + 1
+        return True
+
+
 @dataclass(frozen=True)
 class OpenedTicket:
     """A ticket as `FakeTicketSink` opened it, with what it was given."""
@@ -352,49 +417,14 @@ class FakeTicketSink:
         self.comments.append((ticket, text))
 
 
-def make_case(alert: Alert, **fields: Any) -> Case:
-    """A case for the alert, created at the alert's update time, with any field overridden."""
-    defaults: dict[str, Any] = {
-        "case_id": alert.case_id,
-        "alert": alert,
-        "created_at": alert.updated_at,
-        "updated_at": alert.updated_at,
-    }
-    return Case(**{**defaults, **fields})
-
-
-def make_alert(**fields: Any) -> Alert:
-    """A GuardDuty SSH brute-force alert on one instance, with any field overridden."""
-    defaults: dict[str, Any] = {
-        "id": "5eb7d1a3a1f1f1ce3f4e3a1d7b8c9e0f",
-        "source": "guardduty",
-        "type": "UnauthorizedAccess:EC2/SSHBruteForce",
-        "title": "198.51.100.7 is performing SSH brute force attacks against i-0abc1234def567890",
-        "severity": Severity(score=8),
-        "created_at": datetime(2024, 5, 1, 9, 30, tzinfo=UTC),
-        "updated_at": datetime(2024, 5, 1, 9, 45, tzinfo=UTC),
-        "version": "2024-05-01T09:45:00Z",
-        "account": "123456789012",
-        "region": "us-east-1",
-        "resources": (
-            Resource(
-                type=ResourceType.INSTANCE,
-                id="i-0abc1234def567890",
-                vpc_id="vpc-0a1b2c3d",
-                network_interface_ids=("eni-0a1b2c3d4e5f60718",),
-                addresses=("10.0.1.25",),
-            ),
-        ),
-    }
-    return Alert(**{**defaults, **fields})
-
-
 class FakeQuotaLimiter:
     """`QuotaLimiter` counting requests per UTC minute and day by the clock `now`, as the DynamoDB one
-    does: a request refused by the day spends nothing, one refused by the minute spends nothing."""
+    does: a block that does not fit spends nothing, and the refusal names the window short of room."""
 
     def __init__(self, per_minute: int, per_day: int, now: Callable[[], datetime] = utc_now) -> None:
         """Allow `per_minute` requests a minute and `per_day` a UTC day."""
+        if per_minute < 1 or per_day < 1:
+            raise ValueError("a quota allows at least one request a minute and a day")
         self._lock = threading.Lock()
         self._per_minute = per_minute
         self._per_day = per_day
@@ -405,9 +435,18 @@ class FakeQuotaLimiter:
 
     def acquire(self, units: int = 1) -> None:
         """Take `units` requests, all or none, or raise QuotaExhaustedError saying when the quota reopens."""
+        if units < 1:
+            raise ValueError("a request takes at least one unit of the quota")
         now = self._now().astimezone(UTC)
         day, minute = f"day#{now:%Y-%m-%d}", f"minute#{now:%Y-%m-%dT%H:%M}"
         with self._lock:
+            if units > self._per_minute:
+                self.refused += 1
+                raise QuotaExhaustedError(
+                    f"{units} requests do not fit in the quota of {self._per_minute} a minute",
+                    next_minute(now),
+                    window="minute",
+                )
             if self.used.get(day, 0) + units > self._per_day:
                 self.refused += 1
                 raise QuotaExhaustedError("daily quota spent", next_utc_midnight(now), window="day")
@@ -446,3 +485,190 @@ class FakeMessageDeferral:
         """Record a fresh copy of the message."""
         with self._lock:
             self.requeued.append(Requeued(body, dict(attributes), delay_seconds))
+
+
+class FakeAlertQueue:
+    """`AlertQueue` that keeps what it was sent, in order, or fails as a throttled SQS does."""
+
+    def __init__(self, unavailable: bool = False) -> None:
+        """Start empty; `unavailable` makes every send raise TransientError."""
+        self.bodies: list[str] = []
+        self.attributes: list[dict[str, str]] = []
+        self.unavailable = unavailable
+
+    def send(self, body: str, attributes: Mapping[str, str]) -> str:
+        """Keep the body and its attributes; return a message id."""
+        if self.unavailable:
+            raise TransientError("ThrottlingException: slow down")
+        self.bodies.append(body)
+        self.attributes.append(dict(attributes))
+        return f"message-{len(self.bodies)}"
+
+
+class InMemoryRepeatLedger:
+    """`RepeatLedger` over an `InMemoryCaseRepository`: repeat keys in a dict, until their window ends; a
+    fold updates the stored case in one step, as the DynamoDB ledger's conditional update does, and
+    compacts a case whose history or repeat ids are full first (`vtriage.bounds.bounded`)."""
+
+    # As the DynamoDB ledger: a compaction leaves room for this many more repeats.
+    ROOM_MADE = 20
+
+    def __init__(self, cases: InMemoryCaseRepository, now: Callable[[], datetime] = utc_now) -> None:
+        """Fold into `cases`; a repeat key's window is open while its `until` is after `now()`."""
+        self._cases = cases
+        self._now = now
+        self.keys: dict[str, tuple[str, datetime]] = {}
+
+    def earlier_case(self, repeat_key: str) -> str | None:
+        """The case the repeat key points at while its window is open; else None."""
+        kept = self.keys.get(repeat_key)
+        return kept[0] if kept is not None and kept[1] > self._now() else None
+
+    def remember(self, repeat_key: str, case_id: str, until: datetime) -> None:
+        """Point the repeat key at this case until `until` (replacing what it pointed at)."""
+        self.keys[repeat_key] = (case_id, until)
+
+    def fold(self, case_id: str, repeat: Repeat, entry: HistoryEntry) -> bool:
+        """Count the repeat on the case and add `entry` to its history; False when the case is gone or
+        counts this repeat already."""
+
+        def folded(case: Case) -> Case | None:
+            if repeat.case_id in case.repeat_case_ids:
+                return None
+            if len(case.history) >= MAX_HISTORY or len(case.repeat_case_ids) >= MAX_REPEAT_IDS:
+                case = bounded(case, MAX_HISTORY - self.ROOM_MADE, MAX_REPEAT_IDS - self.ROOM_MADE)
+            return case.model_copy(
+                update={
+                    "repeat_count": case.repeat_count + 1,
+                    "repeat_case_ids": [*case.repeat_case_ids, repeat.case_id],
+                    "last_repeat": repeat,
+                    "history": [*case.history, entry],
+                    "updated_at": entry.at,
+                }
+            )
+
+        return self._cases._update(case_id, folded)
+
+
+class InMemoryFindingLedger:
+    """`FindingLedger` over an `InMemoryCaseRepository`: the case ids of each finding id and version in a
+    dict; a note updates the stored case in one step, as the DynamoDB ledger's conditional update does.
+    Both stop growing at MAX_VARIANTS."""
+
+    def __init__(self, cases: InMemoryCaseRepository) -> None:
+        """Note variants on `cases`."""
+        self._cases = cases
+        self.keys: dict[str, list[str]] = {}
+
+    def join(self, finding_key: str, case_id: str) -> list[str]:
+        """Add the case to those of its finding id and version (while fewer than MAX_VARIANTS); return
+        the others already there."""
+        known = self.keys.setdefault(finding_key, [])
+        others = [other for other in known if other != case_id]
+        if case_id not in known and len(known) < MAX_VARIANTS:
+            known.append(case_id)
+        return others
+
+    def note_variant(self, case_id: str, variant_case_id: str, entry: HistoryEntry) -> bool:
+        """Name the variant on the case and add `entry` to its history (the variant alone when the history
+        is full); False when the case is gone, names it already, or names MAX_VARIANTS."""
+
+        def noted(case: Case) -> Case | None:
+            variants = case.variant_case_ids
+            if variant_case_id in variants or len(variants) >= MAX_VARIANTS:
+                return None
+            history = case.history if len(case.history) >= MAX_HISTORY else [*case.history, entry]
+            return case.model_copy(
+                update={
+                    "variant_case_ids": [*variants, variant_case_id],
+                    "history": history,
+                    "updated_at": entry.at,
+                }
+            )
+
+        return self._cases._update(case_id, noted)
+
+
+@dataclass(frozen=True)
+class Held:
+    """An approval one request holds while it passes the decision on."""
+
+    decision: Decision
+    approver: Approver
+    until: datetime
+
+
+class InMemoryApprovalStore:
+    """`ApprovalStore`: task tokens by approval id, held for CLAIM_LEASE while deciding, then decided once."""
+
+    def __init__(self) -> None:
+        """Start with no approval."""
+        self.tokens: dict[str, str] = {}
+        self.held: dict[str, Held] = {}
+        self.decided: dict[str, tuple[Decision, Approver]] = {}
+
+    def put_pending(self, claims: ApprovalClaims, task_token: str) -> None:
+        """Keep the task token; rewritten only while the approval is neither held nor decided."""
+        if claims.approval_id not in self.decided and claims.approval_id not in self.held:
+            self.tokens[claims.approval_id] = task_token
+
+    def is_pending(self, approval_id: str, now: datetime) -> bool:
+        """Whether the approval waits for a decision (a hold whose lease has passed waits again)."""
+        held = self.held.get(approval_id)
+        waiting = approval_id in self.tokens and approval_id not in self.decided
+        return waiting and (held is None or held.until < now)
+
+    def claim(self, approval_id: str, decision: Decision, approver: Approver, at: datetime) -> str | None:
+        """Hold the approval for this decision until `at + CLAIM_LEASE`; its task token, or None."""
+        if not self.is_pending(approval_id, at):
+            return None
+        self.held[approval_id] = Held(decision, approver, at + CLAIM_LEASE)
+        return self.tokens[approval_id]
+
+    def release(self, approval_id: str) -> None:
+        """Let a held approval wait again (nothing when it is not held)."""
+        self.held.pop(approval_id, None)
+
+    def settle(self, approval_id: str) -> None:
+        """Mark a held approval decided as its holder decided (nothing when it is not held)."""
+        held = self.held.pop(approval_id, None)
+        if held is not None:
+            self.decided[approval_id] = (held.decision, held.approver)
+
+
+class FakeTaskCallback:
+    """`TaskCallback` recording each call as (kind, task token, output or error): "success" or "failure".
+    `waiting=False` answers as a step that no longer waits; `error` is raised instead of resuming
+    (Step Functions throttled or unavailable)."""
+
+    def __init__(self, waiting: bool = True, error: Exception | None = None) -> None:
+        """Answer `waiting` for every token, or raise `error`."""
+        self.waiting = waiting
+        self.error = error
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
+        """Record the success; whether the step waited."""
+        self.calls.append(("success", task_token, output))
+        if self.error is not None:
+            raise self.error
+        return self.waiting
+
+    def fail(self, task_token: str, error: str, cause: str) -> bool:
+        """Record the failure; whether the step waited."""
+        self.calls.append(("failure", task_token, error))
+        if self.error is not None:
+            raise self.error
+        return self.waiting
+
+
+class FakeApprovalNotifier:
+    """`ApprovalNotifier` keeping each request it was asked to send as (case id, action, report)."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.sent: list[tuple[str, Action, Report]] = []
+
+    def notify(self, case: Case, action: Action, request: Report) -> None:
+        """Record the request."""
+        self.sent.append((case.case_id, action, request))
