@@ -202,6 +202,45 @@ def test_a_member_accounts_finding_in_another_region_isolates_its_instance_there
     assert quarantine_groups(organisation, ACCOUNT_ID, ELSEWHERE) == []
 
 
+def test_in_a_member_account_a_key_is_disabled_with_its_own_containment_and_the_deployments_list_left_alone(
+    organisation: LocalAws,
+) -> None:
+    # Given a member's IAM user with an access key, the member's containment policy as member-role.yaml
+    # makes it, and a case disabling the key and blocking the domain in DNS Firewall
+    iam = organisation.client("iam", account=MEMBER)
+    iam.create_user(UserName="ci-deployer")
+    key_id = iam.create_access_key(UserName="ci-deployer")["AccessKey"]["AccessKeyId"]
+    deny_all = '{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}'
+    containment = iam.create_policy(PolicyName=f"{ROLE}-user-containment", PolicyDocument=deny_all)["Policy"]
+    case = case_of(MEMBER, ELSEWHERE, "unused").model_copy(
+        update={
+            "actions": [
+                Action(
+                    type=ActionType.DISABLE_ACCESS_KEY, target=key_id, parameters={"user_name": "ci-deployer"}
+                ),
+                Action(type=ActionType.BLOCK_DOMAIN_DNS_FIREWALL, target="tawuhoju.com"),
+            ]
+        }
+    )
+
+    # When the state machine runs it for real
+    execution, stored = triage(organisation, case)
+
+    # Then the member's key is inactive and its user contained by the member's own deny-all policy
+    assert execution["status"] == "SUCCEEDED"
+    disable, block = stored.actions
+    assert (disable.status, disable.account) == (ActionStatus.DONE, MEMBER)
+    [key] = iam.list_access_keys(UserName="ci-deployer")["AccessKeyMetadata"]
+    assert key["Status"] == "Inactive"
+    attached = iam.list_attached_user_policies(UserName="ci-deployer")["AttachedPolicies"]
+    assert [policy["PolicyArn"] for policy in attached] == [containment["Arn"]]
+    # And the domain list, which is the deployment's, is not edited for the member's finding, saying why
+    assert block.status is ActionStatus.SKIPPED
+    assert (
+        f"not run in member account {MEMBER}: the DNS Firewall domain list is this deployment" in block.detail
+    )
+
+
 @pytest.mark.parametrize(
     ("members", "account"),
     [("", MEMBER), (MEMBER, UNLISTED)],

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from vtriage.display import Report
 from vtriage.models import (
     Action,
+    ActionType,
     ApprovalClaims,
     Approver,
     Case,
@@ -118,6 +119,16 @@ class ResponseActuator(Protocol):
 
     def rollback(self, action: Action) -> Action:
         """Restore the state recorded in `action.before`; return the action with the outcome."""
+        ...
+
+
+class ActuatorsByPlace(Protocol):
+    """The actuators of each account and Region a case may be acted on in (the own account with the
+    function's credentials, a member account through its role), made the first time a case lives there."""
+
+    def at(self, account: str, region: str, case_id: str) -> Mapping[ActionType, ResponseActuator]:
+        """The actuators acting in the account and Region, their calls made for the case (a member's
+        session is named after it). Raises `MemberRoleError` when the account cannot be reached."""
         ...
 
 

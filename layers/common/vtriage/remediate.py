@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,21 +25,17 @@ from vtriage.models import (
     CaseStatus,
     TaskInput,
 )
-from vtriage.ports import BlastRadius, CaseRepository, ResponseActuator, SearchableCases
+from vtriage.ports import (
+    ActuatorsByPlace,
+    BlastRadius,
+    CaseRepository,
+    ResponseActuator,
+    SearchableCases,
+)
 
-# The actuators of one place: one per action type.
+# The actuators of one place: one per action type. A Mapping acts wherever a case lives (one account and
+# Region, as in tests); the function itself asks `ActuatorsByPlace` for those of the case's place.
 Actuators = Mapping[ActionType, ResponseActuator]
-
-
-class ActuatorsByPlace(Protocol):
-    """The actuators of each account and Region a case may be acted on in (the own account with the
-    function's credentials, a member account through its role), made on first use. A Mapping of
-    actuators instead acts wherever a case lives (one account and Region, as in tests)."""
-
-    def at(self, account: str, region: str, case_id: str) -> Actuators:
-        """The actuators acting in the account and Region, their calls made for the case (a member's
-        session is named after it). Raises `MemberRoleError` when the account cannot be reached."""
-        ...
 
 # PENDING_APPROVAL counts as not yet run: the state machine asks to run an action that waited only once
 # a person approved it, so it must run now.
