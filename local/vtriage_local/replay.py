@@ -3,7 +3,9 @@
 It serves `GET /api/v3/{files|urls|domains|ip_addresses}/{id}` from a folder of recordings laid out as
 `DIR/<collection>/<name>.json`, each a VirusTotal answer `{"data": {...}}`. A recording is found by its
 `data.id`, by its file name, for files by any of md5, sha1 or sha256, and for URLs by the URL identifier
-of `attributes.url`. Anything else answers as VirusTotal does: 404 `NotFoundError`.
+of `attributes.url`. Anything else answers as VirusTotal does: 404 `NotFoundError`. A recording's
+`attributes.gti_assessment` is served only to a request carrying an `x-tool` header, as Google Threat
+Intelligence does.
 
 For tests of the client's resilience it can require an API key (401 `AuthenticationRequiredError` /
 `WrongCredentialsError`), add latency, and inject faults (429 `QuotaExceededError`, 500, 503, and a
@@ -224,8 +226,8 @@ class ReplayServer:
     ) -> None:
         self.stop()
 
-    def answer(self, path: str, api_key: str | None) -> Answer:
-        """The answer to `GET path` sent with this x-apikey header (None when absent)."""
+    def answer(self, path: str, api_key: str | None, tool: str | None = None) -> Answer:
+        """The answer to `GET path` sent with these x-apikey and x-tool headers (None when absent)."""
         with self._lock:
             self._request_count += 1
         if self._latency_s:
@@ -238,16 +240,16 @@ class ReplayServer:
         fault = self._draw_fault()
         if fault is not None:
             return self._fault_answer(fault)
-        return self._lookup(urllib.parse.urlsplit(path).path)
+        return self._lookup(urllib.parse.urlsplit(path).path, with_gti_assessment=bool(tool))
 
-    def _lookup(self, path: str) -> Answer:
+    def _lookup(self, path: str, *, with_gti_assessment: bool) -> Answer:
         """The recording at /api/v3/{collection}/{id}, or VirusTotal's 404."""
         parts = path[len(API_PREFIX) + 1 :].split("/") if path.startswith(API_PREFIX + "/") else []
         if len(parts) == 2 and parts[0] in COLLECTIONS and parts[1]:
             collection, identifier = parts[0], urllib.parse.unquote(parts[1])
             body = self.index.find(collection, identifier)
             if body is not None:
-                return Answer(200, body)
+                return Answer(200, body if with_gti_assessment else _without_gti_assessment(body))
             return error_answer(404, "NotFoundError", f'{_NOUNS[collection]} "{identifier}" not found')
         return error_answer(404, "NotFoundError", f'Resource "{urllib.parse.unquote(path)}" not found')
 
@@ -298,7 +300,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         """Answer a GET from the recordings."""
-        answer = self.server.replay.answer(self.path, self.headers.get("x-apikey"))
+        answer = self.server.replay.answer(
+            self.path, self.headers.get("x-apikey"), self.headers.get("x-tool")
+        )
         try:
             self.send_response(answer.status, HTTPStatus(answer.status).phrase)
             self.send_header("Content-Type", "application/json")
@@ -313,6 +317,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
+
+
+def _without_gti_assessment(body: bytes) -> bytes:
+    """The recorded answer as Google Threat Intelligence gives it to a request without `x-tool`."""
+    if b'"gti_assessment"' not in body:
+        return body
+    document = json.loads(body)
+    attributes = document["data"].get("attributes")
+    if isinstance(attributes, dict):
+        attributes.pop("gti_assessment", None)
+    return json.dumps(document).encode()
 
 
 def _require_loopback(host: str) -> None:

@@ -9,7 +9,11 @@ Rules, in the order they are applied (docs/virustotal.md gives the defaults and 
 3. `crowdsourced-rules` (files): matching crowdsourced YARA, Sigma or IDS rules make it at least suspicious.
 4. `popularity` (domains): a popularity rank softens a weak detection (below the malicious threshold, no
    trusted engine) to harmless; it never clears a detection that reached the malicious threshold.
-5. `community`: reputation and community votes can raise harmless to suspicious, never to malicious.
+5. `gti-assessment` (objects that carry Google Threat Intelligence's `gti_assessment`): a GTI malicious
+   or suspicious verdict is a strong signal that raises the verdict; a Mandiant analyst's benign
+   assessment softens a weak engine detection to harmless, never a strong one. Objects without a
+   `gti_assessment` are judged by the other rules alone, exactly as before.
+6. `community`: reputation and community votes can raise harmless to suspicious, never to malicious.
 
 Every reason starts with `<verdict> [<rule>]:` for the rule that decided, and names the flagging engines;
 the reasons after the first are the other rules that had something to say.
@@ -26,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vtriage.config import load_config
 from vtriage.models import EngineStats, Enrichment, Ioc, IocType, Verdict
-from vtriage.virustotal.context import detections, trim_context
+from vtriage.virustotal.context import detections, gti_assessment, trim_context
 from vtriage.virustotal.objects import NOTES_KEY, gui_link
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent / "data" / "verdict-policy.json"
@@ -37,6 +41,8 @@ _MAX_NAMED_RULES = 5
 
 SigmaLevel = Literal["critical", "high", "medium", "low"]
 IdsLevel = Literal["high", "medium", "low", "info"]
+
+_GTI_STRONG = ("malicious", "suspicious")
 
 
 class _PolicyPart(BaseModel):
@@ -114,6 +120,19 @@ class Crowdsourced(_PolicyPart):
     ids_min_matches: int = Field(default=1, ge=1)
 
 
+class GtiAssessment(_PolicyPart):
+    """What Google Threat Intelligence's `gti_assessment` does to a verdict, for objects that carry one.
+
+    `malicious_verdict`: what a GTI malicious verdict makes the IOC at least (`malicious`, `suspicious`, or
+    null to ignore it); `suspicious_verdict`: the same for a GTI suspicious verdict. Whatever these say, a
+    GTI malicious or suspicious verdict is never softened. `analyst_benign_softens`: whether a Mandiant
+    analyst's benign assessment softens a weak engine detection to harmless."""
+
+    malicious_verdict: Literal["malicious", "suspicious"] | None = "malicious"
+    suspicious_verdict: Literal["suspicious"] | None = "suspicious"
+    analyst_benign_softens: bool = True
+
+
 class Community(_PolicyPart):
     """Secondary signals that can raise harmless to suspicious; null turns one off."""
 
@@ -133,6 +152,7 @@ class VerdictPolicy(_PolicyPart):
     trusted_engines: TrustedEngines = TrustedEngines()
     popularity: Popularity = Popularity()
     crowdsourced: Crowdsourced = Crowdsourced()
+    gti_assessment: GtiAssessment = GtiAssessment()
     community: Community = Community()
     # The single-threshold form of earlier versions: when given, the thresholds of every type.
     malicious_min_engines: int | None = Field(default=None, ge=1, exclude=True)
@@ -182,6 +202,66 @@ class _Decision:
     @property
     def reasons(self) -> list[str]:
         return [self.sentence, *self.supporting]
+
+    @property
+    def rule(self) -> str:
+        """The rule that decided, as its sentence names it (`<verdict> [<rule>]: ...`)."""
+        return self.sentence.partition("[")[2].partition("]")[0]
+
+
+@dataclass(frozen=True)
+class _GtiView:
+    """Google Threat Intelligence's assessment of one object, in plain words."""
+
+    verdict: str
+    severity: str | None
+    threat_score: int | None
+    analyst_benign: bool
+    analyst_malicious: bool
+
+    @property
+    def strong(self) -> bool:
+        """A GTI malicious or suspicious verdict: a strong signal, never softened."""
+        return self.verdict in _GTI_STRONG
+
+    def _details(self) -> list[str]:
+        details = []
+        if self.severity:
+            details.append(f"severity {self.severity}")
+        if self.threat_score is not None:
+            details.append(f"threat score {self.threat_score} of 100")
+        if self.analyst_malicious:
+            details.append("a Mandiant analyst assessed it as malicious")
+        return details
+
+    def summary(self) -> str:
+        """'malicious, severity high, threat score 80 of 100'."""
+        return ", ".join([self.verdict, *self._details()])
+
+    def says(self) -> str:
+        """'Google Threat Intelligence's verdict is malicious (severity high, threat score 80 of 100)'."""
+        details = self._details()
+        return f"Google Threat Intelligence's verdict is {self.verdict}" + (
+            f" ({', '.join(details)})" if details else ""
+        )
+
+
+def _gti_view(attributes: dict[str, Any]) -> _GtiView | None:
+    """The object's `gti_assessment` read (`VERDICT_MALICIOUS` as `malicious`, `SEVERITY_HIGH` as `high`),
+    or None when it has none. The Mandiant analyst flags are read from the raw contributing factors."""
+    trimmed = gti_assessment(attributes.get("gti_assessment"))
+    if trimmed is None:
+        return None
+    factors = _mapping(_mapping(attributes.get("gti_assessment")).get("contributing_factors"))
+    verdict = str(trimmed.get("verdict") or "VERDICT_UNKNOWN")
+    severity = trimmed.get("severity")
+    return _GtiView(
+        verdict=verdict.removeprefix("VERDICT_").lower(),
+        severity=str(severity).removeprefix("SEVERITY_").lower() if severity else None,
+        threat_score=trimmed.get("threat_score"),
+        analyst_benign=factors.get("mandiant_analyst_benign") is True,
+        analyst_malicious=factors.get("mandiant_analyst_malicious") is True,
+    )
 
 
 def assess_ioc(
@@ -237,12 +317,17 @@ def _assess(
 ) -> _Decision:
     """Apply the rules in order; see the module docstring."""
     noun = _NOUNS[ioc_type]
+    gti = _gti_view(attributes)
     if looked == 0:
-        return _Decision(
+        unanalysed = _Decision(
             Verdict.UNKNOWN,
             f"unknown [not-analysed]: VirusTotal knows this {noun} but no engine has analysed it "
             f"({stats.total} engine results, none harmless, undetected, suspicious or malicious)",
         )
+        if gti is not None:
+            _raise_on_gti_verdict(unanalysed, gti, noun, policy.gti_assessment)
+            _apply_analyst_benign(unanalysed, gti, noun, None, policy.gti_assessment)
+        return unanalysed
     thresholds = policy.thresholds.of(ioc_type)
     flagged = detections(attributes)
     decision = _engine_count(ioc_type, stats, looked, thresholds, flagged)
@@ -259,6 +344,16 @@ def _assess(
             trusted=trusted,
             rule=policy.popularity,
         )
+    if gti is not None:
+        _raise_on_gti_verdict(decision, gti, noun, policy.gti_assessment)
+        weak = _Weakness(
+            stats=stats,
+            thresholds=thresholds,
+            trusted=bool(trusted),
+            rule_matches=ioc_type is IocType.FILE
+            and bool(_crowdsourced_evidence(attributes, policy.crowdsourced)),
+        )
+        _apply_analyst_benign(decision, gti, noun, weak, policy.gti_assessment)
     _apply_community(decision, attributes, policy.community)
     return decision
 
@@ -373,8 +468,92 @@ def _apply_popularity(
             )
 
 
+def _raise_on_gti_verdict(decision: _Decision, gti: _GtiView, noun: str, rule: GtiAssessment) -> None:
+    """Rule 5, first half: a GTI malicious or suspicious verdict raises the verdict to what the policy
+    says it makes; any other GTI verdict is noted, and never lowers the engines' verdict."""
+    makes = {"malicious": rule.malicious_verdict, "suspicious": rule.suspicious_verdict}.get(gti.verdict)
+    if makes is None:
+        if gti.analyst_benign and not gti.strong:
+            return  # the analyst's assessment is the news; _apply_analyst_benign says what it does
+        if gti.strong:
+            decision.supporting.append(f"{gti.says()}; this policy does not let it change the verdict")
+        elif decision.verdict.weight >= Verdict.SUSPICIOUS.weight:
+            decision.supporting.append(
+                f"{gti.says()}, which does not lower the verdict: only a Mandiant analyst's benign "
+                "assessment softens weak engine detections"
+            )
+        else:
+            decision.supporting.append(gti.says())
+        return
+    target = Verdict(makes)
+    if decision.verdict.weight < target.weight:
+        decision.override(
+            target,
+            f"{target.value} [gti-assessment]: {gti.says()}. A GTI {gti.verdict} verdict is a strong signal: "
+            f"it makes the {noun} {target.value} whatever the engine count",
+        )
+    elif decision.verdict is target:
+        decision.supporting.append(f"{gti.says()}: it agrees")
+    else:
+        decision.supporting.append(f"{gti.says()}; the heavier {decision.verdict.value} verdict stands")
+
+
+@dataclass(frozen=True)
+class _Weakness:
+    """What a Mandiant analyst's benign assessment needs to know of the engines' detection."""
+
+    stats: EngineStats
+    thresholds: Thresholds
+    trusted: bool
+    rule_matches: bool
+
+
+def _apply_analyst_benign(
+    decision: _Decision, gti: _GtiView, noun: str, weak: _Weakness | None, rule: GtiAssessment
+) -> None:
+    """Rule 5, second half: a Mandiant analyst's benign assessment softens a weak engine detection
+    (suspicious by the engine count alone: below the malicious threshold, no trusted engine, no
+    crowdsourced rule) to harmless; it never softens a strong one. `weak` is None when no engine
+    analysed the object."""
+    if not gti.analyst_benign:
+        return
+    assessed = (
+        f"a Mandiant analyst assessed this {noun} as benign "
+        f"(Google Threat Intelligence's verdict: {gti.summary()})"
+    )
+    if gti.strong:
+        decision.supporting.append(
+            f"{assessed}, but Google Threat Intelligence's own verdict is {gti.verdict}, a strong signal "
+            "that is never softened"
+        )
+    elif decision.verdict is Verdict.MALICIOUS:
+        decision.supporting.append(
+            f"{assessed}, which never clears a malicious verdict: it softens only weak engine detections"
+        )
+    elif decision.verdict is not Verdict.SUSPICIOUS or weak is None:
+        decision.supporting.append(assessed)
+    elif decision.rule != "engine-count":
+        decision.supporting.append(
+            f"{assessed}, which softens only weak engine detections, not what the {decision.rule} rule found"
+        )
+    elif weak.trusted:
+        decision.supporting.append(f"{assessed}, which does not soften a trusted engine's flag")
+    elif weak.rule_matches:
+        decision.supporting.append(f"{assessed}, which does not soften matching crowdsourced rules")
+    elif not rule.analyst_benign_softens:
+        decision.supporting.append(f"{assessed}; this policy does not let it soften engine detections")
+    else:
+        stats = weak.stats
+        decision.override(
+            Verdict.HARMLESS,
+            f"harmless [gti-assessment]: {assessed}, which softens a weak engine detection: "
+            f"{stats.malicious} malicious and {stats.suspicious} suspicious of {stats.total} engines, below "
+            f"the {noun} malicious threshold {weak.thresholds.malicious}, none of them a trusted engine",
+        )
+
+
 def _apply_community(decision: _Decision, attributes: dict[str, Any], rule: Community) -> None:
-    """Rule 5: reputation and community votes raise harmless to suspicious, never further."""
+    """Rule 6: reputation and community votes raise harmless to suspicious, never further."""
     signals = []
     reputation = attributes.get("reputation")
     if (

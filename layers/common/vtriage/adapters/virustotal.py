@@ -9,6 +9,9 @@ the primary report intact with a note (`NOTES_KEY`).
 The same code talks to the live API, to a corporate gateway standing in for it, and to the local replay
 server: only the base URL differs. What VirusTotal's objects and errors are (ids, links, error types, the
 trimmed view of an object) lives in `vtriage.virustotal`; this module holds the HTTP.
+
+Every request names vtriage in an `x-tool` header (`X_TOOL`): Google Threat Intelligence, VirusTotal's
+enterprise tier, adds its `gti_assessment` to an object only for requests that carry one.
 """
 
 from __future__ import annotations
@@ -60,6 +63,17 @@ DEEP_RELATIONSHIPS: dict[IocType, tuple[str, ...]] = {
 
 # An attempt is sent only when its read can wait at least this long before the lookup's deadline.
 MIN_READ_SECONDS = 1.0
+
+
+def _x_tool(version: str) -> str:
+    """The `x-tool` value for this version, in the form Google Threat Intelligence asks integrations
+    for: `org.productName.vMAJOR.MINOR`. vtriage is its own organisation, hence `vtriage.vtriage`."""
+    major, minor = [*version.split("."), "0", "0"][:2]
+    return f"vtriage.vtriage.v{major}.{minor}"
+
+
+X_TOOL = _x_tool(__version__)
+"""The `x-tool` header of every request (docs/virustotal.md, "Google Threat Intelligence")."""
 
 
 class VirusTotalClient:
@@ -276,6 +290,7 @@ class VirusTotalClient:
                 "x-apikey": self._api_key,
                 "accept": "application/json",
                 "user-agent": f"vtriage/{__version__}",
+                "x-tool": X_TOOL,
             },
             timeout=timeout,
             # A redirect would carry the x-apikey header to wherever it points.

@@ -29,6 +29,7 @@ MAX_RESOLUTIONS = 20
 MAX_RELATED = 10
 MAX_RELATED_DETECTIONS = 10
 MAX_YARA_RULES = 10
+MAX_GTI_FACTORS = 30
 CONTEXT_MAX_BYTES = 48 * 1024
 """The context's own budget, leaving room in the 64 KB per stored enrichment for the rest of it."""
 
@@ -108,6 +109,7 @@ def trim_context(
             "reputation": _integer(attributes.get("reputation")),
             "total_votes": _counts(attributes.get("total_votes")),
             "tags": _strings(attributes.get("tags"), MAX_TAGS),
+            "gti_assessment": gti_assessment(attributes.get("gti_assessment")),
         }
     )
     return _within_budget({name: value for name, value in context.items() if value not in (None, [], {}, "")})
@@ -259,6 +261,46 @@ def detections(attributes: dict[str, Any]) -> list[dict[str, str]]:
             }
         )
     return sorted(flagged, key=lambda detection: detection["engine"].casefold())
+
+
+def gti_assessment(value: Any) -> dict[str, Any] | None:
+    """Google Threat Intelligence's assessment of the object, its `{"value": ...}` wrappers unwrapped:
+    `verdict` (`VERDICT_MALICIOUS`, ...), `severity` (`SEVERITY_HIGH`, ...), `threat_score` (0-100),
+    `contributing_factors` (flags, scores and category lists, capped) and `description`; None when the
+    object has none (VirusTotal's own tier, or a request without `x-tool`)."""
+    if not isinstance(value, dict):
+        return None
+    factors = value.get("contributing_factors")
+    trimmed = {
+        "verdict": _text(_wrapped(value.get("verdict")), MAX_LABEL_CHARS),
+        "severity": _text(_wrapped(value.get("severity")), MAX_LABEL_CHARS),
+        "threat_score": _integer(_wrapped(value.get("threat_score"))),
+        "contributing_factors": _factors(factors) if isinstance(factors, dict) else None,
+        "description": _text(value.get("description")),
+    }
+    return {name: item for name, item in trimmed.items() if item not in (None, {}, "")} or None
+
+
+def _wrapped(value: Any) -> Any:
+    """The `value` of GTI's `{"value": ...}` wrapper (the value itself when not wrapped)."""
+    return value.get("value") if isinstance(value, dict) else value
+
+
+def _factors(factors: dict[str, Any]) -> dict[str, Any]:
+    """GTI's contributing factors: flags and numbers as they are, texts cut, lists of texts
+    de-duplicated and capped; anything nested deeper is left out."""
+    kept: dict[str, Any] = {}
+    for name, value in sorted(factors.items(), key=lambda item: str(item[0]))[:MAX_GTI_FACTORS]:
+        key = str(name)[:MAX_LABEL_CHARS]
+        if isinstance(value, bool | int | float):
+            kept[key] = value
+        elif isinstance(value, str):
+            kept[key] = _text(value, MAX_LABEL_CHARS)
+        elif isinstance(value, list):
+            texts = list(dict.fromkeys(_strings(value, MAX_CATEGORIES * 2)))[:MAX_CATEGORIES]
+            if texts:
+                kept[key] = [text[:MAX_LABEL_CHARS] for text in texts]
+    return kept
 
 
 def iso_date(value: Any) -> str | None:
