@@ -1,12 +1,15 @@
-"""In-memory fakes of the ports in `vtriage.ports`, one each, in the same order, for tests.
+"""In-memory fakes of the ports in `vtriage.ports`, one each, in the same order, for tests. The one port
+without a fake is `ActuatorsByPlace`: a mapping of action type to `FakeActuator` stands in for it (the
+remediation accepts either; a mapping acts wherever the case lives).
 
 Each fake behaves as its port's adapter does and records what it was asked, so that a test can assert on
-it: `tests/contract` runs one set of assertions against a fake and its AWS adapter on moto, for every
-port but two (`ThreatIntel`, whose adapter talks to VirusTotal over HTTP, and `TaskCallback`, whose
-adapter needs a step that waits, which moto's Step Functions does not tell from one that does not).
-Stored models round-trip through JSON, as they do through DynamoDB, so that a model that would not
-survive storage fails here too. It ships with the package, beside the ports, but no function loads it
-(the import contract `nothing-shipped-loads-the-fakes`).
+it: `tests/contract` runs one set of assertions against a fake and an AWS adapter of its port on moto
+(for `ResponseActuator`, the EC2 isolation), for every port but `ThreatIntel` (its adapter talks to
+VirusTotal over HTTP) and `TaskCallback` (its adapter needs a step that waits, which moto's Step
+Functions does not tell from one that does not). Stored models round-trip through JSON, as they do
+through DynamoDB, so that a model that would not survive storage fails here too. It ships with the
+package, beside the ports, but no function loads it (the import contract
+`nothing-shipped-loads-the-fakes`).
 """
 
 from __future__ import annotations
