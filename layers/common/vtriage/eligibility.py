@@ -15,6 +15,8 @@ Two things no finding can talk its way past, decided when its actions are planne
   (`MemberAccountIds`, through the role each one trusts it with), in the finding's own Region, when
   `ActRegions` admits it (every Region when empty). A finding that names any other account or Region gets
   no action and is ticketed, with the reason; the remediate function checks again before each action.
+  An alert from a detector outside AWS (CrowdStrike Falcon, Google Workspace) names no AWS account or
+  Region at all: it never gets an AWS action.
 
 The reasons land in `Alert.not_actionable` (the playbooks then plan nothing, and the case shows why), or,
 for pushed alerts waiting for a person, on each planned action as the `needs_approval` parameter the
@@ -77,7 +79,10 @@ class Place:
         return not self._against(account, region)
 
     def reasons_against(self, alert: Alert) -> list[str]:
-        """Why the alert lives somewhere this deployment does not act; empty when it lives here."""
+        """Why the alert lives somewhere this deployment does not act; empty when it lives here. An
+        alert from a detector outside AWS (`Alert.vendor`) lives in no AWS account or Region."""
+        if alert.vendor is not None:
+            return [alert.vendor.outside_aws]
         return self._against(alert.account, alert.region)
 
     def _against(self, account: str, region: str) -> list[str]:

@@ -102,6 +102,31 @@ class Severity(Frozen):
         return "low"
 
 
+class VendorAlert(Frozen):
+    """What an alert from a detector outside AWS (CrowdStrike Falcon, Google Workspace) says in its vendor's
+    terms: the platform and product that raised it, the vendor's customer it belongs to, the host and
+    user it is about, and its page in the vendor's console. Such an alert names no AWS account or Region:
+    no AWS action is ever planned or run on it (`eligibility.Place`). Values are the sender's, shown
+    escaped."""
+
+    platform: str = Field(description="the vendor's platform, as a reason names it: 'CrowdStrike Falcon'")
+    product: str | None = Field(default=None, description="the product or source that raised the alert")
+    tenant: str | None = Field(default=None, description="the vendor's customer id (Falcon CID, Workspace)")
+    host: str | None = None
+    user: str | None = None
+    console_url: str | None = Field(
+        default=None, description="the alert in the vendor's console: https, on the vendor's own host"
+    )
+
+    @property
+    def outside_aws(self) -> str:
+        """Why no AWS action may run on the alert, as a person reads it."""
+        return (
+            f"a {self.platform} alert names no AWS account or Region: vtriage takes no AWS action on it"
+            " (a person decides, from its ticket)"
+        )
+
+
 class Alert(Frozen):
     """An alert from any detector, normalised."""
 
@@ -131,6 +156,11 @@ class Alert(Frozen):
         description="the ARN of the Security Hub product that generated the finding (its ProductArn, '' when "
         "it names none), for a finding delivered through Security Hub; None when the detector delivered it "
         "itself: only AWS's own integrated products are acted on automatically",
+    )
+    vendor: VendorAlert | None = Field(
+        default=None,
+        description="for an alert from a detector outside AWS (CrowdStrike Falcon, Google Workspace): its "
+        "vendor's terms; None for AWS's detectors and OCSF",
     )
     content_digest: str = Field(
         default="",

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from vtriage.display import Report, ReportLine, ReportLink, one_line, severity_guessed
 from vtriage.errors import CaseNotFoundError
 from vtriage.models import (
+    Alert,
     Branch,
     Case,
     CaseStatus,
@@ -141,6 +142,7 @@ def render_report(
         _line("ID", alert.id, indent=2),
         _line("Account", alert.account, indent=2),
         _line("Region", alert.region, indent=2),
+        *_vendor_lines(alert),
         _line("Created", alert.created_at.isoformat(), indent=2),
         _line("Updated", alert.updated_at.isoformat(), indent=2),
         *([_line("Sent through", case.provenance.described, indent=2)] if case.provenance else []),
@@ -227,6 +229,23 @@ def _guessed(notes: tuple[str, ...]) -> str:
 def _line(label: str, value: object, indent: int = 0, *, escape: bool = True) -> ReportLine:
     """A labelled line; the value escaped unless the caller composed it of escaped parts."""
     return ReportLine(label=label, value=one_line(value) if escape else str(value), indent=indent)
+
+
+def _vendor_lines(alert: Alert) -> list[ReportLine]:
+    """What an alert from outside AWS says in its vendor's terms, each value escaped (the console link
+    too: it is the sender's)."""
+    vendor = alert.vendor
+    if vendor is None:
+        return []
+    named = (
+        ("Platform", vendor.platform),
+        ("Product", vendor.product),
+        ("Customer", vendor.tenant),
+        ("Host", vendor.host),
+        ("User", vendor.user),
+        ("Console", vendor.console_url),
+    )
+    return [_line(label, value, indent=2) for label, value in named if value]
 
 
 def _resource_line(resource: Resource) -> ReportLine:

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from vtriage.errors import InvalidAlertError
-from vtriage.intake import guardduty, ocsf, securityhub
+from vtriage.intake import falcon, guardduty, ocsf, securityhub, workspace
 from vtriage.intake.canonical import with_allow_list, with_never_act
 from vtriage.intake.digest import content_digest
 from vtriage.intake.fields import json_kind, shown
@@ -50,7 +50,9 @@ MAX_FINDINGS_SETTING = "MaxFindingsPerMessage (MAX_FINDINGS_PER_MESSAGE)"
 
 _SHAPES = (
     "an EventBridge event from GuardDuty or Security Hub, a GuardDuty finding, GuardDuty or Security Hub"
-    " get-findings output, an ASFF finding, an OCSF finding, or a JSON array of findings"
+    " get-findings output, an ASFF finding, an OCSF finding, a CrowdStrike Falcon alert (Alerts API entity"
+    " or response, Event Streams detection), a Google Workspace Alert Center alert (alerts.list output, a"
+    " Pub/Sub push), or a JSON array of findings"
 )
 _KEYS_SHOWN = 12
 
@@ -174,6 +176,11 @@ def _findings(document: Any, *, skip_guardduty: bool, ignore_samples: bool) -> l
         raise InvalidAlertError(
             "an SQS event, not a message body: parse each record's body on its own", field="Records"
         )
+    # Before the EventBridge envelope: a Workspace alert has a `source` of its own.
+    if falcon.is_document(document):
+        return falcon.findings_of(document, ignore_samples=ignore_samples)
+    if workspace.is_document(document):
+        return workspace.findings_of(document)
     if guardduty.is_eventbridge_event(document):
         return _event(document, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
     if securityhub.is_get_findings_output(document):
@@ -200,6 +207,10 @@ def _bare(
         )
     if guardduty.is_bare_finding(document):
         return guardduty.finding_of_bare(document, where=where, ignore_samples=ignore_samples)
+    if falcon.is_bare(document):
+        return falcon.finding_of_bare(document, where=where, ignore_samples=ignore_samples)
+    if workspace.is_alert(document):
+        return workspace.finding_of_bare(document, where=where)
     return None
 
 

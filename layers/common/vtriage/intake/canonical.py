@@ -7,8 +7,8 @@ malformed or hostile is ever returned: the value later becomes part of `/domains
 
 A domain is looked up only when it ends in a public suffix of the shipped Public Suffix List snapshot
 and has a label more; internal and reserved names, bare public suffixes and unknown top-level domains
-are kept as skipped, with the reason. AWS's own service endpoints and VirusTotal's hosts are on a
-never-act list (`NEVER_ACT_DOMAINS`), as are the deployment's own hosts (`with_never_act`): never looked
+are kept as skipped, with the reason. AWS's own service endpoints, VirusTotal's and CrowdStrike's hosts are
+on a never-act list (`NEVER_ACT_DOMAINS`), as are the deployment's own hosts (`with_never_act`): never looked
 up, never a target, whatever an allow-list or a playbook says. An allow-list skips what a team knows to
 be its own.
 
@@ -97,7 +97,8 @@ HASH_ALGORITHMS = frozenset({*_HASH_NAMES.values(), "sha512"})
 
 # Hosts nothing may look up or act on, with every name under them: AWS's own service endpoints and
 # principals (a finding names them as the caller of an API: `cloudformation.amazonaws.com`), the
-# console's hosts, and VirusTotal, whose own lookups would otherwise be blocked.
+# console's hosts, VirusTotal, whose own lookups would otherwise be blocked, and CrowdStrike's Falcon
+# console and API (every Falcon alert links to it; vtriage reads Falcon's API).
 NEVER_ACT_DOMAINS: tuple[tuple[str, str], ...] = (
     ("amazonaws.com", "an AWS service endpoint (amazonaws.com)"),
     ("amazonaws.com.cn", "an AWS service endpoint (amazonaws.com.cn)"),
@@ -105,6 +106,7 @@ NEVER_ACT_DOMAINS: tuple[tuple[str, str], ...] = (
     ("aws.amazon.com", "an AWS console or service host (aws.amazon.com)"),
     ("amazon.com", "an Amazon host (amazon.com)"),
     ("virustotal.com", "VirusTotal's own host"),
+    ("crowdstrike.com", "CrowdStrike's own host (crowdstrike.com: the Falcon console and its API)"),
 )
 NEVER_ACT_SUFFIX = ": never looked up or acted on"
 DEPLOYMENT_HOST_REASON = (

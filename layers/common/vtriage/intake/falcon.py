@@ -1,0 +1,582 @@
+"""CrowdStrike Falcon alerts as normalised Alerts: endpoint, identity, cloud and NG-SIEM detections.
+
+Understood deliveries, recognised by shape:
+
+- an Event Streams event (`{"metadata": {"eventType": ...}, "event": {...}}`): `EppDetectionSummaryEvent`,
+  whatever its casing (CrowdStrike writes `EPPDetectionSummaryEvent` too), and the retired
+  `DetectionSummaryEvent` (legacy: CrowdStrike stopped sending it on 30 September 2025; read for stored
+  streams). Any other event type (audit, incident, identity protection events) names no endpoint
+  detection: acknowledged, no case;
+- an alert entity of the Alerts API, as `POST /alerts/entities/alerts/v2` returns each in `resources[]`
+  (keyed by `composite_id`): endpoint and identity detections, cloud detections and NG-SIEM correlation
+  detections (`source_ips`, `source_hosts`, `destination_hosts`); the whole response, or a JSON array of
+  entities (or of stream events), each read on its own.
+
+Identity is the vendor's own: `composite_id` (Alerts API), `CompositeId` (Event Streams), `DetectId`
+(legacy), so that a redelivery is the same case. Version: `updated_timestamp`, else the event's
+`metadata.eventCreationTime`. Severity: Falcon's 0-100 on vtriage's 0-10 (30 Low is 3, 70 High is 7, 90
+Critical is 9), the legacy 1-5 onto the same bands, else the severity's name, else critical, noted.
+
+IOCs, in the order they are looked up (the cap on IOCs per alert keeps the first):
+
+- the detected file's hashes, then each hash of `ioc_context[]` and the alert's own `ioc_type` and
+  `ioc_value`, the quarantined and associated files', the parent's and the grandparent's. One lookup per
+  file: its sha256, else its md5; the file's other hashes are kept, skipped with the reason. Falcon
+  writes zeros where it has no hash (always for sha1): kept skipped as placeholders;
+- the host's external address (`device.external_ip`), the remote address of each network access, each
+  DNS request's domain, an identity detection's source endpoint address, a correlation detection's
+  `source_ips`, `destination_ips`, `source_hosts` and `destination_hosts`;
+- the URLs, domains and addresses written in the command lines (the process's, its parent's, its
+  grandparent's), refanged; a word that only looks like a domain (`userinit.exe`, a user folder) is no
+  IOC, and a hex run in a command line is a GUID or a token far more often than a hash: not read.
+
+The host's own names and local addresses (`device.hostname`, `device.local_ip`, the network accesses'
+local addresses, ...) are its own: a value equal to one is skipped, never looked up. Private, internal and
+reserved values are skipped by `canonical_ioc`, and CrowdStrike's own hosts (the console every alert
+links to, the API) are never looked up.
+
+A Falcon alert names no AWS account or Region (`vendor.NO_AWS_PLACE`): it is triaged and ticketed, never
+acted on in AWS; its case shows the Falcon product, host, user and console link (`Alert.vendor`).
+Acknowledged, no case: an alert whose `status` is `closed`. CrowdStrike's test detection (a command line
+naming `crowdstrike_sample_detection`) is a sample: triaged and never acted on, or ignored with
+`ignore_samples`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from vtriage.errors import InvalidAlertError
+from vtriage.intake import vendor
+from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
+from vtriage.intake.fields import (
+    UNKNOWN_TIME,
+    UNREADABLE_SEVERITY,
+    UNREADABLE_SEVERITY_NOTE,
+    Candidate,
+    Fields,
+    epoch_time,
+    ioc_of,
+    join,
+    json_kind,
+    own_values,
+    shown,
+)
+from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
+from vtriage.intake.refang import MAX_FREE_TEXT, candidates_in_text, read_extent
+from vtriage.intake.suffixes import public_suffix
+from vtriage.models import Alert, Ioc, IocType, Severity, VendorAlert
+
+SOURCE = "falcon"
+PLATFORM = "CrowdStrike Falcon"
+EPP_EVENT = "EppDetectionSummaryEvent"
+LEGACY_EVENT = "DetectionSummaryEvent"
+# The hosts of Falcon's consoles (falcon.crowdstrike.com, falcon.us-2..., falcon.laggar.gcw...).
+CONSOLE_HOSTS = ("crowdstrike.com",)
+CLOSED = "closed"
+# CrowdStrike's test detection: `choice /m crowdstrike_sample_detection` on Windows.
+SAMPLE_MARKER = "crowdstrike_sample_detection"
+SAMPLE_REASON = f"CrowdStrike's test detection (a command line naming {SAMPLE_MARKER})"
+# Falcon's severity names, on vtriage's 0-10 (the bands of its 0-100 scale).
+_SEVERITY_NAMES = {"informational": 1.0, "low": 3.0, "medium": 5.0, "high": 7.0, "critical": 9.0}
+# The retired DetectionSummaryEvent rated 1 (informational) to 5 (critical).
+_LEGACY_SEVERITIES = {1: 1.0, 2: 3.0, 3: 5.0, 4: 7.0, 5: 9.0}
+# Falcon's `ioc_type` values vtriage can look up.
+_IOC_TYPES = {
+    "hash_sha256": IocType.FILE,
+    "hash_md5": IocType.FILE,
+    "domain": IocType.DOMAIN,
+    "ipv4": IocType.IP,
+    "ipv6": IocType.IP,
+    "url": IocType.URL,
+}
+_FILE_HASH_KEYS = ("sha256", "md5", "sha1")
+_STREAM_HASH_KEYS = ("SHA256String", "MD5String", "SHA1String")
+_COMMAND_LINE_TYPES = frozenset({IocType.URL, IocType.DOMAIN, IocType.IP})
+_PRODUCTS = {
+    "epp": "Falcon Insight",
+    "idp": "Falcon Identity Protection",
+    "ngsiem": "Falcon Next-Gen SIEM",
+    "fcs": "Falcon Cloud Security",
+    "overwatch": "Falcon OverWatch",
+}
+ANOTHER_HASH = "another hash of the file whose {kept} is looked up: one lookup per file"
+
+
+def is_stream_event(document: Mapping[str, Any]) -> bool:
+    """Whether the document is an Event Streams event (`metadata.eventType` beside an `event`)."""
+    metadata = document.get("metadata")
+    return isinstance(metadata, dict) and "eventType" in metadata and "event" in document
+
+
+def is_alert_entity(document: Mapping[str, Any]) -> bool:
+    """Whether the document is one alert entity of the Alerts API (it has a `composite_id`)."""
+    return "composite_id" in document
+
+
+def is_entities_response(document: Mapping[str, Any]) -> bool:
+    """Whether the document is an Alerts API response (`meta` beside a list of `resources`)."""
+    return "meta" in document and isinstance(document.get("resources"), list)
+
+
+def is_bare(document: Mapping[str, Any]) -> bool:
+    """Whether the document is one Falcon alert: a stream event or an alert entity."""
+    return is_stream_event(document) or is_alert_entity(document)
+
+
+def is_document(document: Mapping[str, Any]) -> bool:
+    """Whether the document is any delivery this module reads."""
+    return is_bare(document) or is_entities_response(document)
+
+
+def findings_of(document: Mapping[str, Any], *, ignore_samples: bool = False) -> list[Finding]:
+    """The alerts of a Falcon document (see `is_document`), each read on its own."""
+    if is_bare(document):
+        return [finding_of_bare(document, where="", ignore_samples=ignore_samples)]
+    resources = document.get("resources")
+    if not isinstance(resources, list) or not resources:
+        raise InvalidAlertError("empty: the Alerts API returned no alert to triage", field="resources")
+    return [
+        _entity(item, f"resources[{index}]", ignore_samples=ignore_samples)
+        for index, item in enumerate(resources)
+    ]
+
+
+def finding_of_bare(document: Mapping[str, Any], *, where: str, ignore_samples: bool = False) -> Finding:
+    """One bare Falcon alert (a stream event or an alert entity), at `where` in its document."""
+    if is_stream_event(document):
+        return _stream_event(document, where, ignore_samples=ignore_samples)
+    return _entity(document, where, ignore_samples=ignore_samples)
+
+
+def _entity(item: Any, where: str, *, ignore_samples: bool) -> Finding:
+    def read() -> Alert | Acknowledged:
+        if isinstance(item, str):
+            raise InvalidAlertError(
+                f"{shown(item)} is an alert's id, not the alert: fetch the alerts with"
+                " POST /alerts/entities/alerts/v2 (composite_ids) and send the entities",
+                field=where or None,
+            )
+        if not isinstance(item, dict):
+            raise InvalidAlertError(
+                f"expected a Falcon alert entity, got {json_kind(item)}", field=where or None
+            )
+        prefix = where + "." if where else ""
+        return _EntityReader(item, prefix).outcome(ignore_samples=ignore_samples)
+
+    alert_id = peek_id(item.get("composite_id")) if isinstance(item, dict) else None
+    return Finding(where=where, read=read, content=item, alert_id=alert_id)
+
+
+def _stream_event(document: Mapping[str, Any], where: str, *, ignore_samples: bool) -> Finding:
+    event = document.get("event")
+
+    def read() -> Alert | Acknowledged:
+        prefix = where + "." if where else ""
+        return _StreamReader(document, prefix).outcome(ignore_samples=ignore_samples)
+
+    alert_id = None
+    if isinstance(event, dict):
+        alert_id = peek_id(event.get("CompositeId")) or peek_id(event.get("DetectId"))
+    # The event without its stream envelope (its offset changes when a stream is read again).
+    return Finding(where=where, read=read, content=event, alert_id=alert_id)
+
+
+class _FalconReader(Fields):
+    """What reading a Falcon alert entity and a stream event share."""
+
+    def severity(self, value: Any, name: Any, field: str, *, legacy: bool = False) -> Severity:
+        """Falcon's 0-100 (the legacy event's 1-5) on 0-10; else its name; else critical, noted."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if legacy and value in _LEGACY_SEVERITIES:
+                return Severity(score=_LEGACY_SEVERITIES[int(value)])
+            if not legacy and 0 <= value <= 100:
+                return Severity(score=round(value / 10, 1))
+        caption = name.strip().lower() if isinstance(name, str) else ""
+        expected = "1 to 5" if legacy else "a number from 0 to 100"
+        problem = "missing" if value is None else f"expected {expected}, got {shown(value)}"
+        if caption in _SEVERITY_NAMES:
+            if value is not None:
+                self.malformed(self.where(field), problem, f"its name {caption!r} stands in")
+            return Severity(score=_SEVERITY_NAMES[caption])
+        self.malformed(self.where(field), problem, UNREADABLE_SEVERITY_NOTE)
+        return UNREADABLE_SEVERITY
+
+    def file_iocs(
+        self, parent: Mapping[str, Any], at: str, keys: Iterable[str], own: frozenset[str]
+    ) -> list[Ioc]:
+        """The hashes of one file: the first that can be looked up is, the file's others are kept skipped."""
+        iocs: list[Ioc] = []
+        kept: Ioc | None = None
+        for key in keys:
+            value = parent.get(key)
+            if value is None or value == "":
+                continue
+            ioc = ioc_of(Candidate(IocType.FILE, value, join(at, key)), own)
+            if ioc.skipped_reason is None:
+                if kept is None:
+                    kept = ioc
+                elif ioc.value != kept.value:
+                    ioc = ioc.model_copy(update={"skipped_reason": ANOTHER_HASH.format(kept=kept.found_at)})
+            iocs.append(ioc)
+        return iocs
+
+    def typed_ioc(self, ioc_type: Any, value: Any, at: str, own: frozenset[str]) -> list[Ioc]:
+        """An IOC Falcon names with its own type (`ioc_type`, `IOCType`), when vtriage can look it up."""
+        kind = _IOC_TYPES.get(ioc_type.strip().lower()) if isinstance(ioc_type, str) else None
+        if kind is None or value is None or value == "":
+            return []
+        return [ioc_of(Candidate(kind, value, at), own)]
+
+    def host_candidates(self, parent: Mapping[str, Any], key: str, at: str) -> list[Candidate]:
+        """A list of host names or addresses (`source_hosts`): an address read as one, a name as a domain."""
+        return [
+            candidate._replace(ioc_type=IocType.IP if _is_address(candidate.raw) else IocType.DOMAIN)
+            for candidate in self.candidate_list(IocType.DOMAIN, parent, key, at)
+        ]
+
+    def command_line_iocs(
+        self, kept: dict[str, Ioc], texts: Iterable[tuple[str, str]], own: frozenset[str]
+    ) -> None:
+        """Add the URLs, domains and addresses written in command lines (path, text) to `kept`.
+
+        A command line is prose no detector vouches for: a candidate `canonical_ioc` refuses is dropped,
+        and so is a "domain" whose top-level domain no registry knows (a file or folder name such as
+        `userinit.exe`); a hex run (a GUID, a token) is not read as a hash."""
+        for path, text in texts:
+            extent = read_extent(text)
+            if extent < len(text):
+                self.note(
+                    f"{self.where(path)}: a command line of {len(text):,} characters, read for IOCs only up"
+                    f" to character {extent:,} (the cap is {MAX_FREE_TEXT:,})"
+                )
+            for ioc_type, raw in candidates_in_text(text):
+                if ioc_type not in _COMMAND_LINE_TYPES:
+                    continue
+                try:
+                    ioc = canonical_ioc(ioc_type, raw, path, own)
+                except InvalidAlertError:
+                    continue
+                if ioc.type is IocType.DOMAIN:
+                    if public_suffix(ioc.value) is None:
+                        continue
+                    if ioc.skipped_reason is None and ioc.value in own:
+                        ioc = ioc.model_copy(update={"skipped_reason": OWN_ADDRESS_REASON})
+                kept.setdefault(ioc.key, ioc)
+
+    def sample(self, command_lines: Iterable[tuple[str, str]]) -> bool:
+        """Whether a command line is CrowdStrike's test detection's."""
+        return any(SAMPLE_MARKER in text.lower() for _, text in command_lines)
+
+    def finish(
+        self,
+        *,
+        alert_id: str,
+        alert_type: str,
+        title: str,
+        severity: Severity,
+        created: datetime | None,
+        updated: datetime | None,
+        iocs: Iterable[Ioc],
+        sample: bool,
+        details: VendorAlert,
+    ) -> Alert:
+        """The Alert, placed outside AWS, with what was read and noted (its IOCs each once, at the first
+        place they were found)."""
+        created_at = created or updated or UNKNOWN_TIME
+        updated_at = updated or created_at
+        vendor.outside_aws(self, details)
+        if sample:
+            self.not_actionable.append(SAMPLE_REASON)
+        kept: dict[str, Ioc] = {}
+        for ioc in iocs:
+            kept.setdefault(ioc.key, ioc)
+        return Alert(
+            id=alert_id,
+            source=SOURCE,
+            type=alert_type,
+            title=title,
+            severity=severity,
+            created_at=created_at,
+            updated_at=updated_at,
+            version=updated_at.isoformat() if updated_at is not UNKNOWN_TIME else "unversioned",
+            account=vendor.NO_AWS_PLACE,
+            region=vendor.NO_AWS_PLACE,
+            iocs=tuple(kept.values()),
+            notes=self.alert_notes(),
+            not_actionable=self.alert_not_actionable(),
+            sample=sample,
+            vendor=details,
+        )
+
+
+class _EntityReader(_FalconReader):
+    """Reads one alert entity of the Alerts API."""
+
+    def __init__(self, entity: Mapping[str, Any], prefix: str) -> None:
+        super().__init__(prefix)
+        self.entity = entity
+
+    def outcome(self, *, ignore_samples: bool) -> Alert | Acknowledged:
+        """The Alert, or Acknowledged (closed in Falcon, an ignored test detection); InvalidAlertError
+        when the entity has no `composite_id`."""
+        entity = self.entity
+        alert_id = self.required_text(entity, "composite_id", "")
+        status = self.loose_text(entity, "status")
+        if status is not None and status.strip().lower() == CLOSED:
+            return Acknowledged(f"{self.where('status')} is 'closed': dealt with in Falcon", alert_id)
+        command_lines = self.command_lines()
+        sample = self.sample(command_lines)
+        if sample and ignore_samples:
+            return Acknowledged(f"{SAMPLE_REASON} (IGNORE_SAMPLES)", alert_id)
+        device = self.branch(entity, "device", "") or {}
+        own = self.own(device)
+        kept: dict[str, Ioc] = {}
+        for ioc in self.iocs_of(device, own):
+            kept.setdefault(ioc.key, ioc)
+        self.command_line_iocs(kept, command_lines, own)
+        self.note_cloud_place()
+        name = self.loose_text(entity, "display_name") or self.loose_text(entity, "name")
+        description = self.loose_text(entity, "description")
+        alert_type = (
+            self.loose_text(entity, "name") or name or self.loose_text(entity, "type") or "Falcon alert"
+        )
+        title = name or alert_type
+        if description and description != title:
+            title = f"{title}: {description}"
+        created = self.moment(entity, "created_timestamp", "", instead="timestamp stands in") or self.moment(
+            entity, "timestamp", "", instead="updated_timestamp stands in"
+        )
+        updated = self.moment(entity, "updated_timestamp", "", instead="created_timestamp stands in")
+        if created is None and updated is None:
+            self.malformed(self.where("created_timestamp"), "missing, and no other time", "1970 stands in")
+        return self.finish(
+            alert_id=alert_id,
+            alert_type=alert_type,
+            title=vendor.name(title, 300) or alert_type,
+            severity=self.severity(entity.get("severity"), entity.get("severity_name"), "severity"),
+            created=created,
+            updated=updated,
+            iocs=kept.values(),
+            sample=sample,
+            details=self.details(device),
+        )
+
+    def command_lines(self) -> list[tuple[str, str]]:
+        """(path, text) of the process's, its parent's and its grandparent's command lines."""
+        found = []
+        text = self.loose_text(self.entity, "cmdline")
+        if text:
+            found.append(("cmdline", text))
+        for key in ("parent_details", "grandparent_details"):
+            text = self.loose_text(self.loose_object(self.entity, key), "cmdline")
+            if text:
+                found.append((f"{key}.cmdline", text))
+        return found
+
+    def own(self, device: Mapping[str, Any]) -> frozenset[str]:
+        """The host's own names and local addresses (not its external address: that one is looked up)."""
+        entity = self.entity
+        hostinfo = self.loose_object(device, "hostinfo")
+        values: list[Any] = [
+            device.get("hostname"),
+            device.get("local_ip"),
+            device.get("machine_domain"),
+            hostinfo.get("domain"),
+            entity.get("source_endpoint_host_name"),
+            entity.get("target_endpoint_host_name"),
+            entity.get("target_domain_controller_host_name"),
+        ]
+        host_names = entity.get("host_names")
+        values += host_names if isinstance(host_names, list) else []
+        accesses = entity.get("network_accesses")
+        for access in accesses if isinstance(accesses, list) else []:
+            if isinstance(access, dict):
+                values.append(access.get("local_address"))
+        external = device.get("external_ip")
+        return own_values(value for value in values if value != external)
+
+    def iocs_of(self, device: Mapping[str, Any], own: frozenset[str]) -> list[Ioc]:
+        """The entity's IOCs from its fields, most telling first (see the module's docstring)."""
+        entity = self.entity
+        found = self.file_iocs(entity, "", _FILE_HASH_KEYS, own)
+        for path, context in self.branches(entity, "ioc_context", ""):
+            found += self.file_iocs(context, path, _FILE_HASH_KEYS, own)
+            found += self.typed_ioc(
+                context.get("ioc_type"), context.get("ioc_value"), f"{path}.ioc_value", own
+            )
+        found += self.typed_ioc(entity.get("ioc_type"), entity.get("ioc_value"), "ioc_value", own)
+        for key in ("quarantined_files", "associated_files"):
+            for path, item in self.branches(entity, key, ""):
+                found += self.file_iocs(item, path, _FILE_HASH_KEYS, own)
+        for key in ("parent_details", "grandparent_details"):
+            details = self.branch(entity, key, "")
+            if details is not None:
+                found += self.file_iocs(details, key, _FILE_HASH_KEYS, own)
+        candidates = self.candidate(IocType.IP, device, "external_ip", "device")
+        for path, access in self.branches(entity, "network_accesses", ""):
+            candidates += self.candidate(IocType.IP, access, "remote_address", path)
+        for path, request in self.branches(entity, "dns_requests", ""):
+            candidates += self.candidate(IocType.DOMAIN, request, "domain_name", path)
+        for key in ("source_endpoint_ip_address", "source_endpoint_address_ip4", "source_ip_address"):
+            candidates += self.candidate(IocType.IP, entity, key, "")
+        for key in ("source_ips", "destination_ips"):
+            candidates += self.candidate_list(IocType.IP, entity, key, "")
+        for key in ("source_hosts", "destination_hosts"):
+            candidates += self.host_candidates(entity, key, "")
+        found += self.iocs(candidates, own).values()
+        return found
+
+    def note_cloud_place(self) -> None:
+        """A cloud detection names the cloud account it saw: said, since vtriage does not act there."""
+        account = self.loose_text(self.entity, "cloud_account_id")
+        if account is None:
+            return
+        provider = self.loose_text(self.entity, "cloud_provider") or "cloud"
+        region = self.loose_text(self.entity, "cloud_region") or "no Region"
+        self.note(
+            f"{self.where('cloud_account_id')}: the detection names {shown(provider, 20)} account"
+            f" {shown(account, 40)} in {shown(region, 40)}; vtriage acts on a Falcon alert nowhere: the"
+            " same resource's GuardDuty or Security Hub finding is acted on where it lives"
+        )
+
+    def details(self, device: Mapping[str, Any]) -> VendorAlert:
+        """The alert in Falcon's terms: product, customer, host, user, console link."""
+        entity = self.entity
+        products = entity.get("source_products")
+        product = (
+            ", ".join(item for item in products if isinstance(item, str) and item)
+            if isinstance(products, list)
+            else None
+        ) or _PRODUCTS.get(str(entity.get("product")).lower())
+        return VendorAlert(
+            platform=PLATFORM,
+            product=vendor.name(product),
+            tenant=vendor.first_name(entity.get("cid"), device.get("cid")),
+            host=vendor.first_name(
+                device.get("hostname"), entity.get("source_endpoint_host_name"), entity.get("host_names")
+            ),
+            user=vendor.first_name(
+                entity.get("user_name"), entity.get("source_account_name"), entity.get("user_names")
+            ),
+            console_url=vendor.console_url(
+                self, entity.get("falcon_host_link"), "falcon_host_link", CONSOLE_HOSTS
+            ),
+        )
+
+
+class _StreamReader(_FalconReader):
+    """Reads one Event Streams event."""
+
+    def __init__(self, document: Mapping[str, Any], prefix: str) -> None:
+        super().__init__(prefix)
+        self.document = document
+
+    def outcome(self, *, ignore_samples: bool) -> Alert | Acknowledged:
+        """The Alert of a detection summary, or Acknowledged (another event type, an ignored test
+        detection); InvalidAlertError when the event has no `event` object or no id."""
+        metadata = self.required_object(self.document, "metadata", "")
+        event_type = metadata.get("eventType")
+        kind = event_type.strip().lower() if isinstance(event_type, str) else None
+        event = self.required_object(self.document, "event", "")
+        legacy = kind == LEGACY_EVENT.lower()
+        if kind != EPP_EVENT.lower() and not legacy:
+            return Acknowledged(
+                f"{self.where('metadata.eventType')} is {shown(event_type)}, not a detection summary"
+                f" ({EPP_EVENT}): no alert to triage",
+                peek_id(event.get("CompositeId")),
+            )
+        id_key = "DetectId" if legacy and "CompositeId" not in event else "CompositeId"
+        alert_id = self.required_text(event, id_key, "event")
+        command_lines = self.command_lines(event)
+        sample = self.sample(command_lines)
+        if sample and ignore_samples:
+            return Acknowledged(f"{SAMPLE_REASON} (IGNORE_SAMPLES)", alert_id)
+        own = self.own(event)
+        found = self.file_iocs(event, "event", _STREAM_HASH_KEYS, own)
+        found += self.typed_ioc(event.get("IOCType"), event.get("IOCValue"), "event.IOCValue", own)
+        candidates: list[Candidate] = []
+        for path, access in self.branches(event, "NetworkAccesses", "event"):
+            candidates += self.candidate(IocType.IP, access, "RemoteAddress", path)
+        for path, request in self.branches(event, "DnsRequests", "event"):
+            candidates += self.candidate(IocType.DOMAIN, request, "DomainName", path)
+        found += self.iocs(candidates, own).values()
+        kept: dict[str, Ioc] = {}
+        for ioc in found:
+            kept.setdefault(ioc.key, ioc)
+        self.command_line_iocs(kept, command_lines, own)
+        if legacy:
+            self.note(
+                f"a {LEGACY_EVENT} (metadata.eventType): CrowdStrike retired it on 30 September 2025;"
+                f" read as a legacy event ({EPP_EVENT} and the Alerts API replace it)"
+            )
+        name = self.loose_text(event, "Name") or self.loose_text(event, "DetectName")
+        description = self.loose_text(event, "Description") or self.loose_text(event, "DetectDescription")
+        alert_type = name or (event_type if isinstance(event_type, str) else EPP_EVENT)
+        title = f"{alert_type}: {description}" if description and description != alert_type else alert_type
+        created = self.stream_time(metadata)
+        return self.finish(
+            alert_id=alert_id,
+            alert_type=alert_type,
+            title=vendor.name(title, 300) or alert_type,
+            severity=self.severity(
+                event.get("Severity"), event.get("SeverityName"), "event.Severity", legacy=legacy
+            ),
+            created=created,
+            updated=created,
+            iocs=kept.values(),
+            sample=sample,
+            details=VendorAlert(
+                platform=PLATFORM,
+                product=vendor.name(event.get("SourceProducts")) or _PRODUCTS["epp"],
+                tenant=vendor.name(metadata.get("customerIDString")),
+                host=vendor.first_name(event.get("Hostname"), event.get("ComputerName")),
+                user=vendor.name(event.get("UserName")),
+                console_url=vendor.console_url(
+                    self, event.get("FalconHostLink"), "event.FalconHostLink", CONSOLE_HOSTS
+                ),
+            ),
+        )
+
+    def command_lines(self, event: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(path, text) of the command lines the event names (the legacy event spells `Grandparent`)."""
+        found = []
+        for key in ("CommandLine", "ParentCommandLine", "GrandParentCommandLine", "GrandparentCommandLine"):
+            text = self.loose_text(event, key)
+            if text:
+                found.append((f"event.{key}", text))
+        return found
+
+    def own(self, event: Mapping[str, Any]) -> frozenset[str]:
+        """The host's own names and local addresses."""
+        values: list[Any] = [event.get(key) for key in ("Hostname", "ComputerName", "LocalIP", "LocalIPv6")]
+        accesses = event.get("NetworkAccesses")
+        for access in accesses if isinstance(accesses, list) else []:
+            if isinstance(access, dict):
+                values.append(access.get("LocalAddress"))
+        return own_values(values)
+
+    def stream_time(self, metadata: Mapping[str, Any]) -> datetime | None:
+        """`metadata.eventCreationTime`, in milliseconds since 1970 (what the stream documents)."""
+        value = metadata.get("eventCreationTime")
+        field = self.where("metadata.eventCreationTime")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            moment = epoch_time(value / 1000)
+            if moment is not None:
+                return moment
+            self.malformed(field, f"milliseconds out of range: {shown(value)}", "1970 stands in")
+            return None
+        return self.moment(metadata, "eventCreationTime", "metadata", instead="1970 stands in", required=True)
+
+
+def _is_address(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        ipaddress.ip_address(value.strip())
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,455 @@
+"""Google Workspace Alert Center alerts (API v1beta1 `Alert` resources) as normalised Alerts.
+
+Understood deliveries, recognised by shape:
+
+- one `Alert` (`alertId`, `customerId`, `type`, `source`, `data`, `metadata`, ...), as `alerts.get`
+  returns it; a JSON array of them; `alerts.list` output (`{"alerts": [...], "nextPageToken": ...}`),
+  each alert read on its own;
+- a Cloud Pub/Sub push message (`{"message": {"data": <base64>, "attributes": {...}, "messageId": ...},
+  "subscription": ...}`), as Alert Center publishes to a topic: its `data` is base64-encoded JSON, an
+  `Alert` or, as Alert Center's notification guide documents, the alert's own payload beside the
+  `alertcenter_*` attributes (type, source, times, resource status). Such a payload names no `alertId`:
+  the message's `messageId`, which a redelivery keeps, identifies it.
+
+What an alert says is read by its payload's type, `data["@type"]`
+(`type.googleapis.com/google.apps.alertcenter.type.MailPhishing`, ...), never by its `type` text, which
+Google words for people. The mail alerts (`MailPhishing`, `PhishingSpike`, `BadWhitelist`) name the
+attachments' SHA-256 (`messages[].attachmentsSha256Hash[]`), the sender (`maliciousEntity.fromHeader`,
+whose domain is looked up) and, for a misconfigured allow-list, `sourceIp`; an account warning
+(`AccountWarning`: leaked password, suspicious login, ...) the login's `loginDetails.ipAddress`. Any other
+type is read for the same fields wherever its payload has them; an alert with no IOC (a state-sponsored
+attack warning, a compromised device, ...) still becomes a case, routed by its severity.
+
+The customer's own domains are never looked up: `domainId.customerPrimaryDomain`, and the domains of the
+customer's own addresses the alert names (the recipients, the affected user, the alert's assignee). A
+sender inside the organisation (`isInternal`) is not looked up either, and neither is a public mail
+provider's domain (`gmail.com`...), which says nothing of who sent the mail.
+
+Severity: `metadata.severity` HIGH 7, MEDIUM 5, LOW 2; else critical, noted. Version: `updateTime`.
+Acknowledged, no case: an alert marked for deletion (`deleted`, or a notification of status `DELETED`)
+or closed in the Alert Center (`metadata.status` `CLOSED`).
+
+A Workspace alert names no AWS account or Region (`vendor.NO_AWS_PLACE`): it is triaged and ticketed
+with the mail's context, never acted on in AWS, nor on a mailbox; its case shows the product (the
+alert's `source`), the affected user and the investigation tool's link (`Alert.vendor`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from vtriage.errors import InvalidAlertError
+from vtriage.intake import vendor
+from vtriage.intake.fields import (
+    UNKNOWN_TIME,
+    UNREADABLE_SEVERITY,
+    UNREADABLE_SEVERITY_NOTE,
+    Candidate,
+    Fields,
+    escaped,
+    ioc_of,
+    is_true,
+    json_kind,
+    shown,
+)
+from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
+from vtriage.models import Alert, Ioc, IocType, Severity, VendorAlert
+
+SOURCE = "workspace"
+PLATFORM = "Google Workspace"
+PRODUCT = "Google Workspace Alert Center"
+TYPE_PREFIX = "type.googleapis.com/google.apps.alertcenter.type."
+# The host of the Admin console's security investigation tool, where `securityInvestigationToolLink` points.
+CONSOLE_HOSTS = ("admin.google.com",)
+SEVERITIES = {"HIGH": 7.0, "MEDIUM": 5.0, "LOW": 2.0}
+CLOSED = "CLOSED"
+# Mail alerts: the payload of user reported phishing and spam, reclassifications, spoofing, allow-lists.
+MAIL_TYPES = frozenset({"MailPhishing", "PhishingSpike", "BadWhitelist"})
+# Domains of public mail providers: a sender there says nothing of who sent the mail.
+PUBLIC_MAIL_DOMAINS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "yahoo.com",
+        "icloud.com",
+        "aol.com",
+        "proton.me",
+        "protonmail.com",
+    }
+)
+CUSTOMER_DOMAIN_REASON = "the customer's own domain (the alert names it as the organisation's)"
+INTERNAL_SENDER_REASON = "the sender is inside the organisation (isInternal): not looked up"
+PUBLIC_MAIL_REASON = "a public mail provider's domain: it says nothing of who sent the mail"
+NOT_AN_ADDRESS_REASON = "not an e-mail address: no sender domain to look up"
+# The most characters of a Pub/Sub message's `data` decoded (an alert is a few KB).
+MAX_PUSHED_DATA = 1_000_000
+
+
+def is_alert(document: Mapping[str, Any]) -> bool:
+    """Whether the document is one Alert Center `Alert`."""
+    return "alertId" in document and any(
+        key in document for key in ("customerId", "data", "type", "createTime", "metadata")
+    )
+
+
+def is_alert_list(document: Mapping[str, Any]) -> bool:
+    """Whether the document is `alerts.list` output."""
+    return isinstance(document.get("alerts"), list)
+
+
+def is_pubsub_push(document: Mapping[str, Any]) -> bool:
+    """Whether the document is a Cloud Pub/Sub push message (`message.data` beside a subscription, or
+    Alert Center's `alertcenter_*` attributes)."""
+    message = document.get("message")
+    if not isinstance(message, dict) or "data" not in message:
+        return False
+    attributes = message.get("attributes")
+    named = isinstance(attributes, dict) and any(str(key).startswith("alertcenter_") for key in attributes)
+    return "subscription" in document or named
+
+
+def is_document(document: Mapping[str, Any]) -> bool:
+    """Whether the document is any delivery this module reads."""
+    return is_alert(document) or is_alert_list(document) or is_pubsub_push(document)
+
+
+def findings_of(document: Mapping[str, Any]) -> list[Finding]:
+    """The alerts of a Workspace document (see `is_document`), each read on its own."""
+    if is_alert(document):
+        return [finding_of_bare(document, where="")]
+    if is_pubsub_push(document):
+        return [_pushed(document)]
+    alerts = document.get("alerts")
+    if not isinstance(alerts, list) or not alerts:
+        raise InvalidAlertError("empty: alerts.list returned no alert to triage", field="alerts")
+    return [finding_of_bare(item, where=f"alerts[{index}]") for index, item in enumerate(alerts)]
+
+
+def finding_of_bare(item: Any, *, where: str) -> Finding:
+    """One Alert, at `where` in its document."""
+
+    def read() -> Alert | Acknowledged:
+        if not isinstance(item, dict):
+            raise InvalidAlertError(
+                f"expected an Alert Center alert, got {json_kind(item)}", field=where or None
+            )
+        return _AlertReader(item, where + "." if where else "").outcome()
+
+    alert_id = peek_id(item.get("alertId")) if isinstance(item, dict) else None
+    return Finding(where=where, read=read, content=item, alert_id=alert_id)
+
+
+def _pushed(document: Mapping[str, Any]) -> Finding:
+    """The one alert of a Pub/Sub push message."""
+    message = document["message"]
+    decoded = _decoded_data(message.get("data"))
+    content = decoded if isinstance(decoded, dict) and is_alert(decoded) else message
+
+    def read() -> Alert | Acknowledged:
+        if not isinstance(decoded, dict):
+            problem = (
+                decoded if isinstance(decoded, str) else f"expected a JSON object, got {json_kind(decoded)}"
+            )
+            raise InvalidAlertError(problem, field="message.data")
+        if is_alert(decoded):
+            return _AlertReader(decoded, "message.data.").outcome()
+        return _AlertReader(_notified_alert(message, decoded), "message.", notification=True).outcome()
+
+    alert_id = peek_id(decoded.get("alertId")) if isinstance(decoded, dict) else None
+    return Finding(
+        where="", read=read, content=content, alert_id=alert_id or peek_id(message.get("messageId"))
+    )
+
+
+def _decoded_data(data: Any) -> Any:
+    """The JSON a message's base64 `data` holds; a string saying what is wrong when it holds none."""
+    if not isinstance(data, str) or not data:
+        return f"expected base64-encoded JSON, got {json_kind(data) if data != '' else 'an empty string'}"
+    if len(data) > MAX_PUSHED_DATA:
+        return f"longer than {MAX_PUSHED_DATA:,} characters: not an Alert Center notification"
+    # Pub/Sub writes standard base64; the URL-safe alphabet and a missing padding are read too.
+    padded = data.strip() + "=" * (-len(data.strip()) % 4)
+    alphabet = b"-_" if "-" in padded or "_" in padded else None
+    try:
+        return json.loads(base64.b64decode(padded, altchars=alphabet, validate=True).decode("utf-8"))
+    except (binascii.Error, ValueError, RecursionError):
+        return "not base64-encoded JSON"
+
+
+def _notified_alert(message: Mapping[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """An Alert as a notification's attributes and payload tell it (Alert Center's notification guide)."""
+    attributes = message.get("attributes")
+    named = attributes if isinstance(attributes, dict) else {}
+    alert: dict[str, Any] = {
+        "alertId": message.get("messageId"),
+        "type": named.get("alertcenter_type"),
+        "source": named.get("alertcenter_source"),
+        "createTime": named.get("alertcenter_create_time"),
+        "startTime": named.get("alertcenter_start_time"),
+        "updateTime": named.get("alertcenter_update_time"),
+        "data": payload,
+    }
+    if named.get("alertcenter_resource_status") == "DELETED":
+        alert["deleted"] = True
+    return alert
+
+
+class _AlertReader(Fields):
+    """Reads one Alert."""
+
+    def __init__(self, alert: Mapping[str, Any], prefix: str, *, notification: bool = False) -> None:
+        super().__init__(prefix)
+        self.alert = alert
+        self.notification = notification
+        self.customer_domains: set[str] = set()
+
+    def outcome(self) -> Alert | Acknowledged:
+        """The Alert, or Acknowledged (deleted, closed); InvalidAlertError when it has no `alertId`."""
+        alert = self.alert
+        alert_id = self.required_text(alert, "alertId", "") if not self.notification else self.message_id()
+        metadata = self.branch(alert, "metadata", "") or {}
+        if is_true(alert.get("deleted")):
+            said = (
+                "attributes.alertcenter_resource_status is 'DELETED'"
+                if self.notification
+                else "deleted is true"
+            )
+            return Acknowledged(f"{self.where(said)}: marked for deletion in the Alert Center", alert_id)
+        status = self.loose_text(metadata, "status")
+        if status is not None and status.strip().upper() == CLOSED:
+            return Acknowledged(
+                f"{self.where('metadata.status')} is 'CLOSED': dealt with in the Alert Center", alert_id
+            )
+        data = self.branch(alert, "data", "")
+        payload_type = self.payload_type(data)
+        if self.notification:
+            self.note(
+                "an Alert Center notification naming no alertId: the Pub/Sub messageId stands in (a"
+                " redelivery keeps it)"
+            )
+        own_users = self.own_users(data or {}, metadata)
+        iocs = self.payload_iocs(payload_type, data or {})
+        text_type = self.loose_text(alert, "type")
+        alert_type = payload_type or text_type or "Alert Center alert"
+        title = text_type or alert_type
+        operations_title = self.loose_text(data or {}, "title")
+        if operations_title:
+            title = f"{title}: {operations_title}"
+        created = self.moment(alert, "createTime", "", instead="startTime stands in") or self.moment(
+            alert, "startTime", "", instead="updateTime stands in"
+        )
+        updated = self.moment(alert, "updateTime", "", instead="createTime stands in")
+        if created is None and updated is None:
+            self.malformed(self.where("createTime"), "missing, and no other time", "1970 stands in")
+        details = VendorAlert(
+            platform=PLATFORM,
+            product=vendor.name(self.loose_text(alert, "source")) or PRODUCT,
+            tenant=vendor.name(alert.get("customerId")),
+            user=vendor.first_name(*own_users),
+            console_url=vendor.console_url(
+                self,
+                alert.get("securityInvestigationToolLink"),
+                "securityInvestigationToolLink",
+                CONSOLE_HOSTS,
+            ),
+        )
+        return self.finish(
+            alert_id=alert_id,
+            alert_type=alert_type,
+            title=vendor.name(title, 300) or alert_type,
+            severity=self.severity(metadata),
+            created=created,
+            updated=updated,
+            iocs=iocs,
+            details=details,
+        )
+
+    def message_id(self) -> str:
+        """The Pub/Sub message's id, standing in for the alert's."""
+        value = self.alert.get("alertId")
+        if not isinstance(value, str) or not value:
+            raise InvalidAlertError(
+                "missing: a notification naming no alertId is identified by its message's id",
+                field=self.where("messageId"),
+            )
+        return value
+
+    def payload_type(self, data: Mapping[str, Any] | None) -> str | None:
+        """The payload's type, `data["@type"]` without Google's prefix (`MailPhishing`); None when absent."""
+        if data is None:
+            return None
+        value = data.get("@type")
+        if value is None or value == "":
+            self.note(
+                f"{self.where('data.@type')}: missing; the payload is read for IOCs by its fields' names"
+            )
+            return None
+        if not isinstance(value, str):
+            self.note(
+                f"{self.where('data.@type')}: expected a string, got {json_kind(value)}; read by field names"
+            )
+            return None
+        text = value.strip()
+        if text.startswith(TYPE_PREFIX):
+            return vendor.name(text[len(TYPE_PREFIX) :], 100)
+        self.note(f"{self.where('data.@type')}: {shown(value)} is no Alert Center type; read by field names")
+        return None
+
+    def own_users(self, data: Mapping[str, Any], metadata: Mapping[str, Any]) -> list[str]:
+        """The customer's own addresses the alert names (the affected user, the recipients, the assignee),
+        the affected user first; their domains, and the primary domain, are the customer's."""
+        users: list[str] = []
+        entity = self.loose_object(self.loose_object(data, "maliciousEntity"), "entity")
+        candidates: list[Any] = [data.get("email"), entity.get("emailAddress")]
+        messages = data.get("messages")
+        for message in messages if isinstance(messages, list) else []:
+            if isinstance(message, dict):
+                candidates.append(message.get("recipient"))
+        candidates.append(metadata.get("assignee"))
+        for value in candidates:
+            if isinstance(value, str) and "@" in value and value not in users:
+                users.append(value)
+                self.customer_domains.add(_domain_of(value))
+        primary = self.loose_object(data, "domainId").get("customerPrimaryDomain")
+        if isinstance(primary, str) and primary.strip():
+            self.customer_domains.add(primary.strip().lower().rstrip("."))
+        return users
+
+    def payload_iocs(self, payload_type: str | None, data: Mapping[str, Any]) -> list[Ioc]:
+        """The payload's IOCs, read as its type says (any other type: by the fields' names)."""
+        reader = _READERS.get(payload_type or "", _AlertReader.fields_by_name)
+        return reader(self, data)
+
+    def mail_iocs(self, data: Mapping[str, Any]) -> list[Ioc]:
+        """A mail alert's: the attachments' SHA-256, the sender's domain, the allow-listed source address."""
+        iocs = self.attachment_iocs(data)
+        iocs += self.sender_iocs(data)
+        iocs += self.address_iocs(data)
+        return iocs
+
+    def login_iocs(self, data: Mapping[str, Any]) -> list[Ioc]:
+        """An account warning's: the address of the login."""
+        return self.address_iocs(data)
+
+    def fields_by_name(self, data: Mapping[str, Any]) -> list[Ioc]:
+        """Any other payload's: the same fields, wherever it has them."""
+        return [*self.attachment_iocs(data), *self.sender_iocs(data), *self.address_iocs(data)]
+
+    def attachment_iocs(self, data: Mapping[str, Any]) -> list[Ioc]:
+        """Each attachment's SHA-256 (`messages[].attachmentsSha256Hash[]`)."""
+        candidates: list[Candidate] = []
+        for path, message in self.branches(data, "messages", "data"):
+            for candidate in self.candidate_list(IocType.FILE, message, "attachmentsSha256Hash", path):
+                candidates.append(candidate._replace(algorithm="sha256"))
+        return list(self.iocs(candidates, frozenset()).values())
+
+    def sender_iocs(self, data: Mapping[str, Any]) -> list[Ioc]:
+        """The sender's domain (`maliciousEntity.fromHeader`), unless it is the customer's own."""
+        malicious = self.branch(data, "maliciousEntity", "data")
+        sender = malicious.get("fromHeader") if malicious is not None else None
+        if sender is None or sender == "":
+            return []
+        path = "data.maliciousEntity.fromHeader"
+        if not isinstance(sender, str) or "@" not in sender:
+            return [
+                Ioc(
+                    type=IocType.DOMAIN,
+                    value=escaped(sender),
+                    found_at=path,
+                    skipped_reason=NOT_AN_ADDRESS_REASON,
+                )
+            ]
+        ioc = ioc_of(Candidate(IocType.DOMAIN, _domain_of(sender), path))
+        if ioc.skipped_reason is not None:
+            return [ioc]
+        if is_true(data.get("isInternal")):
+            reason = INTERNAL_SENDER_REASON
+        elif _under(ioc.value, self.customer_domains):
+            reason = CUSTOMER_DOMAIN_REASON
+        elif ioc.value in PUBLIC_MAIL_DOMAINS:
+            reason = PUBLIC_MAIL_REASON
+        else:
+            return [ioc]
+        return [ioc.model_copy(update={"skipped_reason": reason})]
+
+    def address_iocs(self, data: Mapping[str, Any]) -> list[Ioc]:
+        """`sourceIp` (a misconfigured allow-list's) and `loginDetails.ipAddress` (an account warning's)."""
+        candidates = self.candidate(IocType.IP, data, "sourceIp", "data")
+        login = self.branch(data, "loginDetails", "data")
+        if login is not None:
+            candidates += self.candidate(IocType.IP, login, "ipAddress", "data.loginDetails")
+        return list(self.iocs(candidates, frozenset()).values())
+
+    def severity(self, metadata: Mapping[str, Any]) -> Severity:
+        """`metadata.severity` on 0-10; else critical, noted."""
+        value = metadata.get("severity")
+        if isinstance(value, str) and value.strip().upper() in SEVERITIES:
+            return Severity(score=SEVERITIES[value.strip().upper()])
+        if self.notification and value is None:
+            self.malformed(
+                self.where("attributes"), "a notification names no severity", UNREADABLE_SEVERITY_NOTE
+            )
+            return UNREADABLE_SEVERITY
+        problem = "missing" if value is None else f"expected HIGH, MEDIUM or LOW, got {shown(value)}"
+        self.malformed(self.where("metadata.severity"), problem, UNREADABLE_SEVERITY_NOTE)
+        return UNREADABLE_SEVERITY
+
+    def finish(
+        self,
+        *,
+        alert_id: str,
+        alert_type: str,
+        title: str,
+        severity: Severity,
+        created: datetime | None,
+        updated: datetime | None,
+        iocs: list[Ioc],
+        details: VendorAlert,
+    ) -> Alert:
+        """The Alert, placed outside AWS, its IOCs each once."""
+        created_at = created or updated or UNKNOWN_TIME
+        updated_at = updated or created_at
+        vendor.outside_aws(self, details)
+        kept: dict[str, Ioc] = {}
+        for ioc in iocs:
+            kept.setdefault(ioc.key, ioc)
+        return Alert(
+            id=alert_id,
+            source=SOURCE,
+            type=alert_type,
+            title=title,
+            severity=severity,
+            created_at=created_at,
+            updated_at=updated_at,
+            version=updated_at.isoformat() if updated_at is not UNKNOWN_TIME else "unversioned",
+            account=vendor.NO_AWS_PLACE,
+            region=vendor.NO_AWS_PLACE,
+            iocs=tuple(kept.values()),
+            notes=self.alert_notes(),
+            not_actionable=self.alert_not_actionable(),
+            vendor=details,
+        )
+
+
+_READERS: dict[str, Callable[[_AlertReader, Mapping[str, Any]], list[Ioc]]] = {
+    **dict.fromkeys(MAIL_TYPES, _AlertReader.mail_iocs),
+    "AccountWarning": _AlertReader.login_iocs,
+}
+
+
+def _domain_of(address: str) -> str:
+    """The domain of an e-mail address as a From header writes it (`Name <user@domain>`), lower case."""
+    return address.rpartition("@")[2].strip().strip(">").strip().lower().rstrip(".")
+
+
+def _under(name: str, parents: set[str]) -> bool:
+    labels = name.split(".")
+    return any(".".join(labels[start:]) in parents for start in range(len(labels)))
