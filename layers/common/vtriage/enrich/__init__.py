@@ -15,4 +15,7 @@ The parts, each a module of this package, from the batch down:
 
 Lambda's SQS event is turned into `QueuedRecord` values, and the outcomes into its partial batch
 response, at the edge (`vtriage.composition.sqs_batch`): nothing here knows Lambda's event types.
+
+The parts are plain classes and named tuples, not dataclasses: each dataclass costs the function's cold
+start the compilation of its generated methods (a few tenths of a millisecond apiece).
 """

@@ -4,7 +4,7 @@ together, then each record handled in turn, only its own fault costing it anythi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from aws_lambda_powertools import Logger
 
@@ -29,8 +29,7 @@ def _never_transient(error: Exception) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class ReadRecord:
+class ReadRecord(NamedTuple):
     """A queued record as its batch read it: its findings, or what reading its body raised; and, for each
     of its alerts, the stored case read with the batch (None for an alert whose case is read when it is
     triaged: see `Batch.read`)."""
@@ -40,7 +39,6 @@ class ReadRecord:
     stored: tuple[StoredCase | None, ...]
 
 
-@dataclass(frozen=True)
 class Batch:
     """Handles the records of one batch.
 
@@ -54,13 +52,23 @@ class Batch:
     decides, with the deployment's place, what may happen automatically (`vtriage.eligibility`).
     """
 
-    intake: IntakeOptions
-    triage: Triage
-    refusals: Refusals
-    deferrals: Deferrals
-    channels: Mapping[str, Channel] = field(default_factory=dict)
-    # Errors of the platform (a connection to AWS dropped) that a retry may cure, beside TransientError.
-    is_transient: Callable[[Exception], bool] = _never_transient
+    def __init__(
+        self,
+        *,
+        intake: IntakeOptions,
+        triage: Triage,
+        refusals: Refusals,
+        deferrals: Deferrals,
+        channels: Mapping[str, Channel] | None = None,
+        is_transient: Callable[[Exception], bool] = _never_transient,
+    ) -> None:
+        self.intake = intake
+        self.triage = triage
+        self.refusals = refusals
+        self.deferrals = deferrals
+        self.channels: Mapping[str, Channel] = channels if channels is not None else {}
+        # Errors of the platform (a connection to AWS dropped) that a retry may cure, beside TransientError.
+        self.is_transient = is_transient
 
     @property
     def lookups(self) -> Lookups:

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
@@ -96,7 +95,6 @@ class Deadline:
         return lookups_end is None or self._monotonic() + MIN_LOOKUP_SECONDS <= lookups_end
 
 
-@dataclass
 class Lookups:
     """The enrichments of one batch's IOCs.
 
@@ -107,25 +105,39 @@ class Lookups:
     raises what stands in its way: a deferral (QuotaExhaustedError, PutOffError) when the quota is
     spent, the invocation runs short of time (`deadline`) or VirusTotal refuses the API key, else the
     error its lookup met. An IOC met again in the batch counts as a cache hit.
+
+    `request_counter` gives the HTTP requests sent to VirusTotal, retries included, when the client
+    counts them.
     """
 
-    intel: ThreatIntel
-    cache: EnrichmentCache
-    policy: VerdictPolicy
-    now: Callable[[], datetime]
-    deadline: Deadline = field(default_factory=Deadline)
-    limiter: QuotaLimiter | None = None
-    max_concurrency: int = 4
-    # HTTP requests sent to VirusTotal, retries included, when the client counts them.
-    request_counter: Callable[[], int] | None = None
-    looked_up: int = 0
-    cache_hits: int = 0
-    auth_failures: int = 0
-    _found: dict[str, Enrichment] = field(default_factory=dict)
-    _used: set[str] = field(default_factory=set)
-    _failed: dict[str, Exception] = field(default_factory=dict)
-    _refusal: Deferral | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(
+        self,
+        intel: ThreatIntel,
+        cache: EnrichmentCache,
+        policy: VerdictPolicy,
+        now: Callable[[], datetime],
+        deadline: Deadline | None = None,
+        *,
+        limiter: QuotaLimiter | None = None,
+        max_concurrency: int = 4,
+        request_counter: Callable[[], int] | None = None,
+    ) -> None:
+        self.intel = intel
+        self.cache = cache
+        self.policy = policy
+        self.now = now
+        self.deadline = deadline if deadline is not None else Deadline()
+        self.limiter = limiter
+        self.max_concurrency = max_concurrency
+        self.request_counter = request_counter
+        self.looked_up = 0
+        self.cache_hits = 0
+        self.auth_failures = 0
+        self._found: dict[str, Enrichment] = {}
+        self._used: set[str] = set()
+        self._failed: dict[str, Exception] = {}
+        self._refusal: Deferral | None = None
+        self._lock = threading.Lock()
 
     @property
     def vt_requests(self) -> int:

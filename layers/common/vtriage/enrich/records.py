@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
+from typing import NamedTuple
 
 from aws_lambda_powertools import Logger
 
@@ -33,8 +34,7 @@ MAX_REQUEUE_DELAY_SECONDS = SQS_MAX_DELAY_SECONDS
 DEFERRALS_ATTRIBUTE = "vtriage_deferrals"
 
 
-@dataclass(frozen=True)
-class QueuedRecord:
+class QueuedRecord(NamedTuple):
     """One message as its queue delivered it: what the enrich domain reads of an SQS record."""
 
     message_id: str
@@ -45,7 +45,7 @@ class QueuedRecord:
     # How many times the queue has delivered this copy (ApproximateReceiveCount).
     receive_count: int = 1
     # Its string message attributes (the intake's stamp of its sender among them).
-    attributes: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str] = MappingProxyType({})
 
     def deferrals_before(self) -> int:
         """The deferrals of the copies queued before this one (0 for the original message)."""
@@ -63,15 +63,15 @@ class QueuedRecord:
         return attributes | {DEFERRALS_ATTRIBUTE: str(deferrals)}
 
 
-@dataclass
 class Refusals:
     """Refuses records, or findings of a record, for good: each kept with its reason and the record's body
     (`cases`) and parked on the dead-letter queue, once per refusal of a message however often it comes
     back. Retrying could never succeed, and it must not hold up what stands beside it."""
 
-    cases: CaseRepository
-    dead_letters: DeadLetterQueue
-    rejected: int = 0
+    def __init__(self, cases: CaseRepository, dead_letters: DeadLetterQueue) -> None:
+        self.cases = cases
+        self.dead_letters = dead_letters
+        self.rejected = 0
 
     def refuse(self, message_id: str, body: str, refusal: FindingRefusal) -> None:
         """Keep the refusal with the record's body and park them on the dead-letter queue."""
@@ -94,7 +94,6 @@ class Refusals:
             )
 
 
-@dataclass
 class Deferrals:
     """Puts records off until they can go on, on the queue each came from (`queues`, by its ARN).
 
@@ -105,14 +104,23 @@ class Deferrals:
     them); past `max_deferrals` the record is refused (`refusals`).
     """
 
-    queues: Mapping[str, MessageDeferral]
-    refusals: Refusals
-    now: Callable[[], datetime]
-    requeue_after_receives: int = 3
-    max_deferrals: int = 500
-    deferred: int = 0
-    # Deferred records reported failed so that the queue keeps them hidden: not faults to retry.
-    hidden: int = 0
+    def __init__(
+        self,
+        queues: Mapping[str, MessageDeferral],
+        refusals: Refusals,
+        now: Callable[[], datetime],
+        *,
+        requeue_after_receives: int = 3,
+        max_deferrals: int = 500,
+    ) -> None:
+        self.queues = queues
+        self.refusals = refusals
+        self.now = now
+        self.requeue_after_receives = requeue_after_receives
+        self.max_deferrals = max_deferrals
+        self.deferred = 0
+        # Deferred records reported failed so that the queue keeps them hidden: not faults to retry.
+        self.hidden = 0
 
     def put_off(self, record: QueuedRecord, until: datetime, reason: str) -> None:
         """Defer the record until `until`, saying why. Raises PutOffError once the record is hidden, so that

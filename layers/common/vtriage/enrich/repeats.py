@@ -8,7 +8,6 @@ a known finding id and version) is a case of its own, and each of the two cases 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
@@ -33,15 +32,23 @@ def _trust(case: Case) -> int:
     return _CHANNEL_TRUST[channel]
 
 
-@dataclass(frozen=True)
 class Repeats:
     """Where a repeat meets its earlier case (`ledger`), for `window` after that case was triaged."""
 
-    ledger: RepeatLedger
-    cases: CaseRepository
-    executions: ExecutionStarter
-    window: timedelta = timedelta(hours=24)
-    ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY
+    def __init__(
+        self,
+        ledger: RepeatLedger,
+        cases: CaseRepository,
+        executions: ExecutionStarter,
+        *,
+        window: timedelta = timedelta(hours=24),
+        ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY,
+    ) -> None:
+        self.ledger = ledger
+        self.cases = cases
+        self.executions = executions
+        self.window = window
+        self.ticket_min_severity = ticket_min_severity
 
     def earlier_case(self, alert: Alert) -> Case | None:
         """The case an earlier occurrence of this finding opened within the repeat window, if any."""
@@ -117,12 +124,12 @@ class Repeats:
         )
 
 
-@dataclass(frozen=True)
 class Variants:
     """Where the contents delivered under one finding id and version meet (`ledger`)."""
 
-    ledger: FindingLedger
-    cases: CaseRepository
+    def __init__(self, ledger: FindingLedger, cases: CaseRepository) -> None:
+        self.ledger = ledger
+        self.cases = cases
 
     def note_other_contents(self, case: Case, now: datetime) -> None:
         """When other contents came under this case's finding id and version, make this case and each of

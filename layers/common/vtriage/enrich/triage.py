@@ -4,8 +4,8 @@ its execution started; or the case kept pending while its enrichment is deferred
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from vtriage.eligibility import Eligibility, Place, PushedAlertActions, eligibility, requiring_approval
 from vtriage.enrich.lookups import Lookups, pending
@@ -46,27 +46,34 @@ def execution_input(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SE
     )
 
 
-@dataclass(frozen=True)
 class TriageRules:
     """What the deployment decides for every alert: where it may act (`place`) and what a pushed alert's
-    actions wait for (`vtriage.eligibility`), the playbooks that plan actions and the means of an IP
-    block, and the severity from which a case goes to a ticket rather than being closed."""
+    actions wait for (`vtriage.eligibility`), the playbooks that plan actions (the shipped ones by
+    default) and the means of an IP block, and the severity from which a case goes to a ticket rather
+    than being closed."""
 
-    place: Place
-    pushed_alert_actions: PushedAlertActions = "approval"
-    playbooks: Playbooks = field(default_factory=default_playbooks)
-    ip_block_method: IpBlockMethod = "none"
-    ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY
+    def __init__(
+        self,
+        place: Place,
+        *,
+        pushed_alert_actions: PushedAlertActions = "approval",
+        playbooks: Playbooks | None = None,
+        ip_block_method: IpBlockMethod = "none",
+        ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY,
+    ) -> None:
+        self.place = place
+        self.pushed_alert_actions: PushedAlertActions = pushed_alert_actions
+        self.playbooks = playbooks if playbooks is not None else default_playbooks()
+        self.ip_block_method: IpBlockMethod = ip_block_method
+        self.ticket_min_severity = ticket_min_severity
 
 
-@dataclass(frozen=True)
-class StoredCase:
+class StoredCase(NamedTuple):
     """An alert's case as the cases table held it when its batch was read (None: no case yet)."""
 
     case: Case | None
 
 
-@dataclass(frozen=True)
 class Triage:
     """Triages alerts into cases.
 
@@ -76,13 +83,24 @@ class Triage:
     each of the two cases names the other.
     """
 
-    cases: CaseRepository
-    executions: ExecutionStarter
-    lookups: Lookups
-    rules: TriageRules
-    now: Callable[[], datetime]
-    repeats: Repeats | None = None
-    variants: Variants | None = None
+    def __init__(
+        self,
+        cases: CaseRepository,
+        executions: ExecutionStarter,
+        lookups: Lookups,
+        rules: TriageRules,
+        now: Callable[[], datetime],
+        *,
+        repeats: Repeats | None = None,
+        variants: Variants | None = None,
+    ) -> None:
+        self.cases = cases
+        self.executions = executions
+        self.lookups = lookups
+        self.rules = rules
+        self.now = now
+        self.repeats = repeats
+        self.variants = variants
 
     def triage(self, alert: Alert, provenance: Provenance, stored: StoredCase | None = None) -> CaseSummary:
         """Enrich the alert's IOCs, store the case, start its execution. A repeat is not enriched again.
