@@ -3,6 +3,7 @@ and moto's Lambda backend dispatching to the real handlers the template names.""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import json
@@ -49,6 +50,17 @@ ADMINISTRATOR_ROLE = "OrganizationAccountAccessRole"
 # moto's Step Functions engine runs ASL only when asked to; its Lambda backend must not need Docker.
 def _moto_config(run_state_machines: bool) -> dict[str, Any]:
     return {"stepfunctions": {"execute_state_machine": run_state_machines}, "lambda": {"use_docker": False}}
+
+
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    """The one boto3 session of the local tools' clients (create clients under _SESSION_LOCK: a session
+    is not thread-safe). A session parses botocore's endpoint and service models on its first client
+    of each service: a session per client made each stack's set-up parse them again, half its time."""
+    return boto3.session.Session()
 
 
 class LocalSetupError(RuntimeError):
@@ -200,11 +212,13 @@ class LocalAws:
         }
         if account != ACCOUNT_ID:
             credentials = self._credentials_in(account)
-        return boto3.session.Session(region_name=region).client(
-            service,  # type: ignore[call-overload]
-            endpoint_url=self.endpoint_url,
-            **credentials,
-        )
+        with _SESSION_LOCK:
+            return _session().client(
+                service,  # type: ignore[call-overload]
+                region_name=region,
+                endpoint_url=self.endpoint_url,
+                **credentials,
+            )
 
     def _credentials_in(self, account: str) -> dict[str, str]:
         """Credentials in another account: a session of the role an organisation's administrators use
