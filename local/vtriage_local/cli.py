@@ -43,8 +43,10 @@ def add_run_command(commands: Any) -> None:
         "run",
         help="run alert files through the whole pipeline on a local AWS (moto) and VirusTotal replay",
         description="Each FILE may hold an SQS event, an EventBridge event, a GuardDuty finding, "
-        "get-findings output, a Security Hub event or an OCSF finding. VirusTotal is live when "
-        "VT_API_KEY is set, replayed from recordings otherwise.",
+        "get-findings output, a Security Hub event, an OCSF finding, a CrowdStrike Falcon alert (Alerts "
+        "API entity or response, Event Streams detection) or a Google Workspace Alert Center alert "
+        "(alerts.list output, a Pub/Sub push). VirusTotal is live when VT_API_KEY is set, replayed from "
+        "recordings otherwise.",
     )
     run.add_argument("files", nargs="+", type=Path, metavar="FILE")
     run.add_argument(
