@@ -370,6 +370,8 @@ def case_summary(case: dict[str, Any], execution_status: str) -> dict[str, Any]:
         # A detector's generated sample, and what intake noted (a guessed severity, a stand-in, a cut).
         "sample": bool(alert.get("sample", False)),
         "notes": list(alert.get("notes", [])),
+        # An alert from outside AWS (Falcon, Workspace): its platform, product, customer, host, user, link.
+        "vendor": alert.get("vendor"),
         "provenance": case.get("provenance"),
         "variant_case_ids": list(case.get("variant_case_ids", [])),
         "repeats": [],

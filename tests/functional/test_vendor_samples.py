@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from vtriage_cli.main import main as vtriage
+from vtriage_local.report import render
 
 pytestmark = pytest.mark.functional
 
@@ -26,9 +27,10 @@ WORKSPACE_PUSHED = CORPUS / "synthetic-workspace-pubsub-push-badwhitelist.json"
 # other's case as a repeat.
 NOTIFICATION_ID = "9876543210987654"
 WORKSPACE_ID = "91840a82-3af0-46d7-95ec-625c1cf0c3f7"
+ENDPOINT_ID = "92012896127c4a8236ba7601b886b0:ind:2ce412d17b334ad4adc8c1c54dbfec4b:399748687993-5761-42627600"
 # alert id -> (source, the IOCs looked up, ticketed?)
 EXPECTED: dict[str, tuple[str, set[tuple[str, str]], bool]] = {
-    "92012896127c4a8236ba7601b886b0:ind:2ce412d17b334ad4adc8c1c54dbfec4b:399748687993-5761-42627600": (
+    ENDPOINT_ID: (
         "falcon",
         {
             ("file", "b26a6791b72753d2317efd5e1363d93fdd33e611c8b9e08a3b24ea4d755b81fd"),
@@ -97,3 +99,20 @@ def test_falcon_and_workspace_alerts_become_cases_with_their_iocs_and_no_aws_act
         # And a person sees it when its severity says so
         assert (case["ticket"] is not None) == ticketed, alert_id
         assert case["execution_status"] == "SUCCEEDED"
+    # And the case names the vendor's product, host, user and console link, in the JSON and the report
+    endpoint = cases[ENDPOINT_ID]["vendor"]
+    assert (endpoint["platform"], endpoint["host"], endpoint["user"]) == (
+        "CrowdStrike Falcon",
+        "ABC709-1175",
+        "mohit.jha",
+    )
+    assert endpoint["console_url"].startswith("https://falcon.us-2.crowdstrike.com/activity-v2/detections/")
+    report = render(document)
+    assert (
+        "   vendor    CrowdStrike Falcon; product FalconInsight; customer 92012896127c4a948236ba7601b886b0;"
+        in report
+    )
+    assert (
+        "   vendor    Google Workspace; product Gmail phishing; customer 02umwv6u; user example@example.com"
+        in report
+    )
