@@ -1,0 +1,54 @@
+"""Where `vtriage run` mirrors a finding's resources, and the organisation parameters it deploys with,
+read as CloudFormation reads them: no moto, no network."""
+
+from __future__ import annotations
+
+import pytest
+
+from vtriage_local.seed import unmirrorable
+from vtriage_local.template import MEMBER_ROLE_TEMPLATE_PATH, load_template, parameter_problems
+
+
+@pytest.mark.parametrize(
+    ("account", "region"),
+    [("111122223333", "eu-west-1"), ("123456789012", "us-gov-west-1"), ("210987654321", "cn-north-1")],
+)
+def test_a_finding_of_an_account_and_region_aws_could_have_is_mirrored_there(
+    account: str, region: str
+) -> None:
+    # Given a 12-digit account id and a Region name
+    # Then nothing stands in the way of mirroring its resources there
+    assert unmirrorable(account, region) is None
+
+
+@pytest.mark.parametrize(
+    ("account", "region", "named"),
+    [
+        ("unknown", "eu-west-1", "no account id ('unknown')"),
+        ("11112222333", "eu-west-1", "no account id"),
+        ("111122223333", "GeneratedFindingRegion", "no AWS Region ('GeneratedFindingRegion')"),
+        ("111122223333", "eu-west-1\n", "no AWS Region"),
+    ],
+)
+def test_a_finding_naming_no_account_or_region_says_why_nothing_is_mirrored(
+    account: str, region: str, named: str
+) -> None:
+    # Given a finding whose account or Region is no such thing
+    # Then the reason names what it is
+    assert named in (unmirrorable(account, region) or "")
+
+
+def test_member_accounts_are_checked_as_cloudformation_checks_them() -> None:
+    # Given the template's MemberAccountIds and ActRegions, and the member role's template
+    template = load_template()
+    member_role = load_template(MEMBER_ROLE_TEMPLATE_PATH)
+
+    # Then listed ids and Regions pass, and what CloudFormation refuses is named with its pattern
+    assert parameter_problems(template, {"MemberAccountIds": "111122223333,444455556666"}) == []
+    assert parameter_problems(template, {"MemberAccountIds": ""}) == []
+    [problem] = parameter_problems(template, {"MemberAccountIds": "111122223333, 444455556666"})
+    assert problem.startswith("MemberAccountIds='111122223333, 444455556666' does not match")
+    assert parameter_problems(member_role, {"NaclBlocking": "true", "ActRegions": "eu-west-1"}) == []
+    assert [p.split("=", 1)[0] for p in parameter_problems(member_role, {"NaclBlocking": "yes"})] == [
+        "NaclBlocking"
+    ]
