@@ -31,6 +31,7 @@ EPP_GIT = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-su
 EPP_TEST = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-summary_5.json"
 EPP_ZEROS = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-summary_6.json"
 LEGACY = "elastic-integrations__crowdstrike_falcon_test-falcon-detection-summary_1.json"
+IDENTITY_STREAM = "elastic-integrations__crowdstrike_falcon_test-falcon-ipd-summary_1.json"
 CLOUD = "demisto-content__crowdstrike_ioa_alerts_v2_entities_response.json"
 ZEROS_SHA256 = "0" * 64
 ZEROS_SHA1 = "0" * 40
@@ -100,6 +101,7 @@ SAMPLES = [
         {"0b2cde5b355bda69aeb15159fa98b5554053f0936259a53c6dfb0934389238a2", "67.43.156.1"},
         {"10.0.0.1", "10.0.0.2", "89.160.20.112", "file.exe"},
     ),
+    (IDENTITY_STREAM, {"81.2.69.144"}, {"pc01.domain.com", "domain.com"}),
 ]
 
 

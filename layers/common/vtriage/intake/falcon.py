@@ -3,10 +3,11 @@
 Understood deliveries, recognised by shape:
 
 - an Event Streams event (`{"metadata": {"eventType": ...}, "event": {...}}`): `EppDetectionSummaryEvent`,
-  whatever its casing (CrowdStrike writes `EPPDetectionSummaryEvent` too), and the retired
+  whatever its casing (CrowdStrike writes `EPPDetectionSummaryEvent` too), the other detection summaries
+  (`IdpDetectionSummaryEvent`, ...: the same reader, their fields where they have them), and the retired
   `DetectionSummaryEvent` (legacy: CrowdStrike stopped sending it on 30 September 2025; read for stored
-  streams). Any other event type (audit, incident, identity protection events) names no endpoint
-  detection: acknowledged, no case;
+  streams). Any other event type (audit, incident, remote response events) names no detection:
+  acknowledged, no case;
 - an alert entity of the Alerts API, as `POST /alerts/entities/alerts/v2` returns each in `resources[]`
   (keyed by `composite_id`): endpoint and identity detections, cloud detections and NG-SIEM correlation
   detections (`source_ips`, `source_hosts`, `destination_hosts`); the whole response, or a JSON array of
@@ -102,6 +103,14 @@ _PRODUCTS = {
     "ngsiem": "Falcon Next-Gen SIEM",
     "fcs": "Falcon Cloud Security",
     "overwatch": "Falcon OverWatch",
+}
+# The product of a detection summary that does not name its own (`SourceProducts`), by event type.
+_STREAM_PRODUCTS = {
+    "eppdetectionsummaryevent": "Falcon Insight",
+    "detectionsummaryevent": "Falcon Insight",
+    "idpdetectionsummaryevent": "Falcon Identity Protection",
+    "mobiledetectionsummaryevent": "Falcon for Mobile",
+    "xdrdetectionsummaryevent": "Falcon Insight XDR",
 }
 ANOTHER_HASH = "another hash of the file whose {kept} is looked up: one lookup per file"
 
@@ -483,13 +492,13 @@ class _StreamReader(_FalconReader):
         kind = event_type.strip().lower() if isinstance(event_type, str) else None
         event = self.required_object(self.document, "event", "")
         legacy = kind == LEGACY_EVENT.lower()
-        if kind != EPP_EVENT.lower() and not legacy:
+        if kind is None or not kind.endswith(LEGACY_EVENT.lower()):
             return Acknowledged(
                 f"{self.where('metadata.eventType')} is {shown(event_type)}, not a detection summary"
-                f" ({EPP_EVENT}): no alert to triage",
+                f" ({EPP_EVENT}, IdpDetectionSummaryEvent, ...): no alert to triage",
                 peek_id(event.get("CompositeId")),
             )
-        id_key = "DetectId" if legacy and "CompositeId" not in event else "CompositeId"
+        id_key = "CompositeId" if "CompositeId" in event else "DetectId"
         alert_id = self.required_text(event, id_key, "event")
         command_lines = self.command_lines(event)
         sample = self.sample(command_lines)
@@ -503,6 +512,8 @@ class _StreamReader(_FalconReader):
             candidates += self.candidate(IocType.IP, access, "RemoteAddress", path)
         for path, request in self.branches(event, "DnsRequests", "event"):
             candidates += self.candidate(IocType.DOMAIN, request, "DomainName", path)
+        for key in ("SourceEndpointIpAddress", "SourceEndpointAddressIp4"):
+            candidates += self.candidate(IocType.IP, event, key, "event")
         found += self.iocs(candidates, own).values()
         kept: dict[str, Ioc] = {}
         for ioc in found:
@@ -531,10 +542,12 @@ class _StreamReader(_FalconReader):
             sample=sample,
             details=VendorAlert(
                 platform=PLATFORM,
-                product=vendor.name(event.get("SourceProducts")) or _PRODUCTS["epp"],
+                product=vendor.first_name(event.get("SourceProducts"), _STREAM_PRODUCTS.get(kind or "")),
                 tenant=vendor.name(metadata.get("customerIDString")),
-                host=vendor.first_name(event.get("Hostname"), event.get("ComputerName")),
-                user=vendor.name(event.get("UserName")),
+                host=vendor.first_name(
+                    event.get("Hostname"), event.get("ComputerName"), event.get("SourceEndpointHostName")
+                ),
+                user=vendor.first_name(event.get("UserName"), event.get("SourceAccountName")),
                 console_url=vendor.console_url(
                     self, event.get("FalconHostLink"), "event.FalconHostLink", CONSOLE_HOSTS
                 ),
@@ -552,7 +565,15 @@ class _StreamReader(_FalconReader):
 
     def own(self, event: Mapping[str, Any]) -> frozenset[str]:
         """The host's own names and local addresses."""
-        values: list[Any] = [event.get(key) for key in ("Hostname", "ComputerName", "LocalIP", "LocalIPv6")]
+        keys = (
+            "Hostname",
+            "ComputerName",
+            "LocalIP",
+            "LocalIPv6",
+            "SourceEndpointHostName",
+            "TargetEndpointHostName",
+        )
+        values: list[Any] = [event.get(key) for key in keys]
         accesses = event.get("NetworkAccesses")
         for access in accesses if isinstance(accesses, list) else []:
             if isinstance(access, dict):
