@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from tests.functional.conftest import use_dummy_aws_credentials
+from tests.functional.conftest import machine_image, use_dummy_aws_credentials
 from vtriage.adapters.nacl import CURSOR_TAG, OPT_IN_TAG, OPT_IN_VALUE, NaclIpBlocker
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
@@ -59,7 +59,7 @@ def place_instance(ec2: Any, *, opted_in: bool = True, cidr: str = "10.0.0.0/16"
     vpc_id = str(ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"])
     subnet_cidr = cidr.replace("0.0/16", "1.0/24")
     subnet_id = str(ec2.create_subnet(VpcId=vpc_id, CidrBlock=subnet_cidr)["Subnet"]["SubnetId"])
-    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image_id = machine_image(ec2)
     instance_id = str(
         ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, SubnetId=subnet_id)["Instances"][0][
             "InstanceId"

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from tests.functional.conftest import launch_instance, use_dummy_aws_credentials
+from tests.functional.conftest import launch_instance, machine_image, use_dummy_aws_credentials
 from vtriage.adapters.ec2 import UNTRACKING_SUFFIX, Ec2InstanceIsolation
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
@@ -121,7 +121,7 @@ def test_dry_run_names_an_existing_quarantine_group_by_id(ec2: Any) -> None:
     [group] = quarantine_groups(ec2)
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [group["VpcId"]]}])["Subnets"]
     subnet_id = subnets[0]["SubnetId"]
-    image_id = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image_id = machine_image(ec2)
     second = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, SubnetId=subnet_id)["Instances"][0]
 
     # When the second is isolated in dry run
