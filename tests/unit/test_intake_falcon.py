@@ -14,8 +14,10 @@ import pytest
 
 from tests.factories import make_case
 from vtriage.eligibility import Place, eligibility
+from vtriage.fakes import FakeAlertQueue
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
+from vtriage.intake_api import accept_alert
 from vtriage.models import Alert, IocOutcome, IocType, Provenance, Verdict
 from vtriage.playbook import plan_actions
 from vtriage.remediate import refusal
@@ -413,3 +415,19 @@ def test_no_falcon_alert_ever_gets_an_aws_action() -> None:
     assert plan_actions(applied, malicious) == []
     assert reason in (refusal(make_case(stripped), place) or "")
     assert (alert.account, alert.region) == ("none", "none")
+
+
+def test_the_intake_url_queues_the_document_as_sent_and_names_its_alerts() -> None:
+    # Given a real multi-alert document as a sender pushes it
+    body = (CORPUS / CLOUD).read_text()
+    queue = FakeAlertQueue()
+
+    # When the intake reads it as the enrich function will
+    accepted = accept_alert(body, queue, options=IntakeOptions(), stamp={})
+
+    # Then it is queued unchanged, each alert named
+    assert queue.bodies == [body]
+    assert list(accepted.alert_ids) == [
+        "00000000000000000000000000000001:fcs:ioa-211:00000000-0000-0000-0000-000000000002",
+        "00000000000000000000000000000001:fcs:ioa-211:11111111-2222-3333-4444-555555555555",
+    ]

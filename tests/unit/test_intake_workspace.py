@@ -16,8 +16,10 @@ import pytest
 
 from tests.factories import make_case
 from vtriage.eligibility import Place, eligibility
+from vtriage.fakes import FakeAlertQueue
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
+from vtriage.intake_api import accept_alert
 from vtriage.models import Alert, Provenance
 from vtriage.ticket import render_report
 
@@ -309,3 +311,16 @@ def test_no_workspace_alert_ever_gets_an_aws_action() -> None:
         "a Google Workspace alert names no AWS account or Region: vtriage takes no AWS action on it"
         " (a person decides, from its ticket)",
     )
+
+
+def test_the_intake_url_queues_the_document_as_sent_and_names_its_alerts() -> None:
+    # Given a real multi-alert document as a sender pushes it
+    body = (CORPUS / LISTED).read_text()
+    queue = FakeAlertQueue()
+
+    # When the intake reads it as the enrich function will
+    accepted = accept_alert(body, queue, options=IntakeOptions(), stamp={})
+
+    # Then it is queued unchanged, each alert named
+    assert queue.bodies == [body]
+    assert list(accepted.alert_ids) == ["demo_alertId"] * 9
