@@ -97,6 +97,19 @@ EXPECTED: dict[str, Expected] = {
         iocs={("domain", "tawuhoju.com", True)},
         resources={WEB_FRONTEND},
     ),
+    # The same finding from member account 111122223333, in eu-west-1.
+    "synthetic-guardduty-member-account-c2-dns.json": Expected(
+        iocs={("domain", "tawuhoju.com", True)},
+        resources={
+            Resource(
+                type=ResourceType.INSTANCE,
+                id="i-0d4e8a1c7b2f93e56",
+                vpc_id="vpc-0e5f7a9b1c3d24680",
+                network_interface_ids=("eni-0c3b5d7e9f1a2b468",),
+                addresses=("10.0.1.25", "203.0.113.33"),
+            )
+        },
+    ),
     TOR_CALLER: Expected(
         iocs={("ip", "23.129.64.215", True)},
         resources={
