@@ -19,7 +19,7 @@ from vtriage.approval import (
     sign,
     verify,
 )
-from vtriage.composition.remediate import actuators
+from vtriage.composition.remediate import NotConfigured, actuators
 from vtriage.config import RemediateSettings
 from vtriage.eligibility import Place
 from vtriage.errors import ConfigurationError, TransientError
@@ -430,9 +430,14 @@ def test_only_configured_actuators_are_wired(
     )
 
     # When its actuators are built
-    wired = set(actuators(settings))
+    built = actuators(settings)
+    wired = {
+        action_type for action_type, actuator in built.items() if not isinstance(actuator, NotConfigured)
+    }
 
-    # Then the EC2, IAM and DNS Firewall ones are always there, the others only when configured
+    # Then the EC2, IAM and DNS Firewall ones are always there, the others only when configured, but the
+    # S3 quarantine, which a default playbook plans, is there to skip its actions when not configured
+    assert set(built) == wired | {ActionType.QUARANTINE_OBJECT}
     always = {
         ActionType.ISOLATE_INSTANCE,
         ActionType.SNAPSHOT_VOLUMES,
@@ -441,6 +446,25 @@ def test_only_configured_actuators_are_wired(
         ActionType.BLOCK_DOMAIN_DNS_FIREWALL,
     }
     assert wired == always | configured
+
+
+def test_an_object_is_left_in_place_with_the_reason_when_no_quarantine_bucket_is_configured() -> None:
+    # Given a deployment without a quarantine bucket (the template's default)
+    settings = RemediateSettings.from_environ(
+        {"AWS_REGION": "us-east-1", "CASES_TABLE_NAME": "cases", "OWN_ACCOUNT_ID": "123456789012"}
+    )
+    action = Action(type=ActionType.QUARANTINE_OBJECT, target="s3://uploads/incoming/dropper.dll")
+
+    # When the default playbook's quarantine of a malicious object runs, acting for real, and is rolled back
+    done = actuators(settings)[ActionType.QUARANTINE_OBJECT].run(action, False)
+    undone = actuators(settings)[ActionType.QUARANTINE_OBJECT].rollback(done)
+
+    # Then it is skipped (the case goes to its ticket, not FAILED), saying which parameters are missing
+    assert done.status is ActionStatus.SKIPPED
+    assert "no quarantine bucket is configured" in done.detail
+    assert "QuarantineBucket" in done.detail
+    assert undone.status is ActionStatus.SKIPPED
+    assert undone.detail.startswith("nothing to undo")
 
 
 def test_half_an_actuator_configuration_is_refused() -> None:

@@ -27,7 +27,8 @@ def actuators(settings: RemediateSettings, where: AccountClients | None = None) 
     """One actuator per action type whose settings are configured, acting with `where`'s clients (the
     deployment's own account in the function's Region when None): the EC2 and IAM ones need none, the
     WAF, NACL and S3 ones their resource. An action of a type left out fails, for a person. The DNS
-    Firewall one is always there and skips its actions when no domain list is configured.
+    Firewall and S3 quarantine ones are always there and skip their actions, saying why, when no domain
+    list or quarantine bucket is configured: a default playbook plans them on any deployment.
 
     In a member account the instance, its volumes, its network ACLs and the user are the member's, reached
     through its role; the WAF IP set, the DNS Firewall domain list and the quarantine bucket are this
@@ -48,6 +49,11 @@ def actuators(settings: RemediateSettings, where: AccountClients | None = None) 
         ActionType.SNAPSHOT_VOLUMES: Ec2VolumeSnapshots(ec2, protected),
         ActionType.TAG_INSTANCE: Ec2InstanceTagging(ec2, protected),
         ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(here.client("iam"), protected, containment),
+        # Replaced below when a bucket is configured.
+        ActionType.QUARANTINE_OBJECT: NotConfigured(
+            "not quarantined: no quarantine bucket is configured (the QuarantineBucket and "
+            "QuarantineSourceBuckets parameters); the object is left where it is, for a person"
+        ),
     }
     if settings.nacl_rule_min is not None and settings.nacl_rule_max is not None:
         found[ActionType.BLOCK_IP_NACL] = NaclIpBlocker(
@@ -97,6 +103,22 @@ class DeploymentAccountOnly:
             f"({own_account}), and vtriage edits no deployment-account resource for another account's "
             "finding; a person decides"
         )
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Skip the action, with the reason."""
+        return action.with_outcome(ActionStatus.SKIPPED, self._reason)
+
+    def rollback(self, action: Action) -> Action:
+        """Nothing was changed, so nothing is undone."""
+        return action.with_outcome(ActionStatus.SKIPPED, "nothing to undo: " + self._reason)
+
+
+class NotConfigured:
+    """The actuator of an action whose resource this deployment has not configured (the quarantine
+    bucket): it changes nothing and says so, so that the case goes to its ticket instead of failing."""
+
+    def __init__(self, reason: str) -> None:
+        self._reason = reason
 
     def run(self, action: Action, dry_run: bool) -> Action:
         """Skip the action, with the reason."""
