@@ -129,6 +129,7 @@ def test_the_payload_type_decides_never_the_type_text() -> None:
 SENDERS = [
     # (fromHeader, isInternal, the domain looked up, or the reason the sender's domain is skipped)
     ("Billing Team <billing@invoices-portal.top>", None, "invoices-portal.top", None),
+    ("attacker@evil-phish.top", None, "evil-phish.top", None),
     ("it-support@acme-corp.com", None, None, "customer's own domain"),
     ("hr@mail.acme-corp.com", None, None, "customer's own domain"),
     ("payroll@acme.co.uk", None, None, "customer's own domain"),
@@ -143,12 +144,15 @@ SENDERS = [
 def test_the_senders_domain_is_looked_up_unless_it_is_the_customers_internal_or_a_mail_provider(
     sender: str, internal: Any, domain: str | None, reason: str | None
 ) -> None:
-    # Given the allow-list alert of a customer acme-corp.com whose recipient is at acme.co.uk
+    # Given the allow-list alert of a customer acme-corp.com whose recipient is at acme.co.uk, whose
+    # malicious entity is the outside sender and whose assignee works at a security provider
     document = load(ALLOW_LIST)
     data = document["data"]
     data["domainId"]["customerPrimaryDomain"] = "acme-corp.com"
     data["messages"][0]["recipient"] = "jane@acme.co.uk"
     data["maliciousEntity"]["fromHeader"] = sender
+    data["maliciousEntity"]["entity"]["emailAddress"] = "attacker@evil-phish.top"  # the outside sender
+    document["metadata"]["assignee"] = "analyst@mssp-partner.com"
     if internal is not None:
         data["isInternal"] = internal
 

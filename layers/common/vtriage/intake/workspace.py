@@ -21,7 +21,7 @@ type is read for the same fields wherever its payload has them; an alert with no
 attack warning, a compromised device, ...) still becomes a case, routed by its severity.
 
 The customer's own domains are never looked up: `domainId.customerPrimaryDomain`, and the domains of the
-customer's own addresses the alert names (the recipients, the affected user, the alert's assignee). A
+customer's own addresses the alert names (the affected user, the mail's recipients). A
 sender inside the organisation (`isInternal`) is not looked up either, and neither is a public mail
 provider's domain (`gmail.com`...), which says nothing of who sent the mail.
 
@@ -235,7 +235,7 @@ class _AlertReader(Fields):
                 "an Alert Center notification naming no alertId: the Pub/Sub messageId stands in (a"
                 " redelivery keeps it)"
             )
-        own_users = self.own_users(data or {}, metadata)
+        own_users = self.own_users(data or {})
         iocs = self.payload_iocs(payload_type, data or {})
         text_type = self.loose_text(alert, "type")
         alert_type = payload_type or text_type or "Alert Center alert"
@@ -303,17 +303,17 @@ class _AlertReader(Fields):
         self.note(f"{self.where('data.@type')}: {shown(value)} is no Alert Center type; read by field names")
         return None
 
-    def own_users(self, data: Mapping[str, Any], metadata: Mapping[str, Any]) -> list[str]:
-        """The customer's own addresses the alert names (the affected user, the recipients, the assignee),
-        the affected user first; their domains, and the primary domain, are the customer's."""
+    def own_users(self, data: Mapping[str, Any]) -> list[str]:
+        """The customer's own addresses the alert names (the affected user, the mail's recipients), the
+        affected user first; their domains, and the primary domain, are the customer's. The malicious
+        entity is not among them: it may be the outside sender; nor is the alert's assignee, who may
+        work elsewhere (a managed security provider)."""
         users: list[str] = []
-        entity = self.loose_object(self.loose_object(data, "maliciousEntity"), "entity")
-        candidates: list[Any] = [data.get("email"), entity.get("emailAddress")]
+        candidates: list[Any] = [data.get("email")]
         messages = data.get("messages")
         for message in messages if isinstance(messages, list) else []:
             if isinstance(message, dict):
                 candidates.append(message.get("recipient"))
-        candidates.append(metadata.get("assignee"))
         for value in candidates:
             if isinstance(value, str) and "@" in value and value not in users:
                 users.append(value)
