@@ -234,7 +234,7 @@ def test_the_signing_key_policy_is_the_keys_and_the_only_reader_signs_and_checks
         assert told == granted == (name == "ApprovalFunction"), name
 
 
-@pytest.mark.parametrize("parameter", ["JiraBaseUrl", "ServiceNowBaseUrl"])
+@pytest.mark.parametrize("parameter", ["JiraBaseUrl", "ServiceNowBaseUrl", "SwimlaneBaseUrl"])
 @pytest.mark.parametrize(
     ("value", "accepted"),
     [

@@ -69,6 +69,7 @@ def test_a_virustotal_url_without_https_stops_the_enrich_function(url: str) -> N
     [
         ("jira", "JIRA_BASE_URL", {"JIRA_PROJECT_KEY": "SEC"}),
         ("servicenow", "SERVICENOW_BASE_URL", {}),
+        ("swimlane", "SWIMLANE_BASE_URL", {"SWIMLANE_APPLICATION_ID": "aBcDeFgHiJkLmNoPq"}),
     ],
 )
 def test_a_ticket_provider_url_without_https_stops_the_ticket_function(

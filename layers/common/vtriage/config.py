@@ -141,8 +141,9 @@ class AlertReadingSettings(Settings):
     # The ticket provider's hosts, never looked up nor acted on when a finding names them.
     jira_base_url: str | None = Field(default=None, alias="JIRA_BASE_URL")
     servicenow_base_url: str | None = Field(default=None, alias="SERVICENOW_BASE_URL")
+    swimlane_base_url: str | None = Field(default=None, alias="SWIMLANE_BASE_URL")
 
-    @field_validator("jira_base_url", "servicenow_base_url", mode="before")
+    @field_validator("jira_base_url", "servicenow_base_url", "swimlane_base_url", mode="before")
     @classmethod
     def _empty_url_is_unset(cls, value: object) -> object:
         # The template passes every parameter, so an unconfigured one arrives as an empty string.
@@ -163,7 +164,7 @@ class AlertReadingSettings(Settings):
 
     def own_urls(self) -> list[str | None]:
         """The URLs of services this deployment uses, whose hosts no finding may make a lookup or target."""
-        return [self.jira_base_url, self.servicenow_base_url]
+        return [self.jira_base_url, self.servicenow_base_url, self.swimlane_base_url]
 
 
 def _https_only(url: str) -> str:
@@ -464,12 +465,29 @@ class ApprovalSettings(Settings):
     notification_topic_arn: str = Field(alias="APPROVAL_TOPIC_ARN", pattern=r"^arn:aws[\w-]*:sns:")
 
 
+class SwimlaneFields(BaseModel):
+    """Which field of the Swimlane application holds each value vtriage writes, by the field's id, key or
+    name (SWIMLANE_FIELDS, a JSON object of these keys, each replacing its default; null leaves an
+    optional value out). The defaults name the fields a team adds to its application for vtriage."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Searched before a record is created, so that a retried ticket step finds the case's record.
+    case_id: str = Field(default="vtriage Case ID", min_length=1)
+    title: str | None = Field(default="Title", min_length=1)
+    severity: str | None = Field(default="Severity", min_length=1)
+    verdict: str | None = Field(default="Verdict", min_length=1)
+    report: str | None = Field(default="Description", min_length=1)
+    # Where repeats, approvals and escalations are commented.
+    comments: str = Field(default="Comments", min_length=1)
+
+
 class TicketSettings(Settings):
-    """Settings of the ticket function: SNS by default; Jira Cloud, ServiceNow or a webhook with their
-    credentials in a Secrets Manager secret (a JSON object: see the README)."""
+    """Settings of the ticket function: SNS by default; Jira Cloud, ServiceNow, Swimlane or a webhook
+    with their credentials in a Secrets Manager secret (a JSON object: see the README)."""
 
     ticket_topic_arn: str = Field(alias="TICKET_TOPIC_ARN", pattern=r"^arn:aws[\w-]*:sns:")
-    ticket_provider: Literal["sns", "jira", "servicenow", "webhook"] = Field(
+    ticket_provider: Literal["sns", "jira", "servicenow", "swimlane", "webhook"] = Field(
         default="sns", alias="TICKET_PROVIDER"
     )
     ticket_secret_name: str | None = Field(default=None, alias="TICKET_SECRET_NAME", min_length=1)
@@ -477,19 +495,48 @@ class TicketSettings(Settings):
     jira_project_key: str | None = Field(default=None, alias="JIRA_PROJECT_KEY", min_length=1)
     jira_issue_type: str = Field(default="Task", alias="JIRA_ISSUE_TYPE", min_length=1)
     servicenow_base_url: str | None = Field(default=None, alias="SERVICENOW_BASE_URL")
+    swimlane_base_url: str | None = Field(default=None, alias="SWIMLANE_BASE_URL")
+    # A Swimlane id goes into the API's paths: letters, digits, _ and - only.
+    swimlane_application_id: str | None = Field(
+        default=None, alias="SWIMLANE_APPLICATION_ID", pattern=r"^[A-Za-z0-9_-]{1,64}$"
+    )
+    swimlane_fields: SwimlaneFields = Field(default_factory=SwimlaneFields, alias="SWIMLANE_FIELDS")
 
     @field_validator(
-        "ticket_secret_name", "jira_base_url", "jira_project_key", "servicenow_base_url", mode="before"
+        "ticket_secret_name",
+        "jira_base_url",
+        "jira_project_key",
+        "servicenow_base_url",
+        "swimlane_base_url",
+        "swimlane_application_id",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # The template passes every parameter, so an unconfigured one arrives as an empty string.
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("jira_base_url", "servicenow_base_url")
+    @field_validator("jira_base_url", "servicenow_base_url", "swimlane_base_url")
     @classmethod
     def _providers_over_https(cls, value: str | None) -> str | None:
         return None if value is None else _https_only(value)
+
+    @field_validator("swimlane_fields", mode="before")
+    @classmethod
+    def _swimlane_fields_from_json(cls, value: object) -> object:
+        # The variable holds a JSON object; empty, the defaults stand.
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            document = json.loads(value)
+        except ValueError as error:
+            raise ValueError(f"not JSON ({error})") from None
+        if isinstance(document, dict):
+            return document
+        # A ValueError, which pydantic reports as this field's error (a TypeError it would not catch).
+        raise ValueError("must be a JSON object of the values vtriage writes and their fields")
 
     @model_validator(mode="after")
     def _provider_is_complete(self) -> Self:
@@ -502,6 +549,11 @@ class TicketSettings(Settings):
             },
             "servicenow": {
                 "SERVICENOW_BASE_URL": self.servicenow_base_url,
+                "TICKET_SECRET_NAME": self.ticket_secret_name,
+            },
+            "swimlane": {
+                "SWIMLANE_BASE_URL": self.swimlane_base_url,
+                "SWIMLANE_APPLICATION_ID": self.swimlane_application_id,
                 "TICKET_SECRET_NAME": self.ticket_secret_name,
             },
             "webhook": {"TICKET_SECRET_NAME": self.ticket_secret_name},

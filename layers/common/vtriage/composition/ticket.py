@@ -12,6 +12,7 @@ from vtriage.adapters.http_tickets import BasicCredentials, BearerToken
 from vtriage.adapters.jira import JiraTicketSink
 from vtriage.adapters.servicenow import ServiceNowTicketSink
 from vtriage.adapters.sns import SnsTicketSink
+from vtriage.adapters.swimlane import SwimlaneTicketSink
 from vtriage.adapters.webhook import WebhookTicketSink
 from vtriage.clock import utc_now
 from vtriage.composition import SECRET_MAX_AGE_SECONDS, aws_client, case_repository, secrets_provider
@@ -66,6 +67,17 @@ def ticket_sink(settings: TicketSettings) -> TicketSink:
                 else BasicCredentials(fields["username"], fields["password"])
             )
             return ServiceNowTicketSink(session, settings.servicenow_base_url, credentials, now=utc_now)
+        if settings.ticket_provider == "swimlane":
+            assert settings.swimlane_base_url is not None
+            assert settings.swimlane_application_id is not None
+            return SwimlaneTicketSink(
+                session,
+                settings.swimlane_base_url,
+                fields["access_token"],
+                settings.swimlane_application_id,
+                settings.swimlane_fields.model_dump(),
+                now=utc_now,
+            )
         return WebhookTicketSink(
             session, fields["url"], now=utc_now, signing_secret=fields.get("signing_secret")
         )
