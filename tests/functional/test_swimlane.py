@@ -200,6 +200,8 @@ class FakeSwimlane:
             limit = definition.get("maxLength")
             if definition.get("lengthType") == "characters" and limit is not None and len(value) > limit:
                 return sw_error(5008, f"{definition['name']} holds at most {limit} characters")
+            if definition.get("lengthType") == "words" and limit is not None and len(value.split()) > limit:
+                return sw_error(5008, f"{definition['name']} holds at most {limit} words")
         for definition in self.application["fields"]:
             if definition.get("required") and not values.get(definition["id"]):
                 return sw_error(5010, definition["name"])
@@ -384,6 +386,27 @@ def test_swimlane_cuts_a_long_report_at_the_fields_size_and_says_so(
     description = fake.value_of(record, "Description")
     assert len(description) == REPORT_MAX_CHARS
     assert description.endswith("[cut at the field's size: the case in DynamoDB holds everything]")
+
+
+def test_swimlane_cuts_a_report_at_a_fields_word_limit_keeping_its_lines(
+    swimlane: tuple[FakeSwimlane, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a description field limited to 40 words, and a report of many more
+    fake, server = swimlane
+    [description] = [f for f in fake.application["fields"] if f["name"] == "Description"]
+    description.update(lengthType="words", maxLength=40)
+    case = triaged_case()
+
+    # When the record is created
+    sw_sink(session, server.base_url).open(case, report_of(case))
+
+    # Then Swimlane accepted it: 40 words, the last saying it was cut, the report's lines kept
+    [record] = fake.records.values()
+    text = fake.value_of(record, "Description")
+    assert len(text.split()) == 40
+    assert text.endswith(" [cut]")
+    assert report_of(case).text().startswith(text.removesuffix(" [cut]"))
+    assert "\n" in text
 
 
 def test_swimlane_comments_a_repeat_as_plain_text_on_the_records_comments(

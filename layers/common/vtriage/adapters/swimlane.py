@@ -90,6 +90,7 @@ _ERROR_NAMES = {
     5010: "RequiredFieldMissing",
     5013: "WrongType",
 }
+_WORD = re.compile(r"\S+")
 _CUT_NOTICE = "\n[cut at the field's size: the case in DynamoDB holds everything]"
 
 
@@ -129,10 +130,12 @@ class AppField:
         if self.max_length is None:
             return text
         if self.length_type == "words":
-            words = text.split()
+            words = list(_WORD.finditer(text))
             if len(words) <= self.max_length:
                 return text
-            return " ".join([*words[: max(self.max_length - 1, 0)], "[cut]"])
+            # The text up to its last word kept, lines as they were, and one word saying it was cut.
+            kept = words[self.max_length - 2].end() if self.max_length > 1 else 0
+            return text[:kept] + " [cut]"
         if self.length_type == "characters" and len(text) > self.max_length:
             if self.max_length <= len(_CUT_NOTICE):
                 return text[: self.max_length]
