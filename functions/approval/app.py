@@ -1,5 +1,6 @@
-"""Approval function: sends the approve and reject links of a waiting action, and takes the decision a
-person makes on them through its function URL (no AWS login: the signed token is the authority)."""
+"""Approval function: sends the approve and reject links of a waiting action, takes the decision a
+person makes on them through its function URL (no AWS login: the signed token is the authority), and
+shows a case's page to whoever holds its signed case page link."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             cases=dependencies.cases,
             callback=dependencies.callback,
             now=now,
+            case_page_key=dependencies.case_page_key() if dependencies.case_page_key else None,
+            widgets=dependencies.widgets,
         )
     links = request_approval(
         ApprovalRequest.model_validate(event),

@@ -18,5 +18,7 @@ logger = Logger()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Open (or return the existing) ticket for the case named in the payload."""
     dependencies = ticket_dependencies(TicketSettings.from_environ())
-    result = open_ticket(TaskInput.model_validate(event), dependencies.cases, dependencies.sink, utc_now())
+    task, now = TaskInput.model_validate(event), utc_now()
+    case_page = dependencies.case_page_link(task.case_id, now)
+    result = open_ticket(task, dependencies.cases, dependencies.sink, now, case_page=case_page)
     return result.model_dump(mode="json")

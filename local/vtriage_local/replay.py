@@ -7,6 +7,13 @@ of `attributes.url`. Anything else answers as VirusTotal does: 404 `NotFoundErro
 `attributes.gti_assessment` is served only to a request carrying an `x-tool` header, as Google Threat
 Intelligence does.
 
+It answers VT Augment's `GET /api/v3/widget/url?query=<observable>` as VirusTotal documents it, for a
+recorded observable (a hash, URL, domain or IP): `{"data": {"url":
+"https://www.virustotal.com/ui/widget/html/<token>", "detection_ratio": {"detections", "total"}}}`, the
+ratio read from the recording's `last_analysis_stats` (the token is the replay's own and renders nothing
+on VirusTotal). An observable it has no recording of answers 404 `NotFoundError`; no query, 400
+`BadRequestError`. `widget_requests` counts them, so that a test can tell who minted widgets and when.
+
 For tests of the client's resilience it can require an API key (401 `AuthenticationRequiredError` /
 `WrongCredentialsError`), add latency, and inject faults (429 `QuotaExceededError`, 500, 503, and a
 timeout) at random with a seeded generator, or on the next requests with `fail_next`.
@@ -17,6 +24,7 @@ touches the file system.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import ipaddress
 import json
@@ -38,6 +46,8 @@ from vtriage.virustotal.objects import url_id
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v3"
+WIDGET_PATH = f"{API_PREFIX}/widget/url"
+WIDGET_PAGE = "https://www.virustotal.com/ui/widget/html/"
 COLLECTIONS = ("files", "urls", "domains", "ip_addresses")
 FAULTS = ("429", "500", "503", "timeout")
 
@@ -145,7 +155,7 @@ class ReplayServer:
         request; a timeout holds the answer for `timeout_sleep_s` (longer than a client's read timeout
         by default); `retry_after_s` adds a Retry-After header to injected 429 and 503 answers."""
         _require_loopback(host)
-        self._faults = _checked_faults(faults or {})
+        self._faults = checked_faults(faults or {})
         if latency_ms < 0 or timeout_sleep_s < 0:
             raise ValueError("latency_ms and timeout_sleep_s must not be negative")
         self.index = RecordingIndex(Path(recordings))
@@ -158,6 +168,7 @@ class ReplayServer:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._request_count = 0
+        self._widget_requests = 0
         self._scripted: deque[str] = deque()
         self._stopping = threading.Event()
         self._httpd: _ReplayHTTPServer | None = None
@@ -180,10 +191,16 @@ class ReplayServer:
         with self._lock:
             return self._request_count
 
+    @property
+    def widget_requests(self) -> int:
+        """The VT Augment widget URLs asked for so far (`GET /api/v3/widget/url`), whatever answered."""
+        with self._lock:
+            return self._widget_requests
+
     def fail_next(self, fault: str, count: int = 1) -> None:
         """Answer the next `count` requests (after the API key check) with this fault, before any
         random fault: a deterministic script for tests."""
-        _checked_faults({fault: 0.0})
+        checked_faults({fault: 0.0})
         with self._lock:
             self._scripted.extend([fault] * count)
 
@@ -228,8 +245,11 @@ class ReplayServer:
 
     def answer(self, path: str, api_key: str | None, tool: str | None = None) -> Answer:
         """The answer to `GET path` sent with these x-apikey and x-tool headers (None when absent)."""
+        parts = urllib.parse.urlsplit(path)
         with self._lock:
             self._request_count += 1
+            if parts.path == WIDGET_PATH:
+                self._widget_requests += 1
         if self._latency_s:
             self._stopping.wait(self._latency_s)
         if self._api_key is not None:
@@ -240,7 +260,27 @@ class ReplayServer:
         fault = self._draw_fault()
         if fault is not None:
             return self._fault_answer(fault)
-        return self._lookup(urllib.parse.urlsplit(path).path, with_gti_assessment=bool(tool))
+        if parts.path == WIDGET_PATH:
+            return self._widget(urllib.parse.parse_qs(parts.query).get("query", [""])[0])
+        return self._lookup(parts.path, with_gti_assessment=bool(tool))
+
+    def _widget(self, query: str) -> Answer:
+        """VT Augment's widget URL for a recorded observable, with its detection ratio."""
+        if not query:
+            return error_answer(400, "BadRequestError", "Missing query parameter")
+        collection, identifier = _observable(query)
+        body = self.index.find(collection, identifier)
+        if body is None:
+            return error_answer(404, "NotFoundError", f'{_NOUNS[collection]} "{query}" not found')
+        attributes = json.loads(body)["data"].get("attributes")
+        stats = attributes.get("last_analysis_stats") if isinstance(attributes, dict) else None
+        counts = {k: v for k, v in stats.items() if isinstance(v, int)} if isinstance(stats, dict) else {}
+        token = base64.urlsafe_b64encode(f"replay||{collection}||{identifier}".encode()).decode()
+        data = {
+            "url": WIDGET_PAGE + token,
+            "detection_ratio": {"detections": counts.get("malicious", 0), "total": sum(counts.values())},
+        }
+        return Answer(200, json.dumps({"data": data}).encode())
 
     def _lookup(self, path: str, *, with_gti_assessment: bool) -> Answer:
         """The recording at /api/v3/{collection}/{id}, or VirusTotal's 404."""
@@ -319,6 +359,21 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s %s", self.address_string(), format % args)
 
 
+def _observable(query: str) -> tuple[str, str]:
+    """The collection and identifier of an observable the widget endpoint is asked about."""
+    if _HEX_ID.match(query):
+        return "files", query
+    try:
+        ipaddress.ip_address(query)
+    except ValueError:
+        pass
+    else:
+        return "ip_addresses", query
+    if "://" in query:
+        return "urls", url_id(query)
+    return "domains", query
+
+
 def _without_gti_assessment(body: bytes) -> bytes:
     """The recorded answer as Google Threat Intelligence gives it to a request without `x-tool`."""
     if b'"gti_assessment"' not in body:
@@ -342,7 +397,7 @@ def _require_loopback(host: str) -> None:
         raise ValueError(f"the replay server listens on loopback only, not on {host}")
 
 
-def _checked_faults(faults: dict[str, float]) -> dict[str, float]:
+def checked_faults(faults: dict[str, float]) -> dict[str, float]:
     """The fault probabilities, checked: known faults, each in [0, 1], adding up to at most 1."""
     unknown = sorted(set(faults) - set(FAULTS))
     if unknown:

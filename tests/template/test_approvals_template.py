@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.template.test_template import conditional_branches
 from vtriage_local.template import functions, load_template
 
 ACCOUNT = "123456789012"
@@ -166,7 +167,7 @@ def test_approval_requests_go_to_their_own_encrypted_topic(template: dict[str, A
     # Given the approval function and the topics
     resources = template["Resources"]
     approval = resources["ApprovalFunction"]["Properties"]
-    statements = approval["Policies"][0]["Statement"]
+    statements = [branch for s in approval["Policies"][0]["Statement"] for branch in conditional_branches(s)]
 
     # Then it publishes its requests to the approvals topic, and may publish nowhere else
     assert approval["Environment"]["Variables"]["APPROVAL_TOPIC_ARN"] == {"Ref": "ApprovalTopic"}
@@ -232,6 +233,75 @@ def test_the_signing_key_policy_is_the_keys_and_the_only_reader_signs_and_checks
         told = "APPROVAL_SIGNING_KEY_SECRET" in properties.get("Environment", {}).get("Variables", {})
         granted = "ApprovalSigningKey" in repr(properties.get("Policies"))
         assert told == granted == (name == "ApprovalFunction"), name
+
+
+@pytest.mark.parametrize(
+    ("caller", "request_", "expected"),
+    [
+        ("the ticket function", Request(READ, _role("TicketFunction")), True),
+        ("the approval function", Request(READ, _role("ApprovalFunction")), True),
+        ("the enrich function", Request(READ, _role("EnrichFunction")), False),
+        ("the remediate function", Request(READ, _role("RemediateFunction")), False),
+        ("an administrator", Request(READ, ADMIN), False),
+        ("another account", Request(READ, f"arn:aws:iam::{OTHER_ACCOUNT}:root", OTHER_ACCOUNT), False),
+        ("an administrator rotating it", Request("secretsmanager:UpdateSecret", ADMIN), True),
+    ],
+)
+def test_only_the_ticket_and_approval_functions_read_the_case_page_key(
+    caller: str, request_: Request, expected: bool, template: dict[str, Any]
+) -> None:
+    # Given the case page key's resource policy, and a caller whose own policy allows everything
+    statements = _policy(template, "CasePageKeyPolicy", "ResourcePolicy")
+
+    # When it reads the key or manages the secret
+    # Then only the function that signs case page links and the one that checks them read it
+    assert allowed(statements, request_) is expected, caller
+
+
+def test_case_page_links_are_signed_by_the_ticket_function_and_checked_by_the_approval_function(
+    template: dict[str, Any],
+) -> None:
+    # Given the case page key, its policy and every function
+    resources = template["Resources"]
+    policy = resources["CasePageKeyPolicy"]["Properties"]
+
+    # Then the policy is the key's, refusing a policy that would open it to the public
+    assert policy["SecretId"] == {"Ref": "CasePageKey"}
+    assert policy["BlockPublicPolicy"] is True
+    # And the ticket function (which signs the links it puts in tickets, on the approval function's URL)
+    # and the approval function (which checks them) are the ones told the key and granted it
+    for name in functions(template):
+        properties = resources[name]["Properties"]
+        variables = properties.get("Environment", {}).get("Variables", {})
+        told = variables.get("CASE_PAGE_KEY_SECRET") == {"Ref": "CasePageKey"}
+        granted = "CasePageKey" in repr(properties.get("Policies"))
+        assert told == granted == (name in {"TicketFunction", "ApprovalFunction"}), name
+    ticket = resources["TicketFunction"]["Properties"]["Environment"]["Variables"]
+    assert ticket["APPROVAL_URL"] == {"Fn::GetAtt": ["ApprovalFunctionUrl", "FunctionUrl"]}
+
+
+def test_the_approval_function_may_read_the_virustotal_key_only_with_vt_augment(
+    template: dict[str, Any],
+) -> None:
+    # Given the approval function's grants
+    approval = template["Resources"]["ApprovalFunction"]["Properties"]
+    reads = [
+        statement
+        for statement in approval["Policies"][0]["Statement"]
+        if "VirusTotalApiKeySecretName" in repr(statement)
+    ]
+
+    # Then its one grant on the VirusTotal key holds only under HasVirusTotalAugment, which the parameter
+    # VirusTotalAugment (false by default) sets, and the function is told the setting
+    [conditional] = reads
+    condition, granted, otherwise = conditional["Fn::If"]
+    assert (condition, otherwise) == ("HasVirusTotalAugment", {"Ref": "AWS::NoValue"})
+    assert granted["Action"] == "secretsmanager:GetSecretValue"
+    assert template["Conditions"]["HasVirusTotalAugment"] == {
+        "Fn::Equals": [{"Ref": "VirusTotalAugment"}, "true"]
+    }
+    assert template["Parameters"]["VirusTotalAugment"]["Default"] == "false"
+    assert approval["Environment"]["Variables"]["VT_AUGMENT"] == {"Ref": "VirusTotalAugment"}
 
 
 @pytest.mark.parametrize("parameter", ["JiraBaseUrl", "ServiceNowBaseUrl", "SwimlaneBaseUrl"])

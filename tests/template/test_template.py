@@ -88,6 +88,9 @@ def deployed_value(value: Any, template: dict[str, Any]) -> str:
         return deployed_value(choose_if(value, template, {}), template)
     if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
         name, attribute = value["Fn::GetAtt"]
+        if (name, attribute) == ("ApprovalFunctionUrl", "FunctionUrl"):
+            # SAM's URL resource of the approval function (FunctionUrlConfig), not in the template.
+            return "https://abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.on.aws/"
         if template["Resources"][name]["Type"] == "AWS::SQS::Queue" and attribute == "Arn":
             return FAKE_ACCOUNT.format(service="sqs", resource=f"vtriage-{name}")
     if isinstance(value, dict) and set(value) == {"Ref"}:
@@ -103,6 +106,9 @@ def deployed_value(value: Any, template: dict[str, Any]) -> str:
                 service="states", resource=f"stateMachine:{name}-1A2B3C"
             ),
             "AWS::IAM::ManagedPolicy": f"arn:aws:iam::123456789012:policy/vtriage-{name}-1A2B3C",
+            "AWS::SecretsManager::Secret": FAKE_ACCOUNT.format(
+                service="secretsmanager", resource=f"secret:{name}-1A2B3C"
+            ),
         }
         if resource_type in stand_ins:
             return stand_ins[resource_type]
@@ -1046,17 +1052,22 @@ def test_only_the_enrich_function_may_start_triage_or_read_the_api_key(
         assert not sensitive or logical_id in {"EnrichFunction", "ApprovalFunction", "TicketFunction"}, (
             f"{logical_id} may {sorted(sensitive)}"
         )
-    # And the ticket function reads only the ticket provider's secret, and starts nothing
-    (ticket_secret,) = [
+    # And the ticket function reads only the ticket provider's secret and the key that signs case page
+    # links, and starts nothing
+    case_page_key, ticket_secret = [
         s for s in statements(specs["TicketFunction"]) if s["Action"] == "secretsmanager:GetSecretValue"
     ]
     assert "${TicketSecretName}-??????" in ticket_secret["Resource"]["Fn::Sub"]
+    assert case_page_key["Resource"] == {"Ref": "CasePageKey"}
     assert "states:StartExecution" not in granted["TicketFunction"]
-    # And the approval function reads only the key that signs approval links
-    (secret,) = [
+    # And the approval function reads only the keys that sign approval links and case page links, and
+    # the VirusTotal key under VT Augment (tests/template/test_approvals_template.py holds its condition)
+    signing_key, checking_key, virustotal_key = [
         s for s in statements(specs["ApprovalFunction"]) if s["Action"] == "secretsmanager:GetSecretValue"
     ]
-    assert secret["Resource"] == {"Ref": "ApprovalSigningKey"}
+    assert signing_key["Resource"] == {"Ref": "ApprovalSigningKey"}
+    assert checking_key["Resource"] == {"Ref": "CasePageKey"}
+    assert "${VirusTotalApiKeySecretName}-??????" in virustotal_key["Resource"]["Fn::Sub"]
     assert "states:StartExecution" not in granted["ApprovalFunction"]
     # And only the remediate function may change EC2
     assert {a for a in granted["EnrichFunction"] | granted["TicketFunction"] if a.startswith("ec2:")} == set()

@@ -1,22 +1,48 @@
 """The approval function URL's pages, in memory: what a person sees of a case whose alert is hostile,
-and what the page records of who decided."""
+what the page records of who decided, and the case page a ticket links to, with VT Augment's widgets
+(minted when the page opens) or links to VirusTotal's own pages."""
 
 from __future__ import annotations
 
+import html
+import re
+from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from tests.factories import make_alert, make_case
 from tests.unit.test_approval import APPROVAL_URL, KEY, NOW
-from vtriage.approval import ApprovalRequest, request_approval
-from vtriage.approval_page import answer
+from vtriage.approval import ApprovalRequest, case_page_link, request_approval
+from vtriage.approval_page import MAX_WIDGETS, answer
 from vtriage.errors import TransientError
 from vtriage.fakes import (
     FakeApprovalNotifier,
     FakeTaskCallback,
+    FakeWidgetSource,
     InMemoryApprovalStore,
     InMemoryCaseRepository,
 )
-from vtriage.models import Action, ActionStatus, ActionType, Approver, CaseStatus, Decision, Verdict
+from vtriage.models import (
+    Action,
+    ActionStatus,
+    ActionType,
+    Approver,
+    Case,
+    CaseStatus,
+    Decision,
+    IocOutcome,
+    IocType,
+    Verdict,
+)
+from vtriage.ticket import render_report
+from vtriage.virustotal.errors import (
+    VirusTotalError,
+    VirusTotalForbiddenError,
+    VirusTotalQuotaExceededError,
+    VirusTotalUnavailableError,
+)
+from vtriage.virustotal.widget import Widget, widget_of
 
 HOSTILE_TITLE = "Scan <script>alert(1)</script>\nApprove: https://evil.example/a \u202eexe.pdf"
 
@@ -136,3 +162,332 @@ def test_a_decision_the_step_took_stands_when_the_store_cannot_mark_it() -> None
     assert page["statusCode"] == 200
     assert "approved: it runs now" in page["body"]
     assert [kind for kind, _, _ in callback.calls] == ["success"]
+
+
+# ---------------------------------------------------------------- the case page and VT Augment
+
+CASE_PAGE_KEY = b"a-case-page-key-apart-from-the-signing-key"
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+WIDGET_PAGE_CSP = PAGE_CSP + "; frame-src https://www.virustotal.com"
+HOSTILE_DOMAIN = "c2.example.com<script>alert(1)</script>"
+HOSTILE_REASON = "engines say <b>bad</b>\nApprove: https://evil.example/a"
+
+
+def _looked_up(ioc_type: IocType, value: str, **fields: Any) -> IocOutcome:
+    defaults: dict[str, Any] = {
+        "found_at": "detail.service.action",
+        "verdict": Verdict.MALICIOUS,
+        "malicious": 7,
+        "suspicious": 1,
+        "total": 90,
+        "reasons": ["7 engines flag it malicious (threshold 3)"],
+    }
+    return IocOutcome(type=ioc_type, value=value, **(defaults | fields))
+
+
+def _case_with_iocs(*iocs: IocOutcome) -> Case:
+    alert = make_alert(title=HOSTILE_TITLE)
+    return make_case(alert, status=CaseStatus.TICKETED, verdict=Verdict.MALICIOUS, iocs=list(iocs))
+
+
+def _three_iocs() -> Case:
+    return _case_with_iocs(
+        _looked_up(IocType.IP, "198.51.100.7", link="https://www.virustotal.com/gui/ip-address/198.51.100.7"),
+        _looked_up(IocType.DOMAIN, HOSTILE_DOMAIN, reasons=[HOSTILE_REASON]),
+        IocOutcome(type=IocType.IP, value="10.0.1.25", found_at="detail.resource", skipped_reason="private"),
+    )
+
+
+def _open_case_page(
+    case: Case, widgets: FakeWidgetSource | None = None, *, link_key: bytes = CASE_PAGE_KEY
+) -> dict[str, Any]:
+    """Open the case's page, as the ticket's link does, through the function URL's request."""
+    link = case_page_link(APPROVAL_URL, case.case_id, link_key, NOW, timedelta(days=30))
+    deps: dict[str, Any] = {"key": KEY, "store": InMemoryApprovalStore(), "now": NOW}
+    cases = InMemoryCaseRepository([case])
+    return answer(
+        _event("GET", link.url),
+        cases=cases,
+        callback=FakeTaskCallback(),
+        case_page_key=CASE_PAGE_KEY,
+        widgets=widgets,
+        **deps,
+    )
+
+
+def _frames(page: dict[str, Any]) -> list[str]:
+    return [html.unescape(src) for src in re.findall(r'<iframe src="([^"]*)"', page["body"])]
+
+
+def test_with_vt_augment_the_case_page_frames_a_widget_minted_for_each_ioc_looked_up() -> None:
+    # Given a case with two IOCs looked up and a private address kept but never looked up
+    case = _three_iocs()
+    widgets = FakeWidgetSource()
+
+    # When its page is opened with VT Augment
+    page = _open_case_page(case, widgets)
+
+    # Then VirusTotal is asked for a widget of each IOC looked up, now, and never of the private one
+    assert page["statusCode"] == 200
+    assert widgets.queries == ["198.51.100.7", HOSTILE_DOMAIN]
+    # And each widget is framed beside its IOC, with VirusTotal's detection ratio for context
+    assert _frames(page) == [
+        "https://www.virustotal.com/ui/widget/html/fake-1",
+        "https://www.virustotal.com/ui/widget/html/fake-2",
+    ]
+    assert page["body"].count("3 of 70 security vendors flag it now") == 2
+    # And the page allows exactly VirusTotal's frame origin, and nothing else from elsewhere
+    assert page["headers"]["content-security-policy"] == WIDGET_PAGE_CSP
+    assert page["headers"]["referrer-policy"] == "no-referrer"
+    assert "<script" not in page["body"]
+    assert "<link" not in page["body"]
+    assert "<img" not in page["body"]
+
+
+def test_the_case_page_shows_the_finding_verdicts_and_reasons_with_every_sender_value_escaped() -> None:
+    # Given a case whose title, IOC value and reason carry markup and fake lines
+    case = _three_iocs()
+
+    # When its page is opened
+    body = _open_case_page(case, FakeWidgetSource())["body"]
+
+    # Then the finding, each verdict and each reason are on their labelled rows, escaped
+    assert (
+        "<dt>Title</dt><dd>Scan &lt;script&gt;alert(1)&lt;/script&gt;\\nApprove: hxxps://evil.example/a"
+        in body
+    )
+    assert "<dt>Verdict</dt><dd>malicious</dd>" in body
+    assert "<h3>domain c2.example.com&lt;script&gt;alert(1)&lt;/script&gt;</h3>" in body
+    assert "<dt>Why</dt><dd>engines say &lt;b&gt;bad&lt;/b&gt;\\nApprove: hxxps://evil.example/a</dd>" in body
+    assert "<dt>Not looked up</dt><dd>private</dd>" in body
+    # And no sender value reaches the page as markup, a control character or a link
+    assert "<script>" not in body
+    assert "<b>" not in body
+    assert "https://evil" not in body
+    assert "\u202e" not in body
+    assert "\n" not in body
+    # And the page says it decides nothing, has no button, and when its link stops working
+    assert "decides nothing" in body
+    assert "<form" not in body
+    assert "until 2026-12-26T12:00+00:00" in body
+
+
+def test_without_vt_augment_the_case_page_links_to_virustotals_own_pages() -> None:
+    # Given a case with IOCs looked up, and a deployment without VT Augment
+    case = _three_iocs()
+
+    # When its page is opened
+    page = _open_case_page(case, widgets=None)
+
+    # Then each IOC looked up links to its page on VirusTotal, and nothing is framed or allowed to be
+    assert _frames(page) == []
+    assert page["headers"]["content-security-policy"] == PAGE_CSP
+    body = page["body"]
+    assert (
+        '<a href="https://www.virustotal.com/gui/ip-address/198.51.100.7" rel="noopener noreferrer">' in body
+    )
+    domain_page = (
+        "https://www.virustotal.com/gui/domain/c2.example.com%3Cscript%3Ealert%281%29%3C%2Fscript%3E"
+    )
+    assert f'<a href="{domain_page}" rel="noopener noreferrer">' in body
+    assert "no widget" not in body
+    # And the private address has no VirusTotal link at all: it was never sent there
+    assert "10.0.1.25" in body
+    assert "gui/ip-address/10.0.1.25" not in body
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            VirusTotalForbiddenError("Forbidden", "ForbiddenError", 403),
+            "not licensed for VT Augment (VirusTotal answered 403)",
+        ),
+        (
+            VirusTotalQuotaExceededError("Quota exceeded", "QuotaExceededError", 429),
+            "quota is spent for now (VirusTotal answered 429)",
+        ),
+        (VirusTotalUnavailableError("no answer", "Timeout"), "did not answer in time"),
+        (VirusTotalError("odd", "InvalidResponseError", 200), "VirusTotal answered InvalidResponseError"),
+    ],
+)
+def test_a_widget_virustotal_refuses_leaves_the_page_with_a_link_and_the_reason(
+    error: VirusTotalError, said: str
+) -> None:
+    # Given a case with IOCs looked up, and VirusTotal refusing to mint their widgets
+    case = _three_iocs()
+
+    # When its page is opened with VT Augment
+    page = _open_case_page(case, FakeWidgetSource(error=error))
+
+    # Then the page still shows the case, each IOC linking to VirusTotal's page with why no widget
+    assert page["statusCode"] == 200
+    assert _frames(page) == []
+    body = page["body"]
+    assert body.count("(no widget: ") == 2
+    assert said in body
+    assert '<a href="https://www.virustotal.com/gui/ip-address/198.51.100.7"' in body
+    # And with nothing framed, no frame origin is allowed
+    assert page["headers"]["content-security-policy"] == PAGE_CSP
+
+
+def test_one_widget_refused_leaves_the_others_framed() -> None:
+    # Given two IOCs, and VirusTotal refusing the widget of one of them
+    case = _three_iocs()
+    widgets = FakeWidgetSource(errors={HOSTILE_DOMAIN: VirusTotalQuotaExceededError("Quota exceeded")})
+
+    # When its page is opened
+    page = _open_case_page(case, widgets)
+
+    # Then the other is framed, the page allows VirusTotal's frames, and the refused one is a link
+    assert _frames(page) == ["https://www.virustotal.com/ui/widget/html/fake-1"]
+    assert page["headers"]["content-security-policy"] == WIDGET_PAGE_CSP
+    assert "(no widget: the VirusTotal key&#x27;s quota is spent for now" in page["body"]
+
+
+def test_a_page_mints_the_widgets_of_its_first_iocs_only() -> None:
+    # Given a case with more IOCs looked up than a page mints widgets for
+    iocs = [_looked_up(IocType.IP, f"198.51.100.{n}") for n in range(MAX_WIDGETS + 2)]
+    widgets = FakeWidgetSource()
+
+    # When its page is opened
+    page = _open_case_page(_case_with_iocs(*iocs), widgets)
+
+    # Then only the first ones are minted (each costs a request on the key's quota), the rest are links
+    assert widgets.queries == [f"198.51.100.{n}" for n in range(MAX_WIDGETS)]
+    assert len(_frames(page)) == MAX_WIDGETS
+    assert page["body"].count(f"a page shows the widgets of its first {MAX_WIDGETS} IOCs only") == 2
+
+
+def test_the_approval_page_shows_the_cases_evidence_with_its_widgets() -> None:
+    # Given an approval waiting on a case with an IOC looked up
+    cases, store, approve, case_id = _waiting()
+    case = cases.get(case_id)
+    assert case is not None
+    case.iocs = [_looked_up(IocType.IP, "198.51.100.7")]
+    cases.save(case)
+    widgets = FakeWidgetSource()
+
+    # When the approver opens the approve link
+    page = answer(
+        _event("GET", approve),
+        key=KEY,
+        store=store,
+        cases=cases,
+        callback=FakeTaskCallback(),
+        now=NOW,
+        widgets=widgets,
+    )
+
+    # Then the page has its button and the evidence, with the IOC's widget minted now; nothing decided
+    assert page["statusCode"] == 200
+    assert '<button type="submit">Approve</button>' in page["body"]
+    assert _frames(page) == ["https://www.virustotal.com/ui/widget/html/fake-1"]
+    assert page["headers"]["content-security-policy"] == WIDGET_PAGE_CSP
+    assert store.decided == {}
+
+
+def test_a_case_page_link_is_refused_unless_the_case_page_key_signed_it_and_it_is_still_valid() -> None:
+    # Given a case
+    case = _three_iocs()
+    cases = InMemoryCaseRepository([case])
+    deps: dict[str, Any] = {
+        "key": KEY,
+        "store": InMemoryApprovalStore(),
+        "cases": cases,
+        "callback": FakeTaskCallback(),
+        "case_page_key": CASE_PAGE_KEY,
+    }
+    widgets = FakeWidgetSource()
+
+    # When a link signed with another key (the approval signing key) is opened, Then it is refused: 403
+    forged = case_page_link(APPROVAL_URL, case.case_id, KEY, NOW, timedelta(days=1))
+    assert answer(_event("GET", forged.url), now=NOW, widgets=widgets, **deps)["statusCode"] == 403
+    # When an approval token is given as a case page link, Then it is refused: 403
+    _, _, approve, _ = _waiting()
+    as_view = approve.replace("?token=", "?view=")
+    assert answer(_event("GET", as_view), now=NOW, widgets=widgets, **deps)["statusCode"] == 403
+    # When a genuine link has expired, Then it is gone: 410
+    genuine = case_page_link(APPROVAL_URL, case.case_id, CASE_PAGE_KEY, NOW, timedelta(days=1))
+    later = NOW + timedelta(days=1)
+    assert answer(_event("GET", genuine.url), now=later, widgets=widgets, **deps)["statusCode"] == 410
+    # When the deployment has no case page key, Then no case page link is honoured: 403
+    without = deps | {"case_page_key": None}
+    assert answer(_event("GET", genuine.url), now=NOW, widgets=widgets, **without)["statusCode"] == 403
+    # And none of these minted a widget
+    assert widgets.queries == []
+
+
+def test_a_case_page_link_decides_nothing_even_when_posted() -> None:
+    # Given a case page link
+    case = _three_iocs()
+    link = case_page_link(APPROVAL_URL, case.case_id, CASE_PAGE_KEY, NOW, timedelta(days=30))
+    store = InMemoryApprovalStore()
+    callback = FakeTaskCallback()
+
+    # When its token is posted as the page's button would post an approval
+    deps: dict[str, Any] = {"key": KEY, "store": store, "cases": InMemoryCaseRepository([case])}
+    page = answer(_event("POST", link.url), callback=callback, now=NOW, case_page_key=CASE_PAGE_KEY, **deps)
+
+    # Then nothing is decided: there is no approval token in it
+    assert page["statusCode"] == 400
+    assert callback.calls == []
+
+
+def test_a_tickets_case_page_link_states_its_expiry_and_opens_the_case_page() -> None:
+    # Given a case, and its case page link made when its ticket opens
+    case = _three_iocs()
+    link = case_page_link(APPROVAL_URL, case.case_id, CASE_PAGE_KEY, NOW, timedelta(days=30))
+
+    # When the ticket's report is rendered
+    text = render_report(case, case_page=link).text()
+
+    # Then the link is among vtriage's own links, with when it stops working and that it decides nothing
+    assert f"Case page: {link.url}" in text
+    assert "decides nothing, works until 2026-12-26T12:00+00:00" in text
+    assert text.index("Case page:") < text.index("Title:")
+    # And that link opens the case's page
+    page = answer(
+        _event("GET", link.url),
+        key=KEY,
+        store=InMemoryApprovalStore(),
+        cases=InMemoryCaseRepository([case]),
+        callback=FakeTaskCallback(),
+        now=NOW,
+        case_page_key=CASE_PAGE_KEY,
+    )
+    assert page["statusCode"] == 200
+    assert f"Case {case.case_id}" in page["body"]
+
+
+@pytest.mark.parametrize(
+    ("url", "framed"),
+    [
+        (
+            "https://www.virustotal.com/ui/widget/html/OTEzZjdh",
+            "https://www.virustotal.com/ui/widget/html/OTEzZjdh",
+        ),
+        # The documentation's own example names the bare host: the same page, framed from www
+        (
+            "https://virustotal.com/ui/widget/html/OTEzZjdh",
+            "https://www.virustotal.com/ui/widget/html/OTEzZjdh",
+        ),
+        ("https://evil.example/ui/widget/html/OTEzZjdh", None),
+        ("http://www.virustotal.com/ui/widget/html/OTEzZjdh", None),
+        ("https://www.virustotal.com/gui/home", None),
+        ("https://www.virustotal.com.evil.example/ui/widget/html/x", None),
+        ("https://user@www.virustotal.com/ui/widget/html/x", None),
+        ('https://www.virustotal.com/ui/widget/html/x"onload="alert(1)', None),
+        ("javascript:alert(1)", None),
+    ],
+)
+def test_only_a_widget_page_of_virustotals_is_ever_framed(url: str, framed: str | None) -> None:
+    # Given VirusTotal's answer (or a gateway's standing in for it) naming this widget URL
+    data = {"url": url, "detection_ratio": {"detections": 5, "total": 71}}
+
+    # When it is read, Then only a widget page of VirusTotal's is kept, on the one origin the CSP allows
+    if framed is None:
+        with pytest.raises(VirusTotalError, match="no widget URL of VirusTotal's"):
+            widget_of(data)
+    else:
+        assert widget_of(data) == Widget(url=framed, detections=5, total=71)

@@ -14,6 +14,11 @@ either is taken again once its lease has passed.
 
 The request proves little of who clicked: the function URL gives the address it came from and the user
 agent it sent (`Approver`), both kept with the decision in the store and on the case's history.
+
+The same URL shows a case read-only through a case page link (`case_page_link`, the `view` parameter):
+its token names the case and when it expires, signed with another key (the case page key), which the
+ticket function holds to put the link in each ticket. That key can make links that show a case, never
+one that decides: approval tokens are checked with the signing key alone, which only this function reads.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,7 +38,7 @@ from vtriage.display import Report, ReportLine, one_line
 from vtriage.errors import CaseNotFoundError, TransientError, VtriageError
 from vtriage.models import Action, ActionStatus, ApprovalClaims, Approver, Case, Decision
 from vtriage.ports import ApprovalNotifier, ApprovalStore, CaseRepository, TaskCallback
-from vtriage.ticket import ApprovalLinks, approval_report_links
+from vtriage.ticket import ApprovalLinks, CasePageLink, approval_report_links
 
 logger = Logger(child=True)
 
@@ -40,6 +46,8 @@ logger = Logger(child=True)
 REJECTED_ERROR = "ApprovalRejected"
 # Query parameter of the links.
 TOKEN_PARAMETER = "token"  # noqa: S105 (a parameter name, not a secret)
+# Query parameter of the case page links.
+VIEW_PARAMETER = "view"
 
 
 class InvalidTokenError(VtriageError):
@@ -62,6 +70,17 @@ class ApprovalRequest(BaseModel):
     approval_timeout_seconds: int = Field(ge=1)
 
 
+class CasePageClaims(BaseModel):
+    """What a case page link's token says, signed with the case page key: the case to show, and until
+    when. It decides nothing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    page: Literal["case"] = "case"
+    case_id: str = Field(min_length=1)
+    expires_at: int = Field(description="seconds since the epoch, UTC")
+
+
 class ApprovalResult(BaseModel):
     """What a decision did, for the page shown to the person."""
 
@@ -72,7 +91,7 @@ class ApprovalResult(BaseModel):
     decision: Decision
 
 
-def sign(claims: ApprovalClaims, key: bytes) -> str:
+def sign(claims: ApprovalClaims | CasePageClaims, key: bytes) -> str:
     """The token: the claims as compact JSON and their HMAC-SHA256, both URL-safe base64."""
     body = _b64encode(json.dumps(claims.model_dump(mode="json"), separators=(",", ":")).encode())
     return f"{body}.{_b64encode(_mac(body, key))}"
@@ -81,22 +100,57 @@ def sign(claims: ApprovalClaims, key: bytes) -> str:
 def verify(token: str, key: bytes, now: datetime) -> ApprovalClaims:
     """The token's claims once its signature is checked; `InvalidTokenError` when forged or altered,
     `GoneTokenError` when expired."""
-    body, dot, signature = token.strip().partition(".")
-    if not dot or not body or not signature:
-        raise InvalidTokenError("malformed approval token")
+    body = _signed_body(token, key, "approval token")
     try:
-        given = _b64decode(signature)
-    except (binascii.Error, ValueError):
-        raise InvalidTokenError("malformed approval token") from None
-    if not hmac.compare_digest(given, _mac(body, key)):
-        raise InvalidTokenError("the approval token's signature does not match")
-    try:
-        claims = ApprovalClaims.model_validate_json(_b64decode(body))
-    except (ValidationError, binascii.Error, ValueError):
+        claims = ApprovalClaims.model_validate_json(body)
+    except ValidationError:
         raise InvalidTokenError("malformed approval token") from None
     if now.timestamp() >= claims.expires_at:
         raise GoneTokenError("this approval link has expired")
     return claims
+
+
+def case_page_link(
+    approval_url: str, case_id: str, key: bytes, now: datetime, valid_for: timedelta
+) -> CasePageLink:
+    """A link to the case's page on the approval function's URL, signed with the case page key, that
+    shows the case until `now + valid_for` and decides nothing."""
+    expires = now + valid_for
+    claims = CasePageClaims(case_id=case_id, expires_at=int(expires.timestamp()))
+    separator = "&" if "?" in approval_url else "?"
+    return CasePageLink(
+        url=f"{approval_url}{separator}{VIEW_PARAMETER}={sign(claims, key)}", expires_at=expires
+    )
+
+
+def verify_case_page(token: str, key: bytes, now: datetime) -> CasePageClaims:
+    """A case page token's claims once its signature is checked with the case page key;
+    `InvalidTokenError` when forged or altered, `GoneTokenError` when expired."""
+    body = _signed_body(token, key, "case page token")
+    try:
+        claims = CasePageClaims.model_validate_json(body)
+    except ValidationError:
+        raise InvalidTokenError("malformed case page token") from None
+    if now.timestamp() >= claims.expires_at:
+        raise GoneTokenError("this case page link has expired")
+    return claims
+
+
+def _signed_body(token: str, key: bytes, what: str) -> bytes:
+    """The token's JSON body once its HMAC is checked with `key`; `InvalidTokenError` otherwise."""
+    body, dot, signature = token.strip().partition(".")
+    if not dot or not body or not signature:
+        raise InvalidTokenError(f"malformed {what}")
+    try:
+        given = _b64decode(signature)
+    except (binascii.Error, ValueError):
+        raise InvalidTokenError(f"malformed {what}") from None
+    if not hmac.compare_digest(given, _mac(body, key)):
+        raise InvalidTokenError(f"the {what}'s signature does not match")
+    try:
+        return _b64decode(body)
+    except (binascii.Error, ValueError):
+        raise InvalidTokenError(f"malformed {what}") from None
 
 
 def approval_id_for(task_token: str) -> str:

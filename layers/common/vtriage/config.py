@@ -30,6 +30,7 @@ from vtriage.eligibility import Place
 from vtriage.errors import ConfigurationError
 from vtriage.intake import DEFAULT_MAX_FINDINGS, DEFAULT_MAX_IOCS, IntakeOptions
 from vtriage.models import Channel, Verdict
+from vtriage.virustotal.widget import theme_parameters
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -212,15 +213,46 @@ def _place(own_account_id: str, member_account_ids: tuple[str, ...], act_regions
     )
 
 
-class EnrichSettings(AlertReadingSettings):
+class VirusTotalKeySettings(Settings):
+    """How a function reaches VirusTotal: the API key, from Secrets Manager (VT_API_KEY_SECRET_NAME) or
+    given for local runs (VT_API_KEY), and the API's root (VT_BASE_URL: a gateway's, or the replay
+    server's). Shared by the enrich function and, with VT Augment, the approval function."""
+
+    vt_api_key_secret: str | None = Field(default=None, alias="VT_API_KEY_SECRET_NAME")
+    vt_api_key: SecretStr | None = Field(default=None, alias="VT_API_KEY")
+    vt_base_url: str = Field(default=DEFAULT_VT_BASE_URL, alias="VT_BASE_URL")
+
+    @field_validator("vt_base_url")
+    @classmethod
+    def _vt_over_https(cls, value: str) -> str:
+        return _https_only(value)
+
+    @field_validator("vt_api_key_secret", mode="before")
+    @classmethod
+    def _empty_secret_name_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vt_api_key", mode="before")
+    @classmethod
+    def _key_without_whitespace(cls, value: object) -> object:
+        # A key pasted with its line end would make VirusTotal answer 401 to every lookup.
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    def key_source_problem(self) -> str | None:
+        """What is missing for the key to be read, or None."""
+        if not self.vt_api_key and not self.vt_api_key_secret:
+            return "set VT_API_KEY_SECRET_NAME (Secrets Manager) or VT_API_KEY (local runs)"
+        return None
+
+
+class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings):
     """Settings of the enrich function."""
 
     enrichments_table: str = Field(alias="ENRICHMENTS_TABLE_NAME", min_length=1)
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", pattern=r"^arn:aws[\w-]*:states:")
     dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", min_length=1)
-    vt_api_key_secret: str | None = Field(default=None, alias="VT_API_KEY_SECRET_NAME")
-    vt_api_key: SecretStr | None = Field(default=None, alias="VT_API_KEY")
-    vt_base_url: str = Field(default=DEFAULT_VT_BASE_URL, alias="VT_BASE_URL")
     vt_timeout_seconds: float = Field(default=10.0, alias="VT_TIMEOUT_SECONDS", gt=0, le=60)
     # The verdict policy (thresholds per IOC type, trusted engines, ...): the shipped file unless a path
     # is given. The two thresholds below, when set, override it for every IOC type.
@@ -285,11 +317,6 @@ class EnrichSettings(AlertReadingSettings):
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("vt_base_url")
-    @classmethod
-    def _vt_over_https(cls, value: str) -> str:
-        return _https_only(value)
-
     @field_validator("member_account_ids", mode="before")
     @classmethod
     def _account_ids(cls, value: object) -> object:
@@ -299,14 +326,6 @@ class EnrichSettings(AlertReadingSettings):
     @classmethod
     def _region_names(cls, value: object) -> object:
         return _listed(value, _REGION_NAME, "Region names (such as eu-west-1)")
-
-    @field_validator("vt_api_key", mode="before")
-    @classmethod
-    def _key_without_whitespace(cls, value: object) -> object:
-        # A key pasted with its line end would make VirusTotal answer 401 to every lookup.
-        if isinstance(value, str):
-            return value.strip() or None
-        return value
 
     def own_urls(self) -> list[str | None]:
         """The ticket provider's URLs and VirusTotal's (VT_BASE_URL, a gateway's when one stands in)."""
@@ -339,8 +358,9 @@ class EnrichSettings(AlertReadingSettings):
 
     @model_validator(mode="after")
     def _needs_a_key_source(self) -> Self:
-        if not self.vt_api_key and not self.vt_api_key_secret:
-            raise ValueError("set VT_API_KEY_SECRET_NAME (Secrets Manager) or VT_API_KEY (local runs)")
+        problem = self.key_source_problem()
+        if problem:
+            raise ValueError(problem)
         thresholds = (self.malicious_min_engines, self.suspicious_min_engines)
         if (thresholds[0] is None) != (thresholds[1] is None):
             raise ValueError(
@@ -454,7 +474,7 @@ class RemediateSettings(Settings):
         return self.member_external_id or f"vtriage-{self.own_account_id}"
 
 
-class ApprovalSettings(Settings):
+class ApprovalSettings(VirusTotalKeySettings):
     """Settings of the approval function: it sends approval links and takes the decisions made on them."""
 
     guardrails_table: str = Field(alias="GUARDRAILS_TABLE_NAME", min_length=1)
@@ -463,6 +483,36 @@ class ApprovalSettings(Settings):
     # Where approval requests (with their links) are published: the approvals topic, which only this
     # function may publish to.
     notification_topic_arn: str = Field(alias="APPROVAL_TOPIC_ARN", pattern=r"^arn:aws[\w-]*:sns:")
+    # The Secrets Manager secret holding the key that checks case page links (the ticket function signs
+    # them); unset, case page links are refused.
+    case_page_key_secret: str | None = Field(default=None, alias="CASE_PAGE_KEY_SECRET")
+    # VT Augment: the VirusTotal key's licence includes it, so the case's pages show each IOC's widget,
+    # minted with the key when a page is opened. Off (the default), the key is never read and the pages
+    # link to VirusTotal's own. Optional widget colours: "fg1=#1a1a1a,bg1=#ffffff" (fg1, bg1, bg2, bd1).
+    vt_augment: bool = Field(default=False, alias="VT_AUGMENT")
+    vt_augment_theme: dict[str, str] = Field(default_factory=dict, alias="VT_AUGMENT_THEME")
+
+    @field_validator("case_page_key_secret", mode="before")
+    @classmethod
+    def _empty_case_page_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("vt_augment_theme", mode="before")
+    @classmethod
+    def _theme_colours(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError("give the colours as name=#rrggbb, comma-separated (fg1, bg1, bg2, bd1)")
+        return theme_parameters({name.strip(): colour.strip() for name, _, colour in pairs})
+
+    @model_validator(mode="after")
+    def _augment_needs_a_key(self) -> Self:
+        problem = self.key_source_problem()
+        if self.vt_augment and problem:
+            raise ValueError(f"VT_AUGMENT=true needs the VirusTotal key: {problem}")
+        return self
 
 
 class SwimlaneFields(BaseModel):
@@ -482,7 +532,39 @@ class SwimlaneFields(BaseModel):
     comments: str = Field(default="Comments", min_length=1)
 
 
-class TicketSettings(Settings):
+class CasePageLinkSettings(Settings):
+    """Where a ticket's case page link points (APPROVAL_URL, the approval function's URL) and the key
+    that signs it (CASE_PAGE_KEY_SECRET), both or neither; the link works for CASE_PAGE_LINK_DAYS."""
+
+    approval_url: str | None = Field(default=None, alias="APPROVAL_URL")
+    case_page_key_secret: str | None = Field(default=None, alias="CASE_PAGE_KEY_SECRET")
+    case_page_link_days: int = Field(default=30, alias="CASE_PAGE_LINK_DAYS", ge=1, le=365)
+
+    @field_validator("approval_url", "case_page_key_secret", mode="before")
+    @classmethod
+    def _empty_link_setting_is_unset(cls, value: object) -> object:
+        # Named apart from TicketSettings' own validator, which would otherwise replace this one.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("approval_url")
+    @classmethod
+    def _approval_url_over_https(cls, value: str | None) -> str | None:
+        # The link carries a token that shows the case to whoever holds it.
+        return None if value is None else _https_only(value)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        if (self.approval_url is None) != (self.case_page_key_secret is None):
+            raise ValueError("set both APPROVAL_URL and CASE_PAGE_KEY_SECRET, or neither")
+        return self
+
+    @property
+    def case_page_link_valid_for(self) -> timedelta:
+        """How long a ticket's case page link works."""
+        return timedelta(days=self.case_page_link_days)
+
+
+class TicketSettings(CasePageLinkSettings):
     """Settings of the ticket function: SNS by default; Jira Cloud, ServiceNow, Swimlane or a webhook
     with their credentials in a Secrets Manager secret (a JSON object: see the README)."""
 

@@ -4,11 +4,11 @@ remediation accepts either; a mapping acts wherever the case lives).
 
 Each fake behaves as its port's adapter does and records what it was asked, so that a test can assert on
 it: `tests/contract` runs one set of assertions against a fake and an AWS adapter of its port on moto
-(for `ResponseActuator`, the EC2 isolation), for every port but `ThreatIntel` (its adapter talks to
-VirusTotal over HTTP) and `TaskCallback` (its adapter needs a step that waits, which moto's Step
-Functions does not tell from one that does not). Stored models round-trip through JSON, as they do
-through DynamoDB, so that a model that would not survive storage fails here too. It ships with the
-package, beside the ports, but no function loads it (the import contract
+(for `ResponseActuator`, the EC2 isolation), for every port but `ThreatIntel` and `WidgetSource`
+(their adapter talks to VirusTotal over HTTP) and `TaskCallback` (its adapter needs a step that waits,
+which moto's Step Functions does not tell from one that does not). Stored models round-trip through
+JSON, as they do through DynamoDB, so that a model that would not survive storage fails here too. It
+ships with the package, beside the ports, but no function loads it (the import contract
 `nothing-shipped-loads-the-fakes`).
 """
 
@@ -43,6 +43,7 @@ from vtriage.models import (
     Verdict,
 )
 from vtriage.ports import CLAIM_LEASE
+from vtriage.virustotal.widget import Widget
 
 
 def utc_now() -> datetime:
@@ -675,3 +676,26 @@ class FakeApprovalNotifier:
     def notify(self, case: Case, action: Action, request: Report) -> None:
         """Record the request."""
         self.sent.append((case.case_id, action, request))
+
+
+class FakeWidgetSource:
+    """`WidgetSource` answering every observable with a widget page of its own, or raising `error` (a
+    403 for a key without VT Augment, a 429) for every one, or `errors[query]` for some. Every query is
+    recorded, in order."""
+
+    def __init__(self, error: Exception | None = None, errors: Mapping[str, Exception] | None = None) -> None:
+        """Mint for every query, or raise `error` for all, or `errors[query]` for those."""
+        self._lock = threading.Lock()
+        self._error = error
+        self._errors = dict(errors or {})
+        self.queries: list[str] = []
+
+    def widget(self, query: str, deadline: float | None = None) -> Widget:
+        """`https://www.virustotal.com/ui/widget/html/fake-<n>` (n counting the queries), 3 of 70."""
+        with self._lock:
+            self.queries.append(query)
+            number = len(self.queries)
+        error = self._errors.get(query, self._error)
+        if error is not None:
+            raise error
+        return Widget(url=f"https://www.virustotal.com/ui/widget/html/fake-{number}", detections=3, total=70)

@@ -25,6 +25,7 @@ from vtriage.models import (
     Repeat,
     Ticket,
 )
+from vtriage.virustotal.widget import Widget
 
 
 class CaseRepository(Protocol):
@@ -258,4 +259,15 @@ class ApprovalNotifier(Protocol):
 
     def notify(self, case: Case, action: Action, request: Report) -> None:
         """Send the approval request, its links first."""
+        ...
+
+
+class WidgetSource(Protocol):
+    """Mints VirusTotal's VT Augment widget of an observable, for a page to frame (display only)."""
+
+    def widget(self, query: str, deadline: float | None = None) -> Widget:
+        """The widget of the observable (an IOC's value): a URL valid three days and the detection
+        ratio. Raises a `VirusTotalError` when VirusTotal refuses (403: the key's licence lacks VT
+        Augment; 429: its quota is spent) or cannot be reached before `deadline` (a `time.monotonic()`
+        instant)."""
         ...

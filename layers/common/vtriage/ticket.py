@@ -45,6 +45,15 @@ class ApprovalLinks(BaseModel):
     expires_at: datetime | None = None
 
 
+class CasePageLink(BaseModel):
+    """A link to the case's page on the approval function's URL: the case read-only, until it expires."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    expires_at: datetime
+
+
 class TicketResult(BaseModel):
     """What the ticket function returns to the state machine."""
 
@@ -62,12 +71,13 @@ def open_ticket(
     *,
     enrichments: Mapping[str, Enrichment] | None = None,
     approval: ApprovalLinks | None = None,
+    case_page: CasePageLink | None = None,
 ) -> TicketResult:
     """Open the case's ticket through the sink and store it on the case; a case has at most one.
 
     A retry returns the ticket already opened. A caught error (`task.error`) marks the case FAILED
-    and is kept on it and in the report. `enrichments` and `approval` go into the report (see
-    `render_report`).
+    and is kept on it and in the report. `enrichments`, `approval` and `case_page` go into the report
+    (see `render_report`).
     """
     case = cases.get(task.case_id)
     if case is None:
@@ -92,7 +102,8 @@ def open_ticket(
     elif case.status not in (CaseStatus.REMEDIATED, CaseStatus.TICKETED):
         case.record(CaseStatus.TICKETED, now)
 
-    case.ticket = sink.open(case, render_report(case, enrichments=enrichments, approval=approval))
+    report = render_report(case, enrichments=enrichments, approval=approval, case_page=case_page)
+    case.ticket = sink.open(case, report)
     case.repeats_commented = case.repeat_count
     cases.save(case)
     return TicketResult(case_id=case.case_id, ticket=case.ticket)
@@ -120,9 +131,11 @@ def render_report(
     *,
     enrichments: Mapping[str, Enrichment] | None = None,
     approval: ApprovalLinks | None = None,
+    case_page: CasePageLink | None = None,
 ) -> Report:
-    """The case as a report: the approval links first when there are any, then the alert, its
-    resources, every IOC and why, the actions and the error, each value escaped on its labelled line.
+    """The case as a report: the approval links and the case page link first when there are any, then
+    the alert, its resources, every IOC and why, the actions and the error, each value escaped on its
+    labelled line.
 
     `enrichments`, by IOC key (`type#value`), add to each IOC the engines that flag it and the key
     context VirusTotal gave (network and whois, resolutions, registrar, first seen, file names).
@@ -186,14 +199,15 @@ def render_report(
     if case.error:
         lines += [_BLANK, _line("Error", case.error)]
     headline = f"{alert.severity.label.upper()} {alert.severity.score:g}, {case.verdict.value.upper()}"
-    if approval is None:
-        return Report(headline=headline, lines=tuple(lines))
-    return Report(
-        headline=headline,
-        links=approval_report_links(approval),
-        links_note=approval_links_note(approval),
-        lines=tuple(lines),
-    )
+    links: list[ReportLink] = []
+    notes: list[str] = []
+    if approval is not None:
+        links += approval_report_links(approval)
+        notes.append(approval_links_note(approval))
+    if case_page is not None:
+        links.append(ReportLink(label="Case page", url=case_page.url))
+        notes.append(case_page_note(case_page))
+    return Report(headline=headline, links=tuple(links), links_note=". ".join(notes), lines=tuple(lines))
 
 
 def approval_report_links(approval: ApprovalLinks) -> tuple[ReportLink, ReportLink]:
@@ -208,6 +222,12 @@ def approval_links_note(approval: ApprovalLinks) -> str:
     """What the approval links do and until when."""
     expires = approval.expires_at.isoformat() if approval.expires_at is not None else "never"
     return f"Approval needed: open one link (each works once; they expire at {expires})"
+
+
+def case_page_note(case_page: CasePageLink) -> str:
+    """What the case page link shows and until when."""
+    expires = case_page.expires_at.isoformat(timespec="minutes")
+    return f"The case page shows the case and its VirusTotal reports, decides nothing, works until {expires}"
 
 
 _BLANK = ReportLine()

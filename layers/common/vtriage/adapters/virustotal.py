@@ -38,6 +38,7 @@ from vtriage.virustotal.errors import (
     VirusTotalUnavailableError,
 )
 from vtriage.virustotal.objects import NOTES_KEY, object_ref
+from vtriage.virustotal.widget import Widget, theme_parameters, widget_of
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,17 @@ class VirusTotalClient:
         if self._deep_context:
             self._add_deep_context(data, object_url, self._deep_relationships.get(ioc.type, ()), deadline)
         return data
+
+    def widget(
+        self, query: str, theme: dict[str, str] | None = None, deadline: float | None = None
+    ) -> Widget:
+        """VT Augment's widget for an observable (a hash, URL, domain or IP, as the IOC's value): the URL
+        to frame, valid three days, and the detection ratio (`vtriage.virustotal.widget`). Raises a
+        `VirusTotalError` subclass as `lookup` does: 403 `VirusTotalForbiddenError` when the key's
+        licence does not include VT Augment, 429 when its quota is spent, `InvalidResponseError` when
+        the answer names no widget page of VirusTotal's."""
+        parameters = urllib.parse.urlencode({"query": query, **theme_parameters(theme or {})})
+        return widget_of(self._get_data(f"{self._base_url}/widget/url?{parameters}", deadline))
 
     def _add_deep_context(
         self, data: dict[str, Any], object_url: str, names: tuple[str, ...], deadline: float | None

@@ -17,7 +17,8 @@ from botocore.config import Config
 
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.clock import utc_now
-from vtriage.config import Settings
+from vtriage.config import Settings, VirusTotalKeySettings
+from vtriage.errors import ConfigurationError
 
 # Standard retry mode backs off on throttling; the Lambda timeout bounds the total.
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
@@ -49,6 +50,21 @@ def secrets_provider(settings: Settings) -> Callable[[], SecretsProvider]:
         return SecretsProvider(boto3_client=aws_client(settings, "secretsmanager"))
 
     return provider
+
+
+def virustotal_api_key(settings: VirusTotalKeySettings, secrets: Callable[[], SecretsProvider]) -> str:
+    """The VirusTotal API key: VT_API_KEY when given (local runs), else the secret's value, cached for a
+    few minutes so that a rotated key is picked up without a redeploy. ConfigurationError when the
+    secret holds none."""
+    if settings.vt_api_key is not None:
+        return settings.vt_api_key.get_secret_value()
+    if settings.vt_api_key_secret is None:
+        raise ConfigurationError("set VT_API_KEY_SECRET_NAME (Secrets Manager) or VT_API_KEY (local runs)")
+    # A key pasted with its line end would make VirusTotal refuse every request.
+    key = str(secrets().get(settings.vt_api_key_secret, max_age=SECRET_MAX_AGE_SECONDS)).strip()
+    if not key:
+        raise ConfigurationError(f"the secret {settings.vt_api_key_secret} holds no VirusTotal API key")
+    return key
 
 
 class OnFirstUse:

@@ -18,7 +18,7 @@ from vtriage.adapters.sqs import SqsDeadLetterQueue
 from vtriage.adapters.stepfunctions import StepFunctionsExecutionStarter
 from vtriage.adapters.virustotal import VirusTotalClient, most_requests_per_lookup
 from vtriage.clock import utc_now
-from vtriage.composition import SECRET_MAX_AGE_SECONDS, OnFirstUse, aws_client, secrets_provider
+from vtriage.composition import OnFirstUse, aws_client, secrets_provider, virustotal_api_key
 from vtriage.config import EnrichSettings
 from vtriage.enrich.batch import Batch
 from vtriage.enrich.lookups import Lookups
@@ -118,21 +118,10 @@ def batch_factory(settings: EnrichSettings, now: Callable[[], datetime] = utc_no
     intake = settings.intake
     channels = settings.channels
 
-    def api_key() -> str:
-        if settings.vt_api_key is not None:
-            return settings.vt_api_key.get_secret_value()
-        assert settings.vt_api_key_secret is not None  # the settings validator guarantees one of the two
-        # Cached for a few minutes, so a rotated key is picked up without a redeploy. A key pasted with
-        # its line end would make VirusTotal refuse every lookup.
-        key = str(secrets().get(settings.vt_api_key_secret, max_age=SECRET_MAX_AGE_SECONDS)).strip()
-        if not key:
-            raise ConfigurationError(f"the secret {settings.vt_api_key_secret} holds no VirusTotal API key")
-        return key
-
     def new_batch() -> Batch:
         intel = VirusTotalClient(
             session,
-            api_key(),
+            virustotal_api_key(settings, secrets),
             base_url=settings.vt_base_url,
             timeout=(3.05, settings.vt_timeout_seconds),
             deep_context=settings.vt_deep_context,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 
 import requests
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.adapters.http_tickets import BasicCredentials, BearerToken
@@ -14,11 +18,15 @@ from vtriage.adapters.servicenow import ServiceNowTicketSink
 from vtriage.adapters.sns import SnsTicketSink
 from vtriage.adapters.swimlane import SwimlaneTicketSink
 from vtriage.adapters.webhook import WebhookTicketSink
+from vtriage.approval import case_page_link
 from vtriage.clock import utc_now
 from vtriage.composition import SECRET_MAX_AGE_SECONDS, aws_client, case_repository, secrets_provider
 from vtriage.config import TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.ports import TicketSink
+from vtriage.ticket import CasePageLink
+
+logger = Logger(child=True)
 
 
 @dataclass(frozen=True)
@@ -27,12 +35,35 @@ class TicketDependencies:
 
     cases: DynamoCaseRepository
     sink: TicketSink
+    # The case page link of a case, made now; None when none is configured or its key cannot be read.
+    case_page_link: Callable[[str, datetime], CasePageLink | None]
 
 
 @cache
 def ticket_dependencies(settings: TicketSettings) -> TicketDependencies:
     """The ticket function's adapters, built once per container."""
-    return TicketDependencies(cases=case_repository(settings), sink=ticket_sink(settings))
+    return TicketDependencies(
+        cases=case_repository(settings), sink=ticket_sink(settings), case_page_link=case_page_links(settings)
+    )
+
+
+def case_page_links(settings: TicketSettings) -> Callable[[str, datetime], CasePageLink | None]:
+    """What makes each ticket's case page link (APPROVAL_URL, signed with the key CASE_PAGE_KEY_SECRET
+    names): None when neither is set, and when the key cannot be read, so that the ticket opens without
+    the link rather than not at all."""
+    secrets = secrets_provider(settings)
+
+    def link(case_id: str, now: datetime) -> CasePageLink | None:
+        if settings.approval_url is None or settings.case_page_key_secret is None:
+            return None
+        try:
+            key = str(secrets().get(settings.case_page_key_secret, max_age=SECRET_MAX_AGE_SECONDS)).encode()
+        except GetParameterError as error:
+            logger.warning("the ticket goes without its case page link", extra={"reason": str(error)})
+            return None
+        return case_page_link(settings.approval_url, case_id, key, now, settings.case_page_link_valid_for)
+
+    return link
 
 
 def ticket_sink(settings: TicketSettings) -> TicketSink:
