@@ -12,7 +12,8 @@ recorded observable (a hash, URL, domain or IP): `{"data": {"url":
 "https://www.virustotal.com/ui/widget/html/<token>", "detection_ratio": {"detections", "total"}}}`, the
 ratio read from the recording's `last_analysis_stats` (the token is the replay's own and renders nothing
 on VirusTotal). An observable it has no recording of answers 404 `NotFoundError`; no query, 400
-`BadRequestError`. `widget_requests` counts them, so that a test can tell who minted widgets and when.
+`BadRequestError`; with `vt_augment=False`, a key whose licence lacks VT Augment, 403 `ForbiddenError`.
+`widget_requests` counts them, so that a test can tell who minted widgets and when.
 
 For tests of the client's resilience it can require an API key (401 `AuthenticationRequiredError` /
 `WrongCredentialsError`), add latency, and inject faults (429 `QuotaExceededError`, 500, 503, and a
@@ -150,10 +151,12 @@ class ReplayServer:
         seed: int = 0,
         timeout_sleep_s: float = 12.0,
         retry_after_s: int | None = None,
+        vt_augment: bool = True,
     ) -> None:
         """Load the recordings. `faults` maps "429", "500", "503" or "timeout" to a probability per
         request; a timeout holds the answer for `timeout_sleep_s` (longer than a client's read timeout
-        by default); `retry_after_s` adds a Retry-After header to injected 429 and 503 answers."""
+        by default); `retry_after_s` adds a Retry-After header to injected 429 and 503 answers;
+        `vt_augment=False` answers widget requests as VirusTotal answers a key not licensed for them."""
         _require_loopback(host)
         self._faults = checked_faults(faults or {})
         if latency_ms < 0 or timeout_sleep_s < 0:
@@ -165,6 +168,7 @@ class ReplayServer:
         self._latency_s = latency_ms / 1000
         self._timeout_sleep_s = timeout_sleep_s
         self._retry_after_s = retry_after_s
+        self._vt_augment = vt_augment
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._request_count = 0
@@ -266,6 +270,10 @@ class ReplayServer:
 
     def _widget(self, query: str) -> Answer:
         """VT Augment's widget URL for a recorded observable, with its detection ratio."""
+        if not self._vt_augment:
+            return error_answer(
+                403, "ForbiddenError", "You are not allowed to perform the requested operation"
+            )
         if not query:
             return error_answer(400, "BadRequestError", "Missing query parameter")
         collection, identifier = _observable(query)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vtriage.composition.enrich import batch_factory, verdict_policy
-from vtriage.config import EnrichSettings, RemediateSettings, TicketSettings
+from vtriage.config import ApprovalSettings, EnrichSettings, RemediateSettings, TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.models import IocType
 
@@ -173,3 +173,61 @@ def test_the_remediate_function_needs_its_own_account_to_know_where_it_may_act()
             RemediateSettings.from_environ({**base, **bad})
     place = RemediateSettings.from_environ({**base, "OWN_ACCOUNT_ID": "123456789012"}).place
     assert (place.own_account, place.members, place.regions) == ("123456789012", frozenset(), frozenset())
+
+
+APPROVAL = {
+    "AWS_REGION": "eu-west-1",
+    "CASES_TABLE_NAME": "cases",
+    "GUARDRAILS_TABLE_NAME": "guardrails",
+    "APPROVAL_SIGNING_KEY_SECRET": "vtriage/approval-signing-key",
+    "APPROVAL_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:approvals",
+    "CASE_PAGE_KEY_SECRET": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:CasePageKey-AbCdEf",
+}
+
+
+def test_vt_augment_is_off_by_default_and_needs_the_virustotal_key_when_on() -> None:
+    # Given the approval function's environment, Then VT Augment is off unless turned on
+    assert ApprovalSettings.from_environ(APPROVAL).vt_augment is False
+
+    # When it is turned on without a key source, Then the function refuses to start, saying what to set
+    with pytest.raises(ConfigurationError, match="VT_AUGMENT=true needs the VirusTotal key: set VT_API_KEY"):
+        ApprovalSettings.from_environ({**APPROVAL, "VT_AUGMENT": "true"})
+
+    # And with the key's secret and widget colours, the colours are read as the widget's parameters
+    settings = ApprovalSettings.from_environ(
+        {
+            **APPROVAL,
+            "VT_AUGMENT": "true",
+            "VT_API_KEY_SECRET_NAME": "vtriage/virustotal-api-key",
+            "VT_AUGMENT_THEME": "fg1=#1A1A1A, bg1=ffffff",
+        }
+    )
+    assert settings.vt_augment_theme == (("fg1", "#1a1a1a"), ("bg1", "#ffffff"))
+    # And a colour the widget does not take is named
+    with pytest.raises(ConfigurationError, match=r"VT_AUGMENT_THEME: .*unknown widget colours \['fg2'\]"):
+        ApprovalSettings.from_environ({**APPROVAL, "VT_AUGMENT_THEME": "fg2=#ffffff"})
+
+
+def test_a_tickets_case_page_link_needs_the_approval_url_and_its_key_together() -> None:
+    # Given the ticket function's environment
+    base = {
+        "AWS_REGION": "eu-west-1",
+        "CASES_TABLE_NAME": "cases",
+        "TICKET_TOPIC_ARN": "arn:aws:sns:eu-west-1:1:t",
+    }
+    url = "https://abc123.lambda-url.eu-west-1.on.aws/"
+
+    # Then neither is a ticket without the link, both make links valid 30 days, one alone is refused
+    assert (
+        TicketSettings.from_environ({**base, "APPROVAL_URL": "", "CASE_PAGE_KEY_SECRET": ""}).approval_url
+        is None
+    )
+    both = TicketSettings.from_environ({**base, "APPROVAL_URL": url, "CASE_PAGE_KEY_SECRET": "k"})
+    assert (both.approval_url, both.case_page_link_days) == (url, 30)
+    with pytest.raises(ConfigurationError, match="set both APPROVAL_URL and CASE_PAGE_KEY_SECRET"):
+        TicketSettings.from_environ({**base, "APPROVAL_URL": url})
+    # And the link's host is reached over https only
+    with pytest.raises(ConfigurationError, match=r"APPROVAL_URL: .*https"):
+        TicketSettings.from_environ(
+            {**base, "APPROVAL_URL": "http://example.com/", "CASE_PAGE_KEY_SECRET": "k"}
+        )

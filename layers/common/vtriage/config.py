@@ -490,7 +490,8 @@ class ApprovalSettings(VirusTotalKeySettings):
     # minted with the key when a page is opened. Off (the default), the key is never read and the pages
     # link to VirusTotal's own. Optional widget colours: "fg1=#1a1a1a,bg1=#ffffff" (fg1, bg1, bg2, bd1).
     vt_augment: bool = Field(default=False, alias="VT_AUGMENT")
-    vt_augment_theme: dict[str, str] = Field(default_factory=dict, alias="VT_AUGMENT_THEME")
+    # Pairs, not a dict: settings are hashable (each composition root is cached by its settings).
+    vt_augment_theme: tuple[tuple[str, str], ...] = Field(default=(), alias="VT_AUGMENT_THEME")
 
     @field_validator("case_page_key_secret", mode="before")
     @classmethod
@@ -505,7 +506,7 @@ class ApprovalSettings(VirusTotalKeySettings):
         pairs = [part.partition("=") for part in value.split(",") if part.strip()]
         if any(not sep for _, sep, _ in pairs):
             raise ValueError("give the colours as name=#rrggbb, comma-separated (fg1, bg1, bg2, bd1)")
-        return theme_parameters({name.strip(): colour.strip() for name, _, colour in pairs})
+        return tuple(theme_parameters({name.strip(): colour.strip() for name, _, colour in pairs}).items())
 
     @model_validator(mode="after")
     def _augment_needs_a_key(self) -> Self:

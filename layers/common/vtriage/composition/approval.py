@@ -79,7 +79,7 @@ class VirusTotalWidgets:
 
     def widget(self, query: str, deadline: float | None = None) -> Widget:
         """The observable's widget; `ConfigurationError` when the key cannot be read."""
-        return self._current_client().widget(query, self._settings.vt_augment_theme, deadline)
+        return self._current_client().widget(query, dict(self._settings.vt_augment_theme), deadline)
 
     def _current_client(self) -> VirusTotalClient:
         try:
