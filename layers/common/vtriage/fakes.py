@@ -15,7 +15,7 @@ ships with the package, beside the ports, but no function loads it (the import c
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,7 +42,7 @@ from vtriage.models import (
     Ticket,
     Verdict,
 )
-from vtriage.ports import CLAIM_LEASE
+from vtriage.ports import CLAIM_LEASE, POLL_CLAIM_LEASE, ClaimOutcome, PolledAlert
 from vtriage.virustotal.widget import Widget
 
 
@@ -507,6 +507,78 @@ class FakeAlertQueue:
         self.bodies.append(body)
         self.attributes.append(dict(attributes))
         return f"message-{len(self.bodies)}"
+
+
+class FakeAlertSource:
+    """`AlertSource` over a list of alerts: those created at or after `since`, oldest first (an alert with
+    no creation time is listed with the others, last). Records each `since` it was asked for; `fail_after`
+    raises TransientError once that many alerts were listed (a vendor that stops answering mid-way)."""
+
+    def __init__(self, alerts: Iterable[PolledAlert] = (), fail_after: int | None = None) -> None:
+        """List these alerts; fail after `fail_after` of them, when given."""
+        self.alerts = list(alerts)
+        self.fail_after = fail_after
+        self.asked: list[datetime] = []
+
+    def alerts_created_since(self, since: datetime) -> Iterator[PolledAlert]:
+        """The alerts created at or after `since`, oldest first."""
+        self.asked.append(since)
+        listed = sorted(
+            (alert for alert in self.alerts if alert.created_at is None or alert.created_at >= since),
+            key=lambda alert: (alert.created_at is None, alert.created_at or since),
+        )
+        for count, alert in enumerate(listed):
+            if self.fail_after is not None and count >= self.fail_after:
+                raise TransientError("the vendor's API is unavailable (HTTP 503)")
+            yield alert
+
+
+@dataclass(frozen=True)
+class PollClaim:
+    """A polled alert as `InMemoryPollState` remembers it: held until `until`, or queued."""
+
+    state: str
+    until: datetime
+    message_id: str = ""
+
+
+class InMemoryPollState:
+    """`PollState` in dicts: cursors by source, and each source's alerts claimed or queued by id."""
+
+    def __init__(self) -> None:
+        """Start with no cursor and no alert."""
+        self.cursors: dict[str, datetime] = {}
+        self.claims: dict[tuple[str, str], PollClaim] = {}
+
+    def cursor(self, source: str) -> datetime | None:
+        """The source's cursor, or None."""
+        return self.cursors.get(source)
+
+    def advance(self, source: str, to: datetime) -> None:
+        """Move the cursor forward to `to` (a later one stays)."""
+        current = self.cursors.get(source)
+        if current is None or to > current:
+            self.cursors[source] = to
+
+    def claim(self, source: str, alert_id: str, now: datetime) -> ClaimOutcome:
+        """Hold the alert until `now + POLL_CLAIM_LEASE`, unless queued or held by a live claim."""
+        existing = self.claims.get((source, alert_id))
+        if existing is not None and existing.state == "queued" and existing.until > now:
+            return "queued"
+        if existing is not None and existing.state == "held" and existing.until > now:
+            return "held"
+        self.claims[(source, alert_id)] = PollClaim("held", now + POLL_CLAIM_LEASE)
+        return "claimed"
+
+    def mark_queued(self, source: str, alert_id: str, message_id: str, until: datetime) -> None:
+        """Remember the alert as queued until `until`."""
+        self.claims[(source, alert_id)] = PollClaim("queued", until, message_id)
+
+    def release(self, source: str, alert_id: str) -> None:
+        """Forget a held alert (a queued one stays)."""
+        existing = self.claims.get((source, alert_id))
+        if existing is not None and existing.state == "held":
+            del self.claims[(source, alert_id)]
 
 
 class InMemoryRepeatLedger:

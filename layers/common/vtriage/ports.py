@@ -5,8 +5,9 @@ port's fake and its adapter to the same behaviour."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from vtriage.display import Report
 from vtriage.models import (
@@ -175,10 +176,67 @@ class MessageDeferral(Protocol):
 
 
 class AlertQueue(Protocol):
-    """Where pushed alerts wait for the enrich function."""
+    """Where alerts wait for the enrich function: pushed alerts (the intake function) and polled ones
+    (the pollers)."""
 
     def send(self, body: str, attributes: Mapping[str, str]) -> str:
         """Queue the body unchanged, with string attributes saying who sent it; return the message id."""
+        ...
+
+
+@dataclass(frozen=True)
+class PolledAlert:
+    """One alert as a vendor's API returned it: its JSON text, unchanged but for the page it came in;
+    the vendor's id for it ("" when the alert names none); when it was created (None when unreadable)."""
+
+    alert_id: str
+    created_at: datetime | None
+    body: str
+
+
+class AlertSource(Protocol):
+    """A vendor's API that lists its alerts (CrowdStrike Falcon's Alerts API, Google Workspace's Alert
+    Center)."""
+
+    def alerts_created_since(self, since: datetime) -> Iterable[PolledAlert]:
+        """Every alert created at or after `since`, oldest first, read page by page as it is iterated.
+        Raises `TransientError` when the vendor stays unavailable or keeps refusing for its rate limit,
+        and a `ConfigurationError` when it refuses the credentials."""
+        ...
+
+
+# What claiming a polled alert found: it is this poll's to queue ("claimed"), it was queued already
+# ("queued"), or another poll holds it and has not said yet whether it queued it ("held").
+ClaimOutcome = Literal["claimed", "queued", "held"]
+
+# How long a poll holds an alert it claimed: beyond Lambda's longest timeout (15 minutes), so that only
+# a poll that died leaves a claim for a later one to take over.
+POLL_CLAIM_LEASE = timedelta(minutes=16)
+
+
+class PollState(Protocol):
+    """What a poller remembers between polls (the guardrails table in AWS): each source's cursor, and the
+    alerts it queued, so that none is queued twice."""
+
+    def cursor(self, source: str) -> datetime | None:
+        """The creation time of the newest alert the source's polls have queued, or None before the first."""
+        ...
+
+    def advance(self, source: str, to: datetime) -> None:
+        """Move the source's cursor to `to`; never back (a later cursor stays)."""
+        ...
+
+    def claim(self, source: str, alert_id: str, now: datetime) -> ClaimOutcome:
+        """Take the alert for queuing until `now + POLL_CLAIM_LEASE`, unless it was queued already or another
+        poll holds it (a hold whose lease has passed is taken over)."""
+        ...
+
+    def mark_queued(self, source: str, alert_id: str, message_id: str, until: datetime) -> None:
+        """Remember the claimed alert as queued, under this message id, until `until`."""
+        ...
+
+    def release(self, source: str, alert_id: str) -> None:
+        """Give a claimed alert up (it could not be queued): the next poll claims it again."""
         ...
 
 

@@ -1,4 +1,5 @@
-"""Queues a pushed alert on the pushed-alert queue, where the enrich function picks it up."""
+"""Queues an alert for the enrich function: a pushed one on the pushed-alert queue (the intake function), a
+polled one on the detector queue (the pollers)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from vtriage.adapters.aws_errors import transient_aws_errors
 
 
 class SqsAlertQueue:
-    """The pushed-alert queue, written to by the intake function only."""
+    """A queue the enrich function reads: the pushed-alert queue, which only the intake function writes to,
+    or the detector queue, which the pollers write to beside the detector rules."""
 
     def __init__(self, client: Any, queue_url: str) -> None:
         self._client = client
