@@ -44,7 +44,7 @@ from vtriage_local.replay import bundled_recordings
 from vtriage_local.runner import VirusTotalSource, run_files
 from vtriage_local.seed import seed_instances
 from vtriage_local.stack import LocalAws
-from vtriage_local.template import PROJECT_ROOT, load_template
+from vtriage_local.template import PROJECT_ROOT, Intrinsics, load_template
 
 pytestmark = pytest.mark.functional
 
@@ -1017,7 +1017,50 @@ def test_network_acl_entries_change_only_where_the_team_opted_in() -> None:
     assert "vtriage:nacl-block" in decide["Condition"]["ForAnyValue:StringEquals"]["aws:TagKeys"]
 
 
-def test_every_change_the_remediate_function_may_make_is_bound_to_this_account() -> None:
+# The pseudo parameters of a deployment in account 123456789012, us-east-1, and two member accounts.
+_PSEUDO = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Region": "us-east-1"}
+_MEMBERS = ("111122223333", "444455556666")
+# How an EC2 grant names resources of every Region; NeverActOutsideActRegions must deny each such change
+# outside ActRegions.
+_EC2_ANY_REGION = "arn:${AWS::Partition}:ec2:*:"
+
+
+def _assumable_roles(parameters: dict[str, str]) -> list[tuple[list[str], dict[str, Any]]]:
+    """Each Allow of sts:AssumeRole of the remediate function once CloudFormation resolved it with these
+    parameters (conditions chosen, intrinsics evaluated): its resources and its Condition block."""
+    template = load_template()
+    defaults = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    values = _PSEUDO | defaults | parameters
+    intrinsics = Intrinsics(
+        template, values, ref=lambda name: values.get(name, f"stack:{name}"), get_att=lambda *_: "stack"
+    )
+    [policy] = template["Resources"]["RemediateFunction"]["Properties"]["Policies"]
+    statements = intrinsics.resolve(policy["Statement"])
+    return [
+        ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"], s.get("Condition", {}))
+        for s in statements
+        if s["Effect"] == "Allow" and "sts:AssumeRole" in _actions(s)
+    ]
+
+
+def _allows(resources: list[str], condition: dict[str, Any], role_arn: str) -> bool:
+    """Whether IAM lets a statement of these resources and this Condition block reach the role: a resource
+    matching the ARN, and every condition (each operator, each key) holding for the role's account.
+    Only the operators this test can read are accepted, so that a new one cannot pass unread."""
+    account = role_arn.split(":")[4]
+    context = {"aws:ResourceAccount": account}
+    if not any(re.fullmatch(re.escape(r).replace(r"\*", ".*"), role_arn) for r in resources):
+        return False
+    for operator, keys in condition.items():
+        assert operator == "StringEquals", f"a condition operator this test does not read: {operator}"
+        for key, wanted in keys.items():
+            assert key in context, f"a condition key this test does not read: {key}"
+            if context[key] not in ([wanted] if isinstance(wanted, str) else wanted):
+                return False
+    return True
+
+
+def test_every_change_the_remediate_function_may_make_is_bound_to_this_account_or_a_members_role() -> None:
     # Given every grant of the remediate function to change something
     template = load_template()
     changes = [
@@ -1025,28 +1068,59 @@ def test_every_change_the_remediate_function_may_make_is_bound_to_this_account()
         for s in _remediate_allows()
         if any(not a.partition(":")[2].startswith(("Describe", "Get", "List")) for a in _actions(s))
     ]
+    any_region = {
+        a for s in changes if any(r.startswith(_EC2_ANY_REGION) for r in _resources(s)) for a in _actions(s)
+    }
 
-    # Then each names resources of this account (and, for EC2, Region), or is held to this account by
-    # s3:ResourceAccount, or creates a snapshot (an ARN with no account) tagged for forensics
+    # Then each names resources of this account (for EC2, in any Region: a finding is acted on in its
+    # own), or is held to this account by s3:ResourceAccount, or creates a snapshot (an ARN with no
+    # account) tagged for forensics, or assumes a member account's role (read below)
     assert changes
     for statement in changes:
         sid = statement["Sid"]
+        if _actions(statement) == ["sts:AssumeRole"]:
+            continue
         for resource in _resources(statement):
             if resource.startswith("arn:${AWS::Partition}:s3:::"):
                 condition = statement["Condition"]["StringEquals"]
                 assert condition["s3:ResourceAccount"] == {"Ref": "AWS::AccountId"}, sid
-            elif resource.startswith("arn:${AWS::Partition}:ec2:${AWS::Region}::snapshot/"):
+            elif resource.startswith("arn:${AWS::Partition}:ec2:*::snapshot/"):
                 created = statement["Condition"]["StringEquals"]
                 forensics = created.get("aws:RequestTag/vtriage:purpose") == "forensics"
                 assert forensics or created.get("ec2:CreateAction") == "CreateSnapshot", sid
             elif resource.startswith("arn:${AWS::Partition}:ec2:"):
-                assert resource.startswith("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:"), sid
+                assert resource.startswith(_EC2_ANY_REGION + "${AWS::AccountId}:"), sid
             elif resource.startswith("arn:${AWS::Partition}:iam::"):
                 assert resource.startswith("arn:${AWS::Partition}:iam::${AWS::AccountId}:"), sid
             elif resource.startswith("stack:"):
                 assert resource.removeprefix("stack:") in template["Resources"], sid
             else:
                 assert ":${AWS::AccountId}:" in resource, (sid, resource)
+    # And every EC2 change of any Region is denied outside ActRegions when ActRegions is set
+    assert any_region
+    deny = _remediate_statement("NeverActOutsideActRegions")
+    assert deny["Effect"] == "Deny"
+    assert any_region <= set(_actions(deny)), any_region - set(_actions(deny))
+    assert deny["Condition"] == {
+        "StringNotEquals": {"aws:RequestedRegion": {"Fn::Split": [",", {"Ref": "ActRegions"}]}}
+    }
+    # And with no member listed, no role of any account may be assumed
+    assert _assumable_roles({"MemberAccountIds": ""}) == []
+    # And with members listed, exactly their MemberRoleName role may be: not another role of theirs, nor
+    # that role in this account or in an account not listed
+    for members in [_MEMBERS[:1], _MEMBERS]:
+        grants = _assumable_roles({"MemberAccountIds": ",".join(members), "MemberRoleName": "vtriage-member"})
+        assert grants
+
+        def assumable(arn: str, grants: list[tuple[list[str], dict[str, Any]]] = grants) -> bool:
+            return any(_allows(resources, condition, arn) for resources, condition in grants)
+
+        for member in members:
+            assert assumable(f"arn:aws:iam::{member}:role/vtriage-member"), member
+            assert not assumable(f"arn:aws:iam::{member}:role/OrganizationAccountAccessRole"), member
+            assert not assumable(f"arn:aws:iam::{member}:role/vtriage-member-admin"), member
+        for other in ["123456789012", "999999999999", *(m for m in _MEMBERS if m not in members)]:
+            assert not assumable(f"arn:aws:iam::{other}:role/vtriage-member"), other
 
 
 def test_no_object_is_read_moved_or_written_under_aws_logs() -> None:
