@@ -33,9 +33,9 @@ from vtriage.adapters.http_tickets import (
     BearerToken,
     TicketProviderAuthError,
     TicketProviderError,
-    retry_after_seconds,
 )
 from vtriage.adapters.jira import JiraTicketSink
+from vtriage.adapters.retry_after import retry_after_seconds
 from vtriage.adapters.servicenow import ServiceNowTicketSink
 from vtriage.adapters.sns import SnsTicketSink
 from vtriage.adapters.webhook import (

@@ -14,16 +14,14 @@ No message built here ever holds a credential or a URL's path and query (a webho
 from __future__ import annotations
 
 import base64
-import email.utils
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
 from vtriage import __version__
+from vtriage.adapters.retry_after import retry_after_seconds
 from vtriage.errors import ConfigurationError, TransientError, VtriageError
 
 DEFAULT_TIMEOUT = (3.05, 10.0)
@@ -76,25 +74,6 @@ class BearerToken:
 
 
 Credentials = BasicCredentials | BearerToken
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """A Retry-After header as seconds to wait: it may be seconds or an HTTP date (RFC 9110)."""
-    if value is None or not value.strip():
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(value.strip())
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        seconds = (moment - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 class HttpTicketClient:

@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from google.auth import exceptions as google_auth_errors
 
-from vtriage.adapters.http_tickets import retry_after_seconds
+from vtriage.adapters.retry_after import retry_after_seconds
 from vtriage.clock import rfc3339_time
 from vtriage.errors import ConfigurationError, TransientError, VtriageError
 from vtriage.ports import PolledAlert
