@@ -18,10 +18,12 @@ from moto.events.models import EventPattern
 from vtriage.config import (
     ApprovalSettings,
     EnrichSettings,
+    FalconPollerSettings,
     IntakeSettings,
     RemediateSettings,
     Settings,
     TicketSettings,
+    WorkspacePollerSettings,
 )
 from vtriage_local.template import FunctionSpec, choose_if, functions, load_template
 
@@ -34,6 +36,15 @@ SETTINGS_BY_FUNCTION: dict[str, type[Settings]] = {
     "TicketFunction": TicketSettings,
     "IntakeFunction": IntakeSettings,
     "ApprovalFunction": ApprovalSettings,
+    "FalconPollerFunction": FalconPollerSettings,
+    "WorkspacePollerFunction": WorkspacePollerSettings,
+}
+# The parameters that deploy the pollers (each exists only when its vendor's credentials are given): the
+# environment checks below read every function as deployed with them.
+POLLERS_CONFIGURED = {
+    "FalconApiSecretName": "vtriage/falcon-api-client",
+    "WorkspaceServiceAccountSecretName": "vtriage/workspace-service-account",
+    "WorkspaceDelegatedAdmin": "security-admin@example.com",
 }
 # Set by Lambda itself in every execution environment.
 PROVIDED_BY_LAMBDA = {"AWS_REGION": "us-east-1"}
@@ -44,6 +55,8 @@ SERVICES_BY_FUNCTION = {
     "TicketFunction": {"dynamodb", "sns", "secretsmanager"},
     "IntakeFunction": {"sqs"},
     "ApprovalFunction": {"dynamodb", "states", "sns", "secretsmanager"},
+    "FalconPollerFunction": {"sqs", "dynamodb", "secretsmanager"},
+    "WorkspacePollerFunction": {"sqs", "dynamodb", "secretsmanager"},
 }
 SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 FAKE_ACCOUNT = "arn:aws:{service}:us-east-1:123456789012:{resource}"
@@ -85,7 +98,7 @@ def deployed_value(value: Any, template: dict[str, Any]) -> str:
     if value == {"Ref": "AWS::AccountId"}:
         return "123456789012"
     if isinstance(value, dict) and set(value) == {"Fn::If"}:
-        return deployed_value(choose_if(value, template, {}), template)
+        return deployed_value(choose_if(value, template, POLLERS_CONFIGURED), template)
     if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
         name, attribute = value["Fn::GetAtt"]
         if (name, attribute) == ("ApprovalFunctionUrl", "FunctionUrl"):
@@ -95,6 +108,8 @@ def deployed_value(value: Any, template: dict[str, Any]) -> str:
             return FAKE_ACCOUNT.format(service="sqs", resource=f"vtriage-{name}")
     if isinstance(value, dict) and set(value) == {"Ref"}:
         name = value["Ref"]
+        if name in POLLERS_CONFIGURED:
+            return POLLERS_CONFIGURED[name]
         if name in template.get("Parameters", {}):
             return str(template["Parameters"][name]["Default"])
         resource_type = template["Resources"][name]["Type"]
@@ -537,10 +552,23 @@ def _statement_applies(statement: dict[str, Any], request: dict[str, Any]) -> bo
     return _condition_holds(statement.get("Condition", {}), request["context"])
 
 
+def deployed_policy(template: dict[str, Any], value: Any) -> Any:
+    """A policy as deployed with the pollers configured: each `Fn::If` replaced by the branch it takes,
+    what `AWS::NoValue` leaves removed."""
+    if isinstance(value, list):
+        items = [deployed_policy(template, item) for item in value]
+        return [item for item in items if item != {"Ref": "AWS::NoValue"}]
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        return deployed_policy(template, choose_if(value, template, POLLERS_CONFIGURED))
+    if isinstance(value, dict):
+        return {key: deployed_policy(template, item) for key, item in value.items()}
+    return value
+
+
 def may_send(template: dict[str, Any], policy: str, request: dict[str, Any], identity_allows: bool) -> bool:
     """Whether a queue policy lets this request send (an explicit Deny wins; otherwise an Allow in the
     queue policy or in the caller's own identity policy is enough, the caller being of this account)."""
-    document = properties(template, policy)["PolicyDocument"]["Statement"]
+    document = deployed_policy(template, properties(template, policy)["PolicyDocument"]["Statement"])
     applying = [statement for statement in document if _statement_applies(statement, request)]
     if any(statement["Effect"] == "Deny" for statement in applying):
         return False
@@ -588,6 +616,8 @@ def test_the_detector_rules_may_send_to_the_alert_queue(rule: str, template: dic
     [
         ("the enrich function (re-queueing)", _role("EnrichFunctionRole"), True, True),
         ("the intake function", _role("IntakeFunctionRole"), False, True),
+        ("the Falcon poller", _role("FalconPollerFunctionRole"), True, False),
+        ("the Workspace poller", _role("WorkspacePollerFunctionRole"), True, False),
         ("an administrator", ADMINISTRATOR, False, False),
         ("another EventBridge rule", _service("events.amazonaws.com", SOMEONE_ELSES_RULE), False, False),
         ("an SNS topic", _service("sns.amazonaws.com", SOMEONES_TOPIC), False, False),
@@ -1011,6 +1041,9 @@ RESERVED_CONCURRENCY = {
     "RemediateFunction": 5,
     "TicketFunction": 5,
     "IntakeFunction": 10,
+    # One poll at a time: two would list the same alerts at once.
+    "FalconPollerFunction": 1,
+    "WorkspacePollerFunction": 1,
 }
 
 
@@ -1049,9 +1082,13 @@ def test_only_the_enrich_function_may_start_triage_or_read_the_api_key(
     # Then starting executions and reading secrets belong to the functions that need them alone
     for logical_id, actions in granted.items():
         sensitive = actions & {"states:StartExecution", "secretsmanager:GetSecretValue"}
-        assert not sensitive or logical_id in {"EnrichFunction", "ApprovalFunction", "TicketFunction"}, (
-            f"{logical_id} may {sorted(sensitive)}"
-        )
+        assert not sensitive or logical_id in {
+            "EnrichFunction",
+            "ApprovalFunction",
+            "TicketFunction",
+            "FalconPollerFunction",
+            "WorkspacePollerFunction",
+        }, f"{logical_id} may {sorted(sensitive)}"
     # And the ticket function reads only the ticket provider's secret and the key that signs case page
     # links, and starts nothing
     case_page_key, ticket_secret = [
@@ -1069,6 +1106,16 @@ def test_only_the_enrich_function_may_start_triage_or_read_the_api_key(
     assert checking_key["Resource"] == {"Ref": "CasePageKey"}
     assert "${VirusTotalApiKeySecretName}-??????" in virustotal_key["Resource"]["Fn::Sub"]
     assert "states:StartExecution" not in granted["ApprovalFunction"]
+    # And each poller reads only its vendor's credentials, and starts nothing
+    for poller, parameter in (
+        ("FalconPollerFunction", "FalconApiSecretName"),
+        ("WorkspacePollerFunction", "WorkspaceServiceAccountSecretName"),
+    ):
+        (poller_secret,) = [
+            s for s in statements(specs[poller]) if s["Action"] == "secretsmanager:GetSecretValue"
+        ]
+        assert poller_secret["Resource"]["Fn::Sub"].endswith(f":secret:${{{parameter}}}-??????")
+        assert "states:StartExecution" not in granted[poller]
     # And only the remediate function may change EC2
     assert {a for a in granted["EnrichFunction"] | granted["TicketFunction"] if a.startswith("ec2:")} == set()
 
