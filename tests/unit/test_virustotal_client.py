@@ -753,3 +753,56 @@ def test_deep_context_is_off_by_default_and_its_limit_is_checked(vt_session: req
     assert VirusTotalClient(vt_session, API_KEY, DEFAULT_VT_BASE_URL).deep_context is False
     with pytest.raises(ValueError, match="deep_context_limit"):
         VirusTotalClient(vt_session, API_KEY, DEFAULT_VT_BASE_URL, deep_context=True, deep_context_limit=0)
+
+
+# --- VT Augment's widget -----------------------------------------------------------------------------
+
+
+def test_a_widget_is_asked_for_with_the_observable_and_its_colours_and_read_from_the_answer(
+    vt_session: requests.Session, vt_sleep: SleepRecorder
+) -> None:
+    # Given VirusTotal answering the widget endpoint as its documentation shows
+    answer = {
+        "data": {
+            "url": "https://www.virustotal.com/ui/widget/html/OTEzZjdhMDBl",
+            "detection_ratio": {"detections": 5, "total": 71},
+        }
+    }
+    with ScriptedServer([(200, json.dumps(answer).encode(), {})]) as server:
+        client = make_client(vt_session, server.base_url, vt_sleep)
+
+        # When a URL's widget is minted with two theme colours
+        widget = client.widget("http://a.example/x?y=1", {"bg1": "#FFFFFF", "fg1": "1a1a1a"})
+
+    # Then one GET asked for it, the observable and colours as query parameters, the key in its header
+    [(path, headers)] = server.requests
+    assert path == "/api/v3/widget/url?query=http%3A%2F%2Fa.example%2Fx%3Fy%3D1&fg1=%231a1a1a&bg1=%23ffffff"
+    assert headers["x-apikey"] == API_KEY
+    # And the widget is the URL to frame with VirusTotal's detection ratio
+    assert (widget.url, widget.ratio) == ("https://www.virustotal.com/ui/widget/html/OTEzZjdhMDBl", "5/71")
+    assert client.requests_sent == 1
+
+
+def test_a_key_not_licensed_for_vt_augment_is_refused_once_and_an_answer_framing_another_site_too(
+    vt_session: requests.Session, vt_sleep: SleepRecorder
+) -> None:
+    # Given VirusTotal refusing the key (403), then a server answering a widget URL of another site
+    elsewhere = {"data": {"url": "https://evil.example/ui/widget/html/x"}}
+    script: Script = [
+        (403, vt_error_body("ForbiddenError", "You are not allowed to perform the requested operation"), {}),
+        (200, json.dumps(elsewhere).encode(), {}),
+    ]
+    with ScriptedServer(script) as server:
+        client = make_client(vt_session, server.base_url, vt_sleep)
+
+        # When widgets are minted, Then the 403 is raised at once, not retried
+        with pytest.raises(VirusTotalForbiddenError):
+            client.widget("tawuhoju.com")
+        assert len(server.requests) == 1
+        # And an answer naming no widget page of VirusTotal's is refused, never handed on to be framed
+        with pytest.raises(VirusTotalError, match="no widget URL of VirusTotal's"):
+            client.widget("tawuhoju.com")
+    # And an unknown colour is refused before anything is sent
+    with pytest.raises(ValueError, match="unknown widget colours"):
+        client.widget("tawuhoju.com", {"fg9": "#000000"})
+    assert len(server.requests) == 2
