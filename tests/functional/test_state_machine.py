@@ -9,6 +9,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -184,6 +185,60 @@ def test_harmless_or_unknown_case_is_closed_by_the_direct_dynamodb_integration(
     assert stored.closed_at is not None
     # and its history ends with the closure the state machine recorded
     assert stored.history[-1].status is CaseStatus.CLOSED
+
+
+class _ClosedAfterItsRead:
+    """The DynamoDB client of a step whose save reads the case just before the state machine closes it:
+    the first GetItem answers, then the close runs to its end, then the step goes on to its write."""
+
+    def __init__(self, client: Any, close: Callable[[], None]) -> None:
+        self._client = client
+        self._close: Callable[[], None] | None = close
+
+    def get_item(self, **request: Any) -> Any:
+        answer = self._client.get_item(**request)
+        close, self._close = self._close, None
+        if close is not None:
+            close()
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_save_whose_read_falls_before_close_case_keeps_the_case_closed(local_aws: LocalAws) -> None:
+    # Given a stored case, and a step (a repeat's enrich) holding a copy read before its closing, which
+    # notes the execution it started
+    case = _case(Verdict.HARMLESS)
+    assert _cases(local_aws).create(case)
+    step_copy = _cases(local_aws).get(case.case_id)
+    assert step_copy is not None
+    step_copy.execution_arn = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:execution:vtriage:repeat"
+
+    # When the step saves it, and the state machine's CloseCase writes the case between the save's read
+    # of the stored item and its write
+    def close() -> None:
+        execution = wait_for_execution(
+            local_aws.client("stepfunctions"), _start(local_aws, case, store=False, route=Branch.CLOSE)
+        )
+        assert execution["status"] == "SUCCEEDED"
+
+    step = DynamoCaseRepository(
+        _ClosedAfterItsRead(local_aws.client("dynamodb"), close),
+        local_aws.ref("CasesTable"),
+        timedelta(days=90),
+        lambda: NOW,
+    )
+    step.save(step_copy)
+
+    # Then the case stays closed, with what CloseCase wrote, and keeps what the step noted: the save saw
+    # the revision CloseCase added and merged again instead of writing over it
+    stored = _cases(local_aws).get(case.case_id)
+    assert stored is not None
+    assert (stored.status, stored.branch) == (CaseStatus.CLOSED, Branch.CLOSE)
+    assert stored.closed_at is not None
+    assert stored.history[-1].status is CaseStatus.CLOSED
+    assert stored.execution_arn == step_copy.execution_arn
 
 
 def _entered_states(aws: LocalAws, execution_arn: str) -> list[str]:

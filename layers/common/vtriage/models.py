@@ -510,7 +510,9 @@ class Case(BaseModel):
         """The case to write over `stored`: this version, plus what others appended to the stored case
         since this version was read, which a whole-item write would lose: the variants the enrich function
         noted, the repeats it folded (their ids, count and latest), and their lines in the history, each in
-        its place in time. Every `CaseRepository.save` keeps them so."""
+        its place in time. Every `CaseRepository.save` keeps them so. A status another writer set meanwhile
+        (the state machine's CloseCase and MarkCaseFailed write the item directly) stands, with the fields
+        set with it, unless this version changed the status later: the latest status change wins."""
         history = list(self.history)
         for entry in stored.history:
             if entry not in self.history:
@@ -527,6 +529,15 @@ class Case(BaseModel):
         }
         if stored.repeat_count > self.repeat_count:
             update |= {"repeat_count": stored.repeat_count, "last_repeat": stored.last_repeat}
+        theirs = _latest_status_change(stored.history, seen=self.history)
+        mine = _latest_status_change(self.history, seen=stored.history)
+        if theirs is not None and (mine is None or theirs.at > mine.at):
+            update |= {
+                "status": stored.status,
+                "branch": stored.branch,
+                "closed_at": stored.closed_at,
+                "error": stored.error,
+            }
         return self.model_copy(update=update)
 
     @property
@@ -549,6 +560,16 @@ class Case(BaseModel):
 
 def _appended(mine: list[str], stored: list[str]) -> list[str]:
     return [*mine, *(value for value in stored if value not in mine)]
+
+
+def _latest_status_change(history: list[HistoryEntry], seen: list[HistoryEntry]) -> HistoryEntry | None:
+    """The latest line of `history` that `seen` lacks and that moved the case to another status (a
+    repeat's line keeps the status it found, and changes none)."""
+    latest = None
+    for before, entry in zip([None, *history], history, strict=False):
+        if entry not in seen and (before is None or entry.status is not before.status):
+            latest = entry
+    return latest
 
 
 class ExecutionInput(Frozen):
