@@ -234,6 +234,7 @@ def test_repeats_folded_without_end_keep_the_case_bounded_and_every_count(local_
     cases = DynamoCaseRepository(client, table, timedelta(days=90), lambda: AT)
     ledger = DynamoRepeatLedger(client, table, lambda: AT)
     case = make_case(make_alert())
+    case.record(case.status, AT, "received")
     cases.create(case)
 
     # When its finding repeats 130 times
@@ -257,6 +258,7 @@ def test_repeats_folded_without_end_keep_the_case_bounded_and_every_count(local_
     assert stored.repeat_case_ids[-1] == "guardduty-129"
     assert len(stored.history) <= MAX_HISTORY
     assert stored.history[0].status.value == "NEW"
+    assert stored.history[0].note == "received"
     assert stored.history[-1].note.startswith(f"repeat of {129:032x}")
     assert stored.history_dropped == 131 - len(stored.history)
     # and a repeat delivered again is still counted once
