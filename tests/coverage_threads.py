@@ -1,0 +1,87 @@
+"""Coverage without tracing moto's server: the local stack (vtriage_local.stack) runs moto in this process,
+in threads of its own, and on Python 3.11 coverage's tracer (a trace function in every thread) doubled
+the functional suites' time although moto is no part of what coverage measures. Under coverage, the
+threads moto and its web server start run untraced, and the handlers that moto's Lambda backend calls
+from them are traced again: every line of vtriage that runs is still measured, wherever it runs (the
+same lines as with every thread traced, checked on test_state_machine). Moto used in-process through
+`mock_aws` runs in the test's own thread and stays traced.
+
+Nothing changes without coverage, nor when coverage does not trace threads through `threading.settrace`
+(Python 3.12 and later, where it uses `sys.monitoring`).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from vtriage_local import stack
+
+# Threads whose work starts in these packages run only library code: moto's request threads (werkzeug's
+# server), its server thread and the threads of its Step Functions engine.
+_UNTRACED_PACKAGES = ("moto", "werkzeug")
+
+TraceFunction = Callable[..., Any]
+
+
+def _starts_in_library(thread: threading.Thread) -> bool:
+    """Whether the thread's target is library code: a function of those packages, or a method of an
+    object of theirs (a werkzeug server's request thread runs `socketserver`'s method on that server)."""
+    target = getattr(thread, "_target", None)
+    owner = getattr(target, "__self__", None)
+    module = type(owner).__module__ if owner is not None else getattr(target, "__module__", None) or ""
+    return module.split(".", 1)[0] in _UNTRACED_PACKAGES
+
+
+def _untrace_library_threads(coverage_hook: TraceFunction) -> TraceFunction:
+    """A `threading.settrace` hook: coverage's own hook for every thread but the library's."""
+
+    def hook(frame: FrameType, event: str, arg: Any) -> Any:
+        if _starts_in_library(threading.current_thread()):
+            sys.settrace(None)
+            return None
+        return coverage_hook(frame, event, arg)
+
+    return hook
+
+
+def _traced_dispatcher(coverage_hook: TraceFunction, make_dispatcher: Any) -> Any:
+    """`stack._make_dispatcher`, whose dispatcher (moto's Lambda backend calls it from an untraced
+    request thread) runs the handler under coverage's tracer."""
+
+    def make(aws: stack.LocalAws) -> Any:
+        dispatch = make_dispatcher(aws)
+
+        def traced(*args: Any) -> Any:
+            if sys.gettrace() is not None:
+                return dispatch(*args)
+            sys.settrace(coverage_hook)  # coverage starts a tracer for this thread on the next call
+            try:
+                return dispatch(*args)
+            finally:
+                sys.settrace(None)
+
+        return traced
+
+    return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def moto_threads_untraced() -> Iterator[None]:
+    """Under coverage's tracer, moto's threads untraced and the handlers they call traced."""
+    coverage_hook = threading.gettrace()
+    if coverage_hook is None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stack, "_make_dispatcher", _traced_dispatcher(coverage_hook, stack._make_dispatcher))
+        threading.settrace(_untrace_library_threads(coverage_hook))
+        try:
+            yield
+        finally:
+            threading.settrace(coverage_hook)
