@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.factories import make_alert
-from vtriage.composition.remediate import actuators
+from vtriage.composition.remediate import actuators, actuators_outside_aws
 from vtriage.config import RemediateSettings
 from vtriage.models import ActionType, IocOutcome, IocType, Resource, ResourceType, Verdict
 from vtriage.playbook import ActionSpec, Playbook, Playbooks, default_playbooks, plan_actions
@@ -41,6 +41,8 @@ EVERY_RESOURCE_CONFIGURED = {
     "QUARANTINE_BUCKET": "vtriage-quarantine-123456789012",
     "DNS_FIREWALL_DOMAIN_LIST_ID": "rslvr-fdl-0123456789abcdef",
     "USER_CONTAINMENT_POLICY_ARN": "arn:aws:iam::123456789012:policy/vtriage-user-containment",
+    "FALCON_API_SECRET_NAME": "vtriage/falcon-api-client",
+    "FALCON_CID": "92012896127c4a948236ba7601b886b0",
 }
 
 # An alert that names a resource of every type and a malicious IOC of every type: anything an action
@@ -48,7 +50,8 @@ EVERY_RESOURCE_CONFIGURED = {
 INSTANCE = Resource(type=ResourceType.INSTANCE, id="i-0abc1234def567890", vpc_id="vpc-0a1b2c3d")
 KEY = Resource(type=ResourceType.ACCESS_KEY, id="AKIAIOSFODNN7EXAMPLE", user_name="ci-deployer")
 OBJECT = Resource(type=ResourceType.S3_OBJECT, id="uploads/invoice.exe", bucket="uploads", key="invoice.exe")
-ALERT = make_alert(type="Backdoor:EC2/C&CActivity.B", resources=(INSTANCE, KEY, OBJECT))
+HOST = Resource(type=ResourceType.FALCON_HOST, id="2ce412d17b334ad4adc8c1c54dbfec4b")
+ALERT = make_alert(type="Backdoor:EC2/C&CActivity.B", resources=(INSTANCE, KEY, OBJECT, HOST))
 IOCS = [
     IocOutcome(type=ioc_type, value=value, found_at="service.action", verdict=Verdict.MALICIOUS)
     for ioc_type, value in (
@@ -85,7 +88,10 @@ def row(action: ActionType) -> dict[str, str]:
 
 @cache
 def configured_actuators() -> Mapping[ActionType, ResponseActuator]:
-    return actuators(RemediateSettings.from_environ(EVERY_RESOURCE_CONFIGURED))
+    """Every actuator the remediate function builds: those of a place in AWS and those acting outside
+    AWS (a Falcon host's containment)."""
+    settings = RemediateSettings.from_environ(EVERY_RESOURCE_CONFIGURED)
+    return {**actuators(settings), **actuators_outside_aws(settings)}
 
 
 @cache
@@ -209,13 +215,13 @@ def test_every_actuator_writes_its_own_rollback_and_the_row_says_what_it_undoes(
 
 @pytest.mark.parametrize("action", list(ActionType), ids=str)
 def test_every_action_type_is_exercised_by_the_actuator_functional_tests(action: ActionType) -> None:
-    # Given the functional tests of the actuators
-    sources = [
-        path.read_text(encoding="utf-8")
-        for path in (ROOT / "tests" / "functional").glob("test_actuators_*.py")
-    ]
+    # Given the functional tests of the actuators: per service on moto, or per action type against a
+    # loopback server answering as the vendor's API documents (an action outside AWS)
+    functional = ROOT / "tests" / "functional"
+    paths = [*functional.glob("test_actuators_*.py"), *functional.glob(f"test_{action.value}.py")]
+    sources = [path.read_text(encoding="utf-8") for path in paths]
 
-    # Then one of them runs this action type on moto
+    # Then one of them runs this action type
     assert any(f"ActionType.{action.name}" in source for source in sources)
 
 

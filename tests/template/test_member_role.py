@@ -32,6 +32,7 @@ DEPLOYMENT_ONLY = {
     "NeverMoveProtectedObjects": "guards the S3 grants above",
     "NeverTouchAwsLogs": "guards the S3 grants above",
     "KeepQuarantinedCopies": "guards the deployment's quarantine bucket",
+    "ReadFalconApiClientForContainment": "the deployment's own Falcon tenant's API client, not AWS",
 }
 
 

@@ -51,7 +51,16 @@ PROVIDED_BY_LAMBDA = {"AWS_REGION": "us-east-1"}
 # The services each function may call: anything else in its policies is a privilege it does not use.
 SERVICES_BY_FUNCTION = {
     "EnrichFunction": {"dynamodb", "states", "sqs", "secretsmanager"},
-    "RemediateFunction": {"dynamodb", "ec2", "wafv2", "iam", "s3", "route53resolver", "sts"},
+    "RemediateFunction": {
+        "dynamodb",
+        "ec2",
+        "wafv2",
+        "iam",
+        "s3",
+        "route53resolver",
+        "sts",
+        "secretsmanager",
+    },
     "TicketFunction": {"dynamodb", "sns", "secretsmanager"},
     "IntakeFunction": {"sqs"},
     "ApprovalFunction": {"dynamodb", "states", "sns", "secretsmanager"},
@@ -1088,6 +1097,7 @@ def test_only_the_enrich_function_may_start_triage_or_read_the_api_key(
             "TicketFunction",
             "FalconPollerFunction",
             "WorkspacePollerFunction",
+            "RemediateFunction",
         }, f"{logical_id} may {sorted(sensitive)}"
     # And the ticket function reads only the ticket provider's secret and the key that signs case page
     # links, and starts nothing
@@ -1116,6 +1126,13 @@ def test_only_the_enrich_function_may_start_triage_or_read_the_api_key(
         ]
         assert poller_secret["Resource"]["Fn::Sub"].endswith(f":secret:${{{parameter}}}-??????")
         assert "states:StartExecution" not in granted[poller]
+    # And the remediate function reads only the Falcon API client's credentials (host containment), and
+    # starts nothing
+    (falcon_secret,) = [
+        s for s in statements(specs["RemediateFunction"]) if s["Action"] == "secretsmanager:GetSecretValue"
+    ]
+    assert falcon_secret["Resource"]["Fn::Sub"].endswith(":secret:${FalconApiSecretName}-??????")
+    assert "states:StartExecution" not in granted["RemediateFunction"]
     # And only the remediate function may change EC2
     assert {a for a in granted["EnrichFunction"] | granted["TicketFunction"] if a.startswith("ec2:")} == set()
 

@@ -397,8 +397,8 @@ def test_a_link_that_is_not_falcons_console_is_never_shown_as_one() -> None:
 
 
 def test_no_falcon_alert_ever_gets_an_aws_action() -> None:
-    # Given a cloud detection naming an AWS account, deployed in that very account, and even an alert
-    # stripped of the reason intake gave it
+    # Given a cloud detection naming an AWS account, deployed in that very account (with no Falcon tenant
+    # of its own), and even an alert stripped of any reason intake gave it
     [alert, _] = read(load(CLOUD)).alerts
     stripped = alert.model_copy(update={"not_actionable": ()})
     place = Place(own_account="000000000001")

@@ -352,13 +352,14 @@ def test_a_missing_or_broken_file_is_a_configuration_error(tmp_path: Path) -> No
 
 
 def test_the_shipped_file_names_every_default_playbook() -> None:
-    # Given the shipped playbooks, When they are loaded, Then the five defaults are there, in order
+    # Given the shipped playbooks, When they are loaded, Then the six defaults are there, in order
     assert [playbook.name for playbook in default_playbooks().playbooks] == [
         "compromised-instance",
         "malicious-remote-ip",
         "malicious-api-caller",
         "malware-in-s3-object",
         "malicious-domain",
+        "malicious-file-on-falcon-host",
     ]
 
 

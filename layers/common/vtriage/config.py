@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from vtriage.eligibility import Place
+from vtriage.eligibility import Place, falcon_cid
 from vtriage.errors import ConfigurationError
 from vtriage.intake import DEFAULT_MAX_FINDINGS, DEFAULT_MAX_IOCS, IntakeOptions
 from vtriage.models import Channel, Verdict
@@ -205,12 +205,66 @@ def _listed(value: object, pattern: re.Pattern[str], what: str) -> object:
     return values
 
 
-def _place(own_account_id: str, member_account_ids: tuple[str, ...], act_regions: tuple[str, ...]) -> Place:
+def _place(
+    own_account_id: str,
+    member_account_ids: tuple[str, ...],
+    act_regions: tuple[str, ...],
+    own_falcon_cid: str | None,
+) -> Place:
     return Place(
         own_account=own_account_id,
         members=frozenset(member_account_ids) - {own_account_id},
         regions=frozenset(act_regions),
+        falcon_cid=own_falcon_cid,
     )
+
+
+class FalconTenantSettings(Settings):
+    """The deployment's own CrowdStrike Falcon tenant (FALCON_CID): the only one whose hosts it contains
+    (`contain_host`); unset, it contains no host. The console's form (capitals, with the two-digit
+    checksum: `0123...CDEF-1A`) and the API's (32 lower-case hexadecimal digits) are both taken."""
+
+    falcon_cid: str | None = Field(default=None, alias="FALCON_CID")
+
+    @field_validator("falcon_cid", mode="before")
+    @classmethod
+    def _falcon_cid_form(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        cid = falcon_cid(value)
+        if cid is None:
+            raise ValueError("a Falcon customer id is 32 hexadecimal digits (the console's may end in -XX)")
+        return cid
+
+
+# CrowdStrike's clouds, each with its API's base URL (vtriage.adapters.falcon.FALCON_CLOUDS).
+FalconCloud = Literal["us-1", "us-2", "eu-1", "us-gov-1"]
+
+
+class FalconApiSettings(Settings):
+    """Where CrowdStrike Falcon's API is: the Falcon cloud the API client lives in (FALCON_CLOUD), or a URL
+    instead (FALCON_BASE_URL: a proxy, or a loopback server in tests; https only). Shared by the Falcon
+    poller and the remediate function (host containment), each with the API client's secret."""
+
+    falcon_cloud: FalconCloud = Field(default="us-1", alias="FALCON_CLOUD")
+    falcon_base_url: str | None = Field(default=None, alias="FALCON_BASE_URL")
+
+    @field_validator("falcon_cloud", mode="before")
+    @classmethod
+    def _falcon_cloud_name(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("falcon_base_url", mode="before")
+    @classmethod
+    def _empty_falcon_url_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("falcon_base_url")
+    @classmethod
+    def _falcon_over_https(cls, value: str | None) -> str | None:
+        return None if value is None else _https_only(value)
 
 
 class VirusTotalKeySettings(Settings):
@@ -247,7 +301,7 @@ class VirusTotalKeySettings(Settings):
         return None
 
 
-class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings):
+class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings, FalconTenantSettings):
     """Settings of the enrich function."""
 
     enrichments_table: str = Field(alias="ENRICHMENTS_TABLE_NAME", min_length=1)
@@ -333,8 +387,9 @@ class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings):
 
     @property
     def place(self) -> Place:
-        """Where this deployment acts: its own account and its members, in the Regions allowed."""
-        return _place(self.own_account_id, self.member_account_ids, self.act_regions)
+        """Where this deployment acts: its own account and its members, in the Regions allowed; its own
+        Falcon tenant's hosts."""
+        return _place(self.own_account_id, self.member_account_ids, self.act_regions, self.falcon_cid)
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -373,7 +428,7 @@ class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings):
         return self
 
 
-class RemediateSettings(Settings):
+class RemediateSettings(FalconApiSettings, FalconTenantSettings):
     """Settings of the remediate function. Dry-run unless DRY_RUN is explicitly false."""
 
     dry_run: bool = Field(default=True, alias="DRY_RUN")
@@ -419,9 +474,28 @@ class RemediateSettings(Settings):
     user_containment_policy_arn: str | None = Field(
         default=None, alias="USER_CONTAINMENT_POLICY_ARN", pattern=r"^arn:aws[\w-]*:iam::\d{12}:policy/"
     )
+    # Host containment (contain_host) in the deployment's own Falcon tenant (FALCON_CID) with the API
+    # client whose credentials the secret holds (a JSON object {"client_id", "client_secret"}; its scope
+    # Hosts: Read and Write); unset, contain_host actions are skipped with the reason. A host carrying the
+    # protected grouping tag is never contained.
+    falcon_api_secret: str | None = Field(default=None, alias="FALCON_API_SECRET_NAME")
+    falcon_protected_tag: str = Field(
+        default="FalconGroupingTags/vtriage-protected",
+        alias="FALCON_PROTECTED_GROUPING_TAG",
+        pattern=r"^[A-Za-z0-9_/-]+$",
+    )
+
+    @field_validator("falcon_protected_tag", mode="before")
+    @classmethod
+    def _grouping_tag(cls, value: object) -> object:
+        # Falcon lists a grouping tag "vtriage-protected" as "FalconGroupingTags/vtriage-protected".
+        if isinstance(value, str) and value.strip() and "/" not in value:
+            return f"FalconGroupingTags/{value.strip()}"
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator(
         "guardrails_table",
+        "falcon_api_secret",
         "waf_ip_set_name",
         "waf_ip_set_id",
         "nacl_rule_min",
@@ -464,8 +538,9 @@ class RemediateSettings(Settings):
 
     @property
     def place(self) -> Place:
-        """Where this deployment acts: its own account and its members, in the Regions allowed."""
-        return _place(self.own_account_id, self.member_account_ids, self.act_regions)
+        """Where this deployment acts: its own account and its members, in the Regions allowed; its own
+        Falcon tenant's hosts."""
+        return _place(self.own_account_id, self.member_account_ids, self.act_regions, self.falcon_cid)
 
     @property
     def external_id(self) -> str:
@@ -701,35 +776,13 @@ class PollerSettings(Settings):
         return timedelta(days=self.remember_days)
 
 
-# CrowdStrike's clouds, each with its API's base URL (vtriage.adapters.falcon.FALCON_CLOUDS).
-FalconCloud = Literal["us-1", "us-2", "eu-1", "us-gov-1"]
-
-
-class FalconPollerSettings(PollerSettings):
+class FalconPollerSettings(PollerSettings, FalconApiSettings):
     """Settings of the Falcon poller: the API client's credentials in a Secrets Manager secret (a JSON
-    object {"client_id", "client_secret"}) and the Falcon cloud it lives in."""
+    object {"client_id", "client_secret"}) and the Falcon cloud it lives in (`FalconApiSettings`)."""
 
     falcon_api_secret: str = Field(alias="FALCON_API_SECRET_NAME", min_length=1)
-    falcon_cloud: FalconCloud = Field(default="us-1", alias="FALCON_CLOUD")
-    # Instead of the cloud's URL (a proxy, or a loopback server in tests): https only.
-    falcon_base_url: str | None = Field(default=None, alias="FALCON_BASE_URL")
     # Further FQL ANDed to the time filter (`product:'epp'`): which alerts the poller reads.
     falcon_filter: str = Field(default="", alias="FALCON_ALERT_FILTER", max_length=1000)
-
-    @field_validator("falcon_cloud", mode="before")
-    @classmethod
-    def _cloud_name(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("falcon_base_url", mode="before")
-    @classmethod
-    def _empty_url_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("falcon_base_url")
-    @classmethod
-    def _over_https(cls, value: str | None) -> str | None:
-        return None if value is None else _https_only(value)
 
 
 class WorkspacePollerSettings(PollerSettings):

@@ -11,12 +11,14 @@ Two things no finding can talk its way past, decided when its actions are planne
   product/aws/<service>`). Anyone allowed `securityhub:BatchImportFindings` can import a finding under a
   custom product (`product/<account>/default`), which the rule delivers all the same: such a finding is
   treated as a pushed alert, its reason naming the product.
-- **The place.** Actions run only in the deployment's own account and its member accounts
+- **The place.** AWS actions run only in the deployment's own account and its member accounts
   (`MemberAccountIds`, through the role each one trusts it with), in the finding's own Region, when
   `ActRegions` admits it (every Region when empty). A finding that names any other account or Region gets
   no action and is ticketed, with the reason; the remediate function checks again before each action.
   An alert from a detector outside AWS (CrowdStrike Falcon, Google Workspace) names no AWS account or
-  Region at all: it never gets an AWS action.
+  Region at all: it never gets an AWS action. The one action that acts outside AWS, `contain_host`, runs
+  only on a CrowdStrike Falcon alert whose customer id (CID) is the deployment's own Falcon tenant
+  (`FalconCid`): never on another tenant's alert, never on a Workspace or AWS alert.
 
 The reasons land in `Alert.not_actionable` (the playbooks then plan nothing, and the case shows why), or,
 for pushed alerts waiting for a person, on each planned action as the `needs_approval` parameter the
@@ -30,8 +32,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from vtriage.intake import falcon
 from vtriage.intake.fields import escaped
-from vtriage.models import NEEDS_APPROVAL_PARAMETER, Action, Alert, Provenance
+from vtriage.models import NEEDS_APPROVAL_PARAMETER, Action, ActionType, Alert, Provenance
 
 __all__ = [
     "WAITS_FOR_A_PERSON",
@@ -39,6 +42,7 @@ __all__ = [
     "Place",
     "PushedAlertActions",
     "eligibility",
+    "falcon_cid",
     "requiring_approval",
 ]
 
@@ -59,6 +63,17 @@ _AWS_PRODUCT = re.compile(r"arn:aws(?:-[a-z]+)*:securityhub:[a-z0-9-]+::product/
 # nothing else may choose an endpoint.
 _REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 
+# A Falcon customer id: 32 hexadecimal digits, which the console shows in capitals with a two-digit
+# checksum (`0123...CDEF-1A`, the CCID) and the API in lower case without it.
+_FALCON_CID = re.compile(r"([0-9a-fA-F]{32})(?:-[0-9a-fA-F]{2})?")
+
+
+def falcon_cid(value: str) -> str | None:
+    """A Falcon customer id in the API's form (32 lower-case hexadecimal digits), from either form; None
+    when the value is neither."""
+    match = _FALCON_CID.fullmatch(value.strip())
+    return match.group(1).lower() if match else None
+
 
 @dataclass(frozen=True)
 class Place:
@@ -69,6 +84,9 @@ class Place:
     own_account: str
     members: frozenset[str] = frozenset()
     regions: frozenset[str] = frozenset()
+    # The deployment's own Falcon tenant (FalconCid, in the API's form): the only one whose hosts it
+    # contains. None: it contains no host.
+    falcon_cid: str | None = None
 
     def is_member(self, account: str) -> bool:
         """Whether the account is one of the members (reached through their role), not the own one."""
@@ -79,11 +97,54 @@ class Place:
         return not self._against(account, region)
 
     def reasons_against(self, alert: Alert) -> list[str]:
-        """Why the alert lives somewhere this deployment does not act; empty when it lives here. An
-        alert from a detector outside AWS (`Alert.vendor`) lives in no AWS account or Region."""
+        """Why no AWS action may run where the alert lives; empty when it lives here. An alert from a
+        detector outside AWS (`Alert.vendor`) lives in no AWS account or Region."""
         if alert.vendor is not None:
             return [alert.vendor.outside_aws]
         return self._against(alert.account, alert.region)
+
+    def reasons_against_action(self, alert: Alert, action: ActionType) -> list[str]:
+        """Why an action of this type may not run on the alert where it lives: an AWS action in the
+        alert's AWS account and Region (`reasons_against`), a host's containment in this deployment's own
+        Falcon tenant (`host_reasons_against`). Empty when it may."""
+        if action.acts_in_aws:
+            return self.reasons_against(alert)
+        return self.host_reasons_against(alert)
+
+    def host_reasons_against(self, alert: Alert) -> list[str]:
+        """Why the host an alert names may not be contained: only a CrowdStrike Falcon alert's, and only
+        in this deployment's own Falcon tenant (`falcon_cid`). Empty when it may."""
+        if alert.source != falcon.SOURCE or alert.vendor is None:
+            return [
+                "only a CrowdStrike Falcon alert's host is contained (contain_host), in the deployment's "
+                "own Falcon tenant"
+            ]
+        if self.falcon_cid is None:
+            return [
+                "no Falcon tenant is configured (FalconCid): vtriage contains hosts only in the deployment's "
+                "own Falcon tenant, and none is named"
+            ]
+        tenant = alert.vendor.tenant
+        if tenant is None:
+            return [
+                "the alert names no Falcon customer id (CID): vtriage contains hosts only in the "
+                f"deployment's own Falcon tenant ({self.falcon_cid})"
+            ]
+        if falcon_cid(tenant) != self.falcon_cid:
+            return [
+                f"the alert's Falcon customer id '{escaped(tenant, _SHOWN)}' is not this deployment's "
+                f"({self.falcon_cid}): vtriage contains hosts only in its own Falcon tenant (FalconCid)"
+            ]
+        return []
+
+    def reasons_against_alert(self, alert: Alert) -> list[str]:
+        """Why no action of any kind may run where the alert lives: an AWS alert's place (its account and
+        Region); a Falcon alert's tenant, when it is not this deployment's (then neither an AWS action nor
+        its host's containment may run); any other vendor's alert lives in no AWS account or Region."""
+        if alert.source == falcon.SOURCE and alert.vendor is not None:
+            against_host = self.host_reasons_against(alert)
+            return [alert.vendor.outside_aws, *against_host] if against_host else []
+        return self.reasons_against(alert)
 
     def _against(self, account: str, region: str) -> list[str]:
         reasons = []
@@ -114,6 +175,15 @@ class Eligibility:
 
     not_actionable: tuple[str, ...] = ()
     approval: str | None = None
+    # Whether the alert's actions act in AWS (it names an AWS account and Region) or on its Falcon host;
+    # `elsewhere` says why the other kind is never planned on it (a Falcon alert's AWS actions).
+    acts_in_aws: bool = True
+    elsewhere: str | None = None
+
+    def placed(self, actions: Sequence[Action]) -> list[Action]:
+        """The planned actions that act where the alert lives: an AWS alert's AWS actions, a Falcon
+        alert's host containment; the others are left out (`elsewhere` says why)."""
+        return [action for action in actions if action.type.acts_in_aws == self.acts_in_aws]
 
     def applied_to(self, alert: Alert) -> Alert:
         """The alert with these reasons added to its own `not_actionable` ones (each once)."""
@@ -128,7 +198,11 @@ def eligibility(
 ) -> Eligibility:
     """Decide what may happen to the alert automatically, from its channel and its place (see the
     module's docstring)."""
-    reasons = place.reasons_against(alert)
+    reasons = place.reasons_against_alert(alert)
+    # An alert that names an AWS account and Region is acted on in AWS; one from outside AWS only by
+    # containing its host (a Falcon alert in the deployment's own tenant), never in AWS.
+    in_aws = alert.vendor is None
+    elsewhere = None if alert.vendor is None else alert.vendor.outside_aws
     product = _foreign_product(alert) if provenance.channel == "detector" else None
     if provenance.channel == "queue":
         reasons.append(
@@ -140,8 +214,8 @@ def eligibility(
             reasons.append(f"{why}: pushed alerts are ticketed, never acted on (PushedAlertActions=ticket)")
         elif not reasons:
             approval = "a person approves each action on a pushed alert (PushedAlertActions=approval)"
-            return Eligibility(approval=f"{why}: {approval}")
-    return Eligibility(not_actionable=tuple(reasons))
+            return Eligibility(approval=f"{why}: {approval}", elsewhere=elsewhere, acts_in_aws=in_aws)
+    return Eligibility(not_actionable=tuple(reasons), elsewhere=elsewhere, acts_in_aws=in_aws)
 
 
 def _foreign_product(alert: Alert) -> str | None:

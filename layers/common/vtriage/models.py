@@ -70,10 +70,12 @@ class ResourceType(StrEnum):
     ACCESS_KEY = "access_key"
     S3_BUCKET = "s3_bucket"
     S3_OBJECT = "s3_object"
+    # A host running CrowdStrike's sensor, by its Falcon device id (the agent id, AID).
+    FALCON_HOST = "falcon_host"
 
 
 class Resource(Frozen):
-    """An AWS resource named by the alert."""
+    """A resource named by the alert: an AWS resource, or a Falcon host (its device id)."""
 
     type: ResourceType
     id: str
@@ -260,6 +262,13 @@ class ActionType(StrEnum):
     DISABLE_ACCESS_KEY = "disable_access_key"
     QUARANTINE_OBJECT = "quarantine_object"
     BLOCK_DOMAIN_DNS_FIREWALL = "block_domain_dns_firewall"
+    CONTAIN_HOST = "contain_host"
+
+    @property
+    def acts_in_aws(self) -> bool:
+        """Whether the action changes something in an AWS account (in the finding's own account and
+        Region); `contain_host` acts in the deployment's own Falcon tenant instead."""
+        return self is not ActionType.CONTAIN_HOST
 
 
 # The parameter with which a playbook asks for one action to run in dry run whatever the global setting.

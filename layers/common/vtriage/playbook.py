@@ -5,7 +5,8 @@ Playbooks live in a JSON file (`data/playbooks.json` unless `PLAYBOOKS_PATH` nam
 when the enrich function starts. Each playbook matches an alert by its finding type, the verdicts of its
 IOCs, the IOC types and the resource types, and lists actions; the target and parameters of each action
 are taken from the alert: an instance action acts on every instance the alert names, an IP or domain
-block on every matching IP or domain, a key on every access key, a quarantine on every S3 object.
+block on every matching IP or domain, a key on every access key, a quarantine on every S3 object, a host
+containment on the Falcon host (its device id) a CrowdStrike Falcon alert names.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from vtriage.config import load_config
 from vtriage.errors import ConfigurationError
 from vtriage.models import (
     DRY_RUN_PARAMETER,
+    NEEDS_APPROVAL_PARAMETER,
     Action,
     ActionType,
     Alert,
@@ -58,6 +60,7 @@ _RESOURCE_TARGETS: dict[ActionType, ResourceType] = {
     ActionType.ISOLATE_INSTANCE: ResourceType.INSTANCE,
     ActionType.DISABLE_ACCESS_KEY: ResourceType.ACCESS_KEY,
     ActionType.QUARANTINE_OBJECT: ResourceType.S3_OBJECT,
+    ActionType.CONTAIN_HOST: ResourceType.FALCON_HOST,
 }
 
 SEVERITY_LABELS = ("low", "medium", "high", "critical")
@@ -115,11 +118,15 @@ class Match(_Strict):
 
 
 class ActionSpec(_Strict):
-    """One action of a playbook: its type (or `block_ip`), and whether it always runs in dry run."""
+    """One action of a playbook: its type (or `block_ip`), whether it always runs in dry run, and whether
+    a person approves it before it runs."""
 
     type: ActionType | Literal["block_ip"]
     dry_run: bool = Field(
         default=False, description="plan and check only, even when the remediate function acts for real"
+    )
+    needs_approval: bool = Field(
+        default=False, description="wait for a person to approve it (an approval link) before it runs"
     )
     parameters: dict[str, str] = Field(
         default={}, description="fixed parameters added to those taken from the alert"
@@ -228,6 +235,8 @@ def plan_actions(
                 all_parameters = {**spec.parameters, **parameters}
                 if spec.dry_run:
                     all_parameters[DRY_RUN_PARAMETER] = "true"
+                if spec.needs_approval:
+                    all_parameters[NEEDS_APPROVAL_PARAMETER] = "true"
                 identity = (action_type, target, tuple(sorted(all_parameters.items())))
                 if identity in seen:
                     continue

@@ -126,11 +126,17 @@ class ResponseActuator(Protocol):
 
 class ActuatorsByPlace(Protocol):
     """The actuators of each account and Region a case may be acted on in (the own account with the
-    function's credentials, a member account through its role), made the first time a case lives there."""
+    function's credentials, a member account through its role), made the first time a case lives there;
+    and those acting outside AWS (a Falcon host's containment), the same whichever case."""
 
     def at(self, account: str, region: str, case_id: str) -> Mapping[ActionType, ResponseActuator]:
         """The actuators acting in the account and Region, their calls made for the case (a member's
         session is named after it). Raises `MemberRoleError` when the account cannot be reached."""
+        ...
+
+    def outside_aws(self) -> Mapping[ActionType, ResponseActuator]:
+        """The actuators of the action types that act outside AWS (`ActionType.acts_in_aws` false): in
+        the deployment's own Falcon tenant, whatever account and Region a case names."""
         ...
 
 

@@ -1,7 +1,7 @@
 """Run a case's planned response actions, within a cap, where its finding lives (the deployment's own
-account or a member account, in the finding's Region, when the deployment's place admits it) and nowhere
-else, and record every outcome on the case; roll back what is reversible without undoing what another
-open case relies on."""
+account or a member account, in the finding's Region, when the deployment's place admits it; a Falcon
+alert's host in the deployment's own Falcon tenant) and nowhere else, and record every outcome on the
+case; roll back what is reversible without undoing what another open case relies on."""
 
 from __future__ import annotations
 
@@ -218,15 +218,29 @@ class Remediator:
         return rollback_case(case_id, self.cases, self.actuators)
 
 
-def refusal(case: Case, place: Place) -> str | None:
-    """Why no action of the case may run: its finding names an account that is neither the deployment's
-    nor a listed member, or a Region the deployment does not act in, or is not actionable. None when its
-    actions may run. Planning already gives such a
+def refusal(case: Case, place: Place, action: ActionType | None = None) -> str | None:
+    """Why an action of this type (of any type when None) may not run on the case: the alert is not
+    actionable, or it lives where the deployment does not act so: an AWS action outside its own and its
+    member accounts and Regions, or on an alert from outside AWS; a host's containment outside its own
+    Falcon tenant (`Place.reasons_against_action`). None when it may run. Planning already gives such a
     finding no action; this is checked again before each action, whoever planned it."""
-    reasons = [*case.alert.not_actionable, *place.reasons_against(case.alert)]
+    where = (
+        place.reasons_against_alert(case.alert)
+        if action is None
+        else place.reasons_against_action(case.alert, action)
+    )
+    reasons = [*case.alert.not_actionable, *where]
     if not reasons:
         return None
     return "not run, nothing changed: " + "; ".join(dict.fromkeys(reasons))
+
+
+def _refusals(case: Case, place: Place) -> list[str]:
+    """Why the case's actions may not run, each reason once: those of its action types, or of the case
+    itself when it has none."""
+    kinds: list[ActionType | None] = list(dict.fromkeys(action.type for action in case.actions)) or [None]
+    found = (refusal(case, place, kind) for kind in kinds)
+    return list(dict.fromkeys(reason for reason in found if reason is not None))
 
 
 def plan_remediation(
@@ -243,8 +257,8 @@ def plan_remediation(
 ) -> RemediationPlan:
     """Decide, for each action not yet run, whether it runs now or waits for a person, and save that.
 
-    A case whose finding lives outside `place` gets no item: each of its actions is SKIPPED with the
-    reason, and `finish_remediation` takes the reason to the ticket. Otherwise an action waits
+    An action that may not run where the case's finding lives (`refusal`) gets no item: it is SKIPPED
+    with the reason, and `finish_remediation` takes the reason to the ticket. Otherwise an action waits
     (PENDING_APPROVAL, with the reason) when its playbook asks for approval (`needs_approval=true`) or
     when it would act for real and the blast-radius cap of the hour is spent; a dry run changes nothing
     and uses none of it. Beyond `max_actions` per case, actions are SKIPPED for a person to decide.
@@ -254,14 +268,10 @@ def plan_remediation(
     """
     case = _case(cases, task.case_id)
     before = case.model_copy(deep=True)
-    refused = refusal(case, place)
-    if refused is not None:
-        for index, action in enumerate(case.actions):
-            if action.status in _NOT_YET_RUN:
-                case.actions[index] = action.with_outcome(ActionStatus.SKIPPED, refused)
-        case.branch = Branch.REMEDIATE
-        _save_if_changed(case, before, cases, now)
-        return RemediationPlan(case_id=case.case_id, items=[])
+    for index, action in enumerate(case.actions):
+        refused = refusal(case, place, action.type)
+        if refused is not None and action.status in _NOT_YET_RUN:
+            case.actions[index] = action.with_outcome(ActionStatus.SKIPPED, refused)
 
     budget = max_actions - sum(1 for action in case.actions if action.status in _COUNTS_TOWARDS_CAP)
     waits_that_fit = max(
@@ -371,10 +381,7 @@ def finish_remediation(
     timed out: the ticket escalates it), so that the state machine opens the ticket with it; otherwise
     return the outcomes."""
     case = _case(cases, task.case_id)
-    problems: list[str] = []
-    refused = refusal(case, place)
-    if refused is not None:
-        problems.append(refused)
+    problems = _refusals(case, place)
     problems += [
         f"{action.type.value} {action.target} failed: {action.detail}"
         for action in case.actions
@@ -678,10 +685,10 @@ def _run(
 ) -> Action:
     """Run one action through its actuator, unless the case's finding lives outside `place`; keep the
     planned type, target and parameters, take the outcome."""
-    refused = refusal(case, place)
+    refused = refusal(case, place, action.type)
     if refused is not None:
         return action.with_outcome(ActionStatus.SKIPPED, refused)
-    actuator = _actuators_at(case, actuators).get(action.type)
+    actuator = _actuators_for(case, action, actuators).get(action.type)
     if actuator is None:
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")
     action_dry_run = dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true"
@@ -691,20 +698,26 @@ def _run(
 
 def _undo(case: Case, action: Action, actuators: Actuators | ActuatorsByPlace) -> Action:
     """Roll one action back through its actuator; keep the planned type, target and parameters."""
-    actuator = _actuators_at(case, actuators).get(action.type)
+    actuator = _actuators_for(case, action, actuators).get(action.type)
     if actuator is None:
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")
     return _where_it_ran(case, action.with_outcome_of(actuator.rollback(_for_actuator(case, action))))
 
 
-def _actuators_at(case: Case, actuators: Actuators | ActuatorsByPlace) -> Actuators:
-    """The actuators of the place the case's finding lives in: its account and Region."""
+def _actuators_for(case: Case, action: Action, actuators: Actuators | ActuatorsByPlace) -> Actuators:
+    """The actuators that may run the action: an AWS action's are those of the place the case's finding
+    lives in (its account and Region); a host's containment acts in the deployment's own Falcon tenant,
+    whichever case."""
     if isinstance(actuators, Mapping):
         return actuators
+    if not action.type.acts_in_aws:
+        return actuators.outside_aws()
     return actuators.at(case.alert.account, case.alert.region, case.case_id)
 
 
 def _where_it_ran(case: Case, outcome: Action) -> Action:
-    """The outcome naming where it ran: the finding's account and Region (the ticket and the runner's
-    JSON show them)."""
+    """The outcome naming where it ran: an AWS action's, the finding's account and Region (the ticket
+    and the runner's JSON show them); an action outside AWS says where in its detail."""
+    if not outcome.type.acts_in_aws:
+        return outcome
     return outcome.model_copy(update={"account": case.alert.account, "region": case.alert.region})

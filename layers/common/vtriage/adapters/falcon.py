@@ -1,4 +1,5 @@
-"""CrowdStrike Falcon's API: an OAuth2 client (`FalconClient`) and the Alerts API as an `AlertSource`.
+"""CrowdStrike Falcon's API: an OAuth2 client (`FalconClient`), the Alerts API as an `AlertSource`, and
+host containment as a `ResponseActuator` (`FalconHostContainment`).
 
 `FalconClient` holds what every Falcon API call needs, so that other services of the same API (host
 containment: `POST /devices/entities/devices-actions/v2?action_name=contain|lift_containment`) add a
@@ -16,15 +17,22 @@ method on it and nothing else:
   then raises `TransientError`; 5xx answers, timeouts and refused connections raise `TransientError`;
   any other answer raises `FalconApiError` with the status and what CrowdStrike said.
 
+Host containment reads the device first (`GET /devices/entities/devices/v2?ids=<device id>`: its `cid`,
+`hostname`, `tags` with the grouping tags as `FalconGroupingTags/<tag>`, and its containment `status`:
+`normal`, `containment_pending`, `contained` or `lift_containment_pending`), then acts with
+`POST /devices/entities/devices-actions/v2?action_name=contain` (or `lift_containment`) and the body
+`{"ids": [<device id>]}`, which CrowdStrike answers 202 naming the devices acted on in `resources[].id`.
+
 No message built here holds the client secret or a token. Checked against CrowdStrike's API reference
-(the OAuth2 and Alerts collections) and FalconPy's endpoint definitions (`_endpoint/_oauth2.py`,
-`_endpoint/_alerts.py`, `_enum/_base_url.py`).
+(the OAuth2, Alerts and Hosts collections) and FalconPy's endpoint definitions (`_endpoint/_oauth2.py`,
+`_endpoint/_alerts.py`, `_endpoint/_hosts.py`: GetDeviceDetailsV2, PerformActionV2; `_enum/_base_url.py`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +44,9 @@ import requests
 from vtriage import __version__
 from vtriage.adapters.retry_after import retry_after_seconds
 from vtriage.clock import rfc3339_time
+from vtriage.display import one_line
 from vtriage.errors import ConfigurationError, TransientError, VtriageError
+from vtriage.models import Action, ActionStatus
 from vtriage.ports import PolledAlert
 
 # The API's base URL of each Falcon cloud (FalconPy's BaseURL enumeration).
@@ -49,6 +59,17 @@ FALCON_CLOUDS: Mapping[str, str] = {
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 (a path, not a password)
 ALERT_IDS_PATH = "/alerts/queries/alerts/v2"
 ALERT_ENTITIES_PATH = "/alerts/entities/alerts/v2"
+DEVICES_PATH = "/devices/entities/devices/v2"
+DEVICE_ACTIONS_PATH = "/devices/entities/devices-actions/v2"
+CONTAIN = "contain"
+LIFT_CONTAINMENT = "lift_containment"
+# A device's containment `status`, as the Hosts API gives it.
+NORMAL = "normal"
+CONTAINMENT_PENDING = "containment_pending"
+CONTAINED = "contained"
+LIFT_CONTAINMENT_PENDING = "lift_containment_pending"
+# A Falcon device id (the sensor's agent id, AID): 32 hexadecimal digits.
+DEVICE_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_TIMEOUT = (3.05, 20.0)
 USER_AGENT = f"vtriage/{__version__}"
 # A token is taken anew this long before CrowdStrike says it expires (or at half its life, if shorter).
@@ -135,6 +156,38 @@ class FalconClient:
     ) -> dict[str, Any]:
         """POST this JSON body to `path`; the answer's JSON object."""
         return self.call("POST", path, params=params, body=body)
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        """The device's details as the Hosts API gives them (`GET /devices/entities/devices/v2`), or None
+        when this API client's Falcon knows no such device (a 404, or no entity with its id)."""
+        try:
+            document = self.get(DEVICES_PATH, {"ids": device_id})
+        except FalconApiError as error:
+            if error.http_status == 404:
+                return None
+            raise
+        for entity in document.get("resources") or []:
+            if isinstance(entity, dict) and str(entity.get("device_id", "")).lower() == device_id:
+                return entity
+        return None
+
+    def device_action(self, action_name: str, device_id: str) -> None:
+        """Ask Falcon to take an action on the device (`contain`, `lift_containment`); FalconApiError
+        when CrowdStrike does not name the device among those it acts on."""
+        document = self.post(DEVICE_ACTIONS_PATH, {"ids": [device_id]}, {"action_name": action_name})
+        acted_on = {
+            str(entity.get("id", "")).lower()
+            for entity in document.get("resources") or []
+            if isinstance(entity, dict)
+        }
+        if device_id not in acted_on:
+            errors = document.get("errors")
+            said = "; ".join(
+                str(error.get("message"))
+                for error in (errors if isinstance(errors, list) else [])
+                if isinstance(error, dict) and error.get("message")
+            )
+            raise FalconApiError(200, f"{action_name} of device {device_id}: {said or 'not acted on'}")
 
     def call(
         self,
@@ -262,7 +315,7 @@ class FalconClient:
         if status in (401, 403):
             raise FalconAuthError(
                 f"CrowdStrike Falcon refused {what} (HTTP {status}) with a fresh token: {said}. The API "
-                "client needs the scope Alerts: Read (and Hosts: Write for host containment)"
+                "client needs the scope Alerts: Read (the poller), Hosts: Read and Write (host containment)"
             )
         raise FalconApiError(status, f"{what}: {said}")
 
@@ -357,3 +410,125 @@ def _total(page: Mapping[str, Any]) -> int | None:
     pagination = meta.get("pagination") if isinstance(meta, dict) else None
     total = pagination.get("total") if isinstance(pagination, dict) else None
     return total if isinstance(total, int) else None
+
+
+class FalconHostContainment:
+    """`ResponseActuator` for CONTAIN_HOST: network-contains a Falcon host (the target: its device id) in
+    the deployment's own Falcon tenant; rollback lifts the containment this action made.
+
+    The host is read live before anything is done (never from the alert): it must exist in this API
+    client's Falcon and belong to the tenant `cid`, and a host carrying `protected_tag` among its grouping
+    tags is left alone. A host contained already (or being contained) is left as it is: the action is done
+    and changes nothing. A host whose containment a person is lifting is not contained again. `before` and
+    `after` record the device id, the tenant, the host name and the containment status. The client is
+    made when the first action needs it (its credentials come from a secret)."""
+
+    def __init__(self, client: Callable[[], FalconClient], cid: str, protected_tag: str) -> None:
+        """Take the way to the Falcon API client, the tenant's customer id (lower case) and the
+        protected grouping tag (`FalconGroupingTags/<tag>`)."""
+        self._client = client
+        self._cid = cid
+        self._protected_tag = protected_tag
+
+    def run(self, action: Action, dry_run: bool) -> Action:
+        """Contain the host unless it is contained already (DONE, nothing changed), protected, another
+        tenant's or being released (SKIPPED), or gone (FAILED); in dry run, say what would happen."""
+        device_id = action.target.strip().lower()
+        if not DEVICE_ID.fullmatch(device_id):
+            return action.with_outcome(
+                ActionStatus.FAILED, f"not contained: {one_line(action.target, 80)} is not a Falcon device id"
+            )
+        client = self._client()
+        device = client.device(device_id)
+        if device is None:
+            return action.with_outcome(
+                ActionStatus.FAILED,
+                f"not contained: no device {device_id} in Falcon CID {self._cid} (removed, or never there)",
+            )
+        before = _host_state(device, device_id)
+        host = _host(before)
+        refused = self._refusal(device, before, host)
+        if refused is not None:
+            return action.with_outcome(ActionStatus.SKIPPED, refused)
+        status = before["status"]
+        if status in (CONTAINED, CONTAINMENT_PENDING):
+            detail = f"already contained: {host} is {status} in Falcon CID {self._cid}"
+            return action.with_outcome(ActionStatus.DONE, detail, before, before)
+        if dry_run:
+            detail = f"dry run, nothing changed: would contain {host} in Falcon CID {self._cid}"
+            return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
+        client.device_action(CONTAIN, device_id)
+        after = {**before, "status": CONTAINMENT_PENDING}
+        detail = (
+            f"contained: {host} in Falcon CID {self._cid} (status {CONTAINMENT_PENDING} until its sensor "
+            "applies it; it then talks only to the CrowdStrike cloud and what the containment policy allows)"
+        )
+        return action.with_outcome(ActionStatus.DONE, detail, before, after)
+
+    def rollback(self, action: Action) -> Action:
+        """Lift the containment if this action contained the host; leave a host that was contained before
+        it, or is no longer contained, as it is."""
+        before = action.before or {}
+        device_id = str(before.get("device_id") or "")
+        if not device_id or "status" not in before:
+            return action.model_copy(update={"detail": "nothing to undo: no state of the host was recorded"})
+        host = _host(before)
+        if before["status"] in (CONTAINED, CONTAINMENT_PENDING):
+            detail = f"already as before: {host} was {before['status']} before this case acted"
+            return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=before)
+        client = self._client()
+        device = client.device(device_id)
+        if device is None:
+            return action.with_outcome(
+                ActionStatus.FAILED, f"rollback failed: no device {device_id} in Falcon CID {self._cid}"
+            )
+        now = _host_state(device, device_id)
+        if now["cid"] != self._cid:
+            return action.with_outcome(
+                ActionStatus.FAILED,
+                f"rollback failed: {_host(now)} is in Falcon CID {now['cid']}, not {self._cid}",
+            )
+        if now["status"] not in (CONTAINED, CONTAINMENT_PENDING):
+            detail = f"already as before: {_host(now)} is {now['status']} in Falcon CID {self._cid}"
+            return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=now)
+        client.device_action(LIFT_CONTAINMENT, device_id)
+        after = {**now, "status": LIFT_CONTAINMENT_PENDING}
+        detail = f"rolled back: lifted the containment of {_host(now)} in Falcon CID {self._cid}"
+        return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
+
+    def _refusal(self, device: Mapping[str, Any], state: Mapping[str, str], host: str) -> str | None:
+        """Why the live host is not to be contained: another tenant's, protected, or being released."""
+        if state["cid"] != self._cid:
+            return (
+                f"not contained: {host} is in Falcon CID {state['cid']}, not this deployment's ({self._cid}):"
+                " vtriage contains hosts only in its own Falcon tenant"
+            )
+        tags = device.get("tags")
+        grouping = {str(tag).lower() for tag in tags} if isinstance(tags, list) else set()
+        if self._protected_tag.lower() in grouping:
+            return f"not contained: {host} carries the protected grouping tag {self._protected_tag}"
+        status = state["status"]
+        if status == LIFT_CONTAINMENT_PENDING:
+            return (
+                f"not contained: {host}'s containment is being lifted in Falcon ({status}): a person "
+                "released it, and vtriage does not contain it again"
+            )
+        if status not in (NORMAL, CONTAINED, CONTAINMENT_PENDING):
+            return f"not contained: {host} has a containment status vtriage does not know ({status})"
+        return None
+
+
+def _host_state(device: Mapping[str, Any], device_id: str) -> dict[str, str]:
+    """What a containment records of the live host: its device id, tenant, name and status."""
+    return {
+        "device_id": device_id,
+        "cid": str(device.get("cid") or "").lower(),
+        "hostname": str(device.get("hostname") or ""),
+        "status": str(device.get("status") or "").lower(),
+    }
+
+
+def _host(state: Mapping[str, Any]) -> str:
+    """`host <name> (<device id>)`, the name escaped: the host set it."""
+    name = one_line(state.get("hostname") or "with no name", 100)
+    return f"host {name} ({state['device_id']})"

@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import TransformParameterError
 from botocore.config import Config
 
 from vtriage.adapters.dynamodb import DynamoCaseRepository
@@ -50,6 +51,22 @@ def secrets_provider(settings: Settings) -> Callable[[], SecretsProvider]:
         return SecretsProvider(boto3_client=aws_client(settings, "secretsmanager"))
 
     return provider
+
+
+def secret_object(settings: Settings, name: str, needed: tuple[str, ...]) -> dict[str, Any]:
+    """The secret `name` as a JSON object holding at least the keys `needed`; a ConfigurationError that
+    names the secret and the keys, never a value, otherwise."""
+    try:
+        secret = secrets_provider(settings)().get(name, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+    except TransformParameterError:
+        # Its message may quote the value: say only what is wrong.
+        raise ConfigurationError(f"the secret {name} must hold a JSON object") from None
+    if not isinstance(secret, dict):
+        raise ConfigurationError(f"the secret {name} must hold a JSON object")
+    missing = [key for key in needed if not isinstance(secret.get(key), str) or not secret[key].strip()]
+    if missing:
+        raise ConfigurationError(f"the secret {name} lacks the key(s) {', '.join(missing)}")
+    return {str(key): value for key, value in secret.items()}
 
 
 def virustotal_api_key(settings: VirusTotalKeySettings, secrets: Callable[[], SecretsProvider]) -> str:

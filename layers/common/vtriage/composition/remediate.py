@@ -1,5 +1,6 @@
 """The remediate function's adapters: one actuator per configured action type, for each account and Region
-a case may be acted on in (built there on first use, kept for the container's life)."""
+a case may be acted on in (built there on first use, kept for the container's life), and the actuators
+that act outside AWS (a Falcon host's containment), one set for every case."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import boto3
 from vtriage.adapters.aws_sessions import AccountClients, AwsSessions, member_containment_policy_arn
 from vtriage.adapters.dns_firewall import DnsFirewallDomainBlocker
 from vtriage.adapters.ec2 import Ec2InstanceIsolation, Ec2InstanceTagging, Ec2VolumeSnapshots
+from vtriage.adapters.falcon import FalconClient, FalconHostContainment
 from vtriage.adapters.guardrails import DynamoBlastRadius
 from vtriage.adapters.iam import IamAccessKeyDisabler
 from vtriage.adapters.nacl import NaclIpBlocker
@@ -17,6 +19,7 @@ from vtriage.adapters.s3 import S3ObjectQuarantine
 from vtriage.adapters.waf import WafIpSetBlocker
 from vtriage.clock import utc_now
 from vtriage.composition import AWS_CONFIG, aws_client, aws_session, case_repository
+from vtriage.composition.falcon import falcon_client
 from vtriage.config import RemediateSettings
 from vtriage.models import Action, ActionStatus, ActionType
 from vtriage.ports import ResponseActuator
@@ -93,6 +96,30 @@ def actuators(settings: RemediateSettings, where: AccountClients | None = None) 
     return found
 
 
+def actuators_outside_aws(settings: RemediateSettings) -> Actuators:
+    """The actuators of the action types that act outside AWS, the same whichever account and Region a
+    case names: `contain_host`, in the deployment's own Falcon tenant (FALCON_CID) with the API client of
+    FALCON_API_SECRET_NAME, made (its secret read) when it first acts. Without both, its actions are
+    skipped with the reason and the case goes to its ticket."""
+    secret, cid = settings.falcon_api_secret, settings.falcon_cid
+    if secret is None or cid is None:
+        missing = " and ".join(
+            name for name, value in (("FalconApiSecretName", secret), ("FalconCid", cid)) if value is None
+        )
+        return {
+            ActionType.CONTAIN_HOST: NotConfigured(
+                f"not contained: no Falcon API client is configured for host containment ({missing}); "
+                "the host is left as it is, for a person"
+            )
+        }
+
+    @cache
+    def client() -> FalconClient:
+        return falcon_client(settings, secret)
+
+    return {ActionType.CONTAIN_HOST: FalconHostContainment(client, cid, settings.falcon_protected_tag)}
+
+
 class DeploymentAccountOnly:
     """The actuator, in a member account, of an action whose target is this deployment's own (a WAF IP
     set, a DNS Firewall domain list, the quarantine bucket): it changes nothing and says so."""
@@ -137,6 +164,9 @@ class PlacedActuators:
         self._settings = settings
         self._sessions = sessions
         self._built: dict[tuple[str, str], Actuators] = {}
+        # Built once: they act in the deployment's own Falcon tenant whichever place a case names, and
+        # one Falcon client keeps one token for every case.
+        self._outside_aws = actuators_outside_aws(settings)
 
     def at(self, account: str, region: str, case_id: str) -> Actuators:
         """The actuators acting in the account and Region for the case (a member's role assumed in a
@@ -145,6 +175,10 @@ class PlacedActuators:
         if (account, region) not in self._built:
             self._built[account, region] = actuators(self._settings, where)
         return self._built[account, region]
+
+    def outside_aws(self) -> Actuators:
+        """The actuators acting outside AWS (`actuators_outside_aws`), the same for every case."""
+        return self._outside_aws
 
 
 def placed_actuators(settings: RemediateSettings, sts: object | None = None) -> PlacedActuators:

@@ -10,7 +10,8 @@ from google.auth.transport.requests import AuthorizedSession
 from google.oauth2 import service_account
 
 from vtriage.adapters.workspace import SCOPE, WorkspaceAlertSource
-from vtriage.composition.pollers import poller, secret_object
+from vtriage.composition import secret_object
+from vtriage.composition.pollers import poller
 from vtriage.config import WorkspacePollerSettings, https_url_problem
 from vtriage.errors import ConfigurationError
 from vtriage.polling import Poller

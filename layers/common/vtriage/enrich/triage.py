@@ -146,6 +146,7 @@ class Triage:
             raise refusal
         verdict = worst_verdict([outcome.verdict for outcome in outcomes if outcome.skipped_reason is None])
         actions = plan_actions(alert, outcomes, rules.playbooks, ip_block_method=rules.ip_block_method)
+        actions = allowed.placed(actions)
         if allowed.approval is not None:
             actions = requiring_approval(actions, allowed.approval)
         case = Case(
@@ -232,6 +233,9 @@ def _enriched_note(case: Case, branch: Branch, allowed: Eligibility) -> str:
     note = f"verdict {case.verdict.value}; {count} action{'s' if count != 1 else ''} planned"
     if allowed.not_actionable:
         note += "; no automatic action: " + "; ".join(allowed.not_actionable)
-    elif allowed.approval is not None and case.actions:
-        note += f", each waiting for a person ({allowed.approval})"
+    else:
+        if allowed.approval is not None and case.actions:
+            note += f", each waiting for a person ({allowed.approval})"
+        if allowed.elsewhere is not None:
+            note += f"; {allowed.elsewhere}"
     return note + f"; route {branch.value}"

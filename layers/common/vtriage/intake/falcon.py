@@ -36,8 +36,11 @@ local addresses, ...) are its own: a value equal to one is skipped, never looked
 reserved values are skipped by `canonical_ioc`, and CrowdStrike's own hosts (the console every alert
 links to, the API) are never looked up.
 
-A Falcon alert names no AWS account or Region (`vendor.NO_AWS_PLACE`): it is triaged and ticketed, never
-acted on in AWS; its case shows the Falcon product, host, user and console link (`Alert.vendor`).
+A Falcon alert names no AWS account or Region (`vendor.NO_AWS_PLACE`): it is never acted on in AWS; its
+case shows the Falcon product, host, user and console link (`Alert.vendor`). The host the detection
+happened on is its resource, by its Falcon device id (`device.device_id`; a stream event's `AgentId`,
+`SensorId` or `AgentIdString`): the one thing vtriage may act on, by containing it in the deployment's own
+Falcon tenant (`eligibility.Place` decides where an action may run).
 Acknowledged, no case: an alert whose `status` is `closed`. CrowdStrike's test detection (a command line
 naming `crowdstrike_sample_detection`) is a sample: triaged and never acted on, or ignored with
 `ignore_samples`.
@@ -46,6 +49,7 @@ naming `crowdstrike_sample_detection`) is a sample: triaged and never acted on, 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -69,7 +73,7 @@ from vtriage.intake.fields import (
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.intake.refang import MAX_FREE_TEXT, candidates_in_text, read_extent
 from vtriage.intake.suffixes import public_suffix
-from vtriage.models import Alert, Ioc, IocType, Severity, VendorAlert
+from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity, VendorAlert
 
 SOURCE = "falcon"
 PLATFORM = "CrowdStrike Falcon"
@@ -113,6 +117,10 @@ _STREAM_PRODUCTS = {
     "xdrdetectionsummaryevent": "Falcon Insight XDR",
 }
 ANOTHER_HASH = "another hash of the file whose {kept} is looked up: one lookup per file"
+# A Falcon device id (the sensor's agent id, AID): 32 hexadecimal digits.
+_DEVICE_ID = re.compile(r"[0-9a-fA-F]{32}")
+# Where a stream event names the device the detection happened on.
+_STREAM_DEVICE_KEYS = ("AgentId", "SensorId", "AgentIdString")
 
 
 def is_stream_event(document: Mapping[str, Any]) -> bool:
@@ -276,6 +284,22 @@ class _FalconReader(Fields):
                         ioc = ioc.model_copy(update={"skipped_reason": OWN_ADDRESS_REASON})
                 kept.setdefault(ioc.key, ioc)
 
+    def host(self, parent: Mapping[str, Any], keys: Iterable[str], at: str) -> tuple[Resource, ...]:
+        """The host the detection happened on, by the device id the first of `keys` holds (lower case); a
+        value that is no device id (or Falcon's all-zero placeholder) is noted and passed over."""
+        for key in keys:
+            value = parent.get(key)
+            if value is None or value == "":
+                continue
+            text = value.strip() if isinstance(value, str) else ""
+            if _DEVICE_ID.fullmatch(text) and text.strip("0"):
+                return (Resource(type=ResourceType.FALCON_HOST, id=text.lower()),)
+            self.note(
+                f"{self.where(join(at, key))}: {shown(value)} is not a Falcon device id (32 hexadecimal"
+                " digits): no host to act on"
+            )
+        return ()
+
     def sample(self, command_lines: Iterable[tuple[str, str]]) -> bool:
         """Whether a command line is CrowdStrike's test detection's."""
         return any(SAMPLE_MARKER in text.lower() for _, text in command_lines)
@@ -292,12 +316,13 @@ class _FalconReader(Fields):
         iocs: Iterable[Ioc],
         sample: bool,
         details: VendorAlert,
+        hosts: tuple[Resource, ...],
     ) -> Alert:
         """The Alert, placed outside AWS, with what was read and noted (its IOCs each once, at the first
-        place they were found)."""
+        place they were found) and the host it is about. Where actions may run on it is eligibility's to
+        say (`eligibility.Place`): none in AWS, its host's containment in the deployment's own tenant."""
         created_at = created or updated or UNKNOWN_TIME
         updated_at = updated or created_at
-        vendor.outside_aws(self, details)
         if sample:
             self.not_actionable.append(SAMPLE_REASON)
         kept: dict[str, Ioc] = {}
@@ -314,6 +339,7 @@ class _FalconReader(Fields):
             version=updated_at.isoformat() if updated_at is not UNKNOWN_TIME else "unversioned",
             account=vendor.NO_AWS_PLACE,
             region=vendor.NO_AWS_PLACE,
+            resources=hosts,
             iocs=tuple(kept.values()),
             notes=self.alert_notes(),
             not_actionable=self.alert_not_actionable(),
@@ -372,6 +398,7 @@ class _EntityReader(_FalconReader):
             iocs=kept.values(),
             sample=sample,
             details=self.details(device),
+            hosts=self.host(device, ("device_id",), "device"),
         )
 
     def command_lines(self) -> list[tuple[str, str]]:
@@ -552,6 +579,7 @@ class _StreamReader(_FalconReader):
                     self, event.get("FalconHostLink"), "event.FalconHostLink", CONSOLE_HOSTS
                 ),
             ),
+            hosts=self.host(event, _STREAM_DEVICE_KEYS, "event"),
         )
 
     def command_lines(self, event: Mapping[str, Any]) -> list[tuple[str, str]]:

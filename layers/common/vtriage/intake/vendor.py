@@ -1,8 +1,10 @@
 """What the readers of detectors outside AWS (CrowdStrike Falcon, Google Workspace) share.
 
 Such an alert names no AWS account or Region: it is placed at `NO_AWS_PLACE` (account and Region alike),
-carries its vendor's terms in `Alert.vendor` (`VendorAlert`), and is never actionable in AWS: the reason
-(`VendorAlert.outside_aws`) is on the alert from intake on, and `eligibility.Place` refuses it again.
+carries its vendor's terms in `Alert.vendor` (`VendorAlert`), and is never acted on in AWS:
+`eligibility.Place` refuses it every AWS action (`VendorAlert.outside_aws`). A Workspace alert carries
+that reason from intake on (nothing may act on it); a Falcon alert's host may be contained in the
+deployment's own Falcon tenant, which eligibility decides.
 """
 
 from __future__ import annotations
