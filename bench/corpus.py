@@ -129,3 +129,9 @@ def write_recordings(folder: Path, ips: set[str], seed: int = 7) -> None:
         stats = report["data"]["attributes"]["last_analysis_stats"]
         stats["malicious"] = rng.choice([0, 0, 0, 1, 4, 9])
         (target / f"synthetic-{ip}.json").write_text(json.dumps(report))
+
+
+def remote_ips(alert: dict[str, Any]) -> list[str]:
+    """The remote IPs a port-probe alert of the corpus names, read from the alert itself."""
+    details = alert["detail"]["service"]["action"]["portProbeAction"]["portProbeDetails"]
+    return [str(detail["remoteIpDetails"]["ipAddressV4"]) for detail in details]

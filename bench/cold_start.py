@@ -1,0 +1,93 @@
+"""Cold start of the enrich function against the floor of its runtime dependencies, in the same run.
+
+Each sample is a fresh interpreter: one imports the handler module and builds the function's adapters
+(what a first invocation does before its first request), one imports only the runtime dependencies the
+function is built on and makes one client. They alternate, so that both see the same machine; the
+figure is the ratio of their medians.
+"""
+
+from __future__ import annotations
+
+import compileall
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = 31
+
+# The handler as Lambda starts it: its module (Logger and Metrics made at import), then, on the first
+# invocation, the settings and the composition root's adapters.
+HANDLER = """
+import sys, time
+started = time.perf_counter()
+sys.path.insert(0, "functions/enrich")
+import app
+from vtriage.composition.enrich import batch_factory
+from vtriage.config import EnrichSettings
+batch_factory(EnrichSettings.from_environ())
+print(time.perf_counter() - started)
+"""
+# What the enrich function cannot do without, imported in the handler's order (powertools before
+# pydantic, so that the batch utility skips its pydantic record models), with one pydantic model with
+# a constrained field (which loads pydantic's field machinery) and one client: the floor of any
+# handler on these runtime dependencies.
+DEPENDENCIES = """
+import time
+started = time.perf_counter()
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.batch import BatchProcessor
+import boto3
+import requests
+from pydantic import BaseModel, Field
+class Setting(BaseModel):
+    name: str = Field(min_length=1)
+boto3.client("dynamodb")
+print(time.perf_counter() - started)
+"""
+BOTO3 = """
+import time
+started = time.perf_counter()
+import boto3
+boto3.client("dynamodb")
+print(time.perf_counter() - started)
+"""
+
+
+def compile_project() -> None:
+    """Write vtriage's and the handler's bytecode, as the layer's build does (layers/common/Makefile):
+    on Lambda both sides load bytecode, and an interpreter that writes none (PYTHONDONTWRITEBYTECODE)
+    would compile vtriage at every start and the figure would measure the compiler."""
+    for folder in (ROOT / "layers" / "common" / "vtriage", ROOT / "functions" / "enrich"):
+        compileall.compile_dir(folder, quiet=1)
+
+
+def _seconds(script: str, environment: dict[str, str]) -> float:
+    output = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, check=True
+    )
+    return float(output.stdout.strip().splitlines()[-1])
+
+
+def cold_start(function_environment: dict[str, str], runs: int = RUNS) -> dict[str, Any]:
+    """Medians of `runs` fresh interpreters of each kind, in the enrich function's environment."""
+    compile_project()
+    environment = {**os.environ, **function_environment}
+    samples: dict[str, list[float]] = {"handler": [], "dependencies": [], "boto3": []}
+    for _ in range(runs):
+        for name, script in (("handler", HANDLER), ("dependencies", DEPENDENCIES), ("boto3", BOTO3)):
+            samples[name].append(_seconds(script, environment))
+    handler_s, dependencies_s, boto3_s = (statistics.median(samples[name]) for name in samples)
+    return {
+        "runs": runs,
+        "enrich_handler_s": round(handler_s, 3),
+        "runtime_dependencies_alone_s": round(dependencies_s, 3),
+        "boto3_dynamodb_client_s": round(boto3_s, 3),
+        "handler_over_dependencies": round(handler_s / dependencies_s, 2),
+        "goal": "<= 1.10",
+        "handler_over_boto3": round(handler_s / boto3_s, 2),
+        "dependencies_over_boto3": round(dependencies_s / boto3_s, 2),
+    }
