@@ -325,6 +325,10 @@ def case_summary(case: dict[str, Any], execution_status: str) -> dict[str, Any]:
         "region": alert["region"],
         "type": alert["type"],
         "title": alert.get("title", ""),
+        # What remediation could act on, as the finding names it: an instance, an access key, a bucket...
+        "resources": [
+            {"type": resource["type"], "id": resource["id"]} for resource in alert.get("resources", [])
+        ],
         "severity": alert["severity"]["score"],
         "severity_label": Severity(score=float(alert["severity"]["score"])).label,
         "verdict": case["verdict"],

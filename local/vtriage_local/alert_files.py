@@ -3,6 +3,11 @@
 Both commands that take alert files read them here, so that a file means the same to each: `vtriage run`
 (the local runner) and `vtriage send` (the operator package, `vtriage_ops`). This module imports nothing
 of the local runner's moto stack (an import-linter contract holds it).
+
+A file is checked as it is read, before anything is started: a document the pipeline would refuse whole
+(not text, not JSON, nested too deeply, holding a character SQS cannot carry) is one record refused here
+with the reason the enrich function and the intake give, so that a run of such files alone needs no
+local AWS at all.
 """
 
 from __future__ import annotations
@@ -10,6 +15,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from vtriage.errors import InvalidAlertError
+from vtriage.intake.body import decode_body
+
+# The file name that stands for the standard input.
+STDIN = "-"
+STDIN_SOURCE_ID = "stdin"
 
 
 class UsageError(Exception):
@@ -22,25 +35,50 @@ class Delivery:
 
     source_id: str
     body: str
-    # Why it never enters the queue: the queue could not carry it (set when the file is read).
+    # Why it never enters the queue: the queue could not carry it, or the pipeline would refuse it whole
+    # (set when the file is read).
     refused: str | None = None
+
+
+def read_alert_files(names: list[str], stdin: BinaryIO) -> list[Delivery]:
+    """The records of every file named, in order; `-` reads `stdin` (once). A name that is a directory,
+    missing or unreadable is a UsageError saying which."""
+    if names.count(STDIN) > 1:
+        raise UsageError("- (the standard input) can be read only once")
+    deliveries: list[Delivery] = []
+    for name in names:
+        if name == STDIN:
+            deliveries.extend(deliveries_in(stdin.read(), STDIN_SOURCE_ID))
+        else:
+            deliveries.extend(read_deliveries(Path(name)))
+    return deliveries
 
 
 def read_deliveries(path: Path) -> list[Delivery]:
     """The records a file holds: each record of an SQS event, or the whole document as one message
-    (as EventBridge delivers an event, and as `vtriage send` queues any other alert). A file that is not
-    text is one record the queue refuses, with the reason."""
+    (as EventBridge delivers an event, and as `vtriage send` queues any other alert)."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory: name its files, e.g. {path / '*.json'}")
     try:
         raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    return deliveries_in(raw, path.name)
+
+
+def deliveries_in(raw: bytes, name: str) -> list[Delivery]:
+    """The records of a file's content, named after the file (`name`). A content that is not text, not
+    JSON or that the pipeline would refuse whole is one record refused, with the reason; the records of
+    an SQS event are handed on as they are, for the enrich function to judge, as it does in AWS."""
     try:
         # A byte-order mark belongs to the file, not to the alert.
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
         return [
             Delivery(
-                source_id=path.name,
+                source_id=name,
                 body="",
                 refused=f"not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start}): "
                 "SQS carries text only",
@@ -48,18 +86,28 @@ def read_deliveries(path: Path) -> list[Delivery]:
         ]
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        # Not an SQS event: the enrich function says what is wrong with it.
-        return [Delivery(source_id=path.name, body=text)]
+    except (json.JSONDecodeError, RecursionError, ValueError):
+        document = None
     if isinstance(document, dict) and isinstance(document.get("Records"), list):
         records = document["Records"]
         if not records:
-            return [Delivery(source_id=path.name, body=text, refused="an SQS event without records")]
+            return [Delivery(source_id=name, body=text, refused="an SQS event without records")]
         if all(isinstance(record, dict) and "body" in record for record in records):
             return [
                 Delivery(
-                    source_id=str(record.get("messageId") or f"{path.name}#{index}"), body=str(record["body"])
+                    source_id=str(record.get("messageId") or f"{name}#{index}"), body=str(record["body"])
                 )
                 for index, record in enumerate(records)
             ]
-    return [Delivery(source_id=path.name, body=text)]
+    return [Delivery(source_id=name, body=text, refused=_refusal(text))]
+
+
+def _refusal(text: str) -> str | None:
+    """Why the enrich function (and the intake) would refuse this document whole, or None."""
+    if not text:
+        return "the file is empty, and SQS takes no empty message"
+    try:
+        decode_body(text)
+    except InvalidAlertError as error:
+        return error.reason
+    return None

@@ -1,20 +1,43 @@
-"""`vtriage run`: run alert files through the whole pipeline on a local AWS (moto) and VirusTotal replay."""
+"""`vtriage run`: run alert files through the whole pipeline on a local AWS (moto) and VirusTotal replay.
+
+What it prints: the report (or `--json`) on stdout; on stderr, what it is doing (the set-up, then each
+record and case as it is handled; `--quiet` silences it, `--json` does not, since stdout stays one JSON
+document), and any error, on one line. The functions' logs go to a temporary file that is kept, its path
+printed, only with `--verbose` or when something failed; otherwise nothing is left behind.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from vtriage_local.alert_files import UsageError
-from vtriage_local.report import render
-from vtriage_local.runner import DEFERRED_WAIT_S, VirusTotalSource, run_files
+from vtriage.display import one_line
+from vtriage_local.alert_files import UsageError, read_alert_files
+from vtriage_local.replay import checked_faults
+from vtriage_local.report import ONLY_VALUES, report, something_failed
+from vtriage_local.runner import DEFERRED_WAIT_S, Progress, VirusTotalSource, run_deliveries
 from vtriage_local.stack import LocalSetupError
+from vtriage_local.terminal import emit, terminal_width
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
+# What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+
+
+def version() -> str:
+    """`vtriage <version>`, as installed."""
+    return f"vtriage {metadata.version('vtriage')}"
 
 
 def _faults(text: str) -> dict[str, float]:
@@ -27,7 +50,31 @@ def _faults(text: str) -> dict[str, float]:
             raise argparse.ArgumentTypeError(
                 f"bad fault {part!r}: expected KIND:PROBABILITY, e.g. 429:0.3"
             ) from None
-    return faults
+    try:
+        return checked_faults(faults)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _latency(text: str) -> int:
+    try:
+        latency = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
+    if latency < 0:
+        raise argparse.ArgumentTypeError(f"{latency} is negative: a latency is 0 ms or more")
+    return latency
+
+
+def _only(text: str) -> frozenset[str]:
+    values = frozenset(part.strip().lower() for part in text.split(",") if part.strip())
+    unknown = sorted(values - set(ONLY_VALUES))
+    if unknown or not values:
+        raise argparse.ArgumentTypeError(
+            f"unknown value {', '.join(map(repr, unknown)) or 'none given'}: name verdicts or statuses, "
+            f"among {', '.join(ONLY_VALUES)}"
+        )
+    return values
 
 
 def _parameter(text: str) -> tuple[str, str]:
@@ -43,21 +90,36 @@ def add_run_command(commands: Any) -> None:
         "run",
         help="run alert files through the whole pipeline on a local AWS (moto) and VirusTotal replay",
         description="Each FILE may hold an SQS event, an EventBridge event, a GuardDuty finding, "
-        "get-findings output, a Security Hub event, an OCSF finding, a CrowdStrike Falcon alert (Alerts "
-        "API entity or response, Event Streams detection) or a Google Workspace Alert Center alert "
-        "(alerts.list output, a Pub/Sub push). VirusTotal is live when VT_API_KEY is set, replayed from "
-        "recordings otherwise.",
+        "get-findings output, a Security Hub event or an OCSF finding; - reads one from the standard "
+        "input. VirusTotal is live when VT_API_KEY is set, replayed from recordings otherwise. Progress "
+        "goes to stderr, the report to stdout.",
     )
-    run.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    run.add_argument("files", nargs="+", metavar="FILE", help="an alert file, or - for the standard input")
+    run.add_argument("--version", action="version", version=version())
     run.add_argument(
         "--vt-fixtures",
         type=Path,
         metavar="DIR",
         help="recorded VirusTotal responses to serve (DIR/<collection>/<id>.json)",
     )
-    run.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
     run.add_argument(
-        "--vt-latency-ms", type=int, default=0, help="latency the replay server adds to each answer"
+        "--json",
+        action="store_true",
+        help="print one JSON document on stdout and nothing else (progress stays on stderr)",
+    )
+    run.add_argument(
+        "--only",
+        type=_only,
+        metavar="VALUE,...",
+        help="report only the cases of these verdicts or statuses, e.g. malicious,failed (a case is "
+        "shown when its verdict or its status is one of them; the counts stay the whole run's)",
+    )
+    run.add_argument(
+        "--vt-latency-ms",
+        type=_latency,
+        default=0,
+        metavar="MS",
+        help="latency the replay server adds to each answer",
     )
     run.add_argument(
         "--vt-faults",
@@ -83,22 +145,45 @@ def add_run_command(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="a template parameter, as sam deploy takes it (repeatable), e.g. DryRun=false to act for real",
     )
-    run.add_argument("--verbose", action="store_true", help="send the functions' logs to stderr")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="keep the functions' logs in a temporary file and print its path (they are kept anyway when "
+        "something failed)",
+    )
+    run.add_argument("--quiet", action="store_true", help="print no progress on stderr")
     run.set_defaults(handler=run_alert_files)
+
+
+def _progress(quiet: bool) -> Progress:
+    """Progress lines on stderr, each with the time since the start."""
+    started = time.monotonic()
+
+    def tell(message: str) -> None:
+        if not quiet:
+            print(
+                f"vtriage [{time.monotonic() - started:5.1f} s] {one_line(message)}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return tell
 
 
 def run_alert_files(arguments: argparse.Namespace) -> int:
     """`vtriage run`: 0 when every finding became a case, a repeat or was ignored, 2 when some were
-    refused or are still pending, 1 on a usage or set-up error."""
-    for path in arguments.files:
-        if path.is_dir():
-            print(f"vtriage: {path} is a folder: name its files, e.g. {path / '*.json'}", file=sys.stderr)
-            return EXIT_SETUP
-        if not path.is_file():
-            print(f"vtriage: no such file: {path}", file=sys.stderr)
-            return EXIT_SETUP
+    refused or are still pending, 1 on a usage or set-up error, 130 when stopped by Ctrl-C."""
+    if arguments.only and arguments.json:
+        print("vtriage run: --only filters the report, --json lists everything: use one", file=sys.stderr)
+        return EXIT_SETUP
     if arguments.vt_fixtures is not None and not arguments.vt_fixtures.is_dir():
-        print(f"vtriage: --vt-fixtures {arguments.vt_fixtures} is not a folder", file=sys.stderr)
+        print(f"vtriage run: --vt-fixtures {arguments.vt_fixtures} is not a folder", file=sys.stderr)
+        return EXIT_SETUP
+    progress = _progress(arguments.quiet)
+    try:
+        deliveries = read_alert_files(arguments.files, sys.stdin.buffer)
+    except UsageError as error:
+        print(f"vtriage run: {error}", file=sys.stderr)
         return EXIT_SETUP
     source = VirusTotalSource.from_environment(
         recordings=arguments.vt_fixtures,
@@ -106,25 +191,72 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
         faults=arguments.vt_faults,
         seed=arguments.seed,
     )
-    parameters = dict(arguments.parameter_overrides)
-    wait = max(0.0, arguments.deferred_wait_s)
-    log_path: str | None = None
+    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept or removed below, once the run is over)
+        "w", prefix="vtriage-", suffix=".log", delete=False, encoding="utf-8"
+    )
+    keep_log = arguments.verbose
+    if keep_log:
+        progress(f"the functions' logs go to {log.name}")
     try:
-        if arguments.verbose:
-            document = run_files(
-                arguments.files, source, sys.stderr, parameters=parameters, deferred_wait_s=wait
+        with log, _interruptible():
+            document = run_deliveries(
+                deliveries,
+                source,
+                log,
+                parameters=dict(arguments.parameter_overrides),
+                deferred_wait_s=max(0.0, arguments.deferred_wait_s),
+                progress=progress,
             )
-        else:
-            with tempfile.NamedTemporaryFile("w", prefix="vtriage-", suffix=".log", delete=False) as log:
-                log_path = log.name
-                document = run_files(
-                    arguments.files, source, log, parameters=parameters, deferred_wait_s=wait
-                )
-    except (UsageError, LocalSetupError) as error:
-        print(f"vtriage: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(
+            "vtriage run: interrupted; the local stack is stopped, nothing was reported"
+            + (f" (function logs: {log.name})" if keep_log else ""),
+            file=sys.stderr,
+        )
+        _discard_unless(keep_log, log.name)
+        return EXIT_INTERRUPTED
+    except LocalSetupError as error:
+        print(f"vtriage run: {error} (function logs: {log.name})", file=sys.stderr)
         return EXIT_SETUP
+    except BaseException:
+        # The runner's own fault: its traceback, and the logs kept to look into it.
+        print(f"vtriage run: failed; function logs: {log.name}", file=sys.stderr)
+        raise
+    # A run refused as it was read ran no function: it has no log to keep.
+    keep_log = keep_log or (something_failed(document) and Path(log.name).stat().st_size > 0)
+    _discard_unless(keep_log, log.name)
+    if keep_log:
+        progress(f"the functions' logs are kept in {log.name}")
     if arguments.json:
         print(json.dumps(document, indent=2))
     else:
-        print(render(document, log_path))
+        width = terminal_width()
+        emit(report(document, log.name if keep_log else None, arguments.only or (), width))
     return EXIT_REJECTED if document["failures"] or document["pending"] else EXIT_OK
+
+
+def _discard_unless(keep: bool, path: str) -> None:
+    if not keep:
+        Path(path).unlink(missing_ok=True)
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C stops the run once: the first raises KeyboardInterrupt, and later ones are ignored while the
+    local stack and the replay server stop, so that the stop is clean and says so on one line."""
+
+    def interrupted(_signal: int, _frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in {
+        signal.SIG_IGN,
+        None,
+    }:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,148 +1,352 @@
-"""The runner's readable output: one block per case, then the findings that made no case of their own.
+"""The runner's readable report: where VirusTotal answered from, a table with one row per case, each
+case's details (the finding, its IOCs with their verdicts, reasons and VirusTotal links, the actions), the
+findings that made no case of their own, and the counts by verdict, branch and status.
 
-Everything a sender controls (ids, values, the reasons that quote them) is shown escaped and cut."""
+It fits an 80-column terminal: rich wraps it for the terminal's width, and `render` gives it 80 columns.
+Everything a sender controls (titles, ids, values, the reasons and details that quote them) is shown
+escaped and cut, as literal text (`vtriage_local.terminal.shown`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Iterable
+from typing import Any, NamedTuple
 
-from vtriage.display import severity_guessed
+from rich.console import Group, RenderableType
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 
-_VERDICT_MARK = {"malicious": "!!", "suspicious": "! ", "harmless": "ok", "unknown": "? "}
+from vtriage.display import one_line, severity_guessed
+from vtriage.virustotal.objects import GUI_BASE_URL
+from vtriage_local.terminal import (
+    BRANCHES,
+    REPORT_WIDTH,
+    STATUSES,
+    VERDICTS,
+    CaseRow,
+    case_table,
+    counts,
+    main_resource,
+    plain_text,
+    shown,
+    status_text,
+    verdict_text,
+)
+
 _REPEATS_SHOWN = 5
+_LABEL_WIDTH = 9
+# What `--only` may name: a case's verdict or its status (lower-case, as a person types it).
+ONLY_VALUES = (*VERDICTS, *(status.lower() for status in STATUSES))
 
 
-def render(document: dict[str, Any], log_path: str | None = None) -> str:
-    """A summary per case, then the refused, pending and ignored findings, and the run's figures."""
-    lines: list[str] = []
-    for case in document["cases"]:
-        lines.extend(_case_block(case))
-        lines.append("")
+def render(
+    document: dict[str, Any],
+    log_path: str | None = None,
+    only: Collection[str] = (),
+    width: int = REPORT_WIDTH,
+) -> str:
+    """The report as plain text, `width` columns wide, without colour: what `vtriage run` prints when
+    its output is not a terminal."""
+    return plain_text(report(document, log_path, only, width), width)
+
+
+def report(
+    document: dict[str, Any],
+    log_path: str | None = None,
+    only: Collection[str] = (),
+    width: int = REPORT_WIDTH,
+) -> list[RenderableType]:
+    """The report, `width` columns wide, for rich to print. `only` (values of ONLY_VALUES) keeps the
+    cases whose verdict or status is one of them; the counts and figures at the end are the whole run's."""
+    return list(_report(document, log_path, {value.lower() for value in only}, width))
+
+
+def shown_by(case: dict[str, Any], only: Collection[str]) -> bool:
+    """Whether `--only` keeps the case: no filter, or its verdict or status is among the values."""
+    if not only:
+        return True
+    return str(case.get("verdict") or "").lower() in only or str(case.get("status") or "").lower() in only
+
+
+def something_failed(document: dict[str, Any]) -> bool:
+    """Whether the run needs a closer look: a finding refused or still pending, a case FAILED, an action
+    that failed, or an execution that neither succeeded nor waits for a person."""
+    cases = document["cases"]
+    return bool(
+        document["failures"]
+        or document["pending"]
+        or any(case.get("status") == "FAILED" for case in cases)
+        or any(action["status"] == "failed" for case in cases for action in case["actions"])
+        or any(case["execution_status"] not in {"SUCCEEDED", "RUNNING"} for case in cases)
+    )
+
+
+def _report(
+    document: dict[str, Any], log_path: str | None, only: set[str], width: int
+) -> Iterable[RenderableType]:
+    yield _banner(document.get("virustotal"))
+    cases = document["cases"]
+    numbered = list(enumerate(cases, start=1))
+    kept = [(number, case) for number, case in numbered if shown_by(case, only)]
+    if kept:
+        yield Text()
+        yield case_table([_row(number, case) for number, case in kept], width)
+        for number, case in kept:
+            yield Text()
+            yield _details(number, case)
+    elif cases:
+        yield Text(f"\nNo case is {' or '.join(sorted(only))} (--only).")
+    else:
+        yield Text("\nNo case was made.")
     for key, title in (
         ("failures", "Refused"),
         ("pending", "Pending (still deferred when the run stopped waiting)"),
         ("ignored", "Ignored (acknowledged without a case)"),
     ):
-        if document.get(key):
-            lines.append(f"{title} ({len(document[key])}):")
-            lines.extend(f"  {_finding(item)}: {_plain(item['reason'], 300)}" for item in document[key])
-            lines.append("")
-    statuses = {action["status"] for case in document["cases"] for action in case["actions"]}
+        if document.get(key) and (key != "ignored" or not only):
+            yield Text()
+            yield Text(f"{title} ({len(document[key])}):", style="bold red" if key == "failures" else "bold")
+            for item in document[key]:
+                line = _finding(item)
+                line.append(": ")
+                line.append_text(shown(item["reason"]))
+                yield Padding(line, (0, 0, 0, 2), expand=False)
+    statuses = {action["status"] for case in cases for action in case["actions"]}
     if "dry_run" in statuses:
-        lines.append(
-            "Remediation ran in dry-run mode (the default): nothing was changed. To let it act, deploy with\n"
-            "  sam deploy --parameter-overrides DryRun=false\n"
-            "or try it here on the local copy of the instances:\n"
-            "  vtriage run --parameter-overrides DryRun=false FILE...\n"
-            "Acting for real, an action waits for a person when its playbook asks for approval or\n"
-            "the hour's allowance (MaxActionsPerHour) is spent: the ticket topic then gets approve and\n"
-            "reject links, signed, expiring and single-use (README, Approvals).\n"
-            "`vtriage rollback CASE_ID` undoes what was done."
+        yield Text()
+        yield Text(
+            "Remediation ran in dry-run mode (the default): nothing was changed. To let it act, deploy with "
+            "`sam deploy --parameter-overrides DryRun=false`, or try it here on the local copy of the "
+            "resources: `vtriage run --parameter-overrides DryRun=false FILE...`. Acting for real, an action "
+            "waits for a person when its playbook asks for approval or the hour's allowance "
+            "(MaxActionsPerHour) is spent: the ticket topic then gets approve and reject links, signed, "
+            "expiring and single-use (README, Approvals)."
         )
-        lines.append("")
-    stats = document["stats"]
-    repeats = sum(len(case.get("repeats", [])) for case in document["cases"])
-    lines.append(
-        f"{len(document['cases'])} case(s), {repeats} repeat(s), {len(document.get('ignored', []))} ignored, "
-        f"{len(document.get('pending', []))} pending, {len(document['failures'])} refused, "
-        f"of {stats.get('findings', '?')} finding(s) in {stats['records']} record(s); "
-        f"{stats['vt_requests']} VirusTotal request(s), {stats['vt_cache_hits']} cache hit(s); "
-        f"{stats['duration_s']:.1f} s"
-    )
+    yield Text()
+    yield from _totals(document, len(kept), only)
     if log_path:
-        lines.append(f"function logs: {log_path}")
-    return "\n".join(lines)
+        # Whole on one line, however long, as a link: a path is copied, not read. (In a Group: console.print
+        # joins the bare texts it is given into a new one, which would wrap.)
+        yield Group(Text(f"function logs: {log_path}", no_wrap=True, overflow="ignore"))
 
 
-def _case_block(case: dict[str, Any]) -> list[str]:
-    notes = case.get("notes", [])
-    guessed = " (guessed: see the notes)" if severity_guessed(notes) else ""
-    lines = [
-        f"== {_plain(case['type'])}  "
-        f"[{case['source']}, severity {case['severity']:g} {case['severity_label']}{guessed}]",
-        f"   alert     {_plain(case['alert_id'])}",
-        f"   where     account {_plain(case['account'])}, Region {_plain(case['region'])}",
-        f"   case      {case['case_id']}",
-        f"   verdict   {case['verdict'].upper()}  ->  branch {case['branch'] or '-'}"
-        f"  (execution {case['execution_status']}, case {case.get('status') or '-'})",
-    ]
-    lines.extend(_vendor_lines(case.get("vendor")))
-    if case.get("sample"):
-        lines.append("   sample finding: generated by its detector to test a pipeline; never acted on")
-    lines.extend(f"   not acted on: {_plain(reason, 300)}" for reason in case.get("not_actionable", []))
-    lines.extend(f"   note      {_plain(note, 300)}" for note in notes)
-    if case["iocs"]:
-        lines.append("   IOCs")
-        for ioc in case["iocs"]:
-            lines.append("     " + _ioc_line(ioc))
-            if ioc["skipped_reason"] is None and ioc["reasons"]:
-                lines.append(f"          {_plain(ioc['reasons'][0], 300)}")
+def _banner(virustotal: dict[str, Any] | None) -> Text:
+    """Where VirusTotal's answers came from: the replay server (recordings) or the live API."""
+    if not virustotal:
+        return Text("VirusTotal: not recorded in this document", style="bold")
+    if virustotal.get("mode") == "live":
+        return Text(f"VirusTotal: LIVE, {virustotal.get('base_url')} (the key in VT_API_KEY)", style="bold")
+    banner = Text("VirusTotal: replayed from recordings", style="bold")
+    if virustotal.get("bundled"):
+        banner.append(" (those bundled with vtriage)")
     else:
-        lines.append("   IOCs      none found in the alert")
-    if case["actions"]:
-        lines.append("   actions")
-        for action in case["actions"]:
-            # Where it ran, as its ticket line says it.
-            where = (
-                f" in account {_plain(action['account'])}, Region {_plain(action['region'])}"
-                if action.get("account")
-                else ""
-            )
-            lines.append(f"     {action['type']} {_plain(action['target'])}: {action['status']}{where}")
-            if action["detail"]:
-                lines.append(f"          {_plain(action['detail'], 1000)}")
+        banner.append(" in ")
+        banner.append_text(shown(virustotal.get("recordings")))
+    banner.append("; no request left this machine (set VT_API_KEY to ask the live API)")
+    return banner
+
+
+def _resources(case: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(str(resource["type"]), str(resource["id"])) for resource in case.get("resources", [])]
+
+
+def _row(number: int, case: dict[str, Any]) -> CaseRow:
+    return CaseRow(
+        number=number,
+        verdict=case["verdict"],
+        branch=case["branch"],
+        status=case.get("status"),
+        title=case.get("title") or case["type"],
+        resource=main_resource(_resources(case)),
+        iocs=len(case["iocs"]),
+    )
+
+
+def _details(number: int, case: dict[str, Any]) -> RenderableType:
+    """One case below the table: the finding, its place, its verdict, each IOC and each action."""
+    heading = Table.grid(padding=(0, 1))
+    heading.add_column(no_wrap=True)
+    heading.add_column(overflow="fold")
+    heading.add_row(
+        Text(f"{number}.", style="bold"), shown(case.get("title") or case["type"], 300, style="bold")
+    )
+    details = _Details(heading)
+    line = details.line
+    guessed = " (guessed: see the notes)" if severity_guessed(case.get("notes", [])) else ""
+    finding = shown(case["type"], 200)
+    finding.append(f", {one_line(case['source'], 40)}, severity {case['severity']:g} ")
+    finding.append(f"{case['severity_label']}{guessed}")
+    line("finding", finding)
+    line("where", shown(f"account {case['account']}, Region {case['region']}", 200))
+    resources = _resources(case)
+    line("resource", *([shown(f"{kind} {resource_id}") for kind, resource_id in resources] or [Text("none")]))
+    line("alert", shown(case["alert_id"]))
+    line("case", shown(f"{case['case_id']}, execution {case['execution_status']}"))
+    verdict = verdict_text(case["verdict"])
+    verdict.append(f" -> branch {case['branch'] or '-'}, ")
+    verdict.append_text(status_text(case.get("status")))
+    line("verdict", verdict)
+    vendor = case.get("vendor")
+    if vendor:
+        # An alert from outside AWS in its vendor's terms: platform and product, customer, host, user.
+        named = [vendor["platform"]] + [
+            f"{label} {vendor[key]}" for key, label in _VENDOR_FIELDS if vendor.get(key)
+        ]
+        line("vendor", shown("; ".join(map(str, named))))
+        if vendor.get("console_url"):
+            # Read by intake only as https on the vendor's own console host.
+            line("console", _Link(str(vendor["console_url"]), "https://"))
+    if case.get("sample"):
+        line("sample", Text("generated by its detector to test a pipeline; never acted on"))
+    for reason in case.get("not_actionable", []):
+        line("not acted", shown(reason))
+    for note in case.get("notes", []):
+        line("note", shown(note))
+    for ioc in case["iocs"]:
+        line("IOC", *_ioc_lines(ioc))
+    if not case["iocs"]:
+        line("IOCs", Text("none found in the alert"))
+    for action in case["actions"]:
+        line("action", *_action_lines(action, (case["account"], case["region"])))
     if case.get("repeats"):
-        lines.append(f"   repeats   {len(case['repeats'])}, folded into this case")
-        lines.extend(f"     {_finding(repeat)}" for repeat in case["repeats"][:_REPEATS_SHOWN])
+        repeats = [Text(f"{len(case['repeats'])}, folded into this case")]
+        repeats.extend(_finding(repeat) for repeat in case["repeats"][:_REPEATS_SHOWN])
         if len(case["repeats"]) > _REPEATS_SHOWN:
-            lines.append(f"     ... and {len(case['repeats']) - _REPEATS_SHOWN} more (see --json)")
+            repeats.append(Text(f"... and {len(case['repeats']) - _REPEATS_SHOWN} more (see --json)"))
+        line("repeats", *repeats)
     ticket = case["ticket"]
-    ticket_line = f"{_plain(ticket['provider'])} {_plain(ticket['id'])}" if ticket else "none"
-    lines.append(f"   ticket    {ticket_line}")
+    line("ticket", shown(f"{ticket['provider']} {ticket['id']}") if ticket else Text("none"))
     if case.get("error"):
-        # An error may quote what the alert said (an S3 key, a title): one line, escaped.
-        lines.append(f"   error     {_plain(case['error'], 1000)}")
-    return lines
-
-
-def _vendor_lines(vendor: dict[str, Any] | None) -> list[str]:
-    """An alert from outside AWS in its vendor's terms: platform and product, host, user, console link."""
-    if not vendor:
-        return []
-    named = [_plain(vendor["platform"])]
-    named += [f"{label} {_plain(vendor[key])}" for key, label in _VENDOR_FIELDS if vendor.get(key)]
-    lines = ["   vendor    " + "; ".join(named)]
-    if vendor.get("console_url"):
-        lines.append(f"   console   {_plain(vendor['console_url'], 300)}")
-    return lines
+        line("error", shown(case["error"], 1000, style="red"))
+    return details.group()
 
 
 _VENDOR_FIELDS = (("product", "product"), ("tenant", "customer"), ("host", "host"), ("user", "user"))
 
 
-def _ioc_line(ioc: dict[str, Any]) -> str:
-    head = f"{ioc['type']:<6} {_plain(ioc['value']):<40}"
+class _Link(NamedTuple):
+    """A link vtriage made or checked, shown on a line of its own when it starts with `prefix`."""
+
+    url: str
+    prefix: str = GUI_BASE_URL + "/"
+
+
+class _Details:
+    """A case's lines: a label of vtriage's, then values that wrap under the first; a link on a line of
+    its own, never broken, however long (a broken link can be neither clicked nor copied)."""
+
+    _INDENT = 3
+
+    def __init__(self, heading: RenderableType) -> None:
+        self._parts: list[RenderableType] = [heading]
+        self._grid = self._new_grid()
+
+    @staticmethod
+    def _new_grid() -> Table:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=_LABEL_WIDTH, no_wrap=True)
+        grid.add_column(overflow="fold")
+        return grid
+
+    def line(self, label: str, *values: Text | _Link) -> None:
+        """The values under a label, one below the other."""
+        run: list[Text] = []
+        for value in values:
+            if isinstance(value, _Link):
+                if run:
+                    self._add(label, run)
+                    label, run = "", []
+                self._close()
+                self._parts.append(_link_line(value, self._INDENT + _LABEL_WIDTH + 1, label))
+                label = ""
+            else:
+                run.append(value)
+        self._add(label, run)
+
+    def _add(self, label: str, run: list[Text]) -> None:
+        if run:
+            self._grid.add_row(Text(label, style="dim"), Text("\n").join(run))
+
+    def _close(self) -> None:
+        if self._grid.row_count:
+            self._parts.append(Padding(self._grid, (0, 0, 0, self._INDENT), expand=False))
+        self._grid = self._new_grid()
+
+    def group(self) -> Group:
+        """Every line, in order."""
+        self._close()
+        return Group(*self._parts)
+
+
+def _link_line(link: _Link, indent: int, label: str = "") -> Text:
+    """A link (VirusTotal's page of an IOC, a vendor's console) on one line whatever the width, and
+    clickable where the terminal allows, when it starts as it should; anything else is shown escaped, as
+    a sender's value."""
+    line = Text(" " * _Details._INDENT, no_wrap=True, overflow="ignore")
+    line.append(label.ljust(indent - _Details._INDENT), style="dim")
+    url = link.url
+    if url.startswith(link.prefix) and url.isprintable() and " " not in url:
+        line.append(url, style=f"link {url}")
+    else:
+        line.append_text(shown(url))
+    return line
+
+
+def _ioc_lines(ioc: dict[str, Any]) -> list[Text | _Link]:
+    head = shown(f"{ioc['type']} {ioc['value']}", 300)
     if ioc["skipped_reason"]:
-        return f"{head} skipped: {ioc['skipped_reason']}"
-    counts = f"{ioc['malicious']} malicious, {ioc['suspicious']} suspicious of {ioc['total']} engines"
-    cached = " (cached)" if ioc["cached"] else ""
-    return f"{head} {_VERDICT_MARK.get(ioc['verdict'], '  ')} {ioc['verdict']:<10} {counts}{cached}"
+        head.append(" skipped: ")
+        head.append_text(shown(ioc["skipped_reason"]))
+        return [head]
+    head.append(" ")
+    head.append_text(verdict_text(ioc["verdict"]))
+    lines: list[Text | _Link] = [head]
+    figures = f"{ioc['malicious']} malicious, {ioc['suspicious']} suspicious of {ioc['total']} engines"
+    lines.append(Text(figures + (" (cached)" if ioc["cached"] else "")))
+    lines.extend(shown(reason) for reason in ioc["reasons"])
+    if ioc.get("link"):
+        lines.append(_Link(str(ioc["link"])))
+    return lines
 
 
-def _finding(item: dict[str, Any]) -> str:
+def _action_lines(action: dict[str, Any], finding_place: tuple[str, str]) -> list[Text]:
+    head = Text(f"{action['type']} ")
+    head.append_text(shown(action["target"]))
+    head.append(f": {action['status']}", style="bold red" if action["status"] == "failed" else "")
+    if action.get("account") and (action["account"], action.get("region")) != finding_place:
+        # Where it ran, when not where the finding lives (the `where` line above).
+        head.append_text(shown(f" in account {action['account']}, Region {action.get('region')}"))
+    return [head, shown(action["detail"], 1000)] if action["detail"] else [head]
+
+
+def _finding(item: dict[str, Any]) -> Text:
     """A finding as a person finds it again: its record, its place in it, and its id."""
-    text = _plain(item["message_id"])
+    text = shown(item["message_id"])
     if item.get("where"):
-        text += f" {_plain(item['where'])}"
+        text.append(" ")
+        text.append_text(shown(item["where"]))
     if item.get("alert_id"):
-        text += f" ({_plain(item['alert_id'])})"
+        text.append(" (")
+        text.append_text(shown(item["alert_id"]))
+        text.append(")")
     return text
 
 
-def _plain(value: Any, limit: int = 120) -> str:
-    """A value a sender controls, printable whatever it holds (control characters and lone surrogates
-    escaped) and cut when long."""
-    text = str(value)
-    if not text.isprintable():
-        text = repr(text)[1:-1]
-    return text if len(text) <= limit else text[:limit] + "..."
+def _totals(document: dict[str, Any], kept: int, only: set[str]) -> Iterable[Text]:
+    cases = document["cases"]
+    if only:
+        yield Text(f"Showing {kept} of {len(cases)} case(s) (--only {','.join(sorted(only))}); all of them:")
+    yield counts("verdicts", (case["verdict"] for case in cases), VERDICTS)
+    yield counts("branches", (case["branch"] for case in cases), BRANCHES)
+    yield counts("statuses", (case.get("status") for case in cases), STATUSES)
+    stats = document["stats"]
+    repeats = sum(len(case.get("repeats", [])) for case in cases)
+    failures = len(document["failures"])
+    yield Text(
+        f"{len(cases)} case(s), {repeats} repeat(s), {len(document.get('ignored', []))} ignored, "
+        f"{len(document.get('pending', []))} pending, {failures} refused, "
+        f"of {stats.get('findings', '?')} finding(s) in {stats['records']} record(s); "
+        f"{stats['vt_requests']} VirusTotal request(s), {stats['vt_cache_hits']} cache hit(s); "
+        f"{stats['duration_s']:.1f} s",
+        style="bold red" if failures else "",
+    )

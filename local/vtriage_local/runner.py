@@ -7,7 +7,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,11 +19,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from vtriage.adapters.dynamodb import failure_key, from_item
 from vtriage.config import DEFAULT_VT_BASE_URL, EnrichSettings
+from vtriage.display import one_line
 from vtriage.errors import ConfigurationError
 from vtriage.intake import IntakeOptions
 from vtriage.models import Alert, ResourceType
 from vtriage_local.accounting import (
+    Account,
     Execution,
+    Finding,
     Journey,
     Settled,
     account,
@@ -42,7 +45,15 @@ from vtriage_local.seed import (
 )
 from vtriage_local.stack import REGION, LocalAws, LocalSetupError
 
-__all__ = ["Pipeline", "VirusTotalSource", "run_files"]
+__all__ = ["Pipeline", "Progress", "VirusTotalSource", "run_deliveries", "run_files"]
+
+# Told what the run is doing, one line at a time (the CLI prints them on stderr).
+Progress = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    """A run nobody watches."""
+
 
 ALERT_QUEUE = "AlertQueue"
 PUSHED_ALERT_QUEUE = "PushedAlertQueue"
@@ -74,6 +85,13 @@ class VirusTotalSource:
     faults: dict[str, float] | None = None
     seed: int = 0
 
+    def describe(self) -> dict[str, Any]:
+        """Where the run's VirusTotal answers come from, as the runner's JSON says it (`virustotal`)."""
+        if self.api_key is not None:
+            return {"mode": "live", "base_url": self.base_url, "recordings": None}
+        bundled = self.recordings.resolve() == bundled_recordings().resolve()
+        return {"mode": "replay", "base_url": None, "recordings": str(self.recordings), "bundled": bundled}
+
     @classmethod
     def from_environment(cls, recordings: Path | None = None, **kwargs: Any) -> VirusTotalSource:
         """Live when VT_API_KEY is set (against VT_BASE_URL), replayed otherwise."""
@@ -99,6 +117,10 @@ def distinct_source_ids(deliveries: list[Delivery]) -> list[Delivery]:
     return distinct
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _printable(text: str, limit: int = 200) -> str:
     shown = text if text.isprintable() else repr(text)[1:-1]
     return shown if len(shown) <= limit else shown[:limit] + "..."
@@ -122,8 +144,10 @@ def counting_requests_to(base_url: str) -> Iterator[list[int]]:
 class Pipeline:
     """The local pipeline, shared by every file of one run so a repeat meets the earlier records."""
 
-    def __init__(self, aws: LocalAws) -> None:
+    def __init__(self, aws: LocalAws, progress: Progress = _silent) -> None:
         self.aws = aws
+        self.progress = progress
+        self._finished_reported: set[str] = set()
         self.sqs = aws.client("sqs")
         self.dynamodb = aws.client("dynamodb")
         self.sfn = aws.client("stepfunctions")
@@ -206,6 +230,8 @@ class Pipeline:
                 if messages:
                     received = True
                     self._deliver(queue_url, messages, outcomes, failures)
+                    self._report_records()
+                    self._report_finished(self._executions())
             if not received:
                 if self.busy() and time.monotonic() < deadline:
                     # Records the enrich function deferred until the VirusTotal quota reopens come back.
@@ -316,10 +342,36 @@ class Pipeline:
                 executions[name] = replace(execution, case_id=execution_case_id(described.get("input", "")))
         return Settled(items=items, executions=executions, queue_busy=self.busy(), waited_s=waited_s)
 
+    def _report_records(self) -> None:
+        handled = sum(1 for journey in self.journeys if journey.state in {"acknowledged", "dead_lettered"})
+        queued = sum(1 for journey in self.journeys if journey.state != "refused")
+        self.progress(f"enrich function: {handled} of {queued} record(s) handled")
+
+    def _report_finished(self, executions: dict[str, Execution]) -> None:
+        """Tell of each execution that finished since the last time: its case as it now stands."""
+        finished = [
+            execution
+            for execution in sorted(executions.values(), key=lambda execution: execution.started)
+            if execution.status != "RUNNING" and execution.name not in self._finished_reported
+        ]
+        for execution in finished:
+            self._finished_reported.add(execution.name)
+            stored = self.case(execution.name) or {}
+            counted = f"{len(self._finished_reported)} of {len(executions)}"
+            if not isinstance(stored.get("alert"), dict):
+                self.progress(f"execution {counted} {execution.status}: {one_line(execution.name, 80)}")
+                continue
+            title = _cut(one_line(stored["alert"].get("title") or stored["alert"].get("type", "")), 50)
+            self.progress(
+                f"case {counted} {execution.status}: {stored.get('verdict')}, {stored.get('branch') or '-'}, "
+                f"{stored.get('status')}: {title}"
+            )
+
     def _finished_executions(self) -> dict[str, Execution]:
         deadline = time.monotonic() + _EXECUTION_WAIT_S
         while True:
             executions = self._executions()
+            self._report_finished(executions)
             running = any(execution.status == "RUNNING" for execution in executions.values())
             if not running or time.monotonic() > deadline:
                 return executions
@@ -390,21 +442,58 @@ def run_files(
     parameters: dict[str, str] | None = None,
     *,
     deferred_wait_s: float = DEFERRED_WAIT_S,
+    progress: Progress = _silent,
 ) -> dict[str, Any]:
     """Run every file through one local pipeline; return the runner's JSON document, in which every
     finding of every record stands exactly once (a case, a repeat, ignored, pending or a failure)."""
-    deliveries = distinct_source_ids([delivery for path in paths for delivery in read_deliveries(path)])
+    return run_deliveries(
+        [delivery for path in paths for delivery in read_deliveries(path)],
+        vt,
+        log_stream,
+        template_path,
+        parameters,
+        deferred_wait_s=deferred_wait_s,
+        progress=progress,
+    )
+
+
+def run_deliveries(
+    read: list[Delivery],
+    vt: VirusTotalSource,
+    log_stream: IO[str],
+    template_path: Path | None = None,
+    parameters: dict[str, str] | None = None,
+    *,
+    deferred_wait_s: float = DEFERRED_WAIT_S,
+    progress: Progress = _silent,
+) -> dict[str, Any]:
+    """Run the records read from alert files through one local pipeline; return the runner's JSON
+    document. When every record was refused as it was read (none is JSON, say), nothing is started."""
+    deliveries = distinct_source_ids(read)
     started = time.monotonic()
+    refused = sum(1 for delivery in deliveries if delivery.refused is not None)
+    progress(
+        f"read {len(deliveries)} record(s)"
+        + (f"; {refused} refused as read (the report says why)" if refused else "")
+    )
+    if refused == len(deliveries):
+        return _document(deliveries, vt, _refused_as_read(deliveries), vt_requests=0, started=started)
     replay = None
     if vt.api_key is None:
-        replay = ReplayServer(
-            vt.recordings,
-            api_key="local-replay-key",
-            latency_ms=vt.latency_ms,
-            faults=vt.faults,
-            seed=vt.seed,
-        )
+        progress(f"starting the VirusTotal replay server (recordings: {vt.recordings})")
+        try:
+            replay = ReplayServer(
+                vt.recordings,
+                api_key="local-replay-key",
+                latency_ms=vt.latency_ms,
+                faults=vt.faults,
+                seed=vt.seed,
+            )
+        except ValueError as error:
+            raise LocalSetupError(f"the VirusTotal replay server cannot start: {error}") from None
         replay.start()
+    else:
+        progress(f"VirusTotal is live: {vt.base_url} (VT_API_KEY is set)")
     base_url = replay.base_url if replay else vt.base_url
     previous_base = os.environ.get("VT_BASE_URL")
     os.environ["VT_BASE_URL"] = base_url
@@ -417,20 +506,24 @@ def run_files(
             stack_kwargs["template_path"] = template_path
         # Handlers log JSON lines to stdout, as in Lambda; here they go to the log stream so that
         # stdout carries only the runner's own output.
+        progress("building the stack from template.yaml on a local AWS (moto)")
         with (
             redirect_stdout(log_stream),
             LocalAws(**stack_kwargs) as aws,
             counting_requests_to(base_url) as sent,
         ):
-            pipeline = Pipeline(aws)
+            pipeline = Pipeline(aws, progress)
             intake = _deployed_intake()
             findings = [findings_in(delivery.body, intake) for delivery in deliveries]
             alerts = [finding.alert for found in findings for finding in found if finding.alert is not None]
             # What the member accounts' StackSet deploys, then the resources the findings name.
             aws.deploy_member_roles()
+            progress("mirroring the resources the findings name (instances, access keys)")
             mirror_resources(aws, alerts, log_stream)
             journeys = [pipeline.enqueue(delivery) for delivery in deliveries]
+            progress(f"queued {sum(1 for journey in journeys if journey.state != 'refused')} record(s)")
             pipeline.drain(deferred_wait_s)
+            progress("waiting for the triage executions to finish")
             settled = pipeline.settle(waited_s=deferred_wait_s)
             accounted = account(list(zip(journeys, findings, strict=True)), settled)
     finally:
@@ -440,6 +533,26 @@ def run_files(
             os.environ.pop("VT_BASE_URL", None)
         else:
             os.environ["VT_BASE_URL"] = previous_base
+    return _document(deliveries, vt, accounted, vt_requests=sent[0], started=started)
+
+
+def _refused_as_read(deliveries: list[Delivery]) -> Account:
+    """The account of a run whose every record was refused as it was read: nothing else happened."""
+    journeys = [
+        (
+            Journey(delivery=delivery, state="refused", reason=f"not queued: {delivery.refused}"),
+            [Finding(where="")],
+        )
+        for delivery in deliveries
+    ]
+    settled = Settled(items={}, executions={}, queue_busy=False, waited_s=0.0)
+    return account(journeys, settled)
+
+
+def _document(
+    deliveries: list[Delivery], vt: VirusTotalSource, accounted: Account, *, vt_requests: int, started: float
+) -> dict[str, Any]:
+    """The runner's JSON document (DESIGN.md, the local runner's contract)."""
     return {
         "cases": accounted.cases,
         "ignored": accounted.ignored,
@@ -448,10 +561,11 @@ def run_files(
         "stats": {
             "records": len(deliveries),
             "findings": accounted.findings,
-            "vt_requests": sent[0],
+            "vt_requests": vt_requests,
             "vt_cache_hits": sum(1 for case in accounted.cases for ioc in case["iocs"] if ioc["cached"]),
             "duration_s": round(time.monotonic() - started, 3),
         },
+        "virustotal": vt.describe(),
     }
 
 

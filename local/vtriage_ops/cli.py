@@ -14,6 +14,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
 
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.clock import utc_now
@@ -21,9 +24,21 @@ from vtriage.composition.remediate import remediator
 from vtriage.config import RemediateSettings
 from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
 from vtriage.intake_api import AlertRejectedError
-from vtriage.models import Case, CaseStatus
+from vtriage.models import ActionStatus, Case, CaseStatus
 from vtriage.remediate import rollback_case
 from vtriage_local.alert_files import Delivery, UsageError, read_deliveries
+from vtriage_local.terminal import (
+    BRANCHES,
+    STATUSES,
+    VERDICTS,
+    CaseRow,
+    case_table,
+    counts,
+    emit,
+    main_resource,
+    shown,
+    terminal_width,
+)
 from vtriage_ops.intake_client import IntakeAnswer, IntakeUnusableError, SignedIntake
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
@@ -208,14 +223,41 @@ def case_row(case: Case) -> dict[str, Any]:
     }
 
 
-def _case_line(case: Case) -> str:
-    ticket = case.ticket.id if case.ticket else "-"
-    repeats = f" +{case.repeat_count} repeats" if case.repeat_count else ""
-    return (
-        f"{case.updated_at.isoformat(timespec='seconds'):<26} {case.status.value:<18} "
-        f"{case.verdict.value:<10} {case.alert.severity.label:<8} {case.alert.account:<12} {ticket:<14} "
-        f"{case.case_id}  {case.alert.type}{repeats}"
-    )
+def _case_rows(cases: list[Case], width: int) -> list[RenderableType]:
+    """The table of the cases (verdict, branch, status, title, resource, IOCs, as `vtriage run` shows
+    its own), then each case by its number: its id, type, severity, place, last update and ticket."""
+    rows = [
+        CaseRow(
+            number=number,
+            verdict=case.verdict.value,
+            branch=case.branch.value if case.branch else None,
+            status=case.status.value,
+            title=case.alert.title or case.alert.type,
+            resource=main_resource((resource.type.value, resource.id) for resource in case.alert.resources),
+            iocs=len(case.iocs),
+        )
+        for number, case in enumerate(cases, start=1)
+    ]
+    shown_cases: list[RenderableType] = [case_table(rows, width), Text()]
+    for number, case in enumerate(cases, start=1):
+        ticket = f"ticket {case.ticket.provider} {case.ticket.id}" if case.ticket else "no ticket"
+        repeats = f", {case.repeat_count} repeat(s) folded in" if case.repeat_count else ""
+        about = Text("\n").join(
+            shown(line)
+            for line in (
+                case.case_id,
+                f"{case.alert.type}, severity {case.alert.severity.score:g} {case.alert.severity.label}, "
+                f"{case.status.value}",
+                f"account {case.alert.account}, Region {case.alert.region}; "
+                f"updated {case.updated_at.isoformat(timespec='seconds')}; {ticket}{repeats}",
+            )
+        )
+        entry = Table.grid(padding=(0, 1))
+        entry.add_column(no_wrap=True)
+        entry.add_column(overflow="fold")
+        entry.add_row(Text(f"{number}.", style="bold"), about)
+        shown_cases.append(entry)
+    return shown_cases
 
 
 def list_cases(arguments: argparse.Namespace) -> int:
@@ -250,13 +292,18 @@ def list_cases(arguments: argparse.Namespace) -> int:
             + (f" of account {', '.join(sorted(accounts))}" if accounts else "")
         )
         return EXIT_OK
-    print(
-        f"{'UPDATED':<26} {'STATUS':<18} {'VERDICT':<10} {'SEVERITY':<8} {'ACCOUNT':<12} {'TICKET':<14} "
-        "CASE  TYPE"
+    shown_cases = _case_rows(found, terminal_width())
+    if any(action.status is ActionStatus.DONE for case in found for action in case.actions):
+        shown_cases.append(Text("vtriage rollback CASE_ID undoes what a case's actions changed, last first."))
+    shown_cases.extend(
+        [
+            counts("verdicts", (case.verdict.value for case in found), VERDICTS),
+            counts("branches", (case.branch.value if case.branch else None for case in found), BRANCHES),
+            counts("statuses", (case.status.value for case in found), STATUSES),
+            Text(f"{len(found)} case{'s' if len(found) != 1 else ''}"),
+        ]
     )
-    for case in found:
-        print(_case_line(case))
-    print(f"{len(found)} case{'s' if len(found) != 1 else ''}")
+    emit(shown_cases)
     return EXIT_OK
 
 

@@ -44,6 +44,16 @@ def _cases_command(*arguments: str) -> tuple[int, str, str]:
     return status, stdout.getvalue(), stderr.getvalue()
 
 
+def _listed(stdout: str, case: Case) -> tuple[str, str]:
+    """The table's row of a case in `vtriage cases`' text, and the lines naming it below the table (its
+    number, id, type, severity and status, place and update, ticket)."""
+    lines = stdout.splitlines()
+    [start] = [index for index, line in enumerate(lines) if case.case_id in line]
+    number = lines[start].split(".")[0]
+    [row] = [line for line in lines[:start] if line.split()[:1] == [number]]
+    return row, "\n".join(lines[start : start + 4])
+
+
 def test_cases_are_listed_by_status_newest_first_without_the_tables_other_records(
     local_aws: LocalAws,
 ) -> None:
@@ -83,12 +93,20 @@ def test_cases_prints_a_readable_table_for_a_named_table(local_aws: LocalAws) ->
     # When the table is named on the command line
     status, stdout, _ = _cases_command("--table", local_aws.ref("CasesTable"), "--status", "CLOSED")
 
-    # Then one line shows the case, its status and its type, and the count follows
+    # Then its row in the table shows its verdict, status, title and instance, the lines below the table
+    # its id, type and status, and the counts follow
     assert status == 0
-    [line] = [line for line in stdout.splitlines() if closed.case_id in line]
-    assert "CLOSED" in line
-    assert closed.alert.type in line
+    row, below = _listed(stdout, closed)
+    assert row.split()[1:3] == [closed.verdict.value, "-"]
+    assert "CLOSED" in row
+    assert closed.alert.title[:12] in row
+    assert "i-0abc1234def567890" in row
+    assert closed.alert.type in below
+    assert "CLOSED" in below
+    assert "statuses: 1 CLOSED" in stdout
     assert stdout.rstrip().endswith("1 case")
+    # and every line fits an 80-column terminal
+    assert max(map(len, stdout.splitlines())) <= 80
 
 
 def test_cases_without_a_table_or_with_an_unknown_status_is_a_usage_error(
@@ -168,8 +186,8 @@ def test_cases_lists_only_the_cases_of_the_accounts_named(local_aws: LocalAws) -
     # When the table is printed for the other member, Then its one case shows its account, and the count
     status, stdout, _ = _cases_command("--account", OTHER_MEMBER)
     assert status == 0
-    [line] = [line for line in stdout.splitlines() if other.case_id in line]
-    assert OTHER_MEMBER in line
+    _, below = _listed(stdout, other)
+    assert OTHER_MEMBER in below
     assert stdout.rstrip().endswith("1 case")
 
     # When an account has no case, Then the listing says so, naming the account

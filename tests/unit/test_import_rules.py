@@ -117,7 +117,7 @@ def test_adapters_are_forbidden_every_domain_module_but_the_models_layer() -> No
     assert forbidden == steps_and_rules
 
 
-def test_the_operator_commands_are_forbidden_every_local_runner_module_but_the_alert_file_reader() -> None:
+def test_the_operator_commands_are_forbidden_every_local_runner_module_but_the_two_they_share() -> None:
     # Given the modules of the local runner's package and the operator commands' contract
     local_modules = {
         f"vtriage_local.{path.stem}"
@@ -126,10 +126,10 @@ def test_the_operator_commands_are_forbidden_every_local_runner_module_but_the_a
     }
     forbidden = set(contracts()["operator-commands-without-the-moto-stack"]["forbidden_modules"])
 
-    # Then every one of them is forbidden to vtriage_ops but the reader `send` shares with `run`: a module
-    # added to the local runner is forbidden too, and the moto stack with it
-    assert "vtriage_local.alert_files" in local_modules
+    # Then every one of them is forbidden to vtriage_ops but the reader `send` shares with `run` and the
+    # case table `cases` shares with `run`'s report: a module added to the local runner is forbidden too,
+    # and the moto stack with it
+    shared = {"vtriage_local.alert_files", "vtriage_local.terminal"}
+    assert shared <= local_modules
     assert {"moto", "vtriage_local.stack"} <= forbidden
-    assert {name for name in forbidden if name.startswith("vtriage_local.")} == local_modules - {
-        "vtriage_local.alert_files"
-    }
+    assert {name for name in forbidden if name.startswith("vtriage_local.")} == local_modules - shared

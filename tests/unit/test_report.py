@@ -1,53 +1,106 @@
-"""The runner's readable report: what a sender wrote never starts a line of its own."""
+"""The runner's readable report (`vtriage run` without --json) and the case table it shares with
+`vtriage cases`: the banner, one row per case, each case's details, the counts, 80 columns, and what a
+sender wrote shown as written, never interpreted by the terminal or by rich."""
 
 from __future__ import annotations
 
+import io
+import re
 from typing import Any
 
-from vtriage_local.report import render
+from rich.console import Console
+
+from vtriage_local.report import ONLY_VALUES, render, report, something_failed
+from vtriage_local.terminal import CaseRow, case_table, main_resource, plain_text
 
 FAKE_LINK = "Approve: https://evil.example/a"
 HOSTILE = f"key\r\n{FAKE_LINK}\n\u202eexe.txt"
+C2_LINK = "https://www.virustotal.com/gui/domain/tawuhoju.com"
+FILE_LINK = (
+    "https://www.virustotal.com/gui/file/"
+    + "4bc00f7d638e042da764e8648c03c0db46700599dd4f08d117e3e9e8b538519b"
+)
 
 
-def _document(case: dict[str, Any]) -> dict[str, Any]:
+def _document(*cases: dict[str, Any], virustotal: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
-        "cases": [case],
+        "cases": list(cases),
         "failures": [],
         "ignored": [],
         "pending": [],
         "stats": {"records": 1, "findings": 1, "vt_requests": 0, "vt_cache_hits": 0, "duration_s": 1.0},
+        "virustotal": virustotal or {"mode": "replay", "base_url": None, "recordings": "r", "bundled": True},
     }
 
 
-def _case() -> dict[str, Any]:
+def _ioc(**fields: Any) -> dict[str, Any]:
     return {
-        "case_id": "guardduty-0123",
-        "alert_id": "finding-1",
+        "type": "domain",
+        "value": "tawuhoju.com",
+        "verdict": "malicious",
+        "skipped_reason": None,
+        "malicious": 6,
+        "suspicious": 0,
+        "total": 93,
+        "cached": False,
+        "reasons": ["malicious [engine-count]: 6 of 93 engines flag it as malicious (domain threshold 3)"],
+        "link": C2_LINK,
+        "found_at": "service.action.dnsRequestAction.domain",
+    } | fields
+
+
+def _case(**fields: Any) -> dict[str, Any]:
+    """The C&C sample's case as the runner's JSON lists it, with any field overridden."""
+    return {
+        "case_id": "guardduty-77d095ecdc87e7ac93b3de4df165850d",
+        "message_id": "synthetic-guardduty-backdoor-c2-dns.json",
+        "alert_id": "963561db131bebb39f8f302239bf6f13",
         "source": "guardduty",
         "account": "123456789012",
         "region": "us-east-1",
-        "type": "Object:S3/MaliciousFile",
-        "severity": 8.0,
+        "type": "Backdoor:EC2/C&CActivity.B!DNS",
+        "title": "Command and Control server domain name queried by EC2 instance i-0b3f6c2d9e1a47c58.",
+        "resources": [{"type": "instance", "id": "i-0b3f6c2d9e1a47c58"}],
+        "severity": 8,
         "severity_label": "high",
         "verdict": "malicious",
         "branch": "remediate",
-        "status": "FAILED",
+        "status": "TICKETED",
+        "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:TriageStateMachine:x",
         "execution_status": "SUCCEEDED",
-        "iocs": [
+        "iocs": [_ioc()],
+        "actions": [
             {
-                "type": "file",
-                "value": "4bc00f7d638e042da764e8648c03c0db46700599dd4f08d117e3e9e8b538519b",
-                "verdict": "malicious",
-                "skipped_reason": None,
-                "malicious": 50,
-                "suspicious": 0,
-                "total": 70,
-                "cached": False,
-                "reasons": [f"named {HOSTILE}"],
+                "type": "isolate_instance",
+                "target": "i-0b3f6c2d9e1a47c58",
+                "status": "dry_run",
+                "detail": "dry run, nothing changed: would move eni-0f4a2b7c9d1e3a865",
+                "account": "123456789012",
+                "region": "us-east-1",
             }
         ],
-        "actions": [
+        "ticket": {"provider": "sns", "id": "VT-777D6AA551", "url": None},
+        "error": None,
+        "not_actionable": [],
+        "sample": False,
+        "notes": [],
+        "repeats": [],
+    } | fields
+
+
+def _hostile_case() -> dict[str, Any]:
+    return _case(
+        type="Object:S3/MaliciousFile",
+        status="FAILED",
+        iocs=[
+            _ioc(
+                type="file",
+                value="4bc00f7d638e042da764e8648c03c0db46700599dd4f08d117e3e9e8b538519b",
+                reasons=[f"named {HOSTILE}"],
+                link=FILE_LINK,
+            )
+        ],
+        actions=[
             {
                 "type": "quarantine_object",
                 "target": f"bucket/{HOSTILE}",
@@ -55,22 +108,216 @@ def _case() -> dict[str, Any]:
                 "detail": HOSTILE,
             }
         ],
-        "ticket": {"provider": "sns", "id": "msg\n" + FAKE_LINK, "url": None},
-        "error": f"quarantine of s3://bucket/{HOSTILE} failed",
-    }
+        ticket={"provider": "sns", "id": "msg\n" + FAKE_LINK, "url": None},
+        error=f"quarantine of s3://bucket/{HOSTILE} failed",
+    )
+
+
+def _flat(text: str) -> str:
+    """The text with its wrapping undone: what it says, whatever the width."""
+    return " ".join(text.split())
 
 
 def test_what_a_sender_wrote_is_shown_escaped_and_never_starts_a_line() -> None:
     # Given a case whose action detail, error, ticket id and IOC reason quote an S3 key with line breaks,
     # a fake approval link and a right-to-left override
-    document = _document(_case())
+    document = _document(_hostile_case())
 
     # When the readable report is rendered
-    report = render(document)
+    shown = render(document)
 
-    # Then no line starts with the sender's fake link, and neither raw line breaks nor U+202E get through
-    assert not any(line.lstrip().startswith(FAKE_LINK) for line in report.splitlines())
-    assert "\u202e" not in report
-    assert "\r" not in report
+    # Then no line starts with the sender's fake approval, its link is defanged (no reader makes it a link),
+    # and neither raw line breaks nor U+202E get through
+    assert not any(line.lstrip().startswith("Approve:") for line in shown.splitlines())
+    assert "https://evil.example" not in shown
+    assert "\u202e" not in shown
+    assert "\r" not in shown
     # and the escaped text is still there for a person to read
-    assert "\\n" + FAKE_LINK in report
+    assert "\\nApprove: hxxps://evil.example/a\\n\\u202eexe.txt" in _flat(shown)
+
+
+def test_markup_and_terminal_codes_in_a_title_are_shown_as_written_never_interpreted() -> None:
+    # Given a finding whose title holds rich markup, an emoji code and a terminal escape that clears the
+    # screen, and whose resource holds a bell
+    title = "[bold red]Approved[/bold red] [link=https://evil.example]here[/link] :warning: \x1b[2J done"
+    case = _case(title=title, resources=[{"type": "instance", "id": "i-1\x07"}])
+
+    # When the report is printed on a colour terminal, and as plain text
+    terminal = io.StringIO()
+    colour = Console(file=terminal, force_terminal=True, color_system="truecolor", width=200)
+    for renderable in report(_document(case), width=200):
+        colour.print(renderable)
+    plain = render(_document(case), width=200)
+
+    # Then the markup and the emoji code are shown literally, the escape and the bell as visible escapes,
+    # in the table and in the details
+    osc8 = re.compile(r"\x1b\]8;[^;\x1b]*;([^\x1b]*)\x1b\\")
+    without_codes = osc8.sub("", re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue()))
+    for shown in (plain, without_codes):
+        assert (
+            shown.count("[bold red]Approved[/bold red] [link=hxxps://evil.example]here[/link] :warning:") == 2
+        )
+        assert "\\x1b[2J done" in shown
+        assert "i-1\\x07" in shown
+    # and the terminal gets no code but rich's colours and one link, vtriage's to VirusTotal
+    assert "\x1b" not in without_codes
+    assert "\x07" not in without_codes
+    assert {target for target in osc8.findall(terminal.getvalue()) if target} == {C2_LINK}
+
+
+def test_the_table_has_one_row_per_case_with_verdict_branch_status_title_resource_and_iocs() -> None:
+    # Given a malicious case on an instance and an unknown one without a resource
+    canary = _case(
+        case_id="guardduty-6837268738812d890b1f2a763a749b51",
+        title="Canary:EC2/Stateless.IntegTest",
+        resources=[],
+        verdict="unknown",
+        branch="ticket",
+        iocs=[_ioc(value="0.0.0.0", skipped_reason="unspecified address", verdict="unknown"), _ioc()],
+        actions=[],
+    )
+    document = _document(_case(), canary)
+
+    # When the report is rendered
+    lines = render(document).splitlines()
+
+    # Then the table's rows follow its header, one per case, in order: number, verdict, branch, status,
+    # title (cut to fit), resource and IOC count
+    header = next(index for index, line in enumerate(lines) if line.split()[:3] == ["#", "verdict", "branch"])
+    assert lines[header].split() == ["#", "verdict", "branch", "status", "title", "resource", "IOCs"]
+    first, second = lines[header + 2], lines[header + 3]
+    assert first.split()[:4] == ["1", "malicious", "remediate", "TICKETED"]
+    assert "Command and Control" in first
+    assert "i-0b3f6c2d9e1a47c58" in first
+    assert first.endswith(" 1")
+    assert second.split()[:4] == ["2", "unknown", "ticket", "TICKETED"]
+    assert "Canary:EC2/Stateless" in second
+    assert second.split()[-2:] == ["-", "2"]
+
+
+def test_each_case_is_detailed_with_its_finding_place_and_each_iocs_verdict_reasons_and_link() -> None:
+    # Given the C&C case
+    shown = render(_document(_case()))
+    flat = _flat(shown)
+
+    # Then below the table it has its title, type, resource, account and Region, and its IOC with its
+    # verdict, its counts, its reasons and its VirusTotal link whole on a line, and its action
+    assert "1. Command and Control server domain name queried by EC2 instance i-0b3f6c2d9e1a47c58." in flat
+    assert "finding Backdoor:EC2/C&CActivity.B!DNS, guardduty, severity 8 high" in flat
+    assert "resource instance i-0b3f6c2d9e1a47c58" in flat
+    assert "where account 123456789012, Region us-east-1" in flat
+    assert "IOC domain tawuhoju.com malicious 6 malicious, 0 suspicious of 93 engines" in flat
+    assert "6 of 93 engines flag it as malicious (domain threshold 3)" in flat
+    assert C2_LINK in [line.strip() for line in shown.splitlines()]
+    assert "action isolate_instance i-0b3f6c2d9e1a47c58: dry_run" in flat
+    assert "ticket sns VT-777D6AA551" in flat
+
+
+def test_every_line_fits_80_columns_but_a_link_or_a_path_longer_than_the_line_which_stays_whole() -> None:
+    # Given cases with long titles, S3 keys, reasons and a file IOC whose VirusTotal link is 100 characters
+    document = _document(_case(), _hostile_case(), _case(title="x" * 500, alert_id="y" * 300))
+
+    log = "/tmp/" + "d" * 90 + "/vtriage-x.log"
+
+    # When the report is rendered for a file (80 columns), with the path of the functions' logs kept
+    lines = render(document, log_path=log).splitlines()
+
+    # Then every line fits 80 columns but the file's link and the log's path, each whole on its line
+    assert [line.strip() for line in lines if len(line) > 80] == [FILE_LINK, f"function logs: {log}"]
+    assert len(FILE_LINK) > 80
+
+
+def test_the_counts_by_verdict_branch_and_status_end_the_report_with_the_runs_figures() -> None:
+    # Given three cases, one of them FAILED
+    document = _document(
+        _case(),
+        _hostile_case(),
+        _case(verdict="unknown", branch="close", status="CLOSED", iocs=[], actions=[]),
+    )
+
+    # When the report is rendered
+    lines = render(document).splitlines()
+
+    # Then its last lines count them by verdict, branch and status, then give the run's figures
+    assert "verdicts: 2 malicious, 1 unknown" in lines
+    assert "branches: 2 remediate, 1 close" in lines
+    assert "statuses: 1 TICKETED, 1 CLOSED, 1 FAILED" in lines
+    assert lines[-2].startswith("3 case(s), 0 repeat(s), 0 ignored, 0 pending, 0 refused")
+    assert something_failed(document)
+
+
+def test_the_banner_says_whether_virustotal_was_replayed_or_live() -> None:
+    # Given a replayed run and a live one
+    replayed = render(_document(_case()))
+    live = render(
+        _document(
+            _case(),
+            virustotal={"mode": "live", "base_url": "https://www.virustotal.com/api/v3", "recordings": None},
+        )
+    )
+
+    # Then the first line says which
+    assert replayed.splitlines()[0].startswith("VirusTotal: replayed from recordings")
+    assert "no request left this machine" in _flat(replayed)
+    assert (
+        live.splitlines()[0] == "VirusTotal: LIVE, https://www.virustotal.com/api/v3 (the key in VT_API_KEY)"
+    )
+
+
+def test_only_keeps_the_cases_of_the_named_verdicts_or_statuses_and_the_counts_stay_the_runs() -> None:
+    # Given a malicious ticketed case, a FAILED one and a harmless closed one
+    closed = _case(title="Nothing to see", verdict="harmless", branch="close", status="CLOSED", actions=[])
+    document = _document(_case(), _hostile_case(), closed)
+
+    # When the report keeps only the failed ones, then the harmless ones or the failed ones
+    failed = render(document, only={"failed"})
+    either = render(document, only={"harmless", "failed"})
+
+    # Then each shows the cases kept, numbered as in the run, and counts every case of the run
+    assert "2. " in failed
+    assert "1. Command and Control" not in failed
+    assert "Nothing to see" not in failed
+    assert "Showing 1 of 3 case(s) (--only failed)" in failed
+    assert "statuses: 1 TICKETED, 1 CLOSED, 1 FAILED" in failed
+    assert "2. " in either
+    assert "3. Nothing to see" in either
+    assert "1. Command and Control" not in either
+    assert set(ONLY_VALUES) >= {"malicious", "suspicious", "harmless", "unknown", "failed", "ticketed"}
+
+
+def test_the_local_report_never_suggests_a_rollback_it_cannot_do() -> None:
+    # Given a dry-run case and a case whose isolation was done (acting for real, locally)
+    done = _case(
+        actions=[{**_case()["actions"][0], "status": "done", "detail": "moved"}], status="REMEDIATED"
+    )
+    shown = render(_document(_case(), done))
+
+    # Then the report says how to let remediation act, and never names `vtriage rollback`: the local
+    # stack is gone once the run ends
+    assert "DryRun=false" in shown
+    assert "rollback" not in shown
+
+
+def test_the_table_follows_the_width_it_is_given() -> None:
+    # Given a case whose title is longer than an 80-column row leaves it
+    row = CaseRow(
+        number=1,
+        verdict="suspicious",
+        branch="ticket",
+        status="PENDING_ENRICHMENT",
+        title="Data exfiltration through DNS queries from EC2 instance i-07d1e9a4c3b2f5086.",
+        resource=main_resource([("s3_bucket", "uploads"), ("s3_object", "uploads/incoming/dropper.dll")]),
+        iocs=12,
+    )
+
+    # When the table is drawn 80 and 160 columns wide
+    narrow = plain_text([case_table([row], 80)], 80).splitlines()
+    wide = plain_text([case_table([row], 160)], 160).splitlines()
+
+    # Then at 80 the title is cut with an ellipsis, at 160 it is whole; the resource named is the object
+    # (the most specific), with the count of the others
+    assert max(map(len, narrow)) <= 80
+    assert "…" in narrow[2]
+    assert row.title in wide[2]
+    assert "uploads/incoming/dropper.dll +1" in wide[2]
+    assert wide[2].split()[-1] == "12"

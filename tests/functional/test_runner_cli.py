@@ -1,0 +1,236 @@
+"""`vtriage run` as a new user meets it: usage errors on one line, files checked before anything starts,
+progress on stderr, the standard input, `--only`, the functions' logs kept only when something failed, and
+Ctrl-C. The runs that need the stack run the real command in a process of its own, with a temporary
+folder of its own, as a user's shell starts it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.functional.conftest import event
+from vtriage_cli.main import main as vtriage
+
+pytestmark = pytest.mark.functional
+
+C2 = "synthetic-guardduty-backdoor-c2-dns.json"
+C2_TITLE = "Command and Control server domain name queried by EC2 instance i-0b3f6c2d9e1a47c58."
+C2_LINK = "https://www.virustotal.com/gui/domain/tawuhoju.com"
+CANARY = "guardduty-ec2-canary-outbound-ssh.json"
+BUILDING = "building the stack from template.yaml"
+RUN_TIMEOUT_S = 300
+
+
+def in_process(*arguments: str) -> tuple[int, str, str]:
+    """`vtriage ARGUMENTS` in this process: its status, stdout and stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = vtriage(list(arguments))
+    return status, stdout.getvalue(), stderr.getvalue()
+
+
+def command(*arguments: str) -> list[str]:
+    """The `vtriage` command line, run by this Python (the project's environment)."""
+    return [sys.executable, "-m", "vtriage_cli.main", *arguments]
+
+
+def environment(temp: Path) -> dict[str, str]:
+    """The process's environment, with its own temporary folder and no VirusTotal key (replayed)."""
+    temp.mkdir()
+    variables = {key: value for key, value in os.environ.items() if key not in {"VT_API_KEY", "COLUMNS"}}
+    return variables | {"TMPDIR": str(temp)}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (
+            ["--vt-faults", "418:0.3"],
+            "argument --vt-faults: unknown faults ['418']: use 429, 500, 503, timeout",
+        ),
+        (["--vt-faults", "429:1.5"], "argument --vt-faults: each fault probability must be between 0 and 1"),
+        (["--vt-faults", "429"], "argument --vt-faults: bad fault '429': expected KIND:PROBABILITY"),
+        (["--vt-latency-ms", "-150"], "argument --vt-latency-ms: -150 is negative"),
+        (["--only", "malicious,bogus"], "argument --only: unknown value 'bogus'"),
+        (["--only", "failed", "--json"], "--only filters the report, --json lists everything"),
+    ],
+)
+def test_a_bad_option_is_one_line_saying_what_is_wrong(arguments: list[str], said: str) -> None:
+    # Given a good alert file and a bad option
+    # When the runner is called
+    status, stdout, stderr = in_process("run", *arguments, str(event(C2)))
+
+    # Then it exits 1 with one line on stderr saying what is wrong, no traceback, nothing on stdout
+    assert status == 1
+    assert stdout == ""
+    [line] = stderr.splitlines()
+    assert line.startswith("vtriage run: ")
+    assert said in line
+
+
+def test_a_directory_or_a_missing_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    # Given a directory and a file that does not exist
+    missing = tmp_path / "missing.json"
+
+    # When each is given as an alert file
+    folder_status, _, folder_said = in_process("run", str(tmp_path), str(event(C2)))
+    missing_status, _, missing_said = in_process("run", str(event(C2)), str(missing))
+
+    # Then each is a usage error on one line that says what it is
+    assert (folder_status, missing_status) == (1, 1)
+    assert folder_said.splitlines() == [
+        f"vtriage run: {tmp_path} is a directory: name its files, e.g. {tmp_path / '*.json'}"
+    ]
+    assert missing_said.splitlines() == [f"vtriage run: no such file: {missing}"]
+
+
+def test_version_names_the_installed_vtriage() -> None:
+    # When `vtriage --version` and `vtriage run --version` run
+    # Then each prints vtriage and its version, and exits 0
+    for arguments in (["--version"], ["run", "--version"]):
+        status, stdout, _ = in_process(*arguments)
+        assert status == 0
+        assert stdout.startswith("vtriage 0.")
+
+
+def test_a_file_that_is_not_json_is_refused_before_the_stack_is_built(tmp_path: Path) -> None:
+    # Given a file that is not JSON
+    notes = tmp_path / "notes.json"
+    notes.write_text("the alert is in the ticket", encoding="utf-8")
+
+    # When the runner runs it
+    status, stdout, stderr = in_process("run", "--json", str(notes))
+
+    # Then it is refused, saying why, with status 2, and neither the replay server nor the stack was
+    # started for it (the progress says what was done: the file was read, nothing more)
+    document = json.loads(stdout)
+    assert status == 2
+    [refused] = document["failures"]
+    assert refused["message_id"] == "notes.json"
+    assert "not JSON" in refused["reason"]
+    assert document["cases"] == []
+    assert document["stats"]["vt_requests"] == 0
+    assert [line.split("] ", 1)[1] for line in stderr.splitlines()] == [
+        "read 1 record(s); 1 refused as read (the report says why)"
+    ]
+    assert BUILDING not in stderr
+
+
+def test_an_alert_on_stdin_runs_with_progress_and_leaves_nothing_in_the_temporary_folder(
+    tmp_path: Path,
+) -> None:
+    # Given the C&C sample on the standard input, and an empty temporary folder
+    temp = tmp_path / "tmp"
+
+    # When `vtriage run -` runs it, its output not a terminal
+    done = subprocess.run(
+        command("run", "-"),
+        input=event(C2).read_bytes(),
+        capture_output=True,
+        env=environment(temp),
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()
+
+    # Then it exits 0, and stderr told of each set-up step, the record and the case as they were done
+    assert done.returncode == 0, stderr
+    progress = [line.split("] ", 1)[1] for line in stderr.splitlines()]
+    assert progress[0] == "read 1 record(s)"
+    assert any(line.startswith("starting the VirusTotal replay server") for line in progress)
+    assert any(line.startswith(BUILDING) for line in progress)
+    assert "enrich function: 1 of 1 record(s) handled" in progress
+    assert any(
+        line.startswith("case 1 of 1 SUCCEEDED: malicious, remediate, TICKETED: Command") for line in progress
+    )
+    # and the report names the record stdin, says VirusTotal was replayed, shows the case's row, its title,
+    # its IOC's VirusTotal link, and the counts, in lines that fit 80 columns
+    lines = stdout.splitlines()
+    assert lines[0].startswith("VirusTotal: replayed from recordings")
+    assert any(line.split()[:4] == ["1", "malicious", "remediate", "TICKETED"] for line in lines)
+    assert C2_TITLE in " ".join(stdout.split())
+    assert C2_LINK in [line.strip() for line in lines]
+    assert "verdicts: 1 malicious" in lines
+    assert max(map(len, lines)) <= 80
+    assert "rollback" not in stdout
+    # and nothing is left in the temporary folder: no log was asked for, and nothing failed
+    assert list(temp.iterdir()) == []
+
+
+def test_only_filters_the_report_and_a_run_where_something_failed_keeps_its_log(tmp_path: Path) -> None:
+    # Given the C&C sample on the standard input, the canary sample (unknown to VirusTotal) and a file
+    # that is not JSON
+    temp = tmp_path / "tmp"
+    notes = tmp_path / "notes.json"
+    notes.write_text("the alert is in the ticket", encoding="utf-8")
+
+    # When the run reports only the malicious cases
+    done = subprocess.run(
+        command("run", "--only", "malicious", "-", str(event(CANARY)), str(notes)),
+        input=event(C2).read_bytes(),
+        capture_output=True,
+        env=environment(temp),
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    stdout, stderr = done.stdout.decode(), done.stderr.decode()
+
+    # Then it exits 2 (a file was refused); the table and the details show the malicious case alone, and
+    # the counts cover both cases
+    assert done.returncode == 2, stderr
+    lines = stdout.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.split()[:2] == ["#", "verdict"])
+    rows = lines[header + 2 : lines.index("", header)]
+    assert [row.split()[1:3] for row in rows] == [["malicious", "remediate"]]
+    assert "Canary" not in stdout
+    assert "Showing 1 of 2 case(s) (--only malicious); all of them:" in lines
+    assert "verdicts: 1 malicious, 1 unknown" in lines
+    assert any(line.startswith("  notes.json: not queued: not JSON") for line in lines)
+    # and the functions' logs were kept, their path printed; they are all that is left in the folder
+    [log] = list(temp.iterdir())
+    assert f"function logs: {log}" in lines
+    assert str(log) in stderr
+    assert log.read_text(encoding="utf-8")
+
+
+def test_ctrl_c_stops_the_run_on_one_line_with_status_130_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    # Given a run under way, building its stack
+    temp = tmp_path / "tmp"
+    running = subprocess.Popen(
+        command("run", str(event(C2))),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(temp),
+        text=True,
+    )
+    assert running.stderr is not None
+    said: list[str] = []
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not any(BUILDING in line for line in said) and time.monotonic() < deadline:
+        line = running.stderr.readline()
+        if not line:
+            break
+        said.append(line)
+
+    # When Ctrl-C is pressed
+    running.send_signal(signal.SIGINT)
+    stdout, rest = running.communicate(timeout=60)
+
+    # Then it stops with status 130, saying so on one line, with no traceback and no report
+    assert running.returncode == 130, "".join(said) + rest
+    assert (
+        rest.splitlines()[-1] == "vtriage run: interrupted; the local stack is stopped, nothing was reported"
+    )
+    assert "Traceback" not in rest
+    assert stdout == ""
+    # and nothing is left in the temporary folder
+    assert list(temp.iterdir()) == []
