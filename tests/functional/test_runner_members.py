@@ -17,6 +17,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,9 @@ pytestmark = pytest.mark.functional
 # A member account's GuardDuty finding in eu-west-1 (events/PROVENANCE.md): instance i-0d4e8a1c7b2f93e56
 # querying a domain VirusTotal's recording flags.
 MEMBER_FINDING = EVENTS / "synthetic-guardduty-member-account-c2-dns.json"
+# The same finding as Security Hub's cross-Region aggregation delivers it to the administrator account's
+# home Region (us-east-1, the deployment's): a Security Hub event naming the finding's account and Region.
+SECURITY_HUB_COPY = EVENTS / "synthetic-securityhub-guardduty-member-account-c2-dns.json"
 MEMBER = "111122223333"
 ELSEWHERE = "eu-west-1"
 INSTANCE = "i-0d4e8a1c7b2f93e56"
@@ -45,12 +49,13 @@ INSTANCE_ACTIONS = {"snapshot_volumes", "tag_instance", "isolate_instance"}
 @dataclass(frozen=True)
 class Ec2Place:
     """What a person reads in the EC2 console of one account and Region: the finding's instance (its
-    tags, its interface's groups, the snapshots of its volumes) and vtriage's quarantine groups."""
+    tags, its interfaces and their groups, the snapshots of its volumes) and vtriage's quarantine groups."""
 
     instance_tags: dict[str, str] | None
     interface_groups: list[str]
     snapshot_tags: list[dict[str, str]]
     quarantine_groups: list[str]
+    interface_ids: tuple[str, ...] = ()
 
 
 def read_place(aws: LocalAws, account: str, region: str) -> Ec2Place:
@@ -68,10 +73,17 @@ def read_place(aws: LocalAws, account: str, region: str) -> Ec2Place:
         for mapping in instance.get("BlockDeviceMappings", [])
         if "Ebs" in mapping
     }
+    # The instance's own interfaces: GuardDuty's finding names its interface (INTERFACE), Security Hub's
+    # copy names none, so the one mirrored for it has an id of moto's.
+    attached = {
+        interface["NetworkInterfaceId"]
+        for instance in instances
+        for interface in instance.get("NetworkInterfaces", [])
+    }
     interfaces = [
         interface
         for interface in ec2.describe_network_interfaces()["NetworkInterfaces"]
-        if interface["NetworkInterfaceId"] == INTERFACE
+        if interface["NetworkInterfaceId"] in attached
     ]
     return Ec2Place(
         instance_tags={tag["Key"]: tag["Value"] for tag in instances[0].get("Tags", [])}
@@ -90,6 +102,7 @@ def read_place(aws: LocalAws, account: str, region: str) -> Ec2Place:
             for group in ec2.describe_security_groups()["SecurityGroups"]
             if group["GroupName"].startswith(QUARANTINE_GROUP)
         ),
+        interface_ids=tuple(sorted(attached)),
     )
 
 
@@ -134,9 +147,12 @@ def observed_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Observ
     yield observed
 
 
-def vtriage_run(monkeypatch: pytest.MonkeyPatch, *overrides: str) -> tuple[int, dict[str, Any], Observed]:
+def vtriage_run(
+    monkeypatch: pytest.MonkeyPatch, *overrides: str, finding: Path = MEMBER_FINDING
+) -> tuple[int, dict[str, Any], Observed]:
     """`vtriage run --json --parameter-overrides DryRun=false [--parameter-overrides X=Y ...]` on the
-    member account's finding: its exit status, its document, and the local AWS as it was at the end."""
+    member account's finding (GuardDuty's, or another copy of it): its exit status, its document, and the
+    local AWS as it was at the end."""
     arguments = ["run", "--json", "--verbose", "--parameter-overrides", "DryRun=false"]
     for override in overrides:
         arguments.extend(["--parameter-overrides", override])
@@ -146,7 +162,7 @@ def vtriage_run(monkeypatch: pytest.MonkeyPatch, *overrides: str) -> tuple[int, 
         contextlib.redirect_stdout(stdout),
         contextlib.redirect_stderr(io.StringIO()),
     ):
-        status = vtriage([*arguments, str(MEMBER_FINDING)])
+        status = vtriage([*arguments, str(finding)])
     return status, json.loads(stdout.getvalue()), observed["after"]
 
 
@@ -174,6 +190,7 @@ def test_a_member_accounts_finding_in_another_region_is_acted_on_there_through_t
         assert (action["account"], action["region"]) == (MEMBER, ELSEWHERE), action
     # And the member account's instance in eu-west-1 is isolated, tagged with the case and snapshotted
     there = observed.places[(MEMBER, ELSEWHERE)]
+    assert there.interface_ids == (INTERFACE,)
     assert there.interface_groups == [QUARANTINE_GROUP]
     assert there.instance_tags is not None
     assert there.instance_tags["vtriage:case"] == case["case_id"]
@@ -225,3 +242,57 @@ def test_a_finding_of_an_account_that_is_not_listed_changes_nothing_and_is_ticke
     assert MEMBER_ROLE not in observed.roles[MEMBER]
     listed = {override.split("=", 1)[1] for override in overrides}
     assert (MEMBER_ROLE in observed.roles[ANOTHER_MEMBER]) == (ANOTHER_MEMBER in listed)
+
+
+def test_security_hubs_copy_of_a_members_finding_is_acted_on_in_its_region_when_read_through_security_hub(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the member account's GuardDuty finding in eu-west-1 as Security Hub's aggregation delivers it
+    # to the deployment's Region, and a deployment listing that account that reads GuardDuty findings
+    # through Security Hub
+    # When a new user runs it for real
+    status, document, observed = vtriage_run(
+        monkeypatch,
+        f"MemberAccountIds={MEMBER}",
+        "GuardDutyFindingsVia=securityhub",
+        finding=SECURITY_HUB_COPY,
+    )
+
+    # Then it is one malicious case of the finding's own account and Region, remediated
+    assert status == 0
+    assert (document["failures"], document["ignored"]) == ([], [])
+    [case] = document["cases"]
+    assert (case["account"], case["region"]) == (MEMBER, ELSEWHERE)
+    assert case["verdict"] == "malicious"
+    assert (case["branch"], case["status"], case["error"]) == ("remediate", "REMEDIATED", None)
+    # And each instance action was done in the member account, in eu-west-1, saying so
+    done = {action["type"]: action for action in case["actions"] if action["status"] == "done"}
+    assert set(done) == INSTANCE_ACTIONS, case["actions"]
+    for action in done.values():
+        assert action["target"] == INSTANCE
+        assert (action["account"], action["region"]) == (MEMBER, ELSEWHERE), action
+    # And the member's instance there is isolated and snapshotted, nothing changed in the deployment's own
+    there = observed.places[(MEMBER, ELSEWHERE)]
+    assert there.interface_groups == [QUARANTINE_GROUP]
+    assert there.snapshot_tags
+    for place in [(ACCOUNT_ID, ELSEWHERE), (ACCOUNT_ID, REGION)]:
+        assert observed.places[place] == Ec2Place(None, [], [], []), place
+
+
+def test_security_hubs_copy_of_a_guardduty_finding_makes_no_case_when_guardduty_delivers_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the same copy, and a deployment listing the member that reads GuardDuty's own events (the
+    # default, where the copy would be a second case of the same finding)
+    # When a new user runs it for real
+    status, document, observed = vtriage_run(
+        monkeypatch, f"MemberAccountIds={MEMBER}", finding=SECURITY_HUB_COPY
+    )
+
+    # Then it is acknowledged without a case, saying why, and nothing changed anywhere
+    assert status == 0
+    assert document["cases"] == []
+    [ignored] = document["ignored"]
+    assert "GuardDuty finding seen through Security Hub" in ignored["reason"]
+    for place in [(MEMBER, ELSEWHERE), (ACCOUNT_ID, ELSEWHERE), (ACCOUNT_ID, REGION)]:
+        assert observed.places[place] == Ec2Place(None, [], [], []), place

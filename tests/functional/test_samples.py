@@ -13,7 +13,7 @@ from tests.functional.conftest import EVENTS, run_pipeline
 from tests.unit.test_intake_samples import EXPECTED
 from vtriage.intake import IntakeOptions
 from vtriage.intake.body import decode_body
-from vtriage_local.template import functions, load_template
+from vtriage_local.template import choose_if, functions, load_template
 
 pytestmark = pytest.mark.functional
 
@@ -22,8 +22,12 @@ IocRow = tuple[str, str, bool]
 AlertKey = tuple[str, str]
 
 # Samples whose every alert the deployed enrich function acknowledges without a case: a GuardDuty finding
-# seen through Security Hub, since GuardDuty reaches the queue through its own rule.
-NO_CASE_AS_DEPLOYED = {"synthetic-securityhub-guardduty-product.json"}
+# seen through Security Hub, since GuardDuty reaches the queue through its own rule (GuardDutyFindingsVia's
+# default).
+NO_CASE_AS_DEPLOYED = {
+    "synthetic-securityhub-guardduty-product.json",
+    "synthetic-securityhub-guardduty-member-account-c2-dns.json",
+}
 
 
 def samples() -> list[Path]:
@@ -33,8 +37,10 @@ def samples() -> list[Path]:
 
 def deployed_intake() -> IntakeOptions:
     """How the template's enrich function reads alerts, where it differs from the parser's defaults."""
-    environment = functions(load_template())["EnrichFunction"].environment
-    return IntakeOptions(skip_guardduty_in_securityhub=environment["SKIP_GUARDDUTY_IN_SECURITYHUB"] == "true")
+    template = load_template()
+    environment = functions(template)["EnrichFunction"].environment
+    skip = choose_if(environment["SKIP_GUARDDUTY_IN_SECURITYHUB"], template, {})
+    return IntakeOptions(skip_guardduty_in_securityhub=skip == "true")
 
 
 def expected_cases() -> tuple[dict[AlertKey, tuple[str, set[IocRow]]], set[str]]:

@@ -47,6 +47,8 @@ EXPECTED: dict[str, tuple[str, list[set[tuple[str, str, bool]]]]] = {
         [{C2_DOMAIN, TOR_EXIT, BACKDOOR_SHA256, ("ip", "10.0.1.25", False)}],
     ),
     "synthetic-securityhub-guardduty-product.json": ("securityhub", [{TOR_EXIT}]),
+    # The member account's finding above as Security Hub's aggregation delivers it to the home Region.
+    "synthetic-securityhub-guardduty-member-account-c2-dns.json": ("securityhub", [{C2_DOMAIN}]),
     "synthetic-ocsf-detection-finding-defanged.json": (
         "ocsf",
         [
