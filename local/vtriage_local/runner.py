@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -66,6 +67,8 @@ _DELIVERY_ATTRIBUTE = "vtriage_local_delivery"
 _SQS_MAX_MESSAGE_BYTES = 262_144
 _EXECUTION_WAIT_S = 120.0
 _DEFERRED_POLL_S = 0.5
+# How often the progress tells of the cases that finished while records are being handled.
+_WATCH_S = 1.0
 # The queue attributes that count records deferred (delayed or hidden) rather than gone.
 _WAITING_MESSAGES = ["ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible"]
 # Long enough for a minute window to reopen; a record deferred past it (a spent daily quota) is pending.
@@ -218,27 +221,51 @@ class Pipeline:
         outcomes: list[dict[str, Any]] = []
         failures: list[dict[str, str]] = []
         deadline = time.monotonic() + wait_s
-        while True:
-            received = False
-            for queue_url in self.queue_arns:
-                messages = self.sqs.receive_message(
-                    QueueUrl=queue_url,
-                    MaxNumberOfMessages=self.batch_size,
-                    MessageAttributeNames=["All"],
-                    AttributeNames=["All"],
-                ).get("Messages", [])
-                if messages:
-                    received = True
-                    self._deliver(queue_url, messages, outcomes, failures)
-                    self._report_records()
-                    self._report_finished(self._executions())
-            if not received:
-                if self.busy() and time.monotonic() < deadline:
-                    # Records the enrich function deferred until the VirusTotal quota reopens come back.
-                    time.sleep(_DEFERRED_POLL_S)
-                    continue
-                break
+        with self._watching_cases():
+            while True:
+                received = False
+                for queue_url in self.queue_arns:
+                    messages = self.sqs.receive_message(
+                        QueueUrl=queue_url,
+                        MaxNumberOfMessages=self.batch_size,
+                        MessageAttributeNames=["All"],
+                        AttributeNames=["All"],
+                    ).get("Messages", [])
+                    if messages:
+                        received = True
+                        self._deliver(queue_url, messages, outcomes, failures)
+                        self._report_records()
+                if not received:
+                    if self.busy() and time.monotonic() < deadline:
+                        # Records the enrich function deferred until the VirusTotal quota reopens come back.
+                        time.sleep(_DEFERRED_POLL_S)
+                        continue
+                    break
         return outcomes, failures
+
+    @contextmanager
+    def _watching_cases(self) -> Iterator[None]:
+        """Tell of each case as it finishes while the enrich function works: one record of a hundred
+        findings is one long invocation, during which their executions start and finish."""
+        if self.progress is _silent:
+            yield
+            return
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(_WATCH_S):
+                try:
+                    self._report_finished(self._executions())
+                except (BotoCoreError, ClientError):
+                    continue  # progress only: the settled run says everything
+
+        watcher = threading.Thread(target=watch, name="vtriage-run-progress", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
 
     def _deliver(
         self,
@@ -357,9 +384,10 @@ class Pipeline:
         for execution in finished:
             self._finished_reported.add(execution.name)
             stored = self.case(execution.name) or {}
-            counted = f"{len(self._finished_reported)} of {len(executions)}"
+            counted = f"{len(self._finished_reported)} (of {len(executions)} started)"
             if not isinstance(stored.get("alert"), dict):
-                self.progress(f"execution {counted} {execution.status}: {one_line(execution.name, 80)}")
+                # Named after a repeat, folded into an earlier case: the run's end says which.
+                self.progress(f"execution {counted} {execution.status}: a repeat folded into its case")
                 continue
             title = _cut(one_line(stored["alert"].get("title") or stored["alert"].get("type", "")), 50)
             self.progress(

@@ -150,7 +150,8 @@ def test_an_alert_on_stdin_runs_with_progress_and_leaves_nothing_in_the_temporar
     assert any(line.startswith(BUILDING) for line in progress)
     assert "enrich function: 1 of 1 record(s) handled" in progress
     assert any(
-        line.startswith("case 1 of 1 SUCCEEDED: malicious, remediate, TICKETED: Command") for line in progress
+        line.startswith("case 1 (of 1 started) SUCCEEDED: malicious, remediate, TICKETED: Command")
+        for line in progress
     )
     # and the report names the record stdin, says VirusTotal was replayed, shows the case's row, its title,
     # its IOC's VirusTotal link, and the counts, in lines that fit 80 columns
