@@ -37,14 +37,16 @@ from vtriage_local.accounting import (
 from vtriage_local.alert_files import Delivery, read_deliveries
 from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.seed import (
+    Mirrored,
     alerts_by_place,
     instances_named,
     resources_named,
     seed_access_keys,
     seed_instances,
+    seed_s3_objects,
     unmirrorable,
 )
-from vtriage_local.stack import REGION, LocalAws, LocalSetupError
+from vtriage_local.stack import ACCOUNT_ID, REGION, LocalAws, LocalSetupError
 
 __all__ = ["Pipeline", "Progress", "VirusTotalSource", "run_deliveries", "run_files"]
 
@@ -546,7 +548,7 @@ def run_deliveries(
             alerts = [finding.alert for found in findings for finding in found if finding.alert is not None]
             # What the member accounts' StackSet deploys, then the resources the findings name.
             aws.deploy_member_roles()
-            progress("mirroring the resources the findings name (instances, access keys)")
+            progress("mirroring the resources the findings name (instances, access keys, S3 objects)")
             mirror_resources(aws, alerts, log_stream)
             journeys = [pipeline.enqueue(delivery) for delivery in deliveries]
             progress(f"queued {sum(1 for journey in journeys if journey.state != 'refused')} record(s)")
@@ -606,7 +608,7 @@ def _deployed_intake() -> IntakeOptions:
 
 
 def mirror_resources(aws: LocalAws, alerts: list[Alert], log_stream: IO[str]) -> None:
-    """Mirror the instances and access keys the alerts name, each in its finding's own account and
+    """Mirror the instances, access keys and S3 objects the alerts name, each in its finding's own account and
     Region (moto keeps one backend per account and Region): the deployment's, a member account's or any
     other, as the world the finding describes; whether vtriage may act there is the pipeline's to decide.
     What cannot be mirrored is said in the log and left out (remediation then reports it missing)."""
@@ -621,17 +623,28 @@ def mirror_resources(aws: LocalAws, alerts: list[Alert], log_stream: IO[str]) ->
                 keys = seed_access_keys(
                     aws.client("iam", region, account_id), resources_named(named, ResourceType.ACCESS_KEY)
                 )
+                # The quarantine moves objects of the deployment's own buckets only (IAM holds it so).
+                objects = (
+                    seed_s3_objects(
+                        aws.client("s3", region, account_id),
+                        region,
+                        resources_named(named, ResourceType.S3_OBJECT),
+                        aws.parameters.get("QuarantineBucket", ""),
+                    )
+                    if account_id == ACCOUNT_ID
+                    else Mirrored()
+                )
             except (BotoCoreError, ClientError) as error:
                 left_out = [f"account {account_id}, Region {region}: {error}"]
             else:
-                left_out = [*instances.left_out, *keys.left_out]
-                if instances.created or keys.created:
+                left_out = [*instances.left_out, *keys.left_out, *objects.left_out]
+                if instances.created or keys.created or objects.created:
                     mirrored = {
                         "level": "INFO",
                         "message": "resources mirrored locally",
                         "account": account_id,
                         "region": region,
-                        "created": [*instances.created, *keys.created],
+                        "created": [*instances.created, *keys.created, *objects.created],
                     }
                     print(json.dumps(mirrored), file=log_stream)
         for detail in left_out:

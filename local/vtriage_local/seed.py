@@ -1,6 +1,6 @@
-"""Mirrors into moto the instances and access keys that the alerts name, each in its finding's own
-account and Region, so that remediation, dry-run or not, acts on resources with the alert's ids, where the
-finding says they live, rather than failing on ones that moto never heard of."""
+"""Mirrors into moto the instances, access keys and S3 objects that the alerts name, each in its finding's
+own account and Region, so that remediation, dry-run or not, acts on resources with the alert's ids, where
+the finding says they live, rather than failing on ones that moto never heard of."""
 
 from __future__ import annotations
 
@@ -105,6 +105,51 @@ def _create_access_key(iam: Any, key: Resource) -> bool:
     with mock.patch("moto.iam.models.generate_access_key_id_from_account_id", return_value=key.id):
         iam.create_access_key(UserName=key.user_name)
     return True
+
+
+def seed_s3_objects(s3: Any, region: str, objects: Iterable[Resource], quarantine_bucket: str) -> Mirrored:
+    """Create each object (and its bucket) unless it exists, and the quarantine bucket the deployment
+    names when it does not exist. The object holds a stand-in body: its bytes are the finding's owner's,
+    never the runner's to have."""
+    mirrored = Mirrored()
+    wanted = [item for item in objects if item.bucket and item.key]
+    if wanted and quarantine_bucket:
+        try:
+            if _create_bucket(s3, quarantine_bucket, region):
+                mirrored.created.append(f"s3://{quarantine_bucket}")
+        except ClientError as error:
+            mirrored.left_out.append(f"quarantine bucket {quarantine_bucket!r}: {error}")
+    for item in wanted:
+        where = f"s3://{item.bucket}/{item.key}"
+        try:
+            _create_bucket(s3, str(item.bucket), region)
+            if not _object_exists(s3, str(item.bucket), str(item.key)):
+                body = f"vtriage run's stand-in for {where}: the finding's object is not copied\n"
+                s3.put_object(Bucket=item.bucket, Key=item.key, Body=body.encode())
+                mirrored.created.append(where)
+        except ClientError as error:
+            mirrored.left_out.append(f"object {where!r}: {error}")
+    return mirrored
+
+
+def _create_bucket(s3: Any, bucket: str, region: str) -> bool:
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return False
+    except ClientError:
+        pass
+    # us-east-1 takes no location constraint; every other Region needs its own.
+    location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=bucket, **location)
+    return True
+
+
+def _object_exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError:
+        return False
 
 
 def seed_instances(ec2: Any, instances: Iterable[Resource]) -> Mirrored:

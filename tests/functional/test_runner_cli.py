@@ -235,3 +235,43 @@ def test_ctrl_c_stops_the_run_on_one_line_with_status_130_and_leaves_nothing_beh
     assert stdout == ""
     # and nothing is left in the temporary folder
     assert list(temp.iterdir()) == []
+
+
+def test_the_s3_malware_sample_is_skipped_without_a_quarantine_bucket_and_moved_with_one() -> None:
+    # Given GuardDuty Malware Protection for S3's finding of a trojan in an uploads bucket
+    sample = str(event("synthetic-guardduty-malware-s3-object-scan.json"))
+
+    # When it runs as the template deploys by default (no quarantine bucket), and acting for real with a
+    # quarantine bucket and the uploads buckets named as sources
+    _, default_out, _ = in_process("run", "--json", "--quiet", sample)
+    _, configured_out, _ = in_process(
+        "run",
+        "--json",
+        "--quiet",
+        "--parameter-overrides",
+        "DryRun=false",
+        "--parameter-overrides",
+        "QuarantineBucket=vtriage-quarantine-123456789012",
+        "--parameter-overrides",
+        "QuarantineSourceBuckets=vtriage-demo-uploads-*",
+        sample,
+    )
+
+    # Then by default the quarantine is skipped, saying what is missing, and the case is ticketed, not
+    # FAILED; with the bucket, the object the runner mirrored is moved there and the case is remediated
+    [default] = json.loads(default_out)["cases"]
+    [skipped] = default["actions"]
+    assert (skipped["type"], skipped["status"], default["status"]) == (
+        "quarantine_object",
+        "skipped",
+        "TICKETED",
+    )
+    assert "no quarantine bucket is configured" in skipped["detail"]
+    [configured] = json.loads(configured_out)["cases"]
+    [moved] = configured["actions"]
+    assert (moved["status"], configured["status"]) == ("done", "REMEDIATED")
+    assert moved["detail"] == (
+        "quarantined: moved s3://vtriage-demo-uploads-123456789012/incoming/2025/03/remittance-advice.dll to "
+        f"s3://vtriage-quarantine-123456789012/{configured['case_id']}/vtriage-demo-uploads-123456789012/"
+        "incoming/2025/03/remittance-advice.dll"
+    )
