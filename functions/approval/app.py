@@ -18,7 +18,7 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """A function URL request from a person, or the state machine's request for approval."""
+    """A function URL request from a person, or the ticket function's request for an approval."""
     dependencies = approval_dependencies(ApprovalSettings.from_environ())
     now = datetime.now(UTC)
     if "requestContext" in event:
@@ -40,5 +40,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         key=dependencies.signing_key(),
         now=now,
     )
-    # The links are the authority to decide: they go to people, never into the execution's history.
-    return {"case_id": event["case_id"], "index": event["index"], "expires_at": str(links.expires_at)}
+    # The links are the authority to decide: they go to people, and back to the ticket function that asked
+    # (a direct invocation, for the case's ticket), never into the execution's history.
+    return links.model_dump(mode="json")

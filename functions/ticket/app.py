@@ -1,4 +1,6 @@
-"""Ticket function: opens a ticket with a readable case report, stored on the case and sent to SNS."""
+"""Ticket function: opens each case's ticket with a readable report (its VirusTotal context read from the
+enrichments table), asks the approval function to hold a waiting action and puts its links on the ticket,
+and tells the ticket of each decision and of the case's outcome."""
 
 from typing import Any
 
@@ -8,17 +10,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vtriage.clock import utc_now
 from vtriage.composition.ticket import ticket_dependencies
 from vtriage.config import TicketSettings
-from vtriage.models import TaskInput
-from vtriage.ticket import open_ticket
+from vtriage.ticket import ticket_task
 
 logger = Logger()
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Open (or return the existing) ticket for the case named in the payload."""
+    """Carry out the ticket step the state machine's payload names (`vtriage.ticket.TicketDesk`)."""
     dependencies = ticket_dependencies(TicketSettings.from_environ())
-    task, now = TaskInput.model_validate(event), utc_now()
-    case_page = dependencies.case_page_link(task.case_id, now)
-    result = open_ticket(task, dependencies.cases, dependencies.sink, now, case_page=case_page)
+    result = dependencies.desk.handle(ticket_task(event), utc_now())
     return result.model_dump(mode="json")

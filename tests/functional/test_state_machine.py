@@ -317,18 +317,54 @@ def _approval_inbox(aws: LocalAws) -> str:
     return str(url)
 
 
-def _approval_links(aws: LocalAws, inbox: str) -> dict[str, str]:
-    """The approve and reject links of the next approval request the approver receives."""
+def _links_in(text: str) -> dict[str, str]:
+    """The approve and reject links a message carries, on lines of their own."""
+    found = re.findall(r"^(Approve|Reject):\s+(\S+)$", text, flags=re.MULTILINE)
+    return {decision.lower(): link for decision, link in found}
+
+
+def _approval_request(aws: LocalAws, inbox: str) -> str:
+    """The text of the next approval request the approver receives."""
     sqs = aws.client("sqs")
     deadline = time.monotonic() + APPROVAL_WAIT_S
     while time.monotonic() < deadline:
         for message in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", []):
-            text = json.loads(message["Body"])["Message"]
-            found = dict(re.findall(r"^(Approve|Reject):\s+(\S+)$", text, flags=re.MULTILINE))
-            if found:
-                return {decision.lower(): link for decision, link in found.items()}
+            text = str(json.loads(message["Body"])["Message"])
+            if _links_in(text):
+                return text
         time.sleep(0.05)
     raise AssertionError("no approval request arrived")
+
+
+def _approval_links(aws: LocalAws, inbox: str) -> dict[str, str]:
+    """The approve and reject links of the next approval request the approver receives."""
+    return _links_in(_approval_request(aws, inbox))
+
+
+def _ticket_inbox(aws: LocalAws) -> str:
+    """A queue subscribed to the ticket topic, where an analyst's tickets and their updates arrive."""
+    sqs, sns = aws.client("sqs"), aws.client("sns")
+    url = sqs.create_queue(QueueName="ticket-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=aws.ref("TicketTopic"), Protocol="sqs", Endpoint=arn)
+    return str(url)
+
+
+def _ticket_messages(aws: LocalAws, inbox: str, count: int) -> list[dict[str, str]]:
+    """The next `count` messages of the ticket topic (a ticket, or an update on one), as sent: each its
+    subject and text."""
+    sqs = aws.client("sqs")
+    received: list[dict[str, Any]] = []
+    deadline = time.monotonic() + APPROVAL_WAIT_S
+    while len(received) < count and time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", []):
+            received.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=inbox, ReceiptHandle=message["ReceiptHandle"])
+        time.sleep(0.05)
+    assert len(received) >= count, f"{len(received)} of {count} ticket messages arrived"
+    # SNS keeps no order across messages sent in the same instant: the publish time orders them.
+    received.sort(key=lambda notification: str(notification["Timestamp"]))
+    return [{"subject": str(item["Subject"]), "text": str(item["Message"])} for item in received]
 
 
 def _click(aws: LocalAws, link: str, method: str = "POST") -> dict[str, Any]:
@@ -388,9 +424,74 @@ def test_an_approved_action_runs_and_the_case_is_ticketed(local_aws: LocalAws) -
     assert "WaitForApproval" in _entered_states(local_aws, execution_arn)
 
 
+def test_the_ticket_opens_before_the_approval_carries_its_links_and_hears_the_decision(
+    local_aws: LocalAws,
+) -> None:
+    # Given an approver, an analyst reading the ticket topic, and a malicious case whose isolation waits
+    # for a person
+    approver = _approval_inbox(local_aws)
+    analyst = _ticket_inbox(local_aws)
+    instance_id, _ = _instance(local_aws)
+    case = _case(Verdict.MALICIOUS, [_isolation(instance_id, needs_approval="true")])
+
+    # When the execution waits for the person
+    execution_arn = _start(local_aws, case)
+    request = _approval_request(local_aws, approver)
+    opened, links = _ticket_messages(local_aws, analyst, 2)
+
+    # Then the ticket opened before the approval was asked for, saying an action waits, and the case keeps it
+    waiting = _cases(local_aws).get(case.case_id)
+    assert waiting is not None
+    assert waiting.ticket is not None
+    ticket = waiting.ticket.id
+    assert opened["subject"].startswith(f"[HIGH] malicious {ticket}: ")
+    assert (
+        "Waiting for a person: 1 action: the approve and reject links follow on this ticket" in opened["text"]
+    )
+    assert "  - Isolate the instance (isolate_instance): " in opened["text"]
+    # And the approval request names the ticket, whose update carries the very links the approver got
+    assert f"Ticket: sns {ticket}" in request.splitlines()
+    assert links["subject"] == f"Update on {ticket}"
+    assert "Approval requested for action 1 of 1" in links["text"]
+    assert _links_in(links["text"]) == _links_in(request)
+    # And the execution's history holds no link: they went to people only
+    history = json.dumps(
+        local_aws.client("stepfunctions").get_execution_history(executionArn=execution_arn), default=str
+    )
+    assert _links_in(request)["approve"].split("token=")[1] not in history
+
+    # When a person approves the action through the ticket's link
+    assert _click(local_aws, _links_in(links["text"])["approve"])["statusCode"] == 200
+    execution = wait_for_execution(local_aws.client("stepfunctions"), execution_arn)
+
+    # Then the ticket hears who approved it, then where the case stands: the isolation ran (dry run)
+    decision, outcome = _ticket_messages(local_aws, analyst, 2)
+    assert execution["status"] == "SUCCEEDED"
+    assert decision["text"].startswith(f"Decision on action 1 of 1, Isolate the instance {instance_id}: ")
+    assert "approved by a person through the approval link" in decision["text"]
+    assert outcome["text"].startswith("Update from vtriage: where the case stands now\nStatus: TICKETED")
+    assert (
+        f"  - Isolate the instance (isolate_instance): {instance_id}, account {ACCOUNT_ID}, Region {REGION}: "
+        "dry run"
+    ) in outcome["text"]
+    assert "would move " in outcome["text"]
+    # And only that one ticket opened for the case
+    assert (decision["subject"], outcome["subject"]) == (f"Update on {ticket}",) * 2
+    assert _states_entered_after(local_aws, execution_arn, "WaitForApproval")[:2] == [
+        "TellTicketOfApproval",
+        "RunAction",
+    ]
+
+
+def _states_entered_after(aws: LocalAws, execution_arn: str, state: str) -> list[str]:
+    entered = _entered_states(aws, execution_arn)
+    return entered[entered.index(state) + 1 :]
+
+
 def test_a_rejected_action_is_skipped_with_the_reason(local_aws: LocalAws) -> None:
-    # Given an execution waiting for approval of an isolation
+    # Given an execution waiting for approval of an isolation, and an analyst reading its ticket
     inbox = _approval_inbox(local_aws)
+    analyst = _ticket_inbox(local_aws)
     instance_id, groups = _instance(local_aws)
     case = _case(Verdict.MALICIOUS, [_isolation(instance_id, needs_approval="true")])
     execution_arn = _start(local_aws, case)
@@ -413,6 +514,10 @@ def test_a_rejected_action_is_skipped_with_the_reason(local_aws: LocalAws) -> No
     assert _interface_groups(local_aws, instance_id) == [groups]
     # And the approve link, used after the reject one, is refused
     assert _click(local_aws, links["approve"])["statusCode"] == 410
+    # And the ticket, opened before the approval, heard who rejected the action and that it does not run
+    _, _, rejection, _ = _ticket_messages(local_aws, analyst, 4)
+    assert "rejected by a person through the approval link" in rejection["text"]
+    assert rejection["text"].endswith("It does not run.")
 
 
 def test_an_approval_nobody_gives_times_out_and_escalates_the_ticket(

@@ -48,7 +48,7 @@ from vtriage.adapters.webhook import (
 )
 from vtriage.composition.ticket import ticket_sink
 from vtriage.config import TicketSettings
-from vtriage.display import Report, ReportLine
+from vtriage.display import LINKS_HEADER, Report, ReportLine, ReportLink
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.models import (
     Action,
@@ -63,13 +63,20 @@ from vtriage.models import (
     Verdict,
 )
 from vtriage.ports import TicketSink
-from vtriage.ticket import ApprovalLinks, render_report
+from vtriage.ticket import CasePageLink, render_report
 
 pytestmark = pytest.mark.functional
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 VT_LINK = "https://www.virustotal.com/gui/ip-address/198.51.100.7"
+CASE_PAGE_URL = "https://abc.lambda-url.us-east-1.on.aws/?view=page&token=t0"
 APPROVE_URL = "https://abc.lambda-url.us-east-1.on.aws/?decision=approve&token=t1"
+# The approve and reject links of a waiting action, as the ticket function puts them on a ticket.
+APPROVAL_LINKS = (
+    ReportLink(label="Approve", url=APPROVE_URL),
+    ReportLink(label="Reject", url=APPROVE_URL + "x"),
+)
+APPROVAL_TEXT = "Approval requested for action 1 of 1\nAction: Isolate the instance i-0abc1234def567890"
 PLAIN_REPORT = Report(headline="HIGH 8, MALICIOUS", lines=(ReportLine(label="Case", value="guardduty-1"),))
 # What a sender puts in a finding's title to plant links and markup of its own in a ticket.
 HOSTILE_TITLE = (
@@ -437,7 +444,8 @@ def triaged_case(score: float = 8, title: str | None = None, **fields: Any) -> C
 
 
 def report_of(case: Case) -> Report:
-    return render_report(case, approval=ApprovalLinks(approve_url=APPROVE_URL, reject_url=APPROVE_URL + "x"))
+    """The case's report as the ticket function renders it, with its case page link."""
+    return render_report(case, case_page=CasePageLink(url=CASE_PAGE_URL, expires_at=NOW))
 
 
 def test_jira_creates_an_issue_with_the_documented_fields(
@@ -472,8 +480,8 @@ def test_jira_creates_an_issue_with_the_documented_fields(
     text = adf_text(fields["description"])
     assert text.startswith("vtriage case report: HIGH 8, MALICIOUS\n\nLinks from vtriage")
     assert f"Title: {case.alert.title}" in text
-    # And the approval links come first, then the VirusTotal page: the only links an analyst can click
-    assert adf_links(fields["description"]) == [APPROVE_URL, APPROVE_URL + "x", VT_LINK]
+    # And the case page link comes first, then the VirusTotal page: the only links an analyst can click
+    assert adf_links(fields["description"]) == [CASE_PAGE_URL, VT_LINK]
     # And the alert's values are code, which Jira shows as such
     assert case.alert.title in adf_code(fields["description"])
 
@@ -491,7 +499,7 @@ def test_jira_makes_no_link_of_what_the_alert_says(
 
     # Then the only links are vtriage's, and the title is one code-marked line, escaped and defanged
     description = fake.issues[ticket.id]["description"]
-    assert adf_links(description) == [APPROVE_URL, APPROVE_URL + "x", VT_LINK]
+    assert adf_links(description) == [CASE_PAGE_URL, VT_LINK]
     [title] = [code for code in adf_code(description) if code.startswith("Scan finished")]
     assert title.startswith("Scan finished\\n\\nApprove: hxxps://evil.example/approve [code]")
     assert title.endswith("\\u202e")
@@ -531,6 +539,25 @@ def test_jira_comments_on_the_issue_in_adf(
     assert adf_text(comment) == "Seen again at 2024-05-01T11:00:00Z\nDetails: " + VT_LINK
     assert adf_links(comment) == []
     assert adf_code(comment) == ["Seen again at 2024-05-01T11:00:00Z", "Details: " + VT_LINK]
+
+
+def test_jira_puts_the_approval_links_first_in_the_comment_as_links(
+    jira: tuple[FakeJira, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an issue opened for a case whose action waits for a person
+    fake, server = jira
+    sink = jira_sink(session, server.base_url)
+    ticket = sink.open(triaged_case(), PLAIN_REPORT)
+
+    # When the ticket function puts the approval links on it
+    sink.comment(ticket, APPROVAL_TEXT, links=APPROVAL_LINKS)
+
+    # Then Jira accepted the comment: the two links first, clickable, under vtriage's header, then the text
+    # as code
+    [comment] = fake.comments["SEC-1"]
+    assert adf_links(comment) == [APPROVE_URL, APPROVE_URL + "x"]
+    assert adf_text(comment).startswith(f"{LINKS_HEADER}\nApprove: {APPROVE_URL}\nReject: {APPROVE_URL}x\n\n")
+    assert adf_code(comment) == APPROVAL_TEXT.splitlines()
 
 
 def test_jira_refusing_the_credentials_is_a_clear_error_without_them(
@@ -948,6 +975,24 @@ def test_servicenow_comments_go_to_the_work_notes(
     assert incident["work_notes_journal"] == ["Seen again at 2024-05-01T11:00:00Z"]
 
 
+def test_servicenow_puts_the_approval_links_first_in_the_work_note(
+    servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
+) -> None:
+    # Given an incident opened for a case whose action waits for a person
+    fake, server = servicenow
+    sink = sn_sink(session, server.base_url)
+    ticket = sink.open(triaged_case(), PLAIN_REPORT)
+
+    # When the ticket function puts the approval links on it
+    sink.comment(ticket, APPROVAL_TEXT, links=APPROVAL_LINKS)
+
+    # Then the work note starts with the links under vtriage's header, then the text
+    [incident] = fake.incidents.values()
+    assert incident["work_notes_journal"] == [
+        f"{LINKS_HEADER}\nApprove: {APPROVE_URL}\nReject:  {APPROVE_URL}x\n\n{APPROVAL_TEXT}"
+    ]
+
+
 def test_servicenow_finds_the_record_by_number_when_the_ticket_has_no_url(
     servicenow: tuple[FakeServiceNow, LoopbackServer], session: requests.Session
 ) -> None:
@@ -1215,14 +1260,14 @@ def test_webhook_posts_a_signed_slack_message_with_the_case(
     # escaped as Slack asks
     text = first["text"]
     assert text.startswith(f"*vtriage case report {ticket.id}: HIGH 8, MALICIOUS*\n")
-    assert f"<{APPROVE_URL.replace('&', '&amp;')}|Approve>" in text
+    assert f"Case page: <{CASE_PAGE_URL.replace('&', '&amp;')}|Case page>" in text
     title = "Title: C&amp;C &lt;beacon&gt; from i-0abc"
-    assert text.index("|Reject>") < text.index("```") < text.index(title)
+    assert text.index("|Case page>") < text.index("```") < text.index(title)
     assert f"VirusTotal: {VT_LINK}" in text
     assert text.endswith("```")
     # And the blocks carry a header, the links, then the report
     assert first["blocks"][0]["type"] == "header"
-    assert "|Approve>" in first["blocks"][1]["text"]["text"]
+    assert "|Case page>" in first["blocks"][1]["text"]["text"]
     assert "Indicators of compromise (1)" in first["blocks"][2]["text"]["text"]
     # And the machine-readable summary names the case, its IOC and its action
     assert first["event"] == "ticket_opened"
@@ -1274,6 +1319,32 @@ def test_webhook_comment_is_another_signed_post(
     assert comment["ticket"] == {"provider": "webhook", "id": ticket.id}
     assert comment["comment"] == "Seen again at 2024-05-01T11:00:00Z"
     assert comment["text"] == f"*Update on {ticket.id}*\n```\nSeen again at 2024-05-01T11:00:00Z\n```"
+
+
+def test_webhook_comment_carries_the_approval_links_as_slack_links(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a ticket opened through the webhook for a case whose action waits for a person
+    fake, server = slack
+    sink = webhook_sink(session, server.base_url + WEBHOOK_PATH)
+    ticket = sink.open(triaged_case(), PLAIN_REPORT)
+
+    # When the ticket function puts the approval links on it
+    sink.comment(ticket, APPROVAL_TEXT, links=APPROVAL_LINKS)
+
+    # Then the message names the ticket, then the links as Slack links, then the text in a code block
+    comment = fake.messages[-1]
+    approve = APPROVE_URL.replace("&", "&amp;")
+    assert comment["text"] == (
+        f"*Update on {ticket.id}*\n{LINKS_HEADER}\nApprove: <{approve}|Approve>\n"
+        f"Reject: <{approve}x|Reject>\n```\n{APPROVAL_TEXT}\n```"
+    )
+    # And a program reads them apart from the text
+    assert comment["links"] == [
+        {"label": "Approve", "url": APPROVE_URL},
+        {"label": "Reject", "url": APPROVE_URL + "x"},
+    ]
+    assert comment["comment"] == APPROVAL_TEXT
 
 
 def test_webhook_keeps_what_the_alert_says_inside_its_code_block(
@@ -1468,6 +1539,15 @@ def test_sns_comment_is_a_follow_up_message_naming_the_ticket(monkeypatch: pytes
         assert notification["Message"] == "Seen again at 2024-05-01T11:00:00Z"
         assert notification["MessageAttributes"]["ticket_id"]["Value"] == "VT-0123456789"
         assert notification["MessageAttributes"]["event"]["Value"] == "comment"
+
+        # When the approval links of a waiting action are put on it
+        sink.comment(ticket, APPROVAL_TEXT, links=APPROVAL_LINKS)
+
+        # Then the subscribers read the links first, under vtriage's header, then the text
+        [message] = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+        assert json.loads(message["Body"])["Message"] == (
+            f"{LINKS_HEADER}\nApprove: {APPROVE_URL}\nReject:  {APPROVE_URL}x\n\n{APPROVAL_TEXT}"
+        )
 
 
 def test_every_provider_is_a_ticket_sink(session: requests.Session) -> None:

@@ -61,7 +61,7 @@ SERVICES_BY_FUNCTION = {
         "sts",
         "secretsmanager",
     },
-    "TicketFunction": {"dynamodb", "sns", "secretsmanager"},
+    "TicketFunction": {"dynamodb", "sns", "secretsmanager", "lambda"},
     "IntakeFunction": {"sqs"},
     "ApprovalFunction": {"dynamodb", "states", "sns", "secretsmanager"},
     "FalconPollerFunction": {"sqs", "dynamodb", "secretsmanager"},
@@ -124,6 +124,8 @@ def deployed_value(value: Any, template: dict[str, Any]) -> str:
         resource_type = template["Resources"][name]["Type"]
         stand_ins = {
             "AWS::DynamoDB::Table": f"vtriage-{name}-1A2B3C",
+            # A function's name, as SAM makes it.
+            "AWS::Serverless::Function": f"vtriage-{name}-1A2B3C",
             "AWS::SQS::Queue": f"https://sqs.us-east-1.amazonaws.com/123456789012/vtriage-{name}",
             "AWS::SNS::Topic": FAKE_ACCOUNT.format(service="sns", resource=f"vtriage-{name}"),
             "AWS::Serverless::StateMachine": FAKE_ACCOUNT.format(

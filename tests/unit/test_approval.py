@@ -36,6 +36,7 @@ from vtriage.models import (
     ActionStatus,
     ActionType,
     ApprovalClaims,
+    ApprovalLinks,
     Approver,
     Case,
     CaseStatus,
@@ -45,7 +46,6 @@ from vtriage.models import (
 )
 from vtriage.ports import CLAIM_LEASE
 from vtriage.remediate import ActionTask, plan_remediation, run_action
-from vtriage.ticket import ApprovalLinks
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 # The deployment's own place: the account and Region `make_alert` names.

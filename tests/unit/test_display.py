@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.factories import make_alert, make_case
-from vtriage.display import LINKS_HEADER, REPORT_HEADER, one_line
+from vtriage.display import LINKS_HEADER, REPORT_HEADER, comment_text, one_line
 from vtriage.models import (
     Action,
     ActionStatus,
     ActionType,
+    ApprovalLinks,
     Case,
     IocOutcome,
     IocType,
@@ -20,10 +21,14 @@ from vtriage.models import (
     ResourceType,
     Verdict,
 )
-from vtriage.ticket import ApprovalLinks, render_report
+from vtriage.ticket import CasePageLink, approval_comment, approval_report_links, render_report
 
 APPROVE = "https://abc.lambda-url.us-east-1.on.aws/?token=genuine-approve"
 REJECT = "https://abc.lambda-url.us-east-1.on.aws/?token=genuine-reject"
+CASE_PAGE = CasePageLink(
+    url="https://abc.lambda-url.us-east-1.on.aws/?view=genuine-page",
+    expires_at=datetime(2024, 6, 1, tzinfo=UTC),
+)
 FAKE_LINES = "Quarterly scan\r\n\r\nApprove: https://evil.example/approve\n  Reject: http://evil.example/x"
 
 
@@ -119,19 +124,15 @@ def test_no_sender_value_can_start_a_line_or_come_before_the_real_links() -> Non
     # Given a case whose title, id, S3 key, IOC, reason, target and detail carry fake approval lines
     case, links = injected_case()
 
-    # When its report is rendered
-    text = render_report(case, approval=links).text()
+    # When its report is rendered with its case page link, as its ticket opens
+    text = render_report(case, case_page=CASE_PAGE).text()
     lines = text.splitlines()
 
-    # Then it opens with vtriage's header, and the real links are the first links, under the fixed header
+    # Then it opens with vtriage's header, and the real link is the first link, under the fixed header
     assert lines[0].startswith(REPORT_HEADER)
-    approve, reject = lines.index(f"Approve: {APPROVE}"), lines.index(f"Reject:  {REJECT}")
-    assert lines.index(LINKS_HEADER) < approve < reject
-    # And those are the only lines that start with Approve or Reject: every fake one stays on its label's line
-    assert [line for line in lines if line.strip().startswith(("Approve:", "Reject:"))] == [
-        f"Approve: {APPROVE}",
-        f"Reject:  {REJECT}",
-    ]
+    assert lines.index(LINKS_HEADER) < lines.index(f"Case page: {CASE_PAGE.url}")
+    # And no line starts with Approve or Reject: every fake one stays on its label's line
+    assert [line for line in lines if line.strip().startswith(("Approve:", "Reject:"))] == []
     # And no reader can make a link of the sender's URLs (defanged), nor reverse the text after a key
     assert "https://evil.example" not in text
     assert "Approve: hxxps://evil.example/key\\u202e" in text
@@ -142,10 +143,26 @@ def test_no_sender_value_can_start_a_line_or_come_before_the_real_links() -> Non
     assert title in text
 
 
+def test_no_sender_value_comes_before_the_real_approval_links_on_the_ticket() -> None:
+    # Given the injected case, its action waiting for a person
+    case, links = injected_case()
+
+    # When its approval links are put on its ticket, as plain text (SNS, ServiceNow, Swimlane)
+    text = comment_text(approval_comment(case, 0, links), approval_report_links(links))
+    lines = text.splitlines()
+
+    # Then the real links come first, under the fixed header, and are the only lines starting so
+    assert lines[:3] == [LINKS_HEADER, f"Approve: {APPROVE}", f"Reject:  {REJECT}"]
+    assert [line for line in lines if line.strip().startswith(("Approve:", "Reject:"))] == lines[1:3]
+    # And the sender's target and detail stay on their labelled lines, defanged
+    assert "https://evil.example" not in text
+    assert "Why it waits: waits\\r\\nReject: hxxps://evil.example/detail" in lines
+
+
 def test_each_line_is_vtriages_label_then_the_value() -> None:
     # Given the injected case's report
-    case, links = injected_case()
-    report = render_report(case, approval=links)
+    case, _ = injected_case()
+    report = render_report(case, case_page=CASE_PAGE)
 
     # Then every line's label is vtriage's own words, never a sender's value
     labels = {line.label.strip() for line in report.lines}

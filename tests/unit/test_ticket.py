@@ -1,16 +1,27 @@
-"""open_ticket and render_report: one ticket per case, a report a person can act on."""
+"""The ticket function's steps: one ticket per case, with a report a person can act on (VirusTotal's context
+read from the enrichments table), opened before an approval, carrying its links, told of each decision and
+of the outcome."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from tests.factories import make_alert, make_case
+from vtriage.action_text import describe
+from vtriage.display import one_line
 from vtriage.errors import CaseNotFoundError, TransientError
-from vtriage.fakes import FakeTicketSink, InMemoryCaseRepository
+from vtriage.fakes import (
+    FakeApprovalRequests,
+    FakeTicketSink,
+    InMemoryCaseRepository,
+    InMemoryEnrichmentRecords,
+)
 from vtriage.intake import IntakeOptions
 from vtriage.intake.body import decode_body
 from vtriage.models import (
@@ -25,10 +36,19 @@ from vtriage.models import (
     Ioc,
     IocOutcome,
     IocType,
-    TaskInput,
     Verdict,
 )
-from vtriage.ticket import MAX_ERROR_BYTES, ApprovalLinks, open_ticket, render_report
+from vtriage.ticket import (
+    MAX_ERROR_BYTES,
+    ApprovalTicketTask,
+    DecisionTicketTask,
+    OpenTicketTask,
+    open_ticket,
+    render_report,
+    request_approval_on_ticket,
+    tell_decision,
+    ticket_task,
+)
 from vtriage.virustotal.context import trim_context
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -77,7 +97,7 @@ def ticket_for(
     """Store the case and open its ticket; return the repository and the sink."""
     cases = InMemoryCaseRepository([case])
     sink = FakeTicketSink(now=lambda: NOW)
-    open_ticket(TaskInput(case_id=case.case_id, error=error), cases, sink, NOW)
+    open_ticket(OpenTicketTask(case_id=case.case_id, error=error), cases, sink, NOW)
     return cases, sink
 
 
@@ -98,7 +118,8 @@ def test_a_suspicious_case_gets_a_ticket_stored_on_it() -> None:
     [opened] = sink.opened
     assert opened.report == render_report(opened.case)
     saved = stored(cases, case.case_id)
-    assert saved.ticket == opened.ticket
+    assert saved.ticket is not None
+    assert (saved.ticket.id, saved.ticket.created_at) == (opened.ticket.id, NOW)
     assert saved.branch is Branch.TICKET
     assert saved.status is CaseStatus.TICKETED
     assert saved.updated_at == NOW
@@ -112,7 +133,7 @@ def test_a_retry_returns_the_same_ticket_and_never_opens_a_second() -> None:
     case = triaged_case()
     cases = InMemoryCaseRepository([case])
     sink = FakeTicketSink(now=lambda: NOW)
-    task = TaskInput(case_id=case.case_id)
+    task = OpenTicketTask(case_id=case.case_id)
     first = open_ticket(task, cases, sink, NOW)
 
     # When the ticket function runs again for it
@@ -129,7 +150,7 @@ def test_a_repeat_folded_into_a_ticketed_case_comments_on_its_ticket_once() -> N
     case = triaged_case()
     cases = InMemoryCaseRepository([case])
     sink = FakeTicketSink(now=lambda: NOW)
-    task = TaskInput(case_id=case.case_id)
+    task = OpenTicketTask(case_id=case.case_id)
     first = open_ticket(task, cases, sink, NOW)
     folded = cases.get(case.case_id)
     assert folded is not None
@@ -216,18 +237,20 @@ def test_a_sink_that_fails_leaves_the_case_without_a_ticket_for_the_retry() -> N
 
     # When the ticket is opened, Then the error reaches the state machine's Retry
     with pytest.raises(TransientError):
-        open_ticket(TaskInput(case_id=case.case_id), cases, failing, NOW)
+        open_ticket(OpenTicketTask(case_id=case.case_id), cases, failing, NOW)
 
     # And the case holds no ticket, so the retry opens one
     assert stored(cases, case.case_id).ticket is None
-    result = open_ticket(TaskInput(case_id=case.case_id), cases, FakeTicketSink(now=lambda: NOW), NOW)
+    result = open_ticket(OpenTicketTask(case_id=case.case_id), cases, FakeTicketSink(now=lambda: NOW), NOW)
     assert stored(cases, case.case_id).ticket == result.ticket
 
 
 def test_an_unknown_case_raises_case_not_found() -> None:
     # Given an empty repository, When a ticket is opened, Then the case is not found
     with pytest.raises(CaseNotFoundError):
-        open_ticket(TaskInput(case_id="guardduty-missing"), InMemoryCaseRepository(), FakeTicketSink(), NOW)
+        open_ticket(
+            OpenTicketTask(case_id="guardduty-missing"), InMemoryCaseRepository(), FakeTicketSink(), NOW
+        )
 
 
 def test_the_report_tells_the_whole_story_in_plain_text() -> None:
@@ -261,7 +284,10 @@ def test_the_report_tells_the_whole_story_in_plain_text() -> None:
     assert f"VirusTotal: {VT_LINK}" in report
     assert "- ip: 10.0.1.25: not looked up (private address (RFC 1918))" in report
     # And the actions with status and detail, and the error
-    assert "- isolate_instance: i-0abc1234def567890: done - isolated: moved eni-0a1b2c3d4e5f60718" in report
+    assert (
+        "- Isolate the instance (isolate_instance): i-0abc1234def567890: done - isolated: moved "
+        "eni-0a1b2c3d4e5f60718"
+    ) in report
     assert "RemediationError: boom" in report
     # And it is plain text: no HTML, no JSON
     assert "<" not in report
@@ -280,11 +306,16 @@ def test_the_report_of_an_empty_case_says_none_rather_than_nothing() -> None:
     assert "Error" not in report
 
 
+# --- what VirusTotal said, read from the enrichments table as the ticket function reads it -------------
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vt"
 
 
-def enrichment_from_fixture(name: str, ioc_type: IocType) -> tuple[IocOutcome, Enrichment]:
-    """A real VirusTotal object (tests/fixtures/vt) as the case and the cache would hold it."""
+def enrichment_from_fixture(
+    name: str, ioc_type: IocType, relationships: dict[str, Any] | None = None
+) -> tuple[IocOutcome, Enrichment]:
+    """A real VirusTotal object (tests/fixtures/vt) as the enrich function keeps it: its IOC on the case,
+    and its enrichment in the enrichments table."""
     document = json.loads((FIXTURES / name).read_text())
     data = document.get("data", document)
     stats = EngineStats.from_vt(data["attributes"]["last_analysis_stats"])
@@ -294,7 +325,7 @@ def enrichment_from_fixture(name: str, ioc_type: IocType) -> tuple[IocOutcome, E
         verdict=Verdict.MALICIOUS,
         stats=stats,
         reasons=[f"{stats.malicious} engines flag it malicious"],
-        context=trim_context(ioc_type, data["attributes"]),
+        context=trim_context(ioc_type, data["attributes"], relationships, object_id=data["id"]),
         link=f"https://www.virustotal.com/gui/{ioc_type.value}/{data['id']}",
         fetched_at=NOW,
     )
@@ -302,35 +333,50 @@ def enrichment_from_fixture(name: str, ioc_type: IocType) -> tuple[IocOutcome, E
     return IocOutcome.enriched(ioc, enrichment), enrichment
 
 
-def report_with(*pairs: tuple[IocOutcome, Enrichment], approval: ApprovalLinks | None = None) -> str:
+def ticket_with(*pairs: tuple[IocOutcome, Enrichment], kept: tuple[Enrichment, ...] | None = None) -> str:
+    """The report of the ticket the `open` step opens for a case with these IOCs, reading their
+    enrichments (or `kept`) from the enrichments table, as the ticket function does."""
     case = triaged_case(iocs=[outcome for outcome, _ in pairs])
-    enrichments = {enrichment.key: enrichment for _, enrichment in pairs}
-    return render_report(case, enrichments=enrichments, approval=approval).text()
+    records = InMemoryEnrichmentRecords(kept if kept is not None else [enrichment for _, enrichment in pairs])
+    sink = FakeTicketSink(now=lambda: NOW)
+    open_ticket(
+        OpenTicketTask(case_id=case.case_id), InMemoryCaseRepository([case]), sink, NOW, enrichments=records
+    )
+    [opened] = sink.opened
+    return opened.report.text()
 
 
-def test_the_report_shows_the_engines_network_and_whois_of_an_ip() -> None:
-    # Given an IP VirusTotal knows, with its context
+def test_the_ticket_shows_the_engines_network_and_whois_of_an_ip() -> None:
+    # Given an IP VirusTotal knows, whose enrichment the enrich function kept
     pair = enrichment_from_fixture("demisto__TestData_ip.json", IocType.IP)
 
-    # When the report is rendered with its enrichment
-    report = report_with(pair)
+    # When its case's ticket opens
+    report = ticket_with(pair)
 
     # Then the IOC shows who flags it, whose network it is, and the start of its whois
     assert "engines: GreenSnow (malicious), Snort IP sample list (suspicious)" in report
     assert "network: AS396507, EMERALD-ONION, US, 23.129.64.0/24" in report
     assert "whois: NetRange: 23.129.64.0 - 23.129.64.255" in report
     assert "whois: [" in report
-    assert "more lines in the case]" in report
+    assert "more lines on VirusTotal's page]" in report
     assert "VirusTotal: https://www.virustotal.com/gui/ip/23.129.64.215" in report
 
 
-def test_the_report_shows_a_domains_registration_and_resolutions() -> None:
-    # Given a domain flagged by many engines
+def test_the_ticket_shows_a_domains_registration_resolutions_and_categories() -> None:
+    # Given a domain flagged by many engines, and the IPs VirusTotal saw it resolve to (its resolutions
+    # relationship, as the lookup asks for it: descriptors whose id is the IP then the domain)
+    domain = json.loads((FIXTURES / "demisto__test_data_domain.json").read_text())["data"]["id"]
+    resolutions = {
+        "resolutions": {
+            "data": [{"type": "resolution", "id": f"198.51.100.{number}{domain}"} for number in range(1, 8)]
+        }
+    }
     pair = enrichment_from_fixture("opencti__vt_test_domain.json", IocType.DOMAIN)
     flagged = len(pair[1].context["detections"])
+    other = enrichment_from_fixture("demisto__test_data_domain.json", IocType.DOMAIN, resolutions)
 
-    # When the report is rendered with its enrichment
-    report = report_with(pair)
+    # When its case's ticket opens
+    report = ticket_with(pair, other)
 
     # Then it names the top five engines and how many more, the registrar and what it resolves to
     engines_line = next(line for line in report.splitlines() if "engines:" in line)
@@ -340,19 +386,38 @@ def test_the_report_shows_a_domains_registration_and_resolutions() -> None:
     assert "registered: CommuniGal Communication Ltd., created 2016-12-29T13:28:19Z" in report
     assert "resolves to: A 66.0.543.66, A 66.0.543.90" in report
     assert "ns-28.awsdns-03.com" not in report.split("resolves to:")[1].splitlines()[0]
+    # And the IPs it resolved to, the first five and how many more, and the categories engines give it
+    assert "resolved to: 198.51.100.1, 198.51.100.2, 198.51.100.3, 198.51.100.4, 198.51.100.5 and 2 more" in (
+        report
+    )
+    assert "categories: " in report
 
 
-def test_the_report_shows_a_files_type_threat_label_and_first_sighting() -> None:
+def test_the_ticket_shows_a_files_type_names_threat_label_and_first_sighting() -> None:
     # Given a file VirusTotal classifies
     pair = enrichment_from_fixture("opencti__vt_test_file.json", IocType.FILE)
 
-    # When the report is rendered with its enrichment
-    report = report_with(pair)
+    # When its case's ticket opens
+    report = ticket_with(pair)
 
-    # Then it says what the file is, what it is called as a threat, and when it was first seen
-    assert "(Win32 DLL, 87040 bytes)" in report
+    # Then it says what the file is, what else it is called, its threat label and when it was first seen
+    assert "file: Win32 DLL, 87040 bytes" in report
+    assert "also named: " in report
     assert "threat label: trojan.dllhijacker/cometer" in report
     assert "first seen: 2018-08-22T19:53:49Z" in report
+
+
+def test_the_ticket_shows_a_urls_final_url_and_threat_names() -> None:
+    # Given a URL VirusTotal analysed
+    pair = enrichment_from_fixture("opencti__vt_test_url.json", IocType.URL)
+    context = pair[1].context
+
+    # When its case's ticket opens
+    report = ticket_with(pair)
+
+    # Then it shows where it lands and the threats engines name
+    assert f"final URL: {one_line(context['last_final_url'])}" in report
+    assert "threat names: " + ", ".join(context["threat_names"][:5]) in report
 
 
 def test_malicious_engines_are_listed_before_suspicious_ones() -> None:
@@ -365,39 +430,362 @@ def test_malicious_engines_are_listed_before_suspicious_ones() -> None:
         ]
     }
 
-    # When the report is rendered
-    report = report_with((outcome, enrichment))
+    # When its case's ticket opens
+    report = ticket_with((outcome, enrichment))
 
     # Then the malicious engine leads
     assert "engines: Zulu (phishing), Alpha (suspicious)" in report
 
 
-def test_the_report_carries_the_approval_links_and_when_they_expire() -> None:
-    # Given a case waiting for approval
-    approval = ApprovalLinks(
-        approve_url="https://abc.lambda-url.us-east-1.on.aws/?decision=approve&token=t1",
-        reject_url="https://abc.lambda-url.us-east-1.on.aws/?decision=reject&token=t2",
-        expires_at=datetime(2024, 5, 2, 10, 0, tzinfo=UTC),
+def test_the_ticket_reads_the_enrichment_the_case_was_judged_on_and_says_when_it_is_gone() -> None:
+    # Given an IP judged on one lookup, kept beside a newer lookup of it with other engines
+    outcome, judged = enrichment_from_fixture("demisto__TestData_ip.json", IocType.IP)
+    newer = judged.model_copy(
+        update={
+            "fetched_at": datetime(2024, 5, 3, tzinfo=UTC),
+            "context": {"detections": [{"engine": "Later", "category": "malicious", "result": "c2"}]},
+        }
     )
 
-    # When its ticket is opened with the links
-    cases = InMemoryCaseRepository([triaged_case()])
+    # When the ticket opens with both kept, and again with only the newer one kept
+    both = ticket_with((outcome, judged), kept=(judged, newer))
+    only_newer = ticket_with((outcome, judged), kept=(newer,))
+    none_kept = ticket_with((outcome, judged), kept=())
+
+    # Then it shows the engines of the lookup the verdict was drawn from
+    assert "engines: GreenSnow (malicious)" in both
+    assert "Later" not in both
+    # And, that one gone, the newer one's, saying whose they are
+    assert "engines: Later (c2)" in only_newer
+    assert (
+        "context of: VirusTotal's answer of 2024-05-03T00:00:00+00:00 (the one judged on is gone)"
+        in only_newer
+    )
+    # And, none kept, that the context is gone (the verdict, reasons and link stay)
+    assert "context: not kept: the enrichments table no longer holds this lookup" in none_kept
+    assert "why: " in none_kept
+
+
+def test_a_lookup_whose_context_was_left_out_says_so() -> None:
+    # Given an enrichment kept without its context, too large for a DynamoDB item
+    outcome, enrichment = enrichment_from_fixture("demisto__TestData_ip.json", IocType.IP)
+    enrichment = enrichment.model_copy(
+        update={"context": {}, "note": "context left out of the cache: too large for a DynamoDB item"}
+    )
+
+    # When its case's ticket opens, Then the note is on the IOC
+    assert "note: context left out of the cache: too large for a DynamoDB item" in ticket_with(
+        (outcome, enrichment)
+    )
+
+
+def test_the_report_says_what_each_action_changes_and_how_it_is_rolled_back() -> None:
+    # Given a case whose isolation ran in the finding's account and Region
+    case = triaged_case(
+        actions=[
+            Action(
+                type=ActionType.ISOLATE_INSTANCE,
+                target="i-0abc1234def567890",
+                status=ActionStatus.DONE,
+                detail="isolated",
+                account="123456789012",
+                region="us-east-1",
+            )
+        ]
+    )
+
+    # When its report is rendered
+    lines = render_report(case).text().splitlines()
+
+    # Then the action is named in words, where it ran, and what it changed and how to undo it follow
+    text = describe(case.actions[0])
+    assert (
+        "  - Isolate the instance (isolate_instance): i-0abc1234def567890, account 123456789012, "
+        "Region us-east-1: done - isolated"
+    ) in lines
+    assert f"      changes: {text.changes}" in lines
+    assert f"      rollback: {text.rollback}" in lines
+
+
+# --- the ticket before an approval, the approval's links on it, and each decision ----------------------
+
+APPROVAL_URL = "https://abc.lambda-url.us-east-1.on.aws/"
+
+
+def waiting_case() -> Case:
+    """A malicious case planning two actions: a snapshot done, an isolation waiting for a person."""
+    return triaged_case(
+        branch=Branch.REMEDIATE,
+        actions=[
+            Action(
+                type=ActionType.SNAPSHOT_VOLUMES,
+                target="i-0abc1234def567890",
+                status=ActionStatus.DONE,
+                detail="snapshots snap-1",
+                account="123456789012",
+                region="us-east-1",
+            ),
+            Action(
+                type=ActionType.ISOLATE_INSTANCE,
+                target="i-0abc1234def567890",
+                status=ActionStatus.PENDING_APPROVAL,
+                detail="waiting for a person: the playbook asks for approval before this action",
+                account="123456789012",
+                region="us-east-1",
+            ),
+        ],
+    )
+
+
+def approval_task(case: Case, token: str = "task-token-1") -> ApprovalTicketTask:
+    return ApprovalTicketTask(
+        step="request_approval",
+        case_id=case.case_id,
+        index=1,
+        task_token=token,
+        approval_url=APPROVAL_URL,
+        approval_timeout_seconds=3600,
+    )
+
+
+def before_approval(case: Case) -> tuple[InMemoryCaseRepository, FakeTicketSink]:
+    cases = InMemoryCaseRepository([case])
     sink = FakeTicketSink(now=lambda: NOW)
-    open_ticket(TaskInput(case_id=triaged_case().case_id), cases, sink, NOW, approval=approval)
-
-    # Then the report sent holds both links, labelled, with their expiry, before anything from the alert
-    report = sink.opened[0].report.text()
-    assert f"Approve: {approval.approve_url}" in report
-    assert f"Reject:  {approval.reject_url}" in report
-    assert "expire at 2024-05-02T10:00:00+00:00" in report
-    assert report.index(approval.reject_url) < report.index("Title:")
+    open_ticket(OpenTicketTask(step="before_approval", case_id=case.case_id), cases, sink, NOW)
+    return cases, sink
 
 
-def test_without_enrichments_or_approval_the_report_is_unchanged() -> None:
-    # Given a case, When it is rendered with nothing extra, Then it equals the plain report
+def test_the_ticket_opens_before_the_approval_and_changes_nothing_else() -> None:
+    # Given a case whose isolation waits for a person
+    case = waiting_case()
+
+    # When the step before the approval wait opens its ticket
+    cases, sink = before_approval(case)
+
+    # Then the ticket is open, says an action waits and that its links follow, and the case keeps its status
+    [opened] = sink.opened
+    assert "Waiting for a person: 1 action: the approve and reject links follow on this ticket" in (
+        opened.report.text()
+    )
+    saved = stored(cases, case.case_id)
+    assert saved.ticket is not None
+    assert saved.ticket.id == opened.ticket.id
+    assert saved.status is CaseStatus.ENRICHED
+    assert saved.history == case.history
+
+
+def test_the_approval_links_go_on_the_ticket_once_with_their_expiry() -> None:
+    # Given the case's ticket opened before the approval wait
+    case = waiting_case()
+    cases, sink = before_approval(case)
+    approvals = FakeApprovalRequests(now=lambda: NOW)
+    task = approval_task(case)
+
+    # When the waiting step asks for the approval, and is retried
+    first = request_approval_on_ticket(task, cases, approvals, lambda: sink, NOW)
+    request_approval_on_ticket(task, cases, approvals, lambda: sink, NOW)
+
+    # Then the approval function was asked (twice: it holds the same approval), naming the ticket
+    assert [requested.ticket.id for requested in approvals.requested if requested.ticket] == ["FAKE-1"] * 2
+    # And the ticket got one comment: the links first as links, with what the action changes and until when
+    [(ticket, text)] = sink.comments
+    [links] = sink.comment_links
+    assert ticket.id == sink.opened[0].ticket.id
+    assert [link.label for link in links] == ["Approve", "Reject"]
+    assert all(link.url.startswith(APPROVAL_URL) for link in links)
+    assert text.startswith("Approval requested for action 2 of 2")
+    assert "expire at 2024-05-01T11:00:00+00:00" in text
+    assert "Action: Isolate the instance i-0abc1234def567890" in text
+    assert f"Changes: {describe(case.actions[1]).changes}" in text
+    # And the step returns no link, only when they expire
+    assert first.model_dump(mode="json") == {
+        "case_id": case.case_id,
+        "index": 1,
+        "expires_at": "2024-05-01T11:00:00Z",
+        "on_ticket": True,
+    }
+
+
+def test_an_approval_whose_ticket_fails_still_stands_and_the_case_says_why() -> None:
+    # Given a case with a ticket, and a ticket provider that fails
+    case = waiting_case()
+    cases, _ = before_approval(case)
+    failing = FakeTicketSink(error=TransientError("Jira unavailable"))
+
+    # When the waiting step asks for the approval
+    result = request_approval_on_ticket(
+        approval_task(case), cases, FakeApprovalRequests(now=lambda: NOW), lambda: failing, NOW
+    )
+
+    # Then the approval stands (the approvers have the links), and the case's history says why the ticket
+    # lacks them
+    assert result.on_ticket is False
+    note = stored(cases, case.case_id).history[-1].note
+    assert note.startswith(
+        "isolate_instance i-0abc1234def567890: its approval links could not be put on ticket"
+    )
+    assert "TransientError: Jira unavailable" in note
+
+
+def test_an_approval_the_approval_function_cannot_hold_raises_for_the_waiting_steps_catch() -> None:
+    # Given an approval function that is throttled
+    case = waiting_case()
+    cases, sink = before_approval(case)
+    approvals = FakeApprovalRequests(error=TransientError("TooManyRequestsException"))
+
+    # When the waiting step asks for the approval, Then the error reaches the state machine's Retry, and the
+    # ticket is told nothing
+    with pytest.raises(TransientError):
+        request_approval_on_ticket(approval_task(case), cases, approvals, lambda: sink, NOW)
+    assert sink.comments == []
+
+
+def test_without_a_ticket_the_approval_is_asked_for_all_the_same() -> None:
+    # Given a case whose ticket could not be opened before the wait
+    case = waiting_case()
+    cases = InMemoryCaseRepository([case])
+    approvals = FakeApprovalRequests(now=lambda: NOW)
+
+    # When the waiting step asks for the approval
+    result = request_approval_on_ticket(approval_task(case), cases, approvals, FakeTicketSink, NOW)
+
+    # Then the approval function was asked, naming no ticket
+    assert [requested.ticket for requested in approvals.requested] == [None]
+    assert result.on_ticket is False
+
+
+def test_a_decision_is_told_to_the_ticket_once() -> None:
+    # Given a ticketed case whose isolation a person approved (as the approval function records it)
+    case = waiting_case()
+    cases, sink = before_approval(case)
+    decided = stored(cases, case.case_id)
+    note = (
+        "isolate_instance i-0abc1234def567890 approved by a person through the approval link at "
+        "2024-05-01T10:05:00+00:00 from 203.0.113.44 (user agent curl/8)"
+    )
+    decided.record(decided.status, NOW, note)
+    cases.save(decided)
+    task = DecisionTicketTask(step="decision", case_id=case.case_id, index=1)
+
+    # When the step after the decision runs, and is retried
+    told = tell_decision(task, cases, lambda: sink, NOW)
+    again = tell_decision(task, cases, lambda: sink, NOW)
+
+    # Then the ticket heard once who approved it, when and from where, and that it runs now
+    assert (told.told, again.told) == (True, False)
+    [(_, text)] = sink.comments
+    assert text == (
+        f"Decision on action 2 of 2, Isolate the instance i-0abc1234def567890: {note}. It runs now; this "
+        "ticket hears how it went when the remediation ends."
+    )
+
+
+def test_a_rejection_is_told_to_the_ticket() -> None:
+    # Given a ticketed case whose isolation a person rejected
+    case = waiting_case()
+    cases, sink = before_approval(case)
+    decided = stored(cases, case.case_id)
+    by = "by a person through the approval link at 2024-05-01T10:05:00+00:00 from 203.0.113.44 (user agent x)"
+    decided.actions[1] = decided.actions[1].model_copy(
+        update={"status": ActionStatus.SKIPPED, "detail": f"not run: rejected {by}"}
+    )
+    decided.record(decided.status, NOW, f"isolate_instance i-0abc1234def567890 rejected {by}")
+    cases.save(decided)
+
+    # When the step after the rejection runs
+    tell_decision(
+        DecisionTicketTask(step="decision", case_id=case.case_id, index=1), cases, lambda: sink, NOW
+    )
+
+    # Then the ticket hears who rejected it and that it does not run
+    [(_, text)] = sink.comments
+    assert text.endswith(f"rejected {by}. It does not run.")
+
+
+def test_a_decision_on_a_case_without_a_ticket_is_left_to_the_last_step() -> None:
+    # Given a case without a ticket, When a decision step runs, Then nothing is sent
+    case = waiting_case()
+    sink = FakeTicketSink()
+    result = tell_decision(
+        DecisionTicketTask(step="decision", case_id=case.case_id, index=1),
+        InMemoryCaseRepository([case]),
+        lambda: sink,
+        NOW,
+    )
+    assert result.told is False
+    assert sink.comments == []
+
+
+def test_the_last_step_tells_an_early_ticket_the_outcome_once() -> None:
+    # Given a ticket opened before an approval, then the remediation ended: the isolation was rejected and
+    # the case carries an error
+    case = waiting_case()
+    cases, sink = before_approval(case)
+    ended = stored(cases, case.case_id)
+    ended.actions[1] = ended.actions[1].model_copy(
+        update={"status": ActionStatus.SKIPPED, "detail": "not run: rejected by a person"}
+    )
+    cases.save(ended)
+    error = {"Error": "RemediationError", "Cause": "case x: block_ip_waf 198.51.100.7 failed: AccessDenied"}
+    task = OpenTicketTask(case_id=case.case_id, error=error)
+
+    # When the last step runs, and is retried
+    open_ticket(task, cases, sink, NOW)
+    open_ticket(task, cases, sink, NOW)
+
+    # Then no second ticket opened, and the ticket heard once where the case stands: failed, with each action
+    assert len(sink.opened) == 1
+    [(_, text)] = sink.comments
+    assert text.splitlines()[:2] == [
+        "Update from vtriage: where the case stands now",
+        "Status: FAILED (branch: remediate)",
+    ]
+    assert (
+        "  - Isolate the instance (isolate_instance): i-0abc1234def567890, account 123456789012, "
+        "Region us-east-1: skipped - not run: rejected by a person"
+    ) in text.splitlines()
+    assert text.endswith("Error: RemediationError: case x: block_ip_waf 198.51.100.7 failed: AccessDenied")
+    assert stored(cases, case.case_id).status is CaseStatus.FAILED
+
+
+def test_a_ticket_opened_at_the_end_is_told_nothing_more_by_a_retry() -> None:
+    # Given a case ticketed by its last step
     case = triaged_case()
-    assert render_report(case, enrichments={}, approval=None) == render_report(case)
-    assert "Approval" not in render_report(case).text()
+    cases, sink = ticket_for(case)
+
+    # When the step is retried, Then the ticket hears nothing: its report says all of it
+    open_ticket(OpenTicketTask(case_id=case.case_id), cases, sink, NOW)
+    assert sink.comments == []
+
+
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        ({"case_id": "c-1", "error": None}, OpenTicketTask),
+        ({"step": "before_approval", "case_id": "c-1"}, OpenTicketTask),
+        ({"step": "decision", "case_id": "c-1", "index": 0}, DecisionTicketTask),
+        (
+            {
+                "step": "request_approval",
+                "case_id": "c-1",
+                "index": 0,
+                "task_token": "t",
+                "approval_url": APPROVAL_URL,
+                "approval_timeout_seconds": 60,
+            },
+            ApprovalTicketTask,
+        ),
+    ],
+)
+def test_each_payload_of_the_state_machine_names_its_step(event: dict[str, Any], kind: type) -> None:
+    # Given a payload the state machine sends the ticket function, When it is read, Then it names its step
+    assert isinstance(ticket_task(event), kind)
+
+
+def test_a_payload_naming_an_unknown_step_is_refused() -> None:
+    # Given a payload naming no step the ticket function takes, When it is read, Then it is refused
+    with pytest.raises(ValidationError):
+        ticket_task({"step": "close", "case_id": "c-1"})
 
 
 # --- what intake found about the alert, on labelled lines: a sample, a guessed severity, its notes -------

@@ -36,9 +36,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vtriage.display import Report, ReportLine, one_line
 from vtriage.errors import CaseNotFoundError, TransientError, VtriageError
-from vtriage.models import Action, ActionStatus, ApprovalClaims, Approver, Case, Decision
+from vtriage.models import (
+    Action,
+    ActionStatus,
+    ApprovalClaims,
+    ApprovalLinks,
+    Approver,
+    Case,
+    Decision,
+    Ticket,
+)
 from vtriage.ports import ApprovalNotifier, ApprovalStore, CaseRepository, TaskCallback
-from vtriage.ticket import ApprovalLinks, CasePageLink, approval_report_links
+from vtriage.ticket import CasePageLink, approval_report_links
 
 logger = Logger(child=True)
 
@@ -59,7 +68,9 @@ class GoneTokenError(VtriageError):
 
 
 class ApprovalRequest(BaseModel):
-    """What the state machine's waitForTaskToken step sends the approval function."""
+    """What the approval function is asked for the state machine's waitForTaskToken step, by the ticket
+    function which that step invokes (`vtriage.ticket.request_approval_on_ticket`): the waiting action,
+    the step's token, and the case's ticket, which the request names."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -68,6 +79,7 @@ class ApprovalRequest(BaseModel):
     task_token: str = Field(min_length=1)
     approval_url: str = Field(pattern=r"^https?://")
     approval_timeout_seconds: int = Field(ge=1)
+    ticket: Ticket | None = None
 
 
 class CasePageClaims(BaseModel):
@@ -189,7 +201,10 @@ def request_approval(
         return f"{request.approval_url}{separator}{TOKEN_PARAMETER}={sign(claims, key)}"
 
     links = ApprovalLinks(
-        approve_url=link(Decision.APPROVE), reject_url=link(Decision.REJECT), expires_at=expires
+        approve_url=link(Decision.APPROVE),
+        reject_url=link(Decision.REJECT),
+        expires_at=expires,
+        approval_id=approval_id,
     )
     store.put_pending(
         ApprovalClaims(
@@ -202,11 +217,13 @@ def request_approval(
         request.task_token,
     )
     action = case.actions[request.index]
-    notifier.notify(case, action, approval_request(case, action, links))
+    notifier.notify(case, action, approval_request(case, action, links, ticket=request.ticket))
     return links
 
 
-def approval_request(case: Case, action: Action, links: ApprovalLinks) -> Report:
+def approval_request(
+    case: Case, action: Action, links: ApprovalLinks, *, ticket: Ticket | None = None
+) -> Report:
     """What an approver reads: the two links first under vtriage's header, then what waits and why,
     every value from the alert escaped on its labelled line."""
     expires = links.expires_at.isoformat(timespec="minutes") if links.expires_at else "never"
@@ -225,6 +242,11 @@ def approval_request(case: Case, action: Action, links: ApprovalLinks) -> Report
     ]
     if case.provenance is not None:
         lines.append(ReportLine(label="Sent through", value=one_line(case.provenance.described)))
+    if ticket is not None:
+        # The case's ticket holds the evidence and these links too, and hears of the decision.
+        lines.append(ReportLine(label="Ticket", value=f"{one_line(ticket.provider)} {one_line(ticket.id)}"))
+        if ticket.url:
+            lines.append(ReportLine(label="Ticket page", link=ticket.url))
     return Report(
         headline=f"approval needed for {action.type.value}",
         links=approval_report_links(links),

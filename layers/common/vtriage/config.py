@@ -659,8 +659,16 @@ class TicketSettings(CasePageLinkSettings):
         default=None, alias="SWIMLANE_APPLICATION_ID", pattern=r"^[A-Za-z0-9_-]{1,64}$"
     )
     swimlane_fields: SwimlaneFields = Field(default_factory=SwimlaneFields, alias="SWIMLANE_FIELDS")
+    # Where each ticket reads what VirusTotal said of the case's IOCs (engines, context); unset, tickets
+    # show what the case keeps and say the context was not read.
+    enrichments_table: str | None = Field(default=None, alias="ENRICHMENTS_TABLE_NAME")
+    # The approval function, which the ticket function asks to hold a waiting action for a person (the
+    # state machine's waiting step invokes the ticket function); unset, no action can wait for approval.
+    approval_function_name: str | None = Field(default=None, alias="APPROVAL_FUNCTION_NAME")
 
     @field_validator(
+        "enrichments_table",
+        "approval_function_name",
         "ticket_secret_name",
         "jira_base_url",
         "jira_project_key",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -118,6 +118,22 @@ class ReportLine(BaseModel):
         return " " * self.indent + (f"{self.label}: {shown}" if shown else self.label)
 
 
+def link_lines(links: Sequence[ReportLink]) -> list[str]:
+    """vtriage's links as plain-text lines, `Label: url`, the urls aligned."""
+    if not links:
+        return []
+    width = max(len(link.label) for link in links) + 1
+    return [f"{link.label + ':':<{width}} {link.url}" for link in links]
+
+
+def comment_text(text: str, links: Sequence[ReportLink] = ()) -> str:
+    """A ticket comment as plain text: vtriage's links first under the links header, as a report shows
+    them (before any sender value), then the text."""
+    if not links:
+        return text
+    return "\n".join([LINKS_HEADER, *link_lines(links), "", text])
+
+
 class Report(BaseModel):
     """A report a person reads: a headline of vtriage's words only, the genuine links under a fixed
     header, then labelled lines. Each ticket provider renders it in its own markup."""
@@ -136,8 +152,7 @@ class Report(BaseModel):
             head += ["", LINKS_HEADER]
             if self.links_note:
                 head.append(self.links_note)
-            width = max(len(link.label) for link in self.links) + 1
-            head += [f"{link.label + ':':<{width}} {link.url}" for link in self.links]
+            head += link_lines(self.links)
         return [*head, "", VALUES_NOTE]
 
     def body(self) -> str:

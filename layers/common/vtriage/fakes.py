@@ -16,6 +16,7 @@ ships with the package, beside the ports, but no function loads it (the import c
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,13 +25,14 @@ from typing import Any
 
 from vtriage.bounds import MAX_HISTORY, MAX_REPEAT_IDS, MAX_VARIANTS, bounded
 from vtriage.clock import next_minute, next_utc_midnight
-from vtriage.display import Report
+from vtriage.display import Report, ReportLink
 from vtriage.errors import QuotaExhaustedError, TransientError
 from vtriage.models import (
     Action,
     ActionStatus,
     ActionType,
     ApprovalClaims,
+    ApprovalLinks,
     Approver,
     Case,
     CaseStatus,
@@ -39,6 +41,7 @@ from vtriage.models import (
     ExecutionInput,
     HistoryEntry,
     Ioc,
+    IocOutcome,
     IocType,
     Repeat,
     Ticket,
@@ -198,6 +201,33 @@ class InMemoryEnrichmentCache:
             self._freshness if isinstance(self._freshness, timedelta) else self._freshness[enrichment.verdict]
         )
         return enrichment.fetched_at + freshness > self._now()
+
+
+class InMemoryEnrichmentRecords:
+    """`EnrichmentRecords` over enrichments kept as the enrichments table keeps them: each under its fetch
+    time, and the last one put of each IOC (as its `latest` item)."""
+
+    def __init__(self, enrichments: Iterable[Enrichment] = ()) -> None:
+        """Keep these enrichments, as if each had been put into the table in this order."""
+        self._kept: dict[tuple[str, datetime], Enrichment] = {}
+        self._newest: dict[str, Enrichment] = {}
+        self.reads: list[list[str]] = []
+        for enrichment in enrichments:
+            self._kept[(enrichment.key, enrichment.fetched_at)] = enrichment
+            self._newest[enrichment.key] = enrichment
+
+    def as_judged(self, iocs: Sequence[IocOutcome]) -> dict[str, Enrichment]:
+        """The enrichment each looked-up IOC was judged on, else the last one kept, by IOC key."""
+        looked_up = [ioc for ioc in iocs if ioc.skipped_reason is None]
+        self.reads.append([f"{ioc.type.value}#{ioc.value}" for ioc in looked_up])
+        found: dict[str, Enrichment] = {}
+        for ioc in looked_up:
+            key = f"{ioc.type.value}#{ioc.value}"
+            judged = self._kept.get((key, ioc.fetched_at)) if ioc.fetched_at is not None else None
+            enrichment = judged or self._newest.get(key)
+            if enrichment is not None:
+                found[key] = enrichment
+        return found
 
 
 class FakeThreatIntel:
@@ -407,6 +437,8 @@ class FakeTicketSink:
         self._error = error
         self.opened: list[OpenedTicket] = []
         self.comments: list[tuple[Ticket, str]] = []
+        # The links each comment carried, in the order of `comments`.
+        self.comment_links: list[tuple[ReportLink, ...]] = []
 
     def open(self, case: Case, report: Report) -> Ticket:
         """Open a ticket for the case with the report."""
@@ -416,11 +448,12 @@ class FakeTicketSink:
         self.opened.append(OpenedTicket(ticket, case.model_copy(deep=True), report))
         return ticket
 
-    def comment(self, ticket: Ticket, text: str) -> None:
-        """Record a comment on the ticket (which may have been opened by an earlier run)."""
+    def comment(self, ticket: Ticket, text: str, links: Sequence[ReportLink] = ()) -> None:
+        """Record a comment on the ticket (which may have been opened by an earlier run), and its links."""
         if self._error is not None:
             raise self._error
         self.comments.append((ticket, text))
+        self.comment_links.append(tuple(links))
 
 
 class FakeQuotaLimiter:
@@ -750,6 +783,54 @@ class FakeApprovalNotifier:
     def notify(self, case: Case, action: Action, request: Report) -> None:
         """Record the request."""
         self.sent.append((case.case_id, action, request))
+
+
+@dataclass(frozen=True)
+class RequestedApproval:
+    """One request `FakeApprovalRequests` was asked to make."""
+
+    case_id: str
+    index: int
+    task_token: str
+    approval_url: str
+    timeout_seconds: int
+    ticket: Ticket | None
+
+
+class FakeApprovalRequests:
+    """`ApprovalRequests` making links as the approval function does in shape: both links of a task token
+    carry the same approval id (derived from the token), on `approval_url`, expiring `timeout_seconds`
+    after `now`. Every request is recorded; `error` is raised instead when given."""
+
+    def __init__(self, now: Callable[[], datetime] = utc_now, error: Exception | None = None) -> None:
+        """Date the links' expiry by `now`; raise `error` on every request when given."""
+        self._now = now
+        self.error = error
+        self.requested: list[RequestedApproval] = []
+
+    def request(
+        self,
+        *,
+        case_id: str,
+        index: int,
+        task_token: str,
+        approval_url: str,
+        timeout_seconds: int,
+        ticket: Ticket | None,
+    ) -> ApprovalLinks:
+        """Record the request and return its links."""
+        if self.error is not None:
+            raise self.error
+        self.requested.append(
+            RequestedApproval(case_id, index, task_token, approval_url, timeout_seconds, ticket)
+        )
+        approval_id = hashlib.sha256(task_token.encode()).hexdigest()[:32]
+        return ApprovalLinks(
+            approve_url=f"{approval_url}?token=approve.{approval_id}",
+            reject_url=f"{approval_url}?token=reject.{approval_id}",
+            expires_at=self._now() + timedelta(seconds=timeout_seconds),
+            approval_id=approval_id,
+        )
 
 
 class FakeWidgetSource:

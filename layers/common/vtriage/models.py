@@ -293,10 +293,14 @@ class Action(BaseModel):
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     account: str | None = Field(
-        default=None, description="the account the action ran in (the finding's): set once it ran"
+        default=None,
+        description="the account the action concerns (the finding's), where it ran or would have run: set "
+        "by the remediate function on every outcome (done, skipped, refused, failed, rolled back)",
     )
     region: str | None = Field(
-        default=None, description="the Region the action ran in (the finding's): set once it ran"
+        default=None,
+        description="the Region the action concerns (the finding's), where it ran or would have run: set "
+        "by the remediate function on every outcome",
     )
 
     def with_outcome(
@@ -400,6 +404,11 @@ class Ticket(BaseModel):
     id: str
     url: str | None = None
     created_at: datetime
+    told: list[str] = Field(
+        default=[],
+        description="what the ticket was told since it opened (the outcome it shows, each approval request "
+        "and decision), each by a short digest, so that a retried step tells it nothing twice",
+    )
 
 
 class HistoryEntry(BaseModel):
@@ -620,6 +629,18 @@ class ApprovalClaims(BaseModel):
     action_index: int = Field(ge=0)
     decision: Decision
     expires_at: int = Field(description="seconds since the epoch, UTC")
+
+
+class ApprovalLinks(BaseModel):
+    """The links a person opens to approve or reject one waiting action, no AWS login needed: made and
+    signed by the approval function, which alone holds the signing key; both carry the approval's id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approve_url: str
+    reject_url: str
+    expires_at: datetime | None = None
+    approval_id: str | None = Field(default=None, description="the approval both links decide, once")
 
 
 # The longest user agent an approval's history shows.

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from vtriage.display import Report
+from vtriage.display import Report, ReportLink
 from vtriage.models import (
     Action,
     ActionType,
     ApprovalClaims,
+    ApprovalLinks,
     Approver,
     Case,
     CaseStatus,
@@ -22,6 +23,7 @@ from vtriage.models import (
     ExecutionInput,
     HistoryEntry,
     Ioc,
+    IocOutcome,
     IocType,
     Repeat,
     Ticket,
@@ -72,6 +74,17 @@ class EnrichmentCache(Protocol):
 
     def put(self, enrichments: Sequence[Enrichment]) -> None:
         """Keep these enrichments, in as few writes as the store allows."""
+        ...
+
+
+class EnrichmentRecords(Protocol):
+    """The enrichments kept in the enrichments table, read back for a person: what VirusTotal said of a
+    case's IOCs, its context and engines beyond what the case itself keeps."""
+
+    def as_judged(self, iocs: Sequence[IocOutcome]) -> dict[str, Enrichment]:
+        """By IOC key, the enrichment each looked-up IOC was judged on (the one fetched at its
+        `fetched_at`), else the last one kept of it; an IOC with neither (never kept, or gone with the
+        table's retention) or never looked up is absent. One read for many IOCs."""
         ...
 
 
@@ -155,8 +168,10 @@ class TicketSink(Protocol):
         """Open a ticket for the case with its report, rendered in the provider's own markup."""
         ...
 
-    def comment(self, ticket: Ticket, text: str) -> None:
-        """Add a comment to a ticket this sink opened (a repeat of its finding, an approval, ...)."""
+    def comment(self, ticket: Ticket, text: str, links: Sequence[ReportLink] = ()) -> None:
+        """Add a comment to a ticket this sink opened (a repeat of its finding, an approval, ...): vtriage's
+        `links` (approve, reject), when there are any, first as links the provider makes clickable, under
+        the report's links header; then the text, whose sender values are escaped already."""
         ...
 
 
@@ -323,6 +338,27 @@ class ApprovalNotifier(Protocol):
 
     def notify(self, case: Case, action: Action, request: Report) -> None:
         """Send the approval request, its links first."""
+        ...
+
+
+class ApprovalRequests(Protocol):
+    """Asks the approval function to hold one waiting action for a person: it keeps the waiting step's
+    task token, sends the approve and reject links to the approvers, and returns the links to the caller
+    alone (never into the execution's history), so that the case's ticket can carry them."""
+
+    def request(
+        self,
+        *,
+        case_id: str,
+        index: int,
+        task_token: str,
+        approval_url: str,
+        timeout_seconds: int,
+        ticket: Ticket | None,
+    ) -> ApprovalLinks:
+        """The links of the action `index` of the case, valid `timeout_seconds`; the approval request
+        names `ticket` when the case has one. Raises `TransientError` when the approval function is
+        throttled or briefly unavailable."""
         ...
 
 

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.bounds import MAX_HISTORY, MAX_REPEAT_IDS, bounded, fit_case
 from vtriage.errors import TransientError
-from vtriage.models import Case, CaseStatus, Enrichment, HistoryEntry, Ioc, Repeat, Verdict
+from vtriage.models import Case, CaseStatus, Enrichment, HistoryEntry, Ioc, IocOutcome, Repeat, Verdict
 
 _T = TypeVar("_T")
 _serializer = TypeSerializer()
@@ -507,6 +507,53 @@ class DynamoEnrichmentCache:
             "enrichment": enrichment.model_dump(mode="json"),
         }
         return [document, document | {"fetched_at": LATEST}]
+
+
+class DynamoEnrichmentRecords:
+    """The enrichments `DynamoEnrichmentCache` keeps, read back for a person (the ticket function): each
+    IOC's enrichment as its case was judged on it, under the sort key of its fetch time, else the last one
+    put (`latest`), both asked for in one BatchGetItem (100 keys a call)."""
+
+    def __init__(self, client: Any, table_name: str, *, pause: Callable[[float], None] = time.sleep) -> None:
+        """Read the enrichments table `table_name` with this DynamoDB client."""
+        self._client = client
+        self._table = table_name
+        self._pause = pause
+
+    def as_judged(self, iocs: Sequence[IocOutcome]) -> dict[str, Enrichment]:
+        """By IOC key, the enrichment each looked-up IOC was judged on, else the last one kept."""
+        wanted: dict[tuple[str, str], str] = {}
+        for ioc in iocs:
+            if ioc.skipped_reason is not None:
+                continue
+            key = f"{ioc.type.value}#{ioc.value}"
+            if ioc.fetched_at is not None:
+                wanted[(bounded_key(key), ioc.fetched_at.astimezone(UTC).isoformat())] = key
+            wanted[(bounded_key(key), LATEST)] = key
+        found: dict[tuple[str, str], Enrichment] = {}
+        keys = list(wanted)
+        for chunk in _chunks(keys, _BATCH_GET_KEYS):
+            request = {
+                self._table: {
+                    "Keys": [{"ioc_key": {"S": ioc_key}, "fetched_at": {"S": at}} for ioc_key, at in chunk],
+                    "ProjectionExpression": "ioc_key, fetched_at, enrichment",
+                }
+            }
+            for response in _until_processed(
+                self._client.batch_get_item, request, "UnprocessedKeys", self._pause
+            ):
+                for item in response.get("Responses", {}).get(self._table, []):
+                    document = from_item(item)
+                    enrichment = Enrichment.model_validate(document["enrichment"])
+                    found[(document["ioc_key"], document["fetched_at"])] = enrichment
+        judged: dict[str, Enrichment] = {}
+        for (ioc_key, at), key in wanted.items():
+            if key not in judged and (ioc_key, at) in found and at != LATEST:
+                judged[key] = found[(ioc_key, at)]
+        for (ioc_key, at), key in wanted.items():
+            if key not in judged and (ioc_key, at) in found:
+                judged[key] = found[(ioc_key, at)]
+        return judged
 
 
 # The sort key under which each IOC's newest enrichment is kept beside its history.

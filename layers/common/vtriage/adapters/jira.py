@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +47,15 @@ from vtriage.adapters.http_tickets import (
     TicketProviderError,
     json_object,
 )
-from vtriage.display import LINKS_HEADER, REPORT_HEADER, VALUES_NOTE, Report, ReportLine, one_line
+from vtriage.display import (
+    LINKS_HEADER,
+    REPORT_HEADER,
+    VALUES_NOTE,
+    Report,
+    ReportLine,
+    ReportLink,
+    one_line,
+)
 from vtriage.models import Case, Ticket
 
 PROVIDER = "jira"
@@ -143,11 +151,11 @@ class JiraTicketSink:
             raise TicketProviderError(VENDOR, response.status_code, "the answer names no issue key")
         return key
 
-    def comment(self, ticket: Ticket, text: str) -> None:
-        """Add the text as a comment on the ticket's issue."""
+    def comment(self, ticket: Ticket, text: str, links: Sequence[ReportLink] = ()) -> None:
+        """Add the text as a comment on the ticket's issue, vtriage's links first as links."""
         key = urllib.parse.quote(ticket.id, safe="")
         url = f"{self._base_url}/rest/api/3/issue/{key}/comment"
-        self._http.send("POST", url, body=_json({"body": adf_document(_fit(text))}))
+        self._http.send("POST", url, body=_json({"body": adf_comment(_fit(text), links)}))
 
 
 def issue_fields(
@@ -213,6 +221,17 @@ def adf_document(text: str) -> dict[str, Any]:
     blocks = [block for block in re.split(r"\n\s*\n", text.strip("\n")) if block.strip()]
     paragraphs = [_paragraph_of_lines([[_code(line)] for line in block.split("\n")]) for block in blocks]
     return {"type": "doc", "version": 1, "content": paragraphs or [{"type": "paragraph", "content": []}]}
+
+
+def adf_comment(text: str, links: Sequence[ReportLink] = ()) -> dict[str, Any]:
+    """A comment as an ADF document: vtriage's links first as links under the links header (the approval
+    links of a waiting action), then the text as `adf_document` writes it, under code marks."""
+    document = adf_document(text)
+    if links:
+        lines = [[_text(LINKS_HEADER)], *([_text(f"{link.label}: "), _link(link.url)] for link in links)]
+        head = _paragraph([node for line in _with_breaks(lines) for node in line])
+        document["content"] = [head, *document["content"]]
+    return document
 
 
 def adf_report(report: Report) -> dict[str, Any]:

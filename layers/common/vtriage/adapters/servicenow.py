@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +49,7 @@ from vtriage.adapters.http_tickets import (
     TicketProviderError,
     json_object,
 )
-from vtriage.display import Report, one_line
+from vtriage.display import Report, ReportLink, comment_text, one_line
 from vtriage.models import Case, Ticket
 
 PROVIDER = "servicenow"
@@ -153,10 +153,10 @@ class ServiceNowTicketSink:
             raise TicketProviderError(VENDOR, response.status_code, "the answer holds no sys_id and number")
         return found
 
-    def comment(self, ticket: Ticket, text: str) -> None:
-        """Add the text to the incident's work notes (or comments, as configured)."""
+    def comment(self, ticket: Ticket, text: str, links: Sequence[ReportLink] = ()) -> None:
+        """Add the text to the incident's work notes (or comments, as configured), vtriage's links first."""
         sys_id = self._sys_id_of(ticket)
-        body = _json({self._comment_field: neutralised(text)})
+        body = _json({self._comment_field: neutralised(comment_text(text, links))})
         self._http.send("PATCH", f"{self._table_url()}/{sys_id}", body=body)
 
     def record_for(self, case: Case, report: Report) -> dict[str, str]:

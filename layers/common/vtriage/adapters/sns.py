@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from vtriage.adapters.aws_errors import transient_aws_errors
-from vtriage.display import Report, one_line
+from vtriage.display import Report, ReportLink, comment_text, one_line
 from vtriage.models import Case, Ticket
 
 PROVIDER = "sns"
@@ -80,13 +80,14 @@ class SnsTicketSink:
             )
         return ticket
 
-    def comment(self, ticket: Ticket, text: str) -> None:
-        """Publish the comment as a follow-up message that names the ticket in its subject."""
+    def comment(self, ticket: Ticket, text: str, links: Sequence[ReportLink] = ()) -> None:
+        """Publish the comment as a follow-up message that names the ticket in its subject, vtriage's links
+        first."""
         with transient_aws_errors(f"SNS is unavailable for ticket {ticket.id}"):
             self._sns.publish(
                 TopicArn=self._topic_arn,
                 Subject=subject_line(f"Update on {ticket.id}"),
-                Message=_fit(text, MAX_MESSAGE_BYTES),
+                Message=_fit(comment_text(text, links), MAX_MESSAGE_BYTES),
                 MessageAttributes={
                     "ticket_id": {"DataType": "String", "StringValue": ticket.id},
                     "event": {"DataType": "String", "StringValue": "comment"},

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,7 +59,7 @@ from vtriage.adapters.http_tickets import (
     TicketProviderError,
     json_object,
 )
-from vtriage.display import Report, one_line
+from vtriage.display import Report, ReportLink, comment_text, one_line
 from vtriage.errors import ConfigurationError
 from vtriage.models import Case, Ticket
 
@@ -252,15 +252,19 @@ class SwimlaneTicketSink:
         response = self._send("POST", f"{self._app_url}/record", body=body)
         return self._reference(json_object(response), response.status_code)
 
-    def comment(self, ticket: Ticket, text: str) -> None:
-        """Add the text, plain, to the record's comments field."""
+    def comment(self, ticket: Ticket, text: str, links: Sequence[ReportLink] = ()) -> None:
+        """Add the text, plain, to the record's comments field, vtriage's links first."""
         record_id = self._record_id_of(ticket)
         comments = self._mapping().comments
         assert comments is not None  # resolving the mapping requires it
         self._send(
             "POST",
             f"{self._app_url}/record/{record_id}/{comments.id}/comment",
-            body={"message": text, "isRichText": False, "createdDate": _rfc3339(self._now())},
+            body={
+                "message": comment_text(text, links),
+                "isRichText": False,
+                "createdDate": _rfc3339(self._now()),
+            },
         )
 
     def values_for(self, case: Case, report: Report) -> dict[str, str]:

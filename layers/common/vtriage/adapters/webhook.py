@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ import requests
 from vtriage.adapters.http_tickets import DEFAULT_TIMEOUT, HttpTicketClient, json_object
 from vtriage.adapters.sns import ticket_id
 from vtriage.config import https_url_problem
-from vtriage.display import LINKS_HEADER, REPORT_HEADER, VALUES_NOTE, Report
+from vtriage.display import LINKS_HEADER, REPORT_HEADER, VALUES_NOTE, Report, ReportLink
 from vtriage.errors import ConfigurationError
 from vtriage.models import Case, Ticket
 
@@ -134,15 +134,21 @@ class WebhookTicketSink:
         self._post(payload)
         return ticket
 
-    def comment(self, ticket: Ticket, text: str) -> None:
-        """POST the comment, naming the ticket it belongs to."""
-        payload = {
-            "text": _cut_fenced(f"*Update on {escape(ticket.id)}*\n", code_text(text)),
+    def comment(self, ticket: Ticket, text: str, links: Sequence[ReportLink] = ()) -> None:
+        """POST the comment, naming the ticket it belongs to: vtriage's links first as Slack links, then
+        the text in a code block."""
+        head = [f"*Update on {escape(ticket.id)}*"]
+        if links:
+            head += [escape(LINKS_HEADER), *(_slack_link(link) for link in links)]
+        payload: dict[str, Any] = {
+            "text": _cut_fenced("\n".join(head) + "\n", code_text(text)),
             "event": "ticket_comment",
             "ticket": {"provider": ticket.provider, "id": ticket.id},
             "comment": text,
             "sent_at": _iso(self._now()),
         }
+        if links:
+            payload["links"] = [{"label": link.label, "url": link.url} for link in links]
         self._post(payload)
 
     def _post(self, payload: dict[str, Any]) -> None:
@@ -162,9 +168,14 @@ def message_text(headline: str, report: Report) -> str:
         head.append(escape(LINKS_HEADER))
         if report.links_note:
             head.append(escape(report.links_note))
-        head += [f"{escape(link.label)}: <{escape(link.url)}|{escape(link.label)}>" for link in report.links]
+        head += [_slack_link(link) for link in report.links]
     head.append(escape(VALUES_NOTE))
     return _cut_fenced("\n".join(head) + "\n", code_text(report.body()))
+
+
+def _slack_link(link: ReportLink) -> str:
+    """One of vtriage's links as Slack shows it: `Label: <url|Label>`."""
+    return f"{escape(link.label)}: <{escape(link.url)}|{escape(link.label)}>"
 
 
 def code_text(text: str) -> str:

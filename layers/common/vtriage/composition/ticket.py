@@ -1,7 +1,9 @@
-"""The ticket function's adapters: the configured provider, with its credentials from Secrets Manager."""
+"""The ticket function's adapters: the configured provider, with its credentials from Secrets Manager; the
+enrichments table, read for each report; the approval function, asked to hold a waiting action."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +13,8 @@ import requests
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
-from vtriage.adapters.dynamodb import DynamoCaseRepository
+from vtriage.adapters.approval_requests import LambdaApprovalRequests
+from vtriage.adapters.dynamodb import DynamoEnrichmentRecords
 from vtriage.adapters.http_tickets import BasicCredentials, BearerToken
 from vtriage.adapters.jira import JiraTicketSink
 from vtriage.adapters.servicenow import ServiceNowTicketSink
@@ -24,27 +27,55 @@ from vtriage.composition import SECRET_MAX_AGE_SECONDS, aws_client, case_reposit
 from vtriage.config import TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.ports import TicketSink
-from vtriage.ticket import CasePageLink
+from vtriage.ticket import CasePageLink, TicketDesk
 
 logger = Logger(child=True)
 
 
 @dataclass(frozen=True)
 class TicketDependencies:
-    """What the ticket function acts through."""
+    """What the ticket function acts through: its steps over its adapters."""
 
-    cases: DynamoCaseRepository
-    sink: TicketSink
-    # The case page link of a case, made now; None when none is configured or its key cannot be read.
-    case_page_link: Callable[[str, datetime], CasePageLink | None]
+    desk: TicketDesk
 
 
 @cache
 def ticket_dependencies(settings: TicketSettings) -> TicketDependencies:
-    """The ticket function's adapters, built once per container."""
+    """The ticket function's adapters, built once per container; the ticket provider when a step first
+    needs it (reading its secret may fail: that must not stop an approval from being asked for)."""
     return TicketDependencies(
-        cases=case_repository(settings), sink=ticket_sink(settings), case_page_link=case_page_links(settings)
+        desk=TicketDesk(
+            cases=case_repository(settings),
+            sink=lazy_ticket_sink(settings),
+            enrichments=DynamoEnrichmentRecords(aws_client(settings, "dynamodb"), settings.enrichments_table)
+            if settings.enrichments_table
+            else None,
+            approvals=LambdaApprovalRequests(aws_client(settings, "lambda"), settings.approval_function_name)
+            if settings.approval_function_name
+            else None,
+            case_page_link=case_page_links(settings),
+        )
     )
+
+
+def lazy_ticket_sink(settings: TicketSettings) -> Callable[[], TicketSink]:
+    """The configured provider, made on the first call and kept; a secret that cannot be read is a
+    ConfigurationError naming it, raised by the call (and tried again by the next one)."""
+    lock = threading.Lock()
+    made: list[TicketSink] = []
+
+    def sink() -> TicketSink:
+        with lock:
+            if not made:
+                try:
+                    made.append(ticket_sink(settings))
+                except GetParameterError as error:
+                    raise ConfigurationError(
+                        f"the ticket provider's secret cannot be read: {error}"
+                    ) from None
+            return made[0]
+
+    return sink
 
 
 def case_page_links(settings: TicketSettings) -> Callable[[str, datetime], CasePageLink | None]:
