@@ -262,7 +262,7 @@ def test_a_finding_of_an_account_that_is_not_listed_changes_nothing_and_is_ticke
         assert groups_of(aws, account, ELSEWHERE, instance_id) == [groups]
         assert quarantine_groups(aws, account, ELSEWHERE) == []
         [action] = stored.actions
-        assert action.status is ActionStatus.SKIPPED
+        assert (action.status, action.account, action.region) == (ActionStatus.SKIPPED, account, ELSEWHERE)
         assert f"names account '{account}'" in action.detail
         assert "MemberAccountIds" in action.detail
         assert stored.ticket is not None
@@ -297,6 +297,7 @@ def test_a_member_role_that_cannot_be_assumed_fails_the_action_naming_account_an
     # Given a member's instance, and STS refusing the member role (the remediate function is the real one,
     # built by its composition root, with an STS client that answers AccessDenied as AWS does)
     instance_id, groups = instance_in(organisation, MEMBER, ELSEWHERE)
+    inbox = ticket_inbox(organisation)
     steps = build_remediator(RemediateSettings.from_environ(), sts=refusing_sts())
     invoke = organisation.invoke
 
@@ -310,11 +311,11 @@ def test_a_member_role_that_cannot_be_assumed_fails_the_action_naming_account_an
     # When the state machine runs the member's case for real
     execution, stored = triage(organisation, case_of(MEMBER, ELSEWHERE, instance_id))
 
-    # Then the action failed with a reason naming the account and the role, the ticket carries it, and the
-    # instance is as it was
+    # Then the action failed where it was to run (the member's account and Region) with a reason naming the
+    # account and the role, the ticket carries it, and the instance is as it was
     assert execution["status"] == "SUCCEEDED"
     [action] = stored.actions
-    assert action.status is ActionStatus.FAILED
+    assert (action.status, action.account, action.region) == (ActionStatus.FAILED, MEMBER, ELSEWHERE)
     role_arn = f"arn:aws:iam::{MEMBER}:role/{ROLE}"
     assert action.detail.startswith(
         f"MemberRoleError: cannot assume the member role {role_arn} in account {MEMBER}"
@@ -323,6 +324,13 @@ def test_a_member_role_that_cannot_be_assumed_fails_the_action_naming_account_an
     assert stored.ticket is not None
     assert stored.error is not None
     assert role_arn in stored.error
+    # (the actions' lines open with "- ", then the action's name and its type)
+    [action_line] = [
+        line
+        for line in ticket_lines(organisation, inbox)
+        if line.startswith("- ") and "isolate_instance" in line
+    ]
+    assert f"{instance_id}, account {MEMBER}, Region {ELSEWHERE}: failed - MemberRoleError: " in action_line
     assert groups_of(organisation, MEMBER, ELSEWHERE, instance_id) == [groups]
     # And nothing is lost: the case keeps its finding, its IOCs and the planned action, for a person to rerun
     assert (stored.alert.account, stored.alert.region) == (MEMBER, ELSEWHERE)

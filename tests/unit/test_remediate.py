@@ -953,3 +953,105 @@ def test_an_action_waits_for_a_person_for_the_reason_its_plan_gave() -> None:
     assert "the playbook asks for approval" not in waiting_pushed.detail
     assert "the playbook asks for approval" in waiting_asked.detail
     assert all(action.detail.startswith(planned) for action in (waiting_pushed, waiting_asked))
+
+
+# --- every outcome names where -------------------------------------------------------------------
+
+MEMBER = "210987654321"
+ELSEWHERE = "eu-west-1"
+# A deployment acting for an organisation: its own account and one member, in two Regions.
+ORGANISATION = Place(
+    own_account="123456789012", members=frozenset({MEMBER}), regions=frozenset({"us-east-1", ELSEWHERE})
+)
+
+
+def member_case(*instance_ids: str) -> Case:
+    """A malicious case of the member account's finding in another Region, isolating these instances."""
+    case = malicious_case(*instance_ids)
+    return case.model_copy(
+        update={"alert": case.alert.model_copy(update={"account": MEMBER, "region": ELSEWHERE})}
+    )
+
+
+def places(case: Case) -> dict[str, tuple[ActionStatus, str | None, str | None]]:
+    """Each action's status and the account and Region it names, by target."""
+    return {action.target: (action.status, action.account, action.region) for action in case.actions}
+
+
+def test_every_outcome_of_a_run_names_the_members_account_and_region() -> None:
+    # Given a member's case with three isolations, the second of which raises (an invalid target), and a
+    # cap of two actions
+    case = member_case("i-1", "i-2", "i-3")
+    actuator = isolation(
+        {"i-1": "sg-a", "i-2": "sg-a", "i-3": "sg-a"}, errors={"i-2": ValueError("InvalidInstanceID")}
+    )
+    cases = InMemoryCaseRepository([case])
+    steps = remediator(
+        cases, {ActionType.ISOLATE_INSTANCE: actuator}, place=ORGANISATION, max_actions_per_case=2
+    )
+
+    # When it is remediated (the failure reaching the ticket)
+    with pytest.raises(RemediationError, match="InvalidInstanceID"):
+        remediate(steps, case.case_id)
+
+    # Then the action done, the one that failed and the one beyond the cap each name the member's account
+    # and Region
+    assert places(stored(cases, case)) == {
+        "i-1": (ActionStatus.DONE, MEMBER, ELSEWHERE),
+        "i-2": (ActionStatus.FAILED, MEMBER, ELSEWHERE),
+        "i-3": (ActionStatus.SKIPPED, MEMBER, ELSEWHERE),
+    }
+
+
+def test_an_action_the_state_machine_could_not_run_names_the_members_account_and_region() -> None:
+    # Given a member's case whose isolation is planned (by an earlier plan that named no place)
+    case = member_case("i-1")
+    cases = InMemoryCaseRepository([case])
+    steps = remediator(cases, {}, place=ORGANISATION)
+
+    # When the Map's Catch records that its function timed out
+    error = {"Error": "Sandbox.Timedout", "Cause": "Task timed out after 60.00 seconds"}
+    steps.step({"case_id": case.case_id, "step": "record_failure", "index": 0, "error": error})
+
+    # Then the failure names the member's account and Region
+    assert places(stored(cases, case)) == {"i-1": (ActionStatus.FAILED, MEMBER, ELSEWHERE)}
+
+
+@pytest.mark.parametrize("planned_first", [True, False], ids=["planned", "run-without-a-plan"])
+def test_a_refused_action_names_the_account_and_region_it_was_refused_in(planned_first: bool) -> None:
+    # Given a case of an account that is not listed, in another Region, with an isolation planned
+    case = member_case("i-1")
+    case = case.model_copy(update={"alert": case.alert.model_copy(update={"account": "999999999999"})})
+    actuator = isolation({"i-1": "sg-a"})
+    cases = InMemoryCaseRepository([case])
+    steps = remediator(cases, {ActionType.ISOLATE_INSTANCE: actuator}, place=ORGANISATION)
+
+    # When the plan refuses it, or the run step is called for it anyway
+    if planned_first:
+        plan(steps, case.case_id)
+    else:
+        run(steps, case.case_id, 0)
+
+    # Then nothing ran, and the skipped action names the account and Region it was refused in
+    assert actuator.calls == []
+    assert places(stored(cases, case)) == {"i-1": (ActionStatus.SKIPPED, "999999999999", ELSEWHERE)}
+
+
+def test_a_rollback_names_the_members_account_and_region_whether_it_undid_or_failed() -> None:
+    # Given a member's two isolations done, the second of which cannot be rolled back
+    case = member_case("i-1", "i-2")
+    actuator = isolation(
+        {"i-1": "sg-a", "i-2": "sg-b"}, rollback_errors={"i-2": PermissionError("UnauthorizedOperation")}
+    )
+    cases = InMemoryCaseRepository([case])
+    remediate(remediator(cases, {ActionType.ISOLATE_INSTANCE: actuator}, place=ORGANISATION), case.case_id)
+
+    # When the case is rolled back
+    result = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
+
+    # Then the action undone and the one whose rollback failed both name the member's account and Region
+    assert places(stored(cases, case)) == {
+        "i-1": (ActionStatus.ROLLED_BACK, MEMBER, ELSEWHERE),
+        "i-2": (ActionStatus.FAILED, MEMBER, ELSEWHERE),
+    }
+    assert [(action.account, action.region) for action in result.actions] == [(MEMBER, ELSEWHERE)] * 2

@@ -303,6 +303,7 @@ def plan_remediation(
         )
         (waiting if item.approval else automatic).append(item)
 
+    case.actions = [_placed(case, action) for action in case.actions]
     case.branch = Branch.REMEDIATE
     _save_if_changed(case, before, cases, now)
     return RemediationPlan(case_id=case.case_id, items=automatic + waiting)
@@ -336,6 +337,7 @@ def run_action(
         outcome = action.model_copy(
             update={"status": ActionStatus.FAILED, "detail": f"{type(error).__name__}: {error}"}
         )
+    outcome = _placed(case, outcome)
     case.actions[task.index] = outcome
     case.branch = Branch.REMEDIATE
     case.updated_at = now or datetime.now(UTC)
@@ -366,7 +368,7 @@ def record_action_failure(
             f"the state machine could not run it ({what}); it may have acted in part: check "
             f"{action.target} and finish or undo by hand"
         )
-    case.actions[task.index] = action.with_outcome(ActionStatus.FAILED, detail)
+    case.actions[task.index] = _placed(case, action.with_outcome(ActionStatus.FAILED, detail))
     case.branch = Branch.REMEDIATE
     case.updated_at = now or datetime.now(UTC)
     cases.save(case)
@@ -526,6 +528,7 @@ def rollback_case(
                     "detail": f"rollback failed: {type(error).__name__}: {error}",
                 }
             )
+        outcome = _placed(case, outcome)
         case.actions[index] = outcome
         attempted.append(outcome)
         if outcome.status is ActionStatus.FAILED:
@@ -693,7 +696,7 @@ def _run(
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")
     action_dry_run = dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true"
     result = actuator.run(_for_actuator(case, action), action_dry_run)
-    return _where_it_ran(case, action.with_outcome_of(result))
+    return action.with_outcome_of(result)
 
 
 def _undo(case: Case, action: Action, actuators: Actuators | ActuatorsByPlace) -> Action:
@@ -701,7 +704,7 @@ def _undo(case: Case, action: Action, actuators: Actuators | ActuatorsByPlace) -
     actuator = _actuators_for(case, action, actuators).get(action.type)
     if actuator is None:
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")
-    return _where_it_ran(case, action.with_outcome_of(actuator.rollback(_for_actuator(case, action))))
+    return _placed(case, action.with_outcome_of(actuator.rollback(_for_actuator(case, action))))
 
 
 def _actuators_for(case: Case, action: Action, actuators: Actuators | ActuatorsByPlace) -> Actuators:
@@ -715,9 +718,11 @@ def _actuators_for(case: Case, action: Action, actuators: Actuators | ActuatorsB
     return actuators.at(case.alert.account, case.alert.region, case.case_id)
 
 
-def _where_it_ran(case: Case, outcome: Action) -> Action:
-    """The outcome naming where it ran: an AWS action's, the finding's account and Region (the ticket
-    and the runner's JSON show them); an action outside AWS says where in its detail."""
-    if not outcome.type.acts_in_aws:
-        return outcome
-    return outcome.model_copy(update={"account": case.alert.account, "region": case.alert.region})
+def _placed(case: Case, action: Action) -> Action:
+    """The action naming the place it concerns, whatever becomes of it (planned, done, skipped, refused,
+    failed, rolled back or not): an AWS action's is the finding's account and Region, where it runs or
+    would have run (the ticket and the runner's JSON show them). An action outside AWS says where in its
+    detail, and an alert from outside AWS names no AWS account or Region."""
+    if not action.type.acts_in_aws or case.alert.vendor is not None:
+        return action
+    return action.model_copy(update={"account": case.alert.account, "region": case.alert.region})
