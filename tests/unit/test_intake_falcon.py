@@ -18,8 +18,8 @@ from vtriage.fakes import FakeAlertQueue
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
 from vtriage.intake_api import accept_alert
-from vtriage.models import Alert, IocOutcome, IocType, Provenance, Verdict
-from vtriage.playbook import plan_actions
+from vtriage.models import Alert, Branch, IocOutcome, IocType, Provenance, Verdict
+from vtriage.playbook import choose_branch, plan_actions
 from vtriage.remediate import refusal
 from vtriage.ticket import render_report
 
@@ -35,6 +35,8 @@ EPP_ZEROS = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-
 LEGACY = "elastic-integrations__crowdstrike_falcon_test-falcon-detection-summary_1.json"
 IDENTITY_STREAM = "elastic-integrations__crowdstrike_falcon_test-falcon-ipd-summary_1.json"
 CLOUD = "demisto-content__crowdstrike_ioa_alerts_v2_entities_response.json"
+# SumoLogic's documented EppDetectionSummaryEvent: "Severity": 4, "SeverityName": "High".
+EPP_DOCUMENTED = "sumologic-documentation__crowdstrike-falcon-endpoint-protection_detection_event.json"
 ZEROS_SHA256 = "0" * 64
 ZEROS_SHA1 = "0" * 40
 ZEROS_MD5 = "0" * 32
@@ -345,7 +347,13 @@ def test_the_test_detection_is_ignored_when_samples_are() -> None:
 
 @pytest.mark.parametrize(
     ("sample", "score", "label"),
-    [(ENDPOINT, 3.0, "low"), (IDENTITY, 7.9, "high"), (EPP_GIT, 7.0, "high"), (LEGACY, 3.0, "low")],
+    [
+        (ENDPOINT, 3.0, "low"),
+        (IDENTITY, 7.9, "high"),
+        (EPP_GIT, 7.0, "high"),
+        (LEGACY, 3.0, "low"),
+        (EPP_DOCUMENTED, 7.0, "high"),
+    ],
 )
 def test_falcons_severity_lands_in_the_same_band(sample: str, score: float, label: str) -> None:
     # Given a real alert (0-100, or the legacy 1-5)
@@ -353,6 +361,71 @@ def test_falcons_severity_lands_in_the_same_band(sample: str, score: float, labe
 
     # Then its severity is Falcon's band on vtriage's scale
     assert (alert.severity.score, alert.severity.label) == (score, label)
+
+
+def test_a_documented_stream_detection_rated_4_high_is_high_and_gets_a_ticket() -> None:
+    # Given SumoLogic's documented EppDetectionSummaryEvent (a ransomware process killed), rated
+    # "Severity": 4, "SeverityName": "High" on Event Streams' 1-5 scale
+    alert = the_alert(load(EPP_DOCUMENTED))
+
+    # When its case is routed, its file unknown to VirusTotal
+    case = make_case(alert)
+
+    # Then it is high, read without a disagreement to note, and a person gets a ticket
+    assert (alert.severity.score, alert.severity.label) == (7.0, "high")
+    assert not any("Severity" in note for note in alert.notes)
+    assert choose_branch(case, "medium") is Branch.TICKET
+
+
+@pytest.mark.parametrize(
+    ("sample", "field", "value", "name", "label", "noted"),
+    [
+        # An Alerts API 0-100 number that says another band than its name: the name is read, noted
+        (ENDPOINT, "severity", 70, "Low", "low", "severity is 70, high on Falcon's 0-100 scale"),
+        # Event Streams' 1-5 number below its name's band
+        (EPP_DOCUMENTED, "Severity", 2, "Critical", "critical", "event.Severity is 2, low on Falcon's 1-5"),
+        # Event Streams' 0-100 number agreeing with its name: nothing to note
+        (EPP_DOCUMENTED, "Severity", 90, "Critical", "critical", None),
+        # A number with no name: on its own scale (a stream's 1-5, the API's 0-100)
+        (EPP_DOCUMENTED, "Severity", 5, None, "critical", None),
+        (ENDPOINT, "severity", 5, None, "low", None),
+    ],
+)
+def test_each_severity_number_is_read_on_its_own_scale_and_the_name_wins_a_disagreement(
+    sample: str, field: str, value: int, name: str | None, label: str, noted: str | None
+) -> None:
+    # Given a real alert whose severity and name are set so
+    document = load(sample)
+    parent = document.get("event", document)
+    parent[field] = value
+    parent["SeverityName" if "event" in document else "severity_name"] = name
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then its band is the one a person reads, and a disagreement is said on the case
+    assert alert.severity.label == label
+    disagreements = [note for note in alert.notes if "as the name says" in note]
+    if noted is None:
+        assert disagreements == []
+    else:
+        [note] = disagreements
+        assert noted in note
+
+
+def test_a_severity_written_as_a_string_is_read_as_its_number() -> None:
+    # Given the identity alert rated "70" (a string, as a relay re-encoded it) with no name
+    document = load(IDENTITY)
+    document["severity"] = "70"
+    document["severity_name"] = None
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then it is high, the form noted, and nothing was guessed
+    assert (alert.severity.score, alert.severity.label) == (7.0, "high")
+    assert "severity: a number written as a string ('70'): read as 70" in alert.notes
+    assert not any("guessed" in note for note in alert.notes)
 
 
 def test_an_unreadable_severity_falls_back_to_its_name_and_says_so() -> None:

@@ -15,8 +15,13 @@ Understood deliveries, recognised by shape:
 
 Identity is the vendor's own: `composite_id` (Alerts API), `CompositeId` (Event Streams), `DetectId`
 (legacy), so that a redelivery is the same case. Version: `updated_timestamp`, else the event's
-`metadata.eventCreationTime`. Severity: Falcon's 0-100 on vtriage's 0-10 (30 Low is 3, 70 High is 7, 90
-Critical is 9), the legacy 1-5 onto the same bands, else the severity's name, else critical, noted.
+`metadata.eventCreationTime`. Severity, each number on its own scale: the Alerts API's `severity` is 0-100
+(30 Low is 3, 70 High is 7, 90 Critical is 9 on vtriage's 0-10); an Event Streams event's `Severity` is 1
+(informational) to 5 (critical), as CrowdStrike's documented samples rate it (`"Severity": 4,
+"SeverityName": "High"`), or 0-100 as Falcon now writes it in detection summaries (`70`, `High`): a whole
+number from 1 to 5 is read on the first scale, any other on the second. A number written as a string is
+read, noted. The severity's name (`severity_name`, `SeverityName`) wins where the number says another
+band, noted; it stands in for a missing or unreadable number; with neither, critical, noted.
 
 IOCs, in the order they are looked up (the cap on IOCs per alert keeps the first):
 
@@ -85,10 +90,12 @@ CLOSED = "closed"
 # CrowdStrike's test detection: `choice /m crowdstrike_sample_detection` on Windows.
 SAMPLE_MARKER = "crowdstrike_sample_detection"
 SAMPLE_REASON = f"CrowdStrike's test detection (a command line naming {SAMPLE_MARKER})"
-# Falcon's severity names, on vtriage's 0-10 (the bands of its 0-100 scale).
-_SEVERITY_NAMES = {"informational": 1.0, "low": 3.0, "medium": 5.0, "high": 7.0, "critical": 9.0}
-# The retired DetectionSummaryEvent rated 1 (informational) to 5 (critical).
-_LEGACY_SEVERITIES = {1: 1.0, 2: 3.0, 3: 5.0, 4: 7.0, 5: 9.0}
+# Falcon's severity names, on vtriage's 0-10 (the bands of its 0-100 scale); `INFO` is Event Streams'.
+_SEVERITY_NAMES = {"informational": 1.0, "info": 1.0, "low": 3.0, "medium": 5.0, "high": 7.0, "critical": 9.0}
+# Event Streams' 1 (informational) to 5 (critical), onto the same bands.
+_FIVE_STEP_SEVERITIES = {1: 1.0, 2: 3.0, 3: 5.0, 4: 7.0, 5: 9.0}
+# A severity a sender wrote as a string of digits ("70").
+_NUMBER_TEXT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3})?")
 # Falcon's `ioc_type` values vtriage can look up.
 _IOC_TYPES = {
     "hash_sha256": IocType.FILE,
@@ -205,22 +212,47 @@ def _stream_event(document: Mapping[str, Any], where: str, *, ignore_samples: bo
 class _FalconReader(Fields):
     """What reading a Falcon alert entity and a stream event share."""
 
-    def severity(self, value: Any, name: Any, field: str, *, legacy: bool = False) -> Severity:
-        """Falcon's 0-100 (the legacy event's 1-5) on 0-10; else its name; else critical, noted."""
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if legacy and value in _LEGACY_SEVERITIES:
-                return Severity(score=_LEGACY_SEVERITIES[int(value)])
-            if not legacy and 0 <= value <= 100:
-                return Severity(score=round(value / 10, 1))
+    def severity(self, value: Any, name: Any, field: str, name_field: str, *, stream: bool) -> Severity:
+        """The alert's severity on vtriage's 0-10: its number on its own scale (`stream`: an Event Streams
+        event's, else the Alerts API's 0-100; see the module's docstring), unless its name says another
+        band (the name wins, noted); the name when the number is missing or unreadable; else critical,
+        noted."""
+        number = self.severity_number(value, field)
+        expected = "a number from 1 to 5 or from 0 to 100" if stream else "a number from 0 to 100"
+        read = _on_falcon_scale(number, stream=stream) if number is not None else None
         caption = name.strip().lower() if isinstance(name, str) else ""
-        expected = "1 to 5" if legacy else "a number from 0 to 100"
+        named = _SEVERITY_NAMES.get(caption)
         problem = "missing" if value is None else f"expected {expected}, got {shown(value)}"
-        if caption in _SEVERITY_NAMES:
+        if named is None:
+            if read is not None:
+                return read
+            self.malformed(self.where(field), problem, UNREADABLE_SEVERITY_NOTE)
+            return UNREADABLE_SEVERITY
+        by_name = Severity(score=named)
+        if read is None:
             if value is not None:
                 self.malformed(self.where(field), problem, f"its name {caption!r} stands in")
-            return Severity(score=_SEVERITY_NAMES[caption])
-        self.malformed(self.where(field), problem, UNREADABLE_SEVERITY_NOTE)
-        return UNREADABLE_SEVERITY
+            return by_name
+        if read.label != by_name.label:
+            scale = "1-5 or 0-100" if stream else "0-100"
+            self.note(
+                f"{self.where(field)} is {shown(value)}, {read.label} on Falcon's {scale} scale, but"
+                f" {self.where(name_field)} says {shown(name)}: read as {by_name.label}, as the name says"
+            )
+            return by_name
+        return read
+
+    def severity_number(self, value: Any, field: str) -> float | None:
+        """The severity's number; one written as a string of digits is read, noted; None otherwise."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+            number = float(value.strip())
+            self.note(
+                f"{self.where(field)}: a number written as a string ({shown(value)}): read as {number:g}"
+            )
+            return number
+        return None
 
     def file_iocs(
         self, parent: Mapping[str, Any], at: str, keys: Iterable[str], own: frozenset[str]
@@ -392,7 +424,9 @@ class _EntityReader(_FalconReader):
             alert_id=alert_id,
             alert_type=alert_type,
             title=vendor.name(title, 300) or alert_type,
-            severity=self.severity(entity.get("severity"), entity.get("severity_name"), "severity"),
+            severity=self.severity(
+                entity.get("severity"), entity.get("severity_name"), "severity", "severity_name", stream=False
+            ),
             created=created,
             updated=updated,
             iocs=kept.values(),
@@ -561,7 +595,11 @@ class _StreamReader(_FalconReader):
             alert_type=alert_type,
             title=vendor.name(title, 300) or alert_type,
             severity=self.severity(
-                event.get("Severity"), event.get("SeverityName"), "event.Severity", legacy=legacy
+                event.get("Severity"),
+                event.get("SeverityName"),
+                "event.Severity",
+                "event.SeverityName",
+                stream=True,
             ),
             created=created,
             updated=created,
@@ -619,6 +657,16 @@ class _StreamReader(_FalconReader):
             self.malformed(field, f"milliseconds out of range: {shown(value)}", "1970 stands in")
             return None
         return self.moment(metadata, "eventCreationTime", "metadata", instead="1970 stands in", required=True)
+
+
+def _on_falcon_scale(number: float, *, stream: bool) -> Severity | None:
+    """A severity's number on vtriage's 0-10: an Event Streams whole number from 1 to 5 on that scale,
+    any other from 0 to 100 divided by ten; None when out of range."""
+    if stream and number.is_integer() and int(number) in _FIVE_STEP_SEVERITIES:
+        return Severity(score=_FIVE_STEP_SEVERITIES[int(number)])
+    if 0 <= number <= 100:
+        return Severity(score=round(number / 10, 1))
+    return None
 
 
 def _is_address(value: Any) -> bool:
