@@ -35,6 +35,8 @@ EPP_ZEROS = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-
 LEGACY = "elastic-integrations__crowdstrike_falcon_test-falcon-detection-summary_1.json"
 IDENTITY_STREAM = "elastic-integrations__crowdstrike_falcon_test-falcon-ipd-summary_1.json"
 CLOUD = "demisto-content__crowdstrike_ioa_alerts_v2_entities_response.json"
+# An automated lead's context signal: the process's, its parent's and its grandparent's sha256.
+LEAD_SIGNAL = "elastic-integrations__crowdstrike_alert_test-automated-lead_2.json"
 # SumoLogic's documented EppDetectionSummaryEvent: "Severity": 4, "SeverityName": "High".
 EPP_DOCUMENTED = "sumologic-documentation__crowdstrike-falcon-endpoint-protection_detection_event.json"
 ZEROS_SHA256 = "0" * 64
@@ -147,6 +149,60 @@ def test_one_lookup_per_file_the_other_hashes_say_which_one_stands_for_them() ->
     assert "0b2cde5b355bda69aeb15159fa98b5554053f0936259a53c6dfb0934389238a2" in looked_up(alert)
     for other in ("49f30e09200e7b59edc5ef32fbd0442c", "7e54a24d4df5b7fe4a75d7ce1c027705c368666b"):
         assert "event.SHA256String is looked up" in reasons[other]
+
+
+# 32 hex digits no field of these alerts holds.
+MD5_LENGTH = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("sample", "path", "wanted_instead"),
+    [
+        # The process's sha256 holding an md5: the process's own md5 field is its lookup
+        (LEAD_SIGNAL, ("sha256",), "ca10586df7dce4c505a957df0e37f4c9"),
+        (LEAD_SIGNAL, ("parent_details", "sha256"), "4519f571b6d1deb863671ecdb9fca13d"),
+        (LEAD_SIGNAL, ("grandparent_details", "sha256"), None),
+        (EPP_GIT, ("event", "SHA256String"), None),
+        (EPP_PUP, ("event", "SHA256String"), "848a53dc549be0386e5da0f49700c389"),
+    ],
+)
+def test_a_field_that_declares_sha256_holding_an_md5_is_skipped_saying_so(
+    sample: str, path: tuple[str, ...], wanted_instead: str | None
+) -> None:
+    # Given a real alert whose field named for a sha256 holds a 32-digit value
+    document = load(sample)
+    parent = document
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = MD5_LENGTH
+    field = ".".join(path)
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then the value is not looked up as an md5: it is kept skipped, where it was found, with the reason;
+    # the same file's md5 field, when it has one of its own, is the file's lookup
+    [kept] = [ioc for ioc in alert.iocs if ioc.found_at == field]
+    assert kept.value == MD5_LENGTH
+    assert kept.skipped_reason is not None
+    assert "declares sha256, but the value has 32 hex digits" in kept.skipped_reason
+    assert MD5_LENGTH not in looked_up(alert)
+    if wanted_instead is not None:
+        assert wanted_instead in looked_up(alert)
+
+
+def test_an_ioc_type_that_declares_a_hash_holds_that_hash_or_is_skipped() -> None:
+    # Given the endpoint alert whose ioc_type says hash_sha256 and whose ioc_value is an md5
+    document = load(ENDPOINT)
+    document["ioc_type"] = "hash_sha256"
+    document["ioc_value"] = MD5_LENGTH
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then it is skipped with the reason, not looked up as an md5
+    [kept] = [ioc for ioc in alert.iocs if ioc.found_at == "ioc_value"]
+    assert "declares sha256" in (kept.skipped_reason or "")
 
 
 def test_without_a_sha256_the_md5_is_looked_up() -> None:

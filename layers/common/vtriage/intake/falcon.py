@@ -68,6 +68,7 @@ from vtriage.intake.fields import (
     UNREADABLE_SEVERITY_NOTE,
     Candidate,
     Fields,
+    declared_algorithm,
     epoch_time,
     ioc_of,
     join,
@@ -260,11 +261,8 @@ class _FalconReader(Fields):
         """The hashes of one file: the first that can be looked up is, the file's others are kept skipped."""
         iocs: list[Ioc] = []
         kept: Ioc | None = None
-        for key in keys:
-            value = parent.get(key)
-            if value is None or value == "":
-                continue
-            ioc = ioc_of(Candidate(IocType.FILE, value, join(at, key)), own)
+        for candidate in (found for key in keys for found in self.candidate(IocType.FILE, parent, key, at)):
+            ioc = ioc_of(candidate, own)
             if ioc.skipped_reason is None:
                 if kept is None:
                     kept = ioc
@@ -275,10 +273,12 @@ class _FalconReader(Fields):
 
     def typed_ioc(self, ioc_type: Any, value: Any, at: str, own: frozenset[str]) -> list[Ioc]:
         """An IOC Falcon names with its own type (`ioc_type`, `IOCType`), when vtriage can look it up."""
-        kind = _IOC_TYPES.get(ioc_type.strip().lower()) if isinstance(ioc_type, str) else None
+        name = ioc_type.strip().lower() if isinstance(ioc_type, str) else ""
+        kind = _IOC_TYPES.get(name)
         if kind is None or value is None or value == "":
             return []
-        return [ioc_of(Candidate(kind, value, at), own)]
+        algorithm = declared_algorithm(name) if kind is IocType.FILE else None
+        return [ioc_of(Candidate(kind, value, at, algorithm), own)]
 
     def host_candidates(self, parent: Mapping[str, Any], key: str, at: str) -> list[Candidate]:
         """A list of host names or addresses (`source_hosts`): an address read as one, a name as a domain."""

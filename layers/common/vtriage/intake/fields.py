@@ -347,13 +347,15 @@ class Fields:
     def candidate_list(
         self, ioc_type: IocType, parent: Mapping[str, Any], key: str, at: str
     ) -> list[Candidate]:
-        """A candidate for each item of the list `parent[key]` (one for a lone value where a list belongs)."""
+        """A candidate for each item of the list `parent[key]` (one for a lone value where a list belongs);
+        a file hash's algorithm is the one the list's name declares, as for `candidate`."""
         value = parent.get(key)
         if not isinstance(value, list):
             return self.candidate(ioc_type, parent, key, at)
         path = join(at, key)
+        algorithm = declared_algorithm(key) if ioc_type is IocType.FILE else None
         return [
-            Candidate(ioc_type, item, f"{path}[{index}]")
+            Candidate(ioc_type, item, f"{path}[{index}]", algorithm)
             for index, item in enumerate(value)
             if item is not None and item != ""
         ]
@@ -428,8 +430,10 @@ def ioc_of(candidate: Candidate, own: frozenset[str] = frozenset()) -> Ioc:
 
 
 def declared_algorithm(key: str) -> str | None:
-    """The hash algorithm a field's name declares (`threatFileSha256`, `executableSha256`, `md5`...)."""
-    name = key.lower()
+    """The hash algorithm a field's name declares (`threatFileSha256`, `executableSha256`, `md5`, Falcon's
+    `SHA256String`, Workspace's `attachmentsSha256Hash`...): a value of another length is skipped with the
+    reason, never looked up as another algorithm (see `canonical_ioc`)."""
+    name = key.lower().removesuffix("string").removesuffix("hash")
     for algorithm in ("sha256", "sha512", "sha1", "md5"):
         if name.endswith(algorithm):
             return algorithm

@@ -347,8 +347,7 @@ class _AlertReader(Fields):
         """Each attachment's SHA-256 (`messages[].attachmentsSha256Hash[]`)."""
         candidates: list[Candidate] = []
         for path, message in self.branches(data, "messages", "data"):
-            for candidate in self.candidate_list(IocType.FILE, message, "attachmentsSha256Hash", path):
-                candidates.append(candidate._replace(algorithm="sha256"))
+            candidates += self.candidate_list(IocType.FILE, message, "attachmentsSha256Hash", path)
         return list(self.iocs(candidates, frozenset()).values())
 
     def sender_iocs(self, data: Mapping[str, Any]) -> list[Ioc]:
