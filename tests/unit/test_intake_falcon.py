@@ -37,6 +37,8 @@ IDENTITY_STREAM = "elastic-integrations__crowdstrike_falcon_test-falcon-ipd-summ
 CLOUD = "demisto-content__crowdstrike_ioa_alerts_v2_entities_response.json"
 # An automated lead's context signal: the process's, its parent's and its grandparent's sha256.
 LEAD_SIGNAL = "elastic-integrations__crowdstrike_alert_test-automated-lead_2.json"
+XDR = "elastic-integrations__crowdstrike_falcon_test-falcon-xdr-detection-summary.json"
+XDR_PUBLIC = "synthetic-falcon-xdr-detection-public-addresses.json"
 # SumoLogic's documented EppDetectionSummaryEvent: "Severity": 4, "SeverityName": "High".
 EPP_DOCUMENTED = "sumologic-documentation__crowdstrike-falcon-endpoint-protection_detection_event.json"
 ZEROS_SHA256 = "0" * 64
@@ -125,6 +127,26 @@ def test_a_real_falcon_alert_looks_up_what_an_analyst_would_and_nothing_of_its_o
     assert alert.source == "falcon"
     assert wanted <= looked_up(alert)
     assert not never & {value.lower() for value in looked_up(alert)}
+
+
+def test_an_xdr_detection_looks_up_its_public_addresses_skips_its_private_ones_and_shows_its_host() -> None:
+    # Given Elastic's XDR detection (IPv4Addresses and HostNames comma-separated, all three addresses
+    # private) and the same detection observed from two public addresses
+    private = the_alert(load(XDR))
+    public = the_alert(load(XDR_PUBLIC))
+
+    # Then each address is read on its own: the public ones looked up, the private ones kept skipped
+    assert looked_up(private) == set()
+    assert skipped(private) == dict.fromkeys(
+        ("192.168.0.21", "192.168.0.26", "192.168.0.29"), "private address"
+    )
+    assert looked_up(public) == {"45.137.21.9", "185.220.101.34"}
+    assert skipped(public) == {"192.168.0.21": "private address"}
+    assert [ioc.found_at for ioc in public.iocs] == [f"event.IPv4Addresses[{index}]" for index in range(3)]
+    # And the case shows the host, which is never looked up
+    assert private.vendor is not None
+    assert private.vendor.host == "XDR-WIN10"
+    assert all(ioc.value.lower() != "xdr-win10" for ioc in public.iocs)
 
 
 def test_falcons_all_zero_placeholders_are_kept_skipped_with_their_reason() -> None:

@@ -4,10 +4,10 @@ Understood deliveries, recognised by shape:
 
 - an Event Streams event (`{"metadata": {"eventType": ...}, "event": {...}}`): `EppDetectionSummaryEvent`,
   whatever its casing (CrowdStrike writes `EPPDetectionSummaryEvent` too), the other detection summaries
-  (`IdpDetectionSummaryEvent`, ...: the same reader, their fields where they have them), and the retired
-  `DetectionSummaryEvent` (legacy: CrowdStrike stopped sending it on 30 September 2025; read for stored
-  streams). Any other event type (audit, incident, remote response events) names no detection:
-  acknowledged, no case;
+  (every event type ending in `DetectionSummaryEvent`, read by the same reader, each for the fields it
+  has: see below), and the retired `DetectionSummaryEvent` (legacy: CrowdStrike stopped sending it on 30
+  September 2025; read for stored streams). Any other event type (audit, incident, remote response
+  events) names no detection: acknowledged, no case;
 - an alert entity of the Alerts API, as `POST /alerts/entities/alerts/v2` returns each in `resources[]`
   (keyed by `composite_id`): endpoint and identity detections, cloud detections and NG-SIEM correlation
   detections (`source_ips`, `source_hosts`, `destination_hosts`); the whole response, or a JSON array of
@@ -31,13 +31,25 @@ IOCs, in the order they are looked up (the cap on IOCs per alert keeps the first
   writes zeros where it has no hash (always for sha1): kept skipped as placeholders;
 - the host's external address (`device.external_ip`), the remote address of each network access, each
   DNS request's domain, an identity detection's source endpoint address, a correlation detection's
-  `source_ips`, `destination_ips`, `source_hosts` and `destination_hosts`;
+  `source_ips`, `destination_ips`, `source_hosts` and `destination_hosts`, an XDR detection's
+  comma-separated `IPv4Addresses`;
 - the URLs, domains and addresses written in the command lines (the process's, its parent's, its
   grandparent's), refanged; a word that only looks like a domain (`userinit.exe`, a user folder) is no
   IOC, and a hex run in a command line is a GUID or a token far more often than a hash: not read.
 
+What each Event Streams detection summary gives, as Elastic's Falcon integration's test data show them:
+`EppDetectionSummaryEvent` and the legacy `DetectionSummaryEvent` the file's hashes, `IOCType`/`IOCValue`,
+network accesses, DNS requests and command lines, on the host of `AgentId`/`SensorId`;
+`IdpDetectionSummaryEvent` the source endpoint's address (`SourceEndpointIpAddress`), its host
+(`SourceEndpointHostName`) and account (`SourceAccountName`); `XdrDetectionSummaryEvent` the addresses of
+`IPv4Addresses` and the hosts of `HostNames` (both comma-separated); `MobileDetectionSummaryEvent`,
+`DataProtectionDetectionSummaryEvent` and `OverwatchGenericDetectionSummaryEvent` no IOC vtriage can look
+up (an app's identifier, the egressed content's hash of the customer's own file, none): their host and
+user are shown, and their severity routes them.
+
 The host's own names and local addresses (`device.hostname`, `device.local_ip`, the network accesses'
-local addresses, ...) are its own: a value equal to one is skipped, never looked up. Private, internal and
+local addresses, an XDR detection's `HostNames`, ...) are its own: a value equal to one is skipped, never
+looked up. Private, internal and
 reserved values are skipped by `canonical_ioc`, and CrowdStrike's own hosts (the console every alert
 links to, the API) are never looked up.
 
@@ -127,6 +139,8 @@ _STREAM_PRODUCTS = {
 ANOTHER_HASH = "another hash of the file whose {kept} is looked up: one lookup per file"
 # A Falcon device id (the sensor's agent id, AID): 32 hexadecimal digits.
 _DEVICE_ID = re.compile(r"[0-9a-fA-F]{32}")
+# The most items read from one comma-separated field (the cap on IOCs per alert keeps fewer still).
+MAX_LISTED = 200
 # Where a stream event names the device the detection happened on.
 _STREAM_DEVICE_KEYS = ("AgentId", "SensorId", "AgentIdString")
 
@@ -575,6 +589,9 @@ class _StreamReader(_FalconReader):
             candidates += self.candidate(IocType.DOMAIN, request, "DomainName", path)
         for key in ("SourceEndpointIpAddress", "SourceEndpointAddressIp4"):
             candidates += self.candidate(IocType.IP, event, key, "event")
+        candidates += [
+            Candidate(IocType.IP, address, path) for path, address in _listed(event, "IPv4Addresses", "event")
+        ]
         found += self.iocs(candidates, own).values()
         kept: dict[str, Ioc] = {}
         for ioc in found:
@@ -610,7 +627,10 @@ class _StreamReader(_FalconReader):
                 product=vendor.first_name(event.get("SourceProducts"), _STREAM_PRODUCTS.get(kind or "")),
                 tenant=vendor.name(metadata.get("customerIDString")),
                 host=vendor.first_name(
-                    event.get("Hostname"), event.get("ComputerName"), event.get("SourceEndpointHostName")
+                    event.get("Hostname"),
+                    event.get("ComputerName"),
+                    event.get("SourceEndpointHostName"),
+                    [name for _, name in _listed(event, "HostNames", "event")],
                 ),
                 user=vendor.first_name(event.get("UserName"), event.get("SourceAccountName")),
                 console_url=vendor.console_url(
@@ -640,6 +660,7 @@ class _StreamReader(_FalconReader):
             "TargetEndpointHostName",
         )
         values: list[Any] = [event.get(key) for key in keys]
+        values += [name for _, name in _listed(event, "HostNames", "event")]
         accesses = event.get("NetworkAccesses")
         for access in accesses if isinstance(accesses, list) else []:
             if isinstance(access, dict):
@@ -657,6 +678,16 @@ class _StreamReader(_FalconReader):
             self.malformed(field, f"milliseconds out of range: {shown(value)}", "1970 stands in")
             return None
         return self.moment(metadata, "eventCreationTime", "metadata", instead="1970 stands in", required=True)
+
+
+def _listed(parent: Mapping[str, Any], key: str, at: str) -> list[tuple[str, str]]:
+    """(path, item) of a comma-separated text (an XDR detection's `IPv4Addresses`, `HostNames`), each item
+    stripped and named by its place (`event.IPv4Addresses[1]`); none when the field is no such text."""
+    value = parent.get(key)
+    if not isinstance(value, str):
+        return []
+    items = (item.strip() for item in value.split(",", MAX_LISTED)[:MAX_LISTED])
+    return [(f"{join(at, key)}[{index}]", item) for index, item in enumerate(items) if item]
 
 
 def _on_falcon_scale(number: float, *, stream: bool) -> Severity | None:
