@@ -330,12 +330,14 @@ class LocalAws:
         creators[resource_type](logical_id, properties)
 
     def member_accounts(self) -> list[str]:
-        """The member accounts the stack's MemberAccountIds lists, as CloudFormation takes them."""
+        """The member accounts the stack's MemberAccountIds lists, each once, in order, as the functions'
+        settings read them; the deployment's own account is no member."""
         listed = self.parameters.get("MemberAccountIds", "")
         problems = parameter_problems(self.template, {"MemberAccountIds": listed})
         if problems:
             raise LocalSetupError(f"template.yaml refuses {'; '.join(problems)}")
-        return [account for account in listed.split(",") if account and account != ACCOUNT_ID]
+        accounts = dict.fromkeys(account.strip() for account in listed.split(","))
+        return [account for account in accounts if account and account != ACCOUNT_ID]
 
     def deploy_member_roles(self) -> dict[str, str]:
         """Deploy member-role.yaml in every member account MemberAccountIds lists, as the StackSet does

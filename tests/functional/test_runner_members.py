@@ -296,3 +296,17 @@ def test_security_hubs_copy_of_a_guardduty_finding_makes_no_case_when_guardduty_
     assert "GuardDuty finding seen through Security Hub" in ignored["reason"]
     for place in [(MEMBER, ELSEWHERE), (ACCOUNT_ID, ELSEWHERE), (ACCOUNT_ID, REGION)]:
         assert observed.places[place] == Ec2Place(None, [], [], []), place
+
+
+def test_a_member_listed_twice_is_one_member_acted_on_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the deployment listing the member account twice, as a person may type it
+    # When a new user runs the member's finding for real
+    status, document, observed = vtriage_run(monkeypatch, f"MemberAccountIds={MEMBER},{MEMBER}")
+
+    # Then the run finishes (no traceback: one member role deployed in the account) and the member's
+    # instance is isolated there, once
+    assert status == 0
+    [case] = document["cases"]
+    assert (case["branch"], case["status"]) == ("remediate", "REMEDIATED")
+    assert MEMBER_ROLE in observed.roles[MEMBER]
+    assert observed.places[(MEMBER, ELSEWHERE)].interface_groups == [QUARANTINE_GROUP]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vtriage_local.seed import unmirrorable
+from vtriage_local.stack import ACCOUNT_ID, LocalAws
 from vtriage_local.template import MEMBER_ROLE_TEMPLATE_PATH, load_template, parameter_problems
 
 
@@ -52,3 +53,11 @@ def test_member_accounts_are_checked_as_cloudformation_checks_them() -> None:
     assert [p.split("=", 1)[0] for p in parameter_problems(member_role, {"NaclBlocking": "yes"})] == [
         "NaclBlocking"
     ]
+
+
+def test_an_account_listed_twice_is_one_member_and_the_own_account_none() -> None:
+    # Given MemberAccountIds listing a member twice and the deployment's own account
+    stack = LocalAws(parameters={"MemberAccountIds": f"140651570565,{ACCOUNT_ID},140651570565"})
+
+    # Then the member is one member (one role to deploy), the own account none
+    assert stack.member_accounts() == ["140651570565"]
