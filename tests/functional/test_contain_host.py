@@ -36,9 +36,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+import requests
 
 from tests.functional.test_ticket_providers import Answer, LoopbackServer, Received, json_answer
 from vtriage.adapters.dynamodb import DynamoCaseRepository
+from vtriage.adapters.falcon import FalconApiError, FalconClient, FalconCredentials, FalconHostContainment
 from vtriage.adapters.guardrails import DynamoBlastRadius
 from vtriage.clock import utc_now
 from vtriage.composition.remediate import remediator
@@ -87,6 +89,10 @@ class FalconHosts:
     # requests are answered (a token that expired earlier than the client thought).
     throttle_next: int = 0
     revoke_tokens_after: int | None = None
+    # Whether a pending change is applied by the time a device is read again (its sensor is online); and
+    # what Falcon answers a device action with instead of acting (202, no device acted on, this error).
+    sensor_online: bool = True
+    action_refused: str | None = None
     # The device actions carried out, in order: (action_name, ids).
     carried_out: list[tuple[str, list[str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,8 +142,8 @@ class FalconHosts:
         found = [self.devices[i] for i in ids if i in self.devices]
         if not found:
             return falcon_error(404, "No matching devices found")
-        # A sensor applies a pending change by the time a device is read again.
-        for device in found:
+        # A sensor online applies a pending change by the time a device is read again.
+        for device in found if self.sensor_online else []:
             device["status"] = {"containment_pending": "contained", "lift_containment_pending": "normal"}.get(
                 device["status"], device["status"]
             )
@@ -147,6 +153,9 @@ class FalconHosts:
     def act(self, action_name: str, ids: list[str]) -> Answer:
         if action_name not in ("contain", "lift_containment"):
             return falcon_error(400, f"invalid action_name {action_name}")
+        if self.action_refused is not None:
+            error = {"code": 409, "message": self.action_refused}
+            return json_answer(202, {"meta": {}, "resources": [], "errors": [error]})
         pending = "containment_pending" if action_name == "contain" else "lift_containment_pending"
         acted = []
         for device_id in ids:
@@ -321,7 +330,7 @@ def test_a_malicious_detection_on_a_falcon_host_contains_it_and_the_case_says_wh
     assert (action.before or {})["status"] == "normal"
     assert (action.after or {})["status"] == "containment_pending"
     report = render_report(stack.case(case.case_id)).text()
-    assert f"- contain_host: {DEVICE_ID}: done - contained: {WHERE}" in report
+    assert f"(contain_host): {DEVICE_ID}: done - contained: {WHERE}" in report
     assert f"- falcon_host: {DEVICE_ID}" in report
 
 
@@ -558,3 +567,116 @@ def test_without_the_api_client_the_containment_is_skipped_with_the_reason(
         "the host is left as it is, for a person"
     )
     assert falcon.server.received == []
+
+
+# --- the actuator on its own, against the same fake Falcon -----------------------------------------
+
+
+@pytest.fixture
+def containment(falcon: FalconHosts) -> FalconHostContainment:
+    """The actuator the remediate function builds, with a client of the fake Falcon."""
+    client = FalconClient(
+        requests.Session(), falcon.server.base_url, FalconCredentials(CLIENT_ID, CLIENT_SECRET)
+    )
+    return FalconHostContainment(lambda: client, CID, PROTECTED_TAG)
+
+
+def contain(target: str = DEVICE_ID) -> Action:
+    return Action(type=ActionType.CONTAIN_HOST, target=target, parameters={"case_id": "falcon-0123"})
+
+
+@pytest.mark.parametrize(
+    ("status", "detail"),
+    [
+        (
+            "lift_containment_pending",
+            f"not contained: {HOST}'s containment is being lifted in Falcon (lift_containment_pending): a "
+            "person released it, and vtriage does not contain it again",
+        ),
+        (
+            "quarantined",
+            f"not contained: {HOST} has a containment status vtriage does not know (quarantined)",
+        ),
+    ],
+)
+def test_a_host_being_released_or_in_a_state_vtriage_does_not_know_is_left_alone(
+    containment: FalconHostContainment, falcon: FalconHosts, status: str, detail: str
+) -> None:
+    # Given the host in that state, its sensor offline (the state lasts)
+    falcon.serve(the_hosts_view_of_the_alerts_device(), status=status)
+    falcon.sensor_online = False
+
+    # When the containment runs for real
+    outcome = containment.run(contain(), dry_run=False)
+
+    # Then nothing is asked of Falcon, and the action says why
+    assert (outcome.status, outcome.detail) == (ActionStatus.SKIPPED, detail)
+    assert falcon.actions() == []
+
+
+def test_a_target_that_is_no_device_id_fails_before_any_request(
+    containment: FalconHostContainment, falcon: FalconHosts
+) -> None:
+    # Given an action whose target is not a device id (a planned action edited by hand)
+    outcome = containment.run(contain("ABC709-1175\nApprove: https://evil.example.net"), dry_run=False)
+
+    # Then it fails naming the target, escaped, and Falcon hears nothing
+    assert outcome.status is ActionStatus.FAILED
+    assert outcome.detail == (
+        "not contained: ABC709-1175\\nApprove: hxxps://evil.example.net is not a Falcon device id"
+    )
+    assert falcon.server.received == []
+
+
+def test_falcon_acting_on_no_device_is_an_error_that_names_what_it_said(
+    containment: FalconHostContainment, falcon: FalconHosts
+) -> None:
+    # Given Falcon answering the containment with no device acted on and an error
+    falcon.action_refused = "host is offline"
+
+    # When the containment runs for real, Then the error says what Falcon said (the remediate function
+    # records it as the action's failure)
+    with pytest.raises(FalconApiError, match=f"contain of device {DEVICE_ID}: host is offline"):
+        containment.run(contain(), dry_run=False)
+
+
+def test_a_rollback_with_nothing_recorded_or_nothing_left_to_lift_changes_nothing(
+    containment: FalconHostContainment, falcon: FalconHosts
+) -> None:
+    # Given an action that recorded no state, and one whose containment a person lifted already
+    done = containment.run(contain(), dry_run=False)
+    falcon.devices[DEVICE_ID]["status"] = "normal"
+
+    # When each is rolled back
+    unrecorded = containment.rollback(contain())
+    lifted = containment.rollback(done)
+
+    # Then neither asks Falcon to lift anything, and each says why
+    assert unrecorded.detail == "nothing to undo: no state of the host was recorded"
+    assert (lifted.status, lifted.detail) == (
+        ActionStatus.ROLLED_BACK,
+        f"already as before: {HOST} is normal in Falcon CID {CID}",
+    )
+    assert falcon.actions() == [("contain", [DEVICE_ID])]
+
+
+def test_a_rollback_fails_for_a_person_when_the_host_is_gone_or_in_another_tenant(
+    containment: FalconHostContainment, falcon: FalconHosts
+) -> None:
+    # Given a host contained by the case, then moved to another tenant, then removed from Falcon
+    done = containment.run(contain(), dry_run=False)
+    falcon.devices[DEVICE_ID]["cid"] = ANOTHER_CID
+    moved = containment.rollback(done)
+    falcon.devices.clear()
+    gone = containment.rollback(done)
+
+    # Then neither rollback lifts anything, and each failure says why
+    assert (moved.status, moved.detail) == (
+        ActionStatus.FAILED,
+        f"rollback failed: {HOST} is in Falcon CID {ANOTHER_CID}, not {CID}",
+    )
+    assert (gone.status, gone.detail) == (
+        ActionStatus.FAILED,
+        f"rollback failed: no device {DEVICE_ID} in Falcon CID {CID}",
+    )
+    assert falcon.actions() == [("contain", [DEVICE_ID])]
