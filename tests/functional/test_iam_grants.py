@@ -119,7 +119,8 @@ EXERCISED: dict[str, set[str]] = {
         "states:SendTaskSuccess",
         "states:SendTaskFailure",
     },
-    "TicketFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "sns:Publish"},
+    # BatchGetItem: the report reads its IOCs' VirusTotal context from the enrichments table.
+    "TicketFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchGetItem", "sns:Publish"},
     "IntakeFunction": {"sqs:SendMessage"},
 }
 

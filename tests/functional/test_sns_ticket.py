@@ -1,8 +1,12 @@
-"""SnsTicketSink against moto: the report a subscriber receives, and the ticket that names it."""
+"""SnsTicketSink against moto: the report a subscriber receives, and the ticket that names it; and the ticket
+a bundled sample gets through the whole local pipeline, which the README shows."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,11 +17,17 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from tests.functional.conftest import use_dummy_aws_credentials
+from tests.functional.conftest import event, use_dummy_aws_credentials
 from vtriage.adapters.sns import SnsTicketSink
 from vtriage.display import Report, ReportLine
 from vtriage.errors import TransientError
+from vtriage.intake import read_document
 from vtriage.models import Alert, Case, CaseStatus, Severity, Verdict
+from vtriage_local.alert_files import Delivery
+from vtriage_local.replay import ReplayServer, bundled_recordings
+from vtriage_local.runner import REPLAY_QUOTA, Pipeline, mirror_resources
+from vtriage_local.stack import LocalAws
+from vtriage_local.template import PROJECT_ROOT
 
 pytestmark = pytest.mark.functional
 
@@ -196,3 +206,112 @@ def test_throttling_is_transient() -> None:
     with pytest.raises(TransientError, match="Throttling"):
         sink.open(make_case(), REPORT)
     stubber.assert_no_pending_responses()
+
+
+# --- the ticket the README shows: the C&C sample, through the local pipeline --------------------------
+
+README = PROJECT_ROOT / "README.md"
+C2_SAMPLE = "synthetic-guardduty-backdoor-c2-dns.json"
+# The README's copy sits between these two lines, in a fenced block.
+SAMPLE_START = "<!-- sample ticket: tests/functional/test_sns_ticket.py holds it to what the code renders -->"
+SAMPLE_END = "<!-- end of the sample ticket -->"
+TICKET_WAIT_S = 30.0
+# What differs from one run to the next, and how the README writes it.
+RUN_SPECIFIC = (
+    (re.compile(r"https://[0-9a-z]+\.lambda-url\.[a-z0-9-]+\.on\.aws/?\?view=\S+"), "<case page link>"),
+    (re.compile(r"works until \S+"), "works until <30 days after the ticket opened>"),
+    # Volumes and groups the local run made for the sample's instance (their ids are moto's).
+    (re.compile(r"\b(vol|sg)-[0-9a-f]{17}\b"), r"\1-<id>"),
+)
+
+
+def as_in_the_readme(message: str) -> str:
+    """A ticket as the README shows it: what differs from run to run written as a placeholder."""
+    for pattern, placeholder in RUN_SPECIFIC:
+        message = pattern.sub(placeholder, message)
+    return message
+
+
+def readme_sample() -> str:
+    """The sample ticket the README shows, as written there."""
+    text = README.read_text(encoding="utf-8")
+    assert SAMPLE_START in text, "the README has lost its sample ticket's first marker"
+    assert SAMPLE_END in text, "the README has lost its sample ticket's last marker"
+    block = text.split(SAMPLE_START, 1)[1].split(SAMPLE_END, 1)[0].strip()
+    assert block.startswith("```text\n"), "the sample ticket is a ```text block"
+    assert block.endswith("\n```"), "the sample ticket's block ends the sample"
+    return block.removeprefix("```text\n").removesuffix("```")
+
+
+@pytest.fixture(scope="module")
+def c2_ticket() -> Iterator[dict[str, Any]]:
+    """The ticket the C&C sample gets as `vtriage run` runs it (its instance mirrored, VirusTotal
+    replayed, the real handlers and state machine): the SNS notification a subscriber receives."""
+    body = event(C2_SAMPLE).read_text()
+    with (
+        pytest.MonkeyPatch.context() as monkeypatch,
+        ReplayServer(bundled_recordings(), api_key="local-replay-key") as replay,
+    ):
+        monkeypatch.setenv("VT_BASE_URL", replay.base_url)
+        monkeypatch.delenv("VT_API_KEY", raising=False)
+        with LocalAws(vt_api_key="local-replay-key", parameters=REPLAY_QUOTA) as aws:
+            sqs, sns = aws.client("sqs"), aws.client("sns")
+            inbox = sqs.create_queue(QueueName="analyst-inbox")["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            sns.subscribe(TopicArn=aws.ref("TicketTopic"), Protocol="sqs", Endpoint=arn)
+            aws.deploy_member_roles()
+            mirror_resources(aws, list(read_document(json.loads(body)).alerts), io.StringIO())
+            pipeline = Pipeline(aws)
+            pipeline.enqueue(Delivery(source_id=C2_SAMPLE, body=body))
+            assert pipeline.drain()[1] == []
+            deadline = time.monotonic() + TICKET_WAIT_S
+            while time.monotonic() < deadline:
+                messages = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", [])
+                if messages:
+                    [message] = messages
+                    yield json.loads(message["Body"])
+                    return
+                time.sleep(0.05)
+    raise AssertionError("the C&C sample's ticket never arrived")
+
+
+def test_the_readmes_sample_ticket_is_what_the_c2_sample_gets(c2_ticket: dict[str, Any]) -> None:
+    # Given the ticket the C&C sample gets through the local pipeline, as its subscriber reads it
+    rendered = as_in_the_readme(f"Subject: {c2_ticket['Subject']}\n{c2_ticket['Message']}")
+
+    # Then the README shows exactly that, but for what differs from run to run
+    assert readme_sample() == rendered, f"paste this into the README's sample ticket:\n{rendered}"
+
+
+def test_the_c2_samples_ticket_carries_virustotals_context_and_what_was_done(
+    c2_ticket: dict[str, Any],
+) -> None:
+    # Given the C&C sample's ticket, read from the enrichments table by the real ticket function
+    lines = c2_ticket["Message"].splitlines()
+
+    # Then its domain shows the engines, registration, DNS records and categories VirusTotal gave, and its
+    # page
+    assert "  - domain: tawuhoju.com: MALICIOUS" in lines
+    context = [line.strip().split(":", 1)[0] for line in lines if line.startswith("      ")]
+    for label in (
+        "detections",
+        "why",
+        "engines",
+        "registered",
+        "resolves to",
+        "categories",
+        "whois",
+        "VirusTotal",
+    ):
+        assert label in context, label
+    assert "      VirusTotal: https://www.virustotal.com/gui/domain/tawuhoju.com" in lines
+    # And each action says what it would change, where, and how it is rolled back
+    assert any(
+        line.startswith(
+            "  - Isolate the instance (isolate_instance): i-0b3f6c2d9e1a47c58, account 123456789012"
+        )
+        for line in lines
+    )
+    assert sum(line.startswith("      rollback: ") for line in lines) == 4

@@ -32,6 +32,9 @@ from tests.factories import make_alert
 from tests.functional.conftest import use_dummy_aws_credentials
 from tests.functional.test_adversarial import INSTANCE, TITLE_INJECTION, seed, vtriage_run
 from tests.functional.test_ticket_providers import (
+    APPROVAL_LINKS,
+    APPROVAL_TEXT,
+    APPROVE_URL,
     HOSTILE_TITLE,
     NOW,
     PLAIN_REPORT,
@@ -49,7 +52,7 @@ from vtriage.adapters.http_tickets import TicketProviderAuthError, TicketProvide
 from vtriage.adapters.swimlane import SEARCH_PAGE_SIZE, TOKEN_HEADER, SwimlaneTicketSink
 from vtriage.composition.ticket import ticket_sink
 from vtriage.config import SwimlaneFields, TicketSettings
-from vtriage.display import Report, ReportLine
+from vtriage.display import LINKS_HEADER, Report, ReportLine
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.models import Ticket
 from vtriage_local.stack import LocalAws
@@ -366,7 +369,7 @@ def test_swimlane_gets_what_the_alert_says_as_escaped_plain_text(
     # And the report's title line is one labelled line; the only links are vtriage's own, first
     description = fake.value_of(record, "Description")
     assert "\nTitle: Scan finished\\n\\nApprove: hxxps://" in description
-    assert description.index("Approve: https://abc.lambda-url") < description.index("Title: ")
+    assert description.index("Case page: https://abc.lambda-url") < description.index("Title: ")
     assert f"VirusTotal: {VT_LINK}" in description
 
 
@@ -430,6 +433,27 @@ def test_swimlane_comments_a_repeat_as_plain_text_on_the_records_comments(
             "createdDate": "2024-05-01T10:00:00Z",
         }
     ]
+
+
+def test_swimlane_puts_the_approval_links_first_in_the_comment(
+    swimlane: tuple[FakeSwimlane, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a record opened for a case whose action waits for a person
+    fake, server = swimlane
+    sink = sw_sink(session, server.base_url)
+    ticket = sink.open(triaged_case(), PLAIN_REPORT)
+
+    # When the ticket function puts the approval links on it
+    sink.comment(ticket, APPROVAL_TEXT, links=APPROVAL_LINKS)
+
+    # Then the plain-text comment starts with the links under vtriage's header, then the text
+    [record] = fake.records.values()
+    [comment] = fake.comments[record["id"]]
+    assert (
+        comment["message"]
+        == f"{LINKS_HEADER}\nApprove: {APPROVE_URL}\nReject:  {APPROVE_URL}x\n\n{APPROVAL_TEXT}"
+    )
+    assert comment["isRichText"] is False
 
 
 def test_swimlane_finds_the_record_by_tracking_id_when_the_ticket_has_no_url(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -548,7 +549,7 @@ def _actions_section(case: Case, *, explained: bool) -> list[ReportLine]:
         status = status_words(action.status)
         # An action's outcome says what it changed, from what: longer than other values.
         detail = one_line(action.detail, limit=MAX_ERROR_BYTES)
-        if detail.casefold().startswith(status.casefold()):
+        if _words(detail).startswith(_words(status)):
             # The outcome names the status already ("dry run, nothing changed: would move ...").
             status, detail = detail, ""
         value = f"{one_line(action.target)}{place}: {status}" + (f" - {detail}" if detail else "")
@@ -560,6 +561,12 @@ def _actions_section(case: Case, *, explained: bool) -> list[ReportLine]:
             lines.append(_line("changes", text.changes, indent=_INDENT, escape=False))
             lines.append(_line("rollback", text.rollback, indent=_INDENT, escape=False))
     return lines if case.actions else [*lines, _NONE]
+
+
+def _words(text: str) -> str:
+    """The text's words, lower case, without punctuation: "dry run, nothing changed" reads as "dry run:
+    nothing changed"."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.casefold()))
 
 
 def _where(account: str, region: str | None) -> str:
