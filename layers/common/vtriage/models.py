@@ -167,7 +167,8 @@ class Alert(Frozen):
     content_digest: str = Field(
         default="",
         description="SHA-256 of the finding's own content (canonical JSON, keys folded to lower case), "
-        "without the envelope it was delivered in: part of the case id",
+        "without the envelope it was delivered in; for Falcon and Workspace, of what decides its triage, "
+        "without volatile metadata (vtriage.intake.digest, decision 11): part of the case id",
     )
 
     @property

@@ -138,8 +138,9 @@ def read_document(
                     )
                 )
                 continue
+            content = finding.content if finding.triage_content is None else finding.triage_content(outcome)
             finished = _finish(outcome, allow_list, max_iocs, never_act_hosts)
-            alerts.append(finished.model_copy(update={"content_digest": content_digest(finding.content)}))
+            alerts.append(finished.model_copy(update={"content_digest": content_digest(content)}))
         except InvalidAlertError as error:
             refused.append(FindingRefusal(where=finding.where, reason=str(error), alert_id=finding.alert_id))
         except Exception as error:  # a value no check foresaw: this finding's refusal, never its batch's

@@ -14,7 +14,9 @@ Understood deliveries, recognised by shape:
   entities (or of stream events), each read on its own.
 
 Identity is the vendor's own: `composite_id` (Alerts API), `CompositeId` (Event Streams), `DetectId`
-(legacy), so that a redelivery is the same case. Version: `updated_timestamp`, else the event's
+(legacy), so that a redelivery is the same case; the content part of the case id is what decides the
+alert's triage (`digest.triage_content`), so that a crawl (`crawled_timestamp`) or an enrichment
+(`MitreAttack[]`) of the same alert is the same case too. Version: `updated_timestamp`, else the event's
 `metadata.eventCreationTime`. Severity, each number on its own scale: the Alerts API's `severity` is 0-100
 (30 Low is 3, 70 High is 7, 90 Critical is 9 on vtriage's 0-10); an Event Streams event's `Severity` is 1
 (informational) to 5 (critical), as CrowdStrike's documented samples rate it (`"Severity": 4,
@@ -74,6 +76,7 @@ from typing import Any
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import vendor
 from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
+from vtriage.intake.digest import triage_content
 from vtriage.intake.fields import (
     UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
@@ -207,7 +210,15 @@ def _entity(item: Any, where: str, *, ignore_samples: bool) -> Finding:
         return _EntityReader(item, prefix).outcome(ignore_samples=ignore_samples)
 
     alert_id = peek_id(item.get("composite_id")) if isinstance(item, dict) else None
-    return Finding(where=where, read=read, content=item, alert_id=alert_id)
+    status = item.get("status") if isinstance(item, dict) else None
+    prefix = where + "." if where else ""
+    return Finding(
+        where=where,
+        read=read,
+        content=item,
+        alert_id=alert_id,
+        triage_content=lambda alert: triage_content(alert, status=status, prefix=prefix),
+    )
 
 
 def _stream_event(document: Mapping[str, Any], where: str, *, ignore_samples: bool) -> Finding:
@@ -220,8 +231,16 @@ def _stream_event(document: Mapping[str, Any], where: str, *, ignore_samples: bo
     alert_id = None
     if isinstance(event, dict):
         alert_id = peek_id(event.get("CompositeId")) or peek_id(event.get("DetectId"))
-    # The event without its stream envelope (its offset changes when a stream is read again).
-    return Finding(where=where, read=read, content=event, alert_id=alert_id)
+    prefix = where + "." if where else ""
+    # What the event says of the detection, never its envelope (its offset changes when a stream is read
+    # again) nor its enrichment (MitreAttack[] added on a redelivery).
+    return Finding(
+        where=where,
+        read=read,
+        content=event,
+        alert_id=alert_id,
+        triage_content=lambda alert: triage_content(alert, status=None, prefix=prefix),
+    )
 
 
 class _FalconReader(Fields):

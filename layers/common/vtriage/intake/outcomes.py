@@ -53,13 +53,17 @@ class Finding:
     Alert, or Acknowledged, or raises (InvalidAlertError naming the field at fault, or anything else a
     hostile value provokes: `read_document` makes that the finding's refusal); `content` is the finding
     itself, without its envelope (its digest is part of the case id); `alert_id` is its id as far as it
-    could be seen without reading it, for a refusal to name.
+    could be seen without reading it, for a refusal to name. `triage_content`, for a source whose
+    documents carry volatile metadata beside the alert (Falcon, Workspace: crawl times, etags,
+    assignees), gives what of the alert read decides its triage (`digest.triage_content`): that is
+    digested instead of `content`.
     """
 
     where: str
     read: Callable[[], Alert | Acknowledged]
     content: Any
     alert_id: str | None = None
+    triage_content: Callable[[Alert], Any] | None = None
 
 
 # An id longer than this is not shown on a refusal: no detector's finding id comes near it.

@@ -25,7 +25,9 @@ customer's own addresses the alert names (the affected user, the mail's recipien
 sender inside the organisation (`isInternal`) is not looked up either, and neither is a public mail
 provider's domain (`gmail.com`...), which says nothing of who sent the mail.
 
-Severity: `metadata.severity` HIGH 7, MEDIUM 5, LOW 2; else critical, noted. Version: `updateTime`.
+Severity: `metadata.severity` HIGH 7, MEDIUM 5, LOW 2; else critical, noted. Version: `updateTime`. The
+content part of the case id is what decides the alert's triage (`digest.triage_content`), never its
+`etag` or `metadata.assignee`, which change while the alert does not.
 Acknowledged, no case: an alert marked for deletion (`deleted`, or a notification of status `DELETED`)
 or closed in the Alert Center (`metadata.status` `CLOSED`).
 
@@ -45,6 +47,7 @@ from typing import Any
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import vendor
+from vtriage.intake.digest import triage_content
 from vtriage.intake.fields import (
     UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
@@ -144,7 +147,21 @@ def finding_of_bare(item: Any, *, where: str) -> Finding:
         return _AlertReader(item, where + "." if where else "").outcome()
 
     alert_id = peek_id(item.get("alertId")) if isinstance(item, dict) else None
-    return Finding(where=where, read=read, content=item, alert_id=alert_id)
+    return Finding(
+        where=where,
+        read=read,
+        content=item,
+        alert_id=alert_id,
+        triage_content=lambda alert: triage_content(
+            alert, status=_status_of(item), prefix=where + "." if where else ""
+        ),
+    )
+
+
+def _status_of(alert: Any) -> Any:
+    """The Alert Center status an alert's `metadata` gives (NOT_STARTED, IN_PROGRESS...), if any."""
+    metadata = alert.get("metadata") if isinstance(alert, dict) else None
+    return metadata.get("status") if isinstance(metadata, dict) else None
 
 
 def _pushed(document: Mapping[str, Any]) -> Finding:
@@ -164,8 +181,13 @@ def _pushed(document: Mapping[str, Any]) -> Finding:
         return _AlertReader(_notified_alert(message, decoded), "message.", notification=True).outcome()
 
     alert_id = peek_id(decoded.get("alertId")) if isinstance(decoded, dict) else None
+    prefix = "message.data." if isinstance(decoded, dict) and is_alert(decoded) else "message."
     return Finding(
-        where="", read=read, content=content, alert_id=alert_id or peek_id(message.get("messageId"))
+        where="",
+        read=read,
+        content=content,
+        alert_id=alert_id or peek_id(message.get("messageId")),
+        triage_content=lambda alert: triage_content(alert, status=_status_of(decoded), prefix=prefix),
     )
 
 
