@@ -7,6 +7,7 @@ the setting the page links to VirusTotal and asks it nothing."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import re
@@ -34,8 +35,6 @@ WIDGET_OF_DOMAIN = (
     "https://www.virustotal.com/ui/widget/html/"
     + base64.urlsafe_b64encode(f"replay||domains||{DOMAIN}".encode()).decode()
 )
-PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
-WIDGET_PAGE_CSP = PAGE_CSP + "; frame-src https://www.virustotal.com"
 TICKET_WAIT_S = 30.0
 
 
@@ -98,6 +97,18 @@ def _open(aws: LocalAws, link: str) -> dict[str, Any]:
     return response
 
 
+def _csp(page: dict[str, Any], *, frames: bool) -> str:
+    """The CSP a page must carry: nothing loaded but its one inline stylesheet, allowed by that text's
+    SHA-256 as a browser checks it; VirusTotal's frames only when it frames any."""
+    [stylesheet] = re.findall(r"<style>(.*?)</style>", page["body"], flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(stylesheet.encode()).digest()).decode()
+    csp = (
+        f"default-src 'none'; style-src 'sha256-{digest}'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return csp + ("; frame-src https://www.virustotal.com" if frames else "")
+
+
 def _frames(page: dict[str, Any]) -> list[str]:
     return [html.unescape(src) for src in re.findall(r'<iframe src="([^"]*)"', page["body"])]
 
@@ -129,10 +140,10 @@ def test_triage_mints_no_widget_and_opening_the_tickets_case_page_mints_one(augm
     assert page["statusCode"] == 200
     assert _frames(page) == [WIDGET_OF_DOMAIN]
     assert augmented.replay.widget_requests == 1
-    assert f"<h3>domain {DOMAIN}</h3>" in page["body"]
-    assert "<dt>Verdict</dt><dd>suspicious</dd>" in page["body"]
+    assert f"<h3>Domain <code>{DOMAIN}</code></h3>" in page["body"]
+    assert "<dt>Verdict</dt><dd><span class='badge suspicious'>suspicious</span></dd>" in page["body"]
     # And the page allows exactly VirusTotal's frame origin
-    assert page["headers"]["content-security-policy"] == WIDGET_PAGE_CSP
+    assert page["headers"]["content-security-policy"] == _csp(page, frames=True)
 
     # When the same stored link is opened again, Then a widget is minted afresh (none is ever stored)
     again = _open(augmented.aws, augmented.case_page_url)
@@ -154,7 +165,7 @@ def test_a_widget_virustotal_refuses_leaves_the_case_page_with_a_link_and_the_re
     assert _frames(page) == []
     assert f'<a href="https://www.virustotal.com/gui/domain/{DOMAIN}"' in page["body"]
     assert "the VirusTotal key&#x27;s quota is spent for now (VirusTotal answered 429)" in page["body"]
-    assert page["headers"]["content-security-policy"] == PAGE_CSP
+    assert page["headers"]["content-security-policy"] == _csp(page, frames=False)
 
     # Given a key whose licence lacks VT Augment (VirusTotal answers the widget endpoint 403)
     with ReplayServer(bundled_recordings(), api_key="local-replay-key", vt_augment=False) as unlicensed:
@@ -186,7 +197,7 @@ def test_without_vt_augment_the_case_page_links_to_virustotal_and_asks_it_nothin
             assert _frames(page) == []
             assert f'<a href="https://www.virustotal.com/gui/domain/{DOMAIN}"' in page["body"]
             assert "no widget" not in page["body"]
-            assert page["headers"]["content-security-policy"] == PAGE_CSP
+            assert page["headers"]["content-security-policy"] == _csp(page, frames=False)
             # And opening it sent VirusTotal nothing: no widget, no lookup, with no key read for it
             assert replay.request_count == triaged.vt_requests_in_triage
             assert replay.widget_requests == 0

@@ -3,9 +3,14 @@ and how a rollback undoes it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from tests.factories import make_alert, make_case
 from vtriage.action_text import action_name, describe, status_words
+from vtriage.approval import ApprovalRequest, request_approval
+from vtriage.fakes import FakeApprovalNotifier, InMemoryApprovalStore, InMemoryCaseRepository
 from vtriage.models import Action, ActionStatus, ActionType
 
 # A target and parameters for each action type, as the playbook plans them (vtriage.playbook._targets).
@@ -100,3 +105,38 @@ def test_values_from_the_alert_are_escaped_on_one_line() -> None:
 def test_each_status_is_words(status: ActionStatus) -> None:
     # Given an action status, When it is put in words, Then no code (pending_approval, dry_run) shows
     assert "_" not in status_words(status)
+
+
+def test_the_approval_request_an_approver_gets_says_the_same_as_the_page() -> None:
+    # Given an isolation waiting for a person
+    action = Action(
+        type=ActionType.ISOLATE_INSTANCE, target="i-0abc1234def567890", status=ActionStatus.PENDING_APPROVAL
+    )
+    case = make_case(make_alert(), actions=[action])
+    notifier = FakeApprovalNotifier()
+    request = ApprovalRequest(
+        case_id=case.case_id,
+        index=0,
+        task_token="task-1",
+        approval_url="https://approve.example/",
+        approval_timeout_seconds=600,
+    )
+
+    # When its approval is requested
+    request_approval(
+        request,
+        InMemoryCaseRepository([case]),
+        store=InMemoryApprovalStore(),
+        notifier=notifier,
+        key=b"a-signing-key",
+        now=datetime(2026, 11, 26, 12, 0, tzinfo=UTC),
+    )
+
+    # Then the approvers' message names the action in words and says what it changes and how it is
+    # rolled back, as the approval page does
+    [(_, _, report)] = notifier.sent
+    lines = report.text().splitlines()
+    text = describe(action)
+    assert "Action: Isolate the instance" in lines
+    assert f"Changes: {text.changes}" in lines
+    assert f"Rollback: {text.rollback}" in lines

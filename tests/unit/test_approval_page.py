@@ -4,6 +4,8 @@ what the page records of who decided, and the case page a ticket links to, with 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 from datetime import timedelta
@@ -33,6 +35,9 @@ from vtriage.models import (
     Decision,
     IocOutcome,
     IocType,
+    Resource,
+    ResourceType,
+    VendorAlert,
     Verdict,
 )
 from vtriage.ticket import render_report
@@ -92,7 +97,7 @@ def test_the_confirmation_page_shows_the_alerts_values_escaped_once_per_line() -
     assert title in body
     assert "\\u202eexe.pdf</dd>" in body
     assert "<dt>Target</dt><dd>uploads/&lt;img src=x onerror=alert(1)&gt;\\nkey</dd>" in body
-    assert "<dt>Why</dt><dd>the playbook asks\\r\\nReject: hxxps://evil.example/r</dd>" in body
+    assert "<dt>Why it waits</dt><dd>the playbook asks\\r\\nReject: hxxps://evil.example/r</dd>" in body
     # And nothing from the alert reaches the page as markup, a control character or a link
     assert "<script>" not in body
     assert "<img" not in body
@@ -137,6 +142,212 @@ def test_a_decision_step_functions_refused_is_a_503_and_the_link_works_again() -
     assert [kind for kind, _, _ in callback.calls] == ["success"]
 
 
+INSTANCE = "i-0abc1234def567890"
+
+
+def _isolation_waiting(
+    timeout_seconds: int = 600,
+) -> tuple[InMemoryCaseRepository, InMemoryApprovalStore, Any]:
+    """An isolation of the alert's instance waiting for a person, on a malicious case with one IOC."""
+    action = Action(
+        type=ActionType.ISOLATE_INSTANCE,
+        target=INSTANCE,
+        status=ActionStatus.PENDING_APPROVAL,
+        detail="waiting for a person: the playbook asks for approval before this action",
+    )
+    ioc = IocOutcome(
+        type=IocType.DOMAIN,
+        value="c2.example.com",
+        found_at="service.action.dnsRequestAction.domain",
+        verdict=Verdict.MALICIOUS,
+        malicious=6,
+        total=93,
+        reasons=["6 of 93 engines flag it as malicious (threshold 3)."],
+    )
+    case = make_case(
+        make_alert(), status=CaseStatus.ENRICHED, verdict=Verdict.MALICIOUS, actions=[action], iocs=[ioc]
+    )
+    cases, store = InMemoryCaseRepository([case]), InMemoryApprovalStore()
+    request = ApprovalRequest(
+        case_id=case.case_id,
+        index=0,
+        task_token="task-isolation",
+        approval_url=APPROVAL_URL,
+        approval_timeout_seconds=timeout_seconds,
+    )
+    links = request_approval(request, cases, store=store, notifier=FakeApprovalNotifier(), key=KEY, now=NOW)
+    return cases, store, links
+
+
+def _visible_text(body: str) -> str:
+    """What a person reads of a page: its text without the markup and the stylesheet, unescaped."""
+    body = re.sub(r"<style>.*?</style>", "", body, flags=re.DOTALL)
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def test_the_approval_page_says_what_the_action_changes_how_it_is_rolled_back_and_until_when() -> None:
+    # Given an isolation waiting for a person, its links valid for ten minutes
+    cases, store, links = _isolation_waiting()
+
+    # When the approver opens the approve link
+    page = answer(
+        _event("GET", links.approve_url),
+        key=KEY,
+        store=store,
+        cases=cases,
+        callback=FakeTaskCallback(),
+        now=NOW,
+    )
+
+    # Then the page asks about the action in words, and says what it changes and how it is rolled back
+    body = page["body"]
+    assert "<h1>Approve: isolate the instance?</h1>" in body
+    text = " ".join(_visible_text(body).split())
+    assert (
+        f"Changes Moves every network interface of instance {INSTANCE} into vtriage's quarantine security "
+        "group, which allows no traffic in or out; connections already open end too." in text
+    )
+    assert "Rollback Rollback puts each interface back in the security groups it had before." in text
+    assert "Where account 123456789012, Region us-east-1 (the finding's own)" in text
+    # And when its link stops working, in UTC and from now
+    assert "This link works until 2026-11-26 12:10 UTC (in 10 minutes)." in text
+    # And the finding and the evidence: its account, Region, resource, detector, the IOC and its link
+    for shown in (
+        "Account 123456789012",
+        "Region us-east-1",
+        f"EC2 instance {INSTANCE}",
+        "Detector Amazon GuardDuty",
+        "Domain c2.example.com",
+        "Detections 6 malicious and 0 suspicious of 93 engines",
+        "VirusTotal's page of it",
+    ):
+        assert shown in text
+    assert '<a href="https://www.virustotal.com/gui/domain/c2.example.com"' in body
+    # And no code a person would have to decode, and no sentence ending twice
+    for code in ("isolate_instance", "pending_approval", "ENRICHED", "guardduty "):
+        assert code not in text
+    assert ".." not in text
+    # And it is laid out for a phone too, and decided nothing
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in body
+    assert store.decided == {}
+
+
+def test_the_page_runs_no_script_and_styles_only_through_its_one_stylesheet() -> None:
+    # Given an approval page
+    cases, store, links = _isolation_waiting()
+    page = answer(
+        _event("GET", links.approve_url),
+        key=KEY,
+        store=store,
+        cases=cases,
+        callback=FakeTaskCallback(),
+        now=NOW,
+    )
+
+    # Then its only style is the one stylesheet its CSP allows by hash: no style attribute (a browser
+    # would refuse it), no script, nothing loaded from elsewhere
+    body = page["body"]
+    assert body.count("<style>") == 1
+    assert " style=" not in body
+    for tag in ("<script", "<link", "<img", "<object", "<embed"):
+        assert tag not in body
+    assert page["headers"]["content-security-policy"] == _expected_csp(page, frames=False)
+
+
+@pytest.mark.parametrize(
+    ("timeout_seconds", "expires"),
+    [
+        (30, "2026-11-26 12:00 UTC (in less than a minute)"),
+        (3_660, "2026-11-26 13:01 UTC (in 1 hour 1 minute)"),
+        (86_400, "2026-11-27 12:00 UTC (in 1 day)"),
+        (7 * 86_400 + 2 * 3_600, "2026-12-03 14:00 UTC (in 7 days 2 hours)"),
+    ],
+)
+def test_the_expiry_is_given_in_utc_and_from_now(timeout_seconds: int, expires: str) -> None:
+    # Given links valid for this long
+    cases, store, links = _isolation_waiting(timeout_seconds)
+
+    # When the approve link is opened, Then the page says until when, and how long that is from now
+    page = answer(
+        _event("GET", links.approve_url),
+        key=KEY,
+        store=store,
+        cases=cases,
+        callback=FakeTaskCallback(),
+        now=NOW,
+    )
+    assert f"This link works until {expires}." in page["body"]
+
+
+def test_rejecting_asks_and_answers_in_words() -> None:
+    # Given an isolation waiting, and its reject link
+    cases, store, links = _isolation_waiting()
+    deps: dict[str, Any] = {"key": KEY, "store": store, "cases": cases, "now": NOW}
+
+    # When the person opens it, Then the page asks to reject the action, in words, with its button
+    page = answer(_event("GET", links.reject_url), callback=FakeTaskCallback(), **deps)
+    assert "<h1>Reject: isolate the instance?</h1>" in page["body"]
+    assert '<button type="submit" class="reject">Reject: do not run it</button>' in page["body"]
+
+    # When the person presses it, Then the page says what was rejected and what becomes of it
+    callback = FakeTaskCallback()
+    done = answer(_event("POST", links.reject_url), callback=callback, **deps)
+    text = " ".join(_visible_text(done["body"]).split())
+    assert "Rejected: Isolate the instance" in text
+    assert (
+        f"You rejected it: it will not run on {INSTANCE}, and the case goes to its ticket with your decision."
+        in text
+    )
+    assert [kind for kind, _, _ in callback.calls] == ["failure"]
+
+
+def test_a_used_link_says_so_in_one_sentence() -> None:
+    # Given an approval decided through its approve link
+    cases, store, links = _isolation_waiting()
+    deps: dict[str, Any] = {"key": KEY, "store": store, "cases": cases, "callback": FakeTaskCallback()}
+    assert answer(_event("POST", links.approve_url), now=NOW, **deps)["statusCode"] == 200
+
+    # When its reject link is opened, Then the page says it is no longer valid, as one sentence
+    page = answer(_event("GET", links.reject_url), now=NOW, **deps)
+    assert page["statusCode"] == 410
+    assert "<p>This approval was already decided.</p>" in page["body"]
+
+
+def test_a_vendors_finding_shows_the_vendor_and_where_its_action_acts() -> None:
+    # Given a CrowdStrike Falcon alert, its host's containment waiting for a person
+    vendor = VendorAlert(
+        platform="CrowdStrike Falcon", product="Falcon Insight XDR", host="WIN-7F3K2", user="ACME\\jdoe"
+    )
+    host = Resource(type=ResourceType.FALCON_HOST, id="6d5e2a1f0b3c4d5e6f708192a3b4c5d6")
+    alert = make_alert(source="falcon", account="none", region="none", vendor=vendor, resources=(host,))
+    action = Action(type=ActionType.CONTAIN_HOST, target=host.id, status=ActionStatus.PENDING_APPROVAL)
+    case = make_case(alert, status=CaseStatus.ENRICHED, verdict=Verdict.MALICIOUS, actions=[action])
+    cases, store = InMemoryCaseRepository([case]), InMemoryApprovalStore()
+    request = ApprovalRequest(
+        case_id=case.case_id, index=0, task_token="t", approval_url=APPROVAL_URL, approval_timeout_seconds=600
+    )
+    links = request_approval(request, cases, store=store, notifier=FakeApprovalNotifier(), key=KEY, now=NOW)
+
+    # When the approve link is opened
+    page = answer(
+        _event("GET", links.approve_url),
+        key=KEY,
+        store=store,
+        cases=cases,
+        callback=FakeTaskCallback(),
+        now=NOW,
+    )
+
+    # Then the finding names the vendor, its product, host and user, and no AWS account or Region
+    text = " ".join(_visible_text(page["body"]).split())
+    assert "Vendor CrowdStrike Falcon Product Falcon Insight XDR Host WIN-7F3K2 User ACME\\jdoe" in text
+    assert "Falcon host 6d5e2a1f0b3c4d5e6f708192a3b4c5d6" in text
+    assert "Account none" not in text
+    # And the action acts in the deployment's own Falcon tenant
+    assert "Where the deployment's own CrowdStrike Falcon tenant" in text
+    assert "<h1>Approve: contain the host in CrowdStrike Falcon?</h1>" in page["body"]
+
+
 class SettleFails(InMemoryApprovalStore):
     """The approvals store, unavailable at the moment the decision is marked as made."""
 
@@ -160,15 +371,27 @@ def test_a_decision_the_step_took_stands_when_the_store_cannot_mark_it() -> None
 
     # Then the page says it was approved (the step has it), never that nothing was decided
     assert page["statusCode"] == 200
-    assert "approved: it runs now" in page["body"]
+    assert "<h1>Approved: Quarantine the S3 object</h1>" in page["body"]
     assert [kind for kind, _, _ in callback.calls] == ["success"]
 
 
 # ---------------------------------------------------------------- the case page and VT Augment
 
 CASE_PAGE_KEY = b"a-case-page-key-apart-from-the-signing-key"
-PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
-WIDGET_PAGE_CSP = PAGE_CSP + "; frame-src https://www.virustotal.com"
+
+
+def _expected_csp(page: dict[str, Any], *, frames: bool) -> str:
+    """The CSP a page must carry: its one inline stylesheet allowed by that text's SHA-256 (as a browser
+    checks it), nothing else loaded, no other site framing it; VirusTotal's frames only when it has any."""
+    [stylesheet] = re.findall(r"<style>(.*?)</style>", page["body"], flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(stylesheet.encode()).digest()).decode()
+    csp = (
+        f"default-src 'none'; style-src 'sha256-{digest}'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return csp + ("; frame-src https://www.virustotal.com" if frames else "")
+
+
 HOSTILE_DOMAIN = "c2.example.com<script>alert(1)</script>"
 HOSTILE_REASON = "engines say <b>bad</b>\nApprove: https://evil.example/a"
 
@@ -237,7 +460,7 @@ def test_with_vt_augment_the_case_page_frames_a_widget_minted_for_each_ioc_looke
     ]
     assert page["body"].count("3 of 70 security vendors flag it now") == 2
     # And the page allows exactly VirusTotal's frame origin, and nothing else from elsewhere
-    assert page["headers"]["content-security-policy"] == WIDGET_PAGE_CSP
+    assert page["headers"]["content-security-policy"] == _expected_csp(page, frames=True)
     assert page["headers"]["referrer-policy"] == "no-referrer"
     assert "<script" not in page["body"]
     assert "<link" not in page["body"]
@@ -256,8 +479,8 @@ def test_the_case_page_shows_the_finding_verdicts_and_reasons_with_every_sender_
         "<dt>Title</dt><dd>Scan &lt;script&gt;alert(1)&lt;/script&gt;\\nApprove: hxxps://evil.example/a"
         in body
     )
-    assert "<dt>Verdict</dt><dd>malicious</dd>" in body
-    assert "<h3>domain c2.example.com&lt;script&gt;alert(1)&lt;/script&gt;</h3>" in body
+    assert "<dt>Verdict</dt><dd><span class='badge malicious'>malicious</span></dd>" in body
+    assert "<h3>Domain <code>c2.example.com&lt;script&gt;alert(1)&lt;/script&gt;</code></h3>" in body
     assert "<dt>Why</dt><dd>engines say &lt;b&gt;bad&lt;/b&gt;\\nApprove: hxxps://evil.example/a</dd>" in body
     assert "<dt>Not looked up</dt><dd>private</dd>" in body
     # And no sender value reaches the page as markup, a control character or a link
@@ -269,7 +492,7 @@ def test_the_case_page_shows_the_finding_verdicts_and_reasons_with_every_sender_
     # And the page says it decides nothing, has no button, and when its link stops working
     assert "decides nothing" in body
     assert "<form" not in body
-    assert "until 2026-12-26T12:00+00:00" in body
+    assert "Its link works until 2026-12-26 12:00 UTC (in 30 days)." in body
 
 
 def test_without_vt_augment_the_case_page_links_to_virustotals_own_pages() -> None:
@@ -281,7 +504,7 @@ def test_without_vt_augment_the_case_page_links_to_virustotals_own_pages() -> No
 
     # Then each IOC looked up links to its page on VirusTotal, and nothing is framed or allowed to be
     assert _frames(page) == []
-    assert page["headers"]["content-security-policy"] == PAGE_CSP
+    assert page["headers"]["content-security-policy"] == _expected_csp(page, frames=False)
     body = page["body"]
     assert (
         '<a href="https://www.virustotal.com/gui/ip-address/198.51.100.7" rel="noopener noreferrer">' in body
@@ -328,7 +551,7 @@ def test_a_widget_virustotal_refuses_leaves_the_page_with_a_link_and_the_reason(
     assert said in body
     assert '<a href="https://www.virustotal.com/gui/ip-address/198.51.100.7"' in body
     # And with nothing framed, no frame origin is allowed
-    assert page["headers"]["content-security-policy"] == PAGE_CSP
+    assert page["headers"]["content-security-policy"] == _expected_csp(page, frames=False)
 
 
 def test_one_widget_refused_leaves_the_others_framed() -> None:
@@ -341,7 +564,7 @@ def test_one_widget_refused_leaves_the_others_framed() -> None:
 
     # Then the other is framed, the page allows VirusTotal's frames, and the refused one is a link
     assert _frames(page) == ["https://www.virustotal.com/ui/widget/html/fake-1"]
-    assert page["headers"]["content-security-policy"] == WIDGET_PAGE_CSP
+    assert page["headers"]["content-security-policy"] == _expected_csp(page, frames=True)
     assert "(no widget: the VirusTotal key&#x27;s quota is spent for now" in page["body"]
 
 
@@ -381,9 +604,9 @@ def test_the_approval_page_shows_the_cases_evidence_with_its_widgets() -> None:
 
     # Then the page has its button and the evidence, with the IOC's widget minted now; nothing decided
     assert page["statusCode"] == 200
-    assert '<button type="submit">Approve</button>' in page["body"]
+    assert '<button type="submit" class="approve">Approve: run it</button>' in page["body"]
     assert _frames(page) == ["https://www.virustotal.com/ui/widget/html/fake-1"]
-    assert page["headers"]["content-security-policy"] == WIDGET_PAGE_CSP
+    assert page["headers"]["content-security-policy"] == _expected_csp(page, frames=True)
     assert store.decided == {}
 
 

@@ -33,7 +33,7 @@ _NAMES = {
 _STATUSES = {
     ActionStatus.PLANNED: "planned",
     ActionStatus.DONE: "done",
-    ActionStatus.DRY_RUN: "dry run: nothing changed",
+    ActionStatus.DRY_RUN: "dry run, nothing changed",
     ActionStatus.SKIPPED: "skipped",
     ActionStatus.FAILED: "failed",
     ActionStatus.PENDING_APPROVAL: "waiting for a person's approval",

@@ -34,11 +34,13 @@ from typing import Literal
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vtriage.action_text import action_name, describe
 from vtriage.display import Report, ReportLine, one_line
 from vtriage.errors import CaseNotFoundError, TransientError, VtriageError
 from vtriage.models import (
     Action,
     ActionStatus,
+    ActionType,
     ApprovalClaims,
     ApprovalLinks,
     Approver,
@@ -99,7 +101,9 @@ class ApprovalResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     case_id: str
-    action: str
+    action: str = Field(description="the action's code and target, as the case's history names it")
+    action_type: ActionType
+    target: str
     decision: Decision
 
 
@@ -224,13 +228,17 @@ def request_approval(
 def approval_request(
     case: Case, action: Action, links: ApprovalLinks, *, ticket: Ticket | None = None
 ) -> Report:
-    """What an approver reads: the two links first under vtriage's header, then what waits and why,
-    every value from the alert escaped on its labelled line."""
+    """What an approver reads: the two links first under vtriage's header, then what waits, what it
+    changes, how it is rolled back and why it waits, every value from the alert escaped on its labelled
+    line."""
     expires = links.expires_at.isoformat(timespec="minutes") if links.expires_at else "never"
     alert = case.alert
+    text = describe(action)
     lines = [
-        ReportLine(label="Action", value=action.type.value),
+        ReportLine(label="Action", value=action_name(action.type)),
         ReportLine(label="Target", value=one_line(action.target)),
+        ReportLine(label="Changes", value=text.changes),
+        ReportLine(label="Rollback", value=text.rollback),
         ReportLine(label="Why", value=one_line(action.detail or "the playbook asks for approval")),
         ReportLine(label="Case", value=one_line(case.case_id)),
         ReportLine(label="Title", value=one_line(alert.title)),
@@ -324,7 +332,13 @@ def carry_out_decision(
             "waiting (timed out or stopped): nothing ran on it",
         )
         raise GoneTokenError("the approval request has timed out: the case was escalated")
-    return ApprovalResult(case_id=case.case_id, action=label, decision=claims.decision)
+    return ApprovalResult(
+        case_id=case.case_id,
+        action=label,
+        action_type=action.type,
+        target=action.target,
+        decision=claims.decision,
+    )
 
 
 def _record_decision(

@@ -6,7 +6,11 @@ that fetch links cannot approve anything; only the button (POST) decides, and th
 it came from are kept with the decision. A case page link (GET, `view`: `vtriage.approval.case_page_link`,
 the link every ticket carries) shows the case and decides nothing at all.
 
-Both pages show the case's evidence: the finding, each IOC with its verdict and the reasons, the actions.
+Both pages show on one screen, desktop or phone, what a person needs to decide: the finding (title,
+account, Region, resources, the detector or vendor), the evidence (each IOC with its verdict, the
+reasons and VirusTotal's view), and the actions; the approval page puts first the action that waits,
+what it will change and how it is rolled back (`vtriage.action_text`, the words the tickets use too), and
+when its link stops working (UTC, and how long from now).
 Beside each IOC looked up, VirusTotal's view of it: with VT Augment (`widgets`, the deployment's key
 licensed for it), its widget, minted when the page is opened (a widget URL lives three days, so none is
 stored and a link stays good for as long as it is valid; triage never mints one); otherwise, or when
@@ -14,13 +18,15 @@ minting fails, a link to VirusTotal's own page of it, with the reason. An IOC ke
 (private, allow-listed) is never sent to VirusTotal, for a widget either.
 
 Every value from the alert on a page is escaped on its labelled line (`vtriage.display.one_line`), then
-as HTML. The page loads nothing from elsewhere (no script, no style, no image); its Content-Security-
-Policy allows one frame origin, VirusTotal's, and only on a page that shows widgets.
+as HTML. The page loads nothing from elsewhere and runs no script: its one stylesheet is inline and its
+Content-Security-Policy allows that stylesheet alone, by its hash (`STYLESHEET`), and one frame origin,
+VirusTotal's, only on a page that shows widgets; no other site may frame the page (its button).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import time
 from collections.abc import Callable
@@ -32,6 +38,7 @@ from urllib.parse import parse_qs
 
 from aws_lambda_powertools import Logger
 
+from vtriage.action_text import ROLLBACK_COMMAND, action_name, describe, status_words
 from vtriage.approval import (
     TOKEN_PARAMETER,
     VIEW_PARAMETER,
@@ -43,7 +50,19 @@ from vtriage.approval import (
 )
 from vtriage.display import one_line
 from vtriage.errors import CaseNotFoundError, ConfigurationError, TransientError, VtriageError
-from vtriage.models import Approver, Case, Decision, Ioc, IocOutcome
+from vtriage.models import (
+    DRY_RUN_PARAMETER,
+    Action,
+    Alert,
+    Approver,
+    Case,
+    CaseStatus,
+    Decision,
+    Ioc,
+    IocOutcome,
+    IocType,
+    ResourceType,
+)
 from vtriage.ports import ApprovalStore, CaseRepository, TaskCallback, WidgetSource
 from vtriage.virustotal.errors import (
     VirusTotalError,
@@ -63,7 +82,56 @@ MAX_WIDGETS = 10
 WIDGET_WAIT_SECONDS = 5.0
 _MINTING_THREADS = 4
 
-PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+# The pages' one stylesheet, inline: the CSP allows exactly this text, by its SHA-256.
+STYLESHEET = (
+    "*,*::before,*::after{box-sizing:border-box}"
+    "html{-webkit-text-size-adjust:100%;color-scheme:light}"
+    "body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans',sans-serif;"
+    "color:#1f2328;background:#f6f8fa}"
+    "header{background:#24292f;color:#fff;padding:.6rem 1rem;display:flex;flex-wrap:wrap;gap:.25rem .75rem;"
+    "align-items:baseline}"
+    "header strong{font-size:1.1rem}header span{color:#d0d7de}"
+    "main{max-width:78rem;margin:0 auto;padding:1rem;display:grid;gap:1rem}"
+    "@media (min-width:60rem){main.split{grid-template-columns:minmax(0,1fr) minmax(0,1fr);"
+    "align-items:start}}"
+    "main>div{display:grid;gap:1rem;min-width:0}"
+    "section{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:1rem 1.25rem;min-width:0}"
+    "h1{font-size:1.4rem;line-height:1.25;margin:0 0 .5rem}"
+    "h2{font-size:1.15rem;line-height:1.3;margin:0 0 .5rem}"
+    "h3{font-size:1rem;margin:0 0 .25rem}"
+    "p{margin:.5rem 0}"
+    "dl{display:grid;grid-template-columns:minmax(5rem,max-content) minmax(0,1fr);gap:.2rem .9rem;"
+    "margin:.5rem 0}"
+    "dt{color:#59636e;font-weight:600}dd{margin:0}"
+    "@media (max-width:32rem){main{padding:.6rem}section{padding:.8rem}"
+    "dl{grid-template-columns:5.6rem minmax(0,1fr);gap:.15rem .6rem}dt{font-size:.9rem}}"
+    "h1,h2,h3,p,dd,li{overflow-wrap:anywhere}"
+    "code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9em}"
+    "a{color:#0969da}"
+    ".badge{display:inline-block;padding:0 .55rem;border-radius:999px;border:1px solid;font-size:.85rem;"
+    "font-weight:600;white-space:nowrap}"
+    ".malicious{color:#82071e;background:#ffebe9;border-color:#ff8182}"
+    ".suspicious{color:#7d4e00;background:#fff8c5;border-color:#d4a72c}"
+    ".harmless{color:#116329;background:#dafbe1;border-color:#4ac26b}"
+    ".unknown,.skipped{color:#59636e;background:#f6f8fa;border-color:#d0d7de}"
+    ".ioc{border-top:1px solid #d8dee4;padding:.75rem 0 .25rem}.ioc:first-of-type{border-top:0;padding-top:0}"
+    ".action{border-left:4px solid #0969da}"
+    ".expires{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.5rem .75rem}"
+    ".note{color:#59636e;font-size:.93rem}"
+    "ul{margin:.25rem 0;padding-left:1.25rem}li{margin:.2rem 0}"
+    "form{margin:1rem 0 .25rem}"
+    "button{font:inherit;font-weight:600;font-size:1.05rem;width:100%;padding:.8rem 1rem;border:0;"
+    "border-radius:8px;color:#fff;background:#1f883d;cursor:pointer}"
+    "button.reject{background:#cf222e}"
+    "button:focus-visible{outline:3px solid #0969da;outline-offset:2px}"
+    "iframe{display:block;width:100%;border:1px solid #d0d7de;border-radius:6px}"
+)
+_STYLE_HASH = base64.b64encode(hashlib.sha256(STYLESHEET.encode()).digest()).decode()
+# Nothing from elsewhere, no script, no other style; the button posts to this URL only; no site frames it.
+PAGE_CSP = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
 WIDGET_PAGE_CSP = f"{PAGE_CSP}; frame-src {WIDGET_ORIGIN}"
 _HEADERS = {
     "content-type": "text/html; charset=utf-8",
@@ -122,7 +190,6 @@ def answer(
             "The decision could not be passed on (a service was briefly unavailable). Nothing was "
             "decided and the link still works: try again in a minute.",
         )
-    done = "approved: it runs now" if result.decision is Decision.APPROVE else "rejected: it will not run"
     logger.info(
         "approval decided",
         extra={
@@ -131,7 +198,17 @@ def answer(
             "source_ip": approver_of(event).source_ip,
         },
     )
-    return _page(200, f"{result.action} {done}", f"Case {result.case_id}. You can close this page.")
+    name, target = action_name(result.action_type), one_line(result.target)
+    if result.decision is Decision.APPROVE:
+        title = f"Approved: {name}"
+        text = f"You approved it: it runs now on {target}, and the case's ticket will say what it changed."
+    else:
+        title = f"Rejected: {name}"
+        text = (
+            f"You rejected it: it will not run on {target}, and the case goes to its ticket with your "
+            "decision."
+        )
+    return _page(200, title, f"{text} Case {one_line(result.case_id)}. You can close this page.")
 
 
 def approver_of(event: dict[str, Any]) -> Approver:
@@ -226,13 +303,20 @@ def _case_page(
     case = cases.get(claims.case_id)
     if case is None:
         return _page(404, "Not found", "The case is gone: cases are kept for a limited time.")
-    expires = datetime.fromtimestamp(claims.expires_at, UTC).isoformat(timespec="minutes")
     shown = minting.shown(case)
+    summary = (
+        f"<section><h1>{_text(one_line(case.alert.title))}</h1>"
+        f"<p>This page shows the case and decides nothing. "
+        f"Its link works until {_text(_when(claims.expires_at, now))}.</p>"
+        f"{_listed([('Verdict', _verdict(case.verdict.value)), ('Status', _CASE_STATUSES[case.status])])}"
+        f"</section>{_finding(case)}"
+    )
     return _page(
         200,
         f"Case {one_line(case.case_id)}",
-        f"This page shows the case and decides nothing. Its link works until {expires}.",
-        evidence=_evidence(case, shown),
+        kicker="case page (read-only)",
+        side=summary,
+        main=_evidence(case, shown) + _actions(case, described=True),
         frames=any(item.widget for item in shown.values()),
     )
 
@@ -240,77 +324,167 @@ def _case_page(
 def _confirmation(
     token: str, key: bytes, store: ApprovalStore, cases: CaseRepository, now: datetime, *, minting: Minting
 ) -> dict[str, Any]:
-    """What waits, a button that decides, and the case's evidence: opening a link decides nothing."""
+    """What waits, what it changes and how it is rolled back, when the link expires, a button that
+    decides, and the case's evidence: opening a link decides nothing."""
     claims = check(token, key, store, now)
     case = cases.get(claims.case_id)
     if case is None or claims.action_index >= len(case.actions):
         raise CaseNotFoundError(claims.case_id)
     action = case.actions[claims.action_index]
-    verb = "Approve" if claims.decision is Decision.APPROVE else "Reject"
-    facts = [
-        ("Action", action.type.value),
+    approving = claims.decision is Decision.APPROVE
+    verb = "Approve" if approving else "Reject"
+    name = action_name(action.type)
+    text = describe(action)
+    first: list[tuple[str, str | Html]] = [
         ("Target", one_line(action.target)),
-        ("Why", one_line(action.detail or "the playbook asks for approval")),
+        ("Changes", text.changes),
+        ("Rollback", text.rollback),
+        ("Where", _where(case.alert, action)),
+        ("Verdict", Html(f"{_verdict(case.verdict.value)} {_text(_counted(case))}")),
     ]
+    if action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true":
+        first.append(
+            ("Dry run", "the playbook keeps this action in dry run: it records what it would change")
+        )
+    then: list[tuple[str, str | Html]] = [
+        ("Why it waits", one_line(action.detail or "the playbook asks for a person's approval")),
+        (
+            "Undo it all",
+            Html(
+                f"<code>{_text(ROLLBACK_COMMAND)} {_text(one_line(case.case_id))}</code> rolls back every "
+                "action of the case"
+            ),
+        ),
+    ]
+    decide = (
+        f"<section class='action'><h1>{verb}: {_text(name[:1].lower() + name[1:])}?</h1>{_listed(first)}"
+        f"<p class='expires'>This link works until {_text(_when(claims.expires_at, now))}. After that "
+        "the action does not run and the case is escalated to its ticket.</p>"
+        f'<form method="post"><input type="hidden" name="{TOKEN_PARAMETER}" value="{_text(token)}">'
+        f'<button type="submit" class="{verb.lower()}">'
+        f"{'Approve: run it' if approving else 'Reject: do not run it'}</button></form>"
+        "<p class='note'>Opening this page decided nothing: only the button does, once. The action's "
+        "other link (approve or reject) then stops working. A deployment in dry run (its default) only "
+        f"records what the action would change.</p>{_listed(then)}</section>"
+    )
     shown = minting.shown(case)
     return _page(
         200,
-        f"{verb} {action.type.value}?",
-        "",
-        form=(verb, token),
-        facts=facts,
-        evidence=_evidence(case, shown),
+        f"{verb}: {name}",
+        kicker="approval needed",
+        side=decide + _finding(case),
+        main=_evidence(case, shown) + _actions(case, described=False),
         frames=any(item.widget for item in shown.values()),
     )
 
 
-def _evidence(case: Case, shown: dict[int, Shown]) -> str:
-    """The finding, each IOC with its verdict, reasons and VirusTotal's view, and the actions, as HTML."""
+def _where(alert: Alert, action: Action) -> str:
+    """Where the action acts, as a person reads it: the finding's own account and Region."""
+    if not action.type.acts_in_aws:
+        return "the deployment's own CrowdStrike Falcon tenant"
+    return f"account {one_line(alert.account)}, Region {one_line(alert.region)} (the finding's own)"
+
+
+def _counted(case: Case) -> str:
+    """The IOCs in a few words: '(2 indicators: 1 malicious, 1 not looked up)'."""
+    if not case.iocs:
+        return "(no indicator)"
+    counts: dict[str, int] = {}
+    for ioc in case.iocs:
+        word = "not looked up" if ioc.skipped_reason else ioc.verdict.value
+        counts[word] = counts.get(word, 0) + 1
+    listed = ", ".join(f"{count} {word}" for word, count in counts.items())
+    return f"({_count(len(case.iocs), 'indicator')}: {listed})"
+
+
+def _finding(case: Case) -> str:
+    """The finding: what it is, from which detector or vendor, where, and on what."""
     alert = case.alert
-    finding = [
-        ("Case", one_line(case.case_id)),
+    rows: list[tuple[str, str | Html]] = [
         ("Title", one_line(alert.title)),
-        ("Verdict", case.verdict.value),
-        ("Status", case.status.value),
-        ("Severity", f"{alert.severity.label} {alert.severity.score:g}"),
+        ("Severity", f"{alert.severity.label} ({alert.severity.score:g} of 10)"),
         ("Type", one_line(alert.type)),
-        ("Source", one_line(alert.source)),
-        ("Finding", one_line(alert.id)),
-        ("Account", one_line(alert.account)),
-        ("Region", one_line(alert.region)),
-        *(("Resource", f"{resource.type.value} {one_line(resource.id)}") for resource in alert.resources),
+        *_product(alert),
     ]
-    iocs = "".join(_ioc(ioc, shown.get(index)) for index, ioc in enumerate(case.iocs)) or "<p>None.</p>"
-    actions = [
-        (
-            action.type.value,
-            f"{one_line(action.target)}: {action.status.value}"
-            + (f" - {one_line(action.detail)}" if action.detail else ""),
-        )
-        for action in case.actions
-    ]
-    listed_actions = _listed(actions) or "<p>None.</p>"
-    return (
-        f"<h2>Finding</h2>{_listed(finding)}"
-        f"<h2>Indicators of compromise ({len(case.iocs)})</h2>{iocs}"
-        f"<h2>Actions ({len(case.actions)})</h2>{listed_actions}"
-    )
+    if alert.vendor is None:
+        rows += [("Account", one_line(alert.account)), ("Region", one_line(alert.region))]
+    rows += [(_RESOURCE_LABELS[resource.type], one_line(resource.id)) for resource in alert.resources]
+    rows += [("Finding id", one_line(alert.id)), ("Case", one_line(case.case_id))]
+    if case.provenance is not None:
+        rows.append(("Sent through", one_line(case.provenance.described)))
+    rows += [("Note", one_line(note)) for note in alert.not_actionable]
+    return f"<section><h2>Finding</h2>{_listed(rows)}</section>"
+
+
+def _product(alert: Alert) -> list[tuple[str, str | Html]]:
+    """The detector, and the product or vendor that raised the finding."""
+    detector = _DETECTORS.get(alert.source) or one_line(alert.source)
+    if alert.vendor is not None:
+        vendor = alert.vendor
+        rows: list[tuple[str, str | Html]] = [("Vendor", one_line(vendor.platform))]
+        rows += [
+            (label, one_line(value))
+            for label, value in (("Product", vendor.product), ("Host", vendor.host), ("User", vendor.user))
+            if value
+        ]
+        rows.append(("AWS", one_line(vendor.outside_aws)))
+        return rows
+    if alert.product:
+        return [("Detector", detector), ("Product", one_line(alert.product))]
+    return [("Detector", detector)]
+
+
+def _evidence(case: Case, shown: dict[int, Shown]) -> str:
+    """Each IOC with its verdict, reasons and VirusTotal's view, as HTML."""
+    iocs = "".join(_ioc(ioc, shown.get(index)) for index, ioc in enumerate(case.iocs))
+    heading = f"Evidence: {_count(len(case.iocs), 'indicator')} of compromise"
+    return f"<section><h2>{_text(heading)}</h2>{iocs or '<p>None.</p>'}</section>"
+
+
+def _actions(case: Case, *, described: bool) -> str:
+    """Every action on the case, its target and status; with what it changes when `described`."""
+    items = []
+    for action in case.actions:
+        status = _status(action)
+        name, target = _text(action_name(action.type)), _text(one_line(action.target))
+        item = f"<li><strong>{name}</strong> <code>{target}</code> - {_text(status)}"
+        if described:
+            text = describe(action)
+            item += f"<br><span class='note'>{_text(text.changes)} {_text(text.rollback)}</span>"
+        items.append(item + "</li>")
+    listed = f"<ul>{''.join(items)}</ul>" if items else "<p>None.</p>"
+    heading = f"Actions on this case ({len(case.actions)})"
+    return f"<section><h2>{_text(heading)}</h2>{listed}</section>"
+
+
+def _status(action: Action) -> str:
+    """An action's status and its detail, once: a detail that starts by saying the status says it alone."""
+    words = status_words(action.status)
+    detail = one_line(action.detail)
+    if not detail:
+        return words
+    return detail if detail.lower().startswith(words.split(",")[0]) else f"{words}: {detail}"
 
 
 def _ioc(ioc: IocOutcome, shown: Shown | None) -> str:
     """One IOC: its value, verdict and reasons, then its widget or a link to VirusTotal's page."""
-    heading = f"<h3>{html.escape(ioc.type.value)} {html.escape(one_line(ioc.value))}</h3>"
+    heading = f"<h3>{_text(_IOC_LABELS[ioc.type])} <code>{_text(one_line(ioc.value))}</code></h3>"
     if ioc.skipped_reason:
-        facts = [("Not looked up", one_line(ioc.skipped_reason)), ("Found at", one_line(ioc.found_at))]
-        return heading + _listed(facts)
-    counts = f"{ioc.malicious} malicious, {ioc.suspicious} suspicious of {ioc.total} engines"
+        facts: list[tuple[str, str | Html]] = [
+            ("Not looked up", one_line(ioc.skipped_reason)),
+            ("Found at", one_line(ioc.found_at)),
+        ]
+        return f"<div class='ioc'>{heading}{_listed(facts)}</div>"
+    counts = f"{ioc.malicious} malicious and {ioc.suspicious} suspicious of {_count(ioc.total, 'engine')}" + (
+        " (from the cache)" if ioc.cached else ""
+    )
     facts = [
-        ("Verdict", ioc.verdict.value),
-        ("Detections", counts + (" (from the cache)" if ioc.cached else "")),
+        ("Verdict", _verdict(ioc.verdict.value)),
+        ("Detections", counts),
         *(("Why", one_line(reason)) for reason in ioc.reasons),
         ("Found at", one_line(ioc.found_at)),
     ]
-    return heading + _listed(facts) + _virustotal(ioc, shown)
+    return f"<div class='ioc'>{heading}{_listed(facts)}{_virustotal(ioc, shown)}</div>"
 
 
 def _virustotal(ioc: IocOutcome, shown: Shown | None) -> str:
@@ -320,14 +494,14 @@ def _virustotal(ioc: IocOutcome, shown: Shown | None) -> str:
         ratio = f"{widget.detections} of {widget.total} security vendors flag it now" if widget.ratio else ""
         caption = "VirusTotal's report (VT Augment, for context)" + (f": {ratio}" if ratio else "")
         return (
-            f"<p>{html.escape(caption)}</p>"
-            f'<iframe src="{html.escape(widget.url)}" title="VirusTotal report" width="100%" height="600" '
+            f"<p>{_text(caption)}</p>"
+            f'<iframe src="{_text(widget.url)}" title="VirusTotal report" width="100%" height="600" '
             f'sandbox="{_FRAME_SANDBOX}" referrerpolicy="no-referrer" loading="lazy"></iframe>'
         )
     link = _gui_link(ioc)
-    anchor = f'<a href="{html.escape(link)}" rel="noopener noreferrer">VirusTotal\'s page of it</a>'
+    anchor = f'<a href="{_text(link)}" rel="noopener noreferrer">VirusTotal\'s page of it</a>'
     if shown is not None and shown.missing:
-        return f"<p>{anchor} (no widget: {html.escape(shown.missing)})</p>"
+        return f"<p>{anchor} (no widget: {_text(shown.missing)})</p>"
     return f"<p>{anchor}</p>"
 
 
@@ -338,9 +512,61 @@ def _gui_link(ioc: IocOutcome) -> str:
     return gui_link(Ioc(type=ioc.type, value=ioc.value, found_at=ioc.found_at))
 
 
-def _listed(facts: list[tuple[str, str]]) -> str:
-    listed = "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(value)}</dd>" for label, value in facts)
+class Html(str):
+    """Markup vtriage wrote, with every value in it escaped already: `_listed` shows it as it is."""
+
+    __slots__ = ()
+
+
+def _text(value: str) -> str:
+    """Text as HTML: every character that could be markup escaped."""
+    return html.escape(value)
+
+
+def _verdict(verdict: str) -> Html:
+    """A verdict as a coloured badge (its class is the verdict's own name, never a sender's value)."""
+    return Html(f"<span class='badge {_text(verdict)}'>{_text(verdict)}</span>")
+
+
+def _listed(facts: list[tuple[str, str | Html]]) -> str:
+    listed = "".join(
+        f"<dt>{_text(label)}</dt><dd>{value if isinstance(value, Html) else _text(value)}</dd>"
+        for label, value in facts
+    )
     return f"<dl>{listed}</dl>" if listed else ""
+
+
+def _when(expires_at: int, now: datetime) -> str:
+    """When a link stops working: the UTC time, and how long from now ('2026-11-26 13:00 UTC (in 1
+    hour)')."""
+    moment = datetime.fromtimestamp(expires_at, UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC ({_from_now(expires_at - now.timestamp())})"
+
+
+def _from_now(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "in less than a minute"
+    if minutes < 60:
+        return f"in {_count(minutes, 'minute')}"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"in {_count(hours, 'hour')}" + (f" {_count(minutes, 'minute')}" if minutes else "")
+    days, hours = divmod(hours, 24)
+    return f"in {_count(days, 'day')}" + (f" {_count(hours, 'hour')}" if hours else "")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _sentence(text: str) -> str:
+    """A message as a sentence: a capital first, one full stop last."""
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _query_value(event: dict[str, Any], name: str) -> str | None:
@@ -364,27 +590,54 @@ def _token(event: dict[str, Any], method: str) -> str | None:
 def _page(
     status: int,
     title: str,
-    text: str,
-    form: tuple[str, str] | None = None,
-    facts: list[tuple[str, str]] | None = None,
+    text: str = "",
     *,
-    evidence: str = "",
+    kicker: str = "",
+    side: str = "",
+    main: str = "",
     frames: bool = False,
 ) -> dict[str, Any]:
-    """A page: its title, a paragraph, facts, the button, then the evidence (HTML already escaped).
-    `frames`: it frames VirusTotal's widgets, which its CSP then allows, and nothing else."""
-    details = _listed(facts or [])
-    paragraph = f"<p>{html.escape(text)}</p>" if text else ""
-    button = ""
-    if form is not None:
-        verb, token = form
-        button = (
-            f'<form method="post"><input type="hidden" name="{TOKEN_PARAMETER}" '
-            f'value="{html.escape(token)}"><button type="submit">{html.escape(verb)}</button></form>'
-        )
-    body = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>vtriage</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>{paragraph}{details}{button}{evidence}</body></html>"
+    """A page with vtriage's header. A message page (`text`, a 4xx or a decision made) is one section:
+    its title and sentence. A case's page has two columns on a wide screen, one on a phone: `side` (what
+    to decide, the finding) and `main` (the evidence), both HTML already escaped. `frames`: it frames
+    VirusTotal's widgets, which its CSP then allows, and nothing else."""
+    if side or main:
+        body = f"<main class='split'><div>{side}</div><div>{main}</div></main>"
+    else:
+        body = f"<main><section><h1>{_text(title)}</h1><p>{_text(_sentence(text))}</p></section></main>"
+    document = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<meta name='robots' content='noindex'>"
+        f"<title>{_text(title)} - vtriage</title><style>{STYLESHEET}</style></head>"
+        f"<body><header><strong>vtriage</strong>{f'<span>{_text(kicker)}</span>' if kicker else ''}</header>"
+        f"{body}</body></html>"
     )
     headers = dict(_HEADERS) | {"content-security-policy": WIDGET_PAGE_CSP if frames else PAGE_CSP}
-    return {"statusCode": status, "headers": headers, "body": body}
+    return {"statusCode": status, "headers": headers, "body": document}
+
+
+_DETECTORS = {
+    "guardduty": "Amazon GuardDuty",
+    "securityhub": "AWS Security Hub",
+    "ocsf": "an OCSF finding",
+    "falcon": "CrowdStrike Falcon",
+    "workspace": "Google Workspace",
+}
+_RESOURCE_LABELS = {
+    ResourceType.INSTANCE: "EC2 instance",
+    ResourceType.ACCESS_KEY: "Access key",
+    ResourceType.S3_BUCKET: "S3 bucket",
+    ResourceType.S3_OBJECT: "S3 object",
+    ResourceType.FALCON_HOST: "Falcon host",
+}
+_IOC_LABELS = {IocType.IP: "IP address", IocType.DOMAIN: "Domain", IocType.URL: "URL", IocType.FILE: "File"}
+_CASE_STATUSES = {
+    CaseStatus.NEW: "new",
+    CaseStatus.PENDING_ENRICHMENT: "waiting for VirusTotal's quota",
+    CaseStatus.ENRICHED: "triaged",
+    CaseStatus.REMEDIATED: "remediated",
+    CaseStatus.TICKETED: "ticketed",
+    CaseStatus.CLOSED: "closed",
+    CaseStatus.FAILED: "failed",
+}
