@@ -506,7 +506,7 @@ def run_deliveries(
         f"read {len(deliveries)} record(s)"
         + (f"; {refused} refused as read (the report says why)" if refused else "")
     )
-    if refused == len(deliveries):
+    if deliveries and refused == len(deliveries):
         return _document(deliveries, vt, _refused_as_read(deliveries), vt_requests=0, started=started)
     replay = None
     if vt.api_key is None:
@@ -547,6 +547,8 @@ def run_deliveries(
             findings = [findings_in(delivery.body, intake) for delivery in deliveries]
             alerts = [finding.alert for found in findings for finding in found if finding.alert is not None]
             # What the member accounts' StackSet deploys, then the resources the findings name.
+            for note in aws.organisation_notes():
+                progress(note)
             aws.deploy_member_roles()
             progress("mirroring the resources the findings name (instances, access keys, S3 objects)")
             mirror_resources(aws, alerts, log_stream)

@@ -63,6 +63,11 @@ def _session() -> boto3.session.Session:
     return boto3.session.Session()
 
 
+# The template parameters that say where the deployment acts (its members, their role, the Regions): the
+# local stack reads them itself, to deploy member-role.yaml in each member account.
+ORGANISATION_PARAMETERS = frozenset({"MemberAccountIds", "MemberRoleName", "MemberExternalId", "ActRegions"})
+
+
 class LocalSetupError(RuntimeError):
     """The local AWS could not be set up as the template describes."""
 
@@ -123,6 +128,14 @@ class LocalAws:
             raise LocalSetupError(
                 f"template.yaml has no parameter {', '.join(unknown)}; its parameters: {', '.join(declared)}"
             )
+        # As CloudFormation does before it deploys anything, for the organisation's parameters: each value
+        # its parameter's constraint refuses is named, not left for a function's settings or member-role.yaml
+        # to refuse later in their own terms. The others reach the functions' settings, which name what they
+        # refuse (and let through what a local run needs, such as a ticket provider's URL on loopback).
+        given = {name: value for name, value in (parameters or {}).items() if name in ORGANISATION_PARAMETERS}
+        problems = parameter_problems(self.template, given)
+        if problems:
+            raise LocalSetupError("; ".join(problems))
         self.parameters = {name: str(spec.get("Default", "")) for name, spec in declared.items()} | (
             parameters or {}
         )
@@ -331,13 +344,21 @@ class LocalAws:
 
     def member_accounts(self) -> list[str]:
         """The member accounts the stack's MemberAccountIds lists, each once, in order, as the functions'
-        settings read them; the deployment's own account is no member."""
+        settings read them; the deployment's own account is no member (`organisation_notes`)."""
         listed = self.parameters.get("MemberAccountIds", "")
-        problems = parameter_problems(self.template, {"MemberAccountIds": listed})
-        if problems:
-            raise LocalSetupError(f"template.yaml refuses {'; '.join(problems)}")
         accounts = dict.fromkeys(account.strip() for account in listed.split(","))
         return [account for account in accounts if account and account != ACCOUNT_ID]
+
+    def organisation_notes(self) -> list[str]:
+        """What a person should know of the organisation parameters, said once when the stack is built:
+        MemberAccountIds listing the deployment's own account, which stays the own account."""
+        listed = {account.strip() for account in self.parameters.get("MemberAccountIds", "").split(",")}
+        if ACCOUNT_ID not in listed:
+            return []
+        return [
+            f"MemberAccountIds lists this deployment's own account {ACCOUNT_ID}: it is acted in as the own "
+            "account, with the functions' own credentials (no member role is assumed there)"
+        ]
 
     def deploy_member_roles(self) -> dict[str, str]:
         """Deploy member-role.yaml in every member account MemberAccountIds lists, as the StackSet does

@@ -149,18 +149,37 @@ def _scalar(value: Any, parameters: dict[str, str]) -> str:
 
 def parameter_problems(template: dict[str, Any], values: dict[str, str]) -> list[str]:
     """What CloudFormation would refuse in these parameter values: a value its parameter's
-    `AllowedPattern` does not match whole, or one not among its `AllowedValues`."""
+    `AllowedPattern` does not match whole, or one not among its `AllowedValues`. Each problem names the
+    parameter as a person typed it and the variable the functions read it as (`parameter_label`), then
+    what it must be: the parameter's ConstraintDescription, as CloudFormation says it, or its pattern."""
     problems = []
     declared = template.get("Parameters", {})
     for name, value in values.items():
         spec = declared.get(name, {})
+        label = parameter_label(template, name)
         pattern = spec.get("AllowedPattern")
         if pattern is not None and re.fullmatch(str(pattern), value) is None:
-            problems.append(f"{name}={value!r} does not match {pattern}")
+            must = spec.get("ConstraintDescription") or f"must match {pattern}"
+            problems.append(f"{label}: {value!r} {must}")
         allowed = spec.get("AllowedValues")
         if allowed is not None and value not in [str(item) for item in allowed]:
-            problems.append(f"{name}={value!r} is none of {', '.join(map(str, allowed))}")
+            problems.append(f"{label}: {value!r} must be one of {', '.join(map(str, allowed))}")
     return problems
+
+
+def parameter_label(template: dict[str, Any], name: str) -> str:
+    """A parameter as an error names it: `MemberAccountIds (MEMBER_ACCOUNT_IDS)`, the parameter a person
+    typed and the environment variable(s) the template's functions read it as (the same words the
+    functions' settings use at start-up); the parameter alone when no function reads it directly."""
+    variables = sorted(
+        {
+            variable
+            for spec in functions(template).values()
+            for variable, value in spec.environment.items()
+            if value == {"Ref": name}
+        }
+    )
+    return f"{name} ({', '.join(variables)})" if variables else name
 
 
 # What `!Ref AWS::NoValue` leaves: the list item or the mapping key holding it is removed.

@@ -310,3 +310,58 @@ def test_a_member_listed_twice_is_one_member_acted_on_once(monkeypatch: pytest.M
     assert (case["branch"], case["status"]) == ("remediate", "REMEDIATED")
     assert MEMBER_ROLE in observed.roles[MEMBER]
     assert observed.places[(MEMBER, ELSEWHERE)].interface_groups == [QUARANTINE_GROUP]
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        (
+            "MemberAccountIds=12345",
+            "vtriage run: MemberAccountIds (MEMBER_ACCOUNT_IDS): '12345' must be 12-digit account ids",
+        ),
+        (
+            "ActRegions=eu-west-1, us-east-1",
+            "vtriage run: ActRegions (ACT_REGIONS): 'eu-west-1, us-east-1' must be Region names",
+        ),
+    ],
+)
+def test_a_bad_organisation_parameter_is_one_line_naming_the_parameter(
+    monkeypatch: pytest.MonkeyPatch, override: str, said: str
+) -> None:
+    # Given a value CloudFormation would refuse, as a person types it
+    # When a new user runs a finding with it
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        status = vtriage(["run", "--json", "--parameter-overrides", override, str(MEMBER_FINDING)])
+
+    # Then it is a usage error, one line naming the parameter and what it must be, before anything ran
+    assert status == 1
+    [line] = [line for line in stderr.getvalue().splitlines() if line.startswith("vtriage run:")]
+    assert line.startswith(said)
+    assert "Traceback" not in stderr.getvalue()
+
+
+def test_listing_the_own_account_is_said_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the deployment listing its own account and the member
+    # When a new user runs the member's finding
+    monkeypatch.delenv("VT_API_KEY", raising=False)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        status = vtriage(
+            [
+                "run",
+                "--json",
+                "--parameter-overrides",
+                f"MemberAccountIds={ACCOUNT_ID},{MEMBER}",
+                str(MEMBER_FINDING),
+            ]
+        )
+
+    # Then the run says once that the own account stays the own account
+    assert status == 0
+    said = [line for line in stderr.getvalue().splitlines() if "lists this deployment's own account" in line]
+    assert len(said) == 1
+    assert (
+        f"MemberAccountIds lists this deployment's own account {ACCOUNT_ID}: it is acted in as the own"
+        in said[0]
+    )

@@ -15,6 +15,13 @@ OWN = "123456789012"
 MEMBER = "210987654321"
 UNLISTED = "999999999999"
 DETECTOR = Provenance(channel="detector")
+# The template parameter behind each variable, as template.yaml names it.
+PARAMETERS = {
+    "MEMBER_ACCOUNT_IDS": "MemberAccountIds",
+    "ACT_REGIONS": "ActRegions",
+    "MEMBER_ROLE_NAME": "MemberRoleName",
+    "MEMBER_EXTERNAL_ID": "MemberExternalId",
+}
 
 REMEDIATE = {"AWS_REGION": "us-east-1", "CASES_TABLE_NAME": "cases", "OWN_ACCOUNT_ID": OWN}
 ENRICH = {
@@ -74,8 +81,8 @@ def test_a_region_act_regions_does_not_list_is_refused_and_a_listed_one_admitted
     assert place.admits(MEMBER, "eu-west-1")
     [reason] = place.reasons_against(make_alert(account=MEMBER, region="eu-west-3"))
     assert reason == (
-        "the finding names Region 'eu-west-3', not this deployment's (eu-west-1, us-east-1): vtriage acts "
-        "only in the Regions ActRegions lists"
+        "the finding names Region 'eu-west-3', not one of the Regions ActRegions lists (eu-west-1, "
+        "us-east-1): vtriage acts only there"
     )
     # And a finding of an unlisted account in an unlisted Region is refused for both
     assert len(place.reasons_against(make_alert(account=UNLISTED, region="eu-west-3"))) == 2
@@ -166,6 +173,35 @@ def test_listing_the_own_account_as_a_member_leaves_it_the_own_account() -> None
 )
 def test_a_bad_member_or_region_setting_stops_the_function_naming_the_variable(name: str, value: str) -> None:
     # Given the remediate function's environment with one bad value
-    # Then it refuses to start, naming the variable
-    with pytest.raises(ConfigurationError, match=name):
+    # Then it refuses to start, naming the template parameter a person typed, then the variable
+    with pytest.raises(ConfigurationError, match=rf"{PARAMETERS[name]} \({name}\): "):
         RemediateSettings.from_environ({**REMEDIATE, name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        (
+            "MEMBER_ACCOUNT_IDS",
+            "12345",
+            "MemberAccountIds (MEMBER_ACCOUNT_IDS): '12345' is not a 12-digit account id",
+        ),
+        (
+            "MEMBER_ACCOUNT_IDS",
+            f"{MEMBER},12345,abc",
+            "MemberAccountIds (MEMBER_ACCOUNT_IDS): '12345', 'abc' are not 12-digit account ids",
+        ),
+        (
+            "ACT_REGIONS",
+            "eu-west-1,Frankfurt",
+            "ActRegions (ACT_REGIONS): 'Frankfurt' is not a Region name (such as eu-west-1)",
+        ),
+    ],
+)
+def test_a_bad_member_or_region_is_named_in_a_persons_words(name: str, value: str, said: str) -> None:
+    # Given each function's environment with one bad value, as a person types it in the template
+    for settings, environment in ((RemediateSettings, REMEDIATE), (EnrichSettings, ENRICH)):
+        # When the function starts, Then it says which parameter, which value and what it should be
+        with pytest.raises(ConfigurationError) as refused:
+            settings.from_environ({**environment, name: value})
+        assert str(refused.value).endswith(f"is invalid: {said}")

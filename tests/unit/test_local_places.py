@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vtriage_local.seed import unmirrorable
-from vtriage_local.stack import ACCOUNT_ID, LocalAws
+from vtriage_local.stack import ACCOUNT_ID, LocalAws, LocalSetupError
 from vtriage_local.template import MEMBER_ROLE_TEMPLATE_PATH, load_template, parameter_problems
 
 
@@ -48,16 +48,52 @@ def test_member_accounts_are_checked_as_cloudformation_checks_them() -> None:
     assert parameter_problems(template, {"MemberAccountIds": "111122223333,444455556666"}) == []
     assert parameter_problems(template, {"MemberAccountIds": ""}) == []
     [problem] = parameter_problems(template, {"MemberAccountIds": "111122223333, 444455556666"})
-    assert problem.startswith("MemberAccountIds='111122223333, 444455556666' does not match")
+    assert problem == (
+        "MemberAccountIds (MEMBER_ACCOUNT_IDS): '111122223333, 444455556666' must be 12-digit account ids "
+        "separated by commas, without spaces"
+    )
     assert parameter_problems(member_role, {"NaclBlocking": "true", "ActRegions": "eu-west-1"}) == []
-    assert [p.split("=", 1)[0] for p in parameter_problems(member_role, {"NaclBlocking": "yes"})] == [
-        "NaclBlocking"
+    assert parameter_problems(member_role, {"NaclBlocking": "yes"}) == [
+        "NaclBlocking: 'yes' must be one of true, false"
     ]
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        (
+            {"MemberAccountIds": "12345"},
+            "MemberAccountIds (MEMBER_ACCOUNT_IDS): '12345' must be 12-digit account ids separated by "
+            "commas, without spaces",
+        ),
+        (
+            {"ActRegions": "eu-west-1, us-east-1"},
+            "ActRegions (ACT_REGIONS): 'eu-west-1, us-east-1' must be Region names (such as eu-west-1) "
+            "separated by commas, without spaces",
+        ),
+    ],
+)
+def test_a_value_cloudformation_refuses_stops_the_local_stack_before_it_is_built(
+    override: dict[str, str], said: str
+) -> None:
+    # Given a parameter override CloudFormation's constraint refuses, as a person types it
+    # When the local stack is described (nothing is started yet)
+    with pytest.raises(LocalSetupError) as refused:
+        LocalAws(parameters=override)
+
+    # Then it says which parameter and variable, the value, and what it must be: no function's settings
+    # nor the member role's template refuse it later in their own terms
+    assert str(refused.value) == said
 
 
 def test_an_account_listed_twice_is_one_member_and_the_own_account_none() -> None:
     # Given MemberAccountIds listing a member twice and the deployment's own account
     stack = LocalAws(parameters={"MemberAccountIds": f"140651570565,{ACCOUNT_ID},140651570565"})
 
-    # Then the member is one member (one role to deploy), the own account none
+    # Then the member is one member (one role to deploy), the own account none, and a note says so once
     assert stack.member_accounts() == ["140651570565"]
+    assert stack.organisation_notes() == [
+        f"MemberAccountIds lists this deployment's own account {ACCOUNT_ID}: it is acted in as the own "
+        "account, with the functions' own credentials (no member role is assumed there)"
+    ]
+    assert LocalAws(parameters={"MemberAccountIds": "140651570565"}).organisation_notes() == []

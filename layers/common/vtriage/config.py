@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from vtriage.eligibility import Place, falcon_cid
 from vtriage.errors import ConfigurationError
@@ -67,10 +68,22 @@ def load_config(
         problems = []
         for issue in error.errors():
             name = ".".join(str(part) for part in issue["loc"]) or whole
+            if name in TEMPLATE_PARAMETERS:
+                name = f"{TEMPLATE_PARAMETERS[name]} ({name})"
             problems.append(f"{name}: {issue['msg']}")
         verb = "are" if plural else "is"
         raise ConfigurationError(f"{named} {verb} invalid: " + "; ".join(problems)) from None
 
+
+# The template parameters (template.yaml) a person types for an organisation, by the variable each one
+# sets: a settings error names the parameter first, then the variable (`MemberAccountIds
+# (MEMBER_ACCOUNT_IDS)`), as `vtriage run` names a value CloudFormation's constraint refuses.
+TEMPLATE_PARAMETERS = {
+    "MEMBER_ACCOUNT_IDS": "MemberAccountIds",
+    "ACT_REGIONS": "ActRegions",
+    "MEMBER_ROLE_NAME": "MemberRoleName",
+    "MEMBER_EXTERNAL_ID": "MemberExternalId",
+}
 
 DEFAULT_VT_BASE_URL = "https://www.virustotal.com/api/v3"
 _MUST_BE_HTTPS = "must be an https:// URL (http only on loopback)"
@@ -193,16 +206,30 @@ _REGION_NAME = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 _ROLE_NAME = r"^[A-Za-z0-9+=,.@_-]{1,64}$"
 
 
-def _listed(value: object, pattern: re.Pattern[str], what: str) -> object:
+def _listed(value: object, pattern: re.Pattern[str], one: str, many: str) -> object:
     """A comma-separated variable as a tuple of its values (each stripped, each once, in order); every
-    value must match `pattern`."""
+    value must match `pattern`, else the error names the values that do not: "'12345' is not `one`",
+    "'1', '2' are not `many`"."""
     if not isinstance(value, str):
         return value
     values = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
-    bad = [part for part in values if not pattern.fullmatch(part)]
+    bad = [repr(part[:40]) for part in values if not pattern.fullmatch(part)]
+    # The values go in as context, never into the template, whose braces would be read as placeholders.
+    if len(bad) == 1:
+        raise PydanticCustomError("listed", "{bad} is not {what}", {"bad": bad[0], "what": one})
     if bad:
-        raise ValueError(f"not {what}: {', '.join(repr(part[:40]) for part in bad[:5])}")
+        raise PydanticCustomError("listed", "{bad} are not {what}", {"bad": ", ".join(bad[:5]), "what": many})
     return values
+
+
+def _as_account_ids(value: object) -> object:
+    return _listed(value, _ACCOUNT_ID, "a 12-digit account id", "12-digit account ids")
+
+
+def _as_region_names(value: object) -> object:
+    return _listed(
+        value, _REGION_NAME, "a Region name (such as eu-west-1)", "Region names (such as eu-west-1)"
+    )
 
 
 def _place(
@@ -374,12 +401,12 @@ class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings, FalconTenantSe
     @field_validator("member_account_ids", mode="before")
     @classmethod
     def _account_ids(cls, value: object) -> object:
-        return _listed(value, _ACCOUNT_ID, "12-digit account ids")
+        return _as_account_ids(value)
 
     @field_validator("act_regions", mode="before")
     @classmethod
     def _region_names(cls, value: object) -> object:
-        return _listed(value, _REGION_NAME, "Region names (such as eu-west-1)")
+        return _as_region_names(value)
 
     def own_urls(self) -> list[str | None]:
         """The ticket provider's URLs and VirusTotal's (VT_BASE_URL, a gateway's when one stands in)."""
@@ -515,12 +542,12 @@ class RemediateSettings(FalconApiSettings, FalconTenantSettings):
     @field_validator("member_account_ids", mode="before")
     @classmethod
     def _account_ids(cls, value: object) -> object:
-        return _listed(value, _ACCOUNT_ID, "12-digit account ids")
+        return _as_account_ids(value)
 
     @field_validator("act_regions", mode="before")
     @classmethod
     def _region_names(cls, value: object) -> object:
-        return _listed(value, _REGION_NAME, "Region names (such as eu-west-1)")
+        return _as_region_names(value)
 
     @model_validator(mode="after")
     def _actuator_settings_come_in_pairs(self) -> Self:

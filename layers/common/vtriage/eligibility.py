@@ -162,8 +162,8 @@ class Place:
             )
         elif self.regions and region not in self.regions:
             reasons.append(
-                f"the finding names Region '{escaped(region, _SHOWN)}', not this deployment's "
-                f"({', '.join(sorted(self.regions))}): vtriage acts only in the Regions ActRegions lists"
+                f"the finding names Region '{escaped(region, _SHOWN)}', not one of the Regions ActRegions "
+                f"lists ({', '.join(sorted(self.regions))}): vtriage acts only there"
             )
         return reasons
 
