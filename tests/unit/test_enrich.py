@@ -819,6 +819,87 @@ def test_a_repeat_that_virustotal_now_calls_malicious_is_a_case_of_its_own() -> 
     assert kept_case_id == later.case_id
 
 
+def test_a_repeat_in_a_higher_severity_band_is_a_case_of_its_own_and_a_lower_one_is_folded() -> None:
+    # Given a high-severity (8) DNS finding triaged an hour ago
+    world = World()
+    [first] = world.handle_record("m-1", _sample(SUSPICIOUS_DNS)).cases
+    world.clock.at = NOW + timedelta(hours=1)
+
+    # When the same activity is reported again at 9 (critical), and again at 5 (medium)
+    [critical] = world.handle_record("m-2", _variant(SUSPICIOUS_DNS, id="c" * 32, severity=9)).cases
+    [medium] = world.handle_record("m-3", _variant(SUSPICIOUS_DNS, id="d" * 32, severity=5)).cases
+
+    # Then the critical one is not absorbed: a case of its own, which later repeats meet; the medium one
+    # says nothing worse than that case and is folded into it
+    assert (critical.repeat, critical.case_id != first.case_id) == (False, True)
+    assert world.case(critical.case_id).alert.severity.label == "critical"
+    assert (medium.repeat, medium.case_id) == (True, critical.case_id)
+    assert world.case(first.case_id).repeat_count == 0
+
+
+WORKSPACE_PHISHING = (
+    ROOT / "tests" / "corpus" / "elastic-integrations__google_workspace_alert_test-alert_1.json"
+)
+
+
+def _phishing(alert_id: str, recipient: str | None = None, severity: str | None = None) -> str:
+    """Elastic's real user-reported phishing alert (HIGH, example@example.com, three attachments) as another
+    alert of Alert Center: another alertId, its messages to `recipient`, rated `severity`."""
+    alert = json.loads(WORKSPACE_PHISHING.read_text())
+    alert["alertId"] = alert["metadata"]["alertId"] = alert_id
+    for message in alert["data"]["messages"]:
+        message["recipient"] = recipient or message["recipient"]
+    alert["metadata"]["severity"] = severity or alert["metadata"]["severity"]
+    return json.dumps(alert)
+
+
+def test_a_vendor_alert_about_another_user_is_never_the_repeat_of_one_sharing_its_iocs() -> None:
+    # Given Elastic's real phishing alert (example@example.com, three attachments), rated MEDIUM, triaged
+    world = World()
+    [first] = world.handle_record("m-1", _phishing("a-1", severity="MEDIUM")).cases
+    world.clock.at = NOW + timedelta(minutes=30)
+
+    # When Alert Center reports the same attachments mailed to the CFO, and again to the first recipient
+    [cfo] = world.handle_record("m-2", _phishing("a-2", recipient="cfo@example.com", severity="MEDIUM")).cases
+    [again] = world.handle_record("m-3", _phishing("a-3", severity="MEDIUM")).cases
+
+    # Then the CFO's alert is a case of its own, naming its user; the same user's is folded as a repeat
+    assert (cfo.repeat, cfo.case_id != first.case_id) == (False, True)
+    vendor = world.case(cfo.case_id).alert.vendor
+    assert vendor is not None
+    assert vendor.user == "cfo@example.com"
+    assert (again.repeat, again.case_id) == (True, first.case_id)
+
+
+def test_a_vendor_alert_rated_higher_is_never_absorbed_into_the_earlier_case() -> None:
+    # Given the phishing alert rated MEDIUM, triaged
+    world = World()
+    [first] = world.handle_record("m-1", _phishing("a-1", severity="MEDIUM")).cases
+
+    # When Alert Center reports it again, about the same user, rated HIGH
+    [high] = world.handle_record("m-2", _phishing("a-2", severity="HIGH")).cases
+
+    # Then it is a case of its own, high, and the earlier case counts no repeat
+    assert (high.repeat, high.case_id != first.case_id) == (False, True)
+    assert world.case(high.case_id).alert.severity.label == "high"
+    assert world.case(first.case_id).repeat_count == 0
+
+
+def test_a_notification_whose_severity_was_guessed_is_folded_into_its_alerts_case() -> None:
+    # Given Elastic's real allow-list alert, triaged
+    world = World()
+    corpus = ROOT / "tests" / "corpus"
+    alert = (corpus / "elastic-integrations__google_workspace_alert_test-alert_3.json").read_text()
+    [first] = world.handle_record("m-1", alert).cases
+
+    # When its Pub/Sub notification arrives, naming no severity (intake scores it critical, saying so)
+    pushed = (corpus / "synthetic-workspace-pubsub-push-badwhitelist.json").read_text()
+    [notification] = world.handle_record("m-2", pushed).cases
+
+    # Then the guess is no news: the notification is folded into the alert's case
+    assert (notification.repeat, notification.case_id) == (True, first.case_id)
+
+
 def test_a_repeat_of_a_closed_case_is_counted_and_starts_nothing() -> None:
     # Given a low-severity Security Hub control finding with no IOC, closed
     world = World()

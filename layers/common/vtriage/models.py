@@ -191,12 +191,17 @@ class Alert(Frozen):
     @property
     def repeat_key(self) -> str:
         """What a repeat of this finding shares with it, whatever its finding id and version: the detector,
-        account, region, finding type, resources and IOCs. An alert naming neither resource nor IOC is
-        too vague to be matched with another finding: only later versions of its own finding repeat it."""
+        account, region, finding type, resources and IOCs, and for an alert from outside AWS the host and
+        user it is about (the same attachment mailed to another recipient is another person's case). An
+        alert naming neither resource nor IOC is too vague to be matched with another finding: only later
+        versions of its own finding repeat it."""
         resources = sorted(f"{resource.type.value}:{resource.id}" for resource in self.resources)
         iocs = sorted(ioc.key for ioc in self.iocs)
         subject = [*resources, *iocs] or [f"finding:{self.id}"]
-        identity = "\x1f".join((self.source, self.account, self.region, self.type, "\x1e".join(subject)))
+        parts = [self.source, self.account, self.region, self.type, "\x1e".join(subject)]
+        if self.vendor is not None:
+            parts += [f"host:{(self.vendor.host or '').lower()}", f"user:{(self.vendor.user or '').lower()}"]
+        identity = "\x1f".join(parts)
         return "repeat#" + hashlib.sha256(identity.encode()).hexdigest()[:40]
 
 

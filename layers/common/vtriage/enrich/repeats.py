@@ -1,8 +1,9 @@
 """Repeats and variants of a finding.
 
-A repeat (another finding id or version; same type, resources and IOCs) within `window` of the case its
-finding opened is folded into that case instead of opening another, unless it says something worse (a
-heavier verdict, a branch that does more, a channel trusted with more). A variant (another content under
+A repeat (another finding id or version; same type, resources and IOCs, and for an alert from outside AWS
+the same host and user: `Alert.repeat_key`) within `window` of the case its finding opened is folded into
+that case instead of opening another, unless it says something worse (a heavier verdict, a higher
+severity band, a branch that does more, a channel trusted with more). A variant (another content under
 a known finding id and version) is a case of its own, and each of the two cases names the other.
 """
 
@@ -12,10 +13,11 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
+from vtriage.display import severity_guessed
 from vtriage.enrich.outcomes import CaseSummary
 from vtriage.intake.fields import shown
 from vtriage.models import Alert, Branch, Case, CaseStatus, ExecutionInput, HistoryEntry, Repeat
-from vtriage.playbook import DEFAULT_TICKET_MIN_SEVERITY, choose_branch
+from vtriage.playbook import DEFAULT_TICKET_MIN_SEVERITY, choose_branch, severity_rank
 from vtriage.ports import CaseRepository, ExecutionStarter, FindingLedger, RepeatLedger
 
 logger = Logger(child=True)
@@ -71,11 +73,18 @@ class Repeats:
             self.ledger.remember(case.alert.repeat_key, case.case_id, now + self.window)
 
     def says_more(self, case: Case, branch: Branch, earlier: Case) -> bool:
-        """Whether a repeat says something worse than its earlier case, or came through a channel trusted
-        with more (a detector's finding after a pushed alert): then it is a case of its own."""
+        """Whether a repeat says something worse than its earlier case (a heavier verdict, a higher severity
+        band, a branch that does more), or came through a channel trusted with more (a detector's finding
+        after a pushed alert): then it is a case of its own. A severity within the same band (GuardDuty's
+        5.0 then 5.3) is no news, nor is one intake had to guess (scored critical so that a person sees it:
+        a notification naming none, the earlier case has the detector's own)."""
         earlier_branch = choose_branch(earlier, self.ticket_min_severity)
+        more_severe = not severity_guessed(case.alert.notes) and severity_rank(
+            case.alert.severity.label
+        ) > severity_rank(earlier.alert.severity.label)
         return (
             case.verdict.weight > earlier.verdict.weight
+            or more_severe
             or _BRANCH_RANK[branch] > _BRANCH_RANK[earlier_branch]
             or _trust(case) > _trust(earlier)
         )
