@@ -8,7 +8,8 @@ test takes the screenshots the README shows (docs/screenshots/: written there on
 VTRIAGE_WRITE_SCREENSHOTS=1, else into a temporary folder and compared with them in size), and checks
 what a person relies on: opening the link decided nothing, the button decides; the page fits a phone's
 width and obeys its strict Content-Security-Policy (the console reports no violation, and the one
-stylesheet, allowed by its hash, applies).
+stylesheet, allowed by its hash, applies). The case page link the ticket carries is opened on the phone
+too.
 
 Without Chromium and its driver the test fails, naming the packages: `.ci/run` installs them."""
 
@@ -184,15 +185,31 @@ def _chromium(*, phone: bool) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
+def _inbox(aws: LocalAws, topic: str, name: str) -> str:
+    """A queue subscribed to one of the stack's topics, where its messages arrive."""
+    sqs, sns = aws.client("sqs"), aws.client("sns")
+    inbox = str(sqs.create_queue(QueueName=name)["QueueUrl"])
+    attributes = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]
+    sns.subscribe(TopicArn=aws.ref(topic), Protocol="sqs", Endpoint=attributes["QueueArn"])
+    return inbox
+
+
+def _case_page_link(aws: LocalAws, inbox: str) -> str:
+    """The case page link of the first ticket the ticket topic delivered."""
+    sqs = aws.client("sqs")
+    for message in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", []):
+        found = re.findall(r"^Case page:\s+(\S+)$", json.loads(message["Body"])["Message"], re.MULTILINE)
+        if found:
+            return str(found[0])
+    raise AssertionError("no ticket with a case page link arrived")
+
+
 def _isolation_waiting(aws: LocalAws) -> tuple[Case, str, str]:
     """The sample pushed through the intake URL and triaged by the real handlers; the case, the approve
     link of its isolation as the approvers' mailbox got it, and that approval's id. Actions wait one at a
     time, the isolation last: the approvals before it are given as a person's button would give them."""
-    sqs, sns = aws.client("sqs"), aws.client("sns")
-    inbox = sqs.create_queue(QueueName="approvers")["QueueUrl"]
-    attributes = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]
-    inbox_arn = attributes["QueueArn"]
-    sns.subscribe(TopicArn=aws.ref("ApprovalTopic"), Protocol="sqs", Endpoint=inbox_arn)
+    sqs = aws.client("sqs")
+    inbox = _inbox(aws, "ApprovalTopic", "approvers")
     body = event(SAMPLE).read_text(encoding="utf-8")
     # The instance the finding names, as the local runner mirrors it: remediation finds it.
     seed_instances(aws.client("ec2"), instances_named(read_document(json.loads(body)).alerts))
@@ -288,8 +305,10 @@ def test_an_approver_opens_the_link_on_a_desktop_and_a_phone_and_only_the_button
     # Given Chromium and its driver (the test fails, naming the packages, without them)
     _browser_programs()
     # And an alert pushed through the intake URL, triaged by the real handlers, its isolation waiting for
-    # a person, and the approve link the approvers got
+    # a person, the approve link the approvers got, and the case page link its ticket carries
+    tickets = _inbox(local_aws, "TicketTopic", "ticket-readers")
     case, sent_link, approval_id = _isolation_waiting(local_aws)
+    case_page = _case_page_link(local_aws, tickets)
     store = DynamoApprovalStore(local_aws.client("dynamodb"), local_aws.ref("GuardrailsTable"))
     instance = _isolation(local_aws, case.case_id)[0].target
 
@@ -324,6 +343,21 @@ def test_an_approver_opens_the_link_on_a_desktop_and_a_phone_and_only_the_button
             assert button.value_of_css_property("background-color") == "rgba(31, 136, 61, 1)"
             assert _csp_violations(phone) == []
             phone.save_screenshot(str(screenshots / "approval-phone.png"))
+
+            # When the ticket's case page link is opened on the phone, Then it shows the case, fits the
+            # phone and obeys its CSP too, and has no button
+            phone.get(function_url.link(case_page))
+            assert phone.find_element(By.TAG_NAME, "h1").text == case.alert.title
+            assert (
+                "This page shows the case and decides nothing."
+                in phone.find_element(By.TAG_NAME, "body").text
+            )
+            assert phone.find_elements(By.TAG_NAME, "form") == []
+            widths = phone.execute_script(
+                "return [window.innerWidth, document.scrollingElement.scrollWidth];"
+            )
+            assert widths[1] <= widths[0] == PHONE["width"]
+            assert _csp_violations(phone) == []
 
         # When the approver opens it on a desktop
         with _chromium(phone=False) as desktop:
