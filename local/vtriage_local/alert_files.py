@@ -8,6 +8,10 @@ A file is checked as it is read, before anything is started: a document the pipe
 (not text, not JSON, nested too deeply, holding a character SQS cannot carry) is one record refused here
 with the reason the enrich function and the intake give, so that a run of such files alone needs no
 local AWS at all.
+
+A file that is not one JSON document but JSON Lines (every non-empty line a JSON object: a Falcon Event
+Streams chunk, an export of alerts one per line) is one record per line, each named after its file and
+line (`stream.ndjson line 2`), as a stream's consumer would queue each event on its own.
 """
 
 from __future__ import annotations
@@ -87,6 +91,12 @@ def deliveries_in(raw: bytes, name: str) -> list[Delivery]:
     try:
         document = json.loads(text)
     except (json.JSONDecodeError, RecursionError, ValueError):
+        lines = _json_lines(text)
+        if lines:
+            return [
+                Delivery(source_id=f"{name} line {number}", body=line, refused=_refusal(line))
+                for number, line in lines
+            ]
         document = None
     if isinstance(document, dict) and isinstance(document.get("Records"), list):
         records = document["Records"]
@@ -100,6 +110,24 @@ def deliveries_in(raw: bytes, name: str) -> list[Delivery]:
                 for index, record in enumerate(records)
             ]
     return [Delivery(source_id=name, body=text, refused=_refusal(text))]
+
+
+def _json_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, line) of each non-empty line, when the text is JSON Lines: two or more non-empty
+    lines, each a JSON object; none otherwise (the text is then judged as one document)."""
+    # Split at line feeds only: a JSON string may hold U+2028, which str.splitlines would split at.
+    lines = [(number, line.strip()) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    if len(lines) < 2:
+        return []
+    for _, line in lines:
+        if not line.startswith("{"):
+            return []
+        try:
+            if not isinstance(json.loads(line), dict):
+                return []
+        except (json.JSONDecodeError, RecursionError, ValueError):
+            return []
+    return lines
 
 
 def _refusal(text: str) -> str | None:

@@ -4,6 +4,7 @@ the standard input, and the files that cannot be used, each saying why."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,64 @@ def test_a_directory_a_missing_file_and_stdin_twice_are_usage_errors_that_say_wh
         read_alert_files([str(missing)], io.BytesIO())
     with pytest.raises(UsageError, match="can be read only once"):
         read_alert_files(["-", "-"], io.BytesIO(b"{}"))
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+STREAM_EVENTS = [
+    CORPUS / "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-summary_1.json",
+    CORPUS / "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-summary_2.json",
+    CORPUS / "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-summary_3.json",
+]
+
+
+def test_a_json_lines_file_is_one_record_per_line_each_named_by_its_line(tmp_path: Path) -> None:
+    # Given an Event Streams chunk as Falcon's stream writes it: one event per line (Elastic's real events),
+    # with a blank line and Windows line ends
+    events = [path.read_text(encoding="utf-8").strip() for path in STREAM_EVENTS]
+    path = tmp_path / "stream.ndjson"
+    path.write_bytes((events[0] + "\r\n" + events[1] + "\r\n\r\n" + events[2] + "\r\n").encode())
+
+    # When it is read
+    deliveries = read_alert_files([str(path)], io.BytesIO())
+
+    # Then each event is one record, named after the file and its line, refused by nothing
+    assert [(delivery.source_id, delivery.refused) for delivery in deliveries] == [
+        ("stream.ndjson line 1", None),
+        ("stream.ndjson line 2", None),
+        ("stream.ndjson line 4", None),
+    ]
+    assert [json.loads(delivery.body) for delivery in deliveries] == [json.loads(event) for event in events]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"a": 1}\n{"b": 2} trailing words\n',  # a line that is not JSON
+        b'{"a": 1}\n[{"b": 2}]\n',  # a line that is no object
+        b'{"a": 1,\n"b": 2}\n{"c": 3}\n',  # one document spread over lines, then another
+    ],
+)
+def test_a_file_that_is_neither_one_document_nor_json_lines_is_refused_whole(
+    tmp_path: Path, content: bytes
+) -> None:
+    # Given a file whose lines are not each a JSON object
+    path = tmp_path / "alerts.json"
+    path.write_bytes(content)
+
+    # When it is read, Then it is one record, refused as not JSON
+    [delivery] = read_alert_files([str(path)], io.BytesIO())
+    assert delivery.source_id == "alerts.json"
+    assert (delivery.refused or "").startswith("not JSON (")
+
+
+def test_a_line_the_pipeline_would_refuse_is_refused_alone(tmp_path: Path) -> None:
+    # Given JSON Lines whose second line is nested too deeply
+    path = tmp_path / "stream.ndjson"
+    path.write_bytes(
+        STREAM_EVENTS[0].read_bytes().strip() + b"\n" + b'{"a": ' * 70 + b"1" + b"}" * 70 + b"\n"
+    )
+
+    # When it is read, Then the first line is a record and the second is refused alone, saying why
+    first, second = read_alert_files([str(path)], io.BytesIO())
+    assert (first.source_id, first.refused) == ("stream.ndjson line 1", None)
+    assert (second.source_id, second.refused) == ("stream.ndjson line 2", "nested deeper than 64 levels")
