@@ -318,7 +318,7 @@ def test_the_deferred_copy_goes_to_the_queue_the_record_came_from() -> None:
     ("account", "region", "expected"),
     [
         ("999999999999", None, "names account '999999999999', not this deployment's (123456789012)"),
-        (None, "eu-west-1", "names Region 'eu-west-1', not this deployment's (us-east-1)"),
+        (None, "eu-west-1", "names Region 'eu-west-1', not one of the Regions ActRegions lists (us-east-1)"),
     ],
 )
 def test_a_detector_finding_of_another_account_or_region_changes_nothing_and_is_ticketed(
