@@ -294,3 +294,22 @@ def test_throttling_is_transient() -> None:
         IamAccessKeyDisabler(client, PROTECTED_TAG, "arn:aws:iam::123456789012:policy/contain").run(
             disable("AKIAIOSFODNN7EXAMPLE"), dry_run=False
         )
+
+
+@pytest.mark.parametrize("key_id", ["ASIAIOSFODNN7EXAMPLE", "GeneratedFindingAccessKeyId"])
+def test_a_key_that_is_no_long_term_key_is_skipped_and_the_user_left_alone(
+    account: Account, key_id: str
+) -> None:
+    # Given a user with an active key, and an action naming temporary credentials (or no key id at all)
+    iam = account.iam
+    own_key = create_user(iam)
+
+    # When it is run for real (planning gives such a key no action to run: checked again here)
+    outcome = disabler(account).run(disable(key_id), dry_run=False)
+
+    # Then it is skipped, saying why, and neither the user's key nor its policies changed
+    assert outcome.status is ActionStatus.SKIPPED
+    assert outcome.detail.startswith("not disabled: ")
+    assert ("temporary credentials (ASIA...)" in outcome.detail) is key_id.startswith("ASIA")
+    assert key_status(iam, own_key) == "Active"
+    assert attached(iam) == set()

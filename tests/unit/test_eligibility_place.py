@@ -7,9 +7,9 @@ import pytest
 
 from tests.factories import make_alert
 from vtriage.config import EnrichSettings, RemediateSettings
-from vtriage.eligibility import Place, eligibility
+from vtriage.eligibility import Place, eligibility, requiring_approval
 from vtriage.errors import ConfigurationError
-from vtriage.models import Provenance
+from vtriage.models import Action, ActionStatus, ActionType, Provenance
 
 OWN = "123456789012"
 MEMBER = "210987654321"
@@ -205,3 +205,18 @@ def test_a_bad_member_or_region_is_named_in_a_persons_words(name: str, value: st
         with pytest.raises(ConfigurationError) as refused:
             settings.from_environ({**environment, name: value})
         assert str(refused.value).endswith(f"is invalid: {said}")
+
+
+def test_a_pushed_alerts_action_planned_skipped_waits_for_no_one() -> None:
+    # Given a pushed alert's two actions: one to run, one planned skipped (temporary credentials)
+    runs = Action(type=ActionType.ISOLATE_INSTANCE, target="i-1")
+    cannot = Action(type=ActionType.DISABLE_ACCESS_KEY, target="ASIAIOSFODNN7EXAMPLE").with_outcome(
+        ActionStatus.SKIPPED, "not run, nothing changed: temporary credentials (ASIA...) cannot be disabled"
+    )
+
+    # When each is made to wait for a person
+    waiting, skipped = requiring_approval([runs, cannot], "pushed through the intake")
+
+    # Then the one to run waits, and the skipped one keeps its own reason, asking no one to approve it
+    assert waiting.parameters == {"needs_approval": "true"}
+    assert skipped == cannot

@@ -47,7 +47,10 @@ SAMPLE_INSTANCE = Resource(
     addresses=("10.0.0.1", "198.51.100.0"),
 )
 SAMPLE_ACCESS_KEY = Resource(
-    type=ResourceType.ACCESS_KEY, id="GeneratedFindingAccessKeyId", user_name="GeneratedFindingUserName"
+    type=ResourceType.ACCESS_KEY,
+    id="GeneratedFindingAccessKeyId",
+    user_name="GeneratedFindingUserName",
+    user_type="IAMUser",
 )
 WEB_FRONTEND = Resource(
     type=ResourceType.INSTANCE,
@@ -113,7 +116,12 @@ EXPECTED: dict[str, Expected] = {
     TOR_CALLER: Expected(
         iocs={("ip", "23.129.64.215", True)},
         resources={
-            Resource(type=ResourceType.ACCESS_KEY, id="AKIAIOSFODNN7EXAMPLE", user_name="ci-deployer")
+            Resource(
+                type=ResourceType.ACCESS_KEY,
+                id="AKIAIOSFODNN7EXAMPLE",
+                user_name="ci-deployer",
+                user_type="IAMUser",
+            )
         },
     ),
     "synthetic-guardduty-ec2-suspicious-dns.json": Expected(
@@ -1466,7 +1474,11 @@ def test_an_event_whose_detail_is_pascal_case_reads_as_the_bare_pascal_case_find
     assert (
         alert.resources
         == bare.resources
-        == (Resource(type=ResourceType.ACCESS_KEY, id="ASIA_PLACEHOLDER_KEY", user_name="root"),)
+        == (
+            Resource(
+                type=ResourceType.ACCESS_KEY, id="ASIA_PLACEHOLDER_KEY", user_name="root", user_type="Root"
+            ),
+        )
     )
     assert (alert.region, bare.region) == ("us-east-1", "unknown")
     assert "detail.AccountId: expected a 12-digit AWS account id, got '1234567891234'" in alert.not_actionable
@@ -1514,7 +1526,12 @@ def test_a_finding_without_service_is_triaged_noted_and_never_acted_on() -> None
         8.0,
     )
     assert alert.resources == (
-        Resource(type=ResourceType.ACCESS_KEY, id="AKIAIOSFODNN7EXAMPLE", user_name="soar-test-user"),
+        Resource(
+            type=ResourceType.ACCESS_KEY,
+            id="AKIAIOSFODNN7EXAMPLE",
+            user_name="soar-test-user",
+            user_type="IAMUser",
+        ),
     )
     assert alert.not_actionable == ("detail.service: missing",)
     assert alert.notes == (

@@ -261,9 +261,14 @@ def test_access_key_bucket_and_object_resources() -> None:
     # When it is parsed
     [alert] = alerts_of(event)
 
-    # Then remediation sees the key with its user, the bucket and the object
+    # Then remediation sees the key with its user (and the kind of principal), the bucket and the object
     assert alert.resources == (
-        Resource(type=ResourceType.ACCESS_KEY, id="AKIAIOSFODNN7EXAMPLE", user_name="ci-deployer"),
+        Resource(
+            type=ResourceType.ACCESS_KEY,
+            id="AKIAIOSFODNN7EXAMPLE",
+            user_name="ci-deployer",
+            user_type="IAMUser",
+        ),
         Resource(type=ResourceType.S3_BUCKET, id="incoming-uploads", bucket="incoming-uploads"),
         Resource(
             type=ResourceType.S3_OBJECT,

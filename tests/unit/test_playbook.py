@@ -11,8 +11,10 @@ import pytest
 from tests.factories import make_alert, make_case
 from vtriage.config import EnrichSettings
 from vtriage.errors import ConfigurationError
+from vtriage.intake import read_document
 from vtriage.models import (
     Action,
+    ActionStatus,
     ActionType,
     Alert,
     Branch,
@@ -171,6 +173,98 @@ def test_a_key_whose_user_is_unknown_is_not_planned() -> None:
 
     # When it is planned, Then nothing is: the key cannot be disabled without its user
     assert plan_actions(alert, [ioc(IocType.IP, "23.129.64.215", Verdict.MALICIOUS)]) == []
+
+
+# Documents of tests/corpus (PROVENANCE.md), each naming an access key: the AWS CLI's documented get-findings
+# output (an IAM user's temporary credentials, ASIA...), a root user finding (UserType Root, an ASIA key),
+# a hand-written AccessKeyLeak test event (an IAM user's long-term key, AKIA...).
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+MALICIOUS_CALLER = [ioc(IocType.IP, "23.129.64.215", Verdict.MALICIOUS)]
+
+
+def corpus_alert(name: str) -> Alert:
+    """The first alert of a corpus document, in an account vtriage acts in (the root user finding names a
+    13-digit account, which alone keeps it from action)."""
+    alert = read_document(json.loads((CORPUS / name).read_text())).alerts[0]
+    return alert.model_copy(update={"account": "123456789012", "not_actionable": ()})
+
+
+@pytest.mark.parametrize(
+    ("document", "said"),
+    [
+        (
+            "aws-cli__guardduty_get-findings.json",
+            "temporary credentials (ASIA...) from AWS STS cannot be disabled: deny the user's sessions "
+            "issued before now (aws:TokenIssueTime) and disable the long-term key that issued them",
+        ),
+        (
+            "guardduty-soar__root-user-forensics_event.json",
+            "the root user's access keys are managed by the root user: vtriage cannot disable them",
+        ),
+    ],
+    ids=["iam-user-temporary-credentials", "root-user"],
+)
+def test_a_key_no_update_can_disable_is_skipped_with_why_and_the_case_goes_to_a_person(
+    document: str, said: str
+) -> None:
+    # Given a real finding naming a key UpdateAccessKey cannot disable, and a malicious caller
+    alert = corpus_alert(document)
+
+    # When the default playbooks plan it
+    actions = plan_actions(alert, MALICIOUS_CALLER)
+
+    # Then the key's action is planned skipped, saying why and what to do instead, and nothing else runs
+    [action] = actions
+    assert (action.type, action.target, action.status) == (
+        ActionType.DISABLE_ACCESS_KEY,
+        alert.resources[0].id,
+        ActionStatus.SKIPPED,
+    )
+    assert action.detail.startswith("not run, nothing changed: " + said)
+    assert "malicious-api-caller" in action.detail
+    # And the case goes to a ticket (the remediate function would have nothing to run), not to remediation
+    assert choose_branch(_case(alert, Verdict.MALICIOUS, actions)) is Branch.TICKET
+
+
+def test_an_iam_users_long_term_key_from_a_real_finding_is_planned() -> None:
+    # Given the AccessKeyLeak test event: an IAM user's long-term key (AKIA...)
+    alert = corpus_alert("soar-lab__readme_accesskeyleak_test_event.json")
+
+    # When it is planned with a malicious caller, Then the key is disabled, the case remediated
+    actions = plan_actions(alert, MALICIOUS_CALLER)
+    assert planned(actions) == [
+        ("disable_access_key", "AKIAIOSFODNN7EXAMPLE", {"user_name": "soar-test-user"})
+    ]
+    assert actions[0].status is ActionStatus.PLANNED
+    assert choose_branch(_case(alert, Verdict.MALICIOUS, actions)) is Branch.REMEDIATE
+
+
+@pytest.mark.parametrize(
+    ("key_id", "user_type", "said"),
+    [
+        ("ASIAIOSFODNN7EXAMPLE", "AssumedRole", "revoke the role's sessions"),
+        ("ASIAIOSFODNN7EXAMPLE", None, "temporary credentials (ASIA...)"),
+        ("AKIAIOSFODNN7EXAMPLE", "Root", "the root user's access keys are managed by the root user"),
+        ("AKIAIOSFODNN7EXAMPLE", "FederatedUser", "a principal of type FederatedUser, not an IAM user"),
+        ("SSSSSSSSSSSSSSS", "IAMUser", "not an IAM user's long-term access key id (AKIA...)"),
+    ],
+)
+def test_only_an_iam_users_long_term_key_is_planned_to_run(
+    key_id: str, user_type: str | None, said: str
+) -> None:
+    # Given a finding naming a key of this kind, held by this kind of principal
+    key = Resource(type=ResourceType.ACCESS_KEY, id=key_id, user_name="ci-deployer", user_type=user_type)
+    alert = make_alert(type="UnauthorizedAccess:IAMUser/TorIPCaller", resources=(key,))
+
+    # When it is planned, Then its action is skipped with the reason
+    [action] = plan_actions(alert, MALICIOUS_CALLER)
+    assert action.status is ActionStatus.SKIPPED
+    assert said in action.detail
+    # And an IAM user's long-term key, or one whose holder the finding does not name, is planned to run
+    for holder in ("IAMUser", None):
+        long_term = key.model_copy(update={"id": "AKIAIOSFODNN7EXAMPLE", "user_type": holder})
+        [runs] = plan_actions(alert.model_copy(update={"resources": (long_term,)}), MALICIOUS_CALLER)
+        assert runs.status is ActionStatus.PLANNED
 
 
 def test_malware_in_an_s3_object_quarantines_the_object() -> None:

@@ -34,7 +34,7 @@ from typing import Literal
 
 from vtriage.intake import falcon
 from vtriage.intake.fields import escaped
-from vtriage.models import NEEDS_APPROVAL_PARAMETER, Action, ActionType, Alert, Provenance
+from vtriage.models import NEEDS_APPROVAL_PARAMETER, Action, ActionStatus, ActionType, Alert, Provenance
 
 __all__ = [
     "WAITS_FOR_A_PERSON",
@@ -233,7 +233,8 @@ def _foreign_product(alert: Alert) -> str | None:
 
 def requiring_approval(actions: Sequence[Action], reason: str) -> list[Action]:
     """The actions, each waiting for a person before it runs (the playbook parameter the remediate
-    function honours), with the reason in its detail."""
+    function honours), with the reason in its detail; one planned skipped (it cannot work) stays as it
+    is, with its own reason."""
     return [
         action.model_copy(
             update={
@@ -241,6 +242,8 @@ def requiring_approval(actions: Sequence[Action], reason: str) -> list[Action]:
                 "detail": _joined((action.detail, WAITS_FOR_A_PERSON + reason)),
             }
         )
+        if action.status is ActionStatus.PLANNED
+        else action
         for action in actions
     ]
 

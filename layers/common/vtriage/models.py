@@ -83,8 +83,48 @@ class Resource(Frozen):
     network_interface_ids: tuple[str, ...] = ()
     addresses: tuple[str, ...] = Field(default=(), description="the resource's own IP addresses")
     user_name: str | None = None
+    user_type: str | None = Field(
+        default=None,
+        description="for an access key, the kind of principal the finding says holds it (GuardDuty's "
+        "userType, Security Hub's PrincipalType): IAMUser, Root, AssumedRole, ...; None when not named",
+    )
     bucket: str | None = None
     key: str | None = None
+
+
+# An IAM user's long-term access key id (AKIA...): the only kind UpdateAccessKey can set Inactive. STS's
+# temporary credentials are ASIA...
+_LONG_TERM_KEY_PREFIX = "AKIA"
+_TEMPORARY_KEY_PREFIX = "ASIA"
+
+
+def why_a_key_cannot_be_disabled(key_id: str, user_type: str | None) -> str | None:
+    """Why disabling this access key (`disable_access_key`: IAM's UpdateAccessKey) cannot work, as a
+    person reads it, with what to do instead; None for an IAM user's long-term key (AKIA..., held by an
+    IAMUser or by a principal the finding does not name). The remediate function still reads the live key
+    before it acts."""
+    kind = (user_type or "").strip()
+    if kind.casefold() == "root":
+        return (
+            "the root user's access keys are managed by the root user: vtriage cannot disable them (delete "
+            "them signed in as the root user, and review who can sign in as root)"
+        )
+    if key_id.startswith(_TEMPORARY_KEY_PREFIX):
+        sessions = (
+            "deny the user's sessions issued before now (aws:TokenIssueTime) and disable the long-term key "
+            "that issued them"
+            if kind.casefold() == "iamuser"
+            else "revoke the role's sessions (IAM: the role's Revoke active sessions)"
+        )
+        return f"temporary credentials (ASIA...) from AWS STS cannot be disabled: {sessions}"
+    if kind and kind.casefold() != "iamuser":
+        return (
+            f"the key is held by a principal of type {one_line(kind, limit=40)}, not an IAM user: only an "
+            "IAM user's long-term keys (AKIA...) can be disabled"
+        )
+    if not key_id.startswith(_LONG_TERM_KEY_PREFIX):
+        return "not an IAM user's long-term access key id (AKIA...): there is no such key to disable"
+    return None
 
 
 class Severity(Frozen):
@@ -519,8 +559,11 @@ class Case(BaseModel):
 
     @property
     def remediable(self) -> bool:
-        """A malicious case with an action that could act on one of its resources."""
-        return self.verdict is Verdict.MALICIOUS and bool(self.actions)
+        """A malicious case with an action that could act on one of its resources: one planned, not one
+        skipped as it was planned (an access key that cannot be disabled, say), which goes to a ticket."""
+        return self.verdict is Verdict.MALICIOUS and any(
+            action.status is not ActionStatus.SKIPPED for action in self.actions
+        )
 
     def record(self, status: CaseStatus, at: datetime, note: str = "") -> None:
         """Move the case to `status` at `at` and add the step to its history: every step that changes a

@@ -15,7 +15,7 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,6 +25,7 @@ from vtriage.models import (
     DRY_RUN_PARAMETER,
     NEEDS_APPROVAL_PARAMETER,
     Action,
+    ActionStatus,
     ActionType,
     Alert,
     Branch,
@@ -34,6 +35,7 @@ from vtriage.models import (
     Resource,
     ResourceType,
     Verdict,
+    why_a_key_cannot_be_disabled,
 )
 
 DEFAULT_PLAYBOOKS_PATH = Path(__file__).resolve().parent / "data" / "playbooks.json"
@@ -215,9 +217,11 @@ def plan_actions(
 
     An action needs something to act on: an instance action without an instance in the alert, a NACL
     block without an instance (whose subnets it guards), a key action without the key's user, is not
-    planned. Actions are only planned here; the remediate function decides, under its guardrails, what
-    runs. An alert that is not actionable (`Alert.not_actionable` says why) gets no action: it is
-    ticketed.
+    planned. An action that cannot work on what the alert names is planned SKIPPED, saying why and what
+    to do instead, so that the case goes to a person: disabling temporary credentials (ASIA...), the
+    root user's keys or another principal's (`why_a_key_cannot_be_disabled`). Actions are only planned
+    here; the remediate function decides, under its guardrails, what runs. An alert that is not
+    actionable (`Alert.not_actionable` says why) gets no action: it is ticketed.
     """
     if alert.not_actionable:
         return []
@@ -231,7 +235,7 @@ def plan_actions(
             action_type = _resolve(spec.type, ip_block_method)
             if action_type is None:
                 continue
-            for target, parameters in _targets(action_type, alert, matched):
+            for target, parameters, unworkable in _targets(action_type, alert, matched):
                 all_parameters = {**spec.parameters, **parameters}
                 if spec.dry_run:
                     all_parameters[DRY_RUN_PARAMETER] = "true"
@@ -241,14 +245,18 @@ def plan_actions(
                 if identity in seen:
                     continue
                 seen.add(identity)
-                planned.append(
-                    Action(
-                        type=action_type,
-                        target=target,
-                        parameters=all_parameters,
-                        detail=f"planned by playbook {playbook.name}",
-                    )
+                action = Action(
+                    type=action_type,
+                    target=target,
+                    parameters=all_parameters,
+                    detail=f"planned by playbook {playbook.name}",
                 )
+                if unworkable is not None:
+                    action = action.with_outcome(
+                        ActionStatus.SKIPPED,
+                        f"not run, nothing changed: {unworkable} (playbook {playbook.name})",
+                    )
+                planned.append(action)
     return planned
 
 
@@ -303,10 +311,17 @@ def _resolve(spec_type: ActionType | str, ip_block_method: IpBlockMethod) -> Act
     return ActionType(spec_type)
 
 
-def _targets(
-    action_type: ActionType, alert: Alert, matched: Sequence[IocOutcome]
-) -> list[tuple[str, dict[str, str]]]:
-    """Each (target, parameters) the action acts on, as its actuator expects them."""
+class _Target(NamedTuple):
+    """What one action acts on, the parameters its actuator expects, and why it cannot work when it
+    cannot (the action is then planned SKIPPED with the reason)."""
+
+    target: str
+    parameters: dict[str, str]
+    unworkable: str | None = None
+
+
+def _targets(action_type: ActionType, alert: Alert, matched: Sequence[IocOutcome]) -> list[_Target]:
+    """Each target the action acts on, with the parameters its actuator expects."""
     ioc_type = _IOC_TARGETS.get(action_type)
     if ioc_type is not None:
         values = list(dict.fromkeys(ioc.value for ioc in matched if ioc.type is ioc_type))
@@ -314,22 +329,28 @@ def _targets(
             # A network ACL guards subnets: block in those of each instance the alert names. The remediate
             # function reads the instance's subnets from EC2, never the VPC or subnets the alert names.
             instances = list(dict.fromkeys(_instances(alert.resources)))
-            return [(value, {"instance_id": instance}) for value in values for instance in instances]
-        return [(value, {}) for value in values]
+            return [_Target(value, {"instance_id": instance}) for value in values for instance in instances]
+        return [_Target(value, {}) for value in values]
     resource_type = _RESOURCE_TARGETS[action_type]
-    targets: list[tuple[str, dict[str, str]]] = []
+    targets: list[_Target] = []
     for resource in alert.resources:
         if resource.type is not resource_type:
             continue
         if resource_type is ResourceType.ACCESS_KEY:
             if resource.user_name:
-                targets.append((resource.id, {"user_name": resource.user_name}))
+                targets.append(
+                    _Target(
+                        resource.id,
+                        {"user_name": resource.user_name},
+                        why_a_key_cannot_be_disabled(resource.id, resource.user_type),
+                    )
+                )
         elif resource_type is ResourceType.S3_OBJECT:
             if resource.bucket and resource.key:
                 location = f"s3://{resource.bucket}/{resource.key}"
-                targets.append((location, {"bucket": resource.bucket, "key": resource.key}))
+                targets.append(_Target(location, {"bucket": resource.bucket, "key": resource.key}))
         else:
-            targets.append((resource.id, {}))
+            targets.append(_Target(resource.id, {}))
     return targets
 
 

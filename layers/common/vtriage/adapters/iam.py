@@ -8,7 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import error_code, is_transient, transient_aws_errors
-from vtriage.models import Action, ActionStatus
+from vtriage.models import Action, ActionStatus, why_a_key_cannot_be_disabled
 
 # Why attaching the containment policy can fail once the key is already disabled.
 _ATTACH_PROBLEMS = {
@@ -41,6 +41,10 @@ class IamAccessKeyDisabler:
         user_name = action.parameters.get("user_name")
         if not user_name:
             return action.with_outcome(ActionStatus.FAILED, "not disabled: parameter user_name missing")
+        # Planning gives such a key no action to run; checked again here, whoever planned it.
+        unworkable = why_a_key_cannot_be_disabled(action.target, None)
+        if unworkable is not None:
+            return action.with_outcome(ActionStatus.SKIPPED, f"not disabled: {unworkable}")
         return self._guard(action, user_name, "disabling", lambda: self._disable(action, user_name, dry_run))
 
     def rollback(self, action: Action) -> Action:

@@ -495,7 +495,8 @@ class _FindingReader(Fields):
             )
 
     def access_key(self, resource: Mapping[str, Any], *, required: bool) -> Resource | None:
-        """The IAM access key and the user it belongs to."""
+        """The IAM access key, the user it belongs to and the kind of principal that holds it (IAMUser, Root,
+        AssumedRole, ...)."""
         details = self.object(resource, "accessKeyDetails", "resource", required=required)
         if details is None:
             return None
@@ -503,7 +504,12 @@ class _FindingReader(Fields):
         key_id = self.text(details, "accessKeyId", at, required=required)
         if key_id is None:
             return None
-        return Resource(type=ResourceType.ACCESS_KEY, id=key_id, user_name=self.text(details, "userName", at))
+        return Resource(
+            type=ResourceType.ACCESS_KEY,
+            id=key_id,
+            user_name=self.text(details, "userName", at),
+            user_type=self.text(details, "userType", at),
+        )
 
     def buckets(self, resource: Mapping[str, Any]) -> list[Resource]:
         """The S3 buckets, and the objects GuardDuty names in them."""

@@ -530,7 +530,12 @@ class _FindingReader(Fields):
         if not key_id or key_id.startswith("arn:"):
             return None
         user = self.text(key, "PrincipalName", at) or self.text(key, "UserName", at)
-        return Resource(type=ResourceType.ACCESS_KEY, id=key_id, user_name=user)
+        return Resource(
+            type=ResourceType.ACCESS_KEY,
+            id=key_id,
+            user_name=user,
+            user_type=self.text(key, "PrincipalType", at),
+        )
 
     # --- IOCs: never refuse ----------------------------------------------------------------------
 
