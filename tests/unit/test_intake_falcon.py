@@ -14,6 +14,7 @@ import pytest
 
 from tests.factories import make_case
 from vtriage.eligibility import Place, eligibility
+from vtriage.errors import InvalidAlertError
 from vtriage.fakes import FakeAlertQueue
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
@@ -362,6 +363,56 @@ def test_an_entity_without_its_composite_id_is_refused_alone() -> None:
     reasons = {refused.where: refused.reason for refused in result.refused}
     assert reasons["resources[1]"] == "resources[1].composite_id: missing"
     assert "POST /alerts/entities/alerts/v2" in reasons["resources[2]"]
+
+
+def test_a_responses_errors_are_noted_on_each_of_its_alerts() -> None:
+    # Given the real Alerts API response of two cloud alerts, which also reports an id it could not find
+    document = load(CLOUD)
+    document["errors"] = [{"code": 404, "message": "composite id not found", "id": "aaaa:ind:bbbb:1"}]
+
+    # When intake reads it
+    result = read(document)
+
+    # Then both alerts are cases, and each says what the response reported, so that nobody takes the page
+    # for every alert asked for
+    assert len(result.alerts) == 2
+    for alert in result.alerts:
+        assert (
+            "the Alerts API response that held this alert also reported errors: 404 'composite id not found'"
+            " (id 'aaaa:ind:bbbb:1')" in " ".join(alert.notes)
+        )
+
+
+def test_a_body_that_is_only_an_api_error_is_refused_saying_so() -> None:
+    # Given what the Alerts API answers a client whose token was refused
+    document = {
+        "meta": {"query_time": 0.01},
+        "resources": None,
+        "errors": [{"code": 401, "message": "access denied, authorization failed"}],
+    }
+
+    # When intake reads it, Then it is refused as an API error, not as a shape it does not know
+    with pytest.raises(InvalidAlertError) as refused:
+        read(document)
+    assert refused.value.reason == (
+        "a CrowdStrike API error response, not alerts: 401 'access denied, authorization failed'"
+    )
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{"meta": {"query_time": 0.01}, "resources": [], "errors": []}, {"resources": []}],
+    ids=["a response's empty page", "resources alone"],
+)
+def test_a_page_with_no_alert_is_ignored_saying_so(document: dict[str, Any]) -> None:
+    # Given an Alerts API page with no alert in it
+    # When intake reads it
+    result = read(document)
+
+    # Then nothing is refused and no case is made: the page is ignored, with the reason
+    assert (result.alerts, result.refused) == ((), ())
+    [ignored] = result.ignored
+    assert ignored.reason == "resources is empty: a page of the Alerts API with no alert, nothing to triage"
 
 
 def test_redeliveries_are_one_case_however_the_alert_arrives() -> None:

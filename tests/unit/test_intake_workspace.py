@@ -247,6 +247,28 @@ def test_a_pushed_alert_is_the_same_case_as_the_alert_listed_and_a_redelivery_to
     assert the_alert(pushed(alert)).id == "91840a82-3af0-46d7-95ec-625c1cf0c3f7"
 
 
+@pytest.mark.parametrize(
+    ("document", "said"),
+    [
+        ({"alerts": []}, "alerts is empty"),
+        ({"nextPageToken": "abc"}, "no alerts (Google's JSON leaves an empty list out)"),
+        ({}, "no alerts (Google's JSON leaves an empty list out)"),
+    ],
+    ids=["an empty list", "a page token alone", "nothing"],
+)
+def test_a_page_of_alerts_list_with_no_alert_is_ignored_saying_so(
+    document: dict[str, Any], said: str
+) -> None:
+    # Given a page of alerts.list with no alert, as Google writes one (an empty list is left out)
+    # When intake reads it
+    result = IntakeOptions().read(decode_body(json.dumps(document)))
+
+    # Then nothing is refused and no case is made: the page is ignored, with the reason
+    assert (result.alerts, result.refused) == ((), ())
+    [ignored] = result.ignored
+    assert ignored.reason == f"{said}: a page of alerts.list with no alert, nothing to triage"
+
+
 def test_a_new_etag_or_assignee_is_the_same_case_and_another_status_severity_or_address_another() -> None:
     # Given the real leaked-password alert
     alert = load(LEAKED_PASSWORD)

@@ -11,7 +11,9 @@ Understood deliveries, recognised by shape:
 - an alert entity of the Alerts API, as `POST /alerts/entities/alerts/v2` returns each in `resources[]`
   (keyed by `composite_id`): endpoint and identity detections, cloud detections and NG-SIEM correlation
   detections (`source_ips`, `source_hosts`, `destination_hosts`); the whole response, or a JSON array of
-  entities (or of stream events), each read on its own.
+  entities (or of stream events), each read on its own. A response's `errors[]` are noted on each of its
+  alerts; a page with no alert (`"resources": []`) is acknowledged, no case; a response with errors and no
+  alert (a 401's body) is refused, saying it is an API error, not alerts.
 
 Identity is the vendor's own: `composite_id` (Alerts API), `CompositeId` (Event Streams), `DetectId`
 (legacy), so that a redelivery is the same case; the content part of the case id is what decides the
@@ -142,6 +144,9 @@ _STREAM_PRODUCTS = {
 ANOTHER_HASH = "another hash of the file whose {kept} is looked up: one lookup per file"
 # A Falcon device id (the sensor's agent id, AID): 32 hexadecimal digits.
 _DEVICE_ID = re.compile(r"[0-9a-fA-F]{32}")
+# The keys of an Alerts API response, and how many of its errors a refusal or a note names.
+_RESPONSE_KEYS = frozenset({"meta", "resources", "errors"})
+_ERRORS_SHOWN = 3
 # The most items read from one comma-separated field (the cap on IOCs per alert keeps fewer still).
 MAX_LISTED = 200
 # Where a stream event names the device the detection happened on.
@@ -160,8 +165,14 @@ def is_alert_entity(document: Mapping[str, Any]) -> bool:
 
 
 def is_entities_response(document: Mapping[str, Any]) -> bool:
-    """Whether the document is an Alerts API response (`meta` beside a list of `resources`)."""
-    return "meta" in document and isinstance(document.get("resources"), list)
+    """Whether the document is an Alerts API response: `meta` beside a list of `resources`, or nothing but
+    CrowdStrike's response keys (`resources`, `errors`, `meta`) with a list of resources or of errors (an
+    empty page, an error response)."""
+    if "meta" in document and isinstance(document.get("resources"), list):
+        return True
+    only_response_keys = bool(document) and set(document) <= _RESPONSE_KEYS
+    has_list = isinstance(document.get("resources"), list) or isinstance(document.get("errors"), list)
+    return only_response_keys and has_list
 
 
 def is_bare(document: Mapping[str, Any]) -> bool:
@@ -179,12 +190,37 @@ def findings_of(document: Mapping[str, Any], *, ignore_samples: bool = False) ->
     if is_bare(document):
         return [finding_of_bare(document, where="", ignore_samples=ignore_samples)]
     resources = document.get("resources")
+    errors = _api_errors(document.get("errors"))
     if not isinstance(resources, list) or not resources:
-        raise InvalidAlertError("empty: the Alerts API returned no alert to triage", field="resources")
+        if errors:
+            raise InvalidAlertError(f"a CrowdStrike API error response, not alerts: {errors}", field="errors")
+        reason = "resources is empty: a page of the Alerts API with no alert, nothing to triage"
+        return [Finding(where="resources", read=lambda: Acknowledged(reason), content=document)]
     return [
-        _entity(item, f"resources[{index}]", ignore_samples=ignore_samples)
+        _entity(item, f"resources[{index}]", ignore_samples=ignore_samples, response_errors=errors)
         for index, item in enumerate(resources)
     ]
+
+
+def _api_errors(errors: Any) -> str:
+    """CrowdStrike's `errors[]` of a response as a person reads them (`401 access denied, ...`), the first
+    few, escaped; empty when there are none."""
+    if not isinstance(errors, list) or not errors:
+        return ""
+    described = []
+    for error in errors[:_ERRORS_SHOWN]:
+        if not isinstance(error, dict):
+            described.append(shown(error, 120))
+            continue
+        code, message, named = error.get("code"), error.get("message"), error.get("id")
+        parts = [str(code) if isinstance(code, int) and not isinstance(code, bool) else shown(code, 20)]
+        if message not in (None, ""):
+            parts.append(shown(message, 200))
+        if named not in (None, ""):
+            parts.append(f"(id {shown(named, 120)})")
+        described.append(" ".join(parts))
+    more = f", and {len(errors) - _ERRORS_SHOWN} more" if len(errors) > _ERRORS_SHOWN else ""
+    return "; ".join(described) + more
 
 
 def finding_of_bare(document: Mapping[str, Any], *, where: str, ignore_samples: bool = False) -> Finding:
@@ -194,7 +230,7 @@ def finding_of_bare(document: Mapping[str, Any], *, where: str, ignore_samples: 
     return _entity(document, where, ignore_samples=ignore_samples)
 
 
-def _entity(item: Any, where: str, *, ignore_samples: bool) -> Finding:
+def _entity(item: Any, where: str, *, ignore_samples: bool, response_errors: str = "") -> Finding:
     def read() -> Alert | Acknowledged:
         if isinstance(item, str):
             raise InvalidAlertError(
@@ -207,7 +243,13 @@ def _entity(item: Any, where: str, *, ignore_samples: bool) -> Finding:
                 f"expected a Falcon alert entity, got {json_kind(item)}", field=where or None
             )
         prefix = where + "." if where else ""
-        return _EntityReader(item, prefix).outcome(ignore_samples=ignore_samples)
+        reader = _EntityReader(item, prefix)
+        if response_errors:
+            reader.note(
+                f"the Alerts API response that held this alert also reported errors: {response_errors}"
+                " (alerts asked for may be missing from it)"
+            )
+        return reader.outcome(ignore_samples=ignore_samples)
 
     alert_id = peek_id(item.get("composite_id")) if isinstance(item, dict) else None
     status = item.get("status") if isinstance(item, dict) else None

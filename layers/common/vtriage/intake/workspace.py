@@ -4,7 +4,8 @@ Understood deliveries, recognised by shape:
 
 - one `Alert` (`alertId`, `customerId`, `type`, `source`, `data`, `metadata`, ...), as `alerts.get`
   returns it; a JSON array of them; `alerts.list` output (`{"alerts": [...], "nextPageToken": ...}`),
-  each alert read on its own;
+  each alert read on its own; a page with no alert (`{"alerts": []}`, and `{}` or `{"nextPageToken":
+  ...}`, as Google's JSON writes an empty list) is acknowledged, no case;
 - a Cloud Pub/Sub push message (`{"message": {"data": <base64>, "attributes": {...}, "messageId": ...},
   "subscription": ...}`), as Alert Center publishes to a topic: its `data` is base64-encoded JSON, an
   `Alert` or, as Alert Center's notification guide documents, the alert's own payload beside the
@@ -119,9 +120,17 @@ def is_pubsub_push(document: Mapping[str, Any]) -> bool:
     return "subscription" in document or named
 
 
+def is_empty_page(document: Mapping[str, Any]) -> bool:
+    """Whether the document is a page of `alerts.list` with no alert: Google's JSON leaves an empty list
+    out, so such a page is `{}`, or holds only `nextPageToken`."""
+    return set(document) <= {"nextPageToken"}
+
+
 def is_document(document: Mapping[str, Any]) -> bool:
     """Whether the document is any delivery this module reads."""
-    return is_alert(document) or is_alert_list(document) or is_pubsub_push(document)
+    return (
+        is_alert(document) or is_alert_list(document) or is_pubsub_push(document) or is_empty_page(document)
+    )
 
 
 def findings_of(document: Mapping[str, Any]) -> list[Finding]:
@@ -132,7 +141,13 @@ def findings_of(document: Mapping[str, Any]) -> list[Finding]:
         return [_pushed(document)]
     alerts = document.get("alerts")
     if not isinstance(alerts, list) or not alerts:
-        raise InvalidAlertError("empty: alerts.list returned no alert to triage", field="alerts")
+        said = (
+            "alerts is empty"
+            if isinstance(alerts, list)
+            else "no alerts (Google's JSON leaves an empty list out)"
+        )
+        reason = f"{said}: a page of alerts.list with no alert, nothing to triage"
+        return [Finding(where="alerts", read=lambda: Acknowledged(reason), content=document)]
     return [finding_of_bare(item, where=f"alerts[{index}]") for index, item in enumerate(alerts)]
 
 
