@@ -36,6 +36,8 @@ EPP_ZEROS = "elastic-integrations__crowdstrike_falcon_test-falcon-epp-detection-
 LEGACY = "elastic-integrations__crowdstrike_falcon_test-falcon-detection-summary_1.json"
 IDENTITY_STREAM = "elastic-integrations__crowdstrike_falcon_test-falcon-ipd-summary_1.json"
 CLOUD = "demisto-content__crowdstrike_ioa_alerts_v2_entities_response.json"
+# An automated lead, named after its host and a time, is_closed true while its status says new.
+LEAD = "elastic-integrations__crowdstrike_alert_test-automated-lead_1.json"
 # An automated lead's context signal: the process's, its parent's and its grandparent's sha256.
 LEAD_SIGNAL = "elastic-integrations__crowdstrike_alert_test-automated-lead_2.json"
 XDR = "elastic-integrations__crowdstrike_falcon_test-falcon-xdr-detection-summary.json"
@@ -259,6 +261,35 @@ def test_a_reopened_alert_reads_its_network_accesses_and_skips_the_hosts_own_add
     keys = [ioc.key for ioc in alert.iocs]
     assert len(keys) == len(set(keys))
     assert "d7606155185cf8a9aa78a56cf486ed48ede0119490e1f087c03d502890c475c9" in looked_up(alert)
+
+
+def test_an_automated_lead_falcon_closed_is_acknowledged_whatever_its_status_says() -> None:
+    # Given Elastic's real automated lead: is_closed true, status still "new"
+    result = read(load(LEAD))
+
+    # Then no case, and the reason names the field
+    assert result.alerts == ()
+    [ignored] = result.ignored
+    assert ignored.reason == "is_closed is true: dealt with in Falcon"
+
+
+def test_an_automated_lead_is_titled_by_its_indicators_never_by_its_host() -> None:
+    # Given the automated lead, open (its name is its host and a time: "host-1.example.local at ...")
+    document = load(LEAD)
+    document["is_closed"] = False
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then its type and title are its indicator's name and description, and its host is shown on its own
+    assert alert.type == "ReconUnderWebService"
+    assert alert.title == (
+        "Automated lead: ReconUnderWebService: A command intended to perform reconnaissance has executed"
+        " under a web service."
+    )
+    assert "host-1.example.local" not in alert.title
+    assert alert.vendor is not None
+    assert alert.vendor.host == "host-1.example.local"
 
 
 def test_a_closed_alert_is_acknowledged_without_a_case() -> None:

@@ -62,7 +62,8 @@ case shows the Falcon product, host, user and console link (`Alert.vendor`). The
 happened on is its resource, by its Falcon device id (`device.device_id`; a stream event's `AgentId`,
 `SensorId` or `AgentIdString`): the one thing vtriage may act on, by containing it in the deployment's own
 Falcon tenant (`eligibility.Place` decides where an action may run).
-Acknowledged, no case: an alert whose `status` is `closed`. CrowdStrike's test detection (a command line
+Acknowledged, no case: an alert whose `status` is `closed`, or whose `is_closed` is true (an automated
+lead's). CrowdStrike's test detection (a command line
 naming `crowdstrike_sample_detection`) is a sample: triaged and never acted on, or ignored with
 `ignore_samples`.
 """
@@ -88,6 +89,7 @@ from vtriage.intake.fields import (
     declared_algorithm,
     epoch_time,
     ioc_of,
+    is_true,
     join,
     json_kind,
     own_values,
@@ -105,6 +107,8 @@ LEGACY_EVENT = "DetectionSummaryEvent"
 # The hosts of Falcon's consoles (falcon.crowdstrike.com, falcon.us-2..., falcon.laggar.gcw...).
 CONSOLE_HOSTS = ("crowdstrike.com",)
 CLOSED = "closed"
+# The `type` of an automated lead (Falcon's grouping of related indicators on a host).
+AUTOMATED_LEAD = "automated-lead"
 # CrowdStrike's test detection: `choice /m crowdstrike_sample_detection` on Windows.
 SAMPLE_MARKER = "crowdstrike_sample_detection"
 SAMPLE_REASON = f"CrowdStrike's test detection (a command line naming {SAMPLE_MARKER})"
@@ -470,6 +474,8 @@ class _EntityReader(_FalconReader):
         status = self.loose_text(entity, "status")
         if status is not None and status.strip().lower() == CLOSED:
             return Acknowledged(f"{self.where('status')} is 'closed': dealt with in Falcon", alert_id)
+        if is_true(entity.get("is_closed")):
+            return Acknowledged(f"{self.where('is_closed')} is true: dealt with in Falcon", alert_id)
         command_lines = self.command_lines()
         sample = self.sample(command_lines)
         if sample and ignore_samples:
@@ -481,14 +487,7 @@ class _EntityReader(_FalconReader):
             kept.setdefault(ioc.key, ioc)
         self.command_line_iocs(kept, command_lines, own)
         self.note_cloud_place()
-        name = self.loose_text(entity, "display_name") or self.loose_text(entity, "name")
-        description = self.loose_text(entity, "description")
-        alert_type = (
-            self.loose_text(entity, "name") or name or self.loose_text(entity, "type") or "Falcon alert"
-        )
-        title = name or alert_type
-        if description and description != title:
-            title = f"{title}: {description}"
+        alert_type, title = self.type_and_title()
         created = self.moment(entity, "created_timestamp", "", instead="timestamp stands in") or self.moment(
             entity, "timestamp", "", instead="updated_timestamp stands in"
         )
@@ -509,6 +508,33 @@ class _EntityReader(_FalconReader):
             details=self.details(device),
             hosts=self.host(device, ("device_id",), "device"),
         )
+
+    def type_and_title(self) -> tuple[str, str]:
+        """The alert's type (`name`) and title (`display_name`, else `name`, and `description`). An
+        automated lead names itself after its host and a time ("host-1 at 2026-05-11T05:11:47Z"): its
+        type and title come from its indicators' names and description instead, the host being shown on
+        its own."""
+        entity = self.entity
+        if str(entity.get("type")).strip().lower() == AUTOMATED_LEAD:
+            indicators = [item for _, item in self.branches(entity, "threatgraph_indicators", "")]
+            names = list(
+                dict.fromkeys(name for item in indicators if (name := vendor.name(item.get("display_name"))))
+            )
+            description = next(
+                (text for item in indicators if (text := self.loose_text(item, "description"))), None
+            )
+            alert_type = names[0] if names else "Automated lead"
+            title = "Automated lead" + (f": {', '.join(names)}" if names else "")
+            return alert_type, f"{title}: {description}" if description else title
+        name = self.loose_text(entity, "display_name") or self.loose_text(entity, "name")
+        description = self.loose_text(entity, "description")
+        alert_type = (
+            self.loose_text(entity, "name") or name or self.loose_text(entity, "type") or "Falcon alert"
+        )
+        title = name or alert_type
+        if description and description != title:
+            title = f"{title}: {description}"
+        return alert_type, title
 
     def command_lines(self) -> list[tuple[str, str]]:
         """(path, text) of the process's, its parent's and its grandparent's command lines."""
@@ -602,7 +628,10 @@ class _EntityReader(_FalconReader):
             product=vendor.name(product),
             tenant=vendor.first_name(entity.get("cid"), device.get("cid")),
             host=vendor.first_name(
-                device.get("hostname"), entity.get("source_endpoint_host_name"), entity.get("host_names")
+                device.get("hostname"),
+                entity.get("source_endpoint_host_name"),
+                entity.get("host_names"),
+                [item.get("hostname") for _, item in self.branches(entity, "threatgraph_indicators", "")],
             ),
             user=vendor.first_name(
                 entity.get("user_name"), entity.get("source_account_name"), entity.get("user_names")
