@@ -39,6 +39,7 @@ from tests.functional.test_ticket_providers import (
     adf_links,
     adf_text,
 )
+from vtriage.approval import TOKEN_PARAMETER
 from vtriage.models import Resource, ResourceType
 from vtriage_local.replay import bundled_recordings
 from vtriage_local.runner import VirusTotalSource, run_files
@@ -714,10 +715,17 @@ def test_pushed_alerts_wait_for_a_person_and_a_forged_sender_stamp_is_never_beli
     # And nothing changed on the instance it names, for real though the run was
     before, after = observed.ec2
     assert after.of_instance(INSTANCE) == before.of_instance(INSTANCE)
-    # And each action's approval request went to the approvers alone, never to the ticket topic
+    # And each action's approval request went to the approvers alone, never to the ticket topic: a
+    # ticket may link to the case's read-only page, never carry a link that decides
     assert len(observed.approvals_of(pushed["case_id"])) == len(pushed["actions"])
+    decision_tokens = {
+        token
+        for mail in observed.approvals_of(pushed["case_id"])
+        for token in re.findall(rf"\.on\.aws/?\?{TOKEN_PARAMETER}=([\w.-]+)", mail["Message"])
+    }
+    assert len(decision_tokens) == 2 * len(pushed["actions"])  # an approve and a reject link each
     for mail in observed.tickets:
-        assert "lambda-url" not in mail["Message"]
+        assert not any(token in mail["Message"] for token in decision_tokens)
         assert not any(line.startswith(("Approve:", "Reject:")) for line in lines_of(mail))
     # And the pushed S3 object's quarantine waited for a person too
     s3_case = _pushed_case(document, observed, S3_KEY_INJECTION)
@@ -869,9 +877,12 @@ def test_a_hostile_title_reaches_jira_as_code_on_one_line_with_no_link_of_the_se
     assert "\r" not in summary
     assert len(summary) <= 255
     assert summary.startswith("[HIGH] malicious: EC2 instance i-0a1b2c3d4e5f67890 is querying a known C&C")
-    # And the description's only links are vtriage's own (the VirusTotal page), none of the sender's
+    # And the description's only links are vtriage's own (the case's read-only page on the approval
+    # function's URL, the VirusTotal page), none of the sender's
     description = issue["description"]
-    assert adf_links(description) == ["https://www.virustotal.com/gui/domain/tawuhoju.com"]
+    case_page, *others = adf_links(description)
+    assert re.fullmatch(r"https://[0-9a-f]{32}\.lambda-url\.us-east-1\.on\.aws/?\?view=[\w.-]+", case_page)
+    assert others == ["https://www.virustotal.com/gui/domain/tawuhoju.com"]
     assert "https://evil" not in json.dumps(issue)
     # And the title is one code-marked text (Jira renders no markup, link or macro in code)
     [title] = [code for code in adf_code(description) if code.startswith("EC2 instance i-0a1b2c3d4e5f67890")]
