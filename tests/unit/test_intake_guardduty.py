@@ -966,9 +966,11 @@ def test_a_malformed_account_falls_back_to_the_events_and_the_alert_is_never_act
 
 
 def test_a_bare_finding_without_account_or_region_gets_a_marked_placeholder() -> None:
-    # Given a bare finding (no envelope to fall back on) without account id, and with a Region that is none
+    # Given a bare finding (no envelope to fall back on) without account id nor its own ARN (which would
+    # name the account), and with a Region that is none
     finding = load(BACKDOOR)["detail"]
     del finding["accountId"]
+    del finding["arn"]
     finding["region"] = "mars-1"
 
     # When it is read
@@ -1561,3 +1563,92 @@ def test_an_empty_or_unreadable_service_is_an_alert_too(
     assert alert.id == "test-finding-id-001"
     assert [resource.id for resource in alert.resources] == ["AKIAIOSFODNN7EXAMPLE"]
     assert alert.not_actionable == not_actionable
+
+
+# ---------------------------------------------------------------- the place a finding's own ARN names
+
+# PaloAltoNetworks/pan_guard_duty's finding (tests/corpus/PROVENANCE.md): no accountId, its own arn naming
+# account 140651570565 in us-west-2.
+ARN_ONLY = "pan-guard-duty__lambda_fw_config_gd_finding.json"
+ARN_ACCOUNT = "140651570565"
+
+
+def test_a_real_finding_without_account_id_lives_in_the_account_its_own_arn_names() -> None:
+    # Given the real finding with no accountId, whose arn names its account and Region
+    finding = load_corpus(ARN_ONLY)
+    assert "accountId" not in finding
+
+    # When it is read
+    alert = only_alert(finding)
+
+    # Then it lives in the ARN's account and its own Region, may be acted on, and the case says where the
+    # account came from
+    assert (alert.account, alert.region) == (ARN_ACCOUNT, "us-west-2")
+    assert alert.not_actionable == ()
+    assert alert.notes == (
+        f"accountId: missing; the account {ARN_ACCOUNT} is taken from the finding's own ARN (arn)",
+    )
+
+
+def test_a_finding_without_account_id_or_region_takes_both_from_its_arn_before_the_event() -> None:
+    # Given the finding without region either, in an event around it naming another account and Region
+    # (the administrator's, where the event was delivered)
+    finding = load_corpus(ARN_ONLY)
+    del finding["region"]
+    event = {**load(BACKDOOR), "detail": finding}
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then the finding's own ARN says where it lives, both noted
+    assert (alert.account, alert.region) == (ARN_ACCOUNT, "us-west-2")
+    assert alert.not_actionable == ()
+    assert (
+        "detail.region: missing; the region us-west-2 is taken from the finding's own ARN (detail.arn)"
+        in (alert.notes)
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        (
+            "accountId",
+            "111122223333",
+            f"detail.arn: names account {ARN_ACCOUNT}, but detail.accountId names 111122223333",
+        ),
+        ("region", "eu-west-1", "detail.arn: names region us-west-2, but detail.region names eu-west-1"),
+    ],
+)
+def test_a_finding_whose_arn_names_another_place_than_its_fields_is_not_acted_on(
+    field: str, value: str, named: str
+) -> None:
+    # Given the finding, its own field naming another account (or Region) than its arn
+    event = {**load(BACKDOOR), "detail": {**load_corpus(ARN_ONLY), field: value}}
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then its own field stands, and it is not acted on, the reason naming both
+    assert (alert.account if field == "accountId" else alert.region) == value
+    assert any(reason.startswith(named) for reason in alert.not_actionable), alert.not_actionable
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        # Another finding's ARN: it says nothing of this one.
+        "arn:aws:guardduty:us-west-2:140651570565:detector/f4afdb9f43c68ca3fdc7eefa34ae392f/finding/aab0a6dfa206ad5b35117774c12ef57f",
+        # Not a GuardDuty finding's ARN.
+        "arn:aws:iam::140651570565:role/guardduty",
+        "arn:aws:guardduty:us-west-2:14065157056:detector/f4afdb9f43c68ca3fdc7eefa34ae392f/finding/9cb0da8eee22ffdb25dee0e56ddb8740",
+    ],
+)
+def test_an_arn_that_is_not_this_findings_own_names_no_account(arn: str) -> None:
+    # Given the finding without accountId, its arn not its own GuardDuty finding ARN
+    finding = {**load_corpus(ARN_ONLY), "arn": arn}
+
+    # When it is read, Then the account is unknown and nothing is acted on, as without an arn
+    alert = only_alert(finding)
+    assert alert.account == "unknown"
+    assert "accountId: missing" in alert.not_actionable

@@ -11,7 +11,9 @@ documents it degrades: an identity field (account, Region, times, severity, type
 makes the alert not actionable, and so does a missing `service` (GuardDuty puts the detection itself,
 its action, evidence, count and sample flag, under it); a value where an IOC belongs is kept as a
 skipped IOC. An EventBridge event whose `detail` is written in PascalCase (as some tools write them) is
-read as a PascalCase bare finding is.
+read as a PascalCase bare finding is. A finding without `accountId` (or `region`) lives where its own
+`arn` says, when that is this finding's GuardDuty ARN (noted); one whose ARN names another account or
+Region than its fields is not acted on.
 
 GuardDuty's sample findings (`service.additionalInfo.sample`, as "Generate sample findings" makes them)
 are triaged, marked as samples and never acted on; `ignore_samples` ignores them instead.
@@ -24,7 +26,7 @@ object with threats found becomes an Alert on that object; any other scan result
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -71,6 +73,12 @@ _NOT_MD5_ETAG = (
 _CAMEL_EXCEPTIONS = {"SourceIps": "sourceIPs"}
 _PASCAL_EXCEPTIONS = {camel: pascal for pascal, camel in _CAMEL_EXCEPTIONS.items()}
 SAMPLE_REASON = "a GuardDuty sample finding (service.additionalInfo.sample)"
+# A GuardDuty finding's own ARN: arn:<partition>:guardduty:<Region>:<account>:detector/<id>/finding/<id>.
+# It names the account and Region the finding lives in, as `accountId` and `region` do.
+_FINDING_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:guardduty:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d):(?P<account>\d{12})"
+    r":detector/[0-9A-Za-z]+/finding/(?P<finding>[0-9A-Za-z]+)"
+)
 _UNVERSIONED_FINDING = "unversioned"
 
 
@@ -324,11 +332,12 @@ class _FindingReader(Fields):
         own = own_values(address for item in resources for address in item.addresses)
         iocs = self.iocs(self.ioc_candidates(service), own)
         severity = self.severity()
-        account = self.account_id(
-            [(self.where("accountId"), finding.get("accountId")), ("account", self.envelope.account)]
+        arn = self.own_arn(finding_id)
+        account = self.placed_by_arn(
+            "accountId", arn, "account", self.account_id, ("account", self.envelope.account)
         )
-        region = self.region_name(
-            [(self.where("region"), finding.get("region")), ("region", self.envelope.region)]
+        region = self.placed_by_arn(
+            "region", arn, "region", self.region_name, ("region", self.envelope.region)
         )
         self.instance_elsewhere(region)
         return Alert(
@@ -350,6 +359,45 @@ class _FindingReader(Fields):
         )
 
     # --- the finding's own fields -------------------------------------------------------------
+
+    def own_arn(self, finding_id: str) -> re.Match[str] | None:
+        """The finding's own `arn`, when it is a GuardDuty finding's ARN naming this finding (its id):
+        it names the account and Region the finding lives in. Any other value is not read."""
+        value = self.finding.get("arn")
+        if not isinstance(value, str):
+            return None
+        match = _FINDING_ARN.fullmatch(value)
+        return match if match is not None and match["finding"] == finding_id else None
+
+    def placed_by_arn(
+        self,
+        key: str,
+        arn: re.Match[str] | None,
+        part: str,
+        read: Callable[[Sequence[tuple[str, Any]]], str],
+        envelope_choice: tuple[str, Any],
+    ) -> str:
+        """The account (or Region) the finding lives in, from its own `key` (accountId, region), read by
+        `read` (`account_id`, `region_name`). Missing there, the finding's own ARN names it (noted), before
+        the event around the finding. Named by both, they must agree: otherwise the finding's own value
+        stands and the alert is not acted on, with both named."""
+        field = self.where(key)
+        value = self.finding.get(key)
+        if arn is not None and (value is None or value == ""):
+            where = self.where("arn")
+            self.note(
+                f"{field}: missing; the {part} {arn[part]} is taken from the finding's own ARN ({where})"
+            )
+            return str(arn[part])
+        chosen: str = read([(field, value), envelope_choice])
+        if arn is not None and chosen != UNKNOWN and value == chosen and arn[part] != chosen:
+            self.malformed(
+                self.where("arn"),
+                f"names {part} {arn[part]}, but {field} names {escaped(chosen, 64)}: the finding's place is "
+                "uncertain",
+                f"{field} stands",
+            )
+        return chosen
 
     def service(self) -> Mapping[str, Any]:
         """`service`, where GuardDuty puts the detection itself (its action, evidence, count and sample
