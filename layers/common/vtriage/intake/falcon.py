@@ -75,6 +75,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import vendor
@@ -146,6 +147,9 @@ _STREAM_PRODUCTS = {
     "xdrdetectionsummaryevent": "Falcon Insight XDR",
 }
 ANOTHER_HASH = "another hash of the file whose {kept} is looked up: one lookup per file"
+CUT_URL_REASON = (
+    "cut at a space inside quotes: the URL that ran goes on past it; not looked up, its host is instead"
+)
 # A Falcon device id (the sensor's agent id, AID): 32 hexadecimal digits.
 _DEVICE_ID = re.compile(r"[0-9a-fA-F]{32}")
 # The keys of an Alerts API response, and how many of its errors a refusal or a note names.
@@ -373,7 +377,9 @@ class _FalconReader(Fields):
 
         A command line is prose no detector vouches for: a candidate `canonical_ioc` refuses is dropped,
         and so is a "domain" whose top-level domain no registry knows (a file or folder name such as
-        `userinit.exe`); a hex run (a GUID, a token) is not read as a hash."""
+        `userinit.exe`); a hex run (a GUID, a token) is not read as a hash. A URL cut at a space inside
+        quotes (`'http://host/a b/x.ps1'`: the quoted URL goes on past the space) is not the URL that ran:
+        kept skipped, and its host is looked up instead."""
         for path, text in texts:
             extent = read_extent(text)
             if extent < len(text):
@@ -388,6 +394,14 @@ class _FalconReader(Fields):
                     ioc = canonical_ioc(ioc_type, raw, path, own)
                 except InvalidAlertError:
                     continue
+                if ioc.type is IocType.URL and ioc.skipped_reason is None and _cut_at_a_space(text, raw):
+                    kept.setdefault(ioc.key, ioc.model_copy(update={"skipped_reason": CUT_URL_REASON}))
+                    host = urlsplit(ioc.value).hostname or ""
+                    host_type = IocType.IP if _is_address(host) else IocType.DOMAIN
+                    try:
+                        ioc = canonical_ioc(host_type, host, path, own)
+                    except InvalidAlertError:
+                        continue
                 if ioc.type is IocType.DOMAIN:
                     if public_suffix(ioc.value) is None:
                         continue
@@ -768,6 +782,18 @@ class _StreamReader(_FalconReader):
             self.malformed(field, f"milliseconds out of range: {shown(value)}", "1970 stands in")
             return None
         return self.moment(metadata, "eventCreationTime", "metadata", instead="1970 stands in", required=True)
+
+
+def _cut_at_a_space(text: str, url: str) -> bool:
+    """Whether `url`, as found in the command line `text`, opens a quoted string and ends at a space before
+    the quote closes (`DownloadString('http://host/a b/x.ps1')`): the URL that ran goes on past the space.
+    A URL that is one word of a quoted command (`cmd /c "iwr http://host/x.ps1 | iex"`) is whole."""
+    start = text.find(url)
+    end = start + len(url)
+    if start < 1 or end >= len(text) or not text[end].isspace():
+        return False
+    quote = text[start - 1]
+    return quote in ("'", '"') and quote in text[end:]
 
 
 def _listed(parent: Mapping[str, Any], key: str, at: str) -> list[tuple[str, str]]:
