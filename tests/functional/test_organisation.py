@@ -194,8 +194,9 @@ def test_a_member_accounts_finding_in_another_region_isolates_its_instance_there
     lines = ticket_lines(organisation, inbox)
     assert f"Account: {MEMBER}" in lines
     assert f"Region: {ELSEWHERE}" in lines
-    [action_line] = [line for line in lines if line.startswith("- isolate_instance")]
-    assert f"{instance_id}: done in account {MEMBER}, Region {ELSEWHERE} - " in action_line
+    # (the actions' lines open with "- ", then the action's name and its type)
+    [action_line] = [line for line in lines if line.startswith("- ") and "(isolate_instance)" in line]
+    assert f"{instance_id}, account {MEMBER}, Region {ELSEWHERE}: done - " in action_line
     # And nothing changed in the deployment's own account, in either Region
     assert groups_of(organisation, ACCOUNT_ID, REGION, own_instance) == [own_groups]
     assert quarantine_groups(organisation, ACCOUNT_ID, REGION) == []
@@ -328,7 +329,7 @@ def test_a_member_role_that_cannot_be_assumed_fails_the_action_naming_account_an
     [action_line] = [
         line
         for line in ticket_lines(organisation, inbox)
-        if line.startswith("- ") and "isolate_instance" in line
+        if line.startswith("- ") and "(isolate_instance)" in line
     ]
     assert f"{instance_id}, account {MEMBER}, Region {ELSEWHERE}: failed - MemberRoleError: " in action_line
     assert groups_of(organisation, MEMBER, ELSEWHERE, instance_id) == [groups]
