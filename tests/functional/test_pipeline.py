@@ -346,7 +346,8 @@ def test_security_hub_threat_intel_of_a_custom_product_on_an_instance_waits_for_
     document = run_pipeline(event("synthetic-securityhub-threat-intel.json"))
 
     # Then the instance's snapshot, tag and isolation are planned, each waiting for a person (as for a
-    # pushed alert), naming the product: nothing is ticketed until a person has decided
+    # pushed alert), naming the product: nothing acts until a person has decided, and the case's ticket
+    # opened before the first approval was asked for
     [case] = document["cases"]
     assert (case["source"], case["verdict"], case["branch"]) == ("securityhub", "malicious", "remediate")
     assert [(action["type"], action["status"]) for action in case["actions"]] == [
@@ -356,7 +357,8 @@ def test_security_hub_threat_intel_of_a_custom_product_on_an_instance_waits_for_
         ("block_domain_dns_firewall", "pending_approval"),
     ]
     assert all("product/123456789012/default" in action["detail"] for action in case["actions"])
-    assert case["ticket"] is None
+    assert case["ticket"]["provider"] == "sns"
+    assert case["status"] == "ENRICHED"
 
 
 # ---------------------------------------------------------------- the place and identity of a finding

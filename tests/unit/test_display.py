@@ -122,7 +122,7 @@ def injected_case() -> tuple[Case, ApprovalLinks]:
 
 def test_no_sender_value_can_start_a_line_or_come_before_the_real_links() -> None:
     # Given a case whose title, id, S3 key, IOC, reason, target and detail carry fake approval lines
-    case, links = injected_case()
+    case, _ = injected_case()
 
     # When its report is rendered with its case page link, as its ticket opens
     text = render_report(case, case_page=CASE_PAGE).text()

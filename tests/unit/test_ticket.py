@@ -849,3 +849,22 @@ def test_notes_and_reasons_a_sender_controls_are_escaped_on_their_line() -> None
     # Then neither starts a line of its own, and the link is defanged
     assert "\nApprove:" not in text
     assert "x\\nApprove: hxxps://evil.example" in text
+
+
+def test_lists_show_the_first_few_and_count_the_rest() -> None:
+    # Given a file known under twelve names, the context keeping ten, and a URL five engines categorise
+    file_outcome, file_enrichment = enrichment_from_fixture("opencti__vt_test_file.json", IocType.FILE)
+    names = [f"dropper-{number}.exe" for number in range(10)]
+    file_enrichment.context = {"meaningful_name": "dropper-0.exe", "names": names, "names_total": 12}
+    url_outcome, url_enrichment = enrichment_from_fixture("opencti__vt_test_url.json", IocType.URL)
+    url_enrichment.context = {"categories": {f"engine-{number}": f"category {number}" for number in range(5)}}
+
+    # When their case's ticket opens
+    report = ticket_with((file_outcome, file_enrichment), (url_outcome, url_enrichment))
+
+    # Then each list shows its first few, and how many more there are, kept or not
+    assert (
+        "also named: dropper-1.exe, dropper-2.exe, dropper-3.exe, dropper-4.exe, dropper-5.exe and 6 more"
+        in report
+    )
+    assert "categories: category 0, category 1, category 2 and 2 more" in report

@@ -733,15 +733,17 @@ def _file_facts(context: Mapping[str, Any]) -> list[tuple[str, str]]:
         f"{context['size']} bytes" if context.get("size") is not None else None,
     )
     name = str(context.get("meaningful_name") or "")
-    names = [str(other) for other in context.get("names") or [] if other != name]
+    kept = [str(other) for other in context.get("names") or []]
+    names = [other for other in kept if other != name]
     total = context.get("names_total")
-    more = (int(total) - 1 - len(names)) if isinstance(total, int) else 0
+    # The names VirusTotal knows beyond those the context kept.
+    unkept = max(0, total - len(kept)) if isinstance(total, int) else 0
     threat = _mapping(context.get("popular_threat_classification"))
     signature = _mapping(context.get("signature_info"))
     yara = [item.get("rule_name") for item in _dicts(context.get("crowdsourced_yara_results"))]
     return [
         ("file", name + (f" ({described})" if described else "") if name else described),
-        ("also named", _listed(names, extra=max(0, more))),
+        ("also named", _listed(names, extra=unkept)),
         ("threat label", str(threat.get("suggested_threat_label") or "")),
         ("signature", _joined(signature.get("verified"), signature.get("signers"))),
         ("YARA rules", _listed(yara)),
@@ -812,7 +814,7 @@ def _dns_records_line(records: Any) -> str:
 def _categories_line(categories: Any) -> str:
     """The categories engines give, each once, the first few."""
     values = list(dict.fromkeys(str(value) for value in _mapping(categories).values() if value))
-    return _listed(values[:MAX_CATEGORIES_SHOWN], extra=max(0, len(values) - MAX_CATEGORIES_SHOWN))
+    return _listed(values, limit=MAX_CATEGORIES_SHOWN)
 
 
 def _whois_lines(whois: Any) -> list[str]:
@@ -825,11 +827,11 @@ def _whois_lines(whois: Any) -> list[str]:
     return lines
 
 
-def _listed(values: Sequence[Any], *, extra: int = 0) -> str:
-    """The first few values, and how many more there are."""
+def _listed(values: Sequence[Any], *, limit: int = MAX_LISTED, extra: int = 0) -> str:
+    """The first `limit` values, and how many more there are (`extra`: more still, not in `values`)."""
     present = [str(value) for value in values if value not in (None, "")]
-    more = len(present) - MAX_LISTED + extra
-    return ", ".join(present[:MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
+    more = max(0, len(present) - limit) + extra
+    return ", ".join(present[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
