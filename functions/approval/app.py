@@ -18,8 +18,10 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """A function URL request from a person, or the ticket function's request for an approval."""
-    dependencies = approval_dependencies(ApprovalSettings.from_environ())
+    """A function URL request from a person, or a request for an approval: the state machine's waiting
+    step's, or with ApprovalLinksInTickets=true the ticket function's."""
+    settings = ApprovalSettings.from_environ()
+    dependencies = approval_dependencies(settings)
     now = datetime.now(UTC)
     if "requestContext" in event:
         return answer(
@@ -40,6 +42,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         key=dependencies.signing_key(),
         now=now,
     )
-    # The links are the authority to decide: they go to people, and back to the ticket function that asked
-    # (a direct invocation, for the case's ticket), never into the execution's history.
-    return links.model_dump(mode="json")
+    # The links are the authority to decide: they go to people, and, with ApprovalLinksInTickets=true, back
+    # to the ticket function that asked (a direct invocation, for the case's ticket). By default the waiting
+    # step asks, and its answer may be kept in the execution's history: it holds no link.
+    if settings.approval_links_in_tickets:
+        return links.model_dump(mode="json")
+    return {"case_id": event["case_id"], "index": event["index"], "expires_at": str(links.expires_at)}

@@ -1,6 +1,7 @@
 """Ticket function: opens each case's ticket with a readable report (its VirusTotal context read from the
-enrichments table), asks the approval function to hold a waiting action and puts its links on the ticket,
-and tells the ticket of each decision and of the case's outcome."""
+enrichments table), tells it which actions wait for a person and who decides (with
+ApprovalLinksInTickets=true: asks the approval function to hold a waiting action and puts its links on the
+ticket), and tells the ticket of each decision and of the case's outcome."""
 
 from typing import Any
 

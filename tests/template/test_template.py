@@ -718,27 +718,78 @@ def test_state_machine_substitutions_match_its_definition(template: dict[str, An
     assert used == set(machine["DefinitionSubstitutions"])
 
 
-def test_the_state_machine_may_invoke_every_function_it_names(template: dict[str, Any]) -> None:
-    # Given the functions the definition receives as substitutions
+@pytest.mark.parametrize(
+    ("links_in_tickets", "waits_through"), [("false", "ApprovalFunction"), ("true", "TicketFunction")]
+)
+def test_the_state_machine_may_invoke_every_function_it_names_and_no_other(
+    template: dict[str, Any], links_in_tickets: str, waits_through: str
+) -> None:
+    # Given the functions the definition receives as substitutions, as deployed with ApprovalLinksInTickets
+    parameters = {"ApprovalLinksInTickets": links_in_tickets}
     machine = properties(template, "TriageStateMachine")
+    substitutions = {
+        name: choose_if(value, template, parameters)
+        for name, value in machine["DefinitionSubstitutions"].items()
+    }
     named = {
         value["Fn::GetAtt"][0]
-        for value in machine["DefinitionSubstitutions"].values()
+        for value in substitutions.values()
         if isinstance(value, dict)
         and "Fn::GetAtt" in value
         and template["Resources"][value["Fn::GetAtt"][0]]["Type"] == "AWS::Serverless::Function"
     }
 
     # When the functions its role may invoke are collected
+    policies = [choose_if(policy, template, parameters) for policy in machine["Policies"]]
     invocable = {
         policy["LambdaInvokePolicy"]["FunctionName"]["Ref"]
-        for policy in machine["Policies"]
+        for policy in policies
         if isinstance(policy, dict) and "LambdaInvokePolicy" in policy
     }
 
-    # Then they are the same
+    # Then they are the same; the approval wait invokes the approval function itself by default, the ticket
+    # function (which then asks the approval function for the links) only with ApprovalLinksInTickets=true
     assert named
     assert invocable == named
+    assert substitutions["ApprovalRequestFunctionArn"] == {"Fn::GetAtt": [waits_through, "Arn"]}
+    assert ("ApprovalFunction" in invocable) is (links_in_tickets == "false")
+
+
+def test_only_with_approval_links_in_tickets_may_the_ticket_function_fetch_them(
+    template: dict[str, Any],
+) -> None:
+    # Given the ticket function's policy and environment, and the parameter's declaration
+    ticket = properties(template, "TicketFunction")
+    invokes = [
+        entry
+        for policy in ticket["Policies"]
+        for entry in policy.get("Statement", [])
+        if any(
+            branch.get("Action") == "lambda:InvokeFunction"
+            for branch in conditional_branches(entry)
+            if isinstance(branch, dict)
+        )
+    ]
+
+    # Then its one grant to invoke the approval function holds only under HasApprovalLinksInTickets
+    [conditional] = invokes
+    condition, granted, otherwise = conditional["Fn::If"]
+    assert condition == "HasApprovalLinksInTickets"
+    assert granted["Resource"] == get_att_arn("ApprovalFunction")
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    assert template["Conditions"]["HasApprovalLinksInTickets"] == {
+        "Fn::Equals": [{"Ref": "ApprovalLinksInTickets"}, "true"]
+    }
+    # And it is told the approval function's name only then; the default is false
+    environment = ticket["Environment"]["Variables"]
+    assert choose_if(environment["APPROVAL_FUNCTION_NAME"], template, {}) == ""
+    assert choose_if(environment["APPROVAL_FUNCTION_NAME"], template, {"ApprovalLinksInTickets": "true"}) == {
+        "Ref": "ApprovalFunction"
+    }
+    assert template["Parameters"]["ApprovalLinksInTickets"]["Default"] == "false"
+    for function in ("TicketFunction", "ApprovalFunction"):
+        variables = properties(template, function)["Environment"]["Variables"]
+        assert variables["APPROVAL_LINKS_IN_TICKETS"] == {"Ref": "ApprovalLinksInTickets"}
 
 
 def test_the_state_machine_logs_errors_without_execution_data(template: dict[str, Any]) -> None:

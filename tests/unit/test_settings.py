@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vtriage.composition.enrich import batch_factory, verdict_policy
+from vtriage.composition.ticket import ticket_dependencies
 from vtriage.config import ApprovalSettings, EnrichSettings, RemediateSettings, TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.models import IocType
@@ -231,3 +232,37 @@ def test_a_tickets_case_page_link_needs_the_approval_url_and_its_key_together() 
         TicketSettings.from_environ(
             {**base, "APPROVAL_URL": "http://example.com/", "CASE_PAGE_KEY_SECRET": "k"}
         )
+
+
+def test_approval_links_stay_off_tickets_unless_turned_on_and_then_need_the_approval_function() -> None:
+    # Given the ticket function's environment as the template writes it by default
+    base = {
+        "AWS_REGION": "eu-west-1",
+        "CASES_TABLE_NAME": "cases",
+        "TICKET_TOPIC_ARN": "arn:aws:sns:eu-west-1:1:t",
+        "APPROVAL_FUNCTION_NAME": "",
+    }
+
+    # Then the links stay off tickets, and the ticket function has no approval function to ask for them,
+    # even when one is named
+    assert TicketSettings.from_environ(base).approval_links_in_tickets is False
+    named = TicketSettings.from_environ({**base, "APPROVAL_FUNCTION_NAME": "vtriage-approval"})
+    assert ticket_dependencies(named).desk.approvals is None
+    # And the approval function answers a request no link by default
+    assert ApprovalSettings.from_environ(APPROVAL).approval_links_in_tickets is False
+
+    # When the links are turned on with the approval function named, Then the ticket function may ask it
+    on = TicketSettings.from_environ(
+        {**base, "APPROVAL_LINKS_IN_TICKETS": "true", "APPROVAL_FUNCTION_NAME": "vtriage-approval"}
+    )
+    assert on.approval_links_in_tickets is True
+    assert ticket_dependencies(on).desk.approvals is not None
+
+    # And turned on without it, or set to what is not a boolean, the function refuses to start, naming the
+    # template parameter
+    with pytest.raises(
+        ConfigurationError, match=r"ApprovalLinksInTickets \(APPROVAL_LINKS_IN_TICKETS\) true needs"
+    ):
+        TicketSettings.from_environ({**base, "APPROVAL_LINKS_IN_TICKETS": "true"})
+    with pytest.raises(ConfigurationError, match=r"ApprovalLinksInTickets \(APPROVAL_LINKS_IN_TICKETS\): "):
+        TicketSettings.from_environ({**base, "APPROVAL_LINKS_IN_TICKETS": "sometimes"})

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from tests.factories import make_alert, make_case
 from vtriage.action_text import describe
 from vtriage.display import one_line
-from vtriage.errors import CaseNotFoundError, TransientError
+from vtriage.errors import CaseNotFoundError, ConfigurationError, TransientError
 from vtriage.fakes import (
     FakeApprovalRequests,
     FakeTicketSink,
@@ -41,8 +41,10 @@ from vtriage.models import (
 from vtriage.ticket import (
     MAX_ERROR_BYTES,
     ApprovalTicketTask,
+    CasePageLink,
     DecisionTicketTask,
     OpenTicketTask,
+    TicketDesk,
     open_ticket,
     render_report,
     request_approval_on_ticket,
@@ -548,19 +550,45 @@ def approval_task(case: Case, token: str = "task-token-1") -> ApprovalTicketTask
     )
 
 
-def before_approval(case: Case) -> tuple[InMemoryCaseRepository, FakeTicketSink]:
+CASE_PAGE = CasePageLink(url=f"{APPROVAL_URL}?view=signed-case-page", expires_at=NOW)
+
+
+def before_approval(
+    case: Case, *, links_on_ticket: bool = True
+) -> tuple[InMemoryCaseRepository, FakeTicketSink]:
+    """The case's ticket as the step before the wait opens it, the links following on it (the opt-in) or
+    not; the task names no action, so that no waiting comment follows either way."""
     cases = InMemoryCaseRepository([case])
     sink = FakeTicketSink(now=lambda: NOW)
-    open_ticket(OpenTicketTask(step="before_approval", case_id=case.case_id), cases, sink, NOW)
+    task = OpenTicketTask(step="before_approval", case_id=case.case_id)
+    open_ticket(task, cases, sink, NOW, links_on_ticket=links_on_ticket)
     return cases, sink
 
 
+def before_approval_task(case: Case) -> OpenTicketTask:
+    return OpenTicketTask(
+        step="before_approval", case_id=case.case_id, index=1, approval_timeout_seconds=3600
+    )
+
+
+def desk(
+    cases: InMemoryCaseRepository, sink: FakeTicketSink, approvals: FakeApprovalRequests | None
+) -> TicketDesk:
+    return TicketDesk(
+        cases=cases,
+        sink=lambda: sink,
+        enrichments=None,
+        approvals=approvals,
+        case_page_link=lambda case_id, now: CASE_PAGE,
+    )
+
+
 def test_the_ticket_opens_before_the_approval_and_changes_nothing_else() -> None:
-    # Given a case whose isolation waits for a person
+    # Given a case whose isolation waits for a person, with ApprovalLinksInTickets=true
     case = waiting_case()
 
     # When the step before the approval wait opens its ticket
-    cases, sink = before_approval(case)
+    cases, sink = before_approval(case, links_on_ticket=True)
 
     # Then the ticket is open, says an action waits and that its links follow, and the case keeps its status
     [opened] = sink.opened
@@ -572,6 +600,81 @@ def test_the_ticket_opens_before_the_approval_and_changes_nothing_else() -> None
     assert saved.ticket.id == opened.ticket.id
     assert saved.status is CaseStatus.ENRICHED
     assert saved.history == case.history
+
+
+def test_by_default_the_ticket_says_who_decides_until_when_and_carries_no_link_that_decides() -> None:
+    # Given a case whose isolation waits for a person, and the ticket function as deployed by default
+    # (ApprovalLinksInTickets=false: no approval function to ask for links)
+    case = waiting_case()
+    cases = InMemoryCaseRepository([case])
+    sink = FakeTicketSink(now=lambda: NOW)
+    tickets = desk(cases, sink, approvals=None)
+
+    # When the step before the approval wait runs, and is retried
+    tickets.handle(before_approval_task(case), NOW)
+    tickets.handle(before_approval_task(case), NOW)
+
+    # Then the ticket opened saying who decides, and links the case page alone
+    [opened] = sink.opened
+    report = opened.report.text()
+    assert (
+        "Waiting for a person: 1 action: the approvers, asked through the approvals topic with links only "
+        "they receive; this ticket carries no link that decides"
+    ) in report
+    assert [link.label for link in opened.report.links] == ["Case page"]
+    # And it heard once that the isolation waits: for whom, until when, what it changes; its one link the
+    # case page, which decides nothing
+    [(_, text)] = sink.comments
+    [links] = sink.comment_links
+    assert text.splitlines()[:3] == [
+        "Waiting for a person: action 2 of 2",
+        "Who decides: the approvers, asked through the approvals topic with links only they receive; this "
+        "ticket carries no link that decides",
+        "Until: 2024-05-01T11:00+00:00; without a decision by then, the action is escalated on this ticket",
+    ]
+    assert "Action: Isolate the instance i-0abc1234def567890" in text
+    assert f"Changes: {describe(case.actions[1]).changes}" in text
+    assert "decides nothing" in text
+    assert [(link.label, link.url) for link in links] == [("Case page", CASE_PAGE.url)]
+    assert "token=" not in report + text
+    # And the case keeps its status
+    assert stored(cases, case.case_id).status is CaseStatus.ENRICHED
+
+
+def test_by_default_no_step_of_the_ticket_function_fetches_a_link_that_decides() -> None:
+    # Given the ticket function as deployed by default (ApprovalLinksInTickets=false), and a case's ticket
+    case = waiting_case()
+    cases = InMemoryCaseRepository([case])
+    sink = FakeTicketSink(now=lambda: NOW)
+    tickets = desk(cases, sink, approvals=None)
+    tickets.handle(before_approval_task(case), NOW)
+
+    # When a waiting step nonetheless asks it for an approval, Then it refuses, saying why, and the ticket
+    # is told nothing more
+    with pytest.raises(
+        ConfigurationError, match=r"fetches no approval link \(ApprovalLinksInTickets is false\)"
+    ):
+        tickets.handle(approval_task(case), NOW)
+    assert len(sink.comments) == 1
+
+
+def test_with_the_links_on_tickets_the_step_before_the_wait_leaves_them_to_the_waiting_step() -> None:
+    # Given the ticket function with ApprovalLinksInTickets=true
+    case = waiting_case()
+    cases = InMemoryCaseRepository([case])
+    sink = FakeTicketSink(now=lambda: NOW)
+    approvals = FakeApprovalRequests(now=lambda: NOW)
+    tickets = desk(cases, sink, approvals=approvals)
+
+    # When the step before the wait runs, then the waiting step
+    tickets.handle(before_approval_task(case), NOW)
+    assert sink.comments == []
+    tickets.handle(approval_task(case), NOW)
+
+    # Then the ticket's one comment carries the approve and reject links, first
+    [links] = sink.comment_links
+    assert [link.label for link in links] == ["Approve", "Reject"]
+    assert len(approvals.requested) == 1
 
 
 def test_the_approval_links_go_on_the_ticket_once_with_their_expiry() -> None:

@@ -83,6 +83,7 @@ TEMPLATE_PARAMETERS = {
     "ACT_REGIONS": "ActRegions",
     "MEMBER_ROLE_NAME": "MemberRoleName",
     "MEMBER_EXTERNAL_ID": "MemberExternalId",
+    "APPROVAL_LINKS_IN_TICKETS": "ApprovalLinksInTickets",
 }
 
 DEFAULT_VT_BASE_URL = "https://www.virustotal.com/api/v3"
@@ -592,6 +593,10 @@ class ApprovalSettings(VirusTotalKeySettings):
     # minted with the key when a page is opened. Off (the default), the key is never read and the pages
     # link to VirusTotal's own. Optional widget colours: "fg1=#1a1a1a,bg1=#ffffff" (fg1, bg1, bg2, bd1).
     vt_augment: bool = Field(default=False, alias="VT_AUGMENT")
+    # ApprovalLinksInTickets: true, the ticket function asks for approvals and the links are answered to it,
+    # for the ticket. False (the default), the state machine's waiting step asks, and is answered no link:
+    # a waiting step's answer may be kept in the execution's history, which its readers would decide with.
+    approval_links_in_tickets: bool = Field(default=False, alias="APPROVAL_LINKS_IN_TICKETS")
     # Pairs, not a dict: settings are hashable (each composition root is cached by its settings).
     vt_augment_theme: tuple[tuple[str, str], ...] = Field(default=(), alias="VT_AUGMENT_THEME")
 
@@ -689,8 +694,12 @@ class TicketSettings(CasePageLinkSettings):
     # Where each ticket reads what VirusTotal said of the case's IOCs (engines, context); unset, tickets
     # show what the case keeps and say the context was not read.
     enrichments_table: str | None = Field(default=None, alias="ENRICHMENTS_TABLE_NAME")
-    # The approval function, which the ticket function asks to hold a waiting action for a person (the
-    # state machine's waiting step invokes the ticket function); unset, no action can wait for approval.
+    # ApprovalLinksInTickets: true, the state machine's waiting step invokes the ticket function, which asks
+    # the approval function (APPROVAL_FUNCTION_NAME) to hold the action and puts its approve and reject
+    # links on the ticket, where whoever reads the ticket can decide. False (the default), the waiting
+    # step invokes the approval function itself, the ticket function never asks it for a link, and a
+    # ticket says who decides instead.
+    approval_links_in_tickets: bool = Field(default=False, alias="APPROVAL_LINKS_IN_TICKETS")
     approval_function_name: str | None = Field(default=None, alias="APPROVAL_FUNCTION_NAME")
 
     @field_validator(
@@ -754,6 +763,15 @@ class TicketSettings(CasePageLinkSettings):
         missing = [name for name, value in needed.items() if not value]
         if missing:
             raise ValueError(f"TICKET_PROVIDER={self.ticket_provider} needs {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _links_need_the_approval_function(self) -> Self:
+        if self.approval_links_in_tickets and not self.approval_function_name:
+            raise ValueError(
+                "ApprovalLinksInTickets (APPROVAL_LINKS_IN_TICKETS) true needs APPROVAL_FUNCTION_NAME, the "
+                "approval function the ticket function asks for the links"
+            )
         return self
 
 

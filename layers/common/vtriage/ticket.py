@@ -5,11 +5,14 @@ The ticket function takes four steps of the state machine (`TicketDesk.handle`):
 - `open` (the last step of every branch but closure): opens the case's ticket with its report, or, when
   one is open already, tells it what changed since it last heard (repeats of the finding, the outcome of
   the remediation, an error);
-- `before_approval` (before the first approval wait of a remediation): opens the ticket with the case as
-  it stands, so that it exists when a person is asked to decide;
-- `request_approval` (the waiting step itself): asks the approval function to hold the action for a
-  person (it keeps the step's task token and sends the links to the approvers) and puts the approve and
-  reject links, with their expiry, on the ticket;
+- `before_approval` (before each approval wait of a remediation): opens the ticket with the case as it
+  stands, so that it exists when a person is asked to decide; by default (ApprovalLinksInTickets=false)
+  it also tells the ticket that the action waits for a person, who decides (the approvers, through the
+  approvals topic), until when, and links the case's read-only page: never a link that decides;
+- `request_approval` (the waiting step itself, with ApprovalLinksInTickets=true only): asks the approval
+  function to hold the action for a person (it keeps the step's task token and sends the links to the
+  approvers) and puts the approve and reject links, with their expiry, on the ticket. By default the
+  waiting step invokes the approval function itself, and the ticket function never fetches a link;
 - `decision` (once a person decided): tells the ticket who approved or rejected the action, and when.
 
 The report: vtriage's own links first (the case page link), then the alert, its resources, every IOC with
@@ -26,7 +29,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -65,6 +68,11 @@ MAX_TOLD = 50
 _INDENT = 6
 _RESOLUTION_TYPES = ("A", "AAAA", "CNAME")
 _ESCALATED = "escalated to the ticket"
+# Who decides a waiting action when its links stay with the approvers (ApprovalLinksInTickets=false).
+APPROVERS_DECIDE = (
+    "the approvers, asked through the approvals topic with links only they receive; this ticket carries "
+    "no link that decides"
+)
 
 
 class CasePageLink(BaseModel):
@@ -106,13 +114,16 @@ class TicketTold(BaseModel):
 
 
 class OpenTicketTask(BaseModel):
-    """The `open` step (a payload naming no step is one) and the `before_approval` step."""
+    """The `open` step (a payload naming no step is one) and the `before_approval` step, which names the
+    action about to wait and how long it may wait."""
 
     model_config = ConfigDict(extra="ignore")
 
     step: Literal["open", "before_approval"] = "open"
     case_id: str
     error: dict[str, str] | None = Field(default=None, description="the Error and Cause a Catch caught")
+    index: int | None = Field(default=None, ge=0, description="before_approval: the action about to wait")
+    approval_timeout_seconds: int | None = Field(default=None, ge=1)
 
 
 class ApprovalTicketTask(BaseModel):
@@ -166,6 +177,9 @@ class TicketDesk:
     # configured never stops an approval from being asked for.
     sink: Callable[[], TicketSink]
     enrichments: EnrichmentRecords | None
+    # The approval function, asked for the links of a waiting action to put on the ticket: only with
+    # ApprovalLinksInTickets=true. None (the default deployment): no step fetches a link that decides, and
+    # a ticket says who decides a waiting action instead.
     approvals: ApprovalRequests | None
     # The case page link of a case, made now; None when none is configured or its key cannot be read.
     case_page_link: Callable[[str, datetime], CasePageLink | None]
@@ -185,6 +199,7 @@ class TicketDesk:
             now,
             enrichments=self.enrichments,
             case_page=lambda: self.case_page_link(task.case_id, now),
+            links_on_ticket=self.approvals is not None,
         )
 
 
@@ -196,6 +211,7 @@ def open_ticket(
     *,
     enrichments: EnrichmentRecords | None = None,
     case_page: Callable[[], CasePageLink | None] = lambda: None,
+    links_on_ticket: bool = False,
 ) -> TicketResult:
     """Open the case's ticket through the sink and store it on the case; a case has at most one.
 
@@ -203,22 +219,51 @@ def open_ticket(
     it; otherwise it is TICKETED (a remediated case stays REMEDIATED). When the case has a ticket already,
     the ticket is told what it has not heard: the finding's repeats, and (the `open` step) where the case
     stands now when that changed since it was opened or last told (a remediation's outcome after its
-    approvals, an error). The `before_approval` step opens the ticket and changes nothing else.
+    approvals, an error). The `before_approval` step opens the ticket and changes nothing else of the
+    case; unless the approval links go on the ticket (`links_on_ticket`, ApprovalLinksInTickets=true), it
+    then tells the ticket, once, that the action `task.index` waits for a person (`waiting_comment`).
     The report reads each IOC's enrichment from `enrichments` (the enrichments table).
     """
+    made: list[CasePageLink | None] = []
+
+    def page() -> CasePageLink | None:
+        # Made once a step: the report and the waiting comment link the same page.
+        if not made:
+            made.append(case_page())
+        return made[0]
+
+    ticket = _open_or_update(
+        task, cases, sink, now, enrichments=enrichments, case_page=page, links_on_ticket=links_on_ticket
+    )
+    if task.step == "before_approval" and not links_on_ticket:
+        ticket = _tell_waiting(task, cases, sink, now, page) or ticket
+    return TicketResult(case_id=task.case_id, ticket=ticket)
+
+
+def _open_or_update(
+    task: OpenTicketTask,
+    cases: CaseRepository,
+    sink: TicketSink,
+    now: datetime,
+    *,
+    enrichments: EnrichmentRecords | None,
+    case_page: Callable[[], CasePageLink | None],
+    links_on_ticket: bool,
+) -> Ticket:
+    """`open_ticket` but for the waiting comment: the case's ticket, opened or told what it has not heard."""
     case = _case(cases, task.case_id)
     before = case.model_copy(deep=True)
     if task.step == "open":
         _settle(case, task, now)
     if case.ticket is None:
         read = enrichments.as_judged(case.iocs) if enrichments is not None else None
-        report = render_report(case, enrichments=read, case_page=case_page())
+        report = render_report(case, enrichments=read, case_page=case_page(), links_on_ticket=links_on_ticket)
         opened = sink.open(case, report)
         case.ticket = opened.model_copy(update={"told": [_outcome_key(case)]})
         case.repeats_commented = case.repeat_count
         case.updated_at = now
         cases.save(case)
-        return TicketResult(case_id=case.case_id, ticket=case.ticket)
+        return case.ticket
 
     ticket = case.ticket
     if case.uncommented_repeats:
@@ -233,7 +278,34 @@ def open_ticket(
     if case != before:
         case.updated_at = now
         cases.save(case)
-    return TicketResult(case_id=case.case_id, ticket=case.ticket)
+    return case.ticket
+
+
+def _tell_waiting(
+    task: OpenTicketTask,
+    cases: CaseRepository,
+    sink: TicketSink,
+    now: datetime,
+    case_page: Callable[[], CasePageLink | None],
+) -> Ticket | None:
+    """Tell the case's ticket, once, that the action `task.index` waits for a person, with the case's
+    read-only page as its only link (ApprovalLinksInTickets=false); the ticket as it is kept then."""
+    if task.index is None:
+        return None
+    case = _case(cases, task.case_id)
+    if case.ticket is None:
+        return None
+    key = _digest("waiting", f"{task.index}")
+    if key in case.ticket.told:
+        return case.ticket
+    expires = (
+        now + timedelta(seconds=task.approval_timeout_seconds) if task.approval_timeout_seconds else None
+    )
+    page = case_page()
+    links = (ReportLink(label="Case page", url=page.url),) if page is not None else ()
+    sink.comment(case.ticket, waiting_comment(case, task.index, expires, page), links=links)
+    _remember(cases, case.case_id, now, told=key)
+    return _case(cases, task.case_id).ticket
 
 
 def request_approval_on_ticket(
@@ -252,7 +324,10 @@ def request_approval_on_ticket(
     case's history says why the ticket lacks them. An approval the approval function cannot hold raises,
     for the waiting step's Retry and Catch."""
     if approvals is None:
-        raise ConfigurationError("APPROVAL_FUNCTION_NAME is not set: no action can wait for a person")
+        raise ConfigurationError(
+            "this ticket function fetches no approval link (ApprovalLinksInTickets is false): the state "
+            "machine's waiting step must invoke the approval function itself"
+        )
     case = _case(cases, task.case_id)
     action = _action_at(case, task.index)
     links = approvals.request(
@@ -333,6 +408,7 @@ def render_report(
     *,
     enrichments: Mapping[str, Enrichment] | None = None,
     case_page: CasePageLink | None = None,
+    links_on_ticket: bool = False,
 ) -> Report:
     """The case as a report: the case page link first when there is one, then the alert, its resources,
     every IOC and why, the actions and the error, each value escaped on its labelled line.
@@ -340,6 +416,8 @@ def render_report(
     `enrichments`, by IOC key (`type#value`), as read from the enrichments table, add to each IOC looked up
     the engines that flag it and what VirusTotal's context answers first for its type (see
     `docs/virustotal.md`, "What a ticket shows"); an IOC the table no longer holds says so.
+    `links_on_ticket` (ApprovalLinksInTickets=true): the waiting actions' approve and reject links follow on
+    the ticket; otherwise the report says who decides them, and carries no link that decides.
     """
     alert = case.alert
     lines = [
@@ -348,7 +426,7 @@ def render_report(
         _status_line(case),
         _line("Verdict", case.verdict.value.upper()),
         _line("Severity", f"{alert.severity.label.upper()} {alert.severity.score:g}" + _guessed(alert.notes)),
-        *_waiting_lines(case),
+        *_waiting_lines(case, links_on_ticket=links_on_ticket),
         _BLANK,
         ReportLine(label="Alert"),
         _line("Type", alert.type, indent=2),
@@ -414,6 +492,30 @@ def approval_comment(case: Case, index: int, links: ApprovalLinks) -> str:
         _line("Rollback", text.rollback, escape=False),
         _line("Why it waits", action.detail or "the playbook asks for approval"),
     ]
+    return "\n".join(line.text for line in lines)
+
+
+def waiting_comment(
+    case: Case, index: int, expires_at: datetime | None, case_page: CasePageLink | None
+) -> str:
+    """What the ticket is told when an action is about to wait for a person and its links stay with the
+    approvers (ApprovalLinksInTickets=false): that it waits, who decides, until when, which action, where,
+    what it changes, how it is rolled back and why it waits; the case page, which decides nothing."""
+    action = _action_at(case, index)
+    text = describe(action)
+    until = expires_at.isoformat(timespec="minutes") if expires_at is not None else "the approval's timeout"
+    lines = [
+        ReportLine(label=f"Waiting for a person: action {index + 1} of {len(case.actions)}"),
+        _line("Who decides", APPROVERS_DECIDE, escape=False),
+        _line("Until", f"{until}; without a decision by then, the action is escalated on this ticket"),
+        _line("Action", f"{text.name} {one_line(action.target)}", escape=False),
+        *([_line("Where", _where(action.account, action.region), escape=False)] if action.account else []),
+        _line("Changes", text.changes, escape=False),
+        _line("Rollback", text.rollback, escape=False),
+        _line("Why it waits", action.detail or "the playbook asks for approval"),
+    ]
+    if case_page is not None:
+        lines.append(ReportLine(label=case_page_note(case_page)))
     return "\n".join(line.text for line in lines)
 
 
@@ -527,8 +629,8 @@ def _status_line(case: Case) -> ReportLine:
     return _line("Status", case.status.value + (f" (branch: {case.branch.value})" if case.branch else ""))
 
 
-def _waiting_lines(case: Case) -> list[ReportLine]:
-    """A line saying that actions wait for a person, while they do (not yet escalated)."""
+def _waiting_lines(case: Case, *, links_on_ticket: bool) -> list[ReportLine]:
+    """A line saying that actions wait for a person, while they do (not yet escalated), and who decides."""
     waiting = [
         action
         for action in case.actions
@@ -537,7 +639,9 @@ def _waiting_lines(case: Case) -> list[ReportLine]:
     if not waiting:
         return []
     count = f"{len(waiting)} action{'s' if len(waiting) != 1 else ''}"
-    return [_line("Waiting for a person", f"{count}: the approve and reject links follow on this ticket")]
+    if links_on_ticket:
+        return [_line("Waiting for a person", f"{count}: the approve and reject links follow on this ticket")]
+    return [_line("Waiting for a person", f"{count}: {APPROVERS_DECIDE}")]
 
 
 def _actions_section(case: Case, *, explained: bool) -> list[ReportLine]:

@@ -1,5 +1,6 @@
 """The ticket function's adapters: the configured provider, with its credentials from Secrets Manager; the
-enrichments table, read for each report; the approval function, asked to hold a waiting action."""
+enrichments table, read for each report; with ApprovalLinksInTickets=true, the approval function, asked to
+hold a waiting action and answer its links for the ticket."""
 
 from __future__ import annotations
 
@@ -50,8 +51,10 @@ def ticket_dependencies(settings: TicketSettings) -> TicketDependencies:
             enrichments=DynamoEnrichmentRecords(aws_client(settings, "dynamodb"), settings.enrichments_table)
             if settings.enrichments_table
             else None,
+            # Only with ApprovalLinksInTickets=true may the ticket function ask for a link that decides (its
+            # role may invoke the approval function then alone); by default it never does.
             approvals=LambdaApprovalRequests(aws_client(settings, "lambda"), settings.approval_function_name)
-            if settings.approval_function_name
+            if settings.approval_links_in_tickets and settings.approval_function_name
             else None,
             case_page_link=case_page_links(settings),
         )
