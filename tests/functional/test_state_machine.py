@@ -9,7 +9,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -33,6 +33,7 @@ from vtriage.models import (
 )
 from vtriage.remediate import EXECUTION_TIMEOUT_SECONDS, TIME_BESIDE_APPROVALS_SECONDS
 from vtriage_cli.main import main as vtriage
+from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.stack import ACCOUNT_ID, REGION, LocalAws
 from vtriage_local.template import PROJECT_ROOT, load_template
 
@@ -424,11 +425,79 @@ def test_an_approved_action_runs_and_the_case_is_ticketed(local_aws: LocalAws) -
     assert "WaitForApproval" in _entered_states(local_aws, execution_arn)
 
 
-def test_the_ticket_opens_before_the_approval_carries_its_links_and_hears_the_decision(
+@pytest.fixture
+def links_in_tickets_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalAws]:
+    """A fresh local AWS deployed with ApprovalLinksInTickets=true, VirusTotal served by the replay server."""
+    with ReplayServer(bundled_recordings(), api_key="local-replay-key") as replay:
+        monkeypatch.setenv("VT_BASE_URL", replay.base_url)
+        monkeypatch.delenv("VT_API_KEY", raising=False)
+        with LocalAws(parameters={"ApprovalLinksInTickets": "true"}) as aws:
+            yield aws
+
+
+def test_by_default_the_ticket_says_who_decides_and_carries_no_link_that_decides(
     local_aws: LocalAws,
 ) -> None:
-    # Given an approver, an analyst reading the ticket topic, and a malicious case whose isolation waits
-    # for a person
+    # Given the default deployment (ApprovalLinksInTickets=false), an approver, an analyst reading the
+    # ticket topic, and a malicious case whose isolation waits for a person
+    approver = _approval_inbox(local_aws)
+    analyst = _ticket_inbox(local_aws)
+    instance_id, _ = _instance(local_aws)
+    case = _case(Verdict.MALICIOUS, [_isolation(instance_id, needs_approval="true")])
+
+    # When the execution waits for the person
+    execution_arn = _start(local_aws, case)
+    request = _approval_request(local_aws, approver)
+    opened, waiting = _ticket_messages(local_aws, analyst, 2)
+
+    # Then the ticket opened before the approval was asked for, saying who decides, and the approval
+    # request names it
+    stored = _cases(local_aws).get(case.case_id)
+    assert stored is not None
+    assert stored.ticket is not None
+    ticket = stored.ticket.id
+    assert opened["subject"].startswith(f"[HIGH] malicious {ticket}: ")
+    assert (
+        "Waiting for a person: 1 action: the approvers, asked through the approvals topic with links only "
+        "they receive; this ticket carries no link that decides"
+    ) in opened["text"]
+    assert f"Ticket: sns {ticket}" in request.splitlines()
+    # And the ticket heard that the isolation waits, who decides and until when, linking the case's
+    # read-only page and no link that decides
+    assert waiting["subject"] == f"Update on {ticket}"
+    assert "Waiting for a person: action 1 of 1" in waiting["text"]
+    assert "\nUntil: " in waiting["text"]
+    assert f"Action: Isolate the instance {instance_id}" in waiting["text"]
+    assert re.search(r"^Case page: \S+\?view=\S+$", waiting["text"], flags=re.MULTILINE)
+    tokens = [link.split("token=")[1] for link in _links_in(request).values()]
+    assert len(tokens) == 2
+    for message in (opened, waiting):
+        assert _links_in(message["text"]) == {}
+        assert not any(token in message["text"] for token in tokens)
+    # And the execution's history holds no link either: the approval function answered the wait none
+    history = json.dumps(
+        local_aws.client("stepfunctions").get_execution_history(executionArn=execution_arn), default=str
+    )
+    assert not any(token in history for token in tokens)
+    assert "WaitForApproval" in _entered_states(local_aws, execution_arn)
+
+    # When the approver approves the action through the link the approvals topic brought
+    assert _click(local_aws, _links_in(request)["approve"])["statusCode"] == 200
+    execution = wait_for_execution(local_aws.client("stepfunctions"), execution_arn)
+
+    # Then the ticket hears who approved it, then where the case stands
+    decision, outcome = _ticket_messages(local_aws, analyst, 2)
+    assert execution["status"] == "SUCCEEDED"
+    assert "approved by a person through the approval link" in decision["text"]
+    assert outcome["text"].startswith("Update from vtriage: where the case stands now\nStatus: TICKETED")
+
+
+def test_with_approval_links_in_tickets_the_ticket_carries_the_links_and_hears_the_decision(
+    links_in_tickets_aws: LocalAws,
+) -> None:
+    # Given a deployment with ApprovalLinksInTickets=true, an approver, an analyst reading the ticket
+    # topic, and a malicious case whose isolation waits for a person
+    local_aws = links_in_tickets_aws
     approver = _approval_inbox(local_aws)
     analyst = _ticket_inbox(local_aws)
     instance_id, _ = _instance(local_aws)

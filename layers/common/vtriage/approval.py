@@ -70,9 +70,10 @@ class GoneTokenError(VtriageError):
 
 
 class ApprovalRequest(BaseModel):
-    """What the approval function is asked for the state machine's waitForTaskToken step, by the ticket
-    function which that step invokes (`vtriage.ticket.request_approval_on_ticket`): the waiting action,
-    the step's token, and the case's ticket, which the request names."""
+    """What the approval function is asked for the state machine's waitForTaskToken step: by that step
+    itself (the default), or with ApprovalLinksInTickets=true by the ticket function which that step then
+    invokes (`vtriage.ticket.request_approval_on_ticket`): the waiting action, the step's token, and the
+    case's ticket, which the request names (else the one the case keeps)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -221,7 +222,10 @@ def request_approval(
         request.task_token,
     )
     action = case.actions[request.index]
-    notifier.notify(case, action, approval_request(case, action, links, ticket=request.ticket))
+    # The ticket the asking ticket function names, else the one the case keeps (the state machine's waiting
+    # step asks by default, after the step before it opened the ticket).
+    ticket = request.ticket or case.ticket
+    notifier.notify(case, action, approval_request(case, action, links, ticket=ticket))
     return links
 
 
