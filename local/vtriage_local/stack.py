@@ -143,6 +143,7 @@ class LocalAws:
         self.physical: dict[str, dict[str, str]] = {}
         self._server: ThreadedMotoServer | None = None
         self._patch: Any = None
+        self._engine_patches: list[Any] = []
         self._saved_env: dict[str, str | None] = {}
         self._modules: dict[str, ModuleType] = {}
         self._import_lock = threading.Lock()
@@ -187,6 +188,9 @@ class LocalAws:
         ).raise_for_status()
         self._patch = mock.patch.object(LambdaSimpleBackend, "invoke", _make_dispatcher(self))
         self._patch.start()
+        self._engine_patches = _engine_patches()
+        for patch in self._engine_patches:
+            patch.start()
         self._deploy()
         self._set_env(self.function_environment())
 
@@ -195,6 +199,9 @@ class LocalAws:
         if self._patch is not None:
             self._patch.stop()
             self._patch = None
+        for patch in reversed(self._engine_patches):
+            patch.stop()
+        self._engine_patches = []
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -587,6 +594,58 @@ def _create_member_role(iam: Any, logical_id: str, properties: dict[str, Any]) -
     for arn in properties.get("ManagedPolicyArns", []):
         iam.attach_role_policy(RoleName=name, PolicyArn=arn)
     return {"Ref": name, "Arn": role["Arn"], "RoleId": role["RoleId"]}
+
+
+# The modules of moto's Step Functions engine that make a boto3 client for each task they run.
+_ENGINE_CLIENT_MODULES = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sns",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
+)
+
+
+def _engine_patches() -> list[Any]:
+    """What spares moto's Step Functions engine its two per-execution costs, a run's largest after the
+    handlers: it parses the state machine's ASL again for every execution (ANTLR: a tenth of a run's
+    CPU), and makes a boto3 client for every task it runs (a new connection each, and botocore's client
+    set-up). Parsed definitions are kept by their text (the parsed tree is only read while it runs: each
+    execution keeps its state in its own environment); clients by Region, service and port."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    parsed: dict[str, Any] = {}
+    parse_lock = threading.Lock()
+
+    def entrypoint(worker: Any) -> Any:
+        definition = worker._evaluation_details.state_machine_details.definition
+        with parse_lock:
+            if definition not in parsed:
+                parsed[definition] = original_entrypoint(worker)
+            return parsed[definition]
+
+    original_entrypoint = ExecutionWorker._get_evaluation_entrypoint
+    patches = [mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", entrypoint)]
+    for name in _ENGINE_CLIENT_MODULES:
+        module = importlib.import_module(name)
+        patches.append(mock.patch.object(module, "boto_client_for", _kept_engine_client(module.boto_client_for)))
+    return patches
+
+
+def _kept_engine_client(make: Any) -> Any:
+    """moto's boto_client_for, keeping one client per Region, service and moto port (clients are
+    thread-safe; the engine's credentials are moto's fixed dummy ones)."""
+    clients: dict[tuple[str, str, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, os.environ.get("MOTO_PORT", ""))
+        with lock:
+            if key not in clients:
+                clients[key] = make(region, service, state_credentials)
+            return clients[key]
+
+    return boto_client_for
 
 
 def _make_dispatcher(aws: LocalAws) -> Any:
