@@ -10,7 +10,9 @@ machine.
 3. cold start: a fresh interpreter importing the enrich handler and building its adapters against one
    importing only the runtime dependencies it is built on (bench.cold_start);
 4. peak memory: the resident set of a process running the enrich handler on 10 alerts whose reports are
-   the largest recorded one, moto and the replay server in another process (bench.memory).
+   the largest recorded one, moto and the replay server in another process (bench.memory);
+5. the local runner (issue 13): `vtriage run` on 100 alerts end to end over a vt-py loop only looking
+   their IOCs up, and the peak resident set of a 500-alert run (bench.runner_speed).
 
 Every count in the results is counted from what was run, never typed in.
 """
@@ -33,6 +35,7 @@ import vt
 from bench.cold_start import cold_start
 from bench.corpus import Corpus, build_corpus, remote_ips, write_recordings
 from bench.memory import API_KEY, PREMIUM_ENV, file_alerts, peak_rss
+from bench.runner_speed import runner_speed
 from bench.sqs import sqs_event
 from bench.stack_process import stack_in_subprocess
 from vtriage_local.replay import ReplayServer
@@ -176,7 +179,7 @@ def memory_and_cold_start() -> dict[str, Any]:
 
 def main() -> int:
     """Run every benchmark, print a table, write bench/results.json."""
-    results: dict[str, Any] = throughput_and_requests() | memory_and_cold_start()
+    results: dict[str, Any] = throughput_and_requests() | memory_and_cold_start() | runner_speed()
     # The two figures issue 14 names, at the top.
     results = {
         "peak_rss_mb": results["peak_memory"]["peak_rss_mb"],
@@ -196,6 +199,12 @@ def main() -> int:
             "<= 1.10x",
         ),
         ("peak RSS of the enrich process, 10 alerts (MB)", results["peak_rss_mb"], "< 128"),
+        (
+            "vtriage run, 100 alerts / vt-py loop of their lookups",
+            results["runner_over_sequential_lookups"],
+            "< 1.0",
+        ),
+        ("peak RSS of vtriage run, 500 alerts (MB)", results["runner_500_peak_rss_mb"], "< 300"),
     ]
     reference = [
         (

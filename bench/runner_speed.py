@@ -48,7 +48,9 @@ class C2Corpus:
     @property
     def domains(self) -> list[str]:
         """The domain each alert names, read from the alert, in order."""
-        return [str(alert["detail"]["service"]["action"]["dnsRequestAction"]["domain"]) for alert in self.alerts]
+        return [
+            str(alert["detail"]["service"]["action"]["dnsRequestAction"]["domain"]) for alert in self.alerts
+        ]
 
     @property
     def instances(self) -> set[str]:

@@ -26,6 +26,7 @@ import boto3
 import requests
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.server import ThreadedMotoServer
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from vtriage_local.template import (
     MEMBER_ROLE_TEMPLATE_PATH,
@@ -612,8 +613,6 @@ def _engine_patches() -> list[Any]:
     CPU), and makes a boto3 client for every task it runs (a new connection each, and botocore's client
     set-up). Parsed definitions are kept by their text (the parsed tree is only read while it runs: each
     execution keeps its state in its own environment); clients by Region, service and port."""
-    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
-
     parsed: dict[str, Any] = {}
     parse_lock = threading.Lock()
 
@@ -628,7 +627,8 @@ def _engine_patches() -> list[Any]:
     patches = [mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", entrypoint)]
     for name in _ENGINE_CLIENT_MODULES:
         module = importlib.import_module(name)
-        patches.append(mock.patch.object(module, "boto_client_for", _kept_engine_client(module.boto_client_for)))
+        kept = _kept_engine_client(module.boto_client_for)
+        patches.append(mock.patch.object(module, "boto_client_for", kept))
     return patches
 
 
