@@ -23,7 +23,8 @@ handler makes calls):
   versioned bucket); and a plan that sends two actions to approval.
 - ApprovalFunction: the state machine's approval requests, then a person approving one and rejecting
   the other through the function URL.
-- TicketFunction: a ticket for the C&C case through the SNS provider.
+- TicketFunction: a ticket for the C&C case through the SNS provider; the step before each approval
+  wait (the ticket opened, then told that the action waits), as deployed by default.
 - IntakeFunction: a pushed finding queued.
 Not covered: the DNS Firewall actuator's calls (moto has no Route 53 Resolver DNS Firewall, so the
 list stays unconfigured and the actuator calls nothing), the vendor ticket providers, rollback (run by
@@ -898,6 +899,12 @@ def _run_scenario(observed: Observed, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = observed.invoke("RemediateFunction", {"case_id": case_id, "step": "plan"})
     assert [item["approval"] for item in plan["items"]] == [True, True], plan
     for index in range(len(waiting)):
+        # The step before each wait: the ticket opens, then hears that the action waits and who decides
+        # (ApprovalLinksInTickets=false, the default: the ticket function fetches no link).
+        observed.invoke(
+            "TicketFunction",
+            {"step": "before_approval", "case_id": case_id, "index": index, "approval_timeout_seconds": 3600},
+        )
         observed.invoke(
             "ApprovalFunction",
             {
@@ -965,6 +972,21 @@ def test_a_policy_without_batch_get_item_is_reported_naming_the_function_and_the
         ("dynamodb:BatchGetItem", observed.aws.get_att("EnrichmentsTable", "Arn"))
     }
     assert "EnrichFunction: dynamodb:BatchGetItem on arn:aws:dynamodb" in describe("EnrichFunction", refused)
+
+
+def test_as_deployed_by_default_the_ticket_function_may_not_and_does_not_invoke_the_approval_function(
+    observed: Observed,
+) -> None:
+    # Given the ticket function's calls through the scenario (its ticket steps, before approvals included)
+    # and its policy as deployed by default (ApprovalLinksInTickets=false)
+    calls = observed.calls["TicketFunction"]
+    statements = deployed_statements(observed.aws, "TicketFunction")
+
+    # Then it called no Lambda API, and no statement lets it invoke a function
+    assert not [call for call in calls if call.service == "lambda"]
+    assert not [
+        statement for statement in statements if "lambda:InvokeFunction" in str(statement.get("Action"))
+    ]
 
 
 def test_a_grant_on_another_resource_does_not_count(observed: Observed) -> None:
