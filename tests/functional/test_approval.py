@@ -330,7 +330,10 @@ def test_an_approval_for_a_kilobyte_s3_key_of_line_breaks_reaches_the_approvers_
     ticket_readers = _inbox(local_aws, "TicketTopic", "ticket-readers")
 
     # When the state machine asks for the approval
-    local_aws.invoke("ApprovalFunction", _approval_request(local_aws, case.case_id))
+    answer = local_aws.invoke("ApprovalFunction", _approval_request(local_aws, case.case_id))
+
+    # Then the waiting step is answered no link (ApprovalLinksInTickets=false, the default): only until when
+    assert sorted(answer) == ["case_id", "expires_at", "index"]
 
     # Then the approvers get it, under a subject SNS accepts: ASCII, no control character, <= 99 characters
     [notification] = _received(local_aws, approvers)

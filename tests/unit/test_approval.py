@@ -42,6 +42,7 @@ from vtriage.models import (
     CaseStatus,
     Decision,
     TaskInput,
+    Ticket,
     Verdict,
 )
 from vtriage.ports import CLAIM_LEASE
@@ -128,6 +129,20 @@ def requested(case: Case, task_token: str = "task-token-1") -> tuple[dict[str, A
     )
     links = request_approval(request, cases, store=store, notifier=notifier, key=KEY, now=NOW)
     return {"cases": cases, "store": store, "notifier": notifier}, links
+
+
+def test_an_approval_request_asked_without_a_ticket_names_the_one_the_case_keeps() -> None:
+    # Given a waiting action whose case has a ticket, asked for by the state machine's waiting step itself
+    # (ApprovalLinksInTickets=false: no ticket function passes the ticket)
+    case = waiting_case(ActionStatus.PENDING_APPROVAL)
+    case.ticket = Ticket(provider="sns", id="VT-0123456789", created_at=NOW)
+
+    # When the approval is requested
+    parts, _ = requested(case)
+
+    # Then the approvers' request names the case's ticket
+    [(_, _, sent)] = parts["notifier"].sent
+    assert "Ticket: sns VT-0123456789" in sent.text().splitlines()
 
 
 def test_an_approval_request_sends_two_links_that_expire_with_the_wait() -> None:

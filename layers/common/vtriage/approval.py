@@ -255,7 +255,8 @@ def approval_request(
     if case.provenance is not None:
         lines.append(ReportLine(label="Sent through", value=one_line(case.provenance.described)))
     if ticket is not None:
-        # The case's ticket holds the evidence and these links too, and hears of the decision.
+        # The case's ticket holds the evidence (these links too with ApprovalLinksInTickets=true), and
+        # hears of the decision.
         lines.append(ReportLine(label="Ticket", value=f"{one_line(ticket.provider)} {one_line(ticket.id)}"))
         if ticket.url:
             lines.append(ReportLine(label="Ticket page", link=ticket.url))
