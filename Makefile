@@ -35,7 +35,7 @@ test: lint typecheck pytest template
 
 # The unit and template suites alone: no moto server, no network, well under a minute.
 test-unit: $(VENV)/.installed
-	$(BIN)/pytest tests/unit tests/template
+	$(BIN)/pytest tests/unit tests/template tests/contract -m "not functional"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
