@@ -8,13 +8,33 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.timing import time_ratio
-from vtriage.intake.refang import candidates_in_text, refang
+from vtriage.intake.refang import candidates_in_text, refang_dots, refang_scheme
 from vtriage.models import IocType
 
 IP, DOMAIN, URL, FILE = IocType.IP, IocType.DOMAIN, IocType.URL, IocType.FILE
 SHA256 = "4bc00f7d638e042da764e8648c03c0db46700599dd4f08d117e3e9e8b538519b"
 
-REFANGED = [
+# Values of a domain, or a URL's host: `canonical_ioc` undoes only the bracketed dot spellings.
+DOTS_REFANGED = [
+    ("evil[dot]com", "evil.com"),
+    ("evil(DOT)com", "evil.com"),
+    ("evil {dot} com", "evil.com"),
+    ("evil [ . ] com", "evil.com"),
+    ("files{.}evil[.]com", "files.evil.com"),
+    ("23.129.64[.]215", "23.129.64.215"),
+    # Left alone: prose with a bare "dot", and brackets that hold anything else
+    ("connect the dot com bubble", "connect the dot com bubble"),
+    ("[link](docs)", "[link](docs)"),
+]
+
+
+@pytest.mark.parametrize(("defanged", "expected"), DOTS_REFANGED)
+def test_refang_dots_undoes_only_the_bracketed_dot_spellings(defanged: str, expected: str) -> None:
+    assert refang_dots(defanged) == expected
+
+
+# URLs, as `canonical_ioc` and `candidates_in_text` read them: the scheme restored, then the host's dots.
+SCHEMES_REFANGED = [
     ("hxxp://evil[.]com/a", "http://evil.com/a"),
     ("hxxps://evil[.]com/a", "https://evil.com/a"),  # iocextract #49 turned this into http
     ("HXXPS://evil(.)com", "https://evil.com"),
@@ -23,25 +43,16 @@ REFANGED = [
     ("https[://]evil[.]com", "https://evil.com"),
     ("hxxp(://)evil[.]com", "http://evil.com"),
     ("hxxp:[//]evil[.]com", "http://evil.com"),
-    ("evil[dot]com", "evil.com"),
-    ("evil(DOT)com", "evil.com"),
-    ("evil {dot} com", "evil.com"),
-    ("evil [ . ] com", "evil.com"),
-    ("23.129.64[.]215", "23.129.64.215"),
-    ("ops[at]evil[.]com", "ops@evil.com"),
-    ("ops (at) evil[.]com", "ops@evil.com"),
     ("hxxp://evil[.]com[/]path[:]8", "http://evil.com/path:8"),
-    # Left alone: words that merely contain a scheme-like part (ioc-fanger #25), prose with "dot"
+    # Left alone: words that merely contain a scheme-like part (ioc-fanger #25)
     ("shotput and hotpocket", "shotput and hotpocket"),
-    ("connect the dot com bubble", "connect the dot com bubble"),
     ("xhxxp://evil.com", "xhxxp://evil.com"),
-    ("[link](docs)", "[link](docs)"),
 ]
 
 
-@pytest.mark.parametrize(("defanged", "expected"), REFANGED)
-def test_refang_undoes_exactly_the_listed_spellings(defanged: str, expected: str) -> None:
-    assert refang(defanged) == expected
+@pytest.mark.parametrize(("defanged", "expected"), SCHEMES_REFANGED)
+def test_refang_scheme_restores_a_defanged_scheme_only_at_the_start(defanged: str, expected: str) -> None:
+    assert refang_scheme(refang_dots(defanged)) == expected
 
 
 EXTRACTED = [
@@ -75,6 +86,7 @@ EXTRACTED = [
     ),
     ("from fe80::1 and 2606:4700:4700::1111 at 12:30:45", [(IP, "fe80::1"), (IP, "2606:4700:4700::1111")]),
     ("mail ops[at]tawuhoju[.]com", [(DOMAIN, "tawuhoju.com")]),
+    ("mail ops (at) evil[.]com", [(DOMAIN, "evil.com")]),
     ("version 1.2 and 1.2.3", []),
     ("evil.com evil.com EVIL.com", [(DOMAIN, "evil.com"), (DOMAIN, "EVIL.com")]),
 ]

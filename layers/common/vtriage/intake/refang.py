@@ -1,11 +1,11 @@
 """Refanging and free-text extraction: strict, small, and only a source of candidates.
 
 Analysts and detectors write indicators "defanged" so that nobody clicks them: `hxxps://evil[.]com`,
-`23.129.64[.]215`, `evil(dot)com`, `http[:]//...`, `user[at]evil.com`. `refang` undoes exactly the
-spellings listed in `DEFANGED_SPELLINGS`, and `candidates_in_text` finds the IP addresses, domains,
-URLs and hashes in a piece of prose. Nothing here decides whether a value is safe: every candidate
-still goes through `canonical_ioc`, which refuses or skips it, and a refused free-text candidate is
-dropped rather than failing the alert (prose is not a field the detector vouches for).
+`23.129.64[.]215`, `evil(dot)com`, `http[:]//...`, `user[at]evil.com`. `refang_dots` undoes the bracketed
+dot spellings, `refang_scheme` a defanged scheme and `://`, and `candidates_in_text` finds the IP
+addresses, domains, URLs and hashes in a piece of prose. Nothing here decides whether a value is safe:
+every candidate still goes through `canonical_ioc`, which refuses or skips it, and a refused free-text
+candidate is dropped rather than failing the alert (prose is not a field the detector vouches for).
 
 Why not a library. The runtime may depend only on boto3, powertools, requests and pydantic, and the
 known bugs of the usual libraries are ones a triage pipeline must not have:
@@ -43,15 +43,6 @@ import re
 from collections.abc import Iterator
 
 from vtriage.models import IocType
-
-# The spellings `refang` undoes, for the README and the tests.
-DEFANGED_SPELLINGS = (
-    "hxxp://, hxxps://, fxp:// (any case)",
-    "[://], (://), {://}, [:]//, (:)//, :[//]",
-    "[.], (.), {.}, [dot], (dot), {dot} (any case, spaces inside or around allowed)",
-    "[at], (at), {at}, [@] (any case)",
-    "[/] and [:] inside a URL",
-)
 
 # The most characters of one free text read for indicators: more costs time and finds nothing a detector
 # vouches for. A text cut so is noted on its alert (see `read_extent`).
@@ -98,15 +89,6 @@ _URL = re.compile(r"(?:https?|ftp)://[^\s]+", re.IGNORECASE)
 _FILE_EXTENSION_TLDS = frozenset({"py", "sh", "zip", "mov", "md", "pl", "so", "rs", "ps", "sys", "pm", "cs"})
 
 
-def refang(text: str) -> str:
-    """`text` with every defanged spelling of `DEFANGED_SPELLINGS` undone; anything else unchanged."""
-    text = _SPACED_DOT.sub(".", text)
-    text = _SPACED_AT.sub("@", text)
-    text = _DOTS.sub(".", text)
-    text = _ATS.sub("@", text)
-    return _refang_urls(text)
-
-
 def refang_dots(text: str) -> str:
     """Only the bracketed dot spellings undone: for values that are a domain or a URL's host."""
     return _DOTS.sub(".", _SPACED_DOT.sub(".", text))
@@ -122,19 +104,6 @@ def refang_scheme(url: str) -> str:
     # Only inside a URL: `[/]` and `[:]` are brackets elsewhere (markdown, log formats).
     rest = rest.replace("[/]", "/").replace("[:]", ":")
     return f"{scheme}://{rest}"
-
-
-def _refang_urls(text: str) -> str:
-    def restore(match: re.Match[str]) -> str:
-        return refang_scheme(match[0])
-
-    # A scheme starts a URL only after a separator: `shotput` or `xhxxp://` are left alone.
-    return re.sub(
-        r"(?<![\w.-])(?:hxxps|hxxp|fxp|https|http|ftp)(?:\[://\]|\(://\)|\{://\}|\[:\]//|\(:\)//|:\[//\]|://)\S*",
-        restore,
-        text,
-        flags=re.IGNORECASE,
-    )
 
 
 def read_extent(text: str) -> int:
