@@ -281,7 +281,6 @@ class FakeExecutionStarter:
         self._state_machine_arn = state_machine_arn
         self._error = error
         self.started: dict[str, ExecutionInput] = {}
-        self.start_calls = 0
 
     def arn_for(self, name: str) -> str:
         """The ARN the execution of this name has, or will have once started."""
@@ -291,7 +290,6 @@ class FakeExecutionStarter:
     def start(self, name: str, execution_input: ExecutionInput) -> str:
         """Start the execution unless one of this name already started; return its ARN."""
         with self._lock:
-            self.start_calls += 1
             if self._error is not None:
                 raise self._error
             self.started.setdefault(name, execution_input)

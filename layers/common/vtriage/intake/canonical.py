@@ -93,7 +93,6 @@ _EMPTY_CONTENT_HASHES = frozenset(
 )
 _HASH_NAMES = {32: "md5", 40: "sha1", 64: "sha256"}
 _SHA512_LENGTH = 128
-HASH_ALGORITHMS = frozenset({*_HASH_NAMES.values(), "sha512"})
 
 # Hosts nothing may look up or act on, with every name under them: AWS's own service endpoints and
 # principals (a finding names them as the caller of an API: `cloudformation.amazonaws.com`), the
