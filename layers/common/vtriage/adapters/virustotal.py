@@ -155,13 +155,6 @@ class VirusTotalClient:
         return 1 + (len(self._deep_relationships.get(ioc_type, ())) if self._deep_context else 0)
 
     @property
-    def retry_budget_seconds(self) -> float:
-        """The longest one request can take with its retries when no deadline cuts it short:
-        attempts * (connect + read timeout) + a back-off of at most `backoff_cap` between attempts."""
-        connect, read = self._timeout
-        return self._max_attempts * (connect + read) + (self._max_attempts - 1) * self._backoff_cap
-
-    @property
     def requests_sent(self) -> int:
         """Every HTTP request sent so far, retries included (for stats and metrics)."""
         with self._lock:
