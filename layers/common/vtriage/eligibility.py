@@ -88,14 +88,6 @@ class Place:
     # contains. None: it contains no host.
     falcon_cid: str | None = None
 
-    def is_member(self, account: str) -> bool:
-        """Whether the account is one of the members (reached through their role), not the own one."""
-        return account in self.members and account != self.own_account
-
-    def admits(self, account: str, region: str) -> bool:
-        """Whether actions may run in this account and Region."""
-        return not self._against(account, region)
-
     def reasons_against(self, alert: Alert) -> list[str]:
         """Why no AWS action may run where the alert lives; empty when it lives here. An alert from a
         detector outside AWS (`Alert.vendor`) lives in no AWS account or Region."""
