@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vtriage.bounds import MAX_HISTORY, MAX_REPEAT_IDS, MAX_VARIANTS, bounded
-from vtriage.clock import next_minute, next_utc_midnight
+from vtriage.clock import next_minute, next_utc_midnight, utc_now
 from vtriage.display import Report, ReportLink
 from vtriage.errors import QuotaExhaustedError, TransientError
 from vtriage.models import (
@@ -49,11 +49,6 @@ from vtriage.models import (
 )
 from vtriage.ports import CLAIM_LEASE, POLL_CLAIM_LEASE, ClaimOutcome, PolledAlert
 from vtriage.virustotal.widget import Widget
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware: the fakes' default clock."""
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
