@@ -1,10 +1,12 @@
 """Coverage without tracing moto's server: the local stack (vtriage_local.stack) runs moto in this process,
 in threads of its own, and on Python 3.11 coverage's tracer (a trace function in every thread) doubled
 the functional suites' time although moto is no part of what coverage measures. Under coverage, the
-threads moto and its web server start run untraced, and the handlers that moto's Lambda backend calls
-from them are traced again: every line of vtriage that runs is still measured, wherever it runs (the
-same lines as with every thread traced, checked on test_state_machine). Moto used in-process through
-`mock_aws` runs in the test's own thread and stays traced.
+threads moto and its web server start run untraced, and what the local stack patches into moto (the
+Lambda dispatcher that calls the handlers, the Step Functions engine's replacements) is traced again
+when moto calls it from them: every line of vtriage that runs is still measured, wherever it runs (the
+same lines as with every thread traced, checked on test_state_machine). A function of ours patched into
+moto must be added to `moto_threads_untraced`. Moto used in-process through `mock_aws` runs in the
+test's own thread and stays traced.
 
 Nothing changes without coverage, nor when coverage does not trace threads through `threading.settrace`
 (Python 3.12 and later, where it uses `sys.monitoring`).
@@ -50,23 +52,40 @@ def _untrace_library_threads(coverage_hook: TraceFunction) -> TraceFunction:
     return hook
 
 
+def _traced(coverage_hook: TraceFunction, function: Any) -> Any:
+    """The function, run under coverage's tracer when it is called from an untraced thread."""
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        if sys.gettrace() is not None:
+            return function(*args, **kwargs)
+        sys.settrace(coverage_hook)  # coverage starts a tracer for this thread on the next call
+        try:
+            return function(*args, **kwargs)
+        finally:
+            sys.settrace(None)
+
+    return traced
+
+
 def _traced_dispatcher(coverage_hook: TraceFunction, make_dispatcher: Any) -> Any:
-    """`stack._make_dispatcher`, whose dispatcher (moto's Lambda backend calls it from an untraced
-    request thread) runs the handler under coverage's tracer."""
+    """`stack._make_dispatcher`, whose dispatcher (moto's Lambda backend calls it from a request
+    thread) runs the handler under coverage's tracer."""
 
     def make(aws: stack.LocalAws) -> Any:
-        dispatch = make_dispatcher(aws)
+        return _traced(coverage_hook, make_dispatcher(aws))
 
-        def traced(*args: Any) -> Any:
-            if sys.gettrace() is not None:
-                return dispatch(*args)
-            sys.settrace(coverage_hook)  # coverage starts a tracer for this thread on the next call
-            try:
-                return dispatch(*args)
-            finally:
-                sys.settrace(None)
+    return make
 
-        return traced
+
+def _traced_engine_patches(coverage_hook: TraceFunction, engine_patches: Any) -> Any:
+    """`stack._engine_patches`, whose replacements (moto's Step Functions engine calls them from its
+    threads) run under coverage's tracer."""
+
+    def make() -> list[Any]:
+        patches: list[Any] = engine_patches()
+        for patch in patches:
+            patch.new = _traced(coverage_hook, patch.new)
+        return patches
 
     return make
 
@@ -79,7 +98,9 @@ def moto_threads_untraced() -> Iterator[None]:
         yield
         return
     with pytest.MonkeyPatch.context() as patch:
+        # Every function of ours the local stack patches into moto, which moto calls from its threads.
         patch.setattr(stack, "_make_dispatcher", _traced_dispatcher(coverage_hook, stack._make_dispatcher))
+        patch.setattr(stack, "_engine_patches", _traced_engine_patches(coverage_hook, stack._engine_patches))
         threading.settrace(_untrace_library_threads(coverage_hook))
         try:
             yield
