@@ -11,7 +11,7 @@ import pytest
 
 from tests.contract.conftest import IN_MEMORY, RETENTION, Clock, client, emptied
 from tests.factories import make_alert, make_case
-from vtriage.adapters.dynamodb import DynamoCaseRepository
+from vtriage.adapters.dynamodb import DynamoCaseRepository, failure_key, from_item
 from vtriage.fakes import InMemoryCaseRepository
 from vtriage.models import Case, CaseStatus, HistoryEntry, Verdict
 from vtriage.ports import SearchableCases
@@ -45,11 +45,20 @@ def repository(implementation: str, request: pytest.FixtureRequest, clock: Clock
 
         return Repository(fake, kept)
     aws = emptied(request.getfixturevalue("aws"), "CasesTable")
-    dynamo = DynamoCaseRepository(client(aws, "dynamodb"), aws.ref("CasesTable"), RETENTION, clock)
+    dynamodb = client(aws, "dynamodb")
+    dynamo = DynamoCaseRepository(dynamodb, aws.ref("CasesTable"), RETENTION, clock)
 
     def stored(message_id: str, where: str) -> Refusal | None:
-        found = dynamo.get_failure(message_id, where)
-        return None if found is None else Refusal(found["reason"], found["body"], found.get("alert_id"))
+        # As an operator reads a refusal back (and `vtriage run`'s accounting): the item at its key
+        response = dynamodb.get_item(
+            TableName=aws.ref("CasesTable"),
+            Key={"case_id": {"S": failure_key(message_id, where)}},
+            ConsistentRead=True,
+        )
+        if "Item" not in response:
+            return None
+        found = from_item(response["Item"])
+        return Refusal(found["reason"], found["body"], found.get("alert_id"))
 
     return Repository(dynamo, stored)
 

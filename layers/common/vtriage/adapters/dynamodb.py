@@ -279,13 +279,6 @@ class DynamoCaseRepository:
                 raise
         return True
 
-    def get_failure(self, message_id: str, where: str = "") -> dict[str, Any] | None:
-        """The failure record of a refused message (or of one finding of it, by its place), or None."""
-        response = self._client.get_item(
-            TableName=self._table, Key={"case_id": {"S": failure_key(message_id, where)}}, ConsistentRead=True
-        )
-        return from_item(response["Item"]) if "Item" in response else None
-
 
 class DynamoRepeatLedger:
     """Repeats of findings, in the cases table: a `repeat#<digest>` item per repeat key holds the case
