@@ -47,14 +47,18 @@ class Delivery:
 def read_alert_files(names: list[str], stdin: BinaryIO) -> list[Delivery]:
     """The records of every file named, in order; `-` reads `stdin` (once). A name that is a directory,
     missing or unreadable is a UsageError saying which."""
+    return [delivery for _, delivery in read_named_alert_files(names, stdin)]
+
+
+def read_named_alert_files(names: list[str], stdin: BinaryIO) -> list[tuple[str, Delivery]]:
+    """`read_alert_files`, each record beside the name it was read from (for a command that prints
+    the file of each record, as `vtriage send` does)."""
     if names.count(STDIN) > 1:
         raise UsageError("- (the standard input) can be read only once")
-    deliveries: list[Delivery] = []
+    deliveries: list[tuple[str, Delivery]] = []
     for name in names:
-        if name == STDIN:
-            deliveries.extend(deliveries_in(stdin.read(), STDIN_SOURCE_ID))
-        else:
-            deliveries.extend(read_deliveries(Path(name)))
+        read = deliveries_in(stdin.read(), STDIN_SOURCE_ID) if name == STDIN else read_deliveries(Path(name))
+        deliveries.extend((name, delivery) for delivery in read)
     return deliveries
 
 

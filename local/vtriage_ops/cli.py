@@ -8,7 +8,6 @@ import os
 import re
 import sys
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -26,7 +25,7 @@ from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
 from vtriage.intake_api import AlertRejectedError
 from vtriage.models import ActionStatus, Case, CaseStatus
 from vtriage.remediate import rollback_case
-from vtriage_local.alert_files import Delivery, UsageError, read_deliveries
+from vtriage_local.alert_files import Delivery, UsageError, read_named_alert_files
 from vtriage_local.terminal import (
     BRANCHES,
     STATUSES,
@@ -63,7 +62,7 @@ def _add_send_command(commands: Any) -> None:
         "the enrich function will, queues it stamped with who sent it, or answers with the field at "
         "fault. Pushed alerts are ticketed or wait for a person's approval (PushedAlertActions).",
     )
-    send.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    send.add_argument("files", nargs="+", metavar="FILE", help="an alert file, or - for the standard input")
     send.add_argument("--intake-url", required=True, metavar="URL", help="the stack's IntakeUrl output")
     send.add_argument("--region", help="the stack's Region (default: the URL's, else your AWS configuration)")
     send.add_argument(
@@ -87,16 +86,16 @@ def send_files(arguments: argparse.Namespace) -> int:
     status = EXIT_OK
     partly_refused = False
     try:
-        deliveries = [(path, delivery) for path in arguments.files for delivery in read_deliveries(path)]
+        deliveries = read_named_alert_files(arguments.files, sys.stdin.buffer)
         intake = SignedIntake(arguments.intake_url, arguments.region)
-        for path, delivery in deliveries:
+        for name, delivery in deliveries:
             answer = _push(delivery, intake)
             if answer.status != 202:
                 rejected = answer.document
                 document["rejected"].append({"source_id": delivery.source_id, **rejected})
                 if not arguments.json:
                     where = f" ({rejected.get('field')})" if rejected.get("field") else ""
-                    print(f"rejected  {path}  {delivery.source_id}{where}: {rejected.get('error')}")
+                    print(f"rejected  {name}  {delivery.source_id}{where}: {rejected.get('error')}")
                     # A lone refusal is the reason above; several are listed one by one.
                     refusals = rejected.get("refused") or []
                     for refusal in refusals if len(refusals) > 1 else ():
@@ -109,7 +108,7 @@ def send_files(arguments: argparse.Namespace) -> int:
             if not arguments.json:
                 alerts = ", ".join(accepted.get("alert_ids") or []) or "none"
                 print(
-                    f"sent      {path}  {delivery.source_id}: message {accepted.get('message_id')}, "
+                    f"sent      {name}  {delivery.source_id}: message {accepted.get('message_id')}, "
                     f"alerts {alerts}, as {accepted.get('sender') or 'an unknown sender'}"
                 )
                 for refusal in accepted.get("refused") or []:

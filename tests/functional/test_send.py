@@ -7,6 +7,7 @@ payload-2.0 event, naming the signer in `requestContext.authorizer.iam` as STS k
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -186,6 +187,27 @@ def test_a_finding_file_is_pushed_through_the_intake_and_queued_unchanged_with_i
     assert sent["message_id"] == message["MessageId"]
     assert sent["sender"] == intake.caller["arn"]
     assert document["rejected"] == []
+
+
+def test_the_standard_input_is_sent_as_run_reads_it(
+    local_aws: LocalAws,
+    intake: FunctionUrl,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a GuardDuty event piped to the command, named `-` as `vtriage run -` takes it
+    path = event("synthetic-guardduty-backdoor-c2-dns.json")
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+
+    # When it is sent
+    status, document = send(capsys, "-", "--intake-url", intake.url)
+
+    # Then the piped document is queued byte for byte, named stdin, as a file would be
+    assert status == 0
+    assert queued_bodies(local_aws) == [path.read_text(encoding="utf-8")]
+    (sent,) = document["sent"]
+    assert sent["source_id"] == "stdin"
+    assert sent["alert_ids"] == [load_event("synthetic-guardduty-backdoor-c2-dns.json")["detail"]["id"]]
 
 
 def test_an_sqs_event_file_pushes_each_record_body(
