@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from vtriage.display import Report, ReportLink
+from vtriage.errors import CaseNotFoundError
 from vtriage.models import (
     Action,
     ActionType,
@@ -52,6 +53,22 @@ class CaseRepository(Protocol):
         """Keep a refused record (`where` empty), or one finding of it refused alone (`where` its place
         in the body), with the reason and the body; False when this refusal is kept already."""
         ...
+
+
+def existing_case(cases: CaseRepository, case_id: str) -> Case:
+    """The case of this id; raises `CaseNotFoundError` when there is none (a step names a case that must
+    exist)."""
+    case = cases.get(case_id)
+    if case is None:
+        raise CaseNotFoundError(f"case {case_id} not found")
+    return case
+
+
+def action_at(case: Case, index: int) -> Action:
+    """The case's action at this index; raises `CaseNotFoundError` when the case has no such action."""
+    if index >= len(case.actions):
+        raise CaseNotFoundError(f"case {case.case_id} has no action {index}")
+    return case.actions[index]
 
 
 class SearchableCases(CaseRepository, Protocol):

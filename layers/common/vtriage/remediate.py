@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from vtriage.eligibility import WAITS_FOR_A_PERSON, Place
-from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
+from vtriage.errors import RemediationError, TransientError
 from vtriage.models import (
     DRY_RUN_PARAMETER,
     NEEDS_APPROVAL_PARAMETER,
@@ -31,6 +31,8 @@ from vtriage.ports import (
     CaseRepository,
     ResponseActuator,
     SearchableCases,
+    action_at,
+    existing_case,
 )
 
 # The actuators of one place: one per action type. A Mapping acts wherever a case lives (one account and
@@ -266,7 +268,7 @@ def plan_remediation(
     acts on them before it waits. Approvals are waited for one after another: those beyond what the
     execution's time holds (`EXECUTION_TIMEOUT_SECONDS`) get no item and are escalated to the ticket.
     """
-    case = _case(cases, task.case_id)
+    case = existing_case(cases, task.case_id)
     before = case.model_copy(deep=True)
     for index, action in enumerate(case.actions):
         refused = refusal(case, place, action.type)
@@ -325,8 +327,8 @@ def run_action(
     raises is recorded FAILED with the reason, and `finish_remediation` sends the case to a ticket with
     it; a `TransientError` saves nothing and is raised for the state machine's Retry.
     """
-    case = _case(cases, task.case_id)
-    action = _action_at(case, task.index)
+    case = existing_case(cases, task.case_id)
+    action = action_at(case, task.index)
     if action.status not in _NOT_YET_RUN:
         return ActionOutcome(case_id=case.case_id, index=task.index, status=action.status, changed=False)
     try:
@@ -354,8 +356,8 @@ def record_action_failure(
     retries ran out, the function timed out, the approval could not be asked for. The action becomes
     FAILED with the error, unless it had an outcome already; the Map goes on with the next action, and
     `finish_remediation` takes the failure to the ticket."""
-    case = _case(cases, task.case_id)
-    action = _action_at(case, task.index)
+    case = existing_case(cases, task.case_id)
+    action = action_at(case, task.index)
     if action.status not in _NOT_YET_RUN:
         return ActionOutcome(case_id=case.case_id, index=task.index, status=action.status, changed=False)
     error = task.error or {}
@@ -382,7 +384,7 @@ def finish_remediation(
     outside `place`), what failed, what never ran, and what still waits for a person (an approval that
     timed out: the ticket escalates it), so that the state machine opens the ticket with it; otherwise
     return the outcomes."""
-    case = _case(cases, task.case_id)
+    case = existing_case(cases, task.case_id)
     problems = _refusals(case, place)
     problems += [
         f"{action.type.value} {action.target} failed: {action.detail}"
@@ -411,19 +413,6 @@ def finish_remediation(
     if problems:
         raise RemediationError(f"case {case.case_id}: " + "; ".join(problems))
     return RemediationResult(case_id=case.case_id, actions=case.actions, changed=False)
-
-
-def _case(cases: CaseRepository, case_id: str) -> Case:
-    case = cases.get(case_id)
-    if case is None:
-        raise CaseNotFoundError(f"case {case_id} not found")
-    return case
-
-
-def _action_at(case: Case, index: int) -> Action:
-    if index >= len(case.actions):
-        raise CaseNotFoundError(f"case {case.case_id} has no action {index}")
-    return case.actions[index]
 
 
 def _save_if_changed(case: Case, before: Case, cases: CaseRepository, now: datetime | None) -> None:
@@ -500,7 +489,7 @@ def rollback_case(
     Running it again changes nothing more. A `TransientError` saves the progress and is raised, so that
     running it again finishes the job.
     """
-    case = _case(cases, case_id)
+    case = existing_case(cases, case_id)
     before = case.model_copy(deep=True)
     others = _Others(cases, case_id)
     attempted: list[Action] = []

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 
 from vtriage.action_text import action_name, describe, status_words
 from vtriage.display import Report, ReportLine, ReportLink, one_line, severity_guessed
-from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
+from vtriage.errors import ConfigurationError, VtriageError
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -53,7 +53,14 @@ from vtriage.models import (
     Resource,
     Ticket,
 )
-from vtriage.ports import ApprovalRequests, CaseRepository, EnrichmentRecords, TicketSink
+from vtriage.ports import (
+    ApprovalRequests,
+    CaseRepository,
+    EnrichmentRecords,
+    TicketSink,
+    action_at,
+    existing_case,
+)
 
 logger = Logger(child=True)
 
@@ -251,7 +258,7 @@ def _open_or_update(
     links_on_ticket: bool,
 ) -> Ticket:
     """`open_ticket` but for the waiting comment: the case's ticket, opened or told what it has not heard."""
-    case = _case(cases, task.case_id)
+    case = existing_case(cases, task.case_id)
     before = case.model_copy(deep=True)
     if task.step == "open":
         _settle(case, task, now)
@@ -292,7 +299,7 @@ def _tell_waiting(
     read-only page as its only link (ApprovalLinksInTickets=false); the ticket as it is kept then."""
     if task.index is None:
         return None
-    case = _case(cases, task.case_id)
+    case = existing_case(cases, task.case_id)
     if case.ticket is None:
         return None
     key = _digest("waiting", f"{task.index}")
@@ -305,7 +312,7 @@ def _tell_waiting(
     links = (ReportLink(label="Case page", url=page.url),) if page is not None else ()
     sink.comment(case.ticket, waiting_comment(case, task.index, expires, page), links=links)
     _remember(cases, case.case_id, now, told=key)
-    return _case(cases, task.case_id).ticket
+    return existing_case(cases, task.case_id).ticket
 
 
 def request_approval_on_ticket(
@@ -328,8 +335,8 @@ def request_approval_on_ticket(
             "this ticket function fetches no approval link (ApprovalLinksInTickets is false): the state "
             "machine's waiting step must invoke the approval function itself"
         )
-    case = _case(cases, task.case_id)
-    action = _action_at(case, task.index)
+    case = existing_case(cases, task.case_id)
+    action = action_at(case, task.index)
     links = approvals.request(
         case_id=case.case_id,
         index=task.index,
@@ -374,7 +381,7 @@ def tell_decision(
     """Tell the case's ticket that a person approved or rejected the action, who (as far as the request
     proves it) and when; once. A case without a ticket is left alone: its last step opens one with
     everything."""
-    case = _case(cases, task.case_id)
+    case = existing_case(cases, task.case_id)
     if case.ticket is None:
         return TicketTold(case_id=case.case_id, told=False)
     text = decision_comment(case, task.index)
@@ -481,7 +488,7 @@ def approval_comment(case: Case, index: int, links: ApprovalLinks) -> str:
     """What the ticket is told when an action is held for a person, beside the approve and reject links:
     what the links do and until when (`approval_links_note`), which action, where, what it changes, how it
     is rolled back and why it waits."""
-    action = _action_at(case, index)
+    action = action_at(case, index)
     text = describe(action)
     lines = [
         ReportLine(label=f"Approval requested for action {index + 1} of {len(case.actions)}"),
@@ -501,7 +508,7 @@ def waiting_comment(
     """What the ticket is told when an action is about to wait for a person and its links stay with the
     approvers (ApprovalLinksInTickets=false): that it waits, who decides, until when, which action, where,
     what it changes, how it is rolled back and why it waits; the case page, which decides nothing."""
-    action = _action_at(case, index)
+    action = action_at(case, index)
     text = describe(action)
     until = expires_at.isoformat(timespec="minutes") if expires_at is not None else "the approval's timeout"
     lines = [
@@ -522,7 +529,7 @@ def waiting_comment(
 def decision_comment(case: Case, index: int) -> str:
     """What the ticket is told once a person approved or rejected the action: the decision as the case's
     history records it (when, from which address and user agent), and what follows."""
-    action = _action_at(case, index)
+    action = action_at(case, index)
     approved = _decision_note(case, action, "approved")
     rejected = _decision_note(case, action, "rejected")
     head = f"Decision on action {index + 1} of {len(case.actions)}, {action_name(action.type)} "
@@ -567,19 +574,6 @@ _BLANK = ReportLine()
 _NONE = ReportLine(label="(none)", indent=2)
 
 
-def _case(cases: CaseRepository, case_id: str) -> Case:
-    case = cases.get(case_id)
-    if case is None:
-        raise CaseNotFoundError(f"case {case_id} not found")
-    return case
-
-
-def _action_at(case: Case, index: int) -> Action:
-    if index >= len(case.actions):
-        raise CaseNotFoundError(f"case {case.case_id} has no action {index}")
-    return case.actions[index]
-
-
 def _settle(case: Case, task: OpenTicketTask, now: datetime) -> None:
     """The case's branch and status as its last step leaves them: FAILED with a caught error, else
     TICKETED unless remediated."""
@@ -598,7 +592,7 @@ def _remember(
 ) -> None:
     """Keep on the case, read afresh (a person's decision may have been written meanwhile), what its
     ticket was told, or a note of what it could not be told."""
-    case = _case(cases, case_id)
+    case = existing_case(cases, case_id)
     if told is not None and case.ticket is not None:
         case.ticket = _told(case.ticket, told)
     if note is not None:
