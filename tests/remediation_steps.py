@@ -5,6 +5,7 @@ remediate a case through these steps, the one path production takes."""
 from __future__ import annotations
 
 from vtriage.eligibility import Place
+from vtriage.fakes import FakeActuatorsByPlace
 from vtriage.models import ActionStatus
 from vtriage.ports import BlastRadius, SearchableCases
 from vtriage.remediate import ActionOutcome, Actuators, FinishedRemediation, RemediationPlan, Remediator
@@ -21,10 +22,11 @@ def remediator(
     approval_timeout_seconds: int = 3600,
     blast_radius: BlastRadius | None = None,
 ) -> Remediator:
-    """The remediate function's steps over these cases and actuators."""
+    """The remediate function's steps over these cases, with these actuators in every account and Region
+    (`FakeActuatorsByPlace`: the function asks for those of each case's place, as deployed)."""
     return Remediator(
         cases=cases,
-        actuators=actuators,
+        actuators=FakeActuatorsByPlace(actuators),
         blast_radius=blast_radius,
         dry_run=dry_run,
         max_actions_per_case=max_actions_per_case,

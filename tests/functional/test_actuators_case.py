@@ -23,7 +23,7 @@ from vtriage.adapters.s3 import S3ObjectQuarantine
 from vtriage.adapters.waf import WafIpSetBlocker
 from vtriage.eligibility import Place
 from vtriage.errors import RemediationError
-from vtriage.fakes import InMemoryCaseRepository
+from vtriage.fakes import FakeActuatorsByPlace, InMemoryCaseRepository
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -219,7 +219,7 @@ def test_a_live_run_acts_everywhere_and_rollback_restores_all_but_the_snapshots(
     assert now.quarantined == (f"{case.case_id}/uploads/dropper.exe",)
 
     # When the case is rolled back
-    result = rollback_case(case.case_id, cases, actuators(account))
+    result = rollback_case(case.case_id, cases, FakeActuatorsByPlace(actuators(account)))
 
     # Then the account is as it was, last action undone first; the snapshots stay for forensics, and the
     # quarantined copy stays as evidence beside the object put back
@@ -363,7 +363,7 @@ def test_rolling_back_one_of_two_cases_that_isolated_an_instance_keeps_it_isolat
     assert account.web_group not in isolated
 
     # When the first is rolled back
-    first = rollback_case("case-first", cases, isolate)
+    first = rollback_case("case-first", cases, FakeActuatorsByPlace(isolate))
 
     # Then the instance stays isolated, and the case says the other open case relies on it
     assert world(account).interface_groups == isolated
@@ -372,7 +372,7 @@ def test_rolling_back_one_of_two_cases_that_isolated_an_instance_keeps_it_isolat
     assert "not undone: open case(s) case-second rely on this isolate_instance" in kept.detail
 
     # When the second is rolled back too, Then the instance has its own group back
-    second = rollback_case("case-second", cases, isolate)
+    second = rollback_case("case-second", cases, FakeActuatorsByPlace(isolate))
     assert world(account).interface_groups == (account.web_group,)
     assert "case case-first" in second.released[0]
 

@@ -12,7 +12,7 @@ from tests.factories import make_alert, make_case
 from tests.remediation_steps import finish, plan, remediate, remediator, run
 from vtriage.eligibility import Place, requiring_approval
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
-from vtriage.fakes import FakeActuator, InMemoryCaseRepository
+from vtriage.fakes import FakeActuator, FakeActuatorsByPlace, InMemoryCaseRepository
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -550,7 +550,9 @@ def test_rollback_restores_each_action_last_run_first() -> None:
 
     # When the case is rolled back, after the steps that ran it (they stamp the case with the clock's time)
     later = datetime.now(UTC) + timedelta(minutes=1)
-    result = rollback_case(case.case_id, cases, {a.action_type: a for a in (isolate, waf)}, now=later)
+    result = rollback_case(
+        case.case_id, cases, FakeActuatorsByPlace({a.action_type: a for a in (isolate, waf)}), now=later
+    )
 
     # Then both targets are as they were, the block undone before the isolation
     assert isolate.states["i-1"] == "sg-web"
@@ -580,7 +582,7 @@ def test_rollback_leaves_dry_runs_skips_and_planned_actions_alone() -> None:
     }
 
     # When it is rolled back
-    result = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
+    result = rollback_case(case.case_id, cases, FakeActuatorsByPlace({ActionType.ISOLATE_INSTANCE: actuator}))
 
     # Then nothing was asked of the actuator and nothing changed
     assert actuator.rollbacks == []
@@ -597,7 +599,9 @@ def test_an_irreversible_action_is_kept_and_says_why() -> None:
     cases, _ = remediated(case, snapshots)
 
     # When the case is rolled back
-    result = rollback_case(case.case_id, cases, {ActionType.SNAPSHOT_VOLUMES: snapshots})
+    result = rollback_case(
+        case.case_id, cases, FakeActuatorsByPlace({ActionType.SNAPSHOT_VOLUMES: snapshots})
+    )
 
     # Then the action stays done and says it is kept for forensics
     [action] = stored(cases, case).actions
@@ -612,11 +616,11 @@ def test_rolling_back_twice_changes_nothing_more() -> None:
     actuator = isolation({"i-1": "sg-web"})
     cases, _ = remediated(case, actuator)
     actuators = {ActionType.ISOLATE_INSTANCE: actuator}
-    rollback_case(case.case_id, cases, actuators, now=LATER)
+    rollback_case(case.case_id, cases, FakeActuatorsByPlace(actuators), now=LATER)
     saves = cases.saves
 
     # When it is rolled back again
-    again = rollback_case(case.case_id, cases, actuators, now=LATER)
+    again = rollback_case(case.case_id, cases, FakeActuatorsByPlace(actuators), now=LATER)
 
     # Then the actuator was not asked again and nothing was written
     assert len(actuator.rollbacks) == 1
@@ -634,7 +638,7 @@ def test_a_rollback_that_raises_is_recorded_and_the_others_still_run() -> None:
     cases, _ = remediated(case, actuator)
 
     # When the case is rolled back
-    result = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
+    result = rollback_case(case.case_id, cases, FakeActuatorsByPlace({ActionType.ISOLATE_INSTANCE: actuator}))
 
     # Then the failure is recorded with its reason, the first instance is restored, the result is incomplete
     saved = stored(cases, case)
@@ -646,7 +650,7 @@ def test_a_rollback_that_raises_is_recorded_and_the_others_still_run() -> None:
 
     # And a later rollback, once the permission is granted, finishes the job
     fixed = isolation({"i-1": "sg-a", "i-2": QUARANTINE})
-    retried = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: fixed})
+    retried = rollback_case(case.case_id, cases, FakeActuatorsByPlace({ActionType.ISOLATE_INSTANCE: fixed}))
     assert [action.target for action in fixed.rollbacks] == ["i-2"]
     assert fixed.states["i-2"] == "sg-b"
     assert retried.complete is True
@@ -662,7 +666,7 @@ def test_a_transient_error_during_rollback_saves_the_progress_and_raises() -> No
 
     # When the case is rolled back, Then the error reaches the caller
     with pytest.raises(TransientError):
-        rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
+        rollback_case(case.case_id, cases, FakeActuatorsByPlace({ActionType.ISOLATE_INSTANCE: actuator}))
 
     # And what was undone before it is saved, the rest left for the next try
     assert statuses(stored(cases, case)) == {"i-1": ActionStatus.DONE, "i-2": ActionStatus.ROLLED_BACK}
@@ -671,7 +675,7 @@ def test_a_transient_error_during_rollback_saves_the_progress_and_raises() -> No
 def test_rollback_of_an_unknown_case_raises_case_not_found() -> None:
     # Given an empty repository, When a case is rolled back, Then it is not found
     with pytest.raises(CaseNotFoundError, match="guardduty-missing"):
-        rollback_case("guardduty-missing", InMemoryCaseRepository(), {})
+        rollback_case("guardduty-missing", InMemoryCaseRepository(), FakeActuatorsByPlace({}))
 
 
 # --- rollback across cases -----------------------------------------------------------------------
@@ -700,7 +704,7 @@ def test_a_change_another_open_case_relies_on_is_kept_until_the_last_of_them_is_
     actuators = {ActionType.ISOLATE_INSTANCE: actuator}
 
     # When one of them is rolled back
-    first = rollback_case(first_rolled_back, cases, actuators, now=LATER)
+    first = rollback_case(first_rolled_back, cases, FakeActuatorsByPlace(actuators), now=LATER)
 
     # Then the instance stays isolated, and the case says which open case relies on it
     assert actuator.states["i-1"] == QUARANTINE
@@ -712,7 +716,7 @@ def test_a_change_another_open_case_relies_on_is_kept_until_the_last_of_them_is_
     assert other in first.kept[0]
 
     # When the other is rolled back too
-    second = rollback_case(other, cases, actuators, now=LATER)
+    second = rollback_case(other, cases, FakeActuatorsByPlace(actuators), now=LATER)
 
     # Then the instance has its own group back, and both cases say what became of their isolation
     assert actuator.states["i-1"] == "sg-web"
@@ -728,12 +732,12 @@ def test_a_change_kept_for_a_case_since_closed_is_undone_by_rolling_back_again()
     # Given an instance isolated by two cases, A rolled back while B was open (so the isolation was kept)
     cases, actuator, _, _ = isolated_by_two_cases()
     actuators = {ActionType.ISOLATE_INSTANCE: actuator}
-    rollback_case("case-a", cases, actuators, now=LATER)
+    rollback_case("case-a", cases, FakeActuatorsByPlace(actuators), now=LATER)
     assert actuator.states["i-1"] == QUARANTINE
 
     # When B is closed without a rollback, and A is rolled back again
     cases.save(stored_case(cases, "case-b").model_copy(update={"status": CaseStatus.CLOSED}))
-    again = rollback_case("case-a", cases, actuators, now=LATER)
+    again = rollback_case("case-a", cases, FakeActuatorsByPlace(actuators), now=LATER)
 
     # Then nothing relies on the isolation any more: the instance has its own group back
     assert actuator.states["i-1"] == "sg-web"
@@ -751,7 +755,7 @@ def test_cases_that_acted_on_different_targets_do_not_hold_each_other() -> None:
         remediate(steps_over(cases, actuator), case.case_id)
 
     # When one is rolled back
-    result = rollback_case("case-a", cases, {ActionType.ISOLATE_INSTANCE: actuator})
+    result = rollback_case("case-a", cases, FakeActuatorsByPlace({ActionType.ISOLATE_INSTANCE: actuator}))
 
     # Then its instance is restored at once and the other stays isolated
     assert actuator.states == {"i-1": "sg-web", "i-2": QUARANTINE}
@@ -1047,7 +1051,7 @@ def test_a_rollback_names_the_members_account_and_region_whether_it_undid_or_fai
     remediate(remediator(cases, {ActionType.ISOLATE_INSTANCE: actuator}, place=ORGANISATION), case.case_id)
 
     # When the case is rolled back
-    result = rollback_case(case.case_id, cases, {ActionType.ISOLATE_INSTANCE: actuator})
+    result = rollback_case(case.case_id, cases, FakeActuatorsByPlace({ActionType.ISOLATE_INSTANCE: actuator}))
 
     # Then the action undone and the one whose rollback failed both name the member's account and Region
     assert places(stored(cases, case)) == {

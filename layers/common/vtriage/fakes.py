@@ -1,6 +1,4 @@
-"""In-memory fakes of the ports in `vtriage.ports`, one each, in the same order, for tests. The one port
-without a fake is `ActuatorsByPlace`: a mapping of action type to `FakeActuator` stands in for it (the
-remediation accepts either; a mapping acts wherever the case lives).
+"""In-memory fakes of the ports in `vtriage.ports`, one each, in the same order, for tests.
 
 Each fake behaves as its port's adapter does and records what it was asked, so that a test can assert on
 it: `tests/contract` runs one set of assertions against a fake and an AWS adapter of its port on moto
@@ -47,7 +45,7 @@ from vtriage.models import (
     Ticket,
     Verdict,
 )
-from vtriage.ports import CLAIM_LEASE, POLL_CLAIM_LEASE, ClaimOutcome, PolledAlert
+from vtriage.ports import CLAIM_LEASE, POLL_CLAIM_LEASE, ClaimOutcome, PolledAlert, ResponseActuator
 from vtriage.virustotal.widget import Widget
 
 
@@ -386,6 +384,27 @@ class FakeActuator:
         after = {"state": self.states[target]}
         detail = f"rolled back: {target} is {self.states[target]} again"
         return action.with_outcome(ActionStatus.ROLLED_BACK, detail, action.before, after)
+
+
+class FakeActuatorsByPlace:
+    """`ActuatorsByPlace` whose every place has the same actuators (those of AWS action types; the others
+    act outside AWS), as one account and Region would. It records each place asked, in order, in
+    `places` (account, Region, case id)."""
+
+    def __init__(self, actuators: Mapping[ActionType, ResponseActuator]) -> None:
+        """Give these actuators, one per action type, wherever a case lives."""
+        self._in_aws = {kind: actuator for kind, actuator in actuators.items() if kind.acts_in_aws}
+        self._outside_aws = {kind: actuator for kind, actuator in actuators.items() if not kind.acts_in_aws}
+        self.places: list[tuple[str, str, str]] = []
+
+    def at(self, account: str, region: str, case_id: str) -> Mapping[ActionType, ResponseActuator]:
+        """The AWS actions' actuators, the same in every account and Region; the place is recorded."""
+        self.places.append((account, region, case_id))
+        return self._in_aws
+
+    def outside_aws(self) -> Mapping[ActionType, ResponseActuator]:
+        """The actuators of the action types that act outside AWS."""
+        return self._outside_aws
 
 
 class FakeBlastRadius:

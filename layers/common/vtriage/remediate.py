@@ -35,8 +35,7 @@ from vtriage.ports import (
     existing_case,
 )
 
-# The actuators of one place: one per action type. A Mapping acts wherever a case lives (one account and
-# Region, as in tests); the function itself asks `ActuatorsByPlace` for those of the case's place.
+# The actuators of one place, one per action type, as `ActuatorsByPlace` gives those of a case's place.
 Actuators = Mapping[ActionType, ResponseActuator]
 
 # PENDING_APPROVAL counts as not yet run: the state machine asks to run an action that waited only once
@@ -179,7 +178,7 @@ class Remediator:
     """
 
     cases: SearchableCases
-    actuators: Actuators | ActuatorsByPlace
+    actuators: ActuatorsByPlace
     blast_radius: BlastRadius | None
     dry_run: bool
     max_actions_per_case: int
@@ -314,7 +313,7 @@ def plan_remediation(
 def run_action(
     task: ActionTask,
     cases: CaseRepository,
-    actuators: Actuators | ActuatorsByPlace,
+    actuators: ActuatorsByPlace,
     dry_run: bool,
     *,
     place: Place,
@@ -469,7 +468,7 @@ def _why_a_person_must_approve(
 def rollback_case(
     case_id: str,
     cases: SearchableCases,
-    actuators: Actuators | ActuatorsByPlace,
+    actuators: ActuatorsByPlace,
     *,
     now: datetime | None = None,
 ) -> RollbackResult:
@@ -581,7 +580,7 @@ def _undo_unless_relied_on(
     case: Case,
     index: int,
     others: _Others,
-    actuators: Actuators | ActuatorsByPlace,
+    actuators: ActuatorsByPlace,
     released: list[str],
     *,
     now: datetime | None,
@@ -626,7 +625,7 @@ def _release(
     holder: Case,
     position: int,
     releaser: str,
-    actuators: Actuators | ActuatorsByPlace,
+    actuators: ActuatorsByPlace,
     others: _Others,
     *,
     now: datetime | None,
@@ -672,9 +671,7 @@ def _for_actuator(case: Case, action: Action) -> Action:
     return action.model_copy(update={"parameters": {CASE_ID_PARAMETER: case.case_id, **action.parameters}})
 
 
-def _run(
-    case: Case, action: Action, actuators: Actuators | ActuatorsByPlace, dry_run: bool, place: Place
-) -> Action:
+def _run(case: Case, action: Action, actuators: ActuatorsByPlace, dry_run: bool, place: Place) -> Action:
     """Run one action through its actuator, unless the case's finding lives outside `place`; keep the
     planned type, target and parameters, take the outcome."""
     refused = refusal(case, place, action.type)
@@ -688,7 +685,7 @@ def _run(
     return action.with_outcome_of(result)
 
 
-def _undo(case: Case, action: Action, actuators: Actuators | ActuatorsByPlace) -> Action:
+def _undo(case: Case, action: Action, actuators: ActuatorsByPlace) -> Action:
     """Roll one action back through its actuator; keep the planned type, target and parameters."""
     actuator = _actuators_for(case, action, actuators).get(action.type)
     if actuator is None:
@@ -696,12 +693,10 @@ def _undo(case: Case, action: Action, actuators: Actuators | ActuatorsByPlace) -
     return _placed(case, action.with_outcome_of(actuator.rollback(_for_actuator(case, action))))
 
 
-def _actuators_for(case: Case, action: Action, actuators: Actuators | ActuatorsByPlace) -> Actuators:
+def _actuators_for(case: Case, action: Action, actuators: ActuatorsByPlace) -> Actuators:
     """The actuators that may run the action: an AWS action's are those of the place the case's finding
     lives in (its account and Region); a host's containment acts in the deployment's own Falcon tenant,
     whichever case."""
-    if isinstance(actuators, Mapping):
-        return actuators
     if not action.type.acts_in_aws:
         return actuators.outside_aws()
     return actuators.at(case.alert.account, case.alert.region, case.case_id)
