@@ -19,12 +19,13 @@ from vtriage.approval import (
     sign,
     verify,
 )
-from vtriage.composition.remediate import NotConfigured, actuators
+from vtriage.composition.remediate import SkippingActuator, actuators
 from vtriage.config import RemediateSettings
 from vtriage.eligibility import Place
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.fakes import (
     FakeActuator,
+    FakeActuatorsByPlace,
     FakeApprovalNotifier,
     FakeBlastRadius,
     FakeTaskCallback,
@@ -406,12 +407,9 @@ def test_an_action_the_playbook_marks_waits_for_approval_first_and_runs_once_app
 
     # When the approved action runs, twice (a retried step)
     actuator = FakeActuator(ActionType.ISOLATE_INSTANCE, {"i-1": "sg-web"}, acted_state="sg-quarantine")
-    first = run_action(
-        ActionTask(case_id=case.case_id, index=0), cases, {actuator.action_type: actuator}, False, place=PLACE
-    )
-    again = run_action(
-        ActionTask(case_id=case.case_id, index=0), cases, {actuator.action_type: actuator}, False, place=PLACE
-    )
+    everywhere = FakeActuatorsByPlace({actuator.action_type: actuator})
+    first = run_action(ActionTask(case_id=case.case_id, index=0), cases, everywhere, False, place=PLACE)
+    again = run_action(ActionTask(case_id=case.case_id, index=0), cases, everywhere, False, place=PLACE)
 
     # Then it acted once, and the case is remediated
     assert (first.status, first.changed) == (ActionStatus.DONE, True)
@@ -447,7 +445,7 @@ def test_only_configured_actuators_are_wired(
     # When its actuators are built
     built = actuators(settings)
     wired = {
-        action_type for action_type, actuator in built.items() if not isinstance(actuator, NotConfigured)
+        action_type for action_type, actuator in built.items() if not isinstance(actuator, SkippingActuator)
     }
 
     # Then the EC2, IAM and DNS Firewall ones are always there, the others only when configured, but the

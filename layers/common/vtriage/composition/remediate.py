@@ -53,7 +53,7 @@ def actuators(settings: RemediateSettings, where: AccountClients | None = None) 
         ActionType.TAG_INSTANCE: Ec2InstanceTagging(ec2, protected),
         ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(here.client("iam"), protected, containment),
         # Replaced below when a bucket is configured.
-        ActionType.QUARANTINE_OBJECT: NotConfigured(
+        ActionType.QUARANTINE_OBJECT: SkippingActuator(
             "not quarantined: no quarantine bucket is configured (the QuarantineBucket and "
             "QuarantineSourceBuckets parameters); the object is left where it is, for a person"
         ),
@@ -65,12 +65,12 @@ def actuators(settings: RemediateSettings, where: AccountClients | None = None) 
     if here.member:
         own = settings.own_account_id
         if settings.waf_ip_set_name is not None and settings.waf_ip_set_id is not None:
-            found[ActionType.BLOCK_IP_WAF] = DeploymentAccountOnly("the WAF IP set", own, here.account)
+            found[ActionType.BLOCK_IP_WAF] = deployment_account_only("the WAF IP set", own, here.account)
         if settings.quarantine_bucket is not None:
-            found[ActionType.QUARANTINE_OBJECT] = DeploymentAccountOnly(
+            found[ActionType.QUARANTINE_OBJECT] = deployment_account_only(
                 "the quarantine bucket", own, here.account
             )
-        found[ActionType.BLOCK_DOMAIN_DNS_FIREWALL] = DeploymentAccountOnly(
+        found[ActionType.BLOCK_DOMAIN_DNS_FIREWALL] = deployment_account_only(
             "the DNS Firewall domain list", own, here.account
         )
         return found
@@ -107,7 +107,7 @@ def actuators_outside_aws(settings: RemediateSettings) -> Actuators:
             name for name, value in (("FalconApiSecretName", secret), ("FalconCid", cid)) if value is None
         )
         return {
-            ActionType.CONTAIN_HOST: NotConfigured(
+            ActionType.CONTAIN_HOST: SkippingActuator(
                 f"not contained: no Falcon API client is configured for host containment ({missing}); "
                 "the host is left as it is, for a person"
             )
@@ -120,29 +120,10 @@ def actuators_outside_aws(settings: RemediateSettings) -> Actuators:
     return {ActionType.CONTAIN_HOST: FalconHostContainment(client, cid, settings.falcon_protected_tag)}
 
 
-class DeploymentAccountOnly:
-    """The actuator, in a member account, of an action whose target is this deployment's own (a WAF IP
-    set, a DNS Firewall domain list, the quarantine bucket): it changes nothing and says so."""
-
-    def __init__(self, what: str, own_account: str, member_account: str) -> None:
-        self._reason = (
-            f"not run in member account {member_account}: {what} is this deployment account's "
-            f"({own_account}), and vtriage edits no deployment-account resource for another account's "
-            "finding; a person decides"
-        )
-
-    def run(self, action: Action, dry_run: bool) -> Action:
-        """Skip the action, with the reason."""
-        return action.with_outcome(ActionStatus.SKIPPED, self._reason)
-
-    def rollback(self, action: Action) -> Action:
-        """Nothing was changed, so nothing is undone."""
-        return action.with_outcome(ActionStatus.SKIPPED, "nothing to undo: " + self._reason)
-
-
-class NotConfigured:
-    """The actuator of an action whose resource this deployment has not configured (the quarantine
-    bucket): it changes nothing and says so, so that the case goes to its ticket instead of failing."""
+class SkippingActuator:
+    """The actuator of an action this deployment may not or cannot run where the case lives (a resource
+    not configured, the deployment account's own resource for a member's finding): it changes nothing
+    and says why, so that the case goes to its ticket instead of failing."""
 
     def __init__(self, reason: str) -> None:
         self._reason = reason
@@ -154,6 +135,16 @@ class NotConfigured:
     def rollback(self, action: Action) -> Action:
         """Nothing was changed, so nothing is undone."""
         return action.with_outcome(ActionStatus.SKIPPED, "nothing to undo: " + self._reason)
+
+
+def deployment_account_only(what: str, own_account: str, member_account: str) -> SkippingActuator:
+    """The actuator, in a member account, of an action whose target is this deployment's own (a WAF IP
+    set, a DNS Firewall domain list, the quarantine bucket): it changes nothing and says so."""
+    return SkippingActuator(
+        f"not run in member account {member_account}: {what} is this deployment account's "
+        f"({own_account}), and vtriage edits no deployment-account resource for another account's "
+        "finding; a person decides"
+    )
 
 
 class PlacedActuators:
