@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -115,6 +115,18 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _none_if_empty(cls: type, value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def empty_is_unset(*fields: str) -> Any:
+    """A validator making these fields unset (None) when given an empty or blank string: the template
+    passes every parameter, and CloudFormation cannot leave a variable out without Fn::If, so an
+    unconfigured one arrives as "". Its attribute name must differ from a base class's, which it would
+    otherwise replace."""
+    return field_validator(*fields, mode="before")(_none_if_empty)
+
+
 class Settings(BaseModel):
     """Base of every function's settings: fields are filled from environment variables by alias."""
 
@@ -158,11 +170,7 @@ class AlertReadingSettings(Settings):
     servicenow_base_url: str | None = Field(default=None, alias="SERVICENOW_BASE_URL")
     swimlane_base_url: str | None = Field(default=None, alias="SWIMLANE_BASE_URL")
 
-    @field_validator("jira_base_url", "servicenow_base_url", "swimlane_base_url", mode="before")
-    @classmethod
-    def _empty_url_is_unset(cls, value: object) -> object:
-        # The template passes every parameter, so an unconfigured one arrives as an empty string.
-        return None if isinstance(value, str) and not value.strip() else value
+    _empty_url_is_unset = empty_is_unset("jira_base_url", "servicenow_base_url", "swimlane_base_url")
 
     @property
     def intake(self) -> IntakeOptions:
@@ -284,10 +292,7 @@ class FalconApiSettings(Settings):
     def _falcon_cloud_name(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("falcon_base_url", mode="before")
-    @classmethod
-    def _empty_falcon_url_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    _empty_falcon_url_is_unset = empty_is_unset("falcon_base_url")
 
     @field_validator("falcon_base_url")
     @classmethod
@@ -309,10 +314,7 @@ class VirusTotalKeySettings(Settings):
     def _vt_over_https(cls, value: str) -> str:
         return _https_only(value)
 
-    @field_validator("vt_api_key_secret", mode="before")
-    @classmethod
-    def _empty_secret_name_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    _empty_secret_name_is_unset = empty_is_unset("vt_api_key_secret")
 
     @field_validator("vt_api_key", mode="before")
     @classmethod
@@ -521,7 +523,7 @@ class RemediateSettings(FalconApiSettings, FalconTenantSettings):
             return f"FalconGroupingTags/{value.strip()}"
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator(
+    _empty_is_unset = empty_is_unset(
         "guardrails_table",
         "falcon_api_secret",
         "waf_ip_set_name",
@@ -532,13 +534,7 @@ class RemediateSettings(FalconApiSettings, FalconTenantSettings):
         "dns_firewall_domain_list_id",
         "user_containment_policy_arn",
         "member_external_id",
-        mode="before",
     )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # CloudFormation cannot leave a variable out conditionally without Fn::If: an empty parameter
-        # arrives as "".
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("member_account_ids", mode="before")
     @classmethod
@@ -600,10 +596,7 @@ class ApprovalSettings(VirusTotalKeySettings):
     # Pairs, not a dict: settings are hashable (each composition root is cached by its settings).
     vt_augment_theme: tuple[tuple[str, str], ...] = Field(default=(), alias="VT_AUGMENT_THEME")
 
-    @field_validator("case_page_key_secret", mode="before")
-    @classmethod
-    def _empty_case_page_key_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
+    _empty_case_page_key_is_unset = empty_is_unset("case_page_key_secret")
 
     @field_validator("vt_augment_theme", mode="before")
     @classmethod
@@ -648,11 +641,7 @@ class CasePageLinkSettings(Settings):
     case_page_key_secret: str | None = Field(default=None, alias="CASE_PAGE_KEY_SECRET")
     case_page_link_days: int = Field(default=30, alias="CASE_PAGE_LINK_DAYS", ge=1, le=365)
 
-    @field_validator("approval_url", "case_page_key_secret", mode="before")
-    @classmethod
-    def _empty_link_setting_is_unset(cls, value: object) -> object:
-        # Named apart from TicketSettings' own validator, which would otherwise replace this one.
-        return None if isinstance(value, str) and not value.strip() else value
+    _empty_link_setting_is_unset = empty_is_unset("approval_url", "case_page_key_secret")
 
     @field_validator("approval_url")
     @classmethod
@@ -702,7 +691,7 @@ class TicketSettings(CasePageLinkSettings):
     approval_links_in_tickets: bool = Field(default=False, alias="APPROVAL_LINKS_IN_TICKETS")
     approval_function_name: str | None = Field(default=None, alias="APPROVAL_FUNCTION_NAME")
 
-    @field_validator(
+    _empty_is_unset = empty_is_unset(
         "enrichments_table",
         "approval_function_name",
         "ticket_secret_name",
@@ -711,12 +700,7 @@ class TicketSettings(CasePageLinkSettings):
         "servicenow_base_url",
         "swimlane_base_url",
         "swimlane_application_id",
-        mode="before",
     )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # The template passes every parameter, so an unconfigured one arrives as an empty string.
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("jira_base_url", "servicenow_base_url", "swimlane_base_url")
     @classmethod
