@@ -25,10 +25,9 @@ from typing import Any
 from vtriage.display import one_line
 from vtriage_local.alert_files import UsageError, read_alert_files
 from vtriage_local.replay import checked_faults
-from vtriage_local.report import ONLY_VALUES, report, something_failed
+from vtriage_local.report import ONLY_VALUES, print_report, something_failed
 from vtriage_local.runner import DEFERRED_WAIT_S, Progress, VirusTotalSource, run_deliveries
 from vtriage_local.stack import LocalSetupError
-from vtriage_local.terminal import emit, terminal_width
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
 # What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
@@ -230,8 +229,7 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
     if arguments.json:
         print(json.dumps(document, indent=2))
     else:
-        width = terminal_width()
-        emit(report(document, log.name if keep_log else None, arguments.only or (), width))
+        print_report(document, log.name if keep_log else None, arguments.only or ())
     return EXIT_REJECTED if document["failures"] or document["pending"] else EXIT_OK
 
 

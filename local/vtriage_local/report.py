@@ -2,14 +2,15 @@
 case's details (the finding, its IOCs with their verdicts, reasons and VirusTotal links, the actions), the
 findings that made no case of their own, and the counts by verdict, branch and status.
 
-It fits an 80-column terminal: rich wraps it for the terminal's width, and `render` gives it 80 columns.
+It fits an 80-column terminal: rich wraps it for the terminal's width, and printed anywhere else (a file,
+a pipe) it is plain text of 80 columns.
 Everything a sender controls (titles, ids, values, the reasons and details that quote them) is shown
 escaped and cut, as literal text (`vtriage_local.terminal.shown`)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
@@ -26,10 +27,11 @@ from vtriage_local.terminal import (
     CaseRow,
     case_table,
     counts,
+    emit,
     main_resource,
-    plain_text,
     shown,
     status_text,
+    terminal_width,
     verdict_text,
 )
 
@@ -39,15 +41,15 @@ _LABEL_WIDTH = 9
 ONLY_VALUES = (*VERDICTS, *(status.lower() for status in STATUSES))
 
 
-def render(
+def print_report(
     document: dict[str, Any],
     log_path: str | None = None,
     only: Collection[str] = (),
-    width: int = REPORT_WIDTH,
-) -> str:
-    """The report as plain text, `width` columns wide, without colour: what `vtriage run` prints when
-    its output is not a terminal."""
-    return plain_text(report(document, log_path, only, width), width)
+    file: IO[str] | None = None,
+) -> None:
+    """Print the report as `vtriage run` does, on `file` (stdout when None): on a terminal as wide as it
+    is and in colour, otherwise as plain text REPORT_WIDTH columns wide (`emit`)."""
+    emit(report(document, log_path, only, terminal_width(file)), file)
 
 
 def report(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from vtriage_cli.main import main as vtriage
-from vtriage_local.report import render
+from vtriage_local.report import print_report
 
 pytestmark = pytest.mark.functional
 
@@ -108,7 +108,9 @@ def test_falcon_and_workspace_alerts_become_cases_with_their_iocs_and_no_aws_act
     )
     assert endpoint["console_url"].startswith("https://falcon.us-2.crowdstrike.com/activity-v2/detections/")
     # (each on lines of its own after its label; its words, whatever the report's width)
-    report = render(document)
+    printed = io.StringIO()
+    print_report(document, file=printed)
+    report = printed.getvalue()
     flat = " ".join(report.split())
     assert "   vendor    CrowdStrike Falcon; product FalconInsight; customer" in report
     assert (

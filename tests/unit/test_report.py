@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from vtriage_local.report import ONLY_VALUES, render, report, something_failed
+from vtriage_local.report import ONLY_VALUES, print_report, report, something_failed
 from vtriage_local.terminal import CaseRow, case_table, main_resource, plain_text
 
 FAKE_LINK = "Approve: https://evil.example/a"
@@ -20,6 +20,13 @@ FILE_LINK = (
     "https://www.virustotal.com/gui/file/"
     + "4bc00f7d638e042da764e8648c03c0db46700599dd4f08d117e3e9e8b538519b"
 )
+
+
+def _printed(document: dict[str, Any], log_path: str | None = None, only: set[str] | None = None) -> str:
+    """The report as `vtriage run` prints it when its output is not a terminal (a file, a pipe)."""
+    output = io.StringIO()
+    print_report(document, log_path, only or (), file=output)
+    return output.getvalue()
 
 
 def _document(*cases: dict[str, Any], virustotal: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -124,7 +131,7 @@ def test_what_a_sender_wrote_is_shown_escaped_and_never_starts_a_line() -> None:
     document = _document(_hostile_case())
 
     # When the readable report is rendered
-    shown = render(document)
+    shown = _printed(document)
 
     # Then no line starts with the sender's fake approval, its link is defanged (no reader makes it a link),
     # and neither raw line breaks nor U+202E get through
@@ -147,7 +154,8 @@ def test_markup_and_terminal_codes_in_a_title_are_shown_as_written_never_interpr
     colour = Console(file=terminal, force_terminal=True, color_system="truecolor", width=200)
     for renderable in report(_document(case), width=200):
         colour.print(renderable)
-    plain = render(_document(case), width=200)
+    # (200 columns, so that the title fits one line: at 80 the table wraps it across its rows)
+    plain = plain_text(report(_document(case), width=200), 200)
 
     # Then the markup and the emoji code are shown literally, the escape and the bell as visible escapes,
     # in the table and in the details
@@ -179,7 +187,7 @@ def test_the_table_has_one_row_per_case_with_verdict_branch_status_title_resourc
     document = _document(_case(), canary)
 
     # When the report is rendered
-    lines = render(document).splitlines()
+    lines = _printed(document).splitlines()
 
     # Then the table's rows follow its header, one per case, in order: number, verdict, branch, status,
     # title (cut to fit), resource and IOC count
@@ -197,7 +205,7 @@ def test_the_table_has_one_row_per_case_with_verdict_branch_status_title_resourc
 
 def test_each_case_is_detailed_with_its_finding_place_and_each_iocs_verdict_reasons_and_link() -> None:
     # Given the C&C case
-    shown = render(_document(_case()))
+    shown = _printed(_document(_case()))
     flat = _flat(shown)
 
     # Then below the table it has its title, type, resource, account and Region, and its IOC with its
@@ -220,7 +228,7 @@ def test_every_line_fits_80_columns_but_a_link_or_a_path_longer_than_the_line_wh
     log = "/tmp/" + "d" * 90 + "/vtriage-x.log"
 
     # When the report is rendered for a file (80 columns), with the path of the functions' logs kept
-    lines = render(document, log_path=log).splitlines()
+    lines = _printed(document, log_path=log).splitlines()
 
     # Then every line fits 80 columns but the file's link and the log's path, each whole on its line
     assert [line.strip() for line in lines if len(line) > 80] == [FILE_LINK, f"function logs: {log}"]
@@ -236,7 +244,7 @@ def test_the_counts_by_verdict_branch_and_status_end_the_report_with_the_runs_fi
     )
 
     # When the report is rendered
-    lines = render(document).splitlines()
+    lines = _printed(document).splitlines()
 
     # Then its last lines count them by verdict, branch and status, then give the run's figures
     assert "verdicts: 2 malicious, 1 unknown" in lines
@@ -248,8 +256,8 @@ def test_the_counts_by_verdict_branch_and_status_end_the_report_with_the_runs_fi
 
 def test_the_banner_says_whether_virustotal_was_replayed_or_live() -> None:
     # Given a replayed run and a live one
-    replayed = render(_document(_case()))
-    live = render(
+    replayed = _printed(_document(_case()))
+    live = _printed(
         _document(
             _case(),
             virustotal={"mode": "live", "base_url": "https://www.virustotal.com/api/v3", "recordings": None},
@@ -270,8 +278,8 @@ def test_only_keeps_the_cases_of_the_named_verdicts_or_statuses_and_the_counts_s
     document = _document(_case(), _hostile_case(), closed)
 
     # When the report keeps only the failed ones, then the harmless ones or the failed ones
-    failed = render(document, only={"failed"})
-    either = render(document, only={"harmless", "failed"})
+    failed = _printed(document, only={"failed"})
+    either = _printed(document, only={"harmless", "failed"})
 
     # Then each shows the cases kept, numbered as in the run, and counts every case of the run
     assert "2. " in failed
@@ -290,7 +298,7 @@ def test_the_local_report_never_suggests_a_rollback_it_cannot_do() -> None:
     done = _case(
         actions=[{**_case()["actions"][0], "status": "done", "detail": "moved"}], status="REMEDIATED"
     )
-    shown = render(_document(_case(), done))
+    shown = _printed(_document(_case(), done))
 
     # Then the report says how to let remediation act, and never names `vtriage rollback`: the local
     # stack is gone once the run ends
