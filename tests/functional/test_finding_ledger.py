@@ -142,7 +142,7 @@ def test_a_step_saving_a_case_keeps_the_repeat_folded_meanwhile(local_aws: Local
     # When a repeat of its finding is folded into it, then the step saves what it read, changed
     repeat = _repeat("guardduty-repeat")
     assert repeats.fold(case.case_id, repeat, _note(repeat.note))
-    read_by_step.status = CaseStatus.TICKETED
+    read_by_step.record(CaseStatus.TICKETED, NOW)
     cases.save(read_by_step)
 
     # Then the repeat still counts, once, as the latest, with its line in the history
@@ -182,7 +182,7 @@ def test_a_save_merges_again_when_the_case_changes_between_its_read_and_its_writ
     racing = DynamoCaseRepository(NoteAfterRead(), table, RETENTION, lambda: NOW)
 
     # When the step saves
-    read_by_step.status = CaseStatus.TICKETED
+    read_by_step.record(CaseStatus.TICKETED, NOW)
     racing.save(read_by_step)
 
     # Then its write, refused once, was merged again: the note is kept, and so is the step's change
