@@ -82,7 +82,6 @@ from vtriage.intake import vendor
 from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
 from vtriage.intake.digest import triage_content
 from vtriage.intake.fields import (
-    UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
     UNREADABLE_SEVERITY_NOTE,
     Candidate,
@@ -446,30 +445,21 @@ class _FalconReader(Fields):
         """The Alert, placed outside AWS, with what was read and noted (its IOCs each once, at the first
         place they were found) and the host it is about. Where actions may run on it is eligibility's to
         say (`eligibility.Place`): none in AWS, its host's containment in the deployment's own tenant."""
-        created_at = created or updated or UNKNOWN_TIME
-        updated_at = updated or created_at
         if sample:
             self.not_actionable.append(SAMPLE_REASON)
-        kept: dict[str, Ioc] = {}
-        for ioc in iocs:
-            kept.setdefault(ioc.key, ioc)
-        return Alert(
-            id=alert_id,
+        return vendor.placed_outside_aws(
+            self,
             source=SOURCE,
-            type=alert_type,
+            alert_id=alert_id,
+            alert_type=alert_type,
             title=title,
             severity=severity,
-            created_at=created_at,
-            updated_at=updated_at,
-            version=updated_at.isoformat() if updated_at is not UNKNOWN_TIME else "unversioned",
-            account=vendor.NO_AWS_PLACE,
-            region=vendor.NO_AWS_PLACE,
-            resources=hosts,
-            iocs=tuple(kept.values()),
-            notes=self.alert_notes(),
-            not_actionable=self.alert_not_actionable(),
+            created=created,
+            updated=updated,
+            iocs=iocs,
+            details=details,
+            hosts=hosts,
             sample=sample,
-            vendor=details,
         )
 
 

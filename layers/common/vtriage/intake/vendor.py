@@ -10,10 +10,12 @@ deployment's own Falcon tenant, which eligibility decides.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from vtriage.intake.fields import Fields, shown
-from vtriage.models import VendorAlert
+from vtriage.intake.fields import UNKNOWN_TIME, Fields, shown
+from vtriage.models import Alert, Ioc, Resource, Severity, VendorAlert
 
 # The account and the Region of an alert from outside AWS: no AWS account id nor Region name looks so.
 NO_AWS_PLACE = "none"
@@ -64,3 +66,45 @@ def console_url(reader: Fields, value: Any, field: str, hosts: tuple[str, ...]) 
 def outside_aws(reader: Fields, vendor: VendorAlert) -> None:
     """Record on the alert being read that no AWS action may run on it, and why."""
     reader.not_actionable.append(vendor.outside_aws)
+
+
+def placed_outside_aws(
+    reader: Fields,
+    *,
+    source: str,
+    alert_id: str,
+    alert_type: str,
+    title: str,
+    severity: Severity,
+    created: datetime | None,
+    updated: datetime | None,
+    iocs: Iterable[Ioc],
+    details: VendorAlert,
+    hosts: tuple[Resource, ...] = (),
+    sample: bool = False,
+) -> Alert:
+    """The Alert a vendor reader has read, placed at `NO_AWS_PLACE`: its IOCs each once (at the first
+    place they were found), with what the reader noted and the reasons against acting it recorded."""
+    created_at = created or updated or UNKNOWN_TIME
+    updated_at = updated or created_at
+    kept: dict[str, Ioc] = {}
+    for ioc in iocs:
+        kept.setdefault(ioc.key, ioc)
+    return Alert(
+        id=alert_id,
+        source=source,
+        type=alert_type,
+        title=title,
+        severity=severity,
+        created_at=created_at,
+        updated_at=updated_at,
+        version=updated_at.isoformat() if updated_at is not UNKNOWN_TIME else "unversioned",
+        account=NO_AWS_PLACE,
+        region=NO_AWS_PLACE,
+        resources=hosts,
+        iocs=tuple(kept.values()),
+        notes=reader.alert_notes(),
+        not_actionable=reader.alert_not_actionable(),
+        sample=sample,
+        vendor=details,
+    )

@@ -50,7 +50,6 @@ from vtriage.errors import InvalidAlertError
 from vtriage.intake import vendor
 from vtriage.intake.digest import triage_content
 from vtriage.intake.fields import (
-    UNKNOWN_TIME,
     UNREADABLE_SEVERITY,
     UNREADABLE_SEVERITY_NOTE,
     Candidate,
@@ -451,27 +450,18 @@ class _AlertReader(Fields):
         details: VendorAlert,
     ) -> Alert:
         """The Alert, placed outside AWS, its IOCs each once."""
-        created_at = created or updated or UNKNOWN_TIME
-        updated_at = updated or created_at
         vendor.outside_aws(self, details)
-        kept: dict[str, Ioc] = {}
-        for ioc in iocs:
-            kept.setdefault(ioc.key, ioc)
-        return Alert(
-            id=alert_id,
+        return vendor.placed_outside_aws(
+            self,
             source=SOURCE,
-            type=alert_type,
+            alert_id=alert_id,
+            alert_type=alert_type,
             title=title,
             severity=severity,
-            created_at=created_at,
-            updated_at=updated_at,
-            version=updated_at.isoformat() if updated_at is not UNKNOWN_TIME else "unversioned",
-            account=vendor.NO_AWS_PLACE,
-            region=vendor.NO_AWS_PLACE,
-            iocs=tuple(kept.values()),
-            notes=self.alert_notes(),
-            not_actionable=self.alert_not_actionable(),
-            vendor=details,
+            created=created,
+            updated=updated,
+            iocs=iocs,
+            details=details,
         )
 
 
