@@ -345,6 +345,37 @@ def test_the_intake_names_the_status_of_a_known_hostile_body(body: str, status: 
     assert queue.bodies == []
 
 
+def _xml_character(code: int) -> bool:
+    """XML 1.0's Char production, the range SQS and SNS document that they carry."""
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def test_a_body_may_hold_every_character_sqs_carries_and_no_other() -> None:
+    # Given every Unicode code point, split by XML's Char production (what SQS and SNS carry)
+    carried = "".join(chr(code) for code in range(0x110000) if _xml_character(code))
+    refused = [chr(code) for code in range(0x110000) if not _xml_character(code)]
+
+    # When a body holds all the carried characters, raw, and each refused one raw or as a JSON escape
+    document = decode_body(json.dumps({"title": carried}, ensure_ascii=False))
+    reasons = []
+    for character in refused:
+        for body in (f'["{character}"]', json.dumps([character])):
+            with pytest.raises(InvalidAlertError) as error:
+                decode_body(body)
+            reasons.append((character, str(error.value)))
+
+    # Then the carried ones come through unchanged, and every refused one is refused naming its code point
+    assert document == {"title": carried}
+    assert len(reasons) == 2 * len(refused) == 2 * (29 + 2048 + 2)
+    misnamed = [repr(character) for character, reason in reasons if f"U+{ord(character):04X}" not in reason]
+    assert misnamed == []
+
+
 def test_the_independent_finding_count_reads_each_shape_of_the_corpus() -> None:
     # Given the corpus, whose documents hold 1 to 5 findings in every supported shape
     # When the test's own count reads them
