@@ -761,28 +761,40 @@ class InMemoryApprovalStore:
 
 class FakeTaskCallback:
     """`TaskCallback` recording each call as (kind, task token, output or error): "success" or "failure".
-    `waiting=False` answers as a step that no longer waits; `error` is raised instead of resuming
-    (Step Functions throttled or unavailable)."""
+    A step waits on each token it is given until it is answered once, as Step Functions' does: its
+    answer is kept in `answered` (kind, output or error), and a token answered, or one whose step
+    `stop_waiting` ended (a timeout, a stopped execution), answers False. `waiting=False` answers every
+    token as a step that no longer waits; `error` is raised instead of resuming (Step Functions
+    throttled or unavailable)."""
 
     def __init__(self, waiting: bool = True, error: Exception | None = None) -> None:
-        """Answer `waiting` for every token, or raise `error`."""
+        """Let each token's step wait until answered (none when not `waiting`), or raise `error`."""
         self.waiting = waiting
         self.error = error
         self.calls: list[tuple[str, str, Any]] = []
+        self.answered: dict[str, tuple[str, Any]] = {}
+        self._stopped: set[str] = set()
 
     def succeed(self, task_token: str, output: dict[str, Any]) -> bool:
-        """Record the success; whether the step waited."""
-        self.calls.append(("success", task_token, output))
-        if self.error is not None:
-            raise self.error
-        return self.waiting
+        """Record the success; whether the step waited (and so now has this output)."""
+        return self._answer("success", task_token, output)
 
     def fail(self, task_token: str, error: str, cause: str) -> bool:
-        """Record the failure; whether the step waited."""
-        self.calls.append(("failure", task_token, error))
+        """Record the failure; whether the step waited (and so now fails with this error)."""
+        return self._answer("failure", task_token, error)
+
+    def stop_waiting(self, task_token: str) -> None:
+        """The step waiting on this token waits no more (its timeout passed, its execution stopped)."""
+        self._stopped.add(task_token)
+
+    def _answer(self, kind: str, task_token: str, answer: Any) -> bool:
+        self.calls.append((kind, task_token, answer))
         if self.error is not None:
             raise self.error
-        return self.waiting
+        if not self.waiting or task_token in self.answered or task_token in self._stopped:
+            return False
+        self.answered[task_token] = (kind, answer)
+        return True
 
 
 class FakeApprovalNotifier:
