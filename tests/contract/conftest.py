@@ -1,7 +1,9 @@
 """Contract tests: each port of `vtriage.ports` passes one set of assertions twice, against its in-memory
-fake (`vtriage.fakes`) and against its AWS adapter on moto, with the template's own tables, queues, topics
-and state machine (`vtriage_local.stack.LocalAws`, as the functional tests build them). A unit test on a
-fake then proves what the adapter does. When the two disagree, the adapter is right and the fake changes.
+fake (`vtriage.fakes`) and against its adapter: an AWS adapter on moto, with the template's own tables,
+queues, topics and state machine (`vtriage_local.stack.LocalAws`, as the functional tests build them), or
+a vendor's adapter over HTTP against a loopback server answering as the vendor documents. A unit test on
+a fake then proves what the adapter does. When the two disagree, the adapter is right and the fake
+changes.
 
 Deploying the template on moto takes seconds: the package shares one deployment, and each test that uses
 it starts with its tables and queues emptied.
@@ -24,6 +26,13 @@ ON_MOTO = "moto"
 IMPLEMENTATIONS = (
     pytest.param(IN_MEMORY, id=IN_MEMORY),
     pytest.param(ON_MOTO, id=ON_MOTO, marks=pytest.mark.functional),
+)
+# A port whose adapter talks to a vendor over HTTP runs it against a server on loopback that answers as
+# the vendor documents (VirusTotal's replay server, a fake CrowdStrike or Google): functional too.
+ON_LOOPBACK = "loopback"
+OVER_HTTP = (
+    pytest.param(IN_MEMORY, id=IN_MEMORY),
+    pytest.param(ON_LOOPBACK, id=ON_LOOPBACK, marks=pytest.mark.functional),
 )
 
 # Half a minute into a minute, so that a test sees the minute and the hour turn over when it moves on.

@@ -246,8 +246,11 @@ class FakeThreatIntel:
         self.deadlines: list[float | None] = []
 
     def lookup(self, ioc: Ioc, deadline: float | None = None) -> dict[str, Any] | None:
-        """The stored object for the IOC's key, or None; raises the configured error if any. Answers at
-        once, so it never outlasts `deadline` (recorded, as each lookup's key is)."""
+        """The stored object for the IOC's key, or None; raises the configured error if any, and
+        ValueError for an IOC kept as skipped (never looked up, nor recorded), as the client does.
+        Answers at once, so it never outlasts `deadline` (recorded, as each lookup's key is)."""
+        if ioc.skipped_reason:
+            raise ValueError(f"{ioc.key} is skipped ({ioc.skipped_reason}) and is never looked up")
         with self._lock:
             self.lookups.append(ioc.key)
             self.deadlines.append(deadline)
