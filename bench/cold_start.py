@@ -27,7 +27,7 @@ started = time.perf_counter()
 sys.path.insert(0, "functions/enrich")
 import app
 from vtriage.composition.enrich import batch_factory
-from vtriage.config import EnrichSettings
+from vtriage.config.enrich import EnrichSettings
 batch_factory(EnrichSettings.from_environ())
 print(time.perf_counter() - started)
 """

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vtriage.approval import ApprovalRequest, request_approval
 from vtriage.approval_page import answer
 from vtriage.composition.approval import approval_dependencies
-from vtriage.config import ApprovalSettings
+from vtriage.config.approval import ApprovalSettings
 
 logger = Logger()
 

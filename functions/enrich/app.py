@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtriage.composition.enrich import batch_factory
 from vtriage.composition.sqs_batch import batch_metrics, triage_sqs_batch
-from vtriage.config import EnrichSettings
+from vtriage.config.enrich import EnrichSettings
 
 logger = Logger()
 metrics = Metrics()

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vtriage.clock import utc_now
 from vtriage.composition.falcon_poller import falcon_poller
 from vtriage.composition.pollers import deadline_of
-from vtriage.config import FalconPollerSettings
+from vtriage.config.pollers import FalconPollerSettings
 
 logger = Logger()
 

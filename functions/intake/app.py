@@ -6,7 +6,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtriage.composition.intake import intake_queue
-from vtriage.config import IntakeSettings
+from vtriage.config.intake import IntakeSettings
 from vtriage.intake_api import function_url_response
 from vtriage.provenance import caller_stamp
 

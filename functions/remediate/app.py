@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtriage.composition.remediate import remediator
-from vtriage.config import RemediateSettings
+from vtriage.config.remediate import RemediateSettings
 
 logger = Logger()
 

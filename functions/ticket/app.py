@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vtriage.clock import utc_now
 from vtriage.composition.ticket import ticket_dependencies
-from vtriage.config import TicketSettings
+from vtriage.config.ticket import TicketSettings
 from vtriage.ticket import ticket_task
 
 logger = Logger()

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vtriage.clock import utc_now
 from vtriage.composition.pollers import deadline_of
 from vtriage.composition.workspace_poller import workspace_poller
-from vtriage.config import WorkspacePollerSettings
+from vtriage.config.pollers import WorkspacePollerSettings
 
 logger = Logger()
 

@@ -19,7 +19,8 @@ import requests.adapters
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vtriage.adapters.dynamodb import failure_key, from_item
-from vtriage.config import DEFAULT_VT_BASE_URL, EnrichSettings
+from vtriage.config.enrich import EnrichSettings
+from vtriage.config.virustotal import DEFAULT_VT_BASE_URL
 from vtriage.display import one_line
 from vtriage.errors import ConfigurationError
 from vtriage.intake import IntakeOptions

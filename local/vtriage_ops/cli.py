@@ -20,7 +20,7 @@ from rich.text import Text
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.clock import utc_now
 from vtriage.composition.remediate import remediator
-from vtriage.config import RemediateSettings
+from vtriage.config.remediate import RemediateSettings
 from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
 from vtriage.intake_api import AlertRejectedError
 from vtriage.models import ActionStatus, Case, CaseStatus

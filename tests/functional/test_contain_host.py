@@ -44,7 +44,7 @@ from vtriage.adapters.falcon import FalconApiError, FalconClient, FalconCredenti
 from vtriage.adapters.guardrails import DynamoBlastRadius
 from vtriage.clock import utc_now
 from vtriage.composition.remediate import remediator
-from vtriage.config import EnrichSettings
+from vtriage.config.enrich import EnrichSettings
 from vtriage.enrich.lookups import Lookups
 from vtriage.enrich.triage import Triage, TriageRules
 from vtriage.fakes import FakeExecutionStarter, FakeThreatIntel, InMemoryEnrichmentCache

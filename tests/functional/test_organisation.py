@@ -23,7 +23,7 @@ from botocore.stub import Stubber
 from tests.functional.conftest import launch_instance, load_event, wait_for_execution
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.composition.remediate import build_remediator, remediator
-from vtriage.config import RemediateSettings
+from vtriage.config.remediate import RemediateSettings
 from vtriage.enrich.triage import execution_input
 from vtriage.intake import read_document
 from vtriage.models import Action, ActionStatus, ActionType, Case, CaseStatus, IocOutcome, IocType, Verdict

@@ -21,7 +21,7 @@ from vtriage.adapters.dynamodb import DynamoEnrichmentCache
 from vtriage.adapters.quota import DynamoQuotaLimiter
 from vtriage.composition.enrich import batch_factory
 from vtriage.composition.sqs_batch import triage_sqs_batch
-from vtriage.config import EnrichSettings
+from vtriage.config.enrich import EnrichSettings
 from vtriage.errors import QuotaExhaustedError
 from vtriage.models import Enrichment, Ioc, IocType, Verdict
 from vtriage_local.replay import ReplayServer, bundled_recordings

@@ -51,7 +51,7 @@ from tests.functional.test_ticket_providers import (
 from vtriage.adapters.http_tickets import TicketProviderAuthError, TicketProviderError
 from vtriage.adapters.swimlane import SEARCH_PAGE_SIZE, TOKEN_HEADER, SwimlaneTicketSink
 from vtriage.composition.ticket import ticket_sink
-from vtriage.config import SwimlaneFields, TicketSettings
+from vtriage.config.ticket import SwimlaneFields, TicketSettings
 from vtriage.display import LINKS_HEADER, Report, ReportLine
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.models import Ticket

@@ -47,7 +47,7 @@ from vtriage.adapters.webhook import (
     verify,
 )
 from vtriage.composition.ticket import ticket_sink
-from vtriage.config import TicketSettings
+from vtriage.config.ticket import TicketSettings
 from vtriage.display import LINKS_HEADER, Report, ReportLine, ReportLink
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.models import (

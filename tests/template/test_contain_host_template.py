@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from vtriage.config import EnrichSettings, RemediateSettings
+from vtriage.config.enrich import EnrichSettings
+from vtriage.config.remediate import RemediateSettings
 from vtriage.errors import ConfigurationError
 from vtriage_local.template import TEMPLATE_PATH, condition_holds, load_template
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.factories import make_alert
 from vtriage.composition.remediate import actuators, actuators_outside_aws
-from vtriage.config import RemediateSettings
+from vtriage.config.remediate import RemediateSettings
 from vtriage.models import ActionType, IocOutcome, IocType, Resource, ResourceType, Verdict
 from vtriage.playbook import ActionSpec, Playbook, Playbooks, default_playbooks, plan_actions
 from vtriage.ports import ResponseActuator

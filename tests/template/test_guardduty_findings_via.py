@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from vtriage.config import AlertReadingSettings
+from vtriage.config.alerts import AlertReadingSettings
 from vtriage_local.template import PROJECT_ROOT, choose_if, functions, load_template
 
 # A member account's GuardDuty finding in eu-west-1 as Security Hub's aggregation delivers it to the home

@@ -10,7 +10,7 @@ import pytest
 
 from tests.template.test_template import as_list, conditional_branches, statements
 from vtriage.adapters.aws_sessions import member_containment_policy_arn, session_name
-from vtriage.config import RemediateSettings
+from vtriage.config.remediate import RemediateSettings
 from vtriage_local.template import PROJECT_ROOT, TEMPLATE_PATH, functions, load_template
 
 MEMBER_ROLE_PATH = PROJECT_ROOT / "member-role.yaml"

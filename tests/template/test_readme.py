@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from vtriage.config import EnrichSettings, RemediateSettings
+from vtriage.config.enrich import EnrichSettings
+from vtriage.config.remediate import RemediateSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEST_REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
@@ -62,7 +63,7 @@ def _configuration_table() -> set[str]:
 def test_the_configuration_table_names_every_setting_of_the_enrich_and_remediate_functions(
     settings: type[BaseModel],
 ) -> None:
-    # Given the variables a function's settings read (vtriage/config.py), and the README's table
+    # Given the variables a function's settings read (vtriage/config/), and the README's table
     variables = {field.alias for field in settings.model_fields.values() if field.alias} - _SET_BY_AWS
 
     # Then each has its row: a user deploying for an organisation finds MEMBER_ACCOUNT_IDS and the others

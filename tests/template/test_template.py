@@ -15,16 +15,13 @@ from typing import Any
 import pytest
 from moto.events.models import EventPattern
 
-from vtriage.config import (
-    ApprovalSettings,
-    EnrichSettings,
-    FalconPollerSettings,
-    IntakeSettings,
-    RemediateSettings,
-    Settings,
-    TicketSettings,
-    WorkspacePollerSettings,
-)
+from vtriage.config import Settings
+from vtriage.config.approval import ApprovalSettings
+from vtriage.config.enrich import EnrichSettings
+from vtriage.config.intake import IntakeSettings
+from vtriage.config.pollers import FalconPollerSettings, WorkspacePollerSettings
+from vtriage.config.remediate import RemediateSettings
+from vtriage.config.ticket import TicketSettings
 from vtriage_local.template import FunctionSpec, choose_if, functions, load_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from vtriage.approval import (
     verify,
 )
 from vtriage.composition.remediate import SkippingActuator, actuators
-from vtriage.config import RemediateSettings
+from vtriage.config.remediate import RemediateSettings
 from vtriage.eligibility import Place
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.fakes import (

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import make_alert
-from vtriage.config import EnrichSettings, RemediateSettings
+from vtriage.config.enrich import EnrichSettings
+from vtriage.config.remediate import RemediateSettings
 from vtriage.eligibility import Place, eligibility, requiring_approval
 from vtriage.errors import ConfigurationError
 from vtriage.models import Action, ActionStatus, ActionType, Provenance

@@ -15,7 +15,7 @@ import pytest
 from vtriage.composition import aws_session
 from vtriage.composition.enrich import batch_factory
 from vtriage.composition.sqs_batch import batch_metrics, triage_sqs_batch
-from vtriage.config import EnrichSettings
+from vtriage.config.enrich import EnrichSettings
 from vtriage.eligibility import Place, PushedAlertActions
 from vtriage.enrich.batch import Batch
 from vtriage.enrich.lookups import Deadline, Lookups

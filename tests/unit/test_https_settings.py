@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from vtriage.config import EnrichSettings, TicketSettings, https_url_problem
+from vtriage.config import https_url_problem
+from vtriage.config.enrich import EnrichSettings
+from vtriage.config.ticket import TicketSettings
 from vtriage.errors import ConfigurationError
 
 ENRICH = {

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
+from vtriage.config.intake import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
 from vtriage.fakes import FakeAlertQueue
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body

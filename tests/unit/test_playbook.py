@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.factories import make_alert, make_case
-from vtriage.config import EnrichSettings
+from vtriage.config.enrich import EnrichSettings
 from vtriage.errors import ConfigurationError
 from vtriage.intake import read_document
 from vtriage.models import (

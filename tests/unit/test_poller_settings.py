@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from vtriage.adapters.falcon import FALCON_CLOUDS
-from vtriage.config import FalconPollerSettings, WorkspacePollerSettings
+from vtriage.config.pollers import FalconPollerSettings, WorkspacePollerSettings
 from vtriage.errors import ConfigurationError
 
 COMMON = {

@@ -6,7 +6,10 @@ import pytest
 
 from vtriage.composition.enrich import batch_factory, verdict_policy
 from vtriage.composition.ticket import ticket_dependencies
-from vtriage.config import ApprovalSettings, EnrichSettings, RemediateSettings, TicketSettings
+from vtriage.config.approval import ApprovalSettings
+from vtriage.config.enrich import EnrichSettings
+from vtriage.config.remediate import RemediateSettings
+from vtriage.config.ticket import TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.models import IocType
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from vtriage.adapters.swimlane import MAPPED
-from vtriage.config import EnrichSettings, SwimlaneFields, TicketSettings
+from vtriage.config.enrich import EnrichSettings
+from vtriage.config.ticket import SwimlaneFields, TicketSettings
 from vtriage.errors import ConfigurationError
 
 SWIMLANE = {

@@ -11,7 +11,7 @@ import requests
 import requests.adapters
 
 from vtriage.adapters.virustotal import MIN_READ_SECONDS, VirusTotalClient
-from vtriage.config import DEFAULT_VT_BASE_URL
+from vtriage.config.virustotal import DEFAULT_VT_BASE_URL
 from vtriage.models import Ioc, IocType
 from vtriage.virustotal.errors import VirusTotalUnavailableError
 

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vtriage.adapters.virustotal import DEEP_RELATIONSHIPS, VirusTotalClient, error_from_response
-from vtriage.config import DEFAULT_VT_BASE_URL
+from vtriage.config.virustotal import DEFAULT_VT_BASE_URL
 from vtriage.errors import ConfigurationError, TransientError, VtriageError
 from vtriage.models import Ioc, IocType, Verdict
 from vtriage.verdict import assess_ioc, load_policy

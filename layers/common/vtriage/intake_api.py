@@ -21,7 +21,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from vtriage.config import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
+from vtriage.config.intake import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
 from vtriage.errors import InvalidAlertError, TransientError, VtriageError
 from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body

@@ -18,7 +18,8 @@ from botocore.config import Config
 
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.clock import utc_now
-from vtriage.config import Settings, VirusTotalKeySettings
+from vtriage.config import Settings
+from vtriage.config.virustotal import VirusTotalKeySettings
 from vtriage.errors import ConfigurationError
 
 # Standard retry mode backs off on throttling; the Lambda timeout bounds the total.

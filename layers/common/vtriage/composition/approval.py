@@ -15,7 +15,7 @@ from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.adapters.guardrails import DynamoApprovalStore, SnsApprovalNotifier, StepFunctionsTaskCallback
 from vtriage.adapters.virustotal import VirusTotalClient
 from vtriage.composition import SECRET_MAX_AGE_SECONDS, aws_client, case_repository, virustotal_api_key
-from vtriage.config import ApprovalSettings
+from vtriage.config.approval import ApprovalSettings
 from vtriage.errors import ConfigurationError
 from vtriage.virustotal.widget import Widget
 

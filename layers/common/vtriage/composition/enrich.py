@@ -19,7 +19,7 @@ from vtriage.adapters.stepfunctions import StepFunctionsExecutionStarter
 from vtriage.adapters.virustotal import VirusTotalClient, most_requests_per_lookup
 from vtriage.clock import utc_now
 from vtriage.composition import OnFirstUse, aws_client, secrets_provider, virustotal_api_key
-from vtriage.config import EnrichSettings
+from vtriage.config.enrich import EnrichSettings
 from vtriage.enrich.batch import Batch
 from vtriage.enrich.lookups import Lookups
 from vtriage.enrich.records import Deferrals, Refusals

@@ -8,7 +8,7 @@ import requests
 
 from vtriage.adapters.falcon import FALCON_CLOUDS, FalconClient, FalconCredentials
 from vtriage.composition import secret_object
-from vtriage.config import FalconApiSettings
+from vtriage.config.falcon import FalconApiSettings
 
 
 def falcon_client(settings: FalconApiSettings, secret_name: str) -> FalconClient:

@@ -8,7 +8,7 @@ from functools import cache
 from vtriage.adapters.falcon import FalconAlertSource
 from vtriage.composition.falcon import falcon_client
 from vtriage.composition.pollers import poller
-from vtriage.config import FalconPollerSettings
+from vtriage.config.pollers import FalconPollerSettings
 from vtriage.polling import Poller
 
 SOURCE = "falcon"

@@ -6,7 +6,7 @@ from functools import cache
 
 from vtriage.adapters.alert_queue import SqsAlertQueue
 from vtriage.composition import aws_client
-from vtriage.config import IntakeSettings
+from vtriage.config.intake import IntakeSettings
 
 
 @cache

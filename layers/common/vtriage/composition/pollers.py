@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vtriage.adapters.alert_queue import SqsAlertQueue
 from vtriage.adapters.poll_state import DynamoPollState
 from vtriage.composition import aws_client
-from vtriage.config import PollerSettings
+from vtriage.config.pollers import PollerSettings
 from vtriage.polling import Poller, PollOptions
 from vtriage.ports import AlertSource
 

@@ -20,7 +20,7 @@ from vtriage.adapters.waf import WafIpSetBlocker
 from vtriage.clock import utc_now
 from vtriage.composition import AWS_CONFIG, aws_client, aws_session, case_repository
 from vtriage.composition.falcon import falcon_client
-from vtriage.config import RemediateSettings
+from vtriage.config.remediate import RemediateSettings
 from vtriage.models import Action, ActionStatus, ActionType
 from vtriage.ports import ResponseActuator
 from vtriage.remediate import Actuators, Remediator

@@ -25,7 +25,7 @@ from vtriage.adapters.webhook import WebhookTicketSink
 from vtriage.approval import case_page_link
 from vtriage.clock import utc_now
 from vtriage.composition import SECRET_MAX_AGE_SECONDS, aws_client, case_repository, secrets_provider
-from vtriage.config import TicketSettings
+from vtriage.config.ticket import TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.ports import TicketSink
 from vtriage.ticket import CasePageLink, TicketDesk

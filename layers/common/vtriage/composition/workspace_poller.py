@@ -12,7 +12,8 @@ from google.oauth2 import service_account
 from vtriage.adapters.workspace import SCOPE, WorkspaceAlertSource
 from vtriage.composition import secret_object
 from vtriage.composition.pollers import poller
-from vtriage.config import WorkspacePollerSettings, https_url_problem
+from vtriage.config import https_url_problem
+from vtriage.config.pollers import WorkspacePollerSettings
 from vtriage.errors import ConfigurationError
 from vtriage.polling import Poller
 
