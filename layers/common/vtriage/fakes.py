@@ -24,7 +24,7 @@ from typing import Any
 from vtriage.bounds import MAX_HISTORY, MAX_REPEAT_IDS, MAX_VARIANTS, bounded
 from vtriage.clock import next_minute, next_utc_midnight, utc_now
 from vtriage.display import Report, ReportLink
-from vtriage.errors import QuotaExhaustedError, TransientError
+from vtriage.errors import ConfigurationError, QuotaExhaustedError, TransientError
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -562,17 +562,25 @@ class FakeAlertQueue:
 class FakeAlertSource:
     """`AlertSource` over a list of alerts: those created at or after `since`, oldest first (an alert with
     no creation time is listed with the others, last). Records each `since` it was asked for; `fail_after`
-    raises TransientError once that many alerts were listed (a vendor that stops answering mid-way)."""
+    raises TransientError once that many alerts were listed (a vendor that stops answering mid-way);
+    `refused` raises ConfigurationError before any, as a vendor refusing the credentials makes the
+    adapters do."""
 
-    def __init__(self, alerts: Iterable[PolledAlert] = (), fail_after: int | None = None) -> None:
-        """List these alerts; fail after `fail_after` of them, when given."""
+    def __init__(
+        self, alerts: Iterable[PolledAlert] = (), fail_after: int | None = None, refused: bool = False
+    ) -> None:
+        """List these alerts; fail after `fail_after` of them, when given; refuse every listing when
+        `refused`."""
         self.alerts = list(alerts)
         self.fail_after = fail_after
+        self.refused = refused
         self.asked: list[datetime] = []
 
     def alerts_created_since(self, since: datetime) -> Iterator[PolledAlert]:
         """The alerts created at or after `since`, oldest first."""
         self.asked.append(since)
+        if self.refused:
+            raise ConfigurationError("the vendor refused the API client's credentials (HTTP 401)")
         listed = sorted(
             (alert for alert in self.alerts if alert.created_at is None or alert.created_at >= since),
             key=lambda alert: (alert.created_at is None, alert.created_at or since),
