@@ -10,6 +10,10 @@ character become visible escapes (`\\n`, `\\t`, `\\u202e`), URL schemes are defa
 long value is cut with a note of how much was left out. Each output then adds its own vendor's
 escaping on top (HTML, Slack's `&<>` and code fences, Jira's code marks, ServiceNow's `[code]`).
 
+`shown`, `escaped` and `json_kind` name a sender's value inside vtriage's own messages (a refusal's or a
+skipped IOC's reason, a note): escaped as Python writes a string (line breaks, controls, quotes), cut
+when long, a list or an object by its kind only.
+
 A `Report` keeps vtriage's own words apart from the sender's: the genuine links (approve, reject) come
 first under a fixed header, and every later line is a label of vtriage's followed by escaped values, so
 no sender text can start a line, let alone imitate the header or a link above it.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +36,9 @@ _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # A scheme a reader would turn into a link, and the `www.` prefix some readers link without one.
 _LINKABLE = re.compile(r"\b(h)(tt)(ps?)(:/)|\b(f)(t)(p)(:/)|\b(www)(\.)", re.IGNORECASE)
+
+# The most characters of a sender's value kept on a skipped IOC.
+SHOWN_VALUE_LENGTH = 200
 
 # What intake writes in a note when it had to guess an alert's severity (none could be read, or only a
 # product's own score), so that every report can say the severity was guessed.
@@ -54,7 +62,7 @@ def one_line(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
     pieces: list[str] = []
     length = 0
     for position, character in enumerate(text):
-        piece = _escaped(character)
+        piece = _escaped_character(character)
         if length + len(piece) > limit:
             return _defanged("".join(pieces)) + f"... [{len(text) - position} more characters]"
         pieces.append(piece)
@@ -67,7 +75,44 @@ def severity_guessed(notes: Iterable[str]) -> bool:
     return any(SEVERITY_GUESSED in note for note in notes)
 
 
-def _escaped(character: str) -> str:
+def json_kind(value: Any) -> str:
+    """The JSON type of a decoded value, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A value quoted and escaped for a message, cut when long; a list or an object by its kind only."""
+    if isinstance(value, list | dict):
+        return json_kind(value)
+    text = repr(value[: limit + 1] if isinstance(value, str) else value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def escaped(value: Any, limit: int = SHOWN_VALUE_LENGTH) -> str:
+    """A sender's value as it is kept on a skipped IOC: a string escaped as Python does (line breaks,
+    controls, quotes) without its quotes, anything else by its JSON kind or literal; cut when long."""
+    if isinstance(value, str):
+        text = repr(value[: limit + 1])[1:-1]
+    elif isinstance(value, list | dict):
+        return f"<{json_kind(value)}>"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _escaped_character(character: str) -> str:
     if character in _NAMED_ESCAPES:
         return _NAMED_ESCAPES[character]
     if unicodedata.category(character) not in _ESCAPED_CATEGORIES:

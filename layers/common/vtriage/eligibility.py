@@ -32,8 +32,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from vtriage.display import escaped
 from vtriage.intake import falcon
-from vtriage.intake.fields import escaped
 from vtriage.models import NEEDS_APPROVAL_PARAMETER, Action, ActionStatus, ActionType, Alert, Provenance
 
 __all__ = [

@@ -22,10 +22,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from vtriage.config.intake import DEFAULT_INTAKE_MAX_MESSAGE_BYTES
+from vtriage.display import shown
 from vtriage.errors import InvalidAlertError, TransientError, VtriageError
 from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
-from vtriage.intake.fields import shown
 from vtriage.ports import AlertQueue
 from vtriage.provenance import SENDER_ATTRIBUTE, caller_stamp
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vtriage.intake.fields import escaped
+from vtriage.display import escaped
 from vtriage.models import Channel, Provenance
 
 __all__ = ["STAMP_ATTRIBUTES", "Channel", "caller_stamp", "provenance_of"]

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from aws_lambda_powertools import Logger
 
+from vtriage.display import shown
 from vtriage.enrich.lookups import Deadline, Lookups
 from vtriage.enrich.outcomes import DEFERRALS, CaseSummary, Deferral, RecordOutcome, failure_reason, later
 from vtriage.enrich.records import Deferrals, QueuedRecord, Refusals
@@ -15,7 +16,6 @@ from vtriage.enrich.triage import StoredCase, Triage
 from vtriage.errors import TransientError
 from vtriage.intake import FindingRefusal, IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
-from vtriage.intake.fields import shown
 from vtriage.models import Alert, Case, CaseStatus, Channel, Provenance
 from vtriage.provenance import provenance_of
 

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from vtriage.display import shown
 from vtriage.errors import InvalidAlertError, QuotaExhaustedError, TransientError
 from vtriage.intake import FindingRefusal, IgnoredFinding
-from vtriage.intake.fields import shown
 from vtriage.models import Verdict
 
 

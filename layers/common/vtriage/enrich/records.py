@@ -18,9 +18,9 @@ from vtriage.bounds import (
     SQS_MAX_MESSAGE_ATTRIBUTES,
     SQS_MAX_VISIBILITY_SECONDS,
 )
+from vtriage.display import shown
 from vtriage.enrich.outcomes import PutOffError
 from vtriage.intake import FindingRefusal
-from vtriage.intake.fields import shown
 from vtriage.ports import CaseRepository, DeadLetterQueue, MessageDeferral
 
 logger = Logger(child=True)

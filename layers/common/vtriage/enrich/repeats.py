@@ -13,9 +13,8 @@ from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
 
-from vtriage.display import severity_guessed
+from vtriage.display import severity_guessed, shown
 from vtriage.enrich.outcomes import CaseSummary
-from vtriage.intake.fields import shown
 from vtriage.models import Alert, Branch, Case, CaseStatus, ExecutionInput, HistoryEntry, Repeat
 from vtriage.playbook import DEFAULT_TICKET_MIN_SEVERITY, choose_branch, severity_rank
 from vtriage.ports import CaseRepository, ExecutionStarter, FindingLedger, RepeatLedger

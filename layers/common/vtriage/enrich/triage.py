@@ -7,11 +7,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 
+from vtriage.display import shown
 from vtriage.eligibility import Eligibility, Place, PushedAlertActions, eligibility, requiring_approval
 from vtriage.enrich.lookups import Lookups, pending
 from vtriage.enrich.outcomes import DEFERRALS, CaseSummary, Deferral, later
 from vtriage.enrich.repeats import Repeats, Variants
-from vtriage.intake.fields import shown
 from vtriage.models import (
     Alert,
     Branch,

@@ -25,11 +25,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import falcon, guardduty, ocsf, securityhub, workspace
 from vtriage.intake.canonical import with_allow_list, with_never_act
 from vtriage.intake.digest import content_digest
-from vtriage.intake.fields import json_kind, shown
 from vtriage.intake.outcomes import Acknowledged, Finding, FindingRefusal, IgnoredFinding, IntakeResult
 from vtriage.models import Alert, Ioc
 

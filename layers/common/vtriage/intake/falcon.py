@@ -77,6 +77,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import vendor
 from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
@@ -91,9 +92,7 @@ from vtriage.intake.fields import (
     ioc_of,
     is_true,
     join,
-    json_kind,
     own_values,
-    shown,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.intake.refang import MAX_FREE_TEXT, candidates_in_text, read_extent

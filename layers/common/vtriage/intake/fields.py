@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
-from vtriage.display import SEVERITY_GUESSED
+from vtriage.display import SEVERITY_GUESSED, SHOWN_VALUE_LENGTH, escaped, json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
 from vtriage.intake.refang import MAX_FREE_TEXT, candidates_in_text, read_extent
@@ -49,8 +49,6 @@ PLACEHOLDER_REASON = "a placeholder of a GuardDuty sample finding (GeneratedFind
 
 # The most notes kept per finding; the rest are counted.
 MAX_NOTES = 20
-# The most characters of a sender's value kept on a skipped IOC.
-SHOWN_VALUE_LENGTH = 200
 # The longest text read as a time, or as a JSON object inside a string.
 _MAX_TIME_TEXT = 64
 _MAX_EMBEDDED_JSON = 65_536
@@ -532,40 +530,3 @@ def is_true(value: Any) -> bool:
 def join(at: str, key: str) -> str:
     """A dotted path."""
     return f"{at}.{key}" if at else key
-
-
-def json_kind(value: Any) -> str:
-    """The JSON type of a decoded value, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def shown(value: Any, limit: int = 80) -> str:
-    """A value quoted and escaped for a message, cut when long; a list or an object by its kind only."""
-    if isinstance(value, list | dict):
-        return json_kind(value)
-    text = repr(value[: limit + 1] if isinstance(value, str) else value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def escaped(value: Any, limit: int = SHOWN_VALUE_LENGTH) -> str:
-    """A sender's value as it is kept on a skipped IOC: a string escaped as Python does (line breaks,
-    controls, quotes) without its quotes, anything else by its JSON kind or literal; cut when long."""
-    if isinstance(value, str):
-        text = repr(value[: limit + 1])[1:-1]
-    elif isinstance(value, list | dict):
-        return f"<{json_kind(value)}>"
-    else:
-        text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from vtriage.display import escaped, json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.fields import (
     PLACEHOLDER_PREFIX,
@@ -41,13 +42,10 @@ from vtriage.intake.fields import (
     Envelope,
     Fields,
     embedded_flag,
-    escaped,
     event_detail,
     is_true,
-    json_kind,
     own_values,
     raw_version,
-    shown,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity

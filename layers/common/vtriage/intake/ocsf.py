@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeGuard
 
+from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.fields import (
     ACCOUNT_ID,
@@ -48,9 +49,7 @@ from vtriage.intake.fields import (
     Fields,
     epoch_time,
     event_detail,
-    json_kind,
     own_values,
-    shown,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, IocType, Severity

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from vtriage.display import escaped, json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.fields import (
     GUESSED_SEVERITY,
@@ -47,13 +48,10 @@ from vtriage.intake.fields import (
     Fields,
     declared_algorithm,
     embedded_flag,
-    escaped,
     event_detail,
     is_true,
-    json_kind,
     own_values,
     raw_version,
-    shown,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, IocType, Resource, ResourceType, Severity

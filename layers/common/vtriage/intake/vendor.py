@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from vtriage.intake.fields import UNKNOWN_TIME, Fields, shown
+from vtriage.display import shown
+from vtriage.intake.fields import UNKNOWN_TIME, Fields
 from vtriage.models import Alert, Ioc, Resource, Severity, VendorAlert
 
 # The account and the Region of an alert from outside AWS: no AWS account id nor Region name looks so.

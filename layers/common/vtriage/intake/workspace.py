@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from vtriage.display import escaped, json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import vendor
 from vtriage.intake.digest import triage_content
@@ -54,11 +55,8 @@ from vtriage.intake.fields import (
     UNREADABLE_SEVERITY_NOTE,
     Candidate,
     Fields,
-    escaped,
     ioc_of,
     is_true,
-    json_kind,
-    shown,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, Ioc, IocType, Severity, VendorAlert
