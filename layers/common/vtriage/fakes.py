@@ -24,7 +24,7 @@ from typing import Any
 from vtriage.bounds import MAX_HISTORY, MAX_REPEAT_IDS, MAX_VARIANTS, bounded
 from vtriage.clock import next_minute, next_utc_midnight, utc_now
 from vtriage.display import Report, ReportLink
-from vtriage.errors import ConfigurationError, QuotaExhaustedError, TransientError
+from vtriage.errors import ConfigurationError, MemberRoleError, QuotaExhaustedError, TransientError
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -391,18 +391,30 @@ class FakeActuator:
 
 class FakeActuatorsByPlace:
     """`ActuatorsByPlace` whose every place has the same actuators (those of AWS action types; the others
-    act outside AWS), as one account and Region would. It records each place asked, in order, in
-    `places` (account, Region, case id)."""
+    act outside AWS), as one account and Region would. Given `accounts`, it reaches those alone and
+    refuses any other with `MemberRoleError`, as the deployment refuses an account that is neither its
+    own nor a listed member. It records each place asked, in order, in `places` (account, Region, case
+    id)."""
 
-    def __init__(self, actuators: Mapping[ActionType, ResponseActuator]) -> None:
-        """Give these actuators, one per action type, wherever a case lives."""
+    def __init__(
+        self, actuators: Mapping[ActionType, ResponseActuator], accounts: Iterable[str] | None = None
+    ) -> None:
+        """Give these actuators, one per action type, wherever a case lives (in `accounts` alone, when
+        given)."""
         self._in_aws = {kind: actuator for kind, actuator in actuators.items() if kind.acts_in_aws}
         self._outside_aws = {kind: actuator for kind, actuator in actuators.items() if not kind.acts_in_aws}
+        self._accounts = None if accounts is None else frozenset(accounts)
         self.places: list[tuple[str, str, str]] = []
 
     def at(self, account: str, region: str, case_id: str) -> Mapping[ActionType, ResponseActuator]:
-        """The AWS actions' actuators, the same in every account and Region; the place is recorded."""
+        """The AWS actions' actuators, the same in every account and Region; the place is recorded.
+        Raises `MemberRoleError` for an account it does not reach."""
         self.places.append((account, region, case_id))
+        if self._accounts is not None and account not in self._accounts:
+            raise MemberRoleError(
+                f"account {account} is neither this deployment's nor a listed member account "
+                "(MemberAccountIds): vtriage assumes no role there"
+            )
         return self._in_aws
 
     def outside_aws(self) -> Mapping[ActionType, ResponseActuator]:
