@@ -1,15 +1,13 @@
 """In-memory fakes of the ports in `vtriage.ports`, one each, in the same order, for tests.
 
 Each fake behaves as its port's adapter does and records what it was asked, so that a test can assert on
-it: `tests/contract` runs one set of assertions against a fake and an AWS adapter of its port on moto
-(for `ResponseActuator`, the EC2 isolation), for every port but `ThreatIntel` and `WidgetSource`
-(their adapter talks to VirusTotal over HTTP), `AlertSource` (its adapters talk to CrowdStrike and
-Google: `tests/functional/test_pollers.py` runs them against servers that answer as those vendors do) and
-`TaskCallback` (its adapter needs a step that waits, which moto's Step Functions does not tell from one
-that does not). Stored models round-trip through
-JSON, as they do through DynamoDB, so that a model that would not survive storage fails here too. It
-ships with the package, beside the ports, but no function loads it (the import contract
-`nothing-shipped-loads-the-fakes`).
+it: `tests/contract` runs one set of assertions against the fake and the adapter of every port, an AWS
+adapter on moto (for `ResponseActuator`, every actuator; for `TaskCallback`, an execution that waits on
+its task token) or a vendor's over HTTP against a loopback server answering as the vendor documents
+(`ThreatIntel` and `WidgetSource`: VirusTotal's replay server; `AlertSource`: the pollers' fake
+CrowdStrike and Google). Stored models round-trip through JSON, as they do through DynamoDB, so that a
+model that would not survive storage fails here too. It ships with the package, beside the ports, but no
+function loads it (the import contract `nothing-shipped-loads-the-fakes`).
 """
 
 from __future__ import annotations
