@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vtriage.display import escaped
-from vtriage.intake import falcon
+from vtriage.intake import sources
 from vtriage.models import NEEDS_APPROVAL_PARAMETER, Action, ActionStatus, ActionType, Alert, Provenance
 
 __all__ = [
@@ -106,7 +106,7 @@ class Place:
     def host_reasons_against(self, alert: Alert) -> list[str]:
         """Why the host an alert names may not be contained: only a CrowdStrike Falcon alert's, and only
         in this deployment's own Falcon tenant (`falcon_cid`). Empty when it may."""
-        if alert.source != falcon.SOURCE or alert.vendor is None:
+        if alert.source != sources.FALCON or alert.vendor is None:
             return [
                 "only a CrowdStrike Falcon alert's host is contained (contain_host), in the deployment's "
                 "own Falcon tenant"
@@ -133,7 +133,7 @@ class Place:
         """Why no action of any kind may run where the alert lives: an AWS alert's place (its account and
         Region); a Falcon alert's tenant, when it is not this deployment's (then neither an AWS action nor
         its host's containment may run); any other vendor's alert lives in no AWS account or Region."""
-        if alert.source == falcon.SOURCE and alert.vendor is not None:
+        if alert.source == sources.FALCON and alert.vendor is not None:
             against_host = self.host_reasons_against(alert)
             return [alert.vendor.outside_aws, *against_host] if against_host else []
         return self.reasons_against(alert)

@@ -16,6 +16,10 @@ recognises the document's shape, lists its findings and reads each on its own; i
 
 Only a document in which no finding can be identified at all (not an object or an array of findings,
 an unknown shape, an empty list of findings) raises `InvalidAlertError`.
+
+A detector's reader is imported when a document of its shape is first read (`vtriage.intake.sources`
+tells the shapes apart): importing this package loads none, so a function's cold start pays for no
+reader, and a deployment fed by one detector only ever loads that detector's.
 """
 
 from __future__ import annotations
@@ -27,8 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
-from vtriage.intake import falcon, guardduty, ocsf, securityhub, workspace
-from vtriage.intake.canonical import with_allow_list, with_never_act
+from vtriage.intake import sources
 from vtriage.intake.digest import content_digest
 from vtriage.intake.outcomes import Acknowledged, Finding, FindingRefusal, IgnoredFinding, IntakeResult
 from vtriage.models import Alert, Ioc
@@ -178,17 +181,25 @@ def _findings(document: Any, *, skip_guardduty: bool, ignore_samples: bool) -> l
             "an SQS event, not a message body: parse each record's body on its own", field="Records"
         )
     # Before the EventBridge envelope: a Workspace alert has a `source` of its own.
-    if falcon.is_document(document):
+    if sources.is_falcon_document(document):
+        from vtriage.intake import falcon  # noqa: PLC0415
+
         return falcon.findings_of(document, ignore_samples=ignore_samples)
-    if workspace.is_document(document):
+    if sources.is_workspace_document(document):
+        from vtriage.intake import workspace  # noqa: PLC0415
+
         return workspace.findings_of(document)
-    if guardduty.is_eventbridge_event(document):
+    if sources.is_eventbridge_event(document):
         return _event(document, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
-    if securityhub.is_get_findings_output(document):
+    if sources.is_securityhub_get_findings_output(document):
+        from vtriage.intake import securityhub  # noqa: PLC0415
+
         return securityhub.findings_of_get_findings(
             document, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples
         )
-    if guardduty.is_get_findings_output(document):
+    if sources.is_guardduty_get_findings_output(document):
+        from vtriage.intake import guardduty  # noqa: PLC0415
+
         return guardduty.findings_of_get_findings(document, ignore_samples=ignore_samples)
     finding = _bare(document, "", skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
     if finding is None:
@@ -200,17 +211,27 @@ def _bare(
     document: dict[str, Any], where: str, *, skip_guardduty: bool, ignore_samples: bool
 ) -> Finding | None:
     """One bare finding of any source, at `where`; None when its shape is no finding's."""
-    if ocsf.is_finding(document):
+    if sources.is_ocsf_finding(document):
+        from vtriage.intake import ocsf  # noqa: PLC0415
+
         return ocsf.finding_of_bare(document, where=where, skip_guardduty=skip_guardduty)
-    if securityhub.is_finding(document):
+    if sources.is_asff_finding(document):
+        from vtriage.intake import securityhub  # noqa: PLC0415
+
         return securityhub.finding_of_bare(
             document, where=where, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples
         )
-    if guardduty.is_bare_finding(document):
+    if sources.is_bare_guardduty_finding(document):
+        from vtriage.intake import guardduty  # noqa: PLC0415
+
         return guardduty.finding_of_bare(document, where=where, ignore_samples=ignore_samples)
-    if falcon.is_bare(document):
+    if sources.is_falcon_alert(document):
+        from vtriage.intake import falcon  # noqa: PLC0415
+
         return falcon.finding_of_bare(document, where=where, ignore_samples=ignore_samples)
-    if workspace.is_alert(document):
+    if sources.is_workspace_alert(document):
+        from vtriage.intake import workspace  # noqa: PLC0415
+
         return workspace.finding_of_bare(document, where=where)
     return None
 
@@ -244,22 +265,32 @@ def _unknown_item(item: Any, where: str) -> Callable[[], Alert]:
 
 def _event(event: dict[str, Any], *, skip_guardduty: bool, ignore_samples: bool) -> list[Finding]:
     detail_type = event.get("detail-type")
-    if securityhub.is_event(event):
-        if detail_type in securityhub.EVENT_DETAIL_TYPES:
+    if sources.is_securityhub_event(event):
+        if detail_type in sources.ASFF_DETAIL_TYPES:
+            from vtriage.intake import securityhub  # noqa: PLC0415
+
             return securityhub.findings_of_event(
                 event, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples
             )
-        if detail_type == ocsf.EVENT_DETAIL_TYPE:
+        if detail_type == sources.OCSF_DETAIL_TYPE:
+            from vtriage.intake import ocsf  # noqa: PLC0415
+
             return ocsf.findings_of_event(event, skip_guardduty=skip_guardduty)
-        expected = " or ".join(
-            repr(name) for name in (*securityhub.EVENT_DETAIL_TYPES, ocsf.EVENT_DETAIL_TYPE)
-        )
+        expected = " or ".join(repr(name) for name in (*sources.ASFF_DETAIL_TYPES, sources.OCSF_DETAIL_TYPE))
         raise InvalidAlertError(
             f"unsupported Security Hub event {shown(detail_type)}: expected {expected}", field="detail-type"
         )
     detail = event.get("detail")
-    if event.get("source") != guardduty.EVENT_SOURCE and isinstance(detail, dict) and ocsf.is_finding(detail):
+    if (
+        event.get("source") != sources.GUARDDUTY_EVENT_SOURCE
+        and isinstance(detail, dict)
+        and sources.is_ocsf_finding(detail)
+    ):
+        from vtriage.intake import ocsf  # noqa: PLC0415
+
         return ocsf.findings_of_event(event, skip_guardduty=skip_guardduty)
+    from vtriage.intake import guardduty  # noqa: PLC0415
+
     return guardduty.findings_of_event(event, ignore_samples=ignore_samples)
 
 
@@ -268,6 +299,9 @@ def _finish(
 ) -> Alert:
     """The alert with the deployment's own hosts and the allow-list applied, its IOCs capped, the cut
     noted. The never-act skip comes first: no allow-list entry can make those hosts a lookup."""
+    # Loaded by the reader that made the alert already.
+    from vtriage.intake.canonical import with_allow_list, with_never_act  # noqa: PLC0415
+
     iocs = with_never_act(alert.iocs, never_act_hosts) if never_act_hosts else alert.iocs
     iocs = with_allow_list(iocs, allow_list) if allow_list else iocs
     to_look_up = [ioc for ioc in iocs if ioc.skipped_reason is None]

@@ -79,7 +79,7 @@ from urllib.parse import urlsplit
 
 from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
-from vtriage.intake import vendor
+from vtriage.intake import sources, vendor
 from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
 from vtriage.intake.digest import triage_content
 from vtriage.intake.fields import (
@@ -99,7 +99,6 @@ from vtriage.intake.refang import MAX_FREE_TEXT, candidates_in_text, read_extent
 from vtriage.intake.suffixes import public_suffix
 from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity, VendorAlert
 
-SOURCE = "falcon"
 PLATFORM = "CrowdStrike Falcon"
 EPP_EVENT = "EppDetectionSummaryEvent"
 LEGACY_EVENT = "DetectionSummaryEvent"
@@ -150,8 +149,7 @@ CUT_URL_REASON = (
 )
 # A Falcon device id (the sensor's agent id, AID): 32 hexadecimal digits.
 _DEVICE_ID = re.compile(r"[0-9a-fA-F]{32}")
-# The keys of an Alerts API response, and how many of its errors a refusal or a note names.
-_RESPONSE_KEYS = frozenset({"meta", "resources", "errors"})
+# How many of an Alerts API response's errors a refusal or a note names.
 _ERRORS_SHOWN = 3
 # The most items read from one comma-separated field (the cap on IOCs per alert keeps fewer still).
 MAX_LISTED = 200
@@ -159,41 +157,9 @@ MAX_LISTED = 200
 _STREAM_DEVICE_KEYS = ("AgentId", "SensorId", "AgentIdString")
 
 
-def is_stream_event(document: Mapping[str, Any]) -> bool:
-    """Whether the document is an Event Streams event (`metadata.eventType` beside an `event`)."""
-    metadata = document.get("metadata")
-    return isinstance(metadata, dict) and "eventType" in metadata and "event" in document
-
-
-def is_alert_entity(document: Mapping[str, Any]) -> bool:
-    """Whether the document is one alert entity of the Alerts API (it has a `composite_id`)."""
-    return "composite_id" in document
-
-
-def is_entities_response(document: Mapping[str, Any]) -> bool:
-    """Whether the document is an Alerts API response: `meta` beside a list of `resources`, or nothing but
-    CrowdStrike's response keys (`resources`, `errors`, `meta`) with a list of resources or of errors (an
-    empty page, an error response)."""
-    if "meta" in document and isinstance(document.get("resources"), list):
-        return True
-    only_response_keys = bool(document) and set(document) <= _RESPONSE_KEYS
-    has_list = isinstance(document.get("resources"), list) or isinstance(document.get("errors"), list)
-    return only_response_keys and has_list
-
-
-def is_bare(document: Mapping[str, Any]) -> bool:
-    """Whether the document is one Falcon alert: a stream event or an alert entity."""
-    return is_stream_event(document) or is_alert_entity(document)
-
-
-def is_document(document: Mapping[str, Any]) -> bool:
-    """Whether the document is any delivery this module reads."""
-    return is_bare(document) or is_entities_response(document)
-
-
 def findings_of(document: Mapping[str, Any], *, ignore_samples: bool = False) -> list[Finding]:
-    """The alerts of a Falcon document (see `is_document`), each read on its own."""
-    if is_bare(document):
+    """The alerts of a Falcon document (see `sources.is_falcon_document`), each read on its own."""
+    if sources.is_falcon_alert(document):
         return [finding_of_bare(document, where="", ignore_samples=ignore_samples)]
     resources = document.get("resources")
     errors = _api_errors(document.get("errors"))
@@ -231,7 +197,7 @@ def _api_errors(errors: Any) -> str:
 
 def finding_of_bare(document: Mapping[str, Any], *, where: str, ignore_samples: bool = False) -> Finding:
     """One bare Falcon alert (a stream event or an alert entity), at `where` in its document."""
-    if is_stream_event(document):
+    if sources.is_falcon_stream_event(document):
         return _stream_event(document, where, ignore_samples=ignore_samples)
     return _entity(document, where, ignore_samples=ignore_samples)
 
@@ -448,7 +414,7 @@ class _FalconReader(Fields):
             self.not_actionable.append(SAMPLE_REASON)
         return vendor.placed_outside_aws(
             self,
-            source=SOURCE,
+            source=sources.FALCON,
             alert_id=alert_id,
             alert_type=alert_type,
             title=title,

@@ -32,6 +32,7 @@ from typing import Any
 
 from vtriage.display import escaped, json_kind, shown
 from vtriage.errors import InvalidAlertError
+from vtriage.intake import sources
 from vtriage.intake.fields import (
     PLACEHOLDER_PREFIX,
     UNKNOWN,
@@ -50,8 +51,6 @@ from vtriage.intake.fields import (
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity
 
-SOURCE = "guardduty"
-EVENT_SOURCE = "aws.guardduty"
 EVENT_DETAIL_TYPE = "GuardDuty Finding"
 MALWARE_SCAN_DETAIL_TYPE = "GuardDuty Malware Protection Object Scan Result"
 # The type GuardDuty gives the same detection when a detector runs the plan; its default severity is High.
@@ -80,23 +79,6 @@ _FINDING_ARN = re.compile(
 _UNVERSIONED_FINDING = "unversioned"
 
 
-def is_eventbridge_event(document: Mapping[str, Any]) -> bool:
-    """Whether the document has the EventBridge envelope (GuardDuty's or any other detector's)."""
-    return any(key in document for key in ("detail-type", "source", "detail"))
-
-
-def is_get_findings_output(document: Mapping[str, Any]) -> bool:
-    """Whether the document is `aws guardduty get-findings` output."""
-    return "Findings" in document
-
-
-def is_bare_finding(document: Mapping[str, Any]) -> bool:
-    """Whether the document is one GuardDuty finding, camelCase (the API) or PascalCase (boto3)."""
-    camel = "type" in document and ("schemaVersion" in document or "service" in document)
-    pascal = "Type" in document and ("SchemaVersion" in document or "Service" in document)
-    return camel or pascal
-
-
 def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False) -> list[Finding]:
     """The one finding of a GuardDuty EventBridge event: a `GuardDuty Finding`, or a Malware Protection
     for S3 scan result. An event cut down to its `detail` (no `source`, no `detail-type`) whose detail
@@ -107,7 +89,7 @@ def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False)
         event.get("source") is None
         and event.get("detail-type") is None
         and isinstance(detail_value, dict)
-        and is_bare_finding(detail_value)
+        and sources.is_bare_guardduty_finding(detail_value)
     )
     if not unsourced:
         _check_source(event)
@@ -230,7 +212,7 @@ def _malware_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> Alert | A
     region = fields.region_name([("region", envelope.region)])
     return Alert(
         id=alert_id,
-        source=SOURCE,
+        source=sources.GUARDDUTY,
         type=MALWARE_SCAN_ALERT_TYPE,
         title=f"Malware Protection for S3 found {named} in s3://{bucket}/{_printable(key)}",
         severity=Severity(score=MALWARE_SCAN_SEVERITY),
@@ -256,14 +238,15 @@ def _printable(text: str) -> str:
 
 def _check_source(event: Mapping[str, Any]) -> None:
     source = event.get("source")
-    if source == EVENT_SOURCE:
+    expected = sources.GUARDDUTY_EVENT_SOURCE
+    if source == expected:
         return
     if source is None:
         raise InvalidAlertError(
-            f"missing: an EventBridge event from GuardDuty has source {EVENT_SOURCE!r}", field="source"
+            f"missing: an EventBridge event from GuardDuty has source {expected!r}", field="source"
         )
     raise InvalidAlertError(
-        f"unsupported event source {shown(source)}: expected {EVENT_SOURCE!r}, 'aws.securityhub',"
+        f"unsupported event source {shown(source)}: expected {expected!r}, 'aws.securityhub',"
         " or an OCSF finding (with class_uid) as detail",
         field="source",
     )
@@ -340,7 +323,7 @@ class _FindingReader(Fields):
         self.instance_elsewhere(region)
         return Alert(
             id=finding_id,
-            source=SOURCE,
+            source=sources.GUARDDUTY,
             type=finding_type,
             title=self.loose_text(finding, "title") or finding_type,
             severity=severity,

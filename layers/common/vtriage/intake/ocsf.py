@@ -37,6 +37,7 @@ from typing import Any, TypeGuard
 
 from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
+from vtriage.intake import sources
 from vtriage.intake.fields import (
     ACCOUNT_ID,
     REGION,
@@ -54,9 +55,6 @@ from vtriage.intake.fields import (
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, IocType, Severity
 
-SOURCE = "ocsf"
-EVENT_SOURCE = "aws.securityhub"
-EVENT_DETAIL_TYPE = "Findings Imported V2"
 SECURITY_FINDING = 2001
 VULNERABILITY_FINDING = 2002
 COMPLIANCE_FINDING = 2003
@@ -93,16 +91,11 @@ _CLOUD_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _SECONDS_AT_MOST = 100_000_000_000
 
 
-def is_finding(document: Mapping[str, Any]) -> bool:
-    """Whether the document is an OCSF event (it has a `class_uid`)."""
-    return "class_uid" in document
-
-
 def findings_of_event(event: Mapping[str, Any], *, skip_guardduty: bool = False) -> list[Finding]:
     """The findings of an EventBridge event holding OCSF: `Findings Imported V2`, or `detail` itself."""
     detail = event_detail(event)
     envelope = Envelope.of(event)
-    if is_finding(detail):
+    if sources.is_ocsf_finding(detail):
         return [_finding(detail, "", "detail.", envelope, skip_guardduty=skip_guardduty)]
     findings = detail.get("findings")
     if not isinstance(findings, list) or not findings:
@@ -211,7 +204,7 @@ class _FindingReader(Fields):
         finding_type = self.finding_type(info) or _CLASSES[class_uid]
         return Alert(
             id=finding_id,
-            source=SOURCE,
+            source=sources.OCSF,
             type=finding_type,
             title=title or finding_type,
             severity=self.severity(),

@@ -37,6 +37,7 @@ from typing import Any
 
 from vtriage.display import escaped, json_kind, shown
 from vtriage.errors import InvalidAlertError
+from vtriage.intake import sources
 from vtriage.intake.fields import (
     GUESSED_SEVERITY,
     UNKNOWN,
@@ -55,12 +56,6 @@ from vtriage.intake.fields import (
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, IocType, Resource, ResourceType, Severity
-
-SOURCE = "securityhub"
-EVENT_SOURCE = "aws.securityhub"
-EVENT_DETAIL_TYPE = "Security Hub Findings - Imported"
-CUSTOM_ACTION_DETAIL_TYPE = "Security Hub Findings - Custom Action"
-EVENT_DETAIL_TYPES = (EVENT_DETAIL_TYPE, CUSTOM_ACTION_DETAIL_TYPE)
 
 ACKNOWLEDGED_WORKFLOW = frozenset({"SUPPRESSED", "RESOLVED"})
 ARCHIVED = "ARCHIVED"
@@ -112,24 +107,6 @@ _SAMPLE_PRODUCT_FIELDS = ("additionalInfo/sample", "additionalInfo/value", "addi
 _TARGET_TYPES = frozenset({"AwsEc2Instance", "AwsIamAccessKey", "AwsS3Bucket", "AwsS3Object"})
 # A key of ProductFields longer than this is no GuardDuty field; only its start is named.
 _MAX_PRODUCT_FIELD_KEY = 200
-
-
-def is_event(document: Mapping[str, Any]) -> bool:
-    """Whether the document is an EventBridge event from Security Hub."""
-    return document.get("source") == EVENT_SOURCE
-
-
-def is_finding(document: Mapping[str, Any]) -> bool:
-    """Whether the document is one ASFF finding."""
-    return "ProductArn" in document and "AwsAccountId" in document
-
-
-def is_get_findings_output(document: Mapping[str, Any]) -> bool:
-    """Whether the document is `aws securityhub get-findings` output (one of its findings is ASFF)."""
-    findings = document.get("Findings")
-    return isinstance(findings, list) and any(
-        isinstance(finding, dict) and is_finding(finding) for finding in findings
-    )
 
 
 def is_guardduty_finding(finding: Mapping[str, Any]) -> bool:
@@ -262,7 +239,7 @@ class _FindingReader(Fields):
         self.targets_elsewhere(account, region)
         return Alert(
             id=finding_id,
-            source=SOURCE,
+            source=sources.SECURITYHUB,
             type=finding_type,
             title=self.loose_text(finding, "Title") or finding_type,
             severity=severity,

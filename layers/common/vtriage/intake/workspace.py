@@ -48,7 +48,7 @@ from typing import Any
 
 from vtriage.display import escaped, json_kind, shown
 from vtriage.errors import InvalidAlertError
-from vtriage.intake import vendor
+from vtriage.intake import sources, vendor
 from vtriage.intake.digest import triage_content
 from vtriage.intake.fields import (
     UNREADABLE_SEVERITY,
@@ -61,7 +61,6 @@ from vtriage.intake.fields import (
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
 from vtriage.models import Alert, Ioc, IocType, Severity, VendorAlert
 
-SOURCE = "workspace"
 PLATFORM = "Google Workspace"
 PRODUCT = "Google Workspace Alert Center"
 TYPE_PREFIX = "type.googleapis.com/google.apps.alertcenter.type."
@@ -94,47 +93,11 @@ NOT_AN_ADDRESS_REASON = "not an e-mail address: no sender domain to look up"
 MAX_PUSHED_DATA = 1_000_000
 
 
-def is_alert(document: Mapping[str, Any]) -> bool:
-    """Whether the document is one Alert Center `Alert`."""
-    return "alertId" in document and any(
-        key in document for key in ("customerId", "data", "type", "createTime", "metadata")
-    )
-
-
-def is_alert_list(document: Mapping[str, Any]) -> bool:
-    """Whether the document is `alerts.list` output."""
-    return isinstance(document.get("alerts"), list)
-
-
-def is_pubsub_push(document: Mapping[str, Any]) -> bool:
-    """Whether the document is a Cloud Pub/Sub push message (`message.data` beside a subscription, or
-    Alert Center's `alertcenter_*` attributes)."""
-    message = document.get("message")
-    if not isinstance(message, dict) or "data" not in message:
-        return False
-    attributes = message.get("attributes")
-    named = isinstance(attributes, dict) and any(str(key).startswith("alertcenter_") for key in attributes)
-    return "subscription" in document or named
-
-
-def is_empty_page(document: Mapping[str, Any]) -> bool:
-    """Whether the document is a page of `alerts.list` with no alert: Google's JSON leaves an empty list
-    out, so such a page is `{}`, or holds only `nextPageToken`."""
-    return set(document) <= {"nextPageToken"}
-
-
-def is_document(document: Mapping[str, Any]) -> bool:
-    """Whether the document is any delivery this module reads."""
-    return (
-        is_alert(document) or is_alert_list(document) or is_pubsub_push(document) or is_empty_page(document)
-    )
-
-
 def findings_of(document: Mapping[str, Any]) -> list[Finding]:
-    """The alerts of a Workspace document (see `is_document`), each read on its own."""
-    if is_alert(document):
+    """The alerts of a Workspace document (see `sources.is_workspace_document`), each read on its own."""
+    if sources.is_workspace_alert(document):
         return [finding_of_bare(document, where="")]
-    if is_pubsub_push(document):
+    if sources.is_pubsub_push(document):
         return [_pushed(document)]
     alerts = document.get("alerts")
     if not isinstance(alerts, list) or not alerts:
@@ -180,7 +143,7 @@ def _pushed(document: Mapping[str, Any]) -> Finding:
     """The one alert of a Pub/Sub push message."""
     message = document["message"]
     decoded = _decoded_data(message.get("data"))
-    content = decoded if isinstance(decoded, dict) and is_alert(decoded) else message
+    content = decoded if isinstance(decoded, dict) and sources.is_workspace_alert(decoded) else message
 
     def read() -> Alert | Acknowledged:
         if not isinstance(decoded, dict):
@@ -188,12 +151,14 @@ def _pushed(document: Mapping[str, Any]) -> Finding:
                 decoded if isinstance(decoded, str) else f"expected a JSON object, got {json_kind(decoded)}"
             )
             raise InvalidAlertError(problem, field="message.data")
-        if is_alert(decoded):
+        if sources.is_workspace_alert(decoded):
             return _AlertReader(decoded, "message.data.").outcome()
         return _AlertReader(_notified_alert(message, decoded), "message.", notification=True).outcome()
 
     alert_id = peek_id(decoded.get("alertId")) if isinstance(decoded, dict) else None
-    prefix = "message.data." if isinstance(decoded, dict) and is_alert(decoded) else "message."
+    prefix = (
+        "message.data." if isinstance(decoded, dict) and sources.is_workspace_alert(decoded) else "message."
+    )
     return Finding(
         where="",
         read=read,
@@ -451,7 +416,7 @@ class _AlertReader(Fields):
         vendor.outside_aws(self, details)
         return vendor.placed_outside_aws(
             self,
-            source=SOURCE,
+            source=sources.WORKSPACE,
             alert_id=alert_id,
             alert_type=alert_type,
             title=title,

@@ -1,0 +1,143 @@
+"""Which detector a document comes from, told without loading the reader that reads it.
+
+Each detector has its reader (`vtriage.intake.guardduty`, `.securityhub`, `.ocsf`, `.falcon`,
+`.workspace`), which imports the field readers they share. `read_document` recognises a document's shape
+with the checks here and imports the reader of that shape only when it reads one: a function's cold start
+loads no reader, and a deployment fed by one detector never loads the others'. The name each detector
+gives its alerts' `source` is here too, for code that tells alerts apart by detector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# Each detector's `Alert.source`.
+GUARDDUTY = "guardduty"
+SECURITYHUB = "securityhub"
+OCSF = "ocsf"
+FALCON = "falcon"
+WORKSPACE = "workspace"
+
+# The `source` of GuardDuty's and of Security Hub's EventBridge events; Security Hub's carry ASFF findings
+# or, under their own detail-type, OCSF findings.
+GUARDDUTY_EVENT_SOURCE = "aws.guardduty"
+SECURITYHUB_EVENT_SOURCE = "aws.securityhub"
+ASFF_DETAIL_TYPE = "Security Hub Findings - Imported"
+ASFF_CUSTOM_ACTION_DETAIL_TYPE = "Security Hub Findings - Custom Action"
+ASFF_DETAIL_TYPES = (ASFF_DETAIL_TYPE, ASFF_CUSTOM_ACTION_DETAIL_TYPE)
+OCSF_DETAIL_TYPE = "Findings Imported V2"
+
+# The keys of a CrowdStrike Alerts API response.
+_FALCON_RESPONSE_KEYS = frozenset({"meta", "resources", "errors"})
+
+
+def is_eventbridge_event(document: Mapping[str, Any]) -> bool:
+    """Whether the document has the EventBridge envelope (GuardDuty's or any other detector's)."""
+    return any(key in document for key in ("detail-type", "source", "detail"))
+
+
+def is_guardduty_get_findings_output(document: Mapping[str, Any]) -> bool:
+    """Whether the document is `aws guardduty get-findings` output."""
+    return "Findings" in document
+
+
+def is_bare_guardduty_finding(document: Mapping[str, Any]) -> bool:
+    """Whether the document is one GuardDuty finding, camelCase (the API) or PascalCase (boto3)."""
+    camel = "type" in document and ("schemaVersion" in document or "service" in document)
+    pascal = "Type" in document and ("SchemaVersion" in document or "Service" in document)
+    return camel or pascal
+
+
+def is_securityhub_event(document: Mapping[str, Any]) -> bool:
+    """Whether the document is an EventBridge event from Security Hub."""
+    return document.get("source") == SECURITYHUB_EVENT_SOURCE
+
+
+def is_asff_finding(document: Mapping[str, Any]) -> bool:
+    """Whether the document is one ASFF finding."""
+    return "ProductArn" in document and "AwsAccountId" in document
+
+
+def is_securityhub_get_findings_output(document: Mapping[str, Any]) -> bool:
+    """Whether the document is `aws securityhub get-findings` output (one of its findings is ASFF)."""
+    findings = document.get("Findings")
+    return isinstance(findings, list) and any(
+        isinstance(finding, dict) and is_asff_finding(finding) for finding in findings
+    )
+
+
+def is_ocsf_finding(document: Mapping[str, Any]) -> bool:
+    """Whether the document is an OCSF event (it has a `class_uid`)."""
+    return "class_uid" in document
+
+
+def is_falcon_stream_event(document: Mapping[str, Any]) -> bool:
+    """Whether the document is a Falcon Event Streams event (`metadata.eventType` beside an `event`)."""
+    metadata = document.get("metadata")
+    return isinstance(metadata, dict) and "eventType" in metadata and "event" in document
+
+
+def is_falcon_alert_entity(document: Mapping[str, Any]) -> bool:
+    """Whether the document is one alert entity of Falcon's Alerts API (it has a `composite_id`)."""
+    return "composite_id" in document
+
+
+def is_falcon_entities_response(document: Mapping[str, Any]) -> bool:
+    """Whether the document is an Alerts API response: `meta` beside a list of `resources`, or nothing but
+    CrowdStrike's response keys (`resources`, `errors`, `meta`) with a list of resources or of errors (an
+    empty page, an error response)."""
+    if "meta" in document and isinstance(document.get("resources"), list):
+        return True
+    only_response_keys = bool(document) and set(document) <= _FALCON_RESPONSE_KEYS
+    has_list = isinstance(document.get("resources"), list) or isinstance(document.get("errors"), list)
+    return only_response_keys and has_list
+
+
+def is_falcon_alert(document: Mapping[str, Any]) -> bool:
+    """Whether the document is one Falcon alert: a stream event or an alert entity."""
+    return is_falcon_stream_event(document) or is_falcon_alert_entity(document)
+
+
+def is_falcon_document(document: Mapping[str, Any]) -> bool:
+    """Whether the document is any Falcon delivery vtriage reads."""
+    return is_falcon_alert(document) or is_falcon_entities_response(document)
+
+
+def is_workspace_alert(document: Mapping[str, Any]) -> bool:
+    """Whether the document is one Google Workspace Alert Center `Alert`."""
+    return "alertId" in document and any(
+        key in document for key in ("customerId", "data", "type", "createTime", "metadata")
+    )
+
+
+def is_workspace_alert_list(document: Mapping[str, Any]) -> bool:
+    """Whether the document is Alert Center's `alerts.list` output."""
+    return isinstance(document.get("alerts"), list)
+
+
+def is_pubsub_push(document: Mapping[str, Any]) -> bool:
+    """Whether the document is a Cloud Pub/Sub push message (`message.data` beside a subscription, or
+    Alert Center's `alertcenter_*` attributes)."""
+    message = document.get("message")
+    if not isinstance(message, dict) or "data" not in message:
+        return False
+    attributes = message.get("attributes")
+    named = isinstance(attributes, dict) and any(str(key).startswith("alertcenter_") for key in attributes)
+    return "subscription" in document or named
+
+
+def is_empty_workspace_page(document: Mapping[str, Any]) -> bool:
+    """Whether the document is a page of `alerts.list` with no alert: Google's JSON leaves an empty list
+    out, so such a page is `{}`, or holds only `nextPageToken`."""
+    return set(document) <= {"nextPageToken"}
+
+
+def is_workspace_document(document: Mapping[str, Any]) -> bool:
+    """Whether the document is any Google Workspace delivery vtriage reads."""
+    return (
+        is_workspace_alert(document)
+        or is_workspace_alert_list(document)
+        or is_pubsub_push(document)
+        or is_empty_workspace_page(document)
+    )
