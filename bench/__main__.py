@@ -12,7 +12,9 @@ machine.
 4. peak memory: the resident set of a process running the enrich handler on 10 alerts whose reports are
    the largest recorded one, moto and the replay server in another process (bench.memory);
 5. the local runner (issue 13): `vtriage run` on 100 alerts end to end over a vt-py loop only looking
-   their IOCs up, and the peak resident set of a 500-alert run (bench.runner_speed).
+   their IOCs up, and the peak resident set of a 500-alert run (bench.runner_speed);
+6. the AWS cost of 1,000 alerts at us-east-1 list prices, per service, counted from a metered run of the
+   runner's 100 alerts, beside a per-alert Lambda with no cache and no batching (bench.cost).
 
 Every count in the results is counted from what was run, never typed in.
 """
@@ -34,6 +36,7 @@ import vt
 
 from bench.cold_start import cold_start
 from bench.corpus import Corpus, build_corpus, remote_ips, write_recordings
+from bench.cost import cost_per_1000_alerts
 from bench.memory import API_KEY, PREMIUM_ENV, file_alerts, peak_rss
 from bench.runner_speed import runner_speed
 from bench.sqs import sqs_event
@@ -179,7 +182,9 @@ def memory_and_cold_start() -> dict[str, Any]:
 
 def main() -> int:
     """Run every benchmark, print a table, write bench/results.json."""
-    results: dict[str, Any] = throughput_and_requests() | memory_and_cold_start() | runner_speed()
+    results: dict[str, Any] = (
+        throughput_and_requests() | memory_and_cold_start() | runner_speed() | cost_per_1000_alerts()
+    )
     # The two figures issue 14 names, at the top.
     results = {
         "peak_rss_mb": results["peak_memory"]["peak_rss_mb"],
@@ -206,7 +211,17 @@ def main() -> int:
         ),
         ("peak RSS of vtriage run, 500 alerts (MB)", results["runner_500_peak_rss_mb"], "< 300"),
     ]
+    cost = results["cost_per_1000_alerts"]
     reference = [
+        ("AWS cost of 1,000 alerts, us-east-1 (USD)", results["cost_per_1000_alerts_usd"]),
+        *(
+            (f"  of which {service}", usd)
+            for service, usd in cost["vtriage"]["usd_per_1000_alerts_by_service"].items()
+        ),
+        (
+            "same alerts, per-alert Lambda, no cache or batching",
+            cost["naive_per_alert_lambda"]["usd_per_1000_alerts"],
+        ),
         (
             "throughput speedup, executions run in-process",
             results["throughput"]["speedup_with_executions_run_in_process"],
