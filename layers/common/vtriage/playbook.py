@@ -73,8 +73,10 @@ _GLOB_CHARACTERS = frozenset("*?[")
 
 
 class _Strict(BaseModel):
-    # Unknown keys are refused, so that a misspelt condition is an error rather than a match-all.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Unknown keys are refused, so that a misspelt condition is an error rather than a match-all. Built
+    # when first validated: `load_playbooks` builds Playbooks, the parts within it, and never the parts'
+    # own validators, which only a part made on its own needs.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Match(_Strict):
@@ -140,7 +142,7 @@ class Playbook(_Strict):
 
     name: str = Field(min_length=1)
     description: str = ""
-    match: Match = Match()
+    match: Match = Field(default_factory=Match)
     actions: tuple[ActionSpec, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -46,8 +46,11 @@ _GTI_STRONG = ("malicious", "suspicious")
 
 
 class _PolicyPart(BaseModel):
-    # Unknown keys are refused, so a typo in the policy file stops the function at start-up.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Unknown keys are refused, so a typo in the policy file stops the function at start-up. Built when
+    # first validated: `load_policy` builds VerdictPolicy, the parts within it, and never the parts'
+    # own validators, which only a part made on its own needs (defaults are made when a file leaves
+    # its part out).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Thresholds(_PolicyPart):
@@ -68,10 +71,10 @@ class TypeThresholds(_PolicyPart):
     """Thresholds per IOC type. Files get higher ones: their ~70 engines include heuristic and machine-
     learning engines that flag packed or unsigned binaries; URL, domain and IP engines are block lists."""
 
-    file: Thresholds = Thresholds(malicious=5, suspicious=2)
-    url: Thresholds = Thresholds(malicious=3, suspicious=1)
-    domain: Thresholds = Thresholds(malicious=3, suspicious=1)
-    ip: Thresholds = Thresholds(malicious=3, suspicious=1)
+    file: Thresholds = Field(default_factory=lambda: Thresholds(malicious=5, suspicious=2))
+    url: Thresholds = Field(default_factory=lambda: Thresholds(malicious=3, suspicious=1))
+    domain: Thresholds = Field(default_factory=lambda: Thresholds(malicious=3, suspicious=1))
+    ip: Thresholds = Field(default_factory=lambda: Thresholds(malicious=3, suspicious=1))
 
     def of(self, ioc_type: IocType) -> Thresholds:
         """The thresholds of one IOC type."""
@@ -148,12 +151,12 @@ class VerdictPolicy(_PolicyPart):
     """
 
     description: str = ""
-    thresholds: TypeThresholds = TypeThresholds()
-    trusted_engines: TrustedEngines = TrustedEngines()
-    popularity: Popularity = Popularity()
-    crowdsourced: Crowdsourced = Crowdsourced()
-    gti_assessment: GtiAssessment = GtiAssessment()
-    community: Community = Community()
+    thresholds: TypeThresholds = Field(default_factory=TypeThresholds)
+    trusted_engines: TrustedEngines = Field(default_factory=TrustedEngines)
+    popularity: Popularity = Field(default_factory=Popularity)
+    crowdsourced: Crowdsourced = Field(default_factory=Crowdsourced)
+    gti_assessment: GtiAssessment = Field(default_factory=GtiAssessment)
+    community: Community = Field(default_factory=Community)
     # The single-threshold form of earlier versions: when given, the thresholds of every type.
     malicious_min_engines: int | None = Field(default=None, ge=1, exclude=True)
     suspicious_min_engines: int | None = Field(default=None, ge=1, exclude=True)
