@@ -326,11 +326,14 @@ class Consumed:
 
     read: float = 0.0
     write: float = 0.0
+    # The part of `write` spent on the table's global secondary indexes.
+    index_write: float = 0.0
 
     def add(self, other: Consumed) -> None:
         """Fold another consumption into this one."""
         self.read += other.read
         self.write += other.write
+        self.index_write += other.index_write
 
 
 Stored = Mapping[tuple[str, tuple[str, ...]], Item | None]
@@ -403,10 +406,10 @@ def dynamodb_consumption(
         if name not in tables:
             return
         old, new = stored(name, key_or_item, before), stored(name, key_or_item, after)
-        units = write_units(max(item_size(old), item_size(new)), transactional=transactional)
-        if succeeded:
-            units += index_write_units(tables[name], old, new)
-        consumed[name].write += units
+        index_units = index_write_units(tables[name], old, new) if succeeded else 0
+        consumed[name].write += write_units(max(item_size(old), item_size(new)), transactional=transactional)
+        consumed[name].write += index_units
+        consumed[name].index_write += index_units
 
     def read(
         table_name: str, key: Mapping[str, Any], *, consistent: bool, transactional: bool = False
@@ -941,7 +944,11 @@ def describe(usage: Usage) -> dict[str, Any]:
             "stepfunctions_executions": usage.executions,
             "stepfunctions_state_transitions": usage.state_transitions,
             "dynamodb_by_table": {
-                table: {"read_request_units": consumed.read, "write_request_units": consumed.write}
+                table: {
+                    "read_request_units": consumed.read,
+                    "write_request_units": consumed.write,
+                    "of_which_index_writes": consumed.index_write,
+                }
                 for table, consumed in sorted(usage.dynamodb.items())
             },
             "sqs_requests": dict(sorted(usage.sqs.items())),
@@ -1038,8 +1045,9 @@ APPROXIMATIONS = [
     "billed on each item's existing size, twice; a query or scan on the size of what it returned",
     "SQS: the event source mapping's requests as the runner stands in for it: one ReceiveMessage per "
     "batch that returned records, one DeleteMessageBatch per batch (the runner deletes one by one); in "
-    "AWS it may receive fewer records per batch (its batching window is 5 s), and its continual long "
-    "polling of the empty queues is not in a per-alert figure",
+    "AWS it may receive fewer records per batch (its batching window is 5 s): more receives and enrich "
+    "invocations per alert under a trickle of alerts; and its continual long polling of the empty "
+    "queues is not in a per-alert figure",
     "EventBridge's delivery of each GuardDuty finding to the queue: one SendMessage (EventBridge does not "
     "bill events of AWS services on the default bus)",
     "free tiers ignored; Lambda's and DynamoDB's first price tier; one Region's list prices",

@@ -128,6 +128,7 @@ def test_a_failed_conditional_write_costs_the_existing_item_and_no_index_write()
     )
     # Then it costs the existing item's three write units, and nothing for the index
     assert consumed["CasesTable"].write == 3
+    assert consumed["CasesTable"].index_write == 0
 
 
 def test_changing_a_cases_index_key_costs_a_delete_and_a_put_in_the_index() -> None:
@@ -151,6 +152,7 @@ def test_changing_a_cases_index_key_costs_a_delete_and_a_put_in_the_index() -> N
     )
     # Then the table write (2) and the index's delete (2) and put (2) are billed
     assert consumed["CasesTable"].write == 6
+    assert consumed["CasesTable"].index_write == 4
 
 
 def test_reads_by_key_are_billed_per_4_kb_per_item_at_their_consistency() -> None:
