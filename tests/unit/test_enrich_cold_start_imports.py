@@ -26,6 +26,8 @@ READER_HELPERS = {
     "vtriage.intake.suffixes",
     "vtriage.intake.vendor",
 }
+# The ports only type the enrich steps' collaborators; VT Augment's widgets are the approval function's.
+NOT_AT_START = {"vtriage.ports", "vtriage.virustotal.widget"}
 OTHER_FUNCTIONS_SETTINGS = {
     "vtriage.config.approval",
     "vtriage.config.falcon",
@@ -55,9 +57,10 @@ def test_the_enrich_handler_loads_no_detectors_reader_and_no_other_functions_set
     # When it imports the enrich handler and its composition root, as a cold start does
     loaded = vtriage_modules_loaded("import app\nimport vtriage.composition.enrich")
 
-    # Then the dispatcher that picks a reader is there, and no reader, nor another function's settings
+    # Then the dispatcher that picks a reader is there, and no reader, nor another function's settings,
+    # nor what only types or serves another function
     assert {"vtriage.intake", "vtriage.intake.sources", "vtriage.config.enrich"} <= loaded
-    assert loaded & (READERS | READER_HELPERS | OTHER_FUNCTIONS_SETTINGS) == set()
+    assert loaded & (READERS | READER_HELPERS | OTHER_FUNCTIONS_SETTINGS | NOT_AT_START) == set()
 
 
 def test_reading_a_guardduty_finding_loads_guardduty_reader_and_no_other_detectors() -> None:

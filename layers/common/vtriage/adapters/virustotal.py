@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -38,7 +38,9 @@ from vtriage.virustotal.errors import (
     VirusTotalUnavailableError,
 )
 from vtriage.virustotal.objects import NOTES_KEY, object_ref
-from vtriage.virustotal.widget import Widget, theme_parameters, widget_of
+
+if TYPE_CHECKING:
+    from vtriage.virustotal.widget import Widget
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +192,9 @@ class VirusTotalClient:
         `VirusTotalError` subclass as `lookup` does: 403 `VirusTotalForbiddenError` when the key's
         licence does not include VT Augment, 429 when its quota is spent, `InvalidResponseError` when
         the answer names no widget page of VirusTotal's."""
+        # Only the approval function (VT Augment) asks for widgets: the enrich function never loads them.
+        from vtriage.virustotal.widget import theme_parameters, widget_of  # noqa: PLC0415
+
         parameters = urllib.parse.urlencode({"query": query, **theme_parameters(theme or {})})
         return widget_of(self._get_data(f"{self._base_url}/widget/url?{parameters}", deadline))
 

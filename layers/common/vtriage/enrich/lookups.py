@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -16,13 +17,16 @@ from vtriage.clock import next_minute, next_utc_midnight
 from vtriage.enrich.outcomes import DEFERRALS, Deferral, PutOffError, failure_reason, later
 from vtriage.errors import ConfigurationError, QuotaExhaustedError, TransientError
 from vtriage.models import Enrichment, Ioc, IocOutcome
-from vtriage.ports import EnrichmentCache, QuotaLimiter, ThreatIntel
 from vtriage.verdict import VerdictPolicy, assess_ioc
 from vtriage.virustotal.errors import (
     VirusTotalError,
     VirusTotalQuotaExceededError,
     VirusTotalTooManyRequestsError,
 )
+
+if TYPE_CHECKING:
+    # The ports only type this step's collaborators: the enrich function's cold start need not load them.
+    from vtriage.ports import EnrichmentCache, QuotaLimiter, ThreatIntel
 
 logger = Logger(child=True)
 

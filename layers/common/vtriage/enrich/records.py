@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from aws_lambda_powertools import Logger
 
@@ -21,7 +21,10 @@ from vtriage.bounds import (
 from vtriage.display import shown
 from vtriage.enrich.outcomes import PutOffError
 from vtriage.intake import FindingRefusal
-from vtriage.ports import CaseRepository, DeadLetterQueue, MessageDeferral
+
+if TYPE_CHECKING:
+    # The ports only type this step's collaborators: the enrich function's cold start need not load them.
+    from vtriage.ports import CaseRepository, DeadLetterQueue, MessageDeferral
 
 logger = Logger(child=True)
 

@@ -10,6 +10,7 @@ a known finding id and version) is a case of its own, and each of the two cases 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -17,7 +18,10 @@ from vtriage.display import severity_guessed, shown
 from vtriage.enrich.outcomes import CaseSummary
 from vtriage.models import Alert, Branch, Case, CaseStatus, ExecutionInput, HistoryEntry, Repeat
 from vtriage.playbook import DEFAULT_TICKET_MIN_SEVERITY, choose_branch, severity_rank
-from vtriage.ports import CaseRepository, ExecutionStarter, FindingLedger, RepeatLedger
+
+if TYPE_CHECKING:
+    # The ports only type this step's collaborators: the enrich function's cold start need not load them.
+    from vtriage.ports import CaseRepository, ExecutionStarter, FindingLedger, RepeatLedger
 
 logger = Logger(child=True)
 

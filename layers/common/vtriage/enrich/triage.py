@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from vtriage.display import shown
 from vtriage.eligibility import Eligibility, Place, PushedAlertActions, eligibility, requiring_approval
@@ -31,7 +31,10 @@ from vtriage.playbook import (
     default_playbooks,
     plan_actions,
 )
-from vtriage.ports import CaseRepository, ExecutionStarter
+
+if TYPE_CHECKING:
+    # The ports only type this step's collaborators: the enrich function's cold start need not load them.
+    from vtriage.ports import CaseRepository, ExecutionStarter
 
 
 def execution_input(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVERITY) -> ExecutionInput:
