@@ -69,6 +69,8 @@ _SOURCE_ID_ATTRIBUTE = "vtriage_source_message_id"
 _DELIVERY_ATTRIBUTE = "vtriage_local_delivery"
 _SQS_MAX_MESSAGE_BYTES = 262_144
 _EXECUTION_WAIT_S = 120.0
+# BatchGetItem's most keys a request.
+_BATCH_GET_KEYS = 100
 _DEFERRED_POLL_S = 0.5
 # How often the progress tells of the cases that finished while records are being handled.
 _WATCH_S = 1.0
@@ -280,6 +282,7 @@ class Pipeline:
         """One batch of a queue through the enrich handler, and what the event source mapping and the
         redrive policy then do with each record."""
         failed = self._invoke(messages, queue_url)
+        acknowledged: list[tuple[str, str]] = []
         for message in messages:
             journey = self._journey(message)
             source_id = journey.delivery.source_id
@@ -302,11 +305,15 @@ class Pipeline:
                 continue
             self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             journey.state = "acknowledged"
-            failure = self.failure_record(message["MessageId"])
+            acknowledged.append((source_id, message["MessageId"]))
+        # The failure records of the batch's acknowledged records, in one read.
+        recorded = self.failure_records([message_id for _, message_id in acknowledged])
+        for source_id, message_id in acknowledged:
+            failure = recorded.get(message_id)
             if failure is not None:
                 failures.append({"message_id": source_id, "reason": str(failure["reason"])})
             else:
-                outcomes.append({"message_id": source_id, "queue_message_id": message["MessageId"]})
+                outcomes.append({"message_id": source_id, "queue_message_id": message_id})
 
     def _invoke(self, messages: list[dict[str, Any]], queue_url: str) -> dict[str, str]:
         """Hand a batch of one queue to the enrich function; the ids of the records it failed, each with
@@ -347,12 +354,20 @@ class Pipeline:
                 return True
         return False
 
-    def failure_record(self, message_id: str) -> dict[str, Any] | None:
-        """The failure record the enrich function left for a rejected message."""
-        item = self.dynamodb.get_item(
-            TableName=self.table, Key={"case_id": {"S": failure_key(message_id)}}
-        ).get("Item")
-        return from_item(item) if item else None
+    def failure_records(self, message_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The failure records the enrich function left for rejected messages, by message id."""
+        found: dict[str, dict[str, Any]] = {}
+        wanted = {failure_key(message_id): message_id for message_id in message_ids}
+        keys = [{"case_id": {"S": key}} for key in wanted]
+        for start in range(0, len(keys), _BATCH_GET_KEYS):
+            request = {self.table: {"Keys": keys[start : start + _BATCH_GET_KEYS], "ConsistentRead": True}}
+            while request:
+                response = self.dynamodb.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    document = from_item(item)
+                    found[wanted[str(document["case_id"])]] = document
+                request = response.get("UnprocessedKeys") or {}
+        return found
 
     def case(self, case_id: str) -> dict[str, Any] | None:
         """A case as stored."""
@@ -379,6 +394,8 @@ class Pipeline:
 
     def _report_finished(self, executions: dict[str, Execution]) -> None:
         """Tell of each execution that finished since the last time: its case as it now stands."""
+        if self.progress is _silent:
+            return
         finished = [
             execution
             for execution in sorted(executions.values(), key=lambda execution: execution.started)

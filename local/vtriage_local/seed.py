@@ -152,56 +152,150 @@ def _object_exists(s3: Any, bucket: str, key: str) -> bool:
         return False
 
 
+MIRROR_IMAGE_NAME = "vtriage-local-mirror"
+
+
+def mirror_image(ec2: Any) -> str:
+    """The machine image mirrored instances are launched from, registered in the account and Region the
+    first time: the local AWS loads none of moto's Amazon images (see LocalAws.start)."""
+    found = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [MIRROR_IMAGE_NAME]}])
+    if found["Images"]:
+        return str(found["Images"][0]["ImageId"])
+    registered = ec2.register_image(
+        Name=MIRROR_IMAGE_NAME,
+        Description="the image vtriage run launches the instances a finding names from",
+        Architecture="x86_64",
+        RootDeviceName="/dev/xvda",
+        VirtualizationType="hvm",
+    )
+    return str(registered["ImageId"])
+
+
 def seed_instances(ec2: Any, instances: Iterable[Resource]) -> Mirrored:
     """Create each instance (with its VPC and first interface) unless it exists, with the private
     addresses the alert gives it that no other mirrored instance holds already in its subnet."""
     mirrored = Mirrored()
-    # Filtered on moto's side: serialising its 1,300 Amazon images took a second.
-    image_id = ec2.describe_images(
-        Owners=["amazon"], Filters=[{"Name": "name", "Values": ["al2023-ami-2023.*-x86_64"]}]
-    )["Images"][0]["ImageId"]
-    for instance in instances:
+    wanted = list(instances)
+    if not wanted:
+        return mirrored
+    place = _Place.read(ec2, [instance.id for instance in wanted])
+    for instance in wanted:
         try:
-            if _exists(ec2, instance.id):
+            if instance.id in place.instances:
                 continue
-            mirrored.left_out.extend(_launch(ec2, image_id, instance))
+            mirrored.left_out.extend(place.launch(instance))
             mirrored.created.append(instance.id)
         except ClientError as error:
             mirrored.left_out.append(f"instance {instance.id!r}: {error}")
     return mirrored
 
 
-def _launch(ec2: Any, image_id: str, instance: Resource) -> list[str]:
-    """Launch the instance; what of its addresses was left out, and why."""
-    private = _private_ipv4(instance.addresses)
-    vpc_id = _vpc(ec2, instance.vpc_id, private)
-    subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"][0]
-    network = ipaddress.ip_network(subnet["CidrBlock"])
-    in_use = _addresses_in_use(ec2, subnet["SubnetId"])
-    own = [address for address in private if ipaddress.ip_address(address) in network]
-    free = [address for address in own if address not in in_use]
-    left_out = [
-        f"instance {instance.id!r}: address {address} is held by another mirrored instance"
-        for address in own
-        if address in in_use
-    ]
-    interface: dict[str, Any] = {
-        "DeviceIndex": 0,
-        "SubnetId": subnet["SubnetId"],
-        "Groups": [_group(ec2, vpc_id)],
-    }
-    if free:
-        interface["PrivateIpAddress"] = free[0]
-    eni_id = instance.network_interface_ids[0] if instance.network_interface_ids else None
-    if eni_id and _interface_exists(ec2, eni_id):
-        left_out.append(f"instance {instance.id!r}: interface {eni_id} is another mirrored instance's")
-        eni_id = None
-    with _moto_ids(instance=instance.id, eni=eni_id):
-        launched = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, NetworkInterfaces=[interface])
-    if len(free) > 1:
-        interface_id = launched["Instances"][0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
-        ec2.assign_private_ip_addresses(NetworkInterfaceId=interface_id, PrivateIpAddresses=free[1:])
-    return left_out
+@dataclass
+class _Place:
+    """What one account and Region holds that mirroring needs, read once (a read an instance made a
+    hundred instances' set-up take seconds) and kept up to date as instances are launched."""
+
+    ec2: Any
+    image_id: str
+    instances: set[str]
+    subnets: dict[str, dict[str, Any]]  # the first subnet of each VPC, by VPC id
+    groups: dict[str, str]  # the seed's security group, by VPC id
+    interfaces: set[str]
+    addresses: dict[str, set[str]]  # the private addresses in use, by subnet id
+
+    @classmethod
+    def read(cls, ec2: Any, instance_ids: list[str]) -> _Place:
+        """The place as it stands, before the named instances are launched."""
+        instances = {
+            str(instance["InstanceId"])
+            for page in ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": instance_ids}]
+            )
+            for reservation in page["Reservations"]
+            for instance in reservation["Instances"]
+        }
+        subnets: dict[str, dict[str, Any]] = {}
+        for subnet in ec2.describe_subnets()["Subnets"]:
+            subnets.setdefault(str(subnet["VpcId"]), subnet)
+        groups = {
+            str(group["VpcId"]): str(group["GroupId"])
+            for group in ec2.describe_security_groups(
+                Filters=[{"Name": "group-name", "Values": [SEED_GROUP_NAME]}]
+            )["SecurityGroups"]
+        }
+        interfaces: set[str] = set()
+        addresses: dict[str, set[str]] = {}
+        for interface in ec2.describe_network_interfaces()["NetworkInterfaces"]:
+            interfaces.add(str(interface["NetworkInterfaceId"]))
+            addresses.setdefault(str(interface["SubnetId"]), set()).update(
+                str(address["PrivateIpAddress"]) for address in interface.get("PrivateIpAddresses", [])
+            )
+        return cls(ec2, mirror_image(ec2), instances, subnets, groups, interfaces, addresses)
+
+    def launch(self, instance: Resource) -> list[str]:
+        """Launch the instance; what of its addresses was left out, and why."""
+        private = _private_ipv4(instance.addresses)
+        vpc_id = self._vpc(instance.vpc_id, private)
+        subnet = self.subnets[vpc_id]
+        network = ipaddress.ip_network(subnet["CidrBlock"])
+        in_use = self.addresses.setdefault(str(subnet["SubnetId"]), set())
+        own = [address for address in private if ipaddress.ip_address(address) in network]
+        free = [address for address in own if address not in in_use]
+        left_out = [
+            f"instance {instance.id!r}: address {address} is held by another mirrored instance"
+            for address in own
+            if address in in_use
+        ]
+        interface: dict[str, Any] = {
+            "DeviceIndex": 0,
+            "SubnetId": subnet["SubnetId"],
+            "Groups": [self._group(vpc_id)],
+        }
+        if free:
+            interface["PrivateIpAddress"] = free[0]
+        eni_id = instance.network_interface_ids[0] if instance.network_interface_ids else None
+        if eni_id and eni_id in self.interfaces:
+            left_out.append(f"instance {instance.id!r}: interface {eni_id} is another mirrored instance's")
+            eni_id = None
+        with _moto_ids(instance=instance.id, eni=eni_id):
+            launched = self.ec2.run_instances(
+                ImageId=self.image_id, MinCount=1, MaxCount=1, NetworkInterfaces=[interface]
+            )
+        self.instances.add(instance.id)
+        for attached in launched["Instances"][0]["NetworkInterfaces"]:
+            self.interfaces.add(str(attached["NetworkInterfaceId"]))
+            in_use.update(
+                str(address["PrivateIpAddress"]) for address in attached.get("PrivateIpAddresses", [])
+            )
+        if len(free) > 1:
+            interface_id = launched["Instances"][0]["NetworkInterfaces"][0]["NetworkInterfaceId"]
+            self.ec2.assign_private_ip_addresses(NetworkInterfaceId=interface_id, PrivateIpAddresses=free[1:])
+            in_use.update(free[1:])
+        return left_out
+
+    def _vpc(self, vpc_id: str | None, private: list[str]) -> str:
+        if vpc_id and vpc_id in self.subnets:
+            return vpc_id
+        network = (
+            ipaddress.ip_network(f"{private[0]}/16", strict=False)
+            if private
+            else ipaddress.ip_network("10.0.0.0/16")
+        )
+        with _moto_ids(vpc=vpc_id):
+            created = str(self.ec2.create_vpc(CidrBlock=str(network))["Vpc"]["VpcId"])
+        self.subnets[created] = self.ec2.create_subnet(VpcId=created, CidrBlock=str(network))["Subnet"]
+        return created
+
+    def _group(self, vpc_id: str) -> str:
+        if vpc_id not in self.groups:
+            self.groups[vpc_id] = str(
+                self.ec2.create_security_group(
+                    GroupName=SEED_GROUP_NAME,
+                    Description="stands for the instance's own groups in local runs",
+                    VpcId=vpc_id,
+                )["GroupId"]
+            )
+        return self.groups[vpc_id]
 
 
 def _private_ipv4(addresses: Iterable[str]) -> list[str]:
@@ -215,57 +309,3 @@ def _private_ipv4(addresses: Iterable[str]) -> list[str]:
         if parsed.version == 4 and parsed.is_private and str(parsed) not in found:
             found.append(str(parsed))
     return found
-
-
-def _addresses_in_use(ec2: Any, subnet_id: str) -> set[str]:
-    interfaces = ec2.describe_network_interfaces(Filters=[{"Name": "subnet-id", "Values": [subnet_id]}])
-    return {
-        str(address["PrivateIpAddress"])
-        for interface in interfaces["NetworkInterfaces"]
-        for address in interface.get("PrivateIpAddresses", [])
-    }
-
-
-def _interface_exists(ec2: Any, interface_id: str) -> bool:
-    try:
-        return bool(ec2.describe_network_interfaces(NetworkInterfaceIds=[interface_id])["NetworkInterfaces"])
-    except ClientError:
-        return False
-
-
-def _exists(ec2: Any, instance_id: str) -> bool:
-    try:
-        return bool(ec2.describe_instances(InstanceIds=[instance_id])["Reservations"])
-    except ClientError:
-        return False
-
-
-def _vpc(ec2: Any, vpc_id: str | None, private: list[str]) -> str:
-    if vpc_id:
-        existing = ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Vpcs"]
-        if existing:
-            return vpc_id
-    network = (
-        ipaddress.ip_network(f"{private[0]}/16", strict=False)
-        if private
-        else ipaddress.ip_network("10.0.0.0/16")
-    )
-    with _moto_ids(vpc=vpc_id):
-        created = ec2.create_vpc(CidrBlock=str(network))["Vpc"]["VpcId"]
-    ec2.create_subnet(VpcId=created, CidrBlock=str(network))
-    return str(created)
-
-
-def _group(ec2: Any, vpc_id: str) -> str:
-    groups = ec2.describe_security_groups(
-        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": [SEED_GROUP_NAME]}]
-    )["SecurityGroups"]
-    if groups:
-        return str(groups[0]["GroupId"])
-    return str(
-        ec2.create_security_group(
-            GroupName=SEED_GROUP_NAME,
-            Description="stands for the instance's own groups in local runs",
-            VpcId=vpc_id,
-        )["GroupId"]
-    )

@@ -26,8 +26,8 @@ import boto3
 import requests
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.server import ThreadedMotoServer
-from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
+from vtriage_local.moto_speedups import moto_speedups
 from vtriage_local.template import (
     MEMBER_ROLE_TEMPLATE_PATH,
     PROJECT_ROOT,
@@ -179,6 +179,9 @@ class LocalAws:
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
                 "AWS_PROFILE": None,
+                # moto's 1,300 Amazon images (and a snapshot each) are filtered on every launch and every
+                # DescribeSnapshots: a tenth of a run's CPU. The mirror registers the one image it uses.
+                "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
             }
         )
         # moto keeps its backends per process: start from nothing, whatever ran here before.
@@ -189,7 +192,7 @@ class LocalAws:
         ).raise_for_status()
         self._patch = mock.patch.object(LambdaSimpleBackend, "invoke", _make_dispatcher(self))
         self._patch.start()
-        self._engine_patches = _engine_patches()
+        self._engine_patches = moto_speedups()
         for patch in self._engine_patches:
             patch.start()
         self._deploy()
@@ -595,57 +598,6 @@ def _create_member_role(iam: Any, logical_id: str, properties: dict[str, Any]) -
     for arn in properties.get("ManagedPolicyArns", []):
         iam.attach_role_policy(RoleName=name, PolicyArn=arn)
     return {"Ref": name, "Arn": role["Arn"], "RoleId": role["RoleId"]}
-
-
-# The modules of moto's Step Functions engine that make a boto3 client for each task they run.
-_ENGINE_CLIENT_MODULES = (
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sns",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
-)
-
-
-def _engine_patches() -> list[Any]:
-    """What spares moto's Step Functions engine its two per-execution costs, a run's largest after the
-    handlers: it parses the state machine's ASL again for every execution (ANTLR: a tenth of a run's
-    CPU), and makes a boto3 client for every task it runs (a new connection each, and botocore's client
-    set-up). Parsed definitions are kept by their text (the parsed tree is only read while it runs: each
-    execution keeps its state in its own environment); clients by Region, service and port."""
-    parsed: dict[str, Any] = {}
-    parse_lock = threading.Lock()
-
-    def entrypoint(worker: Any) -> Any:
-        definition = worker._evaluation_details.state_machine_details.definition
-        with parse_lock:
-            if definition not in parsed:
-                parsed[definition] = original_entrypoint(worker)
-            return parsed[definition]
-
-    original_entrypoint = ExecutionWorker._get_evaluation_entrypoint
-    patches = [mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", entrypoint)]
-    for name in _ENGINE_CLIENT_MODULES:
-        module = importlib.import_module(name)
-        kept = _kept_engine_client(module.boto_client_for)
-        patches.append(mock.patch.object(module, "boto_client_for", kept))
-    return patches
-
-
-def _kept_engine_client(make: Any) -> Any:
-    """moto's boto_client_for, keeping one client per Region, service and moto port (clients are
-    thread-safe; the engine's credentials are moto's fixed dummy ones)."""
-    clients: dict[tuple[str, str, str], Any] = {}
-    lock = threading.Lock()
-
-    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        key = (region, service, os.environ.get("MOTO_PORT", ""))
-        with lock:
-            if key not in clients:
-                clients[key] = make(region, service, state_credentials)
-            return clients[key]
-
-    return boto_client_for
 
 
 def _make_dispatcher(aws: LocalAws) -> Any:

@@ -14,6 +14,7 @@ import pytest
 
 from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.runner import VirusTotalSource, run_files
+from vtriage_local.seed import mirror_image
 from vtriage_local.stack import LocalAws
 from vtriage_local.template import PROJECT_ROOT
 
@@ -74,12 +75,8 @@ def load_event(name: str) -> Any:
 
 
 def machine_image(ec2: Any) -> str:
-    """An Amazon Linux 2023 image's id. Filtered on moto's side: moto knows about 1,300 Amazon images, and
-    serialising them all took a second a launch (two under coverage)."""
-    images = ec2.describe_images(
-        Owners=["amazon"], Filters=[{"Name": "name", "Values": ["al2023-ami-2023.*-x86_64"]}]
-    )["Images"]
-    return str(images[0]["ImageId"])
+    """The image the local AWS launches instances from (it loads none of moto's Amazon images)."""
+    return mirror_image(ec2)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,192 @@
+"""Where moto is slow out of proportion on the local runner's path, and what the local AWS does instead.
+
+Each patch keeps moto's behaviour (what it stores, answers and refuses) and spares a cost measured on a
+100-alert `vtriage run` (py-spy, the thread holding the GIL, 2026-11-29); `tests/unit/test_moto_speedups.py`
+holds each one to moto's own answer. They are applied while a LocalAws runs and removed when it stops.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import importlib
+import json
+import os
+import threading
+from typing import Any
+from unittest import mock
+
+import moto.backends
+from moto.core.utils import method_names_from_class
+from moto.dynamodb.exceptions import ItemSizeTooLarge
+from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+from moto.dynamodb.models.utilities import bytesize
+from moto.dynamodb.responses import DynamoResult
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+__all__ = ["moto_speedups"]
+
+# The modules of moto's Step Functions engine that make a boto3 client for each task they run.
+_ENGINE_CLIENT_MODULES = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_dynamodb",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sns",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
+)
+
+# The DynamoDB operations whose results moto already holds in the wire's form (items as attribute-value
+# maps, counts, consumed capacity): their JSON is the result itself.
+ITEM_OPERATIONS = frozenset(
+    {
+        "GetItem",
+        "BatchGetItem",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "Query",
+        "Scan",
+        "BatchWriteItem",
+        "TransactGetItems",
+        "TransactWriteItems",
+    }
+)
+_DYNAMODB_CONTENT_TYPE = "application/x-amz-json-1.0"
+# moto's item size limit (LimitedSizeDict): between the 400 KB documented and the 409-410 KB measured.
+_MOTO_ITEM_LIMIT = 405_000
+_RUNNING_SIZE = "_vtriage_running_size"
+
+
+def moto_speedups() -> list[Any]:
+    """The patches, not yet started."""
+    patches = [
+        _parsed_definitions_kept(),
+        mock.patch.object(DynamoResult, "execute_result", items_as_json(DynamoResult.execute_result)),
+        mock.patch.object(LimitedSizeDict, "__setitem__", _sized_setitem),
+        mock.patch.object(LimitedSizeDict, "__delitem__", _forget_size),
+        mock.patch.object(moto.backends, "list_of_moto_modules", _moto_modules),
+        mock.patch("moto.core.responses.method_names_from_class", _method_names(method_names_from_class)),
+    ]
+    for name in _ENGINE_CLIENT_MODULES:
+        module = importlib.import_module(name)
+        patches.append(
+            mock.patch.object(module, "boto_client_for", _kept_engine_client(module.boto_client_for))
+        )
+    return patches
+
+
+def _parsed_definitions_kept() -> Any:
+    """moto's engine parses the state machine's ASL again for every execution (ANTLR: a tenth of a run's
+    CPU). Parsed definitions are kept by their text: the parsed tree is only read while it runs, each
+    execution keeping its state in its own environment."""
+    parsed: dict[str, Any] = {}
+    parse_lock = threading.Lock()
+    original = ExecutionWorker._get_evaluation_entrypoint
+
+    def entrypoint(worker: Any) -> Any:
+        definition = worker._evaluation_details.state_machine_details.definition
+        with parse_lock:
+            if definition not in parsed:
+                parsed[definition] = original(worker)
+            return parsed[definition]
+
+    return mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", entrypoint)
+
+
+def _kept_engine_client(make: Any) -> Any:
+    """moto's engine makes a boto3 client for every task it runs (a new connection each, and botocore's
+    client set-up): one is kept per Region, service and moto port (clients are thread-safe; the engine's
+    credentials are moto's fixed dummy ones)."""
+    clients: dict[tuple[str, str, str], Any] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, os.environ.get("MOTO_PORT", ""))
+        with lock:
+            if key not in clients:
+                clients[key] = make(region, service, state_credentials)
+            return clients[key]
+
+    return boto_client_for
+
+
+def items_as_json(serialize: Any) -> Any:
+    """moto's DynamoDB result serialiser, writing the results of item operations as plain JSON. moto walks
+    the operation's output shape member by member, trying each name alias of each attribute value: 7 ms
+    for a 4 KB case, a quarter of a run's CPU. The result is already the wire's document (binary values
+    base64-encoded, absent members left out); any other result goes through moto's serialiser."""
+
+    def execute_result(result: Any, context: Any) -> Any:
+        if context.operation_model.name not in ITEM_OPERATIONS or not isinstance(result.result, dict):
+            return serialize(result, context)
+        try:
+            body = json.dumps(_present(result.result), default=_base64)
+        except TypeError:
+            return serialize(result, context)
+        return 200, {"Content-Type": _DYNAMODB_CONTENT_TYPE}, body
+
+    return execute_result
+
+
+def _present(value: Any) -> Any:
+    """The document without its absent (None) members, as the serialiser leaves them out."""
+    if isinstance(value, dict):
+        return {key: _present(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_present(item) for item in value]
+    return value
+
+
+def _base64(value: Any) -> str:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _size(value: Any) -> int:
+    return value.size() if type(value) is DynamoType else bytesize(str(value))
+
+
+def _sized_setitem(item: LimitedSizeDict, key: str, value: Any) -> None:
+    """moto's item size check, keeping the item's running size: moto sums every attribute again for each
+    one it adds, quadratic in the attributes (a tenth of a run's CPU went to storing cases). The same sum,
+    the same limit, the same refusal; the size is summed again whenever the item changed otherwise."""
+    kept: tuple[int, int] | None = item.__dict__.get(_RUNNING_SIZE)
+    replacing = key in item
+    if kept is not None and kept[0] == len(item) and not replacing:
+        size = kept[1]
+    else:
+        size = sum(bytesize(name) + _size(attribute) for name, attribute in item.items())
+    added = bytesize(key) + _size(value)
+    if size + added > _MOTO_ITEM_LIMIT:
+        raise ItemSizeTooLarge
+    dict.__setitem__(item, key, value)
+    item.__dict__[_RUNNING_SIZE] = None if replacing else (len(item), size + added)
+
+
+def _forget_size(item: LimitedSizeDict, key: str) -> None:
+    item.__dict__.pop(_RUNNING_SIZE, None)
+    dict.__delitem__(item, key)
+
+
+_LIST_MOTO_MODULES = moto.backends.list_of_moto_modules
+
+
+@functools.cache
+def _moto_modules() -> tuple[str, ...]:
+    """moto's service folders, listed once: moto lists its package folder (and stats each entry) for
+    every request it serves, 4% of a run's CPU."""
+    return tuple(_LIST_MOTO_MODULES())
+
+
+def _method_names(names_of: Any) -> Any:
+    """moto's list of a response class's methods, kept per class: moto builds it with inspect.getmembers
+    for every request it serves (2% of a run's CPU)."""
+    kept: dict[type, list[str]] = {}
+
+    def method_names_from_class(clazz: Any) -> list[str]:
+        if clazz not in kept:
+            kept[clazz] = names_of(clazz)
+        return kept[clazz]
+
+    return method_names_from_class

@@ -1,0 +1,167 @@
+"""The local AWS's patches of moto (vtriage_local.moto_speedups) answer what moto answers: each operation is
+run once with them and once without, on the same data, and the answers compared."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from vtriage_local.moto_speedups import ITEM_OPERATIONS, moto_speedups
+
+TABLE = "speedups"
+ITEM = {
+    "case_id": {"S": "case-1"},
+    "count": {"N": "12.5"},
+    "blob": {"B": b"\x00\x01binary\xff"},
+    "flag": {"BOOL": True},
+    "nothing": {"NULL": True},
+    "names": {"SS": ["a", "b"]},
+    "numbers": {"NS": ["1", "2"]},
+    "blobs": {"BS": [b"x", b"y"]},
+    "history": {"L": [{"M": {"at": {"S": "2026-11-29T08:00:00Z"}, "what": {"S": "opened"}}}, {"N": "3"}]},
+    "alert": {"M": {"title": {"S": "C&C <script>"}, "tags": {"L": [{"S": "x"}]}, "empty": {"M": {}}}},
+}
+
+
+@contextmanager
+def _patched(on: bool) -> Iterator[None]:
+    with ExitStack() as stack:
+        if on:
+            for patch in moto_speedups():
+                stack.enter_context(patch)
+        yield
+
+
+def _table() -> Any:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "case_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "case_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
+def _answers(operation: Callable[[Any], Any], on: bool) -> Any:
+    """The operation's answer on a fresh table holding ITEM, with or without the patches."""
+    with mock_aws(), _patched(on):
+        client = _table()
+        client.put_item(TableName=TABLE, Item=ITEM)
+        try:
+            answer = operation(client)
+        except ClientError as error:
+            return ("refused", error.response["Error"]["Code"], error.response["Error"]["Message"])
+        answer.pop("ResponseMetadata", None)
+        return answer
+
+
+KEY = {"case_id": {"S": "case-1"}}
+OPERATIONS: dict[str, Callable[[Any], Any]] = {
+    "GetItem": lambda client: client.get_item(TableName=TABLE, Key=KEY, ConsistentRead=True),
+    "GetItem of nothing": lambda client: client.get_item(TableName=TABLE, Key={"case_id": {"S": "none"}}),
+    "BatchGetItem": lambda client: client.batch_get_item(
+        RequestItems={TABLE: {"Keys": [KEY, {"case_id": {"S": "none"}}]}}
+    ),
+    "PutItem returning the old item": lambda client: client.put_item(
+        TableName=TABLE, Item={**ITEM, "count": {"N": "13"}}, ReturnValues="ALL_OLD"
+    ),
+    "UpdateItem returning the new item": lambda client: client.update_item(
+        TableName=TABLE,
+        Key=KEY,
+        UpdateExpression="SET #c = #c + :one REMOVE flag",
+        ExpressionAttributeNames={"#c": "count"},
+        ExpressionAttributeValues={":one": {"N": "1"}},
+        ReturnValues="ALL_NEW",
+    ),
+    "DeleteItem": lambda client: client.delete_item(TableName=TABLE, Key=KEY, ReturnValues="ALL_OLD"),
+    "Query": lambda client: client.query(
+        TableName=TABLE,
+        KeyConditionExpression="case_id = :id",
+        ExpressionAttributeValues={":id": {"S": "case-1"}},
+        ReturnConsumedCapacity="TOTAL",
+    ),
+    "Scan": lambda client: client.scan(TableName=TABLE, Limit=1),
+    "BatchWriteItem": lambda client: client.batch_write_item(
+        RequestItems={TABLE: [{"PutRequest": {"Item": {**ITEM, "case_id": {"S": "case-2"}}}}]}
+    ),
+    "TransactGetItems": lambda client: client.transact_get_items(
+        TransactItems=[{"Get": {"TableName": TABLE, "Key": KEY}}]
+    ),
+    "TransactWriteItems refused": lambda client: client.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": ITEM, "ConditionExpression": "attribute_not_exists(case_id)"}}
+        ]
+    ),
+    "PutItem refused by its condition": lambda client: client.put_item(
+        TableName=TABLE, Item=ITEM, ConditionExpression="attribute_not_exists(case_id)"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPERATIONS))
+def test_each_item_operation_answers_what_moto_answers(name: str) -> None:
+    # Given an item of every attribute type, and an operation on it
+    operation = OPERATIONS[name]
+    # When it is served with the patches and without them
+    patched, unpatched = _answers(operation, on=True), _answers(operation, on=False)
+    # Then the answers are the same, refusals included
+    assert patched == unpatched
+
+
+def test_every_item_operation_of_dynamodb_is_compared() -> None:
+    # Given the operations answered as plain JSON
+    # When they are set against the ones this module compares
+    compared = {name.split()[0] for name in OPERATIONS}
+    # Then none is answered without a comparison
+    assert ITEM_OPERATIONS <= compared
+
+
+def _put_attributes(client: Any, attributes: int, size: int) -> str:
+    item = {"case_id": {"S": "big"}} | {f"a{index:03d}": {"S": "x" * size} for index in range(attributes)}
+    try:
+        client.put_item(TableName=TABLE, Item=item)
+    except ClientError as error:
+        return str(error.response["Error"]["Message"])
+    return "stored"
+
+
+@pytest.mark.parametrize(("attributes", "size"), [(39, 10_000), (41, 10_000), (400, 1_000), (400, 1_010)])
+def test_the_item_size_limit_refuses_what_moto_refuses(attributes: int, size: int) -> None:
+    # Given items on either side of moto's item size limit
+    outcomes = []
+    for on in (True, False):
+        with mock_aws(), _patched(on):
+            client = _table()
+            # When each is put with the patches and without them
+            outcomes.append(_put_attributes(client, attributes, size))
+    # Then both store it or both refuse it with the same message
+    assert outcomes[0] == outcomes[1]
+
+
+def test_an_update_that_grows_an_item_past_the_limit_is_refused_as_moto_refuses_it() -> None:
+    # Given an item just under the limit, its size kept while it was stored
+    outcomes = []
+    for on in (True, False):
+        with mock_aws(), _patched(on):
+            client = _table()
+            assert _put_attributes(client, 40, 10_000) == "stored"
+            # When an update removes one attribute and adds two of the same size
+            try:
+                client.update_item(
+                    TableName=TABLE,
+                    Key={"case_id": {"S": "big"}},
+                    UpdateExpression="REMOVE a000 SET b1 = :v, b2 = :v",
+                    ExpressionAttributeValues={":v": {"S": "y" * 10_000}},
+                )
+                outcomes.append("stored")
+            except ClientError as error:
+                outcomes.append(str(error.response["Error"]["Message"]))
+    # Then both refuse it, or both store it
+    assert outcomes[0] == outcomes[1]
