@@ -12,10 +12,10 @@ import pytest
 from tests.contract.conftest import IN_MEMORY, client
 from tests.factories import make_alert, make_case
 from vtriage.adapters.guardrails import SnsApprovalNotifier
-from vtriage.display import Report, ReportLine, ReportLink
 from vtriage.fakes import FakeApprovalNotifier
 from vtriage.models import Action, ActionStatus, ActionType
 from vtriage.ports import ApprovalNotifier
+from vtriage.report import Report, ReportLine, ReportLink
 from vtriage_local.stack import LocalAws
 
 REQUEST = Report(

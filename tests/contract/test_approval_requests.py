@@ -22,9 +22,10 @@ from tests.contract.conftest import IN_MEMORY, client
 from tests.factories import make_alert, make_case
 from vtriage.adapters.approval_requests import LambdaApprovalRequests
 from vtriage.adapters.dynamodb import DynamoCaseRepository
+from vtriage.approval_links import ApprovalLinks
 from vtriage.clock import utc_now
 from vtriage.fakes import FakeApprovalRequests
-from vtriage.models import Action, ActionStatus, ActionType, ApprovalLinks
+from vtriage.models import Action, ActionStatus, ActionType
 from vtriage.ports import ApprovalRequests
 from vtriage_local.stack import LocalAws
 

@@ -9,8 +9,8 @@ import pytest
 
 from tests.contract.conftest import IN_MEMORY, NOW, client, emptied
 from vtriage.adapters.guardrails import DynamoApprovalStore
+from vtriage.approval_links import ApprovalClaims, Approver, Decision
 from vtriage.fakes import InMemoryApprovalStore
-from vtriage.models import ApprovalClaims, Approver, Decision
 from vtriage.ports import CLAIM_LEASE, ApprovalStore
 
 APPROVAL_ID = "0123456789abcdef0123456789abcdef"

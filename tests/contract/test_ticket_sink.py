@@ -12,10 +12,10 @@ import pytest
 from tests.contract.conftest import IN_MEMORY, NOW, Clock, client
 from tests.factories import make_alert, make_case
 from vtriage.adapters.sns import SnsTicketSink
-from vtriage.display import Report, ReportLine
 from vtriage.fakes import FakeTicketSink
 from vtriage.models import Case
 from vtriage.ports import TicketSink
+from vtriage.report import Report, ReportLine
 from vtriage_local.stack import LocalAws
 
 REPORT = Report(

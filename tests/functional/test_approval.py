@@ -30,7 +30,8 @@ from tests.functional.test_state_machine import (
 )
 from vtriage.adapters.guardrails import DynamoApprovalStore
 from vtriage.approval import sign, verify
-from vtriage.models import Action, ActionStatus, ActionType, ApprovalClaims, Decision, Verdict
+from vtriage.approval_links import ApprovalClaims, Decision
+from vtriage.models import Action, ActionStatus, ActionType, Verdict
 from vtriage_local.stack import LocalAws
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"

@@ -19,10 +19,10 @@ from moto import mock_aws
 
 from tests.functional.conftest import event, use_dummy_aws_credentials
 from vtriage.adapters.sns import SnsTicketSink
-from vtriage.display import Report, ReportLine
 from vtriage.errors import TransientError
 from vtriage.intake import read_document
 from vtriage.models import Alert, Case, CaseStatus, Severity, Verdict
+from vtriage.report import Report, ReportLine
 from vtriage_local.alert_files import Delivery
 from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.runner import REPLAY_QUOTA, Pipeline, mirror_resources

@@ -52,9 +52,9 @@ from vtriage.adapters.http_tickets import TicketProviderAuthError, TicketProvide
 from vtriage.adapters.swimlane import SEARCH_PAGE_SIZE, TOKEN_HEADER, SwimlaneTicketSink
 from vtriage.composition.ticket import ticket_sink
 from vtriage.config.ticket import SwimlaneFields, TicketSettings
-from vtriage.display import LINKS_HEADER, Report, ReportLine
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.models import Ticket
+from vtriage.report import LINKS_HEADER, Report, ReportLine
 from vtriage_local.stack import LocalAws
 
 pytestmark = pytest.mark.functional

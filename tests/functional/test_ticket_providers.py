@@ -48,7 +48,6 @@ from vtriage.adapters.webhook import (
 )
 from vtriage.composition.ticket import ticket_sink
 from vtriage.config.ticket import TicketSettings
-from vtriage.display import LINKS_HEADER, Report, ReportLine, ReportLink
 from vtriage.errors import ConfigurationError, TransientError
 from vtriage.models import (
     Action,
@@ -63,6 +62,7 @@ from vtriage.models import (
     Verdict,
 )
 from vtriage.ports import TicketSink
+from vtriage.report import LINKS_HEADER, Report, ReportLine, ReportLink
 from vtriage.ticket import CasePageLink, render_report
 
 pytestmark = pytest.mark.functional

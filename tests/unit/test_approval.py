@@ -19,6 +19,7 @@ from vtriage.approval import (
     sign,
     verify,
 )
+from vtriage.approval_links import ApprovalClaims, ApprovalLinks, Approver, Decision
 from vtriage.composition.remediate import SkippingActuator, actuators
 from vtriage.config.remediate import RemediateSettings
 from vtriage.eligibility import Place
@@ -32,20 +33,7 @@ from vtriage.fakes import (
     InMemoryApprovalStore,
     InMemoryCaseRepository,
 )
-from vtriage.models import (
-    Action,
-    ActionStatus,
-    ActionType,
-    ApprovalClaims,
-    ApprovalLinks,
-    Approver,
-    Case,
-    CaseStatus,
-    Decision,
-    TaskInput,
-    Ticket,
-    Verdict,
-)
+from vtriage.models import Action, ActionStatus, ActionType, Case, CaseStatus, TaskInput, Ticket, Verdict
 from vtriage.ports import CLAIM_LEASE
 from vtriage.remediate import ActionTask, plan_remediation, run_action
 

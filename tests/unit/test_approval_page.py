@@ -16,6 +16,7 @@ import pytest
 from tests.factories import make_alert, make_case
 from tests.unit.test_approval import APPROVAL_URL, KEY, NOW
 from vtriage.approval import ApprovalRequest, case_page_link, request_approval
+from vtriage.approval_links import Approver, Decision
 from vtriage.approval_page import MAX_WIDGETS, answer
 from vtriage.errors import TransientError
 from vtriage.fakes import (
@@ -29,10 +30,8 @@ from vtriage.models import (
     Action,
     ActionStatus,
     ActionType,
-    Approver,
     Case,
     CaseStatus,
-    Decision,
     IocOutcome,
     IocType,
     Resource,

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.factories import make_alert, make_case
-from vtriage.display import LINKS_HEADER, REPORT_HEADER, comment_text, one_line
+from vtriage.approval_links import ApprovalLinks
+from vtriage.display import one_line
 from vtriage.models import (
     Action,
     ActionStatus,
     ActionType,
-    ApprovalLinks,
     Case,
     IocOutcome,
     IocType,
@@ -21,6 +21,7 @@ from vtriage.models import (
     ResourceType,
     Verdict,
 )
+from vtriage.report import LINKS_HEADER, REPORT_HEADER, comment_text
 from vtriage.ticket import CasePageLink, approval_comment, approval_report_links, render_report
 
 APPROVE = "https://abc.lambda-url.us-east-1.on.aws/?token=genuine-approve"

@@ -26,8 +26,9 @@ READER_HELPERS = {
     "vtriage.intake.suffixes",
     "vtriage.intake.vendor",
 }
-# The ports only type the enrich steps' collaborators; VT Augment's widgets are the approval function's.
-NOT_AT_START = {"vtriage.ports", "vtriage.virustotal.widget"}
+# The ports only type the enrich steps' collaborators; VT Augment's widgets, the approval links and the
+# case report are the approval and ticket functions'.
+NOT_AT_START = {"vtriage.ports", "vtriage.virustotal.widget", "vtriage.approval_links", "vtriage.report"}
 OTHER_FUNCTIONS_SETTINGS = {
     "vtriage.config.approval",
     "vtriage.config.falcon",

@@ -35,20 +35,12 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vtriage.action_text import action_name, describe
-from vtriage.display import Report, ReportLine, one_line
+from vtriage.approval_links import ApprovalClaims, ApprovalLinks, Approver, Decision
+from vtriage.display import one_line
 from vtriage.errors import CaseNotFoundError, TransientError, VtriageError
-from vtriage.models import (
-    Action,
-    ActionStatus,
-    ActionType,
-    ApprovalClaims,
-    ApprovalLinks,
-    Approver,
-    Case,
-    Decision,
-    Ticket,
-)
+from vtriage.models import Action, ActionStatus, ActionType, Case, Ticket
 from vtriage.ports import ApprovalNotifier, ApprovalStore, CaseRepository, TaskCallback
+from vtriage.report import Report, ReportLine
 from vtriage.ticket import CasePageLink, approval_report_links
 
 logger = Logger(child=True)

@@ -48,16 +48,15 @@ from vtriage.approval import (
     check,
     verify_case_page,
 )
+from vtriage.approval_links import Approver, Decision
 from vtriage.display import one_line
 from vtriage.errors import CaseNotFoundError, ConfigurationError, TransientError, VtriageError
 from vtriage.models import (
     DRY_RUN_PARAMETER,
     Action,
     Alert,
-    Approver,
     Case,
     CaseStatus,
-    Decision,
     Ioc,
     IocOutcome,
     IocType,

@@ -1,5 +1,6 @@
-"""What a person reads: every value a sender controls, shown on one line after a label vtriage wrote,
-and the case report every ticket provider and the approval request share.
+"""What a person reads: every value a sender controls, shown on one line after a label vtriage wrote
+(the case report built on it, which every ticket provider and the approval request share, is
+`vtriage.report`).
 
 A finding's sender chooses its title, ids, resource names, S3 keys and IOC values; VirusTotal's whois
 and file names are chosen by whoever registered the domain or submitted the file. Pasted as they are,
@@ -13,20 +14,14 @@ escaping on top (HTML, Slack's `&<>` and code fences, Jira's code marks, Service
 `shown`, `escaped` and `json_kind` name a sender's value inside vtriage's own messages (a refusal's or a
 skipped IOC's reason, a note): escaped as Python writes a string (line breaks, controls, quotes), cut
 when long, a list or an object by its kind only.
-
-A `Report` keeps vtriage's own words apart from the sender's: the genuine links (approve, reject) come
-first under a fixed header, and every later line is a label of vtriage's followed by escaped values, so
-no sender text can start a line, let alone imitate the header or a link above it.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 # Most characters of one value shown; a whois record or a long S3 key is cut after that.
 MAX_SHOWN_CHARS = 300
@@ -43,12 +38,6 @@ SHOWN_VALUE_LENGTH = 200
 # What intake writes in a note when it had to guess an alert's severity (none could be read, or only a
 # product's own score), so that every report can say the severity was guessed.
 SEVERITY_GUESSED = "severity guessed"
-
-REPORT_HEADER = "vtriage case report"
-LINKS_HEADER = "Links from vtriage (the only links in this message that act on anything):"
-VALUES_NOTE = (
-    "Below, values from the alert and from VirusTotal follow their label, escaped, on one line each."
-)
 
 
 def one_line(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
@@ -134,76 +123,3 @@ def _defanged(text: str) -> str:
         return f"{match.group(9)}[.]"
 
     return _LINKABLE.sub(defang, text)
-
-
-class ReportLink(BaseModel):
-    """A link vtriage made (an approve or reject link), with vtriage's own label."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    label: str
-    url: str
-
-
-class ReportLine(BaseModel):
-    """One line of a report: vtriage's label, then the values (already escaped by `one_line`), or a
-    link vtriage made (a VirusTotal page). A line with neither is a heading; an empty label a blank."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    label: str = ""
-    value: str = ""
-    link: str | None = None
-    indent: int = 0
-
-    @property
-    def text(self) -> str:
-        """The line as plain text."""
-        shown = self.link or self.value
-        return " " * self.indent + (f"{self.label}: {shown}" if shown else self.label)
-
-
-def link_lines(links: Sequence[ReportLink]) -> list[str]:
-    """vtriage's links as plain-text lines, `Label: url`, the urls aligned."""
-    if not links:
-        return []
-    width = max(len(link.label) for link in links) + 1
-    return [f"{link.label + ':':<{width}} {link.url}" for link in links]
-
-
-def comment_text(text: str, links: Sequence[ReportLink] = ()) -> str:
-    """A ticket comment as plain text: vtriage's links first under the links header, as a report shows
-    them (before any sender value), then the text."""
-    if not links:
-        return text
-    return "\n".join([LINKS_HEADER, *link_lines(links), "", text])
-
-
-class Report(BaseModel):
-    """A report a person reads: a headline of vtriage's words only, the genuine links under a fixed
-    header, then labelled lines. Each ticket provider renders it in its own markup."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    headline: str
-    links: tuple[ReportLink, ...] = ()
-    links_note: str = ""
-    lines: tuple[ReportLine, ...] = ()
-
-    def head_lines(self) -> list[str]:
-        """The fixed header, the headline and the genuine links: what comes before any sender text."""
-        head = [f"{REPORT_HEADER}: {self.headline}"]
-        if self.links:
-            head += ["", LINKS_HEADER]
-            if self.links_note:
-                head.append(self.links_note)
-            head += link_lines(self.links)
-        return [*head, "", VALUES_NOTE]
-
-    def body(self) -> str:
-        """The labelled lines as plain text."""
-        return "\n".join(line.text for line in self.lines)
-
-    def text(self) -> str:
-        """The whole report as plain text (an e-mail, a ServiceNow description)."""
-        return "\n".join([*self.head_lines(), "", self.body()]) + "\n"

@@ -19,20 +19,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vtriage.approval_links import ApprovalClaims, ApprovalLinks, Approver, Decision
 from vtriage.bounds import MAX_HISTORY, MAX_REPEAT_IDS, MAX_VARIANTS, bounded
 from vtriage.clock import next_minute, next_utc_midnight, utc_now
-from vtriage.display import Report, ReportLink
 from vtriage.errors import ConfigurationError, MemberRoleError, QuotaExhaustedError, TransientError
 from vtriage.models import (
     Action,
     ActionStatus,
     ActionType,
-    ApprovalClaims,
-    ApprovalLinks,
-    Approver,
     Case,
     CaseStatus,
-    Decision,
     Enrichment,
     ExecutionInput,
     HistoryEntry,
@@ -44,6 +40,7 @@ from vtriage.models import (
     Verdict,
 )
 from vtriage.ports import CLAIM_LEASE, POLL_CLAIM_LEASE, ClaimOutcome, PolledAlert, ResponseActuator
+from vtriage.report import Report, ReportLink
 from vtriage.virustotal.widget import Widget
 
 

@@ -9,17 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from vtriage.display import Report, ReportLink
+from vtriage.approval_links import ApprovalClaims, ApprovalLinks, Approver, Decision
 from vtriage.errors import CaseNotFoundError
 from vtriage.models import (
     Action,
     ActionType,
-    ApprovalClaims,
-    ApprovalLinks,
-    Approver,
     Case,
     CaseStatus,
-    Decision,
     Enrichment,
     ExecutionInput,
     HistoryEntry,
@@ -29,6 +25,7 @@ from vtriage.models import (
     Repeat,
     Ticket,
 )
+from vtriage.report import Report, ReportLink
 from vtriage.virustotal.widget import Widget
 
 

@@ -36,13 +36,13 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 from vtriage.action_text import action_name, describe, status_words
-from vtriage.display import Report, ReportLine, ReportLink, one_line, severity_guessed
+from vtriage.approval_links import ApprovalLinks
+from vtriage.display import one_line, severity_guessed
 from vtriage.errors import ConfigurationError, VtriageError
 from vtriage.models import (
     Action,
     ActionStatus,
     Alert,
-    ApprovalLinks,
     Branch,
     Case,
     CaseStatus,
@@ -61,6 +61,7 @@ from vtriage.ports import (
     action_at,
     existing_case,
 )
+from vtriage.report import Report, ReportLine, ReportLink
 
 logger = Logger(child=True)
 

@@ -20,8 +20,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from vtriage.adapters.aws_errors import transient_aws_errors
+from vtriage.approval_links import ApprovalLinks
 from vtriage.errors import TransientError, VtriageError
-from vtriage.models import ApprovalLinks, Ticket
+from vtriage.models import Ticket
 
 # The approval function's errors worth the waiting step's Retry (vtriage.errors' transient ones).
 _TRANSIENT_ERRORS = frozenset({"TransientError", "QuotaExhaustedError"})

@@ -12,9 +12,10 @@ from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import error_code, transient_aws_errors
 from vtriage.adapters.sns import subject_line
-from vtriage.display import Report
-from vtriage.models import Action, ApprovalClaims, Approver, Case, Decision
+from vtriage.approval_links import ApprovalClaims, Approver, Decision
+from vtriage.models import Action, Case
 from vtriage.ports import CLAIM_LEASE
+from vtriage.report import Report
 
 # Items of the guardrails table are keyed "<kind>#<id>".
 BLAST_RADIUS_PREFIX = "blast-radius#"

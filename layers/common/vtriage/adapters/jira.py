@@ -47,16 +47,9 @@ from vtriage.adapters.http_tickets import (
     TicketProviderError,
     json_object,
 )
-from vtriage.display import (
-    LINKS_HEADER,
-    REPORT_HEADER,
-    VALUES_NOTE,
-    Report,
-    ReportLine,
-    ReportLink,
-    one_line,
-)
+from vtriage.display import one_line
 from vtriage.models import Case, Ticket
+from vtriage.report import LINKS_HEADER, REPORT_HEADER, VALUES_NOTE, Report, ReportLine, ReportLink
 
 PROVIDER = "jira"
 VENDOR = "Jira"

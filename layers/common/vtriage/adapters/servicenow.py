@@ -49,8 +49,9 @@ from vtriage.adapters.http_tickets import (
     TicketProviderError,
     json_object,
 )
-from vtriage.display import Report, ReportLink, comment_text, one_line
+from vtriage.display import one_line
 from vtriage.models import Case, Ticket
+from vtriage.report import Report, ReportLink, comment_text
 
 PROVIDER = "servicenow"
 VENDOR = "ServiceNow"

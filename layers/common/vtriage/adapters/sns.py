@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from vtriage.adapters.aws_errors import transient_aws_errors
-from vtriage.display import Report, ReportLink, comment_text, one_line
+from vtriage.display import one_line
 from vtriage.models import Case, Ticket
+from vtriage.report import Report, ReportLink, comment_text
 
 PROVIDER = "sns"
 # SNS: ASCII, no line breaks or control characters, fewer than 100 characters.

@@ -59,9 +59,10 @@ from vtriage.adapters.http_tickets import (
     TicketProviderError,
     json_object,
 )
-from vtriage.display import Report, ReportLink, comment_text, one_line
+from vtriage.display import one_line
 from vtriage.errors import ConfigurationError
 from vtriage.models import Case, Ticket
+from vtriage.report import Report, ReportLink, comment_text
 
 PROVIDER = "swimlane"
 VENDOR = "Swimlane"

@@ -42,9 +42,9 @@ import requests
 from vtriage.adapters.http_tickets import DEFAULT_TIMEOUT, HttpTicketClient, json_object
 from vtriage.adapters.sns import ticket_id
 from vtriage.config import https_url_problem
-from vtriage.display import LINKS_HEADER, REPORT_HEADER, VALUES_NOTE, Report, ReportLink
 from vtriage.errors import ConfigurationError
 from vtriage.models import Case, Ticket
+from vtriage.report import LINKS_HEADER, REPORT_HEADER, VALUES_NOTE, Report, ReportLink
 
 PROVIDER = "webhook"
 VENDOR = "the webhook"
