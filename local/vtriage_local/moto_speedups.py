@@ -1,4 +1,5 @@
-"""Where moto is slow out of proportion on the local runner's path, and what the local AWS does instead.
+"""Where moto (and botocore under it) is slow out of proportion on the local runner's path, and what the
+local AWS does instead.
 
 Each patch keeps moto's behaviour (what it stores, answers and refuses) and spares a cost measured on a
 100-alert `vtriage run` (py-spy, the thread holding the GIL, 2026-11-29); `tests/unit/test_moto_speedups.py`
@@ -17,6 +18,7 @@ from typing import Any
 from unittest import mock
 
 import moto.backends
+from botocore.loaders import Loader
 from moto.core.utils import method_names_from_class
 from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
@@ -67,12 +69,37 @@ def moto_speedups() -> list[Any]:
         mock.patch.object(moto.backends, "list_of_moto_modules", _moto_modules),
         mock.patch("moto.core.responses.method_names_from_class", _method_names(method_names_from_class)),
     ]
+    patches += [
+        mock.patch.object(Loader, method, _loaded_once(getattr(Loader, method)))
+        for method in ("load_service_model", "load_data_with_path")
+    ]
     for name in _ENGINE_CLIENT_MODULES:
         module = importlib.import_module(name)
         patches.append(
             mock.patch.object(module, "boto_client_for", _kept_engine_client(module.boto_client_for))
         )
     return patches
+
+
+def _loaded_once(load: Any) -> Any:
+    """botocore's model loading, once a process for each kind of loader: each botocore session has a
+    loader of its own, and the local AWS holds many in one process (the tools', each function's, each
+    member account's, moto's, and one per moto backend asking for its Regions): a 30-alert run loaded
+    EC2's model nine times and the endpoints seven, 120 MB of its 290. Models are only read once
+    loaded (nothing handles botocore's `service-data-loaded`); moto's loader, which adds its own extras
+    to the models, keeps its own."""
+    loaded: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(load)
+    def load_once(loader: Any, *args: Any, **kwargs: Any) -> Any:
+        key = (type(loader), tuple(loader.search_paths), args, tuple(sorted(kwargs.items())))
+        with lock:
+            if key not in loaded:
+                loaded[key] = load(loader, *args, **kwargs)
+            return loaded[key]
+
+    return load_once
 
 
 def _parsed_definitions_kept() -> Any:

@@ -164,6 +164,10 @@ class LocalAws:
         """Start moto, deploy the template's resources into it, and point this process's AWS clients at it."""
         # One line per request on stderr is noise to a person reading the runner's output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # Before moto loads anything: its reset and its first requests load the models the patches share.
+        self._engine_patches = moto_speedups()
+        for patch in self._engine_patches:
+            patch.start()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -192,9 +196,6 @@ class LocalAws:
         ).raise_for_status()
         self._patch = mock.patch.object(LambdaSimpleBackend, "invoke", _make_dispatcher(self))
         self._patch.start()
-        self._engine_patches = moto_speedups()
-        for patch in self._engine_patches:
-            patch.start()
         self._deploy()
         self._set_env(self.function_environment())
 
