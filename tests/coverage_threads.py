@@ -2,7 +2,7 @@
 in threads of its own, and on Python 3.11 coverage's tracer (a trace function in every thread) doubled
 the functional suites' time although moto is no part of what coverage measures. Under coverage, the
 threads moto and its web server start run untraced, and what the local stack patches into moto (the
-Lambda dispatcher that calls the handlers, the Step Functions engine's replacements) is traced again
+Lambda dispatcher that calls the handlers, the replacements of vtriage_local.moto_speedups) is traced again
 when moto calls it from them: every line of vtriage that runs is still measured, wherever it runs (the
 same lines as with every thread traced, checked on test_state_machine). A function of ours patched into
 moto must be added to `moto_threads_untraced`. Moto used in-process through `mock_aws` runs in the
@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from vtriage_local import stack
+from vtriage_local.moto_speedups import moto_speedups
 
 # Threads whose work starts in these packages run only library code: moto's request threads (werkzeug's
 # server), its server thread and the threads of its Step Functions engine.
@@ -77,12 +78,12 @@ def _traced_dispatcher(coverage_hook: TraceFunction, make_dispatcher: Any) -> An
     return make
 
 
-def _traced_engine_patches(coverage_hook: TraceFunction, engine_patches: Any) -> Any:
-    """`stack._engine_patches`, whose replacements (moto's Step Functions engine calls them from its
-    threads) run under coverage's tracer."""
+def _traced_speedups(coverage_hook: TraceFunction, speedups: Any) -> Any:
+    """`vtriage_local.moto_speedups` as the local stack starts it, whose replacements (moto calls them
+    from its threads: its server's, its Step Functions engine's) run under coverage's tracer."""
 
     def make() -> list[Any]:
-        patches: list[Any] = engine_patches()
+        patches: list[Any] = speedups()
         for patch in patches:
             patch.new = _traced(coverage_hook, patch.new)
         return patches
@@ -100,7 +101,7 @@ def moto_threads_untraced() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         # Every function of ours the local stack patches into moto, which moto calls from its threads.
         patch.setattr(stack, "_make_dispatcher", _traced_dispatcher(coverage_hook, stack._make_dispatcher))
-        patch.setattr(stack, "_engine_patches", _traced_engine_patches(coverage_hook, stack._engine_patches))
+        patch.setattr(stack, "moto_speedups", _traced_speedups(coverage_hook, moto_speedups))
         threading.settrace(_untrace_library_threads(coverage_hook))
         try:
             yield
