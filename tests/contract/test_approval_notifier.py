@@ -19,7 +19,7 @@ from vtriage.report import Report, ReportLine, ReportLink
 from vtriage_local.stack import LocalAws
 
 REQUEST = Report(
-    headline="approval needed for isolate_instance",
+    headline="approval needed: Isolate the instance",
     links=(
         ReportLink(label="Approve", url="https://abc123.lambda-url.us-east-1.on.aws/?token=a"),
         ReportLink(label="Reject", url="https://abc123.lambda-url.us-east-1.on.aws/?token=r"),

@@ -807,7 +807,7 @@ def test_sender_text_is_escaped_on_its_labelled_line_behind_vtriages_own_links(
     # And each approval request opens with vtriage's header and its own two links, before any sender text
     for mail in requests:
         lines = lines_of(mail)
-        assert lines[0].startswith("vtriage case report: approval needed for ")
+        assert lines[0].startswith("vtriage case report: approval needed: ")
         links = [index for index, line in enumerate(lines) if line.startswith(("Approve:", "Reject:"))]
         assert [lines[index].split()[0] for index in links] == ["Approve:", "Reject:"]
         assert all(re.fullmatch(r"(Approve|Reject):\s+https?://\S+\?token=\S+", lines[i]) for i in links)
@@ -828,7 +828,7 @@ def test_sender_text_is_escaped_on_its_labelled_line_behind_vtriages_own_links(
     )
     assert target.endswith("more characters]")
     assert keyed_request["Subject"].startswith(
-        "vtriage approval needed: quarantine_object s3://amzn-s3-demo-bucket/invoice.pdf\\r\\nApprove: hxxp"
+        "vtriage approval needed: Quarantine the S3 object: s3://amzn-s3-demo-bucket/invoice.pdf\\r\\n"
     )
 
 

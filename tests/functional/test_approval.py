@@ -339,13 +339,13 @@ def test_an_approval_for_a_kilobyte_s3_key_of_line_breaks_reaches_the_approvers_
     # Then the approvers get it, under a subject SNS accepts: ASCII, no control character, <= 99 characters
     [notification] = _received(local_aws, approvers)
     subject = notification["Subject"]
-    assert subject.startswith("vtriage approval needed: quarantine_object uploads/dropper\\r\\nApprove: hxx")
+    assert subject.startswith("vtriage approval needed: Quarantine the S3 object: uploads/dropper\\r\\nApp")
     assert subject.isascii()
     assert len(subject) <= 99
     assert not any(ord(character) < 32 or ord(character) == 127 for character in subject)
     # And the message opens with vtriage's header and the two real links, before anything from the alert
     lines = notification["Message"].splitlines()
-    assert lines[0] == "vtriage case report: approval needed for quarantine_object"
+    assert lines[0] == "vtriage case report: approval needed: Quarantine the S3 object"
     link_lines = [line for line in lines if line.startswith(("Approve:", "Reject:"))]
     assert [line.split()[0] for line in link_lines] == ["Approve:", "Reject:"]
     assert all(line.split()[1].startswith(_url(local_aws) + "?token=") for line in link_lines)

@@ -253,7 +253,7 @@ def approval_request(
         if ticket.url:
             lines.append(ReportLine(label="Ticket page", link=ticket.url))
     return Report(
-        headline=f"approval needed for {action.type.value}",
+        headline=f"approval needed: {action_name(action.type)}",
         links=approval_report_links(links),
         links_note=f"Open one link: each works once, until {expires}; after that the case is escalated.",
         lines=tuple(lines),

@@ -231,11 +231,12 @@ class SnsApprovalNotifier:
         self._topic_arn = topic_arn
 
     def notify(self, case: Case, action: Action, request: Report) -> None:
-        """Publish the request as plain text, under a subject SNS accepts whatever the target's name."""
+        """Publish the request as plain text, under a subject SNS accepts whatever the target's name: the
+        request's headline (the action in words) and the target."""
         with transient_aws_errors():
             self._sns.publish(
                 TopicArn=self._topic_arn,
-                Subject=subject_line(f"vtriage approval needed: {action.type.value} ", action.target),
+                Subject=subject_line(f"vtriage {request.headline}: ", action.target),
                 Message=request.text(),
                 MessageAttributes={
                     "case_id": {"DataType": "String", "StringValue": case.case_id},
