@@ -15,6 +15,7 @@ from vtriage.adapters.dynamodb import DynamoCaseRepository, failure_key, from_it
 from vtriage.fakes import InMemoryCaseRepository
 from vtriage.models import Case, CaseStatus, HistoryEntry, Verdict
 from vtriage.ports import SearchableCases
+from vtriage_local.stack import LocalAws
 
 
 @dataclass(frozen=True)
@@ -186,3 +187,78 @@ def test_cases_are_listed_by_status_most_recently_updated_first(repository: Repo
     assert [case.case_id for case in ticketed] == [_case(3).case_id, _case(1).case_id]
     assert [case.case_id for case in open_or_failed] == [_case(4).case_id, _case(3).case_id]
     assert [case.case_id for case in every] == [_case(number).case_id for number in (4, 3, 2, 1)]
+
+
+def _counting_reads(dynamodb: object) -> list[str]:
+    """The case ids the client reads with GetItem, counted as the requests go out."""
+    read: list[str] = []
+
+    def count(params: dict[str, object], **_: object) -> None:
+        read.append(str(params["Key"]))
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.GetItem", count)  # type: ignore[attr-defined]
+    return read
+
+
+@pytest.mark.functional
+def test_a_task_that_loads_a_case_and_saves_it_reads_it_once(aws: LocalAws, clock: Clock) -> None:
+    # Given a stored case, and a task's repository (one Lambda container)
+    emptied(aws, "CasesTable")
+    dynamodb = client(aws, "dynamodb")
+    cases = DynamoCaseRepository(dynamodb, aws.ref("CasesTable"), RETENTION, clock)
+    case = _case()
+    cases.create(case)
+    reads = _counting_reads(dynamodb)
+
+    # When the task loads it, records its step and saves it, twice (a step saves before and after acting)
+    loaded = cases.get(case.case_id)
+    assert loaded is not None
+    loaded.record(CaseStatus.ENRICHED, case.updated_at + timedelta(minutes=1), "enriched")
+    cases.save(loaded)
+    loaded.record(CaseStatus.TICKETED, case.updated_at + timedelta(minutes=2), "ticketed")
+    cases.save(loaded)
+
+    # Then the table was read once, by the load: each save merged with what the task last read or wrote
+    assert len(reads) == 1
+    stored = cases.get(case.case_id)
+    assert stored is not None
+    assert [entry.note for entry in stored.history] == ["the alert came in", "enriched", "ticketed"]
+
+
+@pytest.mark.functional
+def test_a_save_after_another_containers_write_reads_again_and_keeps_both(
+    aws: LocalAws, clock: Clock
+) -> None:
+    # Given a stored case loaded by two tasks in two containers (two repositories on the same table)
+    emptied(aws, "CasesTable")
+    first = DynamoCaseRepository(client(aws, "dynamodb"), aws.ref("CasesTable"), RETENTION, clock)
+    second_client = client(aws, "dynamodb")
+    second = DynamoCaseRepository(second_client, aws.ref("CasesTable"), RETENTION, clock)
+    case = _case()
+    first.create(case)
+    early, late = first.get(case.case_id), second.get(case.case_id)
+    assert early is not None
+    assert late is not None
+    reads = _counting_reads(second_client)
+
+    # When the first folds a repeat in and saves, then the second records its step and saves
+    early.history.append(
+        HistoryEntry(status=CaseStatus.NEW, at=case.updated_at, note="repeat of the finding")
+    )
+    early.repeat_case_ids.append("guardduty-" + "e" * 32)
+    early.repeat_count = 1
+    first.save(early)
+    late.record(CaseStatus.ENRICHED, case.updated_at + timedelta(minutes=2), "enriched")
+    second.save(late)
+
+    # Then the second's save found the case changed, read it again, and kept both
+    assert len(reads) == 1
+    stored = second.get(case.case_id)
+    assert stored is not None
+    assert stored.status is CaseStatus.ENRICHED
+    assert stored.repeat_case_ids == ["guardduty-" + "e" * 32]
+    assert [entry.note for entry in stored.history] == [
+        "the alert came in",
+        "repeat of the finding",
+        "enriched",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -134,10 +135,11 @@ class DynamoCaseRepository:
         self._table = table_name
         self._retention = retention
         self._now = now
-        # The item this repository last read or wrote, by case id: what a save merges with first, sparing
-        # the read of a case a task just loaded (the condition on its revision still catches any write
-        # in between). One only: a task loads and saves one case.
-        self._last_seen: tuple[str, dict[str, Any] | None] | None = None
+        # The item this thread last read or wrote, by case id: what a save merges with first, sparing the
+        # read of a case a task just loaded (the condition on its revision still catches any write in
+        # between). One only: a task loads and saves one case. Per thread, as a task runs on one: where
+        # tasks share a repository (threads of one process), each keeps its own.
+        self._seen = threading.local()
 
     def _item(self, case: Case, revision: int) -> dict[str, Any]:
         # Every write keeps the case within its bounds and DynamoDB's item limit (measured, trimmed with a
@@ -171,7 +173,7 @@ class DynamoCaseRepository:
             response = self._client.get_item(
                 TableName=self._table, Key={"case_id": {"S": case_id}}, ConsistentRead=True
             )
-        self._last_seen = (case_id, response.get("Item"))
+        self._seen.last = (case_id, response.get("Item"))
         if "Item" not in response:
             return None
         return case_from_item(response["Item"])
@@ -212,7 +214,8 @@ class DynamoCaseRepository:
         """Replace the stored case with this version, keeping what others appended to it meanwhile (see
         `Case.with_appended`): the write is conditional on the revision it merged with, and merged again
         when another write came in between. TransientError when the case keeps changing."""
-        seen, self._last_seen = self._last_seen, None
+        seen: tuple[str, dict[str, Any] | None] | None = getattr(self._seen, "last", None)
+        self._seen.last = None
         for attempt in range(_SAVE_ATTEMPTS):
             if attempt == 0 and seen is not None and seen[0] == case.case_id:
                 stored = seen[1]
@@ -241,7 +244,7 @@ class DynamoCaseRepository:
                     if error_code(error) != "ConditionalCheckFailedException":
                         raise
                     continue
-            self._last_seen = (case.case_id, item)
+            self._seen.last = (case.case_id, item)
             return
         raise TransientError(f"case {case.case_id} kept changing while it was saved")
 
