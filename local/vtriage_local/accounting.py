@@ -82,6 +82,10 @@ class Execution:
     started: datetime
     # The case its input names: for the execution of a folded repeat, the case it was folded into.
     case_id: str | None = None
+    # Still RUNNING because it waits for a person to approve or reject an action of its case (the state
+    # machine holds a task token in WaitForApproval): nobody decides in a local run, so the runner does
+    # not wait for it.
+    waiting_for_approval: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,7 +238,9 @@ class _Ledger:
         if case_id not in self.cases:
             execution = self.settled.executions.get(case_id)
             self.cases[case_id] = case_summary(
-                self.settled.items[case_id], execution.status if execution else "NOT_STARTED"
+                self.settled.items[case_id],
+                execution.status if execution else "NOT_STARTED",
+                waiting_for_approval=execution is not None and execution.waiting_for_approval,
             )
         return self.cases[case_id]
 
@@ -310,9 +316,12 @@ def _is_pending(item: dict[str, Any] | None) -> bool:
     return _is_case(item) and (item or {}).get("status") == CaseStatus.PENDING_ENRICHMENT.value
 
 
-def case_summary(case: dict[str, Any], execution_status: str) -> dict[str, Any]:
+def case_summary(
+    case: dict[str, Any], execution_status: str, *, waiting_for_approval: bool = False
+) -> dict[str, Any]:
     """A stored case as the runner's JSON contract shows it; `message_id` and `repeats` are filled in as
-    the run's findings are placed."""
+    the run's findings are placed. `waiting_for_approval`: its execution waits for a person's decision
+    on an action (`pending_approval`), so it is RUNNING, neither failed nor pending."""
     alert = case["alert"]
     ticket = case.get("ticket")
     return {
@@ -336,6 +345,7 @@ def case_summary(case: dict[str, Any], execution_status: str) -> dict[str, Any]:
         "status": case.get("status"),
         "execution_arn": case.get("execution_arn"),
         "execution_status": execution_status,
+        "waiting_for_approval": waiting_for_approval,
         "iocs": [
             {
                 "type": ioc["type"],

@@ -17,7 +17,9 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from vtriage.action_text import status_words
 from vtriage.display import one_line, severity_guessed
+from vtriage.models import ActionStatus
 from vtriage.virustotal.objects import GUI_BASE_URL
 from vtriage_local.terminal import (
     BRANCHES,
@@ -36,6 +38,7 @@ from vtriage_local.terminal import (
 )
 
 _REPEATS_SHOWN = 5
+_WAITING = status_words(ActionStatus.PENDING_APPROVAL)
 _LABEL_WIDTH = 9
 # What `--only` may name: a case's verdict or its status (lower-case, as a person types it).
 ONLY_VALUES = (*VERDICTS, *(status.lower() for status in STATUSES))
@@ -183,7 +186,10 @@ def _details(number: int, case: dict[str, Any]) -> RenderableType:
     resources = _resources(case)
     line("resource", *([shown(f"{kind} {resource_id}") for kind, resource_id in resources] or [Text("none")]))
     line("alert", shown(case["alert_id"]))
-    line("case", shown(f"{case['case_id']}, execution {case['execution_status']}"))
+    execution = f"{case['case_id']}, execution {case['execution_status']}"
+    if case.get("waiting_for_approval"):
+        execution += f", {_WAITING}"
+    line("case", shown(execution))
     verdict = verdict_text(case["verdict"])
     verdict.append(f" -> branch {case['branch'] or '-'}, ")
     verdict.append_text(status_text(case.get("status")))
@@ -314,7 +320,9 @@ def _ioc_lines(ioc: dict[str, Any]) -> list[Text | _Link]:
 def _action_lines(action: dict[str, Any], finding_place: tuple[str, str]) -> list[Text]:
     head = Text(f"{action['type']} ")
     head.append_text(shown(action["target"]))
-    head.append(f": {action['status']}", style="bold red" if action["status"] == "failed" else "")
+    # An action waiting for approval asks something of the reader, in words; the others keep their code.
+    status = _WAITING if action["status"] == ActionStatus.PENDING_APPROVAL.value else action["status"]
+    head.append(f": {status}", style="bold red" if action["status"] == "failed" else "")
     if action.get("account") and (action["account"], action.get("region")) != finding_place:
         # Where it ran, when not where the finding lives (the `where` line above).
         head.append_text(shown(f" in account {action['account']}, Region {action.get('region')}"))
@@ -341,6 +349,13 @@ def _totals(document: dict[str, Any], kept: int, only: set[str]) -> Iterable[Tex
     yield counts("verdicts", (case["verdict"] for case in cases), VERDICTS)
     yield counts("branches", (case["branch"] for case in cases), BRANCHES)
     yield counts("statuses", (case.get("status") for case in cases), STATUSES)
+    waiting = sum(1 for case in cases if case.get("waiting_for_approval"))
+    if waiting:
+        yield Text(
+            f"{waiting} case(s) {_WAITING}: their executions stay RUNNING until a person approves or "
+            "rejects; the runner did not wait for them",
+            style="yellow",
+        )
     stats = document["stats"]
     repeats = sum(len(case.get("repeats", [])) for case in cases)
     failures = len(document["failures"])

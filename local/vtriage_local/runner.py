@@ -24,7 +24,7 @@ from vtriage.config.virustotal import DEFAULT_VT_BASE_URL
 from vtriage.display import one_line
 from vtriage.errors import ConfigurationError
 from vtriage.intake import IntakeOptions
-from vtriage.models import Alert, ResourceType
+from vtriage.models import ActionStatus, Alert, ResourceType
 from vtriage_local.accounting import (
     Account,
     Execution,
@@ -69,6 +69,9 @@ _SOURCE_ID_ATTRIBUTE = "vtriage_source_message_id"
 _DELIVERY_ATTRIBUTE = "vtriage_local_delivery"
 _SQS_MAX_MESSAGE_BYTES = 262_144
 _EXECUTION_WAIT_S = 120.0
+# How long the running executions stay the same before the runner asks whether they all wait for a person
+# (their histories and cases are read then, not every poll).
+_UNCHANGED_RUNNING_S = 1.0
 # BatchGetItem's most keys a request.
 _BATCH_GET_KEYS = 100
 _DEFERRED_POLL_S = 0.5
@@ -416,14 +419,58 @@ class Pipeline:
             )
 
     def _finished_executions(self) -> dict[str, Execution]:
+        """Every execution of the run once none is RUNNING but those waiting for a person's approval, which
+        nobody gives in a local run (or once _EXECUTION_WAIT_S has passed); those are marked so."""
         deadline = time.monotonic() + _EXECUTION_WAIT_S
+        running: set[str] = set()
+        unchanged_since = time.monotonic()
         while True:
             executions = self._executions()
             self._report_finished(executions)
-            running = any(execution.status == "RUNNING" for execution in executions.values())
-            if not running or time.monotonic() > deadline:
+            now_running = {name for name, execution in executions.items() if execution.status == "RUNNING"}
+            now = time.monotonic()
+            if now_running != running:
+                running, unchanged_since = now_running, now
+            if not running:
                 return executions
+            if now - unchanged_since >= _UNCHANGED_RUNNING_S or now > deadline:
+                waiting = {name for name in running if self._waits_for_approval(executions[name])}
+                if waiting == running or now > deadline:
+                    if waiting:
+                        self.progress(
+                            f"{len(waiting)} execution(s) wait for a person's approval, which nobody "
+                            "gives in a local run: not waiting for them"
+                        )
+                    return {
+                        name: replace(execution, waiting_for_approval=name in waiting)
+                        for name, execution in executions.items()
+                    }
+                unchanged_since = now  # some still work: asked again a second later
             time.sleep(0.05)
+
+    def _waits_for_approval(self, execution: Execution) -> bool:
+        """Whether the execution waits for a person: its latest event hands a task token out (the
+        approval wait's `waitForTaskToken` task, submitted) and its case has an action waiting for approval.
+        The case alone is not enough: the plan marks the actions before those needing no person have run
+        and before the ticket is opened."""
+        events = self.sfn.get_execution_history(
+            executionArn=execution.arn, reverseOrder=True, maxResults=1
+        ).get("events", [])
+        # moto answers the whole history, oldest first, whatever is asked: the latest has the highest id.
+        latest = max(events, key=lambda event: int(event["id"]), default=None)
+        if latest is None or latest["type"] != "TaskSubmitted":
+            return False
+        resource = str(latest.get("taskSubmittedEventDetails", {}).get("resource", ""))
+        if not resource.endswith(".waitForTaskToken"):
+            return False
+        stored = self.case(execution.name) or {}
+        if not isinstance(stored.get("alert"), dict):
+            # A folded repeat's execution, named after the repeat: its input names the case.
+            described = self.sfn.describe_execution(executionArn=execution.arn)
+            case_id = execution_case_id(described.get("input", ""))
+            stored = (self.case(case_id) if case_id else None) or {}
+        waiting = ActionStatus.PENDING_APPROVAL.value
+        return any(action.get("status") == waiting for action in stored.get("actions", []))
 
     def _executions(self) -> dict[str, Execution]:
         """Every execution of the triage state machine, page by page."""
