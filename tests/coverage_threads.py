@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from vtriage_local import stack
+from vtriage_local import loopback, stack
 from vtriage_local.moto_speedups import moto_speedups
 
 # Threads whose work starts in these packages run only library code: moto's request threads (werkzeug's
@@ -68,6 +68,23 @@ def _traced(coverage_hook: TraceFunction, function: Any) -> Any:
     return traced
 
 
+def _untraced(function: Any) -> Any:
+    """The function, run without coverage's tracer in a traced thread: moto answering a request in the
+    caller's thread (vtriage_local.loopback) is library code, as its server's threads are."""
+
+    def untraced(*args: Any, **kwargs: Any) -> Any:
+        hook = sys.gettrace()
+        if hook is None:
+            return function(*args, **kwargs)
+        sys.settrace(None)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            sys.settrace(hook)
+
+    return untraced
+
+
 def _traced_dispatcher(coverage_hook: TraceFunction, make_dispatcher: Any) -> Any:
     """`stack._make_dispatcher`, whose dispatcher (moto's Lambda backend calls it from a request
     thread) runs the handler under coverage's tracer."""
@@ -102,6 +119,8 @@ def moto_threads_untraced() -> Iterator[None]:
         # Every function of ours the local stack patches into moto, which moto calls from its threads.
         patch.setattr(stack, "_make_dispatcher", _traced_dispatcher(coverage_hook, stack._make_dispatcher))
         patch.setattr(stack, "moto_speedups", _traced_speedups(coverage_hook, moto_speedups))
+        # moto answering in the caller's thread runs untraced too, and what it calls of ours traced again.
+        patch.setattr(loopback, "_answer", _untraced(loopback._answer))
         threading.settrace(_untrace_library_threads(coverage_hook))
         try:
             yield

@@ -27,6 +27,7 @@ import requests
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.server import ThreadedMotoServer
 
+from vtriage_local.loopback import answered_in_process
 from vtriage_local.moto_speedups import moto_speedups
 from vtriage_local.template import (
     MEMBER_ROLE_TEMPLATE_PATH,
@@ -172,6 +173,11 @@ class LocalAws:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        # botocore's requests reach moto's application in process; its server stays for HTTP's users.
+        server = self._server._server
+        assert server is not None
+        self._engine_patches.append(answered_in_process(self.endpoint_url, server.app))
+        self._engine_patches[-1].start()
         self._set_env(
             {
                 "AWS_ENDPOINT_URL": self.endpoint_url,
