@@ -9,9 +9,17 @@ A file is checked as it is read, before anything is started: a document the pipe
 with the reason the enrich function and the intake give, so that a run of such files alone needs no
 local AWS at all.
 
-A file that is not one JSON document but JSON Lines (every non-empty line a JSON object: a Falcon Event
-Streams chunk, an export of alerts one per line) is one record per line, each named after its file and
-line (`stream.ndjson line 2`), as a stream's consumer would queue each event on its own.
+A file that is not one JSON document but JSON Lines (a Falcon Event Streams chunk, an export of alerts one
+per line) is one record per line, each named after its file and line (`stream.ndjson line 2`), as a
+stream's consumer would queue each event on its own. It is JSON Lines when at least one of its lines is,
+from its first column, a whole JSON object: then each line that is not blank is a record, and a line that
+is cut off, not JSON or not UTF-8 is refused alone, its reason giving its place in the file (`not JSON
+(Unterminated string starting at line 4, column 812)`), while the other lines are queued. Such a line is
+never part of a pretty-printed document: its first line (`{` or `[`) is no whole object, and every line
+inside it is indented (by json.dumps, jq and JSON.stringify, and by a formatter that keeps an array's
+objects one a line, as OCSF's examples do), so that a document cut off (or otherwise broken) stays one
+record, refused with the line and column where it breaks. A file none of whose lines is such an object
+(every line cut off, say) is judged the same way, as one document.
 """
 
 from __future__ import annotations
@@ -22,11 +30,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vtriage.errors import InvalidAlertError
-from vtriage.intake.body import decode_body
+from vtriage.intake.body import decode_body, not_json
 
 # The file name that stands for the standard input.
 STDIN = "-"
 STDIN_SOURCE_ID = "stdin"
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+# What JSON counts as white space around a value (RFC 8259), the line feed aside: a line holding only these
+# is blank, and they are what is trimmed from a line's record (a Windows line end's carriage return).
+_JSON_SPACE = b" \t\r"
 
 
 class UsageError(Exception):
@@ -78,13 +92,14 @@ def read_deliveries(path: Path) -> list[Delivery]:
 
 def deliveries_in(raw: bytes, name: str) -> list[Delivery]:
     """The records of a file's content, named after the file (`name`). A content that is not text, not
-    JSON or that the pipeline would refuse whole is one record refused, with the reason; the records of
-    an SQS event are handed on as they are, for the enrich function to judge, as it does in AWS."""
+    JSON or that the pipeline would refuse whole is one record refused, with the reason; JSON Lines are a
+    record per line, a bad line refused alone; the records of an SQS event are handed on as they are, for
+    the enrich function to judge, as it does in AWS."""
     try:
         # A byte-order mark belongs to the file, not to the alert.
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
-        return [
+        return _json_lines(raw, name) or [
             Delivery(
                 source_id=name,
                 body="",
@@ -95,13 +110,7 @@ def deliveries_in(raw: bytes, name: str) -> list[Delivery]:
     try:
         document = json.loads(text)
     except (json.JSONDecodeError, RecursionError, ValueError):
-        lines = _json_lines(text)
-        if lines:
-            return [
-                Delivery(source_id=f"{name} line {number}", body=line, refused=_refusal(line))
-                for number, line in lines
-            ]
-        document = None
+        return _json_lines(raw, name) or [Delivery(source_id=name, body=text, refused=_refusal(text))]
     if isinstance(document, dict) and isinstance(document.get("Records"), list):
         records = document["Records"]
         if not records:
@@ -116,22 +125,43 @@ def deliveries_in(raw: bytes, name: str) -> list[Delivery]:
     return [Delivery(source_id=name, body=text, refused=_refusal(text))]
 
 
-def _json_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, line) of each non-empty line, when the text is JSON Lines: two or more non-empty
-    lines, each a JSON object; none otherwise (the text is then judged as one document)."""
+def _json_lines(raw: bytes, name: str) -> list[Delivery]:
+    """A record for each line that is not blank, when the content is JSON Lines (at least one line, from its
+    first column, a whole JSON object: see the module's docstring); none otherwise (the content is
+    then judged as one document)."""
+    deliveries: list[Delivery] = []
+    any_object = False
     # Split at line feeds only: a JSON string may hold U+2028, which str.splitlines would split at.
-    lines = [(number, line.strip()) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
-    if len(lines) < 2:
-        return []
-    for _, line in lines:
-        if not line.startswith("{"):
-            return []
+    for number, line in enumerate(raw.removeprefix(_UTF8_BOM).split(b"\n"), start=1):
+        body = line.strip(_JSON_SPACE)
+        if not body:
+            continue
+        source_id = f"{name} line {number}"
         try:
-            if not isinstance(json.loads(line), dict):
-                return []
-        except (json.JSONDecodeError, RecursionError, ValueError):
-            return []
-    return lines
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            offset = len(line) - len(line.lstrip(_JSON_SPACE)) + error.start
+            deliveries.append(
+                Delivery(
+                    source_id=source_id,
+                    body="",
+                    refused=f"not UTF-8 text (byte 0x{body[error.start]:02x} at offset {offset} of line "
+                    f"{number}): SQS carries text only",
+                )
+            )
+            continue
+        try:
+            # The line as it is in the file, so that a column the parser gives is the file's.
+            document = json.loads(line.decode("utf-8"))
+        except json.JSONDecodeError as error:
+            refused: str | None = not_json(error, line=number)
+        except (RecursionError, ValueError):
+            refused = _refusal(text)
+        else:
+            any_object = any_object or (line[:1] == b"{" and isinstance(document, dict))
+            refused = _refusal(text)
+        deliveries.append(Delivery(source_id=source_id, body=text, refused=refused))
+    return deliveries if any_object else []
 
 
 def _refusal(text: str) -> str | None:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -275,3 +276,40 @@ def test_the_s3_malware_sample_is_skipped_without_a_quarantine_bucket_and_moved_
         f"s3://vtriage-quarantine-123456789012/{configured['case_id']}/vtriage-demo-uploads-123456789012/"
         "incoming/2025/03/remittance-advice.dll"
     )
+
+
+def test_json_lines_with_a_cut_off_line_run_the_good_findings_and_refuse_that_line_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three real GuardDuty findings one a line, and a fourth line cut off inside its description (an
+    # export interrupted); the run's temporary folder is the test's own
+    findings = ["guardduty-ec2-canary-outbound-ssh.json", "guardduty-iam-recon-malicious-ip-caller.json"]
+    findings.append("guardduty-s3-pentest-parrot-linux.json")
+    lines = [json.dumps(json.loads(event(name).read_text(encoding="utf-8"))) for name in findings]
+    fourth = json.dumps(json.loads(event("guardduty-getfindings-trojan-droppoint-dns.json").read_text()))
+    quote = fourth.index('"Description": "') + len('"Description": ')
+    path = tmp_path / "trunc.jsonl"
+    path.write_text("\n".join([*lines, fourth[: quote + 20]]) + "\n", encoding="utf-8")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+
+    # When the runner runs the file
+    status, stdout, _ = in_process("run", "--json", "--quiet", str(path))
+
+    # Then the three findings are cases, each named by its line; the fourth line alone is refused, saying
+    # what is wrong where; every line is counted, and the run exits 2 (something was refused)
+    document = json.loads(stdout)
+    assert status == 2
+    assert sorted((case["message_id"], case["status"]) for case in document["cases"]) == [
+        ("trunc.jsonl line 1", "TICKETED"),
+        ("trunc.jsonl line 2", "TICKETED"),
+        ("trunc.jsonl line 3", "TICKETED"),
+    ]
+    assert document["failures"] == [
+        {
+            "message_id": "trunc.jsonl line 4",
+            "reason": f"not queued: not JSON (Unterminated string starting at line 4, column {quote + 1})",
+        }
+    ]
+    assert (document["stats"]["records"], document["stats"]["findings"]) == (4, 4)

@@ -33,9 +33,7 @@ def decode_body(body: str) -> Any:
     try:
         document = json.loads(body)
     except json.JSONDecodeError as error:
-        raise InvalidAlertError(
-            f"not JSON ({error.msg} at line {error.lineno}, column {error.colno})", field="body"
-        ) from None
+        raise InvalidAlertError(not_json(error), field="body") from None
     except RecursionError:
         raise InvalidAlertError(f"nested deeper than {MAX_NESTING} levels", field="body") from None
     except ValueError as error:
@@ -43,6 +41,13 @@ def decode_body(body: str) -> Any:
         raise InvalidAlertError(f"not usable JSON: {error}", field="body") from None
     _check_decoded(document)
     return document
+
+
+def not_json(error: json.JSONDecodeError, *, line: int | None = None) -> str:
+    """Why a text that is not JSON is refused: what the parser met, at which line and column (`line`: the
+    line of its file the text is, when it is one line of JSON Lines)."""
+    # Two of the parser's messages end in "at" ("Unterminated string starting at"): the place follows.
+    return f"not JSON ({error.msg.removesuffix(' at')} at line {line or error.lineno}, column {error.colno})"
 
 
 def _check_decoded(document: Any) -> None:
