@@ -152,6 +152,25 @@ def test_a_finding_dealt_with_or_a_passed_check_is_ignored_with_its_reason(
     )
 
 
+def test_a_guardduty_finding_in_ocsf_can_be_skipped_naming_the_template_parameter() -> None:
+    # Given the OCSF sample as GuardDuty's own finding, as Security Hub exports it
+    document = load()
+    document["metadata"]["product"]["name"] = "GuardDuty"
+
+    # When GuardDuty findings seen through Security Hub are skipped
+    result = read_document(document, skip_guardduty_in_securityhub=True)
+
+    # Then it makes no alert, and its reason names the template parameter that reads them instead
+    assert result.alerts == ()
+    assert [ignored.reason for ignored in result.ignored] == [
+        "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly (to read"
+        " GuardDuty's findings through Security Hub instead, set the template parameter"
+        " GuardDutyFindingsVia=securityhub; SKIP_GUARDDUTY_IN_SECURITYHUB)"
+    ]
+    # And by default it is an alert
+    assert len(alerts_of(document)) == 1
+
+
 def test_a_failed_check_is_triaged() -> None:
     document = load()
     document["status_code"] = "FAIL"

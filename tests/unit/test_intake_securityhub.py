@@ -235,9 +235,11 @@ def test_guardduty_findings_in_security_hub_can_be_skipped() -> None:
     # When GuardDuty findings are skipped, then only the other product's finding is an alert
     skipped_guardduty = read_document(guardduty_event, skip_guardduty_in_securityhub=True)
     assert skipped_guardduty.alerts == ()
+    # and the reason names the template parameter a deployer or a `vtriage run` user sets to read them
     assert [ignored.reason for ignored in skipped_guardduty.ignored] == [
-        "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly"
-        " (SKIP_GUARDDUTY_IN_SECURITYHUB)"
+        "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly (to read"
+        " GuardDuty's findings through Security Hub instead, set the template parameter"
+        " GuardDutyFindingsVia=securityhub; SKIP_GUARDDUTY_IN_SECURITYHUB)"
     ]
     assert len(alerts_of(other_event, skip_guardduty_in_securityhub=True)) == 1
     # And by default both are

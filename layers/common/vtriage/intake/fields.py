@@ -47,6 +47,14 @@ UNREADABLE_SEVERITY_NOTE = f"{GUESSED_SEVERITY}: scored {UNREADABLE_SEVERITY.lab
 PLACEHOLDER_PREFIX = "GeneratedFinding"
 PLACEHOLDER_REASON = "a placeholder of a GuardDuty sample finding (GeneratedFinding...)"
 
+# Why a GuardDuty finding Security Hub imported (as ASFF or OCSF) makes no case: naming what a deployer
+# or a `vtriage run` user sets, the template parameter, before the functions' variable it becomes.
+GUARDDUTY_COPY_REASON = (
+    "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly (to read"
+    " GuardDuty's findings through Security Hub instead, set the template parameter"
+    " GuardDutyFindingsVia=securityhub; SKIP_GUARDDUTY_IN_SECURITYHUB)"
+)
+
 # The most notes kept per finding; the rest are counted.
 MAX_NOTES = 20
 # The longest text read as a time, or as a JSON object inside a string.

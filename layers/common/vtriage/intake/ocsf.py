@@ -40,6 +40,7 @@ from vtriage.errors import InvalidAlertError
 from vtriage.intake import sources
 from vtriage.intake.fields import (
     ACCOUNT_ID,
+    GUARDDUTY_COPY_REASON,
     REGION,
     UNKNOWN,
     UNKNOWN_TIME,
@@ -166,11 +167,7 @@ class _FindingReader(Fields):
         info = self.required_object(self.finding, info_key, "")
         finding_id = self.required_text(info, "uid", info_key)
         if skip_guardduty and self.product_name().lower() == "guardduty":
-            return Acknowledged(
-                "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly"
-                " (SKIP_GUARDDUTY_IN_SECURITYHUB)",
-                finding_id,
-            )
+            return Acknowledged(GUARDDUTY_COPY_REASON, finding_id)
         event_time = self.ocsf_time(
             self.finding, "time", "", instead="modified_time, else created_time, stands in"
         )

@@ -39,6 +39,7 @@ from vtriage.display import escaped, json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import sources
 from vtriage.intake.fields import (
+    GUARDDUTY_COPY_REASON,
     GUESSED_SEVERITY,
     UNKNOWN,
     UNKNOWN_TIME,
@@ -205,11 +206,7 @@ class _FindingReader(Fields):
             return Acknowledged(acknowledged, peek_id(finding.get("Id")))
         finding_id = self.required_text(finding, "Id", "")
         if skip_guardduty and is_guardduty_finding(finding):
-            return Acknowledged(
-                "a GuardDuty finding seen through Security Hub: GuardDuty reaches the queue directly"
-                " (SKIP_GUARDDUTY_IN_SECURITYHUB)",
-                finding_id,
-            )
+            return Acknowledged(GUARDDUTY_COPY_REASON, finding_id)
         sample = self.is_sample()
         if sample and ignore_samples:
             return Acknowledged(
