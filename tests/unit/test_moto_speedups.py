@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError, extract_json
 
 from vtriage_local.moto_speedups import ITEM_OPERATIONS, moto_speedups
 
@@ -166,3 +167,33 @@ def test_an_update_that_grows_an_item_past_the_limit_is_refused_as_moto_refuses_
                 outcomes.append(str(error.response["Error"]["Message"]))
     # Then both refuse it, or both store it
     assert outcomes[0] == outcomes[1]
+
+
+DOCUMENTS = [
+    {"case": {"case_id": "a", "actions": [{"type": "isolate_instance"}, {"type": "tag_instance"}]}},
+    {"case": {"case_id": "b", "actions": []}, "step": "finish"},
+    {"Payload": {"status": "TICKETED"}},
+]
+PATHS = ["$.case.case_id", "$.case.actions[0].type", "$.case.actions[*].type", "$.step", "$.Payload.status"]
+
+
+def _extracted(on: bool) -> list[Any]:
+    found: list[Any] = []
+    with _patched(on):
+        for document in DOCUMENTS:
+            for path in PATHS:
+                try:
+                    found.append(extract_json(path, document))
+                except NoSuchJsonPathError as error:
+                    found.append(("not found", error.message))
+    return found
+
+
+def test_the_state_machines_paths_find_what_moto_finds() -> None:
+    # Given the state machine's kind of paths and documents, each path met in several documents
+    # When moto's engine evaluates them with the parsed paths kept, and parsing each every time
+    kept, parsed_each_time = _extracted(on=True), _extracted(on=False)
+    # Then they find the same values and miss the same ones
+    assert kept == parsed_each_time
+    assert "not found" in str(kept)
+    assert "isolate_instance" in str(kept)
