@@ -2,19 +2,19 @@
 case's details (the finding, its IOCs with their verdicts, reasons and VirusTotal links, the actions), the
 findings that made no case of their own, and the counts by verdict, branch and status.
 
-It fits an 80-column terminal: rich wraps it for the terminal's width, and printed anywhere else (a file,
-a pipe) it is plain text of 80 columns.
+It fits an 80-column terminal: it is laid out for the terminal's width, and printed anywhere else (a file,
+a pipe) it is ASCII text of 80 columns. Lines break at spaces only: a link, an ARN or a file name longer
+than its line stays whole on a line of its own (`vtriage_local.terminal.lines`).
 Everything a sender controls (titles, ids, values, the reasons and details that quote them) is shown
-escaped and cut, as literal text (`vtriage_local.terminal.shown`)."""
+escaped, as literal text (`vtriage_local.terminal.shown`): cut when long, a reason in its middle, so that
+its end (what a file held, where) stays."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 from rich.console import Group, RenderableType
-from rich.padding import Padding
-from rich.table import Table
 from rich.text import Text
 
 from vtriage.action_text import status_words
@@ -27,10 +27,13 @@ from vtriage_local.terminal import (
     STATUSES,
     VERDICTS,
     CaseRow,
+    ascii_text,
     case_table,
     counts,
     emit,
+    lines,
     main_resource,
+    on_terminal,
     shown,
     status_text,
     terminal_width,
@@ -39,7 +42,12 @@ from vtriage_local.terminal import (
 
 _REPEATS_SHOWN = 5
 _WAITING = status_words(ActionStatus.PENDING_APPROVAL)
+# A case's details: a label this wide, three columns in, then its values one column after it.
+_LABEL_INDENT = 3
 _LABEL_WIDTH = 9
+_VALUE_INDENT = _LABEL_INDENT + _LABEL_WIDTH + 1
+# The most characters of a reason shown (refused, pending, ignored, not acted on): cut in the middle.
+_REASON_LIMIT = 2000
 # What `--only` may name: a case's verdict or its status (lower-case, as a person types it).
 ONLY_VALUES = (*VERDICTS, *(status.lower() for status in STATUSES))
 
@@ -51,8 +59,22 @@ def print_report(
     file: IO[str] | None = None,
 ) -> None:
     """Print the report as `vtriage run` does, on `file` (stdout when None): on a terminal as wide as it
-    is and in colour, otherwise as plain text REPORT_WIDTH columns wide (`emit`)."""
-    emit(report(document, log_path, only, terminal_width(file)), file)
+    is and in colour, otherwise as ASCII text REPORT_WIDTH columns wide (`emit`), laid out with the
+    sender's characters outside ASCII already escaped, so that their escapes fit the lines too."""
+    terminal = on_terminal(file)
+    shown_document = document if terminal else _ascii_document(document)
+    emit(report(shown_document, log_path, only, terminal_width(file)), file)
+
+
+def _ascii_document(value: Any) -> Any:
+    """The document with every string's characters outside ASCII escaped (`ascii_text`)."""
+    if isinstance(value, str):
+        return ascii_text(value)
+    if isinstance(value, dict):
+        return {key: _ascii_document(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_ascii_document(item) for item in value]
+    return value
 
 
 def report(
@@ -89,20 +111,20 @@ def something_failed(document: dict[str, Any]) -> bool:
 def _report(
     document: dict[str, Any], log_path: str | None, only: set[str], width: int
 ) -> Iterable[RenderableType]:
-    yield _banner(document.get("virustotal"))
+    yield _paragraph(_banner(document.get("virustotal")), width)
     cases = document["cases"]
     numbered = list(enumerate(cases, start=1))
     kept = [(number, case) for number, case in numbered if shown_by(case, only)]
+    yield Text()
     if kept:
-        yield Text()
         yield case_table([_row(number, case) for number, case in kept], width)
         for number, case in kept:
             yield Text()
-            yield _details(number, case)
+            yield _details(number, case, width)
     elif cases:
-        yield Text(f"\nNo case is {' or '.join(sorted(only))} (--only).")
+        yield _paragraph(Text(f"No case is {' or '.join(sorted(only))} (--only)."), width)
     else:
-        yield Text("\nNo case was made.")
+        yield Text("No case was made.")
     for key, title in (
         ("failures", "Refused"),
         ("pending", "Pending (still deferred when the run stopped waiting)"),
@@ -110,29 +132,47 @@ def _report(
     ):
         if document.get(key) and (key != "ignored" or not only):
             yield Text()
-            yield Text(f"{title} ({len(document[key])}):", style="bold red" if key == "failures" else "bold")
+            heading = Text(
+                f"{title} ({len(document[key])}):", style="bold red" if key == "failures" else "bold"
+            )
+            yield _paragraph(heading, width)
             for item in document[key]:
-                line = _finding(item)
+                line = _place(item)
                 line.append(": ")
-                line.append_text(shown(item["reason"]))
-                yield Padding(line, (0, 0, 0, 2), expand=False)
+                # Whole: its end often says what was found instead, or where.
+                line.append_text(shown(item["reason"], _REASON_LIMIT, keep_end=True))
+                found = [line]
+                if item.get("alert_id"):
+                    found.append(_finding_id(item))
+                yield Group(*lines(Text("  "), found, width, 2))
     statuses = {action["status"] for case in cases for action in case["actions"]}
     if "dry_run" in statuses:
         yield Text()
-        yield Text(
-            "Remediation ran in dry-run mode (the default): nothing was changed. To let it act, deploy with "
-            "`sam deploy --parameter-overrides DryRun=false`, or try it here on the local copy of the "
-            "resources: `vtriage run --parameter-overrides DryRun=false FILE...`. Acting for real, an action "
-            "waits for a person when its playbook asks for approval or the hour's allowance "
-            "(MaxActionsPerHour) is spent: the ticket topic then gets approve and reject links, signed, "
-            "expiring and single-use (README, Approvals)."
+        yield _paragraph(
+            Text(
+                "Remediation ran in dry-run mode (the default): nothing was changed. To let it act, "
+                "deploy with `sam deploy --parameter-overrides DryRun=false`, or try it here on the local "
+                "copy of the resources: `vtriage run --parameter-overrides DryRun=false FILE...`. Acting "
+                "for real, an action waits for a person when its playbook asks for approval or the hour's "
+                "allowance (MaxActionsPerHour) is spent: its approve and reject links (signed, expiring, "
+                "single-use) go to the approvals topic, and the case's ticket says who decides and until "
+                "when; the ticket carries the links too only with ApprovalLinksInTickets=true (README, "
+                "Approvals)."
+            ),
+            width,
         )
     yield Text()
-    yield from _totals(document, len(kept), only)
+    for line in _totals(document, len(kept), only):
+        yield _paragraph(line, width)
     if log_path:
-        # Whole on one line, however long, as a link: a path is copied, not read. (In a Group: console.print
-        # joins the bare texts it is given into a new one, which would wrap.)
-        yield Group(Text(f"function logs: {log_path}", no_wrap=True, overflow="ignore"))
+        # The path whole, after its label or on a line of its own: a path is copied, not read.
+        yield Group(*lines(Text("function logs: "), [Text(log_path)], width, len("function logs: ")))
+
+
+def _paragraph(text: Text, width: int) -> Group:
+    """vtriage's own text broken at spaces to fit `width`: a path or link in it stays whole. (Lines in a
+    Group: console.print joins the bare texts it is given into a new one, which it would wrap again.)"""
+    return Group(*lines(Text(), [text], width, 0))
 
 
 def _banner(virustotal: dict[str, Any] | None) -> Text:
@@ -167,16 +207,19 @@ def _row(number: int, case: dict[str, Any]) -> CaseRow:
     )
 
 
-def _details(number: int, case: dict[str, Any]) -> RenderableType:
-    """One case below the table: the finding, its place, its verdict, each IOC and each action."""
-    heading = Table.grid(padding=(0, 1))
-    heading.add_column(no_wrap=True)
-    heading.add_column(overflow="fold")
-    heading.add_row(
-        Text(f"{number}.", style="bold"), shown(case.get("title") or case["type"], 300, style="bold")
-    )
-    details = _Details(heading)
-    line = details.line
+def _details(number: int, case: dict[str, Any], width: int) -> Group:
+    """One case below the table, `width` columns wide: the finding, its place, its verdict, each IOC and
+    each action."""
+    number_text = Text(f"{number}. ", style="bold")
+    title = shown(case.get("title") or case["type"], 300, style="bold")
+    details = lines(number_text, [title], width, len(number_text))
+
+    def line(label: str, *values: Text) -> None:
+        """The values under a label, one below the other."""
+        head = Text(" " * _LABEL_INDENT)
+        head.append(label, style="dim")
+        details.extend(lines(head, values, width, _VALUE_INDENT))
+
     guessed = " (guessed: see the notes)" if severity_guessed(case.get("notes", [])) else ""
     finding = shown(case["type"], 200)
     finding.append(f", {one_line(case['source'], 40)}, severity {case['severity']:g} ")
@@ -203,13 +246,13 @@ def _details(number: int, case: dict[str, Any]) -> RenderableType:
         line("vendor", shown("; ".join(map(str, named))))
         if vendor.get("console_url"):
             # Read by intake only as https on the vendor's own console host.
-            line("console", _Link(str(vendor["console_url"]), "https://"))
+            line("console", _link(str(vendor["console_url"]), "https://"))
     if case.get("sample"):
         line("sample", Text("generated by its detector to test a pipeline; never acted on"))
     for reason in case.get("not_actionable", []):
-        line("not acted", shown(reason))
+        line("not acted", shown(reason, _REASON_LIMIT, keep_end=True))
     for note in case.get("notes", []):
-        line("note", shown(note))
+        line("note", shown(note, _REASON_LIMIT, keep_end=True))
     for ioc in case["iocs"]:
         line("IOC", *_ioc_lines(ioc))
     if not case["iocs"]:
@@ -225,82 +268,23 @@ def _details(number: int, case: dict[str, Any]) -> RenderableType:
     ticket = case["ticket"]
     line("ticket", shown(f"{ticket['provider']} {ticket['id']}") if ticket else Text("none"))
     if case.get("error"):
-        line("error", shown(case["error"], 1000, style="red"))
-    return details.group()
+        line("error", shown(case["error"], _REASON_LIMIT, style="red", keep_end=True))
+    return Group(*details)
 
 
 _VENDOR_FIELDS = (("product", "product"), ("tenant", "customer"), ("host", "host"), ("user", "user"))
 
 
-class _Link(NamedTuple):
-    """A link vtriage made or checked, shown on a line of its own when it starts with `prefix`."""
-
-    url: str
-    prefix: str = GUI_BASE_URL + "/"
-
-
-class _Details:
-    """A case's lines: a label of vtriage's, then values that wrap under the first; a link on a line of
-    its own, never broken, however long (a broken link can be neither clicked nor copied)."""
-
-    _INDENT = 3
-
-    def __init__(self, heading: RenderableType) -> None:
-        self._parts: list[RenderableType] = [heading]
-        self._grid = self._new_grid()
-
-    @staticmethod
-    def _new_grid() -> Table:
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(width=_LABEL_WIDTH, no_wrap=True)
-        grid.add_column(overflow="fold")
-        return grid
-
-    def line(self, label: str, *values: Text | _Link) -> None:
-        """The values under a label, one below the other."""
-        run: list[Text] = []
-        for value in values:
-            if isinstance(value, _Link):
-                if run:
-                    self._add(label, run)
-                    label, run = "", []
-                self._close()
-                self._parts.append(_link_line(value, self._INDENT + _LABEL_WIDTH + 1, label))
-                label = ""
-            else:
-                run.append(value)
-        self._add(label, run)
-
-    def _add(self, label: str, run: list[Text]) -> None:
-        if run:
-            self._grid.add_row(Text(label, style="dim"), Text("\n").join(run))
-
-    def _close(self) -> None:
-        if self._grid.row_count:
-            self._parts.append(Padding(self._grid, (0, 0, 0, self._INDENT), expand=False))
-        self._grid = self._new_grid()
-
-    def group(self) -> Group:
-        """Every line, in order."""
-        self._close()
-        return Group(*self._parts)
+def _link(url: str, prefix: str = GUI_BASE_URL + "/") -> Text:
+    """A link vtriage made or checked (VirusTotal's page of an IOC, a vendor's console), clickable where
+    the terminal allows, when it starts with `prefix`, as it should; anything else is shown escaped, as a
+    sender's value. Given as a value of its own, it starts a line of its own (`lines`)."""
+    if url.startswith(prefix) and url.isprintable() and " " not in url:
+        return Text(url, style=f"link {url}")
+    return shown(url)
 
 
-def _link_line(link: _Link, indent: int, label: str = "") -> Text:
-    """A link (VirusTotal's page of an IOC, a vendor's console) on one line whatever the width, and
-    clickable where the terminal allows, when it starts as it should; anything else is shown escaped, as
-    a sender's value."""
-    line = Text(" " * _Details._INDENT, no_wrap=True, overflow="ignore")
-    line.append(label.ljust(indent - _Details._INDENT), style="dim")
-    url = link.url
-    if url.startswith(link.prefix) and url.isprintable() and " " not in url:
-        line.append(url, style=f"link {url}")
-    else:
-        line.append_text(shown(url))
-    return line
-
-
-def _ioc_lines(ioc: dict[str, Any]) -> list[Text | _Link]:
+def _ioc_lines(ioc: dict[str, Any]) -> list[Text]:
     head = shown(f"{ioc['type']} {ioc['value']}", 300)
     if ioc["skipped_reason"]:
         head.append(" skipped: ")
@@ -308,13 +292,13 @@ def _ioc_lines(ioc: dict[str, Any]) -> list[Text | _Link]:
         return [head]
     head.append(" ")
     head.append_text(verdict_text(ioc["verdict"]))
-    lines: list[Text | _Link] = [head]
+    shown_lines = [head]
     figures = f"{ioc['malicious']} malicious, {ioc['suspicious']} suspicious of {ioc['total']} engines"
-    lines.append(Text(figures + (" (cached)" if ioc["cached"] else "")))
-    lines.extend(shown(reason) for reason in ioc["reasons"])
+    shown_lines.append(Text(figures + (" (cached)" if ioc["cached"] else "")))
+    shown_lines.extend(shown(reason) for reason in ioc["reasons"])
     if ioc.get("link"):
-        lines.append(_Link(str(ioc["link"])))
-    return lines
+        shown_lines.append(_link(str(ioc["link"])))
+    return shown_lines
 
 
 def _action_lines(action: dict[str, Any], finding_place: tuple[str, str]) -> list[Text]:
@@ -322,23 +306,38 @@ def _action_lines(action: dict[str, Any], finding_place: tuple[str, str]) -> lis
     head.append_text(shown(action["target"]))
     # An action waiting for approval asks something of the reader, in words; the others keep their code.
     status = _WAITING if action["status"] == ActionStatus.PENDING_APPROVAL.value else action["status"]
-    head.append(f": {status}", style="bold red" if action["status"] == "failed" else "")
+    # The target a word of its own, nothing glued to it: an S3 key or an ARN is copied whole.
+    head.append(" -> ")
+    head.append(status, style="bold red" if action["status"] == "failed" else "")
     if action.get("account") and (action["account"], action.get("region")) != finding_place:
         # Where it ran, when not where the finding lives (the `where` line above).
         head.append_text(shown(f" in account {action['account']}, Region {action.get('region')}"))
-    return [head, shown(action["detail"], 1000)] if action["detail"] else [head]
+    return [head, shown(action["detail"], _REASON_LIMIT, keep_end=True)] if action["detail"] else [head]
 
 
 def _finding(item: dict[str, Any]) -> Text:
     """A finding as a person finds it again: its record, its place in it, and its id."""
+    text = _place(item)
+    if item.get("alert_id"):
+        text.append(", ")
+        text.append_text(_finding_id(item))
+    return text
+
+
+def _place(item: dict[str, Any]) -> Text:
+    """Where a finding came: its record, and its place in it."""
     text = shown(item["message_id"])
     if item.get("where"):
         text.append(" ")
         text.append_text(shown(item["where"]))
-    if item.get("alert_id"):
-        text.append(" (")
-        text.append_text(shown(item["alert_id"]))
-        text.append(")")
+    return text
+
+
+def _finding_id(item: dict[str, Any]) -> Text:
+    """`finding ID`: the id a word of its own, nothing glued to it, so that it is copied whole (an ARN is
+    longer than a line)."""
+    text = Text("finding ")
+    text.append_text(shown(item["alert_id"]))
     return text
 
 

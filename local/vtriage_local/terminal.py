@@ -5,18 +5,26 @@ controls as literal text, verdicts and statuses in colour, the one-row-per-case 
 A finding's title, ids and S3 keys are the sender's: each is escaped by `vtriage.display.one_line`
 (control characters visible, URL schemes defanged) and handed to rich as a `Text`, which rich never reads
 as markup, so a title holding `[bold]` or `[link=...]` is shown as written.
+
+Printed anywhere but a terminal (a file, a pipe, a CI log), the text is ASCII, so that its bytes are its
+characters: a tool counting either (mawk counts bytes) finds the same widths. vtriage draws it in ASCII
+(the table's rule in `-`, a cut in `...`) and `plain_text` escapes any other character as `\\u2026`.
+Lines are broken at spaces only: a word longer than its line (a link, an ARN, a path) stays whole on a
+line of its own, so that it can be copied (`lines`).
 """
 
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from rich import box
+from rich.box import Box
+from rich.cells import cell_len
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -43,11 +51,16 @@ BRANCHES = ("remediate", "ticket", "close")
 STATUSES = ("NEW", "PENDING_ENRICHMENT", "ENRICHED", "REMEDIATED", "TICKETED", "CLOSED", "FAILED")
 # The resource a table row names when the finding names several: the most specific first.
 _RESOURCE_ORDER = ("s3_object", "instance", "access_key", "s3_bucket")
+# rich's SIMPLE_HEAD (a rule under the header, nothing else) drawn in ASCII: its `─` is three bytes.
+_ASCII_HEAD = Box("    \n    \n -- \n    \n    \n    \n    \n    \n", ascii=True)
+# What stands for the part of a table cell cut off (rich's own is the one-character `…`).
+CUT_MARK = "..."
+_WORD = re.compile(r"\S+")
 
 
 def plain_text(renderables: Iterable[RenderableType], width: int = REPORT_WIDTH) -> str:
-    """What the renderables print, `width` columns wide, without colour or terminal codes, and without
-    the blanks rich pads a table's cells with."""
+    """What the renderables print, `width` columns wide, without colour or terminal codes, without the
+    blanks rich pads a table's cells with, and in ASCII (`ascii_text`)."""
     text = io.StringIO()
     plain = Console(
         file=text,
@@ -61,7 +74,18 @@ def plain_text(renderables: Iterable[RenderableType], width: int = REPORT_WIDTH)
     for renderable in renderables:
         # Not cropped: a link longer than the line stays whole.
         plain.print(renderable, crop=False)
-    return "\n".join(line.rstrip() for line in text.getvalue().splitlines())
+    return "\n".join(ascii_text(line.rstrip()) for line in text.getvalue().splitlines())
+
+
+def ascii_text(text: str) -> str:
+    """The text with every character outside ASCII escaped as Python writes it (`\\xe9`, `\\u2026`,
+    `\\U0001f600`), as `one_line` writes a control character: the text's bytes are then its characters."""
+    return text.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def on_terminal(file: IO[str] | None = None) -> bool:
+    """Whether `emit` prints on a terminal (`file`, stdout when None): in colour, as wide as it is."""
+    return Console(file=file).is_terminal
 
 
 def terminal_width(file: IO[str] | None = None) -> int:
@@ -73,7 +97,7 @@ def terminal_width(file: IO[str] | None = None) -> int:
 def emit(renderables: Iterable[RenderableType], file: IO[str] | None = None) -> None:
     """Print the renderables on `file` (stdout when None): on a terminal, as wide as it is and in colour
     (rich honours NO_COLOR and FORCE_COLOR); otherwise (a file, a pipe, a CI log) as `plain_text`,
-    REPORT_WIDTH columns wide."""
+    REPORT_WIDTH columns wide, in ASCII."""
     shown_on = Console(file=file, markup=False, emoji=False, highlight=False)
     if not shown_on.is_terminal:
         print(plain_text(renderables), file=file or sys.stdout)
@@ -82,10 +106,76 @@ def emit(renderables: Iterable[RenderableType], file: IO[str] | None = None) -> 
         shown_on.print(renderable, crop=False)
 
 
-def shown(value: object, limit: int = 300, style: str = "") -> Text:
-    """A value a sender controls as literal text: escaped on one line and cut (`one_line`), never read as
-    markup; long words fold at the line's end rather than overflow it."""
-    return Text(one_line(value, limit), style=style, overflow="fold")
+def shown(value: object, limit: int = 300, style: str = "", *, keep_end: bool = False) -> Text:
+    """A value a sender controls as literal text: escaped on one line, never read as markup, and cut
+    after `limit` characters (`one_line`), or with `keep_end` in the middle, so that the end of a reason
+    (what a file held, where) stays; in a table's cell, long words fold at the line's end (`lines` keeps
+    them whole)."""
+    if not keep_end:
+        return Text(one_line(value, limit), style=style, overflow="fold")
+    whole = one_line(value, len(str(value)) * 10 + 1)  # escaped whole: an escape is 10 characters at most
+    if len(whole) > limit:
+        kept = max(limit // 2, 1)
+        whole = f"{whole[:kept]} ... [{len(whole) - 2 * kept} characters left out] ... {whole[-kept:]}"
+    return Text(whole, style=style, overflow="fold")
+
+
+def lines(head: Text, values: Iterable[Text], width: int, indent: int) -> list[Text]:
+    """`head` (a label, a case's number) then the values, each starting a line `indent` columns in,
+    broken at spaces to fit `width`. A word too long for that (a link, an ARN, a file name) is never
+    split: it goes on a line of its own, moved left as far as it must to fit `width`, to the line's start
+    when it cannot (a broken link or id can be neither clicked nor copied); the head then stands on its
+    own line above it. Each line is printed as it is, never wrapped again."""
+    shown_lines: list[Text] = []
+    pending_head: Text | None = head
+    for value in values:
+        for piece in _broken_at_spaces(value, max(width - indent, 1)):
+            size = cell_len(piece.plain)
+            if size <= width - indent:
+                line = pending_head.copy() if pending_head is not None else Text()
+                line.pad_right(indent - cell_len(line.plain))
+            else:
+                if pending_head is not None and pending_head.plain.strip():
+                    shown_lines.append(_whole(pending_head))
+                line = Text(" " * max(0, width - size))
+            line.append_text(piece)
+            shown_lines.append(_whole(line))
+            pending_head = None
+    if pending_head is not None and pending_head.plain.strip():
+        shown_lines.append(_whole(pending_head))
+    return shown_lines
+
+
+def _whole(text: Text) -> Text:
+    """A line as it is printed: without trailing blanks, never wrapped again."""
+    line = text.copy()
+    line.rstrip()
+    line.no_wrap, line.overflow = True, "ignore"
+    return line
+
+
+def _broken_at_spaces(text: Text, width: int) -> list[Text]:
+    """The text in lines of at most `width` cells, broken at spaces only: a word longer than that is a
+    line of its own, whole."""
+    spans: list[tuple[int, int]] = []
+    for word in _WORD.finditer(text.plain):
+        if spans and cell_len(text.plain[spans[-1][0] : word.end()]) <= width:
+            spans[-1] = (spans[-1][0], word.end())
+        else:
+            spans.append((word.start(), word.end()))
+    return [text[start:end] for start, end in spans]
+
+
+def cut(text: str, width: int) -> str:
+    """The text in at most `width` cells: whole when it fits, else its start and CUT_MARK."""
+    if cell_len(text) <= width:
+        return text
+    kept = ""
+    for character in text:
+        if cell_len(kept + character) > width - len(CUT_MARK):
+            break
+        kept += character
+    return kept + CUT_MARK
 
 
 def verdict_text(verdict: str | None) -> Text:
@@ -132,7 +222,8 @@ def main_resource(resources: Iterable[tuple[str, str]]) -> str:
 def case_table(rows: Sequence[CaseRow], width: int = REPORT_WIDTH) -> Table:
     """One line per case, `width` columns wide: its number (when the rows have one), verdict in colour,
     branch, status, title, the resource it names and how many IOCs it holds. The title and the resource
-    share what the other columns leave, each cut with an ellipsis (the case's details say them whole)."""
+    share what the other columns leave, each cut with CUT_MARK (the case's details say them whole). The
+    table is drawn in ASCII."""
     numbered = any(row.number is not None for row in rows)
     titles = [one_line(row.title, 200) for row in rows]
     resources = [one_line(row.resource, 200) for row in rows]
@@ -148,7 +239,7 @@ def case_table(rows: Sequence[CaseRow], width: int = REPORT_WIDTH) -> Table:
     left = width - sum(widths.values()) - (len(widths) + 1)
     resource_width = max(8, min(max(map(len, resources), default=8), left // 2))
     title_width = max(10, left - resource_width)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=0)
+    table = Table(box=_ASCII_HEAD, pad_edge=False, show_edge=False, padding=0)
     for name in ("#", "verdict", "branch", "status"):
         if name in widths:
             table.add_column(
@@ -162,8 +253,8 @@ def case_table(rows: Sequence[CaseRow], width: int = REPORT_WIDTH) -> Table:
             verdict_text(row.verdict),
             Text(row.branch or "-"),
             status_text(row.status),
-            Text(title, no_wrap=True, overflow="ellipsis"),
-            Text(resource, no_wrap=True, overflow="ellipsis"),
+            Text(cut(title, title_width), no_wrap=True, overflow="ellipsis"),
+            Text(cut(resource, resource_width), no_wrap=True, overflow="ellipsis"),
             Text(str(row.iocs)),
         ]
         table.add_row(*([Text(str(row.number))] if numbered else []), *cells)

@@ -217,22 +217,148 @@ def test_each_case_is_detailed_with_its_finding_place_and_each_iocs_verdict_reas
     assert "IOC domain tawuhoju.com malicious 6 malicious, 0 suspicious of 93 engines" in flat
     assert "6 of 93 engines flag it as malicious (domain threshold 3)" in flat
     assert C2_LINK in [line.strip() for line in shown.splitlines()]
-    assert "action isolate_instance i-0b3f6c2d9e1a47c58: dry_run" in flat
+    assert "action isolate_instance i-0b3f6c2d9e1a47c58 -> dry_run" in flat
     assert "ticket sns VT-777D6AA551" in flat
 
 
-def test_every_line_fits_80_columns_but_a_link_or_a_path_longer_than_the_line_which_stays_whole() -> None:
-    # Given cases with long titles, S3 keys, reasons and a file IOC whose VirusTotal link is 100 characters
-    document = _document(_case(), _hostile_case(), _case(title="x" * 500, alert_id="y" * 300))
+def test_printed_to_a_file_the_report_is_ascii_and_every_line_fits_80_bytes_but_a_link_alone() -> None:
+    # Given the C&C sample's case and cases like the demo's others: a file IOC with a 100-character link
+    # and one known by its md5 (a 68-character link), a Falcon alert with its console link, a title cut
+    # in the table, a title in another script, and a Security Hub finding refused for its shape
+    md5 = "546bb6ef89bebfb053999777f6930d7e"
+    md5_link = f"https://www.virustotal.com/gui/file/{md5}"
+    console = "https://falcon.us-2.crowdstrike.com/activity-v2/detections/" + "ab12" * 3
+    s3_malware = _case(
+        title="Malware Protection for S3 found a malicious file in the bucket vtriage-demo-uploads.",
+        iocs=[_ioc(type="file", value=md5, link=md5_link)],
+    )
+    endpoint = _case(
+        title="Détection: processus malveillant lancé",
+        vendor={"platform": "CrowdStrike Falcon", "product": "FalconInsight", "console_url": console},
+    )
+    document = _document(_case(), _hostile_case(), s3_malware, endpoint)
+    document["failures"] = [
+        {
+            "message_id": "alerts.json",
+            "reason": "unknown shape: expected an EventBridge event (GuardDuty, Security Hub), ..., "
+            "a Google Workspace Alert Center alert (alerts.list output, a Pub/Sub push); "
+            "got keys ['findings']",
+        }
+    ]
 
+    # When `vtriage run` prints it to a file, as it does whenever its output is not a terminal
+    printed = _printed(document)
+    lines = printed.splitlines()
+
+    # Then it is ASCII (a tool counting bytes, as Debian's awk does, counts its characters), and every
+    # line fits 80 columns but a link longer than that, alone on its line, unindented and whole
+    assert printed.isascii()
+    longer = [line for line in lines if len(line.encode("utf-8")) > 80]
+    assert longer == [FILE_LINK]
+    assert all(re.fullmatch(r"https://\S+", line) for line in longer)
+    # and a shorter link, with its indent, still fits: the md5's and the console's
+    assert any(line.strip() == md5_link and len(line) <= 80 for line in lines)
+    assert any(line.strip() == console and len(line) <= 80 for line in lines)
+    # and the C&C case shows its title and its IOC's VirusTotal link
+    assert "1. Command and Control server domain name queried by EC2 instance i-0b3f6c2d9e1a47c58." in _flat(
+        printed
+    )
+    assert C2_LINK in [line.strip() for line in lines]
+    # and the title in another script is shown escaped, as a control character is
+    assert "D\\xe9tection: processus malveillant lanc\\xe9" in printed
+
+
+def test_on_a_terminal_the_report_keeps_the_characters_of_another_script() -> None:
+    # Given a case whose title is in French
+    case = _case(title="Détection: processus malveillant lancé")
+
+    # When the report is drawn for a terminal
+    terminal = io.StringIO()
+    colour = Console(file=terminal, force_terminal=True, color_system=None, width=100)
+    for renderable in report(_document(case), width=100):
+        colour.print(renderable, crop=False)
+
+    # Then the title is shown as written
+    assert "1. Détection: processus malveillant lancé" in terminal.getvalue()
+
+
+def test_an_id_a_key_or_a_path_longer_than_its_line_stays_whole_on_a_line_of_its_own() -> None:
+    # Given the demo's long words: a Security Hub finding's ARN as the alert's id, an S3 object whose key
+    # fills a line as an action's target, a GuardDuty finding seen through Security Hub, acknowledged with
+    # its ARN, and a long path to the functions' logs
+    finding_arn = (
+        "arn:aws:securityhub:us-east-1:111111111111:subscription/aws-foundational-security-best-practices"
+        "/v/1.0.0/EC2.7/finding/0003b335-cf3f-4f93-a025-6b1a7baced06"
+    )
+    guardduty_arn = (
+        "arn:aws:guardduty:us-east-1:123456789012:detector/c2db5b53828d466d95f96fc901f93832"
+        "/finding/2e7b9c4d1f6a8e3b5c0d2f4a6b8c1e3d"
+    )
+    target = "s3://vtriage-demo-uploads-123456789012/incoming/2025/03/remittance-advice.dll"
+    quarantine = {
+        "type": "quarantine_object",
+        "target": target,
+        "status": "skipped",
+        "detail": "not quarantined: no quarantine bucket is configured",
+    }
+    document = _document(_case(alert_id=finding_arn, actions=[quarantine]))
+    document["ignored"] = [
+        {
+            "message_id": "synthetic-securityhub-guardduty-product.json",
+            "where": "detail.findings[0]",
+            "alert_id": guardduty_arn,
+            "reason": "a GuardDuty finding seen through Security Hub",
+        }
+    ]
     log = "/tmp/" + "d" * 90 + "/vtriage-x.log"
 
-    # When the report is rendered for a file (80 columns), with the path of the functions' logs kept
+    # When the report is printed to a file, with the path of the functions' logs kept
     lines = _printed(document, log_path=log).splitlines()
 
-    # Then every line fits 80 columns but the file's link and the log's path, each whole on its line
-    assert [line.strip() for line in lines if len(line) > 80] == [FILE_LINK, f"function logs: {log}"]
-    assert len(FILE_LINK) > 80
+    # Then each is whole, never split, on a line of its own (nothing before it, nothing glued to it),
+    # and every other line fits 80 columns
+    for word in (finding_arn, guardduty_arn, log):
+        assert word in lines
+    assert any(line.strip() == target for line in lines)
+    assert [line for line in lines if len(line) > 80] == [finding_arn, guardduty_arn, log]
+    # and what each is stays said: the alert's label, the action and its status, the finding's id
+    flat = _flat("\n".join(lines))
+    assert f"alert {finding_arn}" in flat
+    assert f"action quarantine_object {target} -> skipped" in flat
+    ignored = f"detail.findings[0]: a GuardDuty finding seen through Security Hub finding {guardduty_arn}"
+    assert ignored in flat
+    assert f"function logs: {log}" in flat
+
+
+def test_a_long_reason_keeps_its_end_and_long_text_wraps_at_spaces() -> None:
+    # Given a record refused with a reason of 2,600 characters whose end says what the file held, and a
+    # case with a title of 50 words
+    reason = "unknown shape: expected " + "one of the shapes, " * 135 + "got keys ['findings']"
+    document = _document(_case(title="word " * 50, alert_id="y" * 300))
+    document["failures"] = [{"message_id": "alerts.json", "reason": reason}]
+
+    # When the report is printed to a file
+    lines = _printed(document).splitlines()
+    flat = _flat("\n".join(lines))
+
+    # Then the reason keeps its start and its end, and says how much was left out between
+    assert "alerts.json: unknown shape: expected one of the shapes," in flat
+    assert flat.count("got keys ['findings']") == 1
+    assert "characters left out] ..." in flat
+    # and the title wraps at its spaces, within 80 columns, while the 300-character id stays whole
+    assert [line for line in lines if len(line) > 80] == ["y" * 300]
+    assert "1. " + " ".join(["word"] * 50) + " finding" in flat
+
+
+def test_the_dry_run_hint_says_where_approval_links_go_by_default() -> None:
+    # Given a dry-run case
+    shown = _flat(_printed(_document(_case())))
+
+    # Then the hint says the approve and reject links go to the approvals topic, and onto the ticket only
+    # with ApprovalLinksInTickets=true (decision 0020: a ticket carries no link that decides by default)
+    assert "links (signed, expiring, single-use) go to the approvals topic" in shown
+    assert "the ticket carries the links too only with ApprovalLinksInTickets=true" in shown
+    assert "ticket topic then gets" not in shown
 
 
 def test_the_counts_by_verdict_branch_and_status_end_the_report_with_the_runs_figures() -> None:
@@ -322,10 +448,11 @@ def test_the_table_follows_the_width_it_is_given() -> None:
     narrow = plain_text([case_table([row], 80)], 80).splitlines()
     wide = plain_text([case_table([row], 160)], 160).splitlines()
 
-    # Then at 80 the title is cut with an ellipsis, at 160 it is whole; the resource named is the object
-    # (the most specific), with the count of the others
+    # Then at 80 the title is cut with "...", at 160 it is whole; the resource named is the object
+    # (the most specific), with the count of the others; the header's rule is ASCII
     assert max(map(len, narrow)) <= 80
-    assert "…" in narrow[2]
+    assert "Data exfiltrati..." in narrow[2]
+    assert set(narrow[1]) == {"-"}
     assert row.title in wide[2]
     assert "uploads/incoming/dropper.dll +1" in wide[2]
     assert wide[2].split()[-1] == "12"
