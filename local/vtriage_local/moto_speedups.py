@@ -24,7 +24,7 @@ from moto.core.utils import method_names_from_class
 from moto.dynamodb.exceptions import ItemSizeTooLarge
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.models.utilities import bytesize
-from moto.dynamodb.responses import DynamoResult
+from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
@@ -66,6 +66,9 @@ def moto_speedups() -> list[Any]:
     patches = [
         _parsed_definitions_kept(),
         mock.patch.object(DynamoResult, "execute_result", items_as_json(DynamoResult.execute_result)),
+        mock.patch.object(
+            DynamoHandler, "parse_parameters", _items_read_as_json(DynamoHandler.parse_parameters)
+        ),
         mock.patch.object(LimitedSizeDict, "__setitem__", _sized_setitem),
         mock.patch.object(LimitedSizeDict, "__delitem__", _forget_size),
         mock.patch.object(moto.backends, "list_of_moto_modules", _moto_modules),
@@ -163,6 +166,41 @@ def items_as_json(serialize: Any) -> Any:
         return 200, {"Content-Type": _DYNAMODB_CONTENT_TYPE}, body
 
     return execute_result
+
+
+def _items_read_as_json(parse: Any) -> Any:
+    """moto's DynamoDB request parser, reading the requests of item operations as plain JSON: moto walks
+    the operation's input shape member by member (7% of a run's CPU, most of it on the cases written).
+    The request is already the document moto's parser makes, but for binary attribute values, which it
+    decodes from base64; any other request goes through moto's parser."""
+
+    def parse_parameters(handler: Any, request: Any) -> None:
+        if handler._get_action() not in ITEM_OPERATIONS:
+            parse(handler, request)
+            return
+        try:
+            params = json.loads(request.data or b"{}")
+        except ValueError:
+            parse(handler, request)
+            return
+        handler.params = _binary_decoded(params)
+
+    return parse_parameters
+
+
+def _binary_decoded(value: Any) -> Any:
+    """The document with its binary attribute values (`{"B": ...}`, `{"BS": [...]}`) decoded from base64."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((kind, inner),) = value.items()
+            if kind == "B" and isinstance(inner, str):
+                return {"B": base64.b64decode(inner)}
+            if kind == "BS" and isinstance(inner, list) and all(isinstance(item, str) for item in inner):
+                return {"BS": [base64.b64decode(item) for item in inner]}
+        return {key: _binary_decoded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_binary_decoded(item) for item in value]
+    return value
 
 
 def _present(value: Any) -> Any:
