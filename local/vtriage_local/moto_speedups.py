@@ -178,12 +178,14 @@ def _items_read_as_json(parse: Any) -> Any:
         if handler._get_action() not in ITEM_OPERATIONS:
             parse(handler, request)
             return
+        data = request.data or b"{}"
         try:
-            params = json.loads(request.data or b"{}")
+            params = json.loads(data)
         except ValueError:
             parse(handler, request)
             return
-        handler.params = _binary_decoded(params)
+        # Only a request naming a binary type can hold one: most hold none, and are not walked.
+        handler.params = _binary_decoded(params) if b'"B' in data else params
 
     return parse_parameters
 
