@@ -71,7 +71,7 @@ def test_the_report_says_the_case_waits_for_a_persons_approval() -> None:
     # and counts the case so, neither refused nor pending nor failed (no function log kept)
     assert f"execution RUNNING, {WAITING}" in flat
     for action in ("snapshot_volumes", "tag_instance", "isolate_instance", "block_domain_dns_firewall"):
-        assert re.search(rf"{action} \S+: {WAITING}", flat), action
+        assert re.search(rf"{action} \S+ -> {WAITING}", flat), action
     assert f"1 case(s) {WAITING}" in flat
     assert "1 case(s), 0 repeat(s), 0 ignored, 0 pending, 0 refused" in flat
     assert "function logs" not in stdout
