@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from vtriage.adapters.dynamodb import failure_key
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import IntakeOptions
 from vtriage.intake.body import decode_body
@@ -275,12 +274,20 @@ class _Ledger:
         """The failure records the enrich function left for this delivery (under each of its SQS ids)."""
         found: list[_FailureRecord] = []
         for message_id in journey.message_ids:
-            prefix = failure_key(message_id)
+            prefix = _failure_key(message_id)
             for key, item in self.settled.items.items():
                 if key == prefix or key.startswith(prefix + "#"):
                     where = str(item.get("where") or key[len(prefix) + 1 :])
                     found.append(_FailureRecord(key=key, where=where, document=item))
         return found
+
+
+def _failure_key(message_id: str) -> str:
+    # Imported here: the cases table's adapter loads boto3, which the account of a run refused as it was
+    # read (made by vtriage_local.preflight before anything starts, no record queued) never needs.
+    from vtriage.adapters.dynamodb import failure_key  # noqa: PLC0415
+
+    return failure_key(message_id)
 
 
 def _specific(records: list[_FailureRecord], finding: Finding) -> _FailureRecord | None:

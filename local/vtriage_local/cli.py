@@ -4,6 +4,10 @@ What it prints: the report (or `--json`) on stdout; on stderr, what it is doing 
 record and case as it is handled; `--quiet` silences it, `--json` does not, since stdout stays one JSON
 document), and any error, on one line. The functions' logs go to a temporary file that is kept, its path
 printed, only with `--verbose` or when something failed; otherwise nothing is left behind.
+
+Everything is checked before the local AWS is loaded (moto alone takes over a second to import): the
+options, the template parameters' names, and the files, read and checked (`vtriage_local.preflight`). A
+usage error, or a run whose every file is refused as it is read, is answered in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -17,26 +21,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from vtriage.display import one_line
 from vtriage_local.alert_files import UsageError, read_alert_files
+from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource
 from vtriage_local.replay import checked_faults
 from vtriage_local.report import ONLY_VALUES, print_report, something_failed
-from vtriage_local.runner import DEFERRED_WAIT_S, Progress, VirusTotalSource, run_deliveries
-from vtriage_local.stack import LocalSetupError
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
 # What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
-
-
-def version() -> str:
-    """`vtriage <version>`, as installed."""
-    return f"vtriage {metadata.version('vtriage')}"
 
 
 def _faults(text: str) -> dict[str, float]:
@@ -83,18 +80,16 @@ def _parameter(text: str) -> tuple[str, str]:
     return key, value
 
 
-def add_run_command(commands: Any) -> None:
-    """Add `run` to the `vtriage` command's subcommands; it sets `handler`."""
-    run = commands.add_parser(
-        "run",
-        help="run alert files through the whole pipeline on a local AWS (moto) and VirusTotal replay",
-        description="Each FILE may hold an SQS event, an EventBridge event, a GuardDuty finding, "
-        "get-findings output, a Security Hub event or an OCSF finding; - reads one from the standard "
-        "input. VirusTotal is live when VT_API_KEY is set, replayed from recordings otherwise. Progress "
-        "goes to stderr, the report to stdout.",
+def declare_run(run: argparse.ArgumentParser) -> None:
+    """Declare `vtriage run`'s arguments on its parser (the `vtriage` command names it); sets `handler`.
+    Nothing here loads the local AWS: that waits until a record is to be queued."""
+    run.description = (
+        "Each FILE may hold an SQS event, an EventBridge event, a GuardDuty finding, get-findings output, "
+        "a Security Hub event or an OCSF finding; - reads one from the standard input. VirusTotal is live "
+        "when VT_API_KEY is set, replayed from recordings otherwise. Progress goes to stderr, the report "
+        "to stdout."
     )
     run.add_argument("files", nargs="+", metavar="FILE", help="an alert file, or - for the standard input")
-    run.add_argument("--version", action="version", version=version())
     run.add_argument(
         "--vt-fixtures",
         type=Path,
@@ -178,64 +173,106 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
     if arguments.vt_fixtures is not None and not arguments.vt_fixtures.is_dir():
         print(f"vtriage run: --vt-fixtures {arguments.vt_fixtures} is not a folder", file=sys.stderr)
         return EXIT_SETUP
+    parameters = dict(arguments.parameter_overrides)
     progress = _progress(arguments.quiet)
     try:
-        deliveries = read_alert_files(arguments.files, sys.stdin.buffer)
+        read = read_alert_files(arguments.files, sys.stdin.buffer)
     except UsageError as error:
         print(f"vtriage run: {error}", file=sys.stderr)
         return EXIT_SETUP
+    records = ReadRecords.checked(read, progress)
     source = VirusTotalSource.from_environment(
         recordings=arguments.vt_fixtures,
         latency_ms=arguments.vt_latency_ms,
         faults=arguments.vt_faults,
         seed=arguments.seed,
     )
-    log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept or removed below, once the run is over)
-        "w", prefix="vtriage-", suffix=".log", delete=False, encoding="utf-8"
-    )
-    keep_log = arguments.verbose
-    if keep_log:
-        progress(f"the functions' logs go to {log.name}")
-    try:
-        with log, _interruptible():
-            document = run_deliveries(
-                deliveries,
-                source,
-                log,
-                parameters=dict(arguments.parameter_overrides),
-                deferred_wait_s=max(0.0, arguments.deferred_wait_s),
-                progress=progress,
-            )
-    except KeyboardInterrupt:
-        print(
-            "vtriage run: interrupted; the local stack is stopped, nothing was reported"
-            + (f" (function logs: {log.name})" if keep_log else ""),
-            file=sys.stderr,
-        )
-        _discard_unless(keep_log, log.name)
-        return EXIT_INTERRUPTED
-    except LocalSetupError as error:
-        print(f"vtriage run: {error} (function logs: {log.name})", file=sys.stderr)
-        return EXIT_SETUP
-    except BaseException:
-        # The runner's own fault: its traceback, and the logs kept to look into it.
-        print(f"vtriage run: failed; function logs: {log.name}", file=sys.stderr)
-        raise
-    # A run refused as it was read ran no function: it has no log to keep.
-    keep_log = keep_log or (something_failed(document) and Path(log.name).stat().st_size > 0)
-    _discard_unless(keep_log, log.name)
-    if keep_log:
-        progress(f"the functions' logs are kept in {log.name}")
+    log_kept: str | None = None
+    if records.none_to_queue:
+        # Nothing to queue: nothing starts, and no function runs that could leave a log.
+        document = records.refused_document(source)
+    else:
+        ran = _run_on_local_aws(records, source, parameters, arguments, progress)
+        if isinstance(ran, int):
+            return ran
+        document, log_kept = ran
     if arguments.json:
         print(json.dumps(document, indent=2))
     else:
-        print_report(document, log.name if keep_log else None, arguments.only or ())
+        print_report(document, log_kept, arguments.only or ())
     return EXIT_REJECTED if document["failures"] or document["pending"] else EXIT_OK
 
 
-def _discard_unless(keep: bool, path: str) -> None:
-    if not keep:
-        Path(path).unlink(missing_ok=True)
+def _run_on_local_aws(
+    records: ReadRecords,
+    source: VirusTotalSource,
+    parameters: dict[str, str],
+    arguments: argparse.Namespace,
+    progress: Progress,
+) -> tuple[dict[str, Any], str | None] | int:
+    """Run the records on a local AWS: the runner's document and the path of the functions' logs when
+    they are kept; or the exit status when the run stopped short (Ctrl-C, a set-up error)."""
+    keep_log = arguments.verbose
+    log: IO[str] | None = None
+    try:
+        with _interruptible():
+            progress("loading the local AWS (moto)")
+            # Loaded only now, once a record is to be queued: moto takes over a second to import.
+            from vtriage_local.runner import run_records  # noqa: PLC0415
+            from vtriage_local.stack import LocalSetupError  # noqa: PLC0415
+
+            log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (kept or removed below, once the run is over)
+                "w", prefix="vtriage-", suffix=".log", delete=False, encoding="utf-8"
+            )
+            if keep_log:
+                progress(f"the functions' logs go to {log.name}")
+            with log:
+                try:
+                    document = run_records(
+                        records,
+                        source,
+                        log,
+                        parameters=parameters,
+                        deferred_wait_s=max(0.0, arguments.deferred_wait_s),
+                        progress=progress,
+                    )
+                except LocalSetupError as error:
+                    kept = _kept_if(keep_log or _written(log.name), log.name)
+                    print(
+                        f"vtriage run: {error}" + (f" (function logs: {kept})" if kept else ""),
+                        file=sys.stderr,
+                    )
+                    return EXIT_SETUP
+    except KeyboardInterrupt:
+        kept = _kept_if(keep_log, log.name) if log is not None else None
+        print(
+            "vtriage run: interrupted; the local stack is stopped, nothing was reported"
+            + (f" (function logs: {kept})" if kept else ""),
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except BaseException:
+        # The runner's own fault: its traceback, and the logs kept to look into it.
+        if log is not None:
+            print(f"vtriage run: failed; function logs: {log.name}", file=sys.stderr)
+        raise
+    # A run whose functions wrote nothing has no log worth keeping.
+    kept = _kept_if(keep_log or (something_failed(document) and _written(log.name)), log.name)
+    if kept:
+        progress(f"the functions' logs are kept in {kept}")
+    return document, kept
+
+
+def _written(path: str) -> bool:
+    return Path(path).stat().st_size > 0
+
+
+def _kept_if(keep: bool, path: str) -> str | None:
+    """The log's path when it is kept; otherwise it is removed."""
+    if keep:
+        return path
+    Path(path).unlink(missing_ok=True)
+    return None
 
 
 @contextmanager

@@ -8,9 +8,9 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 from unittest import mock
@@ -20,15 +20,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from vtriage.adapters.dynamodb import failure_key, from_item
 from vtriage.config.enrich import EnrichSettings
-from vtriage.config.virustotal import DEFAULT_VT_BASE_URL
 from vtriage.display import one_line
 from vtriage.errors import ConfigurationError
 from vtriage.intake import IntakeOptions
 from vtriage.models import ActionStatus, Alert, ResourceType
 from vtriage_local.accounting import (
-    Account,
     Execution,
-    Finding,
     Journey,
     Settled,
     account,
@@ -36,7 +33,8 @@ from vtriage_local.accounting import (
     findings_in,
 )
 from vtriage_local.alert_files import Delivery, read_deliveries
-from vtriage_local.replay import ReplayServer, bundled_recordings
+from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource
+from vtriage_local.replay import ReplayServer
 from vtriage_local.seed import (
     Mirrored,
     alerts_by_place,
@@ -49,10 +47,7 @@ from vtriage_local.seed import (
 )
 from vtriage_local.stack import ACCOUNT_ID, REGION, LocalAws, LocalSetupError
 
-__all__ = ["Pipeline", "Progress", "VirusTotalSource", "run_deliveries", "run_files"]
-
-# Told what the run is doing, one line at a time (the CLI prints them on stderr).
-Progress = Callable[[str], None]
+__all__ = ["Pipeline", "Progress", "VirusTotalSource", "run_deliveries", "run_files", "run_records"]
 
 
 def _silent(_: str) -> None:
@@ -79,62 +74,12 @@ _DEFERRED_POLL_S = 0.5
 _WATCH_S = 1.0
 # The queue attributes that count records deferred (delayed or hidden) rather than gone.
 _WAITING_MESSAGES = ["ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible"]
-# Long enough for a minute window to reopen; a record deferred past it (a spent daily quota) is pending.
-DEFERRED_WAIT_S = 150.0
 # Replayed VirusTotal answers cost nothing: the quota is a premium key's, not the template's free one.
 REPLAY_QUOTA = {"VirusTotalQuotaPerMinute": "10000", "VirusTotalQuotaPerDay": "1000000"}
 
 
-@dataclass
-class VirusTotalSource:
-    """Where VirusTotal answers from: the live API when a key is given, otherwise the replay server."""
-
-    api_key: str | None = None
-    base_url: str = DEFAULT_VT_BASE_URL
-    recordings: Path = field(default_factory=bundled_recordings)
-    latency_ms: int = 0
-    faults: dict[str, float] | None = None
-    seed: int = 0
-
-    def describe(self) -> dict[str, Any]:
-        """Where the run's VirusTotal answers come from, as the runner's JSON says it (`virustotal`)."""
-        if self.api_key is not None:
-            return {"mode": "live", "base_url": self.base_url, "recordings": None}
-        bundled = self.recordings.resolve() == bundled_recordings().resolve()
-        return {"mode": "replay", "base_url": None, "recordings": str(self.recordings), "bundled": bundled}
-
-    @classmethod
-    def from_environment(cls, recordings: Path | None = None, **kwargs: Any) -> VirusTotalSource:
-        """Live when VT_API_KEY is set (against VT_BASE_URL), replayed otherwise."""
-        return cls(
-            api_key=os.environ.get("VT_API_KEY") or None,
-            base_url=os.environ.get("VT_BASE_URL") or DEFAULT_VT_BASE_URL,
-            recordings=recordings or bundled_recordings(),
-            **kwargs,
-        )
-
-
-def distinct_source_ids(deliveries: list[Delivery]) -> list[Delivery]:
-    """The deliveries with ids a person can tell apart: printable, short, and numbered when one recurs
-    (the same file given twice, or two files of the same name)."""
-    seen: dict[str, int] = {}
-    distinct: list[Delivery] = []
-    for delivery in deliveries:
-        source_id = _printable(delivery.source_id)
-        seen[source_id] = seen.get(source_id, 0) + 1
-        if seen[source_id] > 1:
-            source_id = f"{source_id} ({seen[source_id]})"
-        distinct.append(replace(delivery, source_id=source_id))
-    return distinct
-
-
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _printable(text: str, limit: int = 200) -> str:
-    shown = text if text.isprintable() else repr(text)[1:-1]
-    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 @contextmanager
@@ -564,15 +509,34 @@ def run_deliveries(
 ) -> dict[str, Any]:
     """Run the records read from alert files through one local pipeline; return the runner's JSON
     document. When every record was refused as it was read (none is JSON, say), nothing is started."""
-    deliveries = distinct_source_ids(read)
-    started = time.monotonic()
-    refused = sum(1 for delivery in deliveries if delivery.refused is not None)
-    progress(
-        f"read {len(deliveries)} record(s)"
-        + (f"; {refused} refused as read (the report says why)" if refused else "")
+    records = ReadRecords.checked(read, progress)
+    if records.none_to_queue:
+        return records.refused_document(vt)
+    return run_records(
+        records,
+        vt,
+        log_stream,
+        template_path,
+        parameters,
+        deferred_wait_s=deferred_wait_s,
+        progress=progress,
     )
-    if deliveries and refused == len(deliveries):
-        return _document(deliveries, vt, _refused_as_read(deliveries), vt_requests=0, started=started)
+
+
+def run_records(
+    records: ReadRecords,
+    vt: VirusTotalSource,
+    log_stream: IO[str],
+    template_path: Path | None = None,
+    parameters: dict[str, str] | None = None,
+    *,
+    deferred_wait_s: float = DEFERRED_WAIT_S,
+    progress: Progress = _silent,
+) -> dict[str, Any]:
+    """Run records read and checked (`ReadRecords.checked`) through one local pipeline: the replay server
+    (unless VirusTotal is live), the stack built from the template, every record queued; return the
+    runner's JSON document."""
+    deliveries = records.deliveries
     replay = None
     if vt.api_key is None:
         progress(f"starting the VirusTotal replay server (recordings: {vt.recordings})")
@@ -630,40 +594,7 @@ def run_deliveries(
             os.environ.pop("VT_BASE_URL", None)
         else:
             os.environ["VT_BASE_URL"] = previous_base
-    return _document(deliveries, vt, accounted, vt_requests=sent[0], started=started)
-
-
-def _refused_as_read(deliveries: list[Delivery]) -> Account:
-    """The account of a run whose every record was refused as it was read: nothing else happened."""
-    journeys = [
-        (
-            Journey(delivery=delivery, state="refused", reason=f"not queued: {delivery.refused}"),
-            [Finding(where="")],
-        )
-        for delivery in deliveries
-    ]
-    settled = Settled(items={}, executions={}, queue_busy=False, waited_s=0.0)
-    return account(journeys, settled)
-
-
-def _document(
-    deliveries: list[Delivery], vt: VirusTotalSource, accounted: Account, *, vt_requests: int, started: float
-) -> dict[str, Any]:
-    """The runner's JSON document (DESIGN.md, the local runner's contract)."""
-    return {
-        "cases": accounted.cases,
-        "ignored": accounted.ignored,
-        "pending": accounted.pending,
-        "failures": accounted.failures,
-        "stats": {
-            "records": len(deliveries),
-            "findings": accounted.findings,
-            "vt_requests": vt_requests,
-            "vt_cache_hits": sum(1 for case in accounted.cases for ioc in case["iocs"] if ioc["cached"]),
-            "duration_s": round(time.monotonic() - started, 3),
-        },
-        "virustotal": vt.describe(),
-    }
+    return records.document(vt, accounted, vt_requests=sent[0])
 
 
 def _deployed_intake() -> IntakeOptions:

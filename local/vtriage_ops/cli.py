@@ -45,22 +45,14 @@ EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
 _ACCOUNT_ID = re.compile(r"\d{12}")
 
 
-def add_commands(commands: Any) -> None:
-    """Add `send`, `cases` and `rollback` to the `vtriage` command's subcommands; each sets `handler`."""
-    _add_send_command(commands)
-    _add_cases_command(commands)
-    _add_rollback_command(commands)
-
-
-def _add_send_command(commands: Any) -> None:
-    send = commands.add_parser(
-        "send",
-        help="push alert files to a deployed stack through its intake URL (SigV4-signed)",
-        description="Each FILE is read as `run` reads it: each record of an SQS event, or the whole "
+def declare_send(send: argparse.ArgumentParser) -> None:
+    """Declare `vtriage send`'s arguments on its parser (the `vtriage` command names it); sets `handler`."""
+    send.description = (
+        "Each FILE is read as `run` reads it: each record of an SQS event, or the whole "
         "document as one message. Each is posted to the stack's intake function URL, signed with your "
         "ordinary AWS credentials (a role with the stack's AlertSendersPolicy): the intake reads it as "
         "the enrich function will, queues it stamped with who sent it, or answers with the field at "
-        "fault. Pushed alerts are ticketed or wait for a person's approval (PushedAlertActions).",
+        "fault. Pushed alerts are ticketed or wait for a person's approval (PushedAlertActions)."
     )
     send.add_argument("files", nargs="+", metavar="FILE", help="an alert file, or - for the standard input")
     send.add_argument("--intake-url", required=True, metavar="URL", help="the stack's IntakeUrl output")
@@ -151,12 +143,11 @@ def _accounts(text: str) -> list[str]:
     return accounts
 
 
-def _add_cases_command(commands: Any) -> None:
-    cases = commands.add_parser(
-        "cases",
-        help="list the cases of a deployed stack, by status and account, most recently updated first",
-        description="Reads the cases table of a deployed stack (its by-status index) with your ordinary AWS "
-        "credentials; AWS_ENDPOINT_URL, when set, points it elsewhere (a local moto server).",
+def declare_cases(cases: argparse.ArgumentParser) -> None:
+    """Declare `vtriage cases`'s arguments on its parser (the `vtriage` command names it); sets `handler`."""
+    cases.description = (
+        "Reads the cases table of a deployed stack (its by-status index) with your ordinary AWS "
+        "credentials; AWS_ENDPOINT_URL, when set, points it elsewhere (a local moto server)."
     )
     cases.add_argument(
         "--status",
@@ -306,15 +297,15 @@ def list_cases(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_rollback_command(commands: Any) -> None:
-    rollback = commands.add_parser(
-        "rollback",
-        help="undo what a case's actions changed in a deployed stack's account, last action first",
-        description="Reads the remediate function's settings from the environment, as the function does "
+def declare_rollback(rollback: argparse.ArgumentParser) -> None:
+    """Declare `vtriage rollback`'s arguments on its parser (the `vtriage` command names it); sets
+    `handler`."""
+    rollback.description = (
+        "Reads the remediate function's settings from the environment, as the function does "
         "(CASES_TABLE_NAME, OWN_ACCOUNT_ID, QUARANTINE_GROUP_NAME, WAF_IP_SET_*, NACL_RULE_*, "
         "QUARANTINE_BUCKET, ...), with your ordinary AWS credentials. What cannot be undone (forensic "
         "snapshots) is said so; a change another open case relies on is kept until that case is rolled back "
-        "too; a quarantined object is restored and its quarantined copy kept.",
+        "too; a quarantined object is restored and its quarantined copy kept."
     )
     rollback.add_argument("case_id", metavar="CASE_ID")
     rollback.add_argument("--json", action="store_true", help="print the outcome as JSON")

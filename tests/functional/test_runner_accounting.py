@@ -20,8 +20,8 @@ from vtriage.intake.body import decode_body
 from vtriage_cli.main import main as vtriage
 from vtriage_local.accounting import UNACCOUNTED
 from vtriage_local.alert_files import read_deliveries
+from vtriage_local.preflight import distinct_source_ids
 from vtriage_local.report import print_report
-from vtriage_local.runner import distinct_source_ids
 
 pytestmark = pytest.mark.functional
 

@@ -1,0 +1,208 @@
+"""The `vtriage` command as it starts: what it loads before it answers, Ctrl-C at any moment of its
+start-up, and a reader that goes away. Start-up runs the real command in a process of its own, with
+`python -X importtime` saying which modules it loaded."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.functional.conftest import event
+from tests.functional.test_runner_cli import C2, command, environment
+
+pytestmark = pytest.mark.functional
+
+START_TIMEOUT_S = 120
+# What the local AWS and the operator commands load; neither is needed to refuse a file or a parameter.
+LOCAL_AWS = {"moto", "vtriage_local.stack", "vtriage_local.runner", "boto3", "botocore", "requests"}
+OPERATOR_COMMANDS = {"vtriage_ops.cli"}
+RUN_COMMAND = {"vtriage_local.cli"}
+
+
+def timed_command(*arguments: str) -> list[str]:
+    """The `vtriage` command line, its imports listed on stderr as each completes (`-X importtime`)."""
+    [python, *rest] = command(*arguments)
+    return [python, "-X", "importtime", *rest]
+
+
+def imported(stderr: str) -> set[str]:
+    """The modules `python -X importtime` says were imported."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def said(stderr: str) -> list[str]:
+    """What the command itself wrote on stderr (the import times left out)."""
+    return [line for line in stderr.splitlines() if not line.startswith("import time:")]
+
+
+def with_default_ctrl_c(command_line: list[str]) -> list[str]:
+    """The command line run with Ctrl-C handled as a terminal delivers it: a process started from a
+    non-interactive shell may inherit SIGINT ignored, and Python then never raises KeyboardInterrupt. A
+    first Python restores the default and becomes the command (exec keeps the default; no preexec_fn,
+    which is unsafe in a process with threads, as a test process running moto has)."""
+    restore = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", restore, *command_line]
+
+
+def test_a_file_that_is_not_json_is_refused_without_loading_the_local_aws(tmp_path: Path) -> None:
+    # Given a file that is not JSON
+    notes = tmp_path / "notes.json"
+    notes.write_text("the alert is in the ticket", encoding="utf-8")
+    temp = tmp_path / "tmp"
+
+    # When `vtriage run` runs it, as a user's shell starts it
+    done = subprocess.run(
+        timed_command("run", str(notes)),
+        capture_output=True,
+        env=environment(temp),
+        timeout=START_TIMEOUT_S,
+        check=False,
+        text=True,
+    )
+
+    # Then it exits 2, the progress says the record was refused as read, and the report gives the
+    # refusal on one line
+    assert done.returncode == 2, done.stderr
+    assert [line.split("] ", 1)[1] for line in said(done.stderr)] == [
+        "read 1 record(s); 1 refused as read (the report says why)"
+    ]
+    assert (
+        "  notes.json: not queued: not JSON (Expecting value at line 1, column 1)" in done.stdout.splitlines()
+    )
+    # and neither moto, the local stack, the AWS SDK nor the operator commands were loaded for it, and
+    # nothing is left in the temporary folder
+    loaded = imported(done.stderr)
+    assert loaded >= RUN_COMMAND
+    assert loaded & (LOCAL_AWS | OPERATOR_COMMANDS) == set()
+    assert list(temp.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needed", "not_needed"),
+    [
+        (["--version"], set(), LOCAL_AWS | OPERATOR_COMMANDS | RUN_COMMAND),
+        (["run", "--version"], RUN_COMMAND, LOCAL_AWS | OPERATOR_COMMANDS),
+        (
+            ["cases", "--help"],
+            OPERATOR_COMMANDS,
+            {"moto", "vtriage_local.stack", "vtriage_local.runner"} | RUN_COMMAND,
+        ),
+        (["rollback", "--help"], OPERATOR_COMMANDS, {"moto", "vtriage_local.stack"} | RUN_COMMAND),
+        (["send", "--help"], OPERATOR_COMMANDS, {"moto", "vtriage_local.stack"} | RUN_COMMAND),
+    ],
+)
+def test_each_command_loads_its_own_module_only(
+    tmp_path: Path, arguments: list[str], needed: set[str], not_needed: set[str]
+) -> None:
+    # Given the `vtriage` command
+    # When it is asked for its version, or for a command's help
+    done = subprocess.run(
+        timed_command(*arguments),
+        capture_output=True,
+        env=environment(tmp_path / "tmp"),
+        timeout=START_TIMEOUT_S,
+        check=False,
+        text=True,
+    )
+
+    # Then it answers, having loaded that command's module and neither the local AWS nor another
+    # command's
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("vtriage 0." if "--version" in arguments else "usage: vtriage ")
+    loaded = imported(done.stderr)
+    assert loaded >= needed
+    assert loaded & not_needed == set()
+
+
+def _interrupt_once_seen(arguments: list[str], seen: str, temp: Path) -> tuple[int, list[str], str]:
+    """Start `vtriage ARGUMENTS` (its standard input left open, never written), send Ctrl-C once its stderr
+    holds a line ending with `seen`: its status, what it said on stderr, and its stdout."""
+    running = subprocess.Popen(
+        with_default_ctrl_c(timed_command(*arguments)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(temp),
+        text=True,
+    )
+    assert running.stderr is not None
+    # A command that never says `seen` is killed, and the test fails on its status.
+    too_late = threading.Timer(START_TIMEOUT_S, running.kill)
+    too_late.start()
+    lines: list[str] = []
+    while not any(line.rstrip().endswith(seen) for line in lines):
+        line = running.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+    running.send_signal(signal.SIGINT)
+    too_late.cancel()
+    stdout, rest = running.communicate(timeout=60)
+    return running.returncode, said("".join(lines) + rest), stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "seen", "last_line"),
+    [
+        # The run command's module is loading (its options declared, the alert-file reader among the
+        # first of its imports), or has loaded and waits on the standard input: either way before it runs.
+        (["run", "-"], "vtriage_local.alert_files", "vtriage run: interrupted"),
+        # The file was read and the local AWS is loading: moto's imports take over a second.
+        (
+            ["run", str(event(C2))],
+            "loading the local AWS (moto)",
+            "vtriage run: interrupted; the local stack is stopped, nothing was reported",
+        ),
+    ],
+)
+def test_ctrl_c_while_the_command_starts_is_one_line_and_status_130(
+    tmp_path: Path, arguments: list[str], seen: str, last_line: str
+) -> None:
+    # Given `vtriage run` starting, its modules loading
+    temp = tmp_path / "tmp"
+
+    # When Ctrl-C is pressed
+    status, stderr, stdout = _interrupt_once_seen(arguments, seen, temp)
+
+    # Then it stops with status 130, saying so on one line, with no traceback and no report, and leaves
+    # nothing in the temporary folder
+    assert status == 130, "\n".join(stderr)
+    assert stderr[-1] == last_line
+    assert not any("Traceback" in line or "KeyboardInterrupt" in line for line in stderr)
+    assert stdout == ""
+    assert list(temp.iterdir()) == []
+
+
+@pytest.mark.parametrize("arguments", [["run"], ["run", "--json"], ["--help"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path, arguments: list[str]) -> None:
+    # Given a file that is not JSON (its report is printed at once), and a reader that has gone away
+    # before the command writes, as `head` does once it has its lines
+    notes = tmp_path / "notes.json"
+    notes.write_text("the alert is in the ticket", encoding="utf-8")
+    running = subprocess.Popen(
+        command(*arguments, *([str(notes)] if arguments[0] == "run" else [])),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environment(tmp_path / "tmp"),
+        text=True,
+    )
+    assert running.stdout is not None
+    running.stdout.close()
+
+    # When the command writes its report (or its help)
+    _, stderr = running.communicate(timeout=START_TIMEOUT_S)
+
+    # Then it stops without a traceback: with 141 (128 + SIGPIPE, as a shell reports `yes | head`), or 0
+    # for the help, which argparse writes and forgets
+    assert running.returncode == (0 if arguments == ["--help"] else 141), stderr
+    assert "Traceback" not in stderr
+    assert "BrokenPipeError" not in stderr
+    assert all(line.startswith("vtriage [") for line in stderr.splitlines())
