@@ -13,7 +13,9 @@ usage error, or a run whose every file is refused as it is read, is answered in 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import math
 import signal
 import sys
 import tempfile
@@ -30,22 +32,32 @@ from vtriage_local.alert_files import UsageError, read_alert_files
 from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource
 from vtriage_local.replay import checked_faults
 from vtriage_local.report import ONLY_VALUES, print_report, something_failed
+from vtriage_local.template import load_template
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
 # What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 
+_FAULT_EXAMPLE = "expected KIND:PROBABILITY, e.g. 429:0.3 or 429:0.3,500:0.1"
+
 
 def _faults(text: str) -> dict[str, float]:
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise argparse.ArgumentTypeError(f"no fault given: {_FAULT_EXAMPLE}")
     faults: dict[str, float] = {}
-    for part in filter(None, text.split(",")):
+    for part in parts:
+        if not part:
+            raise argparse.ArgumentTypeError(f"an empty fault in {text!r}: {_FAULT_EXAMPLE}")
         kind, _, probability = part.partition(":")
+        kind = kind.strip()
         try:
-            faults[kind.strip()] = float(probability)
+            value = float(probability)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"bad fault {part!r}: expected KIND:PROBABILITY, e.g. 429:0.3"
-            ) from None
+            raise argparse.ArgumentTypeError(f"bad fault {part!r}: {_FAULT_EXAMPLE}") from None
+        if kind in faults:
+            raise argparse.ArgumentTypeError(f"fault {kind} given twice in {text!r}: give each kind once")
+        faults[kind] = value
     try:
         return checked_faults(faults)
     except ValueError as error:
@@ -62,14 +74,26 @@ def _latency(text: str) -> int:
     return latency
 
 
+def _wait(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: a wait is 0 seconds or more")
+    return seconds
+
+
 def _only(text: str) -> frozenset[str]:
     values = frozenset(part.strip().lower() for part in text.split(",") if part.strip())
+    among = f"name verdicts or statuses, among {', '.join(ONLY_VALUES)}"
+    if not values:
+        raise argparse.ArgumentTypeError(f"no value given: {among}")
     unknown = sorted(values - set(ONLY_VALUES))
-    if unknown or not values:
-        raise argparse.ArgumentTypeError(
-            f"unknown value {', '.join(map(repr, unknown)) or 'none given'}: name verdicts or statuses, "
-            f"among {', '.join(ONLY_VALUES)}"
-        )
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown value {', '.join(map(repr, unknown))}: {among}")
     return values
 
 
@@ -120,12 +144,12 @@ def declare_run(run: argparse.ArgumentParser) -> None:
         type=_faults,
         default=None,
         metavar="KIND:P,...",
-        help="faults the replay server injects, e.g. 429:0.3,500:0.1,timeout:0.05",
+        help="faults the replay server injects, each kind once, e.g. 429:0.3,500:0.1,timeout:0.05",
     )
     run.add_argument("--seed", type=int, default=0, help="seed of the injected faults")
     run.add_argument(
         "--deferred-wait-s",
-        type=float,
+        type=_wait,
         default=DEFERRED_WAIT_S,
         metavar="N",
         help="how long to wait for records deferred until the VirusTotal quota reopens; those still "
@@ -149,19 +173,35 @@ def declare_run(run: argparse.ArgumentParser) -> None:
     run.set_defaults(handler=run_alert_files)
 
 
-def _progress(quiet: bool) -> Progress:
-    """Progress lines on stderr, each with the time since the start."""
-    started = time.monotonic()
+class ProgressLines:
+    """Progress on a stream (stderr), a line at a time, each with the time since the start.
 
-    def tell(message: str) -> None:
-        if not quiet:
-            print(
-                f"vtriage [{time.monotonic() - started:5.1f} s] {one_line(message)}",
-                file=sys.stderr,
-                flush=True,
-            )
+    The runner's watcher thread tells of the cases as they finish while the main thread tells of the
+    records: each line is written whole, its line feed with it, under a lock, so that two never run into
+    each other. Once the stream's reader is gone (a closed pipe), the run goes on without telling.
+    """
 
-    return tell
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._reader_gone = False
+
+    def __call__(self, message: str) -> None:
+        """Write one progress line."""
+        line = f"vtriage [{time.monotonic() - self._started:5.1f} s] {one_line(message)}\n"
+        with self._lock:
+            if self._reader_gone:
+                return
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone = True
+
+
+def _untold(_message: str) -> None:
+    """The progress of a `--quiet` run."""
 
 
 def run_alert_files(arguments: argparse.Namespace) -> int:
@@ -174,7 +214,11 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
         print(f"vtriage run: --vt-fixtures {arguments.vt_fixtures} is not a folder", file=sys.stderr)
         return EXIT_SETUP
     parameters = dict(arguments.parameter_overrides)
-    progress = _progress(arguments.quiet)
+    unknown = unknown_parameters(parameters)
+    if unknown is not None:
+        print(f"vtriage run: --parameter-overrides: {unknown}", file=sys.stderr)
+        return EXIT_SETUP
+    progress: Progress = _untold if arguments.quiet else ProgressLines(sys.stderr)
     try:
         read = read_alert_files(arguments.files, sys.stdin.buffer)
     except UsageError as error:
@@ -201,6 +245,28 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
     else:
         print_report(document, log_kept, arguments.only or ())
     return EXIT_REJECTED if document["failures"] or document["pending"] else EXIT_OK
+
+
+def unknown_parameters(parameters: dict[str, str]) -> str | None:
+    """What is wrong with the names of the template parameters given, on one line (None when each is one
+    of template.yaml's Parameters). The template is read only when parameters are given."""
+    if not parameters:
+        return None
+    declared = list(load_template().get("Parameters", {}))
+    unknown = [name for name in parameters if name not in declared]
+    if not unknown:
+        return None
+    by_lower = {name.lower(): name for name in declared}
+    said = []
+    for name in unknown:
+        close = by_lower.get(name.lower()) or next(
+            iter(difflib.get_close_matches(name, declared, n=1, cutoff=0.75)), None
+        )
+        said.append(f"{one_line(name)} (did you mean {close}?)" if close else one_line(name))
+    return (
+        f"template.yaml has no parameter {', '.join(said)}; its Parameters section lists the "
+        f"{len(declared)} it has"
+    )
 
 
 def _run_on_local_aws(
@@ -233,7 +299,7 @@ def _run_on_local_aws(
                         source,
                         log,
                         parameters=parameters,
-                        deferred_wait_s=max(0.0, arguments.deferred_wait_s),
+                        deferred_wait_s=arguments.deferred_wait_s,
                         progress=progress,
                     )
                 except LocalSetupError as error:

@@ -1,19 +1,24 @@
-"""The `vtriage` command as it starts: what it loads before it answers, Ctrl-C at any moment of its
-start-up, and a reader that goes away. Start-up runs the real command in a process of its own, with
+"""The `vtriage` command as it starts: what it loads before it answers, a bad option or parameter refused
+on one line before anything starts, Ctrl-C at any moment of its start-up, a reader that goes away, and
+progress lines written from two threads. Start-up runs the real command in a process of its own, with
 `python -X importtime` saying which modules it loaded."""
 
 from __future__ import annotations
 
+import io
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.functional.conftest import event
-from tests.functional.test_runner_cli import C2, command, environment
+from tests.functional.test_runner_cli import C2, command, environment, in_process
+from vtriage_local.cli import ProgressLines
 
 pytestmark = pytest.mark.functional
 
@@ -122,6 +127,65 @@ def test_each_command_loads_its_own_module_only(
     assert loaded & not_needed == set()
 
 
+@pytest.mark.parametrize(
+    ("arguments", "said_exactly"),
+    [
+        (["--vt-faults", ","], "argument --vt-faults: no fault given: expected KIND:PROBABILITY"),
+        (["--vt-faults="], "argument --vt-faults: no fault given: expected KIND:PROBABILITY"),
+        (["--vt-faults", "429:0.1,,500:0.1"], "argument --vt-faults: an empty fault in '429:0.1,,500:0.1'"),
+        (
+            ["--vt-faults", "429:0.1,429:0.9"],
+            "argument --vt-faults: fault 429 given twice in '429:0.1,429:0.9': give each kind once",
+        ),
+        (
+            ["--deferred-wait-s", "-1"],
+            "argument --deferred-wait-s: -1 is negative: a wait is 0 seconds or more",
+        ),
+        (["--deferred-wait-s", "nan"], "argument --deferred-wait-s: 'nan' is not a number of seconds"),
+        (["--only", ","], "argument --only: no value given: name verdicts or statuses, among malicious"),
+    ],
+)
+def test_an_empty_or_repeated_option_value_is_refused_on_one_line(
+    arguments: list[str], said_exactly: str
+) -> None:
+    # Given a good alert file and an option given empty, repeated or negative
+    # When the runner is called
+    status, stdout, stderr = in_process("run", *arguments, str(event(C2)))
+
+    # Then it exits 1 with one line saying what is wrong, and nothing on stdout
+    assert (status, stdout) == (1, "")
+    [line] = stderr.splitlines()
+    assert line.startswith(f"vtriage run: {said_exactly}")
+
+
+def test_an_unknown_template_parameter_is_refused_on_one_line_before_anything_starts(tmp_path: Path) -> None:
+    # Given a parameter template.yaml does not have, one written in the wrong case, and a good alert file
+    temp = tmp_path / "tmp"
+
+    # When the runner is called with them
+    done = subprocess.run(
+        timed_command(
+            "run", "--parameter-overrides", "Foo=bar", "--parameter-overrides", "dryrun=false", str(event(C2))
+        ),
+        capture_output=True,
+        env=environment(temp),
+        timeout=START_TIMEOUT_S,
+        check=False,
+        text=True,
+    )
+
+    # Then it exits 1 with one short line naming both, the right spelling of the second, and where to see
+    # the parameters; the local AWS was not loaded, and no log file was left
+    assert done.returncode == 1, done.stderr
+    assert said(done.stderr) == [
+        "vtriage run: --parameter-overrides: template.yaml has no parameter Foo, dryrun (did you mean "
+        "DryRun?); its Parameters section lists the 51 it has"
+    ]
+    assert done.stdout == ""
+    assert imported(done.stderr) & LOCAL_AWS == set()
+    assert list(temp.iterdir()) == []
+
+
 def _interrupt_once_seen(arguments: list[str], seen: str, temp: Path) -> tuple[int, list[str], str]:
     """Start `vtriage ARGUMENTS` (its standard input left open, never written), send Ctrl-C once its stderr
     holds a line ending with `seen`: its status, what it said on stderr, and its stdout."""
@@ -206,3 +270,36 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path, argume
     assert "Traceback" not in stderr
     assert "BrokenPipeError" not in stderr
     assert all(line.startswith("vtriage [") for line in stderr.splitlines())
+
+
+class _Terminal(io.StringIO):
+    """A stream as slow as a terminal can be: each write lets other threads run before it lands."""
+
+    def write(self, text: str) -> int:
+        time.sleep(0.0005)
+        return super().write(text)
+
+
+def test_progress_lines_from_two_threads_never_run_into_each_other() -> None:
+    # Given the runner's progress on stderr, told at once by the main thread (records) and the watcher
+    # thread (cases)
+    stream = _Terminal()
+    progress = ProgressLines(stream)
+
+    def tell(who: str) -> None:
+        for number in range(40):
+            progress(f"{who} {number}")
+
+    # When both tell their 40 lines at the same time
+    watcher = threading.Thread(target=tell, args=("case",))
+    watcher.start()
+    tell("record")
+    watcher.join()
+
+    # Then each of the 80 lines is whole, on a line of its own
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 80
+    assert all(re.fullmatch(r"vtriage \[ *\d+\.\d s\] (case|record) \d+", line) for line in lines), lines
+    assert {line.split("] ", 1)[1] for line in lines} == {
+        f"{who} {number}" for who in ("case", "record") for number in range(40)
+    }
