@@ -9,7 +9,6 @@ import io
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.functional.conftest import event
-from tests.functional.test_runner_cli import C2, command, environment, in_process
+from tests.functional.test_runner_cli import C2, command, environment, in_process, with_default_ctrl_c
 from vtriage_local.cli import ProgressLines
 
 pytestmark = pytest.mark.functional
@@ -43,18 +42,6 @@ def imported(stderr: str) -> set[str]:
 def said(stderr: str) -> list[str]:
     """What the command itself wrote on stderr (the import times left out)."""
     return [line for line in stderr.splitlines() if not line.startswith("import time:")]
-
-
-def with_default_ctrl_c(command_line: list[str]) -> list[str]:
-    """The command line run with Ctrl-C handled as a terminal delivers it: a process started from a
-    non-interactive shell may inherit SIGINT ignored, and Python then never raises KeyboardInterrupt. A
-    first Python restores the default and becomes the command (exec keeps the default; no preexec_fn,
-    which is unsafe in a process with threads, as a test process running moto has)."""
-    restore = (
-        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-        "os.execv(sys.argv[1], sys.argv[1:])"
-    )
-    return [sys.executable, "-c", restore, *command_line]
 
 
 def test_a_file_that_is_not_json_is_refused_without_loading_the_local_aws(tmp_path: Path) -> None:

@@ -51,6 +51,18 @@ def environment(temp: Path) -> dict[str, str]:
     return variables | {"TMPDIR": str(temp)}
 
 
+def with_default_ctrl_c(command_line: list[str]) -> list[str]:
+    """The command line run with Ctrl-C handled as a terminal delivers it: a process started from a
+    non-interactive shell may inherit SIGINT ignored, and Python then never raises KeyboardInterrupt. A
+    first Python restores the default and becomes the command (exec keeps the default; no preexec_fn,
+    which is unsafe in a process with threads, as a test process running moto has)."""
+    restore = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", restore, *command_line]
+
+
 @pytest.mark.parametrize(
     ("arguments", "said"),
     [
@@ -210,7 +222,7 @@ def test_ctrl_c_stops_the_run_on_one_line_with_status_130_and_leaves_nothing_beh
     # Given a run under way, building its stack
     temp = tmp_path / "tmp"
     running = subprocess.Popen(
-        command("run", str(event(C2))),
+        with_default_ctrl_c(command("run", str(event(C2)))),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=environment(temp),
