@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from vtriage.display import one_line
 from vtriage_local.alert_files import UsageError, read_alert_files
-from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource
+from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource, nobody_watches
 from vtriage_local.replay import checked_faults
 from vtriage_local.report import ONLY_VALUES, print_report, something_failed
 from vtriage_local.template import load_template
@@ -200,10 +200,6 @@ class ProgressLines:
                 self._reader_gone = True
 
 
-def _untold(_message: str) -> None:
-    """The progress of a `--quiet` run."""
-
-
 def run_alert_files(arguments: argparse.Namespace) -> int:
     """`vtriage run`: 0 when every finding became a case, a repeat or was ignored, 2 when some were
     refused or are still pending, 1 on a usage or set-up error, 130 when stopped by Ctrl-C."""
@@ -218,7 +214,7 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
     if unknown is not None:
         print(f"vtriage run: --parameter-overrides: {unknown}", file=sys.stderr)
         return EXIT_SETUP
-    progress: Progress = _untold if arguments.quiet else ProgressLines(sys.stderr)
+    progress: Progress = nobody_watches if arguments.quiet else ProgressLines(sys.stderr)
     try:
         read = read_alert_files(arguments.files, sys.stdin.buffer)
     except UsageError as error:

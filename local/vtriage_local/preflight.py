@@ -26,6 +26,11 @@ __all__ = ["DEFERRED_WAIT_S", "Progress", "ReadRecords", "VirusTotalSource", "di
 # Told what the run is doing, one line at a time (the CLI prints them on stderr).
 Progress = Callable[[str], None]
 
+
+def nobody_watches(_: str) -> None:
+    """The progress of a run nobody watches (`--quiet`): the runner then reads nothing to tell it."""
+
+
 # Long enough for a minute window to reopen; a record deferred past it (a spent daily quota) is pending.
 DEFERRED_WAIT_S = 150.0
 

@@ -33,7 +33,7 @@ from vtriage_local.accounting import (
     findings_in,
 )
 from vtriage_local.alert_files import Delivery, read_deliveries
-from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource
+from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource, nobody_watches
 from vtriage_local.replay import ReplayServer
 from vtriage_local.seed import (
     Mirrored,
@@ -48,10 +48,6 @@ from vtriage_local.seed import (
 from vtriage_local.stack import ACCOUNT_ID, REGION, LocalAws, LocalSetupError
 
 __all__ = ["Pipeline", "Progress", "VirusTotalSource", "run_deliveries", "run_files", "run_records"]
-
-
-def _silent(_: str) -> None:
-    """A run nobody watches."""
 
 
 ALERT_QUEUE = "AlertQueue"
@@ -100,7 +96,7 @@ def counting_requests_to(base_url: str) -> Iterator[list[int]]:
 class Pipeline:
     """The local pipeline, shared by every file of one run so a repeat meets the earlier records."""
 
-    def __init__(self, aws: LocalAws, progress: Progress = _silent) -> None:
+    def __init__(self, aws: LocalAws, progress: Progress = nobody_watches) -> None:
         self.aws = aws
         self.progress = progress
         self._finished_reported: set[str] = set()
@@ -200,7 +196,7 @@ class Pipeline:
     def _watching_cases(self) -> Iterator[None]:
         """Tell of each case as it finishes while the enrich function works: one record of a hundred
         findings is one long invocation, during which their executions start and finish."""
-        if self.progress is _silent:
+        if self.progress is nobody_watches:
             yield
             return
         stop = threading.Event()
@@ -342,7 +338,7 @@ class Pipeline:
 
     def _report_finished(self, executions: dict[str, Execution]) -> None:
         """Tell of each execution that finished since the last time: its case as it now stands."""
-        if self.progress is _silent:
+        if self.progress is nobody_watches:
             return
         finished = [
             execution
@@ -482,7 +478,7 @@ def run_files(
     parameters: dict[str, str] | None = None,
     *,
     deferred_wait_s: float = DEFERRED_WAIT_S,
-    progress: Progress = _silent,
+    progress: Progress = nobody_watches,
 ) -> dict[str, Any]:
     """Run every file through one local pipeline; return the runner's JSON document, in which every
     finding of every record stands exactly once (a case, a repeat, ignored, pending or a failure)."""
@@ -505,7 +501,7 @@ def run_deliveries(
     parameters: dict[str, str] | None = None,
     *,
     deferred_wait_s: float = DEFERRED_WAIT_S,
-    progress: Progress = _silent,
+    progress: Progress = nobody_watches,
 ) -> dict[str, Any]:
     """Run the records read from alert files through one local pipeline; return the runner's JSON
     document. When every record was refused as it was read (none is JSON, say), nothing is started."""
@@ -531,7 +527,7 @@ def run_records(
     parameters: dict[str, str] | None = None,
     *,
     deferred_wait_s: float = DEFERRED_WAIT_S,
-    progress: Progress = _silent,
+    progress: Progress = nobody_watches,
 ) -> dict[str, Any]:
     """Run records read and checked (`ReadRecords.checked`) through one local pipeline: the replay server
     (unless VirusTotal is live), the stack built from the template, every record queued; return the
