@@ -363,6 +363,10 @@ class Pipeline:
         """Every execution of the run once none is RUNNING but those waiting for a person's approval, which
         nobody gives in a local run (or once _EXECUTION_WAIT_S has passed); those are marked so."""
         deadline = time.monotonic() + _EXECUTION_WAIT_S
+        # An approval wait shorter than the runner's own ends by itself (escalated to the ticket): then the
+        # runner waits for it as for any execution.
+        approval_timeout_s = float(self.aws.parameters.get("ApprovalTimeoutSeconds") or "inf")
+        stops_for_approvals = approval_timeout_s >= _EXECUTION_WAIT_S
         running: set[str] = set()
         unchanged_since = time.monotonic()
         while True:
@@ -374,7 +378,7 @@ class Pipeline:
                 running, unchanged_since = now_running, now
             if not running:
                 return executions
-            if now - unchanged_since >= _UNCHANGED_RUNNING_S or now > deadline:
+            if (stops_for_approvals and now - unchanged_since >= _UNCHANGED_RUNNING_S) or now > deadline:
                 waiting = {name for name in running if self._waits_for_approval(executions[name])}
                 if waiting == running or now > deadline:
                     if waiting:

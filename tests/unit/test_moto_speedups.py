@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError, extract_json
 
+from tests.functional.conftest import use_dummy_aws_credentials
 from vtriage_local.moto_speedups import ITEM_OPERATIONS, moto_speedups
 
 TABLE = "speedups"
@@ -28,6 +29,12 @@ ITEM = {
     "history": {"L": [{"M": {"at": {"S": "2026-11-29T08:00:00Z"}, "what": {"S": "opened"}}}, {"N": "3"}]},
     "alert": {"M": {"title": {"S": "C&C <script>"}, "tags": {"L": [{"S": "x"}]}, "empty": {"M": {}}}},
 }
+
+
+@pytest.fixture(autouse=True)
+def _in_process_moto_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto in this process alone: no endpoint a local stack of another test left in the environment."""
+    use_dummy_aws_credentials(monkeypatch, "us-east-1")
 
 
 @contextmanager
