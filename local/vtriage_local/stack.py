@@ -70,6 +70,19 @@ def _session() -> boto3.session.Session:
 ORGANISATION_PARAMETERS = frozenset({"MemberAccountIds", "MemberRoleName", "MemberExternalId", "ActRegions"})
 
 
+# The stacks of this process started and not yet stopped, oldest first, and the value each variable they
+# set had before any of them set it.
+_RUNNING: list[LocalAws] = []
+_BEFORE_STACKS: dict[str, str | None] = {}
+
+
+def _put_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 class LocalSetupError(RuntimeError):
     """The local AWS could not be set up as the template describes."""
 
@@ -146,6 +159,7 @@ class LocalAws:
         self._server: ThreadedMotoServer | None = None
         self._patch: Any = None
         self._engine_patches: list[Any] = []
+        # The environment this stack set while it runs (see stop).
         self._saved_env: dict[str, str | None] = {}
         self._modules: dict[str, ModuleType] = {}
         self._import_lock = threading.Lock()
@@ -216,20 +230,24 @@ class LocalAws:
         if self._server is not None:
             self._server.stop()
             self._server = None
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        # Each variable goes back to what the newest stack still running set, or else to what it was
+        # before any stack: stacks need not stop in the order they started (a test's module stack may
+        # start before its package's and stop first), and the environment must not keep a stopped one's.
+        if self in _RUNNING:
+            _RUNNING.remove(self)
+        for name in self._saved_env:
+            holder = next((other for other in reversed(_RUNNING) if name in other._saved_env), None)
+            _put_env(name, holder._saved_env[name] if holder else _BEFORE_STACKS.pop(name, None))
         self._saved_env.clear()
 
     def _set_env(self, values: dict[str, str | None]) -> None:
+        if self not in _RUNNING:
+            _RUNNING.append(self)
         for name, value in values.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            if not any(name in other._saved_env for other in _RUNNING):
+                _BEFORE_STACKS[name] = os.environ.get(name)
+            self._saved_env[name] = value
+            _put_env(name, value)
 
     # -- clients and names ---------------------------------------------------------------------
 
