@@ -9,13 +9,12 @@ from typing import Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from vtriage.config.alerts import AlertReadingSettings
-from vtriage.config.place import FalconTenantSettings, account_ids, place, region_names
+from vtriage.config.place import PlaceSettings
 from vtriage.config.virustotal import VirusTotalKeySettings
-from vtriage.eligibility import Place
 from vtriage.models import Channel, Verdict
 
 
-class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings, FalconTenantSettings):
+class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings, PlaceSettings):
     """Settings of the enrich function."""
 
     enrichments_table: str = Field(alias="ENRICHMENTS_TABLE_NAME", min_length=1)
@@ -48,12 +47,6 @@ class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings, FalconTenantSe
     pushed_alert_queue_arn: str = Field(alias="PUSHED_ALERT_QUEUE_ARN", pattern=r"^arn:aws[\w-]*:sqs:")
     alert_queue_url: str | None = Field(default=None, alias="ALERT_QUEUE_URL", min_length=1)
     pushed_alert_queue_url: str | None = Field(default=None, alias="PUSHED_ALERT_QUEUE_URL", min_length=1)
-    # Where actions may be planned: the deployment's own account (`!Ref AWS::AccountId`) and its member
-    # accounts (MemberAccountIds), in the Regions ActRegions lists (every Region when empty). A finding
-    # of any other account or Region is given no action; it is ticketed with the reason.
-    own_account_id: str = Field(alias="OWN_ACCOUNT_ID", pattern=r"^\d{12}$")
-    member_account_ids: tuple[str, ...] = Field(default=(), alias="MEMBER_ACCOUNT_IDS")
-    act_regions: tuple[str, ...] = Field(default=(), alias="ACT_REGIONS")
     # What becomes of alerts pushed through the intake: a ticket, no action ("ticket"), or actions that
     # each wait for a person ("approval"). Only the detector rules' findings are acted on automatically.
     pushed_alert_actions: Literal["ticket", "approval"] = Field(
@@ -85,25 +78,9 @@ class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings, FalconTenantSe
     def _lower_case(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("member_account_ids", mode="before")
-    @classmethod
-    def _account_ids(cls, value: object) -> object:
-        return account_ids(value)
-
-    @field_validator("act_regions", mode="before")
-    @classmethod
-    def _region_names(cls, value: object) -> object:
-        return region_names(value)
-
     def own_urls(self) -> list[str | None]:
         """The ticket provider's URLs and VirusTotal's (VT_BASE_URL, a gateway's when one stands in)."""
         return [*super().own_urls(), self.vt_base_url]
-
-    @property
-    def place(self) -> Place:
-        """Where this deployment acts: its own account and its members, in the Regions allowed; its own
-        Falcon tenant's hosts."""
-        return place(self.own_account_id, self.member_account_ids, self.act_regions, self.falcon_cid)
 
     @property
     def channels(self) -> dict[str, Channel]:

@@ -33,34 +33,6 @@ def _listed(value: object, pattern: re.Pattern[str], one: str, many: str) -> obj
     return values
 
 
-def account_ids(value: object) -> object:
-    """MEMBER_ACCOUNT_IDS as a tuple of 12-digit account ids (a field validator's `before` step)."""
-    return _listed(value, _ACCOUNT_ID, "a 12-digit account id", "12-digit account ids")
-
-
-def region_names(value: object) -> object:
-    """ACT_REGIONS as a tuple of Region names (a field validator's `before` step)."""
-    return _listed(
-        value, _REGION_NAME, "a Region name (such as eu-west-1)", "Region names (such as eu-west-1)"
-    )
-
-
-def place(
-    own_account_id: str,
-    member_account_ids: tuple[str, ...],
-    act_regions: tuple[str, ...],
-    own_falcon_cid: str | None,
-) -> Place:
-    """Where a deployment acts: its own account and its members (never itself twice), in the Regions
-    allowed; its own Falcon tenant's hosts."""
-    return Place(
-        own_account=own_account_id,
-        members=frozenset(member_account_ids) - {own_account_id},
-        regions=frozenset(act_regions),
-        falcon_cid=own_falcon_cid,
-    )
-
-
 class FalconTenantSettings(Settings):
     """The deployment's own CrowdStrike Falcon tenant (FALCON_CID): the only one whose hosts it contains
     (`contain_host`); unset, it contains no host. The console's form (capitals, with the two-digit
@@ -79,3 +51,37 @@ class FalconTenantSettings(Settings):
         if cid is None:
             raise ValueError("a Falcon customer id is 32 hexadecimal digits (the console's may end in -XX)")
         return cid
+
+
+class PlaceSettings(FalconTenantSettings):
+    """Where a deployment acts, as the enrich and remediate functions read it: its own account
+    (`!Ref AWS::AccountId`) and its member accounts (MemberAccountIds), in the Regions ActRegions lists
+    (every Region when empty); its own Falcon tenant's hosts. Each list is checked at start-up. A finding
+    of any other account or Region is given no action: it is ticketed with the reason."""
+
+    own_account_id: str = Field(alias="OWN_ACCOUNT_ID", pattern=r"^\d{12}$")
+    member_account_ids: tuple[str, ...] = Field(default=(), alias="MEMBER_ACCOUNT_IDS")
+    act_regions: tuple[str, ...] = Field(default=(), alias="ACT_REGIONS")
+
+    @field_validator("member_account_ids", mode="before")
+    @classmethod
+    def _account_ids(cls, value: object) -> object:
+        return _listed(value, _ACCOUNT_ID, "a 12-digit account id", "12-digit account ids")
+
+    @field_validator("act_regions", mode="before")
+    @classmethod
+    def _region_names(cls, value: object) -> object:
+        return _listed(
+            value, _REGION_NAME, "a Region name (such as eu-west-1)", "Region names (such as eu-west-1)"
+        )
+
+    @property
+    def place(self) -> Place:
+        """Where this deployment acts: its own account and its members (never itself twice), in the
+        Regions allowed; its own Falcon tenant's hosts."""
+        return Place(
+            own_account=self.own_account_id,
+            members=frozenset(self.member_account_ids) - {self.own_account_id},
+            regions=frozenset(self.act_regions),
+            falcon_cid=self.falcon_cid,
+        )

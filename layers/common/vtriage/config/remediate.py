@@ -8,14 +8,13 @@ from pydantic import Field, field_validator, model_validator
 
 from vtriage.config import empty_is_unset
 from vtriage.config.falcon import FalconApiSettings
-from vtriage.config.place import FalconTenantSettings, account_ids, place, region_names
-from vtriage.eligibility import Place
+from vtriage.config.place import PlaceSettings
 
 # What an IAM role name may look like: checked at start-up.
 _ROLE_NAME = r"^[A-Za-z0-9+=,.@_-]{1,64}$"
 
 
-class RemediateSettings(FalconApiSettings, FalconTenantSettings):
+class RemediateSettings(FalconApiSettings, PlaceSettings):
     """Settings of the remediate function. Dry-run unless DRY_RUN is explicitly false."""
 
     dry_run: bool = Field(default=True, alias="DRY_RUN")
@@ -24,8 +23,6 @@ class RemediateSettings(FalconApiSettings, FalconTenantSettings):
     # named after the case, MEMBER_EXTERNAL_ID as sts:ExternalId), in the finding's Region when
     # ACT_REGIONS lists it (every Region when empty). An action on a finding of any other account or
     # Region is skipped.
-    own_account_id: str = Field(alias="OWN_ACCOUNT_ID", pattern=r"^\d{12}$")
-    member_account_ids: tuple[str, ...] = Field(default=(), alias="MEMBER_ACCOUNT_IDS")
     member_role_name: str = Field(default="vtriage-member", alias="MEMBER_ROLE_NAME", pattern=_ROLE_NAME)
     # Not a secret: what the member role requires as sts:ExternalId (member-role.yaml's ExternalId).
     member_external_id: str | None = Field(
@@ -35,7 +32,6 @@ class RemediateSettings(FalconApiSettings, FalconTenantSettings):
         max_length=1224,
         pattern=r"^[A-Za-z0-9+=,.@:/_-]+$",
     )
-    act_regions: tuple[str, ...] = Field(default=(), alias="ACT_REGIONS")
     protected_tag_key: str = Field(default="vtriage:protected", alias="PROTECTED_TAG_KEY", min_length=1)
     quarantine_group_name: str = Field(
         default="vtriage-quarantine", alias="QUARANTINE_GROUP_NAME", min_length=1
@@ -93,16 +89,6 @@ class RemediateSettings(FalconApiSettings, FalconTenantSettings):
         "member_external_id",
     )
 
-    @field_validator("member_account_ids", mode="before")
-    @classmethod
-    def _account_ids(cls, value: object) -> object:
-        return account_ids(value)
-
-    @field_validator("act_regions", mode="before")
-    @classmethod
-    def _region_names(cls, value: object) -> object:
-        return region_names(value)
-
     @model_validator(mode="after")
     def _actuator_settings_come_in_pairs(self) -> Self:
         if (self.waf_ip_set_name is None) != (self.waf_ip_set_id is None):
@@ -116,12 +102,6 @@ class RemediateSettings(FalconApiSettings, FalconTenantSettings):
         ):
             raise ValueError("NACL_RULE_MIN must not exceed NACL_RULE_MAX")
         return self
-
-    @property
-    def place(self) -> Place:
-        """Where this deployment acts: its own account and its members, in the Regions allowed; its own
-        Falcon tenant's hosts."""
-        return place(self.own_account_id, self.member_account_ids, self.act_regions, self.falcon_cid)
 
     @property
     def external_id(self) -> str:
