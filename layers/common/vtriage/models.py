@@ -1,11 +1,9 @@
 """The contracts between the parts of the pipeline: alerts, IOCs, enrichments, cases."""
 
-from __future__ import annotations
-
 import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,7 +42,7 @@ def worst_verdict(verdicts: list[Verdict]) -> Verdict:
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Ioc(Frozen):
@@ -256,7 +254,7 @@ class EngineStats(Frozen):
     total: int = 0
 
     @classmethod
-    def from_vt(cls, stats: dict[str, Any]) -> EngineStats:
+    def from_vt(cls, stats: dict[str, Any]) -> Self:
         """Read `last_analysis_stats`; categories vary by object type and all count in the total."""
         counts = {name: int(value) for name, value in stats.items() if isinstance(value, int | float)}
         known = {name: counts.get(name, 0) for name in ("malicious", "suspicious", "harmless", "undetected")}
@@ -266,7 +264,7 @@ class EngineStats(Frozen):
 class Enrichment(BaseModel):
     """What VirusTotal says of one IOC, the verdict drawn from it and why."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     ioc_type: IocType
     value: str
@@ -327,7 +325,7 @@ NEEDS_APPROVAL_PARAMETER = "needs_approval"
 class Action(BaseModel):
     """A response action planned on a case, and its outcome once run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     type: ActionType
     target: str
@@ -355,7 +353,7 @@ class Action(BaseModel):
         detail: str,
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
-    ) -> Action:
+    ) -> Self:
         """The action with this outcome; `before` stays as recorded when not given (a rollback keeps it)."""
         return self.model_copy(
             update={
@@ -366,7 +364,7 @@ class Action(BaseModel):
             }
         )
 
-    def with_outcome_of(self, result: Action) -> Action:
+    def with_outcome_of(self, result: "Action") -> Self:
         """The action as planned (type, target, parameters) with the outcome an actuator returned for it:
         its status, detail, before and after, as the actuator gave them."""
         return self.model_copy(
@@ -403,7 +401,7 @@ class Branch(StrEnum):
 class IocOutcome(BaseModel):
     """One IOC as the case shows it: skipped with a reason, or looked up with its verdict."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     type: IocType
     value: str
@@ -419,12 +417,12 @@ class IocOutcome(BaseModel):
     fetched_at: datetime | None = None
 
     @classmethod
-    def skipped(cls, ioc: Ioc) -> IocOutcome:
+    def skipped(cls, ioc: Ioc) -> Self:
         """An IOC kept on the case and never looked up."""
         return cls(type=ioc.type, value=ioc.value, found_at=ioc.found_at, skipped_reason=ioc.skipped_reason)
 
     @classmethod
-    def enriched(cls, ioc: Ioc, enrichment: Enrichment) -> IocOutcome:
+    def enriched(cls, ioc: Ioc, enrichment: Enrichment) -> Self:
         """An IOC with what VirusTotal said of it."""
         return cls(
             type=ioc.type,
@@ -444,7 +442,7 @@ class IocOutcome(BaseModel):
 class Ticket(BaseModel):
     """A ticket opened for a case."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     provider: str
     id: str
@@ -460,7 +458,7 @@ class Ticket(BaseModel):
 class HistoryEntry(BaseModel):
     """One step in a case's life: the status it was in, when, and what happened."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     status: CaseStatus
     at: datetime
@@ -471,7 +469,7 @@ class Repeat(BaseModel):
     """A later occurrence of a case's finding (another finding id or version on the same resources and
     IOCs, within the repeat window), folded into the case instead of opening a new one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     alert_id: str
     version: str
@@ -518,7 +516,7 @@ class Provenance(Frozen):
 class Case(BaseModel):
     """A triaged alert: what DynamoDB keeps and what the state machine reads by case id."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     case_id: str
     alert: Alert
@@ -573,7 +571,7 @@ class Case(BaseModel):
         self.updated_at = at
         self.history.append(HistoryEntry(status=status, at=at, note=note))
 
-    def with_appended(self, stored: Case) -> Case:
+    def with_appended(self, stored: "Case") -> "Case":
         """The case to write over `stored`: this version, plus what others appended to the stored case
         since this version was read, which a whole-item write would lose: the variants the enrich function
         noted, the repeats it folded (their ids, count and latest), and their lines in the history, each in
@@ -655,7 +653,7 @@ class ExecutionInput(Frozen):
 class TaskInput(BaseModel):
     """What the state machine passes to the remediate and ticket functions."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     case_id: str
     error: dict[str, str] | None = Field(default=None, description="the Error and Cause a Catch caught")

@@ -9,8 +9,6 @@ block on every matching IP or domain, a key on every access key, a quarantine on
 containment on the Falcon host (its device id) a CrowdStrike Falcon alert names.
 """
 
-from __future__ import annotations
-
 import fnmatch
 from collections.abc import Iterable, Sequence
 from functools import cache

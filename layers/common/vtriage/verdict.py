@@ -19,8 +19,6 @@ Every reason starts with `<verdict> [<rule>]:` for the rule that decided, and na
 the reasons after the first are the other rules that had something to say.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import TransformParameterError
 from botocore.config import Config
 
 from vtriage.adapters.dynamodb import DynamoCaseRepository
@@ -21,6 +19,9 @@ from vtriage.clock import utc_now
 from vtriage.config import Settings
 from vtriage.config.virustotal import VirusTotalKeySettings
 from vtriage.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 # Standard retry mode backs off on throttling; the Lambda timeout bounds the total.
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10)
@@ -49,6 +50,10 @@ def secrets_provider(settings: Settings) -> Callable[[], SecretsProvider]:
 
     @cache
     def provider() -> SecretsProvider:
+        # Imported with the first secret read, like the client: the parameters utility costs ~3 ms,
+        # which the container's start then does not wait for.
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: PLC0415
+
         return SecretsProvider(boto3_client=aws_client(settings, "secretsmanager"))
 
     return provider
@@ -57,6 +62,10 @@ def secrets_provider(settings: Settings) -> Callable[[], SecretsProvider]:
 def secret_object(settings: Settings, name: str, needed: tuple[str, ...]) -> dict[str, Any]:
     """The secret `name` as a JSON object holding at least the keys `needed`; a ConfigurationError that
     names the secret and the keys, never a value, otherwise."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import (  # noqa: PLC0415
+        TransformParameterError,
+    )
+
     try:
         secret = secrets_provider(settings)().get(name, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
     except TransformParameterError:

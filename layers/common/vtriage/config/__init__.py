@@ -7,8 +7,6 @@ A function imports its own settings module only: its cold start never builds ano
 classes. A missing or bad setting stops the function with a `ConfigurationError` that names the variable.
 """
 
-from __future__ import annotations
-
 import ipaddress
 import json
 import os

@@ -1,7 +1,5 @@
 """How a deployment reads alerts: the settings the enrich function and the intake function share."""
 
-from __future__ import annotations
-
 from urllib.parse import urlsplit
 
 from pydantic import Field

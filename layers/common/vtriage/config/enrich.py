@@ -1,7 +1,5 @@
 """Settings of the enrich function."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Self

@@ -1,8 +1,6 @@
 """Where a deployment acts, as the enrich and remediate functions read it: its own account, its member
 accounts and the Regions it acts in (each list checked at start-up), and its own CrowdStrike Falcon tenant."""
 
-from __future__ import annotations
-
 import re
 
 from pydantic import Field, field_validator

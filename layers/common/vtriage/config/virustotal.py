@@ -1,7 +1,5 @@
 """How a function reaches VirusTotal: the enrich function, and the approval function with VT Augment."""
 
-from __future__ import annotations
-
 from pydantic import Field, SecretStr, field_validator
 
 from vtriage.config import Settings, empty_is_unset, https_only

@@ -1,10 +1,8 @@
 """What becomes of a queued record and of each of its alerts, and what puts a record off until later."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from vtriage.display import shown
 from vtriage.errors import InvalidAlertError, QuotaExhaustedError, TransientError
@@ -18,6 +16,8 @@ class CaseSummary(BaseModel):
     A repeat of an earlier case's finding names that case, and the execution that tells its ticket.
     """
 
+    model_config = ConfigDict(defer_build=True)
+
     case_id: str
     verdict: Verdict
     execution_arn: str
@@ -28,6 +28,8 @@ class CaseSummary(BaseModel):
 class RecordOutcome(BaseModel):
     """What became of one queued record: the cases it made, the findings refused (alone, or the whole
     record when a refusal's `where` is empty) and ignored, and until when the rest is deferred."""
+
+    model_config = ConfigDict(defer_build=True)
 
     message_id: str
     cases: list[CaseSummary] = []

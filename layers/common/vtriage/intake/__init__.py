@@ -22,8 +22,6 @@ tells the shapes apart): importing this package loads none, so a function's cold
 reader, and a deployment fed by one detector only ever loads that detector's.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 
@@ -65,7 +63,7 @@ class IntakeOptions(BaseModel):
     message may hold, which path GuardDuty findings take, what becomes of sample findings, and the
     deployment's own hosts (never looked up nor acted on)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     allow_list: frozenset[str] = frozenset()
     max_iocs: int = DEFAULT_MAX_IOCS

@@ -4,8 +4,6 @@ The parsers list a document's findings as `Finding`s, each read on its own by `r
 one finding that cannot be read costs only itself.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
