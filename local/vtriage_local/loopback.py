@@ -26,17 +26,29 @@ __all__ = ["answered_in_process"]
 
 def answered_in_process(endpoint_url: str, app: Any) -> Any:
     """A patch (not started) of moto's botocore hook that answers the requests sent to `endpoint_url`
-    through `app`, moto's WSGI application, and leaves every other request to moto as it was."""
+    through `app`, moto's WSGI application, and leaves every other request to moto as it was. The same
+    port named `localhost` is the same server: moto's Step Functions engine calls Lambda and DynamoDB
+    there for every task it runs (the Lambda task's handler then ran in a server thread, behind HTTP)."""
     hook = BotocoreStubber.__call__
+    served = tuple(f"{base.rstrip('/')}/" for base in (endpoint_url, *_aliases(endpoint_url)))
 
     def answer_or_pass(
         stubber: BotocoreStubber, event_name: str, request: AWSPreparedRequest, **kwargs: Any
     ) -> Any:
-        if not request.url.startswith(endpoint_url):
+        if not request.url.startswith(served):
             return hook(stubber, event_name, request, **kwargs)
         return _answer(app, request)
 
     return mock.patch.object(BotocoreStubber, "__call__", answer_or_pass)
+
+
+def _aliases(endpoint_url: str) -> tuple[str, ...]:
+    """The endpoint's other names on this machine: a loopback address and `localhost` are one server."""
+    url = urlsplit(endpoint_url)
+    loopback = {"127.0.0.1", "localhost"}
+    if url.hostname not in loopback or url.port is None:
+        return ()
+    return tuple(f"{url.scheme}://{host}:{url.port}" for host in sorted(loopback - {url.hostname}))
 
 
 def _body(request: AWSPreparedRequest) -> bytes:

@@ -11,8 +11,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.core.models import botocore_stubber
+from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 
-from vtriage_local.stack import LocalAws
+from vtriage_local.stack import REGION, LocalAws
 
 Call = Callable[[Callable[[str], Any]], Any]
 
@@ -121,4 +122,30 @@ def test_clients_made_as_the_handlers_make_them_are_answered_without_the_http_se
     # Then they are answered, and no connection reached the server
     assert aws.ref("CasesTable") in tables
     assert aws.ref("AlertQueue") in queues
+    assert connections == []
+
+
+def test_the_state_machine_engines_clients_are_answered_without_the_http_server(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the HTTP server refusing every connection from now on, and noting each one
+    server = aws._server._server  # type: ignore[union-attr]
+    assert server is not None
+    connections: list[Any] = []
+
+    def refuse(*args: Any) -> bool:
+        connections.append(args)
+        return False
+
+    monkeypatch.setattr(server, "verify_request", refuse)
+
+    # When a client made as moto's Step Functions engine makes it for a task (the server's port, named
+    # localhost) calls DynamoDB
+    port = aws.endpoint_url.rsplit(":", 1)[-1]
+    engine_client = boto_client_for(REGION, "dynamodb")
+    tables = engine_client.list_tables()["TableNames"]
+
+    # Then it is answered, and no connection reached the server
+    assert engine_client.meta.endpoint_url == f"http://localhost:{port}"
+    assert aws.ref("CasesTable") in tables
     assert connections == []
