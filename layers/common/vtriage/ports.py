@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from vtriage.approval_links import ApprovalClaims, ApprovalLinks, Approver, Decision
 from vtriage.errors import CaseNotFoundError
 from vtriage.models import (
     Action,
@@ -25,8 +24,13 @@ from vtriage.models import (
     Repeat,
     Ticket,
 )
-from vtriage.report import Report, ReportLink
-from vtriage.virustotal.widget import Widget
+
+if TYPE_CHECKING:
+    # Named in the approval and ticket ports' signatures only: the enrich function, which uses neither,
+    # does not load these modules at its cold start.
+    from vtriage.approval_links import ApprovalClaims, ApprovalLinks, Approver, Decision
+    from vtriage.report import Report, ReportLink
+    from vtriage.virustotal.widget import Widget
 
 
 class CaseRepository(Protocol):
