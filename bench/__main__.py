@@ -166,7 +166,7 @@ def memory_and_cold_start() -> dict[str, Any]:
         alerts, sizes = file_alerts(Path(folder))
         with stack_in_subprocess(Path(folder), API_KEY) as environment:
             rss_bytes, lookups = peak_rss(alerts, environment)
-            cold = cold_start(environment)
+            cold = cold_start(environment, alerts[0])
     return {
         "peak_memory": {
             "alerts": len(alerts),
