@@ -205,9 +205,17 @@ def _binary_decoded(value: Any) -> Any:
     return value
 
 
+# The types of DynamoDB's attribute values: a value is a map of one of them to its content.
+_ATTRIBUTE_TYPES = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+
+
 def _present(value: Any) -> Any:
-    """The document without its absent (None) members, as the serialiser leaves them out."""
+    """The document without its absent (None) members, as the serialiser leaves them out. An attribute
+    value is kept whole, not walked: moto makes it of its item's stored content, which holds no None
+    (NULL is `{"NULL": true}`), and walking every value of every case was 3% of a run's CPU."""
     if isinstance(value, dict):
+        if len(value) == 1 and next(iter(value)) in _ATTRIBUTE_TYPES:
+            return value
         return {key: _present(item) for key, item in value.items() if item is not None}
     if isinstance(value, list):
         return [_present(item) for item in value]

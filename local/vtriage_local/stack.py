@@ -164,6 +164,7 @@ class LocalAws:
         self._modules: dict[str, ModuleType] = {}
         self._import_lock = threading.Lock()
         self._accounts: dict[str, dict[str, str]] = {}
+        self._deploying_clients: dict[str, Any] = {}
         self.endpoint_url = ""
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -211,6 +212,7 @@ class LocalAws:
         # moto keeps its backends per process: start from nothing, whatever ran here before.
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         self._accounts.clear()
+        self._deploying_clients.clear()
         requests.post(
             f"{self.endpoint_url}/moto-api/config", json=_moto_config(self.run_state_machines), timeout=10
         ).raise_for_status()
@@ -268,6 +270,13 @@ class LocalAws:
                 endpoint_url=self.endpoint_url,
                 **credentials,
             )
+
+    def _deploying(self, service: str) -> Any:
+        """The client the deployment uses for a service of the stack's own account and Region, made once
+        (a client costs tens of milliseconds to make; the deployment makes some twenty calls)."""
+        if service not in self._deploying_clients:
+            self._deploying_clients[service] = self.client(service)
+        return self._deploying_clients[service]
 
     def _credentials_in(self, account: str) -> dict[str, str]:
         """Credentials in another account: a session of the role an organisation's administrators use
@@ -330,7 +339,7 @@ class LocalAws:
 
     def _deploy(self) -> None:
         # moto's Lambda checks that a function's role exists; SAM makes one per function in the cloud.
-        self.client("iam").create_role(
+        self._deploying("iam").create_role(
             RoleName=_DUMMY_ROLE.rsplit("/", 1)[-1],
             AssumeRolePolicyDocument=json.dumps(
                 {
@@ -482,13 +491,13 @@ class LocalAws:
                 attributes[name] = str(self.resolve(properties[name]))
         if "RedrivePolicy" in properties:
             attributes["RedrivePolicy"] = json.dumps(self.resolve(properties["RedrivePolicy"]))
-        sqs = self.client("sqs")
+        sqs = self._deploying("sqs")
         url = sqs.create_queue(QueueName=logical_id, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.physical[logical_id] = {"Ref": url, "Arn": arn, "QueueName": logical_id, "QueueUrl": url}
 
     def _create_table(self, logical_id: str, properties: dict[str, Any]) -> None:
-        dynamodb = self.client("dynamodb")
+        dynamodb = self._deploying("dynamodb")
         arguments: dict[str, Any] = {
             "TableName": logical_id,
             "KeySchema": properties["KeySchema"],
@@ -510,7 +519,7 @@ class LocalAws:
         self.physical[logical_id] = {"Ref": logical_id, "Arn": arn}
 
     def _create_topic(self, logical_id: str, properties: dict[str, Any]) -> None:
-        arn = self.client("sns").create_topic(Name=logical_id)["TopicArn"]
+        arn = self._deploying("sns").create_topic(Name=logical_id)["TopicArn"]
         self.physical[logical_id] = {"Ref": arn, "TopicArn": arn, "TopicName": logical_id}
 
     def _create_function(self, logical_id: str, properties: dict[str, Any]) -> None:
@@ -518,7 +527,7 @@ class LocalAws:
         with zipfile.ZipFile(archive, "w") as bundle:
             bundle.writestr("app.py", "# the local runner dispatches to the real handler\n")
         spec = self.functions[logical_id]
-        arn = self.client("lambda").create_function(
+        arn = self._deploying("lambda").create_function(
             FunctionName=logical_id,
             Runtime="python3.12",
             Role=_DUMMY_ROLE,
@@ -532,7 +541,7 @@ class LocalAws:
         if "FunctionUrlConfig" in properties:
             # SAM names a function's URL resource <function>Url. moto answers nothing on it: locally the
             # URL only appears in links, and tests call the handler with the request a URL would send.
-            url = self.client("lambda").create_function_url_config(
+            url = self._deploying("lambda").create_function_url_config(
                 FunctionName=logical_id, AuthType=str(properties["FunctionUrlConfig"].get("AuthType", "NONE"))
             )["FunctionUrl"]
             self.physical[f"{logical_id}Url"] = {"FunctionUrl": url}
@@ -543,7 +552,7 @@ class LocalAws:
         )
         for key, value in properties.get("DefinitionSubstitutions", {}).items():
             definition = definition.replace("${" + key + "}", str(self.resolve(value)))
-        arn = self.client("stepfunctions").create_state_machine(
+        arn = self._deploying("stepfunctions").create_state_machine(
             name=logical_id, definition=definition, roleArn=_DUMMY_ROLE
         )["stateMachineArn"]
         self.physical[logical_id] = {"Ref": arn, "Arn": arn, "Name": logical_id}
@@ -551,7 +560,7 @@ class LocalAws:
     def _create_managed_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
         document = json.dumps(self.resolve(properties["PolicyDocument"]))
         name = str(self.resolve(properties.get("ManagedPolicyName", logical_id)))
-        arn = self.client("iam").create_policy(PolicyName=name, PolicyDocument=document)["Policy"]["Arn"]
+        arn = self._deploying("iam").create_policy(PolicyName=name, PolicyDocument=document)["Policy"]["Arn"]
         self.physical[logical_id] = {"Ref": arn, "PolicyArn": arn}
 
     def _create_secret(self, logical_id: str, properties: dict[str, Any]) -> None:
@@ -560,13 +569,13 @@ class LocalAws:
             value = secrets.token_urlsafe(48)
         else:
             value = str(self.resolve(properties.get("SecretString", "")))
-        arn = self.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+        arn = self._deploying("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
         self.physical[logical_id] = {"Ref": arn, "Id": arn}
 
     def _create_vt_secret(self) -> None:
         name = self.parameters.get("VirusTotalApiKeySecretName")
         if name:
-            self.client("secretsmanager").create_secret(Name=name, SecretString=self.vt_api_key)
+            self._deploying("secretsmanager").create_secret(Name=name, SecretString=self.vt_api_key)
 
     # -- Lambda dispatch ------------------------------------------------------------------------------
 
