@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from vtriage.config import is_loopback
 from vtriage.config.virustotal import DEFAULT_VT_BASE_URL
 from vtriage_local.accounting import Account, Finding, Journey, Settled, account
 from vtriage_local.alert_files import Delivery
@@ -46,10 +48,23 @@ class VirusTotalSource:
     faults: dict[str, float] | None = None
     seed: int = 0
 
+    @property
+    def on_this_machine(self) -> bool:
+        """True when no request leaves this machine: the replay server, or a live VT_BASE_URL on loopback
+        (a stand-in of one's own). Such answers spend no VirusTotal quota."""
+        if self.api_key is None:
+            return True
+        return is_loopback((urlsplit(self.base_url).hostname or "").lower())
+
     def describe(self) -> dict[str, Any]:
         """Where the run's VirusTotal answers come from, as the runner's JSON says it (`virustotal`)."""
         if self.api_key is not None:
-            return {"mode": "live", "base_url": self.base_url, "recordings": None}
+            return {
+                "mode": "live",
+                "base_url": self.base_url,
+                "recordings": None,
+                "on_this_machine": self.on_this_machine,
+            }
         bundled = self.recordings.resolve() == bundled_recordings().resolve()
         return {"mode": "replay", "base_url": None, "recordings": str(self.recordings), "bundled": bundled}
 

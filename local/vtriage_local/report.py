@@ -180,7 +180,10 @@ def _banner(virustotal: dict[str, Any] | None) -> Text:
     if not virustotal:
         return Text("VirusTotal: not recorded in this document", style="bold")
     if virustotal.get("mode") == "live":
-        return Text(f"VirusTotal: LIVE, {virustotal.get('base_url')} (the key in VT_API_KEY)", style="bold")
+        banner = Text(f"VirusTotal: LIVE, {virustotal.get('base_url')} (the key in VT_API_KEY)", style="bold")
+        if virustotal.get("on_this_machine"):
+            banner.append("; on this machine: no VirusTotal quota applied")
+        return banner
     banner = Text("VirusTotal: replayed from recordings", style="bold")
     if virustotal.get("bundled"):
         banner.append(" (those bundled with vtriage)")

@@ -86,12 +86,13 @@ def https_url_problem(url: str) -> str | None:
         return f"{_MUST_BE_HTTPS}, not a URL"
     if not host:
         return f"{_MUST_BE_HTTPS} naming a host"
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host)):
         return None
     return f"{_MUST_BE_HTTPS}, not {parts.scheme or 'scheme-less'}"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for a host on this machine: localhost, 127.0.0.0/8 or ::1."""
     if host == "localhost":
         return True
     try:
