@@ -28,6 +28,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.server import ThreadedMotoServer
 
 from vtriage_local.loopback import answered_in_process
+from vtriage_local.moto_memory import moto_memory
 from vtriage_local.moto_speedups import moto_speedups
 from vtriage_local.template import (
     MEMBER_ROLE_TEMPLATE_PATH,
@@ -181,7 +182,7 @@ class LocalAws:
         # One line per request on stderr is noise to a person reading the runner's output.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         # Before moto loads anything: its reset and its first requests load the models the patches share.
-        self._engine_patches = moto_speedups()
+        self._engine_patches = [*moto_speedups(), *moto_memory()]
         for patch in self._engine_patches:
             patch.start()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

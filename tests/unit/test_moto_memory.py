@@ -1,0 +1,225 @@
+"""The local AWS's memory savers (vtriage_local.moto_memory) keep what moto answers: each is run with and
+without, on the same data, and what moto answers, stores and refuses compared; what they let go is only
+what nothing holds (copies moto made to answer a read, replaced items, deleted messages), documentation
+strings, and instance-type offerings until they are asked for."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import boto3
+import botocore.loaders
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.dynamodb.models.dynamo_type import Item
+from moto.ec2.models import instance_types
+from moto.sqs.models import Message
+from moto.utilities.utils import load_resource
+
+from tests.functional.conftest import use_dummy_aws_credentials
+from vtriage_local.moto_memory import OfferingsByRegion, defer_instance_type_offerings, moto_memory
+
+TABLE = "memory"
+KEY = {"case_id": {"S": "case-1"}}
+
+
+@pytest.fixture(autouse=True)
+def _in_process_moto_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto in this process alone: no endpoint a local stack of another test left in the environment."""
+    use_dummy_aws_credentials(monkeypatch, "us-east-1")
+
+
+@contextmanager
+def _savers(on: bool) -> Iterator[None]:
+    with ExitStack() as stack:
+        if on:
+            for saver in moto_memory():
+                stack.enter_context(saver)
+        yield
+
+
+def _table() -> Any:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "case_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "case_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
+def _case_read_and_revised(on: bool) -> tuple[list[Any], int, list[dict[str, Any]]]:
+    """A case written, revised ten times and read after each revision, as the pipeline does; what moto
+    answered, how many items it still tracks, and what its dashboard lists of them."""
+    with mock_aws(), _savers(on):
+        client = _table()
+        answers: list[Any] = []
+        for revision in range(10):
+            item = {**KEY, "revision": {"N": str(revision)}, "alert": {"M": {"title": {"S": "C&C"}}}}
+            client.put_item(TableName=TABLE, Item=item)
+            answers.append(client.get_item(TableName=TABLE, Key=KEY, ConsistentRead=True)["Item"])
+            answers.append(client.scan(TableName=TABLE)["Items"])
+        gc.collect()
+        tracked = list(Item.instances_tracked)  # type: ignore[attr-defined]
+        return answers, len(tracked), _dashboard("dynamodb", "Item")
+
+
+def _dashboard(service: str, model: str) -> list[dict[str, Any]]:
+    """What moto's dashboard lists of a model (`/moto-api/data.json`)."""
+    data = requests.get("http://motoapi.amazonaws.com/moto-api/data.json", timeout=10).json()
+    return list(data[service][model])
+
+
+def test_items_moto_copied_to_answer_reads_are_let_go_and_the_answers_are_the_same() -> None:
+    # Given a case written, revised and read ten times, with the savers and without
+    answers_kept, tracked_kept, dashboard_kept = _case_read_and_revised(on=False)
+    answers, tracked, dashboard = _case_read_and_revised(on=True)
+    # Then moto answered the same reads the same
+    assert answers == answers_kept
+    # and where moto alone kept at least every revision replaced (and the copies it made to answer scans),
+    assert tracked_kept >= 10
+    # only the item the table holds is still tracked, and its dashboard lists it as before
+    assert tracked == 1
+    assert len(dashboard) == 1
+    assert dashboard[0] in dashboard_kept
+
+
+def _messages_received_and_deleted(on: bool) -> tuple[list[str], int]:
+    """Five messages sent, received and deleted: the bodies received, and the messages moto still tracks."""
+    with mock_aws(), _savers(on):
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+        for index in range(5):
+            sqs.send_message(QueueUrl=queue, MessageBody=f"alert {index}")
+        bodies = []
+        for message in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]:
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        gc.collect()
+        return sorted(bodies), len(list(Message.instances_tracked))  # type: ignore[attr-defined]
+
+
+def test_deleted_messages_are_let_go_and_the_messages_received_are_the_same() -> None:
+    # Given five messages sent, received and deleted, with the savers and without
+    bodies_kept, tracked_kept = _messages_received_and_deleted(on=False)
+    bodies, tracked = _messages_received_and_deleted(on=True)
+    # Then the same messages were received; moto alone still held the five deleted (and the copies it
+    # made to hand them out), the savers none
+    assert bodies == bodies_kept == [f"alert {index}" for index in range(5)]
+    assert tracked_kept >= 5
+    assert tracked == 0
+
+
+def _documentation_emptied(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: ""
+            if key in {"documentation", "documentationUrl"} and isinstance(item, str)
+            else _documentation_emptied(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_documentation_emptied(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("service", ["dynamodb", "ec2", "s3", "stepfunctions"])
+def test_service_models_are_read_whole_but_for_their_documentation(service: str) -> None:
+    # Given botocore's model of a service, read by a fresh loader with the savers and without
+    with _savers(True):
+        saved = botocore.loaders.create_loader().load_service_model(service, "service-2")
+    whole = botocore.loaders.create_loader().load_service_model(service, "service-2")
+    # Then the model is botocore's, in its order, each documentation string empty
+    assert saved == _documentation_emptied(whole)
+    assert list(saved["shapes"]) == list(whole["shapes"])
+    assert '"documentation": "<' in json.dumps(whole)
+    assert '"documentation": "<' not in json.dumps(saved)
+
+
+def test_clients_made_with_the_savers_answer_and_refuse_as_before() -> None:
+    # Given DynamoDB and S3 clients made from models read with the savers
+    with mock_aws(), _savers(True):
+        session = boto3.session.Session()
+        client = session.client("dynamodb", region_name="us-east-1")
+        s3 = session.client("s3", region_name="us-east-1")
+        # When S3 (whose client reads its context parameters' documentation) makes a bucket
+        s3.create_bucket(Bucket="quarantine")
+        assert [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]] == ["quarantine"]
+        # When it creates a table, writes to it and asks for a missing table
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "case_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "case_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName=TABLE, Item=KEY)
+        # Then it reads its item back, and the refusal is botocore's modelled error
+        assert client.get_item(TableName=TABLE, Key=KEY)["Item"] == KEY
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            client.describe_table(TableName="missing")
+
+
+def test_instance_type_offerings_are_moto_s_own_once_asked_for() -> None:
+    # Given moto's offerings deferred (as the local AWS does)
+    defer_instance_type_offerings()
+    catalogue = instance_types.INSTANCE_TYPE_OFFERINGS
+    # Then every location type is deferred, each Region read when asked for, as moto reads it
+    assert set(catalogue) == {"region", "availability-zone", "availability-zone-id"}
+    for location_type, offerings in catalogue.items():
+        assert isinstance(offerings, OfferingsByRegion)
+        own = load_resource(f"ec2/resources/instance_type_offerings/{location_type}/eu-west-3.json")
+        assert offerings["eu-west-3"] == [{**offering, "LocationType": location_type} for offering in own]
+        assert offerings.get("nowhere-1") is None
+        assert "us-east-1" in offerings
+        assert len(offerings) == 30
+
+
+def test_launches_and_offerings_are_answered_and_refused_as_before() -> None:
+    # Given moto's offerings deferred
+    defer_instance_type_offerings()
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="eu-west-3")
+        image = ec2.describe_images()["Images"][0]["ImageId"]
+        # When an instance is launched in a zone of the Region, of a type offered there
+        launched = ec2.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            Placement={"AvailabilityZone": "eu-west-3a"},
+        )
+        # Then it runs there; a zone of another Region is refused as moto refuses it
+        assert launched["Instances"][0]["Placement"]["AvailabilityZone"] == "eu-west-3a"
+        with pytest.raises(ClientError, match="InvalidParameterValue"):
+            ec2.run_instances(
+                ImageId=image, MinCount=1, MaxCount=1, Placement={"AvailabilityZone": "us-east-1a"}
+            )
+        # and the offerings asked for are the Region's
+        offered = ec2.describe_instance_type_offerings(
+            LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": ["t3.micro"]}]
+        )["InstanceTypeOfferings"]
+        assert {offering["Location"] for offering in offered} == {"eu-west-3a", "eu-west-3b", "eu-west-3c"}
+
+
+def test_the_local_aws_loads_no_offerings_until_asked_for() -> None:
+    # Given a fresh process that loads the local AWS's modules (moto's EC2 models among them)
+    probe = (
+        "import sys, vtriage_local.stack\n"
+        "catalogue = sys.modules['moto.ec2.models.instance_types'].INSTANCE_TYPE_OFFERINGS\n"
+        "print(sorted((kind, type(offerings).__name__, dict.__len__(offerings))"
+        " for kind, offerings in catalogue.items()))"
+    )
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    # Then no Region's offerings were read
+    assert shown.strip() == str(
+        [(kind, "OfferingsByRegion", 0) for kind in ("availability-zone", "availability-zone-id", "region")]
+    )
