@@ -142,7 +142,7 @@ def test_the_state_machine_engines_clients_are_answered_without_the_http_server(
     # When a client made as moto's Step Functions engine makes it for a task (the server's port, named
     # localhost) calls DynamoDB
     port = aws.endpoint_url.rsplit(":", 1)[-1]
-    engine_client = boto_client_for(REGION, "dynamodb")
+    engine_client: Any = boto_client_for(REGION, "dynamodb")
     tables = engine_client.list_tables()["TableNames"]
 
     # Then it is answered, and no connection reached the server
