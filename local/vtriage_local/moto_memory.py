@@ -246,8 +246,119 @@ def _defer_offerings(module: ModuleType) -> None:
             catalogue[location_type] = OfferingsByRegion(location_type, files)
 
 
+# moto's EC2 instance types (9 MB, and a copy of each type's details for DescribeInstanceTypes): read only
+# to answer DescribeInstanceTypes and to check a Batch compute environment's instance families.
+_INSTANCE_TYPES_FILE = "ec2/resources/instance_types.json"
+
+
+@functools.cache
+def _instance_types() -> dict[str, Any]:
+    return dict(moto.utilities.utils.load_resource(_INSTANCE_TYPES_FILE))
+
+
+class InstanceTypes(dict[str, Any]):
+    """moto's INSTANCE_TYPES, read when first asked for."""
+
+    def _whole(self) -> None:
+        if not super().__len__():
+            self.update(_instance_types())
+
+    def __getitem__(self, name: str) -> Any:
+        self._whole()
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The type's details."""
+        self._whole()
+        return super().get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        self._whole()
+        return super().__contains__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        self._whole()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._whole()
+        return super().__len__()
+
+    def keys(self) -> Any:
+        """Every type's name."""
+        self._whole()
+        return super().keys()
+
+    def values(self) -> Any:
+        """Every type's details."""
+        self._whole()
+        return super().values()
+
+    def items(self) -> Any:
+        """Every type with its details."""
+        self._whole()
+        return super().items()
+
+    def __eq__(self, other: object) -> bool:
+        self._whole()
+        return super().__eq__(other)
+
+    __hash__ = None
+
+
+class InstanceFamilies(list[str]):
+    """moto's INSTANCE_FAMILIES (each type's name before its dot, once), made when first asked for."""
+
+    def _whole(self) -> None:
+        if not super().__len__():
+            self.extend({name.split(".")[0] for name in _instance_types()})
+
+    def __contains__(self, family: object) -> bool:
+        self._whole()
+        return super().__contains__(family)
+
+    def __iter__(self) -> Iterator[str]:
+        self._whole()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._whole()
+        return super().__len__()
+
+    def __getitem__(self, index: Any) -> Any:
+        self._whole()
+        return super().__getitem__(index)
+
+    def __eq__(self, other: object) -> bool:
+        self._whole()
+        return super().__eq__(other)
+
+    __hash__ = None
+
+
+class _InstanceTypeList:
+    """InstanceTypeBackend.instance_types, moto's list of every type, made when first asked for."""
+
+    def __init__(self, instance_type: type) -> None:
+        self._instance_type = instance_type
+        self._made: list[Any] | None = None
+
+    def __get__(self, backend: object, owner: type | None = None) -> list[Any]:
+        if self._made is None:
+            self._made = list(map(self._instance_type, _instance_types()))
+        return self._made
+
+
+def _defer_instance_types(module: ModuleType) -> None:
+    """Put moto's instance types off until they are asked for (the module was run with none read)."""
+    module.__dict__["INSTANCE_TYPES"] = InstanceTypes()
+    module.__dict__["INSTANCE_FAMILIES"] = InstanceFamilies()
+    module.InstanceTypeBackend.instance_types = _InstanceTypeList(module.InstanceType)
+
+
 class _CatalogueLoader(importlib.abc.Loader):
-    """Runs moto's catalogue module without reading the offerings' files, then defers them."""
+    """Runs moto's catalogue module without reading its files (instance types, offerings), then defers
+    them."""
 
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self._loader = loader
@@ -257,10 +368,12 @@ class _CatalogueLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
-        """Run the module with each offerings file read as empty, then defer the files."""
+        """Run the module with each file of the catalogue read as empty, then defer the files."""
         load_resource = moto.utilities.utils.load_resource
 
         def read_later(resource: str) -> Any:
+            if resource == _INSTANCE_TYPES_FILE:
+                return {}
             return [] if f"/{_OFFERINGS_FOLDER}/" in resource else load_resource(resource)
 
         with mock.patch.object(moto.utilities.utils, "load_resource", read_later):
@@ -268,6 +381,7 @@ class _CatalogueLoader(importlib.abc.Loader):
         # The module keeps moto's own reader under its name, not the one it was run with.
         module.__dict__["load_resource"] = load_resource
         _defer_offerings(module)
+        _defer_instance_types(module)
 
 
 class _CatalogueFinder(importlib.abc.MetaPathFinder):

@@ -210,16 +210,41 @@ def test_launches_and_offerings_are_answered_and_refused_as_before() -> None:
         assert {offering["Location"] for offering in offered} == {"eu-west-3a", "eu-west-3b", "eu-west-3c"}
 
 
-def test_the_local_aws_loads_no_offerings_until_asked_for() -> None:
+def test_the_local_aws_reads_no_instance_type_catalogue_until_asked_for() -> None:
     # Given a fresh process that loads the local AWS's modules (moto's EC2 models among them)
-    probe = (
-        "import sys, vtriage_local.stack\n"
-        "catalogue = sys.modules['moto.ec2.models.instance_types'].INSTANCE_TYPE_OFFERINGS\n"
-        "print(sorted((kind, type(offerings).__name__, dict.__len__(offerings))"
-        " for kind, offerings in catalogue.items()))"
-    )
+    probe = """
+import json, sys, vtriage_local.stack
+from moto.batch import models as batch
+from moto.utilities.utils import load_resource
+catalogue = sys.modules["moto.ec2.models.instance_types"]
+unread = {kind: dict.__len__(offerings) for kind, offerings in catalogue.INSTANCE_TYPE_OFFERINGS.items()}
+unread["types"] = dict.__len__(catalogue.INSTANCE_TYPES)
+unread["families"] = list.__len__(catalogue.INSTANCE_FAMILIES)
+own = load_resource("ec2/resources/instance_types.json")
+print(json.dumps({
+    "unread": unread,
+    "types": catalogue.INSTANCE_TYPES == own,
+    "families": sorted(catalogue.INSTANCE_FAMILIES) == sorted({name.split(".")[0] for name in own}),
+    "batch_families": "t3" in batch.EC2_INSTANCE_FAMILIES and "nope" not in batch.EC2_INSTANCE_FAMILIES,
+    "described": [
+        {key: kind[key] for key in own["t3.micro"]}
+        for kind in catalogue.InstanceTypeBackend().describe_instance_types(["t3.micro"])
+    ] == [own["t3.micro"]],
+}))
+"""
     shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    # Then no Region's offerings were read
-    assert shown.strip() == str(
-        [(kind, "OfferingsByRegion", 0) for kind in ("availability-zone", "availability-zone-id", "region")]
-    )
+    found = json.loads(shown)
+    # Then nothing of the catalogue was read as it loaded
+    assert found["unread"] == {
+        "region": 0,
+        "availability-zone": 0,
+        "availability-zone-id": 0,
+        "types": 0,
+        "families": 0,
+    }
+    # and once asked for, the instance types, their families (Batch's among them) and what
+    # DescribeInstanceTypes answers are moto's own
+    assert found["types"] is True
+    assert found["families"] is True
+    assert found["batch_families"] is True
+    assert found["described"] is True
