@@ -116,6 +116,10 @@ def _answer(app: Any, request: AWSPreparedRequest) -> AWSResponse:
         status, headers, payload = _through_flask(service_app, environ)
     else:
         status, headers, payload = _served(service_app, environ)
+    if request.method == "HEAD":
+        # An answer to HEAD carries no body on the wire, so botocore names an error by its status alone
+        # ("404", not S3's "NoSuchBucket"), as it does against AWS and moto's HTTP server.
+        payload = b""
     answered = HTTPHeaders()
     for name, value in headers.items():
         answered[name] = value

@@ -52,11 +52,15 @@ CALLS: dict[str, Call] = {
         ),
         client("dynamodb").get_item(TableName=_table_name(), Key={"case_id": {"S": "loopback"}}),
     )[1],
-    "a refused conditional write": lambda client: client("dynamodb").put_item(
-        TableName=_table_name(),
-        Item={"case_id": {"S": "loopback"}},
-        ConditionExpression="attribute_not_exists(case_id)",
-    ),
+    # Each call makes the state it needs: under pytest-xdist another worker may run the others.
+    "a refused conditional write": lambda client: (
+        client("dynamodb").put_item(TableName=_table_name(), Item={"case_id": {"S": "written-first"}}),
+        client("dynamodb").put_item(
+            TableName=_table_name(),
+            Item={"case_id": {"S": "written-first"}},
+            ConditionExpression="attribute_not_exists(case_id)",
+        ),
+    )[1],
     "a missing table": lambda client: client("dynamodb").get_item(
         TableName="no-such-table", Key={"case_id": {"S": "x"}}
     ),
