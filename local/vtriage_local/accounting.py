@@ -47,6 +47,12 @@ class Finding:
     refused: str | None = None
     ignored: str | None = None
 
+    @property
+    def stands_for_its_record(self) -> bool:
+        """Whether no finding is identified here and this stands for its whole record: one that is not
+        JSON or of no known shape, or a page that holds none (an empty get-findings page)."""
+        return self.alert is None and self.alert_id is None and "[" not in (self.where or "")
+
 
 NO_FINDING = "no finding to triage in it"
 
@@ -105,7 +111,10 @@ class Account:
     ignored: list[dict[str, Any]]
     pending: list[dict[str, Any]]
     failures: list[dict[str, Any]]
+    # Everything accounted for: each finding, and each record in which none is identified, once.
     findings: int
+    # Of them, the records in which no finding is identified (`Finding.stands_for_its_record`).
+    records_without_findings: int = 0
 
 
 def account(journeys: list[tuple[Journey, list[Finding]]], settled: Settled) -> Account:
@@ -113,7 +122,11 @@ def account(journeys: list[tuple[Journey, list[Finding]]], settled: Settled) -> 
     ledger = _Ledger(settled)
     for journey, findings in journeys:
         ledger.take(journey, findings)
-    return ledger.result(sum(len(findings) for _, findings in journeys))
+    accounted = ledger.result(sum(len(findings) for _, findings in journeys))
+    accounted.records_without_findings = sum(
+        1 for _, findings in journeys for finding in findings if finding.stands_for_its_record
+    )
+    return accounted
 
 
 UNACCOUNTED = (

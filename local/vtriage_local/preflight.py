@@ -130,6 +130,7 @@ class ReadRecords:
             "stats": {
                 "records": len(self.deliveries),
                 "findings": accounted.findings,
+                "records_without_findings": accounted.records_without_findings,
                 "vt_requests": vt_requests,
                 "vt_cache_hits": sum(1 for case in accounted.cases for ioc in case["iocs"] if ioc["cached"]),
                 "duration_s": round(time.monotonic() - self.started, 3),

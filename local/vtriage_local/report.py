@@ -145,7 +145,8 @@ def _report(
                 if item.get("alert_id"):
                     found.append(_finding_id(item))
                 yield Group(*lines(Text("  "), found, width, 2))
-    statuses = {action["status"] for case in cases for action in case["actions"]}
+    # Said of the cases shown only: `--only` matching none prints nothing about the others' actions.
+    statuses = {action["status"] for _, case in kept for action in case["actions"]}
     if "dry_run" in statuses:
         yield Text()
         yield _paragraph(
@@ -364,8 +365,23 @@ def _totals(document: dict[str, Any], kept: int, only: set[str]) -> Iterable[Tex
     yield Text(
         f"{len(cases)} case(s), {repeats} repeat(s), {len(document.get('ignored', []))} ignored, "
         f"{len(document.get('pending', []))} pending, {failures} refused, "
-        f"of {stats.get('findings', '?')} finding(s) in {stats['records']} record(s); "
+        f"of {_findings_and_records(stats)}; "
         f"{stats['vt_requests']} VirusTotal request(s), {stats['vt_cache_hits']} cache hit(s); "
         f"{stats['duration_s']:.1f} s",
         style="bold red" if failures else "",
+    )
+
+
+def _findings_and_records(stats: dict[str, Any]) -> str:
+    """What the run's fates add up to: its findings, and the records in which none was identified (not
+    JSON, no known shape, an empty page), each of which stands for itself."""
+    without = int(stats.get("records_without_findings", 0))
+    findings = stats.get("findings")
+    if findings is None:
+        return f"{stats['records']} record(s)"
+    records = f"in {stats['records']} record(s)"
+    if not without:
+        return f"{findings} finding(s) {records}"
+    return (
+        f"{int(findings) - without} finding(s) and {without} record(s) with no finding identified, {records}"
     )

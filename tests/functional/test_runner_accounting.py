@@ -301,3 +301,38 @@ def test_a_cases_sample_flag_notes_and_reasons_against_action_are_in_the_json_an
         "note detail.service: missing; the detection (action, evidence, sample flag) is unknown:"
         " no IOC is read from it"
     ) in flat
+
+
+def test_a_get_findings_page_with_no_finding_is_ignored_and_counted_as_a_record_without_one(
+    tmp_path: Path,
+) -> None:
+    # Given the GuardDuty API's GetFindings response with no finding (as elastic/integrations' GuardDuty
+    # pipeline test data holds one), beside a file that is not JSON
+    empty = tmp_path / "guardduty-empty-page.json"
+    empty.write_text('{"findings":[]}', encoding="utf-8")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an alert", encoding="utf-8")
+
+    # When `vtriage run` runs the empty page alone, then beside the other file
+    status, _, document = run_cli(empty)
+    _, _, both = run_cli(empty, notes)
+
+    # Then the page is ignored saying it holds no finding: nothing refused, no case, status 0
+    assert status == 0
+    assert (document["cases"], document["failures"]) == ([], [])
+    [ignored] = document["ignored"]
+    assert (ignored["message_id"], ignored["where"]) == ("guardduty-empty-page.json", "findings")
+    assert "findings is empty: a page of get-findings with no finding" in ignored["reason"]
+    # and the figures count it as a record with no finding, not as a finding
+    assert (document["stats"]["records"], document["stats"]["records_without_findings"]) == (1, 1)
+    # and the file that is not JSON is one refused record, counted beside it the same way
+    assert [failure["message_id"] for failure in both["failures"]] == ["notes.txt"]
+    assert (
+        both["stats"]["records"],
+        both["stats"]["findings"],
+        both["stats"]["records_without_findings"],
+    ) == (
+        2,
+        2,
+        2,
+    )

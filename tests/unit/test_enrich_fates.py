@@ -107,6 +107,29 @@ def test_an_ignored_finding_is_logged_with_its_reason_and_makes_no_case(
     assert "Security Hub" in ignored.reason
 
 
+@pytest.mark.parametrize("body", ['{"findings":[]}', '{"Findings": []}'], ids=["the API's", "the CLI's"])
+def test_a_page_of_get_findings_with_no_finding_is_acknowledged_and_nothing_is_parked(
+    body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a batch holding a GuardDuty get-findings page with no finding (a poller's empty page, as in
+    # elastic/integrations' GuardDuty test data) beside a finding
+    world = World()
+    batch = world.batch()
+    caplog.set_level(logging.INFO)
+
+    # When the batch is triaged
+    response = triage_sqs_batch(batch, _event_of([*_domain_findings(1, "good"), body]))
+
+    # Then the page is acknowledged: not retried, nothing refused, kept or parked for it, the finding a case
+    assert response["batchItemFailures"] == []
+    assert (world.cases.failures, world.dead_letters.sent, batch.refusals.rejected) == ({}, [], 0)
+    assert len(world.cases.case_ids) == 1
+    # and the log says why it made no case
+    [logged] = _log(caplog, "finding ignored")
+    assert logged["message_id"] == "m-1"
+    assert "is empty: a page of get-findings with no finding" in logged["reason"]
+
+
 class CountedReading(IntakeOptions):
     """The deployment's reading of a body, counting the documents it is given."""
 

@@ -286,16 +286,22 @@ def test_a_document_whose_every_finding_is_refused_is_refused_with_each_reason()
     assert "2" in answer(response)["error"]
 
 
-def test_a_document_holding_no_finding_is_refused() -> None:
-    # Given get-findings output that found nothing
+def test_a_get_findings_page_with_no_finding_is_accepted_as_ignored_saying_so() -> None:
+    # Given get-findings output that found nothing (a poller's empty page: no fault of its sender)
     queue = FakeAlertQueue()
 
     # When it is posted
     response = respond(function_url_request(get_findings()), queue)
 
-    # Then there is nothing to triage and nothing is queued
-    assert response["statusCode"] == 400
-    assert queue.bodies == []
+    # Then it is accepted as the enrich function reads it: no alert, nothing refused, the page ignored
+    # with the reason (as an empty page of Falcon's Alerts API or Alert Center's alerts.list)
+    assert response["statusCode"] == 202
+    assert (answer(response)["alert_ids"], answer(response)["refused"]) == ([], [])
+    (ignored,) = answer(response)["ignored"]
+    assert (ignored["where"], ignored["reason"]) == (
+        "Findings",
+        "Findings is empty: a page of get-findings with no finding, nothing to triage",
+    )
 
 
 def _nested(depth: int) -> str:

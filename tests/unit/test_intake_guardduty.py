@@ -333,10 +333,47 @@ def test_get_findings_gives_one_alert_per_finding_in_order() -> None:
     ]
 
 
-def test_get_findings_without_findings_is_refused() -> None:
-    error = rejection({"Findings": []})
-    assert error.field == "Findings"
-    assert "empty" in error.reason
+@pytest.mark.parametrize(
+    ("document", "key"),
+    [({"Findings": []}, "Findings"), ({"findings": []}, "findings")],
+    ids=["aws guardduty get-findings", "the API's GetFindings response"],
+)
+def test_a_page_of_get_findings_with_no_finding_is_ignored_saying_so(
+    document: dict[str, Any], key: str
+) -> None:
+    # Given get-findings output with no finding, as a poller meets one (elastic/integrations' GuardDuty
+    # pipeline test data holds the API's `{"findings":[]}`)
+    # When intake reads it
+    result = read_document(document)
+
+    # Then nothing is refused and no case is made: the page is ignored, with the reason
+    assert (result.alerts, result.refused) == ((), ())
+    [ignored] = result.ignored
+    assert (ignored.where, ignored.reason) == (
+        key,
+        f"{key} is empty: a page of get-findings with no finding, nothing to triage",
+    )
+
+
+def test_the_apis_get_findings_response_gives_the_same_alert_as_the_cli() -> None:
+    # Given a finding as the GuardDuty API's GetFindings response holds it (`findings`, camelCase) and as
+    # `aws guardduty get-findings` prints it (`Findings`, PascalCase)
+    event = load(BACKDOOR)
+    api = {"findings": [event["detail"]]}
+    cli = {"Findings": [pascal_case(event["detail"])]}
+
+    # When intake reads each, Then they are the same alert, placed where each document holds it
+    assert only_alert(api) == only_alert(cli)
+    assert read_document({"findings": [event["detail"], 7]}).refused[0].where == "findings[1]"
+
+
+def test_a_lone_findings_list_beside_other_keys_is_no_shape_vtriage_knows() -> None:
+    # Given an object whose `findings` sits beside a key no GetFindings response has
+    error = rejection({"findings": [], "count": 0})
+
+    # When intake reads it, Then it is refused whole as an unknown shape, naming its keys
+    assert error.reason.startswith("unknown shape")
+    assert error.reason.endswith("got keys ['count', 'findings']")
 
 
 # --- versions and duplicates ---------------------------------------------------------------------

@@ -456,3 +456,34 @@ def test_the_table_follows_the_width_it_is_given() -> None:
     assert row.title in wide[2]
     assert "uploads/incoming/dropper.dll +1" in wide[2]
     assert wide[2].split()[-1] == "12"
+
+
+def test_only_matching_no_case_prints_nothing_about_the_actions_of_the_cases_not_shown() -> None:
+    # Given a run whose one case is malicious, ticketed, its actions planned in dry-run mode
+    document = _document(_case())
+
+    # When the report keeps only the failed cases, of which there are none
+    shown = _flat(_printed(document, only={"failed"}))
+
+    # Then it says no case is failed, says nothing of the dry-run actions of the case it does not show,
+    # and still counts the run's case
+    assert "No case is failed (--only)." in shown
+    assert "dry-run" not in shown
+    assert "Showing 0 of 1 case(s) (--only failed)" in shown
+    # while the same run's report unfiltered explains them
+    assert "Remediation ran in dry-run mode" in _flat(_printed(document))
+
+
+def test_a_record_with_no_finding_identified_is_counted_as_a_record_not_as_a_finding() -> None:
+    # Given a run of one record that is not JSON: one refusal, standing for the record, no finding
+    document = _document()
+    document["failures"] = [{"message_id": "notes.txt", "reason": "not JSON (Expecting value)"}]
+    document["stats"].update(findings=1, records_without_findings=1)
+
+    # When the report is rendered, Then its figures count the record apart from the findings
+    assert (
+        "0 case(s), 0 repeat(s), 0 ignored, 0 pending, 1 refused, of 0 finding(s) and 1 record(s) with no "
+        "finding identified, in 1 record(s)"
+    ) in _flat(_printed(document))
+    # and a run of findings only reads as before
+    assert "of 1 finding(s) in 1 record(s);" in _flat(_printed(_document(_case())))

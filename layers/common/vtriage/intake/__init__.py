@@ -15,7 +15,8 @@ recognises the document's shape, lists its findings and reads each on its own; i
   finding when samples are ignored.
 
 Only a document in which no finding can be identified at all (not an object or an array of findings,
-an unknown shape, an empty list of findings) raises `InvalidAlertError`.
+an unknown shape, an empty array) raises `InvalidAlertError`. A page of a known shape with no finding
+(get-findings, Falcon's Alerts API, Alert Center's alerts.list) is one `IgnoredFinding` saying so.
 
 A detector's reader is imported when a document of its shape is first read (`vtriage.intake.sources`
 tells the shapes apart): importing this package loads none, so a function's cold start pays for no

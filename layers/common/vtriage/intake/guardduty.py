@@ -119,14 +119,18 @@ def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False)
 
 
 def findings_of_get_findings(output: Mapping[str, Any], *, ignore_samples: bool = False) -> list[Finding]:
-    """One finding per item of `aws guardduty get-findings` output, each read on its own."""
-    findings = output.get("Findings")
+    """One finding per item of get-findings output, each read on its own: `aws guardduty get-findings`
+    (`Findings`) or the API's own response (`findings`, see `sources.is_guardduty_get_findings_output`).
+    A page with no finding is acknowledged, saying so: a poller's empty page is no fault of its sender."""
+    key = "Findings" if "Findings" in output else "findings"
+    findings = output.get(key)
     if not isinstance(findings, list):
-        raise InvalidAlertError(f"expected a list of findings, got {json_kind(findings)}", field="Findings")
+        raise InvalidAlertError(f"expected a list of findings, got {json_kind(findings)}", field=key)
     if not findings:
-        raise InvalidAlertError("empty: get-findings returned no finding to triage", field="Findings")
+        reason = f"{key} is empty: a page of get-findings with no finding, nothing to triage"
+        return [Finding(where=key, read=lambda: Acknowledged(reason), content=output)]
     return [
-        _listed_finding(finding, f"Findings[{index}]", ignore_samples=ignore_samples)
+        _listed_finding(finding, f"{key}[{index}]", ignore_samples=ignore_samples)
         for index, finding in enumerate(findings)
     ]
 

@@ -38,8 +38,10 @@ def is_eventbridge_event(document: Mapping[str, Any]) -> bool:
 
 
 def is_guardduty_get_findings_output(document: Mapping[str, Any]) -> bool:
-    """Whether the document is `aws guardduty get-findings` output."""
-    return "Findings" in document
+    """Whether the document is get-findings output: `aws guardduty get-findings` (`Findings`, also the
+    shape of Security Hub's when it holds no ASFF finding, as an empty page), or the GuardDuty API's own
+    GetFindings response, whose only key is `findings` (camelCase, as the API's findings are)."""
+    return "Findings" in document or set(document) == {"findings"}
 
 
 def is_bare_guardduty_finding(document: Mapping[str, Any]) -> bool:
