@@ -13,15 +13,20 @@ usage error, or a run whose every file is refused as it is read, is answered in 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import io
 import json
+import logging
 import math
+import os
 import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -178,7 +183,8 @@ class ProgressLines:
 
     The runner's watcher thread tells of the cases as they finish while the main thread tells of the
     records: each line is written whole, its line feed with it, under a lock, so that two never run into
-    each other. Once the stream's reader is gone (a closed pipe), the run goes on without telling.
+    each other. Once the stream's reader is gone (a closed pipe), or the run is stopped (`stop`), the run
+    goes on without telling.
     """
 
     def __init__(self, stream: IO[str]) -> None:
@@ -186,12 +192,22 @@ class ProgressLines:
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._reader_gone = False
+        self._stopped_by: Callable[[], bool] = lambda: False
+
+    def stop(self) -> None:
+        """Write no more lines: the run was stopped (Ctrl-C), and what its threads still finish is not
+        news. Safe in a signal handler: it takes no lock (the handler may interrupt a line being written)."""
+        self._reader_gone = True
+
+    def stop_when(self, stopped: Callable[[], bool]) -> None:
+        """Write no more lines once `stopped()` says so, asked before each line."""
+        self._stopped_by = stopped
 
     def __call__(self, message: str) -> None:
         """Write one progress line."""
         line = f"vtriage [{time.monotonic() - self._started:5.1f} s] {one_line(message)}\n"
         with self._lock:
-            if self._reader_gone:
+            if self._reader_gone or self._stopped_by():
                 return
             try:
                 self._stream.write(line)
@@ -276,8 +292,9 @@ def _run_on_local_aws(
     they are kept; or the exit status when the run stopped short (Ctrl-C, a set-up error)."""
     keep_log = arguments.verbose
     log: IO[str] | None = None
+    interruption = _Interruption(progress)
     try:
-        with _interruptible():
+        with _interruptible(interruption):
             progress("loading the local AWS (moto)")
             # Loaded only now, once a record is to be queued: moto takes over a second to import.
             from vtriage_local.runner import run_records  # noqa: PLC0415
@@ -310,7 +327,8 @@ def _run_on_local_aws(
         print(
             "vtriage run: interrupted; the local stack is stopped, nothing was reported"
             + (f" (function logs: {kept})" if kept else ""),
-            file=sys.stderr,
+            file=interruption.said_on,
+            flush=True,
         )
         return EXIT_INTERRUPTED
     except BaseException:
@@ -337,13 +355,97 @@ def _kept_if(keep: bool, path: str) -> str | None:
     return None
 
 
+class _Interruption:
+    """What Ctrl-C leaves of a run's output: the one line saying it stopped, nothing else.
+
+    When Ctrl-C arrives, threads of the run are still at work and go on until the process ends: the
+    enrich function's VirusTotal lookups (a thread pool), moto's Step Functions engine running executions
+    and their task handlers, the progress watcher. What they would say then (cases finishing, logging
+    errors on the closed log, connection errors to the stopped stack, powertools' warnings, moto's engine
+    messages) tells of a run nobody waits for any more. `hush` silences all of it at once, before the
+    main thread unwinds: the progress stops, logging and warnings are off, a thread's uncaught exception
+    is not printed, and the standard output and error of the process point at the null device; the
+    stop line goes to `said_on`, a copy of the standard error kept for it.
+
+    Python runs a signal's handler in the main thread only, a few milliseconds after the signal came,
+    while other threads may still write; the progress watcher's lines come in bursts. So the progress
+    also asks `signalled`, which reads the byte the interpreter writes on its wakeup descriptor the
+    moment the signal arrives (`watch`), before any Python code runs.
+    """
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self.said_on: IO[str] = sys.stderr
+        self._wakeup: int | None = None
+        self._heard = False
+        if isinstance(progress, ProgressLines):
+            progress.stop_when(self.signalled)
+
+    def watch(self, wakeup: int | None) -> None:
+        """Read signals' arrivals from `wakeup`, the read end of `signal.set_wakeup_fd`'s non-blocking
+        pipe (None: no more)."""
+        self._wakeup = wakeup
+
+    def signalled(self) -> bool:
+        """Whether Ctrl-C has arrived, its handler run or not."""
+        wakeup = self._wakeup
+        if self._heard or wakeup is None:
+            return self._heard
+        with contextlib.suppress(OSError):
+            # Each byte is a signal's number.
+            self._heard = signal.SIGINT in os.read(wakeup, 512)
+        return self._heard
+
+    def hush(self) -> None:
+        """Silence the run for good (called by the Ctrl-C handler, in the main thread, once). It never
+        raises: an error here would replace the KeyboardInterrupt, and the functions' own `except
+        Exception` would take it for theirs and carry the run on."""
+        with contextlib.suppress(Exception):
+            if isinstance(self._progress, ProgressLines):
+                self._progress.stop()
+            logging.disable(logging.CRITICAL)
+            # A log record already on its way to a closed stream is dropped, not reported with a traceback.
+            logging.raiseExceptions = False
+            warnings.simplefilter("ignore")
+            threading.excepthook = _unheard
+            self.said_on = _standard_streams_to_null(sys.stderr)
+
+
+def _unheard(_: threading.ExceptHookArgs) -> None:
+    """A thread's uncaught exception once the run is stopped: not printed."""
+
+
+def _standard_streams_to_null(stderr: IO[str]) -> IO[str]:
+    """Point the process's standard output and error at the null device, whoever writes to them (a
+    thread, a library holding the stream, the interpreter at exit); return a stream on the standard error
+    as it was. Streams that are no file descriptors (a test's StringIO) are left as they are, and
+    returned as they are."""
+    try:
+        stdout, stderr_fd = sys.stdout.fileno(), stderr.fileno()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return stderr
+    for stream in (sys.stdout, stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    kept = os.fdopen(os.dup(stderr_fd), "w", encoding="utf-8", errors="backslashreplace")
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for descriptor in {stdout, stderr_fd}:
+            os.dup2(null, descriptor)
+    finally:
+        os.close(null)
+    return kept
+
+
 @contextmanager
-def _interruptible() -> Iterator[None]:
-    """Ctrl-C stops the run once: the first raises KeyboardInterrupt, and later ones are ignored while the
-    local stack and the replay server stop, so that the stop is clean and says so on one line."""
+def _interruptible(interruption: _Interruption) -> Iterator[None]:
+    """Ctrl-C stops the run once: the first hushes the run (`_Interruption.hush`), then raises
+    KeyboardInterrupt, and later ones are ignored while the local stack and the replay server stop, so
+    that the stop is clean and says so on one line."""
 
     def interrupted(_signal: int, _frame: FrameType | None) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        interruption.hush()
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in {
@@ -353,7 +455,16 @@ def _interruptible() -> Iterator[None]:
         yield
         return
     previous = signal.signal(signal.SIGINT, interrupted)
+    wakeup, woken = os.pipe()
+    for end in (wakeup, woken):
+        os.set_blocking(end, False)
+    previous_wakeup = signal.set_wakeup_fd(woken, warn_on_full_buffer=False)
+    interruption.watch(wakeup)
     try:
         yield
     finally:
+        signal.set_wakeup_fd(previous_wakeup)
         signal.signal(signal.SIGINT, previous)
+        interruption.watch(None)
+        os.close(wakeup)
+        os.close(woken)
