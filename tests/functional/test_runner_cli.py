@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.runner_speed import c2_corpus, write_domain_recordings
 from tests.functional.conftest import event
 from vtriage_cli.main import main as vtriage
 
@@ -218,36 +220,95 @@ def test_only_filters_the_report_and_a_run_where_something_failed_keeps_its_log(
     assert log.read_text(encoding="utf-8")
 
 
-def test_ctrl_c_stops_the_run_on_one_line_with_status_130_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    # Given a run under way, building its stack
+STOPPED = "vtriage run: interrupted; the local stack is stopped, nothing was reported"
+
+
+def write_c2_corpus(folder: Path, alerts: int) -> tuple[Path, Path]:
+    """bench.runner_speed's C&C corpus: `alerts` findings as JSON Lines, and a recording per domain."""
+    corpus = c2_corpus(alerts=alerts)
+    write_domain_recordings(folder / "recordings", set(corpus.domains))
+    alert_file = folder / "alerts.jsonl"
+    alert_file.write_text("".join(json.dumps(alert) + "\n" for alert in corpus.alerts), encoding="utf-8")
+    return alert_file, folder / "recordings"
+
+
+def read_until(descriptor: int, said: bytearray, text: str, deadline: float) -> None:
+    """Read the descriptor into `said` until `text` is in it (or it closes, or the deadline passes)."""
+    while text.encode() not in said and time.monotonic() < deadline:
+        if select.select([descriptor], [], [], 1.0)[0]:
+            chunk = os.read(descriptor, 65536)
+            if not chunk:
+                return
+            said += chunk
+
+
+def drain(descriptor: int, said: bytearray) -> None:
+    """Read what the descriptor holds now into `said`, without waiting."""
+    while select.select([descriptor], [], [], 0)[0]:
+        chunk = os.read(descriptor, 65536)
+        if not chunk:
+            return
+        said += chunk
+
+
+def stopped(pid: int) -> bool:
+    """Whether the process is stopped (SIGSTOP): every write it made is in its pipes."""
+    state = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()[0]
+    return state in {"T", "t"}
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        pytest.param(BUILDING, id="building-the-stack"),
+        # told after each batch the enrich function handled, before the next is received
+        pytest.param("enrich function:", id="between-batches"),
+        # told while the enrich function works on a batch (its lookup threads at work), as executions end
+        pytest.param("case 1 (of", id="enriching-as-executions-run"),
+    ],
+)
+def test_ctrl_c_stops_the_run_on_one_line_with_status_130_and_leaves_nothing_behind(
+    tmp_path: Path, moment: str
+) -> None:
+    # Given a run of 105 alerts under way at VirusTotal's pace (150 ms an answer), at a moment its progress
+    # names: building its stack, between two batches of records, or its enrich function looking a batch's
+    # IOCs up in a pool of threads while moto's engine runs executions in threads of its own (the last
+    # executions' wait is too short a moment to be caught surely)
+    alert_file, recordings = write_c2_corpus(tmp_path, alerts=105)
     temp = tmp_path / "tmp"
     running = subprocess.Popen(
-        with_default_ctrl_c(command("run", str(event(C2)))),
+        with_default_ctrl_c(
+            command("run", "--vt-fixtures", str(recordings), "--vt-latency-ms", "150", str(alert_file))
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=environment(temp),
-        text=True,
+        bufsize=0,
     )
+    assert running.stdout is not None
     assert running.stderr is not None
-    said: list[str] = []
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while not any(BUILDING in line for line in said) and time.monotonic() < deadline:
-        line = running.stderr.readline()
-        if not line:
-            break
-        said.append(line)
+    said = bytearray()
+    read_until(running.stderr.fileno(), said, moment, time.monotonic() + RUN_TIMEOUT_S)
+    assert moment.encode() in said, said.decode(errors="replace")
+    # (What it said before the Ctrl-C is told from what it said after by holding the process still while
+    # its pipe is read empty: a stopped process writes nothing, and the Ctrl-C waits for it to go on.)
+    running.send_signal(signal.SIGSTOP)
+    deadline = time.monotonic() + 60
+    while not stopped(running.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    drain(running.stderr.fileno(), said)
 
     # When Ctrl-C is pressed
     running.send_signal(signal.SIGINT)
-    stdout, rest = running.communicate(timeout=60)
+    running.send_signal(signal.SIGCONT)
+    stdout, after = running.communicate(timeout=60)
 
-    # Then it stops with status 130, saying so on one line, with no traceback and no report
-    assert running.returncode == 130, "".join(said) + rest
-    assert (
-        rest.splitlines()[-1] == "vtriage run: interrupted; the local stack is stopped, nothing was reported"
-    )
-    assert "Traceback" not in rest
-    assert stdout == ""
+    # Then it stops with status 130, saying so on one line and nothing else: no traceback, no progress,
+    # no warning, nothing of the threads still at work, and no report
+    told = said.decode(errors="replace") + "--- Ctrl-C ---\n" + after.decode(errors="replace")
+    assert running.returncode == 130, told
+    assert after.decode().splitlines() == [STOPPED], told
+    assert stdout == b""
     # and nothing is left in the temporary folder
     assert list(temp.iterdir()) == []
 
