@@ -38,6 +38,7 @@ from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, Viru
 from vtriage_local.replay import checked_faults
 from vtriage_local.report import ONLY_VALUES, print_report, something_failed
 from vtriage_local.template import load_template
+from vtriage_local.terminal import ascii_text, cut, on_terminal, terminal_width
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
 # What a shell reports for a command stopped by Ctrl-C (128 + SIGINT).
@@ -189,6 +190,9 @@ class ProgressLines:
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
+        # As the report does: on a terminal each line fits its width; elsewhere (a file, a CI log) the
+        # lines are whole and in ASCII.
+        self._width = terminal_width(stream) if on_terminal(stream) else None
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._reader_gone = False
@@ -205,7 +209,9 @@ class ProgressLines:
 
     def __call__(self, message: str) -> None:
         """Write one progress line."""
-        line = f"vtriage [{time.monotonic() - self._started:5.1f} s] {one_line(message)}\n"
+        line = f"vtriage [{time.monotonic() - self._started:5.1f} s] {one_line(message)}"
+        line = ascii_text(line) if self._width is None else cut(line, self._width)
+        line += "\n"
         with self._lock:
             if self._reader_gone or self._stopped_by():
                 return

@@ -49,6 +49,7 @@ from vtriage_local.seed import (
     unmirrorable,
 )
 from vtriage_local.stack import ACCOUNT_ID, REGION, LocalAws, LocalSetupError
+from vtriage_local.terminal import cut
 
 __all__ = ["Pipeline", "Progress", "VirusTotalSource", "run_deliveries", "run_files", "run_records"]
 
@@ -77,10 +78,6 @@ _WAITING_MESSAGES = ["ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfM
 # Answers from this machine (the replay server, a stand-in on loopback) cost no VirusTotal quota: the
 # quota is a premium key's, not the template's free one, whose 4 a minute would defer most records.
 REPLAY_QUOTA = {"VirusTotalQuotaPerMinute": "10000", "VirusTotalQuotaPerDay": "1000000"}
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @contextmanager
@@ -370,7 +367,7 @@ class Pipeline:
                 # Named after a repeat, folded into an earlier case: the run's end says which.
                 self.progress(f"execution {counted} {execution.status}: a repeat folded into its case")
                 continue
-            title = _cut(one_line(stored["alert"].get("title") or stored["alert"].get("type", "")), 50)
+            title = cut(one_line(stored["alert"].get("title") or stored["alert"].get("type", "")), 50)
             self.progress(
                 f"case {counted} {execution.status}: {stored.get('verdict')}, {stored.get('branch') or '-'}, "
                 f"{stored.get('status')}: {title}"

@@ -6,6 +6,7 @@ progress lines written from two threads. Start-up runs the real command in a pro
 from __future__ import annotations
 
 import io
+import os
 import re
 import signal
 import subprocess
@@ -290,3 +291,42 @@ def test_progress_lines_from_two_threads_never_run_into_each_other() -> None:
     assert {line.split("] ", 1)[1] for line in lines} == {
         f"{who} {number}" for who in ("case", "record") for number in range(40)
     }
+
+
+TITLE = "C&C domain queried by the café's kiosk \u2014 i-0b3f6c2d9e1a47c58, the instance named on the finding"
+
+
+def test_progress_lines_off_a_terminal_are_whole_and_ascii() -> None:
+    # Given progress told on a stream that is no terminal (a file, a CI log), of a case whose title is
+    # longer than a line and not ASCII
+    stream = io.StringIO()
+    progress = ProgressLines(stream)
+
+    # When it tells of the case
+    progress(f"case 1 (of 1 started) SUCCEEDED: malicious, remediate, TICKETED: {TITLE}")
+
+    # Then the line is whole, every character outside ASCII escaped as the report writes it
+    (line,) = stream.getvalue().splitlines()
+    assert line.isascii()
+    assert line.endswith("caf\\xe9's kiosk \\u2014 i-0b3f6c2d9e1a47c58, the instance named on the finding")
+
+
+def test_progress_lines_on_a_terminal_fit_its_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given progress told on a terminal 80 columns wide (a pseudo-terminal)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("TERM", raising=False)
+    leader, follower = os.openpty()
+    with os.fdopen(follower, "w", encoding="utf-8") as terminal:
+        progress = ProgressLines(terminal)
+
+        # When it tells of a case whose title is longer than the line
+        progress(f"case 1 (of 1 started) SUCCEEDED: malicious, remediate, TICKETED: {TITLE}")
+        written = os.read(leader, 4096).decode("utf-8")
+    os.close(leader)
+
+    # Then the line fits the 80 columns, its start kept as it is and cut with the report's mark
+    (line,) = written.splitlines()
+    assert len(line) == 80
+    assert line.startswith("vtriage [")
+    assert "case 1 (of 1 started) SUCCEEDED: malicious, remediate" in line
+    assert line.endswith("...")
