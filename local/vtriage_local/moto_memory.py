@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
 import moto.utilities.utils
@@ -155,7 +155,51 @@ _CATALOGUE_MODULE = "moto.ec2.models.instance_types"
 _OFFERINGS_FOLDER = "resources/instance_type_offerings"
 
 
-class OfferingsByRegion(dict[str, list[dict[str, Any]]]):
+_Value = TypeVar("_Value")
+
+
+class _ReadWhenAskedFor(dict[str, _Value]):
+    """A dict of moto's catalogue whose content is read when first asked for: every whole-dict view reads
+    all of it first (`_read_all`); a subclass says how a single key is read (`__getitem__`, `get`)."""
+
+    def _read_all(self) -> None:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[str]:
+        self._read_all()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._read_all()
+        return super().__len__()
+
+    def keys(self) -> Any:
+        """Every key, all read."""
+        self._read_all()
+        return super().keys()
+
+    def values(self) -> Any:
+        """Every value, all read."""
+        self._read_all()
+        return super().values()
+
+    def items(self) -> Any:
+        """Every key with its value, all read."""
+        self._read_all()
+        return super().items()
+
+    def __eq__(self, other: object) -> bool:
+        self._read_all()
+        return super().__eq__(other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        self._read_all()
+        return super().__repr__()
+
+
+class OfferingsByRegion(_ReadWhenAskedFor[list[dict[str, Any]]]):
     """One location type's instance-type offerings by Region, as moto's catalogue holds them, each Region's
     file read when it is first asked for (and then kept, as moto keeps it)."""
 
@@ -191,39 +235,6 @@ class OfferingsByRegion(dict[str, list[dict[str, Any]]]):
     def __contains__(self, region: object) -> bool:
         return region in self._files or super().__contains__(region)
 
-    def __iter__(self) -> Iterator[str]:
-        self._read_all()
-        return super().__iter__()
-
-    def __len__(self) -> int:
-        self._read_all()
-        return super().__len__()
-
-    def keys(self) -> Any:
-        """Every Region's name."""
-        self._read_all()
-        return super().keys()
-
-    def values(self) -> Any:
-        """Every Region's offerings."""
-        self._read_all()
-        return super().values()
-
-    def items(self) -> Any:
-        """Every Region with its offerings."""
-        self._read_all()
-        return super().items()
-
-    def __eq__(self, other: object) -> bool:
-        self._read_all()
-        return super().__eq__(other)
-
-    __hash__ = None
-
-    def __repr__(self) -> str:
-        self._read_all()
-        return super().__repr__()
-
 
 def _offering_files(module: ModuleType) -> dict[str, dict[str, str]]:
     """The offerings' files by location type and Region, found as moto's catalogue finds them."""
@@ -256,54 +267,25 @@ def _instance_types() -> dict[str, Any]:
     return dict(moto.utilities.utils.load_resource(_INSTANCE_TYPES_FILE))
 
 
-class InstanceTypes(dict[str, Any]):
+class InstanceTypes(_ReadWhenAskedFor[Any]):
     """moto's INSTANCE_TYPES, read when first asked for."""
 
-    def _whole(self) -> None:
-        if not super().__len__():
-            self.update(_instance_types())
+    def _read_all(self) -> None:
+        if not dict.__len__(self):
+            dict.update(self, _instance_types())
 
     def __getitem__(self, name: str) -> Any:
-        self._whole()
+        self._read_all()
         return super().__getitem__(name)
 
     def get(self, name: str, default: Any = None) -> Any:
         """The type's details."""
-        self._whole()
+        self._read_all()
         return super().get(name, default)
 
     def __contains__(self, name: object) -> bool:
-        self._whole()
+        self._read_all()
         return super().__contains__(name)
-
-    def __iter__(self) -> Iterator[str]:
-        self._whole()
-        return super().__iter__()
-
-    def __len__(self) -> int:
-        self._whole()
-        return super().__len__()
-
-    def keys(self) -> Any:
-        """Every type's name."""
-        self._whole()
-        return super().keys()
-
-    def values(self) -> Any:
-        """Every type's details."""
-        self._whole()
-        return super().values()
-
-    def items(self) -> Any:
-        """Every type with its details."""
-        self._whole()
-        return super().items()
-
-    def __eq__(self, other: object) -> bool:
-        self._whole()
-        return super().__eq__(other)
-
-    __hash__ = None
 
 
 class InstanceFamilies(list[str]):
