@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from vtriage_local.replay import ReplayServer, bundled_recordings
@@ -33,6 +34,19 @@ def use_dummy_aws_credentials(monkeypatch: pytest.MonkeyPatch, region: str) -> N
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
+
+
+def keyed_by_case_id(name: str, region: str = "us-east-1") -> Any:
+    """A DynamoDB client of an in-process moto, with the on-demand table `name` keyed by `case_id` (S), as
+    the cases table is."""
+    client = boto3.client("dynamodb", region_name=region)
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "case_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "case_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
 
 
 @pytest.fixture

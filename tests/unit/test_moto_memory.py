@@ -25,7 +25,7 @@ from moto.ec2.models import instance_types
 from moto.sqs.models import Message
 from moto.utilities.utils import load_resource
 
-from tests.functional.conftest import use_dummy_aws_credentials
+from tests.functional.conftest import keyed_by_case_id, use_dummy_aws_credentials
 from vtriage_local.moto_memory import OfferingsByRegion, defer_instance_type_offerings, moto_memory
 
 TABLE = "memory"
@@ -47,17 +47,6 @@ def _savers(on: bool) -> Iterator[None]:
         yield
 
 
-def _table() -> Any:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "case_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "case_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return client
-
-
 def _case_read_and_revised(on: bool) -> tuple[list[Any], int, list[dict[str, Any]]]:
     """A case written, revised ten times and read after each revision, as the pipeline does; what moto
     answered, how many items it still tracks, and what its dashboard lists of them."""
@@ -65,7 +54,7 @@ def _case_read_and_revised(on: bool) -> tuple[list[Any], int, list[dict[str, Any
         # Tracking as moto starts it: a local stack an earlier test of this process ran may have left its
         # classes' instances tracked weakly.
         reset_model_data()
-        client = _table()
+        client = keyed_by_case_id(TABLE)
         answers: list[Any] = []
         for revision in range(10):
             item = {**KEY, "revision": {"N": str(revision)}, "alert": {"M": {"title": {"S": "C&C"}}}}

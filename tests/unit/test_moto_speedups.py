@@ -7,13 +7,12 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError, extract_json
 
-from tests.functional.conftest import use_dummy_aws_credentials
+from tests.functional.conftest import keyed_by_case_id, use_dummy_aws_credentials
 from vtriage_local.moto_speedups import ITEM_OPERATIONS, moto_speedups
 
 TABLE = "speedups"
@@ -46,21 +45,10 @@ def _patched(on: bool) -> Iterator[None]:
         yield
 
 
-def _table() -> Any:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "case_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "case_id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return client
-
-
 def _answers(operation: Callable[[Any], Any], on: bool) -> Any:
     """The operation's answer on a fresh table holding ITEM, with or without the patches."""
     with mock_aws(), _patched(on):
-        client = _table()
+        client = keyed_by_case_id(TABLE)
         client.put_item(TableName=TABLE, Item=ITEM)
         try:
             answer = operation(client)
@@ -147,7 +135,7 @@ def test_the_item_size_limit_refuses_what_moto_refuses(attributes: int, size: in
     outcomes = []
     for on in (True, False):
         with mock_aws(), _patched(on):
-            client = _table()
+            client = keyed_by_case_id(TABLE)
             # When each is put with the patches and without them
             outcomes.append(_put_attributes(client, attributes, size))
     # Then both store it or both refuse it with the same message
@@ -159,7 +147,7 @@ def test_an_update_that_grows_an_item_past_the_limit_is_refused_as_moto_refuses_
     outcomes = []
     for on in (True, False):
         with mock_aws(), _patched(on):
-            client = _table()
+            client = keyed_by_case_id(TABLE)
             assert _put_attributes(client, 40, 10_000) == "stored"
             # When an update removes one attribute and adds two of the same size
             try:
