@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from vtriage.display import one_line
+from vtriage.display import one_line, printable
 from vtriage_local.alert_files import UsageError, read_alert_files
 from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource, nobody_watches
 from vtriage_local.replay import checked_faults
@@ -209,7 +209,9 @@ class ProgressLines:
 
     def __call__(self, message: str) -> None:
         """Write one progress line."""
-        line = f"vtriage [{time.monotonic() - self._started:5.1f} s] {one_line(message)}"
+        # A sender's value in the message was escaped by one_line where it was put in; the operator's own
+        # (VT_BASE_URL, a log's path) is shown as it is, so that it can be copied.
+        line = f"vtriage [{time.monotonic() - self._started:5.1f} s] {printable(message)}"
         line = ascii_text(line) if self._width is None else cut(line, self._width)
         line += "\n"
         with self._lock:

@@ -143,6 +143,8 @@ def test_a_live_run_against_a_stand_in_on_loopback_spends_no_quota(
         "on_this_machine": True,
     }
     assert "on this machine, so no VirusTotal quota is applied" in done.stderr.decode()
+    # and the progress names the operator's URL as it is (not defanged as a sender's link is), to be copied
+    assert f"VirusTotal is live: {stand_in.base_url} (VT_API_KEY is set)" in done.stderr.decode()
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from tests.factories import make_alert, make_case
 from vtriage.approval_links import ApprovalLinks
-from vtriage.display import one_line
+from vtriage.display import one_line, printable
 from vtriage.models import (
     Action,
     ActionStatus,
@@ -64,6 +64,20 @@ def test_a_long_value_is_cut_with_the_count_of_what_was_left_out() -> None:
     assert shown.startswith("uploads/2024/\\nuploads/2024/\\n")
     assert shown.endswith("more characters]")
     assert len(shown) < 130
+
+
+def test_an_operators_value_is_kept_copyable_but_cannot_break_the_line() -> None:
+    # Given the operator's VirusTotal URL and a long log path, and a value with a line break and an override
+    url = "http://127.0.0.1:8443/api/v3"
+    path = "/tmp/" + "nested/" * 60 + "vtriage.log"
+
+    # When each is printed in one of vtriage's own lines
+    # Then the URL and the path are whole and not defanged, so they can be copied
+    assert printable(url) == url
+    assert printable(path) == path
+    # and a line break or a right-to-left override still shows as its escape, as one_line writes it
+    assert printable("a\nb\u202ec https://x") == "a\\nb\\u202ec https://x"
+    assert printable("a\nb\u202ec") == one_line("a\nb\u202ec")
 
 
 def test_escaping_twice_changes_nothing() -> None:

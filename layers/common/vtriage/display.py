@@ -59,6 +59,14 @@ def one_line(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
     return _defanged("".join(pieces))
 
 
+def printable(value: object) -> str:
+    """The value as text on one line, its control and format characters escaped as `one_line` writes
+    them, but neither defanged nor cut: for vtriage's own lines that quote the operator's values (a URL,
+    a path), where a sender's value was escaped by `one_line` when it was put in."""
+    text = value if isinstance(value, str) else str(value)
+    return "".join(_escaped_character(character) for character in text)
+
+
 def severity_guessed(notes: Iterable[str]) -> bool:
     """Whether an alert's notes say intake guessed its severity."""
     return any(SEVERITY_GUESSED in note for note in notes)
