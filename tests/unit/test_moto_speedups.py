@@ -3,13 +3,16 @@ run once with them and once without, on the same data, and the answers compared.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.sqs import models as sqs_models
 from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError, extract_json
 
 from tests.functional.conftest import keyed_by_case_id, use_dummy_aws_credentials
@@ -192,3 +195,29 @@ def test_the_state_machines_paths_find_what_moto_finds() -> None:
     assert kept == parsed_each_time
     assert "not found" in str(kept)
     assert "isolate_instance" in str(kept)
+
+
+def _received_after(seconds: float, on: bool, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The bodies a receive answers `seconds` after three messages were sent to a queue retaining them
+    60 s, with the patches or without them."""
+    with mock_aws(), _patched(on):
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="retained", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+        for body in ("one", "two", "three"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        sent_at = time.time()
+        with monkeypatch.context() as clock:
+            clock.setattr(sqs_models, "unix_time", lambda: sent_at + seconds)
+            answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return sorted(message["Body"] for message in answer.get("Messages", []))
+
+
+@pytest.mark.parametrize("seconds", [0, 59, 61, 3600])
+def test_a_receive_answers_the_messages_moto_retains(seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given three messages sent to a queue that retains them 60 s
+    # When they are received some time later, with the patches and without them
+    patched = _received_after(seconds, True, monkeypatch)
+    unpatched = _received_after(seconds, False, monkeypatch)
+    # Then both answer the same messages: all of them within the retention period, none past it
+    assert patched == unpatched
+    assert patched == (["one", "three", "two"] if seconds < 60 else [])
