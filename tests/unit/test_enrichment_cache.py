@@ -1,5 +1,6 @@
 """The DynamoDB enrichment cache when DynamoDB leaves part of a batch unprocessed (it does when it
-throttles), on botocore's Stubber: no network."""
+throttles), and what the ticket function's reads of it ask DynamoDB for, on botocore's Stubber: no
+network."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from vtriage.adapters.dynamodb import LATEST, DynamoEnrichmentCache, to_item
+from vtriage.adapters.dynamodb import LATEST, DynamoEnrichmentCache, DynamoEnrichmentRecords, to_item
 from vtriage.errors import TransientError
-from vtriage.models import Enrichment, Ioc, IocType, Verdict
+from vtriage.models import Enrichment, Ioc, IocOutcome, IocType, Verdict
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TABLE = "enrichments"
@@ -104,3 +105,49 @@ def test_writes_dynamodb_keeps_leaving_unprocessed_end_in_a_transient_error(dyna
         stub.assert_no_pending_responses()
     assert pauses == sorted(pauses)
     assert len(pauses) == 5
+
+
+def _kept(ioc: Ioc, at: str) -> dict[str, Any]:
+    return to_item(
+        {"ioc_key": ioc.key, "fetched_at": at, "enrichment": _enrichment(ioc).model_dump(mode="json")}
+    )
+
+
+def _read(ioc: Ioc, at: str) -> dict[str, Any]:
+    return {"ioc_key": {"S": ioc.key}, "fetched_at": {"S": at}}
+
+
+PROJECTION = "ioc_key, fetched_at, enrichment"
+
+
+def test_a_ticket_reads_each_ioc_once_when_what_it_was_judged_on_is_kept(dynamodb: Any) -> None:
+    # Given two IOCs of a case, each judged on a lookup still kept, and a third whose lookup is gone
+    kept, also_kept, gone = _ioc("kept.example"), _ioc("also-kept.example"), _ioc("gone.example")
+    judged_at = NOW.isoformat()
+    with Stubber(dynamodb) as stub:
+        stub.add_response(
+            "batch_get_item",
+            {"Responses": {TABLE: [_kept(kept, judged_at), _kept(also_kept, judged_at)]}},
+            {
+                "RequestItems": {
+                    TABLE: {
+                        "Keys": [_read(kept, judged_at), _read(also_kept, judged_at), _read(gone, judged_at)],
+                        "ProjectionExpression": PROJECTION,
+                    }
+                }
+            },
+        )
+        stub.add_response(
+            "batch_get_item",
+            {"Responses": {TABLE: [_kept(gone, LATEST)]}},
+            {"RequestItems": {TABLE: {"Keys": [_read(gone, LATEST)], "ProjectionExpression": PROJECTION}}},
+        )
+
+        # When the ticket function reads them back
+        iocs = [IocOutcome.enriched(ioc, _enrichment(ioc)) for ioc in (kept, also_kept, gone)]
+        found = DynamoEnrichmentRecords(dynamodb, TABLE).as_judged(iocs)
+
+        # Then DynamoDB is asked for the lookups judged on, then for the last one kept of the IOC alone
+        # whose lookup is gone: no IOC's enrichment is read twice
+        stub.assert_no_pending_responses()
+    assert sorted(found) == sorted(ioc.key for ioc in (kept, also_kept, gone))

@@ -144,8 +144,16 @@ class DynamoCaseRepository:
     def _item(self, case: Case, revision: int) -> dict[str, Any]:
         # Every write keeps the case within its bounds and DynamoDB's item limit (measured, trimmed with a
         # note when over).
-        fitted = fit_case(case, lambda candidate: item_size(self._raw_item(candidate)))
-        return {**self._raw_item(fitted), REVISION: {"N": str(revision)}}
+        measured: list[tuple[Case, dict[str, Any]]] = []
+
+        def size_of(candidate: Case) -> int:
+            measured.append((candidate, self._raw_item(candidate)))
+            return item_size(measured[-1][1])
+
+        fitted = fit_case(case, size_of)
+        # The case fitted is the last one measured: its item is not made again (a case is 4 KB and more).
+        raw = measured[-1][1] if measured and measured[-1][0] is fitted else self._raw_item(fitted)
+        return {**raw, REVISION: {"N": str(revision)}}
 
     def _raw_item(self, case: Case) -> dict[str, Any]:
         document = case.model_dump(mode="json")
@@ -518,7 +526,9 @@ class DynamoEnrichmentCache:
 class DynamoEnrichmentRecords:
     """The enrichments `DynamoEnrichmentCache` keeps, read back for a person (the ticket function): each
     IOC's enrichment as its case was judged on it, under the sort key of its fetch time, else the last one
-    put (`latest`), both asked for in one BatchGetItem (100 keys a call)."""
+    put (`latest`). The ones judged on are asked for first, in one BatchGetItem (100 keys a call); the last
+    one put only of the IOCs whose judged-on one is not kept (gone with its TTL) or never was fetched: an
+    item holds VirusTotal's whole context, and reading both of each IOC read it twice."""
 
     def __init__(self, client: Any, table_name: str, *, pause: Callable[[float], None] = time.sleep) -> None:
         """Read the enrichments table `table_name` with this DynamoDB client."""
@@ -528,17 +538,24 @@ class DynamoEnrichmentRecords:
 
     def as_judged(self, iocs: Sequence[IocOutcome]) -> dict[str, Enrichment]:
         """By IOC key, the enrichment each looked-up IOC was judged on, else the last one kept."""
-        wanted: dict[tuple[str, str], str] = {}
+        judged_on: dict[tuple[str, str], str] = {}
+        latest: dict[tuple[str, str], str] = {}
         for ioc in iocs:
             if ioc.skipped_reason is not None:
                 continue
             key = f"{ioc.type.value}#{ioc.value}"
             if ioc.fetched_at is not None:
-                wanted[(bounded_key(key), ioc.fetched_at.astimezone(UTC).isoformat())] = key
-            wanted[(bounded_key(key), LATEST)] = key
+                judged_on[(bounded_key(key), ioc.fetched_at.astimezone(UTC).isoformat())] = key
+            latest[(bounded_key(key), LATEST)] = key
+        judged = self._read(judged_on)
+        missing = {where: key for where, key in latest.items() if key not in judged}
+        return judged | self._read(missing)
+
+    def _read(self, wanted: Mapping[tuple[str, str], str]) -> dict[str, Enrichment]:
+        """The enrichments kept under these (IOC key, sort key) pairs, by IOC key; the first found of an IOC
+        when several of its pairs are asked for."""
         found: dict[tuple[str, str], Enrichment] = {}
-        keys = list(wanted)
-        for chunk in _chunks(keys, _BATCH_GET_KEYS):
+        for chunk in _chunks(list(wanted), _BATCH_GET_KEYS):
             request = {
                 self._table: {
                     "Keys": [{"ioc_key": {"S": ioc_key}, "fetched_at": {"S": at}} for ioc_key, at in chunk],
@@ -552,14 +569,11 @@ class DynamoEnrichmentRecords:
                     document = from_item(item)
                     enrichment = Enrichment.model_validate(document["enrichment"])
                     found[(document["ioc_key"], document["fetched_at"])] = enrichment
-        judged: dict[str, Enrichment] = {}
-        for (ioc_key, at), key in wanted.items():
-            if key not in judged and (ioc_key, at) in found and at != LATEST:
-                judged[key] = found[(ioc_key, at)]
-        for (ioc_key, at), key in wanted.items():
-            if key not in judged and (ioc_key, at) in found:
-                judged[key] = found[(ioc_key, at)]
-        return judged
+        read: dict[str, Enrichment] = {}
+        for where, key in wanted.items():
+            if key not in read and where in found:
+                read[key] = found[where]
+        return read
 
 
 # The sort key under which each IOC's newest enrichment is kept beside its history.
