@@ -434,6 +434,31 @@ def test_rollback_undoes_both_steps_even_from_the_untracking_group(ec2: Any) -> 
     assert "both steps of the isolation are undone" in undone.detail
 
 
+def test_a_dry_run_finds_both_of_vtriages_groups_in_one_request(ec2: Any) -> None:
+    # Given an isolated instance, so both of vtriage's groups exist in its VPC, and a second instance there
+    first, _ = web_server(ec2)
+    isolate(ec2, first, dry_run=False)
+    [quarantine] = quarantine_groups(ec2)
+    [untracking] = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [UNTRACKING]}])[
+        "SecurityGroups"
+    ]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [quarantine["VpcId"]]}])["Subnets"]
+    second = ec2.run_instances(
+        ImageId=machine_image(ec2), MinCount=1, MaxCount=1, SubnetId=subnets[0]["SubnetId"]
+    )["Instances"][0]["InstanceId"]
+    asked: list[str] = []
+    ec2.meta.events.register("before-call.ec2", lambda model, **_: asked.append(model.name))
+
+    # When the second is isolated in dry run
+    action = isolate(ec2, second, dry_run=True)
+
+    # Then the detail names both groups by id, read from EC2 in one DescribeSecurityGroups after the instance
+    assert action.status is ActionStatus.DRY_RUN
+    assert f"{UNTRACKING} ({untracking['GroupId']})" in action.detail
+    assert f"{QUARANTINE} ({quarantine['GroupId']})" in action.detail
+    assert asked == ["DescribeInstances", "DescribeSecurityGroups"]
+
+
 def test_a_group_of_the_quarantine_name_that_vtriage_did_not_create_is_not_used(ec2: Any) -> None:
     # Given a VPC where someone made a group named like the quarantine group, without vtriage's tag
     instance_id, _ = web_server(ec2)

@@ -186,8 +186,7 @@ class Ec2InstanceIsolation:
                 f"not isolated: the instance has no network interface in a VPC (state {state})",
             )
         vpcs = sorted(set(vpc_of.values()))
-        quarantine = {vpc: self._find_group(vpc, self._group_name) for vpc in vpcs}
-        untracking = {vpc: self._find_group(vpc, self._untracking_name) for vpc in vpcs}
+        quarantine, untracking = self._find_groups(vpcs)
         untracking_ids = {str(group["GroupId"]) for group in untracking.values() if group is not None}
         quarantine_ids = {str(group["GroupId"]) for group in quarantine.values() if group is not None}
         # An interface already in one of vtriage's groups was moved there by another isolation (another
@@ -362,25 +361,46 @@ class Ec2InstanceIsolation:
 
     def _find_group(self, vpc_id: str, name: str) -> dict[str, Any] | None:
         """vtriage's group of this name in the VPC; `_NotVtriagesGroupError` when that one is not its."""
+        return self._groups_named([vpc_id], [name])[vpc_id, name]
+
+    def _find_groups(
+        self, vpc_ids: list[str]
+    ) -> tuple[dict[str, dict[str, Any] | None], dict[str, dict[str, Any] | None]]:
+        """vtriage's quarantine and untracking groups in each VPC, by VPC (None where missing), asked for
+        in one call; `_NotVtriagesGroupError` for the first found that is not vtriage's, quarantine groups
+        first."""
+        found = self._groups_named(vpc_ids, [self._group_name, self._untracking_name])
+        return (
+            {vpc: found[vpc, self._group_name] for vpc in vpc_ids},
+            {vpc: found[vpc, self._untracking_name] for vpc in vpc_ids},
+        )
+
+    def _groups_named(
+        self, vpc_ids: list[str], names: list[str]
+    ) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """The groups of these names in these VPCs, by (VPC, name), None where missing (a name is unique in a
+        VPC); `_NotVtriagesGroupError` for the first found, by name then VPC, that is not vtriage's."""
         response = self._ec2.describe_security_groups(
             Filters=[
-                {"Name": "vpc-id", "Values": [vpc_id]},
-                {"Name": "group-name", "Values": [name]},
+                {"Name": "vpc-id", "Values": vpc_ids},
+                {"Name": "group-name", "Values": names},
             ]
         )
-        groups = response.get("SecurityGroups", [])
-        if not groups:
-            return None
-        group = dict(groups[0])
-        if {str(tag.get("Key")): str(tag.get("Value")) for tag in group.get("Tags", [])}.get(
-            PURPOSE_TAG
-        ) != QUARANTINE_PURPOSE:
-            raise _NotVtriagesGroupError(
-                f"security group {name} ({group['GroupId']}) in {vpc_id} does not carry the tag "
-                f"{PURPOSE_TAG}={QUARANTINE_PURPOSE}: vtriage did not create it and does not use it; rename "
-                "it, or tag it if it is meant as vtriage's"
-            )
-        return group
+        found: dict[tuple[str, str], dict[str, Any] | None] = dict.fromkeys(
+            ((vpc, name) for name in names for vpc in vpc_ids), None
+        )
+        for group in response.get("SecurityGroups", []):
+            where = (str(group.get("VpcId")), str(group.get("GroupName")))
+            if where in found and found[where] is None:
+                found[where] = dict(group)
+        for (vpc_id, name), group in found.items():
+            if group is not None and _purpose(group) != QUARANTINE_PURPOSE:
+                raise _NotVtriagesGroupError(
+                    f"security group {name} ({group['GroupId']}) in {vpc_id} does not carry the tag "
+                    f"{PURPOSE_TAG}={QUARANTINE_PURPOSE}: vtriage did not create it and does not use it; "
+                    "rename it, or tag it if it is meant as vtriage's"
+                )
+        return found
 
     def _create_group(self, vpc_id: str, name: str, description: str) -> dict[str, Any]:
         try:
@@ -486,6 +506,10 @@ class Ec2InstanceIsolation:
             + "; ".join(targets)
             + ", so that connections open now are cut, not left to time out"
         )
+
+
+def _purpose(group: dict[str, Any]) -> str | None:
+    return {str(tag.get("Key")): str(tag.get("Value")) for tag in group.get("Tags", [])}.get(PURPOSE_TAG)
 
 
 def _has_rules(group: dict[str, Any]) -> bool:
