@@ -14,7 +14,8 @@ Keys of an expected document:
 - `alerts`: `id` (null: not checked), `source`, `lookups` ([type, canonical value], exactly),
   `skipped` ([type, value, [reason keywords]], each present, value compared case-insensitively, reason
   matching any keyword), and optionally `sample`, `actionable` (false: `not_actionable` is not empty),
-  `severity` (the label), `type`, and `not_actionable` (keywords, each named by one of the reasons).
+  `severity` (the label), `type`, `not_actionable` (keywords, each named by one of the reasons), and
+  `subjects` ([type, id, name], exactly, in order: what the alert is about that no action acts on).
 - `refused` / `ignored`: `where` (null: not checked) and `reason` keywords (any, case-insensitive).
 """
 
@@ -155,6 +156,9 @@ def _alert_problems(want: dict[str, Any], alert: Alert) -> list[str]:
         problems.append(f"severity {alert.severity.label} ({alert.severity.score}), not {want['severity']}")
     if "type" in want and alert.type != want["type"]:
         problems.append(f"type {alert.type!r}, expected {want['type']!r}")
+    subjects = [[subject.type, subject.id, subject.name] for subject in alert.subjects]
+    if "subjects" in want and subjects != want["subjects"]:
+        problems.append(f"subjects {subjects}, expected {want['subjects']}")
     for keyword in want.get("not_actionable", []):
         if not any(keyword in reason for reason in alert.not_actionable):
             problems.append(f"no reason against action names {keyword!r}: {list(alert.not_actionable)}")

@@ -918,6 +918,47 @@ def test_a_repeat_of_a_closed_case_is_counted_and_starts_nothing() -> None:
     assert list(world.executions.started) == [first.case_id]
 
 
+LAMBDA_C2 = "synthetic-guardduty-lambda-network.json"  # ip#23.129.64.215, function image-resizer
+
+
+def _lambda_finding(finding_id: str, function: str) -> str:
+    """The Lambda C&C sample as GuardDuty reports it on another function (its own finding id)."""
+    event = json.loads(_sample(LAMBDA_C2))
+    event["detail"]["id"] = finding_id
+    details = event["detail"]["resource"]["lambdaDetails"]
+    details["functionName"] = function
+    details["functionArn"] = f"arn:aws:lambda:us-east-1:123456789012:function:{function}"
+    return json.dumps(event)
+
+
+def test_two_lambda_functions_contacting_the_same_ip_are_two_cases() -> None:
+    # Given the C&C finding on the Lambda function image-resizer, triaged
+    world = World()
+    [first] = world.handle_record("m-1", _lambda_finding("a" * 32, "image-resizer")).cases
+
+    # When GuardDuty reports the same type on another function, thumbnail-maker, contacting the same IP
+    [other] = world.handle_record("m-2", _lambda_finding("b" * 32, "thumbnail-maker")).cases
+
+    # Then it is a case of its own, naming its own function, and the first case counts no repeat
+    assert (other.repeat, other.case_id != first.case_id) == (False, True)
+    assert [subject.name for subject in world.case(other.case_id).alert.subjects] == ["thumbnail-maker"]
+    assert world.case(first.case_id).repeat_count == 0
+
+
+def test_the_same_lambda_finding_reported_again_is_still_a_repeat() -> None:
+    # Given the C&C finding on image-resizer, triaged an hour ago
+    world = World()
+    [first] = world.handle_record("m-1", _lambda_finding("a" * 32, "image-resizer")).cases
+    world.clock.at = NOW + timedelta(hours=1)
+
+    # When GuardDuty reports the same activity on the same function under another finding id
+    [again] = world.handle_record("m-2", _lambda_finding("c" * 32, "image-resizer")).cases
+
+    # Then it is folded into the first case as a repeat
+    assert (again.repeat, again.case_id) == (True, first.case_id)
+    assert world.case(first.case_id).repeat_count == 1
+
+
 def test_an_alert_naming_no_resource_and_no_ioc_is_never_the_repeat_of_another_finding() -> None:
     # Given a Security Hub control finding with neither resource nor IOC, triaged
     world = World()

@@ -17,7 +17,7 @@ from tests.unit.timing import time_ratio
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import FindingRefusal, IntakeResult, read_document
 from vtriage.intake.fields import PLACEHOLDER_REASON
-from vtriage.models import Alert, IocOutcome, Resource, ResourceType
+from vtriage.models import Alert, IocOutcome, Resource, ResourceType, Subject
 from vtriage.playbook import plan_actions
 from vtriage_local.template import load_template
 
@@ -1689,3 +1689,126 @@ def test_an_arn_that_is_not_this_findings_own_names_no_account(arn: str) -> None
     alert = only_alert(finding)
     assert alert.account == "unknown"
     assert "accountId: missing" in alert.not_actionable
+
+
+# --- what the alert is about when no action acts on it -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "subject"),
+    [
+        (
+            "elastic-integrations__aws_guardduty_test-guardduty_2.json",
+            Subject(
+                type="EKSCluster", id="GeneratedFindingEKSClusterArn", name="GeneratedFindingEKSClusterName"
+            ),
+        ),
+        (
+            "elastic-integrations__aws_guardduty_test-guardduty_4.json",
+            Subject(
+                type="RDSDBInstance",
+                id="arn:aws:rds:us-east-1:123456789000:db:GeneratedFindingDBInstanceId",
+                name="GeneratedFindingDBInstanceId",
+            ),
+        ),
+        (
+            "elastic-integrations__aws_guardduty_test-guardduty_5.json",
+            Subject(type="Container", id="abcd1234"),
+        ),
+        (
+            "synthetic-guardduty-ecs-runtime-c2-dns.json",
+            Subject(
+                type="ECSCluster", id="arn:aws:ecs:us-east-1:123456789012:cluster/payments", name="payments"
+            ),
+        ),
+    ],
+)
+def test_a_finding_on_a_resource_vtriage_cannot_act_on_names_it(name: str, subject: Subject) -> None:
+    # Given a real GuardDuty finding on an EKS cluster, an RDS DB instance or a container (and an ECS one)
+    document = load_corpus(name)
+
+    # When it is read
+    alert = only_alert(document)
+
+    # Then the alert names what it is about, by the detector's type, its ARN (else id) and its name, and
+    # nothing vtriage could act on
+    assert (alert.subjects, alert.resources) == ((subject,), ())
+
+
+def test_the_lambda_sample_names_its_function_and_the_kubernetes_and_rds_samples_theirs() -> None:
+    # Given the Lambda, EKS and RDS samples of events/
+    # When each is read
+    named = {name: only_alert(load(name)).subjects for name in (LAMBDA_NETWORK, KUBERNETES, RDS_LOGIN)}
+
+    # Then each names its function, cluster and DB instance
+    assert named == {
+        LAMBDA_NETWORK: (
+            Subject(
+                type="Lambda",
+                id="arn:aws:lambda:us-east-1:123456789012:function:image-resizer",
+                name="image-resizer",
+            ),
+        ),
+        KUBERNETES: (
+            Subject(
+                type="EKSCluster",
+                id="arn:aws:eks:us-east-1:123456789012:cluster/orders-prod",
+                name="orders-prod",
+            ),
+        ),
+        RDS_LOGIN: (
+            Subject(
+                type="RDSDBInstance",
+                id="arn:aws:rds:us-east-1:123456789012:db:orders-db-1",
+                name="orders-db-1",
+            ),
+        ),
+    }
+
+
+def test_a_bad_function_arn_and_name_are_skipped_with_their_fields() -> None:
+    # Given the Lambda sample whose functionArn is a number, and whose name is 3,000 characters
+    event = load(LAMBDA_NETWORK)
+    details = event["detail"]["resource"]["lambdaDetails"]
+    details["functionArn"] = 42
+    details["functionName"] = "f" * 3000
+
+    # When it is read
+    alert = only_alert(event)
+
+    # Then neither bad value is kept: the alert names no function, and the notes say which field was
+    # wrong and why; the alert is still triaged and actionable as before
+    assert alert.subjects == ()
+    notes = " ".join(alert.notes)
+    assert "detail.resource.lambdaDetails.functionArn: expected a string, got a number" in notes
+    assert "detail.resource.lambdaDetails.functionName: expected at most 256 characters, got 3,000" in notes
+    assert "detail.resource.lambdaDetails.functionName: expected at most 2,048 characters, got 3,000" in notes
+    assert "does not say which Lambda it is about" in notes
+    assert alert.not_actionable == ()
+
+
+def test_a_pascal_case_finding_names_its_function_and_its_fields_as_sent() -> None:
+    # Given the Lambda sample's finding as get-findings writes it (PascalCase), its name a list
+    finding = pascal_case(load(LAMBDA_NETWORK)["detail"])
+    finding["Resource"]["LambdaDetails"]["FunctionName"] = ["image-resizer"]
+
+    # When it is read
+    alert = only_alert({"Findings": [finding]})
+
+    # Then the function is named by its ARN alone, and the note names the field as the sender spelt it
+    assert alert.subjects == (
+        Subject(type="Lambda", id="arn:aws:lambda:us-east-1:123456789012:function:image-resizer"),
+    )
+    assert any(
+        note.startswith("Findings[0].Resource.LambdaDetails.FunctionName: expected a string, got a list")
+        for note in alert.notes
+    )
+
+
+def test_an_instance_finding_names_no_subject() -> None:
+    # Given the runtime sample on an EC2 instance, which vtriage can act on
+    # When it is read
+    alert = only_alert(load(RUNTIME))
+
+    # Then the instance is a resource, and no subject is added beside it
+    assert (len(alert.resources), alert.subjects) == (1, ())

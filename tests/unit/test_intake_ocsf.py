@@ -13,7 +13,7 @@ import pytest
 
 from tests.unit.timing import time_ratio
 from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeResult, read_document
-from vtriage.models import Alert
+from vtriage.models import Alert, Subject
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 DEFANGED = "synthetic-ocsf-detection-finding-defanged.json"
@@ -595,3 +595,48 @@ def test_a_token_the_cap_cuts_through_is_not_read_as_another_indicator() -> None
     from_message = {ioc.value for ioc in alert.iocs if ioc.found_at == "message"}
     assert not from_message & {"evil-c2.co", "evil-c2.com"}
     assert any(note.startswith("message: ") and "an IOC after that" in note for note in alert.notes)
+
+
+# --- what the alert is about: vtriage acts on no OCSF resource ----------------------------------------
+
+PROWLER = "secobserve__prowler_multiple_findings.json"
+AKS_DEV = (
+    "/subscriptions/6c63340e-8a77-447a-9a9f-6c8277e6bc83/resourcegroups/rg-aks/providers/"
+    "Microsoft.ContainerService/managedClusters/aks-dev"
+)
+
+
+def test_prowlers_findings_name_the_cluster_they_are_about() -> None:
+    # Given Prowler's real JSON-OCSF output on AKS clusters
+    document = json.loads((CORPUS / PROWLER).read_text())
+
+    # When it is read
+    alerts = alerts_of(document)
+
+    # Then each alert names its cluster by its type, uid and name
+    assert alerts[0].subjects == (
+        Subject(type="Microsoft.ContainerService/ManagedClusters", id=AKS_DEV, name="aks-dev"),
+    )
+    assert [alert.subjects[0].name for alert in alerts] == ["aks-dev", "aks-dev", "aks-prod"]
+
+
+def test_a_resource_not_as_ocsf_documents_it_is_noted_and_the_others_kept() -> None:
+    # Given the defanged sample with three resources: a string, one with neither uid nor name, and a
+    # Lambda function named by its uid alone
+    document = load()
+    document["resources"] = [
+        "arn:aws:lambda:us-east-1:123456789012:function:loose",
+        {"type": "AwsLambdaFunction"},
+        {"type": "AwsLambdaFunction", "uid": "arn:aws:lambda:us-east-1:123456789012:function:kept"},
+    ]
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then the function named is kept, and the two others are noted with their place
+    assert alert.subjects == (
+        Subject(type="AwsLambdaFunction", id="arn:aws:lambda:us-east-1:123456789012:function:kept"),
+    )
+    notes = " ".join(alert.notes)
+    assert "resources[0]: expected an object, got a string; not kept" in notes
+    assert "resources[1].uid or resources[1].name: missing" in notes

@@ -12,7 +12,7 @@ import pytest
 
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import FindingRefusal, IgnoredFinding, IntakeResult, read_document
-from vtriage.models import Alert, Resource, ResourceType
+from vtriage.models import Alert, Resource, ResourceType, Subject
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 THREAT_INTEL = "synthetic-securityhub-threat-intel.json"
@@ -799,3 +799,62 @@ def test_a_resolved_finding_without_an_id_is_ignored_not_refused() -> None:
     result = read_document(finding)
     assert (result.alerts, result.refused) == ((), ())
     assert result.ignored == (IgnoredFinding(where="", reason="Workflow.Status is RESOLVED", alert_id=None),)
+
+
+# --- what the alert is about when no action acts on it -----------------------------------------------
+
+EKS_CONTROL = "cdk-eks-blueprints-patterns__securityhub_eks-1_get-findings.json"
+EKS_CLUSTER_ARN = "arn:aws:eks:us-east-1:XXXXXXXXXXX:cluster/starter-blueprint"
+
+
+def test_a_control_failed_on_an_eks_cluster_names_the_cluster() -> None:
+    # Given a real get-findings output: control EKS.1 failed on the EKS cluster starter-blueprint
+    document = load_corpus(EKS_CONTROL)
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then the alert is about that cluster, by its type and ARN, and names nothing vtriage acts on
+    assert alert.subjects == (Subject(type="AwsEksCluster", id=EKS_CLUSTER_ARN),)
+    assert alert.resources == ()
+
+
+def test_a_resource_gives_its_name_from_its_details_and_a_bad_one_is_noted() -> None:
+    # Given the same finding on a Lambda function with its FunctionName, a container whose Name is a
+    # number, and a resource whose Id is an object
+    document = load_corpus(EKS_CONTROL)
+    document["Findings"][0]["Resources"] = [
+        {
+            "Type": "AwsLambdaFunction",
+            "Id": "arn:aws:lambda:us-east-1:111111111111:function:image-resizer",
+            "Details": {"AwsLambdaFunction": {"FunctionName": "image-resizer"}},
+        },
+        {"Type": "Container", "Id": "0f8e7d6c5b4a", "Details": {"Container": {"Name": 7}}},
+        {"Type": "AwsEcsCluster", "Id": {"Arn": "arn:aws:ecs:us-east-1:111111111111:cluster/payments"}},
+    ]
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then the function is named, the container kept by its id alone, and the cluster left out, each bad
+    # value noted with its field
+    assert alert.subjects == (
+        Subject(
+            type="AwsLambdaFunction",
+            id="arn:aws:lambda:us-east-1:111111111111:function:image-resizer",
+            name="image-resizer",
+        ),
+        Subject(type="Container", id="0f8e7d6c5b4a"),
+    )
+    notes = " ".join(alert.notes)
+    assert "Findings[0].Resources[1].Details.Container.Name: expected a string, got a number" in notes
+    assert "Findings[0].Resources[2].Id: expected a string, got an object" in notes
+
+
+def test_resources_vtriage_acts_on_are_no_subjects() -> None:
+    # Given the threat intel sample, on an EC2 instance
+    # When it is read
+    [alert] = alerts_of(load(THREAT_INTEL))
+
+    # Then the instance is a resource and the alert has no subject
+    assert (len(alert.resources), alert.subjects) == (1, ())

@@ -125,6 +125,51 @@ def why_a_key_cannot_be_disabled(key_id: str, user_type: str | None) -> str | No
     return None
 
 
+# Words a person reads for the resource types detectors write, GuardDuty's and Security Hub's (ASFF) alike;
+# a type not named here is shown as the detector wrote it.
+_SUBJECT_KINDS = {
+    "Lambda": "Lambda function",
+    "AwsLambdaFunction": "Lambda function",
+    "EKSCluster": "EKS cluster",
+    "AwsEksCluster": "EKS cluster",
+    "ECSCluster": "ECS cluster",
+    "AwsEcsCluster": "ECS cluster",
+    "Container": "container",
+    "RDSDBInstance": "RDS DB instance",
+    "AwsRdsDbInstance": "RDS DB instance",
+    "RDSLimitlessDB": "RDS Limitless Database shard group",
+    "AwsAccount": "AWS account",
+}
+NO_ACTION_ON_SUBJECT = "vtriage takes no action on this kind of resource"
+
+
+class Subject(Frozen):
+    """What an alert is about that no response action acts on (a Lambda function, an EKS or ECS cluster,
+    a container, an RDS DB instance, ...): kept so that a person reads which one, and so that findings on
+    two of them are two cases. Values are the sender's, as the detector wrote them: shown escaped."""
+
+    type: str = Field(description="the detector's resource type as written: 'Lambda', 'AwsEksCluster', ...")
+    id: str = Field(description="its ARN when the finding gives one, else its id or name")
+    name: str | None = Field(default=None, description="a short name a person knows it by, when given")
+
+    @property
+    def kind(self) -> str:
+        """The type in a person's words ('Lambda function'), else as the detector wrote it (escaped)."""
+        return _SUBJECT_KINDS.get(self.type) or one_line(self.type, limit=60)
+
+    @property
+    def described(self) -> str:
+        """One line a person reads, escaped: 'Lambda function image-resizer (arn:aws:lambda:...)'."""
+        if self.name and self.name != self.id:
+            return f"{self.kind} {one_line(self.name, limit=100)} ({one_line(self.id)})"
+        return f"{self.kind} {one_line(self.id)}"
+
+    @property
+    def short(self) -> str:
+        """A few words for a table's cell, escaped: 'Lambda function image-resizer'."""
+        return f"{self.kind} {one_line(self.name or self.id, limit=100)}"
+
+
 class Severity(Frozen):
     """The detector's own rating, on GuardDuty's 0-10 scale, and its label."""
 
@@ -181,6 +226,11 @@ class Alert(Frozen):
     account: str
     region: str
     resources: tuple[Resource, ...] = ()
+    subjects: tuple[Subject, ...] = Field(
+        default=(),
+        description="what the alert is about that no action acts on (a Lambda function, a cluster, a "
+        "container, a database...), as the detector names it; empty in cases stored before it was kept",
+    )
     iocs: tuple[Ioc, ...] = ()
     notes: tuple[str, ...] = Field(
         default=(), description="what intake did that an analyst should know, such as IOCs cut by the cap"
@@ -229,14 +279,19 @@ class Alert(Frozen):
     @property
     def repeat_key(self) -> str:
         """What a repeat of this finding shares with it, whatever its finding id and version: the detector,
-        account, region, finding type, resources and IOCs, and for an alert from outside AWS the host and
+        account, region, finding type, resources and IOCs, the subjects (the same C&C address contacted by
+        another Lambda function is that function's case), and for an alert from outside AWS the host and
         user it is about (the same attachment mailed to another recipient is another person's case). An
         alert naming neither resource nor IOC is too vague to be matched with another finding: only later
-        versions of its own finding repeat it."""
+        versions of its own finding repeat it, whatever its subjects (one control's findings on one account
+        are not the repeats of another control's). Subjects only ever tell findings apart: an alert without
+        any has the key it had before they were kept."""
         resources = sorted(f"{resource.type.value}:{resource.id}" for resource in self.resources)
         iocs = sorted(ioc.key for ioc in self.iocs)
         subject = [*resources, *iocs] or [f"finding:{self.id}"]
         parts = [self.source, self.account, self.region, self.type, "\x1e".join(subject)]
+        if self.subjects:
+            parts.append("\x1e".join(sorted(f"{item.type}:{item.id}" for item in self.subjects)))
         if self.vendor is not None:
             parts += [f"host:{(self.vendor.host or '').lower()}", f"user:{(self.vendor.user or '').lower()}"]
         identity = "\x1f".join(parts)

@@ -27,7 +27,7 @@ from vtriage.display import SEVERITY_GUESSED, SHOWN_VALUE_LENGTH, escaped, json_
 from vtriage.errors import InvalidAlertError
 from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
 from vtriage.intake.refang import MAX_FREE_TEXT, candidates_in_text, read_extent
-from vtriage.models import Ioc, IocType, Severity
+from vtriage.models import Ioc, IocType, Severity, Subject
 
 ACCOUNT_ID = re.compile(r"[0-9]{12}")
 REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}")
@@ -57,6 +57,12 @@ GUARDDUTY_COPY_REASON = (
 
 # The most notes kept per finding; the rest are counted.
 MAX_NOTES = 20
+# The most subjects (what an alert is about that no action acts on) kept per finding; the rest are counted.
+MAX_SUBJECTS = 10
+# The longest subject id kept (an ARN is at most 2,048 characters) and the longest name.
+MAX_SUBJECT_ID = 2048
+MAX_SUBJECT_NAME = 256
+MAX_SUBJECT_TYPE = 128
 # The longest text read as a time, or as a JSON object inside a string.
 _MAX_TIME_TEXT = 64
 _MAX_EMBEDDED_JSON = 65_536
@@ -106,6 +112,7 @@ class Fields:
         self.prefix = prefix
         self.notes: list[str] = []
         self.not_actionable: list[str] = []
+        self.subjects: list[Subject] = []
 
     def where(self, path: str) -> str:
         """The full name of a field, as the sender's document spells it."""
@@ -216,6 +223,65 @@ class Fields:
         if len(kept) > MAX_NOTES:
             kept = [*kept[: MAX_NOTES - 1], f"... and {len(kept) - MAX_NOTES + 1} more notes"]
         return tuple(kept)
+
+    # --- what the alert is about, when no action acts on it: never refuse ------------------------------
+
+    def subject(
+        self, resource_type: str, parent: Mapping[str, Any], at: str, id_keys: Sequence[str], name: str | None
+    ) -> None:
+        """Keep what the alert is about (`vtriage.models.Subject`): its type as the detector wrote it, the
+        first of `parent[id_keys]` that is a usable id (its ARN first, where the detector gives one), and
+        its `name` (read by `subject_name`). With no usable id, nothing is kept, and the note says so."""
+        if len(resource_type) > MAX_SUBJECT_TYPE:
+            self.note(
+                f"{self.where(at)}: a resource type of {len(resource_type):,} characters"
+                f" ({shown(resource_type)}); not kept as what the alert is about"
+            )
+            return
+        identifier = next(
+            (value for key in id_keys if (value := self._subject_text(parent, key, at, MAX_SUBJECT_ID))),
+            None,
+        )
+        if identifier is None:
+            named = " or ".join(self.where(join(at, key)) for key in id_keys)
+            self.note(
+                f"{named}: missing; the alert does not say which {escaped(resource_type, 64)} it is about"
+            )
+            return
+        self.subjects.append(Subject(type=resource_type, id=identifier, name=name))
+
+    def subject_name(self, parent: Mapping[str, Any], key: str, at: str) -> str | None:
+        """`parent[key]` as the short name of what the alert is about; None when absent, and when it is
+        no string or too long (noted, with its field)."""
+        return self._subject_text(parent, key, at, MAX_SUBJECT_NAME)
+
+    def _subject_text(self, parent: Mapping[str, Any], key: str, at: str, limit: int) -> str | None:
+        """`parent[key]` when it is a string of at most `limit` characters that is not blank; otherwise
+        None, and a value that is there but unusable is noted with its field and why."""
+        value = parent.get(key)
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            problem = f"expected a string, got {json_kind(value)}"
+        elif len(value) > limit:
+            problem = f"expected at most {limit:,} characters, got {len(value):,}: {shown(value)}"
+        elif not value.strip():
+            problem = f"blank: {shown(value)}"
+        else:
+            return value
+        self.note(f"{self.where(join(at, key))}: {problem}; not kept as what the alert is about")
+        return None
+
+    def alert_subjects(self) -> tuple[Subject, ...]:
+        """What the alert is about that no action acts on, each once, at most MAX_SUBJECTS (the rest
+        counted in a note)."""
+        kept = list(dict.fromkeys(self.subjects))
+        if len(kept) > MAX_SUBJECTS:
+            self.note(
+                f"the finding names {len(kept)} resources vtriage takes no action on: the first"
+                f" {MAX_SUBJECTS} are kept"
+            )
+        return tuple(kept[:MAX_SUBJECTS])
 
     def alert_not_actionable(self) -> tuple[str, ...]:
         """Why no action may run on the alert automatically, at most MAX_NOTES reasons."""

@@ -77,6 +77,25 @@ _FINDING_ARN = re.compile(
     r":detector/[0-9A-Za-z]+/finding/(?P<finding>[0-9A-Za-z]+)"
 )
 _UNVERSIONED_FINDING = "unversioned"
+# The resource types no response acts on, and where GuardDuty's API Reference names each one (`Resource`:
+# its details object, the members holding its ARN or id, in that order, and its name): the alert keeps
+# which one it is about (`vtriage.models.Subject`).
+_SUBJECT_DETAILS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "Lambda": ("lambdaDetails", ("functionArn", "functionName"), "functionName"),
+    "EKSCluster": ("eksClusterDetails", ("arn", "name"), "name"),
+    "ECSCluster": ("ecsClusterDetails", ("arn", "name"), "name"),
+    "Container": ("containerDetails", ("id", "name"), "name"),
+    "RDSDBInstance": (
+        "rdsDbInstanceDetails",
+        ("dbInstanceArn", "dbInstanceIdentifier"),
+        "dbInstanceIdentifier",
+    ),
+    "RDSLimitlessDB": (
+        "rdsLimitlessDbDetails",
+        ("dbShardGroupArn", "dbShardGroupIdentifier"),
+        "dbShardGroupIdentifier",
+    ),
+}
 
 
 def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False) -> list[Finding]:
@@ -325,6 +344,7 @@ class _FindingReader(Fields):
             "region", arn, "region", self.region_name, ("region", self.envelope.region)
         )
         self.instance_elsewhere(region)
+        subjects = self.alert_subjects()
         return Alert(
             id=finding_id,
             source=sources.GUARDDUTY,
@@ -337,6 +357,7 @@ class _FindingReader(Fields):
             account=account,
             region=region,
             resources=resources,
+            subjects=subjects,
             iocs=tuple(iocs.values()),
             notes=self.alert_notes(),
             not_actionable=self.alert_not_actionable(),
@@ -466,8 +487,20 @@ class _FindingReader(Fields):
             return ()
 
     def resources_of(self, resource: Mapping[str, Any]) -> tuple[Resource, ...]:
-        """The resources of `resource`, by its `resourceType`."""
+        """The resources of `resource`, by its `resourceType`; a type no response acts on (a Lambda
+        function, a cluster, a container, a database) is kept as what the alert is about instead."""
         resource_type = self.text(resource, "resourceType", "resource")
+        if resource_type in _SUBJECT_DETAILS:
+            details_key, id_keys, name_key = _SUBJECT_DETAILS[resource_type]
+            details = self.branch(resource, details_key, "resource")
+            if details is None:
+                self.note(
+                    f"{self.where('resource.' + details_key)}: missing; the alert names no {resource_type}"
+                )
+            else:
+                at = f"resource.{details_key}"
+                self.subject(resource_type, details, at, id_keys, self.subject_name(details, name_key, at))
+            return ()
         if resource_type == "Instance":
             return (self.instance(resource),)
         if resource_type == "AccessKey":

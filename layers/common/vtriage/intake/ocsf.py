@@ -199,6 +199,8 @@ class _FindingReader(Fields):
         )
         self.free_text_iocs(kept, texts, own, ignored)
         finding_type = self.finding_type(info) or _CLASSES[class_uid]
+        self.resource_subjects()
+        subjects = self.alert_subjects()
         return Alert(
             id=finding_id,
             source=sources.OCSF,
@@ -210,6 +212,7 @@ class _FindingReader(Fields):
             version=updated_at.isoformat() if updated_at is not UNKNOWN_TIME else "unversioned",
             account=self.cloud_value("account", ("account", "uid")),
             region=self.cloud_value("region", ("region",)),
+            subjects=subjects,
             iocs=tuple(kept.values()),
             notes=self.alert_notes(),
             not_actionable=self.alert_not_actionable(),
@@ -349,6 +352,26 @@ class _FindingReader(Fields):
             if isinstance(name, str) and name.startswith(_OWN_OBSERVABLE_NAMES):
                 values.append(observable.get("value"))
         return own_values(value for value in values if value != UNKNOWN)
+
+    def resource_subjects(self) -> None:
+        """Keep each of `resources[]` as what the alert is about (vtriage acts on no OCSF resource): its
+        `type` ('resource' when it names none), its `uid` (else its `name`) and its `name`. What is not as
+        OCSF documents it is noted and passed over."""
+        resources = self.finding.get("resources")
+        if resources is None:
+            return
+        if not isinstance(resources, list):
+            self.note(
+                f"{self.where('resources')}: expected a list, got {json_kind(resources)}; no resource kept"
+            )
+            return
+        for index, resource in enumerate(resources):
+            path = f"resources[{index}]"
+            if not isinstance(resource, dict):
+                self.note(f"{self.where(path)}: expected an object, got {json_kind(resource)}; not kept")
+                continue
+            kind = self.loose_text(resource, "type") or "resource"
+            self.subject(kind, resource, path, ("uid", "name"), self.subject_name(resource, "name", path))
 
     def observable_candidates(self) -> list[Candidate]:
         """(type, value, path) of the observables VirusTotal can look up."""

@@ -106,6 +106,15 @@ _GUARDDUTY_PRODUCT_FIELDS: tuple[tuple[str, IocType], ...] = (
 _SAMPLE_PRODUCT_FIELDS = ("additionalInfo/sample", "additionalInfo/value", "additionalInfo")
 # The resource types read as targets of a response: each must live where the finding does.
 _TARGET_TYPES = frozenset({"AwsEc2Instance", "AwsIamAccessKey", "AwsS3Bucket", "AwsS3Object"})
+# Where ASFF's `Resources[].Details` names a resource no response acts on, by the resource's `Type` (the
+# Security Hub API Reference's AwsLambdaFunctionDetails, AwsEksClusterDetails, ...): its short name.
+_SUBJECT_NAMES = {
+    "AwsLambdaFunction": "FunctionName",
+    "AwsEksCluster": "Name",
+    "AwsEcsCluster": "ClusterName",
+    "AwsRdsDbInstance": "DbInstanceIdentifier",
+    "Container": "Name",
+}
 # A key of ProductFields longer than this is no GuardDuty field; only its start is named.
 _MAX_PRODUCT_FIELD_KEY = 200
 
@@ -234,6 +243,7 @@ class _FindingReader(Fields):
         )
         region = self.finding_region()
         self.targets_elsewhere(account, region)
+        subjects = self.alert_subjects()
         return Alert(
             id=finding_id,
             source=sources.SECURITYHUB,
@@ -246,6 +256,7 @@ class _FindingReader(Fields):
             account=account,
             region=region,
             resources=resources,
+            subjects=subjects,
             iocs=tuple(iocs.values()),
             notes=self.alert_notes(),
             not_actionable=self.alert_not_actionable(),
@@ -433,7 +444,25 @@ class _FindingReader(Fields):
                     found.append(
                         Resource(type=ResourceType.S3_OBJECT, id=f"{bucket}/{key}", bucket=bucket, key=key)
                     )
+            elif resource_type not in _TARGET_TYPES:
+                self.resource_subject(resource, resource_type, details, path)
         return tuple(found)
+
+    def resource_subject(
+        self, resource: Mapping[str, Any], resource_type: str | None, details: Mapping[str, Any], path: str
+    ) -> None:
+        """Keep a resource no response acts on as what the alert is about: its `Type`, its `Id` (an ARN
+        for AWS's resources) and the name its `Details` give, where vtriage knows the member."""
+        if resource_type is None:
+            self.note(
+                f"{self.where(path + '.Type')}: missing; the resource is not kept as what the alert is about"
+            )
+            return
+        name_key = _SUBJECT_NAMES.get(resource_type)
+        at = f"{path}.Details.{resource_type}"
+        names = self.loose_object(details, resource_type)
+        name = self.subject_name(names, name_key, at) if name_key else None
+        self.subject(resource_type, resource, path, ("Id",), name)
 
     def targets_elsewhere(self, account: str, region: str) -> None:
         """A target whose ARN (`Resources[].Id`) or `Resources[].Region` names another account or Region
