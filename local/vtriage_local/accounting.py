@@ -358,6 +358,8 @@ def case_summary(
         "resources": [
             {"type": resource["type"], "id": resource["id"]} for resource in alert.get("resources", [])
         ],
+        # What it is about that no action acts on (a Lambda function, a cluster...), as the detector names it.
+        "subjects": list(alert.get("subjects", [])),
         "severity": alert["severity"]["score"],
         "severity_label": Severity(score=float(alert["severity"]["score"])).label,
         "verdict": case["verdict"],

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from vtriage.action_text import status_words
 from vtriage.display import one_line, severity_guessed
-from vtriage.models import ActionStatus
+from vtriage.models import NO_ACTION_ON_SUBJECT, ActionStatus, Subject
 from vtriage.virustotal.objects import GUI_BASE_URL
 from vtriage_local.terminal import (
     BRANCHES,
@@ -199,6 +199,18 @@ def _resources(case: dict[str, Any]) -> list[tuple[str, str]]:
     return [(str(resource["type"]), str(resource["id"])) for resource in case.get("resources", [])]
 
 
+def _subjects(case: dict[str, Any]) -> list[Subject]:
+    """What the case is about that vtriage takes no action on (a Lambda function, a cluster...)."""
+    return [Subject.model_validate(subject) for subject in case.get("subjects", [])]
+
+
+def _resource_values(case: dict[str, Any]) -> list[Text]:
+    """The details' `resource` line: each resource, then what the case is about that vtriage takes no
+    action on, saying so."""
+    resources = [shown(f"{kind} {resource_id}") for kind, resource_id in _resources(case)]
+    return resources + [shown(f"{item.described} - {NO_ACTION_ON_SUBJECT}", 3000) for item in _subjects(case)]
+
+
 def _row(number: int, case: dict[str, Any]) -> CaseRow:
     return CaseRow(
         number=number,
@@ -206,7 +218,7 @@ def _row(number: int, case: dict[str, Any]) -> CaseRow:
         branch=case["branch"],
         status=case.get("status"),
         title=case.get("title") or case["type"],
-        resource=main_resource(_resources(case)),
+        resource=main_resource(_resources(case), _subjects(case)),
         iocs=len(case["iocs"]),
     )
 
@@ -230,8 +242,7 @@ def _details(number: int, case: dict[str, Any], width: int) -> Group:
     finding.append(f"{case['severity_label']}{guessed}")
     line("finding", finding)
     line("where", shown(f"account {case['account']}, Region {case['region']}", 200))
-    resources = _resources(case)
-    line("resource", *([shown(f"{kind} {resource_id}") for kind, resource_id in resources] or [Text("none")]))
+    line("resource", *(_resource_values(case) or [Text("none")]))
     line("alert", shown(case["alert_id"]))
     execution = f"{case['case_id']}, execution {case['execution_status']}"
     if case.get("waiting_for_approval"):

@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vtriage.display import one_line
+from vtriage.models import Subject
 
 # The width of the report when it is not written to a terminal (a file, a pipe, a CI log): what fits an
 # 80-column terminal and a review tool's diff alike. On a terminal, rich follows the terminal's width.
@@ -203,12 +204,15 @@ class CaseRow:
     number: int | None = None
 
 
-def main_resource(resources: Iterable[tuple[str, str]]) -> str:
+def main_resource(resources: Iterable[tuple[str, str]], subjects: Sequence[Subject] = ()) -> str:
     """The resource a row names among the finding's (type, id) pairs: the most specific, with how many
-    others there are; "-" when it names none."""
+    others there are; without any, the first of what the finding is about that vtriage takes no action on
+    (`Subject`: 'Lambda function image-resizer'); "-" when it names neither."""
     found = list(resources)
     if not found:
-        return "-"
+        if not subjects:
+            return "-"
+        return subjects[0].short + (f" +{len(subjects) - 1}" if len(subjects) > 1 else "")
     ranked = sorted(
         found,
         key=lambda item: (

@@ -223,7 +223,9 @@ def _case_rows(cases: list[Case], width: int) -> list[RenderableType]:
             branch=case.branch.value if case.branch else None,
             status=case.status.value,
             title=case.alert.title or case.alert.type,
-            resource=main_resource((resource.type.value, resource.id) for resource in case.alert.resources),
+            resource=main_resource(
+                ((resource.type.value, resource.id) for resource in case.alert.resources), case.alert.subjects
+            ),
             iocs=len(case.iocs),
         )
         for number, case in enumerate(cases, start=1)

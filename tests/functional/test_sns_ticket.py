@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -243,11 +244,11 @@ def readme_sample() -> str:
     return block.removeprefix("```text\n").removesuffix("```")
 
 
-@pytest.fixture(scope="module")
-def c2_ticket() -> Iterator[dict[str, Any]]:
-    """The ticket the C&C sample gets as `vtriage run` runs it (its instance mirrored, VirusTotal
+@contextmanager
+def ticket_of(sample: str) -> Iterator[dict[str, Any]]:
+    """The ticket a sample of events/ gets as `vtriage run` runs it (its instance mirrored, VirusTotal
     replayed, the real handlers and state machine): the SNS notification a subscriber receives."""
-    body = event(C2_SAMPLE).read_text()
+    body = event(sample).read_text()
     with (
         pytest.MonkeyPatch.context() as monkeypatch,
         ReplayServer(bundled_recordings(), api_key="local-replay-key") as replay,
@@ -264,17 +265,23 @@ def c2_ticket() -> Iterator[dict[str, Any]]:
             aws.deploy_member_roles()
             mirror_resources(aws, list(read_document(json.loads(body)).alerts), io.StringIO())
             pipeline = Pipeline(aws)
-            pipeline.enqueue(Delivery(source_id=C2_SAMPLE, body=body))
+            pipeline.enqueue(Delivery(source_id=sample, body=body))
             assert pipeline.drain()[1] == []
             deadline = time.monotonic() + TICKET_WAIT_S
-            while time.monotonic() < deadline:
+            messages: list[dict[str, Any]] = []
+            while not messages and time.monotonic() < deadline:
                 messages = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", [])
-                if messages:
-                    [message] = messages
-                    yield json.loads(message["Body"])
-                    return
-                time.sleep(0.05)
-    raise AssertionError("the C&C sample's ticket never arrived")
+                time.sleep(0 if messages else 0.05)
+            assert messages, f"the ticket of {sample} never arrived"
+            [message] = messages
+            yield json.loads(message["Body"])
+
+
+@pytest.fixture(scope="module")
+def c2_ticket() -> Iterator[dict[str, Any]]:
+    """The ticket the C&C sample gets through the local pipeline."""
+    with ticket_of(C2_SAMPLE) as ticket:
+        yield ticket
 
 
 def test_the_readmes_sample_ticket_is_what_the_c2_sample_gets(c2_ticket: dict[str, Any]) -> None:
@@ -315,3 +322,18 @@ def test_the_c2_samples_ticket_carries_virustotals_context_and_what_was_done(
         for line in lines
     )
     assert sum(line.startswith("      rollback: ") for line in lines) == 4
+
+
+def test_the_ticket_of_a_finding_on_a_lambda_function_names_the_function() -> None:
+    # Given GuardDuty's C&C finding on the Lambda function image-resizer, which vtriage cannot act on
+    # When it goes through the local pipeline to its ticket
+    with ticket_of("synthetic-guardduty-lambda-network.json") as ticket:
+        lines = ticket["Message"].splitlines()
+
+    # Then the ticket's resources name the function, by its name and ARN, and say vtriage takes no action
+    # on it
+    assert "Resources (1)" in lines
+    assert (
+        "  - Lambda function: image-resizer (arn:aws:lambda:us-east-1:123456789012:function:image-resizer):"
+        " vtriage takes no action on this kind of resource"
+    ) in lines

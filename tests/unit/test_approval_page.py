@@ -36,6 +36,7 @@ from vtriage.models import (
     IocType,
     Resource,
     ResourceType,
+    Subject,
     VendorAlert,
     Verdict,
 )
@@ -713,3 +714,26 @@ def test_only_a_widget_page_of_virustotals_is_ever_framed(url: str, framed: str 
             widget_of(data)
     else:
         assert widget_of(data) == Widget(url=framed, detections=5, total=71)
+
+
+def test_the_page_names_the_lambda_function_a_finding_is_about_escaped() -> None:
+    # Given a case about a Lambda function whose name carries markup and a fake line
+    function = Subject(
+        type="Lambda",
+        id="arn:aws:lambda:us-east-1:123456789012:function:image-resizer",
+        name="image-resizer<b>\nApprove: https://evil.example/a",
+    )
+    case = make_case(
+        make_alert(resources=(), subjects=(function,)), status=CaseStatus.TICKETED, verdict=Verdict.MALICIOUS
+    )
+
+    # When its page is opened
+    body = _open_case_page(case, FakeWidgetSource())["body"]
+
+    # Then the finding names the function, its ARN, and that vtriage takes no action on it, escaped
+    assert (
+        "<dt>Lambda function</dt><dd>image-resizer&lt;b&gt;\\nApprove: hxxps://evil.example/a"
+        " (arn:aws:lambda:us-east-1:123456789012:function:image-resizer):"
+        " vtriage takes no action on this kind of resource</dd>"
+    ) in body
+    assert "<b>" not in body

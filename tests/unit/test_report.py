@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from vtriage.models import Subject
 from vtriage_local.report import ONLY_VALUES, print_report, report, something_failed
 from vtriage_local.terminal import CaseRow, case_table, main_resource, plain_text
 
@@ -487,3 +488,48 @@ def test_a_record_with_no_finding_identified_is_counted_as_a_record_not_as_a_fin
     ) in _flat(_printed(document))
     # and a run of findings only reads as before
     assert "of 1 finding(s) in 1 record(s);" in _flat(_printed(_document(_case())))
+
+
+IMAGE_RESIZER = {
+    "type": "Lambda",
+    "id": "arn:aws:lambda:us-east-1:123456789012:function:image-resizer",
+    "name": "image-resizer",
+}
+
+
+def test_a_case_on_a_lambda_function_names_it_in_its_row_and_says_vtriage_takes_no_action_on_it() -> None:
+    # Given the Lambda C&C sample's case as the runner's JSON lists it: no resource, one subject
+    lambda_case = _case(
+        type="Backdoor:Lambda/C&CActivity.B",
+        title="Lambda function image-resizer is querying an IP address",
+        resources=[],
+        subjects=[IMAGE_RESIZER],
+        branch="ticket",
+        actions=[],
+    )
+
+    # When the report is rendered, wide enough for the whole row, and at 80 columns
+    wide = plain_text(report(_document(lambda_case), width=140), width=140)
+    shown = _printed(_document(lambda_case))
+
+    # Then its row names the function in words, and its details say which function and that vtriage takes
+    # no action on it
+    [row] = [line for line in wide.splitlines() if line.split()[:2] == ["1", "malicious"]]
+    assert row.split()[-4:] == ["Lambda", "function", "image-resizer", "1"]
+    assert (
+        "resource Lambda function image-resizer"
+        " (arn:aws:lambda:us-east-1:123456789012:function:image-resizer)"
+        " - vtriage takes no action on this kind of resource"
+    ) in _flat(shown)
+
+
+def test_a_subject_beside_resources_and_a_case_about_neither() -> None:
+    # Given the rows' resource cells of a finding on an instance, on two functions, and on nothing
+    resize = Subject.model_validate(IMAGE_RESIZER)
+    thumbs = Subject(type="Lambda", id="arn:aws:lambda:us-east-1:123456789012:function:thumbs", name="thumbs")
+
+    # When each is chosen
+    # Then a resource comes first, then the first subject with how many others, else "-"
+    assert main_resource([("instance", "i-0b3f6c2d9e1a47c58")], [resize]) == "i-0b3f6c2d9e1a47c58"
+    assert main_resource([], [resize, thumbs]) == "Lambda function image-resizer +1"
+    assert main_resource([], []) == "-"

@@ -971,3 +971,19 @@ def test_lists_show_the_first_few_and_count_the_rest() -> None:
         in report
     )
     assert "categories: category 0, category 1, category 2 and 2 more" in report
+
+
+def test_the_report_names_what_the_finding_is_about_when_vtriage_cannot_act_on_it() -> None:
+    # Given the case of GuardDuty's real finding on an RDS DB instance (elastic/integrations' sample)
+    case = _case_of_corpus_document("elastic-integrations__aws_guardduty_test-guardduty_4.json")
+
+    # When its report is rendered
+    lines = render_report(case).text().splitlines()
+
+    # Then its resources name the DB instance, by its identifier and ARN, and say vtriage acts on none
+    assert "Resources (1)" in lines
+    assert (
+        "  - RDS DB instance: GeneratedFindingDBInstanceId"
+        " (arn:aws:rds:us-east-1:123456789000:db:GeneratedFindingDBInstanceId):"
+        " vtriage takes no action on this kind of resource"
+    ) in lines

@@ -53,6 +53,7 @@ from vtriage.display import one_line
 from vtriage.errors import CaseNotFoundError, ConfigurationError, TransientError, VtriageError
 from vtriage.models import (
     DRY_RUN_PARAMETER,
+    NO_ACTION_ON_SUBJECT,
     Action,
     Alert,
     Case,
@@ -408,6 +409,10 @@ def _finding(case: Case) -> str:
     if alert.vendor is None:
         rows += [("Account", one_line(alert.account)), ("Region", one_line(alert.region))]
     rows += [(_RESOURCE_LABELS[resource.type], one_line(resource.id)) for resource in alert.resources]
+    rows += [
+        (subject.kind[:1].upper() + subject.kind[1:], f"{subject.named}: {NO_ACTION_ON_SUBJECT}")
+        for subject in alert.subjects
+    ]
     rows += [("Finding id", one_line(alert.id)), ("Case", one_line(case.case_id))]
     if case.provenance is not None:
         rows.append(("Sent through", one_line(case.provenance.described)))

@@ -158,11 +158,16 @@ class Subject(Frozen):
         return _SUBJECT_KINDS.get(self.type) or one_line(self.type, limit=60)
 
     @property
+    def named(self) -> str:
+        """Its name and id, escaped: 'image-resizer (arn:aws:lambda:...)'; its id alone without a name."""
+        if self.name and self.name != self.id:
+            return f"{one_line(self.name, limit=100)} ({one_line(self.id)})"
+        return one_line(self.id)
+
+    @property
     def described(self) -> str:
         """One line a person reads, escaped: 'Lambda function image-resizer (arn:aws:lambda:...)'."""
-        if self.name and self.name != self.id:
-            return f"{self.kind} {one_line(self.name, limit=100)} ({one_line(self.id)})"
-        return f"{self.kind} {one_line(self.id)}"
+        return f"{self.kind} {self.named}"
 
     @property
     def short(self) -> str:

@@ -40,6 +40,7 @@ from vtriage.approval_links import ApprovalLinks
 from vtriage.display import one_line, severity_guessed
 from vtriage.errors import ConfigurationError, VtriageError
 from vtriage.models import (
+    NO_ACTION_ON_SUBJECT,
     Action,
     ActionStatus,
     Alert,
@@ -51,6 +52,7 @@ from vtriage.models import (
     IocOutcome,
     IocType,
     Resource,
+    Subject,
     Ticket,
 )
 from vtriage.ports import (
@@ -450,8 +452,12 @@ def render_report(
         *(_line("Not acted on", reason, indent=2) for reason in alert.not_actionable),
         *(_line("Note", note, indent=2) for note in alert.notes),
         _BLANK,
-        ReportLine(label=f"Resources ({len(alert.resources)})"),
-        *([_resource_line(resource) for resource in alert.resources] or [_NONE]),
+        ReportLine(label=f"Resources ({len(alert.resources) + len(alert.subjects)})"),
+        *(
+            [_resource_line(resource) for resource in alert.resources]
+            + [_subject_line(subject) for subject in alert.subjects]
+            or [_NONE]
+        ),
         _BLANK,
         ReportLine(label=f"Indicators of compromise ({len(case.iocs)})"),
         *([line for ioc in case.iocs for line in _ioc_lines(ioc, enrichments)] or [_NONE]),
@@ -718,6 +724,11 @@ def _resource_line(resource: Resource) -> ReportLine:
         facts.append(f"key {one_line(resource.key)}")
     value = one_line(resource.id) + (f" ({'; '.join(facts)})" if facts else "")
     return _line(f"- {resource.type.value}", value, indent=2, escape=False)
+
+
+def _subject_line(subject: Subject) -> ReportLine:
+    """What the alert is about that no action acts on, said so: the kind in words, its name and id."""
+    return _line(f"- {subject.kind}", f"{subject.named}: {NO_ACTION_ON_SUBJECT}", indent=2, escape=False)
 
 
 def _ioc_lines(ioc: IocOutcome, enrichments: Mapping[str, Enrichment] | None) -> list[ReportLine]:
