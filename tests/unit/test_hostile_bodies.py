@@ -95,18 +95,19 @@ def deleted(document: Any, path: Path_) -> Any:
 def findings_in(document: Any) -> int | None:
     """How many findings a document holds, read here without the parser: the items of an OCSF array,
     of get-findings output's `Findings`, of a Security Hub event's `detail.findings`, of a Falcon Alerts
-    API response's `resources` and of Alert Center `alerts.list` output's `alerts`; else one. None when
-    the document is no JSON object or array."""
+    API response's `resources` and of Alert Center `alerts.list` output's `alerts`; else one. An empty
+    page of those three is acknowledged as holding no finding: one entry. None when the document is no
+    JSON object or array."""
     if isinstance(document, list):
         return len(document)
     if not isinstance(document, dict):
         return None
     if isinstance(document.get("Findings"), list):
-        return len(document["Findings"])
+        return len(document["Findings"]) or 1
     if "meta" in document and isinstance(document.get("resources"), list):
-        return len(document["resources"])
+        return len(document["resources"]) or 1
     if isinstance(document.get("alerts"), list) and "alertId" not in document:
-        return len(document["alerts"])
+        return len(document["alerts"]) or 1
     detail = document.get("detail")
     if isinstance(detail, dict) and isinstance(detail.get("findings"), list):
         return len(detail["findings"])
