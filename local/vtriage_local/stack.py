@@ -29,7 +29,7 @@ from moto.server import ThreadedMotoServer
 
 from vtriage_local.loopback import answered_in_process
 from vtriage_local.moto_memory import moto_memory
-from vtriage_local.moto_speedups import moto_speedups
+from vtriage_local.moto_speedups import moto_speedups, signed_for_moto
 from vtriage_local.template import (
     MEMBER_ROLE_TEMPLATE_PATH,
     PROJECT_ROOT,
@@ -193,6 +193,8 @@ class LocalAws:
         server = self._server._server
         assert server is not None
         self._engine_patches.append(answered_in_process(self.endpoint_url, server.app))
+        self._engine_patches[-1].start()
+        self._engine_patches.append(signed_for_moto(self.endpoint_url, f"http://localhost:{port}"))
         self._engine_patches[-1].start()
         self._set_env(
             {
