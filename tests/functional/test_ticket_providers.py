@@ -58,6 +58,7 @@ from vtriage.models import (
     IocOutcome,
     IocType,
     Severity,
+    Subject,
     Ticket,
     Verdict,
 )
@@ -1279,6 +1280,28 @@ def test_webhook_posts_a_signed_slack_message_with_the_case(
         {"type": "isolate_instance", "target": "i-0abc1234def567890", "status": "pending_approval"}
     ]
     assert first["sent_at"] == "2024-05-01T10:00:00Z"
+
+
+def test_webhooks_summary_names_what_the_case_is_about_when_no_action_acts_on_it(
+    slack: tuple[FakeSlackWebhook, LoopbackServer], session: requests.Session
+) -> None:
+    # Given a case about a Lambda function (a subject: vtriage takes no action on it), with no resource
+    function = "arn:aws:lambda:us-east-1:123456789012:function:image-resizer"
+    fake, server = slack
+    alert = make_alert(resources=(), subjects=(Subject(type="Lambda", id=function, name="image-resizer"),))
+    case = make_case(alert, status=CaseStatus.ENRICHED, verdict=Verdict.MALICIOUS)
+
+    # When its ticket is opened through the webhook
+    webhook_sink(session, server.base_url + WEBHOOK_PATH).open(case, report_of(case))
+
+    # Then the machine-readable summary names the function, as the report's text does
+    [message] = fake.messages
+    assert message["case"]["alert"]["resources"] == []
+    assert message["case"]["alert"]["subjects"] == [
+        {"type": "Lambda", "id": function, "name": "image-resizer"}
+    ]
+    assert "Lambda function" in message["text"]
+    assert "image-resizer" in message["text"]
 
 
 def test_webhook_splits_a_long_report_into_blocks_slack_accepts(

@@ -202,6 +202,11 @@ def case_summary(case: Case) -> dict[str, Any]:
             "account": alert.account,
             "region": alert.region,
             "resources": [{"type": resource.type.value, "id": resource.id} for resource in alert.resources],
+            # What the case is about that no action acts on (a Lambda function, a cluster), as the detector
+            # named it: the sender's values, for a program to read (Slack's text shows them escaped).
+            "subjects": [
+                {"type": subject.type, "id": subject.id, "name": subject.name} for subject in alert.subjects
+            ],
         },
         "iocs": [
             {
