@@ -24,6 +24,9 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.compat import get_current_datetime
 from botocore.exceptions import NoCredentialsError
 from botocore.loaders import Loader
+from botocore.parsers import BaseJSONParser
+from botocore.serialize import JSONSerializer
+from botocore.validate import ParamValidator
 from jsonpath_ng.ext.parser import parse as jsonpath_parse
 from moto.core.utils import method_names_from_class
 from moto.dynamodb.exceptions import ItemSizeTooLarge
@@ -34,7 +37,7 @@ from moto.sqs import models as sqs_models
 from moto.stepfunctions.parser.asl.utils import json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-__all__ = ["UNCHECKED_SIGNATURE", "moto_speedups", "signed_for_moto"]
+__all__ = ["UNCHECKED_SIGNATURE", "attribute_values_whole", "moto_speedups", "signed_for_moto", "well_formed"]
 
 # The modules of moto's Step Functions engine that make a boto3 client for each task they run.
 _ENGINE_CLIENT_MODULES = (
@@ -84,6 +87,7 @@ def moto_speedups() -> list[Any]:
         ),
     ]
     patches.append(mock.patch.object(json_path, "parse", _parsed_once(jsonpath_parse)))
+    patches += attribute_values_whole()
     patches += [
         mock.patch.object(Loader, method, _loaded_once(getattr(Loader, method)))
         for method in ("load_service_model", "load_data_with_path")
@@ -332,3 +336,149 @@ def _method_names(names_of: Any) -> Any:
         return kept[clazz]
 
     return method_names_from_class
+
+
+# DynamoDB's attribute value (and DynamoDB Streams'): a structure of one member of these, each of
+# botocore's shapes without constraints but the map keys' (AttributeName: at most 65,535 characters).
+_ATTRIBUTE_VALUE = "AttributeValue"
+_ATTRIBUTE_VALUE_MEMBERS = ("S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL")
+_MAX_ATTRIBUTE_NAME = 65_535
+
+
+def attribute_values_whole() -> list[Any]:
+    """The patches, not yet started, that let botocore check, write and read DynamoDB's attribute values
+    whole: botocore walks each value member by member, through its shape, to check it (validation), to
+    write it (the JSON serialiser) and to read it back (the JSON parser), and a case is hundreds of
+    them: a third of each case's GetItem and PutItem on the local AWS (botocore's side, 2026-11-29). A
+    value of the expected form (one member, of the type its shape takes) is checked, written and read in
+    one pass, to what botocore makes of it; any other value goes through botocore's own walk, so that
+    what it refuses, and how it says so, is unchanged."""
+    # botocore's own methods, private to it (its stubs leave them out): read from each class itself.
+    validate, serialize, parse = (
+        vars(ParamValidator)["_validate_structure"],
+        vars(JSONSerializer)["_serialize_type_structure"],
+        vars(BaseJSONParser)["_handle_structure"],
+    )
+    return [
+        mock.patch.object(ParamValidator, "_validate_structure", _checked_whole(validate)),
+        mock.patch.object(JSONSerializer, "_serialize_type_structure", _written_whole(serialize)),
+        mock.patch.object(BaseJSONParser, "_handle_structure", _read_whole(parse)),
+    ]
+
+
+def _is_attribute_value(shape: Any) -> bool:
+    return bool(shape.name == _ATTRIBUTE_VALUE and tuple(shape.members) == _ATTRIBUTE_VALUE_MEMBERS)
+
+
+def well_formed(value: Any) -> bool:
+    """Whether an attribute value given to botocore is of the one form checked whole: one member, holding
+    the Python type botocore takes for it (str, bytes, bool, a list or dict of those), map keys within
+    AttributeName's length. botocore accepts each such value; it checks any other itself."""
+    if type(value) is not dict or len(value) != 1:
+        return False
+    ((kind, inner),) = value.items()
+    if kind in ("S", "N"):
+        return type(inner) is str
+    if kind == "B":
+        return type(inner) is bytes
+    if kind in ("SS", "NS"):
+        return type(inner) is list and all(type(element) is str for element in inner)
+    if kind == "BS":
+        return type(inner) is list and all(type(element) is bytes for element in inner)
+    if kind == "M":
+        return type(inner) is dict and all(
+            type(name) is str and len(name) <= _MAX_ATTRIBUTE_NAME and well_formed(element)
+            for name, element in inner.items()
+        )
+    if kind == "L":
+        return type(inner) is list and all(well_formed(element) for element in inner)
+    if kind in ("NULL", "BOOL"):
+        return type(inner) is bool
+    return False
+
+
+def _checked_whole(validate: Any) -> Any:
+    def validate_structure(validator: Any, params: Any, shape: Any, errors: Any, name: str) -> None:
+        if _is_attribute_value(shape) and well_formed(params):
+            return
+        validate(validator, params, shape, errors, name)
+
+    return validate_structure
+
+
+def _wire(value: dict[str, Any]) -> dict[str, Any]:
+    """A well-formed attribute value as botocore's JSON serialiser writes it: binary values in base64."""
+    ((kind, inner),) = value.items()
+    if kind == "B":
+        return {kind: base64.b64encode(inner).decode("utf-8")}
+    if kind == "BS":
+        return {kind: [base64.b64encode(element).decode("utf-8") for element in inner]}
+    if kind == "M":
+        return {kind: {name: _wire(element) for name, element in inner.items()}}
+    if kind == "L":
+        return {kind: [_wire(element) for element in inner]}
+    if kind in ("SS", "NS"):
+        return {kind: list(inner)}
+    return {kind: inner}
+
+
+def _written_whole(serialize: Any) -> Any:
+    def serialize_type_structure(
+        serializer: Any, serialized: Any, value: Any, shape: Any, key: str | None
+    ) -> None:
+        if key is not None and _is_attribute_value(shape) and well_formed(value):
+            serialized[key] = _wire(value)
+            return
+        serialize(serializer, serialized, value, shape, key)
+
+    return serialize_type_structure
+
+
+def _read(value: Any, blob: Any) -> Any:
+    """An attribute value as the wire holds it, read as botocore's JSON parser reads it (binary values
+    decoded by the parser's blob reader); None when it is not of the form read whole."""
+    if type(value) is not dict or len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    if kind in ("S", "N"):
+        return value if type(inner) is str else None
+    if kind == "B":
+        return {kind: blob(inner)} if type(inner) is str else None
+    if kind in ("SS", "NS", "BS"):
+        if type(inner) is not list or not all(type(element) is str for element in inner):
+            return None
+        return {kind: [blob(element) for element in inner] if kind == "BS" else list(inner)}
+    if kind in ("NULL", "BOOL"):
+        return value if type(inner) is bool else None
+    if kind == "M":
+        if type(inner) is not dict:
+            return None
+        read_map = {}
+        for name, element in inner.items():
+            read_element = _read(element, blob)
+            if read_element is None:
+                return None
+            read_map[name] = read_element
+        return {kind: read_map}
+    if kind == "L":
+        if type(inner) is not list:
+            return None
+        read_list = []
+        for element in inner:
+            read_element = _read(element, blob)
+            if read_element is None:
+                return None
+            read_list.append(read_element)
+        return {kind: read_list}
+    return None
+
+
+def _read_whole(handle: Any) -> Any:
+    def handle_structure(parser: Any, shape: Any, value: Any) -> Any:
+        if _is_attribute_value(shape):
+            read = _read(value, parser._blob_parser)
+            if read is not None:
+                return read
+        return handle(parser, shape, value)
+
+    return handle_structure
