@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 from moto import mock_aws
 from moto.sqs import models as sqs_models
+from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError, extract_json
 
 from tests.functional.conftest import keyed_by_case_id, use_dummy_aws_credentials
@@ -283,3 +284,28 @@ def test_an_item_is_written_to_the_wire_as_botocore_writes_it() -> None:
     # Then the bodies are the same, binary values in base64
     assert patched == unpatched
     assert patched["Item"]["blobs"] == {"BS": ["eA==", "eQ=="]}
+
+
+RESULT_PATHS = ["$.plan", "$.outcome", "$.error", "$.decision", "$.ticket", "$.a.b"]
+
+
+def _placed_results(on: bool) -> list[Any]:
+    """Where moto's engine puts a task's result in its state's input for each ResultPath, twice each."""
+    placed: list[Any] = []
+    with _patched(on):
+        for _ in range(2):
+            for path in RESULT_PATHS:
+                state_input = {"case_id": "c", "route": "remediate", "a": {"kept": True}}
+                # The parser moto's ResultPath calls, as it calls it (by its module's name).
+                parse = vars(result_path)["parse"]
+                placed.append(parse(path).update_or_create(state_input, {"items": [1, 2]}))
+    return placed
+
+
+def test_a_tasks_result_lands_where_moto_puts_it() -> None:
+    # Given the state machine's ResultPaths, each met twice, as moto's engine meets them for each task
+    # When moto's engine places a task's result with the parsed paths kept, and parsing each every time
+    kept, parsed_each_time = _placed_results(on=True), _placed_results(on=False)
+    # Then every result lands in the same place, beside the same input
+    assert kept == parsed_each_time
+    assert kept[0] == {"case_id": "c", "route": "remediate", "a": {"kept": True}, "plan": {"items": [1, 2]}}
