@@ -5,11 +5,15 @@ action runs twice. rollback_case: undoes what is reversible, last run first."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from tests.factories import make_alert, make_case
 from tests.remediation_steps import finish, plan, remediate, remediator, run
+from vtriage.adapters.dns_firewall import DnsFirewallDomainBlocker
+from vtriage.composition.remediate import actuators, actuators_outside_aws, deployment_account_only
+from vtriage.config.remediate import RemediateSettings
 from vtriage.eligibility import Place, requiring_approval
 from vtriage.errors import CaseNotFoundError, RemediationError, TransientError
 from vtriage.fakes import FakeActuator, FakeActuatorsByPlace, InMemoryCaseRepository
@@ -24,6 +28,7 @@ from vtriage.models import (
     ResourceType,
     Verdict,
 )
+from vtriage.ports import ForeseeingActuator, ResponseActuator
 from vtriage.remediate import EXECUTION_TIMEOUT_SECONDS, KEPT_FOR, Remediator, rollback_case
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -1059,3 +1064,117 @@ def test_a_rollback_names_the_members_account_and_region_whether_it_undid_or_fai
         "i-2": (ActionStatus.FAILED, MEMBER, ELSEWHERE),
     }
     assert [(action.account, action.region) for action in result.actions] == [(MEMBER, ELSEWHERE)] * 2
+
+
+def _with_a_domain_block(case: Case, **parameters: str) -> Case:
+    """The case with a block of its C&C domain planned after its isolation."""
+    block = Action(type=ActionType.BLOCK_DOMAIN_DNS_FIREWALL, target="c2.example.net", parameters=parameters)
+    return case.model_copy(update={"actions": [*case.actions, block]})
+
+
+def test_an_action_its_actuator_skips_without_acting_is_recorded_by_the_plan_and_never_run() -> None:
+    # Given a case planning an isolation, then a domain block on a deployment without a domain list
+    case = _with_a_domain_block(malicious_case("i-1"))
+    cases = InMemoryCaseRepository([case])
+    unconfigured = DnsFirewallDomainBlocker(route53resolver_client=None, domain_list_id=None)
+    steps = remediator(
+        cases,
+        {
+            ActionType.ISOLATE_INSTANCE: isolation({"i-1": "sg-web"}),
+            ActionType.BLOCK_DOMAIN_DNS_FIREWALL: unconfigured,
+        },
+        place=PLACE,
+    )
+
+    # When the plan step runs
+    planned = plan(steps, case.case_id)
+
+    # Then the state machine gets the isolation alone to run, and the block is recorded as its run would
+    # record it: skipped, saying why, in the finding's account and Region
+    assert [item.index for item in planned.items] == [0]
+    block = cases.get(case.case_id).actions[1]  # type: ignore[union-attr]
+    assert block.status is ActionStatus.SKIPPED
+    assert block.detail == "not blocked: no DNS Firewall domain list configured"
+    assert (block.account, block.region) == (case.alert.account, case.alert.region)
+    assert block.parameters == {}
+    # And the whole remediation ends as it ended when the block was run: nothing failed, nothing waits
+    assert remediate(steps, case.case_id) == [ActionStatus.DONE]
+    done = cases.get(case.case_id)
+    assert done is not None
+    assert [action.status for action in done.actions] == [ActionStatus.DONE, ActionStatus.SKIPPED]
+
+
+def test_an_action_waiting_for_a_person_is_planned_even_when_its_actuator_would_skip_it() -> None:
+    # Given a case whose domain block waits for a person, on a deployment without a domain list
+    case = _with_a_domain_block(malicious_case(), needs_approval="true")
+    cases = InMemoryCaseRepository([case])
+    unconfigured = DnsFirewallDomainBlocker(route53resolver_client=None, domain_list_id=None)
+    steps = remediator(cases, {ActionType.BLOCK_DOMAIN_DNS_FIREWALL: unconfigured}, place=PLACE)
+
+    # When the plan step runs
+    planned = plan(steps, case.case_id)
+
+    # Then the block still waits for its approval, as before
+    assert [(item.index, item.approval) for item in planned.items] == [(0, True)]
+    assert cases.get(case.case_id).actions[0].status is ActionStatus.PENDING_APPROVAL  # type: ignore[union-attr]
+
+
+def test_a_member_accounts_action_is_left_to_its_run_which_skips_it_the_same() -> None:
+    # Given a case in a member account planning a domain block, on a deployment without a domain list
+    member = "210987654321"
+    place = Place(own_account=PLACE.own_account, members=frozenset({member}), regions=PLACE.regions)
+    case = _with_a_domain_block(make_case(make_alert(account=member), status=CaseStatus.ENRICHED))
+    cases = InMemoryCaseRepository([case])
+    unconfigured = DnsFirewallDomainBlocker(route53resolver_client=None, domain_list_id=None)
+    steps = remediator(cases, {ActionType.BLOCK_DOMAIN_DNS_FIREWALL: unconfigured}, place=place)
+
+    # When the plan step runs, Then the block is planned: the member's actuators are had by its run alone
+    assert [item.index for item in plan(steps, case.case_id).items] == [0]
+    # And its run skips it with the same reason
+    run(steps, case.case_id, 0)
+    block = cases.get(case.case_id).actions[0]  # type: ignore[union-attr]
+    assert (block.status, block.detail) == (
+        ActionStatus.SKIPPED,
+        "not blocked: no DNS Firewall domain list configured",
+    )
+
+
+def _foreseeing_actuators() -> list[Any]:
+    """Every actuator the remediate function builds that may foresee an outcome, on a deployment with no
+    resource configured: the DNS Firewall one without a list, the S3 quarantine without a bucket, host
+    containment without a Falcon client, and one of an action a member's finding may not run."""
+    settings = RemediateSettings.from_environ(
+        {"AWS_REGION": "us-east-1", "CASES_TABLE_NAME": "cases", "OWN_ACCOUNT_ID": PLACE.own_account}
+    )
+    built = {**actuators(settings), **actuators_outside_aws(settings)}
+    found = [
+        pytest.param(action_type, actuator, id=action_type.value)
+        for action_type, actuator in built.items()
+        if isinstance(actuator, ForeseeingActuator)
+    ]
+    member_only = deployment_account_only("the WAF IP set", PLACE.own_account, "210987654321")
+    return [*found, pytest.param(ActionType.BLOCK_IP_WAF, member_only, id="member")]
+
+
+@pytest.mark.parametrize(("action_type", "actuator"), _foreseeing_actuators())
+def test_an_outcome_foreseen_is_the_one_running_the_action_gives(
+    action_type: ActionType, actuator: ForeseeingActuator
+) -> None:
+    # Given an action of the actuator's type
+    action = Action(type=action_type, target="target-1", parameters={"case_id": "case-1"})
+
+    # When its outcome is foreseen, and when the action is run, in dry run and for real
+    foreseen = actuator.outcome_without_acting(action)
+
+    # Then the outcome is known, and it is what each run gives
+    assert foreseen is not None
+    runs: ResponseActuator = actuator  # type: ignore[assignment]  # each is both
+    assert foreseen == runs.run(action, True) == runs.run(action, False)
+
+
+def test_the_dns_firewall_actuator_with_a_list_foresees_nothing() -> None:
+    # Given the DNS Firewall actuator of a deployment with a domain list
+    blocker = DnsFirewallDomainBlocker(route53resolver_client=None, domain_list_id="rslvr-fdl-1")
+    # When a block's outcome is asked for beforehand, Then only running it tells
+    block = Action(type=ActionType.BLOCK_DOMAIN_DNS_FIREWALL, target="c2.example.net")
+    assert blocker.outcome_without_acting(block) is None

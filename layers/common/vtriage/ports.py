@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from vtriage.errors import CaseNotFoundError
 from vtriage.models import (
@@ -152,6 +152,19 @@ class ResponseActuator(Protocol):
 
     def rollback(self, action: Action) -> Action:
         """Restore the state recorded in `action.before`; return the action with the outcome."""
+        ...
+
+
+@runtime_checkable
+class ForeseeingActuator(Protocol):
+    """An actuator that may know an action's outcome without acting or reading anything: one that skips
+    every action it is given, saying why (its resource is not configured, it may not act where the case
+    lives). The plan step records that outcome at once, where `run` would have given it, so that the
+    state machine spends no run step on it."""
+
+    def outcome_without_acting(self, action: Action) -> Action | None:
+        """The outcome `run` gives this action whatever its target's state and dry run or not, when known
+        without calling anything; None when only running it tells."""
         ...
 
 

@@ -29,6 +29,7 @@ from vtriage.ports import (
     ActuatorsByPlace,
     BlastRadius,
     CaseRepository,
+    ForeseeingActuator,
     ResponseActuator,
     SearchableCases,
     action_at,
@@ -200,6 +201,7 @@ class Remediator:
                 max_actions_per_hour=self.max_actions_per_hour,
                 approval_timeout_seconds=self.approval_timeout_seconds,
                 place=self.place,
+                actuators=self.actuators,
             )
         if step == "run":
             return run_action(
@@ -254,6 +256,7 @@ def plan_remediation(
     max_actions_per_hour: int,
     approval_timeout_seconds: int,
     place: Place,
+    actuators: ActuatorsByPlace | None = None,
     now: datetime | None = None,
 ) -> RemediationPlan:
     """Decide, for each action not yet run, whether it runs now or waits for a person, and save that.
@@ -266,6 +269,8 @@ def plan_remediation(
     The items come back with those needing no person first, so that the Map, which runs one at a time,
     acts on them before it waits. Approvals are waited for one after another: those beyond what the
     execution's time holds (`EXECUTION_TIMEOUT_SECONDS`) get no item and are escalated to the ticket.
+    An action that runs now, whose actuator knows its outcome without acting (`_foreseen`), gets that
+    outcome here, as its run would record it, and no item.
     """
     case = existing_case(cases, task.case_id)
     before = case.model_copy(deep=True)
@@ -302,6 +307,10 @@ def plan_remediation(
             approval=case.actions[index].status is ActionStatus.PENDING_APPROVAL,
             approval_timeout_seconds=approval_timeout_seconds,
         )
+        foreseen = None if item.approval else _foreseen(case, case.actions[index], actuators, place)
+        if foreseen is not None:
+            case.actions[index] = foreseen
+            continue
         (waiting if item.approval else automatic).append(item)
 
     case.actions = [_placed(case, action) for action in case.actions]
@@ -412,6 +421,26 @@ def finish_remediation(
     if problems:
         raise RemediationError(f"case {case.case_id}: " + "; ".join(problems))
     return RemediationResult(case_id=case.case_id, actions=case.actions, changed=False)
+
+
+def _foreseen(case: Case, action: Action, actuators: ActuatorsByPlace | None, place: Place) -> Action | None:
+    """The outcome of an action its actuator knows without acting (`ForeseeingActuator`: one it skips,
+    saying why), as `run_action` would record it; None otherwise. Asked only of the actuators that need
+    nothing to be had (the deployment's own account's, and those outside AWS: a member's would assume
+    its role here), so that the plan makes no call its run would not."""
+    if actuators is None:
+        return None
+    if not action.type.acts_in_aws:
+        found: Actuators = actuators.outside_aws()
+    elif case.alert.account == place.own_account:
+        found = actuators.at(case.alert.account, case.alert.region, case.case_id)
+    else:
+        return None
+    actuator = found.get(action.type)
+    if not isinstance(actuator, ForeseeingActuator):
+        return None
+    outcome = actuator.outcome_without_acting(_for_actuator(case, action))
+    return None if outcome is None else action.with_outcome_of(outcome)
 
 
 def _save_if_changed(case: Case, before: Case, cases: CaseRepository, now: datetime | None) -> None:

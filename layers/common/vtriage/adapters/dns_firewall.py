@@ -30,17 +30,25 @@ class DnsFirewallDomainBlocker:
 
     def run(self, action: Action, dry_run: bool) -> Action:
         """Add the domain unless the list holds it; `before`/`after` say whether it was there."""
-        if self._list_id is None:
-            return action.with_outcome(
-                ActionStatus.SKIPPED, "not blocked: no DNS Firewall domain list configured"
-            )
+        list_id = self._list_id
+        if list_id is None:
+            return self._skipped(action)
         domain = _normalise(action.target)
         if not _DOMAIN.match(domain) or len(domain) > 255:
             return action.with_outcome(
                 ActionStatus.FAILED, f"not blocked: {action.target!r} is not a domain name"
             )
-        list_id = self._list_id
         return self._guard(action, "blocking", lambda: self._add(action, list_id, domain, dry_run))
+
+    def outcome_without_acting(self, action: Action) -> Action | None:
+        """Without a list, the action is skipped, saying so (`ForeseeingActuator`); None with one."""
+        return self._skipped(action) if self._list_id is None else None
+
+    @staticmethod
+    def _skipped(action: Action) -> Action:
+        return action.with_outcome(
+            ActionStatus.SKIPPED, "not blocked: no DNS Firewall domain list configured"
+        )
 
     def rollback(self, action: Action) -> Action:
         """Remove the domain from the list if vtriage added it; leave it if it was there before."""

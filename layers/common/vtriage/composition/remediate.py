@@ -130,6 +130,10 @@ class SkippingActuator:
 
     def run(self, action: Action, dry_run: bool) -> Action:
         """Skip the action, with the reason."""
+        return self.outcome_without_acting(action)
+
+    def outcome_without_acting(self, action: Action) -> Action:
+        """The action skipped with the reason, known beforehand (`ForeseeingActuator`)."""
         return action.with_outcome(ActionStatus.SKIPPED, self._reason)
 
     def rollback(self, action: Action) -> Action:
