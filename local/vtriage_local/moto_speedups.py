@@ -14,10 +14,12 @@ import importlib
 import json
 import math
 import os
+import sys
 import threading
 from typing import Any
 from unittest import mock
 
+import botocore.session
 import jsonpath_ng.parser
 import moto.backends
 import moto.settings
@@ -37,9 +39,44 @@ from moto.dynamodb.responses import DynamoHandler, DynamoResult
 from moto.sqs import models as sqs_models
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.utils import json_path
-from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-__all__ = ["UNCHECKED_SIGNATURE", "attribute_values_whole", "moto_speedups", "signed_for_moto", "well_formed"]
+__all__ = [
+    "EC2_ENDPOINT_PREFIX",
+    "UNCHECKED_SIGNATURE",
+    "attribute_values_whole",
+    "moto_speedups",
+    "signed_for_moto",
+    "well_formed",
+]
+
+
+# EC2's endpoint prefix in botocore's model of it (`metadata.endpointPrefix`), which
+# tests/unit/test_moto_speedups.py holds to the model.
+EC2_ENDPOINT_PREFIX = "ec2"
+
+
+def _moto_ec2_imported_without_its_model() -> None:
+    """Import moto's EC2, before anything else does, without botocore reading EC2's whole service model
+    three times: moto lists the three partitions' Regions as its EC2 models are imported, through
+    Session.get_available_regions, which reads the model (14 MB of JSON, in a new session each time) for
+    its endpoint prefix alone: 0.4 s of every vtriage run's CPU. The prefix is given for those readings;
+    botocore reads the partitions' endpoints as before, so the Regions listed are the ones it lists.
+    Nothing else: the patch lasts the import."""
+    if "moto.ec2" in sys.modules:
+        return
+    read = botocore.session.Session.get_service_data
+
+    def service_data(session: Any, service_name: str, api_version: Any = None) -> Any:
+        if service_name == "ec2":
+            return {"metadata": {"endpointPrefix": EC2_ENDPOINT_PREFIX}}
+        return read(session, service_name, api_version)
+
+    with mock.patch.object(botocore.session.Session, "get_service_data", service_data):
+        importlib.import_module("moto.ec2")
+
+
+# moto's Step Functions engine imports moto's EC2 (through AWS Batch's task): before it, below.
+_moto_ec2_imported_without_its_model()
 
 # The modules of moto's Step Functions engine that make a boto3 client for each task they run.
 _ENGINE_CLIENT_MODULES = (
@@ -173,7 +210,10 @@ def _parsed_definitions_kept() -> Any:
     execution keeping its state in its own environment."""
     parsed: dict[str, Any] = {}
     parse_lock = threading.Lock()
-    original = ExecutionWorker._get_evaluation_entrypoint
+    worker_class = importlib.import_module(
+        "moto.stepfunctions.parser.backend.execution_worker"
+    ).ExecutionWorker
+    original = worker_class._get_evaluation_entrypoint
 
     def entrypoint(worker: Any) -> Any:
         definition = worker._evaluation_details.state_machine_details.definition
@@ -182,7 +222,7 @@ def _parsed_definitions_kept() -> Any:
                 parsed[definition] = original(worker)
             return parsed[definition]
 
-    return mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", entrypoint)
+    return mock.patch.object(worker_class, "_get_evaluation_entrypoint", entrypoint)
 
 
 def _kept_engine_client(make: Any) -> Any:

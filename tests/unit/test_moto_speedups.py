@@ -4,12 +4,15 @@ run once with them and once without, on the same data, and the answers compared.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 from moto import mock_aws
@@ -18,7 +21,7 @@ from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.utils.json_path import NoSuchJsonPathError, extract_json
 
 from tests.functional.conftest import keyed_by_case_id, use_dummy_aws_credentials
-from vtriage_local.moto_speedups import ITEM_OPERATIONS, moto_speedups
+from vtriage_local.moto_speedups import EC2_ENDPOINT_PREFIX, ITEM_OPERATIONS, moto_speedups
 
 TABLE = "speedups"
 ITEM = {
@@ -309,3 +312,35 @@ def test_a_tasks_result_lands_where_moto_puts_it() -> None:
     # Then every result lands in the same place, beside the same input
     assert kept == parsed_each_time
     assert kept[0] == {"case_id": "c", "route": "remediate", "a": {"kept": True}, "plan": {"items": [1, 2]}}
+
+
+_REGIONS_SEEN = """
+import json, sys
+if sys.argv[1] == "patched":
+    import vtriage_local.moto_speedups
+from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend as listed
+regions = [[region.name, region.endpoint, region.opt_in_status] for region in listed.regions]
+zones = {name: [vars(zone) for zone in found] for name, found in listed.zones.items()}
+print(json.dumps([regions, zones]))
+"""
+
+
+def _regions_moto_lists(how: str) -> Any:
+    """The Regions and zones moto's EC2 lists once imported in a new interpreter, imported by the local
+    AWS's patches first or on its own."""
+    done = subprocess.run(
+        [sys.executable, "-c", _REGIONS_SEEN, how], capture_output=True, text=True, check=True, timeout=120
+    )
+    return json.loads(done.stdout)
+
+
+def test_moto_lists_the_regions_it_lists_without_the_patches() -> None:
+    # Given botocore's model of EC2, whose endpoint prefix the patches give moto's import
+    prefix = botocore.session.get_session().get_service_data("ec2")["metadata"]["endpointPrefix"]
+    assert prefix == EC2_ENDPOINT_PREFIX
+    # When moto's EC2 is imported by the patches' module, and on its own
+    patched, plain = _regions_moto_lists("patched"), _regions_moto_lists("plain")
+    # Then it lists the same Regions of every partition, with the same zones
+    assert patched == plain
+    assert any(region[0] == "us-east-1" for region in patched[0])
+    assert any(region[0].startswith("cn-") for region in patched[0])
