@@ -14,6 +14,7 @@ deferred: it is the same catalogue, read when first asked for).
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.abc
 import importlib.machinery
 import json
@@ -36,6 +37,7 @@ __all__ = [
     "LiveInstances",
     "OfferingsByRegion",
     "defer_instance_type_offerings",
+    "engine_threads_held_weakly",
     "moto_memory",
     "without_documentation",
 ]
@@ -51,11 +53,46 @@ def moto_memory() -> list[Any]:
     return [
         mock.patch.object(BaseModel, "__new__", _tracked_while_alive),
         mock.patch.object(JSONFileLoader, "_load_file", _load_file_without_documentation),
+        *engine_threads_held_weakly(),
     ]
 
 
+# moto's Step Functions engine (LocalStack's) appends every thread it starts to TMP_THREADS: one for each
+# execution, one for its program and one for each task state run, about 14 an alert. LocalStack joins them
+# at shutdown; moto never reads the list nor empties it, so each finished thread stayed, with its events,
+# conditions and locks: some 7,000 after 500 alerts (about 2.5 kB each).
+_ENGINE_THREADS_MODULE = "moto.stepfunctions.parser.utils"
+_ENGINE_THREAD_STARTERS = (
+    "moto.stepfunctions.parser.backend.execution_worker",
+    "moto.stepfunctions.parser.asl.component.program.program",
+    "moto.stepfunctions.parser.asl.component.test_state.program.test_state_program",
+    "moto.stepfunctions.parser.asl.component.state.exec.execute_state",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.inline_iteration_component",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_parallel.branch_worker",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback",
+)
+
+
+def engine_threads_held_weakly() -> list[Any]:
+    """Patches giving every module of moto's engine that names TMP_THREADS one list holding the threads
+    weakly (LiveInstances): iterating it gives the threads that still exist, as moto's list would give them
+    all; a finished thread goes once nothing else holds it."""
+    own = importlib.import_module(_ENGINE_THREADS_MODULE).TMP_THREADS
+    for name in _ENGINE_THREAD_STARTERS:
+        importlib.import_module(name)
+    # Every module holding moto's list under that name, those the starters imported included.
+    holders = [
+        module
+        for name, module in list(sys.modules.items())
+        if name.startswith("moto.stepfunctions.") and getattr(module, "TMP_THREADS", None) is own
+    ]
+    threads = LiveInstances()
+    return [mock.patch.object(module, "TMP_THREADS", threads) for module in holders]
+
+
 class LiveInstances(list[Any]):
-    """A model class's tracked instances, each held weakly: iterating gives those still alive.
+    """A model class's tracked instances (or the engine's threads), each held weakly: iterating gives
+    those still alive.
 
     moto's BaseModel appends every instance it makes to its class's `instances_tracked` and holds it until
     moto is reset, for its dashboard (`/moto-api/data.json`) and for S3 to close its keys' buffers then.

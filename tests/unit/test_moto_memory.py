@@ -9,6 +9,8 @@ import gc
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -26,7 +28,12 @@ from moto.sqs.models import Message
 from moto.utilities.utils import load_resource
 
 from tests.functional.conftest import keyed_by_case_id, use_dummy_aws_credentials
-from vtriage_local.moto_memory import OfferingsByRegion, defer_instance_type_offerings, moto_memory
+from vtriage_local.moto_memory import (
+    LiveInstances,
+    OfferingsByRegion,
+    defer_instance_type_offerings,
+    moto_memory,
+)
 
 TABLE = "memory"
 KEY = {"case_id": {"S": "case-1"}}
@@ -111,6 +118,83 @@ def test_deleted_messages_are_let_go_and_the_messages_received_are_the_same() ->
     assert bodies == bodies_kept == [f"alert {index}" for index in range(5)]
     assert tracked_kept >= 5
     assert tracked == 0
+
+
+# A task state runs in a thread of its own in moto's engine, as the triage state machine's tasks do.
+_TWO_STATES = {
+    "StartAt": "Plan",
+    "States": {
+        "Plan": {"Type": "Pass", "Result": {"branch": "remediate"}, "ResultPath": "$.plan", "Next": "Wait"},
+        "Wait": {"Type": "Wait", "Seconds": 0, "End": True},
+    },
+}
+
+
+def _finished_threads() -> int:
+    """Threads that have ended and are still in memory."""
+    gc.collect()
+    return sum(
+        1 for found in gc.get_objects() if isinstance(found, threading.Thread) and not found.is_alive()
+    )
+
+
+def _executions_run(on: bool, count: int = 6) -> tuple[list[Any], int]:
+    """Executions run to their end by moto's engine: what Step Functions answered of each (description
+    and history, but for times and ids), and how many more finished threads are in memory than before."""
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), _savers(on):
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = sfn.create_state_machine(
+            name="triage", definition=json.dumps(_TWO_STATES), roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+        before = _finished_threads()
+        arns = [
+            sfn.start_execution(stateMachineArn=machine, name=f"case-{index}", input='{"case_id": "c"}')[
+                "executionArn"
+            ]
+            for index in range(count)
+        ]
+        deadline = time.monotonic() + 30
+        while any(sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" for arn in arns):
+            assert time.monotonic() < deadline, "moto's engine did not finish the executions"
+            time.sleep(0.05)
+        answers: list[Any] = []
+        for arn in arns:
+            described = sfn.describe_execution(executionArn=arn)
+            answers.append({key: described.get(key) for key in ("name", "status", "input", "output")})
+            history = sfn.get_execution_history(executionArn=arn)["events"]
+            answers.append([{key: event[key] for key in event if key != "timestamp"} for event in history])
+        return answers, _finished_threads() - before
+
+
+def test_finished_engine_threads_are_let_go_and_executions_answer_the_same() -> None:
+    # Given executions run to their end by moto's engine, with the savers and without
+    answers_kept, finished_kept = _executions_run(on=False)
+    answers, finished = _executions_run(on=True)
+    # Then Step Functions answered the same of each execution, its history included
+    assert answers == answers_kept
+    assert answers[0]["status"] == "SUCCEEDED"
+    # and where moto alone kept every thread its engine started (at least one for each execution and
+    # one for its program), with the savers no finished thread is left in memory
+    assert finished_kept >= 2 * 6
+    assert finished == 0
+
+
+def test_every_module_of_the_engine_naming_its_thread_list_gets_the_weak_one() -> None:
+    # Given the savers started
+    with _savers(True):
+        # Then every module of moto that names the engine's thread list names the one holding them weakly
+        holders = {
+            name: module.TMP_THREADS
+            for name, module in list(sys.modules.items())
+            if name.startswith("moto.") and hasattr(module, "TMP_THREADS")
+        }
+        assert len(holders) >= 2
+        assert all(isinstance(threads, LiveInstances) for threads in holders.values())
+    # and once they stop, moto's own list again
+    assert not any(
+        isinstance(getattr(module, "TMP_THREADS", None), LiveInstances)
+        for module in list(sys.modules.values())
+    )
 
 
 def _documentation_emptied(value: Any) -> Any:
