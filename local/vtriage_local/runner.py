@@ -36,6 +36,7 @@ from vtriage_local.accounting import (
     findings_in,
 )
 from vtriage_local.alert_files import Delivery, read_deliveries
+from vtriage_local.moto_memory import one_malloc_arena
 from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource, nobody_watches
 from vtriage_local.replay import ReplayServer
 from vtriage_local.seed import (
@@ -557,6 +558,8 @@ def run_records(
     runner's JSON document."""
     deliveries = records.deliveries
     _no_collection_at_exit()
+    # Before the replay server's and moto's threads start (see one_malloc_arena).
+    one_malloc_arena()
     replay = None
     if vt.api_key is None:
         progress(f"starting the VirusTotal replay server (recordings: {vt.recordings})")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import platform
 import subprocess
 import sys
 import threading
@@ -326,3 +327,53 @@ print(json.dumps({
     assert found["families"] is True
     assert found["batch_families"] is True
     assert found["described"] is True
+
+
+# Eight threads allocating at once, as moto's engine threads do, then glibc's own account of its arenas
+# (malloc_info's XML: one <heap> element an arena).
+_ARENAS_PROBE = """
+import ctypes, json, os, sys, tempfile, threading
+from vtriage_local.moto_memory import one_malloc_arena
+applied = one_malloc_arena() if sys.argv[1] == "one" else None
+barrier = threading.Barrier(8)
+held = []
+def allocate():
+    barrier.wait()
+    held.append([bytearray(4096) for _ in range(200)])
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+with tempfile.TemporaryDirectory() as folder:
+    path = os.path.join(folder, "arenas.xml").encode()
+    stream = libc.fopen(path, b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    with open(path, encoding="utf-8") as written:
+        info = written.read()
+print(json.dumps({"applied": applied, "arenas": info.count("<heap nr=")}))
+"""
+
+
+def _arenas_after_eight_threads(arenas: str) -> dict[str, Any]:
+    shown = subprocess.run(
+        [sys.executable, "-c", _ARENAS_PROBE, arenas], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(json.loads(shown))
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc arenas")
+def test_threads_allocate_from_one_arena_once_asked() -> None:
+    # Given fresh processes in which eight threads allocate at once, one as glibc starts, one after the
+    # runner asked for one arena
+    alone = _arenas_after_eight_threads("glibc's own")
+    asked = _arenas_after_eight_threads("one")
+    # Then glibc alone made the threads arenas of their own; asked, it made none but its main arena
+    assert alone["arenas"] > 1
+    assert asked == {"applied": True, "arenas": 1}
