@@ -70,7 +70,7 @@ _EXECUTION_WAIT_S = 120.0
 _UNCHANGED_RUNNING_S = 1.0
 # BatchGetItem's most keys a request.
 _BATCH_GET_KEYS = 100
-_SCAN_PAGE_ITEMS = 100
+_SCAN_PAGE_ITEMS = 25
 _DEFERRED_POLL_S = 0.5
 # How often the progress tells of the cases that finished while records are being handled.
 _WATCH_S = 1.0
@@ -451,16 +451,22 @@ class Pipeline:
     def _table_items(self) -> dict[str, dict[str, Any]]:
         """Every item of the cases table, page by page: cases, repeat keys and failure records."""
         items: dict[str, dict[str, Any]] = {}
-        # Small pages: moto copies each item of a page, and its answer is read whole, before the next page
-        # (pages of 1 MB, moto's limit, were 12 MB of a 500-alert run's peak resident set).
-        pages = self.dynamodb.get_paginator("scan").paginate(
-            TableName=self.table, ConsistentRead=True, PaginationConfig={"PageSize": _SCAN_PAGE_ITEMS}
-        )
-        for page in pages:
+        # Small pages, one held at a time: moto copies each item of a page and botocore reads its answer
+        # whole (some 40 kB a case of 5 kB), and botocore's paginator still holds a page while it asks
+        # for the next. Reading a 500-alert run's 1,500 items held 7.9 MB beyond them through the
+        # paginator with pages of 100 (pages of 1 MB, moto's limit, 12 MB of the run's peak resident
+        # set), 0.6 MB with pages of 25 one at a time, in the same time.
+        request: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True, "Limit": _SCAN_PAGE_ITEMS}
+        while True:
+            page = self.dynamodb.scan(**request)
             for item in page.get("Items", []):
                 document = from_item(item)
                 items[str(document["case_id"])] = document
-        return items
+            start = page.get("LastEvaluatedKey")
+            del page
+            if not start:
+                return items
+            request["ExclusiveStartKey"] = start
 
 
 def _batch_size(aws: LocalAws) -> int:
