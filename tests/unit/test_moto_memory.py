@@ -163,7 +163,9 @@ def _executions_run(on: bool, count: int = 6) -> tuple[list[Any], int]:
             described = sfn.describe_execution(executionArn=arn)
             answers.append({key: described.get(key) for key in ("name", "status", "input", "output")})
             history = sfn.get_execution_history(executionArn=arn)["events"]
-            answers.append([{key: event[key] for key in event if key != "timestamp"} for event in history])
+            answers.append(
+                [{key: value for key, value in event.items() if key != "timestamp"} for event in history]
+            )
         return answers, _finished_threads() - before
 
 
