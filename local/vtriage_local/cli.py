@@ -32,6 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from vtriage.config.virustotal import vt_base_url_problem
 from vtriage.display import one_line, printable
 from vtriage_local.alert_files import UsageError, read_alert_files
 from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource, nobody_watches
@@ -238,6 +239,17 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
     if unknown is not None:
         print(f"vtriage run: --parameter-overrides: {unknown}", file=sys.stderr)
         return EXIT_SETUP
+    source = VirusTotalSource.from_environment(
+        recordings=arguments.vt_fixtures,
+        latency_ms=arguments.vt_latency_ms,
+        faults=arguments.vt_faults,
+        seed=arguments.seed,
+    )
+    # The enrich function would refuse it at start-up; said here before anything starts, in the same words.
+    vt_problem = vt_base_url_problem(source.base_url) if source.api_key is not None else None
+    if vt_problem is not None:
+        print(f"vtriage run: VT_BASE_URL {vt_problem}", file=sys.stderr)
+        return EXIT_SETUP
     progress: Progress = nobody_watches if arguments.quiet else ProgressLines(sys.stderr)
     try:
         read = read_alert_files(arguments.files, sys.stdin.buffer)
@@ -245,12 +257,6 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
         print(f"vtriage run: {error}", file=sys.stderr)
         return EXIT_SETUP
     records = ReadRecords.checked(read, progress)
-    source = VirusTotalSource.from_environment(
-        recordings=arguments.vt_fixtures,
-        latency_ms=arguments.vt_latency_ms,
-        faults=arguments.vt_faults,
-        seed=arguments.seed,
-    )
     log_kept: str | None = None
     if records.none_to_queue:
         # Nothing to queue: nothing starts, and no function runs that could leave a log.

@@ -174,6 +174,51 @@ def test_an_unknown_template_parameter_is_refused_on_one_line_before_anything_st
     assert list(temp.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("base_url", "said_exactly"),
+    [
+        (
+            "http://127.0.0.1:18950",
+            "VT_BASE_URL must end in /api/v3 (VirusTotal API v3's root), got 'http://127.0.0.1:18950'",
+        ),
+        (
+            "ftp://127.0.0.1:18950/api/v3",
+            "VT_BASE_URL must be an https:// URL (http only on loopback), not ftp: "
+            "'ftp://127.0.0.1:18950/api/v3'",
+        ),
+        (
+            "http://10.0.0.5/api/v3",
+            "VT_BASE_URL must be an https:// URL (http only on loopback), not http: 'http://10.0.0.5/api/v3'",
+        ),
+    ],
+)
+def test_a_live_virustotal_url_the_enrich_function_refuses_is_one_line_before_anything_starts(
+    tmp_path: Path, base_url: str, said_exactly: str
+) -> None:
+    # Given a VirusTotal key and a VT_BASE_URL that is not VirusTotal API v3's root over https (or http
+    # on loopback), and a good alert file
+    temp = tmp_path / "tmp"
+    variables = environment(temp) | {"VT_API_KEY": "a-key", "VT_BASE_URL": base_url}
+
+    # When the runner is called, as a user's shell starts it
+    done = subprocess.run(
+        timed_command("run", str(event(C2))),
+        capture_output=True,
+        env=variables,
+        timeout=START_TIMEOUT_S,
+        check=False,
+        text=True,
+    )
+
+    # Then it exits 1 with one line naming the variable, what it must be and what it was given, no
+    # traceback and no report; the local AWS was not loaded, and no log file was left
+    assert done.returncode == 1, done.stderr
+    assert said(done.stderr) == [f"vtriage run: {said_exactly}"]
+    assert done.stdout == ""
+    assert imported(done.stderr) & LOCAL_AWS == set()
+    assert list(temp.iterdir()) == []
+
+
 def _interrupt_once_seen(arguments: list[str], seen: str, temp: Path) -> tuple[int, list[str], str]:
     """Start `vtriage ARGUMENTS` (its standard input left open, never written), send Ctrl-C once its stderr
     holds a line ending with `seen`: its status, what it said on stderr, and its stdout."""

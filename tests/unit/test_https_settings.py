@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from vtriage.config import https_url_problem
+from vtriage.config.approval import ApprovalSettings
 from vtriage.config.enrich import EnrichSettings
 from vtriage.config.ticket import TicketSettings
 from vtriage.errors import ConfigurationError
@@ -37,8 +38,8 @@ TICKET = {
         "https://vt-gateway.corp.example:8443/api/v3",
         "http://127.0.0.1:8080/api/v3",
         "http://127.5.6.7/api/v3",
-        "http://localhost:9000",
-        "http://[::1]:9000/",
+        "http://localhost:9000/api/v3",
+        "http://[::1]:9000/api/v3/",
     ],
 )
 def test_https_and_loopback_http_are_accepted(url: str) -> None:
@@ -64,6 +65,37 @@ def test_a_virustotal_url_without_https_stops_the_enrich_function(url: str) -> N
     # When the enrich function reads its settings, Then it stops, naming the variable and why
     with pytest.raises(ConfigurationError, match=r"VT_BASE_URL: .*must be an https:// URL"):
         EnrichSettings.from_environ({**ENRICH, "VT_BASE_URL": url})
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://127.0.0.1:18950", "got 'http://127.0.0.1:18950'"),
+        ("https://vt-gateway.corp.example", "got 'https://vt-gateway.corp.example'"),
+        ("https://www.virustotal.com/api/v2", "got 'https://www.virustotal.com/api/v2'"),
+        ("https://www.virustotal.com/api/v3?x=1", "with no query or fragment, got"),
+    ],
+)
+def test_a_virustotal_url_that_is_not_the_api_v3_root_stops_both_functions_that_read_it(
+    url: str, said: str
+) -> None:
+    # Given VT_BASE_URL naming a host without VirusTotal API v3's root (vt-py's host= convention), whose
+    # /domains/<name> VirusTotal would answer 404 for every IOC
+    approval = {
+        **ENRICH,
+        "APPROVAL_SIGNING_KEY_SECRET": "k",
+        "APPROVAL_TOPIC_ARN": "t",
+        "CASE_PAGE_KEY_SECRET": "c",
+    }
+
+    # When the enrich function, or the approval function (VT Augment), reads its settings
+    # Then it stops at start-up, naming the variable, what it must be and what it was given
+    for settings in (EnrichSettings, ApprovalSettings):
+        with pytest.raises(
+            ConfigurationError, match=r"VT_BASE_URL: .*must end in /api/v3 \(VirusTotal API v3's root\)"
+        ) as raised:
+            settings.from_environ({**approval, "VT_BASE_URL": url})
+        assert said in str(raised.value)
 
 
 @pytest.mark.parametrize(

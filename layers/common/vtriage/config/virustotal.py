@@ -1,10 +1,28 @@
 """How a function reaches VirusTotal: the enrich function, and the approval function with VT Augment."""
 
+from urllib.parse import urlsplit
+
 from pydantic import Field, SecretStr, field_validator
 
-from vtriage.config import Settings, empty_is_unset, https_only
+from vtriage.config import Settings, empty_is_unset, https_url_problem
 
-DEFAULT_VT_BASE_URL = "https://www.virustotal.com/api/v3"
+VT_API_ROOT = "/api/v3"
+DEFAULT_VT_BASE_URL = f"https://www.virustotal.com{VT_API_ROOT}"
+
+
+def vt_base_url_problem(url: str) -> str | None:
+    """Why VT_BASE_URL cannot be VirusTotal's API root, or None: not https (http on loopback alone, see
+    `https_url_problem`), or a path that does not end in /api/v3. The client appends `/domains/<name>`
+    and the like to it, so a root without /api/v3 (vt-py's `host=` convention) would ask for paths
+    VirusTotal answers 404 NotFoundError, and every IOC would read as never seen."""
+    problem = https_url_problem(url)
+    if problem:
+        return f"{problem}: {url.strip()[:200]!r}"
+    parts = urlsplit(url.strip())
+    if parts.path.rstrip("/").endswith(VT_API_ROOT) and not parts.query and not parts.fragment:
+        return None
+    extra = ", with no query or fragment" if parts.query or parts.fragment else ""
+    return f"must end in {VT_API_ROOT} (VirusTotal API v3's root){extra}, got {url.strip()[:200]!r}"
 
 
 class VirusTotalKeySettings(Settings):
@@ -18,8 +36,11 @@ class VirusTotalKeySettings(Settings):
 
     @field_validator("vt_base_url")
     @classmethod
-    def _vt_over_https(cls, value: str) -> str:
-        return https_only(value)
+    def _vt_api_root(cls, value: str) -> str:
+        problem = vt_base_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
 
     _empty_secret_name_is_unset = empty_is_unset("vt_api_key_secret")
 
