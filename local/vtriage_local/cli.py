@@ -38,7 +38,7 @@ from vtriage_local.alert_files import UsageError, read_alert_files
 from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource, nobody_watches
 from vtriage_local.replay import checked_faults
 from vtriage_local.report import ONLY_VALUES, print_report, something_failed
-from vtriage_local.template import load_template
+from vtriage_local.template import load_template, parameter_problems
 from vtriage_local.terminal import ascii_text, cut, on_terminal, terminal_width
 
 EXIT_OK, EXIT_SETUP, EXIT_REJECTED = 0, 1, 2
@@ -235,9 +235,9 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
         print(f"vtriage run: --vt-fixtures {arguments.vt_fixtures} is not a folder", file=sys.stderr)
         return EXIT_SETUP
     parameters = dict(arguments.parameter_overrides)
-    unknown = unknown_parameters(parameters)
-    if unknown is not None:
-        print(f"vtriage run: --parameter-overrides: {unknown}", file=sys.stderr)
+    refused = refused_parameters(parameters)
+    if refused is not None:
+        print(f"vtriage run: --parameter-overrides: {refused}", file=sys.stderr)
         return EXIT_SETUP
     source = VirusTotalSource.from_environment(
         recordings=arguments.vt_fixtures,
@@ -273,15 +273,22 @@ def run_alert_files(arguments: argparse.Namespace) -> int:
     return EXIT_REJECTED if document["failures"] or document["pending"] else EXIT_OK
 
 
-def unknown_parameters(parameters: dict[str, str]) -> str | None:
-    """What is wrong with the names of the template parameters given, on one line (None when each is one
-    of template.yaml's Parameters). The template is read only when parameters are given."""
+def refused_parameters(parameters: dict[str, str]) -> str | None:
+    """What is wrong with the template parameters given, on one line, as CloudFormation would refuse them
+    before deploying anything (None when each is one of template.yaml's Parameters and its value meets
+    that parameter's constraints): the names it does not declare, else each value its parameter's
+    `AllowedValues`, `AllowedPattern`, `MinValue`/`MaxValue`, `MinLength`/`MaxLength` or `Type: Number`
+    refuses. A ticket provider's URL over http on loopback passes (a stand-in on this machine). The
+    template is read only when parameters are given."""
     if not parameters:
         return None
-    declared = list(load_template().get("Parameters", {}))
+    template = load_template()
+    declared = list(template.get("Parameters", {}))
     unknown = [name for name in parameters if name not in declared]
     if not unknown:
-        return None
+        problems = parameter_problems(template, parameters, loopback_http=True)
+        # The operator's own values, each shown by its repr (one line, control characters escaped).
+        return "; ".join(problems) or None
     by_lower = {name.lower(): name for name in declared}
     said = []
     for name in unknown:

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from vtriage.config import https_url_problem
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 # The member role's template: deployed in each member account (a StackSet in the cloud).
@@ -147,24 +149,76 @@ def _scalar(value: Any, parameters: dict[str, str]) -> str:
     return str(value)
 
 
-def parameter_problems(template: dict[str, Any], values: dict[str, str]) -> list[str]:
-    """What CloudFormation would refuse in these parameter values: a value its parameter's
-    `AllowedPattern` does not match whole, or one not among its `AllowedValues`. Each problem names the
-    parameter as a person typed it and the variable the functions read it as (`parameter_label`), then
-    what it must be: the parameter's ConstraintDescription, as CloudFormation says it, or its pattern."""
+# A value CloudFormation takes for a parameter of Type Number: an integer or a decimal.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def parameter_problems(
+    template: dict[str, Any], values: dict[str, str], *, loopback_http: bool = False
+) -> list[str]:
+    """What CloudFormation would refuse in these parameter values, one problem a parameter, as it checks
+    them before it deploys anything: for `Type: Number`, a value that is no number or lies outside
+    `MinValue`..`MaxValue`; a value shorter than `MinLength` or longer than `MaxLength`; one its
+    `AllowedPattern` does not match whole; one not among its `AllowedValues`. Each problem names the
+    parameter as a person typed it and the variable the functions read it as (`parameter_label`), the
+    value, then what it must be: the parameter's ConstraintDescription, as CloudFormation says it, or
+    the constraint itself. `loopback_http`: an http:// URL on loopback passes a pattern that takes the
+    same URL over https:// (a local run's stand-in ticket provider, which the functions' settings accept
+    on loopback alone)."""
     problems = []
     declared = template.get("Parameters", {})
     for name, value in values.items():
-        spec = declared.get(name, {})
-        label = parameter_label(template, name)
-        pattern = spec.get("AllowedPattern")
-        if pattern is not None and re.fullmatch(str(pattern), value) is None:
-            must = spec.get("ConstraintDescription") or f"must match {pattern}"
-            problems.append(f"{label}: {value!r} {must}")
-        allowed = spec.get("AllowedValues")
-        if allowed is not None and value not in [str(item) for item in allowed]:
-            problems.append(f"{label}: {value!r} must be one of {', '.join(map(str, allowed))}")
+        problem = _constraint_problem(declared.get(name, {}), value, loopback_http=loopback_http)
+        if problem is not None:
+            problems.append(f"{parameter_label(template, name)}: {value!r} {problem}")
     return problems
+
+
+def _constraint_problem(spec: dict[str, Any], value: str, *, loopback_http: bool) -> str | None:
+    """What `value` must be for the parameter `spec`, when a constraint refuses it; else None."""
+    if spec.get("Type") == "Number":
+        if _NUMBER.fullmatch(value) is None:
+            return "must be a number (the parameter's Type is Number)"
+        low, high = spec.get("MinValue"), spec.get("MaxValue")
+        if (low is not None and float(value) < float(low)) or (
+            high is not None and float(value) > float(high)
+        ):
+            if low is not None and high is not None:
+                return f"must be a number from {low} to {high}"
+            return (
+                f"must be a number of at least {low}"
+                if low is not None
+                else f"must be a number of at most {high}"
+            )
+    shortest, longest = spec.get("MinLength"), spec.get("MaxLength")
+    if (shortest is not None and len(value) < int(shortest)) or (
+        longest is not None and len(value) > int(longest)
+    ):
+        if shortest is not None and longest is not None:
+            return f"must be {shortest} to {longest} characters long"
+        return (
+            f"must be at least {shortest} characters long"
+            if shortest is not None
+            else f"must be at most {longest} characters long"
+        )
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and not _matches(str(pattern), value, loopback_http=loopback_http):
+        return str(spec.get("ConstraintDescription") or f"must match {pattern}")
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and value not in [str(item) for item in allowed]:
+        return f"must be one of {', '.join(map(str, allowed))}"
+    return None
+
+
+def _matches(pattern: str, value: str, *, loopback_http: bool) -> bool:
+    if re.fullmatch(pattern, value) is not None:
+        return True
+    on_loopback = value.startswith("http://") and https_url_problem(value) is None
+    return (
+        loopback_http
+        and on_loopback
+        and re.fullmatch(pattern, "https://" + value[len("http://") :]) is not None
+    )
 
 
 def parameter_label(template: dict[str, Any], name: str) -> str:

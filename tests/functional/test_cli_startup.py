@@ -175,6 +175,50 @@ def test_an_unknown_template_parameter_is_refused_on_one_line_before_anything_st
 
 
 @pytest.mark.parametrize(
+    ("overrides", "said_exactly"),
+    [
+        (["DryRun=maybe"], "DryRun (DRY_RUN): 'maybe' must be one of true, false"),
+        (
+            ["DryRun=false", "MaxActionsPerHour=ten"],
+            "MaxActionsPerHour (MAX_ACTIONS_PER_HOUR): 'ten' must be a number "
+            "(the parameter's Type is Number)",
+        ),
+        (
+            ["ApprovalTimeoutSeconds=5", "MemberAccountIds=1234"],
+            "ApprovalTimeoutSeconds (APPROVAL_TIMEOUT_SECONDS): '5' must be a number from 60 to 604800; "
+            "MemberAccountIds (MEMBER_ACCOUNT_IDS): '1234' must be 12-digit account ids separated by commas, "
+            "without spaces",
+        ),
+    ],
+)
+def test_a_template_parameter_value_cloudformation_would_refuse_is_one_line_before_anything_starts(
+    tmp_path: Path, overrides: list[str], said_exactly: str
+) -> None:
+    # Given overrides of which some value its parameter's definition in template.yaml refuses, and a good
+    # alert file
+    temp = tmp_path / "tmp"
+    arguments = [part for override in overrides for part in ("--parameter-overrides", override)]
+
+    # When the runner is called with them, as a user's shell starts it
+    done = subprocess.run(
+        timed_command("run", *arguments, str(event(C2))),
+        capture_output=True,
+        env=environment(temp),
+        timeout=START_TIMEOUT_S,
+        check=False,
+        text=True,
+    )
+
+    # Then it exits 1 with one line naming each parameter refused, its value and what is allowed, as
+    # CloudFormation would refuse it; the local AWS was not loaded, and no log file was left
+    assert done.returncode == 1, done.stderr
+    assert said(done.stderr) == [f"vtriage run: --parameter-overrides: {said_exactly}"]
+    assert done.stdout == ""
+    assert imported(done.stderr) & LOCAL_AWS == set()
+    assert list(temp.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     ("base_url", "said_exactly"),
     [
         (

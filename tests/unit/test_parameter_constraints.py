@@ -1,0 +1,86 @@
+"""`vtriage run --parameter-overrides` values are checked against template.yaml's parameter definitions as
+CloudFormation checks them before it deploys anything (`vtriage_local.template.parameter_problems`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vtriage_local.template import load_template, parameter_problems
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"DryRun": "maybe"}, "DryRun (DRY_RUN): 'maybe' must be one of true, false"),
+        ({"DryRun": "True"}, "DryRun (DRY_RUN): 'True' must be one of true, false"),
+        (
+            {"MaxActionsPerHour": "ten"},
+            "MaxActionsPerHour (MAX_ACTIONS_PER_HOUR): 'ten' must be a number "
+            "(the parameter's Type is Number)",
+        ),
+        (
+            {"MaxActionsPerHour": "-1"},
+            "MaxActionsPerHour (MAX_ACTIONS_PER_HOUR): '-1' must be a number of at least 0",
+        ),
+        (
+            {"ApprovalTimeoutSeconds": "604801"},
+            "ApprovalTimeoutSeconds (APPROVAL_TIMEOUT_SECONDS): '604801' must be a number from 60 to 604800",
+        ),
+        (
+            {"EnrichMaximumConcurrency": "1"},
+            "EnrichMaximumConcurrency: '1' must be a number from 2 to 1000",
+        ),
+        ({"LogRetentionDays": "2"}, "LogRetentionDays: '2' must be one of 1, 3, 5, 7, 14, 30, 60, 90"),
+        (
+            {"JiraBaseUrl": "http://jira.example.com"},
+            "JiraBaseUrl (JIRA_BASE_URL): 'http://jira.example.com' must be an https:// URL",
+        ),
+        (
+            {"NaclRuleNumberMin": "0"},
+            "NaclRuleNumberMin (NACL_RULE_MIN): '0' must match ^([1-9][0-9]{0,4})?$",
+        ),
+    ],
+)
+def test_a_value_its_parameter_refuses_is_named_with_what_is_allowed(
+    given: dict[str, str], said: str
+) -> None:
+    # Given one override template.yaml's definition of its parameter refuses
+    # When it is checked as a local run checks it
+    problems = parameter_problems(load_template(), given, loopback_http=True)
+
+    # Then one problem names the parameter, its variable, the value and what is allowed
+    [problem] = problems
+    assert problem.startswith(said)
+
+
+def test_every_default_and_the_values_the_readme_gives_are_accepted() -> None:
+    # Given the template's own defaults and the overrides the README and the tests give
+    template = load_template()
+    defaults = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    given = {
+        "DryRun": "false",
+        "MaxActionsPerHour": "0",
+        "VirusTotalQuotaPerMinute": "10000",
+        "ApprovalTimeoutSeconds": "60",
+        "EnrichMaximumConcurrency": "1000",
+        "LogRetentionDays": "3653",
+        "MemberAccountIds": "111122223333",
+        "QuarantineSourceBuckets": "vtriage-demo-uploads-*",
+        "JiraBaseUrl": "https://jira.example.com",
+    }
+
+    # When they are checked, Then none is refused
+    assert parameter_problems(template, defaults) == []
+    assert parameter_problems(template, given) == []
+
+
+def test_a_ticket_providers_url_over_http_passes_on_loopback_alone_in_a_local_run() -> None:
+    # Given a stand-in Jira on this machine, over plain http
+    template = load_template()
+    stand_in = {"JiraBaseUrl": "http://127.0.0.1:8080"}
+
+    # When a local run checks it, Then it passes (the ticket function accepts http on loopback alone),
+    # where CloudFormation's own pattern refuses it; a host off loopback is refused either way
+    assert parameter_problems(template, stand_in, loopback_http=True) == []
+    assert parameter_problems(template, stand_in) != []
+    assert parameter_problems(template, {"JiraBaseUrl": "http://10.0.0.5"}, loopback_http=True) != []
