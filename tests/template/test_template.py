@@ -377,6 +377,21 @@ def test_alerts_that_keep_failing_end_in_the_dead_letter_queue(queue: str, templ
     assert int(dead_letters["MessageRetentionPeriod"]) > kept
 
 
+@pytest.mark.parametrize("queue", sorted(ALERT_QUEUES))
+def test_the_enrich_function_knows_the_delivery_after_which_its_queue_parks_a_record(
+    queue: str, template: dict[str, Any], specs: dict[str, FunctionSpec]
+) -> None:
+    # Given the queue's redrive policy and the enrich function's settings as deployed
+    redrive = properties(template, queue)["RedrivePolicy"]
+    settings = EnrichSettings.from_environ(deployed_environment(specs["EnrichFunction"], template))
+
+    # Then the function's last delivery is the queue's: there, an IOC VirusTotal still fails for is
+    # triaged without its enrichment instead of the record going to the dead-letter queue
+    assert settings.max_receive_count == int(redrive["maxReceiveCount"])
+    # And a deferral is queued afresh by then, never parked
+    assert settings.deferral_requeue_after_receives <= settings.max_receive_count
+
+
 @pytest.mark.parametrize("logical_id", ["AlertQueue", "PushedAlertQueue", "AlertDeadLetterQueue"])
 def test_queues_are_encrypted_at_rest(logical_id: str, template: dict[str, Any]) -> None:
     # Given a queue that holds alert bodies

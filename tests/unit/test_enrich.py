@@ -111,6 +111,8 @@ class World:
         self.queues: dict[str, MessageDeferral] = {ALERT_QUEUE_ARN: self.deferral}
         self.max_concurrency = 4
         self.max_deferrals = 500
+        # The queues' maxReceiveCount; None: the batch never knows a record is on its last delivery.
+        self.max_receives: int | None = None
         self.is_transient: Callable[[Exception], bool] = lambda error: False
         self.monotonic: Callable[[], float] = time.monotonic
 
@@ -144,6 +146,7 @@ class World:
             deferrals=Deferrals(self.queues, refusals, self.clock, max_deferrals=self.max_deferrals),
             channels=self.channels,
             is_transient=self.is_transient,
+            max_receives=self.max_receives,
         )
 
     def handle_record(self, message_id: str, body: str, batch: Batch | None = None) -> RecordOutcome:

@@ -269,10 +269,11 @@ def test_server_errors_are_retried_then_raised_as_a_transient_error(
         with pytest.raises(VirusTotalTransientError) as caught:
             client.lookup(ioc(IocType.DOMAIN, "tawuhoju.com"))
 
-        # Then it tried three times, waited between attempts only, and raised the typed error
+        # Then it tried three times, waited between attempts only, and raised the typed error saying so
         assert isinstance(caught.value, TransientError)
         assert caught.value.http_status == 503
         assert client.requests_sent == 3
+        assert caught.value.attempts == 3
         assert server.request_count == 3
         assert len(vt_sleep.delays) == 2
 
@@ -286,7 +287,7 @@ def test_an_undocumented_server_error_is_retried_and_keeps_its_code(
         with pytest.raises(VirusTotalUnavailableError) as caught:
             client.lookup(ioc(IocType.IP, "23.129.64.215"))
 
-    assert (caught.value.code, caught.value.http_status) == ("InternalError", 500)
+    assert (caught.value.code, caught.value.http_status, caught.value.attempts) == ("InternalError", 500, 2)
     assert client.requests_sent == 2
 
 
@@ -302,7 +303,7 @@ def test_a_read_timeout_is_retried_then_raised_as_unavailable(
             client.lookup(ioc(IocType.DOMAIN, "tawuhoju.com"))
 
     # Then it gave up on each attempt and raised a retryable error
-    assert caught.value.code == "Timeout"
+    assert (caught.value.code, caught.value.attempts) == ("Timeout", 2)
     assert isinstance(caught.value, TransientError)
     assert client.requests_sent == 2
     assert len(vt_sleep.delays) == 1
@@ -320,7 +321,7 @@ def test_a_refused_connection_is_retried_then_raised_as_unavailable(
     with pytest.raises(VirusTotalUnavailableError) as caught:
         client.lookup(ioc(IocType.DOMAIN, "tawuhoju.com"))
 
-    assert caught.value.code == "ConnectionError"
+    assert (caught.value.code, caught.value.attempts) == ("ConnectionError", 3)
     assert client.requests_sent == 3
     assert API_KEY not in str(caught.value)
 
@@ -582,6 +583,7 @@ def test_a_body_that_is_not_virustotals_json_is_tolerated(body: bytes | None) ->
 
 def test_an_error_keeps_its_code_through_pickling() -> None:
     error = error_from_response(429, vt_error_body("QuotaExceededError", "daily quota"))
+    error.attempts = 4
 
     restored = pickle.loads(pickle.dumps(error))
 
@@ -591,6 +593,7 @@ def test_an_error_keeps_its_code_through_pickling() -> None:
         "daily quota",
         429,
     )
+    assert restored.attempts == 4
     assert str(restored) == str(error) == "VirusTotal QuotaExceededError (HTTP 429): daily quota"
 
 

@@ -475,6 +475,11 @@ class IocOutcome(BaseModel):
     reasons: list[str] = []
     link: str | None = None
     fetched_at: datetime | None = None
+    virustotal_unavailable: bool = Field(
+        default=False,
+        description="VirusTotal failed (5xx, timeout, no connection) on every try up to the record's last "
+        "delivery: triaged without its enrichment, judged by no one, so its case goes to a person",
+    )
 
     @classmethod
     def skipped(cls, ioc: Ioc) -> Self:

@@ -265,13 +265,16 @@ def choose_branch(case: Case, ticket_min_severity: str = DEFAULT_TICKET_MIN_SEVE
     `route`).
 
     Remediation when actions are planned on a malicious case; a person (ticket) for anything malicious or
-    suspicious. An alert VirusTotal does not incriminate (no IOC to look up, or only unknown or harmless
-    ones) still goes to a person when its detector rates it at or above `ticket_min_severity`, and is
-    closed, with its record kept, below it.
+    suspicious, and for a case with an IOC VirusTotal could not answer for (an outage up to the record's
+    last delivery: nobody judged it). An alert VirusTotal does not incriminate (no IOC to look up, or only
+    unknown or harmless ones) still goes to a person when its detector rates it at or above
+    `ticket_min_severity`, and is closed, with its record kept, below it.
     """
     if case.remediable:
         return Branch.REMEDIATE
     if case.verdict in (Verdict.MALICIOUS, Verdict.SUSPICIOUS):
+        return Branch.TICKET
+    if any(ioc.virustotal_unavailable for ioc in case.iocs):
         return Branch.TICKET
     if severity_rank(case.alert.severity.label) >= severity_rank(ticket_min_severity):
         return Branch.TICKET

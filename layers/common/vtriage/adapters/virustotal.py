@@ -240,9 +240,11 @@ class VirusTotalClient:
             retry_after: float | None = None
             timeout = self._attempt_timeout(deadline)
             if timeout is None:
-                raise VirusTotalUnavailableError(
+                out_of_time = VirusTotalUnavailableError(
                     "not asked: too little time left before the lookup's deadline", "OutOfTime"
                 )
+                out_of_time.attempts = attempt - 1
+                raise out_of_time
             try:
                 response = self._send(url, timeout)
             except requests.Timeout as error:
@@ -261,6 +263,8 @@ class VirusTotalClient:
                     return self._read_document(response)
                 failure = self._error_of(response)
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+            # Said with the failure: "HTTP 500 after 4 attempts" tells an outage from a blip.
+            failure.attempts = attempt
             if not isinstance(failure, TransientError) or attempt == self._max_attempts:
                 raise failure
             delay = self._delay(attempt, retry_after)

@@ -149,6 +149,7 @@ def batch_factory(settings: EnrichSettings, now: Callable[[], datetime] = utc_no
             ),
             channels=channels,
             is_transient=aws_connection_failed,
+            max_receives=settings.max_receive_count,
         )
 
     return new_batch

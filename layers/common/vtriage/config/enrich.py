@@ -53,6 +53,10 @@ class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings, PlaceSettings)
     # A record deferred when received this many times is queued afresh instead of hidden, so that
     # deferrals never use up the queue's maxReceiveCount (5) and park a record in the dead-letter queue.
     deferral_requeue_after_receives: int = Field(default=3, alias="DEFERRAL_REQUEUE_AFTER_RECEIVES", ge=1)
+    # The alert queues' maxReceiveCount (template.yaml's RedrivePolicy, which the template passes here):
+    # on a record's last delivery, an IOC VirusTotal still fails for (5xx, timeout) is triaged without its
+    # enrichment, to a person, rather than parked on the dead-letter queue.
+    max_receive_count: int = Field(default=5, alias="MAX_RECEIVE_COUNT", ge=1, le=1000)
     # A record deferred more times than this (quota spent, invocation out of time, VirusTotal refusing the
     # key), counted across its re-queued copies, is refused to the dead-letter queue with the reason:
     # a deferral never cycles forever. At one deferral a minute, 500 is over eight hours.
@@ -114,4 +118,11 @@ class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings, PlaceSettings)
             self.malicious_min_engines or 0
         ):
             raise ValueError("VERDICT_SUSPICIOUS_MIN_ENGINES must not exceed VERDICT_MALICIOUS_MIN_ENGINES")
+        if self.deferral_requeue_after_receives > self.max_receive_count:
+            # A deferral hidden on a receive past the queue's last would park its record on the dead-letter
+            # queue.
+            raise ValueError(
+                f"DEFERRAL_REQUEUE_AFTER_RECEIVES ({self.deferral_requeue_after_receives}) must not exceed "
+                f"MAX_RECEIVE_COUNT ({self.max_receive_count}), the alert queues' maxReceiveCount"
+            )
         return self

@@ -9,8 +9,16 @@ from typing import NamedTuple
 from aws_lambda_powertools import Logger
 
 from vtriage.display import shown
-from vtriage.enrich.lookups import Deadline, Lookups
-from vtriage.enrich.outcomes import DEFERRALS, CaseSummary, Deferral, RecordOutcome, failure_reason, later
+from vtriage.enrich.lookups import Deadline, Lookups, unavailability, virustotal_unavailable
+from vtriage.enrich.outcomes import (
+    DEFERRALS,
+    CaseSummary,
+    Deferral,
+    LastDelivery,
+    RecordOutcome,
+    failure_reason,
+    later,
+)
 from vtriage.enrich.records import Deferrals, QueuedRecord, Refusals
 from vtriage.enrich.triage import StoredCase, Triage
 from vtriage.errors import TransientError
@@ -46,7 +54,10 @@ class Batch:
     ignored with a reason); a finding that cannot be read or triaged, whatever the exception, is refused
     alone with its reason (`refusals`); or the record is deferred (the VirusTotal quota is spent, the
     invocation is out of time, VirusTotal refuses the API key) and comes back later (`deferrals`). Only
-    transient errors (`is_transient` names those of the platform) fail a record, for a retry.
+    transient errors (`is_transient` names those of the platform) fail a record, for a retry; but on a
+    record's last delivery (its receive count has reached `max_receives`, its queue's maxReceiveCount),
+    an IOC VirusTotal still fails for (a 5xx, a timeout) is triaged without its enrichment, saying so,
+    rather than parked on the dead-letter queue where nobody triages it.
 
     The channel a record came through (`channels`, by its queue's ARN; an unknown queue is `queue`)
     decides, with the deployment's place, what may happen automatically (`vtriage.eligibility`).
@@ -61,6 +72,7 @@ class Batch:
         deferrals: Deferrals,
         channels: Mapping[str, Channel] | None = None,
         is_transient: Callable[[Exception], bool] = _never_transient,
+        max_receives: int | None = None,
     ) -> None:
         self.intake = intake
         self.triage = triage
@@ -69,6 +81,8 @@ class Batch:
         self.channels: Mapping[str, Channel] = channels if channels is not None else {}
         # Errors of the platform (a connection to AWS dropped) that a retry may cure, beside TransientError.
         self.is_transient = is_transient
+        # The queues' maxReceiveCount: the delivery after which a failed record is parked (None: unknown).
+        self.max_receives = max_receives
 
     @property
     def lookups(self) -> Lookups:
@@ -175,24 +189,25 @@ class Batch:
         result = read.reading
         if isinstance(result, Exception):
             if self._retryable(result):
-                self._log_failure(message_id, None, result, retried=True)
+                self._log_failure(message_id, None, result, retried=True, record=record)
                 raise result
             self._log_failure(message_id, None, result)
             refusal = FindingRefusal(where="", reason=failure_reason(result))
             self.refusals.refuse(message_id, record.body, refusal)
             return RecordOutcome(message_id=message_id, rejected_reason=refusal.reason, refused=[refusal])
         provenance = self.provenance(record)
+        last = self.last_delivery(record)
         summaries: list[CaseSummary] = []
         refused = list(result.refused)
         deferral: Deferral | None = None
         for alert, stored in zip(result.alerts, read.stored, strict=True):
             try:
-                summaries.append(self.triage.triage(alert, provenance, stored))
+                summaries.append(self.triage.triage(alert, provenance, stored, last_delivery=last))
             except DEFERRALS as error:
                 deferral = later(deferral, error)
             except Exception as error:
                 if self._retryable(error):
-                    self._log_failure(message_id, alert.case_id, error, retried=True)
+                    self._log_failure(message_id, alert.case_id, error, retried=True, record=record)
                     raise
                 self._log_failure(message_id, alert.case_id, error)
                 reason = f"finding {shown(alert.id)} could not be triaged: {failure_reason(error)}"
@@ -224,23 +239,43 @@ class Batch:
         that queue is the intake's."""
         return provenance_of(self.channels.get(record.queue_arn, "queue"), record.attributes)
 
+    def last_delivery(self, record: QueuedRecord) -> LastDelivery | None:
+        """The record's last delivery, when its receive count has reached the queues' maxReceiveCount."""
+        if self.max_receives is None or record.receive_count < self.max_receives:
+            return None
+        return LastDelivery(self.max_receives)
+
     def _retryable(self, error: Exception) -> bool:
         return isinstance(error, TransientError) or self.is_transient(error)
 
     def _log_failure(
-        self, message_id: str, case_id: str | None, error: Exception, *, retried: bool = False
+        self,
+        message_id: str,
+        case_id: str | None,
+        error: Exception,
+        *,
+        retried: bool = False,
+        record: QueuedRecord | None = None,
     ) -> None:
         """A record's (or one finding's) failure in the log: the exception's type and its message,
-        escaped and cut, with the message id and the case id when known."""
-        logger.warning(
-            "record will be retried" if retried else "record failed",
-            extra={
-                "message_id": message_id,
-                "case_id": case_id,
-                "error_type": type(error).__name__,
-                "error": failure_reason(error),
-            },
-        )
+        escaped and cut, with the message id and the case id when known; a record to retry says why in a
+        few words (`retry_reason`) and which delivery this was."""
+        extra: dict[str, object] = {
+            "message_id": message_id,
+            "case_id": case_id,
+            "error_type": type(error).__name__,
+            "error": failure_reason(error),
+        }
+        if retried:
+            extra["retry_reason"] = (
+                f"VirusTotal unavailable ({unavailability(error)})"
+                if virustotal_unavailable(error)
+                else failure_reason(error)
+            )
+        if record is not None:
+            extra["delivery"] = record.receive_count
+            extra["max_receives"] = self.max_receives
+        logger.warning("record will be retried" if retried else "record failed", extra=extra)
 
 
 def _needs_enrichment(case: Case | None) -> bool:

@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from aws_lambda_powertools import Logger
 
 from vtriage.clock import next_minute, next_utc_midnight
-from vtriage.enrich.outcomes import DEFERRALS, Deferral, PutOffError, failure_reason, later
+from vtriage.enrich.outcomes import DEFERRALS, Deferral, LastDelivery, PutOffError, failure_reason, later
 from vtriage.errors import ConfigurationError, QuotaExhaustedError, TransientError
 from vtriage.models import Enrichment, Ioc, IocOutcome
 from vtriage.verdict import VerdictPolicy, assess_ioc
@@ -55,6 +55,39 @@ def refused_by_virustotal(error: Exception) -> bool:
         and not isinstance(error, TransientError | ConfigurationError)
         and error.http_status is not None
         and 400 <= error.http_status < 500
+    )
+
+
+def virustotal_unavailable(error: Exception) -> TypeGuard[VirusTotalError]:
+    """VirusTotal failing for a reason a later try may cure: a 5xx, no answer in time, no connection. Not
+    its 429s, which defer the record until the quota reopens, nor its 401 and 403, which defer it until
+    the key is fixed."""
+    return (
+        isinstance(error, VirusTotalError)
+        and isinstance(error, TransientError)
+        and not isinstance(error, VirusTotalQuotaExceededError | VirusTotalTooManyRequestsError)
+    )
+
+
+def unavailability(error: VirusTotalError) -> str:
+    """How VirusTotal failed, in a few words: `HTTP 500, 4 attempts`, `Timeout, 4 attempts`."""
+    what = f"HTTP {error.http_status}" if error.http_status is not None else error.code
+    return f"{what}, {error.attempts} attempt{'' if error.attempts == 1 else 's'}"
+
+
+def unavailable(ioc: Ioc, error: VirusTotalError, last: LastDelivery) -> IocOutcome:
+    """An IOC VirusTotal could not answer for up to its record's last delivery: triaged without its
+    enrichment, with no verdict of its own (`unknown`, never `harmless`), and why. Nothing is cached."""
+    return IocOutcome(
+        type=ioc.type,
+        value=ioc.value,
+        found_at=ioc.found_at,
+        reasons=[
+            f"not enriched: VirusTotal unavailable ({unavailability(error)}) on the last of "
+            f"{last.max_receives} deliveries",
+            f"last error: {failure_reason(error)}",
+        ],
+        virustotal_unavailable=True,
     )
 
 

@@ -1,6 +1,7 @@
 """What becomes of a queued record and of each of its alerts, and what puts a record off until later."""
 
 from datetime import datetime
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,6 +49,14 @@ class PutOffError(TransientError):
     def __init__(self, message: str, retry_at: datetime) -> None:
         self.retry_at = retry_at
         super().__init__(message)
+
+
+class LastDelivery(NamedTuple):
+    """A record on its last delivery: its receive count has reached the queue's maxReceiveCount
+    (`max_receives`), so that failing it once more would park it on the dead-letter queue. What VirusTotal
+    cannot answer then is triaged without its enrichment rather than lost."""
+
+    max_receives: int
 
 
 # What defers a record rather than failing it.

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from vtriage.display import shown
 from vtriage.eligibility import Eligibility, Place, PushedAlertActions, eligibility, requiring_approval
-from vtriage.enrich.lookups import Lookups, pending
-from vtriage.enrich.outcomes import DEFERRALS, CaseSummary, Deferral, later
+from vtriage.enrich.lookups import Lookups, pending, unavailable, virustotal_unavailable
+from vtriage.enrich.outcomes import DEFERRALS, CaseSummary, Deferral, LastDelivery, later
 from vtriage.enrich.repeats import Repeats, Variants
 from vtriage.models import (
     Alert,
@@ -105,13 +105,22 @@ class Triage:
         self.repeats = repeats
         self.variants = variants
 
-    def triage(self, alert: Alert, provenance: Provenance, stored: StoredCase | None = None) -> CaseSummary:
+    def triage(
+        self,
+        alert: Alert,
+        provenance: Provenance,
+        stored: StoredCase | None = None,
+        *,
+        last_delivery: LastDelivery | None = None,
+    ) -> CaseSummary:
         """Enrich the alert's IOCs, store the case, start its execution. A repeat is not enriched again.
         What may run automatically is decided by the alert's channel (`provenance`) and place. `stored`
         is its case as read with its batch; without it, the case is read now.
 
         Raises QuotaExhaustedError (or PutOffError) after storing the case as PENDING_ENRICHMENT when the
-        quota ran out (or the invocation's time, or VirusTotal refuses the key).
+        quota ran out (or the invocation's time, or VirusTotal refuses the key). Raises the error of a
+        lookup VirusTotal failed (a 5xx, a timeout), for a retry, unless the record is on its
+        `last_delivery`: then the case is made without that enrichment, saying why (`unavailable`).
         """
         rules = self.rules
         allowed = eligibility(alert, provenance, rules.place, rules.pushed_alert_actions)
@@ -132,6 +141,11 @@ class Triage:
             except DEFERRALS as error:
                 refusal = later(refusal, error)
                 outcomes.append(pending(ioc, error))
+            except Exception as error:
+                if last_delivery is None or not virustotal_unavailable(error):
+                    raise
+                # Failing again would park the alert on the dead-letter queue, where nobody triages it.
+                outcomes.append(unavailable(ioc, error, last_delivery))
         now = self.now()
         created_at = existing.created_at if existing is not None else now
         if refusal is not None:
@@ -241,4 +255,12 @@ def _enriched_note(case: Case, branch: Branch, allowed: Eligibility) -> str:
             note += f", each waiting for a person ({allowed.approval})"
         if allowed.elsewhere is not None:
             note += f"; {allowed.elsewhere}"
+    unavailable_iocs = sum(1 for ioc in case.iocs if ioc.virustotal_unavailable)
+    if unavailable_iocs:
+        some = f"{unavailable_iocs} IOC{'s' if unavailable_iocs != 1 else ''}"
+        them = "them" if unavailable_iocs != 1 else "it"
+        note += (
+            f"; {some} not enriched: VirusTotal unavailable up to the record's last delivery, "
+            f"a person judges {them}"
+        )
     return note + f"; route {branch.value}"

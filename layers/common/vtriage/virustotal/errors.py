@@ -26,12 +26,15 @@ class VirusTotalError(vtriage_errors.VtriageError):
         self.code = code or self.default_code
         self.message = message
         self.http_status = http_status if http_status is not None else self.default_status
+        # The requests sent before this answer was given up on (the client sets it after its retries).
+        self.attempts = 1
         status = f" (HTTP {self.http_status})" if self.http_status is not None else ""
         super().__init__(f"VirusTotal {self.code}{status}: {message}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Exceptions pickle through their constructor arguments; keep code and status across the trip.
-        return (self.__class__, (self.message, self.code, self.http_status))
+        # Exceptions pickle through their constructor arguments; keep code, status and attempts across
+        # the trip.
+        return (self.__class__, (self.message, self.code, self.http_status), {"attempts": self.attempts})
 
 
 class VirusTotalBadRequestError(VirusTotalError):
