@@ -679,6 +679,29 @@ def test_polled_falcon_alerts_become_cases_as_the_detector_rules_findings_do(
     assert sorted(case.alert.id for case in cases) == sorted(a["composite_id"] for a in served)
 
 
+def test_a_falcon_alert_whose_text_sqs_cannot_carry_raw_is_queued_and_becomes_a_case(
+    stack: Stack, falcon: FalconApi
+) -> None:
+    # Given a real Falcon alert whose description (text an attacker may choose) holds a terminal escape,
+    # a NUL and a lone surrogate, as CrowdStrike's JSON would escape them
+    sample = falcon_samples()[0]
+    sample["description"] = "dropper \x1b[2Jcleared\x00 and \ud800 end"
+    served = falcon.add(sample, recent(30))
+
+    # When the Falcon poller runs and the enrich function reads the queue
+    report = stack.poll("FalconPollerFunction")
+    outcomes, failures = Pipeline(stack.aws).drain(wait_s=0)
+
+    # Then the alert is queued and becomes its case: the control characters kept as the sender wrote
+    # them, the surrogate UTF-8 cannot encode replaced by U+FFFD
+    assert report["queued"] == 1
+    assert failures == []
+    assert len(outcomes) == 1
+    [case] = stack.cases()
+    assert case.alert.id == served["composite_id"]
+    assert "dropper \x1b[2Jcleared\x00 and \ufffd end" in case.alert.title
+
+
 # --- Google Workspace --------------------------------------------------------------------------------
 
 
@@ -705,6 +728,29 @@ def test_the_first_workspace_poll_queues_each_new_alert_unchanged_as_the_delegat
     assert google.assertions[0]["scope"] == SCOPE
     # And the cursor is the newest alert's creation time
     assert stack.cursor("workspace") == cursor_of(served[-1]["createTime"])
+
+
+def test_a_workspace_alert_whose_text_sqs_cannot_carry_raw_is_queued_and_becomes_a_case(
+    stack: Stack, google: GoogleApis
+) -> None:
+    # Given a real Alert Center alert whose subject line (a phisher chooses it) holds a terminal escape
+    # and a lone surrogate, as Google's JSON would escape them
+    sample = load(WORKSPACE_SAMPLES[0])
+    messages = sample["data"].get("messages", [{}])
+    subject = "invoice \x1b[2J\ud800 due"
+    sample["data"]["messages"] = [{**message, "subjectText": subject} for message in messages]
+    served = google.add(sample, recent(30))
+
+    # When the Workspace poller runs and the enrich function reads the queue
+    report = stack.poll("WorkspacePollerFunction")
+    outcomes, failures = Pipeline(stack.aws).drain(wait_s=0)
+
+    # Then the alert is queued and becomes its case, under Google's own alert id
+    assert report["queued"] == 1
+    assert failures == []
+    assert len(outcomes) == 1
+    [case] = stack.cases()
+    assert case.alert.id == served["alertId"]
 
 
 def test_a_second_workspace_poll_queues_none_of_the_alerts_it_queued_before(

@@ -177,18 +177,24 @@ def poison_body(kind: str) -> str:
         return '{"detail": {"severity": ' + "9" * 5000 + "}}"
     if kind == "lone surrogate":
         return _sample(TOR).replace('"title": "', '"title": "\\ud800', 1)
+    if kind == "escape character in the user agent":
+        event = json.loads(_sample(TOR))
+        event["detail"]["service"]["action"]["awsApiCallAction"]["userAgent"] = "aws-cli/2.0 \x1b[2J\x1b[H"
+        return json.dumps(event)
     raise AssertionError(kind)
 
 
 # Whether a bad time or a list as a severity costs the finding or only the value is the parser's call;
-# the enrich function's promise is that it costs nothing else. A body no part of the pipeline can carry
-# is refused whole, always.
+# the enrich function's promise is that it costs nothing else. A body no reader can hold (nested too
+# deep, an integer Python will not convert) is refused whole; an escape decoding to a character SQS does
+# not carry raw costs only its value: the finding is triaged.
 POISONS = {
     "timestamp out of range": {"refused", "triaged"},
     "list where a number belongs": {"refused", "triaged"},
     "1,200-deep PascalCase body": {"refused"},
     "integer of 5,000 digits": {"refused"},
-    "lone surrogate": {"refused"},
+    "lone surrogate": {"triaged"},
+    "escape character in the user agent": {"triaged"},
 }
 
 
@@ -220,17 +226,31 @@ def test_a_poison_record_in_a_batch_of_ten_costs_only_itself(kind: str) -> None:
         assert batch.refusals.rejected == 1
 
 
-def test_a_body_nested_too_deep_or_holding_a_lone_surrogate_is_refused_saying_so() -> None:
-    # Given the two bodies no part of the pipeline can carry, When each is handled alone
+def test_a_body_nested_too_deep_is_refused_saying_so() -> None:
+    # Given a body no reader can hold, When it is handled alone
     world = World()
     deep = world.handle_record("m-1", poison_body("1,200-deep PascalCase body"))
-    surrogate = world.handle_record("m-2", poison_body("lone surrogate"))
 
-    # Then each is refused whole with a reason that says what is wrong
+    # Then it is refused whole with a reason that says what is wrong
     assert deep.rejected_reason is not None
     assert "nested deeper than" in deep.rejected_reason
-    assert surrogate.rejected_reason is not None
-    assert "lone surrogate" in surrogate.rejected_reason
+
+
+def test_an_escape_a_sender_controls_costs_only_its_value() -> None:
+    # Given a Tor caller's finding whose user agent (the caller chooses it) clears a terminal, and one
+    # whose title holds a lone surrogate UTF-8 cannot encode
+    world = World()
+
+    # When each is handled alone
+    escaped = world.handle_record("m-1", poison_body("escape character in the user agent"))
+    surrogate = world.handle_record("m-2", poison_body("lone surrogate"))
+
+    # Then neither is refused: each is a case, the title's surrogate replaced by U+FFFD
+    assert escaped.rejected_reason is None
+    assert surrogate.rejected_reason is None
+    titles = [case.alert.title for case_id in world.cases.case_ids if (case := world.cases.get(case_id))]
+    assert len(titles) == 2
+    assert any(title.startswith("\ufffd") for title in titles)
 
 
 def test_a_finding_whose_triage_raises_is_refused_alone_logged_with_its_type_and_case(

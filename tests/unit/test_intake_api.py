@@ -348,7 +348,7 @@ def _altered(change: Any) -> str:
 )
 def test_a_body_that_used_to_crash_the_reader_is_answered_4xx_or_queued_never_5xx(body: str) -> None:
     # Given a body that once made the parsers raise (OverflowError, TypeError, AssertionError,
-    # RecursionError) or that SQS, SNS or DynamoDB cannot carry once decoded
+    # RecursionError) or whose escapes decode to characters SQS does not carry raw
     queue = FakeAlertQueue()
 
     # When it is posted
@@ -367,13 +367,12 @@ def test_a_body_that_used_to_crash_the_reader_is_answered_4xx_or_queued_never_5x
     ("body", "words"),
     [
         (_nested(1_200), "nested deeper than 64"),
-        (_with_title("\\ud800"), "U+D800 (a lone surrogate)"),
-        (_with_title("\\u0000"), "U+0000 (a control character)"),
+        (_with_title("\ufffe"), "U+FFFE (a noncharacter)"),
     ],
-    ids=["pascalcase-1200-deep", "lone-surrogate-escaped", "nul-escaped"],
+    ids=["pascalcase-1200-deep", "raw-noncharacter"],
 )
 def test_a_body_no_part_of_the_pipeline_can_carry_is_refused_saying_why(body: str, words: str) -> None:
-    # Given a body nested too deeply, or whose escapes decode to characters DynamoDB or SNS refuse
+    # Given a body nested too deeply, or whose text holds a character SQS does not carry
     queue = FakeAlertQueue()
 
     # When it is posted
@@ -383,6 +382,29 @@ def test_a_body_no_part_of_the_pipeline_can_carry_is_refused_saying_why(body: st
     assert response["statusCode"] == 400
     assert words in answer(response)["error"]
     assert queue.bodies == []
+
+
+@pytest.mark.parametrize(
+    ("escape", "title_starts"),
+    [("\\u001b[31m", "\x1b[31m"), ("\\u0000", "\x00"), ("\\ud800", "\ufffd"), ("\\uffff", "\ufffd")],
+    ids=["esc", "nul", "lone-surrogate", "noncharacter"],
+)
+def test_an_escape_in_a_finding_costs_only_its_value_and_the_alert_is_queued(
+    escape: str, title_starts: str
+) -> None:
+    # Given a finding whose title starts with an escape decoding to a character SQS does not carry raw
+    queue = FakeAlertQueue()
+    body = _with_title(escape)
+
+    # When it is posted
+    response = respond(function_url_request(body), queue)
+
+    # Then it is queued as it came, and the finding is read: its title keeps a control character, and
+    # has U+FFFD where UTF-8 could not encode the character
+    assert response["statusCode"] == 202, answer(response)
+    assert queue.bodies == [body]
+    [alert] = OPTIONS.read(decode_body(body)).alerts
+    assert alert.title.startswith(title_starts)
 
 
 class ReaderWithAFault(IntakeOptions):

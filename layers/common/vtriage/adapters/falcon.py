@@ -401,7 +401,9 @@ class FalconAlertSource:
                 yield PolledAlert(
                     alert_id=composite_id,
                     created_at=rfc3339_time(entity.get("created_timestamp")),
-                    body=json.dumps(entity, ensure_ascii=False),
+                    # ASCII, all else escaped: a vendor's text may decode to a lone surrogate or a
+                    # noncharacter, which SQS (or UTF-8) cannot take raw; the enrich function decodes it.
+                    body=json.dumps(entity),
                 )
 
 

@@ -108,7 +108,9 @@ class WorkspaceAlertSource:
                     yield PolledAlert(
                         alert_id=alert_id if isinstance(alert_id, str) else "",
                         created_at=rfc3339_time(alert.get("createTime")),
-                        body=json.dumps(alert, ensure_ascii=False),
+                        # ASCII, all else escaped: a vendor's text may decode to a lone surrogate or a
+                        # noncharacter, which SQS (or UTF-8) cannot take raw; the enrich function decodes it.
+                        body=json.dumps(alert),
                     )
             token = document.get("nextPageToken")
             if not isinstance(token, str) or not token:

@@ -1,7 +1,13 @@
-"""A message body as a JSON document, refused whole when no part of the pipeline could carry it.
+"""A message body as a JSON document: refused whole only when no part of the pipeline could carry it.
 
 The same check runs at the intake (which answers 400) and in the enrich function (which rejects the
 record), so that a body the intake accepts is never refused later for its encoding.
+
+A body's own text must be what SQS carries. What its `\\u` escapes decode to is a sender's value, and costs
+only that value: a control character (an ESC in an attacker's user agent) is kept, since every JSON vtriage
+writes escapes it again and every place a person reads it shows it escaped (`vtriage.display`); a lone
+surrogate, which UTF-8 cannot encode (so neither DynamoDB nor any API could take the value), and the
+noncharacters U+FFFE and U+FFFF become U+FFFD, the replacement character, in that value alone.
 """
 
 from __future__ import annotations
@@ -19,17 +25,20 @@ MAX_NESTING = 64
 # What SQS carries and SNS publishes is their documented XML character range (tab, line feed, carriage
 # return, U+0020-U+D7FF, U+E000-U+FFFD, U+10000-U+10FFFF); refused is its complement, written out: the
 # negated class of the allowed ranges costs every cold start about 3 ms to compile, this one a tenth of
-# that. Lone surrogates, which JSON's `\uD800` escapes can produce, are among them: UTF-8 cannot encode
-# them, so DynamoDB cannot store them.
+# that.
 _REFUSED_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# What a decoded value may not keep: what UTF-8 cannot encode, and the two noncharacters.
+_UNENCODABLE = re.compile("[\ud800-\udfff\ufffe\uffff]")
+REPLACEMENT_CHARACTER = "\ufffd"
 
 
 def decode_body(body: str) -> Any:
     """The JSON document of a message body; InvalidAlertError (field `body`) when it is not JSON, is
-    nested deeper than MAX_NESTING, or holds a character SQS, SNS or DynamoDB refuses."""
+    nested deeper than MAX_NESTING, or its text holds a character SQS refuses. A value whose escapes
+    decode to a lone surrogate, U+FFFE or U+FFFF has each of them replaced by U+FFFD."""
     refused = _REFUSED_CHARACTER.search(body)
     if refused is not None:
-        raise InvalidAlertError(_refused_character(refused, "the body"), field="body")
+        raise InvalidAlertError(_refused_character(refused), field="body")
     try:
         document = json.loads(body)
     except json.JSONDecodeError as error:
@@ -39,8 +48,7 @@ def decode_body(body: str) -> Any:
     except ValueError as error:
         # Python refuses to convert integers of more than 4,300 digits (a guard against quadratic time).
         raise InvalidAlertError(f"not usable JSON: {error}", field="body") from None
-    _check_decoded(document)
-    return document
+    return _carriable(document)
 
 
 def not_json(error: json.JSONDecodeError, *, line: int | None = None) -> str:
@@ -50,37 +58,39 @@ def not_json(error: json.JSONDecodeError, *, line: int | None = None) -> str:
     return f"not JSON ({error.msg.removesuffix(' at')} at line {line or error.lineno}, column {error.colno})"
 
 
-def _check_decoded(document: Any) -> None:
-    """Walk the document without recursion: its depth, and the characters its escapes produced."""
-    stack: list[tuple[Any, int, str]] = [(document, 1, "")]
+def _carriable(document: Any) -> Any:
+    """The document, its depth checked, with every unencodable character of its strings (keys too)
+    replaced. Walked without recursion; a container is rebuilt only when one of its keys changes."""
+    root: list[Any] = [document]
+    stack: list[tuple[list[Any] | dict[Any, Any], Any, int]] = [(root, 0, 1)]
     while stack:
-        value, depth, path = stack.pop()
+        parent, slot, depth = stack.pop()
+        value = parent[slot]
         if isinstance(value, str):
-            _check_text(value, path)
+            if _UNENCODABLE.search(value) is not None:
+                parent[slot] = _UNENCODABLE.sub(REPLACEMENT_CHARACTER, value)
             continue
         if not isinstance(value, dict | list):
             continue
         if depth > MAX_NESTING:
             raise InvalidAlertError(f"nested deeper than {MAX_NESTING} levels", field="body")
         if isinstance(value, dict):
-            for key, item in value.items():
-                where = f"{path}.{key}" if path else str(key)
-                _check_text(key, where)
-                stack.append((item, depth + 1, where[:200]))
+            if any(_UNENCODABLE.search(key) is not None for key in value):
+                value = {_UNENCODABLE.sub(REPLACEMENT_CHARACTER, key): item for key, item in value.items()}
+                parent[slot] = value
+            stack.extend((value, key, depth + 1) for key in value)
         else:
-            stack.extend((item, depth + 1, f"{path}[{index}]"[:200]) for index, item in enumerate(value))
+            stack.extend((value, index, depth + 1) for index in range(len(value)))
+    return root[0]
 
 
-def _check_text(text: str, path: str) -> None:
-    refused = _REFUSED_CHARACTER.search(text)
-    if refused is not None:
-        raise InvalidAlertError(_refused_character(refused, "the value"), field=path or "body")
-
-
-def _refused_character(match: re.Match[str], what: str) -> str:
+def _refused_character(match: re.Match[str]) -> str:
     code = ord(match.group())
-    kind = "a lone surrogate" if 0xD800 <= code <= 0xDFFF else "a control character"
-    return (
-        f"{what} holds U+{code:04X} ({kind}) at offset {match.start()}, which SQS, SNS and DynamoDB"
-        " do not carry"
+    kind = (
+        "a lone surrogate"
+        if 0xD800 <= code <= 0xDFFF
+        else "a noncharacter"
+        if code > 0xFFFD
+        else "a control character"
     )
+    return f"the body holds U+{code:04X} ({kind}) at offset {match.start()}, which SQS does not carry"
