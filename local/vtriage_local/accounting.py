@@ -361,7 +361,10 @@ def case_summary(
         # What it is about that no action acts on (a Lambda function, a cluster...), as the detector names it.
         "subjects": list(alert.get("subjects", [])),
         "severity": alert["severity"]["score"],
-        "severity_label": Severity(score=float(alert["severity"]["score"])).label,
+        "severity_label": Severity(
+            score=float(alert["severity"]["score"]),
+            informational=bool(alert["severity"].get("informational")),
+        ).shown_label,
         "verdict": case["verdict"],
         "branch": case.get("branch"),
         "status": case.get("status"),

@@ -193,7 +193,7 @@ def case_row(case: Case) -> dict[str, Any]:
         "account": alert.account,
         "region": alert.region,
         "severity": alert.severity.score,
-        "severity_label": alert.severity.label,
+        "severity_label": alert.severity.shown_label,
         "created_at": case.created_at.isoformat(),
         "updated_at": case.updated_at.isoformat(),
         "closed_at": case.closed_at.isoformat() if case.closed_at else None,
@@ -238,8 +238,8 @@ def _case_rows(cases: list[Case], width: int) -> list[RenderableType]:
             shown(line)
             for line in (
                 case.case_id,
-                f"{case.alert.type}, severity {case.alert.severity.score:g} {case.alert.severity.label}, "
-                f"{case.status.value}",
+                f"{case.alert.type}, severity {case.alert.severity.score:g} "
+                f"{case.alert.severity.shown_label}, {case.status.value}",
                 f"account {case.alert.account}, Region {case.alert.region}; "
                 f"updated {case.updated_at.isoformat(timespec='seconds')}; {ticket}{repeats}",
             )

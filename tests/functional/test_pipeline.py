@@ -118,7 +118,7 @@ def test_a_low_severity_finding_with_nothing_to_look_up_is_closed_with_its_recor
 
     # Then the case is closed below the ticket threshold, and kept
     [case] = document["cases"]
-    assert (case["verdict"], case["severity_label"]) == ("unknown", "low")
+    assert (case["verdict"], case["severity"], case["severity_label"]) == ("unknown", 0, "informational")
     assert (case["branch"], case["status"], case["ticket"]) == ("close", "CLOSED", None)
 
 

@@ -667,6 +667,33 @@ def test_each_severity_number_is_read_on_its_own_scale_and_the_name_wins_a_disag
         assert noted in note
 
 
+@pytest.mark.parametrize(
+    ("sample", "field", "value", "name", "shown"),
+    [
+        (EPP_DOCUMENTED, "Severity", 1, "Informational", "informational"),
+        (EPP_DOCUMENTED, "Severity", 1, None, "informational"),
+        (ENDPOINT, "severity", 10, "Informational", "informational"),
+        (ENDPOINT, "severity", 10, None, "low"),
+        (ENDPOINT, "severity", 30, "Low", "low"),
+    ],
+)
+def test_an_informational_alert_is_shown_informational_and_ranked_low(
+    sample: str, field: str, value: int, name: str | None, shown: str
+) -> None:
+    # Given a real alert rated informational by its name, or by Event Streams' 1 of 1-5
+    document = load(sample)
+    parent = document.get("event", document)
+    parent[field] = value
+    parent["SeverityName" if "event" in document else "severity_name"] = name
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then a person reads "informational" where Falcon said so, and triage ranks it low
+    assert alert.severity.shown_label == shown
+    assert alert.severity.label == "low"
+
+
 def test_a_severity_written_as_a_string_is_read_as_its_number() -> None:
     # Given the identity alert rated "70" (a string, as a relay re-encoded it) with no name
     document = load(IDENTITY)

@@ -115,6 +115,34 @@ def test_severity_id_maps_into_the_matching_band(severity_id: int, score: float,
 
 
 @pytest.mark.parametrize(
+    ("severity_id", "caption", "shown"),
+    [
+        (1, "Informational", "informational"),
+        (None, "Informational", "informational"),
+        (0, "Unknown", "low"),
+        (2, "Low", "low"),
+        (99, "Other", "low"),
+    ],
+)
+def test_an_informational_finding_is_shown_informational_and_ranked_low(
+    severity_id: int | None, caption: str, shown: str
+) -> None:
+    # Given the Detection Finding rated by its severity_id, or by its caption alone
+    document = load()
+    document["severity_id"] = severity_id
+    document["severity"] = caption
+    if severity_id is None:
+        del document["severity_id"]
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then a person reads "informational" where OCSF says Informational (id 1), and triage ranks it low
+    assert alert.severity.shown_label == shown
+    assert alert.severity.label == "low"
+
+
+@pytest.mark.parametrize(
     ("field", "value", "reason"),
     [
         ("status_id", 3, "status_id is 3 (Suppressed)"),

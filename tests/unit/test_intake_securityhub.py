@@ -384,6 +384,39 @@ def test_a_finding_whose_updated_at_does_not_read_is_versioned_by_its_text_else_
 
 
 @pytest.mark.parametrize(
+    ("severity", "shown"),
+    [
+        ({"Label": "INFORMATIONAL", "Normalized": 0}, "informational"),
+        ({"Label": "INFORMATIONAL"}, "informational"),
+        ({"Normalized": 0}, "informational"),
+        ({"Label": "LOW", "Normalized": 1}, "low"),
+        ({"Label": "LOW", "Normalized": 0}, "low"),
+    ],
+)
+def test_an_informational_finding_is_shown_informational_and_ranked_low(
+    severity: dict[str, Any], shown: str
+) -> None:
+    # Given the real AFSBP EC2.7 finding, rated as Security Hub rates it (a Normalized 0 is INFORMATIONAL)
+    event = load(COMPLIANCE)
+    finding_of(event)["Severity"] = severity
+
+    # When it is read
+    [alert] = alerts_of(event)
+
+    # Then a person reads the detector's word, and triage ranks it in the low band all the same
+    assert alert.severity.shown_label == shown
+    assert alert.severity.label == "low"
+
+
+def test_the_afsbp_sample_as_security_hub_sent_it_is_informational() -> None:
+    # Given the real AFSBP EC2.7 finding, Severity {"Label": "INFORMATIONAL", ...} as Security Hub sent it
+    [alert] = alerts_of(load(COMPLIANCE))
+
+    # Then it is shown as informational, scored 0
+    assert (alert.severity.score, alert.severity.shown_label) == (0.0, "informational")
+
+
+@pytest.mark.parametrize(
     ("label", "score"),
     [("INFORMATIONAL", 0.0), ("LOW", 1.0), ("MEDIUM", 4.0), ("HIGH", 7.0), ("CRITICAL", 9.0)],
 )

@@ -555,6 +555,28 @@ def test_an_alert_virustotal_does_not_incriminate_is_ticketed_from_the_severity_
     assert choose_branch(case, threshold) is branch
 
 
+@pytest.mark.parametrize(("threshold", "branch"), [("low", Branch.TICKET), ("medium", Branch.CLOSE)])
+def test_an_informational_alert_is_ranked_low_against_the_ticket_threshold(
+    threshold: str, branch: Branch
+) -> None:
+    # Given an alert the detector rated informational, VirusTotal incriminating nothing
+    case = _case(make_alert(severity=Severity(score=0, informational=True)), Verdict.UNKNOWN)
+
+    # When it is routed, Then it is ranked as any low alert: ticketed from "low", closed under "medium"
+    assert choose_branch(case, threshold) is branch
+
+
+def test_a_case_stored_without_the_informational_flag_loads_as_it_did() -> None:
+    # Given a severity as cases stored before the flag was kept, and one rated informational
+    stored_before = Severity.model_validate({"score": 0.0})
+    informational = Severity(score=0.0, informational=True)
+
+    # Then the old one reads as it did, and an item stores the flag only when it is set
+    assert (stored_before.label, stored_before.shown_label) == ("low", "low")
+    assert stored_before.model_dump(mode="json") == {"score": 0.0}
+    assert Severity.model_validate(informational.model_dump(mode="json")) == informational
+
+
 def test_an_unknown_threshold_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="TICKET_MIN_SEVERITY"):
         choose_branch(_case(make_alert(), Verdict.UNKNOWN), "urgent")

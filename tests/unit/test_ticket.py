@@ -939,6 +939,16 @@ def test_a_read_severity_is_not_said_to_be_guessed() -> None:
     assert "Severity: LOW 1" in render_report(case).text().splitlines()
 
 
+def test_an_informational_finding_is_said_informational_on_its_ticket() -> None:
+    # Given the real AFSBP EC2.7 finding as Security Hub imports it, rated INFORMATIONAL
+    case = _case_of_corpus_document("asr__afsbp-ec2.7_imported_envelope.json")
+
+    # When its ticket's report is rendered, Then the headline and the severity line say the detector's word
+    lines = render_report(case).text().splitlines()
+    assert lines[0].startswith("vtriage case report: INFORMATIONAL 0, ")
+    assert "Severity: INFORMATIONAL 0" in lines
+
+
 def test_notes_and_reasons_a_sender_controls_are_escaped_on_their_line() -> None:
     # Given an alert whose note quotes a sender's value with a line break and a link
     alert = make_alert(

@@ -239,7 +239,7 @@ def approval_request(
         ReportLine(label="Case", value=one_line(case.case_id)),
         ReportLine(label="Title", value=one_line(alert.title)),
         ReportLine(label="Verdict", value=case.verdict.value),
-        ReportLine(label="Severity", value=f"{alert.severity.label} {alert.severity.score:g}"),
+        ReportLine(label="Severity", value=f"{alert.severity.shown_label} {alert.severity.score:g}"),
         ReportLine(label="Finding", value=one_line(alert.id)),
         ReportLine(label="Account", value=one_line(alert.account)),
         ReportLine(label="Region", value=one_line(alert.region)),

@@ -402,7 +402,7 @@ def _finding(case: Case) -> str:
     alert = case.alert
     rows: list[tuple[str, str | Html]] = [
         ("Title", one_line(alert.title)),
-        ("Severity", f"{alert.severity.label} ({alert.severity.score:g} of 10)"),
+        ("Severity", f"{alert.severity.shown_label} ({alert.severity.score:g} of 10)"),
         ("Type", one_line(alert.type)),
         *_product(alert),
     ]

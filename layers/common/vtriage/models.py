@@ -179,10 +179,18 @@ class Severity(Frozen):
     """The detector's own rating, on GuardDuty's 0-10 scale, and its label."""
 
     score: float = Field(ge=0, le=10)
+    # Left out of a case's item when False: cases stored before it was kept read as they did.
+    informational: bool = Field(
+        default=False,
+        exclude_if=lambda informational: not informational,
+        description="the detector rated it informational (ASFF's INFORMATIONAL, OCSF's Informational, "
+        "Falcon's): shown so, and ranked low like any score below 4",
+    )
 
     @property
     def label(self) -> str:
-        """GuardDuty's bands: low below 4, medium below 7, high below 9, critical above."""
+        """GuardDuty's bands, which triage ranks (`ticket_min_severity`, a repeat's escalation): low below
+        4, medium below 7, high below 9, critical above."""
         if self.score >= 9:
             return "critical"
         if self.score >= 7:
@@ -190,6 +198,11 @@ class Severity(Frozen):
         if self.score >= 4:
             return "medium"
         return "low"
+
+    @property
+    def shown_label(self) -> str:
+        """The label a person reads: 'informational' where the detector said so, else the band."""
+        return "informational" if self.informational else self.label
 
 
 class VendorAlert(Frozen):

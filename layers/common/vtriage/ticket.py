@@ -435,7 +435,10 @@ def render_report(
         _line("Case", case.case_id),
         _status_line(case),
         _line("Verdict", case.verdict.value.upper()),
-        _line("Severity", f"{alert.severity.label.upper()} {alert.severity.score:g}" + _guessed(alert.notes)),
+        _line(
+            "Severity",
+            f"{alert.severity.shown_label.upper()} {alert.severity.score:g}" + _guessed(alert.notes),
+        ),
         *_waiting_lines(case, links_on_ticket=links_on_ticket),
         _BLANK,
         ReportLine(label="Alert"),
@@ -470,7 +473,7 @@ def render_report(
         lines += [_BLANK, _line("Same finding id and version, other content", variants)]
     if case.error:
         lines += [_BLANK, _line("Error", case.error)]
-    headline = f"{alert.severity.label.upper()} {alert.severity.score:g}, {case.verdict.value.upper()}"
+    headline = f"{alert.severity.shown_label.upper()} {alert.severity.score:g}, {case.verdict.value.upper()}"
     links: list[ReportLink] = []
     notes: list[str] = []
     if case_page is not None:

@@ -111,6 +111,7 @@ AUTOMATED_LEAD = "automated-lead"
 SAMPLE_MARKER = "crowdstrike_sample_detection"
 SAMPLE_REASON = f"CrowdStrike's test detection (a command line naming {SAMPLE_MARKER})"
 # Falcon's severity names, on vtriage's 0-10 (the bands of its 0-100 scale); `INFO` is Event Streams'.
+_INFORMATIONAL_NAMES = frozenset({"informational", "info"})
 _SEVERITY_NAMES = {"informational": 1.0, "info": 1.0, "low": 3.0, "medium": 5.0, "high": 7.0, "critical": 9.0}
 # Event Streams' 1 (informational) to 5 (critical), onto the same bands.
 _FIVE_STEP_SEVERITIES = {1: 1.0, 2: 3.0, 3: 5.0, 4: 7.0, 5: 9.0}
@@ -276,7 +277,7 @@ class _FalconReader(Fields):
                 return read
             self.malformed(self.where(field), problem, UNREADABLE_SEVERITY_NOTE)
             return UNREADABLE_SEVERITY
-        by_name = Severity(score=named)
+        by_name = Severity(score=named, informational=caption in _INFORMATIONAL_NAMES)
         if read is None:
             if value is not None:
                 self.malformed(self.where(field), problem, f"its name {caption!r} stands in")
@@ -288,7 +289,8 @@ class _FalconReader(Fields):
                 f" {self.where(name_field)} says {shown(name)}: read as {by_name.label}, as the name says"
             )
             return by_name
-        return read
+        # Named, the severity is informational when its name says so, whatever the number's scale.
+        return read.model_copy(update={"informational": by_name.informational})
 
     def severity_number(self, value: Any, field: str) -> float | None:
         """The severity's number; one written as a string of digits is read, noted; None otherwise."""
@@ -765,7 +767,7 @@ def _on_falcon_scale(number: float, *, stream: bool) -> Severity | None:
     """A severity's number on vtriage's 0-10: an Event Streams whole number from 1 to 5 on that scale,
     any other from 0 to 100 divided by ten; None when out of range."""
     if stream and number.is_integer() and int(number) in _FIVE_STEP_SEVERITIES:
-        return Severity(score=_FIVE_STEP_SEVERITIES[int(number)])
+        return Severity(score=_FIVE_STEP_SEVERITIES[int(number)], informational=int(number) == 1)
     if 0 <= number <= 100:
         return Severity(score=round(number / 10, 1))
     return None

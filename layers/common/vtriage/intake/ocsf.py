@@ -14,8 +14,8 @@ which names the Step Functions execution, and so must not come from text the sen
   spaces, `#`, `|` and run past 128 characters: Prowler's, Security Hub's ARNs); the case id hashes it,
   and every output shows it escaped and cut. Version: its `modified_time`, else `time`.
 - severity: `severity_id` onto GuardDuty's 0-10 scale, at a point inside the matching band:
-  0 Unknown 0, 1 Informational 1, 2 Low 2, 3 Medium 5, 4 High 7, 5 Critical 9, 6 Fatal 10, 99 Other 0;
-  else the `severity` caption; else critical, noted.
+  0 Unknown 0, 1 Informational 1 (shown as informational, ranked low), 2 Low 2, 3 Medium 5, 4 High 7,
+  5 Critical 9, 6 Fatal 10, 99 Other 0; else the `severity` caption; else critical, noted.
 - IOCs: `observables[]` by `type_id` (1 hostname, 2 IP address, 6 URL, 8 hash: md5, sha1 or sha256 by
   length), then the indicators found in the free text of `message`, the title and the description,
   refanged. The finding's own device and resources (`device.ip`, `device.hostname`,
@@ -67,7 +67,9 @@ _CLASSES = {
     DETECTION_FINDING: "Detection Finding",
 }
 
-SEVERITY_SCORES = {0: 0.0, 1: 1.0, 2: 2.0, 3: 5.0, 4: 7.0, 5: 9.0, 6: 10.0, 99: 0.0}
+# severity_id 1, Informational: shown so, ranked low.
+INFORMATIONAL = 1
+SEVERITY_SCORES = {0: 0.0, INFORMATIONAL: 1.0, 2: 2.0, 3: 5.0, 4: 7.0, 5: 9.0, 6: 10.0, 99: 0.0}
 _SEVERITY_CAPTIONS = {
     "unknown": 0,
     "informational": 1,
@@ -265,7 +267,7 @@ class _FindingReader(Fields):
         """`severity_id` on GuardDuty's 0-10 scale; else the `severity` caption; else critical, noted."""
         value = self.finding.get("severity_id")
         if _is_int(value) and value in SEVERITY_SCORES:
-            return Severity(score=SEVERITY_SCORES[value])
+            return Severity(score=SEVERITY_SCORES[value], informational=value == INFORMATIONAL)
         caption = (self.loose_text(self.finding, "severity") or "").strip().lower()
         problem = (
             "missing"
@@ -277,7 +279,8 @@ class _FindingReader(Fields):
                 self.malformed(
                     self.where("severity_id"), problem, f"the severity caption {caption!r} stands in"
                 )
-            return Severity(score=SEVERITY_SCORES[_SEVERITY_CAPTIONS[caption]])
+            severity_id = _SEVERITY_CAPTIONS[caption]
+            return Severity(score=SEVERITY_SCORES[severity_id], informational=severity_id == INFORMATIONAL)
         self.malformed(self.where("severity_id"), problem, UNREADABLE_SEVERITY_NOTE)
         return UNREADABLE_SEVERITY
 

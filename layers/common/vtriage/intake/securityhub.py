@@ -63,7 +63,8 @@ ARCHIVED = "ARCHIVED"
 PASSED = "PASSED"
 
 # ASFF's labels, at the bottom of their Normalized band divided by ten (GuardDuty's 0-10 scale).
-_LABEL_SCORES = {"INFORMATIONAL": 0.0, "LOW": 1.0, "MEDIUM": 4.0, "HIGH": 7.0, "CRITICAL": 9.0}
+INFORMATIONAL = "INFORMATIONAL"
+_LABEL_SCORES = {INFORMATIONAL: 0.0, "LOW": 1.0, "MEDIUM": 4.0, "HIGH": 7.0, "CRITICAL": 9.0}
 _THREAT_INTEL_TYPES: dict[str, tuple[IocType, str | None]] = {
     "DOMAIN": (IocType.DOMAIN, None),
     "IPV4_ADDRESS": (IocType.IP, None),
@@ -359,7 +360,7 @@ class _FindingReader(Fields):
             score = _LABEL_SCORES[label.upper()]
             if normalized is not None and _label_of_normalized(normalized) == label.upper():
                 score = round(normalized / 10, 1)
-            return Severity(score=score)
+            return Severity(score=score, informational=label.upper() == INFORMATIONAL)
         if label is not None:
             self.malformed(
                 f"{field}.Label",
@@ -367,7 +368,9 @@ class _FindingReader(Fields):
                 "not read",
             )
         if normalized is not None:
-            return Severity(score=round(normalized / 10, 1))
+            # Security Hub labels a Normalized 0 INFORMATIONAL.
+            informational = _label_of_normalized(normalized) == INFORMATIONAL
+            return Severity(score=round(normalized / 10, 1), informational=informational)
         if severity.get("Normalized") is not None:
             self.malformed(
                 f"{field}.Normalized",
@@ -603,7 +606,7 @@ def _normalized(value: Any) -> float | None:
 def _label_of_normalized(normalized: float) -> str:
     """The label Security Hub gives a Normalized severity: 0, 1-39, 40-69, 70-89, 90-100."""
     if normalized == 0:
-        return "INFORMATIONAL"
+        return INFORMATIONAL
     if normalized < 40:
         return "LOW"
     if normalized < 70:
