@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vtriage.errors import InvalidAlertError
+from vtriage.intake import DOCUMENT_SHAPES
 from vtriage.intake.body import decode_body, not_json
+
+# What a file may hold, as `vtriage run` and `vtriage send` say it in their help (`deliveries_in`).
+FILE_CONTENTS = (
+    f"Each FILE is an SQS event (each record's body is one message), JSON Lines (each line that is not "
+    f"blank is one message, as a Falcon Event Streams chunk), or else one message: {DOCUMENT_SHAPES}"
+)
 
 # The file name that stands for the standard input.
 STDIN = "-"

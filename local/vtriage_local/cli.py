@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from vtriage.config.virustotal import vt_base_url_problem
 from vtriage.display import one_line, printable
-from vtriage_local.alert_files import UsageError, read_alert_files
+from vtriage_local.alert_files import FILE_CONTENTS, UsageError, read_alert_files
 from vtriage_local.preflight import DEFERRED_WAIT_S, Progress, ReadRecords, VirusTotalSource, nobody_watches
 from vtriage_local.replay import checked_faults
 from vtriage_local.report import ONLY_VALUES, print_report, something_failed
@@ -115,10 +115,8 @@ def declare_run(run: argparse.ArgumentParser) -> None:
     """Declare `vtriage run`'s arguments on its parser (the `vtriage` command names it); sets `handler`.
     Nothing here loads the local AWS: that waits until a record is to be queued."""
     run.description = (
-        "Each FILE may hold an SQS event, an EventBridge event, a GuardDuty finding, get-findings output, "
-        "a Security Hub event or an OCSF finding; - reads one from the standard input. VirusTotal is live "
-        "when VT_API_KEY is set, replayed from recordings otherwise. Progress goes to stderr, the report "
-        "to stdout."
+        f"{FILE_CONTENTS}; - reads one from the standard input. VirusTotal is live when VT_API_KEY is set, "
+        "replayed from recordings otherwise. Progress goes to stderr, the report to stdout."
     )
     run.add_argument("files", nargs="+", metavar="FILE", help="an alert file, or - for the standard input")
     run.add_argument(

@@ -25,7 +25,7 @@ from vtriage.errors import CaseNotFoundError, ConfigurationError, VtriageError
 from vtriage.intake_api import AlertRejectedError
 from vtriage.models import ActionStatus, Case, CaseStatus
 from vtriage.remediate import rollback_case
-from vtriage_local.alert_files import Delivery, UsageError, read_named_alert_files
+from vtriage_local.alert_files import FILE_CONTENTS, Delivery, UsageError, read_named_alert_files
 from vtriage_local.terminal import (
     BRANCHES,
     STATUSES,
@@ -48,8 +48,7 @@ _ACCOUNT_ID = re.compile(r"\d{12}")
 def declare_send(send: argparse.ArgumentParser) -> None:
     """Declare `vtriage send`'s arguments on its parser (the `vtriage` command names it); sets `handler`."""
     send.description = (
-        "Each FILE is read as `run` reads it: each record of an SQS event, or the whole "
-        "document as one message. Each is posted to the stack's intake function URL, signed with your "
+        f"{FILE_CONTENTS}. Each message is posted to the stack's intake function URL, signed with your "
         "ordinary AWS credentials (a role with the stack's AlertSendersPolicy): the intake reads it as "
         "the enrich function will, queues it stamped with who sent it, or answers with the field at "
         "fault. Pushed alerts are ticketed or wait for a person's approval (PushedAlertActions)."

@@ -174,6 +174,33 @@ def test_an_unknown_template_parameter_is_refused_on_one_line_before_anything_st
     assert list(temp.iterdir()) == []
 
 
+def test_run_and_send_help_name_every_kind_of_file_they_read(tmp_path: Path) -> None:
+    # Given the two commands that read alert files
+    for name in ("run", "send"):
+        # When a user asks for the command's help
+        done = subprocess.run(
+            command(name, "--help"),
+            capture_output=True,
+            env=environment(tmp_path / name),
+            timeout=START_TIMEOUT_S,
+            check=True,
+            text=True,
+        )
+
+        # Then it names each kind of file alert_files reads, and each source intake reads in one
+        text = " ".join(done.stdout.split())
+        for kind in (
+            "an SQS event (each record's body is one message)",
+            "JSON Lines (each line that is not blank is one message",
+            "a GuardDuty finding",
+            "an OCSF finding",
+            "a CrowdStrike Falcon alert (Alerts API entity or response, Event Streams detection)",
+            "a Google Workspace Alert Center alert",
+            "Security Hub get-findings output",
+        ):
+            assert kind in text, (name, kind)
+
+
 @pytest.mark.parametrize(
     ("overrides", "said_exactly"),
     [

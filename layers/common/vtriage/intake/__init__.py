@@ -50,7 +50,8 @@ DEFAULT_MAX_IOCS = 50
 DEFAULT_MAX_FINDINGS = 200
 MAX_FINDINGS_SETTING = "MaxFindingsPerMessage (MAX_FINDINGS_PER_MESSAGE)"
 
-_SHAPES = (
+# What a message body may be, as errors and the commands that read alert files name it.
+DOCUMENT_SHAPES = (
     "an EventBridge event from GuardDuty or Security Hub, a GuardDuty finding, GuardDuty or Security Hub"
     " get-findings output, an ASFF finding, an OCSF finding, a CrowdStrike Falcon alert (Alerts API entity"
     " or response, Event Streams detection), a Google Workspace Alert Center alert (alerts.list output, a"
@@ -173,7 +174,7 @@ def _findings(document: Any, *, skip_guardduty: bool, ignore_samples: bool) -> l
         return _array(document, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
     if not isinstance(document, dict):
         raise InvalidAlertError(
-            f"unknown shape: expected {_SHAPES} (a JSON object); got {json_kind(document)}"
+            f"unknown shape: expected {DOCUMENT_SHAPES} (a JSON object); got {json_kind(document)}"
         )
     if "Records" in document:
         raise InvalidAlertError(
@@ -202,7 +203,7 @@ def _findings(document: Any, *, skip_guardduty: bool, ignore_samples: bool) -> l
         return guardduty.findings_of_get_findings(document, ignore_samples=ignore_samples)
     finding = _bare(document, "", skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
     if finding is None:
-        raise InvalidAlertError(f"unknown shape: expected {_SHAPES}; got keys [{_keys(document)}]")
+        raise InvalidAlertError(f"unknown shape: expected {DOCUMENT_SHAPES}; got keys [{_keys(document)}]")
     return [finding]
 
 
@@ -250,7 +251,9 @@ def _array(document: list[Any], *, skip_guardduty: bool, ignore_samples: bool) -
         recognised = recognised or finding is not None
         findings.append(finding or Finding(where=where, read=_unknown_item(item, where), content=item))
     if not recognised:
-        raise InvalidAlertError(f"unknown shape: expected {_SHAPES}; got a list without a finding in it")
+        raise InvalidAlertError(
+            f"unknown shape: expected {DOCUMENT_SHAPES}; got a list without a finding in it"
+        )
     return findings
 
 
