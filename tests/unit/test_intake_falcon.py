@@ -694,6 +694,22 @@ def test_an_informational_alert_is_shown_informational_and_ranked_low(
     assert alert.severity.label == "low"
 
 
+def test_a_source_host_without_a_dot_is_no_domain() -> None:
+    # Given the real correlation detection, its source hosts a domain, an internal name and a bare
+    # machine name
+    document = load(CORRELATION)
+    document["source_hosts"] = ["slack.com", "host-desktop-01.example.local", "WKS-0042"]
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then the machine name gives no IOC, and the names with a dot are domains as before
+    values = [ioc.value for ioc in alert.iocs]
+    assert "slack.com" in values
+    assert "host-desktop-01.example.local" in values
+    assert not [value for value in values if "wks-0042" in value.lower()]
+
+
 def test_a_severity_written_as_a_string_is_read_as_its_number() -> None:
     # Given the identity alert rated "70" (a string, as a relay re-encoded it) with no name
     document = load(IDENTITY)

@@ -48,13 +48,14 @@ def test_defanged_sample_reads_as_the_detector_wrote_it() -> None:
     assert (alert.account, alert.region) == ("123456789012", "us-east-1")
     assert alert.created_at.isoformat() == "2025-03-18T16:01:41+00:00"
     assert alert.version == "2025-03-18T16:02:05+00:00"
-    # And the observables come first (the device's own hostname skipped), then the free text in order
-    assert [(ioc.value, ioc.found_at, ioc.skipped_reason) for ioc in alert.iocs][:4] == [
+    # And the observables come first (the device's host name WEB01, without a dot, is no domain and no
+    # IOC), then the free text in order
+    assert [(ioc.value, ioc.found_at, ioc.skipped_reason) for ioc in alert.iocs][:3] == [
         ("23.129.64.215", "observables[0].value", None),
-        ("WEB01", "observables[1].value", "address of the alert's own resource"),
         ("http://soclosebutyetqq.com/69.exe", "message", None),
         ("tawuhoju.com", "finding_info.desc", None),
     ]
+    assert "WEB01" not in [ioc.value for ioc in alert.iocs]
     assert alert.notes == ()
 
 
@@ -255,7 +256,8 @@ def test_observables_by_type_id_hash_kind_by_length() -> None:
     ]
 
     # When it is parsed, then each known type gives its canonical IOC; what VirusTotal cannot look up
-    # (a sha512, a host name without a dot) is kept skipped with the reason; other types give nothing
+    # (a sha512) is kept skipped with the reason; a host name without a dot (a machine's name on its own
+    # network) is no domain, and other types give nothing
     assert iocs_of(document) == [
         ("domain", "tawuhoju.com", None),
         ("ip", "2606:4700:4700::1111", None),
@@ -266,8 +268,33 @@ def test_observables_by_type_id_hash_kind_by_length() -> None:
             "a" * 128,
             "a sha512 (128 hex digits): VirusTotal looks files up by md5, sha1 or sha256 only",
         ),
-        ("domain", "WEB01", "a domain needs at least two labels: 'WEB01'"),
     ]
+
+
+def test_a_host_name_without_a_dot_is_no_domain_and_every_real_domain_stays_one() -> None:
+    # Given Hostname observables (type_id 1): bare machine names, and names with a dot, defanged or not
+    document = load()
+    del document["device"]
+    document["message"] = document["finding_info"]["desc"] = document["finding_info"]["title"] = "nothing"
+    document["observables"] = [
+        {"name": "dst_endpoint.hostname", "type_id": 1, "value": "FILESRV"},
+        {"name": "device.hostname", "type_id": 1, "value": "WEB01."},
+        {"name": "src_endpoint.hostname", "type_id": 1, "value": "tawuhoju[.]com"},
+        {"name": "dst_endpoint.domain", "type_id": 1, "value": "ip-10-0-1-25.ec2.internal"},
+        {"name": "dst_endpoint.ip", "type_id": 1, "value": "2606:4700:4700::1111"},
+    ]
+
+    # When it is parsed
+    iocs = iocs_of(document)
+
+    # Then a name without a dot (a machine's name on its own network) gives no IOC at all; a name with a
+    # dot is a domain as before (looked up, or skipped with the reason it is internal)
+    assert [value for _, value, _ in iocs] == [
+        "tawuhoju.com",
+        "ip-10-0-1-25.ec2.internal",
+        "2606:4700:4700::1111",
+    ]
+    assert iocs[0] == ("domain", "tawuhoju.com", None)
 
 
 def test_a_hostile_observable_is_kept_skipped_and_the_finding_goes_on() -> None:
@@ -386,7 +413,7 @@ def test_a_malformed_identity_field_keeps_the_alert_noted_and_never_acted_on(
     [alert] = alerts_of(document)
 
     assert alert.not_actionable == (not_actionable,)
-    assert len(alert.iocs) == 7
+    assert len(alert.iocs) == 6
 
 
 def test_a_severity_id_that_cannot_be_read_falls_back_to_the_caption_then_to_critical() -> None:

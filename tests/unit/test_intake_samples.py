@@ -59,8 +59,7 @@ EXPECTED: dict[str, tuple[str, list[set[tuple[str, str, bool]]]]] = {
                 ("url", "https://evil-update.example.net/stage2?id=7", False),
                 ("domain", "ip-10-0-1-25.ec2.internal", False),
                 ("ip", "10.0.1.25", False),
-                # the device's own host name, an observable: skipped as the alert's own
-                ("domain", "WEB01", False),
+                # (the device's host name WEB01, an observable without a dot, is no domain: no IOC)
             }
         ],
     ),

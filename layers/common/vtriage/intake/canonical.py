@@ -334,6 +334,22 @@ def _own_ips(own_addresses: frozenset[str]) -> frozenset[IpAddress]:
     return frozenset(parsed)
 
 
+# What IDNA reads as a dot, besides "." itself (ideographic, full-width and half-width full stops).
+_IDNA_DOTS = ("\u3002", "\uff0e", "\uff61")
+
+
+def is_bare_host_name(value: object) -> bool:
+    """Whether a host name field's value is a name without a dot, defanged or not (`WEB01`, `filesrv.`):
+    a machine's name on its own network, which no resolver outside it knows, so no domain VirusTotal
+    can look up. A host name field holding one gives no IOC (an address, or a name with a dot, is read
+    as usual)."""
+    if not isinstance(value, str):
+        return False
+    name = _without_root_dot(refang_dots(value).strip())
+    # An IPv6 address has no dot either: read as an address, elsewhere.
+    return bool(name) and not any(dot in name for dot in (".", ":", *_IDNA_DOTS))
+
+
 def _canonical_domain(value: str, found_at: str) -> tuple[str, str | None]:
     name = _domain_name(value, found_at)
     return name, domain_skip_reason(name)

@@ -80,7 +80,7 @@ from urllib.parse import urlsplit
 from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import sources, vendor
-from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc
+from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc, is_bare_host_name
 from vtriage.intake.digest import triage_content
 from vtriage.intake.fields import (
     UNREADABLE_SEVERITY,
@@ -330,10 +330,12 @@ class _FalconReader(Fields):
         return [ioc_of(Candidate(kind, value, at, algorithm), own)]
 
     def host_candidates(self, parent: Mapping[str, Any], key: str, at: str) -> list[Candidate]:
-        """A list of host names or addresses (`source_hosts`): an address read as one, a name as a domain."""
+        """A list of host names or addresses (`source_hosts`): an address read as one, a name as a domain,
+        and a name without a dot (a machine's name on its own network) not at all."""
         return [
             candidate._replace(ioc_type=IocType.IP if _is_address(candidate.raw) else IocType.DOMAIN)
             for candidate in self.candidate_list(IocType.DOMAIN, parent, key, at)
+            if not is_bare_host_name(candidate.raw)
         ]
 
     def command_line_iocs(

@@ -17,7 +17,8 @@ which names the Step Functions execution, and so must not come from text the sen
   0 Unknown 0, 1 Informational 1 (shown as informational, ranked low), 2 Low 2, 3 Medium 5, 4 High 7,
   5 Critical 9, 6 Fatal 10, 99 Other 0; else the `severity` caption; else critical, noted.
 - IOCs: `observables[]` by `type_id` (1 hostname, 2 IP address, 6 URL, 8 hash: md5, sha1 or sha256 by
-  length), then the indicators found in the free text of `message`, the title and the description,
+  length; a host name without a dot, a machine's name on its own network, is no domain and no IOC),
+  then the indicators found in the free text of `message`, the title and the description,
   refanged. The finding's own device and resources (`device.ip`, `device.hostname`,
   `device.network_interfaces[]`, `resources[].uid`, ...) are its own: kept skipped, never looked up.
 - Acknowledged, no case: a finding whose `status_id` is 3 Suppressed, 4 Resolved, 5 Archived or
@@ -38,6 +39,7 @@ from typing import Any, TypeGuard
 from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import sources
+from vtriage.intake.canonical import is_bare_host_name
 from vtriage.intake.fields import (
     ACCOUNT_ID,
     GUARDDUTY_COPY_REASON,
@@ -85,7 +87,8 @@ ACKNOWLEDGED_STATUS_IDS = {3: "Suppressed", 4: "Resolved", 5: "Archived", 6: "De
 ACKNOWLEDGED_STATE_IDS = {3: "Suppressed", 4: "Resolved"}
 PASSED_STATUS_CODES = frozenset({"PASS", "PASSED"})
 COMPLIANCE_PASS = 1
-_OBSERVABLE_TYPES = {1: IocType.DOMAIN, 2: IocType.IP, 6: IocType.URL, 8: IocType.FILE}
+HOSTNAME = 1
+_OBSERVABLE_TYPES = {HOSTNAME: IocType.DOMAIN, 2: IocType.IP, 6: IocType.URL, 8: IocType.FILE}
 # Observables whose name says they are the finding's own device or resources.
 _OWN_OBSERVABLE_NAMES = ("device.", "resource.", "resources[", "resources.")
 _CLOUD_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -384,6 +387,9 @@ class _FindingReader(Fields):
             ioc_type = _OBSERVABLE_TYPES.get(type_id) if _is_int(type_id) else None
             value = observable.get("value")
             if ioc_type is None or value is None or value == "":
+                continue
+            if type_id == HOSTNAME and is_bare_host_name(value):
+                # A machine's name on its own network (`WEB01`): no domain, so no IOC.
                 continue
             found.append(Candidate(ioc_type, value, f"{path}.value"))
         return found
