@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 
 import requests
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -14,7 +13,13 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from vtriage.adapters.dynamodb import DynamoCaseRepository
 from vtriage.adapters.guardrails import DynamoApprovalStore, SnsApprovalNotifier, StepFunctionsTaskCallback
 from vtriage.adapters.virustotal import VirusTotalClient
-from vtriage.composition import SECRET_MAX_AGE_SECONDS, aws_client, case_repository, virustotal_api_key
+from vtriage.composition import (
+    SECRET_MAX_AGE_SECONDS,
+    aws_client,
+    built_once,
+    case_repository,
+    virustotal_api_key,
+)
 from vtriage.config.approval import ApprovalSettings
 from vtriage.errors import ConfigurationError
 from vtriage.virustotal.widget import Widget
@@ -40,7 +45,7 @@ class ApprovalDependencies:
     widgets: VirusTotalWidgets | None
 
 
-@cache
+@built_once
 def approval_dependencies(settings: ApprovalSettings) -> ApprovalDependencies:
     """The approval function's adapters, built once per container."""
     secrets = SecretsProvider(boto3_client=aws_client(settings, "secretsmanager"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from functools import cache
 
 import botocore.exceptions
 import requests
@@ -18,7 +17,7 @@ from vtriage.adapters.sqs import SqsDeadLetterQueue
 from vtriage.adapters.stepfunctions import StepFunctionsExecutionStarter
 from vtriage.adapters.virustotal import VirusTotalClient, most_requests_per_lookup
 from vtriage.clock import utc_now
-from vtriage.composition import OnFirstUse, aws_client, secrets_provider, virustotal_api_key
+from vtriage.composition import OnFirstUse, aws_client, built_once, secrets_provider, virustotal_api_key
 from vtriage.config.enrich import EnrichSettings
 from vtriage.enrich.batch import Batch
 from vtriage.enrich.lookups import Lookups
@@ -51,7 +50,7 @@ def verdict_policy(settings: EnrichSettings) -> VerdictPolicy:
     )
 
 
-@cache
+@built_once
 def batch_factory(settings: EnrichSettings, now: Callable[[], datetime] = utc_now) -> Callable[[], Batch]:
     """A factory of per-batch triage sharing this container's clients, HTTP connection pool and quota
     limiter. `now` is the clock of the quota windows, the cache and the cases. A client a batch may not

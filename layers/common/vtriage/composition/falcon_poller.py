@@ -3,9 +3,8 @@ Secrets Manager, polled onto the detector queue."""
 
 from __future__ import annotations
 
-from functools import cache
-
 from vtriage.adapters.falcon import FalconAlertSource
+from vtriage.composition import built_once
 from vtriage.composition.falcon import falcon_client
 from vtriage.composition.pollers import poller
 from vtriage.config.pollers import FalconPollerSettings
@@ -14,7 +13,7 @@ from vtriage.polling import Poller
 SOURCE = "falcon"
 
 
-@cache
+@built_once
 def falcon_poller(settings: FalconPollerSettings) -> Poller:
     """The Falcon poller, built once per container (its token outlives an invocation)."""
     client = falcon_client(settings, settings.falcon_api_secret)

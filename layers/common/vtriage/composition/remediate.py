@@ -18,7 +18,7 @@ from vtriage.adapters.nacl import NaclIpBlocker
 from vtriage.adapters.s3 import S3ObjectQuarantine
 from vtriage.adapters.waf import WafIpSetBlocker
 from vtriage.clock import utc_now
-from vtriage.composition import AWS_CONFIG, aws_client, aws_session, case_repository
+from vtriage.composition import AWS_CONFIG, aws_client, aws_session, built_once, case_repository
 from vtriage.composition.falcon import falcon_client
 from vtriage.config.remediate import RemediateSettings
 from vtriage.models import Action, ActionStatus, ActionType
@@ -193,7 +193,7 @@ def placed_actuators(settings: RemediateSettings, sts: object | None = None) -> 
     return PlacedActuators(settings, sessions)
 
 
-@cache
+@built_once
 def remediator(settings: RemediateSettings) -> Remediator:
     """The remediate function's steps over its adapters, built once per container."""
     return build_remediator(settings)

@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 
 import requests
 from aws_lambda_powertools import Logger
@@ -24,7 +23,13 @@ from vtriage.adapters.swimlane import SwimlaneTicketSink
 from vtriage.adapters.webhook import WebhookTicketSink
 from vtriage.approval import case_page_link
 from vtriage.clock import utc_now
-from vtriage.composition import SECRET_MAX_AGE_SECONDS, aws_client, case_repository, secrets_provider
+from vtriage.composition import (
+    SECRET_MAX_AGE_SECONDS,
+    aws_client,
+    built_once,
+    case_repository,
+    secrets_provider,
+)
 from vtriage.config.ticket import TicketSettings
 from vtriage.errors import ConfigurationError
 from vtriage.ports import TicketSink
@@ -40,7 +45,7 @@ class TicketDependencies:
     desk: TicketDesk
 
 
-@cache
+@built_once
 def ticket_dependencies(settings: TicketSettings) -> TicketDependencies:
     """The ticket function's adapters, built once per container; the ticket provider when a step first
     needs it (reading its secret may fail: that must not stop an approval from being asked for)."""

@@ -4,13 +4,11 @@ onto the detector queue. The only root that loads google-auth."""
 
 from __future__ import annotations
 
-from functools import cache
-
 from google.auth.transport.requests import AuthorizedSession
 from google.oauth2 import service_account
 
 from vtriage.adapters.workspace import SCOPE, WorkspaceAlertSource
-from vtriage.composition import secret_object
+from vtriage.composition import built_once, secret_object
 from vtriage.composition.pollers import poller
 from vtriage.config import https_url_problem
 from vtriage.config.pollers import WorkspacePollerSettings
@@ -22,7 +20,7 @@ SOURCE = "workspace"
 _KEY_FIELDS = ("client_email", "private_key", "token_uri")
 
 
-@cache
+@built_once
 def workspace_poller(settings: WorkspacePollerSettings) -> Poller:
     """The Workspace poller, built once per container (its token outlives an invocation)."""
     name = settings.workspace_service_account_secret
