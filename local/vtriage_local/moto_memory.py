@@ -13,6 +13,7 @@ deferred: it is the same catalogue, read when first asked for).
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 import importlib
@@ -20,10 +21,12 @@ import importlib.abc
 import importlib.machinery
 import json
 import os
+import pickle
 import platform
 import sys
 import threading
 import weakref
+import zlib
 from collections.abc import Iterator, Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
@@ -38,6 +41,7 @@ from moto.core.common_models import BaseModel
 __all__ = [
     "LiveInstances",
     "OfferingsByRegion",
+    "PackedEvents",
     "defer_instance_type_offerings",
     "engine_threads_held_weakly",
     "moto_memory",
@@ -77,11 +81,49 @@ def one_malloc_arena() -> bool:
 def moto_memory() -> list[Any]:
     """The savers, not yet started."""
     defer_instance_type_offerings()
+    # moto's Step Functions engine imports its EC2 models: imported once the catalogue is deferred.
+    execution = importlib.import_module("moto.stepfunctions.parser.backend.execution")
+    communication = execution.BaseExecutionWorkerCommunication
     return [
         mock.patch.object(BaseModel, "__new__", _tracked_while_alive),
         mock.patch.object(JSONFileLoader, "_load_file", _load_file_without_documentation),
         *engine_threads_held_weakly(),
+        mock.patch.object(communication, "terminated", _history_packed_once_ended(communication.terminated)),
     ]
+
+
+# moto's engine keeps each execution's history for GetExecutionHistory: every event, most with the state's
+# whole input or output (49 events and 36 kB of Python objects for a C&C case, nearly half of what a run
+# grows an alert). Nothing asks it of most finished executions (the runner reads the histories of those
+# still running). Once an execution has ended, its history is kept packed (PackedEvents).
+
+
+class PackedEvents(list[Any]):
+    """An ended execution's history events, pickled and compressed (a tenth of their size), in place of
+    moto's list: moto answers GetExecutionHistory with a deep copy of it, which is the events as they
+    were, then a copy of any appended since (held as a list holds them)."""
+
+    def __init__(self, events: list[Any]) -> None:
+        super().__init__()
+        # Packed again (an execution ended twice), the events packed before come first.
+        whole = copy.deepcopy(events) if isinstance(events, PackedEvents) else events
+        self._packed = zlib.compress(pickle.dumps(whole, pickle.HIGHEST_PROTOCOL), 1)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        events: list[Any] = pickle.loads(zlib.decompress(self._packed))  # noqa: S301 (packed here)
+        return events + copy.deepcopy(list(self), memo)
+
+
+def _history_packed_once_ended(terminated: Any) -> Any:
+    """BaseExecutionWorkerCommunication.terminated, then the execution's history packed."""
+
+    def terminated_then_packed(communication: Any) -> None:
+        terminated(communication)
+        manager = communication.execution.exec_worker.env.event_manager
+        with manager._mutex:
+            manager._history_event_list = PackedEvents(manager._history_event_list)
+
+    return terminated_then_packed
 
 
 # moto's Step Functions engine (LocalStack's) appends every thread it starts to TMP_THREADS: one for each

@@ -5,6 +5,7 @@ strings, and instance-type offerings until they are asked for."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import platform
@@ -28,10 +29,12 @@ from moto.ec2.models import instance_types
 from moto.sqs.models import Message
 from moto.utilities.utils import load_resource
 
+from bench.cost import state_transitions
 from tests.functional.conftest import keyed_by_case_id, use_dummy_aws_credentials
 from vtriage_local.moto_memory import (
     LiveInstances,
     OfferingsByRegion,
+    PackedEvents,
     defer_instance_type_offerings,
     moto_memory,
 )
@@ -139,9 +142,21 @@ def _finished_threads() -> int:
     )
 
 
-def _executions_run(on: bool, count: int = 6) -> tuple[list[Any], int]:
+def _held_histories() -> list[Any]:
+    """The history each execution of moto's engine holds (what GetExecutionHistory copies)."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends  # noqa: PLC0415
+
+    backend = stepfunctions_parser_backends["123456789012"]["us-east-1"]
+    return [
+        execution.exec_worker.env.event_manager._history_event_list for execution in backend._get_executions()
+    ]
+
+
+def _executions_run(on: bool, count: int = 6, held: list[Any] | None = None) -> tuple[list[Any], int]:
     """Executions run to their end by moto's engine: what Step Functions answered of each (description
-    and history, but for times and ids), and how many more finished threads are in memory than before."""
+    and history, but for times and ids), and how many more finished threads are in memory than before;
+    the histories the engine held once they had ended are added to `held`."""
+    held = [] if held is None else held
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), _savers(on):
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
         machine = sfn.create_state_machine(
@@ -158,7 +173,12 @@ def _executions_run(on: bool, count: int = 6) -> tuple[list[Any], int]:
         while any(sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" for arn in arns):
             assert time.monotonic() < deadline, "moto's engine did not finish the executions"
             time.sleep(0.05)
+        # An execution reads SUCCEEDED a moment before its worker thread has ended it.
+        while any(thread.name.endswith("(_execution_logic)") for thread in threading.enumerate()):
+            assert time.monotonic() < deadline, "moto's engine did not end the executions"
+            time.sleep(0.01)
         answers: list[Any] = []
+        held.extend(_held_histories())
         for arn in arns:
             described = sfn.describe_execution(executionArn=arn)
             answers.append({key: described.get(key) for key in ("name", "status", "input", "output")})
@@ -180,6 +200,39 @@ def test_finished_engine_threads_are_let_go_and_executions_answer_the_same() -> 
     # one for its program), with the savers no finished thread is left in memory
     assert finished_kept >= 2 * 6
     assert finished == 0
+
+
+def test_an_ended_execution_s_history_is_held_packed_and_answered_whole() -> None:
+    # Given executions run to their end by moto's engine, with the savers and without
+    held_kept: list[Any] = []
+    held: list[Any] = []
+    answers_kept, _ = _executions_run(on=False, held=held_kept)
+    answers, _ = _executions_run(on=True, held=held)
+    histories_kept, histories = answers_kept[1::2], answers[1::2]
+    # Then GetExecutionHistory answered every event as before, and the cost bench counts the same
+    # transitions in them
+    assert histories == histories_kept
+    assert len(histories[0]) >= 5
+    assert [state_transitions(events) for events in histories] == [
+        state_transitions(events) for events in histories_kept
+    ]
+    # and where moto held each history as its events, the engine now holds it packed, with none of them
+    assert all(not isinstance(events, PackedEvents) and len(events) >= 5 for events in held_kept)
+    assert len(held) == 6
+    assert all(isinstance(events, PackedEvents) and len(events) == 0 for events in held)
+
+
+def test_an_event_added_after_the_history_was_packed_is_answered_after_the_packed_ones() -> None:
+    # Given a history packed, then an event appended to it (as moto would append one to its list)
+    history = PackedEvents([{"id": 1, "type": "ExecutionStarted"}, {"id": 2, "type": "ExecutionSucceeded"}])
+    appended = {"id": 3, "type": "ExecutionAborted"}
+    history.append(appended)
+    # When it is packed again (the execution ended twice)
+    repacked = PackedEvents(history)
+    # Then moto's deep copy of either is every event in order, each a copy
+    whole = [{"id": 1, "type": "ExecutionStarted"}, {"id": 2, "type": "ExecutionSucceeded"}, appended]
+    assert copy.deepcopy(history) == copy.deepcopy(repacked) == whole
+    assert copy.deepcopy(history)[2] is not appended
 
 
 def test_every_module_of_the_engine_naming_its_thread_list_gets_the_weak_one() -> None:
