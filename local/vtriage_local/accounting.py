@@ -208,8 +208,9 @@ class _Ledger:
         elif journey.state == "dead_lettered":
             self._fail(journey, finding, reason=journey.reason)
         elif alert is not None and (journey.state == "queued" or self.settled.queue_busy):
-            # Deferred: a record waiting for the quota keeps no trace of a repeat, nor always a case.
-            self._pend(journey, finding, "")
+            # Deferred: a record waiting for the quota keeps no trace of a repeat, nor always a case; a
+            # record being retried says why.
+            self._pend(journey, finding, journey.reason)
         elif alert is not None and (earlier := self._ledger_case(alert)) is not None:
             self._repeat(earlier, alert, message_id, same_finding=False)
         else:

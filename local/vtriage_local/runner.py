@@ -7,10 +7,12 @@ import atexit
 import functools
 import gc
 import json
+import logging
 import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import replace
@@ -128,6 +130,8 @@ class Pipeline:
         self.batch_size = _batch_size(aws)
         self.journeys: list[Journey] = []
         self._journey_of: dict[str, Journey] = {}
+        # Why the enrich function handed back each record of its last batch to be retried, as it logged it.
+        self._retried: list[str] = []
 
     def enqueue(self, delivery: Delivery) -> Journey:
         """Queue a record on the detector rules' queue, as EventBridge would; one SQS cannot carry is
@@ -240,30 +244,38 @@ class Pipeline:
     ) -> None:
         """One batch of a queue through the enrich handler, and what the event source mapping and the
         redrive policy then do with each record."""
-        failed = self._invoke(messages, queue_url)
+        failed, retry_reasons = self._invoke(messages, queue_url)
+        self._retried = []
         acknowledged: list[tuple[str, str]] = []
         for message in messages:
             journey = self._journey(message)
             source_id = journey.delivery.source_id
             if message["MessageId"] in failed:
                 receives = int(message["Attributes"].get("ApproximateReceiveCount", "1"))
+                retry_reason = retry_reasons.get(message["MessageId"])
                 if receives >= self.max_receives:
                     # What SQS does past maxReceiveCount: the record moves to the dead-letter queue.
                     self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message["Body"])
                     self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
                     journey.state = "dead_lettered"
+                    why = f"last error: {retry_reason}" if retry_reason else failed[message["MessageId"]]
                     journey.reason = (
                         f"the enrich function failed on it {receives} times; moved to the "
-                        f"dead-letter queue ({failed[message['MessageId']]})"
+                        f"dead-letter queue ({why})"
                     )
                     failures.append({"message_id": source_id, "reason": journey.reason})
                 else:
+                    # A deferred record is handed back too, without a retry reason: its case says why.
+                    journey.reason = f"being retried: {retry_reason}" if retry_reason else ""
+                    if retry_reason:
+                        self._retried.append(retry_reason)
                     self.sqs.change_message_visibility(
                         QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                     )
                 continue
             self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             journey.state = "acknowledged"
+            journey.reason = ""
             acknowledged.append((source_id, message["MessageId"]))
         # The failure records of the batch's acknowledged records, in one read.
         recorded = self.failure_records([message_id for _, message_id in acknowledged])
@@ -274,19 +286,27 @@ class Pipeline:
             else:
                 outcomes.append({"message_id": source_id, "queue_message_id": message_id})
 
-    def _invoke(self, messages: list[dict[str, Any]], queue_url: str) -> dict[str, str]:
+    def _invoke(
+        self, messages: list[dict[str, Any]], queue_url: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
         """Hand a batch of one queue to the enrich function; the ids of the records it failed, each with
-        what is known of why. A function that raises fails the whole batch, as Lambda's event source
-        mapping sees it."""
+        what is known of why, and the reason it logged for each record it hands back to be retried (by
+        SQS id). A function that raises fails the whole batch, as Lambda's event source mapping sees it."""
         queue_arn = self.queue_arns[queue_url]
         event = {"Records": [_lambda_record(message, queue_arn) for message in messages]}
+        logged = _RetryReasons()
+        # Every logger of the functions propagates to the root one, whatever its name.
+        logging.getLogger().addHandler(logged)
         try:
             response = self.aws.invoke(ENRICH_FUNCTION, event)
         except Exception as error:  # the function's fault, reported on its records; never the runner's
             why = f"the whole batch failed: {type(error).__name__}"
-            return {message["MessageId"]: why for message in messages}
+            return {message["MessageId"]: why for message in messages}, logged.reasons
+        finally:
+            logging.getLogger().removeHandler(logged)
         failed = response.get("batchItemFailures", []) if isinstance(response, dict) else []
-        return {str(item["itemIdentifier"]): "see the function log for the error" for item in failed}
+        failures = {str(item["itemIdentifier"]): "see the function log for the error" for item in failed}
+        return failures, logged.reasons
 
     def _journey(self, message: dict[str, Any]) -> Journey:
         """The delivery a received message carries (a deferred copy carries its delivery's attributes)."""
@@ -349,7 +369,16 @@ class Pipeline:
     def _report_records(self) -> None:
         handled = sum(1 for journey in self.journeys if journey.state in {"acknowledged", "dead_lettered"})
         queued = sum(1 for journey in self.journeys if journey.state != "refused")
-        self.progress(f"enrich function: {handled} of {queued} record(s) handled")
+        retried = ""
+        if self._retried:
+            reasons = Counter(self._retried).most_common()
+            if len(reasons) == 1:
+                retried = f"; {len(self._retried)} to retry: {cut(one_line(reasons[0][0]), 120)}"
+            else:
+                shown = ", ".join(f"{count} {cut(one_line(reason), 60)}" for reason, count in reasons[:3])
+                more = f" and {len(reasons) - 3} other reason(s)" if len(reasons) > 3 else ""
+                retried = f"; {len(self._retried)} to retry: {shown}{more}"
+        self.progress(f"enrich function: {handled} of {queued} record(s) handled{retried}")
 
     def _report_finished(self, executions: dict[str, Execution]) -> None:
         """Tell of each execution that finished since the last time: its case as it now stands."""
@@ -627,6 +656,26 @@ def run_records(
         else:
             os.environ["VT_BASE_URL"] = previous_base
     return records.document(vt, accounted, vt_requests=sent[0])
+
+
+class _RetryReasons(logging.Handler):
+    """What the enrich function logs of each record it hands back to be retried (`retry_reason`, by SQS
+    message id): the runner says it where a person reads the run, as an operator reads the function's log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Powertools filters its service's records out of every root handler there is when a function's
+        # logger is first set up (to print them once): this one prints nothing, and needs them.
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message_id = getattr(record, "message_id", None)
+        reason = getattr(record, "retry_reason", None)
+        if isinstance(message_id, str) and isinstance(reason, str):
+            self.reasons[message_id] = reason
 
 
 def _set_aside_what_lives_on() -> None:
