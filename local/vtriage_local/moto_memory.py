@@ -4,7 +4,9 @@ Measured on `vtriage run` of 100 and 500 alerts (tracemalloc snapshots and the r
 2026-11-29): the run held every object moto ever made of a model class, replaced or copied ones included
 (1,639 DynamoDB items for the 382 its tables held after 100 alerts), botocore's service models with their
 documentation (70% of each model: EC2's is 14 MB with it and 4 MB without), and moto's EC2 instance-type
-catalogue (54 MB) that a run launching instances with no instance type nor placement never reads.
+catalogue (54 MB) that a run launching instances with no instance type nor placement never reads. Then
+(500 alerts): every thread moto's Step Functions engine started, each ended execution's history as Python
+objects (36 kB each), and, outside moto, a malloc arena per thread (`one_malloc_arena`).
 
 Each saver keeps what moto stores, answers and refuses; `tests/unit/test_moto_memory.py` holds them to it.
 They are applied while a LocalAws runs and removed when it stops (the catalogue stays deferred once
