@@ -191,21 +191,26 @@ def test_poison_files_beside_a_genuine_alert_are_refused_alone_with_their_reason
         "synthetic-nested-1200-deep.json": (
             '{"Findings": [{"Id": "deep", "Resources": [{"Type": "Other", "Details": ' + deep + "}]}]}"
         ).encode(),
-        "synthetic-lone-surrogate.json": b'{"detail": {"id": "x\\ud800", "type": "Recon:EC2/PortProbe"}}',
         "synthetic-sqs-lone-surrogate-body.json": b'{"Records": [{"messageId": "m-1", "body": "\\udc00{}"}]}',
         "synthetic-sqs-no-records.json": b'{"Records": []}',
     }
     for name, content in poison.items():
         (tmp_path / name).write_bytes(content)
     genuine = event("synthetic-guardduty-iam-tor-caller.json")
+    # and a genuine alert whose title's escape decodes to a lone surrogate: that costs only the value
+    surrogate = tmp_path / "synthetic-guardduty-c2-dns-lone-surrogate-title.json"
+    c2_text = event("synthetic-guardduty-backdoor-c2-dns.json").read_text()
+    surrogate.write_text(c2_text.replace('"title": "', '"title": "\\ud800', 1))
     paths = [*sorted(tmp_path.iterdir()), genuine]
 
     # When the runner runs them together
     status, stdout, document = run_cli(*paths)
 
-    # Then stdout is one JSON document, the genuine alert is a case, and each poison record one failure
+    # Then stdout is one JSON document, the genuine alerts are cases, and each poison record one failure
     assert json.loads(stdout) == document
-    assert [case["message_id"] for case in document["cases"]] == [genuine.name]
+    assert sorted(case["message_id"] for case in document["cases"]) == sorted([genuine.name, surrogate.name])
+    [kept] = [case for case in document["cases"] if case["message_id"] == surrogate.name]
+    assert kept["title"].startswith("\ufffd")
     reasons = {failure["message_id"]: failure["reason"] for failure in document["failures"]}
     # (the SQS event's record is named by its messageId, as SQS names it)
     assert sorted(reasons) == sorted({*poison, "m-1"} - {"synthetic-sqs-lone-surrogate-body.json"})
@@ -213,7 +218,6 @@ def test_poison_files_beside_a_genuine_alert_are_refused_alone_with_their_reason
     assert "empty" in reasons["synthetic-empty.json"]
     assert "not UTF-8" in reasons["synthetic-latin-1.json"]
     assert "nested deeper" in reasons["synthetic-nested-1200-deep.json"]
-    assert "surrogate" in reasons["synthetic-lone-surrogate.json"]
     assert "surrogate" in reasons["m-1"]
     assert "without records" in reasons["synthetic-sqs-no-records.json"]
     assert accounted(document) == findings_in_files(paths)
