@@ -468,6 +468,38 @@ def test_the_ticket_reads_the_enrichment_the_case_was_judged_on_and_says_when_it
     assert "why: " in none_kept
 
 
+def test_an_ioc_virustotal_never_answered_for_says_so_not_that_its_context_is_gone() -> None:
+    # Given a domain triaged without its enrichment: VirusTotal answered 500 until the last delivery
+    reason = "not enriched: VirusTotal unavailable (HTTP 500, 4 attempts) on the last of 5 deliveries"
+    outcome = IocOutcome(
+        type=IocType.DOMAIN,
+        value="tawuhoju.com",
+        found_at="service.action.dnsRequestAction.domain",
+        reasons=[reason],
+        virustotal_unavailable=True,
+    )
+    case = triaged_case(iocs=[outcome])
+    sink = FakeTicketSink(now=lambda: NOW)
+
+    # When its case's ticket opens, the enrichments table holding nothing for it
+    open_ticket(
+        OpenTicketTask(case_id=case.case_id),
+        InMemoryCaseRepository([case]),
+        sink,
+        NOW,
+        enrichments=InMemoryEnrichmentRecords([]),
+    )
+    [opened] = sink.opened
+    report = opened.report.text()
+
+    # Then the IOC says VirusTotal was not reached and why, not that a lookup's context was lost,
+    # nor a count of zero engines as if VirusTotal had answered
+    assert "detections: none: VirusTotal could not be reached for it" in report
+    assert f"why: {reason}" in report
+    assert "not kept" not in report
+    assert "of 0 engines" not in report
+
+
 def test_a_lookup_whose_context_was_left_out_says_so() -> None:
     # Given an enrichment kept without its context, too large for a DynamoDB item
     outcome, enrichment = enrichment_from_fixture("demisto__TestData_ip.json", IocType.IP)

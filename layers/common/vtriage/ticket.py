@@ -739,11 +739,15 @@ def _ioc_lines(ioc: IocOutcome, enrichments: Mapping[str, Enrichment] | None) ->
     if ioc.skipped_reason:
         value = f"{one_line(ioc.value)}: not looked up ({one_line(ioc.skipped_reason)})"
         return [_line(head, value, indent=2, escape=False)]
+    lines = [_line(head, f"{one_line(ioc.value)}: {ioc.verdict.value.upper()}", indent=2, escape=False)]
+    if ioc.virustotal_unavailable:
+        # Never looked up: VirusTotal failed until the record's last delivery. No engine counted, no context
+        # was ever kept; its reasons say what failed.
+        lines.append(_line("detections", "none: VirusTotal could not be reached for it", indent=_INDENT))
+        lines += [_line("why", reason, indent=_INDENT) for reason in ioc.reasons]
+        return lines
     counts = f"{ioc.malicious} malicious, {ioc.suspicious} suspicious of {ioc.total} engines"
-    lines = [
-        _line(head, f"{one_line(ioc.value)}: {ioc.verdict.value.upper()}", indent=2, escape=False),
-        _line("detections", counts + (" (from cache)" if ioc.cached else ""), indent=_INDENT),
-    ]
+    lines.append(_line("detections", counts + (" (from cache)" if ioc.cached else ""), indent=_INDENT))
     lines += [_line("why", reason, indent=_INDENT) for reason in ioc.reasons]
     if enrichments is not None:
         enrichment = enrichments.get(f"{ioc.type.value}#{ioc.value}")
