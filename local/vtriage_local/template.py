@@ -174,33 +174,43 @@ def parameter_problems(
     return problems
 
 
+def _out_of_bounds(
+    measured: float, low: Any, high: Any, *, between: str, at_least: str, at_most: str
+) -> str | None:
+    """What a value measured outside [low, high] must be (either bound may be None), in the words given
+    for both bounds or for the one there is; None when it is within them."""
+    if (low is None or measured >= float(low)) and (high is None or measured <= float(high)):
+        return None
+    if low is not None and high is not None:
+        return between.format(low=low, high=high)
+    return at_least.format(low=low) if low is not None else at_most.format(high=high)
+
+
 def _constraint_problem(spec: dict[str, Any], value: str, *, loopback_http: bool) -> str | None:
     """What `value` must be for the parameter `spec`, when a constraint refuses it; else None."""
     if spec.get("Type") == "Number":
         if _NUMBER.fullmatch(value) is None:
             return "must be a number (the parameter's Type is Number)"
-        low, high = spec.get("MinValue"), spec.get("MaxValue")
-        if (low is not None and float(value) < float(low)) or (
-            high is not None and float(value) > float(high)
-        ):
-            if low is not None and high is not None:
-                return f"must be a number from {low} to {high}"
-            return (
-                f"must be a number of at least {low}"
-                if low is not None
-                else f"must be a number of at most {high}"
-            )
-    shortest, longest = spec.get("MinLength"), spec.get("MaxLength")
-    if (shortest is not None and len(value) < int(shortest)) or (
-        longest is not None and len(value) > int(longest)
-    ):
-        if shortest is not None and longest is not None:
-            return f"must be {shortest} to {longest} characters long"
-        return (
-            f"must be at least {shortest} characters long"
-            if shortest is not None
-            else f"must be at most {longest} characters long"
+        problem = _out_of_bounds(
+            float(value),
+            spec.get("MinValue"),
+            spec.get("MaxValue"),
+            between="must be a number from {low} to {high}",
+            at_least="must be a number of at least {low}",
+            at_most="must be a number of at most {high}",
         )
+        if problem is not None:
+            return problem
+    problem = _out_of_bounds(
+        len(value),
+        spec.get("MinLength"),
+        spec.get("MaxLength"),
+        between="must be {low} to {high} characters long",
+        at_least="must be at least {low} characters long",
+        at_most="must be at most {high} characters long",
+    )
+    if problem is not None:
+        return problem
     pattern = spec.get("AllowedPattern")
     if pattern is not None and not _matches(str(pattern), value, loopback_http=loopback_http):
         return str(spec.get("ConstraintDescription") or f"must match {pattern}")

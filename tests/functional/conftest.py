@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from vtriage_local.replay import ReplayServer, bundled_recordings
 from vtriage_local.runner import VirusTotalSource, run_files
@@ -34,6 +35,25 @@ def use_dummy_aws_credentials(monkeypatch: pytest.MonkeyPatch, region: str) -> N
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
+
+
+_Target = TypeVar("_Target")
+
+
+def answer_to(call: Callable[[_Target], Any], target: _Target) -> Any:
+    """What a call made on `target` answers, comparable across two ways of reaching moto: its result
+    without its response metadata, or its refusal as (code, HTTP status)."""
+    try:
+        answer = call(target)
+    except ClientError as error:
+        return (
+            "refused",
+            error.response["Error"]["Code"],
+            error.response["ResponseMetadata"]["HTTPStatusCode"],
+        )
+    if isinstance(answer, dict):
+        answer.pop("ResponseMetadata", None)
+    return answer
 
 
 def keyed_by_case_id(name: str, region: str = "us-east-1") -> Any:

@@ -9,27 +9,13 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from moto.core.models import botocore_stubber
 from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
 
+from tests.functional.conftest import answer_to
 from vtriage_local.stack import REGION, LocalAws
 
 Call = Callable[[Callable[[str], Any]], Any]
-
-
-def _answer(call: Call, client: Callable[[str], Any]) -> Any:
-    try:
-        answer = call(client)
-    except ClientError as error:
-        return (
-            "refused",
-            error.response["Error"]["Code"],
-            error.response["ResponseMetadata"]["HTTPStatusCode"],
-        )
-    if isinstance(answer, dict):
-        answer.pop("ResponseMetadata", None)
-    return answer
 
 
 def _over_http(aws: LocalAws) -> Callable[[str], Any]:
@@ -98,8 +84,8 @@ def test_a_call_answered_in_process_gives_what_the_http_server_gives(aws: LocalA
     call = CALLS[name]
 
     # When the call is made through each (the HTTP one first: the in-process one then meets its effects)
-    over_http = _answer(call, _over_http(aws))
-    in_process = _answer(call, aws.client)
+    over_http = answer_to(call, _over_http(aws))
+    in_process = answer_to(call, aws.client)
 
     # Then both answers are the same
     assert in_process == over_http

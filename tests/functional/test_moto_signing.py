@@ -11,8 +11,8 @@ from unittest import mock
 
 import pytest
 from botocore.auth import SigV4Auth
-from botocore.exceptions import ClientError
 
+from tests.functional.conftest import answer_to
 from vtriage_local.moto_speedups import UNCHECKED_SIGNATURE
 from vtriage_local.stack import ACCOUNT_ID, LocalAws
 
@@ -24,20 +24,6 @@ MEMBER = "210987654321"
 OTHER_REGION = "eu-west-1"
 
 Call = Callable[[LocalAws], Any]
-
-
-def _answer(call: Call, aws: LocalAws) -> Any:
-    try:
-        answer = call(aws)
-    except ClientError as error:
-        return (
-            "refused",
-            error.response["Error"]["Code"],
-            error.response["ResponseMetadata"]["HTTPStatusCode"],
-        )
-    if isinstance(answer, dict):
-        answer.pop("ResponseMetadata", None)
-    return answer
 
 
 def _queues(aws: LocalAws, account: str = ACCOUNT_ID) -> list[str]:
@@ -94,8 +80,8 @@ def test_moto_answers_an_unsigned_request_as_a_signed_one(aws: LocalAws, name: s
 
     # When it is made with botocore's signature and with none computed
     with _signed_by_botocore():
-        signed = _answer(call, aws)
-    unsigned = _answer(call, aws)
+        signed = answer_to(call, aws)
+    unsigned = answer_to(call, aws)
 
     # Then moto gives both the same answer
     assert unsigned == signed

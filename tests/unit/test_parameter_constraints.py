@@ -84,3 +84,36 @@ def test_a_ticket_providers_url_over_http_passes_on_loopback_alone_in_a_local_ru
     assert parameter_problems(template, stand_in, loopback_http=True) == []
     assert parameter_problems(template, stand_in) != []
     assert parameter_problems(template, {"JiraBaseUrl": "http://10.0.0.5"}, loopback_http=True) != []
+
+
+@pytest.mark.parametrize(
+    ("spec", "value", "said"),
+    [
+        ({"Type": "Number", "MaxValue": 10}, "11", "Limit: '11' must be a number of at most 10"),
+        (
+            {"Type": "Number", "MinValue": 1, "MaxValue": 10},
+            "0.5",
+            "Limit: '0.5' must be a number from 1 to 10",
+        ),
+        ({"Type": "String", "MinLength": 3}, "ab", "Limit: 'ab' must be at least 3 characters long"),
+        ({"Type": "String", "MaxLength": 4}, "abcde", "Limit: 'abcde' must be at most 4 characters long"),
+        (
+            {"Type": "String", "MinLength": 2, "MaxLength": 4},
+            "a",
+            "Limit: 'a' must be 2 to 4 characters long",
+        ),
+        ({"Type": "String", "MinLength": 2, "MaxLength": 4}, "abcd", None),
+        ({"Type": "Number", "MinValue": 1, "MaxValue": 10}, "10", None),
+    ],
+)
+def test_each_bound_cloudformation_checks_is_said_in_its_own_words(
+    spec: dict[str, object], value: str, said: str | None
+) -> None:
+    # Given a template whose parameter has one or both bounds of a length or a number
+    template = {"Parameters": {"Limit": spec}, "Resources": {}}
+
+    # When a value is checked against it
+    problems = parameter_problems(template, {"Limit": value})
+
+    # Then a value outside says which bound it broke, and one within passes
+    assert problems == ([said] if said else [])
