@@ -35,6 +35,18 @@ def timed_command(*arguments: str) -> list[str]:
     return [python, "-X", "importtime", *rest]
 
 
+def started(arguments: list[str], variables: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`vtriage ARGUMENTS` run to its end as a user's shell starts it, its imports timed (`timed_command`)."""
+    return subprocess.run(
+        timed_command(*arguments),
+        capture_output=True,
+        env=variables,
+        timeout=START_TIMEOUT_S,
+        check=False,
+        text=True,
+    )
+
+
 def imported(stderr: str) -> set[str]:
     """The modules `python -X importtime` says were imported."""
     return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
@@ -52,14 +64,7 @@ def test_a_file_that_is_not_json_is_refused_without_loading_the_local_aws(tmp_pa
     temp = tmp_path / "tmp"
 
     # When `vtriage run` runs it, as a user's shell starts it
-    done = subprocess.run(
-        timed_command("run", str(notes)),
-        capture_output=True,
-        env=environment(temp),
-        timeout=START_TIMEOUT_S,
-        check=False,
-        text=True,
-    )
+    done = started(["run", str(notes)], environment(temp))
 
     # Then it exits 2, the progress says the record was refused as read, and the report gives the
     # refusal on one line
@@ -97,14 +102,7 @@ def test_each_command_loads_its_own_module_only(
 ) -> None:
     # Given the `vtriage` command
     # When it is asked for its version, or for a command's help
-    done = subprocess.run(
-        timed_command(*arguments),
-        capture_output=True,
-        env=environment(tmp_path / "tmp"),
-        timeout=START_TIMEOUT_S,
-        check=False,
-        text=True,
-    )
+    done = started(arguments, environment(tmp_path / "tmp"))
 
     # Then it answers, having loaded that command's module and neither the local AWS nor another
     # command's
@@ -151,15 +149,9 @@ def test_an_unknown_template_parameter_is_refused_on_one_line_before_anything_st
     temp = tmp_path / "tmp"
 
     # When the runner is called with them
-    done = subprocess.run(
-        timed_command(
-            "run", "--parameter-overrides", "Foo=bar", "--parameter-overrides", "dryrun=false", str(event(C2))
-        ),
-        capture_output=True,
-        env=environment(temp),
-        timeout=START_TIMEOUT_S,
-        check=False,
-        text=True,
+    done = started(
+        ["run", "--parameter-overrides", "Foo=bar", "--parameter-overrides", "dryrun=false", str(event(C2))],
+        environment(temp),
     )
 
     # Then it exits 1 with one short line naming both, the right spelling of the second, and where to see
@@ -227,14 +219,7 @@ def test_a_template_parameter_value_cloudformation_would_refuse_is_one_line_befo
     arguments = [part for override in overrides for part in ("--parameter-overrides", override)]
 
     # When the runner is called with them, as a user's shell starts it
-    done = subprocess.run(
-        timed_command("run", *arguments, str(event(C2))),
-        capture_output=True,
-        env=environment(temp),
-        timeout=START_TIMEOUT_S,
-        check=False,
-        text=True,
-    )
+    done = started(["run", *arguments, str(event(C2))], environment(temp))
 
     # Then it exits 1 with one line naming each parameter refused, its value and what is allowed, as
     # CloudFormation would refuse it; the local AWS was not loaded, and no log file was left
@@ -272,14 +257,7 @@ def test_a_live_virustotal_url_the_enrich_function_refuses_is_one_line_before_an
     variables = environment(temp) | {"VT_API_KEY": "a-key", "VT_BASE_URL": base_url}
 
     # When the runner is called, as a user's shell starts it
-    done = subprocess.run(
-        timed_command("run", str(event(C2))),
-        capture_output=True,
-        env=variables,
-        timeout=START_TIMEOUT_S,
-        check=False,
-        text=True,
-    )
+    done = started(["run", str(event(C2))], variables)
 
     # Then it exits 1 with one line naming the variable, what it must be and what it was given, no
     # traceback and no report; the local AWS was not loaded, and no log file was left

@@ -631,6 +631,16 @@ def test_a_documented_stream_detection_rated_4_high_is_high_and_gets_a_ticket() 
     assert choose_branch(case, "medium") is Branch.TICKET
 
 
+def rated(sample: str, field: str, value: int, name: str | None) -> dict[str, Any]:
+    """The real alert with its severity number `field` set to `value` and its severity name to `name`
+    (an Event Streams event's `event.SeverityName`, an alert entity's `severity_name`)."""
+    document: dict[str, Any] = load(sample)
+    parent = document.get("event", document)
+    parent[field] = value
+    parent["SeverityName" if "event" in document else "severity_name"] = name
+    return document
+
+
 @pytest.mark.parametrize(
     ("sample", "field", "value", "name", "label", "noted"),
     [
@@ -649,10 +659,7 @@ def test_each_severity_number_is_read_on_its_own_scale_and_the_name_wins_a_disag
     sample: str, field: str, value: int, name: str | None, label: str, noted: str | None
 ) -> None:
     # Given a real alert whose severity and name are set so
-    document = load(sample)
-    parent = document.get("event", document)
-    parent[field] = value
-    parent["SeverityName" if "event" in document else "severity_name"] = name
+    document = rated(sample, field, value, name)
 
     # When intake reads it
     alert = the_alert(document)
@@ -681,10 +688,7 @@ def test_an_informational_alert_is_shown_informational_and_ranked_low(
     sample: str, field: str, value: int, name: str | None, shown: str
 ) -> None:
     # Given a real alert rated informational by its name, or by Event Streams' 1 of 1-5
-    document = load(sample)
-    parent = document.get("event", document)
-    parent[field] = value
-    parent["SeverityName" if "event" in document else "severity_name"] = name
+    document = rated(sample, field, value, name)
 
     # When intake reads it
     alert = the_alert(document)
