@@ -130,8 +130,12 @@ class Pipeline:
         self.batch_size = _batch_size(aws)
         self.journeys: list[Journey] = []
         self._journey_of: dict[str, Journey] = {}
-        # Why the enrich function handed back each record of its last batch to be retried, as it logged it.
+        # Why the enrich function handed back each record of its last batch to be retried, or deferred it
+        # (a quota spent, a key refused), as it logged it; and the records whose last delivery it deferred,
+        # which are not handled yet, whether hidden on their queue or queued again as a fresh message.
         self._retried: list[str] = []
+        self._deferred: list[str] = []
+        self._deferred_journeys: set[int] = set()
 
     def enqueue(self, delivery: Delivery) -> Journey:
         """Queue a record on the detector rules' queue, as EventBridge would; one SQS cannot carry is
@@ -244,8 +248,15 @@ class Pipeline:
     ) -> None:
         """One batch of a queue through the enrich handler, and what the event source mapping and the
         redrive policy then do with each record."""
-        failed, retry_reasons = self._invoke(messages, queue_url)
+        failed, logged = self._invoke(messages, queue_url)
+        retry_reasons = logged.reasons
         self._retried = []
+        self._deferred = list(logged.deferrals.values())
+        for message in messages:
+            if message["MessageId"] in logged.deferrals:
+                self._deferred_journeys.add(id(self._journey(message)))
+            else:
+                self._deferred_journeys.discard(id(self._journey(message)))
         acknowledged: list[tuple[str, str]] = []
         for message in messages:
             journey = self._journey(message)
@@ -286,11 +297,9 @@ class Pipeline:
             else:
                 outcomes.append({"message_id": source_id, "queue_message_id": message_id})
 
-    def _invoke(
-        self, messages: list[dict[str, Any]], queue_url: str
-    ) -> tuple[dict[str, str], dict[str, str]]:
+    def _invoke(self, messages: list[dict[str, Any]], queue_url: str) -> tuple[dict[str, str], _RetryReasons]:
         """Hand a batch of one queue to the enrich function; the ids of the records it failed, each with
-        what is known of why, and the reason it logged for each record it hands back to be retried (by
+        what is known of why, and what it logged of each record it hands back to be retried or defers (by
         SQS id). A function that raises fails the whole batch, as Lambda's event source mapping sees it."""
         queue_arn = self.queue_arns[queue_url]
         event = {"Records": [_lambda_record(message, queue_arn) for message in messages]}
@@ -301,12 +310,12 @@ class Pipeline:
             response = self.aws.invoke(ENRICH_FUNCTION, event)
         except Exception as error:  # the function's fault, reported on its records; never the runner's
             why = f"the whole batch failed: {type(error).__name__}"
-            return {message["MessageId"]: why for message in messages}, logged.reasons
+            return {message["MessageId"]: why for message in messages}, logged
         finally:
             logging.getLogger().removeHandler(logged)
         failed = response.get("batchItemFailures", []) if isinstance(response, dict) else []
         failures = {str(item["itemIdentifier"]): "see the function log for the error" for item in failed}
-        return failures, logged.reasons
+        return failures, logged
 
     def _journey(self, message: dict[str, Any]) -> Journey:
         """The delivery a received message carries (a deferred copy carries its delivery's attributes)."""
@@ -367,18 +376,15 @@ class Pipeline:
         return Settled(items=items, executions=executions, queue_busy=self.busy(), waited_s=waited_s)
 
     def _report_records(self) -> None:
-        handled = sum(1 for journey in self.journeys if journey.state in {"acknowledged", "dead_lettered"})
+        handled = sum(
+            1
+            for journey in self.journeys
+            if journey.state in {"acknowledged", "dead_lettered"}
+            and id(journey) not in self._deferred_journeys
+        )
         queued = sum(1 for journey in self.journeys if journey.state != "refused")
-        retried = ""
-        if self._retried:
-            reasons = Counter(self._retried).most_common()
-            if len(reasons) == 1:
-                retried = f"; {len(self._retried)} to retry: {cut(one_line(reasons[0][0]), 120)}"
-            else:
-                shown = ", ".join(f"{count} {cut(one_line(reason), 60)}" for reason, count in reasons[:3])
-                more = f" and {len(reasons) - 3} other reason(s)" if len(reasons) > 3 else ""
-                retried = f"; {len(self._retried)} to retry: {shown}{more}"
-        self.progress(f"enrich function: {handled} of {queued} record(s) handled{retried}")
+        said = _counted_reasons("to retry", self._retried) + _counted_reasons("deferred", self._deferred)
+        self.progress(f"enrich function: {handled} of {queued} record(s) handled{said}")
 
     def _report_finished(self, executions: dict[str, Execution]) -> None:
         """Tell of each execution that finished since the last time: its case as it now stands."""
@@ -658,13 +664,28 @@ def run_records(
     return records.document(vt, accounted, vt_requests=sent[0])
 
 
+def _counted_reasons(what: str, reasons: list[str]) -> str:
+    """'; 2 to retry: VirusTotal unavailable (HTTP 500, 4 attempts)', the reasons counted, the three most
+    frequent named; '' when there are none."""
+    if not reasons:
+        return ""
+    counted = Counter(reasons).most_common()
+    if len(counted) == 1:
+        return f"; {len(reasons)} {what}: {cut(one_line(counted[0][0]), 120)}"
+    shown = ", ".join(f"{count} {cut(one_line(reason), 60)}" for reason, count in counted[:3])
+    more = f" and {len(counted) - 3} other reason(s)" if len(counted) > 3 else ""
+    return f"; {len(reasons)} {what}: {shown}{more}"
+
+
 class _RetryReasons(logging.Handler):
     """What the enrich function logs of each record it hands back to be retried (`retry_reason`, by SQS
-    message id): the runner says it where a person reads the run, as an operator reads the function's log."""
+    message id), and of each it defers (its `reason`: a quota spent, a key refused): the runner says it
+    where a person reads the run, as an operator reads the function's log."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.INFO)
         self.reasons: dict[str, str] = {}
+        self.deferrals: dict[str, str] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         # Powertools filters its service's records out of every root handler there is when a function's
@@ -673,9 +694,14 @@ class _RetryReasons(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message_id = getattr(record, "message_id", None)
+        if not isinstance(message_id, str):
+            return
         reason = getattr(record, "retry_reason", None)
-        if isinstance(message_id, str) and isinstance(reason, str):
+        if isinstance(reason, str):
             self.reasons[message_id] = reason
+        deferral = getattr(record, "reason", None)
+        if isinstance(deferral, str) and str(record.msg).startswith("record deferred"):
+            self.deferrals[message_id] = deferral
 
 
 def _set_aside_what_lives_on() -> None:

@@ -151,6 +151,10 @@ def _scalar(value: Any, parameters: dict[str, str]) -> str:
 
 # A value CloudFormation takes for a parameter of Type Number: an integer or a decimal.
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+# Every Number parameter of vtriage's template is a count (a quota, a cap, seconds, days), read by its
+# functions as an integer: CloudFormation takes 1.5, and the function refuses it at start-up, so a local
+# run refuses it first. tests/template holds every Number parameter's default and bounds to whole numbers.
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 def parameter_problems(
@@ -162,9 +166,10 @@ def parameter_problems(
     `AllowedPattern` does not match whole; one not among its `AllowedValues`. Each problem names the
     parameter as a person typed it and the variable the functions read it as (`parameter_label`), the
     value, then what it must be: the parameter's ConstraintDescription, as CloudFormation says it, or
-    the constraint itself. `loopback_http`: an http:// URL on loopback passes a pattern that takes the
-    same URL over https:// (a local run's stand-in ticket provider, which the functions' settings accept
-    on loopback alone)."""
+    the constraint itself. A fraction for a Number parameter, which CloudFormation takes, is refused too:
+    each is a count the functions read as an integer (`_WHOLE_NUMBER`). `loopback_http`: an http:// URL
+    on loopback passes a pattern that takes the same URL over https:// (a local run's stand-in ticket
+    provider, which the functions' settings accept on loopback alone)."""
     problems = []
     declared = template.get("Parameters", {})
     for name, value in values.items():
@@ -191,6 +196,8 @@ def _constraint_problem(spec: dict[str, Any], value: str, *, loopback_http: bool
     if spec.get("Type") == "Number":
         if _NUMBER.fullmatch(value) is None:
             return "must be a number (the parameter's Type is Number)"
+        if _WHOLE_NUMBER.fullmatch(value) is None:
+            return "must be a whole number (the functions read it as one: a count, seconds or days)"
         problem = _out_of_bounds(
             float(value),
             spec.get("MinValue"),

@@ -314,7 +314,7 @@ def test_a_repeat_of_a_ticketed_finding_updates_its_case_and_keeps_its_one_ticke
 
 
 def test_a_closed_case_keeps_its_history_and_is_found_by_status(local_aws: LocalAws) -> None:
-    # Given a low-severity Security Hub control finding with no IOC, through the pipeline
+    # Given an informational Security Hub control finding with no IOC, through the pipeline
     pipeline = Pipeline(local_aws)
     _triage(
         pipeline, local_aws, event("securityhub-afsbp-ec2.7-ebs-default-encryption.json").read_text(), "afsbp"
@@ -326,7 +326,11 @@ def test_a_closed_case_keeps_its_history_and_is_found_by_status(local_aws: Local
     # Then the case is there, and its history starts with its arrival and its enrichment
     assert status == 0
     [listed] = json.loads(stdout)["cases"]
-    assert (listed["verdict"], listed["severity_label"], listed["branch"]) == ("unknown", "low", "close")
+    assert (listed["verdict"], listed["severity_label"], listed["branch"]) == (
+        "unknown",
+        "informational",
+        "close",
+    )
     history: list[dict[str, Any]] = listed["history"]
     assert [entry["status"] for entry in history][:2] == ["NEW", "ENRICHED"]
     # (the real sample is of another account than the local one, which the enrichment notes)

@@ -317,11 +317,13 @@ def test_a_member_listed_twice_is_one_member_acted_on_once(monkeypatch: pytest.M
     [
         (
             "MemberAccountIds=12345",
-            "vtriage run: MemberAccountIds (MEMBER_ACCOUNT_IDS): '12345' must be 12-digit account ids",
+            "vtriage run: --parameter-overrides: MemberAccountIds (MEMBER_ACCOUNT_IDS): '12345' must be "
+            "12-digit account ids separated by commas, without spaces",
         ),
         (
             "ActRegions=eu-west-1, us-east-1",
-            "vtriage run: ActRegions (ACT_REGIONS): 'eu-west-1, us-east-1' must be Region names",
+            "vtriage run: --parameter-overrides: ActRegions (ACT_REGIONS): 'eu-west-1, us-east-1' must be "
+            "Region names (such as eu-west-1) separated by commas, without spaces",
         ),
     ],
 )
@@ -337,7 +339,7 @@ def test_a_bad_organisation_parameter_is_one_line_naming_the_parameter(
     # Then it is a usage error, one line naming the parameter and what it must be, before anything ran
     assert status == 1
     [line] = [line for line in stderr.getvalue().splitlines() if line.startswith("vtriage run:")]
-    assert line.startswith(said)
+    assert line == said
     assert "Traceback" not in stderr.getvalue()
 
 

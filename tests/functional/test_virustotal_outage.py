@@ -133,3 +133,27 @@ def test_vtriage_run_with_virustotal_failing_reports_a_case_saying_it_was_not_en
     assert NOT_ENRICHED in report
     assert "Refused" not in stdout
     assert "1 case(s), 0 repeat(s), 0 ignored, 0 pending, 0 refused" in report
+
+
+def test_vtriage_run_with_virustotal_refusing_for_quota_says_the_record_is_deferred_not_handled(
+    tmp_path: Path,
+) -> None:
+    # Given the C&C sample, and the replay server answering every request HTTP 429 (quota exceeded)
+    # When `vtriage run --vt-faults 429:1` runs it, not waiting for the deferral to end
+    done = subprocess.run(
+        command("run", "--vt-faults", "429:1", "--deferred-wait-s", "0", str(event(C2))),
+        capture_output=True,
+        env=environment(tmp_path / "tmp"),
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    stderr = done.stderr.decode()
+
+    # Then the progress says the record was deferred, and why, and never counts it as handled
+    progress = [line.split("] ", 1)[1] for line in stderr.splitlines() if "enrich function:" in line]
+    assert progress, stderr
+    deferred = "enrich function: 0 of 1 record(s) handled; 1 deferred: "
+    assert all(line.startswith(deferred) for line in progress)
+    assert all("(HTTP 429)" in line for line in progress)
+    # And the run ends with the record pending (exit status 2), as before
+    assert done.returncode == 2, stderr

@@ -87,13 +87,54 @@ def test_a_ticket_providers_url_over_http_passes_on_loopback_alone_in_a_local_ru
 
 
 @pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (
+            {"MaxActionsPerHour": "1.5"},
+            "MaxActionsPerHour (MAX_ACTIONS_PER_HOUR): '1.5' must be a whole number (the functions read it "
+            "as one: a count, seconds or days)",
+        ),
+        (
+            {"ApprovalTimeoutSeconds": "60.5"},
+            "ApprovalTimeoutSeconds (APPROVAL_TIMEOUT_SECONDS): '60.5' must be a whole number (the functions "
+            "read it as one: a count, seconds or days)",
+        ),
+    ],
+)
+def test_a_fraction_for_a_count_is_refused_before_a_function_would_refuse_it(
+    given: dict[str, str], said: str
+) -> None:
+    # Given a fraction for a Number parameter, which CloudFormation takes and the function reads as an int
+    # When it is checked
+    problems = parameter_problems(load_template(), given)
+
+    # Then it is refused, saying it must be whole
+    assert problems == [said]
+
+
+def test_every_number_parameter_of_the_template_is_a_whole_count() -> None:
+    # Given the template's Number parameters, When their defaults and bounds are read
+    numbers = {
+        name: [spec.get(key) for key in ("Default", "MinValue", "MaxValue") if key in spec]
+        for name, spec in load_template()["Parameters"].items()
+        if spec.get("Type") == "Number"
+    }
+
+    # Then each is a whole number, as the local check of overrides assumes
+    assert numbers
+    assert {
+        name: values for name, values in numbers.items() if any(not isinstance(v, int) for v in values)
+    } == {}
+
+
+@pytest.mark.parametrize(
     ("spec", "value", "said"),
     [
         ({"Type": "Number", "MaxValue": 10}, "11", "Limit: '11' must be a number of at most 10"),
         (
             {"Type": "Number", "MinValue": 1, "MaxValue": 10},
-            "0.5",
-            "Limit: '0.5' must be a number from 1 to 10",
+            "0",
+            "Limit: '0' must be a number from 1 to 10",
         ),
         ({"Type": "String", "MinLength": 3}, "ab", "Limit: 'ab' must be at least 3 characters long"),
         ({"Type": "String", "MaxLength": 4}, "abcde", "Limit: 'abcde' must be at most 4 characters long"),
