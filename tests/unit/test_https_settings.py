@@ -99,6 +99,26 @@ def test_a_virustotal_url_that_is_not_the_api_v3_root_stops_both_functions_that_
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:s3cret-word@127.0.0.1:8443/api/v3",
+        "https://s3cret-word@gateway.example.com/api/v3",
+        "http://user:s3cret-word@10.0.0.5/api/v2",
+    ],
+)
+def test_a_virustotal_url_carrying_credentials_is_refused_without_repeating_them(url: str) -> None:
+    # Given VT_BASE_URL with a user name or password in it, which every run's progress and report would show
+    # When the enrich function reads its settings
+    with pytest.raises(
+        ConfigurationError, match=r"VT_BASE_URL: .*must carry no user name or password"
+    ) as raised:
+        EnrichSettings.from_environ({**ENRICH, "VT_BASE_URL": url})
+
+    # Then it stops at start-up, and the password is nowhere in what it says
+    assert "s3cret-word" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("provider", "variable", "extra"),
     [
         ("jira", "JIRA_BASE_URL", {"JIRA_PROJECT_KEY": "SEC"}),

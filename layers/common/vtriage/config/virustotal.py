@@ -14,11 +14,18 @@ def vt_base_url_problem(url: str) -> str | None:
     """Why VT_BASE_URL cannot be VirusTotal's API root, or None: not https (http on loopback alone, see
     `https_url_problem`), or a path that does not end in /api/v3. The client appends `/domains/<name>`
     and the like to it, so a root without /api/v3 (vt-py's `host=` convention) would ask for paths
-    VirusTotal answers 404 NotFoundError, and every IOC would read as never seen."""
+    VirusTotal answers 404 NotFoundError, and every IOC would read as never seen. A URL carrying a user
+    name or password is refused without being repeated: VirusTotal takes its key in a header, and the URL
+    is shown wherever a run says where VirusTotal answers from."""
+    parts = urlsplit(url.strip())
+    if parts.username is not None or parts.password is not None:
+        return (
+            "must carry no user name or password (VirusTotal takes its key from VT_API_KEY or "
+            "VT_API_KEY_SECRET_NAME, in a header); the URL is not repeated here"
+        )
     problem = https_url_problem(url)
     if problem:
         return f"{problem}: {url.strip()[:200]!r}"
-    parts = urlsplit(url.strip())
     if parts.path.rstrip("/").endswith(VT_API_ROOT) and not parts.query and not parts.fragment:
         return None
     extra = ", with no query or fragment" if parts.query or parts.fragment else ""
