@@ -1787,6 +1787,64 @@ def test_a_bad_function_arn_and_name_are_skipped_with_their_fields() -> None:
     assert alert.not_actionable == ()
 
 
+PRIVILEGED_POD = "cdk-eks-blueprints-patterns__guardduty_privileged-container_get-findings.json"
+
+
+def test_a_privileged_container_finding_names_its_pod_beside_its_cluster() -> None:
+    # Given the real get-findings output of GuardDuty's PrivilegedContainer finding: the pod privileged-pod
+    # in namespace argocd, on the EKS cluster guardduty-blueprint
+    document = load_corpus(PRIVILEGED_POD)
+
+    # When it is read
+    alert = only_alert(document)
+
+    # Then the alert is about the cluster and the pod (namespace/name), read in a person's words, and
+    # names nothing vtriage could act on
+    assert alert.subjects == (
+        Subject(
+            type="EKSCluster",
+            id="arn:aws:eks:us-east-1:123456789012:cluster/guardduty-blueprint",
+            name="guardduty-blueprint",
+        ),
+        Subject(type="KubernetesWorkload", id="argocd/privileged-pod", name="privileged-pod"),
+    )
+    assert alert.subjects[1].described == "Kubernetes workload privileged-pod (argocd/privileged-pod)"
+    assert alert.resources == ()
+
+
+def test_a_malformed_workload_is_skipped_with_its_field_and_the_cluster_still_kept() -> None:
+    # Given the PrivilegedContainer finding whose workload name is a number and whose namespace is blank
+    document = load_corpus(PRIVILEGED_POD)
+    workload = document["Findings"][0]["Resource"]["KubernetesDetails"]["KubernetesWorkloadDetails"]
+    workload["Name"] = 42
+    workload["Namespace"] = "  "
+
+    # When it is read
+    alert = only_alert(document)
+
+    # Then no workload is kept, the notes name each field as sent and why, and the cluster is still named
+    assert [subject.type for subject in alert.subjects] == ["EKSCluster"]
+    notes = " ".join(alert.notes)
+    where = "Findings[0].Resource.KubernetesDetails.KubernetesWorkloadDetails"
+    assert f"{where}.Name: expected a string, got a number" in notes
+    assert f"{where}.Namespace: blank" in notes
+    assert "does not say which Kubernetes workload it is about" in notes
+
+
+def test_two_findings_on_two_pods_of_one_cluster_are_two_cases() -> None:
+    # Given the PrivilegedContainer finding, and the same finding about another pod of the same cluster
+    first = only_alert(load_corpus(PRIVILEGED_POD))
+    document = load_corpus(PRIVILEGED_POD)
+    kubernetes = document["Findings"][0]["Resource"]["KubernetesDetails"]
+    kubernetes["KubernetesWorkloadDetails"]["Name"] = "other-pod"
+
+    # When the second is read
+    second = only_alert(document)
+
+    # Then they do not repeat each other: each pod is its own case
+    assert first.repeat_key != second.repeat_key
+
+
 def test_a_pascal_case_finding_names_its_function_and_its_fields_as_sent() -> None:
     # Given the Lambda sample's finding as get-findings writes it (PascalCase), its name a list
     finding = pascal_case(load(LAMBDA_NETWORK)["detail"])

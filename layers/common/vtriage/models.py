@@ -132,6 +132,7 @@ _SUBJECT_KINDS = {
     "AwsLambdaFunction": "Lambda function",
     "EKSCluster": "EKS cluster",
     "AwsEksCluster": "EKS cluster",
+    "KubernetesWorkload": "Kubernetes workload",
     "ECSCluster": "ECS cluster",
     "AwsEcsCluster": "ECS cluster",
     "Container": "container",

@@ -49,7 +49,7 @@ from vtriage.intake.fields import (
     raw_version,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
-from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity
+from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity, Subject
 
 EVENT_DETAIL_TYPE = "GuardDuty Finding"
 MALWARE_SCAN_DETAIL_TYPE = "GuardDuty Malware Protection Object Scan Result"
@@ -96,6 +96,12 @@ _SUBJECT_DETAILS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "dbShardGroupIdentifier",
     ),
 }
+# The Kubernetes workload (pod, deployment, ...) an EKS finding names under
+# `resource.kubernetesDetails.kubernetesWorkloadDetails`, kept beside its cluster. Its type is GuardDuty's
+# name for the thing (`KubernetesWorkloadDetails`), not the workload's own `type`: that one is free text
+# (the API Reference says "Pod, Deployment"; a real finding says "pods"), and one spelling of it must not
+# make another case of the same pod.
+KUBERNETES_WORKLOAD = "KubernetesWorkload"
 
 
 def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False) -> list[Finding]:
@@ -500,6 +506,8 @@ class _FindingReader(Fields):
             else:
                 at = f"resource.{details_key}"
                 self.subject(resource_type, details, at, id_keys, self.subject_name(details, name_key, at))
+            if resource_type == "EKSCluster":
+                self.kubernetes_workload(resource)
             return ()
         if resource_type == "Instance":
             return (self.instance(resource),)
@@ -511,6 +519,31 @@ class _FindingReader(Fields):
             key = self.access_key(resource, required=False)
             return (*self.buckets(resource), *((key,) if key else ()))
         return ()
+
+    def kubernetes_workload(self, resource: Mapping[str, Any]) -> None:
+        """Keep the Kubernetes workload an EKS finding names (`kubernetesDetails.kubernetesWorkloadDetails`)
+        as what the alert is about: id `namespace/name`, named by its name. A name or namespace that is no
+        usable text is noted with its field; without a name, no workload is kept."""
+        at = "resource.kubernetesDetails"
+        kubernetes = self.branch(resource, "kubernetesDetails", "resource")
+        workload = self.branch(kubernetes, "kubernetesWorkloadDetails", at) if kubernetes else None
+        if workload is None:
+            return
+        at = f"{at}.kubernetesWorkloadDetails"
+        name = self.subject_name(workload, "name", at)
+        namespace = self.subject_name(workload, "namespace", at)
+        if name is None:
+            self.note(
+                f"{self.where(at + '.name')}: no usable name; the alert does not say which Kubernetes"
+                " workload it is about"
+            )
+            return
+        if namespace is None:
+            self.note(
+                f"{self.where(at + '.namespace')}: no usable namespace; the workload is named by its name"
+            )
+        identifier = f"{namespace}/{name}" if namespace else name
+        self.subjects.append(Subject(type=KUBERNETES_WORKLOAD, id=identifier, name=name))
 
     def instance(self, resource: Mapping[str, Any]) -> Resource:
         """The EC2 instance, with its VPC, network interfaces and its own addresses."""
