@@ -91,10 +91,8 @@ def test_a_call_answered_in_process_gives_what_the_http_server_gives(aws: LocalA
     assert in_process == over_http
 
 
-def test_clients_made_as_the_handlers_make_them_are_answered_without_the_http_server(
-    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given the HTTP server refusing every connection from now on, and noting each one
+def _connections_refused(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Make the local AWS's HTTP server refuse every connection from now on; the list notes each one."""
     server = aws._server._server  # type: ignore[union-attr]
     assert server is not None
     connections: list[Any] = []
@@ -104,6 +102,14 @@ def test_clients_made_as_the_handlers_make_them_are_answered_without_the_http_se
         return False
 
     monkeypatch.setattr(server, "verify_request", refuse)
+    return connections
+
+
+def test_clients_made_as_the_handlers_make_them_are_answered_without_the_http_server(
+    aws: LocalAws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the HTTP server refusing every connection from now on, and noting each one
+    connections = _connections_refused(aws, monkeypatch)
 
     # When a handler's kind of client (boto3's default session, AWS_ENDPOINT_URL) makes calls
     tables = boto3.client("dynamodb").list_tables()["TableNames"]
@@ -119,15 +125,7 @@ def test_the_state_machine_engines_clients_are_answered_without_the_http_server(
     aws: LocalAws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the HTTP server refusing every connection from now on, and noting each one
-    server = aws._server._server  # type: ignore[union-attr]
-    assert server is not None
-    connections: list[Any] = []
-
-    def refuse(*args: Any) -> bool:
-        connections.append(args)
-        return False
-
-    monkeypatch.setattr(server, "verify_request", refuse)
+    connections = _connections_refused(aws, monkeypatch)
 
     # When a client made as moto's Step Functions engine makes it for a task (the server's port, named
     # localhost) calls DynamoDB
