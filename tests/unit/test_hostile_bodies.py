@@ -95,7 +95,8 @@ def deleted(document: Any, path: Path_) -> Any:
 def findings_in(document: Any) -> int | None:
     """How many findings a document holds, read here without the parser: the items of an OCSF array,
     of get-findings output's `Findings`, of a Security Hub event's `detail.findings`, of a Falcon Alerts
-    API response's `resources` and of Alert Center `alerts.list` output's `alerts`; else one. An empty
+    API response's `resources` (beside its `meta`, or with nothing but CrowdStrike's response keys) and of
+    Alert Center `alerts.list` output's `alerts`; else one. An empty
     page of those three is acknowledged as holding no finding: one entry. None when the document is no
     JSON object or array."""
     if isinstance(document, list):
@@ -104,7 +105,8 @@ def findings_in(document: Any) -> int | None:
         return None
     if isinstance(document.get("Findings"), list):
         return len(document["Findings"]) or 1
-    if "meta" in document and isinstance(document.get("resources"), list):
+    falcon_response = "meta" in document or set(document) <= {"meta", "resources", "errors"}
+    if falcon_response and isinstance(document.get("resources"), list):
         return len(document["resources"]) or 1
     if isinstance(document.get("alerts"), list) and "alertId" not in document:
         return len(document["alerts"]) or 1
