@@ -12,7 +12,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TOOLS=${TOOLS:-.venv-tools/bin}
 BUILD_DIR=${BUILD_DIR:-.aws-sam/build}
 REGION=us-east-1
-RUNTIME_PYTHON=python3.12
+# The functions' runtime, as template.yaml's Globals give it (python3.13): `sam build` needs that Python.
+RUNTIME_PYTHON=$(sed -n 's/^    Runtime: \(python3\.[0-9]*\)$/\1/p' template.yaml)
+RUNTIME_VERSION=${RUNTIME_PYTHON#python}
+if [[ -z "$RUNTIME_PYTHON" ]]; then
+  echo "FAIL  no '    Runtime: python3.N' line in template.yaml's Globals" >&2
+  exit 1
+fi
 export SAM_CLI_TELEMETRY=0
 
 log=$(mktemp)
@@ -39,14 +45,14 @@ for tool in cfn-lint sam; do
   fi
 done
 
-# True when $1 runs and is Python 3.12 with pip (pyenv's shims exist on PATH even when they fail).
+# True when $1 runs and is the runtime's Python with pip (pyenv's shims exist on PATH even when they fail).
 is_runtime_python() {
-  "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1 &&
+  "$1" -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != sys.argv[1])' "$RUNTIME_VERSION" >/dev/null 2>&1 &&
     "$1" -m pip --version >/dev/null 2>&1
 }
 
-# The directory to put first on PATH so that `python3.12` is a working Python 3.12, as `sam build`
-# needs to build python3.12 code without a container. Looks on PATH, then in pyenv, then asks uv.
+# The directory to put first on PATH so that `$RUNTIME_PYTHON` is a working Python of that version, as
+# `sam build` needs to build the functions' code without a container. Looks on PATH, then in pyenv, then asks uv.
 find_runtime_python_dir() {
   local candidate found
   if candidate=$(command -v "$RUNTIME_PYTHON") && is_runtime_python "$candidate"; then
@@ -59,9 +65,9 @@ find_runtime_python_dir() {
         dirname "$candidate"
         return 0
       fi
-    done < <(ls -d "$(pyenv root)"/versions/3.12.*/bin/"$RUNTIME_PYTHON" 2>/dev/null | sort -rV)
+    done < <(ls -d "$(pyenv root)"/versions/"$RUNTIME_VERSION".*/bin/"$RUNTIME_PYTHON" 2>/dev/null | sort -rV)
   fi
-  if command -v uv >/dev/null 2>&1 && found=$(uv python find 3.12 2>/dev/null); then
+  if command -v uv >/dev/null 2>&1 && found=$(uv python find "$RUNTIME_VERSION" 2>/dev/null); then
     candidate="$(dirname "$found")/$RUNTIME_PYTHON"
     if is_runtime_python "$candidate"; then
       dirname "$candidate"
@@ -79,7 +85,7 @@ step "sam validate --lint" "$TOOLS/sam" validate --lint --template template.yaml
 
 if ! python_dir=$(find_runtime_python_dir); then
   echo "FAIL  sam build: no working $RUNTIME_PYTHON with pip found (looked on PATH, in pyenv and with uv)." >&2
-  echo "      Install Python 3.12, e.g. 'pyenv install 3.12' or 'uv python install 3.12', and run again." >&2
+  echo "      Install Python $RUNTIME_VERSION, e.g. 'pyenv install $RUNTIME_VERSION' or 'uv python install $RUNTIME_VERSION', and run again." >&2
   exit 1
 fi
 export PATH="$python_dir:$PATH"

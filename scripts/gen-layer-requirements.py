@@ -7,7 +7,7 @@ target, the Python version and platform layers/common/Makefile installs for, and
 distribution the layer gets, transitive ones included, pinned with `==` and the hashes of its files.
 The layer's Makefile installs the file with `pip install --require-hashes --no-deps`, so a changed or
 substituted file fails the build. uv, not pip-compile, because pip-compile can only resolve for the
-interpreter it runs in, and a developer's machine is rarely Lambda's Python 3.12 on arm64.
+interpreter it runs in, and a developer's machine is rarely Lambda's Python on arm64.
 
 With --check (`make lint`, no network) it fails when the lock no longer matches: made from another
 dependency list or for another target, a dependency missing or pinned outside its range, a line that

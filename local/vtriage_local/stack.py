@@ -532,7 +532,7 @@ class LocalAws:
         spec = self.functions[logical_id]
         arn = self._deploying("lambda").create_function(
             FunctionName=logical_id,
-            Runtime="python3.12",
+            Runtime=spec.runtime,
             Role=_DUMMY_ROLE,
             Handler=f"{spec.handler_module}.{spec.handler_function}",
             Code={"ZipFile": archive.getvalue()},

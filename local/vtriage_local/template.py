@@ -83,6 +83,7 @@ class FunctionSpec:
     environment: dict[str, Any]
     timeout: int
     policies: list[Any]
+    runtime: str
 
 
 def functions(template: dict[str, Any], root: Path = PROJECT_ROOT) -> dict[str, FunctionSpec]:
@@ -104,6 +105,7 @@ def functions(template: dict[str, Any], root: Path = PROJECT_ROOT) -> dict[str, 
             environment=environment,
             timeout=int(properties.get("Timeout", globals_.get("Timeout", 3))),
             policies=list(properties.get("Policies", [])),
+            runtime=str(properties.get("Runtime", globals_.get("Runtime", ""))),
         )
     return found
 
