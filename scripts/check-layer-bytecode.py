@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Check that a built layer ships bytecode for every module, usable whatever its files' times.
 
-Run by scripts/check-template.sh after `sam build`, with the functions' Python (template.yaml's Runtime): the .pyc of
-each .py must exist for this interpreter and be an unchecked-hash .pyc (PEP 552), which Python loads
-without comparing it with the source, as it must on Lambda's read-only /opt.
+Run by scripts/check-template.sh after `sam build`, with the functions' Python (template.yaml's
+Runtime): the .pyc of each .py must exist for this interpreter and be an unchecked-hash .pyc
+(PEP 552), which Python loads without comparing it with the source, as it must on Lambda's read-only
+/opt.
 """
 
 from __future__ import annotations
