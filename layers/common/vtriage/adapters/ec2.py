@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from vtriage.adapters.aws_errors import error_code, is_transient, transient_aws_errors
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
+from vtriage.protected_tag import protecting_tag
 
 _INSTANCE_GONE_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
 
@@ -163,13 +164,9 @@ class Ec2InstanceIsolation:
             return _action(instance_id, ActionStatus.FAILED, reason)
 
         tags = _tags(instance)
-        if self._protected_tag_key in tags:
-            return _action(
-                instance_id,
-                ActionStatus.SKIPPED,
-                f"not isolated: the instance carries the protected tag "
-                f"{self._protected_tag_key}={tags[self._protected_tag_key]!r}",
-            )
+        protected = _protected_reason(instance, self._protected_tag_key, "not isolated")
+        if protected:
+            return _action(instance_id, ActionStatus.SKIPPED, protected)
 
         # The live instance's own interfaces and VPCs, never those a finding names.
         interfaces = instance.get("NetworkInterfaces", [])
@@ -761,10 +758,10 @@ def _tags(instance: dict[str, Any]) -> dict[str, str]:
 
 
 def _protected_reason(instance: dict[str, Any], protected_tag_key: str, verb: str) -> str | None:
-    tags = _tags(instance)
-    if protected_tag_key not in tags:
+    protecting = protecting_tag(_tags(instance).items(), protected_tag_key)
+    if protecting is None:
         return None
-    return f"{verb}: the instance carries the protected tag {protected_tag_key}={tags[protected_tag_key]!r}"
+    return f"{verb}: the instance carries the protected tag {protecting}"
 
 
 def _describe_tags(tags: dict[str, str]) -> str:

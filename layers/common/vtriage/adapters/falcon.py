@@ -48,6 +48,7 @@ from vtriage.display import one_line
 from vtriage.errors import ConfigurationError, TransientError, VtriageError
 from vtriage.models import Action, ActionStatus
 from vtriage.ports import PolledAlert
+from vtriage.protected_tag import is_protected_key
 
 # The API's base URL of each Falcon cloud (FalconPy's BaseURL enumeration).
 FALCON_CLOUDS: Mapping[str, str] = {
@@ -506,8 +507,8 @@ class FalconHostContainment:
                 " vtriage contains hosts only in its own Falcon tenant"
             )
         tags = device.get("tags")
-        grouping = {str(tag).lower() for tag in tags} if isinstance(tags, list) else set()
-        if self._protected_tag.lower() in grouping:
+        grouping = [str(tag) for tag in tags] if isinstance(tags, list) else []
+        if any(is_protected_key(tag, self._protected_tag) for tag in grouping):
             return f"not contained: {host} carries the protected grouping tag {self._protected_tag}"
         status = state["status"]
         if status == LIFT_CONTAINMENT_PENDING:

@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import error_code, is_transient, transient_aws_errors
 from vtriage.models import Action, ActionStatus, why_a_key_cannot_be_disabled
+from vtriage.protected_tag import ProtectingTag, protecting_tag
 
 # Why attaching the containment policy can fail once the key is already disabled.
 _ATTACH_PROBLEMS = {
@@ -59,10 +60,9 @@ class IamAccessKeyDisabler:
         )
 
     def _disable(self, action: Action, user_name: str, dry_run: bool) -> Action:
-        protected = self._protected_value(user_name)
+        protected = self._protecting_tag(user_name)
         if protected is not None:
-            tag = f"{self._protected_tag_key}={protected!r}"
-            detail = f"not disabled: user {user_name} carries the protected tag {tag}"
+            detail = f"not disabled: user {user_name} carries the protected tag {protected}"
             return action.with_outcome(ActionStatus.SKIPPED, detail)
         key_status = self._key_status(user_name, action.target)
         if key_status is None:
@@ -155,13 +155,14 @@ class IamAccessKeyDisabler:
             "contained": policy is not None and self._attached(user_name, policy),
         }
 
-    def _protected_value(self, user_name: str) -> str | None:
+    def _protecting_tag(self, user_name: str) -> ProtectingTag | None:
         paginator = self._iam.get_paginator("list_user_tags")
-        for page in paginator.paginate(UserName=user_name):
-            for tag in page.get("Tags", []):
-                if tag["Key"] == self._protected_tag_key:
-                    return str(tag.get("Value", ""))
-        return None
+        tags = (
+            (str(tag["Key"]), str(tag.get("Value", "")))
+            for page in paginator.paginate(UserName=user_name)
+            for tag in page.get("Tags", [])
+        )
+        return protecting_tag(tags, self._protected_tag_key)
 
     def _key_status(self, user_name: str, access_key_id: str) -> str | None:
         paginator = self._iam.get_paginator("list_access_keys")

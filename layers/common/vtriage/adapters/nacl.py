@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import error_code, is_transient, transient_aws_errors
 from vtriage.models import Action, ActionStatus
+from vtriage.protected_tag import protecting_tag
 
 # Where each network ACL keeps the rule number the next vtriage entry goes to (its rotation cursor).
 CURSOR_TAG = "vtriage:next-rule-number"
@@ -130,8 +131,9 @@ class NaclIpBlocker:
         for acl in acls:
             tags = {str(tag.get("Key")): str(tag.get("Value", "")) for tag in acl.get("Tags", [])}
             acl_id = str(acl["NetworkAclId"])
-            if self._protected_tag_key in tags:
-                left.append(f"{acl_id} carries the protected tag {self._protected_tag_key}")
+            protected = protecting_tag(tags.items(), self._protected_tag_key)
+            if protected is not None:
+                left.append(f"{acl_id} carries the protected tag {protected}")
             elif tags.get(OPT_IN_TAG) != OPT_IN_VALUE:
                 left.append(
                     f"{acl_id} is not opted in (tag it {OPT_IN_TAG}={OPT_IN_VALUE} to let vtriage add deny "
