@@ -34,7 +34,7 @@ from typing import Any
 
 import vt
 
-from bench.cold_start import cold_start
+from bench.cold_start import cold_start, runtime_interpreter
 from bench.corpus import Corpus, build_corpus, remote_ips, write_recordings
 from bench.cost import cost_per_1000_alerts
 from bench.goals import goal_lines, goals_met
@@ -165,9 +165,10 @@ def memory_and_cold_start() -> dict[str, Any]:
     environment in that stack, as template.yaml gives it."""
     with tempfile.TemporaryDirectory() as folder:
         alerts, sizes = file_alerts(Path(folder))
+        interpreter = runtime_interpreter()
         with stack_in_subprocess(Path(folder), API_KEY) as environment:
-            rss_bytes, lookups = peak_rss(alerts, environment)
-            cold = cold_start(environment, alerts[0])
+            rss_bytes, lookups = peak_rss(alerts, environment, interpreter[0])
+            cold = cold_start(environment, alerts[0], interpreter)
     return {
         "peak_memory": {
             "alerts": len(alerts),
@@ -175,6 +176,7 @@ def memory_and_cold_start() -> dict[str, Any]:
             "report_kb": round(max(sizes) / 1024, 1),
             "virustotal_lookups": lookups,
             "peak_rss_mb": round(rss_bytes / 2**20, 1),
+            "python": interpreter[1],
             "goal": "< 128",
         },
         "cold_start": cold,

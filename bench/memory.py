@@ -75,17 +75,20 @@ def _name_one_file(service: dict[str, Any], sha256: str) -> None:
             detected["hash"] = sha256
 
 
-def peak_rss(alerts: list[dict[str, Any]], environment: dict[str, str]) -> tuple[int, int]:
-    """Peak resident set, in bytes, of a fresh process that imports the enrich handler and runs it on
-    the alerts, as the kernel counts it for that process (its VmHWM); and the VirusTotal lookups the
-    handler reported in its metrics, to show that every report was fetched."""
+def peak_rss(
+    alerts: list[dict[str, Any]], environment: dict[str, str], python: str = sys.executable
+) -> tuple[int, int]:
+    """Peak resident set, in bytes, of a fresh process of `python` that imports the enrich handler and
+    runs it on the alerts, as the kernel counts it for that process (its VmHWM); and the VirusTotal
+    lookups the handler reported in its metrics, to show that every report was fetched."""
     with tempfile.TemporaryDirectory() as folder:
         event_path, result_path = Path(folder) / "event.json", Path(folder) / "result.json"
         event_path.write_text(json.dumps(sqs_event(alerts)))
         process = subprocess.run(
-            [sys.executable, "-m", "bench.invoke_enrich", str(event_path), str(result_path)],
+            [python, "-m", "bench.invoke_enrich", str(event_path), str(result_path)],
             cwd=ROOT,
-            env={**os.environ, **environment, **PREMIUM_ENV},
+            # vtriage from the layer's folder, as Lambda finds it in the layer.
+            env={**os.environ, **environment, **PREMIUM_ENV, "PYTHONPATH": str(ROOT / "layers" / "common")},
             capture_output=True,
             text=True,
             check=False,

@@ -6,6 +6,7 @@
 #   TOOLS=path/to/bin   where cfn-lint and sam live (default .venv-tools/bin: the SAM CLI pins its own
 #                       boto3 and pydantic, so it has an environment of its own)
 #   BUILD_DIR=dir       where `sam build` writes (default .aws-sam/build)
+#   VENV_PYTHON=python  the project's environment (default .venv/bin/python: `make template` sets it up)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,12 +14,8 @@ TOOLS=${TOOLS:-.venv-tools/bin}
 BUILD_DIR=${BUILD_DIR:-.aws-sam/build}
 REGION=us-east-1
 # The functions' runtime, as template.yaml's Globals give it (python3.13): `sam build` needs that Python.
-RUNTIME_PYTHON=$(sed -n 's/^    Runtime: \(python3\.[0-9]*\)$/\1/p' template.yaml)
-RUNTIME_VERSION=${RUNTIME_PYTHON#python}
-if [[ -z "$RUNTIME_PYTHON" ]]; then
-  echo "FAIL  no '    Runtime: python3.N' line in template.yaml's Globals" >&2
-  exit 1
-fi
+VENV_PYTHON=${VENV_PYTHON:-.venv/bin/python}
+RUNTIME_PYTHON=$("$VENV_PYTHON" -c 'from vtriage_local.runtime_python import runtime_name; print(runtime_name())')
 export SAM_CLI_TELEMETRY=0
 
 log=$(mktemp)
@@ -45,47 +42,16 @@ for tool in cfn-lint sam; do
   fi
 done
 
-# True when $1 runs and is the runtime's Python with pip (pyenv's shims exist on PATH even when they fail).
-is_runtime_python() {
-  "$1" -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != sys.argv[1])' "$RUNTIME_VERSION" >/dev/null 2>&1 &&
-    "$1" -m pip --version >/dev/null 2>&1
-}
-
-# The directory to put first on PATH so that `$RUNTIME_PYTHON` is a working Python of that version, as
-# `sam build` needs to build the functions' code without a container. Looks on PATH, then in pyenv, then asks uv.
-find_runtime_python_dir() {
-  local candidate found
-  if candidate=$(command -v "$RUNTIME_PYTHON") && is_runtime_python "$candidate"; then
-    dirname "$candidate"
-    return 0
-  fi
-  if command -v pyenv >/dev/null 2>&1; then
-    while read -r candidate; do
-      if [[ -n "$candidate" ]] && is_runtime_python "$candidate"; then
-        dirname "$candidate"
-        return 0
-      fi
-    done < <(ls -d "$(pyenv root)"/versions/"$RUNTIME_VERSION".*/bin/"$RUNTIME_PYTHON" 2>/dev/null | sort -rV)
-  fi
-  if command -v uv >/dev/null 2>&1 && found=$(uv python find "$RUNTIME_VERSION" 2>/dev/null); then
-    candidate="$(dirname "$found")/$RUNTIME_PYTHON"
-    if is_runtime_python "$candidate"; then
-      dirname "$candidate"
-      return 0
-    fi
-  fi
-  return 1
-}
-
 step "cfn-lint" "$TOOLS/cfn-lint" template.yaml
 # The member role each member account deploys (a StackSet): plain CloudFormation, no SAM.
 step "cfn-lint member-role.yaml" "$TOOLS/cfn-lint" member-role.yaml
 step "sam validate" "$TOOLS/sam" validate --template template.yaml --region "$REGION"
 step "sam validate --lint" "$TOOLS/sam" validate --lint --template template.yaml --region "$REGION"
 
-if ! python_dir=$(find_runtime_python_dir); then
-  echo "FAIL  sam build: no working $RUNTIME_PYTHON with pip found (looked on PATH, in pyenv and with uv)." >&2
-  echo "      Install Python $RUNTIME_VERSION, e.g. 'pyenv install $RUNTIME_VERSION' or 'uv python install $RUNTIME_VERSION', and run again." >&2
+# Where that Python is (PATH, pyenv, uv): vtriage_local.runtime_python, which the cold start benchmark
+# uses too, looks, and says what to install when there is none.
+if ! python_dir=$("$VENV_PYTHON" -m vtriage_local.runtime_python 2>"$log"); then
+  echo "FAIL  sam build: $(cat "$log")" >&2
   exit 1
 fi
 export PATH="$python_dir:$PATH"
