@@ -52,6 +52,12 @@ _COUNTS_TOWARDS_CAP = frozenset(
 # recorded the state before it. A dry run, a skip, or a failure that changed nothing records no state.
 _MAY_HAVE_CHANGED = frozenset({ActionStatus.DONE, ActionStatus.FAILED})
 
+# When a cap cannot hold every action of a case, the actions that cut the threat off take its units first,
+# then the evidence, then the marking: an isolated instance keeps its disks for a snapshot a person
+# approves later, while one waiting for its isolation keeps talking to its C&C server (and may wipe what a
+# snapshot would keep). Other types (containment) rank 0.
+_CAP_RANK = {ActionType.SNAPSHOT_VOLUMES: 1, ActionType.TAG_INSTANCE: 2}
+
 # Actions whose rollback never changes anything (the snapshots are evidence): no other case relies on
 # them being kept, so their actuator says so itself.
 _NEVER_UNDONE = frozenset({ActionType.SNAPSHOT_VOLUMES})
@@ -266,11 +272,14 @@ def plan_remediation(
     (PENDING_APPROVAL, with the reason) when its playbook asks for approval (`needs_approval=true`) or
     when it would act for real and the blast-radius cap of the hour is spent; a dry run changes nothing
     and uses none of it. Beyond `max_actions` per case, actions are SKIPPED for a person to decide.
-    The items come back with those needing no person first, so that the Map, which runs one at a time,
-    acts on them before it waits. Approvals are waited for one after another: those beyond what the
-    execution's time holds (`EXECUTION_TIMEOUT_SECONDS`) get no item and are escalated to the ticket.
-    An action that runs now, whose actuator knows its outcome without acting (`_foreseen`), gets that
-    outcome here, as its run would record it, and no item.
+    An action no person is asked about, whose actuator knows its outcome without acting (`_foreseen`),
+    gets that outcome here, as its run would record it, and no item: it changes nothing, so it takes no
+    unit of either cap. The caps' units go to the actions that cut the threat off first, then to the
+    snapshots, then to the tagging (`_CAP_RANK`), each kind in the playbook's order.
+    The items come back with those needing no person first, each part in the playbook's order, so that
+    the Map, which runs one at a time, acts on them before it waits. Approvals are waited for one after
+    another: those beyond what the execution's time holds (`EXECUTION_TIMEOUT_SECONDS`) get no item and
+    are escalated to the ticket.
     """
     case = existing_case(cases, task.case_id)
     before = case.model_copy(deep=True)
@@ -286,14 +295,21 @@ def plan_remediation(
     automatic: list[PlannedItem] = []
     waiting: list[PlannedItem] = []
 
-    for index, action in enumerate(case.actions):
+    by_rank = sorted(range(len(case.actions)), key=lambda index: (_cap_rank(case.actions[index]), index))
+    for index in by_rank:
+        action = case.actions[index]
         if action.status not in _NOT_YET_RUN:
+            continue
+        asked = _why_a_person_is_asked(action)
+        foreseen = None if asked is not None else _foreseen(case, action, actuators, place)
+        if foreseen is not None:
+            case.actions[index] = foreseen
             continue
         if budget <= 0:
             case.actions[index] = _beyond_the_cap(action, max_actions)
             continue
         budget -= 1
-        reason = _why_a_person_must_approve(action, dry_run, blast_radius, max_actions_per_hour)
+        reason = asked or _why_the_hour_holds_it_back(action, dry_run, blast_radius, max_actions_per_hour)
         if reason is not None:
             case.actions[index] = action.model_copy(
                 update={"status": ActionStatus.PENDING_APPROVAL, "detail": reason}
@@ -307,16 +323,13 @@ def plan_remediation(
             approval=case.actions[index].status is ActionStatus.PENDING_APPROVAL,
             approval_timeout_seconds=approval_timeout_seconds,
         )
-        foreseen = None if item.approval else _foreseen(case, case.actions[index], actuators, place)
-        if foreseen is not None:
-            case.actions[index] = foreseen
-            continue
         (waiting if item.approval else automatic).append(item)
 
     case.actions = [_placed(case, action) for action in case.actions]
     case.branch = Branch.REMEDIATE
     _save_if_changed(case, before, cases, now)
-    return RemediationPlan(case_id=case.case_id, items=automatic + waiting)
+    in_playbook_order = sorted(automatic, key=_index) + sorted(waiting, key=_index)
+    return RemediationPlan(case_id=case.case_id, items=in_playbook_order)
 
 
 def run_action(
@@ -471,9 +484,17 @@ def _no_time_to_wait(action: Action, waits_that_fit: int) -> Action:
     return action.model_copy(update={"detail": f"{action.detail}; {why}" if action.detail else why})
 
 
-def _why_a_person_must_approve(
-    action: Action, dry_run: bool, blast_radius: BlastRadius | None, max_actions_per_hour: int
-) -> str | None:
+def _cap_rank(action: Action) -> int:
+    return _CAP_RANK.get(action.type, 0)
+
+
+def _index(item: PlannedItem) -> int:
+    return item.index
+
+
+def _why_a_person_is_asked(action: Action) -> str | None:
+    """Why a person must approve the action whatever the caps: it waits already, or its playbook (or its
+    plan, for a pushed alert) asks for approval; None otherwise."""
     if action.status is ActionStatus.PENDING_APPROVAL:
         return action.detail or "waiting for a person to approve it"
     if action.parameters.get(NEEDS_APPROVAL_PARAMETER, "").lower() == "true":
@@ -482,6 +503,14 @@ def _why_a_person_must_approve(
             return action.detail
         why = "waiting for a person: the playbook asks for approval before this action"
         return f"{action.detail}; {why}" if action.detail else why
+    return None
+
+
+def _why_the_hour_holds_it_back(
+    action: Action, dry_run: bool, blast_radius: BlastRadius | None, max_actions_per_hour: int
+) -> str | None:
+    """Why an action that would act for real waits for a person: the hour's blast-radius cap is spent
+    (taking one of its units otherwise); None when it may run now."""
     acts_for_real = not (dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true")
     if acts_for_real and blast_radius is not None and not blast_radius.acquire():
         return (
