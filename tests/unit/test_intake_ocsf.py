@@ -695,3 +695,143 @@ def test_a_resource_not_as_ocsf_documents_it_is_noted_and_the_others_kept() -> N
     notes = " ".join(alert.notes)
     assert "resources[0]: expected an object, got a string; not kept" in notes
     assert "resources[1].uid or resources[1].name: missing" in notes
+
+
+OKTA_STUFFING = "msaad00-cloud-ai-security-skills__okta_credential_stuffing_findings.ocsf.json"
+OKTA_PUBLIC = "synthetic-ocsf-okta-stuffing-public-addresses.json"
+FAILED_LOGIN_SOURCES = ["185.220.101.34", "45.137.21.9", "185.220.101.35", "45.137.21.10", "185.220.101.36"]
+
+
+def observables_only(observables: list[Any]) -> Any:
+    """The defanged sample with nothing to read but `observables` (no device, no IOC in its text)."""
+    document = load()
+    del document["device"]
+    document["message"] = document["finding_info"]["desc"] = document["finding_info"]["title"] = "nothing"
+    document["observables"] = observables
+    return document
+
+
+def test_a_real_findings_observables_without_type_id_are_read_by_their_caption_and_noted() -> None:
+    # Given a real Detection Finding (an Okta credential-stuffing detector's) whose observables carry only
+    # the `type` caption, and the same with its failed-login source addresses public
+    real = load_corpus(OKTA_STUFFING)
+    public = load_corpus(OKTA_PUBLIC)
+
+    # When each is read
+    [alert] = alerts_of(real)
+    [public_alert] = alerts_of(public)
+
+    # Then the six 'IP Address' observables are IOCs, each at its place: the public ones looked up, the
+    # documentation ones kept with the reason
+    assert [(ioc.value, ioc.found_at, ioc.skipped_reason) for ioc in public_alert.iocs][:6] == [
+        ("198.51.100.99", "observables[4].value", "documentation address (RFC 5737)"),
+        *(
+            (address, f"observables[{index}].value", None)
+            for index, address in enumerate(FAILED_LOGIN_SOURCES, 5)
+        ),
+    ]
+    assert [ioc.found_at for ioc in alert.iocs][:6] == [
+        f"observables[{index}].value" for index in range(4, 10)
+    ]
+    # And the case says what was read by its caption, and what was not read, and where
+    assert alert.notes[:2] == (
+        "observables[4, 5, 6, 7, 8, 9].type_id: missing (OCSF requires it); the type caption 'IP Address'"
+        " stands in",
+        "observables[0, 1, 2, 3, 10, 11, 12, 13 and 2 more].type_id: missing (OCSF requires it), and the type"
+        " caption ('User Name', 'Other') is none VirusTotal looks up: not read for IOCs",
+    )
+
+
+@pytest.mark.parametrize(
+    ("caption", "value", "ioc"),
+    [
+        ("IP Address", "45.137.21.9", ("ip", "45.137.21.9")),
+        ("ip address", "45.137.21.9", ("ip", "45.137.21.9")),
+        (" HOSTNAME ", "tawuhoju.com", ("domain", "tawuhoju.com")),
+        ("URL String", "hxxp://soclosebutyetqq[.]com/69.exe", ("url", "http://soclosebutyetqq.com/69.exe")),
+        ("Hash", "44D88612FEA8A8F36DE82E1278ABB02F", ("file", "44d88612fea8a8f36de82e1278abb02f")),
+        (
+            "File Hash",
+            "3395856ce81f2b7382dee72602f798b642f14140",
+            ("file", "3395856ce81f2b7382dee72602f798b642f14140"),
+        ),
+    ],
+)
+def test_each_caption_ocsf_gives_a_type_virustotal_knows_stands_in_whatever_its_case(
+    caption: str, value: str, ioc: tuple[str, str]
+) -> None:
+    # Given an observable without type_id whose caption is OCSF's for a type VirusTotal looks up
+    document = observables_only([{"name": "src_endpoint.ip", "type": caption, "value": value}])
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then it is that IOC, looked up, and the missing type_id noted
+    assert [(item.type.value, item.value, item.skipped_reason) for item in alert.iocs] == [(*ioc, None)]
+    assert alert.notes == (
+        f"observables[0].type_id: missing (OCSF requires it); the type caption {caption.strip()!r} stands in",
+    )
+
+
+@pytest.mark.parametrize(
+    ("type_id", "said"),
+    [
+        ("2", "expected an integer, got '2'"),
+        (-1, "-1 is no OCSF observable type"),
+        (2.0, "expected an integer, got 2.0"),
+        (99, "99 (Other)"),
+        (0, "0 (Unknown)"),
+    ],
+)
+def test_a_type_id_that_names_no_type_lets_the_caption_stand_in_saying_what_was_wrong(
+    type_id: Any, said: str
+) -> None:
+    # Given an 'IP Address' observable whose type_id is no OCSF type, or says Unknown or Other
+    document = observables_only(
+        [{"name": "src_endpoint.ip", "type_id": type_id, "type": "IP Address", "value": "45.137.21.9"}]
+    )
+
+    # When it is read, then the caption stands in, noted with what the type_id said
+    [alert] = alerts_of(document)
+    assert [(ioc.value, ioc.skipped_reason) for ioc in alert.iocs] == [("45.137.21.9", None)]
+    assert alert.notes == (f"observables[0].type_id: {said}; the type caption 'IP Address' stands in",)
+
+
+def test_the_type_id_wins_over_its_caption_and_other_says_nothing_more() -> None:
+    # Given a User Name observable (type_id 4) captioned as an address, and an Other (99) observable with
+    # its source's own caption, as QRadar writes them
+    document = observables_only(
+        [
+            {"name": "user.name", "type_id": 4, "type": "IP Address", "value": "45.137.21.9"},
+            {"name": "offense_type", "type_id": 99, "type": "Other", "value": "45.137.21.10"},
+        ]
+    )
+
+    # When it is read, then neither is an IOC, and nothing is noted: their types are given
+    [alert] = alerts_of(document)
+    assert (alert.iocs, alert.notes) == ((), ())
+
+
+def test_an_observable_no_type_says_is_noted_escaped_never_dropped_without_a_word() -> None:
+    # Given observables without type_id: one without a caption, one with a caption OCSF does not have, one
+    # with a hostile caption, one with no value (nothing to read), and ten 'Other' ones
+    document = observables_only(
+        [
+            {"name": "a", "value": "45.137.21.9"},
+            {"name": "b", "type": "IPv4", "value": "45.137.21.10"},
+            {"name": "c", "type": "IP\x1b[2J\nAddress", "value": "45.137.21.11"},
+            {"name": "d", "type": "IP Address"},
+            *({"name": "e", "type": "Other", "value": str(index)} for index in range(10)),
+        ]
+    )
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then no IOC is guessed, and each observable not read is named in a note, its caption escaped
+    assert alert.iocs == ()
+    assert alert.notes == (
+        "observables[0, 1, 2, 4, 5, 6, 7, 8 and 5 more].type_id: missing (OCSF requires it), and the type"
+        " caption ('IPv4', 'IP\\x1b[2J\\nAddress', 'Other') is none VirusTotal looks up: not read for IOCs",
+    )
+    assert "\x1b" not in " ".join(alert.notes)

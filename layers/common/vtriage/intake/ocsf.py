@@ -17,8 +17,12 @@ which names the Step Functions execution, and so must not come from text the sen
   0 Unknown 0, 1 Informational 1 (shown as informational, ranked low), 2 Low 2, 3 Medium 5, 4 High 7,
   5 Critical 9, 6 Fatal 10, 99 Other 0; else the `severity` caption; else critical, noted.
 - IOCs: `observables[]` by `type_id` (1 hostname, 2 IP address, 6 URL, 8 hash: md5, sha1 or sha256 by
-  length; a host name without a dot, a machine's name on its own network, is no domain and no IOC),
-  then the indicators found in the free text of `message`, the title and the description,
+  length; a host name without a dot, a machine's name on its own network, is no domain and no IOC);
+  where `type_id` is missing, is no integer, is no OCSF type (a negative number) or says 0 Unknown or
+  99 Other, by the `type` caption OCSF gives those types ('Hostname', 'IP Address', 'URL String',
+  'Hash', OCSF 1.0's 'File Hash'; in any case), noted; an observable that neither gives a type is
+  noted, never dropped without a word. Then the indicators found in the free text of `message`, the
+  title and the description,
   refanged. The finding's own device and resources (`device.ip`, `device.hostname`,
   `device.network_interfaces[]`, `resources[].uid`, ...) are its own: kept skipped, never looked up.
 - Acknowledged, no case: a finding whose `status_id` is 3 Suppressed, 4 Resolved, 5 Archived or
@@ -89,6 +93,14 @@ PASSED_STATUS_CODES = frozenset({"PASS", "PASSED"})
 COMPLIANCE_PASS = 1
 HOSTNAME = 1
 _OBSERVABLE_TYPES = {HOSTNAME: IocType.DOMAIN, 2: IocType.IP, 6: IocType.URL, 8: IocType.FILE}
+# OCSF's captions of those types, as `observable.type` writes them, in lower case ('File Hash' is OCSF
+# 1.0's caption of 8, 'Hash' later versions').
+_OBSERVABLE_CAPTIONS = {"hostname": HOSTNAME, "ip address": 2, "url string": 6, "hash": 8, "file hash": 8}
+# type_id 0 Unknown and 99 Other: OCSF points to the `type` caption for what the type is.
+_UNMAPPED_OBSERVABLE_TYPES = {0: "Unknown", 99: "Other"}
+# The most observable indexes, and type captions, a note lists.
+_NOTED_INDEXES = 8
+_NOTED_CAPTIONS = 3
 # Observables whose name says they are the finding's own device or resources.
 _OWN_OBSERVABLE_NAMES = ("device.", "resource.", "resources[", "resources.")
 _CLOUD_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -380,19 +392,70 @@ class _FindingReader(Fields):
             self.subject(kind, resource, path, ("uid", "name"), self.subject_name(resource, "name", path))
 
     def observable_candidates(self) -> list[Candidate]:
-        """(type, value, path) of the observables VirusTotal can look up."""
+        """(type, value, path) of the observables VirusTotal can look up, typed by `type_id`, else by the
+        `type` caption (noted); an observable whose type neither gives is noted and not read."""
         found: list[Candidate] = []
+        by_caption: dict[tuple[str, str], list[str]] = {}
+        unread: dict[str, tuple[list[str], list[str]]] = {}
         for path, observable in self.branches(self.finding, "observables", ""):
-            type_id = observable.get("type_id")
-            ioc_type = _OBSERVABLE_TYPES.get(type_id) if _is_int(type_id) else None
             value = observable.get("value")
-            if ioc_type is None or value is None or value == "":
+            if value is None or value == "":
                 continue
-            if type_id == HOSTNAME and is_bare_host_name(value):
+            type_id = observable.get("type_id")
+            if _is_int(type_id) and type_id > 0 and type_id not in _UNMAPPED_OBSERVABLE_TYPES:
+                # An OCSF type: looked up when VirusTotal knows it, else (User Name, ...) not an IOC.
+                chosen: int | None = type_id if type_id in _OBSERVABLE_TYPES else None
+            else:
+                named = observable.get("type")
+                caption = named.strip() if isinstance(named, str) else ""
+                chosen = _OBSERVABLE_CAPTIONS.get(caption.lower())
+                problem = _type_id_problem(type_id)
+                index = path.removeprefix("observables[").removesuffix("]")
+                if chosen is not None:
+                    by_caption.setdefault((problem, shown(caption, 40)), []).append(index)
+                elif not (_is_int(type_id) and type_id in _UNMAPPED_OBSERVABLE_TYPES):
+                    # 0 Unknown or 99 Other with a caption of no such type says what it is: no note.
+                    indexes, captions = unread.setdefault(problem, ([], []))
+                    indexes.append(index)
+                    if caption:
+                        captions.append(shown(caption, 40))
+            if chosen is None:
+                continue
+            if chosen == HOSTNAME and is_bare_host_name(value):
                 # A machine's name on its own network (`WEB01`): no domain, so no IOC.
                 continue
-            found.append(Candidate(ioc_type, value, f"{path}.value"))
+            found.append(Candidate(_OBSERVABLE_TYPES[chosen], value, f"{path}.value"))
+        for (problem, caption), indexes in by_caption.items():
+            self.note(
+                f"{self._observables_at(indexes)}.type_id: {problem}; the type caption {caption} stands in"
+            )
+        for problem, (indexes, captions) in unread.items():
+            named = list(dict.fromkeys(captions))
+            listed = ", ".join(named[:_NOTED_CAPTIONS]) + (", ..." if len(named) > _NOTED_CAPTIONS else "")
+            said = (
+                f"the type caption ({listed}) is none VirusTotal looks up"
+                if named
+                else "no type caption says its type"
+            )
+            self.note(f"{self._observables_at(indexes)}.type_id: {problem}, and {said}: not read for IOCs")
         return found
+
+    def _observables_at(self, indexes: list[str]) -> str:
+        """`observables[4, 5, 6]`, the indexes listed up to _NOTED_INDEXES, the rest counted."""
+        listed = ", ".join(indexes[:_NOTED_INDEXES])
+        more = f" and {len(indexes) - _NOTED_INDEXES} more" if len(indexes) > _NOTED_INDEXES else ""
+        return self.where(f"observables[{listed}{more}]")
+
+
+def _type_id_problem(type_id: Any) -> str:
+    """What is wrong with an observable's `type_id`, as a note says it."""
+    if type_id is None:
+        return "missing (OCSF requires it)"
+    if not _is_int(type_id):
+        return f"expected an integer, got {shown(type_id, 40)}"
+    if type_id in _UNMAPPED_OBSERVABLE_TYPES:
+        return f"{type_id} ({_UNMAPPED_OBSERVABLE_TYPES[type_id]})"
+    return f"{type_id} is no OCSF observable type"
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
