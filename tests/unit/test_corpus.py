@@ -14,8 +14,9 @@ Keys of an expected document:
 - `alerts`: `id` (null: not checked), `source`, `lookups` ([type, canonical value], exactly),
   `skipped` ([type, value, [reason keywords]], each present, value compared case-insensitively, reason
   matching any keyword), and optionally `sample`, `actionable` (false: `not_actionable` is not empty),
-  `severity` (the label), `type`, `not_actionable` (keywords, each named by one of the reasons), and
-  `subjects` ([type, id, name], exactly, in order: what the alert is about that no action acts on).
+  `severity` (the label), `type`, `not_actionable` (keywords, each named by one of the reasons),
+  `subjects` ([type, id, name], exactly, in order: what the alert is about that no action acts on), and
+  `user` (the user an alert from outside AWS names in its vendor's terms, `Alert.vendor.user`; null: none).
 - `refused` / `ignored`: `where` (null: not checked) and `reason` keywords (any, case-insensitive).
 """
 
@@ -159,6 +160,9 @@ def _alert_problems(want: dict[str, Any], alert: Alert) -> list[str]:
     subjects = [[subject.type, subject.id, subject.name] for subject in alert.subjects]
     if "subjects" in want and subjects != want["subjects"]:
         problems.append(f"subjects {subjects}, expected {want['subjects']}")
+    user = alert.vendor.user if alert.vendor is not None else None
+    if "user" in want and user != want["user"]:
+        problems.append(f"names the user {user!r}, expected {want['user']!r}")
     for keyword in want.get("not_actionable", []):
         if not any(keyword in reason for reason in alert.not_actionable):
             problems.append(f"no reason against action names {keyword!r}: {list(alert.not_actionable)}")

@@ -29,7 +29,9 @@ ALLOW_LIST = "elastic-integrations__google_workspace_alert_test-alert_3.json"
 LEAKED_PASSWORD = "elastic-integrations__google_workspace_alert_test-alert_4.json"
 STATE_SPONSORED = "elastic-integrations__google_workspace_alert_test-alert_6.json"
 DEVICE = "elastic-integrations__google_workspace_alert_test-alert_7.json"
+OPERATIONS = "elastic-integrations__google_workspace_alert_test-alert_5.json"
 DLP = "elastic-integrations__google_workspace_alert_test-alert_10.json"
+ADMIN_ACTION = "elastic-integrations__google_workspace_alert_test-alert_12.json"
 SUSPENSION = "elastic-integrations__google_workspace_alert_test-alert_13.json"
 LISTED = "demisto-content__gsuite_list_alert_response.json"
 PUSHED = "synthetic-workspace-pubsub-push-badwhitelist.json"
@@ -337,6 +339,40 @@ def test_the_case_names_the_workspace_product_user_and_investigation_link_escape
     assert lines["Customer"] == "02umwv6u"
     assert lines["Console"] == "hxxps://admin.google.com/ac/ac/investigate?alert=xxxx"
     assert user_line == "foo@example.com"
+
+
+def named_user(alert: Alert) -> str | None:
+    """The `User` line of the alert's case as its ticket shows it."""
+    return {line.label: line.value for line in render_report(make_case(alert)).lines}.get("User")
+
+
+def test_google_operations_dlp_and_sensitive_admin_alerts_name_the_user_they_are_about() -> None:
+    # Given a real Google Operations incident naming its affected user, and the real DLP violation and
+    # sensitive admin action whose triggering user and actor are Google's placeholder 'string', given
+    # their addresses
+    operations = load(OPERATIONS)
+    dlp = load(DLP)
+    dlp["data"]["ruleViolationInfo"]["triggeringUserEmail"] = "dana@acme-corp.com"
+    admin = load(ADMIN_ACTION)
+    admin["data"]["actorEmail"] = "root-admin@acme-corp.com"
+
+    # When intake reads them and their cases are reported
+    users = [named_user(the_alert(document)) for document in (operations, dlp, admin)]
+
+    # Then each case names the user in the vendor's terms: the affected user, the user who broke the
+    # rule, the administrator who took the action
+    assert users == ["test@example.com", "dana@acme-corp.com", "root-admin@acme-corp.com"]
+    # And a placeholder where an address belongs names no one
+    assert [named_user(the_alert(load(name))) for name in (DLP, ADMIN_ACTION)] == [None, None]
+
+
+def test_the_user_a_sender_names_is_shown_escaped() -> None:
+    # Given a sensitive admin action whose actor's address carries terminal controls and a line break
+    document = load(ADMIN_ACTION)
+    document["data"]["actorEmail"] = "root\x1b[2J@acme-corp.com\nStatus: resolved"
+
+    # When its case is reported, then the user is on one line, its controls escaped
+    assert named_user(the_alert(document)) == "root\\x1b[2J@acme-corp.com\\nStatus: resolved"
 
 
 def test_a_link_that_is_not_the_admin_console_is_never_shown_as_one() -> None:

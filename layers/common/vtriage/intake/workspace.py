@@ -34,7 +34,11 @@ or closed in the Alert Center (`metadata.status` `CLOSED`).
 
 A Workspace alert names no AWS account or Region (`vendor.NO_AWS_PLACE`): it is triaged and ticketed
 with the mail's context, never acted on in AWS, nor on a mailbox; its case shows the product (the
-alert's `source`), the affected user and the investigation tool's link (`Alert.vendor`).
+alert's `source`), the user it is about and the investigation tool's link (`Alert.vendor`). The user is
+the affected user: `email`, a Google Operations incident's `affectedUserEmails[]`, the user who broke a
+DLP rule (`ruleViolationInfo.triggeringUserEmail`) or a mail's recipient; else, for a sensitive admin
+action, the administrator who took it (`actorEmail`). A value with no `@` (Google's samples write
+`string`) names no one.
 """
 
 from __future__ import annotations
@@ -252,7 +256,8 @@ class _AlertReader(Fields):
             platform=PLATFORM,
             product=vendor.name(self.loose_text(alert, "source")) or PRODUCT,
             tenant=vendor.name(alert.get("customerId")),
-            user=vendor.first_name(*own_users),
+            # The affected user, else the administrator a sensitive admin action alert is about.
+            user=vendor.first_name(*own_users, _address((data or {}).get("actorEmail"))),
             console_url=vendor.console_url(
                 self,
                 alert.get("securityInvestigationToolLink"),
@@ -303,18 +308,25 @@ class _AlertReader(Fields):
         return None
 
     def own_users(self, data: Mapping[str, Any]) -> list[str]:
-        """The customer's own addresses the alert names (the affected user, the mail's recipients), the
-        affected user first; their domains, and the primary domain, are the customer's. The malicious
-        entity is not among them: it may be the outside sender; nor is the alert's assignee, who may
+        """The customer's own addresses the alert names, the affected user first (`email`; a Google
+        Operations incident's `affectedUserEmails[]`; the user who broke a DLP rule,
+        `ruleViolationInfo.triggeringUserEmail`), then the mail's recipients; their domains, and the
+        primary domain, are the customer's. The malicious entity is not among them: it may be the outside
+        sender; nor is the alert's assignee, or the administrator who took a sensitive action, who may
         work elsewhere (a managed security provider)."""
         users: list[str] = []
-        candidates: list[Any] = [data.get("email")]
+        affected = data.get("affectedUserEmails")
+        candidates: list[Any] = [
+            data.get("email"),
+            *(affected if isinstance(affected, list) else [affected]),
+            self.loose_object(data, "ruleViolationInfo").get("triggeringUserEmail"),
+        ]
         messages = data.get("messages")
         for message in messages if isinstance(messages, list) else []:
             if isinstance(message, dict):
                 candidates.append(message.get("recipient"))
         for value in candidates:
-            if isinstance(value, str) and "@" in value and value not in users:
+            if _address(value) is not None and value not in users:
                 users.append(value)
                 self.customer_domains.add(_domain_of(value))
         primary = self.loose_object(data, "domainId").get("customerPrimaryDomain")
@@ -432,6 +444,12 @@ _READERS: dict[str, Callable[[_AlertReader, Mapping[str, Any]], list[Ioc]]] = {
     **dict.fromkeys(MAIL_TYPES, _AlertReader.mail_iocs),
     "AccountWarning": _AlertReader.login_iocs,
 }
+
+
+def _address(value: Any) -> str | None:
+    """The value when it is an e-mail address (it holds an `@`): Google's samples write `string` and
+    `demo_...` where an address belongs."""
+    return value if isinstance(value, str) and "@" in value else None
 
 
 def _domain_of(address: str) -> str:
