@@ -4,7 +4,7 @@ port's fake and its adapter to the same behaviour."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -165,6 +165,22 @@ class ForeseeingActuator(Protocol):
     def outcome_without_acting(self, action: Action) -> Action | None:
         """The outcome `run` gives this action whatever its target's state and dry run or not, when known
         without calling anything; None when only running it tells."""
+        ...
+
+
+@runtime_checkable
+class CheckpointingActuator(Protocol):
+    """An actuator whose change takes several calls, so that a run cut short (its function timed out, or
+    a retry was asked for half-way) could leave it half-made: just before its first change, it hands
+    `checkpoint` the action as a stop must leave it on the case, with the state before in `before` and
+    what a stop would leave in `detail`. The remediation saves that at once, the action still not run;
+    a later run of the action (the state machine's retry) is given it and finishes from there, and a
+    failure recorded for the action keeps that `before` for a rollback."""
+
+    def run_with_checkpoint(
+        self, action: Action, dry_run: bool, checkpoint: Callable[[Action], None]
+    ) -> Action:
+        """`ResponseActuator.run`, calling `checkpoint` before the first change (never in a dry run)."""
         ...
 
 

@@ -5,7 +5,7 @@ case; roll back what is reversible without undoing what another open case relies
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,7 @@ from vtriage.ports import (
     ActuatorsByPlace,
     BlastRadius,
     CaseRepository,
+    CheckpointingActuator,
     ForeseeingActuator,
     ResponseActuator,
     SearchableCases,
@@ -346,19 +347,34 @@ def run_action(
     An action already run is left as it is: running this again changes nothing. An action of a case
     whose finding lives outside `place` is SKIPPED with the reason and changes nothing. An action that
     raises is recorded FAILED with the reason, and `finish_remediation` sends the case to a ticket with
-    it; a `TransientError` saves nothing and is raised for the state machine's Retry.
+    it; a `TransientError` saves nothing more and is raised for the state machine's Retry. What a
+    `CheckpointingActuator` hands its checkpoint is saved at once, the action still PLANNED: the retry
+    runs it again from there, and a failure keeps its `before` and says what it may have left.
     """
     case = existing_case(cases, task.case_id)
     action = action_at(case, task.index)
     if action.status not in _NOT_YET_RUN:
         return ActionOutcome(case_id=case.case_id, index=task.index, status=action.status, changed=False)
+    started: list[Action] = []
+
+    def checkpoint(under_way: Action) -> None:
+        update = {"status": ActionStatus.PLANNED, "before": under_way.before, "detail": under_way.detail}
+        case.actions[task.index] = _placed(case, action.model_copy(update=update))
+        case.branch = Branch.REMEDIATE
+        case.updated_at = now or datetime.now(UTC)
+        cases.save(case)
+        started.append(case.actions[task.index])
+
     try:
-        outcome = _run(case, action, actuators, dry_run, place)
+        outcome = _run(case, action, actuators, dry_run, place, checkpoint=checkpoint)
     except TransientError:
         raise
     except Exception as error:  # any failure of an action must reach a person, whatever its kind
-        outcome = action.model_copy(
-            update={"status": ActionStatus.FAILED, "detail": f"{type(error).__name__}: {error}"}
+        failed = f"{type(error).__name__}: {error}"
+        if started:
+            failed = f"stopped part-way: {started[-1].detail}; {failed}"
+        outcome = (started[-1] if started else action).model_copy(
+            update={"status": ActionStatus.FAILED, "detail": failed}
         )
     outcome = _placed(case, outcome)
     case.actions[task.index] = outcome
@@ -391,6 +407,10 @@ def record_action_failure(
             f"the state machine could not run it ({what}); it may have acted in part: check "
             f"{action.target} and finish or undo by hand"
         )
+        if action.before is not None and action.detail:
+            # A run that stopped after its checkpoint kept `before`, and says what it may have left: first,
+            # so that a ticket that shortens the detail keeps it.
+            detail = f"stopped part-way: {action.detail}; {detail}"
     case.actions[task.index] = _placed(case, action.with_outcome(ActionStatus.FAILED, detail))
     case.branch = Branch.REMEDIATE
     case.updated_at = now or datetime.now(UTC)
@@ -414,6 +434,9 @@ def finish_remediation(
     ]
     problems += [
         f"{action.type.value} {action.target} never ran: the execution ended before it"
+        if action.before is None
+        else f"{action.type.value} {action.target} never finished: the execution ended during it; "
+        + action.detail
         for action in case.actions
         if action.status is ActionStatus.PLANNED
     ]
@@ -729,9 +752,18 @@ def _for_actuator(case: Case, action: Action) -> Action:
     return action.model_copy(update={"parameters": {CASE_ID_PARAMETER: case.case_id, **action.parameters}})
 
 
-def _run(case: Case, action: Action, actuators: ActuatorsByPlace, dry_run: bool, place: Place) -> Action:
+def _run(
+    case: Case,
+    action: Action,
+    actuators: ActuatorsByPlace,
+    dry_run: bool,
+    place: Place,
+    *,
+    checkpoint: Callable[[Action], None],
+) -> Action:
     """Run one action through its actuator, unless the case's finding lives outside `place`; keep the
-    planned type, target and parameters, take the outcome."""
+    planned type, target and parameters, take the outcome. A `CheckpointingActuator` is given
+    `checkpoint`."""
     refused = refusal(case, place, action.type)
     if refused is not None:
         return action.with_outcome(ActionStatus.SKIPPED, refused)
@@ -739,7 +771,10 @@ def _run(case: Case, action: Action, actuators: ActuatorsByPlace, dry_run: bool,
     if actuator is None:
         raise RemediationError(f"no actuator is configured for {action.type.value} actions")
     action_dry_run = dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true"
-    result = actuator.run(_for_actuator(case, action), action_dry_run)
+    if isinstance(actuator, CheckpointingActuator):
+        result = actuator.run_with_checkpoint(_for_actuator(case, action), action_dry_run, checkpoint)
+    else:
+        result = actuator.run(_for_actuator(case, action), action_dry_run)
     return action.with_outcome_of(result)
 
 

@@ -9,6 +9,7 @@ connections end at once). Snapshots keep its EBS volumes for forensics; tags mar
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -39,6 +40,21 @@ _STAYS_TRACKED = (
     "ICMP, and connections through a NAT gateway, load balancer, Global Accelerator, Network Firewall or "
     "transit gateway, stay tracked until they time out; a network ACL deny cuts those"
 )
+
+
+@dataclass(frozen=True)
+class _Isolation:
+    """What one isolation found and moved, for its detail."""
+
+    current: dict[str, list[str]]
+    vpcs: list[str]
+    untracking: dict[str, str]
+    quarantine: dict[str, str]
+    to_move: list[str]
+    in_progress: list[str]
+    finished: list[str]
+    resumed: set[str]
+    moved_by_other: set[str]
 
 
 class _NotVtriagesGroupError(Exception):
@@ -76,13 +92,25 @@ class Ec2InstanceIsolation:
         """Isolate the action's target instance; when dry_run, only say what would change and change
         nothing. `before` maps each interface to its groups. The `case_id` parameter, when given, tells
         this case from another one named by the instance's `vtriage:case` tag."""
-        case_id = action.parameters.get("case_id") or None
-        return action.with_outcome_of(self._isolated(action.target, dry_run, case_id))
+        return self.run_with_checkpoint(action, dry_run, _no_checkpoint)
 
-    def _isolated(self, instance_id: str, dry_run: bool, case_id: str | None) -> Action:
+    def run_with_checkpoint(
+        self, action: Action, dry_run: bool, checkpoint: Callable[[Action], None]
+    ) -> Action:
+        """`run`, handing `checkpoint` the groups of each interface (`before`) before the first one moves,
+        and what a stop between the two steps would leave, so that they are on the case should the run
+        go no further (`CheckpointingActuator`). Given an action whose `before` an earlier run recorded
+        so, the groups it names are those of the interfaces that run moved, and this run finishes them."""
+        case_id = action.parameters.get("case_id") or None
+        return action.with_outcome_of(self._isolated(action, dry_run, case_id, checkpoint))
+
+    def _isolated(
+        self, action: Action, dry_run: bool, case_id: str | None, checkpoint: Callable[[Action], None]
+    ) -> Action:
+        instance_id = action.target
         try:
             with transient_aws_errors(f"EC2 is unavailable while isolating {instance_id}"):
-                return self._isolate(instance_id, dry_run, case_id)
+                return self._isolate(action, dry_run, case_id, checkpoint)
         except _NotVtriagesGroupError as error:
             return _action(instance_id, ActionStatus.FAILED, f"not isolated: {error}")
         except ClientError as error:
@@ -157,7 +185,10 @@ class Ec2InstanceIsolation:
         )
         return _groups_by_interface(response.get("NetworkInterfaces", []))
 
-    def _isolate(self, instance_id: str, dry_run: bool, case_id: str | None) -> Action:
+    def _isolate(
+        self, action: Action, dry_run: bool, case_id: str | None, checkpoint: Callable[[Action], None]
+    ) -> Action:
+        instance_id = action.target
         instance = _describe_instance(self._ec2, instance_id)
         if instance is None:
             reason = "instance not found (InvalidInstanceID.NotFound) in this account and Region"
@@ -190,10 +221,14 @@ class Ec2InstanceIsolation:
         # case's, running now or done, or an earlier attempt stopped half-way): its groups before are not
         # these, and that isolation recorded the real ones. This one records only what it finds unmoved.
         in_progress = [eni for eni, groups in current.items() if set(groups) & untracking_ids]
-        moved_by_other = {
-            eni for eni, groups in current.items() if set(groups) & (untracking_ids | quarantine_ids)
-        }
-        before = {eni: groups for eni, groups in current.items() if eni not in moved_by_other}
+        moved = {eni for eni, groups in current.items() if set(groups) & (untracking_ids | quarantine_ids)}
+        # Except those an earlier run of this very action moved: it recorded their groups on the case
+        # before moving them (the checkpoint) and stopped; this run keeps those groups and finishes it.
+        recorded = _recorded_groups(action.before)
+        resumed = {eni for eni in moved if recorded.get(eni)}
+        moved_by_other = moved - resumed
+        before = {eni: groups for eni, groups in current.items() if eni not in moved}
+        before.update({eni: recorded[eni] for eni in sorted(resumed)})
         other = self._other_case(tags, case_id)
 
         closed = {
@@ -206,9 +241,9 @@ class Ec2InstanceIsolation:
             return _action(
                 instance_id,
                 ActionStatus.DONE,
-                f"already isolated{other}: every network interface is only in {names}; the groups they "
-                "had before are recorded by the isolation that moved them, which undoes it",
-                before={},
+                f"already isolated{other}: every network interface is only in {names}; "
+                + _whose_groups(resumed, moved_by_other),
+                before=before,
                 after=current,
             )
         if dry_run:
@@ -220,10 +255,19 @@ class Ec2InstanceIsolation:
         untracking_of = {vpc: self._ensure_untracking_group(vpc, untracking[vpc]) for vpc in vpcs}
         # Only what no isolation moved yet passes through the untracking group: sending one that another
         # case already quarantined back through it would open it again.
-        to_move = [eni for eni in before if current[eni] != [quarantine_of[vpc_of[eni]]]]
+        to_move = [eni for eni in before if eni not in moved]
+        if to_move or in_progress:
+            checkpoint(
+                _action(
+                    instance_id,
+                    ActionStatus.PLANNED,
+                    self._under_way(sorted({*to_move, *in_progress}), vpcs, untracking_of),
+                    before=before,
+                )
+            )
         failure = self._two_steps(to_move, vpc_of, untracking_of, quarantine_of, finish=in_progress)
         if failure is not None:
-            after = self._current_groups(list(current))
+            after = self._groups_if_known(list(current))
             return _action(instance_id, ActionStatus.FAILED, failure, before=before, after=after)
         after, finished = self._finish_others(list(current), vpc_of, untracking_of, quarantine_of)
         # Verify the effect rather than trust the calls: a security action must not report a false success.
@@ -237,34 +281,65 @@ class Ec2InstanceIsolation:
                 before=before,
                 after=after,
             )
-        untracking_named = ", ".join(f"{self._untracking_name} ({untracking_of[v]})" for v in vpcs)
-        quarantine_named = ", ".join(f"{self._group_name} ({quarantine_of[v]})" for v in vpcs)
+        detail = self._isolated_detail(
+            _Isolation(
+                current=current,
+                vpcs=vpcs,
+                untracking=untracking_of,
+                quarantine=quarantine_of,
+                to_move=to_move,
+                in_progress=in_progress,
+                finished=finished,
+                resumed=resumed,
+                moved_by_other=moved_by_other,
+            ),
+            other,
+            opened,
+        )
+        return _action(instance_id, ActionStatus.DONE, detail, before=before, after=after)
+
+    def _isolated_detail(self, done: _Isolation, other: str, opened: list[str]) -> str:
+        """What a successful isolation says it did, step by step, and for whom."""
+        untracking_named = ", ".join(f"{self._untracking_name} ({done.untracking[v]})" for v in done.vpcs)
+        quarantine_named = ", ".join(f"{self._group_name} ({done.quarantine[v]})" for v in done.vpcs)
         changes = []
-        if to_move:
-            moved = _describe_groups({eni: current[eni] for eni in to_move}, "was")
+        if done.to_move:
+            moved = _describe_groups({eni: done.current[eni] for eni in done.to_move}, "was")
             changes.append(
                 f"moved {moved} first to {untracking_named}, which allows all traffic so that the "
                 f"connections they carried became untracked, then to {quarantine_named}, which allows "
                 'none: the untracked connections were cut at once (EC2 User Guide, "Security group '
                 f'connection tracking"); {_STAYS_TRACKED}'
             )
-        relied = sorted(moved_by_other | set(finished))
+        if done.resumed:
+            left_between = sorted(done.resumed & set(done.in_progress))
+            changes.append(
+                f"an earlier run of this action, which stopped, had moved {', '.join(sorted(done.resumed))} "
+                "and recorded the groups they had (kept here, for a rollback)"
+                + (
+                    f"; {', '.join(left_between)} were moved on from {untracking_named} to "
+                    f"{quarantine_named} (its second step, done here)"
+                    if left_between
+                    else ""
+                )
+            )
+        relied = sorted(done.moved_by_other | (set(done.finished) - done.resumed))
         if relied:
+            finished_here = sorted((set(done.in_progress) | set(done.finished)) - done.resumed)
             changes.append(
                 f"isolation in progress or done by another case{other}: {', '.join(relied)} had been "
                 "moved to vtriage's groups by it"
                 + (
-                    f", and {', '.join(sorted(set(in_progress) | set(finished)))} were moved on from "
+                    f", and {', '.join(finished_here)} were moved on from "
                     f"{untracking_named} to {quarantine_named} (its second step, done here)"
-                    if in_progress or finished
+                    if finished_here
                     else ""
                 )
                 + "; the groups they had before are recorded by that isolation, which undoes it"
             )
         if opened:
             changes.append(f"revoked the rules found on {self._group_name} in {', '.join(opened)}")
-        detail = "isolated: " + "; ".join(changes) + "; the quarantine group allows no traffic in or out"
-        return _action(instance_id, ActionStatus.DONE, detail, before=before, after=after)
+        return "isolated: " + "; ".join(changes) + "; the quarantine group allows no traffic in or out"
 
     def _other_case(self, tags: dict[str, str], case_id: str | None) -> str:
         """' by case X' when the instance's case tag names another case than this one; '' otherwise."""
@@ -306,55 +381,104 @@ class Ec2InstanceIsolation:
         finish: list[str],
     ) -> str | None:
         """Move each interface to the untracking group, then each (and each of `finish`, left in the
-        untracking group by another isolation) to the quarantine group; None when both steps took.
-        Should a move fail once an interface moved, none is left in the group that allows everything:
-        each goes straight to the quarantine group (the only groups the function's role may move
-        interfaces into), and the reason is returned, so that the groups before are kept on the case for
-        a rollback. Should the first move fail, nothing changed: the error is raised (TransientError for
-        throttling, for the state machine's Retry)."""
-        moved = False
+        untracking group by another isolation or an earlier run) to the quarantine group; None when both
+        steps took.
+
+        Should any move fail (an error EC2 answered, a timeout, a lost connection, anything) once an
+        interface may be in the untracking group, none is left in that group, which allows everything:
+        each goes on to the quarantine group (the only groups the function's role may move interfaces
+        into), and the reason is returned, so that the action fails with its `before` for a rollback.
+        An interface that cannot be moved on raises `TransientError`, for the state machine's Retry: the
+        groups before are on the case already (the checkpoint), and the retry finishes the isolation.
+        Should the first move be refused, nothing changed: its error is raised (TransientError for
+        throttling, for the Retry)."""
         second = to_move + [eni for eni in finish if eni not in to_move]
+        # Those in the untracking group: each left there before this run, and each whose move was answered.
+        untracked: list[str] = list(finish)
+        pending: str | None = None
+        closed: set[str] = set()
         try:
             for eni in to_move:
+                pending = eni
                 self._ec2.modify_network_interface_attribute(
                     NetworkInterfaceId=eni, Groups=[untracking[vpc_of[eni]]]
                 )
-                moved = True
+                untracked.append(eni)
+            pending = None
             for eni in second:
                 self._ec2.modify_network_interface_attribute(
                     NetworkInterfaceId=eni, Groups=[quarantine[vpc_of[eni]]]
                 )
-        except ClientError as error:
-            if not moved:
+                closed.add(eni)
+        except Exception as error:  # whatever stopped it, no interface may stay in the open group
+            # EC2 made no move it answered with an error; a move whose answer never came (a timeout, a
+            # lost connection) it may have made.
+            uncertain = pending is not None and not isinstance(error, ClientError)
+            if not untracked and not uncertain:
                 with transient_aws_errors("EC2 is unavailable while isolating"):
                     raise
-            stranded = self._quarantine_directly(second, vpc_of, quarantine)
-            reason = (
-                f"isolation stopped between its two steps ({error}); every interface was then moved "
-                f"straight to {self._group_name}, so connections of one that had not passed through "
-                f"{self._untracking_name} may stay open until they time out"
+            return self._close_after(
+                error, second, passed=set(untracked), closed=closed, vpc_of=vpc_of, quarantine=quarantine
             )
-            if stranded:
-                reason += (
-                    f"; {', '.join(stranded)} could not be moved: any of them still in "
-                    f"{self._untracking_name}, which allows all traffic, must be moved by hand now"
-                )
-            return reason
         return None
+
+    def _close_after(
+        self,
+        error: Exception,
+        second: list[str],
+        *,
+        passed: set[str],
+        closed: set[str],
+        vpc_of: dict[str, str],
+        quarantine: dict[str, str],
+    ) -> str:
+        """Once the two steps stopped on `error`, move every interface not yet in the quarantine group
+        straight there; the reason the isolation failed, or `TransientError` when one could not be moved
+        and may still be open to all traffic."""
+        stopped = f"isolation stopped between its two steps ({type(error).__name__}: {error})"
+        stranded = self._quarantine_directly([eni for eni in second if eni not in closed], vpc_of, quarantine)
+        if stranded:
+            raise TransientError(
+                f"{stopped}; {', '.join(stranded)} could not be moved on to {self._group_name} and may "
+                f"still be in {self._untracking_name}, which allows all traffic in and out: the retry "
+                "moves them on; should every retry fail, move them by hand now, or roll the case back "
+                "(the groups each interface had are recorded on it)"
+            ) from error
+        straight = [eni for eni in second if eni not in passed]
+        if straight:
+            cut = (
+                f"{', '.join(straight)} may not have passed through {self._untracking_name} (a move there "
+                "failed, went unanswered or was never made), so connections they carried may stay open "
+                "until they time out"
+            )
+        else:
+            cut = f"each had passed through {self._untracking_name} first, so its connections were cut too"
+        return f"{stopped}; every interface was then moved on to {self._group_name}: {cut}"
 
     def _quarantine_directly(
         self, to_move: list[str], vpc_of: dict[str, str], quarantine: dict[str, str]
     ) -> list[str]:
-        """Move every interface straight to the quarantine group; the ones that could not be moved."""
+        """Move every interface straight to the quarantine group; the ones that could not be moved,
+        whatever the error."""
         stranded = []
         for eni in to_move:
             try:
                 self._ec2.modify_network_interface_attribute(
                     NetworkInterfaceId=eni, Groups=[quarantine[vpc_of[eni]]]
                 )
-            except ClientError:
+            except Exception:  # whatever the error: the others must still be moved, and this one is reported
                 stranded.append(eni)
         return stranded
+
+    def _under_way(self, moving: list[str], vpcs: list[str], untracking: dict[str, str]) -> str:
+        """What the case says while the two steps run: what a stop between them would leave open (first,
+        so that a ticket that shortens it keeps that)."""
+        groups = ", ".join(f"{self._untracking_name} ({untracking[vpc]})" for vpc in vpcs)
+        return (
+            f"isolation started; should it stop between its two steps, any of {', '.join(moving)} left in "
+            f"{groups} is open to all traffic in and out: running the action again moves them on to "
+            f"{self._group_name}, and a rollback puts each back in the groups recorded here"
+        )
 
     def _find_group(self, vpc_id: str, name: str) -> dict[str, Any] | None:
         """vtriage's group of this name in the VPC; `_NotVtriagesGroupError` when that one is not its."""
@@ -475,6 +599,14 @@ class Ec2InstanceIsolation:
             if error_code(error) != "InvalidPermission.NotFound":
                 raise
 
+    def _groups_if_known(self, interface_ids: list[str]) -> dict[str, list[str]] | None:
+        """The interfaces' groups now, or None when EC2 cannot say (the failure being recorded matters
+        more than this reading of its effect)."""
+        try:
+            return self._current_groups(interface_ids)
+        except Exception:  # whatever the error: the failure is recorded without it
+            return None
+
     def _current_groups(self, interface_ids: list[str]) -> dict[str, list[str]]:
         response = self._ec2.describe_network_interfaces(NetworkInterfaceIds=interface_ids)
         return _groups_by_interface(response.get("NetworkInterfaces", []))
@@ -503,6 +635,34 @@ class Ec2InstanceIsolation:
             + "; ".join(targets)
             + ", so that connections open now are cut, not left to time out"
         )
+
+
+def _whose_groups(resumed: set[str], moved_by_other: set[str]) -> str:
+    """Who recorded the groups the interfaces of an instance found isolated had before."""
+    whose = (
+        f"an earlier run of this action moved {', '.join(sorted(resumed))} there and recorded the groups "
+        "they had, kept here for a rollback"
+        if resumed
+        else ""
+    )
+    if moved_by_other or not resumed:
+        whose += ("; for the others, " if whose else "") + (
+            "the groups they had before are recorded by the isolation that moved them, which undoes it"
+        )
+    return whose
+
+
+def _no_checkpoint(_: Action) -> None:
+    """The checkpoint of a run no case records (a run outside the remediation)."""
+
+
+def _recorded_groups(before: dict[str, Any] | None) -> dict[str, list[str]]:
+    """The groups of each interface an isolation's `before` names (a checkpoint of an earlier run)."""
+    return {
+        str(eni): sorted(str(group) for group in groups)
+        for eni, groups in (before or {}).items()
+        if isinstance(groups, list)
+    }
 
 
 def _purpose(group: dict[str, Any]) -> str | None:
