@@ -891,3 +891,169 @@ def test_resources_vtriage_acts_on_are_no_subjects() -> None:
 
     # Then the instance is a resource and the alert has no subject
     assert (len(alert.resources), alert.subjects) == (1, ())
+
+
+# --- an ASFF finding is Security Hub's by its own marks, however it is delivered -------------------------
+
+# DefectDojo's test file: {"findings": [...]} holding one Inspector finding (MEDIUM, on i-1234xxyy) without
+# the AwsAccountId ASFF requires.
+NO_ACCOUNT = "defectdojo__awssecurityhub_missing_account_id.json"
+NO_ACCOUNT_ID = "arn:aws:inspector2:us-east-1:1234567:finding/12344bc"
+ASR_EVENT = "asr__afsbp-ec2.7_imported_envelope.json"
+
+
+def _no_account_finding() -> dict[str, Any]:
+    finding: dict[str, Any] = load_corpus(NO_ACCOUNT)["findings"][0]
+    return finding
+
+
+@pytest.mark.parametrize(
+    ("deliver", "where"),
+    [
+        (lambda finding: finding, ""),
+        (lambda finding: [finding], "[0]"),
+        (lambda finding: {"findings": [finding]}, "findings[0]"),
+        (lambda finding: {"Findings": [finding]}, "Findings[0]"),
+    ],
+    ids=["bare", "array", "event-detail-alone", "get-findings"],
+)
+def test_an_asff_finding_without_its_account_is_read_as_security_hub_however_delivered(
+    deliver: Any, where: str
+) -> None:
+    # Given DefectDojo's Inspector finding that lacks its AwsAccountId, alone, in an array, as an event's
+    # detail alone and as get-findings output
+    document = deliver(_no_account_finding())
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then it is a Security Hub finding, MEDIUM on its instance, and only the missing account is noted
+    prefix = f"{where}." if where else ""
+    assert (alert.id, alert.source) == (NO_ACCOUNT_ID, "securityhub")
+    assert (alert.severity.label, alert.region, alert.account) == ("medium", "us-east-1", "unknown")
+    assert [(resource.type, resource.id) for resource in alert.resources] == [
+        (ResourceType.INSTANCE, "i-1234xxyy")
+    ]
+    assert alert.notes == (f"{prefix}AwsAccountId: missing; 'unknown' stands in",)
+    assert alert.not_actionable == (f"{prefix}AwsAccountId: missing",)
+
+
+def test_an_events_detail_delivered_alone_is_the_alert_the_whole_event_gives() -> None:
+    # Given the real AFSBP EC2.7 event, and its detail alone (what an EventBridge target with InputPath
+    # $.detail receives)
+    event = load_corpus(ASR_EVENT)
+
+    # When each is read
+    [whole] = alerts_of(event)
+    [alone] = alerts_of(event["detail"])
+
+    # Then they are the same alert, the same case
+    assert alone == whole
+    assert (alone.source, alone.severity.shown_label) == ("securityhub", "informational")
+
+
+def test_a_custom_actions_detail_delivered_alone_still_names_the_action() -> None:
+    # Given the detail of a Security Hub custom action's event, delivered alone
+    detail = _custom_action(finding_of(load(THREAT_INTEL)))["detail"]
+
+    # When it is read, then the alert says which custom action sent it
+    [alert] = alerts_of(detail)
+    assert alert.notes == ("sent by the Security Hub custom action 'SendToVtriage'",)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "aws-cli__guardduty_get-findings.json",  # get-findings output, PascalCase
+        "gd-automated-response__guardduty_ec2_event.json",  # a bare finding, camelCase
+        "stix-shifter__aws_guardduty_sample_response_2.json",
+    ],
+)
+def test_a_guardduty_finding_is_still_read_as_guardduty(name: str) -> None:
+    # Given a real GuardDuty finding as boto3, the API and the CLI give it (no ASFF mark: SchemaVersion
+    # "2.0", no ProductArn)
+    document = load_corpus(name)
+
+    # When it is read, then GuardDuty's reader reads it, and the API's {"findings": [...]} too
+    for shape in (document, {"findings": document.get("Findings", [document])}):
+        assert {alert.source for alert in read_document(shape).alerts} == {"guardduty"}
+
+
+# --- what a finding lacks or holds in a form ASFF does not document is said, with its field ---------------
+
+
+@pytest.mark.parametrize(
+    ("resources", "said"),
+    [
+        (None, "Findings[0].Resources: expected a list of one resource or more, got null"),
+        ([], "Findings[0].Resources: expected a list of one resource or more, got an empty list"),
+        ("absent", "Findings[0].Resources: missing (ASFF requires at least one resource)"),
+    ],
+    ids=["null", "empty", "absent"],
+)
+def test_a_finding_without_resources_says_so_and_is_never_acted_on(resources: Any, said: str) -> None:
+    # Given the real batch-import example (on an instance) whose Resources is null, empty or absent
+    [finding] = load_corpus(BATCH_IMPORT)
+    if resources == "absent":
+        del finding["Resources"]
+    else:
+        finding["Resources"] = resources
+
+    # When it is read
+    [alert] = alerts_of({"Findings": [finding]})
+
+    # Then it names no resource, the note says why, and no action runs on it (its own addresses are unknown)
+    assert alert.resources == ()
+    assert f"{said}; the alert names no resource" in alert.notes
+    assert said in alert.not_actionable
+
+
+def test_product_fields_that_are_null_are_said_not_read() -> None:
+    # Given a GuardDuty finding seen through Security Hub whose ProductFields is null
+    event = load(GUARDDUTY_PRODUCT)
+    finding_of(event)["ProductFields"] = None
+
+    # When it is read, then the note says GuardDuty's fields there were not read
+    [alert] = alerts_of(event)
+    assert (
+        "detail.findings[0].ProductFields: expected an object, got null; not read for IOCs nor for"
+        " GuardDuty's sample flag" in alert.notes
+    )
+
+
+@pytest.mark.parametrize(
+    ("severity", "score", "said"),
+    [
+        (
+            {"Label": "HIGH", "Normalized": "75"},
+            7.5,
+            "detail.findings[0].Severity.Normalized: a number written as a string ('75'): read as 75",
+        ),
+        (
+            {"Normalized": "70"},
+            7.0,
+            "detail.findings[0].Severity.Normalized: a number written as a string ('70'): read as 70",
+        ),
+        (
+            {"Label": "HIGH", "Normalized": "seventy"},
+            7.0,
+            "detail.findings[0].Severity.Normalized: expected a number from 0 to 100, got 'seventy';"
+            " not read: detail.findings[0].Severity.Label gives the severity",
+        ),
+    ],
+    ids=["string-beside-label", "string-alone", "no-number"],
+)
+def test_a_normalized_severity_written_as_a_string_is_read_noted_and_one_that_is_no_number_is_noted(
+    severity: dict[str, Any], score: float, said: str
+) -> None:
+    # Given a finding whose Severity.Normalized is text (as a relay re-encoded it)
+    event = load(THREAT_INTEL)
+    finding_of(event)["Severity"] = severity
+
+    # When it is read
+    [alert] = alerts_of(event)
+
+    # Then the number is read when it is one, and either way the note says what was there
+    assert alert.severity.score == score
+    assert said in alert.notes
+    assert alert.not_actionable == ()

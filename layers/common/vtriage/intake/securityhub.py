@@ -2,9 +2,12 @@
 
 Understood deliveries: the EventBridge events `Security Hub Findings - Imported` and `Security Hub
 Findings - Custom Action` (source `aws.securityhub`, the findings in `detail.findings[]`; a custom action
-adds `actionName` and `actionDescription`), `aws securityhub get-findings` output (`Findings[]`) and one
-bare ASFF finding. Each finding of a document is read on its own: one that cannot be read is refused
-alone.
+adds `actionName` and `actionDescription`), the `detail` of such an event alone (`{"findings": [...]}`, as
+an EventBridge target with InputPath `$.detail` receives it), `aws securityhub get-findings` output
+(`Findings[]`), one bare ASFF finding and a JSON array of them. Each finding of a document is read on its
+own: one that cannot be read is refused alone. A document is ASFF by ASFF's own marks
+(`sources.is_asff_finding`), so that a finding missing an attribute (its `AwsAccountId`) is still read
+here, the missing attribute noted.
 
 A finding whose `Workflow.Status` is SUPPRESSED or RESOLVED, whose `RecordState` is ARCHIVED, or whose
 `Compliance.Status` is PASSED (a passed check) is acknowledged: it makes no case. With
@@ -118,6 +121,8 @@ _SUBJECT_NAMES = {
 }
 # A key of ProductFields longer than this is no GuardDuty field; only its start is named.
 _MAX_PRODUCT_FIELD_KEY = 200
+# A severity a sender wrote as a string of digits ("70").
+_NUMBER_TEXT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3})?")
 
 
 def is_guardduty_finding(finding: Mapping[str, Any]) -> bool:
@@ -146,13 +151,15 @@ def findings_of_event(
 def findings_of_get_findings(
     output: Mapping[str, Any], *, skip_guardduty: bool = False, ignore_samples: bool = False
 ) -> list[Finding]:
-    """The findings of `aws securityhub get-findings` output, each on its own."""
+    """The findings of a page of ASFF findings, each on its own: `aws securityhub get-findings` output
+    (`Findings`), or the `detail` of a Security Hub event delivered alone (`findings`; see
+    `sources.securityhub_findings_key`)."""
+    key = sources.securityhub_findings_key(output) or "Findings"
+    # A detail alone has no account, Region nor time around its findings; a custom action's still names
+    # the action.
+    envelope = Envelope.of({"detail": output}) if key == "findings" else Envelope()
     return _listed(
-        output.get("Findings"),
-        "Findings",
-        Envelope(),
-        skip_guardduty=skip_guardduty,
-        ignore_samples=ignore_samples,
+        output.get(key), key, envelope, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples
     )
 
 
@@ -355,11 +362,16 @@ class _FindingReader(Fields):
         """`Label` (placed in its band by `Normalized` when they agree), else `Normalized` / 10; None when
         neither reads (what is malformed is noted)."""
         label = severity.get("Label")
-        normalized = _normalized(severity.get("Normalized"))
+        normalized = self.normalized(severity.get("Normalized"), f"{field}.Normalized")
         if isinstance(label, str) and label.upper() in _LABEL_SCORES:
             score = _LABEL_SCORES[label.upper()]
             if normalized is not None and _label_of_normalized(normalized) == label.upper():
                 score = round(normalized / 10, 1)
+            elif normalized is None and severity.get("Normalized") is not None:
+                self.note(
+                    f"{field}.Normalized: expected a number from 0 to 100, got"
+                    f" {shown(severity.get('Normalized'))}; not read: {field}.Label gives the severity"
+                )
             return Severity(score=score, informational=label.upper() == INFORMATIONAL)
         if label is not None:
             self.malformed(
@@ -378,6 +390,16 @@ class _FindingReader(Fields):
                 "not read",
             )
         return None
+
+    def normalized(self, value: Any, field: str) -> float | None:
+        """`Severity.Normalized` when it is a number from 0 to 100; one written as a string of digits
+        ("70", as a relay re-encoded it) is read, noted; None otherwise."""
+        number = _normalized(value)
+        if number is None and isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+            number = _normalized(float(value.strip()))
+            if number is not None:
+                self.note(f"{field}: a number written as a string ({shown(value)}): read as {number:g}")
+        return number
 
     def product_severity(self, severity: Mapping[str, Any], field: str) -> Severity | None:
         """The product's own score (the deprecated `Product`, else `Original`), noted as guessed: its
@@ -415,7 +437,20 @@ class _FindingReader(Fields):
 
     def resources(self) -> tuple[Resource, ...]:
         """The instances, access keys, buckets and objects of `Resources[]`; none, and the alert not
-        actionable, when `Resources` is not as ASFF documents it."""
+        actionable, when `Resources` is not as ASFF documents it (a list of one resource or more)."""
+        listed = self.finding.get("Resources")
+        if listed is None or listed == []:
+            # Without its resources, the alert's own addresses are unknown too: one could be looked up.
+            expected = "expected a list of one resource or more, got"
+            problem = (
+                "missing (ASFF requires at least one resource)"
+                if "Resources" not in self.finding
+                else f"{expected} null"
+                if listed is None
+                else f"{expected} an empty list"
+            )
+            self.malformed(self.where("Resources"), problem, "the alert names no resource")
+            return ()
         try:
             return self.resources_of()
         except InvalidAlertError as error:
@@ -567,6 +602,12 @@ class _FindingReader(Fields):
 
     def product_field_candidates(self) -> list[Candidate]:
         """GuardDuty's remote addresses, domains and hashes, flattened into `ProductFields`."""
+        if "ProductFields" in self.finding and self.finding["ProductFields"] is None:
+            self.note(
+                f"{self.where('ProductFields')}: expected an object, got null; not read for IOCs nor for"
+                " GuardDuty's sample flag"
+            )
+            return []
         fields = self.branch(self.finding, "ProductFields", "")
         if not fields:
             return []

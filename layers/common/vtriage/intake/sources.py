@@ -28,6 +28,11 @@ ASFF_CUSTOM_ACTION_DETAIL_TYPE = "Security Hub Findings - Custom Action"
 ASFF_DETAIL_TYPES = (ASFF_DETAIL_TYPE, ASFF_CUSTOM_ACTION_DETAIL_TYPE)
 OCSF_DETAIL_TYPE = "Findings Imported V2"
 
+# The schema version every ASFF finding carries, and attributes ASFF requires that no GuardDuty finding
+# has (GuardDuty's own findings carry `SchemaVersion` "2.0", `AccountId`, `Resource` and `Type`).
+ASFF_SCHEMA_VERSION = "2018-10-08"
+_ASFF_ONLY_KEYS = ("AwsAccountId", "Resources", "GeneratorId", "Types", "FindingProviderFields")
+
 # The keys of a CrowdStrike Alerts API response.
 _FALCON_RESPONSE_KEYS = frozenset({"meta", "resources", "errors"})
 
@@ -57,16 +62,32 @@ def is_securityhub_event(document: Mapping[str, Any]) -> bool:
 
 
 def is_asff_finding(document: Mapping[str, Any]) -> bool:
-    """Whether the document is one ASFF finding."""
-    return "ProductArn" in document and "AwsAccountId" in document
+    """Whether the document is one ASFF finding, by ASFF's own marks: its `SchemaVersion` (2018-10-08), or
+    a `ProductArn` beside another attribute no GuardDuty finding has (`AwsAccountId`, `Resources`,
+    `GeneratorId`, `Types`, `FindingProviderFields`). A finding missing one required attribute (its
+    account, say) is still ASFF: the reader notes what is missing."""
+    if document.get("SchemaVersion") == ASFF_SCHEMA_VERSION:
+        return True
+    return "ProductArn" in document and any(key in document for key in _ASFF_ONLY_KEYS)
+
+
+def securityhub_findings_key(document: Mapping[str, Any]) -> str | None:
+    """The key holding a page of ASFF findings: `Findings` (`aws securityhub get-findings` output) or
+    `findings` (the `detail` of a Security Hub event, delivered alone as an EventBridge target with
+    InputPath `$.detail` delivers it); None when neither is a list holding an ASFF finding."""
+    for key in ("Findings", "findings"):
+        findings = document.get(key)
+        if isinstance(findings, list) and any(
+            isinstance(finding, dict) and is_asff_finding(finding) for finding in findings
+        ):
+            return key
+    return None
 
 
 def is_securityhub_get_findings_output(document: Mapping[str, Any]) -> bool:
-    """Whether the document is `aws securityhub get-findings` output (one of its findings is ASFF)."""
-    findings = document.get("Findings")
-    return isinstance(findings, list) and any(
-        isinstance(finding, dict) and is_asff_finding(finding) for finding in findings
-    )
+    """Whether the document is a page of ASFF findings: get-findings output, or a Security Hub event's
+    `detail` alone (see `securityhub_findings_key`)."""
+    return securityhub_findings_key(document) is not None
 
 
 def is_ocsf_finding(document: Mapping[str, Any]) -> bool:
