@@ -19,7 +19,7 @@ from vtriage.fakes import FakeAlertQueue
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
 from vtriage.intake_api import accept_alert
-from vtriage.models import Alert, Branch, IocOutcome, IocType, Provenance, Verdict
+from vtriage.models import Alert, Branch, IocOutcome, IocType, Provenance, Subject, Verdict
 from vtriage.playbook import choose_branch, plan_actions
 from vtriage.remediate import refusal
 from vtriage.ticket import render_report
@@ -805,3 +805,158 @@ def test_the_intake_url_queues_the_document_as_sent_and_names_its_alerts() -> No
         "00000000000000000000000000000001:fcs:ioa-211:00000000-0000-0000-0000-000000000002",
         "00000000000000000000000000000001:fcs:ioa-211:11111111-2222-3333-4444-555555555555",
     ]
+
+
+# --- Falcon Cloud Security's indicators of attack, as Event Streams sends them --------------------------
+
+# Elastic's CSPMIOAStreamingEvent: "EC2 instance manually deleted by IAM user", SeverityName High, Severity 1.
+CLOUD_STREAM = "elastic-integrations__crowdstrike_falcon_test-falcon-cspmioa-streaming.json"
+CLOUD_STREAM_ID = (
+    "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX:cspm-ioa:249:XXXXXXXXXXXX:-:1663011160:AIDAXRCSSEFWEAH3BLR2Z:-"
+)
+
+
+def test_a_cloud_indicator_of_attack_from_the_stream_is_a_case_with_what_an_analyst_reads() -> None:
+    # Given the real CSPMIOAStreamingEvent: an IAM user terminated an EC2 instance, from 81.2.69.144
+    document = load(CLOUD_STREAM)
+
+    # When intake reads it
+    alert = the_alert(document)
+
+    # Then it is a case: the policy and its tactic and technique, High as its name says, the caller's
+    # address looked up, the user, the product and the customer named
+    assert alert.source == "falcon"
+    assert alert.type == "EC2 instance manually deleted by IAM user"
+    assert alert.title == "EC2 instance manually deleted by IAM user (Impact: Data Destruction)"
+    assert (alert.severity.score, alert.severity.label) == (7.0, "high")
+    assert looked_up(alert) == {"81.2.69.144"}
+    assert alert.vendor is not None
+    assert (alert.vendor.product, alert.vendor.user) == ("Falcon Cloud Security", "cs_internal_service_acct")
+    assert alert.vendor.tenant == "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+    # And the time is the cloud API call's, the AWS account and the call named for the analyst
+    assert alert.created_at.isoformat() == "2022-09-12T19:32:40+00:00"
+    assert (
+        "event.AccountId: the detection names 'aws' account 'XXXXXXXXXXXX' in no Region (the API call EC2"
+        " TerminateInstances); vtriage acts on a Falcon alert nowhere" in " ".join(alert.notes)
+    )
+    # And, CrowdStrike giving it no id, its id says what tells it from another detection
+    assert alert.id == CLOUD_STREAM_ID
+
+
+def test_a_cloud_detection_is_read_for_its_severity_name_never_its_undocumented_number() -> None:
+    # Given the real event (Severity 1 beside SeverityName High), rated Medium, and with no name at all
+    medium = rated(CLOUD_STREAM, "Severity", 1, "Medium")
+    nameless = rated(CLOUD_STREAM, "Severity", 1, None)
+
+    # When intake reads them
+    read_medium, read_nameless = the_alert(medium), the_alert(nameless)
+
+    # Then the name is the severity, with no disagreement to note (1 is no informational here)
+    assert read_medium.severity.label == "medium"
+    assert not any("Severity" in note for note in read_medium.notes)
+    # And without a name, critical so that a person sees it, saying why
+    assert read_nameless.severity.label == "critical"
+    assert any(
+        note.startswith("event.SeverityName: missing (a cloud detection's Severity number is on a scale")
+        and "severity guessed" in note
+        for note in read_nameless.notes
+    )
+
+
+def test_a_cloud_detection_is_never_acted_on_in_aws_even_in_the_deployments_own_account() -> None:
+    # Given the real event naming the deployment's own account and Region, its caller's address malicious
+    document = load(CLOUD_STREAM)
+    document["event"] |= {"AccountId": "000000000001", "Region": "us-east-1"}
+    alert = the_alert(document)
+    place = Place(own_account="000000000001", regions=frozenset({"us-east-1"}))
+    malicious = [IocOutcome(type=IocType.IP, value="81.2.69.144", found_at="x", verdict=Verdict.MALICIOUS)]
+
+    # When eligibility decides for the detector channel, and the playbooks plan
+    allowed = eligibility(alert, Provenance(channel="detector"), place, "approval")
+    planned = plan_actions(allowed.applied_to(alert), malicious)
+
+    # Then no AWS action may run and none is planned: a person decides, from its ticket
+    assert (alert.account, alert.region) == ("none", "none")
+    assert any("names no AWS account or Region" in reason for reason in allowed.not_actionable)
+    assert planned == []
+    assert alert.resources == ()
+    assert any("account '000000000001' in Region 'us-east-1'" in note for note in alert.notes)
+
+
+def test_a_cloud_detection_names_the_resource_it_saw_and_two_resources_are_two_cases() -> None:
+    # Given the real event naming an instance by the fields Falcon's cloud events carry (ResourceId,
+    # ResourceIdType, ResourceName, as its CSPMSearchStreamingEvent does), and the same on another one
+    document = load(CLOUD_STREAM)
+    document["event"] |= {
+        "ResourceId": "i-0108fce80e5ab5129",
+        "ResourceIdType": "Instance Id",
+        "ResourceName": "",
+    }
+    other = copy.deepcopy(document)
+    other["event"]["ResourceId"] = "i-0aaaaaaaaaaaaaaaa"
+
+    # When intake reads them
+    first, second = the_alert(document), the_alert(other)
+
+    # Then each is about its instance, never a resource to act on, and they are two cases
+    assert first.subjects == (Subject(type="Instance Id", id="i-0108fce80e5ab5129"),)
+    assert first.resources == ()
+    assert first.case_id != second.case_id
+    assert first.repeat_key != second.repeat_key
+
+
+def test_a_cloud_detection_read_again_at_another_offset_is_the_same_case() -> None:
+    # Given the real event, and the same event delivered again after a reconnect (another offset)
+    event = load(CLOUD_STREAM)
+    again = copy.deepcopy(event)
+    again["metadata"]["offset"] = 54712999
+
+    # Then it is one case
+    assert the_alert(event).case_id == the_alert(again).case_id
+
+
+# Elastic's test events of these types (test-falcon-incident-summary.log, -identity-protection-incident.log,
+# -customer-ioc-event.log, elastic/integrations), each reduced to what says what it is.
+NOT_DETECTIONS = [
+    (
+        "IncidentSummaryEvent",
+        {"IncidentID": "inc:123:abc", "State": "open", "FineScore": 0.5, "HostID": "TESTHOSTID"},
+        "an incident groups detections",
+    ),
+    (
+        "IdentityProtectionEvent",
+        {
+            "IncidentType": "UNUSUAL_ENDPOINT_USE",
+            "IdentityProtectionIncidentId": "INC-123",
+            "NumbersOfAlerts": 1,
+        },
+        "Identity Protection incidents: IdpDetectionSummaryEvent",
+    ),
+    (
+        "CustomerIOCEvent",
+        {"ComputerName": "DESKTOP-AAAAAAA", "IPv4": "203.0.113.5", "DeviceId": "a" * 32},
+        "the customer's own indicators",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "event", "said"), NOT_DETECTIONS, ids=[row[0] for row in NOT_DETECTIONS]
+)
+def test_stream_events_that_group_or_sight_detections_are_ignored_saying_where_the_detections_go(
+    event_type: str, event: dict[str, Any], said: str
+) -> None:
+    # Given a stream event that is no detection of its own
+    document = {
+        "metadata": {"customerIDString": "123123abcd", "offset": 2, "eventType": event_type},
+        "event": event,
+    }
+
+    # When intake reads it
+    result = read(document)
+
+    # Then no case, and the reason says what it is and where its detections are triaged
+    assert result.alerts == ()
+    [ignored] = result.ignored
+    assert f"{event_type!r}, not a detection summary" in ignored.reason
+    assert said in ignored.reason

@@ -72,9 +72,10 @@ def triage_content(alert: Alert, *, status: Any, prefix: str) -> dict[str, Any]:
     title, severity, the vendor's status (`status`, as the document says it), its IOCs with the field each
     came from and why it is skipped, its host (resources) and the vendor's terms (product, customer, host,
     user, console link), whether it is a sample and why it may not be acted on (each reason named
-    relative to the alert, so that the alert alone or inside a list gives the same). Neither the times (the
-    version stands for them), nor the notes, nor anything intake does not read."""
-    return {
+    relative to the alert, so that the alert alone or inside a list gives the same), and what it is about
+    that no action acts on (a cloud detection's resource). Neither the times (the version stands for them),
+    nor the notes, nor anything intake does not read."""
+    content: dict[str, Any] = {
         "type": alert.type,
         "title": alert.title,
         "severity": alert.severity.score,
@@ -85,6 +86,9 @@ def triage_content(alert: Alert, *, status: Any, prefix: str) -> dict[str, Any]:
         "sample": alert.sample,
         "not_actionable": sorted(reason.removeprefix(prefix) for reason in alert.not_actionable),
     }
+    if alert.subjects:  # only then: an alert naming none keeps the digest (the case id) it always had
+        content["subjects"] = [subject.model_dump(mode="json") for subject in alert.subjects]
+    return content
 
 
 class _Text(str):

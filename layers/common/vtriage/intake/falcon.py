@@ -5,9 +5,13 @@ Understood deliveries, recognised by shape:
 - an Event Streams event (`{"metadata": {"eventType": ...}, "event": {...}}`): `EppDetectionSummaryEvent`,
   whatever its casing (CrowdStrike writes `EPPDetectionSummaryEvent` too), the other detection summaries
   (every event type ending in `DetectionSummaryEvent`, read by the same reader, each for the fields it
-  has: see below), and the retired `DetectionSummaryEvent` (legacy: CrowdStrike stopped sending it on 30
-  September 2025; read for stored streams). Any other event type (audit, incident, remote response
-  events) names no detection: acknowledged, no case;
+  has: see below), the retired `DetectionSummaryEvent` (legacy: CrowdStrike stopped sending it on 30
+  September 2025; read for stored streams), and `CSPMIOAStreamingEvent`, a Falcon Cloud Security indicator
+  of attack (see below). Any other event type names no detection of its own: acknowledged, no case, the
+  reason saying what it is (an incident, `IncidentSummaryEvent` or Identity Protection's, groups detections
+  that each stream as a detection summary; a `CustomerIOCEvent` is a host meeting one of the customer's own
+  indicators, which raises a detection summary when the indicator is set to detect or block; audit and
+  remote response events);
 - an alert entity of the Alerts API, as `POST /alerts/entities/alerts/v2` returns each in `resources[]`
   (keyed by `composite_id`): endpoint and identity detections, cloud detections and NG-SIEM correlation
   detections (`source_ips`, `source_hosts`, `destination_hosts`); the whole response, or a JSON array of
@@ -16,16 +20,17 @@ Understood deliveries, recognised by shape:
   alert (a 401's body) is refused, saying it is an API error, not alerts.
 
 Identity is the vendor's own: `composite_id` (Alerts API), `CompositeId` (Event Streams), `DetectId`
-(legacy), so that a redelivery is the same case; the content part of the case id is what decides the
-alert's triage (`digest.triage_content`), so that a crawl (`crawled_timestamp`) or an enrichment
-(`MitreAttack[]`) of the same alert is the same case too. Version: `updated_timestamp`, else the event's
-`metadata.eventCreationTime`. Severity, each number on its own scale: the Alerts API's `severity` is 0-100
-(30 Low is 3, 70 High is 7, 90 Critical is 9 on vtriage's 0-10); an Event Streams event's `Severity` is 1
-(informational) to 5 (critical), as CrowdStrike's documented samples rate it (`"Severity": 4,
-"SeverityName": "High"`), or 0-100 as Falcon now writes it in detection summaries (`70`, `High`): a whole
-number from 1 to 5 is read on the first scale, any other on the second. A number written as a string is
-read, noted. The severity's name (`severity_name`, `SeverityName`) wins where the number says another
-band, noted; it stands in for a missing or unreadable number; with neither, critical, noted.
+(legacy), or one vtriage makes for a cloud detection (see below), so that a redelivery is the same case;
+the content part of the case id is what decides the alert's triage (`digest.triage_content`), so that a
+crawl (`crawled_timestamp`) or an enrichment (`MitreAttack[]`) of the same alert is the same case too.
+Version: `updated_timestamp`, else the event's `metadata.eventCreationTime`. Severity, each number on its
+own scale: the Alerts API's `severity` is 0-100 (30 Low is 3, 70 High is 7, 90 Critical is 9 on vtriage's
+0-10); an Event Streams detection summary's `Severity` is 1 (informational) to 5 (critical), as
+CrowdStrike's documented samples rate it (`"Severity": 4, "SeverityName": "High"`), or 0-100 as Falcon now
+writes it in detection summaries (`70`, `High`): a whole number from 1 to 5 is read on the first scale, any
+other on the second. A number written as a string is read, noted. The severity's name (`severity_name`,
+`SeverityName`) wins where the number says another band, noted; it stands in for a missing or unreadable
+number; with neither, critical, noted. A cloud detection's severity is its name (see below).
 
 IOCs, in the order they are looked up (the cap on IOCs per alert keeps the first):
 
@@ -51,14 +56,28 @@ network accesses, DNS requests and command lines, on the host of `AgentId`/`Sens
 up (an app's identifier, the egressed content's hash of the customer's own file, none): their host and
 user are shown, and their severity routes them.
 
+A `CSPMIOAStreamingEvent` (Falcon Cloud Security's indicator of attack: a cloud API call matching one of its
+policies) is read for the fields Elastic's integration maps and CrowdStrike's samples carry: its policy
+(`PolicyStatement`, the alert's type and title, with `Tactic` and `Technique`), its severity by name
+(`SeverityName`: its `Severity` number is on a scale CrowdStrike does not document for these events, 1
+beside High in its samples, and is not read), the caller's address (`UserSourceIp`, looked up), the user
+(`UserName`, else `UserId`), the time of the call (`EventCreatedTimestamp`), the cloud account, Region and
+call (`AccountId`, `Region`, `CloudService`, `EventAction`: named in a note) and the resource it names
+(`ResourceId`, `ResourceIdType`, `ResourceName`: what the alert is about, a subject). CrowdStrike gives it no
+id: vtriage names it from the customer, policy, account, Region, time, user and resource
+(`<cid>:cspm-ioa:<policy>:<account>:<Region>:<time>:<user>:<resource>`, `-` for a part it lacks), so that a
+redelivery is the same case.
+
 The host's own names and local addresses (`device.hostname`, `device.local_ip`, the network accesses'
 local addresses, an XDR detection's `HostNames`, ...) are its own: a value equal to one is skipped, never
 looked up. Private, internal and
 reserved values are skipped by `canonical_ioc`, and CrowdStrike's own hosts (the console every alert
 links to, the API) are never looked up.
 
-A Falcon alert names no AWS account or Region (`vendor.NO_AWS_PLACE`): it is never acted on in AWS; its
-case shows the Falcon product, host, user and console link (`Alert.vendor`). The host the detection
+A Falcon alert names no AWS account or Region (`vendor.NO_AWS_PLACE`): it is never acted on in AWS, not
+even a cloud detection naming an AWS account (its note names the account; the same resource's GuardDuty or
+Security Hub finding is acted on where it lives, under the place rules); its case shows the Falcon product,
+host, user and console link (`Alert.vendor`). The host the detection
 happened on is its resource, by its Falcon device id (`device.device_id`; a stream event's `AgentId`,
 `SensorId` or `AgentIdString`): the one thing vtriage may act on, by containing it in the deployment's own
 Falcon tenant (`eligibility.Place` decides where an action may run).
@@ -77,7 +96,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from vtriage.display import json_kind, shown
+from vtriage.display import escaped, json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import sources, vendor
 from vtriage.intake.canonical import OWN_ADDRESS_REASON, canonical_ioc, is_bare_host_name
@@ -102,6 +121,8 @@ from vtriage.models import Alert, Ioc, IocType, Resource, ResourceType, Severity
 PLATFORM = "CrowdStrike Falcon"
 EPP_EVENT = "EppDetectionSummaryEvent"
 LEGACY_EVENT = "DetectionSummaryEvent"
+# Falcon Cloud Security's indicator-of-attack detections, as Event Streams sends them.
+CSPM_IOA_EVENT = "CSPMIOAStreamingEvent"
 # The hosts of Falcon's consoles (falcon.crowdstrike.com, falcon.us-2..., falcon.laggar.gcw...).
 CONSOLE_HOSTS = ("crowdstrike.com",)
 CLOSED = "closed"
@@ -143,7 +164,22 @@ _STREAM_PRODUCTS = {
     "idpdetectionsummaryevent": "Falcon Identity Protection",
     "mobiledetectionsummaryevent": "Falcon for Mobile",
     "xdrdetectionsummaryevent": "Falcon Insight XDR",
+    "cspmioastreamingevent": "Falcon Cloud Security",
 }
+# Why the stream events that most look like alerts make no case: what each is, and where its detections go.
+_INCIDENT = "an incident groups detections that each arrive as a detection summary of their own, triaged"
+_IDENTITY_INCIDENT = f"{_INCIDENT} (Identity Protection incidents: IdpDetectionSummaryEvent)"
+_NOT_DETECTIONS = {
+    "incidentsummaryevent": f"{_INCIDENT} (CrowdScore incidents: {EPP_EVENT})",
+    "identityprotectionevent": _IDENTITY_INCIDENT,
+    "identityprotectionincidentevent": _IDENTITY_INCIDENT,
+    "customeriocevent": (
+        "a host met one of the customer's own indicators (IOC Management): a sighting, not a detection; an"
+        f" indicator set to detect or block raises a detection summary of its own ({EPP_EVENT}), triaged"
+    ),
+}
+# An EventCreatedTimestamp of this many seconds or more is in milliseconds (12 digits and more).
+_MILLISECONDS_FROM = 100_000_000_000
 ANOTHER_HASH = "another hash of the file whose {kept} is looked up: one lookup per file"
 CUT_URL_REASON = (
     "cut at a space inside quotes: the URL that ran goes on past it; not looked up, its host is instead"
@@ -393,6 +429,30 @@ class _FalconReader(Fields):
             )
         return ()
 
+    def note_cloud_place(
+        self,
+        parent: Mapping[str, Any],
+        at: str,
+        *,
+        account: str,
+        providers: Iterable[str],
+        region: str,
+        action: str = "",
+    ) -> None:
+        """A cloud detection names the cloud account (`parent[account]`) and Region it saw, and the API call
+        it saw there (`action`): said, since vtriage acts on no Falcon alert in AWS."""
+        account_id = self.loose_text(parent, account)
+        if account_id is None:
+            return
+        provider = next((name for key in providers if (name := self.loose_text(parent, key))), "cloud")
+        region_name = self.loose_text(parent, region)
+        where = f"Region {shown(region_name, 40)}" if region_name else "no Region"
+        self.note(
+            f"{self.where(join(at, account))}: the detection names {shown(provider, 20)} account"
+            f" {shown(account_id, 40)} in {where}{action}; vtriage acts on a Falcon alert nowhere: the same"
+            " resource's GuardDuty or Security Hub finding is acted on where it lives"
+        )
+
     def sample(self, command_lines: Iterable[tuple[str, str]]) -> bool:
         """Whether a command line is CrowdStrike's test detection's."""
         return any(SAMPLE_MARKER in text.lower() for _, text in command_lines)
@@ -459,7 +519,9 @@ class _EntityReader(_FalconReader):
         for ioc in self.iocs_of(device, own):
             kept.setdefault(ioc.key, ioc)
         self.command_line_iocs(kept, command_lines, own)
-        self.note_cloud_place()
+        self.note_cloud_place(
+            entity, "", account="cloud_account_id", providers=("cloud_provider",), region="cloud_region"
+        )
         alert_type, title = self.type_and_title()
         created = self.moment(entity, "created_timestamp", "", instead="timestamp stands in") or self.moment(
             entity, "timestamp", "", instead="updated_timestamp stands in"
@@ -574,19 +636,6 @@ class _EntityReader(_FalconReader):
         found += self.iocs(candidates, own).values()
         return found
 
-    def note_cloud_place(self) -> None:
-        """A cloud detection names the cloud account it saw: said, since vtriage does not act there."""
-        account = self.loose_text(self.entity, "cloud_account_id")
-        if account is None:
-            return
-        provider = self.loose_text(self.entity, "cloud_provider") or "cloud"
-        region = self.loose_text(self.entity, "cloud_region") or "no Region"
-        self.note(
-            f"{self.where('cloud_account_id')}: the detection names {shown(provider, 20)} account"
-            f" {shown(account, 40)} in {shown(region, 40)}; vtriage acts on a Falcon alert nowhere: the"
-            " same resource's GuardDuty or Security Hub finding is acted on where it lives"
-        )
-
     def details(self, device: Mapping[str, Any]) -> VendorAlert:
         """The alert in Falcon's terms: product, customer, host, user, console link."""
         entity = self.entity
@@ -630,10 +679,13 @@ class _StreamReader(_FalconReader):
         kind = event_type.strip().lower() if isinstance(event_type, str) else None
         event = self.required_object(self.document, "event", "")
         legacy = kind == LEGACY_EVENT.lower()
+        if kind == CSPM_IOA_EVENT.lower():
+            return self.cloud_detection(metadata, event)
         if kind is None or not kind.endswith(LEGACY_EVENT.lower()):
             return Acknowledged(
                 f"{self.where('metadata.eventType')} is {shown(event_type)}, not a detection summary"
-                f" ({EPP_EVENT}, IdpDetectionSummaryEvent, ...): no alert to triage",
+                f" ({EPP_EVENT}, IdpDetectionSummaryEvent, ...) nor a cloud detection ({CSPM_IOA_EVENT}):"
+                f" {_NOT_DETECTIONS.get(kind or '', 'no alert to triage')}",
                 peek_id(event.get("CompositeId")),
             )
         id_key = "CompositeId" if "CompositeId" in event else "DetectId"
@@ -703,6 +755,119 @@ class _StreamReader(_FalconReader):
             hosts=self.host(event, _STREAM_DEVICE_KEYS, "event"),
         )
 
+    def cloud_detection(self, metadata: Mapping[str, Any], event: Mapping[str, Any]) -> Alert:
+        """The Alert of a Falcon Cloud Security indicator of attack (`CSPMIOAStreamingEvent`): the policy it
+        matched, its tactic and technique, the cloud account, Region and API call it saw, the user and the
+        address that made the call (looked up), the resource it names (a subject), placed outside AWS
+        like every Falcon alert (see the module's docstring)."""
+        statement = self.loose_text(event, "PolicyStatement")
+        alert_type = vendor.name(statement, 300) or CSPM_IOA_EVENT
+        if statement is None:
+            self.note(f"{self.where('event.PolicyStatement')}: missing; the event type names the alert")
+        attack = ": ".join(
+            name for key in ("Tactic", "Technique") if (name := vendor.name(event.get(key), 100))
+        )
+        title = f"{alert_type} ({attack})" if attack else alert_type
+        service = vendor.name(event.get("CloudService"), 40)
+        call = " ".join(
+            escaped(name, 100)
+            for key in ("CloudService", "EventAction")
+            if (name := vendor.name(event.get(key), 100))
+        )
+        action = f" (the API call {call})" if call else ""
+        self.note_cloud_place(
+            event,
+            "event",
+            account="AccountId",
+            providers=("CloudProvider", "CloudPlatform"),
+            region="Region",
+            action=action,
+        )
+        self.cloud_subject(event, service)
+        found = self.iocs(self.candidate(IocType.IP, event, "UserSourceIp", "event"), frozenset())
+        updated = self.stream_time(metadata)
+        return self.finish(
+            alert_id=self.loose_text(event, "CompositeId") or self.cloud_detection_id(metadata, event),
+            alert_type=alert_type,
+            title=vendor.name(title, 300) or alert_type,
+            severity=self.cloud_severity(event),
+            created=self.cloud_event_time(event) or updated,
+            updated=updated,
+            iocs=found.values(),
+            sample=False,
+            details=VendorAlert(
+                platform=PLATFORM,
+                product=vendor.first_name(
+                    event.get("SourceProducts"), _STREAM_PRODUCTS[CSPM_IOA_EVENT.lower()]
+                ),
+                tenant=vendor.name(metadata.get("customerIDString")),
+                user=vendor.first_name(event.get("UserName"), event.get("UserId")),
+                console_url=vendor.console_url(
+                    self, event.get("ReportUrl"), "event.ReportUrl", CONSOLE_HOSTS
+                ),
+            ),
+            hosts=(),
+        )
+
+    def cloud_detection_id(self, metadata: Mapping[str, Any], event: Mapping[str, Any]) -> str:
+        """An id for a cloud detection, which CrowdStrike gives none: what tells one detection from another
+        (the customer, the policy, the account and Region, when the cloud API call was made, by whom, on
+        which resource), so that a redelivery is the same case. A part the event lacks is `-`."""
+        parts = [metadata.get("customerIDString"), "cspm-ioa"]
+        parts += [event.get(key) for key in ("PolicyId", "AccountId", "Region", "EventCreatedTimestamp")]
+        parts += [event.get(key) for key in ("UserId", "ResourceId")]
+        return ":".join(_id_part(part) for part in parts)
+
+    def cloud_severity(self, event: Mapping[str, Any]) -> Severity:
+        """A cloud detection's severity, by its name (`SeverityName`): its number (`Severity`) is on a scale
+        CrowdStrike does not document for these events (1 is High in its samples, Informational on the
+        detection summaries' 1-5), so it is not read. Without a name it can read, critical, noted."""
+        name = event.get("SeverityName")
+        caption = name.strip().lower() if isinstance(name, str) else ""
+        named = _SEVERITY_NAMES.get(caption)
+        if named is not None:
+            return Severity(score=named, informational=caption in _INFORMATIONAL_NAMES)
+        problem = (
+            "missing"
+            if name is None or name == ""
+            else f"expected Critical, High, Medium, Low or Informational, got {shown(name)}"
+        )
+        self.malformed(
+            self.where("event.SeverityName"),
+            f"{problem} (a cloud detection's Severity number is on a scale CrowdStrike does not document)",
+            UNREADABLE_SEVERITY_NOTE,
+        )
+        return UNREADABLE_SEVERITY
+
+    def cloud_event_time(self, event: Mapping[str, Any]) -> datetime | None:
+        """When the cloud API call was made (`EventCreatedTimestamp`): seconds since 1970, or milliseconds
+        when it runs to 12 digits or more (as Elastic's integration reads it); None when absent."""
+        value = event.get("EventCreatedTimestamp")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            moment = epoch_time(value / 1000 if abs(value) >= _MILLISECONDS_FROM else value)
+            if moment is not None:
+                return moment
+            self.malformed(
+                self.where("event.EventCreatedTimestamp"),
+                f"a time out of range: {shown(value)}",
+                "the stream event's time stands in",
+            )
+            return None
+        return self.moment(
+            event, "EventCreatedTimestamp", "event", instead="the stream event's time stands in"
+        )
+
+    def cloud_subject(self, event: Mapping[str, Any], service: str | None) -> None:
+        """The cloud resource a detection names (`ResourceId`, its `ResourceName`), kept as what the alert is
+        about: vtriage acts on no resource a Falcon alert names."""
+        if event.get("ResourceId") in (None, ""):
+            return
+        kind = vendor.name(event.get("ResourceIdType"), 60) or (
+            f"{service} resource" if service else "cloud resource"
+        )
+        name = self.subject_name(event, "ResourceName", "event")
+        self.subject(kind, event, "event", ("ResourceId",), name)
+
     def command_lines(self, event: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(path, text) of the command lines the event names (the legacy event spells `Grandparent`)."""
         found = []
@@ -741,6 +906,16 @@ class _StreamReader(_FalconReader):
             self.malformed(field, f"milliseconds out of range: {shown(value)}", "1970 stands in")
             return None
         return self.moment(metadata, "eventCreationTime", "metadata", instead="1970 stands in", required=True)
+
+
+def _id_part(value: Any) -> str:
+    """One part of an id vtriage makes: a number or a text (stripped, its first 128 characters) as
+    written, `-` for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:128]
+    return "-"
 
 
 def _cut_at_a_space(text: str, url: str) -> bool:

@@ -85,7 +85,9 @@ def placed_outside_aws(
     sample: bool = False,
 ) -> Alert:
     """The Alert a vendor reader has read, placed at `NO_AWS_PLACE`: its IOCs each once (at the first
-    place they were found), with what the reader noted and the reasons against acting it recorded."""
+    place they were found), what it is about that no action acts on (a cloud resource), with what the
+    reader noted and the reasons against acting it recorded."""
+    subjects = reader.alert_subjects()  # before the notes: too many subjects is a note
     created_at = created or updated or UNKNOWN_TIME
     updated_at = updated or created_at
     kept: dict[str, Ioc] = {}
@@ -103,6 +105,7 @@ def placed_outside_aws(
         account=NO_AWS_PLACE,
         region=NO_AWS_PLACE,
         resources=hosts,
+        subjects=subjects,
         iocs=tuple(kept.values()),
         notes=reader.alert_notes(),
         not_actionable=reader.alert_not_actionable(),
