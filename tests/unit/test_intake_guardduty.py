@@ -170,6 +170,8 @@ EXPECTED: dict[str, Expected] = {
                 id="vtriage-demo-uploads-123456789012/incoming/2025/03/remittance-advice.dll",
                 bucket="vtriage-demo-uploads-123456789012",
                 key="incoming/2025/03/remittance-advice.dll",
+                version_id="3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH",
+                etag=KNOWN_MD5,
             ),
         },
     ),
@@ -657,13 +659,14 @@ def test_a_detector_s3_malware_finding_names_the_object_and_every_threat_hash() 
         ("e" * 64, f"{threats}.itemPaths[0].hash"),
         ("b" * 40, f"{threats}.itemDetails[0].hash"),
     ]
-    # And the object is a resource remediation can quarantine
+    # And the object is a resource remediation can quarantine, the version scanned with it
     assert (
         Resource(
             type=ResourceType.S3_OBJECT,
             id="bucketName/incoming/remittance.zip",
             bucket="bucketName",
             key="incoming/remittance.zip",
+            version_id="v1",
         )
         in alert.resources
     )
@@ -1870,3 +1873,40 @@ def test_an_instance_finding_names_no_subject() -> None:
 
     # Then the instance is a resource, and no subject is added beside it
     assert (len(alert.resources), alert.subjects) == (1, ())
+
+
+# The GuardDuty User Guide's example of a Malware Protection for S3 scan result, as published by
+# terraform-aws-notify-slack (tests/corpus/PROVENANCE.md).
+USER_GUIDE_S3_SCAN = (
+    "terraform-aws-notify-slack__guardduty_malware_protection_object_scan_result_message.json"
+)
+
+
+def test_the_object_a_scan_result_names_is_the_version_and_etag_it_scanned() -> None:
+    # Given the User Guide's example scan result, which names the object's version and ETag
+    event = load_corpus(USER_GUIDE_S3_SCAN)
+
+    # When it is parsed
+    alert = only_alert(event)
+
+    # Then the object carries both as GuardDuty wrote them: the quarantine acts on that object alone
+    [item] = [resource for resource in alert.resources if resource.type is ResourceType.S3_OBJECT]
+    assert (item.bucket, item.key) == ("amzn-s3-demo-bucket", "APKAEIBAERJR2EXAMPLE")
+    assert (item.version_id, item.etag) == ("d41d8cd98f00b204e9800998eEXAMPLE", "ASIAI44QH8DHBEXAMPLE")
+
+
+def test_a_detector_s3_malware_finding_names_the_etag_it_scanned() -> None:
+    # Given a Malware Protection for S3 finding from a detector whose object names its ETag too
+    finding = _s3_malware_finding()
+    finding["resource"]["s3BucketDetails"][0]["s3ObjectDetails"][0]["eTag"] = KNOWN_MD5
+
+    # When it is parsed
+    alert = only_alert(finding)
+
+    # Then the object carries its version and ETag; one that is not text is left out, not refused
+    [item] = [resource for resource in alert.resources if resource.type is ResourceType.S3_OBJECT]
+    assert (item.version_id, item.etag) == ("v1", KNOWN_MD5)
+    finding["resource"]["s3BucketDetails"][0]["s3ObjectDetails"][0]["eTag"] = {"not": "text"}
+    alert = only_alert(finding)
+    [item] = [resource for resource in alert.resources if resource.type is ResourceType.S3_OBJECT]
+    assert (item.version_id, item.etag) == ("v1", None)

@@ -281,6 +281,28 @@ def test_access_key_bucket_and_object_resources() -> None:
     )
 
 
+def test_an_object_names_the_version_and_etag_security_hub_saw() -> None:
+    # Given a finding on an object whose details give its version and ETag (ASFF's AwsS3Object)
+    event = load(THREAT_INTEL)
+    finding_of(event)["Resources"] = [
+        {
+            "Type": "AwsS3Object",
+            "Id": "arn:aws:s3:::incoming-uploads/2025/03/invoice.pdf.exe",
+            "Details": {
+                "AwsS3Object": {"ETag": '"546bb6ef89bebfb053999777f6930d7e"', "VersionId": "3HL4kqtJlcpXroD"}
+            },
+        },
+    ]
+
+    # When it is parsed
+    [alert] = alerts_of(event)
+
+    # Then the object carries both as Security Hub wrote them: the quarantine acts on that object alone
+    [item] = alert.resources
+    assert (item.bucket, item.key) == ("incoming-uploads", "2025/03/invoice.pdf.exe")
+    assert (item.version_id, item.etag) == ("3HL4kqtJlcpXroD", '"546bb6ef89bebfb053999777f6930d7e"')
+
+
 LOCAL_INSTANCE_ARN = "arn:aws:ec2:us-east-1:123456789012:instance/i-0b3f6c2d9e1a47c58"
 
 

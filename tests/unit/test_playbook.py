@@ -280,6 +280,31 @@ def test_malware_in_an_s3_object_quarantines_the_object() -> None:
     ]
 
 
+def test_the_quarantine_names_the_version_and_etag_the_finding_scanned() -> None:
+    # Given a malicious file in an S3 object whose finding names the version and ETag it scanned
+    scanned = OBJECT.model_copy(
+        update={"version_id": "3HL4kqtJlcpXroD", "etag": "546bb6ef89bebfb053999777f6930d7e"}
+    )
+    alert = make_alert(type="Object:S3/MaliciousFile", resources=(scanned,))
+
+    # When it is planned
+    actions = plan_actions(alert, [ioc(IocType.FILE, SHA256, Verdict.MALICIOUS)])
+
+    # Then the action carries both, so that it moves that object and no other written at the key since
+    assert planned(actions) == [
+        (
+            "quarantine_object",
+            "s3://uploads/invoice.exe",
+            {
+                "bucket": "uploads",
+                "key": "invoice.exe",
+                "version_id": "3HL4kqtJlcpXroD",
+                "etag": "546bb6ef89bebfb053999777f6930d7e",
+            },
+        )
+    ]
+
+
 def test_a_malicious_domain_without_any_resource_is_blocked() -> None:
     # Given an OCSF C&C finding that names no resource, with a malicious domain and a malicious IP
     alert = make_alert(type="Command and Control", resources=())

@@ -88,6 +88,16 @@ class Resource(Frozen):
     )
     bucket: str | None = None
     key: str | None = None
+    version_id: str | None = Field(
+        default=None,
+        description="for an S3 object, the version the detector scanned, as it wrote it (S3's version id; "
+        "'null' in a bucket that never kept versions); None when not named",
+    )
+    etag: str | None = Field(
+        default=None,
+        description="for an S3 object, its ETag when the detector scanned it, as it wrote it; None when not "
+        "named. `quarantine_object` acts only on the object these two identify",
+    )
 
 
 # An IAM user's long-term access key id (AKIA...): the only kind UpdateAccessKey can set Inactive. STS's

@@ -351,10 +351,21 @@ def _targets(action_type: ActionType, alert: Alert, matched: Sequence[IocOutcome
         elif resource_type is ResourceType.S3_OBJECT:
             if resource.bucket and resource.key:
                 location = f"s3://{resource.bucket}/{resource.key}"
-                targets.append(_Target(location, {"bucket": resource.bucket, "key": resource.key}))
+                targets.append(_Target(location, _object_parameters(resource)))
         else:
             targets.append(_Target(resource.id, {}))
     return targets
+
+
+def _object_parameters(resource: Resource) -> dict[str, str]:
+    """An S3 object's bucket and key, and the version and ETag the detector scanned when it named them:
+    the quarantine acts on that object only, never on whatever the key holds when it runs."""
+    parameters = {"bucket": str(resource.bucket), "key": str(resource.key)}
+    if resource.version_id:
+        parameters["version_id"] = resource.version_id
+    if resource.etag:
+        parameters["etag"] = resource.etag
+    return parameters
 
 
 def _instances(resources: Iterable[Resource]) -> list[str]:

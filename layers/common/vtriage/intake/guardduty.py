@@ -252,7 +252,14 @@ def _malware_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> Alert | A
         region=region,
         resources=(
             Resource(type=ResourceType.S3_BUCKET, id=bucket, bucket=bucket),
-            Resource(type=ResourceType.S3_OBJECT, id=f"{bucket}/{key}", bucket=bucket, key=key),
+            Resource(
+                type=ResourceType.S3_OBJECT,
+                id=f"{bucket}/{key}",
+                bucket=bucket,
+                key=key,
+                version_id=version_id,
+                etag=etag,
+            ),
         ),
         iocs=iocs,
         notes=fields.alert_notes(),
@@ -619,8 +626,16 @@ class _FindingReader(Fields):
             for object_path, item in self.objects(bucket, "s3ObjectDetails", path):
                 key = self.text(item, "key", object_path)
                 if key:
+                    # The version and ETag GuardDuty saw: the quarantine acts only on that object.
                     found.append(
-                        Resource(type=ResourceType.S3_OBJECT, id=f"{name}/{key}", bucket=name, key=key)
+                        Resource(
+                            type=ResourceType.S3_OBJECT,
+                            id=f"{name}/{key}",
+                            bucket=name,
+                            key=key,
+                            version_id=self.loose_text(item, "versionId"),
+                            etag=self.loose_text(item, "eTag"),
+                        )
                     )
         return found
 

@@ -479,8 +479,17 @@ class _FindingReader(Fields):
             elif resource_type == "AwsS3Object" and resource_id:
                 bucket, _, key = _after(resource_id, "arn:aws:s3:::").partition("/")
                 if key:
+                    # The version and ETag Security Hub saw: the quarantine acts only on that object.
+                    scanned = self.loose_object(details, "AwsS3Object")
                     found.append(
-                        Resource(type=ResourceType.S3_OBJECT, id=f"{bucket}/{key}", bucket=bucket, key=key)
+                        Resource(
+                            type=ResourceType.S3_OBJECT,
+                            id=f"{bucket}/{key}",
+                            bucket=bucket,
+                            key=key,
+                            version_id=self.loose_text(scanned, "VersionId"),
+                            etag=self.loose_text(scanned, "ETag"),
+                        )
                     )
             elif resource_type not in _TARGET_TYPES:
                 self.resource_subject(resource, resource_type, details, path)
