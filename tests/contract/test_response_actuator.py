@@ -276,8 +276,11 @@ def _objects(aws: LocalAws) -> Iterator[Targets]:
     def uploaded(protected: bool) -> Action:
         key = f"incoming/invoice ({next(numbers)}).exe"
         tagging = f"{protected_tag}=true" if protected else "owner=billing"
-        s3.put_object(Bucket=uploads, Key=key, Body=b"MZ\x90\x00 pretend malware", Tagging=tagging)
-        return _action(ActionType.QUARANTINE_OBJECT, f"s3://{uploads}/{key}", bucket=uploads, key=key)
+        put = s3.put_object(Bucket=uploads, Key=key, Body=b"MZ\x90\x00 pretend malware", Tagging=tagging)
+        # As the playbook plans it: the object the finding scanned, named by its ETag.
+        return _action(
+            ActionType.QUARANTINE_OBJECT, f"s3://{uploads}/{key}", bucket=uploads, key=key, etag=put["ETag"]
+        )
 
     def where_it_was(action: Action) -> tuple[bytes, dict[str, str]] | None:
         bucket, key = str(action.parameters["bucket"]), str(action.parameters["key"])
@@ -288,11 +291,13 @@ def _objects(aws: LocalAws) -> Iterator[Targets]:
         body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         return body, {tag["Key"]: tag["Value"] for tag in tags}
 
-    gone = "incoming/never-uploaded.exe"
+    gone, etag = "incoming/never-uploaded.exe", '"0123456789abcdef0123456789abcdef"'
     yield Targets(
-        S3ObjectQuarantine(s3, quarantine, protected_tag),
+        S3ObjectQuarantine(s3, quarantine, protected_tag, uploads),
         uploaded,
-        lambda: _action(ActionType.QUARANTINE_OBJECT, f"s3://{uploads}/{gone}", bucket=uploads, key=gone),
+        lambda: _action(
+            ActionType.QUARANTINE_OBJECT, f"s3://{uploads}/{gone}", bucket=uploads, key=gone, etag=etag
+        ),
         where_it_was,
         "not found",
     )

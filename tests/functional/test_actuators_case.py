@@ -4,6 +4,7 @@ run, and when rolled back."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -118,7 +119,9 @@ def actuators(account: Account) -> dict[ActionType, ResponseActuator]:
         ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(
             account.iam, PROTECTED_TAG, account.containment_policy
         ),
-        ActionType.QUARANTINE_OBJECT: S3ObjectQuarantine(account.s3, QUARANTINE_BUCKET, PROTECTED_TAG),
+        ActionType.QUARANTINE_OBJECT: S3ObjectQuarantine(
+            account.s3, QUARANTINE_BUCKET, PROTECTED_TAG, "uploads"
+        ),
     }
 
 
@@ -136,7 +139,8 @@ def planned_case(account: Account) -> Case:
         Action(
             type=ActionType.QUARANTINE_OBJECT,
             target="s3://uploads/dropper.exe",
-            parameters={"bucket": "uploads", "key": "dropper.exe"},
+            # The ETag GuardDuty names: the object's MD5.
+            parameters={"bucket": "uploads", "key": "dropper.exe", "etag": hashlib.md5(b"MZ").hexdigest()},
         ),
     ]
     return make_case(make_alert(), status=CaseStatus.ENRICHED, verdict=Verdict.MALICIOUS, actions=actions)

@@ -110,6 +110,9 @@ EXERCISED: dict[str, set[str]] = {
         "iam:AttachUserPolicy",
         "s3:PutObject",
         "s3:DeleteObject",
+        "s3:GetObjectVersion",
+        "s3:GetObjectVersionTagging",
+        "s3:DeleteObjectVersion",
     },
     "ApprovalFunction": {
         "secretsmanager:GetSecretValue",
@@ -882,7 +885,7 @@ def _run_scenario(observed: Observed, monkeypatch: pytest.MonkeyPatch) -> None:
             Action(
                 type=ActionType.QUARANTINE_OBJECT,
                 target=f"s3://{bucket}/dropper.exe",
-                parameters={"bucket": bucket, "key": "dropper.exe"},
+                parameters={"bucket": bucket, "key": "dropper.exe", **_scanned(aws, bucket, "dropper.exe")},
             )
             for bucket in SOURCE_BUCKETS
         ),
@@ -924,6 +927,14 @@ def _run_scenario(observed: Observed, monkeypatch: pytest.MonkeyPatch) -> None:
     # The approved action runs, then the remediation finishes with the rejected one skipped.
     observed.invoke("RemediateFunction", {"case_id": case_id, "step": "run", "index": 0})
     observed.invoke("RemediateFunction", {"case_id": case_id, "step": "finish"})
+
+
+def _scanned(aws: LocalAws, bucket: str, key: str) -> dict[str, str]:
+    """What GuardDuty's finding names of the object it scanned: its ETag, and its version id where the
+    bucket keeps versions (then every call of the quarantine names that version)."""
+    head = aws.client("s3").head_object(Bucket=bucket, Key=key)
+    version = {"version_id": str(head["VersionId"])} if head.get("VersionId") else {}
+    return {"etag": str(head["ETag"]).strip('"'), **version}
 
 
 @pytest.fixture(scope="module")
@@ -1283,6 +1294,45 @@ def test_objects_move_only_out_of_the_named_buckets_of_this_account_never_from_q
     }
     assert copy_protected == {
         f"{copy_call_read_action(copy_call)} {protected_object}": "denied by NeverMoveProtectedObjects"
+    }
+
+
+def test_the_version_scanned_is_deleted_only_out_of_the_named_buckets_of_this_account(
+    observed: Observed,
+) -> None:
+    # Given the calls that read, copied and deleted the version GuardDuty scanned in the versioned bucket,
+    # each naming it
+    [delete] = [c for c in remediate_calls(observed, "DeleteObject") if c.parameters.get("VersionId")]
+    [head] = [c for c in remediate_calls(observed, "HeadObject") if c.parameters.get("VersionId")]
+    [tagging] = [c for c in remediate_calls(observed, "GetObjectTagging") if c.parameters.get("VersionId")]
+    assert delete.parameters["Bucket"] == "uploads-versioned"
+    assert refusals(observed, [delete, head, tagging]) == {}
+
+    # When the version is in a bucket of another account, in a bucket not named, in the quarantine bucket
+    # or under AWSLogs/
+    elsewhere = refusals(observed, [delete], Retagged(observed, owners={"uploads-versioned": "210987654321"}))
+    refused = refusals(
+        observed,
+        [
+            changed(delete, Bucket="payroll"),
+            changed(delete, Bucket=QUARANTINE_BUCKET, Key="case/uploads/dropper.exe"),
+            changed(delete, Key="AWSLogs/123456789012/CloudTrail/us-east-1/trail.json.gz"),
+            changed(tagging, Key="AWSLogs/123456789012/CloudTrail/us-east-1/trail.json.gz"),
+        ],
+    )
+
+    # Then IAM refuses each: a version is deleted (s3:DeleteObjectVersion) under the same bounds as an object
+    logs = "arn:aws:s3:::uploads-versioned/AWSLogs/123456789012/CloudTrail/us-east-1/trail.json.gz"
+    assert elsewhere == {
+        "s3:DeleteObjectVersion arn:aws:s3:::uploads-versioned/dropper.exe": "allowed by no statement"
+    }
+    assert refused == {
+        "s3:DeleteObjectVersion arn:aws:s3:::payroll/dropper.exe": "allowed by no statement",
+        f"s3:DeleteObjectVersion arn:aws:s3:::{QUARANTINE_BUCKET}/case/uploads/dropper.exe": (
+            "denied by KeepQuarantinedCopies"
+        ),
+        f"s3:DeleteObjectVersion {logs}": "denied by NeverTouchAwsLogs",
+        f"s3:GetObjectVersionTagging {logs}": "denied by NeverTouchAwsLogs",
     }
 
 

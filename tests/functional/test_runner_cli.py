@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -313,43 +314,53 @@ def test_ctrl_c_stops_the_run_on_one_line_with_status_130_and_leaves_nothing_beh
     assert list(temp.iterdir()) == []
 
 
-def test_the_s3_malware_sample_is_skipped_without_a_quarantine_bucket_and_moved_with_one() -> None:
-    # Given GuardDuty Malware Protection for S3's finding of a trojan in an uploads bucket
+def test_the_s3_sample_is_quarantined_only_out_of_the_source_buckets_and_only_the_object_scanned() -> None:
+    # Given GuardDuty Malware Protection for S3's finding of a trojan in an uploads bucket, naming the
+    # version and ETag it scanned; the runner mirrors the object with a stand-in body, not those bytes
     sample = str(event("synthetic-guardduty-malware-s3-object-scan.json"))
+    acting = ["--parameter-overrides", "DryRun=false"]
+    bucket = ["--parameter-overrides", "QuarantineBucket=vtriage-quarantine-123456789012"]
 
-    # When it runs as the template deploys by default (no quarantine bucket), and acting for real with a
-    # quarantine bucket and the uploads buckets named as sources
-    _, default_out, _ = in_process("run", "--json", "--quiet", sample)
-    _, configured_out, _ = in_process(
-        "run",
-        "--json",
-        "--quiet",
-        "--parameter-overrides",
-        "DryRun=false",
-        "--parameter-overrides",
-        "QuarantineBucket=vtriage-quarantine-123456789012",
-        "--parameter-overrides",
-        "QuarantineSourceBuckets=vtriage-demo-uploads-*",
-        sample,
+    # When it runs as the template deploys by default (no quarantine bucket), then acting for real with a
+    # quarantine bucket and no source buckets, with source buckets that are not the uploads', and with the
+    # uploads buckets named as sources
+    def run_with(*overrides: str) -> dict[str, Any]:
+        _, out, _ = in_process("run", "--json", "--quiet", *overrides, sample)
+        [case] = json.loads(out)["cases"]
+        return dict(case)
+
+    default = run_with()
+    no_sources = run_with(*acting, *bucket)
+    other_sources = run_with(*acting, *bucket, "--parameter-overrides", "QuarantineSourceBuckets=payroll-*")
+    sources = run_with(
+        *acting, *bucket, "--parameter-overrides", "QuarantineSourceBuckets=vtriage-demo-uploads-*"
     )
 
-    # Then by default the quarantine is skipped, saying what is missing, and the case is ticketed, not
-    # FAILED; with the bucket, the object the runner mirrored is moved there and the case is remediated
-    [default] = json.loads(default_out)["cases"]
-    [skipped] = default["actions"]
-    assert (skipped["type"], skipped["status"], default["status"]) == (
-        "quarantine_object",
-        "skipped",
-        "TICKETED",
+    # Then each time the quarantine is skipped, saying why, and the case is ticketed, not FAILED: by
+    # default and without source buckets for what is missing, outside the sources for the bucket, and in
+    # them because the stand-in at the key is not the object GuardDuty scanned
+    outcomes = {
+        name: (case["status"], tuple((action["type"], action["status"]) for action in case["actions"]))
+        for name, case in (
+            ("default", default),
+            ("no sources", no_sources),
+            ("other sources", other_sources),
+            ("sources", sources),
+        )
+    }
+    assert set(outcomes.values()) == {("TICKETED", (("quarantine_object", "skipped"),))}, outcomes
+    assert "no quarantine bucket is configured" in default["actions"][0]["detail"]
+    missing = "no source bucket is configured (the QuarantineSourceBuckets parameter)"
+    assert missing in no_sources["actions"][0]["detail"]
+    assert other_sources["actions"][0]["detail"] == (
+        "not quarantined: bucket vtriage-demo-uploads-123456789012 is not among the buckets objects may be "
+        "quarantined out of (QuarantineSourceBuckets: payroll-*); the object is left where it is, for a "
+        "person"
     )
-    assert "no quarantine bucket is configured" in skipped["detail"]
-    [configured] = json.loads(configured_out)["cases"]
-    [moved] = configured["actions"]
-    assert (moved["status"], configured["status"]) == ("done", "REMEDIATED")
-    assert moved["detail"] == (
-        "quarantined: moved s3://vtriage-demo-uploads-123456789012/incoming/2025/03/remittance-advice.dll to "
-        f"s3://vtriage-quarantine-123456789012/{configured['case_id']}/vtriage-demo-uploads-123456789012/"
-        "incoming/2025/03/remittance-advice.dll"
+    assert sources["actions"][0]["detail"].startswith(
+        "not quarantined: the object at s3://vtriage-demo-uploads-123456789012/incoming/2025/03/"
+        "remittance-advice.dll is no longer the one scanned: it has no version "
+        "'3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH' (the finding's); it holds another object, ETag "
     )
 
 

@@ -40,6 +40,7 @@ EVERY_RESOURCE_CONFIGURED = {
     "NACL_RULE_MIN": "1",
     "NACL_RULE_MAX": "10",
     "QUARANTINE_BUCKET": "vtriage-quarantine-123456789012",
+    "QUARANTINE_SOURCE_BUCKETS": "uploads",
     "DNS_FIREWALL_DOMAIN_LIST_ID": "rslvr-fdl-0123456789abcdef",
     "USER_CONTAINMENT_POLICY_ARN": "arn:aws:iam::123456789012:policy/vtriage-user-containment",
     "FALCON_API_SECRET_NAME": "vtriage/falcon-api-client",

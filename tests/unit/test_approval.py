@@ -417,7 +417,12 @@ def test_an_action_the_playbook_marks_waits_for_approval_first_and_runs_once_app
         ({}, set()),
         ({"WAF_IP_SET_NAME": "bad-ips", "WAF_IP_SET_ID": "a1b2"}, {ActionType.BLOCK_IP_WAF}),
         ({"NACL_RULE_MIN": "1", "NACL_RULE_MAX": "18"}, {ActionType.BLOCK_IP_NACL}),
-        ({"QUARANTINE_BUCKET": "quarantine"}, {ActionType.QUARANTINE_OBJECT}),
+        # The quarantine moves objects only out of the source buckets: without them it skips every one.
+        ({"QUARANTINE_BUCKET": "quarantine"}, set()),
+        (
+            {"QUARANTINE_BUCKET": "quarantine", "QUARANTINE_SOURCE_BUCKETS": "uploads-*"},
+            {ActionType.QUARANTINE_OBJECT},
+        ),
         ({"WAF_IP_SET_NAME": "", "WAF_IP_SET_ID": "", "QUARANTINE_BUCKET": " "}, set()),
     ],
 )

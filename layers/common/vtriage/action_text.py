@@ -129,11 +129,17 @@ def _disable_access_key(action: Action, target: str) -> tuple[str, str]:
 def _quarantine_object(action: Action, target: str) -> tuple[str, str]:
     bucket = _parameter(action, "bucket")
     source = f"bucket {bucket}" if bucket else "its bucket"
+    version = _parameter(action, "version_id")
+    scanned = (
+        f"version {version} of object {target}, the one the finding scanned,"
+        if version and version != "null"
+        else f"object {target}, only if it is still the one the finding scanned (its ETag),"
+    )
     return (
-        f"Copies object {target} to the quarantine bucket, tagged with the case and where it came from, "
-        f"then deletes it from {source} (in a versioned bucket the original stays as an older version).",
-        "Rollback copies the object back where it was, with its original tags; the quarantine copy is "
-        "kept as evidence.",
+        f"Copies {scanned} to the quarantine bucket, tagged with the case and where it came from, then "
+        f"deletes it from {source}; an object written at the key since is left as it is.",
+        "Rollback copies the object back where it was, with its original tags, unless an object written "
+        "since is there; the quarantine copy is kept as evidence.",
     )
 
 

@@ -31,7 +31,8 @@ def actuators(settings: RemediateSettings, where: AccountClients | None = None) 
     deployment's own account in the function's Region when None): the EC2 and IAM ones need none, the
     WAF, NACL and S3 ones their resource. An action of a type left out fails, for a person. The DNS
     Firewall and S3 quarantine ones are always there and skip their actions, saying why, when no domain
-    list or quarantine bucket is configured: a default playbook plans them on any deployment.
+    list, or no quarantine bucket and source buckets, are configured: a default playbook plans them on any
+    deployment.
 
     In a member account the instance, its volumes, its network ACLs and the user are the member's, reached
     through its role; the WAF IP set, the DNS Firewall domain list and the quarantine bucket are this
@@ -83,9 +84,16 @@ def actuators(settings: RemediateSettings, where: AccountClients | None = None) 
         found[ActionType.BLOCK_IP_WAF] = WafIpSetBlocker(
             waf, settings.waf_ip_set_name, settings.waf_ip_set_id, settings.waf_ip_set_scope
         )
-    if settings.quarantine_bucket is not None:
+    sources = settings.quarantine_source_buckets
+    if settings.quarantine_bucket is not None and sources is not None:
         found[ActionType.QUARANTINE_OBJECT] = S3ObjectQuarantine(
-            aws_client(settings, "s3"), settings.quarantine_bucket, protected
+            aws_client(settings, "s3"), settings.quarantine_bucket, protected, sources
+        )
+    elif settings.quarantine_bucket is not None:
+        found[ActionType.QUARANTINE_OBJECT] = SkippingActuator(
+            "not quarantined: no source bucket is configured (the QuarantineSourceBuckets parameter): "
+            "vtriage moves objects only out of the buckets named there; the object is left where it is, "
+            "for a person"
         )
     # Without a domain list this actuator calls nothing and skips, saying so: "where the account has one,
     # otherwise a ticket" needs no failure, which would mark the case FAILED. The list, like the WAF IP

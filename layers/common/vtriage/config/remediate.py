@@ -51,6 +51,12 @@ class RemediateSettings(FalconApiSettings, PlaceSettings):
     nacl_rule_min: int | None = Field(default=None, alias="NACL_RULE_MIN", ge=1, le=32766)
     nacl_rule_max: int | None = Field(default=None, alias="NACL_RULE_MAX", ge=1, le=32766)
     quarantine_bucket: str | None = Field(default=None, alias="QUARANTINE_BUCKET")
+    # The buckets objects may be quarantined out of: a bucket name or a pattern ("uploads-*", `*` any
+    # characters), as the template's QuarantineSourceBuckets, which also bounds the IAM grants; unset, no
+    # object is moved (the quarantine is skipped, the case ticketed). Never one that starts with "*".
+    quarantine_source_buckets: str | None = Field(
+        default=None, alias="QUARANTINE_SOURCE_BUCKETS", pattern=r"^[a-z0-9][a-z0-9.*-]*$"
+    )
     dns_firewall_domain_list_id: str | None = Field(default=None, alias="DNS_FIREWALL_DOMAIN_LIST_ID")
     # The stack's deny-all policy, attached to a user whose access key is disabled; unset, the key is
     # disabled and the user's other credentials are left as they are (the action says so).
@@ -84,6 +90,7 @@ class RemediateSettings(FalconApiSettings, PlaceSettings):
         "nacl_rule_min",
         "nacl_rule_max",
         "quarantine_bucket",
+        "quarantine_source_buckets",
         "dns_firewall_domain_list_id",
         "user_containment_policy_arn",
         "member_external_id",
