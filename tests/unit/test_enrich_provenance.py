@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,11 +13,13 @@ import pytest
 from tests.unit.test_enrich import ALERT_QUEUE_ARN, C2, DETECTOR, World, _sample
 from vtriage.composition.sqs_batch import triage_sqs_batch
 from vtriage.eligibility import Place, PushedAlertActions, eligibility, requiring_approval
-from vtriage.enrich.batch import Batch
+from vtriage.enrich.batch import Batch, ReadRecord
+from vtriage.enrich.records import QueuedRecord
 from vtriage.fakes import InMemoryFindingLedger
 from vtriage.models import (
     NEEDS_APPROVAL_PARAMETER,
     Action,
+    ActionStatus,
     ActionType,
     Branch,
     Case,
@@ -466,3 +469,303 @@ def test_a_pushed_copy_of_a_detectors_finding_is_folded_into_its_case() -> None:
     # Then it says nothing more: it is folded into the detector's case as a repeat
     assert world.cases.case_ids == [detector_id]
     assert world.case(detector_id).repeat_count == 1
+
+
+# ---------------------------------------------------------------- one finding through two channels
+
+
+def _sent(
+    world: Deployment, channel: str, index: int, pushed_alert_actions: PushedAlertActions = "approval"
+) -> None:
+    """The C&C sample delivered once through `channel`: the intake's queue, stamped, or the detector's."""
+    record = (
+        _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP, index=index)
+        if channel == "intake"
+        else _record(_sample(C2), ALERT_QUEUE_ARN, index=index)
+    )
+    _triage(_batch(world, pushed_alert_actions), record)
+
+
+def _by_channel(world: Deployment) -> dict[str, Case]:
+    """Every stored case, by the channel it records."""
+    cases = [world.case(case_id) for case_id in world.cases.case_ids]
+    found: dict[str, Case] = {case.provenance.channel: case for case in cases if case.provenance is not None}
+    assert len(found) == len(cases), [case.provenance for case in cases]
+    return found
+
+
+@pytest.mark.parametrize("pushed_alert_actions", ["approval", "ticket"])
+def test_the_detectors_delivery_of_a_finding_pushed_first_is_acted_on_in_a_case_of_its_own(
+    pushed_alert_actions: PushedAlertActions,
+) -> None:
+    # Given an identical copy of the C&C finding pushed first through the intake URL (a forwarder, `vtriage
+    # send` of `aws guardduty get-findings`, or someone holding the intake's permission), triaged: its
+    # actions wait for a person, or none is planned, and its execution has started
+    world = Deployment()
+    _sent(world, "intake", 0, pushed_alert_actions)
+    (pushed_id,) = world.cases.case_ids
+    pushed_before = world.case(pushed_id)
+    pushed_started = world.executions.started[pushed_id]
+
+    # When the detector rules deliver the same finding
+    _sent(world, "detector", 1, pushed_alert_actions)
+
+    # Then it is triaged as the detector's, in a case of its own: the four actions planned with no person in
+    # the way, its execution started on the remediate route
+    cases = _by_channel(world)
+    detector = cases["detector"]
+    assert detector.case_id == detector.alert.case_id_through("detector") != pushed_id
+    assert [action.type for action in detector.actions] == [
+        ActionType.SNAPSHOT_VOLUMES,
+        ActionType.TAG_INSTANCE,
+        ActionType.ISOLATE_INSTANCE,
+        ActionType.BLOCK_DOMAIN_DNS_FIREWALL,
+    ]
+    assert all(NEEDS_APPROVAL_PARAMETER not in action.parameters for action in detector.actions)
+    assert detector.provenance == Provenance(channel="detector")
+    assert world.executions.started[detector.case_id].route is Branch.REMEDIATE
+    # And the pushed copy's case is left to its execution as it was (its channel, its plan, its input)
+    pushed = cases["intake"]
+    assert (pushed.case_id, pushed.provenance, pushed.actions) == (
+        pushed_id,
+        pushed_before.provenance,
+        pushed_before.actions,
+    )
+    assert world.executions.started[pushed_id] == pushed_started
+    # And each case names the other, the detector's saying who pushed the copy that came first
+    assert detector.variant_case_ids == [pushed_id]
+    assert pushed.variant_case_ids == [detector.case_id]
+    assert any(
+        f"came earlier through the intake URL, signed by {SENDER}" in entry.note and pushed_id in entry.note
+        for entry in detector.history
+    )
+    assert any(
+        "came later through the detector rules (EventBridge)" in entry.note and detector.case_id in entry.note
+        for entry in pushed.history
+    )
+
+
+def test_each_channels_delivery_again_meets_its_own_case() -> None:
+    # Given the C&C finding pushed first, then delivered by the detector rules in a case of its own
+    world = Deployment()
+    _sent(world, "intake", 0)
+    _sent(world, "detector", 1)
+    cases = _by_channel(world)
+
+    # When each is delivered once more
+    detector_again = _triage(_batch(world), _record(_sample(C2), ALERT_QUEUE_ARN, index=2))
+    pushed_again = _triage(_batch(world), _record(_sample(C2), PUSHED_QUEUE_ARN, STAMP, index=3))
+
+    # Then each meets its own case, which runs once: no third case, no third execution
+    assert detector_again["batchItemFailures"] == pushed_again["batchItemFailures"] == []
+    assert sorted(world.cases.case_ids) == sorted(case.case_id for case in cases.values())
+    assert sorted(world.executions.started) == sorted(case.case_id for case in cases.values())
+    assert _by_channel(world) == cases
+
+
+def test_a_copy_pushed_after_the_detectors_delivery_changes_nothing() -> None:
+    # Given the C&C finding delivered by the detector rules and triaged
+    world = Deployment()
+    _sent(world, "detector", 0)
+    (case_id,) = world.cases.case_ids
+    before = world.case(case_id)
+
+    # When an identical copy is pushed through the intake URL
+    _sent(world, "intake", 1)
+
+    # Then it is a duplicate of the detector's case, whose channel and plan stay
+    assert world.cases.case_ids == [case_id]
+    assert world.case(case_id) == before
+    assert list(world.executions.started) == [case_id]
+
+
+def test_a_pushed_copy_meeting_the_detectors_case_waiting_for_enrichment_is_triaged_as_the_detectors() -> (
+    None
+):
+    # Given the detector's C&C finding waiting for its enrichment (the minute's VirusTotal quota spent)
+    world = Deployment(per_minute=1)
+    world.limiter.acquire()  # type: ignore[union-attr]
+    _sent(world, "detector", 0)
+    (case_id,) = world.cases.case_ids
+    assert world.case(case_id).status is CaseStatus.PENDING_ENRICHMENT
+
+    # When an identical copy is pushed through the intake URL the next minute, then the detector's record
+    # comes back
+    world.clock.at += timedelta(minutes=1)
+    _sent(world, "intake", 1)
+    _sent(world, "detector", 2)
+
+    # Then the one case keeps the detector's channel and its plan, with no person in the way, and says a
+    # pushed copy met it
+    assert world.cases.case_ids == [case_id]
+    case = world.case(case_id)
+    assert case.provenance == Provenance(channel="detector")
+    assert case.actions
+    assert all(NEEDS_APPROVAL_PARAMETER not in action.parameters for action in case.actions)
+    assert any(
+        f"a copy delivered through the intake URL, signed by {SENDER}" in entry.note for entry in case.history
+    )
+    assert world.executions.started[case_id].route is Branch.REMEDIATE
+
+
+def test_the_detectors_delivery_meeting_a_pushed_copy_waiting_for_enrichment_takes_its_case() -> None:
+    # Given a pushed copy of the C&C finding waiting for its enrichment (no execution yet)
+    world = Deployment(per_minute=1)
+    world.limiter.acquire()  # type: ignore[union-attr]
+    _sent(world, "intake", 0)
+    (case_id,) = world.cases.case_ids
+    assert world.case(case_id).provenance.channel == "intake"  # type: ignore[union-attr]
+
+    # When the detector rules deliver the same finding the next minute
+    world.clock.at += timedelta(minutes=1)
+    _sent(world, "detector", 1)
+
+    # Then the one case is the detector's: its channel, its plan, its history saying a copy came first
+    assert world.cases.case_ids == [case_id]
+    case = world.case(case_id)
+    assert case.provenance == Provenance(channel="detector")
+    assert all(NEEDS_APPROVAL_PARAMETER not in action.parameters for action in case.actions)
+    assert any(
+        f"a copy delivered earlier through the intake URL, signed by {SENDER}" in entry.note
+        for entry in case.history
+    )
+    assert world.executions.started[case_id].route is Branch.REMEDIATE
+
+    # And when the pushed copy's record comes back, it changes nothing
+    _sent(world, "intake", 2)
+    assert world.case(case_id).provenance == Provenance(channel="detector")
+    assert list(world.executions.started) == [case_id]
+
+
+def test_the_detectors_delivery_put_off_after_a_pushed_copy_waits_in_its_own_case() -> None:
+    # Given a pushed copy of the C&C finding triaged, its lookup the minute's one request, and its
+    # enrichment no longer in the cache
+    world = Deployment(per_minute=1)
+    _sent(world, "intake", 0)
+    (pushed_id,) = world.cases.case_ids
+    world.cache = type(world.cache)(now=world.clock)
+
+    # When the detector rules deliver the same finding, then once more the next minute
+    _sent(world, "detector", 1)
+    waiting = _by_channel(world)["detector"]
+    world.clock.at += timedelta(minutes=1)
+    _sent(world, "detector", 2)
+
+    # Then its own case waited for its enrichment, then was triaged as the detector's
+    assert waiting.status is CaseStatus.PENDING_ENRICHMENT
+    detector = world.case(waiting.case_id)
+    assert detector.status is CaseStatus.ENRICHED
+    assert all(NEEDS_APPROVAL_PARAMETER not in action.parameters for action in detector.actions)
+    assert world.executions.started[detector.case_id].route is Branch.REMEDIATE
+    assert world.case(pushed_id).provenance.channel == "intake"  # type: ignore[union-attr]
+
+
+def _read(world: Deployment, channel: str, index: int) -> tuple[Batch, ReadRecord]:
+    """A batch that has read one delivery of the C&C sample (and its stored case), not yet triaged."""
+    batch = _batch(world)
+    queue, stamp = (PUSHED_QUEUE_ARN, STAMP) if channel == "intake" else (ALERT_QUEUE_ARN, {})
+    [read] = batch.read([QueuedRecord(f"m-{index}", _sample(C2), queue, attributes=stamp)])
+    return batch, read
+
+
+def test_a_pushed_copy_stored_while_the_detectors_delivery_was_triaged_does_not_swallow_it() -> None:
+    # Given the detector's delivery of the C&C finding read with no case stored yet
+    world = Deployment()
+    batch, detector = _read(world, "detector", 0)
+
+    # When a pushed copy is triaged in the meantime (another invocation), then the detector's delivery
+    _sent(world, "intake", 1)
+    outcome = batch.triage_record(detector)
+
+    # Then the detector's delivery is still triaged as the detector's, in a case of its own
+    cases = _by_channel(world)
+    assert [summary.case_id for summary in outcome.cases] == [cases["detector"].case_id]
+    assert all(NEEDS_APPROVAL_PARAMETER not in action.parameters for action in cases["detector"].actions)
+
+
+def test_a_pushed_copy_enriched_while_the_detectors_delivery_was_triaged_does_not_swallow_it() -> None:
+    # Given a pushed copy waiting for its enrichment, and the detector's delivery read with it
+    world = Deployment(per_minute=1)
+    world.limiter.acquire()  # type: ignore[union-attr]
+    _sent(world, "intake", 0)
+    world.clock.at += timedelta(minutes=1)
+    batch, detector = _read(world, "detector", 1)
+
+    # When the pushed copy's record comes back and is triaged first, then the detector's delivery
+    _sent(world, "intake", 2)
+    outcome = batch.triage_record(detector)
+
+    # Then the pushed copy's case stays as its execution has it, and the detector's is a case of its own
+    cases = _by_channel(world)
+    assert [summary.case_id for summary in outcome.cases] == [cases["detector"].case_id]
+    assert all(NEEDS_APPROVAL_PARAMETER not in action.parameters for action in cases["detector"].actions)
+    assert all(action.parameters[NEEDS_APPROVAL_PARAMETER] == "true" for action in cases["intake"].actions)
+
+
+def test_a_pushed_copy_read_while_the_detectors_case_waited_never_lowers_it() -> None:
+    # Given the detector's case waiting for its enrichment, and a pushed copy read with it
+    world = Deployment(per_minute=1)
+    world.limiter.acquire()  # type: ignore[union-attr]
+    _sent(world, "detector", 0)
+    (case_id,) = world.cases.case_ids
+    world.clock.at += timedelta(minutes=1)
+    batch, pushed = _read(world, "intake", 1)
+
+    # When the detector's record comes back and is triaged first, then the pushed copy
+    _sent(world, "detector", 2)
+    triaged = world.case(case_id)
+    outcome = batch.triage_record(pushed)
+
+    # Then the pushed copy is a duplicate of the detector's case, which it leaves as it was
+    assert [(summary.case_id, summary.duplicate) for summary in outcome.cases] == [(case_id, True)]
+    assert world.cases.case_ids == [case_id]
+    assert world.case(case_id) == triaged
+
+
+def test_a_pushed_copy_of_a_later_version_folded_first_does_not_swallow_the_detectors() -> None:
+    # Given the detector's C&C finding whose actions ran in dry run, DryRun now off
+    world = Deployment()
+    _sent(world, "detector", 0)
+    (first_id,) = world.cases.case_ids
+    first = world.case(first_id)
+    first.actions = [action.with_outcome(ActionStatus.DRY_RUN, "dry run") for action in first.actions]
+    first.record(CaseStatus.TICKETED, world.clock.at)
+    world.cases.save(first)
+    world.dry_run = False
+
+    # When a copy of the finding's next version is pushed first (its actions would wait for a person:
+    # folded), then the detector rules deliver that version
+    later = json.loads(_sample(C2))
+    later["detail"]["updatedAt"] = "2026-11-26T15:00:00.000Z"
+    _triage(_batch(world), _record(json.dumps(later), PUSHED_QUEUE_ARN, STAMP, index=1))
+    assert world.case(first_id).repeat_count == 1
+    _triage(_batch(world), _record(json.dumps(later), ALERT_QUEUE_ARN, index=2))
+
+    # Then the detector's delivery is no duplicate of the folded copy: a case of its own, which acts
+    (detector_id,) = [case_id for case_id in world.cases.case_ids if case_id != first_id]
+    assert world.executions.started[detector_id].route is Branch.REMEDIATE
+    assert all(
+        NEEDS_APPROVAL_PARAMETER not in action.parameters for action in world.case(detector_id).actions
+    )
+
+
+def test_a_case_waiting_for_its_enrichment_takes_the_more_trusted_channel_while_it_still_waits() -> None:
+    # Given a pushed copy of the C&C finding waiting for its enrichment, the quota spent for the minute
+    world = Deployment(per_minute=1)
+    world.limiter.acquire()  # type: ignore[union-attr]
+    _sent(world, "intake", 0)
+    (case_id,) = world.cases.case_ids
+
+    # When the detector rules deliver the same finding in the same minute (put off too), then the pushed
+    # copy's record comes back, put off again
+    _sent(world, "detector", 1)
+    raised = world.case(case_id)
+    _sent(world, "intake", 2)
+
+    # Then the waiting case took the detector's channel, saying so once, and the pushed copy left it so
+    waiting = world.case(case_id)
+    assert raised.provenance == waiting.provenance == Provenance(channel="detector")
+    assert waiting.status is CaseStatus.PENDING_ENRICHMENT
+    notes = [entry.note for entry in waiting.history if "came through the detector rules" in entry.note]
+    assert len(notes) == 1
+    assert world.executions.started == {}
