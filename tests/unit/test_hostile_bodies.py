@@ -94,17 +94,23 @@ def deleted(document: Any, path: Path_) -> Any:
 
 def findings_in(document: Any) -> int | None:
     """How many findings a document holds, read here without the parser: the items of an OCSF array,
-    of get-findings output's `Findings`, of a Security Hub event's `detail.findings`, of a Falcon Alerts
-    API response's `resources` (beside its `meta`, or with nothing but CrowdStrike's response keys) and of
-    Alert Center `alerts.list` output's `alerts`; else one. An empty
-    page of those three is acknowledged as holding no finding: one entry. None when the document is no
-    JSON object or array."""
+    of get-findings output's `Findings`, of a Security Hub event's `detail.findings` (or of that detail
+    alone, `findings`), of a Falcon Alerts API response's `resources` (beside its `meta`, or with nothing
+    but CrowdStrike's response keys) and of Alert Center `alerts.list` output's `alerts`, or those of the
+    document an SNS notification's `Message` holds; else one. An empty page of those is acknowledged as
+    holding no finding: one entry. None when the document is no JSON object or array."""
     if isinstance(document, list):
         return len(document)
     if not isinstance(document, dict):
         return None
-    if isinstance(document.get("Findings"), list):
-        return len(document["Findings"]) or 1
+    if "TopicArn" in document and isinstance(document.get("Message"), str):
+        try:
+            return findings_in(json.loads(document["Message"]))
+        except (ValueError, RecursionError):
+            return None
+    for key in ("Findings", "findings"):
+        if isinstance(document.get(key), list):
+            return len(document[key]) or 1
     falcon_response = "meta" in document or set(document) <= {"meta", "resources", "errors"}
     if falcon_response and isinstance(document.get("resources"), list):
         return len(document["resources"]) or 1

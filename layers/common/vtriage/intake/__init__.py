@@ -14,9 +14,14 @@ recognises the document's shape, lists its findings and reads each on its own; i
   passed check), is a GuardDuty finding seen through Security Hub when those are skipped, or a sample
   finding when samples are ignored.
 
+An SNS notification (what a queue subscribed to a topic receives without raw message delivery) is read
+as the document its `Message` holds, its findings placed under `Message`, its alerts noting the envelope,
+which raises no trust: the channel decides provenance (decision 2), never a topic a body names.
+
 Only a document in which no finding can be identified at all (not an object or an array of findings,
-an unknown shape, an empty array) raises `InvalidAlertError`. A page of a known shape with no finding
-(get-findings, Falcon's Alerts API, Alert Center's alerts.list) is one `IgnoredFinding` saying so.
+an unknown shape, an empty array, an SNS message carrying no such document) raises `InvalidAlertError`.
+A page of a known shape with no finding (get-findings, Falcon's Alerts API, Alert Center's alerts.list)
+is one `IgnoredFinding` saying so.
 
 A detector's reader is imported when a document of its shape is first read (`vtriage.intake.sources`
 tells the shapes apart): importing this package loads none, so a function's cold start pays for no
@@ -24,6 +29,7 @@ reader, and a deployment fed by one detector only ever loads that detector's.
 """
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import sources
+from vtriage.intake.body import decode_body
 from vtriage.intake.digest import content_digest
 from vtriage.intake.outcomes import Acknowledged, Finding, FindingRefusal, IgnoredFinding, IntakeResult
 from vtriage.models import Alert, Ioc
@@ -52,10 +59,11 @@ MAX_FINDINGS_SETTING = "MaxFindingsPerMessage (MAX_FINDINGS_PER_MESSAGE)"
 
 # What a message body may be, as errors and the commands that read alert files name it.
 DOCUMENT_SHAPES = (
-    "an EventBridge event from GuardDuty or Security Hub, a GuardDuty finding, GuardDuty or Security Hub"
-    " get-findings output, an ASFF finding, an OCSF finding, a CrowdStrike Falcon alert (Alerts API entity"
-    " or response, Event Streams detection), a Google Workspace Alert Center alert (alerts.list output, a"
-    " Pub/Sub push), or a JSON array of findings"
+    "an EventBridge event from GuardDuty or Security Hub (or a Security Hub event's detail alone), a"
+    " GuardDuty finding, GuardDuty or Security Hub get-findings output, an ASFF finding, an OCSF finding, a"
+    " CrowdStrike Falcon alert (Alerts API entity or response, Event Streams detection), a Google Workspace"
+    " Alert Center alert (alerts.list output, a Pub/Sub push), a JSON array of findings, or an SNS"
+    " notification carrying one of these in its Message"
 )
 _KEYS_SHOWN = 12
 
@@ -180,6 +188,8 @@ def _findings(document: Any, *, skip_guardduty: bool, ignore_samples: bool) -> l
         raise InvalidAlertError(
             "an SQS event, not a message body: parse each record's body on its own", field="Records"
         )
+    if sources.is_sns_envelope(document):
+        return _sns(document, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
     # Before the EventBridge envelope: a Workspace alert has a `source` of its own.
     if sources.is_falcon_document(document):
         from vtriage.intake import falcon  # noqa: PLC0415
@@ -205,6 +215,61 @@ def _findings(document: Any, *, skip_guardduty: bool, ignore_samples: bool) -> l
     if finding is None:
         raise InvalidAlertError(f"unknown shape: expected {DOCUMENT_SHAPES}; got keys [{_keys(document)}]")
     return [finding]
+
+
+def _sns(envelope: dict[str, Any], *, skip_guardduty: bool, ignore_samples: bool) -> list[Finding]:
+    """The findings of the document an SNS notification carries in its `Message` (what a queue subscribed
+    to a topic receives without raw message delivery), each placed under `Message` and its alert noting
+    the envelope. The envelope raises no trust: the channel the body came on decides its provenance
+    (decision 2), never a topic it names. Anything else SNS sends (a subscription's confirmation), a
+    `Message` that is no JSON document, and a notification inside another are refused, saying so."""
+    kind = envelope.get("Type")
+    if kind != sources.SNS_NOTIFICATION:
+        raise InvalidAlertError(
+            f"an SNS message of Type {shown(kind)}, not a notification ({sources.SNS_NOTIFICATION!r}):"
+            " no alert in it",
+            field="Type",
+        )
+    message = envelope.get("Message")
+    if not isinstance(message, str):
+        raise InvalidAlertError(
+            f"expected the published document as a string, got {json_kind(message)}", field="Message"
+        )
+    try:
+        document = decode_body(message)
+    except InvalidAlertError as error:
+        raise InvalidAlertError(
+            f"{error.reason}: an SNS notification's Message must be the alert's JSON, as its detector"
+            " published it",
+            field="Message",
+        ) from None
+    if isinstance(document, dict) and sources.is_sns_envelope(document):
+        raise InvalidAlertError("an SNS notification inside an SNS notification: not read", field="Message")
+    try:
+        findings = _findings(document, skip_guardduty=skip_guardduty, ignore_samples=ignore_samples)
+    except InvalidAlertError as error:
+        field = f"Message.{error.field}" if error.field else "Message"
+        raise InvalidAlertError(f"{error.reason} (in an SNS notification's Message)", field=field) from None
+    note = (
+        f"read from the Message of an SNS notification (topic {shown(envelope.get('TopicArn'), 200)},"
+        f" message {shown(envelope.get('MessageId'), 80)}): the envelope is the sender's word, never"
+        " checked; the queue the message came on decides its provenance"
+    )
+    return [_in_sns_message(finding, note) for finding in findings]
+
+
+def _in_sns_message(finding: Finding, note: str) -> Finding:
+    """The finding as it sits in an SNS notification: under `Message`, its alert noting the envelope. Its
+    content is the finding's own, so that it is the same case however it was delivered."""
+
+    def read() -> Alert | Acknowledged:
+        outcome = finding.read()
+        if isinstance(outcome, Alert):
+            return outcome.model_copy(update={"notes": (note, *outcome.notes)})
+        return outcome
+
+    where = f"Message.{finding.where}" if finding.where else "Message"
+    return replace(finding, where=where, read=read)
 
 
 def _bare(

@@ -33,8 +33,19 @@ OCSF_DETAIL_TYPE = "Findings Imported V2"
 ASFF_SCHEMA_VERSION = "2018-10-08"
 _ASFF_ONLY_KEYS = ("AwsAccountId", "Resources", "GeneratorId", "Types", "FindingProviderFields")
 
+# What a queue subscribed to an SNS topic receives without raw message delivery: SNS's JSON envelope, the
+# published document as a string in `Message`.
+SNS_NOTIFICATION = "Notification"
+
 # The keys of a CrowdStrike Alerts API response.
 _FALCON_RESPONSE_KEYS = frozenset({"meta", "resources", "errors"})
+
+
+def is_sns_envelope(document: Mapping[str, Any]) -> bool:
+    """Whether the document is a message SNS delivered with its envelope (`Type`, `TopicArn`, and the
+    published `Message` or the `MessageId` of a notification or a subscription's confirmation)."""
+    published = "Message" in document or "MessageId" in document
+    return "Type" in document and "TopicArn" in document and published
 
 
 def is_eventbridge_event(document: Mapping[str, Any]) -> bool:
