@@ -151,6 +151,57 @@ def test_a_save_of_a_copy_read_earlier_keeps_what_another_step_appended_meanwhil
     assert stored.variant_case_ids == ["guardduty-" + "f" * 32]
 
 
+def test_a_case_waiting_for_its_enrichment_is_replaced_only_while_it_waits(repository: Repository) -> None:
+    # Given a case waiting for its enrichment, that two deliveries of its finding read at once
+    cases = repository.cases
+    case = _case(status=CaseStatus.PENDING_ENRICHMENT)
+    cases.create(case)
+    first, second = cases.get(case.case_id), cases.get(case.case_id)
+    assert first is not None
+    assert second is not None
+
+    # When the first triages it and replaces it, then the second tries to replace it with its own triage
+    first.record(CaseStatus.ENRICHED, case.updated_at + timedelta(minutes=1), "enriched by the first")
+    second.record(CaseStatus.ENRICHED, case.updated_at + timedelta(minutes=2), "enriched by the second")
+    replaced, lost = cases.replace_pending(first), cases.replace_pending(second)
+
+    # Then only the first replaces it, and the second learns it lost: the first's triage stands
+    assert (replaced, lost) == (True, False)
+    assert cases.get(case.case_id) == first
+    # And a case that was never stored is not created by it
+    assert cases.replace_pending(_case(2, CaseStatus.ENRICHED)) is False
+    assert cases.get(_case(2).case_id) is None
+
+
+def test_a_case_waiting_again_is_replaced_keeping_what_was_appended_meanwhile(repository: Repository) -> None:
+    # Given a case waiting for its enrichment, read by a delivery, then put off again by another
+    cases = repository.cases
+    case = _case(status=CaseStatus.PENDING_ENRICHMENT)
+    cases.create(case)
+    reader, other = cases.get(case.case_id), cases.get(case.case_id)
+    assert reader is not None
+    assert other is not None
+    other.history.append(
+        HistoryEntry(
+            status=CaseStatus.PENDING_ENRICHMENT,
+            at=case.updated_at + timedelta(minutes=1),
+            note="put off again",
+        )
+    )
+    assert cases.replace_pending(other)
+
+    # When the reader triages it and replaces it
+    reader.record(CaseStatus.ENRICHED, case.updated_at + timedelta(minutes=2), "enriched")
+    replaced = cases.replace_pending(reader)
+
+    # Then it is replaced (it still waited), its history keeping the other's line in its place
+    assert replaced is True
+    stored = cases.get(case.case_id)
+    assert stored is not None
+    assert stored.status is CaseStatus.ENRICHED
+    assert [entry.note for entry in stored.history] == ["the alert came in", "put off again", "enriched"]
+
+
 def test_a_refused_record_is_kept_once_per_place_with_its_reason_and_body(repository: Repository) -> None:
     # Given a repository
     cases = repository.cases

@@ -36,6 +36,7 @@ from vtriage.fakes import (
 )
 from vtriage.intake import IntakeOptions
 from vtriage.models import (
+    ActionStatus,
     Branch,
     Case,
     CaseStatus,
@@ -45,6 +46,7 @@ from vtriage.models import (
     Provenance,
     Verdict,
 )
+from vtriage.playbook import Playbooks, default_playbooks
 from vtriage.ports import FindingLedger, MessageDeferral
 from vtriage.verdict import VerdictPolicy
 from vtriage.virustotal.errors import VirusTotalQuotaExceededError
@@ -106,6 +108,10 @@ class World:
         self.findings: FindingLedger | None = None
         self.ticket_min_severity = ticket_min_severity
         self.pushed_alert_actions: PushedAlertActions = "approval"
+        # The deployment's DryRun (true unless turned off, as deployed).
+        self.dry_run = True
+        # The playbooks (None: the shipped ones).
+        self.playbooks: Playbooks | None = None
         self.intake = IntakeOptions()
         self.channels: dict[str, Channel] = {ALERT_QUEUE_ARN: "detector"}
         self.queues: dict[str, MessageDeferral] = {ALERT_QUEUE_ARN: self.deferral}
@@ -130,10 +136,15 @@ class World:
         rules = TriageRules(
             place=PLACE,
             pushed_alert_actions=self.pushed_alert_actions,
+            playbooks=self.playbooks,
             ticket_min_severity=self.ticket_min_severity,
         )
         repeats = Repeats(
-            self.ledger, self.cases, self.executions, ticket_min_severity=self.ticket_min_severity
+            self.ledger,
+            self.cases,
+            self.executions,
+            ticket_min_severity=self.ticket_min_severity,
+            dry_run=self.dry_run,
         )
         variants = Variants(self.findings, self.cases) if self.findings is not None else None
         refusals = Refusals(self.cases, self.dead_letters)
@@ -919,6 +930,209 @@ def test_a_repeat_of_a_closed_case_is_counted_and_starts_nothing() -> None:
     assert (later.case_id, later.repeat) == (first.case_id, True)
     assert world.case(first.case_id).repeat_count == 1
     assert list(world.executions.started) == [first.case_id]
+
+
+# ---------------------------------------------------------------- repeats of a response that did not act
+
+# GuardDuty's next version of the C&C finding: the same activity, counted again later.
+C2_LATER = {"updatedAt": "2026-11-26T15:00:00.000Z"}
+
+
+def _responded(
+    world: World, case_id: str, outcome: ActionStatus | tuple[ActionStatus, ...], status: CaseStatus
+) -> None:
+    """The case as its execution leaves it: every action with `outcome` (or each with its own), the case in
+    `status` (the ticket step records TICKETED or FAILED, a remediation that acted REMEDIATED)."""
+    case = world.case(case_id)
+    outcomes = outcome if isinstance(outcome, tuple) else (outcome,) * len(case.actions)
+    case.actions = [
+        action.with_outcome(each, f"{each.value} by the remediate function")
+        for action, each in zip(case.actions, outcomes, strict=True)
+    ]
+    if status is not case.status:
+        case.record(status, world.clock.at)
+    world.cases.save(case)
+
+
+def test_once_dry_run_is_off_a_later_version_of_a_finding_seen_in_dry_run_acts_in_a_case_of_its_own() -> None:
+    # Given the C&C finding triaged while the deployment ran in dry run: its four actions ran in dry run,
+    # and its execution ended with its ticket
+    world = World()
+    [first] = world.handle_record("m-1", _sample(C2)).cases
+    _responded(world, first.case_id, ActionStatus.DRY_RUN, CaseStatus.TICKETED)
+
+    # When DryRun is turned off, and GuardDuty sends the finding's next version two hours later
+    world.dry_run = False
+    world.clock.at = NOW + timedelta(hours=2)
+    [later] = world.handle_record("m-2", _variant(C2, **C2_LATER)).cases
+
+    # Then it is not folded into the dry-run case: a case of its own, whose execution remediates
+    assert (later.repeat, later.case_id != first.case_id) == (False, True)
+    assert world.executions.started[later.case_id].route is Branch.REMEDIATE
+    assert world.case(first.case_id).repeat_count == 0
+    # And its history says why, naming the earlier case; later repeats meet it
+    assert world.case(later.case_id).history[-1].note == (
+        f"a repeat of case {first.case_id}, not folded into it: its actions would run, where none of the "
+        "earlier case's did (4 ran in dry run)"
+    )
+    [[kept_case_id, _]] = world.ledger.keys.values()
+    assert kept_case_id == later.case_id
+
+
+def test_while_the_deployment_stays_in_dry_run_a_later_version_is_folded_into_the_dry_run_case() -> None:
+    # Given the C&C finding whose actions ran in dry run, and a deployment still in dry run
+    world = World()
+    [first] = world.handle_record("m-1", _sample(C2)).cases
+    _responded(world, first.case_id, ActionStatus.DRY_RUN, CaseStatus.TICKETED)
+
+    # When its next version arrives
+    world.clock.at = NOW + timedelta(hours=2)
+    [later] = world.handle_record("m-2", _variant(C2, **C2_LATER)).cases
+
+    # Then it would only run in dry run again: it is folded, and its ticket is told
+    assert (later.repeat, later.case_id) == (True, first.case_id)
+    assert world.case(first.case_id).repeat_count == 1
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "left"),
+    [
+        (ActionStatus.FAILED, CaseStatus.FAILED, "4 failed"),
+        # An approval nobody gave in time: the execution escalated it to the ticket and ended.
+        (ActionStatus.PENDING_APPROVAL, CaseStatus.FAILED, "4 waited for a person"),
+        # Still waiting for a person, with nothing else left to run.
+        (ActionStatus.PENDING_APPROVAL, CaseStatus.ENRICHED, "4 waited for a person"),
+        # The execution ended (timed out) before it ran them.
+        (ActionStatus.PLANNED, CaseStatus.FAILED, "4 never ran"),
+        # Refused by a person, or skipped by the remediate function, after the others ran in dry run.
+        (
+            (*(ActionStatus.DRY_RUN,) * 3, ActionStatus.SKIPPED),
+            CaseStatus.TICKETED,
+            "3 ran in dry run, 1 skipped",
+        ),
+    ],
+)
+def test_a_later_version_of_a_finding_whose_response_stopped_without_acting_acts_in_a_case_of_its_own(
+    outcome: ActionStatus | tuple[ActionStatus, ...], status: CaseStatus, left: str
+) -> None:
+    # Given the C&C finding whose actions all stopped short of acting, DryRun off
+    world = World()
+    world.dry_run = False
+    [first] = world.handle_record("m-1", _sample(C2)).cases
+    _responded(world, first.case_id, outcome, status)
+
+    # When its next version arrives
+    world.clock.at = NOW + timedelta(hours=2)
+    [later] = world.handle_record("m-2", _variant(C2, **C2_LATER)).cases
+
+    # Then it is a case of its own, which remediates, saying what the earlier case left undone
+    assert later.repeat is False
+    assert world.executions.started[later.case_id].route is Branch.REMEDIATE
+    assert world.case(later.case_id).history[-1].note.endswith(f"({left})")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        # The response acted: a repeat tells its ticket.
+        (ActionStatus.DONE, CaseStatus.REMEDIATED),
+        # A person undid what it did: their decision stands.
+        (ActionStatus.ROLLED_BACK, CaseStatus.REMEDIATED),
+        # Its execution is still running them: a second case would race it.
+        (ActionStatus.PLANNED, CaseStatus.ENRICHED),
+        (ActionStatus.PLANNED, CaseStatus.TICKETED),
+    ],
+)
+def test_a_later_version_is_folded_while_the_earlier_response_acted_or_still_runs(
+    outcome: ActionStatus, status: CaseStatus
+) -> None:
+    # Given the C&C finding whose response acted (a person may have undone it since), or is still
+    # running; DryRun off
+    world = World()
+    world.dry_run = False
+    [first] = world.handle_record("m-1", _sample(C2)).cases
+    _responded(world, first.case_id, outcome, status)
+
+    # When its next version arrives
+    world.clock.at = NOW + timedelta(hours=2)
+    [later] = world.handle_record("m-2", _variant(C2, **C2_LATER)).cases
+
+    # Then it is folded into the earlier case
+    assert (later.repeat, later.case_id) == (True, first.case_id)
+    assert world.case(first.case_id).repeat_count == 1
+
+
+def test_a_dry_run_case_with_one_action_still_running_is_not_raced() -> None:
+    # Given the C&C finding whose execution is still at work: three actions ran in dry run, the last is
+    # still planned
+    world = World()
+    world.dry_run = False
+    [first] = world.handle_record("m-1", _sample(C2)).cases
+    case = world.case(first.case_id)
+    case.actions = [
+        *(action.with_outcome(ActionStatus.DRY_RUN, "dry run") for action in case.actions[:-1]),
+        case.actions[-1],
+    ]
+    world.cases.save(case)
+
+    # When its next version arrives
+    [later] = world.handle_record("m-2", _variant(C2, **C2_LATER)).cases
+
+    # Then it is folded: no second execution acts beside the running one
+    assert (later.repeat, later.case_id) == (True, first.case_id)
+    assert [world.executions.started[name].route for name in world.executions.started] == [
+        Branch.REMEDIATE,
+        Branch.TICKET,
+    ]
+
+
+def test_a_later_version_delivered_again_after_it_acted_in_a_case_of_its_own_is_that_cases_duplicate() -> (
+    None
+):
+    # Given the dry-run case of the C&C finding and, DryRun off, its next version in a case of its own
+    world = World()
+    [first] = world.handle_record("m-1", _sample(C2)).cases
+    _responded(world, first.case_id, ActionStatus.DRY_RUN, CaseStatus.TICKETED)
+    world.dry_run = False
+    [later] = world.handle_record("m-2", _variant(C2, **C2_LATER)).cases
+
+    # When that version is delivered again
+    [again] = world.handle_record("m-3", _variant(C2, **C2_LATER)).cases
+
+    # Then it meets its case: no third case, no second execution of it
+    assert (again.case_id, again.duplicate) == (later.case_id, True)
+    assert sorted(world.cases.case_ids) == sorted([first.case_id, later.case_id])
+    assert len(world.executions.started) == 2
+
+
+def test_a_repeat_whose_actions_would_wait_for_a_person_is_folded_into_a_case_that_did_not_act() -> None:
+    # Given the C&C finding whose actions ran in dry run, DryRun now off, and a playbook that asks a
+    # person before each action: the next version would only ask again
+    world = World()
+    [first] = world.handle_record("m-1", _sample(C2)).cases
+    _responded(world, first.case_id, ActionStatus.DRY_RUN, CaseStatus.TICKETED)
+    world.dry_run = False
+    shipped = default_playbooks()
+    world.playbooks = shipped.model_copy(
+        update={
+            "playbooks": tuple(
+                playbook.model_copy(
+                    update={
+                        "actions": tuple(
+                            spec.model_copy(update={"needs_approval": True}) for spec in playbook.actions
+                        )
+                    }
+                )
+                for playbook in shipped.playbooks
+            )
+        }
+    )
+
+    # When its next version arrives
+    [later] = world.handle_record("m-2", _variant(C2, **C2_LATER)).cases
+
+    # Then it is folded into the earlier case, whose ticket a person reads
+    assert (later.repeat, later.case_id) == (True, first.case_id)
 
 
 LAMBDA_C2 = "synthetic-guardduty-lambda-network.json"  # ip#23.129.64.215, function image-resizer

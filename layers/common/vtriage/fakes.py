@@ -91,6 +91,19 @@ class InMemoryCaseRepository:
             self._cases[case.case_id] = _stored(case).model_dump_json()
             self.saves += 1
 
+    def replace_pending(self, case: Case) -> bool:
+        """Replace the stored case with this version while the stored one is PENDING_ENRICHMENT, keeping
+        what others appended to it; False when it is not, or is gone (not counted in `saves`)."""
+        with self._lock:
+            stored = self._cases.get(case.case_id)
+            if stored is None:
+                return False
+            current = Case.model_validate_json(stored)
+            if current.status is not CaseStatus.PENDING_ENRICHMENT:
+                return False
+            self._cases[case.case_id] = _stored(case.with_appended(current)).model_dump_json()
+            return True
+
     def record_failure(
         self, message_id: str, reason: str, body: str, *, where: str = "", alert_id: str | None = None
     ) -> bool:

@@ -298,6 +298,14 @@ class Alert(Frozen):
         digest = hashlib.sha256(identity.encode()).hexdigest()
         return f"{self.source}-{digest[:32]}"
 
+    def case_id_through(self, channel: "Channel") -> str:
+        """The case id of this finding delivered through `channel` when its own (`case_id`) is held by the
+        case of a copy that came first through a channel trusted with less (a pushed copy of a detector's
+        finding): the more trusted delivery is triaged as its channel's, in a case of its own, since an
+        execution already runs on the first one. Of the same form as `case_id`."""
+        digest = hashlib.sha256(f"{self.case_id}\x1f{channel}".encode()).hexdigest()
+        return f"{self.source}-{digest[:32]}"
+
     @property
     def finding_key(self) -> str:
         """What every content delivered under this finding's id and version shares (`finding#<digest>`):
@@ -640,7 +648,8 @@ class Case(BaseModel):
     )
     variant_case_ids: list[str] = Field(
         default=[],
-        description="the cases of other contents delivered under this finding's id and version, each "
+        description="the cases of other contents delivered under this finding's id and version, and of "
+        "the same content delivered through another channel (a pushed copy and the detector's own), each "
         "triaged on its own",
     )
 

@@ -48,6 +48,11 @@ class CaseRepository(Protocol):
         """Replace the case with this version of it."""
         ...
 
+    def replace_pending(self, case: Case) -> bool:
+        """Replace the stored case with this version while the stored one still waits for its enrichment
+        (PENDING_ENRICHMENT); False when it does not (another delivery triaged it meanwhile) or is gone."""
+        ...
+
     def record_failure(
         self, message_id: str, reason: str, body: str, *, where: str = "", alert_id: str | None = None
     ) -> bool:

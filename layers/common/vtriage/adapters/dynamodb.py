@@ -256,6 +256,41 @@ class DynamoCaseRepository:
             return
         raise TransientError(f"case {case.case_id} kept changing while it was saved")
 
+    def replace_pending(self, case: Case) -> bool:
+        """Replace the stored case with this version while the stored one is PENDING_ENRICHMENT, keeping what
+        others appended to it (`Case.with_appended`); False when it is not (another delivery triaged it) or
+        is gone. The write is conditional on the revision read, so that a delivery that triaged the case in
+        between is never overwritten; another pending write in between is merged and tried again."""
+        seen: tuple[str, dict[str, Any] | None] | None = getattr(self._seen, "last", None)
+        self._seen.last = None
+        for attempt in range(_SAVE_ATTEMPTS):
+            if attempt == 0 and seen is not None and seen[0] == case.case_id:
+                stored = seen[1]
+            else:
+                stored = self._stored_item(case.case_id)
+            if stored is None or stored.get("status", {}).get("S") != CaseStatus.PENDING_ENRICHMENT.value:
+                return False
+            item = self._item(case.with_appended(case_from_item(stored)), revision=revision_of(stored) + 1)
+            condition, values = revision_condition(stored)
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "Item": item,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#revision": REVISION},
+            }
+            if values:
+                request["ExpressionAttributeValues"] = values
+            with transient_aws_errors():
+                try:
+                    self._client.put_item(**request)
+                except ClientError as error:
+                    if error_code(error) != "ConditionalCheckFailedException":
+                        raise
+                    continue
+            self._seen.last = (case.case_id, item)
+            return True
+        raise TransientError(f"case {case.case_id} kept changing while it waited for its enrichment")
+
     def _stored_item(self, case_id: str) -> dict[str, Any] | None:
         with transient_aws_errors():
             response = self._client.get_item(

@@ -112,6 +112,7 @@ def batch_factory(settings: EnrichSettings, now: Callable[[], datetime] = utc_no
         executions,
         window=settings.repeat_window,
         ticket_min_severity=settings.ticket_min_severity,
+        dry_run=settings.dry_run,
     )
     variants = Variants(DynamoFindingLedger(dynamodb, settings.cases_table, retention, now), cases)
     intake = settings.intake

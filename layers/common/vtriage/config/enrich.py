@@ -74,6 +74,10 @@ class EnrichSettings(AlertReadingSettings, VirusTotalKeySettings, PlaceSettings)
     # A repeat of a finding (same type, resources and IOCs; another id or version) within this many
     # hours of its case is folded into that case instead of opening another. 0 turns it off.
     repeat_window_hours: float = Field(default=24.0, alias="REPEAT_WINDOW_HOURS", ge=0)
+    # The deployment's DryRun, as the remediate function acts under it: a repeat of a case whose actions
+    # ran only in dry run is folded into it while it holds, and is a case of its own, which acts, once it
+    # is turned off. Dry-run unless explicitly false, as the remediate function.
+    dry_run: bool = Field(default=True, alias="DRY_RUN")
 
     @field_validator("ip_block_method", "ticket_min_severity", "pushed_alert_actions", mode="before")
     @classmethod
