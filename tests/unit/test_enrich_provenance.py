@@ -748,6 +748,15 @@ def test_a_pushed_copy_of_a_later_version_folded_first_does_not_swallow_the_dete
         NEEDS_APPROVAL_PARAMETER not in action.parameters for action in world.case(detector_id).actions
     )
 
+    # And when the detector rules deliver that version again, and the copy is pushed again, each meets a
+    # case already there: no third case, no other execution
+    started = dict(world.executions.started)
+    _triage(_batch(world), _record(json.dumps(later), ALERT_QUEUE_ARN, index=3))
+    _triage(_batch(world), _record(json.dumps(later), PUSHED_QUEUE_ARN, STAMP, index=4))
+    assert sorted(world.cases.case_ids) == sorted([first_id, detector_id])
+    assert world.executions.started == started
+    assert world.case(first_id).repeat_count == 1
+
 
 def test_a_case_waiting_for_its_enrichment_takes_the_more_trusted_channel_while_it_still_waits() -> None:
     # Given a pushed copy of the C&C finding waiting for its enrichment, the quota spent for the minute

@@ -126,7 +126,9 @@ class Repeats:
         self.dry_run = dry_run
 
     def earlier_case(self, alert: Alert) -> Case | None:
-        """The case an earlier occurrence of this finding opened within the repeat window, if any."""
+        """The case an earlier occurrence of this finding opened within the repeat window, if any; or this
+        very finding's case under a channel's own id (`Alert.case_id_through`: the same finding id,
+        version and content), which the caller tells from a repeat by its `finding_key`."""
         if self.window <= timedelta(0):
             return None
         earlier_id = self.ledger.earlier_case(alert.repeat_key)
@@ -135,7 +137,10 @@ class Repeats:
         earlier = self.cases.get(earlier_id)
         if earlier is None or earlier.status is CaseStatus.PENDING_ENRICHMENT:
             return None
-        if earlier.alert.finding_key == alert.finding_key:
+        if (
+            earlier.alert.finding_key == alert.finding_key
+            and earlier.alert.content_digest != alert.content_digest
+        ):
             # Another content under the same finding id and version is no repeat: a case of its own.
             return None
         return earlier

@@ -190,6 +190,12 @@ class Triage:
         existing = slot.existing
         repeats = self.repeats
         earlier = repeats.earlier_case(alert) if repeats is not None and existing is None else None
+        if earlier is not None and earlier.alert.finding_key == alert.finding_key:
+            # This very finding's case under a channel's own id, made when a copy of it had been folded
+            # under its case id (below): a delivery trusted with no more meets it.
+            if trust(slot.provenance) <= trust(earlier.provenance):
+                return self._resume(earlier)
+            earlier = None
         case_id = slot.case_id
         # A repeat folded under this case id already (its execution, which told the ticket, has the name).
         folded = earlier is not None and case_id in earlier.repeat_case_ids
