@@ -222,6 +222,19 @@ class DynamoCaseRepository:
         """Replace the stored case with this version, keeping what others appended to it meanwhile (see
         `Case.with_appended`): the write is conditional on the revision it merged with, and merged again
         when another write came in between. TransientError when the case keeps changing."""
+        self._merge_and_write(case, only_while_pending=False)
+
+    def replace_pending(self, case: Case) -> bool:
+        """Replace the stored case with this version while the stored one is PENDING_ENRICHMENT, keeping what
+        others appended to it (`Case.with_appended`); False when it is not (another delivery triaged it) or
+        is gone. The write is conditional on the revision read, so that a delivery that triaged the case in
+        between is never overwritten; another pending write in between is merged and tried again."""
+        return self._merge_and_write(case, only_while_pending=True)
+
+    def _merge_and_write(self, case: Case, *, only_while_pending: bool) -> bool:
+        """Write the case merged with the stored one, conditional on the stored revision, again on a
+        conflict; False, writing nothing, when `only_while_pending` and the stored case no longer waits
+        for its enrichment (or is gone)."""
         seen: tuple[str, dict[str, Any] | None] | None = getattr(self._seen, "last", None)
         self._seen.last = None
         for attempt in range(_SAVE_ATTEMPTS):
@@ -229,6 +242,11 @@ class DynamoCaseRepository:
                 stored = seen[1]
             else:
                 stored = self._stored_item(case.case_id)
+            pending = (
+                stored is not None and stored.get("status", {}).get("S") == CaseStatus.PENDING_ENRICHMENT
+            )
+            if only_while_pending and not pending:
+                return False
             values: dict[str, Any] = {}
             if stored is None:
                 item, condition = self._item(case, revision=1), "attribute_not_exists(case_id)"
@@ -253,43 +271,9 @@ class DynamoCaseRepository:
                         raise
                     continue
             self._seen.last = (case.case_id, item)
-            return
-        raise TransientError(f"case {case.case_id} kept changing while it was saved")
-
-    def replace_pending(self, case: Case) -> bool:
-        """Replace the stored case with this version while the stored one is PENDING_ENRICHMENT, keeping what
-        others appended to it (`Case.with_appended`); False when it is not (another delivery triaged it) or
-        is gone. The write is conditional on the revision read, so that a delivery that triaged the case in
-        between is never overwritten; another pending write in between is merged and tried again."""
-        seen: tuple[str, dict[str, Any] | None] | None = getattr(self._seen, "last", None)
-        self._seen.last = None
-        for attempt in range(_SAVE_ATTEMPTS):
-            if attempt == 0 and seen is not None and seen[0] == case.case_id:
-                stored = seen[1]
-            else:
-                stored = self._stored_item(case.case_id)
-            if stored is None or stored.get("status", {}).get("S") != CaseStatus.PENDING_ENRICHMENT.value:
-                return False
-            item = self._item(case.with_appended(case_from_item(stored)), revision=revision_of(stored) + 1)
-            condition, values = revision_condition(stored)
-            request: dict[str, Any] = {
-                "TableName": self._table,
-                "Item": item,
-                "ConditionExpression": condition,
-                "ExpressionAttributeNames": {"#revision": REVISION},
-            }
-            if values:
-                request["ExpressionAttributeValues"] = values
-            with transient_aws_errors():
-                try:
-                    self._client.put_item(**request)
-                except ClientError as error:
-                    if error_code(error) != "ConditionalCheckFailedException":
-                        raise
-                    continue
-            self._seen.last = (case.case_id, item)
             return True
-        raise TransientError(f"case {case.case_id} kept changing while it waited for its enrichment")
+        waiting = " while it waited for its enrichment" if only_while_pending else " while it was saved"
+        raise TransientError(f"case {case.case_id} kept changing{waiting}")
 
     def _stored_item(self, case_id: str) -> dict[str, Any] | None:
         with transient_aws_errors():
