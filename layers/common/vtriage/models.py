@@ -99,6 +99,19 @@ class Resource(Frozen):
         "named. `quarantine_object` acts only on the object these two identify",
     )
 
+    @classmethod
+    def s3_object(cls, bucket: str, key: str, *, version_id: str | None, etag: str | None) -> Self:
+        """An S3 object as a detector names it, with the version and ETag it scanned (None where it names
+        none): the quarantine acts only on that object."""
+        return cls(
+            type=ResourceType.S3_OBJECT,
+            id=f"{bucket}/{key}",
+            bucket=bucket,
+            key=key,
+            version_id=version_id,
+            etag=etag,
+        )
+
 
 # An IAM user's long-term access key id (AKIA...): the only kind UpdateAccessKey can set Inactive. STS's
 # temporary credentials are ASIA...

@@ -252,14 +252,7 @@ def _malware_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> Alert | A
         region=region,
         resources=(
             Resource(type=ResourceType.S3_BUCKET, id=bucket, bucket=bucket),
-            Resource(
-                type=ResourceType.S3_OBJECT,
-                id=f"{bucket}/{key}",
-                bucket=bucket,
-                key=key,
-                version_id=version_id,
-                etag=etag,
-            ),
+            Resource.s3_object(bucket, key, version_id=version_id, etag=etag),
         ),
         iocs=iocs,
         notes=fields.alert_notes(),
@@ -626,17 +619,8 @@ class _FindingReader(Fields):
             for object_path, item in self.objects(bucket, "s3ObjectDetails", path):
                 key = self.text(item, "key", object_path)
                 if key:
-                    # The version and ETag GuardDuty saw: the quarantine acts only on that object.
-                    found.append(
-                        Resource(
-                            type=ResourceType.S3_OBJECT,
-                            id=f"{name}/{key}",
-                            bucket=name,
-                            key=key,
-                            version_id=self.loose_text(item, "versionId"),
-                            etag=self.loose_text(item, "eTag"),
-                        )
-                    )
+                    version_id, etag = self.loose_text(item, "versionId"), self.loose_text(item, "eTag")
+                    found.append(Resource.s3_object(name, key, version_id=version_id, etag=etag))
         return found
 
     # --- IOCs: never refuse ----------------------------------------------------------------------

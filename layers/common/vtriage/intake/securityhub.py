@@ -479,18 +479,9 @@ class _FindingReader(Fields):
             elif resource_type == "AwsS3Object" and resource_id:
                 bucket, _, key = _after(resource_id, "arn:aws:s3:::").partition("/")
                 if key:
-                    # The version and ETag Security Hub saw: the quarantine acts only on that object.
                     scanned = self.loose_object(details, "AwsS3Object")
-                    found.append(
-                        Resource(
-                            type=ResourceType.S3_OBJECT,
-                            id=f"{bucket}/{key}",
-                            bucket=bucket,
-                            key=key,
-                            version_id=self.loose_text(scanned, "VersionId"),
-                            etag=self.loose_text(scanned, "ETag"),
-                        )
-                    )
+                    version_id, etag = self.loose_text(scanned, "VersionId"), self.loose_text(scanned, "ETag")
+                    found.append(Resource.s3_object(bucket, key, version_id=version_id, etag=etag))
             elif resource_type not in _TARGET_TYPES:
                 self.resource_subject(resource, resource_type, details, path)
         return tuple(found)
