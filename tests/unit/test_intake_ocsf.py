@@ -835,3 +835,325 @@ def test_an_observable_no_type_says_is_noted_escaped_never_dropped_without_a_wor
         " caption ('IPv4', 'IP\\x1b[2J\\nAddress', 'Other') is none VirusTotal looks up: not read for IOCs",
     )
     assert "\x1b" not in " ".join(alert.notes)
+
+
+SECURITY_LAKE_SUPPRESSED = "elastic-integrations__amazon_security_lake_test-findings_3.json"
+SECURITY_LAKE_NEW = "synthetic-ocsf-detection-finding-evidences.json"
+OWN_INSTANCE = "i-0a1b2c3d4e5f60789"
+
+
+def evidences_only(evidences: Any, **fields: Any) -> Any:
+    """The defanged sample with nothing to read but `evidences` (and `fields`): no device, no observable,
+    no IOC in its text."""
+    document = observables_only([])
+    del document["observables"]
+    document["evidences"] = evidences
+    document.update(fields)
+    return document
+
+
+def test_a_detection_findings_evidences_are_its_iocs_each_found_where_it_is() -> None:
+    # Given a Detection Finding (OCSF 1.1.0, Amazon Security Lake's test data) whose IOCs are all in its
+    # one evidence: endpoints with intermediate addresses, a DNS query, a file, a process, an actor; no
+    # observables
+    document = load_corpus(SECURITY_LAKE_NEW)
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then each address, host name and hash VirusTotal knows is looked up, named by its field's path
+    assert [(ioc.type.value, ioc.value, ioc.found_at, ioc.skipped_reason) for ioc in alert.iocs] == [
+        ("ip", "135.11.251.187", "evidences[0].src_endpoint.ip", None),
+        ("ip", "141.220.224.128", "evidences[0].src_endpoint.intermediate_ips[0]", None),
+        ("ip", "133.184.5.152", "evidences[0].src_endpoint.intermediate_ips[1]", None),
+        ("ip", "41.251.197.63", "evidences[0].dst_endpoint.ip", None),
+        ("domain", "brakes.travel", "evidences[0].dst_endpoint.hostname", None),
+        ("ip", "43.42.170.135", "evidences[0].dst_endpoint.intermediate_ips[0]", None),
+        ("ip", "161.178.9.23", "evidences[0].dst_endpoint.intermediate_ips[1]", None),
+        ("domain", "monroe.museum", "evidences[0].query.hostname", None),
+        (
+            "file",
+            "eb108a6bbdaf145d08d811956465ad4382629cf361e1f696e021be3abadb6d47",
+            "evidences[0].file.hashes[1].value",
+            None,
+        ),
+        (
+            "file",
+            "77f4de0c4db55dec736561ac64c7ea6b",
+            "evidences[0].process.parent_process.file.hashes[1].value",
+            None,
+        ),
+    ]
+    # And the case says which process ancestry was not read
+    ancestors = ": the process's ancestors above its parent are not read for IOCs"
+    assert [note for note in alert.notes if "ancestors" in note] == [
+        f"evidences[0].process.parent_process.parent_process{ancestors}",
+        f"evidences[0].actor.process.parent_process.parent_process{ancestors}",
+    ]
+
+
+def test_the_real_suppressed_finding_with_evidences_is_ignored_whatever_they_hold() -> None:
+    # Given the same Detection Finding as Elastic's test data has it: suppressed
+    result = read_document(load_corpus(SECURITY_LAKE_SUPPRESSED))
+
+    # Then it is ignored with the field that says so, neither refused nor triaged
+    assert (result.alerts, result.refused) == ((), ())
+    [ignored] = result.ignored
+    assert ignored.reason == "status_id is 3 (Suppressed)"
+
+
+def test_a_value_found_in_both_observables_and_evidences_is_one_ioc_at_its_first_place() -> None:
+    # Given a C2 address named both as an observable and as an evidence's destination
+    document = evidences_only(
+        [{"dst_endpoint": {"ip": "23.129.64.215", "port": 443}, "query": {"hostname": "tawuhoju.com"}}],
+        observables=[{"name": "dst_endpoint.ip", "type_id": 2, "value": "23.129.64.215"}],
+    )
+
+    # When it is read, then it is one IOC, found at the observable; the evidence's other IOC follows
+    [alert] = alerts_of(document)
+    assert [(ioc.value, ioc.found_at) for ioc in alert.iocs] == [
+        ("23.129.64.215", "observables[0].value"),
+        ("tawuhoju.com", "evidences[0].query.hostname"),
+    ]
+
+
+def test_an_endpoint_that_is_the_findings_own_instance_is_never_looked_up() -> None:
+    # Given the finding's own EC2 instance (a resource, by its ARN) calling out to a C2 address: the
+    # source endpoint names the instance (instance_uid) with its public address and host name
+    document = evidences_only(
+        [
+            {
+                "src_endpoint": {
+                    "ip": "54.210.17.33",
+                    "hostname": "shop.pay-portal.net",
+                    "instance_uid": OWN_INSTANCE,
+                },
+                "dst_endpoint": {"ip": "23.129.64.215", "hostname": "tawuhoju.com"},
+            }
+        ],
+        resources=[
+            {"type": "AwsEc2Instance", "uid": f"arn:aws:ec2:us-east-1:123456789012:instance/{OWN_INSTANCE}"}
+        ],
+    )
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then the instance's own address and name are kept skipped as its own, and the remote side looked up
+    assert [(ioc.value, ioc.skipped_reason) for ioc in alert.iocs] == [
+        ("54.210.17.33", "address of the alert's own resource"),
+        ("shop.pay-portal.net", "address of the alert's own resource"),
+        ("23.129.64.215", None),
+        ("tawuhoju.com", None),
+    ]
+
+
+def test_the_device_of_the_finding_or_of_an_evidence_is_its_own() -> None:
+    # Given endpoints whose addresses are the finding's device's, and an evidence's device's
+    document = evidences_only(
+        [
+            {"src_endpoint": {"ip": "54.210.17.33"}, "dst_endpoint": {"ip": "23.129.64.215"}},
+            {"device": {"ip": "3.120.0.7", "hostname": "web01.pay-portal.net"}},
+            {"src_endpoint": {"ip": "3.120.0.7", "hostname": "web01.pay-portal.net"}},
+        ],
+        device={"ip": "54.210.17.33", "hostname": "WEB01"},
+    )
+
+    # When it is read, then each own address is kept skipped as its own, never looked up
+    [alert] = alerts_of(document)
+    assert [(ioc.found_at, ioc.skipped_reason) for ioc in alert.iocs] == [
+        ("evidences[0].src_endpoint.ip", "address of the alert's own resource"),
+        ("evidences[0].dst_endpoint.ip", None),
+        ("evidences[2].src_endpoint.ip", "address of the alert's own resource"),
+        ("evidences[2].src_endpoint.hostname", "address of the alert's own resource"),
+    ]
+
+
+def test_a_private_or_documentation_address_in_evidences_is_kept_skipped_with_its_reason() -> None:
+    document = evidences_only(
+        [
+            {
+                "src_endpoint": {"ip": "10.0.1.5"},
+                "dst_endpoint": {"ip": "203.0.113.9", "intermediate_ips": ["::1"]},
+            }
+        ]
+    )
+
+    [alert] = alerts_of(document)
+    assert [(ioc.value, ioc.skipped_reason) for ioc in alert.iocs] == [
+        ("10.0.1.5", "private address"),
+        ("203.0.113.9", "documentation address (RFC 5737)"),
+        ("::1", "loopback address"),
+    ]
+
+
+def test_urls_and_host_names_in_evidences_are_read_a_bare_host_name_is_none() -> None:
+    # Given an evidence's URL object, an HTTP request's URL, a DNS query of a bare machine name and an
+    # endpoint whose domain is a Windows domain's name
+    document = evidences_only(
+        [
+            {
+                "url": {"url_string": "http://soclosebutyetqq.com/69.exe", "hostname": "soclosebutyetqq.com"},
+                "http_request": {"url": {"url_string": "https://tawuhoju.com/gate.php"}},
+                "query": {"hostname": "FILESRV"},
+                "dst_endpoint": {"domain": "CORP", "hostname": "c2.tawuhoju.com"},
+            }
+        ]
+    )
+
+    # When it is read, then the URLs and the domains with a dot are IOCs, the bare names none
+    [alert] = alerts_of(document)
+    assert [(ioc.type.value, ioc.value, ioc.found_at) for ioc in alert.iocs] == [
+        ("domain", "c2.tawuhoju.com", "evidences[0].dst_endpoint.hostname"),
+        ("url", "http://soclosebutyetqq.com/69.exe", "evidences[0].url.url_string"),
+        ("domain", "soclosebutyetqq.com", "evidences[0].url.hostname"),
+        ("url", "https://tawuhoju.com/gate.php", "evidences[0].http_request.url.url_string"),
+    ]
+
+
+MD5 = "44d88612fea8a8f36de82e1278abb02f"
+SHA1 = "3395856ce81f2b7382dee72602f798b642f14140"
+SHA256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+SHA512 = (
+    "cc805d5fab1fd71a4ab352a9c533e65fb2d5b885518f4e565e68847223b8e6b8"
+    "5cb48f3afad842726d99239c9e36505c64b0dc9a061d9e507d833277ada336ab"
+)
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "ioc"),
+    [
+        ({"algorithm_id": 1, "algorithm": "MD5", "value": MD5.upper()}, (MD5, None)),
+        ({"algorithm_id": 2, "value": SHA1}, (SHA1, None)),
+        ({"algorithm_id": 3, "algorithm": "SHA-256", "value": SHA256}, (SHA256, None)),
+        (
+            {"algorithm_id": 4, "algorithm": "SHA-512", "value": SHA512},
+            (SHA512, "a sha512 (128 hex digits): VirusTotal looks files up by md5, sha1 or sha256 only"),
+        ),
+        (
+            {"algorithm_id": 3, "value": SHA1},
+            (
+                SHA1,
+                "the field declares sha256, but the value has 40 hex digits (a sha1): not looked up as"
+                " another algorithm",
+            ),
+        ),
+        ({"algorithm_id": 99, "algorithm": "sha256", "value": SHA256}, (SHA256, None)),
+        ({"algorithm_id": -1, "algorithm": "SHA_1", "value": SHA1}, (SHA1, None)),
+        ({"algorithm_id": 0, "algorithm": "Unknown", "value": MD5}, (MD5, None)),
+        ({"value": SHA256}, (SHA256, None)),
+        ({"algorithm_id": "3", "value": SHA256}, (SHA256, None)),
+    ],
+)
+def test_a_files_hash_is_read_by_its_algorithm_id_else_its_caption_else_its_length(
+    fingerprint: dict[str, Any], ioc: tuple[str, str | None]
+) -> None:
+    # Given an evidence's file with one fingerprint
+    document = evidences_only([{"file": {"name": "69.exe", "hashes": [fingerprint]}}])
+
+    # When it is read, then it is that file IOC, looked up or kept skipped with the reason
+    [alert] = alerts_of(document)
+    assert [(item.value, item.skipped_reason) for item in alert.iocs] == [ioc]
+    assert alert.iocs[0].found_at == "evidences[0].file.hashes[0].value"
+
+
+@pytest.mark.parametrize(
+    "fingerprint",
+    [
+        {"algorithm_id": 5, "algorithm": "CTPH", "value": SHA256},
+        {"algorithm_id": 6, "algorithm": "TLSH", "value": SHA256},
+        {"algorithm_id": 7, "algorithm": "quickXorHash", "value": SHA256},
+        {"algorithm_id": 99, "algorithm": "magic", "value": SHA256},
+        {"algorithm_id": 3},
+    ],
+)
+def test_a_fingerprint_of_another_algorithm_or_without_value_is_no_ioc(fingerprint: dict[str, Any]) -> None:
+    document = evidences_only([{"file": {"hashes": [fingerprint]}}])
+
+    [alert] = alerts_of(document)
+    assert (alert.iocs, alert.notes) == ((), ())
+
+
+def test_a_process_and_its_parent_give_their_files_hashes_the_ancestors_above_are_noted() -> None:
+    # Given an actor process, its parent and its grandparent, each with a file hash
+    def process(value: str, parent: dict[str, Any] | None = None) -> dict[str, Any]:
+        node: dict[str, Any] = {"file": {"hashes": [{"algorithm_id": 2, "value": value}]}}
+        if parent is not None:
+            node["parent_process"] = parent
+        return node
+
+    grandparent = process("0" * 39 + "1")
+    document = evidences_only([{"actor": {"process": process(SHA1, process("1" * 40, grandparent))}}])
+
+    # When it is read, then the process's and its parent's hashes are IOCs, and the grandparent noted
+    [alert] = alerts_of(document)
+    assert [(ioc.value, ioc.found_at) for ioc in alert.iocs] == [
+        (SHA1, "evidences[0].actor.process.file.hashes[0].value"),
+        ("1" * 40, "evidences[0].actor.process.parent_process.file.hashes[0].value"),
+    ]
+    assert alert.notes == (
+        "evidences[0].actor.process.parent_process.parent_process: the process's ancestors above its parent"
+        " are not read for IOCs",
+    )
+
+
+def test_a_malformed_evidence_is_noted_where_it_is_and_costs_only_itself() -> None:
+    # Given evidences where OCSF's objects are lists or text, a fingerprint that is a string, an address
+    # that is a number, beside a good destination
+    document = evidences_only(
+        [
+            "23.129.64.215",
+            {
+                "src_endpoint": ["45.137.21.9"],
+                "dst_endpoint": {"ip": 3232235777},
+                "file": {"hashes": {"value": MD5}},
+                "process": {"file": {"hashes": ["sha1:" + SHA1]}},
+            },
+            {"dst_endpoint": {"ip": "23.129.64.215"}},
+        ]
+    )
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then the alert stands with the good address looked up, the number kept skipped with its reason, and
+    # each part not read named in a note
+    assert [(ioc.value, ioc.found_at, ioc.skipped_reason) for ioc in alert.iocs] == [
+        ("3232235777", "evidences[1].dst_endpoint.ip", "expected a string, got int"),
+        ("23.129.64.215", "evidences[2].dst_endpoint.ip", None),
+    ]
+    assert alert.notes == (
+        "evidences[0]: expected an object, got a string; not read for IOCs",
+        "evidences[1].src_endpoint: expected an object, got a list; not read for IOCs",
+        "evidences[1].file.hashes: expected a list, got an object; not read for IOCs",
+        "evidences[1].process.file.hashes[0]: expected an object, got a string; not read for IOCs",
+    )
+
+
+@pytest.mark.parametrize("evidences", [{"dst_endpoint": {"ip": "23.129.64.215"}}, "23.129.64.215", 7])
+def test_evidences_that_are_no_list_are_noted_and_the_finding_triaged(evidences: Any) -> None:
+    document = evidences_only(evidences)
+
+    [alert] = alerts_of(document)
+    assert alert.iocs == ()
+    assert len(alert.notes) == 1
+    assert alert.notes[0].startswith("evidences: expected a list, got ")
+    assert alert.notes[0].endswith("; not read for IOCs")
+
+
+def test_evidences_in_a_v2_event_are_named_under_the_finding() -> None:
+    # Given a finding with a malformed evidence in Security Hub's Findings Imported V2 event
+    finding = evidences_only([7, {"dst_endpoint": {"ip": "23.129.64.215"}}])
+    event = {
+        "detail-type": "Findings Imported V2",
+        "source": "aws.securityhub",
+        "detail": {"findings": [finding]},
+    }
+
+    # When it is read, then the note names the evidence inside the event, and the IOC is read
+    [alert] = alerts_of(event)
+    assert [ioc.value for ioc in alert.iocs] == ["23.129.64.215"]
+    assert (
+        alert.notes[0]
+        == "detail.findings[0].evidences[0]: expected an object, got a number; not read for IOCs"
+    )

@@ -21,10 +21,18 @@ which names the Step Functions execution, and so must not come from text the sen
   where `type_id` is missing, is no integer, is no OCSF type (a negative number) or says 0 Unknown or
   99 Other, by the `type` caption OCSF gives those types ('Hostname', 'IP Address', 'URL String',
   'Hash', OCSF 1.0's 'File Hash'; in any case), noted; an observable that neither gives a type is
-  noted, never dropped without a word. Then the indicators found in the free text of `message`, the
-  title and the description,
-  refanged. The finding's own device and resources (`device.ip`, `device.hostname`,
-  `device.network_interfaces[]`, `resources[].uid`, ...) are its own: kept skipped, never looked up.
+  noted, never dropped without a word. Then the evidence artifacts of a Detection Finding (OCSF 1.1+,
+  `evidences[]`, read whatever the class): each endpoint's `ip`, `hostname`, `domain` and
+  `intermediate_ips[]` (`src_endpoint`, `dst_endpoint`), `url.url_string` and `url.hostname` (also under
+  `http_request`), the DNS `query.hostname`, and the `hashes[]` of the `file`, of the `process`'s file
+  and its parent's, and of the `actor.process`'s and its parent's (by `algorithm_id`: 1 MD5, 2 SHA-1,
+  3 SHA-256, 4 SHA-512; 0 Unknown, 99 Other or none by the `algorithm` caption, else by the value's
+  length; another algorithm, a fuzzy hash such as TLSH, is no IOC); each found at its field's path, the
+  same value found twice one IOC. Then the indicators found in the free text of `message`, the title and
+  the description, refanged. The finding's own device and resources (`device.ip`, `device.hostname`,
+  `device.network_interfaces[]`, `resources[].uid`, ..., and each evidence's `device` and `resources[]`)
+  are its own: kept skipped, never looked up; so are the addresses of an evidence's endpoint that is one
+  of its own instances (its `instance_uid` is the device's or a resource's).
 - Acknowledged, no case: a finding whose `status_id` is 3 Suppressed, 4 Resolved, 5 Archived or
   6 Deleted (or whose `status` says so), whose `state_id` is 3 Suppressed or 4 Resolved (OCSF
   1.0.0-rc.2), and a passed check (`status_code` PASS, or `compliance.status_id` 1 Pass). This is
@@ -36,7 +44,7 @@ which names the Step Functions execution, and so must not come from text the sen
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeGuard
 
@@ -57,6 +65,7 @@ from vtriage.intake.fields import (
     Fields,
     epoch_time,
     event_detail,
+    join,
     own_values,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
@@ -104,6 +113,15 @@ _NOTED_CAPTIONS = 3
 # Observables whose name says they are the finding's own device or resources.
 _OWN_OBSERVABLE_NAMES = ("device.", "resource.", "resources[", "resources.")
 _CLOUD_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# `fingerprint.algorithm_id` of the hashes VirusTotal knows (it looks up no SHA-512: kept skipped, saying so).
+_HASH_ALGORITHMS = {1: "md5", 2: "sha1", 3: "sha256", 4: "sha512"}
+# 0 Unknown and 99 Other leave the algorithm to the `algorithm` caption; so does a negative id (OCSF 1.0's
+# -1 Other). A caption that names none (or says Unknown, Other) leaves it to the value's length.
+_UNNAMED_HASH_ALGORITHMS = (0, 99)
+_UNNAMED_HASH_CAPTIONS = frozenset({"", "unknown", "other"})
+# The endpoints of an evidence, and what of each is an IOC.
+_EVIDENCE_ENDPOINTS = ("src_endpoint", "dst_endpoint")
+_ENDPOINT_ADDRESSES = ("ip", "hostname", "domain")
 # OCSF times are milliseconds since 1970: a number below this (1973-03-03 in milliseconds, the year 5138
 # in seconds) is a time in seconds.
 _SECONDS_AT_MOST = 100_000_000_000
@@ -199,7 +217,7 @@ class _FindingReader(Fields):
         updated_at = modified or fallback
         created_at = created or min(fallback, updated_at)
         own = self.own()
-        kept = self.iocs(self.observable_candidates(), own)
+        kept = self.iocs([*self.observable_candidates(), *self.evidence_candidates()], own)
         title = self.loose_text(info, "title")
         texts = [
             (path, text)
@@ -351,18 +369,31 @@ class _FindingReader(Fields):
         return chosen
 
     def own(self) -> frozenset[str]:
-        """The finding's own addresses and host names: its device's and its resources'."""
+        """The finding's own addresses and host names: its device's and its resources', each evidence's
+        device's and resources', and those of an evidence's endpoint that is one of its own instances."""
+        holders = [self.finding, *self.evidence_objects()]
         values: list[Any] = []
-        device = self.loose_object(self.finding, "device")
-        values += [device.get(key) for key in ("ip", "hostname", "name")]
-        interfaces = device.get("network_interfaces")
-        for interface in interfaces if isinstance(interfaces, list) else []:
-            if isinstance(interface, dict):
-                values += [interface.get("ip"), interface.get("hostname")]
-        resources = self.finding.get("resources")
-        for resource in resources if isinstance(resources, list) else []:
-            if isinstance(resource, dict):
-                values += [resource.get(key) for key in ("uid", "name", "hostname", "ip")]
+        instances: set[str] = set()
+        for holder in holders:
+            device = self.loose_object(holder, "device")
+            values += [device.get(key) for key in ("ip", "hostname", "name")]
+            instances |= _texts(device.get(key) for key in ("instance_uid", "uid"))
+            interfaces = device.get("network_interfaces")
+            for interface in interfaces if isinstance(interfaces, list) else []:
+                if isinstance(interface, dict):
+                    values += [interface.get("ip"), interface.get("hostname")]
+            resources = holder.get("resources")
+            for resource in resources if isinstance(resources, list) else []:
+                if isinstance(resource, dict):
+                    values += [resource.get(key) for key in ("uid", "name", "hostname", "ip")]
+                    instances |= _texts([resource.get("uid")])
+        # OCSF does not say which side of a connection the victim is; an endpoint naming one of the
+        # finding's own instances is that instance, so its addresses (a public one too) are its own.
+        for evidence in holders[1:]:
+            for side in _EVIDENCE_ENDPOINTS:
+                endpoint = self.loose_object(evidence, side)
+                if _is_instance(endpoint.get("instance_uid"), instances):
+                    values += [endpoint.get(key) for key in _ENDPOINT_ADDRESSES]
         # An observable says where in the finding its value is: `device.ip` is the device's own.
         observables = self.finding.get("observables")
         for observable in observables if isinstance(observables, list) else []:
@@ -440,6 +471,88 @@ class _FindingReader(Fields):
             self.note(f"{self._observables_at(indexes)}.type_id: {problem}, and {said}: not read for IOCs")
         return found
 
+    def evidence_objects(self) -> list[dict[str, Any]]:
+        """The objects of `evidences[]`, read loosely (where they are not as OCSF documents them,
+        `evidence_candidates` says so)."""
+        evidences = self.finding.get("evidences")
+        return [item for item in evidences if isinstance(item, dict)] if isinstance(evidences, list) else []
+
+    def evidence_candidates(self) -> list[Candidate]:
+        """(type, value, path) of what VirusTotal can look up in the evidence artifacts (`evidences[]`): the
+        endpoints' addresses and host names, URLs, the DNS query, and the hashes of the file and of the
+        processes. What is not as OCSF documents it is noted and passed over."""
+        found: list[Candidate] = []
+        for path, evidence in self.branches(self.finding, "evidences", ""):
+            for side in _EVIDENCE_ENDPOINTS:
+                endpoint = self.branch(evidence, side, path)
+                if endpoint is not None:
+                    at = join(path, side)
+                    found += self.candidate(IocType.IP, endpoint, "ip", at)
+                    found += self.host_candidates(endpoint, ("hostname", "domain"), at)
+                    found += self.candidate_list(IocType.IP, endpoint, "intermediate_ips", at)
+            found += self.url_candidates(evidence, path)
+            request = self.branch(evidence, "http_request", path)
+            if request is not None:
+                found += self.url_candidates(request, join(path, "http_request"))
+            query = self.branch(evidence, "query", path)
+            if query is not None:
+                found += self.host_candidates(query, ("hostname",), join(path, "query"))
+            found += self.file_candidates(evidence, "file", path)
+            found += self.process_candidates(evidence, "process", path)
+            actor = self.branch(evidence, "actor", path)
+            if actor is not None:
+                found += self.process_candidates(actor, "process", join(path, "actor"))
+        return found
+
+    def host_candidates(self, parent: Mapping[str, Any], keys: tuple[str, ...], at: str) -> list[Candidate]:
+        """The domains at `parent[keys]`; a name without a dot (a machine's, a Windows domain's) is none."""
+        return [
+            candidate
+            for key in keys
+            for candidate in self.candidate(IocType.DOMAIN, parent, key, at)
+            if not is_bare_host_name(candidate.raw)
+        ]
+
+    def url_candidates(self, parent: Mapping[str, Any], at: str) -> list[Candidate]:
+        """The URL object `parent.url`: its `url_string`, and its `hostname` as a domain."""
+        url = self.branch(parent, "url", at)
+        if url is None:
+            return []
+        return [
+            *self.candidate(IocType.URL, url, "url_string", join(at, "url")),
+            *self.host_candidates(url, ("hostname",), join(at, "url")),
+        ]
+
+    def process_candidates(self, parent: Mapping[str, Any], key: str, at: str) -> list[Candidate]:
+        """The hashes of the process `parent[key]`'s file and of its parent process's file. Its ancestors
+        above the parent are noted, not read: every lookup counts against VirusTotal's quota, and an
+        ancestry reaches the system's own processes."""
+        process = self.branch(parent, key, at)
+        if process is None:
+            return []
+        path = join(at, key)
+        found = self.file_candidates(process, "file", path)
+        parent_process = self.branch(process, "parent_process", path)
+        if parent_process is not None:
+            found += self.file_candidates(parent_process, "file", join(path, "parent_process"))
+            if parent_process.get("parent_process"):
+                ancestors = self.where(join(path, "parent_process.parent_process"))
+                self.note(f"{ancestors}: the process's ancestors above its parent are not read for IOCs")
+        return found
+
+    def file_candidates(self, parent: Mapping[str, Any], key: str, at: str) -> list[Candidate]:
+        """The hashes of the file `parent[key]` (`hashes[]`, OCSF fingerprints) VirusTotal may look up."""
+        file = self.branch(parent, key, at)
+        if file is None:
+            return []
+        found: list[Candidate] = []
+        for path, fingerprint in self.branches(file, "hashes", join(at, key)):
+            value = fingerprint.get("value")
+            readable, algorithm = _hash_algorithm(fingerprint)
+            if readable and value is not None and value != "":
+                found.append(Candidate(IocType.FILE, value, f"{path}.value", algorithm))
+        return found
+
     def _observables_at(self, indexes: list[str]) -> str:
         """`observables[4, 5, 6]`, the indexes listed up to _NOTED_INDEXES, the rest counted."""
         listed = ", ".join(indexes[:_NOTED_INDEXES])
@@ -456,6 +569,36 @@ def _type_id_problem(type_id: Any) -> str:
     if type_id in _UNMAPPED_OBSERVABLE_TYPES:
         return f"{type_id} ({_UNMAPPED_OBSERVABLE_TYPES[type_id]})"
     return f"{type_id} is no OCSF observable type"
+
+
+def _hash_algorithm(fingerprint: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """(whether the fingerprint is a hash VirusTotal may look up, the algorithm it declares): by
+    `algorithm_id`, else (0 Unknown, 99 Other, a negative or no id) by the `algorithm` caption, else by
+    the value's length (None). Another algorithm (CTPH, TLSH, quickXorHash...) is no IOC."""
+    algorithm_id = fingerprint.get("algorithm_id")
+    if _is_int(algorithm_id):
+        if algorithm_id in _HASH_ALGORITHMS:
+            return True, _HASH_ALGORITHMS[algorithm_id]
+        if algorithm_id > 0 and algorithm_id not in _UNNAMED_HASH_ALGORITHMS:
+            return False, None
+    caption = fingerprint.get("algorithm")
+    named = re.sub(r"[^a-z0-9]", "", caption.lower()) if isinstance(caption, str) else ""
+    if named in _HASH_ALGORITHMS.values():
+        return True, named
+    return named in _UNNAMED_HASH_CAPTIONS, None
+
+
+def _texts(values: Iterable[Any]) -> set[str]:
+    """The values that are non-blank strings, stripped."""
+    return {value.strip() for value in values if isinstance(value, str) and value.strip()}
+
+
+def _is_instance(instance_uid: Any, instances: set[str]) -> bool:
+    """Whether an endpoint's `instance_uid` is one of `instances`, or the id an instance's ARN ends with."""
+    if not isinstance(instance_uid, str) or not instance_uid.strip():
+        return False
+    uid = instance_uid.strip()
+    return uid in instances or any(instance.endswith("/" + uid) for instance in instances)
 
 
 def _is_int(value: Any) -> TypeGuard[int]:
