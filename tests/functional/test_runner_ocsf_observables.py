@@ -1,6 +1,7 @@
 """A real OCSF finding whose observables carry only their `type` caption, through the whole local pipeline
 as a new user runs it (`vtriage run --json`): the failed-login source addresses it names are looked up in
-VirusTotal, and the case says they were read by their caption."""
+VirusTotal, and the case says they were read by their caption. And a Detection Finding whose IOCs are only in
+its evidence artifacts (`evidences[]`): each is looked up, naming the field it came from."""
 
 from __future__ import annotations
 
@@ -56,3 +57,42 @@ def test_the_failed_login_sources_an_okta_finding_names_by_caption_are_looked_up
         "observables[4, 5, 6, 7, 8, 9].type_id: missing (OCSF requires it); the type caption 'IP Address'"
         " stands in"
     ) in case["notes"]
+
+
+# The Detection Finding of Elastic's Amazon Security Lake test data made New (tests/corpus/PROVENANCE.md): no
+# observables; its IOCs only in evidences[0].
+EVIDENCES = CORPUS / "synthetic-ocsf-detection-finding-evidences.json"
+EVIDENCE_IOCS = {
+    ("ip", "135.11.251.187"): "evidences[0].src_endpoint.ip",
+    ("ip", "41.251.197.63"): "evidences[0].dst_endpoint.ip",
+    ("domain", "brakes.travel"): "evidences[0].dst_endpoint.hostname",
+    ("domain", "monroe.museum"): "evidences[0].query.hostname",
+    (
+        "file",
+        "eb108a6bbdaf145d08d811956465ad4382629cf361e1f696e021be3abadb6d47",
+    ): "evidences[0].file.hashes[1].value",
+    ("file", "77f4de0c4db55dec736561ac64c7ea6b"): "evidences[0].process.parent_process.file.hashes[1].value",
+}
+
+
+def test_the_iocs_a_detection_finding_carries_only_in_its_evidences_are_looked_up() -> None:
+    # Given a Detection Finding whose addresses, host names and hashes are only in its evidence artifacts
+    # When a user runs it through the local pipeline
+    status, document = run_json(EVIDENCES)
+
+    # Then it is one case, and its destination and source, the host name and DNS query, the file's SHA-256
+    # and the parent process's MD5 were each looked up in VirusTotal (a verdict's reasons and its page),
+    # each naming the evidence field it came from
+    assert status == 0
+    assert (document["failures"], document["pending"], document["ignored"]) == ([], [], [])
+    [case] = document["cases"]
+    looked_up = {
+        (ioc["type"], ioc["value"]): ioc
+        for ioc in case["iocs"]
+        if ioc["skipped_reason"] is None and (ioc["type"], ioc["value"]) in EVIDENCE_IOCS
+    }
+    assert set(looked_up) == set(EVIDENCE_IOCS)
+    for key, ioc in looked_up.items():
+        assert ioc["found_at"] == EVIDENCE_IOCS[key]
+        assert ioc["link"].startswith("https://www.virustotal.com/gui/"), key
+        assert ioc["reasons"], key
