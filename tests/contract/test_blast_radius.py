@@ -15,12 +15,19 @@ from vtriage.ports import BlastRadius
 MAX_PER_HOUR = 3
 
 
+def capped(
+    implementation: str, request: pytest.FixtureRequest, clock: Clock, max_per_hour: int
+) -> BlastRadius:
+    """The implementation under test, with a cap of `max_per_hour` actions an hour."""
+    if implementation == IN_MEMORY:
+        return FakeBlastRadius(max_per_hour, clock)
+    aws = emptied(request.getfixturevalue("aws"), "GuardrailsTable")
+    return DynamoBlastRadius(client(aws, "dynamodb"), aws.ref("GuardrailsTable"), max_per_hour, clock)
+
+
 @pytest.fixture
 def radius(implementation: str, request: pytest.FixtureRequest, clock: Clock) -> BlastRadius:
-    if implementation == IN_MEMORY:
-        return FakeBlastRadius(MAX_PER_HOUR, clock)
-    aws = emptied(request.getfixturevalue("aws"), "GuardrailsTable")
-    return DynamoBlastRadius(client(aws, "dynamodb"), aws.ref("GuardrailsTable"), MAX_PER_HOUR, clock)
+    return capped(implementation, request, clock, MAX_PER_HOUR)
 
 
 def test_an_hour_gives_its_actions_then_none_until_the_next_hour(radius: BlastRadius, clock: Clock) -> None:
@@ -37,3 +44,19 @@ def test_an_hour_gives_its_actions_then_none_until_the_next_hour(radius: BlastRa
     # And at the next clock hour the cap gives actions again
     clock.advance(timedelta(minutes=1))
     assert radius.acquire()
+
+
+def test_a_cap_of_zero_gives_no_action_at_all(
+    implementation: str, request: pytest.FixtureRequest, clock: Clock
+) -> None:
+    # Given a cap of 0 actions an hour (MaxActionsPerHour=0: every action that changes something waits
+    # for a person), in an hour nothing has been taken yet
+    radius = capped(implementation, request, clock, 0)
+
+    # When actions are asked for, this hour and the next
+    taken = [radius.acquire(), radius.acquire()]
+    clock.advance(timedelta(hours=1))
+    taken.append(radius.acquire())
+
+    # Then none is given: the first of an hour is no exception
+    assert taken == [False, False, False]

@@ -42,14 +42,15 @@ def test_a_run_whose_actions_wait_for_a_person_ends_without_waiting_for_them() -
     assert document["stats"]["duration_s"] < QUICK_S
     assert (status, document["failures"], document["pending"]) == (0, [], [])
     waiting, ticketed = document["cases"]
-    # and the C&C case says its execution waits for a person's approval, reached once the snapshot (which
-    # needs no person) was taken and the ticket opened: the runner stopped waiting only then
+    # and the C&C case says its execution waits for a person's approval, reached once the ticket opened:
+    # with an allowance of 0 every action that changes something waits (none runs, not even the hour's
+    # first), and the DNS Firewall block, which no list is configured for, is skipped without asking
     assert (waiting["execution_status"], waiting["waiting_for_approval"]) == ("RUNNING", True)
     assert [(action["type"], action["status"]) for action in waiting["actions"]] == [
-        ("snapshot_volumes", "done"),
+        ("snapshot_volumes", "pending_approval"),
         ("tag_instance", "pending_approval"),
         ("isolate_instance", "pending_approval"),
-        ("block_domain_dns_firewall", "pending_approval"),
+        ("block_domain_dns_firewall", "skipped"),
     ]
     assert waiting["ticket"]["provider"] == "sns"
     # and the canary's execution, which waits for nobody, finished before the runner stopped

@@ -44,6 +44,10 @@ class DynamoBlastRadius:
 
     def acquire(self) -> bool:
         """Take one action from this hour's allowance; False when it is spent."""
+        if self._max <= 0:
+            # The condition below lets the hour's first action through whatever the cap (no counter
+            # yet): a cap of 0 must give none.
+            return False
         now = self._now()
         hour = now.strftime("%Y-%m-%dT%H")
         with transient_aws_errors():
