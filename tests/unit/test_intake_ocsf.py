@@ -774,6 +774,102 @@ def test_each_caption_ocsf_gives_a_type_virustotal_knows_stands_in_whatever_its_
 
 
 @pytest.mark.parametrize(
+    ("caption", "value", "ioc"),
+    [
+        ("IP  Address", "45.137.21.9", ("ip", "45.137.21.9")),
+        ("IP\u00a0Address", "45.137.21.9", ("ip", "45.137.21.9")),
+        ("IP\t\u2003Address", "45.137.21.9", ("ip", "45.137.21.9")),
+        ("ip_address", "45.137.21.9", ("ip", "45.137.21.9")),
+        ("IP-Address", "45.137.21.9", ("ip", "45.137.21.9")),
+        ("IPv4 Address", "45.137.21.9", ("ip", "45.137.21.9")),
+        ("IPV6_ADDRESS", "2001:4860:4860::8888", ("ip", "2001:4860:4860::8888")),
+        ("url_string", "http://soclosebutyetqq.com/69.exe", ("url", "http://soclosebutyetqq.com/69.exe")),
+        ("File-Hash", "44d88612fea8a8f36de82e1278abb02f", ("file", "44d88612fea8a8f36de82e1278abb02f")),
+    ],
+)
+def test_a_caption_spelt_with_other_spaces_underscores_or_hyphens_or_naming_the_ip_family_stands_in(
+    caption: str, value: str, ioc: tuple[str, str]
+) -> None:
+    # Given an observable without type_id whose caption is OCSF's with its words apart as producers write
+    # them (two spaces, a no-break space, an underscore, a hyphen), or 'IPv4/IPv6 Address'
+    document = observables_only([{"name": "src_endpoint.ip", "type": caption, "value": value}])
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then it is that IOC, looked up, the caption as written named in the note
+    assert [(item.type.value, item.value, item.skipped_reason) for item in alert.iocs] == [(*ioc, None)]
+    assert alert.notes == (
+        f"observables[0].type_id: missing (OCSF requires it); the type caption {caption!r} stands in",
+    )
+
+
+def test_captions_that_differ_only_by_their_spaces_are_one_note_naming_every_observable() -> None:
+    # Given 'IP Address' written three ways and 'IPv4 Address', none with a type_id
+    document = observables_only(
+        [
+            {"name": "a", "type": "ip address", "value": "45.137.21.9"},
+            {"name": "b", "type": "IP  Address", "value": "45.137.21.10"},
+            {"name": "c", "type": "IPv4 Address", "value": "185.220.101.35"},
+            {"name": "d", "type": "ip_address", "value": "185.220.101.36"},
+        ]
+    )
+
+    # When it is read, then every address is looked up, one note per caption, as first written
+    [alert] = alerts_of(document)
+    assert [ioc.value for ioc in alert.iocs] == [
+        "45.137.21.9",
+        "45.137.21.10",
+        "185.220.101.35",
+        "185.220.101.36",
+    ]
+    assert alert.notes == (
+        "observables[0, 1, 3].type_id: missing (OCSF requires it); the type caption 'ip address' stands in",
+        "observables[2].type_id: missing (OCSF requires it); the type caption 'IPv4 Address' stands in",
+    )
+
+
+def test_a_caption_that_only_looks_like_a_type_virustotal_knows_is_not_read() -> None:
+    # Given captions that are no OCSF type's once their spaces are made one: a bare family, words run
+    # together, a type OCSF has that VirusTotal does not look up
+    document = observables_only(
+        [
+            {"name": "a", "type": "IPv4", "value": "45.137.21.9"},
+            {"name": "b", "type": "IPAddress", "value": "45.137.21.10"},
+            {"name": "c", "type": "MAC_Address", "value": "18:36:F3:98:4F:9A"},
+        ]
+    )
+
+    # When it is read, then nothing is guessed, and each caption is named
+    [alert] = alerts_of(document)
+    assert alert.iocs == ()
+    assert alert.notes == (
+        "observables[0, 1, 2].type_id: missing (OCSF requires it), and the type caption ('IPv4', 'IPAddress',"
+        " 'MAC_Address') is none VirusTotal looks up: not read for IOCs",
+    )
+
+
+def test_every_distinct_caption_not_read_is_named_up_to_twenty_and_the_rest_counted() -> None:
+    # Given observables without type_id under 23 captions no type VirusTotal knows has, five of them
+    # repeats of another's words with other case or spacing
+    captions = [f"Custom Type {index}" for index in range(23)]
+    repeats = ["custom_type_0", "CUSTOM  TYPE 1", "Custom-Type-2", "custom type 3", "Custom\u00a0Type 4"]
+    document = observables_only(
+        [{"name": "x", "type": caption, "value": "45.137.21.9"} for caption in [*captions, *repeats]]
+    )
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then the note names the first twenty distinct captions, as first written, and counts the rest
+    named = ", ".join(repr(caption) for caption in captions[:20])
+    assert alert.notes == (
+        "observables[0, 1, 2, 3, 4, 5, 6, 7 and 20 more].type_id: missing (OCSF requires it), and the type"
+        f" caption ({named} and 3 more) is none VirusTotal looks up: not read for IOCs",
+    )
+
+
+@pytest.mark.parametrize(
     ("type_id", "said"),
     [
         ("2", "expected an integer, got '2'"),

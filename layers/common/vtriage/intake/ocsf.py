@@ -17,19 +17,20 @@ which names the Step Functions execution, and so must not come from text the sen
   0 Unknown 0, 1 Informational 1 (shown as informational, ranked low), 2 Low 2, 3 Medium 5, 4 High 7,
   5 Critical 9, 6 Fatal 10, 99 Other 0; else the `severity` caption; else critical, noted.
 - IOCs: `observables[]` by `type_id` (1 hostname, 2 IP address, 6 URL, 8 hash: md5, sha1 or sha256 by
-  length; a host name without a dot, a machine's name on its own network, is no domain and no IOC);
-  where `type_id` is missing, is no integer, is no OCSF type (a negative number) or says 0 Unknown or
-  99 Other, by the `type` caption OCSF gives those types ('Hostname', 'IP Address', 'URL String',
-  'Hash', OCSF 1.0's 'File Hash'; in any case), noted; an observable that neither gives a type is
-  noted, never dropped without a word. Then the evidence artifacts of a Detection Finding (OCSF 1.1+,
+  length; a host name without a dot, a machine's name on its own network, is no domain and no IOC); where
+  `type_id` is missing, is no integer, is no OCSF type (a negative number) or says 0 Unknown or 99 Other,
+  by the `type` caption OCSF gives those types ('Hostname', 'IP Address', 'URL String', 'Hash', OCSF 1.0's
+  'File Hash'; producers' 'IPv4 Address' and 'IPv6 Address'; in any case, its words separated by any white
+  space, underscores or hyphens), noted; an observable that neither gives a type is noted with its
+  caption, never dropped without a word. Then the evidence artifacts of a Detection Finding (OCSF 1.1+,
   `evidences[]`, read whatever the class): each endpoint's `ip`, `hostname`, `domain` and
   `intermediate_ips[]` (`src_endpoint`, `dst_endpoint`), `url.url_string` and `url.hostname` (also under
-  `http_request`), the DNS `query.hostname`, and the `hashes[]` of the `file`, of the `process`'s file
-  and its parent's, and of the `actor.process`'s and its parent's (by `algorithm_id`: 1 MD5, 2 SHA-1,
-  3 SHA-256, 4 SHA-512; 0 Unknown, 99 Other or none by the `algorithm` caption, else by the value's
-  length; another algorithm, a fuzzy hash such as TLSH, is no IOC); each found at its field's path, the
-  same value found twice one IOC. Then the indicators found in the free text of `message`, the title and
-  the description, refanged. The finding's own device and resources (`device.ip`, `device.hostname`,
+  `http_request`), the DNS `query.hostname`, and the `hashes[]` of the `file`, of the `process`'s file and
+  its parent's, and of the `actor.process`'s and its parent's (by `algorithm_id`: 1 MD5, 2 SHA-1, 3
+  SHA-256, 4 SHA-512; 0 Unknown, 99 Other or none by the `algorithm` caption, else by the value's length;
+  another algorithm, a fuzzy hash such as TLSH, is no IOC); each found at its field's path, the same value
+  found twice one IOC. Then the indicators found in the free text of `message`, the title and the
+  description, refanged. The finding's own device and resources (`device.ip`, `device.hostname`,
   `device.network_interfaces[]`, `resources[].uid`, ..., and each evidence's `device` and `resources[]`)
   are its own: kept skipped, never looked up; so are the addresses of an evidence's endpoint that is one
   of its own instances (its `instance_uid` is the device's or a resource's).
@@ -102,14 +103,28 @@ PASSED_STATUS_CODES = frozenset({"PASS", "PASSED"})
 COMPLIANCE_PASS = 1
 HOSTNAME = 1
 _OBSERVABLE_TYPES = {HOSTNAME: IocType.DOMAIN, 2: IocType.IP, 6: IocType.URL, 8: IocType.FILE}
-# OCSF's captions of those types, as `observable.type` writes them, in lower case ('File Hash' is OCSF
-# 1.0's caption of 8, 'Hash' later versions').
-_OBSERVABLE_CAPTIONS = {"hostname": HOSTNAME, "ip address": 2, "url string": 6, "hash": 8, "file hash": 8}
+# OCSF's captions of those types, as `observable.type` writes them, in the form _caption_key gives them
+# ('File Hash' is OCSF 1.0's caption of 8, 'Hash' later versions'). Every OCSF version captions 2 'IP
+# Address', for either family; 'IPv4 Address' and 'IPv6 Address' are producers' own (an LLM normaliser's
+# OCSF observables write them) and name the same type.
+_OBSERVABLE_CAPTIONS = {
+    "hostname": HOSTNAME,
+    "ip address": 2,
+    "ipv4 address": 2,
+    "ipv6 address": 2,
+    "url string": 6,
+    "hash": 8,
+    "file hash": 8,
+}
+# What separates a caption's words: any run of Unicode white space (a no-break space among it),
+# underscores or hyphens ('IP  Address', 'IP\u00a0Address', 'ip_address', 'URL-String').
+_CAPTION_SEPARATORS = re.compile(r"[\s_-]+")
 # type_id 0 Unknown and 99 Other: OCSF points to the `type` caption for what the type is.
 _UNMAPPED_OBSERVABLE_TYPES = {0: "Unknown", 99: "Other"}
-# The most observable indexes, and type captions, a note lists.
+# The most observable indexes, and distinct type captions, a note lists (captions are few: a finding's
+# unread ones are all named, unless it is built to flood the note).
 _NOTED_INDEXES = 8
-_NOTED_CAPTIONS = 3
+_NOTED_CAPTIONS = 20
 # Observables whose name says they are the finding's own device or resources.
 _OWN_OBSERVABLE_NAMES = ("device.", "resource.", "resources[", "resources.")
 _CLOUD_VALUE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -426,8 +441,10 @@ class _FindingReader(Fields):
         """(type, value, path) of the observables VirusTotal can look up, typed by `type_id`, else by the
         `type` caption (noted); an observable whose type neither gives is noted and not read."""
         found: list[Candidate] = []
-        by_caption: dict[tuple[str, str], list[str]] = {}
-        unread: dict[str, tuple[list[str], list[str]]] = {}
+        # Per problem and caption (by its key): the caption as first written, and the indexes it typed.
+        by_caption: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        # Per problem: the indexes not read, and each distinct caption (by its key) as first written.
+        unread: dict[str, tuple[list[str], dict[str, str]]] = {}
         for path, observable in self.branches(self.finding, "observables", ""):
             value = observable.get("value")
             if value is None or value == "":
@@ -439,30 +456,34 @@ class _FindingReader(Fields):
             else:
                 named = observable.get("type")
                 caption = named.strip() if isinstance(named, str) else ""
-                chosen = _OBSERVABLE_CAPTIONS.get(caption.lower())
+                key = _caption_key(caption)
+                chosen = _OBSERVABLE_CAPTIONS.get(key)
                 problem = _type_id_problem(type_id)
                 index = path.removeprefix("observables[").removesuffix("]")
                 if chosen is not None:
-                    by_caption.setdefault((problem, shown(caption, 40)), []).append(index)
+                    _, typed = by_caption.setdefault((problem, key), (shown(caption, 40), []))
+                    typed.append(index)
                 elif not (_is_int(type_id) and type_id in _UNMAPPED_OBSERVABLE_TYPES):
                     # 0 Unknown or 99 Other with a caption of no such type says what it is: no note.
-                    indexes, captions = unread.setdefault(problem, ([], []))
+                    indexes, captions = unread.setdefault(problem, ([], {}))
                     indexes.append(index)
                     if caption:
-                        captions.append(shown(caption, 40))
+                        captions.setdefault(key, shown(caption, 40))
             if chosen is None:
                 continue
             if chosen == HOSTNAME and is_bare_host_name(value):
                 # A machine's name on its own network (`WEB01`): no domain, so no IOC.
                 continue
             found.append(Candidate(_OBSERVABLE_TYPES[chosen], value, f"{path}.value"))
-        for (problem, caption), indexes in by_caption.items():
+        for (problem, _), (caption, indexes) in by_caption.items():
             self.note(
                 f"{self._observables_at(indexes)}.type_id: {problem}; the type caption {caption} stands in"
             )
         for problem, (indexes, captions) in unread.items():
-            named = list(dict.fromkeys(captions))
-            listed = ", ".join(named[:_NOTED_CAPTIONS]) + (", ..." if len(named) > _NOTED_CAPTIONS else "")
+            named = list(captions.values())
+            listed = ", ".join(named[:_NOTED_CAPTIONS])
+            if len(named) > _NOTED_CAPTIONS:
+                listed += f" and {len(named) - _NOTED_CAPTIONS} more"
             said = (
                 f"the type caption ({listed}) is none VirusTotal looks up"
                 if named
@@ -558,6 +579,12 @@ class _FindingReader(Fields):
         listed = ", ".join(indexes[:_NOTED_INDEXES])
         more = f" and {len(indexes) - _NOTED_INDEXES} more" if len(indexes) > _NOTED_INDEXES else ""
         return self.where(f"observables[{listed}{more}]")
+
+
+def _caption_key(caption: str) -> str:
+    """An observable's type caption as _OBSERVABLE_CAPTIONS holds it: its words separated by one space,
+    whatever white space, underscores or hyphens a producer wrote between them, case folded."""
+    return _CAPTION_SEPARATORS.sub(" ", caption).strip().casefold()
 
 
 def _type_id_problem(type_id: Any) -> str:
