@@ -2,7 +2,8 @@
 documents, through the whole local pipeline. A Falcon Cloud Security detection from the stream is a case a
 person gets, never acted on in AWS; an ASFF finding without its account is Security Hub's, on its
 instance; a GuardDuty fan-out through SNS is triaged, and a notification holding no alert is refused
-saying what and where."""
+saying what and where; a Malware Protection for S3 scan result's detail alone is a case on its object,
+never acted on."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 CLOUD_STREAM = CORPUS / "elastic-integrations__crowdstrike_falcon_test-falcon-cspmioa-streaming.json"
 NO_ACCOUNT = CORPUS / "defectdojo__awssecurityhub_missing_account_id.json"
 NOTIFICATION = CORPUS / "synthetic-sns-notification-guardduty-event.json"
+SCAN_DETAIL_ALONE = CORPUS / "polar__file_test_tasks_build_scan_result.json"
+S3_SCAN_EVENT = (
+    Path(__file__).resolve().parents[2] / "events" / "synthetic-guardduty-malware-s3-object-scan.json"
+)
 
 
 def run_json(*paths: Path) -> tuple[int, dict[str, Any]]:
@@ -102,3 +107,43 @@ def test_a_guardduty_fan_out_through_sns_is_triaged_and_a_notification_without_a
     assert refused["reason"].startswith("Message: not JSON (")
     assert "an SNS notification's Message must be the alert's JSON" in refused["reason"]
     assert status == 2
+
+
+def test_a_scan_results_detail_alone_is_a_case_on_its_object_and_nothing_runs_even_when_malicious(
+    tmp_path: Path,
+) -> None:
+    # Given what Polar's worker receives from Malware Protection for S3 (a scan result's detail alone, no
+    # account, Region or time), and the detail alone of a scan result in the deployment's own account
+    # whose object's MD5 VirusTotal knows as malicious
+    malicious = tmp_path / "malicious-scan-detail.json"
+    malicious.write_text(json.dumps(json.loads(S3_SCAN_EVENT.read_text())["detail"]))
+
+    # When a user runs them
+    status, document = run_json(SCAN_DETAIL_ALONE, malicious)
+
+    # Then each is GuardDuty's case on the object it names, its eTag looked up, none refused
+    assert status == 0
+    assert (document["failures"], document["ignored"]) == ([], [])
+    polar, found = document["cases"]
+    assert (polar["source"], polar["alert_id"]) == (
+        "guardduty",
+        "arn:aws:s3:::polar-s3/e2e-artifacts/unknown.bin",
+    )
+    assert polar["title"] == (
+        "Malware Protection for S3 found EICAR-Test-File (not a virus) in s3://polar-s3/e2e-artifacts/unknown.bin"
+    )
+    assert [(ioc["value"], ioc["found_at"]) for ioc in polar["iocs"]] == [
+        ("e0b4e5c5f76b4564d8ee6bbcd6e0e6f2", "s3ObjectDetails.eTag")
+    ]
+    # And even the malicious one runs no action: without its event the account and Region are unknown,
+    # and the case says so; a person gets the ticket
+    assert found["verdict"] == "malicious"
+    for case in (polar, found):
+        assert (case["account"], case["region"]) == ("unknown", "unknown")
+        assert (case["actions"], case["branch"], case["status"]) == ([], "ticket", "TICKETED")
+        assert case["ticket"] is not None
+        reasons = " ".join(case["not_actionable"])
+        assert (
+            "a Malware Protection for S3 scan result's detail alone, without its EventBridge event" in reasons
+        )
+        assert "the finding names account 'unknown', not this deployment's" in reasons

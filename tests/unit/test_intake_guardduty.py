@@ -14,10 +14,11 @@ import pytest
 from moto.events.models import EventPattern
 
 from tests.unit.timing import time_ratio
+from vtriage.eligibility import Place, eligibility
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import FindingRefusal, IntakeResult, read_document
 from vtriage.intake.fields import PLACEHOLDER_REASON
-from vtriage.models import Alert, IocOutcome, Resource, ResourceType, Subject
+from vtriage.models import Action, Alert, IocOutcome, Provenance, Resource, ResourceType, Subject, Verdict
 from vtriage.playbook import plan_actions
 from vtriage_local.template import load_template
 
@@ -872,6 +873,113 @@ def test_a_scan_result_with_a_malformed_time_or_account_is_triaged_but_never_act
     assert alert.notes == (note,)
     assert alert.not_actionable == (note.partition(";")[0],)
     assert [ioc.value for ioc in alert.iocs] == [KNOWN_MD5]
+
+
+# --- Malware Protection for S3: the scan result's detail alone ---------------------------------------
+
+SCAN_ALONE_NOTES = (
+    "source: missing, and no detail-type: a Malware Protection for S3 scan result's detail alone, without"
+    " its EventBridge event; read as GuardDuty's scan result by its own fields; the account, Region, time and"
+    " id only the event gives are missing",
+    "time: missing; 1970-01-01T00:00:00+00:00 stands in",
+    "account: missing; 'unknown' stands in",
+    "region: missing; 'unknown' stands in",
+)
+
+
+def test_a_scan_results_detail_alone_is_the_scan_result_on_its_object_missing_what_the_event_gives() -> None:
+    # Given a scan result with threats found as an EventBridge target with InputPath $.detail delivers it:
+    # its detail, without the event that names its account, Region, time and id
+    event = load(S3_SCAN)
+    detail = event["detail"]
+
+    # When the detail alone is read, and the whole event
+    alone = only_alert(detail)
+    whole = only_alert(event)
+
+    # Then it is the same scan result, GuardDuty's, on the same object, with the same IOC and version
+    for field in ("id", "source", "type", "title", "severity", "version", "resources", "iocs"):
+        assert getattr(alone, field) == getattr(whole, field), field
+    # And what only the event gives is missing: each said, 'unknown' standing in, and no action runs on it
+    assert (alone.account, alone.region) == ("unknown", "unknown")
+    assert alone.notes == SCAN_ALONE_NOTES
+    assert alone.not_actionable == tuple(note.partition(";")[0] for note in SCAN_ALONE_NOTES)
+
+
+def test_a_scan_results_detail_alone_is_acted_on_nowhere_where_its_event_would_be() -> None:
+    # Given a scan result in the deployment's own account whose object is found malicious, delivered by
+    # the detector rules as its whole event, and as its detail alone
+    event = load(S3_SCAN)
+    whole, alone = only_alert(event), only_alert(event["detail"])
+    place = Place(own_account="123456789012")
+
+    def decided(alert: Alert) -> tuple[list[Action], tuple[str, ...]]:
+        [md5] = alert.iocs
+        found = IocOutcome(type=md5.type, value=md5.value, found_at=md5.found_at, verdict=Verdict.MALICIOUS)
+        allowed = eligibility(alert, Provenance(channel="detector"), place, "approval").applied_to(alert)
+        return plan_actions(allowed, [found]), allowed.not_actionable
+
+    # When the deployment plans what may run on each
+    whole_actions, whole_reasons = decided(whole)
+    alone_actions, alone_reasons = decided(alone)
+
+    # Then the whole event's object is acted on; the detail alone plans nothing, and the case says why:
+    # no account is known, so none is the deployment's, and no Region
+    assert ([action.type.value for action in whole_actions], whole_reasons) == (["quarantine_object"], ())
+    assert alone_actions == []
+    reasons = " ".join(alone_reasons)
+    assert "account: missing" in reasons
+    assert "the finding names account 'unknown', not this deployment's (123456789012)" in reasons
+    assert "the finding names Region 'unknown', which is not a Region name" in reasons
+
+
+def test_a_scan_results_detail_alone_without_threats_is_acknowledged_naming_its_field() -> None:
+    # Given the detail alone of a scan result that found nothing
+    detail = load(S3_SCAN)["detail"]
+    detail["scanResultDetails"] = {"scanResultStatus": "NO_THREATS_FOUND", "threats": None}
+
+    # When it is read, then it is ignored with its status, its field named where it is in the document
+    result = read_document(detail)
+    assert (result.alerts, result.refused) == ((), ())
+    [ignored] = result.ignored
+    assert ignored.reason == "scanResultDetails.scanResultStatus is 'NO_THREATS_FOUND': no threat found"
+
+
+def test_a_scan_results_detail_alone_naming_no_object_is_refused_naming_the_field() -> None:
+    # Given the detail alone of a scan result without its bucket, and an array of two details, the second
+    # naming no key
+    detail = load(S3_SCAN)["detail"]
+    without_bucket = copy.deepcopy(detail)
+    del without_bucket["s3ObjectDetails"]["bucketName"]
+    without_key = copy.deepcopy(detail)
+    del without_key["s3ObjectDetails"]["objectKey"]
+
+    # When each is read
+    refusal = only_refusal(without_bucket)
+    listed = read_document([detail, without_key])
+
+    # Then each is refused alone, with its field where it is in the document
+    assert refusal == FindingRefusal(where="", reason="s3ObjectDetails.bucketName: missing")
+    assert len(listed.alerts) == 1
+    assert listed.refused == (FindingRefusal(where="[1]", reason="[1].s3ObjectDetails.objectKey: missing"),)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"schemaVersion": "2.0", "scanStatus": "COMPLETED"},
+        {"resourceType": "S3_OBJECT", "schemaVersion": "1.0"},
+        {"resourceType": "EBS_VOLUME", "scanResultDetails": {"scanResultStatus": "THREATS_FOUND"}},
+    ],
+)
+def test_a_document_with_only_some_of_a_scan_results_marks_is_no_scan_result(
+    document: dict[str, Any],
+) -> None:
+    # Given a document that has what a scan result found but not what it scanned (an S3 object), or the
+    # other way round
+    # When it is read, then it is of no known shape: the reason lists its keys
+    with pytest.raises(InvalidAlertError, match="unknown shape"):
+        read_document(document)
 
 
 def test_the_template_rule_queues_scan_results_with_threats_and_only_those() -> None:

@@ -60,10 +60,10 @@ MAX_FINDINGS_SETTING = "MaxFindingsPerMessage (MAX_FINDINGS_PER_MESSAGE)"
 # What a message body may be, as errors and the commands that read alert files name it.
 DOCUMENT_SHAPES = (
     "an EventBridge event from GuardDuty or Security Hub (or a Security Hub event's detail alone), a"
-    " GuardDuty finding, GuardDuty or Security Hub get-findings output, an ASFF finding, an OCSF finding, a"
-    " CrowdStrike Falcon alert (Alerts API entity or response, Event Streams detection), a Google Workspace"
-    " Alert Center alert (alerts.list output, a Pub/Sub push), a JSON array of findings, or an SNS"
-    " notification carrying one of these in its Message"
+    " GuardDuty finding or Malware Protection for S3 scan result, GuardDuty or Security Hub get-findings"
+    " output, an ASFF finding, an OCSF finding, a CrowdStrike Falcon alert (Alerts API entity or response,"
+    " Event Streams detection), a Google Workspace Alert Center alert (alerts.list output, a Pub/Sub push),"
+    " a JSON array of findings, or an SNS notification carrying one of these in its Message"
 )
 _KEYS_SHOWN = 12
 
@@ -290,6 +290,10 @@ def _bare(
         from vtriage.intake import guardduty  # noqa: PLC0415
 
         return guardduty.finding_of_bare(document, where=where, ignore_samples=ignore_samples)
+    if sources.is_malware_scan_result(document):
+        from vtriage.intake import guardduty  # noqa: PLC0415
+
+        return guardduty.finding_of_scan_result(document, where=where)
     if sources.is_falcon_alert(document):
         from vtriage.intake import falcon  # noqa: PLC0415
 

@@ -20,7 +20,10 @@ are triaged, marked as samples and never acted on; `ignore_samples` ignores them
 
 Malware Protection for S3 also reports on its own, without a detector: the EventBridge event
 `GuardDuty Malware Protection Object Scan Result` names the bucket and key of a scanned object. An
-object with threats found becomes an Alert on that object; any other scan result is acknowledged.
+object with threats found becomes an Alert on that object; any other scan result is acknowledged. The
+event's `detail` delivered alone (an EventBridge target with InputPath `$.detail`, a forwarder) is read
+the same, recognised by its own fields (`sources.is_malware_scan_result`); the account, Region and time
+only the event gives are missing, noted, and it is not acted on.
 """
 
 from __future__ import annotations
@@ -120,7 +123,15 @@ def findings_of_event(event: Mapping[str, Any], *, ignore_samples: bool = False)
         _check_source(event)
         if event.get("detail-type") == MALWARE_SCAN_DETAIL_TYPE:
             scan = event_detail(event)
-            return [Finding(where="", read=lambda: _malware_scan(event, scan), content=scan)]
+            envelope, event_id = Envelope.of(event), event.get("id")
+            event_id = event_id if isinstance(event_id, str) and event_id else None
+            return [
+                Finding(
+                    where="",
+                    read=lambda: _malware_scan(scan, envelope, event_id, prefix="detail."),
+                    content=scan,
+                )
+            ]
         _check_detail_type(event, EVENT_DETAIL_TYPE)
     detail = event_detail(event)
     envelope = Envelope.of(event)
@@ -180,17 +191,43 @@ def _listed_finding(finding: Any, where: str, *, ignore_samples: bool) -> Findin
     return Finding(where=where, read=read, content=finding, alert_id=alert_id)
 
 
-def _malware_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> Alert | Acknowledged:
-    """The Alert of a `GuardDuty Malware Protection Object Scan Result` event, on the scanned object;
+def finding_of_scan_result(detail: Mapping[str, Any], *, where: str = "") -> Finding:
+    """A Malware Protection for S3 scan result delivered as its event's `detail` alone (an EventBridge
+    target with InputPath `$.detail`, a forwarder; see `sources.is_malware_scan_result`), at `where` in
+    its document. It is read as inside its event, but what only the event gives is missing: the account
+    and Region ('unknown' stands in, so nothing is acted on automatically: no AWS action runs where the
+    finding's place is not known), the time and the event's id; each is noted."""
+
+    def read() -> Alert | Acknowledged:
+        prefix = where + "." if where else ""
+        return _malware_scan(dict(detail), Envelope(), None, prefix=prefix, alone=True)
+
+    return Finding(where=where, read=read, content=detail)
+
+
+def _malware_scan(
+    detail: dict[str, Any], envelope: Envelope, event_id: str | None, *, prefix: str, alone: bool = False
+) -> Alert | Acknowledged:
+    """The Alert of a `GuardDuty Malware Protection Object Scan Result` (its event's `detail`, named
+    with `prefix`; `envelope` and `event_id` what its event says around it), on the scanned object;
     acknowledged when the scan found no threat (or could not scan): there is then nothing to triage.
+    `alone`: the detail came without its event, noted.
 
     The event carries no finding id and no hash: the alert is the object (its ARN), versioned by the
     object's version id, else its ETag, else the event's id, so that a redelivered event, or a rescan
     of the same upload, is the same case. An ETag that is an MD5 is the one IOC (see `_MD5_ETAG`).
     """
-    fields = Fields(prefix="detail.")
+    fields = Fields(prefix=prefix)
+    if alone:
+        fields.malformed(
+            "source",
+            "missing, and no detail-type: a Malware Protection for S3 scan result's detail alone, without"
+            " its EventBridge event",
+            "read as GuardDuty's scan result by its own fields; the account, Region, time and id only the"
+            " event gives are missing",
+        )
     resource_type = fields.text(detail, "resourceType", "")
-    if resource_type is not None and resource_type != "S3_OBJECT":
+    if resource_type is not None and resource_type != sources.MALWARE_SCAN_RESOURCE_TYPE:
         raise InvalidAlertError(
             f"unsupported resource type {shown(resource_type)}: expected 'S3_OBJECT'",
             field=fields.where("resourceType"),
@@ -205,7 +242,8 @@ def _malware_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> Alert | A
     alert_id = f"arn:aws:s3:::{bucket}/{_printable(key)}"
     if status != _THREATS_FOUND:
         return Acknowledged(
-            f"detail.scanResultDetails.scanResultStatus is {shown(status)}: no threat found", alert_id
+            f"{fields.where('scanResultDetails.scanResultStatus')} is {shown(status)}: no threat found",
+            alert_id,
         )
     threats = [
         name
@@ -214,10 +252,8 @@ def _malware_scan(event: Mapping[str, Any], detail: dict[str, Any]) -> Alert | A
     ]
     etag = fields.loose_text(item, "eTag")
     version_id = fields.loose_text(item, "versionId")
-    envelope = Envelope.of(event)
     # The event's time is when GuardDuty published the scan result: the only time the event has.
     moment = fields.event_time(envelope, instead=f"{UNKNOWN_TIME.isoformat()} stands in") or UNKNOWN_TIME
-    event_id = fields.loose_text(event, "id")
     if version_id and version_id != _UNVERSIONED:
         version = f"version-{version_id}"
     elif etag:

@@ -28,6 +28,9 @@ ASFF_CUSTOM_ACTION_DETAIL_TYPE = "Security Hub Findings - Custom Action"
 ASFF_DETAIL_TYPES = (ASFF_DETAIL_TYPE, ASFF_CUSTOM_ACTION_DETAIL_TYPE)
 OCSF_DETAIL_TYPE = "Findings Imported V2"
 
+# The only `resourceType` of a Malware Protection for S3 scan result.
+MALWARE_SCAN_RESOURCE_TYPE = "S3_OBJECT"
+
 # The schema version every ASFF finding carries, and attributes ASFF requires that no GuardDuty finding
 # has (GuardDuty's own findings carry `SchemaVersion` "2.0", `AccountId`, `Resource` and `Type`).
 ASFF_SCHEMA_VERSION = "2018-10-08"
@@ -65,6 +68,16 @@ def is_bare_guardduty_finding(document: Mapping[str, Any]) -> bool:
     camel = "type" in document and ("schemaVersion" in document or "service" in document)
     pascal = "Type" in document and ("SchemaVersion" in document or "Service" in document)
     return camel or pascal
+
+
+def is_malware_scan_result(document: Mapping[str, Any]) -> bool:
+    """Whether the document is a GuardDuty Malware Protection for S3 scan result: the `detail` of a
+    `GuardDuty Malware Protection Object Scan Result` event delivered alone. By its own fields: what the
+    scan found (`scanResultDetails`, or the `scanStatus` beside it) and what it scanned (`s3ObjectDetails`,
+    or `resourceType` 'S3_OBJECT'); no GuardDuty finding has either (its `schemaVersion` is no mark)."""
+    scanned = "scanResultDetails" in document or "scanStatus" in document
+    s3_object = "s3ObjectDetails" in document or document.get("resourceType") == MALWARE_SCAN_RESOURCE_TYPE
+    return scanned and s3_object
 
 
 def is_securityhub_event(document: Mapping[str, Any]) -> bool:
