@@ -366,6 +366,77 @@ def test_google_operations_dlp_and_sensitive_admin_alerts_name_the_user_they_are
     assert [named_user(the_alert(load(name))) for name in (DLP, ADMIN_ACTION)] == [None, None]
 
 
+def operations_affecting(*users: str) -> Any:
+    """The real Google Operations incident, naming `users` as its affected users."""
+    document = load(OPERATIONS)
+    document["data"]["affectedUserEmails"] = list(users)
+    return document
+
+
+def test_a_google_operations_incident_names_every_affected_user() -> None:
+    # Given the real Google Operations incident naming two affected users, one of them twice in another case
+    document = operations_affecting(
+        "Victim.One@corp-example.org", "victim.two@corp-example.org", "victim.one@corp-example.org"
+    )
+
+    # When its case is reported
+    alert = the_alert(document)
+
+    # Then the case names each user once, in alphabetical order
+    assert named_user(alert) == "Victim.One@corp-example.org, victim.two@corp-example.org"
+
+
+def test_the_same_users_in_another_order_are_the_same_case_and_other_users_another() -> None:
+    # Given one incident delivered with its affected users in one order, then in the other, then naming
+    # only one of them
+    first = the_alert(operations_affecting("victim.two@corp-example.org", "Victim.One@corp-example.org"))
+    again = the_alert(operations_affecting("Victim.One@corp-example.org", "victim.two@corp-example.org"))
+    fewer = the_alert(operations_affecting("Victim.One@corp-example.org"))
+
+    # Then the two orders are one case; fewer users are a case of their own (decision 11)
+    assert again.case_id == first.case_id
+    assert fewer.case_id != first.case_id
+
+
+def recipients(document: Any, *addresses: str) -> Any:
+    """The document with its messages sent to `addresses`, one each."""
+    for message, address in zip(document["data"]["messages"], addresses, strict=True):
+        message["recipient"] = address
+    return document
+
+
+def test_a_mail_alert_to_the_same_recipients_in_another_order_repeats_and_to_others_does_not() -> None:
+    # Given the real phishing alert (two messages, their attachments' hashes its IOCs) sent to two
+    # recipients, another alert of the same attachments to the same recipients in the other order and
+    # spelling, and one to someone else
+    first = the_alert(recipients(load(PHISHING), "zoe@example.com", "adam@example.com"))
+    reordered = recipients(load(PHISHING), "Adam@example.com", "zoe@example.com")
+    reordered["alertId"] = "another-alert"
+    elsewhere = recipients(load(PHISHING), "zoe@example.com", "eve@example.com")
+    elsewhere["alertId"] = "a-third-alert"
+
+    # Then the reordered one repeats the first, and the one to someone else is another person's case
+    assert the_alert(reordered).repeat_key == first.repeat_key
+    assert the_alert(elsewhere).repeat_key != first.repeat_key
+
+
+def test_an_incident_affecting_many_users_names_ten_and_counts_the_rest() -> None:
+    # Given an incident naming twelve affected users
+    users = [f"user{index:02}@corp-example.org" for index in range(12, 0, -1)]
+
+    # When its case is reported, then the first ten in alphabetical order are named, the rest counted
+    named = ", ".join(f"user{index:02}@corp-example.org" for index in range(1, 11))
+    assert named_user(the_alert(operations_affecting(*users))) == f"{named} and 2 more"
+
+
+def test_a_mail_alert_names_every_recipient_when_no_affected_user_is_named() -> None:
+    # Given the real phishing alert, its two messages sent to two recipients
+    document = recipients(load(PHISHING), "zoe@example.com", "adam@example.com")
+
+    # When its case is reported, then both recipients are named
+    assert named_user(the_alert(document)) == "adam@example.com, zoe@example.com"
+
+
 def test_the_user_a_sender_names_is_shown_escaped() -> None:
     # Given a sensitive admin action whose actor's address carries terminal controls and a line break
     document = load(ADMIN_ACTION)

@@ -34,11 +34,12 @@ or closed in the Alert Center (`metadata.status` `CLOSED`).
 
 A Workspace alert names no AWS account or Region (`vendor.NO_AWS_PLACE`): it is triaged and ticketed
 with the mail's context, never acted on in AWS, nor on a mailbox; its case shows the product (the
-alert's `source`), the user it is about and the investigation tool's link (`Alert.vendor`). The user is
-the affected user: `email`, a Google Operations incident's `affectedUserEmails[]`, the user who broke a
-DLP rule (`ruleViolationInfo.triggeringUserEmail`) or a mail's recipient; else, for a sensitive admin
-action, the administrator who took it (`actorEmail`). A value with no `@` (Google's samples write
-`string`) names no one.
+alert's `source`), the users it is about and the investigation tool's link (`Alert.vendor`). The users
+are the affected users, every one: `email`, a Google Operations incident's `affectedUserEmails[]`, the
+user who broke a DLP rule (`ruleViolationInfo.triggeringUserEmail`); else the mail's recipients; else, for
+a sensitive admin action, the administrator who took it (`actorEmail`). They are named in alphabetical
+order, each once whatever its case (the first ten, then how many more), so that the same users listed in
+another order are the same case. A value with no `@` (Google's samples write `string`) names no one.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ CUSTOMER_DOMAIN_REASON = "the customer's own domain (the alert names it as the o
 INTERNAL_SENDER_REASON = "the sender is inside the organisation (isInternal): not looked up"
 PUBLIC_MAIL_REASON = "a public mail provider's domain: it says nothing of who sent the mail"
 NOT_AN_ADDRESS_REASON = "not an e-mail address: no sender domain to look up"
+# The most users a case names (`VendorAlert.user`); the rest are counted.
+_NAMED_USERS = 10
 # The most characters of a Pub/Sub message's `data` decoded (an alert is a few KB).
 MAX_PUSHED_DATA = 1_000_000
 
@@ -238,7 +241,7 @@ class _AlertReader(Fields):
                 "an Alert Center notification naming no alertId: the Pub/Sub messageId stands in (a"
                 " redelivery keeps it)"
             )
-        own_users = self.own_users(data or {})
+        affected, recipients = self.own_users(data or {})
         iocs = self.payload_iocs(payload_type, data or {})
         text_type = self.loose_text(alert, "type")
         alert_type = payload_type or text_type or "Alert Center alert"
@@ -256,8 +259,9 @@ class _AlertReader(Fields):
             platform=PLATFORM,
             product=vendor.name(self.loose_text(alert, "source")) or PRODUCT,
             tenant=vendor.name(alert.get("customerId")),
-            # The affected user, else the administrator a sensitive admin action alert is about.
-            user=vendor.first_name(*own_users, _address((data or {}).get("actorEmail"))),
+            # The affected users, else the mail's recipients, else the administrator a sensitive admin
+            # action alert is about.
+            user=_users_line(affected or recipients) or vendor.name(_address((data or {}).get("actorEmail"))),
             console_url=vendor.console_url(
                 self,
                 alert.get("securityInvestigationToolLink"),
@@ -307,32 +311,40 @@ class _AlertReader(Fields):
         self.note(f"{self.where('data.@type')}: {shown(value)} is no Alert Center type; read by field names")
         return None
 
-    def own_users(self, data: Mapping[str, Any]) -> list[str]:
-        """The customer's own addresses the alert names, the affected user first (`email`; a Google
-        Operations incident's `affectedUserEmails[]`; the user who broke a DLP rule,
-        `ruleViolationInfo.triggeringUserEmail`), then the mail's recipients; their domains, and the
+    def own_users(self, data: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """The customer's own addresses the alert names: the affected users (`email`; a Google Operations
+        incident's `affectedUserEmails[]`; the user who broke a DLP rule,
+        `ruleViolationInfo.triggeringUserEmail`), and the mail's recipients; their domains, and the
         primary domain, are the customer's. The malicious entity is not among them: it may be the outside
         sender; nor is the alert's assignee, or the administrator who took a sensitive action, who may
         work elsewhere (a managed security provider)."""
-        users: list[str] = []
-        affected = data.get("affectedUserEmails")
-        candidates: list[Any] = [
-            data.get("email"),
-            *(affected if isinstance(affected, list) else [affected]),
-            self.loose_object(data, "ruleViolationInfo").get("triggeringUserEmail"),
-        ]
+        affected_emails = data.get("affectedUserEmails")
+        affected = self._addresses(
+            [
+                data.get("email"),
+                *(affected_emails if isinstance(affected_emails, list) else [affected_emails]),
+                self.loose_object(data, "ruleViolationInfo").get("triggeringUserEmail"),
+            ]
+        )
         messages = data.get("messages")
-        for message in messages if isinstance(messages, list) else []:
-            if isinstance(message, dict):
-                candidates.append(message.get("recipient"))
-        for value in candidates:
-            if _address(value) is not None and value not in users:
-                users.append(value)
-                self.customer_domains.add(_domain_of(value))
+        recipients = self._addresses(
+            [message.get("recipient") for message in messages if isinstance(message, dict)]
+            if isinstance(messages, list)
+            else []
+        )
         primary = self.loose_object(data, "domainId").get("customerPrimaryDomain")
         if isinstance(primary, str) and primary.strip():
             self.customer_domains.add(primary.strip().lower().rstrip("."))
-        return users
+        return affected, recipients
+
+    def _addresses(self, values: list[Any]) -> list[str]:
+        """The values that are e-mail addresses, each once; their domains are the customer's."""
+        addresses: list[str] = []
+        for value in values:
+            if _address(value) is not None and value not in addresses:
+                addresses.append(value)
+                self.customer_domains.add(_domain_of(value))
+        return addresses
 
     def payload_iocs(self, payload_type: str | None, data: Mapping[str, Any]) -> list[Ioc]:
         """The payload's IOCs, read as its type says (any other type: by the fields' names)."""
@@ -444,6 +456,21 @@ _READERS: dict[str, Callable[[_AlertReader, Mapping[str, Any]], list[Ioc]]] = {
     **dict.fromkeys(MAIL_TYPES, _AlertReader.mail_iocs),
     "AccountWarning": _AlertReader.login_iocs,
 }
+
+
+def _users_line(addresses: list[str]) -> str | None:
+    """The users an alert is about, as its case names them (`VendorAlert.user`): every address once,
+    whatever its case, in alphabetical order, so that an alert listing the same users in another order
+    names them alike (one case, one repeat key); the first _NAMED_USERS, then how many more. None when
+    there is none."""
+    by_key: dict[str, str] = {}
+    for address in sorted(name for value in addresses if (name := vendor.name(value)) is not None):
+        by_key.setdefault(address.casefold(), address)
+    names = [by_key[key] for key in sorted(by_key)]
+    if not names:
+        return None
+    more = len(names) - _NAMED_USERS
+    return ", ".join(names[:_NAMED_USERS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _address(value: Any) -> str | None:
