@@ -151,6 +151,30 @@ def test_a_protected_instance_is_not_snapshotted(ec2: Any) -> None:
     assert case_snapshots(ec2) == {}
 
 
+@pytest.mark.parametrize("device", ["/dev/sda1", "/dev/sdf"], ids=["root-volume", "data-volume"])
+@pytest.mark.parametrize("dry_run", [False, True], ids=["for-real", "dry-run"])
+def test_an_instance_with_a_protected_volume_is_not_snapshotted(ec2: Any, device: str, dry_run: bool) -> None:
+    # Given an unprotected instance with a root and a data volume, one of which carries the protected tag
+    # (its key typed otherwise: the deployed Deny would refuse that volume's snapshot, after the other's)
+    instance_id = launch_instance(ec2, data_volume=True).instance_id
+    [volume] = [vol for vol, name in instance_volumes(ec2, instance_id).items() if name == device]
+    ec2.create_tags(Resources=[volume], Tags=[{"Key": " vtriage:PROTECTED", "Value": ""}])
+
+    # When its volumes are snapshotted
+    action = Ec2VolumeSnapshots(ec2, PROTECTED_TAG).run(
+        planned(ActionType.SNAPSHOT_VOLUMES, instance_id), dry_run
+    )
+
+    # Then the whole action is skipped, the reason naming the volume and its tag, and no volume is
+    # snapshotted, not even the unprotected one
+    assert action.status is ActionStatus.SKIPPED, action.detail
+    assert action.detail == (
+        f"not snapshotted: volume {volume} ({device}) carries the protected tag "
+        "' vtriage:PROTECTED'='' (read as vtriage:protected)"
+    )
+    assert case_snapshots(ec2) == {}
+
+
 def test_snapshotting_a_missing_instance_fails_with_the_reason(ec2: Any) -> None:
     # Given no such instance, When it is snapshotted
     action = Ec2VolumeSnapshots(ec2, PROTECTED_TAG).run(

@@ -148,6 +148,60 @@ def test_a_protected_instance_is_skipped_and_untouched(ec2: Any) -> None:
     assert quarantine_groups(ec2) == []
 
 
+def protect_part_of_the_network(ec2: Any, instance_id: str, part: str) -> tuple[str, str]:
+    """Put the protected tag, its key typed otherwise, on one part of the instance's network: its first or
+    second interface, its subnet, its VPC, or vtriage's quarantine group there (made as an earlier
+    isolation in the VPC left it). Returns the resource and how the reason names it."""
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    interfaces = sorted(instance["NetworkInterfaces"], key=lambda i: i["Attachment"]["DeviceIndex"])
+    if part == "quarantine group":
+        resource = ec2.create_security_group(
+            GroupName=QUARANTINE,
+            Description="left by an earlier isolation",
+            VpcId=instance["VpcId"],
+            TagSpecifications=[{"ResourceType": "security-group", "Tags": [PURPOSE]}],
+        )["GroupId"]
+        named = f"security group {QUARANTINE} ({resource})"
+    else:
+        resource, named = {
+            "first interface": (interfaces[0]["NetworkInterfaceId"], "network interface"),
+            "second interface": (interfaces[1]["NetworkInterfaceId"], "network interface"),
+            "subnet": (interfaces[0]["SubnetId"], "subnet"),
+            "VPC": (instance["VpcId"], "VPC"),
+        }[part]
+        named = f"{named} {resource}"
+    ec2.create_tags(Resources=[resource], Tags=[{"Key": "VTriage: Protected", "Value": "legal hold"}])
+    return resource, named
+
+
+@pytest.mark.parametrize("part", ["first interface", "second interface", "subnet", "VPC", "quarantine group"])
+@pytest.mark.parametrize("dry_run", [False, True], ids=["for-real", "dry-run"])
+def test_an_instance_whose_interface_subnet_vpc_or_quarantine_group_is_protected_is_skipped_untouched(
+    ec2: Any, part: str, dry_run: bool
+) -> None:
+    # Given an instance with two interfaces, one part of whose network carries the protected tag (the key
+    # typed otherwise: the deployed Deny would refuse a move or a group there, part-way through)
+    instance_id, _ = web_server(ec2)
+    before = interface_groups(ec2, instance_id)
+    _, named = protect_part_of_the_network(ec2, instance_id, part)
+    groups_before = ec2.describe_security_groups()["SecurityGroups"]
+    moves = record_moves(ec2)
+
+    # When it is isolated
+    action = isolate(ec2, instance_id, dry_run=dry_run)
+
+    # Then the whole isolation is skipped before any move, the reason naming the resource and its tag
+    assert action.status is ActionStatus.SKIPPED, action.detail
+    assert (
+        f"not isolated: {named} carries the protected tag 'VTriage: Protected'='legal hold' "
+        "(read as vtriage:protected)" in action.detail
+    )
+    # And nothing changed: no interface moved, no group created or opened
+    assert moves == []
+    assert interface_groups(ec2, instance_id) == before
+    assert ec2.describe_security_groups()["SecurityGroups"] == groups_before
+
+
 def test_isolating_twice_reports_already_isolated(ec2: Any) -> None:
     # Given an instance isolated once
     instance_id, _ = web_server(ec2)
@@ -453,10 +507,11 @@ def test_a_dry_run_finds_both_of_vtriages_groups_in_one_request(ec2: Any) -> Non
     action = isolate(ec2, second, dry_run=True)
 
     # Then the detail names both groups by id, read from EC2 in one DescribeSecurityGroups after the instance
+    # and the protected tags of its network
     assert action.status is ActionStatus.DRY_RUN
     assert f"{UNTRACKING} ({untracking['GroupId']})" in action.detail
     assert f"{QUARANTINE} ({quarantine['GroupId']})" in action.detail
-    assert asked == ["DescribeInstances", "DescribeSecurityGroups"]
+    assert asked == ["DescribeInstances", "DescribeTags", "DescribeSecurityGroups"]
 
 
 def test_a_group_of_the_quarantine_name_that_vtriage_did_not_create_is_not_used(ec2: Any) -> None:

@@ -100,6 +100,7 @@ EXERCISED: dict[str, set[str]] = {
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "ec2:DescribeInstances",
+        "ec2:DescribeTags",
         "ec2:CreateSnapshot",
         "ec2:CreateSecurityGroup",
         "ec2:ModifyNetworkInterfaceAttribute",

@@ -200,6 +200,121 @@ def test_a_refused_second_move_leaves_no_interface_open_and_keeps_the_groups_for
     assert interface_groups(ec2, launched.instance_id) == original
 
 
+class RefusesInterface:
+    """The EC2 client, refusing every move of one network interface with an access denial, as IAM refuses
+    a request a policy denies (moto enforces no IAM; here a Deny the code cannot read, such as an
+    organisation's). Every other call goes to the real client."""
+
+    def __init__(self, client: Any, interface_id: str, code: str) -> None:
+        self._client, self._interface_id, self._code = client, interface_id, code
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def modify_network_interface_attribute(self, **kwargs: Any) -> Any:
+        if kwargs["NetworkInterfaceId"] == self._interface_id:
+            raise refused(self._code, 403)
+        return self._client.modify_network_interface_attribute(**kwargs)
+
+
+@pytest.mark.parametrize("code", ["UnauthorizedOperation", "Client.UnauthorizedOperation", "AccessDenied"])
+def test_an_interface_iam_refuses_to_move_is_reported_as_never_moved_not_as_open_to_all_traffic(
+    ec2: Any, code: str
+) -> None:
+    # Given an instance with two interfaces, and IAM refusing every move of the second one
+    launched = launch_instance(ec2, ssh_open=True, second_interface=True)
+    original = interface_groups(ec2, launched.instance_id)
+    first, second = original
+    case = isolation_case(launched.instance_id)
+    cases = InMemoryCaseRepository([case])
+    client = RefusesInterface(ec2, second, code)
+
+    # When the remediation runs the isolation, Then no retry is asked for (a denial is no passing trouble)
+    plan(steps(cases, client), case.case_id)
+    outcome = run(steps(cases, client), case.case_id, 0)
+
+    # And the first interface went through both steps into the quarantine group, the second never moved
+    # and is in its own groups: none is left in the untracking group
+    quarantine = group_id(ec2, QUARANTINE)
+    assert interface_groups(ec2, launched.instance_id) == {first: [quarantine], second: original[second]}
+    # And the action failed saying so, first that the second is not isolated, never that one may be open
+    action = the_action(cases, case)
+    assert outcome.status is action.status is ActionStatus.FAILED
+    assert action.detail.startswith(
+        f"{second} was not isolated: EC2 refused to move it ({code}), so it is still in the groups it "
+        f"had ({', '.join(original[second])}); isolation stopped between its two steps"
+    ), action.detail
+    assert (
+        f"{first} was moved on to {QUARANTINE}: each had passed through {UNTRACKING} first, so its "
+        "connections were cut too"
+    ) in action.detail
+    assert "allows all traffic" not in action.detail
+    assert "open to all traffic" not in action.detail
+    assert action.before == original
+
+    # And the rollback puts the first one back
+    rollback_case(case.case_id, cases, steps(cases, ec2).actuators)
+    assert interface_groups(ec2, launched.instance_id) == original
+
+
+def test_a_first_move_iam_refuses_changes_nothing_and_says_so(ec2: Any) -> None:
+    # Given an instance with two interfaces, and IAM refusing every move of the first one
+    launched = launch_instance(ec2, ssh_open=True, second_interface=True)
+    original = interface_groups(ec2, launched.instance_id)
+    first, _ = original
+    case = isolation_case(launched.instance_id)
+    cases = InMemoryCaseRepository([case])
+    client = RefusesInterface(ec2, first, "UnauthorizedOperation")
+
+    # When the remediation runs the isolation
+    plan(steps(cases, client), case.case_id)
+    outcome = run(steps(cases, client), case.case_id, 0)
+
+    # Then no interface moved, and the action failed saying so, without warning of an open interface
+    assert interface_groups(ec2, launched.instance_id) == original
+    action = the_action(cases, case)
+    assert outcome.status is action.status is ActionStatus.FAILED
+    assert action.detail.startswith(
+        f"not isolated: EC2 refused the first move, of {first} into {UNTRACKING} (UnauthorizedOperation: "
+    ), action.detail
+    assert "no interface was moved: each is still in the groups it had" in action.detail
+    assert "open to all traffic" not in action.detail
+    assert "allows all traffic" not in action.detail
+
+
+def test_interfaces_iam_refuses_to_move_on_from_the_untracking_group_are_reported_open_first_without_a_retry(
+    ec2: Any,
+) -> None:
+    # Given an instance with two interfaces, both moved into the untracking group, and IAM refusing every
+    # move after that (into the quarantine group)
+    launched = launch_instance(ec2, ssh_open=True, second_interface=True)
+    original = interface_groups(ec2, launched.instance_id)
+    first, second = original
+    case = isolation_case(launched.instance_id)
+    cases = InMemoryCaseRepository([case])
+    client = FailingMoves(ec2, set(range(3, 20)), refused("AccessDenied", 403), applied=False)
+
+    # When the remediation runs the isolation, Then no retry is asked for: a retry would be refused too
+    plan(steps(cases, client), case.case_id)
+    outcome = run(steps(cases, client), case.case_id, 0)
+
+    # And the action failed saying first, truthfully, that both are in the group that allows all traffic,
+    # and what to do
+    untracking = group_id(ec2, UNTRACKING)
+    assert interface_groups(ec2, launched.instance_id) == {first: [untracking], second: [untracking]}
+    action = the_action(cases, case)
+    assert outcome.status is action.status is ActionStatus.FAILED
+    assert action.detail.startswith(
+        f"{first}, {second} are still in {UNTRACKING}, which allows all traffic in and out: EC2 refused to "
+        f"move them on to {QUARANTINE} (AccessDenied): move them by hand now, or roll the case back"
+    ), action.detail
+    assert action.before == original
+
+    # And the rollback closes that exposure: each interface back in its own groups
+    rollback_case(case.case_id, cases, steps(cases, ec2).actuators)
+    assert interface_groups(ec2, launched.instance_id) == original
+
+
 def test_ec2_unreachable_between_the_steps_asks_for_the_retry_which_finishes_the_isolation(
     ec2: Any,
 ) -> None:

@@ -8,7 +8,7 @@ connections end at once). Snapshots keep its EBS volumes for forensics; tags mar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +17,11 @@ from botocore.exceptions import ClientError
 from vtriage.adapters.aws_errors import error_code, is_transient, transient_aws_errors
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
-from vtriage.protected_tag import protecting_tag
+from vtriage.protected_tag import ProtectingTag, protecting_tag
 
 _INSTANCE_GONE_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
+# IAM refusing a call (EC2's codes, old and new, and the generic one): no retry makes it pass.
+_ACCESS_DENIED_CODES = frozenset({"UnauthorizedOperation", "Client.UnauthorizedOperation", "AccessDenied"})
 
 CASE_TAG = "vtriage:case"
 QUARANTINED_TAG = "vtriage:quarantined"
@@ -62,8 +64,9 @@ class _NotVtriagesGroupError(Exception):
 
 
 class Ec2InstanceIsolation:
-    """Implements `ResponseActuator` for ISOLATE_INSTANCE with security groups; leaves instances with the
-    protected tag alone.
+    """Implements `ResponseActuator` for ISOLATE_INSTANCE with security groups; leaves an instance alone
+    when it, one of its network interfaces, their subnets, their VPCs or vtriage's groups there carries the
+    protected tag.
 
     In each VPC of the instance's interfaces, vtriage keeps two groups of its own (tag
     `vtriage:purpose=quarantine`): the quarantine group, with no rule, and the untracking group
@@ -214,7 +217,13 @@ class Ec2InstanceIsolation:
                 f"not isolated: the instance has no network interface in a VPC (state {state})",
             )
         vpcs = sorted(set(vpc_of.values()))
+        protected = self._protected_network(interfaces, vpcs)
+        if protected:
+            return _action(instance_id, ActionStatus.SKIPPED, protected)
         quarantine, untracking = self._find_groups(vpcs)
+        protected = self._protected_groups([*quarantine.values(), *untracking.values()])
+        if protected:
+            return _action(instance_id, ActionStatus.SKIPPED, protected)
         untracking_ids = {str(group["GroupId"]) for group in untracking.values() if group is not None}
         quarantine_ids = {str(group["GroupId"]) for group in quarantine.values() if group is not None}
         # An interface already in one of vtriage's groups was moved there by another isolation (another
@@ -265,7 +274,9 @@ class Ec2InstanceIsolation:
                     before=before,
                 )
             )
-        failure = self._two_steps(to_move, vpc_of, untracking_of, quarantine_of, finish=in_progress)
+        failure = self._two_steps(
+            to_move, vpc_of, untracking_of, quarantine_of, finish=in_progress, groups_had=current
+        )
         if failure is not None:
             after = self._groups_if_known(list(current))
             return _action(instance_id, ActionStatus.FAILED, failure, before=before, after=after)
@@ -341,6 +352,35 @@ class Ec2InstanceIsolation:
             changes.append(f"revoked the rules found on {self._group_name} in {', '.join(opened)}")
         return "isolated: " + "; ".join(changes) + "; the quarantine group allows no traffic in or out"
 
+    def _protected_network(self, interfaces: list[dict[str, Any]], vpcs: list[str]) -> str | None:
+        """Why the instance's network is left alone: which of its interfaces, their subnets and their VPCs
+        (where vtriage's groups are created) carry the protected tag; None when none does. IAM's Deny
+        would refuse a move or a new group there part-way through the isolation, after other moves."""
+        named: dict[str, str] = {}
+        for interface in interfaces:
+            named[str(interface["NetworkInterfaceId"])] = (
+                f"network interface {interface['NetworkInterfaceId']}"
+            )
+        for interface in interfaces:
+            if interface.get("SubnetId"):
+                named.setdefault(str(interface["SubnetId"]), f"subnet {interface['SubnetId']}")
+        named.update({vpc: f"VPC {vpc}" for vpc in vpcs})
+        return _protected_resources(self._ec2, named, self._protected_tag_key, "not isolated")
+
+    def _protected_groups(self, groups: list[dict[str, Any] | None]) -> str | None:
+        """Why the instance is left alone: which of vtriage's groups found carry the protected tag (rules
+        revoked or added there, interfaces moved into them); None when none does."""
+        reasons = []
+        for group in groups:
+            if group is None:
+                continue
+            tags = ((str(tag.get("Key")), str(tag.get("Value", ""))) for tag in group.get("Tags", []))
+            protecting = protecting_tag(tags, self._protected_tag_key)
+            if protecting is not None:
+                named = f"security group {group.get('GroupName')} ({group['GroupId']})"
+                reasons.append(f"{named} carries the protected tag {protecting}")
+        return "not isolated: " + "; ".join(reasons) if reasons else None
+
     def _other_case(self, tags: dict[str, str], case_id: str | None) -> str:
         """' by case X' when the instance's case tag names another case than this one; '' otherwise."""
         tagged = tags.get(CASE_TAG)
@@ -379,6 +419,7 @@ class Ec2InstanceIsolation:
         quarantine: dict[str, str],
         *,
         finish: list[str],
+        groups_had: dict[str, list[str]],
     ) -> str | None:
         """Move each interface to the untracking group, then each (and each of `finish`, left in the
         untracking group by another isolation or an earlier run) to the quarantine group; None when both
@@ -387,25 +428,24 @@ class Ec2InstanceIsolation:
         Should any move fail (an error EC2 answered, a timeout, a lost connection, anything) once an
         interface may be in the untracking group, none is left in that group, which allows everything:
         each goes on to the quarantine group (the only groups the function's role may move interfaces
-        into), and the reason is returned, so that the action fails with its `before` for a rollback.
-        An interface that cannot be moved on raises `TransientError`, for the state machine's Retry: the
-        groups before are on the case already (the checkpoint), and the retry finishes the isolation.
-        Should the first move be refused, nothing changed: its error is raised (TransientError for
-        throttling, for the Retry)."""
+        into), and the reason is returned, so that the action fails with its `before` for a rollback
+        (`_close_after`). Should EC2 refuse the very first move, nothing changed: throttling or a server
+        error is raised as `TransientError`, for the Retry; any other refusal (IAM's, say) is returned as
+        the reason, saying that no interface moved. `groups_had` are the groups each interface was in."""
         second = to_move + [eni for eni in finish if eni not in to_move]
         # Those in the untracking group: each left there before this run, and each whose move was answered.
         untracked: list[str] = list(finish)
-        pending: str | None = None
+        moving: str | None = None
         closed: set[str] = set()
         try:
             for eni in to_move:
-                pending = eni
+                moving = eni
                 self._ec2.modify_network_interface_attribute(
                     NetworkInterfaceId=eni, Groups=[untracking[vpc_of[eni]]]
                 )
                 untracked.append(eni)
-            pending = None
             for eni in second:
+                moving = eni
                 self._ec2.modify_network_interface_attribute(
                     NetworkInterfaceId=eni, Groups=[quarantine[vpc_of[eni]]]
                 )
@@ -413,12 +453,24 @@ class Ec2InstanceIsolation:
         except Exception as error:  # whatever stopped it, no interface may stay in the open group
             # EC2 made no move it answered with an error; a move whose answer never came (a timeout, a
             # lost connection) it may have made.
-            uncertain = pending is not None and not isinstance(error, ClientError)
-            if not untracked and not uncertain:
+            unanswered = moving if not isinstance(error, ClientError) else None
+            if not untracked and unanswered is None:
+                if isinstance(error, ClientError) and not is_transient(error):
+                    return (
+                        f"not isolated: EC2 refused the first move, of {moving} into {self._untracking_name} "
+                        f"({_refusal(error)}): no interface was moved: each is still in the groups it had"
+                    )
                 with transient_aws_errors("EC2 is unavailable while isolating"):
                     raise
             return self._close_after(
-                error, second, passed=set(untracked), closed=closed, vpc_of=vpc_of, quarantine=quarantine
+                error,
+                second,
+                passed=set(untracked),
+                unanswered=unanswered,
+                closed=closed,
+                vpc_of=vpc_of,
+                quarantine=quarantine,
+                groups_had=groups_had,
             )
         return None
 
@@ -428,47 +480,103 @@ class Ec2InstanceIsolation:
         second: list[str],
         *,
         passed: set[str],
+        unanswered: str | None,
         closed: set[str],
         vpc_of: dict[str, str],
         quarantine: dict[str, str],
+        groups_had: dict[str, list[str]],
     ) -> str:
         """Once the two steps stopped on `error`, move every interface not yet in the quarantine group
-        straight there; the reason the isolation failed, or `TransientError` when one could not be moved
-        and may still be open to all traffic."""
+        straight there; the reason the isolation failed, saying what each interface went through and
+        where it is. `passed` are the interfaces EC2 answered it moved into the untracking group (or found
+        there), `unanswered` the one whose move went unanswered (EC2 may have made it), if any.
+
+        When one cannot be moved, `TransientError` asks for the state machine's Retry, which moves it on,
+        saying which may still be open to all traffic; unless IAM refused every such move: no retry
+        would pass, and the reason says first which interfaces are in the untracking group (open to all
+        traffic), then which were never moved (in their own groups)."""
         stopped = f"isolation stopped between its two steps ({type(error).__name__}: {error})"
-        stranded = self._quarantine_directly([eni for eni in second if eni not in closed], vpc_of, quarantine)
-        if stranded:
-            raise TransientError(
-                f"{stopped}; {', '.join(stranded)} could not be moved on to {self._group_name} and may "
-                f"still be in {self._untracking_name}, which allows all traffic in and out: the retry "
-                "moves them on; should every retry fail, move them by hand now, or roll the case back "
-                "(the groups each interface had are recorded on it)"
-            ) from error
-        straight = [eni for eni in second if eni not in passed]
+        refused = self._quarantine_directly([eni for eni in second if eni not in closed], vpc_of, quarantine)
+        # Only an interface that entered the untracking group, or may have, can be open to all traffic.
+        entered = passed | ({unanswered} if unanswered else set())
+        left_open = [eni for eni in second if eni in refused and eni in entered]
+        never_moved = [eni for eni in second if eni in refused and eni not in entered]
+        if not all(_is_access_denied(refusal) for refusal in refused.values()):
+            raise TransientError(self._retry_reason(stopped, left_open, never_moved)) from error
+        reasons = []
+        if left_open:
+            them = "it" if len(left_open) == 1 else "them"
+            where = (
+                "may still be"
+                if unanswered in left_open
+                else ("is still" if len(left_open) == 1 else "are still")
+            )
+            codes = ", ".join(sorted({_refusal(refused[eni], code_only=True) for eni in left_open}))
+            reasons.append(
+                f"{', '.join(left_open)} {where} in {self._untracking_name}, which allows all traffic in and "
+                f"out: EC2 refused to move {them} on to {self._group_name} ({codes}): move {them} by hand "
+                "now, or roll the case back (the groups each interface had are recorded on it)"
+            )
+        reasons.extend(
+            f"{eni} was not isolated: EC2 refused to move it ({_refusal(refused[eni], code_only=True)}), so "
+            f"it is still in the groups it had ({', '.join(groups_had.get(eni, [])) or 'none'})"
+            for eni in never_moved
+        )
+        reasons.append(stopped)
+        moved_on = [eni for eni in second if eni not in refused]
+        if moved_on:
+            which = (
+                "every interface was then"
+                if not refused
+                else f"{', '.join(moved_on)} {'was' if len(moved_on) == 1 else 'were'}"
+            )
+            reasons.append(f"{which} moved on to {self._group_name}: {self._how_cut(moved_on, passed)}")
+        return "; ".join(reasons)
+
+    def _how_cut(self, moved_on: list[str], passed: set[str]) -> str:
+        """Whether the connections of the interfaces moved on to the quarantine group were cut: only those
+        of the ones that passed through the untracking group first."""
+        straight = [eni for eni in moved_on if eni not in passed]
         if straight:
-            cut = (
+            return (
                 f"{', '.join(straight)} may not have passed through {self._untracking_name} (a move there "
                 "failed, went unanswered or was never made), so connections they carried may stay open "
                 "until they time out"
             )
-        else:
-            cut = f"each had passed through {self._untracking_name} first, so its connections were cut too"
-        return f"{stopped}; every interface was then moved on to {self._group_name}: {cut}"
+        return f"each had passed through {self._untracking_name} first, so its connections were cut too"
+
+    def _retry_reason(self, stopped: str, left_open: list[str], never_moved: list[str]) -> str:
+        """What the state machine's Retry is told when interfaces could not be moved on: which may still be
+        open to all traffic, and which never entered the untracking group."""
+        reasons = [stopped]
+        if left_open:
+            reasons.append(
+                f"{', '.join(left_open)} could not be moved on to {self._group_name} and may still be in "
+                f"{self._untracking_name}, which allows all traffic in and out: the retry moves them on; "
+                "should every retry fail, move them by hand now, or roll the case back (the groups each "
+                "interface had are recorded on it)"
+            )
+        if never_moved:
+            reasons.append(
+                f"{', '.join(never_moved)} never entered {self._untracking_name} but could not be moved to "
+                f"{self._group_name} either: not isolated yet, the retry isolates them"
+            )
+        return "; ".join(reasons)
 
     def _quarantine_directly(
         self, to_move: list[str], vpc_of: dict[str, str], quarantine: dict[str, str]
-    ) -> list[str]:
-        """Move every interface straight to the quarantine group; the ones that could not be moved,
-        whatever the error."""
-        stranded = []
+    ) -> dict[str, Exception]:
+        """Move every interface straight to the quarantine group; the error of each that could not be
+        moved, whatever it was."""
+        refused: dict[str, Exception] = {}
         for eni in to_move:
             try:
                 self._ec2.modify_network_interface_attribute(
                     NetworkInterfaceId=eni, Groups=[quarantine[vpc_of[eni]]]
                 )
-            except Exception:  # whatever the error: the others must still be moved, and this one is reported
-                stranded.append(eni)
-        return stranded
+            except Exception as error:  # whatever the error: the others must still be moved, and it reported
+                refused[eni] = error
+        return refused
 
     def _under_way(self, moving: list[str], vpcs: list[str], untracking: dict[str, str]) -> str:
         """What the case says while the two steps run: what a stop between them would leave open (first,
@@ -715,10 +823,11 @@ def _action(
 
 class Ec2VolumeSnapshots:
     """`ResponseActuator` for SNAPSHOT_VOLUMES: snapshots every EBS volume of the instance for forensics,
-    each tagged with the case id, the instance and the device. Nothing to undo: snapshots are kept."""
+    each tagged with the case id, the instance and the device; none when the instance or one of its
+    volumes carries the protected tag. Nothing to undo: snapshots are kept."""
 
     def __init__(self, ec2_client: Any, protected_tag_key: str) -> None:
-        """Take a boto3 EC2 client and the tag key that protects an instance."""
+        """Take a boto3 EC2 client and the tag key that protects an instance and its volumes."""
         self._ec2 = ec2_client
         self._protected_tag_key = protected_tag_key
 
@@ -756,6 +865,15 @@ class Ec2VolumeSnapshots:
             return action.with_outcome(
                 ActionStatus.SKIPPED, "not snapshotted: the instance has no EBS volume"
             )
+        # IAM's Deny would refuse a protected volume's snapshot after the others' were taken: none is.
+        protected = _protected_resources(
+            self._ec2,
+            {volume: f"volume {volume} ({device})" for volume, device in volumes.items()},
+            self._protected_tag_key,
+            "not snapshotted",
+        )
+        if protected:
+            return action.with_outcome(ActionStatus.SKIPPED, protected)
 
         taken = self._snapshots_of_case(case_id, action.target)
         before = {
@@ -922,6 +1040,46 @@ def _protected_reason(instance: dict[str, Any], protected_tag_key: str, verb: st
     if protecting is None:
         return None
     return f"{verb}: the instance carries the protected tag {protecting}"
+
+
+def _protecting_tags(
+    ec2: Any, resource_ids: Iterable[str], protected_tag_key: str
+) -> dict[str, ProtectingTag]:
+    """The tag protecting each of these resources, by resource id (EC2's DescribeTags, one listing for
+    resources of any type); a resource no tag protects is absent."""
+    ids = sorted(set(resource_ids))
+    if not ids:
+        return {}
+    tags: dict[str, list[tuple[str, str]]] = {}
+    for page in ec2.get_paginator("describe_tags").paginate(Filters=[{"Name": "resource-id", "Values": ids}]):
+        for tag in page.get("Tags", []):
+            tags.setdefault(str(tag["ResourceId"]), []).append((str(tag["Key"]), str(tag.get("Value", ""))))
+    found = {resource: protecting_tag(pairs, protected_tag_key) for resource, pairs in tags.items()}
+    return {resource: protecting for resource, protecting in found.items() if protecting is not None}
+
+
+def _protected_resources(ec2: Any, named: dict[str, str], protected_tag_key: str, verb: str) -> str | None:
+    """Why an action is skipped: each resource of `named` (id to how a person reads it) that carries the
+    protected tag, with that tag; None when none does."""
+    protecting = _protecting_tags(ec2, named, protected_tag_key)
+    reasons = [
+        f"{named[rid]} carries the protected tag {protecting[rid]}" for rid in named if rid in protecting
+    ]
+    return f"{verb}: " + "; ".join(reasons) if reasons else None
+
+
+def _is_access_denied(error: Exception) -> bool:
+    """Whether IAM refused the call: no retry makes it pass."""
+    return isinstance(error, ClientError) and error_code(error) in _ACCESS_DENIED_CODES
+
+
+def _refusal(error: Exception, *, code_only: bool = False) -> str:
+    """An error as a reason says it: its code and EC2's message (`UnauthorizedOperation: ...`), or its
+    code alone; a class name for an error EC2 did not answer with."""
+    if not isinstance(error, ClientError):
+        return type(error).__name__
+    message = str(error.response.get("Error", {}).get("Message", ""))
+    return error_code(error) if code_only or not message else f"{error_code(error)}: {message}"
 
 
 def _describe_tags(tags: dict[str, str]) -> str:
