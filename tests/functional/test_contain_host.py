@@ -412,7 +412,7 @@ def test_the_blast_radius_cap_holds_a_containment_for_a_person_once_the_hour_is_
     assert [item["approval"] for item in plan["items"]] == [True]
     action = contain_host_of(stack.case(case.case_id))
     assert action.status is ActionStatus.PENDING_APPROVAL
-    assert "the blast-radius cap of 1 actions per hour is reached" in action.detail
+    assert "the blast-radius cap of 1 action per hour is reached" in action.detail
     assert falcon.server.received == []
 
 

@@ -662,7 +662,7 @@ def test_beyond_the_blast_radius_cap_actions_wait_for_approval(
         ActionStatus.DONE,
         ActionStatus.PENDING_APPROVAL,
     ]
-    assert "blast-radius cap of 1 actions per hour" in waiting.actions[1].detail
+    assert "blast-radius cap of 1 action per hour" in waiting.actions[1].detail
     assert _interface_groups(local_aws, second) == [second_groups]
 
     # When the approver rejects the second one, Then the execution ends with the ticket

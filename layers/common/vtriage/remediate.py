@@ -536,8 +536,9 @@ def _why_the_hour_holds_it_back(
     (taking one of its units otherwise); None when it may run now."""
     acts_for_real = not (dry_run or action.parameters.get(DRY_RUN_PARAMETER, "").lower() == "true")
     if acts_for_real and blast_radius is not None and not blast_radius.acquire():
+        actions = "action" if max_actions_per_hour == 1 else "actions"
         return (
-            f"waiting for a person: the blast-radius cap of {max_actions_per_hour} actions per hour "
+            f"waiting for a person: the blast-radius cap of {max_actions_per_hour} {actions} per hour "
             "is reached"
         )
     return None
