@@ -314,7 +314,7 @@ def _waf_ip_set(aws: LocalAws) -> Iterator[Targets]:
         return sorted(waf.get_ip_set(Name=name, Scope="REGIONAL", Id=ip_set)["IPSet"]["Addresses"])
 
     yield Targets(
-        WafIpSetBlocker(waf, name, str(ip_set), "REGIONAL"),
+        WafIpSetBlocker(waf, name, str(ip_set), "REGIONAL", ec2_client=client(aws, "ec2")),
         lambda protected: _action(ActionType.BLOCK_IP_WAF, f"198.51.100.{next(numbers)}"),
         _unasked,
         addresses,

@@ -114,7 +114,9 @@ def actuators(account: Account) -> dict[ActionType, ResponseActuator]:
         ActionType.SNAPSHOT_VOLUMES: Ec2VolumeSnapshots(account.ec2, PROTECTED_TAG),
         ActionType.TAG_INSTANCE: Ec2InstanceTagging(account.ec2, PROTECTED_TAG),
         ActionType.ISOLATE_INSTANCE: Ec2InstanceIsolation(account.ec2, "vtriage-quarantine", PROTECTED_TAG),
-        ActionType.BLOCK_IP_WAF: WafIpSetBlocker(account.waf, "blocked", account.ip_set_id, "REGIONAL"),
+        ActionType.BLOCK_IP_WAF: WafIpSetBlocker(
+            account.waf, "blocked", account.ip_set_id, "REGIONAL", ec2_client=account.ec2
+        ),
         ActionType.BLOCK_IP_NACL: NaclIpBlocker(account.ec2, 1, 10),
         ActionType.DISABLE_ACCESS_KEY: IamAccessKeyDisabler(
             account.iam, PROTECTED_TAG, account.containment_policy

@@ -50,7 +50,8 @@ def addresses(waf: Any, ip_set_id: str, name: str = "vtriage-blocked") -> list[s
 
 
 def blocker(waf: Any, ip_set_id: str, name: str = "vtriage-blocked") -> WafIpSetBlocker:
-    return WafIpSetBlocker(waf, name, ip_set_id, SCOPE)
+    """The blocker of the IP set, the account's own addresses read from moto's EC2 in the same Region."""
+    return WafIpSetBlocker(waf, name, ip_set_id, SCOPE, ec2_client=boto3.client("ec2", region_name=REGION))
 
 
 def block(ip: str = IP) -> Action:
@@ -180,7 +181,7 @@ def test_a_concurrent_change_is_read_again_and_kept(waf: Any) -> None:
     racing = ConcurrentEditor(waf, races=2)
 
     # When the IP is blocked
-    action = WafIpSetBlocker(racing, "vtriage-blocked", ip_set_id, SCOPE).run(block(), dry_run=False)
+    action = blocker(racing, ip_set_id).run(block(), dry_run=False)
 
     # Then it got in on the third try, and the other writer's addresses were not lost
     assert action.status is ActionStatus.DONE
@@ -195,16 +196,21 @@ def test_a_set_that_never_stops_changing_is_a_transient_error(waf: Any) -> None:
 
     # When the IP is blocked, Then the state machine's Retry gets a TransientError after a few tries
     with pytest.raises(TransientError, match="kept changing"):
-        WafIpSetBlocker(racing, "vtriage-blocked", ip_set_id, SCOPE, max_attempts=3).run(
-            block(), dry_run=False
-        )
+        WafIpSetBlocker(
+            racing,
+            "vtriage-blocked",
+            ip_set_id,
+            SCOPE,
+            ec2_client=boto3.client("ec2", region_name=REGION),
+            max_attempts=3,
+        ).run(block(), dry_run=False)
     assert "198.51.100.7/32" not in addresses(waf, ip_set_id)
     assert len(racing.edits) == 3
 
 
 def test_a_missing_set_or_a_non_ip_target_fails_with_the_reason(waf: Any) -> None:
     # Given no such IP set
-    missing = WafIpSetBlocker(waf, "vtriage-blocked", "00000000-0000-0000-0000-000000000000", SCOPE)
+    missing = blocker(waf, "00000000-0000-0000-0000-000000000000")
 
     # When an IP is blocked in it, and a domain is blocked in a real one
     no_set = missing.run(block(), dry_run=False)
@@ -227,8 +233,16 @@ def test_throttling_and_server_errors_are_transient(code: str, status: int) -> N
     stubber = Stubber(client)
     stubber.add_client_error("get_ip_set", service_error_code=code, http_status_code=status)
     stubber.activate()
+    # and an account holding no address (EC2 answering no Elastic IP and no network interface)
+    ec2 = boto3.client("ec2", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
+    ec2_stubber = Stubber(ec2)
+    ec2_stubber.add_response("describe_addresses", {"Addresses": []})
+    ec2_stubber.add_response("describe_network_interfaces", {"NetworkInterfaces": []})
+    ec2_stubber.activate()
 
     # When an IP is blocked, Then the state machine's Retry gets a TransientError
     with pytest.raises(TransientError, match=code):
-        WafIpSetBlocker(client, "vtriage-blocked", "some-id", SCOPE).run(block(), dry_run=False)
+        WafIpSetBlocker(client, "vtriage-blocked", "some-id", SCOPE, ec2_client=ec2).run(
+            block(), dry_run=False
+        )
     stubber.assert_no_pending_responses()

@@ -101,6 +101,8 @@ EXERCISED: dict[str, set[str]] = {
         "dynamodb:UpdateItem",
         "ec2:DescribeInstances",
         "ec2:DescribeTags",
+        # Whether an address to block is the account's own (an Elastic IP).
+        "ec2:DescribeAddresses",
         "ec2:CreateSnapshot",
         "ec2:CreateSecurityGroup",
         "ec2:ModifyNetworkInterfaceAttribute",

@@ -190,6 +190,9 @@ def _network_acl(key: str) -> tuple[ResponseActuator, Action]:
     ec2 = ReadOnlyAws(
         describe_instances=_instance_described("Name"),
         describe_network_acls={"NetworkAcls": [acl]},
+        # The address is not the account's own (no Elastic IP, no interface holds it).
+        describe_addresses={"Addresses": []},
+        describe_network_interfaces={"NetworkInterfaces": []},
     )
     return (
         NaclIpBlocker(ec2, 1, 18, PROTECTED_TAG),

@@ -11,6 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import error_code, is_transient, transient_aws_errors
+from vtriage.adapters.own_addresses import own_address_refusal
 from vtriage.models import Action, ActionStatus
 from vtriage.protected_tag import protecting_tag
 
@@ -53,7 +54,9 @@ class NaclIpBlocker:
     """`ResponseActuator` for BLOCK_IP_NACL: an ingress and an egress deny entry for the address in the
     network ACLs of the subnets of the instance `parameters["instance_id"]`, as EC2 describes that instance
     now (never the VPC or subnets a finding names), and only in those the team opted in with the tag
-    `vtriage:nacl-block=allowed`. Network ACLs carrying the protected tag are left alone.
+    `vtriage:nacl-block=allowed`. Network ACLs carrying the protected tag are left alone. An address the
+    account itself holds in that Region (an Elastic IP, an address of one of its network interfaces:
+    `own_address_refusal`) is never denied: the action is skipped, naming what holds it.
 
     Entries take rule numbers within a range reserved for vtriage, below the account's own allow rules.
     A free number is used first; when the range is full, the next number in rotation (the oldest vtriage
@@ -80,12 +83,16 @@ class NaclIpBlocker:
 
     def run(self, action: Action, dry_run: bool) -> Action:
         """Deny the address both ways in the opted-in network ACLs of the instance's subnets; `before` lists
-        each entry written and the entry it replaced, so that rollback can put things back."""
+        each entry written and the entry it replaced, so that rollback can put things back. An address the
+        account holds is skipped, in a dry run too."""
         cidr = _host_network(action.target)
         if cidr is None:
             return action.with_outcome(
                 ActionStatus.FAILED, f"not blocked: {action.target!r} is not an IP address"
             )
+        own = own_address_refusal(self._ec2, action.target)
+        if own is not None:
+            return action.with_outcome(ActionStatus.SKIPPED, own)
         instance_id = action.parameters.get("instance_id")
         if not instance_id:
             return action.with_outcome(

@@ -9,6 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from vtriage.adapters.aws_errors import error_code, transient_aws_errors
+from vtriage.adapters.own_addresses import own_address_refusal
 from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus
 
@@ -22,17 +23,28 @@ _IP_VERSION = {4: "IPV4", 6: "IPV6"}
 class WafIpSetBlocker:
     """`ResponseActuator` for BLOCK_IP_WAF: adds the target address (/32 or /128) to one WAFv2 IP set.
 
+    An address the account itself holds in the case's Region (an Elastic IP, an address of one of its
+    network interfaces: `own_address_refusal`) is never added: the action is skipped, naming what holds it.
     Every change reads the set and its lock token, writes the whole address list back with that token,
     and starts again when WAF answers that the set changed in between. Rollback removes the address
     only when vtriage added it.
     """
 
     def __init__(
-        self, wafv2_client: Any, ip_set_name: str, ip_set_id: str, scope: str, max_attempts: int = 5
+        self,
+        wafv2_client: Any,
+        ip_set_name: str,
+        ip_set_id: str,
+        scope: str,
+        *,
+        ec2_client: Any,
+        max_attempts: int = 5,
     ) -> None:
         """Take a boto3 WAFv2 client and the IP set's name, id and scope (REGIONAL or CLOUDFRONT;
-        a CLOUDFRONT set needs a client in us-east-1)."""
+        a CLOUDFRONT set needs a client in us-east-1), and a boto3 EC2 client of the account and Region
+        whose own addresses are never blocked."""
         self._waf = wafv2_client
+        self._ec2 = ec2_client
         self._name = ip_set_name
         self._id = ip_set_id
         self._scope = scope
@@ -43,12 +55,16 @@ class WafIpSetBlocker:
         return f"WAF IP set {self._name} ({self._id}, {self._scope})"
 
     def run(self, action: Action, dry_run: bool) -> Action:
-        """Add the address to the set, unless it is there already; `before`/`after` say whether it was."""
+        """Add the address to the set, unless it is there already or the account holds it (skipped, in a
+        dry run too); `before`/`after` say whether it was there."""
         cidr = _host_network(action.target)
         if cidr is None:
             return action.with_outcome(
                 ActionStatus.FAILED, f"not blocked: {action.target!r} is not an IP address"
             )
+        own = own_address_refusal(self._ec2, action.target)
+        if own is not None:
+            return action.with_outcome(ActionStatus.SKIPPED, own)
         return self._guard(action, "blocking", lambda: self._add(action, cidr, dry_run))
 
     def rollback(self, action: Action) -> Action:

@@ -81,8 +81,9 @@ def actuators(settings: RemediateSettings, where: AccountClients | None = None) 
         waf = boto3.session.Session(region_name=waf_region).client(
             "wafv2", config=AWS_CONFIG, endpoint_url=settings.aws_endpoint_url
         )
+        # The case's own account and Region: where the addresses the finding may name as foreign live.
         found[ActionType.BLOCK_IP_WAF] = WafIpSetBlocker(
-            waf, settings.waf_ip_set_name, settings.waf_ip_set_id, settings.waf_ip_set_scope
+            waf, settings.waf_ip_set_name, settings.waf_ip_set_id, settings.waf_ip_set_scope, ec2_client=ec2
         )
     sources = settings.quarantine_source_buckets
     if settings.quarantine_bucket is not None and sources is not None:
