@@ -120,3 +120,44 @@ def test_falcon_and_workspace_alerts_become_cases_with_their_iocs_and_no_aws_act
     assert (
         "vendor Google Workspace; product Gmail phishing; customer 02umwv6u; user example@example.com" in flat
     )
+
+
+def test_phishing_to_twelve_recipients_differing_beyond_the_tenth_is_two_cases_naming_every_recipient(
+    tmp_path: Path,
+) -> None:
+    # Given the real phishing alert sent to twelve recipients twice, under two alert ids: the same ten
+    # recipients, then two others each (as `vtriage run` reads a JSON Lines file)
+    document = json.loads(
+        (CORPUS / "elastic-integrations__google_workspace_alert_test-alert_1.json").read_text()
+    )
+    shared = [f"staff{index:02}@corp-example.org" for index in range(10)]
+    others = {
+        "phish-A": ["zz-ceo@corp-example.org", "zz-cfo@corp-example.org"],
+        "phish-B": ["zz-intern1@corp-example.org", "zz-intern2@corp-example.org"],
+    }
+    message = document["data"]["messages"][0]
+    alerts = [
+        {
+            **document,
+            "alertId": alert_id,
+            "data": {
+                **document["data"],
+                "messages": [{**message, "recipient": r} for r in [*shared, *extra]],
+            },
+        }
+        for alert_id, extra in others.items()
+    ]
+    path = tmp_path / "phishing.jsonl"
+    path.write_text("".join(json.dumps(alert) + "\n" for alert in alerts))
+
+    # When a user runs them through the local pipeline
+    status, document_out = run_json(path)
+
+    # Then each is a case of its own, neither folded into the other, and each case's JSON names every one
+    # of its twelve recipients
+    assert status == 0
+    cases = {case["alert_id"]: case for case in document_out["cases"]}
+    assert set(cases) == set(others)
+    for alert_id, extra in others.items():
+        assert cases[alert_id]["repeats"] == []
+        assert cases[alert_id]["vendor"]["users"] == [*shared, *extra]

@@ -20,7 +20,7 @@ from vtriage.fakes import FakeAlertQueue
 from vtriage.intake import IntakeOptions, IntakeResult
 from vtriage.intake.body import decode_body
 from vtriage.intake_api import accept_alert
-from vtriage.models import Alert, Provenance
+from vtriage.models import MAX_VENDOR_USERS, Alert, Provenance
 from vtriage.ticket import render_report
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
@@ -420,13 +420,80 @@ def test_a_mail_alert_to_the_same_recipients_in_another_order_repeats_and_to_oth
     assert the_alert(elsewhere).repeat_key != first.repeat_key
 
 
-def test_an_incident_affecting_many_users_names_ten_and_counts_the_rest() -> None:
+def test_an_incident_affecting_many_users_names_ten_counts_the_rest_and_keeps_every_one() -> None:
     # Given an incident naming twelve affected users
     users = [f"user{index:02}@corp-example.org" for index in range(12, 0, -1)]
 
     # When its case is reported, then the first ten in alphabetical order are named, the rest counted
     named = ", ".join(f"user{index:02}@corp-example.org" for index in range(1, 11))
-    assert named_user(the_alert(operations_affecting(*users))) == f"{named} and 2 more"
+    alert = the_alert(operations_affecting(*users))
+    assert named_user(alert) == f"{named} and 2 more"
+    # And the case keeps all twelve
+    assert alert.vendor is not None
+    assert alert.vendor.users == tuple(sorted(users))
+
+
+def mailed_to(*addresses: str) -> Any:
+    """The real phishing alert, its first message (its attachments the alert's IOCs) sent to each of
+    `addresses`."""
+    document = load(PHISHING)
+    first = document["data"]["messages"][0]
+    document["data"]["messages"] = [{**copy.deepcopy(first), "recipient": address} for address in addresses]
+    return document
+
+
+def test_mail_alerts_to_twelve_recipients_differing_beyond_the_tenth_are_two_cases_naming_every_one() -> None:
+    # Given two phishing alerts of the same attachments, each to twelve recipients: the same ten, then two
+    # others each (the line a person reads names the first ten alike)
+    shared = [f"staff{index:02}@corp-example.org" for index in range(10)]
+    first_document = mailed_to(*shared, "zz-ceo@corp-example.org", "zz-cfo@corp-example.org")
+    second_document = mailed_to(*shared, "zz-intern1@corp-example.org", "zz-intern2@corp-example.org")
+    second_document["alertId"] = "another-alert"
+
+    # When both are read
+    first, second = the_alert(first_document), the_alert(second_document)
+
+    # Then neither repeats the other: each is its own case, keeping every one of its recipients
+    assert named_user(first) == named_user(second) == ", ".join(shared) + " and 2 more"
+    assert first.repeat_key != second.repeat_key
+    assert first.vendor is not None
+    assert second.vendor is not None
+    assert first.vendor.users == (*shared, "zz-ceo@corp-example.org", "zz-cfo@corp-example.org")
+    assert second.vendor.users == (*shared, "zz-intern1@corp-example.org", "zz-intern2@corp-example.org")
+    # And one alert delivered again with its two last recipients swapped for others is another case
+    second_document["alertId"] = first_document["alertId"]
+    assert the_alert(second_document).case_id != first.case_id
+
+
+def test_an_alert_naming_ten_users_or_fewer_keeps_the_case_id_and_repeat_key_it_had() -> None:
+    # Given the real phishing alert sent to two recipients, whose case id and repeat key were computed
+    # before every user was kept (commit b24a8ce)
+    document = recipients(load(PHISHING), "zoe@example.com", "Adam@example.com")
+
+    # When it is read
+    alert = the_alert(document)
+
+    # Then its case id and repeat key are those it had: its case is the same case, its repeats repeat it
+    assert alert.case_id == "workspace-b9ffbb7f4dac64156140517f9c28f6aa"
+    assert alert.repeat_key == "repeat#69f11489122acb998f961d89d5c116f4a30316a6"
+
+
+def test_an_alert_naming_more_users_than_a_case_keeps_says_so_and_still_tells_them_apart() -> None:
+    # Given two incidents naming 600 affected users, the same but for the last one
+    users = [f"user{index:03}@corp-example.org" for index in range(599)]
+    first = the_alert(operations_affecting(*users, "zz-one@corp-example.org"))
+    second = the_alert(operations_affecting(*users, "zz-two@corp-example.org"))
+
+    # Then the case keeps the first MAX_VENDOR_USERS users, saying how many more the alert names
+    assert first.vendor is not None
+    assert first.vendor.users == tuple(users[:MAX_VENDOR_USERS])
+    assert (
+        f"users: the alert names 600; the first {MAX_VENDOR_USERS} in alphabetical order are kept,"
+        f" {600 - MAX_VENDOR_USERS} more left out (the case's identity holds them all)"
+    ) in first.notes
+    # And the two are told apart by the user left out: two cases, neither repeating the other
+    assert first.case_id != second.case_id
+    assert first.repeat_key != second.repeat_key
 
 
 def test_a_mail_alert_names_every_recipient_when_no_affected_user_is_named() -> None:

@@ -229,6 +229,13 @@ class Severity(Frozen):
         return "informational" if self.informational else self.label
 
 
+# The most users a vendor's alert keeps by name (`VendorAlert.users`): a campaign mailed to thousands fits a
+# case all the same. 500 addresses take about 15 KB of a stored case (at most about 100 KB, each name cut at
+# 200 characters), within the 300 KB a case item is bounded to (`vtriage.bounds`); the state machine's
+# input never holds them (`ExecutionInput`).
+MAX_VENDOR_USERS = 500
+
+
 class VendorAlert(Frozen):
     """What an alert from a detector outside AWS (CrowdStrike Falcon, Google Workspace) says in its vendor's
     terms: the platform and product that raised it, the vendor's customer it belongs to, the host and
@@ -240,10 +247,42 @@ class VendorAlert(Frozen):
     product: str | None = Field(default=None, description="the product or source that raised the alert")
     tenant: str | None = Field(default=None, description="the vendor's customer id (Falcon CID, Workspace)")
     host: str | None = None
-    user: str | None = None
+    user: str | None = Field(
+        default=None,
+        description="the user the alert is about, or the users as a person reads them (Workspace: the "
+        "first ten of `users`, then how many more)",
+    )
+    users: tuple[str, ...] = Field(
+        default=(),
+        description="every user the alert is about (Workspace), each once whatever its case, in "
+        f"alphabetical order, the first {MAX_VENDOR_USERS} at most (`users_digest` then stands for them "
+        "all); empty when the detector names one user (`user`), and in cases stored before they were kept",
+    )
+    users_digest: str | None = Field(
+        default=None,
+        description="when the alert names more users than `users` keeps: the SHA-256 of them all (lower "
+        "case, in order), so that alerts differing only in users left out are still told apart",
+    )
     console_url: str | None = Field(
         default=None, description="the alert in the vendor's console: https, on the vendor's own host"
     )
+
+    @property
+    def user_identity(self) -> str:
+        """The users the alert is about as its identity holds them (the repeat key, the triage content):
+        every user, in lower case, in order (the digest of them all when some are left out); the user
+        named (`user`) when the detector names one. For ten users or fewer it is `user` in lower case,
+        as it was before every user was kept."""
+        if self.users_digest is not None:
+            return f"sha256:{self.users_digest}"
+        if self.users:
+            return ", ".join(self.users).lower()
+        return (self.user or "").lower()
+
+    @property
+    def users_beyond_user(self) -> bool:
+        """Whether the alert names users that `user`, the line a person reads, leaves out."""
+        return self.users_digest is not None or (bool(self.users) and ", ".join(self.users) != self.user)
 
     @property
     def outside_aws(self) -> str:
@@ -343,7 +382,7 @@ class Alert(Frozen):
         if self.subjects:
             parts.append("\x1e".join(sorted(f"{item.type}:{item.id}" for item in self.subjects)))
         if self.vendor is not None:
-            parts += [f"host:{(self.vendor.host or '').lower()}", f"user:{(self.vendor.user or '').lower()}"]
+            parts += [f"host:{(self.vendor.host or '').lower()}", f"user:{self.vendor.user_identity}"]
         identity = "\x1f".join(parts)
         return "repeat#" + hashlib.sha256(identity.encode()).hexdigest()[:40]
 

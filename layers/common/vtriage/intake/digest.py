@@ -28,6 +28,8 @@ from vtriage.models import Alert
 
 # JSON integers beyond this are not exact as floats: they are kept as written.
 _EXACT_INTEGER = 2**53
+# A vendor alert's users as kept (every one, or a digest of them all): digested as `user_identity`.
+_USERS = {"users", "users_digest"}
 
 
 def content_digest(finding: Any) -> str:
@@ -71,7 +73,7 @@ def triage_content(alert: Alert, *, status: Any, prefix: str) -> dict[str, Any]:
     """What of a vendor's alert (read from its document at `prefix`) decides its triage: its type and
     title, severity, the vendor's status (`status`, as the document says it), its IOCs with the field each
     came from and why it is skipped, its host (resources) and the vendor's terms (product, customer, host,
-    user, console link), whether it is a sample and why it may not be acted on (each reason named
+    users, every one, console link), whether it is a sample and why it may not be acted on (each reason named
     relative to the alert, so that the alert alone or inside a list gives the same), and what it is about
     that no action acts on (a cloud detection's resource). Neither the times (the version stands for them),
     nor the notes, nor anything intake does not read."""
@@ -82,10 +84,13 @@ def triage_content(alert: Alert, *, status: Any, prefix: str) -> dict[str, Any]:
         "status": status if isinstance(status, str | int | float | bool) or status is None else None,
         "iocs": [[ioc.type.value, ioc.value, ioc.found_at, ioc.skipped_reason] for ioc in alert.iocs],
         "resources": [resource.model_dump(mode="json") for resource in alert.resources],
-        "vendor": alert.vendor.model_dump(mode="json") if alert.vendor is not None else None,
+        "vendor": alert.vendor.model_dump(mode="json", exclude=_USERS) if alert.vendor is not None else None,
         "sample": alert.sample,
         "not_actionable": sorted(reason.removeprefix(prefix) for reason in alert.not_actionable),
     }
+    if alert.vendor is not None and alert.vendor.users_beyond_user:
+        # Only then: an alert whose users its `user` line names all keeps the digest (the case id) it had
+        content["users"] = alert.vendor.user_identity
     if alert.subjects:  # only then: an alert naming none keeps the digest (the case id) it always had
         content["subjects"] = [subject.model_dump(mode="json") for subject in alert.subjects]
     return content

@@ -37,17 +37,20 @@ with the mail's context, never acted on in AWS, nor on a mailbox; its case shows
 alert's `source`), the users it is about and the investigation tool's link (`Alert.vendor`). The users
 are the affected users, every one: `email`, a Google Operations incident's `affectedUserEmails[]`, the
 user who broke a DLP rule (`ruleViolationInfo.triggeringUserEmail`); else the mail's recipients; else, for
-a sensitive admin action, the administrator who took it (`actorEmail`). They are named in alphabetical
-order, each once whatever its case (the first ten, then how many more), so that the same users listed in
-another order are the same case. A value with no `@` (Google's samples write `string`) names no one.
+a sensitive admin action, the administrator who took it (`actorEmail`). They are kept in alphabetical
+order, each once whatever its case (`VendorAlert.users`: the first 500, noted, and a digest of them all
+beyond), so that the same users listed in another order are the same case; the case's identity (repeat
+key, triage content) holds every one of them, and the line a person reads (`VendorAlert.user`) names the
+first ten, then how many more. A value with no `@` (Google's samples write `string`) names no one.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -64,7 +67,7 @@ from vtriage.intake.fields import (
     is_true,
 )
 from vtriage.intake.outcomes import Acknowledged, Finding, peek_id
-from vtriage.models import Alert, Ioc, IocType, Severity, VendorAlert
+from vtriage.models import MAX_VENDOR_USERS, Alert, Ioc, IocType, Severity, VendorAlert
 
 PLATFORM = "Google Workspace"
 PRODUCT = "Google Workspace Alert Center"
@@ -94,7 +97,7 @@ CUSTOMER_DOMAIN_REASON = "the customer's own domain (the alert names it as the o
 INTERNAL_SENDER_REASON = "the sender is inside the organisation (isInternal): not looked up"
 PUBLIC_MAIL_REASON = "a public mail provider's domain: it says nothing of who sent the mail"
 NOT_AN_ADDRESS_REASON = "not an e-mail address: no sender domain to look up"
-# The most users a case names (`VendorAlert.user`); the rest are counted.
+# The most users the line a person reads names (`VendorAlert.user`); the rest are counted there.
 _NAMED_USERS = 10
 # The most characters of a Pub/Sub message's `data` decoded (an alert is a few KB).
 MAX_PUSHED_DATA = 1_000_000
@@ -255,13 +258,22 @@ class _AlertReader(Fields):
         updated = self.moment(alert, "updateTime", "", instead="createTime stands in")
         if created is None and updated is None:
             self.malformed(self.where("createTime"), "missing, and no other time", "1970 stands in")
+        # The affected users, else the mail's recipients, else the administrator a sensitive admin action
+        # alert is about.
+        users = _users(affected or recipients or [_address((data or {}).get("actorEmail"))])
+        kept = users[:MAX_VENDOR_USERS]
+        if len(users) > len(kept):
+            self.note(
+                f"users: the alert names {len(users)}; the first {len(kept)} in alphabetical order are kept,"
+                f" {len(users) - len(kept)} more left out (the case's identity holds them all)"
+            )
         details = VendorAlert(
             platform=PLATFORM,
             product=vendor.name(self.loose_text(alert, "source")) or PRODUCT,
             tenant=vendor.name(alert.get("customerId")),
-            # The affected users, else the mail's recipients, else the administrator a sensitive admin
-            # action alert is about.
-            user=_users_line(affected or recipients) or vendor.name(_address((data or {}).get("actorEmail"))),
+            user=_users_line(users),
+            users=tuple(kept),
+            users_digest=_digest_of(users) if len(users) > len(kept) else None,
             console_url=vendor.console_url(
                 self,
                 alert.get("securityInvestigationToolLink"),
@@ -458,19 +470,28 @@ _READERS: dict[str, Callable[[_AlertReader, Mapping[str, Any]], list[Ioc]]] = {
 }
 
 
-def _users_line(addresses: list[str]) -> str | None:
-    """The users an alert is about, as its case names them (`VendorAlert.user`): every address once,
+def _users(addresses: Sequence[str | None]) -> list[str]:
+    """The users an alert is about, as its case keeps them (`VendorAlert.users`): every address once,
     whatever its case, in alphabetical order, so that an alert listing the same users in another order
-    names them alike (one case, one repeat key); the first _NAMED_USERS, then how many more. None when
-    there is none."""
+    names them alike (one case, one repeat key)."""
     by_key: dict[str, str] = {}
     for address in sorted(name for value in addresses if (name := vendor.name(value)) is not None):
         by_key.setdefault(address.casefold(), address)
-    names = [by_key[key] for key in sorted(by_key)]
-    if not names:
+    return [by_key[key] for key in sorted(by_key)]
+
+
+def _users_line(users: list[str]) -> str | None:
+    """The users as a person reads them (`VendorAlert.user`): the first _NAMED_USERS, then how many more.
+    None when there is none."""
+    if not users:
         return None
-    more = len(names) - _NAMED_USERS
-    return ", ".join(names[:_NAMED_USERS]) + (f" and {more} more" if more > 0 else "")
+    more = len(users) - _NAMED_USERS
+    return ", ".join(users[:_NAMED_USERS]) + (f" and {more} more" if more > 0 else "")
+
+
+def _digest_of(users: list[str]) -> str:
+    """The SHA-256 (hex) of every user, in lower case and in order (`VendorAlert.users_digest`)."""
+    return hashlib.sha256("\n".join(users).lower().encode()).hexdigest()
 
 
 def _address(value: Any) -> str | None:
