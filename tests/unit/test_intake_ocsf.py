@@ -893,19 +893,88 @@ def test_a_type_id_that_names_no_type_lets_the_caption_stand_in_saying_what_was_
     assert alert.notes == (f"observables[0].type_id: {said}; the type caption 'IP Address' stands in",)
 
 
-def test_the_type_id_wins_over_its_caption_and_other_says_nothing_more() -> None:
-    # Given a User Name observable (type_id 4) captioned as an address, and an Other (99) observable with
-    # its source's own caption, as QRadar writes them
+@pytest.mark.parametrize(
+    ("type_id", "caption", "value", "read_as", "said"),
+    [
+        (4, "IP Address", "23.129.64.215", "ip", "the value is an IP address, read as the caption says"),
+        (2, "Hostname", "tawuhoju.com", "domain", "the value is a domain, read as the caption says"),
+        (1, "IP Address", "185.220.101.34", "ip", "the value is an IP address, read as the caption says"),
+        (8, "URL String", "http://tawuhoju.com/x", "url", "the value is a URL, read as the caption says"),
+        (
+            2,
+            "Hostname",
+            "45.137.21.9",
+            "ip",
+            "the value is not a domain: read as type_id says (an IP address)",
+        ),
+        (
+            2,
+            "Hostname",
+            "not an address",
+            "ip",
+            "the value is neither a domain nor an IP address: read as type_id says (an IP address)",
+        ),
+        (4, "Hostname", "alice", None, "the value is not a domain, and type_id 4 is no IOC type: not read"),
+    ],
+)
+def test_a_type_id_and_a_caption_that_disagree_are_noted_and_the_value_read_as_the_type_it_is(
+    type_id: int, caption: str, value: str, read_as: str | None, said: str
+) -> None:
+    # Given an observable whose type_id and type caption name two types (a User Name captioned 'IP
+    # Address', an IP Address captioned 'Hostname', ...)
+    document = observables_only([{"name": "x", "type_id": type_id, "type": caption, "value": value}])
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then the value is read as the caption's type when it is of that type and not of the type_id's, else
+    # as the type_id says; and the case says where the two disagree, and what was read
+    assert [ioc.type.value for ioc in alert.iocs] == ([read_as] if read_as else [])
+    assert alert.notes == (
+        f"observables[0]: type_id {type_id} and the type caption '{caption}' disagree; {said}",
+    )
+
+
+def test_an_other_observable_with_its_sources_own_caption_says_nothing_more() -> None:
+    # Given an Other (99) observable with its source's own caption, as QRadar writes them, and a User Name
+    # (4) captioned as OCSF does
     document = observables_only(
         [
-            {"name": "user.name", "type_id": 4, "type": "IP Address", "value": "45.137.21.9"},
             {"name": "offense_type", "type_id": 99, "type": "Other", "value": "45.137.21.10"},
+            {"name": "user.name", "type_id": 4, "type": "User Name", "value": "45.137.21.9"},
         ]
     )
 
     # When it is read, then neither is an IOC, and nothing is noted: their types are given
     [alert] = alerts_of(document)
     assert (alert.iocs, alert.notes) == ((), ())
+
+
+def test_a_caption_in_full_width_letters_is_read_and_one_hidden_by_invisible_characters_is_noted() -> None:
+    # Given Unknown (0) observables captioned in full-width letters, with a zero-width space inside a word,
+    # beside a zero-width space between words, with terminal controls, and reversed by a bidi override
+    document = observables_only(
+        [
+            {"name": "a", "type_id": 0, "type": "\uff29\uff30 Address", "value": "185.220.101.37"},
+            {"name": "b", "type_id": 0, "type": "IP\u200bAddress", "value": "45.137.21.10"},
+            {"name": "c", "type_id": 0, "type": "IP\u200b Address", "value": "45.137.21.9"},
+            {"name": "d", "type_id": 0, "type": "IP Address\x1b[31m RED", "value": "185.220.101.36"},
+            {"name": "e", "type_id": 0, "type": "\u202eIP Address", "value": "185.220.101.38"},
+        ]
+    )
+
+    # When it is read
+    [alert] = alerts_of(document)
+
+    # Then the full-width caption and the one whose zero-width space sits beside a real one are read
+    # (noted once: one caption), and every other observable is named in a note, its caption escaped,
+    # never dropped without a word
+    assert [ioc.value for ioc in alert.iocs] == ["185.220.101.37", "45.137.21.9"]
+    assert alert.notes == (
+        "observables[0, 2].type_id: 0 (Unknown); the type caption '\uff29\uff30 Address' stands in",
+        "observables[1, 3, 4].type_id: 0 (Unknown), and the type caption ('IP\\u200bAddress', 'IP"
+        " Address\\x1b[31m RED', '\\u202eIP Address') is none VirusTotal looks up: not read for IOCs",
+    )
 
 
 def test_an_observable_no_type_says_is_noted_escaped_never_dropped_without_a_word() -> None:

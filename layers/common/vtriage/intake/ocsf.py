@@ -21,19 +21,22 @@ which names the Step Functions execution, and so must not come from text the sen
   `type_id` is missing, is no integer, is no OCSF type (a negative number) or says 0 Unknown or 99 Other,
   by the `type` caption OCSF gives those types ('Hostname', 'IP Address', 'URL String', 'Hash', OCSF 1.0's
   'File Hash'; producers' 'IPv4 Address' and 'IPv6 Address'; in any case, its words separated by any white
-  space, underscores or hyphens), noted; an observable that neither gives a type is noted with its
-  caption, never dropped without a word. Then the evidence artifacts of a Detection Finding (OCSF 1.1+,
-  `evidences[]`, read whatever the class): each endpoint's `ip`, `hostname`, `domain` and
-  `intermediate_ips[]` (`src_endpoint`, `dst_endpoint`), `url.url_string` and `url.hostname` (also under
-  `http_request`), the DNS `query.hostname`, and the `hashes[]` of the `file`, of the `process`'s file and
-  its parent's, and of the `actor.process`'s and its parent's (by `algorithm_id`: 1 MD5, 2 SHA-1, 3
-  SHA-256, 4 SHA-512; 0 Unknown, 99 Other or none by the `algorithm` caption, else by the value's length;
-  another algorithm, a fuzzy hash such as TLSH, is no IOC); each found at its field's path, the same value
-  found twice one IOC. Then the indicators found in the free text of `message`, the title and the
-  description, refanged. The finding's own device and resources (`device.ip`, `device.hostname`,
-  `device.network_interfaces[]`, `resources[].uid`, ..., and each evidence's `device` and `resources[]`)
-  are its own: kept skipped, never looked up; so are the addresses of an evidence's endpoint that is one
-  of its own instances (its `instance_uid` is the device's or a resource's).
+  space, underscores or hyphens, in Unicode's compatibility form NFKC, zero-width characters dropped),
+  noted; an observable that neither gives a type is noted with its caption, never dropped without a word.
+  Where `type_id` and the caption name two types, the value is read as the caption's type when it is one
+  (an address that parses as an address, a name that parses as a domain) and not of the type_id's, else as
+  the type_id says; the note says where they disagree and what was read. Then the evidence artifacts of a
+  Detection Finding (OCSF 1.1+, `evidences[]`, read whatever the class): each endpoint's `ip`, `hostname`,
+  `domain` and `intermediate_ips[]` (`src_endpoint`, `dst_endpoint`), `url.url_string` and `url.hostname`
+  (also under `http_request`), the DNS `query.hostname`, and the `hashes[]` of the `file`, of the
+  `process`'s file and its parent's, and of the `actor.process`'s and its parent's (by `algorithm_id`: 1
+  MD5, 2 SHA-1, 3 SHA-256, 4 SHA-512; 0 Unknown, 99 Other or none by the `algorithm` caption, else by the
+  value's length; another algorithm, a fuzzy hash such as TLSH, is no IOC); each found at its field's
+  path, the same value found twice one IOC. Then the indicators found in the free text of `message`, the
+  title and the description, refanged. The finding's own device and resources (`device.ip`,
+  `device.hostname`, `device.network_interfaces[]`, `resources[].uid`, ..., and each evidence's `device`
+  and `resources[]`) are its own: kept skipped, never looked up; so are the addresses of an evidence's
+  endpoint that is one of its own instances (its `instance_uid` is the device's or a resource's).
 - Acknowledged, no case: a finding whose `status_id` is 3 Suppressed, 4 Resolved, 5 Archived or
   6 Deleted (or whose `status` says so), whose `state_id` is 3 Suppressed or 4 Resolved (OCSF
   1.0.0-rc.2), and a passed check (`status_code` PASS, or `compliance.status_id` 1 Pass). This is
@@ -45,6 +48,7 @@ which names the Step Functions execution, and so must not come from text the sen
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeGuard
@@ -52,7 +56,7 @@ from typing import Any, TypeGuard
 from vtriage.display import json_kind, shown
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import sources
-from vtriage.intake.canonical import is_bare_host_name
+from vtriage.intake.canonical import canonical_ioc, is_bare_host_name
 from vtriage.intake.fields import (
     ACCOUNT_ID,
     GUARDDUTY_COPY_REASON,
@@ -119,6 +123,15 @@ _OBSERVABLE_CAPTIONS = {
 # What separates a caption's words: any run of Unicode white space (a no-break space among it),
 # underscores or hyphens ('IP  Address', 'IP\u00a0Address', 'ip_address', 'URL-String').
 _CAPTION_SEPARATORS = re.compile(r"[\s_-]+")
+# Zero-width characters, dropped from a caption before it is matched (`IP\u200b Address`).
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+# What a note calls a value of each type VirusTotal looks up.
+_KINDS = {
+    IocType.DOMAIN: "a domain",
+    IocType.IP: "an IP address",
+    IocType.URL: "a URL",
+    IocType.FILE: "a hash",
+}
 # type_id 0 Unknown and 99 Other: OCSF points to the `type` caption for what the type is.
 _UNMAPPED_OBSERVABLE_TYPES = {0: "Unknown", 99: "Other"}
 # The most observable indexes, and distinct type captions, a note lists (captions are few: a finding's
@@ -439,32 +452,40 @@ class _FindingReader(Fields):
 
     def observable_candidates(self) -> list[Candidate]:
         """(type, value, path) of the observables VirusTotal can look up, typed by `type_id`, else by the
-        `type` caption (noted); an observable whose type neither gives is noted and not read."""
+        `type` caption (noted). Where the two disagree (noted), the caption's type when the value reads as
+        it and not as the type_id's. An observable whose type neither gives is noted and not read."""
         found: list[Candidate] = []
         # Per problem and caption (by its key): the caption as first written, and the indexes it typed.
         by_caption: dict[tuple[str, str], tuple[str, list[str]]] = {}
         # Per problem: the indexes not read, and each distinct caption (by its key) as first written.
         unread: dict[str, tuple[list[str], dict[str, str]]] = {}
+        # Per type_id, caption (by its key) and what was read: the caption as first written, the indexes.
+        disagreeing: dict[tuple[int, str, str], tuple[str, list[str]]] = {}
         for path, observable in self.branches(self.finding, "observables", ""):
             value = observable.get("value")
             if value is None or value == "":
                 continue
             type_id = observable.get("type_id")
+            named = observable.get("type")
+            caption = named.strip() if isinstance(named, str) else ""
+            key = _caption_key(caption)
+            captioned = _OBSERVABLE_CAPTIONS.get(key)
+            index = path.removeprefix("observables[").removesuffix("]")
             if _is_int(type_id) and type_id > 0 and type_id not in _UNMAPPED_OBSERVABLE_TYPES:
                 # An OCSF type: looked up when VirusTotal knows it, else (User Name, ...) not an IOC.
                 chosen: int | None = type_id if type_id in _OBSERVABLE_TYPES else None
+                if captioned is not None and captioned != type_id:
+                    chosen, outcome = _settled(type_id, captioned, value)
+                    _, indexes = disagreeing.setdefault((type_id, key, outcome), (shown(caption, 40), []))
+                    indexes.append(index)
             else:
-                named = observable.get("type")
-                caption = named.strip() if isinstance(named, str) else ""
-                key = _caption_key(caption)
-                chosen = _OBSERVABLE_CAPTIONS.get(key)
+                chosen = captioned
                 problem = _type_id_problem(type_id)
-                index = path.removeprefix("observables[").removesuffix("]")
                 if chosen is not None:
                     _, typed = by_caption.setdefault((problem, key), (shown(caption, 40), []))
                     typed.append(index)
-                elif not (_is_int(type_id) and type_id in _UNMAPPED_OBSERVABLE_TYPES):
-                    # 0 Unknown or 99 Other with a caption of no such type says what it is: no note.
+                elif not (_is_int(type_id) and type_id in _UNMAPPED_OBSERVABLE_TYPES and _says_a_type(named)):
+                    # 0 Unknown or 99 Other with a plain caption of another type says what it is: no note.
                     indexes, captions = unread.setdefault(problem, ([], {}))
                     indexes.append(index)
                     if caption:
@@ -475,18 +496,23 @@ class _FindingReader(Fields):
                 # A machine's name on its own network (`WEB01`): no domain, so no IOC.
                 continue
             found.append(Candidate(_OBSERVABLE_TYPES[chosen], value, f"{path}.value"))
+        for (type_id, _, outcome), (caption, indexes) in disagreeing.items():
+            self.note(
+                f"{self._observables_at(indexes)}: type_id {type_id} and the type caption {caption}"
+                f" disagree; {outcome}"
+            )
         for (problem, _), (caption, indexes) in by_caption.items():
             self.note(
                 f"{self._observables_at(indexes)}.type_id: {problem}; the type caption {caption} stands in"
             )
         for problem, (indexes, captions) in unread.items():
-            named = list(captions.values())
-            listed = ", ".join(named[:_NOTED_CAPTIONS])
-            if len(named) > _NOTED_CAPTIONS:
-                listed += f" and {len(named) - _NOTED_CAPTIONS} more"
+            named_captions = list(captions.values())
+            listed = ", ".join(named_captions[:_NOTED_CAPTIONS])
+            if len(named_captions) > _NOTED_CAPTIONS:
+                listed += f" and {len(named_captions) - _NOTED_CAPTIONS} more"
             said = (
                 f"the type caption ({listed}) is none VirusTotal looks up"
-                if named
+                if named_captions
                 else "no type caption says its type"
             )
             self.note(f"{self._observables_at(indexes)}.type_id: {problem}, and {said}: not read for IOCs")
@@ -582,9 +608,53 @@ class _FindingReader(Fields):
 
 
 def _caption_key(caption: str) -> str:
-    """An observable's type caption as _OBSERVABLE_CAPTIONS holds it: its words separated by one space,
-    whatever white space, underscores or hyphens a producer wrote between them, case folded."""
-    return _CAPTION_SEPARATORS.sub(" ", caption).strip().casefold()
+    """An observable's type caption as _OBSERVABLE_CAPTIONS holds it: in Unicode's compatibility form
+    (NFKC: full-width letters as letters), zero-width characters dropped, its words separated by one
+    space, whatever white space, underscores or hyphens a producer wrote between them, case folded."""
+    text = unicodedata.normalize("NFKC", caption).translate(_ZERO_WIDTH)
+    return _CAPTION_SEPARATORS.sub(" ", text).strip().casefold()
+
+
+def _settled(type_id: int, captioned: int, value: Any) -> tuple[int | None, str]:
+    """The type an observable is read as when its `type_id` and its caption's type (`captioned`) disagree,
+    and what a note says of it: the caption's when the value reads as the caption's type and not as the
+    type_id's (an address that parses as an address, a name that parses as a domain), else the
+    type_id's (None when VirusTotal looks up no such type)."""
+    by_id = _OBSERVABLE_TYPES.get(type_id)
+    by_caption = _OBSERVABLE_TYPES[captioned]
+    caption_fits = _reads_as(by_caption, value)
+    id_fits = by_id is not None and _reads_as(by_id, value)
+    if caption_fits and not id_fits:
+        return captioned, f"the value is {_KINDS[by_caption]}, read as the caption says"
+    if by_id is None:
+        return None, f"the value is not {_KINDS[by_caption]}, and type_id {type_id} is no IOC type: not read"
+    if caption_fits:
+        said = "reads as either"
+    elif id_fits:
+        said = f"is not {_KINDS[by_caption]}"
+    else:
+        said = f"is neither {_KINDS[by_caption]} nor {_KINDS[by_id]}"
+    return type_id, f"the value {said}: read as type_id says ({_KINDS[by_id]})"
+
+
+def _reads_as(ioc_type: IocType, value: Any) -> bool:
+    """Whether `value` parses as an IOC of `ioc_type` (looked up or kept skipped for what it is: a private
+    address is an address), as `canonical_ioc` reads it; a host name without a dot is no domain."""
+    try:
+        canonical_ioc(ioc_type, value, "")
+    except InvalidAlertError:
+        return False
+    return not (ioc_type is IocType.DOMAIN and is_bare_host_name(value))
+
+
+def _says_a_type(caption: Any) -> bool:
+    """Whether a caption plainly names a type (OCSF's 'Other', 'Process Name'): text as written, without
+    a control, format or zero-width character or a compatibility form (`unicodedata.normalize` NFKC would
+    change it), and not 'Unknown'."""
+    if not isinstance(caption, str) or not caption.strip():
+        return False
+    plain = unicodedata.normalize("NFKC", caption) == caption and caption.isprintable()
+    return plain and _caption_key(caption) != "unknown"
 
 
 def _type_id_problem(type_id: Any) -> str:
