@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -173,6 +174,85 @@ def test_an_instance_with_a_protected_volume_is_not_snapshotted(ec2: Any, device
         "' vtriage:PROTECTED'='' (read as vtriage:protected)"
     )
     assert case_snapshots(ec2) == {}
+
+
+class RefusesSnapshotOf:
+    """The EC2 client, refusing every snapshot of one volume as IAM refuses a request a policy denies (moto
+    enforces no IAM; here a Deny the code cannot read, an organisation's SCP or a KMS key's grant). Every
+    other call goes to the real client."""
+
+    def __init__(self, client: Any, volume_id: str, code: str) -> None:
+        self._client, self._volume_id, self._code = client, volume_id, code
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def create_snapshot(self, **kwargs: Any) -> Any:
+        if kwargs["VolumeId"] == self._volume_id:
+            answer: Any = {
+                "Error": {"Code": self._code, "Message": "You are not authorized to perform this operation."},
+                "ResponseMetadata": {"HTTPStatusCode": 403},
+            }
+            raise ClientError(answer, "CreateSnapshot")
+        return self._client.create_snapshot(**kwargs)
+
+
+def test_a_snapshot_ec2_refuses_part_way_fails_naming_the_snapshots_taken_and_the_volume_refused(
+    ec2: Any,
+) -> None:
+    # Given an instance with a root and a data volume, whose data volume's snapshot IAM refuses
+    instance_id = launch_instance(ec2, data_volume=True).instance_id
+    volumes = instance_volumes(ec2, instance_id)
+    [root] = [volume for volume, device in volumes.items() if device != "/dev/sdf"]
+    [data] = [volume for volume, device in volumes.items() if device == "/dev/sdf"]
+    refusing = RefusesSnapshotOf(ec2, data, "UnauthorizedOperation")
+
+    # When its volumes are snapshotted for real
+    action = Ec2VolumeSnapshots(refusing, PROTECTED_TAG).run(
+        planned(ActionType.SNAPSHOT_VOLUMES, instance_id), False
+    )
+
+    # Then the root volume's snapshot was taken, and the failed action names it and the volume refused
+    [(snapshot, tags)] = case_snapshots(ec2).items()
+    assert tags["volume"] == root
+    assert action.status is ActionStatus.FAILED
+    assert action.detail == (
+        f"snapshotted only in part: took {snapshot} of {root} ({volumes[root]}); "
+        f"EC2 refused the snapshot of {data} (/dev/sdf): UnauthorizedOperation"
+    )
+    assert action.before == {"volumes": volumes, "snapshots": {}}
+    assert action.after == {
+        "volumes": volumes,
+        "snapshots": {root: snapshot},
+        "refused": {data: "UnauthorizedOperation"},
+    }
+
+    # And once the refusal is lifted, running it again takes the data volume's snapshot alone
+    again = Ec2VolumeSnapshots(ec2, PROTECTED_TAG).run(
+        planned(ActionType.SNAPSHOT_VOLUMES, instance_id), False
+    )
+    assert again.status is ActionStatus.DONE
+    assert sorted(tags["volume"] for tags in case_snapshots(ec2).values()) == sorted(volumes)
+    assert again.after is not None
+    assert again.after["snapshots"][root] == snapshot
+
+
+def test_a_snapshot_refused_for_every_volume_fails_saying_none_was_taken(ec2: Any) -> None:
+    # Given an instance with one volume, whose snapshot IAM refuses
+    instance_id = launch_instance(ec2).instance_id
+    [(volume, device)] = instance_volumes(ec2, instance_id).items()
+
+    # When it is snapshotted
+    action = Ec2VolumeSnapshots(RefusesSnapshotOf(ec2, volume, "AccessDenied"), PROTECTED_TAG).run(
+        planned(ActionType.SNAPSHOT_VOLUMES, instance_id), False
+    )
+
+    # Then nothing was taken, and the action says so and why
+    assert case_snapshots(ec2) == {}
+    assert action.status is ActionStatus.FAILED
+    assert action.detail == (
+        f"not snapshotted: no snapshot taken; EC2 refused the snapshot of {volume} ({device}): AccessDenied"
+    )
 
 
 def test_snapshotting_a_missing_instance_fails_with_the_reason(ec2: Any) -> None:

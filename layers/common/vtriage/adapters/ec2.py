@@ -833,6 +833,9 @@ class Ec2VolumeSnapshots:
 
     def run(self, action: Action, dry_run: bool) -> Action:
         """Snapshot the volumes not yet snapshotted for this case; `after` maps each volume to its snapshot.
+        A volume EC2 refuses to snapshot (IAM, a KMS grant) fails the action, which names the snapshots
+        taken and each volume refused (`after["refused"]`: volume to EC2's error code); the others are
+        still taken.
 
         Needs `parameters["case_id"]` (set by the remediation's run step).
         """
@@ -892,26 +895,52 @@ class Ec2VolumeSnapshots:
             return action.with_outcome(ActionStatus.DRY_RUN, detail, before)
 
         new: dict[str, str] = {}
+        refused: dict[str, ClientError] = {}
         for volume in to_take:
-            response = self._ec2.create_snapshot(
-                VolumeId=volume,
-                Description=f"vtriage forensics: {volumes[volume]} of {action.target}, case {case_id}",
-                TagSpecifications=[
-                    {
-                        "ResourceType": "snapshot",
-                        "Tags": [
-                            {"Key": CASE_TAG, "Value": case_id},
-                            {"Key": SNAPSHOT_INSTANCE_TAG, "Value": action.target},
-                            {"Key": SNAPSHOT_DEVICE_TAG, "Value": volumes[volume]},
-                            {"Key": "vtriage:purpose", "Value": "forensics"},
-                        ],
-                    }
-                ],
-            )
-            new[volume] = str(response["SnapshotId"])
-        after = {"volumes": volumes, "snapshots": {**before["snapshots"], **new}}
+            try:
+                new[volume] = self._take(volume, volumes[volume], action.target, case_id)
+            except ClientError as error:
+                if is_transient(error):
+                    raise  # retried: the snapshots taken are found by their tags and not taken again
+                # Each volume is evidence of its own: the others are still snapshotted.
+                refused[volume] = error
+        after: dict[str, Any] = {"volumes": volumes, "snapshots": {**before["snapshots"], **new}}
         listing = ", ".join(f"{vol} ({volumes[vol]}) in {snap}" for vol, snap in new.items())
-        return action.with_outcome(ActionStatus.DONE, f"snapshotted for forensics: {listing}", before, after)
+        if not refused:
+            detail = f"snapshotted for forensics: {listing}"
+            return action.with_outcome(ActionStatus.DONE, detail, before, after)
+        after["refused"] = {vol: _refusal(error, code_only=True) for vol, error in refused.items()}
+        took = "; ".join(f"took {snap} of {vol} ({volumes[vol]})" for vol, snap in new.items())
+        earlier = ", ".join(f"{snap} of {vol} ({volumes[vol]})" for vol, snap in before["snapshots"].items())
+        parts = [
+            took or "no snapshot taken",
+            *(
+                f"EC2 refused the snapshot of {vol} ({volumes[vol]}): {_refusal(error, code_only=True)}"
+                for vol, error in refused.items()
+            ),
+            *([f"taken earlier for {case_id}: {earlier}"] if earlier else []),
+        ]
+        headline = "snapshotted only in part" if new or earlier else "not snapshotted"
+        return action.with_outcome(ActionStatus.FAILED, f"{headline}: " + "; ".join(parts), before, after)
+
+    def _take(self, volume: str, device: str, instance_id: str, case_id: str) -> str:
+        """Snapshot one volume, tagged with the case, the instance and the device; its snapshot id."""
+        response = self._ec2.create_snapshot(
+            VolumeId=volume,
+            Description=f"vtriage forensics: {device} of {instance_id}, case {case_id}",
+            TagSpecifications=[
+                {
+                    "ResourceType": "snapshot",
+                    "Tags": [
+                        {"Key": CASE_TAG, "Value": case_id},
+                        {"Key": SNAPSHOT_INSTANCE_TAG, "Value": instance_id},
+                        {"Key": SNAPSHOT_DEVICE_TAG, "Value": device},
+                        {"Key": "vtriage:purpose", "Value": "forensics"},
+                    ],
+                }
+            ],
+        )
+        return str(response["SnapshotId"])
 
     def _snapshots_of_case(self, case_id: str, instance_id: str) -> dict[str, str]:
         """Volume id to snapshot id, for the snapshots already taken of this instance for this case."""
