@@ -254,11 +254,7 @@ def _details(number: int, case: dict[str, Any], width: int) -> Group:
     line("verdict", verdict)
     vendor = case.get("vendor")
     if vendor:
-        # An alert from outside AWS in its vendor's terms: platform and product, customer, host, user.
-        named = [vendor["platform"]] + [
-            f"{label} {vendor[key]}" for key, label in _VENDOR_FIELDS if vendor.get(key)
-        ]
-        line("vendor", shown("; ".join(map(str, named))))
+        line("vendor", _vendor_text(vendor))
         if vendor.get("console_url"):
             # Read by intake only as https on the vendor's own console host.
             line("console", _link(str(vendor["console_url"]), "https://"))
@@ -287,7 +283,40 @@ def _details(number: int, case: dict[str, Any], width: int) -> Group:
     return Group(*details)
 
 
-_VENDOR_FIELDS = (("product", "product"), ("tenant", "customer"), ("host", "host"), ("user", "user"))
+_VENDOR_FIELDS = (("product", "product"), ("tenant", "customer"), ("host", "host"))
+# The most characters of a vendor line shown (its users: as many whole names as fit, then how many more).
+_VENDOR_LIMIT = 300
+
+
+def _vendor_text(vendor: dict[str, Any]) -> Text:
+    """An alert from outside AWS in its vendor's terms: platform and product, customer, host, and its
+    users, each escaped (`one_line`): as many whole names as fit the line, then how many more, never a
+    name cut in its middle."""
+    named = [one_line(vendor["platform"])] + [
+        f"{label} {one_line(vendor[key])}" for key, label in _VENDOR_FIELDS if vendor.get(key)
+    ]
+    users = [str(user) for user in vendor.get("users") or []]
+    if users:
+        room = _VENDOR_LIMIT - len("; ".join(named)) - len("; user ")
+        total = len(users) + int(vendor.get("users_left_out") or 0)
+        named.append("user " + _whole_names(users, room, total))
+    elif vendor.get("user"):  # a detector naming one user, or a case stored before every user was kept
+        named.append(f"user {one_line(vendor['user'])}")
+    text = "; ".join(named)
+    return shown(text, max(_VENDOR_LIMIT, len(text)))
+
+
+def _whole_names(names: list[str], room: int, total: int) -> str:
+    """As many of `names` as fit whole in `room` characters (the first always), each escaped
+    (`one_line`), then how many more of `total` there are."""
+    kept: list[str] = []
+    for name in map(one_line, names):
+        more = total - len(kept) - 1
+        if kept and len(", ".join([*kept, name]) + (f" and {more} more" if more > 0 else "")) > room:
+            break
+        kept.append(name)
+    more = total - len(kept)
+    return ", ".join(kept) + (f" and {more} more" if more > 0 else "")
 
 
 def _link(url: str, prefix: str = GUI_BASE_URL + "/") -> Text:

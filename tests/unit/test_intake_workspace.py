@@ -487,6 +487,7 @@ def test_an_alert_naming_more_users_than_a_case_keeps_says_so_and_still_tells_th
     # Then the case keeps the first MAX_VENDOR_USERS users, saying how many more the alert names
     assert first.vendor is not None
     assert first.vendor.users == tuple(users[:MAX_VENDOR_USERS])
+    assert first.vendor.users_left_out == 600 - MAX_VENDOR_USERS
     assert (
         f"users: the alert names 600; the first {MAX_VENDOR_USERS} in alphabetical order are kept,"
         f" {600 - MAX_VENDOR_USERS} more left out (the case's identity holds them all)"

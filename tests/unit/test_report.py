@@ -533,3 +533,28 @@ def test_a_subject_beside_resources_and_a_case_about_neither() -> None:
     assert main_resource([("instance", "i-0b3f6c2d9e1a47c58")], [resize]) == "i-0b3f6c2d9e1a47c58"
     assert main_resource([], [resize, thumbs]) == "Lambda function image-resizer +1"
     assert main_resource([], []) == "-"
+
+
+def test_a_vendor_alerts_users_are_shown_whole_as_many_as_fit_then_how_many_more() -> None:
+    # Given a Google Workspace case about fifty users (the runner's JSON keeps them all), and one about
+    # 600, of which the case keeps 500
+    users = [f"user{index:02}@corp-example.org" for index in range(50)]
+    vendor = {"platform": "Google Workspace", "product": "Google Operations", "tenant": "02umwv6u"}
+    fifty = _case(vendor={**vendor, "user": ", ".join(users[:10]) + " and 40 more", "users": users})
+    many = [f"user{index:03}@corp-example.org" for index in range(500)]
+    six_hundred = _case(vendor={**vendor, "user": "...", "users": many, "users_left_out": 100})
+
+    # When `vtriage run` prints them
+    printed = _flat(_printed(_document(fifty, six_hundred)))
+
+    # Then each vendor line names whole users, then counts every other one the alert names; none is cut in
+    # its middle
+    assert "characters]" not in printed
+    shown_users = re.findall(
+        r"user (user\d+@corp-example\.org(?:, user\d+@corp-example\.org)*) and (\d+) more", printed
+    )
+    assert len(shown_users) == 2
+    for (listed, more), total in zip(shown_users, (50, 600), strict=True):
+        names = listed.split(", ")
+        assert len(names) >= 5
+        assert len(names) + int(more) == total

@@ -258,6 +258,7 @@ class VendorAlert(Frozen):
         f"alphabetical order, the first {MAX_VENDOR_USERS} at most (`users_digest` then stands for them "
         "all); empty when the detector names one user (`user`), and in cases stored before they were kept",
     )
+    users_left_out: int = Field(default=0, description="how many more users the alert names than it keeps")
     users_digest: str | None = Field(
         default=None,
         description="when the alert names more users than `users` keeps: the SHA-256 of them all (lower "

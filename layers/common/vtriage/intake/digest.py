@@ -29,7 +29,7 @@ from vtriage.models import Alert
 # JSON integers beyond this are not exact as floats: they are kept as written.
 _EXACT_INTEGER = 2**53
 # A vendor alert's users as kept (every one, or a digest of them all): digested as `user_identity`.
-_USERS = {"users", "users_digest"}
+_USERS = {"users", "users_left_out", "users_digest"}
 
 
 def content_digest(finding: Any) -> str:

@@ -273,6 +273,7 @@ class _AlertReader(Fields):
             tenant=vendor.name(alert.get("customerId")),
             user=_users_line(users),
             users=tuple(kept),
+            users_left_out=len(users) - len(kept),
             users_digest=_digest_of(users) if len(users) > len(kept) else None,
             console_url=vendor.console_url(
                 self,
