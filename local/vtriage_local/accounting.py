@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from vtriage.action_text import not_contained
 from vtriage.errors import InvalidAlertError
 from vtriage.intake import IntakeOptions
 from vtriage.intake.body import decode_body
-from vtriage.models import Alert, CaseStatus, Severity
+from vtriage.models import Action, Alert, CaseStatus, Severity
 from vtriage_local.alert_files import Delivery
 
 JourneyState = Literal["queued", "acknowledged", "dead_lettered", "refused"]
@@ -400,6 +401,17 @@ def case_summary(
             }
             for action in case.get("actions", [])
         ],
+        # The actions that were to cut the threat off and did not, and why (`not_contained`): such a case
+        # is never REMEDIATED.
+        "not_contained": not_contained(
+            Action(
+                type=action["type"],
+                target=action["target"],
+                status=action["status"],
+                detail=action.get("detail", ""),
+            )
+            for action in case.get("actions", [])
+        ),
         "ticket": {"provider": ticket["provider"], "id": ticket["id"], "url": ticket.get("url")}
         if ticket
         else None,

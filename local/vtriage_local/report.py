@@ -252,6 +252,9 @@ def _details(number: int, case: dict[str, Any], width: int) -> Group:
     verdict.append(f" -> branch {case['branch'] or '-'}, ")
     verdict.append_text(status_text(case.get("status")))
     line("verdict", verdict)
+    if uncontained := case.get("not_contained", []):
+        # Right below the status, so that no one reads the case as contained.
+        line("contained", *(shown(f"no: {gap}", _REASON_LIMIT, "bold red") for gap in uncontained))
     vendor = case.get("vendor")
     if vendor:
         line("vendor", _vendor_text(vendor))
@@ -392,6 +395,13 @@ def _totals(document: dict[str, Any], kept: int, only: set[str]) -> Iterable[Tex
     yield counts("verdicts", (case["verdict"] for case in cases), VERDICTS)
     yield counts("branches", (case["branch"] for case in cases), BRANCHES)
     yield counts("statuses", (case.get("status") for case in cases), STATUSES)
+    uncontained = sum(1 for case in cases if case.get("not_contained"))
+    if uncontained:
+        yield Text(
+            f"{uncontained} case(s) not contained: an action to cut the threat off did not run for real "
+            "(each case's `contained` line says which and why)",
+            style="bold red",
+        )
     waiting = sum(1 for case in cases if case.get("waiting_for_approval"))
     if waiting:
         yield Text(

@@ -42,6 +42,7 @@ from tests.functional.test_ticket_providers import (
 from vtriage.approval import TOKEN_PARAMETER
 from vtriage.models import Resource, ResourceType
 from vtriage_local.replay import bundled_recordings
+from vtriage_local.report import print_report
 from vtriage_local.runner import VirusTotalSource, run_files
 from vtriage_local.seed import seed_instances
 from vtriage_local.stack import LocalAws
@@ -67,6 +68,10 @@ UNTRACKING_GROUP = "vtriage-quarantine-untracking"
 PROTECTED_TAG = "vtriage:protected"
 NACL_OPT_IN = {"Key": "vtriage:nacl-block", "Value": "allowed"}
 MALICIOUS_IP = "23.129.64.215"
+# What a genuine C&C case says it left uncontained when the local account has no DNS Firewall domain list.
+DNS_BLOCK_SKIPPED = [
+    "block_domain_dns_firewall tawuhoju.com skipped: not blocked: no DNS Firewall domain list configured"
+]
 
 # The local instance the genuine finding names (warren's real one), a bystander in another VPC whose
 # interface and address a forged finding gives the first one, and a protected instance beside the first.
@@ -497,7 +502,9 @@ def test_a_benign_document_borrowing_the_genuine_findings_id_and_version_swallow
     benign, genuine = cases[BORROWED_ID], cases[GENUINE]
     assert benign["alert_id"] == genuine["alert_id"]
     assert benign["case_id"] != genuine["case_id"]
-    assert (genuine["verdict"], genuine["status"]) == ("malicious", "REMEDIATED")
+    # (ticketed, not remediated: the domain block is skipped, no DNS Firewall domain list)
+    assert (genuine["verdict"], genuine["status"]) == ("malicious", "TICKETED")
+    assert genuine["not_contained"] == DNS_BLOCK_SKIPPED
     assert statuses(genuine)["isolate_instance"] == "done"
     _, after = observed.ec2
     assert after.groups_of(INSTANCE.network_interface_ids[0]) == [
@@ -561,8 +568,10 @@ def test_the_genuine_finding_is_isolated_for_real_through_the_untracking_group(
     case = cases_by_file(document)[GENUINE]
     before, after = observed.ec2
 
-    # Then its disks are kept, it is marked, and it is isolated; the domain block is skipped (no list)
-    assert (case["verdict"], case["branch"], case["status"]) == ("malicious", "remediate", "REMEDIATED")
+    # Then its disks are kept, it is marked, and it is isolated; the domain block is skipped (no list), so
+    # the case is ticketed, not remediated, saying so
+    assert (case["verdict"], case["branch"], case["status"]) == ("malicious", "remediate", "TICKETED")
+    assert case["not_contained"] == DNS_BLOCK_SKIPPED
     assert statuses(case) == {
         "snapshot_volumes": "done",
         "tag_instance": "done",
@@ -623,6 +632,48 @@ def test_a_genuine_finding_on_a_protected_instance_changes_nothing_on_it(
         assert PROTECTED_TAG in found["detail"], found
     assert case["ticket"] is not None
     assert observed.ticket_of(case["case_id"])["Subject"].startswith("[HIGH] malicious VT-")
+
+
+def test_a_case_whose_isolation_is_skipped_says_first_it_is_not_contained_and_is_ticketed() -> None:
+    # Given the local instance with a second network interface that carries the protected tag
+    def prepare(aws: LocalAws, _: Observed) -> None:
+        seed(aws, INSTANCE)
+        ec2 = aws.client("ec2")
+        primary = ec2.describe_network_interfaces(NetworkInterfaceIds=[INSTANCE.network_interface_ids[0]])
+        [interface] = primary["NetworkInterfaces"]
+        second = ec2.create_network_interface(
+            SubnetId=interface["SubnetId"], Groups=[group["GroupId"] for group in interface["Groups"]]
+        )["NetworkInterface"]["NetworkInterfaceId"]
+        ec2.attach_network_interface(NetworkInterfaceId=second, InstanceId=INSTANCE.id, DeviceIndex=1)
+        ec2.create_tags(Resources=[second], Tags=[{"Key": "VTRIAGE:PROTECTED", "Value": ""}])
+
+    # When the genuine C&C finding runs for real
+    document, observed = vtriage_run([GENUINE], prepare=prepare)
+
+    # Then its disks are kept and it is marked, but it is not isolated: it is still on the network
+    [case] = document["cases"]
+    assert statuses(case) == {
+        "snapshot_volumes": "done",
+        "tag_instance": "done",
+        "isolate_instance": "skipped",
+        "block_domain_dns_firewall": "skipped",
+    }
+    # And the case is ticketed, not remediated, saying first that the instance is not contained and why
+    assert (case["branch"], case["status"]) == ("remediate", "TICKETED")
+    isolation = f"isolate_instance {INSTANCE.id} skipped: not isolated: network interface "
+    assert case["not_contained"][0].startswith(isolation)
+    assert "carries the protected tag 'VTRIAGE:PROTECTED'" in case["not_contained"][0]
+    # And its ticket says so right below its status, its headline too
+    mail = lines_of(observed.ticket_of(case["case_id"]))
+    status = mail.index("Status: TICKETED (branch: remediate)")
+    assert mail[status + 1].startswith("Not contained: " + isolation)
+    assert any(line.endswith("HIGH 8, MALICIOUS, NOT CONTAINED") for line in mail)
+    # And the runner's report says so below the verdict and in its counts
+    printed = io.StringIO()
+    print_report(document, None, (), file=printed)
+    text = printed.getvalue()
+    assert f"malicious -> branch remediate, TICKETED\n   contained no: isolate_instance {INSTANCE.id}" in text
+    assert "statuses: 1 TICKETED\n1 case(s) not contained" in text
 
 
 # ---------------------------------------------------------------- 5 and 7. pushed alerts, injection
@@ -869,7 +920,8 @@ def test_a_hostile_title_reaches_jira_as_code_on_one_line_with_no_link_of_the_se
     # script, links and a right-to-left override, When it runs for real with tickets in Jira
     document, issue = _vendor_run("jira")
     [case] = document["cases"]
-    assert (case["status"], case["ticket"]["provider"]) == ("REMEDIATED", "jira")
+    assert (case["status"], case["ticket"]["provider"]) == ("TICKETED", "jira")
+    assert case["not_contained"] == DNS_BLOCK_SKIPPED
 
     # Then the summary is one line, escaped and defanged
     summary = issue["summary"]
@@ -897,7 +949,8 @@ def test_a_hostile_title_reaches_servicenow_with_its_code_tags_neutralised() -> 
     # Given the same finding, When it runs for real with tickets in ServiceNow
     document, incident = _vendor_run("servicenow")
     [case] = document["cases"]
-    assert (case["status"], case["ticket"]["provider"]) == ("REMEDIATED", "servicenow")
+    assert (case["status"], case["ticket"]["provider"]) == ("TICKETED", "servicenow")
+    assert case["not_contained"] == DNS_BLOCK_SKIPPED
 
     # Then no [code] tag of the sender's reaches the incident: ServiceNow would render what it holds
     texts = [incident["short_description"], incident["description"], *incident["work_notes_journal"]]

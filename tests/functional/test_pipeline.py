@@ -317,7 +317,11 @@ def test_parameter_overrides_let_remediation_act_on_the_local_instance() -> None
         "isolate_instance": "done",
         "block_domain_dns_firewall": "skipped",
     }
-    assert case["status"] == "REMEDIATED"
+    # And the case is ticketed, not remediated, saying first that the domain is not blocked
+    assert case["status"] == "TICKETED"
+    assert case["not_contained"] == [
+        "block_domain_dns_firewall tawuhoju.com skipped: not blocked: no DNS Firewall domain list configured"
+    ]
 
 
 def test_an_unknown_template_parameter_is_a_usage_error() -> None:

@@ -180,7 +180,9 @@ def test_a_member_accounts_finding_in_another_region_is_acted_on_there_through_t
     [case] = document["cases"]
     assert (case["account"], case["region"]) == (MEMBER, ELSEWHERE)
     assert case["verdict"] == "malicious"
-    assert (case["branch"], case["status"], case["error"]) == ("remediate", "REMEDIATED", None)
+    # The domain block is skipped (no DNS Firewall domain list): the case is ticketed, not remediated
+    assert (case["branch"], case["status"], case["error"]) == ("remediate", "TICKETED", None)
+    assert [gap.split(" ", 1)[0] for gap in case["not_contained"]] == ["block_domain_dns_firewall"]
     assert case["not_actionable"] == []
     # And each instance action was done, saying it ran in the member account, in eu-west-1
     done = {action["type"]: action for action in case["actions"] if action["status"] == "done"}
@@ -264,7 +266,9 @@ def test_security_hubs_copy_of_a_members_finding_is_acted_on_in_its_region_when_
     [case] = document["cases"]
     assert (case["account"], case["region"]) == (MEMBER, ELSEWHERE)
     assert case["verdict"] == "malicious"
-    assert (case["branch"], case["status"], case["error"]) == ("remediate", "REMEDIATED", None)
+    # The domain block is skipped (no DNS Firewall domain list): the case is ticketed, not remediated
+    assert (case["branch"], case["status"], case["error"]) == ("remediate", "TICKETED", None)
+    assert [gap.split(" ", 1)[0] for gap in case["not_contained"]] == ["block_domain_dns_firewall"]
     # And each instance action was done in the member account, in eu-west-1, saying so
     done = {action["type"]: action for action in case["actions"] if action["status"] == "done"}
     assert set(done) == INSTANCE_ACTIONS, case["actions"]
@@ -307,7 +311,9 @@ def test_a_member_listed_twice_is_one_member_acted_on_once(monkeypatch: pytest.M
     # instance is isolated there, once
     assert status == 0
     [case] = document["cases"]
-    assert (case["branch"], case["status"]) == ("remediate", "REMEDIATED")
+    # The domain block is skipped (no DNS Firewall domain list): the case is ticketed, not remediated
+    assert (case["branch"], case["status"]) == ("remediate", "TICKETED")
+    assert [gap.split(" ", 1)[0] for gap in case["not_contained"]] == ["block_domain_dns_firewall"]
     assert MEMBER_ROLE in observed.roles[MEMBER]
     assert observed.places[(MEMBER, ELSEWHERE)].interface_groups == [QUARANTINE_GROUP]
 

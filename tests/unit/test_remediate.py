@@ -226,8 +226,11 @@ def test_actions_beyond_the_cap_are_skipped_for_a_person_to_decide() -> None:
 
     # Then only the first two ran; the third is skipped and says why
     assert [call[0] for call in actuator.calls] == ["i-1", "i-2"]
-    # And the case became remediated once: one step in its history for the two actions done
-    assert [entry.status for entry in saved.history] == [CaseStatus.REMEDIATED]
+    # And the case is not called remediated: the third instance is still on the network, and its history
+    # says so first, once
+    [ticketed] = saved.history
+    assert ticketed.status is CaseStatus.TICKETED
+    assert ticketed.note.startswith("not contained: isolate_instance i-3 skipped: not run: the cap of 2")
     assert statuses(saved) == {
         "i-1": ActionStatus.DONE,
         "i-2": ActionStatus.DONE,
@@ -267,6 +270,39 @@ def test_a_protected_instance_is_skipped_with_its_reason_and_the_others_still_ru
     assert actuator.states == {"i-protected": "sg-a", "i-2": QUARANTINE}
 
 
+def test_a_case_whose_isolation_is_skipped_but_whose_snapshot_ran_is_ticketed_not_contained() -> None:
+    # Given a case planning a snapshot, then the isolation of a protected instance
+    snapshot = Action(type=ActionType.SNAPSHOT_VOLUMES, target="i-protected")
+    case = malicious_case("i-protected", extra=(snapshot,))
+    isolate = isolation({"i-protected": "sg-a"}, protected={"i-protected"})
+    snapshots = FakeActuator(ActionType.SNAPSHOT_VOLUMES, {"i-protected": "none"}, acted_state="snap-1")
+
+    # When it is remediated for real
+    _, saved = remediated(case, isolate, snapshots)
+
+    # Then the snapshot ran and the isolation did not
+    assert [action.status for action in saved.actions] == [ActionStatus.SKIPPED, ActionStatus.DONE]
+    # And the case is ticketed, never remediated, its history saying first what is not contained and why
+    assert saved.status is CaseStatus.TICKETED
+    assert [entry.status for entry in saved.history] == [CaseStatus.TICKETED]
+    assert saved.history[-1].note.startswith("not contained: isolate_instance i-protected skipped: ")
+    assert "protected" in saved.history[-1].note
+
+
+def test_a_case_whose_containment_all_ran_is_remediated_whatever_the_order() -> None:
+    # Given a case planning a snapshot first, then an isolation
+    snapshot = Action(type=ActionType.SNAPSHOT_VOLUMES, target="i-1")
+    case = malicious_case(extra=(snapshot, Action(type=ActionType.ISOLATE_INSTANCE, target="i-1")))
+    snapshots = FakeActuator(ActionType.SNAPSHOT_VOLUMES, {"i-1": "no snapshot"}, acted_state="snap-1")
+
+    # When it is remediated for real
+    _, saved = remediated(case, isolation({"i-1": "sg-a"}), snapshots)
+
+    # Then the case is remediated once, when its isolation ran (the snapshot alone contained nothing)
+    assert [action.status for action in saved.actions] == [ActionStatus.DONE, ActionStatus.DONE]
+    assert [entry.status for entry in saved.history] == [CaseStatus.REMEDIATED]
+
+
 def test_an_action_that_raises_is_recorded_as_failed_and_finish_raises_remediation_error() -> None:
     # Given two isolations, the first of which raises (say, a missing IAM permission)
     case = malicious_case("i-1", "i-2")
@@ -280,7 +316,7 @@ def test_an_action_that_raises_is_recorded_as_failed_and_finish_raises_remediati
     # When the case is remediated
     plan(steps, case.case_id)
     first, second = run(steps, case.case_id, 0), run(steps, case.case_id, 1)
-    with pytest.raises(RemediationError, match="UnauthorizedOperation"):
+    with pytest.raises(RemediationError, match="UnauthorizedOperation") as raised:
         finish(steps, case.case_id)
 
     # Then the run step reported the failure without raising (the Map goes on), the failure is saved on
@@ -290,7 +326,10 @@ def test_an_action_that_raises_is_recorded_as_failed_and_finish_raises_remediati
     saved = stored(cases, case)
     assert statuses(saved) == {"i-1": ActionStatus.FAILED, "i-2": ActionStatus.DONE}
     assert "PermissionError: UnauthorizedOperation" in saved.actions[0].detail
-    assert saved.status is CaseStatus.REMEDIATED
+    # And what the ticket gets says first that i-1 is not contained
+    assert str(raised.value).startswith(f"case {case.case_id}: not contained: isolate_instance i-1 failed; ")
+    # And the case is not called remediated (i-1 is still on the network): the ticket step settles it
+    assert saved.status is CaseStatus.ENRICHED
     assert saved.branch is Branch.REMEDIATE
 
 

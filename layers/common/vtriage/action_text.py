@@ -10,6 +10,7 @@ Every sentence ends with one full stop, so a caller never adds its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vtriage.display import one_line
@@ -41,6 +42,10 @@ _STATUSES = {
 }
 
 
+# A containment action in one of these leaves nothing for `not_contained` to say.
+_CONTAINED = frozenset({ActionStatus.DONE, ActionStatus.ROLLED_BACK})
+
+
 @dataclass(frozen=True)
 class ActionText:
     """One action in words: its name, what it will change, how a rollback undoes that. `changes` and
@@ -59,6 +64,31 @@ def action_name(action_type: ActionType) -> str:
 def status_words(status: ActionStatus) -> str:
     """An action's status as a person reads it ("waiting for a person's approval")."""
     return _STATUSES[status]
+
+
+def not_contained(actions: Iterable[Action]) -> list[str]:
+    """What of the threat is still not cut off: each containment action (`ActionType.contains_threat`) that
+    did not run for real, as a person reads it first ("isolate_instance i-0ab skipped: not isolated:
+    ..."), empty when every one is done (or none was planned). Skipped, failed, refused, still planned,
+    waiting for a person and dry-run actions all leave the threat where it was; a rolled-back one was
+    undone by a person's rollback, which says so itself. A case with such an action is never REMEDIATED:
+    it is ticketed, saying this first (docs/decisions/0006-case-lifecycle.md)."""
+    return [_uncontained(action) for action in actions if leaves_threat(action)]
+
+
+def leaves_threat(action: Action) -> bool:
+    """Whether the action was to cut the threat off and did not (`not_contained` names it)."""
+    return action.type.contains_threat and action.status not in _CONTAINED
+
+
+def _uncontained(action: Action) -> str:
+    head = f"{action.type.value} {one_line(action.target)}"
+    detail = one_line(action.detail)
+    status = status_words(action.status)
+    if detail.startswith(status):
+        # The outcome says its status already ("dry run, nothing changed: would move ...").
+        return f"{head} {detail}"
+    return f"{head} {status}" + (f": {detail}" if detail else "")
 
 
 def describe(action: Action) -> ActionText:

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs
 
 from aws_lambda_powertools import Logger
 
-from vtriage.action_text import ROLLBACK_COMMAND, action_name, describe, status_words
+from vtriage.action_text import ROLLBACK_COMMAND, action_name, describe, not_contained, status_words
 from vtriage.approval import (
     TOKEN_PARAMETER,
     VIEW_PARAMETER,
@@ -309,6 +309,7 @@ def _case_page(
         f"<p>This page shows the case and decides nothing. "
         f"Its link works until {_text(_when(claims.expires_at, now))}.</p>"
         f"{_listed([('Verdict', _verdict(case.verdict.value)), ('Status', _CASE_STATUSES[case.status])])}"
+        f"{_listed([('Not contained', line) for line in not_contained(case.actions)])}"
         f"</section>{_finding(case)}"
     )
     return _page(

@@ -459,6 +459,13 @@ class ActionType(StrEnum):
         Region); `contain_host` acts in the deployment's own Falcon tenant instead."""
         return self is not ActionType.CONTAIN_HOST
 
+    @property
+    def contains_threat(self) -> bool:
+        """Whether the action cuts the threat off (isolates, blocks, disables, quarantines, contains): every
+        type but the evidence (`snapshot_volumes`) and the marking (`tag_instance`). A case is contained
+        only when each of its containment actions is done (`vtriage.action_text.not_contained`)."""
+        return self not in (ActionType.SNAPSHOT_VOLUMES, ActionType.TAG_INSTANCE)
+
 
 # The parameter with which a playbook asks for one action to run in dry run whatever the global setting.
 DRY_RUN_PARAMETER = "dry_run"

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vtriage.action_text import leaves_threat, not_contained, status_words
 from vtriage.eligibility import WAITS_FOR_A_PERSON, Place
 from vtriage.errors import RemediationError, TransientError
 from vtriage.models import (
@@ -53,10 +54,14 @@ _COUNTS_TOWARDS_CAP = frozenset(
 # recorded the state before it. A dry run, a skip, or a failure that changed nothing records no state.
 _MAY_HAVE_CHANGED = frozenset({ActionStatus.DONE, ActionStatus.FAILED})
 
+# How a case's first words say that its threat is still not cut off (`not_contained`): its history's note
+# and its error.
+_NOT_CONTAINED = "not contained: "
+
 # When a cap cannot hold every action of a case, the actions that cut the threat off take its units first,
 # then the evidence, then the marking: an isolated instance keeps its disks for a snapshot a person
 # approves later, while one waiting for its isolation keeps talking to its C&C server (and may wipe what a
-# snapshot would keep). Other types (containment) rank 0.
+# snapshot would keep). Other types (containment, `ActionType.contains_threat`) rank 0.
 _CAP_RANK = {ActionType.SNAPSHOT_VOLUMES: 1, ActionType.TAG_INSTANCE: 2}
 
 # Actions whose rollback never changes anything (the snapshots are evidence): no other case relies on
@@ -380,7 +385,7 @@ def run_action(
     case.actions[task.index] = outcome
     case.branch = Branch.REMEDIATE
     case.updated_at = now or datetime.now(UTC)
-    if outcome.status is ActionStatus.DONE and case.status is not CaseStatus.REMEDIATED:
+    if _remediated(case) and case.status is not CaseStatus.REMEDIATED:
         case.record(CaseStatus.REMEDIATED, case.updated_at)
     cases.save(case)
     return ActionOutcome(case_id=case.case_id, index=task.index, status=outcome.status, changed=True)
@@ -423,9 +428,12 @@ def finish_remediation(
 ) -> RemediationResult:
     """Once every action ran or was decided: raise `RemediationError` naming why nothing ran (a finding
     outside `place`), what failed, what never ran, and what still waits for a person (an approval that
-    timed out: the ticket escalates it), so that the state machine opens the ticket with it; otherwise
-    return the outcomes."""
+    timed out: the ticket escalates it), so that the state machine opens the ticket with it, the actions
+    that were to cut the threat off and did not named first ("not contained: ..."); otherwise return the
+    outcomes, a case that acted but whose containment was skipped or only a dry run TICKETED, its history
+    saying what is not contained and why (`not_contained`): never REMEDIATED (`_remediated`)."""
     case = existing_case(cases, task.case_id)
+    uncontained = not_contained(case.actions)
     problems = _refusals(case, place)
     problems += [
         f"{action.type.value} {action.target} failed: {action.detail}"
@@ -455,8 +463,30 @@ def finish_remediation(
             f"{action.type.value} {action.target} still waits for approval: escalated" for action in waiting
         ]
     if problems:
-        raise RemediationError(f"case {case.case_id}: " + "; ".join(problems))
+        # What is still not cut off comes first: the ticket and its error lines may be cut.
+        left = [
+            f"{action.type.value} {action.target} {status_words(action.status)}"
+            for action in case.actions
+            if leaves_threat(action)
+        ]
+        first = [_NOT_CONTAINED + ", ".join(left)] if left else []
+        raise RemediationError(f"case {case.case_id}: " + "; ".join([*first, *problems]))
+    acted = any(action.status is ActionStatus.DONE for action in case.actions)
+    if uncontained and acted and case.status is not CaseStatus.TICKETED:
+        # A skipped containment raises nothing, yet the case that acted is not remediated: ticketed, saying
+        # why (a case that changed nothing is ticketed by the ticket step, as ever).
+        case.updated_at = now or datetime.now(UTC)
+        case.record(CaseStatus.TICKETED, case.updated_at, _NOT_CONTAINED + "; ".join(uncontained))
+        cases.save(case)
     return RemediationResult(case_id=case.case_id, actions=case.actions, changed=False)
+
+
+def _remediated(case: Case) -> bool:
+    """Whether the case is REMEDIATED: an action of it changed something, and every one that cuts the threat
+    off did (`not_contained` says nothing). A case whose containment was skipped, failed, refused or waits
+    is ticketed instead (docs/decisions/0006-case-lifecycle.md)."""
+    acted = any(action.status is ActionStatus.DONE for action in case.actions)
+    return acted and not not_contained(case.actions)
 
 
 def _foreseen(case: Case, action: Action, actuators: ActuatorsByPlace | None, place: Place) -> Action | None:

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
-from vtriage.action_text import action_name, describe, status_words
+from vtriage.action_text import action_name, describe, not_contained, status_words
 from vtriage.approval_links import ApprovalLinks
 from vtriage.display import one_line, severity_guessed
 from vtriage.errors import ConfigurationError, VtriageError
@@ -434,6 +434,7 @@ def render_report(
         _line("Title", alert.title),
         _line("Case", case.case_id),
         _status_line(case),
+        *_not_contained_lines(case),
         _line("Verdict", case.verdict.value.upper()),
         _line(
             "Severity",
@@ -474,6 +475,8 @@ def render_report(
     if case.error:
         lines += [_BLANK, _line("Error", case.error)]
     headline = f"{alert.severity.shown_label.upper()} {alert.severity.score:g}, {case.verdict.value.upper()}"
+    if not_contained(case.actions):
+        headline += ", NOT CONTAINED"
     links: list[ReportLink] = []
     notes: list[str] = []
     if case_page is not None:
@@ -488,6 +491,7 @@ def outcome_comment(case: Case) -> str:
     lines = [
         ReportLine(label="Update from vtriage: where the case stands now"),
         _status_line(case),
+        *_not_contained_lines(case),
         *_actions_section(case, explained=False),
         *([_line("Error", case.error)] if case.error else []),
     ]
@@ -631,6 +635,12 @@ def _decision_note(case: Case, action: Action, verb: str) -> HistoryEntry | None
 
 def _status_line(case: Case) -> ReportLine:
     return _line("Status", case.status.value + (f" (branch: {case.branch.value})" if case.branch else ""))
+
+
+def _not_contained_lines(case: Case) -> list[ReportLine]:
+    """Right below the status: the actions that were to cut the threat off and did not, and why (the
+    status is then never REMEDIATED), so that no one reads the case as contained."""
+    return [_line("Not contained", line, escape=False) for line in not_contained(case.actions)]
 
 
 def _waiting_lines(case: Case, *, links_on_ticket: bool) -> list[ReportLine]:
