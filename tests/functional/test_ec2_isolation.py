@@ -300,6 +300,60 @@ def test_rollback_puts_every_interface_back_in_its_groups(ec2: Any) -> None:
     assert interface_groups(ec2, instance_id) == original
 
 
+class DenyingProtectedGroups:
+    """moto's EC2 with what IAM's Deny on protected resources (or an organisation's policy) does that moto
+    does not: a move of an interface into a security group carrying the protected tag is refused."""
+
+    def __init__(self, ec2: Any) -> None:
+        self._ec2 = ec2
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ec2, name)
+
+    def modify_network_interface_attribute(self, **request: Any) -> Any:
+        for group in request.get("Groups", []):
+            tags = self._ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [group]}])["Tags"]
+            if any(tag["Key"] == PROTECTED_TAG for tag in tags):
+                error = {"Error": {"Code": "UnauthorizedOperation", "Message": "explicit deny"}}
+                raise ClientError(error, "ModifyNetworkInterfaceAttribute")  # type: ignore[arg-type]
+        return self._ec2.modify_network_interface_attribute(**request)
+
+
+def test_a_rollback_refused_into_a_protected_group_fails_saying_what_to_do_and_can_be_run_again(
+    ec2: Any,
+) -> None:
+    # Given an instance isolated for real, whose original group was tagged protected afterwards, and an
+    # EC2 that refuses moves into protected groups
+    instance_id, group = web_server(ec2)
+    original = interface_groups(ec2, instance_id)
+    done = isolation(ec2).run(planned_isolation(instance_id), dry_run=False)
+    isolated = interface_groups(ec2, instance_id)
+    ec2.create_tags(Resources=[group], Tags=[{"Key": PROTECTED_TAG, "Value": "true"}])
+    denying = Ec2InstanceIsolation(DenyingProtectedGroups(ec2), QUARANTINE, PROTECTED_TAG)
+
+    # When it is rolled back
+    undone = denying.rollback(done)
+
+    # Then the rollback fails, raising nothing: it names each interface EC2 refused to put back, into
+    # which group, EC2's code, the group's protected tag, where the interface still is and what to do
+    assert undone.status is ActionStatus.FAILED
+    assert interface_groups(ec2, instance_id) == isolated
+    for eni, groups in isolated.items():
+        assert f"EC2 refused to put {eni} back into {group} (UnauthorizedOperation)" in undone.detail
+        assert f"it is still in {', '.join(groups)}: move it by hand" in undone.detail
+    assert f"{group} carries the protected tag vtriage:protected='true'" in undone.detail
+    # And it keeps the groups before the isolation, so that the next rollback tries again
+    assert undone.before == done.before
+
+    # When the tag is lifted and the rollback runs again
+    ec2.delete_tags(Resources=[group], Tags=[{"Key": PROTECTED_TAG}])
+    again = denying.rollback(undone)
+
+    # Then every interface is back in its group
+    assert again.status is ActionStatus.ROLLED_BACK
+    assert interface_groups(ec2, instance_id) == original
+
+
 def test_rollback_of_an_instance_that_was_already_isolated_leaves_it_isolated(ec2: Any) -> None:
     # Given an instance isolated by hand before vtriage ran, then "isolated again" by vtriage
     instance_id, _ = web_server(ec2)

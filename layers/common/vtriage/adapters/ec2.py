@@ -144,10 +144,15 @@ class Ec2InstanceIsolation:
         missing = [eni for eni in before if eni not in current]
         unknown = [eni for eni in before if eni in current and not before[eni]]
         to_restore = [eni for eni in before if eni in current and before[eni] and current[eni] != before[eni]]
+        refused: dict[str, Exception] = {}
         for eni in to_restore:
             try:
                 self._ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=before[eni])
             except ClientError as error:
+                if _is_access_denied(error):
+                    # Refused for good (an SCP, a Deny on a protected group): the others are still put back.
+                    refused[eni] = error
+                    continue
                 if is_transient(error) or error_code(error) not in {
                     "InvalidGroup.NotFound",
                     "InvalidGroupId.Malformed",
@@ -159,6 +164,10 @@ class Ec2InstanceIsolation:
                     after=current,
                 )
         after = self._existing_groups(list(before))
+        if refused:
+            return action.with_outcome(
+                ActionStatus.FAILED, self._refused_rollback(refused, before, after), after=after
+            )
         not_restored = {eni: groups for eni, groups in after.items() if before[eni] and groups != before[eni]}
         if missing or not_restored or unknown:
             problems = []
@@ -180,6 +189,38 @@ class Ec2InstanceIsolation:
             restored = _describe_groups({eni: before[eni] for eni in to_restore}, "back")
             detail = f"rolled back: {restored}; both steps of the isolation are undone"
         return action.with_outcome(ActionStatus.ROLLED_BACK, detail, after=after)
+
+    def _refused_rollback(
+        self, refused: dict[str, Exception], before: dict[str, list[str]], after: dict[str, list[str]]
+    ) -> str:
+        """What a person does about the interfaces EC2 refused to put back: each named with the groups it
+        was to go back into, EC2's code, which of them carry the protected tag (what such a Deny usually
+        reads), and where it is now; the others' outcome. The action stays FAILED with its `before`, so
+        that `vtriage rollback` tries again."""
+        groups = sorted({group for eni in refused for group in before[eni]})
+        try:
+            protecting = _protecting_tags(
+                self._ec2, {group: group for group in groups}, self._protected_tag_key
+            )
+        except ClientError:
+            protecting = {}
+        parts = []
+        for eni, error in refused.items():
+            code = _refusal(error, code_only=True)
+            why = f"EC2 refused to put {eni} back into {', '.join(before[eni])} ({code})"
+            marked = [
+                f"{group} carries the protected tag {protecting[group]}"
+                for group in before[eni]
+                if group in protecting
+            ]
+            if marked:
+                why += f": {'; '.join(marked)}, which IAM or an organisation policy may deny changes to"
+            now = ", ".join(after.get(eni, [])) or "no group known"
+            parts.append(f"{why}; it is still in {now}: move it by hand, then run vtriage rollback again")
+        restored = [eni for eni in before if eni not in refused and after.get(eni) == before[eni]]
+        if restored:
+            parts.append(f"{_describe_groups({eni: before[eni] for eni in restored}, 'back')}")
+        return "rollback failed: " + "; ".join(parts)
 
     def _existing_groups(self, interface_ids: list[str]) -> dict[str, list[str]]:
         """Groups of those of the interfaces that still exist (a filter, so a deleted one is not an error)."""
