@@ -343,6 +343,9 @@ def test_throttling_is_transient() -> None:
     # Given EC2 throttling (botocore's Stubber, no network)
     client = boto3.client("ec2", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
     stubber = Stubber(client)
+    # (the address is not the account's own: no Elastic IP, no network interface holds it)
+    stubber.add_response("describe_addresses", {"Addresses": []})
+    stubber.add_response("describe_network_interfaces", {"NetworkInterfaces": []})
     stubber.add_client_error(
         "describe_instances", service_error_code="RequestLimitExceeded", http_status_code=503
     )

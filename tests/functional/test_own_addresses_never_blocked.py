@@ -7,17 +7,20 @@ OCSF endpoint with no instance_uid, red-team re-check 2, E1): only the live acco
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from tests.functional.conftest import launch_instance, machine_image, use_dummy_aws_credentials
 from vtriage.adapters.nacl import OPT_IN_TAG, OPT_IN_VALUE, NaclIpBlocker
 from vtriage.adapters.waf import WafIpSetBlocker
+from vtriage.errors import TransientError
 from vtriage.models import Action, ActionStatus, ActionType
 from vtriage.ports import ResponseActuator
 
@@ -176,3 +179,21 @@ def test_a_foreign_ip_is_still_blocked(account: Account, blocker: str) -> None:
     # Then it is blocked
     assert action.status is ActionStatus.DONE
     assert f"{FOREIGN_IP}/32" in blocked_addresses(account)
+
+
+@pytest.mark.parametrize("blocker", list(BLOCKERS))
+def test_ec2_throttling_the_check_is_transient_and_blocks_nothing(account: Account, blocker: str) -> None:
+    # Given EC2 throttling the read of the account's Elastic IPs (botocore's Stubber, no network)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    stubber = Stubber(ec2)
+    stubber.add_client_error(
+        "describe_addresses", service_error_code="RequestLimitExceeded", http_status_code=503
+    )
+    stubber.activate()
+    throttled = Account(**{**account.__dict__, "ec2": ec2})
+    make_actuator, make_action = BLOCKERS[blocker]
+
+    # When an address is blocked, Then the state machine's Retry gets a TransientError, nothing blocked
+    with pytest.raises(TransientError, match=re.escape(f"checking whether {FOREIGN_IP} is this account's")):
+        make_actuator(throttled).run(make_action(throttled, FOREIGN_IP), dry_run=False)
+    assert blocked_addresses(account) == []
