@@ -68,10 +68,9 @@ UNTRACKING_GROUP = "vtriage-quarantine-untracking"
 PROTECTED_TAG = "vtriage:protected"
 NACL_OPT_IN = {"Key": "vtriage:nacl-block", "Value": "allowed"}
 MALICIOUS_IP = "23.129.64.215"
-# What a genuine C&C case says it left uncontained when the local account has no DNS Firewall domain list.
-DNS_BLOCK_SKIPPED = [
-    "block_domain_dns_firewall tawuhoju.com skipped: not blocked: no DNS Firewall domain list configured"
-]
+# A genuine C&C case whose instance is isolated leaves nothing uncontained, though the local account has no
+# DNS Firewall domain list: the skipped block is the deployment's choice, not the case's containment failing.
+NOTHING_UNCONTAINED: list[str] = []
 
 # The local instance the genuine finding names (warren's real one), a bystander in another VPC whose
 # interface and address a forged finding gives the first one, and a protected instance beside the first.
@@ -502,9 +501,8 @@ def test_a_benign_document_borrowing_the_genuine_findings_id_and_version_swallow
     benign, genuine = cases[BORROWED_ID], cases[GENUINE]
     assert benign["alert_id"] == genuine["alert_id"]
     assert benign["case_id"] != genuine["case_id"]
-    # (ticketed, not remediated: the domain block is skipped, no DNS Firewall domain list)
-    assert (genuine["verdict"], genuine["status"]) == ("malicious", "TICKETED")
-    assert genuine["not_contained"] == DNS_BLOCK_SKIPPED
+    assert (genuine["verdict"], genuine["status"]) == ("malicious", "REMEDIATED")
+    assert genuine["not_contained"] == NOTHING_UNCONTAINED
     assert statuses(genuine)["isolate_instance"] == "done"
     _, after = observed.ec2
     assert after.groups_of(INSTANCE.network_interface_ids[0]) == [
@@ -568,10 +566,10 @@ def test_the_genuine_finding_is_isolated_for_real_through_the_untracking_group(
     case = cases_by_file(document)[GENUINE]
     before, after = observed.ec2
 
-    # Then its disks are kept, it is marked, and it is isolated; the domain block is skipped (no list), so
-    # the case is ticketed, not remediated, saying so
-    assert (case["verdict"], case["branch"], case["status"]) == ("malicious", "remediate", "TICKETED")
-    assert case["not_contained"] == DNS_BLOCK_SKIPPED
+    # Then its disks are kept, it is marked, and it is isolated; the domain block is skipped (no list
+    # configured), which leaves the case remediated: nothing it could contain is left
+    assert (case["verdict"], case["branch"], case["status"]) == ("malicious", "remediate", "REMEDIATED")
+    assert case["not_contained"] == NOTHING_UNCONTAINED
     assert statuses(case) == {
         "snapshot_volumes": "done",
         "tag_instance": "done",
@@ -920,8 +918,8 @@ def test_a_hostile_title_reaches_jira_as_code_on_one_line_with_no_link_of_the_se
     # script, links and a right-to-left override, When it runs for real with tickets in Jira
     document, issue = _vendor_run("jira")
     [case] = document["cases"]
-    assert (case["status"], case["ticket"]["provider"]) == ("TICKETED", "jira")
-    assert case["not_contained"] == DNS_BLOCK_SKIPPED
+    assert (case["status"], case["ticket"]["provider"]) == ("REMEDIATED", "jira")
+    assert case["not_contained"] == NOTHING_UNCONTAINED
 
     # Then the summary is one line, escaped and defanged
     summary = issue["summary"]
@@ -949,8 +947,8 @@ def test_a_hostile_title_reaches_servicenow_with_its_code_tags_neutralised() -> 
     # Given the same finding, When it runs for real with tickets in ServiceNow
     document, incident = _vendor_run("servicenow")
     [case] = document["cases"]
-    assert (case["status"], case["ticket"]["provider"]) == ("TICKETED", "servicenow")
-    assert case["not_contained"] == DNS_BLOCK_SKIPPED
+    assert (case["status"], case["ticket"]["provider"]) == ("REMEDIATED", "servicenow")
+    assert case["not_contained"] == NOTHING_UNCONTAINED
 
     # Then no [code] tag of the sender's reaches the incident: ServiceNow would render what it holds
     texts = [incident["short_description"], incident["description"], *incident["work_notes_journal"]]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.factories import make_alert, make_case
-from vtriage.action_text import action_name, describe, status_words
+from vtriage.action_text import UNCONFIGURED_SKIPS, action_name, describe, not_contained, status_words
 from vtriage.approval import ApprovalRequest, request_approval
 from vtriage.fakes import FakeApprovalNotifier, InMemoryApprovalStore, InMemoryCaseRepository
 from vtriage.models import Action, ActionStatus, ActionType
@@ -140,3 +140,43 @@ def test_the_approval_request_an_approver_gets_says_the_same_as_the_page() -> No
     assert "Action: Isolate the instance" in lines
     assert f"Changes: {text.changes}" in lines
     assert f"Rollback: {text.rollback}" in lines
+
+
+def _outcome(action_type: ActionType, target: str, status: ActionStatus, detail: str = "") -> Action:
+    return Action(type=action_type, target=target).with_outcome(status, detail)
+
+
+def test_a_block_the_deployment_configures_nothing_for_leaves_an_isolated_instance_contained() -> None:
+    # Given a C&C case whose instance was isolated, and whose domain block was skipped because the
+    # deployment configures no DNS Firewall list (what its actuator says for every case)
+    unconfigured = UNCONFIGURED_SKIPS[ActionType.BLOCK_DOMAIN_DNS_FIREWALL]
+    actions = [
+        _outcome(ActionType.ISOLATE_INSTANCE, "i-1", ActionStatus.DONE, "isolated"),
+        _outcome(ActionType.BLOCK_DOMAIN_DNS_FIREWALL, "c2.example", ActionStatus.SKIPPED, unconfigured),
+    ]
+
+    # When what is not contained is asked
+    # Then nothing: the skipped block is the deployment's choice, not this case's containment failing
+    assert not_contained(actions) == []
+
+
+def test_a_block_skipped_for_this_case_is_not_contained_even_beside_an_isolation() -> None:
+    # Given the same case, but its domain block skipped for a reason of its own
+    actions = [
+        _outcome(ActionType.ISOLATE_INSTANCE, "i-1", ActionStatus.DONE, "isolated"),
+        _outcome(
+            ActionType.BLOCK_DOMAIN_DNS_FIREWALL, "c2.example", ActionStatus.SKIPPED, "not blocked: protected"
+        ),
+    ]
+
+    # When / Then the block is named as not contained, with its reason
+    assert not_contained(actions) == ["block_domain_dns_firewall c2.example skipped: not blocked: protected"]
+
+
+def test_an_isolation_skipped_for_the_unconfigured_blocks_words_is_still_not_contained() -> None:
+    # Given an isolation skipped with the words an unconfigured DNS block says (they mean nothing for it)
+    unconfigured = UNCONFIGURED_SKIPS[ActionType.BLOCK_DOMAIN_DNS_FIREWALL]
+    actions = [_outcome(ActionType.ISOLATE_INSTANCE, "i-1", ActionStatus.SKIPPED, unconfigured)]
+
+    # When / Then the isolation is named: only the action type that said it is left out
+    assert len(not_contained(actions)) == 1

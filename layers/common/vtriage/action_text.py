@@ -45,6 +45,14 @@ _STATUSES = {
 # A containment action in one of these leaves nothing for `not_contained` to say.
 _CONTAINED = frozenset({ActionStatus.DONE, ActionStatus.ROLLED_BACK})
 
+# What an actuator says when it skips an action because the deployment configures nothing for that kind
+# (`ForeseeingActuator`): the deployment's choice, made for every case, not this case's containment
+# failing, so `not_contained` leaves it out (a C&C case whose instance was isolated is remediated where
+# no DNS Firewall list is configured; the block's own line says it was skipped, and why).
+UNCONFIGURED_SKIPS = {
+    ActionType.BLOCK_DOMAIN_DNS_FIREWALL: "not blocked: no DNS Firewall domain list configured"
+}
+
 
 @dataclass(frozen=True)
 class ActionText:
@@ -77,8 +85,12 @@ def not_contained(actions: Iterable[Action]) -> list[str]:
 
 
 def leaves_threat(action: Action) -> bool:
-    """Whether the action was to cut the threat off and did not (`not_contained` names it)."""
-    return action.type.contains_threat and action.status not in _CONTAINED
+    """Whether the action was to cut the threat off and did not (`not_contained` names it); an action
+    the deployment configures nothing for (`UNCONFIGURED_SKIPS`) was never to."""
+    unconfigured = action.status is ActionStatus.SKIPPED and action.detail == UNCONFIGURED_SKIPS.get(
+        action.type
+    )
+    return action.type.contains_threat and action.status not in _CONTAINED and not unconfigured
 
 
 def _uncontained(action: Action) -> str:

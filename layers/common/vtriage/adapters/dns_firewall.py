@@ -8,8 +8,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from vtriage.action_text import UNCONFIGURED_SKIPS
 from vtriage.adapters.aws_errors import error_code, transient_aws_errors
-from vtriage.models import Action, ActionStatus
+from vtriage.models import Action, ActionStatus, ActionType
 
 # What DNS Firewall accepts in a domain list: an optional leading "*." then letters, digits, hyphens, dots.
 _DOMAIN = re.compile(r"^(\*\.)?([a-z0-9-]+\.)*[a-z0-9-]+$")
@@ -47,7 +48,7 @@ class DnsFirewallDomainBlocker:
     @staticmethod
     def _skipped(action: Action) -> Action:
         return action.with_outcome(
-            ActionStatus.SKIPPED, "not blocked: no DNS Firewall domain list configured"
+            ActionStatus.SKIPPED, UNCONFIGURED_SKIPS[ActionType.BLOCK_DOMAIN_DNS_FIREWALL]
         )
 
     def rollback(self, action: Action) -> Action:
