@@ -221,6 +221,7 @@ def main() -> int:
     print("for reference (no goal):")
     for name, value in reference:
         print(f"{name:<50} {value:>10}")
+    print(f"cold start and enrich peak memory measured in: {results['cold_start']['python']}")
     print(f"details: {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -108,6 +108,10 @@ def runtime_interpreter() -> tuple[str, str]:
     python = environment / "bin" / "python"
     installed = environment / ".installed"
     if not installed.exists():
+        print(
+            f"making the {runtime} environment for the cold start: {environment.relative_to(ROOT)}",
+            flush=True,
+        )
         steps = (
             [str(found), "-m", "venv", "--clear", str(environment)],
             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
