@@ -479,7 +479,8 @@ def test_jira_creates_an_issue_with_the_documented_fields(
         fields["labels"]
     )
     text = adf_text(fields["description"])
-    assert text.startswith("vtriage case report: HIGH 8, MALICIOUS\n\nLinks from vtriage")
+    # (its isolation is planned, not yet run: not contained)
+    assert text.startswith("vtriage case report: HIGH 8, MALICIOUS, NOT CONTAINED\n\nLinks from vtriage")
     assert f"Title: {case.alert.title}" in text
     # And the case page link comes first, then the VirusTotal page: the only links an analyst can click
     assert adf_links(fields["description"]) == [CASE_PAGE_URL, VT_LINK]
@@ -1260,7 +1261,7 @@ def test_webhook_posts_a_signed_slack_message_with_the_case(
     # And the text is the headline, vtriage's links as Slack links, then the report in a code block,
     # escaped as Slack asks
     text = first["text"]
-    assert text.startswith(f"*vtriage case report {ticket.id}: HIGH 8, MALICIOUS*\n")
+    assert text.startswith(f"*vtriage case report {ticket.id}: HIGH 8, MALICIOUS, NOT CONTAINED*\n")
     assert f"Case page: <{CASE_PAGE_URL.replace('&', '&amp;')}|Case page>" in text
     title = "Title: C&amp;C &lt;beacon&gt; from i-0abc"
     assert text.index("|Case page>") < text.index("```") < text.index(title)
