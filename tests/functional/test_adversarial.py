@@ -547,12 +547,7 @@ def control_run() -> tuple[dict[str, Any], Observed]:
     def prepare(aws: LocalAws, _: Observed) -> None:
         seed(aws, INSTANCE, PROTECTED)
         ec2 = aws.client("ec2")
-        primary = ec2.describe_network_interfaces(NetworkInterfaceIds=[INSTANCE.network_interface_ids[0]])
-        [interface] = primary["NetworkInterfaces"]
-        second = ec2.create_network_interface(
-            SubnetId=interface["SubnetId"], Groups=[group["GroupId"] for group in interface["Groups"]]
-        )["NetworkInterface"]["NetworkInterfaceId"]
-        ec2.attach_network_interface(NetworkInterfaceId=second, InstanceId=INSTANCE.id, DeviceIndex=1)
+        attach_a_second_interface(ec2)
         ec2.create_tags(Resources=[PROTECTED.id], Tags=[{"Key": PROTECTED_TAG, "Value": "payments"}])
 
     return vtriage_run([GENUINE, GENUINE_ON_PROTECTED], prepare=prepare)
@@ -637,12 +632,7 @@ def test_a_case_whose_isolation_is_skipped_says_first_it_is_not_contained_and_is
     def prepare(aws: LocalAws, _: Observed) -> None:
         seed(aws, INSTANCE)
         ec2 = aws.client("ec2")
-        primary = ec2.describe_network_interfaces(NetworkInterfaceIds=[INSTANCE.network_interface_ids[0]])
-        [interface] = primary["NetworkInterfaces"]
-        second = ec2.create_network_interface(
-            SubnetId=interface["SubnetId"], Groups=[group["GroupId"] for group in interface["Groups"]]
-        )["NetworkInterface"]["NetworkInterfaceId"]
-        ec2.attach_network_interface(NetworkInterfaceId=second, InstanceId=INSTANCE.id, DeviceIndex=1)
+        second = attach_a_second_interface(ec2)
         ec2.create_tags(Resources=[second], Tags=[{"Key": "VTRIAGE:PROTECTED", "Value": ""}])
 
     # When the genuine C&C finding runs for real
@@ -672,6 +662,17 @@ def test_a_case_whose_isolation_is_skipped_says_first_it_is_not_contained_and_is
     text = printed.getvalue()
     assert f"malicious -> branch remediate, TICKETED\n   contained no: isolate_instance {INSTANCE.id}" in text
     assert "statuses: 1 TICKETED\n1 case(s) not contained" in text
+
+
+def attach_a_second_interface(ec2: Any) -> str:
+    """A second network interface on the local instance, in its first one's subnet and groups: its id."""
+    primary = ec2.describe_network_interfaces(NetworkInterfaceIds=[INSTANCE.network_interface_ids[0]])
+    [interface] = primary["NetworkInterfaces"]
+    second: str = ec2.create_network_interface(
+        SubnetId=interface["SubnetId"], Groups=[group["GroupId"] for group in interface["Groups"]]
+    )["NetworkInterface"]["NetworkInterfaceId"]
+    ec2.attach_network_interface(NetworkInterfaceId=second, InstanceId=INSTANCE.id, DeviceIndex=1)
+    return second
 
 
 # ---------------------------------------------------------------- 5 and 7. pushed alerts, injection
